@@ -1,0 +1,220 @@
+//! Duet's Block-STM: one parallel executor for every VM of the rollup.
+//!
+//! Follows the Block-STM paper (Gelashvili et al., PPoPP'23): transactions of a block execute
+//! optimistically in parallel, in any order, against a multi-version memory; each execution records
+//! what it read; a validation later checks the reads still hold; a transaction whose reads went
+//! stale runs again. The result is the one executing the block in order would give, byte for byte.
+//!
+//! ```text
+//!   transactions ──► BlockExecutor ──► threads <= 1 or small block ──► sequential executor ─┐
+//!                        │                                                                   │
+//!                        └─► worker threads ◄──tasks── Scheduler (execution / validation)    │
+//!                               │   ▲                                                        │
+//!                     Vm::execute   │ read / record                                          │
+//!                               ▼   │                                                        │
+//!                         ParallelView ──► MvMemory (key → txn index → write | ESTIMATE)    │
+//!                                              └──► Storage (the state before the block)    │
+//!                                                                                            ▼
+//!                                          BlockOutput { results, state_updates } (identical)
+//! ```
+//!
+//! What this crate owns, and what it leaves to the VMs:
+//!
+//! - [`Vm`] is the seam: a VM executes one transaction against a [`TransactionView`] and returns
+//!   its writes ([`WriteOp`]) and output. The crate knows nothing of the EVM or Move.
+//! - Commutative [`Delta`]s (add or subtract with bounds) let transactions pay into one fee vault
+//!   or credit one account without conflicting with each other; a transaction that reads such a
+//!   value still sees the exact value.
+//! - [`execute_sequential`] is the specification; [`BlockExecutor::execute_block`] must equal it.
+//! - A VM panic becomes that transaction's [`TransactionResult::Panicked`]; a storage failure or
+//!   a bug of ours is a [`BlockError`]. Neither hangs nor crashes the executor.
+//! - Under heavy contention (most executions wasted on conflicts) a run hands the rest of the
+//!   block to the sequential executor ([`ContentionFallback`]), so parallel execution is never
+//!   much slower than sequential execution.
+
+mod delta;
+mod mvmemory;
+mod parallel;
+mod scheduler;
+mod sequential;
+mod vm;
+
+pub use delta::Delta;
+pub use vm::{
+    Incarnation, ReadError, StateKeyBound, StateValue, Storage, StorageError, TransactionResult,
+    TransactionView, TxnIndex, Vm, VmOutput, WriteOp,
+};
+
+use std::num::NonZeroUsize;
+
+/// What executing a block produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockOutput<K, V, O, E> {
+    /// Each transaction's result, in block order.
+    pub results: Vec<TransactionResult<O, E>>,
+    /// The final value of every key the block wrote (`None`: deleted), sorted by key.
+    pub state_updates: Vec<(K, Option<V>)>,
+}
+
+/// The [`BlockOutput`] of a VM.
+pub type VmBlockOutput<M> =
+    BlockOutput<<M as Vm>::Key, <M as Vm>::Value, <M as Vm>::Output, <M as Vm>::Error>;
+
+/// Why a block could not be executed. The sequential and the parallel executor return the same
+/// error for the same block, except for storage failures, which depend on the storage.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError<K: std::fmt::Debug> {
+    /// The storage behind the block failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A delta written by this transaction left its bounds when applied in block order (the first
+    /// such delta: lowest transaction index, then smallest key).
+    #[error("transaction {txn_index}: the delta on {key:?} leaves its bounds")]
+    DeltaOutOfBounds {
+        /// The transaction that wrote the delta.
+        txn_index: TxnIndex,
+        /// The key.
+        key: K,
+    },
+    /// A delta written by this transaction applies to a value that is not a number.
+    #[error("transaction {txn_index}: delta on the non-numeric value of {key:?}")]
+    DeltaOnNonNumeric {
+        /// The transaction that wrote the delta.
+        txn_index: TxnIndex,
+        /// The key.
+        key: K,
+    },
+    /// A bug in the executor (an invariant did not hold).
+    #[error("executor invariant violated: {0}")]
+    Invariant(String),
+}
+
+/// When a parallel run gives up on parallelism: once at least `min_executions` executions have
+/// started and more than `max_wasted_percent` of them were wasted (aborted by validation or
+/// suspended on a dependency), the rest of the block runs sequentially.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContentionFallback {
+    /// Executions to observe before judging.
+    pub min_executions: usize,
+    /// The share of wasted executions, in percent, above which the run falls back.
+    pub max_wasted_percent: usize,
+}
+
+impl Default for ContentionFallback {
+    fn default() -> Self {
+        Self { min_executions: 64, max_wasted_percent: 40 }
+    }
+}
+
+/// How the executor runs blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecutorConfig {
+    /// Worker threads, the calling thread included; `1` executes sequentially.
+    pub threads: NonZeroUsize,
+    /// Blocks with fewer transactions execute sequentially: spawning threads costs more than it
+    /// saves.
+    pub min_parallel_block: usize,
+    /// When to give up on parallelism under contention; `None` never does.
+    pub contention_fallback: Option<ContentionFallback>,
+}
+
+impl Default for ExecutorConfig {
+    /// One thread per available core.
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            min_parallel_block: 16,
+            contention_fallback: Some(ContentionFallback::default()),
+        }
+    }
+}
+
+impl ExecutorConfig {
+    /// The default configuration with `threads` worker threads.
+    #[must_use]
+    pub fn with_threads(threads: NonZeroUsize) -> Self {
+        Self { threads, ..Self::default() }
+    }
+}
+
+/// How a block run went: for benchmarks and diagnostics, never part of the block's output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecutionStats {
+    /// VM executions started (every incarnation, and every restart after a dependency).
+    pub executions: usize,
+    /// Incarnations aborted because their reads went stale.
+    pub validation_aborts: usize,
+    /// Executions stopped because they read an unfinished transaction's write.
+    pub dependency_waits: usize,
+    /// Where the block was handed to the sequential executor, if it was.
+    pub sequential_from: Option<TxnIndex>,
+}
+
+/// Executes blocks of a VM's transactions, in parallel where it pays.
+#[derive(Debug)]
+pub struct BlockExecutor<'vm, M> {
+    vm: &'vm M,
+    config: ExecutorConfig,
+}
+
+impl<'vm, M: Vm> BlockExecutor<'vm, M> {
+    /// An executor for `vm`.
+    #[must_use]
+    pub fn new(vm: &'vm M, config: ExecutorConfig) -> Self {
+        Self { vm, config }
+    }
+
+    /// Executes `transactions` in order over `storage`.
+    ///
+    /// # Errors
+    /// See [`BlockError`]: the same error [`execute_sequential`] returns.
+    pub fn execute_block<S>(
+        &self,
+        transactions: &[M::Transaction],
+        storage: &S,
+    ) -> Result<VmBlockOutput<M>, BlockError<M::Key>>
+    where
+        S: Storage<Key = M::Key, Value = M::Value>,
+    {
+        self.execute_block_with_stats(transactions, storage).0
+    }
+
+    /// [`execute_block`](Self::execute_block), with statistics of the run.
+    pub fn execute_block_with_stats<S>(
+        &self,
+        transactions: &[M::Transaction],
+        storage: &S,
+    ) -> (Result<VmBlockOutput<M>, BlockError<M::Key>>, ExecutionStats)
+    where
+        S: Storage<Key = M::Key, Value = M::Value>,
+    {
+        let threads = self.config.threads.get();
+        if threads <= 1 || transactions.len() < self.config.min_parallel_block.max(2) {
+            let stats = ExecutionStats {
+                executions: transactions.len(),
+                sequential_from: Some(0),
+                ..ExecutionStats::default()
+            };
+            return (execute_sequential(self.vm, transactions, storage), stats);
+        }
+        parallel::ParallelRun::new(self.vm, transactions, storage, self.config.contention_fallback)
+            .run(threads)
+    }
+}
+
+/// Executes `transactions` one after another over `storage`: the reference every parallel run
+/// must match byte for byte.
+///
+/// # Errors
+/// See [`BlockError`].
+pub fn execute_sequential<M, S>(
+    vm: &M,
+    transactions: &[M::Transaction],
+    storage: &S,
+) -> Result<VmBlockOutput<M>, BlockError<M::Key>>
+where
+    M: Vm,
+    S: Storage<Key = M::Key, Value = M::Value>,
+{
+    sequential::execute_sequential(vm, transactions, 0, storage)
+}

@@ -1,0 +1,379 @@
+//! The parallel executor: worker threads driven by the [`Scheduler`] over the [`MvMemory`].
+//!
+//! Each worker loops: take a task, run it, and take the follow-up task it returns, until the
+//! scheduler says the block is done or the run is halted. An execution task runs the VM against a
+//! [`ParallelView`], which reads through the multi-version memory and records every read; a
+//! validation task checks that recorded read set against the memory now.
+//!
+//! A run halts early for two reasons. An error for the block (a storage failure, or a bug of ours
+//! caught as a panic) ends it with that error. Contention (too many executions wasted on
+//! conflicts, as in a block where every transaction touches the same account) hands the block to
+//! the sequential executor: the longest prefix whose latest executions still validate is kept, and
+//! the rest runs sequentially on top of it. Either way the output equals the sequential output.
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+
+use crate::delta::Delta;
+use crate::mvmemory::{fits, MvMemory, ReadFailure, ReadRecord};
+use crate::scheduler::{Scheduler, Task};
+use crate::sequential::{execute_sequential, panic_message, run_transaction};
+use crate::vm::{
+    Incarnation, ReadError, Storage, StorageError, TransactionResult, TransactionView, TxnIndex, Vm,
+};
+use crate::{BlockError, BlockOutput, ContentionFallback, ExecutionStats, VmBlockOutput};
+
+/// Why a run stopped before the scheduler finished.
+enum Halt<K: std::fmt::Debug> {
+    Contention,
+    Error(BlockError<K>),
+}
+
+/// One parallel run of one block.
+pub(crate) struct ParallelRun<'a, M: Vm, S> {
+    vm: &'a M,
+    transactions: &'a [M::Transaction],
+    storage: &'a S,
+    scheduler: Scheduler,
+    memory: MvMemory<M::Key, M::Value>,
+    results: Vec<CachePadded<Mutex<Option<TransactionResult<M::Output, M::Error>>>>>,
+    fallback: Option<ContentionFallback>,
+    halted: CachePadded<AtomicBool>,
+    halt: Mutex<Option<Halt<M::Key>>>,
+    executions: CachePadded<AtomicUsize>,
+    validation_aborts: CachePadded<AtomicUsize>,
+    dependency_waits: CachePadded<AtomicUsize>,
+}
+
+impl<'a, M, S> ParallelRun<'a, M, S>
+where
+    M: Vm,
+    S: Storage<Key = M::Key, Value = M::Value>,
+{
+    pub(crate) fn new(
+        vm: &'a M,
+        transactions: &'a [M::Transaction],
+        storage: &'a S,
+        fallback: Option<ContentionFallback>,
+    ) -> Self {
+        let block_size = transactions.len();
+        Self {
+            vm,
+            transactions,
+            storage,
+            scheduler: Scheduler::new(block_size),
+            memory: MvMemory::new(block_size),
+            results: (0..block_size).map(|_| CachePadded::new(Mutex::new(None))).collect(),
+            fallback,
+            halted: CachePadded::new(AtomicBool::new(false)),
+            halt: Mutex::new(None),
+            executions: CachePadded::new(AtomicUsize::new(0)),
+            validation_aborts: CachePadded::new(AtomicUsize::new(0)),
+            dependency_waits: CachePadded::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Runs the block on `threads` worker threads (the caller's thread is one of them).
+    pub(crate) fn run(
+        self,
+        threads: usize,
+    ) -> (Result<VmBlockOutput<M>, BlockError<M::Key>>, ExecutionStats) {
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(|| self.work());
+            }
+            self.work();
+        });
+        let halt = self.halt.lock().take();
+        let mut stats = ExecutionStats {
+            executions: self.executions.load(Ordering::Relaxed),
+            validation_aborts: self.validation_aborts.load(Ordering::Relaxed),
+            dependency_waits: self.dependency_waits.load(Ordering::Relaxed),
+            sequential_from: None,
+        };
+        let output = match halt {
+            None => {
+                let block_size = self.transactions.len();
+                self.finish(block_size)
+            }
+            Some(Halt::Error(error)) => Err(error),
+            Some(Halt::Contention) => {
+                let prefix = self.valid_prefix();
+                stats.sequential_from = Some(prefix.as_ref().copied().unwrap_or(0));
+                prefix.map_err(BlockError::Storage).and_then(|prefix| self.finish(prefix))
+            }
+        };
+        (output, stats)
+    }
+
+    /// One worker thread's loop. A panic here is a bug of ours: it halts the run with an error
+    /// instead of leaving the other workers waiting.
+    fn work(&self) {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let mut task = None;
+            let mut idle_rounds = 0u32;
+            while !self.scheduler.done() && !self.halted.load(Ordering::Relaxed) {
+                task = match task {
+                    Some(Task::Execute(txn_index, incarnation)) => self.execute(txn_index, incarnation),
+                    Some(Task::Validate(txn_index, incarnation)) => {
+                        self.validate(txn_index, incarnation)
+                    }
+                    None => {
+                        let next = self.scheduler.next_task();
+                        if next.is_some() {
+                            idle_rounds = 0;
+                        } else {
+                            idle_rounds += 1;
+                            if idle_rounds < 64 {
+                                std::hint::spin_loop();
+                            } else {
+                                // More threads than work (or cores): let the others run.
+                                std::thread::yield_now();
+                            }
+                        }
+                        next
+                    }
+                };
+            }
+        }));
+        if let Err(payload) = outcome {
+            self.stop(Halt::Error(BlockError::Invariant(format!(
+                "a worker thread panicked: {}",
+                panic_message(payload.as_ref())
+            ))));
+        }
+    }
+
+    fn stop(&self, reason: Halt<M::Key>) {
+        let mut halt = self.halt.lock();
+        if halt.is_none() {
+            *halt = Some(reason);
+        }
+        self.halted.store(true, Ordering::Relaxed);
+    }
+
+    fn execute(&self, txn_index: TxnIndex, incarnation: Incarnation) -> Option<Task> {
+        let executions = self.executions.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(fallback) = self.fallback {
+            let wasted = self.validation_aborts.load(Ordering::Relaxed)
+                + self.dependency_waits.load(Ordering::Relaxed);
+            if executions >= fallback.min_executions
+                && wasted * 100 > executions * fallback.max_wasted_percent
+            {
+                self.stop(Halt::Contention);
+                return None;
+            }
+        }
+        let view = ParallelView {
+            memory: &self.memory,
+            storage: self.storage,
+            txn_index,
+            reads: RefCell::new(Vec::new()),
+            failure: RefCell::new(None),
+        };
+        let (writes, result) =
+            run_transaction(self.vm, txn_index, &self.transactions[txn_index], &view);
+        match view.failure.into_inner() {
+            Some(ReadFailure::Dependency(blocking)) => {
+                self.dependency_waits.fetch_add(1, Ordering::Relaxed);
+                return if self.scheduler.add_dependency(txn_index, blocking) {
+                    None
+                } else {
+                    Some(Task::Execute(txn_index, incarnation))
+                };
+            }
+            Some(ReadFailure::Storage(error)) => {
+                self.stop(Halt::Error(BlockError::Storage(error)));
+                return None;
+            }
+            None => {}
+        }
+        *self.results[txn_index].lock() = Some(result);
+        let wrote_new_location =
+            self.memory.record(txn_index, incarnation, writes, view.reads.into_inner());
+        self.scheduler.finish_execution(txn_index, incarnation, wrote_new_location)
+    }
+
+    fn validate(&self, txn_index: TxnIndex, incarnation: Incarnation) -> Option<Task> {
+        let valid = match self.memory.validate_read_set(txn_index, self.storage) {
+            Ok(valid) => valid,
+            Err(error) => {
+                self.stop(Halt::Error(BlockError::Storage(error)));
+                return None;
+            }
+        };
+        let aborted = !valid && self.scheduler.try_validation_abort(txn_index, incarnation);
+        if aborted {
+            self.validation_aborts.fetch_add(1, Ordering::Relaxed);
+            self.memory.convert_writes_to_estimates(txn_index);
+        }
+        self.scheduler.finish_validation(txn_index, aborted)
+    }
+
+    /// After a halt for contention: the number of leading transactions whose latest incarnation
+    /// finished and still reads exactly what it read. By induction from the first transaction,
+    /// their results and writes are the sequential ones.
+    fn valid_prefix(&self) -> Result<TxnIndex, StorageError> {
+        for txn_index in 0..self.transactions.len() {
+            if !self.scheduler.is_executed(txn_index)
+                || !self.memory.validate_read_set(txn_index, self.storage)?
+            {
+                return Ok(txn_index);
+            }
+        }
+        Ok(self.transactions.len())
+    }
+
+    /// The block's output: the parallel results of the first `prefix` transactions, and the rest
+    /// executed sequentially on top of them.
+    fn finish(self, prefix: TxnIndex) -> Result<VmBlockOutput<M>, BlockError<M::Key>> {
+        let mut state_updates = self.memory.final_updates(prefix, self.storage)?;
+        let mut results = Vec::with_capacity(self.transactions.len());
+        for (txn_index, slot) in self.results.into_iter().take(prefix).enumerate() {
+            results.push(slot.into_inner().into_inner().ok_or_else(|| {
+                BlockError::Invariant(format!("transaction {txn_index} finished without a result"))
+            })?);
+        }
+        if prefix < self.transactions.len() {
+            let base = PrefixState { memory: &self.memory, prefix, storage: self.storage };
+            let tail = execute_sequential(self.vm, &self.transactions[prefix..], prefix, &base)?;
+            results.extend(tail.results);
+            state_updates = merge_sorted(state_updates, tail.state_updates);
+        }
+        Ok(BlockOutput { results, state_updates })
+    }
+}
+
+/// Merges two key-sorted update lists; where both hold a key, `newer` wins.
+fn merge_sorted<K: Ord, V>(older: Vec<(K, V)>, newer: Vec<(K, V)>) -> Vec<(K, V)> {
+    let mut merged = Vec::with_capacity(older.len() + newer.len());
+    let mut older = older.into_iter().peekable();
+    let mut newer = newer.into_iter().peekable();
+    loop {
+        let take_older = match (older.peek(), newer.peek()) {
+            (Some(left), Some(right)) => match left.0.cmp(&right.0) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Equal => {
+                    older.next();
+                    false
+                }
+                std::cmp::Ordering::Greater => false,
+            },
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return merged,
+        };
+        merged.extend(if take_older { older.next() } else { newer.next() });
+    }
+}
+
+/// A transaction's view in a parallel run: the multi-version memory below it, over the storage.
+/// Every read is recorded for validation; the first failed read is remembered, and every later
+/// read fails the same way so the VM stops soon.
+struct ParallelView<'a, K, V, S> {
+    memory: &'a MvMemory<K, V>,
+    storage: &'a S,
+    txn_index: TxnIndex,
+    reads: RefCell<Vec<ReadRecord<K, V>>>,
+    failure: RefCell<Option<ReadFailure>>,
+}
+
+impl<K, V, S> ParallelView<'_, K, V, S>
+where
+    K: crate::StateKeyBound,
+    V: crate::StateValue,
+    S: Storage<Key = K, Value = V>,
+{
+    fn read_recorded(&self, key: &K, record_value: bool) -> Result<Option<V>, ReadError> {
+        if let Some(failure) = self.failure.borrow().as_ref() {
+            return Err(match failure {
+                ReadFailure::Dependency(_) => ReadError::Dependency,
+                ReadFailure::Storage(error) => ReadError::Storage(error.clone()),
+            });
+        }
+        match self.memory.read(key, self.txn_index, self.storage) {
+            Ok((value, origin)) => {
+                if record_value {
+                    self.reads.borrow_mut().push(ReadRecord::Read(key.clone(), origin));
+                }
+                Ok(value)
+            }
+            Err(failure) => {
+                let error = match &failure {
+                    ReadFailure::Dependency(_) => ReadError::Dependency,
+                    ReadFailure::Storage(error) => ReadError::Storage(error.clone()),
+                };
+                *self.failure.borrow_mut() = Some(failure);
+                Err(error)
+            }
+        }
+    }
+}
+
+impl<K, V, S> TransactionView for ParallelView<'_, K, V, S>
+where
+    K: crate::StateKeyBound,
+    V: crate::StateValue,
+    S: Storage<Key = K, Value = V>,
+{
+    type Key = K;
+    type Value = V;
+
+    fn read(&self, key: &K) -> Result<Option<V>, ReadError> {
+        self.read_recorded(key, true)
+    }
+
+    fn delta_fits(&self, key: &K, delta: Delta) -> Result<bool, ReadError> {
+        let answer = fits(self.read_recorded(key, false)?.as_ref(), delta);
+        self.reads.borrow_mut().push(ReadRecord::DeltaFits(key.clone(), delta, answer));
+        Ok(answer)
+    }
+}
+
+/// The state after the first `prefix` transactions of a halted run, as storage for the
+/// sequential executor that finishes the block.
+struct PrefixState<'a, K, V, S> {
+    memory: &'a MvMemory<K, V>,
+    prefix: TxnIndex,
+    storage: &'a S,
+}
+
+/// A read of the validated prefix met an unfinished write: a bug of ours.
+#[derive(Debug, thiserror::Error)]
+#[error("invariant violated: transaction {0} of the validated prefix is unfinished")]
+struct UnfinishedPrefix(TxnIndex);
+
+impl<K, V, S> Storage for PrefixState<'_, K, V, S>
+where
+    K: crate::StateKeyBound,
+    V: crate::StateValue,
+    S: Storage<Key = K, Value = V>,
+{
+    type Key = K;
+    type Value = V;
+
+    fn get(&self, key: &K) -> Result<Option<V>, StorageError> {
+        match self.memory.read(key, self.prefix, self.storage) {
+            Ok((value, _)) => Ok(value),
+            Err(ReadFailure::Storage(error)) => Err(error),
+            Err(ReadFailure::Dependency(index)) => {
+                Err(StorageError(std::sync::Arc::new(UnfinishedPrefix(index))))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_sorted;
+
+    #[test]
+    fn merge_keeps_order_and_prefers_newer() {
+        let merged = merge_sorted(vec![(1, 'a'), (3, 'a'), (5, 'a')], vec![(2, 'b'), (3, 'b'), (6, 'b')]);
+        assert_eq!(merged, vec![(1, 'a'), (2, 'b'), (3, 'b'), (5, 'a'), (6, 'b')]);
+    }
+}

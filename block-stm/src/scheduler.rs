@@ -1,0 +1,382 @@
+//! The collaborative scheduler of Block-STM (Gelashvili et al., PPoPP'23, algorithms 4 and 5).
+//!
+//! The scheduler knows only transaction indices and incarnations. Worker threads ask it for the
+//! next task; it hands out execution tasks in block order from `execution_index` and validation
+//! tasks in block order from `validation_index`, always preferring the lower of the two, and moves
+//! either index back when a transaction has to be validated or executed again.
+//!
+//! Each transaction moves through these states (`incarnation` counts the executions started):
+//!
+//! ```text
+//!                  try_incarnate             finish_execution
+//!  ReadyToExecute(i) ───────────► Executing(i) ──────────────► Executed(i)
+//!        ▲                          │                            │
+//!        │ resume_dependencies /    │ add_dependency             │ try_validation_abort
+//!        │ finish_validation        ▼ (reads an ESTIMATE)        ▼ (read set stale)
+//!        └──────────────────── Aborting(i) ◄─────────────────────┘
+//!                    (incarnation i + 1)
+//! ```
+//!
+//! The block is done when both indices have passed the end of the block, no task is in flight,
+//! and neither index moved back in between (`decrease_count` unchanged).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+
+use crate::vm::{Incarnation, TxnIndex};
+
+/// A unit of work handed to a worker thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Task {
+    /// Execute this incarnation of the transaction.
+    Execute(TxnIndex, Incarnation),
+    /// Validate the read set of this incarnation of the transaction.
+    Validate(TxnIndex, Incarnation),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    ReadyToExecute,
+    Executing,
+    Executed,
+    Aborting,
+}
+
+struct TransactionState {
+    status: Mutex<(Incarnation, Status)>,
+    /// Transactions suspended until this one finishes executing.
+    dependents: Mutex<Vec<TxnIndex>>,
+}
+
+/// The scheduler of one block run.
+pub(crate) struct Scheduler {
+    block_size: usize,
+    execution_index: CachePadded<AtomicUsize>,
+    validation_index: CachePadded<AtomicUsize>,
+    decrease_count: CachePadded<AtomicUsize>,
+    active_tasks: CachePadded<AtomicUsize>,
+    done: CachePadded<AtomicBool>,
+    transactions: Vec<CachePadded<TransactionState>>,
+}
+
+impl Scheduler {
+    pub(crate) fn new(block_size: usize) -> Self {
+        Self {
+            block_size,
+            execution_index: CachePadded::new(AtomicUsize::new(0)),
+            validation_index: CachePadded::new(AtomicUsize::new(0)),
+            decrease_count: CachePadded::new(AtomicUsize::new(0)),
+            active_tasks: CachePadded::new(AtomicUsize::new(0)),
+            done: CachePadded::new(AtomicBool::new(false)),
+            transactions: (0..block_size)
+                .map(|_| {
+                    CachePadded::new(TransactionState {
+                        status: Mutex::new((0, Status::ReadyToExecute)),
+                        dependents: Mutex::new(Vec::new()),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether every transaction has been executed and validated.
+    pub(crate) fn done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Whether the transaction's latest incarnation has finished executing (and is not aborted).
+    pub(crate) fn is_executed(&self, txn_index: TxnIndex) -> bool {
+        self.transactions[txn_index].status.lock().1 == Status::Executed
+    }
+
+    /// The next task for a worker, or `None` if there is none right now.
+    pub(crate) fn next_task(&self) -> Option<Task> {
+        if self.validation_index.load(Ordering::SeqCst) < self.execution_index.load(Ordering::SeqCst)
+        {
+            self.next_version_to_validate().map(|(index, incarnation)| Task::Validate(index, incarnation))
+        } else {
+            self.next_version_to_execute().map(|(index, incarnation)| Task::Execute(index, incarnation))
+        }
+    }
+
+    /// Suspends `txn_index` until `blocking` finishes executing. Returns `false` if `blocking`
+    /// already has, in which case the caller re-executes `txn_index` at once.
+    pub(crate) fn add_dependency(&self, txn_index: TxnIndex, blocking: TxnIndex) -> bool {
+        let blocking_state = &self.transactions[blocking];
+        let mut dependents = blocking_state.dependents.lock();
+        if blocking_state.status.lock().1 == Status::Executed {
+            return false;
+        }
+        {
+            let mut status = self.transactions[txn_index].status.lock();
+            debug_assert_eq!(status.1, Status::Executing);
+            status.1 = Status::Aborting;
+        }
+        dependents.push(txn_index);
+        drop(dependents);
+        self.active_tasks.fetch_sub(1, Ordering::SeqCst);
+        true
+    }
+
+    /// Records that an incarnation finished executing; returns the validation task of it when the
+    /// caller should validate it right away.
+    pub(crate) fn finish_execution(
+        &self,
+        txn_index: TxnIndex,
+        incarnation: Incarnation,
+        wrote_new_location: bool,
+    ) -> Option<Task> {
+        let state = &self.transactions[txn_index];
+        {
+            let mut status = state.status.lock();
+            debug_assert_eq!(*status, (incarnation, Status::Executing));
+            status.1 = Status::Executed;
+        }
+        let dependents = std::mem::take(&mut *state.dependents.lock());
+        self.resume_dependencies(&dependents);
+        if self.validation_index.load(Ordering::SeqCst) > txn_index {
+            if wrote_new_location {
+                // Transactions after this one may have read around the new location: revalidate
+                // them all, starting with this one.
+                self.decrease_validation_index(txn_index);
+            } else {
+                return Some(Task::Validate(txn_index, incarnation));
+            }
+        }
+        self.active_tasks.fetch_sub(1, Ordering::SeqCst);
+        None
+    }
+
+    /// Marks a validated incarnation as aborted, if it is still the latest executed one. Only one
+    /// failed validation of an incarnation wins.
+    pub(crate) fn try_validation_abort(&self, txn_index: TxnIndex, incarnation: Incarnation) -> bool {
+        let mut status = self.transactions[txn_index].status.lock();
+        if *status == (incarnation, Status::Executed) {
+            status.1 = Status::Aborting;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Records the end of a validation task; after an abort, returns the re-execution task when
+    /// the caller should run it right away.
+    pub(crate) fn finish_validation(&self, txn_index: TxnIndex, aborted: bool) -> Option<Task> {
+        if aborted {
+            self.set_ready_status(txn_index);
+            self.decrease_validation_index(txn_index + 1);
+            if self.execution_index.load(Ordering::SeqCst) > txn_index {
+                if let Some((index, incarnation)) = self.try_incarnate(txn_index) {
+                    return Some(Task::Execute(index, incarnation));
+                }
+                // try_incarnate already released this task's slot.
+                return None;
+            }
+        }
+        self.active_tasks.fetch_sub(1, Ordering::SeqCst);
+        None
+    }
+
+    fn decrease_execution_index(&self, target: TxnIndex) {
+        self.execution_index.fetch_min(target, Ordering::SeqCst);
+        self.decrease_count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn decrease_validation_index(&self, target: TxnIndex) {
+        self.validation_index.fetch_min(target, Ordering::SeqCst);
+        self.decrease_count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn check_done(&self) {
+        let observed_count = self.decrease_count.load(Ordering::SeqCst);
+        let execution_index = self.execution_index.load(Ordering::SeqCst);
+        let validation_index = self.validation_index.load(Ordering::SeqCst);
+        if execution_index.min(validation_index) >= self.block_size
+            && self.active_tasks.load(Ordering::SeqCst) == 0
+            && observed_count == self.decrease_count.load(Ordering::SeqCst)
+        {
+            self.done.store(true, Ordering::Release);
+        }
+    }
+
+    /// Starts the next incarnation of `txn_index` if it is ready; otherwise releases the task slot
+    /// the caller holds.
+    fn try_incarnate(&self, txn_index: TxnIndex) -> Option<(TxnIndex, Incarnation)> {
+        if txn_index < self.block_size {
+            let mut status = self.transactions[txn_index].status.lock();
+            if status.1 == Status::ReadyToExecute {
+                status.1 = Status::Executing;
+                return Some((txn_index, status.0));
+            }
+        }
+        self.active_tasks.fetch_sub(1, Ordering::SeqCst);
+        None
+    }
+
+    fn next_version_to_execute(&self) -> Option<(TxnIndex, Incarnation)> {
+        if self.execution_index.load(Ordering::SeqCst) >= self.block_size {
+            self.check_done();
+            return None;
+        }
+        self.active_tasks.fetch_add(1, Ordering::SeqCst);
+        let txn_index = self.execution_index.fetch_add(1, Ordering::SeqCst);
+        self.try_incarnate(txn_index)
+    }
+
+    fn next_version_to_validate(&self) -> Option<(TxnIndex, Incarnation)> {
+        if self.validation_index.load(Ordering::SeqCst) >= self.block_size {
+            self.check_done();
+            return None;
+        }
+        self.active_tasks.fetch_add(1, Ordering::SeqCst);
+        let txn_index = self.validation_index.fetch_add(1, Ordering::SeqCst);
+        if txn_index < self.block_size {
+            let (incarnation, status) = *self.transactions[txn_index].status.lock();
+            if status == Status::Executed {
+                return Some((txn_index, incarnation));
+            }
+        }
+        self.active_tasks.fetch_sub(1, Ordering::SeqCst);
+        None
+    }
+
+    fn set_ready_status(&self, txn_index: TxnIndex) {
+        let mut status = self.transactions[txn_index].status.lock();
+        debug_assert_eq!(status.1, Status::Aborting);
+        *status = (status.0 + 1, Status::ReadyToExecute);
+    }
+
+    fn resume_dependencies(&self, dependents: &[TxnIndex]) {
+        for &dependent in dependents {
+            self.set_ready_status(dependent);
+        }
+        if let Some(&lowest) = dependents.iter().min() {
+            self.decrease_execution_index(lowest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a scheduler alone (no VM), executing and validating everything in one thread.
+    fn drain(scheduler: &Scheduler) -> Vec<Task> {
+        let mut tasks = Vec::new();
+        let mut task = None;
+        while !scheduler.done() {
+            task = match task.or_else(|| scheduler.next_task()) {
+                Some(Task::Execute(index, incarnation)) => {
+                    tasks.push(Task::Execute(index, incarnation));
+                    scheduler.finish_execution(index, incarnation, false)
+                }
+                Some(Task::Validate(index, incarnation)) => {
+                    tasks.push(Task::Validate(index, incarnation));
+                    scheduler.finish_validation(index, false)
+                }
+                None => None,
+            };
+        }
+        tasks
+    }
+
+    #[test]
+    fn empty_block_is_done_at_once() {
+        let scheduler = Scheduler::new(0);
+        assert_eq!(scheduler.next_task(), None);
+        assert!(scheduler.done());
+    }
+
+    #[test]
+    fn every_transaction_is_executed_then_validated_once_without_conflicts() {
+        let scheduler = Scheduler::new(3);
+        let tasks = drain(&scheduler);
+        assert_eq!(
+            tasks,
+            vec![
+                Task::Execute(0, 0),
+                Task::Validate(0, 0),
+                Task::Execute(1, 0),
+                Task::Validate(1, 0),
+                Task::Execute(2, 0),
+                Task::Validate(2, 0),
+            ]
+        );
+        assert!((0..3).all(|index| scheduler.is_executed(index)));
+    }
+
+    #[test]
+    fn failed_validation_reexecutes_with_the_next_incarnation_and_revalidates_later_ones() {
+        let scheduler = Scheduler::new(2);
+        assert_eq!(scheduler.next_task(), Some(Task::Execute(0, 0)));
+        assert_eq!(scheduler.finish_execution(0, 0, false), None);
+        assert_eq!(scheduler.next_task(), Some(Task::Validate(0, 0)));
+        assert_eq!(scheduler.finish_validation(0, false), None);
+        assert_eq!(scheduler.next_task(), Some(Task::Execute(1, 0)));
+        assert_eq!(scheduler.finish_execution(1, 0, false), None);
+        assert_eq!(scheduler.next_task(), Some(Task::Validate(1, 0)));
+        // The validation finds a stale read.
+        assert!(scheduler.try_validation_abort(1, 0));
+        assert!(!scheduler.try_validation_abort(1, 0), "only one abort of an incarnation wins");
+        assert_eq!(scheduler.finish_validation(1, true), Some(Task::Execute(1, 1)));
+        assert!(!scheduler.done());
+        // The new incarnation, validated again since the validation index moved back.
+        assert_eq!(scheduler.finish_execution(1, 1, false), None);
+        assert_eq!(scheduler.next_task(), Some(Task::Validate(1, 1)));
+        assert_eq!(scheduler.finish_validation(1, false), None);
+        assert_eq!(scheduler.next_task(), None);
+        assert!(scheduler.done());
+    }
+
+    #[test]
+    fn a_suspended_transaction_resumes_when_its_dependency_finishes() {
+        let scheduler = Scheduler::new(2);
+        assert_eq!(scheduler.next_task(), Some(Task::Execute(0, 0)));
+        assert_eq!(scheduler.next_task(), Some(Task::Execute(1, 0)));
+        // Transaction 1 reads a value transaction 0 has not written yet.
+        assert!(scheduler.add_dependency(1, 0));
+        assert_eq!(scheduler.next_task(), None, "nothing to do while 1 waits for 0");
+        assert!(!scheduler.done());
+        assert_eq!(scheduler.finish_execution(0, 0, true), None);
+        // Transaction 1 is ready again with its next incarnation.
+        assert_eq!(scheduler.next_task(), Some(Task::Validate(0, 0)));
+        assert_eq!(scheduler.finish_validation(0, false), None);
+        assert_eq!(scheduler.next_task(), Some(Task::Execute(1, 1)));
+    }
+
+    #[test]
+    fn dependency_on_an_executed_transaction_is_refused() {
+        let scheduler = Scheduler::new(2);
+        assert_eq!(scheduler.next_task(), Some(Task::Execute(0, 0)));
+        assert_eq!(scheduler.next_task(), Some(Task::Execute(1, 0)));
+        assert_eq!(scheduler.finish_execution(0, 0, false), None);
+        assert!(!scheduler.add_dependency(1, 0), "0 already executed: re-execute 1 at once");
+    }
+
+    #[test]
+    fn new_write_location_schedules_revalidation_of_later_transactions() {
+        let scheduler = Scheduler::new(3);
+        let _ = drain(&scheduler);
+        // Re-run from scratch with a re-execution of 0 that writes somewhere new after 1 and 2
+        // were already validated.
+        let scheduler = Scheduler::new(3);
+        for index in 0..3 {
+            assert_eq!(scheduler.next_task(), Some(Task::Execute(index, 0)));
+            let follow_up = scheduler.finish_execution(index, 0, false);
+            assert_eq!(follow_up, None);
+        }
+        for index in 0..3 {
+            assert_eq!(scheduler.next_task(), Some(Task::Validate(index, 0)));
+            if index == 0 {
+                assert!(scheduler.try_validation_abort(0, 0));
+                assert_eq!(scheduler.finish_validation(0, true), Some(Task::Execute(0, 1)));
+                assert_eq!(scheduler.finish_execution(0, 1, true), None);
+                break;
+            }
+        }
+        let rest = drain(&scheduler);
+        assert_eq!(rest, vec![Task::Validate(0, 1), Task::Validate(1, 0), Task::Validate(2, 0)]);
+    }
+}

@@ -1,0 +1,191 @@
+//! The sequential executor: the specification the parallel executor must match byte for byte.
+//!
+//! Transactions run one after another, each seeing exactly the writes of those before it. It is
+//! also the fast path for one thread and for blocks too small to benefit from parallelism, and it
+//! finishes a parallel run that was stopped for contention.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::delta::Delta;
+use crate::mvmemory::{apply_strictly, fits};
+use crate::vm::{
+    ReadError, Storage, StorageError, TransactionResult, TransactionView, TxnIndex, Vm, VmOutput,
+    WriteOp,
+};
+use crate::{BlockError, BlockOutput, VmBlockOutput};
+
+/// The write set and result of one execution, however the VM returned.
+pub(crate) type Executed<M> = (
+    Vec<(<M as Vm>::Key, WriteOp<<M as Vm>::Value>)>,
+    TransactionResult<<M as Vm>::Output, <M as Vm>::Error>,
+);
+
+/// Runs the VM on one transaction, turning a panic into the transaction's result. A rejected or
+/// panicked transaction writes nothing.
+pub(crate) fn run_transaction<M, View>(
+    vm: &M,
+    txn_index: TxnIndex,
+    transaction: &M::Transaction,
+    view: &View,
+) -> Executed<M>
+where
+    M: Vm,
+    View: TransactionView<Key = M::Key, Value = M::Value>,
+{
+    match catch_unwind(AssertUnwindSafe(|| vm.execute(txn_index, transaction, view))) {
+        Ok(Ok(VmOutput { writes, output })) => {
+            (last_write_per_key(writes), TransactionResult::Executed(output))
+        }
+        Ok(Err(error)) => (Vec::new(), TransactionResult::Rejected(error)),
+        Err(payload) => (Vec::new(), TransactionResult::Panicked(panic_message(payload.as_ref()))),
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+/// Keeps only the last write of each key, in the order of those last writes.
+fn last_write_per_key<K: Eq + std::hash::Hash + Clone, V>(writes: Vec<(K, V)>) -> Vec<(K, V)> {
+    let has_duplicates = if writes.len() <= 16 {
+        (1..writes.len()).any(|index| writes[..index].iter().any(|(key, _)| *key == writes[index].0))
+    } else {
+        let mut seen = FxHashSet::default();
+        !writes.iter().all(|(key, _)| seen.insert(key))
+    };
+    if !has_duplicates {
+        return writes;
+    }
+    let mut seen = FxHashSet::default();
+    let mut kept: Vec<(K, V)> =
+        writes.into_iter().rev().filter(|(key, _)| seen.insert(key.clone())).collect();
+    kept.reverse();
+    kept
+}
+
+/// A transaction's view in the sequential executor: the writes so far, over the storage.
+struct SequentialView<'a, K, V, S> {
+    overlay: &'a FxHashMap<K, Option<V>>,
+    storage: &'a S,
+    failure: RefCell<Option<StorageError>>,
+}
+
+impl<K, V, S> SequentialView<'_, K, V, S>
+where
+    K: crate::StateKeyBound,
+    V: crate::StateValue,
+    S: Storage<Key = K, Value = V>,
+{
+    fn current(&self, key: &K) -> Result<Option<V>, ReadError> {
+        if let Some(value) = self.overlay.get(key) {
+            return Ok(value.clone());
+        }
+        self.storage.get(key).map_err(|error| {
+            self.failure.borrow_mut().get_or_insert_with(|| error.clone());
+            ReadError::Storage(error)
+        })
+    }
+}
+
+impl<K, V, S> TransactionView for SequentialView<'_, K, V, S>
+where
+    K: crate::StateKeyBound,
+    V: crate::StateValue,
+    S: Storage<Key = K, Value = V>,
+{
+    type Key = K;
+    type Value = V;
+
+    fn read(&self, key: &K) -> Result<Option<V>, ReadError> {
+        self.current(key)
+    }
+
+    fn delta_fits(&self, key: &K, delta: Delta) -> Result<bool, ReadError> {
+        Ok(fits(self.current(key)?.as_ref(), delta))
+    }
+}
+
+/// Executes `transactions` one by one over `storage`; the first has index `first_index`.
+///
+/// # Errors
+/// See [`BlockError`].
+pub(crate) fn execute_sequential<M, S>(
+    vm: &M,
+    transactions: &[M::Transaction],
+    first_index: TxnIndex,
+    storage: &S,
+) -> Result<VmBlockOutput<M>, BlockError<M::Key>>
+where
+    M: Vm,
+    S: Storage<Key = M::Key, Value = M::Value>,
+{
+    let mut overlay: FxHashMap<M::Key, Option<M::Value>> = FxHashMap::default();
+    let mut results = Vec::with_capacity(transactions.len());
+    for (offset, transaction) in transactions.iter().enumerate() {
+        let txn_index = first_index + offset;
+        let view = SequentialView { overlay: &overlay, storage, failure: RefCell::new(None) };
+        let (writes, result) = run_transaction(vm, txn_index, transaction, &view);
+        if let Some(error) = view.failure.into_inner() {
+            return Err(BlockError::Storage(error));
+        }
+        let mut violation: Option<(M::Key, bool)> = None;
+        for (key, write) in writes {
+            let value = match write {
+                WriteOp::Put(value) => Some(value),
+                WriteOp::Delete => None,
+                WriteOp::Delta(delta) => {
+                    let current = match overlay.get(&key) {
+                        Some(value) => value.clone(),
+                        None => storage.get(&key)?,
+                    };
+                    match apply_strictly(current.as_ref(), delta) {
+                        Ok(value) => Some(value),
+                        Err(non_numeric) => {
+                            if violation.as_ref().is_none_or(|(first, _)| key < *first) {
+                                violation = Some((key, non_numeric));
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            overlay.insert(key, value);
+        }
+        if let Some((key, non_numeric)) = violation {
+            return Err(if non_numeric {
+                BlockError::DeltaOnNonNumeric { txn_index, key }
+            } else {
+                BlockError::DeltaOutOfBounds { txn_index, key }
+            });
+        }
+        results.push(result);
+    }
+    let mut state_updates: Vec<_> = overlay.into_iter().collect();
+    state_updates.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+    Ok(BlockOutput { results, state_updates })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_write_per_key;
+
+    #[test]
+    fn later_writes_of_a_key_replace_earlier_ones() {
+        assert_eq!(last_write_per_key(vec![(1, 'a'), (2, 'b'), (1, 'c')]), vec![(2, 'b'), (1, 'c')]);
+        let many: Vec<(u32, u32)> = (0..40).map(|index| (index % 20, index)).collect();
+        let kept = last_write_per_key(many);
+        assert_eq!(kept, (20..40).map(|index| (index % 20, index)).collect::<Vec<_>>());
+        assert_eq!(last_write_per_key(vec![(1, 'a'), (2, 'b')]), vec![(1, 'a'), (2, 'b')]);
+    }
+}

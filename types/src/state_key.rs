@@ -1,0 +1,157 @@
+//! The one key space of Duet's state and its canonical encoding.
+
+use alloy_primitives::{keccak256, Address, B256};
+
+/// A key of Duet's state.
+///
+/// Every piece of state either VM can touch has exactly one key here, so a write by the Move VM and
+/// a read by the EVM of the same thing meet on the same key.
+///
+/// The derived order ([`Ord`]) is the canonical order of keys wherever keys are listed (block
+/// outputs, state diffs); the [`encode`](Self::encode)d bytes are the canonical byte form.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StateKey {
+    /// An account's header: its nonce (the Move sequence number is the same number) and code hash.
+    Account(Address),
+    /// An account's ETH balance in wei: the balance `BALANCE` sees and the Move `eth` module moves.
+    Balance(Address),
+    /// One 32-byte EVM storage slot of a contract.
+    Storage {
+        /// The contract.
+        address: Address,
+        /// The slot index.
+        slot: B256,
+    },
+    /// EVM bytecode, by its keccak256 hash.
+    Code(B256),
+    /// A published Move module.
+    MoveModule {
+        /// The account the module is published under.
+        address: Address,
+        /// The module's name.
+        name: Box<str>,
+    },
+    /// A Move resource stored under an account.
+    MoveResource {
+        /// The account that holds the resource.
+        address: Address,
+        /// The resource's struct tag in its canonical BCS encoding.
+        struct_tag: Box<[u8]>,
+    },
+    /// A key owned by the system rather than by an account.
+    System(SystemKey),
+}
+
+/// Keys owned by the system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SystemKey {
+    /// The number of the last block, with its hash and timestamp.
+    BlockInfo,
+    /// The root of the L2 → L1 withdrawal messages.
+    WithdrawalRoot,
+}
+
+impl StateKey {
+    /// The canonical byte encoding: a one-byte tag, then the fields in order; variable-length
+    /// fields carry a 4-byte big-endian length prefix, so the encoding is injective.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        match self {
+            Self::Account(address) => {
+                out.push(0);
+                out.extend_from_slice(address.as_slice());
+            }
+            Self::Balance(address) => {
+                out.push(1);
+                out.extend_from_slice(address.as_slice());
+            }
+            Self::Storage { address, slot } => {
+                out.push(2);
+                out.extend_from_slice(address.as_slice());
+                out.extend_from_slice(slot.as_slice());
+            }
+            Self::Code(hash) => {
+                out.push(3);
+                out.extend_from_slice(hash.as_slice());
+            }
+            Self::MoveModule { address, name } => {
+                out.push(4);
+                out.extend_from_slice(address.as_slice());
+                push_with_length(&mut out, name.as_bytes());
+            }
+            Self::MoveResource { address, struct_tag } => {
+                out.push(5);
+                out.extend_from_slice(address.as_slice());
+                push_with_length(&mut out, struct_tag);
+            }
+            Self::System(key) => {
+                out.push(6);
+                out.push(match key {
+                    SystemKey::BlockInfo => 0,
+                    SystemKey::WithdrawalRoot => 1,
+                });
+            }
+        }
+        out
+    }
+
+    /// The key's position in the state's sparse Merkle tree: `keccak256(encode(key))`.
+    #[must_use]
+    pub fn commitment_key(&self) -> B256 {
+        keccak256(self.encode())
+    }
+}
+
+fn push_with_length(out: &mut Vec<u8>, bytes: &[u8]) {
+    // INVARIANT: keys are bounded far below 4 GiB by the transaction size limits.
+    let length = u32::try_from(bytes.len()).expect("a state key field is shorter than 4 GiB");
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::address;
+
+    const ALICE: Address = address!("00000000000000000000000000000000000a11ce");
+
+    #[test]
+    fn encodings_of_different_keys_differ() {
+        let keys = [
+            StateKey::Account(ALICE),
+            StateKey::Balance(ALICE),
+            StateKey::Storage { address: ALICE, slot: B256::ZERO },
+            StateKey::Code(B256::ZERO),
+            StateKey::MoveModule { address: ALICE, name: "coin".into() },
+            StateKey::MoveModule { address: ALICE, name: "coin2".into() },
+            StateKey::MoveResource { address: ALICE, struct_tag: vec![1, 2].into() },
+            StateKey::MoveResource { address: ALICE, struct_tag: vec![1].into() },
+            StateKey::System(SystemKey::BlockInfo),
+            StateKey::System(SystemKey::WithdrawalRoot),
+        ];
+        let encodings: std::collections::BTreeSet<_> = keys.iter().map(StateKey::encode).collect();
+        assert_eq!(encodings.len(), keys.len());
+        let commitments: std::collections::BTreeSet<_> =
+            keys.iter().map(StateKey::commitment_key).collect();
+        assert_eq!(commitments.len(), keys.len());
+    }
+
+    #[test]
+    fn length_prefix_keeps_module_names_apart() {
+        // Without the length prefix "ab" + tag and "a" + "b"-prefixed tags could collide.
+        let one = StateKey::MoveModule { address: ALICE, name: "ab".into() }.encode();
+        assert_eq!(&one[21..25], &2u32.to_be_bytes());
+        assert_eq!(&one[25..], b"ab");
+    }
+
+    #[test]
+    fn commitment_key_is_keccak_of_the_encoding() {
+        let key = StateKey::Balance(ALICE);
+        let mut expected = vec![1u8];
+        expected.extend_from_slice(ALICE.as_slice());
+        assert_eq!(key.commitment_key(), keccak256(&expected));
+        assert_eq!(key.encode(), expected);
+    }
+}
