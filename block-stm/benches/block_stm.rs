@@ -1,1 +1,117 @@
-fn main() {}
+//! The Block-STM paper's peer-to-peer benchmark on Duet's executor.
+//!
+//! `cargo bench -p duet-block-stm --bench block_stm [-- --json] [--runs N] [--threads N]
+//! [--accounts N] [--txs N]`
+//!
+//! For accounts {2, 10, 100, 1000, 10000} x block sizes {1000, 10000}: transfers between random
+//! distinct accounts (nonce check, exact debit, commutative credit, fee to one vault, 16 keccak256
+//! rounds of work each), executed sequentially and in parallel. Prints the median tx/s of each and
+//! their ratio; with `--json`, one JSON object per configuration per line.
+
+#[path = "../testkit/mod.rs"]
+mod testkit;
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use duet_block_stm::{execute_sequential, BlockExecutor, ExecutorConfig};
+use testkit::{transfer_block, transfer_genesis, TransferVm, BENCH_WORK_ROUNDS, FEE_VAULT};
+
+const ACCOUNTS: [u64; 5] = [2, 10, 100, 1000, 10_000];
+const BLOCK_SIZES: [usize; 2] = [1000, 10_000];
+
+struct Options {
+    json: bool,
+    /// Only this many accounts (all when `None`).
+    accounts: Option<u64>,
+    /// Only blocks of this size (all when `None`).
+    txs: Option<usize>,
+    runs: usize,
+    threads: usize,
+}
+
+fn options() -> Options {
+    let mut options = Options { json: false, accounts: None, txs: None, runs: 9, threads: 2 };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--json" => options.json = true,
+            "--runs" => options.runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N"),
+            "--accounts" => options.accounts = args.next().and_then(|n| n.parse().ok()),
+            "--txs" => options.txs = args.next().and_then(|n| n.parse().ok()),
+            "--threads" => {
+                options.threads = args.next().and_then(|n| n.parse().ok()).expect("--threads N");
+            }
+            _ => {} // cargo bench passes `--bench`; ignore what is not ours.
+        }
+    }
+    options
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let options = options();
+    let vm = TransferVm { work_rounds: BENCH_WORK_ROUNDS, fee_vault: FEE_VAULT };
+    let threads = NonZeroUsize::new(options.threads).expect("--threads must be at least 1");
+    let executor = BlockExecutor::new(&vm, ExecutorConfig::with_threads(threads));
+    if !options.json {
+        println!(
+            "Block-STM p2p transfers, {} worker threads, median of {} runs ({} keccak256 rounds of work per transaction)",
+            options.threads, options.runs, BENCH_WORK_ROUNDS
+        );
+        println!(
+            "{:>8} {:>7} {:>12} {:>12} {:>7} {:>12} {:>10}",
+            "accounts", "txs", "seq tx/s", "par tx/s", "ratio", "execs/tx", "fallback"
+        );
+    }
+    for &block_size in BLOCK_SIZES.iter().filter(|size| options.txs.is_none_or(|only| only == **size)) {
+        for &accounts in ACCOUNTS.iter().filter(|count| options.accounts.is_none_or(|only| only == **count)) {
+            let storage = transfer_genesis(accounts);
+            let block = transfer_block(accounts, block_size, accounts * 31 + block_size as u64);
+            let expected = execute_sequential(&vm, &block, &storage).expect("the block executes");
+            let (actual, stats) = executor.execute_block_with_stats(&block, &storage);
+            assert!(actual.as_ref() == Ok(&expected), "parallel output differs from sequential");
+            let mut sequential = Vec::with_capacity(options.runs);
+            let mut parallel = Vec::with_capacity(options.runs);
+            for _ in 0..options.runs {
+                let start = Instant::now();
+                std::hint::black_box(execute_sequential(&vm, &block, &storage).is_ok());
+                sequential.push(start.elapsed());
+                let start = Instant::now();
+                std::hint::black_box(executor.execute_block(&block, &storage).is_ok());
+                parallel.push(start.elapsed());
+            }
+            let sequential_tps = block_size as f64 / median(sequential).as_secs_f64();
+            let parallel_tps = block_size as f64 / median(parallel).as_secs_f64();
+            let ratio = parallel_tps / sequential_tps;
+            let executions_per_txn = stats.executions as f64 / block_size as f64;
+            let fallback = stats.sequential_from.map_or("-".to_owned(), |from| format!("at {from}"));
+            if options.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "workload": "p2p_transfer",
+                        "accounts": accounts,
+                        "txs": block_size,
+                        "threads": options.threads,
+                        "work_rounds": BENCH_WORK_ROUNDS,
+                        "runs": options.runs,
+                        "seq_tps": sequential_tps.round(),
+                        "par_tps": parallel_tps.round(),
+                        "ratio": (ratio * 1000.0).round() / 1000.0,
+                        "executions_per_txn": (executions_per_txn * 1000.0).round() / 1000.0,
+                        "sequential_from": stats.sequential_from,
+                    })
+                );
+            } else {
+                println!(
+                    "{accounts:>8} {block_size:>7} {sequential_tps:>12.0} {parallel_tps:>12.0} {ratio:>7.2} {executions_per_txn:>12.2} {fallback:>10}"
+                );
+            }
+        }
+    }
+}

@@ -37,6 +37,7 @@ mod mvmemory;
 mod parallel;
 mod scheduler;
 mod sequential;
+mod shards;
 mod vm;
 
 pub use delta::Delta;

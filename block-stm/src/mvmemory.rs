@@ -9,21 +9,99 @@
 //! check, after the fact, that the transaction would read the same now. Reads of absent keys are
 //! recorded too (as [`ReadOrigin::Storage`]), so a later write of such a key is caught.
 
-use std::collections::BTreeMap;
-
 use crossbeam_utils::CachePadded;
-use dashmap::DashMap;
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
 use parking_lot::Mutex;
-use rustc_hash::{FxBuildHasher, FxHashSet};
+use smallvec::SmallVec;
 
 use crate::delta::{Delta, NetDelta};
+use crate::shards::ShardedMap;
 use crate::vm::{Incarnation, StateKeyBound, StateValue, Storage, StorageError, TxnIndex, WriteOp};
 use crate::BlockError;
+
+type KeySet<'a, K> = std::collections::HashSet<&'a K, FixedState>;
 
 struct Entry<V> {
     incarnation: Incarnation,
     write: WriteOp<V>,
     estimate: bool,
+}
+
+/// The writes of one key, sorted by transaction index.
+///
+/// Most keys of a block are written by one transaction, so the first entry lives inline (no
+/// allocation); hot keys (a fee vault) grow a vector. Entries arrive roughly in index order, so
+/// inserting keeps the vector sorted at little cost.
+pub(crate) struct Versions<V>(SmallVec<[(TxnIndex, Entry<V>); 1]>);
+
+impl<V> Default for Versions<V> {
+    fn default() -> Self {
+        Self(SmallVec::new())
+    }
+}
+
+impl<V> Versions<V> {
+    fn search(&self, txn_index: TxnIndex) -> Result<usize, usize> {
+        // Appends are the common case: check the last entry before searching.
+        match self.0.last() {
+            None => Err(0),
+            Some((last, _)) if *last < txn_index => Err(self.0.len()),
+            _ => self.0.binary_search_by_key(&txn_index, |(index, _)| *index),
+        }
+    }
+
+    fn insert(&mut self, txn_index: TxnIndex, entry: Entry<V>) {
+        match self.search(txn_index) {
+            Ok(position) => self.0[position].1 = entry,
+            Err(position) => self.0.insert(position, (txn_index, entry)),
+        }
+    }
+
+    fn remove(&mut self, txn_index: TxnIndex) {
+        if let Ok(position) = self.search(txn_index) {
+            self.0.remove(position);
+        }
+    }
+
+    fn get_mut(&mut self, txn_index: TxnIndex) -> Option<&mut Entry<V>> {
+        self.search(txn_index).ok().map(|position| &mut self.0[position].1)
+    }
+
+    fn lookup(&self, txn_index: TxnIndex) -> Lookup<V>
+    where
+        V: StateValue,
+    {
+        let mut net = NetDelta::default();
+        let mut has_deltas = false;
+        for &(index, ref entry) in self.below(txn_index).iter().rev() {
+            if entry.estimate {
+                return Lookup::Dependency(index);
+            }
+            match &entry.write {
+                WriteOp::Delta(delta) => {
+                    net.push(*delta);
+                    has_deltas = true;
+                }
+                WriteOp::Put(value) if has_deltas => return Lookup::Resolved(resolve(Some(value), net)),
+                WriteOp::Delete if has_deltas => return Lookup::Resolved(resolve(None, net)),
+                WriteOp::Put(value) => {
+                    return Lookup::Version(index, entry.incarnation, Some(value.clone()))
+                }
+                WriteOp::Delete => return Lookup::Version(index, entry.incarnation, None),
+            }
+        }
+        if has_deltas {
+            Lookup::DeltasOverStorage(net)
+        } else {
+            Lookup::Storage
+        }
+    }
+
+    /// The entries of transactions below `end`, in index order.
+    fn below(&self, end: TxnIndex) -> &[(TxnIndex, Entry<V>)] {
+        &self.0[..self.0.partition_point(|(index, _)| *index < end)]
+    }
 }
 
 /// Where a read's value came from, as far as validation needs to know.
@@ -66,7 +144,7 @@ enum Lookup<V> {
 
 /// The multi-version memory of one block run.
 pub(crate) struct MvMemory<K, V> {
-    data: DashMap<K, BTreeMap<TxnIndex, Entry<V>>, FxBuildHasher>,
+    data: ShardedMap<K, Versions<V>>,
     written_keys: Vec<CachePadded<Mutex<Vec<K>>>>,
     read_sets: Vec<CachePadded<Mutex<Vec<ReadRecord<K, V>>>>>,
 }
@@ -74,7 +152,7 @@ pub(crate) struct MvMemory<K, V> {
 /// Write sets up to this size are compared by linear scan; larger ones through a hash set.
 const LINEAR_SCAN_LIMIT: usize = 16;
 
-fn contains_key<K: StateKeyBound>(keys: &[K], set: Option<&FxHashSet<&K>>, key: &K) -> bool {
+fn contains_key<K: StateKeyBound>(keys: &[K], set: Option<&KeySet<'_, K>>, key: &K) -> bool {
     match set {
         Some(set) => set.contains(key),
         None => keys.contains(key),
@@ -88,40 +166,15 @@ fn resolve<V: StateValue>(base: Option<&V>, net: NetDelta) -> Option<V> {
 impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
     pub(crate) fn new(block_size: usize) -> Self {
         Self {
-            data: DashMap::with_hasher(FxBuildHasher),
+            // About two keys written per transaction; growing the map under its locks costs more.
+            data: ShardedMap::with_capacity(block_size * 2),
             written_keys: (0..block_size).map(|_| CachePadded::new(Mutex::new(Vec::new()))).collect(),
             read_sets: (0..block_size).map(|_| CachePadded::new(Mutex::new(Vec::new()))).collect(),
         }
     }
 
     fn lookup(&self, key: &K, txn_index: TxnIndex) -> Lookup<V> {
-        let Some(entries) = self.data.get(key) else {
-            return Lookup::Storage;
-        };
-        let mut net = NetDelta::default();
-        let mut has_deltas = false;
-        for (&index, entry) in entries.range(..txn_index).rev() {
-            if entry.estimate {
-                return Lookup::Dependency(index);
-            }
-            match &entry.write {
-                WriteOp::Delta(delta) => {
-                    net.push(*delta);
-                    has_deltas = true;
-                }
-                WriteOp::Put(value) if has_deltas => return Lookup::Resolved(resolve(Some(value), net)),
-                WriteOp::Delete if has_deltas => return Lookup::Resolved(resolve(None, net)),
-                WriteOp::Put(value) => {
-                    return Lookup::Version(index, entry.incarnation, Some(value.clone()))
-                }
-                WriteOp::Delete => return Lookup::Version(index, entry.incarnation, None),
-            }
-        }
-        if has_deltas {
-            Lookup::DeltasOverStorage(net)
-        } else {
-            Lookup::Storage
-        }
+        self.data.read(key, |versions| versions.lookup(txn_index)).unwrap_or(Lookup::Storage)
     }
 
     /// The value of `key` as transaction `txn_index` sees it, with its origin.
@@ -163,23 +216,20 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
     ) -> bool {
         let new_keys: Vec<K> = writes.iter().map(|(key, _)| key.clone()).collect();
         for (key, write) in writes {
-            self.data.entry(key).or_default().insert(
-                txn_index,
-                Entry { incarnation, write, estimate: false },
-            );
+            self.data.update(&key, |versions| {
+                versions.insert(txn_index, Entry { incarnation, write, estimate: false });
+            });
         }
         let mut previous_keys = self.written_keys[txn_index].lock();
         let new_set = (new_keys.len() > LINEAR_SCAN_LIMIT)
-            .then(|| new_keys.iter().collect::<FxHashSet<&K>>());
+            .then(|| new_keys.iter().collect::<KeySet<'_, K>>());
         for key in previous_keys.iter() {
             if !contains_key(&new_keys, new_set.as_ref(), key) {
-                if let Some(mut entries) = self.data.get_mut(key) {
-                    entries.remove(&txn_index);
-                }
+                self.data.update_existing(key, |versions| versions.remove(txn_index));
             }
         }
         let previous_set = (previous_keys.len() > LINEAR_SCAN_LIMIT)
-            .then(|| previous_keys.iter().collect::<FxHashSet<&K>>());
+            .then(|| previous_keys.iter().collect::<KeySet<'_, K>>());
         let wrote_new_location =
             new_keys.iter().any(|key| !contains_key(&previous_keys, previous_set.as_ref(), key));
         drop(previous_set);
@@ -192,11 +242,11 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
     /// Marks every write of the transaction's latest incarnation as an ESTIMATE.
     pub(crate) fn convert_writes_to_estimates(&self, txn_index: TxnIndex) {
         for key in self.written_keys[txn_index].lock().iter() {
-            if let Some(mut entries) = self.data.get_mut(key) {
-                if let Some(entry) = entries.get_mut(&txn_index) {
+            self.data.update_existing(key, |versions| {
+                if let Some(entry) = versions.get_mut(txn_index) {
                     entry.estimate = true;
                 }
-            }
+            });
         }
     }
 
@@ -239,12 +289,26 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
         Ok(true)
     }
 
+    /// Takes shard `index` of the memory out, for [`Finalizer::add_shard`].
+    pub(crate) fn take_shard(&self, index: usize) -> HashTable<(K, Versions<V>)> {
+        self.data.take_shard(index)
+    }
+
+    /// Drops the read and write sets of transactions `range`, so that freeing them can be shared
+    /// between threads.
+    pub(crate) fn clear_transactions(&self, range: std::ops::Range<TxnIndex>) {
+        for txn_index in range {
+            drop(std::mem::take(&mut *self.read_sets[txn_index].lock()));
+            drop(std::mem::take(&mut *self.written_keys[txn_index].lock()));
+        }
+    }
+
     /// The final value of every key written by a transaction below `end`, sorted by key, with
-    /// every delta checked against its bounds in block order.
+    /// every delta checked against its bounds in block order. One thread; for a run that stopped
+    /// early.
     ///
     /// # Errors
-    /// The first delta (lowest transaction index, then smallest key) that leaves its bounds or
-    /// applies to a non-numeric value; or a storage failure.
+    /// As [`Finalizer::finish`].
     pub(crate) fn final_updates<S>(
         &self,
         end: TxnIndex,
@@ -253,47 +317,115 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
     where
         S: Storage<Key = K, Value = V>,
     {
-        let mut updates = Vec::with_capacity(self.data.len());
-        let mut first_violation: Option<(TxnIndex, K, bool)> = None;
-        for item in &self.data {
-            let (key, entries) = item.pair();
-            let mut range = entries.range(..end);
-            let Some((_, last)) = range.next_back() else { continue };
-            let has_deltas = entries.range(..end).any(|(_, entry)| matches!(entry.write, WriteOp::Delta(_)));
-            if !has_deltas {
-                let value = match &last.write {
-                    WriteOp::Put(value) => Some(value.clone()),
-                    WriteOp::Delete | WriteOp::Delta(_) => None,
-                };
-                updates.push((key.clone(), value));
-                continue;
+        let mut finalizer = Finalizer::new(end);
+        let mut storage_error = None;
+        self.data.for_each_shard(|shard| {
+            for (key, versions) in shard {
+                if storage_error.is_none() {
+                    if let Err(error) = finalizer.add_key(key, versions, storage) {
+                        storage_error = Some(error);
+                    }
+                }
             }
-            let mut current = None;
-            let mut started = false;
-            for (&index, entry) in entries.range(..end) {
-                match &entry.write {
-                    WriteOp::Put(value) => current = Some(value.clone()),
-                    WriteOp::Delete => current = None,
-                    WriteOp::Delta(delta) => {
-                        if !started {
-                            current = storage.get(key)?;
-                        }
-                        match apply_strictly(current.as_ref(), *delta) {
-                            Ok(value) => current = Some(value),
-                            Err(non_numeric) => {
-                                let candidate = (index, key.clone(), non_numeric);
-                                if first_violation.as_ref().is_none_or(|first| (index, key) < (first.0, &first.1)) {
-                                    first_violation = Some(candidate);
-                                }
-                                break;
+        });
+        if let Some(error) = storage_error {
+            return Err(BlockError::Storage(error));
+        }
+        Finalizer::finish(vec![finalizer])
+    }
+}
+
+/// Computes final values, key by key, checking every delta in block order.
+pub(crate) struct Finalizer<K, V> {
+    end: TxnIndex,
+    updates: Vec<(K, Option<V>)>,
+    /// The first delta out of bounds: transaction, key, and whether the value was not numeric.
+    first_violation: Option<(TxnIndex, K, bool)>,
+}
+
+impl<K: StateKeyBound, V: StateValue> Finalizer<K, V> {
+    /// A finalizer of the writes of transactions below `end`.
+    pub(crate) fn new(end: TxnIndex) -> Self {
+        Self { end, updates: Vec::new(), first_violation: None }
+    }
+
+    /// Finalizes every key of a shard taken from the memory, and frees it.
+    ///
+    /// # Errors
+    /// The storage failed.
+    pub(crate) fn add_shard<S>(
+        &mut self,
+        shard: HashTable<(K, Versions<V>)>,
+        storage: &S,
+    ) -> Result<(), StorageError>
+    where
+        S: Storage<Key = K, Value = V>,
+    {
+        self.updates.reserve(shard.len());
+        for (key, versions) in &shard {
+            self.add_key(key, &versions, storage)?;
+        }
+        Ok(())
+    }
+
+    fn add_key<S>(&mut self, key: &K, versions: &Versions<V>, storage: &S) -> Result<(), StorageError>
+    where
+        S: Storage<Key = K, Value = V>,
+    {
+        let entries = versions.below(self.end);
+        let Some((_, last)) = entries.last() else { return Ok(()) };
+        if !entries.iter().any(|(_, entry)| matches!(entry.write, WriteOp::Delta(_))) {
+            let value = match &last.write {
+                WriteOp::Put(value) => Some(value.clone()),
+                WriteOp::Delete | WriteOp::Delta(_) => None,
+            };
+            self.updates.push((key.clone(), value));
+            return Ok(());
+        }
+        let mut current = None;
+        for (position, &(index, ref entry)) in entries.iter().enumerate() {
+            match &entry.write {
+                WriteOp::Put(value) => current = Some(value.clone()),
+                WriteOp::Delete => current = None,
+                WriteOp::Delta(delta) => {
+                    if position == 0 {
+                        current = storage.get(key)?;
+                    }
+                    match apply_strictly(current.as_ref(), *delta) {
+                        Ok(value) => current = Some(value),
+                        Err(non_numeric) => {
+                            let earlier = self.first_violation.as_ref().is_none_or(|(first_index, first_key, _)| {
+                                (index, key) < (*first_index, first_key)
+                            });
+                            if earlier {
+                                self.first_violation = Some((index, key.clone(), non_numeric));
                             }
+                            return Ok(());
                         }
                     }
                 }
-                started = true;
             }
-            updates.push((key.clone(), current));
         }
+        self.updates.push((key.clone(), current));
+        Ok(())
+    }
+
+    /// Sorts this finalizer's updates, so that [`finish`](Self::finish) only merges.
+    pub(crate) fn sort(&mut self) {
+        self.updates.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+    }
+
+    /// All updates of the finalizers, sorted by key.
+    ///
+    /// # Errors
+    /// The first delta (lowest transaction index, then smallest key) that leaves its bounds or
+    /// applies to a non-numeric value.
+    pub(crate) fn finish(finalizers: Vec<Self>) -> Result<Vec<(K, Option<V>)>, BlockError<K>> {
+        let first_violation = finalizers
+            .iter()
+            .filter_map(|finalizer| finalizer.first_violation.as_ref())
+            .min_by(|left, right| (left.0, &left.1).cmp(&(right.0, &right.1)))
+            .cloned();
         if let Some((txn_index, key, non_numeric)) = first_violation {
             return Err(if non_numeric {
                 BlockError::DeltaOnNonNumeric { txn_index, key }
@@ -301,7 +433,13 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
                 BlockError::DeltaOutOfBounds { txn_index, key }
             });
         }
-        updates.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+        let mut finalizers = finalizers.into_iter();
+        let mut updates = finalizers.next().map(|finalizer| finalizer.updates).unwrap_or_default();
+        for finalizer in finalizers {
+            updates.extend(finalizer.updates);
+        }
+        // A stable sort finds the sorted runs of each finalizer and only merges them.
+        updates.sort_by(|left, right| left.0.cmp(&right.0));
         Ok(updates)
     }
 }

@@ -19,8 +19,9 @@ use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use crate::delta::Delta;
-use crate::mvmemory::{fits, MvMemory, ReadFailure, ReadRecord};
+use crate::mvmemory::{fits, Finalizer, MvMemory, ReadFailure, ReadRecord};
 use crate::scheduler::{Scheduler, Task};
+use crate::shards::SHARD_COUNT;
 use crate::sequential::{execute_sequential, panic_message, run_transaction};
 use crate::vm::{
     Incarnation, ReadError, Storage, StorageError, TransactionResult, TransactionView, TxnIndex, Vm,
@@ -47,7 +48,16 @@ pub(crate) struct ParallelRun<'a, M: Vm, S> {
     executions: CachePadded<AtomicUsize>,
     validation_aborts: CachePadded<AtomicUsize>,
     dependency_waits: CachePadded<AtomicUsize>,
+    /// The next shard of the memory to finalize, once the block is done.
+    next_shard: CachePadded<AtomicUsize>,
+    /// The first transaction of the next chunk whose records to free, once the block is done.
+    next_chunk: CachePadded<AtomicUsize>,
+    /// Each worker's finalized shards.
+    finalizers: Mutex<Vec<Finalizer<M::Key, M::Value>>>,
 }
+
+/// Transactions whose read and write records one worker frees at a time.
+const CLEAR_CHUNK: usize = 512;
 
 impl<'a, M, S> ParallelRun<'a, M, S>
 where
@@ -74,6 +84,9 @@ where
             executions: CachePadded::new(AtomicUsize::new(0)),
             validation_aborts: CachePadded::new(AtomicUsize::new(0)),
             dependency_waits: CachePadded::new(AtomicUsize::new(0)),
+            next_shard: CachePadded::new(AtomicUsize::new(0)),
+            next_chunk: CachePadded::new(AtomicUsize::new(0)),
+            finalizers: Mutex::new(Vec::new()),
         }
     }
 
@@ -139,12 +152,41 @@ where
                     }
                 };
             }
+            if self.scheduler.done() && !self.halted.load(Ordering::Relaxed) {
+                self.finalize();
+            }
         }));
         if let Err(payload) = outcome {
             self.stop(Halt::Error(BlockError::Invariant(format!(
                 "a worker thread panicked: {}",
                 panic_message(payload.as_ref())
             ))));
+        }
+    }
+
+    /// Once the block is done: finalizes shards of the memory and frees per-transaction records,
+    /// taking turns with the other workers, so that the end of the block is parallel too.
+    fn finalize(&self) {
+        let block_size = self.transactions.len();
+        let mut finalizer = Finalizer::new(block_size);
+        loop {
+            let index = self.next_shard.fetch_add(1, Ordering::Relaxed);
+            if index >= SHARD_COUNT {
+                break;
+            }
+            if let Err(error) = finalizer.add_shard(self.memory.take_shard(index), self.storage) {
+                self.stop(Halt::Error(BlockError::Storage(error)));
+                return;
+            }
+        }
+        finalizer.sort();
+        self.finalizers.lock().push(finalizer);
+        loop {
+            let start = self.next_chunk.fetch_add(CLEAR_CHUNK, Ordering::Relaxed);
+            if start >= block_size {
+                break;
+            }
+            self.memory.clear_transactions(start..(start + CLEAR_CHUNK).min(block_size));
         }
     }
 
@@ -231,7 +273,12 @@ where
     /// The block's output: the parallel results of the first `prefix` transactions, and the rest
     /// executed sequentially on top of them.
     fn finish(self, prefix: TxnIndex) -> Result<VmBlockOutput<M>, BlockError<M::Key>> {
-        let mut state_updates = self.memory.final_updates(prefix, self.storage)?;
+        let finalizers = std::mem::take(&mut *self.finalizers.lock());
+        let mut state_updates = if finalizers.is_empty() {
+            self.memory.final_updates(prefix, self.storage)?
+        } else {
+            Finalizer::finish(finalizers)?
+        };
         let mut results = Vec::with_capacity(self.transactions.len());
         for (txn_index, slot) in self.results.into_iter().take(prefix).enumerate() {
             results.push(slot.into_inner().into_inner().ok_or_else(|| {

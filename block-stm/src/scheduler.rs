@@ -308,7 +308,7 @@ mod tests {
     }
 
     #[test]
-    fn failed_validation_reexecutes_with_the_next_incarnation_and_revalidates_later_ones() {
+    fn failed_validation_reexecutes_with_the_next_incarnation_and_revalidates_it() {
         let scheduler = Scheduler::new(2);
         assert_eq!(scheduler.next_task(), Some(Task::Execute(0, 0)));
         assert_eq!(scheduler.finish_execution(0, 0, false), None);
@@ -322,9 +322,8 @@ mod tests {
         assert!(!scheduler.try_validation_abort(1, 0), "only one abort of an incarnation wins");
         assert_eq!(scheduler.finish_validation(1, true), Some(Task::Execute(1, 1)));
         assert!(!scheduler.done());
-        // The new incarnation, validated again since the validation index moved back.
-        assert_eq!(scheduler.finish_execution(1, 1, false), None);
-        assert_eq!(scheduler.next_task(), Some(Task::Validate(1, 1)));
+        // The validation index moved back, so the new incarnation is validated right away.
+        assert_eq!(scheduler.finish_execution(1, 1, false), Some(Task::Validate(1, 1)));
         assert_eq!(scheduler.finish_validation(1, false), None);
         assert_eq!(scheduler.next_task(), None);
         assert!(scheduler.done());
@@ -334,49 +333,51 @@ mod tests {
     fn a_suspended_transaction_resumes_when_its_dependency_finishes() {
         let scheduler = Scheduler::new(2);
         assert_eq!(scheduler.next_task(), Some(Task::Execute(0, 0)));
+        assert_eq!(scheduler.next_task(), None, "0 is still executing: nothing to validate");
         assert_eq!(scheduler.next_task(), Some(Task::Execute(1, 0)));
         // Transaction 1 reads a value transaction 0 has not written yet.
         assert!(scheduler.add_dependency(1, 0));
+        assert_eq!(scheduler.next_task(), None);
         assert_eq!(scheduler.next_task(), None, "nothing to do while 1 waits for 0");
         assert!(!scheduler.done());
         assert_eq!(scheduler.finish_execution(0, 0, true), None);
-        // Transaction 1 is ready again with its next incarnation.
         assert_eq!(scheduler.next_task(), Some(Task::Validate(0, 0)));
         assert_eq!(scheduler.finish_validation(0, false), None);
+        // Transaction 1 is ready again with its next incarnation.
         assert_eq!(scheduler.next_task(), Some(Task::Execute(1, 1)));
+        assert_eq!(scheduler.finish_execution(1, 1, false), None);
+        assert_eq!(drain(&scheduler), vec![Task::Validate(1, 1)]);
     }
 
     #[test]
     fn dependency_on_an_executed_transaction_is_refused() {
         let scheduler = Scheduler::new(2);
         assert_eq!(scheduler.next_task(), Some(Task::Execute(0, 0)));
+        assert_eq!(scheduler.next_task(), None);
         assert_eq!(scheduler.next_task(), Some(Task::Execute(1, 0)));
-        assert_eq!(scheduler.finish_execution(0, 0, false), None);
+        assert_eq!(scheduler.finish_execution(0, 0, false), Some(Task::Validate(0, 0)));
         assert!(!scheduler.add_dependency(1, 0), "0 already executed: re-execute 1 at once");
     }
 
     #[test]
-    fn new_write_location_schedules_revalidation_of_later_transactions() {
+    fn a_new_write_location_revalidates_every_later_transaction() {
         let scheduler = Scheduler::new(3);
-        let _ = drain(&scheduler);
-        // Re-run from scratch with a re-execution of 0 that writes somewhere new after 1 and 2
-        // were already validated.
-        let scheduler = Scheduler::new(3);
-        for index in 0..3 {
-            assert_eq!(scheduler.next_task(), Some(Task::Execute(index, 0)));
-            let follow_up = scheduler.finish_execution(index, 0, false);
-            assert_eq!(follow_up, None);
-        }
-        for index in 0..3 {
-            assert_eq!(scheduler.next_task(), Some(Task::Validate(index, 0)));
-            if index == 0 {
-                assert!(scheduler.try_validation_abort(0, 0));
-                assert_eq!(scheduler.finish_validation(0, true), Some(Task::Execute(0, 1)));
-                assert_eq!(scheduler.finish_execution(0, 1, true), None);
-                break;
-            }
-        }
-        let rest = drain(&scheduler);
-        assert_eq!(rest, vec![Task::Validate(0, 1), Task::Validate(1, 0), Task::Validate(2, 0)]);
+        assert_eq!(scheduler.next_task(), Some(Task::Execute(0, 0)));
+        assert_eq!(scheduler.next_task(), None);
+        assert_eq!(scheduler.next_task(), Some(Task::Execute(1, 0)));
+        assert_eq!(scheduler.next_task(), None);
+        assert_eq!(scheduler.next_task(), Some(Task::Execute(2, 0)));
+        assert_eq!(scheduler.finish_execution(2, 0, false), None);
+        assert_eq!(scheduler.finish_execution(1, 0, false), Some(Task::Validate(1, 0)));
+        assert_eq!(scheduler.finish_execution(0, 0, false), Some(Task::Validate(0, 0)));
+        // 0's reads went stale; its re-execution writes a key the first incarnation did not.
+        assert!(scheduler.try_validation_abort(0, 0));
+        assert_eq!(scheduler.finish_validation(0, true), Some(Task::Execute(0, 1)));
+        assert_eq!(scheduler.finish_execution(0, 1, true), None);
+        assert_eq!(scheduler.finish_validation(1, false), None);
+        assert_eq!(
+            drain(&scheduler),
+            vec![Task::Validate(0, 1), Task::Validate(1, 0), Task::Validate(2, 0)]
+        );
     }
 }

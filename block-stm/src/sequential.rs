@@ -8,7 +8,10 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use foldhash::fast::FixedState;
+
+type FastMap<K, V> = std::collections::HashMap<K, V, FixedState>;
+type FastSet<T> = std::collections::HashSet<T, FixedState>;
 
 use crate::delta::Delta;
 use crate::mvmemory::{apply_strictly, fits};
@@ -61,13 +64,13 @@ fn last_write_per_key<K: Eq + std::hash::Hash + Clone, V>(writes: Vec<(K, V)>) -
     let has_duplicates = if writes.len() <= 16 {
         (1..writes.len()).any(|index| writes[..index].iter().any(|(key, _)| *key == writes[index].0))
     } else {
-        let mut seen = FxHashSet::default();
+        let mut seen = FastSet::default();
         !writes.iter().all(|(key, _)| seen.insert(key))
     };
     if !has_duplicates {
         return writes;
     }
-    let mut seen = FxHashSet::default();
+    let mut seen = FastSet::default();
     let mut kept: Vec<(K, V)> =
         writes.into_iter().rev().filter(|(key, _)| seen.insert(key.clone())).collect();
     kept.reverse();
@@ -76,7 +79,7 @@ fn last_write_per_key<K: Eq + std::hash::Hash + Clone, V>(writes: Vec<(K, V)>) -
 
 /// A transaction's view in the sequential executor: the writes so far, over the storage.
 struct SequentialView<'a, K, V, S> {
-    overlay: &'a FxHashMap<K, Option<V>>,
+    overlay: &'a FastMap<K, Option<V>>,
     storage: &'a S,
     failure: RefCell<Option<StorageError>>,
 }
@@ -130,7 +133,7 @@ where
     M: Vm,
     S: Storage<Key = M::Key, Value = M::Value>,
 {
-    let mut overlay: FxHashMap<M::Key, Option<M::Value>> = FxHashMap::default();
+    let mut overlay: FastMap<M::Key, Option<M::Value>> = FastMap::default();
     let mut results = Vec::with_capacity(transactions.len());
     for (offset, transaction) in transactions.iter().enumerate() {
         let txn_index = first_index + offset;

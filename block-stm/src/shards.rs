@@ -1,0 +1,106 @@
+//! A concurrent hash map split into a fixed number of independently locked shards.
+//!
+//! The multi-version memory needs little from its map: short reads and updates of one key under
+//! a lock, and, once a block is done, each shard taken whole so that worker threads can finalize
+//! and free the shards in parallel. Owning the shards makes that last step possible.
+
+use std::hash::{BuildHasher, Hash};
+
+use crossbeam_utils::CachePadded;
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+use parking_lot::RwLock;
+
+/// The number of shards: enough that two to eight threads rarely meet on one lock, and that
+/// finalization splits evenly.
+pub(crate) const SHARD_COUNT: usize = 64;
+
+/// A concurrent map from `K` to `T`.
+pub(crate) struct ShardedMap<K, T> {
+    hasher: FixedState,
+    shards: Box<[CachePadded<RwLock<HashTable<(K, T)>>>]>,
+}
+
+impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
+    /// A map sized for about `capacity` keys.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        let per_shard = capacity / SHARD_COUNT + 1;
+        Self {
+            hasher: FixedState::default(),
+            shards: (0..SHARD_COUNT)
+                .map(|_| CachePadded::new(RwLock::new(HashTable::with_capacity(per_shard))))
+                .collect(),
+        }
+    }
+
+    fn locate(&self, key: &K) -> (u64, &RwLock<HashTable<(K, T)>>) {
+        let hash = self.hasher.hash_one(key);
+        // The table itself uses the low bits (bucket) and the top seven bits (tag) of the hash:
+        // pick the shard from bits neither uses.
+        (hash, &self.shards[(hash >> 40) as usize % SHARD_COUNT])
+    }
+
+    /// Calls `read` on the value of `key`, under the shard's read lock.
+    pub(crate) fn read<R>(&self, key: &K, read: impl FnOnce(&T) -> R) -> Option<R> {
+        let (hash, shard) = self.locate(key);
+        let shard = shard.read();
+        shard.find(hash, |(candidate, _)| candidate == key).map(|(_, value)| read(value))
+    }
+
+    /// Calls `update` on the value of `key`, inserting a default value first if there is none.
+    pub(crate) fn update<R>(&self, key: &K, update: impl FnOnce(&mut T) -> R) -> R {
+        let (hash, shard) = self.locate(key);
+        let mut shard = shard.write();
+        let hasher = &self.hasher;
+        let entry = shard.entry(
+            hash,
+            |(candidate, _)| candidate == key,
+            |(candidate, _)| hasher.hash_one(candidate),
+        );
+        let mut occupied = entry.or_insert_with(|| (key.clone(), T::default()));
+        update(&mut occupied.get_mut().1)
+    }
+
+    /// Calls `update` on the value of `key` if there is one.
+    pub(crate) fn update_existing<R>(&self, key: &K, update: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let (hash, shard) = self.locate(key);
+        let mut shard = shard.write();
+        shard.find_mut(hash, |(candidate, _)| candidate == key).map(|(_, value)| update(value))
+    }
+
+    /// Takes shard `index` out of the map, leaving it empty.
+    pub(crate) fn take_shard(&self, index: usize) -> HashTable<(K, T)> {
+        std::mem::take(&mut *self.shards[index].write())
+    }
+
+    /// Calls `visit` on every shard, in shard order.
+    pub(crate) fn for_each_shard(&self, mut visit: impl FnMut(&HashTable<(K, T)>)) {
+        for shard in &*self.shards {
+            visit(&shard.read());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_updates_and_takes_shards() {
+        let map: ShardedMap<u64, Vec<u64>> = ShardedMap::with_capacity(10);
+        for key in 0..1000 {
+            map.update(&key, |values| values.push(key * 2));
+        }
+        map.update(&7, |values| values.push(1));
+        assert_eq!(map.read(&7, Clone::clone), Some(vec![14, 1]));
+        assert_eq!(map.read(&5000, Clone::clone), None);
+        assert_eq!(map.update_existing(&5000, |values| values.len()), None);
+        assert_eq!(map.update_existing(&3, |values| values.len()), Some(1));
+        let mut total = 0;
+        for index in 0..SHARD_COUNT {
+            total += map.take_shard(index).len();
+        }
+        assert_eq!(total, 1000);
+        assert_eq!(map.read(&7, Clone::clone), None, "taken shards are empty");
+    }
+}

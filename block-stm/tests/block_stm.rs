@@ -1,0 +1,304 @@
+//! Parallel execution must equal sequential execution, byte for byte, whatever the block.
+
+#[path = "../testkit/mod.rs"]
+mod testkit;
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use duet_block_stm::{
+    execute_sequential, BlockError, BlockExecutor, ContentionFallback, Delta, ExecutorConfig,
+    Storage, StorageError, TransactionResult, TransactionView, TxnIndex, Vm, VmOutput, WriteOp,
+};
+use duet_types::StateKey;
+use proptest::prelude::*;
+use testkit::{
+    account, quiet_script_panics, FastMap, transfer_block, transfer_genesis, MemoryStorage, Op, Script,
+    ScriptVm, TransferError, TransferVm, FEE_VAULT,
+};
+
+const THREAD_COUNTS: [usize; 3] = [2, 4, 8];
+
+fn config(threads: usize, contention_fallback: Option<ContentionFallback>) -> ExecutorConfig {
+    ExecutorConfig {
+        threads: NonZeroUsize::new(threads).unwrap(),
+        min_parallel_block: 2,
+        contention_fallback,
+    }
+}
+
+/// The fallback settings every equivalence test runs under: never, the default, and one that
+/// hands almost every block to the sequential executor part-way through.
+const FALLBACKS: [Option<ContentionFallback>; 3] = [
+    None,
+    Some(ContentionFallback { min_executions: 64, max_wasted_percent: 40 }),
+    Some(ContentionFallback { min_executions: 3, max_wasted_percent: 0 }),
+];
+
+fn op_strategy(keys: u16) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..keys).prop_map(Op::Read),
+        3 => (0..keys).prop_map(Op::Write),
+        1 => (0..keys).prop_map(Op::Delete),
+        2 => (0..keys, 1..50u128).prop_map(|(key, amount)| Op::Add(key, amount)),
+        2 => (0..keys, 1..200u128).prop_map(|(key, amount)| Op::TrySub(key, amount)),
+        1 => (0..keys, 1..50u128, 0..3000u128).prop_map(|(key, amount, max)| Op::AddBounded(key, amount, max)),
+        1 => (2..9u8).prop_map(Op::AbortIf),
+        1 => (5..20u8).prop_map(Op::PanicIf),
+    ]
+}
+
+fn block_strategy() -> impl Strategy<Value = (u16, Vec<Script>)> {
+    (2..48u16).prop_flat_map(|keys| {
+        (Just(keys), prop::collection::vec(prop::collection::vec(op_strategy(keys), 1..8).prop_map(Script), 1..160))
+    })
+}
+
+/// Half the keys hold a value, the other half are absent.
+fn script_storage(keys: u16) -> MemoryStorage<u16, u128> {
+    MemoryStorage((0..keys).filter(|key| key % 2 == 0).map(|key| (key, u128::from(key) * 100)).collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Random blocks with random conflicts, reads of absent keys, deletes, deltas, conditional
+    /// deltas, bound violations, rejections and panics: every thread count and fallback setting
+    /// gives exactly the sequential output (or the same error).
+    #[test]
+    fn parallel_equals_sequential_on_random_scripts((keys, block) in block_strategy()) {
+        quiet_script_panics();
+        let storage = script_storage(keys);
+        let expected = execute_sequential(&ScriptVm, &block, &storage);
+        for threads in THREAD_COUNTS {
+            for fallback in FALLBACKS {
+                let actual = BlockExecutor::new(&ScriptVm, config(threads, fallback)).execute_block(&block, &storage);
+                prop_assert_eq!(&actual, &expected, "threads {} fallback {:?}", threads, fallback);
+            }
+        }
+    }
+
+    /// Random transfer blocks, including wrong nonces and overdrafts.
+    #[test]
+    fn parallel_equals_sequential_on_transfers(accounts in 2..40u64, size in 1..300usize, seed in any::<u64>()) {
+        let storage = transfer_genesis(accounts);
+        let mut block = transfer_block(accounts, size, seed);
+        // Spoil some transactions: a skipped nonce, an overdraft.
+        if let Some(transfer) = block.get_mut(size / 2) { transfer.nonce += 1; }
+        if let Some(transfer) = block.get_mut(size / 3) { transfer.amount = u128::MAX / 2; }
+        let vm = TransferVm { work_rounds: 0, fee_vault: FEE_VAULT };
+        let expected = execute_sequential(&vm, &block, &storage);
+        for threads in THREAD_COUNTS {
+            for fallback in FALLBACKS {
+                let actual = BlockExecutor::new(&vm, config(threads, fallback)).execute_block(&block, &storage);
+                prop_assert_eq!(&actual, &expected, "threads {} fallback {:?}", threads, fallback);
+            }
+        }
+    }
+}
+
+#[test]
+fn transfers_move_balances_and_pay_the_fee_vault() {
+    let storage = transfer_genesis(3);
+    let block = transfer_block(3, 30, 7);
+    let vm = TransferVm { work_rounds: 1, fee_vault: FEE_VAULT };
+    let output = BlockExecutor::new(&vm, config(2, None)).execute_block(&block, &storage).unwrap();
+    assert!(output.results.iter().all(|result| matches!(result, TransactionResult::Executed(_))));
+    let updates: FastMap<_, _> = output.state_updates.into_iter().collect();
+    assert_eq!(updates[&StateKey::Balance(FEE_VAULT)], Some(30 * 21), "every transfer paid 21 wei");
+    let total: u128 = (0..3).map(|index| updates[&StateKey::Balance(account(index))].unwrap()).sum();
+    assert_eq!(total, 3 * 1_000_000_000_000_000_000 - 30 * 21, "transfers conserve value");
+    let nonces: u128 = (0..3).map(|index| updates[&StateKey::Account(account(index))].unwrap()).sum();
+    assert_eq!(nonces, 30);
+}
+
+#[test]
+fn a_bad_nonce_is_rejected_and_changes_nothing() {
+    let storage = transfer_genesis(2);
+    let mut block = transfer_block(2, 20, 1);
+    block[0].nonce = 5;
+    let vm = TransferVm { work_rounds: 0, fee_vault: FEE_VAULT };
+    let output = BlockExecutor::new(&vm, config(2, None)).execute_block(&block, &storage).unwrap();
+    assert_eq!(output.results[0], TransactionResult::Rejected(TransferError::NonceMismatch { expected: 0, got: 5 }));
+    // The sender's next transaction now has a nonce gap too, and is rejected the same way.
+    let sender = block[0].sender;
+    let next = block.iter().position(|transfer| transfer.sender == sender && transfer.nonce == 1).unwrap();
+    assert!(matches!(output.results[next], TransactionResult::Rejected(TransferError::NonceMismatch { expected: 0, got: 1 })));
+}
+
+#[test]
+fn a_panicking_transaction_fails_alone() {
+    quiet_script_panics();
+    let storage = script_storage(4);
+    let block = vec![
+        Script(vec![Op::Write(1)]),
+        Script(vec![Op::Read(1), Op::PanicIf(1), Op::Write(2)]),
+        Script(vec![Op::Read(1), Op::Write(3)]),
+    ];
+    for threads in [1, 2, 4] {
+        let output = BlockExecutor::new(&ScriptVm, config(threads, None)).execute_block(&block, &storage).unwrap();
+        assert!(matches!(&output.results[1], TransactionResult::Panicked(message) if message.starts_with("script panic")));
+        assert!(matches!(output.results[2], TransactionResult::Executed(_)));
+        let written: Vec<u16> = output.state_updates.iter().map(|(key, _)| *key).collect();
+        assert_eq!(written, vec![1, 3], "the panicked transaction wrote nothing");
+    }
+}
+
+#[test]
+fn a_delta_past_its_bound_fails_the_block_identically() {
+    let storage = script_storage(4);
+    let mut block: Vec<Script> = (0..40).map(|_| Script(vec![Op::Add(0, 5)])).collect();
+    block.push(Script(vec![Op::AddBounded(0, 1, 100)])); // key 0 holds 0 + 40 * 5 = 200 > 100.
+    block.extend((0..40).map(|_| Script(vec![Op::Add(0, 5)])));
+    let expected = execute_sequential(&ScriptVm, &block, &storage);
+    assert_eq!(expected, Err(BlockError::DeltaOutOfBounds { txn_index: 40, key: 0 }));
+    for threads in THREAD_COUNTS {
+        for fallback in FALLBACKS {
+            let actual = BlockExecutor::new(&ScriptVm, config(threads, fallback)).execute_block(&block, &storage);
+            assert_eq!(actual, expected);
+        }
+    }
+}
+
+#[test]
+fn deltas_from_many_transactions_do_not_conflict() {
+    // Every transaction adds to the same key; none reads it.
+    let storage = script_storage(2);
+    let block: Vec<Script> = (0..500).map(|index| Script(vec![Op::Add(0, index + 1)])).collect();
+    let (output, stats) =
+        BlockExecutor::new(&ScriptVm, config(2, None)).execute_block_with_stats(&block, &storage);
+    assert_eq!(output.unwrap().state_updates, vec![(0, Some(500 * 501 / 2))]);
+    assert_eq!(stats.validation_aborts, 0, "{stats:?}");
+    assert_eq!(stats.dependency_waits, 0, "{stats:?}");
+}
+
+#[test]
+fn a_read_after_deltas_sees_the_exact_sum() {
+    let storage = script_storage(2);
+    let mut block: Vec<Script> = (0..100).map(|_| Script(vec![Op::Add(1, 3)])).collect();
+    block.push(Script(vec![Op::Read(1), Op::Write(0)]));
+    let expected = execute_sequential(&ScriptVm, &block, &storage).unwrap();
+    for threads in THREAD_COUNTS {
+        let actual = BlockExecutor::new(&ScriptVm, config(threads, None)).execute_block(&block, &storage).unwrap();
+        assert_eq!(actual, expected);
+        assert!(actual.state_updates.contains(&(1, Some(300))));
+    }
+}
+
+#[test]
+fn conditional_deltas_do_not_conflict_while_the_answer_holds() {
+    // Key 2 holds a million; each transaction takes 1 if it fits, which it always does.
+    let storage = script_storage(2);
+    let block: Vec<Script> = (0..200).map(|_| Script(vec![Op::TrySub(2, 1)])).collect();
+    let storage = MemoryStorage(storage.0.into_iter().chain([(2, 1_000_000)]).collect());
+    let (output, stats) =
+        BlockExecutor::new(&ScriptVm, config(2, None)).execute_block_with_stats(&block, &storage);
+    assert_eq!(output.unwrap(), execute_sequential(&ScriptVm, &block, &storage).unwrap());
+    assert_eq!(stats.validation_aborts, 0, "{stats:?}");
+}
+
+#[test]
+fn full_contention_falls_back_to_sequential_and_stays_identical() {
+    let storage = transfer_genesis(2);
+    let block = transfer_block(2, 2000, 3);
+    let vm = TransferVm { work_rounds: 4, fee_vault: FEE_VAULT };
+    let expected = execute_sequential(&vm, &block, &storage);
+    let (actual, stats) =
+        BlockExecutor::new(&vm, config(2, Some(ContentionFallback::default()))).execute_block_with_stats(&block, &storage);
+    assert_eq!(actual, expected);
+    let from = stats.sequential_from.expect("two accounts: every transaction conflicts");
+    assert!(from < 500, "the fallback came early: {stats:?}");
+}
+
+/// Storage whose reads of one key fail, counting reads.
+struct FailingStorage {
+    inner: MemoryStorage<u16, u128>,
+    failing_key: u16,
+    reads: AtomicUsize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("disk on fire")]
+struct DiskOnFire;
+
+impl Storage for FailingStorage {
+    type Key = u16;
+    type Value = u128;
+    fn get(&self, key: &u16) -> Result<Option<u128>, StorageError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        if *key == self.failing_key {
+            Err(StorageError(Arc::new(DiskOnFire)))
+        } else {
+            self.inner.get(key)
+        }
+    }
+}
+
+#[test]
+fn a_storage_failure_is_an_error_for_the_block() {
+    let storage = FailingStorage { inner: script_storage(8), failing_key: 7, reads: AtomicUsize::new(0) };
+    let mut block: Vec<Script> = (0..50).map(|index| Script(vec![Op::Read(index % 4), Op::Write(index % 4)])).collect();
+    block[20] = Script(vec![Op::Read(7)]);
+    for threads in [1, 2, 4] {
+        let result = BlockExecutor::new(&ScriptVm, config(threads, None)).execute_block(&block, &storage);
+        match result {
+            Err(BlockError::Storage(error)) => assert_eq!(error.to_string(), "storage failure: disk on fire"),
+            other => panic!("expected a storage error, got {other:?}"),
+        }
+    }
+    assert!(storage.reads.load(Ordering::Relaxed) > 0);
+}
+
+/// A VM that writes a key twice in one transaction: the later write wins, in both executors.
+struct DoubleWriteVm;
+
+impl Vm for DoubleWriteVm {
+    type Transaction = u128;
+    type Key = u16;
+    type Value = u128;
+    type Output = ();
+    type Error = ();
+
+    fn execute<View: TransactionView<Key = u16, Value = u128>>(
+        &self,
+        _txn_index: TxnIndex,
+        transaction: &u128,
+        view: &View,
+    ) -> Result<VmOutput<u16, u128, ()>, ()> {
+        let before = view.read(&0).map_err(drop)?.unwrap_or(0);
+        Ok(VmOutput {
+            writes: vec![
+                (0, WriteOp::Put(before + transaction)),
+                (1, WriteOp::Delta(Delta::add(1))),
+                (0, WriteOp::Delta(Delta::add(1_000))),
+                (1, WriteOp::Put(7)),
+            ],
+            output: (),
+        })
+    }
+}
+
+#[test]
+fn the_last_write_of_a_key_in_a_transaction_wins() {
+    let storage = MemoryStorage(FastMap::default());
+    let block: Vec<u128> = (1..=50).collect();
+    let expected = execute_sequential(&DoubleWriteVm, &block, &storage).unwrap();
+    assert_eq!(expected.state_updates, vec![(0, Some(50 * 1_000)), (1, Some(7))]);
+    for threads in THREAD_COUNTS {
+        let actual = BlockExecutor::new(&DoubleWriteVm, config(threads, None)).execute_block(&block, &storage).unwrap();
+        assert_eq!(actual, expected);
+    }
+}
+
+#[test]
+fn empty_and_tiny_blocks() {
+    let storage = script_storage(2);
+    for threads in [1, 2, 8] {
+        let executor = BlockExecutor::new(&ScriptVm, config(threads, None));
+        let empty = executor.execute_block(&[], &storage).unwrap();
+        assert!(empty.results.is_empty() && empty.state_updates.is_empty());
+        let one = executor.execute_block(&[Script(vec![Op::Read(1), Op::Write(1)])], &storage).unwrap();
+        assert_eq!(one, execute_sequential(&ScriptVm, &[Script(vec![Op::Read(1), Op::Write(1)])], &storage).unwrap());
+    }
+}
