@@ -152,17 +152,27 @@ pub struct ExecutionStats {
 }
 
 /// Executes blocks of a VM's transactions, in parallel where it pays.
-#[derive(Debug)]
-pub struct BlockExecutor<'vm, M> {
+///
+/// Keep one executor for many blocks: it keeps the memory a parallel run allocates (the
+/// multi-version memory, the scheduler's and the results' slots, sized for the largest block so
+/// far) and reuses it for the next block.
+pub struct BlockExecutor<'vm, M: Vm> {
     vm: &'vm M,
     config: ExecutorConfig,
+    workspace: parking_lot::Mutex<Option<Box<parallel::Workspace<M>>>>,
+}
+
+impl<M: Vm> std::fmt::Debug for BlockExecutor<'_, M> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("BlockExecutor").field("config", &self.config).finish_non_exhaustive()
+    }
 }
 
 impl<'vm, M: Vm> BlockExecutor<'vm, M> {
     /// An executor for `vm`.
     #[must_use]
     pub fn new(vm: &'vm M, config: ExecutorConfig) -> Self {
-        Self { vm, config }
+        Self { vm, config, workspace: parking_lot::Mutex::new(None) }
     }
 
     /// Executes `transactions` in order over `storage`.
@@ -198,8 +208,20 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
             };
             return (execute_sequential(self.vm, transactions, storage), stats);
         }
-        parallel::ParallelRun::new(self.vm, transactions, storage, self.config.contention_fallback)
-            .run(threads)
+        // A concurrent call on the same executor gets a fresh workspace.
+        let mut workspace =
+            self.workspace.lock().take().unwrap_or_else(|| Box::new(parallel::Workspace::new()));
+        workspace.reset(transactions.len());
+        let outcome = parallel::ParallelRun::new(
+            self.vm,
+            transactions,
+            storage,
+            self.config.contention_fallback,
+            &workspace,
+        )
+        .run(threads);
+        *self.workspace.lock() = Some(workspace);
+        outcome
     }
 }
 

@@ -11,7 +11,6 @@
 
 use crossbeam_utils::CachePadded;
 use foldhash::fast::FixedState;
-use hashbrown::HashTable;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
@@ -165,11 +164,21 @@ fn resolve<V: StateValue>(base: Option<&V>, net: NetDelta) -> Option<V> {
 
 impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
     pub(crate) fn new(block_size: usize) -> Self {
-        Self {
+        let mut memory = Self {
             // About two keys written per transaction; growing the map under its locks costs more.
             data: ShardedMap::with_capacity(block_size * 2),
-            written_keys: (0..block_size).map(|_| CachePadded::new(Mutex::new(Vec::new()))).collect(),
-            read_sets: (0..block_size).map(|_| CachePadded::new(Mutex::new(Vec::new()))).collect(),
+            written_keys: Vec::new(),
+            read_sets: Vec::new(),
+        };
+        memory.reset(block_size);
+        memory
+    }
+
+    /// Empties the memory for a block of `block_size` transactions, keeping what was allocated.
+    pub(crate) fn reset(&mut self, block_size: usize) {
+        self.data.clear();
+        for records in [&mut self.written_keys as &mut dyn ResetRecords, &mut self.read_sets] {
+            records.reset(block_size);
         }
     }
 
@@ -289,17 +298,28 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
         Ok(true)
     }
 
-    /// Takes shard `index` of the memory out, for [`Finalizer::add_shard`].
-    pub(crate) fn take_shard(&self, index: usize) -> HashTable<(K, Versions<V>)> {
-        self.data.take_shard(index)
+    /// Finalizes shard `index` into `finalizer` and empties it.
+    ///
+    /// # Errors
+    /// The storage failed.
+    pub(crate) fn drain_shard_into<S>(
+        &self,
+        index: usize,
+        finalizer: &mut Finalizer<K, V>,
+        storage: &S,
+    ) -> Result<(), StorageError>
+    where
+        S: Storage<Key = K, Value = V>,
+    {
+        self.data.drain_shard(index, |key, versions| finalizer.add_key(key, versions, storage))
     }
 
-    /// Drops the read and write sets of transactions `range`, so that freeing them can be shared
-    /// between threads.
+    /// Empties the read and write sets of transactions `range`, so that dropping their contents
+    /// can be shared between threads.
     pub(crate) fn clear_transactions(&self, range: std::ops::Range<TxnIndex>) {
         for txn_index in range {
-            drop(std::mem::take(&mut *self.read_sets[txn_index].lock()));
-            drop(std::mem::take(&mut *self.written_keys[txn_index].lock()));
+            self.read_sets[txn_index].lock().clear();
+            self.written_keys[txn_index].lock().clear();
         }
     }
 
@@ -347,25 +367,6 @@ impl<K: StateKeyBound, V: StateValue> Finalizer<K, V> {
     /// A finalizer of the writes of transactions below `end`.
     pub(crate) fn new(end: TxnIndex) -> Self {
         Self { end, updates: Vec::new(), first_violation: None }
-    }
-
-    /// Finalizes every key of a shard taken from the memory, and frees it.
-    ///
-    /// # Errors
-    /// The storage failed.
-    pub(crate) fn add_shard<S>(
-        &mut self,
-        shard: HashTable<(K, Versions<V>)>,
-        storage: &S,
-    ) -> Result<(), StorageError>
-    where
-        S: Storage<Key = K, Value = V>,
-    {
-        self.updates.reserve(shard.len());
-        for (key, versions) in &shard {
-            self.add_key(key, &versions, storage)?;
-        }
-        Ok(())
     }
 
     fn add_key<S>(&mut self, key: &K, versions: &Versions<V>, storage: &S) -> Result<(), StorageError>
@@ -441,6 +442,22 @@ impl<K: StateKeyBound, V: StateValue> Finalizer<K, V> {
         // A stable sort finds the sorted runs of each finalizer and only merges them.
         updates.sort_by(|left, right| left.0.cmp(&right.0));
         Ok(updates)
+    }
+}
+
+/// Per-transaction records that a new block reuses.
+trait ResetRecords {
+    fn reset(&mut self, block_size: usize);
+}
+
+impl<T> ResetRecords for Vec<CachePadded<Mutex<Vec<T>>>> {
+    fn reset(&mut self, block_size: usize) {
+        if self.len() < block_size {
+            self.resize_with(block_size, || CachePadded::new(Mutex::new(Vec::new())));
+        }
+        for records in &mut self[..block_size] {
+            records.get_mut().clear();
+        }
     }
 }
 

@@ -34,14 +34,40 @@ enum Halt<K: std::fmt::Debug> {
     Error(BlockError<K>),
 }
 
+/// What a parallel run allocates, kept between blocks: a long-running executor reuses it instead
+/// of allocating (and page-faulting) megabytes for every block.
+pub(crate) struct Workspace<M: Vm> {
+    scheduler: Scheduler,
+    memory: MvMemory<M::Key, M::Value>,
+    results: Vec<CachePadded<Mutex<Option<TransactionResult<M::Output, M::Error>>>>>,
+}
+
+impl<M: Vm> Workspace<M> {
+    pub(crate) fn new() -> Self {
+        Self { scheduler: Scheduler::new(0), memory: MvMemory::new(0), results: Vec::new() }
+    }
+
+    /// Prepares the workspace for a block of `block_size` transactions.
+    pub(crate) fn reset(&mut self, block_size: usize) {
+        self.scheduler.reset(block_size);
+        self.memory.reset(block_size);
+        if self.results.len() < block_size {
+            self.results.resize_with(block_size, || CachePadded::new(Mutex::new(None)));
+        }
+        for slot in &mut self.results[..block_size] {
+            *slot.get_mut() = None;
+        }
+    }
+}
+
 /// One parallel run of one block.
 pub(crate) struct ParallelRun<'a, M: Vm, S> {
     vm: &'a M,
     transactions: &'a [M::Transaction],
     storage: &'a S,
-    scheduler: Scheduler,
-    memory: MvMemory<M::Key, M::Value>,
-    results: Vec<CachePadded<Mutex<Option<TransactionResult<M::Output, M::Error>>>>>,
+    scheduler: &'a Scheduler,
+    memory: &'a MvMemory<M::Key, M::Value>,
+    results: &'a [CachePadded<Mutex<Option<TransactionResult<M::Output, M::Error>>>>],
     fallback: Option<ContentionFallback>,
     halted: CachePadded<AtomicBool>,
     halt: Mutex<Option<Halt<M::Key>>>,
@@ -64,20 +90,21 @@ where
     M: Vm,
     S: Storage<Key = M::Key, Value = M::Value>,
 {
+    /// A run over `workspace`, which must have been [reset](Workspace::reset) for this block.
     pub(crate) fn new(
         vm: &'a M,
         transactions: &'a [M::Transaction],
         storage: &'a S,
         fallback: Option<ContentionFallback>,
+        workspace: &'a Workspace<M>,
     ) -> Self {
-        let block_size = transactions.len();
         Self {
             vm,
             transactions,
             storage,
-            scheduler: Scheduler::new(block_size),
-            memory: MvMemory::new(block_size),
-            results: (0..block_size).map(|_| CachePadded::new(Mutex::new(None))).collect(),
+            scheduler: &workspace.scheduler,
+            memory: &workspace.memory,
+            results: &workspace.results[..transactions.len()],
             fallback,
             halted: CachePadded::new(AtomicBool::new(false)),
             halt: Mutex::new(None),
@@ -174,7 +201,7 @@ where
             if index >= SHARD_COUNT {
                 break;
             }
-            if let Err(error) = finalizer.add_shard(self.memory.take_shard(index), self.storage) {
+            if let Err(error) = self.memory.drain_shard_into(index, &mut finalizer, self.storage) {
                 self.stop(Halt::Error(BlockError::Storage(error)));
                 return;
             }
@@ -280,13 +307,13 @@ where
             Finalizer::finish(finalizers)?
         };
         let mut results = Vec::with_capacity(self.transactions.len());
-        for (txn_index, slot) in self.results.into_iter().take(prefix).enumerate() {
-            results.push(slot.into_inner().into_inner().ok_or_else(|| {
+        for (txn_index, slot) in self.results[..prefix].iter().enumerate() {
+            results.push(slot.lock().take().ok_or_else(|| {
                 BlockError::Invariant(format!("transaction {txn_index} finished without a result"))
             })?);
         }
         if prefix < self.transactions.len() {
-            let base = PrefixState { memory: &self.memory, prefix, storage: self.storage };
+            let base = PrefixState { memory: self.memory, prefix, storage: self.storage };
             let tail = execute_sequential(self.vm, &self.transactions[prefix..], prefix, &base)?;
             results.extend(tail.results);
             state_updates = merge_sorted(state_updates, tail.state_updates);

@@ -63,21 +63,42 @@ pub(crate) struct Scheduler {
 
 impl Scheduler {
     pub(crate) fn new(block_size: usize) -> Self {
-        Self {
+        let mut scheduler = Self {
             block_size,
             execution_index: CachePadded::new(AtomicUsize::new(0)),
             validation_index: CachePadded::new(AtomicUsize::new(0)),
             decrease_count: CachePadded::new(AtomicUsize::new(0)),
             active_tasks: CachePadded::new(AtomicUsize::new(0)),
             done: CachePadded::new(AtomicBool::new(false)),
-            transactions: (0..block_size)
-                .map(|_| {
-                    CachePadded::new(TransactionState {
-                        status: Mutex::new((0, Status::ReadyToExecute)),
-                        dependents: Mutex::new(Vec::new()),
-                    })
+            transactions: Vec::new(),
+        };
+        scheduler.reset(block_size);
+        scheduler
+    }
+
+    /// Prepares the scheduler for a new block, keeping what was allocated.
+    pub(crate) fn reset(&mut self, block_size: usize) {
+        self.block_size = block_size;
+        for counter in [
+            &mut self.execution_index,
+            &mut self.validation_index,
+            &mut self.decrease_count,
+            &mut self.active_tasks,
+        ] {
+            *counter.get_mut() = 0;
+        }
+        *self.done.get_mut() = false;
+        if self.transactions.len() < block_size {
+            self.transactions.resize_with(block_size, || {
+                CachePadded::new(TransactionState {
+                    status: Mutex::new((0, Status::ReadyToExecute)),
+                    dependents: Mutex::new(Vec::new()),
                 })
-                .collect(),
+            });
+        }
+        for state in &mut self.transactions[..block_size] {
+            *state.status.get_mut() = (0, Status::ReadyToExecute);
+            state.dependents.get_mut().clear();
         }
     }
 

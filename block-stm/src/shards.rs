@@ -68,9 +68,28 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         shard.find_mut(hash, |(candidate, _)| candidate == key).map(|(_, value)| update(value))
     }
 
-    /// Takes shard `index` out of the map, leaving it empty.
-    pub(crate) fn take_shard(&self, index: usize) -> HashTable<(K, T)> {
-        std::mem::take(&mut *self.shards[index].write())
+    /// Empties shard `index`, calling `visit` on each entry until it fails; the shard keeps its
+    /// capacity for the next block.
+    ///
+    /// # Errors
+    /// The first error of `visit`; the rest of the shard is dropped unvisited.
+    pub(crate) fn drain_shard<E>(
+        &self,
+        index: usize,
+        mut visit: impl FnMut(&K, &T) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut shard = self.shards[index].write();
+        for (key, value) in shard.drain() {
+            visit(&key, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every entry, keeping the capacity.
+    pub(crate) fn clear(&mut self) {
+        for shard in &mut *self.shards {
+            shard.get_mut().clear();
+        }
     }
 
     /// Calls `visit` on every shard, in shard order.
@@ -86,7 +105,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_updates_and_takes_shards() {
+    fn reads_updates_and_drains_shards() {
         let map: ShardedMap<u64, Vec<u64>> = ShardedMap::with_capacity(10);
         for key in 0..1000 {
             map.update(&key, |values| values.push(key * 2));
@@ -98,9 +117,17 @@ mod tests {
         assert_eq!(map.update_existing(&3, |values| values.len()), Some(1));
         let mut total = 0;
         for index in 0..SHARD_COUNT {
-            total += map.take_shard(index).len();
+            map.drain_shard(index, |_, _| {
+                total += 1;
+                Ok::<(), ()>(())
+            })
+            .unwrap();
         }
         assert_eq!(total, 1000);
-        assert_eq!(map.read(&7, Clone::clone), None, "taken shards are empty");
+        assert_eq!(map.read(&7, Clone::clone), None, "drained shards are empty");
+        let mut map = map;
+        map.update(&1, |values| values.push(1));
+        map.clear();
+        assert_eq!(map.read(&1, Clone::clone), None);
     }
 }

@@ -199,16 +199,49 @@ fn conditional_deltas_do_not_conflict_while_the_answer_holds() {
 }
 
 #[test]
-fn full_contention_falls_back_to_sequential_and_stays_identical() {
+fn full_contention_stays_identical_and_bounded() {
     let storage = transfer_genesis(2);
     let block = transfer_block(2, 2000, 3);
     let vm = TransferVm { work_rounds: 4, fee_vault: FEE_VAULT };
     let expected = execute_sequential(&vm, &block, &storage);
-    let (actual, stats) =
-        BlockExecutor::new(&vm, config(2, Some(ContentionFallback::default()))).execute_block_with_stats(&block, &storage);
-    assert_eq!(actual, expected);
-    let from = stats.sequential_from.expect("two accounts: every transaction conflicts");
-    assert!(from < 500, "the fallback came early: {stats:?}");
+    for fallback in FALLBACKS {
+        let (actual, stats) =
+            BlockExecutor::new(&vm, config(2, fallback)).execute_block_with_stats(&block, &storage);
+        assert_eq!(actual, expected);
+        assert!(stats.executions <= 3 * block.len(), "conflicts must not make work explode: {stats:?}");
+        if let Some(from) = stats.sequential_from {
+            assert!(from <= block.len());
+        }
+    }
+}
+
+#[test]
+fn one_executor_runs_many_blocks_of_different_sizes() {
+    quiet_script_panics();
+    let vm = TransferVm { work_rounds: 0, fee_vault: FEE_VAULT };
+    let transfers = BlockExecutor::new(&vm, config(2, Some(ContentionFallback::default())));
+    let scripts = BlockExecutor::new(&ScriptVm, config(3, None));
+    let script_storage = script_storage(16);
+    for (round, size) in [500usize, 20, 1200, 3, 700].into_iter().enumerate() {
+        let storage = transfer_genesis(50);
+        let block = transfer_block(50, size, round as u64);
+        assert_eq!(
+            transfers.execute_block(&block, &storage),
+            execute_sequential(&vm, &block, &storage),
+            "transfer block {round}"
+        );
+        let block: Vec<Script> = (0..size)
+            .map(|index| {
+                let key = (index * 7 + round) as u16 % 16;
+                Script(vec![Op::Read(key), Op::Add((key + 1) % 16, 3), Op::Write((key + 5) % 16)])
+            })
+            .collect();
+        assert_eq!(
+            scripts.execute_block(&block, &script_storage),
+            execute_sequential(&ScriptVm, &block, &script_storage),
+            "script block {round}"
+        );
+    }
 }
 
 /// Storage whose reads of one key fail, counting reads.
