@@ -144,19 +144,14 @@ enum Lookup<V> {
 /// The multi-version memory of one block run.
 pub(crate) struct MvMemory<K, V> {
     data: ShardedMap<K, Versions<V>>,
+    /// Update vectors of earlier blocks' finalizers, kept for their capacity.
+    spare_updates: Mutex<Vec<Vec<(K, Option<V>)>>>,
     written_keys: Vec<CachePadded<Mutex<Vec<K>>>>,
     read_sets: Vec<CachePadded<Mutex<Vec<ReadRecord<K, V>>>>>,
 }
 
 /// Write sets up to this size are compared by linear scan; larger ones through a hash set.
 const LINEAR_SCAN_LIMIT: usize = 16;
-
-fn contains_key<K: StateKeyBound>(keys: &[K], set: Option<&KeySet<'_, K>>, key: &K) -> bool {
-    match set {
-        Some(set) => set.contains(key),
-        None => keys.contains(key),
-    }
-}
 
 fn resolve<V: StateValue>(base: Option<&V>, net: NetDelta) -> Option<V> {
     Some(V::from_u128(net.apply_to(base.and_then(StateValue::as_u128).unwrap_or(0))))
@@ -169,6 +164,7 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
             data: ShardedMap::with_capacity(block_size * 2),
             written_keys: Vec::new(),
             read_sets: Vec::new(),
+            spare_updates: Mutex::new(Vec::new()),
         };
         memory.reset(block_size);
         memory
@@ -223,29 +219,43 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
         writes: Vec<(K, WriteOp<V>)>,
         reads: Vec<ReadRecord<K, V>>,
     ) -> bool {
-        let new_keys: Vec<K> = writes.iter().map(|(key, _)| key.clone()).collect();
+        // The key vector of the previous incarnation is reused for this one.
+        let mut keys = self.written_keys[txn_index].lock();
+        let new_set = (writes.len() > LINEAR_SCAN_LIMIT)
+            .then(|| writes.iter().map(|(key, _)| key).collect::<KeySet<'_, K>>());
+        let writes_key = |key: &K| match &new_set {
+            Some(set) => set.contains(key),
+            None => writes.iter().any(|(written, _)| written == key),
+        };
+        for key in keys.iter().filter(|key| !writes_key(key)) {
+            self.data.update_existing(key, |versions| versions.remove(txn_index));
+        }
+        drop(new_set);
+        let previous_set = (keys.len() > LINEAR_SCAN_LIMIT)
+            .then(|| keys.iter().collect::<KeySet<'_, K>>());
+        let wrote_new_location = writes.iter().any(|(key, _)| match &previous_set {
+            Some(set) => !set.contains(key),
+            None => !keys.contains(key),
+        });
+        drop(previous_set);
+        keys.clear();
         for (key, write) in writes {
             self.data.update(&key, |versions| {
                 versions.insert(txn_index, Entry { incarnation, write, estimate: false });
             });
+            keys.push(key);
         }
-        let mut previous_keys = self.written_keys[txn_index].lock();
-        let new_set = (new_keys.len() > LINEAR_SCAN_LIMIT)
-            .then(|| new_keys.iter().collect::<KeySet<'_, K>>());
-        for key in previous_keys.iter() {
-            if !contains_key(&new_keys, new_set.as_ref(), key) {
-                self.data.update_existing(key, |versions| versions.remove(txn_index));
-            }
-        }
-        let previous_set = (previous_keys.len() > LINEAR_SCAN_LIMIT)
-            .then(|| previous_keys.iter().collect::<KeySet<'_, K>>());
-        let wrote_new_location =
-            new_keys.iter().any(|key| !contains_key(&previous_keys, previous_set.as_ref(), key));
-        drop(previous_set);
-        *previous_keys = new_keys;
-        drop(previous_keys);
+        drop(keys);
         *self.read_sets[txn_index].lock() = reads;
         wrote_new_location
+    }
+
+    /// The transaction's read-set vector, emptied, for its next incarnation to fill: reusing it
+    /// saves an allocation per execution.
+    pub(crate) fn take_read_set(&self, txn_index: TxnIndex) -> Vec<ReadRecord<K, V>> {
+        let mut reads = std::mem::take(&mut *self.read_sets[txn_index].lock());
+        reads.clear();
+        reads
     }
 
     /// Marks every write of the transaction's latest incarnation as an ESTIMATE.
@@ -337,7 +347,7 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
     where
         S: Storage<Key = K, Value = V>,
     {
-        let mut finalizer = Finalizer::new(end);
+        let mut finalizer = self.finalizer(end);
         let mut storage_error = None;
         self.data.for_each_shard(|shard| {
             for (key, versions) in shard {
@@ -351,7 +361,61 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
         if let Some(error) = storage_error {
             return Err(BlockError::Storage(error));
         }
-        Finalizer::finish(vec![finalizer])
+        self.finish(vec![finalizer])
+    }
+
+    /// A finalizer of the writes of transactions below `end`, reusing a spare update vector.
+    pub(crate) fn finalizer(&self, end: TxnIndex) -> Finalizer<K, V> {
+        let updates = self.spare_updates.lock().pop().unwrap_or_default();
+        Finalizer { end, updates, first_violation: None }
+    }
+
+    /// All updates of the finalizers, sorted by key; their vectors go back to the spares.
+    ///
+    /// # Errors
+    /// The first delta (lowest transaction index, then smallest key) that leaves its bounds or
+    /// applies to a non-numeric value.
+    pub(crate) fn finish(
+        &self,
+        mut finalizers: Vec<Finalizer<K, V>>,
+    ) -> Result<Vec<(K, Option<V>)>, BlockError<K>> {
+        let first_violation = finalizers
+            .iter()
+            .filter_map(|finalizer| finalizer.first_violation.as_ref())
+            .min_by(|left, right| (left.0, &left.1).cmp(&(right.0, &right.1)))
+            .cloned();
+        let result = match first_violation {
+            Some((txn_index, key, true)) => Err(BlockError::DeltaOnNonNumeric { txn_index, key }),
+            Some((txn_index, key, false)) => Err(BlockError::DeltaOutOfBounds { txn_index, key }),
+            None => Ok(merge_sorted_runs(&mut finalizers)),
+        };
+        let mut spares = self.spare_updates.lock();
+        for mut finalizer in finalizers {
+            finalizer.updates.clear();
+            spares.push(finalizer.updates);
+        }
+        result
+    }
+}
+
+/// Merges the finalizers' sorted, disjoint update lists into one sorted list, emptying them
+/// (they keep their capacity).
+fn merge_sorted_runs<K: Ord, V>(finalizers: &mut [Finalizer<K, V>]) -> Vec<(K, Option<V>)> {
+    let total = finalizers.iter().map(|finalizer| finalizer.updates.len()).sum();
+    let mut merged = Vec::with_capacity(total);
+    let mut runs: Vec<_> =
+        finalizers.iter_mut().map(|finalizer| finalizer.updates.drain(..)).collect();
+    loop {
+        let smallest = runs
+            .iter()
+            .enumerate()
+            .filter_map(|(index, run)| run.as_slice().first().map(|(key, _)| (key, index)))
+            .min_by(|left, right| left.0.cmp(right.0))
+            .map(|(_, index)| index);
+        match smallest {
+            Some(index) => merged.extend(runs[index].next()),
+            None => return merged,
+        }
     }
 }
 
@@ -364,11 +428,6 @@ pub(crate) struct Finalizer<K, V> {
 }
 
 impl<K: StateKeyBound, V: StateValue> Finalizer<K, V> {
-    /// A finalizer of the writes of transactions below `end`.
-    pub(crate) fn new(end: TxnIndex) -> Self {
-        Self { end, updates: Vec::new(), first_violation: None }
-    }
-
     fn add_key<S>(&mut self, key: &K, versions: &Versions<V>, storage: &S) -> Result<(), StorageError>
     where
         S: Storage<Key = K, Value = V>,
@@ -414,34 +473,6 @@ impl<K: StateKeyBound, V: StateValue> Finalizer<K, V> {
     /// Sorts this finalizer's updates, so that [`finish`](Self::finish) only merges.
     pub(crate) fn sort(&mut self) {
         self.updates.sort_unstable_by(|left, right| left.0.cmp(&right.0));
-    }
-
-    /// All updates of the finalizers, sorted by key.
-    ///
-    /// # Errors
-    /// The first delta (lowest transaction index, then smallest key) that leaves its bounds or
-    /// applies to a non-numeric value.
-    pub(crate) fn finish(finalizers: Vec<Self>) -> Result<Vec<(K, Option<V>)>, BlockError<K>> {
-        let first_violation = finalizers
-            .iter()
-            .filter_map(|finalizer| finalizer.first_violation.as_ref())
-            .min_by(|left, right| (left.0, &left.1).cmp(&(right.0, &right.1)))
-            .cloned();
-        if let Some((txn_index, key, non_numeric)) = first_violation {
-            return Err(if non_numeric {
-                BlockError::DeltaOnNonNumeric { txn_index, key }
-            } else {
-                BlockError::DeltaOutOfBounds { txn_index, key }
-            });
-        }
-        let mut finalizers = finalizers.into_iter();
-        let mut updates = finalizers.next().map(|finalizer| finalizer.updates).unwrap_or_default();
-        for finalizer in finalizers {
-            updates.extend(finalizer.updates);
-        }
-        // A stable sort finds the sorted runs of each finalizer and only merges them.
-        updates.sort_by(|left, right| left.0.cmp(&right.0));
-        Ok(updates)
     }
 }
 

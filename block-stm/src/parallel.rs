@@ -195,7 +195,7 @@ where
     /// taking turns with the other workers, so that the end of the block is parallel too.
     fn finalize(&self) {
         let block_size = self.transactions.len();
-        let mut finalizer = Finalizer::new(block_size);
+        let mut finalizer = self.memory.finalizer(block_size);
         loop {
             let index = self.next_shard.fetch_add(1, Ordering::Relaxed);
             if index >= SHARD_COUNT {
@@ -241,7 +241,7 @@ where
             memory: &self.memory,
             storage: self.storage,
             txn_index,
-            reads: RefCell::new(Vec::new()),
+            reads: RefCell::new(self.memory.take_read_set(txn_index)),
             failure: RefCell::new(None),
         };
         let (writes, result) =
@@ -304,7 +304,7 @@ where
         let mut state_updates = if finalizers.is_empty() {
             self.memory.final_updates(prefix, self.storage)?
         } else {
-            Finalizer::finish(finalizers)?
+            self.memory.finish(finalizers)?
         };
         let mut results = Vec::with_capacity(self.transactions.len());
         for (txn_index, slot) in self.results[..prefix].iter().enumerate() {
