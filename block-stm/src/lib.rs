@@ -91,8 +91,9 @@ pub enum BlockError<K: std::fmt::Debug> {
 }
 
 /// When a parallel run gives up on parallelism: once at least `min_executions` executions have
-/// started and more than `max_wasted_percent` of them were wasted (aborted by validation or
-/// suspended on a dependency), the rest of the block runs sequentially.
+/// started and at least `max_wasted_percent` of them were wasted (aborted by validation or
+/// suspended on a dependency), the rest of the block runs sequentially. With `0` percent the run
+/// always hands over after `min_executions` executions (for tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContentionFallback {
     /// Executions to observe before judging.

@@ -361,6 +361,7 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
         if let Some(error) = storage_error {
             return Err(BlockError::Storage(error));
         }
+        finalizer.sort();
         self.finish(vec![finalizer])
     }
 

@@ -231,7 +231,7 @@ where
             let wasted = self.validation_aborts.load(Ordering::Relaxed)
                 + self.dependency_waits.load(Ordering::Relaxed);
             if executions >= fallback.min_executions
-                && wasted * 100 > executions * fallback.max_wasted_percent
+                && wasted * 100 >= executions * fallback.max_wasted_percent
             {
                 self.stop(Halt::Contention);
                 return None;

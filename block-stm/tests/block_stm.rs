@@ -29,7 +29,7 @@ fn config(threads: usize, contention_fallback: Option<ContentionFallback>) -> Ex
 }
 
 /// The fallback settings every equivalence test runs under: never, the default, and one that
-/// hands almost every block to the sequential executor part-way through.
+/// hands every block to the sequential executor after three executions.
 const FALLBACKS: [Option<ContentionFallback>; 3] = [
     None,
     Some(ContentionFallback { min_executions: 64, max_wasted_percent: 40 }),
@@ -212,6 +212,22 @@ fn full_contention_stays_identical_and_bounded() {
         if let Some(from) = stats.sequential_from {
             assert!(from <= block.len());
         }
+    }
+}
+
+#[test]
+fn a_block_handed_to_the_sequential_executor_midway_is_identical() {
+    let storage = transfer_genesis(10);
+    let block = transfer_block(10, 1000, 11);
+    let vm = TransferVm { work_rounds: 2, fee_vault: FEE_VAULT };
+    let expected = execute_sequential(&vm, &block, &storage);
+    for min_executions in [1, 10, 64, 300, 999] {
+        let fallback = ContentionFallback { min_executions, max_wasted_percent: 0 };
+        let (actual, stats) =
+            BlockExecutor::new(&vm, config(2, Some(fallback))).execute_block_with_stats(&block, &storage);
+        assert_eq!(actual, expected, "handed over after {min_executions} executions");
+        let from = stats.sequential_from.expect("a zero threshold always hands over");
+        assert!(from <= min_executions + 2, "{stats:?}");
     }
 }
 
