@@ -1,7 +1,7 @@
 //! The Block-STM paper's peer-to-peer benchmark on Duet's executor.
 //!
 //! `cargo bench -p duet-block-stm --bench block_stm [-- --json] [--runs N] [--threads N]
-//! [--accounts N] [--txs N]`
+//! [--accounts N] [--txs N] [--ceiling]`
 //!
 //! For accounts {2, 10, 100, 1000, 10000} x block sizes {1000, 10000}: transfers between random
 //! distinct accounts (nonce check, exact debit, commutative credit, fee to one vault, 16 keccak256
@@ -27,6 +27,8 @@ const WARM_UP_RUNS: usize = 5;
 
 struct Options {
     json: bool,
+    /// Also measure two sequential executions at once on two threads: what the machine allows.
+    ceiling: bool,
     /// Only this many accounts (all when `None`).
     accounts: Option<u64>,
     /// Only blocks of this size (all when `None`).
@@ -36,11 +38,13 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut options = Options { json: false, accounts: None, txs: None, runs: 9, threads: 2 };
+    let mut options =
+        Options { json: false, ceiling: false, accounts: None, txs: None, runs: 9, threads: 2 };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json" => options.json = true,
+            "--ceiling" => options.ceiling = true,
             "--runs" => options.runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N"),
             "--accounts" => options.accounts = args.next().and_then(|n| n.parse().ok()),
             "--txs" => options.txs = args.next().and_then(|n| n.parse().ok()),
@@ -72,9 +76,18 @@ fn main() {
             "{:>8} {:>7} {:>12} {:>12} {:>7} {:>12} {:>10}",
             "accounts", "txs", "seq tx/s", "par tx/s", "ratio", "execs/tx", "fallback"
         );
+        if options.ceiling {
+            println!(
+                "(last column: two sequential runs at once on two threads, the machine's ceiling)"
+            );
+        }
     }
-    for &block_size in BLOCK_SIZES.iter().filter(|size| options.txs.is_none_or(|only| only == **size)) {
-        for &accounts in ACCOUNTS.iter().filter(|count| options.accounts.is_none_or(|only| only == **count)) {
+    for &block_size in
+        BLOCK_SIZES.iter().filter(|size| options.txs.is_none_or(|only| only == **size))
+    {
+        for &accounts in
+            ACCOUNTS.iter().filter(|count| options.accounts.is_none_or(|only| only == **count))
+        {
             let storage = transfer_genesis(accounts);
             let block = transfer_block(accounts, block_size, accounts * 31 + block_size as u64);
             let expected = execute_sequential(&vm, &block, &storage).expect("the block executes");
@@ -96,7 +109,8 @@ fn main() {
                 std::hint::black_box(executor.execute_block(&block, &storage).is_ok());
                 parallel.push(start.elapsed());
             }
-            if std::env::var("DUET_CEILING").is_ok() {
+            let mut ceiling_tps = None;
+            if options.ceiling {
                 let mut both = Vec::new();
                 for _ in 0..options.runs {
                     let start = Instant::now();
@@ -106,13 +120,14 @@ fn main() {
                     });
                     both.push(start.elapsed());
                 }
-                eprintln!("ceiling: {:.0} tx/s", 2.0 * block_size as f64 / median(both).as_secs_f64());
+                ceiling_tps = Some(2.0 * block_size as f64 / median(both).as_secs_f64());
             }
             let sequential_tps = block_size as f64 / median(sequential).as_secs_f64();
             let parallel_tps = block_size as f64 / median(parallel).as_secs_f64();
             let ratio = parallel_tps / sequential_tps;
             let executions_per_txn = stats.executions as f64 / block_size as f64;
-            let fallback = stats.sequential_from.map_or("-".to_owned(), |from| format!("at {from}"));
+            let fallback =
+                stats.sequential_from.map_or("-".to_owned(), |from| format!("at {from}"));
             if options.json {
                 println!(
                     "{}",
@@ -128,11 +143,13 @@ fn main() {
                         "ratio": (ratio * 1000.0).round() / 1000.0,
                         "executions_per_txn": (executions_per_txn * 1000.0).round() / 1000.0,
                         "sequential_from": stats.sequential_from,
+                        "ceiling_tps": ceiling_tps.map(f64::round),
                     })
                 );
             } else {
+                let ceiling = ceiling_tps.map_or(String::new(), |tps| format!(" {tps:>12.0}"));
                 println!(
-                    "{accounts:>8} {block_size:>7} {sequential_tps:>12.0} {parallel_tps:>12.0} {ratio:>7.2} {executions_per_txn:>12.2} {fallback:>10}"
+                    "{accounts:>8} {block_size:>7} {sequential_tps:>12.0} {parallel_tps:>12.0} {ratio:>7.2} {executions_per_txn:>12.2} {fallback:>10}{ceiling}"
                 );
             }
         }

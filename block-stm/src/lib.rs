@@ -1,6 +1,6 @@
 //! Duet's Block-STM: one parallel executor for every VM of the rollup.
 //!
-//! Follows the Block-STM paper (Gelashvili et al., PPoPP'23): transactions of a block execute
+//! Follows the Block-STM paper (Gelashvili et al., `PPoPP` 2023): transactions of a block execute
 //! optimistically in parallel, in any order, against a multi-version memory; each execution records
 //! what it read; a validation later checks the reads still hold; a transaction whose reads went
 //! stale runs again. The result is the one executing the block in order would give, byte for byte.
@@ -165,7 +165,10 @@ pub struct BlockExecutor<'vm, M: Vm> {
 
 impl<M: Vm> std::fmt::Debug for BlockExecutor<'_, M> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("BlockExecutor").field("config", &self.config).finish_non_exhaustive()
+        formatter
+            .debug_struct("BlockExecutor")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 

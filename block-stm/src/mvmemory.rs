@@ -82,8 +82,10 @@ impl<V> Versions<V> {
                     net.push(*delta);
                     has_deltas = true;
                 }
-                WriteOp::Put(value) if has_deltas => return Lookup::Resolved(resolve(Some(value), net)),
-                WriteOp::Delete if has_deltas => return Lookup::Resolved(resolve(None, net)),
+                WriteOp::Put(value) if has_deltas => {
+                    return Lookup::Resolved(Some(resolve(Some(value), net)))
+                }
+                WriteOp::Delete if has_deltas => return Lookup::Resolved(Some(resolve(None, net))),
                 WriteOp::Put(value) => {
                     return Lookup::Version(index, entry.incarnation, Some(value.clone()))
                 }
@@ -141,20 +143,27 @@ enum Lookup<V> {
     Dependency(TxnIndex),
 }
 
+/// One lock per transaction, padded to its own cache line.
+type Slots<T> = Vec<CachePadded<Mutex<T>>>;
+
+/// Final values of keys, sorted by key.
+pub(crate) type Updates<K, V> = Vec<(K, Option<V>)>;
+
 /// The multi-version memory of one block run.
 pub(crate) struct MvMemory<K, V> {
     data: ShardedMap<K, Versions<V>>,
     /// Update vectors of earlier blocks' finalizers, kept for their capacity.
-    spare_updates: Mutex<Vec<Vec<(K, Option<V>)>>>,
-    written_keys: Vec<CachePadded<Mutex<Vec<K>>>>,
-    read_sets: Vec<CachePadded<Mutex<Vec<ReadRecord<K, V>>>>>,
+    spare_updates: Mutex<Vec<Updates<K, V>>>,
+    written_keys: Slots<Vec<K>>,
+    read_sets: Slots<Vec<ReadRecord<K, V>>>,
 }
 
 /// Write sets up to this size are compared by linear scan; larger ones through a hash set.
 const LINEAR_SCAN_LIMIT: usize = 16;
 
-fn resolve<V: StateValue>(base: Option<&V>, net: NetDelta) -> Option<V> {
-    Some(V::from_u128(net.apply_to(base.and_then(StateValue::as_u128).unwrap_or(0))))
+/// `base` changed by `net`: a delta over an absent value counts from zero and leaves a value.
+fn resolve<V: StateValue>(base: Option<&V>, net: NetDelta) -> V {
+    V::from_u128(net.apply_to(base.and_then(StateValue::as_u128).unwrap_or(0)))
 }
 
 impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
@@ -193,16 +202,17 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
         S: Storage<Key = K, Value = V>,
     {
         match self.lookup(key, txn_index) {
-            Lookup::Storage => {
-                storage.get(key).map(|value| (value, ReadOrigin::Storage)).map_err(ReadFailure::Storage)
-            }
+            Lookup::Storage => storage
+                .get(key)
+                .map(|value| (value, ReadOrigin::Storage))
+                .map_err(ReadFailure::Storage),
             Lookup::Version(index, incarnation, value) => {
                 Ok((value, ReadOrigin::Version(index, incarnation)))
             }
             Lookup::Resolved(value) => Ok((value.clone(), ReadOrigin::Resolved(value))),
             Lookup::DeltasOverStorage(net) => {
                 let base = storage.get(key).map_err(ReadFailure::Storage)?;
-                let value = resolve(base.as_ref(), net);
+                let value = Some(resolve(base.as_ref(), net));
                 Ok((value.clone(), ReadOrigin::Resolved(value)))
             }
             Lookup::Dependency(index) => Err(ReadFailure::Dependency(index)),
@@ -231,8 +241,8 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
             self.data.update_existing(key, |versions| versions.remove(txn_index));
         }
         drop(new_set);
-        let previous_set = (keys.len() > LINEAR_SCAN_LIMIT)
-            .then(|| keys.iter().collect::<KeySet<'_, K>>());
+        let previous_set =
+            (keys.len() > LINEAR_SCAN_LIMIT).then(|| keys.iter().collect::<KeySet<'_, K>>());
         let wrote_new_location = writes.iter().any(|(key, _)| match &previous_set {
             Some(set) => !set.contains(key),
             None => !keys.contains(key),
@@ -273,7 +283,11 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
     ///
     /// # Errors
     /// The storage failed while re-resolving a delta chain.
-    pub(crate) fn validate_read_set<S>(&self, txn_index: TxnIndex, storage: &S) -> Result<bool, StorageError>
+    pub(crate) fn validate_read_set<S>(
+        &self,
+        txn_index: TxnIndex,
+        storage: &S,
+    ) -> Result<bool, StorageError>
     where
         S: Storage<Key = K, Value = V>,
     {
@@ -282,12 +296,13 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
             let still_valid = match record {
                 ReadRecord::Read(key, origin) => match (self.lookup(key, txn_index), origin) {
                     (Lookup::Storage, ReadOrigin::Storage) => true,
-                    (Lookup::Version(index, incarnation, _), ReadOrigin::Version(read_index, read_incarnation)) => {
-                        index == *read_index && incarnation == *read_incarnation
-                    }
+                    (
+                        Lookup::Version(index, incarnation, _),
+                        ReadOrigin::Version(read_index, read_incarnation),
+                    ) => index == *read_index && incarnation == *read_incarnation,
                     (Lookup::Resolved(now), ReadOrigin::Resolved(then)) => now == *then,
                     (Lookup::DeltasOverStorage(net), ReadOrigin::Resolved(then)) => {
-                        resolve(storage.get(key)?.as_ref(), net) == *then
+                        Some(resolve(storage.get(key)?.as_ref(), net)) == *then
                     }
                     _ => false,
                 },
@@ -296,7 +311,9 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
                         Lookup::Dependency(_) => None,
                         Lookup::Storage => Some(storage.get(key)?),
                         Lookup::Version(_, _, value) | Lookup::Resolved(value) => Some(value),
-                        Lookup::DeltasOverStorage(net) => Some(resolve(storage.get(key)?.as_ref(), net)),
+                        Lookup::DeltasOverStorage(net) => {
+                            Some(Some(resolve(storage.get(key)?.as_ref(), net)))
+                        }
                     };
                     now.is_some_and(|value| fits(value.as_ref(), *delta) == *answer)
                 }
@@ -429,7 +446,12 @@ pub(crate) struct Finalizer<K, V> {
 }
 
 impl<K: StateKeyBound, V: StateValue> Finalizer<K, V> {
-    fn add_key<S>(&mut self, key: &K, versions: &Versions<V>, storage: &S) -> Result<(), StorageError>
+    fn add_key<S>(
+        &mut self,
+        key: &K,
+        versions: &Versions<V>,
+        storage: &S,
+    ) -> Result<(), StorageError>
     where
         S: Storage<Key = K, Value = V>,
     {
@@ -455,9 +477,11 @@ impl<K: StateKeyBound, V: StateValue> Finalizer<K, V> {
                     match apply_strictly(current.as_ref(), *delta) {
                         Ok(value) => current = Some(value),
                         Err(non_numeric) => {
-                            let earlier = self.first_violation.as_ref().is_none_or(|(first_index, first_key, _)| {
-                                (index, key) < (*first_index, first_key)
-                            });
+                            let earlier = self.first_violation.as_ref().is_none_or(
+                                |(first_index, first_key, _)| {
+                                    (index, key) < (*first_index, first_key)
+                                },
+                            );
                             if earlier {
                                 self.first_violation = Some((index, key.clone(), non_numeric));
                             }

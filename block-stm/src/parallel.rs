@@ -21,8 +21,8 @@ use parking_lot::Mutex;
 use crate::delta::Delta;
 use crate::mvmemory::{fits, Finalizer, MvMemory, ReadFailure, ReadRecord};
 use crate::scheduler::{Scheduler, Task};
-use crate::shards::SHARD_COUNT;
 use crate::sequential::{execute_sequential, panic_message, run_transaction};
+use crate::shards::SHARD_COUNT;
 use crate::vm::{
     Incarnation, ReadError, Storage, StorageError, TransactionResult, TransactionView, TxnIndex, Vm,
 };
@@ -34,12 +34,16 @@ enum Halt<K: std::fmt::Debug> {
     Error(BlockError<K>),
 }
 
+/// Where a transaction's latest result waits for the end of the block.
+type ResultSlot<M> =
+    CachePadded<Mutex<Option<TransactionResult<<M as Vm>::Output, <M as Vm>::Error>>>>;
+
 /// What a parallel run allocates, kept between blocks: a long-running executor reuses it instead
 /// of allocating (and page-faulting) megabytes for every block.
 pub(crate) struct Workspace<M: Vm> {
     scheduler: Scheduler,
     memory: MvMemory<M::Key, M::Value>,
-    results: Vec<CachePadded<Mutex<Option<TransactionResult<M::Output, M::Error>>>>>,
+    results: Vec<ResultSlot<M>>,
 }
 
 impl<M: Vm> Workspace<M> {
@@ -67,7 +71,7 @@ pub(crate) struct ParallelRun<'a, M: Vm, S> {
     storage: &'a S,
     scheduler: &'a Scheduler,
     memory: &'a MvMemory<M::Key, M::Value>,
-    results: &'a [CachePadded<Mutex<Option<TransactionResult<M::Output, M::Error>>>>],
+    results: &'a [ResultSlot<M>],
     fallback: Option<ContentionFallback>,
     halted: CachePadded<AtomicBool>,
     halt: Mutex<Option<Halt<M::Key>>>,
@@ -158,7 +162,9 @@ where
             let mut idle_rounds = 0u32;
             while !self.scheduler.done() && !self.halted.load(Ordering::Relaxed) {
                 task = match task {
-                    Some(Task::Execute(txn_index, incarnation)) => self.execute(txn_index, incarnation),
+                    Some(Task::Execute(txn_index, incarnation)) => {
+                        self.execute(txn_index, incarnation)
+                    }
                     Some(Task::Validate(txn_index, incarnation)) => {
                         self.validate(txn_index, incarnation)
                     }
@@ -238,7 +244,7 @@ where
             }
         }
         let view = ParallelView {
-            memory: &self.memory,
+            memory: self.memory,
             storage: self.storage,
             txn_index,
             reads: RefCell::new(self.memory.take_read_set(txn_index)),
@@ -447,7 +453,8 @@ mod tests {
 
     #[test]
     fn merge_keeps_order_and_prefers_newer() {
-        let merged = merge_sorted(vec![(1, 'a'), (3, 'a'), (5, 'a')], vec![(2, 'b'), (3, 'b'), (6, 'b')]);
+        let merged =
+            merge_sorted(vec![(1, 'a'), (3, 'a'), (5, 'a')], vec![(2, 'b'), (3, 'b'), (6, 'b')]);
         assert_eq!(merged, vec![(1, 'a'), (2, 'b'), (3, 'b'), (5, 'a'), (6, 'b')]);
     }
 }

@@ -1,4 +1,4 @@
-//! The collaborative scheduler of Block-STM (Gelashvili et al., PPoPP'23, algorithms 4 and 5).
+//! The collaborative scheduler of Block-STM (Gelashvili et al., `PPoPP` 2023, algorithms 4 and 5).
 //!
 //! The scheduler knows only transaction indices and incarnations. Worker threads ask it for the
 //! next task; it hands out execution tasks in block order from `execution_index` and validation
@@ -114,11 +114,14 @@ impl Scheduler {
 
     /// The next task for a worker, or `None` if there is none right now.
     pub(crate) fn next_task(&self) -> Option<Task> {
-        if self.validation_index.load(Ordering::SeqCst) < self.execution_index.load(Ordering::SeqCst)
+        if self.validation_index.load(Ordering::SeqCst)
+            < self.execution_index.load(Ordering::SeqCst)
         {
-            self.next_version_to_validate().map(|(index, incarnation)| Task::Validate(index, incarnation))
+            self.next_version_to_validate()
+                .map(|(index, incarnation)| Task::Validate(index, incarnation))
         } else {
-            self.next_version_to_execute().map(|(index, incarnation)| Task::Execute(index, incarnation))
+            self.next_version_to_execute()
+                .map(|(index, incarnation)| Task::Execute(index, incarnation))
         }
     }
 
@@ -172,7 +175,11 @@ impl Scheduler {
 
     /// Marks a validated incarnation as aborted, if it is still the latest executed one. Only one
     /// failed validation of an incarnation wins.
-    pub(crate) fn try_validation_abort(&self, txn_index: TxnIndex, incarnation: Incarnation) -> bool {
+    pub(crate) fn try_validation_abort(
+        &self,
+        txn_index: TxnIndex,
+        incarnation: Incarnation,
+    ) -> bool {
         let mut status = self.transactions[txn_index].status.lock();
         if *status == (incarnation, Status::Executed) {
             status.1 = Status::Aborting;

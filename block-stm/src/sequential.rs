@@ -62,7 +62,8 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// Keeps only the last write of each key, in the order of those last writes.
 fn last_write_per_key<K: Eq + std::hash::Hash + Clone, V>(writes: Vec<(K, V)>) -> Vec<(K, V)> {
     let has_duplicates = if writes.len() <= 16 {
-        (1..writes.len()).any(|index| writes[..index].iter().any(|(key, _)| *key == writes[index].0))
+        (1..writes.len())
+            .any(|index| writes[..index].iter().any(|(key, _)| *key == writes[index].0))
     } else {
         let mut seen = FastSet::default();
         !writes.iter().all(|(key, _)| seen.insert(key))
@@ -185,7 +186,10 @@ mod tests {
 
     #[test]
     fn later_writes_of_a_key_replace_earlier_ones() {
-        assert_eq!(last_write_per_key(vec![(1, 'a'), (2, 'b'), (1, 'c')]), vec![(2, 'b'), (1, 'c')]);
+        assert_eq!(
+            last_write_per_key(vec![(1, 'a'), (2, 'b'), (1, 'c')]),
+            vec![(2, 'b'), (1, 'c')]
+        );
         let many: Vec<(u32, u32)> = (0..40).map(|index| (index % 20, index)).collect();
         let kept = last_write_per_key(many);
         assert_eq!(kept, (20..40).map(|index| (index % 20, index)).collect::<Vec<_>>());

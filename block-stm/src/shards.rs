@@ -15,10 +15,12 @@ use parking_lot::RwLock;
 /// finalization splits evenly.
 pub(crate) const SHARD_COUNT: usize = 64;
 
+type Shard<K, T> = CachePadded<RwLock<HashTable<(K, T)>>>;
+
 /// A concurrent map from `K` to `T`.
 pub(crate) struct ShardedMap<K, T> {
     hasher: FixedState,
-    shards: Box<[CachePadded<RwLock<HashTable<(K, T)>>>]>,
+    shards: Box<[Shard<K, T>]>,
 }
 
 impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
@@ -62,7 +64,11 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
     }
 
     /// Calls `update` on the value of `key` if there is one.
-    pub(crate) fn update_existing<R>(&self, key: &K, update: impl FnOnce(&mut T) -> R) -> Option<R> {
+    pub(crate) fn update_existing<R>(
+        &self,
+        key: &K,
+        update: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
         let (hash, shard) = self.locate(key);
         let mut shard = shard.write();
         shard.find_mut(hash, |(candidate, _)| candidate == key).map(|(_, value)| update(value))

@@ -155,6 +155,7 @@ pub trait Vm: Sync {
     /// # Errors
     /// The transaction is invalid and must change nothing (for example a bad nonce). Outcomes
     /// that still change state (a revert that charges gas) belong in the `Ok` output instead.
+    #[allow(clippy::type_complexity)] // Spelled out: exactly what a VM returns.
     fn execute<View>(
         &self,
         txn_index: TxnIndex,

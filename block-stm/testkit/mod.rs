@@ -102,8 +102,12 @@ impl Vm for TransferVm {
         View: TransactionView<Key = StateKey, Value = u128>,
     {
         let mut digest = keccak256(
-            [transfer.sender.as_slice(), transfer.receiver.as_slice(), &transfer.nonce.to_be_bytes()]
-                .concat(),
+            [
+                transfer.sender.as_slice(),
+                transfer.receiver.as_slice(),
+                &transfer.nonce.to_be_bytes(),
+            ]
+            .concat(),
         );
         for _ in 0..self.work_rounds {
             digest = keccak256(digest);
@@ -246,16 +250,20 @@ impl Vm for ScriptVm {
     {
         let mut accumulator = txn_index as u128 + 1;
         let mut pending: BTreeMap<u16, Pending> = BTreeMap::new();
-        let current = |pending: &BTreeMap<u16, Pending>, key: u16| -> Result<Option<u128>, ReadError> {
-            Ok(match pending.get(&key) {
-                Some(Pending::Exact(value)) => *value,
-                Some(Pending::Net(added, subtracted)) => Some(
-                    view.read(&key)?.unwrap_or(0).saturating_add(*added).saturating_sub(*subtracted),
-                ),
-                Some(Pending::Sealed(_)) => None,
-                None => view.read(&key)?,
-            })
-        };
+        let current =
+            |pending: &BTreeMap<u16, Pending>, key: u16| -> Result<Option<u128>, ReadError> {
+                Ok(match pending.get(&key) {
+                    Some(Pending::Exact(value)) => *value,
+                    Some(Pending::Net(added, subtracted)) => Some(
+                        view.read(&key)?
+                            .unwrap_or(0)
+                            .saturating_add(*added)
+                            .saturating_sub(*subtracted),
+                    ),
+                    Some(Pending::Sealed(_)) => None,
+                    None => view.read(&key)?,
+                })
+            };
         for op in &script.0 {
             if matches!(pending.get(&op_key(op)), Some(Pending::Sealed(_))) {
                 continue;
@@ -276,32 +284,29 @@ impl Vm for ScriptVm {
                         Some(Pending::Exact(value)) => {
                             Pending::Exact(Some(value.unwrap_or(0).saturating_add(amount)))
                         }
-                        Some(Pending::Net(added, subtracted)) => Pending::Net(added + amount, *subtracted),
+                        Some(Pending::Net(added, subtracted)) => {
+                            Pending::Net(added + amount, *subtracted)
+                        }
                         _ => Pending::Net(amount, 0),
                     };
                     pending.insert(key, next);
                 }
-                Op::TrySub(key, amount) => match pending.get(&key).copied() {
-                    None => {
-                        if view.delta_fits(&key, Delta::sub(amount))? {
-                            pending.insert(key, Pending::Net(0, amount));
-                        } else {
-                            accumulator = mix(accumulator, 0xdead);
-                        }
-                    }
-                    _ => {
+                Op::TrySub(key, amount) => {
+                    if pending.contains_key(&key) {
                         let value = current(&pending, key)?.unwrap_or(0);
                         if value >= amount {
                             pending.insert(key, Pending::Exact(Some(value - amount)));
                         } else {
                             accumulator = mix(accumulator, 0xdead);
                         }
+                    } else if view.delta_fits(&key, Delta::sub(amount))? {
+                        pending.insert(key, Pending::Net(0, amount));
+                    } else {
+                        accumulator = mix(accumulator, 0xdead);
                     }
-                },
+                }
                 Op::AddBounded(key, amount, max) => {
-                    if !pending.contains_key(&key) {
-                        pending.insert(key, Pending::Sealed(Delta::Add { amount, max }));
-                    }
+                    pending.entry(key).or_insert(Pending::Sealed(Delta::Add { amount, max }));
                 }
                 Op::AbortIf(divisor) => {
                     if accumulator % u128::from(divisor.max(1)) == 0 {
@@ -309,9 +314,10 @@ impl Vm for ScriptVm {
                     }
                 }
                 Op::PanicIf(divisor) => {
-                    if accumulator % u128::from(divisor.max(1)) == 0 {
-                        panic!("{SCRIPT_PANIC} at {accumulator}");
-                    }
+                    assert!(
+                        accumulator % u128::from(divisor.max(1)) != 0,
+                        "{SCRIPT_PANIC} at {accumulator}"
+                    );
                 }
             }
         }
@@ -324,7 +330,9 @@ impl Vm for ScriptVm {
                     Pending::Net(added, subtracted) if added >= subtracted => {
                         WriteOp::Delta(Delta::add(added - subtracted))
                     }
-                    Pending::Net(added, subtracted) => WriteOp::Delta(Delta::sub(subtracted - added)),
+                    Pending::Net(added, subtracted) => {
+                        WriteOp::Delta(Delta::sub(subtracted - added))
+                    }
                     Pending::Sealed(delta) => WriteOp::Delta(delta),
                 };
                 (key, write)

@@ -14,8 +14,8 @@ use duet_block_stm::{
 use duet_types::StateKey;
 use proptest::prelude::*;
 use testkit::{
-    account, quiet_script_panics, FastMap, transfer_block, transfer_genesis, MemoryStorage, Op, Script,
-    ScriptVm, TransferError, TransferVm, FEE_VAULT,
+    account, quiet_script_panics, transfer_block, transfer_genesis, FastMap, MemoryStorage, Op,
+    Script, ScriptVm, TransferError, TransferVm, FEE_VAULT,
 };
 
 const THREAD_COUNTS: [usize; 3] = [2, 4, 8];
@@ -51,13 +51,21 @@ fn op_strategy(keys: u16) -> impl Strategy<Value = Op> {
 
 fn block_strategy() -> impl Strategy<Value = (u16, Vec<Script>)> {
     (2..48u16).prop_flat_map(|keys| {
-        (Just(keys), prop::collection::vec(prop::collection::vec(op_strategy(keys), 1..8).prop_map(Script), 1..160))
+        (
+            Just(keys),
+            prop::collection::vec(
+                prop::collection::vec(op_strategy(keys), 1..8).prop_map(Script),
+                1..160,
+            ),
+        )
     })
 }
 
 /// Half the keys hold a value, the other half are absent.
 fn script_storage(keys: u16) -> MemoryStorage<u16, u128> {
-    MemoryStorage((0..keys).filter(|key| key % 2 == 0).map(|key| (key, u128::from(key) * 100)).collect())
+    MemoryStorage(
+        (0..keys).filter(|key| key % 2 == 0).map(|key| (key, u128::from(key) * 100)).collect(),
+    )
 }
 
 proptest! {
@@ -107,9 +115,11 @@ fn transfers_move_balances_and_pay_the_fee_vault() {
     assert!(output.results.iter().all(|result| matches!(result, TransactionResult::Executed(_))));
     let updates: FastMap<_, _> = output.state_updates.into_iter().collect();
     assert_eq!(updates[&StateKey::Balance(FEE_VAULT)], Some(30 * 21), "every transfer paid 21 wei");
-    let total: u128 = (0..3).map(|index| updates[&StateKey::Balance(account(index))].unwrap()).sum();
+    let total: u128 =
+        (0..3).map(|index| updates[&StateKey::Balance(account(index))].unwrap()).sum();
     assert_eq!(total, 3 * 1_000_000_000_000_000_000 - 30 * 21, "transfers conserve value");
-    let nonces: u128 = (0..3).map(|index| updates[&StateKey::Account(account(index))].unwrap()).sum();
+    let nonces: u128 =
+        (0..3).map(|index| updates[&StateKey::Account(account(index))].unwrap()).sum();
     assert_eq!(nonces, 30);
 }
 
@@ -120,11 +130,18 @@ fn a_bad_nonce_is_rejected_and_changes_nothing() {
     block[0].nonce = 5;
     let vm = TransferVm { work_rounds: 0, fee_vault: FEE_VAULT };
     let output = BlockExecutor::new(&vm, config(2, None)).execute_block(&block, &storage).unwrap();
-    assert_eq!(output.results[0], TransactionResult::Rejected(TransferError::NonceMismatch { expected: 0, got: 5 }));
+    assert_eq!(
+        output.results[0],
+        TransactionResult::Rejected(TransferError::NonceMismatch { expected: 0, got: 5 })
+    );
     // The sender's next transaction now has a nonce gap too, and is rejected the same way.
     let sender = block[0].sender;
-    let next = block.iter().position(|transfer| transfer.sender == sender && transfer.nonce == 1).unwrap();
-    assert!(matches!(output.results[next], TransactionResult::Rejected(TransferError::NonceMismatch { expected: 0, got: 1 })));
+    let next =
+        block.iter().position(|transfer| transfer.sender == sender && transfer.nonce == 1).unwrap();
+    assert!(matches!(
+        output.results[next],
+        TransactionResult::Rejected(TransferError::NonceMismatch { expected: 0, got: 1 })
+    ));
 }
 
 #[test]
@@ -137,8 +154,12 @@ fn a_panicking_transaction_fails_alone() {
         Script(vec![Op::Read(1), Op::Write(3)]),
     ];
     for threads in [1, 2, 4] {
-        let output = BlockExecutor::new(&ScriptVm, config(threads, None)).execute_block(&block, &storage).unwrap();
-        assert!(matches!(&output.results[1], TransactionResult::Panicked(message) if message.starts_with("script panic")));
+        let output = BlockExecutor::new(&ScriptVm, config(threads, None))
+            .execute_block(&block, &storage)
+            .unwrap();
+        assert!(
+            matches!(&output.results[1], TransactionResult::Panicked(message) if message.starts_with("script panic"))
+        );
         assert!(matches!(output.results[2], TransactionResult::Executed(_)));
         let written: Vec<u16> = output.state_updates.iter().map(|(key, _)| *key).collect();
         assert_eq!(written, vec![1, 3], "the panicked transaction wrote nothing");
@@ -155,7 +176,8 @@ fn a_delta_past_its_bound_fails_the_block_identically() {
     assert_eq!(expected, Err(BlockError::DeltaOutOfBounds { txn_index: 40, key: 0 }));
     for threads in THREAD_COUNTS {
         for fallback in FALLBACKS {
-            let actual = BlockExecutor::new(&ScriptVm, config(threads, fallback)).execute_block(&block, &storage);
+            let actual = BlockExecutor::new(&ScriptVm, config(threads, fallback))
+                .execute_block(&block, &storage);
             assert_eq!(actual, expected);
         }
     }
@@ -180,7 +202,9 @@ fn a_read_after_deltas_sees_the_exact_sum() {
     block.push(Script(vec![Op::Read(1), Op::Write(0)]));
     let expected = execute_sequential(&ScriptVm, &block, &storage).unwrap();
     for threads in THREAD_COUNTS {
-        let actual = BlockExecutor::new(&ScriptVm, config(threads, None)).execute_block(&block, &storage).unwrap();
+        let actual = BlockExecutor::new(&ScriptVm, config(threads, None))
+            .execute_block(&block, &storage)
+            .unwrap();
         assert_eq!(actual, expected);
         assert!(actual.state_updates.contains(&(1, Some(300))));
     }
@@ -208,7 +232,10 @@ fn full_contention_stays_identical_and_bounded() {
         let (actual, stats) =
             BlockExecutor::new(&vm, config(2, fallback)).execute_block_with_stats(&block, &storage);
         assert_eq!(actual, expected);
-        assert!(stats.executions <= 3 * block.len(), "conflicts must not make work explode: {stats:?}");
+        assert!(
+            stats.executions <= 3 * block.len(),
+            "conflicts must not make work explode: {stats:?}"
+        );
         if let Some(from) = stats.sequential_from {
             assert!(from <= block.len());
         }
@@ -223,8 +250,8 @@ fn a_block_handed_to_the_sequential_executor_midway_is_identical() {
     let expected = execute_sequential(&vm, &block, &storage);
     for min_executions in [1, 10, 64, 300, 999] {
         let fallback = ContentionFallback { min_executions, max_wasted_percent: 0 };
-        let (actual, stats) =
-            BlockExecutor::new(&vm, config(2, Some(fallback))).execute_block_with_stats(&block, &storage);
+        let (actual, stats) = BlockExecutor::new(&vm, config(2, Some(fallback)))
+            .execute_block_with_stats(&block, &storage);
         assert_eq!(actual, expected, "handed over after {min_executions} executions");
         let from = stats.sequential_from.expect("a zero threshold always hands over");
         assert!(from <= min_executions + 2, "{stats:?}");
@@ -286,13 +313,18 @@ impl Storage for FailingStorage {
 
 #[test]
 fn a_storage_failure_is_an_error_for_the_block() {
-    let storage = FailingStorage { inner: script_storage(8), failing_key: 7, reads: AtomicUsize::new(0) };
-    let mut block: Vec<Script> = (0..50).map(|index| Script(vec![Op::Read(index % 4), Op::Write(index % 4)])).collect();
+    let storage =
+        FailingStorage { inner: script_storage(8), failing_key: 7, reads: AtomicUsize::new(0) };
+    let mut block: Vec<Script> =
+        (0..50).map(|index| Script(vec![Op::Read(index % 4), Op::Write(index % 4)])).collect();
     block[20] = Script(vec![Op::Read(7)]);
     for threads in [1, 2, 4] {
-        let result = BlockExecutor::new(&ScriptVm, config(threads, None)).execute_block(&block, &storage);
+        let result =
+            BlockExecutor::new(&ScriptVm, config(threads, None)).execute_block(&block, &storage);
         match result {
-            Err(BlockError::Storage(error)) => assert_eq!(error.to_string(), "storage failure: disk on fire"),
+            Err(BlockError::Storage(error)) => {
+                assert_eq!(error.to_string(), "storage failure: disk on fire")
+            }
             other => panic!("expected a storage error, got {other:?}"),
         }
     }
@@ -335,7 +367,9 @@ fn the_last_write_of_a_key_in_a_transaction_wins() {
     let expected = execute_sequential(&DoubleWriteVm, &block, &storage).unwrap();
     assert_eq!(expected.state_updates, vec![(0, Some(50 * 1_000)), (1, Some(7))]);
     for threads in THREAD_COUNTS {
-        let actual = BlockExecutor::new(&DoubleWriteVm, config(threads, None)).execute_block(&block, &storage).unwrap();
+        let actual = BlockExecutor::new(&DoubleWriteVm, config(threads, None))
+            .execute_block(&block, &storage)
+            .unwrap();
         assert_eq!(actual, expected);
     }
 }
@@ -347,7 +381,12 @@ fn empty_and_tiny_blocks() {
         let executor = BlockExecutor::new(&ScriptVm, config(threads, None));
         let empty = executor.execute_block(&[], &storage).unwrap();
         assert!(empty.results.is_empty() && empty.state_updates.is_empty());
-        let one = executor.execute_block(&[Script(vec![Op::Read(1), Op::Write(1)])], &storage).unwrap();
-        assert_eq!(one, execute_sequential(&ScriptVm, &[Script(vec![Op::Read(1), Op::Write(1)])], &storage).unwrap());
+        let one =
+            executor.execute_block(&[Script(vec![Op::Read(1), Op::Write(1)])], &storage).unwrap();
+        assert_eq!(
+            one,
+            execute_sequential(&ScriptVm, &[Script(vec![Op::Read(1), Op::Write(1)])], &storage)
+                .unwrap()
+        );
     }
 }
