@@ -1,0 +1,7 @@
+# Shared settings for Duet's scripts; sourced, not run.
+# The build directory lives outside the clone so that every clone and CI run on this machine
+# reuses one warm build.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/duet/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+DUET_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export DUET_ROOT
