@@ -323,7 +323,7 @@ fn a_storage_failure_is_an_error_for_the_block() {
             BlockExecutor::new(&ScriptVm, config(threads, None)).execute_block(&block, &storage);
         match result {
             Err(BlockError::Storage(error)) => {
-                assert_eq!(error.to_string(), "storage failure: disk on fire")
+                assert_eq!(error.to_string(), "storage failure: disk on fire");
             }
             other => panic!("expected a storage error, got {other:?}"),
         }
