@@ -90,13 +90,13 @@ pub enum BlockError<K: std::fmt::Debug> {
     Invariant(String),
 }
 
-/// When a parallel run gives up on parallelism: once at least `min_executions` executions have
-/// started and at least `max_wasted_percent` of them were wasted (aborted by validation or
-/// suspended on a dependency), the rest of the block runs sequentially. With `0` percent the run
+/// When a parallel run gives up on parallelism: once a worker thread has started at least
+/// `min_executions` executions and at least `max_wasted_percent` of them were wasted (aborted by
+/// validation or suspended on a dependency), the rest of the block runs sequentially. With `0` percent the run
 /// always hands over after `min_executions` executions (for tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContentionFallback {
-    /// Executions to observe before judging.
+    /// Executions a worker observes before judging.
     pub min_executions: usize,
     /// The share of wasted executions, in percent, above which the run falls back.
     pub max_wasted_percent: usize,

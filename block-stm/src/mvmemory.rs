@@ -231,23 +231,18 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
     ) -> bool {
         // The key vector of the previous incarnation is reused for this one.
         let mut keys = self.written_keys[txn_index].lock();
-        let new_set = (writes.len() > LINEAR_SCAN_LIMIT)
-            .then(|| writes.iter().map(|(key, _)| key).collect::<KeySet<'_, K>>());
-        let writes_key = |key: &K| match &new_set {
-            Some(set) => set.contains(key),
-            None => writes.iter().any(|(written, _)| written == key),
+        let wrote_new_location = if keys.is_empty() {
+            // The first incarnation (or one after an empty write set): nothing to compare.
+            !writes.is_empty()
+        } else {
+            self.remove_stale_writes(txn_index, &keys, &writes);
+            let previous_set =
+                (keys.len() > LINEAR_SCAN_LIMIT).then(|| keys.iter().collect::<KeySet<'_, K>>());
+            writes.iter().any(|(key, _)| match &previous_set {
+                Some(set) => !set.contains(key),
+                None => !keys.contains(key),
+            })
         };
-        for key in keys.iter().filter(|key| !writes_key(key)) {
-            self.data.update_existing(key, |versions| versions.remove(txn_index));
-        }
-        drop(new_set);
-        let previous_set =
-            (keys.len() > LINEAR_SCAN_LIMIT).then(|| keys.iter().collect::<KeySet<'_, K>>());
-        let wrote_new_location = writes.iter().any(|(key, _)| match &previous_set {
-            Some(set) => !set.contains(key),
-            None => !keys.contains(key),
-        });
-        drop(previous_set);
         keys.clear();
         for (key, write) in writes {
             self.data.update(&key, |versions| {
@@ -258,6 +253,24 @@ impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
         drop(keys);
         *self.read_sets[txn_index].lock() = reads;
         wrote_new_location
+    }
+
+    /// Removes the entries of `previous_keys` that the new write set no longer writes.
+    fn remove_stale_writes(
+        &self,
+        txn_index: TxnIndex,
+        previous_keys: &[K],
+        writes: &[(K, WriteOp<V>)],
+    ) {
+        let new_set = (writes.len() > LINEAR_SCAN_LIMIT)
+            .then(|| writes.iter().map(|(key, _)| key).collect::<KeySet<'_, K>>());
+        let still_written = |key: &K| match &new_set {
+            Some(set) => set.contains(key),
+            None => writes.iter().any(|(written, _)| written == key),
+        };
+        for key in previous_keys.iter().filter(|key| !still_written(key)) {
+            self.data.update_existing(key, |versions| versions.remove(txn_index));
+        }
     }
 
     /// The transaction's read-set vector, emptied, for its next incarnation to fill: reusing it

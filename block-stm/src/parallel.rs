@@ -28,6 +28,23 @@ use crate::vm::{
 };
 use crate::{BlockError, BlockOutput, ContentionFallback, ExecutionStats, VmBlockOutput};
 
+/// What one worker counted; kept per worker so that counting costs no shared cache line, and
+/// judged per worker for the contention fallback.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    executions: usize,
+    validation_aborts: usize,
+    dependency_waits: usize,
+}
+
+impl Counters {
+    fn add(&mut self, other: Self) {
+        self.executions += other.executions;
+        self.validation_aborts += other.validation_aborts;
+        self.dependency_waits += other.dependency_waits;
+    }
+}
+
 /// Why a run stopped before the scheduler finished.
 enum Halt<K: std::fmt::Debug> {
     Contention,
@@ -75,9 +92,8 @@ pub(crate) struct ParallelRun<'a, M: Vm, S> {
     fallback: Option<ContentionFallback>,
     halted: CachePadded<AtomicBool>,
     halt: Mutex<Option<Halt<M::Key>>>,
-    executions: CachePadded<AtomicUsize>,
-    validation_aborts: CachePadded<AtomicUsize>,
-    dependency_waits: CachePadded<AtomicUsize>,
+    /// Every worker's counters, added up as each worker stops.
+    counters: Mutex<Counters>,
     /// The next shard of the memory to finalize, once the block is done.
     next_shard: CachePadded<AtomicUsize>,
     /// The first transaction of the next chunk whose records to free, once the block is done.
@@ -112,9 +128,7 @@ where
             fallback,
             halted: CachePadded::new(AtomicBool::new(false)),
             halt: Mutex::new(None),
-            executions: CachePadded::new(AtomicUsize::new(0)),
-            validation_aborts: CachePadded::new(AtomicUsize::new(0)),
-            dependency_waits: CachePadded::new(AtomicUsize::new(0)),
+            counters: Mutex::new(Counters::default()),
             next_shard: CachePadded::new(AtomicUsize::new(0)),
             next_chunk: CachePadded::new(AtomicUsize::new(0)),
             finalizers: Mutex::new(Vec::new()),
@@ -133,10 +147,11 @@ where
             self.work();
         });
         let halt = self.halt.lock().take();
+        let counters = *self.counters.lock();
         let mut stats = ExecutionStats {
-            executions: self.executions.load(Ordering::Relaxed),
-            validation_aborts: self.validation_aborts.load(Ordering::Relaxed),
-            dependency_waits: self.dependency_waits.load(Ordering::Relaxed),
+            executions: counters.executions,
+            validation_aborts: counters.validation_aborts,
+            dependency_waits: counters.dependency_waits,
             sequential_from: None,
         };
         let output = match halt {
@@ -157,16 +172,17 @@ where
     /// One worker thread's loop. A panic here is a bug of ours: it halts the run with an error
     /// instead of leaving the other workers waiting.
     fn work(&self) {
+        let mut counters = Counters::default();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut task = None;
             let mut idle_rounds = 0u32;
             while !self.scheduler.done() && !self.halted.load(Ordering::Relaxed) {
                 task = match task {
                     Some(Task::Execute(txn_index, incarnation)) => {
-                        self.execute(txn_index, incarnation)
+                        self.execute(txn_index, incarnation, &mut counters)
                     }
                     Some(Task::Validate(txn_index, incarnation)) => {
-                        self.validate(txn_index, incarnation)
+                        self.validate(txn_index, incarnation, &mut counters)
                     }
                     None => {
                         let next = self.scheduler.next_task();
@@ -189,6 +205,7 @@ where
                 self.finalize();
             }
         }));
+        self.counters.lock().add(counters);
         if let Err(payload) = outcome {
             self.stop(Halt::Error(BlockError::Invariant(format!(
                 "a worker thread panicked: {}",
@@ -231,13 +248,17 @@ where
         self.halted.store(true, Ordering::Relaxed);
     }
 
-    fn execute(&self, txn_index: TxnIndex, incarnation: Incarnation) -> Option<Task> {
-        let executions = self.executions.fetch_add(1, Ordering::Relaxed) + 1;
+    fn execute(
+        &self,
+        txn_index: TxnIndex,
+        incarnation: Incarnation,
+        counters: &mut Counters,
+    ) -> Option<Task> {
+        counters.executions += 1;
         if let Some(fallback) = self.fallback {
-            let wasted = self.validation_aborts.load(Ordering::Relaxed)
-                + self.dependency_waits.load(Ordering::Relaxed);
-            if executions >= fallback.min_executions
-                && wasted * 100 >= executions * fallback.max_wasted_percent
+            let wasted = counters.validation_aborts + counters.dependency_waits;
+            if counters.executions >= fallback.min_executions
+                && wasted * 100 >= counters.executions * fallback.max_wasted_percent
             {
                 self.stop(Halt::Contention);
                 return None;
@@ -254,7 +275,7 @@ where
             run_transaction(self.vm, txn_index, &self.transactions[txn_index], &view);
         match view.failure.into_inner() {
             Some(ReadFailure::Dependency(blocking)) => {
-                self.dependency_waits.fetch_add(1, Ordering::Relaxed);
+                counters.dependency_waits += 1;
                 return if self.scheduler.add_dependency(txn_index, blocking) {
                     None
                 } else {
@@ -273,7 +294,12 @@ where
         self.scheduler.finish_execution(txn_index, incarnation, wrote_new_location)
     }
 
-    fn validate(&self, txn_index: TxnIndex, incarnation: Incarnation) -> Option<Task> {
+    fn validate(
+        &self,
+        txn_index: TxnIndex,
+        incarnation: Incarnation,
+        counters: &mut Counters,
+    ) -> Option<Task> {
         let valid = match self.memory.validate_read_set(txn_index, self.storage) {
             Ok(valid) => valid,
             Err(error) => {
@@ -283,7 +309,7 @@ where
         };
         let aborted = !valid && self.scheduler.try_validation_abort(txn_index, incarnation);
         if aborted {
-            self.validation_aborts.fetch_add(1, Ordering::Relaxed);
+            counters.validation_aborts += 1;
             self.memory.convert_writes_to_estimates(txn_index);
         }
         self.scheduler.finish_validation(txn_index, aborted)

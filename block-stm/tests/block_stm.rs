@@ -248,13 +248,15 @@ fn a_block_handed_to_the_sequential_executor_midway_is_identical() {
     let block = transfer_block(10, 1000, 11);
     let vm = TransferVm { work_rounds: 2, fee_vault: FEE_VAULT };
     let expected = execute_sequential(&vm, &block, &storage);
-    for min_executions in [1, 10, 64, 300, 999] {
+    // At most half the block: one of the two workers surely starts that many executions.
+    for min_executions in [1, 10, 64, 300, 500] {
         let fallback = ContentionFallback { min_executions, max_wasted_percent: 0 };
         let (actual, stats) = BlockExecutor::new(&vm, config(2, Some(fallback)))
             .execute_block_with_stats(&block, &storage);
         assert_eq!(actual, expected, "handed over after {min_executions} executions");
         let from = stats.sequential_from.expect("a zero threshold always hands over");
-        assert!(from <= min_executions + 2, "{stats:?}");
+        // Each of the two workers judges its own executions.
+        assert!(from <= 2 * min_executions + 2, "{stats:?}");
     }
 }
 
