@@ -45,7 +45,7 @@ fn options() -> Options {
         ceiling: false,
         accounts: None,
         txs: None,
-        runs: 9,
+        runs: 15,
         threads: 2,
         work_rounds: BENCH_WORK_ROUNDS,
     };

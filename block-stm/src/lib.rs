@@ -142,7 +142,8 @@ impl ExecutorConfig {
 /// How a block run went: for benchmarks and diagnostics, never part of the block's output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExecutionStats {
-    /// VM executions started (every incarnation, and every restart after a dependency).
+    /// VM executions started (every incarnation, every restart after a dependency, and every
+    /// transaction the sequential executor ran after a hand-over).
     pub executions: usize,
     /// Incarnations aborted because their reads went stale.
     pub validation_aborts: usize,

@@ -162,7 +162,9 @@ where
             Some(Halt::Error(error)) => Err(error),
             Some(Halt::Contention) => {
                 let prefix = self.valid_prefix();
-                stats.sequential_from = Some(prefix.as_ref().copied().unwrap_or(0));
+                let from = prefix.as_ref().copied().unwrap_or(0);
+                stats.sequential_from = Some(from);
+                stats.executions += self.transactions.len() - from;
                 prefix.map_err(BlockError::Storage).and_then(|prefix| self.finish(prefix))
             }
         };
