@@ -42,8 +42,8 @@ mod vm;
 
 pub use delta::Delta;
 pub use vm::{
-    Incarnation, ReadError, StateKeyBound, StateValue, Storage, StorageError, TransactionResult,
-    TransactionView, TxnIndex, Vm, VmOutput, WriteOp,
+    Incarnation, ReadError, StateKeyBound, StateValueBound, Storage, StorageError,
+    TransactionResult, TransactionView, TxnIndex, Vm, VmOutput, WriteOp,
 };
 
 use std::num::NonZeroUsize;

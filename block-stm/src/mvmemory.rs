@@ -16,7 +16,9 @@ use smallvec::SmallVec;
 
 use crate::delta::{Delta, NetDelta};
 use crate::shards::ShardedMap;
-use crate::vm::{Incarnation, StateKeyBound, StateValue, Storage, StorageError, TxnIndex, WriteOp};
+use crate::vm::{
+    Incarnation, StateKeyBound, StateValueBound, Storage, StorageError, TxnIndex, WriteOp,
+};
 use crate::BlockError;
 
 type KeySet<'a, K> = std::collections::HashSet<&'a K, FixedState>;
@@ -69,7 +71,7 @@ impl<V> Versions<V> {
 
     fn lookup(&self, txn_index: TxnIndex) -> Lookup<V>
     where
-        V: StateValue,
+        V: StateValueBound,
     {
         let mut net = NetDelta::default();
         let mut has_deltas = false;
@@ -162,11 +164,11 @@ pub(crate) struct MvMemory<K, V> {
 const LINEAR_SCAN_LIMIT: usize = 16;
 
 /// `base` changed by `net`: a delta over an absent value counts from zero and leaves a value.
-fn resolve<V: StateValue>(base: Option<&V>, net: NetDelta) -> V {
-    V::from_u128(net.apply_to(base.and_then(StateValue::as_u128).unwrap_or(0)))
+fn resolve<V: StateValueBound>(base: Option<&V>, net: NetDelta) -> V {
+    V::from_u128(net.apply_to(base.and_then(StateValueBound::as_u128).unwrap_or(0)))
 }
 
-impl<K: StateKeyBound, V: StateValue> MvMemory<K, V> {
+impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     pub(crate) fn new(block_size: usize) -> Self {
         let mut memory = Self {
             // About two keys written per transaction; growing the map under its locks costs more.
@@ -458,7 +460,7 @@ pub(crate) struct Finalizer<K, V> {
     first_violation: Option<(TxnIndex, K, bool)>,
 }
 
-impl<K: StateKeyBound, V: StateValue> Finalizer<K, V> {
+impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
     fn add_key<S>(
         &mut self,
         key: &K,
@@ -531,13 +533,16 @@ impl<T> ResetRecords for Vec<CachePadded<Mutex<Vec<T>>>> {
 }
 
 /// Whether `delta` stays within its bounds on `value` (absent counts as zero).
-pub(crate) fn fits<V: StateValue>(value: Option<&V>, delta: Delta) -> bool {
+pub(crate) fn fits<V: StateValueBound>(value: Option<&V>, delta: Delta) -> bool {
     apply_strictly(value, delta).is_ok()
 }
 
 /// `delta` applied to `value` (absent counts as zero). The error says whether the value was not
 /// numeric (`true`) or the result left the delta's bounds (`false`).
-pub(crate) fn apply_strictly<V: StateValue>(value: Option<&V>, delta: Delta) -> Result<V, bool> {
+pub(crate) fn apply_strictly<V: StateValueBound>(
+    value: Option<&V>,
+    delta: Delta,
+) -> Result<V, bool> {
     let base = match value {
         None => 0,
         Some(value) => value.as_u128().ok_or(true)?,

@@ -141,8 +141,11 @@ where
         threads: usize,
     ) -> (Result<VmBlockOutput<M>, BlockError<M::Key>>, ExecutionStats) {
         std::thread::scope(|scope| {
-            for _ in 1..threads {
-                scope.spawn(|| self.work());
+            for index in 1..threads {
+                // If the OS refuses a thread, the threads already running finish the block.
+                let _ = std::thread::Builder::new()
+                    .name(format!("block-stm-{index}"))
+                    .spawn_scoped(scope, || self.work());
             }
             self.work();
         });
@@ -393,7 +396,7 @@ struct ParallelView<'a, K, V, S> {
 impl<K, V, S> ParallelView<'_, K, V, S>
 where
     K: crate::StateKeyBound,
-    V: crate::StateValue,
+    V: crate::StateValueBound,
     S: Storage<Key = K, Value = V>,
 {
     fn read_recorded(&self, key: &K, record_value: bool) -> Result<Option<V>, ReadError> {
@@ -425,7 +428,7 @@ where
 impl<K, V, S> TransactionView for ParallelView<'_, K, V, S>
 where
     K: crate::StateKeyBound,
-    V: crate::StateValue,
+    V: crate::StateValueBound,
     S: Storage<Key = K, Value = V>,
 {
     type Key = K;
@@ -458,7 +461,7 @@ struct UnfinishedPrefix(TxnIndex);
 impl<K, V, S> Storage for PrefixState<'_, K, V, S>
 where
     K: crate::StateKeyBound,
-    V: crate::StateValue,
+    V: crate::StateValueBound,
     S: Storage<Key = K, Value = V>,
 {
     type Key = K;

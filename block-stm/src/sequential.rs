@@ -88,7 +88,7 @@ struct SequentialView<'a, K, V, S> {
 impl<K, V, S> SequentialView<'_, K, V, S>
 where
     K: crate::StateKeyBound,
-    V: crate::StateValue,
+    V: crate::StateValueBound,
     S: Storage<Key = K, Value = V>,
 {
     fn current(&self, key: &K) -> Result<Option<V>, ReadError> {
@@ -105,7 +105,7 @@ where
 impl<K, V, S> TransactionView for SequentialView<'_, K, V, S>
 where
     K: crate::StateKeyBound,
-    V: crate::StateValue,
+    V: crate::StateValueBound,
     S: Storage<Key = K, Value = V>,
 {
     type Key = K;

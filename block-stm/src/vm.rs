@@ -26,14 +26,23 @@ impl<T: Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static> StateKeyBound f
 /// Values that commutative [`Delta`]s apply to (balances, counters) must round-trip through
 /// `u128`; other values return `None` from [`as_u128`](Self::as_u128), and a delta on them is an
 /// error for the block.
-pub trait StateValue: Clone + Eq + Debug + Send + Sync + 'static {
+pub trait StateValueBound: Clone + Eq + Debug + Send + Sync + 'static {
     /// The value as an integer a delta can apply to, or `None` if it is not numeric.
     fn as_u128(&self) -> Option<u128>;
     /// The value that holds the integer `value` (the result of applying a delta).
     fn from_u128(value: u128) -> Self;
 }
 
-impl StateValue for u128 {
+impl StateValueBound for duet_types::StateValue {
+    fn as_u128(&self) -> Option<u128> {
+        self.as_balance()
+    }
+    fn from_u128(value: u128) -> Self {
+        Self::Balance(value)
+    }
+}
+
+impl StateValueBound for u128 {
     fn as_u128(&self) -> Option<u128> {
         Some(*self)
     }
@@ -144,7 +153,7 @@ pub trait Vm: Sync {
     /// The state key type.
     type Key: StateKeyBound;
     /// The state value type.
-    type Value: StateValue;
+    type Value: StateValueBound;
     /// What a successful execution reports (a receipt).
     type Output: Send;
     /// Why the VM rejected a transaction outright; a rejected transaction changes no state.

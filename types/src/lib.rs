@@ -4,7 +4,7 @@
 //!
 //! - [`Address`]: one 20-byte address space for the Move VM and the EVM, so the account `0xabc…`
 //!   is the same account in both.
-//! - [`StateKey`]: the one key space of Duet's state. Both VMs read and write only through it, so
+//! - [`StateKey`] and [`StateValue`]: the one key space of Duet's state and what it holds. Both VMs read and write only through it, so
 //!   the parallel executor sees every conflict whichever VM caused it.
 //! - [`keccak256`] and the state-commitment key scheme ([`StateKey::commitment_key`]): the leaf
 //!   position of every key in the keccak256 sparse Merkle tree that Ethereum verifies.
@@ -12,6 +12,8 @@
 //! No VM, no I/O.
 
 mod state_key;
+mod state_value;
 
-pub use alloy_primitives::{keccak256, Address, B256, U256};
+pub use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 pub use state_key::{StateKey, SystemKey};
+pub use state_value::StateValue;

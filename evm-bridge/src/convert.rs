@@ -1,0 +1,77 @@
+//! revm's state changes, as writes in Duet's key space.
+
+use duet_block_stm::WriteOp;
+use duet_types::{StateKey, StateValue, B256, U256};
+use revm::state::{Account, EvmState};
+
+/// The hash of empty EVM code: an account without code has it.
+pub const EVM_EMPTY_CODE_HASH: B256 = revm::primitives::KECCAK_EMPTY;
+
+/// The writes that apply revm's `state` (one transaction's changes) to Duet's state, sorted by
+/// key. Only what changed is written; an absent key means zero, so zero balances, zero slots and
+/// default account headers are deletions.
+#[must_use]
+pub fn state_writes(state: EvmState) -> Vec<(StateKey, WriteOp<StateValue>)> {
+    let mut writes = Vec::new();
+    for (address, account) in state {
+        if account.is_touched() {
+            account_writes(address, &account, &mut writes);
+        }
+    }
+    writes.sort_by(|left, right| left.0.cmp(&right.0));
+    writes
+}
+
+fn account_writes(
+    address: revm::primitives::Address,
+    account: &Account,
+    writes: &mut Vec<(StateKey, WriteOp<StateValue>)>,
+) {
+    if account.is_selfdestructed() {
+        // EIP-6780: only a contract created in this same transaction is destroyed, so its whole
+        // storage is what this transaction wrote.
+        writes.push((StateKey::Account(address), WriteOp::Delete));
+        writes.push((StateKey::Balance(address), WriteOp::Delete));
+        for slot in account.storage.keys() {
+            writes.push((StateKey::Storage { address, slot: B256::from(*slot) }, WriteOp::Delete));
+        }
+        return;
+    }
+    let original = account.original_info();
+    let info = &account.info;
+    if (info.nonce, info.code_hash) != (original.nonce, original.code_hash) {
+        let write = if info.nonce == 0 && info.code_hash == EVM_EMPTY_CODE_HASH {
+            WriteOp::Delete
+        } else {
+            WriteOp::Put(StateValue::Account { nonce: info.nonce, code_hash: info.code_hash })
+        };
+        writes.push((StateKey::Account(address), write));
+    }
+    if info.balance != original.balance {
+        let write = if info.balance.is_zero() {
+            WriteOp::Delete
+        } else {
+            // INVARIANT: balances stay below 2^128 wei (far above the supply of ETH).
+            WriteOp::Put(StateValue::Balance(u128::try_from(info.balance).unwrap_or(u128::MAX)))
+        };
+        writes.push((StateKey::Balance(address), write));
+    }
+    if account.is_created() && info.code_hash != EVM_EMPTY_CODE_HASH {
+        if let Some(code) = &info.code {
+            writes.push((
+                StateKey::Code(info.code_hash),
+                WriteOp::Put(StateValue::Bytes(code.original_bytes())),
+            ));
+        }
+    }
+    for (slot, value) in account.changed_storage_slots() {
+        let key = StateKey::Storage { address, slot: B256::from(*slot) };
+        let present = value.present_value();
+        let write = if present == U256::ZERO {
+            WriteOp::Delete
+        } else {
+            WriteOp::Put(StateValue::Slot(present))
+        };
+        writes.push((key, write));
+    }
+}

@@ -1,0 +1,414 @@
+//! Duet's EVM against plain revm: the same transactions, executed one by one by revm on its
+//! in-memory database, and by Duet sequentially and in parallel, must give the same receipts and
+//! the same state.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+
+use alloy_sol_types::{sol, SolCall, SolConstructor};
+use duet_block_stm::{
+    execute_sequential, BlockExecutor, ExecutorConfig, Storage, StorageError, TransactionResult,
+};
+use duet_evm::{EvmError, EvmVm, Receipt, EVM_EMPTY_CODE_HASH};
+use duet_types::{Address, Bytes, StateKey, StateValue, B256, U256};
+use revm::context::result::InvalidTransaction;
+use revm::context::{BlockEnv, TxEnv};
+use revm::database::{CacheDB, EmptyDB};
+use revm::primitives::TxKind;
+use revm::state::AccountInfo;
+use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
+
+sol! {
+    contract Token {
+        constructor(string name_, string symbol_, uint256 supply);
+        function transfer(address to, uint256 value) external returns (bool);
+        function approve(address spender, uint256 value) external returns (bool);
+        function balanceOf(address owner) external view returns (uint256);
+    }
+    contract Pair {
+        constructor(address token0_, address token1_);
+        function addLiquidity(uint256 amount0, uint256 amount1) external;
+        function swap(address tokenIn, uint256 amountIn, address to) external returns (uint256);
+    }
+    contract Deployer {
+        function create(uint256 value) external returns (address);
+        function create2(uint256 value, bytes32 salt) external returns (address);
+        function createAndDestroy(uint256 value) external payable returns (address);
+    }
+    contract Burner {
+        function failAfterWrite() external;
+        function burnAll() external;
+        function increment() external;
+    }
+}
+
+const CHAIN_ID: u64 = 42_069;
+const FEE_VAULT: Address = Address::repeat_byte(0xfe);
+const GAS_PRICE: u128 = 2_000_000_000;
+const ONE_ETH: u128 = 1_000_000_000_000_000_000;
+
+fn artifact_bytecode(name: &str) -> Vec<u8> {
+    let path = format!("{}/contracts/artifacts/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let artifact: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("artifact exists")).unwrap();
+    let hex = artifact["bytecode"].as_str().unwrap().trim_start_matches("0x");
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+}
+
+fn user(index: u64) -> Address {
+    Address::left_padding_from(&(0x1000 + index).to_be_bytes())
+}
+
+/// Duet's state in memory.
+#[derive(Default)]
+struct MemoryState(BTreeMap<StateKey, StateValue>);
+
+impl Storage for MemoryState {
+    type Key = StateKey;
+    type Value = StateValue;
+    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StorageError> {
+        Ok(self.0.get(key).cloned())
+    }
+}
+
+/// One chain, kept twice: in Duet's key space, and in plain revm's in-memory database.
+struct Chain {
+    duet: MemoryState,
+    plain: CacheDB<EmptyDB>,
+    nonces: BTreeMap<Address, u64>,
+    number: u64,
+}
+
+impl Chain {
+    fn with_funded_users(users: u64) -> Self {
+        let mut chain = Self {
+            duet: MemoryState::default(),
+            plain: CacheDB::default(),
+            nonces: BTreeMap::new(),
+            number: 1,
+        };
+        for index in 0..users {
+            chain.fund(user(index), 1_000 * ONE_ETH);
+        }
+        // The vault holds a little ETH from the start, like any live chain's.
+        chain.fund(FEE_VAULT, 1);
+        chain
+    }
+
+    fn fund(&mut self, address: Address, balance: u128) {
+        self.duet.0.insert(StateKey::Balance(address), StateValue::Balance(balance));
+        self.plain.insert_account_info(
+            address,
+            AccountInfo { balance: U256::from(balance), ..AccountInfo::default() },
+        );
+    }
+
+    fn vm(&self) -> EvmVm {
+        let block = BlockEnv {
+            number: U256::from(self.number),
+            timestamp: U256::from(1_700_000_000 + self.number),
+            beneficiary: FEE_VAULT,
+            gas_limit: 1_000_000_000,
+            basefee: 1_000_000_000,
+            ..BlockEnv::default()
+        };
+        EvmVm::new(CHAIN_ID, block)
+    }
+
+    fn tx(
+        &mut self,
+        from: Address,
+        kind: TxKind,
+        value: u128,
+        data: Vec<u8>,
+        gas_limit: u64,
+    ) -> TxEnv {
+        let nonce = self.nonces.entry(from).or_default();
+        *nonce += 1;
+        TxEnv {
+            caller: from,
+            kind,
+            value: U256::from(value),
+            data: Bytes::from(data),
+            gas_limit,
+            gas_price: GAS_PRICE,
+            gas_priority_fee: Some(1_000_000_000),
+            tx_type: 2,
+            nonce: *nonce - 1,
+            chain_id: Some(CHAIN_ID),
+            ..TxEnv::default()
+        }
+    }
+
+    fn call(&mut self, from: Address, to: Address, data: Vec<u8>) -> TxEnv {
+        self.tx(from, TxKind::Call(to), 0, data, 300_000)
+    }
+
+    fn deploy(&mut self, from: Address, code: Vec<u8>) -> (TxEnv, Address) {
+        let nonce = self.nonces.get(&from).copied().unwrap_or(0);
+        let tx = self.tx(from, TxKind::Create, 0, code, 3_000_000);
+        (tx, from.create(nonce))
+    }
+
+    /// Executes a block every way, checks they agree, and applies it to both states.
+    fn run(&mut self, block: &[TxEnv]) -> Vec<TransactionResult<Receipt, EvmError>> {
+        let vm = self.vm();
+        let mut evm = Context::mainnet()
+            .with_db(&mut self.plain)
+            .with_block(vm.block.clone())
+            .with_cfg(vm.cfg.clone())
+            .build_mainnet();
+        let plain: Vec<_> = block.iter().map(|tx| evm.transact_commit(tx.clone())).collect();
+        drop(evm);
+
+        let sequential = execute_sequential(&vm, block, &self.duet).expect("the block executes");
+        for threads in [2, 4] {
+            let config = ExecutorConfig {
+                min_parallel_block: 2,
+                ..ExecutorConfig::with_threads(NonZeroUsize::new(threads).unwrap())
+            };
+            let parallel = BlockExecutor::new(&vm, config).execute_block(block, &self.duet);
+            assert!(
+                parallel.as_ref() == Ok(&sequential),
+                "parallel ({threads} threads) differs from sequential"
+            );
+        }
+        for (index, (duet, plain)) in sequential.results.iter().zip(&plain).enumerate() {
+            match (duet, plain) {
+                (TransactionResult::Executed(duet), Ok(plain)) => {
+                    assert_eq!(duet, plain, "receipt of transaction {index}");
+                }
+                (
+                    TransactionResult::Rejected(EvmError::Invalid(duet)),
+                    Err(revm::context::result::EVMError::Transaction(plain)),
+                ) => {
+                    assert_eq!(duet, plain, "rejection of transaction {index}");
+                }
+                (duet, plain) => panic!("transaction {index}: Duet {duet:?}, plain revm {plain:?}"),
+            }
+        }
+        for (key, value) in sequential.state_updates {
+            match value {
+                Some(value) => self.duet.0.insert(key, value),
+                None => self.duet.0.remove(&key),
+            };
+        }
+        assert_eq!(self.duet.0, plain_state(&self.plain), "state after block {}", self.number);
+        self.number += 1;
+        sequential.results
+    }
+}
+
+/// Plain revm's state, in Duet's key space (zero and default values are absent).
+fn plain_state(db: &CacheDB<EmptyDB>) -> BTreeMap<StateKey, StateValue> {
+    let mut state = BTreeMap::new();
+    for (address, account) in &db.cache.accounts {
+        let info = &account.info;
+        if info.nonce != 0 || info.code_hash != EVM_EMPTY_CODE_HASH {
+            state.insert(
+                StateKey::Account(*address),
+                StateValue::Account { nonce: info.nonce, code_hash: info.code_hash },
+            );
+        }
+        if !info.balance.is_zero() {
+            state.insert(StateKey::Balance(*address), StateValue::Balance(info.balance.to()));
+        }
+        for (slot, value) in &account.storage {
+            if !value.is_zero() {
+                state.insert(
+                    StateKey::Storage { address: *address, slot: B256::from(*slot) },
+                    StateValue::Slot(*value),
+                );
+            }
+        }
+    }
+    for (hash, code) in &db.cache.contracts {
+        if *hash != EVM_EMPTY_CODE_HASH && !code.is_empty() {
+            state.insert(StateKey::Code(*hash), StateValue::Bytes(code.original_bytes()));
+        }
+    }
+    state
+}
+
+fn executed(results: &[TransactionResult<Receipt, EvmError>]) -> usize {
+    results
+        .iter()
+        .filter(
+            |result| matches!(result, TransactionResult::Executed(receipt) if receipt.is_success()),
+        )
+        .count()
+}
+
+#[test]
+fn eth_transfers_match_plain_revm() {
+    let mut chain = Chain::with_funded_users(40);
+    let block: Vec<TxEnv> = (0..300u64)
+        .map(|index| {
+            let from = user((index * 7) % 40);
+            let to = user((index * 13 + 5) % 40);
+            chain.tx(from, TxKind::Call(to), u128::from(index + 1) * 1_000, Vec::new(), 21_000)
+        })
+        .collect();
+    let results = chain.run(&block);
+    assert_eq!(executed(&results), 300);
+    let vault = chain.duet.0[&StateKey::Balance(FEE_VAULT)].as_balance().unwrap();
+    assert!(vault > 1, "the fee vault was paid priority fees");
+}
+
+#[test]
+fn erc20_transfers_and_swaps_match_plain_revm() {
+    let mut chain = Chain::with_funded_users(30);
+    let owner = user(0);
+    let supply = U256::from(10u128.pow(27));
+    let token_code = |chain: &mut Chain, symbol: &str| {
+        let mut code = artifact_bytecode("Token");
+        code.extend(
+            Token::constructorCall { name_: symbol.into(), symbol_: symbol.into(), supply }
+                .abi_encode(),
+        );
+        chain.deploy(owner, code)
+    };
+    let (deploy_a, token_a) = token_code(&mut chain, "A");
+    let (deploy_b, token_b) = token_code(&mut chain, "B");
+    let mut pair_code = artifact_bytecode("Pair");
+    pair_code.extend(Pair::constructorCall { token0_: token_a, token1_: token_b }.abi_encode());
+    let (deploy_pair, pair) = chain.deploy(owner, pair_code);
+    let setup = vec![deploy_a, deploy_b, deploy_pair];
+    assert_eq!(executed(&chain.run(&setup)), 3);
+
+    // Fund every user with both tokens and let them and the owner trade through the pair.
+    let mut funding = Vec::new();
+    for token in [token_a, token_b] {
+        funding.push(chain.call(
+            owner,
+            token,
+            Token::approveCall { spender: pair, value: U256::MAX }.abi_encode(),
+        ));
+        for index in 1..30 {
+            let call = Token::transferCall { to: user(index), value: U256::from(10u128.pow(22)) };
+            funding.push(chain.call(owner, token, call.abi_encode()));
+        }
+    }
+    let liquidity = Pair::addLiquidityCall {
+        amount0: U256::from(10u128.pow(24)),
+        amount1: U256::from(10u128.pow(24)),
+    };
+    funding.push(chain.call(owner, pair, liquidity.abi_encode()));
+    assert_eq!(executed(&chain.run(&funding)), funding.len());
+
+    let mut trading = Vec::new();
+    for index in 1..30u64 {
+        for token in [token_a, token_b] {
+            trading.push(chain.call(
+                user(index),
+                token,
+                Token::approveCall { spender: pair, value: U256::MAX }.abi_encode(),
+            ));
+        }
+    }
+    for round in 0..200u64 {
+        let trader = user(1 + round % 29);
+        if round % 3 == 0 {
+            let token_in = if round % 2 == 0 { token_a } else { token_b };
+            let call = Pair::swapCall {
+                tokenIn: token_in,
+                amountIn: U256::from(10u128.pow(18) + u128::from(round)),
+                to: trader,
+            };
+            trading.push(chain.call(trader, pair, call.abi_encode()));
+        } else {
+            let call = Token::transferCall {
+                to: user(1 + (round * 11) % 29),
+                value: U256::from(1_000 + round),
+            };
+            trading.push(chain.call(trader, token_a, call.abi_encode()));
+        }
+    }
+    assert_eq!(executed(&chain.run(&trading)), trading.len());
+}
+
+#[test]
+fn creations_self_destruction_reverts_and_out_of_gas_match_plain_revm() {
+    let mut chain = Chain::with_funded_users(5);
+    let (deploy_deployer, deployer) = chain.deploy(user(0), artifact_bytecode("Deployer"));
+    let (deploy_burner, burner) = chain.deploy(user(0), artifact_bytecode("Burner"));
+    assert_eq!(executed(&chain.run(&[deploy_deployer, deploy_burner])), 2);
+
+    let block = vec![
+        chain.call(user(1), deployer, Deployer::createCall { value: U256::from(7) }.abi_encode()),
+        chain.call(
+            user(2),
+            deployer,
+            Deployer::create2Call { value: U256::from(8), salt: B256::repeat_byte(1) }.abi_encode(),
+        ),
+        // The same salt and init code again: CREATE2 collides and the call reverts.
+        chain.call(
+            user(3),
+            deployer,
+            Deployer::create2Call { value: U256::from(8), salt: B256::repeat_byte(1) }.abi_encode(),
+        ),
+        chain.tx(
+            user(4),
+            TxKind::Call(deployer),
+            ONE_ETH,
+            Deployer::createAndDestroyCall { value: U256::from(1) }.abi_encode(),
+            500_000,
+        ),
+        chain.call(user(1), burner, Burner::incrementCall {}.abi_encode()),
+        chain.call(user(2), burner, Burner::failAfterWriteCall {}.abi_encode()),
+        chain.tx(user(3), TxKind::Call(burner), 0, Burner::burnAllCall {}.abi_encode(), 100_000),
+        chain.call(user(4), burner, Burner::incrementCall {}.abi_encode()),
+    ];
+    let results = chain.run(&block);
+    let outcome = |index: usize| match &results[index] {
+        TransactionResult::Executed(receipt) => receipt.clone(),
+        other => panic!("transaction {index} was not executed: {other:?}"),
+    };
+    assert!(outcome(0).is_success() && outcome(1).is_success());
+    assert!(!outcome(2).is_success(), "a CREATE2 collision fails");
+    assert!(outcome(3).is_success());
+    assert!(matches!(outcome(5), Receipt::Revert { .. }));
+    assert!(matches!(outcome(6), Receipt::Halt { .. }), "out of gas halts");
+    assert_eq!(outcome(6).tx_gas_used(), 100_000, "a halt uses all the gas");
+    let counter = chain.duet.0.get(&StateKey::Storage { address: burner, slot: B256::ZERO });
+    assert_eq!(counter, Some(&StateValue::Slot(U256::from(2))), "only the two increments count");
+    // The child destroyed in its creating transaction is gone, code and all.
+    let destroyed = deployer.create(3);
+    assert!(!chain.duet.0.contains_key(&StateKey::Account(destroyed)));
+}
+
+#[test]
+fn invalid_transactions_are_rejected_and_change_nothing() {
+    let mut chain = Chain::with_funded_users(3);
+    let good = chain.tx(user(0), TxKind::Call(user(1)), 5, Vec::new(), 21_000);
+    let mut replayed = good.clone(); // nonce too low once `good` has run
+    replayed.value = U256::from(6);
+    let mut gap = chain.tx(user(1), TxKind::Call(user(2)), 5, Vec::new(), 21_000);
+    gap.nonce += 5; // nonce too high
+    let broke = Address::repeat_byte(0x77);
+    let poor = TxEnv {
+        caller: broke,
+        ..chain.tx(broke, TxKind::Call(user(0)), ONE_ETH, Vec::new(), 21_000)
+    };
+    let mut wrong_chain = chain.tx(user(2), TxKind::Call(user(0)), 5, Vec::new(), 21_000);
+    wrong_chain.chain_id = Some(1);
+    let results = chain.run(&[good, replayed, gap, poor, wrong_chain]);
+    assert!(matches!(results[0], TransactionResult::Executed(_)));
+    assert!(matches!(
+        results[1],
+        TransactionResult::Rejected(EvmError::Invalid(InvalidTransaction::NonceTooLow { .. }))
+    ));
+    assert!(matches!(
+        results[2],
+        TransactionResult::Rejected(EvmError::Invalid(InvalidTransaction::NonceTooHigh { .. }))
+    ));
+    assert!(matches!(results[3], TransactionResult::Rejected(EvmError::Invalid(_))));
+    assert!(matches!(
+        results[4],
+        TransactionResult::Rejected(EvmError::Invalid(InvalidTransaction::InvalidChainId))
+    ));
+    assert!(
+        !chain.duet.0.contains_key(&StateKey::Account(broke)),
+        "a rejected transaction changes nothing"
+    );
+}
