@@ -1,29 +1,52 @@
 //! revm's state changes, as writes in Duet's key space.
 
-use duet_block_stm::WriteOp;
+use duet_block_stm::{Delta, WriteOp};
 use duet_types::{StateKey, StateValue, B256, U256};
+use revm::primitives::Address;
 use revm::state::{Account, EvmState};
+
+use crate::LAZY_BALANCE;
 
 /// The hash of empty EVM code: an account without code has it.
 pub const EVM_EMPTY_CODE_HASH: B256 = revm::primitives::KECCAK_EMPTY;
 
 /// The writes that apply revm's `state` (one transaction's changes) to Duet's state, sorted by
 /// key. Only what changed is written; an absent key means zero, so zero balances, zero slots and
-/// default account headers are deletions.
+/// default account headers are deletions. The balances of `lazy_accounts` (loaded with the
+/// stand-in [`LAZY_BALANCE`]) become commutative additions.
+///
+/// Returns `None` if a lazy account ended below its stand-in (it spent, which only code or the
+/// sender can do): the transaction must run again with exact balances.
 #[must_use]
-pub fn state_writes(state: EvmState) -> Vec<(StateKey, WriteOp<StateValue>)> {
+pub fn state_writes(
+    state: EvmState,
+    lazy_accounts: &[Address],
+) -> Option<Vec<(StateKey, WriteOp<StateValue>)>> {
     let mut writes = Vec::new();
     for (address, account) in state {
-        if account.is_touched() {
+        if !account.is_touched() {
+            continue;
+        }
+        if lazy_accounts.contains(&address) && !account.is_selfdestructed() {
+            let credit = account.info.balance.checked_sub(LAZY_BALANCE)?;
+            let mut exact = account.clone();
+            exact.info.balance = account.original_info().balance;
+            account_writes(address, &exact, &mut writes);
+            if !credit.is_zero() {
+                // INVARIANT: credits stay below 2^128 wei, like every balance.
+                let amount = u128::try_from(credit).unwrap_or(u128::MAX);
+                writes.push((StateKey::Balance(address), WriteOp::Delta(Delta::add(amount))));
+            }
+        } else {
             account_writes(address, &account, &mut writes);
         }
     }
     writes.sort_by(|left, right| left.0.cmp(&right.0));
-    writes
+    Some(writes)
 }
 
 fn account_writes(
-    address: revm::primitives::Address,
+    address: Address,
     account: &Account,
     writes: &mut Vec<(StateKey, WriteOp<StateValue>)>,
 ) {

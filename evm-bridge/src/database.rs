@@ -1,12 +1,28 @@
-//! revm's database, read through a Block-STM transaction view.
+//! revm's database, read through a Block-STM transaction view, with lazy recipient balances.
+//!
+//! Every transaction pays the fee vault, and plain transfers credit their recipients. Were those
+//! balances read and written exactly, every transaction of a block would conflict on the vault.
+//! So an account that cannot observe its own balance during the transaction (it has no code and
+//! is not the sender) is loaded with a stand-in balance, [`LAZY_BALANCE`], instead of its real
+//! one, and whatever the transaction adds to it becomes a commutative delta. Whether the account
+//! is empty (which changes gas costs and EIP-161 clean-up) is still answered exactly, through a
+//! "balance is at least 1" question that other transactions' credits do not invalidate. The
+//! only opcode that could reveal the stand-in is `BALANCE`; it is watched, and a transaction that
+//! uses it on a lazy account is executed again with exact balances.
 
-use duet_block_stm::{ReadError, TransactionView};
+use std::cell::{Cell, RefCell};
+
+use duet_block_stm::{Delta, ReadError, TransactionView};
 use duet_types::{StateKey, StateValue, B256, U256};
-use revm::database_interface::{DBErrorMarker, DatabaseRef};
+use revm::database_interface::{DBErrorMarker, DatabaseRef, WrapDatabaseRef};
 use revm::primitives::{Address, StorageKey, StorageValue};
 use revm::state::{AccountInfo, Bytecode};
 
 use crate::EVM_EMPTY_CODE_HASH;
+
+/// The stand-in balance of a lazily loaded account: far above any real balance (at most 2^128
+/// wei), and far below where anything added to it could overflow.
+pub const LAZY_BALANCE: U256 = U256::from_limbs([0, 0, 0, 1 << 40]);
 
 /// Why a read through the view failed. revm carries it out of the transaction; the executor
 /// then handles the underlying [`ReadError`] (re-running the transaction or failing the block).
@@ -26,18 +42,67 @@ impl DBErrorMarker for ViewDatabaseError {}
 #[derive(Debug)]
 pub struct ViewDatabase<'view, View> {
     view: &'view View,
+    /// The transaction's sender: its balance is always exact.
+    sender: Address,
+    /// Whether balances are lazy at all (`false` after `BALANCE` revealed a stand-in).
+    lazy: bool,
+    /// Accounts loaded with the stand-in balance.
+    lazy_accounts: RefCell<Vec<Address>>,
+    /// Whether `BALANCE` was used on a lazy account.
+    lazy_balance_observed: Cell<bool>,
 }
 
 impl<'view, View> ViewDatabase<'view, View> {
-    /// A database reading through `view`.
-    pub fn new(view: &'view View) -> Self {
-        Self { view }
+    /// A database reading through `view` for a transaction from `sender`; with `lazy`, balances
+    /// of code-less accounts other than the sender are stand-ins.
+    pub fn new(view: &'view View, sender: Address, lazy: bool) -> Self {
+        Self {
+            view,
+            sender,
+            lazy,
+            lazy_accounts: RefCell::new(Vec::new()),
+            lazy_balance_observed: Cell::new(false),
+        }
+    }
+
+    /// The accounts loaded with the stand-in balance.
+    pub fn lazy_accounts(&self) -> Vec<Address> {
+        self.lazy_accounts.borrow().clone()
+    }
+
+    /// Whether the transaction used `BALANCE` on a lazily loaded account.
+    pub fn lazy_balance_observed(&self) -> bool {
+        self.lazy_balance_observed.get()
+    }
+}
+
+/// What the `BALANCE` watch needs from the database.
+pub trait BalanceWatch {
+    /// Notes that `BALANCE` read `address`.
+    fn note_balance_read(&self, address: Address);
+}
+
+impl<View: TransactionView<Key = StateKey, Value = StateValue>> BalanceWatch
+    for WrapDatabaseRef<ViewDatabase<'_, View>>
+{
+    fn note_balance_read(&self, address: Address) {
+        if self.0.lazy_accounts.borrow().contains(&address) {
+            self.0.lazy_balance_observed.set(true);
+        }
     }
 }
 
 impl<View: TransactionView<Key = StateKey, Value = StateValue>> ViewDatabase<'_, View> {
     fn read(&self, key: &StateKey) -> Result<Option<StateValue>, ViewDatabaseError> {
         Ok(self.view.read(key)?)
+    }
+
+    fn exact_balance(&self, address: Address) -> Result<u128, ViewDatabaseError> {
+        match self.read(&StateKey::Balance(address))? {
+            None => Ok(0),
+            Some(StateValue::Balance(balance)) => Ok(balance),
+            Some(_) => Err(ViewDatabaseError::WrongKind(StateKey::Balance(address))),
+        }
     }
 }
 
@@ -48,22 +113,30 @@ impl<View: TransactionView<Key = StateKey, Value = StateValue>> DatabaseRef
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
         let header = self.read(&StateKey::Account(address))?;
-        let balance = self.read(&StateKey::Balance(address))?;
         let (nonce, code_hash) = match header {
             None => (0, EVM_EMPTY_CODE_HASH),
             Some(StateValue::Account { nonce, code_hash }) => (nonce, code_hash),
             Some(_) => return Err(ViewDatabaseError::WrongKind(StateKey::Account(address))),
         };
-        let balance = match balance {
-            None => 0,
-            Some(StateValue::Balance(balance)) => balance,
-            Some(_) => return Err(ViewDatabaseError::WrongKind(StateKey::Balance(address))),
+        let lazy = self.lazy && address != self.sender && code_hash == EVM_EMPTY_CODE_HASH;
+        let balance = if lazy {
+            // "At least 1 wei?" says whether the account is empty without depending on the
+            // amount, which other transactions' credits change.
+            let funded = self.view.delta_fits(&StateKey::Balance(address), Delta::sub(1))?;
+            if funded {
+                self.lazy_accounts.borrow_mut().push(address);
+                LAZY_BALANCE
+            } else {
+                U256::ZERO
+            }
+        } else {
+            U256::from(self.exact_balance(address)?)
         };
-        if header.is_none() && balance == 0 {
+        if header.is_none() && balance.is_zero() {
             return Ok(None);
         }
         Ok(Some(AccountInfo {
-            balance: U256::from(balance),
+            balance,
             nonce,
             code_hash,
             // Loaded by hash when the EVM needs it (`AccountInfo::default()` would say "no code").

@@ -11,20 +11,28 @@
 //! transaction (bad nonce, insufficient funds for its maximum fee, wrong chain id…) is rejected
 //! and changes nothing; a revert or a halt is an outcome with a receipt that still charges gas.
 //!
-//! Fees go to the block's beneficiary, the fee vault, as in revm; the vault's balance is read and
-//! written exactly for now (see the crate's README section on what is next).
+//! Fees go to the block's beneficiary, the fee vault, as in revm. The vault and every other
+//! account that cannot observe its own balance during a transaction (no code, not the sender)
+//! is credited with a commutative delta instead of a read-modify-write (see [`database`]), so
+//! paying fees and receiving transfers never makes transactions conflict.
 
 mod convert;
-mod database;
+pub mod database;
 
 pub use convert::{state_writes, EVM_EMPTY_CODE_HASH};
-pub use database::{ViewDatabase, ViewDatabaseError};
+pub use database::{BalanceWatch, ViewDatabase, ViewDatabaseError, LAZY_BALANCE};
 
 use duet_block_stm::{TransactionView, TxnIndex, Vm, VmOutput};
+use duet_types::{Address, B256};
 use duet_types::{StateKey, StateValue};
+use revm::bytecode::opcode::{BALANCE, SELFBALANCE};
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
-use revm::context::{BlockEnv, CfgEnv, TxEnv};
+use revm::context::{BlockEnv, CfgEnv, ContextTr, TxEnv};
 use revm::database_interface::WrapDatabaseRef;
+use revm::handler::instructions::EthInstructions;
+use revm::interpreter::interpreter::EthInterpreter;
+use revm::interpreter::interpreter_types::InputsTr;
+use revm::interpreter::{Instruction, InstructionContext, InstructionExecResult};
 use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
 
 /// A transaction's receipt as revm reports it: success, revert or halt, gas used, logs, output.
@@ -83,20 +91,98 @@ impl Vm for EvmVm {
     where
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
-        let database = WrapDatabaseRef(ViewDatabase::new(view));
+        match self.transact(transaction, view, true)? {
+            Some(output) => Ok(output),
+            // A lazy balance was observed or spent: run again with every balance exact.
+            None => Ok(self.transact(transaction, view, false)?.expect("exact runs are final")),
+        }
+    }
+}
+
+impl EvmVm {
+    /// Runs `transaction` once; `None` if lazy balances were used and must not be.
+    fn transact<View>(
+        &self,
+        transaction: &TxEnv,
+        view: &View,
+        lazy: bool,
+    ) -> Result<Option<VmOutput<StateKey, StateValue, Receipt>>, EvmError>
+    where
+        View: TransactionView<Key = StateKey, Value = StateValue>,
+    {
+        let database = WrapDatabaseRef(ViewDatabase::new(view, transaction.caller, lazy));
         let mut evm = Context::mainnet()
             .with_db(database)
             .with_block(self.block.clone())
             .with_cfg(self.cfg.clone())
             .build_mainnet();
-        match evm.transact(transaction.clone()) {
-            Ok(outcome) => {
-                Ok(VmOutput { writes: state_writes(outcome.state), output: outcome.result })
-            }
-            Err(EVMError::Transaction(invalid)) => Err(EvmError::Invalid(invalid)),
-            Err(EVMError::Header(header)) => Err(EvmError::Header(header.to_string())),
-            Err(EVMError::Database(error)) => Err(EvmError::Read(error)),
-            Err(other) => Err(EvmError::Evm(other.to_string())),
+        watch_balance_opcode(&mut evm.instruction);
+        let outcome = match evm.transact(transaction.clone()) {
+            Ok(outcome) => outcome,
+            Err(EVMError::Transaction(invalid)) => return Err(EvmError::Invalid(invalid)),
+            Err(EVMError::Header(header)) => return Err(EvmError::Header(header.to_string())),
+            Err(EVMError::Database(error)) => return Err(EvmError::Read(error)),
+            Err(other) => return Err(EvmError::Evm(other.to_string())),
+        };
+        let database = &evm.ctx.journaled_state.database.0;
+        if database.lazy_balance_observed() {
+            return Ok(None);
         }
+        Ok(state_writes(outcome.state, &database.lazy_accounts())
+            .map(|writes| VmOutput { writes, output: outcome.result }))
     }
+}
+
+/// Replaces `BALANCE` and `SELFBALANCE` with versions that tell the database which account they
+/// read, so that a transaction that reads a stand-in balance is detected. (`SELFBALANCE` can
+/// meet one when a contract is created at an address that already held ETH.)
+fn watch_balance_opcode<Host>(instructions: &mut EthInstructions<EthInterpreter, Host>)
+where
+    Host: revm::interpreter::Host + ContextTr,
+    Host::Db: BalanceWatch,
+{
+    let gas = instructions.gas_table()[usize::from(BALANCE)];
+    instructions.insert_instruction(BALANCE, Instruction::new(watched_balance::<Host>), gas);
+    let gas = instructions.gas_table()[usize::from(SELFBALANCE)];
+    instructions.insert_instruction(
+        SELFBALANCE,
+        Instruction::new(watched_self_balance::<Host>),
+        gas,
+    );
+}
+
+fn watched_self_balance<Host>(
+    context: InstructionContext<'_, Host, EthInterpreter>,
+) -> InstructionExecResult
+where
+    Host: revm::interpreter::Host + ContextTr,
+    Host::Db: BalanceWatch,
+{
+    let InstructionContext { interpreter, host } = context;
+    host.db().note_balance_read(interpreter.input.target_address());
+    revm::interpreter::instructions::host::selfbalance(InstructionContext {
+        interpreter: &mut *interpreter,
+        host: &mut *host,
+    })
+}
+
+fn watched_balance<Host>(
+    context: InstructionContext<'_, Host, EthInterpreter>,
+) -> InstructionExecResult
+where
+    Host: revm::interpreter::Host + ContextTr,
+    Host::Db: BalanceWatch,
+{
+    let InstructionContext { interpreter, host } = context;
+    let address =
+        interpreter.stack.top().map(|top| Address::from_word(B256::from(top.to_be_bytes())));
+    let result = revm::interpreter::instructions::host::balance(InstructionContext {
+        interpreter: &mut *interpreter,
+        host: &mut *host,
+    });
+    // After the load: only then is an account touched for the first time known to be lazy.
+    if let Some(address) = address {
+        host.db().note_balance_read(address);
+    }
+    result
 }

@@ -35,6 +35,11 @@ sol! {
         function create2(uint256 value, bytes32 salt) external returns (address);
         function createAndDestroy(uint256 value) external payable returns (address);
     }
+    contract Probe {
+        function record(address who) external;
+        function recordCoinbase() external;
+        function payAndRecord(address to) external payable;
+    }
     contract Burner {
         function failAfterWrite() external;
         function burnAll() external;
@@ -152,6 +157,14 @@ impl Chain {
 
     /// Executes a block every way, checks they agree, and applies it to both states.
     fn run(&mut self, block: &[TxEnv]) -> Vec<TransactionResult<Receipt, EvmError>> {
+        self.run_with_stats(block).0
+    }
+
+    /// [`run`](Self::run), with the statistics of a two-thread parallel run.
+    fn run_with_stats(
+        &mut self,
+        block: &[TxEnv],
+    ) -> (Vec<TransactionResult<Receipt, EvmError>>, duet_block_stm::ExecutionStats) {
         let vm = self.vm();
         let mut evm = Context::mainnet()
             .with_db(&mut self.plain)
@@ -162,12 +175,16 @@ impl Chain {
         drop(evm);
 
         let sequential = execute_sequential(&vm, block, &self.duet).expect("the block executes");
+        let mut two_thread_stats = None;
         for threads in [2, 4] {
             let config = ExecutorConfig {
                 min_parallel_block: 2,
+                contention_fallback: None,
                 ..ExecutorConfig::with_threads(NonZeroUsize::new(threads).unwrap())
             };
-            let parallel = BlockExecutor::new(&vm, config).execute_block(block, &self.duet);
+            let (parallel, stats) =
+                BlockExecutor::new(&vm, config).execute_block_with_stats(block, &self.duet);
+            two_thread_stats.get_or_insert(stats);
             assert!(
                 parallel.as_ref() == Ok(&sequential),
                 "parallel ({threads} threads) differs from sequential"
@@ -195,7 +212,7 @@ impl Chain {
         }
         assert_eq!(self.duet.0, plain_state(&self.plain), "state after block {}", self.number);
         self.number += 1;
-        sequential.results
+        (sequential.results, two_thread_stats.expect("ran in parallel"))
     }
 }
 
@@ -410,5 +427,55 @@ fn invalid_transactions_are_rejected_and_change_nothing() {
     assert!(
         !chain.duet.0.contains_key(&StateKey::Account(broke)),
         "a rejected transaction changes nothing"
+    );
+}
+
+#[test]
+fn fees_and_payments_to_one_account_do_not_conflict() {
+    // 200 senders each pay the same shop; every one pays the fee vault too.
+    let mut chain = Chain::with_funded_users(201);
+    let shop = user(200);
+    let block: Vec<TxEnv> = (0..200u64)
+        .map(|index| {
+            chain.tx(user(index), TxKind::Call(shop), 1_000 + u128::from(index), Vec::new(), 21_000)
+        })
+        .collect();
+    let (results, stats) = chain.run_with_stats(&block);
+    assert_eq!(executed(&results), 200);
+    assert_eq!(stats.validation_aborts, 0, "credits are deltas: {stats:?}");
+    assert_eq!(stats.dependency_waits, 0, "{stats:?}");
+    assert_eq!(stats.executions, 200, "{stats:?}");
+}
+
+#[test]
+fn balances_read_by_contracts_are_exact() {
+    let mut chain = Chain::with_funded_users(6);
+    let (deploy_probe, probe) = chain.deploy(user(0), artifact_bytecode("Probe"));
+    assert_eq!(executed(&chain.run(&[deploy_probe])), 1);
+    let fresh = Address::repeat_byte(0x42);
+    let block = vec![
+        // Credits to the shop (user 5) and the vault, then contracts reading both balances.
+        chain.tx(user(1), TxKind::Call(user(5)), 777, Vec::new(), 21_000),
+        chain.call(user(2), probe, Probe::recordCall { who: user(5) }.abi_encode()),
+        chain.tx(user(3), TxKind::Call(user(5)), 555, Vec::new(), 21_000),
+        chain.call(user(4), probe, Probe::recordCoinbaseCall {}.abi_encode()),
+        chain.tx(
+            user(1),
+            TxKind::Call(probe),
+            3,
+            Probe::payAndRecordCall { to: fresh }.abi_encode(),
+            100_000,
+        ),
+        chain.call(user(2), probe, Probe::recordCall { who: fresh }.abi_encode()),
+        // A payment to an account that does not exist yet costs the new-account gas.
+        chain.tx(user(3), TxKind::Call(Address::repeat_byte(0x43)), 1, Vec::new(), 21_000),
+    ];
+    let results = chain.run(&block);
+    assert_eq!(executed(&results), block.len());
+    let seen = chain.duet.0.get(&StateKey::Storage { address: probe, slot: B256::ZERO });
+    assert_eq!(
+        seen,
+        Some(&StateValue::Slot(U256::from(3))),
+        "the fresh account's balance, exactly"
     );
 }
