@@ -1,0 +1,368 @@
+//! Duet's EVM against plain revm on 10000-transaction blocks.
+//!
+//! `cargo bench -p duet-evm --bench evm [-- --json] [--runs N] [--threads N]`
+//!
+//! Workloads: ETH transfers, ERC-20 transfers and swaps on one constant-product pair, each from
+//! {2, 100, 10000} senders to random recipients. For each: tx/s and gas/s of plain revm
+//! executing the block one transaction after another on its in-memory database (one EVM for the
+//! whole block, as a node runs it), of Duet's sequential executor, and of Duet's parallel
+//! executor; and the ratios Duet parallel / plain revm and Duet sequential / plain revm. Senders
+//! are already recovered (the transactions carry them).
+
+#[path = "../testkit/mod.rs"]
+mod testkit;
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use alloy_sol_types::{SolCall, SolConstructor};
+use duet_block_stm::{execute_sequential, BlockExecutor, ExecutorConfig, TransactionResult};
+use duet_evm::EvmVm;
+use duet_types::{Address, Bytes, U256};
+use revm::context::{BlockEnv, TxEnv};
+use revm::database::{CacheDB, EmptyDB};
+use revm::primitives::TxKind;
+use revm::state::AccountInfo;
+use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
+use testkit::{
+    artifact_bytecode, plain_state, user, MemoryState, Pair, Token, CHAIN_ID, FEE_VAULT, ONE_ETH,
+};
+
+/// The allocator a Duet node runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BLOCK_SIZE: usize = 10_000;
+const SENDERS: [u64; 3] = [2, 100, 10_000];
+const WORKLOADS: [Workload; 3] = [Workload::Eth, Workload::Erc20, Workload::Swap];
+const WARM_UP_RUNS: usize = 2;
+/// Accounts that receive transfers (besides the senders).
+const RECIPIENTS: u64 = 1_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    Eth,
+    Erc20,
+    Swap,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Eth => "eth_transfer",
+            Self::Erc20 => "erc20_transfer",
+            Self::Swap => "swap",
+        }
+    }
+}
+
+struct Options {
+    json: bool,
+    runs: usize,
+    threads: usize,
+}
+
+fn options() -> Options {
+    let mut options = Options { json: false, runs: 5, threads: 2 };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--json" => options.json = true,
+            "--runs" => options.runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N"),
+            "--threads" => {
+                options.threads = args.next().and_then(|n| n.parse().ok()).expect("--threads N");
+            }
+            _ => {} // cargo bench passes `--bench`; ignore what is not ours.
+        }
+    }
+    options
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// A splitmix64 generator: the same blocks on every run.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % bound
+    }
+}
+
+fn block_env(number: u64) -> BlockEnv {
+    BlockEnv {
+        number: U256::from(number),
+        timestamp: U256::from(1_700_000_000 + number),
+        beneficiary: FEE_VAULT,
+        gas_limit: u64::MAX / 2,
+        basefee: 1_000_000_000,
+        ..BlockEnv::default()
+    }
+}
+
+fn transaction(
+    from: Address,
+    to: Address,
+    nonce: u64,
+    value: u128,
+    data: Vec<u8>,
+    gas: u64,
+) -> TxEnv {
+    TxEnv {
+        caller: from,
+        kind: TxKind::Call(to),
+        value: U256::from(value),
+        data: Bytes::from(data),
+        gas_limit: gas,
+        gas_price: 2_000_000_000,
+        gas_priority_fee: Some(1_000_000_000),
+        tx_type: 2,
+        nonce,
+        chain_id: Some(CHAIN_ID),
+        ..TxEnv::default()
+    }
+}
+
+/// A chain where `senders` accounts hold ETH and both tokens of a funded pair, and have approved
+/// the pair.
+struct World {
+    plain: CacheDB<EmptyDB>,
+    duet: MemoryState,
+    nonces: Vec<u64>,
+    token: Address,
+    other_token: Address,
+    pair: Address,
+}
+
+fn world(senders: u64) -> World {
+    let mut plain = CacheDB::<EmptyDB>::default();
+    let owner = Address::repeat_byte(0x0a);
+    for address in (0..senders + RECIPIENTS).map(user).chain([owner, FEE_VAULT]) {
+        plain.insert_account_info(
+            address,
+            AccountInfo { balance: U256::from(1_000_000 * ONE_ETH), ..AccountInfo::default() },
+        );
+    }
+    let mut setup = Vec::new();
+    let mut owner_nonce = 0;
+    let mut deploy = |code: Vec<u8>, setup: &mut Vec<TxEnv>| {
+        let address = owner.create(owner_nonce);
+        let mut tx = transaction(owner, Address::ZERO, owner_nonce, 0, code, 5_000_000);
+        tx.kind = TxKind::Create;
+        setup.push(tx);
+        owner_nonce += 1;
+        address
+    };
+    let supply = U256::from(10u128.pow(30));
+    let token_code = |symbol: &str| {
+        let mut code = artifact_bytecode("Token");
+        code.extend(
+            Token::constructorCall { name_: symbol.into(), symbol_: symbol.into(), supply }
+                .abi_encode(),
+        );
+        code
+    };
+    let token = deploy(token_code("A"), &mut setup);
+    let other_token = deploy(token_code("B"), &mut setup);
+    let mut pair_code = artifact_bytecode("Pair");
+    pair_code.extend(Pair::constructorCall { token0_: token, token1_: other_token }.abi_encode());
+    let pair = deploy(pair_code, &mut setup);
+    let approve = Token::approveCall { spender: pair, value: U256::MAX }.abi_encode();
+    for contract in [token, other_token] {
+        setup.push(transaction(owner, contract, owner_nonce, 0, approve.clone(), 100_000));
+        owner_nonce += 1;
+    }
+    let liquidity = Pair::addLiquidityCall {
+        amount0: U256::from(10u128.pow(28)),
+        amount1: U256::from(10u128.pow(28)),
+    };
+    setup.push(transaction(owner, pair, owner_nonce, 0, liquidity.abi_encode(), 300_000));
+    owner_nonce += 1;
+    let mut nonces = vec![0; senders as usize];
+    for index in 0..senders {
+        for contract in [token, other_token] {
+            let funding =
+                Token::transferCall { to: user(index), value: U256::from(10u128.pow(24)) };
+            setup.push(transaction(owner, contract, owner_nonce, 0, funding.abi_encode(), 100_000));
+            owner_nonce += 1;
+            setup.push(transaction(
+                user(index),
+                contract,
+                nonces[index as usize],
+                0,
+                approve.clone(),
+                100_000,
+            ));
+            nonces[index as usize] += 1;
+        }
+    }
+    let mut evm = Context::mainnet().with_db(&mut plain).with_block(block_env(1)).build_mainnet();
+    evm.ctx.cfg.chain_id = CHAIN_ID;
+    for tx in setup {
+        let receipt = evm.transact_commit(tx).expect("setup transaction is valid");
+        assert!(receipt.is_success(), "setup transaction failed: {receipt:?}");
+    }
+    drop(evm);
+    let duet = MemoryState(plain_state(&plain));
+    World { plain, duet, nonces, token, other_token, pair }
+}
+
+fn block(world: &World, workload: Workload, senders: u64) -> Vec<TxEnv> {
+    let mut random = Random(senders * 7 + workload as u64);
+    let mut nonces = world.nonces.clone();
+    (0..BLOCK_SIZE)
+        .map(|index| {
+            let sender = random.below(senders);
+            let from = user(sender);
+            let nonce = nonces[sender as usize];
+            nonces[sender as usize] += 1;
+            let recipient = user(senders + random.below(RECIPIENTS));
+            match workload {
+                Workload::Eth => {
+                    transaction(from, recipient, nonce, 1_000_000_000, Vec::new(), 21_000)
+                }
+                Workload::Erc20 => {
+                    let call = Token::transferCall { to: recipient, value: U256::from(1 + index) };
+                    transaction(from, world.token, nonce, 0, call.abi_encode(), 100_000)
+                }
+                Workload::Swap => {
+                    let token_in = if index % 2 == 0 { world.token } else { world.other_token };
+                    let call = Pair::swapCall {
+                        tokenIn: token_in,
+                        amountIn: U256::from(10u128.pow(15)),
+                        to: from,
+                    };
+                    transaction(from, world.pair, nonce, 0, call.abi_encode(), 200_000)
+                }
+            }
+        })
+        .collect()
+}
+
+fn main() {
+    let options = options();
+    let threads = NonZeroUsize::new(options.threads).expect("--threads must be at least 1");
+    let vm = EvmVm::new(CHAIN_ID, block_env(2));
+    let executor = BlockExecutor::new(&vm, ExecutorConfig::with_threads(threads));
+    if !options.json {
+        println!(
+            "Duet EVM vs plain revm: {BLOCK_SIZE}-transaction blocks, {} threads, median of {} runs, senders recovered",
+            options.threads, options.runs
+        );
+        println!(
+            "{:<15} {:>7} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10}",
+            "workload",
+            "senders",
+            "revm tx/s",
+            "seq tx/s",
+            "par tx/s",
+            "seq/revm",
+            "par/revm",
+            "par/seq",
+            "par Mgas/s"
+        );
+    }
+    for &senders in &SENDERS {
+        let world = world(senders);
+        for &workload in &WORKLOADS {
+            let block = block(&world, workload, senders);
+            let expected =
+                execute_sequential(&vm, &block, &world.duet).expect("the block executes");
+            let gas: u64 = expected
+                .results
+                .iter()
+                .map(|result| match result {
+                    TransactionResult::Executed(receipt) => receipt.tx_gas_used(),
+                    _ => 0,
+                })
+                .sum();
+            let succeeded = expected
+                .results
+                .iter()
+                .filter(|result| matches!(result, TransactionResult::Executed(receipt) if receipt.is_success()))
+                .count();
+            assert_eq!(
+                succeeded,
+                BLOCK_SIZE,
+                "{} with {senders} senders: every transaction succeeds",
+                workload.name()
+            );
+            assert!(
+                executor.execute_block(&block, &world.duet).as_ref() == Ok(&expected),
+                "parallel differs"
+            );
+            let mut plain_times = Vec::new();
+            let mut sequential_times = Vec::new();
+            let mut parallel_times = Vec::new();
+            for run in 0..WARM_UP_RUNS + options.runs {
+                let mut database = world.plain.clone();
+                let start = Instant::now();
+                let mut evm = Context::mainnet()
+                    .with_db(&mut database)
+                    .with_block(vm.block.clone())
+                    .with_cfg(vm.cfg.clone())
+                    .build_mainnet();
+                for tx in &block {
+                    std::hint::black_box(evm.transact_commit(tx.clone()).is_ok());
+                }
+                drop(evm);
+                let plain = start.elapsed();
+                let start = Instant::now();
+                std::hint::black_box(execute_sequential(&vm, &block, &world.duet).is_ok());
+                let sequential = start.elapsed();
+                let start = Instant::now();
+                std::hint::black_box(executor.execute_block(&block, &world.duet).is_ok());
+                let parallel = start.elapsed();
+                if run >= WARM_UP_RUNS {
+                    plain_times.push(plain);
+                    sequential_times.push(sequential);
+                    parallel_times.push(parallel);
+                }
+            }
+            let tps = |samples: Vec<Duration>| BLOCK_SIZE as f64 / median(samples).as_secs_f64();
+            let (plain_tps, sequential_tps, parallel_tps) =
+                (tps(plain_times), tps(sequential_times), tps(parallel_times));
+            let gas_per_txn = gas as f64 / BLOCK_SIZE as f64;
+            let round3 = |value: f64| (value * 1000.0).round() / 1000.0;
+            if options.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "workload": workload.name(),
+                        "accounts": senders,
+                        "senders": senders,
+                        "txs": BLOCK_SIZE,
+                        "threads": options.threads,
+                        "runs": options.runs,
+                        "revm_tps": plain_tps.round(),
+                        "seq_tps": sequential_tps.round(),
+                        "par_tps": parallel_tps.round(),
+                        "ratio": round3(parallel_tps / sequential_tps),
+                        "par_over_revm": round3(parallel_tps / plain_tps),
+                        "seq_over_revm": round3(sequential_tps / plain_tps),
+                        "gas_per_txn": gas_per_txn.round(),
+                        "revm_gas_per_s": (plain_tps * gas_per_txn).round(),
+                        "seq_gas_per_s": (sequential_tps * gas_per_txn).round(),
+                        "par_gas_per_s": (parallel_tps * gas_per_txn).round(),
+                    })
+                );
+            } else {
+                println!(
+                    "{:<15} {senders:>7} {plain_tps:>10.0} {sequential_tps:>10.0} {parallel_tps:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>10.1}",
+                    workload.name(),
+                    sequential_tps / plain_tps,
+                    parallel_tps / plain_tps,
+                    parallel_tps / sequential_tps,
+                    parallel_tps * gas_per_txn / 1e6,
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Shared by duet-evm's tests and benchmark (test and benchmark code only): the Solidity
+//! interfaces of the test contracts, their compiled artifacts, accounts, and Duet's state in
+//! memory next to plain revm's.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+
+use alloy_sol_types::sol;
+use duet_block_stm::{Storage, StorageError};
+use duet_evm::EVM_EMPTY_CODE_HASH;
+use duet_types::{Address, StateKey, StateValue, B256};
+use revm::database::{CacheDB, EmptyDB};
+
+sol! {
+    #[allow(missing_docs)]
+    contract Token {
+        constructor(string name_, string symbol_, uint256 supply);
+        function transfer(address to, uint256 value) external returns (bool);
+        function approve(address spender, uint256 value) external returns (bool);
+        function balanceOf(address owner) external view returns (uint256);
+    }
+    contract Pair {
+        constructor(address token0_, address token1_);
+        function addLiquidity(uint256 amount0, uint256 amount1) external;
+        function swap(address tokenIn, uint256 amountIn, address to) external returns (uint256);
+    }
+    contract Deployer {
+        function create(uint256 value) external returns (address);
+        function create2(uint256 value, bytes32 salt) external returns (address);
+        function createAndDestroy(uint256 value) external payable returns (address);
+    }
+    contract Probe {
+        function record(address who) external;
+        function recordCoinbase() external;
+        function payAndRecord(address to) external payable;
+    }
+    contract Burner {
+        function failAfterWrite() external;
+        function burnAll() external;
+        function increment() external;
+    }
+}
+
+/// The chain id of the test and benchmark chains.
+pub const CHAIN_ID: u64 = 42_069;
+/// The fee vault: the blocks' beneficiary.
+pub const FEE_VAULT: Address = Address::repeat_byte(0xfe);
+/// One ether in wei.
+pub const ONE_ETH: u128 = 1_000_000_000_000_000_000;
+
+/// The creation bytecode of a contract compiled into `contracts/artifacts`.
+pub fn artifact_bytecode(name: &str) -> Vec<u8> {
+    let path = format!("{}/contracts/artifacts/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let artifact: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("artifact exists")).unwrap();
+    let hex = artifact["bytecode"].as_str().unwrap().trim_start_matches("0x");
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+}
+
+pub fn user(index: u64) -> Address {
+    Address::left_padding_from(&(0x1000 + index).to_be_bytes())
+}
+
+/// Duet's state in memory.
+#[derive(Clone, Default)]
+pub struct MemoryState(pub BTreeMap<StateKey, StateValue>);
+
+impl Storage for MemoryState {
+    type Key = StateKey;
+    type Value = StateValue;
+    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StorageError> {
+        Ok(self.0.get(key).cloned())
+    }
+}
+
+/// Plain revm's state, in Duet's key space (zero and default values are absent).
+pub fn plain_state(db: &CacheDB<EmptyDB>) -> BTreeMap<StateKey, StateValue> {
+    let mut state = BTreeMap::new();
+    for (address, account) in &db.cache.accounts {
+        let info = &account.info;
+        if info.nonce != 0 || info.code_hash != EVM_EMPTY_CODE_HASH {
+            state.insert(
+                StateKey::Account(*address),
+                StateValue::Account { nonce: info.nonce, code_hash: info.code_hash },
+            );
+        }
+        if !info.balance.is_zero() {
+            state.insert(StateKey::Balance(*address), StateValue::Balance(info.balance.to()));
+        }
+        for (slot, value) in &account.storage {
+            if !value.is_zero() {
+                state.insert(
+                    StateKey::Storage { address: *address, slot: B256::from(*slot) },
+                    StateValue::Slot(*value),
+                );
+            }
+        }
+    }
+    for (hash, code) in &db.cache.contracts {
+        if *hash != EVM_EMPTY_CODE_HASH && !code.is_empty() {
+            state.insert(StateKey::Code(*hash), StateValue::Bytes(code.original_bytes()));
+        }
+    }
+    state
+}
