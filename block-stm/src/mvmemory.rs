@@ -101,6 +101,28 @@ impl<V> Versions<V> {
         }
     }
 
+    /// Whether the credits (additions) directly below `txn_index` alone reach `threshold`: then
+    /// the value is at least that, whatever lies further down, since values are never negative.
+    /// Answers without walking a long run of deltas (a fee vault's) down to its base.
+    fn credits_reach(&self, txn_index: TxnIndex, threshold: u128) -> CreditWalk {
+        let mut credited: u128 = 0;
+        for &(index, ref entry) in self.below(txn_index).iter().rev() {
+            if entry.estimate {
+                return CreditWalk::Dependency(index);
+            }
+            match entry.write {
+                WriteOp::Delta(Delta::Add { amount, .. }) => {
+                    credited = credited.saturating_add(amount);
+                    if credited >= threshold {
+                        return CreditWalk::Reached;
+                    }
+                }
+                _ => return CreditWalk::Unknown,
+            }
+        }
+        CreditWalk::Unknown
+    }
+
     /// The entries of transactions below `end`, in index order.
     fn below(&self, end: TxnIndex) -> &[(TxnIndex, Entry<V>)] {
         &self.0[..self.0.partition_point(|(index, _)| *index < end)]
@@ -134,6 +156,13 @@ pub(crate) enum ReadFailure {
     Dependency(TxnIndex),
     /// The storage failed.
     Storage(StorageError),
+}
+
+/// What [`Versions::credits_reach`] found.
+enum CreditWalk {
+    Reached,
+    Dependency(TxnIndex),
+    Unknown,
 }
 
 /// The state of a key as seen by one transaction, before any storage read.
@@ -219,6 +248,33 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
             }
             Lookup::Dependency(index) => Err(ReadFailure::Dependency(index)),
         }
+    }
+
+    /// Whether `delta` stays within its bounds on the value of `key` as transaction `txn_index`
+    /// sees it. A subtraction that recent credits alone cover is answered without resolving the
+    /// whole run of deltas below.
+    pub(crate) fn delta_fits<S>(
+        &self,
+        key: &K,
+        txn_index: TxnIndex,
+        delta: Delta,
+        storage: &S,
+    ) -> Result<bool, ReadFailure>
+    where
+        S: Storage<Key = K, Value = V>,
+    {
+        if let Delta::Sub { amount, min } = delta {
+            if let Some(threshold) = amount.checked_add(min) {
+                let walk = self.data.read(key, |versions| versions.credits_reach(txn_index, threshold));
+                match walk {
+                    Some(CreditWalk::Reached) => return Ok(true),
+                    Some(CreditWalk::Dependency(index)) => return Err(ReadFailure::Dependency(index)),
+                    Some(CreditWalk::Unknown) | None => {}
+                }
+            }
+        }
+        let (value, _) = self.read(key, txn_index, storage)?;
+        Ok(fits(value.as_ref(), delta))
     }
 
     /// Records an incarnation's writes and read set, replacing those of the previous incarnation.
@@ -322,15 +378,11 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
                     _ => false,
                 },
                 ReadRecord::DeltaFits(key, delta, answer) => {
-                    let now = match self.lookup(key, txn_index) {
-                        Lookup::Dependency(_) => None,
-                        Lookup::Storage => Some(storage.get(key)?),
-                        Lookup::Version(_, _, value) | Lookup::Resolved(value) => Some(value),
-                        Lookup::DeltasOverStorage(net) => {
-                            Some(Some(resolve(storage.get(key)?.as_ref(), net)))
-                        }
-                    };
-                    now.is_some_and(|value| fits(value.as_ref(), *delta) == *answer)
+                    match self.delta_fits(key, txn_index, *delta, storage) {
+                        Ok(now) => now == *answer,
+                        Err(ReadFailure::Dependency(_)) => false,
+                        Err(ReadFailure::Storage(error)) => return Err(error),
+                    }
                 }
             };
             if !still_valid {

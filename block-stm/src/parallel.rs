@@ -19,7 +19,7 @@ use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use crate::delta::Delta;
-use crate::mvmemory::{fits, Finalizer, MvMemory, ReadFailure, ReadRecord};
+use crate::mvmemory::{Finalizer, MvMemory, ReadFailure, ReadRecord};
 use crate::scheduler::{Scheduler, Task};
 use crate::sequential::{execute_sequential, panic_message, run_transaction};
 use crate::shards::SHARD_COUNT;
@@ -399,29 +399,23 @@ where
     V: crate::StateValueBound,
     S: Storage<Key = K, Value = V>,
 {
-    fn read_recorded(&self, key: &K, record_value: bool) -> Result<Option<V>, ReadError> {
-        if let Some(failure) = self.failure.borrow().as_ref() {
-            return Err(match failure {
-                ReadFailure::Dependency(_) => ReadError::Dependency,
-                ReadFailure::Storage(error) => ReadError::Storage(error.clone()),
-            });
+    /// Fails fast once an earlier read of this execution failed.
+    fn check_failed(&self) -> Result<(), ReadError> {
+        match self.failure.borrow().as_ref() {
+            None => Ok(()),
+            Some(ReadFailure::Dependency(_)) => Err(ReadError::Dependency),
+            Some(ReadFailure::Storage(error)) => Err(ReadError::Storage(error.clone())),
         }
-        match self.memory.read(key, self.txn_index, self.storage) {
-            Ok((value, origin)) => {
-                if record_value {
-                    self.reads.borrow_mut().push(ReadRecord::Read(key.clone(), origin));
-                }
-                Ok(value)
-            }
-            Err(failure) => {
-                let error = match &failure {
-                    ReadFailure::Dependency(_) => ReadError::Dependency,
-                    ReadFailure::Storage(error) => ReadError::Storage(error.clone()),
-                };
-                *self.failure.borrow_mut() = Some(failure);
-                Err(error)
-            }
-        }
+    }
+
+    /// Remembers the first failure of this execution and turns it into the VM's error.
+    fn fail(&self, failure: ReadFailure) -> ReadError {
+        let error = match &failure {
+            ReadFailure::Dependency(_) => ReadError::Dependency,
+            ReadFailure::Storage(error) => ReadError::Storage(error.clone()),
+        };
+        *self.failure.borrow_mut() = Some(failure);
+        error
     }
 }
 
@@ -435,13 +429,25 @@ where
     type Value = V;
 
     fn read(&self, key: &K) -> Result<Option<V>, ReadError> {
-        self.read_recorded(key, true)
+        self.check_failed()?;
+        match self.memory.read(key, self.txn_index, self.storage) {
+            Ok((value, origin)) => {
+                self.reads.borrow_mut().push(ReadRecord::Read(key.clone(), origin));
+                Ok(value)
+            }
+            Err(failure) => Err(self.fail(failure)),
+        }
     }
 
     fn delta_fits(&self, key: &K, delta: Delta) -> Result<bool, ReadError> {
-        let answer = fits(self.read_recorded(key, false)?.as_ref(), delta);
-        self.reads.borrow_mut().push(ReadRecord::DeltaFits(key.clone(), delta, answer));
-        Ok(answer)
+        self.check_failed()?;
+        match self.memory.delta_fits(key, self.txn_index, delta, self.storage) {
+            Ok(answer) => {
+                self.reads.borrow_mut().push(ReadRecord::DeltaFits(key.clone(), delta, answer));
+                Ok(answer)
+            }
+            Err(failure) => Err(self.fail(failure)),
+        }
     }
 }
 
