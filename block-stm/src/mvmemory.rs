@@ -265,10 +265,13 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     {
         if let Delta::Sub { amount, min } = delta {
             if let Some(threshold) = amount.checked_add(min) {
-                let walk = self.data.read(key, |versions| versions.credits_reach(txn_index, threshold));
+                let walk =
+                    self.data.read(key, |versions| versions.credits_reach(txn_index, threshold));
                 match walk {
                     Some(CreditWalk::Reached) => return Ok(true),
-                    Some(CreditWalk::Dependency(index)) => return Err(ReadFailure::Dependency(index)),
+                    Some(CreditWalk::Dependency(index)) => {
+                        return Err(ReadFailure::Dependency(index))
+                    }
                     Some(CreditWalk::Unknown) | None => {}
                 }
             }

@@ -246,6 +246,46 @@ fn block(world: &World, workload: Workload, senders: u64) -> Vec<TxEnv> {
         .collect()
 }
 
+/// Times plain revm, Duet sequential and Duet parallel on `block`, back to back, `runs` times
+/// after the warm-up runs.
+fn time_runs(
+    world: &World,
+    block: &[TxEnv],
+    vm: &EvmVm,
+    executor: &BlockExecutor<'_, EvmVm>,
+    runs: usize,
+) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
+    let mut plain_times = Vec::new();
+    let mut sequential_times = Vec::new();
+    let mut parallel_times = Vec::new();
+    for run in 0..WARM_UP_RUNS + runs {
+        let mut database = world.plain.clone();
+        let start = Instant::now();
+        let mut evm = Context::mainnet()
+            .with_db(&mut database)
+            .with_block(vm.block.clone())
+            .with_cfg(vm.cfg.clone())
+            .build_mainnet();
+        for tx in block {
+            std::hint::black_box(evm.transact_commit(tx.clone()).is_ok());
+        }
+        drop(evm);
+        let plain = start.elapsed();
+        let start = Instant::now();
+        std::hint::black_box(execute_sequential(vm, block, &world.duet).is_ok());
+        let sequential = start.elapsed();
+        let start = Instant::now();
+        std::hint::black_box(executor.execute_block(block, &world.duet).is_ok());
+        let parallel = start.elapsed();
+        if run >= WARM_UP_RUNS {
+            plain_times.push(plain);
+            sequential_times.push(sequential);
+            parallel_times.push(parallel);
+        }
+    }
+    (plain_times, sequential_times, parallel_times)
+}
+
 fn main() {
     let options = options();
     let threads = NonZeroUsize::new(options.threads).expect("--threads must be at least 1");
@@ -257,7 +297,7 @@ fn main() {
             options.threads, options.runs
         );
         println!(
-            "{:<15} {:>7} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10}",
+            "{:<15} {:>7} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}",
             "workload",
             "senders",
             "revm tx/s",
@@ -266,7 +306,9 @@ fn main() {
             "seq/revm",
             "par/revm",
             "par/seq",
-            "par Mgas/s"
+            "par Mgas/s",
+            "execs/tx",
+            "handover"
         );
     }
     for &senders in &SENDERS {
@@ -294,38 +336,11 @@ fn main() {
                 "{} with {senders} senders: every transaction succeeds",
                 workload.name()
             );
-            assert!(
-                executor.execute_block(&block, &world.duet).as_ref() == Ok(&expected),
-                "parallel differs"
-            );
-            let mut plain_times = Vec::new();
-            let mut sequential_times = Vec::new();
-            let mut parallel_times = Vec::new();
-            for run in 0..WARM_UP_RUNS + options.runs {
-                let mut database = world.plain.clone();
-                let start = Instant::now();
-                let mut evm = Context::mainnet()
-                    .with_db(&mut database)
-                    .with_block(vm.block.clone())
-                    .with_cfg(vm.cfg.clone())
-                    .build_mainnet();
-                for tx in &block {
-                    std::hint::black_box(evm.transact_commit(tx.clone()).is_ok());
-                }
-                drop(evm);
-                let plain = start.elapsed();
-                let start = Instant::now();
-                std::hint::black_box(execute_sequential(&vm, &block, &world.duet).is_ok());
-                let sequential = start.elapsed();
-                let start = Instant::now();
-                std::hint::black_box(executor.execute_block(&block, &world.duet).is_ok());
-                let parallel = start.elapsed();
-                if run >= WARM_UP_RUNS {
-                    plain_times.push(plain);
-                    sequential_times.push(sequential);
-                    parallel_times.push(parallel);
-                }
-            }
+            let (parallel_output, stats) = executor.execute_block_with_stats(&block, &world.duet);
+            assert!(parallel_output.as_ref() == Ok(&expected), "parallel differs");
+            let executions_per_txn = stats.executions as f64 / BLOCK_SIZE as f64;
+            let (plain_times, sequential_times, parallel_times) =
+                time_runs(&world, &block, &vm, &executor, options.runs);
             let tps = |samples: Vec<Duration>| BLOCK_SIZE as f64 / median(samples).as_secs_f64();
             let (plain_tps, sequential_tps, parallel_tps) =
                 (tps(plain_times), tps(sequential_times), tps(parallel_times));
@@ -351,16 +366,19 @@ fn main() {
                         "revm_gas_per_s": (plain_tps * gas_per_txn).round(),
                         "seq_gas_per_s": (sequential_tps * gas_per_txn).round(),
                         "par_gas_per_s": (parallel_tps * gas_per_txn).round(),
+                        "executions_per_txn": round3(executions_per_txn),
+                        "sequential_from": stats.sequential_from,
                     })
                 );
             } else {
                 println!(
-                    "{:<15} {senders:>7} {plain_tps:>10.0} {sequential_tps:>10.0} {parallel_tps:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>10.1}",
+                    "{:<15} {senders:>7} {plain_tps:>10.0} {sequential_tps:>10.0} {parallel_tps:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {executions_per_txn:>9.2} {:>9}",
                     workload.name(),
                     sequential_tps / plain_tps,
                     parallel_tps / plain_tps,
                     parallel_tps / sequential_tps,
                     parallel_tps * gas_per_txn / 1e6,
+                    stats.sequential_from.map_or("-".to_owned(), |from| from.to_string()),
                 );
             }
         }

@@ -20,7 +20,7 @@ mod convert;
 pub mod database;
 
 pub use convert::{state_writes, EVM_EMPTY_CODE_HASH};
-pub use database::{BalanceWatch, ViewDatabase, ViewDatabaseError, LAZY_BALANCE};
+pub use database::{BalanceWatch, CodeCache, ViewDatabase, ViewDatabaseError, LAZY_BALANCE};
 
 use duet_block_stm::{TransactionView, TxnIndex, Vm, VmOutput};
 use duet_types::{Address, B256};
@@ -57,12 +57,15 @@ pub enum EvmError {
 
 /// The EVM for one block: its configuration (chain id, hard fork) and block environment
 /// (number, timestamp, base fee, gas limit, beneficiary).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct EvmVm {
     /// Chain configuration.
     pub cfg: CfgEnv,
     /// The block's environment.
     pub block: BlockEnv,
+    /// Analyzed bytecode by code hash. Code is addressed by its hash, so an entry can never be
+    /// stale, whichever execution put it there.
+    code: CodeCache,
 }
 
 impl EvmVm {
@@ -71,7 +74,7 @@ impl EvmVm {
     pub fn new(chain_id: u64, block: BlockEnv) -> Self {
         let mut cfg = CfgEnv::default();
         cfg.chain_id = chain_id;
-        Self { cfg, block }
+        Self { cfg, block, code: CodeCache::default() }
     }
 }
 
@@ -110,7 +113,8 @@ impl EvmVm {
     where
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
-        let database = WrapDatabaseRef(ViewDatabase::new(view, transaction.caller, lazy));
+        let database =
+            WrapDatabaseRef(ViewDatabase::new(view, transaction.caller, lazy, &self.code));
         let mut evm = Context::mainnet()
             .with_db(database)
             .with_block(self.block.clone())
