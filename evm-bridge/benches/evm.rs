@@ -1,6 +1,7 @@
 //! Duet's EVM against plain revm on 10000-transaction blocks.
 //!
-//! `cargo bench -p duet-evm --bench evm [-- --json] [--runs N] [--threads N]`
+//! `cargo bench -p duet-evm --bench evm [-- --json] [--runs N] [--threads N] [--senders N]
+//! [--workload eth_transfer|erc20_transfer|swap]`
 //!
 //! Workloads: ETH transfers, ERC-20 transfers and swaps on one constant-product pair, each from
 //! {2, 100, 10000} senders to random recipients. For each: tx/s and gas/s of plain revm
@@ -58,16 +59,22 @@ impl Workload {
 
 struct Options {
     json: bool,
+    /// Only this workload (all when `None`).
+    workload: Option<String>,
+    /// Only this many senders (all when `None`).
+    senders: Option<u64>,
     runs: usize,
     threads: usize,
 }
 
 fn options() -> Options {
-    let mut options = Options { json: false, runs: 5, threads: 2 };
+    let mut options = Options { json: false, workload: None, senders: None, runs: 5, threads: 2 };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json" => options.json = true,
+            "--workload" => options.workload = args.next(),
+            "--senders" => options.senders = args.next().and_then(|n| n.parse().ok()),
             "--runs" => options.runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N"),
             "--threads" => {
                 options.threads = args.next().and_then(|n| n.parse().ok()).expect("--threads N");
@@ -311,9 +318,13 @@ fn main() {
             "handover"
         );
     }
-    for &senders in &SENDERS {
+    for &senders in
+        SENDERS.iter().filter(|count| options.senders.is_none_or(|only| only == **count))
+    {
         let world = world(senders);
-        for &workload in &WORKLOADS {
+        for &workload in WORKLOADS.iter().filter(|workload| {
+            options.workload.as_deref().is_none_or(|only| only == workload.name())
+        }) {
             let block = block(&world, workload, senders);
             let expected =
                 execute_sequential(&vm, &block, &world.duet).expect("the block executes");

@@ -3,7 +3,6 @@
 //! memory next to plain revm's.
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::BTreeMap;
 
 use alloy_sol_types::sol;
 use duet_block_stm::{Storage, StorageError};
@@ -63,7 +62,10 @@ pub fn user(index: u64) -> Address {
 
 /// Duet's state in memory.
 #[derive(Clone, Default)]
-pub struct MemoryState(pub BTreeMap<StateKey, StateValue>);
+pub struct MemoryState(pub StateMap);
+
+/// State by key, hashed (as a node's caches are).
+pub type StateMap = std::collections::HashMap<StateKey, StateValue, foldhash::fast::FixedState>;
 
 impl Storage for MemoryState {
     type Key = StateKey;
@@ -74,8 +76,8 @@ impl Storage for MemoryState {
 }
 
 /// Plain revm's state, in Duet's key space (zero and default values are absent).
-pub fn plain_state(db: &CacheDB<EmptyDB>) -> BTreeMap<StateKey, StateValue> {
-    let mut state = BTreeMap::new();
+pub fn plain_state(db: &CacheDB<EmptyDB>) -> StateMap {
+    let mut state = StateMap::default();
     for (address, account) in &db.cache.accounts {
         let info = &account.info;
         if info.nonce != 0 || info.code_hash != EVM_EMPTY_CODE_HASH {
