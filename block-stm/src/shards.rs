@@ -5,6 +5,7 @@
 //! and free the shards in parallel. Owning the shards makes that last step possible.
 
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 use foldhash::fast::FixedState;
@@ -17,10 +18,19 @@ pub(crate) const SHARD_COUNT: usize = 64;
 
 type Shard<K, T> = CachePadded<RwLock<HashTable<(K, T)>>>;
 
+/// Bits of the filter of keys ever inserted: 2^16, so that a block's written keys rarely collide.
+const FILTER_BITS: usize = 1 << 16;
+
 /// A concurrent map from `K` to `T`.
+///
+/// Most keys a block reads are never written in it (a token contract's code and header, the
+/// senders' balances of other contracts). A filter of the keys ever inserted (a one-hash Bloom
+/// filter) lets a read of such a key return without taking any lock, so threads reading the same
+/// popular key do not fight over its shard's lock word.
 pub(crate) struct ShardedMap<K, T> {
     hasher: FixedState,
     shards: Box<[Shard<K, T>]>,
+    inserted: Box<[AtomicU64]>,
 }
 
 impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
@@ -32,7 +42,14 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
             shards: (0..SHARD_COUNT)
                 .map(|_| CachePadded::new(RwLock::new(HashTable::with_capacity(per_shard))))
                 .collect(),
+            inserted: (0..FILTER_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    /// The filter word and bit of a hash (from bits the table and the shard choice do not use).
+    fn filter_bit(&self, hash: u64) -> (&AtomicU64, u64) {
+        let bit = (hash >> 16) as usize % FILTER_BITS;
+        (&self.inserted[bit / 64], 1 << (bit % 64))
     }
 
     fn locate(&self, key: &K) -> (u64, &RwLock<HashTable<(K, T)>>) {
@@ -43,8 +60,16 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
     }
 
     /// Calls `read` on the value of `key`, under the shard's read lock.
+    ///
+    /// A key never inserted is answered without locking. Ordering: an insertion sets its filter
+    /// bit before it takes the shard lock, so a reader that happens after the insertion (through
+    /// the scheduler's sequentially consistent indices) sees the bit and then the entry.
     pub(crate) fn read<R>(&self, key: &K, read: impl FnOnce(&T) -> R) -> Option<R> {
         let (hash, shard) = self.locate(key);
+        let (word, bit) = self.filter_bit(hash);
+        if word.load(Ordering::Acquire) & bit == 0 {
+            return None;
+        }
         let shard = shard.read();
         shard.find(hash, |(candidate, _)| candidate == key).map(|(_, value)| read(value))
     }
@@ -52,6 +77,10 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
     /// Calls `update` on the value of `key`, inserting a default value first if there is none.
     pub(crate) fn update<R>(&self, key: &K, update: impl FnOnce(&mut T) -> R) -> R {
         let (hash, shard) = self.locate(key);
+        let (word, bit) = self.filter_bit(hash);
+        if word.load(Ordering::Relaxed) & bit == 0 {
+            word.fetch_or(bit, Ordering::SeqCst);
+        }
         let mut shard = shard.write();
         let hasher = &self.hasher;
         let entry = shard.entry(
@@ -95,6 +124,9 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
     pub(crate) fn clear(&mut self) {
         for shard in &mut *self.shards {
             shard.get_mut().clear();
+        }
+        for word in &mut *self.inserted {
+            *word.get_mut() = 0;
         }
     }
 

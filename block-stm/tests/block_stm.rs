@@ -13,6 +13,7 @@ use duet_block_stm::{
 };
 use duet_types::StateKey;
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 use testkit::{
     account, quiet_script_panics, transfer_block, transfer_genesis, FastMap, MemoryStorage, Op,
     Script, ScriptVm, TransferError, TransferVm, FEE_VAULT,
@@ -68,6 +69,29 @@ fn script_storage(keys: u16) -> MemoryStorage<u16, u128> {
     )
 }
 
+/// Every thread count and fallback setting gives exactly the sequential output (or error).
+fn assert_every_parallel_run_matches<M, S>(
+    vm: &M,
+    block: &[M::Transaction],
+    storage: &S,
+) -> Result<(), TestCaseError>
+where
+    M: Vm,
+    M::Output: PartialEq + std::fmt::Debug,
+    M::Error: PartialEq + std::fmt::Debug,
+    S: Storage<Key = M::Key, Value = M::Value>,
+{
+    let expected = execute_sequential(vm, block, storage);
+    for threads in THREAD_COUNTS {
+        for fallback in FALLBACKS {
+            let actual =
+                BlockExecutor::new(vm, config(threads, fallback)).execute_block(block, storage);
+            prop_assert_eq!(&actual, &expected, "threads {} fallback {:?}", threads, fallback);
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -78,13 +102,7 @@ proptest! {
     fn parallel_equals_sequential_on_random_scripts((keys, block) in block_strategy()) {
         quiet_script_panics();
         let storage = script_storage(keys);
-        let expected = execute_sequential(&ScriptVm, &block, &storage);
-        for threads in THREAD_COUNTS {
-            for fallback in FALLBACKS {
-                let actual = BlockExecutor::new(&ScriptVm, config(threads, fallback)).execute_block(&block, &storage);
-                prop_assert_eq!(&actual, &expected, "threads {} fallback {:?}", threads, fallback);
-            }
-        }
+        assert_every_parallel_run_matches(&ScriptVm, &block, &storage)?;
     }
 
     /// Random transfer blocks, including wrong nonces and overdrafts.
@@ -96,13 +114,7 @@ proptest! {
         if let Some(transfer) = block.get_mut(size / 2) { transfer.nonce += 1; }
         if let Some(transfer) = block.get_mut(size / 3) { transfer.amount = u128::MAX / 2; }
         let vm = TransferVm { work_rounds: 0, fee_vault: FEE_VAULT };
-        let expected = execute_sequential(&vm, &block, &storage);
-        for threads in THREAD_COUNTS {
-            for fallback in FALLBACKS {
-                let actual = BlockExecutor::new(&vm, config(threads, fallback)).execute_block(&block, &storage);
-                prop_assert_eq!(&actual, &expected, "threads {} fallback {:?}", threads, fallback);
-            }
-        }
+        assert_every_parallel_run_matches(&vm, &block, &storage)?;
     }
 }
 

@@ -3,7 +3,6 @@
 //! memory next to plain revm's.
 #![allow(dead_code, unreachable_pub)]
 
-
 use alloy_sol_types::sol;
 use duet_block_stm::{Storage, StorageError};
 use duet_evm::EVM_EMPTY_CODE_HASH;
