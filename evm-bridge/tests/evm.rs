@@ -397,3 +397,62 @@ fn balances_read_by_contracts_are_exact() {
         "the fresh account's balance, exactly"
     );
 }
+
+/// One random transaction of a mixed block.
+#[derive(Clone, Debug)]
+enum Action {
+    /// ETH from a user to a user (possibly itself), possibly more than it has.
+    Pay { from: u64, to: u64, value: u128 },
+    /// Tokens from a user to a user, possibly more than it has (the transfer reverts).
+    Transfer { from: u64, to: u64, amount: u128 },
+    /// A transaction with a nonce from the future, rejected.
+    Gap { from: u64 },
+}
+
+fn action_strategy(users: u64) -> impl proptest::strategy::Strategy<Value = Action> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0..users, 0..users, 0..=2 * ONE_ETH).prop_map(|(from, to, value)| Action::Pay { from, to, value }),
+        4 => (0..users, 0..users, 0..=2_000u128).prop_map(|(from, to, amount)| Action::Transfer { from, to, amount }),
+        1 => (0..users).prop_map(|from| Action::Gap { from }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 24, ..proptest::test_runner::Config::default() })]
+
+    /// Random mixes of ETH payments, token transfers (some reverting), overdrafts and nonce gaps,
+    /// with many transactions per sender: Duet sequential, Duet parallel and plain revm agree.
+    #[test]
+    fn random_mixed_blocks_match_plain_revm(actions in proptest::collection::vec(action_strategy(6), 1..120)) {
+        let mut chain = Chain::with_funded_users(6);
+        // Users hold 1000 ETH each; give them tokens to move around.
+        let mut code = artifact_bytecode("Token");
+        code.extend(Token::constructorCall { name_: "T".into(), symbol_: "T".into(), supply: U256::from(6_000u64) }.abi_encode());
+        let (deploy, token) = chain.deploy(user(0), code);
+        let mut setup = vec![deploy];
+        for index in 1..6 {
+            setup.push(chain.call(user(0), token, Token::transferCall { to: user(index), value: U256::from(1_000u64) }.abi_encode()));
+        }
+        chain.run(&setup);
+        let block: Vec<TxEnv> = actions
+            .iter()
+            .map(|action| match *action {
+                Action::Pay { from, to, value } => chain.tx(user(from), TxKind::Call(user(to)), value * 600, Vec::new(), 21_000),
+                Action::Transfer { from, to, amount } => {
+                    let call = Token::transferCall { to: user(to), value: U256::from(amount) };
+                    chain.call(user(from), token, call.abi_encode())
+                }
+                Action::Gap { from } => {
+                    let mut tx = chain.tx(user(from), TxKind::Call(user(0)), 1, Vec::new(), 21_000);
+                    tx.nonce += 3;
+                    // The gap transaction never runs: later transactions of the sender keep their nonces.
+                    *chain.nonces.get_mut(&user(from)).unwrap() -= 1;
+                    tx
+                }
+            })
+            .collect();
+        // `run` asserts parallel == sequential == plain revm, receipts and state.
+        chain.run(&block);
+    }
+}
