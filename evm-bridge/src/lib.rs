@@ -7,7 +7,9 @@
 //! and code hash), the balance, each changed storage slot, and new code. Only what changed is
 //! written, so transactions that merely touch a contract do not conflict.
 //!
-//! Transactions carry their sender already recovered (`TxEnv::caller`). An invalid
+//! Signed transactions (legacy, EIP-2930, EIP-1559) have their senders recovered for a whole
+//! block in parallel before execution ([`recover_block`]); the executed transactions carry
+//! their sender (`TxEnv::caller`). An invalid
 //! transaction (bad nonce, insufficient funds for its maximum fee, wrong chain id…) is rejected
 //! and changes nothing; a revert or a halt is an outcome with a receipt that still charges gas.
 //!
@@ -18,9 +20,11 @@
 
 mod convert;
 pub mod database;
+mod recovery;
 
 pub use convert::{state_writes, EVM_EMPTY_CODE_HASH};
 pub use database::{BalanceWatch, CodeCache, ViewDatabase, ViewDatabaseError, LAZY_BALANCE};
+pub use recovery::{recover, recover_block, tx_env, RecoveryError};
 
 use duet_block_stm::{TransactionView, TxnIndex, Vm, VmOutput};
 use duet_types::{Address, B256};

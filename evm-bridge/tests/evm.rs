@@ -456,3 +456,103 @@ proptest::proptest! {
         chain.run(&block);
     }
 }
+
+mod signed {
+    use super::*;
+    use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope, TxLegacy};
+    use alloy_signer::SignerSync;
+    use alloy_signer_local::PrivateKeySigner;
+    use duet_evm::{recover, recover_block, RecoveryError};
+
+    fn signer(seed: u8) -> PrivateKeySigner {
+        PrivateKeySigner::from_bytes(&B256::repeat_byte(seed)).expect("a valid key")
+    }
+
+    fn sign<T: SignableTransaction<alloy_signer::Signature>>(
+        key: &PrivateKeySigner,
+        tx: T,
+    ) -> TxEnvelope
+    where
+        TxEnvelope: From<alloy_consensus::Signed<T>>,
+    {
+        let signature = key.sign_hash_sync(&tx.signature_hash()).expect("signing works");
+        TxEnvelope::from(tx.into_signed(signature))
+    }
+
+    #[test]
+    fn senders_are_recovered_in_parallel_and_the_block_matches_plain_revm() {
+        let keys: Vec<_> = (1..=4).map(signer).collect();
+        let mut chain = Chain::with_funded_users(1);
+        for key in &keys {
+            chain.fund(key.address(), 10 * ONE_ETH);
+        }
+        let mut envelopes = Vec::new();
+        for round in 0..30u64 {
+            for (index, key) in keys.iter().enumerate() {
+                let to = TxKind::Call(keys[(index + 1) % keys.len()].address());
+                let envelope = if index % 2 == 0 {
+                    sign(
+                        key,
+                        TxLegacy {
+                            chain_id: Some(CHAIN_ID),
+                            nonce: round,
+                            gas_price: 3_000_000_000,
+                            gas_limit: 21_000,
+                            to,
+                            value: U256::from(1_000 + round),
+                            input: Bytes::new(),
+                        },
+                    )
+                } else {
+                    sign(
+                        key,
+                        TxEip1559 {
+                            chain_id: CHAIN_ID,
+                            nonce: round,
+                            gas_limit: 21_000,
+                            max_fee_per_gas: 3_000_000_000,
+                            max_priority_fee_per_gas: 1_000_000_000,
+                            to,
+                            value: U256::from(2_000 + round),
+                            ..TxEip1559::default()
+                        },
+                    )
+                };
+                envelopes.push(envelope);
+            }
+        }
+        let recovered: Vec<TxEnv> = recover_block(&envelopes, 3)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .expect("all signatures valid");
+        for (index, tx) in recovered.iter().enumerate() {
+            assert_eq!(tx.caller, keys[index % keys.len()].address(), "transaction {index}");
+        }
+        assert_eq!(
+            recovered,
+            recover_block(&envelopes, 1).into_iter().collect::<Result<Vec<_>, _>>().unwrap()
+        );
+        let results = chain.run(&recovered);
+        assert_eq!(executed(&results), recovered.len());
+    }
+
+    #[test]
+    fn a_corrupted_signature_does_not_recover_the_signer() {
+        let key = signer(9);
+        let tx = TxEip1559 {
+            chain_id: CHAIN_ID,
+            gas_limit: 21_000,
+            max_fee_per_gas: 1,
+            ..TxEip1559::default()
+        };
+        let good = sign(&key, tx.clone());
+        assert_eq!(recover(&good).unwrap().caller, key.address());
+        let TxEnvelope::Eip1559(signed) = good else { unreachable!() };
+        let signature = signed.signature().with_parity(!signed.signature().v());
+        let flipped = TxEnvelope::from(tx.into_signed(signature));
+        match recover(&flipped) {
+            Ok(env) => assert_ne!(env.caller, key.address()),
+            Err(error) => assert_eq!(error, RecoveryError::InvalidSignature),
+        }
+    }
+}
