@@ -57,6 +57,9 @@ pub fn recover(envelope: &TxEnvelope) -> Result<TxEnv, RecoveryError> {
 
 /// [`recover`] for every transaction of a block, on `threads` threads (the caller's included),
 /// in block order.
+///
+/// # Panics
+/// If the signature library panics on a helper thread (a bug there), the panic is passed on.
 #[must_use]
 pub fn recover_block(
     envelopes: &[TxEnvelope],
