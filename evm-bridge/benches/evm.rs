@@ -7,8 +7,9 @@
 //! {2, 100, 10000} senders to random recipients. For each: tx/s and gas/s of plain revm
 //! executing the block one transaction after another on its in-memory database (one EVM for the
 //! whole block, as a node runs it), of Duet's sequential executor, and of Duet's parallel
-//! executor; and the ratios Duet parallel / plain revm and Duet sequential / plain revm. Senders
-//! are already recovered (the transactions carry them).
+//! executor; and the ratios Duet parallel / plain revm and Duet sequential / plain revm, first
+//! with senders already recovered, then with the secp256k1 recovery of every sender included
+//! (one thread for plain revm and Duet sequential, all threads for Duet parallel).
 
 #[path = "../testkit/mod.rs"]
 mod testkit;
@@ -16,10 +17,13 @@ mod testkit;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolConstructor};
 use duet_block_stm::{execute_sequential, BlockExecutor, ExecutorConfig, TransactionResult};
-use duet_evm::EvmVm;
-use duet_types::{Address, Bytes, U256};
+use duet_evm::{recover_block, EvmVm};
+use duet_types::{keccak256, Address, Bytes, U256};
 use revm::context::{BlockEnv, TxEnv};
 use revm::database::{CacheDB, EmptyDB};
 use revm::primitives::TxKind;
@@ -143,6 +147,7 @@ struct World {
     plain: CacheDB<EmptyDB>,
     duet: MemoryState,
     nonces: Vec<u64>,
+    keys: Vec<PrivateKeySigner>,
     token: Address,
     other_token: Address,
     pair: Address,
@@ -151,7 +156,14 @@ struct World {
 fn world(senders: u64) -> World {
     let mut plain = CacheDB::<EmptyDB>::default();
     let owner = Address::repeat_byte(0x0a);
-    for address in (0..senders + RECIPIENTS).map(user).chain([owner, FEE_VAULT]) {
+    let keys: Vec<PrivateKeySigner> = (0..senders)
+        .map(|index| {
+            PrivateKeySigner::from_bytes(&keccak256(index.to_be_bytes())).expect("a valid key")
+        })
+        .collect();
+    let sender = |index: u64| keys[index as usize].address();
+    let accounts = (0..senders).map(sender).chain((senders..senders + RECIPIENTS).map(user));
+    for address in accounts.chain([owner, FEE_VAULT]) {
         plain.insert_account_info(
             address,
             AccountInfo { balance: U256::from(1_000_000 * ONE_ETH), ..AccountInfo::default() },
@@ -196,11 +208,11 @@ fn world(senders: u64) -> World {
     for index in 0..senders {
         for contract in [token, other_token] {
             let funding =
-                Token::transferCall { to: user(index), value: U256::from(10u128.pow(24)) };
+                Token::transferCall { to: sender(index), value: U256::from(10u128.pow(24)) };
             setup.push(transaction(owner, contract, owner_nonce, 0, funding.abi_encode(), 100_000));
             owner_nonce += 1;
             setup.push(transaction(
-                user(index),
+                sender(index),
                 contract,
                 nonces[index as usize],
                 0,
@@ -218,16 +230,36 @@ fn world(senders: u64) -> World {
     }
     drop(evm);
     let duet = MemoryState(plain_state(&plain));
-    World { plain, duet, nonces, token, other_token, pair }
+    World { plain, duet, nonces, keys, token, other_token, pair }
 }
 
-fn block(world: &World, workload: Workload, senders: u64) -> Vec<TxEnv> {
+/// A signed EIP-1559 transaction with exactly the fields of `tx`.
+fn sign(key: &PrivateKeySigner, tx: &TxEnv) -> TxEnvelope {
+    let unsigned = TxEip1559 {
+        chain_id: CHAIN_ID,
+        nonce: tx.nonce,
+        gas_limit: tx.gas_limit,
+        max_fee_per_gas: tx.gas_price,
+        max_priority_fee_per_gas: tx.gas_priority_fee.unwrap_or_default(),
+        to: tx.kind,
+        value: tx.value,
+        input: tx.data.clone(),
+        ..TxEip1559::default()
+    };
+    let signature = key.sign_hash_sync(&unsigned.signature_hash()).expect("signing works");
+    TxEnvelope::from(unsigned.into_signed(signature))
+}
+
+/// The block's transactions, and the same transactions signed by their senders.
+fn block(world: &World, workload: Workload, senders: u64) -> (Vec<TxEnv>, Vec<TxEnvelope>) {
     let mut random = Random(senders * 7 + workload as u64);
     let mut nonces = world.nonces.clone();
-    (0..BLOCK_SIZE)
+    let mut signers = Vec::with_capacity(BLOCK_SIZE);
+    let transactions: Vec<TxEnv> = (0..BLOCK_SIZE)
         .map(|index| {
             let sender = random.below(senders);
-            let from = user(sender);
+            signers.push(sender as usize);
+            let from = world.keys[sender as usize].address();
             let nonce = nonces[sender as usize];
             nonces[sender as usize] += 1;
             let recipient = user(senders + random.below(RECIPIENTS));
@@ -250,7 +282,26 @@ fn block(world: &World, workload: Workload, senders: u64) -> Vec<TxEnv> {
                 }
             }
         })
-        .collect()
+        .collect();
+    let envelopes = transactions
+        .iter()
+        .zip(signers)
+        .map(|(tx, signer)| sign(&world.keys[signer], tx))
+        .collect();
+    (transactions, envelopes)
+}
+
+/// The median time to recover the senders of `envelopes` on `threads` threads.
+fn time_recovery(envelopes: &[TxEnvelope], threads: usize, runs: usize) -> Duration {
+    median(
+        (0..runs)
+            .map(|_| {
+                let start = Instant::now();
+                std::hint::black_box(recover_block(envelopes, threads).len());
+                start.elapsed()
+            })
+            .collect(),
+    )
 }
 
 /// Times plain revm, Duet sequential and Duet parallel on `block`, back to back, `runs` times
@@ -300,7 +351,7 @@ fn main() {
     let executor = BlockExecutor::new(&vm, ExecutorConfig::with_threads(threads));
     if !options.json {
         println!(
-            "Duet EVM vs plain revm: {BLOCK_SIZE}-transaction blocks, {} threads, median of {} runs, senders recovered",
+            "Duet EVM vs plain revm: {BLOCK_SIZE}-transaction blocks, {} threads, median of {} runs",
             options.threads, options.runs
         );
         println!(
@@ -325,7 +376,14 @@ fn main() {
         for &workload in WORKLOADS.iter().filter(|workload| {
             options.workload.as_deref().is_none_or(|only| only == workload.name())
         }) {
-            let block = block(&world, workload, senders);
+            let (block, envelopes) = block(&world, workload, senders);
+            let recovered: Vec<TxEnv> = recover_block(&envelopes, options.threads)
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .expect("every signature is valid");
+            assert!(recovered == block, "recovery gives back the signed transactions");
+            let recovery_one = time_recovery(&envelopes, 1, options.runs);
+            let recovery_parallel = time_recovery(&envelopes, options.threads, options.runs);
             let expected =
                 execute_sequential(&vm, &block, &world.duet).expect("the block executes");
             let gas: u64 = expected
@@ -352,9 +410,17 @@ fn main() {
             let executions_per_txn = stats.executions as f64 / BLOCK_SIZE as f64;
             let (plain_times, sequential_times, parallel_times) =
                 time_runs(&world, &block, &vm, &executor, options.runs);
-            let tps = |samples: Vec<Duration>| BLOCK_SIZE as f64 / median(samples).as_secs_f64();
+            let seconds = |samples: Vec<Duration>| median(samples).as_secs_f64();
+            let (plain_s, sequential_s, parallel_s) =
+                (seconds(plain_times), seconds(sequential_times), seconds(parallel_times));
+            let tps = |seconds: f64| BLOCK_SIZE as f64 / seconds;
             let (plain_tps, sequential_tps, parallel_tps) =
-                (tps(plain_times), tps(sequential_times), tps(parallel_times));
+                (tps(plain_s), tps(sequential_s), tps(parallel_s));
+            // With sender recovery: one thread for plain revm and Duet sequential, all threads
+            // for Duet parallel.
+            let plain_recovered_tps = tps(plain_s + recovery_one.as_secs_f64());
+            let sequential_recovered_tps = tps(sequential_s + recovery_one.as_secs_f64());
+            let parallel_recovered_tps = tps(parallel_s + recovery_parallel.as_secs_f64());
             let gas_per_txn = gas as f64 / BLOCK_SIZE as f64;
             let round3 = |value: f64| (value * 1000.0).round() / 1000.0;
             if options.json {
@@ -378,6 +444,12 @@ fn main() {
                         "seq_gas_per_s": (sequential_tps * gas_per_txn).round(),
                         "par_gas_per_s": (parallel_tps * gas_per_txn).round(),
                         "executions_per_txn": round3(executions_per_txn),
+                        "with_recovery": {
+                            "revm_tps": plain_recovered_tps.round(),
+                            "seq_tps": sequential_recovered_tps.round(),
+                            "par_tps": parallel_recovered_tps.round(),
+                            "par_over_revm": round3(parallel_recovered_tps / plain_recovered_tps),
+                        },
                         "sequential_from": stats.sequential_from,
                     })
                 );
@@ -390,6 +462,14 @@ fn main() {
                     parallel_tps / sequential_tps,
                     parallel_tps * gas_per_txn / 1e6,
                     stats.sequential_from.map_or("-".to_owned(), |from| from.to_string()),
+                );
+                println!(
+                    "{:<15} {:>7} {plain_recovered_tps:>10.0} {sequential_recovered_tps:>10.0} {parallel_recovered_tps:>10.0} {:>9.2} {:>9.2} {:>9.2}   (with sender recovery)",
+                    "",
+                    "",
+                    sequential_recovered_tps / plain_recovered_tps,
+                    parallel_recovered_tps / plain_recovered_tps,
+                    parallel_recovered_tps / sequential_recovered_tps,
                 );
             }
         }
