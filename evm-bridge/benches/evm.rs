@@ -21,7 +21,9 @@ use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolConstructor};
-use duet_block_stm::{execute_sequential, BlockExecutor, ExecutorConfig, TransactionResult};
+use duet_block_stm::{
+    execute_sequential, BlockExecutor, ExecutionStats, ExecutorConfig, TransactionResult,
+};
 use duet_evm::{recover_block, EvmVm};
 use duet_types::{keccak256, Address, Bytes, U256};
 use revm::context::{BlockEnv, TxEnv};
@@ -344,30 +346,62 @@ fn time_runs(
     (plain_times, sequential_times, parallel_times)
 }
 
+/// Executes `block` once sequentially and once in parallel, checks that every transaction
+/// succeeded and that both agree; returns the block's gas and the parallel run's statistics.
+fn check_block(
+    vm: &EvmVm,
+    executor: &BlockExecutor<'_, EvmVm>,
+    world: &World,
+    block: &[TxEnv],
+    workload: Workload,
+    senders: u64,
+) -> (u64, ExecutionStats) {
+    let expected = execute_sequential(vm, block, &world.duet).expect("the block executes");
+    let mut gas = 0;
+    for result in &expected.results {
+        match result {
+            TransactionResult::Executed(receipt) if receipt.is_success() => {
+                gas += receipt.tx_gas_used()
+            }
+            other => panic!(
+                "{} with {senders} senders: a transaction failed: {other:?}",
+                workload.name()
+            ),
+        }
+    }
+    let (parallel_output, stats) = executor.execute_block_with_stats(block, &world.duet);
+    assert!(parallel_output.as_ref() == Ok(&expected), "parallel differs");
+    (gas, stats)
+}
+
+fn print_header(options: &Options) {
+    println!(
+        "Duet EVM vs plain revm: {BLOCK_SIZE}-transaction blocks, {} threads, median of {} runs",
+        options.threads, options.runs
+    );
+    println!(
+        "{:<15} {:>7} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}",
+        "workload",
+        "senders",
+        "revm tx/s",
+        "seq tx/s",
+        "par tx/s",
+        "seq/revm",
+        "par/revm",
+        "par/seq",
+        "par Mgas/s",
+        "execs/tx",
+        "handover"
+    );
+}
+
 fn main() {
     let options = options();
     let threads = NonZeroUsize::new(options.threads).expect("--threads must be at least 1");
     let vm = EvmVm::new(CHAIN_ID, block_env(2));
     let executor = BlockExecutor::new(&vm, ExecutorConfig::with_threads(threads));
     if !options.json {
-        println!(
-            "Duet EVM vs plain revm: {BLOCK_SIZE}-transaction blocks, {} threads, median of {} runs",
-            options.threads, options.runs
-        );
-        println!(
-            "{:<15} {:>7} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}",
-            "workload",
-            "senders",
-            "revm tx/s",
-            "seq tx/s",
-            "par tx/s",
-            "seq/revm",
-            "par/revm",
-            "par/seq",
-            "par Mgas/s",
-            "execs/tx",
-            "handover"
-        );
+        print_header(&options);
     }
     for &senders in
         SENDERS.iter().filter(|count| options.senders.is_none_or(|only| only == **count))
@@ -384,29 +418,7 @@ fn main() {
             assert!(recovered == block, "recovery gives back the signed transactions");
             let recovery_one = time_recovery(&envelopes, 1, options.runs);
             let recovery_parallel = time_recovery(&envelopes, options.threads, options.runs);
-            let expected =
-                execute_sequential(&vm, &block, &world.duet).expect("the block executes");
-            let gas: u64 = expected
-                .results
-                .iter()
-                .map(|result| match result {
-                    TransactionResult::Executed(receipt) => receipt.tx_gas_used(),
-                    _ => 0,
-                })
-                .sum();
-            let succeeded = expected
-                .results
-                .iter()
-                .filter(|result| matches!(result, TransactionResult::Executed(receipt) if receipt.is_success()))
-                .count();
-            assert_eq!(
-                succeeded,
-                BLOCK_SIZE,
-                "{} with {senders} senders: every transaction succeeds",
-                workload.name()
-            );
-            let (parallel_output, stats) = executor.execute_block_with_stats(&block, &world.duet);
-            assert!(parallel_output.as_ref() == Ok(&expected), "parallel differs");
+            let (gas, stats) = check_block(&vm, &executor, &world, &block, workload, senders);
             let executions_per_txn = stats.executions as f64 / BLOCK_SIZE as f64;
             let (plain_times, sequential_times, parallel_times) =
                 time_runs(&world, &block, &vm, &executor, options.runs);
