@@ -361,7 +361,7 @@ fn check_block(
     for result in &expected.results {
         match result {
             TransactionResult::Executed(receipt) if receipt.is_success() => {
-                gas += receipt.tx_gas_used()
+                gas += receipt.tx_gas_used();
             }
             other => panic!(
                 "{} with {senders} senders: a transaction failed: {other:?}",
