@@ -20,10 +20,12 @@
 
 mod convert;
 pub mod database;
+mod receipt;
 mod recovery;
 
 pub use convert::{state_writes, EVM_EMPTY_CODE_HASH};
 pub use database::{BalanceWatch, CodeCache, ViewDatabase, ViewDatabaseError, LAZY_BALANCE};
+pub use receipt::{block_receipts, BlockReceipt};
 pub use recovery::{recover, recover_block, tx_env, RecoveryError};
 
 use duet_block_stm::{TransactionView, TxnIndex, Vm, VmOutput};

@@ -259,7 +259,21 @@ fn erc20_transfers_and_swaps_match_plain_revm() {
             trading.push(chain.call(trader, token_a, call.abi_encode()));
         }
     }
-    assert_eq!(executed(&chain.run(&trading)), trading.len());
+    let results = chain.run(&trading);
+    assert_eq!(executed(&results), trading.len());
+    // Receipts: cumulative gas adds up, and each bloom holds its logs' addresses.
+    let receipts: Vec<_> =
+        duet_evm::block_receipts(&results).into_iter().map(Option::unwrap).collect();
+    let total: u64 = receipts.iter().map(|receipt| receipt.gas_used).sum();
+    assert_eq!(receipts.last().unwrap().cumulative_gas_used, total);
+    for receipt in &receipts {
+        assert!(!receipt.logs.is_empty(), "transfers and swaps emit events");
+        for log in &receipt.logs {
+            assert!(receipt
+                .logs_bloom
+                .contains_input(alloy_primitives::BloomInput::Raw(log.address.as_slice())));
+        }
+    }
 }
 
 #[test]
