@@ -39,7 +39,10 @@ use revm::handler::instructions::EthInstructions;
 use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_types::InputsTr;
 use revm::interpreter::{Instruction, InstructionContext, InstructionExecResult};
-use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
+use revm::context::Evm;
+use revm::context_interface::local::FrameStack;
+use revm::handler::{EthPrecompiles, MainnetContext};
+use revm::{Context, ExecuteEvm};
 
 /// A transaction's receipt as revm reports it: success, revert or halt, gas used, logs, output.
 pub type Receipt = ExecutionResult<HaltReason>;
@@ -121,11 +124,19 @@ impl EvmVm {
     {
         let database =
             WrapDatabaseRef(ViewDatabase::new(view, transaction.caller, lazy, &self.code));
-        let mut evm = Context::mainnet()
-            .with_db(database)
-            .with_block(self.block.clone())
-            .with_cfg(self.cfg.clone())
-            .build_mainnet();
+        // Built by hand rather than with `build_mainnet`: that one pre-allocates eight call
+        // frames (a 32 KiB stack each) for every transaction; frames are created on demand here.
+        let spec = self.cfg.spec;
+        let mut context: MainnetContext<_> = Context::new(database, spec);
+        context.block = self.block.clone();
+        context.cfg = self.cfg.clone();
+        let mut evm = Evm {
+            ctx: context,
+            inspector: (),
+            instruction: EthInstructions::new_mainnet_with_spec(spec),
+            precompiles: EthPrecompiles::new(spec),
+            frame_stack: FrameStack::new(),
+        };
         watch_balance_opcode(&mut evm.instruction);
         let outcome = match evm.transact(transaction.clone()) {
             Ok(outcome) => outcome,
