@@ -33,15 +33,15 @@ use duet_types::{Address, B256};
 use duet_types::{StateKey, StateValue};
 use revm::bytecode::opcode::{BALANCE, SELFBALANCE};
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
+use revm::context::Evm;
 use revm::context::{BlockEnv, CfgEnv, ContextTr, TxEnv};
+use revm::context_interface::local::FrameStack;
 use revm::database_interface::WrapDatabaseRef;
 use revm::handler::instructions::EthInstructions;
+use revm::handler::{EthPrecompiles, MainnetContext};
 use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_types::InputsTr;
 use revm::interpreter::{Instruction, InstructionContext, InstructionExecResult};
-use revm::context::Evm;
-use revm::context_interface::local::FrameStack;
-use revm::handler::{EthPrecompiles, MainnetContext};
 use revm::{Context, ExecuteEvm};
 
 /// A transaction's receipt as revm reports it: success, revert or halt, gas used, logs, output.
@@ -179,12 +179,8 @@ where
     Host: revm::interpreter::Host + ContextTr,
     Host::Db: BalanceWatch,
 {
-    let InstructionContext { interpreter, host } = context;
-    host.db().note_balance_read(interpreter.input.target_address());
-    revm::interpreter::instructions::host::selfbalance(InstructionContext {
-        interpreter: &mut *interpreter,
-        host: &mut *host,
-    })
+    let address = context.interpreter.input.target_address();
+    run_and_note(context, Some(address), revm::interpreter::instructions::host::selfbalance)
 }
 
 fn watched_balance<Host>(
@@ -194,14 +190,28 @@ where
     Host: revm::interpreter::Host + ContextTr,
     Host::Db: BalanceWatch,
 {
+    let address = context
+        .interpreter
+        .stack
+        .top()
+        .map(|top| Address::from_word(B256::from(top.to_be_bytes())));
+    run_and_note(context, address, revm::interpreter::instructions::host::balance)
+}
+
+/// Runs revm's own `instruction`, then tells the database that it read `address`'s balance:
+/// after, because only once an account is loaded is it known whether its balance is a stand-in.
+fn run_and_note<Host>(
+    context: InstructionContext<'_, Host, EthInterpreter>,
+    address: Option<Address>,
+    instruction: fn(InstructionContext<'_, Host, EthInterpreter>) -> InstructionExecResult,
+) -> InstructionExecResult
+where
+    Host: revm::interpreter::Host + ContextTr,
+    Host::Db: BalanceWatch,
+{
     let InstructionContext { interpreter, host } = context;
-    let address =
-        interpreter.stack.top().map(|top| Address::from_word(B256::from(top.to_be_bytes())));
-    let result = revm::interpreter::instructions::host::balance(InstructionContext {
-        interpreter: &mut *interpreter,
-        host: &mut *host,
-    });
-    // After the load: only then is an account touched for the first time known to be lazy.
+    let result =
+        instruction(InstructionContext { interpreter: &mut *interpreter, host: &mut *host });
     if let Some(address) = address {
         host.db().note_balance_read(address);
     }
