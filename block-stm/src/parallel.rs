@@ -351,7 +351,16 @@ where
         }
         if prefix < self.transactions.len() {
             let base = PrefixState { memory: self.memory, prefix, storage: self.storage };
-            let tail = execute_sequential(self.vm, &self.transactions[prefix..], prefix, &base)?;
+            let tail = execute_sequential(self.vm, &self.transactions[prefix..], prefix, &base)
+                .map_err(|error| match error {
+                    // Our own bug surfacing through the storage seam: report it as such.
+                    BlockError::Storage(storage)
+                        if storage.0.downcast_ref::<UnfinishedPrefix>().is_some() =>
+                    {
+                        BlockError::Invariant(storage.0.to_string())
+                    }
+                    other => other,
+                })?;
             results.extend(tail.results);
             state_updates = merge_sorted(state_updates, tail.state_updates);
         }
