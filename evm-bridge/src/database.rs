@@ -7,8 +7,10 @@
 //! one, and whatever the transaction adds to it becomes a commutative delta. Whether the account
 //! is empty (which changes gas costs and EIP-161 clean-up) is still answered exactly, through a
 //! "balance is at least 1" question that other transactions' credits do not invalidate. The
-//! only opcode that could reveal the stand-in is `BALANCE`; it is watched, and a transaction that
-//! uses it on a lazy account is executed again with exact balances.
+//! opcodes that could reveal or spend the stand-in are watched (`BALANCE` on any account; and
+//! `SELFBALANCE`, `CALL`, `CALLCODE`, `CREATE`, `CREATE2`, `SELFDESTRUCT` run by code at a lazy
+//! account, which happens when a contract is created where ETH was already waiting); a
+//! transaction that uses one that way is executed again with exact balances.
 
 use std::cell::{Cell, RefCell};
 

@@ -31,7 +31,7 @@ pub use recovery::{recover, recover_block, tx_env, RecoveryError};
 use duet_block_stm::{TransactionView, TxnIndex, Vm, VmOutput};
 use duet_types::{Address, B256};
 use duet_types::{StateKey, StateValue};
-use revm::bytecode::opcode::{BALANCE, SELFBALANCE};
+use revm::bytecode::opcode::{BALANCE, CALL, CALLCODE, CREATE, CREATE2, SELFBALANCE, SELFDESTRUCT};
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
 use revm::context::Evm;
 use revm::context::{BlockEnv, CfgEnv, ContextTr, TxEnv};
@@ -127,9 +127,8 @@ impl EvmVm {
         // Built by hand rather than with `build_mainnet`: that one pre-allocates eight call
         // frames (a 32 KiB stack each) for every transaction; frames are created on demand here.
         let spec = self.cfg.spec;
-        let mut context: MainnetContext<_> = Context::new(database, spec);
-        context.block = self.block.clone();
-        context.cfg = self.cfg.clone();
+        let context: MainnetContext<_> = Context::new(database, spec);
+        let context = context.with_block(self.block.clone()).with_cfg(self.cfg.clone());
         let mut evm = Evm {
             ctx: context,
             inspector: (),
@@ -154,9 +153,11 @@ impl EvmVm {
     }
 }
 
-/// Replaces `BALANCE` and `SELFBALANCE` with versions that tell the database which account they
-/// read, so that a transaction that reads a stand-in balance is detected. (`SELFBALANCE` can
-/// meet one when a contract is created at an address that already held ETH.)
+/// Replaces the opcodes that could reveal or spend a stand-in balance with versions that tell the
+/// database which account they touched, so that such a transaction runs again exactly:
+/// `BALANCE` (any account), and `SELFBALANCE`, `CALL`, `CALLCODE`, `CREATE`, `CREATE2` and
+/// `SELFDESTRUCT` run by code at a lazy account (a contract being created at an address that
+/// already held ETH, whose constructor could pay out of the stand-in).
 fn watch_balance_opcode<Host>(instructions: &mut EthInstructions<EthInterpreter, Host>)
 where
     Host: revm::interpreter::Host + ContextTr,
@@ -164,12 +165,41 @@ where
 {
     let gas = instructions.gas_table()[usize::from(BALANCE)];
     instructions.insert_instruction(BALANCE, Instruction::new(watched_balance::<Host>), gas);
-    let gas = instructions.gas_table()[usize::from(SELFBALANCE)];
-    instructions.insert_instruction(
-        SELFBALANCE,
-        Instruction::new(watched_self_balance::<Host>),
-        gas,
-    );
+    let spending: [(u8, OpcodeFn<Host>); 6] = [
+        (SELFBALANCE, watched_self_balance::<Host>),
+        (CALL, watched_spend::<Host, CALL>),
+        (CALLCODE, watched_spend::<Host, CALLCODE>),
+        (CREATE, watched_spend::<Host, CREATE>),
+        (CREATE2, watched_spend::<Host, CREATE2>),
+        (SELFDESTRUCT, watched_spend::<Host, SELFDESTRUCT>),
+    ];
+    for (opcode, watched) in spending {
+        let gas = instructions.gas_table()[usize::from(opcode)];
+        instructions.insert_instruction(opcode, Instruction::new(watched), gas);
+    }
+}
+
+/// An opcode's implementation.
+type OpcodeFn<Host> = fn(InstructionContext<'_, Host, EthInterpreter>) -> InstructionExecResult;
+
+/// `OPCODE`, noting the account whose code runs it: if that account is lazy, its stand-in
+/// balance could be spent.
+fn watched_spend<Host, const OPCODE: u8>(
+    context: InstructionContext<'_, Host, EthInterpreter>,
+) -> InstructionExecResult
+where
+    Host: revm::interpreter::Host + ContextTr,
+    Host::Db: BalanceWatch,
+{
+    let address = context.interpreter.input.target_address();
+    let instruction = match OPCODE {
+        CALL => revm::interpreter::instructions::contract::call::<CALL, _, _>,
+        CALLCODE => revm::interpreter::instructions::contract::call::<CALLCODE, _, _>,
+        CREATE => revm::interpreter::instructions::contract::create::<false, _, _>,
+        CREATE2 => revm::interpreter::instructions::contract::create::<true, _, _>,
+        _ => revm::interpreter::instructions::host::selfdestruct,
+    };
+    run_and_note(context, Some(address), instruction)
 }
 
 fn watched_self_balance<Host>(
@@ -203,7 +233,7 @@ where
 fn run_and_note<Host>(
     context: InstructionContext<'_, Host, EthInterpreter>,
     address: Option<Address>,
-    instruction: fn(InstructionContext<'_, Host, EthInterpreter>) -> InstructionExecResult,
+    instruction: OpcodeFn<Host>,
 ) -> InstructionExecResult
 where
     Host: revm::interpreter::Host + ContextTr,

@@ -32,6 +32,12 @@ sol! {
         function recordCoinbase() external;
         function payAndRecord(address to) external payable;
     }
+    contract Spender {
+        constructor(address to, uint256 amount);
+    }
+    contract SpenderFactory {
+        function deploy(bytes32 salt, address to, uint256 amount, bool destroy) external returns (address);
+    }
     contract Burner {
         function failAfterWrite() external;
         function burnAll() external;

@@ -19,8 +19,8 @@ use revm::primitives::TxKind;
 use revm::state::AccountInfo;
 use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
 use testkit::{
-    artifact_bytecode, plain_state, user, Burner, Deployer, MemoryState, Pair, Probe, Token,
-    CHAIN_ID, FEE_VAULT, ONE_ETH,
+    artifact_bytecode, plain_state, user, Burner, Deployer, MemoryState, Pair, Probe, Spender,
+    SpenderFactory, Token, CHAIN_ID, FEE_VAULT, ONE_ETH,
 };
 
 const GAS_PRICE: u128 = 2_000_000_000;
@@ -569,4 +569,61 @@ mod signed {
             Err(error) => assert_eq!(error, RecoveryError::InvalidSignature),
         }
     }
+}
+
+#[test]
+fn a_contract_created_where_eth_was_waiting_spends_only_what_is_there() {
+    let mut chain = Chain::with_funded_users(4);
+    let (deploy_factory, factory) = chain.deploy(user(0), artifact_bytecode("SpenderFactory"));
+    assert_eq!(executed(&chain.run(&[deploy_factory])), 1);
+    let payee = user(3);
+    let address_of = |salt: B256, amount: u128| {
+        let mut init_code = artifact_bytecode("Spender");
+        init_code.extend(
+            Spender::constructorCall { to: payee, amount: U256::from(amount) }.abi_encode(),
+        );
+        factory.create2(salt, duet_types::keccak256(&init_code))
+    };
+    let (greedy_salt, greedy_amount) = (B256::repeat_byte(1), 5 * ONE_ETH);
+    let (modest_salt, modest_amount) = (B256::repeat_byte(2), ONE_ETH / 2);
+    let greedy = address_of(greedy_salt, greedy_amount);
+    let modest = address_of(modest_salt, modest_amount);
+    // ETH waits at both addresses before any code lives there.
+    let funding = vec![
+        chain.tx(user(1), TxKind::Call(greedy), ONE_ETH, Vec::new(), 21_000),
+        chain.tx(user(2), TxKind::Call(modest), ONE_ETH, Vec::new(), 21_000),
+    ];
+    assert_eq!(executed(&chain.run(&funding)), 2);
+    let deploy = |salt, amount, destroy| {
+        SpenderFactory::deployCall { salt, to: payee, amount: U256::from(amount), destroy }
+            .abi_encode()
+    };
+    let block = vec![
+        // The constructor tries to pay 5 ETH out of 1: the payment must fail, as on Ethereum.
+        chain.tx(
+            user(1),
+            TxKind::Call(factory),
+            0,
+            deploy(greedy_salt, greedy_amount, false),
+            1_000_000,
+        ),
+        // Pays half an ETH, then self-destructs, sending the rest to the payee.
+        chain.tx(
+            user(2),
+            TxKind::Call(factory),
+            0,
+            deploy(modest_salt, modest_amount, true),
+            1_000_000,
+        ),
+    ];
+    let results = chain.run(&block);
+    assert_eq!(executed(&results), 2);
+    let paid = chain.duet.0.get(&StateKey::Storage { address: greedy, slot: B256::ZERO });
+    assert_eq!(paid, None, "the greedy payment failed (paid = false)");
+    assert_eq!(chain.duet.0.get(&StateKey::Balance(greedy)), Some(&StateValue::Balance(ONE_ETH)));
+    assert_eq!(
+        chain.duet.0.get(&StateKey::Balance(payee)),
+        Some(&StateValue::Balance(1_000 * ONE_ETH + ONE_ETH)),
+        "the payee got half an ETH from the constructor and the other half from the self-destruct"
+    );
 }

@@ -23,3 +23,33 @@ contract Probe {
         seen = to.balance;
     }
 }
+
+/// @title Spender
+/// @notice Sends ETH from its own balance while it is being created, then can destroy itself.
+contract Spender {
+    /// @notice Whether the payment made by the constructor went through.
+    bool public paid;
+
+    /// @param to Who the constructor pays.
+    /// @param amount How much it tries to pay, possibly more than it holds.
+    constructor(address payable to, uint256 amount) payable {
+        (bool ok,) = to.call{value: amount}("");
+        paid = ok;
+    }
+
+    /// @notice SELFDESTRUCT, sending everything to `beneficiary`.
+    function destroy(address payable beneficiary) external {
+        selfdestruct(beneficiary);
+    }
+}
+
+/// @title SpenderFactory
+/// @notice Deploys a Spender with CREATE2 at an address that may already hold ETH.
+contract SpenderFactory {
+    /// @notice Deploys a Spender at the address fixed by `salt`; with `destroy`, destroys it at once.
+    function deploy(bytes32 salt, address payable to, uint256 amount, bool destroy) external returns (address spender) {
+        Spender created = new Spender{salt: salt}(to, amount);
+        if (destroy) created.destroy(to);
+        spender = address(created);
+    }
+}
