@@ -234,12 +234,25 @@ fn conditional_deltas_do_not_conflict_while_the_answer_holds() {
     assert_eq!(stats.validation_aborts, 0, "{stats:?}");
 }
 
+/// A transfer block over `accounts` funded accounts, its VM, and its sequential output.
+type TransferCase = (
+    MemoryStorage<StateKey, u128>,
+    Vec<testkit::Transfer>,
+    TransferVm,
+    Result<duet_block_stm::VmBlockOutput<TransferVm>, BlockError<StateKey>>,
+);
+
+fn transfer_case(accounts: u64, size: usize, seed: u64, work_rounds: u32) -> TransferCase {
+    let storage = transfer_genesis(accounts);
+    let block = transfer_block(accounts, size, seed);
+    let vm = TransferVm { work_rounds, fee_vault: FEE_VAULT };
+    let expected = execute_sequential(&vm, &block, &storage);
+    (storage, block, vm, expected)
+}
+
 #[test]
 fn full_contention_stays_identical_and_bounded() {
-    let storage = transfer_genesis(2);
-    let block = transfer_block(2, 2000, 3);
-    let vm = TransferVm { work_rounds: 4, fee_vault: FEE_VAULT };
-    let expected = execute_sequential(&vm, &block, &storage);
+    let (storage, block, vm, expected) = transfer_case(2, 2000, 3, 4);
     for fallback in FALLBACKS {
         let (actual, stats) =
             BlockExecutor::new(&vm, config(2, fallback)).execute_block_with_stats(&block, &storage);
@@ -254,10 +267,7 @@ fn full_contention_stays_identical_and_bounded() {
 
 #[test]
 fn a_block_handed_to_the_sequential_executor_midway_is_identical() {
-    let storage = transfer_genesis(10);
-    let block = transfer_block(10, 1000, 11);
-    let vm = TransferVm { work_rounds: 2, fee_vault: FEE_VAULT };
-    let expected = execute_sequential(&vm, &block, &storage);
+    let (storage, block, vm, expected) = transfer_case(10, 1000, 11, 2);
     // At most half the block: one of the two workers surely starts that many executions.
     for min_executions in [1, 10, 64, 300, 500] {
         let fallback = ContentionFallback { min_executions, max_wasted_percent: 0 };

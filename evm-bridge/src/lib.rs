@@ -166,12 +166,12 @@ where
     let gas = instructions.gas_table()[usize::from(BALANCE)];
     instructions.insert_instruction(BALANCE, Instruction::new(watched_balance::<Host>), gas);
     let spending: [(u8, OpcodeFn<Host>); 6] = [
-        (SELFBALANCE, watched_self_balance::<Host>),
-        (CALL, watched_spend::<Host, CALL>),
-        (CALLCODE, watched_spend::<Host, CALLCODE>),
-        (CREATE, watched_spend::<Host, CREATE>),
-        (CREATE2, watched_spend::<Host, CREATE2>),
-        (SELFDESTRUCT, watched_spend::<Host, SELFDESTRUCT>),
+        (SELFBALANCE, watched_at_own_account::<Host, SELFBALANCE>),
+        (CALL, watched_at_own_account::<Host, CALL>),
+        (CALLCODE, watched_at_own_account::<Host, CALLCODE>),
+        (CREATE, watched_at_own_account::<Host, CREATE>),
+        (CREATE2, watched_at_own_account::<Host, CREATE2>),
+        (SELFDESTRUCT, watched_at_own_account::<Host, SELFDESTRUCT>),
     ];
     for (opcode, watched) in spending {
         let gas = instructions.gas_table()[usize::from(opcode)];
@@ -183,8 +183,8 @@ where
 type OpcodeFn<Host> = fn(InstructionContext<'_, Host, EthInterpreter>) -> InstructionExecResult;
 
 /// `OPCODE`, noting the account whose code runs it: if that account is lazy, its stand-in
-/// balance could be spent.
-fn watched_spend<Host, const OPCODE: u8>(
+/// balance could be read (`SELFBALANCE`) or spent (the others).
+fn watched_at_own_account<Host, const OPCODE: u8>(
     context: InstructionContext<'_, Host, EthInterpreter>,
 ) -> InstructionExecResult
 where
@@ -197,20 +197,10 @@ where
         CALLCODE => revm::interpreter::instructions::contract::call::<CALLCODE, _, _>,
         CREATE => revm::interpreter::instructions::contract::create::<false, _, _>,
         CREATE2 => revm::interpreter::instructions::contract::create::<true, _, _>,
+        SELFBALANCE => revm::interpreter::instructions::host::selfbalance,
         _ => revm::interpreter::instructions::host::selfdestruct,
     };
     run_and_note(context, Some(address), instruction)
-}
-
-fn watched_self_balance<Host>(
-    context: InstructionContext<'_, Host, EthInterpreter>,
-) -> InstructionExecResult
-where
-    Host: revm::interpreter::Host + ContextTr,
-    Host::Db: BalanceWatch,
-{
-    let address = context.interpreter.input.target_address();
-    run_and_note(context, Some(address), revm::interpreter::instructions::host::selfbalance)
 }
 
 fn watched_balance<Host>(
