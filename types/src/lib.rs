@@ -11,9 +11,14 @@
 //!
 //! No VM, no I/O.
 
+mod move_transaction;
 mod state_key;
 mod state_value;
 
-pub use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
+pub use alloy_primitives::{keccak256, Address, Bytes, B256, KECCAK256_EMPTY, U256};
+pub use move_transaction::{
+    EntryFunction, MovePayload, MoveTransaction, PayloadError, MAX_PAYLOAD_BYTES,
+    MOVE_ENTRY_ADDRESS,
+};
 pub use state_key::{StateKey, SystemKey};
 pub use state_value::StateValue;

@@ -1,0 +1,150 @@
+//! Blocks of Move transactions, with module publishing as a barrier.
+//!
+//! The Move VM caches the code it loads, across sessions, and cannot take a module out of its
+//! cache. So a transaction that publishes modules runs alone: the block is cut into segments at
+//! each publishing transaction; the segments between them run on Block-STM (or sequentially),
+//! each publishing transaction runs by itself, and the code cache is flushed right after it,
+//! whatever its outcome. Within a segment no transaction writes code, so every execution,
+//! speculative or not, loads the same modules, which are those of the committed state before the
+//! segment. The sequential and the parallel executor cut the block the same way, so their
+//! outputs are identical.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use duet_block_stm::{
+    execute_sequential, BlockError, BlockExecutor, BlockOutput, ExecutorConfig, Storage,
+    StorageError, VmBlockOutput,
+};
+use duet_types::{MovePayload, MoveTransaction, StateKey, StateValue};
+
+use crate::MoveVm;
+
+/// Executes blocks of Move transactions, sequentially or in parallel.
+#[derive(Debug)]
+pub struct MoveBlockExecutor<'vm> {
+    vm: &'vm MoveVm,
+    /// `None`: sequential.
+    parallel: Option<BlockExecutor<'vm, MoveVm>>,
+}
+
+/// A storage with the outputs of earlier segments of the block on top.
+#[derive(Debug)]
+pub struct LayeredStorage<'a, S> {
+    base: &'a S,
+    top: &'a BTreeMap<StateKey, Option<StateValue>>,
+}
+
+impl<'a, S> LayeredStorage<'a, S> {
+    /// `top` (`None`: deleted) over `base`.
+    pub fn new(base: &'a S, top: &'a BTreeMap<StateKey, Option<StateValue>>) -> Self {
+        Self { base, top }
+    }
+}
+
+impl<S: Storage<Key = StateKey, Value = StateValue>> Storage for LayeredStorage<'_, S> {
+    type Key = StateKey;
+    type Value = StateValue;
+
+    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StorageError> {
+        match self.top.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.base.get(key),
+        }
+    }
+}
+
+impl<'vm> MoveBlockExecutor<'vm> {
+    /// An executor that runs every transaction one after another: the specification.
+    #[must_use]
+    pub fn sequential(vm: &'vm MoveVm) -> Self {
+        Self { vm, parallel: None }
+    }
+
+    /// An executor that runs segments without publishing on Block-STM, with `config`.
+    #[must_use]
+    pub fn parallel(vm: &'vm MoveVm, config: ExecutorConfig) -> Self {
+        Self { vm, parallel: Some(BlockExecutor::new(vm, config)) }
+    }
+
+    /// Executes `transactions` on `storage`.
+    ///
+    /// # Errors
+    /// See [`BlockError`]; transaction indices in it are indices in `transactions`.
+    pub fn execute_block<S>(
+        &self,
+        transactions: &[MoveTransaction],
+        storage: &S,
+    ) -> Result<VmBlockOutput<MoveVm>, BlockError<StateKey>>
+    where
+        S: Storage<Key = StateKey, Value = StateValue>,
+    {
+        let segments = segments(transactions);
+        if let [(range, false)] = segments.as_slice() {
+            return self.run(&transactions[range.clone()], storage);
+        }
+        let mut results = Vec::with_capacity(transactions.len());
+        let mut state: BTreeMap<StateKey, Option<StateValue>> = BTreeMap::new();
+        for (range, publishes) in segments {
+            let layered = LayeredStorage::new(storage, &state);
+            let segment = &transactions[range.clone()];
+            let output = if publishes {
+                let output = execute_sequential(self.vm, segment, &layered);
+                self.vm.flush_code_cache();
+                output
+            } else {
+                self.run(segment, &layered)
+            };
+            let output = output.map_err(|error| shift(error, range.start))?;
+            results.extend(output.results);
+            state.extend(output.state_updates);
+        }
+        Ok(BlockOutput { results, state_updates: state.into_iter().collect() })
+    }
+
+    fn run<S>(
+        &self,
+        transactions: &[MoveTransaction],
+        storage: &S,
+    ) -> Result<VmBlockOutput<MoveVm>, BlockError<StateKey>>
+    where
+        S: Storage<Key = StateKey, Value = StateValue>,
+    {
+        match &self.parallel {
+            Some(executor) => executor.execute_block(transactions, storage),
+            None => execute_sequential(self.vm, transactions, storage),
+        }
+    }
+}
+
+/// The block cut at publishing transactions: ranges, and whether the range is one publish.
+fn segments(transactions: &[MoveTransaction]) -> Vec<(Range<usize>, bool)> {
+    let mut segments = Vec::new();
+    let mut start = 0;
+    for (index, transaction) in transactions.iter().enumerate() {
+        if matches!(transaction.payload, MovePayload::ModuleBundle(_)) {
+            if start < index {
+                segments.push((start..index, false));
+            }
+            segments.push((index..index + 1, true));
+            start = index + 1;
+        }
+    }
+    if start < transactions.len() || transactions.is_empty() {
+        segments.push((start..transactions.len(), false));
+    }
+    segments
+}
+
+/// `error` of a segment that starts at `offset`, with block indices.
+fn shift(error: BlockError<StateKey>, offset: usize) -> BlockError<StateKey> {
+    match error {
+        BlockError::DeltaOutOfBounds { txn_index, key } => {
+            BlockError::DeltaOutOfBounds { txn_index: txn_index + offset, key }
+        }
+        BlockError::DeltaOnNonNumeric { txn_index, key } => {
+            BlockError::DeltaOnNonNumeric { txn_index: txn_index + offset, key }
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,291 @@
+//! Gas for Move transactions: the schedule, and the meter the Move VM charges.
+//!
+//! Move gas is counted in the same unit as EVM gas, so a transaction's gas limit, gas price and
+//! fee mean the same in both VMs (and a cross-VM call needs no exchange rate). The schedule:
+//!
+//! | what | gas |
+//! |---|---|
+//! | every transaction (signature, nonce, fee) | 21 000 + 16 per payload byte |
+//! | simple instruction (arithmetic, branch, load of a small constant, …) | 1 (`*`, `/`, `%`: 2) |
+//! | call | 10 + 1 per argument (+ 1 per type argument) |
+//! | constant load | 2 + 1 per 32 bytes |
+//! | copy, move, store of a local; read, write of a reference; `==`, `!=` | 1 + 1 per 32 units of the value's size |
+//! | pack, unpack of a struct | 2 + 1 per field |
+//! | vector operation | 2 (+ 1 per element for pack and unpack) |
+//! | `borrow_global`, `exists`, `move_from`, `move_to` | 50 (+ 1 per 32 units moved) |
+//! | first load of a resource in a transaction | 2 100 + 1 per 8 bytes |
+//! | native function | its own cost (below) |
+//! | `eth::balance`, `account::sequence_number` | 2 100 |
+//! | ETH transfer (`eth::transfer`) | 6 700 |
+//! | resource written, new / changed | 20 000 / 2 900, + 8 per byte |
+//! | resource deleted | 0 |
+//! | event | 375 + 8 per byte |
+//! | module published | 20 000 + 200 per byte |
+//!
+//! Reads and writes are priced like the EVM's cold `SLOAD` (2 100), `SSTORE` of a new slot
+//! (20 000) and of a changed slot (2 900), logs (375 + 8 per byte) and code deposit (200 per
+//! byte); instructions are priced well below EVM opcodes because one Move instruction is
+//! executed by a typed interpreter over typed values.
+//!
+//! When the meter runs out, the transaction stops with `OUT_OF_GAS`: all of its gas limit is
+//! charged and every other effect is discarded.
+
+use move_binary_format::errors::{PartialVMError, PartialVMResult};
+use move_core_types::gas_algebra::{InternalGas, NumArgs, NumBytes};
+use move_core_types::language_storage::ModuleId;
+use move_core_types::vm_status::StatusCode;
+use move_vm_types::gas::{GasMeter, SimpleInstruction};
+use move_vm_types::views::{TypeView, ValueView};
+
+/// Gas of every transaction.
+pub const TRANSACTION_BASE: u64 = 21_000;
+/// Gas per byte of the payload.
+pub const PAYLOAD_BYTE: u64 = 16;
+/// First load of a resource.
+pub const RESOURCE_LOAD: u64 = 2_100;
+/// Reading a balance or a nonce from a native function.
+pub const NATIVE_STATE_READ: u64 = 2_100;
+/// Moving ETH between two accounts.
+pub const ETH_TRANSFER: u64 = 6_700;
+/// Writing a new resource.
+pub const RESOURCE_CREATE: u64 = 20_000;
+/// Changing a resource.
+pub const RESOURCE_CHANGE: u64 = 2_900;
+/// Per byte of a resource written.
+pub const WRITE_BYTE: u64 = 8;
+/// An event.
+pub const EVENT: u64 = 375;
+/// Per byte of an event.
+pub const EVENT_BYTE: u64 = 8;
+/// Publishing a module.
+pub const MODULE: u64 = 20_000;
+/// Per byte of a published module.
+pub const MODULE_BYTE: u64 = 200;
+
+const CALL: u64 = 10;
+const GLOBAL: u64 = 50;
+
+/// The gas a transaction with a payload of `payload_bytes` pays before it runs.
+#[must_use]
+pub fn intrinsic_gas(payload_bytes: usize) -> u64 {
+    TRANSACTION_BASE.saturating_add(PAYLOAD_BYTE.saturating_mul(payload_bytes as u64))
+}
+
+/// A gas meter with a budget, charging the schedule above.
+#[derive(Debug)]
+pub struct DuetGasMeter {
+    remaining: u64,
+}
+
+impl DuetGasMeter {
+    /// A meter that allows `budget` gas.
+    #[must_use]
+    pub fn new(budget: u64) -> Self {
+        Self { remaining: budget }
+    }
+
+    /// The gas left.
+    #[must_use]
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Charges `amount`.
+    ///
+    /// # Errors
+    /// `OUT_OF_GAS` if less than `amount` is left (the meter is then empty).
+    pub fn charge(&mut self, amount: u64) -> PartialVMResult<()> {
+        match self.remaining.checked_sub(amount) {
+            Some(remaining) => {
+                self.remaining = remaining;
+                Ok(())
+            }
+            None => {
+                self.remaining = 0;
+                Err(PartialVMError::new(StatusCode::OUT_OF_GAS))
+            }
+        }
+    }
+
+    fn charge_sized(&mut self, base: u64, value: &impl ValueView) -> PartialVMResult<()> {
+        let size = u64::from(value.legacy_abstract_memory_size());
+        self.charge(base + size / 32)
+    }
+}
+
+impl GasMeter for DuetGasMeter {
+    fn charge_simple_instr(&mut self, instruction: SimpleInstruction) -> PartialVMResult<()> {
+        let cost = match instruction {
+            SimpleInstruction::Mul | SimpleInstruction::Div | SimpleInstruction::Mod => 2,
+            _ => 1,
+        };
+        self.charge(cost)
+    }
+
+    fn charge_call(
+        &mut self,
+        _module_id: &ModuleId,
+        _func_name: &str,
+        args: impl ExactSizeIterator<Item = impl ValueView>,
+    ) -> PartialVMResult<()> {
+        self.charge(CALL + args.len() as u64)
+    }
+
+    fn charge_call_generic(
+        &mut self,
+        _module_id: &ModuleId,
+        _func_name: &str,
+        ty_args: impl ExactSizeIterator<Item = impl TypeView>,
+        args: impl ExactSizeIterator<Item = impl ValueView>,
+    ) -> PartialVMResult<()> {
+        self.charge(CALL + args.len() as u64 + ty_args.len() as u64)
+    }
+
+    fn charge_ld_const(&mut self, size: NumBytes) -> PartialVMResult<()> {
+        self.charge(2 + u64::from(size) / 32)
+    }
+
+    fn charge_copy_loc(&mut self, val: impl ValueView) -> PartialVMResult<()> {
+        self.charge_sized(1, &val)
+    }
+
+    fn charge_move_loc(&mut self, val: impl ValueView) -> PartialVMResult<()> {
+        self.charge_sized(1, &val)
+    }
+
+    fn charge_store_loc(&mut self, val: impl ValueView) -> PartialVMResult<()> {
+        self.charge_sized(1, &val)
+    }
+
+    fn charge_pack(
+        &mut self,
+        _is_generic: bool,
+        args: impl ExactSizeIterator<Item = impl ValueView>,
+    ) -> PartialVMResult<()> {
+        self.charge(2 + args.len() as u64)
+    }
+
+    fn charge_unpack(
+        &mut self,
+        _is_generic: bool,
+        args: impl ExactSizeIterator<Item = impl ValueView>,
+    ) -> PartialVMResult<()> {
+        self.charge(2 + args.len() as u64)
+    }
+
+    fn charge_read_ref(&mut self, ref_val: impl ValueView) -> PartialVMResult<()> {
+        self.charge_sized(1, &ref_val)
+    }
+
+    fn charge_write_ref(&mut self, val: impl ValueView) -> PartialVMResult<()> {
+        self.charge_sized(1, &val)
+    }
+
+    fn charge_eq(&mut self, lhs: impl ValueView, rhs: impl ValueView) -> PartialVMResult<()> {
+        self.charge_sized(1, &lhs)?;
+        self.charge_sized(0, &rhs)
+    }
+
+    fn charge_neq(&mut self, lhs: impl ValueView, rhs: impl ValueView) -> PartialVMResult<()> {
+        self.charge_eq(lhs, rhs)
+    }
+
+    fn charge_borrow_global(
+        &mut self,
+        _is_mut: bool,
+        _is_generic: bool,
+        _ty: impl TypeView,
+        _is_success: bool,
+    ) -> PartialVMResult<()> {
+        self.charge(GLOBAL)
+    }
+
+    fn charge_exists(
+        &mut self,
+        _is_generic: bool,
+        _ty: impl TypeView,
+        _exists: bool,
+    ) -> PartialVMResult<()> {
+        self.charge(GLOBAL)
+    }
+
+    fn charge_move_from(
+        &mut self,
+        _is_generic: bool,
+        _ty: impl TypeView,
+        val: Option<impl ValueView>,
+    ) -> PartialVMResult<()> {
+        match val {
+            Some(val) => self.charge_sized(GLOBAL, &val),
+            None => self.charge(GLOBAL),
+        }
+    }
+
+    fn charge_move_to(
+        &mut self,
+        _is_generic: bool,
+        _ty: impl TypeView,
+        val: impl ValueView,
+        _is_success: bool,
+    ) -> PartialVMResult<()> {
+        self.charge_sized(GLOBAL, &val)
+    }
+
+    fn charge_vec_pack<'a>(
+        &mut self,
+        _ty: impl TypeView + 'a,
+        args: impl ExactSizeIterator<Item = impl ValueView>,
+    ) -> PartialVMResult<()> {
+        self.charge(2 + args.len() as u64)
+    }
+
+    fn charge_vec_len(&mut self, _ty: impl TypeView) -> PartialVMResult<()> {
+        self.charge(2)
+    }
+
+    fn charge_vec_borrow(
+        &mut self,
+        _is_mut: bool,
+        _ty: impl TypeView,
+        _is_success: bool,
+    ) -> PartialVMResult<()> {
+        self.charge(2)
+    }
+
+    fn charge_vec_push_back(
+        &mut self,
+        _ty: impl TypeView,
+        val: impl ValueView,
+    ) -> PartialVMResult<()> {
+        self.charge_sized(2, &val)
+    }
+
+    fn charge_vec_pop_back(
+        &mut self,
+        _ty: impl TypeView,
+        _val: Option<impl ValueView>,
+    ) -> PartialVMResult<()> {
+        self.charge(2)
+    }
+
+    fn charge_vec_unpack(
+        &mut self,
+        _ty: impl TypeView,
+        expect_num_elements: NumArgs,
+    ) -> PartialVMResult<()> {
+        self.charge(2 + u64::from(expect_num_elements))
+    }
+
+    fn charge_vec_swap(&mut self, _ty: impl TypeView) -> PartialVMResult<()> {
+        self.charge(2)
+    }
+
+    fn charge_load_resource(&mut self, loaded: Option<NumBytes>) -> PartialVMResult<()> {
+        let bytes = loaded.map_or(0, u64::from);
+        self.charge(RESOURCE_LOAD + bytes / 8)
+    }
+
+    fn charge_native_function(&mut self, amount: InternalGas) -> PartialVMResult<()> {
+        self.charge(u64::from(amount))
+    }
+}

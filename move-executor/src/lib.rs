@@ -1,0 +1,477 @@
+//! Duet's Move executor: the Move VM (the `mv-*` 0.3.2 crates, built with 20-byte addresses),
+//! driven by Block-STM over Duet's one state.
+//!
+//! [`MoveVm`] implements [`duet_block_stm::Vm`] for [`MoveTransaction`]s. Each transaction runs
+//! in a Move VM session whose storage is the Block-STM view ([`resolver`]): modules are read
+//! from [`StateKey::MoveModule`], resources from [`StateKey::MoveResource`] (the struct tag in
+//! its BCS encoding), and the framework's natives ([`natives`]) read and move the ETH balance and
+//! nonce the EVM uses ([`StateKey::Balance`], [`StateKey::Account`]).
+//!
+//! A transaction is checked first (nonce, gas limit, the sender can afford its maximum fee); a
+//! transaction that fails these checks is rejected and changes nothing. Otherwise its nonce
+//! advances and it pays `gas used × gas price` to the fee vault (as commutative deltas), whatever
+//! happens next. An abort, running out of gas, or any other failure (unknown module or function,
+//! wrong arguments, bytecode that does not deserialize or verify, an incompatible upgrade) is
+//! reported in the [`MoveReceipt`] and discards every other effect; running out of gas charges
+//! the whole gas limit. Gas: see [`gas`].
+//!
+//! Publishing: a module bundle is published under the sender's address only (the VM refuses any
+//! other), passes the bytecode verifier, and may replace existing modules only with compatible
+//! upgrades (no public function or struct layout removed or changed). Because the Move VM caches
+//! loaded code across sessions, a publishing transaction is a barrier in a block
+//! ([`MoveBlockExecutor`]): it runs alone, and the code cache is flushed after it, so no
+//! execution ever sees code from a publish that was not (or not yet) committed.
+//!
+//! The framework ([`framework_modules`]: the Move standard library plus `account`, `eth` and
+//! `event`, all at `0x1`) is compiled from `framework/sources` by the build script.
+
+mod block;
+pub mod compiler;
+pub mod gas;
+pub mod natives;
+pub mod resolver;
+
+pub use block::{LayeredStorage, MoveBlockExecutor};
+
+use std::collections::BTreeMap;
+
+use duet_block_stm::{Delta, ReadError, TransactionView, TxnIndex, Vm, VmOutput, WriteOp};
+use duet_types::{Address, MovePayload, MoveTransaction, StateKey, StateValue, KECCAK256_EMPTY};
+use move_binary_format::errors::{Location, PartialVMError, VMError};
+use move_core_types::account_address::AccountAddress;
+use move_core_types::effects::Op;
+use move_core_types::identifier::Identifier;
+use move_core_types::language_storage::{ModuleId, TypeTag};
+use move_core_types::vm_status::StatusCode;
+use move_vm_runtime::move_vm::MoveVM;
+use move_vm_runtime::native_extensions::NativeContextExtensions;
+use move_vm_types::loaded_data::runtime_types::Type;
+
+use crate::gas::DuetGasMeter;
+use crate::natives::{BalanceChange, StateNatives, StateView};
+use crate::resolver::{resource_key, ViewResolver};
+
+/// The address of the standard library and the framework.
+pub const FRAMEWORK_ADDRESS: AccountAddress = AccountAddress::ONE;
+
+/// The most gas one transaction may ask for.
+pub const MAX_TRANSACTION_GAS: u64 = 30_000_000;
+
+/// The framework's compiled modules (name, bytecode), built from Move source by the build script.
+static FRAMEWORK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/framework.bin"));
+
+/// The framework's modules: the Move standard library and Duet's own, all at `0x1`.
+///
+/// # Panics
+/// Never: the embedded bundle is written by this crate's build script.
+#[must_use]
+pub fn framework_modules() -> Vec<(String, Vec<u8>)> {
+    fn take(rest: &mut &'static [u8]) -> Vec<u8> {
+        let (length, tail) = rest.split_at(4);
+        let length = u32::from_le_bytes(length.try_into().expect("four bytes")) as usize;
+        let (part, tail) = tail.split_at(length);
+        *rest = tail;
+        part.to_vec()
+    }
+    let mut rest = FRAMEWORK;
+    let mut modules = Vec::new();
+    while !rest.is_empty() {
+        let name = String::from_utf8(take(&mut rest)).expect("module names are UTF-8");
+        modules.push((name, take(&mut rest)));
+    }
+    modules
+}
+
+/// The state a chain starts with for Move: the framework's modules at `0x1`.
+#[must_use]
+pub fn genesis_state() -> Vec<(StateKey, StateValue)> {
+    framework_modules()
+        .into_iter()
+        .map(|(name, bytes)| {
+            let key =
+                StateKey::MoveModule { address: to_address(FRAMEWORK_ADDRESS), name: name.into() };
+            (key, StateValue::Bytes(bytes.into()))
+        })
+        .collect()
+}
+
+/// A Move address as a Duet address: the same 20 bytes.
+#[must_use]
+pub fn to_address(address: AccountAddress) -> Address {
+    Address::from(address.into_bytes())
+}
+
+/// A Duet address as a Move address: the same 20 bytes.
+#[must_use]
+pub fn to_account_address(address: Address) -> AccountAddress {
+    AccountAddress::new(address.0 .0)
+}
+
+/// Why a Move transaction was rejected; a rejected transaction changes nothing, not even the
+/// sender's nonce.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MoveError {
+    /// The nonce is not the sender's next one.
+    #[error("nonce {got} is not the sender's next nonce {expected}")]
+    Nonce {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transaction's nonce.
+        got: u64,
+    },
+    /// The sender is a contract (EIP-3607): it cannot sign transactions.
+    #[error("the sender has EVM code and cannot send transactions")]
+    SenderHasCode,
+    /// The gas limit does not cover the transaction's intrinsic gas.
+    #[error("gas limit {limit} is below the intrinsic gas {intrinsic}")]
+    IntrinsicGas {
+        /// The transaction's gas limit.
+        limit: u64,
+        /// What the transaction costs before it runs.
+        intrinsic: u64,
+    },
+    /// The gas limit is above [`MAX_TRANSACTION_GAS`].
+    #[error("gas limit {0} is above the maximum {MAX_TRANSACTION_GAS}")]
+    GasLimitTooHigh(u64),
+    /// The sender cannot pay `gas limit × gas price`.
+    #[error("the sender cannot pay the maximum fee of {0} wei")]
+    InsufficientFunds(u128),
+    /// `gas limit × gas price` does not fit in 128 bits.
+    #[error("the maximum fee overflows")]
+    FeeOverflow,
+    /// A read of the state failed; the executor handles it.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The state holds a value of the wrong kind under a key: a bug, or corrupt state.
+    #[error("state key {0:?} holds a value of the wrong kind")]
+    WrongKind(StateKey),
+}
+
+/// How an executed Move transaction ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MoveStatus {
+    /// It ran to the end; its effects are applied.
+    Success,
+    /// It aborted with `code` in `location` (a module id); only the fee was charged.
+    Aborted {
+        /// The module that aborted (`0x…::name`).
+        location: String,
+        /// The abort code.
+        code: u64,
+    },
+    /// It ran out of gas; the whole gas limit was charged and nothing else changed.
+    OutOfGas,
+    /// It failed for another reason (an unknown module or function, wrong arguments, bytecode
+    /// that does not deserialize or verify, an incompatible upgrade, an arithmetic error…); only
+    /// the fee was charged.
+    Failed {
+        /// The Move VM's status code (`LINKER_ERROR`, `NUMBER_OF_ARGUMENTS_MISMATCH`, …).
+        status: String,
+        /// What went wrong, in words.
+        message: String,
+    },
+}
+
+/// An event a Move transaction emitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoveEvent {
+    /// The event's type (`0x…1::eth::Transfer`).
+    pub type_tag: String,
+    /// The event's value, BCS-encoded.
+    pub data: Vec<u8>,
+}
+
+/// The receipt of an executed Move transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoveReceipt {
+    /// How it ended.
+    pub status: MoveStatus,
+    /// The gas charged (intrinsic gas included).
+    pub gas_used: u64,
+    /// The events emitted, in order (none unless it succeeded).
+    pub events: Vec<MoveEvent>,
+}
+
+impl MoveReceipt {
+    /// Whether the transaction succeeded.
+    #[must_use]
+    pub fn is_success(&self) -> bool {
+        self.status == MoveStatus::Success
+    }
+}
+
+/// The Move VM, with Duet's natives, for the blocks of a chain whose fees go to `fee_vault`.
+pub struct MoveVm {
+    vm: MoveVM,
+    fee_vault: Address,
+}
+
+impl std::fmt::Debug for MoveVm {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("MoveVm").field("fee_vault", &self.fee_vault).finish_non_exhaustive()
+    }
+}
+
+impl MoveVm {
+    /// A Move VM paying fees to `fee_vault`.
+    ///
+    /// # Panics
+    /// If the native function table is inconsistent (a bug caught by every test).
+    #[must_use]
+    pub fn new(fee_vault: Address) -> Self {
+        let vm = MoveVM::new(natives::all_natives()).expect("the native table is consistent");
+        Self { vm, fee_vault }
+    }
+
+    /// Forgets all loaded code. Call it when state that modules were loaded from is discarded
+    /// (a publishing block that is not committed); [`MoveBlockExecutor`] calls it after every
+    /// publishing transaction. Must not be called while transactions are executing.
+    pub fn flush_code_cache(&self) {
+        self.vm.mark_loader_cache_as_invalid();
+        self.vm.flush_loader_cache_if_invalidated();
+    }
+}
+
+/// What a session produced: writes of modules and resources, balance moves, events.
+struct Effects {
+    writes: Vec<(StateKey, WriteOp<StateValue>)>,
+    balances: BTreeMap<Address, BalanceChange>,
+    events: Vec<MoveEvent>,
+}
+
+/// Why a session failed.
+enum Failure {
+    Vm(VMError),
+    /// The payload names something that cannot exist (an invalid identifier or type).
+    Invalid(String),
+}
+
+impl From<VMError> for Failure {
+    fn from(error: VMError) -> Self {
+        Self::Vm(error)
+    }
+}
+
+impl From<PartialVMError> for Failure {
+    fn from(error: PartialVMError) -> Self {
+        Self::Vm(error.finish(Location::Undefined))
+    }
+}
+
+impl Vm for MoveVm {
+    type Transaction = MoveTransaction;
+    type Key = StateKey;
+    type Value = StateValue;
+    type Output = MoveReceipt;
+    type Error = MoveError;
+
+    fn execute<View>(
+        &self,
+        _txn_index: TxnIndex,
+        transaction: &MoveTransaction,
+        view: &View,
+    ) -> Result<VmOutput<StateKey, StateValue, MoveReceipt>, MoveError>
+    where
+        View: TransactionView<Key = StateKey, Value = StateValue>,
+    {
+        let sender = transaction.sender;
+        let header_key = StateKey::Account(sender);
+        let (nonce, code_hash) = match view.read(&header_key)? {
+            None => (0, KECCAK256_EMPTY),
+            Some(StateValue::Account { nonce, code_hash }) => (nonce, code_hash),
+            Some(_) => return Err(MoveError::WrongKind(header_key)),
+        };
+        if code_hash != KECCAK256_EMPTY {
+            return Err(MoveError::SenderHasCode);
+        }
+        if transaction.nonce != nonce {
+            return Err(MoveError::Nonce { expected: nonce, got: transaction.nonce });
+        }
+        let intrinsic = gas::intrinsic_gas(transaction.payload.encode().len());
+        if transaction.gas_limit < intrinsic {
+            return Err(MoveError::IntrinsicGas { limit: transaction.gas_limit, intrinsic });
+        }
+        if transaction.gas_limit > MAX_TRANSACTION_GAS {
+            return Err(MoveError::GasLimitTooHigh(transaction.gas_limit));
+        }
+        let max_fee = u128::from(transaction.gas_limit)
+            .checked_mul(transaction.gas_price)
+            .ok_or(MoveError::FeeOverflow)?;
+        if !view.delta_fits(&StateKey::Balance(sender), Delta::sub(max_fee))? {
+            return Err(MoveError::InsufficientFunds(max_fee));
+        }
+
+        let mut meter = DuetGasMeter::new(transaction.gas_limit - intrinsic);
+        let outcome = self.run(transaction, view, max_fee, &mut meter);
+        let (status, effects) = match outcome {
+            Ok(effects) => (MoveStatus::Success, Some(effects)),
+            Err(failure) => (status_of(failure), None),
+        };
+        let gas_used = if status == MoveStatus::OutOfGas {
+            transaction.gas_limit
+        } else {
+            transaction.gas_limit - meter.remaining()
+        };
+        // INVARIANT: gas_used <= gas_limit, so the fee is at most max_fee.
+        let fee = u128::from(gas_used) * transaction.gas_price;
+
+        let mut writes =
+            vec![(header_key, WriteOp::Put(StateValue::Account { nonce: nonce + 1, code_hash }))];
+        let (mut balances, events) = match effects {
+            Some(effects) => {
+                writes.extend(effects.writes);
+                (effects.balances, effects.events)
+            }
+            None => (BTreeMap::new(), Vec::new()),
+        };
+        if fee > 0 {
+            let payer = balances.entry(sender).or_default();
+            payer.debit = payer.debit.saturating_add(fee);
+            let vault = balances.entry(self.fee_vault).or_default();
+            vault.credit = vault.credit.saturating_add(fee);
+        }
+        for (address, change) in balances {
+            let delta = match change.credit.cmp(&change.debit) {
+                std::cmp::Ordering::Greater => Delta::add(change.credit - change.debit),
+                std::cmp::Ordering::Less => Delta::sub(change.debit - change.credit),
+                std::cmp::Ordering::Equal => continue,
+            };
+            writes.push((StateKey::Balance(address), WriteOp::Delta(delta)));
+        }
+        Ok(VmOutput { writes, output: MoveReceipt { status, gas_used, events } })
+    }
+}
+
+impl MoveVm {
+    /// Runs the payload in a session; on success, charges for what it writes.
+    fn run<View>(
+        &self,
+        transaction: &MoveTransaction,
+        view: &View,
+        max_fee: u128,
+        meter: &mut DuetGasMeter,
+    ) -> Result<Effects, Failure>
+    where
+        View: TransactionView<Key = StateKey, Value = StateValue>,
+    {
+        let state: &StateView<'_> = view;
+        let resolver = ViewResolver::new(state);
+        let mut extensions = NativeContextExtensions::default();
+        extensions.add(StateNatives::new(state, transaction.sender, max_fee));
+        let mut session = self.vm.new_session_with_extensions(&resolver, extensions);
+        let sender = to_account_address(transaction.sender);
+        match &transaction.payload {
+            MovePayload::EntryFunction(call) => {
+                let module = ModuleId::new(
+                    to_account_address(call.module_address),
+                    identifier(&call.module_name)?,
+                );
+                let function = identifier(&call.function)?;
+                let type_arguments = call
+                    .type_arguments
+                    .iter()
+                    .map(|text| {
+                        move_core_types::parser::parse_type_tag(text)
+                            .map_err(|error| Failure::Invalid(format!("type `{text}`: {error}")))
+                    })
+                    .collect::<Result<Vec<TypeTag>, Failure>>()?;
+                let loaded = session.load_function(&module, &function, &type_arguments)?;
+                let mut arguments: Vec<Vec<u8>> = Vec::with_capacity(call.arguments.len() + 1);
+                if loaded.parameters.first().is_some_and(is_signer) {
+                    arguments.push(sender.to_vec());
+                }
+                arguments.extend(call.arguments.iter().cloned());
+                session.execute_entry_function(
+                    &module,
+                    &function,
+                    type_arguments,
+                    arguments,
+                    meter,
+                )?;
+            }
+            MovePayload::ModuleBundle(modules) => {
+                let bytes: usize = modules.iter().map(Vec::len).sum();
+                meter.charge(
+                    gas::MODULE
+                        .saturating_mul(modules.len() as u64)
+                        .saturating_add(gas::MODULE_BYTE.saturating_mul(bytes as u64)),
+                )?;
+                session.publish_module_bundle(modules.clone(), sender, meter)?;
+            }
+        }
+        let (changes, events, mut extensions) = session.finish_with_extensions()?;
+        let natives: StateNatives<'_> = extensions.remove();
+
+        let mut writes = Vec::new();
+        for (address, account) in changes.into_inner() {
+            let address = to_address(address);
+            let (modules, resources) = account.into_inner();
+            for (name, op) in modules {
+                let key = StateKey::MoveModule { address, name: name.as_str().into() };
+                writes.push((key, charge_write(meter, op)?));
+            }
+            for (tag, op) in resources {
+                writes.push((resource_key(address, &tag), charge_write(meter, op)?));
+            }
+        }
+        let events = events
+            .into_iter()
+            .map(|(_guid, _sequence, type_tag, data)| {
+                meter.charge(gas::EVENT + gas::EVENT_BYTE * data.len() as u64)?;
+                Ok(MoveEvent { type_tag: type_tag.to_string(), data })
+            })
+            .collect::<Result<Vec<_>, PartialVMError>>()?;
+        Ok(Effects { writes, balances: natives.balances, events })
+    }
+}
+
+/// Charges for one write of a module or resource, and turns it into a Block-STM write.
+fn charge_write(meter: &mut DuetGasMeter, op: Op<Vec<u8>>) -> Result<WriteOp<StateValue>, Failure> {
+    Ok(match op {
+        Op::New(bytes) => {
+            meter.charge(gas::RESOURCE_CREATE + gas::WRITE_BYTE * bytes.len() as u64)?;
+            WriteOp::Put(StateValue::Bytes(bytes.into()))
+        }
+        Op::Modify(bytes) => {
+            meter.charge(gas::RESOURCE_CHANGE + gas::WRITE_BYTE * bytes.len() as u64)?;
+            WriteOp::Put(StateValue::Bytes(bytes.into()))
+        }
+        Op::Delete => WriteOp::Delete,
+    })
+}
+
+fn identifier(text: &str) -> Result<Identifier, Failure> {
+    Identifier::new(text)
+        .map_err(|_| Failure::Invalid(format!("`{text}` is not a Move identifier")))
+}
+
+fn is_signer(parameter: &Type) -> bool {
+    match parameter {
+        Type::Signer => true,
+        Type::Reference(inner) => **inner == Type::Signer,
+        _ => false,
+    }
+}
+
+fn status_of(failure: Failure) -> MoveStatus {
+    let error = match failure {
+        Failure::Vm(error) => error,
+        Failure::Invalid(message) => {
+            return MoveStatus::Failed { status: "INVALID_PAYLOAD".to_owned(), message }
+        }
+    };
+    match error.major_status() {
+        StatusCode::OUT_OF_GAS => MoveStatus::OutOfGas,
+        StatusCode::ABORTED => MoveStatus::Aborted {
+            location: match error.location() {
+                Location::Module(module) => module.to_string(),
+                other => format!("{other:?}"),
+            },
+            code: error.sub_status().unwrap_or_default(),
+        },
+        status => MoveStatus::Failed {
+            status: format!("{status:?}"),
+            message: error.message().cloned().unwrap_or_else(|| format!("{status:?}")),
+        },
+    }
+}
