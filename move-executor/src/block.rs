@@ -83,6 +83,22 @@ impl<'vm> MoveBlockExecutor<'vm> {
         if let [(range, false)] = segments.as_slice() {
             return self.run(&transactions[range.clone()], storage);
         }
+        let output = self.execute_segments(transactions, segments, storage);
+        // Code loaded after a publish came from this block's state, which the caller may still
+        // discard.
+        self.vm.flush_code_cache();
+        output
+    }
+
+    fn execute_segments<S>(
+        &self,
+        transactions: &[MoveTransaction],
+        segments: Vec<(Range<usize>, bool)>,
+        storage: &S,
+    ) -> Result<VmBlockOutput<MoveVm>, BlockError<StateKey>>
+    where
+        S: Storage<Key = StateKey, Value = StateValue>,
+    {
         let mut results = Vec::with_capacity(transactions.len());
         let mut state: BTreeMap<StateKey, Option<StateValue>> = BTreeMap::new();
         for (range, publishes) in segments {

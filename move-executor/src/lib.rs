@@ -154,7 +154,7 @@ pub enum MoveStatus {
     Success,
     /// It aborted with `code` in `location` (a module id); only the fee was charged.
     Aborted {
-        /// The module that aborted (`0x…::name`).
+        /// The module that aborted (`0xAbC…::name`, the address checksummed).
         location: String,
         /// The abort code.
         code: u64,
@@ -464,7 +464,9 @@ fn status_of(failure: Failure) -> MoveStatus {
         StatusCode::OUT_OF_GAS => MoveStatus::OutOfGas,
         StatusCode::ABORTED => MoveStatus::Aborted {
             location: match error.location() {
-                Location::Module(module) => module.to_string(),
+                Location::Module(module) => {
+                    format!("{}::{}", to_address(*module.address()), module.name())
+                }
                 other => format!("{other:?}"),
             },
             code: error.sub_status().unwrap_or_default(),

@@ -1,0 +1,160 @@
+//! Shared by the tests and the benchmark: an in-memory state with the framework, transaction
+//! builders and the example module.
+
+#![allow(dead_code, unreachable_pub)] // Each user takes what it needs.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use duet_block_stm::{Storage, StorageError, VmBlockOutput};
+use duet_move::MoveVm;
+use duet_types::{Address, EntryFunction, MovePayload, MoveTransaction, StateKey, StateValue};
+
+/// Where fees go.
+pub const FEE_VAULT: Address = Address::repeat_byte(0xfe);
+/// One ETH in wei.
+pub const ONE_ETH: u128 = 1_000_000_000_000_000_000;
+/// The gas price of test transactions.
+pub const GAS_PRICE: u128 = 1_000_000_000;
+/// The gas limit of test transactions.
+pub const GAS_LIMIT: u64 = 1_000_000;
+
+/// The account numbered `index`.
+pub fn user(index: u64) -> Address {
+    let mut bytes = [0x11; 20];
+    bytes[12..].copy_from_slice(&index.to_be_bytes());
+    Address::from(bytes)
+}
+
+/// State by key, in memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryState(pub HashMap<StateKey, StateValue, foldhash::fast::FixedState>);
+
+impl Storage for MemoryState {
+    type Key = StateKey;
+    type Value = StateValue;
+    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StorageError> {
+        Ok(self.0.get(key).cloned())
+    }
+}
+
+impl MemoryState {
+    /// The framework, and `balance` wei for each of `accounts`.
+    pub fn genesis(accounts: impl IntoIterator<Item = Address>, balance: u128) -> Self {
+        let mut state = Self::default();
+        state.0.extend(duet_move::genesis_state());
+        for account in accounts {
+            state.0.insert(StateKey::Balance(account), StateValue::Balance(balance));
+        }
+        state
+    }
+
+    /// Applies a block's state updates.
+    pub fn apply(&mut self, output: &VmBlockOutput<MoveVm>) {
+        for (key, value) in &output.state_updates {
+            match value {
+                Some(value) => self.0.insert(key.clone(), value.clone()),
+                None => self.0.remove(key),
+            };
+        }
+    }
+
+    /// The balance of `address`.
+    pub fn balance(&self, address: Address) -> u128 {
+        self.0.get(&StateKey::Balance(address)).and_then(StateValue::as_balance).unwrap_or(0)
+    }
+
+    /// The nonce of `address`.
+    pub fn nonce(&self, address: Address) -> u64 {
+        match self.0.get(&StateKey::Account(address)) {
+            Some(StateValue::Account { nonce, .. }) => *nonce,
+            _ => 0,
+        }
+    }
+
+    /// The BCS bytes of the resource `tag` (`0x…::module::Struct`) held by `address`.
+    pub fn resource(&self, address: Address, tag: &str) -> Option<Vec<u8>> {
+        let tag = match move_core_types::parser::parse_type_tag(tag).expect("a valid tag") {
+            move_core_types::language_storage::TypeTag::Struct(tag) => tag,
+            other => panic!("{other} is not a struct"),
+        };
+        match self.0.get(&duet_move::resolver::resource_key(address, &tag)) {
+            Some(StateValue::Bytes(bytes)) => Some(bytes.to_vec()),
+            _ => None,
+        }
+    }
+}
+
+/// A Move transaction from `sender` with the test gas limit and price.
+pub fn transaction(sender: Address, nonce: u64, payload: MovePayload) -> MoveTransaction {
+    MoveTransaction { sender, nonce, gas_limit: GAS_LIMIT, gas_price: GAS_PRICE, payload }
+}
+
+/// A call of `module::function` at `address`, with BCS `arguments`.
+pub fn call(
+    address: Address,
+    module: &str,
+    function: &str,
+    type_arguments: &[&str],
+    arguments: Vec<Vec<u8>>,
+) -> MovePayload {
+    MovePayload::EntryFunction(EntryFunction {
+        module_address: address,
+        module_name: module.to_owned(),
+        function: function.to_owned(),
+        type_arguments: type_arguments.iter().map(|tag| (*tag).to_owned()).collect(),
+        arguments,
+    })
+}
+
+/// `eth::transfer(to, amount)`.
+pub fn eth_transfer(to: Address, amount: u128) -> MovePayload {
+    call(
+        Address::with_last_byte(1),
+        "eth",
+        "transfer",
+        &[],
+        vec![to.to_vec(), amount.to_le_bytes().to_vec()],
+    )
+}
+
+/// The compiled example module (`testkit/example.move`), published at `publisher`.
+pub fn example_modules(publisher: Address) -> Vec<Vec<u8>> {
+    compile_example(
+        &std::fs::read_to_string(example_path()).expect("the example exists"),
+        publisher,
+    )
+}
+
+/// Compiles `source` (one module at named address `example`) with `example` = `publisher`.
+pub fn compile_example(source: &str, publisher: Address) -> Vec<Vec<u8>> {
+    static DIRECTORY: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let directory = DIRECTORY.get_or_init(|| {
+        let directory = std::env::temp_dir().join(format!("duet-move-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).expect("temp is writable");
+        directory
+    });
+    let file = directory.join(format!("{:016x}.move", foldhash_of(source, publisher)));
+    std::fs::write(&file, source).expect("temp is writable");
+    let address = publisher.to_string();
+    duet_move::compiler::compile_package(
+        vec![file.to_string_lossy().into_owned()],
+        &[("example", address.as_str())],
+    )
+    .unwrap_or_else(|diagnostics| panic!("the example does not compile:\n{diagnostics}"))
+    .into_iter()
+    .map(|(_name, bytes)| bytes)
+    .collect()
+}
+
+fn example_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testkit/example.move")
+}
+
+fn foldhash_of(source: &str, publisher: Address) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = foldhash::fast::FixedState::default().build_hasher();
+    source.hash(&mut hasher);
+    publisher.hash(&mut hasher);
+    hasher.finish()
+}

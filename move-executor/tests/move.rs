@@ -1,0 +1,537 @@
+//! Move transactions through Block-STM: every block runs sequentially and in parallel (2 and 4
+//! threads), and the outputs must be identical.
+
+#[path = "../testkit/mod.rs"]
+mod testkit;
+
+use std::num::NonZeroUsize;
+
+use duet_block_stm::{ContentionFallback, ExecutorConfig, TransactionResult, VmBlockOutput};
+use duet_move::{gas, MoveBlockExecutor, MoveError, MoveReceipt, MoveStatus, MoveVm};
+use duet_types::{Address, MovePayload, MoveTransaction, StateKey};
+use proptest::prelude::*;
+use testkit::{
+    call, compile_example, eth_transfer, example_modules, transaction, user, MemoryState,
+    FEE_VAULT, GAS_LIMIT, GAS_PRICE, ONE_ETH,
+};
+
+/// A chain: its state, and one Move VM per executor (as separate nodes would have).
+struct Chain {
+    state: MemoryState,
+    sequential_vm: MoveVm,
+    parallel_vms: Vec<(MoveVm, ExecutorConfig)>,
+}
+
+impl Chain {
+    fn new(accounts: impl IntoIterator<Item = Address>) -> Self {
+        let configs = [
+            (2, None),
+            (4, None),
+            (2, Some(ContentionFallback::default())),
+            (4, Some(ContentionFallback { min_executions: 3, max_wasted_percent: 0 })),
+        ];
+        let parallel_vms = configs
+            .into_iter()
+            .map(|(threads, fallback)| {
+                let mut config =
+                    ExecutorConfig::with_threads(NonZeroUsize::new(threads).expect("nonzero"));
+                config.min_parallel_block = 2;
+                config.contention_fallback = fallback;
+                (MoveVm::new(FEE_VAULT), config)
+            })
+            .collect();
+        Self {
+            state: MemoryState::genesis(accounts, 100 * ONE_ETH),
+            sequential_vm: MoveVm::new(FEE_VAULT),
+            parallel_vms,
+        }
+    }
+
+    /// Runs `block` sequentially and in parallel, checks that all agree, applies it.
+    fn run(&mut self, block: &[MoveTransaction]) -> VmBlockOutput<MoveVm> {
+        let expected = MoveBlockExecutor::sequential(&self.sequential_vm)
+            .execute_block(block, &self.state)
+            .expect("the block executes");
+        for (vm, config) in &self.parallel_vms {
+            let parallel = MoveBlockExecutor::parallel(vm, *config)
+                .execute_block(block, &self.state)
+                .expect("the block executes in parallel");
+            assert!(parallel == expected, "parallel ({config:?}) differs from sequential");
+        }
+        self.state.apply(&expected);
+        expected
+    }
+
+    fn publish_example(&mut self, publisher: Address) {
+        let nonce = self.state.nonce(publisher);
+        let bundle = MovePayload::ModuleBundle(example_modules(publisher));
+        let output = self.run(&[transaction(publisher, nonce, bundle)]);
+        assert!(receipt(&output, 0).is_success(), "{:?}", output.results[0]);
+    }
+}
+
+fn receipt(output: &VmBlockOutput<MoveVm>, index: usize) -> &MoveReceipt {
+    match &output.results[index] {
+        TransactionResult::Executed(receipt) => receipt,
+        other => panic!("transaction {index} was not executed: {other:?}"),
+    }
+}
+
+fn fee(receipt: &MoveReceipt) -> u128 {
+    u128::from(receipt.gas_used) * GAS_PRICE
+}
+
+fn u64_resource(state: &MemoryState, owner: Address, tag: &str) -> Option<u64> {
+    state.resource(owner, tag).map(|bytes| u64::from_le_bytes(bytes[..8].try_into().expect("u64")))
+}
+
+fn tag(publisher: Address, name: &str) -> String {
+    format!("{publisher}::counter::{name}")
+}
+
+#[test]
+fn framework_is_compiled_with_20_byte_addresses() {
+    let modules = duet_move::framework_modules();
+    let names: Vec<&str> = modules.iter().map(|(name, _)| name.as_str()).collect();
+    for expected in ["account", "eth", "event", "signer", "vector", "bcs", "hash", "string"] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    for (name, bytes) in &modules {
+        let module = move_binary_format::CompiledModule::deserialize(bytes)
+            .unwrap_or_else(|error| panic!("{name} does not deserialize: {error:?}"));
+        assert_eq!(module.self_id().address().to_vec(), Address::with_last_byte(1).to_vec());
+    }
+}
+
+#[test]
+fn eth_transfer_moves_the_shared_balance_and_pays_the_fee() {
+    let (alice, bob) = (user(1), user(2));
+    let mut chain = Chain::new([alice, bob]);
+    let output = chain.run(&[transaction(alice, 0, eth_transfer(bob, 3 * ONE_ETH))]);
+    let receipt = receipt(&output, 0);
+    assert_eq!(receipt.status, MoveStatus::Success);
+    assert!(receipt.gas_used > gas::intrinsic_gas(0) + gas::ETH_TRANSFER);
+    assert_eq!(receipt.events.len(), 1);
+    assert!(receipt.events[0].type_tag.ends_with("::eth::Transfer"), "{:?}", receipt.events);
+    let mut expected_event = alice.to_vec();
+    expected_event.extend_from_slice(bob.as_slice());
+    expected_event.extend_from_slice(&(3 * ONE_ETH).to_le_bytes());
+    assert_eq!(receipt.events[0].data, expected_event);
+    assert_eq!(chain.state.balance(alice), 97 * ONE_ETH - fee(receipt));
+    assert_eq!(chain.state.balance(bob), 103 * ONE_ETH);
+    assert_eq!(chain.state.balance(FEE_VAULT), fee(receipt));
+    assert_eq!(chain.state.nonce(alice), 1);
+}
+
+#[test]
+fn a_failed_transfer_charges_only_the_fee() {
+    let (alice, bob) = (user(1), user(2));
+    let mut chain = Chain::new([alice, bob]);
+    let output = chain.run(&[transaction(alice, 0, eth_transfer(bob, 1_000 * ONE_ETH))]);
+    let receipt = receipt(&output, 0);
+    let location = format!("{}::eth", Address::with_last_byte(1));
+    assert_eq!(receipt.status, MoveStatus::Aborted { location, code: 1 });
+    assert!(receipt.events.is_empty());
+    assert_eq!(chain.state.balance(alice), 100 * ONE_ETH - fee(receipt));
+    assert_eq!(chain.state.balance(bob), 100 * ONE_ETH);
+    assert_eq!(chain.state.nonce(alice), 1);
+}
+
+#[test]
+fn the_sender_cannot_spend_the_fee_it_reserved() {
+    let (alice, bob) = (user(1), user(2));
+    let mut chain = Chain::new([alice, bob]);
+    // Everything but the maximum fee can be sent; one wei more cannot.
+    let max_fee = u128::from(GAS_LIMIT) * GAS_PRICE;
+    let output = chain.run(&[
+        transaction(alice, 0, eth_transfer(bob, 100 * ONE_ETH - max_fee + 1)),
+        transaction(bob, 0, eth_transfer(alice, 100 * ONE_ETH - max_fee)),
+    ]);
+    assert!(matches!(receipt(&output, 0).status, MoveStatus::Aborted { code: 1, .. }));
+    assert_eq!(receipt(&output, 1).status, MoveStatus::Success);
+}
+
+#[test]
+fn invalid_transactions_are_rejected_and_change_nothing() {
+    let (alice, bob, poor) = (user(1), user(2), user(3));
+    let mut chain = Chain::new([alice, bob]);
+    let before = chain.state.clone();
+    let mut too_little_gas = transaction(alice, 0, eth_transfer(bob, 1));
+    too_little_gas.gas_limit = 21_000;
+    let mut too_much_gas = transaction(alice, 0, eth_transfer(bob, 1));
+    too_much_gas.gas_limit = duet_move::MAX_TRANSACTION_GAS + 1;
+    let mut overflowing_fee = transaction(alice, 0, eth_transfer(bob, 1));
+    overflowing_fee.gas_price = u128::MAX;
+    let block = [
+        transaction(alice, 1, eth_transfer(bob, 1)),
+        transaction(poor, 0, eth_transfer(bob, 1)),
+        too_little_gas,
+        too_much_gas,
+        overflowing_fee,
+    ];
+    let output = chain.run(&block);
+    let rejection = |index: usize| match &output.results[index] {
+        TransactionResult::Rejected(error) => error.clone(),
+        other => panic!("transaction {index} was not rejected: {other:?}"),
+    };
+    assert_eq!(rejection(0), MoveError::Nonce { expected: 0, got: 1 });
+    assert_eq!(rejection(1), MoveError::InsufficientFunds(u128::from(GAS_LIMIT) * GAS_PRICE));
+    assert!(matches!(rejection(2), MoveError::IntrinsicGas { limit: 21_000, .. }));
+    assert!(matches!(rejection(3), MoveError::GasLimitTooHigh(_)));
+    assert_eq!(rejection(4), MoveError::FeeOverflow);
+    assert!(output.state_updates.is_empty());
+    assert_eq!(chain.state, before);
+}
+
+#[test]
+fn out_of_gas_charges_the_whole_limit_and_reverts_the_rest() {
+    let (alice, bob) = (user(1), user(2));
+    let mut chain = Chain::new([alice, bob]);
+    chain.publish_example(alice);
+    let before = chain.state.clone();
+    let mut spin =
+        transaction(alice, 1, call(alice, "counter", "spin", &[], vec![bcs(&1_000_000u64)]));
+    spin.gas_limit = 100_000;
+    let mut pay = transaction(alice, 2, eth_transfer(bob, ONE_ETH));
+    pay.gas_limit = gas::intrinsic_gas(pay.payload.encode().len()) + 10;
+    let output = chain.run(&[spin, pay]);
+    for index in 0..2 {
+        assert_eq!(receipt(&output, index).status, MoveStatus::OutOfGas);
+    }
+    assert_eq!(receipt(&output, 0).gas_used, 100_000);
+    let charged = fee(receipt(&output, 0)) + fee(receipt(&output, 1));
+    assert_eq!(chain.state.balance(alice), before.balance(alice) - charged);
+    assert_eq!(chain.state.balance(bob), before.balance(bob));
+    assert_eq!(chain.state.nonce(alice), 3);
+}
+
+fn bcs<T: serde_like::Bcs>(value: &T) -> Vec<u8> {
+    value.bcs()
+}
+
+/// The few BCS encodings the tests need.
+mod serde_like {
+    pub(crate) trait Bcs {
+        fn bcs(&self) -> Vec<u8>;
+    }
+    impl Bcs for u64 {
+        fn bcs(&self) -> Vec<u8> {
+            self.to_le_bytes().to_vec()
+        }
+    }
+    impl Bcs for u128 {
+        fn bcs(&self) -> Vec<u8> {
+            self.to_le_bytes().to_vec()
+        }
+    }
+    impl Bcs for bool {
+        fn bcs(&self) -> Vec<u8> {
+            vec![u8::from(*self)]
+        }
+    }
+    impl Bcs for duet_types::Address {
+        fn bcs(&self) -> Vec<u8> {
+            self.to_vec()
+        }
+    }
+    impl Bcs for Vec<u64> {
+        fn bcs(&self) -> Vec<u8> {
+            assert!(self.len() < 128);
+            let mut out = vec![self.len() as u8];
+            for item in self {
+                out.extend_from_slice(&item.to_le_bytes());
+            }
+            out
+        }
+    }
+}
+
+#[test]
+fn resources_are_created_changed_and_read() {
+    let (alice, bob) = (user(1), user(2));
+    let mut chain = Chain::new([alice, bob]);
+    chain.publish_example(alice);
+    let increment = |sender, nonce| {
+        transaction(sender, nonce, call(alice, "counter", "increment", &[], vec![]))
+    };
+    let output = chain.run(&[
+        increment(alice, 1),
+        increment(bob, 0),
+        increment(alice, 2),
+        transaction(alice, 3, call(alice, "counter", "create_shared", &[], vec![])),
+        transaction(bob, 1, call(alice, "counter", "bump_shared", &[], vec![bcs(&alice)])),
+        transaction(bob, 2, call(alice, "counter", "append", &[], vec![bcs(&vec![1u64, 2, 3])])),
+        transaction(bob, 3, call(alice, "counter", "append", &[], vec![bcs(&vec![4u64])])),
+    ]);
+    for index in 0..7 {
+        assert!(receipt(&output, index).is_success(), "{index}: {:?}", output.results[index]);
+    }
+    assert_eq!(u64_resource(&chain.state, alice, &tag(alice, "Counter")), Some(2));
+    assert_eq!(u64_resource(&chain.state, bob, &tag(alice, "Counter")), Some(1));
+    assert_eq!(u64_resource(&chain.state, alice, &tag(alice, "Shared")), Some(1));
+    let log = chain.state.resource(bob, &tag(alice, "Log")).expect("the log exists");
+    assert_eq!(log, bcs(&vec![1u64, 2, 3, 4]));
+    // A new resource costs more than a changed one.
+    assert!(receipt(&output, 0).gas_used > receipt(&output, 2).gas_used + 10_000);
+}
+
+#[test]
+fn calls_that_cannot_work_fail_clearly_and_charge_only_the_fee() {
+    let (alice, bob) = (user(1), user(2));
+    let mut chain = Chain::new([alice, bob]);
+    chain.publish_example(alice);
+    let before = chain.state.clone();
+    let block = [
+        call(bob, "counter", "increment", &[], vec![]),
+        call(alice, "counter", "no_such_function", &[], vec![]),
+        call(alice, "counter", "fail", &[], vec![]),
+        call(alice, "counter", "fail", &[], vec![vec![1, 2]]),
+        call(alice, "counter", "value", &[], vec![bcs(&alice)]),
+        call(alice, "counter", "increment", &["u64"], vec![]),
+        call(alice, "counter", "increment", &["not a type"], vec![]),
+        call(alice, "no-such-identifier", "increment", &[], vec![]),
+        call(alice, "counter", "fail", &[], vec![bcs(&42u64)]),
+    ];
+    let block: Vec<_> = block
+        .into_iter()
+        .enumerate()
+        .map(|(nonce, payload)| transaction(bob, nonce as u64, payload))
+        .collect();
+    let output = chain.run(&block);
+    let statuses: Vec<&MoveStatus> =
+        (0..block.len()).map(|index| &receipt(&output, index).status).collect();
+    let failed = |status: &MoveStatus| match status {
+        MoveStatus::Failed { status, .. } => status.clone(),
+        other => panic!("expected a failure, got {other:?}"),
+    };
+    assert_eq!(failed(statuses[0]), "LINKER_ERROR");
+    assert_eq!(failed(statuses[1]), "FUNCTION_RESOLUTION_FAILURE");
+    assert_eq!(failed(statuses[2]), "NUMBER_OF_ARGUMENTS_MISMATCH");
+    assert_eq!(failed(statuses[3]), "FAILED_TO_DESERIALIZE_ARGUMENT");
+    assert_eq!(failed(statuses[4]), "EXECUTE_ENTRY_FUNCTION_CALLED_ON_NON_ENTRY_FUNCTION");
+    assert_eq!(failed(statuses[5]), "NUMBER_OF_TYPE_ARGUMENTS_MISMATCH");
+    assert_eq!(failed(statuses[6]), "INVALID_PAYLOAD");
+    assert_eq!(failed(statuses[7]), "INVALID_PAYLOAD");
+    assert_eq!(
+        statuses[8],
+        &MoveStatus::Aborted { location: format!("{alice}::counter"), code: 42 }
+    );
+    let fees: u128 = (0..block.len()).map(|index| fee(receipt(&output, index))).sum();
+    assert_eq!(chain.state.balance(bob), before.balance(bob) - fees);
+    assert_eq!(chain.state.balance(FEE_VAULT), before.balance(FEE_VAULT) + fees);
+    assert_eq!(chain.state.nonce(bob), block.len() as u64);
+    // Nothing but nonces and balances changed.
+    for (key, _) in &output.state_updates {
+        assert!(matches!(key, StateKey::Account(_) | StateKey::Balance(_)), "{key:?} changed");
+    }
+}
+
+#[test]
+fn bad_bundles_fail_clearly_and_publish_nothing() {
+    let (alice, bob) = (user(1), user(2));
+    let mut chain = Chain::new([alice, bob]);
+    let modules = example_modules(alice);
+    // A module whose function pops from an empty stack: it deserializes, the verifier refuses it.
+    let mut unverifiable =
+        move_binary_format::CompiledModule::deserialize(&modules[0]).expect("it deserializes");
+    let code = unverifiable.function_defs[0].code.as_mut().expect("the function has code");
+    code.code = vec![
+        move_binary_format::file_format::Bytecode::Pop,
+        move_binary_format::file_format::Bytecode::Ret,
+    ];
+    let mut unverifiable_bytes = Vec::new();
+    unverifiable.serialize(&mut unverifiable_bytes).expect("it serializes");
+    let block = [
+        transaction(alice, 0, MovePayload::ModuleBundle(vec![vec![0xa1, 0x1c, 0xeb, 0x0b, 0xff]])),
+        transaction(alice, 1, MovePayload::ModuleBundle(vec![unverifiable_bytes])),
+        // Alice's module, sent by Bob.
+        transaction(bob, 0, MovePayload::ModuleBundle(modules)),
+    ];
+    let output = chain.run(&block);
+    let failed = |index: usize| match &receipt(&output, index).status {
+        MoveStatus::Failed { status, .. } => status.clone(),
+        other => panic!("transaction {index}: expected a failure, got {other:?}"),
+    };
+    assert!(failed(0).contains("BINARY") || failed(0).contains("MALFORMED"), "{}", failed(0));
+    assert_eq!(failed(1), "NEGATIVE_STACK_SIZE_WITHIN_BLOCK");
+    assert_eq!(failed(2), "MODULE_ADDRESS_DOES_NOT_MATCH_SENDER");
+    for (key, _) in &output.state_updates {
+        assert!(matches!(key, StateKey::Account(_) | StateKey::Balance(_)), "{key:?} changed");
+    }
+}
+
+#[test]
+fn modules_published_mid_block_are_callable_by_later_transactions_only() {
+    let (alice, bob, carol) = (user(1), user(2), user(3));
+    let mut chain = Chain::new([alice, bob, carol]);
+    let increment = |sender, nonce| {
+        transaction(sender, nonce, call(alice, "counter", "increment", &[], vec![]))
+    };
+    let block = [
+        increment(bob, 0),
+        transaction(carol, 0, eth_transfer(bob, 5)),
+        transaction(alice, 0, MovePayload::ModuleBundle(example_modules(alice))),
+        increment(bob, 1),
+        increment(carol, 1),
+        transaction(carol, 2, eth_transfer(alice, 5)),
+    ];
+    let pre_state = chain.state.clone();
+    let output = chain.run(&block);
+    assert!(
+        matches!(&receipt(&output, 0).status, MoveStatus::Failed { status, .. } if status == "LINKER_ERROR")
+    );
+    for index in 1..block.len() {
+        assert!(receipt(&output, index).is_success(), "{index}: {:?}", output.results[index]);
+    }
+    assert_eq!(u64_resource(&chain.state, bob, &tag(alice, "Counter")), Some(1));
+
+    // The same VMs run a block on the state before the publish (the block above was discarded,
+    // say): the module they loaded must not be served from their code caches.
+    let mut discarded = Chain { state: pre_state, ..chain };
+    let output = discarded.run(&[increment(bob, 0), increment(carol, 0)]);
+    for index in 0..2 {
+        assert!(
+            matches!(&receipt(&output, index).status, MoveStatus::Failed { status, .. } if status == "LINKER_ERROR")
+        );
+    }
+}
+
+#[test]
+fn upgrades_must_be_compatible() {
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let source = |extra: &str| {
+        format!(
+            "module example::counter {{ struct Counter has key {{ value: u64 }} \
+             public entry fun start(account: &signer) {{ move_to(account, Counter {{ value: 7 }}) }} {extra} }}"
+        )
+    };
+    let v1 = compile_example(&source(""), alice);
+    let v2 = compile_example(&source("public fun added(): u64 { 2 }"), alice);
+    let incompatible = compile_example(
+        "module example::counter { struct Counter has key { value: u128 } }",
+        alice,
+    );
+    let output = chain.run(&[
+        transaction(alice, 0, MovePayload::ModuleBundle(v1)),
+        transaction(alice, 1, call(alice, "counter", "start", &[], vec![])),
+        transaction(alice, 2, MovePayload::ModuleBundle(v2.clone())),
+        transaction(alice, 3, MovePayload::ModuleBundle(incompatible)),
+    ]);
+    for index in 0..3 {
+        assert!(receipt(&output, index).is_success(), "{index}: {:?}", output.results[index]);
+    }
+    assert!(
+        matches!(&receipt(&output, 3).status, MoveStatus::Failed { status, .. } if status == "BACKWARD_INCOMPATIBLE_MODULE_UPDATE")
+    );
+    let stored = chain
+        .state
+        .0
+        .get(&StateKey::MoveModule { address: alice, name: "counter".into() })
+        .cloned();
+    assert_eq!(stored, Some(duet_types::StateValue::Bytes(v2[0].clone().into())));
+}
+
+/// One random transaction of the mixed workload.
+#[derive(Clone, Debug)]
+enum Action {
+    Transfer { from: u64, to: u64, amount: u128 },
+    Increment { sender: u64 },
+    BumpShared { sender: u64 },
+    Append { sender: u64, items: u8 },
+    Abort { sender: u64 },
+    Spin { sender: u64, rounds: u64, gas_limit: u64 },
+    PayThenAbort { from: u64, to: u64 },
+    Publish,
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    let account = 0..6u64;
+    prop_oneof![
+        4 => (account.clone(), account.clone(), 0..3u128).prop_map(|(from, to, amount)| {
+            Action::Transfer { from, to, amount: amount * 40 * ONE_ETH }
+        }),
+        2 => account.clone().prop_map(|sender| Action::Increment { sender }),
+        2 => account.clone().prop_map(|sender| Action::BumpShared { sender }),
+        1 => (account.clone(), 0..5u8).prop_map(|(sender, items)| Action::Append { sender, items }),
+        1 => account.clone().prop_map(|sender| Action::Abort { sender }),
+        1 => (account.clone(), 0..2_000u64, 30_000..60_000u64)
+            .prop_map(|(sender, rounds, gas_limit)| Action::Spin { sender, rounds, gas_limit }),
+        1 => (account.clone(), account).prop_map(|(from, to)| Action::PayThenAbort { from, to }),
+        1 => Just(Action::Publish),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Random mixed blocks: transfers (some unaffordable), counters per account and shared, a
+    /// growing vector, aborts, out-of-gas, payments that abort, and re-publishing mid-block.
+    #[test]
+    fn parallel_equals_sequential_on_random_blocks(
+        actions in proptest::collection::vec(action(), 1..60),
+    ) {
+        let publisher = user(100);
+        let accounts: Vec<Address> = (0..6).map(user).collect();
+        let mut chain = Chain::new(accounts.iter().copied().chain([publisher]));
+        chain.publish_example(publisher);
+        chain.run(&[transaction(publisher, 1, call(publisher, "counter", "create_shared", &[], vec![]))]);
+        let mut nonces = [0u64; 6];
+        let mut publisher_nonce = 2;
+        let modules = example_modules(publisher);
+        let block: Vec<MoveTransaction> = actions
+            .into_iter()
+            .map(|action| {
+                let mut next = |index: u64| {
+                    let nonce = nonces[index as usize];
+                    nonces[index as usize] += 1;
+                    (accounts[index as usize], nonce)
+                };
+                let example = |function: &str, arguments| call(publisher, "counter", function, &[], arguments);
+                match action {
+                    Action::Transfer { from, to, amount } => {
+                        let (sender, nonce) = next(from);
+                        transaction(sender, nonce, eth_transfer(accounts[to as usize], amount))
+                    }
+                    Action::Increment { sender } => {
+                        let (sender, nonce) = next(sender);
+                        transaction(sender, nonce, example("increment", vec![]))
+                    }
+                    Action::BumpShared { sender } => {
+                        let (sender, nonce) = next(sender);
+                        transaction(sender, nonce, example("bump_shared", vec![bcs(&publisher)]))
+                    }
+                    Action::Append { sender, items } => {
+                        let (sender, nonce) = next(sender);
+                        let items: Vec<u64> = (0..u64::from(items)).collect();
+                        transaction(sender, nonce, example("append", vec![bcs(&items)]))
+                    }
+                    Action::Abort { sender } => {
+                        let (sender, nonce) = next(sender);
+                        transaction(sender, nonce, example("fail", vec![bcs(&3u64)]))
+                    }
+                    Action::Spin { sender, rounds, gas_limit } => {
+                        let (sender, nonce) = next(sender);
+                        let mut spin = transaction(sender, nonce, example("spin", vec![bcs(&rounds)]));
+                        spin.gas_limit = gas_limit;
+                        spin
+                    }
+                    Action::PayThenAbort { from, to } => {
+                        let (sender, nonce) = next(from);
+                        let arguments = vec![bcs(&accounts[to as usize]), bcs(&ONE_ETH), bcs(&true)];
+                        transaction(sender, nonce, example("pay", arguments))
+                    }
+                    Action::Publish => {
+                        publisher_nonce += 1;
+                        transaction(publisher, publisher_nonce - 1, MovePayload::ModuleBundle(modules.clone()))
+                    }
+                }
+            })
+            .collect();
+        let output = chain.run(&block);
+        prop_assert_eq!(output.results.len(), block.len());
+        for result in &output.results {
+            prop_assert!(matches!(result, TransactionResult::Executed(_)), "{:?}", result);
+        }
+    }
+}
