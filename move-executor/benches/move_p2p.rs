@@ -1,1 +1,171 @@
-fn main() {}
+//! The Block-STM paper's peer-to-peer benchmark on real Move `eth::transfer` transactions.
+//!
+//! `cargo bench -p duet-move --bench move_p2p [-- --json] [--runs N] [--threads N]
+//! [--accounts N] [--txs N]`
+//!
+//! For accounts {2, 10, 100, 1000, 10000} x block sizes {1000, 10000}: each transaction calls
+//! the framework's `0x1::eth::transfer` from a random account to another random account (nonce
+//! check, fee reservation, the Move VM running the entry function, its `Transfer` event, the
+//! fee to the vault), executed by the sequential executor and by Block-STM. Prints the median
+//! tx/s of each and their ratio (the median of per-run ratios); with `--json`, one JSON object
+//! per configuration per line.
+
+#[path = "../testkit/mod.rs"]
+mod testkit;
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use duet_block_stm::{ExecutorConfig, TransactionResult};
+use duet_move::{MoveBlockExecutor, MoveVm};
+use duet_types::MoveTransaction;
+use testkit::{eth_transfer, transaction, user, MemoryState, FEE_VAULT, ONE_ETH};
+
+/// The allocator a Duet node runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const ACCOUNTS: [u64; 5] = [2, 10, 100, 1000, 10_000];
+const BLOCK_SIZES: [usize; 2] = [1000, 10_000];
+const WARM_UP_RUNS: usize = 3;
+
+struct Options {
+    json: bool,
+    accounts: Option<u64>,
+    txs: Option<usize>,
+    runs: usize,
+    threads: usize,
+}
+
+fn options() -> Options {
+    let mut options = Options { json: false, accounts: None, txs: None, runs: 9, threads: 2 };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut number = || args.next().and_then(|value| value.parse::<u64>().ok());
+        match arg.as_str() {
+            "--json" => options.json = true,
+            "--accounts" => options.accounts = Some(number().expect("--accounts N")),
+            "--txs" => options.txs = Some(number().expect("--txs N") as usize),
+            "--runs" => options.runs = number().expect("--runs N") as usize,
+            "--threads" => options.threads = number().expect("--threads N") as usize,
+            _ => {} // cargo bench passes `--bench`; ignore what is not ours.
+        }
+    }
+    options
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// A splitmix64 generator: the same blocks on every run.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % bound
+    }
+}
+
+/// `size` transfers of 1 wei..1000 wei between random distinct accounts.
+fn block(accounts: u64, size: usize) -> Vec<MoveTransaction> {
+    let mut random = Random(accounts * 31 + size as u64);
+    let mut nonces = vec![0; accounts as usize];
+    (0..size)
+        .map(|_| {
+            let from = random.below(accounts);
+            let to = (from + 1 + random.below(accounts - 1)) % accounts;
+            let nonce = nonces[from as usize];
+            nonces[from as usize] += 1;
+            let amount = u128::from(1 + random.below(1000));
+            transaction(user(from), nonce, eth_transfer(user(to), amount))
+        })
+        .collect()
+}
+
+fn main() {
+    let options = options();
+    let vm = MoveVm::new(FEE_VAULT);
+    let threads = NonZeroUsize::new(options.threads).expect("--threads must be at least 1");
+    let sequential_executor = MoveBlockExecutor::sequential(&vm);
+    let parallel_executor = MoveBlockExecutor::parallel(&vm, ExecutorConfig::with_threads(threads));
+    if !options.json {
+        println!(
+            "Move eth::transfer p2p, {} worker threads, median of {} runs",
+            options.threads, options.runs
+        );
+        println!(
+            "{:>8} {:>7} {:>12} {:>12} {:>7}",
+            "accounts", "txs", "seq tx/s", "par tx/s", "ratio"
+        );
+    }
+    for &block_size in
+        BLOCK_SIZES.iter().filter(|size| options.txs.is_none_or(|only| only == **size))
+    {
+        for &accounts in
+            ACCOUNTS.iter().filter(|count| options.accounts.is_none_or(|only| only == **count))
+        {
+            let storage = MemoryState::genesis((0..accounts).map(user), 1_000_000 * ONE_ETH);
+            let block = block(accounts, block_size);
+            let expected =
+                sequential_executor.execute_block(&block, &storage).expect("the block executes");
+            for result in &expected.results {
+                assert!(
+                    matches!(result, TransactionResult::Executed(receipt) if receipt.is_success()),
+                    "a transfer failed: {result:?}"
+                );
+            }
+            let actual = parallel_executor.execute_block(&block, &storage);
+            assert!(actual.as_ref() == Ok(&expected), "parallel output differs from sequential");
+            for _ in 0..WARM_UP_RUNS {
+                std::hint::black_box(sequential_executor.execute_block(&block, &storage).is_ok());
+                std::hint::black_box(parallel_executor.execute_block(&block, &storage).is_ok());
+            }
+            let mut sequential = Vec::with_capacity(options.runs);
+            let mut parallel = Vec::with_capacity(options.runs);
+            for _ in 0..options.runs {
+                let start = Instant::now();
+                std::hint::black_box(sequential_executor.execute_block(&block, &storage).is_ok());
+                sequential.push(start.elapsed());
+                let start = Instant::now();
+                std::hint::black_box(parallel_executor.execute_block(&block, &storage).is_ok());
+                parallel.push(start.elapsed());
+            }
+            // The ratio is the median of each run's own ratio: runs measured back to back share
+            // the machine's momentary speed.
+            let mut ratios: Vec<f64> = sequential
+                .iter()
+                .zip(&parallel)
+                .map(|(sequential, parallel)| sequential.as_secs_f64() / parallel.as_secs_f64())
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let ratio = ratios[ratios.len() / 2];
+            let sequential_tps = block_size as f64 / median(sequential).as_secs_f64();
+            let parallel_tps = block_size as f64 / median(parallel).as_secs_f64();
+            if options.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "workload": "move_eth_transfer",
+                        "accounts": accounts,
+                        "txs": block_size,
+                        "threads": options.threads,
+                        "runs": options.runs,
+                        "seq_tps": sequential_tps.round(),
+                        "par_tps": parallel_tps.round(),
+                        "ratio": (ratio * 1000.0).round() / 1000.0,
+                    })
+                );
+            } else {
+                println!(
+                    "{accounts:>8} {block_size:>7} {sequential_tps:>12.0} {parallel_tps:>12.0} {ratio:>7.2}"
+                );
+            }
+        }
+    }
+}

@@ -13,6 +13,9 @@ use move_compiler::Compiler;
 pub type CompiledModuleBytes = (String, Vec<u8>);
 
 /// The named addresses of the standard library (`std`) and the framework (`duet`), both `0x1`.
+///
+/// # Panics
+/// Never: `0x1` parses.
 #[must_use]
 pub fn framework_named_addresses() -> BTreeMap<String, NumericalAddress> {
     let mut named = move_stdlib::move_stdlib_named_addresses();

@@ -95,15 +95,12 @@ impl DuetGasMeter {
     /// # Errors
     /// `OUT_OF_GAS` if less than `amount` is left (the meter is then empty).
     pub fn charge(&mut self, amount: u64) -> PartialVMResult<()> {
-        match self.remaining.checked_sub(amount) {
-            Some(remaining) => {
-                self.remaining = remaining;
-                Ok(())
-            }
-            None => {
-                self.remaining = 0;
-                Err(PartialVMError::new(StatusCode::OUT_OF_GAS))
-            }
+        if let Some(remaining) = self.remaining.checked_sub(amount) {
+            self.remaining = remaining;
+            Ok(())
+        } else {
+            self.remaining = 0;
+            Err(PartialVMError::new(StatusCode::OUT_OF_GAS))
         }
     }
 

@@ -241,20 +241,20 @@ struct Effects {
 
 /// Why a session failed.
 enum Failure {
-    Vm(VMError),
+    Vm(Box<VMError>),
     /// The payload names something that cannot exist (an invalid identifier or type).
     Invalid(String),
 }
 
 impl From<VMError> for Failure {
     fn from(error: VMError) -> Self {
-        Self::Vm(error)
+        Self::Vm(Box::new(error))
     }
 }
 
 impl From<PartialVMError> for Failure {
     fn from(error: PartialVMError) -> Self {
-        Self::Vm(error.finish(Location::Undefined))
+        Self::Vm(Box::new(error.finish(Location::Undefined)))
     }
 }
 

@@ -93,10 +93,10 @@ impl<'a> StateNatives<'a> {
                 return Ok(false);
             }
         }
-        let payer = self.balances.entry(from).or_default();
-        payer.debit = payer.debit.saturating_add(amount);
-        let payee = self.balances.entry(to).or_default();
-        payee.credit = payee.credit.saturating_add(amount);
+        let debited = self.balances.entry(from).or_default();
+        debited.debit = debited.debit.saturating_add(amount);
+        let credited = self.balances.entry(to).or_default();
+        credited.credit = credited.credit.saturating_add(amount);
         Ok(true)
     }
 }
