@@ -16,7 +16,7 @@ mod testkit;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use duet_block_stm::{ExecutorConfig, TransactionResult};
+use duet_block_stm::{BlockExecutor, ExecutorConfig, TransactionResult};
 use duet_move::{MoveBlockExecutor, MoveVm};
 use duet_types::MoveTransaction;
 use testkit::{eth_transfer, transaction, user, MemoryState, FEE_VAULT, ONE_ETH};
@@ -31,6 +31,8 @@ const WARM_UP_RUNS: usize = 3;
 
 struct Options {
     json: bool,
+    /// Also measure two sequential executions at once on two threads: what the machine allows.
+    ceiling: bool,
     accounts: Option<u64>,
     txs: Option<usize>,
     runs: usize,
@@ -38,12 +40,14 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut options = Options { json: false, accounts: None, txs: None, runs: 9, threads: 2 };
+    let mut options =
+        Options { json: false, ceiling: false, accounts: None, txs: None, runs: 9, threads: 2 };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = || args.next().and_then(|value| value.parse::<u64>().ok());
         match arg.as_str() {
             "--json" => options.json = true,
+            "--ceiling" => options.ceiling = true,
             "--accounts" => options.accounts = Some(number().expect("--accounts N")),
             "--txs" => options.txs = Some(number().expect("--txs N") as usize),
             "--runs" => options.runs = number().expect("--runs N") as usize,
@@ -122,6 +126,13 @@ fn main() {
             }
             let actual = parallel_executor.execute_block(&block, &storage);
             assert!(actual.as_ref() == Ok(&expected), "parallel output differs from sequential");
+            // The block publishes nothing, so the Move block executor hands it to Block-STM
+            // whole: the same run, with its statistics.
+            let (_, stats) = BlockExecutor::new(&vm, ExecutorConfig::with_threads(threads))
+                .execute_block_with_stats(&block, &storage);
+            let executions_per_txn = stats.executions as f64 / block_size as f64;
+            let fallback =
+                stats.sequential_from.map_or("-".to_owned(), |from| format!("at {from}"));
             for _ in 0..WARM_UP_RUNS {
                 std::hint::black_box(sequential_executor.execute_block(&block, &storage).is_ok());
                 std::hint::black_box(parallel_executor.execute_block(&block, &storage).is_ok());
@@ -135,6 +146,19 @@ fn main() {
                 let start = Instant::now();
                 std::hint::black_box(parallel_executor.execute_block(&block, &storage).is_ok());
                 parallel.push(start.elapsed());
+            }
+            let mut ceiling_tps = None;
+            if options.ceiling {
+                let mut both = Vec::new();
+                for _ in 0..options.runs {
+                    let start = Instant::now();
+                    std::thread::scope(|scope| {
+                        scope.spawn(|| sequential_executor.execute_block(&block, &storage).is_ok());
+                        sequential_executor.execute_block(&block, &storage).is_ok()
+                    });
+                    both.push(start.elapsed());
+                }
+                ceiling_tps = Some(2.0 * block_size as f64 / median(both).as_secs_f64());
             }
             // The ratio is the median of each run's own ratio: runs measured back to back share
             // the machine's momentary speed.
@@ -159,11 +183,15 @@ fn main() {
                         "seq_tps": sequential_tps.round(),
                         "par_tps": parallel_tps.round(),
                         "ratio": (ratio * 1000.0).round() / 1000.0,
+                        "executions_per_txn": (executions_per_txn * 1000.0).round() / 1000.0,
+                        "sequential_from": stats.sequential_from,
+                        "ceiling_tps": ceiling_tps.map(f64::round),
                     })
                 );
             } else {
+                let ceiling = ceiling_tps.map_or(String::new(), |tps| format!(" {tps:>12.0}"));
                 println!(
-                    "{accounts:>8} {block_size:>7} {sequential_tps:>12.0} {parallel_tps:>12.0} {ratio:>7.2}"
+                    "{accounts:>8} {block_size:>7} {sequential_tps:>12.0} {parallel_tps:>12.0} {ratio:>7.2} {executions_per_txn:>9.2} {fallback:>9}{ceiling}"
                 );
             }
         }

@@ -9,8 +9,9 @@
 //!
 //! A transaction is checked first (nonce, gas limit, the sender can afford its maximum fee); a
 //! transaction that fails these checks is rejected and changes nothing. Otherwise its nonce
-//! advances and it pays `gas used × gas price` to the fee vault (as commutative deltas), whatever
-//! happens next. An abort, running out of gas, or any other failure (unknown module or function,
+//! advances and it pays `gas used × gas price` to the fee vault (a commutative delta), whatever
+//! happens next. As in the EVM, the sender's balance is read and written exactly; the balances
+//! it pays (recipients, the vault) only receive deltas. An abort, running out of gas, or any other failure (unknown module or function,
 //! wrong arguments, bytecode that does not deserialize or verify, an incompatible upgrade) is
 //! reported in the [`MoveReceipt`] and discards every other effect; running out of gas charges
 //! the whole gas limit. Gas: see [`gas`].
@@ -33,7 +34,10 @@ pub mod resolver;
 
 pub use block::{LayeredStorage, MoveBlockExecutor};
 
+use std::cell::Cell;
+use std::cmp::Ordering as CmpOrdering;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use duet_block_stm::{Delta, ReadError, TransactionView, TxnIndex, Vm, VmOutput, WriteOp};
 use duet_types::{Address, MovePayload, MoveTransaction, StateKey, StateValue, KECCAK256_EMPTY};
@@ -46,6 +50,7 @@ use move_core_types::vm_status::StatusCode;
 use move_vm_runtime::move_vm::MoveVM;
 use move_vm_runtime::native_extensions::NativeContextExtensions;
 use move_vm_types::loaded_data::runtime_types::Type;
+use parking_lot::Mutex;
 
 use crate::gas::DuetGasMeter;
 use crate::natives::{BalanceChange, StateNatives, StateView};
@@ -201,15 +206,37 @@ impl MoveReceipt {
 }
 
 /// The Move VM, with Duet's natives, for the blocks of a chain whose fees go to `fee_vault`.
+///
+/// It holds several Move VM instances, and each executing thread takes its own: the Move VM's
+/// code cache takes a write lock on every hit, so threads sharing one instance would queue on it
+/// (measured here: two threads on one instance ran 1.07 times as fast as one thread; on two
+/// instances, 1.94 times).
 pub struct MoveVm {
-    vm: MoveVM,
+    /// Move VM instances, created on first use; a thread prefers the same one every time.
+    instances: Box<[Mutex<Option<MoveVM>>]>,
     fee_vault: Address,
 }
 
+thread_local! {
+    /// The instance this thread prefers.
+    static PREFERRED_INSTANCE: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Hands out preferred instances to threads, round robin.
+static NEXT_INSTANCE: AtomicUsize = AtomicUsize::new(0);
+
 impl std::fmt::Debug for MoveVm {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("MoveVm").field("fee_vault", &self.fee_vault).finish_non_exhaustive()
+        formatter
+            .debug_struct("MoveVm")
+            .field("instances", &self.instances.len())
+            .field("fee_vault", &self.fee_vault)
+            .finish_non_exhaustive()
     }
+}
+
+fn new_instance() -> MoveVM {
+    MoveVM::new(natives::all_natives()).expect("the native table is consistent")
 }
 
 impl MoveVm {
@@ -219,16 +246,38 @@ impl MoveVm {
     /// If the native function table is inconsistent (a bug caught by every test).
     #[must_use]
     pub fn new(fee_vault: Address) -> Self {
-        let vm = MoveVM::new(natives::all_natives()).expect("the native table is consistent");
-        Self { vm, fee_vault }
+        let count = 2 * std::thread::available_parallelism().map_or(4, usize::from).max(4);
+        let instances: Box<[_]> = (0..count).map(|_| Mutex::new(None)).collect();
+        *instances[0].lock() = Some(new_instance());
+        Self { instances, fee_vault }
     }
 
     /// Forgets all loaded code. Call it when state that modules were loaded from is discarded
     /// (a publishing block that is not committed); [`MoveBlockExecutor`] calls it after every
     /// publishing transaction. Must not be called while transactions are executing.
     pub fn flush_code_cache(&self) {
-        self.vm.mark_loader_cache_as_invalid();
-        self.vm.flush_loader_cache_if_invalidated();
+        for instance in &self.instances {
+            if let Some(vm) = instance.lock().as_ref() {
+                vm.mark_loader_cache_as_invalid();
+                vm.flush_loader_cache_if_invalidated();
+            }
+        }
+    }
+
+    /// Runs `run` with a Move VM instance no other thread is using.
+    fn with_instance<R>(&self, run: impl FnOnce(&MoveVM) -> R) -> R {
+        let count = self.instances.len();
+        let preferred = PREFERRED_INSTANCE.with(|preferred| {
+            preferred.get().unwrap_or_else(|| {
+                let index = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed) % count;
+                preferred.set(Some(index));
+                index
+            })
+        }) % count;
+        let mut instance = (0..count)
+            .find_map(|offset| self.instances[(preferred + offset) % count].try_lock())
+            .unwrap_or_else(|| self.instances[preferred].lock());
+        run(instance.get_or_insert_with(new_instance))
     }
 }
 
@@ -297,12 +346,20 @@ impl Vm for MoveVm {
         let max_fee = u128::from(transaction.gas_limit)
             .checked_mul(transaction.gas_price)
             .ok_or(MoveError::FeeOverflow)?;
-        if !view.delta_fits(&StateKey::Balance(sender), Delta::sub(max_fee))? {
+        let balance_key = StateKey::Balance(sender);
+        let sender_balance = match view.read(&balance_key)? {
+            None => 0,
+            Some(StateValue::Balance(balance)) => balance,
+            Some(_) => return Err(MoveError::WrongKind(balance_key)),
+        };
+        if sender_balance < max_fee {
             return Err(MoveError::InsufficientFunds(max_fee));
         }
 
         let mut meter = DuetGasMeter::new(transaction.gas_limit - intrinsic);
-        let outcome = self.run(transaction, view, max_fee, &mut meter);
+        let outcome = self.with_instance(|vm| {
+            self.run(vm, transaction, view, sender_balance, max_fee, &mut meter)
+        });
         let (status, effects) = match outcome {
             Ok(effects) => (MoveStatus::Success, Some(effects)),
             Err(failure) => (status_of(failure), None),
@@ -330,11 +387,23 @@ impl Vm for MoveVm {
             let vault = balances.entry(self.fee_vault).or_default();
             vault.credit = vault.credit.saturating_add(fee);
         }
+        if let Some(change) = balances.remove(&sender) {
+            // INVARIANT: every debit, the fee included, was checked against the exact balance.
+            let balance = sender_balance.saturating_add(change.credit).saturating_sub(change.debit);
+            if balance != sender_balance {
+                let write = if balance == 0 {
+                    WriteOp::Delete
+                } else {
+                    WriteOp::Put(StateValue::Balance(balance))
+                };
+                writes.push((balance_key, write));
+            }
+        }
         for (address, change) in balances {
             let delta = match change.credit.cmp(&change.debit) {
-                std::cmp::Ordering::Greater => Delta::add(change.credit - change.debit),
-                std::cmp::Ordering::Less => Delta::sub(change.debit - change.credit),
-                std::cmp::Ordering::Equal => continue,
+                CmpOrdering::Greater => Delta::add(change.credit - change.debit),
+                CmpOrdering::Less => Delta::sub(change.debit - change.credit),
+                CmpOrdering::Equal => continue,
             };
             writes.push((StateKey::Balance(address), WriteOp::Delta(delta)));
         }
@@ -346,8 +415,10 @@ impl MoveVm {
     /// Runs the payload in a session; on success, charges for what it writes.
     fn run<View>(
         &self,
+        vm: &MoveVM,
         transaction: &MoveTransaction,
         view: &View,
+        sender_balance: u128,
         max_fee: u128,
         meter: &mut DuetGasMeter,
     ) -> Result<Effects, Failure>
@@ -357,8 +428,8 @@ impl MoveVm {
         let state: &StateView<'_> = view;
         let resolver = ViewResolver::new(state);
         let mut extensions = NativeContextExtensions::default();
-        extensions.add(StateNatives::new(state, transaction.sender, max_fee));
-        let mut session = self.vm.new_session_with_extensions(&resolver, extensions);
+        extensions.add(StateNatives::new(state, transaction.sender, sender_balance, max_fee));
+        let mut session = vm.new_session_with_extensions(&resolver, extensions);
         let sender = to_account_address(transaction.sender);
         match &transaction.payload {
             MovePayload::EntryFunction(call) => {

@@ -3,9 +3,9 @@
 //! The framework's natives reach Duet's state through a [`StateNatives`] extension that holds the
 //! transaction's Block-STM view: `account::sequence_number` reads the account header the EVM
 //! also uses, `eth::balance` the shared ETH balance, and `eth::move_balance` moves ETH. Balance
-//! moves are kept per account as credits and debits and become commutative deltas at the end of
-//! the transaction; whether the payer can afford a move is asked as a bound ("balance at least
-//! x?"), so transfers between different payers never conflict on the recipients.
+//! moves are kept per account as credits and debits. The sender's balance is read exactly (as in
+//! the EVM) and written as a value; every other account's change becomes a commutative delta, so
+//! transfers and fees never make transactions conflict on their recipients or on the fee vault.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -42,16 +42,23 @@ pub(crate) struct BalanceChange {
 #[derive(Tid)]
 pub(crate) struct StateNatives<'a> {
     view: &'a StateView<'a>,
-    /// The transaction's sender, and the fee reserved out of its balance (the most it can pay).
+    /// The transaction's sender, its exact balance before the transaction, and the fee reserved
+    /// out of it (the most the transaction can pay).
     sender: Address,
+    sender_balance: u128,
     reserved_fee: u128,
     /// Balance moves, by account.
     pub(crate) balances: BTreeMap<Address, BalanceChange>,
 }
 
 impl<'a> StateNatives<'a> {
-    pub(crate) fn new(view: &'a StateView<'a>, sender: Address, reserved_fee: u128) -> Self {
-        Self { view, sender, reserved_fee, balances: BTreeMap::new() }
+    pub(crate) fn new(
+        view: &'a StateView<'a>,
+        sender: Address,
+        sender_balance: u128,
+        reserved_fee: u128,
+    ) -> Self {
+        Self { view, sender, sender_balance, reserved_fee, balances: BTreeMap::new() }
     }
 
     fn nonce(&self, address: Address) -> PartialVMResult<u64> {
@@ -64,10 +71,14 @@ impl<'a> StateNatives<'a> {
 
     /// The balance of `address` as this transaction sees it: stored, plus its own moves.
     fn balance(&self, address: Address) -> PartialVMResult<u128> {
-        let stored = match self.view.read(&StateKey::Balance(address)).map_err(storage_error)? {
-            None => 0,
-            Some(StateValue::Balance(balance)) => balance,
-            Some(_) => return Err(wrong_kind(&StateKey::Balance(address))),
+        let stored = if address == self.sender {
+            self.sender_balance
+        } else {
+            match self.view.read(&StateKey::Balance(address)).map_err(storage_error)? {
+                None => 0,
+                Some(StateValue::Balance(balance)) => balance,
+                Some(_) => return Err(wrong_kind(&StateKey::Balance(address))),
+            }
         };
         let change = self.balances.get(&address).copied().unwrap_or_default();
         // INVARIANT: every debit was checked against the balance, so this cannot underflow.
@@ -75,23 +86,26 @@ impl<'a> StateNatives<'a> {
     }
 
     /// Moves `amount` from `from` to `to` if `from` can afford it (the sender keeps its reserved
-    /// fee); returns whether it did.
+    /// fee); returns whether it did. The sender's balance is known exactly; any other payer's is
+    /// asked as a bound, which credits from other transactions do not invalidate.
     fn move_balance(&mut self, from: Address, to: Address, amount: u128) -> PartialVMResult<bool> {
         if amount == 0 {
             return Ok(true);
         }
         let change = self.balances.get(&from).copied().unwrap_or_default();
-        let reserved = if from == self.sender { self.reserved_fee } else { 0 };
-        let needed = change.debit.saturating_add(amount).saturating_add(reserved);
-        if needed > change.credit {
-            let from_storage = Delta::sub(needed - change.credit);
-            if !self
-                .view
-                .delta_fits(&StateKey::Balance(from), from_storage)
-                .map_err(storage_error)?
-            {
-                return Ok(false);
-            }
+        let spent = change.debit.saturating_add(amount);
+        let affordable = if from == self.sender {
+            self.sender_balance.saturating_add(change.credit)
+                >= spent.saturating_add(self.reserved_fee)
+        } else {
+            spent <= change.credit
+                || self
+                    .view
+                    .delta_fits(&StateKey::Balance(from), Delta::sub(spent - change.credit))
+                    .map_err(storage_error)?
+        };
+        if !affordable {
+            return Ok(false);
         }
         let debited = self.balances.entry(from).or_default();
         debited.debit = debited.debit.saturating_add(amount);
