@@ -358,7 +358,7 @@ impl Vm for MoveVm {
 
         let mut meter = DuetGasMeter::new(transaction.gas_limit - intrinsic);
         let outcome = self.with_instance(|vm| {
-            self.run(vm, transaction, view, sender_balance, max_fee, &mut meter)
+            Self::run(vm, transaction, view, sender_balance, max_fee, &mut meter)
         });
         let (status, effects) = match outcome {
             Ok(effects) => (MoveStatus::Success, Some(effects)),
@@ -414,7 +414,6 @@ impl Vm for MoveVm {
 impl MoveVm {
     /// Runs the payload in a session; on success, charges for what it writes.
     fn run<View>(
-        &self,
         vm: &MoveVM,
         transaction: &MoveTransaction,
         view: &View,
