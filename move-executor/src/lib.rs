@@ -336,7 +336,7 @@ impl Vm for MoveVm {
         if transaction.nonce != nonce {
             return Err(MoveError::Nonce { expected: nonce, got: transaction.nonce });
         }
-        let intrinsic = gas::intrinsic_gas(transaction.payload.encode().len());
+        let intrinsic = gas::intrinsic_gas(transaction.payload.encoded_len());
         if transaction.gas_limit < intrinsic {
             return Err(MoveError::IntrinsicGas { limit: transaction.gas_limit, intrinsic });
         }

@@ -127,6 +127,29 @@ impl MovePayload {
         out
     }
 
+    /// The length of [`encode`](Self::encode)'s output, without encoding.
+    #[must_use]
+    pub fn encoded_len(&self) -> usize {
+        fn bytes(length: usize) -> usize {
+            uleb128_len(length as u64) + length
+        }
+        match self {
+            Self::EntryFunction(call) => {
+                1 + 20
+                    + bytes(call.module_name.len())
+                    + bytes(call.function.len())
+                    + uleb128_len(call.type_arguments.len() as u64)
+                    + call.type_arguments.iter().map(|tag| bytes(tag.len())).sum::<usize>()
+                    + uleb128_len(call.arguments.len() as u64)
+                    + call.arguments.iter().map(|argument| bytes(argument.len())).sum::<usize>()
+            }
+            Self::ModuleBundle(modules) => {
+                1 + uleb128_len(modules.len() as u64)
+                    + modules.iter().map(|module| bytes(module.len())).sum::<usize>()
+            }
+        }
+    }
+
     /// Decodes a payload.
     ///
     /// # Errors
@@ -167,6 +190,10 @@ fn write_uleb128(out: &mut Vec<u8>, mut value: u64) {
         value >>= 7;
     }
     out.push(value as u8);
+}
+
+fn uleb128_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -247,6 +274,7 @@ mod tests {
     #[test]
     fn payloads_round_trip() {
         for payload in [call(), MovePayload::ModuleBundle(vec![vec![0xa1, 0x1c], vec![]])] {
+            assert_eq!(payload.encoded_len(), payload.encode().len());
             assert_eq!(MovePayload::decode(&payload.encode()), Ok(payload));
         }
     }
