@@ -13,8 +13,9 @@
 mod testkit;
 
 use std::num::NonZeroUsize;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use duet_bench_kit::{median, paired_ratio, two_at_once};
 use duet_block_stm::{execute_sequential, BlockExecutor, ExecutorConfig};
 use testkit::{transfer_block, transfer_genesis, TransferVm, BENCH_WORK_ROUNDS, FEE_VAULT};
 
@@ -70,11 +71,6 @@ fn options() -> Options {
     options
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
 fn main() {
     let options = options();
     let vm = TransferVm { work_rounds: options.work_rounds, fee_vault: FEE_VAULT };
@@ -124,27 +120,11 @@ fn main() {
             }
             let mut ceiling_tps = None;
             if options.ceiling {
-                let mut both = Vec::new();
-                for _ in 0..options.runs {
-                    let start = Instant::now();
-                    std::thread::scope(|scope| {
-                        scope.spawn(|| execute_sequential(&vm, &block, &storage).is_ok());
-                        execute_sequential(&vm, &block, &storage).is_ok()
-                    });
-                    both.push(start.elapsed());
-                }
-                ceiling_tps = Some(2.0 * block_size as f64 / median(both).as_secs_f64());
+                let both =
+                    two_at_once(options.runs, || execute_sequential(&vm, &block, &storage).is_ok());
+                ceiling_tps = Some(2.0 * block_size as f64 / both.as_secs_f64());
             }
-            // The ratio is the median of each run's own ratio: a sequential and a parallel run
-            // measured back to back share the machine's momentary speed, which a noisy machine
-            // changes from second to second.
-            let mut ratios: Vec<f64> = sequential
-                .iter()
-                .zip(&parallel)
-                .map(|(sequential, parallel)| sequential.as_secs_f64() / parallel.as_secs_f64())
-                .collect();
-            ratios.sort_by(f64::total_cmp);
-            let ratio = ratios[ratios.len() / 2];
+            let ratio = paired_ratio(&sequential, &parallel);
             let sequential_tps = block_size as f64 / median(sequential).as_secs_f64();
             let parallel_tps = block_size as f64 / median(parallel).as_secs_f64();
             let executions_per_txn = stats.executions as f64 / block_size as f64;

@@ -29,23 +29,6 @@ impl<K: Eq + Hash + Sync, V: Clone + Sync> Storage for MemoryStorage<K, V> {
     }
 }
 
-/// A deterministic pseudo-random generator (splitmix64), so blocks are the same on every run.
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, bound: u64) -> u64 {
-        self.next_u64() % bound
-    }
-}
-
 /// A transfer of `amount` wei from `sender` to `receiver`, paying `fee` to the fee vault.
 #[derive(Clone, Debug)]
 pub struct Transfer {
@@ -151,7 +134,7 @@ pub fn transfer_genesis(accounts: u64) -> MemoryStorage<StateKey, u128> {
 
 /// `size` transfers between random distinct accounts among `accounts`, with correct nonces.
 pub fn transfer_block(accounts: u64, size: usize, seed: u64) -> Vec<Transfer> {
-    let mut random = SplitMix(seed);
+    let mut random = duet_bench_kit::SplitMix(seed);
     let mut nonces: BTreeMap<u64, u128> = BTreeMap::new();
     (0..size)
         .map(|_| {

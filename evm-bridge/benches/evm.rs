@@ -21,6 +21,7 @@ use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolConstructor};
+use duet_bench_kit::{median, SplitMix};
 use duet_block_stm::{
     execute_sequential, BlockExecutor, ExecutionStats, ExecutorConfig, TransactionResult,
 };
@@ -89,24 +90,6 @@ fn options() -> Options {
         }
     }
     options
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-/// A splitmix64 generator: the same blocks on every run.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % bound
-    }
 }
 
 fn block_env(number: u64) -> BlockEnv {
@@ -254,7 +237,7 @@ fn sign(key: &PrivateKeySigner, tx: &TxEnv) -> TxEnvelope {
 
 /// The block's transactions, and the same transactions signed by their senders.
 fn block(world: &World, workload: Workload, senders: u64) -> (Vec<TxEnv>, Vec<TxEnvelope>) {
-    let mut random = Random(senders * 7 + workload as u64);
+    let mut random = SplitMix(senders * 7 + workload as u64);
     let mut nonces = world.nonces.clone();
     let mut signers = Vec::with_capacity(BLOCK_SIZE);
     let transactions: Vec<TxEnv> = (0..BLOCK_SIZE)

@@ -14,8 +14,9 @@
 mod testkit;
 
 use std::num::NonZeroUsize;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use duet_bench_kit::{median, paired_ratio, two_at_once, SplitMix};
 use duet_block_stm::{BlockExecutor, ExecutorConfig, TransactionResult};
 use duet_move::{MoveBlockExecutor, MoveVm};
 use duet_types::MoveTransaction;
@@ -58,27 +59,9 @@ fn options() -> Options {
     options
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-/// A splitmix64 generator: the same blocks on every run.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % bound
-    }
-}
-
 /// `size` transfers of 1 wei..1000 wei between random distinct accounts.
 fn block(accounts: u64, size: usize) -> Vec<MoveTransaction> {
-    let mut random = Random(accounts * 31 + size as u64);
+    let mut random = SplitMix(accounts * 31 + size as u64);
     let mut nonces = vec![0; accounts as usize];
     (0..size)
         .map(|_| {
@@ -149,26 +132,13 @@ fn main() {
             }
             let mut ceiling_tps = None;
             if options.ceiling {
-                let mut both = Vec::new();
-                for _ in 0..options.runs {
-                    let start = Instant::now();
-                    std::thread::scope(|scope| {
-                        scope.spawn(|| sequential_executor.execute_block(&block, &storage).is_ok());
-                        sequential_executor.execute_block(&block, &storage).is_ok()
-                    });
-                    both.push(start.elapsed());
-                }
-                ceiling_tps = Some(2.0 * block_size as f64 / median(both).as_secs_f64());
+                // Two VM instances, as two nodes would have (one instance per thread).
+                let both = two_at_once(options.runs, || {
+                    sequential_executor.execute_block(&block, &storage).is_ok()
+                });
+                ceiling_tps = Some(2.0 * block_size as f64 / both.as_secs_f64());
             }
-            // The ratio is the median of each run's own ratio: runs measured back to back share
-            // the machine's momentary speed.
-            let mut ratios: Vec<f64> = sequential
-                .iter()
-                .zip(&parallel)
-                .map(|(sequential, parallel)| sequential.as_secs_f64() / parallel.as_secs_f64())
-                .collect();
-            ratios.sort_by(f64::total_cmp);
-            let ratio = ratios[ratios.len() / 2];
+            let ratio = paired_ratio(&sequential, &parallel);
             let sequential_tps = block_size as f64 / median(sequential).as_secs_f64();
             let parallel_tps = block_size as f64 / median(parallel).as_secs_f64();
             if options.json {

@@ -1,0 +1,71 @@
+//! What Duet's benchmarks share: a deterministic generator for their blocks, medians, the paired
+//! ratio of sequential and parallel runs, and the machine's ceiling (two runs at once).
+//!
+//! Benchmark and test code only; no crate of the node depends on it.
+
+use std::time::{Duration, Instant};
+
+/// A deterministic pseudo-random generator (splitmix64), so blocks are the same on every run.
+#[derive(Clone, Debug)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `bound`.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next_u64() % bound
+    }
+}
+
+/// The median of `samples`.
+///
+/// # Panics
+/// If `samples` is empty.
+#[must_use]
+pub fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// The median of each run's own ratio `baseline / measured`: runs measured back to back share the
+/// machine's momentary speed, which a noisy machine changes from second to second.
+///
+/// # Panics
+/// If there are no runs.
+#[must_use]
+pub fn paired_ratio(baseline: &[Duration], measured: &[Duration]) -> f64 {
+    let mut ratios: Vec<f64> = baseline
+        .iter()
+        .zip(measured)
+        .map(|(baseline, measured)| baseline.as_secs_f64() / measured.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
+/// The median time of `runs` rounds of `run` executed twice at once, on two threads: what the
+/// machine allows two independent executions.
+pub fn two_at_once<R>(runs: usize, run: impl Fn() -> R + Sync) -> Duration {
+    median(
+        (0..runs)
+            .map(|_| {
+                let start = Instant::now();
+                std::thread::scope(|scope| {
+                    scope.spawn(|| {
+                        std::hint::black_box(run());
+                    });
+                    std::hint::black_box(run());
+                });
+                start.elapsed()
+            })
+            .collect(),
+    )
+}
