@@ -135,20 +135,21 @@ where
         }
     }
 
-    /// Runs the block on `threads` worker threads (the caller's thread is one of them).
+    /// Runs the block on the calling thread and `helpers` (which may be busy or absent: any one
+    /// worker can finish a block alone, so a helper that starts late only finds less to do).
     pub(crate) fn run(
         self,
-        threads: usize,
+        helpers: Option<&rayon::ThreadPool>,
     ) -> (Result<VmBlockOutput<M>, BlockError<M::Key>>, ExecutionStats) {
-        std::thread::scope(|scope| {
-            for index in 1..threads {
-                // If the OS refuses a thread, the threads already running finish the block.
-                let _ = std::thread::Builder::new()
-                    .name(format!("block-stm-{index}"))
-                    .spawn_scoped(scope, || self.work());
-            }
-            self.work();
-        });
+        match helpers {
+            Some(pool) => pool.in_place_scope(|scope| {
+                for _ in 0..pool.current_num_threads() {
+                    scope.spawn(|_| self.work());
+                }
+                self.work();
+            }),
+            None => self.work(),
+        }
         let halt = self.halt.lock().take();
         let counters = *self.counters.lock();
         let mut stats = ExecutionStats {

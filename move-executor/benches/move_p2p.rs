@@ -1,7 +1,7 @@
 //! The Block-STM paper's peer-to-peer benchmark on real Move `eth::transfer` transactions.
 //!
 //! `cargo bench -p duet-move --bench move_p2p [-- --json] [--runs N] [--threads N]
-//! [--accounts N] [--txs N]`
+//! [--accounts N] [--txs N] [--ceiling] [--only seq|par]`
 //!
 //! For accounts {2, 10, 100, 1000, 10000} x block sizes {1000, 10000}: each transaction calls
 //! the framework's `0x1::eth::transfer` from a random account to another random account (nonce
@@ -32,6 +32,8 @@ const WARM_UP_RUNS: usize = 3;
 
 struct Options {
     json: bool,
+    /// Time only this executor ("seq" or "par"), for profiling one of them.
+    only: Option<String>,
     /// Also measure two sequential executions at once on two threads: what the machine allows.
     ceiling: bool,
     accounts: Option<u64>,
@@ -41,14 +43,22 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut options =
-        Options { json: false, ceiling: false, accounts: None, txs: None, runs: 9, threads: 2 };
+    let mut options = Options {
+        json: false,
+        ceiling: false,
+        only: None,
+        accounts: None,
+        txs: None,
+        runs: 9,
+        threads: 2,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = || args.next().and_then(|value| value.parse::<u64>().ok());
         match arg.as_str() {
             "--json" => options.json = true,
             "--ceiling" => options.ceiling = true,
+            "--only" => options.only = args.next(),
             "--accounts" => options.accounts = Some(number().expect("--accounts N")),
             "--txs" => options.txs = Some(number().expect("--txs N") as usize),
             "--runs" => options.runs = number().expect("--runs N") as usize,
@@ -124,10 +134,16 @@ fn main() {
             let mut parallel = Vec::with_capacity(options.runs);
             for _ in 0..options.runs {
                 let start = Instant::now();
-                std::hint::black_box(sequential_executor.execute_block(&block, &storage).is_ok());
+                if options.only.as_deref() != Some("par") {
+                    std::hint::black_box(
+                        sequential_executor.execute_block(&block, &storage).is_ok(),
+                    );
+                }
                 sequential.push(start.elapsed());
                 let start = Instant::now();
-                std::hint::black_box(parallel_executor.execute_block(&block, &storage).is_ok());
+                if options.only.as_deref() != Some("seq") {
+                    std::hint::black_box(parallel_executor.execute_block(&block, &storage).is_ok());
+                }
                 parallel.push(start.elapsed());
             }
             let mut ceiling_tps = None;
