@@ -15,7 +15,7 @@
 use std::cell::{Cell, RefCell};
 
 use duet_block_stm::{Delta, ReadError, TransactionView};
-use duet_types::{StateKey, StateValue, B256, U256};
+use duet_types::{StateKey, StateValue, B256, MOVE_OVERLAY_ADDRESS, U256};
 use revm::database_interface::{DBErrorMarker, DatabaseRef, WrapDatabaseRef};
 use revm::primitives::{Address, StorageKey, StorageValue};
 use revm::state::{AccountInfo, Bytecode};
@@ -80,6 +80,20 @@ impl<'view, View> ViewDatabase<'view, View> {
         self.lazy_accounts.borrow().clone()
     }
 
+    /// The Block-STM view the database reads through.
+    pub fn view(&self) -> &'view View {
+        self.view
+    }
+
+    /// Asks for exact balances from here on: returns `true` (and the transaction must run again
+    /// without lazy balances) if balances are lazy in this run.
+    pub fn require_exact_balances(&self) -> bool {
+        if self.lazy {
+            self.lazy_balance_observed.set(true);
+        }
+        self.lazy
+    }
+
     /// Whether the transaction used `BALANCE` on a lazily loaded account.
     pub fn lazy_balance_observed(&self) -> bool {
         self.lazy_balance_observed.get()
@@ -122,6 +136,10 @@ impl<View: TransactionView<Key = StateKey, Value = StateValue>> DatabaseRef
     type Error = ViewDatabaseError;
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        if address == MOVE_OVERLAY_ADDRESS {
+            // Not an account of the state: its storage numbers this transaction's Move writes.
+            return Ok(None);
+        }
         let header = self.read(&StateKey::Account(address))?;
         let (nonce, code_hash) = match header {
             None => (0, EVM_EMPTY_CODE_HASH),
@@ -177,6 +195,9 @@ impl<View: TransactionView<Key = StateKey, Value = StateValue>> DatabaseRef
         address: Address,
         index: StorageKey,
     ) -> Result<StorageValue, Self::Error> {
+        if address == MOVE_OVERLAY_ADDRESS {
+            return Ok(U256::ZERO);
+        }
         let key = StateKey::Storage { address, slot: B256::from(index) };
         match self.read(&key)? {
             None => Ok(U256::ZERO),

@@ -20,16 +20,18 @@
 
 mod convert;
 pub mod database;
+pub mod move_call;
 mod receipt;
 mod recovery;
 
 pub use convert::{state_writes, EVM_EMPTY_CODE_HASH};
 pub use database::{BalanceWatch, CodeCache, ViewDatabase, ViewDatabaseError, LAZY_BALANCE};
+pub use move_call::{DuetPrecompiles, IMove, MoveOverlay};
 pub use receipt::{block_receipts, BlockReceipt};
 pub use recovery::{recover, recover_block, tx_env, RecoveryError};
 
 use duet_block_stm::{TransactionView, TxnIndex, Vm, VmOutput};
-use duet_types::{Address, B256};
+use duet_types::{Address, B256, U256};
 use duet_types::{StateKey, StateValue};
 use revm::bytecode::opcode::{BALANCE, CALL, CALLCODE, CREATE, CREATE2, SELFBALANCE, SELFDESTRUCT};
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
@@ -38,7 +40,7 @@ use revm::context::{BlockEnv, CfgEnv, ContextTr, TxEnv};
 use revm::context_interface::local::FrameStack;
 use revm::database_interface::WrapDatabaseRef;
 use revm::handler::instructions::EthInstructions;
-use revm::handler::{EthPrecompiles, MainnetContext};
+use revm::handler::MainnetContext;
 use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_types::InputsTr;
 use revm::interpreter::{Instruction, InstructionContext, InstructionExecResult};
@@ -75,6 +77,8 @@ pub struct EvmVm {
     /// Analyzed bytecode by code hash. Code is addressed by its hash, so an entry can never be
     /// stale, whichever execution put it there.
     code: CodeCache,
+    /// The Move VM that the Move call precompile runs, if the chain has one.
+    move_vm: Option<std::sync::Arc<duet_move::MoveVm>>,
 }
 
 impl EvmVm {
@@ -83,7 +87,15 @@ impl EvmVm {
     pub fn new(chain_id: u64, block: BlockEnv) -> Self {
         let mut cfg = CfgEnv::default();
         cfg.chain_id = chain_id;
-        Self { cfg, block, code: CodeCache::default() }
+        Self { cfg, block, code: CodeCache::default(), move_vm: None }
+    }
+
+    /// The same EVM with the Move call precompile at [`duet_types::MOVE_CALL_ADDRESS`], running
+    /// `move_vm` (see [`move_call`]).
+    #[must_use]
+    pub fn with_move(mut self, move_vm: std::sync::Arc<duet_move::MoveVm>) -> Self {
+        self.move_vm = Some(move_vm);
+        self
     }
 }
 
@@ -133,12 +145,16 @@ impl EvmVm {
             ctx: context,
             inspector: (),
             instruction: EthInstructions::new_mainnet_with_spec(spec),
-            precompiles: EthPrecompiles::new(spec),
+            precompiles: DuetPrecompiles::new(spec, self.move_vm.clone()),
             frame_stack: FrameStack::new(),
         };
         watch_balance_opcode(&mut evm.instruction);
         let outcome = match evm.transact(transaction.clone()) {
             Ok(outcome) => outcome,
+            // A Move call asked for exact balances: run again with them.
+            Err(_) if evm.ctx.journaled_state.database.0.lazy_balance_observed() => {
+                return Ok(None)
+            }
             Err(EVMError::Transaction(invalid)) => return Err(EvmError::Invalid(invalid)),
             Err(EVMError::Header(header)) => return Err(EvmError::Header(header.to_string())),
             Err(EVMError::Database(error)) => return Err(EvmError::Read(error)),
@@ -148,8 +164,19 @@ impl EvmVm {
         if database.lazy_balance_observed() {
             return Ok(None);
         }
-        Ok(state_writes(outcome.state, &database.lazy_accounts())
-            .map(|writes| VmOutput { writes, output: outcome.result }))
+        let move_writes = match outcome.state.get(&duet_types::MOVE_OVERLAY_ADDRESS) {
+            Some(overlay) => evm.precompiles.overlay.writes(|slot| {
+                overlay.storage.get(&slot).map_or(U256::ZERO, |value| value.present_value)
+            }),
+            None => Vec::new(),
+        };
+        Ok(state_writes(outcome.state, &database.lazy_accounts()).map(|mut writes| {
+            if !move_writes.is_empty() {
+                writes.extend(move_writes);
+                writes.sort_by(|left, right| left.0.cmp(&right.0));
+            }
+            VmOutput { writes, output: outcome.result }
+        }))
     }
 }
 

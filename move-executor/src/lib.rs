@@ -40,7 +40,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use duet_block_stm::{Delta, ReadError, TransactionView, TxnIndex, Vm, VmOutput, WriteOp};
-use duet_types::{Address, MovePayload, MoveTransaction, StateKey, StateValue, KECCAK256_EMPTY};
+use duet_types::{
+    Address, EntryFunction, MovePayload, MoveTransaction, StateKey, StateValue, KECCAK256_EMPTY,
+};
 use move_binary_format::errors::{Location, PartialVMError, VMError};
 use move_core_types::account_address::AccountAddress;
 use move_core_types::effects::Op;
@@ -281,11 +283,93 @@ impl MoveVm {
     }
 }
 
-/// What a session produced: writes of modules and resources, balance moves, events.
+/// What a call of a Move function from the EVM returned and did (see [`MoveVm::call_function`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallOutcome {
+    /// How the call ended. Anything but [`MoveStatus::Success`] comes with no effects.
+    pub status: MoveStatus,
+    /// The gas the call used; all of `gas_limit` when it ran out.
+    pub gas_used: u64,
+    /// The function's return values, each BCS-encoded.
+    pub return_values: Vec<Vec<u8>>,
+    /// Writes of Move resources, in the order the Move VM reports them.
+    pub writes: Vec<(StateKey, WriteOp<StateValue>)>,
+    /// ETH moved by the call: every account credited, with the amount (only the caller is
+    /// debited, by the sum of these).
+    pub credits: Vec<(Address, u128)>,
+    /// Events emitted, in order.
+    pub events: Vec<MoveEvent>,
+}
+
+impl MoveVm {
+    /// Calls the `public` or `entry` function `call` as `caller` (its `signer`, if the function
+    /// takes one) over `view`, with `gas_limit` gas: the Move side of a call from Solidity. The
+    /// caller's balance is read through `view` and may be spent entirely. Publishing is not
+    /// possible this way.
+    ///
+    /// # Errors
+    /// A read of the caller's balance failed; the executor handles it.
+    pub fn call_function<View>(
+        &self,
+        view: &View,
+        caller: Address,
+        call: &EntryFunction,
+        gas_limit: u64,
+    ) -> Result<CallOutcome, MoveError>
+    where
+        View: TransactionView<Key = StateKey, Value = StateValue>,
+    {
+        let balance_key = StateKey::Balance(caller);
+        let caller_balance = match view.read(&balance_key)? {
+            None => 0,
+            Some(StateValue::Balance(balance)) => balance,
+            Some(_) => return Err(MoveError::WrongKind(balance_key)),
+        };
+        let mut meter = DuetGasMeter::new(gas_limit);
+        let outcome = self.with_instance(|vm| {
+            Self::run(vm, caller, Work::Call(call), view, caller_balance, 0, &mut meter)
+        });
+        Ok(match outcome {
+            Ok(effects) => CallOutcome {
+                status: MoveStatus::Success,
+                gas_used: gas_limit - meter.remaining(),
+                return_values: effects.return_values,
+                writes: effects.writes,
+                credits: effects
+                    .balances
+                    .into_iter()
+                    .filter(|(address, change)| *address != caller && change.credit > 0)
+                    .map(|(address, change)| (address, change.credit))
+                    .collect(),
+                events: effects.events,
+            },
+            Err(failure) => {
+                let status = status_of(failure);
+                let gas_used = if status == MoveStatus::OutOfGas {
+                    gas_limit
+                } else {
+                    gas_limit - meter.remaining()
+                };
+                CallOutcome {
+                    status,
+                    gas_used,
+                    return_values: Vec::new(),
+                    writes: Vec::new(),
+                    credits: Vec::new(),
+                    events: Vec::new(),
+                }
+            }
+        })
+    }
+}
+
+/// What a session produced: writes of modules and resources, balance moves, events, and the
+/// function's return values.
 struct Effects {
     writes: Vec<(StateKey, WriteOp<StateValue>)>,
     balances: BTreeMap<Address, BalanceChange>,
     events: Vec<MoveEvent>,
+    return_values: Vec<Vec<u8>>,
 }
 
 /// Why a session failed.
@@ -358,7 +442,11 @@ impl Vm for MoveVm {
 
         let mut meter = DuetGasMeter::new(transaction.gas_limit - intrinsic);
         let outcome = self.with_instance(|vm| {
-            Self::run(vm, transaction, view, sender_balance, max_fee, &mut meter)
+            let work = match &transaction.payload {
+                MovePayload::EntryFunction(call) => Work::Entry(call),
+                MovePayload::ModuleBundle(modules) => Work::Publish(modules),
+            };
+            Self::run(vm, sender, work, view, sender_balance, max_fee, &mut meter)
         });
         let (status, effects) = match outcome {
             Ok(effects) => (MoveStatus::Success, Some(effects)),
@@ -412,13 +500,14 @@ impl Vm for MoveVm {
 }
 
 impl MoveVm {
-    /// Runs the payload in a session; on success, charges for what it writes.
+    /// Runs `work` in a session for `sender`; on success, charges for what it writes.
     fn run<View>(
         vm: &MoveVM,
-        transaction: &MoveTransaction,
+        sender: Address,
+        work: Work<'_>,
         view: &View,
         sender_balance: u128,
-        max_fee: u128,
+        reserved_fee: u128,
         meter: &mut DuetGasMeter,
     ) -> Result<Effects, Failure>
     where
@@ -427,11 +516,12 @@ impl MoveVm {
         let state: &StateView<'_> = view;
         let resolver = ViewResolver::new(state);
         let mut extensions = NativeContextExtensions::default();
-        extensions.add(StateNatives::new(state, transaction.sender, sender_balance, max_fee));
+        extensions.add(StateNatives::new(state, sender, sender_balance, reserved_fee));
         let mut session = vm.new_session_with_extensions(&resolver, extensions);
-        let sender = to_account_address(transaction.sender);
-        match &transaction.payload {
-            MovePayload::EntryFunction(call) => {
+        let signer = to_account_address(sender);
+        let mut return_values = Vec::new();
+        match work {
+            Work::Entry(call) | Work::Call(call) => {
                 let module = ModuleId::new(
                     to_account_address(call.module_address),
                     identifier(&call.module_name)?,
@@ -448,25 +538,38 @@ impl MoveVm {
                 let loaded = session.load_function(&module, &function, &type_arguments)?;
                 let mut arguments: Vec<Vec<u8>> = Vec::with_capacity(call.arguments.len() + 1);
                 if loaded.parameters.first().is_some_and(is_signer) {
-                    arguments.push(sender.to_vec());
+                    arguments.push(signer.to_vec());
                 }
                 arguments.extend(call.arguments.iter().cloned());
-                session.execute_entry_function(
-                    &module,
-                    &function,
-                    type_arguments,
-                    arguments,
-                    meter,
-                )?;
+                let returned = if matches!(work, Work::Entry(_)) {
+                    session.execute_entry_function(
+                        &module,
+                        &function,
+                        type_arguments,
+                        arguments,
+                        meter,
+                    )?
+                } else {
+                    ensure_callable(&resolver, &module, &function)?;
+                    session.execute_function_bypass_visibility(
+                        &module,
+                        &function,
+                        type_arguments,
+                        arguments,
+                        meter,
+                    )?
+                };
+                return_values =
+                    returned.return_values.into_iter().map(|(bytes, _layout)| bytes).collect();
             }
-            MovePayload::ModuleBundle(modules) => {
+            Work::Publish(modules) => {
                 let bytes: usize = modules.iter().map(Vec::len).sum();
                 meter.charge(
                     gas::MODULE
                         .saturating_mul(modules.len() as u64)
                         .saturating_add(gas::MODULE_BYTE.saturating_mul(bytes as u64)),
                 )?;
-                session.publish_module_bundle(modules.clone(), sender, meter)?;
+                session.publish_module_bundle(modules.to_vec(), signer, meter)?;
             }
         }
         let (changes, events, mut extensions) = session.finish_with_extensions()?;
@@ -491,7 +594,54 @@ impl MoveVm {
                 Ok(MoveEvent { type_tag: type_tag.to_string(), data })
             })
             .collect::<Result<Vec<_>, PartialVMError>>()?;
-        Ok(Effects { writes, balances: natives.balances, events })
+        Ok(Effects { writes, balances: natives.balances, events, return_values })
+    }
+}
+
+/// What a session runs.
+#[derive(Clone, Copy)]
+enum Work<'a> {
+    /// An entry function, called by a transaction.
+    Entry(&'a EntryFunction),
+    /// A public or entry function whose return values are wanted, called from the EVM.
+    Call(&'a EntryFunction),
+    /// A module bundle to publish.
+    Publish(&'a [Vec<u8>]),
+}
+
+/// Refuses a call from outside Move of a function that is neither `public` nor `entry`: a
+/// module's private and friend functions are reachable only as the module allows.
+fn ensure_callable(
+    resolver: &ViewResolver<'_>,
+    module: &ModuleId,
+    function: &Identifier,
+) -> Result<(), Failure> {
+    use move_binary_format::access::ModuleAccess;
+    use move_binary_format::file_format::Visibility;
+    use move_binary_format::CompiledModule;
+    use move_core_types::resolver::ModuleResolver;
+    let refused = || {
+        Failure::Vm(Box::new(
+            PartialVMError::new(StatusCode::EXECUTE_ENTRY_FUNCTION_CALLED_ON_NON_ENTRY_FUNCTION)
+                .with_message(format!("{module}::{function} is neither public nor entry"))
+                .finish(Location::Module(module.clone())),
+        ))
+    };
+    let bytes = resolver
+        .get_module(module)
+        .map_err(|error| Failure::Invalid(error.0))?
+        .ok_or_else(refused)?;
+    let compiled =
+        CompiledModule::deserialize(&bytes).map_err(|error| error.finish(Location::Undefined))?;
+    let callable = compiled.function_defs().iter().any(|definition| {
+        let handle = compiled.function_handle_at(definition.function);
+        compiled.identifier_at(handle.name) == function.as_ident_str()
+            && (definition.visibility == Visibility::Public || definition.is_entry)
+    });
+    if callable {
+        Ok(())
+    } else {
+        Err(refused())
     }
 }
 

@@ -18,7 +18,7 @@ mod state_value;
 pub use alloy_primitives::{keccak256, Address, Bytes, B256, KECCAK256_EMPTY, U256};
 pub use move_transaction::{
     EntryFunction, MovePayload, MoveTransaction, PayloadError, MAX_PAYLOAD_BYTES,
-    MOVE_ENTRY_ADDRESS,
+    MOVE_CALL_ADDRESS, MOVE_ENTRY_ADDRESS, MOVE_OVERLAY_ADDRESS,
 };
 pub use state_key::{StateKey, SystemKey};
 pub use state_value::StateValue;

@@ -31,6 +31,14 @@ use alloy_primitives::{address, Address};
 /// The address a signed Ethereum-style transaction is sent to for it to be a Move transaction.
 pub const MOVE_ENTRY_ADDRESS: Address = address!("0x000000000000000000000000000000000000d0e7");
 
+/// The Move call precompile: Solidity calls a Move function here (`IMove.call`).
+pub const MOVE_CALL_ADDRESS: Address = address!("0x000000000000000000000000000000000000d0e1");
+
+/// A reserved account, never part of the state, whose journaled storage inside an EVM
+/// transaction numbers the Move writes made through [`MOVE_CALL_ADDRESS`], so that reverting an
+/// EVM frame undoes them.
+pub const MOVE_OVERLAY_ADDRESS: Address = address!("0x000000000000000000000000000000000000d0e2");
+
 /// The largest payload accepted, in bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
 

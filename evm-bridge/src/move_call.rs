@@ -1,0 +1,396 @@
+//! The Move call precompile: Solidity calls a Move function and gets its return values back in
+//! the same call, synchronously and atomically.
+//!
+//! At [`MOVE_CALL_ADDRESS`], the precompile takes the ABI encoding of [`IMove::callCall`]
+//! (module address, module name, function name, type arguments in Move syntax, BCS-encoded
+//! arguments) and returns the function's BCS-encoded return values as an ABI `bytes[]`. The
+//! function must be `public` or `entry`; its `signer`, if it takes one, is `msg.sender`.
+//!
+//! One transaction, one overlay. The Move VM reads through a [`BridgeView`]: account headers
+//! and ETH balances come from revm's journal (so Move sees what EVM code did earlier in the
+//! transaction), Move resources from this transaction's earlier Move writes, then from the
+//! Block-STM view. Move's effects go back into revm's journal: ETH moves as journaled transfers,
+//! events as logs of the precompile, and each resource write as a journaled storage write of a
+//! reserved account ([`MOVE_OVERLAY_ADDRESS`]) whose slot for the resource holds the number of
+//! the write. When revm reverts a frame, it restores those slots with everything else, so the
+//! Move writes made inside the frame are undone too; at the end of the transaction the slots'
+//! final values say which writes survive ([`MoveOverlay::writes`]).
+//!
+//! Failures: a Move abort reverts the precompile call with `MoveAborted(location, code)`, any
+//! other Move failure with `MoveFailed(status, message)`; the Solidity caller can catch either
+//! like any failed call, and the Move effects are gone. Running out of gas halts the call
+//! (all gas passed to it is spent). `DELEGATECALL` and `CALLCODE` to the precompile, sending
+//! it ETH, and a `STATICCALL` of a function that changes anything are refused the same way.
+//! Move gas is EVM gas (the Move gas schedule is in EVM gas units): the call is charged exactly
+//! the Move VM's gas, out of the gas passed to the precompile.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use alloy_sol_types::{SolCall, SolError};
+use duet_block_stm::{Delta, ReadError, StorageError, TransactionView, WriteOp};
+use duet_move::{CallOutcome, MoveStatus, MoveVm};
+use duet_types::{
+    Address, Bytes, EntryFunction, StateKey, StateValue, B256, KECCAK256_EMPTY, MOVE_CALL_ADDRESS,
+    MOVE_OVERLAY_ADDRESS, U256,
+};
+use revm::context::{ContextTr, JournalTr};
+use revm::database_interface::WrapDatabaseRef;
+use revm::handler::{EthPrecompiles, PrecompileProvider};
+use revm::interpreter::{CallInputs, CallScheme, Gas, InstructionResult, InterpreterResult};
+use revm::primitives::{keccak256, AddressSet, Log};
+
+use crate::database::ViewDatabase;
+
+alloy_sol_types::sol! {
+    #[derive(Debug, PartialEq, Eq)]
+    /// The Move call precompile, as Solidity sees it.
+    interface IMove {
+        /// Calls `module::function<typeArguments>(arguments)` at `moduleAddress`, as
+        /// `msg.sender`; returns its BCS-encoded return values.
+        function call(
+            address moduleAddress,
+            string moduleName,
+            string functionName,
+            string[] typeArguments,
+            bytes[] arguments
+        ) external returns (bytes[] memory returnValues);
+
+        /// The Move function aborted with `code` in module `location`.
+        error MoveAborted(string location, uint64 code);
+
+        /// The Move call failed for another reason (`status` is the Move VM's status code).
+        error MoveFailed(string status, string message);
+    }
+}
+
+/// This transaction's Move writes made through the precompile, numbered in order.
+#[derive(Debug, Default)]
+pub struct MoveOverlay {
+    /// The overlay account's slot for each key written.
+    slots: HashMap<StateKey, U256>,
+    /// The key of each slot, in slot order (slot `i + 1` is `keys[i]`).
+    keys: Vec<StateKey>,
+    /// Every write's value, in write order (write `n` is `values[n - 1]`).
+    values: Vec<Option<StateValue>>,
+}
+
+impl MoveOverlay {
+    fn slot(&mut self, key: &StateKey) -> U256 {
+        if let Some(slot) = self.slots.get(key) {
+            return *slot;
+        }
+        self.keys.push(key.clone());
+        let slot = U256::from(self.keys.len());
+        self.slots.insert(key.clone(), slot);
+        slot
+    }
+
+    fn record(&mut self, value: Option<StateValue>) -> U256 {
+        self.values.push(value);
+        U256::from(self.values.len())
+    }
+
+    /// The surviving Move writes, given the overlay account's final storage (slot → write
+    /// number): a slot back at zero was reverted entirely.
+    #[must_use]
+    pub fn writes(
+        &self,
+        final_slots: impl Fn(U256) -> U256,
+    ) -> Vec<(StateKey, WriteOp<StateValue>)> {
+        let mut writes = Vec::new();
+        for (index, key) in self.keys.iter().enumerate() {
+            let number = final_slots(U256::from(index + 1));
+            let Ok(number) = usize::try_from(number) else { continue };
+            let Some(value) = number.checked_sub(1).and_then(|at| self.values.get(at)) else {
+                continue;
+            };
+            let write = match value {
+                Some(value) => WriteOp::Put(value.clone()),
+                None => WriteOp::Delete,
+            };
+            writes.push((key.clone(), write));
+        }
+        writes
+    }
+}
+
+/// revm's precompiles plus, with a Move VM, the Move call precompile.
+pub struct DuetPrecompiles {
+    eth: EthPrecompiles,
+    move_vm: Option<Arc<MoveVm>>,
+    addresses: AddressSet,
+    /// This transaction's Move writes.
+    pub overlay: MoveOverlay,
+}
+
+impl std::fmt::Debug for DuetPrecompiles {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("DuetPrecompiles")
+            .field("move_call", &self.move_vm.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DuetPrecompiles {
+    /// revm's precompiles for `spec`, and the Move call precompile if there is a `move_vm`.
+    #[must_use]
+    pub fn new(spec: revm::primitives::hardfork::SpecId, move_vm: Option<Arc<MoveVm>>) -> Self {
+        let eth = EthPrecompiles::new(spec);
+        let mut addresses = eth.warm_addresses().clone();
+        if move_vm.is_some() {
+            addresses.insert(MOVE_CALL_ADDRESS);
+        }
+        Self { eth, move_vm, addresses, overlay: MoveOverlay::default() }
+    }
+}
+
+impl<'view, View, CTX> PrecompileProvider<CTX> for DuetPrecompiles
+where
+    View: TransactionView<Key = StateKey, Value = StateValue> + 'view,
+    CTX: ContextTr<Db = WrapDatabaseRef<ViewDatabase<'view, View>>>,
+{
+    type Output = InterpreterResult;
+
+    fn set_spec(&mut self, spec: <CTX::Cfg as revm::context::Cfg>::Spec) -> bool {
+        let changed = <EthPrecompiles as PrecompileProvider<CTX>>::set_spec(&mut self.eth, spec);
+        if changed {
+            self.addresses = self.eth.warm_addresses().clone();
+            if self.move_vm.is_some() {
+                self.addresses.insert(MOVE_CALL_ADDRESS);
+            }
+        }
+        changed
+    }
+
+    fn run(
+        &mut self,
+        context: &mut CTX,
+        inputs: &CallInputs,
+    ) -> Result<Option<InterpreterResult>, String> {
+        match &self.move_vm {
+            Some(move_vm) if inputs.bytecode_address == MOVE_CALL_ADDRESS => {
+                let move_vm = Arc::clone(move_vm);
+                move_call(&move_vm, &mut self.overlay, context, inputs).map(Some)
+            }
+            _ => self.eth.run(context, inputs),
+        }
+    }
+
+    fn warm_addresses(&self) -> &AddressSet {
+        &self.addresses
+    }
+
+    fn contains(&self, address: &Address) -> bool {
+        self.addresses.contains(address)
+    }
+}
+
+/// Runs one call of the Move call precompile.
+fn move_call<'view, View, CTX>(
+    move_vm: &MoveVm,
+    overlay: &mut MoveOverlay,
+    context: &mut CTX,
+    inputs: &CallInputs,
+) -> Result<InterpreterResult, String>
+where
+    View: TransactionView<Key = StateKey, Value = StateValue> + 'view,
+    CTX: ContextTr<Db = WrapDatabaseRef<ViewDatabase<'view, View>>>,
+{
+    let gas_limit = inputs.gas_limit;
+    if context.db_ref().0.require_exact_balances() {
+        // Lazily loaded balances would show Move a stand-in: the executor runs the
+        // transaction again with exact balances.
+        return Err("a Move call needs exact balances".to_owned());
+    }
+    if !matches!(inputs.scheme, CallScheme::Call | CallScheme::StaticCall) {
+        return Ok(failed(
+            "CALL_SCHEME",
+            "call the Move precompile with CALL or STATICCALL",
+            0,
+            gas_limit,
+        ));
+    }
+    if !inputs.value.get().is_zero() {
+        return Ok(failed("VALUE", "the Move precompile takes no ETH", 0, gas_limit));
+    }
+    let input = inputs.input.bytes(context);
+    let Ok(request) = IMove::callCall::abi_decode(&input) else {
+        return Ok(failed("INVALID_INPUT", "calldata is not IMove.call(...)", 0, gas_limit));
+    };
+    let call = EntryFunction {
+        module_address: request.moduleAddress,
+        module_name: request.moduleName,
+        function: request.functionName,
+        type_arguments: request.typeArguments,
+        arguments: request.arguments.into_iter().map(|bytes| bytes.to_vec()).collect(),
+    };
+    let caller = inputs.caller;
+    let outcome = {
+        let view = BridgeView { context: RefCell::new(&mut *context), overlay: &*overlay };
+        view.load_overlay_account()?;
+        move_vm.call_function(&view, caller, &call, gas_limit).map_err(|error| error.to_string())?
+    };
+    let CallOutcome { status, gas_used, return_values, writes, credits, events } = outcome;
+    match status {
+        MoveStatus::Success => {}
+        MoveStatus::OutOfGas => {
+            let mut gas = Gas::new(gas_limit);
+            gas.spend_all();
+            return Ok(InterpreterResult::new(InstructionResult::PrecompileOOG, Bytes::new(), gas));
+        }
+        MoveStatus::Aborted { location, code } => {
+            let error = IMove::MoveAborted { location, code }.abi_encode();
+            return Ok(revert(error.into(), gas_used, gas_limit));
+        }
+        MoveStatus::Failed { status, message } => {
+            return Ok(failed(&status, &message, gas_used, gas_limit));
+        }
+    }
+    if inputs.is_static && !(writes.is_empty() && credits.is_empty() && events.is_empty()) {
+        return Ok(failed("STATIC_CALL", "a static call cannot change state", gas_used, gas_limit));
+    }
+    let journal = context.journal_mut();
+    for (to, amount) in credits {
+        let transfer =
+            journal.transfer(caller, to, U256::from(amount)).map_err(|error| error.to_string())?;
+        if let Some(error) = transfer {
+            // INVARIANT: the Move VM checked every debit against the caller's balance.
+            return Err(format!("a Move transfer the Move VM allowed failed: {error:?}"));
+        }
+    }
+    if !writes.is_empty() {
+        journal.load_account(MOVE_OVERLAY_ADDRESS).map_err(|error| error.to_string())?;
+        for (key, write) in writes {
+            let value = match write {
+                WriteOp::Put(value) => Some(value),
+                WriteOp::Delete => None,
+                WriteOp::Delta(_) => return Err("the Move VM wrote a delta".to_owned()),
+            };
+            let slot = overlay.slot(&key);
+            let number = overlay.record(value);
+            journal
+                .sstore(MOVE_OVERLAY_ADDRESS, slot, number)
+                .map_err(|error| error.to_string())?;
+        }
+    }
+    for event in events {
+        let topic = keccak256(event.type_tag.as_bytes());
+        journal.log(Log::new_unchecked(MOVE_CALL_ADDRESS, vec![topic], event.data.into()));
+    }
+    let output = IMove::callCall::abi_encode_returns(
+        &return_values.into_iter().map(Bytes::from).collect::<Vec<_>>(),
+    );
+    let mut gas = Gas::new(gas_limit);
+    // INVARIANT: the Move VM's meter never charges more than its limit.
+    let _ = gas.record_regular_cost(gas_used);
+    Ok(InterpreterResult::new(InstructionResult::Return, output.into(), gas))
+}
+
+/// A reverted call that spent `gas_used` and returns `MoveFailed(status, message)`.
+fn failed(status: &str, message: &str, gas_used: u64, gas_limit: u64) -> InterpreterResult {
+    let error =
+        IMove::MoveFailed { status: status.to_owned(), message: message.to_owned() }.abi_encode();
+    revert(error.into(), gas_used, gas_limit)
+}
+
+fn revert(output: Bytes, gas_used: u64, gas_limit: u64) -> InterpreterResult {
+    let mut gas = Gas::new(gas_limit);
+    let _ = gas.record_regular_cost(gas_used.min(gas_limit));
+    InterpreterResult::new(InstructionResult::Revert, output, gas)
+}
+
+/// The state as a Move call inside an EVM transaction sees it.
+struct BridgeView<'a, CTX> {
+    context: RefCell<&'a mut CTX>,
+    overlay: &'a MoveOverlay,
+}
+
+impl<'view, View, CTX> BridgeView<'_, CTX>
+where
+    View: TransactionView<Key = StateKey, Value = StateValue> + 'view,
+    CTX: ContextTr<Db = WrapDatabaseRef<ViewDatabase<'view, View>>>,
+{
+    fn load_overlay_account(&self) -> Result<(), String> {
+        let mut context = self.context.borrow_mut();
+        context
+            .journal_mut()
+            .load_account(MOVE_OVERLAY_ADDRESS)
+            .map_err(|error| error.to_string())?;
+        Ok(())
+    }
+
+    fn account(&self, address: Address) -> Result<(u64, B256, U256), ReadError> {
+        let mut context = self.context.borrow_mut();
+        let account = context.journal_mut().load_account(address).map_err(into_read_error)?;
+        let info = &account.data.info;
+        Ok((info.nonce, info.code_hash, info.balance))
+    }
+}
+
+fn into_read_error(error: crate::ViewDatabaseError) -> ReadError {
+    match error {
+        crate::ViewDatabaseError::Read(error) => error,
+        other @ crate::ViewDatabaseError::WrongKind(_) => {
+            ReadError::Storage(StorageError(Arc::new(other)))
+        }
+    }
+}
+
+impl<'view, View, CTX> TransactionView for BridgeView<'_, CTX>
+where
+    View: TransactionView<Key = StateKey, Value = StateValue> + 'view,
+    CTX: ContextTr<Db = WrapDatabaseRef<ViewDatabase<'view, View>>>,
+{
+    type Key = StateKey;
+    type Value = StateValue;
+
+    fn read(&self, key: &StateKey) -> Result<Option<StateValue>, ReadError> {
+        match key {
+            StateKey::Account(address) => {
+                let (nonce, code_hash, _) = self.account(*address)?;
+                Ok((nonce != 0 || code_hash != KECCAK256_EMPTY)
+                    .then_some(StateValue::Account { nonce, code_hash }))
+            }
+            StateKey::Balance(address) => {
+                let (_, _, balance) = self.account(*address)?;
+                let balance = u128::try_from(balance).map_err(|_| {
+                    ReadError::Storage(StorageError(Arc::new(crate::ViewDatabaseError::WrongKind(
+                        key.clone(),
+                    ))))
+                })?;
+                Ok((balance != 0).then_some(StateValue::Balance(balance)))
+            }
+            StateKey::MoveResource { .. } | StateKey::MoveModule { .. } => {
+                if let Some(slot) = self.overlay.slots.get(key) {
+                    let mut context = self.context.borrow_mut();
+                    let number = context
+                        .journal_mut()
+                        .sload(MOVE_OVERLAY_ADDRESS, *slot)
+                        .map_err(into_read_error)?
+                        .data;
+                    if let Some(value) = usize::try_from(number)
+                        .ok()
+                        .and_then(|number| number.checked_sub(1))
+                        .and_then(|at| self.overlay.values.get(at))
+                    {
+                        return Ok(value.clone());
+                    }
+                }
+                self.context.borrow().db_ref().0.view().read(key)
+            }
+            _ => self.context.borrow().db_ref().0.view().read(key),
+        }
+    }
+
+    fn delta_fits(&self, key: &StateKey, delta: Delta) -> Result<bool, ReadError> {
+        let value = match self.read(key)? {
+            None => 0,
+            Some(StateValue::Balance(balance)) => balance,
+            Some(_) => return Ok(false),
+        };
+        Ok(delta.apply(value).is_some())
+    }
+}

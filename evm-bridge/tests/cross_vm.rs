@@ -1,0 +1,342 @@
+//! Solidity calls Move through the Move call precompile: return values come back in the same
+//! call, Move writes are undone with the EVM frame that made them, a Move abort is a failed call
+//! the caller can catch, and ETH moved by Move is what `BALANCE` sees. Every block runs
+//! sequentially and in parallel (2 and 4 threads), and the outputs must be identical.
+
+#![allow(non_snake_case)] // Bindings take the Solidity parameter names.
+
+#[path = "../testkit/mod.rs"]
+mod testkit;
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use alloy_sol_types::{SolCall, SolError};
+use duet_block_stm::{execute_sequential, BlockExecutor, ExecutorConfig, TransactionResult};
+use duet_evm::{EvmVm, IMove, Receipt};
+use duet_move::MoveVm;
+use duet_types::{Address, Bytes, StateKey, StateValue, MOVE_CALL_ADDRESS, U256};
+use revm::context::result::{ExecutionResult, Output};
+use revm::context::{BlockEnv, TxEnv};
+use revm::primitives::TxKind;
+use testkit::{artifact_bytecode, user, MemoryState, CHAIN_ID, FEE_VAULT, ONE_ETH};
+
+alloy_sol_types::sol! {
+    #[allow(missing_docs)]
+    contract MoveCaller {
+        function failures() external view returns (uint256);
+        function lastError() external view returns (bytes);
+        function callMove(address module, string name, string functionName, bytes[] arguments) external returns (bytes[]);
+        function callThenRevert(address module, string name, string functionName, bytes[] arguments) external;
+        function callInRevertedFrame(address module, string name, string functionName, bytes[] arguments) external returns (bool);
+        function tryCallMove(address module, string name, string functionName, bytes[] arguments) external returns (bool);
+        function viewMove(address module, string name, string functionName, bytes[] arguments) external view returns (bytes[]);
+        function balanceOf(address who) external view returns (uint256);
+    }
+}
+
+/// Where the example Move module (`move-executor/testkit/example.move`) is published.
+const PUBLISHER: Address = Address::repeat_byte(0xe1);
+
+struct Chain {
+    state: MemoryState,
+    move_vm: Arc<MoveVm>,
+    nonces: std::collections::BTreeMap<Address, u64>,
+    number: u64,
+}
+
+impl Chain {
+    fn new() -> Self {
+        let mut state = MemoryState::default();
+        state.0.extend(duet_move::genesis_state());
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../move-executor/testkit/example.move");
+        let publisher = PUBLISHER.to_string();
+        for (name, bytes) in duet_move::compiler::compile_package(
+            vec![example.to_string_lossy().into_owned()],
+            &[("example", publisher.as_str())],
+        )
+        .expect("the example compiles")
+        {
+            let key = StateKey::MoveModule { address: PUBLISHER, name: name.into() };
+            state.0.insert(key, StateValue::Bytes(bytes.into()));
+        }
+        for index in 0..4 {
+            state.0.insert(StateKey::Balance(user(index)), StateValue::Balance(1_000 * ONE_ETH));
+        }
+        Self {
+            state,
+            move_vm: Arc::new(MoveVm::new(FEE_VAULT)),
+            nonces: std::collections::BTreeMap::new(),
+            number: 1,
+        }
+    }
+
+    fn vm(&self) -> EvmVm {
+        let block = BlockEnv {
+            number: U256::from(self.number),
+            timestamp: U256::from(1_700_000_000 + self.number),
+            beneficiary: FEE_VAULT,
+            gas_limit: 1_000_000_000,
+            basefee: 1_000_000_000,
+            ..BlockEnv::default()
+        };
+        EvmVm::new(CHAIN_ID, block).with_move(Arc::clone(&self.move_vm))
+    }
+
+    fn tx(&mut self, from: Address, kind: TxKind, data: Vec<u8>) -> TxEnv {
+        let nonce = self.nonces.entry(from).or_default();
+        *nonce += 1;
+        TxEnv {
+            caller: from,
+            kind,
+            data: Bytes::from(data),
+            gas_limit: 3_000_000,
+            gas_price: 2_000_000_000,
+            gas_priority_fee: Some(1_000_000_000),
+            tx_type: 2,
+            nonce: *nonce - 1,
+            chain_id: Some(CHAIN_ID),
+            ..TxEnv::default()
+        }
+    }
+
+    fn deploy_caller(&mut self, from: Address) -> Address {
+        let nonce = self.nonces.get(&from).copied().unwrap_or(0);
+        let tx = self.tx(from, TxKind::Create, artifact_bytecode("MoveCaller"));
+        let receipts = self.run(&[tx]);
+        assert!(receipts[0].is_success(), "MoveCaller deploys: {:?}", receipts[0]);
+        from.create(nonce)
+    }
+
+    /// Executes a block sequentially and in parallel, checks they agree, applies it.
+    fn run(&mut self, block: &[TxEnv]) -> Vec<Receipt> {
+        let vm = self.vm();
+        let sequential = execute_sequential(&vm, block, &self.state).expect("the block executes");
+        for threads in [2, 4] {
+            let config = ExecutorConfig {
+                min_parallel_block: 2,
+                contention_fallback: None,
+                ..ExecutorConfig::with_threads(NonZeroUsize::new(threads).unwrap())
+            };
+            let parallel = BlockExecutor::new(&vm, config).execute_block(block, &self.state);
+            assert!(parallel.as_ref() == Ok(&sequential), "parallel ({threads}) differs");
+        }
+        for (key, value) in sequential.state_updates {
+            match value {
+                Some(value) => self.state.0.insert(key, value),
+                None => self.state.0.remove(&key),
+            };
+        }
+        self.number += 1;
+        sequential
+            .results
+            .into_iter()
+            .map(|result| match result {
+                TransactionResult::Executed(receipt) => receipt,
+                other => panic!("not executed: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// The BCS bytes of `owner`'s `counter::Counter`, if it has one.
+    fn counter(&self, owner: Address) -> Option<Vec<u8>> {
+        let tag = format!("{PUBLISHER}::counter::Counter");
+        let tag = move_core_types::parser::parse_struct_tag(&tag).unwrap();
+        match self.state.0.get(&duet_move::resolver::resource_key(owner, &tag)) {
+            Some(StateValue::Bytes(bytes)) => Some(bytes.to_vec()),
+            _ => None,
+        }
+    }
+
+    fn balance(&self, address: Address) -> u128 {
+        match self.state.0.get(&StateKey::Balance(address)) {
+            Some(StateValue::Balance(balance)) => *balance,
+            _ => 0,
+        }
+    }
+}
+
+fn output(receipt: &Receipt) -> &Bytes {
+    match receipt {
+        ExecutionResult::Success { output: Output::Call(bytes), .. } => bytes,
+        other => panic!("not a successful call: {other:?}"),
+    }
+}
+
+fn counter_call(function: &str, arguments: Vec<Vec<u8>>) -> (Address, String, String, Vec<Bytes>) {
+    (
+        PUBLISHER,
+        "counter".to_owned(),
+        function.to_owned(),
+        arguments.into_iter().map(Bytes::from).collect(),
+    )
+}
+
+fn call_move(function: &str, arguments: Vec<Vec<u8>>) -> Vec<u8> {
+    let (module, name, functionName, arguments) = counter_call(function, arguments);
+    MoveCaller::callMoveCall { module, name, functionName, arguments }.abi_encode()
+}
+
+#[test]
+fn solidity_calls_move_and_uses_the_return_value() {
+    let mut chain = Chain::new();
+    let caller = chain.deploy_caller(user(0));
+    let increment = chain.tx(user(0), TxKind::Call(caller), call_move("increment", vec![]));
+    let again = chain.tx(user(1), TxKind::Call(caller), call_move("increment", vec![]));
+    let read = chain.tx(
+        user(2),
+        TxKind::Call(caller),
+        call_move("value", vec![bcs::to_bytes(&caller.0 .0).unwrap()]),
+    );
+    let receipts = chain.run(&[increment, again, read]);
+    // The signer is msg.sender: the contract, whoever called it.
+    assert_eq!(chain.counter(caller), Some(2u64.to_le_bytes().to_vec()));
+    let returned = MoveCaller::callMoveCall::abi_decode_returns(output(&receipts[2])).unwrap();
+    assert_eq!(returned, vec![Bytes::from(2u64.to_le_bytes().to_vec())]);
+    assert!(receipts.iter().all(|receipt| receipt.tx_gas_used() > 21_000));
+}
+
+#[test]
+fn an_account_calls_the_precompile_directly() {
+    let mut chain = Chain::new();
+    let (moduleAddress, moduleName, function, arguments) = counter_call("increment", vec![]);
+    let data = IMove::callCall {
+        moduleAddress,
+        moduleName,
+        functionName: function,
+        typeArguments: vec![],
+        arguments,
+    }
+    .abi_encode();
+    let tx = chain.tx(user(3), TxKind::Call(MOVE_CALL_ADDRESS), data);
+    let receipts = chain.run(&[tx]);
+    assert_eq!(
+        IMove::callCall::abi_decode_returns(output(&receipts[0])).unwrap(),
+        Vec::<Bytes>::new()
+    );
+    assert_eq!(chain.counter(user(3)), Some(1u64.to_le_bytes().to_vec()));
+}
+
+#[test]
+fn a_reverted_frame_undoes_the_move_writes_made_inside_it() {
+    let mut chain = Chain::new();
+    let caller = chain.deploy_caller(user(0));
+    let (module, name, functionName, arguments) = counter_call("increment", vec![]);
+    let whole = MoveCaller::callThenRevertCall {
+        module,
+        name: name.clone(),
+        functionName: functionName.clone(),
+        arguments: arguments.clone(),
+    }
+    .abi_encode();
+    let inner =
+        MoveCaller::callInRevertedFrameCall { module, name, functionName, arguments }.abi_encode();
+    let whole = chain.tx(user(0), TxKind::Call(caller), whole);
+    let inner = chain.tx(user(1), TxKind::Call(caller), inner);
+    let receipts = chain.run(&[whole, inner]);
+    assert!(matches!(receipts[0], ExecutionResult::Revert { .. }), "{:?}", receipts[0]);
+    assert!(receipts[1].is_success(), "the outer frame goes on: {:?}", receipts[1]);
+    assert_eq!(chain.counter(caller), None, "no Move write survives a reverted frame");
+    let failures =
+        chain.tx(user(2), TxKind::Call(caller), MoveCaller::failuresCall {}.abi_encode());
+    let receipts = chain.run(&[failures]);
+    assert_eq!(U256::from_be_slice(output(&receipts[0])), U256::from(1));
+}
+
+#[test]
+fn a_move_abort_is_a_failed_call_the_caller_catches() {
+    let mut chain = Chain::new();
+    let caller = chain.deploy_caller(user(0));
+    let (module, name, functionName, arguments) =
+        counter_call("fail", vec![bcs::to_bytes(&42u64).unwrap()]);
+    let data = MoveCaller::tryCallMoveCall { module, name, functionName, arguments }.abi_encode();
+    let try_call = chain.tx(user(0), TxKind::Call(caller), data);
+    let last_error =
+        chain.tx(user(1), TxKind::Call(caller), MoveCaller::lastErrorCall {}.abi_encode());
+    let receipts = chain.run(&[try_call, last_error]);
+    assert!(!MoveCaller::tryCallMoveCall::abi_decode_returns(output(&receipts[0])).unwrap());
+    let reason = MoveCaller::lastErrorCall::abi_decode_returns(output(&receipts[1])).unwrap();
+    let aborted = IMove::MoveAborted::abi_decode(&reason).expect("MoveAborted(location, code)");
+    assert_eq!(aborted.code, 42);
+    assert_eq!(aborted.location, format!("{PUBLISHER}::counter"));
+
+    // Unknown functions and bad arguments fail the same way, with the Move VM's status.
+    for (function, arguments) in
+        [("missing", vec![]), ("fail", vec![vec![1, 2, 3]]), ("increment", vec![vec![0]])]
+    {
+        let (module, name, functionName, arguments) = counter_call(function, arguments);
+        let data =
+            MoveCaller::tryCallMoveCall { module, name, functionName, arguments }.abi_encode();
+        let try_call = chain.tx(user(0), TxKind::Call(caller), data);
+        let last_error =
+            chain.tx(user(1), TxKind::Call(caller), MoveCaller::lastErrorCall {}.abi_encode());
+        let receipts = chain.run(&[try_call, last_error]);
+        assert!(!MoveCaller::tryCallMoveCall::abi_decode_returns(output(&receipts[0])).unwrap());
+        let reason = MoveCaller::lastErrorCall::abi_decode_returns(output(&receipts[1])).unwrap();
+        let failed = IMove::MoveFailed::abi_decode(&reason).expect("MoveFailed(status, message)");
+        assert!(!failed.status.is_empty(), "{function}: {}", failed.message);
+    }
+    assert_eq!(chain.counter(caller), None);
+}
+
+#[test]
+fn a_static_call_reads_move_but_cannot_write() {
+    let mut chain = Chain::new();
+    let caller = chain.deploy_caller(user(0));
+    let increment = chain.tx(user(0), TxKind::Call(caller), call_move("increment", vec![]));
+    chain.run(&[increment]);
+    let (module, name, functionName, arguments) =
+        counter_call("value", vec![bcs::to_bytes(&caller.0 .0).unwrap()]);
+    let read = MoveCaller::viewMoveCall { module, name, functionName, arguments }.abi_encode();
+    let (module, name, functionName, arguments) = counter_call("increment", vec![]);
+    let write = MoveCaller::viewMoveCall { module, name, functionName, arguments }.abi_encode();
+    let read = chain.tx(user(1), TxKind::Call(caller), read);
+    let write = chain.tx(user(2), TxKind::Call(caller), write);
+    let receipts = chain.run(&[read, write]);
+    let returned = MoveCaller::viewMoveCall::abi_decode_returns(output(&receipts[0])).unwrap();
+    assert_eq!(returned, vec![Bytes::from(1u64.to_le_bytes().to_vec())]);
+    let ExecutionResult::Revert { output, .. } = &receipts[1] else {
+        panic!("a static call that writes reverts: {:?}", receipts[1])
+    };
+    let failed = IMove::MoveFailed::abi_decode(output).unwrap();
+    assert_eq!(failed.status, "STATIC_CALL");
+    assert_eq!(chain.counter(caller), Some(1u64.to_le_bytes().to_vec()));
+}
+
+#[test]
+fn eth_moved_by_move_is_what_the_evm_sees_in_the_same_block() {
+    let mut chain = Chain::new();
+    let caller = chain.deploy_caller(user(0));
+    let recipient = Address::repeat_byte(0x77);
+    let amount: u128 = 5 * ONE_ETH;
+    let (moduleAddress, moduleName, function, arguments) = counter_call(
+        "pay",
+        vec![
+            bcs::to_bytes(&recipient.0 .0).unwrap(),
+            bcs::to_bytes(&amount).unwrap(),
+            bcs::to_bytes(&false).unwrap(),
+        ],
+    );
+    let pay = IMove::callCall {
+        moduleAddress,
+        moduleName,
+        functionName: function,
+        typeArguments: vec![],
+        arguments,
+    }
+    .abi_encode();
+    let pay = chain.tx(user(1), TxKind::Call(MOVE_CALL_ADDRESS), pay);
+    let look = chain.tx(
+        user(2),
+        TxKind::Call(caller),
+        MoveCaller::balanceOfCall { who: recipient }.abi_encode(),
+    );
+    let before = chain.balance(user(1));
+    let receipts = chain.run(&[pay, look]);
+    assert!(receipts[0].is_success(), "{:?}", receipts[0]);
+    assert_eq!(U256::from_be_slice(output(&receipts[1])), U256::from(amount));
+    assert_eq!(chain.balance(recipient), amount);
+    let fee = u128::from(receipts[0].tx_gas_used()) * 2_000_000_000;
+    assert_eq!(chain.balance(user(1)), before - amount - fee);
+}
