@@ -17,6 +17,9 @@
 //! account that cannot observe its own balance during a transaction (no code, not the sender)
 //! is credited with a commutative delta instead of a read-modify-write (see [`database`]), so
 //! paying fees and receiving transfers never makes transactions conflict.
+//!
+//! With a Move VM ([`EvmVm::with_move`]), Solidity calls Move through the Move call precompile
+//! ([`move_call`]), synchronously and atomically with the EVM frame that calls it.
 
 mod convert;
 pub mod database;
