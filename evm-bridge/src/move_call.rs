@@ -120,7 +120,9 @@ impl MoveOverlay {
 pub struct DuetPrecompiles {
     eth: EthPrecompiles,
     move_vm: Option<Arc<MoveVm>>,
-    addresses: AddressSet,
+    /// revm's precompile addresses plus the Move call precompile's, when there is a Move VM
+    /// (without one, revm's own set serves, and nothing is copied per transaction).
+    addresses: Option<AddressSet>,
     /// This transaction's Move writes.
     pub overlay: MoveOverlay,
 }
@@ -139,10 +141,7 @@ impl DuetPrecompiles {
     #[must_use]
     pub fn new(spec: revm::primitives::hardfork::SpecId, move_vm: Option<Arc<MoveVm>>) -> Self {
         let eth = EthPrecompiles::new(spec);
-        let mut addresses = eth.warm_addresses().clone();
-        if move_vm.is_some() {
-            addresses.insert(MOVE_CALL_ADDRESS);
-        }
+        let addresses = move_vm.as_ref().map(|_| with_move_call(eth.warm_addresses()));
         Self { eth, move_vm, addresses, overlay: MoveOverlay::default() }
     }
 }
@@ -156,11 +155,8 @@ where
 
     fn set_spec(&mut self, spec: <CTX::Cfg as revm::context::Cfg>::Spec) -> bool {
         let changed = <EthPrecompiles as PrecompileProvider<CTX>>::set_spec(&mut self.eth, spec);
-        if changed {
-            self.addresses = self.eth.warm_addresses().clone();
-            if self.move_vm.is_some() {
-                self.addresses.insert(MOVE_CALL_ADDRESS);
-            }
+        if changed && self.move_vm.is_some() {
+            self.addresses = Some(with_move_call(self.eth.warm_addresses()));
         }
         changed
     }
@@ -180,12 +176,21 @@ where
     }
 
     fn warm_addresses(&self) -> &AddressSet {
-        &self.addresses
+        self.addresses.as_ref().unwrap_or_else(|| self.eth.warm_addresses())
     }
 
     fn contains(&self, address: &Address) -> bool {
-        self.addresses.contains(address)
+        match &self.addresses {
+            Some(addresses) => addresses.contains(address),
+            None => self.eth.contains(address),
+        }
     }
+}
+
+fn with_move_call(eth: &AddressSet) -> AddressSet {
+    let mut addresses = eth.clone();
+    addresses.insert(MOVE_CALL_ADDRESS);
+    addresses
 }
 
 /// Runs one call of the Move call precompile.
