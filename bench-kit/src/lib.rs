@@ -1,7 +1,10 @@
 //! What Duet's benchmarks share: a deterministic generator for their blocks, medians, the paired
-//! ratio of sequential and parallel runs, and the machine's ceiling (two runs at once).
+//! ratio of sequential and parallel runs, the machine's ceiling (two runs at once), and the
+//! Block-STM paper's peer-to-peer matrix ([`p2p`]).
 //!
 //! Benchmark and test code only; no crate of the node depends on it.
+
+pub mod p2p;
 
 use std::time::{Duration, Instant};
 

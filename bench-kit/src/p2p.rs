@@ -1,0 +1,234 @@
+//! The Block-STM paper's peer-to-peer matrix, shared by the benchmarks that run it: the command
+//! line, the configurations, the timed runs and the printed figures.
+//!
+//! Options: `--json` (one JSON object per configuration per line), `--runs N`, `--threads N`,
+//! `--accounts N` and `--txs N` (one row or column of the matrix), `--ceiling` (also two
+//! sequential executions at once: what the machine allows), `--only seq|par` (time only one
+//! executor, for profiling).
+
+use std::time::Instant;
+
+use crate::{median, paired_ratio, two_at_once};
+
+/// Accounts in the matrix.
+pub const ACCOUNTS: [u64; 5] = [2, 10, 100, 1000, 10_000];
+/// Block sizes in the matrix.
+pub const BLOCK_SIZES: [usize; 2] = [1000, 10_000];
+/// Untimed runs first: the first runs of a process pay for page faults and allocator growth
+/// that a long-running node pays once.
+const WARM_UP_RUNS: usize = 5;
+
+/// Which executor to time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Only {
+    /// Only the sequential executor.
+    Sequential,
+    /// Only Block-STM.
+    Parallel,
+}
+
+/// A p2p benchmark's command line.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// One JSON object per configuration per line instead of a table.
+    pub json: bool,
+    /// Also measure two sequential executions at once on two threads.
+    pub ceiling: bool,
+    /// Only this many accounts (all when `None`).
+    pub accounts: Option<u64>,
+    /// Only blocks of this size (all when `None`).
+    pub txs: Option<usize>,
+    /// Timed runs per configuration.
+    pub runs: usize,
+    /// Block-STM's worker threads.
+    pub threads: usize,
+    /// Time only one executor.
+    pub only: Option<Only>,
+}
+
+impl Options {
+    /// The process's command line, with `runs` timed runs unless it says otherwise. `extra` is
+    /// offered every flag that is not a common one, with the remaining arguments, and says
+    /// whether it took it; anything else is ignored (`cargo bench` passes `--bench`).
+    ///
+    /// # Panics
+    /// If a flag's value is missing or not a number (or, for `--only`, not `seq` or `par`).
+    #[must_use]
+    pub fn from_args(
+        runs: usize,
+        mut extra: impl FnMut(&str, &mut dyn Iterator<Item = String>) -> bool,
+    ) -> Self {
+        let mut options = Self {
+            json: false,
+            ceiling: false,
+            accounts: None,
+            txs: None,
+            runs,
+            threads: 2,
+            only: None,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut number = |flag: &str| -> u64 {
+                args.next()
+                    .and_then(|value| value.parse().ok())
+                    .unwrap_or_else(|| panic!("{flag} N"))
+            };
+            match arg.as_str() {
+                "--json" => options.json = true,
+                "--ceiling" => options.ceiling = true,
+                "--accounts" => options.accounts = Some(number("--accounts")),
+                "--txs" => options.txs = Some(number("--txs") as usize),
+                "--runs" => options.runs = number("--runs") as usize,
+                "--threads" => options.threads = number("--threads") as usize,
+                "--only" => {
+                    options.only = match args.next().as_deref() {
+                        Some("seq") => Some(Only::Sequential),
+                        Some("par") => Some(Only::Parallel),
+                        _ => panic!("--only seq|par"),
+                    }
+                }
+                flag => {
+                    extra(flag, &mut args);
+                }
+            }
+        }
+        options
+    }
+
+    /// The configurations to run, as (block size, accounts), in the order they are printed.
+    #[must_use]
+    pub fn configurations(&self) -> Vec<(usize, u64)> {
+        BLOCK_SIZES
+            .iter()
+            .filter(|size| self.txs.is_none_or(|only| only == **size))
+            .flat_map(|&size| {
+                ACCOUNTS
+                    .iter()
+                    .filter(|count| self.accounts.is_none_or(|only| only == **count))
+                    .map(move |&accounts| (size, accounts))
+            })
+            .collect()
+    }
+
+    /// Prints the title and the table's header, unless the output is JSON.
+    pub fn print_header(&self, title: &str) {
+        if self.json {
+            return;
+        }
+        println!("{title}, {} worker threads, median of {} runs", self.threads, self.runs);
+        println!(
+            "{:>8} {:>7} {:>12} {:>12} {:>7} {:>9} {:>10}",
+            "accounts", "txs", "seq tx/s", "par tx/s", "ratio", "execs/tx", "fallback"
+        );
+        if self.ceiling {
+            println!(
+                "(last column: two sequential runs at once on two threads, the machine's ceiling)"
+            );
+        }
+    }
+
+    /// Times `sequential` and `parallel` (each executes the block of `block_size` transactions
+    /// once) after the warm-up runs, in pairs, and the ceiling if asked.
+    pub fn measure(
+        &self,
+        block_size: usize,
+        sequential: impl Fn() -> bool + Sync,
+        parallel: impl Fn() -> bool,
+    ) -> Figures {
+        for _ in 0..WARM_UP_RUNS {
+            std::hint::black_box(sequential());
+            std::hint::black_box(parallel());
+        }
+        let mut sequential_times = Vec::with_capacity(self.runs);
+        let mut parallel_times = Vec::with_capacity(self.runs);
+        for _ in 0..self.runs {
+            let start = Instant::now();
+            if self.only != Some(Only::Parallel) {
+                std::hint::black_box(sequential());
+            }
+            sequential_times.push(start.elapsed());
+            let start = Instant::now();
+            if self.only != Some(Only::Sequential) {
+                std::hint::black_box(parallel());
+            }
+            parallel_times.push(start.elapsed());
+        }
+        let ceiling_tps = self
+            .ceiling
+            .then(|| 2.0 * block_size as f64 / two_at_once(self.runs, &sequential).as_secs_f64());
+        Figures {
+            ratio: paired_ratio(&sequential_times, &parallel_times),
+            sequential_tps: block_size as f64 / median(sequential_times).as_secs_f64(),
+            parallel_tps: block_size as f64 / median(parallel_times).as_secs_f64(),
+            ceiling_tps,
+        }
+    }
+}
+
+/// What [`Options::measure`] found.
+#[derive(Clone, Copy, Debug)]
+pub struct Figures {
+    /// Median sequential tx/s.
+    pub sequential_tps: f64,
+    /// Median parallel tx/s.
+    pub parallel_tps: f64,
+    /// Median of the per-run ratios sequential time / parallel time.
+    pub ratio: f64,
+    /// Two sequential executions at once, in tx/s, if measured.
+    pub ceiling_tps: Option<f64>,
+}
+
+/// How a parallel run of the block went: executions per transaction, and where the block was
+/// handed to the sequential executor, if it was.
+#[derive(Clone, Copy, Debug)]
+pub struct RunStats {
+    /// Executions per transaction (1.0: nothing ran twice).
+    pub executions_per_txn: f64,
+    /// The transaction the contention hand-over started at.
+    pub sequential_from: Option<usize>,
+}
+
+impl Figures {
+    /// Prints one configuration: a table row, or with `--json` one JSON object made of
+    /// `fields` (the workload's own: its name, its parameters) and the common figures.
+    ///
+    /// # Panics
+    /// If `fields` is not a JSON object.
+    pub fn print(
+        &self,
+        options: &Options,
+        (block_size, accounts): (usize, u64),
+        stats: RunStats,
+        fields: serde_json::Value,
+    ) {
+        let round3 = |value: f64| (value * 1000.0).round() / 1000.0;
+        if options.json {
+            let serde_json::Value::Object(mut object) = fields else {
+                panic!("the workload's fields are a JSON object")
+            };
+            object.extend([
+                ("accounts".to_owned(), accounts.into()),
+                ("txs".to_owned(), block_size.into()),
+                ("threads".to_owned(), options.threads.into()),
+                ("runs".to_owned(), options.runs.into()),
+                ("seq_tps".to_owned(), self.sequential_tps.round().into()),
+                ("par_tps".to_owned(), self.parallel_tps.round().into()),
+                ("ratio".to_owned(), round3(self.ratio).into()),
+                ("executions_per_txn".to_owned(), round3(stats.executions_per_txn).into()),
+                ("sequential_from".to_owned(), stats.sequential_from.into()),
+                ("ceiling_tps".to_owned(), self.ceiling_tps.map(f64::round).into()),
+            ]);
+            println!("{}", serde_json::Value::Object(object));
+        } else {
+            let Self { sequential_tps, parallel_tps, ratio, .. } = *self;
+            let executions = stats.executions_per_txn;
+            let fallback =
+                stats.sequential_from.map_or("-".to_owned(), |from| format!("at {from}"));
+            let ceiling = self.ceiling_tps.map_or(String::new(), |tps| format!(" {tps:>12.0}"));
+            println!(
+                "{accounts:>8} {block_size:>7} {sequential_tps:>12.0} {parallel_tps:>12.0} {ratio:>7.2} {executions:>9.2} {fallback:>10}{ceiling}"
+            );
+        }
+    }
+}
