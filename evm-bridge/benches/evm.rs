@@ -26,14 +26,15 @@ use duet_block_stm::{
     execute_sequential, BlockExecutor, ExecutionStats, ExecutorConfig, TransactionResult,
 };
 use duet_evm::{recover_block, EvmVm};
-use duet_types::{keccak256, Address, Bytes, U256};
-use revm::context::{BlockEnv, TxEnv};
+use duet_types::{keccak256, Address, U256};
+use revm::context::TxEnv;
 use revm::database::{CacheDB, EmptyDB};
 use revm::primitives::TxKind;
 use revm::state::AccountInfo;
 use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
 use testkit::{
-    artifact_bytecode, plain_state, user, MemoryState, Pair, Token, CHAIN_ID, FEE_VAULT, ONE_ETH,
+    artifact_bytecode, block_env, plain_state, tx_env, user, MemoryState, Pair, Token, CHAIN_ID,
+    FEE_VAULT, ONE_ETH,
 };
 
 /// The allocator a Duet node runs with.
@@ -92,17 +93,6 @@ fn options() -> Options {
     options
 }
 
-fn block_env(number: u64) -> BlockEnv {
-    BlockEnv {
-        number: U256::from(number),
-        timestamp: U256::from(1_700_000_000 + number),
-        beneficiary: FEE_VAULT,
-        gas_limit: u64::MAX / 2,
-        basefee: 1_000_000_000,
-        ..BlockEnv::default()
-    }
-}
-
 fn transaction(
     from: Address,
     to: Address,
@@ -111,19 +101,7 @@ fn transaction(
     data: Vec<u8>,
     gas: u64,
 ) -> TxEnv {
-    TxEnv {
-        caller: from,
-        kind: TxKind::Call(to),
-        value: U256::from(value),
-        data: Bytes::from(data),
-        gas_limit: gas,
-        gas_price: 2_000_000_000,
-        gas_priority_fee: Some(1_000_000_000),
-        tx_type: 2,
-        nonce,
-        chain_id: Some(CHAIN_ID),
-        ..TxEnv::default()
-    }
+    tx_env(from, nonce, TxKind::Call(to), value, data, gas)
 }
 
 /// A chain where `senders` accounts hold ETH and both tokens of a funded pair, and have approved

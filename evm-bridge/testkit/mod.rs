@@ -6,8 +6,10 @@
 use alloy_sol_types::sol;
 use duet_block_stm::{Storage, StorageError};
 use duet_evm::EVM_EMPTY_CODE_HASH;
-use duet_types::{Address, StateKey, StateValue, B256};
+use duet_types::{Address, Bytes, StateKey, StateValue, B256, U256};
+use revm::context::{BlockEnv, TxEnv};
 use revm::database::{CacheDB, EmptyDB};
+use revm::primitives::TxKind;
 
 sol! {
     #[allow(missing_docs)]
@@ -51,6 +53,46 @@ pub const CHAIN_ID: u64 = 42_069;
 pub const FEE_VAULT: Address = Address::repeat_byte(0xfe);
 /// One ether in wei.
 pub const ONE_ETH: u128 = 1_000_000_000_000_000_000;
+
+/// The gas price of test and benchmark transactions: the base fee plus a 1 gwei tip.
+pub const GAS_PRICE: u128 = 2_000_000_000;
+
+/// The environment of test or benchmark block `number`: the fee vault as beneficiary, a 1 gwei
+/// base fee.
+pub fn block_env(number: u64) -> BlockEnv {
+    BlockEnv {
+        number: U256::from(number),
+        timestamp: U256::from(1_700_000_000 + number),
+        beneficiary: FEE_VAULT,
+        gas_limit: 1_000_000_000,
+        basefee: 1_000_000_000,
+        ..BlockEnv::default()
+    }
+}
+
+/// An EIP-1559 transaction of the test chain, paying [`GAS_PRICE`].
+pub fn tx_env(
+    from: Address,
+    nonce: u64,
+    kind: TxKind,
+    value: u128,
+    data: Vec<u8>,
+    gas_limit: u64,
+) -> TxEnv {
+    TxEnv {
+        caller: from,
+        kind,
+        value: U256::from(value),
+        data: Bytes::from(data),
+        gas_limit,
+        gas_price: GAS_PRICE,
+        gas_priority_fee: Some(1_000_000_000),
+        tx_type: 2,
+        nonce,
+        chain_id: Some(CHAIN_ID),
+        ..TxEnv::default()
+    }
+}
 
 /// The creation bytecode of a contract compiled into `contracts/artifacts`.
 pub fn artifact_bytecode(name: &str) -> Vec<u8> {

@@ -17,9 +17,12 @@ use duet_evm::{EvmVm, IMove, Receipt};
 use duet_move::MoveVm;
 use duet_types::{Address, Bytes, StateKey, StateValue, MOVE_CALL_ADDRESS, U256};
 use revm::context::result::{ExecutionResult, Output};
-use revm::context::{BlockEnv, TxEnv};
+use revm::context::TxEnv;
 use revm::primitives::TxKind;
-use testkit::{artifact_bytecode, user, MemoryState, CHAIN_ID, FEE_VAULT, ONE_ETH};
+use testkit::{
+    artifact_bytecode, block_env, tx_env, user, MemoryState, CHAIN_ID, FEE_VAULT, GAS_PRICE,
+    ONE_ETH,
+};
 
 alloy_sol_types::sol! {
     #[allow(missing_docs)]
@@ -73,32 +76,13 @@ impl Chain {
     }
 
     fn vm(&self) -> EvmVm {
-        let block = BlockEnv {
-            number: U256::from(self.number),
-            timestamp: U256::from(1_700_000_000 + self.number),
-            beneficiary: FEE_VAULT,
-            gas_limit: 1_000_000_000,
-            basefee: 1_000_000_000,
-            ..BlockEnv::default()
-        };
-        EvmVm::new(CHAIN_ID, block).with_move(Arc::clone(&self.move_vm))
+        EvmVm::new(CHAIN_ID, block_env(self.number)).with_move(Arc::clone(&self.move_vm))
     }
 
     fn tx(&mut self, from: Address, kind: TxKind, data: Vec<u8>) -> TxEnv {
         let nonce = self.nonces.entry(from).or_default();
         *nonce += 1;
-        TxEnv {
-            caller: from,
-            kind,
-            data: Bytes::from(data),
-            gas_limit: 3_000_000,
-            gas_price: 2_000_000_000,
-            gas_priority_fee: Some(1_000_000_000),
-            tx_type: 2,
-            nonce: *nonce - 1,
-            chain_id: Some(CHAIN_ID),
-            ..TxEnv::default()
-        }
+        tx_env(from, *nonce - 1, kind, 0, data, 3_000_000)
     }
 
     fn deploy_caller(&mut self, from: Address) -> Address {
@@ -173,6 +157,14 @@ fn counter_call(function: &str, arguments: Vec<Vec<u8>>) -> (Address, String, St
     )
 }
 
+/// Calldata of `IMove.call` for `counter::function(arguments)`, for an account calling the
+/// precompile directly.
+fn precompile_call(function: &str, arguments: Vec<Vec<u8>>) -> Vec<u8> {
+    let (moduleAddress, moduleName, functionName, arguments) = counter_call(function, arguments);
+    IMove::callCall { moduleAddress, moduleName, functionName, typeArguments: vec![], arguments }
+        .abi_encode()
+}
+
 fn call_move(function: &str, arguments: Vec<Vec<u8>>) -> Vec<u8> {
     let (module, name, functionName, arguments) = counter_call(function, arguments);
     MoveCaller::callMoveCall { module, name, functionName, arguments }.abi_encode()
@@ -200,15 +192,7 @@ fn solidity_calls_move_and_uses_the_return_value() {
 #[test]
 fn an_account_calls_the_precompile_directly() {
     let mut chain = Chain::new();
-    let (moduleAddress, moduleName, function, arguments) = counter_call("increment", vec![]);
-    let data = IMove::callCall {
-        moduleAddress,
-        moduleName,
-        functionName: function,
-        typeArguments: vec![],
-        arguments,
-    }
-    .abi_encode();
+    let data = precompile_call("increment", vec![]);
     let tx = chain.tx(user(3), TxKind::Call(MOVE_CALL_ADDRESS), data);
     let receipts = chain.run(&[tx]);
     assert_eq!(
@@ -310,7 +294,7 @@ fn eth_moved_by_move_is_what_the_evm_sees_in_the_same_block() {
     let caller = chain.deploy_caller(user(0));
     let recipient = Address::repeat_byte(0x77);
     let amount: u128 = 5 * ONE_ETH;
-    let (moduleAddress, moduleName, function, arguments) = counter_call(
+    let pay = precompile_call(
         "pay",
         vec![
             bcs::to_bytes(&recipient.0 .0).unwrap(),
@@ -318,14 +302,6 @@ fn eth_moved_by_move_is_what_the_evm_sees_in_the_same_block() {
             bcs::to_bytes(&false).unwrap(),
         ],
     );
-    let pay = IMove::callCall {
-        moduleAddress,
-        moduleName,
-        functionName: function,
-        typeArguments: vec![],
-        arguments,
-    }
-    .abi_encode();
     let pay = chain.tx(user(1), TxKind::Call(MOVE_CALL_ADDRESS), pay);
     let look = chain.tx(
         user(2),
@@ -337,6 +313,6 @@ fn eth_moved_by_move_is_what_the_evm_sees_in_the_same_block() {
     assert!(receipts[0].is_success(), "{:?}", receipts[0]);
     assert_eq!(U256::from_be_slice(output(&receipts[1])), U256::from(amount));
     assert_eq!(chain.balance(recipient), amount);
-    let fee = u128::from(receipts[0].tx_gas_used()) * 2_000_000_000;
+    let fee = u128::from(receipts[0].tx_gas_used()) * GAS_PRICE;
     assert_eq!(chain.balance(user(1)), before - amount - fee);
 }

@@ -13,17 +13,15 @@ use duet_block_stm::{execute_sequential, BlockExecutor, ExecutorConfig, Transact
 use duet_evm::{EvmError, EvmVm, Receipt};
 use duet_types::{Address, Bytes, StateKey, StateValue, B256, U256};
 use revm::context::result::InvalidTransaction;
-use revm::context::{BlockEnv, TxEnv};
+use revm::context::TxEnv;
 use revm::database::{CacheDB, EmptyDB};
 use revm::primitives::TxKind;
 use revm::state::AccountInfo;
 use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
 use testkit::{
-    artifact_bytecode, plain_state, user, Burner, Deployer, MemoryState, Pair, Probe, Spender,
-    SpenderFactory, Token, CHAIN_ID, FEE_VAULT, ONE_ETH,
+    artifact_bytecode, block_env, plain_state, tx_env, user, Burner, Deployer, MemoryState, Pair,
+    Probe, Spender, SpenderFactory, Token, CHAIN_ID, FEE_VAULT, ONE_ETH,
 };
-
-const GAS_PRICE: u128 = 2_000_000_000;
 
 /// One chain, kept twice: in Duet's key space, and in plain revm's in-memory database.
 struct Chain {
@@ -58,15 +56,7 @@ impl Chain {
     }
 
     fn vm(&self) -> EvmVm {
-        let block = BlockEnv {
-            number: U256::from(self.number),
-            timestamp: U256::from(1_700_000_000 + self.number),
-            beneficiary: FEE_VAULT,
-            gas_limit: 1_000_000_000,
-            basefee: 1_000_000_000,
-            ..BlockEnv::default()
-        };
-        EvmVm::new(CHAIN_ID, block)
+        EvmVm::new(CHAIN_ID, block_env(self.number))
     }
 
     fn tx(
@@ -79,19 +69,7 @@ impl Chain {
     ) -> TxEnv {
         let nonce = self.nonces.entry(from).or_default();
         *nonce += 1;
-        TxEnv {
-            caller: from,
-            kind,
-            value: U256::from(value),
-            data: Bytes::from(data),
-            gas_limit,
-            gas_price: GAS_PRICE,
-            gas_priority_fee: Some(1_000_000_000),
-            tx_type: 2,
-            nonce: *nonce - 1,
-            chain_id: Some(CHAIN_ID),
-            ..TxEnv::default()
-        }
+        tx_env(from, *nonce - 1, kind, value, data, gas_limit)
     }
 
     fn call(&mut self, from: Address, to: Address, data: Vec<u8>) -> TxEnv {
