@@ -133,6 +133,28 @@ impl Chain {
         }
     }
 
+    /// Has `caller` (a `MoveCaller`) try `counter::function(arguments)`, which must fail, and
+    /// returns the revert data it caught.
+    fn failed_move_call(
+        &mut self,
+        caller: Address,
+        function: &str,
+        arguments: Vec<Vec<u8>>,
+    ) -> Bytes {
+        let (module, name, functionName, arguments) = counter_call(function, arguments);
+        let data =
+            MoveCaller::tryCallMoveCall { module, name, functionName, arguments }.abi_encode();
+        let try_call = self.tx(user(0), TxKind::Call(caller), data);
+        let last_error =
+            self.tx(user(1), TxKind::Call(caller), MoveCaller::lastErrorCall {}.abi_encode());
+        let receipts = self.run(&[try_call, last_error]);
+        assert!(
+            !MoveCaller::tryCallMoveCall::abi_decode_returns(output(&receipts[0])).unwrap(),
+            "{function} failed"
+        );
+        MoveCaller::lastErrorCall::abi_decode_returns(output(&receipts[1])).unwrap()
+    }
+
     fn balance(&self, address: Address) -> u128 {
         match self.state.0.get(&StateKey::Balance(address)) {
             Some(StateValue::Balance(balance)) => *balance,
@@ -232,34 +254,20 @@ fn a_reverted_frame_undoes_the_move_writes_made_inside_it() {
 fn a_move_abort_is_a_failed_call_the_caller_catches() {
     let mut chain = Chain::new();
     let caller = chain.deploy_caller(user(0));
-    let (module, name, functionName, arguments) =
-        counter_call("fail", vec![bcs::to_bytes(&42u64).unwrap()]);
-    let data = MoveCaller::tryCallMoveCall { module, name, functionName, arguments }.abi_encode();
-    let try_call = chain.tx(user(0), TxKind::Call(caller), data);
-    let last_error =
-        chain.tx(user(1), TxKind::Call(caller), MoveCaller::lastErrorCall {}.abi_encode());
-    let receipts = chain.run(&[try_call, last_error]);
-    assert!(!MoveCaller::tryCallMoveCall::abi_decode_returns(output(&receipts[0])).unwrap());
-    let reason = MoveCaller::lastErrorCall::abi_decode_returns(output(&receipts[1])).unwrap();
+    let reason = chain.failed_move_call(caller, "fail", vec![bcs::to_bytes(&42u64).unwrap()]);
     let aborted = IMove::MoveAborted::abi_decode(&reason).expect("MoveAborted(location, code)");
     assert_eq!(aborted.code, 42);
     assert_eq!(aborted.location, format!("{PUBLISHER}::counter"));
 
     // Unknown functions and bad arguments fail the same way, with the Move VM's status.
-    for (function, arguments) in
-        [("missing", vec![]), ("fail", vec![vec![1, 2, 3]]), ("increment", vec![vec![0]])]
-    {
-        let (module, name, functionName, arguments) = counter_call(function, arguments);
-        let data =
-            MoveCaller::tryCallMoveCall { module, name, functionName, arguments }.abi_encode();
-        let try_call = chain.tx(user(0), TxKind::Call(caller), data);
-        let last_error =
-            chain.tx(user(1), TxKind::Call(caller), MoveCaller::lastErrorCall {}.abi_encode());
-        let receipts = chain.run(&[try_call, last_error]);
-        assert!(!MoveCaller::tryCallMoveCall::abi_decode_returns(output(&receipts[0])).unwrap());
-        let reason = MoveCaller::lastErrorCall::abi_decode_returns(output(&receipts[1])).unwrap();
+    for (function, arguments, status) in [
+        ("missing", vec![], "FUNCTION_RESOLUTION_FAILURE"),
+        ("fail", vec![vec![1, 2, 3]], "FAILED_TO_DESERIALIZE_ARGUMENT"),
+        ("increment", vec![vec![0]], "NUMBER_OF_ARGUMENTS_MISMATCH"),
+    ] {
+        let reason = chain.failed_move_call(caller, function, arguments);
         let failed = IMove::MoveFailed::abi_decode(&reason).expect("MoveFailed(status, message)");
-        assert!(!failed.status.is_empty(), "{function}: {}", failed.message);
+        assert_eq!(failed.status, status, "{function}: {}", failed.message);
     }
     assert_eq!(chain.counter(caller), None);
 }
