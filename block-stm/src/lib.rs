@@ -254,6 +254,20 @@ impl<M: Vm> BlockExecutor<'_, M> {
     }
 }
 
+/// Makes `slots` hold at least `len` slots (new ones from `new`) and clears the first `len`: the
+/// per-transaction slots of a workspace, reused from block to block.
+pub(crate) fn reset_slots<T>(
+    slots: &mut Vec<T>,
+    len: usize,
+    new: impl FnMut() -> T,
+    clear: impl FnMut(&mut T),
+) {
+    if slots.len() < len {
+        slots.resize_with(len, new);
+    }
+    slots[..len].iter_mut().for_each(clear);
+}
+
 /// Executes `transactions` one after another over `storage`: the reference every parallel run
 /// must match byte for byte.
 ///

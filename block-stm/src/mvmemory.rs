@@ -19,7 +19,7 @@ use crate::shards::ShardedMap;
 use crate::vm::{
     Incarnation, StateKeyBound, StateValueBound, Storage, StorageError, TxnIndex, WriteOp,
 };
-use crate::BlockError;
+use crate::{reset_slots, BlockError};
 
 type KeySet<'a, K> = std::collections::HashSet<&'a K, FixedState>;
 
@@ -198,24 +198,26 @@ fn resolve<V: StateValueBound>(base: Option<&V>, net: NetDelta) -> V {
 }
 
 impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
-    pub(crate) fn new(block_size: usize) -> Self {
-        let mut memory = Self {
-            // About two keys written per transaction; growing the map under its locks costs more.
-            data: ShardedMap::with_capacity(block_size * 2),
+    /// An empty memory; [`reset`](Self::reset) it for each block.
+    pub(crate) fn new() -> Self {
+        Self {
+            data: ShardedMap::with_capacity(0),
             written_keys: Vec::new(),
             read_sets: Vec::new(),
             spare_updates: Mutex::new(Vec::new()),
-        };
-        memory.reset(block_size);
-        memory
+        }
     }
 
     /// Empties the memory for a block of `block_size` transactions, keeping what was allocated.
     pub(crate) fn reset(&mut self, block_size: usize) {
-        self.data.clear();
-        for records in [&mut self.written_keys as &mut dyn ResetRecords, &mut self.read_sets] {
-            records.reset(block_size);
-        }
+        // About two keys written per transaction.
+        self.data.clear_for(block_size * 2);
+        reset_slots(&mut self.written_keys, block_size, new_record_slot, |keys| {
+            keys.get_mut().clear();
+        });
+        reset_slots(&mut self.read_sets, block_size, new_record_slot, |reads| {
+            reads.get_mut().clear();
+        });
     }
 
     fn lookup(&self, key: &K, txn_index: TxnIndex) -> Lookup<V> {
@@ -340,6 +342,13 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
         let mut reads = std::mem::take(&mut *self.read_sets[txn_index].lock());
         reads.clear();
         reads
+    }
+
+    /// Gives back the read-set vector of an execution that stopped at a failed read, so the next
+    /// incarnation reuses its capacity.
+    pub(crate) fn restore_read_set(&self, txn_index: TxnIndex, mut reads: Vec<ReadRecord<K, V>>) {
+        reads.clear();
+        *self.read_sets[txn_index].lock() = reads;
     }
 
     /// Marks every write of the transaction's latest incarnation as an ESTIMATE.
@@ -571,20 +580,8 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
     }
 }
 
-/// Per-transaction records that a new block reuses.
-trait ResetRecords {
-    fn reset(&mut self, block_size: usize);
-}
-
-impl<T> ResetRecords for Vec<CachePadded<Mutex<Vec<T>>>> {
-    fn reset(&mut self, block_size: usize) {
-        if self.len() < block_size {
-            self.resize_with(block_size, || CachePadded::new(Mutex::new(Vec::new())));
-        }
-        for records in &mut self[..block_size] {
-            records.get_mut().clear();
-        }
-    }
+fn new_record_slot<T>() -> CachePadded<Mutex<Vec<T>>> {
+    CachePadded::new(Mutex::new(Vec::new()))
 }
 
 /// Whether `delta` stays within its bounds on `value` (absent counts as zero).

@@ -26,7 +26,9 @@ use crate::shards::SHARD_COUNT;
 use crate::vm::{
     Incarnation, ReadError, Storage, StorageError, TransactionResult, TransactionView, TxnIndex, Vm,
 };
-use crate::{BlockError, BlockOutput, ContentionFallback, ExecutionStats, VmBlockOutput};
+use crate::{
+    reset_slots, BlockError, BlockOutput, ContentionFallback, ExecutionStats, VmBlockOutput,
+};
 
 /// What one worker counted; kept per worker so that counting costs no shared cache line, and
 /// judged per worker for the contention fallback.
@@ -65,19 +67,19 @@ pub(crate) struct Workspace<M: Vm> {
 
 impl<M: Vm> Workspace<M> {
     pub(crate) fn new() -> Self {
-        Self { scheduler: Scheduler::new(0), memory: MvMemory::new(0), results: Vec::new() }
+        Self { scheduler: Scheduler::new(0), memory: MvMemory::new(), results: Vec::new() }
     }
 
     /// Prepares the workspace for a block of `block_size` transactions.
     pub(crate) fn reset(&mut self, block_size: usize) {
         self.scheduler.reset(block_size);
         self.memory.reset(block_size);
-        if self.results.len() < block_size {
-            self.results.resize_with(block_size, || CachePadded::new(Mutex::new(None)));
-        }
-        for slot in &mut self.results[..block_size] {
-            *slot.get_mut() = None;
-        }
+        reset_slots(
+            &mut self.results,
+            block_size,
+            || CachePadded::new(Mutex::new(None)),
+            |slot| *slot.get_mut() = None,
+        );
     }
 }
 
@@ -279,20 +281,22 @@ where
         };
         let (writes, result) =
             run_transaction(self.vm, txn_index, &self.transactions[txn_index], &view);
-        match view.failure.into_inner() {
-            Some(ReadFailure::Dependency(blocking)) => {
-                counters.dependency_waits += 1;
-                return if self.scheduler.add_dependency(txn_index, blocking) {
+        if let Some(failure) = view.failure.into_inner() {
+            self.memory.restore_read_set(txn_index, view.reads.into_inner());
+            return match failure {
+                ReadFailure::Dependency(blocking) => {
+                    counters.dependency_waits += 1;
+                    if self.scheduler.add_dependency(txn_index, blocking) {
+                        None
+                    } else {
+                        Some(Task::Execute(txn_index, incarnation))
+                    }
+                }
+                ReadFailure::Storage(error) => {
+                    self.stop(Halt::Error(BlockError::Storage(error)));
                     None
-                } else {
-                    Some(Task::Execute(txn_index, incarnation))
-                };
-            }
-            Some(ReadFailure::Storage(error)) => {
-                self.stop(Halt::Error(BlockError::Storage(error)));
-                return None;
-            }
-            None => {}
+                }
+            };
         }
         *self.results[txn_index].lock() = Some(result);
         let wrote_new_location =

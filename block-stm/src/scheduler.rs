@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
+use crate::reset_slots;
 use crate::vm::{Incarnation, TxnIndex};
 
 /// A unit of work handed to a worker thread.
@@ -88,18 +89,20 @@ impl Scheduler {
             *counter.get_mut() = 0;
         }
         *self.done.get_mut() = false;
-        if self.transactions.len() < block_size {
-            self.transactions.resize_with(block_size, || {
+        reset_slots(
+            &mut self.transactions,
+            block_size,
+            || {
                 CachePadded::new(TransactionState {
                     status: Mutex::new((0, Status::ReadyToExecute)),
                     dependents: Mutex::new(Vec::new()),
                 })
-            });
-        }
-        for state in &mut self.transactions[..block_size] {
-            *state.status.get_mut() = (0, Status::ReadyToExecute);
-            state.dependents.get_mut().clear();
-        }
+            },
+            |state| {
+                *state.status.get_mut() = (0, Status::ReadyToExecute);
+                state.dependents.get_mut().clear();
+            },
+        );
     }
 
     /// Whether every transaction has been executed and validated.

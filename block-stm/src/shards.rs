@@ -120,10 +120,15 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         Ok(())
     }
 
-    /// Removes every entry, keeping the capacity.
-    pub(crate) fn clear(&mut self) {
+    /// Removes every entry, keeping the capacity, and makes room for about `capacity` keys:
+    /// growing a shard later would happen under its lock, with other threads waiting.
+    pub(crate) fn clear_for(&mut self, capacity: usize) {
+        let per_shard = capacity / SHARD_COUNT + 1;
+        let hasher = &self.hasher;
         for shard in &mut *self.shards {
-            shard.get_mut().clear();
+            let table = shard.get_mut();
+            table.clear();
+            table.reserve(per_shard, |(key, _)| hasher.hash_one(key));
         }
         for word in &mut *self.inserted {
             *word.get_mut() = 0;
@@ -165,7 +170,7 @@ mod tests {
         assert_eq!(map.read(&7, Clone::clone), None, "drained shards are empty");
         let mut map = map;
         map.update(&1, |values| values.push(1));
-        map.clear();
+        map.clear_for(10);
         assert_eq!(map.read(&1, Clone::clone), None);
     }
 }
