@@ -11,8 +11,7 @@ mod compiler;
 use std::path::PathBuf;
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let sources = manifest.join("framework/sources");
+    let sources = compiler::framework_source_dir();
     println!("cargo:rerun-if-changed={}", sources.display());
     println!("cargo:rerun-if-changed=src/compiler.rs");
     let mut targets = move_stdlib::move_stdlib_files();

@@ -48,6 +48,9 @@ fn main() {
     let threads = NonZeroUsize::new(options.threads).expect("--threads must be at least 1");
     let sequential_executor = MoveBlockExecutor::sequential(&vm);
     let parallel_executor = MoveBlockExecutor::parallel(&vm, ExecutorConfig::with_threads(threads));
+    // Blocks without publishes go to Block-STM whole: this executor runs them the same way, with
+    // the run's statistics.
+    let stats_executor = BlockExecutor::new(&vm, ExecutorConfig::with_threads(threads));
     options.print_header("Move eth::transfer p2p");
     for (block_size, accounts) in options.configurations() {
         let storage = MemoryState::genesis((0..accounts).map(user), 1_000_000 * ONE_ETH);
@@ -60,12 +63,8 @@ fn main() {
                 "a transfer failed: {result:?}"
             );
         }
-        let actual = parallel_executor.execute_block(&block, &storage);
+        let (actual, stats) = stats_executor.execute_block_with_stats(&block, &storage);
         assert!(actual.as_ref() == Ok(&expected), "parallel output differs from sequential");
-        // The block publishes nothing, so the Move block executor hands it to Block-STM whole:
-        // the same run, with its statistics.
-        let (_, stats) = BlockExecutor::new(&vm, ExecutorConfig::with_threads(threads))
-            .execute_block_with_stats(&block, &storage);
         // Two VM instances when measuring the ceiling, as two nodes would have (one instance
         // per thread).
         let figures = options.measure(

@@ -319,52 +319,61 @@ impl MoveVm {
     where
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
-        let balance_key = StateKey::Balance(caller);
-        let caller_balance = match view.read(&balance_key)? {
-            None => 0,
-            Some(StateValue::Balance(balance)) => balance,
-            Some(_) => return Err(MoveError::WrongKind(balance_key)),
-        };
+        let caller_balance = read_balance(view, caller)?;
         let mut meter = DuetGasMeter::new(gas_limit);
         let outcome = self.with_instance(|vm| {
             Self::run(vm, caller, Work::Call(call), view, caller_balance, 0, &mut meter)
         });
-        Ok(match outcome {
-            Ok(effects) => CallOutcome {
-                status: MoveStatus::Success,
-                gas_used: gas_limit - meter.remaining(),
-                return_values: effects.return_values,
-                writes: effects.writes,
-                credits: effects
-                    .balances
-                    .into_iter()
-                    .filter(|(address, change)| *address != caller && change.credit > 0)
-                    .map(|(address, change)| (address, change.credit))
-                    .collect(),
-                events: effects.events,
-            },
-            Err(failure) => {
-                let status = status_of(failure);
-                let gas_used = if status == MoveStatus::OutOfGas {
-                    gas_limit
-                } else {
-                    gas_limit - meter.remaining()
-                };
-                CallOutcome {
-                    status,
-                    gas_used,
-                    return_values: Vec::new(),
-                    writes: Vec::new(),
-                    credits: Vec::new(),
-                    events: Vec::new(),
-                }
-            }
+        let (status, effects) = settle(outcome, &meter);
+        let effects = effects.unwrap_or_default();
+        Ok(CallOutcome {
+            status,
+            gas_used: gas_limit - meter.remaining(),
+            return_values: effects.return_values,
+            writes: effects.writes,
+            credits: effects
+                .balances
+                .into_iter()
+                .filter(|(address, change)| *address != caller && change.credit > 0)
+                .map(|(address, change)| (address, change.credit))
+                .collect(),
+            events: effects.events,
         })
+    }
+}
+
+/// The exact balance of `address` through `view`.
+fn read_balance<View>(view: &View, address: Address) -> Result<u128, MoveError>
+where
+    View: TransactionView<Key = StateKey, Value = StateValue>,
+{
+    let key = StateKey::Balance(address);
+    match view.read(&key)? {
+        None => Ok(0),
+        Some(StateValue::Balance(balance)) => Ok(balance),
+        Some(_) => Err(MoveError::WrongKind(key)),
+    }
+}
+
+/// How a session ended, and its effects if it succeeded. Running out of gas leaves `meter`
+/// empty, so "gas limit − remaining" charges the whole limit then.
+fn settle(
+    outcome: Result<Effects, Failure>,
+    meter: &DuetGasMeter,
+) -> (MoveStatus, Option<Effects>) {
+    match outcome {
+        Ok(effects) => (MoveStatus::Success, Some(effects)),
+        Err(failure) => {
+            let status = status_of(failure);
+            debug_assert!(status != MoveStatus::OutOfGas || meter.remaining() == 0);
+            (status, None)
+        }
     }
 }
 
 /// What a session produced: writes of modules and resources, balance moves, events, and the
 /// function's return values.
+#[derive(Default)]
 struct Effects {
     writes: Vec<(StateKey, WriteOp<StateValue>)>,
     balances: BTreeMap<Address, BalanceChange>,
@@ -430,12 +439,7 @@ impl Vm for MoveVm {
         let max_fee = u128::from(transaction.gas_limit)
             .checked_mul(transaction.gas_price)
             .ok_or(MoveError::FeeOverflow)?;
-        let balance_key = StateKey::Balance(sender);
-        let sender_balance = match view.read(&balance_key)? {
-            None => 0,
-            Some(StateValue::Balance(balance)) => balance,
-            Some(_) => return Err(MoveError::WrongKind(balance_key)),
-        };
+        let sender_balance = read_balance(view, sender)?;
         if sender_balance < max_fee {
             return Err(MoveError::InsufficientFunds(max_fee));
         }
@@ -448,15 +452,8 @@ impl Vm for MoveVm {
             };
             Self::run(vm, sender, work, view, sender_balance, max_fee, &mut meter)
         });
-        let (status, effects) = match outcome {
-            Ok(effects) => (MoveStatus::Success, Some(effects)),
-            Err(failure) => (status_of(failure), None),
-        };
-        let gas_used = if status == MoveStatus::OutOfGas {
-            transaction.gas_limit
-        } else {
-            transaction.gas_limit - meter.remaining()
-        };
+        let (status, effects) = settle(outcome, &meter);
+        let gas_used = transaction.gas_limit - meter.remaining();
         // INVARIANT: gas_used <= gas_limit, so the fee is at most max_fee.
         let fee = u128::from(gas_used) * transaction.gas_price;
 
@@ -484,7 +481,7 @@ impl Vm for MoveVm {
                 } else {
                     WriteOp::Put(StateValue::Balance(balance))
                 };
-                writes.push((balance_key, write));
+                writes.push((StateKey::Balance(sender), write));
             }
         }
         for (address, change) in balances {
@@ -536,11 +533,11 @@ impl MoveVm {
                     })
                     .collect::<Result<Vec<TypeTag>, Failure>>()?;
                 let loaded = session.load_function(&module, &function, &type_arguments)?;
-                let mut arguments: Vec<Vec<u8>> = Vec::with_capacity(call.arguments.len() + 1);
+                let mut arguments: Vec<&[u8]> = Vec::with_capacity(call.arguments.len() + 1);
                 if loaded.parameters.first().is_some_and(is_signer) {
-                    arguments.push(signer.to_vec());
+                    arguments.push(signer.as_ref());
                 }
-                arguments.extend(call.arguments.iter().cloned());
+                arguments.extend(call.arguments.iter().map(Vec::as_slice));
                 let returned = if matches!(work, Work::Entry(_)) {
                     session.execute_entry_function(
                         &module,
