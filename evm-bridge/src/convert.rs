@@ -24,7 +24,7 @@ pub fn state_writes(
 ) -> Option<Vec<(StateKey, WriteOp<StateValue>)>> {
     let mut writes = Vec::new();
     for (address, account) in state {
-        if !account.is_touched() || address == duet_types::MOVE_OVERLAY_ADDRESS {
+        if !account.is_touched() {
             continue;
         }
         if lazy_accounts.contains(&address) && !account.is_selfdestructed() {

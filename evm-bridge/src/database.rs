@@ -76,22 +76,13 @@ impl<'view, View> ViewDatabase<'view, View> {
     }
 
     /// The accounts loaded with the stand-in balance.
-    pub fn lazy_accounts(&self) -> Vec<Address> {
-        self.lazy_accounts.borrow().clone()
+    pub fn lazy_accounts(&self) -> std::cell::Ref<'_, [Address]> {
+        std::cell::Ref::map(self.lazy_accounts.borrow(), Vec::as_slice)
     }
 
     /// The Block-STM view the database reads through.
     pub fn view(&self) -> &'view View {
         self.view
-    }
-
-    /// Asks for exact balances from here on: returns `true` (and the transaction must run again
-    /// without lazy balances) if balances are lazy in this run.
-    pub fn require_exact_balances(&self) -> bool {
-        if self.lazy {
-            self.lazy_balance_observed.set(true);
-        }
-        self.lazy
     }
 
     /// Whether the transaction used `BALANCE` on a lazily loaded account.
@@ -136,10 +127,6 @@ impl<View: TransactionView<Key = StateKey, Value = StateValue>> DatabaseRef
     type Error = ViewDatabaseError;
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        if address == MOVE_OVERLAY_ADDRESS {
-            // Not an account of the state: its storage numbers this transaction's Move writes.
-            return Ok(None);
-        }
         let header = self.read(&StateKey::Account(address))?;
         let (nonce, code_hash) = match header {
             None => (0, EVM_EMPTY_CODE_HASH),
@@ -196,6 +183,7 @@ impl<View: TransactionView<Key = StateKey, Value = StateValue>> DatabaseRef
         index: StorageKey,
     ) -> Result<StorageValue, Self::Error> {
         if address == MOVE_OVERLAY_ADDRESS {
+            // Its storage only numbers one transaction's Move writes; it never reaches the state.
             return Ok(U256::ZERO);
         }
         let key = StateKey::Storage { address, slot: B256::from(index) };

@@ -80,8 +80,9 @@ pub struct EvmVm {
     /// Analyzed bytecode by code hash. Code is addressed by its hash, so an entry can never be
     /// stale, whichever execution put it there.
     code: CodeCache,
-    /// The Move VM that the Move call precompile runs, if the chain has one.
-    move_vm: Option<std::sync::Arc<duet_move::MoveVm>>,
+    /// The Move VM that the Move call precompile runs, if the chain has one, and the precompile
+    /// addresses with the Move call precompile's.
+    move_call: Option<(std::sync::Arc<duet_move::MoveVm>, revm::primitives::AddressSet)>,
 }
 
 impl EvmVm {
@@ -90,14 +91,14 @@ impl EvmVm {
     pub fn new(chain_id: u64, block: BlockEnv) -> Self {
         let mut cfg = CfgEnv::default();
         cfg.chain_id = chain_id;
-        Self { cfg, block, code: CodeCache::default(), move_vm: None }
+        Self { cfg, block, code: CodeCache::default(), move_call: None }
     }
 
     /// The same EVM with the Move call precompile at [`duet_types::MOVE_CALL_ADDRESS`], running
     /// `move_vm` (see [`move_call`]).
     #[must_use]
     pub fn with_move(mut self, move_vm: std::sync::Arc<duet_move::MoveVm>) -> Self {
-        self.move_vm = Some(move_vm);
+        self.move_call = Some((move_vm, move_call::with_move_call(self.cfg.spec)));
         self
     }
 }
@@ -148,7 +149,10 @@ impl EvmVm {
             ctx: context,
             inspector: (),
             instruction: EthInstructions::new_mainnet_with_spec(spec),
-            precompiles: DuetPrecompiles::new(spec, self.move_vm.clone()),
+            precompiles: DuetPrecompiles::new(
+                spec,
+                self.move_call.as_ref().map(|(move_vm, addresses)| (&**move_vm, addresses)),
+            ),
             frame_stack: FrameStack::new(),
         };
         watch_balance_opcode(&mut evm.instruction);
@@ -167,13 +171,19 @@ impl EvmVm {
         if database.lazy_balance_observed() {
             return Ok(None);
         }
-        let move_writes = match outcome.state.get(&duet_types::MOVE_OVERLAY_ADDRESS) {
-            Some(overlay) => evm.precompiles.overlay.writes(|slot| {
-                overlay.storage.get(&slot).map_or(U256::ZERO, |value| value.present_value)
-            }),
+        let mut state = outcome.state;
+        // The overlay account's storage numbers the Move writes; it is not EVM storage.
+        let move_writes = match state.get_mut(&duet_types::MOVE_OVERLAY_ADDRESS) {
+            Some(overlay) => {
+                let slots = std::mem::take(&mut overlay.storage);
+                evm.precompiles
+                    .overlay
+                    .writes(|slot| slots.get(&slot).map_or(U256::ZERO, |value| value.present_value))
+            }
             None => Vec::new(),
         };
-        Ok(state_writes(outcome.state, &database.lazy_accounts()).map(|mut writes| {
+        let writes = state_writes(state, &database.lazy_accounts());
+        Ok(writes.map(|mut writes| {
             if !move_writes.is_empty() {
                 writes.extend(move_writes);
                 writes.sort_by(|left, right| left.0.cmp(&right.0));

@@ -8,7 +8,8 @@
 //!
 //! One transaction, one overlay. The Move VM reads through a [`BridgeView`]: account headers
 //! and ETH balances come from revm's journal (so Move sees what EVM code did earlier in the
-//! transaction), Move resources from this transaction's earlier Move writes, then from the
+//! transaction; a stand-in balance it reads is noted like `BALANCE`'s, so the transaction runs
+//! again with exact balances), Move resources from this transaction's earlier Move writes, then from the
 //! Block-STM view. Move's effects go back into revm's journal: ETH moves as journaled transfers,
 //! events as logs of the precompile, and each resource write as a journaled storage write of a
 //! reserved account ([`MOVE_OVERLAY_ADDRESS`]) whose slot for the resource holds the number of
@@ -24,6 +25,7 @@
 //! Move gas is EVM gas (the Move gas schedule is in EVM gas units): the call is charged exactly
 //! the Move VM's gas, out of the gas passed to the precompile.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,11 +39,12 @@ use duet_types::{
 };
 use revm::context::{ContextTr, JournalTr};
 use revm::database_interface::WrapDatabaseRef;
-use revm::handler::{EthPrecompiles, PrecompileProvider};
-use revm::interpreter::{CallInputs, CallScheme, Gas, InstructionResult, InterpreterResult};
+use revm::handler::{precompile_output_to_interpreter_result, EthPrecompiles, PrecompileProvider};
+use revm::interpreter::{CallInputs, CallScheme, InterpreterResult};
+use revm::precompile::{PrecompileHalt, PrecompileOutput};
 use revm::primitives::{keccak256, AddressSet, Log};
 
-use crate::database::ViewDatabase;
+use crate::database::{BalanceWatch, ViewDatabase};
 
 alloy_sol_types::sol! {
     #[derive(Debug, PartialEq, Eq)]
@@ -117,36 +120,49 @@ impl MoveOverlay {
 }
 
 /// revm's precompiles plus, with a Move VM, the Move call precompile.
-pub struct DuetPrecompiles {
+pub struct DuetPrecompiles<'a> {
     eth: EthPrecompiles,
-    move_vm: Option<Arc<MoveVm>>,
-    /// revm's precompile addresses plus the Move call precompile's, when there is a Move VM
-    /// (without one, revm's own set serves, and nothing is copied per transaction).
-    addresses: Option<AddressSet>,
+    /// The Move VM and the precompile addresses with the Move call precompile's, built once per
+    /// [`EvmVm`](crate::EvmVm) (copied again only if the hard fork changes).
+    move_call: Option<(&'a MoveVm, Cow<'a, AddressSet>)>,
     /// This transaction's Move writes.
     pub overlay: MoveOverlay,
 }
 
-impl std::fmt::Debug for DuetPrecompiles {
+impl std::fmt::Debug for DuetPrecompiles<'_> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("DuetPrecompiles")
-            .field("move_call", &self.move_vm.is_some())
+            .field("move_call", &self.move_call.is_some())
             .finish_non_exhaustive()
     }
 }
 
-impl DuetPrecompiles {
-    /// revm's precompiles for `spec`, and the Move call precompile if there is a `move_vm`.
+impl<'a> DuetPrecompiles<'a> {
+    /// revm's precompiles for `spec`, and the Move call precompile if there is a Move VM, with
+    /// `addresses` from [`with_move_call`] for the same `spec`.
     #[must_use]
-    pub fn new(spec: revm::primitives::hardfork::SpecId, move_vm: Option<Arc<MoveVm>>) -> Self {
-        let eth = EthPrecompiles::new(spec);
-        let addresses = move_vm.as_ref().map(|_| with_move_call(eth.warm_addresses()));
-        Self { eth, move_vm, addresses, overlay: MoveOverlay::default() }
+    pub fn new(
+        spec: revm::primitives::hardfork::SpecId,
+        move_call: Option<(&'a MoveVm, &'a AddressSet)>,
+    ) -> Self {
+        Self {
+            eth: EthPrecompiles::new(spec),
+            move_call: move_call.map(|(vm, addresses)| (vm, Cow::Borrowed(addresses))),
+            overlay: MoveOverlay::default(),
+        }
     }
 }
 
-impl<'view, View, CTX> PrecompileProvider<CTX> for DuetPrecompiles
+/// revm's precompile addresses for `spec`, and the Move call precompile's.
+#[must_use]
+pub fn with_move_call(spec: revm::primitives::hardfork::SpecId) -> AddressSet {
+    let mut addresses = EthPrecompiles::new(spec).warm_addresses().clone();
+    addresses.insert(MOVE_CALL_ADDRESS);
+    addresses
+}
+
+impl<'view, View, CTX> PrecompileProvider<CTX> for DuetPrecompiles<'_>
 where
     View: TransactionView<Key = StateKey, Value = StateValue> + 'view,
     CTX: ContextTr<Db = WrapDatabaseRef<ViewDatabase<'view, View>>>,
@@ -155,8 +171,10 @@ where
 
     fn set_spec(&mut self, spec: <CTX::Cfg as revm::context::Cfg>::Spec) -> bool {
         let changed = <EthPrecompiles as PrecompileProvider<CTX>>::set_spec(&mut self.eth, spec);
-        if changed && self.move_vm.is_some() {
-            self.addresses = Some(with_move_call(self.eth.warm_addresses()));
+        if let (true, Some((_, addresses))) = (changed, &mut self.move_call) {
+            let mut owned = self.eth.warm_addresses().clone();
+            owned.insert(MOVE_CALL_ADDRESS);
+            *addresses = Cow::Owned(owned);
         }
         changed
     }
@@ -166,31 +184,28 @@ where
         context: &mut CTX,
         inputs: &CallInputs,
     ) -> Result<Option<InterpreterResult>, String> {
-        match &self.move_vm {
-            Some(move_vm) if inputs.bytecode_address == MOVE_CALL_ADDRESS => {
-                let move_vm = Arc::clone(move_vm);
-                move_call(&move_vm, &mut self.overlay, context, inputs).map(Some)
+        match &self.move_call {
+            Some((move_vm, _)) if inputs.bytecode_address == MOVE_CALL_ADDRESS => {
+                let output = move_call(move_vm, &mut self.overlay, context, inputs)?;
+                Ok(Some(precompile_output_to_interpreter_result(output, inputs.gas_limit)))
             }
             _ => self.eth.run(context, inputs),
         }
     }
 
     fn warm_addresses(&self) -> &AddressSet {
-        self.addresses.as_ref().unwrap_or_else(|| self.eth.warm_addresses())
+        match &self.move_call {
+            Some((_, addresses)) => addresses,
+            None => self.eth.warm_addresses(),
+        }
     }
 
     fn contains(&self, address: &Address) -> bool {
-        match &self.addresses {
-            Some(addresses) => addresses.contains(address),
+        match &self.move_call {
+            Some((_, addresses)) => addresses.contains(address),
             None => self.eth.contains(address),
         }
     }
-}
-
-fn with_move_call(eth: &AddressSet) -> AddressSet {
-    let mut addresses = eth.clone();
-    addresses.insert(MOVE_CALL_ADDRESS);
-    addresses
 }
 
 /// Runs one call of the Move call precompile.
@@ -199,31 +214,25 @@ fn move_call<'view, View, CTX>(
     overlay: &mut MoveOverlay,
     context: &mut CTX,
     inputs: &CallInputs,
-) -> Result<InterpreterResult, String>
+) -> Result<PrecompileOutput, String>
 where
     View: TransactionView<Key = StateKey, Value = StateValue> + 'view,
     CTX: ContextTr<Db = WrapDatabaseRef<ViewDatabase<'view, View>>>,
 {
-    let gas_limit = inputs.gas_limit;
-    if context.db_ref().0.require_exact_balances() {
-        // Lazily loaded balances would show Move a stand-in: the executor runs the
-        // transaction again with exact balances.
-        return Err("a Move call needs exact balances".to_owned());
-    }
+    let reservoir = inputs.reservoir;
+    let failed = |status: &str, message: &str, gas_used: u64| {
+        let error = IMove::MoveFailed { status: status.to_owned(), message: message.to_owned() };
+        PrecompileOutput::revert(gas_used, error.abi_encode().into(), reservoir)
+    };
     if !matches!(inputs.scheme, CallScheme::Call | CallScheme::StaticCall) {
-        return Ok(failed(
-            "CALL_SCHEME",
-            "call the Move precompile with CALL or STATICCALL",
-            0,
-            gas_limit,
-        ));
+        return Ok(failed("CALL_SCHEME", "call the Move precompile with CALL or STATICCALL", 0));
     }
     if !inputs.value.get().is_zero() {
-        return Ok(failed("VALUE", "the Move precompile takes no ETH", 0, gas_limit));
+        return Ok(failed("VALUE", "the Move precompile takes no ETH", 0));
     }
     let input = inputs.input.bytes(context);
     let Ok(request) = IMove::callCall::abi_decode(&input) else {
-        return Ok(failed("INVALID_INPUT", "calldata is not IMove.call(...)", 0, gas_limit));
+        return Ok(failed("INVALID_INPUT", "calldata is not IMove.call(...)", 0));
     };
     let call = EntryFunction {
         module_address: request.moduleAddress,
@@ -236,26 +245,24 @@ where
     let outcome = {
         let view = BridgeView { context: RefCell::new(&mut *context), overlay: &*overlay };
         view.load_overlay_account()?;
-        move_vm.call_function(&view, caller, &call, gas_limit).map_err(|error| error.to_string())?
+        move_vm
+            .call_function(&view, caller, &call, inputs.gas_limit)
+            .map_err(|error| error.to_string())?
     };
     let CallOutcome { status, gas_used, return_values, writes, credits, events } = outcome;
     match status {
         MoveStatus::Success => {}
         MoveStatus::OutOfGas => {
-            let mut gas = Gas::new(gas_limit);
-            gas.spend_all();
-            return Ok(InterpreterResult::new(InstructionResult::PrecompileOOG, Bytes::new(), gas));
+            return Ok(PrecompileOutput::halt(PrecompileHalt::OutOfGas, reservoir))
         }
         MoveStatus::Aborted { location, code } => {
             let error = IMove::MoveAborted { location, code }.abi_encode();
-            return Ok(revert(error.into(), gas_used, gas_limit));
+            return Ok(PrecompileOutput::revert(gas_used, error.into(), reservoir));
         }
-        MoveStatus::Failed { status, message } => {
-            return Ok(failed(&status, &message, gas_used, gas_limit));
-        }
+        MoveStatus::Failed { status, message } => return Ok(failed(&status, &message, gas_used)),
     }
     if inputs.is_static && !(writes.is_empty() && credits.is_empty() && events.is_empty()) {
-        return Ok(failed("STATIC_CALL", "a static call cannot change state", gas_used, gas_limit));
+        return Ok(failed("STATIC_CALL", "a static call cannot change state", gas_used));
     }
     let journal = context.journal_mut();
     for (to, amount) in credits {
@@ -266,20 +273,15 @@ where
             return Err(format!("a Move transfer the Move VM allowed failed: {error:?}"));
         }
     }
-    if !writes.is_empty() {
-        journal.load_account(MOVE_OVERLAY_ADDRESS).map_err(|error| error.to_string())?;
-        for (key, write) in writes {
-            let value = match write {
-                WriteOp::Put(value) => Some(value),
-                WriteOp::Delete => None,
-                WriteOp::Delta(_) => return Err("the Move VM wrote a delta".to_owned()),
-            };
-            let slot = overlay.slot(&key);
-            let number = overlay.record(value);
-            journal
-                .sstore(MOVE_OVERLAY_ADDRESS, slot, number)
-                .map_err(|error| error.to_string())?;
-        }
+    for (key, write) in writes {
+        let value = match write {
+            WriteOp::Put(value) => Some(value),
+            WriteOp::Delete => None,
+            WriteOp::Delta(_) => return Err("the Move VM wrote a delta".to_owned()),
+        };
+        let slot = overlay.slot(&key);
+        let number = overlay.record(value);
+        journal.sstore(MOVE_OVERLAY_ADDRESS, slot, number).map_err(|error| error.to_string())?;
     }
     for event in events {
         let topic = keccak256(event.type_tag.as_bytes());
@@ -288,23 +290,7 @@ where
     let output = IMove::callCall::abi_encode_returns(
         &return_values.into_iter().map(Bytes::from).collect::<Vec<_>>(),
     );
-    let mut gas = Gas::new(gas_limit);
-    // INVARIANT: the Move VM's meter never charges more than its limit.
-    let _ = gas.record_regular_cost(gas_used);
-    Ok(InterpreterResult::new(InstructionResult::Return, output.into(), gas))
-}
-
-/// A reverted call that spent `gas_used` and returns `MoveFailed(status, message)`.
-fn failed(status: &str, message: &str, gas_used: u64, gas_limit: u64) -> InterpreterResult {
-    let error =
-        IMove::MoveFailed { status: status.to_owned(), message: message.to_owned() }.abi_encode();
-    revert(error.into(), gas_used, gas_limit)
-}
-
-fn revert(output: Bytes, gas_used: u64, gas_limit: u64) -> InterpreterResult {
-    let mut gas = Gas::new(gas_limit);
-    let _ = gas.record_regular_cost(gas_used.min(gas_limit));
-    InterpreterResult::new(InstructionResult::Revert, output, gas)
+    Ok(PrecompileOutput::new(gas_used, output.into(), reservoir))
 }
 
 /// The state as a Move call inside an EVM transaction sees it.
@@ -361,6 +347,9 @@ where
             }
             StateKey::Balance(address) => {
                 let (_, _, balance) = self.account(*address)?;
+                // A stand-in balance seen by Move makes the transaction run again with exact
+                // balances, as `BALANCE` does.
+                self.context.borrow().db_ref().note_balance_read(*address);
                 let balance = u128::try_from(balance).map_err(|_| {
                     ReadError::Storage(StorageError(Arc::new(crate::ViewDatabaseError::WrongKind(
                         key.clone(),

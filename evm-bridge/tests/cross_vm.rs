@@ -324,3 +324,34 @@ fn eth_moved_by_move_is_what_the_evm_sees_in_the_same_block() {
     let fee = u128::from(receipts[0].tx_gas_used()) * GAS_PRICE;
     assert_eq!(chain.balance(user(1)), before - amount - fee);
 }
+
+#[test]
+fn move_reads_the_exact_balance_of_an_account_credited_in_the_same_block() {
+    let mut chain = Chain::new();
+    let recipient = Address::repeat_byte(0x55);
+    let mut pay = chain.tx(user(0), TxKind::Call(recipient), Vec::new());
+    pay.value = U256::from(3 * ONE_ETH);
+    pay.gas_limit = 21_000;
+    let read = precompile_call("balance_of", vec![recipient.0 .0.to_vec()]);
+    let read = chain.tx(user(1), TxKind::Call(MOVE_CALL_ADDRESS), read);
+    let receipts = chain.run(&[pay, read]);
+    let returned = IMove::callCall::abi_decode_returns(output(&receipts[1])).unwrap();
+    // Without the watch, Move would see the EVM's stand-in for a code-less recipient.
+    assert_eq!(returned, vec![Bytes::from((3 * ONE_ETH).to_le_bytes().to_vec())]);
+
+    // Natives run only when Move code calls them: calling one directly is refused clearly.
+    let native = IMove::callCall {
+        moduleAddress: Address::with_last_byte(1),
+        moduleName: "eth".to_owned(),
+        functionName: "balance".to_owned(),
+        typeArguments: vec![],
+        arguments: vec![Bytes::from(recipient.0 .0.to_vec())],
+    }
+    .abi_encode();
+    let native = chain.tx(user(1), TxKind::Call(MOVE_CALL_ADDRESS), native);
+    let receipts = chain.run(&[native]);
+    let ExecutionResult::Revert { output, .. } = &receipts[0] else {
+        panic!("calling a native reverts: {:?}", receipts[0])
+    };
+    assert_eq!(IMove::MoveFailed::abi_decode(output).unwrap().status, "INVALID_PAYLOAD");
+}

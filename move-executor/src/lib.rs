@@ -630,15 +630,21 @@ fn ensure_callable(
         .ok_or_else(refused)?;
     let compiled =
         CompiledModule::deserialize(&bytes).map_err(|error| error.finish(Location::Undefined))?;
-    let callable = compiled.function_defs().iter().any(|definition| {
+    let definition = compiled.function_defs().iter().find(|definition| {
         let handle = compiled.function_handle_at(definition.function);
         compiled.identifier_at(handle.name) == function.as_ident_str()
-            && (definition.visibility == Visibility::Public || definition.is_entry)
     });
-    if callable {
-        Ok(())
-    } else {
-        Err(refused())
+    match definition {
+        Some(definition) if definition.code.is_none() => {
+            // The VM runs natives only when Move code calls them.
+            Err(Failure::Invalid(format!(
+                "{module}::{function} is a native function: call a Move function that calls it"
+            )))
+        }
+        Some(definition) if definition.visibility == Visibility::Public || definition.is_entry => {
+            Ok(())
+        }
+        _ => Err(refused()),
     }
 }
 

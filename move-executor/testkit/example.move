@@ -60,6 +60,11 @@ module example::counter {
         assert!(!then_abort, 7);
     }
 
+    /// The ETH balance of `owner`, as Move sees it.
+    public fun balance_of(owner: address): u128 {
+        eth::balance(owner)
+    }
+
     /// The caller's counter (0 if none).
     public fun value(owner: address): u64 acquires Counter {
         if (exists<Counter>(owner)) { borrow_global<Counter>(owner).value } else { 0 }
