@@ -4,8 +4,13 @@
 #![allow(dead_code, unreachable_pub)]
 
 use alloy_sol_types::sol;
-use duet_block_stm::{Storage, StorageError};
-use duet_evm::EVM_EMPTY_CODE_HASH;
+use std::num::NonZeroUsize;
+
+use duet_block_stm::{
+    execute_sequential, BlockExecutor, ExecutionStats, ExecutorConfig, Storage, StorageError,
+    VmBlockOutput,
+};
+use duet_evm::{EvmVm, EVM_EMPTY_CODE_HASH};
 use duet_types::{Address, Bytes, StateKey, StateValue, B256, U256};
 use revm::context::{BlockEnv, TxEnv};
 use revm::database::{CacheDB, EmptyDB};
@@ -120,6 +125,45 @@ impl Storage for MemoryState {
     fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StorageError> {
         Ok(self.0.get(key).cloned())
     }
+}
+
+impl MemoryState {
+    /// Applies a block's state updates.
+    pub fn apply(&mut self, updates: Vec<(StateKey, Option<StateValue>)>) {
+        for (key, value) in updates {
+            match value {
+                Some(value) => self.0.insert(key, value),
+                None => self.0.remove(&key),
+            };
+        }
+    }
+}
+
+/// Executes `block` on `state` sequentially and with Block-STM at 2 and 4 threads (no hand-over
+/// to the sequential executor), asserts that the outputs are identical, and returns the
+/// sequential output with the statistics of the 2-thread run.
+pub fn execute_every_way(
+    vm: &EvmVm,
+    block: &[TxEnv],
+    state: &MemoryState,
+) -> (VmBlockOutput<EvmVm>, ExecutionStats) {
+    let sequential = execute_sequential(vm, block, state).expect("the block executes");
+    let mut two_thread_stats = None;
+    for threads in [2, 4] {
+        let config = ExecutorConfig {
+            min_parallel_block: 2,
+            contention_fallback: None,
+            ..ExecutorConfig::with_threads(NonZeroUsize::new(threads).unwrap())
+        };
+        let (parallel, run_stats) =
+            BlockExecutor::new(vm, config).execute_block_with_stats(block, state);
+        two_thread_stats.get_or_insert(run_stats);
+        assert!(
+            parallel.as_ref() == Ok(&sequential),
+            "parallel ({threads} threads) differs from sequential"
+        );
+    }
+    (sequential, two_thread_stats.expect("ran in parallel"))
 }
 
 /// Plain revm's state, in Duet's key space (zero and default values are absent).

@@ -8,11 +8,10 @@
 #[path = "../testkit/mod.rs"]
 mod testkit;
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use alloy_sol_types::{SolCall, SolError};
-use duet_block_stm::{execute_sequential, BlockExecutor, ExecutorConfig, TransactionResult};
+use duet_block_stm::TransactionResult;
 use duet_evm::{EvmVm, IMove, Receipt};
 use duet_move::MoveVm;
 use duet_types::{Address, Bytes, StateKey, StateValue, MOVE_CALL_ADDRESS, U256};
@@ -20,8 +19,8 @@ use revm::context::result::{ExecutionResult, Output};
 use revm::context::TxEnv;
 use revm::primitives::TxKind;
 use testkit::{
-    artifact_bytecode, block_env, tx_env, user, MemoryState, CHAIN_ID, FEE_VAULT, GAS_PRICE,
-    ONE_ETH,
+    artifact_bytecode, block_env, execute_every_way, tx_env, user, MemoryState, CHAIN_ID,
+    FEE_VAULT, GAS_PRICE, ONE_ETH,
 };
 
 alloy_sol_types::sol! {
@@ -96,22 +95,8 @@ impl Chain {
     /// Executes a block sequentially and in parallel, checks they agree, applies it.
     fn run(&mut self, block: &[TxEnv]) -> Vec<Receipt> {
         let vm = self.vm();
-        let sequential = execute_sequential(&vm, block, &self.state).expect("the block executes");
-        for threads in [2, 4] {
-            let config = ExecutorConfig {
-                min_parallel_block: 2,
-                contention_fallback: None,
-                ..ExecutorConfig::with_threads(NonZeroUsize::new(threads).unwrap())
-            };
-            let parallel = BlockExecutor::new(&vm, config).execute_block(block, &self.state);
-            assert!(parallel.as_ref() == Ok(&sequential), "parallel ({threads}) differs");
-        }
-        for (key, value) in sequential.state_updates {
-            match value {
-                Some(value) => self.state.0.insert(key, value),
-                None => self.state.0.remove(&key),
-            };
-        }
+        let (sequential, _) = execute_every_way(&vm, block, &self.state);
+        self.state.apply(sequential.state_updates);
         self.number += 1;
         sequential
             .results
@@ -156,10 +141,7 @@ impl Chain {
     }
 
     fn balance(&self, address: Address) -> u128 {
-        match self.state.0.get(&StateKey::Balance(address)) {
-            Some(StateValue::Balance(balance)) => *balance,
-            _ => 0,
-        }
+        self.state.0.get(&StateKey::Balance(address)).and_then(StateValue::as_balance).unwrap_or(0)
     }
 }
 

@@ -6,10 +6,9 @@
 mod testkit;
 
 use std::collections::BTreeMap;
-use std::num::NonZeroUsize;
 
 use alloy_sol_types::{SolCall, SolConstructor};
-use duet_block_stm::{execute_sequential, BlockExecutor, ExecutorConfig, TransactionResult};
+use duet_block_stm::TransactionResult;
 use duet_evm::{EvmError, EvmVm, Receipt};
 use duet_types::{Address, Bytes, StateKey, StateValue, B256, U256};
 use revm::context::result::InvalidTransaction;
@@ -19,8 +18,8 @@ use revm::primitives::TxKind;
 use revm::state::AccountInfo;
 use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
 use testkit::{
-    artifact_bytecode, block_env, plain_state, tx_env, user, Burner, Deployer, MemoryState, Pair,
-    Probe, Spender, SpenderFactory, Token, CHAIN_ID, FEE_VAULT, ONE_ETH,
+    artifact_bytecode, block_env, execute_every_way, plain_state, tx_env, user, Burner, Deployer,
+    MemoryState, Pair, Probe, Spender, SpenderFactory, Token, CHAIN_ID, FEE_VAULT, ONE_ETH,
 };
 
 /// One chain, kept twice: in Duet's key space, and in plain revm's in-memory database.
@@ -101,22 +100,7 @@ impl Chain {
         let plain: Vec<_> = block.iter().map(|tx| evm.transact_commit(tx.clone())).collect();
         drop(evm);
 
-        let sequential = execute_sequential(&vm, block, &self.duet).expect("the block executes");
-        let mut two_thread_stats = None;
-        for threads in [2, 4] {
-            let config = ExecutorConfig {
-                min_parallel_block: 2,
-                contention_fallback: None,
-                ..ExecutorConfig::with_threads(NonZeroUsize::new(threads).unwrap())
-            };
-            let (parallel, stats) =
-                BlockExecutor::new(&vm, config).execute_block_with_stats(block, &self.duet);
-            two_thread_stats.get_or_insert(stats);
-            assert!(
-                parallel.as_ref() == Ok(&sequential),
-                "parallel ({threads} threads) differs from sequential"
-            );
-        }
+        let (sequential, two_thread_stats) = execute_every_way(&vm, block, &self.duet);
         for (index, (duet, plain)) in sequential.results.iter().zip(&plain).enumerate() {
             match (duet, plain) {
                 (TransactionResult::Executed(duet), Ok(plain)) => {
@@ -131,15 +115,10 @@ impl Chain {
                 (duet, plain) => panic!("transaction {index}: Duet {duet:?}, plain revm {plain:?}"),
             }
         }
-        for (key, value) in sequential.state_updates {
-            match value {
-                Some(value) => self.duet.0.insert(key, value),
-                None => self.duet.0.remove(&key),
-            };
-        }
+        self.duet.apply(sequential.state_updates);
         assert_eq!(self.duet.0, plain_state(&self.plain), "state after block {}", self.number);
         self.number += 1;
-        (sequential.results, two_thread_stats.expect("ran in parallel"))
+        (sequential.results, two_thread_stats)
     }
 }
 
