@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use testkit::{
     account, quiet_script_panics, transfer_block, transfer_genesis, FastMap, MemoryStorage, Op,
-    Script, ScriptVm, TransferError, TransferVm, FEE_VAULT,
+    Script, ScriptVm, TransferError, TransferVm, FEE_VAULT, SCRIPT_PANIC,
 };
 
 const THREAD_COUNTS: [usize; 3] = [2, 4, 8];
@@ -31,11 +31,13 @@ fn config(threads: usize, contention_fallback: Option<ContentionFallback>) -> Ex
 
 /// The fallback settings every equivalence test runs under: never, the default, and one that
 /// hands every block to the sequential executor after three executions.
-const FALLBACKS: [Option<ContentionFallback>; 3] = [
-    None,
-    Some(ContentionFallback { min_executions: 64, max_wasted_percent: 40 }),
-    Some(ContentionFallback { min_executions: 3, max_wasted_percent: 0 }),
-];
+fn fallbacks() -> [Option<ContentionFallback>; 3] {
+    [
+        None,
+        Some(ContentionFallback::default()),
+        Some(ContentionFallback { min_executions: 3, max_wasted_percent: 0 }),
+    ]
+}
 
 fn op_strategy(keys: u16) -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -83,7 +85,7 @@ where
 {
     let expected = execute_sequential(vm, block, storage);
     for threads in THREAD_COUNTS {
-        for fallback in FALLBACKS {
+        for fallback in fallbacks() {
             let actual =
                 BlockExecutor::new(vm, config(threads, fallback)).execute_block(block, storage);
             prop_assert_eq!(&actual, &expected, "threads {} fallback {:?}", threads, fallback);
@@ -170,7 +172,7 @@ fn a_panicking_transaction_fails_alone() {
             .execute_block(&block, &storage)
             .unwrap();
         assert!(
-            matches!(&output.results[1], TransactionResult::Panicked(message) if message.starts_with("script panic"))
+            matches!(&output.results[1], TransactionResult::Panicked(message) if message.starts_with(SCRIPT_PANIC))
         );
         assert!(matches!(output.results[2], TransactionResult::Executed(_)));
         let written: Vec<u16> = output.state_updates.iter().map(|(key, _)| *key).collect();
@@ -187,7 +189,7 @@ fn a_delta_past_its_bound_fails_the_block_identically() {
     let expected = execute_sequential(&ScriptVm, &block, &storage);
     assert_eq!(expected, Err(BlockError::DeltaOutOfBounds { txn_index: 40, key: 0 }));
     for threads in THREAD_COUNTS {
-        for fallback in FALLBACKS {
+        for fallback in fallbacks() {
             let actual = BlockExecutor::new(&ScriptVm, config(threads, fallback))
                 .execute_block(&block, &storage);
             assert_eq!(actual, expected);
@@ -253,7 +255,7 @@ fn transfer_case(accounts: u64, size: usize, seed: u64, work_rounds: u32) -> Tra
 #[test]
 fn full_contention_stays_identical_and_bounded() {
     let (storage, block, vm, expected) = transfer_case(2, 2000, 3, 4);
-    for fallback in FALLBACKS {
+    for fallback in fallbacks() {
         let (actual, stats) =
             BlockExecutor::new(&vm, config(2, fallback)).execute_block_with_stats(&block, &storage);
         assert_eq!(actual, expected);
