@@ -23,12 +23,15 @@
 
 mod convert;
 pub mod database;
+mod from_move;
+mod mixed;
 pub mod move_call;
 mod receipt;
 mod recovery;
 
 pub use convert::{state_writes, EVM_EMPTY_CODE_HASH};
 pub use database::{BalanceWatch, CodeCache, ViewDatabase, ViewDatabaseError, LAZY_BALANCE};
+pub use mixed::{DuetError, DuetReceipt, DuetTransaction, DuetVm, MixedBlockExecutor};
 pub use move_call::{DuetPrecompiles, IMove, MoveOverlay};
 pub use receipt::{block_receipts, BlockReceipt};
 pub use recovery::{recover, recover_block, tx_env, RecoveryError};
@@ -43,7 +46,7 @@ use revm::context::{BlockEnv, CfgEnv, ContextTr, TxEnv};
 use revm::context_interface::local::FrameStack;
 use revm::database_interface::WrapDatabaseRef;
 use revm::handler::instructions::EthInstructions;
-use revm::handler::MainnetContext;
+use revm::handler::{EthFrame, MainnetContext};
 use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_types::InputsTr;
 use revm::interpreter::{Instruction, InstructionContext, InstructionExecResult};
@@ -138,24 +141,7 @@ impl EvmVm {
     where
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
-        let database =
-            WrapDatabaseRef(ViewDatabase::new(view, transaction.caller, lazy, &self.code));
-        // Built by hand rather than with `build_mainnet`: that one pre-allocates eight call
-        // frames (a 32 KiB stack each) for every transaction; frames are created on demand here.
-        let spec = self.cfg.spec;
-        let context: MainnetContext<_> = Context::new(database, spec);
-        let context = context.with_block(self.block.clone()).with_cfg(self.cfg.clone());
-        let mut evm = Evm {
-            ctx: context,
-            inspector: (),
-            instruction: EthInstructions::new_mainnet_with_spec(spec),
-            precompiles: DuetPrecompiles::new(
-                spec,
-                self.move_call.as_ref().map(|(move_vm, addresses)| (&**move_vm, addresses)),
-            ),
-            frame_stack: FrameStack::new(),
-        };
-        watch_balance_opcode(&mut evm.instruction);
+        let mut evm = self.evm(view, transaction.caller, lazy, Caller::Transaction);
         let outcome = match evm.transact(transaction.clone()) {
             Ok(outcome) => outcome,
             // A Move call asked for exact balances: run again with them.
@@ -191,6 +177,61 @@ impl EvmVm {
             VmOutput { writes, output: outcome.result }
         }))
     }
+}
+
+/// revm over a Block-STM view, as Duet runs it.
+pub(crate) type DuetEvm<'a, View> = Evm<
+    DuetContext<'a, View>,
+    (),
+    EthInstructions<EthInterpreter, DuetContext<'a, View>>,
+    DuetPrecompiles<'a>,
+    EthFrame<EthInterpreter>,
+>;
+
+/// revm's context over a Block-STM view.
+pub(crate) type DuetContext<'a, View> = MainnetContext<WrapDatabaseRef<ViewDatabase<'a, View>>>;
+
+impl EvmVm {
+    /// revm for one transaction from `sender` over `view` (`lazy`: see [`ViewDatabase`]), run
+    /// by `caller`.
+    pub(crate) fn evm<'a, View>(
+        &'a self,
+        view: &'a View,
+        sender: Address,
+        lazy: bool,
+        caller: Caller,
+    ) -> DuetEvm<'a, View>
+    where
+        View: TransactionView<Key = StateKey, Value = StateValue>,
+    {
+        let database = WrapDatabaseRef(ViewDatabase::new(view, sender, lazy, &self.code));
+        // Built by hand rather than with `build_mainnet`: that one pre-allocates eight call
+        // frames (a 32 KiB stack each) for every transaction; frames are created on demand here.
+        let spec = self.cfg.spec;
+        let context: MainnetContext<_> = Context::new(database, spec);
+        let context = context.with_block(self.block.clone()).with_cfg(self.cfg.clone());
+        let mut evm = Evm {
+            ctx: context,
+            inspector: (),
+            instruction: EthInstructions::new_mainnet_with_spec(spec),
+            precompiles: DuetPrecompiles::new(
+                spec,
+                self.move_call.as_ref().map(|(move_vm, addresses)| (&**move_vm, addresses)),
+                caller,
+            ),
+            frame_stack: FrameStack::new(),
+        };
+        watch_balance_opcode(&mut evm.instruction);
+        evm
+    }
+}
+
+/// Who runs the EVM: an EVM transaction, or a Move transaction calling into it (whose EVM code
+/// cannot call Move again).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Caller {
+    Transaction,
+    Move,
 }
 
 /// Replaces the opcodes that could reveal or spend a stand-in balance with versions that tell the

@@ -127,6 +127,8 @@ pub struct DuetPrecompiles<'a> {
     move_call: Option<(&'a MoveVm, Cow<'a, AddressSet>)>,
     /// This transaction's Move writes.
     pub overlay: MoveOverlay,
+    /// Who runs this EVM: under a Move transaction, Move cannot be called again.
+    caller: crate::Caller,
 }
 
 impl std::fmt::Debug for DuetPrecompiles<'_> {
@@ -141,15 +143,16 @@ impl std::fmt::Debug for DuetPrecompiles<'_> {
 impl<'a> DuetPrecompiles<'a> {
     /// revm's precompiles for `spec`, and the Move call precompile if there is a Move VM, with
     /// `addresses` from [`with_move_call`] for the same `spec`.
-    #[must_use]
-    pub fn new(
+    pub(crate) fn new(
         spec: revm::primitives::hardfork::SpecId,
         move_call: Option<(&'a MoveVm, &'a AddressSet)>,
+        caller: crate::Caller,
     ) -> Self {
         Self {
             eth: EthPrecompiles::new(spec),
             move_call: move_call.map(|(vm, addresses)| (vm, Cow::Borrowed(addresses))),
             overlay: MoveOverlay::default(),
+            caller,
         }
     }
 }
@@ -186,7 +189,17 @@ where
     ) -> Result<Option<InterpreterResult>, String> {
         match &self.move_call {
             Some((move_vm, _)) if inputs.bytecode_address == MOVE_CALL_ADDRESS => {
-                let output = move_call(move_vm, &mut self.overlay, context, inputs)?;
+                let output = if self.caller == crate::Caller::Move {
+                    let error = IMove::MoveFailed {
+                        status: "REENTRANCY".to_owned(),
+                        message: "EVM code called from Move cannot call Move: one crossing \
+                                  between the VMs per transaction"
+                            .to_owned(),
+                    };
+                    PrecompileOutput::revert(0, error.abi_encode().into(), inputs.reservoir)
+                } else {
+                    move_call(move_vm, &mut self.overlay, context, inputs)?
+                };
                 Ok(Some(precompile_output_to_interpreter_result(output, inputs.gas_limit)))
             }
             _ => self.eth.run(context, inputs),

@@ -1,4 +1,7 @@
-//! Blocks of Move transactions, with module publishing as a barrier.
+//! Blocks of transactions that may publish Move modules, with each publish as a barrier.
+//!
+//! [`SegmentedExecutor`] runs the blocks of any VM with [`Barriers`]: Move blocks
+//! ([`MoveBlockExecutor`]), and `duet-evm`'s mixed blocks of Move and EVM transactions.
 //!
 //! The Move VM caches the code it loads, across sessions, and cannot take a module out of its
 //! cache. So a transaction that publishes modules runs alone: the block is cut into segments at
@@ -16,16 +19,40 @@ use duet_block_stm::{
     execute_sequential, BlockError, BlockExecutor, BlockOutput, ExecutorConfig, Storage,
     StorageError, VmBlockOutput,
 };
+use duet_block_stm::Vm;
 use duet_types::{MovePayload, MoveTransaction, StateKey, StateValue};
 
 use crate::MoveVm;
 
+/// A VM some of whose transactions must run alone, with a hook after each.
+pub trait Barriers: Vm<Key = StateKey, Value = StateValue> {
+    /// Whether `transaction` runs alone (it publishes Move modules).
+    fn is_barrier(&self, transaction: &Self::Transaction) -> bool;
+
+    /// Called after each barrier transaction, and after a block that had one: forget the code
+    /// loaded from state the caller may still discard.
+    fn after_barrier(&self);
+}
+
+impl Barriers for MoveVm {
+    fn is_barrier(&self, transaction: &MoveTransaction) -> bool {
+        matches!(transaction.payload, MovePayload::ModuleBundle(_))
+    }
+
+    fn after_barrier(&self) {
+        self.flush_code_cache();
+    }
+}
+
 /// Executes blocks of Move transactions, sequentially or in parallel.
+pub type MoveBlockExecutor<'vm> = SegmentedExecutor<'vm, MoveVm>;
+
+/// Executes blocks with barriers, sequentially or in parallel.
 #[derive(Debug)]
-pub struct MoveBlockExecutor<'vm> {
-    vm: &'vm MoveVm,
+pub struct SegmentedExecutor<'vm, V: Vm> {
+    vm: &'vm V,
     /// `None`: sequential.
-    parallel: Option<BlockExecutor<'vm, MoveVm>>,
+    parallel: Option<BlockExecutor<'vm, V>>,
 }
 
 /// A storage with the outputs of earlier segments of the block on top.
@@ -54,16 +81,16 @@ impl<S: Storage<Key = StateKey, Value = StateValue>> Storage for LayeredStorage<
     }
 }
 
-impl<'vm> MoveBlockExecutor<'vm> {
+impl<'vm, V: Barriers> SegmentedExecutor<'vm, V> {
     /// An executor that runs every transaction one after another: the specification.
     #[must_use]
-    pub fn sequential(vm: &'vm MoveVm) -> Self {
+    pub fn sequential(vm: &'vm V) -> Self {
         Self { vm, parallel: None }
     }
 
     /// An executor that runs segments without publishing on Block-STM, with `config`.
     #[must_use]
-    pub fn parallel(vm: &'vm MoveVm, config: ExecutorConfig) -> Self {
+    pub fn parallel(vm: &'vm V, config: ExecutorConfig) -> Self {
         Self { vm, parallel: Some(BlockExecutor::new(vm, config)) }
     }
 
@@ -73,29 +100,29 @@ impl<'vm> MoveBlockExecutor<'vm> {
     /// See [`BlockError`]; transaction indices in it are indices in `transactions`.
     pub fn execute_block<S>(
         &self,
-        transactions: &[MoveTransaction],
+        transactions: &[V::Transaction],
         storage: &S,
-    ) -> Result<VmBlockOutput<MoveVm>, BlockError<StateKey>>
+    ) -> Result<VmBlockOutput<V>, BlockError<StateKey>>
     where
         S: Storage<Key = StateKey, Value = StateValue>,
     {
-        let segments = segments(transactions);
+        let segments = segments(transactions, |transaction| self.vm.is_barrier(transaction));
         if let [(range, false)] = segments.as_slice() {
             return self.run(&transactions[range.clone()], storage);
         }
         let output = self.execute_segments(transactions, segments, storage);
         // Code loaded after a publish came from this block's state, which the caller may still
         // discard.
-        self.vm.flush_code_cache();
+        self.vm.after_barrier();
         output
     }
 
     fn execute_segments<S>(
         &self,
-        transactions: &[MoveTransaction],
+        transactions: &[V::Transaction],
         segments: Vec<(Range<usize>, bool)>,
         storage: &S,
-    ) -> Result<VmBlockOutput<MoveVm>, BlockError<StateKey>>
+    ) -> Result<VmBlockOutput<V>, BlockError<StateKey>>
     where
         S: Storage<Key = StateKey, Value = StateValue>,
     {
@@ -106,7 +133,7 @@ impl<'vm> MoveBlockExecutor<'vm> {
             let segment = &transactions[range.clone()];
             let output = if publishes {
                 let output = execute_sequential(self.vm, segment, &layered);
-                self.vm.flush_code_cache();
+                self.vm.after_barrier();
                 output
             } else {
                 self.run(segment, &layered)
@@ -120,9 +147,9 @@ impl<'vm> MoveBlockExecutor<'vm> {
 
     fn run<S>(
         &self,
-        transactions: &[MoveTransaction],
+        transactions: &[V::Transaction],
         storage: &S,
-    ) -> Result<VmBlockOutput<MoveVm>, BlockError<StateKey>>
+    ) -> Result<VmBlockOutput<V>, BlockError<StateKey>>
     where
         S: Storage<Key = StateKey, Value = StateValue>,
     {
@@ -134,11 +161,14 @@ impl<'vm> MoveBlockExecutor<'vm> {
 }
 
 /// The block cut at publishing transactions: ranges, and whether the range is one publish.
-fn segments(transactions: &[MoveTransaction]) -> Vec<(Range<usize>, bool)> {
+fn segments<T>(
+    transactions: &[T],
+    is_barrier: impl Fn(&T) -> bool,
+) -> Vec<(Range<usize>, bool)> {
     let mut segments = Vec::new();
     let mut start = 0;
     for (index, transaction) in transactions.iter().enumerate() {
-        if matches!(transaction.payload, MovePayload::ModuleBundle(_)) {
+        if is_barrier(transaction) {
             if start < index {
                 segments.push((start..index, false));
             }

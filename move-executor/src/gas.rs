@@ -20,6 +20,8 @@
 //! | resource written, new / changed | 20 000 / 2 900, + 8 per byte |
 //! | resource deleted | 0 |
 //! | event | 375 + 8 per byte |
+//! | call into the EVM (`evm::call`, `evm::static_call`, …) | 2 600 + the EVM gas the call used |
+//! | `evm::keccak256` | 30 + 6 per 32 bytes |
 //! | module published | 20 000 + 200 per byte |
 //!
 //! Reads and writes are priced like the EVM's cold `SLOAD` (2 100), `SSTORE` of a new slot
@@ -29,6 +31,9 @@
 //!
 //! When the meter runs out, the transaction stops with `OUT_OF_GAS`: all of its gas limit is
 //! charged and every other effect is discarded.
+
+use std::cell::Cell;
+use std::rc::Rc;
 
 use move_binary_format::errors::{PartialVMError, PartialVMResult};
 use move_core_types::gas_algebra::{InternalGas, NumArgs, NumBytes};
@@ -57,6 +62,12 @@ pub const WRITE_BYTE: u64 = 8;
 pub const EVENT: u64 = 375;
 /// Per byte of an event.
 pub const EVENT_BYTE: u64 = 8;
+/// A call into the EVM, before the EVM gas it uses (like a cold account access).
+pub const EVM_CALL: u64 = 2_600;
+/// `evm::keccak256`, and per 32 bytes hashed.
+pub const KECCAK: u64 = 30;
+/// Per 32 bytes hashed by `evm::keccak256`.
+pub const KECCAK_WORD: u64 = 6;
 /// Publishing a module.
 pub const MODULE: u64 = 20_000;
 /// Per byte of a published module.
@@ -74,20 +85,26 @@ pub fn intrinsic_gas(payload_bytes: usize) -> u64 {
 /// A gas meter with a budget, charging the schedule above.
 #[derive(Debug)]
 pub struct DuetGasMeter {
-    remaining: u64,
+    /// Shared with the natives that pass gas on (a call into the EVM gets what is left).
+    remaining: Rc<Cell<u64>>,
 }
 
 impl DuetGasMeter {
     /// A meter that allows `budget` gas.
     #[must_use]
     pub fn new(budget: u64) -> Self {
-        Self { remaining: budget }
+        Self { remaining: Rc::new(Cell::new(budget)) }
     }
 
     /// The gas left.
     #[must_use]
     pub fn remaining(&self) -> u64 {
-        self.remaining
+        self.remaining.get()
+    }
+
+    /// A handle that reads the gas left as it changes.
+    pub(crate) fn gauge(&self) -> Rc<Cell<u64>> {
+        Rc::clone(&self.remaining)
     }
 
     /// Charges `amount`.
@@ -95,11 +112,11 @@ impl DuetGasMeter {
     /// # Errors
     /// `OUT_OF_GAS` if less than `amount` is left (the meter is then empty).
     pub fn charge(&mut self, amount: u64) -> PartialVMResult<()> {
-        if let Some(remaining) = self.remaining.checked_sub(amount) {
-            self.remaining = remaining;
+        if let Some(remaining) = self.remaining.get().checked_sub(amount) {
+            self.remaining.set(remaining);
             Ok(())
         } else {
-            self.remaining = 0;
+            self.remaining.set(0);
             Err(PartialVMError::new(StatusCode::OUT_OF_GAS))
         }
     }

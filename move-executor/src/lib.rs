@@ -28,11 +28,12 @@
 
 mod block;
 pub mod compiler;
+pub mod evm;
 pub mod gas;
 pub mod natives;
 pub mod resolver;
 
-pub use block::{LayeredStorage, MoveBlockExecutor};
+pub use block::{Barriers, LayeredStorage, MoveBlockExecutor, SegmentedExecutor};
 
 use std::cell::Cell;
 use std::cmp::Ordering as CmpOrdering;
@@ -54,8 +55,9 @@ use move_vm_runtime::native_extensions::NativeContextExtensions;
 use move_vm_types::loaded_data::runtime_types::Type;
 use parking_lot::Mutex;
 
+use crate::evm::{EvmHost, EvmHostFactory, EvmLog};
 use crate::gas::DuetGasMeter;
-use crate::natives::{BalanceChange, StateNatives, StateView};
+use crate::natives::{BalanceChange, EvmAccess, Sender, StateNatives, StateView};
 use crate::resolver::{resource_key, ViewResolver};
 
 /// The address of the standard library and the framework.
@@ -197,6 +199,8 @@ pub struct MoveReceipt {
     pub gas_used: u64,
     /// The events emitted, in order (none unless it succeeded).
     pub events: Vec<MoveEvent>,
+    /// The logs of the EVM code it called (`duet::evm`), in order (none unless it succeeded).
+    pub logs: Vec<EvmLog>,
 }
 
 impl MoveReceipt {
@@ -319,11 +323,19 @@ impl MoveVm {
     where
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
-        let caller_balance = read_balance(view, caller)?;
+        let caller = Sender {
+            address: caller,
+            balance: read_balance(view, caller)?,
+            reserved_fee: 0,
+            nonce: 0, // Only an opened EVM would need it.
+        };
         let mut meter = DuetGasMeter::new(gas_limit);
+        let state: &StateView<'_> = view;
+        let resolver = ViewResolver::new(state);
         let outcome = self.with_instance(|vm| {
-            Self::run(vm, caller, Work::Call(call), view, caller_balance, 0, &mut meter)
+            Self::run(vm, &caller, Work::Call(call), &resolver, EvmAccess::Unavailable, &mut meter)
         });
+        let caller = caller.address;
         let (status, effects) = settle(outcome, &meter);
         let effects = effects.unwrap_or_default();
         Ok(CallOutcome {
@@ -357,10 +369,10 @@ where
 
 /// How a session ended, and its effects if it succeeded. Running out of gas leaves `meter`
 /// empty, so "gas limit − remaining" charges the whole limit then.
-fn settle(
-    outcome: Result<Effects, Failure>,
+fn settle<'a>(
+    outcome: Result<Effects<'a>, Failure>,
     meter: &DuetGasMeter,
-) -> (MoveStatus, Option<Effects>) {
+) -> (MoveStatus, Option<Effects<'a>>) {
     match outcome {
         Ok(effects) => (MoveStatus::Success, Some(effects)),
         Err(failure) => {
@@ -371,12 +383,13 @@ fn settle(
     }
 }
 
-/// What a session produced: writes of modules and resources, balance moves, events, and the
-/// function's return values.
+/// What a session produced: writes of modules and resources, balance moves (or the EVM that
+/// holds them), events, and the function's return values.
 #[derive(Default)]
-struct Effects {
+struct Effects<'a> {
     writes: Vec<(StateKey, WriteOp<StateValue>)>,
     balances: BTreeMap<Address, BalanceChange>,
+    evm: Option<Box<dyn EvmHost + 'a>>,
     events: Vec<MoveEvent>,
     return_values: Vec<Vec<u8>>,
 }
@@ -416,6 +429,25 @@ impl Vm for MoveVm {
     where
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
+        self.execute_transaction(transaction, view, None)
+    }
+}
+
+impl MoveVm {
+    /// Executes `transaction` over `view`; with `evm`, its Move code can call the EVM
+    /// (`duet::evm`), which that factory opens. What [`Vm::execute`] does, with `evm: None`.
+    ///
+    /// # Errors
+    /// The transaction is rejected ([`MoveError`]); it changes nothing.
+    pub fn execute_transaction<View>(
+        &self,
+        transaction: &MoveTransaction,
+        view: &View,
+        evm: Option<&dyn EvmHostFactory>,
+    ) -> Result<VmOutput<StateKey, StateValue, MoveReceipt>, MoveError>
+    where
+        View: TransactionView<Key = StateKey, Value = StateValue>,
+    {
         let sender = transaction.sender;
         let header_key = StateKey::Account(sender);
         let (nonce, code_hash) = match view.read(&header_key)? {
@@ -443,45 +475,75 @@ impl Vm for MoveVm {
         if sender_balance < max_fee {
             return Err(MoveError::InsufficientFunds(max_fee));
         }
+        let sender =
+            Sender { address: sender, balance: sender_balance, reserved_fee: max_fee, nonce: nonce + 1 };
+        // With stand-in balances first; again with exact ones if the EVM observed a stand-in.
+        for lazy in [true, false] {
+            let evm = match evm {
+                Some(factory) => EvmAccess::Closed { factory, lazy },
+                None => EvmAccess::Unavailable,
+            };
+            if let Some(output) = self.execute_checked(transaction, view, &sender, evm)? {
+                return Ok(output);
+            }
+        }
+        unreachable!("a run with exact balances observes no stand-in")
+    }
 
+    /// Runs a checked transaction; `None` if the EVM it called observed a stand-in balance.
+    fn execute_checked(
+        &self,
+        transaction: &MoveTransaction,
+        state: &StateView<'_>,
+        sender: &Sender,
+        evm: EvmAccess<'_>,
+    ) -> Result<Option<VmOutput<StateKey, StateValue, MoveReceipt>>, MoveError> {
+        let resolver = ViewResolver::new(state);
+        let intrinsic = gas::intrinsic_gas(transaction.payload.encoded_len());
         let mut meter = DuetGasMeter::new(transaction.gas_limit - intrinsic);
         let outcome = self.with_instance(|vm| {
             let work = match &transaction.payload {
                 MovePayload::EntryFunction(call) => Work::Entry(call),
                 MovePayload::ModuleBundle(modules) => Work::Publish(modules),
             };
-            Self::run(vm, sender, work, view, sender_balance, max_fee, &mut meter)
+            Self::run(vm, sender, work, &resolver, evm, &mut meter)
         });
         let (status, effects) = settle(outcome, &meter);
         let gas_used = transaction.gas_limit - meter.remaining();
-        // INVARIANT: gas_used <= gas_limit, so the fee is at most max_fee.
+        // INVARIANT: gas_used <= gas_limit, so the fee is at most the reserved fee.
         let fee = u128::from(gas_used) * transaction.gas_price;
 
-        let mut writes =
-            vec![(header_key, WriteOp::Put(StateValue::Account { nonce: nonce + 1, code_hash }))];
-        let (mut balances, events) = match effects {
-            Some(effects) => {
-                writes.extend(effects.writes);
-                (effects.balances, effects.events)
-            }
-            None => (BTreeMap::new(), Vec::new()),
-        };
+        let mut effects = effects.unwrap_or_default();
+        if let Some(host) = effects.evm.take() {
+            // The EVM's journal holds every account change, the sender's nonce and balance too.
+            let Some(evm) = host.finish(fee)? else { return Ok(None) };
+            let mut writes = evm.writes;
+            writes.extend(effects.writes);
+            credit(&mut writes, self.fee_vault, fee);
+            let output = MoveReceipt { status, gas_used, events: effects.events, logs: evm.logs };
+            return Ok(Some(VmOutput { writes, output }));
+        }
+        let header = StateValue::Account { nonce: sender.nonce, code_hash: KECCAK256_EMPTY };
+        let mut writes = vec![(StateKey::Account(sender.address), WriteOp::Put(header))];
+        writes.extend(effects.writes);
+        let mut balances = effects.balances;
         if fee > 0 {
-            let payer = balances.entry(sender).or_default();
+            let payer = balances.entry(sender.address).or_default();
             payer.debit = payer.debit.saturating_add(fee);
             let vault = balances.entry(self.fee_vault).or_default();
             vault.credit = vault.credit.saturating_add(fee);
         }
-        if let Some(change) = balances.remove(&sender) {
+        if let Some(change) = balances.remove(&sender.address) {
             // INVARIANT: every debit, the fee included, was checked against the exact balance.
-            let balance = sender_balance.saturating_add(change.credit).saturating_sub(change.debit);
-            if balance != sender_balance {
+            let balance =
+                sender.balance.saturating_add(change.credit).saturating_sub(change.debit);
+            if balance != sender.balance {
                 let write = if balance == 0 {
                     WriteOp::Delete
                 } else {
                     WriteOp::Put(StateValue::Balance(balance))
                 };
-                writes.push((StateKey::Balance(sender), write));
+                writes.push((StateKey::Balance(sender.address), write));
             }
         }
         for (address, change) in balances {
@@ -492,30 +554,54 @@ impl Vm for MoveVm {
             };
             writes.push((StateKey::Balance(address), WriteOp::Delta(delta)));
         }
-        Ok(VmOutput { writes, output: MoveReceipt { status, gas_used, events } })
+        let output = MoveReceipt { status, gas_used, events: effects.events, logs: Vec::new() };
+        Ok(Some(VmOutput { writes, output }))
     }
+}
+
+/// Adds `amount` to `address`'s balance in `writes`, which hold at most one write per key.
+fn credit(writes: &mut Vec<(StateKey, WriteOp<StateValue>)>, address: Address, amount: u128) {
+    if amount == 0 {
+        return;
+    }
+    let key = StateKey::Balance(address);
+    let Some((_, write)) = writes.iter_mut().find(|(written, _)| *written == key) else {
+        writes.push((key, WriteOp::Delta(Delta::add(amount))));
+        return;
+    };
+    *write = match write {
+        WriteOp::Put(StateValue::Balance(balance)) => {
+            WriteOp::Put(StateValue::Balance(balance.saturating_add(amount)))
+        }
+        WriteOp::Delete => WriteOp::Put(StateValue::Balance(amount)),
+        WriteOp::Delta(Delta::Add { amount: added, .. }) => {
+            WriteOp::Delta(Delta::add(added.saturating_add(amount)))
+        }
+        WriteOp::Delta(Delta::Sub { amount: taken, .. }) if *taken > amount => {
+            WriteOp::Delta(Delta::sub(*taken - amount))
+        }
+        WriteOp::Delta(Delta::Sub { amount: taken, .. }) => {
+            WriteOp::Delta(Delta::add(amount - *taken))
+        }
+        // INVARIANT: balance keys hold balances.
+        WriteOp::Put(other) => WriteOp::Put(other.clone()),
+    };
 }
 
 impl MoveVm {
     /// Runs `work` in a session for `sender`; on success, charges for what it writes.
-    fn run<View>(
+    fn run<'a>(
         vm: &MoveVM,
-        sender: Address,
+        sender: &Sender,
         work: Work<'_>,
-        view: &View,
-        sender_balance: u128,
-        reserved_fee: u128,
+        resolver: &'a ViewResolver<'a>,
+        evm: EvmAccess<'a>,
         meter: &mut DuetGasMeter,
-    ) -> Result<Effects, Failure>
-    where
-        View: TransactionView<Key = StateKey, Value = StateValue>,
-    {
-        let state: &StateView<'_> = view;
-        let resolver = ViewResolver::new(state);
+    ) -> Result<Effects<'a>, Failure> {
         let mut extensions = NativeContextExtensions::default();
-        extensions.add(StateNatives::new(state, sender, sender_balance, reserved_fee));
-        let mut session = vm.new_session_with_extensions(&resolver, extensions);
-        let signer = to_account_address(sender);
+        extensions.add(StateNatives::new(resolver.state(), sender, meter.gauge(), evm));
+        let mut session = vm.new_session_with_extensions(resolver, extensions);
+        let signer = to_account_address(sender.address);
         let mut return_values = Vec::new();
         match work {
             Work::Entry(call) | Work::Call(call) => {
@@ -547,7 +633,7 @@ impl MoveVm {
                         meter,
                     )?
                 } else {
-                    ensure_callable(&resolver, &module, &function)?;
+                    ensure_callable(resolver, &module, &function)?;
                     session.execute_function_bypass_visibility(
                         &module,
                         &function,
@@ -570,7 +656,11 @@ impl MoveVm {
             }
         }
         let (changes, events, mut extensions) = session.finish_with_extensions()?;
-        let natives: StateNatives<'_> = extensions.remove();
+        let natives: StateNatives<'a> = extensions.remove();
+        let evm = match natives.evm {
+            EvmAccess::Open(host) => Some(host),
+            EvmAccess::Unavailable | EvmAccess::Closed { .. } => None,
+        };
 
         let mut writes = Vec::new();
         for (address, account) in changes.into_inner() {
@@ -591,7 +681,7 @@ impl MoveVm {
                 Ok(MoveEvent { type_tag: type_tag.to_string(), data })
             })
             .collect::<Result<Vec<_>, PartialVMError>>()?;
-        Ok(Effects { writes, balances: natives.balances, events, return_values })
+        Ok(Effects { writes, balances: natives.balances, evm, events, return_values })
     }
 }
 

@@ -6,8 +6,14 @@
 //! moves are kept per account as credits and debits. The sender's balance is read exactly (as in
 //! the EVM) and written as a value; every other account's change becomes a commutative delta, so
 //! transfers and fees never make transactions conflict on their recipients or on the fee vault.
+//!
+//! `evm::call_native` calls the EVM through an [`EvmHost`](crate::evm::EvmHost), opened on the
+//! transaction's first call; from then on balances, nonces and transfers go through the EVM's
+//! journal, the transaction's one overlay (see [`crate::evm`]). `evm::keccak256` hashes.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use better_any::{Tid, TidAble};
@@ -25,8 +31,22 @@ use move_vm_types::pop_arg;
 use move_vm_types::values::Value;
 use smallvec::smallvec;
 
-use crate::gas::{ETH_TRANSFER, NATIVE_STATE_READ};
+use crate::evm::{EvmCall, EvmCallResult, EvmHost, EvmHostFactory};
+use crate::gas::{ETH_TRANSFER, EVM_CALL, KECCAK, KECCAK_WORD, NATIVE_STATE_READ};
 use crate::{to_address, FRAMEWORK_ADDRESS};
+
+/// `evm::ENO_EVM`: the EVM cannot be called here.
+const ENO_EVM: u64 = 1;
+
+/// The EVM as this transaction's natives reach it.
+pub(crate) enum EvmAccess<'a> {
+    /// None: a Move function called from the EVM, or a chain without an EVM.
+    Unavailable,
+    /// Not opened yet; `lazy` as for EVM transactions.
+    Closed { factory: &'a (dyn EvmHostFactory + 'a), lazy: bool },
+    /// Opened by the transaction's first call into the EVM.
+    Open(Box<dyn EvmHost + 'a>),
+}
 
 /// A transaction's view of the state, as the natives see it.
 pub(crate) type StateView<'a> = dyn TransactionView<Key = StateKey, Value = StateValue> + 'a;
@@ -47,21 +67,49 @@ pub(crate) struct StateNatives<'a> {
     sender: Address,
     sender_balance: u128,
     reserved_fee: u128,
-    /// Balance moves, by account.
+    /// The sender's nonce, advanced by this transaction.
+    sender_nonce: u64,
+    /// Balance moves, by account, until the EVM is opened (then they are in its journal).
     pub(crate) balances: BTreeMap<Address, BalanceChange>,
+    /// The gas the transaction has left.
+    gas: Rc<Cell<u64>>,
+    pub(crate) evm: EvmAccess<'a>,
+}
+
+/// The sender of a session and what the natives need to know about it.
+pub(crate) struct Sender {
+    pub(crate) address: Address,
+    /// Its exact balance before the transaction.
+    pub(crate) balance: u128,
+    /// The fee reserved out of it: the most the transaction can pay.
+    pub(crate) reserved_fee: u128,
+    /// Its nonce, advanced by the transaction.
+    pub(crate) nonce: u64,
 }
 
 impl<'a> StateNatives<'a> {
     pub(crate) fn new(
         view: &'a StateView<'a>,
-        sender: Address,
-        sender_balance: u128,
-        reserved_fee: u128,
+        sender: &Sender,
+        gas: Rc<Cell<u64>>,
+        evm: EvmAccess<'a>,
     ) -> Self {
-        Self { view, sender, sender_balance, reserved_fee, balances: BTreeMap::new() }
+        Self {
+            view,
+            sender: sender.address,
+            sender_balance: sender.balance,
+            reserved_fee: sender.reserved_fee,
+            sender_nonce: sender.nonce,
+            balances: BTreeMap::new(),
+            gas,
+            evm,
+        }
     }
 
-    fn nonce(&self, address: Address) -> PartialVMResult<u64> {
+    fn nonce(&mut self, address: Address) -> PartialVMResult<u64> {
+        if let EvmAccess::Open(host) = &mut self.evm {
+            return host.nonce(address).map_err(storage_error);
+        }
         match self.view.read(&StateKey::Account(address)).map_err(storage_error)? {
             None => Ok(0),
             Some(StateValue::Account { nonce, .. }) => Ok(nonce),
@@ -70,7 +118,10 @@ impl<'a> StateNatives<'a> {
     }
 
     /// The balance of `address` as this transaction sees it: stored, plus its own moves.
-    fn balance(&self, address: Address) -> PartialVMResult<u128> {
+    fn balance(&mut self, address: Address) -> PartialVMResult<u128> {
+        if let EvmAccess::Open(host) = &mut self.evm {
+            return host.balance(address).map_err(storage_error);
+        }
         let stored = if address == self.sender {
             self.sender_balance
         } else {
@@ -91,6 +142,9 @@ impl<'a> StateNatives<'a> {
     fn move_balance(&mut self, from: Address, to: Address, amount: u128) -> PartialVMResult<bool> {
         if amount == 0 {
             return Ok(true);
+        }
+        if let EvmAccess::Open(host) = &mut self.evm {
+            return host.transfer(from, to, amount).map_err(storage_error);
         }
         let change = self.balances.get(&from).copied().unwrap_or_default();
         let spent = change.debit.saturating_add(amount);
@@ -115,6 +169,35 @@ impl<'a> StateNatives<'a> {
     }
 }
 
+impl StateNatives<'_> {
+    /// Calls the EVM, opening it first if this is the transaction's first call; `None` if the EVM
+    /// cannot be called here.
+    fn call_evm(&mut self, call: EvmCall<'_>) -> PartialVMResult<Option<EvmCallResult>> {
+        if let EvmAccess::Closed { factory, lazy } = self.evm {
+            let sender = self.balances.remove(&self.sender).unwrap_or_default();
+            // INVARIANT: every debit, the reserved fee included, was checked against the balance.
+            let balance =
+                self.sender_balance.saturating_add(sender.credit).saturating_sub(sender.debit);
+            let mut host = factory
+                .open(self.sender, self.sender_nonce, balance, self.reserved_fee, lazy)
+                .map_err(storage_error)?;
+            for (address, change) in std::mem::take(&mut self.balances) {
+                // Only a signer pays, and a transaction's only signer is its sender.
+                if change.debit > 0 {
+                    return Err(PartialVMError::new(StatusCode::UNKNOWN_INVARIANT_VIOLATION_ERROR)
+                        .with_message(format!("{address} paid without being the sender")));
+                }
+                host.credit(address, change.credit).map_err(storage_error)?;
+            }
+            self.evm = EvmAccess::Open(host);
+        }
+        match &mut self.evm {
+            EvmAccess::Open(host) => host.call(call).map(Some).map_err(storage_error),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// A read through the view failed: execution stops, and the executor handles the cause.
 #[allow(clippy::needless_pass_by_value)] // Used as `map_err(storage_error)`.
 fn storage_error(error: duet_block_stm::ReadError) -> PartialVMError {
@@ -135,7 +218,7 @@ fn native_sequence_number(
     mut arguments: VecDeque<Value>,
 ) -> PartialVMResult<NativeResult> {
     let address = to_address(pop_arg!(arguments, AccountAddress));
-    let nonce = context.extensions().get::<StateNatives<'_>>().nonce(address)?;
+    let nonce = context.extensions_mut().get_mut::<StateNatives<'_>>().nonce(address)?;
     Ok(NativeResult::ok(NATIVE_STATE_READ.into(), smallvec![Value::u64(nonce)]))
 }
 
@@ -145,7 +228,7 @@ fn native_balance(
     mut arguments: VecDeque<Value>,
 ) -> PartialVMResult<NativeResult> {
     let address = to_address(pop_arg!(arguments, AccountAddress));
-    let balance = context.extensions().get::<StateNatives<'_>>().balance(address)?;
+    let balance = context.extensions_mut().get_mut::<StateNatives<'_>>().balance(address)?;
     Ok(NativeResult::ok(NATIVE_STATE_READ.into(), smallvec![Value::u128(balance)]))
 }
 
@@ -162,13 +245,63 @@ fn native_move_balance(
     Ok(NativeResult::ok(ETH_TRANSFER.into(), smallvec![Value::bool(moved)]))
 }
 
+fn native_evm_call(
+    context: &mut NativeContext<'_, '_>,
+    _types: Vec<Type>,
+    mut arguments: VecDeque<Value>,
+) -> PartialVMResult<NativeResult> {
+    let is_static = pop_arg!(arguments, bool);
+    let calldata = pop_arg!(arguments, Vec<u8>);
+    let value = pop_arg!(arguments, u128);
+    let to = to_address(pop_arg!(arguments, AccountAddress));
+    let caller = to_address(pop_arg!(arguments, AccountAddress));
+    let natives = context.extensions_mut().get_mut::<StateNatives<'_>>();
+    let gas_limit = natives.gas.get().saturating_sub(EVM_CALL);
+    let call = EvmCall { caller, to, value, calldata: &calldata, is_static, gas_limit };
+    Ok(match natives.call_evm(call)? {
+        None => NativeResult::err(EVM_CALL.into(), ENO_EVM),
+        Some(result) => NativeResult::ok(
+            (EVM_CALL + result.gas_used).into(),
+            smallvec![Value::bool(result.success), Value::vector_u8(result.output)],
+        ),
+    })
+}
+
+fn native_keccak256(
+    _context: &mut NativeContext<'_, '_>,
+    _types: Vec<Type>,
+    mut arguments: VecDeque<Value>,
+) -> PartialVMResult<NativeResult> {
+    let data = pop_arg!(arguments, Vec<u8>);
+    let cost = KECCAK + KECCAK_WORD * (data.len() as u64).div_ceil(32);
+    let hash = duet_types::keccak256(&data);
+    Ok(NativeResult::ok(cost.into(), smallvec![Value::vector_u8(hash)]))
+}
+
+/// `abi::to_address`: the address of 20 bytes (`abi` passes exactly 20).
+fn native_to_address(
+    _context: &mut NativeContext<'_, '_>,
+    _types: Vec<Type>,
+    mut arguments: VecDeque<Value>,
+) -> PartialVMResult<NativeResult> {
+    let bytes = pop_arg!(arguments, Vec<u8>);
+    let address = AccountAddress::from_bytes(&bytes).map_err(|_| {
+        PartialVMError::new(StatusCode::UNKNOWN_INVARIANT_VIOLATION_ERROR)
+            .with_message(format!("an address has 20 bytes, not {}", bytes.len()))
+    })?;
+    Ok(NativeResult::ok(1.into(), smallvec![Value::address(address)]))
+}
+
 /// Every native function: the standard library's and the framework's, all at `0x1`.
 pub(crate) fn all_natives() -> NativeFunctionTable {
     let mut natives = move_stdlib::natives::all_natives(FRAMEWORK_ADDRESS, stdlib_gas());
-    let framework: [(&str, &str, NativeFn); 3] = [
+    let framework: [(&str, &str, NativeFn); 6] = [
+        ("abi", "to_address", native_to_address),
         ("account", "sequence_number", native_sequence_number),
         ("eth", "balance", native_balance),
         ("eth", "move_balance", native_move_balance),
+        ("evm", "call_native", native_evm_call),
+        ("evm", "keccak256", native_keccak256),
     ];
     let framework = framework
         .into_iter()

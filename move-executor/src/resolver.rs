@@ -36,6 +36,11 @@ impl<'a> ViewResolver<'a> {
         Self { view }
     }
 
+    /// The view it reads through.
+    pub(crate) fn state(&self) -> &'a StateView<'a> {
+        self.view
+    }
+
     fn bytes(&self, key: &StateKey) -> Result<Option<Vec<u8>>, ResolverError> {
         match self.view.read(key) {
             Ok(None) => Ok(None),

@@ -1,0 +1,183 @@
+//! Move calls the EVM: the [`EvmHost`] behind the framework's `evm` module.
+//!
+//! A Move transaction's first call into the EVM opens one revm journal over the transaction's
+//! Block-STM view, with the sender's advanced nonce and its balance minus the fee reserved for
+//! the transaction ([`EvmForMove::open`]); the ETH that Move moved before is credited into it.
+//! Each call then runs as a message call at depth 0 (revm's own frame loop: value transfer,
+//! checkpoint, revert of a failed call), with the Move transaction's remaining gas as its gas
+//! limit. Between calls, Move's balance reads, nonce reads and transfers go through the same
+//! journal. When the Move transaction ends, the journal's accounts become its writes, exactly as
+//! for an EVM transaction ([`state_writes`]): recipients and the fee vault as deltas, the sender
+//! exact.
+//!
+//! EVM code running here cannot call Move (the Move call precompile refuses with
+//! `MoveFailed("REENTRANCY", …)`): the Move session that called it is still open.
+
+use std::sync::Arc;
+
+use duet_block_stm::{ReadError, StorageError, TransactionView};
+use duet_move::evm::{EvmCall, EvmCallResult, EvmEffects, EvmHost, EvmHostFactory, EvmLog};
+use duet_types::{Address, StateKey, StateValue, U256};
+use revm::context::result::EVMError;
+use revm::context::{ContextTr, JournalTr};
+use revm::context_interface::journaled_state::account::JournaledAccountTr;
+use revm::handler::{pre_execution, EthFrame, Handler, MainnetHandler};
+use revm::interpreter::interpreter::EthInterpreter;
+use revm::interpreter::interpreter_action::FrameInit;
+use revm::interpreter::{CallInput, CallInputs, CallScheme, CallValue, FrameInput, SharedMemory};
+
+use crate::{state_writes, BalanceWatch, Caller, DuetEvm, EvmVm, ViewDatabaseError};
+
+/// Opens the EVM for Move transactions over one view.
+pub(crate) struct EvmForMove<'a, View> {
+    pub(crate) vm: &'a EvmVm,
+    pub(crate) view: &'a View,
+    /// The Move transaction's gas price (what `GASPRICE` returns).
+    pub(crate) gas_price: u128,
+}
+
+impl<View> EvmHostFactory for EvmForMove<'_, View>
+where
+    View: TransactionView<Key = StateKey, Value = StateValue>,
+{
+    fn open<'s>(
+        &'s self,
+        sender: Address,
+        nonce: u64,
+        balance: u128,
+        reserved_fee: u128,
+        lazy: bool,
+    ) -> Result<Box<dyn EvmHost + 's>, ReadError> {
+        let mut evm = self.vm.evm(self.view, sender, lazy, Caller::Move);
+        evm.ctx.tx.caller = sender;
+        evm.ctx.tx.gas_price = self.gas_price;
+        pre_execution::load_accounts::<_, EVMError<ViewDatabaseError>>(&mut evm)
+            .map_err(into_read_error)?;
+        let journal = evm.ctx.journal_mut();
+        let mut account = journal.load_account_mut(sender).map_err(into_read_error)?.data;
+        // INVARIANT: the Move executor checked that the balance covers the reserved fee.
+        account.set_balance(U256::from(balance.saturating_sub(reserved_fee)));
+        account.set_nonce(nonce);
+        Ok(Box::new(Host { evm, sender, reserved_fee }))
+    }
+}
+
+/// The EVM of one Move transaction.
+struct Host<'a, View>
+where
+    View: TransactionView<Key = StateKey, Value = StateValue>,
+{
+    evm: DuetEvm<'a, View>,
+    sender: Address,
+    /// Held out of the sender's balance in the journal until the transaction ends.
+    reserved_fee: u128,
+}
+
+impl<View> EvmHost for Host<'_, View>
+where
+    View: TransactionView<Key = StateKey, Value = StateValue>,
+{
+    fn call(&mut self, call: EvmCall<'_>) -> Result<EvmCallResult, ReadError> {
+        let journal = self.evm.ctx.journal_mut();
+        let target = journal.load_account_with_code(call.to).map_err(into_read_error)?;
+        let info = &target.data.info;
+        let mut known_bytecode = (info.code_hash, info.code.clone().unwrap_or_default());
+        if let Some(delegate) = known_bytecode.1.eip7702_address() {
+            let delegate = journal.load_account_with_code(delegate).map_err(into_read_error)?;
+            let info = &delegate.data.info;
+            known_bytecode = (info.code_hash, info.code.clone().unwrap_or_default());
+        }
+        let (scheme, value) = if call.is_static {
+            (CallScheme::StaticCall, U256::ZERO)
+        } else {
+            (CallScheme::Call, U256::from(call.value))
+        };
+        let inputs = CallInputs {
+            input: CallInput::Bytes(call.calldata.to_vec().into()),
+            return_memory_offset: 0..0,
+            gas_limit: call.gas_limit,
+            reservoir: 0,
+            bytecode_address: call.to,
+            known_bytecode,
+            target_address: call.to,
+            caller: call.caller,
+            value: CallValue::Transfer(value),
+            scheme,
+            is_static: call.is_static,
+            charged_new_account_state_gas: false,
+        };
+        let memory = SharedMemory::new();
+        let init =
+            FrameInit { depth: 0, memory, frame_input: FrameInput::Call(Box::new(inputs)) };
+        let mut handler =
+            MainnetHandler::<_, EVMError<ViewDatabaseError>, EthFrame<EthInterpreter>>::default();
+        let result = handler.run_exec_loop(&mut self.evm, init).map_err(into_read_error)?;
+        let interpreter = result.interpreter_result();
+        Ok(EvmCallResult {
+            success: interpreter.result.is_ok(),
+            output: interpreter.output.to_vec(),
+            gas_used: call.gas_limit.saturating_sub(interpreter.gas.remaining()),
+        })
+    }
+
+    fn balance(&mut self, address: Address) -> Result<u128, ReadError> {
+        let journal = self.evm.ctx.journal_mut();
+        let balance = journal.load_account(address).map_err(into_read_error)?.data.info.balance;
+        // A stand-in balance seen by Move makes the transaction run again exactly.
+        self.evm.ctx.journaled_state.database.note_balance_read(address);
+        let balance = u128::try_from(balance).map_err(|_| {
+            into_read_error(ViewDatabaseError::WrongKind(StateKey::Balance(address)))
+        })?;
+        // Move sees the sender's whole balance, its reserved fee included, before and after.
+        Ok(if address == self.sender { balance.saturating_add(self.reserved_fee) } else { balance })
+    }
+
+    fn nonce(&mut self, address: Address) -> Result<u64, ReadError> {
+        let journal = self.evm.ctx.journal_mut();
+        Ok(journal.load_account(address).map_err(into_read_error)?.data.info.nonce)
+    }
+
+    fn transfer(&mut self, from: Address, to: Address, amount: u128) -> Result<bool, ReadError> {
+        let journal = self.evm.ctx.journal_mut();
+        let refused =
+            journal.transfer(from, to, U256::from(amount)).map_err(into_read_error)?.is_some();
+        Ok(!refused)
+    }
+
+    fn credit(&mut self, address: Address, amount: u128) -> Result<(), ReadError> {
+        let journal = self.evm.ctx.journal_mut();
+        journal.balance_incr(address, U256::from(amount)).map_err(into_read_error)
+    }
+
+    fn finish(mut self: Box<Self>, fee: u128) -> Result<Option<EvmEffects>, ReadError> {
+        // INVARIANT: the fee is at most the reserved fee.
+        self.credit(self.sender, self.reserved_fee.saturating_sub(fee))?;
+        let database = &self.evm.ctx.journaled_state.database.0;
+        if database.lazy_balance_observed() {
+            return Ok(None);
+        }
+        let journal = self.evm.ctx.journal_mut();
+        let logs = journal
+            .take_logs()
+            .into_iter()
+            .map(|log| EvmLog {
+                address: log.address,
+                topics: log.data.topics().to_vec(),
+                data: log.data.data.to_vec(),
+            })
+            .collect();
+        let state = journal.finalize();
+        let database = &self.evm.ctx.journaled_state.database.0;
+        Ok(state_writes(state, &database.lazy_accounts())
+            .map(|writes| EvmEffects { writes, logs }))
+    }
+}
+
+/// A failure inside revm, as a failed read: a read of the view (the executor handles it), or a
+/// bug of ours that fails the block.
+fn into_read_error<E: Into<EVMError<ViewDatabaseError>>>(error: E) -> ReadError {
+    match error.into() {
+        EVMError::Database(ViewDatabaseError::Read(error)) => error,
+        other => ReadError::Storage(StorageError(Arc::new(std::io::Error::other(other.to_string())))),
+    }
+}

@@ -1,0 +1,121 @@
+//! Mixed blocks: Move and EVM transactions, in any order, through one [`Vm`].
+//!
+//! [`DuetVm`] executes an EVM transaction in revm (whose code can call Move through the Move
+//! call precompile) and a Move transaction in the Move VM (whose code can call the EVM through
+//! the framework's `evm` module, see [`crate::from_move`]). Both read and write the one state
+//! through the same Block-STM view, so Block-STM sees every conflict whichever VM caused it. A
+//! Move publish is a barrier, as in Move blocks ([`duet_move::Barriers`]): run the blocks with
+//! [`MixedBlockExecutor`].
+
+use std::sync::Arc;
+
+use duet_block_stm::{TransactionView, TxnIndex, Vm, VmOutput};
+use duet_move::{Barriers, MoveError, MoveReceipt, MoveVm, SegmentedExecutor};
+use duet_types::{MovePayload, MoveTransaction, StateKey, StateValue};
+use revm::context::TxEnv;
+
+use crate::from_move::EvmForMove;
+use crate::{EvmError, EvmVm, Receipt};
+
+/// A transaction of a mixed block.
+#[derive(Clone, Debug)]
+pub enum DuetTransaction {
+    /// An EVM transaction, its sender recovered.
+    Evm(TxEnv),
+    /// A Move transaction.
+    Move(MoveTransaction),
+}
+
+/// The receipt of a transaction of a mixed block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DuetReceipt {
+    /// revm's receipt of an EVM transaction.
+    Evm(Receipt),
+    /// The receipt of a Move transaction.
+    Move(MoveReceipt),
+}
+
+/// Why a transaction of a mixed block was rejected; it changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DuetError {
+    /// An EVM transaction was rejected.
+    #[error(transparent)]
+    Evm(#[from] EvmError),
+    /// A Move transaction was rejected.
+    #[error(transparent)]
+    Move(#[from] MoveError),
+}
+
+/// Both VMs of a chain, for one block.
+#[derive(Debug)]
+pub struct DuetVm {
+    evm: EvmVm,
+    move_vm: Arc<MoveVm>,
+}
+
+impl DuetVm {
+    /// `evm` for the block, with the Move call precompile running `move_vm`, and `move_vm`
+    /// (whose code caches outlive the block).
+    #[must_use]
+    pub fn new(evm: EvmVm, move_vm: Arc<MoveVm>) -> Self {
+        Self { evm: evm.with_move(Arc::clone(&move_vm)), move_vm }
+    }
+
+    /// The EVM.
+    #[must_use]
+    pub fn evm(&self) -> &EvmVm {
+        &self.evm
+    }
+
+    /// The Move VM.
+    #[must_use]
+    pub fn move_vm(&self) -> &MoveVm {
+        &self.move_vm
+    }
+}
+
+impl Vm for DuetVm {
+    type Transaction = DuetTransaction;
+    type Key = StateKey;
+    type Value = StateValue;
+    type Output = DuetReceipt;
+    type Error = DuetError;
+
+    fn execute<View>(
+        &self,
+        txn_index: TxnIndex,
+        transaction: &DuetTransaction,
+        view: &View,
+    ) -> Result<VmOutput<StateKey, StateValue, DuetReceipt>, DuetError>
+    where
+        View: TransactionView<Key = StateKey, Value = StateValue>,
+    {
+        match transaction {
+            DuetTransaction::Evm(transaction) => {
+                let output = self.evm.execute(txn_index, transaction, view)?;
+                Ok(VmOutput { writes: output.writes, output: DuetReceipt::Evm(output.output) })
+            }
+            DuetTransaction::Move(transaction) => {
+                let evm = EvmForMove { vm: &self.evm, view, gas_price: transaction.gas_price };
+                let output = self.move_vm.execute_transaction(transaction, view, Some(&evm))?;
+                Ok(VmOutput { writes: output.writes, output: DuetReceipt::Move(output.output) })
+            }
+        }
+    }
+}
+
+impl Barriers for DuetVm {
+    fn is_barrier(&self, transaction: &DuetTransaction) -> bool {
+        matches!(
+            transaction,
+            DuetTransaction::Move(MoveTransaction { payload: MovePayload::ModuleBundle(_), .. })
+        )
+    }
+
+    fn after_barrier(&self) {
+        self.move_vm.flush_code_cache();
+    }
+}
+
+/// Executes mixed blocks, sequentially or in parallel, with Move publishes as barriers.
+pub type MixedBlockExecutor<'vm> = SegmentedExecutor<'vm, DuetVm>;

@@ -1,0 +1,129 @@
+//! The EVM as a Move transaction reaches it: what the framework's `evm` module needs from the
+//! chain's EVM, which `duet-evm` provides.
+//!
+//! A Move transaction that calls the EVM (`evm::call`, `evm::try_call`, `evm::static_call`)
+//! opens an [`EvmHost`] the first time it does: one EVM journal for the rest of the
+//! transaction, over the same Block-STM view. From then on the journal is the transaction's one
+//! overlay of accounts: the ETH that Move moved before is put into it, and every later balance,
+//! nonce and transfer of the Move natives goes through it, so each VM sees what the other did.
+//! When the transaction ends, the journal's changes become the transaction's writes of
+//! accounts, balances, storage and code; an abort or running out of gas discards them with
+//! everything else.
+//!
+//! Nesting: a Move function called from the EVM (through the Move call precompile) cannot call
+//! the EVM, and EVM code called from a Move transaction cannot call Move; either attempt fails
+//! clearly with no effect (see the `evm` module and `duet_evm::move_call`). One crossing per
+//! transaction, in either direction, keeps each VM's own caches of the state exact.
+
+use duet_block_stm::{ReadError, WriteOp};
+use duet_types::{Address, StateKey, StateValue, B256};
+
+/// A call into the EVM from Move.
+#[derive(Clone, Copy, Debug)]
+pub struct EvmCall<'a> {
+    /// `msg.sender`: the Move signer's address (the zero address for a static call).
+    pub caller: Address,
+    /// The account called.
+    pub to: Address,
+    /// Wei sent with the call (zero for a static call).
+    pub value: u128,
+    /// The calldata.
+    pub calldata: &'a [u8],
+    /// A `STATICCALL`: the EVM refuses any state change.
+    pub is_static: bool,
+    /// The most EVM gas the call may use: what the Move transaction has left.
+    pub gas_limit: u64,
+}
+
+/// How a call into the EVM ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvmCallResult {
+    /// Whether it returned normally (not a revert or a halt). A failed call has no effect.
+    pub success: bool,
+    /// The return data, or the revert data.
+    pub output: Vec<u8>,
+    /// The EVM gas it used.
+    pub gas_used: u64,
+}
+
+/// A log emitted by EVM code that a Move transaction called.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvmLog {
+    /// The contract that emitted it.
+    pub address: Address,
+    /// Its topics.
+    pub topics: Vec<B256>,
+    /// Its data.
+    pub data: Vec<u8>,
+}
+
+/// What the EVM did during a Move transaction, once it ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EvmEffects {
+    /// Writes of accounts, balances, storage and code (the sender's included), sorted by key.
+    pub writes: Vec<(StateKey, WriteOp<StateValue>)>,
+    /// The logs of the calls that did not revert, in order.
+    pub logs: Vec<EvmLog>,
+}
+
+/// The EVM, open for one Move transaction.
+pub trait EvmHost {
+    /// Runs one call as a message call at depth 0 of a new frame stack: no nonce, no fee, gas
+    /// from the Move transaction's budget.
+    ///
+    /// # Errors
+    /// A read of the state failed (the executor handles it).
+    fn call(&mut self, call: EvmCall<'_>) -> Result<EvmCallResult, ReadError>;
+
+    /// The balance of `address` as the transaction sees it.
+    ///
+    /// # Errors
+    /// A read of the state failed.
+    fn balance(&mut self, address: Address) -> Result<u128, ReadError>;
+
+    /// The nonce of `address` as the transaction sees it.
+    ///
+    /// # Errors
+    /// A read of the state failed.
+    fn nonce(&mut self, address: Address) -> Result<u64, ReadError>;
+
+    /// Moves `amount` wei from `from` to `to` if `from` holds that much; returns whether it did.
+    ///
+    /// # Errors
+    /// A read of the state failed.
+    fn transfer(&mut self, from: Address, to: Address, amount: u128) -> Result<bool, ReadError>;
+
+    /// Credits `address` with `amount` (ETH that Move moved before the EVM was opened).
+    ///
+    /// # Errors
+    /// A read of the state failed.
+    fn credit(&mut self, address: Address, amount: u128) -> Result<(), ReadError>;
+
+    /// Ends the transaction, which pays `fee` out of its reserved fee, and returns what the EVM
+    /// did, or `None` if a stand-in balance was observed and the transaction must run again
+    /// with exact balances.
+    ///
+    /// # Errors
+    /// A read of the state failed.
+    fn finish(self: Box<Self>, fee: u128) -> Result<Option<EvmEffects>, ReadError>;
+}
+
+/// Opens the EVM for a Move transaction.
+pub trait EvmHostFactory {
+    /// The EVM for a transaction from `sender`, whose nonce is already `nonce` (advanced) and
+    /// whose balance is `balance`, `reserved_fee` of which is held back for the fee (as the EVM
+    /// holds back a transaction's maximum fee: EVM code sees the balance without it). With
+    /// `lazy`, the balances of accounts that cannot observe them are stand-ins (see
+    /// `duet_evm::database`).
+    ///
+    /// # Errors
+    /// A read of the state failed.
+    fn open<'s>(
+        &'s self,
+        sender: Address,
+        nonce: u64,
+        balance: u128,
+        reserved_fee: u128,
+        lazy: bool,
+    ) -> Result<Box<dyn EvmHost + 's>, ReadError>;
+}
