@@ -11,7 +11,10 @@ mod compiler;
 use std::path::PathBuf;
 
 fn main() {
-    let sources = compiler::framework_source_dir();
+    // Read at run time: a build script binary can be reused by a clone at another path (cargo
+    // shares the target directory between clones), so a path compiled into it could be stale.
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let sources = manifest.join("framework/sources");
     println!("cargo:rerun-if-changed={}", sources.display());
     println!("cargo:rerun-if-changed=src/compiler.rs");
     let mut targets = move_stdlib::move_stdlib_files();

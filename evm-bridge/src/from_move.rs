@@ -24,7 +24,9 @@ use revm::context_interface::journaled_state::account::JournaledAccountTr;
 use revm::handler::{pre_execution, EthFrame, Handler, MainnetHandler};
 use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_action::FrameInit;
-use revm::interpreter::{CallInput, CallInputs, CallScheme, CallValue, FrameInput, SharedMemory};
+use revm::interpreter::{
+    CallInput, CallInputs, CallScheme, CallValue, FrameInput, InstructionResult, SharedMemory,
+};
 
 use crate::{state_writes, BalanceWatch, Caller, DuetEvm, EvmVm, ViewDatabaseError};
 
@@ -107,13 +109,20 @@ where
             charged_new_account_state_gas: false,
         };
         let memory = SharedMemory::new();
-        let init =
-            FrameInit { depth: 0, memory, frame_input: FrameInput::Call(Box::new(inputs)) };
+        let init = FrameInit { depth: 0, memory, frame_input: FrameInput::Call(Box::new(inputs)) };
         let mut handler =
             MainnetHandler::<_, EVMError<ViewDatabaseError>, EthFrame<EthInterpreter>>::default();
         let result = handler.run_exec_loop(&mut self.evm, init).map_err(into_read_error)?;
         let interpreter = result.interpreter_result();
         Ok(EvmCallResult {
+            out_of_gas: matches!(
+                interpreter.result,
+                InstructionResult::OutOfGas
+                    | InstructionResult::MemoryOOG
+                    | InstructionResult::MemoryLimitOOG
+                    | InstructionResult::PrecompileOOG
+                    | InstructionResult::InvalidOperandOOG
+            ),
             success: interpreter.result.is_ok(),
             output: interpreter.output.to_vec(),
             gas_used: call.gas_limit.saturating_sub(interpreter.gas.remaining()),
@@ -168,8 +177,7 @@ where
             .collect();
         let state = journal.finalize();
         let database = &self.evm.ctx.journaled_state.database.0;
-        Ok(state_writes(state, &database.lazy_accounts())
-            .map(|writes| EvmEffects { writes, logs }))
+        Ok(state_writes(state, &database.lazy_accounts()).map(|writes| EvmEffects { writes, logs }))
     }
 }
 
@@ -178,6 +186,8 @@ where
 fn into_read_error<E: Into<EVMError<ViewDatabaseError>>>(error: E) -> ReadError {
     match error.into() {
         EVMError::Database(ViewDatabaseError::Read(error)) => error,
-        other => ReadError::Storage(StorageError(Arc::new(std::io::Error::other(other.to_string())))),
+        other => {
+            ReadError::Storage(StorageError(Arc::new(std::io::Error::other(other.to_string()))))
+        }
     }
 }

@@ -10,7 +10,7 @@ use duet_block_stm::{
     execute_sequential, BlockExecutor, ExecutionStats, ExecutorConfig, Storage, StorageError,
     VmBlockOutput,
 };
-use duet_evm::{EvmVm, EVM_EMPTY_CODE_HASH};
+use duet_evm::{DuetTransaction, DuetVm, EvmVm, MixedBlockExecutor, EVM_EMPTY_CODE_HASH};
 use duet_types::{Address, Bytes, StateKey, StateValue, B256, U256};
 use revm::context::{BlockEnv, TxEnv};
 use revm::database::{CacheDB, EmptyDB};
@@ -164,6 +164,31 @@ pub fn execute_every_way(
         );
     }
     (sequential, two_thread_stats.expect("ran in parallel"))
+}
+
+/// Executes the mixed `block` on `state` sequentially and with Block-STM at 2 and 4 threads
+/// (Move publishes as barriers, no hand-over to the sequential executor), asserts that the
+/// outputs are identical, and returns the sequential output.
+pub fn execute_mixed_every_way(
+    vm: &DuetVm,
+    block: &[DuetTransaction],
+    state: &MemoryState,
+) -> VmBlockOutput<DuetVm> {
+    let sequential =
+        MixedBlockExecutor::sequential(vm).execute_block(block, state).expect("the block executes");
+    for threads in [2, 4] {
+        let config = ExecutorConfig {
+            min_parallel_block: 2,
+            contention_fallback: None,
+            ..ExecutorConfig::with_threads(NonZeroUsize::new(threads).unwrap())
+        };
+        let parallel = MixedBlockExecutor::parallel(vm, config).execute_block(block, state);
+        assert!(
+            parallel.as_ref() == Ok(&sequential),
+            "parallel ({threads} threads) differs from sequential"
+        );
+    }
+    sequential
 }
 
 /// Plain revm's state, in Duet's key space (zero and default values are absent).

@@ -15,11 +15,11 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use duet_block_stm::Vm;
 use duet_block_stm::{
     execute_sequential, BlockError, BlockExecutor, BlockOutput, ExecutorConfig, Storage,
     StorageError, VmBlockOutput,
 };
-use duet_block_stm::Vm;
 use duet_types::{MovePayload, MoveTransaction, StateKey, StateValue};
 
 use crate::MoveVm;
@@ -161,10 +161,7 @@ impl<'vm, V: Barriers> SegmentedExecutor<'vm, V> {
 }
 
 /// The block cut at publishing transactions: ranges, and whether the range is one publish.
-fn segments<T>(
-    transactions: &[T],
-    is_barrier: impl Fn(&T) -> bool,
-) -> Vec<(Range<usize>, bool)> {
+fn segments<T>(transactions: &[T], is_barrier: impl Fn(&T) -> bool) -> Vec<(Range<usize>, bool)> {
     let mut segments = Vec::new();
     let mut start = 0;
     for (index, transaction) in transactions.iter().enumerate() {

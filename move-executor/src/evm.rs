@@ -44,6 +44,8 @@ pub struct EvmCallResult {
     pub output: Vec<u8>,
     /// The EVM gas it used.
     pub gas_used: u64,
+    /// It ran out of gas: the Move transaction runs out of gas with it.
+    pub out_of_gas: bool,
 }
 
 /// A log emitted by EVM code that a Move transaction called.

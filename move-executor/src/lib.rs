@@ -475,8 +475,12 @@ impl MoveVm {
         if sender_balance < max_fee {
             return Err(MoveError::InsufficientFunds(max_fee));
         }
-        let sender =
-            Sender { address: sender, balance: sender_balance, reserved_fee: max_fee, nonce: nonce + 1 };
+        let sender = Sender {
+            address: sender,
+            balance: sender_balance,
+            reserved_fee: max_fee,
+            nonce: nonce + 1,
+        };
         // With stand-in balances first; again with exact ones if the EVM observed a stand-in.
         for lazy in [true, false] {
             let evm = match evm {
@@ -535,8 +539,7 @@ impl MoveVm {
         }
         if let Some(change) = balances.remove(&sender.address) {
             // INVARIANT: every debit, the fee included, was checked against the exact balance.
-            let balance =
-                sender.balance.saturating_add(change.credit).saturating_sub(change.debit);
+            let balance = sender.balance.saturating_add(change.credit).saturating_sub(change.debit);
             if balance != sender.balance {
                 let write = if balance == 0 {
                     WriteOp::Delete

@@ -260,6 +260,11 @@ fn native_evm_call(
     let call = EvmCall { caller, to, value, calldata: &calldata, is_static, gas_limit };
     Ok(match natives.call_evm(call)? {
         None => NativeResult::err(EVM_CALL.into(), ENO_EVM),
+        Some(result) if result.out_of_gas => {
+            // Out of gas in either VM is out of gas for the transaction.
+            natives.gas.set(0);
+            return Err(PartialVMError::new(StatusCode::OUT_OF_GAS));
+        }
         Some(result) => NativeResult::ok(
             (EVM_CALL + result.gas_used).into(),
             smallvec![Value::bool(result.success), Value::vector_u8(result.output)],

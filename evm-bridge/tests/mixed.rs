@@ -1,0 +1,611 @@
+//! Mixed blocks of Move and EVM transactions, and Move calling the EVM: a Move module pays with
+//! an ERC-20 and acts on the result, an abort undoes what the EVM did, a failed EVM call is
+//! caught in Move, ETH moves between the VMs within a transaction and within a block, nesting
+//! is refused clearly, a Solidity contract swaps on a Move AMM, and random mixed blocks (with a
+//! publish in the middle) run the same in parallel as sequentially. Every block runs
+//! sequentially and in parallel (2 and 4 threads), and the outputs must be identical.
+
+#![allow(non_snake_case)] // Bindings take the Solidity parameter names.
+
+#[path = "../testkit/mod.rs"]
+mod testkit;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use alloy_sol_types::{SolCall, SolConstructor, SolError, SolEvent};
+use duet_block_stm::TransactionResult;
+use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm, IMove};
+use duet_move::{MoveReceipt, MoveStatus, MoveVm};
+use duet_types::{
+    Address, Bytes, EntryFunction, MovePayload, MoveTransaction, StateKey, StateValue, U256,
+};
+use revm::context::result::{ExecutionResult, Output};
+use revm::primitives::TxKind;
+use testkit::{
+    artifact_bytecode, block_env, execute_mixed_every_way, tx_env, user, MemoryState, Probe, Token,
+    CHAIN_ID, FEE_VAULT, GAS_PRICE, ONE_ETH,
+};
+
+alloy_sol_types::sol! {
+    #[allow(missing_docs)]
+    contract MoveCaller {
+        function lastError() external view returns (bytes);
+        function tryCallMove(address module, string name, string functionName, bytes[] arguments) external returns (bool);
+        function balanceOf(address who) external view returns (uint256);
+    }
+    contract AmmTrader {
+        constructor(address amm_);
+        function totalBought() external view returns (uint256);
+        function fund(uint128 a, uint128 b) external;
+        function swap(address pool, uint128 amountIn, uint128 minOut) external returns (uint128 amountOut);
+        function holdings() external returns (uint128 a, uint128 b);
+        event Swapped(address indexed pool, uint128 amountIn, uint128 amountOut);
+    }
+    contract ProbeReader {
+        function seen() external view returns (uint256);
+    }
+}
+
+/// Where the example Move modules (`contracts/move`) are published.
+const EXAMPLES: Address = Address::repeat_byte(0xe5);
+
+/// The framework's address.
+const FRAMEWORK: Address = Address::with_last_byte(1);
+
+const MOVE_GAS_LIMIT: u64 = 3_000_000;
+
+struct Chain {
+    state: MemoryState,
+    move_vm: Arc<MoveVm>,
+    nonces: BTreeMap<Address, u64>,
+    number: u64,
+}
+
+impl Chain {
+    fn new() -> Self {
+        let mut state = MemoryState::default();
+        state.0.extend(duet_move::genesis_state());
+        let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts/move");
+        let sources = ["amm.move", "token_user.move"]
+            .map(|file| directory.join(file).to_string_lossy().into_owned());
+        let publisher = EXAMPLES.to_string();
+        for (name, bytes) in
+            duet_move::compiler::compile_package(sources.to_vec(), &[("examples", &publisher)])
+                .expect("the examples compile")
+        {
+            let key = StateKey::MoveModule { address: EXAMPLES, name: name.into() };
+            state.0.insert(key, StateValue::Bytes(bytes.into()));
+        }
+        for index in 0..32 {
+            state.0.insert(StateKey::Balance(user(index)), StateValue::Balance(1_000 * ONE_ETH));
+        }
+        Self {
+            state,
+            move_vm: Arc::new(MoveVm::new(FEE_VAULT)),
+            nonces: BTreeMap::new(),
+            number: 1,
+        }
+    }
+
+    fn next_nonce(&mut self, from: Address) -> u64 {
+        let nonce = self.nonces.entry(from).or_default();
+        *nonce += 1;
+        *nonce - 1
+    }
+
+    fn evm(&mut self, from: Address, kind: TxKind, value: u128, data: Vec<u8>) -> DuetTransaction {
+        let nonce = self.next_nonce(from);
+        DuetTransaction::Evm(tx_env(from, nonce, kind, value, data, 3_000_000))
+    }
+
+    fn call(&mut self, from: Address, to: Address, data: Vec<u8>) -> DuetTransaction {
+        self.evm(from, TxKind::Call(to), 0, data)
+    }
+
+    fn move_tx(&mut self, from: Address, payload: MovePayload, gas_limit: u64) -> DuetTransaction {
+        let nonce = self.next_nonce(from);
+        DuetTransaction::Move(MoveTransaction {
+            sender: from,
+            nonce,
+            gas_limit,
+            gas_price: GAS_PRICE,
+            payload,
+        })
+    }
+
+    /// A Move transaction calling `module::function(arguments)` at `address`.
+    fn move_call(
+        &mut self,
+        from: Address,
+        (address, module): (Address, &str),
+        function: &str,
+        arguments: Vec<Vec<u8>>,
+    ) -> DuetTransaction {
+        let payload = MovePayload::EntryFunction(EntryFunction {
+            module_address: address,
+            module_name: module.to_owned(),
+            function: function.to_owned(),
+            type_arguments: vec![],
+            arguments,
+        });
+        self.move_tx(from, payload, MOVE_GAS_LIMIT)
+    }
+
+    fn deploy(&mut self, from: Address, creation: Vec<u8>) -> Address {
+        let nonce = self.nonces.get(&from).copied().unwrap_or(0);
+        let tx = self.evm(from, TxKind::Create, 0, creation);
+        let receipts = self.run(vec![tx]);
+        assert!(evm_receipt(&receipts[0]).is_success(), "deploys: {:?}", receipts[0]);
+        from.create(nonce)
+    }
+
+    /// A token whose whole supply `owner` holds.
+    fn deploy_token(&mut self, owner: Address) -> Address {
+        let mut creation = artifact_bytecode("Token");
+        creation.extend(
+            Token::constructorCall {
+                name_: "T".into(),
+                symbol_: "T".into(),
+                supply: U256::from(1_000_000u64),
+            }
+            .abi_encode(),
+        );
+        self.deploy(owner, creation)
+    }
+
+    /// Executes a block sequentially and in parallel, checks they agree, applies it.
+    fn run(&mut self, block: Vec<DuetTransaction>) -> Vec<DuetReceipt> {
+        let vm =
+            DuetVm::new(EvmVm::new(CHAIN_ID, block_env(self.number)), Arc::clone(&self.move_vm));
+        let output = execute_mixed_every_way(&vm, &block, &self.state);
+        self.state.apply(output.state_updates);
+        self.number += 1;
+        output
+            .results
+            .into_iter()
+            .map(|result| match result {
+                TransactionResult::Executed(receipt) => receipt,
+                other => panic!("not executed: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Runs `data` against `to` in a block of its own and returns the output.
+    fn read(&mut self, to: Address, data: Vec<u8>) -> Bytes {
+        let tx = self.call(user(31), to, data);
+        output(&self.run(vec![tx])[0]).clone()
+    }
+
+    fn token_balance(&mut self, token: Address, owner: Address) -> U256 {
+        let output = self.read(token, Token::balanceOfCall { owner }.abi_encode());
+        Token::balanceOfCall::abi_decode_returns(&output).unwrap()
+    }
+
+    fn balance(&self, address: Address) -> u128 {
+        self.state.0.get(&StateKey::Balance(address)).and_then(StateValue::as_balance).unwrap_or(0)
+    }
+
+    fn nonce(&self, address: Address) -> u64 {
+        match self.state.0.get(&StateKey::Account(address)) {
+            Some(StateValue::Account { nonce, .. }) => *nonce,
+            _ => 0,
+        }
+    }
+
+    /// The BCS bytes of `examples::module::name` under `owner`, if it exists.
+    fn resource(&self, owner: Address, module: &str, name: &str) -> Option<Vec<u8>> {
+        self.resource_of(EXAMPLES, owner, module, name)
+    }
+
+    /// The BCS bytes of `publisher::module::name` under `owner`, if it exists.
+    fn resource_of(
+        &self,
+        publisher: Address,
+        owner: Address,
+        module: &str,
+        name: &str,
+    ) -> Option<Vec<u8>> {
+        let tag = format!("{publisher}::{module}::{name}");
+        let tag = move_core_types::parser::parse_struct_tag(&tag).unwrap();
+        match self.state.0.get(&duet_move::resolver::resource_key(owner, &tag)) {
+            Some(StateValue::Bytes(bytes)) => Some(bytes.to_vec()),
+            _ => None,
+        }
+    }
+}
+
+fn evm_receipt(receipt: &DuetReceipt) -> &ExecutionResult {
+    match receipt {
+        DuetReceipt::Evm(receipt) => receipt,
+        DuetReceipt::Move(receipt) => panic!("a Move receipt: {receipt:?}"),
+    }
+}
+
+fn move_receipt(receipt: &DuetReceipt) -> &MoveReceipt {
+    match receipt {
+        DuetReceipt::Move(receipt) => receipt,
+        DuetReceipt::Evm(receipt) => panic!("an EVM receipt: {receipt:?}"),
+    }
+}
+
+fn output(receipt: &DuetReceipt) -> &Bytes {
+    match evm_receipt(receipt) {
+        ExecutionResult::Success { output: Output::Call(bytes), .. } => bytes,
+        other => panic!("not a successful call: {other:?}"),
+    }
+}
+
+fn bcs<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    bcs::to_bytes(value).unwrap()
+}
+
+fn address_arg(address: Address) -> Vec<u8> {
+    address.to_vec()
+}
+
+const TOKEN_USER: (Address, &str) = (EXAMPLES, "token_user");
+const AMM: (Address, &str) = (EXAMPLES, "amm");
+
+#[test]
+fn move_pays_with_an_erc20_and_acts_on_the_result() {
+    let mut chain = Chain::new();
+    let token = chain.deploy_token(user(0));
+    let pay = chain.move_call(
+        user(0),
+        TOKEN_USER,
+        "pay",
+        vec![address_arg(token), address_arg(user(1)), bcs(&300u128)],
+    );
+    // In the same block, the recipient spends what Move paid it.
+    let spend = chain.call(
+        user(1),
+        token,
+        Token::transferCall { to: user(2), value: U256::from(100) }.abi_encode(),
+    );
+    let receipts = chain.run(vec![pay, spend]);
+    let paid = move_receipt(&receipts[0]);
+    assert_eq!(paid.status, MoveStatus::Success);
+    assert!(evm_receipt(&receipts[1]).is_success());
+    // The ERC-20's Transfer log, emitted by the token, is in the Move receipt.
+    assert_eq!(paid.logs.len(), 1);
+    assert_eq!(paid.logs[0].address, token);
+    assert_eq!(chain.token_balance(token, user(0)), U256::from(1_000_000 - 300));
+    assert_eq!(chain.token_balance(token, user(1)), U256::from(200));
+    assert_eq!(chain.token_balance(token, user(2)), U256::from(100));
+    // Move recorded the payment: total 300 in one payment.
+    let mut expected = bcs(&300u128);
+    expected.extend(bcs(&1u64));
+    assert_eq!(chain.resource(user(0), "token_user", "Paid"), Some(expected));
+    // One nonce for the Move transaction, whatever it called.
+    assert_eq!(chain.nonce(user(0)), 2);
+}
+
+#[test]
+fn a_move_abort_undoes_what_the_evm_did() {
+    let mut chain = Chain::new();
+    let token = chain.deploy_token(user(0));
+    let before = chain.balance(user(0));
+    let vault_before = chain.balance(FEE_VAULT);
+    let pay = chain.move_call(
+        user(0),
+        TOKEN_USER,
+        "pay_then_abort",
+        vec![address_arg(token), address_arg(user(1)), bcs(&300u128), bcs(&77u64)],
+    );
+    let receipts = chain.run(vec![pay]);
+    let receipt = move_receipt(&receipts[0]);
+    assert_eq!(
+        receipt.status,
+        MoveStatus::Aborted { location: format!("{EXAMPLES}::token_user"), code: 77 }
+    );
+    assert!(receipt.logs.is_empty() && receipt.events.is_empty());
+    // The nonce advanced and the fee was paid, nothing else.
+    assert_eq!(chain.nonce(user(0)), 2);
+    let fee = u128::from(receipt.gas_used) * GAS_PRICE;
+    assert_eq!(chain.balance(user(0)), before - fee);
+    assert_eq!(chain.balance(FEE_VAULT), vault_before + fee);
+    assert_eq!(chain.resource(user(0), "token_user", "Paid"), None);
+    assert_eq!(chain.token_balance(token, user(0)), U256::from(1_000_000));
+    assert_eq!(chain.token_balance(token, user(1)), U256::ZERO);
+}
+
+#[test]
+fn a_failed_evm_call_is_caught_in_move_and_changes_nothing() {
+    let mut chain = Chain::new();
+    let token = chain.deploy_token(user(0));
+    // user(3) holds no tokens: the transfer reverts with ERC20InsufficientBalance.
+    let calldata = Token::transferCall { to: user(4), value: U256::from(5) }.abi_encode();
+    let call = chain.move_call(
+        user(3),
+        TOKEN_USER,
+        "call",
+        vec![address_arg(token), bcs(&0u128), bcs(&calldata)],
+    );
+    let receipts = chain.run(vec![call]);
+    assert_eq!(move_receipt(&receipts[0]).status, MoveStatus::Success);
+    let last = chain.resource(user(3), "token_user", "LastCall").expect("recorded");
+    // success = false, then the revert data: ERC20InsufficientBalance(user(3), 0, 5).
+    let (success, revert): (bool, Vec<u8>) = bcs::from_bytes(&last).unwrap();
+    assert!(!success);
+    assert_eq!(
+        &revert[..4],
+        &alloy_primitives_selector("ERC20InsufficientBalance(address,uint256,uint256)")
+    );
+    assert_eq!(chain.token_balance(token, user(4)), U256::ZERO);
+
+    // Out of gas inside the EVM is out of gas for the Move transaction: all its gas is charged.
+    let pay = MovePayload::EntryFunction(EntryFunction {
+        module_address: EXAMPLES,
+        module_name: "token_user".to_owned(),
+        function: "pay".to_owned(),
+        type_arguments: vec![],
+        arguments: vec![address_arg(token), address_arg(user(1)), bcs(&300u128)],
+    });
+    let gas_limit = duet_move::gas::intrinsic_gas(pay.encoded_len()) + 12_000;
+    let starved = chain.move_tx(user(0), pay, gas_limit);
+    let receipts = chain.run(vec![starved]);
+    let receipt = move_receipt(&receipts[0]);
+    assert_eq!(receipt.status, MoveStatus::OutOfGas);
+    assert_eq!(receipt.gas_used, gas_limit);
+    assert_eq!(chain.token_balance(token, user(1)), U256::ZERO);
+}
+
+fn alloy_primitives_selector(signature: &str) -> [u8; 4] {
+    duet_types::keccak256(signature.as_bytes())[..4].try_into().unwrap()
+}
+
+#[test]
+fn eth_moves_between_the_vms_within_a_transaction_and_within_a_block() {
+    let mut chain = Chain::new();
+    let probe = chain.deploy(user(0), artifact_bytecode("Probe"));
+    let seen = |chain: &mut Chain| {
+        U256::from_be_slice(&chain.read(probe, ProbeReader::seenCall {}.abi_encode()))
+    };
+
+    // Within a Move transaction: ETH that Move moved is what the EVM code it calls sees.
+    let (a, b, c) =
+        (Address::repeat_byte(0xa1), Address::repeat_byte(0xa2), Address::repeat_byte(0xa3));
+    let record_a = Probe::recordCall { who: a }.abi_encode();
+    let within = chain.move_call(
+        user(1),
+        TOKEN_USER,
+        "transfer_then_call",
+        vec![address_arg(a), bcs(&5_000u128), address_arg(probe), bcs(&record_a)],
+    );
+    chain.run(vec![within]);
+    assert_eq!(seen(&mut chain), U256::from(5_000));
+
+    // ...and ETH the EVM moved is what Move sees after the call: Move sends 700 wei with a call
+    // to the probe, which forwards it to `b`; Move then reads `b`'s balance.
+    let pay_b = Probe::payAndRecordCall { to: b }.abi_encode();
+    let forward = chain.move_call(
+        user(2),
+        TOKEN_USER,
+        "call_then_record_balance",
+        vec![address_arg(probe), bcs(&700u128), bcs(&pay_b), address_arg(b)],
+    );
+    let user2_before = chain.balance(user(2));
+    let receipts = chain.run(vec![forward]);
+    let fee = u128::from(move_receipt(&receipts[0]).gas_used) * GAS_PRICE;
+    assert_eq!(chain.resource(user(2), "token_user", "SeenBalance"), Some(bcs(&700u128)));
+    assert_eq!(chain.balance(b), 700);
+    assert_eq!(chain.balance(user(2)), user2_before - 700 - fee);
+
+    // Within a block: a Move transfer, then BALANCE in a later EVM transaction; an EVM transfer,
+    // then `eth::balance` in a later Move transaction.
+    let move_pays = chain.move_call(
+        user(3),
+        (FRAMEWORK, "eth"),
+        "transfer",
+        vec![address_arg(c), bcs(&1_234u128)],
+    );
+    let evm_reads = chain.call(user(4), probe, Probe::recordCall { who: c }.abi_encode());
+    let evm_pays = chain.evm(user(5), TxKind::Call(c), 66, vec![]);
+    let move_reads = chain.move_call(user(6), TOKEN_USER, "record_balance", vec![address_arg(c)]);
+    let receipts = chain.run(vec![move_pays, evm_reads, evm_pays, move_reads]);
+    assert_eq!(move_receipt(&receipts[0]).status, MoveStatus::Success);
+    assert!(evm_receipt(&receipts[1]).is_success() && evm_receipt(&receipts[2]).is_success());
+    assert_eq!(seen(&mut chain), U256::from(1_234));
+    assert_eq!(chain.resource(user(6), "token_user", "SeenBalance"), Some(bcs(&1_300u128)));
+}
+
+#[test]
+fn nesting_beyond_one_crossing_is_refused_with_no_effect() {
+    let mut chain = Chain::new();
+    let caller = chain.deploy(user(0), artifact_bytecode("MoveCaller"));
+
+    // EVM -> Move -> EVM: the Move function's call into the EVM aborts with evm::ENO_EVM.
+    let arguments = vec![Bytes::from(address_arg(caller))];
+    let try_call = MoveCaller::tryCallMoveCall {
+        module: EXAMPLES,
+        name: "token_user".to_owned(),
+        functionName: "call_back".to_owned(),
+        arguments,
+    };
+    let tx = chain.call(user(1), caller, try_call.abi_encode());
+    let receipts = chain.run(vec![tx]);
+    assert!(!MoveCaller::tryCallMoveCall::abi_decode_returns(output(&receipts[0])).unwrap());
+    let error = chain.read(caller, MoveCaller::lastErrorCall {}.abi_encode());
+    let error = MoveCaller::lastErrorCall::abi_decode_returns(&error).unwrap();
+    let aborted = IMove::MoveAborted::abi_decode(&error).unwrap();
+    assert_eq!(
+        (aborted.location.as_str(), aborted.code),
+        ("0x0000000000000000000000000000000000000001::evm", 1)
+    );
+
+    // Move -> EVM -> Move: the inner precompile call fails with REENTRANCY, and the Move call
+    // it would have made (amm::faucet for the contract) does not happen.
+    let faucet = MoveCaller::tryCallMoveCall {
+        module: EXAMPLES,
+        name: "amm".to_owned(),
+        functionName: "faucet".to_owned(),
+        arguments: vec![Bytes::from(bcs(&5u128)), Bytes::from(bcs(&5u128))],
+    }
+    .abi_encode();
+    let tx = chain.move_call(
+        user(2),
+        TOKEN_USER,
+        "call",
+        vec![address_arg(caller), bcs(&0u128), bcs(&faucet)],
+    );
+    let receipts = chain.run(vec![tx]);
+    assert_eq!(move_receipt(&receipts[0]).status, MoveStatus::Success);
+    let error = chain.read(caller, MoveCaller::lastErrorCall {}.abi_encode());
+    let error = MoveCaller::lastErrorCall::abi_decode_returns(&error).unwrap();
+    let failed = IMove::MoveFailed::abi_decode(&error).unwrap();
+    assert_eq!(failed.status, "REENTRANCY");
+    assert_eq!(chain.resource(caller, "amm", "Holdings"), None);
+}
+
+#[test]
+fn a_solidity_contract_swaps_on_a_move_amm_and_uses_the_amount_returned() {
+    let mut chain = Chain::new();
+    let mut creation = artifact_bytecode("AmmTrader");
+    creation.extend(AmmTrader::constructorCall { amm_: EXAMPLES }.abi_encode());
+    let trader = chain.deploy(user(0), creation);
+    let pool = user(7);
+    let create_pool =
+        chain.move_call(pool, AMM, "create_pool", vec![bcs(&1_000_000u128), bcs(&1_000_000u128)]);
+    let fund = chain.call(user(0), trader, AmmTrader::fundCall { a: 1_000, b: 0 }.abi_encode());
+    let swap = chain.call(
+        user(0),
+        trader,
+        AmmTrader::swapCall { pool, amountIn: 100, minOut: 90 }.abi_encode(),
+    );
+    let too_greedy = chain.call(
+        user(1),
+        trader,
+        AmmTrader::swapCall { pool, amountIn: 100, minOut: 1_000 }.abi_encode(),
+    );
+    let receipts = chain.run(vec![create_pool, fund, swap, too_greedy]);
+    assert_eq!(move_receipt(&receipts[0]).status, MoveStatus::Success);
+    assert!(evm_receipt(&receipts[1]).is_success());
+    // 100 × 997 × 1e6 / (1e6 × 1000 + 100 × 997) = 99.
+    let bought = AmmTrader::swapCall::abi_decode_returns(output(&receipts[2])).unwrap();
+    assert_eq!(bought, 99);
+    let swapped = evm_receipt(&receipts[2])
+        .logs()
+        .iter()
+        .find_map(|log| AmmTrader::Swapped::decode_log_data(&log.data).ok())
+        .expect("Swapped was emitted");
+    assert_eq!((swapped.amountIn, swapped.amountOut), (100, 99));
+    // The slippage check in Move reverts the whole Solidity call.
+    match evm_receipt(&receipts[3]) {
+        ExecutionResult::Revert { output, .. } => {
+            let aborted = IMove::MoveAborted::abi_decode(output).unwrap();
+            assert_eq!((aborted.location, aborted.code), (format!("{EXAMPLES}::amm"), 4));
+        }
+        other => panic!("the greedy swap must revert: {other:?}"),
+    }
+    let total = chain.read(trader, AmmTrader::totalBoughtCall {}.abi_encode());
+    assert_eq!(U256::from_be_slice(&total), U256::from(99));
+    let holdings = chain.read(trader, AmmTrader::holdingsCall {}.abi_encode());
+    let holdings = AmmTrader::holdingsCall::abi_decode_returns(&holdings).unwrap();
+    assert_eq!((holdings.a, holdings.b), (900, 99));
+    let mut pool_reserves = bcs(&1_000_100u128);
+    pool_reserves.extend(bcs(&(1_000_000u128 - 99)));
+    assert_eq!(chain.resource(pool, "amm", "Pool"), Some(pool_reserves));
+}
+
+/// A deterministic pseudo-random sequence.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 =
+            self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % bound
+    }
+}
+
+#[test]
+fn random_mixed_blocks_run_the_same_in_parallel_with_a_publish_in_the_middle() {
+    let mut chain = Chain::new();
+    let token = chain.deploy_token(user(0));
+    let caller = chain.deploy(user(0), artifact_bytecode("MoveCaller"));
+    // Hand tokens to the first 8 accounts.
+    let hand_out: Vec<_> = (1..8)
+        .map(|index| {
+            let data =
+                Token::transferCall { to: user(index), value: U256::from(10_000) }.abi_encode();
+            chain.call(user(0), token, data)
+        })
+        .collect();
+    chain.run(hand_out);
+
+    let counter = Address::repeat_byte(0xc0);
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../move-executor/testkit/example.move");
+    let publisher = counter.to_string();
+    let modules: Vec<Vec<u8>> = duet_move::compiler::compile_package(
+        vec![example.to_string_lossy().into_owned()],
+        &[("example", publisher.as_str())],
+    )
+    .expect("the example compiles")
+    .into_iter()
+    .map(|(_name, bytes)| bytes)
+    .collect();
+    chain.state.0.insert(StateKey::Balance(counter), StateValue::Balance(1_000 * ONE_ETH));
+
+    let mut random = Random(7);
+    for round in 0..3 {
+        let mut block = Vec::new();
+        for index in 0..120 {
+            if round == 0 && index == 60 {
+                // A publish mid-block: later transactions of both VMs call the new module.
+                block.push(chain.move_tx(
+                    counter,
+                    MovePayload::ModuleBundle(modules.clone()),
+                    5_000_000,
+                ));
+            }
+            let from = user(random.below(8));
+            let to = user(random.below(8));
+            let transaction = match random.below(6) {
+                0 => chain.move_call(
+                    from,
+                    (FRAMEWORK, "eth"),
+                    "transfer",
+                    vec![address_arg(to), bcs(&(1 + u128::from(random.below(1_000))))],
+                ),
+                1 => chain.call(
+                    from,
+                    token,
+                    Token::transferCall { to, value: U256::from(random.below(50)) }.abi_encode(),
+                ),
+                2 => chain.move_call(
+                    from,
+                    TOKEN_USER,
+                    "pay",
+                    vec![address_arg(token), address_arg(to), bcs(&u128::from(random.below(50)))],
+                ),
+                3 => {
+                    let try_call = MoveCaller::tryCallMoveCall {
+                        module: if index > 60 || round > 0 { counter } else { EXAMPLES },
+                        name: if index > 60 || round > 0 { "counter" } else { "amm" }.to_owned(),
+                        functionName: if index > 60 || round > 0 { "increment" } else { "faucet" }
+                            .to_owned(),
+                        arguments: if index > 60 || round > 0 {
+                            vec![]
+                        } else {
+                            vec![Bytes::from(bcs(&1u128)), Bytes::from(bcs(&1u128))]
+                        },
+                    };
+                    chain.call(from, caller, try_call.abi_encode())
+                }
+                4 => chain.evm(from, TxKind::Call(to), u128::from(random.below(10_000)), vec![]),
+                _ => chain.move_call(from, TOKEN_USER, "record_balance", vec![address_arg(to)]),
+            };
+            block.push(transaction);
+        }
+        let receipts = chain.run(block);
+        let move_successes = receipts
+            .iter()
+            .filter(|receipt| matches!(receipt, DuetReceipt::Move(receipt) if receipt.is_success()))
+            .count();
+        assert!(move_successes > 40, "round {round}: {move_successes} Move successes");
+    }
+    // The shared counter module was called from Solidity after it was published.
+    assert!(chain.resource_of(counter, caller, "counter", "Counter").is_some());
+}
