@@ -34,39 +34,66 @@ struct Entry<V> {
 /// Most keys of a block are written by one transaction, so the first entry lives inline (no
 /// allocation); hot keys (a fee vault) grow a vector. Entries arrive roughly in index order, so
 /// inserting keeps the vector sorted at little cost.
-pub(crate) struct Versions<V>(SmallVec<[(TxnIndex, Entry<V>); 1]>);
+pub(crate) struct Versions<V> {
+    entries: SmallVec<[(TxnIndex, Entry<V>); 1]>,
+    /// How many entries are not plain credits (an addition that is not an ESTIMATE): when none
+    /// is, the value is at least its stored value, which answers "is there at least this much?"
+    /// for a fee vault without searching its thousands of entries.
+    others: u32,
+}
 
 impl<V> Default for Versions<V> {
     fn default() -> Self {
-        Self(SmallVec::new())
+        Self { entries: SmallVec::new(), others: 0 }
+    }
+}
+
+impl<V> Entry<V> {
+    fn is_plain_credit(&self) -> bool {
+        !self.estimate && matches!(self.write, WriteOp::Delta(Delta::Add { .. }))
     }
 }
 
 impl<V> Versions<V> {
+    /// Whether every entry is a plain credit.
+    fn only_credits(&self) -> bool {
+        self.others == 0
+    }
+
     fn search(&self, txn_index: TxnIndex) -> Result<usize, usize> {
         // Appends are the common case: check the last entry before searching.
-        match self.0.last() {
+        match self.entries.last() {
             None => Err(0),
-            Some((last, _)) if *last < txn_index => Err(self.0.len()),
-            _ => self.0.binary_search_by_key(&txn_index, |(index, _)| *index),
+            Some((last, _)) if *last < txn_index => Err(self.entries.len()),
+            _ => self.entries.binary_search_by_key(&txn_index, |(index, _)| *index),
         }
     }
 
     fn insert(&mut self, txn_index: TxnIndex, entry: Entry<V>) {
+        self.others += u32::from(!entry.is_plain_credit());
         match self.search(txn_index) {
-            Ok(position) => self.0[position].1 = entry,
-            Err(position) => self.0.insert(position, (txn_index, entry)),
+            Ok(position) => {
+                let old = std::mem::replace(&mut self.entries[position].1, entry);
+                self.others -= u32::from(!old.is_plain_credit());
+            }
+            Err(position) => self.entries.insert(position, (txn_index, entry)),
         }
     }
 
     fn remove(&mut self, txn_index: TxnIndex) {
         if let Ok(position) = self.search(txn_index) {
-            self.0.remove(position);
+            let (_, old) = self.entries.remove(position);
+            self.others -= u32::from(!old.is_plain_credit());
         }
     }
 
-    fn get_mut(&mut self, txn_index: TxnIndex) -> Option<&mut Entry<V>> {
-        self.search(txn_index).ok().map(|position| &mut self.0[position].1)
+    /// Marks the entry of `txn_index` as an ESTIMATE.
+    fn mark_estimate(&mut self, txn_index: TxnIndex) {
+        if let Ok(position) = self.search(txn_index) {
+            let entry = &mut self.entries[position].1;
+            self.others += u32::from(entry.is_plain_credit());
+            entry.estimate = true;
+        }
     }
 
     fn lookup(&self, txn_index: TxnIndex) -> Lookup<V>
@@ -125,7 +152,7 @@ impl<V> Versions<V> {
 
     /// The entries of transactions below `end`, in index order.
     fn below(&self, end: TxnIndex) -> &[(TxnIndex, Entry<V>)] {
-        &self.0[..self.0.partition_point(|(index, _)| *index < end)]
+        &self.entries[..self.entries.partition_point(|(index, _)| *index < end)]
     }
 }
 
@@ -162,6 +189,8 @@ pub(crate) enum ReadFailure {
 enum CreditWalk {
     Reached,
     Dependency(TxnIndex),
+    /// Every entry of the key is a plain credit (not only those below).
+    OnlyCredits,
     Unknown,
 }
 
@@ -267,12 +296,24 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     {
         if let Delta::Sub { amount, min } = delta {
             if let Some(threshold) = amount.checked_add(min) {
-                let walk =
-                    self.data.read(key, |versions| versions.credits_reach(txn_index, threshold));
+                let walk = self.data.read(key, |versions| {
+                    if versions.only_credits() {
+                        CreditWalk::OnlyCredits
+                    } else {
+                        versions.credits_reach(txn_index, threshold)
+                    }
+                });
                 match walk {
                     Some(CreditWalk::Reached) => return Ok(true),
                     Some(CreditWalk::Dependency(index)) => {
                         return Err(ReadFailure::Dependency(index))
+                    }
+                    // Credits only raise the stored value: if it fits there, it fits.
+                    Some(CreditWalk::OnlyCredits) => {
+                        let stored = storage.get(key).map_err(ReadFailure::Storage)?;
+                        if fits(stored.as_ref(), delta) {
+                            return Ok(true);
+                        }
                     }
                     Some(CreditWalk::Unknown) | None => {}
                 }
@@ -354,11 +395,7 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     /// Marks every write of the transaction's latest incarnation as an ESTIMATE.
     pub(crate) fn convert_writes_to_estimates(&self, txn_index: TxnIndex) {
         for key in self.written_keys[txn_index].lock().iter() {
-            self.data.update_existing(key, |versions| {
-                if let Some(entry) = versions.get_mut(txn_index) {
-                    entry.estimate = true;
-                }
-            });
+            self.data.update_existing(key, |versions| versions.mark_estimate(txn_index));
         }
     }
 
@@ -417,7 +454,7 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     where
         S: Storage<Key = K, Value = V>,
     {
-        self.data.drain_shard(index, |key, versions| finalizer.add_key(key, versions, storage))
+        self.data.drain_shard(index, |key, versions| finalizer.add_owned(key, versions, storage))
     }
 
     /// Empties the read and write sets of transactions `range`, so that dropping their contents
@@ -571,6 +608,34 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
             }
         }
         self.updates.push((key.clone(), current));
+        Ok(())
+    }
+
+    /// As [`add_key`](Self::add_key), taking the key and its writes: the common case (no
+    /// delta) moves the last write's value instead of copying it.
+    fn add_owned<S>(
+        &mut self,
+        key: K,
+        versions: Versions<V>,
+        storage: &S,
+    ) -> Result<(), StorageError>
+    where
+        S: Storage<Key = K, Value = V>,
+    {
+        let entries = versions.below(self.end);
+        if entries.iter().any(|(_, entry)| matches!(entry.write, WriteOp::Delta(_))) {
+            return self.add_key(&key, &versions, storage);
+        }
+        let count = entries.len();
+        let mut all = versions.entries;
+        all.truncate(count);
+        if let Some((_, last)) = all.pop() {
+            let value = match last.write {
+                WriteOp::Put(value) => Some(value),
+                WriteOp::Delete | WriteOp::Delta(_) => None,
+            };
+            self.updates.push((key, value));
+        }
         Ok(())
     }
 

@@ -103,7 +103,7 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         shard.find_mut(hash, |(candidate, _)| candidate == key).map(|(_, value)| update(value))
     }
 
-    /// Empties shard `index`, calling `visit` on each entry until it fails; the shard keeps its
+    /// Empties shard `index`, handing each entry to `visit` until it fails; the shard keeps its
     /// capacity for the next block.
     ///
     /// # Errors
@@ -111,11 +111,11 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
     pub(crate) fn drain_shard<E>(
         &self,
         index: usize,
-        mut visit: impl FnMut(&K, &T) -> Result<(), E>,
+        mut visit: impl FnMut(K, T) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut shard = self.shards[index].write();
         for (key, value) in shard.drain() {
-            visit(&key, &value)?;
+            visit(key, value)?;
         }
         Ok(())
     }

@@ -37,7 +37,7 @@ pub use block::{Barriers, LayeredStorage, MoveBlockExecutor, SegmentedExecutor};
 
 use std::cell::Cell;
 use std::cmp::Ordering as CmpOrdering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use duet_block_stm::{Delta, ReadError, TransactionView, TxnIndex, Vm, VmOutput, WriteOp};
@@ -219,7 +219,7 @@ impl MoveReceipt {
 /// instances, 1.94 times).
 pub struct MoveVm {
     /// Move VM instances, created on first use; a thread prefers the same one every time.
-    instances: Box<[Mutex<Option<MoveVM>>]>,
+    instances: Box<[Mutex<Option<Instance>>]>,
     fee_vault: Address,
 }
 
@@ -241,8 +241,28 @@ impl std::fmt::Debug for MoveVm {
     }
 }
 
-fn new_instance() -> MoveVM {
-    MoveVM::new(natives::all_natives()).expect("the native table is consistent")
+/// A Move VM instance, and what it learned about functions called from outside Move.
+struct Instance {
+    vm: MoveVM,
+    /// Whether a function may be called from the EVM, by module and name (see
+    /// [`ensure_callable`]). Like the VM's code cache, it holds what the committed code says,
+    /// and is flushed with it.
+    callable: HashMap<ModuleId, HashMap<Identifier, Callable>>,
+}
+
+/// Whether a function may be called from outside Move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Callable {
+    Yes,
+    /// A native function: the VM runs natives only when Move code calls them.
+    Native,
+    /// Neither `public` nor `entry`, or no such function.
+    No,
+}
+
+fn new_instance() -> Instance {
+    let vm = MoveVM::new(natives::all_natives()).expect("the native table is consistent");
+    Instance { vm, callable: HashMap::new() }
 }
 
 impl MoveVm {
@@ -263,15 +283,16 @@ impl MoveVm {
     /// publishing transaction. Must not be called while transactions are executing.
     pub fn flush_code_cache(&self) {
         for instance in &self.instances {
-            if let Some(vm) = instance.lock().as_ref() {
-                vm.mark_loader_cache_as_invalid();
-                vm.flush_loader_cache_if_invalidated();
+            if let Some(instance) = instance.lock().as_mut() {
+                instance.vm.mark_loader_cache_as_invalid();
+                instance.vm.flush_loader_cache_if_invalidated();
+                instance.callable.clear();
             }
         }
     }
 
     /// Runs `run` with a Move VM instance no other thread is using.
-    fn with_instance<R>(&self, run: impl FnOnce(&MoveVM) -> R) -> R {
+    fn with_instance<R>(&self, run: impl FnOnce(&mut Instance) -> R) -> R {
         let count = self.instances.len();
         let preferred = PREFERRED_INSTANCE.with(|preferred| {
             preferred.get().unwrap_or_else(|| {
@@ -332,8 +353,9 @@ impl MoveVm {
         let mut meter = DuetGasMeter::new(gas_limit);
         let state: &StateView<'_> = view;
         let resolver = ViewResolver::new(state);
-        let outcome = self.with_instance(|vm| {
-            Self::run(vm, &caller, Work::Call(call), &resolver, EvmAccess::Unavailable, &mut meter)
+        let outcome = self.with_instance(|instance| {
+            let work = Work::Call(call);
+            Self::run(instance, &caller, work, &resolver, EvmAccess::Unavailable, &mut meter)
         });
         let caller = caller.address;
         let (status, effects) = settle(outcome, &meter);
@@ -505,12 +527,12 @@ impl MoveVm {
         let resolver = ViewResolver::new(state);
         let intrinsic = gas::intrinsic_gas(transaction.payload.encoded_len());
         let mut meter = DuetGasMeter::new(transaction.gas_limit - intrinsic);
-        let outcome = self.with_instance(|vm| {
+        let outcome = self.with_instance(|instance| {
             let work = match &transaction.payload {
                 MovePayload::EntryFunction(call) => Work::Entry(call),
                 MovePayload::ModuleBundle(modules) => Work::Publish(modules),
             };
-            Self::run(vm, sender, work, &resolver, evm, &mut meter)
+            Self::run(instance, sender, work, &resolver, evm, &mut meter)
         });
         let (status, effects) = settle(outcome, &meter);
         let gas_used = transaction.gas_limit - meter.remaining();
@@ -594,7 +616,7 @@ fn credit(writes: &mut Vec<(StateKey, WriteOp<StateValue>)>, address: Address, a
 impl MoveVm {
     /// Runs `work` in a session for `sender`; on success, charges for what it writes.
     fn run<'a>(
-        vm: &MoveVM,
+        instance: &mut Instance,
         sender: &Sender,
         work: Work<'_>,
         resolver: &'a ViewResolver<'a>,
@@ -603,6 +625,7 @@ impl MoveVm {
     ) -> Result<Effects<'a>, Failure> {
         let mut extensions = NativeContextExtensions::default();
         extensions.add(StateNatives::new(resolver.state(), sender, meter.gauge(), evm));
+        let Instance { vm, callable } = instance;
         let mut session = vm.new_session_with_extensions(resolver, extensions);
         let signer = to_account_address(sender.address);
         let mut return_values = Vec::new();
@@ -636,7 +659,7 @@ impl MoveVm {
                         meter,
                     )?
                 } else {
-                    ensure_callable(resolver, &module, &function)?;
+                    ensure_callable(callable, resolver, &module, &function)?;
                     session.execute_function_bypass_visibility(
                         &module,
                         &function,
@@ -700,45 +723,63 @@ enum Work<'a> {
 }
 
 /// Refuses a call from outside Move of a function that is neither `public` nor `entry`: a
-/// module's private and friend functions are reachable only as the module allows.
+/// module's private and friend functions are reachable only as the module allows. What it
+/// learns about a function is kept in `known`.
 fn ensure_callable(
+    known: &mut HashMap<ModuleId, HashMap<Identifier, Callable>>,
     resolver: &ViewResolver<'_>,
     module: &ModuleId,
     function: &Identifier,
 ) -> Result<(), Failure> {
+    let callable = match known.get(module).and_then(|functions| functions.get(function)) {
+        Some(callable) => *callable,
+        None => {
+            let callable = callable(resolver, module, function)?;
+            known.entry(module.clone()).or_default().insert(function.clone(), callable);
+            callable
+        }
+    };
+    match callable {
+        Callable::Yes => Ok(()),
+        // The VM runs natives only when Move code calls them.
+        Callable::Native => Err(Failure::Invalid(format!(
+            "{module}::{function} is a native function: call a Move function that calls it"
+        ))),
+        Callable::No => Err(Failure::Vm(Box::new(
+            PartialVMError::new(StatusCode::EXECUTE_ENTRY_FUNCTION_CALLED_ON_NON_ENTRY_FUNCTION)
+                .with_message(format!("{module}::{function} is neither public nor entry"))
+                .finish(Location::Module(module.clone())),
+        ))),
+    }
+}
+
+/// Whether `module::function` may be called from outside Move, from its bytecode.
+fn callable(
+    resolver: &ViewResolver<'_>,
+    module: &ModuleId,
+    function: &Identifier,
+) -> Result<Callable, Failure> {
     use move_binary_format::access::ModuleAccess;
     use move_binary_format::file_format::Visibility;
     use move_binary_format::CompiledModule;
     use move_core_types::resolver::ModuleResolver;
-    let refused = || {
-        Failure::Vm(Box::new(
-            PartialVMError::new(StatusCode::EXECUTE_ENTRY_FUNCTION_CALLED_ON_NON_ENTRY_FUNCTION)
-                .with_message(format!("{module}::{function} is neither public nor entry"))
-                .finish(Location::Module(module.clone())),
-        ))
+    let Some(bytes) = resolver.get_module(module).map_err(|error| Failure::Invalid(error.0))?
+    else {
+        return Ok(Callable::No);
     };
-    let bytes = resolver
-        .get_module(module)
-        .map_err(|error| Failure::Invalid(error.0))?
-        .ok_or_else(refused)?;
     let compiled =
         CompiledModule::deserialize(&bytes).map_err(|error| error.finish(Location::Undefined))?;
     let definition = compiled.function_defs().iter().find(|definition| {
         let handle = compiled.function_handle_at(definition.function);
         compiled.identifier_at(handle.name) == function.as_ident_str()
     });
-    match definition {
-        Some(definition) if definition.code.is_none() => {
-            // The VM runs natives only when Move code calls them.
-            Err(Failure::Invalid(format!(
-                "{module}::{function} is a native function: call a Move function that calls it"
-            )))
-        }
+    Ok(match definition {
+        Some(definition) if definition.code.is_none() => Callable::Native,
         Some(definition) if definition.visibility == Visibility::Public || definition.is_entry => {
-            Ok(())
+            Callable::Yes
         }
-        _ => Err(refused()),
-    }
+        _ => Callable::No,
+    })
 }
 
 /// Charges for one write of a module or resource, and turns it into a Block-STM write.
