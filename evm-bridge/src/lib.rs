@@ -19,7 +19,9 @@
 //! paying fees and receiving transfers never makes transactions conflict.
 //!
 //! With a Move VM ([`EvmVm::with_move`]), Solidity calls Move through the Move call precompile
-//! ([`move_call`]), synchronously and atomically with the EVM frame that calls it.
+//! ([`move_call`]), synchronously and atomically with the EVM frame that calls it. Move calls the
+//! EVM through the framework's `evm` module, which runs here (`from_move`). [`DuetVm`] runs
+//! mixed blocks of Move and EVM transactions ([`MixedBlockExecutor`]).
 
 mod convert;
 pub mod database;

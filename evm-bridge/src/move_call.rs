@@ -24,6 +24,10 @@
 //! it ETH, and a `STATICCALL` of a function that changes anything are refused the same way.
 //! Move gas is EVM gas (the Move gas schedule is in EVM gas units): the call is charged exactly
 //! the Move VM's gas, out of the gas passed to the precompile.
+//!
+//! Nesting: one crossing between the VMs per transaction. The Move function called here cannot
+//! call the EVM (`evm::ENO_EVM`), and under a Move transaction that called the EVM, this
+//! precompile refuses with `MoveFailed("REENTRANCY", …)`; either way nothing changes.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
