@@ -135,7 +135,7 @@ impl Chain {
     fn deploy(&mut self, from: Address, creation: Vec<u8>) -> Address {
         let nonce = self.nonces.get(&from).copied().unwrap_or(0);
         let tx = self.evm(from, TxKind::Create, 0, creation);
-        let receipts = self.run(vec![tx]);
+        let receipts = self.run(&[tx]);
         assert!(evm_receipt(&receipts[0]).is_success(), "deploys: {:?}", receipts[0]);
         from.create(nonce)
     }
@@ -155,10 +155,10 @@ impl Chain {
     }
 
     /// Executes a block sequentially and in parallel, checks they agree, applies it.
-    fn run(&mut self, block: Vec<DuetTransaction>) -> Vec<DuetReceipt> {
+    fn run(&mut self, block: &[DuetTransaction]) -> Vec<DuetReceipt> {
         let vm =
             DuetVm::new(EvmVm::new(CHAIN_ID, block_env(self.number)), Arc::clone(&self.move_vm));
-        let output = execute_mixed_every_way(&vm, &block, &self.state);
+        let output = execute_mixed_every_way(&vm, block, &self.state);
         self.state.apply(output.state_updates);
         self.number += 1;
         output
@@ -174,7 +174,7 @@ impl Chain {
     /// Runs `data` against `to` in a block of its own and returns the output.
     fn read(&mut self, to: Address, data: Vec<u8>) -> Bytes {
         let tx = self.call(user(31), to, data);
-        output(&self.run(vec![tx])[0]).clone()
+        output(&self.run(&[tx])[0]).clone()
     }
 
     fn token_balance(&mut self, token: Address, owner: Address) -> U256 {
@@ -263,7 +263,7 @@ fn move_pays_with_an_erc20_and_acts_on_the_result() {
         token,
         Token::transferCall { to: user(2), value: U256::from(100) }.abi_encode(),
     );
-    let receipts = chain.run(vec![pay, spend]);
+    let receipts = chain.run(&[pay, spend]);
     let paid = move_receipt(&receipts[0]);
     assert_eq!(paid.status, MoveStatus::Success);
     assert!(evm_receipt(&receipts[1]).is_success());
@@ -293,7 +293,7 @@ fn a_move_abort_undoes_what_the_evm_did() {
         "pay_then_abort",
         vec![address_arg(token), address_arg(user(1)), bcs(&300u128), bcs(&77u64)],
     );
-    let receipts = chain.run(vec![pay]);
+    let receipts = chain.run(&[pay]);
     let receipt = move_receipt(&receipts[0]);
     assert_eq!(
         receipt.status,
@@ -322,7 +322,7 @@ fn a_failed_evm_call_is_caught_in_move_and_changes_nothing() {
         "call",
         vec![address_arg(token), bcs(&0u128), bcs(&calldata)],
     );
-    let receipts = chain.run(vec![call]);
+    let receipts = chain.run(&[call]);
     assert_eq!(move_receipt(&receipts[0]).status, MoveStatus::Success);
     let last = chain.resource(user(3), "token_user", "LastCall").expect("recorded");
     // success = false, then the revert data: ERC20InsufficientBalance(user(3), 0, 5).
@@ -344,7 +344,7 @@ fn a_failed_evm_call_is_caught_in_move_and_changes_nothing() {
     });
     let gas_limit = duet_move::gas::intrinsic_gas(pay.encoded_len()) + 12_000;
     let starved = chain.move_tx(user(0), pay, gas_limit);
-    let receipts = chain.run(vec![starved]);
+    let receipts = chain.run(&[starved]);
     let receipt = move_receipt(&receipts[0]);
     assert_eq!(receipt.status, MoveStatus::OutOfGas);
     assert_eq!(receipt.gas_used, gas_limit);
@@ -373,7 +373,7 @@ fn eth_moves_between_the_vms_within_a_transaction_and_within_a_block() {
         "transfer_then_call",
         vec![address_arg(a), bcs(&5_000u128), address_arg(probe), bcs(&record_a)],
     );
-    chain.run(vec![within]);
+    chain.run(&[within]);
     assert_eq!(seen(&mut chain), U256::from(5_000));
 
     // ...and ETH the EVM moved is what Move sees after the call: Move sends 700 wei with a call
@@ -386,7 +386,7 @@ fn eth_moves_between_the_vms_within_a_transaction_and_within_a_block() {
         vec![address_arg(probe), bcs(&700u128), bcs(&pay_b), address_arg(b)],
     );
     let user2_before = chain.balance(user(2));
-    let receipts = chain.run(vec![forward]);
+    let receipts = chain.run(&[forward]);
     let fee = u128::from(move_receipt(&receipts[0]).gas_used) * GAS_PRICE;
     assert_eq!(chain.resource(user(2), "token_user", "SeenBalance"), Some(bcs(&700u128)));
     assert_eq!(chain.balance(b), 700);
@@ -403,7 +403,7 @@ fn eth_moves_between_the_vms_within_a_transaction_and_within_a_block() {
     let evm_reads = chain.call(user(4), probe, Probe::recordCall { who: c }.abi_encode());
     let evm_pays = chain.evm(user(5), TxKind::Call(c), 66, vec![]);
     let move_reads = chain.move_call(user(6), TOKEN_USER, "record_balance", vec![address_arg(c)]);
-    let receipts = chain.run(vec![move_pays, evm_reads, evm_pays, move_reads]);
+    let receipts = chain.run(&[move_pays, evm_reads, evm_pays, move_reads]);
     assert_eq!(move_receipt(&receipts[0]).status, MoveStatus::Success);
     assert!(evm_receipt(&receipts[1]).is_success() && evm_receipt(&receipts[2]).is_success());
     assert_eq!(seen(&mut chain), U256::from(1_234));
@@ -424,7 +424,7 @@ fn nesting_beyond_one_crossing_is_refused_with_no_effect() {
         arguments,
     };
     let tx = chain.call(user(1), caller, try_call.abi_encode());
-    let receipts = chain.run(vec![tx]);
+    let receipts = chain.run(&[tx]);
     assert!(!MoveCaller::tryCallMoveCall::abi_decode_returns(output(&receipts[0])).unwrap());
     let error = chain.read(caller, MoveCaller::lastErrorCall {}.abi_encode());
     let error = MoveCaller::lastErrorCall::abi_decode_returns(&error).unwrap();
@@ -449,7 +449,7 @@ fn nesting_beyond_one_crossing_is_refused_with_no_effect() {
         "call",
         vec![address_arg(caller), bcs(&0u128), bcs(&faucet)],
     );
-    let receipts = chain.run(vec![tx]);
+    let receipts = chain.run(&[tx]);
     assert_eq!(move_receipt(&receipts[0]).status, MoveStatus::Success);
     let error = chain.read(caller, MoveCaller::lastErrorCall {}.abi_encode());
     let error = MoveCaller::lastErrorCall::abi_decode_returns(&error).unwrap();
@@ -478,7 +478,7 @@ fn a_solidity_contract_swaps_on_a_move_amm_and_uses_the_amount_returned() {
         trader,
         AmmTrader::swapCall { pool, amountIn: 100, minOut: 1_000 }.abi_encode(),
     );
-    let receipts = chain.run(vec![create_pool, fund, swap, too_greedy]);
+    let receipts = chain.run(&[create_pool, fund, swap, too_greedy]);
     assert_eq!(move_receipt(&receipts[0]).status, MoveStatus::Success);
     assert!(evm_receipt(&receipts[1]).is_success());
     // 100 × 997 × 1e6 / (1e6 × 1000 + 100 × 997) = 99.
@@ -532,7 +532,7 @@ fn random_mixed_blocks_run_the_same_in_parallel_with_a_publish_in_the_middle() {
             chain.call(user(0), token, data)
         })
         .collect();
-    chain.run(hand_out);
+    chain.run(&hand_out);
 
     let counter = Address::repeat_byte(0xc0);
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -599,7 +599,7 @@ fn random_mixed_blocks_run_the_same_in_parallel_with_a_publish_in_the_middle() {
             };
             block.push(transaction);
         }
-        let receipts = chain.run(block);
+        let receipts = chain.run(&block);
         let move_successes = receipts
             .iter()
             .filter(|receipt| matches!(receipt, DuetReceipt::Move(receipt) if receipt.is_success()))

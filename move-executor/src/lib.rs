@@ -731,14 +731,14 @@ fn ensure_callable(
     module: &ModuleId,
     function: &Identifier,
 ) -> Result<(), Failure> {
-    let callable = match known.get(module).and_then(|functions| functions.get(function)) {
-        Some(callable) => *callable,
-        None => {
+    let callable =
+        if let Some(callable) = known.get(module).and_then(|functions| functions.get(function)) {
+            *callable
+        } else {
             let callable = callable(resolver, module, function)?;
             known.entry(module.clone()).or_default().insert(function.clone(), callable);
             callable
-        }
-    };
+        };
     match callable {
         Callable::Yes => Ok(()),
         // The VM runs natives only when Move code calls them.
