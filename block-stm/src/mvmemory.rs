@@ -666,3 +666,59 @@ pub(crate) fn apply_strictly<V: StateValueBound>(
     };
     delta.apply(base).map(V::from_u128).ok_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One key, stored at `stored`.
+    struct One(Option<u128>);
+
+    impl Storage for One {
+        type Key = u16;
+        type Value = u128;
+        fn get(&self, _key: &u16) -> Result<Option<u128>, StorageError> {
+            Ok(self.0)
+        }
+    }
+
+    fn credit(amount: u128) -> Vec<(u16, WriteOp<u128>)> {
+        vec![(0, WriteOp::Delta(Delta::add(amount)))]
+    }
+
+    #[test]
+    fn balance_questions_on_a_key_with_only_credits_match_the_exact_answer() {
+        let mut memory: MvMemory<u16, u128> = MvMemory::new();
+        memory.reset(8);
+        let fits = |memory: &MvMemory<u16, u128>, txn, amount, stored| {
+            memory.delta_fits(&0, txn, Delta::sub(amount), &One(stored)).ok()
+        };
+        for txn_index in 0..4 {
+            memory.record(txn_index, 0, credit(0), Vec::new());
+        }
+        // Only credits (of zero): the stored value answers.
+        assert_eq!(fits(&memory, 5, 1, Some(1)), Some(true));
+        assert_eq!(fits(&memory, 5, 2, Some(1)), Some(false));
+        assert_eq!(fits(&memory, 5, 1, None), Some(false));
+        // A credit of 3 below: enough whatever is stored.
+        memory.record(4, 0, credit(3), Vec::new());
+        assert_eq!(fits(&memory, 5, 3, None), Some(true));
+        assert_eq!(fits(&memory, 5, 4, Some(1)), Some(true));
+        assert_eq!(fits(&memory, 5, 5, Some(1)), Some(false));
+        // A value written below replaces the stored one: the fast path no longer applies.
+        memory.record(2, 1, vec![(0, WriteOp::Put(0))], Vec::new());
+        assert_eq!(fits(&memory, 5, 4, Some(100)), Some(false));
+        assert_eq!(fits(&memory, 5, 3, Some(100)), Some(true));
+        // Back to credits only, then an ESTIMATE: the reader waits for it.
+        memory.record(2, 2, credit(0), Vec::new());
+        assert_eq!(fits(&memory, 5, 4, Some(1)), Some(true));
+        memory.convert_writes_to_estimates(3);
+        assert!(matches!(
+            memory.delta_fits(&0, 5, Delta::sub(100), &One(Some(1))),
+            Err(ReadFailure::Dependency(3))
+        ));
+        // Once it runs again, the stored value answers again.
+        memory.record(3, 1, credit(0), Vec::new());
+        assert_eq!(fits(&memory, 5, 1, Some(1)), Some(true));
+    }
+}
