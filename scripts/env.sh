@@ -5,3 +5,6 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/duet/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 DUET_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export DUET_ROOT
+# RocksDB: link Debian's librocksdb (installed by scripts/setup) instead of building its C++
+# (about 14 minutes on two cores).
+export ROCKSDB_LIB_DIR="${ROCKSDB_LIB_DIR:-/usr/lib/x86_64-linux-gnu}"

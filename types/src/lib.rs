@@ -21,4 +21,4 @@ pub use move_transaction::{
     MOVE_CALL_ADDRESS, MOVE_ENTRY_ADDRESS, MOVE_OVERLAY_ADDRESS,
 };
 pub use state_key::{StateKey, SystemKey};
-pub use state_value::StateValue;
+pub use state_value::{StateValue, ValueDecodeError};

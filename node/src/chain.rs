@@ -1,0 +1,550 @@
+//! The chain: its database, its mempool, and the block builder that runs mixed blocks through
+//! Block-STM and commits them.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use alloy_consensus::transaction::SignerRecoverable;
+use alloy_consensus::{Transaction, TxEnvelope};
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::{Address, Bloom, Bytes, Log, B256, U256};
+use duet_block_stm::{execute_sequential, ExecutorConfig, TransactionResult};
+use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm};
+use duet_move::{MoveStatus, MoveVm};
+use duet_types::{
+    MovePayload, MoveTransaction, StateKey, StateValue, KECCAK256_EMPTY, MOVE_ENTRY_ADDRESS,
+};
+use parking_lot::{Mutex, RwLock};
+use revm::context::result::{ExecutionResult, Output};
+use revm::context::{BlockEnv, TxEnv};
+use revm::primitives::TxKind;
+
+use crate::block::{Block, Kind, TransactionRecord};
+use crate::mempool::{Mempool, MempoolError, PendingTransaction};
+use crate::store::{BlockCommit, Store, StoreError};
+
+/// The largest transaction accepted, in bytes (as geth's).
+pub const MAX_TRANSACTION_SIZE: usize = 128 * 1024;
+
+/// What a chain is made of.
+#[derive(Clone, Debug)]
+pub struct ChainConfig {
+    /// The chain id transactions must sign for.
+    pub chain_id: u64,
+    /// The most gas a block's transactions may use.
+    pub block_gas_limit: u64,
+    /// The base fee per gas, in wei (fixed for now).
+    pub base_fee: u64,
+    /// Who receives the fees.
+    pub fee_vault: Address,
+    /// The most transactions the mempool holds.
+    pub mempool_limit: usize,
+    /// The most transactions in one block.
+    pub max_block_transactions: usize,
+}
+
+/// Why a transaction was refused (worded as Ethereum clients word it).
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// Not a valid EIP-2718 transaction.
+    #[error("invalid transaction: {0}")]
+    Malformed(String),
+    /// The signature does not recover a sender.
+    #[error("invalid sender")]
+    InvalidSender,
+    /// Signed for another chain, or for none.
+    #[error("invalid chain id")]
+    ChainId,
+    /// Larger than [`MAX_TRANSACTION_SIZE`].
+    #[error("oversized data")]
+    Oversized,
+    /// Blob and set-code transactions are not accepted.
+    #[error("transaction type not supported")]
+    UnsupportedType,
+    /// The nonce was already used.
+    #[error("nonce too low: next nonce {expected}, tx nonce {got}")]
+    NonceTooLow {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transaction's nonce.
+        got: u64,
+    },
+    /// The sender cannot pay for it.
+    #[error("insufficient funds for gas * price + value: balance {balance}, tx cost {cost}")]
+    InsufficientFunds {
+        /// The sender's balance.
+        balance: U256,
+        /// Gas limit × max fee + value.
+        cost: U256,
+    },
+    /// The max fee is below the base fee.
+    #[error("max fee per gas less than block base fee: maxFeePerGas: {max_fee}, baseFee: {base_fee}")]
+    FeeTooLow {
+        /// The transaction's max fee.
+        max_fee: u128,
+        /// The block base fee.
+        base_fee: u64,
+    },
+    /// The gas limit is above the block gas limit.
+    #[error("exceeds block gas limit")]
+    GasLimit,
+    /// The gas limit is below the intrinsic gas.
+    #[error("intrinsic gas too low")]
+    IntrinsicGas,
+    /// A Move transaction (to the Move entry address) whose payload does not decode, or that
+    /// sends ETH.
+    #[error("invalid Move transaction: {0}")]
+    Move(String),
+    /// The mempool refused it.
+    #[error(transparent)]
+    Mempool(#[from] MempoolError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a call (`eth_call`, `eth_estimateGas`) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The call reverted, with this revert data.
+    #[error("execution reverted")]
+    Reverted(Bytes),
+    /// The call halted (out of gas, invalid opcode, …).
+    #[error("execution halted: {0}")]
+    Halted(String),
+    /// The call is not a valid transaction.
+    #[error("invalid call: {0}")]
+    Invalid(String),
+}
+
+/// The chain.
+pub struct Chain {
+    config: ChainConfig,
+    store: Store,
+    move_vm: Arc<MoveVm>,
+    mempool: Mutex<Mempool>,
+    head: RwLock<Block>,
+    threads: NonZeroUsize,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Chain").field("head", &self.head.read().number).finish()
+    }
+}
+
+impl Chain {
+    /// Opens the chain in `store`, committing `genesis` as block 0 if the store is empty.
+    ///
+    /// # Errors
+    /// The database failed, or holds no head block.
+    pub fn open(
+        config: ChainConfig,
+        store: Store,
+        genesis: &[(StateKey, StateValue)],
+    ) -> Result<Self, StoreError> {
+        let head = match store.head()? {
+            Some(number) => store
+                .block(number)?
+                .ok_or_else(|| StoreError::Corrupt(format!("head block {number} is missing")))?,
+            None => {
+                let mut block = Block {
+                    number: 0,
+                    hash: B256::ZERO,
+                    parent_hash: B256::ZERO,
+                    timestamp: now(),
+                    gas_used: 0,
+                    gas_limit: config.block_gas_limit,
+                    base_fee: config.base_fee,
+                    beneficiary: config.fee_vault,
+                    logs_bloom: Bloom::ZERO,
+                    transactions: Vec::new(),
+                };
+                block.hash = block.compute_hash();
+                let state: Vec<_> =
+                    genesis.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
+                store.commit(&BlockCommit { block: &block, transactions: &[], state: &state })?;
+                block
+            }
+        };
+        Ok(Self {
+            move_vm: Arc::new(MoveVm::new(config.fee_vault)),
+            mempool: Mutex::new(Mempool::new(config.mempool_limit)),
+            head: RwLock::new(head),
+            threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            config,
+            store,
+        })
+    }
+
+    /// The chain's configuration.
+    #[must_use]
+    pub fn config(&self) -> &ChainConfig {
+        &self.config
+    }
+
+    /// The database.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The last committed block.
+    #[must_use]
+    pub fn head(&self) -> Block {
+        self.head.read().clone()
+    }
+
+    /// How many transactions wait.
+    #[must_use]
+    pub fn pending_count(&self) -> usize {
+        self.mempool.lock().len()
+    }
+
+    /// The waiting transaction with `hash`.
+    #[must_use]
+    pub fn pending(&self, hash: &B256) -> Option<PendingTransaction> {
+        self.mempool.lock().get(hash).cloned()
+    }
+
+    /// The balance of `address`.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn balance(&self, address: Address) -> Result<u128, StoreError> {
+        Ok(self.store.get(&StateKey::Balance(address))?.and_then(|v| v.as_balance()).unwrap_or(0))
+    }
+
+    /// The nonce and code hash of `address`.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn account(&self, address: Address) -> Result<(u64, B256), StoreError> {
+        Ok(match self.store.get(&StateKey::Account(address))? {
+            Some(StateValue::Account { nonce, code_hash }) => (nonce, code_hash),
+            _ => (0, KECCAK256_EMPTY),
+        })
+    }
+
+    /// The next nonce of `address`, counting its waiting transactions.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn pending_nonce(&self, address: Address) -> Result<u64, StoreError> {
+        let (nonce, _) = self.account(address)?;
+        Ok(self.mempool.lock().pending_nonce(address, nonce))
+    }
+
+    /// The code of `address`.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn code(&self, address: Address) -> Result<Bytes, StoreError> {
+        let (_, code_hash) = self.account(address)?;
+        if code_hash == KECCAK256_EMPTY {
+            return Ok(Bytes::new());
+        }
+        Ok(match self.store.get(&StateKey::Code(code_hash))? {
+            Some(StateValue::Bytes(bytes)) => bytes,
+            _ => Bytes::new(),
+        })
+    }
+
+    /// Storage slot `slot` of `address`.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn storage(&self, address: Address, slot: B256) -> Result<U256, StoreError> {
+        Ok(match self.store.get(&StateKey::Storage { address, slot })? {
+            Some(StateValue::Slot(value)) => value,
+            _ => U256::ZERO,
+        })
+    }
+
+    /// Checks a signed transaction against the state and adds it to the mempool; returns its
+    /// hash.
+    ///
+    /// # Errors
+    /// See [`SubmitError`]; a refused transaction changes nothing.
+    pub fn submit(&self, raw: &[u8]) -> Result<B256, SubmitError> {
+        if raw.len() > MAX_TRANSACTION_SIZE {
+            return Err(SubmitError::Oversized);
+        }
+        let envelope = TxEnvelope::decode_2718(&mut &raw[..])
+            .map_err(|error| SubmitError::Malformed(error.to_string()))?;
+        if envelope.chain_id() != Some(self.config.chain_id) {
+            return Err(SubmitError::ChainId);
+        }
+        let sender = envelope.recover_signer().map_err(|_| SubmitError::InvalidSender)?;
+        let tx = duet_evm::tx_env(&envelope, sender).map_err(|_| SubmitError::UnsupportedType)?;
+        if tx.gas_limit > self.config.block_gas_limit {
+            return Err(SubmitError::GasLimit);
+        }
+        if tx.gas_limit < 21_000 {
+            return Err(SubmitError::IntrinsicGas);
+        }
+        if tx.gas_price < u128::from(self.config.base_fee) {
+            return Err(SubmitError::FeeTooLow {
+                max_fee: tx.gas_price,
+                base_fee: self.config.base_fee,
+            });
+        }
+        let (nonce, _) = self.account(sender)?;
+        if tx.nonce < nonce {
+            return Err(SubmitError::NonceTooLow { expected: nonce, got: tx.nonce });
+        }
+        let balance = U256::from(self.balance(sender)?);
+        let cost = U256::from(tx.gas_limit) * U256::from(tx.gas_price) + tx.value;
+        if balance < cost {
+            return Err(SubmitError::InsufficientFunds { balance, cost });
+        }
+        let (kind, transaction) = if tx.kind == TxKind::Call(MOVE_ENTRY_ADDRESS) {
+            if !tx.value.is_zero() {
+                return Err(SubmitError::Move("a Move transaction sends no ETH".to_owned()));
+            }
+            let payload = MovePayload::decode(&tx.data)
+                .map_err(|error| SubmitError::Move(error.to_string()))?;
+            let transaction = MoveTransaction {
+                sender,
+                nonce: tx.nonce,
+                gas_limit: tx.gas_limit,
+                gas_price: tx.gas_price,
+                payload,
+            };
+            (Kind::Move, DuetTransaction::Move(transaction))
+        } else {
+            (Kind::Evm, DuetTransaction::Evm(tx.clone()))
+        };
+        let hash = *envelope.tx_hash();
+        self.mempool.lock().insert(PendingTransaction {
+            hash,
+            raw: Bytes::copy_from_slice(raw),
+            sender,
+            nonce: tx.nonce,
+            max_fee: tx.gas_price,
+            kind,
+            transaction,
+        })?;
+        Ok(hash)
+    }
+
+    fn block_env(&self, number: u64, timestamp: u64) -> BlockEnv {
+        BlockEnv {
+            number: U256::from(number),
+            timestamp: U256::from(timestamp),
+            beneficiary: self.config.fee_vault,
+            gas_limit: self.config.block_gas_limit,
+            basefee: self.config.base_fee,
+            ..BlockEnv::default()
+        }
+    }
+
+    /// Builds the next block from the mempool, executes it with Block-STM and commits it.
+    ///
+    /// # Errors
+    /// The database failed (nothing was committed), or the executor failed the block.
+    pub fn produce_block(&self) -> Result<Block, String> {
+        let parent = self.head();
+        let number = parent.number + 1;
+        let timestamp = now().max(parent.timestamp + 1);
+        let candidates = {
+            let mempool = self.mempool.lock();
+            mempool.executable(
+                |sender| self.account(sender).map_or(u64::MAX, |(nonce, _)| nonce),
+                self.config.max_block_transactions,
+            )
+        };
+        let vm = DuetVm::new(
+            EvmVm::new(self.config.chain_id, self.block_env(number, timestamp)),
+            Arc::clone(&self.move_vm),
+        );
+        let transactions: Vec<DuetTransaction> =
+            candidates.iter().map(|pending| pending.transaction.clone()).collect();
+        let config = ExecutorConfig { threads: self.threads, ..ExecutorConfig::default() };
+        let output = duet_evm::MixedBlockExecutor::parallel(&vm, config)
+            .execute_block(&transactions, &self.store)
+            .map_err(|error| format!("block {number}: {error}"))?;
+        let mut block = Block {
+            number,
+            hash: B256::ZERO,
+            parent_hash: parent.hash,
+            timestamp,
+            gas_used: 0,
+            gas_limit: self.config.block_gas_limit,
+            base_fee: self.config.base_fee,
+            beneficiary: self.config.fee_vault,
+            logs_bloom: Bloom::ZERO,
+            transactions: Vec::new(),
+        };
+        let mut records = Vec::new();
+        let mut rejected = Vec::new();
+        for (pending, result) in candidates.iter().zip(output.results) {
+            let receipt = match result {
+                TransactionResult::Executed(receipt) => receipt,
+                TransactionResult::Rejected(error) => {
+                    tracing::debug!(hash = %pending.hash, %error, "transaction rejected by the block");
+                    rejected.push(pending.hash);
+                    continue;
+                }
+                TransactionResult::Panicked(message) => {
+                    tracing::error!(hash = %pending.hash, %message, "transaction panicked");
+                    rejected.push(pending.hash);
+                    continue;
+                }
+            };
+            let record = self.record(pending, &receipt, &mut block, records.len() as u64);
+            block.logs_bloom.accrue_logs(&record.logs);
+            block.transactions.push(record.hash);
+            records.push(record);
+        }
+        block.hash = block.compute_hash();
+        for record in &mut records {
+            record.block_hash = block.hash;
+        }
+        self.store
+            .commit(&BlockCommit { block: &block, transactions: &records, state: &output.state_updates })
+            .map_err(|error| format!("block {number}: {error}"))?;
+        *self.head.write() = block.clone();
+        let mut mempool = self.mempool.lock();
+        for hash in rejected {
+            mempool.remove(&hash);
+        }
+        for pending in &candidates {
+            let nonce = self.account(pending.sender).map_or(0, |(nonce, _)| nonce);
+            mempool.prune(pending.sender, nonce);
+        }
+        Ok(block)
+    }
+
+    /// The stored form of an executed transaction, gas counted into `block`.
+    fn record(
+        &self,
+        pending: &PendingTransaction,
+        receipt: &DuetReceipt,
+        block: &mut Block,
+        index: u64,
+    ) -> TransactionRecord {
+        let (success, gas_used, logs, contract_address, move_status, move_events) = match receipt {
+            DuetReceipt::Evm(receipt) => {
+                let contract = match receipt {
+                    ExecutionResult::Success { output: Output::Create(_, address), .. } => *address,
+                    _ => None,
+                };
+                (receipt.is_success(), receipt.tx_gas_used(), receipt.logs().to_vec(), contract, None, Vec::new())
+            }
+            DuetReceipt::Move(receipt) => {
+                let logs = receipt
+                    .logs
+                    .iter()
+                    .map(|log| {
+                        Log::new_unchecked(log.address, log.topics.clone(), log.data.clone().into())
+                    })
+                    .collect();
+                let events = receipt
+                    .events
+                    .iter()
+                    .map(|event| (event.type_tag.clone(), Bytes::from(event.data.clone())))
+                    .collect();
+                let status = match &receipt.status {
+                    MoveStatus::Success => "success".to_owned(),
+                    MoveStatus::Aborted { location, code } => {
+                        format!("aborted in {location} with code {code}")
+                    }
+                    MoveStatus::OutOfGas => "out of gas".to_owned(),
+                    MoveStatus::Failed { status, message } => format!("{status}: {message}"),
+                };
+                (receipt.is_success(), receipt.gas_used, logs, None, Some(status), events)
+            }
+        };
+        block.gas_used += gas_used;
+        let (effective_gas_price, value) = match &pending.transaction {
+            DuetTransaction::Evm(tx) => (
+                tx.gas_priority_fee.map_or(tx.gas_price, |tip| {
+                    tx.gas_price.min(u128::from(self.config.base_fee) + tip)
+                }),
+                tx.value,
+            ),
+            DuetTransaction::Move(tx) => (tx.gas_price, U256::ZERO),
+        };
+        TransactionRecord {
+            hash: pending.hash,
+            block_number: block.number,
+            block_hash: B256::ZERO,
+            index,
+            from: pending.sender,
+            kind: pending.kind,
+            raw: pending.raw.clone(),
+            success,
+            gas_used,
+            cumulative_gas_used: block.gas_used,
+            effective_gas_price,
+            contract_address,
+            logs,
+            move_status,
+            move_events,
+            value,
+        }
+    }
+
+    /// Runs `tx` on the latest state without committing anything (`eth_call`): no nonce, fee or
+    /// balance checks; returns the output and the gas used.
+    ///
+    /// # Errors
+    /// See [`CallError`].
+    pub fn call(&self, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
+        let head = self.head();
+        let mut evm = EvmVm::new(self.config.chain_id, self.block_env(head.number + 1, head.timestamp + 1))
+            .with_move(Arc::clone(&self.move_vm));
+        evm.cfg.disable_nonce_check = true;
+        evm.cfg.disable_balance_check = true;
+        evm.cfg.disable_base_fee = true;
+        evm.cfg.disable_fee_charge = true;
+        tx.chain_id = Some(self.config.chain_id);
+        let output = execute_sequential(&evm, std::slice::from_ref(&tx), &self.store)
+            .map_err(|error| CallError::Invalid(error.to_string()))?;
+        match output.results.into_iter().next() {
+            Some(TransactionResult::Executed(receipt)) => match receipt {
+                ExecutionResult::Success { .. } => {
+                    let gas_used = receipt.tx_gas_used();
+                    Ok((receipt.into_output().unwrap_or_default(), gas_used))
+                }
+                ExecutionResult::Revert { output, .. } => Err(CallError::Reverted(output)),
+                ExecutionResult::Halt { reason, .. } => Err(CallError::Halted(format!("{reason:?}"))),
+            },
+            Some(TransactionResult::Rejected(error)) => Err(CallError::Invalid(error.to_string())),
+            Some(TransactionResult::Panicked(message)) => Err(CallError::Invalid(message)),
+            None => Err(CallError::Invalid("no result".to_owned())),
+        }
+    }
+
+    /// The least gas limit with which `tx` succeeds (`eth_estimateGas`).
+    ///
+    /// # Errors
+    /// It fails even with the block gas limit.
+    pub fn estimate_gas(&self, mut tx: TxEnv) -> Result<u64, CallError> {
+        let cap = if tx.gas_limit == 0 { self.config.block_gas_limit } else { tx.gas_limit };
+        tx.gas_limit = cap;
+        let (_, used) = self.call(tx.clone())?;
+        let mut low = used.saturating_sub(1);
+        let mut high = cap;
+        tx.gas_limit = used;
+        if self.call(tx.clone()).is_ok() {
+            return Ok(used);
+        }
+        while high - low > 1 {
+            let middle = low + (high - low) / 2;
+            tx.gas_limit = middle;
+            if self.call(tx.clone()).is_ok() {
+                high = middle;
+            } else {
+                low = middle;
+            }
+        }
+        Ok(high)
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+}

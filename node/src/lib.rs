@@ -1,0 +1,14 @@
+//! The Duet node: a single sequencer that accepts Ethereum-signed transactions (EVM ones, and
+//! Move ones sent to the Move entry address), builds blocks from its mempool, executes them as
+//! mixed blocks through Block-STM ([`duet_evm::DuetVm`]), commits each block to RocksDB in one
+//! synced write batch, and serves Ethereum JSON-RPC ([`rpc`]).
+//!
+//! What is not here yet: the Merkle state commitment (blocks report a zero state root), the
+//! Move REST API and `duet move`, historical state, metrics, the L1 pipeline.
+
+pub mod block;
+pub mod chain;
+pub mod genesis;
+pub mod mempool;
+pub mod rpc;
+pub mod store;

@@ -1,0 +1,171 @@
+//! `duet`: the Duet node's command line.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_primitives::Address;
+use clap::{Parser, Subcommand};
+use duet_node::chain::{Chain, ChainConfig};
+use duet_node::genesis::{dev_accounts, dev_genesis, DEV_BALANCE};
+use duet_node::store::Store;
+
+/// The allocator the node runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Duet: an optimistic rollup running Move and EVM transactions in the same block.
+#[derive(Parser, Debug)]
+#[command(name = "duet", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs a node.
+    Node(NodeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    /// A single-sequencer development chain with prefunded accounts.
+    #[arg(long)]
+    dev: bool,
+    /// Where the database lives (default: ~/.local/share/duet/dev).
+    #[arg(long, env = "DUET_DATADIR")]
+    datadir: Option<PathBuf>,
+    /// The JSON-RPC port, on 127.0.0.1.
+    #[arg(long, env = "DUET_HTTP_PORT", default_value_t = 8545)]
+    http_port: u16,
+    /// Seconds between blocks.
+    #[arg(long, env = "DUET_BLOCK_TIME", default_value_t = 1.0)]
+    block_time: f64,
+    /// The chain id.
+    #[arg(long, env = "DUET_CHAIN_ID", default_value_t = 31_337)]
+    chain_id: u64,
+}
+
+/// Where the fees go.
+const FEE_VAULT: Address = Address::new([
+    0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11,
+]);
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let Command::Node(args) = cli.command;
+    match run(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("duet: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &NodeArgs) -> Result<(), String> {
+    if !args.dev {
+        return Err("only a development chain exists yet: run `duet node --dev`".to_owned());
+    }
+    if !(args.block_time > 0.0) {
+        return Err("--block-time must be above zero".to_owned());
+    }
+    let datadir = args.datadir.clone().unwrap_or_else(default_datadir);
+    std::fs::create_dir_all(&datadir)
+        .map_err(|error| format!("cannot create {}: {error}", datadir.display()))?;
+    let store = Store::open(&datadir.join("db")).map_err(|error| error.to_string())?;
+    let config = ChainConfig {
+        chain_id: args.chain_id,
+        block_gas_limit: 30_000_000,
+        base_fee: 1_000_000_000,
+        fee_vault: FEE_VAULT,
+        mempool_limit: 50_000,
+        max_block_transactions: 10_000,
+    };
+    let chain = Arc::new(Chain::open(config, store, &dev_genesis()).map_err(|error| error.to_string())?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())?;
+    runtime.block_on(serve(chain, args, &datadir))
+}
+
+fn default_datadir() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/share/duet/dev")
+}
+
+async fn serve(chain: Arc<Chain>, args: &NodeArgs, datadir: &std::path::Path) -> Result<(), String> {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, args.http_port));
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+    print_banner(&chain, address, datadir, args.block_time);
+    let producer = {
+        let chain = Arc::clone(&chain);
+        let period = Duration::from_secs_f64(args.block_time);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let chain = Arc::clone(&chain);
+                match tokio::task::spawn_blocking(move || chain.produce_block()).await {
+                    Ok(Ok(block)) if !block.transactions.is_empty() => tracing::info!(
+                        number = block.number,
+                        transactions = block.transactions.len(),
+                        gas_used = block.gas_used,
+                        hash = %block.hash,
+                        "block committed"
+                    ),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => tracing::error!(%error, "block production failed"),
+                    Err(error) => tracing::error!(%error, "block production panicked"),
+                }
+            }
+        })
+    };
+    let server = axum::serve(listener, duet_node::rpc::router(chain))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+    let result = server.await.map_err(|error| error.to_string());
+    producer.abort();
+    tracing::info!("stopped");
+    result
+}
+
+fn print_banner(chain: &Chain, address: SocketAddr, datadir: &std::path::Path, block_time: f64) {
+    let head = chain.head();
+    println!("Duet dev node {}", duet_node::rpc::CLIENT_VERSION);
+    println!();
+    println!("Available accounts (each {} ETH)", DEV_BALANCE / 10u128.pow(18));
+    println!("==================");
+    for (index, (account, _)) in dev_accounts().iter().enumerate() {
+        println!("({index}) {account}");
+    }
+    println!();
+    println!("Private keys");
+    println!("==================");
+    for (index, (_, key)) in dev_accounts().iter().enumerate() {
+        println!("({index}) {key}");
+    }
+    println!();
+    println!("Chain id:       {}", chain.config().chain_id);
+    println!("Block time:     {block_time} s");
+    println!("Head block:     {} ({})", head.number, head.hash);
+    println!("Data directory: {}", datadir.display());
+    println!("Fee vault:      {}", chain.config().fee_vault);
+    println!();
+    println!("Listening on http://{address}");
+}

@@ -1,0 +1,181 @@
+//! Transactions waiting for a block: by sender, in nonce order, bounded.
+//!
+//! The chain checks a transaction against the state before it gets here (signature, chain id,
+//! nonce, funds, size); the mempool keeps each sender's transactions by nonce, replaces one only
+//! for a fee at least 10 % higher, refuses new ones when full, and hands the block builder each
+//! sender's run of consecutive nonces, senders in order of arrival.
+
+use std::collections::{BTreeMap, HashMap};
+
+use alloy_primitives::{Address, Bytes, B256};
+use duet_evm::DuetTransaction;
+
+use crate::block::Kind;
+
+/// A checked transaction waiting for a block.
+#[derive(Clone, Debug)]
+pub struct PendingTransaction {
+    /// Its hash.
+    pub hash: B256,
+    /// Its EIP-2718 encoding.
+    pub raw: Bytes,
+    /// Its recovered sender.
+    pub sender: Address,
+    /// Its nonce.
+    pub nonce: u64,
+    /// The most it pays per gas.
+    pub max_fee: u128,
+    /// Which VM runs it.
+    pub kind: Kind,
+    /// What the executor runs.
+    pub transaction: DuetTransaction,
+}
+
+/// Why the mempool refused a transaction (worded as Ethereum clients word it).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MempoolError {
+    /// The same transaction is already waiting.
+    #[error("already known")]
+    AlreadyKnown,
+    /// A transaction with the same nonce is waiting, and this one does not pay 10 % more.
+    #[error("replacement transaction underpriced")]
+    ReplacementUnderpriced,
+    /// The mempool is full.
+    #[error("txpool is full")]
+    Full,
+}
+
+/// The waiting transactions.
+#[derive(Debug)]
+pub struct Mempool {
+    by_sender: HashMap<Address, BTreeMap<u64, PendingTransaction>>,
+    by_hash: HashMap<B256, (Address, u64)>,
+    /// When each sender's first waiting transaction arrived (a counter).
+    arrival: HashMap<Address, u64>,
+    next_arrival: u64,
+    limit: usize,
+}
+
+impl Mempool {
+    /// An empty mempool holding at most `limit` transactions.
+    #[must_use]
+    pub fn new(limit: usize) -> Self {
+        Self {
+            by_sender: HashMap::new(),
+            by_hash: HashMap::new(),
+            arrival: HashMap::new(),
+            next_arrival: 0,
+            limit,
+        }
+    }
+
+    /// How many transactions wait.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// Whether none waits.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// The waiting transaction with `hash`.
+    #[must_use]
+    pub fn get(&self, hash: &B256) -> Option<&PendingTransaction> {
+        let (sender, nonce) = self.by_hash.get(hash)?;
+        self.by_sender.get(sender)?.get(nonce)
+    }
+
+    /// The next nonce of `sender` counting its waiting transactions, from its state nonce.
+    #[must_use]
+    pub fn pending_nonce(&self, sender: Address, state_nonce: u64) -> u64 {
+        let mut nonce = state_nonce;
+        if let Some(waiting) = self.by_sender.get(&sender) {
+            while waiting.contains_key(&nonce) {
+                nonce += 1;
+            }
+        }
+        nonce
+    }
+
+    /// Adds `transaction`, replacing a waiting one with the same nonce if it pays 10 % more.
+    ///
+    /// # Errors
+    /// See [`MempoolError`].
+    pub fn insert(&mut self, transaction: PendingTransaction) -> Result<(), MempoolError> {
+        if self.by_hash.contains_key(&transaction.hash) {
+            return Err(MempoolError::AlreadyKnown);
+        }
+        let sender = transaction.sender;
+        let waiting = self.by_sender.entry(sender).or_default();
+        if let Some(existing) = waiting.get(&transaction.nonce) {
+            if transaction.max_fee < existing.max_fee.saturating_add(existing.max_fee / 10) {
+                return Err(MempoolError::ReplacementUnderpriced);
+            }
+            self.by_hash.remove(&existing.hash);
+        } else if self.by_hash.len() >= self.limit {
+            if waiting.is_empty() {
+                self.by_sender.remove(&sender);
+            }
+            return Err(MempoolError::Full);
+        }
+        self.by_hash.insert(transaction.hash, (sender, transaction.nonce));
+        waiting.insert(transaction.nonce, transaction);
+        self.arrival.entry(sender).or_insert_with(|| {
+            self.next_arrival += 1;
+            self.next_arrival
+        });
+        Ok(())
+    }
+
+    /// Up to `max` transactions for the next block: each sender's waiting transactions with
+    /// consecutive nonces from `nonce_of(sender)`, senders in order of arrival.
+    pub fn executable(
+        &self,
+        mut nonce_of: impl FnMut(Address) -> u64,
+        max: usize,
+    ) -> Vec<PendingTransaction> {
+        let mut senders: Vec<_> = self.arrival.iter().map(|(sender, at)| (*at, *sender)).collect();
+        senders.sort_unstable();
+        let mut block = Vec::new();
+        for (_, sender) in senders {
+            let Some(waiting) = self.by_sender.get(&sender) else { continue };
+            let mut nonce = nonce_of(sender);
+            while let Some(transaction) = waiting.get(&nonce) {
+                if block.len() == max {
+                    return block;
+                }
+                block.push(transaction.clone());
+                nonce += 1;
+            }
+        }
+        block
+    }
+
+    /// Drops every transaction of `sender` below `state_nonce` (included, or made stale).
+    pub fn prune(&mut self, sender: Address, state_nonce: u64) {
+        let Some(waiting) = self.by_sender.get_mut(&sender) else { return };
+        let kept = waiting.split_off(&state_nonce);
+        for transaction in std::mem::replace(waiting, kept).into_values() {
+            self.by_hash.remove(&transaction.hash);
+        }
+        if waiting.is_empty() {
+            self.by_sender.remove(&sender);
+            self.arrival.remove(&sender);
+        }
+    }
+
+    /// Drops one transaction (the chain rejected it).
+    pub fn remove(&mut self, hash: &B256) {
+        let Some((sender, nonce)) = self.by_hash.remove(hash) else { return };
+        if let Some(waiting) = self.by_sender.get_mut(&sender) {
+            waiting.remove(&nonce);
+            if waiting.is_empty() {
+                self.by_sender.remove(&sender);
+                self.arrival.remove(&sender);
+            }
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! Ethereum JSON-RPC over HTTP: what cast, forge and viem call.
+//!
+//! One `POST /` endpoint takes a request or a batch. Numbers are `0x` hex, as in Ethereum.
+//! State is kept for the latest block only: a state query for an older block number fails with
+//! a clear error ("latest", "pending", "safe", "finalized" and the head's number are answered).
+//! Move transactions carry two more receipt fields, `moveStatus` and `moveEvents`.
+
+use std::sync::Arc;
+
+use alloy_consensus::{Transaction, TxEnvelope, Typed2718};
+use alloy_eips::eip2718::Decodable2718;
+use alloy_primitives::{Address, Bytes, B256, U256};
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use revm::context::TxEnv;
+use revm::primitives::TxKind;
+use serde_json::{json, Value};
+
+use crate::block::{Block, TransactionRecord};
+use crate::chain::{CallError, Chain};
+use crate::mempool::PendingTransaction;
+
+/// The client version `web3_clientVersion` reports.
+pub const CLIENT_VERSION: &str = concat!("duet/v", env!("CARGO_PKG_VERSION"));
+
+/// The largest request body accepted, in bytes.
+const MAX_BODY: usize = 5 * 1024 * 1024;
+
+/// The tip per gas the node suggests, in wei.
+const SUGGESTED_TIP: u64 = 1_000_000_000;
+
+/// The JSON-RPC router.
+pub fn router(chain: Arc<Chain>) -> Router {
+    Router::new()
+        .route("/", post(handle))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(chain)
+}
+
+async fn handle(State(chain): State<Arc<Chain>>, body: axum::body::Bytes) -> Json<Value> {
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => return Json(error_response(&Value::Null, -32700, &format!("parse error: {error}"), None)),
+    };
+    let answer = tokio::task::spawn_blocking(move || match request {
+        Value::Array(requests) if requests.is_empty() => {
+            error_response(&Value::Null, -32600, "empty batch", None)
+        }
+        Value::Array(requests) => {
+            Value::Array(requests.iter().map(|request| answer(&chain, request)).collect())
+        }
+        request => answer(&chain, &request),
+    })
+    .await
+    .unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None));
+    Json(answer)
+}
+
+/// A JSON-RPC error: code, message and optional data.
+struct RpcError {
+    code: i64,
+    message: String,
+    data: Option<Value>,
+}
+
+impl RpcError {
+    fn invalid_params(message: impl Into<String>) -> Self {
+        Self { code: -32602, message: message.into(), data: None }
+    }
+
+    fn server(message: impl std::fmt::Display) -> Self {
+        Self { code: -32000, message: message.to_string(), data: None }
+    }
+}
+
+fn error_response(id: &Value, code: i64, message: &str, data: Option<Value>) -> Value {
+    let mut error = json!({ "code": code, "message": message });
+    if let Some(data) = data {
+        error["data"] = data;
+    }
+    json!({ "jsonrpc": "2.0", "id": id, "error": error })
+}
+
+fn answer(chain: &Chain, request: &Value) -> Value {
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let Some(method) = request.get("method").and_then(Value::as_str) else {
+        return error_response(&id, -32600, "invalid request", None);
+    };
+    let params = request.get("params").cloned().unwrap_or(Value::Array(Vec::new()));
+    let params = match params {
+        Value::Array(params) => params,
+        Value::Null => Vec::new(),
+        _ => return error_response(&id, -32602, "params must be an array", None),
+    };
+    match dispatch(chain, method, &params) {
+        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Err(error) => error_response(&id, error.code, &error.message, error.data),
+    }
+}
+
+fn dispatch(chain: &Chain, method: &str, params: &[Value]) -> Result<Value, RpcError> {
+    let head = chain.head();
+    match method {
+        "web3_clientVersion" => Ok(json!(CLIENT_VERSION)),
+        "net_version" => Ok(json!(chain.config().chain_id.to_string())),
+        "net_listening" => Ok(json!(true)),
+        "net_peerCount" => Ok(json!("0x0")),
+        "eth_chainId" => Ok(json!(hex(chain.config().chain_id))),
+        "eth_syncing" => Ok(json!(false)),
+        "eth_accounts" => Ok(json!([])),
+        "eth_blockNumber" => Ok(json!(hex(head.number))),
+        "eth_gasPrice" => Ok(json!(hex(chain.config().base_fee + SUGGESTED_TIP))),
+        "eth_maxPriorityFeePerGas" => Ok(json!(hex(SUGGESTED_TIP))),
+        "eth_blobBaseFee" => Ok(json!("0x1")),
+        "eth_feeHistory" => fee_history(chain, &head, params),
+        "eth_getBalance" => {
+            let address = address_param(params, 0)?;
+            latest_only(&head, params.get(1))?;
+            Ok(json!(U256::from(chain.balance(address).map_err(RpcError::server)?)))
+        }
+        "eth_getTransactionCount" => {
+            let address = address_param(params, 0)?;
+            let nonce = if tag(params.get(1)) == Some("pending") {
+                chain.pending_nonce(address).map_err(RpcError::server)?
+            } else {
+                latest_only(&head, params.get(1))?;
+                chain.account(address).map_err(RpcError::server)?.0
+            };
+            Ok(json!(hex(nonce)))
+        }
+        "eth_getCode" => {
+            let address = address_param(params, 0)?;
+            latest_only(&head, params.get(1))?;
+            Ok(json!(chain.code(address).map_err(RpcError::server)?))
+        }
+        "eth_getStorageAt" => {
+            let address = address_param(params, 0)?;
+            let slot: U256 = parse(params, 1, "slot")?;
+            latest_only(&head, params.get(2))?;
+            let value = chain.storage(address, B256::from(slot)).map_err(RpcError::server)?;
+            Ok(json!(B256::from(value)))
+        }
+        "eth_sendRawTransaction" => {
+            let raw: Bytes = parse(params, 0, "raw transaction")?;
+            let hash = chain.submit(&raw).map_err(RpcError::server)?;
+            Ok(json!(hash))
+        }
+        "eth_call" => {
+            let tx = call_request(chain, params.first())?;
+            latest_only(&head, params.get(1))?;
+            chain.call(tx).map(|(output, _)| json!(output)).map_err(call_error)
+        }
+        "eth_estimateGas" => {
+            let tx = call_request(chain, params.first())?;
+            chain.estimate_gas(tx).map(|gas| json!(hex(gas))).map_err(call_error)
+        }
+        "eth_getBlockByNumber" => {
+            let full = params.get(1).and_then(Value::as_bool).unwrap_or(false);
+            match block_number(&head, params.first())? {
+                Some(number) => block_json(chain, number, full),
+                None => Ok(Value::Null),
+            }
+        }
+        "eth_getBlockByHash" => {
+            let hash: B256 = parse(params, 0, "block hash")?;
+            let full = params.get(1).and_then(Value::as_bool).unwrap_or(false);
+            match chain.store().block_number(hash).map_err(RpcError::server)? {
+                Some(number) => block_json(chain, number, full),
+                None => Ok(Value::Null),
+            }
+        }
+        "eth_getBlockTransactionCountByNumber" => match block_number(&head, params.first())? {
+            Some(number) => match chain.store().block(number).map_err(RpcError::server)? {
+                Some(block) => Ok(json!(hex(block.transactions.len() as u64))),
+                None => Ok(Value::Null),
+            },
+            None => Ok(Value::Null),
+        },
+        "eth_getTransactionByHash" => {
+            let hash: B256 = parse(params, 0, "transaction hash")?;
+            if let Some(record) = chain.store().transaction(hash).map_err(RpcError::server)? {
+                return Ok(transaction_json(chain, &record.raw, Some(&record), record.from));
+            }
+            Ok(chain
+                .pending(&hash)
+                .map_or(Value::Null, |pending: PendingTransaction| {
+                    transaction_json(chain, &pending.raw, None, pending.sender)
+                }))
+        }
+        "eth_getTransactionReceipt" => {
+            let hash: B256 = parse(params, 0, "transaction hash")?;
+            Ok(chain
+                .store()
+                .transaction(hash)
+                .map_err(RpcError::server)?
+                .map_or(Value::Null, |record| receipt_json(&record)))
+        }
+        "eth_getLogs" => logs(chain, &head, params.first()),
+        _ => Err(RpcError { code: -32601, message: format!("the method {method} does not exist/is not available"), data: None }),
+    }
+}
+
+fn hex(number: u64) -> String {
+    format!("{number:#x}")
+}
+
+fn parse<T: serde::de::DeserializeOwned>(params: &[Value], index: usize, what: &str) -> Result<T, RpcError> {
+    let value = params.get(index).ok_or_else(|| RpcError::invalid_params(format!("missing {what}")))?;
+    serde_json::from_value(value.clone())
+        .map_err(|error| RpcError::invalid_params(format!("invalid {what}: {error}")))
+}
+
+fn address_param(params: &[Value], index: usize) -> Result<Address, RpcError> {
+    parse(params, index, "address")
+}
+
+fn tag(value: Option<&Value>) -> Option<&str> {
+    match value {
+        Some(Value::Object(object)) => object.get("blockNumber").and_then(Value::as_str),
+        other => other.and_then(Value::as_str),
+    }
+}
+
+/// The block a tag or number names: `None` if it does not exist (yet).
+fn block_number(head: &Block, value: Option<&Value>) -> Result<Option<u64>, RpcError> {
+    match tag(value) {
+        None | Some("latest" | "pending" | "safe" | "finalized") => Ok(Some(head.number)),
+        Some("earliest") => Ok(Some(0)),
+        Some(text) => {
+            let number = text
+                .strip_prefix("0x")
+                .and_then(|digits| u64::from_str_radix(digits, 16).ok())
+                .ok_or_else(|| RpcError::invalid_params(format!("invalid block number {text}")))?;
+            Ok((number <= head.number).then_some(number))
+        }
+    }
+}
+
+/// Refuses state queries at blocks other than the latest: only the latest state is kept.
+fn latest_only(head: &Block, value: Option<&Value>) -> Result<(), RpcError> {
+    match block_number(head, value)? {
+        Some(number) if number == head.number => Ok(()),
+        Some(number) => Err(RpcError::server(format!(
+            "state of block {number} is not available: this node keeps the latest state (block {})",
+            head.number
+        ))),
+        None => Err(RpcError::server("header not found")),
+    }
+}
+
+fn call_error(error: CallError) -> RpcError {
+    match error {
+        CallError::Reverted(data) => {
+            RpcError { code: 3, message: "execution reverted".to_owned(), data: Some(json!(data)) }
+        }
+        other => RpcError::server(other),
+    }
+}
+
+/// A transaction from an `eth_call` / `eth_estimateGas` call object.
+fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError> {
+    let object = value
+        .and_then(Value::as_object)
+        .ok_or_else(|| RpcError::invalid_params("missing call object"))?;
+    let field = |name: &str| object.get(name).filter(|value| !value.is_null());
+    let get = |name: &str| -> Result<Option<U256>, RpcError> {
+        field(name)
+            .map(|value| serde_json::from_value(value.clone()))
+            .transpose()
+            .map_err(|error| RpcError::invalid_params(format!("invalid {name}: {error}")))
+    };
+    let from: Address = field("from")
+        .map(|value| serde_json::from_value(value.clone()))
+        .transpose()
+        .map_err(|error| RpcError::invalid_params(format!("invalid from: {error}")))?
+        .unwrap_or_default();
+    let to: Option<Address> = field("to")
+        .map(|value| serde_json::from_value(value.clone()))
+        .transpose()
+        .map_err(|error| RpcError::invalid_params(format!("invalid to: {error}")))?;
+    let data: Bytes = field("input")
+        .or_else(|| field("data"))
+        .map(|value| serde_json::from_value(value.clone()))
+        .transpose()
+        .map_err(|error| RpcError::invalid_params(format!("invalid input: {error}")))?
+        .unwrap_or_default();
+    let nonce = chain.account(from).map_err(RpcError::server)?.0;
+    Ok(TxEnv {
+        caller: from,
+        kind: to.map_or(TxKind::Create, TxKind::Call),
+        value: get("value")?.unwrap_or_default(),
+        data,
+        gas_limit: get("gas")?.map_or(0, |gas| gas.saturating_to()),
+        gas_price: 0,
+        nonce,
+        tx_type: 0,
+        ..TxEnv::default()
+    })
+}
+
+fn fee_history(chain: &Chain, head: &Block, params: &[Value]) -> Result<Value, RpcError> {
+    let count: U256 = parse(params, 0, "block count")?;
+    let count = count.saturating_to::<u64>().clamp(1, 1024).min(head.number + 1);
+    let newest = block_number(head, params.get(1))?.unwrap_or(head.number);
+    let oldest = newest + 1 - count.min(newest + 1);
+    let base_fee = hex(chain.config().base_fee);
+    let mut ratios = Vec::new();
+    let mut rewards = Vec::new();
+    let percentiles = params.get(2).and_then(Value::as_array).map_or(0, Vec::len);
+    for number in oldest..=newest {
+        let block = chain.store().block(number).map_err(RpcError::server)?;
+        let ratio = block.map_or(0.0, |block| block.gas_used as f64 / block.gas_limit as f64);
+        ratios.push(json!(ratio));
+        rewards.push(json!(vec![hex(SUGGESTED_TIP); percentiles]));
+    }
+    let mut result = json!({
+        "oldestBlock": hex(oldest),
+        "baseFeePerGas": vec![base_fee; ratios.len() + 1],
+        "gasUsedRatio": ratios,
+    });
+    if percentiles > 0 {
+        result["reward"] = json!(rewards);
+    }
+    Ok(result)
+}
+
+fn block_json(chain: &Chain, number: u64, full: bool) -> Result<Value, RpcError> {
+    let Some(block) = chain.store().block(number).map_err(RpcError::server)? else {
+        return Ok(Value::Null);
+    };
+    let transactions = if full {
+        let mut objects = Vec::new();
+        for hash in &block.transactions {
+            if let Some(record) = chain.store().transaction(*hash).map_err(RpcError::server)? {
+                objects.push(transaction_json(chain, &record.raw, Some(&record), record.from));
+            }
+        }
+        json!(objects)
+    } else {
+        json!(block.transactions)
+    };
+    let empty_root = "0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421";
+    Ok(json!({
+        "number": hex(block.number),
+        "hash": block.hash,
+        "parentHash": block.parent_hash,
+        "nonce": "0x0000000000000000",
+        "sha3Uncles": "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347",
+        "logsBloom": block.logs_bloom,
+        "transactionsRoot": empty_root,
+        "stateRoot": B256::ZERO,
+        "receiptsRoot": empty_root,
+        "miner": block.beneficiary,
+        "difficulty": "0x0",
+        "totalDifficulty": "0x0",
+        "extraData": "0x",
+        "size": hex(1000 + 32 * block.transactions.len() as u64),
+        "gasLimit": hex(block.gas_limit),
+        "gasUsed": hex(block.gas_used),
+        "timestamp": hex(block.timestamp),
+        "mixHash": B256::ZERO,
+        "baseFeePerGas": hex(block.base_fee),
+        "withdrawals": [],
+        "withdrawalsRoot": empty_root,
+        "transactions": transactions,
+        "uncles": [],
+    }))
+}
+
+fn transaction_json(chain: &Chain, raw: &Bytes, record: Option<&TransactionRecord>, from: Address) -> Value {
+    let Ok(envelope) = TxEnvelope::decode_2718(&mut raw.as_ref()) else { return Value::Null };
+    let signature = envelope.signature();
+    let mut object = json!({
+        "hash": envelope.tx_hash(),
+        "type": hex(u64::from(envelope.ty())),
+        "nonce": hex(envelope.nonce()),
+        "from": from,
+        "to": envelope.to(),
+        "value": envelope.value(),
+        "gas": hex(envelope.gas_limit()),
+        "input": envelope.input(),
+        "chainId": envelope.chain_id().map(hex),
+        "r": signature.r(),
+        "s": signature.s(),
+        "v": hex(u64::from(signature.v())),
+        "yParity": hex(u64::from(signature.v())),
+        "blockHash": record.map(|record| record.block_hash),
+        "blockNumber": record.map(|record| hex(record.block_number)),
+        "transactionIndex": record.map(|record| hex(record.index)),
+    });
+    if envelope.is_dynamic_fee() {
+        object["maxFeePerGas"] = json!(U256::from(envelope.max_fee_per_gas()));
+        object["maxPriorityFeePerGas"] =
+            json!(U256::from(envelope.max_priority_fee_per_gas().unwrap_or_default()));
+        let price = record.map_or(envelope.max_fee_per_gas(), |record| record.effective_gas_price);
+        object["gasPrice"] = json!(U256::from(price));
+        object["accessList"] = json!(envelope.access_list().map(|list| list.0.clone()).unwrap_or_default());
+    } else {
+        object["gasPrice"] = json!(U256::from(envelope.gas_price().unwrap_or_default()));
+        if envelope.ty() == 1 {
+            object["accessList"] = json!(envelope.access_list().map(|list| list.0.clone()).unwrap_or_default());
+        }
+    }
+    let _ = chain;
+    object
+}
+
+fn receipt_json(record: &TransactionRecord) -> Value {
+    let logs: Vec<Value> = record
+        .logs
+        .iter()
+        .enumerate()
+        .map(|(index, log)| log_json(record, log, index))
+        .collect();
+    let mut bloom = alloy_primitives::Bloom::ZERO;
+    bloom.accrue_logs(&record.logs);
+    let envelope = TxEnvelope::decode_2718(&mut record.raw.as_ref()).ok();
+    let mut object = json!({
+        "transactionHash": record.hash,
+        "transactionIndex": hex(record.index),
+        "blockHash": record.block_hash,
+        "blockNumber": hex(record.block_number),
+        "from": record.from,
+        "to": envelope.as_ref().and_then(Transaction::to),
+        "cumulativeGasUsed": hex(record.cumulative_gas_used),
+        "gasUsed": hex(record.gas_used),
+        "effectiveGasPrice": U256::from(record.effective_gas_price),
+        "contractAddress": record.contract_address,
+        "logs": logs,
+        "logsBloom": bloom,
+        "status": if record.success { "0x1" } else { "0x0" },
+        "type": hex(envelope.as_ref().map_or(0, |envelope| u64::from(envelope.ty()))),
+    });
+    if let Some(status) = &record.move_status {
+        object["moveStatus"] = json!(status);
+        object["moveEvents"] = json!(record
+            .move_events
+            .iter()
+            .map(|(type_tag, data)| json!({ "type": type_tag, "data": data }))
+            .collect::<Vec<_>>());
+    }
+    object
+}
+
+fn log_json(record: &TransactionRecord, log: &alloy_primitives::Log, index: usize) -> Value {
+    json!({
+        "address": log.address,
+        "topics": log.data.topics(),
+        "data": log.data.data,
+        "blockNumber": hex(record.block_number),
+        "blockHash": record.block_hash,
+        "transactionHash": record.hash,
+        "transactionIndex": hex(record.index),
+        "logIndex": hex(index as u64),
+        "removed": false,
+    })
+}
+
+fn logs(chain: &Chain, head: &Block, filter: Option<&Value>) -> Result<Value, RpcError> {
+    let filter = filter.and_then(Value::as_object).cloned().unwrap_or_default();
+    let from = block_number(head, filter.get("fromBlock"))?.unwrap_or(head.number);
+    let to = block_number(head, filter.get("toBlock"))?.unwrap_or(head.number);
+    if to.saturating_sub(from) > 10_000 {
+        return Err(RpcError::server("query exceeds 10000 blocks"));
+    }
+    let addresses: Vec<Address> = match filter.get("address") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => serde_json::from_value(Value::Array(list.clone()))
+            .map_err(|error| RpcError::invalid_params(format!("invalid address: {error}")))?,
+        Some(one) => vec![serde_json::from_value(one.clone())
+            .map_err(|error| RpcError::invalid_params(format!("invalid address: {error}")))?],
+    };
+    let topics: Vec<Option<Vec<B256>>> = match filter.get("topics") {
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|topic| match topic {
+                Value::Null => Ok(None),
+                Value::Array(options) => serde_json::from_value(Value::Array(options.clone())).map(Some),
+                one => serde_json::from_value(one.clone()).map(|topic| Some(vec![topic])),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|error| RpcError::invalid_params(format!("invalid topics: {error}")))?,
+        _ => Vec::new(),
+    };
+    let mut found = Vec::new();
+    for number in from..=to {
+        let Some(block) = chain.store().block(number).map_err(RpcError::server)? else { continue };
+        for hash in &block.transactions {
+            let Some(record) = chain.store().transaction(*hash).map_err(RpcError::server)? else {
+                continue;
+            };
+            for (index, log) in record.logs.iter().enumerate() {
+                let address_matches = addresses.is_empty() || addresses.contains(&log.address);
+                let topics_match = topics.iter().enumerate().all(|(position, wanted)| match wanted {
+                    None => true,
+                    Some(options) => log.data.topics().get(position).is_some_and(|topic| options.contains(topic)),
+                });
+                if address_matches && topics_match {
+                    found.push(log_json(&record, log, index));
+                }
+            }
+        }
+    }
+    Ok(json!(found))
+}

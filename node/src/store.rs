@@ -1,0 +1,186 @@
+//! The node's database: RocksDB under the data directory.
+//!
+//! Column families: `state` (the current state: [`StateKey::encode`] → [`StateValue::encode`]),
+//! `blocks` (number, big-endian → the block as JSON), `block_hashes` (hash → number),
+//! `transactions` (hash → the transaction with its receipt, as JSON) and `meta` (the head). A
+//! block is committed in one write batch, synced to disk: after a crash the database holds
+//! every block that was reported committed, and nothing of a block that was not.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use duet_block_stm::{Storage, StorageError};
+use duet_types::{StateKey, StateValue, B256};
+use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+
+use crate::block::{Block, TransactionRecord};
+
+const STATE: &str = "state";
+const BLOCKS: &str = "blocks";
+const BLOCK_HASHES: &str = "block_hashes";
+const TRANSACTIONS: &str = "transactions";
+const META: &str = "meta";
+const HEAD: &[u8] = b"head";
+
+/// Why the database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB failed.
+    #[error("database: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// The database holds bytes this node cannot read: it was written by something else.
+    #[error("corrupt database: {0}")]
+    Corrupt(String),
+}
+
+/// The node's RocksDB database.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Store").field("path", &self.db.path()).finish()
+    }
+}
+
+/// A block's changes, committed together.
+pub struct BlockCommit<'a> {
+    /// The block.
+    pub block: &'a Block,
+    /// Its transactions with their receipts.
+    pub transactions: &'a [TransactionRecord],
+    /// The state updates (`None`: deleted).
+    pub state: &'a [(StateKey, Option<StateValue>)],
+}
+
+impl Store {
+    /// Opens (or creates) the database in `path`.
+    ///
+    /// # Errors
+    /// RocksDB could not open it.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let families = [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META]
+            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let db = DB::open_cf_descriptors(&options, path, families)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    fn family(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("every column family is created on open")
+    }
+
+    /// The number of the last committed block, if any.
+    ///
+    /// # Errors
+    /// The database failed or is corrupt.
+    pub fn head(&self) -> Result<Option<u64>, StoreError> {
+        match self.db.get_cf(self.family(META), HEAD)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(u64::from_be_bytes(
+                bytes.as_slice().try_into().map_err(|_| corrupt("head"))?,
+            ))),
+        }
+    }
+
+    /// Block `number`.
+    ///
+    /// # Errors
+    /// The database failed or is corrupt.
+    pub fn block(&self, number: u64) -> Result<Option<Block>, StoreError> {
+        self.json(BLOCKS, &number.to_be_bytes())
+    }
+
+    /// The number of the block with `hash`.
+    ///
+    /// # Errors
+    /// The database failed or is corrupt.
+    pub fn block_number(&self, hash: B256) -> Result<Option<u64>, StoreError> {
+        match self.db.get_cf(self.family(BLOCK_HASHES), hash)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(u64::from_be_bytes(
+                bytes.as_slice().try_into().map_err(|_| corrupt("block hash index"))?,
+            ))),
+        }
+    }
+
+    /// The included transaction with `hash`, with its receipt.
+    ///
+    /// # Errors
+    /// The database failed or is corrupt.
+    pub fn transaction(&self, hash: B256) -> Result<Option<TransactionRecord>, StoreError> {
+        self.json(TRANSACTIONS, hash.as_slice())
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        family: &str,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match self.db.get_cf(self.family(family), key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|error| corrupt(&format!("{family}: {error}"))),
+        }
+    }
+
+    /// The current value of `key`.
+    ///
+    /// # Errors
+    /// The database failed or is corrupt.
+    pub fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
+        match self.db.get_pinned_cf(self.family(STATE), key.encode())? {
+            None => Ok(None),
+            Some(bytes) => StateValue::decode(&bytes)
+                .map(Some)
+                .map_err(|error| corrupt(&format!("state {key:?}: {error}"))),
+        }
+    }
+
+    /// Commits a block: its state updates, the block, its transactions and the new head, in one
+    /// synced write batch.
+    ///
+    /// # Errors
+    /// The database failed; nothing of the block was written.
+    pub fn commit(&self, commit: &BlockCommit<'_>) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        let state = self.family(STATE);
+        for (key, value) in commit.state {
+            match value {
+                Some(value) => batch.put_cf(state, key.encode(), value.encode()),
+                None => batch.delete_cf(state, key.encode()),
+            }
+        }
+        let number = commit.block.number.to_be_bytes();
+        let block = serde_json::to_vec(commit.block).expect("blocks serialize");
+        batch.put_cf(self.family(BLOCKS), number, block);
+        batch.put_cf(self.family(BLOCK_HASHES), commit.block.hash, number);
+        for transaction in commit.transactions {
+            let record = serde_json::to_vec(transaction).expect("transactions serialize");
+            batch.put_cf(self.family(TRANSACTIONS), transaction.hash, record);
+        }
+        batch.put_cf(self.family(META), HEAD, number);
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+impl Storage for Store {
+    type Key = StateKey;
+    type Value = StateValue;
+
+    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StorageError> {
+        Store::get(self, key).map_err(|error| StorageError(Arc::new(error)))
+    }
+}
