@@ -27,6 +27,9 @@ use crate::store::{BlockCommit, Store, StoreError};
 /// The largest transaction accepted, in bytes (as geth's).
 pub const MAX_TRANSACTION_SIZE: usize = 128 * 1024;
 
+/// The most gas one transaction may ask for (EIP-7825, in force at revm's hard fork).
+pub const TRANSACTION_GAS_LIMIT_CAP: u64 = 1 << 24;
+
 /// What a chain is made of.
 #[derive(Clone, Debug)]
 pub struct ChainConfig {
@@ -79,7 +82,9 @@ pub enum SubmitError {
         cost: U256,
     },
     /// The max fee is below the base fee.
-    #[error("max fee per gas less than block base fee: maxFeePerGas: {max_fee}, baseFee: {base_fee}")]
+    #[error(
+        "max fee per gas less than block base fee: maxFeePerGas: {max_fee}, baseFee: {base_fee}"
+    )]
     FeeTooLow {
         /// The transaction's max fee.
         max_fee: u128,
@@ -130,7 +135,10 @@ pub struct Chain {
 
 impl std::fmt::Debug for Chain {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("Chain").field("head", &self.head.read().number).finish()
+        formatter
+            .debug_struct("Chain")
+            .field("head", &self.head.read().number)
+            .finish_non_exhaustive()
     }
 }
 
@@ -144,29 +152,28 @@ impl Chain {
         store: Store,
         genesis: &[(StateKey, StateValue)],
     ) -> Result<Self, StoreError> {
-        let head = match store.head()? {
-            Some(number) => store
+        let head = if let Some(number) = store.head()? {
+            store
                 .block(number)?
-                .ok_or_else(|| StoreError::Corrupt(format!("head block {number} is missing")))?,
-            None => {
-                let mut block = Block {
-                    number: 0,
-                    hash: B256::ZERO,
-                    parent_hash: B256::ZERO,
-                    timestamp: now(),
-                    gas_used: 0,
-                    gas_limit: config.block_gas_limit,
-                    base_fee: config.base_fee,
-                    beneficiary: config.fee_vault,
-                    logs_bloom: Bloom::ZERO,
-                    transactions: Vec::new(),
-                };
-                block.hash = block.compute_hash();
-                let state: Vec<_> =
-                    genesis.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
-                store.commit(&BlockCommit { block: &block, transactions: &[], state: &state })?;
-                block
-            }
+                .ok_or_else(|| StoreError::Corrupt(format!("head block {number} is missing")))?
+        } else {
+            let mut block = Block {
+                number: 0,
+                hash: B256::ZERO,
+                parent_hash: B256::ZERO,
+                timestamp: now(),
+                gas_used: 0,
+                gas_limit: config.block_gas_limit,
+                base_fee: config.base_fee,
+                beneficiary: config.fee_vault,
+                logs_bloom: Bloom::ZERO,
+                transactions: Vec::new(),
+            };
+            block.hash = block.compute_hash();
+            let state: Vec<_> =
+                genesis.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
+            store.commit(&BlockCommit { block: &block, transactions: &[], state: &state })?;
+            block
         };
         Ok(Self {
             move_vm: Arc::new(MoveVm::new(config.fee_vault)),
@@ -278,7 +285,7 @@ impl Chain {
         }
         let sender = envelope.recover_signer().map_err(|_| SubmitError::InvalidSender)?;
         let tx = duet_evm::tx_env(&envelope, sender).map_err(|_| SubmitError::UnsupportedType)?;
-        if tx.gas_limit > self.config.block_gas_limit {
+        if tx.gas_limit > self.config.block_gas_limit.min(TRANSACTION_GAS_LIMIT_CAP) {
             return Err(SubmitError::GasLimit);
         }
         if tx.gas_limit < 21_000 {
@@ -403,7 +410,11 @@ impl Chain {
             record.block_hash = block.hash;
         }
         self.store
-            .commit(&BlockCommit { block: &block, transactions: &records, state: &output.state_updates })
+            .commit(&BlockCommit {
+                block: &block,
+                transactions: &records,
+                state: &output.state_updates,
+            })
             .map_err(|error| format!("block {number}: {error}"))?;
         *self.head.write() = block.clone();
         let mut mempool = self.mempool.lock();
@@ -431,7 +442,14 @@ impl Chain {
                     ExecutionResult::Success { output: Output::Create(_, address), .. } => *address,
                     _ => None,
                 };
-                (receipt.is_success(), receipt.tx_gas_used(), receipt.logs().to_vec(), contract, None, Vec::new())
+                (
+                    receipt.is_success(),
+                    receipt.tx_gas_used(),
+                    receipt.logs().to_vec(),
+                    contract,
+                    None,
+                    Vec::new(),
+                )
             }
             DuetReceipt::Move(receipt) => {
                 let logs = receipt
@@ -494,13 +512,17 @@ impl Chain {
     /// See [`CallError`].
     pub fn call(&self, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
         let head = self.head();
-        let mut evm = EvmVm::new(self.config.chain_id, self.block_env(head.number + 1, head.timestamp + 1))
-            .with_move(Arc::clone(&self.move_vm));
+        let mut evm =
+            EvmVm::new(self.config.chain_id, self.block_env(head.number + 1, head.timestamp + 1))
+                .with_move(Arc::clone(&self.move_vm));
         evm.cfg.disable_nonce_check = true;
         evm.cfg.disable_balance_check = true;
         evm.cfg.disable_base_fee = true;
         evm.cfg.disable_fee_charge = true;
         tx.chain_id = Some(self.config.chain_id);
+        if tx.gas_limit == 0 {
+            tx.gas_limit = self.config.block_gas_limit.min(TRANSACTION_GAS_LIMIT_CAP);
+        }
         let output = execute_sequential(&evm, std::slice::from_ref(&tx), &self.store)
             .map_err(|error| CallError::Invalid(error.to_string()))?;
         match output.results.into_iter().next() {
@@ -510,7 +532,9 @@ impl Chain {
                     Ok((receipt.into_output().unwrap_or_default(), gas_used))
                 }
                 ExecutionResult::Revert { output, .. } => Err(CallError::Reverted(output)),
-                ExecutionResult::Halt { reason, .. } => Err(CallError::Halted(format!("{reason:?}"))),
+                ExecutionResult::Halt { reason, .. } => {
+                    Err(CallError::Halted(format!("{reason:?}")))
+                }
             },
             Some(TransactionResult::Rejected(error)) => Err(CallError::Invalid(error.to_string())),
             Some(TransactionResult::Panicked(message)) => Err(CallError::Invalid(message)),
@@ -523,7 +547,8 @@ impl Chain {
     /// # Errors
     /// It fails even with the block gas limit.
     pub fn estimate_gas(&self, mut tx: TxEnv) -> Result<u64, CallError> {
-        let cap = if tx.gas_limit == 0 { self.config.block_gas_limit } else { tx.gas_limit };
+        let most = self.config.block_gas_limit.min(TRANSACTION_GAS_LIMIT_CAP);
+        let cap = if tx.gas_limit == 0 { most } else { tx.gas_limit.min(most) };
         tx.gas_limit = cap;
         let (_, used) = self.call(tx.clone())?;
         let mut low = used.saturating_sub(1);

@@ -49,9 +49,8 @@ struct NodeArgs {
 }
 
 /// Where the fees go.
-const FEE_VAULT: Address = Address::new([
-    0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11,
-]);
+const FEE_VAULT: Address =
+    Address::new([0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11]);
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -75,7 +74,7 @@ fn run(args: &NodeArgs) -> Result<(), String> {
     if !args.dev {
         return Err("only a development chain exists yet: run `duet node --dev`".to_owned());
     }
-    if !(args.block_time > 0.0) {
+    if !args.block_time.is_finite() || args.block_time <= 0.0 {
         return Err("--block-time must be above zero".to_owned());
     }
     let datadir = args.datadir.clone().unwrap_or_else(default_datadir);
@@ -90,7 +89,8 @@ fn run(args: &NodeArgs) -> Result<(), String> {
         mempool_limit: 50_000,
         max_block_transactions: 10_000,
     };
-    let chain = Arc::new(Chain::open(config, store, &dev_genesis()).map_err(|error| error.to_string())?);
+    let chain =
+        Arc::new(Chain::open(config, store, &dev_genesis()).map_err(|error| error.to_string())?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -104,7 +104,11 @@ fn default_datadir() -> PathBuf {
     home.join(".local/share/duet/dev")
 }
 
-async fn serve(chain: Arc<Chain>, args: &NodeArgs, datadir: &std::path::Path) -> Result<(), String> {
+async fn serve(
+    chain: Arc<Chain>,
+    args: &NodeArgs,
+    datadir: &std::path::Path,
+) -> Result<(), String> {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, args.http_port));
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -135,8 +139,8 @@ async fn serve(chain: Arc<Chain>, args: &NodeArgs, datadir: &std::path::Path) ->
             }
         })
     };
-    let server = axum::serve(listener, duet_node::rpc::router(chain))
-        .with_graceful_shutdown(async {
+    let server =
+        axum::serve(listener, duet_node::rpc::router(chain)).with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         });
     let result = server.await.map_err(|error| error.to_string());

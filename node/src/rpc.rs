@@ -41,7 +41,14 @@ pub fn router(chain: Arc<Chain>) -> Router {
 async fn handle(State(chain): State<Arc<Chain>>, body: axum::body::Bytes) -> Json<Value> {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(request) => request,
-        Err(error) => return Json(error_response(&Value::Null, -32700, &format!("parse error: {error}"), None)),
+        Err(error) => {
+            return Json(error_response(
+                &Value::Null,
+                -32700,
+                &format!("parse error: {error}"),
+                None,
+            ))
+        }
     };
     let answer = tokio::task::spawn_blocking(move || match request {
         Value::Array(requests) if requests.is_empty() => {
@@ -114,9 +121,21 @@ fn dispatch(chain: &Chain, method: &str, params: &[Value]) -> Result<Value, RpcE
         "eth_maxPriorityFeePerGas" => Ok(json!(hex(SUGGESTED_TIP))),
         "eth_blobBaseFee" => Ok(json!("0x1")),
         "eth_feeHistory" => fee_history(chain, &head, params),
+        _ => state_method(chain, &head, method, params),
+    }
+}
+
+/// The methods that read the state, blocks or transactions, or send a transaction.
+fn state_method(
+    chain: &Chain,
+    head: &Block,
+    method: &str,
+    params: &[Value],
+) -> Result<Value, RpcError> {
+    match method {
         "eth_getBalance" => {
             let address = address_param(params, 0)?;
-            latest_only(&head, params.get(1))?;
+            latest_only(head, params.get(1))?;
             Ok(json!(U256::from(chain.balance(address).map_err(RpcError::server)?)))
         }
         "eth_getTransactionCount" => {
@@ -124,20 +143,20 @@ fn dispatch(chain: &Chain, method: &str, params: &[Value]) -> Result<Value, RpcE
             let nonce = if tag(params.get(1)) == Some("pending") {
                 chain.pending_nonce(address).map_err(RpcError::server)?
             } else {
-                latest_only(&head, params.get(1))?;
+                latest_only(head, params.get(1))?;
                 chain.account(address).map_err(RpcError::server)?.0
             };
             Ok(json!(hex(nonce)))
         }
         "eth_getCode" => {
             let address = address_param(params, 0)?;
-            latest_only(&head, params.get(1))?;
+            latest_only(head, params.get(1))?;
             Ok(json!(chain.code(address).map_err(RpcError::server)?))
         }
         "eth_getStorageAt" => {
             let address = address_param(params, 0)?;
             let slot: U256 = parse(params, 1, "slot")?;
-            latest_only(&head, params.get(2))?;
+            latest_only(head, params.get(2))?;
             let value = chain.storage(address, B256::from(slot)).map_err(RpcError::server)?;
             Ok(json!(B256::from(value)))
         }
@@ -148,7 +167,7 @@ fn dispatch(chain: &Chain, method: &str, params: &[Value]) -> Result<Value, RpcE
         }
         "eth_call" => {
             let tx = call_request(chain, params.first())?;
-            latest_only(&head, params.get(1))?;
+            latest_only(head, params.get(1))?;
             chain.call(tx).map(|(output, _)| json!(output)).map_err(call_error)
         }
         "eth_estimateGas" => {
@@ -157,7 +176,7 @@ fn dispatch(chain: &Chain, method: &str, params: &[Value]) -> Result<Value, RpcE
         }
         "eth_getBlockByNumber" => {
             let full = params.get(1).and_then(Value::as_bool).unwrap_or(false);
-            match block_number(&head, params.first())? {
+            match block_number(head, params.first())? {
                 Some(number) => block_json(chain, number, full),
                 None => Ok(Value::Null),
             }
@@ -170,7 +189,7 @@ fn dispatch(chain: &Chain, method: &str, params: &[Value]) -> Result<Value, RpcE
                 None => Ok(Value::Null),
             }
         }
-        "eth_getBlockTransactionCountByNumber" => match block_number(&head, params.first())? {
+        "eth_getBlockTransactionCountByNumber" => match block_number(head, params.first())? {
             Some(number) => match chain.store().block(number).map_err(RpcError::server)? {
                 Some(block) => Ok(json!(hex(block.transactions.len() as u64))),
                 None => Ok(Value::Null),
@@ -182,11 +201,9 @@ fn dispatch(chain: &Chain, method: &str, params: &[Value]) -> Result<Value, RpcE
             if let Some(record) = chain.store().transaction(hash).map_err(RpcError::server)? {
                 return Ok(transaction_json(chain, &record.raw, Some(&record), record.from));
             }
-            Ok(chain
-                .pending(&hash)
-                .map_or(Value::Null, |pending: PendingTransaction| {
-                    transaction_json(chain, &pending.raw, None, pending.sender)
-                }))
+            Ok(chain.pending(&hash).map_or(Value::Null, |pending: PendingTransaction| {
+                transaction_json(chain, &pending.raw, None, pending.sender)
+            }))
         }
         "eth_getTransactionReceipt" => {
             let hash: B256 = parse(params, 0, "transaction hash")?;
@@ -196,8 +213,12 @@ fn dispatch(chain: &Chain, method: &str, params: &[Value]) -> Result<Value, RpcE
                 .map_err(RpcError::server)?
                 .map_or(Value::Null, |record| receipt_json(&record)))
         }
-        "eth_getLogs" => logs(chain, &head, params.first()),
-        _ => Err(RpcError { code: -32601, message: format!("the method {method} does not exist/is not available"), data: None }),
+        "eth_getLogs" => logs(chain, head, params.first()),
+        _ => Err(RpcError {
+            code: -32601,
+            message: format!("the method {method} does not exist/is not available"),
+            data: None,
+        }),
     }
 }
 
@@ -205,8 +226,13 @@ fn hex(number: u64) -> String {
     format!("{number:#x}")
 }
 
-fn parse<T: serde::de::DeserializeOwned>(params: &[Value], index: usize, what: &str) -> Result<T, RpcError> {
-    let value = params.get(index).ok_or_else(|| RpcError::invalid_params(format!("missing {what}")))?;
+fn parse<T: serde::de::DeserializeOwned>(
+    params: &[Value],
+    index: usize,
+    what: &str,
+) -> Result<T, RpcError> {
+    let value =
+        params.get(index).ok_or_else(|| RpcError::invalid_params(format!("missing {what}")))?;
     serde_json::from_value(value.clone())
         .map_err(|error| RpcError::invalid_params(format!("invalid {what}: {error}")))
 }
@@ -368,7 +394,12 @@ fn block_json(chain: &Chain, number: u64, full: bool) -> Result<Value, RpcError>
     }))
 }
 
-fn transaction_json(chain: &Chain, raw: &Bytes, record: Option<&TransactionRecord>, from: Address) -> Value {
+fn transaction_json(
+    chain: &Chain,
+    raw: &Bytes,
+    record: Option<&TransactionRecord>,
+    from: Address,
+) -> Value {
     let Ok(envelope) = TxEnvelope::decode_2718(&mut raw.as_ref()) else { return Value::Null };
     let signature = envelope.signature();
     let mut object = json!({
@@ -395,11 +426,13 @@ fn transaction_json(chain: &Chain, raw: &Bytes, record: Option<&TransactionRecor
             json!(U256::from(envelope.max_priority_fee_per_gas().unwrap_or_default()));
         let price = record.map_or(envelope.max_fee_per_gas(), |record| record.effective_gas_price);
         object["gasPrice"] = json!(U256::from(price));
-        object["accessList"] = json!(envelope.access_list().map(|list| list.0.clone()).unwrap_or_default());
+        object["accessList"] =
+            json!(envelope.access_list().map(|list| list.0.clone()).unwrap_or_default());
     } else {
         object["gasPrice"] = json!(U256::from(envelope.gas_price().unwrap_or_default()));
         if envelope.ty() == 1 {
-            object["accessList"] = json!(envelope.access_list().map(|list| list.0.clone()).unwrap_or_default());
+            object["accessList"] =
+                json!(envelope.access_list().map(|list| list.0.clone()).unwrap_or_default());
         }
     }
     let _ = chain;
@@ -407,12 +440,8 @@ fn transaction_json(chain: &Chain, raw: &Bytes, record: Option<&TransactionRecor
 }
 
 fn receipt_json(record: &TransactionRecord) -> Value {
-    let logs: Vec<Value> = record
-        .logs
-        .iter()
-        .enumerate()
-        .map(|(index, log)| log_json(record, log, index))
-        .collect();
+    let logs: Vec<Value> =
+        record.logs.iter().enumerate().map(|(index, log)| log_json(record, log, index)).collect();
     let mut bloom = alloy_primitives::Bloom::ZERO;
     bloom.accrue_logs(&record.logs);
     let envelope = TxEnvelope::decode_2718(&mut record.raw.as_ref()).ok();
@@ -476,7 +505,9 @@ fn logs(chain: &Chain, head: &Block, filter: Option<&Value>) -> Result<Value, Rp
             .iter()
             .map(|topic| match topic {
                 Value::Null => Ok(None),
-                Value::Array(options) => serde_json::from_value(Value::Array(options.clone())).map(Some),
+                Value::Array(options) => {
+                    serde_json::from_value(Value::Array(options.clone())).map(Some)
+                }
                 one => serde_json::from_value(one.clone()).map(|topic| Some(vec![topic])),
             })
             .collect::<Result<_, _>>()
@@ -492,10 +523,15 @@ fn logs(chain: &Chain, head: &Block, filter: Option<&Value>) -> Result<Value, Rp
             };
             for (index, log) in record.logs.iter().enumerate() {
                 let address_matches = addresses.is_empty() || addresses.contains(&log.address);
-                let topics_match = topics.iter().enumerate().all(|(position, wanted)| match wanted {
-                    None => true,
-                    Some(options) => log.data.topics().get(position).is_some_and(|topic| options.contains(topic)),
-                });
+                let topics_match =
+                    topics.iter().enumerate().all(|(position, wanted)| match wanted {
+                        None => true,
+                        Some(options) => log
+                            .data
+                            .topics()
+                            .get(position)
+                            .is_some_and(|topic| options.contains(topic)),
+                    });
                 if address_matches && topics_match {
                     found.push(log_json(&record, log, index));
                 }

@@ -147,6 +147,9 @@ impl Store {
     ///
     /// # Errors
     /// The database failed; nothing of the block was written.
+    ///
+    /// # Panics
+    /// Never: blocks and transactions always serialize.
     pub fn commit(&self, commit: &BlockCommit<'_>) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         let state = self.family(STATE);

@@ -77,6 +77,9 @@ impl StateValue {
     ///
     /// # Errors
     /// An unknown tag or a wrong length.
+    ///
+    /// # Panics
+    /// Never: the lengths are checked first.
     pub fn decode(bytes: &[u8]) -> Result<Self, ValueDecodeError> {
         let (&tag, rest) = bytes.split_first().ok_or(ValueDecodeError("empty"))?;
         match (tag, rest.len()) {

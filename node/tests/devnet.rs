@@ -1,0 +1,307 @@
+//! The dev node as users run it: the `duet` binary in its own process, driven over loopback by
+//! the real cast and forge (from the project's npm set-up).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FIRST_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const SECOND_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const FIRST: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+const SECOND: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tool(name: &str) -> PathBuf {
+    root().join(format!("node_modules/@foundry-rs/{name}-linux-amd64/bin/{name}"))
+}
+
+/// A running dev node; killed when dropped.
+struct Node {
+    child: Child,
+    port: u16,
+    datadir: PathBuf,
+}
+
+impl Node {
+    fn start(datadir: &Path) -> Self {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_duet"))
+            .args(["node", "--dev", "--block-time", "0.2", "--http-port", &port.to_string()])
+            .arg("--datadir")
+            .arg(datadir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the duet binary starts");
+        let node = Self { child, port, datadir: datadir.to_owned() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while node.rpc_raw(r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#).is_none() {
+            assert!(Instant::now() < deadline, "the node did not answer within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        node
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs cast with `args` and the node's URL; returns stdout, or stderr as the error.
+    fn cast(&self, args: &[&str]) -> Result<String, String> {
+        let output = Command::new(tool("cast"))
+            .args(args)
+            .args(["--rpc-url", &self.url()])
+            .output()
+            .expect("cast runs");
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+        }
+    }
+
+    /// POSTs `body` and returns the response body, if the node answered.
+    fn rpc_raw(&self, body: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let request = format!(
+            "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+    }
+
+    fn balance(&self, address: &str) -> String {
+        self.cast(&["balance", address]).expect("balance")
+    }
+
+    fn nonce(&self, address: &str) -> String {
+        self.cast(&["nonce", address]).expect("nonce")
+    }
+
+    fn stop(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.datadir.clone()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn temp_datadir(name: &str) -> PathBuf {
+    let directory = std::env::temp_dir().join(format!("duet-devnet-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    directory
+}
+
+#[test]
+fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
+    let datadir = temp_datadir("tools");
+    let node = Node::start(&datadir);
+    assert_eq!(node.cast(&["chain-id"]).unwrap(), "31337");
+    assert_eq!(node.balance(FIRST), "10000000000000000000000");
+
+    // cast send of ETH: the receipt says success and the recipient holds it.
+    let recipient = "0x000000000000000000000000000000000000bEEF";
+    let receipt =
+        node.cast(&["send", "--private-key", FIRST_KEY, recipient, "--value", "1ether"]).unwrap();
+    assert!(receipt.contains("1 (success)"), "{receipt}");
+    assert_eq!(node.balance(recipient), "1000000000000000000");
+    assert_eq!(node.nonce(FIRST), "1");
+
+    // forge create of a contract, cast send to it and cast call of it.
+    let contracts = root().join("evm-bridge/contracts");
+    let created = Command::new(tool("forge"))
+        .current_dir(&contracts)
+        .args(["create", "src/Probe.sol:Probe", "--broadcast", "--private-key", SECOND_KEY])
+        .args(["--rpc-url", &node.url()])
+        .output()
+        .expect("forge runs");
+    let created = String::from_utf8_lossy(&created.stdout).into_owned();
+    let probe = created
+        .lines()
+        .find_map(|line| line.strip_prefix("Deployed to: "))
+        .unwrap_or_else(|| panic!("forge create deployed nothing: {created}"))
+        .trim()
+        .to_owned();
+    assert!(node.cast(&["code", &probe]).unwrap().len() > 100);
+    let sent = node
+        .cast(&["send", &probe, "record(address)", recipient, "--private-key", SECOND_KEY])
+        .unwrap();
+    assert!(sent.contains("1 (success)"), "{sent}");
+    assert_eq!(
+        node.cast(&["call", &probe, "seen()(uint256)"]).unwrap(),
+        "1000000000000000000 [1e18]"
+    );
+    let height: u64 = node.cast(&["block-number"]).unwrap().parse().unwrap();
+
+    // A restart with the same data directory continues the chain with the same state.
+    let datadir = node.stop();
+    let node = Node::start(&datadir);
+    let after: u64 = node.cast(&["block-number"]).unwrap().parse().unwrap();
+    assert!(after >= height, "the chain went back from {height} to {after}");
+    assert_eq!(node.balance(recipient), "1000000000000000000");
+    assert_eq!(node.nonce(FIRST), "1");
+    assert_eq!(node.nonce(SECOND), "2");
+    assert_eq!(
+        node.cast(&["call", &probe, "seen()(uint256)"]).unwrap(),
+        "1000000000000000000 [1e18]"
+    );
+    let _ = std::fs::remove_dir_all(node.stop());
+}
+
+#[test]
+fn bad_transactions_are_refused_with_ethereum_errors_and_change_nothing() {
+    let node = Node::start(&temp_datadir("refused"));
+    let before = (node.balance(FIRST), node.nonce(FIRST));
+    let recipient = "0x000000000000000000000000000000000000bEEF";
+
+    let garbage = node.cast(&["publish", "0xdeadbeef"]).unwrap_err();
+    assert!(garbage.contains("invalid transaction"), "{garbage}");
+
+    // Signed for another chain.
+    let other_chain = node
+        .cast(&[
+            "mktx",
+            "--private-key",
+            FIRST_KEY,
+            recipient,
+            "--value",
+            "1",
+            "--chain",
+            "1",
+            "--nonce",
+            "0",
+            "--gas-limit",
+            "21000",
+            "--gas-price",
+            "2gwei",
+            "--priority-gas-price",
+            "1gwei",
+        ])
+        .unwrap();
+    let refused = node.cast(&["publish", &other_chain]).unwrap_err();
+    assert!(refused.contains("invalid chain id"), "{refused}");
+
+    // More than the sender holds.
+    let too_much = node
+        .cast(&[
+            "mktx",
+            "--private-key",
+            FIRST_KEY,
+            recipient,
+            "--value",
+            "1000000ether",
+            "--nonce",
+            "0",
+            "--gas-limit",
+            "21000",
+            "--gas-price",
+            "2gwei",
+            "--priority-gas-price",
+            "1gwei",
+        ])
+        .unwrap();
+    let refused = node.cast(&["publish", &too_much]).unwrap_err();
+    assert!(refused.contains("insufficient funds for gas * price + value"), "{refused}");
+
+    // Below the base fee.
+    let cheap = node
+        .cast(&[
+            "mktx",
+            "--private-key",
+            FIRST_KEY,
+            recipient,
+            "--value",
+            "1",
+            "--nonce",
+            "0",
+            "--gas-limit",
+            "21000",
+            "--gas-price",
+            "1",
+            "--priority-gas-price",
+            "1",
+        ])
+        .unwrap();
+    let refused = node.cast(&["publish", &cheap]).unwrap_err();
+    assert!(refused.contains("max fee per gas less than block base fee"), "{refused}");
+
+    // A used nonce.
+    node.cast(&["send", "--private-key", FIRST_KEY, recipient, "--value", "1"]).unwrap();
+    let replay = node
+        .cast(&[
+            "mktx",
+            "--private-key",
+            FIRST_KEY,
+            recipient,
+            "--value",
+            "1",
+            "--nonce",
+            "0",
+            "--gas-limit",
+            "21000",
+            "--gas-price",
+            "2gwei",
+            "--priority-gas-price",
+            "1gwei",
+        ])
+        .unwrap();
+    let refused = node.cast(&["publish", &replay]).unwrap_err();
+    assert!(refused.contains("nonce too low"), "{refused}");
+
+    // Only the one good transfer changed anything.
+    assert_eq!(node.nonce(FIRST), "1");
+    assert_eq!(node.balance(recipient), "1");
+    assert_ne!(node.balance(FIRST), before.0);
+}
+
+#[test]
+fn floods_of_bad_and_good_json_rpc_requests_do_not_crash_the_node() {
+    let node = Node::start(&temp_datadir("flood"));
+    let bodies = [
+        "garbage",
+        "{}",
+        "[]",
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["not an address"]}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["0x02ffff"]}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0xffffffffffffffffff", false]}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"to":"0x00000000000000000000000000000000000000ff","data":"0x00"}]}"#,
+        r#"[{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"},{"jsonrpc":"2.0","id":2,"method":"no_such_method"}]"#,
+    ];
+    std::thread::scope(|scope| {
+        for worker in 0..4 {
+            let node = &node;
+            scope.spawn(move || {
+                for round in 0..100 {
+                    let body = bodies[(worker + round) % bodies.len()];
+                    let answer = node.rpc_raw(body).expect("the node answers every request");
+                    assert!(answer.contains("jsonrpc"), "{body} -> {answer}");
+                }
+            });
+        }
+    });
+    let answer = node.rpc_raw(r#"{"jsonrpc":"2.0","id":7,"method":"eth_blockNumber"}"#).unwrap();
+    assert!(answer.contains(r#""id":7"#) && answer.contains("result"), "{answer}");
+    let malformed = node.rpc_raw("garbage").unwrap();
+    assert!(malformed.contains("-32700"), "{malformed}");
+    let unknown = node.rpc_raw(r#"{"jsonrpc":"2.0","id":1,"method":"no_such_method"}"#).unwrap();
+    assert!(unknown.contains("-32601"), "{unknown}");
+}
