@@ -8,6 +8,7 @@
 
 pub mod block;
 pub mod chain;
+pub mod client;
 pub mod genesis;
 pub mod mempool;
 pub mod rpc;

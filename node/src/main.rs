@@ -1,5 +1,7 @@
 //! `duet`: the Duet node's command line.
 
+mod move_cli;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +29,9 @@ struct Cli {
 enum Command {
     /// Runs a node.
     Node(NodeArgs),
+    /// Builds, publishes, runs and views Move code on a node.
+    #[command(subcommand)]
+    Move(move_cli::MoveCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,8 +65,11 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let Command::Node(args) = cli.command;
-    match run(&args) {
+    let result = match cli.command {
+        Command::Node(args) => run(&args),
+        Command::Move(command) => move_cli::run(command),
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("duet: {error}");

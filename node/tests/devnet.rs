@@ -79,6 +79,24 @@ impl Node {
         response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
     }
 
+    /// Deploys `contract` (`src/File.sol:Name` of `evm-bridge/contracts`) with `forge create`
+    /// from `key`; returns its address.
+    fn forge_create(&self, contract: &str, key: &str) -> String {
+        let created = Command::new(tool("forge"))
+            .current_dir(root().join("evm-bridge/contracts"))
+            .args(["create", contract, "--broadcast", "--private-key", key])
+            .args(["--rpc-url", &self.url()])
+            .output()
+            .expect("forge runs");
+        let created = String::from_utf8_lossy(&created.stdout).into_owned();
+        created
+            .lines()
+            .find_map(|line| line.strip_prefix("Deployed to: "))
+            .unwrap_or_else(|| panic!("forge create deployed nothing: {created}"))
+            .trim()
+            .to_owned()
+    }
+
     fn balance(&self, address: &str) -> String {
         self.cast(&["balance", address]).expect("balance")
     }
@@ -127,20 +145,7 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
     assert_eq!(node.nonce(FIRST), "1");
 
     // forge create of a contract, cast send to it and cast call of it.
-    let contracts = root().join("evm-bridge/contracts");
-    let created = Command::new(tool("forge"))
-        .current_dir(&contracts)
-        .args(["create", "src/Probe.sol:Probe", "--broadcast", "--private-key", SECOND_KEY])
-        .args(["--rpc-url", &node.url()])
-        .output()
-        .expect("forge runs");
-    let created = String::from_utf8_lossy(&created.stdout).into_owned();
-    let probe = created
-        .lines()
-        .find_map(|line| line.strip_prefix("Deployed to: "))
-        .unwrap_or_else(|| panic!("forge create deployed nothing: {created}"))
-        .trim()
-        .to_owned();
+    let probe = node.forge_create("src/Probe.sol:Probe", SECOND_KEY);
     assert!(node.cast(&["code", &probe]).unwrap().len() > 100);
     let sent = node
         .cast(&["send", &probe, "record(address)", recipient, "--private-key", SECOND_KEY])
@@ -304,4 +309,113 @@ fn floods_of_bad_and_good_json_rpc_requests_do_not_crash_the_node() {
     assert!(malformed.contains("-32700"), "{malformed}");
     let unknown = node.rpc_raw(r#"{"jsonrpc":"2.0","id":1,"method":"no_such_method"}"#).unwrap();
     assert!(unknown.contains("-32601"), "{unknown}");
+}
+
+/// Runs `duet` with `args`; returns stdout, or stderr as the error.
+fn duet(args: &[&str]) -> Result<String, String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_duet")).args(args).output().expect("duet runs");
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+#[test]
+fn move_developers_publish_run_and_view_and_solidity_calls_the_module_through_cast() {
+    let node = Node::start(&temp_datadir("move"));
+    let url = format!("--rpc-url={}", node.url());
+    let example = root().join("move-executor/testkit/example.move");
+    let example = example.to_str().unwrap();
+    let named = format!("example={FIRST}");
+
+    let built = duet(&["move", "build", "--named-address", &named, example]).unwrap();
+    assert!(built.starts_with("counter: "), "{built}");
+    let published = duet(&[
+        "move",
+        "publish",
+        "--named-address",
+        &named,
+        "--private-key",
+        FIRST_KEY,
+        &url,
+        example,
+    ])
+    .unwrap();
+    assert!(published.contains("status      success"), "{published}");
+    // Publishing again under another account's key is refused by the VM: the module's address
+    // is the first account's.
+    let refused = duet(&[
+        "move",
+        "publish",
+        "--named-address",
+        &named,
+        "--private-key",
+        SECOND_KEY,
+        &url,
+        example,
+    ])
+    .unwrap_err();
+    assert!(refused.contains("MODULE_ADDRESS_DOES_NOT_MATCH_SENDER"), "{refused}");
+
+    let function = format!("{FIRST}::counter::increment");
+    for _ in 0..2 {
+        let ran = duet(&["move", "run", &function, "--private-key", FIRST_KEY, &url]).unwrap();
+        assert!(ran.contains("status      success"), "{ran}");
+    }
+    let value = format!("{FIRST}::counter::value");
+    let owner = format!("address:{FIRST}");
+    assert_eq!(
+        duet(&["move", "view", &value, "--arg", &owner, &url]).unwrap(),
+        "0x0200000000000000"
+    );
+    let failed = duet(&[
+        "move",
+        "run",
+        &format!("{FIRST}::counter::fail"),
+        "--arg",
+        "u64:9",
+        "--private-key",
+        FIRST_KEY,
+        &url,
+    ])
+    .unwrap_err();
+    assert!(failed.contains(&format!("aborted in {FIRST}::counter with code 9")), "{failed}");
+    let bad_argument = duet(&["move", "view", &value, "--arg", "address:nope", &url]).unwrap_err();
+    assert!(bad_argument.contains("not a 20-byte address"), "{bad_argument}");
+
+    // A Solidity contract calls the module through the Move call precompile, driven by cast.
+    let caller = node.forge_create("src/MoveCaller.sol:MoveCaller", SECOND_KEY);
+    let sent = node
+        .cast(&[
+            "send",
+            &caller,
+            "callMove(address,string,string,bytes[])",
+            FIRST,
+            "counter",
+            "increment",
+            "[]",
+            "--private-key",
+            SECOND_KEY,
+        ])
+        .unwrap();
+    assert!(sent.contains("1 (success)"), "{sent}");
+    // The contract is the signer: its own counter is 1, read from Move and from Solidity.
+    let contract_owner = format!("address:{caller}");
+    assert_eq!(
+        duet(&["move", "view", &value, "--arg", &contract_owner, &url]).unwrap(),
+        "0x0100000000000000"
+    );
+    let from_solidity = node
+        .cast(&[
+            "call",
+            &caller,
+            "callMove(address,string,string,bytes[])(bytes[])",
+            FIRST,
+            "counter",
+            "value",
+            &format!("[{caller}]"),
+        ])
+        .unwrap();
+    assert_eq!(from_solidity, "[0x0100000000000000]");
 }

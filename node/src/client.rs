@@ -1,0 +1,130 @@
+//! A small JSON-RPC client over plain HTTP/1.1 on loopback, and transaction signing: what
+//! `duet move` needs to talk to a node.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use serde_json::{json, Value};
+
+/// A node's JSON-RPC endpoint.
+#[derive(Clone, Debug)]
+pub struct RpcClient {
+    host: String,
+    port: u16,
+}
+
+impl RpcClient {
+    /// The endpoint at `url` (`http://host:port`).
+    ///
+    /// # Errors
+    /// The URL is not `http://host:port`.
+    pub fn new(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?
+            .trim_end_matches('/');
+        let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "80"));
+        let port = port.parse().map_err(|_| format!("{url}: bad port"))?;
+        Ok(Self { host: host.to_owned(), port })
+    }
+
+    /// Calls `method` with `params`; returns the result.
+    ///
+    /// # Errors
+    /// The node is unreachable, or answered with an error (its message).
+    pub fn request(&self, method: &str, params: &Value) -> Result<Value, String> {
+        let body =
+            json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
+        let mut stream = TcpStream::connect((self.host.as_str(), self.port))
+            .map_err(|error| format!("cannot reach {}:{}: {error}", self.host, self.port))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(|error| error.to_string())?;
+        let request = format!(
+            "POST / HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            self.host,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).map_err(|error| error.to_string())?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).map_err(|error| error.to_string())?;
+        let (_, body) = response.split_once("\r\n\r\n").ok_or("a malformed HTTP response")?;
+        let answer: Value = serde_json::from_str(body).map_err(|error| error.to_string())?;
+        if let Some(error) = answer.get("error") {
+            let message = error.get("message").and_then(Value::as_str).unwrap_or("unknown error");
+            return Err(match error.get("data") {
+                Some(data) => format!("{message} ({data})"),
+                None => message.to_owned(),
+            });
+        }
+        Ok(answer.get("result").cloned().unwrap_or(Value::Null))
+    }
+
+    fn quantity(&self, method: &str, params: &Value) -> Result<u128, String> {
+        let value = self.request(method, params)?;
+        let text = value.as_str().ok_or_else(|| format!("{method}: not a number"))?;
+        u128::from_str_radix(text.trim_start_matches("0x"), 16).map_err(|error| error.to_string())
+    }
+
+    /// Signs a transaction from `key` to `to` with `data` and sends it; returns its hash.
+    ///
+    /// # Errors
+    /// The key is invalid, or the node refused the transaction (its message).
+    pub fn send(
+        &self,
+        key: &str,
+        to: Address,
+        data: Vec<u8>,
+        gas_limit: u64,
+    ) -> Result<B256, String> {
+        let key: B256 =
+            key.parse().map_err(|_| "the private key is not 32 bytes of hex".to_owned())?;
+        let signer = PrivateKeySigner::from_bytes(&key).map_err(|error| error.to_string())?;
+        let chain_id = self.quantity("eth_chainId", &json!([]))? as u64;
+        let nonce =
+            self.quantity("eth_getTransactionCount", &json!([signer.address(), "pending"]))? as u64;
+        let gas_price = self.quantity("eth_gasPrice", &json!([]))?;
+        let tip = self.quantity("eth_maxPriorityFeePerGas", &json!([]))?;
+        let unsigned = TxEip1559 {
+            chain_id,
+            nonce,
+            gas_limit,
+            max_fee_per_gas: gas_price,
+            max_priority_fee_per_gas: tip,
+            to: TxKind::Call(to),
+            value: U256::ZERO,
+            input: Bytes::from(data),
+            ..TxEip1559::default()
+        };
+        let signature =
+            signer.sign_hash_sync(&unsigned.signature_hash()).map_err(|error| error.to_string())?;
+        let envelope = TxEnvelope::from(unsigned.into_signed(signature));
+        let raw = Bytes::from(envelope.encoded_2718());
+        let hash = self.request("eth_sendRawTransaction", &json!([raw]))?;
+        serde_json::from_value(hash).map_err(|error| error.to_string())
+    }
+
+    /// Waits up to `timeout` for the receipt of `hash`.
+    ///
+    /// # Errors
+    /// The node failed, or no receipt came in time.
+    pub fn wait_for_receipt(&self, hash: B256, timeout: Duration) -> Result<Value, String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let receipt = self.request("eth_getTransactionReceipt", &json!([hash]))?;
+            if !receipt.is_null() {
+                return Ok(receipt);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("no receipt for {hash} within {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! `duet move`: build, publish, run and view Move code on a node.
+
+use std::time::Duration;
+
+use alloy_primitives::{Address, Bytes};
+use alloy_sol_types::SolCall;
+use duet_evm::IMove;
+use duet_node::client::RpcClient;
+use duet_types::{EntryFunction, MovePayload, MOVE_CALL_ADDRESS, MOVE_ENTRY_ADDRESS};
+use serde_json::{json, Value};
+
+/// `duet move` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum MoveCommand {
+    /// Compiles Move source files into a module bundle and lists its modules.
+    Build(BuildArgs),
+    /// Compiles Move source files and publishes the bundle from the key's account.
+    Publish(PublishArgs),
+    /// Calls an entry function in a transaction.
+    Run(RunArgs),
+    /// Calls a public function without a transaction and prints its BCS return values.
+    View(ViewArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct BuildArgs {
+    /// Named addresses, `name=0x…` (repeatable).
+    #[arg(long = "named-address", value_name = "NAME=ADDRESS")]
+    named: Vec<String>,
+    /// The Move source files of the package.
+    #[arg(required = true)]
+    files: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct Account {
+    /// The account's private key (hex).
+    #[arg(long, env = "DUET_PRIVATE_KEY")]
+    private_key: String,
+    /// The node's JSON-RPC URL.
+    #[arg(long, env = "DUET_RPC_URL", default_value = "http://127.0.0.1:8545")]
+    rpc_url: String,
+    /// The transaction's gas limit.
+    #[arg(long, default_value_t = 3_000_000)]
+    gas_limit: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct PublishArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    #[command(flatten)]
+    account: Account,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct Call {
+    /// The function, `0xADDRESS::module::function`.
+    function: String,
+    /// Type arguments in Move syntax (`u64`, `0x1::string::String`; repeatable).
+    #[arg(long = "type-arg")]
+    type_args: Vec<String>,
+    /// Arguments as `type:value`: `u8`…`u128`, `bool`, `address`, `string`, `hex` (a
+    /// `vector<u8>` in hex); the signer is implied (repeatable).
+    #[arg(long = "arg")]
+    args: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    call: Call,
+    #[command(flatten)]
+    account: Account,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ViewArgs {
+    #[command(flatten)]
+    call: Call,
+    /// The node's JSON-RPC URL.
+    #[arg(long, env = "DUET_RPC_URL", default_value = "http://127.0.0.1:8545")]
+    rpc_url: String,
+}
+
+/// Runs a `duet move` command.
+pub(crate) fn run(command: MoveCommand) -> Result<(), String> {
+    match command {
+        MoveCommand::Build(args) => {
+            for (name, bytes) in build(&args)? {
+                println!("{name}: {} bytes", bytes.len());
+            }
+            Ok(())
+        }
+        MoveCommand::Publish(args) => {
+            let modules = build(&args.build)?.into_iter().map(|(_, bytes)| bytes).collect();
+            submit(&args.account, &MovePayload::ModuleBundle(modules))
+        }
+        MoveCommand::Run(args) => {
+            submit(&args.account, &MovePayload::EntryFunction(entry_function(&args.call)?))
+        }
+        MoveCommand::View(args) => {
+            let call = entry_function(&args.call)?;
+            let data = IMove::callCall {
+                moduleAddress: call.module_address,
+                moduleName: call.module_name,
+                functionName: call.function,
+                typeArguments: call.type_arguments,
+                arguments: call.arguments.into_iter().map(Bytes::from).collect(),
+            }
+            .abi_encode();
+            let client = RpcClient::new(&args.rpc_url)?;
+            let output = client.request(
+                "eth_call",
+                &json!([{ "to": MOVE_CALL_ADDRESS, "input": Bytes::from(data) }, "latest"]),
+            )?;
+            let output: Bytes =
+                serde_json::from_value(output).map_err(|error| error.to_string())?;
+            let values = IMove::callCall::abi_decode_returns(&output)
+                .map_err(|error| format!("the precompile's answer does not decode: {error}"))?;
+            for value in values {
+                println!("{value}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn build(args: &BuildArgs) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let named: Vec<(&str, &str)> = args
+        .named
+        .iter()
+        .map(|pair| pair.split_once('=').ok_or_else(|| format!("{pair}: expected NAME=ADDRESS")))
+        .collect::<Result<_, _>>()?;
+    duet_move::compiler::compile_package(args.files.clone(), &named)
+}
+
+fn submit(account: &Account, payload: &MovePayload) -> Result<(), String> {
+    let client = RpcClient::new(&account.rpc_url)?;
+    let hash = client.send(
+        &account.private_key,
+        MOVE_ENTRY_ADDRESS,
+        payload.encode(),
+        account.gas_limit,
+    )?;
+    let receipt = client.wait_for_receipt(hash, Duration::from_secs(60))?;
+    let status = receipt.get("moveStatus").and_then(Value::as_str).unwrap_or("unknown");
+    println!("transaction {hash}");
+    println!("block       {}", receipt["blockNumber"].as_str().unwrap_or("?"));
+    println!("gas used    {}", receipt["gasUsed"].as_str().unwrap_or("?"));
+    println!("status      {status}");
+    if let Some(events) = receipt.get("moveEvents").and_then(Value::as_array) {
+        for event in events {
+            println!("event       {} {}", event["type"].as_str().unwrap_or("?"), event["data"]);
+        }
+    }
+    if status == "success" {
+        Ok(())
+    } else {
+        Err(format!("the transaction failed: {status}"))
+    }
+}
+
+fn entry_function(call: &Call) -> Result<EntryFunction, String> {
+    let mut parts = call.function.split("::");
+    let (Some(address), Some(module), Some(function), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("{}: expected 0xADDRESS::module::function", call.function));
+    };
+    let module_address: Address =
+        address.parse().map_err(|_| format!("{address}: not a 20-byte address"))?;
+    let arguments = call.args.iter().map(|arg| argument(arg)).collect::<Result<_, _>>()?;
+    Ok(EntryFunction {
+        module_address,
+        module_name: module.to_owned(),
+        function: function.to_owned(),
+        type_arguments: call.type_args.clone(),
+        arguments,
+    })
+}
+
+/// The BCS encoding of a `type:value` argument.
+fn argument(text: &str) -> Result<Vec<u8>, String> {
+    let (kind, value) =
+        text.split_once(':').ok_or_else(|| format!("{text}: expected type:value"))?;
+    let number = |bits: u32| -> Result<u128, String> {
+        let parsed: u128 = value.parse().map_err(|_| format!("{text}: not a number"))?;
+        if bits < 128 && parsed >> bits != 0 {
+            return Err(format!("{text}: does not fit in {bits} bits"));
+        }
+        Ok(parsed)
+    };
+    Ok(match kind {
+        "u8" => vec![number(8)? as u8],
+        "u16" => (number(16)? as u16).to_le_bytes().to_vec(),
+        "u32" => (number(32)? as u32).to_le_bytes().to_vec(),
+        "u64" => (number(64)? as u64).to_le_bytes().to_vec(),
+        "u128" => number(128)?.to_le_bytes().to_vec(),
+        "bool" => match value {
+            "true" => vec![1],
+            "false" => vec![0],
+            _ => return Err(format!("{text}: not true or false")),
+        },
+        "address" => {
+            let address: Address =
+                value.parse().map_err(|_| format!("{text}: not a 20-byte address"))?;
+            address.to_vec()
+        }
+        "string" => with_length(value.as_bytes()),
+        "hex" => {
+            let bytes: Bytes = value.parse().map_err(|_| format!("{text}: not hex"))?;
+            with_length(&bytes)
+        }
+        _ => return Err(format!("{text}: unknown type {kind}")),
+    })
+}
+
+/// `bytes` as a BCS `vector<u8>`: ULEB128 length, then the bytes.
+fn with_length(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 5);
+    let mut length = bytes.len();
+    loop {
+        let low = (length & 0x7f) as u8;
+        length >>= 7;
+        if length == 0 {
+            out.push(low);
+            break;
+        }
+        out.push(low | 0x80);
+    }
+    out.extend_from_slice(bytes);
+    out
+}
