@@ -172,7 +172,12 @@ impl Chain {
             block.hash = block.compute_hash();
             let state: Vec<_> =
                 genesis.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
-            store.commit(&BlockCommit { block: &block, transactions: &[], state: &state })?;
+            store.commit(&BlockCommit {
+                block: &block,
+                transactions: &[],
+                state: &state,
+                settled: &[],
+            })?;
             block
         };
         Ok(Self {
@@ -324,7 +329,7 @@ impl Chain {
             (Kind::Evm, DuetTransaction::Evm(tx.clone()))
         };
         let hash = *envelope.tx_hash();
-        self.mempool.lock().insert(PendingTransaction {
+        let pending = PendingTransaction {
             hash,
             raw: Bytes::copy_from_slice(raw),
             sender,
@@ -332,8 +337,37 @@ impl Chain {
             max_fee: tx.gas_price,
             kind,
             transaction,
-        })?;
+        };
+        self.mempool.lock().check(&pending)?;
+        // On disk before it is acknowledged: a crash after this loses nothing.
+        self.store.put_pending(hash, raw)?;
+        let replaced = self.mempool.lock().insert(pending)?;
+        if let Some(replaced) = replaced {
+            self.store.delete_pending(replaced)?;
+        }
         Ok(hash)
+    }
+
+    /// Puts back into the mempool the accepted transactions a previous run left on disk;
+    /// returns how many it kept.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn restore_pending(&self) -> Result<usize, StoreError> {
+        let mut kept = 0;
+        for raw in self.store.pending()? {
+            match self.submit(&raw) {
+                Ok(_) => kept += 1,
+                Err(error) => {
+                    // Included or made invalid since; forget it.
+                    if let Ok(envelope) = TxEnvelope::decode_2718(&mut raw.as_slice()) {
+                        tracing::debug!(hash = %envelope.tx_hash(), %error, "dropped on restart");
+                        self.store.delete_pending(*envelope.tx_hash())?;
+                    }
+                }
+            }
+        }
+        Ok(kept)
     }
 
     fn block_env(&self, number: u64, timestamp: u64) -> BlockEnv {
@@ -409,11 +443,14 @@ impl Chain {
         for record in &mut records {
             record.block_hash = block.hash;
         }
+        let mut settled: Vec<B256> = records.iter().map(|record| record.hash).collect();
+        settled.extend(&rejected);
         self.store
             .commit(&BlockCommit {
                 block: &block,
                 transactions: &records,
                 state: &output.state_updates,
+                settled: &settled,
             })
             .map_err(|error| format!("block {number}: {error}"))?;
         *self.head.write() = block.clone();
@@ -423,7 +460,12 @@ impl Chain {
         }
         for pending in &candidates {
             let nonce = self.account(pending.sender).map_or(0, |(nonce, _)| nonce);
-            mempool.prune(pending.sender, nonce);
+            for stale in mempool.prune(pending.sender, nonce) {
+                if !settled.contains(&stale) {
+                    // Replaced by an included transaction with the same nonce.
+                    let _ = self.store.delete_pending(stale);
+                }
+            }
         }
         Ok(block)
     }

@@ -99,6 +99,10 @@ fn run(args: &NodeArgs) -> Result<(), String> {
     };
     let chain =
         Arc::new(Chain::open(config, store, &dev_genesis()).map_err(|error| error.to_string())?);
+    let restored = chain.restore_pending().map_err(|error| error.to_string())?;
+    if restored > 0 {
+        tracing::info!(restored, "accepted transactions put back into the mempool");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

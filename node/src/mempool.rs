@@ -100,26 +100,44 @@ impl Mempool {
         nonce
     }
 
-    /// Adds `transaction`, replacing a waiting one with the same nonce if it pays 10 % more.
+    /// Whether [`insert`](Self::insert) would take `transaction` now.
     ///
     /// # Errors
     /// See [`MempoolError`].
-    pub fn insert(&mut self, transaction: PendingTransaction) -> Result<(), MempoolError> {
+    pub fn check(&self, transaction: &PendingTransaction) -> Result<(), MempoolError> {
         if self.by_hash.contains_key(&transaction.hash) {
             return Err(MempoolError::AlreadyKnown);
         }
+        let existing = self
+            .by_sender
+            .get(&transaction.sender)
+            .and_then(|waiting| waiting.get(&transaction.nonce));
+        match existing {
+            Some(existing)
+                if transaction.max_fee < existing.max_fee.saturating_add(existing.max_fee / 10) =>
+            {
+                Err(MempoolError::ReplacementUnderpriced)
+            }
+            None if self.by_hash.len() >= self.limit => Err(MempoolError::Full),
+            Some(_) | None => Ok(()),
+        }
+    }
+
+    /// Adds `transaction`, replacing a waiting one with the same nonce if it pays 10 % more;
+    /// returns the hash of the one it replaced.
+    ///
+    /// # Errors
+    /// See [`MempoolError`].
+    pub fn insert(
+        &mut self,
+        transaction: PendingTransaction,
+    ) -> Result<Option<B256>, MempoolError> {
+        self.check(&transaction)?;
         let sender = transaction.sender;
         let waiting = self.by_sender.entry(sender).or_default();
-        if let Some(existing) = waiting.get(&transaction.nonce) {
-            if transaction.max_fee < existing.max_fee.saturating_add(existing.max_fee / 10) {
-                return Err(MempoolError::ReplacementUnderpriced);
-            }
-            self.by_hash.remove(&existing.hash);
-        } else if self.by_hash.len() >= self.limit {
-            if waiting.is_empty() {
-                self.by_sender.remove(&sender);
-            }
-            return Err(MempoolError::Full);
+        let replaced = waiting.get(&transaction.nonce).map(|existing| existing.hash);
+        if let Some(replaced) = replaced {
+            self.by_hash.remove(&replaced);
         }
         self.by_hash.insert(transaction.hash, (sender, transaction.nonce));
         waiting.insert(transaction.nonce, transaction);
@@ -127,7 +145,7 @@ impl Mempool {
             self.next_arrival += 1;
             self.next_arrival
         });
-        Ok(())
+        Ok(replaced)
     }
 
     /// Up to `max` transactions for the next block: each sender's waiting transactions with
@@ -154,17 +172,21 @@ impl Mempool {
         block
     }
 
-    /// Drops every transaction of `sender` below `state_nonce` (included, or made stale).
-    pub fn prune(&mut self, sender: Address, state_nonce: u64) {
-        let Some(waiting) = self.by_sender.get_mut(&sender) else { return };
+    /// Drops every transaction of `sender` below `state_nonce` (included, or made stale);
+    /// returns their hashes.
+    pub fn prune(&mut self, sender: Address, state_nonce: u64) -> Vec<B256> {
+        let Some(waiting) = self.by_sender.get_mut(&sender) else { return Vec::new() };
         let kept = waiting.split_off(&state_nonce);
+        let mut dropped = Vec::new();
         for transaction in std::mem::replace(waiting, kept).into_values() {
             self.by_hash.remove(&transaction.hash);
+            dropped.push(transaction.hash);
         }
         if waiting.is_empty() {
             self.by_sender.remove(&sender);
             self.arrival.remove(&sender);
         }
+        dropped
     }
 
     /// Drops one transaction (the chain rejected it).

@@ -2,9 +2,11 @@
 //!
 //! Column families: `state` (the current state: [`StateKey::encode`] → [`StateValue::encode`]),
 //! `blocks` (number, big-endian → the block as JSON), `block_hashes` (hash → number),
-//! `transactions` (hash → the transaction with its receipt, as JSON) and `meta` (the head). A
-//! block is committed in one write batch, synced to disk: after a crash the database holds
-//! every block that was reported committed, and nothing of a block that was not.
+//! `transactions` (hash → the transaction with its receipt, as JSON), `pending` (hash → an
+//! accepted transaction not yet in a block, as signed) and `meta` (the head). A block is
+//! committed in one write batch, synced to disk, which also removes its transactions from
+//! `pending`: after a crash the database holds every block that was reported committed, nothing
+//! of a block that was not, and every transaction that was acknowledged.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ const BLOCKS: &str = "blocks";
 const BLOCK_HASHES: &str = "block_hashes";
 const TRANSACTIONS: &str = "transactions";
 const META: &str = "meta";
+const PENDING: &str = "pending";
 const HEAD: &[u8] = b"head";
 
 /// Why the database failed.
@@ -53,6 +56,8 @@ pub struct BlockCommit<'a> {
     pub transactions: &'a [TransactionRecord],
     /// The state updates (`None`: deleted).
     pub state: &'a [(StateKey, Option<StateValue>)],
+    /// Accepted transactions that leave the mempool with this block (included, or dropped).
+    pub settled: &'a [B256],
 }
 
 impl Store {
@@ -64,7 +69,7 @@ impl Store {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let families = [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META]
+        let families = [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META, PENDING]
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&options, path, families)?;
         Ok(Self { db: Arc::new(db) })
@@ -167,11 +172,50 @@ impl Store {
             let record = serde_json::to_vec(transaction).expect("transactions serialize");
             batch.put_cf(self.family(TRANSACTIONS), transaction.hash, record);
         }
+        for hash in commit.settled {
+            batch.delete_cf(self.family(PENDING), hash);
+        }
         batch.put_cf(self.family(META), HEAD, number);
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.db.write_opt(batch, &options)?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Records an accepted transaction, synced to disk before it is acknowledged. (Concurrent
+    /// synced writes share one log write and one sync: RocksDB groups them.)
+    ///
+    /// # Errors
+    /// The database failed; the transaction must not be acknowledged.
+    pub fn put_pending(&self, hash: B256, raw: &[u8]) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.put_cf_opt(self.family(PENDING), hash, raw, &options)?;
+        Ok(())
+    }
+
+    /// Forgets an accepted transaction that will never be included.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn delete_pending(&self, hash: B256) -> Result<(), StoreError> {
+        self.db.delete_cf(self.family(PENDING), hash)?;
+        Ok(())
+    }
+
+    /// Every accepted transaction not yet in a block, as signed.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn pending(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut pending = Vec::new();
+        for entry in self.db.iterator_cf(self.family(PENDING), rocksdb::IteratorMode::Start) {
+            let (_, raw) = entry?;
+            pending.push(raw.to_vec());
+        }
+        Ok(pending)
     }
 }
 

@@ -419,3 +419,53 @@ fn move_developers_publish_run_and_view_and_solidity_calls_the_module_through_ca
         .unwrap();
     assert_eq!(from_solidity, "[0x0100000000000000]");
 }
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_transaction_and_no_committed_block() {
+    use duet_node::client::RpcClient;
+    const KEYS: [&str; 4] = [
+        "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+        "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+        "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+        "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    ];
+    let node = Node::start(&temp_datadir("kill"));
+    let client = RpcClient::new(&node.url()).unwrap();
+    // Four senders, 40 transfers each, as fast as the node acknowledges them.
+    let acknowledged: Vec<(B256, Address)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = KEYS
+            .iter()
+            .enumerate()
+            .map(|(worker, key)| {
+                let client = client.clone();
+                scope.spawn(move || {
+                    (0..40u8)
+                        .map(|index| {
+                            let to = Address::with_last_byte(index).create(worker as u64);
+                            let hash = client.send(key, to, Vec::new(), 21_000).expect("accepted");
+                            (hash, to)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|worker| worker.join().unwrap()).collect()
+    });
+    let committed: u64 = node.cast(&["block-number"]).unwrap().parse().unwrap();
+    let datadir = node.stop(); // SIGKILL: no clean shutdown.
+
+    let node = Node::start(&datadir);
+    let client = RpcClient::new(&node.url()).unwrap();
+    let after: u64 = node.cast(&["block-number"]).unwrap().parse().unwrap();
+    assert!(after >= committed, "committed block {committed} was lost (head {after})");
+    for (hash, _) in &acknowledged {
+        let receipt = client.wait_for_receipt(*hash, Duration::from_secs(30)).expect("included");
+        assert_eq!(receipt["status"], "0x1", "{hash}");
+    }
+    assert_eq!(acknowledged.len(), 160);
+    for (address, _) in &duet_node::genesis::dev_accounts()[2..6] {
+        assert_eq!(node.nonce(&address.to_string()), "40");
+    }
+}
+
+use alloy_primitives::{Address, B256};
