@@ -32,6 +32,38 @@ enum Command {
     /// Builds, publishes, runs and views Move code on a node.
     #[command(subcommand)]
     Move(move_cli::MoveCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Sustained ERC-20 transfers over JSON-RPC: committed tx/s and send-to-inclusion latency,
+    /// for a Duet dev node and anvil started here with the same block time.
+    Rpc(RpcBenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RpcBenchArgs {
+    /// Which node: duet, anvil or both.
+    #[arg(long, default_value = "both")]
+    target: String,
+    /// Senders.
+    #[arg(long, default_value_t = 1_000)]
+    senders: usize,
+    /// Transfers in all.
+    #[arg(long, default_value_t = 20_000)]
+    txs: usize,
+    /// Client threads.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Seconds between blocks, for both nodes.
+    #[arg(long, default_value_t = 1.0)]
+    block_time: f64,
+    /// One JSON object per target per line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -68,6 +100,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Node(args) => run(&args),
         Command::Move(command) => move_cli::run(command),
+        Command::Bench(BenchCommand::Rpc(args)) => bench_rpc(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -184,4 +217,119 @@ fn print_banner(chain: &Chain, address: SocketAddr, datadir: &std::path::Path, b
     println!("Fee vault:      {}", chain.config().fee_vault);
     println!();
     println!("Listening on http://{address}");
+}
+
+/// A node process started for a benchmark; killed when dropped.
+struct Started(std::process::Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bench_rpc(args: &RpcBenchArgs) -> Result<(), String> {
+    let targets: &[&str] = match args.target.as_str() {
+        "both" => &["duet", "anvil"],
+        "duet" => &["duet"],
+        "anvil" => &["anvil"],
+        other => return Err(format!("--target {other}: expected duet, anvil or both")),
+    };
+    if args.senders == 0 || args.txs == 0 || args.clients == 0 {
+        return Err("--senders, --txs and --clients must be at least 1".to_owned());
+    }
+    let load = duet_node::load::Load {
+        senders: args.senders,
+        transactions: args.txs,
+        clients: args.clients,
+    };
+    if !args.json {
+        println!(
+            "ERC-20 transfers over JSON-RPC: {} senders, {} transactions, {} clients, {} s blocks",
+            args.senders, args.txs, args.clients, args.block_time
+        );
+        println!("{:>8} {:>12} {:>10} {:>10}", "target", "tx/s", "p50 ms", "p99 ms");
+    }
+    let mut results = Vec::new();
+    for target in targets {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|error| error.to_string())?
+            .port();
+        let datadir = std::env::temp_dir().join(format!("duet-bench-rpc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&datadir);
+        let block_time = args.block_time.to_string();
+        let mut command = if *target == "duet" {
+            let mut command = std::process::Command::new(
+                std::env::current_exe().map_err(|error| error.to_string())?,
+            );
+            command.args([
+                "node",
+                "--dev",
+                "--block-time",
+                &block_time,
+                "--http-port",
+                &port.to_string(),
+            ]);
+            command.arg("--datadir").arg(&datadir);
+            command
+        } else {
+            let anvil = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+            let mut command = std::process::Command::new(anvil);
+            command.args([
+                "--block-time",
+                &block_time,
+                "--port",
+                &port.to_string(),
+                "--chain-id",
+                "31337",
+                "--silent",
+            ]);
+            command
+        };
+        let _node = Started(
+            command
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(|error| format!("cannot start {target}: {error}"))?,
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let client = duet_node::client::RpcClient::new(&url)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while client.request("eth_chainId", &serde_json::json!([])).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("{target} did not start"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let measured = duet_node::load::run(&url, load)?;
+        let _ = std::fs::remove_dir_all(&datadir);
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "target": target, "senders": args.senders, "txs": args.txs, "clients": args.clients,
+                    "block_time": args.block_time, "tps": measured.tps.round(),
+                    "p50_ms": measured.p50.as_millis(), "p99_ms": measured.p99.as_millis(),
+                })
+            );
+        } else {
+            println!(
+                "{target:>8} {:>12.0} {:>10} {:>10}",
+                measured.tps,
+                measured.p50.as_millis(),
+                measured.p99.as_millis()
+            );
+        }
+        results.push((*target, measured.tps));
+    }
+    if let [("duet", duet), ("anvil", anvil)] = results.as_slice() {
+        if !args.json {
+            println!("duet / anvil: {:.2}", duet / anvil);
+        }
+    }
+    Ok(())
 }

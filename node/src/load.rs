@@ -1,0 +1,285 @@
+//! `duet bench rpc`: sustained load over JSON-RPC, against a Duet dev node or anvil.
+//!
+//! The load: signed ERC-20 `transfer`s from many senders to random recipients, sent by several
+//! client threads as fast as the node acknowledges them. Set-up (not timed): deploy the token
+//! from the first dev account, give every sender ETH and tokens, wait for it. Measured: from the
+//! first send to the block that includes the last transaction, committed transactions per
+//! second; and per transaction, the time from its send to the block that included it being
+//! seen (blocks are watched every 20 ms), as p50 and p99.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::{sol, SolCall, SolConstructor};
+use serde_json::{json, Value};
+
+use crate::client::RpcClient;
+
+sol! {
+    contract Token {
+        constructor(string name_, string symbol_, uint256 supply);
+        function transfer(address to, uint256 value) external returns (bool);
+    }
+}
+
+/// The token's creation code, from the committed artifact.
+const TOKEN_ARTIFACT: &str = include_str!("../../evm-bridge/contracts/artifacts/Token.json");
+
+/// What to send.
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    /// How many senders.
+    pub senders: usize,
+    /// How many transfers in all.
+    pub transactions: usize,
+    /// Client threads sending.
+    pub clients: usize,
+}
+
+/// What a run measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Measured {
+    /// Committed transactions per second, first send to last inclusion.
+    pub tps: f64,
+    /// Median send-to-inclusion latency.
+    pub p50: Duration,
+    /// 99th-percentile send-to-inclusion latency.
+    pub p99: Duration,
+    /// Transactions committed.
+    pub committed: usize,
+}
+
+/// A signing account.
+struct Account {
+    signer: PrivateKeySigner,
+    nonce: u64,
+}
+
+impl Account {
+    fn new(key: B256, nonce: u64) -> Result<Self, String> {
+        Ok(Self {
+            signer: PrivateKeySigner::from_bytes(&key).map_err(|error| error.to_string())?,
+            nonce,
+        })
+    }
+
+    /// A signed EIP-1559 transaction, taking the next nonce.
+    fn sign(
+        &mut self,
+        chain_id: u64,
+        to: TxKind,
+        value: U256,
+        input: Vec<u8>,
+        gas_limit: u64,
+    ) -> Result<Bytes, String> {
+        let unsigned = TxEip1559 {
+            chain_id,
+            nonce: self.nonce,
+            gas_limit,
+            max_fee_per_gas: 10_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+            to,
+            value,
+            input: Bytes::from(input),
+            ..TxEip1559::default()
+        };
+        self.nonce += 1;
+        let signature = self
+            .signer
+            .sign_hash_sync(&unsigned.signature_hash())
+            .map_err(|error| error.to_string())?;
+        Ok(Bytes::from(TxEnvelope::from(unsigned.into_signed(signature)).encoded_2718()))
+    }
+}
+
+fn quantity(value: &Value) -> Result<u64, String> {
+    let text = value.as_str().ok_or("not a quantity")?;
+    u64::from_str_radix(text.trim_start_matches("0x"), 16).map_err(|error| error.to_string())
+}
+
+fn send_raw(client: &RpcClient, raw: &Bytes) -> Result<B256, String> {
+    let hash = client.request("eth_sendRawTransaction", &json!([raw]))?;
+    serde_json::from_value(hash).map_err(|error| error.to_string())
+}
+
+/// Sends `raws` from `clients` threads; returns each one's hash and send time.
+fn send_all(
+    client: &RpcClient,
+    raws: &[Bytes],
+    clients: usize,
+) -> Result<Vec<(B256, Instant)>, String> {
+    let chunk = raws.len().div_ceil(clients.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = raws
+            .chunks(chunk)
+            .map(|part| {
+                let client = client.clone();
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|raw| {
+                            let sent = Instant::now();
+                            send_raw(&client, raw).map(|hash| (hash, sent))
+                        })
+                        .collect::<Result<Vec<_>, String>>()
+                })
+            })
+            .collect();
+        let mut sent = Vec::with_capacity(raws.len());
+        for worker in workers {
+            sent.extend(worker.join().map_err(|_| "a client thread panicked".to_owned())??);
+        }
+        Ok(sent)
+    })
+}
+
+/// Watches new blocks until every hash of `wanted` is in one (or `timeout` passes); returns when
+/// each was first seen included.
+fn watch_blocks(
+    client: &RpcClient,
+    wanted: usize,
+    start_block: u64,
+    done: &AtomicBool,
+    timeout: Duration,
+) -> Result<HashMap<B256, Instant>, String> {
+    let deadline = Instant::now() + timeout;
+    let mut seen = HashMap::with_capacity(wanted);
+    let mut next = start_block + 1;
+    loop {
+        let head = quantity(&client.request("eth_blockNumber", &json!([]))?)?;
+        while next <= head {
+            let block =
+                client.request("eth_getBlockByNumber", &json!([format!("{next:#x}"), false]))?;
+            let now = Instant::now();
+            if let Some(hashes) = block.get("transactions").and_then(Value::as_array) {
+                for hash in hashes {
+                    if let Ok(hash) = serde_json::from_value::<B256>(hash.clone()) {
+                        seen.entry(hash).or_insert(now);
+                    }
+                }
+            }
+            next += 1;
+        }
+        if (done.load(Ordering::Acquire) && seen.len() >= wanted) || Instant::now() > deadline {
+            return Ok(seen);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `raws` in order and waits for all of them to be included.
+fn settle(client: &RpcClient, raws: &[Bytes]) -> Result<(), String> {
+    let mut last = B256::ZERO;
+    for raw in raws {
+        last = send_raw(client, raw)?;
+    }
+    client.wait_for_receipt(last, Duration::from_secs(120)).map(|_| ())
+}
+
+/// Runs the load against the node at `url`, whose first dev account signs the set-up.
+///
+/// # Errors
+/// The node refused a transaction or did not include them in time.
+///
+/// # Panics
+/// If `load` asks for no transactions or no senders.
+pub fn run(url: &str, load: Load) -> Result<Measured, String> {
+    let client = RpcClient::new(url)?;
+    let chain_id = quantity(&client.request("eth_chainId", &json!([]))?)?;
+    let owner_key: B256 = crate::genesis::DEV_KEYS[0].parse().map_err(|_| "dev key")?;
+    let owner_address =
+        PrivateKeySigner::from_bytes(&owner_key).map_err(|error| error.to_string())?.address();
+    let nonce =
+        quantity(&client.request("eth_getTransactionCount", &json!([owner_address, "pending"]))?)?;
+    let mut owner = Account::new(owner_key, nonce)?;
+
+    // Set-up: the token, then ETH and tokens for every sender.
+    let artifact: Value =
+        serde_json::from_str(TOKEN_ARTIFACT).map_err(|error| error.to_string())?;
+    let mut creation: Vec<u8> = artifact["bytecode"]
+        .as_str()
+        .and_then(|hex| hex.parse::<Bytes>().ok())
+        .ok_or("the token artifact has no bytecode")?
+        .to_vec();
+    creation.extend(
+        Token::constructorCall {
+            name_: "Load".into(),
+            symbol_: "LD".into(),
+            supply: U256::from(10u128.pow(30)),
+        }
+        .abi_encode(),
+    );
+    let token = owner_address.create(owner.nonce);
+    settle(&client, &[owner.sign(chain_id, TxKind::Create, U256::ZERO, creation, 3_000_000)?])?;
+    let mut senders: Vec<Account> = (0..load.senders)
+        .map(|index| Account::new(keccak256(format!("duet load sender {index}")), 0))
+        .collect::<Result<_, _>>()?;
+    let mut funding = Vec::with_capacity(2 * senders.len());
+    for sender in &senders {
+        let address = sender.signer.address();
+        funding.push(owner.sign(
+            chain_id,
+            TxKind::Call(address),
+            U256::from(10u128.pow(18)),
+            Vec::new(),
+            21_000,
+        )?);
+        let give =
+            Token::transferCall { to: address, value: U256::from(10u128.pow(24)) }.abi_encode();
+        funding.push(owner.sign(chain_id, TxKind::Call(token), U256::ZERO, give, 100_000)?);
+    }
+    for batch in funding.chunks(4_000) {
+        settle(&client, batch)?;
+    }
+    for sender in &mut senders {
+        sender.nonce = quantity(
+            &client
+                .request("eth_getTransactionCount", &json!([sender.signer.address(), "pending"]))?,
+        )?;
+    }
+
+    // The load, signed beforehand: round robin over the senders.
+    let mut raws = Vec::with_capacity(load.transactions);
+    for index in 0..load.transactions {
+        let sender = &mut senders[index % load.senders];
+        let to = Address::from_word(keccak256((index as u64).to_be_bytes()));
+        let call = Token::transferCall { to, value: U256::from(1) }.abi_encode();
+        raws.push(sender.sign(chain_id, TxKind::Call(token), U256::ZERO, call, 100_000)?);
+    }
+    let start_block = quantity(&client.request("eth_blockNumber", &json!([]))?)?;
+    let done = AtomicBool::new(false);
+    let sent_result = Mutex::new(None);
+    let (seen, first_send) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            watch_blocks(&client, raws.len(), start_block, &done, Duration::from_secs(300))
+        });
+        let first_send = Instant::now();
+        *sent_result.lock().expect("not poisoned") = Some(send_all(&client, &raws, load.clients));
+        done.store(true, Ordering::Release);
+        (watcher.join().map_err(|_| "the block watcher panicked".to_owned()), first_send)
+    });
+    let seen = seen??;
+    let sent = sent_result.into_inner().expect("not poisoned").ok_or("nothing was sent")??;
+    let mut latencies: Vec<Duration> = Vec::with_capacity(sent.len());
+    let mut last = first_send;
+    for (hash, at) in &sent {
+        let included =
+            seen.get(hash).ok_or_else(|| format!("{hash} was not included within 300 s"))?;
+        latencies.push(included.saturating_duration_since(*at));
+        last = last.max(*included);
+    }
+    latencies.sort_unstable();
+    let percentile = |percent: usize| latencies[(latencies.len() - 1) * percent / 100];
+    Ok(Measured {
+        tps: sent.len() as f64 / last.duration_since(first_send).as_secs_f64(),
+        p50: percentile(50),
+        p99: percentile(99),
+        committed: sent.len(),
+    })
+}
