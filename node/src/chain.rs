@@ -335,6 +335,7 @@ impl Chain {
             sender,
             nonce: tx.nonce,
             max_fee: tx.gas_price,
+            gas_limit: tx.gas_limit,
             kind,
             transaction,
         };
@@ -394,6 +395,7 @@ impl Chain {
             mempool.executable(
                 |sender| self.account(sender).map_or(u64::MAX, |(nonce, _)| nonce),
                 self.config.max_block_transactions,
+                self.config.block_gas_limit,
             )
         };
         let vm = DuetVm::new(

@@ -61,9 +61,16 @@ struct RpcBenchArgs {
     /// Seconds between blocks, for both nodes.
     #[arg(long, default_value_t = 1.0)]
     block_time: f64,
+    /// The block gas limit, for both nodes.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    block_gas_limit: u64,
     /// One JSON object per target per line.
     #[arg(long)]
     json: bool,
+    /// Run against the node already listening here instead of starting one (`--target` then
+    /// only names it).
+    #[arg(long)]
+    url: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -83,6 +90,9 @@ struct NodeArgs {
     /// The chain id.
     #[arg(long, env = "DUET_CHAIN_ID", default_value_t = 31_337)]
     chain_id: u64,
+    /// The most gas a block's transactions may ask for (the sum of their gas limits).
+    #[arg(long, env = "DUET_BLOCK_GAS_LIMIT", default_value_t = 1_000_000_000)]
+    block_gas_limit: u64,
 }
 
 /// Where the fees go.
@@ -124,7 +134,7 @@ fn run(args: &NodeArgs) -> Result<(), String> {
     let store = Store::open(&datadir.join("db")).map_err(|error| error.to_string())?;
     let config = ChainConfig {
         chain_id: args.chain_id,
-        block_gas_limit: 30_000_000,
+        block_gas_limit: args.block_gas_limit,
         base_fee: 1_000_000_000,
         fee_vault: FEE_VAULT,
         mempool_limit: 50_000,
@@ -246,12 +256,23 @@ fn bench_rpc(args: &RpcBenchArgs) -> Result<(), String> {
     };
     if !args.json {
         println!(
-            "ERC-20 transfers over JSON-RPC: {} senders, {} transactions, {} clients, {} s blocks",
-            args.senders, args.txs, args.clients, args.block_time
+            "ERC-20 transfers over JSON-RPC: {} senders, {} transactions, {} clients, {} s blocks of at most {} gas",
+            args.senders, args.txs, args.clients, args.block_time, args.block_gas_limit
         );
         println!("{:>8} {:>12} {:>10} {:>10}", "target", "tx/s", "p50 ms", "p99 ms");
     }
     let mut results = Vec::new();
+    if let Some(url) = &args.url {
+        let measured = duet_node::load::run(url, load)?;
+        println!(
+            "{:>8} {:>12.0} {:>10} {:>10}",
+            args.target,
+            measured.tps,
+            measured.p50.as_millis(),
+            measured.p99.as_millis()
+        );
+        return Ok(());
+    }
     for target in targets {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
@@ -259,43 +280,7 @@ fn bench_rpc(args: &RpcBenchArgs) -> Result<(), String> {
             .port();
         let datadir = std::env::temp_dir().join(format!("duet-bench-rpc-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&datadir);
-        let block_time = args.block_time.to_string();
-        let mut command = if *target == "duet" {
-            let mut command = std::process::Command::new(
-                std::env::current_exe().map_err(|error| error.to_string())?,
-            );
-            command.args([
-                "node",
-                "--dev",
-                "--block-time",
-                &block_time,
-                "--http-port",
-                &port.to_string(),
-            ]);
-            command.arg("--datadir").arg(&datadir);
-            command
-        } else {
-            let anvil = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-            let mut command = std::process::Command::new(anvil);
-            command.args([
-                "--block-time",
-                &block_time,
-                "--port",
-                &port.to_string(),
-                "--chain-id",
-                "31337",
-                "--silent",
-            ]);
-            command
-        };
-        let _node = Started(
-            command
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .map_err(|error| format!("cannot start {target}: {error}"))?,
-        );
+        let _node = start_target(target, args, port, &datadir)?;
         let url = format!("http://127.0.0.1:{port}");
         let client = duet_node::client::RpcClient::new(&url)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -332,4 +317,51 @@ fn bench_rpc(args: &RpcBenchArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Starts `target` (duet or anvil) on `port` for a benchmark.
+fn start_target(
+    target: &str,
+    args: &RpcBenchArgs,
+    port: u16,
+    datadir: &std::path::Path,
+) -> Result<Started, String> {
+    let block_time = args.block_time.to_string();
+    let mut command = if target == "duet" {
+        let mut command =
+            std::process::Command::new(std::env::current_exe().map_err(|error| error.to_string())?);
+        command.args([
+            "node",
+            "--dev",
+            "--block-time",
+            &block_time,
+            "--http-port",
+            &port.to_string(),
+        ]);
+        command.arg("--datadir").arg(datadir);
+        command.args(["--block-gas-limit", &args.block_gas_limit.to_string()]);
+        command
+    } else {
+        let anvil = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+        let mut command = std::process::Command::new(anvil);
+        command.args([
+            "--block-time",
+            &block_time,
+            "--port",
+            &port.to_string(),
+            "--chain-id",
+            "31337",
+            "--silent",
+        ]);
+        command.args(["--gas-limit", &args.block_gas_limit.to_string()]);
+        command
+    };
+    Ok(Started(
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|error| format!("cannot start {target}: {error}"))?,
+    ))
 }

@@ -25,6 +25,8 @@ pub struct PendingTransaction {
     pub nonce: u64,
     /// The most it pays per gas.
     pub max_fee: u128,
+    /// The most gas it may use.
+    pub gas_limit: u64,
     /// Which VM runs it.
     pub kind: Kind,
     /// What the executor runs.
@@ -148,12 +150,14 @@ impl Mempool {
         Ok(replaced)
     }
 
-    /// Up to `max` transactions for the next block: each sender's waiting transactions with
-    /// consecutive nonces from `nonce_of(sender)`, senders in order of arrival.
+    /// Transactions for the next block: each sender's waiting transactions with consecutive
+    /// nonces from `nonce_of(sender)`, senders in order of arrival, up to `max` transactions
+    /// whose gas limits add up to at most `gas`.
     pub fn executable(
         &self,
         mut nonce_of: impl FnMut(Address) -> u64,
         max: usize,
+        mut gas: u64,
     ) -> Vec<PendingTransaction> {
         let mut senders: Vec<_> = self.arrival.iter().map(|(sender, at)| (*at, *sender)).collect();
         senders.sort_unstable();
@@ -165,6 +169,8 @@ impl Mempool {
                 if block.len() == max {
                     return block;
                 }
+                let Some(left) = gas.checked_sub(transaction.gas_limit) else { break };
+                gas = left;
                 block.push(transaction.clone());
                 nonce += 1;
             }
