@@ -66,6 +66,20 @@ impl RpcClient {
         Ok(answer.get("result").cloned().unwrap_or(Value::Null))
     }
 
+    /// A persistent (keep-alive) connection to the node, for many requests in a row.
+    ///
+    /// # Errors
+    /// The node is unreachable.
+    pub fn connect(&self) -> Result<Connection, String> {
+        let stream = TcpStream::connect((self.host.as_str(), self.port))
+            .map_err(|error| format!("cannot reach {}:{}: {error}", self.host, self.port))?;
+        stream.set_nodelay(true).map_err(|error| error.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(|error| error.to_string())?;
+        Ok(Connection { reader: std::io::BufReader::new(stream), host: self.host.clone() })
+    }
+
     fn quantity(&self, method: &str, params: &Value) -> Result<u128, String> {
         let value = self.request(method, params)?;
         let text = value.as_str().ok_or_else(|| format!("{method}: not a number"))?;
@@ -126,5 +140,54 @@ impl RpcClient {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection to a node.
+#[derive(Debug)]
+pub struct Connection {
+    reader: std::io::BufReader<TcpStream>,
+    host: String,
+}
+
+impl Connection {
+    /// Calls `method` with `params` on this connection; returns the result.
+    ///
+    /// # Errors
+    /// The connection failed, or the node answered with an error (its message).
+    pub fn request(&mut self, method: &str, params: &Value) -> Result<Value, String> {
+        use std::io::BufRead;
+        let body =
+            json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
+        let request = format!(
+            "POST / HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            self.host,
+            body.len()
+        );
+        self.reader.get_mut().write_all(request.as_bytes()).map_err(|error| error.to_string())?;
+        let mut length = None;
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).map_err(|error| error.to_string())? == 0 {
+                return Err("the node closed the connection".to_owned());
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        let mut body = vec![0; length.ok_or("a response without content-length")?];
+        self.reader.read_exact(&mut body).map_err(|error| error.to_string())?;
+        let answer: Value = serde_json::from_slice(&body).map_err(|error| error.to_string())?;
+        if let Some(error) = answer.get("error") {
+            let message = error.get("message").and_then(Value::as_str).unwrap_or("unknown error");
+            return Err(message.to_owned());
+        }
+        Ok(answer.get("result").cloned().unwrap_or(Value::Null))
     }
 }

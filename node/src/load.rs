@@ -122,10 +122,15 @@ fn send_all(
             .map(|part| {
                 let client = client.clone();
                 scope.spawn(move || {
+                    let mut connection = client.connect()?;
                     part.iter()
                         .map(|raw| {
                             let sent = Instant::now();
-                            send_raw(&client, raw).map(|hash| (hash, sent))
+                            let hash =
+                                connection.request("eth_sendRawTransaction", &json!([raw]))?;
+                            let hash: B256 =
+                                serde_json::from_value(hash).map_err(|error| error.to_string())?;
+                            Ok((hash, sent))
                         })
                         .collect::<Result<Vec<_>, String>>()
                 })
@@ -251,7 +256,7 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
         let sender = &mut senders[index % load.senders];
         let to = Address::from_word(keccak256((index as u64).to_be_bytes()));
         let call = Token::transferCall { to, value: U256::from(1) }.abi_encode();
-        raws.push(sender.sign(chain_id, TxKind::Call(token), U256::ZERO, call, 100_000)?);
+        raws.push(sender.sign(chain_id, TxKind::Call(token), U256::ZERO, call, 60_000)?);
     }
     let start_block = quantity(&client.request("eth_blockNumber", &json!([]))?)?;
     let done = AtomicBool::new(false);

@@ -138,7 +138,7 @@ fn run(args: &NodeArgs) -> Result<(), String> {
         base_fee: 1_000_000_000,
         fee_vault: FEE_VAULT,
         mempool_limit: 50_000,
-        max_block_transactions: 10_000,
+        max_block_transactions: 100_000,
     };
     let chain =
         Arc::new(Chain::open(config, store, &dev_genesis()).map_err(|error| error.to_string())?);
