@@ -29,8 +29,8 @@ use duet_types::{
 };
 use revm::primitives::TxKind;
 use testkit::{
-    artifact_bytecode, block_env, tx_env, user, MemoryState, Token, CHAIN_ID, FEE_VAULT, GAS_PRICE,
-    ONE_ETH,
+    artifact_bytecode, block_env, compile_move, tx_env, user, MemoryState, Token, CHAIN_ID,
+    FEE_VAULT, GAS_PRICE, ONE_ETH,
 };
 
 /// The allocator a Duet node runs with.
@@ -54,18 +54,10 @@ struct World {
 fn world(accounts: u64) -> World {
     let mut state = MemoryState::default();
     state.0.extend(duet_move::genesis_state());
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../move-executor/testkit/example.move");
-    let publisher = EXAMPLES.to_string();
-    for (name, bytes) in duet_move::compiler::compile_package(
-        vec![example.to_string_lossy().into_owned()],
-        &[("example", publisher.as_str())],
-    )
-    .expect("the example compiles")
-    {
-        let key = StateKey::MoveModule { address: EXAMPLES, name: name.into() };
-        state.0.insert(key, StateValue::Bytes(bytes.into()));
-    }
+    state.publish(
+        EXAMPLES,
+        compile_move(&["move-executor/testkit/example.move"], "example", EXAMPLES),
+    );
     for address in (0..accounts).map(user).chain([OWNER]) {
         state.0.insert(StateKey::Balance(address), StateValue::Balance(1_000_000 * ONE_ETH));
     }

@@ -127,7 +127,25 @@ impl Storage for MemoryState {
     }
 }
 
+/// Compiles Move `sources` (paths from the workspace root) with the named address `name` set to
+/// `publisher`; returns the modules (name, bytecode) in dependency order.
+pub fn compile_move(sources: &[&str], name: &str, publisher: Address) -> Vec<(String, Vec<u8>)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let files = sources.iter().map(|file| root.join(file).to_string_lossy().into_owned()).collect();
+    let publisher = publisher.to_string();
+    duet_move::compiler::compile_package(files, &[(name, publisher.as_str())])
+        .unwrap_or_else(|diagnostics| panic!("{sources:?} do not compile:\n{diagnostics}"))
+}
+
 impl MemoryState {
+    /// Puts `modules` under `publisher`, as if published.
+    pub fn publish(&mut self, publisher: Address, modules: Vec<(String, Vec<u8>)>) {
+        for (name, bytes) in modules {
+            let key = StateKey::MoveModule { address: publisher, name: name.into() };
+            self.0.insert(key, StateValue::Bytes(bytes.into()));
+        }
+    }
+
     /// Applies a block's state updates.
     pub fn apply(&mut self, updates: Vec<(StateKey, Option<StateValue>)>) {
         for (key, value) in updates {

@@ -19,8 +19,8 @@ use revm::context::result::{ExecutionResult, Output};
 use revm::context::TxEnv;
 use revm::primitives::TxKind;
 use testkit::{
-    artifact_bytecode, block_env, execute_every_way, tx_env, user, MemoryState, CHAIN_ID,
-    FEE_VAULT, GAS_PRICE, ONE_ETH,
+    artifact_bytecode, block_env, compile_move, execute_every_way, tx_env, user, MemoryState,
+    CHAIN_ID, FEE_VAULT, GAS_PRICE, ONE_ETH,
 };
 
 alloy_sol_types::sol! {
@@ -51,18 +51,8 @@ impl Chain {
     fn new() -> Self {
         let mut state = MemoryState::default();
         state.0.extend(duet_move::genesis_state());
-        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../move-executor/testkit/example.move");
-        let publisher = PUBLISHER.to_string();
-        for (name, bytes) in duet_move::compiler::compile_package(
-            vec![example.to_string_lossy().into_owned()],
-            &[("example", publisher.as_str())],
-        )
-        .expect("the example compiles")
-        {
-            let key = StateKey::MoveModule { address: PUBLISHER, name: name.into() };
-            state.0.insert(key, StateValue::Bytes(bytes.into()));
-        }
+        let example = compile_move(&["move-executor/testkit/example.move"], "example", PUBLISHER);
+        state.publish(PUBLISHER, example);
         for index in 0..4 {
             state.0.insert(StateKey::Balance(user(index)), StateValue::Balance(1_000 * ONE_ETH));
         }

@@ -23,8 +23,8 @@ use duet_types::{
 use revm::context::result::{ExecutionResult, Output};
 use revm::primitives::TxKind;
 use testkit::{
-    artifact_bytecode, block_env, execute_mixed_every_way, tx_env, user, MemoryState, Probe, Token,
-    CHAIN_ID, FEE_VAULT, GAS_PRICE, ONE_ETH,
+    artifact_bytecode, block_env, compile_move, execute_mixed_every_way, tx_env, user, MemoryState,
+    Probe, Token, CHAIN_ID, FEE_VAULT, GAS_PRICE, ONE_ETH,
 };
 
 alloy_sol_types::sol! {
@@ -66,17 +66,9 @@ impl Chain {
     fn new() -> Self {
         let mut state = MemoryState::default();
         state.0.extend(duet_move::genesis_state());
-        let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts/move");
-        let sources = ["amm.move", "token_user.move"]
-            .map(|file| directory.join(file).to_string_lossy().into_owned());
-        let publisher = EXAMPLES.to_string();
-        for (name, bytes) in
-            duet_move::compiler::compile_package(sources.to_vec(), &[("examples", &publisher)])
-                .expect("the examples compile")
-        {
-            let key = StateKey::MoveModule { address: EXAMPLES, name: name.into() };
-            state.0.insert(key, StateValue::Bytes(bytes.into()));
-        }
+        let sources =
+            ["evm-bridge/contracts/move/amm.move", "evm-bridge/contracts/move/token_user.move"];
+        state.publish(EXAMPLES, compile_move(&sources, "examples", EXAMPLES));
         for index in 0..32 {
             state.0.insert(StateKey::Balance(user(index)), StateValue::Balance(1_000 * ONE_ETH));
         }
@@ -535,17 +527,11 @@ fn random_mixed_blocks_run_the_same_in_parallel_with_a_publish_in_the_middle() {
     chain.run(&hand_out);
 
     let counter = Address::repeat_byte(0xc0);
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../move-executor/testkit/example.move");
-    let publisher = counter.to_string();
-    let modules: Vec<Vec<u8>> = duet_move::compiler::compile_package(
-        vec![example.to_string_lossy().into_owned()],
-        &[("example", publisher.as_str())],
-    )
-    .expect("the example compiles")
-    .into_iter()
-    .map(|(_name, bytes)| bytes)
-    .collect();
+    let modules: Vec<Vec<u8>> =
+        compile_move(&["move-executor/testkit/example.move"], "example", counter)
+            .into_iter()
+            .map(|(_name, bytes)| bytes)
+            .collect();
     chain.state.0.insert(StateKey::Balance(counter), StateValue::Balance(1_000 * ONE_ETH));
 
     let mut random = Random(7);

@@ -184,51 +184,28 @@ fn entry_function(call: &Call) -> Result<EntryFunction, String> {
 fn argument(text: &str) -> Result<Vec<u8>, String> {
     let (kind, value) =
         text.split_once(':').ok_or_else(|| format!("{text}: expected type:value"))?;
-    let number = |bits: u32| -> Result<u128, String> {
-        let parsed: u128 = value.parse().map_err(|_| format!("{text}: not a number"))?;
-        if bits < 128 && parsed >> bits != 0 {
-            return Err(format!("{text}: does not fit in {bits} bits"));
+    let number = || format!("{text}: not a {kind}");
+    let encoded = match kind {
+        "u8" => bcs::to_bytes(&value.parse::<u8>().map_err(|_| number())?),
+        "u16" => bcs::to_bytes(&value.parse::<u16>().map_err(|_| number())?),
+        "u32" => bcs::to_bytes(&value.parse::<u32>().map_err(|_| number())?),
+        "u64" => bcs::to_bytes(&value.parse::<u64>().map_err(|_| number())?),
+        "u128" => bcs::to_bytes(&value.parse::<u128>().map_err(|_| number())?),
+        "bool" => {
+            bcs::to_bytes(&value.parse::<bool>().map_err(|_| format!("{text}: not true or false"))?)
         }
-        Ok(parsed)
-    };
-    Ok(match kind {
-        "u8" => vec![number(8)? as u8],
-        "u16" => (number(16)? as u16).to_le_bytes().to_vec(),
-        "u32" => (number(32)? as u32).to_le_bytes().to_vec(),
-        "u64" => (number(64)? as u64).to_le_bytes().to_vec(),
-        "u128" => number(128)?.to_le_bytes().to_vec(),
-        "bool" => match value {
-            "true" => vec![1],
-            "false" => vec![0],
-            _ => return Err(format!("{text}: not true or false")),
-        },
+        // A Move address is its 20 bytes, with no length.
         "address" => {
             let address: Address =
                 value.parse().map_err(|_| format!("{text}: not a 20-byte address"))?;
-            address.to_vec()
+            return Ok(address.to_vec());
         }
-        "string" => with_length(value.as_bytes()),
+        "string" => bcs::to_bytes(value),
         "hex" => {
             let bytes: Bytes = value.parse().map_err(|_| format!("{text}: not hex"))?;
-            with_length(&bytes)
+            bcs::to_bytes(&bytes.to_vec())
         }
         _ => return Err(format!("{text}: unknown type {kind}")),
-    })
-}
-
-/// `bytes` as a BCS `vector<u8>`: ULEB128 length, then the bytes.
-fn with_length(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + 5);
-    let mut length = bytes.len();
-    loop {
-        let low = (length & 0x7f) as u8;
-        length >>= 7;
-        if length == 0 {
-            out.push(low);
-            break;
-        }
-        out.push(low | 0x80);
-    }
-    out.extend_from_slice(bytes);
-    out
+    };
+    encoded.map_err(|error| format!("{text}: {error}"))
 }
