@@ -6,9 +6,9 @@
 //! Each call then runs as a message call at depth 0 (revm's own frame loop: value transfer,
 //! checkpoint, revert of a failed call), with the Move transaction's remaining gas as its gas
 //! limit. Between calls, Move's balance reads, nonce reads and transfers go through the same
-//! journal. When the Move transaction ends, the journal's accounts become its writes, exactly as
-//! for an EVM transaction ([`state_writes`]): recipients and the fee vault as deltas, the sender
-//! exact.
+//! journal. Every balance in it is exact (Move can read any balance, so no account is loaded with
+//! a stand-in as in EVM transactions). When the Move transaction ends, the journal's accounts
+//! become its writes ([`state_writes`]).
 //!
 //! EVM code running here cannot call Move (the Move call precompile refuses with
 //! `MoveFailed("REENTRANCY", …)`): the Move session that called it is still open.
@@ -28,7 +28,7 @@ use revm::interpreter::{
     CallInput, CallInputs, CallScheme, CallValue, FrameInput, InstructionResult, SharedMemory,
 };
 
-use crate::{state_writes, BalanceWatch, Caller, DuetEvm, EvmVm, ViewDatabaseError};
+use crate::{state_writes, Caller, DuetEvm, EvmVm, ViewDatabaseError};
 
 /// Opens the EVM for Move transactions over one view.
 pub(crate) struct EvmForMove<'a, View> {
@@ -48,9 +48,9 @@ where
         nonce: u64,
         balance: u128,
         reserved_fee: u128,
-        lazy: bool,
     ) -> Result<Box<dyn EvmHost + 's>, ReadError> {
-        let mut evm = self.vm.evm(self.view, sender, lazy, Caller::Move);
+        // Exact balances: Move may read any balance, so no account is a stand-in.
+        let mut evm = self.vm.evm(self.view, sender, false, Caller::Move);
         evm.ctx.tx.caller = sender;
         evm.ctx.tx.gas_price = self.gas_price;
         pre_execution::load_accounts::<_, EVMError<ViewDatabaseError>>(&mut evm)
@@ -132,8 +132,6 @@ where
     fn balance(&mut self, address: Address) -> Result<u128, ReadError> {
         let journal = self.evm.ctx.journal_mut();
         let balance = journal.load_account(address).map_err(into_read_error)?.data.info.balance;
-        // A stand-in balance seen by Move makes the transaction run again exactly.
-        self.evm.ctx.journaled_state.database.note_balance_read(address);
         let balance = u128::try_from(balance).map_err(|_| {
             into_read_error(ViewDatabaseError::WrongKind(StateKey::Balance(address)))
         })?;
@@ -158,13 +156,9 @@ where
         journal.balance_incr(address, U256::from(amount)).map_err(into_read_error)
     }
 
-    fn finish(mut self: Box<Self>, fee: u128) -> Result<Option<EvmEffects>, ReadError> {
+    fn finish(mut self: Box<Self>, fee: u128) -> Result<EvmEffects, ReadError> {
         // INVARIANT: the fee is at most the reserved fee.
         self.credit(self.sender, self.reserved_fee.saturating_sub(fee))?;
-        let database = &self.evm.ctx.journaled_state.database.0;
-        if database.lazy_balance_observed() {
-            return Ok(None);
-        }
         let journal = self.evm.ctx.journal_mut();
         let logs = journal
             .take_logs()
@@ -176,8 +170,9 @@ where
             })
             .collect();
         let state = journal.finalize();
-        let database = &self.evm.ctx.journaled_state.database.0;
-        Ok(state_writes(state, &database.lazy_accounts()).map(|writes| EvmEffects { writes, logs }))
+        // With exact balances no account is a stand-in, so the writes always exist.
+        let writes = state_writes(state, &[]).unwrap_or_default();
+        Ok(EvmEffects { writes, logs })
     }
 }
 

@@ -384,6 +384,19 @@ fn eth_moves_between_the_vms_within_a_transaction_and_within_a_block() {
     assert_eq!(chain.balance(b), 700);
     assert_eq!(chain.balance(user(2)), user2_before - 700 - fee);
 
+    // After a call, Move reads the exact balance of any account, a funded one included.
+    let record = Probe::recordCall { who: user(9) }.abi_encode();
+    let look = chain.move_call(
+        user(8),
+        TOKEN_USER,
+        "call_then_record_balance",
+        vec![address_arg(probe), bcs(&0u128), bcs(&record), address_arg(user(9))],
+    );
+    let receipts = chain.run(&[look]);
+    assert_eq!(move_receipt(&receipts[0]).status, MoveStatus::Success);
+    let funded = chain.balance(user(9));
+    assert_eq!(chain.resource(user(8), "token_user", "SeenBalance"), Some(bcs(&funded)));
+
     // Within a block: a Move transfer, then BALANCE in a later EVM transaction; an EVM transfer,
     // then `eth::balance` in a later Move transaction.
     let move_pays = chain.move_call(

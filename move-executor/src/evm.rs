@@ -102,21 +102,19 @@ pub trait EvmHost {
     fn credit(&mut self, address: Address, amount: u128) -> Result<(), ReadError>;
 
     /// Ends the transaction, which pays `fee` out of its reserved fee, and returns what the EVM
-    /// did, or `None` if a stand-in balance was observed and the transaction must run again
-    /// with exact balances.
+    /// did.
     ///
     /// # Errors
     /// A read of the state failed.
-    fn finish(self: Box<Self>, fee: u128) -> Result<Option<EvmEffects>, ReadError>;
+    fn finish(self: Box<Self>, fee: u128) -> Result<EvmEffects, ReadError>;
 }
 
 /// Opens the EVM for a Move transaction.
 pub trait EvmHostFactory {
     /// The EVM for a transaction from `sender`, whose nonce is already `nonce` (advanced) and
     /// whose balance is `balance`, `reserved_fee` of which is held back for the fee (as the EVM
-    /// holds back a transaction's maximum fee: EVM code sees the balance without it). With
-    /// `lazy`, the balances of accounts that cannot observe them are stand-ins (see
-    /// `duet_evm::database`).
+    /// holds back a transaction's maximum fee: EVM code sees the balance without it). Every
+    /// balance it reads is exact (no stand-ins): Move can read any balance at any time.
     ///
     /// # Errors
     /// A read of the state failed.
@@ -126,6 +124,5 @@ pub trait EvmHostFactory {
         nonce: u64,
         balance: u128,
         reserved_fee: u128,
-        lazy: bool,
     ) -> Result<Box<dyn EvmHost + 's>, ReadError>;
 }

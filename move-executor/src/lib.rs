@@ -503,27 +503,18 @@ impl MoveVm {
             reserved_fee: max_fee,
             nonce: nonce + 1,
         };
-        // With stand-in balances first; again with exact ones if the EVM observed a stand-in.
-        for lazy in [true, false] {
-            let evm = match evm {
-                Some(factory) => EvmAccess::Closed { factory, lazy },
-                None => EvmAccess::Unavailable,
-            };
-            if let Some(output) = self.execute_checked(transaction, view, &sender, evm)? {
-                return Ok(output);
-            }
-        }
-        unreachable!("a run with exact balances observes no stand-in")
+        let evm = evm.map_or(EvmAccess::Unavailable, EvmAccess::Closed);
+        self.execute_checked(transaction, view, &sender, evm)
     }
 
-    /// Runs a checked transaction; `None` if the EVM it called observed a stand-in balance.
+    /// Runs a checked transaction.
     fn execute_checked(
         &self,
         transaction: &MoveTransaction,
         state: &StateView<'_>,
         sender: &Sender,
         evm: EvmAccess<'_>,
-    ) -> Result<Option<VmOutput<StateKey, StateValue, MoveReceipt>>, MoveError> {
+    ) -> Result<VmOutput<StateKey, StateValue, MoveReceipt>, MoveError> {
         let resolver = ViewResolver::new(state);
         let intrinsic = gas::intrinsic_gas(transaction.payload.encoded_len());
         let mut meter = DuetGasMeter::new(transaction.gas_limit - intrinsic);
@@ -542,12 +533,12 @@ impl MoveVm {
         let mut effects = effects.unwrap_or_default();
         if let Some(host) = effects.evm.take() {
             // The EVM's journal holds every account change, the sender's nonce and balance too.
-            let Some(evm) = host.finish(fee)? else { return Ok(None) };
+            let evm = host.finish(fee)?;
             let mut writes = evm.writes;
             writes.extend(effects.writes);
             credit(&mut writes, self.fee_vault, fee);
             let output = MoveReceipt { status, gas_used, events: effects.events, logs: evm.logs };
-            return Ok(Some(VmOutput { writes, output }));
+            return Ok(VmOutput { writes, output });
         }
         let header = StateValue::Account { nonce: sender.nonce, code_hash: KECCAK256_EMPTY };
         let mut writes = vec![(StateKey::Account(sender.address), WriteOp::Put(header))];
@@ -580,7 +571,7 @@ impl MoveVm {
             writes.push((StateKey::Balance(address), WriteOp::Delta(delta)));
         }
         let output = MoveReceipt { status, gas_used, events: effects.events, logs: Vec::new() };
-        Ok(Some(VmOutput { writes, output }))
+        Ok(VmOutput { writes, output })
     }
 }
 
@@ -640,6 +631,7 @@ impl MoveVm {
                     .type_arguments
                     .iter()
                     .map(|text| {
+                        type_argument_fits(text)?;
                         move_core_types::parser::parse_type_tag(text)
                             .map_err(|error| Failure::Invalid(format!("type `{text}`: {error}")))
                     })
@@ -795,6 +787,35 @@ fn charge_write(meter: &mut DuetGasMeter, op: Op<Vec<u8>>) -> Result<WriteOp<Sta
         }
         Op::Delete => WriteOp::Delete,
     })
+}
+
+/// The longest type argument accepted, in bytes.
+pub const MAX_TYPE_ARGUMENT_LENGTH: usize = 256;
+/// The deepest nesting of a type argument accepted (`vector<vector<u8>>` is 2).
+pub const MAX_TYPE_ARGUMENT_DEPTH: usize = 8;
+
+/// Refuses a type argument too long or too deeply nested to parse safely (the Move parser
+/// recurses once per level).
+fn type_argument_fits(text: &str) -> Result<(), Failure> {
+    let mut depth: usize = 0;
+    let mut deepest = 0;
+    for byte in text.bytes() {
+        match byte {
+            b'<' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'>' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if text.len() > MAX_TYPE_ARGUMENT_LENGTH || deepest > MAX_TYPE_ARGUMENT_DEPTH {
+        return Err(Failure::Invalid(format!(
+            "a type argument is at most {MAX_TYPE_ARGUMENT_LENGTH} bytes and \
+             {MAX_TYPE_ARGUMENT_DEPTH} levels deep"
+        )));
+    }
+    Ok(())
 }
 
 fn identifier(text: &str) -> Result<Identifier, Failure> {

@@ -42,8 +42,8 @@ const ENO_EVM: u64 = 1;
 pub(crate) enum EvmAccess<'a> {
     /// None: a Move function called from the EVM, or a chain without an EVM.
     Unavailable,
-    /// Not opened yet; `lazy` as for EVM transactions.
-    Closed { factory: &'a (dyn EvmHostFactory + 'a), lazy: bool },
+    /// Not opened yet.
+    Closed(&'a (dyn EvmHostFactory + 'a)),
     /// Opened by the transaction's first call into the EVM.
     Open(Box<dyn EvmHost + 'a>),
 }
@@ -173,13 +173,13 @@ impl StateNatives<'_> {
     /// Calls the EVM, opening it first if this is the transaction's first call; `None` if the EVM
     /// cannot be called here.
     fn call_evm(&mut self, call: EvmCall<'_>) -> PartialVMResult<Option<EvmCallResult>> {
-        if let EvmAccess::Closed { factory, lazy } = self.evm {
+        if let EvmAccess::Closed(factory) = self.evm {
             let sender = self.balances.remove(&self.sender).unwrap_or_default();
             // INVARIANT: every debit, the reserved fee included, was checked against the balance.
             let balance =
                 self.sender_balance.saturating_add(sender.credit).saturating_sub(sender.debit);
             let mut host = factory
-                .open(self.sender, self.sender_nonce, balance, self.reserved_fee, lazy)
+                .open(self.sender, self.sender_nonce, balance, self.reserved_fee)
                 .map_err(storage_error)?;
             for (address, change) in std::mem::take(&mut self.balances) {
                 // Only a signer pays, and a transaction's only signer is its sender.

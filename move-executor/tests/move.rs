@@ -245,6 +245,7 @@ fn calls_that_cannot_work_fail_clearly_and_charge_only_the_fee() {
     let mut chain = Chain::new([alice, bob]);
     chain.publish_example(alice);
     let before = chain.state.clone();
+    let deep = format!("{}u8{}", "vector<".repeat(5_000), ">".repeat(5_000));
     let block = [
         call(bob, "counter", "increment", &[], vec![]),
         call(alice, "counter", "no_such_function", &[], vec![]),
@@ -255,6 +256,8 @@ fn calls_that_cannot_work_fail_clearly_and_charge_only_the_fee() {
         call(alice, "counter", "increment", &["not a type"], vec![]),
         call(alice, "no-such-identifier", "increment", &[], vec![]),
         call(alice, "counter", "fail", &[], vec![bcs(&42u64)]),
+        // The Move parser recurses once per level: this would overflow the stack.
+        call(alice, "counter", "increment", &[deep.as_str()], vec![]),
     ];
     let block: Vec<_> = block
         .into_iter()
@@ -280,6 +283,7 @@ fn calls_that_cannot_work_fail_clearly_and_charge_only_the_fee() {
         statuses[8],
         &MoveStatus::Aborted { location: format!("{alice}::counter"), code: 42 }
     );
+    assert_eq!(failed(statuses[9]), "INVALID_PAYLOAD");
     let fees: u128 = (0..block.len()).map(|index| fee(receipt(&output, index))).sum();
     assert_eq!(chain.state.balance(bob), before.balance(bob) - fees);
     assert_eq!(chain.state.balance(FEE_VAULT), before.balance(FEE_VAULT) + fees);
