@@ -87,6 +87,9 @@ pub struct TransactionRecord {
     pub contract_address: Option<Address>,
     /// Its logs (Move events are not logs).
     pub logs: Vec<Log>,
+    /// The block-wide index of its first log (the logs of the transactions before it).
+    #[serde(default)]
+    pub first_log_index: u64,
     /// For a Move transaction: how it ended (`success`, `aborted in … with code …`, …).
     pub move_status: Option<String>,
     /// For a Move transaction: its events, each as its type and BCS data.

@@ -30,6 +30,10 @@ pub const MAX_TRANSACTION_SIZE: usize = 128 * 1024;
 /// The most gas one transaction may ask for (EIP-7825, in force at revm's hard fork).
 pub const TRANSACTION_GAS_LIMIT_CAP: u64 = 1 << 24;
 
+/// How far ahead of a sender's next nonce a transaction may be (and so how many of one sender's
+/// transactions the mempool holds).
+pub const MAX_NONCE_GAP: u64 = 64;
+
 /// What a chain is made of.
 #[derive(Clone, Debug)]
 pub struct ChainConfig {
@@ -65,6 +69,14 @@ pub enum SubmitError {
     /// Blob and set-code transactions are not accepted.
     #[error("transaction type not supported")]
     UnsupportedType,
+    /// The nonce is too far ahead of the sender's next one.
+    #[error("nonce too high: next nonce {expected}, tx nonce {got}")]
+    NonceTooHigh {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transaction's nonce.
+        got: u64,
+    },
     /// The nonce was already used.
     #[error("nonce too low: next nonce {expected}, tx nonce {got}")]
     NonceTooLow {
@@ -127,7 +139,12 @@ pub enum CallError {
 pub struct Chain {
     config: ChainConfig,
     store: Store,
+    /// The Move VM blocks run on.
     move_vm: Arc<MoveVm>,
+    /// The Move VM calls (`eth_call`) run on: its own code cache, so a call never loads code
+    /// from a block being committed into the VM blocks use. Replaced by a fresh one after every
+    /// block that published modules (calls still running keep the old one).
+    call_move_vm: RwLock<Arc<MoveVm>>,
     mempool: Mutex<Mempool>,
     head: RwLock<Block>,
     threads: NonZeroUsize,
@@ -182,6 +199,7 @@ impl Chain {
         };
         Ok(Self {
             move_vm: Arc::new(MoveVm::new(config.fee_vault)),
+            call_move_vm: RwLock::new(Arc::new(MoveVm::new(config.fee_vault))),
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
             head: RwLock::new(head),
             threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
@@ -306,8 +324,14 @@ impl Chain {
         if tx.nonce < nonce {
             return Err(SubmitError::NonceTooLow { expected: nonce, got: tx.nonce });
         }
+        if tx.nonce - nonce >= MAX_NONCE_GAP {
+            return Err(SubmitError::NonceTooHigh { expected: nonce, got: tx.nonce });
+        }
         let balance = U256::from(self.balance(sender)?);
-        let cost = U256::from(tx.gas_limit) * U256::from(tx.gas_price) + tx.value;
+        let cost = U256::from(tx.gas_limit)
+            .checked_mul(U256::from(tx.gas_price))
+            .and_then(|fee| fee.checked_add(tx.value))
+            .unwrap_or(U256::MAX);
         if balance < cost {
             return Err(SubmitError::InsufficientFunds { balance, cost });
         }
@@ -317,11 +341,15 @@ impl Chain {
             }
             let payload = MovePayload::decode(&tx.data)
                 .map_err(|error| SubmitError::Move(error.to_string()))?;
+            // The price an EVM transaction with these fees would pay per gas.
+            let gas_price = tx.gas_priority_fee.map_or(tx.gas_price, |tip| {
+                tx.gas_price.min(u128::from(self.config.base_fee).saturating_add(tip))
+            });
             let transaction = MoveTransaction {
                 sender,
                 nonce: tx.nonce,
                 gas_limit: tx.gas_limit,
-                gas_price: tx.gas_price,
+                gas_price,
                 payload,
             };
             (Kind::Move, DuetTransaction::Move(transaction))
@@ -342,9 +370,14 @@ impl Chain {
         self.mempool.lock().check(&pending)?;
         // On disk before it is acknowledged: a crash after this loses nothing.
         self.store.put_pending(hash, raw)?;
-        let replaced = self.mempool.lock().insert(pending)?;
-        if let Some(replaced) = replaced {
-            self.store.delete_pending(replaced)?;
+        match self.mempool.lock().insert(pending) {
+            Ok(Some(replaced)) => self.store.delete_pending(replaced)?,
+            Ok(None) => {}
+            Err(error) => {
+                // Another transaction got in between: this one is not acknowledged.
+                self.store.delete_pending(hash)?;
+                return Err(error.into());
+            }
         }
         Ok(hash)
     }
@@ -359,6 +392,11 @@ impl Chain {
         for raw in self.store.pending()? {
             match self.submit(&raw) {
                 Ok(_) => kept += 1,
+                // Kept on disk for the next start: nothing is wrong with the transaction.
+                Err(SubmitError::Store(error)) => return Err(error),
+                Err(error @ SubmitError::Mempool(MempoolError::Full)) => {
+                    tracing::warn!(%error, "an accepted transaction stays on disk only");
+                }
                 Err(error) => {
                     // Included or made invalid since; forget it.
                     if let Ok(envelope) = TxEnvelope::decode_2718(&mut raw.as_slice()) {
@@ -422,12 +460,17 @@ impl Chain {
         };
         let mut records = Vec::new();
         let mut rejected = Vec::new();
+        let mut log_count = 0;
         for (pending, result) in candidates.iter().zip(output.results) {
             let receipt = match result {
                 TransactionResult::Executed(receipt) => receipt,
                 TransactionResult::Rejected(error) => {
                     tracing::debug!(hash = %pending.hash, %error, "transaction rejected by the block");
-                    rejected.push(pending.hash);
+                    // Behind a rejected transaction of the same sender: it waits for a new one
+                    // with the missing nonce.
+                    if !nonce_too_high(&error) {
+                        rejected.push(pending.hash);
+                    }
                     continue;
                 }
                 TransactionResult::Panicked(message) => {
@@ -436,7 +479,9 @@ impl Chain {
                     continue;
                 }
             };
-            let record = self.record(pending, &receipt, &mut block, records.len() as u64);
+            let mut record = self.record(pending, &receipt, &mut block, records.len() as u64);
+            record.first_log_index = log_count;
+            log_count += record.logs.len() as u64;
             block.logs_bloom.accrue_logs(&record.logs);
             block.transactions.push(record.hash);
             records.push(record);
@@ -456,20 +501,57 @@ impl Chain {
             })
             .map_err(|error| format!("block {number}: {error}"))?;
         *self.head.write() = block.clone();
-        let mut mempool = self.mempool.lock();
-        for hash in rejected {
-            mempool.remove(&hash);
+        let published = candidates.iter().any(|pending| {
+            matches!(
+                &pending.transaction,
+                DuetTransaction::Move(MoveTransaction {
+                    payload: MovePayload::ModuleBundle(_),
+                    ..
+                })
+            )
+        });
+        if published {
+            *self.call_move_vm.write() = Arc::new(MoveVm::new(self.config.fee_vault));
         }
-        for pending in &candidates {
-            let nonce = self.account(pending.sender).map_or(0, |(nonce, _)| nonce);
-            for stale in mempool.prune(pending.sender, nonce) {
-                if !settled.contains(&stale) {
-                    // Replaced by an included transaction with the same nonce.
-                    let _ = self.store.delete_pending(stale);
-                }
+        self.settle_mempool(&candidates, &rejected, settled);
+        Ok(block)
+    }
+
+    /// After a block: drops from the mempool (and from disk) what it rejected, what it
+    /// included, and what an included transaction replaced.
+    fn settle_mempool(
+        &self,
+        candidates: &[PendingTransaction],
+        rejected: &[B256],
+        settled: Vec<B256>,
+    ) {
+        // The senders' nonces now, read before the mempool is locked.
+        let mut senders: Vec<Address> = candidates.iter().map(|pending| pending.sender).collect();
+        senders.sort_unstable();
+        senders.dedup();
+        let nonces: Vec<(Address, u64)> = senders
+            .into_iter()
+            .map(|sender| (sender, self.account(sender).map_or(0, |(nonce, _)| nonce)))
+            .collect();
+        let settled: std::collections::HashSet<B256> = settled.into_iter().collect();
+        let mut stale_records = Vec::new();
+        {
+            let mut mempool = self.mempool.lock();
+            for hash in rejected {
+                mempool.remove(hash);
+            }
+            for (sender, nonce) in nonces {
+                // What is left below the nonce was replaced by an included transaction.
+                stale_records.extend(
+                    mempool.prune(sender, nonce).into_iter().filter(|hash| !settled.contains(hash)),
+                );
             }
         }
-        Ok(block)
+        for hash in stale_records {
+            if let Err(error) = self.store.delete_pending(hash) {
+                tracing::warn!(%hash, %error, "a stale pending record stays on disk until restart");
+            }
+        }
     }
 
     /// The stored form of an executed transaction, gas counted into `block`.
@@ -543,6 +625,7 @@ impl Chain {
             effective_gas_price,
             contract_address,
             logs,
+            first_log_index: 0,
             move_status,
             move_events,
             value,
@@ -558,7 +641,7 @@ impl Chain {
         let head = self.head();
         let mut evm =
             EvmVm::new(self.config.chain_id, self.block_env(head.number + 1, head.timestamp + 1))
-                .with_move(Arc::clone(&self.move_vm));
+                .with_move(Arc::clone(&self.call_move_vm.read()));
         evm.cfg.disable_nonce_check = true;
         evm.cfg.disable_balance_check = true;
         evm.cfg.disable_base_fee = true;
@@ -611,6 +694,18 @@ impl Chain {
             }
         }
         Ok(high)
+    }
+}
+
+/// Whether a transaction was rejected only because an earlier nonce is missing.
+fn nonce_too_high(error: &duet_evm::DuetError) -> bool {
+    use revm::context::result::InvalidTransaction;
+    match error {
+        duet_evm::DuetError::Evm(duet_evm::EvmError::Invalid(
+            InvalidTransaction::NonceTooHigh { .. },
+        )) => true,
+        duet_evm::DuetError::Move(duet_move::MoveError::Nonce { expected, got }) => got > expected,
+        _ => false,
     }
 }
 

@@ -207,3 +207,63 @@ impl Mempool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(sender: u8, nonce: u64, max_fee: u128) -> PendingTransaction {
+        let hash = alloy_primitives::keccak256([sender, nonce as u8, max_fee as u8]);
+        PendingTransaction {
+            hash,
+            raw: Bytes::new(),
+            sender: Address::repeat_byte(sender),
+            nonce,
+            max_fee,
+            gas_limit: 21_000,
+            kind: Kind::Evm,
+            transaction: DuetTransaction::Evm(revm::context::TxEnv::default()),
+        }
+    }
+
+    #[test]
+    fn replacement_needs_ten_percent_more_and_the_pool_is_bounded() {
+        let mut pool = Mempool::new(3);
+        assert_eq!(pool.insert(pending(1, 0, 100)), Ok(None));
+        assert_eq!(pool.insert(pending(1, 0, 100)), Err(MempoolError::AlreadyKnown));
+        assert_eq!(pool.insert(pending(1, 0, 109)), Err(MempoolError::ReplacementUnderpriced));
+        let replaced = pending(1, 0, 100).hash;
+        assert_eq!(pool.insert(pending(1, 0, 110)), Ok(Some(replaced)));
+        assert!(pool.get(&replaced).is_none());
+        pool.insert(pending(1, 1, 100)).unwrap();
+        pool.insert(pending(2, 0, 100)).unwrap();
+        assert_eq!(pool.insert(pending(3, 0, 100)), Err(MempoolError::Full));
+        // A replacement does not need room.
+        assert!(pool.insert(pending(2, 0, 200)).is_ok());
+        assert_eq!(pool.len(), 3);
+    }
+
+    #[test]
+    fn blocks_take_consecutive_nonces_in_arrival_order_within_the_gas_limit() {
+        let mut pool = Mempool::new(100);
+        pool.insert(pending(2, 5, 100)).unwrap();
+        pool.insert(pending(1, 0, 100)).unwrap();
+        pool.insert(pending(1, 2, 100)).unwrap(); // nonce 1 missing: waits
+        pool.insert(pending(2, 6, 100)).unwrap();
+        let nonce_of = |sender: Address| if sender == Address::repeat_byte(2) { 5 } else { 0 };
+        let block: Vec<(u8, u64)> = pool
+            .executable(nonce_of, 10, u64::MAX)
+            .iter()
+            .map(|t| (t.sender.0[0], t.nonce))
+            .collect();
+        assert_eq!(block, [(2, 5), (2, 6), (1, 0)]);
+        // Two transactions' gas, or two transactions.
+        assert_eq!(pool.executable(nonce_of, 10, 42_000).len(), 2);
+        assert_eq!(pool.executable(nonce_of, 2, u64::MAX).len(), 2);
+        assert_eq!(pool.pending_nonce(Address::repeat_byte(1), 0), 1);
+        // After a block with sender 2's transactions, they are gone; sender 1's nonce 2 waits.
+        assert_eq!(pool.prune(Address::repeat_byte(2), 7).len(), 2);
+        assert_eq!(pool.prune(Address::repeat_byte(1), 1).len(), 1);
+        assert_eq!(pool.len(), 1);
+    }
+}

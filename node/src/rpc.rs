@@ -414,7 +414,7 @@ fn transaction_json(
         "chainId": envelope.chain_id().map(hex),
         "r": signature.r(),
         "s": signature.s(),
-        "v": hex(u64::from(signature.v())),
+        "v": hex(legacy_v(&envelope, signature.v())),
         "yParity": hex(u64::from(signature.v())),
         "blockHash": record.map(|record| record.block_hash),
         "blockNumber": record.map(|record| hex(record.block_number)),
@@ -437,6 +437,18 @@ fn transaction_json(
     }
     let _ = chain;
     object
+}
+
+/// `v` as Ethereum clients report it: the parity for typed transactions; for legacy ones
+/// `chain_id × 2 + 35 + parity` (EIP-155), or `27 + parity` without a chain id.
+fn legacy_v(envelope: &TxEnvelope, parity: bool) -> u64 {
+    if envelope.ty() != 0 {
+        return u64::from(parity);
+    }
+    match envelope.chain_id() {
+        Some(chain_id) => chain_id * 2 + 35 + u64::from(parity),
+        None => 27 + u64::from(parity),
+    }
 }
 
 fn receipt_json(record: &TransactionRecord) -> Value {
@@ -481,15 +493,26 @@ fn log_json(record: &TransactionRecord, log: &alloy_primitives::Log, index: usiz
         "blockHash": record.block_hash,
         "transactionHash": record.hash,
         "transactionIndex": hex(record.index),
-        "logIndex": hex(index as u64),
+        "logIndex": hex(record.first_log_index + index as u64),
         "removed": false,
     })
 }
 
 fn logs(chain: &Chain, head: &Block, filter: Option<&Value>) -> Result<Value, RpcError> {
     let filter = filter.and_then(Value::as_object).cloned().unwrap_or_default();
-    let from = block_number(head, filter.get("fromBlock"))?.unwrap_or(head.number);
-    let to = block_number(head, filter.get("toBlock"))?.unwrap_or(head.number);
+    let (from, to) = if let Some(hash) = filter.get("blockHash").filter(|hash| !hash.is_null()) {
+        let hash: B256 = serde_json::from_value(hash.clone())
+            .map_err(|error| RpcError::invalid_params(format!("invalid blockHash: {error}")))?;
+        match chain.store().block_number(hash).map_err(RpcError::server)? {
+            Some(number) => (number, number),
+            None => return Err(RpcError::server("unknown block")),
+        }
+    } else {
+        // A range starting after the head holds nothing yet.
+        let Some(from) = block_number(head, filter.get("fromBlock"))? else { return Ok(json!([])) };
+        let to = block_number(head, filter.get("toBlock"))?.unwrap_or(head.number);
+        (from, to)
+    };
     if to.saturating_sub(from) > 10_000 {
         return Err(RpcError::server("query exceeds 10000 blocks"));
     }
