@@ -22,6 +22,7 @@ use revm::primitives::TxKind;
 
 use crate::block::{Block, Kind, TransactionRecord};
 use crate::mempool::{Mempool, MempoolError, PendingTransaction};
+use crate::metrics::Metrics;
 use crate::store::{BlockCommit, Store, StoreError};
 
 /// The largest transaction accepted, in bytes (as geth's).
@@ -148,6 +149,7 @@ pub struct Chain {
     mempool: Mutex<Mempool>,
     head: RwLock<Block>,
     threads: NonZeroUsize,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Chain {
@@ -203,6 +205,7 @@ impl Chain {
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
             head: RwLock::new(head),
             threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            metrics: Metrics::default(),
             config,
             store,
         })
@@ -298,6 +301,19 @@ impl Chain {
     /// # Errors
     /// See [`SubmitError`]; a refused transaction changes nothing.
     pub fn submit(&self, raw: &[u8]) -> Result<B256, SubmitError> {
+        let result = self.accept(raw);
+        let counter = if result.is_ok() { &self.metrics.accepted } else { &self.metrics.refused };
+        Metrics::add(counter, 1);
+        result
+    }
+
+    /// The node's metrics, as Prometheus text.
+    #[must_use]
+    pub fn metrics(&self) -> String {
+        self.metrics.render(self.head.read().number, self.pending_count())
+    }
+
+    fn accept(&self, raw: &[u8]) -> Result<B256, SubmitError> {
         if raw.len() > MAX_TRANSACTION_SIZE {
             return Err(SubmitError::Oversized);
         }
@@ -443,6 +459,7 @@ impl Chain {
         let transactions: Vec<DuetTransaction> =
             candidates.iter().map(|pending| pending.transaction.clone()).collect();
         let config = ExecutorConfig { threads: self.threads, ..ExecutorConfig::default() };
+        let started = std::time::Instant::now();
         let output = duet_evm::MixedBlockExecutor::parallel(&vm, config)
             .execute_block(&transactions, &self.store)
             .map_err(|error| format!("block {number}: {error}"))?;
@@ -490,6 +507,8 @@ impl Chain {
         for record in &mut records {
             record.block_hash = block.hash;
         }
+        Metrics::add(&self.metrics.execution_micros, started.elapsed().as_micros() as u64);
+        let committing = std::time::Instant::now();
         let mut settled: Vec<B256> = records.iter().map(|record| record.hash).collect();
         settled.extend(&rejected);
         self.store
@@ -500,6 +519,10 @@ impl Chain {
                 settled: &settled,
             })
             .map_err(|error| format!("block {number}: {error}"))?;
+        Metrics::add(&self.metrics.commit_micros, committing.elapsed().as_micros() as u64);
+        Metrics::add(&self.metrics.blocks, 1);
+        Metrics::add(&self.metrics.transactions, block.transactions.len() as u64);
+        Metrics::add(&self.metrics.gas, block.gas_used);
         *self.head.write() = block.clone();
         let published = candidates.iter().any(|pending| {
             matches!(

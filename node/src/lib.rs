@@ -12,5 +12,6 @@ pub mod client;
 pub mod genesis;
 pub mod load;
 pub mod mempool;
+pub mod metrics;
 pub mod rpc;
 pub mod store;

@@ -11,7 +11,7 @@ use alloy_consensus::{Transaction, TxEnvelope, Typed2718};
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use axum::extract::State;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use revm::context::TxEnv;
 use revm::primitives::TxKind;
@@ -34,8 +34,13 @@ const SUGGESTED_TIP: u64 = 1_000_000_000;
 pub fn router(chain: Arc<Chain>) -> Router {
     Router::new()
         .route("/", post(handle))
+        .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(chain)
+}
+
+async fn metrics(State(chain): State<Arc<Chain>>) -> String {
+    chain.metrics()
 }
 
 async fn handle(State(chain): State<Arc<Chain>>, body: axum::body::Bytes) -> Json<Value> {

@@ -97,6 +97,17 @@ impl Node {
             .to_owned()
     }
 
+    /// `GET path`: the response body.
+    fn get(&self, path: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("the node listens");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
+    }
+
     fn balance(&self, address: &str) -> String {
         self.cast(&["balance", address]).expect("balance")
     }
@@ -272,7 +283,11 @@ fn bad_transactions_are_refused_with_ethereum_errors_and_change_nothing() {
     let refused = node.cast(&["publish", &replay]).unwrap_err();
     assert!(refused.contains("nonce too low"), "{refused}");
 
-    // Only the one good transfer changed anything.
+    // Only the one good transfer changed anything, and the metrics count what happened.
+    let metrics = node.get("/metrics");
+    assert!(metrics.contains("duet_transactions_accepted_total 1\n"), "{metrics}");
+    assert!(metrics.contains("duet_transactions_refused_total 5\n"), "{metrics}");
+    assert!(metrics.contains("# TYPE duet_head_block gauge"), "{metrics}");
     assert_eq!(node.nonce(FIRST), "1");
     assert_eq!(node.balance(recipient), "1");
     assert_ne!(node.balance(FIRST), before.0);

@@ -1,0 +1,77 @@
+//! Prometheus metrics, served at `GET /metrics` in the text exposition format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The node's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Transactions accepted into the mempool.
+    pub accepted: AtomicU64,
+    /// Transactions refused at submission.
+    pub refused: AtomicU64,
+    /// Blocks committed.
+    pub blocks: AtomicU64,
+    /// Transactions committed in blocks.
+    pub transactions: AtomicU64,
+    /// Gas used by committed transactions.
+    pub gas: AtomicU64,
+    /// Time spent executing blocks, in microseconds.
+    pub execution_micros: AtomicU64,
+    /// Time spent committing blocks to the database, in microseconds.
+    pub commit_micros: AtomicU64,
+}
+
+impl Metrics {
+    /// Adds `value` to `counter`.
+    pub fn add(counter: &AtomicU64, value: u64) {
+        counter.fetch_add(value, Ordering::Relaxed);
+    }
+
+    /// The metrics as Prometheus text, with the gauges `head` and `mempool`.
+    #[must_use]
+    pub fn render(&self, head: u64, mempool: usize) -> String {
+        let mut out = String::new();
+        let counters: [(&str, &str, &AtomicU64, f64); 7] = [
+            (
+                "duet_transactions_accepted_total",
+                "Transactions accepted into the mempool.",
+                &self.accepted,
+                1.0,
+            ),
+            (
+                "duet_transactions_refused_total",
+                "Transactions refused at submission.",
+                &self.refused,
+                1.0,
+            ),
+            ("duet_blocks_committed_total", "Blocks committed.", &self.blocks, 1.0),
+            (
+                "duet_transactions_committed_total",
+                "Transactions committed in blocks.",
+                &self.transactions,
+                1.0,
+            ),
+            ("duet_gas_used_total", "Gas used by committed transactions.", &self.gas, 1.0),
+            (
+                "duet_block_execution_seconds_total",
+                "Time spent executing blocks.",
+                &self.execution_micros,
+                1e-6,
+            ),
+            (
+                "duet_block_commit_seconds_total",
+                "Time spent committing blocks.",
+                &self.commit_micros,
+                1e-6,
+            ),
+        ];
+        for (name, help, counter, scale) in counters {
+            let value = counter.load(Ordering::Relaxed) as f64 * scale;
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        }
+        let _ = writeln!(out, "# HELP duet_head_block The last committed block.\n# TYPE duet_head_block gauge\nduet_head_block {head}");
+        let _ = writeln!(out, "# HELP duet_mempool_transactions Transactions waiting.\n# TYPE duet_mempool_transactions gauge\nduet_mempool_transactions {mempool}");
+        out
+    }
+}
