@@ -3,8 +3,9 @@
 //! mixed blocks through Block-STM ([`duet_evm::DuetVm`]), commits each block to RocksDB in one
 //! synced write batch, and serves Ethereum JSON-RPC ([`rpc`]).
 //!
-//! What is not here yet: the Merkle state commitment (blocks report a zero state root), the
-//! Move REST API and `duet move`, historical state, metrics, the L1 pipeline.
+//! It also serves the Move API ([`move_api`]) and Prometheus metrics ([`metrics`]). What is not
+//! here yet: the Merkle state commitment (blocks report a zero state root), historical state,
+//! the L1 pipeline.
 
 pub mod block;
 pub mod chain;
@@ -13,5 +14,6 @@ pub mod genesis;
 pub mod load;
 pub mod mempool;
 pub mod metrics;
+pub mod move_api;
 pub mod rpc;
 pub mod store;

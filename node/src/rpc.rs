@@ -35,8 +35,9 @@ pub fn router(chain: Arc<Chain>) -> Router {
     Router::new()
         .route("/", post(handle))
         .route("/metrics", get(metrics))
+        .with_state(Arc::clone(&chain))
+        .merge(crate::move_api::router(chain))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .with_state(chain)
 }
 
 async fn metrics(State(chain): State<Arc<Chain>>) -> String {

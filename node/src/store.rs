@@ -147,6 +147,29 @@ impl Store {
         }
     }
 
+    /// Every state entry whose encoded key starts with `prefix`, in key order (the Move
+    /// resources or modules of one account: see [`StateKey::encode`]).
+    ///
+    /// # Errors
+    /// The database failed or is corrupt.
+    pub fn state_with_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, StateValue)>, StoreError> {
+        let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        let mut entries = Vec::new();
+        for entry in self.db.iterator_cf(self.family(STATE), mode) {
+            let (key, value) = entry?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let value =
+                StateValue::decode(&value).map_err(|error| corrupt(&format!("state: {error}")))?;
+            entries.push((key.to_vec(), value));
+        }
+        Ok(entries)
+    }
+
     /// Commits a block: its state updates, the block, its transactions and the new head, in one
     /// synced write batch.
     ///

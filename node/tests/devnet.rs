@@ -99,13 +99,24 @@ impl Node {
 
     /// `GET path`: the response body.
     fn get(&self, path: &str) -> String {
+        self.http("GET", path, None).1
+    }
+
+    /// An HTTP request: the status and the body.
+    fn http(&self, method: &str, path: &str, json: Option<&str>) -> (u16, String) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("the node listens");
-        let request =
-            format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+        let body = json.unwrap_or("");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
         stream.write_all(request.as_bytes()).unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
-        response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
+        let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+        let body =
+            response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+        (status, body)
     }
 
     fn balance(&self, address: &str) -> String {
@@ -484,3 +495,86 @@ fn kill_9_under_load_loses_no_acknowledged_transaction_and_no_committed_block() 
 }
 
 use alloy_primitives::{Address, B256};
+
+#[test]
+fn the_move_api_serves_resources_modules_views_and_transactions() {
+    let node = Node::start(&temp_datadir("move-api"));
+    let url = format!("--rpc-url={}", node.url());
+    let example = root().join("move-executor/testkit/example.move");
+    let named = format!("example={FIRST}");
+    duet(&[
+        "move",
+        "publish",
+        "--named-address",
+        &named,
+        "--private-key",
+        FIRST_KEY,
+        &url,
+        example.to_str().unwrap(),
+    ])
+    .unwrap();
+    let ran = duet(&[
+        "move",
+        "run",
+        &format!("{FIRST}::counter::increment"),
+        "--private-key",
+        FIRST_KEY,
+        &url,
+    ])
+    .unwrap();
+    let hash =
+        ran.lines().find_map(|line| line.strip_prefix("transaction ")).unwrap().trim().to_owned();
+    let first = FIRST.to_lowercase();
+
+    let (status, resources) =
+        node.http("GET", &format!("/move/v1/accounts/{FIRST}/resources"), None);
+    assert_eq!(status, 200, "{resources}");
+    assert!(
+        resources.to_lowercase().contains(&format!("{first}::counter::counter")),
+        "{resources}"
+    );
+    assert!(resources.contains("0x0100000000000000"), "{resources}");
+    let (status, one) = node.http(
+        "GET",
+        &format!("/move/v1/accounts/{FIRST}/resource/{FIRST}::counter::Counter"),
+        None,
+    );
+    assert_eq!(status, 200, "{one}");
+    assert!(one.contains("0x0100000000000000"), "{one}");
+    let (status, module) =
+        node.http("GET", &format!("/move/v1/accounts/{FIRST}/module/counter"), None);
+    assert_eq!(status, 200);
+    assert!(
+        module.contains(r#""name":"increment""#) && module.contains(r#""is_entry":true"#),
+        "{module}"
+    );
+    assert!(module.contains(r#""parameters":["&signer"]"#), "{module}");
+    let (status, modules) = node.http("GET", &format!("/move/v1/accounts/{FIRST}/modules"), None);
+    assert_eq!(status, 200);
+    assert!(modules.contains(r#""name":"counter""#), "{modules}");
+
+    let request = format!(r#"{{"function":"{FIRST}::counter::value","arguments":["{first}"]}}"#);
+    let (status, view) = node.http("POST", "/move/v1/view", Some(&request));
+    assert_eq!((status, view.as_str()), (200, r#"{"values":["0x0100000000000000"]}"#));
+    let (status, transaction) = node.http("GET", &format!("/move/v1/transactions/{hash}"), None);
+    assert_eq!(status, 200, "{transaction}");
+    assert!(transaction.contains(r#""status":"success""#), "{transaction}");
+
+    // Bad requests are refused clearly.
+    let (status, body) = node.http("GET", "/move/v1/accounts/nope/resources", None);
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = node.http(
+        "GET",
+        &format!("/move/v1/accounts/{SECOND}/resource/{FIRST}::counter::Counter"),
+        None,
+    );
+    assert_eq!(status, 404, "{body}");
+    let request =
+        format!(r#"{{"function":"{FIRST}::counter::fail","arguments":["0x0900000000000000"]}}"#);
+    let (status, body) = node.http("POST", "/move/v1/view", Some(&request));
+    assert_eq!(status, 400);
+    assert!(body.contains("with code 9"), "{body}");
+    let (status, body) =
+        node.http("POST", "/move/v1/transactions", Some(r#"{"transaction":"0xdeadbeef"}"#));
+    assert_eq!(status, 400, "{body}");
+}
