@@ -78,21 +78,72 @@ struct NodeArgs {
     /// A single-sequencer development chain with prefunded accounts.
     #[arg(long)]
     dev: bool,
-    /// Where the database lives (default: ~/.local/share/duet/dev).
+    /// A TOML file with any of the settings below (`datadir`, `http_port`, `block_time`,
+    /// `chain_id`, `block_gas_limit`); flags and environment variables override it.
+    #[arg(long, env = "DUET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the database lives [default: ~/.local/share/duet/dev].
     #[arg(long, env = "DUET_DATADIR")]
     datadir: Option<PathBuf>,
-    /// The JSON-RPC port, on 127.0.0.1.
-    #[arg(long, env = "DUET_HTTP_PORT", default_value_t = 8545)]
+    /// The JSON-RPC port, on 127.0.0.1 [default: 8545].
+    #[arg(long, env = "DUET_HTTP_PORT")]
+    http_port: Option<u16>,
+    /// Seconds between blocks [default: 1].
+    #[arg(long, env = "DUET_BLOCK_TIME")]
+    block_time: Option<f64>,
+    /// The chain id [default: 31337].
+    #[arg(long, env = "DUET_CHAIN_ID")]
+    chain_id: Option<u64>,
+    /// The most gas a block's transactions may ask for, the sum of their gas limits
+    /// [default: 1000000000].
+    #[arg(long, env = "DUET_BLOCK_GAS_LIMIT")]
+    block_gas_limit: Option<u64>,
+}
+
+/// The settings a node runs with: flags and environment first, then the TOML file, then the
+/// defaults.
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    datadir: Option<PathBuf>,
+    http_port: Option<u16>,
+    block_time: Option<f64>,
+    chain_id: Option<u64>,
+    block_gas_limit: Option<u64>,
+}
+
+/// The resolved settings.
+struct NodeSettings {
+    datadir: PathBuf,
     http_port: u16,
-    /// Seconds between blocks.
-    #[arg(long, env = "DUET_BLOCK_TIME", default_value_t = 1.0)]
     block_time: f64,
-    /// The chain id.
-    #[arg(long, env = "DUET_CHAIN_ID", default_value_t = 31_337)]
     chain_id: u64,
-    /// The most gas a block's transactions may ask for (the sum of their gas limits).
-    #[arg(long, env = "DUET_BLOCK_GAS_LIMIT", default_value_t = 1_000_000_000)]
     block_gas_limit: u64,
+}
+
+impl NodeArgs {
+    fn settings(&self) -> Result<NodeSettings, String> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|error| format!("{}: {error}", path.display()))?;
+                toml::from_str::<Settings>(&text)
+                    .map_err(|error| format!("{}: {error}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        let settings = NodeSettings {
+            datadir: self.datadir.clone().or(file.datadir).unwrap_or_else(default_datadir),
+            http_port: self.http_port.or(file.http_port).unwrap_or(8545),
+            block_time: self.block_time.or(file.block_time).unwrap_or(1.0),
+            chain_id: self.chain_id.or(file.chain_id).unwrap_or(31_337),
+            block_gas_limit: self.block_gas_limit.or(file.block_gas_limit).unwrap_or(1_000_000_000),
+        };
+        if !settings.block_time.is_finite() || settings.block_time <= 0.0 {
+            return Err("the block time must be above zero".to_owned());
+        }
+        Ok(settings)
+    }
 }
 
 /// Where the fees go.
@@ -125,16 +176,14 @@ fn run(args: &NodeArgs) -> Result<(), String> {
     if !args.dev {
         return Err("only a development chain exists yet: run `duet node --dev`".to_owned());
     }
-    if !args.block_time.is_finite() || args.block_time <= 0.0 {
-        return Err("--block-time must be above zero".to_owned());
-    }
-    let datadir = args.datadir.clone().unwrap_or_else(default_datadir);
+    let settings = args.settings()?;
+    let datadir = settings.datadir.clone();
     std::fs::create_dir_all(&datadir)
         .map_err(|error| format!("cannot create {}: {error}", datadir.display()))?;
     let store = Store::open(&datadir.join("db")).map_err(|error| error.to_string())?;
     let config = ChainConfig {
-        chain_id: args.chain_id,
-        block_gas_limit: args.block_gas_limit,
+        chain_id: settings.chain_id,
+        block_gas_limit: settings.block_gas_limit,
         base_fee: 1_000_000_000,
         fee_vault: FEE_VAULT,
         mempool_limit: 50_000,
@@ -151,7 +200,7 @@ fn run(args: &NodeArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|error| error.to_string())?;
-    runtime.block_on(serve(chain, args, &datadir))
+    runtime.block_on(serve(chain, &settings, &datadir))
 }
 
 fn default_datadir() -> PathBuf {
@@ -161,7 +210,7 @@ fn default_datadir() -> PathBuf {
 
 async fn serve(
     chain: Arc<Chain>,
-    args: &NodeArgs,
+    args: &NodeSettings,
     datadir: &std::path::Path,
 ) -> Result<(), String> {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, args.http_port));

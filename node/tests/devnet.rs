@@ -29,11 +29,16 @@ struct Node {
 
 impl Node {
     fn start(datadir: &Path) -> Self {
+        Self::start_with(datadir, &[])
+    }
+
+    fn start_with(datadir: &Path, extra: &[&str]) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_duet"))
             .args(["node", "--dev", "--block-time", "0.2", "--http-port", &port.to_string()])
             .arg("--datadir")
             .arg(datadir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -577,4 +582,26 @@ fn the_move_api_serves_resources_modules_views_and_transactions() {
     let (status, body) =
         node.http("POST", "/move/v1/transactions", Some(r#"{"transaction":"0xdeadbeef"}"#));
     assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn settings_come_from_a_toml_file_under_flags_and_a_bad_file_is_refused() {
+    let directory = temp_datadir("config");
+    std::fs::create_dir_all(&directory).unwrap();
+    let config = directory.join("duet.toml");
+    std::fs::write(&config, "chain_id = 4242\nblock_gas_limit = 50000000\n").unwrap();
+    let node = Node::start_with(&directory.join("data"), &["--config", config.to_str().unwrap()]);
+    assert_eq!(node.cast(&["chain-id"]).unwrap(), "4242");
+    let block = node.cast(&["block", "latest", "--field", "gasLimit"]).unwrap();
+    assert_eq!(block, "50000000");
+    drop(node);
+
+    std::fs::write(&config, "chain_idd = 1\n").unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_duet"))
+        .args(["node", "--dev", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("unknown field `chain_idd`"), "{message}");
 }
