@@ -24,6 +24,9 @@ pub struct Block {
     pub beneficiary: Address,
     /// The bloom filter of its logs.
     pub logs_bloom: Bloom,
+    /// The root of the state's sparse Merkle tree after the block ([`crate::merkle`]).
+    #[serde(default)]
+    pub state_root: B256,
     /// Its transactions' hashes, in order.
     pub transactions: Vec<B256>,
 }
@@ -41,6 +44,7 @@ impl Block {
         bytes.extend_from_slice(&self.base_fee.to_be_bytes());
         bytes.extend_from_slice(self.beneficiary.as_slice());
         bytes.extend_from_slice(self.logs_bloom.as_slice());
+        bytes.extend_from_slice(self.state_root.as_slice());
         for hash in &self.transactions {
             bytes.extend_from_slice(hash.as_slice());
         }

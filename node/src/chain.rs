@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use alloy_consensus::transaction::SignerRecoverable;
 use alloy_consensus::{Transaction, TxEnvelope};
 use alloy_eips::eip2718::Decodable2718;
-use alloy_primitives::{Address, Bloom, Bytes, Log, B256, U256};
+use alloy_primitives::{keccak256, Address, Bloom, Bytes, Log, B256, U256};
 use duet_block_stm::{execute_sequential, ExecutorConfig, TransactionResult};
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm};
 use duet_move::{MoveStatus, MoveVm};
@@ -22,6 +22,7 @@ use revm::primitives::TxKind;
 
 use crate::block::{Block, Kind, TransactionRecord};
 use crate::mempool::{Mempool, MempoolError, PendingTransaction};
+use crate::merkle::{Proof, Tree};
 use crate::metrics::Metrics;
 use crate::store::{BlockCommit, Store, StoreError};
 
@@ -148,6 +149,9 @@ pub struct Chain {
     call_move_vm: RwLock<Arc<MoveVm>>,
     mempool: Mutex<Mempool>,
     head: RwLock<Block>,
+    /// The state's sparse Merkle tree, as of the head block. Held while a block is committed,
+    /// so a proof always matches the head.
+    tree: Mutex<Tree>,
     threads: NonZeroUsize,
     metrics: Metrics,
 }
@@ -186,8 +190,14 @@ impl Chain {
                 base_fee: config.base_fee,
                 beneficiary: config.fee_vault,
                 logs_bloom: Bloom::ZERO,
+                state_root: B256::ZERO,
                 transactions: Vec::new(),
             };
+            let mut tree = Tree::default();
+            for (key, value) in genesis {
+                tree.set(key.commitment_key(), Some(keccak256(value.encode())));
+            }
+            block.state_root = tree.root();
             block.hash = block.compute_hash();
             let state: Vec<_> =
                 genesis.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
@@ -199,7 +209,15 @@ impl Chain {
             })?;
             block
         };
+        let tree = store.state_tree()?;
+        if tree.root() != head.state_root {
+            return Err(StoreError::Corrupt(format!(
+                "the state does not match block {}'s state root",
+                head.number
+            )));
+        }
         Ok(Self {
+            tree: Mutex::new(tree),
             move_vm: Arc::new(MoveVm::new(config.fee_vault)),
             call_move_vm: RwLock::new(Arc::new(MoveVm::new(config.fee_vault))),
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
@@ -267,6 +285,17 @@ impl Chain {
     pub fn pending_nonce(&self, address: Address) -> Result<u64, StoreError> {
         let (nonce, _) = self.account(address)?;
         Ok(self.mempool.lock().pending_nonce(address, nonce))
+    }
+
+    /// The value of `key` with a proof against the head block's state root: (root, value,
+    /// proof).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn prove(&self, key: &StateKey) -> Result<(B256, Option<StateValue>, Proof), StoreError> {
+        let tree = self.tree.lock();
+        let value = self.store.get(key)?;
+        Ok((self.head.read().state_root, value, tree.prove(key.commitment_key())))
     }
 
     /// The code of `address`.
@@ -473,6 +502,7 @@ impl Chain {
             base_fee: self.config.base_fee,
             beneficiary: self.config.fee_vault,
             logs_bloom: Bloom::ZERO,
+            state_root: B256::ZERO,
             transactions: Vec::new(),
         };
         let mut records = Vec::new();
@@ -503,6 +533,11 @@ impl Chain {
             block.transactions.push(record.hash);
             records.push(record);
         }
+        let mut tree = self.tree.lock();
+        for (key, value) in &output.state_updates {
+            tree.set(key.commitment_key(), value.as_ref().map(|value| keccak256(value.encode())));
+        }
+        block.state_root = tree.root();
         block.hash = block.compute_hash();
         for record in &mut records {
             record.block_hash = block.hash;
@@ -518,22 +553,20 @@ impl Chain {
                 state: &output.state_updates,
                 settled: &settled,
             })
-            .map_err(|error| format!("block {number}: {error}"))?;
+            .map_err(|error| {
+                // The tree took the block's updates: start again from what is on disk.
+                if let Ok(on_disk) = self.store.state_tree() {
+                    *tree = on_disk;
+                }
+                format!("block {number}: {error}")
+            })?;
         Metrics::add(&self.metrics.commit_micros, committing.elapsed().as_micros() as u64);
         Metrics::add(&self.metrics.blocks, 1);
         Metrics::add(&self.metrics.transactions, block.transactions.len() as u64);
         Metrics::add(&self.metrics.gas, block.gas_used);
         *self.head.write() = block.clone();
-        let published = candidates.iter().any(|pending| {
-            matches!(
-                &pending.transaction,
-                DuetTransaction::Move(MoveTransaction {
-                    payload: MovePayload::ModuleBundle(_),
-                    ..
-                })
-            )
-        });
-        if published {
+        drop(tree);
+        if candidates.iter().any(|pending| publishes(&pending.transaction)) {
             *self.call_move_vm.write() = Arc::new(MoveVm::new(self.config.fee_vault));
         }
         self.settle_mempool(&candidates, &rejected, settled);
@@ -718,6 +751,14 @@ impl Chain {
         }
         Ok(high)
     }
+}
+
+/// Whether `transaction` publishes Move modules.
+fn publishes(transaction: &DuetTransaction) -> bool {
+    matches!(
+        transaction,
+        DuetTransaction::Move(MoveTransaction { payload: MovePayload::ModuleBundle(_), .. })
+    )
 }
 
 /// Whether a transaction was rejected only because an earlier nonce is missing.

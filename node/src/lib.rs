@@ -3,9 +3,9 @@
 //! mixed blocks through Block-STM ([`duet_evm::DuetVm`]), commits each block to RocksDB in one
 //! synced write batch, and serves Ethereum JSON-RPC ([`rpc`]).
 //!
-//! It also serves the Move API ([`move_api`]) and Prometheus metrics ([`metrics`]). What is not
-//! here yet: the Merkle state commitment (blocks report a zero state root), historical state,
-//! the L1 pipeline.
+//! Every block header carries the root of the state's sparse Merkle tree ([`merkle`]), and
+//! `duet_getProof` proves any key against it. The node also serves the Move API ([`move_api`])
+//! and Prometheus metrics ([`metrics`]). Not here yet: historical state, the L1 pipeline.
 
 pub mod block;
 pub mod chain;
@@ -13,6 +13,7 @@ pub mod client;
 pub mod genesis;
 pub mod load;
 pub mod mempool;
+pub mod merkle;
 pub mod metrics;
 pub mod move_api;
 pub mod rpc;

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use crate::block::{Block, TransactionRecord};
 use crate::chain::{CallError, Chain};
 use crate::mempool::PendingTransaction;
+use duet_types::StateKey;
 
 /// The client version `web3_clientVersion` reports.
 pub const CLIENT_VERSION: &str = concat!("duet/v", env!("CARGO_PKG_VERSION"));
@@ -220,12 +221,56 @@ fn state_method(
                 .map_or(Value::Null, |record| receipt_json(&record)))
         }
         "eth_getLogs" => logs(chain, head, params.first()),
+        "duet_getProof" => proof(chain, params.first()),
         _ => Err(RpcError {
             code: -32601,
             message: format!("the method {method} does not exist/is not available"),
             data: None,
         }),
     }
+}
+
+/// `duet_getProof`: a state key's value with its Merkle proof against the head's state root. The
+/// key: `{"kind": "account" | "balance", "address"}`, `{"kind": "storage", "address", "slot"}`,
+/// `{"kind": "code", "hash"}`, or `{"kind": "raw", "key"}` (the key's canonical encoding).
+fn proof(chain: &Chain, key: Option<&Value>) -> Result<Value, RpcError> {
+    let object = key
+        .and_then(Value::as_object)
+        .ok_or_else(|| RpcError::invalid_params("missing key object"))?;
+    let field = |name: &str| -> Result<Value, RpcError> {
+        object.get(name).cloned().ok_or_else(|| RpcError::invalid_params(format!("missing {name}")))
+    };
+    let parse = |name: &str| -> Result<B256, RpcError> {
+        serde_json::from_value(field(name)?)
+            .map_err(|error| RpcError::invalid_params(format!("invalid {name}: {error}")))
+    };
+    let address = || -> Result<Address, RpcError> {
+        serde_json::from_value(field("address")?)
+            .map_err(|error| RpcError::invalid_params(format!("invalid address: {error}")))
+    };
+    let key = match object.get("kind").and_then(Value::as_str) {
+        Some("account") => StateKey::Account(address()?),
+        Some("balance") => StateKey::Balance(address()?),
+        Some("storage") => StateKey::Storage { address: address()?, slot: parse("slot")? },
+        Some("code") => StateKey::Code(parse("hash")?),
+        Some("raw") => {
+            let bytes: Bytes = serde_json::from_value(field("key")?)
+                .map_err(|error| RpcError::invalid_params(format!("invalid key: {error}")))?;
+            StateKey::decode(&bytes)
+                .map_err(|error| RpcError::invalid_params(format!("invalid key: {error}")))?
+        }
+        _ => return Err(RpcError::invalid_params("kind: account, balance, storage, code or raw")),
+    };
+    let (root, value, proof) = chain.prove(&key).map_err(RpcError::server)?;
+    let encoded = value.map(|value| Bytes::from(value.encode()));
+    Ok(json!({
+        "stateRoot": root,
+        "key": Bytes::from(key.encode()),
+        "keyHash": key.commitment_key(),
+        "value": encoded,
+        "valueHash": encoded.as_ref().map(alloy_primitives::keccak256),
+        "proof": proof,
+    }))
 }
 
 fn hex(number: u64) -> String {
@@ -381,7 +426,7 @@ fn block_json(chain: &Chain, number: u64, full: bool) -> Result<Value, RpcError>
         "sha3Uncles": "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347",
         "logsBloom": block.logs_bloom,
         "transactionsRoot": empty_root,
-        "stateRoot": B256::ZERO,
+        "stateRoot": block.state_root,
         "receiptsRoot": empty_root,
         "miner": block.beneficiary,
         "difficulty": "0x0",

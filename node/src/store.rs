@@ -170,6 +170,20 @@ impl Store {
         Ok(entries)
     }
 
+    /// The state's sparse Merkle tree: every entry's key hash and value hash.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn state_tree(&self) -> Result<crate::merkle::Tree, StoreError> {
+        let mut tree = crate::merkle::Tree::default();
+        for entry in self.db.iterator_cf(self.family(STATE), rocksdb::IteratorMode::Start) {
+            let (key, value) = entry?;
+            // The stored bytes are the canonical encodings the commitment hashes.
+            tree.set(alloy_primitives::keccak256(&key), Some(alloy_primitives::keccak256(&value)));
+        }
+        Ok(tree)
+    }
+
     /// Commits a block: its state updates, the block, its transactions and the new head, in one
     /// synced write batch.
     ///

@@ -2,6 +2,8 @@
 //! the real cast and forge (from the project's npm set-up).
 
 use std::io::{Read, Write};
+
+use alloy_primitives::B256;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -499,7 +501,7 @@ fn kill_9_under_load_loses_no_acknowledged_transaction_and_no_committed_block() 
     }
 }
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::Address;
 
 #[test]
 fn the_move_api_serves_resources_modules_views_and_transactions() {
@@ -604,4 +606,73 @@ fn settings_come_from_a_toml_file_under_flags_and_a_bad_file_is_refused() {
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("unknown field `chain_idd`"), "{message}");
+}
+
+#[test]
+fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
+    use duet_node::merkle::{verify, Proof, Terminal};
+    let node = Node::start(&temp_datadir("proofs"));
+    let verifier = node.forge_create("src/StateProof.sol:StateProofVerifier", SECOND_KEY);
+    let paid = "0x000000000000000000000000000000000000bEEF";
+    node.cast(&["send", "--private-key", FIRST_KEY, paid, "--value", "3"]).unwrap();
+
+    let prove = |address: &str| -> (serde_json::Value, Proof) {
+        let request = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"duet_getProof","params":[{{"kind":"balance","address":"{address}"}}]}}"#
+        );
+        let answer: serde_json::Value =
+            serde_json::from_str(&node.rpc_raw(&request).unwrap()).unwrap();
+        let result = answer["result"].clone();
+        let proof: Proof = serde_json::from_value(result["proof"].clone()).unwrap();
+        (result, proof)
+    };
+    let in_solidity =
+        |result: &serde_json::Value, proof: &Proof, present: bool, tamper: bool| -> String {
+            let mut siblings: Vec<String> =
+                proof.siblings.iter().map(ToString::to_string).collect();
+            if tamper {
+                siblings[0] = B256::repeat_byte(7).to_string();
+            }
+            let (kind, leaf_key, leaf_value) = match proof.terminal {
+                Terminal::Empty => ("0", B256::ZERO, B256::ZERO),
+                Terminal::Leaf { key_hash, value_hash } => ("1", key_hash, value_hash),
+            };
+            let value_hash =
+                result["valueHash"].as_str().map_or(B256::ZERO.to_string(), str::to_owned);
+            node.cast(&[
+                "call",
+                &verifier,
+                "verify(bytes32,bytes32,bool,bytes32,bytes32[],uint8,bytes32,bytes32)(bool)",
+                result["stateRoot"].as_str().unwrap(),
+                result["keyHash"].as_str().unwrap(),
+                if present { "true" } else { "false" },
+                &value_hash,
+                &format!("[{}]", siblings.join(",")),
+                kind,
+                &leaf_key.to_string(),
+                &leaf_value.to_string(),
+            ])
+            .unwrap()
+        };
+
+    // A present key: the recipient's balance of 3 wei.
+    let (result, proof) = prove(paid);
+    assert_eq!(result["value"], "0x0100000000000000000000000000000003");
+    let root: B256 = serde_json::from_value(result["stateRoot"].clone()).unwrap();
+    let block = node.cast(&["block", "latest", "--field", "stateRoot"]).unwrap();
+    assert_eq!(block, root.to_string(), "the proof is against the head block's state root");
+    assert!(!proof.siblings.is_empty());
+    let key: B256 = serde_json::from_value(result["keyHash"].clone()).unwrap();
+    let value: B256 = serde_json::from_value(result["valueHash"].clone()).unwrap();
+    assert!(verify(root, key, Some(value), &proof));
+    assert_eq!(in_solidity(&result, &proof, true, false), "true");
+    assert_eq!(in_solidity(&result, &proof, true, true), "false", "a tampered proof");
+    assert_eq!(in_solidity(&result, &proof, false, false), "false", "present, not absent");
+
+    // An absent key: an account that never held anything.
+    let (result, proof) = prove("0x0000000000000000000000000000000000000fab");
+    assert!(result["value"].is_null());
+    let key: B256 = serde_json::from_value(result["keyHash"].clone()).unwrap();
+    assert!(verify(root, key, None, &proof));
+    assert_eq!(in_solidity(&result, &proof, false, false), "true");
 }

@@ -103,6 +103,73 @@ impl StateKey {
     }
 }
 
+/// Why bytes are not the encoding of a [`StateKey`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a state key encoding: {0}")]
+pub struct KeyDecodeError(&'static str);
+
+impl StateKey {
+    /// The key [`encode`](Self::encode) wrote.
+    ///
+    /// # Errors
+    /// An unknown tag, a wrong length, or a module name that is not UTF-8.
+    pub fn decode(bytes: &[u8]) -> Result<Self, KeyDecodeError> {
+        let (&tag, rest) = bytes.split_first().ok_or(KeyDecodeError("empty"))?;
+        let address = |rest: &[u8]| -> Result<Address, KeyDecodeError> {
+            rest.get(..20).map(Address::from_slice).ok_or(KeyDecodeError("too short"))
+        };
+        let with_length = |rest: &[u8]| -> Result<Vec<u8>, KeyDecodeError> {
+            let length = rest.get(20..24).ok_or(KeyDecodeError("too short"))?;
+            let length = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
+            match rest.get(24..) {
+                Some(field) if field.len() == length => Ok(field.to_vec()),
+                _ => Err(KeyDecodeError("wrong length")),
+            }
+        };
+        let exactly = |length: usize| {
+            if rest.len() == length {
+                Ok(())
+            } else {
+                Err(KeyDecodeError("wrong length"))
+            }
+        };
+        Ok(match tag {
+            0 => {
+                exactly(20)?;
+                Self::Account(address(rest)?)
+            }
+            1 => {
+                exactly(20)?;
+                Self::Balance(address(rest)?)
+            }
+            2 => {
+                exactly(52)?;
+                Self::Storage { address: address(rest)?, slot: B256::from_slice(&rest[20..]) }
+            }
+            3 => {
+                exactly(32)?;
+                Self::Code(B256::from_slice(rest))
+            }
+            4 => Self::MoveModule {
+                address: address(rest)?,
+                name: String::from_utf8(with_length(rest)?)
+                    .map_err(|_| KeyDecodeError("a module name is UTF-8"))?
+                    .into(),
+            },
+            5 => Self::MoveResource {
+                address: address(rest)?,
+                struct_tag: with_length(rest)?.into(),
+            },
+            6 => match rest {
+                [0] => Self::System(SystemKey::BlockInfo),
+                [1] => Self::System(SystemKey::WithdrawalRoot),
+                _ => return Err(KeyDecodeError("unknown system key")),
+            },
+            _ => return Err(KeyDecodeError("unknown tag")),
+        })
+    }
+}
+
 fn push_with_length(out: &mut Vec<u8>, bytes: &[u8]) {
     // INVARIANT: keys are bounded far below 4 GiB by the transaction size limits.
     let length = u32::try_from(bytes.len()).expect("a state key field is shorter than 4 GiB");
@@ -133,6 +200,15 @@ mod tests {
         ];
         let encodings: std::collections::BTreeSet<_> = keys.iter().map(StateKey::encode).collect();
         assert_eq!(encodings.len(), keys.len());
+        for key in &keys {
+            assert_eq!(StateKey::decode(&key.encode()).as_ref(), Ok(key));
+        }
+        assert!(StateKey::decode(&[]).is_err());
+        assert!(StateKey::decode(&[1, 2]).is_err());
+        assert!(StateKey::decode(&[9]).is_err());
+        let mut truncated = keys[4].encode();
+        truncated.pop();
+        assert!(StateKey::decode(&truncated).is_err());
         let commitments: std::collections::BTreeSet<_> =
             keys.iter().map(StateKey::commitment_key).collect();
         assert_eq!(commitments.len(), keys.len());
