@@ -27,11 +27,24 @@ pub struct Block {
     /// The root of the state's sparse Merkle tree after the block ([`crate::merkle`]).
     #[serde(default)]
     pub state_root: B256,
+    /// What the L1 contracts will hold for this block: see [`Block::compute_output_root`].
+    #[serde(default)]
+    pub output_root: B256,
     /// Its transactions' hashes, in order.
     pub transactions: Vec<B256>,
 }
 
 impl Block {
+    /// The output root: `keccak256(version ‖ state root ‖ withdrawal root ‖ block hash)`, each 32
+    /// bytes, version 0. There are no withdrawals yet, so their root is zero.
+    #[must_use]
+    pub fn compute_output_root(&self) -> B256 {
+        let mut bytes = [0u8; 128];
+        bytes[32..64].copy_from_slice(self.state_root.as_slice());
+        bytes[96..].copy_from_slice(self.hash.as_slice());
+        alloy_primitives::keccak256(bytes)
+    }
+
     /// The hash of the block's header fields and transaction list.
     #[must_use]
     pub fn compute_hash(&self) -> B256 {

@@ -191,6 +191,7 @@ impl Chain {
                 beneficiary: config.fee_vault,
                 logs_bloom: Bloom::ZERO,
                 state_root: B256::ZERO,
+                output_root: B256::ZERO,
                 transactions: Vec::new(),
             };
             let mut tree = Tree::default();
@@ -199,6 +200,7 @@ impl Chain {
             }
             block.state_root = tree.root();
             block.hash = block.compute_hash();
+            block.output_root = block.compute_output_root();
             let state: Vec<_> =
                 genesis.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
             store.commit(&BlockCommit {
@@ -503,6 +505,7 @@ impl Chain {
             beneficiary: self.config.fee_vault,
             logs_bloom: Bloom::ZERO,
             state_root: B256::ZERO,
+            output_root: B256::ZERO,
             transactions: Vec::new(),
         };
         let mut records = Vec::new();
@@ -539,6 +542,7 @@ impl Chain {
         }
         block.state_root = tree.root();
         block.hash = block.compute_hash();
+        block.output_root = block.compute_output_root();
         for record in &mut records {
             record.block_hash = block.hash;
         }

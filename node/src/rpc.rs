@@ -427,6 +427,7 @@ fn block_json(chain: &Chain, number: u64, full: bool) -> Result<Value, RpcError>
         "logsBloom": block.logs_bloom,
         "transactionsRoot": empty_root,
         "stateRoot": block.state_root,
+        "outputRoot": block.output_root,
         "receiptsRoot": empty_root,
         "miner": block.beneficiary,
         "difficulty": "0x0",

@@ -661,6 +661,17 @@ fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
     let root: B256 = serde_json::from_value(result["stateRoot"].clone()).unwrap();
     let block = node.cast(&["block", "latest", "--field", "stateRoot"]).unwrap();
     assert_eq!(block, root.to_string(), "the proof is against the head block's state root");
+    let request =
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["latest",false]}"#;
+    let header: serde_json::Value = serde_json::from_str(&node.rpc_raw(request).unwrap()).unwrap();
+    let header = &header["result"];
+    let mut preimage = [0u8; 128];
+    let state_root: B256 = serde_json::from_value(header["stateRoot"].clone()).unwrap();
+    let hash: B256 = serde_json::from_value(header["hash"].clone()).unwrap();
+    preimage[32..64].copy_from_slice(state_root.as_slice());
+    preimage[96..].copy_from_slice(hash.as_slice());
+    let output_root = alloy_primitives::keccak256(preimage);
+    assert_eq!(header["outputRoot"], output_root.to_string());
     assert!(!proof.siblings.is_empty());
     let key: B256 = serde_json::from_value(result["keyHash"].clone()).unwrap();
     let value: B256 = serde_json::from_value(result["valueHash"].clone()).unwrap();
