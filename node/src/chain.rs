@@ -332,10 +332,49 @@ impl Chain {
     /// # Errors
     /// See [`SubmitError`]; a refused transaction changes nothing.
     pub fn submit(&self, raw: &[u8]) -> Result<B256, SubmitError> {
-        let result = self.accept(raw);
-        let counter = if result.is_ok() { &self.metrics.accepted } else { &self.metrics.refused };
-        Metrics::add(counter, 1);
-        result
+        self.submit_many(&[raw])
+            .pop()
+            .unwrap_or(Err(SubmitError::Malformed("no result".to_owned())))
+    }
+
+    /// [`submit`](Self::submit) for several transactions at once (a JSON-RPC batch): the ones
+    /// accepted are synced to disk together, in one write.
+    pub fn submit_many(&self, raws: &[&[u8]]) -> Vec<Result<B256, SubmitError>> {
+        let checked: Vec<Result<PendingTransaction, SubmitError>> =
+            raws.iter().map(|raw| self.check_transaction(raw)).collect();
+        let records: Vec<(B256, &[u8])> = checked
+            .iter()
+            .filter_map(|pending| pending.as_ref().ok())
+            .map(|pending| (pending.hash, pending.raw.as_ref()))
+            .collect();
+        // On disk before they are acknowledged: a crash after this loses none of them.
+        let persisted = self.store.put_pending(&records);
+        let results: Vec<Result<B256, SubmitError>> = checked
+            .into_iter()
+            .map(|pending| {
+                let pending = pending?;
+                if let Err(error) = &persisted {
+                    return Err(SubmitError::Store(StoreError::Corrupt(error.to_string())));
+                }
+                let hash = pending.hash;
+                match self.mempool.lock().insert(pending) {
+                    Ok(Some(replaced)) => self.store.delete_pending(replaced)?,
+                    Ok(None) => {}
+                    Err(error) => {
+                        // Another transaction got in between: this one is not acknowledged.
+                        self.store.delete_pending(hash)?;
+                        return Err(error.into());
+                    }
+                }
+                Ok(hash)
+            })
+            .collect();
+        for result in &results {
+            let counter =
+                if result.is_ok() { &self.metrics.accepted } else { &self.metrics.refused };
+            Metrics::add(counter, 1);
+        }
+        results
     }
 
     /// The node's metrics, as Prometheus text.
@@ -344,7 +383,8 @@ impl Chain {
         self.metrics.render(self.head.read().number, self.pending_count())
     }
 
-    fn accept(&self, raw: &[u8]) -> Result<B256, SubmitError> {
+    /// Checks a signed transaction against the state and the mempool.
+    fn check_transaction(&self, raw: &[u8]) -> Result<PendingTransaction, SubmitError> {
         if raw.len() > MAX_TRANSACTION_SIZE {
             return Err(SubmitError::Oversized);
         }
@@ -415,18 +455,7 @@ impl Chain {
             transaction,
         };
         self.mempool.lock().check(&pending)?;
-        // On disk before it is acknowledged: a crash after this loses nothing.
-        self.store.put_pending(hash, raw)?;
-        match self.mempool.lock().insert(pending) {
-            Ok(Some(replaced)) => self.store.delete_pending(replaced)?,
-            Ok(None) => {}
-            Err(error) => {
-                // Another transaction got in between: this one is not acknowledged.
-                self.store.delete_pending(hash)?;
-                return Err(error.into());
-            }
-        }
-        Ok(hash)
+        Ok(pending)
     }
 
     /// Puts back into the mempool the accepted transactions a previous run left on disk;

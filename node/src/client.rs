@@ -156,9 +156,45 @@ impl Connection {
     /// # Errors
     /// The connection failed, or the node answered with an error (its message).
     pub fn request(&mut self, method: &str, params: &Value) -> Result<Value, String> {
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        outcome(&self.post(&body)?)
+    }
+
+    /// Calls `method` once per entry of `params`, in one JSON-RPC batch; returns each result.
+    ///
+    /// # Errors
+    /// The connection failed, or the answer is not a batch answering each request.
+    pub fn batch(
+        &mut self,
+        method: &str,
+        params: &[Value],
+    ) -> Result<Vec<Result<Value, String>>, String> {
+        let requests: Vec<Value> = params
+            .iter()
+            .enumerate()
+            .map(|(id, params)| {
+                json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params })
+            })
+            .collect();
+        let Value::Array(answers) = self.post(&Value::Array(requests))? else {
+            return Err("the answer to a batch is not a batch".to_owned());
+        };
+        let mut results = vec![Err("no answer".to_owned()); params.len()];
+        for answer in answers {
+            let slot = answer
+                .get("id")
+                .and_then(Value::as_u64)
+                .and_then(|id| results.get_mut(usize::try_from(id).ok()?));
+            if let Some(slot) = slot {
+                *slot = outcome(&answer);
+            }
+        }
+        Ok(results)
+    }
+
+    fn post(&mut self, body: &Value) -> Result<Value, String> {
         use std::io::BufRead;
-        let body =
-            json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
+        let body = body.to_string();
         let request = format!(
             "POST / HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             self.host,
@@ -183,11 +219,15 @@ impl Connection {
         }
         let mut body = vec![0; length.ok_or("a response without content-length")?];
         self.reader.read_exact(&mut body).map_err(|error| error.to_string())?;
-        let answer: Value = serde_json::from_slice(&body).map_err(|error| error.to_string())?;
-        if let Some(error) = answer.get("error") {
-            let message = error.get("message").and_then(Value::as_str).unwrap_or("unknown error");
-            return Err(message.to_owned());
-        }
-        Ok(answer.get("result").cloned().unwrap_or(Value::Null))
+        serde_json::from_slice(&body).map_err(|error| error.to_string())
     }
+}
+
+/// A JSON-RPC answer's result, or its error's message.
+fn outcome(answer: &Value) -> Result<Value, String> {
+    if let Some(error) = answer.get("error") {
+        let message = error.get("message").and_then(Value::as_str).unwrap_or("unknown error");
+        return Err(message.to_owned());
+    }
+    Ok(answer.get("result").cloned().unwrap_or(Value::Null))
 }

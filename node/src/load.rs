@@ -41,6 +41,8 @@ pub struct Load {
     pub transactions: usize,
     /// Client threads sending.
     pub clients: usize,
+    /// Transactions per JSON-RPC request (a batch when above 1).
+    pub batch: usize,
 }
 
 /// What a run measured.
@@ -109,11 +111,13 @@ fn send_raw(client: &RpcClient, raw: &Bytes) -> Result<B256, String> {
     serde_json::from_value(hash).map_err(|error| error.to_string())
 }
 
-/// Sends `raws` from `clients` threads; returns each one's hash and send time.
+/// Sends `raws` from `clients` threads, `batch` per request; returns each one's hash and send
+/// time.
 fn send_all(
     client: &RpcClient,
     raws: &[Bytes],
     clients: usize,
+    batch: usize,
 ) -> Result<Vec<(B256, Instant)>, String> {
     let chunk = raws.len().div_ceil(clients.max(1)).max(1);
     std::thread::scope(|scope| {
@@ -123,16 +127,17 @@ fn send_all(
                 let client = client.clone();
                 scope.spawn(move || {
                     let mut connection = client.connect()?;
-                    part.iter()
-                        .map(|raw| {
-                            let sent = Instant::now();
-                            let hash =
-                                connection.request("eth_sendRawTransaction", &json!([raw]))?;
-                            let hash: B256 =
-                                serde_json::from_value(hash).map_err(|error| error.to_string())?;
-                            Ok((hash, sent))
-                        })
-                        .collect::<Result<Vec<_>, String>>()
+                    let mut sent = Vec::with_capacity(part.len());
+                    for group in part.chunks(batch.max(1)) {
+                        let at = Instant::now();
+                        let params: Vec<Value> = group.iter().map(|raw| json!([raw])).collect();
+                        for result in connection.batch("eth_sendRawTransaction", &params)? {
+                            let hash: B256 = serde_json::from_value(result?)
+                                .map_err(|error| error.to_string())?;
+                            sent.push((hash, at));
+                        }
+                    }
+                    Ok::<_, String>(sent)
                 })
             })
             .collect();
@@ -266,7 +271,8 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
             watch_blocks(&client, raws.len(), start_block, &done, Duration::from_secs(300))
         });
         let first_send = Instant::now();
-        *sent_result.lock().expect("not poisoned") = Some(send_all(&client, &raws, load.clients));
+        *sent_result.lock().expect("not poisoned") =
+            Some(send_all(&client, &raws, load.clients, load.batch));
         done.store(true, Ordering::Release);
         (watcher.join().map_err(|_| "the block watcher panicked".to_owned()), first_send)
     });

@@ -58,6 +58,9 @@ struct RpcBenchArgs {
     /// Client threads.
     #[arg(long, default_value_t = 8)]
     clients: usize,
+    /// Transactions per JSON-RPC request (a batch when above 1).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// Seconds between blocks, for both nodes.
     #[arg(long, default_value_t = 1.0)]
     block_time: f64,
@@ -302,6 +305,7 @@ fn bench_rpc(args: &RpcBenchArgs) -> Result<(), String> {
         senders: args.senders,
         transactions: args.txs,
         clients: args.clients,
+        batch: args.batch,
     };
     if !args.json {
         println!(

@@ -61,9 +61,7 @@ async fn handle(State(chain): State<Arc<Chain>>, body: axum::body::Bytes) -> Jso
         Value::Array(requests) if requests.is_empty() => {
             error_response(&Value::Null, -32600, "empty batch", None)
         }
-        Value::Array(requests) => {
-            Value::Array(requests.iter().map(|request| answer(&chain, request)).collect())
-        }
+        Value::Array(requests) => Value::Array(answer_batch(&chain, &requests)),
         request => answer(&chain, &request),
     })
     .await
@@ -94,6 +92,40 @@ fn error_response(id: &Value, code: i64, message: &str, data: Option<Value>) -> 
         error["data"] = data;
     }
     json!({ "jsonrpc": "2.0", "id": id, "error": error })
+}
+
+/// A batch's answers, in order; its `eth_sendRawTransaction`s are accepted together (one
+/// synced write for all of them).
+fn answer_batch(chain: &Chain, requests: &[Value]) -> Vec<Value> {
+    let raw_of = |request: &Value| -> Option<Bytes> {
+        if request.get("method").and_then(Value::as_str) != Some("eth_sendRawTransaction") {
+            return None;
+        }
+        serde_json::from_value(request.get("params")?.get(0)?.clone()).ok()
+    };
+    let raws: Vec<(usize, Bytes)> = requests
+        .iter()
+        .enumerate()
+        .filter_map(|(index, request)| raw_of(request).map(|raw| (index, raw)))
+        .collect();
+    let slices: Vec<&[u8]> = raws.iter().map(|(_, raw)| raw.as_ref()).collect();
+    let mut submitted: std::collections::HashMap<usize, Value> = raws
+        .iter()
+        .zip(chain.submit_many(&slices))
+        .map(|((index, _), result)| {
+            let id = requests[*index].get("id").cloned().unwrap_or(Value::Null);
+            let answer = match result {
+                Ok(hash) => json!({ "jsonrpc": "2.0", "id": id, "result": hash }),
+                Err(error) => error_response(&id, -32000, &error.to_string(), None),
+            };
+            (*index, answer)
+        })
+        .collect();
+    requests
+        .iter()
+        .enumerate()
+        .map(|(index, request)| submitted.remove(&index).unwrap_or_else(|| answer(chain, request)))
+        .collect()
 }
 
 fn answer(chain: &Chain, request: &Value) -> Value {

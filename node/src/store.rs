@@ -221,15 +221,23 @@ impl Store {
 }
 
 impl Store {
-    /// Records an accepted transaction, synced to disk before it is acknowledged. (Concurrent
-    /// synced writes share one log write and one sync: RocksDB groups them.)
+    /// Records accepted transactions (hash, as signed), synced to disk before they are
+    /// acknowledged: one write for all of them. (Concurrent synced writes also share one log
+    /// write and one sync: RocksDB groups them.)
     ///
     /// # Errors
-    /// The database failed; the transaction must not be acknowledged.
-    pub fn put_pending(&self, hash: B256, raw: &[u8]) -> Result<(), StoreError> {
+    /// The database failed; the transactions must not be acknowledged.
+    pub fn put_pending(&self, records: &[(B256, &[u8])]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for (hash, raw) in records {
+            batch.put_cf(self.family(PENDING), hash, raw);
+        }
         let mut options = WriteOptions::default();
         options.set_sync(true);
-        self.db.put_cf_opt(self.family(PENDING), hash, raw, &options)?;
+        self.db.write_opt(batch, &options)?;
         Ok(())
     }
 
