@@ -32,8 +32,8 @@ pub const MAX_TRANSACTION_SIZE: usize = 128 * 1024;
 /// The most gas one transaction may ask for (EIP-7825, in force at revm's hard fork).
 pub const TRANSACTION_GAS_LIMIT_CAP: u64 = 1 << 24;
 
-/// How far ahead of a sender's next nonce a transaction may be (and so how many of one sender's
-/// transactions the mempool holds).
+/// How far ahead of a sender's next nonce (counting its waiting transactions) a transaction may
+/// be.
 pub const MAX_NONCE_GAP: u64 = 64;
 
 /// What a chain is made of.
@@ -411,8 +411,9 @@ impl Chain {
         if tx.nonce < nonce {
             return Err(SubmitError::NonceTooLow { expected: nonce, got: tx.nonce });
         }
-        if tx.nonce - nonce >= MAX_NONCE_GAP {
-            return Err(SubmitError::NonceTooHigh { expected: nonce, got: tx.nonce });
+        let next = self.mempool.lock().pending_nonce(sender, nonce);
+        if tx.nonce > next + MAX_NONCE_GAP {
+            return Err(SubmitError::NonceTooHigh { expected: next, got: tx.nonce });
         }
         let balance = U256::from(self.balance(sender)?);
         let cost = U256::from(tx.gas_limit)

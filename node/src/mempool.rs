@@ -12,6 +12,9 @@ use duet_evm::DuetTransaction;
 
 use crate::block::Kind;
 
+/// The most transactions one sender may have waiting.
+pub const MAX_PER_SENDER: usize = 1024;
+
 /// A checked transaction waiting for a block.
 #[derive(Clone, Debug)]
 pub struct PendingTransaction {
@@ -45,6 +48,9 @@ pub enum MempoolError {
     /// The mempool is full.
     #[error("txpool is full")]
     Full,
+    /// The sender already has [`MAX_PER_SENDER`] transactions waiting.
+    #[error("account limit exceeded")]
+    SenderFull,
 }
 
 /// The waiting transactions.
@@ -121,6 +127,13 @@ impl Mempool {
                 Err(MempoolError::ReplacementUnderpriced)
             }
             None if self.by_hash.len() >= self.limit => Err(MempoolError::Full),
+            None if self
+                .by_sender
+                .get(&transaction.sender)
+                .is_some_and(|waiting| waiting.len() >= MAX_PER_SENDER) =>
+            {
+                Err(MempoolError::SenderFull)
+            }
             Some(_) | None => Ok(()),
         }
     }
