@@ -211,7 +211,7 @@ impl Chain {
             })?;
             block
         };
-        let tree = store.state_tree()?;
+        let mut tree = store.state_tree()?;
         if tree.root() != head.state_root {
             return Err(StoreError::Corrupt(format!(
                 "the state does not match block {}'s state root",

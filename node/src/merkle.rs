@@ -13,7 +13,7 @@
 //! what it ends at: nothing, or a leaf (the key's own, or another key's sharing the path, which
 //! proves the key absent). [`verify`] checks it; `StateProof.sol` does the same on Ethereum.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use alloy_primitives::{keccak256, B256};
 use serde::{Deserialize, Serialize};
@@ -79,10 +79,24 @@ fn node(leaves: &[(B256, B256)], depth: usize) -> B256 {
     }
 }
 
-/// The leaves of a state: key hash → value hash.
+/// Subtrees down to this depth keep their hash between roots (2^17 entries at most), so a
+/// root after a block costs hashes for the changed paths, not for the whole state.
+const CACHED_DEPTH: usize = 16;
+
+/// The first `depth` bits of `key` (`depth` ≤ [`CACHED_DEPTH`]).
+fn prefix(key: &B256, depth: usize) -> u32 {
+    if depth == 0 {
+        return 0;
+    }
+    u32::from_be_bytes([key[0], key[1], key[2], key[3]]) >> (32 - depth)
+}
+
+/// The leaves of a state (key hash → value hash), with the hashes of its upper subtrees.
 #[derive(Clone, Debug, Default)]
 pub struct Tree {
     leaves: BTreeMap<B256, B256>,
+    /// Subtree hashes by (depth, prefix), for depths up to [`CACHED_DEPTH`].
+    cache: HashMap<(usize, u32), B256>,
 }
 
 impl Tree {
@@ -92,6 +106,9 @@ impl Tree {
             Some(value_hash) => self.leaves.insert(key_hash, value_hash),
             None => self.leaves.remove(&key_hash),
         };
+        for depth in 0..=CACHED_DEPTH {
+            self.cache.remove(&(depth, prefix(&key_hash, depth)));
+        }
     }
 
     /// How many leaves.
@@ -110,10 +127,28 @@ impl Tree {
         self.leaves.iter().map(|(key, value)| (*key, *value)).collect()
     }
 
-    /// The root.
-    #[must_use]
-    pub fn root(&self) -> B256 {
-        node(&self.sorted(), 0)
+    /// The root: computed again only for the subtrees whose leaves changed since the last one.
+    pub fn root(&mut self) -> B256 {
+        if let Some(root) = self.cache.get(&(0, 0)) {
+            return *root;
+        }
+        let sorted = self.sorted();
+        self.cached_node(&sorted, 0, 0)
+    }
+
+    fn cached_node(&mut self, leaves: &[(B256, B256)], depth: usize, at: u32) -> B256 {
+        if depth > CACHED_DEPTH || leaves.len() < 2 {
+            return node(leaves, depth);
+        }
+        if let Some(hash) = self.cache.get(&(depth, at)) {
+            return *hash;
+        }
+        let split = leaves.partition_point(|(key, _)| !bit(key, depth));
+        let left = self.cached_node(&leaves[..split], depth + 1, at << 1);
+        let right = self.cached_node(&leaves[split..], depth + 1, at << 1 | 1);
+        let hash = inner_hash(left, right);
+        self.cache.insert((depth, at), hash);
+        hash
     }
 
     /// A proof for `key_hash`, present or absent.
@@ -214,6 +249,16 @@ mod tests {
             assert!(verify(root, key(index), None, &proof), "absent {index}");
             assert!(!verify(root, key(index), Some(key(1)), &proof));
         }
+        // The cached root is the root computed from scratch, after any change.
+        for index in 0..50 {
+            tree.set(key(index * 7), if index % 3 == 0 { None } else { Some(key(index)) });
+            assert_eq!(tree.root(), node(&tree.sorted(), 0), "after change {index}");
+        }
+        for index in 0..50 {
+            let restored = (index * 7 < 300).then(|| key(index * 7 + 1_000));
+            tree.set(key(index * 7), restored);
+        }
+        assert_eq!(tree.root(), root);
         // One leaf's change changes the root; putting it back restores it.
         tree.set(key(5), Some(B256::ZERO));
         assert_ne!(tree.root(), root);
