@@ -247,13 +247,28 @@ async fn serve(
         })
     };
     let server =
-        axum::serve(listener, duet_node::rpc::router(chain)).with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        });
+        axum::serve(listener, duet_node::rpc::router(chain)).with_graceful_shutdown(stopped());
     let result = server.await.map_err(|error| error.to_string());
     producer.abort();
     tracing::info!("stopped");
     result
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stopped() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("stopping");
 }
 
 fn print_banner(chain: &Chain, address: SocketAddr, datadir: &std::path::Path, block_time: f64) {

@@ -134,6 +134,20 @@ impl Node {
         self.cast(&["nonce", address]).expect("nonce")
     }
 
+    /// Stops the node with SIGTERM; returns whether it exited cleanly within 10 s.
+    fn terminate(mut self) -> (bool, PathBuf) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status.success(), self.datadir.clone());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (false, self.datadir.clone())
+    }
+
     fn stop(mut self) -> PathBuf {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -187,7 +201,8 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
     let height: u64 = node.cast(&["block-number"]).unwrap().parse().unwrap();
 
     // A restart with the same data directory continues the chain with the same state.
-    let datadir = node.stop();
+    let (clean, datadir) = node.terminate();
+    assert!(clean, "SIGTERM stops the node cleanly");
     let node = Node::start(&datadir);
     let after: u64 = node.cast(&["block-number"]).unwrap().parse().unwrap();
     assert!(after >= height, "the chain went back from {height} to {after}");
