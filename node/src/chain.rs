@@ -295,7 +295,7 @@ impl Chain {
     /// # Errors
     /// The database failed.
     pub fn prove(&self, key: &StateKey) -> Result<(B256, Option<StateValue>, Proof), StoreError> {
-        let tree = self.tree.lock();
+        let mut tree = self.tree.lock();
         let value = self.store.get(key)?;
         Ok((self.head.read().state_root, value, tree.prove(key.commitment_key())))
     }
@@ -358,8 +358,17 @@ impl Chain {
                 }
                 let hash = pending.hash;
                 match self.mempool.lock().insert(pending) {
-                    Ok(Some(replaced)) => self.store.delete_pending(replaced)?,
+                    Ok(Some(replaced)) => {
+                        // Accepted whatever happens here: a stale record is dropped at restart.
+                        if let Err(error) = self.store.delete_pending(replaced) {
+                            tracing::warn!(%replaced, %error, "a replaced record stays on disk");
+                        }
+                    }
                     Ok(None) => {}
+                    // The same transaction got in first: the record on disk is its.
+                    Err(MempoolError::AlreadyKnown) => {
+                        return Err(MempoolError::AlreadyKnown.into())
+                    }
                     Err(error) => {
                         // Another transaction got in between: this one is not acknowledged.
                         self.store.delete_pending(hash)?;
@@ -465,8 +474,21 @@ impl Chain {
     /// # Errors
     /// The database failed.
     pub fn restore_pending(&self) -> Result<usize, StoreError> {
+        // Each sender's transactions in nonce order, so none looks too far ahead.
+        let mut records: Vec<(Address, u64, Vec<u8>)> = self
+            .store
+            .pending()?
+            .into_iter()
+            .map(|raw| {
+                let envelope = TxEnvelope::decode_2718(&mut raw.as_slice()).ok();
+                let sender = envelope.as_ref().and_then(|envelope| envelope.recover_signer().ok());
+                let nonce = envelope.as_ref().map_or(0, Transaction::nonce);
+                (sender.unwrap_or_default(), nonce, raw)
+            })
+            .collect();
+        records.sort_by_key(|record| (record.0, record.1));
         let mut kept = 0;
-        for raw in self.store.pending()? {
+        for (_, _, raw) in records {
             match self.submit(&raw) {
                 Ok(_) => kept += 1,
                 // Kept on disk for the next start: nothing is wrong with the transaction.
@@ -538,37 +560,13 @@ impl Chain {
             output_root: B256::ZERO,
             transactions: Vec::new(),
         };
-        let mut records = Vec::new();
-        let mut rejected = Vec::new();
-        let mut log_count = 0;
-        for (pending, result) in candidates.iter().zip(output.results) {
-            let receipt = match result {
-                TransactionResult::Executed(receipt) => receipt,
-                TransactionResult::Rejected(error) => {
-                    tracing::debug!(hash = %pending.hash, %error, "transaction rejected by the block");
-                    // Behind a rejected transaction of the same sender: it waits for a new one
-                    // with the missing nonce.
-                    if !nonce_too_high(&error) {
-                        rejected.push(pending.hash);
-                    }
-                    continue;
-                }
-                TransactionResult::Panicked(message) => {
-                    tracing::error!(hash = %pending.hash, %message, "transaction panicked");
-                    rejected.push(pending.hash);
-                    continue;
-                }
-            };
-            let mut record = self.record(pending, &receipt, &mut block, records.len() as u64);
-            record.first_log_index = log_count;
-            log_count += record.logs.len() as u64;
-            block.logs_bloom.accrue_logs(&record.logs);
-            block.transactions.push(record.hash);
-            records.push(record);
-        }
+        let (mut records, rejected) = self.records(&candidates, output.results, &mut block);
         let mut tree = self.tree.lock();
+        let mut undo = Vec::with_capacity(output.state_updates.len());
         for (key, value) in &output.state_updates {
-            tree.set(key.commitment_key(), value.as_ref().map(|value| keccak256(value.encode())));
+            let key_hash = key.commitment_key();
+            undo.push((key_hash, tree.get(&key_hash)));
+            tree.set(key_hash, value.as_ref().map(|value| keccak256(value.encode())));
         }
         block.state_root = tree.root();
         block.hash = block.compute_hash();
@@ -588,9 +586,9 @@ impl Chain {
                 settled: &settled,
             })
             .map_err(|error| {
-                // The tree took the block's updates: start again from what is on disk.
-                if let Ok(on_disk) = self.store.state_tree() {
-                    *tree = on_disk;
+                // The block is not committed: take its updates out of the tree again.
+                for (key_hash, value_hash) in undo.into_iter().rev() {
+                    tree.set(key_hash, value_hash);
                 }
                 format!("block {number}: {error}")
             })?;
@@ -605,6 +603,45 @@ impl Chain {
         }
         self.settle_mempool(&candidates, &rejected, settled);
         Ok(block)
+    }
+
+    /// The block's transactions with their receipts, counted into `block`, and the hashes of
+    /// those it rejected for good.
+    fn records(
+        &self,
+        candidates: &[PendingTransaction],
+        results: Vec<TransactionResult<DuetReceipt, duet_evm::DuetError>>,
+        block: &mut Block,
+    ) -> (Vec<TransactionRecord>, Vec<B256>) {
+        let mut records = Vec::new();
+        let mut rejected = Vec::new();
+        let mut log_count = 0;
+        for (pending, result) in candidates.iter().zip(results) {
+            let receipt = match result {
+                TransactionResult::Executed(receipt) => receipt,
+                TransactionResult::Rejected(error) => {
+                    tracing::debug!(hash = %pending.hash, %error, "transaction rejected by the block");
+                    // Behind a rejected transaction of the same sender: it waits for a new one
+                    // with the missing nonce.
+                    if !nonce_too_high(&error) {
+                        rejected.push(pending.hash);
+                    }
+                    continue;
+                }
+                TransactionResult::Panicked(message) => {
+                    tracing::error!(hash = %pending.hash, %message, "transaction panicked");
+                    rejected.push(pending.hash);
+                    continue;
+                }
+            };
+            let mut record = self.record(pending, &receipt, block, records.len() as u64);
+            record.first_log_index = log_count;
+            log_count += record.logs.len() as u64;
+            block.logs_bloom.accrue_logs(&record.logs);
+            block.transactions.push(record.hash);
+            records.push(record);
+        }
+        (records, rejected)
     }
 
     /// After a block: drops from the mempool (and from disk) what it rejected, what it

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a key's path ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "kind")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "kind")]
 pub enum Terminal {
     /// An empty subtree: the key is absent.
     Empty,
@@ -111,6 +111,12 @@ impl Tree {
         }
     }
 
+    /// The value hash of `key_hash`, if present.
+    #[must_use]
+    pub fn get(&self, key_hash: &B256) -> Option<B256> {
+        self.leaves.get(key_hash).copied()
+    }
+
     /// How many leaves.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -152,12 +158,12 @@ impl Tree {
     }
 
     /// A proof for `key_hash`, present or absent.
-    #[must_use]
-    pub fn prove(&self, key_hash: B256) -> Proof {
+    pub fn prove(&mut self, key_hash: B256) -> Proof {
         let sorted = self.sorted();
         let mut leaves = sorted.as_slice();
         let mut siblings = Vec::new();
         let mut depth = 0;
+        let mut at = 0u32;
         loop {
             match leaves {
                 [] => return Proof { siblings, terminal: Terminal::Empty },
@@ -170,12 +176,16 @@ impl Tree {
                 _ => {
                     let split = leaves.partition_point(|(key, _)| !bit(key, depth));
                     let (left, right) = leaves.split_at(split);
+                    // Siblings near the root come from the cache; further down, subtrees are small.
+                    let child = if depth < CACHED_DEPTH { at << 1 } else { 0 };
                     if bit(&key_hash, depth) {
-                        siblings.push(node(left, depth + 1));
+                        siblings.push(self.cached_node(left, depth + 1, child));
                         leaves = right;
+                        at = child | 1;
                     } else {
-                        siblings.push(node(right, depth + 1));
+                        siblings.push(self.cached_node(right, depth + 1, child | 1));
                         leaves = left;
+                        at = child;
                     }
                     depth += 1;
                 }

@@ -33,7 +33,8 @@ use revm::context::TxEnv;
 use revm::primitives::TxKind;
 use serde_json::{json, Value};
 
-use crate::chain::{CallError, Chain};
+use crate::chain::{CallError, Chain, SubmitError};
+use crate::mempool::MempoolError;
 
 type Answer = (StatusCode, Json<Value>);
 
@@ -355,6 +356,13 @@ async fn submit(State(chain): State<Arc<Chain>>, Json(request): Json<Value>) -> 
         };
         match chain.submit(&raw) {
             Ok(hash) => ok(json!({ "hash": hash })),
+            Err(failure @ SubmitError::Store(_)) => {
+                error(StatusCode::INTERNAL_SERVER_ERROR, failure)
+            }
+            // Nothing wrong with the transaction: worth sending again later.
+            Err(failure @ SubmitError::Mempool(MempoolError::Full | MempoolError::SenderFull)) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, failure)
+            }
             Err(failure) => error(StatusCode::BAD_REQUEST, failure),
         }
     })

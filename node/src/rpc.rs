@@ -25,6 +25,9 @@ use duet_types::StateKey;
 /// The client version `web3_clientVersion` reports.
 pub const CLIENT_VERSION: &str = concat!("duet/v", env!("CARGO_PKG_VERSION"));
 
+/// The most requests in one batch.
+const MAX_BATCH: usize = 1_000;
+
 /// The largest request body accepted, in bytes.
 const MAX_BODY: usize = 5 * 1024 * 1024;
 
@@ -61,6 +64,12 @@ async fn handle(State(chain): State<Arc<Chain>>, body: axum::body::Bytes) -> Jso
         Value::Array(requests) if requests.is_empty() => {
             error_response(&Value::Null, -32600, "empty batch", None)
         }
+        Value::Array(requests) if requests.len() > MAX_BATCH => error_response(
+            &Value::Null,
+            -32600,
+            &format!("a batch holds at most {MAX_BATCH} requests"),
+            None,
+        ),
         Value::Array(requests) => Value::Array(answer_batch(&chain, &requests)),
         request => answer(&chain, &request),
     })
@@ -348,6 +357,18 @@ fn block_number(head: &Block, value: Option<&Value>) -> Result<Option<u64>, RpcE
 
 /// Refuses state queries at blocks other than the latest: only the latest state is kept.
 fn latest_only(head: &Block, value: Option<&Value>) -> Result<(), RpcError> {
+    // EIP-1898: a block named by its hash.
+    if let Some(hash) = value.and_then(|value| value.get("blockHash")) {
+        let hash: B256 = serde_json::from_value(hash.clone())
+            .map_err(|error| RpcError::invalid_params(format!("invalid blockHash: {error}")))?;
+        if hash == head.hash {
+            return Ok(());
+        }
+        return Err(RpcError::server(format!(
+            "state of block {hash} is not available: this node keeps the latest state (block {})",
+            head.number
+        )));
+    }
     match block_number(head, value)? {
         Some(number) if number == head.number => Ok(()),
         Some(number) => Err(RpcError::server(format!(
@@ -612,6 +633,8 @@ fn logs(chain: &Chain, head: &Block, filter: Option<&Value>) -> Result<Value, Rp
             .iter()
             .map(|topic| match topic {
                 Value::Null => Ok(None),
+                // An empty list matches anything, as in Ethereum clients.
+                Value::Array(options) if options.is_empty() => Ok(None),
                 Value::Array(options) => {
                     serde_json::from_value(Value::Array(options.clone())).map(Some)
                 }
@@ -630,8 +653,9 @@ fn logs(chain: &Chain, head: &Block, filter: Option<&Value>) -> Result<Value, Rp
             };
             for (index, log) in record.logs.iter().enumerate() {
                 let address_matches = addresses.is_empty() || addresses.contains(&log.address);
-                let topics_match =
-                    topics.iter().enumerate().all(|(position, wanted)| match wanted {
+                // A log with fewer topics than the filter names does not match.
+                let topics_match = log.data.topics().len() >= topics.len()
+                    && topics.iter().enumerate().all(|(position, wanted)| match wanted {
                         None => true,
                         Some(options) => log
                             .data
