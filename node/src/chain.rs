@@ -357,7 +357,18 @@ impl Chain {
                     return Err(SubmitError::Store(StoreError::Corrupt(error.to_string())));
                 }
                 let hash = pending.hash;
-                match self.mempool.lock().insert(pending) {
+                let mut mempool = self.mempool.lock();
+                // A block may have committed since the check: under the mempool lock, which the
+                // block's clean-up also takes, the nonce read now is the one that counts.
+                let (nonce, _) = self.account(pending.sender)?;
+                if pending.nonce < nonce {
+                    drop(mempool);
+                    self.store.delete_pending(hash)?;
+                    return Err(SubmitError::NonceTooLow { expected: nonce, got: pending.nonce });
+                }
+                let inserted = mempool.insert(pending);
+                drop(mempool);
+                match inserted {
                     Ok(Some(replaced)) => {
                         // Accepted whatever happens here: a stale record is dropped at restart.
                         if let Err(error) = self.store.delete_pending(replaced) {
