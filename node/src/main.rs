@@ -407,6 +407,8 @@ fn start_target(
             &port.to_string(),
         ]);
         command.arg("--datadir").arg(datadir);
+        // As scripts/devnet runs it: the allocator keeps the memory it frees.
+        command.env("MIMALLOC_PURGE_DELAY", "-1");
         command.args(["--block-gas-limit", &args.block_gas_limit.to_string()]);
         command
     } else {
