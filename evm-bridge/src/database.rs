@@ -40,6 +40,18 @@ pub enum ViewDatabaseError {
 
 impl DBErrorMarker for ViewDatabaseError {}
 
+impl From<ViewDatabaseError> for ReadError {
+    /// The view's own failure as it was, anything else as a storage failure (the block fails).
+    fn from(error: ViewDatabaseError) -> Self {
+        match error {
+            ViewDatabaseError::Read(error) => error,
+            other @ ViewDatabaseError::WrongKind(_) => {
+                ReadError::Storage(duet_block_stm::StorageError(std::sync::Arc::new(other)))
+            }
+        }
+    }
+}
+
 /// Analyzed EVM bytecode by code hash, shared by every execution of an [`EvmVm`](crate::EvmVm):
 /// analyzing code (its jump table) on every call would cost more than running an ERC-20
 /// transfer.

@@ -132,9 +132,8 @@ where
     fn balance(&mut self, address: Address) -> Result<u128, ReadError> {
         let journal = self.evm.ctx.journal_mut();
         let balance = journal.load_account(address).map_err(into_read_error)?.data.info.balance;
-        let balance = u128::try_from(balance).map_err(|_| {
-            into_read_error(ViewDatabaseError::WrongKind(StateKey::Balance(address)))
-        })?;
+        let balance = u128::try_from(balance)
+            .map_err(|_| ViewDatabaseError::WrongKind(StateKey::Balance(address)))?;
         // Move sees the sender's whole balance, its reserved fee included, before and after.
         Ok(if address == self.sender { balance.saturating_add(self.reserved_fee) } else { balance })
     }
@@ -180,7 +179,7 @@ where
 /// bug of ours that fails the block.
 fn into_read_error<E: Into<EVMError<ViewDatabaseError>>>(error: E) -> ReadError {
     match error.into() {
-        EVMError::Database(ViewDatabaseError::Read(error)) => error,
+        EVMError::Database(error) => error.into(),
         other => {
             ReadError::Storage(StorageError(Arc::new(std::io::Error::other(other.to_string()))))
         }

@@ -60,18 +60,6 @@ impl DuetVm {
     pub fn new(evm: EvmVm, move_vm: Arc<MoveVm>) -> Self {
         Self { evm: evm.with_move(Arc::clone(&move_vm)), move_vm }
     }
-
-    /// The EVM.
-    #[must_use]
-    pub fn evm(&self) -> &EvmVm {
-        &self.evm
-    }
-
-    /// The Move VM.
-    #[must_use]
-    pub fn move_vm(&self) -> &MoveVm {
-        &self.move_vm
-    }
 }
 
 impl Vm for DuetVm {

@@ -32,10 +32,9 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use alloy_sol_types::{SolCall, SolError};
-use duet_block_stm::{Delta, ReadError, StorageError, TransactionView, WriteOp};
+use duet_block_stm::{Delta, ReadError, TransactionView, WriteOp};
 use duet_move::{CallOutcome, MoveStatus, MoveVm};
 use duet_types::{
     Address, Bytes, EntryFunction, StateKey, StateValue, B256, KECCAK256_EMPTY, MOVE_CALL_ADDRESS,
@@ -70,6 +69,40 @@ alloy_sol_types::sol! {
         /// The Move call failed for another reason (`status` is the Move VM's status code).
         error MoveFailed(string status, string message);
     }
+}
+
+/// The calldata of the Move call precompile for `call`.
+#[must_use]
+pub fn call_data(call: &EntryFunction) -> Vec<u8> {
+    IMove::callCall {
+        moduleAddress: call.module_address,
+        moduleName: call.module_name.clone(),
+        functionName: call.function.clone(),
+        typeArguments: call.type_arguments.clone(),
+        arguments: call.arguments.iter().cloned().map(Bytes::from).collect(),
+    }
+    .abi_encode()
+}
+
+/// The BCS return values in the precompile's output.
+///
+/// # Errors
+/// The output is not the precompile's.
+pub fn return_values(output: &[u8]) -> Result<Vec<Bytes>, String> {
+    IMove::callCall::abi_decode_returns(output)
+        .map_err(|error| format!("not the Move call precompile's output: {error}"))
+}
+
+/// Why the precompile reverted, in words, from its revert data.
+#[must_use]
+pub fn revert_reason(data: &[u8]) -> String {
+    if let Ok(aborted) = IMove::MoveAborted::abi_decode(data) {
+        return format!("aborted in {} with code {}", aborted.location, aborted.code);
+    }
+    if let Ok(failed) = IMove::MoveFailed::abi_decode(data) {
+        return format!("{}: {}", failed.status, failed.message);
+    }
+    format!("reverted: {}", Bytes::copy_from_slice(data))
 }
 
 /// This transaction's Move writes made through the precompile, numbered in order.
@@ -332,18 +365,9 @@ where
 
     fn account(&self, address: Address) -> Result<(u64, B256, U256), ReadError> {
         let mut context = self.context.borrow_mut();
-        let account = context.journal_mut().load_account(address).map_err(into_read_error)?;
+        let account = context.journal_mut().load_account(address).map_err(ReadError::from)?;
         let info = &account.data.info;
         Ok((info.nonce, info.code_hash, info.balance))
-    }
-}
-
-fn into_read_error(error: crate::ViewDatabaseError) -> ReadError {
-    match error {
-        crate::ViewDatabaseError::Read(error) => error,
-        other @ crate::ViewDatabaseError::WrongKind(_) => {
-            ReadError::Storage(StorageError(Arc::new(other)))
-        }
     }
 }
 
@@ -367,11 +391,8 @@ where
                 // A stand-in balance seen by Move makes the transaction run again with exact
                 // balances, as `BALANCE` does.
                 self.context.borrow().db_ref().note_balance_read(*address);
-                let balance = u128::try_from(balance).map_err(|_| {
-                    ReadError::Storage(StorageError(Arc::new(crate::ViewDatabaseError::WrongKind(
-                        key.clone(),
-                    ))))
-                })?;
+                let balance = u128::try_from(balance)
+                    .map_err(|_| crate::ViewDatabaseError::WrongKind(key.clone()))?;
                 Ok((balance != 0).then_some(StateValue::Balance(balance)))
             }
             StateKey::MoveResource { .. } | StateKey::MoveModule { .. } => {
@@ -380,7 +401,7 @@ where
                     let number = context
                         .journal_mut()
                         .sload(MOVE_OVERLAY_ADDRESS, *slot)
-                        .map_err(into_read_error)?
+                        .map_err(ReadError::from)?
                         .data;
                     if let Some(value) = usize::try_from(number)
                         .ok()

@@ -7,8 +7,8 @@ use alloy_sol_types::sol;
 use std::num::NonZeroUsize;
 
 use duet_block_stm::{
-    execute_sequential, BlockExecutor, ExecutionStats, ExecutorConfig, Storage, StorageError,
-    VmBlockOutput,
+    execute_sequential, BlockExecutor, BlockOutput, ExecutionStats, ExecutorConfig, Storage,
+    StorageError, TransactionResult, VmBlockOutput,
 };
 use duet_evm::{DuetTransaction, DuetVm, EvmVm, MixedBlockExecutor, EVM_EMPTY_CODE_HASH};
 use duet_types::{Address, Bytes, StateKey, StateValue, B256, U256};
@@ -146,6 +146,25 @@ impl MemoryState {
         }
     }
 
+    /// Applies a block whose transactions all executed; returns their receipts.
+    ///
+    /// # Panics
+    /// If a transaction was rejected or panicked.
+    pub fn commit<O: std::fmt::Debug, E: std::fmt::Debug>(
+        &mut self,
+        output: BlockOutput<StateKey, StateValue, O, E>,
+    ) -> Vec<O> {
+        self.apply(output.state_updates);
+        output
+            .results
+            .into_iter()
+            .map(|result| match result {
+                TransactionResult::Executed(receipt) => receipt,
+                other => panic!("not executed: {other:?}"),
+            })
+            .collect()
+    }
+
     /// Applies a block's state updates.
     pub fn apply(&mut self, updates: Vec<(StateKey, Option<StateValue>)>) {
         for (key, value) in updates {
@@ -155,6 +174,20 @@ impl MemoryState {
             };
         }
     }
+}
+
+/// The configurations every block of the tests runs with besides the sequential executor:
+/// Block-STM at 2 and 4 threads, even for tiny blocks, and never handed over to the sequential
+/// executor.
+fn parallel_configs() -> impl Iterator<Item = (usize, ExecutorConfig)> {
+    [2, 4].into_iter().map(|threads| {
+        let config = ExecutorConfig {
+            min_parallel_block: 2,
+            contention_fallback: None,
+            ..ExecutorConfig::with_threads(NonZeroUsize::new(threads).unwrap())
+        };
+        (threads, config)
+    })
 }
 
 /// Executes `block` on `state` sequentially and with Block-STM at 2 and 4 threads (no hand-over
@@ -167,12 +200,7 @@ pub fn execute_every_way(
 ) -> (VmBlockOutput<EvmVm>, ExecutionStats) {
     let sequential = execute_sequential(vm, block, state).expect("the block executes");
     let mut two_thread_stats = None;
-    for threads in [2, 4] {
-        let config = ExecutorConfig {
-            min_parallel_block: 2,
-            contention_fallback: None,
-            ..ExecutorConfig::with_threads(NonZeroUsize::new(threads).unwrap())
-        };
+    for (threads, config) in parallel_configs() {
         let (parallel, run_stats) =
             BlockExecutor::new(vm, config).execute_block_with_stats(block, state);
         two_thread_stats.get_or_insert(run_stats);
@@ -194,12 +222,7 @@ pub fn execute_mixed_every_way(
 ) -> VmBlockOutput<DuetVm> {
     let sequential =
         MixedBlockExecutor::sequential(vm).execute_block(block, state).expect("the block executes");
-    for threads in [2, 4] {
-        let config = ExecutorConfig {
-            min_parallel_block: 2,
-            contention_fallback: None,
-            ..ExecutorConfig::with_threads(NonZeroUsize::new(threads).unwrap())
-        };
+    for (threads, config) in parallel_configs() {
         let parallel = MixedBlockExecutor::parallel(vm, config).execute_block(block, state);
         assert!(
             parallel.as_ref() == Ok(&sequential),

@@ -11,7 +11,6 @@ mod testkit;
 use std::sync::Arc;
 
 use alloy_sol_types::{SolCall, SolError};
-use duet_block_stm::TransactionResult;
 use duet_evm::{EvmVm, IMove, Receipt};
 use duet_move::MoveVm;
 use duet_types::{Address, Bytes, StateKey, StateValue, MOVE_CALL_ADDRESS, U256};
@@ -86,16 +85,8 @@ impl Chain {
     fn run(&mut self, block: &[TxEnv]) -> Vec<Receipt> {
         let vm = self.vm();
         let (sequential, _) = execute_every_way(&vm, block, &self.state);
-        self.state.apply(sequential.state_updates);
         self.number += 1;
-        sequential
-            .results
-            .into_iter()
-            .map(|result| match result {
-                TransactionResult::Executed(receipt) => receipt,
-                other => panic!("not executed: {other:?}"),
-            })
-            .collect()
+        self.state.commit(sequential)
     }
 
     /// The BCS bytes of `owner`'s `counter::Counter`, if it has one.

@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use alloy_sol_types::{SolCall, SolConstructor, SolError, SolEvent};
-use duet_block_stm::TransactionResult;
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm, IMove};
 use duet_move::{MoveReceipt, MoveStatus, MoveVm};
 use duet_types::{
@@ -151,16 +150,8 @@ impl Chain {
         let vm =
             DuetVm::new(EvmVm::new(CHAIN_ID, block_env(self.number)), Arc::clone(&self.move_vm));
         let output = execute_mixed_every_way(&vm, block, &self.state);
-        self.state.apply(output.state_updates);
         self.number += 1;
-        output
-            .results
-            .into_iter()
-            .map(|result| match result {
-                TransactionResult::Executed(receipt) => receipt,
-                other => panic!("not executed: {other:?}"),
-            })
-            .collect()
+        self.state.commit(output)
     }
 
     /// Runs `data` against `to` in a block of its own and returns the output.

@@ -35,6 +35,38 @@ pub struct Block {
 }
 
 impl Block {
+    /// An empty block of `config`'s chain, its roots and hash not computed yet (see
+    /// [`Block::seal`]).
+    #[must_use]
+    pub fn empty(
+        number: u64,
+        parent_hash: B256,
+        timestamp: u64,
+        config: &crate::chain::ChainConfig,
+    ) -> Self {
+        Self {
+            number,
+            hash: B256::ZERO,
+            parent_hash,
+            timestamp,
+            gas_used: 0,
+            gas_limit: config.block_gas_limit,
+            base_fee: config.base_fee,
+            beneficiary: config.fee_vault,
+            logs_bloom: Bloom::ZERO,
+            state_root: B256::ZERO,
+            output_root: B256::ZERO,
+            transactions: Vec::new(),
+        }
+    }
+
+    /// Sets the state root, then the hash and the output root that depend on it.
+    pub fn seal(&mut self, state_root: B256) {
+        self.state_root = state_root;
+        self.hash = self.compute_hash();
+        self.output_root = self.compute_output_root();
+    }
+
     /// The output root: `keccak256(version ‖ state root ‖ withdrawal root ‖ block hash)`, each 32
     /// bytes, version 0. There are no withdrawals yet, so their root is zero.
     #[must_use]

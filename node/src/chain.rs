@@ -1,6 +1,7 @@
 //! The chain: its database, its mempool, and the block builder that runs mixed blocks through
 //! Block-STM and commits them.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -8,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use alloy_consensus::transaction::SignerRecoverable;
 use alloy_consensus::{Transaction, TxEnvelope};
 use alloy_eips::eip2718::Decodable2718;
-use alloy_primitives::{keccak256, Address, Bloom, Bytes, Log, B256, U256};
+use alloy_primitives::{keccak256, Address, Bytes, Log, B256, U256};
 use duet_block_stm::{execute_sequential, ExecutorConfig, TransactionResult};
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm};
 use duet_move::{MoveStatus, MoveVm};
@@ -180,27 +181,12 @@ impl Chain {
                 .block(number)?
                 .ok_or_else(|| StoreError::Corrupt(format!("head block {number} is missing")))?
         } else {
-            let mut block = Block {
-                number: 0,
-                hash: B256::ZERO,
-                parent_hash: B256::ZERO,
-                timestamp: now(),
-                gas_used: 0,
-                gas_limit: config.block_gas_limit,
-                base_fee: config.base_fee,
-                beneficiary: config.fee_vault,
-                logs_bloom: Bloom::ZERO,
-                state_root: B256::ZERO,
-                output_root: B256::ZERO,
-                transactions: Vec::new(),
-            };
+            let mut block = Block::empty(0, B256::ZERO, now(), &config);
             let mut tree = Tree::default();
             for (key, value) in genesis {
                 tree.set(key.commitment_key(), Some(keccak256(value.encode())));
             }
-            block.state_root = tree.root();
-            block.hash = block.compute_hash();
-            block.output_root = block.compute_output_root();
+            block.seal(tree.root());
             let state: Vec<_> =
                 genesis.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
             store.commit(&BlockCommit {
@@ -449,10 +435,8 @@ impl Chain {
             }
             let payload = MovePayload::decode(&tx.data)
                 .map_err(|error| SubmitError::Move(error.to_string()))?;
-            // The price an EVM transaction with these fees would pay per gas.
-            let gas_price = tx.gas_priority_fee.map_or(tx.gas_price, |tip| {
-                tx.gas_price.min(u128::from(self.config.base_fee).saturating_add(tip))
-            });
+            // What an EVM transaction with these fees pays per gas.
+            let gas_price = self.effective_price(&tx);
             let transaction = MoveTransaction {
                 sender,
                 nonce: tx.nonce,
@@ -538,14 +522,17 @@ impl Chain {
         let parent = self.head();
         let number = parent.number + 1;
         let timestamp = now().max(parent.timestamp + 1);
-        let candidates = {
-            let mempool = self.mempool.lock();
-            mempool.executable(
-                |sender| self.account(sender).map_or(u64::MAX, |(nonce, _)| nonce),
-                self.config.max_block_transactions,
-                self.config.block_gas_limit,
-            )
-        };
+        // The senders' nonces are read with the mempool unlocked, so submissions go on.
+        let senders = self.mempool.lock().senders();
+        let nonces: HashMap<Address, u64> = senders
+            .into_iter()
+            .map(|sender| (sender, self.account(sender).map_or(u64::MAX, |(nonce, _)| nonce)))
+            .collect();
+        let candidates = self.mempool.lock().executable(
+            |sender| nonces.get(&sender).copied().unwrap_or(u64::MAX),
+            self.config.max_block_transactions,
+            self.config.block_gas_limit,
+        );
         let vm = DuetVm::new(
             EvmVm::new(self.config.chain_id, self.block_env(number, timestamp)),
             Arc::clone(&self.move_vm),
@@ -557,20 +544,7 @@ impl Chain {
         let output = duet_evm::MixedBlockExecutor::parallel(&vm, config)
             .execute_block(&transactions, &self.store)
             .map_err(|error| format!("block {number}: {error}"))?;
-        let mut block = Block {
-            number,
-            hash: B256::ZERO,
-            parent_hash: parent.hash,
-            timestamp,
-            gas_used: 0,
-            gas_limit: self.config.block_gas_limit,
-            base_fee: self.config.base_fee,
-            beneficiary: self.config.fee_vault,
-            logs_bloom: Bloom::ZERO,
-            state_root: B256::ZERO,
-            output_root: B256::ZERO,
-            transactions: Vec::new(),
-        };
+        let mut block = Block::empty(number, parent.hash, timestamp, &self.config);
         let (mut records, rejected) = self.records(&candidates, output.results, &mut block);
         let mut tree = self.tree.lock();
         let mut undo = Vec::with_capacity(output.state_updates.len());
@@ -579,9 +553,7 @@ impl Chain {
             undo.push((key_hash, tree.get(&key_hash)));
             tree.set(key_hash, value.as_ref().map(|value| keccak256(value.encode())));
         }
-        block.state_root = tree.root();
-        block.hash = block.compute_hash();
-        block.output_root = block.compute_output_root();
+        block.seal(tree.root());
         for record in &mut records {
             record.block_hash = block.hash;
         }
@@ -741,12 +713,7 @@ impl Chain {
         };
         block.gas_used += gas_used;
         let (effective_gas_price, value) = match &pending.transaction {
-            DuetTransaction::Evm(tx) => (
-                tx.gas_priority_fee.map_or(tx.gas_price, |tip| {
-                    tx.gas_price.min(u128::from(self.config.base_fee) + tip)
-                }),
-                tx.value,
-            ),
+            DuetTransaction::Evm(tx) => (self.effective_price(tx), tx.value),
             DuetTransaction::Move(tx) => (tx.gas_price, U256::ZERO),
         };
         TransactionRecord {
@@ -768,6 +735,14 @@ impl Chain {
             move_events,
             value,
         }
+    }
+
+    /// The price per gas a transaction with `tx`'s fees pays (EIP-1559: at most the base fee
+    /// plus the tip).
+    fn effective_price(&self, tx: &TxEnv) -> u128 {
+        tx.gas_priority_fee.map_or(tx.gas_price, |tip| {
+            tx.gas_price.min(u128::from(self.config.base_fee).saturating_add(tip))
+        })
     }
 
     /// Runs `tx` on the latest state without committing anything (`eth_call`): no nonce, fee or

@@ -34,36 +34,12 @@ impl RpcClient {
         Ok(Self { host: host.to_owned(), port })
     }
 
-    /// Calls `method` with `params`; returns the result.
+    /// Calls `method` with `params` on a connection of its own; returns the result.
     ///
     /// # Errors
     /// The node is unreachable, or answered with an error (its message).
     pub fn request(&self, method: &str, params: &Value) -> Result<Value, String> {
-        let body =
-            json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
-        let mut stream = TcpStream::connect((self.host.as_str(), self.port))
-            .map_err(|error| format!("cannot reach {}:{}: {error}", self.host, self.port))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .map_err(|error| error.to_string())?;
-        let request = format!(
-            "POST / HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            self.host,
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).map_err(|error| error.to_string())?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).map_err(|error| error.to_string())?;
-        let (_, body) = response.split_once("\r\n\r\n").ok_or("a malformed HTTP response")?;
-        let answer: Value = serde_json::from_str(body).map_err(|error| error.to_string())?;
-        if let Some(error) = answer.get("error") {
-            let message = error.get("message").and_then(Value::as_str).unwrap_or("unknown error");
-            return Err(match error.get("data") {
-                Some(data) => format!("{message} ({data})"),
-                None => message.to_owned(),
-            });
-        }
-        Ok(answer.get("result").cloned().unwrap_or(Value::Null))
+        self.connect()?.request(method, params)
     }
 
     /// A persistent (keep-alive) connection to the node, for many requests in a row.
@@ -80,13 +56,27 @@ impl RpcClient {
         Ok(Connection { reader: std::io::BufReader::new(stream), host: self.host.clone() })
     }
 
-    fn quantity(&self, method: &str, params: &Value) -> Result<u128, String> {
+    /// The number (`0x…`) that `method` answers.
+    ///
+    /// # Errors
+    /// The node failed, or the answer is not a number.
+    pub fn quantity(&self, method: &str, params: &Value) -> Result<u128, String> {
         let value = self.request(method, params)?;
         let text = value.as_str().ok_or_else(|| format!("{method}: not a number"))?;
         u128::from_str_radix(text.trim_start_matches("0x"), 16).map_err(|error| error.to_string())
     }
 
-    /// Signs a transaction from `key` to `to` with `data` and sends it; returns its hash.
+    /// Sends a signed transaction; returns its hash.
+    ///
+    /// # Errors
+    /// The node refused it (its message).
+    pub fn send_raw(&self, raw: &Bytes) -> Result<B256, String> {
+        let hash = self.request("eth_sendRawTransaction", &json!([raw]))?;
+        serde_json::from_value(hash).map_err(|error| error.to_string())
+    }
+
+    /// Signs a transaction from `key` to `to` with `data` (the node's suggested fees, the
+    /// sender's next nonce) and sends it; returns its hash.
     ///
     /// # Errors
     /// The key is invalid, or the node refused the transaction (its message).
@@ -100,28 +90,20 @@ impl RpcClient {
         let key: B256 =
             key.parse().map_err(|_| "the private key is not 32 bytes of hex".to_owned())?;
         let signer = PrivateKeySigner::from_bytes(&key).map_err(|error| error.to_string())?;
-        let chain_id = self.quantity("eth_chainId", &json!([]))? as u64;
-        let nonce =
-            self.quantity("eth_getTransactionCount", &json!([signer.address(), "pending"]))? as u64;
-        let gas_price = self.quantity("eth_gasPrice", &json!([]))?;
-        let tip = self.quantity("eth_maxPriorityFeePerGas", &json!([]))?;
         let unsigned = TxEip1559 {
-            chain_id,
-            nonce,
+            chain_id: self.quantity("eth_chainId", &json!([]))? as u64,
+            nonce: self
+                .quantity("eth_getTransactionCount", &json!([signer.address(), "pending"]))?
+                as u64,
             gas_limit,
-            max_fee_per_gas: gas_price,
-            max_priority_fee_per_gas: tip,
+            max_fee_per_gas: self.quantity("eth_gasPrice", &json!([]))?,
+            max_priority_fee_per_gas: self.quantity("eth_maxPriorityFeePerGas", &json!([]))?,
             to: TxKind::Call(to),
             value: U256::ZERO,
             input: Bytes::from(data),
             ..TxEip1559::default()
         };
-        let signature =
-            signer.sign_hash_sync(&unsigned.signature_hash()).map_err(|error| error.to_string())?;
-        let envelope = TxEnvelope::from(unsigned.into_signed(signature));
-        let raw = Bytes::from(envelope.encoded_2718());
-        let hash = self.request("eth_sendRawTransaction", &json!([raw]))?;
-        serde_json::from_value(hash).map_err(|error| error.to_string())
+        self.send_raw(&sign(&signer, unsigned)?)
     }
 
     /// Waits up to `timeout` for the receipt of `hash`.
@@ -141,6 +123,16 @@ impl RpcClient {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// `transaction` signed by `signer`, in its EIP-2718 encoding.
+///
+/// # Errors
+/// The signer failed.
+pub fn sign(signer: &PrivateKeySigner, transaction: TxEip1559) -> Result<Bytes, String> {
+    let signature =
+        signer.sign_hash_sync(&transaction.signature_hash()).map_err(|error| error.to_string())?;
+    Ok(Bytes::from(TxEnvelope::from(transaction.into_signed(signature)).encoded_2718()))
 }
 
 /// A keep-alive HTTP/1.1 connection to a node.
@@ -223,11 +215,14 @@ impl Connection {
     }
 }
 
-/// A JSON-RPC answer's result, or its error's message.
+/// A JSON-RPC answer's result, or its error's message (with its data, if any).
 fn outcome(answer: &Value) -> Result<Value, String> {
     if let Some(error) = answer.get("error") {
         let message = error.get("message").and_then(Value::as_str).unwrap_or("unknown error");
-        return Err(message.to_owned());
+        return Err(match error.get("data") {
+            Some(data) => format!("{message} ({data})"),
+            None => message.to_owned(),
+        });
     }
     Ok(answer.get("result").cloned().unwrap_or(Value::Null))
 }

@@ -12,10 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy_eips::eip2718::Encodable2718;
+use alloy_consensus::TxEip1559;
 use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
-use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{sol, SolCall, SolConstructor};
 use serde_json::{json, Value};
@@ -93,22 +91,13 @@ impl Account {
             ..TxEip1559::default()
         };
         self.nonce += 1;
-        let signature = self
-            .signer
-            .sign_hash_sync(&unsigned.signature_hash())
-            .map_err(|error| error.to_string())?;
-        Ok(Bytes::from(TxEnvelope::from(unsigned.into_signed(signature)).encoded_2718()))
+        crate::client::sign(&self.signer, unsigned)
     }
 }
 
-fn quantity(value: &Value) -> Result<u64, String> {
-    let text = value.as_str().ok_or("not a quantity")?;
-    u64::from_str_radix(text.trim_start_matches("0x"), 16).map_err(|error| error.to_string())
-}
-
-fn send_raw(client: &RpcClient, raw: &Bytes) -> Result<B256, String> {
-    let hash = client.request("eth_sendRawTransaction", &json!([raw]))?;
-    serde_json::from_value(hash).map_err(|error| error.to_string())
+/// The number `method` answers, as a `u64`.
+fn quantity(client: &RpcClient, method: &str, params: &Value) -> Result<u64, String> {
+    client.quantity(method, params).map(|number| number as u64)
 }
 
 /// Sends `raws` from `clients` threads, `batch` per request; returns each one's hash and send
@@ -162,7 +151,7 @@ fn watch_blocks(
     let mut seen = HashMap::with_capacity(wanted);
     let mut next = start_block + 1;
     loop {
-        let head = quantity(&client.request("eth_blockNumber", &json!([]))?)?;
+        let head = quantity(client, "eth_blockNumber", &json!([]))?;
         while next <= head {
             let block =
                 client.request("eth_getBlockByNumber", &json!([format!("{next:#x}"), false]))?;
@@ -187,7 +176,7 @@ fn watch_blocks(
 fn settle(client: &RpcClient, raws: &[Bytes]) -> Result<(), String> {
     let mut last = B256::ZERO;
     for raw in raws {
-        last = send_raw(client, raw)?;
+        last = client.send_raw(raw)?;
     }
     client.wait_for_receipt(last, Duration::from_secs(120)).map(|_| ())
 }
@@ -201,12 +190,11 @@ fn settle(client: &RpcClient, raws: &[Bytes]) -> Result<(), String> {
 /// If `load` asks for no transactions or no senders.
 pub fn run(url: &str, load: Load) -> Result<Measured, String> {
     let client = RpcClient::new(url)?;
-    let chain_id = quantity(&client.request("eth_chainId", &json!([]))?)?;
+    let chain_id = quantity(&client, "eth_chainId", &json!([]))?;
     let owner_key: B256 = crate::genesis::DEV_KEYS[0].parse().map_err(|_| "dev key")?;
     let owner_address =
         PrivateKeySigner::from_bytes(&owner_key).map_err(|error| error.to_string())?.address();
-    let nonce =
-        quantity(&client.request("eth_getTransactionCount", &json!([owner_address, "pending"]))?)?;
+    let nonce = quantity(&client, "eth_getTransactionCount", &json!([owner_address, "pending"]))?;
     let mut owner = Account::new(owner_key, nonce)?;
 
     // Set-up: the token, then ETH and tokens for every sender.
@@ -249,10 +237,8 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
         settle(&client, batch)?;
     }
     for sender in &mut senders {
-        sender.nonce = quantity(
-            &client
-                .request("eth_getTransactionCount", &json!([sender.signer.address(), "pending"]))?,
-        )?;
+        let pending = json!([sender.signer.address(), "pending"]);
+        sender.nonce = quantity(&client, "eth_getTransactionCount", &pending)?;
     }
 
     // The load, signed beforehand: round robin over the senders.
@@ -263,7 +249,7 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
         let call = Token::transferCall { to, value: U256::from(1) }.abi_encode();
         raws.push(sender.sign(chain_id, TxKind::Call(token), U256::ZERO, call, 60_000)?);
     }
-    let start_block = quantity(&client.request("eth_blockNumber", &json!([]))?)?;
+    let start_block = quantity(&client, "eth_blockNumber", &json!([]))?;
     let done = AtomicBool::new(false);
     let sent_result = Mutex::new(None);
     let (seen, first_send) = std::thread::scope(|scope| {

@@ -89,6 +89,12 @@ impl Mempool {
         self.by_hash.is_empty()
     }
 
+    /// Every sender with waiting transactions.
+    #[must_use]
+    pub fn senders(&self) -> Vec<Address> {
+        self.by_sender.keys().copied().collect()
+    }
+
     /// The waiting transaction with `hash`.
     #[must_use]
     pub fn get(&self, hash: &B256) -> Option<&PendingTransaction> {

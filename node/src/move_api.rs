@@ -18,13 +18,11 @@
 use std::sync::Arc;
 
 use alloy_primitives::{Address, Bytes, B256};
-use alloy_sol_types::{SolCall, SolError};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use duet_evm::IMove;
-use duet_types::{StateKey, StateValue, MOVE_CALL_ADDRESS};
+use duet_types::{EntryFunction, StateKey, StateValue, MOVE_CALL_ADDRESS};
 use move_binary_format::access::ModuleAccess;
 use move_binary_format::file_format::{SignatureToken, StructFieldInformation, Visibility};
 use move_binary_format::CompiledModule;
@@ -64,40 +62,56 @@ fn address(text: &str) -> Result<Address, Answer> {
         .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{text}: not a 20-byte address")))
 }
 
-/// The encoded-key prefix of `address`'s entries of one kind (4: modules, 5: resources).
-fn prefix(tag: u8, address: Address) -> Vec<u8> {
-    let mut prefix = vec![tag];
-    prefix.extend_from_slice(address.as_slice());
-    prefix
+/// A failure of the node itself.
+#[allow(clippy::needless_pass_by_value)] // Used as `map_err(internal)`.
+fn internal(failure: impl std::fmt::Display) -> Answer {
+    error(StatusCode::INTERNAL_SERVER_ERROR, failure)
 }
 
-/// Runs a blocking chain query off the async runtime.
-async fn blocking(work: impl FnOnce() -> Answer + Send + 'static) -> Answer {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+/// Runs a blocking chain query off the async runtime; its `Ok` is a 200 answer.
+async fn blocking(work: impl FnOnce() -> Result<Value, Answer> + Send + 'static) -> Answer {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => ok(value),
+        Ok(Err(answer)) => answer,
+        Err(_) => internal("internal error"),
+    }
+}
+
+/// `owner`'s state entries of one kind (Move modules or resources), decoded.
+fn entries_of(
+    chain: &Chain,
+    owner: Address,
+    kind: fn(Address) -> StateKey,
+) -> Result<Vec<(StateKey, StateValue)>, Answer> {
+    // A kind's tag and the address lead the encoding of each of its keys.
+    let prefix = kind(owner).encode()[..=Address::len_bytes()].to_vec();
+    let entries = chain.store().state_with_prefix(&prefix).map_err(internal)?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|(key, value)| Some((StateKey::decode(&key).ok()?, value)))
+        .collect())
+}
+
+fn resource_kind(address: Address) -> StateKey {
+    StateKey::MoveResource { address, struct_tag: Box::default() }
+}
+
+fn module_kind(address: Address) -> StateKey {
+    StateKey::MoveModule { address, name: Box::default() }
 }
 
 async fn resources(State(chain): State<Arc<Chain>>, Path(owner): Path<String>) -> Answer {
     blocking(move || {
-        let owner = match address(&owner) {
-            Ok(owner) => owner,
-            Err(answer) => return answer,
-        };
-        let entries = match chain.store().state_with_prefix(&prefix(5, owner)) {
-            Ok(entries) => entries,
-            Err(failure) => return error(StatusCode::INTERNAL_SERVER_ERROR, failure),
-        };
-        // The key: tag, address, 4-byte length, the struct tag's BCS.
-        let list: Vec<Value> = entries
+        let list: Vec<Value> = entries_of(&chain, address(&owner)?, resource_kind)?
             .into_iter()
             .filter_map(|(key, value)| {
-                let tag: StructTag = bcs::from_bytes(key.get(25..)?).ok()?;
+                let StateKey::MoveResource { struct_tag, .. } = key else { return None };
+                let tag: StructTag = bcs::from_bytes(&struct_tag).ok()?;
                 let StateValue::Bytes(data) = value else { return None };
                 Some(json!({ "type": tag.to_string(), "data": data }))
             })
             .collect();
-        ok(json!(list))
+        Ok(json!(list))
     })
     .await
 }
@@ -107,19 +121,15 @@ async fn resource(
     Path((owner, tag)): Path<(String, String)>,
 ) -> Answer {
     blocking(move || {
-        let owner = match address(&owner) {
-            Ok(owner) => owner,
-            Err(answer) => return answer,
-        };
-        let Ok(parsed) = move_core_types::parser::parse_struct_tag(&tag) else {
-            return error(StatusCode::BAD_REQUEST, format!("{tag}: not a struct type"));
-        };
-        match chain.store().get(&duet_move::resolver::resource_key(owner, &parsed)) {
-            Ok(Some(StateValue::Bytes(data))) => {
-                ok(json!({ "type": parsed.to_string(), "data": data }))
+        let owner = address(&owner)?;
+        let parsed = move_core_types::parser::parse_struct_tag(&tag)
+            .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{tag}: not a struct type")))?;
+        let key = duet_move::resolver::resource_key(owner, &parsed);
+        match chain.store().get(&key).map_err(internal)? {
+            Some(StateValue::Bytes(data)) => {
+                Ok(json!({ "type": parsed.to_string(), "data": data }))
             }
-            Ok(_) => error(StatusCode::NOT_FOUND, format!("{owner} holds no {tag}")),
-            Err(failure) => error(StatusCode::INTERNAL_SERVER_ERROR, failure),
+            _ => Err(error(StatusCode::NOT_FOUND, format!("{owner} holds no {tag}"))),
         }
     })
     .await
@@ -127,23 +137,15 @@ async fn resource(
 
 async fn modules(State(chain): State<Arc<Chain>>, Path(owner): Path<String>) -> Answer {
     blocking(move || {
-        let owner = match address(&owner) {
-            Ok(owner) => owner,
-            Err(answer) => return answer,
-        };
-        let entries = match chain.store().state_with_prefix(&prefix(4, owner)) {
-            Ok(entries) => entries,
-            Err(failure) => return error(StatusCode::INTERNAL_SERVER_ERROR, failure),
-        };
-        let list: Vec<Value> = entries
+        let list: Vec<Value> = entries_of(&chain, address(&owner)?, module_kind)?
             .into_iter()
             .filter_map(|(key, value)| {
-                let name = String::from_utf8(key.get(25..)?.to_vec()).ok()?;
+                let StateKey::MoveModule { name, .. } = key else { return None };
                 let StateValue::Bytes(bytecode) = value else { return None };
                 Some(json!({ "name": name, "bytecode": bytecode }))
             })
             .collect();
-        ok(json!(list))
+        Ok(json!(list))
     })
     .await
 }
@@ -153,24 +155,14 @@ async fn module(
     Path((owner, name)): Path<(String, String)>,
 ) -> Answer {
     blocking(move || {
-        let owner = match address(&owner) {
-            Ok(owner) => owner,
-            Err(answer) => return answer,
-        };
+        let owner = address(&owner)?;
         let key = StateKey::MoveModule { address: owner, name: name.clone().into() };
-        let bytecode = match chain.store().get(&key) {
-            Ok(Some(StateValue::Bytes(bytecode))) => bytecode,
-            Ok(_) => return error(StatusCode::NOT_FOUND, format!("{owner} has no module {name}")),
-            Err(failure) => return error(StatusCode::INTERNAL_SERVER_ERROR, failure),
+        let Some(StateValue::Bytes(bytecode)) = chain.store().get(&key).map_err(internal)? else {
+            return Err(error(StatusCode::NOT_FOUND, format!("{owner} has no module {name}")));
         };
-        match CompiledModule::deserialize(&bytecode) {
-            Ok(compiled) => {
-                ok(json!({ "name": name, "bytecode": bytecode, "abi": abi(&compiled) }))
-            }
-            Err(failure) => {
-                error(StatusCode::INTERNAL_SERVER_ERROR, format!("stored bytecode: {failure}"))
-            }
-        }
+        let compiled = CompiledModule::deserialize(&bytecode)
+            .map_err(|failure| internal(format!("stored bytecode: {failure}")))?;
+        Ok(json!({ "name": name, "bytecode": bytecode, "abi": abi(&compiled) }))
     })
     .await
 }
@@ -270,73 +262,56 @@ fn type_name(module: &CompiledModule, token: &SignatureToken) -> String {
     }
 }
 
+/// `0xADDRESS::module::function`, split.
+///
+/// # Errors
+/// Not three parts, or the address is not 20 bytes.
+pub fn parse_function(text: &str) -> Result<(Address, String, String), String> {
+    let mut parts = text.split("::");
+    let (Some(owner), Some(module), Some(function), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("{text}: expected 0xADDRESS::module::function"));
+    };
+    let owner = owner.parse().map_err(|_| format!("{owner}: not a 20-byte address"))?;
+    Ok((owner, module.to_owned(), function.to_owned()))
+}
+
 async fn view(State(chain): State<Arc<Chain>>, Json(request): Json<Value>) -> Answer {
     blocking(move || {
-        let Some(function) = request.get("function").and_then(Value::as_str) else {
-            return error(StatusCode::BAD_REQUEST, "missing function (0x…::module::function)");
-        };
-        let mut parts = function.split("::");
-        let (Some(owner), Some(module), Some(name), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("{function}: expected 0x…::module::function"),
-            );
-        };
-        let owner = match address(owner) {
-            Ok(owner) => owner,
-            Err(answer) => return answer,
-        };
+        let bad = |message: String| error(StatusCode::BAD_REQUEST, message);
+        let function = request
+            .get("function")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("missing function (0x…::module::function)".to_owned()))?;
+        let (module_address, module_name, function) = parse_function(function).map_err(bad)?;
         let strings = |field: &str| -> Result<Vec<String>, Answer> {
             match request.get(field) {
                 None | Some(Value::Null) => Ok(Vec::new()),
-                Some(value) => serde_json::from_value(value.clone()).map_err(|_| {
-                    error(StatusCode::BAD_REQUEST, format!("{field}: expected a list of strings"))
-                }),
+                Some(value) => serde_json::from_value(value.clone())
+                    .map_err(|_| bad(format!("{field}: expected a list of strings"))),
             }
         };
-        let type_arguments = match strings("type_arguments") {
-            Ok(list) => list,
-            Err(answer) => return answer,
-        };
-        let arguments = match strings("arguments") {
-            Ok(list) => list,
-            Err(answer) => return answer,
-        };
-        let arguments: Result<Vec<Bytes>, _> =
-            arguments.iter().map(|hex| hex.parse::<Bytes>()).collect();
-        let Ok(arguments) = arguments else {
-            return error(StatusCode::BAD_REQUEST, "arguments: each must be BCS bytes in hex");
-        };
-        let data = IMove::callCall {
-            moduleAddress: owner,
-            moduleName: module.to_owned(),
-            functionName: name.to_owned(),
-            typeArguments: type_arguments,
+        let arguments = strings("arguments")?
+            .iter()
+            .map(|hex| hex.parse::<Bytes>().map(Vec::from))
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad("arguments: each must be BCS bytes in hex".to_owned()))?;
+        let call = EntryFunction {
+            module_address,
+            module_name,
+            function,
+            type_arguments: strings("type_arguments")?,
             arguments,
-        }
-        .abi_encode();
-        let tx =
-            TxEnv { kind: TxKind::Call(MOVE_CALL_ADDRESS), data: data.into(), ..TxEnv::default() };
+        };
+        let data = duet_evm::call_data(&call).into();
+        let tx = TxEnv { kind: TxKind::Call(MOVE_CALL_ADDRESS), data, ..TxEnv::default() };
         match chain.call(tx) {
-            Ok((output, _)) => match IMove::callCall::abi_decode_returns(&output) {
-                Ok(values) => ok(json!({ "values": values })),
-                Err(failure) => error(StatusCode::INTERNAL_SERVER_ERROR, failure),
-            },
-            Err(CallError::Reverted(data)) => {
-                let reason = IMove::MoveAborted::abi_decode(&data)
-                    .map(|aborted| {
-                        format!("aborted in {} with code {}", aborted.location, aborted.code)
-                    })
-                    .or_else(|_| {
-                        IMove::MoveFailed::abi_decode(&data)
-                            .map(|failed| format!("{}: {}", failed.status, failed.message))
-                    })
-                    .unwrap_or_else(|_| format!("reverted: {data}"));
-                error(StatusCode::BAD_REQUEST, reason)
+            Ok((output, _)) => {
+                Ok(json!({ "values": duet_evm::return_values(&output).map_err(internal)? }))
             }
-            Err(failure) => error(StatusCode::BAD_REQUEST, failure),
+            Err(CallError::Reverted(data)) => Err(bad(duet_evm::revert_reason(&data))),
+            Err(failure) => Err(bad(failure.to_string())),
         }
     })
     .await
@@ -344,26 +319,21 @@ async fn view(State(chain): State<Arc<Chain>>, Json(request): Json<Value>) -> An
 
 async fn submit(State(chain): State<Arc<Chain>>, Json(request): Json<Value>) -> Answer {
     blocking(move || {
-        let Some(raw) = request
+        let raw = request
             .get("transaction")
             .and_then(Value::as_str)
             .and_then(|hex| hex.parse::<Bytes>().ok())
-        else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "transaction: expected a signed transaction in hex",
-            );
-        };
+            .ok_or_else(|| {
+                error(StatusCode::BAD_REQUEST, "transaction: expected a signed transaction in hex")
+            })?;
         match chain.submit(&raw) {
-            Ok(hash) => ok(json!({ "hash": hash })),
-            Err(failure @ SubmitError::Store(_)) => {
-                error(StatusCode::INTERNAL_SERVER_ERROR, failure)
-            }
+            Ok(hash) => Ok(json!({ "hash": hash })),
+            Err(failure @ SubmitError::Store(_)) => Err(internal(failure)),
             // Nothing wrong with the transaction: worth sending again later.
             Err(failure @ SubmitError::Mempool(MempoolError::Full | MempoolError::SenderFull)) => {
-                error(StatusCode::SERVICE_UNAVAILABLE, failure)
+                Err(error(StatusCode::SERVICE_UNAVAILABLE, failure))
             }
-            Err(failure) => error(StatusCode::BAD_REQUEST, failure),
+            Err(failure) => Err(error(StatusCode::BAD_REQUEST, failure)),
         }
     })
     .await
@@ -371,24 +341,32 @@ async fn submit(State(chain): State<Arc<Chain>>, Json(request): Json<Value>) -> 
 
 async fn transaction(State(chain): State<Arc<Chain>>, Path(hash): Path<String>) -> Answer {
     blocking(move || {
-        let Ok(hash) = hash.parse::<B256>() else {
-            return error(StatusCode::BAD_REQUEST, format!("{hash}: not a 32-byte hash"));
+        let hash = hash
+            .parse::<B256>()
+            .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{hash}: not a 32-byte hash")))?;
+        let Some(record) = chain.store().transaction(hash).map_err(internal)? else {
+            let why = if chain.pending(&hash).is_some() {
+                "pending: not in a block yet"
+            } else {
+                "no such transaction"
+            };
+            return Err(error(StatusCode::NOT_FOUND, why));
         };
-        match chain.store().transaction(hash) {
-            Ok(Some(record)) => ok(json!({
-                "hash": record.hash,
-                "block_number": record.block_number,
-                "sender": record.from,
-                "kind": record.kind,
-                "success": record.success,
-                "status": record.move_status,
-                "gas_used": record.gas_used,
-                "events": record.move_events.iter().map(|(tag, data)| json!({ "type": tag, "data": data })).collect::<Vec<_>>(),
-            })),
-            Ok(None) if chain.pending(&hash).is_some() => error(StatusCode::NOT_FOUND, "pending: not in a block yet"),
-            Ok(None) => error(StatusCode::NOT_FOUND, "no such transaction"),
-            Err(failure) => error(StatusCode::INTERNAL_SERVER_ERROR, failure),
-        }
+        let events: Vec<Value> = record
+            .move_events
+            .iter()
+            .map(|(tag, data)| json!({ "type": tag, "data": data }))
+            .collect();
+        Ok(json!({
+            "hash": record.hash,
+            "block_number": record.block_number,
+            "sender": record.from,
+            "kind": record.kind,
+            "success": record.success,
+            "status": record.move_status,
+            "gas_used": record.gas_used,
+            "events": events,
+        }))
     })
     .await
 }

@@ -3,8 +3,6 @@
 use std::time::Duration;
 
 use alloy_primitives::{Address, Bytes};
-use alloy_sol_types::SolCall;
-use duet_evm::IMove;
 use duet_node::client::RpcClient;
 use duet_types::{EntryFunction, MovePayload, MOVE_CALL_ADDRESS, MOVE_ENTRY_ADDRESS};
 use serde_json::{json, Value};
@@ -101,24 +99,15 @@ pub(crate) fn run(command: MoveCommand) -> Result<(), String> {
         }
         MoveCommand::View(args) => {
             let call = entry_function(&args.call)?;
-            let data = IMove::callCall {
-                moduleAddress: call.module_address,
-                moduleName: call.module_name,
-                functionName: call.function,
-                typeArguments: call.type_arguments,
-                arguments: call.arguments.into_iter().map(Bytes::from).collect(),
-            }
-            .abi_encode();
             let client = RpcClient::new(&args.rpc_url)?;
+            let input = Bytes::from(duet_evm::call_data(&call));
             let output = client.request(
                 "eth_call",
-                &json!([{ "to": MOVE_CALL_ADDRESS, "input": Bytes::from(data) }, "latest"]),
+                &json!([{ "to": MOVE_CALL_ADDRESS, "input": input }, "latest"]),
             )?;
             let output: Bytes =
                 serde_json::from_value(output).map_err(|error| error.to_string())?;
-            let values = IMove::callCall::abi_decode_returns(&output)
-                .map_err(|error| format!("the precompile's answer does not decode: {error}"))?;
-            for value in values {
+            for value in duet_evm::return_values(&output)? {
                 println!("{value}");
             }
             Ok(())
@@ -162,19 +151,13 @@ fn submit(account: &Account, payload: &MovePayload) -> Result<(), String> {
 }
 
 fn entry_function(call: &Call) -> Result<EntryFunction, String> {
-    let mut parts = call.function.split("::");
-    let (Some(address), Some(module), Some(function), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(format!("{}: expected 0xADDRESS::module::function", call.function));
-    };
-    let module_address: Address =
-        address.parse().map_err(|_| format!("{address}: not a 20-byte address"))?;
+    let (module_address, module_name, function) =
+        duet_node::move_api::parse_function(&call.function)?;
     let arguments = call.args.iter().map(|arg| argument(arg)).collect::<Result<_, _>>()?;
     Ok(EntryFunction {
         module_address,
-        module_name: module.to_owned(),
-        function: function.to_owned(),
+        module_name,
+        function,
         type_arguments: call.type_args.clone(),
         arguments,
     })

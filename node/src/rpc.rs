@@ -247,10 +247,10 @@ fn state_method(
         "eth_getTransactionByHash" => {
             let hash: B256 = parse(params, 0, "transaction hash")?;
             if let Some(record) = chain.store().transaction(hash).map_err(RpcError::server)? {
-                return Ok(transaction_json(chain, &record.raw, Some(&record), record.from));
+                return Ok(transaction_json(&record.raw, Some(&record), record.from));
             }
             Ok(chain.pending(&hash).map_or(Value::Null, |pending: PendingTransaction| {
-                transaction_json(chain, &pending.raw, None, pending.sender)
+                transaction_json(&pending.raw, None, pending.sender)
             }))
         }
         "eth_getTransactionReceipt" => {
@@ -463,7 +463,7 @@ fn block_json(chain: &Chain, number: u64, full: bool) -> Result<Value, RpcError>
         let mut objects = Vec::new();
         for hash in &block.transactions {
             if let Some(record) = chain.store().transaction(*hash).map_err(RpcError::server)? {
-                objects.push(transaction_json(chain, &record.raw, Some(&record), record.from));
+                objects.push(transaction_json(&record.raw, Some(&record), record.from));
             }
         }
         json!(objects)
@@ -499,12 +499,7 @@ fn block_json(chain: &Chain, number: u64, full: bool) -> Result<Value, RpcError>
     }))
 }
 
-fn transaction_json(
-    chain: &Chain,
-    raw: &Bytes,
-    record: Option<&TransactionRecord>,
-    from: Address,
-) -> Value {
+fn transaction_json(raw: &Bytes, record: Option<&TransactionRecord>, from: Address) -> Value {
     let Ok(envelope) = TxEnvelope::decode_2718(&mut raw.as_ref()) else { return Value::Null };
     let signature = envelope.signature();
     let mut object = json!({
@@ -540,7 +535,6 @@ fn transaction_json(
                 json!(envelope.access_list().map(|list| list.0.clone()).unwrap_or_default());
         }
     }
-    let _ = chain;
     object
 }
 

@@ -22,6 +22,16 @@ fn tool(name: &str) -> PathBuf {
     root().join(format!("node_modules/@foundry-rs/{name}-linux-amd64/bin/{name}"))
 }
 
+/// A transfer for [`Node::mktx`]: key, recipient, value, nonce, chain id, (max fee, tip).
+struct Transfer<'a> {
+    key: &'a str,
+    to: &'a str,
+    value: &'a str,
+    nonce: &'a str,
+    chain: &'a str,
+    fees: (&'a str, &'a str),
+}
+
 /// A running dev node; killed when dropped.
 struct Node {
     child: Child,
@@ -72,18 +82,33 @@ impl Node {
         }
     }
 
-    /// POSTs `body` and returns the response body, if the node answered.
+    /// POSTs `body` to the JSON-RPC endpoint and returns the response body, if the node answered.
     fn rpc_raw(&self, body: &str) -> Option<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        let request = format!(
-            "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+        self.try_http("POST", "/", Some(body)).map(|(_, body)| body)
+    }
+
+    /// A transfer signed with cast (`cast mktx`), not sent.
+    fn mktx(&self, transfer: &Transfer<'_>) -> String {
+        let (gas_price, tip) = transfer.fees;
+        self.cast(&[
+            "mktx",
+            "--private-key",
+            transfer.key,
+            transfer.to,
+            "--value",
+            transfer.value,
+            "--chain",
+            transfer.chain,
+            "--nonce",
+            transfer.nonce,
+            "--gas-limit",
+            "21000",
+            "--gas-price",
+            gas_price,
+            "--priority-gas-price",
+            tip,
+        ])
+        .unwrap()
     }
 
     /// Deploys `contract` (`src/File.sol:Name` of `evm-bridge/contracts`) with `forge create`
@@ -111,19 +136,24 @@ impl Node {
 
     /// An HTTP request: the status and the body.
     fn http(&self, method: &str, path: &str, json: Option<&str>) -> (u16, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("the node listens");
+        self.try_http(method, path, json).expect("the node answers")
+    }
+
+    /// An HTTP request: the status and the body, if the node answered.
+    fn try_http(&self, method: &str, path: &str, json: Option<&str>) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
         let body = json.unwrap_or("");
         let request = format!(
             "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
-        stream.write_all(request.as_bytes()).unwrap();
+        stream.write_all(request.as_bytes()).ok()?;
         let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-        let body =
-            response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
-        (status, body)
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split(' ').nth(1).and_then(|code| code.parse().ok())?;
+        let (_, body) = response.split_once("\r\n\r\n")?;
+        Some((status, body.to_owned()))
     }
 
     fn balance(&self, address: &str) -> String {
@@ -226,93 +256,51 @@ fn bad_transactions_are_refused_with_ethereum_errors_and_change_nothing() {
     assert!(garbage.contains("invalid transaction"), "{garbage}");
 
     // Signed for another chain.
-    let other_chain = node
-        .cast(&[
-            "mktx",
-            "--private-key",
-            FIRST_KEY,
-            recipient,
-            "--value",
-            "1",
-            "--chain",
-            "1",
-            "--nonce",
-            "0",
-            "--gas-limit",
-            "21000",
-            "--gas-price",
-            "2gwei",
-            "--priority-gas-price",
-            "1gwei",
-        ])
-        .unwrap();
+    let other_chain = node.mktx(&Transfer {
+        key: FIRST_KEY,
+        to: recipient,
+        value: "1",
+        nonce: "0",
+        chain: "1",
+        fees: ("2gwei", "1gwei"),
+    });
     let refused = node.cast(&["publish", &other_chain]).unwrap_err();
     assert!(refused.contains("invalid chain id"), "{refused}");
 
     // More than the sender holds.
-    let too_much = node
-        .cast(&[
-            "mktx",
-            "--private-key",
-            FIRST_KEY,
-            recipient,
-            "--value",
-            "1000000ether",
-            "--nonce",
-            "0",
-            "--gas-limit",
-            "21000",
-            "--gas-price",
-            "2gwei",
-            "--priority-gas-price",
-            "1gwei",
-        ])
-        .unwrap();
+    let too_much = node.mktx(&Transfer {
+        key: FIRST_KEY,
+        to: recipient,
+        value: "1000000ether",
+        nonce: "0",
+        chain: "31337",
+        fees: ("2gwei", "1gwei"),
+    });
     let refused = node.cast(&["publish", &too_much]).unwrap_err();
     assert!(refused.contains("insufficient funds for gas * price + value"), "{refused}");
 
     // Below the base fee.
-    let cheap = node
-        .cast(&[
-            "mktx",
-            "--private-key",
-            FIRST_KEY,
-            recipient,
-            "--value",
-            "1",
-            "--nonce",
-            "0",
-            "--gas-limit",
-            "21000",
-            "--gas-price",
-            "1",
-            "--priority-gas-price",
-            "1",
-        ])
-        .unwrap();
+    let cheap = node.mktx(&Transfer {
+        key: FIRST_KEY,
+        to: recipient,
+        value: "1",
+        nonce: "0",
+        chain: "31337",
+        fees: ("1", "1"),
+    });
     let refused = node.cast(&["publish", &cheap]).unwrap_err();
     assert!(refused.contains("max fee per gas less than block base fee"), "{refused}");
 
     // A used nonce.
     node.cast(&["send", "--private-key", FIRST_KEY, recipient, "--value", "1"]).unwrap();
-    let replay = node
-        .cast(&[
-            "mktx",
-            "--private-key",
-            FIRST_KEY,
-            recipient,
-            "--value",
-            "1",
-            "--nonce",
-            "0",
-            "--gas-limit",
-            "21000",
-            "--gas-price",
-            "2gwei",
-            "--priority-gas-price",
-            "1gwei",
-        ])
-        .unwrap();
+    let replay = node.mktx(&Transfer {
+        key: FIRST_KEY,
+        to: recipient,
+        value: "1",
+        nonce: "0",
+        chain: "31337",
+        fees: ("2gwei", "1gwei"),
+    });
     let refused = node.cast(&["publish", &replay]).unwrap_err();
     assert!(refused.contains("nonce too low"), "{refused}");
 
@@ -504,24 +492,14 @@ fn kill_9_under_load_loses_no_acknowledged_transaction_and_no_committed_block() 
     });
     // The same transaction twice in one batch: the first is accepted, the second is already
     // known, and the first's record must survive.
-    let raw = node
-        .cast(&[
-            "mktx",
-            "--private-key",
-            KEYS[3],
-            "0x00000000000000000000000000000000000000aa",
-            "--value",
-            "5",
-            "--nonce",
-            "40",
-            "--gas-limit",
-            "21000",
-            "--gas-price",
-            "2gwei",
-            "--priority-gas-price",
-            "1gwei",
-        ])
-        .unwrap();
+    let raw = node.mktx(&Transfer {
+        key: KEYS[3],
+        to: "0x00000000000000000000000000000000000000aa",
+        value: "5",
+        nonce: "40",
+        chain: "31337",
+        fees: ("2gwei", "1gwei"),
+    });
     let send = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["{raw}"]}}"#
     );
