@@ -23,6 +23,7 @@ fn tool(name: &str) -> PathBuf {
 }
 
 /// A transfer for [`Node::mktx`]: key, recipient, value, nonce, chain id, (max fee, tip).
+#[derive(Clone, Copy)]
 struct Transfer<'a> {
     key: &'a str,
     to: &'a str,
@@ -255,52 +256,33 @@ fn bad_transactions_are_refused_with_ethereum_errors_and_change_nothing() {
     let garbage = node.cast(&["publish", "0xdeadbeef"]).unwrap_err();
     assert!(garbage.contains("invalid transaction"), "{garbage}");
 
-    // Signed for another chain.
-    let other_chain = node.mktx(&Transfer {
+    // A valid transfer of 1 wei at nonce 0, and variations on it.
+    let transfer = Transfer {
         key: FIRST_KEY,
         to: recipient,
         value: "1",
         nonce: "0",
-        chain: "1",
+        chain: "31337",
         fees: ("2gwei", "1gwei"),
-    });
+    };
+    // Signed for another chain.
+    let other_chain = node.mktx(&Transfer { chain: "1", ..transfer });
     let refused = node.cast(&["publish", &other_chain]).unwrap_err();
     assert!(refused.contains("invalid chain id"), "{refused}");
 
     // More than the sender holds.
-    let too_much = node.mktx(&Transfer {
-        key: FIRST_KEY,
-        to: recipient,
-        value: "1000000ether",
-        nonce: "0",
-        chain: "31337",
-        fees: ("2gwei", "1gwei"),
-    });
+    let too_much = node.mktx(&Transfer { value: "1000000ether", ..transfer });
     let refused = node.cast(&["publish", &too_much]).unwrap_err();
     assert!(refused.contains("insufficient funds for gas * price + value"), "{refused}");
 
     // Below the base fee.
-    let cheap = node.mktx(&Transfer {
-        key: FIRST_KEY,
-        to: recipient,
-        value: "1",
-        nonce: "0",
-        chain: "31337",
-        fees: ("1", "1"),
-    });
+    let cheap = node.mktx(&Transfer { fees: ("1", "1"), ..transfer });
     let refused = node.cast(&["publish", &cheap]).unwrap_err();
     assert!(refused.contains("max fee per gas less than block base fee"), "{refused}");
 
     // A used nonce.
     node.cast(&["send", "--private-key", FIRST_KEY, recipient, "--value", "1"]).unwrap();
-    let replay = node.mktx(&Transfer {
-        key: FIRST_KEY,
-        to: recipient,
-        value: "1",
-        nonce: "0",
-        chain: "31337",
-        fees: ("2gwei", "1gwei"),
-    });
+    let replay = node.mktx(&transfer);
     let refused = node.cast(&["publish", &replay]).unwrap_err();
     assert!(refused.contains("nonce too low"), "{refused}");
 
