@@ -23,7 +23,7 @@ use revm::primitives::TxKind;
 
 use crate::block::{Block, Kind, TransactionRecord};
 use crate::mempool::{Mempool, MempoolError, PendingTransaction};
-use crate::merkle::{Proof, Tree};
+use crate::merkle::{self, NodeCache, Proof};
 use crate::metrics::Metrics;
 use crate::store::{BlockCommit, Store, StoreError};
 
@@ -150,9 +150,9 @@ pub struct Chain {
     call_move_vm: RwLock<Arc<MoveVm>>,
     mempool: Mutex<Mempool>,
     head: RwLock<Block>,
-    /// The state's sparse Merkle tree, as of the head block. Held while a block is committed,
-    /// so a proof always matches the head.
-    tree: Mutex<Tree>,
+    /// The upper nodes of the state's sparse Merkle tree (the rest are read from the store), as
+    /// of the head block. Held while a block is committed, so a proof always matches the head.
+    tree: Mutex<NodeCache>,
     threads: NonZeroUsize,
     metrics: Metrics,
 }
@@ -182,11 +182,11 @@ impl Chain {
                 .ok_or_else(|| StoreError::Corrupt(format!("head block {number} is missing")))?
         } else {
             let mut block = Block::empty(0, B256::ZERO, now(), &config);
-            let mut tree = Tree::default();
-            for (key, value) in genesis {
-                tree.set(key.commitment_key(), Some(keccak256(value.encode())));
-            }
-            block.seal(tree.root());
+            let leaves = genesis
+                .iter()
+                .map(|(key, value)| (key.commitment_key(), Some(keccak256(value.encode()))));
+            let update = merkle::update(&store, leaves)?;
+            block.seal(update.root);
             let state: Vec<_> =
                 genesis.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
             store.commit(&BlockCommit {
@@ -194,18 +194,25 @@ impl Chain {
                 transactions: &[],
                 state: &state,
                 settled: &[],
+                nodes: &update.writes,
             })?;
             block
         };
-        let mut tree = store.state_tree()?;
-        if tree.root() != head.state_root {
+        let mut root = merkle::root(&store)?;
+        if root == B256::ZERO && head.state_root != B256::ZERO {
+            // A database from before tree nodes were stored: build them from the state once.
+            let update = merkle::update(&store, store.state_leaves()?)?;
+            store.put_nodes(&update.writes)?;
+            root = update.root;
+        }
+        if root != head.state_root {
             return Err(StoreError::Corrupt(format!(
                 "the state does not match block {}'s state root",
                 head.number
             )));
         }
         Ok(Self {
-            tree: Mutex::new(tree),
+            tree: Mutex::new(NodeCache::default()),
             move_vm: Arc::new(MoveVm::new(config.fee_vault)),
             call_move_vm: RwLock::new(Arc::new(MoveVm::new(config.fee_vault))),
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
@@ -281,9 +288,10 @@ impl Chain {
     /// # Errors
     /// The database failed.
     pub fn prove(&self, key: &StateKey) -> Result<(B256, Option<StateValue>, Proof), StoreError> {
-        let mut tree = self.tree.lock();
+        let mut cache = self.tree.lock();
         let value = self.store.get(key)?;
-        Ok((self.head.read().state_root, value, tree.prove(key.commitment_key())))
+        let proof = merkle::prove(&cache.over(&self.store), key.commitment_key())?;
+        Ok((self.head.read().state_root, value, proof))
     }
 
     /// The code of `address`.
@@ -546,14 +554,13 @@ impl Chain {
             .map_err(|error| format!("block {number}: {error}"))?;
         let mut block = Block::empty(number, parent.hash, timestamp, &self.config);
         let (mut records, rejected) = self.records(&candidates, output.results, &mut block);
-        let mut tree = self.tree.lock();
-        let mut undo = Vec::with_capacity(output.state_updates.len());
-        for (key, value) in &output.state_updates {
-            let key_hash = key.commitment_key();
-            undo.push((key_hash, tree.get(&key_hash)));
-            tree.set(key_hash, value.as_ref().map(|value| keccak256(value.encode())));
-        }
-        block.seal(tree.root());
+        let mut cache = self.tree.lock();
+        let leaves = output.state_updates.iter().map(|(key, value)| {
+            (key.commitment_key(), value.as_ref().map(|value| keccak256(value.encode())))
+        });
+        let update = merkle::update(&cache.over(&self.store), leaves)
+            .map_err(|error| format!("block {number}: {error}"))?;
+        block.seal(update.root);
         for record in &mut records {
             record.block_hash = block.hash;
         }
@@ -567,20 +574,17 @@ impl Chain {
                 transactions: &records,
                 state: &output.state_updates,
                 settled: &settled,
+                nodes: &update.writes,
             })
-            .map_err(|error| {
-                // The block is not committed: take its updates out of the tree again.
-                for (key_hash, value_hash) in undo.into_iter().rev() {
-                    tree.set(key_hash, value_hash);
-                }
-                format!("block {number}: {error}")
-            })?;
+            .map_err(|error| format!("block {number}: {error}"))?;
+        // Only now: a block that failed to commit leaves the cache as the store is.
+        cache.committed(&update.writes);
         Metrics::add(&self.metrics.commit_micros, committing.elapsed().as_micros() as u64);
         Metrics::add(&self.metrics.blocks, 1);
         Metrics::add(&self.metrics.transactions, block.transactions.len() as u64);
         Metrics::add(&self.metrics.gas, block.gas_used);
         *self.head.write() = block.clone();
-        drop(tree);
+        drop(cache);
         if candidates.iter().any(|pending| publishes(&pending.transaction)) {
             *self.call_move_vm.write() = Arc::new(MoveVm::new(self.config.fee_vault));
         }

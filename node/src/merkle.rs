@@ -12,6 +12,13 @@
 //! A proof for a key lists the siblings from the root down to where the key's path ends, and
 //! what it ends at: nothing, or a leaf (the key's own, or another key's sharing the path, which
 //! proves the key absent). [`verify`] checks it; `StateProof.sol` does the same on Ethereum.
+//!
+//! The tree lives in the node's database as its nodes, by [`Position`] (depth and path): an inner
+//! node stores its hash, a leaf its key and value hash, and nothing is stored for an empty
+//! subtree or below a leaf. [`update`] turns a block's state changes into the new root and the
+//! node writes that go into the block's write batch, reading only the changed paths; [`prove`]
+//! walks one path. Nothing is rebuilt when the node restarts. The upper levels are read through
+//! a [`NodeCache`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -67,7 +74,9 @@ fn bit(key: &B256, depth: usize) -> bool {
     key[depth / 8] >> (7 - depth % 8) & 1 == 1
 }
 
-/// The root of `leaves` (sorted by key hash, distinct), whose keys share their first `depth` bits.
+/// The root of `leaves` (sorted by key hash, distinct), whose keys share their first `depth` bits:
+/// the definition the stored tree is tested against.
+#[cfg(test)]
 fn node(leaves: &[(B256, B256)], depth: usize) -> B256 {
     match leaves {
         [] => B256::ZERO,
@@ -79,118 +88,304 @@ fn node(leaves: &[(B256, B256)], depth: usize) -> B256 {
     }
 }
 
-/// Subtrees down to this depth keep their hash between roots (2^17 entries at most), so a
-/// root after a block costs hashes for the changed paths, not for the whole state.
-const CACHED_DEPTH: usize = 16;
-
-/// The first `depth` bits of `key` (`depth` ≤ [`CACHED_DEPTH`]).
-fn prefix(key: &B256, depth: usize) -> u32 {
-    if depth == 0 {
-        return 0;
-    }
-    u32::from_be_bytes([key[0], key[1], key[2], key[3]]) >> (32 - depth)
+/// A node of the compacted tree, as the database stores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Node {
+    /// The one leaf of its subtree.
+    Leaf {
+        /// The leaf's key hash.
+        key_hash: B256,
+        /// The leaf's value hash.
+        value_hash: B256,
+    },
+    /// A subtree of at least two leaves, by its hash.
+    Inner(B256),
 }
 
-/// The leaves of a state (key hash → value hash), with the hashes of its upper subtrees.
-#[derive(Clone, Debug, Default)]
-pub struct Tree {
-    leaves: BTreeMap<B256, B256>,
-    /// Subtree hashes by (depth, prefix), for depths up to [`CACHED_DEPTH`].
-    cache: HashMap<(usize, u32), B256>,
+impl Node {
+    /// The node's hash.
+    #[must_use]
+    pub fn hash(&self) -> B256 {
+        match self {
+            Self::Leaf { key_hash, value_hash } => leaf_hash(*key_hash, *value_hash),
+            Self::Inner(hash) => *hash,
+        }
+    }
+
+    /// The stored bytes: `0x00 ‖ key hash ‖ value hash`, or `0x01 ‖ hash`.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Leaf { key_hash, value_hash } => {
+                [&[0u8][..], key_hash.as_slice(), value_hash.as_slice()].concat()
+            }
+            Self::Inner(hash) => [&[1u8][..], hash.as_slice()].concat(),
+        }
+    }
+
+    /// The node [`encode`](Self::encode) wrote, or `None`.
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        match bytes {
+            [0, rest @ ..] if rest.len() == 64 => Some(Self::Leaf {
+                key_hash: B256::from_slice(&rest[..32]),
+                value_hash: B256::from_slice(&rest[32..]),
+            }),
+            [1, rest @ ..] if rest.len() == 32 => Some(Self::Inner(B256::from_slice(rest))),
+            _ => None,
+        }
+    }
 }
 
-impl Tree {
-    /// Sets the value hash of `key_hash` (`None`: removes it).
-    pub fn set(&mut self, key_hash: B256, value_hash: Option<B256>) {
-        match value_hash {
-            Some(value_hash) => self.leaves.insert(key_hash, value_hash),
-            None => self.leaves.remove(&key_hash),
-        };
-        for depth in 0..=CACHED_DEPTH {
-            self.cache.remove(&(depth, prefix(&key_hash, depth)));
-        }
-    }
+/// The hash of the subtree at a position: its node's, or zero if it is empty.
+fn hash_of(node: Option<Node>) -> B256 {
+    node.map_or(B256::ZERO, |node| node.hash())
+}
 
-    /// The value hash of `key_hash`, if present.
+/// Where a node sits: its depth, and the first `depth` bits that every key below it shares
+/// (the remaining bits zero).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position {
+    depth: u16,
+    path: B256,
+}
+
+impl Position {
+    /// The root's position.
+    pub const ROOT: Self = Self { depth: 0, path: B256::ZERO };
+
+    /// The depth.
     #[must_use]
-    pub fn get(&self, key_hash: &B256) -> Option<B256> {
-        self.leaves.get(key_hash).copied()
+    pub fn depth(&self) -> usize {
+        usize::from(self.depth)
     }
 
-    /// How many leaves.
+    /// The left (`false`) or right (`true`) child's position.
+    fn child(self, right: bool) -> Self {
+        let mut path = self.path;
+        if right {
+            path[self.depth() / 8] |= 0x80 >> (self.depth() % 8);
+        }
+        Self { depth: self.depth + 1, path }
+    }
+
+    /// The database key: the depth (two bytes, big-endian), then the bytes holding the path.
     #[must_use]
-    pub fn len(&self) -> usize {
-        self.leaves.len()
+    pub fn encode(&self) -> Vec<u8> {
+        [&self.depth.to_be_bytes()[..], &self.path[..self.depth().div_ceil(8)]].concat()
     }
+}
 
-    /// Whether it is empty.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.leaves.is_empty()
+/// Where a tree's nodes are read from: the node database, or a map.
+pub trait Nodes {
+    /// Why a read failed.
+    type Error;
+    /// The node at `position`, `None` if that subtree is empty (or the position is below a
+    /// leaf).
+    ///
+    /// # Errors
+    /// The read failed.
+    fn node(&self, position: &Position) -> Result<Option<Node>, Self::Error>;
+}
+
+impl<S: std::hash::BuildHasher> Nodes for HashMap<Position, Node, S> {
+    type Error = std::convert::Infallible;
+    fn node(&self, position: &Position) -> Result<Option<Node>, Self::Error> {
+        Ok(self.get(position).copied())
     }
+}
 
-    fn sorted(&self) -> Vec<(B256, B256)> {
-        self.leaves.iter().map(|(key, value)| (*key, *value)).collect()
-    }
+/// The root of the tree in `nodes`.
+///
+/// # Errors
+/// A read failed.
+pub fn root<N: Nodes>(nodes: &N) -> Result<B256, N::Error> {
+    Ok(hash_of(nodes.node(&Position::ROOT)?))
+}
 
-    /// The root: computed again only for the subtrees whose leaves changed since the last one.
-    pub fn root(&mut self) -> B256 {
-        if let Some(root) = self.cache.get(&(0, 0)) {
-            return *root;
+/// What applying leaf changes does to a tree: the new root, and the node writes (`None`:
+/// delete) that take the stored tree there.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Update {
+    /// The root after the changes.
+    pub root: B256,
+    /// The node writes, by position.
+    pub writes: BTreeMap<Position, Option<Node>>,
+}
+
+/// The update that sets each key hash of `changes` to its value hash (`None`: removes it).
+/// Reads only the nodes on the changed keys' paths and their siblings. Where a key appears more
+/// than once, the last change counts.
+///
+/// # Errors
+/// A read failed.
+pub fn update<N: Nodes>(
+    nodes: &N,
+    changes: impl IntoIterator<Item = (B256, Option<B256>)>,
+) -> Result<Update, N::Error> {
+    let mut changes: Vec<(B256, Option<B256>)> = changes.into_iter().collect();
+    // A stable sort keeps repeated keys in order: the last of each run wins.
+    changes.sort_by_key(|(key, _)| *key);
+    let mut distinct: Vec<(B256, Option<B256>)> = Vec::with_capacity(changes.len());
+    for change in changes {
+        match distinct.last_mut() {
+            Some(last) if last.0 == change.0 => *last = change,
+            _ => distinct.push(change),
         }
-        let sorted = self.sorted();
-        self.cached_node(&sorted, 0, 0)
     }
+    let mut writes = BTreeMap::new();
+    let existing = nodes.node(&Position::ROOT)?;
+    let root = apply(nodes, Position::ROOT, existing, &distinct, &mut writes)?;
+    Ok(Update { root: hash_of(root), writes })
+}
 
-    fn cached_node(&mut self, leaves: &[(B256, B256)], depth: usize, at: u32) -> B256 {
-        if depth > CACHED_DEPTH || leaves.len() < 2 {
-            return node(leaves, depth);
-        }
-        if let Some(hash) = self.cache.get(&(depth, at)) {
-            return *hash;
-        }
-        let split = leaves.partition_point(|(key, _)| !bit(key, depth));
-        let left = self.cached_node(&leaves[..split], depth + 1, at << 1);
-        let right = self.cached_node(&leaves[split..], depth + 1, at << 1 | 1);
-        let hash = inner_hash(left, right);
-        self.cache.insert((depth, at), hash);
-        hash
+/// The node at `position` after `changes` (sorted, distinct keys below `position`) apply to
+/// the subtree whose node is `existing`; records the writes of this subtree.
+fn apply<N: Nodes>(
+    nodes: &N,
+    position: Position,
+    existing: Option<Node>,
+    changes: &[(B256, Option<B256>)],
+    writes: &mut BTreeMap<Position, Option<Node>>,
+) -> Result<Option<Node>, N::Error> {
+    if changes.is_empty() {
+        return Ok(existing);
     }
-
-    /// A proof for `key_hash`, present or absent.
-    pub fn prove(&mut self, key_hash: B256) -> Proof {
-        let sorted = self.sorted();
-        let mut leaves = sorted.as_slice();
-        let mut siblings = Vec::new();
-        let mut depth = 0;
-        let mut at = 0u32;
-        loop {
-            match leaves {
-                [] => return Proof { siblings, terminal: Terminal::Empty },
-                [(key, value)] => {
-                    return Proof {
-                        siblings,
-                        terminal: Terminal::Leaf { key_hash: *key, value_hash: *value },
-                    }
+    let result = match existing {
+        Some(Node::Inner(_)) => {
+            let split = changes.partition_point(|(key, _)| !bit(key, position.depth()));
+            let (left_at, right_at) = (position.child(false), position.child(true));
+            let left = apply(nodes, left_at, nodes.node(&left_at)?, &changes[..split], writes)?;
+            let right = apply(nodes, right_at, nodes.node(&right_at)?, &changes[split..], writes)?;
+            match (left, right) {
+                (None, None) => None,
+                // One leaf left in this subtree: it moves up here.
+                (Some(leaf @ Node::Leaf { .. }), None) => {
+                    writes.insert(left_at, None);
+                    Some(leaf)
                 }
-                _ => {
-                    let split = leaves.partition_point(|(key, _)| !bit(key, depth));
-                    let (left, right) = leaves.split_at(split);
-                    // Siblings near the root come from the cache; further down, subtrees are small.
-                    let child = if depth < CACHED_DEPTH { at << 1 } else { 0 };
-                    if bit(&key_hash, depth) {
-                        siblings.push(self.cached_node(left, depth + 1, child));
-                        leaves = right;
-                        at = child | 1;
-                    } else {
-                        siblings.push(self.cached_node(right, depth + 1, child | 1));
-                        leaves = left;
-                        at = child;
-                    }
-                    depth += 1;
+                (None, Some(leaf @ Node::Leaf { .. })) => {
+                    writes.insert(right_at, None);
+                    Some(leaf)
                 }
+                (left, right) => Some(Node::Inner(inner_hash(hash_of(left), hash_of(right)))),
             }
         }
+        // Nothing is stored below an empty subtree or a leaf: build the subtree from its
+        // leaves.
+        None | Some(Node::Leaf { .. }) => {
+            let mut leaves: Vec<(B256, B256)> = changes
+                .iter()
+                .filter_map(|(key, value)| value.map(|value| (*key, value)))
+                .collect();
+            if let Some(Node::Leaf { key_hash, value_hash }) = existing {
+                if changes.binary_search_by(|(key, _)| key.cmp(&key_hash)).is_err() {
+                    let at = leaves.partition_point(|(key, _)| *key < key_hash);
+                    leaves.insert(at, (key_hash, value_hash));
+                }
+            }
+            build(position, &leaves, writes)
+        }
+    };
+    if result != existing {
+        writes.insert(position, result);
+    }
+    Ok(result)
+}
+
+/// The node at `position` of a subtree holding `leaves` (sorted, distinct), recording the writes
+/// of the nodes below it.
+fn build(
+    position: Position,
+    leaves: &[(B256, B256)],
+    writes: &mut BTreeMap<Position, Option<Node>>,
+) -> Option<Node> {
+    match leaves {
+        [] => None,
+        [(key_hash, value_hash)] => {
+            Some(Node::Leaf { key_hash: *key_hash, value_hash: *value_hash })
+        }
+        _ => {
+            let split = leaves.partition_point(|(key, _)| !bit(key, position.depth()));
+            let mut child = |right: bool, leaves: &[(B256, B256)]| {
+                let at = position.child(right);
+                let node = build(at, leaves, writes);
+                if node.is_some() {
+                    writes.insert(at, node);
+                }
+                hash_of(node)
+            };
+            let left = child(false, &leaves[..split]);
+            let right = child(true, &leaves[split..]);
+            Some(Node::Inner(inner_hash(left, right)))
+        }
+    }
+}
+
+/// A proof for `key_hash`, present or absent, in the tree in `nodes`.
+///
+/// # Errors
+/// A read failed.
+pub fn prove<N: Nodes>(nodes: &N, key_hash: B256) -> Result<Proof, N::Error> {
+    let mut position = Position::ROOT;
+    let mut siblings = Vec::new();
+    loop {
+        match nodes.node(&position)? {
+            None => return Ok(Proof { siblings, terminal: Terminal::Empty }),
+            Some(Node::Leaf { key_hash, value_hash }) => {
+                return Ok(Proof { siblings, terminal: Terminal::Leaf { key_hash, value_hash } })
+            }
+            Some(Node::Inner(_)) => {
+                let right = bit(&key_hash, position.depth());
+                siblings.push(hash_of(nodes.node(&position.child(!right))?));
+                position = position.child(right);
+            }
+        }
+    }
+}
+
+/// Nodes read through a cache of the upper levels (down to [`CACHED_DEPTH`]), which every
+/// update and proof passes through.
+pub struct CachedNodes<'a, N> {
+    nodes: &'a N,
+    cache: std::cell::RefCell<&'a mut NodeCache>,
+}
+
+/// Subtrees down to this depth (2^17 positions at most) are kept in memory.
+const CACHED_DEPTH: u16 = 16;
+
+/// The upper nodes of the stored tree, as last read or committed.
+#[derive(Debug, Default)]
+pub struct NodeCache(HashMap<Position, Option<Node>>);
+
+impl NodeCache {
+    /// `nodes` read through this cache.
+    pub fn over<'a, N>(&'a mut self, nodes: &'a N) -> CachedNodes<'a, N> {
+        CachedNodes { nodes, cache: std::cell::RefCell::new(self) }
+    }
+
+    /// Takes in the writes of an update once they are committed.
+    pub fn committed(&mut self, writes: &BTreeMap<Position, Option<Node>>) {
+        for (position, node) in
+            writes.range(..Position { depth: CACHED_DEPTH + 1, path: B256::ZERO })
+        {
+            self.0.insert(*position, *node);
+        }
+    }
+}
+
+impl<N: Nodes> Nodes for CachedNodes<'_, N> {
+    type Error = N::Error;
+    fn node(&self, position: &Position) -> Result<Option<Node>, Self::Error> {
+        if position.depth > CACHED_DEPTH {
+            return self.nodes.node(position);
+        }
+        if let Some(node) = self.cache.borrow().0.get(position) {
+            return Ok(*node);
+        }
+        let node = self.nodes.node(position)?;
+        self.cache.borrow_mut().0.insert(*position, node);
+        Ok(node)
     }
 }
 
@@ -237,56 +432,127 @@ mod tests {
         keccak256(index.to_be_bytes())
     }
 
-    #[test]
-    fn proofs_verify_for_present_and_absent_keys_and_tampering_fails() {
-        let mut tree = Tree::default();
-        assert_eq!(tree.root(), B256::ZERO);
-        for index in 0..300 {
-            tree.set(key(index), Some(key(index + 1_000)));
+    /// A tree in memory: its stored nodes and its leaves.
+    #[derive(Default)]
+    struct Tree {
+        nodes: HashMap<Position, Node>,
+        leaves: BTreeMap<B256, B256>,
+    }
+
+    impl Tree {
+        fn set(&mut self, changes: &[(B256, Option<B256>)]) -> B256 {
+            let update = update(&self.nodes, changes.iter().copied()).unwrap();
+            for (position, node) in update.writes {
+                match node {
+                    Some(node) => self.nodes.insert(position, node),
+                    None => self.nodes.remove(&position),
+                };
+            }
+            for (key, value) in changes {
+                match value {
+                    Some(value) => self.leaves.insert(*key, *value),
+                    None => self.leaves.remove(key),
+                };
+            }
+            update.root
         }
-        let root = tree.root();
-        for index in [0, 7, 150, 299] {
-            let proof = tree.prove(key(index));
-            assert!(verify(root, key(index), Some(key(index + 1_000)), &proof));
-            assert!(!verify(root, key(index), Some(key(index + 2_000)), &proof), "wrong value");
-            assert!(!verify(root, key(index), None, &proof), "present, not absent");
-            let mut tampered = proof.clone();
-            tampered.siblings[0] = B256::repeat_byte(9);
-            assert!(!verify(root, key(index), Some(key(index + 1_000)), &tampered));
+
+        fn prove(&self, key: B256) -> Proof {
+            prove(&self.nodes, key).unwrap()
         }
-        for index in [300, 301, 5_000] {
-            let proof = tree.prove(key(index));
-            assert!(verify(root, key(index), None, &proof), "absent {index}");
-            assert!(!verify(root, key(index), Some(key(1)), &proof));
+
+        /// The root computed from the leaves alone.
+        fn root_from_scratch(&self) -> B256 {
+            let leaves: Vec<_> = self.leaves.iter().map(|(key, value)| (*key, *value)).collect();
+            node(&leaves, 0)
         }
-        // The cached root is the root computed from scratch, after any change.
-        for index in 0..50 {
-            tree.set(key(index * 7), if index % 3 == 0 { None } else { Some(key(index)) });
-            assert_eq!(tree.root(), node(&tree.sorted(), 0), "after change {index}");
-        }
-        for index in 0..50 {
-            let restored = (index * 7 < 300).then(|| key(index * 7 + 1_000));
-            tree.set(key(index * 7), restored);
-        }
-        assert_eq!(tree.root(), root);
-        // One leaf's change changes the root; putting it back restores it.
-        tree.set(key(5), Some(B256::ZERO));
-        assert_ne!(tree.root(), root);
-        tree.set(key(5), Some(key(1_005)));
-        assert_eq!(tree.root(), root);
-        tree.set(key(5), None);
-        assert!(verify(tree.root(), key(5), None, &tree.prove(key(5))));
-        assert_eq!(tree.len(), 299);
     }
 
     #[test]
-    fn a_single_leaf_is_the_root() {
+    fn proofs_verify_for_present_and_absent_keys_and_tampering_fails() {
         let mut tree = Tree::default();
-        tree.set(key(1), Some(key(2)));
-        assert_eq!(tree.root(), leaf_hash(key(1), key(2)));
+        assert_eq!(root(&tree.nodes).unwrap(), B256::ZERO);
+        let changes: Vec<_> =
+            (0..300).map(|index| (key(index), Some(key(index + 1_000)))).collect();
+        let root_hash = tree.set(&changes);
+        assert_eq!(root_hash, tree.root_from_scratch());
+        assert_eq!(root(&tree.nodes).unwrap(), root_hash);
+        for index in [0, 7, 150, 299] {
+            let proof = tree.prove(key(index));
+            assert!(verify(root_hash, key(index), Some(key(index + 1_000)), &proof));
+            assert!(
+                !verify(root_hash, key(index), Some(key(index + 2_000)), &proof),
+                "wrong value"
+            );
+            assert!(!verify(root_hash, key(index), None, &proof), "present, not absent");
+            let mut tampered = proof.clone();
+            tampered.siblings[0] = B256::repeat_byte(9);
+            assert!(!verify(root_hash, key(index), Some(key(index + 1_000)), &tampered));
+        }
+        for index in [300, 301, 5_000] {
+            let proof = tree.prove(key(index));
+            assert!(verify(root_hash, key(index), None, &proof), "absent {index}");
+            assert!(!verify(root_hash, key(index), Some(key(1)), &proof));
+        }
+    }
+
+    #[test]
+    fn updates_store_exactly_the_nodes_of_the_tree_built_from_scratch() {
+        let mut tree = Tree::default();
+        let mut seed = 1u64;
+        let mut random = |below: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % below
+        };
+        for round in 0..60 {
+            // Changes of existing and new keys, removals (some of absent keys) and repeats.
+            let count = 1 + random(40);
+            let changes: Vec<_> = (0..count)
+                .map(|_| {
+                    let index = random(200);
+                    (key(index), (random(3) != 0).then(|| key(round * 1_000 + index)))
+                })
+                .collect();
+            let root_hash = tree.set(&changes);
+            assert_eq!(root_hash, tree.root_from_scratch(), "round {round}");
+            let mut rebuilt = Tree::default();
+            let all: Vec<_> = tree.leaves.iter().map(|(key, value)| (*key, Some(*value))).collect();
+            rebuilt.set(&all);
+            assert!(rebuilt.nodes == tree.nodes, "round {round}: stale or missing nodes");
+            for index in [random(200), random(200)] {
+                let value = tree.leaves.get(&key(index)).copied();
+                assert!(verify(root_hash, key(index), value, &tree.prove(key(index))));
+            }
+        }
+        // Removing every leaf leaves nothing stored.
+        let all: Vec<_> = tree.leaves.keys().map(|key| (*key, None)).collect();
+        assert_eq!(tree.set(&all), B256::ZERO);
+        assert!(tree.nodes.is_empty());
+    }
+
+    #[test]
+    fn a_single_leaf_is_the_root_and_the_last_change_of_a_key_counts() {
+        let mut tree = Tree::default();
+        let root_hash = tree.set(&[(key(1), Some(key(9))), (key(1), Some(key(2)))]);
+        assert_eq!(root_hash, leaf_hash(key(1), key(2)));
         let proof = tree.prove(key(1));
         assert!(proof.siblings.is_empty());
-        assert!(verify(tree.root(), key(1), Some(key(2)), &proof));
-        assert!(verify(tree.root(), key(3), None, &tree.prove(key(3))));
+        assert!(verify(root_hash, key(1), Some(key(2)), &proof));
+        assert!(verify(root_hash, key(3), None, &tree.prove(key(3))));
+    }
+
+    #[test]
+    fn nodes_and_positions_encode_and_decode() {
+        let leaf = Node::Leaf { key_hash: key(1), value_hash: key(2) };
+        for node in [leaf, Node::Inner(key(3))] {
+            assert_eq!(Node::decode(&node.encode()), Some(node));
+        }
+        assert_eq!(Node::decode(&[2; 33]), None);
+        assert_eq!(Node::decode(&[1; 5]), None);
+        let position = Position::ROOT.child(true).child(false).child(true);
+        assert_eq!(position.encode(), vec![0, 3, 0b1010_0000]);
+        assert_eq!(Position::ROOT.encode(), vec![0, 0]);
     }
 }

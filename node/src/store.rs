@@ -2,10 +2,11 @@
 //!
 //! Column families: `state` (the current state: [`StateKey::encode`] → [`StateValue::encode`]),
 //! `blocks` (number, big-endian → the block as JSON), `block_hashes` (hash → number),
-//! `transactions` (hash → the transaction with its receipt, as JSON), `pending` (hash → an
-//! accepted transaction not yet in a block, as signed) and `meta` (the head). A block is
-//! committed in one write batch, synced to disk, which also removes its transactions from
-//! `pending`: after a crash the database holds every block that was reported committed, nothing
+//! `transactions` (hash → the transaction with its receipt, as JSON), `merkle` (the state tree's
+//! nodes: [`Position::encode`] → [`Node::encode`]), `pending` (hash → an accepted transaction
+//! not yet in a block, as signed) and `meta` (the head). A block is committed in one write batch
+//! (its state updates and the tree nodes they change included), synced to disk, which also
+//! removes its transactions from `pending`: after a crash the database holds every block that was reported committed, nothing
 //! of a block that was not, and every transaction that was acknowledged.
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use duet_types::{StateKey, StateValue, B256};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
 use crate::block::{Block, TransactionRecord};
+use crate::merkle::{Node, Nodes, Position};
 
 const STATE: &str = "state";
 const BLOCKS: &str = "blocks";
@@ -23,6 +25,7 @@ const BLOCK_HASHES: &str = "block_hashes";
 const TRANSACTIONS: &str = "transactions";
 const META: &str = "meta";
 const PENDING: &str = "pending";
+const MERKLE: &str = "merkle";
 const HEAD: &[u8] = b"head";
 
 /// Why the database failed.
@@ -58,6 +61,8 @@ pub struct BlockCommit<'a> {
     pub state: &'a [(StateKey, Option<StateValue>)],
     /// Accepted transactions that leave the mempool with this block (included, or dropped).
     pub settled: &'a [B256],
+    /// The state tree's node writes (`None`: delete) that the state updates make.
+    pub nodes: &'a std::collections::BTreeMap<Position, Option<Node>>,
 }
 
 impl Store {
@@ -69,7 +74,7 @@ impl Store {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let families = [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META, PENDING]
+        let families = [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META, PENDING, MERKLE]
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&options, path, families)?;
         Ok(Self { db: Arc::new(db) })
@@ -170,18 +175,51 @@ impl Store {
         Ok(entries)
     }
 
-    /// The state's sparse Merkle tree: every entry's key hash and value hash.
+    /// Every state entry as a tree leaf: its key hash and value hash.
     ///
     /// # Errors
     /// The database failed.
-    pub fn state_tree(&self) -> Result<crate::merkle::Tree, StoreError> {
-        let mut tree = crate::merkle::Tree::default();
+    pub fn state_leaves(&self) -> Result<Vec<(B256, Option<B256>)>, StoreError> {
+        let mut leaves = Vec::new();
         for entry in self.db.iterator_cf(self.family(STATE), rocksdb::IteratorMode::Start) {
             let (key, value) = entry?;
             // The stored bytes are the canonical encodings the commitment hashes.
-            tree.set(alloy_primitives::keccak256(&key), Some(alloy_primitives::keccak256(&value)));
+            leaves.push((
+                alloy_primitives::keccak256(&key),
+                Some(alloy_primitives::keccak256(&value)),
+            ));
         }
-        Ok(tree)
+        Ok(leaves)
+    }
+
+    /// Writes tree nodes (`None`: deletes), synced: for a tree rebuilt from the state.
+    ///
+    /// # Errors
+    /// The database failed; nothing was written.
+    pub fn put_nodes(
+        &self,
+        nodes: &std::collections::BTreeMap<Position, Option<Node>>,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        self.add_nodes(&mut batch, nodes);
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    fn add_nodes(
+        &self,
+        batch: &mut WriteBatch,
+        nodes: &std::collections::BTreeMap<Position, Option<Node>>,
+    ) {
+        let family = self.family(MERKLE);
+        for (position, node) in nodes {
+            match node {
+                Some(node) => batch.put_cf(family, position.encode(), node.encode()),
+                None => batch.delete_cf(family, position.encode()),
+            }
+        }
     }
 
     /// Commits a block: its state updates, the block, its transactions and the new head, in one
@@ -209,6 +247,7 @@ impl Store {
             let record = serde_json::to_vec(transaction).expect("transactions serialize");
             batch.put_cf(self.family(TRANSACTIONS), transaction.hash, record);
         }
+        self.add_nodes(&mut batch, commit.nodes);
         for hash in commit.settled {
             batch.delete_cf(self.family(PENDING), hash);
         }
@@ -266,6 +305,17 @@ impl Store {
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
+}
+
+impl Nodes for Store {
+    type Error = StoreError;
+
+    fn node(&self, position: &Position) -> Result<Option<Node>, StoreError> {
+        match self.db.get_pinned_cf(self.family(MERKLE), position.encode())? {
+            None => Ok(None),
+            Some(bytes) => Node::decode(&bytes).map(Some).ok_or_else(|| corrupt("tree node")),
+        }
+    }
 }
 
 impl Storage for Store {

@@ -244,6 +244,23 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
         node.cast(&["call", &probe, "seen()(uint256)"]).unwrap(),
         "1000000000000000000 [1e18]"
     );
+    // The state tree's nodes came back from disk: a proof verifies against the head's root.
+    let request = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"duet_getProof","params":[{{"kind":"balance","address":"{recipient}"}}]}}"#
+    );
+    let answer: serde_json::Value = serde_json::from_str(&node.rpc_raw(&request).unwrap()).unwrap();
+    let field =
+        |name: &str| -> B256 { serde_json::from_value(answer["result"][name].clone()).unwrap() };
+    let proof: duet_node::merkle::Proof =
+        serde_json::from_value(answer["result"]["proof"].clone()).unwrap();
+    let head = node.cast(&["block", "latest", "--field", "stateRoot"]).unwrap();
+    assert_eq!(field("stateRoot").to_string(), head);
+    assert!(duet_node::merkle::verify(
+        field("stateRoot"),
+        field("keyHash"),
+        Some(field("valueHash")),
+        &proof
+    ));
     let _ = std::fs::remove_dir_all(node.stop());
 }
 
