@@ -170,8 +170,10 @@ impl Mempool {
     }
 
     /// Transactions for the next block: each sender's waiting transactions with consecutive
-    /// nonces from `nonce_of(sender)`, senders in order of arrival, up to `max` transactions
-    /// whose gas limits add up to at most `gas`.
+    /// nonces from `nonce_of(sender)`, up to `max` transactions whose gas limits add up to at most
+    /// `gas`. Senders take turns, in order of arrival: first each sender's next transaction, then
+    /// each one's second, and so on. A sender's transactions depend on each other; spread out
+    /// like this, the block's other transactions run in parallel with them.
     pub fn executable(
         &self,
         mut nonce_of: impl FnMut(Address) -> u64,
@@ -180,19 +182,27 @@ impl Mempool {
     ) -> Vec<PendingTransaction> {
         let mut senders: Vec<_> = self.arrival.iter().map(|(sender, at)| (*at, *sender)).collect();
         senders.sort_unstable();
+        let mut turn: Vec<(&BTreeMap<u64, PendingTransaction>, u64)> = senders
+            .into_iter()
+            .filter_map(|(_, sender)| {
+                self.by_sender.get(&sender).map(|waiting| (waiting, nonce_of(sender)))
+            })
+            .collect();
         let mut block = Vec::new();
-        for (_, sender) in senders {
-            let Some(waiting) = self.by_sender.get(&sender) else { continue };
-            let mut nonce = nonce_of(sender);
-            while let Some(transaction) = waiting.get(&nonce) {
+        while !turn.is_empty() {
+            let mut next_turn = Vec::with_capacity(turn.len());
+            for (waiting, nonce) in turn {
+                let Some(transaction) = waiting.get(&nonce) else { continue };
                 if block.len() == max {
                     return block;
                 }
-                let Some(left) = gas.checked_sub(transaction.gas_limit) else { break };
+                // A sender whose next transaction does not fit is done; others may still fit.
+                let Some(left) = gas.checked_sub(transaction.gas_limit) else { continue };
                 gas = left;
                 block.push(transaction.clone());
-                nonce += 1;
+                next_turn.push((waiting, nonce + 1));
             }
+            turn = next_turn;
         }
         block
     }
@@ -263,19 +273,23 @@ mod tests {
     }
 
     #[test]
-    fn blocks_take_consecutive_nonces_in_arrival_order_within_the_gas_limit() {
+    fn blocks_take_consecutive_nonces_with_senders_taking_turns_within_the_gas_limit() {
         let mut pool = Mempool::new(100);
         pool.insert(pending(2, 5, 100)).unwrap();
         pool.insert(pending(1, 0, 100)).unwrap();
         pool.insert(pending(1, 2, 100)).unwrap(); // nonce 1 missing: waits
         pool.insert(pending(2, 6, 100)).unwrap();
+        pool.insert(pending(3, 0, 100)).unwrap();
+        pool.insert(pending(3, 1, 100)).unwrap();
+        pool.insert(pending(3, 2, 100)).unwrap();
         let nonce_of = |sender: Address| if sender == Address::repeat_byte(2) { 5 } else { 0 };
         let block: Vec<(u8, u64)> = pool
             .executable(nonce_of, 10, u64::MAX)
             .iter()
             .map(|t| (t.sender.0[0], t.nonce))
             .collect();
-        assert_eq!(block, [(2, 5), (2, 6), (1, 0)]);
+        // Senders in order of arrival (2, 1, 3), one transaction each per turn.
+        assert_eq!(block, [(2, 5), (1, 0), (3, 0), (2, 6), (3, 1), (3, 2)]);
         // Two transactions' gas, or two transactions.
         assert_eq!(pool.executable(nonce_of, 10, 42_000).len(), 2);
         assert_eq!(pool.executable(nonce_of, 2, u64::MAX).len(), 2);
@@ -283,6 +297,7 @@ mod tests {
         // After a block with sender 2's transactions, they are gone; sender 1's nonce 2 waits.
         assert_eq!(pool.prune(Address::repeat_byte(2), 7).len(), 2);
         assert_eq!(pool.prune(Address::repeat_byte(1), 1).len(), 1);
+        assert_eq!(pool.prune(Address::repeat_byte(3), 3).len(), 3);
         assert_eq!(pool.len(), 1);
     }
 }
