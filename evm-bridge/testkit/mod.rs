@@ -133,7 +133,7 @@ pub fn compile_move(sources: &[&str], name: &str, publisher: Address) -> Vec<(St
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let files = sources.iter().map(|file| root.join(file).to_string_lossy().into_owned()).collect();
     let publisher = publisher.to_string();
-    duet_move::compiler::compile_package(files, &[(name, publisher.as_str())])
+    duet_move::compile_package(files, &[(name, publisher.as_str())])
         .unwrap_or_else(|diagnostics| panic!("{sources:?} do not compile:\n{diagnostics}"))
 }
 

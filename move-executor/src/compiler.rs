@@ -1,5 +1,5 @@
-//! Compiling Move source with the Move compiler, against the standard library and the Duet
-//! framework. Also used by the build script, which compiles the framework itself.
+//! Compiling Move source with the Move compiler. Also used by the build script, which compiles
+//! the framework itself; [`crate::compile_package`] compiles a package against it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -71,34 +71,4 @@ pub fn compile(
         }
     }
     Ok(modules)
-}
-
-/// Where the framework's Move sources are.
-#[must_use]
-pub fn framework_source_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("framework/sources")
-}
-
-/// Compiles the package made of `targets` (file paths) against the standard library and the
-/// framework, with the extra `named` addresses (`("example", "0xab…")`); returns the targets'
-/// modules in dependency order, ready to publish as one bundle.
-///
-/// # Errors
-/// A named address does not parse, or the compiler's diagnostics, rendered as text.
-pub fn compile_package(
-    targets: Vec<String>,
-    named: &[(&str, &str)],
-) -> Result<Vec<CompiledModuleBytes>, String> {
-    let mut dependencies = move_stdlib::move_stdlib_files();
-    dependencies.extend(
-        framework_files(&framework_source_dir())
-            .map_err(|error| format!("the framework sources cannot be read: {error}"))?,
-    );
-    let mut addresses = framework_named_addresses();
-    for (name, address) in named {
-        let address = NumericalAddress::parse_str(address)
-            .map_err(|error| format!("named address {name} = {address}: {error}"))?;
-        addresses.insert((*name).to_owned(), address);
-    }
-    compile(targets, dependencies, addresses)
 }

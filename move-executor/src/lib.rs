@@ -31,9 +31,11 @@ pub mod compiler;
 pub mod evm;
 pub mod gas;
 pub mod natives;
+mod package;
 pub mod resolver;
 
 pub use block::{Barriers, LayeredStorage, MoveBlockExecutor, SegmentedExecutor};
+pub use package::compile_package;
 
 use std::cell::Cell;
 use std::cmp::Ordering as CmpOrdering;
@@ -70,11 +72,16 @@ pub const MAX_TRANSACTION_GAS: u64 = 30_000_000;
 static FRAMEWORK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/framework.bin"));
 
 /// The framework's modules: the Move standard library and Duet's own, all at `0x1`.
-///
-/// # Panics
-/// Never: the embedded bundle is written by this crate's build script.
 #[must_use]
 pub fn framework_modules() -> Vec<(String, Vec<u8>)> {
+    embedded_pairs(FRAMEWORK)
+}
+
+/// The pairs of names and bytes in a bundle the build script wrote.
+///
+/// # Panics
+/// Never: the bundles are written by this crate's build script.
+fn embedded_pairs(bundle: &'static [u8]) -> Vec<(String, Vec<u8>)> {
     fn take(rest: &mut &'static [u8]) -> Vec<u8> {
         let (length, tail) = rest.split_at(4);
         let length = u32::from_le_bytes(length.try_into().expect("four bytes")) as usize;
@@ -82,13 +89,13 @@ pub fn framework_modules() -> Vec<(String, Vec<u8>)> {
         *rest = tail;
         part.to_vec()
     }
-    let mut rest = FRAMEWORK;
-    let mut modules = Vec::new();
+    let mut rest = bundle;
+    let mut pairs = Vec::new();
     while !rest.is_empty() {
-        let name = String::from_utf8(take(&mut rest)).expect("module names are UTF-8");
-        modules.push((name, take(&mut rest)));
+        let name = String::from_utf8(take(&mut rest)).expect("names are UTF-8");
+        pairs.push((name, take(&mut rest)));
     }
-    modules
+    pairs
 }
 
 /// The state a chain starts with for Move: the framework's modules at `0x1`.

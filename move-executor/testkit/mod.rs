@@ -137,7 +137,7 @@ pub fn compile_example(source: &str, publisher: Address) -> Vec<Vec<u8>> {
     let file = directory.join(format!("{:016x}.move", foldhash_of(source, publisher)));
     std::fs::write(&file, source).expect("temp is writable");
     let address = publisher.to_string();
-    duet_move::compiler::compile_package(
+    duet_move::compile_package(
         vec![file.to_string_lossy().into_owned()],
         &[("example", address.as_str())],
     )

@@ -121,7 +121,7 @@ fn build(args: &BuildArgs) -> Result<Vec<(String, Vec<u8>)>, String> {
         .iter()
         .map(|pair| pair.split_once('=').ok_or_else(|| format!("{pair}: expected NAME=ADDRESS")))
         .collect::<Result<_, _>>()?;
-    duet_move::compiler::compile_package(args.files.clone(), &named)
+    duet_move::compile_package(args.files.clone(), &named)
 }
 
 fn submit(account: &Account, payload: &MovePayload) -> Result<(), String> {
