@@ -3,6 +3,12 @@
 //! The multi-version memory needs little from its map: short reads and updates of one key under
 //! a lock, and, once a block is done, each shard taken whole so that worker threads can finalize
 //! and free the shards in parallel. Owning the shards makes that last step possible.
+//!
+//! Each shard keeps its entries in a vector, in the order they were inserted, and a hash table
+//! of positions in it (as `indexmap` does). Executions run between the map's operations and push
+//! its lines out of the cache, so what counts is how many lines an operation touches: the table
+//! of four-byte positions stays small enough to be cached, an insertion appends where the
+//! previous one wrote, and finalizing a shard walks its vector from start to end.
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +22,29 @@ use parking_lot::RwLock;
 /// finalization splits evenly.
 pub(crate) const SHARD_COUNT: usize = 64;
 
-type Shard<K, T> = CachePadded<RwLock<HashTable<(K, T)>>>;
+type Shard<K, T> = CachePadded<RwLock<Entries<K, T>>>;
+
+/// One shard's entries, and where each key's is.
+struct Entries<K, T> {
+    /// Positions in `entries`, by the hash of their key.
+    positions: HashTable<u32>,
+    /// The entries, in order of insertion.
+    entries: Vec<(K, T)>,
+}
+
+impl<K: Hash + Eq, T> Entries<K, T> {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            positions: HashTable::with_capacity(capacity),
+            entries: Vec::with_capacity(capacity),
+        }
+    }
+
+    fn position(&self, hash: u64, key: &K) -> Option<usize> {
+        let entries = &self.entries;
+        self.positions.find(hash, |&at| entries[at as usize].0 == *key).map(|&at| at as usize)
+    }
+}
 
 /// Bits of the filter of keys ever inserted: 2^16, so that a block's written keys rarely collide.
 const FILTER_BITS: usize = 1 << 16;
@@ -40,7 +68,7 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         Self {
             hasher: FixedState::default(),
             shards: (0..SHARD_COUNT)
-                .map(|_| CachePadded::new(RwLock::new(HashTable::with_capacity(per_shard))))
+                .map(|_| CachePadded::new(RwLock::new(Entries::with_capacity(per_shard))))
                 .collect(),
             inserted: (0..FILTER_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -52,7 +80,7 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         (&self.inserted[bit / 64], 1 << (bit % 64))
     }
 
-    fn locate(&self, key: &K) -> (u64, &RwLock<HashTable<(K, T)>>) {
+    fn locate(&self, key: &K) -> (u64, &RwLock<Entries<K, T>>) {
         let hash = self.hasher.hash_one(key);
         // The table itself uses the low bits (bucket) and the top seven bits (tag) of the hash:
         // pick the shard from bits neither uses.
@@ -71,7 +99,7 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
             return None;
         }
         let shard = shard.read();
-        shard.find(hash, |(candidate, _)| candidate == key).map(|(_, value)| read(value))
+        shard.position(hash, key).map(|at| read(&shard.entries[at].1))
     }
 
     /// Calls `update` on the value of `key`, inserting a default value first if there is none.
@@ -82,14 +110,20 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
             word.fetch_or(bit, Ordering::SeqCst);
         }
         let mut shard = shard.write();
-        let hasher = &self.hasher;
-        let entry = shard.entry(
-            hash,
-            |(candidate, _)| candidate == key,
-            |(candidate, _)| hasher.hash_one(candidate),
-        );
-        let mut occupied = entry.or_insert_with(|| (key.clone(), T::default()));
-        update(&mut occupied.get_mut().1)
+        let at = if let Some(at) = shard.position(hash, key) {
+            at
+        } else {
+            let Entries { positions, entries } = &mut *shard;
+            let at = entries.len();
+            entries.push((key.clone(), T::default()));
+            let hasher = &self.hasher;
+            // INVARIANT: a shard holds far fewer than 2^32 entries.
+            positions.insert_unique(hash, at as u32, |&other| {
+                hasher.hash_one(&entries[other as usize].0)
+            });
+            at
+        };
+        update(&mut shard.entries[at].1)
     }
 
     /// Calls `update` on the value of `key` if there is one.
@@ -100,7 +134,8 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
     ) -> Option<R> {
         let (hash, shard) = self.locate(key);
         let mut shard = shard.write();
-        shard.find_mut(hash, |(candidate, _)| candidate == key).map(|(_, value)| update(value))
+        let at = shard.position(hash, key)?;
+        Some(update(&mut shard.entries[at].1))
     }
 
     /// Empties shard `index`, handing each entry to `visit` until it fails; the shard keeps its
@@ -114,7 +149,8 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         mut visit: impl FnMut(K, T) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut shard = self.shards[index].write();
-        for (key, value) in shard.drain() {
+        shard.positions.clear();
+        for (key, value) in shard.entries.drain(..) {
             visit(key, value)?;
         }
         Ok(())
@@ -124,21 +160,23 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
     /// growing a shard later would happen under its lock, with other threads waiting.
     pub(crate) fn clear_for(&mut self, capacity: usize) {
         let per_shard = capacity / SHARD_COUNT + 1;
-        let hasher = &self.hasher;
         for shard in &mut *self.shards {
-            let table = shard.get_mut();
-            table.clear();
-            table.reserve(per_shard, |(key, _)| hasher.hash_one(key));
+            let shard = shard.get_mut();
+            shard.positions.clear();
+            shard.entries.clear();
+            // Both are empty: nothing to rehash.
+            shard.positions.reserve(per_shard, |_| 0);
+            shard.entries.reserve(per_shard);
         }
         for word in &mut *self.inserted {
             *word.get_mut() = 0;
         }
     }
 
-    /// Calls `visit` on every shard, in shard order.
-    pub(crate) fn for_each_shard(&self, mut visit: impl FnMut(&HashTable<(K, T)>)) {
+    /// Calls `visit` on every shard's entries, in shard order.
+    pub(crate) fn for_each_shard(&self, mut visit: impl FnMut(&[(K, T)])) {
         for shard in &*self.shards {
-            visit(&shard.read());
+            visit(&shard.read().entries);
         }
     }
 }
