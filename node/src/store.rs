@@ -63,11 +63,79 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DB>,
+    /// Recently read and written state, in front of the `state` column family.
+    cache: Arc<StateCache>,
+}
+
+/// State entries (or their absence) as RocksDB holds them, so that executing a block and checking
+/// incoming transactions read memory instead of RocksDB for the state they keep touching.
+///
+/// A commit puts its updates in after its batch is written. A read that missed goes to RocksDB
+/// and puts what it found in only if no commit happened in between: otherwise it could put back
+/// a value older than the commit's.
+struct StateCache {
+    shards: Box<[CacheShard]>,
+    /// Commits so far (this process).
+    commits: std::sync::atomic::AtomicU64,
+}
+
+/// Part of the state cache: entries by key, `None` for a key known to be absent.
+type CacheShard = parking_lot::Mutex<std::collections::HashMap<StateKey, Option<StateValue>>>;
+
+/// Shards of the state cache: few enough to clear cheaply, enough that threads rarely meet.
+const CACHE_SHARDS: usize = 16;
+
+/// Entries a shard keeps before it is emptied (about 100 bytes each, 500 000 in all).
+const CACHE_SHARD_ENTRIES: usize = 500_000 / CACHE_SHARDS;
+
+impl StateCache {
+    fn new() -> Self {
+        Self {
+            shards: (0..CACHE_SHARDS).map(|_| parking_lot::Mutex::default()).collect(),
+            commits: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, key: &StateKey) -> &CacheShard {
+        use std::hash::BuildHasher;
+        let hash =
+            std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(key);
+        &self.shards[hash as usize % CACHE_SHARDS]
+    }
+
+    /// The cached entry of `key`: `Err(())` if there is none.
+    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, ()> {
+        self.shard(key).lock().get(key).cloned().ok_or(())
+    }
+
+    /// Puts in what a read found, unless a commit happened since `commits_before` (read before
+    /// the RocksDB read).
+    fn fill(&self, key: &StateKey, value: Option<StateValue>, commits_before: u64) {
+        let mut shard = self.shard(key).lock();
+        if self.commits.load(std::sync::atomic::Ordering::Acquire) == commits_before {
+            if shard.len() >= CACHE_SHARD_ENTRIES {
+                shard.clear();
+            }
+            shard.insert(key.clone(), value);
+        }
+    }
+
+    /// Puts in a committed block's updates.
+    fn committed(&self, updates: &[(StateKey, Option<StateValue>)]) {
+        self.commits.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        for (key, value) in updates {
+            let mut shard = self.shard(key).lock();
+            if shard.len() >= CACHE_SHARD_ENTRIES {
+                shard.clear();
+            }
+            shard.insert(key.clone(), value.clone());
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("Store").field("path", &self.db.path()).finish()
+        formatter.debug_struct("Store").field("path", &self.db.path()).finish_non_exhaustive()
     }
 }
 
@@ -97,7 +165,7 @@ impl Store {
         let families = [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META, PENDING, MERKLE]
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&options, path, families)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self { db: Arc::new(db), cache: Arc::new(StateCache::new()) })
     }
 
     fn family(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -164,12 +232,19 @@ impl Store {
     /// # Errors
     /// The database failed or is corrupt.
     pub fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
-        match self.db.get_pinned_cf(self.family(STATE), key.encode())? {
-            None => Ok(None),
-            Some(bytes) => StateValue::decode(&bytes)
-                .map(Some)
-                .map_err(|error| corrupt(&format!("state {key:?}: {error}"))),
+        if let Ok(value) = self.cache.get(key) {
+            return Ok(value);
         }
+        let commits_before = self.cache.commits.load(std::sync::atomic::Ordering::Acquire);
+        let value = match self.db.get_pinned_cf(self.family(STATE), key.encode())? {
+            None => None,
+            Some(bytes) => Some(
+                StateValue::decode(&bytes)
+                    .map_err(|error| corrupt(&format!("state {key:?}: {error}")))?,
+            ),
+        };
+        self.cache.fill(key, value.clone(), commits_before);
+        Ok(value)
     }
 
     /// Every state entry whose encoded key starts with `prefix`, in key order (the Move
@@ -273,6 +348,7 @@ impl Store {
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.db.write_opt(batch, &options)?;
+        self.cache.committed(commit.state);
         Ok(())
     }
 }
@@ -349,8 +425,67 @@ impl Storage for Store {
 mod tests {
     use alloy_primitives::{Address, Bytes, Log, LogData, B256, U256};
 
-    use super::{decode_record, encode_record};
-    use crate::block::{Kind, TransactionRecord};
+    use super::{decode_record, encode_record, BlockCommit, Store};
+    use crate::block::{Block, Kind, TransactionRecord};
+    use duet_types::{StateKey, StateValue};
+
+    #[test]
+    fn reads_see_every_commit_through_the_state_cache() {
+        let directory = std::env::temp_dir().join(format!("duet-store-{}", std::process::id()));
+        let store = Store::open(&directory).unwrap();
+        let config = crate::chain::ChainConfig {
+            chain_id: 1,
+            block_gas_limit: 30_000_000,
+            base_fee: 1,
+            fee_vault: Address::ZERO,
+            mempool_limit: 10,
+            max_block_transactions: 10,
+        };
+        let block = Block::empty(0, B256::ZERO, 0, &config);
+        let (kept, changed, added) = (
+            StateKey::Balance(Address::repeat_byte(1)),
+            StateKey::Balance(Address::repeat_byte(2)),
+            StateKey::Balance(Address::repeat_byte(3)),
+        );
+        let commit = |state: &[(StateKey, Option<StateValue>)]| {
+            store
+                .commit(&BlockCommit {
+                    block: &block,
+                    transactions: &[],
+                    state,
+                    settled: &[],
+                    nodes: &std::collections::BTreeMap::new(),
+                })
+                .unwrap();
+        };
+        commit(&[
+            (kept.clone(), Some(StateValue::Balance(1))),
+            (changed.clone(), Some(StateValue::Balance(2))),
+        ]);
+        // Read twice: from RocksDB, then from the cache (absence included).
+        for _ in 0..2 {
+            assert_eq!(store.get(&kept).unwrap(), Some(StateValue::Balance(1)));
+            assert_eq!(store.get(&changed).unwrap(), Some(StateValue::Balance(2)));
+            assert_eq!(store.get(&added).unwrap(), None);
+        }
+        commit(&[(changed.clone(), None), (added.clone(), Some(StateValue::Balance(3)))]);
+        assert_eq!(store.get(&kept).unwrap(), Some(StateValue::Balance(1)));
+        assert_eq!(store.get(&changed).unwrap(), None);
+        assert_eq!(store.get(&added).unwrap(), Some(StateValue::Balance(3)));
+        // A read from before a commit does not put its value back over the commit's.
+        let before = store.cache.commits.load(std::sync::atomic::Ordering::Acquire);
+        commit(&[(kept.clone(), Some(StateValue::Balance(10)))]);
+        store.cache.fill(&kept, Some(StateValue::Balance(1)), before);
+        assert_eq!(store.get(&kept).unwrap(), Some(StateValue::Balance(10)));
+        // What a fresh process reads from RocksDB alone is the same.
+        drop(store);
+        let reopened = Store::open(&directory).unwrap();
+        assert_eq!(reopened.get(&kept).unwrap(), Some(StateValue::Balance(10)));
+        assert_eq!(reopened.get(&changed).unwrap(), None);
+        assert_eq!(reopened.get(&added).unwrap(), Some(StateValue::Balance(3)));
+        drop(reopened);
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
 
     #[test]
     fn records_round_trip_in_bcs_and_records_of_earlier_versions_still_read() {
