@@ -2,8 +2,9 @@
 //! embedded in the binary: `duet move build` works wherever the binary is, not only beside the
 //! source tree it was built from.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use move_compiler::shared::NumericalAddress;
 
@@ -24,70 +25,93 @@ pub fn compile_package(
     targets: Vec<String>,
     named: &[(&str, &str)],
 ) -> Result<Vec<CompiledModuleBytes>, String> {
-    let dependencies = dependency_files()?;
     let mut addresses = framework_named_addresses();
     for (name, address) in named {
         let address = NumericalAddress::parse_str(address)
             .map_err(|error| format!("named address {name} = {address}: {error}"))?;
         addresses.insert((*name).to_owned(), address);
     }
-    compile(targets, dependencies, addresses)
+    let sources = DependencySources::write()
+        .map_err(|error| format!("cannot write the framework sources: {error}"))?;
+    compile(targets, sources.files.clone(), addresses)
 }
 
-/// The compiler reads files: the embedded sources, written once per process into a directory
-/// named after their contents under the system's temporary directory. A file found there with
-/// other contents is written again, so what compiles is always what the binary carries.
-fn dependency_files() -> Result<Vec<String>, String> {
-    static FILES: OnceLock<Result<Vec<String>, String>> = OnceLock::new();
-    FILES
-        .get_or_init(|| {
-            let sources = crate::embedded_pairs(SOURCES);
-            let digest = duet_types::keccak256(SOURCES);
-            let directory = std::env::temp_dir()
-                .join(format!("duet-move-sources-{}", &digest.to_string()[2..18]));
-            sources
-                .iter()
-                .map(|(name, text)| {
-                    let path = directory.join(name);
-                    write_if_different(&path, text).map_err(|error| {
-                        format!("cannot write the framework sources to {}: {error}", path.display())
-                    })?;
-                    Ok(path.to_string_lossy().into_owned())
-                })
-                .collect()
-        })
-        .clone()
+/// The embedded sources, written out for the compiler (which reads files) into a directory of
+/// this call's own: created afresh, readable by this user only, removed when dropped. Nothing
+/// another user of the machine put in the temporary directory is ever read or written.
+struct DependencySources {
+    directory: PathBuf,
+    files: Vec<String>,
 }
 
-/// Makes `path` hold `text`, through a file of this process renamed into place, so that a
-/// concurrent reader never sees half a file.
-fn write_if_different(path: &Path, text: &[u8]) -> std::io::Result<()> {
-    if std::fs::read(path).is_ok_and(|current| current == text) {
-        return Ok(());
+impl DependencySources {
+    fn write() -> std::io::Result<Self> {
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.subsec_nanos());
+        let directory = std::env::temp_dir().join(format!(
+            "duet-move-sources-{}-{}-{nanos}",
+            std::process::id(),
+            CALLS.fetch_add(1, Ordering::Relaxed)
+        ));
+        private_directory(&directory)?;
+        // From here on the directory is removed when `sources` is dropped, on errors too.
+        let mut sources = Self { directory, files: Vec::new() };
+        for (name, text) in crate::embedded_pairs(SOURCES) {
+            let path = sources.directory.join(&name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?
+                .write_all(&text)?;
+            sources.files.push(path.to_string_lossy().into_owned());
+        }
+        Ok(sources)
     }
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let mut staging = PathBuf::from(path);
-    staging.set_extension(format!("{}.partial", std::process::id()));
-    std::fs::write(&staging, text)?;
-    std::fs::rename(&staging, path)
+}
+
+impl Drop for DependencySources {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// Creates `path`, which must not exist yet, readable and writable by this user only.
+fn private_directory(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_embedded_sources_are_the_framework_and_a_package_compiles_against_them() {
-        let files = super::dependency_files().unwrap();
-        assert!(files.iter().any(|file| file.ends_with("duet/eth.move")), "{files:?}");
-        assert!(files.iter().any(|file| file.ends_with("std/vector.move")), "{files:?}");
+    fn a_package_compiles_against_the_embedded_sources_which_are_then_removed() {
+        let sources = super::DependencySources::write().unwrap();
+        assert!(sources.files.iter().any(|file| file.ends_with("duet/eth.move")));
+        assert!(sources.files.iter().any(|file| file.ends_with("std/vector.move")));
+        let directory = sources.directory.clone();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&directory).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "readable by this user only");
+        }
+        drop(sources);
+        assert!(!directory.exists(), "removed once compiled");
+        // An existing path is never reused.
+        let taken = std::env::temp_dir().join(format!("duet-taken-{}", std::process::id()));
+        std::fs::create_dir_all(&taken).unwrap();
+        assert!(super::private_directory(&taken).is_err());
+        std::fs::remove_dir_all(&taken).unwrap();
 
         let package = std::env::temp_dir().join(format!("duet-package-{}", std::process::id()));
-        // A file with other contents is written again.
-        let copy = package.join("copy/eth.move");
-        super::write_if_different(&copy, b"module 0x1::eth {}").unwrap();
-        super::write_if_different(&copy, b"the real one").unwrap();
-        assert_eq!(std::fs::read(&copy).unwrap(), b"the real one");
-
+        std::fs::create_dir_all(&package).unwrap();
         let source = package.join("pay.move");
         std::fs::write(
             &source,

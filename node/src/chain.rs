@@ -199,8 +199,9 @@ impl Chain {
             block
         };
         let mut root = merkle::root(&store)?;
-        if root == B256::ZERO && head.state_root != B256::ZERO {
-            // A database from before tree nodes were stored: build them from the state once.
+        if root == B256::ZERO && !store.state_is_empty()? {
+            // A database from before tree nodes were stored: build them from the state once
+            // (and check them against the head's root below, like any other).
             let update = merkle::update(&store, store.state_leaves()?)?;
             store.put_nodes(&update.writes)?;
             root = update.root;
@@ -836,4 +837,79 @@ fn nonce_too_high(error: &duet_evm::DuetError) -> bool {
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use duet_types::{Address, StateKey, StateValue, B256};
+
+    use super::{Chain, ChainConfig};
+    use crate::block::Block;
+    use crate::merkle;
+    use crate::store::{BlockCommit, Store, StoreError};
+
+    fn config() -> ChainConfig {
+        ChainConfig {
+            chain_id: 1,
+            block_gas_limit: 30_000_000,
+            base_fee: 1,
+            fee_vault: Address::ZERO,
+            mempool_limit: 10,
+            max_block_transactions: 10,
+        }
+    }
+
+    /// A database as an earlier version left it: a head block and its state, no tree nodes.
+    fn database_without_nodes(name: &str, state_root: impl Fn(B256) -> B256) -> std::path::PathBuf {
+        let directory =
+            std::env::temp_dir().join(format!("duet-chain-{name}-{}", std::process::id()));
+        let state: Vec<(StateKey, Option<StateValue>)> = (1..=3u8)
+            .map(|byte| {
+                (StateKey::Balance(Address::repeat_byte(byte)), Some(StateValue::Balance(7)))
+            })
+            .collect();
+        let leaves = state.iter().map(|(key, value)| {
+            (
+                key.commitment_key(),
+                value.as_ref().map(|value| duet_types::keccak256(value.encode())),
+            )
+        });
+        let root =
+            merkle::update(&HashMap::<merkle::Position, merkle::Node>::new(), leaves).unwrap().root;
+        let mut block = Block::empty(0, B256::ZERO, 0, &config());
+        block.seal(state_root(root));
+        let store = Store::open(&directory).unwrap();
+        store
+            .commit(&BlockCommit {
+                block: &block,
+                transactions: &[],
+                state: &state,
+                settled: &[],
+                nodes: &BTreeMap::new(),
+            })
+            .unwrap();
+        directory
+    }
+
+    #[test]
+    fn a_database_without_tree_nodes_gets_them_from_its_state_and_a_wrong_root_is_refused() {
+        let directory = database_without_nodes("rebuilt", |root| root);
+        let chain = Chain::open(config(), Store::open(&directory).unwrap(), &[]).unwrap();
+        let key = StateKey::Balance(Address::repeat_byte(2));
+        let (root, value, proof) = chain.prove(&key).unwrap();
+        assert_eq!(root, chain.head().state_root);
+        assert_eq!(value, Some(StateValue::Balance(7)));
+        let value_hash = duet_types::keccak256(StateValue::Balance(7).encode());
+        assert!(merkle::verify(root, key.commitment_key(), Some(value_hash), &proof));
+        drop(chain);
+        std::fs::remove_dir_all(&directory).unwrap();
+
+        // A head that claims no state root over a state that is not empty.
+        let directory = database_without_nodes("zero-root", |_| B256::ZERO);
+        let opened = Chain::open(config(), Store::open(&directory).unwrap(), &[]);
+        assert!(matches!(opened, Err(StoreError::Corrupt(_))), "{opened:?}");
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
 }

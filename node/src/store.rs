@@ -80,13 +80,48 @@ struct StateCache {
 }
 
 /// Part of the state cache: entries by key, `None` for a key known to be absent.
-type CacheShard = parking_lot::Mutex<std::collections::HashMap<StateKey, Option<StateValue>>>;
+type CacheShard = parking_lot::Mutex<CacheEntries>;
+
+/// One shard's entries and about how many bytes they take.
+#[derive(Default)]
+struct CacheEntries {
+    entries: std::collections::HashMap<StateKey, Option<StateValue>>,
+    bytes: usize,
+}
+
+impl CacheEntries {
+    fn insert(&mut self, key: &StateKey, value: Option<StateValue>) {
+        // A fixed cost per entry, and what the key and value hold outside it.
+        let size = |key: &StateKey, value: Option<&StateValue>| {
+            let key_bytes = match key {
+                StateKey::MoveModule { name, .. } => name.len(),
+                StateKey::MoveResource { struct_tag, .. } => struct_tag.len(),
+                _ => 0,
+            };
+            let value_bytes = match value {
+                Some(StateValue::Bytes(bytes)) => bytes.len(),
+                _ => 0,
+            };
+            160 + key_bytes + value_bytes
+        };
+        let added = size(key, value.as_ref());
+        if self.bytes + added > CACHE_SHARD_BYTES {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        if let Some(old) = self.entries.insert(key.clone(), value) {
+            self.bytes -= size(key, old.as_ref());
+        }
+        self.bytes += added;
+    }
+}
 
 /// Shards of the state cache: few enough to clear cheaply, enough that threads rarely meet.
 const CACHE_SHARDS: usize = 16;
 
-/// Entries a shard keeps before it is emptied (about 100 bytes each, 500 000 in all).
-const CACHE_SHARD_ENTRIES: usize = 500_000 / CACHE_SHARDS;
+/// Bytes (roughly: keys, values and bookkeeping) a shard holds before it is emptied: 256 MiB in
+/// all.
+const CACHE_SHARD_BYTES: usize = (256 << 20) / CACHE_SHARDS;
 
 impl StateCache {
     fn new() -> Self {
@@ -105,7 +140,7 @@ impl StateCache {
 
     /// The cached entry of `key`: `Err(())` if there is none.
     fn get(&self, key: &StateKey) -> Result<Option<StateValue>, ()> {
-        self.shard(key).lock().get(key).cloned().ok_or(())
+        self.shard(key).lock().entries.get(key).cloned().ok_or(())
     }
 
     /// Puts in what a read found, unless a commit happened since `commits_before` (read before
@@ -113,10 +148,7 @@ impl StateCache {
     fn fill(&self, key: &StateKey, value: Option<StateValue>, commits_before: u64) {
         let mut shard = self.shard(key).lock();
         if self.commits.load(std::sync::atomic::Ordering::Acquire) == commits_before {
-            if shard.len() >= CACHE_SHARD_ENTRIES {
-                shard.clear();
-            }
-            shard.insert(key.clone(), value);
+            shard.insert(key, value);
         }
     }
 
@@ -124,11 +156,7 @@ impl StateCache {
     fn committed(&self, updates: &[(StateKey, Option<StateValue>)]) {
         self.commits.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         for (key, value) in updates {
-            let mut shard = self.shard(key).lock();
-            if shard.len() >= CACHE_SHARD_ENTRIES {
-                shard.clear();
-            }
-            shard.insert(key.clone(), value.clone());
+            self.shard(key).lock().insert(key, value.clone());
         }
     }
 }
@@ -268,6 +296,15 @@ impl Store {
             entries.push((key.to_vec(), value));
         }
         Ok(entries)
+    }
+
+    /// Whether the state holds no entry at all.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn state_is_empty(&self) -> Result<bool, StoreError> {
+        let mut entries = self.db.iterator_cf(self.family(STATE), rocksdb::IteratorMode::Start);
+        Ok(entries.next().transpose()?.is_none())
     }
 
     /// Every state entry as a tree leaf: its key hash and value hash.
