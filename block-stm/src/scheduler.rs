@@ -23,8 +23,10 @@
 //! Two things keep the counters that every worker shares out of the way. A worker that finishes
 //! a task is handed its next one with the same task slot (the count of active tasks is not
 //! touched in between). And a transaction whose validation turn the validation index passed
-//! while it executed is validated at once by the thread that executed it, when no later
-//! transaction has been validated yet, instead of moving the index back.
+//! while it executed is validated at once by the thread that executed it, when the index stands
+//! right after it: then no later transaction's validation has been handed out since the index
+//! last moved back, so every later one will be handed out again, after these writes, and the
+//! index need not move back.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -188,9 +190,10 @@ impl Scheduler {
                 self.decrease_validation_index(txn_index);
             } else {
                 // Only this transaction's own turn was passed over while it executed (the usual
-                // case when threads execute neighbouring transactions): every later one is
-                // still to be validated, after these writes. Validate it here, on the thread
-                // that has its reads in cache, without moving the shared index back.
+                // case when threads execute neighbouring transactions): no later validation was
+                // handed out since the index last moved back, so every later one will be, after
+                // these writes. Validate this one here, on the thread that has its reads in
+                // cache, without moving the shared index back.
                 return Some(Task::Validate(txn_index, incarnation));
             }
         }
