@@ -54,6 +54,21 @@ pub struct ChainConfig {
     pub max_block_transactions: usize,
 }
 
+#[cfg(test)]
+impl ChainConfig {
+    /// A small chain for unit tests.
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            chain_id: 1,
+            block_gas_limit: 30_000_000,
+            base_fee: 1,
+            fee_vault: Address::ZERO,
+            mempool_limit: 10,
+            max_block_transactions: 10,
+        }
+    }
+}
+
 /// Why a transaction was refused (worded as Ethereum clients word it).
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -850,17 +865,6 @@ mod tests {
     use crate::merkle;
     use crate::store::{BlockCommit, Store, StoreError};
 
-    fn config() -> ChainConfig {
-        ChainConfig {
-            chain_id: 1,
-            block_gas_limit: 30_000_000,
-            base_fee: 1,
-            fee_vault: Address::ZERO,
-            mempool_limit: 10,
-            max_block_transactions: 10,
-        }
-    }
-
     /// A database as an earlier version left it: a head block and its state, no tree nodes.
     fn database_without_nodes(name: &str, state_root: impl Fn(B256) -> B256) -> std::path::PathBuf {
         let directory =
@@ -878,7 +882,7 @@ mod tests {
         });
         let root =
             merkle::update(&HashMap::<merkle::Position, merkle::Node>::new(), leaves).unwrap().root;
-        let mut block = Block::empty(0, B256::ZERO, 0, &config());
+        let mut block = Block::empty(0, B256::ZERO, 0, &ChainConfig::for_tests());
         block.seal(state_root(root));
         let store = Store::open(&directory).unwrap();
         store
@@ -896,7 +900,8 @@ mod tests {
     #[test]
     fn a_database_without_tree_nodes_gets_them_from_its_state_and_a_wrong_root_is_refused() {
         let directory = database_without_nodes("rebuilt", |root| root);
-        let chain = Chain::open(config(), Store::open(&directory).unwrap(), &[]).unwrap();
+        let chain =
+            Chain::open(ChainConfig::for_tests(), Store::open(&directory).unwrap(), &[]).unwrap();
         let key = StateKey::Balance(Address::repeat_byte(2));
         let (root, value, proof) = chain.prove(&key).unwrap();
         assert_eq!(root, chain.head().state_root);
@@ -908,7 +913,7 @@ mod tests {
 
         // A head that claims no state root over a state that is not empty.
         let directory = database_without_nodes("zero-root", |_| B256::ZERO);
-        let opened = Chain::open(config(), Store::open(&directory).unwrap(), &[]);
+        let opened = Chain::open(ChainConfig::for_tests(), Store::open(&directory).unwrap(), &[]);
         assert!(matches!(opened, Err(StoreError::Corrupt(_))), "{opened:?}");
         std::fs::remove_dir_all(&directory).unwrap();
     }

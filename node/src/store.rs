@@ -470,15 +470,7 @@ mod tests {
     fn reads_see_every_commit_through_the_state_cache() {
         let directory = std::env::temp_dir().join(format!("duet-store-{}", std::process::id()));
         let store = Store::open(&directory).unwrap();
-        let config = crate::chain::ChainConfig {
-            chain_id: 1,
-            block_gas_limit: 30_000_000,
-            base_fee: 1,
-            fee_vault: Address::ZERO,
-            mempool_limit: 10,
-            max_block_transactions: 10,
-        };
-        let block = Block::empty(0, B256::ZERO, 0, &config);
+        let block = Block::empty(0, B256::ZERO, 0, &crate::chain::ChainConfig::for_tests());
         let (kept, changed, added) = (
             StateKey::Balance(Address::repeat_byte(1)),
             StateKey::Balance(Address::repeat_byte(2)),

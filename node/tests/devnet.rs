@@ -356,6 +356,22 @@ fn duet(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// Publishes `move-executor/testkit/example.move`, its module at the first account's address,
+/// with `duet move publish` signed by `key`; returns what the command printed.
+fn publish_example(node: &Node, key: &str) -> Result<String, String> {
+    let example = root().join("move-executor/testkit/example.move");
+    duet(&[
+        "move",
+        "publish",
+        "--named-address",
+        &format!("example={FIRST}"),
+        "--private-key",
+        key,
+        &format!("--rpc-url={}", node.url()),
+        example.to_str().unwrap(),
+    ])
+}
+
 #[test]
 fn move_developers_publish_run_and_view_and_solidity_calls_the_module_through_cast() {
     let node = Node::start(&temp_datadir("move"));
@@ -366,31 +382,11 @@ fn move_developers_publish_run_and_view_and_solidity_calls_the_module_through_ca
 
     let built = duet(&["move", "build", "--named-address", &named, example]).unwrap();
     assert!(built.starts_with("counter: "), "{built}");
-    let published = duet(&[
-        "move",
-        "publish",
-        "--named-address",
-        &named,
-        "--private-key",
-        FIRST_KEY,
-        &url,
-        example,
-    ])
-    .unwrap();
+    let published = publish_example(&node, FIRST_KEY).unwrap();
     assert!(published.contains("status      success"), "{published}");
     // Publishing again under another account's key is refused by the VM: the module's address
     // is the first account's.
-    let refused = duet(&[
-        "move",
-        "publish",
-        "--named-address",
-        &named,
-        "--private-key",
-        SECOND_KEY,
-        &url,
-        example,
-    ])
-    .unwrap_err();
+    let refused = publish_example(&node, SECOND_KEY).unwrap_err();
     assert!(refused.contains("MODULE_ADDRESS_DOES_NOT_MATCH_SENDER"), "{refused}");
 
     let function = format!("{FIRST}::counter::increment");
@@ -537,19 +533,7 @@ use alloy_primitives::Address;
 fn the_move_api_serves_resources_modules_views_and_transactions() {
     let node = Node::start(&temp_datadir("move-api"));
     let url = format!("--rpc-url={}", node.url());
-    let example = root().join("move-executor/testkit/example.move");
-    let named = format!("example={FIRST}");
-    duet(&[
-        "move",
-        "publish",
-        "--named-address",
-        &named,
-        "--private-key",
-        FIRST_KEY,
-        &url,
-        example.to_str().unwrap(),
-    ])
-    .unwrap();
+    publish_example(&node, FIRST_KEY).unwrap();
     let ran = duet(&[
         "move",
         "run",
