@@ -254,6 +254,11 @@ impl<M: Vm> BlockExecutor<'_, M> {
     }
 }
 
+/// Keys a transaction writes, as both executors size their maps: a transfer writes three or
+/// four (nonce, two balances, the fee vault). Growing a large map rehashes it under a lock or
+/// page-faults fresh memory.
+pub(crate) const KEYS_PER_TRANSACTION: usize = 4;
+
 /// Makes `slots` hold at least `len` slots (new ones from `new`) and clears the first `len`: the
 /// per-transaction slots of a workspace, reused from block to block.
 pub(crate) fn reset_slots<T>(

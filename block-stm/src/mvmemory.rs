@@ -130,7 +130,9 @@ impl<V> Versions<V> {
 
     /// Whether the credits (additions) directly below `txn_index` alone reach `threshold`: then
     /// the value is at least that, whatever lies further down, since values are never negative.
-    /// Answers without walking a long run of deltas (a fee vault's) down to its base.
+    /// Answers without walking a long run of deltas (a fee vault's) down to its base; when every
+    /// entry below is a credit and they fall short, says by how much they add to the stored
+    /// value.
     fn credits_reach(&self, txn_index: TxnIndex, threshold: u128) -> CreditWalk {
         let mut credited: u128 = 0;
         for &(index, ref entry) in self.below(txn_index).iter().rev() {
@@ -147,7 +149,7 @@ impl<V> Versions<V> {
                 _ => return CreditWalk::Unknown,
             }
         }
-        CreditWalk::Unknown
+        CreditWalk::Short(credited)
     }
 
     /// The entries of transactions below `end`, in index order.
@@ -191,6 +193,10 @@ enum CreditWalk {
     Dependency(TxnIndex),
     /// Every entry of the key is a plain credit (not only those below).
     OnlyCredits,
+    /// Every entry below is a credit, and these add up to less than the threshold: the value is
+    /// the stored one plus this.
+    Short(u128),
+    /// Below lies an entry that is not a credit.
     Unknown,
 }
 
@@ -230,7 +236,7 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     /// An empty memory; [`reset`](Self::reset) it for each block.
     pub(crate) fn new() -> Self {
         Self {
-            data: ShardedMap::with_capacity(0),
+            data: ShardedMap::new(),
             written_keys: Vec::new(),
             read_sets: Vec::new(),
             spare_updates: Mutex::new(Vec::new()),
@@ -239,8 +245,7 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
 
     /// Empties the memory for a block of `block_size` transactions, keeping what was allocated.
     pub(crate) fn reset(&mut self, block_size: usize) {
-        // About two keys written per transaction.
-        self.data.clear_for(block_size * 2);
+        self.data.clear_for(block_size * crate::KEYS_PER_TRANSACTION);
         reset_slots(&mut self.written_keys, block_size, new_record_slot, |keys| {
             keys.get_mut().clear();
         });
@@ -296,31 +301,66 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     {
         if let Delta::Sub { amount, min } = delta {
             if let Some(threshold) = amount.checked_add(min) {
-                let walk = self.data.read(key, |versions| {
-                    if versions.only_credits() {
-                        CreditWalk::OnlyCredits
-                    } else {
-                        versions.credits_reach(txn_index, threshold)
-                    }
-                });
-                match walk {
-                    Some(CreditWalk::Reached) => return Ok(true),
-                    Some(CreditWalk::Dependency(index)) => {
-                        return Err(ReadFailure::Dependency(index))
-                    }
-                    // Credits only raise the stored value: if it fits there, it fits.
-                    Some(CreditWalk::OnlyCredits) => {
-                        let stored = storage.get(key).map_err(ReadFailure::Storage)?;
-                        if fits(stored.as_ref(), delta) {
-                            return Ok(true);
-                        }
-                    }
-                    Some(CreditWalk::Unknown) | None => {}
+                if let Some(answer) = self.reaches(key, txn_index, threshold, storage)? {
+                    return Ok(answer);
                 }
             }
         }
         let (value, _) = self.read(key, txn_index, storage)?;
         Ok(fits(value.as_ref(), delta))
+    }
+
+    /// Whether the value of `key` as transaction `txn_index` sees it is at least `threshold`,
+    /// answered from the credits below and the stored value; `None` when that takes an exact
+    /// read.
+    fn reaches<S>(
+        &self,
+        key: &K,
+        txn_index: TxnIndex,
+        threshold: u128,
+        storage: &S,
+    ) -> Result<Option<bool>, ReadFailure>
+    where
+        S: Storage<Key = K, Value = V>,
+    {
+        let walk = |stop_at_only_credits: bool| {
+            self.data.read(key, |versions| {
+                if stop_at_only_credits && versions.only_credits() {
+                    CreditWalk::OnlyCredits
+                } else {
+                    versions.credits_reach(txn_index, threshold)
+                }
+            })
+        };
+        // The stored value as a number (absent: zero); `None` if it is not one.
+        let stored = || -> Result<Option<u128>, ReadFailure> {
+            let value = storage.get(key).map_err(ReadFailure::Storage)?;
+            Ok(value.map_or(Some(0), |value| value.as_u128()))
+        };
+        let with_stored = |stored: Option<u128>, credited: u128| {
+            stored.map(|stored| stored.saturating_add(credited) >= threshold)
+        };
+        match walk(true) {
+            Some(CreditWalk::Reached) => Ok(Some(true)),
+            Some(CreditWalk::Dependency(index)) => Err(ReadFailure::Dependency(index)),
+            Some(CreditWalk::Short(credited)) => Ok(with_stored(stored()?, credited)),
+            // Credits only raise the stored value: if it is enough, so is the value (a fee
+            // vault's, whose thousands of credits are then not walked). If not, the credits
+            // below make up the difference or not.
+            Some(CreditWalk::OnlyCredits) => {
+                let stored = stored()?;
+                if with_stored(stored, 0) == Some(true) {
+                    return Ok(Some(true));
+                }
+                match walk(false) {
+                    Some(CreditWalk::Reached) => Ok(Some(true)),
+                    Some(CreditWalk::Dependency(index)) => Err(ReadFailure::Dependency(index)),
+                    Some(CreditWalk::Short(credited)) => Ok(with_stored(stored, credited)),
+                    Some(CreditWalk::OnlyCredits | CreditWalk::Unknown) | None => Ok(None),
+                }
+            }
+            Some(CreditWalk::Unknown) | None => Ok(None),
+        }
     }
 
     /// Records an incarnation's writes and read set, replacing those of the previous incarnation.
@@ -562,6 +602,8 @@ pub(crate) struct Finalizer<K, V> {
 }
 
 impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
+    /// Adds the final value of `key` from the writes of transactions below the end (a copy of
+    /// the last one, when none is a delta).
     fn add_key<S>(
         &mut self,
         key: &K,
@@ -572,47 +614,20 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
         S: Storage<Key = K, Value = V>,
     {
         let entries = versions.below(self.end);
-        let Some((_, last)) = entries.last() else { return Ok(()) };
-        if !entries.iter().any(|(_, entry)| matches!(entry.write, WriteOp::Delta(_))) {
+        if has_deltas(entries) {
+            return self.apply_deltas(key.clone(), entries, storage);
+        }
+        if let Some((_, last)) = entries.last() {
             let value = match &last.write {
                 WriteOp::Put(value) => Some(value.clone()),
                 WriteOp::Delete | WriteOp::Delta(_) => None,
             };
             self.updates.push((key.clone(), value));
-            return Ok(());
         }
-        let mut current = None;
-        for (position, &(index, ref entry)) in entries.iter().enumerate() {
-            match &entry.write {
-                WriteOp::Put(value) => current = Some(value.clone()),
-                WriteOp::Delete => current = None,
-                WriteOp::Delta(delta) => {
-                    if position == 0 {
-                        current = storage.get(key)?;
-                    }
-                    match apply_strictly(current.as_ref(), *delta) {
-                        Ok(value) => current = Some(value),
-                        Err(non_numeric) => {
-                            let earlier = self.first_violation.as_ref().is_none_or(
-                                |(first_index, first_key, _)| {
-                                    (index, key) < (*first_index, first_key)
-                                },
-                            );
-                            if earlier {
-                                self.first_violation = Some((index, key.clone(), non_numeric));
-                            }
-                            return Ok(());
-                        }
-                    }
-                }
-            }
-        }
-        self.updates.push((key.clone(), current));
         Ok(())
     }
 
-    /// As [`add_key`](Self::add_key), taking the key and its writes: the common case (no
-    /// delta) moves the last write's value instead of copying it.
+    /// As [`add_key`](Self::add_key), taking the key and its writes: neither is copied.
     fn add_owned<S>(
         &mut self,
         key: K,
@@ -623,19 +638,59 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
         S: Storage<Key = K, Value = V>,
     {
         let entries = versions.below(self.end);
-        if entries.iter().any(|(_, entry)| matches!(entry.write, WriteOp::Delta(_))) {
-            return self.add_key(&key, &versions, storage);
+        if has_deltas(entries) {
+            return self.apply_deltas(key, entries, storage);
         }
         let count = entries.len();
-        let mut all = versions.entries;
-        all.truncate(count);
-        if let Some((_, last)) = all.pop() {
-            let value = match last.write {
-                WriteOp::Put(value) => Some(value),
-                WriteOp::Delete | WriteOp::Delta(_) => None,
+        if count > 0 {
+            let last = versions.entries.into_iter().nth(count - 1).map(|(_, last)| last.write);
+            let value = match last {
+                Some(WriteOp::Put(value)) => Some(value),
+                Some(WriteOp::Delete | WriteOp::Delta(_)) | None => None,
             };
             self.updates.push((key, value));
         }
+        Ok(())
+    }
+
+    /// Applies `entries` (some of them deltas) in block order, from the stored value if the
+    /// first one is a delta; records the first delta out of bounds instead of a value.
+    fn apply_deltas<S>(
+        &mut self,
+        key: K,
+        entries: &[(TxnIndex, Entry<V>)],
+        storage: &S,
+    ) -> Result<(), StorageError>
+    where
+        S: Storage<Key = K, Value = V>,
+    {
+        let mut current = None;
+        for (position, &(index, ref entry)) in entries.iter().enumerate() {
+            match &entry.write {
+                WriteOp::Put(value) => current = Some(value.clone()),
+                WriteOp::Delete => current = None,
+                WriteOp::Delta(delta) => {
+                    if position == 0 {
+                        current = storage.get(&key)?;
+                    }
+                    match apply_strictly(current.as_ref(), *delta) {
+                        Ok(value) => current = Some(value),
+                        Err(non_numeric) => {
+                            let earlier = self.first_violation.as_ref().is_none_or(
+                                |(first_index, first_key, _)| {
+                                    (index, &key) < (*first_index, first_key)
+                                },
+                            );
+                            if earlier {
+                                self.first_violation = Some((index, key, non_numeric));
+                            }
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        self.updates.push((key, current));
         Ok(())
     }
 
@@ -647,6 +702,11 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
 
 fn new_record_slot<T>() -> CachePadded<Mutex<Vec<T>>> {
     CachePadded::new(Mutex::new(Vec::new()))
+}
+
+/// Whether any of `entries` is a delta.
+fn has_deltas<V>(entries: &[(TxnIndex, Entry<V>)]) -> bool {
+    entries.iter().any(|(_, entry)| matches!(entry.write, WriteOp::Delta(_)))
 }
 
 /// Whether `delta` stays within its bounds on `value` (absent counts as zero).

@@ -134,10 +134,10 @@ where
     M: Vm,
     S: Storage<Key = M::Key, Value = M::Value>,
 {
-    // Sized for a few writes per transaction: growing a large map rehashes it, and fresh memory
-    // costs page faults.
-    let mut overlay: FastMap<M::Key, Option<M::Value>> =
-        FastMap::with_capacity_and_hasher(4 * transactions.len(), FixedState::default());
+    let mut overlay: FastMap<M::Key, Option<M::Value>> = FastMap::with_capacity_and_hasher(
+        crate::KEYS_PER_TRANSACTION * transactions.len(),
+        FixedState::default(),
+    );
     let mut results = Vec::with_capacity(transactions.len());
     for (offset, transaction) in transactions.iter().enumerate() {
         let txn_index = first_index + offset;

@@ -33,13 +33,6 @@ struct Entries<K, T> {
 }
 
 impl<K: Hash + Eq, T> Entries<K, T> {
-    fn with_capacity(capacity: usize) -> Self {
-        Self {
-            positions: HashTable::with_capacity(capacity),
-            entries: Vec::with_capacity(capacity),
-        }
-    }
-
     fn position(&self, hash: u64, key: &K) -> Option<usize> {
         let entries = &self.entries;
         self.positions.find(hash, |&at| entries[at as usize].0 == *key).map(|&at| at as usize)
@@ -62,13 +55,17 @@ pub(crate) struct ShardedMap<K, T> {
 }
 
 impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
-    /// A map sized for about `capacity` keys.
-    pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let per_shard = capacity / SHARD_COUNT + 1;
+    /// An empty map; [`clear_for`](Self::clear_for) sizes it.
+    pub(crate) fn new() -> Self {
         Self {
             hasher: FixedState::default(),
             shards: (0..SHARD_COUNT)
-                .map(|_| CachePadded::new(RwLock::new(Entries::with_capacity(per_shard))))
+                .map(|_| {
+                    CachePadded::new(RwLock::new(Entries {
+                        positions: HashTable::new(),
+                        entries: Vec::new(),
+                    }))
+                })
                 .collect(),
             inserted: (0..FILTER_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -187,7 +184,7 @@ mod tests {
 
     #[test]
     fn reads_updates_and_drains_shards() {
-        let map: ShardedMap<u64, Vec<u64>> = ShardedMap::with_capacity(10);
+        let map: ShardedMap<u64, Vec<u64>> = ShardedMap::new();
         for key in 0..1000 {
             map.update(&key, |values| values.push(key * 2));
         }
