@@ -16,16 +16,16 @@
 use std::sync::Arc;
 
 use duet_block_stm::{ReadError, StorageError, TransactionView};
-use duet_move::evm::{EvmCall, EvmCallResult, EvmEffects, EvmHost, EvmHostFactory, EvmLog};
+use duet_move::evm::{EvmCall, EvmCallResult, EvmEffects, EvmHost, EvmHostFactory};
 use duet_types::{Address, StateKey, StateValue, U256};
-use revm::context::result::EVMError;
+use revm::context::result::{EVMError, HaltReason};
 use revm::context::{ContextTr, JournalTr};
 use revm::context_interface::journaled_state::account::JournaledAccountTr;
 use revm::handler::{pre_execution, EthFrame, Handler, MainnetHandler};
 use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_action::FrameInit;
 use revm::interpreter::{
-    CallInput, CallInputs, CallScheme, CallValue, FrameInput, InstructionResult, SharedMemory,
+    CallInput, CallInputs, CallScheme, CallValue, FrameInput, SharedMemory, SuccessOrHalt,
 };
 
 use crate::{state_writes, Caller, DuetEvm, EvmVm, ViewDatabaseError};
@@ -79,7 +79,7 @@ impl<View> EvmHost for Host<'_, View>
 where
     View: TransactionView<Key = StateKey, Value = StateValue>,
 {
-    fn call(&mut self, call: EvmCall<'_>) -> Result<EvmCallResult, ReadError> {
+    fn call(&mut self, call: EvmCall) -> Result<EvmCallResult, ReadError> {
         let journal = self.evm.ctx.journal_mut();
         let target = journal.load_account_with_code(call.to).map_err(into_read_error)?;
         let info = &target.data.info;
@@ -95,7 +95,7 @@ where
             (CallScheme::Call, U256::from(call.value))
         };
         let inputs = CallInputs {
-            input: CallInput::Bytes(call.calldata.to_vec().into()),
+            input: CallInput::Bytes(call.calldata),
             return_memory_offset: 0..0,
             gas_limit: call.gas_limit,
             reservoir: 0,
@@ -115,13 +115,10 @@ where
         let result = handler.run_exec_loop(&mut self.evm, init).map_err(into_read_error)?;
         let interpreter = result.interpreter_result();
         Ok(EvmCallResult {
+            // revm's own sorting of results: every kind of running out of gas.
             out_of_gas: matches!(
-                interpreter.result,
-                InstructionResult::OutOfGas
-                    | InstructionResult::MemoryOOG
-                    | InstructionResult::MemoryLimitOOG
-                    | InstructionResult::PrecompileOOG
-                    | InstructionResult::InvalidOperandOOG
+                SuccessOrHalt::<HaltReason>::from(interpreter.result),
+                SuccessOrHalt::Halt(HaltReason::OutOfGas(_))
             ),
             success: interpreter.result.is_ok(),
             output: interpreter.output.to_vec(),
@@ -159,15 +156,7 @@ where
         // INVARIANT: the fee is at most the reserved fee.
         self.credit(self.sender, self.reserved_fee.saturating_sub(fee))?;
         let journal = self.evm.ctx.journal_mut();
-        let logs = journal
-            .take_logs()
-            .into_iter()
-            .map(|log| EvmLog {
-                address: log.address,
-                topics: log.data.topics().to_vec(),
-                data: log.data.data.to_vec(),
-            })
-            .collect();
+        let logs = journal.take_logs();
         let state = journal.finalize();
         // With exact balances no account is a stand-in, so the writes always exist.
         let writes = state_writes(state, &[]).unwrap_or_default();

@@ -172,10 +172,8 @@ impl EvmVm {
         };
         let writes = state_writes(state, &database.lazy_accounts());
         Ok(writes.map(|mut writes| {
-            if !move_writes.is_empty() {
-                writes.extend(move_writes);
-                writes.sort_by(|left, right| left.0.cmp(&right.0));
-            }
+            // The executors need no order; the Move writes are keys of their own.
+            writes.extend(move_writes);
             VmOutput { writes, output: outcome.result }
         }))
     }

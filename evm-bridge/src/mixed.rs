@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use duet_block_stm::{TransactionView, TxnIndex, Vm, VmOutput};
 use duet_move::{Barriers, MoveError, MoveReceipt, MoveVm, SegmentedExecutor};
-use duet_types::{MovePayload, MoveTransaction, StateKey, StateValue};
+use duet_types::{MoveTransaction, StateKey, StateValue};
 use revm::context::TxEnv;
 
 use crate::from_move::EvmForMove;
@@ -92,16 +92,14 @@ impl Vm for DuetVm {
     }
 }
 
+/// The Move VM's barriers (module publishes); EVM transactions are never barriers.
 impl Barriers for DuetVm {
     fn is_barrier(&self, transaction: &DuetTransaction) -> bool {
-        matches!(
-            transaction,
-            DuetTransaction::Move(MoveTransaction { payload: MovePayload::ModuleBundle(_), .. })
-        )
+        matches!(transaction, DuetTransaction::Move(transaction) if self.move_vm.is_barrier(transaction))
     }
 
     fn after_barrier(&self) {
-        self.move_vm.flush_code_cache();
+        self.move_vm.after_barrier();
     }
 }
 

@@ -16,11 +16,11 @@
 //! transaction, in either direction, keeps each VM's own caches of the state exact.
 
 use duet_block_stm::{ReadError, WriteOp};
-use duet_types::{Address, StateKey, StateValue, B256};
+use duet_types::{Address, Bytes, Log, StateKey, StateValue};
 
 /// A call into the EVM from Move.
-#[derive(Clone, Copy, Debug)]
-pub struct EvmCall<'a> {
+#[derive(Clone, Debug)]
+pub struct EvmCall {
     /// `msg.sender`: the Move signer's address (the zero address for a static call).
     pub caller: Address,
     /// The account called.
@@ -28,7 +28,7 @@ pub struct EvmCall<'a> {
     /// Wei sent with the call (zero for a static call).
     pub value: u128,
     /// The calldata.
-    pub calldata: &'a [u8],
+    pub calldata: Bytes,
     /// A `STATICCALL`: the EVM refuses any state change.
     pub is_static: bool,
     /// The most EVM gas the call may use: what the Move transaction has left.
@@ -48,24 +48,13 @@ pub struct EvmCallResult {
     pub out_of_gas: bool,
 }
 
-/// A log emitted by EVM code that a Move transaction called.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EvmLog {
-    /// The contract that emitted it.
-    pub address: Address,
-    /// Its topics.
-    pub topics: Vec<B256>,
-    /// Its data.
-    pub data: Vec<u8>,
-}
-
 /// What the EVM did during a Move transaction, once it ended.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EvmEffects {
     /// Writes of accounts, balances, storage and code (the sender's included), sorted by key.
     pub writes: Vec<(StateKey, WriteOp<StateValue>)>,
     /// The logs of the calls that did not revert, in order.
-    pub logs: Vec<EvmLog>,
+    pub logs: Vec<Log>,
 }
 
 /// The EVM, open for one Move transaction.
@@ -75,7 +64,7 @@ pub trait EvmHost {
     ///
     /// # Errors
     /// A read of the state failed (the executor handles it).
-    fn call(&mut self, call: EvmCall<'_>) -> Result<EvmCallResult, ReadError>;
+    fn call(&mut self, call: EvmCall) -> Result<EvmCallResult, ReadError>;
 
     /// The balance of `address` as the transaction sees it.
     ///

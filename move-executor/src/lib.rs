@@ -57,7 +57,7 @@ use move_vm_runtime::native_extensions::NativeContextExtensions;
 use move_vm_types::loaded_data::runtime_types::Type;
 use parking_lot::Mutex;
 
-use crate::evm::{EvmHost, EvmHostFactory, EvmLog};
+use crate::evm::{EvmHost, EvmHostFactory};
 use crate::gas::DuetGasMeter;
 use crate::natives::{BalanceChange, EvmAccess, Sender, StateNatives, StateView};
 use crate::resolver::{resource_key, ViewResolver};
@@ -207,7 +207,7 @@ pub struct MoveReceipt {
     /// The events emitted, in order (none unless it succeeded).
     pub events: Vec<MoveEvent>,
     /// The logs of the EVM code it called (`duet::evm`), in order (none unless it succeeded).
-    pub logs: Vec<EvmLog>,
+    pub logs: Vec<duet_types::Log>,
 }
 
 impl MoveReceipt {
@@ -511,20 +511,20 @@ impl MoveVm {
             nonce: nonce + 1,
         };
         let evm = evm.map_or(EvmAccess::Unavailable, EvmAccess::Closed);
-        self.execute_checked(transaction, view, &sender, evm)
+        self.execute_checked(transaction, view, &sender, evm, transaction.gas_limit - intrinsic)
     }
 
-    /// Runs a checked transaction.
+    /// Runs a checked transaction, with `budget` gas after its intrinsic gas.
     fn execute_checked(
         &self,
         transaction: &MoveTransaction,
         state: &StateView<'_>,
         sender: &Sender,
         evm: EvmAccess<'_>,
+        budget: u64,
     ) -> Result<VmOutput<StateKey, StateValue, MoveReceipt>, MoveError> {
         let resolver = ViewResolver::new(state);
-        let intrinsic = gas::intrinsic_gas(transaction.payload.encoded_len());
-        let mut meter = DuetGasMeter::new(transaction.gas_limit - intrinsic);
+        let mut meter = DuetGasMeter::new(budget);
         let outcome = self.with_instance(|instance| {
             let work = match &transaction.payload {
                 MovePayload::EntryFunction(call) => Work::Entry(call),

@@ -62,13 +62,8 @@ pub(crate) struct BalanceChange {
 #[derive(Tid)]
 pub(crate) struct StateNatives<'a> {
     view: &'a StateView<'a>,
-    /// The transaction's sender, its exact balance before the transaction, and the fee reserved
-    /// out of it (the most the transaction can pay).
-    sender: Address,
-    sender_balance: u128,
-    reserved_fee: u128,
-    /// The sender's nonce, advanced by this transaction.
-    sender_nonce: u64,
+    /// The transaction's sender.
+    sender: Sender,
     /// Balance moves, by account, until the EVM is opened (then they are in its journal).
     pub(crate) balances: BTreeMap<Address, BalanceChange>,
     /// The gas the transaction has left.
@@ -77,6 +72,7 @@ pub(crate) struct StateNatives<'a> {
 }
 
 /// The sender of a session and what the natives need to know about it.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Sender {
     pub(crate) address: Address,
     /// Its exact balance before the transaction.
@@ -94,16 +90,7 @@ impl<'a> StateNatives<'a> {
         gas: Rc<Cell<u64>>,
         evm: EvmAccess<'a>,
     ) -> Self {
-        Self {
-            view,
-            sender: sender.address,
-            sender_balance: sender.balance,
-            reserved_fee: sender.reserved_fee,
-            sender_nonce: sender.nonce,
-            balances: BTreeMap::new(),
-            gas,
-            evm,
-        }
+        Self { view, sender: *sender, balances: BTreeMap::new(), gas, evm }
     }
 
     fn nonce(&mut self, address: Address) -> PartialVMResult<u64> {
@@ -122,8 +109,8 @@ impl<'a> StateNatives<'a> {
         if let EvmAccess::Open(host) = &mut self.evm {
             return host.balance(address).map_err(storage_error);
         }
-        let stored = if address == self.sender {
-            self.sender_balance
+        let stored = if address == self.sender.address {
+            self.sender.balance
         } else {
             match self.view.read(&StateKey::Balance(address)).map_err(storage_error)? {
                 None => 0,
@@ -148,9 +135,9 @@ impl<'a> StateNatives<'a> {
         }
         let change = self.balances.get(&from).copied().unwrap_or_default();
         let spent = change.debit.saturating_add(amount);
-        let affordable = if from == self.sender {
-            self.sender_balance.saturating_add(change.credit)
-                >= spent.saturating_add(self.reserved_fee)
+        let affordable = if from == self.sender.address {
+            self.sender.balance.saturating_add(change.credit)
+                >= spent.saturating_add(self.sender.reserved_fee)
         } else {
             spent <= change.credit
                 || self
@@ -172,14 +159,14 @@ impl<'a> StateNatives<'a> {
 impl StateNatives<'_> {
     /// Calls the EVM, opening it first if this is the transaction's first call; `None` if the EVM
     /// cannot be called here.
-    fn call_evm(&mut self, call: EvmCall<'_>) -> PartialVMResult<Option<EvmCallResult>> {
+    fn call_evm(&mut self, call: EvmCall) -> PartialVMResult<Option<EvmCallResult>> {
         if let EvmAccess::Closed(factory) = self.evm {
-            let sender = self.balances.remove(&self.sender).unwrap_or_default();
+            let sender = self.balances.remove(&self.sender.address).unwrap_or_default();
             // INVARIANT: every debit, the reserved fee included, was checked against the balance.
             let balance =
-                self.sender_balance.saturating_add(sender.credit).saturating_sub(sender.debit);
+                self.sender.balance.saturating_add(sender.credit).saturating_sub(sender.debit);
             let mut host = factory
-                .open(self.sender, self.sender_nonce, balance, self.reserved_fee)
+                .open(self.sender.address, self.sender.nonce, balance, self.sender.reserved_fee)
                 .map_err(storage_error)?;
             for (address, change) in std::mem::take(&mut self.balances) {
                 // Only a signer pays, and a transaction's only signer is its sender.
@@ -257,7 +244,7 @@ fn native_evm_call(
     let caller = to_address(pop_arg!(arguments, AccountAddress));
     let natives = context.extensions_mut().get_mut::<StateNatives<'_>>();
     let gas_limit = natives.gas.get().saturating_sub(EVM_CALL);
-    let call = EvmCall { caller, to, value, calldata: &calldata, is_static, gas_limit };
+    let call = EvmCall { caller, to, value, calldata: calldata.into(), is_static, gas_limit };
     Ok(match natives.call_evm(call)? {
         None => NativeResult::err(EVM_CALL.into(), ENO_EVM),
         Some(result) if result.out_of_gas => {

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use alloy_consensus::transaction::SignerRecoverable;
 use alloy_consensus::{Transaction, TxEnvelope};
 use alloy_eips::eip2718::Decodable2718;
-use alloy_primitives::{keccak256, Address, Bytes, Log, B256, U256};
+use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use duet_block_stm::{execute_sequential, ExecutorConfig, TransactionResult};
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm};
 use duet_move::{MoveStatus, MoveVm};
@@ -601,7 +601,10 @@ impl Chain {
         Metrics::add(&self.metrics.gas, block.gas_used);
         *self.head.write() = block.clone();
         drop(cache);
-        if candidates.iter().any(|pending| publishes(&pending.transaction)) {
+        if candidates
+            .iter()
+            .any(|pending| duet_move::Barriers::is_barrier(&vm, &pending.transaction))
+        {
             *self.call_move_vm.write() = Arc::new(MoveVm::new(self.config.fee_vault));
         }
         self.settle_mempool(&candidates, &rejected, settled);
@@ -708,13 +711,7 @@ impl Chain {
                 )
             }
             DuetReceipt::Move(receipt) => {
-                let logs = receipt
-                    .logs
-                    .iter()
-                    .map(|log| {
-                        Log::new_unchecked(log.address, log.topics.clone(), log.data.clone().into())
-                    })
-                    .collect();
+                let logs = receipt.logs.clone();
                 let events = receipt
                     .events
                     .iter()
@@ -828,14 +825,6 @@ impl Chain {
         }
         Ok(high)
     }
-}
-
-/// Whether `transaction` publishes Move modules.
-fn publishes(transaction: &DuetTransaction) -> bool {
-    matches!(
-        transaction,
-        DuetTransaction::Move(MoveTransaction { payload: MovePayload::ModuleBundle(_), .. })
-    )
 }
 
 /// Whether a transaction was rejected only because an earlier nonce is missing.

@@ -15,7 +15,7 @@ mod move_transaction;
 mod state_key;
 mod state_value;
 
-pub use alloy_primitives::{keccak256, Address, Bytes, B256, KECCAK256_EMPTY, U256};
+pub use alloy_primitives::{keccak256, Address, Bytes, Log, B256, KECCAK256_EMPTY, U256};
 pub use move_transaction::{
     EntryFunction, MovePayload, MoveTransaction, PayloadError, MAX_PAYLOAD_BYTES,
     MOVE_CALL_ADDRESS, MOVE_ENTRY_ADDRESS, MOVE_OVERLAY_ADDRESS,
