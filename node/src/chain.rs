@@ -164,7 +164,7 @@ pub struct Chain {
     /// block that published modules (calls still running keep the old one).
     call_move_vm: RwLock<Arc<MoveVm>>,
     mempool: Mutex<Mempool>,
-    head: RwLock<Block>,
+    head: RwLock<Arc<Block>>,
     /// The upper nodes of the state's sparse Merkle tree (the rest are read from the store), as
     /// of the head block. Held while a block is committed, so a proof always matches the head.
     tree: Mutex<NodeCache>,
@@ -232,7 +232,7 @@ impl Chain {
             move_vm: Arc::new(MoveVm::new(config.fee_vault)),
             call_move_vm: RwLock::new(Arc::new(MoveVm::new(config.fee_vault))),
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
-            head: RwLock::new(head),
+            head: RwLock::new(Arc::new(head)),
             threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             metrics: Metrics::default(),
             config,
@@ -252,10 +252,11 @@ impl Chain {
         &self.store
     }
 
-    /// The last committed block.
+    /// The last committed block (shared: a block holds up to 100 000 transaction hashes, and
+    /// every request asks for the head).
     #[must_use]
-    pub fn head(&self) -> Block {
-        self.head.read().clone()
+    pub fn head(&self) -> Arc<Block> {
+        Arc::clone(&self.head.read())
     }
 
     /// How many transactions wait.
@@ -366,37 +367,7 @@ impl Chain {
                 if let Err(error) = &persisted {
                     return Err(SubmitError::Store(StoreError::Corrupt(error.to_string())));
                 }
-                let hash = pending.hash;
-                let mut mempool = self.mempool.lock();
-                // A block may have committed since the check: under the mempool lock, which the
-                // block's clean-up also takes, the nonce read now is the one that counts.
-                let (nonce, _) = self.account(pending.sender)?;
-                if pending.nonce < nonce {
-                    drop(mempool);
-                    self.store.delete_pending(hash)?;
-                    return Err(SubmitError::NonceTooLow { expected: nonce, got: pending.nonce });
-                }
-                let inserted = mempool.insert(pending);
-                drop(mempool);
-                match inserted {
-                    Ok(Some(replaced)) => {
-                        // Accepted whatever happens here: a stale record is dropped at restart.
-                        if let Err(error) = self.store.delete_pending(replaced) {
-                            tracing::warn!(%replaced, %error, "a replaced record stays on disk");
-                        }
-                    }
-                    Ok(None) => {}
-                    // The same transaction got in first: the record on disk is its.
-                    Err(MempoolError::AlreadyKnown) => {
-                        return Err(MempoolError::AlreadyKnown.into())
-                    }
-                    Err(error) => {
-                        // Another transaction got in between: this one is not acknowledged.
-                        self.store.delete_pending(hash)?;
-                        return Err(error.into());
-                    }
-                }
-                Ok(hash)
+                self.admit(pending)
             })
             .collect();
         for result in &results {
@@ -405,6 +376,40 @@ impl Chain {
             Metrics::add(counter, 1);
         }
         results
+    }
+
+    /// Puts a checked transaction, already on disk, into the mempool; a refused one's record is
+    /// deleted (unless it is another's: the same transaction accepted first).
+    fn admit(&self, pending: PendingTransaction) -> Result<B256, SubmitError> {
+        let hash = pending.hash;
+        let mut mempool = self.mempool.lock();
+        // A block may have committed since the check: under the mempool lock, which the block's
+        // clean-up also takes, the nonce read now is the one that counts.
+        let (nonce, _) = self.account(pending.sender)?;
+        if pending.nonce < nonce {
+            drop(mempool);
+            self.store.delete_pending(hash)?;
+            return Err(SubmitError::NonceTooLow { expected: nonce, got: pending.nonce });
+        }
+        let inserted = mempool.insert(pending);
+        drop(mempool);
+        match inserted {
+            Ok(Some(replaced)) => {
+                // Accepted whatever happens here: a stale record is dropped at restart.
+                if let Err(error) = self.store.delete_pending(replaced) {
+                    tracing::warn!(%replaced, %error, "a replaced record stays on disk");
+                }
+            }
+            Ok(None) => {}
+            // The same transaction got in first: the record on disk is its.
+            Err(MempoolError::AlreadyKnown) => return Err(MempoolError::AlreadyKnown.into()),
+            Err(error) => {
+                // Another transaction got in between: this one is not acknowledged.
+                self.store.delete_pending(hash)?;
+                return Err(error.into());
+            }
+        }
+        Ok(hash)
     }
 
     /// The node's metrics, as Prometheus text.
@@ -420,11 +425,22 @@ impl Chain {
         }
         let envelope = TxEnvelope::decode_2718(&mut &raw[..])
             .map_err(|error| SubmitError::Malformed(error.to_string()))?;
+        let sender = envelope.recover_signer().map_err(|_| SubmitError::InvalidSender)?;
+        self.check_signed(raw, &envelope, sender)
+    }
+
+    /// The checks of a transaction whose signature recovered `sender` (a restored transaction
+    /// was accepted by a node that may have had another chain id or state).
+    fn check_signed(
+        &self,
+        raw: &[u8],
+        envelope: &TxEnvelope,
+        sender: Address,
+    ) -> Result<PendingTransaction, SubmitError> {
         if envelope.chain_id() != Some(self.config.chain_id) {
             return Err(SubmitError::ChainId);
         }
-        let sender = envelope.recover_signer().map_err(|_| SubmitError::InvalidSender)?;
-        let tx = duet_evm::tx_env(&envelope, sender).map_err(|_| SubmitError::UnsupportedType)?;
+        let tx = duet_evm::tx_env(envelope, sender).map_err(|_| SubmitError::UnsupportedType)?;
         if tx.gas_limit > self.config.block_gas_limit.min(TRANSACTION_GAS_LIMIT_CAP) {
             return Err(SubmitError::GasLimit);
         }
@@ -493,22 +509,24 @@ impl Chain {
     /// # Errors
     /// The database failed.
     pub fn restore_pending(&self) -> Result<usize, StoreError> {
-        // Each sender's transactions in nonce order, so none looks too far ahead.
-        let mut records: Vec<(Address, u64, Vec<u8>)> = self
-            .store
-            .pending()?
-            .into_iter()
-            .map(|raw| {
-                let envelope = TxEnvelope::decode_2718(&mut raw.as_slice()).ok();
-                let sender = envelope.as_ref().and_then(|envelope| envelope.recover_signer().ok());
-                let nonce = envelope.as_ref().map_or(0, Transaction::nonce);
-                (sender.unwrap_or_default(), nonce, raw)
-            })
-            .collect();
-        records.sort_by_key(|record| (record.0, record.1));
+        let mut records = Vec::new();
+        for raw in self.store.pending()? {
+            let signed = TxEnvelope::decode_2718(&mut raw.as_slice())
+                .ok()
+                .and_then(|envelope| Some((envelope.recover_signer().ok()?, envelope)));
+            match signed {
+                Some((sender, envelope)) => records.push((sender, envelope, raw)),
+                // Not written by this node: forget it.
+                None => self.store.delete_pending(alloy_primitives::keccak256(&raw))?,
+            }
+        }
+        // Each sender's transactions in nonce order, so none looks too far ahead. They are on
+        // disk already: checked and admitted, not written again.
+        records.sort_by_key(|(sender, envelope, _)| (*sender, envelope.nonce()));
         let mut kept = 0;
-        for (_, _, raw) in records {
-            match self.submit(&raw) {
+        for (sender, envelope, raw) in records {
+            match self.check_signed(&raw, &envelope, sender).and_then(|pending| self.admit(pending))
+            {
                 Ok(_) => kept += 1,
                 // Kept on disk for the next start: nothing is wrong with the transaction.
                 Err(SubmitError::Store(error)) => return Err(error),
@@ -517,10 +535,8 @@ impl Chain {
                 }
                 Err(error) => {
                     // Included or made invalid since; forget it.
-                    if let Ok(envelope) = TxEnvelope::decode_2718(&mut raw.as_slice()) {
-                        tracing::debug!(hash = %envelope.tx_hash(), %error, "dropped on restart");
-                        self.store.delete_pending(*envelope.tx_hash())?;
-                    }
+                    tracing::debug!(hash = %envelope.tx_hash(), %error, "dropped on restart");
+                    self.store.delete_pending(*envelope.tx_hash())?;
                 }
             }
         }
@@ -599,7 +615,7 @@ impl Chain {
         Metrics::add(&self.metrics.blocks, 1);
         Metrics::add(&self.metrics.transactions, block.transactions.len() as u64);
         Metrics::add(&self.metrics.gas, block.gas_used);
-        *self.head.write() = block.clone();
+        *self.head.write() = Arc::new(block.clone());
         drop(cache);
         if candidates
             .iter()
