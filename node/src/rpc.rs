@@ -638,9 +638,21 @@ fn logs(chain: &Chain, head: &Block, filter: Option<&Value>) -> Result<Value, Rp
             .map_err(|error| RpcError::invalid_params(format!("invalid topics: {error}")))?,
         _ => Vec::new(),
     };
+    // Whether a block's bloom filter allows a matching log: only then are its transactions read.
+    let may_match = |bloom: &alloy_primitives::Bloom| {
+        let holds = |value: &[u8]| bloom.contains_input(alloy_primitives::BloomInput::Raw(value));
+        (addresses.is_empty() || addresses.iter().any(|address| holds(address.as_slice())))
+            && topics
+                .iter()
+                .flatten()
+                .all(|options| options.iter().any(|topic| holds(topic.as_slice())))
+    };
     let mut found = Vec::new();
     for number in from..=to {
         let Some(block) = chain.store().block(number).map_err(RpcError::server)? else { continue };
+        if !may_match(&block.logs_bloom) {
+            continue;
+        }
         for hash in &block.transactions {
             let Some(record) = chain.store().transaction(*hash).map_err(RpcError::server)? else {
                 continue;

@@ -261,6 +261,25 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
         Some(field("valueHash")),
         &proof
     ));
+
+    // Logs: `cast logs` (eth_getLogs) finds an event by address and by topic, and nothing for
+    // another address or topic (blocks whose bloom filter rules them out are skipped).
+    let deployer = node.forge_create("src/Deployer.sol:Deployer", SECOND_KEY);
+    let created = node
+        .cast(&["send", &deployer, "create(uint256)", "7", "--private-key", SECOND_KEY])
+        .unwrap();
+    assert!(created.contains("1 (success)"), "{created}");
+    let logs = |filter: &[&str]| -> usize {
+        let mut args = vec!["logs", "--from-block", "0", "--json"];
+        args.extend(filter);
+        let found: serde_json::Value = serde_json::from_str(&node.cast(&args).unwrap()).unwrap();
+        found.as_array().unwrap().len()
+    };
+    assert_eq!(logs(&["--address", &deployer]), 1);
+    assert_eq!(logs(&["Created(address,bool)"]), 1);
+    assert_eq!(logs(&["--address", &deployer, "Created(address,bool)"]), 1);
+    assert_eq!(logs(&["--address", &probe]), 0);
+    assert_eq!(logs(&["Transfer(address,address,uint256)"]), 0);
     let _ = std::fs::remove_dir_all(node.stop());
 }
 
