@@ -1,6 +1,6 @@
 //! Blocks and included transactions as the node stores and serves them.
 
-use alloy_primitives::{Address, Bloom, Bytes, Log, B256, U256};
+use alloy_primitives::{Address, Bloom, Bytes, Log, B256};
 use serde::{Deserialize, Serialize};
 
 /// A committed block.
@@ -143,6 +143,4 @@ pub struct TransactionRecord {
     pub move_status: Option<String>,
     /// For a Move transaction: its events, each as its type and BCS data.
     pub move_events: Vec<(String, Bytes)>,
-    /// The value it sent, in wei (for the transaction object).
-    pub value: U256,
 }

@@ -19,6 +19,8 @@ use duet_types::{
 use parking_lot::{Mutex, RwLock};
 use revm::context::result::{ExecutionResult, Output};
 use revm::context::{BlockEnv, TxEnv};
+use revm::context_interface::Transaction as _;
+use revm::primitives::eip7825::TX_GAS_LIMIT_CAP;
 use revm::primitives::TxKind;
 
 use crate::block::{Block, Kind, TransactionRecord};
@@ -29,9 +31,6 @@ use crate::store::{BlockCommit, Store, StoreError};
 
 /// The largest transaction accepted, in bytes (as geth's).
 pub const MAX_TRANSACTION_SIZE: usize = 128 * 1024;
-
-/// The most gas one transaction may ask for (EIP-7825, in force at revm's hard fork).
-pub const TRANSACTION_GAS_LIMIT_CAP: u64 = 1 << 24;
 
 /// How far ahead of a sender's next nonce (counting its waiting transactions) a transaction may
 /// be.
@@ -441,10 +440,10 @@ impl Chain {
             return Err(SubmitError::ChainId);
         }
         let tx = duet_evm::tx_env(envelope, sender).map_err(|_| SubmitError::UnsupportedType)?;
-        if tx.gas_limit > self.config.block_gas_limit.min(TRANSACTION_GAS_LIMIT_CAP) {
+        if tx.gas_limit > self.config.block_gas_limit.min(TX_GAS_LIMIT_CAP) {
             return Err(SubmitError::GasLimit);
         }
-        if tx.gas_limit < 21_000 {
+        if tx.gas_limit < duet_move::gas::TRANSACTION_BASE {
             return Err(SubmitError::IntrinsicGas);
         }
         if tx.gas_price < u128::from(self.config.base_fee) {
@@ -462,10 +461,7 @@ impl Chain {
             return Err(SubmitError::NonceTooHigh { expected: next, got: tx.nonce });
         }
         let balance = U256::from(self.balance(sender)?);
-        let cost = U256::from(tx.gas_limit)
-            .checked_mul(U256::from(tx.gas_price))
-            .and_then(|fee| fee.checked_add(tx.value))
-            .unwrap_or(U256::MAX);
+        let cost = tx.max_balance_spending().unwrap_or(U256::MAX);
         if balance < cost {
             return Err(SubmitError::InsufficientFunds { balance, cost });
         }
@@ -475,8 +471,12 @@ impl Chain {
             }
             let payload = MovePayload::decode(&tx.data)
                 .map_err(|error| SubmitError::Move(error.to_string()))?;
+            // A Move transaction's intrinsic gas counts its payload's bytes.
+            if tx.gas_limit < duet_move::gas::intrinsic_gas(payload.encoded_len()) {
+                return Err(SubmitError::IntrinsicGas);
+            }
             // What an EVM transaction with these fees pays per gas.
-            let gas_price = self.effective_price(&tx);
+            let gas_price = tx.effective_gas_price(u128::from(self.config.base_fee));
             let transaction = MoveTransaction {
                 sender,
                 nonce: tx.nonce,
@@ -745,9 +745,9 @@ impl Chain {
             }
         };
         block.gas_used += gas_used;
-        let (effective_gas_price, value) = match &pending.transaction {
-            DuetTransaction::Evm(tx) => (self.effective_price(tx), tx.value),
-            DuetTransaction::Move(tx) => (tx.gas_price, U256::ZERO),
+        let effective_gas_price = match &pending.transaction {
+            DuetTransaction::Evm(tx) => tx.effective_gas_price(u128::from(self.config.base_fee)),
+            DuetTransaction::Move(tx) => tx.gas_price,
         };
         TransactionRecord {
             hash: pending.hash,
@@ -766,16 +766,7 @@ impl Chain {
             first_log_index: 0,
             move_status,
             move_events,
-            value,
         }
-    }
-
-    /// The price per gas a transaction with `tx`'s fees pays (EIP-1559: at most the base fee
-    /// plus the tip).
-    fn effective_price(&self, tx: &TxEnv) -> u128 {
-        tx.gas_priority_fee.map_or(tx.gas_price, |tip| {
-            tx.gas_price.min(u128::from(self.config.base_fee).saturating_add(tip))
-        })
     }
 
     /// Runs `tx` on the latest state without committing anything (`eth_call`): no nonce, fee or
@@ -794,7 +785,7 @@ impl Chain {
         evm.cfg.disable_fee_charge = true;
         tx.chain_id = Some(self.config.chain_id);
         if tx.gas_limit == 0 {
-            tx.gas_limit = self.config.block_gas_limit.min(TRANSACTION_GAS_LIMIT_CAP);
+            tx.gas_limit = self.config.block_gas_limit.min(TX_GAS_LIMIT_CAP);
         }
         let output = execute_sequential(&evm, std::slice::from_ref(&tx), &self.store)
             .map_err(|error| CallError::Invalid(error.to_string()))?;
@@ -820,7 +811,7 @@ impl Chain {
     /// # Errors
     /// It fails even with the block gas limit.
     pub fn estimate_gas(&self, mut tx: TxEnv) -> Result<u64, CallError> {
-        let most = self.config.block_gas_limit.min(TRANSACTION_GAS_LIMIT_CAP);
+        let most = self.config.block_gas_limit.min(TX_GAS_LIMIT_CAP);
         let cap = if tx.gas_limit == 0 { most } else { tx.gas_limit.min(most) };
         tx.gas_limit = cap;
         let (_, used) = self.call(tx.clone())?;

@@ -460,7 +460,7 @@ impl Storage for Store {
 
 #[cfg(test)]
 mod tests {
-    use alloy_primitives::{Address, Bytes, Log, LogData, B256, U256};
+    use alloy_primitives::{Address, Bytes, Log, LogData, B256};
 
     use super::{decode_record, encode_record, BlockCommit, Store};
     use crate::block::{Block, Kind, TransactionRecord};
@@ -539,7 +539,6 @@ mod tests {
             first_log_index: 3,
             move_status: Some("success".to_owned()),
             move_events: vec![("0x1::eth::Transfer".to_owned(), Bytes::from(vec![9; 16]))],
-            value: U256::from(10u64),
         };
         let binary = encode_record(&record);
         let json = serde_json::to_vec(&record).unwrap();
