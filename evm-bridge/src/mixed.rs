@@ -12,6 +12,7 @@ use std::sync::Arc;
 use duet_block_stm::{TransactionView, TxnIndex, Vm, VmOutput};
 use duet_move::{Barriers, MoveError, MoveReceipt, MoveVm, SegmentedExecutor};
 use duet_types::{MoveTransaction, StateKey, StateValue};
+use revm::context::result::InvalidTransaction;
 use revm::context::TxEnv;
 
 use crate::from_move::EvmForMove;
@@ -44,6 +45,19 @@ pub enum DuetError {
     /// A Move transaction was rejected.
     #[error(transparent)]
     Move(#[from] MoveError),
+}
+
+impl DuetError {
+    /// Whether the transaction was rejected only because its nonce is ahead of the sender's
+    /// (an earlier one is missing): it may run in a later block.
+    #[must_use]
+    pub fn is_future_nonce(&self) -> bool {
+        match self {
+            Self::Evm(EvmError::Invalid(InvalidTransaction::NonceTooHigh { .. })) => true,
+            Self::Move(MoveError::Nonce { expected, got }) => got > expected,
+            _ => false,
+        }
+    }
 }
 
 /// Both VMs of a chain, for one block.

@@ -96,11 +96,11 @@ pub fn return_values(output: &[u8]) -> Result<Vec<Bytes>, String> {
 /// Why the precompile reverted, in words, from its revert data.
 #[must_use]
 pub fn revert_reason(data: &[u8]) -> String {
-    if let Ok(aborted) = IMove::MoveAborted::abi_decode(data) {
-        return format!("aborted in {} with code {}", aborted.location, aborted.code);
+    if let Ok(IMove::MoveAborted { location, code }) = IMove::MoveAborted::abi_decode(data) {
+        return MoveStatus::Aborted { location, code }.to_string();
     }
-    if let Ok(failed) = IMove::MoveFailed::abi_decode(data) {
-        return format!("{}: {}", failed.status, failed.message);
+    if let Ok(IMove::MoveFailed { status, message }) = IMove::MoveFailed::abi_decode(data) {
+        return MoveStatus::Failed { status, message }.to_string();
     }
     format!("reverted: {}", Bytes::copy_from_slice(data))
 }

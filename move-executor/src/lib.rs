@@ -188,6 +188,20 @@ pub enum MoveStatus {
     },
 }
 
+impl std::fmt::Display for MoveStatus {
+    /// `success`, `aborted in … with code …`, `out of gas`, or `STATUS: message`.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Success => formatter.write_str("success"),
+            Self::Aborted { location, code } => {
+                write!(formatter, "aborted in {location} with code {code}")
+            }
+            Self::OutOfGas => formatter.write_str("out of gas"),
+            Self::Failed { status, message } => write!(formatter, "{status}: {message}"),
+        }
+    }
+}
+
 /// An event a Move transaction emitted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MoveEvent {

@@ -12,7 +12,7 @@ use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
 use duet_block_stm::{execute_sequential, ExecutorConfig, TransactionResult};
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm};
-use duet_move::{MoveStatus, MoveVm};
+use duet_move::MoveVm;
 use duet_types::{
     MovePayload, MoveTransaction, StateKey, StateValue, KECCAK256_EMPTY, MOVE_ENTRY_ADDRESS,
 };
@@ -645,7 +645,7 @@ impl Chain {
                     tracing::debug!(hash = %pending.hash, %error, "transaction rejected by the block");
                     // Behind a rejected transaction of the same sender: it waits for a new one
                     // with the missing nonce.
-                    if !nonce_too_high(&error) {
+                    if !error.is_future_nonce() {
                         rejected.push(pending.hash);
                     }
                     continue;
@@ -733,14 +733,7 @@ impl Chain {
                     .iter()
                     .map(|event| (event.type_tag.clone(), Bytes::from(event.data.clone())))
                     .collect();
-                let status = match &receipt.status {
-                    MoveStatus::Success => "success".to_owned(),
-                    MoveStatus::Aborted { location, code } => {
-                        format!("aborted in {location} with code {code}")
-                    }
-                    MoveStatus::OutOfGas => "out of gas".to_owned(),
-                    MoveStatus::Failed { status, message } => format!("{status}: {message}"),
-                };
+                let status = receipt.status.to_string();
                 (receipt.is_success(), receipt.gas_used, logs, None, Some(status), events)
             }
         };
@@ -831,18 +824,6 @@ impl Chain {
             }
         }
         Ok(high)
-    }
-}
-
-/// Whether a transaction was rejected only because an earlier nonce is missing.
-fn nonce_too_high(error: &duet_evm::DuetError) -> bool {
-    use revm::context::result::InvalidTransaction;
-    match error {
-        duet_evm::DuetError::Evm(duet_evm::EvmError::Invalid(
-            InvalidTransaction::NonceTooHigh { .. },
-        )) => true,
-        duet_evm::DuetError::Move(duet_move::MoveError::Nonce { expected, got }) => got > expected,
-        _ => false,
     }
 }
 
