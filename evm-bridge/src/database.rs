@@ -93,7 +93,7 @@ impl<'view, View> ViewDatabase<'view, View> {
     }
 
     /// The Block-STM view the database reads through.
-    pub fn view(&self) -> &'view View {
+    pub(crate) fn view(&self) -> &'view View {
         self.view
     }
 

@@ -107,7 +107,7 @@ pub fn revert_reason(data: &[u8]) -> String {
 
 /// This transaction's Move writes made through the precompile, numbered in order.
 #[derive(Debug, Default)]
-pub struct MoveOverlay {
+pub(crate) struct MoveOverlay {
     /// The overlay account's slot for each key written.
     slots: HashMap<StateKey, U256>,
     /// The key of each slot, in slot order (slot `i + 1` is `keys[i]`).
@@ -135,7 +135,7 @@ impl MoveOverlay {
     /// The surviving Move writes, given the overlay account's final storage (slot → write
     /// number): a slot back at zero was reverted entirely.
     #[must_use]
-    pub fn writes(
+    pub(crate) fn writes(
         &self,
         final_slots: impl Fn(U256) -> U256,
     ) -> Vec<(StateKey, WriteOp<StateValue>)> {
@@ -157,13 +157,13 @@ impl MoveOverlay {
 }
 
 /// revm's precompiles plus, with a Move VM, the Move call precompile.
-pub struct DuetPrecompiles<'a> {
+pub(crate) struct DuetPrecompiles<'a> {
     eth: EthPrecompiles,
     /// The Move VM and the precompile addresses with the Move call precompile's, built once per
     /// [`EvmVm`](crate::EvmVm) (copied again only if the hard fork changes).
     move_call: Option<(&'a MoveVm, Cow<'a, AddressSet>)>,
     /// This transaction's Move writes.
-    pub overlay: MoveOverlay,
+    pub(crate) overlay: MoveOverlay,
     /// Who runs this EVM: under a Move transaction, Move cannot be called again.
     caller: crate::Caller,
 }
@@ -195,9 +195,13 @@ impl<'a> DuetPrecompiles<'a> {
 }
 
 /// revm's precompile addresses for `spec`, and the Move call precompile's.
-#[must_use]
-pub fn with_move_call(spec: revm::primitives::hardfork::SpecId) -> AddressSet {
-    let mut addresses = EthPrecompiles::new(spec).warm_addresses().clone();
+pub(crate) fn with_move_call(spec: revm::primitives::hardfork::SpecId) -> AddressSet {
+    addresses_with_move_call(&EthPrecompiles::new(spec))
+}
+
+/// `eth`'s addresses and the Move call precompile's.
+fn addresses_with_move_call(eth: &EthPrecompiles) -> AddressSet {
+    let mut addresses = eth.warm_addresses().clone();
     addresses.insert(MOVE_CALL_ADDRESS);
     addresses
 }
@@ -212,9 +216,7 @@ where
     fn set_spec(&mut self, spec: <CTX::Cfg as revm::context::Cfg>::Spec) -> bool {
         let changed = <EthPrecompiles as PrecompileProvider<CTX>>::set_spec(&mut self.eth, spec);
         if let (true, Some((_, addresses))) = (changed, &mut self.move_call) {
-            let mut owned = self.eth.warm_addresses().clone();
-            owned.insert(MOVE_CALL_ADDRESS);
-            *addresses = Cow::Owned(owned);
+            *addresses = Cow::Owned(addresses_with_move_call(&self.eth));
         }
         changed
     }
