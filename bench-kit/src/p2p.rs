@@ -11,9 +11,9 @@ use std::time::Instant;
 use crate::{median, paired_ratio, two_at_once};
 
 /// Accounts in the matrix.
-pub const ACCOUNTS: [u64; 5] = [2, 10, 100, 1000, 10_000];
+const ACCOUNTS: [u64; 5] = [2, 10, 100, 1000, 10_000];
 /// Block sizes in the matrix.
-pub const BLOCK_SIZES: [usize; 2] = [1000, 10_000];
+const BLOCK_SIZES: [usize; 2] = [1000, 10_000];
 /// Untimed runs first: the first runs of a process pay for page faults and allocator growth
 /// that a long-running node pays once.
 const WARM_UP_RUNS: usize = 5;
@@ -48,15 +48,15 @@ pub struct Options {
 
 impl Options {
     /// The process's command line, with `runs` timed runs unless it says otherwise. `extra` is
-    /// offered every flag that is not a common one, with the remaining arguments, and says
-    /// whether it took it; anything else is ignored (`cargo bench` passes `--bench`).
+    /// offered every flag that is not a common one, with the remaining arguments (to take a
+    /// value from); what it does not know it ignores (`cargo bench` passes `--bench`).
     ///
     /// # Panics
     /// If a flag's value is missing or not a number (or, for `--only`, not `seq` or `par`).
     #[must_use]
     pub fn from_args(
         runs: usize,
-        mut extra: impl FnMut(&str, &mut dyn Iterator<Item = String>) -> bool,
+        mut extra: impl FnMut(&str, &mut dyn Iterator<Item = String>),
     ) -> Self {
         let mut options = Self {
             json: false,
@@ -88,9 +88,7 @@ impl Options {
                         _ => panic!("--only seq|par"),
                     }
                 }
-                flag => {
-                    extra(flag, &mut args);
-                }
+                flag => extra(flag, &mut args),
             }
         }
         options
@@ -136,20 +134,26 @@ impl Options {
         sequential: impl Fn() -> bool + Sync,
         parallel: impl Fn() -> bool,
     ) -> Figures {
+        let (time_sequential, time_parallel) =
+            (self.only != Some(Only::Parallel), self.only != Some(Only::Sequential));
         for _ in 0..WARM_UP_RUNS {
-            std::hint::black_box(sequential());
-            std::hint::black_box(parallel());
+            if time_sequential {
+                std::hint::black_box(sequential());
+            }
+            if time_parallel {
+                std::hint::black_box(parallel());
+            }
         }
         let mut sequential_times = Vec::with_capacity(self.runs);
         let mut parallel_times = Vec::with_capacity(self.runs);
         for _ in 0..self.runs {
             let start = Instant::now();
-            if self.only != Some(Only::Parallel) {
+            if time_sequential {
                 std::hint::black_box(sequential());
             }
             sequential_times.push(start.elapsed());
             let start = Instant::now();
-            if self.only != Some(Only::Sequential) {
+            if time_parallel {
                 std::hint::black_box(parallel());
             }
             parallel_times.push(start.elapsed());
@@ -179,12 +183,12 @@ pub struct Figures {
     pub ceiling_tps: Option<f64>,
 }
 
-/// How a parallel run of the block went: executions per transaction, and where the block was
-/// handed to the sequential executor, if it was.
+/// How a parallel run of the block went: executions, and where the block was handed to the
+/// sequential executor, if it was.
 #[derive(Clone, Copy, Debug)]
 pub struct RunStats {
-    /// Executions per transaction (1.0: nothing ran twice).
-    pub executions_per_txn: f64,
+    /// Executions in all (the block's size: nothing ran twice).
+    pub executions: usize,
     /// The transaction the contention hand-over started at.
     pub sequential_from: Option<usize>,
 }
@@ -203,6 +207,7 @@ impl Figures {
         fields: serde_json::Value,
     ) {
         let round3 = |value: f64| (value * 1000.0).round() / 1000.0;
+        let executions = stats.executions as f64 / block_size as f64;
         if options.json {
             let serde_json::Value::Object(mut object) = fields else {
                 panic!("the workload's fields are a JSON object")
@@ -215,14 +220,13 @@ impl Figures {
                 ("seq_tps".to_owned(), self.sequential_tps.round().into()),
                 ("par_tps".to_owned(), self.parallel_tps.round().into()),
                 ("ratio".to_owned(), round3(self.ratio).into()),
-                ("executions_per_txn".to_owned(), round3(stats.executions_per_txn).into()),
+                ("executions_per_txn".to_owned(), round3(executions).into()),
                 ("sequential_from".to_owned(), stats.sequential_from.into()),
                 ("ceiling_tps".to_owned(), self.ceiling_tps.map(f64::round).into()),
             ]);
             println!("{}", serde_json::Value::Object(object));
         } else {
             let Self { sequential_tps, parallel_tps, ratio, .. } = *self;
-            let executions = stats.executions_per_txn;
             let fallback =
                 stats.sequential_from.map_or("-".to_owned(), |from| format!("at {from}"));
             let ceiling = self.ceiling_tps.map_or(String::new(), |tps| format!(" {tps:>12.0}"));

@@ -25,11 +25,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let mut work_rounds = BENCH_WORK_ROUNDS;
     let options = Options::from_args(15, |flag, args| {
-        let ours = flag == "--work-rounds";
-        if ours {
+        if flag == "--work-rounds" {
             work_rounds = args.next().and_then(|n| n.parse().ok()).expect("--work-rounds N");
         }
-        ours
     });
     let vm = TransferVm { work_rounds, fee_vault: FEE_VAULT };
     let threads = NonZeroUsize::new(options.threads).expect("--threads must be at least 1");
@@ -48,10 +46,8 @@ fn main() {
             || execute_sequential(&vm, &block, &storage).is_ok(),
             || executor.execute_block(&block, &storage).is_ok(),
         );
-        let stats = RunStats {
-            executions_per_txn: stats.executions as f64 / block_size as f64,
-            sequential_from: stats.sequential_from,
-        };
+        let stats =
+            RunStats { executions: stats.executions, sequential_from: stats.sequential_from };
         let fields = serde_json::json!({ "workload": "p2p_transfer", "work_rounds": work_rounds });
         figures.print(&options, (block_size, accounts), stats, fields);
     }

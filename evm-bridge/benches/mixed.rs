@@ -148,13 +148,11 @@ fn block(world: &World, accounts: u64, size: usize) -> Vec<DuetTransaction> {
 }
 
 fn main() {
-    let mut options = Options::from_args(9, |_, _| false);
-    options.accounts = options.accounts.or(Some(10_000));
-    options.txs = options.txs.or(Some(10_000));
+    let mut options = Options::from_args(9, |_, _| {});
+    let (block_size, accounts) =
+        (*options.txs.get_or_insert(10_000), *options.accounts.get_or_insert(10_000));
     let threads = NonZeroUsize::new(options.threads).expect("--threads must be at least 1");
     options.print_header("Mixed blocks: Move transfers, ERC-20 transfers, Solidity -> Move calls");
-    let (block_size, accounts) =
-        (options.txs.unwrap_or(10_000), options.accounts.unwrap_or(10_000));
     let world = world(accounts);
     let vm = DuetVm::new(EvmVm::new(CHAIN_ID, block_env(2)), Arc::clone(&world.move_vm));
     let block = block(&world, accounts, block_size);
@@ -176,10 +174,7 @@ fn main() {
         || sequential_executor.execute_block(&block, &world.state).is_ok(),
         || parallel_executor.execute_block(&block, &world.state).is_ok(),
     );
-    let stats = RunStats {
-        executions_per_txn: stats.executions as f64 / block_size as f64,
-        sequential_from: stats.sequential_from,
-    };
+    let stats = RunStats { executions: stats.executions, sequential_from: stats.sequential_from };
     let fields = serde_json::json!({ "workload": "mixed" });
     figures.print(&options, (block_size, accounts), stats, fields);
 }
