@@ -21,11 +21,11 @@ use alloy_sol_types::{SolCall, SolConstructor};
 use duet_bench_kit::p2p::{Options, RunStats};
 use duet_bench_kit::SplitMix;
 use duet_block_stm::{BlockExecutor, ExecutorConfig, TransactionResult};
-use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm, IMove, MixedBlockExecutor};
+use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm, MixedBlockExecutor};
 use duet_move::MoveVm;
 use duet_types::{
-    Address, Bytes, EntryFunction, MovePayload, MoveTransaction, StateKey, StateValue,
-    MOVE_CALL_ADDRESS, U256,
+    Address, EntryFunction, MovePayload, MoveTransaction, StateKey, StateValue, MOVE_CALL_ADDRESS,
+    U256,
 };
 use revm::primitives::TxKind;
 use testkit::{
@@ -100,14 +100,13 @@ fn succeeded(result: &TransactionResult<DuetReceipt, duet_evm::DuetError>) -> bo
 fn block(world: &World, accounts: u64, size: usize) -> Vec<DuetTransaction> {
     let mut random = SplitMix(accounts * 17 + size as u64);
     let mut nonces = world.nonces.clone();
-    let increment = IMove::callCall {
-        moduleAddress: EXAMPLES,
-        moduleName: "counter".to_owned(),
-        functionName: "increment".to_owned(),
-        typeArguments: vec![],
+    let increment = duet_evm::call_data(&EntryFunction {
+        module_address: EXAMPLES,
+        module_name: "counter".to_owned(),
+        function: "increment".to_owned(),
+        type_arguments: vec![],
         arguments: vec![],
-    }
-    .abi_encode();
+    });
     (0..size)
         .map(|index| {
             let sender = random.below(accounts);
@@ -139,8 +138,7 @@ fn block(world: &World, accounts: u64, size: usize) -> Vec<DuetTransaction> {
                 }
                 _ => {
                     let kind = TxKind::Call(MOVE_CALL_ADDRESS);
-                    let data = Bytes::from(increment.clone());
-                    DuetTransaction::Evm(tx_env(from, nonce, kind, 0, data.to_vec(), 200_000))
+                    DuetTransaction::Evm(tx_env(from, nonce, kind, 0, increment.clone(), 200_000))
                 }
             }
         })

@@ -138,6 +138,35 @@ pub fn compile_move(sources: &[&str], name: &str, publisher: Address) -> Vec<(St
 }
 
 impl MemoryState {
+    /// The balance of `address`, in wei.
+    pub fn balance(&self, address: Address) -> u128 {
+        self.0.get(&StateKey::Balance(address)).and_then(StateValue::as_balance).unwrap_or(0)
+    }
+
+    /// The nonce of `address`.
+    pub fn nonce(&self, address: Address) -> u64 {
+        match self.0.get(&StateKey::Account(address)) {
+            Some(StateValue::Account { nonce, .. }) => *nonce,
+            _ => 0,
+        }
+    }
+
+    /// The BCS bytes of resource `publisher::module::name` under `owner`, if it exists.
+    pub fn resource(
+        &self,
+        publisher: Address,
+        owner: Address,
+        module: &str,
+        name: &str,
+    ) -> Option<Vec<u8>> {
+        let tag = format!("{publisher}::{module}::{name}");
+        let tag = move_core_types::parser::parse_struct_tag(&tag).expect("a struct tag");
+        match self.0.get(&duet_move::resolver::resource_key(owner, &tag)) {
+            Some(StateValue::Bytes(bytes)) => Some(bytes.to_vec()),
+            _ => None,
+        }
+    }
+
     /// Puts `modules` under `publisher`, as if published.
     pub fn publish(&mut self, publisher: Address, modules: Vec<(String, Vec<u8>)>) {
         for (name, bytes) in modules {

@@ -91,12 +91,7 @@ impl Chain {
 
     /// The BCS bytes of `owner`'s `counter::Counter`, if it has one.
     fn counter(&self, owner: Address) -> Option<Vec<u8>> {
-        let tag = format!("{PUBLISHER}::counter::Counter");
-        let tag = move_core_types::parser::parse_struct_tag(&tag).unwrap();
-        match self.state.0.get(&duet_move::resolver::resource_key(owner, &tag)) {
-            Some(StateValue::Bytes(bytes)) => Some(bytes.to_vec()),
-            _ => None,
-        }
+        self.state.resource(PUBLISHER, owner, "counter", "Counter")
     }
 
     /// Has `caller` (a `MoveCaller`) try `counter::function(arguments)`, which must fail, and
@@ -122,7 +117,7 @@ impl Chain {
     }
 
     fn balance(&self, address: Address) -> u128 {
-        self.state.0.get(&StateKey::Balance(address)).and_then(StateValue::as_balance).unwrap_or(0)
+        self.state.balance(address)
     }
 }
 
@@ -145,9 +140,13 @@ fn counter_call(function: &str, arguments: Vec<Vec<u8>>) -> (Address, String, St
 /// Calldata of `IMove.call` for `counter::function(arguments)`, for an account calling the
 /// precompile directly.
 fn precompile_call(function: &str, arguments: Vec<Vec<u8>>) -> Vec<u8> {
-    let (moduleAddress, moduleName, functionName, arguments) = counter_call(function, arguments);
-    IMove::callCall { moduleAddress, moduleName, functionName, typeArguments: vec![], arguments }
-        .abi_encode()
+    duet_evm::call_data(&duet_types::EntryFunction {
+        module_address: PUBLISHER,
+        module_name: "counter".to_owned(),
+        function: function.to_owned(),
+        type_arguments: vec![],
+        arguments,
+    })
 }
 
 fn call_move(function: &str, arguments: Vec<Vec<u8>>) -> Vec<u8> {

@@ -166,35 +166,16 @@ impl Chain {
     }
 
     fn balance(&self, address: Address) -> u128 {
-        self.state.0.get(&StateKey::Balance(address)).and_then(StateValue::as_balance).unwrap_or(0)
+        self.state.balance(address)
     }
 
     fn nonce(&self, address: Address) -> u64 {
-        match self.state.0.get(&StateKey::Account(address)) {
-            Some(StateValue::Account { nonce, .. }) => *nonce,
-            _ => 0,
-        }
+        self.state.nonce(address)
     }
 
     /// The BCS bytes of `examples::module::name` under `owner`, if it exists.
     fn resource(&self, owner: Address, module: &str, name: &str) -> Option<Vec<u8>> {
-        self.resource_of(EXAMPLES, owner, module, name)
-    }
-
-    /// The BCS bytes of `publisher::module::name` under `owner`, if it exists.
-    fn resource_of(
-        &self,
-        publisher: Address,
-        owner: Address,
-        module: &str,
-        name: &str,
-    ) -> Option<Vec<u8>> {
-        let tag = format!("{publisher}::{module}::{name}");
-        let tag = move_core_types::parser::parse_struct_tag(&tag).unwrap();
-        match self.state.0.get(&duet_move::resolver::resource_key(owner, &tag)) {
-            Some(StateValue::Bytes(bytes)) => Some(bytes.to_vec()),
-            _ => None,
-        }
+        self.state.resource(EXAMPLES, owner, module, name)
     }
 }
 
@@ -504,17 +485,6 @@ fn a_solidity_contract_swaps_on_a_move_amm_and_uses_the_amount_returned() {
     assert_eq!(chain.resource(pool, "amm", "Pool"), Some(pool_reserves));
 }
 
-/// A deterministic pseudo-random sequence.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 =
-            self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % bound
-    }
-}
-
 #[test]
 fn random_mixed_blocks_run_the_same_in_parallel_with_a_publish_in_the_middle() {
     let mut chain = Chain::new();
@@ -538,7 +508,7 @@ fn random_mixed_blocks_run_the_same_in_parallel_with_a_publish_in_the_middle() {
             .collect();
     chain.state.0.insert(StateKey::Balance(counter), StateValue::Balance(1_000 * ONE_ETH));
 
-    let mut random = Random(7);
+    let mut random = duet_bench_kit::SplitMix(7);
     for round in 0..3 {
         let mut block = Vec::new();
         for index in 0..120 {
@@ -597,5 +567,5 @@ fn random_mixed_blocks_run_the_same_in_parallel_with_a_publish_in_the_middle() {
         assert!(move_successes > 40, "round {round}: {move_successes} Move successes");
     }
     // The shared counter module was called from Solidity after it was published.
-    assert!(chain.resource_of(counter, caller, "counter", "Counter").is_some());
+    assert!(chain.state.resource(counter, caller, "counter", "Counter").is_some());
 }
