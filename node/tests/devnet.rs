@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const FIRST_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-const SECOND_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const FIRST_KEY: &str = duet_node::genesis::DEV_KEYS[0];
+const SECOND_KEY: &str = duet_node::genesis::DEV_KEYS[1];
 const FIRST: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
 const SECOND: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 
@@ -110,6 +110,18 @@ impl Node {
             tip,
         ])
         .unwrap()
+    }
+
+    /// `duet_getProof` of `address`'s balance: the answer's `result`, and its proof.
+    fn prove_balance(&self, address: &str) -> (serde_json::Value, duet_node::merkle::Proof) {
+        let request = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"duet_getProof","params":[{{"kind":"balance","address":"{address}"}}]}}"#
+        );
+        let answer: serde_json::Value =
+            serde_json::from_str(&self.rpc_raw(&request).unwrap()).unwrap();
+        let result = answer["result"].clone();
+        let proof = serde_json::from_value(result["proof"].clone()).unwrap();
+        (result, proof)
     }
 
     /// Deploys `contract` (`src/File.sol:Name` of `evm-bridge/contracts`) with `forge create`
@@ -245,14 +257,8 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
         "1000000000000000000 [1e18]"
     );
     // The state tree's nodes came back from disk: a proof verifies against the head's root.
-    let request = format!(
-        r#"{{"jsonrpc":"2.0","id":1,"method":"duet_getProof","params":[{{"kind":"balance","address":"{recipient}"}}]}}"#
-    );
-    let answer: serde_json::Value = serde_json::from_str(&node.rpc_raw(&request).unwrap()).unwrap();
-    let field =
-        |name: &str| -> B256 { serde_json::from_value(answer["result"][name].clone()).unwrap() };
-    let proof: duet_node::merkle::Proof =
-        serde_json::from_value(answer["result"]["proof"].clone()).unwrap();
+    let (result, proof) = node.prove_balance(recipient);
+    let field = |name: &str| -> B256 { serde_json::from_value(result[name].clone()).unwrap() };
     let head = node.cast(&["block", "latest", "--field", "stateRoot"]).unwrap();
     assert_eq!(field("stateRoot").to_string(), head);
     assert!(duet_node::merkle::verify(
@@ -473,17 +479,13 @@ fn move_developers_publish_run_and_view_and_solidity_calls_the_module_through_ca
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_transaction_and_no_committed_block() {
     use duet_node::client::RpcClient;
-    const KEYS: [&str; 4] = [
-        "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-        "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-        "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
-        "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
-    ];
+    // Four dev accounts no other part of this test uses.
+    let keys = &duet_node::genesis::DEV_KEYS[2..6];
     let node = Node::start(&temp_datadir("kill"));
     let client = RpcClient::new(&node.url()).unwrap();
     // Four senders, 40 transfers each, as fast as the node acknowledges them.
     let acknowledged: Vec<(B256, Address)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = KEYS
+        let workers: Vec<_> = keys
             .iter()
             .enumerate()
             .map(|(worker, key)| {
@@ -507,7 +509,7 @@ fn kill_9_under_load_loses_no_acknowledged_transaction_and_no_committed_block() 
     // The same transaction twice in one batch: the first is accepted, the second is already
     // known, and the first's record must survive.
     let raw = node.mktx(&Transfer {
-        key: KEYS[3],
+        key: keys[3],
         to: "0x00000000000000000000000000000000000000aa",
         value: "5",
         nonce: "40",
@@ -649,16 +651,6 @@ fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
     let paid = "0x000000000000000000000000000000000000bEEF";
     node.cast(&["send", "--private-key", FIRST_KEY, paid, "--value", "3"]).unwrap();
 
-    let prove = |address: &str| -> (serde_json::Value, Proof) {
-        let request = format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"duet_getProof","params":[{{"kind":"balance","address":"{address}"}}]}}"#
-        );
-        let answer: serde_json::Value =
-            serde_json::from_str(&node.rpc_raw(&request).unwrap()).unwrap();
-        let result = answer["result"].clone();
-        let proof: Proof = serde_json::from_value(result["proof"].clone()).unwrap();
-        (result, proof)
-    };
     let in_solidity =
         |result: &serde_json::Value, proof: &Proof, present: bool, tamper: bool| -> String {
             let mut siblings: Vec<String> =
@@ -689,7 +681,7 @@ fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
         };
 
     // A present key: the recipient's balance of 3 wei.
-    let (result, proof) = prove(paid);
+    let (result, proof) = node.prove_balance(paid);
     assert_eq!(result["value"], "0x0100000000000000000000000000000003");
     let root: B256 = serde_json::from_value(result["stateRoot"].clone()).unwrap();
     let block = node.cast(&["block", "latest", "--field", "stateRoot"]).unwrap();
@@ -714,7 +706,7 @@ fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
     assert_eq!(in_solidity(&result, &proof, false, false), "false", "present, not absent");
 
     // An absent key: an account that never held anything.
-    let (result, proof) = prove("0x0000000000000000000000000000000000000fab");
+    let (result, proof) = node.prove_balance("0x0000000000000000000000000000000000000fab");
     assert!(result["value"].is_null());
     let key: B256 = serde_json::from_value(result["keyHash"].clone()).unwrap();
     assert!(verify(root, key, None, &proof));
