@@ -3,8 +3,6 @@
 //! source tree it was built from.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use move_compiler::shared::NumericalAddress;
 
@@ -37,29 +35,25 @@ pub fn compile_package(
 }
 
 /// The embedded sources, written out for the compiler (which reads files) into a directory of
-/// this call's own: created afresh, readable by this user only, removed when dropped. Nothing
-/// another user of the machine put in the temporary directory is ever read or written.
+/// this call's own: created afresh under a random name, readable by this user only, removed
+/// when dropped. Nothing another user of the machine put in
+/// the temporary directory is ever read or written.
 struct DependencySources {
-    directory: PathBuf,
+    directory: tempfile::TempDir,
     files: Vec<String>,
 }
 
 impl DependencySources {
     fn write() -> std::io::Result<Self> {
-        static CALLS: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.subsec_nanos());
-        let directory = std::env::temp_dir().join(format!(
-            "duet-move-sources-{}-{}-{nanos}",
-            std::process::id(),
-            CALLS.fetch_add(1, Ordering::Relaxed)
-        ));
-        private_directory(&directory)?;
         // From here on the directory is removed when `sources` is dropped, on errors too.
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("duet-move-sources-");
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let directory = builder.tempdir()?;
         let mut sources = Self { directory, files: Vec::new() };
         for (name, text) in crate::embedded_pairs(SOURCES) {
-            let path = sources.directory.join(&name);
+            let path = sources.directory.path().join(&name);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
@@ -74,20 +68,6 @@ impl DependencySources {
     }
 }
 
-impl Drop for DependencySources {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.directory);
-    }
-}
-
-/// Creates `path`, which must not exist yet, readable and writable by this user only.
-fn private_directory(path: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(path)
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -95,7 +75,7 @@ mod tests {
         let sources = super::DependencySources::write().unwrap();
         assert!(sources.files.iter().any(|file| file.ends_with("duet/eth.move")));
         assert!(sources.files.iter().any(|file| file.ends_with("std/vector.move")));
-        let directory = sources.directory.clone();
+        let directory = sources.directory.path().to_owned();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -104,15 +84,16 @@ mod tests {
         }
         drop(sources);
         assert!(!directory.exists(), "removed once compiled");
-        // An existing path is never reused.
-        let taken = std::env::temp_dir().join(format!("duet-taken-{}", std::process::id()));
-        std::fs::create_dir_all(&taken).unwrap();
-        assert!(super::private_directory(&taken).is_err());
-        std::fs::remove_dir_all(&taken).unwrap();
+        // Each call writes into a directory of its own.
+        let (first, second) = (
+            super::DependencySources::write().unwrap(),
+            super::DependencySources::write().unwrap(),
+        );
+        assert_ne!(first.directory.path(), second.directory.path());
+        drop((first, second));
 
-        let package = std::env::temp_dir().join(format!("duet-package-{}", std::process::id()));
-        std::fs::create_dir_all(&package).unwrap();
-        let source = package.join("pay.move");
+        let package = tempfile::tempdir().unwrap();
+        let source = package.path().join("pay.move");
         std::fs::write(
             &source,
             "module example::pay { public entry fun pay(from: &signer, to: address, amount: u64) \
@@ -123,7 +104,6 @@ mod tests {
             vec![source.to_string_lossy().into_owned()],
             &[("example", "0xab")],
         );
-        std::fs::remove_dir_all(&package).unwrap();
         let modules = modules.unwrap();
         assert_eq!(modules.len(), 1);
         assert_eq!(modules[0].0, "pay");

@@ -4,7 +4,6 @@
 #![allow(dead_code, unreachable_pub)] // Each user takes what it needs.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 
 use duet_block_stm::{Storage, StorageError, VmBlockOutput};
 use duet_move::MoveVm;
@@ -128,13 +127,8 @@ pub fn example_modules(publisher: Address) -> Vec<Vec<u8>> {
 
 /// Compiles `source` (one module at named address `example`) with `example` = `publisher`.
 pub fn compile_example(source: &str, publisher: Address) -> Vec<Vec<u8>> {
-    static DIRECTORY: OnceLock<std::path::PathBuf> = OnceLock::new();
-    let directory = DIRECTORY.get_or_init(|| {
-        let directory = std::env::temp_dir().join(format!("duet-move-{}", std::process::id()));
-        std::fs::create_dir_all(&directory).expect("temp is writable");
-        directory
-    });
-    let file = directory.join(format!("{:016x}.move", foldhash_of(source, publisher)));
+    let directory = tempfile::tempdir().expect("temp is writable");
+    let file = directory.path().join("example.move");
     std::fs::write(&file, source).expect("temp is writable");
     let address = publisher.to_string();
     duet_move::compile_package(
@@ -149,12 +143,4 @@ pub fn compile_example(source: &str, publisher: Address) -> Vec<Vec<u8>> {
 
 fn example_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testkit/example.move")
-}
-
-fn foldhash_of(source: &str, publisher: Address) -> u64 {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut hasher = foldhash::fast::FixedState::default().build_hasher();
-    source.hash(&mut hasher);
-    publisher.hash(&mut hasher);
-    hasher.finish()
 }

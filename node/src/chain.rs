@@ -843,9 +843,8 @@ mod tests {
     use crate::store::{BlockCommit, Store, StoreError};
 
     /// A database as an earlier version left it: a head block and its state, no tree nodes.
-    fn database_without_nodes(name: &str, state_root: impl Fn(B256) -> B256) -> std::path::PathBuf {
-        let directory =
-            std::env::temp_dir().join(format!("duet-chain-{name}-{}", std::process::id()));
+    fn database_without_nodes(state_root: impl Fn(B256) -> B256) -> tempfile::TempDir {
+        let directory = tempfile::tempdir().unwrap();
         let state: Vec<(StateKey, Option<StateValue>)> = (1..=3u8)
             .map(|byte| {
                 (StateKey::Balance(Address::repeat_byte(byte)), Some(StateValue::Balance(7)))
@@ -861,7 +860,7 @@ mod tests {
             merkle::update(&HashMap::<merkle::Position, merkle::Node>::new(), leaves).unwrap().root;
         let mut block = Block::empty(0, B256::ZERO, 0, &ChainConfig::for_tests());
         block.seal(state_root(root));
-        let store = Store::open(&directory).unwrap();
+        let store = Store::open(directory.path()).unwrap();
         store
             .commit(&BlockCommit {
                 block: &block,
@@ -876,9 +875,10 @@ mod tests {
 
     #[test]
     fn a_database_without_tree_nodes_gets_them_from_its_state_and_a_wrong_root_is_refused() {
-        let directory = database_without_nodes("rebuilt", |root| root);
+        let directory = database_without_nodes(|root| root);
         let chain =
-            Chain::open(ChainConfig::for_tests(), Store::open(&directory).unwrap(), &[]).unwrap();
+            Chain::open(ChainConfig::for_tests(), Store::open(directory.path()).unwrap(), &[])
+                .unwrap();
         let key = StateKey::Balance(Address::repeat_byte(2));
         let (root, value, proof) = chain.prove(&key).unwrap();
         assert_eq!(root, chain.head().state_root);
@@ -886,12 +886,11 @@ mod tests {
         let value_hash = duet_types::keccak256(StateValue::Balance(7).encode());
         assert!(merkle::verify(root, key.commitment_key(), Some(value_hash), &proof));
         drop(chain);
-        std::fs::remove_dir_all(&directory).unwrap();
 
         // A head that claims no state root over a state that is not empty.
-        let directory = database_without_nodes("zero-root", |_| B256::ZERO);
-        let opened = Chain::open(ChainConfig::for_tests(), Store::open(&directory).unwrap(), &[]);
+        let directory = database_without_nodes(|_| B256::ZERO);
+        let opened =
+            Chain::open(ChainConfig::for_tests(), Store::open(directory.path()).unwrap(), &[]);
         assert!(matches!(opened, Err(StoreError::Corrupt(_))), "{opened:?}");
-        std::fs::remove_dir_all(&directory).unwrap();
     }
 }

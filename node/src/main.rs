@@ -346,9 +346,13 @@ fn bench_rpc(args: &RpcBenchArgs) -> Result<(), String> {
             .and_then(|listener| listener.local_addr())
             .map_err(|error| error.to_string())?
             .port();
-        let datadir = std::env::temp_dir().join(format!("duet-bench-rpc-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&datadir);
-        let _node = start_target(target, args, port, &datadir)?;
+        // Declared before the node, so dropped after it: removed once the node has stopped,
+        // whichever way this loop is left.
+        let datadir = tempfile::Builder::new()
+            .prefix("duet-bench-rpc-")
+            .tempdir()
+            .map_err(|error| error.to_string())?;
+        let _node = start_target(target, args, port, datadir.path())?;
         let url = format!("http://127.0.0.1:{port}");
         let client = duet_node::client::RpcClient::new(&url)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -359,7 +363,6 @@ fn bench_rpc(args: &RpcBenchArgs) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(100));
         }
         let measured = duet_node::load::run(&url, load)?;
-        let _ = std::fs::remove_dir_all(&datadir);
         if args.json {
             println!(
                 "{}",

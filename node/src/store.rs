@@ -468,8 +468,8 @@ mod tests {
 
     #[test]
     fn reads_see_every_commit_through_the_state_cache() {
-        let directory = std::env::temp_dir().join(format!("duet-store-{}", std::process::id()));
-        let store = Store::open(&directory).unwrap();
+        let directory = tempfile::tempdir().unwrap();
+        let store = Store::open(directory.path()).unwrap();
         let block = Block::empty(0, B256::ZERO, 0, &crate::chain::ChainConfig::for_tests());
         let (kept, changed, added) = (
             StateKey::Balance(Address::repeat_byte(1)),
@@ -508,12 +508,10 @@ mod tests {
         assert_eq!(store.get(&kept).unwrap(), Some(StateValue::Balance(10)));
         // What a fresh process reads from RocksDB alone is the same.
         drop(store);
-        let reopened = Store::open(&directory).unwrap();
+        let reopened = Store::open(directory.path()).unwrap();
         assert_eq!(reopened.get(&kept).unwrap(), Some(StateValue::Balance(10)));
         assert_eq!(reopened.get(&changed).unwrap(), None);
         assert_eq!(reopened.get(&added).unwrap(), Some(StateValue::Balance(3)));
-        drop(reopened);
-        std::fs::remove_dir_all(&directory).unwrap();
     }
 
     #[test]

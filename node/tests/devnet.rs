@@ -209,16 +209,18 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn temp_datadir(name: &str) -> PathBuf {
-    let directory = std::env::temp_dir().join(format!("duet-devnet-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&directory);
-    directory
+/// A data directory of the test's own, removed when dropped: hold it for longer than the node.
+fn temp_datadir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("duet-devnet-{name}-"))
+        .tempdir()
+        .expect("temp is writable")
 }
 
 #[test]
 fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
-    let datadir = temp_datadir("tools");
-    let node = Node::start(&datadir);
+    let directory = temp_datadir("tools");
+    let node = Node::start(directory.path());
     assert_eq!(node.cast(&["chain-id"]).unwrap(), "31337");
     assert_eq!(node.balance(FIRST), "10000000000000000000000");
 
@@ -286,12 +288,12 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
     assert_eq!(logs(&["--address", &deployer, "Created(address,bool)"]), 1);
     assert_eq!(logs(&["--address", &probe]), 0);
     assert_eq!(logs(&["Transfer(address,address,uint256)"]), 0);
-    let _ = std::fs::remove_dir_all(node.stop());
 }
 
 #[test]
 fn bad_transactions_are_refused_with_ethereum_errors_and_change_nothing() {
-    let node = Node::start(&temp_datadir("refused"));
+    let directory = temp_datadir("refused");
+    let node = Node::start(directory.path());
     let before = (node.balance(FIRST), node.nonce(FIRST));
     let recipient = "0x000000000000000000000000000000000000bEEF";
 
@@ -340,7 +342,8 @@ fn bad_transactions_are_refused_with_ethereum_errors_and_change_nothing() {
 
 #[test]
 fn floods_of_bad_and_good_json_rpc_requests_do_not_crash_the_node() {
-    let node = Node::start(&temp_datadir("flood"));
+    let directory = temp_datadir("flood");
+    let node = Node::start(directory.path());
     let bodies = [
         "garbage",
         "{}",
@@ -399,7 +402,8 @@ fn publish_example(node: &Node, key: &str) -> Result<String, String> {
 
 #[test]
 fn move_developers_publish_run_and_view_and_solidity_calls_the_module_through_cast() {
-    let node = Node::start(&temp_datadir("move"));
+    let directory = temp_datadir("move");
+    let node = Node::start(directory.path());
     let url = format!("--rpc-url={}", node.url());
     let example = root().join("move-executor/testkit/example.move");
     let example = example.to_str().unwrap();
@@ -481,7 +485,8 @@ fn kill_9_under_load_loses_no_acknowledged_transaction_and_no_committed_block() 
     use duet_node::client::RpcClient;
     // Four dev accounts no other part of this test uses.
     let keys = &duet_node::genesis::DEV_KEYS[2..6];
-    let node = Node::start(&temp_datadir("kill"));
+    let directory = temp_datadir("kill");
+    let node = Node::start(directory.path());
     let client = RpcClient::new(&node.url()).unwrap();
     // Four senders, 40 transfers each, as fast as the node acknowledges them.
     let acknowledged: Vec<(B256, Address)> = std::thread::scope(|scope| {
@@ -552,7 +557,8 @@ use alloy_primitives::Address;
 
 #[test]
 fn the_move_api_serves_resources_modules_views_and_transactions() {
-    let node = Node::start(&temp_datadir("move-api"));
+    let directory = temp_datadir("move-api");
+    let node = Node::start(directory.path());
     let url = format!("--rpc-url={}", node.url());
     publish_example(&node, FIRST_KEY).unwrap();
     let ran = duet(&[
@@ -624,10 +630,10 @@ fn the_move_api_serves_resources_modules_views_and_transactions() {
 #[test]
 fn settings_come_from_a_toml_file_under_flags_and_a_bad_file_is_refused() {
     let directory = temp_datadir("config");
-    std::fs::create_dir_all(&directory).unwrap();
-    let config = directory.join("duet.toml");
+    let config = directory.path().join("duet.toml");
     std::fs::write(&config, "chain_id = 4242\nblock_gas_limit = 50000000\n").unwrap();
-    let node = Node::start_with(&directory.join("data"), &["--config", config.to_str().unwrap()]);
+    let node =
+        Node::start_with(&directory.path().join("data"), &["--config", config.to_str().unwrap()]);
     assert_eq!(node.cast(&["chain-id"]).unwrap(), "4242");
     let block = node.cast(&["block", "latest", "--field", "gasLimit"]).unwrap();
     assert_eq!(block, "50000000");
@@ -646,7 +652,8 @@ fn settings_come_from_a_toml_file_under_flags_and_a_bad_file_is_refused() {
 #[test]
 fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
     use duet_node::merkle::{verify, Proof, Terminal};
-    let node = Node::start(&temp_datadir("proofs"));
+    let directory = temp_datadir("proofs");
+    let node = Node::start(directory.path());
     let verifier = node.forge_create("src/StateProof.sol:StateProofVerifier", SECOND_KEY);
     let paid = "0x000000000000000000000000000000000000bEEF";
     node.cast(&["send", "--private-key", FIRST_KEY, paid, "--value", "3"]).unwrap();
