@@ -390,7 +390,7 @@ impl Chain {
             self.store.delete_pending(hash)?;
             return Err(SubmitError::NonceTooLow { expected: nonce, got: pending.nonce });
         }
-        let inserted = mempool.insert(pending);
+        let inserted = mempool.insert(pending, nonce);
         drop(mempool);
         match inserted {
             Ok(Some(replaced)) => {
@@ -499,7 +499,7 @@ impl Chain {
             kind,
             transaction,
         };
-        self.mempool.lock().check(&pending)?;
+        self.mempool.lock().check(&pending, nonce)?;
         Ok(pending)
     }
 

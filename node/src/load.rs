@@ -100,8 +100,15 @@ fn quantity(client: &RpcClient, method: &str, params: &Value) -> Result<u64, Str
     client.quantity(method, params).map(|number| number as u64)
 }
 
-/// Sends `raws` from `clients` threads, `batch` per request; returns each one's hash and send
-/// time.
+/// How long a client waits before sending again what a full transaction pool refused.
+const FULL_POOL_BACKOFF: Duration = Duration::from_millis(20);
+/// How long a client keeps sending again what a full pool refuses before it gives up.
+const FULL_POOL_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Sends `raws` from `clients` threads, `batch` per request; returns each one's hash and first
+/// send time. What a full transaction pool refuses is sent again after [`FULL_POOL_BACKOFF`], as
+/// a client that wants its transactions in would, for up to [`FULL_POOL_PATIENCE`]; any other
+/// refusal ends the run.
 fn send_all(
     client: &RpcClient,
     raws: &[Bytes],
@@ -119,11 +126,36 @@ fn send_all(
                     let mut sent = Vec::with_capacity(part.len());
                     for group in part.chunks(batch.max(1)) {
                         let at = Instant::now();
-                        let params: Vec<Value> = group.iter().map(|raw| json!([raw])).collect();
-                        for result in connection.batch("eth_sendRawTransaction", &params)? {
-                            let hash: B256 = serde_json::from_value(result?)
-                                .map_err(|error| error.to_string())?;
-                            sent.push((hash, at));
+                        let mut waiting: Vec<&Bytes> = group.iter().collect();
+                        while !waiting.is_empty() {
+                            let params: Vec<Value> =
+                                waiting.iter().map(|raw| json!([raw])).collect();
+                            let results = connection.batch("eth_sendRawTransaction", &params)?;
+                            let mut refused = Vec::new();
+                            for (raw, result) in waiting.into_iter().zip(results) {
+                                match result {
+                                    Ok(hash) => sent.push((
+                                        serde_json::from_value(hash)
+                                            .map_err(|error| error.to_string())?,
+                                        at,
+                                    )),
+                                    Err(error) if error.contains("txpool is full") => {
+                                        refused.push(raw);
+                                    }
+                                    Err(error) => return Err(error),
+                                }
+                            }
+                            if !refused.is_empty() {
+                                if at.elapsed() > FULL_POOL_PATIENCE {
+                                    return Err(format!(
+                                        "txpool is full: {} transactions refused for {} s",
+                                        refused.len(),
+                                        FULL_POOL_PATIENCE.as_secs()
+                                    ));
+                                }
+                                std::thread::sleep(FULL_POOL_BACKOFF);
+                            }
+                            waiting = refused;
                         }
                     }
                     Ok::<_, String>(sent)
@@ -138,13 +170,13 @@ fn send_all(
     })
 }
 
-/// Watches new blocks until every hash of `wanted` is in one (or `timeout` passes); returns when
-/// each was first seen included.
+/// Watches new blocks until every hash of `wanted` is in one, `timeout` passes or the senders
+/// failed (`done` and `failed`); returns when each was first seen included.
 fn watch_blocks(
     client: &RpcClient,
     wanted: usize,
     start_block: u64,
-    done: &AtomicBool,
+    (done, failed): (&AtomicBool, &AtomicBool),
     timeout: Duration,
 ) -> Result<HashMap<B256, Instant>, String> {
     let deadline = Instant::now() + timeout;
@@ -165,7 +197,9 @@ fn watch_blocks(
             }
             next += 1;
         }
-        if (done.load(Ordering::Acquire) && seen.len() >= wanted) || Instant::now() > deadline {
+        let finished = done.load(Ordering::Acquire)
+            && (seen.len() >= wanted || failed.load(Ordering::Acquire));
+        if finished || Instant::now() > deadline {
             return Ok(seen);
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -250,15 +284,17 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
         raws.push(sender.sign(chain_id, TxKind::Call(token), U256::ZERO, call, 60_000)?);
     }
     let start_block = quantity(&client, "eth_blockNumber", &json!([]))?;
-    let done = AtomicBool::new(false);
+    let (done, failed) = (AtomicBool::new(false), AtomicBool::new(false));
     let sent_result = Mutex::new(None);
     let (seen, first_send) = std::thread::scope(|scope| {
         let watcher = scope.spawn(|| {
-            watch_blocks(&client, raws.len(), start_block, &done, Duration::from_secs(300))
+            let flags = (&done, &failed);
+            watch_blocks(&client, raws.len(), start_block, flags, Duration::from_secs(300))
         });
         let first_send = Instant::now();
-        *sent_result.lock().expect("not poisoned") =
-            Some(send_all(&client, &raws, load.clients, load.batch));
+        let sent = send_all(&client, &raws, load.clients, load.batch);
+        failed.store(sent.is_err(), Ordering::Release);
+        *sent_result.lock().expect("not poisoned") = Some(sent);
         done.store(true, Ordering::Release);
         (watcher.join().map_err(|_| "the block watcher panicked".to_owned()), first_send)
     });

@@ -82,7 +82,8 @@ struct NodeArgs {
     #[arg(long)]
     dev: bool,
     /// A TOML file with any of the settings below (`datadir`, `http_port`, `block_time`,
-    /// `chain_id`, `block_gas_limit`); flags and environment variables override it.
+    /// `chain_id`, `block_gas_limit`, `mempool_limit`); flags and environment variables
+    /// override it.
     #[arg(long, env = "DUET_CONFIG")]
     config: Option<PathBuf>,
     /// Where the database lives [default: ~/.local/share/duet/dev].
@@ -101,6 +102,10 @@ struct NodeArgs {
     /// [default: 1000000000].
     #[arg(long, env = "DUET_BLOCK_GAS_LIMIT")]
     block_gas_limit: Option<u64>,
+    /// The most transactions the mempool holds; past it, new ones are refused with "txpool is
+    /// full" [default: 50000].
+    #[arg(long, env = "DUET_MEMPOOL_LIMIT")]
+    mempool_limit: Option<usize>,
 }
 
 /// The settings a node runs with: flags and environment first, then the TOML file, then the
@@ -113,6 +118,7 @@ struct Settings {
     block_time: Option<f64>,
     chain_id: Option<u64>,
     block_gas_limit: Option<u64>,
+    mempool_limit: Option<usize>,
 }
 
 /// The resolved settings.
@@ -122,6 +128,7 @@ struct NodeSettings {
     block_time: f64,
     chain_id: u64,
     block_gas_limit: u64,
+    mempool_limit: usize,
 }
 
 impl NodeArgs {
@@ -141,9 +148,13 @@ impl NodeArgs {
             block_time: self.block_time.or(file.block_time).unwrap_or(1.0),
             chain_id: self.chain_id.or(file.chain_id).unwrap_or(31_337),
             block_gas_limit: self.block_gas_limit.or(file.block_gas_limit).unwrap_or(1_000_000_000),
+            mempool_limit: self.mempool_limit.or(file.mempool_limit).unwrap_or(50_000),
         };
         if !settings.block_time.is_finite() || settings.block_time <= 0.0 {
             return Err("the block time must be above zero".to_owned());
+        }
+        if settings.mempool_limit == 0 {
+            return Err("the mempool limit must be at least 1".to_owned());
         }
         Ok(settings)
     }
@@ -189,7 +200,7 @@ fn run(args: &NodeArgs) -> Result<(), String> {
         block_gas_limit: settings.block_gas_limit,
         base_fee: 1_000_000_000,
         fee_vault: FEE_VAULT,
-        mempool_limit: 50_000,
+        mempool_limit: settings.mempool_limit,
         max_block_transactions: 100_000,
     };
     let chain =
@@ -331,14 +342,7 @@ fn bench_rpc(args: &RpcBenchArgs) -> Result<(), String> {
     }
     let mut results = Vec::new();
     if let Some(url) = &args.url {
-        let measured = duet_node::load::run(url, load)?;
-        println!(
-            "{:>8} {:>12.0} {:>10} {:>10}",
-            args.target,
-            measured.tps,
-            measured.p50.as_millis(),
-            measured.p99.as_millis()
-        );
+        report(args, &args.target, &duet_node::load::run(url, load)?);
         return Ok(());
     }
     for target in targets {
@@ -363,23 +367,7 @@ fn bench_rpc(args: &RpcBenchArgs) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(100));
         }
         let measured = duet_node::load::run(&url, load)?;
-        if args.json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "target": target, "senders": args.senders, "txs": args.txs, "clients": args.clients,
-                    "block_time": args.block_time, "tps": measured.tps.round(),
-                    "p50_ms": measured.p50.as_millis(), "p99_ms": measured.p99.as_millis(),
-                })
-            );
-        } else {
-            println!(
-                "{target:>8} {:>12.0} {:>10} {:>10}",
-                measured.tps,
-                measured.p50.as_millis(),
-                measured.p99.as_millis()
-            );
-        }
+        report(args, target, &measured);
         results.push((*target, measured.tps));
     }
     if let [("duet", duet), ("anvil", anvil)] = results.as_slice() {
@@ -388,6 +376,29 @@ fn bench_rpc(args: &RpcBenchArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Prints what one target measured: a table row, or a JSON object with `--json`.
+fn report(args: &RpcBenchArgs, target: &str, measured: &duet_node::load::Measured) {
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "target": target, "senders": args.senders, "txs": args.txs, "clients": args.clients,
+                "batch": args.batch, "block_time": args.block_time,
+                "block_gas_limit": args.block_gas_limit, "tps": measured.tps.round(),
+                "committed": measured.committed,
+                "p50_ms": measured.p50.as_millis(), "p99_ms": measured.p99.as_millis(),
+            })
+        );
+    } else {
+        println!(
+            "{target:>8} {:>12.0} {:>10} {:>10}",
+            measured.tps,
+            measured.p50.as_millis(),
+            measured.p99.as_millis()
+        );
+    }
 }
 
 /// Starts `target` (duet or anvil) on `port` for a benchmark.

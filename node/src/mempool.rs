@@ -4,6 +4,11 @@
 //! nonce, funds, size); the mempool keeps each sender's transactions by nonce, replaces one only
 //! for a fee at least 10 % higher, refuses new ones when full, and hands the block builder each
 //! sender's run of consecutive nonces, senders in order of arrival.
+//!
+//! An accepted transaction is never evicted (its sender was told it is in). Instead, the last
+//! quarter of the pool is kept for transactions a block could take: a sender's next nonce, or
+//! one that fills the gap before its waiting ones. Transactions above a gap cannot fill the pool,
+//! so they never lock out the ones that would let them run.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,6 +19,9 @@ use crate::block::Kind;
 
 /// The most transactions one sender may have waiting.
 pub const MAX_PER_SENDER: usize = 1024;
+
+/// One part in this many of the pool is kept for transactions a block could take.
+const KEPT_FOR_NEXT_NONCES: usize = 4;
 
 /// A checked transaction waiting for a block.
 #[derive(Clone, Debug)]
@@ -114,11 +122,16 @@ impl Mempool {
         nonce
     }
 
-    /// Whether [`insert`](Self::insert) would take `transaction` now.
+    /// Whether [`insert`](Self::insert) would take `transaction`, whose sender's nonce in the
+    /// state is `state_nonce`, now.
     ///
     /// # Errors
     /// See [`MempoolError`].
-    pub fn check(&self, transaction: &PendingTransaction) -> Result<(), MempoolError> {
+    pub fn check(
+        &self,
+        transaction: &PendingTransaction,
+        state_nonce: u64,
+    ) -> Result<(), MempoolError> {
         if self.by_hash.contains_key(&transaction.hash) {
             return Err(MempoolError::AlreadyKnown);
         }
@@ -133,6 +146,11 @@ impl Mempool {
                 Err(MempoolError::ReplacementUnderpriced)
             }
             None if self.by_hash.len() >= self.limit => Err(MempoolError::Full),
+            None if self.by_hash.len() >= self.limit - self.limit / KEPT_FOR_NEXT_NONCES
+                && transaction.nonce > self.pending_nonce(transaction.sender, state_nonce) =>
+            {
+                Err(MempoolError::Full)
+            }
             None if self
                 .by_sender
                 .get(&transaction.sender)
@@ -144,16 +162,18 @@ impl Mempool {
         }
     }
 
-    /// Adds `transaction`, replacing a waiting one with the same nonce if it pays 10 % more;
-    /// returns the hash of the one it replaced.
+    /// Adds `transaction`, whose sender's nonce in the state is `state_nonce`, replacing a
+    /// waiting one with the same nonce if it pays 10 % more; returns the hash of the one it
+    /// replaced.
     ///
     /// # Errors
     /// See [`MempoolError`].
     pub fn insert(
         &mut self,
         transaction: PendingTransaction,
+        state_nonce: u64,
     ) -> Result<Option<B256>, MempoolError> {
-        self.check(&transaction)?;
+        self.check(&transaction, state_nonce)?;
         let sender = transaction.sender;
         let waiting = self.by_sender.entry(sender).or_default();
         let replaced = waiting.get(&transaction.nonce).map(|existing| existing.hash);
@@ -258,30 +278,50 @@ mod tests {
     #[test]
     fn replacement_needs_ten_percent_more_and_the_pool_is_bounded() {
         let mut pool = Mempool::new(3);
-        assert_eq!(pool.insert(pending(1, 0, 100)), Ok(None));
-        assert_eq!(pool.insert(pending(1, 0, 100)), Err(MempoolError::AlreadyKnown));
-        assert_eq!(pool.insert(pending(1, 0, 109)), Err(MempoolError::ReplacementUnderpriced));
+        assert_eq!(pool.insert(pending(1, 0, 100), 0), Ok(None));
+        assert_eq!(pool.insert(pending(1, 0, 100), 0), Err(MempoolError::AlreadyKnown));
+        assert_eq!(pool.insert(pending(1, 0, 109), 0), Err(MempoolError::ReplacementUnderpriced));
         let replaced = pending(1, 0, 100).hash;
-        assert_eq!(pool.insert(pending(1, 0, 110)), Ok(Some(replaced)));
+        assert_eq!(pool.insert(pending(1, 0, 110), 0), Ok(Some(replaced)));
         assert!(pool.get(&replaced).is_none());
-        pool.insert(pending(1, 1, 100)).unwrap();
-        pool.insert(pending(2, 0, 100)).unwrap();
-        assert_eq!(pool.insert(pending(3, 0, 100)), Err(MempoolError::Full));
+        pool.insert(pending(1, 1, 100), 0).unwrap();
+        pool.insert(pending(2, 0, 100), 0).unwrap();
+        assert_eq!(pool.insert(pending(3, 0, 100), 0), Err(MempoolError::Full));
         // A replacement does not need room.
-        assert!(pool.insert(pending(2, 0, 200)).is_ok());
+        assert!(pool.insert(pending(2, 0, 200), 0).is_ok());
         assert_eq!(pool.len(), 3);
+    }
+
+    #[test]
+    fn transactions_above_a_nonce_gap_fill_three_quarters_of_the_pool_and_never_lock_it() {
+        let mut pool = Mempool::new(8);
+        // Sender 1 is at nonce 0 in the state; its nonces 1 to 6 wait for nonce 0.
+        for nonce in 1..=6 {
+            pool.insert(pending(1, nonce, 100), 0).unwrap();
+        }
+        // Six of eight: past three quarters, only next nonces get in.
+        assert_eq!(pool.insert(pending(2, 3, 100), 0), Err(MempoolError::Full));
+        assert_eq!(pool.insert(pending(2, 1, 100), 1), Ok(None));
+        // The transaction that fills sender 1's gap gets in, and the block takes the run.
+        assert_eq!(pool.insert(pending(1, 0, 100), 0), Ok(None));
+        assert_eq!(pool.len(), 8);
+        assert_eq!(pool.insert(pending(3, 0, 100), 0), Err(MempoolError::Full));
+        assert_eq!(pool.executable(|_| 0, 100, u64::MAX).len(), 7);
+        // Nothing accepted was dropped to make room.
+        assert_eq!(pool.prune(Address::repeat_byte(1), 7).len(), 7);
+        assert_eq!(pool.len(), 1);
     }
 
     #[test]
     fn blocks_take_consecutive_nonces_with_senders_taking_turns_within_the_gas_limit() {
         let mut pool = Mempool::new(100);
-        pool.insert(pending(2, 5, 100)).unwrap();
-        pool.insert(pending(1, 0, 100)).unwrap();
-        pool.insert(pending(1, 2, 100)).unwrap(); // nonce 1 missing: waits
-        pool.insert(pending(2, 6, 100)).unwrap();
-        pool.insert(pending(3, 0, 100)).unwrap();
-        pool.insert(pending(3, 1, 100)).unwrap();
-        pool.insert(pending(3, 2, 100)).unwrap();
+        pool.insert(pending(2, 5, 100), 5).unwrap();
+        pool.insert(pending(1, 0, 100), 0).unwrap();
+        pool.insert(pending(1, 2, 100), 0).unwrap(); // nonce 1 missing: waits
+        pool.insert(pending(2, 6, 100), 5).unwrap();
+        pool.insert(pending(3, 0, 100), 0).unwrap();
+        pool.insert(pending(3, 1, 100), 0).unwrap();
+        pool.insert(pending(3, 2, 100), 0).unwrap();
         let nonce_of = |sender: Address| if sender == Address::repeat_byte(2) { 5 } else { 0 };
         let block: Vec<(u8, u64)> = pool
             .executable(nonce_of, 10, u64::MAX)

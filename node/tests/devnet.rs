@@ -341,6 +341,33 @@ fn bad_transactions_are_refused_with_ethereum_errors_and_change_nothing() {
 }
 
 #[test]
+fn the_load_benchmark_waits_out_a_full_mempool_and_sees_every_transaction_committed() {
+    // A mempool of 100 and 600 transfers sent in batches of 50: the pool fills, refuses with
+    // "txpool is full", and the benchmark sends those again once blocks have made room.
+    let directory = temp_datadir("load");
+    let node = Node::start_with(directory.path(), &["--mempool-limit", "100"]);
+    let url = node.url();
+    let args = ["bench", "rpc", "--url", &url, "--target", "duet", "--json"];
+    let load = ["--txs", "600", "--senders", "30", "--batch", "50", "--clients", "2"];
+    let printed = duet(&[&args[..], &load[..]].concat()).unwrap();
+    let measured: serde_json::Value = serde_json::from_str(&printed).expect("one JSON object");
+    assert_eq!(measured["committed"], 600, "{measured}");
+    assert!(measured["tps"].as_f64().unwrap() > 0.0, "{measured}");
+    let metrics = node.get("/metrics");
+    let counter = |name: &str| -> u64 {
+        let line = metrics.lines().find(|line| line.starts_with(&format!("{name} "))).unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(counter("duet_transactions_refused_total") > 0, "the pool never filled: {metrics}");
+    // Set-up (the token, ETH and tokens for 30 senders) and the 600 transfers, each once.
+    assert_eq!(counter("duet_transactions_committed_total"), 1 + 60 + 600, "{metrics}");
+
+    // A mempool of nothing is refused at start.
+    let refused = duet(&["node", "--dev", "--mempool-limit", "0"]).unwrap_err();
+    assert!(refused.contains("the mempool limit must be at least 1"), "{refused}");
+}
+
+#[test]
 fn floods_of_bad_and_good_json_rpc_requests_do_not_crash_the_node() {
     let directory = temp_datadir("flood");
     let node = Node::start(directory.path());
