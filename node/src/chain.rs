@@ -24,7 +24,7 @@ use revm::primitives::eip7825::TX_GAS_LIMIT_CAP;
 use revm::primitives::TxKind;
 
 use crate::block::{Block, Kind, TransactionRecord};
-use crate::mempool::{Mempool, MempoolError, PendingTransaction};
+use crate::mempool::{Arrival, Mempool, MempoolError, PendingTransaction};
 use crate::merkle::{self, NodeCache, Proof};
 use crate::metrics::Metrics;
 use crate::store::{BlockCommit, Store, StoreError};
@@ -366,7 +366,7 @@ impl Chain {
                 if let Err(error) = &persisted {
                     return Err(SubmitError::Store(StoreError::Corrupt(error.to_string())));
                 }
-                self.admit(pending)
+                self.admit(pending, false)
             })
             .collect();
         for result in &results {
@@ -377,9 +377,10 @@ impl Chain {
         results
     }
 
-    /// Puts a checked transaction, already on disk, into the mempool; a refused one's record is
-    /// deleted (unless it is another's: the same transaction accepted first).
-    fn admit(&self, pending: PendingTransaction) -> Result<B256, SubmitError> {
+    /// Puts a checked transaction, already on disk, into the mempool (`restored`: accepted
+    /// before a restart, see [`Arrival::Restored`]); a refused one's record is deleted (unless
+    /// it is another's: the same transaction accepted first).
+    fn admit(&self, pending: PendingTransaction, restored: bool) -> Result<B256, SubmitError> {
         let hash = pending.hash;
         let mut mempool = self.mempool.lock();
         // A block may have committed since the check: under the mempool lock, which the block's
@@ -390,7 +391,9 @@ impl Chain {
             self.store.delete_pending(hash)?;
             return Err(SubmitError::NonceTooLow { expected: nonce, got: pending.nonce });
         }
-        let inserted = mempool.insert(pending, nonce);
+        let arrival =
+            if restored { Arrival::Restored } else { Arrival::New { state_nonce: nonce } };
+        let inserted = mempool.insert(pending, arrival);
         drop(mempool);
         match inserted {
             Ok(Some(replaced)) => {
@@ -425,17 +428,21 @@ impl Chain {
         let envelope = TxEnvelope::decode_2718(&mut &raw[..])
             .map_err(|error| SubmitError::Malformed(error.to_string()))?;
         let sender = envelope.recover_signer().map_err(|_| SubmitError::InvalidSender)?;
-        self.check_signed(raw, &envelope, sender)
+        let (pending, state_nonce) = self.check_signed(raw, &envelope, sender)?;
+        // Refused here if there is no room, before it is written to disk.
+        self.mempool.lock().check(&pending, Arrival::New { state_nonce })?;
+        Ok(pending)
     }
 
-    /// The checks of a transaction whose signature recovered `sender` (a restored transaction
-    /// was accepted by a node that may have had another chain id or state).
+    /// The checks against the state of a transaction whose signature recovered `sender` (a
+    /// restored transaction was accepted by a node that may have had another chain id or
+    /// state); returns it with the sender's nonce in the state.
     fn check_signed(
         &self,
         raw: &[u8],
         envelope: &TxEnvelope,
         sender: Address,
-    ) -> Result<PendingTransaction, SubmitError> {
+    ) -> Result<(PendingTransaction, u64), SubmitError> {
         if envelope.chain_id() != Some(self.config.chain_id) {
             return Err(SubmitError::ChainId);
         }
@@ -499,8 +506,7 @@ impl Chain {
             kind,
             transaction,
         };
-        self.mempool.lock().check(&pending, nonce)?;
-        Ok(pending)
+        Ok((pending, nonce))
     }
 
     /// Puts back into the mempool the accepted transactions a previous run left on disk;
@@ -525,14 +531,12 @@ impl Chain {
         records.sort_by_key(|(sender, envelope, _)| (*sender, envelope.nonce()));
         let mut kept = 0;
         for (sender, envelope, raw) in records {
-            match self.check_signed(&raw, &envelope, sender).and_then(|pending| self.admit(pending))
-            {
+            let admitted = self
+                .check_signed(&raw, &envelope, sender)
+                .and_then(|(pending, _)| self.admit(pending, true));
+            match admitted {
                 Ok(_) => kept += 1,
-                // Kept on disk for the next start: nothing is wrong with the transaction.
                 Err(SubmitError::Store(error)) => return Err(error),
-                Err(error @ SubmitError::Mempool(MempoolError::Full)) => {
-                    tracing::warn!(%error, "an accepted transaction stays on disk only");
-                }
                 Err(error) => {
                     // Included or made invalid since; forget it.
                     tracing::debug!(hash = %envelope.tx_hash(), %error, "dropped on restart");
@@ -841,6 +845,56 @@ mod tests {
     use crate::block::Block;
     use crate::merkle;
     use crate::store::{BlockCommit, Store, StoreError};
+
+    #[test]
+    fn a_restart_puts_back_every_accepted_transaction_however_full_the_pool_is() {
+        use alloy_consensus::TxEip1559;
+        use alloy_primitives::{TxKind, U256};
+        use alloy_signer_local::PrivateKeySigner;
+
+        // Two dev accounts: `first` sorts before `second`, so a restart restores its
+        // transactions first.
+        let mut signers: Vec<PrivateKeySigner> =
+            crate::genesis::DEV_KEYS[..2].iter().map(|key| key.parse().unwrap()).collect();
+        signers.sort_by_key(PrivateKeySigner::address);
+        let (first, second) = (&signers[0], &signers[1]);
+        let transfer = |signer: &PrivateKeySigner, nonce: u64| {
+            let unsigned = TxEip1559 {
+                chain_id: ChainConfig::for_tests().chain_id,
+                nonce,
+                gas_limit: 21_000,
+                max_fee_per_gas: 10,
+                to: TxKind::Call(Address::repeat_byte(0xbe)),
+                value: U256::from(1),
+                ..TxEip1559::default()
+            };
+            crate::client::sign(signer, unsigned).unwrap()
+        };
+        let directory = tempfile::tempdir().unwrap();
+        let genesis = crate::genesis::dev_genesis();
+        let open = || {
+            let store = Store::open(directory.path()).unwrap();
+            Chain::open(ChainConfig::for_tests(), store, &genesis).unwrap()
+        };
+        let chain = open();
+        // A pool of 10: seven transactions of `second` above its missing nonce 0 (up to three
+        // quarters), then two of `first` that a block could take.
+        for nonce in 1..=7 {
+            chain.submit(&transfer(second, nonce)).unwrap();
+        }
+        chain.submit(&transfer(first, 0)).unwrap();
+        chain.submit(&transfer(first, 1)).unwrap();
+        assert!(chain.submit(&transfer(second, 8)).is_err(), "past three quarters, a gap waits");
+        drop(chain);
+
+        // Restored in order, `first`'s two come back before `second`'s seven, which then find
+        // the pool past three quarters: they come back all the same.
+        let chain = open();
+        assert_eq!(chain.restore_pending().unwrap(), 9);
+        assert_eq!(chain.pending_count(), 9);
+        drop(chain);
+        assert_eq!(open().restore_pending().unwrap(), 9, "and stay on disk");
+    }
 
     /// A database as an earlier version left it: a head block and its state, no tree nodes.
     fn database_without_nodes(state_root: impl Fn(B256) -> B256) -> tempfile::TempDir {

@@ -61,6 +61,19 @@ pub enum MempoolError {
     SenderFull,
 }
 
+/// How a transaction comes to the mempool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// Submitted now, by a sender whose nonce in the state is `state_nonce`: it needs room.
+    New {
+        /// The sender's nonce in the state.
+        state_nonce: u64,
+    },
+    /// Accepted before the node restarted: it comes back whatever the pool holds, since its
+    /// sender was told it is in.
+    Restored,
+}
+
 /// The waiting transactions.
 #[derive(Debug)]
 pub struct Mempool {
@@ -122,15 +135,14 @@ impl Mempool {
         nonce
     }
 
-    /// Whether [`insert`](Self::insert) would take `transaction`, whose sender's nonce in the
-    /// state is `state_nonce`, now.
+    /// Whether [`insert`](Self::insert) would take `transaction` now.
     ///
     /// # Errors
     /// See [`MempoolError`].
     pub fn check(
         &self,
         transaction: &PendingTransaction,
-        state_nonce: u64,
+        arrival: Arrival,
     ) -> Result<(), MempoolError> {
         if self.by_hash.contains_key(&transaction.hash) {
             return Err(MempoolError::AlreadyKnown);
@@ -145,35 +157,47 @@ impl Mempool {
             {
                 Err(MempoolError::ReplacementUnderpriced)
             }
-            None if self.by_hash.len() >= self.limit => Err(MempoolError::Full),
-            None if self.by_hash.len() >= self.limit - self.limit / KEPT_FOR_NEXT_NONCES
-                && transaction.nonce > self.pending_nonce(transaction.sender, state_nonce) =>
-            {
-                Err(MempoolError::Full)
-            }
-            None if self
-                .by_sender
-                .get(&transaction.sender)
-                .is_some_and(|waiting| waiting.len() >= MAX_PER_SENDER) =>
-            {
-                Err(MempoolError::SenderFull)
-            }
-            Some(_) | None => Ok(()),
+            Some(_) => Ok(()),
+            None => match arrival {
+                Arrival::New { state_nonce } => self.check_room(transaction, state_nonce),
+                Arrival::Restored => Ok(()),
+            },
         }
     }
 
-    /// Adds `transaction`, whose sender's nonce in the state is `state_nonce`, replacing a
-    /// waiting one with the same nonce if it pays 10 % more; returns the hash of the one it
-    /// replaced.
+    /// Whether there is room for a new transaction (see the module's documentation).
+    fn check_room(
+        &self,
+        transaction: &PendingTransaction,
+        state_nonce: u64,
+    ) -> Result<(), MempoolError> {
+        let waiting = self.by_hash.len();
+        if waiting >= self.limit {
+            return Err(MempoolError::Full);
+        }
+        if waiting >= self.limit - self.limit / KEPT_FOR_NEXT_NONCES
+            && transaction.nonce > self.pending_nonce(transaction.sender, state_nonce)
+        {
+            return Err(MempoolError::Full);
+        }
+        let sender_waiting = self.by_sender.get(&transaction.sender).map_or(0, BTreeMap::len);
+        if sender_waiting >= MAX_PER_SENDER {
+            return Err(MempoolError::SenderFull);
+        }
+        Ok(())
+    }
+
+    /// Adds `transaction`, replacing a waiting one with the same nonce if it pays 10 % more;
+    /// returns the hash of the one it replaced.
     ///
     /// # Errors
     /// See [`MempoolError`].
     pub fn insert(
         &mut self,
         transaction: PendingTransaction,
-        state_nonce: u64,
+        arrival: Arrival,
     ) -> Result<Option<B256>, MempoolError> {
-        self.check(&transaction, state_nonce)?;
+        self.check(&transaction, arrival)?;
         let sender = transaction.sender;
         let waiting = self.by_sender.entry(sender).or_default();
         let replaced = waiting.get(&transaction.nonce).map(|existing| existing.hash);
@@ -261,6 +285,10 @@ impl Mempool {
 mod tests {
     use super::*;
 
+    fn new(state_nonce: u64) -> Arrival {
+        Arrival::New { state_nonce }
+    }
+
     fn pending(sender: u8, nonce: u64, max_fee: u128) -> PendingTransaction {
         let hash = alloy_primitives::keccak256([sender, nonce as u8, max_fee as u8]);
         PendingTransaction {
@@ -278,17 +306,20 @@ mod tests {
     #[test]
     fn replacement_needs_ten_percent_more_and_the_pool_is_bounded() {
         let mut pool = Mempool::new(3);
-        assert_eq!(pool.insert(pending(1, 0, 100), 0), Ok(None));
-        assert_eq!(pool.insert(pending(1, 0, 100), 0), Err(MempoolError::AlreadyKnown));
-        assert_eq!(pool.insert(pending(1, 0, 109), 0), Err(MempoolError::ReplacementUnderpriced));
+        assert_eq!(pool.insert(pending(1, 0, 100), new(0)), Ok(None));
+        assert_eq!(pool.insert(pending(1, 0, 100), new(0)), Err(MempoolError::AlreadyKnown));
+        assert_eq!(
+            pool.insert(pending(1, 0, 109), new(0)),
+            Err(MempoolError::ReplacementUnderpriced)
+        );
         let replaced = pending(1, 0, 100).hash;
-        assert_eq!(pool.insert(pending(1, 0, 110), 0), Ok(Some(replaced)));
+        assert_eq!(pool.insert(pending(1, 0, 110), new(0)), Ok(Some(replaced)));
         assert!(pool.get(&replaced).is_none());
-        pool.insert(pending(1, 1, 100), 0).unwrap();
-        pool.insert(pending(2, 0, 100), 0).unwrap();
-        assert_eq!(pool.insert(pending(3, 0, 100), 0), Err(MempoolError::Full));
+        pool.insert(pending(1, 1, 100), new(0)).unwrap();
+        pool.insert(pending(2, 0, 100), new(0)).unwrap();
+        assert_eq!(pool.insert(pending(3, 0, 100), new(0)), Err(MempoolError::Full));
         // A replacement does not need room.
-        assert!(pool.insert(pending(2, 0, 200), 0).is_ok());
+        assert!(pool.insert(pending(2, 0, 200), new(0)).is_ok());
         assert_eq!(pool.len(), 3);
     }
 
@@ -297,31 +328,41 @@ mod tests {
         let mut pool = Mempool::new(8);
         // Sender 1 is at nonce 0 in the state; its nonces 1 to 6 wait for nonce 0.
         for nonce in 1..=6 {
-            pool.insert(pending(1, nonce, 100), 0).unwrap();
+            pool.insert(pending(1, nonce, 100), new(0)).unwrap();
         }
         // Six of eight: past three quarters, only next nonces get in.
-        assert_eq!(pool.insert(pending(2, 3, 100), 0), Err(MempoolError::Full));
-        assert_eq!(pool.insert(pending(2, 1, 100), 1), Ok(None));
+        assert_eq!(pool.insert(pending(2, 3, 100), new(0)), Err(MempoolError::Full));
+        assert_eq!(pool.insert(pending(2, 1, 100), new(1)), Ok(None));
         // The transaction that fills sender 1's gap gets in, and the block takes the run.
-        assert_eq!(pool.insert(pending(1, 0, 100), 0), Ok(None));
+        assert_eq!(pool.insert(pending(1, 0, 100), new(0)), Ok(None));
         assert_eq!(pool.len(), 8);
-        assert_eq!(pool.insert(pending(3, 0, 100), 0), Err(MempoolError::Full));
+        assert_eq!(pool.insert(pending(3, 0, 100), new(0)), Err(MempoolError::Full));
         assert_eq!(pool.executable(|_| 0, 100, u64::MAX).len(), 7);
         // Nothing accepted was dropped to make room.
         assert_eq!(pool.prune(Address::repeat_byte(1), 7).len(), 7);
         assert_eq!(pool.len(), 1);
+        // What was accepted before a restart comes back however full the pool is.
+        let mut pool = Mempool::new(2);
+        for nonce in 3..=5 {
+            assert_eq!(pool.insert(pending(4, nonce, 100), Arrival::Restored), Ok(None));
+        }
+        assert_eq!(
+            pool.insert(pending(4, 3, 100), Arrival::Restored),
+            Err(MempoolError::AlreadyKnown)
+        );
+        assert_eq!(pool.len(), 3);
     }
 
     #[test]
     fn blocks_take_consecutive_nonces_with_senders_taking_turns_within_the_gas_limit() {
         let mut pool = Mempool::new(100);
-        pool.insert(pending(2, 5, 100), 5).unwrap();
-        pool.insert(pending(1, 0, 100), 0).unwrap();
-        pool.insert(pending(1, 2, 100), 0).unwrap(); // nonce 1 missing: waits
-        pool.insert(pending(2, 6, 100), 5).unwrap();
-        pool.insert(pending(3, 0, 100), 0).unwrap();
-        pool.insert(pending(3, 1, 100), 0).unwrap();
-        pool.insert(pending(3, 2, 100), 0).unwrap();
+        pool.insert(pending(2, 5, 100), new(5)).unwrap();
+        pool.insert(pending(1, 0, 100), new(0)).unwrap();
+        pool.insert(pending(1, 2, 100), new(0)).unwrap(); // nonce 1 missing: waits
+        pool.insert(pending(2, 6, 100), new(5)).unwrap();
+        pool.insert(pending(3, 0, 100), new(0)).unwrap();
+        pool.insert(pending(3, 1, 100), new(0)).unwrap();
+        pool.insert(pending(3, 2, 100), new(0)).unwrap();
         let nonce_of = |sender: Address| if sender == Address::repeat_byte(2) { 5 } else { 0 };
         let block: Vec<(u8, u64)> = pool
             .executable(nonce_of, 10, u64::MAX)
