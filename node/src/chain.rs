@@ -364,6 +364,7 @@ impl Chain {
             .map(|pending| {
                 let pending = pending?;
                 if let Err(error) = &persisted {
+                    self.mempool.lock().end_submission(&pending.hash);
                     return Err(SubmitError::Store(StoreError::Corrupt(error.to_string())));
                 }
                 self.admit(pending, false)
@@ -377,41 +378,46 @@ impl Chain {
         results
     }
 
-    /// Puts a checked transaction, already on disk, into the mempool (`restored`: accepted
-    /// before a restart, see [`Arrival::Restored`]); a refused one's record is deleted (unless
-    /// it is another's: the same transaction accepted first).
+    /// Puts a checked transaction, already on disk, into the mempool (`restored`: on disk when
+    /// the node started, see [`Arrival::Restored`]). A refused one's record is deleted, unless
+    /// it is another's: the same transaction in the pool, or on its way there.
     fn admit(&self, pending: PendingTransaction, restored: bool) -> Result<B256, SubmitError> {
         let hash = pending.hash;
         let mut mempool = self.mempool.lock();
+        if !restored {
+            mempool.end_submission(&hash);
+        }
         // A block may have committed since the check: under the mempool lock, which the block's
         // clean-up also takes, the nonce read now is the one that counts.
-        let (nonce, _) = self.account(pending.sender)?;
-        if pending.nonce < nonce {
-            drop(mempool);
-            self.store.delete_pending(hash)?;
-            return Err(SubmitError::NonceTooLow { expected: nonce, got: pending.nonce });
-        }
-        let arrival =
-            if restored { Arrival::Restored } else { Arrival::New { state_nonce: nonce } };
-        let inserted = mempool.insert(pending, arrival);
-        drop(mempool);
-        match inserted {
-            Ok(Some(replaced)) => {
-                // Accepted whatever happens here: a stale record is dropped at restart.
-                if let Err(error) = self.store.delete_pending(replaced) {
-                    tracing::warn!(%replaced, %error, "a replaced record stays on disk");
+        let inserted =
+            self.account(pending.sender).map_err(SubmitError::from).and_then(|(nonce, _)| {
+                if pending.nonce < nonce {
+                    return Err(SubmitError::NonceTooLow { expected: nonce, got: pending.nonce });
                 }
+                let arrival =
+                    if restored { Arrival::Restored } else { Arrival::New { state_nonce: nonce } };
+                Ok(mempool.insert(pending, arrival)?)
+            });
+        match inserted {
+            Ok(replaced) => {
+                drop(mempool);
+                // Accepted whatever happens here: a stale record is dropped at restart.
+                if let Some(replaced) = replaced {
+                    if let Err(error) = self.store.delete_pending(replaced) {
+                        tracing::warn!(%replaced, %error, "a replaced record stays on disk");
+                    }
+                }
+                Ok(hash)
             }
-            Ok(None) => {}
-            // The same transaction got in first: the record on disk is its.
-            Err(MempoolError::AlreadyKnown) => return Err(MempoolError::AlreadyKnown.into()),
             Err(error) => {
-                // Another transaction got in between: this one is not acknowledged.
-                self.store.delete_pending(hash)?;
-                return Err(error.into());
+                // Not acknowledged. Deleted under the lock, so that no other submission of the
+                // same transaction writes its record between the decision and the delete.
+                if !mempool.holds_or_awaits(&hash) {
+                    self.store.delete_pending(hash)?;
+                }
+                Err(error)
             }
         }
-        Ok(hash)
     }
 
     /// The node's metrics, as Prometheus text.
@@ -428,21 +434,23 @@ impl Chain {
         let envelope = TxEnvelope::decode_2718(&mut &raw[..])
             .map_err(|error| SubmitError::Malformed(error.to_string()))?;
         let sender = envelope.recover_signer().map_err(|_| SubmitError::InvalidSender)?;
-        let (pending, state_nonce) = self.check_signed(raw, &envelope, sender)?;
-        // Refused here if there is no room, before it is written to disk.
-        self.mempool.lock().check(&pending, Arrival::New { state_nonce })?;
+        let pending = self.check_signed(raw, &envelope, sender)?;
+        // Refused here if the pool is full, before it is written to disk.
+        let mut mempool = self.mempool.lock();
+        mempool.check(&pending, Arrival::Precheck)?;
+        mempool.begin_submission(pending.hash);
         Ok(pending)
     }
 
     /// The checks against the state of a transaction whose signature recovered `sender` (a
     /// restored transaction was accepted by a node that may have had another chain id or
-    /// state); returns it with the sender's nonce in the state.
+    /// state).
     fn check_signed(
         &self,
         raw: &[u8],
         envelope: &TxEnvelope,
         sender: Address,
-    ) -> Result<(PendingTransaction, u64), SubmitError> {
+    ) -> Result<PendingTransaction, SubmitError> {
         if envelope.chain_id() != Some(self.config.chain_id) {
             return Err(SubmitError::ChainId);
         }
@@ -506,7 +514,7 @@ impl Chain {
             kind,
             transaction,
         };
-        Ok((pending, nonce))
+        Ok(pending)
     }
 
     /// Puts back into the mempool the accepted transactions a previous run left on disk;
@@ -533,7 +541,7 @@ impl Chain {
         for (sender, envelope, raw) in records {
             let admitted = self
                 .check_signed(&raw, &envelope, sender)
-                .and_then(|(pending, _)| self.admit(pending, true));
+                .and_then(|pending| self.admit(pending, true));
             match admitted {
                 Ok(_) => kept += 1,
                 Err(SubmitError::Store(error)) => return Err(error),
@@ -841,7 +849,7 @@ mod tests {
 
     use duet_types::{Address, StateKey, StateValue, B256};
 
-    use super::{Chain, ChainConfig};
+    use super::{Chain, ChainConfig, MempoolError};
     use crate::block::Block;
     use crate::merkle;
     use crate::store::{BlockCommit, Store, StoreError};
@@ -877,23 +885,32 @@ mod tests {
             Chain::open(ChainConfig::for_tests(), store, &genesis).unwrap()
         };
         let chain = open();
-        // A pool of 10: seven transactions of `second` above its missing nonce 0 (up to three
-        // quarters), then two of `first` that a block could take.
+        // A pool of 10 keeps 3 for transactions a block could take. Seven transactions of
+        // `second` above its missing nonce 0 fill the rest; its eighth waits.
         for nonce in 1..=7 {
             chain.submit(&transfer(second, nonce)).unwrap();
         }
-        chain.submit(&transfer(first, 0)).unwrap();
-        chain.submit(&transfer(first, 1)).unwrap();
-        assert!(chain.submit(&transfer(second, 8)).is_err(), "past three quarters, a gap waits");
+        let refused = chain.submit(&transfer(second, 8));
+        assert!(
+            matches!(refused, Err(super::SubmitError::Mempool(MempoolError::Full))),
+            "past three quarters, what is above a gap waits: {refused:?}"
+        );
+        // Three of `first` in one batch: each follows the one before it in the batch.
+        let batch = [transfer(first, 0), transfer(first, 1), transfer(first, 2)];
+        let batch: Vec<&[u8]> = batch.iter().map(|raw| &raw[..]).collect();
+        for result in chain.submit_many(&batch) {
+            result.unwrap();
+        }
+        assert_eq!(chain.pending_count(), 10);
         drop(chain);
 
-        // Restored in order, `first`'s two come back before `second`'s seven, which then find
-        // the pool past three quarters: they come back all the same.
+        // Restored in order, `first`'s three come back before `second`'s seven, which then
+        // find the pool past three quarters: they come back all the same.
         let chain = open();
-        assert_eq!(chain.restore_pending().unwrap(), 9);
-        assert_eq!(chain.pending_count(), 9);
+        assert_eq!(chain.restore_pending().unwrap(), 10);
+        assert_eq!(chain.pending_count(), 10);
         drop(chain);
-        assert_eq!(open().restore_pending().unwrap(), 9, "and stay on disk");
+        assert_eq!(open().restore_pending().unwrap(), 10, "and stay on disk");
     }
 
     /// A database as an earlier version left it: a head block and its state, no tree nodes.

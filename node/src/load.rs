@@ -206,11 +206,23 @@ fn watch_blocks(
     }
 }
 
-/// Sends `raws` in order and waits for all of them to be included.
+/// Sends `raws` in order (again, what a full pool refuses) and waits for all of them to be
+/// included.
 fn settle(client: &RpcClient, raws: &[Bytes]) -> Result<(), String> {
     let mut last = B256::ZERO;
     for raw in raws {
-        last = client.send_raw(raw)?;
+        let first_sent = Instant::now();
+        last = loop {
+            match client.send_raw(raw) {
+                Err(error)
+                    if error.contains("txpool is full")
+                        && first_sent.elapsed() < FULL_POOL_PATIENCE =>
+                {
+                    std::thread::sleep(FULL_POOL_BACKOFF);
+                }
+                sent => break sent?,
+            }
+        };
     }
     client.wait_for_receipt(last, Duration::from_secs(120)).map(|_| ())
 }

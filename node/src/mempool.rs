@@ -5,10 +5,12 @@
 //! for a fee at least 10 % higher, refuses new ones when full, and hands the block builder each
 //! sender's run of consecutive nonces, senders in order of arrival.
 //!
-//! An accepted transaction is never evicted (its sender was told it is in). Instead, the last
-//! quarter of the pool is kept for transactions a block could take: a sender's next nonce, or
-//! one that fills the gap before its waiting ones. Transactions above a gap cannot fill the pool,
-//! so they never lock out the ones that would let them run.
+//! An accepted transaction is never evicted (its sender was told it is in). Instead, a quarter of
+//! the pool (rounded up) is kept for transactions a block could take: a sender's next nonce, or
+//! one that fills the gap before its waiting ones. Transactions that arrive above a gap cannot
+//! fill the pool, so they do not lock out the ones that would let them run. (Transactions that
+//! arrived in order can still end up above a gap, when a block rejects one before them; they
+//! wait until their sender sends that nonce again.)
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -64,13 +66,17 @@ pub enum MempoolError {
 /// How a transaction comes to the mempool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arrival {
-    /// Submitted now, by a sender whose nonce in the state is `state_nonce`: it needs room.
+    /// Submitted, checked before it is written to disk with the rest of its batch, whose
+    /// earlier transactions are not in yet: the pool's limits, not the gap rule (applied when
+    /// it is inserted, in the batch's order).
+    Precheck,
+    /// Submitted, by a sender whose nonce in the state is `state_nonce`: it needs room.
     New {
         /// The sender's nonce in the state.
         state_nonce: u64,
     },
-    /// Accepted before the node restarted: it comes back whatever the pool holds, since its
-    /// sender was told it is in.
+    /// On disk when the node started (accepted, or not yet refused when it stopped): it comes
+    /// back whatever the pool holds, since its sender may have been told it is in.
     Restored,
 }
 
@@ -79,6 +85,9 @@ pub enum Arrival {
 pub struct Mempool {
     by_sender: HashMap<Address, BTreeMap<u64, PendingTransaction>>,
     by_hash: HashMap<B256, (Address, u64)>,
+    /// Submissions of each hash between their check and their insert (the same transaction
+    /// may be sent twice at once): a refused one's record on disk may be another's.
+    in_flight: HashMap<B256, u32>,
     /// When each sender's first waiting transaction arrived (a counter).
     arrival: HashMap<Address, u64>,
     next_arrival: u64,
@@ -92,6 +101,7 @@ impl Mempool {
         Self {
             by_sender: HashMap::new(),
             by_hash: HashMap::new(),
+            in_flight: HashMap::new(),
             arrival: HashMap::new(),
             next_arrival: 0,
             limit,
@@ -159,24 +169,50 @@ impl Mempool {
             }
             Some(_) => Ok(()),
             None => match arrival {
-                Arrival::New { state_nonce } => self.check_room(transaction, state_nonce),
+                Arrival::Precheck => self.check_room(transaction, None),
+                Arrival::New { state_nonce } => self.check_room(transaction, Some(state_nonce)),
                 Arrival::Restored => Ok(()),
             },
         }
     }
 
-    /// Whether there is room for a new transaction (see the module's documentation).
+    /// Notes that a submission of `hash` passed its check and is on its way to disk.
+    pub fn begin_submission(&mut self, hash: B256) {
+        *self.in_flight.entry(hash).or_default() += 1;
+    }
+
+    /// Notes that a submission of `hash` reached its insert (or failed before).
+    pub fn end_submission(&mut self, hash: &B256) {
+        if let Some(count) = self.in_flight.get_mut(hash) {
+            *count -= 1;
+            if *count == 0 {
+                self.in_flight.remove(hash);
+            }
+        }
+    }
+
+    /// Whether the record of `hash` on disk is still needed: the pool holds the transaction,
+    /// or another submission of it is on its way.
+    #[must_use]
+    pub fn holds_or_awaits(&self, hash: &B256) -> bool {
+        self.by_hash.contains_key(hash) || self.in_flight.contains_key(hash)
+    }
+
+    /// Whether there is room for a new transaction (see the module's documentation); the gap
+    /// rule applies when the sender's `state_nonce` is given.
     fn check_room(
         &self,
         transaction: &PendingTransaction,
-        state_nonce: u64,
+        state_nonce: Option<u64>,
     ) -> Result<(), MempoolError> {
         let waiting = self.by_hash.len();
         if waiting >= self.limit {
             return Err(MempoolError::Full);
         }
-        if waiting >= self.limit - self.limit / KEPT_FOR_NEXT_NONCES
-            && transaction.nonce > self.pending_nonce(transaction.sender, state_nonce)
+        let above_gap =
+            |state_nonce| transaction.nonce > self.pending_nonce(transaction.sender, state_nonce);
+        if waiting >= self.limit - self.limit.div_ceil(KEPT_FOR_NEXT_NONCES)
+            && state_nonce.is_some_and(above_gap)
         {
             return Err(MempoolError::Full);
         }
@@ -341,6 +377,18 @@ mod tests {
         // Nothing accepted was dropped to make room.
         assert_eq!(pool.prune(Address::repeat_byte(1), 7).len(), 7);
         assert_eq!(pool.len(), 1);
+        // A pool of one keeps its one place for a transaction a block could take.
+        let mut pool = Mempool::new(1);
+        assert_eq!(pool.insert(pending(5, 1, 100), new(0)), Err(MempoolError::Full));
+        assert_eq!(pool.insert(pending(5, 0, 100), new(0)), Ok(None));
+        // The check before the disk write leaves the gap rule to the insert, which takes a
+        // batch in order.
+        let mut pool = Mempool::new(4);
+        pool.insert(pending(6, 5, 100), new(0)).unwrap();
+        pool.insert(pending(6, 6, 100), new(0)).unwrap();
+        pool.insert(pending(7, 0, 100), new(0)).unwrap();
+        assert!(pool.check(&pending(7, 2, 100), new(0)).is_err());
+        assert_eq!(pool.check(&pending(7, 2, 100), Arrival::Precheck), Ok(()));
         // What was accepted before a restart comes back however full the pool is.
         let mut pool = Mempool::new(2);
         for nonce in 3..=5 {
@@ -351,6 +399,26 @@ mod tests {
             Err(MempoolError::AlreadyKnown)
         );
         assert_eq!(pool.len(), 3);
+    }
+
+    #[test]
+    fn a_record_on_disk_is_needed_while_a_submission_of_it_is_on_its_way_or_the_pool_holds_it() {
+        let mut pool = Mempool::new(10);
+        let transaction = pending(1, 0, 100);
+        let hash = transaction.hash;
+        assert!(!pool.holds_or_awaits(&hash));
+        // Sent twice at once: both passed their checks.
+        pool.begin_submission(hash);
+        pool.begin_submission(hash);
+        pool.end_submission(&hash);
+        assert!(pool.holds_or_awaits(&hash), "the other submission still needs the record");
+        pool.end_submission(&hash);
+        assert!(!pool.holds_or_awaits(&hash));
+        pool.insert(transaction, new(0)).unwrap();
+        assert!(pool.holds_or_awaits(&hash));
+        // Ending a submission that never began (a restored transaction) changes nothing.
+        pool.end_submission(&B256::ZERO);
+        assert!(!pool.holds_or_awaits(&B256::ZERO));
     }
 
     #[test]
