@@ -423,7 +423,7 @@ impl Chain {
     /// The node's metrics, as Prometheus text.
     #[must_use]
     pub fn metrics(&self) -> String {
-        self.metrics.render(self.head.read().number, self.pending_count())
+        self.metrics.render(self.head.read().number, self.pending_count(), self.store.memory())
     }
 
     /// Checks a signed transaction against the state and the mempool.

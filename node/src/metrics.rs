@@ -3,6 +3,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::store::DatabaseMemory;
+
 /// The node's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -28,9 +30,10 @@ impl Metrics {
         counter.fetch_add(value, Ordering::Relaxed);
     }
 
-    /// The metrics as Prometheus text, with the gauges `head` and `mempool`.
+    /// The metrics as Prometheus text, with the gauges `head`, `mempool` and the database's
+    /// `memory`.
     #[must_use]
-    pub fn render(&self, head: u64, mempool: usize) -> String {
+    pub fn render(&self, head: u64, mempool: usize, memory: DatabaseMemory) -> String {
         let mut out = String::new();
         let counters: [(&str, &str, &AtomicU64, f64); 7] = [
             (
@@ -72,6 +75,26 @@ impl Metrics {
         }
         let _ = writeln!(out, "# HELP duet_head_block The last committed block.\n# TYPE duet_head_block gauge\nduet_head_block {head}");
         let _ = writeln!(out, "# HELP duet_mempool_transactions Transactions waiting.\n# TYPE duet_mempool_transactions gauge\nduet_mempool_transactions {mempool}");
+        let gauges = [
+            (
+                "duet_rocksdb_memtable_bytes",
+                "RocksDB memtables, all column families.",
+                memory.memtables,
+            ),
+            (
+                "duet_rocksdb_table_readers_bytes",
+                "RocksDB index and filter blocks of open files.",
+                memory.table_readers,
+            ),
+            (
+                "duet_rocksdb_block_cache_bytes",
+                "RocksDB block caches, all column families.",
+                memory.block_cache,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
         out
     }
 }

@@ -27,6 +27,8 @@ const META: &str = "meta";
 const PENDING: &str = "pending";
 const MERKLE: &str = "merkle";
 const HEAD: &[u8] = b"head";
+/// Every column family but the default one.
+const FAMILIES: [&str; 7] = [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META, PENDING, MERKLE];
 
 /// The first byte of a block or transaction record in BCS; records that begin otherwise are
 /// JSON (`{`), as databases of earlier versions hold them. BCS takes less than half the space
@@ -46,6 +48,17 @@ fn decode_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Stri
         Some((&BCS_RECORD, rest)) => bcs::from_bytes(rest).map_err(|error| error.to_string()),
         _ => serde_json::from_slice(bytes).map_err(|error| error.to_string()),
     }
+}
+
+/// What RocksDB holds in memory, in bytes ([`Store::memory`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DatabaseMemory {
+    /// Memtables, active and waiting to be flushed.
+    pub memtables: u64,
+    /// Table readers: the index and filter blocks of open SST files.
+    pub table_readers: u64,
+    /// Block caches.
+    pub block_cache: u64,
 }
 
 /// Why the database failed.
@@ -190,10 +203,28 @@ impl Store {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let families = [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META, PENDING, MERKLE]
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let families = FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&options, path, families)?;
         Ok(Self { db: Arc::new(db), cache: Arc::new(StateCache::new()) })
+    }
+
+    /// What RocksDB holds in memory, in bytes, summed over the column families: memtables,
+    /// table readers (index and filter blocks outside the block cache) and block caches.
+    #[must_use]
+    pub fn memory(&self) -> DatabaseMemory {
+        let sum = |property: &str| -> u64 {
+            FAMILIES
+                .iter()
+                .filter_map(|name| {
+                    self.db.property_int_value_cf(self.family(name), property).ok().flatten()
+                })
+                .sum()
+        };
+        DatabaseMemory {
+            memtables: sum("rocksdb.cur-size-all-mem-tables"),
+            table_readers: sum("rocksdb.estimate-table-readers-mem"),
+            block_cache: sum("rocksdb.block-cache-usage"),
+        }
     }
 
     fn family(&self, name: &str) -> &rocksdb::ColumnFamily {

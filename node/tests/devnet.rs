@@ -335,6 +335,14 @@ fn bad_transactions_are_refused_with_ethereum_errors_and_change_nothing() {
     assert!(metrics.contains("duet_transactions_accepted_total 1\n"), "{metrics}");
     assert!(metrics.contains("duet_transactions_refused_total 5\n"), "{metrics}");
     assert!(metrics.contains("# TYPE duet_head_block gauge"), "{metrics}");
+    // What RocksDB holds in memory: the memtables hold the block and the transaction.
+    let memtables = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("duet_rocksdb_memtable_bytes "))
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no memtable gauge: {metrics}"));
+    assert!(memtables > 0, "{metrics}");
+    assert!(metrics.contains("# TYPE duet_rocksdb_table_readers_bytes gauge"), "{metrics}");
     assert_eq!(node.nonce(FIRST), "1");
     assert_eq!(node.balance(recipient), "1");
     assert_ne!(node.balance(FIRST), before.0);
