@@ -110,6 +110,14 @@ pub enum SubmitError {
         /// Gas limit × max fee + value.
         cost: U256,
     },
+    /// The sender cannot pay for it and its waiting transactions together.
+    #[error("transaction would cause overdraft: balance {balance}, cost with the sender's waiting transactions {cost}")]
+    Overdraft {
+        /// The sender's balance.
+        balance: U256,
+        /// What its waiting transactions and this one can take together.
+        cost: U256,
+    },
     /// The max fee is below the base fee.
     #[error(
         "max fee per gas less than block base fee: maxFeePerGas: {max_fee}, baseFee: {base_fee}"
@@ -394,6 +402,10 @@ impl Chain {
                 if pending.nonce < nonce {
                     return Err(SubmitError::NonceTooLow { expected: nonce, got: pending.nonce });
                 }
+                if !restored {
+                    // With the transactions of its batch that came in before it.
+                    self.check_overdraft(&mempool, &pending)?;
+                }
                 let arrival =
                     if restored { Arrival::Restored } else { Arrival::New { state_nonce: nonce } };
                 Ok(mempool.insert(pending, arrival)?)
@@ -435,11 +447,29 @@ impl Chain {
             .map_err(|error| SubmitError::Malformed(error.to_string()))?;
         let sender = envelope.recover_signer().map_err(|_| SubmitError::InvalidSender)?;
         let pending = self.check_signed(raw, &envelope, sender)?;
-        // Refused here if the pool is full, before it is written to disk.
+        // Refused here if the pool is full or the sender over-committed, before it is written
+        // to disk.
         let mut mempool = self.mempool.lock();
         mempool.check(&pending, Arrival::Precheck)?;
+        self.check_overdraft(&mempool, &pending)?;
         mempool.begin_submission(pending.hash);
         Ok(pending)
+    }
+
+    /// Whether the sender can pay for `pending` and its other waiting transactions together:
+    /// otherwise, the block would reject one of them and leave the rest waiting above a nonce
+    /// gap.
+    fn check_overdraft(
+        &self,
+        mempool: &Mempool,
+        pending: &PendingTransaction,
+    ) -> Result<(), SubmitError> {
+        let balance = U256::from(self.balance(pending.sender)?);
+        let cost = mempool.waiting_cost(pending.sender, pending.nonce).saturating_add(pending.cost);
+        if balance < cost {
+            return Err(SubmitError::Overdraft { balance, cost });
+        }
+        Ok(())
     }
 
     /// The checks against the state of a transaction whose signature recovered `sender` (a
@@ -511,6 +541,7 @@ impl Chain {
             nonce: tx.nonce,
             max_fee: tx.gas_price,
             gas_limit: tx.gas_limit,
+            cost,
             kind,
             transaction,
         };
@@ -911,6 +942,54 @@ mod tests {
         assert_eq!(chain.pending_count(), 10);
         drop(chain);
         assert_eq!(open().restore_pending().unwrap(), 10, "and stay on disk");
+    }
+
+    #[test]
+    fn a_sender_cannot_queue_more_than_it_can_pay_for_together() {
+        use alloy_consensus::TxEip1559;
+        use alloy_primitives::{TxKind, U256};
+        use alloy_signer_local::PrivateKeySigner;
+
+        let signer: PrivateKeySigner = crate::genesis::DEV_KEYS[0].parse().unwrap();
+        let ether = |amount: u64| U256::from(amount) * U256::from(10u64.pow(18));
+        let transfer = |nonce: u64, value: U256, max_fee: u128| {
+            let unsigned = TxEip1559 {
+                chain_id: ChainConfig::for_tests().chain_id,
+                nonce,
+                gas_limit: 21_000,
+                max_fee_per_gas: max_fee,
+                to: TxKind::Call(Address::repeat_byte(0xbe)),
+                value,
+                ..TxEip1559::default()
+            };
+            crate::client::sign(&signer, unsigned).unwrap()
+        };
+        let directory = tempfile::tempdir().unwrap();
+        let store = Store::open(directory.path()).unwrap();
+        let chain =
+            Chain::open(ChainConfig::for_tests(), store, &crate::genesis::dev_genesis()).unwrap();
+        let balance = U256::from(chain.balance(signer.address()).unwrap());
+        assert_eq!(balance, ether(10_000));
+
+        chain.submit(&transfer(0, ether(6_000), 10)).unwrap();
+        // Each alone is affordable, not both.
+        let refused = chain.submit(&transfer(1, ether(6_000), 10));
+        assert!(matches!(refused, Err(super::SubmitError::Overdraft { .. })), "{refused:?}");
+        // In one batch, the second sees the first.
+        let batch = [transfer(1, ether(3_000), 10), transfer(2, ether(3_000), 10)];
+        let batch: Vec<&[u8]> = batch.iter().map(|raw| &raw[..]).collect();
+        let results = chain.submit_many(&batch);
+        assert!(results[0].is_ok(), "{results:?}");
+        assert!(matches!(results[1], Err(super::SubmitError::Overdraft { .. })), "{results:?}");
+        // A replacement counts instead of the one it replaces.
+        chain.submit(&transfer(0, ether(6_900), 20)).unwrap();
+        assert_eq!(chain.pending_count(), 2);
+        // Nothing refused stays on disk: a restart brings back the two accepted.
+        drop(chain);
+        let store = Store::open(directory.path()).unwrap();
+        let chain =
+            Chain::open(ChainConfig::for_tests(), store, &crate::genesis::dev_genesis()).unwrap();
+        assert_eq!(chain.restore_pending().unwrap(), 2);
     }
 
     /// A database as an earlier version left it: a head block and its state, no tree nodes.

@@ -10,11 +10,13 @@
 //! one that fills the gap before its waiting ones. Transactions that arrive above a gap cannot
 //! fill the pool, so they do not lock out the ones that would let them run. (Transactions that
 //! arrived in order can still end up above a gap, when a block rejects one before them; they
-//! wait until their sender sends that nonce again.)
+//! wait until their sender sends that nonce again. The chain admits a transaction only if its
+//! sender can pay for it and its waiting ones together, so that spending ETH through Move is
+//! what leaves them there.)
 
 use std::collections::{BTreeMap, HashMap};
 
-use alloy_primitives::{Address, Bytes, B256};
+use alloy_primitives::{Address, Bytes, B256, U256};
 use duet_evm::DuetTransaction;
 
 use crate::block::Kind;
@@ -40,6 +42,8 @@ pub struct PendingTransaction {
     pub max_fee: u128,
     /// The most gas it may use.
     pub gas_limit: u64,
+    /// The most it can take from its sender's balance: gas limit × max fee + value.
+    pub cost: U256,
     /// Which VM runs it.
     pub kind: Kind,
     /// What the executor runs.
@@ -143,6 +147,18 @@ impl Mempool {
             }
         }
         nonce
+    }
+
+    /// What `sender`'s waiting transactions can take from its balance together, but the one
+    /// with nonce `except` (which a new transaction would replace).
+    #[must_use]
+    pub fn waiting_cost(&self, sender: Address, except: u64) -> U256 {
+        self.by_sender.get(&sender).map_or(U256::ZERO, |waiting| {
+            waiting
+                .values()
+                .filter(|transaction| transaction.nonce != except)
+                .fold(U256::ZERO, |sum, transaction| sum.saturating_add(transaction.cost))
+        })
     }
 
     /// Whether [`insert`](Self::insert) would take `transaction` now.
@@ -334,6 +350,7 @@ mod tests {
             nonce,
             max_fee,
             gas_limit: 21_000,
+            cost: U256::from(21_000 * max_fee),
             kind: Kind::Evm,
             transaction: DuetTransaction::Evm(revm::context::TxEnv::default()),
         }
