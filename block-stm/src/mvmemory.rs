@@ -323,14 +323,18 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     where
         S: Storage<Key = K, Value = V>,
     {
-        let walk = |stop_at_only_credits: bool| {
-            self.data.read(key, |versions| {
-                if stop_at_only_credits && versions.only_credits() {
-                    CreditWalk::OnlyCredits
-                } else {
-                    versions.credits_reach(txn_index, threshold)
-                }
-            })
+        // A key no transaction below wrote has its stored value: no credits on top of it.
+        let credits = |versions: &Versions<V>| versions.credits_reach(txn_index, threshold);
+        let walk = |first: fn(&Versions<V>) -> bool| {
+            self.data
+                .read(key, |versions| {
+                    if first(versions) {
+                        CreditWalk::OnlyCredits
+                    } else {
+                        credits(versions)
+                    }
+                })
+                .unwrap_or(CreditWalk::Short(0))
         };
         // The stored value as a number (absent: zero); `None` if it is not one.
         let stored = || -> Result<Option<u128>, ReadFailure> {
@@ -340,26 +344,30 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
         let with_stored = |stored: Option<u128>, credited: u128| {
             stored.map(|stored| stored.saturating_add(credited) >= threshold)
         };
-        match walk(true) {
-            Some(CreditWalk::Reached) => Ok(Some(true)),
-            Some(CreditWalk::Dependency(index)) => Err(ReadFailure::Dependency(index)),
-            Some(CreditWalk::Short(credited)) => Ok(with_stored(stored()?, credited)),
+        let (walked, known) = match walk(Versions::only_credits) {
             // Credits only raise the stored value: if it is enough, so is the value (a fee
             // vault's, whose thousands of credits are then not walked). If not, the credits
             // below make up the difference or not.
-            Some(CreditWalk::OnlyCredits) => {
+            CreditWalk::OnlyCredits => {
                 let stored = stored()?;
                 if with_stored(stored, 0) == Some(true) {
                     return Ok(Some(true));
                 }
-                match walk(false) {
-                    Some(CreditWalk::Reached) => Ok(Some(true)),
-                    Some(CreditWalk::Dependency(index)) => Err(ReadFailure::Dependency(index)),
-                    Some(CreditWalk::Short(credited)) => Ok(with_stored(stored, credited)),
-                    Some(CreditWalk::OnlyCredits | CreditWalk::Unknown) | None => Ok(None),
-                }
+                (walk(|_| false), Some(stored))
             }
-            Some(CreditWalk::Unknown) | None => Ok(None),
+            walked => (walked, None),
+        };
+        match walked {
+            CreditWalk::Reached => Ok(Some(true)),
+            CreditWalk::Dependency(index) => Err(ReadFailure::Dependency(index)),
+            CreditWalk::Short(credited) => {
+                let stored = match known {
+                    Some(stored) => stored,
+                    None => stored()?,
+                };
+                Ok(with_stored(stored, credited))
+            }
+            CreditWalk::OnlyCredits | CreditWalk::Unknown => Ok(None),
         }
     }
 
@@ -521,19 +529,9 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
         S: Storage<Key = K, Value = V>,
     {
         let mut finalizer = self.finalizer(end);
-        let mut storage_error = None;
-        self.data.for_each_shard(|shard| {
-            for (key, versions) in shard {
-                if storage_error.is_none() {
-                    if let Err(error) = finalizer.add_key(key, versions, storage) {
-                        storage_error = Some(error);
-                    }
-                }
-            }
-        });
-        if let Some(error) = storage_error {
-            return Err(BlockError::Storage(error));
-        }
+        self.data
+            .for_each_entry(|key, versions| finalizer.add_key(key, versions, storage))
+            .map_err(BlockError::Storage)?;
         finalizer.sort();
         self.finish(vec![finalizer])
     }
@@ -618,11 +616,7 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
             return self.apply_deltas(key.clone(), entries, storage);
         }
         if let Some((_, last)) = entries.last() {
-            let value = match &last.write {
-                WriteOp::Put(value) => Some(value.clone()),
-                WriteOp::Delete | WriteOp::Delta(_) => None,
-            };
-            self.updates.push((key.clone(), value));
+            self.push_last(key.clone(), last.write.clone());
         }
         Ok(())
     }
@@ -641,16 +635,20 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
         if has_deltas(entries) {
             return self.apply_deltas(key, entries, storage);
         }
-        let count = entries.len();
-        if count > 0 {
-            let last = versions.entries.into_iter().nth(count - 1).map(|(_, last)| last.write);
-            let value = match last {
-                Some(WriteOp::Put(value)) => Some(value),
-                Some(WriteOp::Delete | WriteOp::Delta(_)) | None => None,
-            };
-            self.updates.push((key, value));
+        if let Some(last) = entries.len().checked_sub(1) {
+            let (_, last) = versions.entries.into_iter().nth(last).expect("below the length");
+            self.push_last(key, last.write);
         }
         Ok(())
+    }
+
+    /// Adds `key`'s final value from its last write, which is not a delta.
+    fn push_last(&mut self, key: K, last: WriteOp<V>) {
+        let value = match last {
+            WriteOp::Put(value) => Some(value),
+            WriteOp::Delete | WriteOp::Delta(_) => None,
+        };
+        self.updates.push((key, value));
     }
 
     /// Applies `entries` (some of them deltas) in block order, from the stored value if the

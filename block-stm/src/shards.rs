@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 use foldhash::fast::FixedState;
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use parking_lot::RwLock;
 
@@ -107,20 +108,26 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
             word.fetch_or(bit, Ordering::SeqCst);
         }
         let mut shard = shard.write();
-        let at = if let Some(at) = shard.position(hash, key) {
-            at
-        } else {
-            let Entries { positions, entries } = &mut *shard;
-            let at = entries.len();
-            entries.push((key.clone(), T::default()));
-            let hasher = &self.hasher;
-            // INVARIANT: a shard holds far fewer than 2^32 entries.
-            positions.insert_unique(hash, at as u32, |&other| {
-                hasher.hash_one(&entries[other as usize].0)
-            });
-            at
+        let Entries { positions, entries } = &mut *shard;
+        let hasher = &self.hasher;
+        // One search of the table: the key's position, or where it goes.
+        let found = positions.entry(
+            hash,
+            |&at| entries[at as usize].0 == *key,
+            |&at| hasher.hash_one(&entries[at as usize].0),
+        );
+        let at = match found {
+            Entry::Occupied(found) => *found.get() as usize,
+            Entry::Vacant(slot) => {
+                let at = entries.len();
+                // Pushed first: a panicking `clone` leaves no position pointing at nothing.
+                entries.push((key.clone(), T::default()));
+                // INVARIANT: a shard holds far fewer than 2^32 entries.
+                slot.insert(at as u32);
+                at
+            }
         };
-        update(&mut shard.entries[at].1)
+        update(&mut entries[at].1)
     }
 
     /// Calls `update` on the value of `key` if there is one.
@@ -170,11 +177,20 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         }
     }
 
-    /// Calls `visit` on every shard's entries, in shard order.
-    pub(crate) fn for_each_shard(&self, mut visit: impl FnMut(&[(K, T)])) {
+    /// Calls `visit` on every entry, shard after shard, until it fails.
+    ///
+    /// # Errors
+    /// The first error of `visit`.
+    pub(crate) fn for_each_entry<E>(
+        &self,
+        mut visit: impl FnMut(&K, &T) -> Result<(), E>,
+    ) -> Result<(), E> {
         for shard in &*self.shards {
-            visit(&shard.read().entries);
+            for (key, value) in &shard.read().entries {
+                visit(key, value)?;
+            }
         }
+        Ok(())
     }
 }
 
