@@ -10,7 +10,7 @@
 #[allow(dead_code, unreachable_pub)] // Only part of the module is used here.
 mod compiler;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn main() {
     // Read at run time: a build script binary can be reused by a clone at another path (cargo
@@ -20,8 +20,7 @@ fn main() {
     println!("cargo:rerun-if-changed={}", sources.display());
     println!("cargo:rerun-if-changed=src/compiler.rs");
     let standard = move_stdlib::move_stdlib_files();
-    let framework =
-        compiler::framework_files(&sources).expect("the framework sources are readable");
+    let framework = framework_files(&sources).expect("the framework sources are readable");
     let targets = standard.iter().chain(&framework).cloned().collect();
     let modules = compiler::compile(targets, Vec::new(), compiler::framework_named_addresses())
         .unwrap_or_else(|diagnostics| {
@@ -47,7 +46,7 @@ fn main() {
 }
 
 /// Writes `pairs` in the embedded format.
-fn write_pairs(target: &std::path::Path, pairs: Vec<(String, Vec<u8>)>) {
+fn write_pairs(target: &Path, pairs: Vec<(String, Vec<u8>)>) {
     let mut out = Vec::new();
     for (name, bytes) in pairs {
         for part in [name.as_bytes(), &bytes] {
@@ -56,4 +55,20 @@ fn write_pairs(target: &std::path::Path, pairs: Vec<(String, Vec<u8>)>) {
         }
     }
     std::fs::write(target, out).expect("OUT_DIR is writable");
+}
+
+/// The `.move` files of the framework's source directory.
+///
+/// # Errors
+/// The directory cannot be read.
+fn framework_files(framework: &Path) -> std::io::Result<Vec<String>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(framework)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|extension| extension == "move") {
+            files.push(path.to_string_lossy().into_owned());
+        }
+    }
+    files.sort();
+    Ok(files)
 }

@@ -84,7 +84,7 @@ fn world(accounts: u64) -> World {
         .execute_block(&setup, &state)
         .expect("the setup block executes");
     assert!(output.results.iter().all(succeeded), "a setup transaction failed");
-    state.apply(output.state_updates);
+    state.apply(&output.state_updates);
     World { state, token, move_vm, nonces: vec![0; accounts as usize] }
 }
 

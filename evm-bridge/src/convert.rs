@@ -10,8 +10,8 @@ use crate::LAZY_BALANCE;
 /// The hash of empty EVM code: an account without code has it.
 pub const EVM_EMPTY_CODE_HASH: B256 = revm::primitives::KECCAK_EMPTY;
 
-/// The writes that apply revm's `state` (one transaction's changes) to Duet's state, sorted by
-/// key. Only what changed is written; an absent key means zero, so zero balances, zero slots and
+/// The writes that apply revm's `state` (one transaction's changes) to Duet's state, one per
+/// key, in no particular order (the executors need none). Only what changed is written; an absent key means zero, so zero balances, zero slots and
 /// default account headers are deletions. The balances of `lazy_accounts` (loaded with the
 /// stand-in [`LAZY_BALANCE`]) become commutative additions.
 ///
@@ -41,7 +41,6 @@ pub fn state_writes(
             account_writes(address, &account, &mut writes);
         }
     }
-    writes.sort_by(|left, right| left.0.cmp(&right.0));
     Some(writes)
 }
 

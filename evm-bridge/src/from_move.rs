@@ -56,7 +56,7 @@ where
         pre_execution::load_accounts::<_, EVMError<ViewDatabaseError>>(&mut evm)
             .map_err(into_read_error)?;
         let journal = evm.ctx.journal_mut();
-        let mut account = journal.load_account_mut(sender).map_err(into_read_error)?.data;
+        let mut account = journal.load_account_mut(sender)?.data;
         // INVARIANT: the Move executor checked that the balance covers the reserved fee.
         account.set_balance(U256::from(balance.saturating_sub(reserved_fee)));
         account.set_nonce(nonce);
@@ -81,11 +81,11 @@ where
 {
     fn call(&mut self, call: EvmCall) -> Result<EvmCallResult, ReadError> {
         let journal = self.evm.ctx.journal_mut();
-        let target = journal.load_account_with_code(call.to).map_err(into_read_error)?;
+        let target = journal.load_account_with_code(call.to)?;
         let info = &target.data.info;
         let mut known_bytecode = (info.code_hash, info.code.clone().unwrap_or_default());
         if let Some(delegate) = known_bytecode.1.eip7702_address() {
-            let delegate = journal.load_account_with_code(delegate).map_err(into_read_error)?;
+            let delegate = journal.load_account_with_code(delegate)?;
             let info = &delegate.data.info;
             known_bytecode = (info.code_hash, info.code.clone().unwrap_or_default());
         }
@@ -128,7 +128,7 @@ where
 
     fn balance(&mut self, address: Address) -> Result<u128, ReadError> {
         let journal = self.evm.ctx.journal_mut();
-        let balance = journal.load_account(address).map_err(into_read_error)?.data.info.balance;
+        let balance = journal.load_account(address)?.data.info.balance;
         let balance = u128::try_from(balance)
             .map_err(|_| ViewDatabaseError::WrongKind(StateKey::Balance(address)))?;
         // Move sees the sender's whole balance, its reserved fee included, before and after.
@@ -137,19 +137,18 @@ where
 
     fn nonce(&mut self, address: Address) -> Result<u64, ReadError> {
         let journal = self.evm.ctx.journal_mut();
-        Ok(journal.load_account(address).map_err(into_read_error)?.data.info.nonce)
+        Ok(journal.load_account(address)?.data.info.nonce)
     }
 
     fn transfer(&mut self, from: Address, to: Address, amount: u128) -> Result<bool, ReadError> {
         let journal = self.evm.ctx.journal_mut();
-        let refused =
-            journal.transfer(from, to, U256::from(amount)).map_err(into_read_error)?.is_some();
+        let refused = journal.transfer(from, to, U256::from(amount))?.is_some();
         Ok(!refused)
     }
 
     fn credit(&mut self, address: Address, amount: u128) -> Result<(), ReadError> {
         let journal = self.evm.ctx.journal_mut();
-        journal.balance_incr(address, U256::from(amount)).map_err(into_read_error)
+        Ok(journal.balance_incr(address, U256::from(amount))?)
     }
 
     fn finish(mut self: Box<Self>, fee: u128) -> Result<EvmEffects, ReadError> {
@@ -166,8 +165,8 @@ where
 
 /// A failure inside revm, as a failed read: a read of the view (the executor handles it), or a
 /// bug of ours that fails the block.
-fn into_read_error<E: Into<EVMError<ViewDatabaseError>>>(error: E) -> ReadError {
-    match error.into() {
+fn into_read_error(error: EVMError<ViewDatabaseError>) -> ReadError {
+    match error {
         EVMError::Database(error) => error.into(),
         other => {
             ReadError::Storage(StorageError(Arc::new(std::io::Error::other(other.to_string()))))

@@ -33,7 +33,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use alloy_sol_types::{SolCall, SolError};
+use alloy_sol_types::{SolCall, SolError, SolInterface};
 use duet_block_stm::{Delta, ReadError, TransactionView, WriteOp};
 use duet_move::{CallOutcome, MoveStatus, MoveVm};
 use duet_types::{
@@ -96,13 +96,15 @@ pub fn return_values(output: &[u8]) -> Result<Vec<Bytes>, String> {
 /// Why the precompile reverted, in words, from its revert data.
 #[must_use]
 pub fn revert_reason(data: &[u8]) -> String {
-    if let Ok(IMove::MoveAborted { location, code }) = IMove::MoveAborted::abi_decode(data) {
-        return MoveStatus::Aborted { location, code }.to_string();
+    match IMove::IMoveErrors::abi_decode(data) {
+        Ok(IMove::IMoveErrors::MoveAborted(IMove::MoveAborted { location, code })) => {
+            MoveStatus::Aborted { location, code }.to_string()
+        }
+        Ok(IMove::IMoveErrors::MoveFailed(IMove::MoveFailed { status, message })) => {
+            MoveStatus::Failed { status, message }.to_string()
+        }
+        Err(_) => format!("reverted: {}", revm::primitives::hex::encode_prefixed(data)),
     }
-    if let Ok(IMove::MoveFailed { status, message }) = IMove::MoveFailed::abi_decode(data) {
-        return MoveStatus::Failed { status, message }.to_string();
-    }
-    format!("reverted: {}", Bytes::copy_from_slice(data))
 }
 
 /// This transaction's Move writes made through the precompile, numbered in order.
@@ -367,7 +369,7 @@ where
 
     fn account(&self, address: Address) -> Result<(u64, B256, U256), ReadError> {
         let mut context = self.context.borrow_mut();
-        let account = context.journal_mut().load_account(address).map_err(ReadError::from)?;
+        let account = context.journal_mut().load_account(address)?;
         let info = &account.data.info;
         Ok((info.nonce, info.code_hash, info.balance))
     }
@@ -400,11 +402,7 @@ where
             StateKey::MoveResource { .. } | StateKey::MoveModule { .. } => {
                 if let Some(slot) = self.overlay.slots.get(key) {
                     let mut context = self.context.borrow_mut();
-                    let number = context
-                        .journal_mut()
-                        .sload(MOVE_OVERLAY_ADDRESS, *slot)
-                        .map_err(ReadError::from)?
-                        .data;
+                    let number = context.journal_mut().sload(MOVE_OVERLAY_ADDRESS, *slot)?.data;
                     if let Some(value) = usize::try_from(number)
                         .ok()
                         .and_then(|number| number.checked_sub(1))

@@ -3,12 +3,16 @@
 //! memory next to plain revm's.
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../../move-executor/testkit/state.rs"]
+mod state;
+pub use state::{MemoryState, StateMap};
+
 use alloy_sol_types::sol;
 use std::num::NonZeroUsize;
 
 use duet_block_stm::{
-    execute_sequential, BlockExecutor, BlockOutput, ExecutionStats, ExecutorConfig, Storage,
-    StorageError, TransactionResult, VmBlockOutput,
+    execute_sequential, BlockExecutor, BlockOutput, ExecutionStats, ExecutorConfig,
+    TransactionResult, VmBlockOutput,
 };
 use duet_evm::{DuetTransaction, DuetVm, EvmVm, MixedBlockExecutor, EVM_EMPTY_CODE_HASH};
 use duet_types::{Address, Bytes, StateKey, StateValue, B256, U256};
@@ -112,21 +116,6 @@ pub fn user(index: u64) -> Address {
     Address::left_padding_from(&(0x1000 + index).to_be_bytes())
 }
 
-/// Duet's state in memory.
-#[derive(Clone, Default)]
-pub struct MemoryState(pub StateMap);
-
-/// State by key, hashed (as a node's caches are).
-pub type StateMap = std::collections::HashMap<StateKey, StateValue, foldhash::fast::FixedState>;
-
-impl Storage for MemoryState {
-    type Key = StateKey;
-    type Value = StateValue;
-    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StorageError> {
-        Ok(self.0.get(key).cloned())
-    }
-}
-
 /// Compiles Move `sources` (paths from the workspace root) with the named address `name` set to
 /// `publisher`; returns the modules (name, bytecode) in dependency order.
 pub fn compile_move(sources: &[&str], name: &str, publisher: Address) -> Vec<(String, Vec<u8>)> {
@@ -138,35 +127,6 @@ pub fn compile_move(sources: &[&str], name: &str, publisher: Address) -> Vec<(St
 }
 
 impl MemoryState {
-    /// The balance of `address`, in wei.
-    pub fn balance(&self, address: Address) -> u128 {
-        self.0.get(&StateKey::Balance(address)).and_then(StateValue::as_balance).unwrap_or(0)
-    }
-
-    /// The nonce of `address`.
-    pub fn nonce(&self, address: Address) -> u64 {
-        match self.0.get(&StateKey::Account(address)) {
-            Some(StateValue::Account { nonce, .. }) => *nonce,
-            _ => 0,
-        }
-    }
-
-    /// The BCS bytes of resource `publisher::module::name` under `owner`, if it exists.
-    pub fn resource(
-        &self,
-        publisher: Address,
-        owner: Address,
-        module: &str,
-        name: &str,
-    ) -> Option<Vec<u8>> {
-        let tag = format!("{publisher}::{module}::{name}");
-        let tag = move_core_types::parser::parse_struct_tag(&tag).expect("a struct tag");
-        match self.0.get(&duet_move::resolver::resource_key(owner, &tag)) {
-            Some(StateValue::Bytes(bytes)) => Some(bytes.to_vec()),
-            _ => None,
-        }
-    }
-
     /// Puts `modules` under `publisher`, as if published.
     pub fn publish(&mut self, publisher: Address, modules: Vec<(String, Vec<u8>)>) {
         for (name, bytes) in modules {
@@ -183,7 +143,7 @@ impl MemoryState {
         &mut self,
         output: BlockOutput<StateKey, StateValue, O, E>,
     ) -> Vec<O> {
-        self.apply(output.state_updates);
+        self.apply(&output.state_updates);
         output
             .results
             .into_iter()
@@ -192,16 +152,6 @@ impl MemoryState {
                 other => panic!("not executed: {other:?}"),
             })
             .collect()
-    }
-
-    /// Applies a block's state updates.
-    pub fn apply(&mut self, updates: Vec<(StateKey, Option<StateValue>)>) {
-        for (key, value) in updates {
-            match value {
-                Some(value) => self.0.insert(key, value),
-                None => self.0.remove(&key),
-            };
-        }
     }
 }
 

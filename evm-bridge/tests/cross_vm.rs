@@ -91,7 +91,7 @@ impl Chain {
 
     /// The BCS bytes of `owner`'s `counter::Counter`, if it has one.
     fn counter(&self, owner: Address) -> Option<Vec<u8>> {
-        self.state.resource(PUBLISHER, owner, "counter", "Counter")
+        self.state.resource(owner, &format!("{PUBLISHER}::counter::Counter"))
     }
 
     /// Has `caller` (a `MoveCaller`) try `counter::function(arguments)`, which must fail, and

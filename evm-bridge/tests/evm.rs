@@ -115,7 +115,7 @@ impl Chain {
                 (duet, plain) => panic!("transaction {index}: Duet {duet:?}, plain revm {plain:?}"),
             }
         }
-        self.duet.apply(sequential.state_updates);
+        self.duet.apply(&sequential.state_updates);
         assert_eq!(self.duet.0, plain_state(&self.plain), "state after block {}", self.number);
         self.number += 1;
         (sequential.results, two_thread_stats)

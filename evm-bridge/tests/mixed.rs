@@ -175,7 +175,7 @@ impl Chain {
 
     /// The BCS bytes of `examples::module::name` under `owner`, if it exists.
     fn resource(&self, owner: Address, module: &str, name: &str) -> Option<Vec<u8>> {
-        self.state.resource(EXAMPLES, owner, module, name)
+        self.state.resource(owner, &format!("{EXAMPLES}::{module}::{name}"))
     }
 }
 
@@ -567,5 +567,5 @@ fn random_mixed_blocks_run_the_same_in_parallel_with_a_publish_in_the_middle() {
         assert!(move_successes > 40, "round {round}: {move_successes} Move successes");
     }
     // The shared counter module was called from Solidity after it was published.
-    assert!(chain.state.resource(counter, caller, "counter", "Counter").is_some());
+    assert!(chain.state.resource(caller, &format!("{counter}::counter::Counter")).is_some());
 }

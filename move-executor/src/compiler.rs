@@ -2,7 +2,6 @@
 //! the framework itself; [`crate::compile_package`] compiles a package against it.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use move_compiler::compiled_unit::CompiledUnitEnum;
 use move_compiler::diagnostics::report_diagnostics_to_buffer;
@@ -10,33 +9,17 @@ use move_compiler::shared::NumericalAddress;
 use move_compiler::Compiler;
 
 /// A compiled module: its name and its bytecode.
-pub type CompiledModuleBytes = (String, Vec<u8>);
+pub(crate) type CompiledModuleBytes = (String, Vec<u8>);
 
 /// The named addresses of the standard library (`std`) and the framework (`duet`), both `0x1`.
 ///
 /// # Panics
 /// Never: `0x1` parses.
 #[must_use]
-pub fn framework_named_addresses() -> BTreeMap<String, NumericalAddress> {
+pub(crate) fn framework_named_addresses() -> BTreeMap<String, NumericalAddress> {
     let mut named = move_stdlib::move_stdlib_named_addresses();
     named.insert("duet".to_owned(), NumericalAddress::parse_str("0x1").expect("a valid address"));
     named
-}
-
-/// The `.move` files of the framework's source directory.
-///
-/// # Errors
-/// The directory cannot be read.
-pub fn framework_files(framework: &Path) -> std::io::Result<Vec<String>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(framework)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|extension| extension == "move") {
-            files.push(path.to_string_lossy().into_owned());
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 /// Compiles `targets` (file paths) against `dependencies` (file paths, compiled but not
@@ -44,7 +27,7 @@ pub fn framework_files(framework: &Path) -> std::io::Result<Vec<String>> {
 ///
 /// # Errors
 /// The compiler's diagnostics, rendered as text.
-pub fn compile(
+pub(crate) fn compile(
     targets: Vec<String>,
     dependencies: Vec<String>,
     named: BTreeMap<String, NumericalAddress>,

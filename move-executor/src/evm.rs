@@ -51,7 +51,8 @@ pub struct EvmCallResult {
 /// What the EVM did during a Move transaction, once it ended.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EvmEffects {
-    /// Writes of accounts, balances, storage and code (the sender's included), sorted by key.
+    /// Writes of accounts, balances, storage and code (the sender's included), one per key, in
+    /// no particular order.
     pub writes: Vec<(StateKey, WriteOp<StateValue>)>,
     /// The logs of the calls that did not revert, in order.
     pub logs: Vec<Log>,

@@ -27,7 +27,7 @@
 //! `event`, all at `0x1`) is compiled from `framework/sources` by the build script.
 
 mod block;
-pub mod compiler;
+mod compiler;
 pub mod evm;
 pub mod gas;
 pub mod natives;
@@ -75,24 +75,27 @@ static FRAMEWORK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/framework.bi
 #[must_use]
 pub fn framework_modules() -> Vec<(String, Vec<u8>)> {
     embedded_pairs(FRAMEWORK)
+        .into_iter()
+        .map(|(name, bytes)| (name.to_owned(), bytes.to_vec()))
+        .collect()
 }
 
 /// The pairs of names and bytes in a bundle the build script wrote.
 ///
 /// # Panics
 /// Never: the bundles are written by this crate's build script.
-fn embedded_pairs(bundle: &'static [u8]) -> Vec<(String, Vec<u8>)> {
-    fn take(rest: &mut &'static [u8]) -> Vec<u8> {
+fn embedded_pairs(bundle: &'static [u8]) -> Vec<(&'static str, &'static [u8])> {
+    fn take(rest: &mut &'static [u8]) -> &'static [u8] {
         let (length, tail) = rest.split_at(4);
         let length = u32::from_le_bytes(length.try_into().expect("four bytes")) as usize;
         let (part, tail) = tail.split_at(length);
         *rest = tail;
-        part.to_vec()
+        part
     }
     let mut rest = bundle;
     let mut pairs = Vec::new();
     while !rest.is_empty() {
-        let name = String::from_utf8(take(&mut rest)).expect("names are UTF-8");
+        let name = std::str::from_utf8(take(&mut rest)).expect("names are UTF-8");
         pairs.push((name, take(&mut rest)));
     }
     pairs

@@ -29,15 +29,16 @@ pub fn compile_package(
             .map_err(|error| format!("named address {name} = {address}: {error}"))?;
         addresses.insert((*name).to_owned(), address);
     }
-    let sources = DependencySources::write()
+    // The directory lives until the compiler is done with its files.
+    let DependencySources { directory: _directory, files } = DependencySources::write()
         .map_err(|error| format!("cannot write the framework sources: {error}"))?;
-    compile(targets, sources.files.clone(), addresses)
+    compile(targets, files, addresses)
 }
 
 /// The embedded sources, written out for the compiler (which reads files) into a directory of
 /// this call's own: created afresh under a random name, readable by this user only, removed
-/// when dropped. Nothing another user of the machine put in
-/// the temporary directory is ever read or written.
+/// when dropped. Nothing another user of the machine put in the temporary directory is ever read
+/// or written.
 struct DependencySources {
     directory: tempfile::TempDir,
     files: Vec<String>,
@@ -53,7 +54,7 @@ impl DependencySources {
         let directory = builder.tempdir()?;
         let mut sources = Self { directory, files: Vec::new() };
         for (name, text) in crate::embedded_pairs(SOURCES) {
-            let path = sources.directory.path().join(&name);
+            let path = sources.directory.path().join(name);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
@@ -61,7 +62,7 @@ impl DependencySources {
                 .write(true)
                 .create_new(true)
                 .open(&path)?
-                .write_all(&text)?;
+                .write_all(text)?;
             sources.files.push(path.to_string_lossy().into_owned());
         }
         Ok(sources)

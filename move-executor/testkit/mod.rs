@@ -3,10 +3,9 @@
 
 #![allow(dead_code, unreachable_pub)] // Each user takes what it needs.
 
-use std::collections::HashMap;
+mod state;
+pub use state::MemoryState;
 
-use duet_block_stm::{Storage, StorageError, VmBlockOutput};
-use duet_move::MoveVm;
 use duet_types::{Address, EntryFunction, MovePayload, MoveTransaction, StateKey, StateValue};
 
 /// Where fees go.
@@ -25,18 +24,6 @@ pub fn user(index: u64) -> Address {
     Address::from(bytes)
 }
 
-/// State by key, in memory.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MemoryState(pub HashMap<StateKey, StateValue, foldhash::fast::FixedState>);
-
-impl Storage for MemoryState {
-    type Key = StateKey;
-    type Value = StateValue;
-    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StorageError> {
-        Ok(self.0.get(key).cloned())
-    }
-}
-
 impl MemoryState {
     /// The framework, and `balance` wei for each of `accounts`.
     pub fn genesis(accounts: impl IntoIterator<Item = Address>, balance: u128) -> Self {
@@ -46,41 +33,6 @@ impl MemoryState {
             state.0.insert(StateKey::Balance(account), StateValue::Balance(balance));
         }
         state
-    }
-
-    /// Applies a block's state updates.
-    pub fn apply(&mut self, output: &VmBlockOutput<MoveVm>) {
-        for (key, value) in &output.state_updates {
-            match value {
-                Some(value) => self.0.insert(key.clone(), value.clone()),
-                None => self.0.remove(key),
-            };
-        }
-    }
-
-    /// The balance of `address`.
-    pub fn balance(&self, address: Address) -> u128 {
-        self.0.get(&StateKey::Balance(address)).and_then(StateValue::as_balance).unwrap_or(0)
-    }
-
-    /// The nonce of `address`.
-    pub fn nonce(&self, address: Address) -> u64 {
-        match self.0.get(&StateKey::Account(address)) {
-            Some(StateValue::Account { nonce, .. }) => *nonce,
-            _ => 0,
-        }
-    }
-
-    /// The BCS bytes of the resource `tag` (`0x…::module::Struct`) held by `address`.
-    pub fn resource(&self, address: Address, tag: &str) -> Option<Vec<u8>> {
-        let tag = match move_core_types::parser::parse_type_tag(tag).expect("a valid tag") {
-            move_core_types::language_storage::TypeTag::Struct(tag) => tag,
-            other => panic!("{other} is not a struct"),
-        };
-        match self.0.get(&duet_move::resolver::resource_key(address, &tag)) {
-            Some(StateValue::Bytes(bytes)) => Some(bytes.to_vec()),
-            _ => None,
-        }
     }
 }
 
@@ -119,10 +71,7 @@ pub fn eth_transfer(to: Address, amount: u128) -> MovePayload {
 
 /// The compiled example module (`testkit/example.move`), published at `publisher`.
 pub fn example_modules(publisher: Address) -> Vec<Vec<u8>> {
-    compile_example(
-        &std::fs::read_to_string(example_path()).expect("the example exists"),
-        publisher,
-    )
+    compile_file(&example_path(), publisher)
 }
 
 /// Compiles `source` (one module at named address `example`) with `example` = `publisher`.
@@ -130,6 +79,12 @@ pub fn compile_example(source: &str, publisher: Address) -> Vec<Vec<u8>> {
     let directory = tempfile::tempdir().expect("temp is writable");
     let file = directory.path().join("example.move");
     std::fs::write(&file, source).expect("temp is writable");
+    compile_file(&file, publisher)
+}
+
+/// Compiles the module in `file` with the named address `example` = `publisher`; returns the
+/// bytecode in dependency order.
+fn compile_file(file: &std::path::Path, publisher: Address) -> Vec<Vec<u8>> {
     let address = publisher.to_string();
     duet_move::compile_package(
         vec![file.to_string_lossy().into_owned()],

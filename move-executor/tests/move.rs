@@ -58,7 +58,7 @@ impl Chain {
                 .expect("the block executes in parallel");
             assert!(parallel == expected, "parallel ({config:?}) differs from sequential");
         }
-        self.state.apply(&expected);
+        self.state.apply(&expected.state_updates);
         expected
     }
 
