@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use alloy_consensus::transaction::SignerRecoverable;
 use alloy_consensus::{Transaction, TxEnvelope};
 use alloy_eips::eip2718::Decodable2718;
-use alloy_primitives::{keccak256, Address, Bytes, B256, U256};
+use alloy_primitives::{Address, Bytes, B256, U256};
 use duet_block_stm::{execute_sequential, ExecutorConfig, TransactionResult};
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm};
 use duet_move::MoveVm;
@@ -204,13 +204,10 @@ impl Chain {
                 .ok_or_else(|| StoreError::Corrupt(format!("head block {number} is missing")))?
         } else {
             let mut block = Block::empty(0, B256::ZERO, now(), &config);
-            let leaves = genesis
-                .iter()
-                .map(|(key, value)| (key.commitment_key(), Some(keccak256(value.encode()))));
-            let update = merkle::update(&store, leaves)?;
-            block.seal(update.root);
             let state: Vec<_> =
                 genesis.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
+            let update = merkle::update(&store, merkle::leaves(&state))?;
+            block.seal(update.root);
             store.commit(&BlockCommit {
                 block: &block,
                 transactions: &[],
@@ -221,11 +218,14 @@ impl Chain {
             block
         };
         let mut root = merkle::root(&store)?;
-        if root == B256::ZERO && !store.state_is_empty()? {
+        if root == B256::ZERO {
             // A database from before tree nodes were stored: build them from the state once
-            // (and check them against the head's root below, like any other).
+            // (and check them against the head's root below, like any other). An empty state
+            // has no nodes to build.
             let update = merkle::update(&store, store.state_leaves()?)?;
-            store.put_nodes(&update.writes)?;
+            if !update.writes.is_empty() {
+                store.put_nodes(&update.writes)?;
+            }
             root = update.root;
         }
         if root != head.state_root {
@@ -404,7 +404,8 @@ impl Chain {
                 }
                 if !restored {
                     // With the transactions of its batch that came in before it.
-                    self.check_overdraft(&mempool, &pending)?;
+                    let balance = U256::from(self.balance(pending.sender)?);
+                    check_overdraft(&mempool, &pending, balance)?;
                 }
                 let arrival =
                     if restored { Arrival::Restored } else { Arrival::New { state_nonce: nonce } };
@@ -446,41 +447,25 @@ impl Chain {
         let envelope = TxEnvelope::decode_2718(&mut &raw[..])
             .map_err(|error| SubmitError::Malformed(error.to_string()))?;
         let sender = envelope.recover_signer().map_err(|_| SubmitError::InvalidSender)?;
-        let pending = self.check_signed(raw, &envelope, sender)?;
+        let (pending, balance) = self.check_signed(raw, &envelope, sender)?;
         // Refused here if the pool is full or the sender over-committed, before it is written
         // to disk.
         let mut mempool = self.mempool.lock();
         mempool.check(&pending, Arrival::Precheck)?;
-        self.check_overdraft(&mempool, &pending)?;
+        check_overdraft(&mempool, &pending, balance)?;
         mempool.begin_submission(pending.hash);
         Ok(pending)
     }
 
-    /// Whether the sender can pay for `pending` and its other waiting transactions together:
-    /// otherwise, the block would reject one of them and leave the rest waiting above a nonce
-    /// gap.
-    fn check_overdraft(
-        &self,
-        mempool: &Mempool,
-        pending: &PendingTransaction,
-    ) -> Result<(), SubmitError> {
-        let balance = U256::from(self.balance(pending.sender)?);
-        let cost = mempool.waiting_cost(pending.sender, pending.nonce).saturating_add(pending.cost);
-        if balance < cost {
-            return Err(SubmitError::Overdraft { balance, cost });
-        }
-        Ok(())
-    }
-
     /// The checks against the state of a transaction whose signature recovered `sender` (a
     /// restored transaction was accepted by a node that may have had another chain id or
-    /// state).
+    /// state); returns it with the sender's balance.
     fn check_signed(
         &self,
         raw: &[u8],
         envelope: &TxEnvelope,
         sender: Address,
-    ) -> Result<PendingTransaction, SubmitError> {
+    ) -> Result<(PendingTransaction, U256), SubmitError> {
         if envelope.chain_id() != Some(self.config.chain_id) {
             return Err(SubmitError::ChainId);
         }
@@ -545,7 +530,7 @@ impl Chain {
             kind,
             transaction,
         };
-        Ok(pending)
+        Ok((pending, balance))
     }
 
     /// Puts back into the mempool the accepted transactions a previous run left on disk;
@@ -572,7 +557,7 @@ impl Chain {
         for (sender, envelope, raw) in records {
             let admitted = self
                 .check_signed(&raw, &envelope, sender)
-                .and_then(|pending| self.admit(pending, true));
+                .and_then(|(pending, _)| self.admit(pending, true));
             match admitted {
                 Ok(_) => kept += 1,
                 Err(SubmitError::Store(error)) => return Err(error),
@@ -601,7 +586,7 @@ impl Chain {
     ///
     /// # Errors
     /// The database failed (nothing was committed), or the executor failed the block.
-    pub fn produce_block(&self) -> Result<Block, String> {
+    pub fn produce_block(&self) -> Result<Arc<Block>, String> {
         let parent = self.head();
         let number = parent.number + 1;
         let timestamp = now().max(parent.timestamp + 1);
@@ -630,11 +615,9 @@ impl Chain {
         let mut block = Block::empty(number, parent.hash, timestamp, &self.config);
         let (mut records, rejected) = self.records(&candidates, output.results, &mut block);
         let mut cache = self.tree.lock();
-        let leaves = output.state_updates.iter().map(|(key, value)| {
-            (key.commitment_key(), value.as_ref().map(|value| keccak256(value.encode())))
-        });
-        let update = merkle::update(&cache.over(&self.store), leaves)
-            .map_err(|error| format!("block {number}: {error}"))?;
+        let update =
+            merkle::update(&cache.over(&self.store), merkle::leaves(&output.state_updates))
+                .map_err(|error| format!("block {number}: {error}"))?;
         block.seal(update.root);
         for record in &mut records {
             record.block_hash = block.hash;
@@ -658,7 +641,8 @@ impl Chain {
         Metrics::add(&self.metrics.blocks, 1);
         Metrics::add(&self.metrics.transactions, block.transactions.len() as u64);
         Metrics::add(&self.metrics.gas, block.gas_used);
-        *self.head.write() = Arc::new(block.clone());
+        let block = Arc::new(block);
+        *self.head.write() = Arc::clone(&block);
         drop(cache);
         if candidates
             .iter()
@@ -699,7 +683,7 @@ impl Chain {
                     continue;
                 }
             };
-            let mut record = self.record(pending, &receipt, block, records.len() as u64);
+            let mut record = self.record(pending, receipt, block, records.len() as u64);
             record.first_log_index = log_count;
             log_count += record.logs.len() as u64;
             block.logs_bloom.accrue_logs(&record.logs);
@@ -750,34 +734,27 @@ impl Chain {
     fn record(
         &self,
         pending: &PendingTransaction,
-        receipt: &DuetReceipt,
+        receipt: DuetReceipt,
         block: &mut Block,
         index: u64,
     ) -> TransactionRecord {
         let (success, gas_used, logs, contract_address, move_status, move_events) = match receipt {
             DuetReceipt::Evm(receipt) => {
-                let contract = match receipt {
+                let contract = match &receipt {
                     ExecutionResult::Success { output: Output::Create(_, address), .. } => *address,
                     _ => None,
                 };
-                (
-                    receipt.is_success(),
-                    receipt.tx_gas_used(),
-                    receipt.logs().to_vec(),
-                    contract,
-                    None,
-                    Vec::new(),
-                )
+                let (success, gas_used) = (receipt.is_success(), receipt.tx_gas_used());
+                (success, gas_used, receipt.into_logs(), contract, None, Vec::new())
             }
             DuetReceipt::Move(receipt) => {
-                let logs = receipt.logs.clone();
+                let (success, status) = (receipt.is_success(), receipt.status.to_string());
                 let events = receipt
                     .events
-                    .iter()
-                    .map(|event| (event.type_tag.clone(), Bytes::from(event.data.clone())))
+                    .into_iter()
+                    .map(|event| (event.type_tag, Bytes::from(event.data)))
                     .collect();
-                let status = receipt.status.to_string();
-                (receipt.is_success(), receipt.gas_used, logs, None, Some(status), events)
+                (success, receipt.gas_used, receipt.logs, None, Some(status), events)
             }
         };
         block.gas_used += gas_used;
@@ -868,6 +845,21 @@ impl Chain {
         }
         Ok(high)
     }
+}
+
+/// Whether a sender with `balance` can pay for `pending` and its other waiting transactions
+/// together: otherwise, the block would reject one of them and leave the rest waiting above a
+/// nonce gap.
+fn check_overdraft(
+    mempool: &Mempool,
+    pending: &PendingTransaction,
+    balance: U256,
+) -> Result<(), SubmitError> {
+    let cost = mempool.waiting_cost(pending.sender, pending.nonce).saturating_add(pending.cost);
+    if balance < cost {
+        return Err(SubmitError::Overdraft { balance, cost });
+    }
+    Ok(())
 }
 
 fn now() -> u64 {
@@ -1000,14 +992,8 @@ mod tests {
                 (StateKey::Balance(Address::repeat_byte(byte)), Some(StateValue::Balance(7)))
             })
             .collect();
-        let leaves = state.iter().map(|(key, value)| {
-            (
-                key.commitment_key(),
-                value.as_ref().map(|value| duet_types::keccak256(value.encode())),
-            )
-        });
-        let root =
-            merkle::update(&HashMap::<merkle::Position, merkle::Node>::new(), leaves).unwrap().root;
+        let empty = HashMap::<merkle::Position, merkle::Node>::new();
+        let root = merkle::update(&empty, merkle::leaves(&state)).unwrap().root;
         let mut block = Block::empty(0, B256::ZERO, 0, &ChainConfig::for_tests());
         block.seal(state_root(root));
         let store = Store::open(directory.path()).unwrap();

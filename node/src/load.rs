@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use alloy_consensus::TxEip1559;
@@ -209,21 +208,9 @@ fn watch_blocks(
 /// Sends `raws` in order (again, what a full pool refuses) and waits for all of them to be
 /// included.
 fn settle(client: &RpcClient, raws: &[Bytes]) -> Result<(), String> {
-    let mut last = B256::ZERO;
-    for raw in raws {
-        let first_sent = Instant::now();
-        last = loop {
-            match client.send_raw(raw) {
-                Err(error)
-                    if error.contains("txpool is full")
-                        && first_sent.elapsed() < FULL_POOL_PATIENCE =>
-                {
-                    std::thread::sleep(FULL_POOL_BACKOFF);
-                }
-                sent => break sent?,
-            }
-        };
-    }
+    // One client, one transaction per request: in order.
+    let sent = send_all(client, raws, 1, 1)?;
+    let Some(&(last, _)) = sent.last() else { return Ok(()) };
     client.wait_for_receipt(last, Duration::from_secs(120)).map(|_| ())
 }
 
@@ -297,8 +284,7 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
     }
     let start_block = quantity(&client, "eth_blockNumber", &json!([]))?;
     let (done, failed) = (AtomicBool::new(false), AtomicBool::new(false));
-    let sent_result = Mutex::new(None);
-    let (seen, first_send) = std::thread::scope(|scope| {
+    let (seen, first_send, sent) = std::thread::scope(|scope| {
         let watcher = scope.spawn(|| {
             let flags = (&done, &failed);
             watch_blocks(&client, raws.len(), start_block, flags, Duration::from_secs(300))
@@ -306,12 +292,11 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
         let first_send = Instant::now();
         let sent = send_all(&client, &raws, load.clients, load.batch);
         failed.store(sent.is_err(), Ordering::Release);
-        *sent_result.lock().expect("not poisoned") = Some(sent);
         done.store(true, Ordering::Release);
-        (watcher.join().map_err(|_| "the block watcher panicked".to_owned()), first_send)
+        (watcher.join().map_err(|_| "the block watcher panicked".to_owned()), first_send, sent)
     });
     let seen = seen??;
-    let sent = sent_result.into_inner().expect("not poisoned").ok_or("nothing was sent")??;
+    let sent = sent?;
     let mut latencies: Vec<Duration> = Vec::with_capacity(sent.len());
     let mut last = first_send;
     for (hash, at) in &sent {

@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use alloy_primitives::{keccak256, B256};
+use duet_types::{StateKey, StateValue};
 use serde::{Deserialize, Serialize};
 
 /// Where a key's path ends.
@@ -211,6 +212,16 @@ pub struct Update {
     pub root: B256,
     /// The node writes, by position.
     pub writes: BTreeMap<Position, Option<Node>>,
+}
+
+/// The leaves of state changes: each key's commitment key and its value's hash (`None`: the
+/// key is removed), for [`update`].
+pub fn leaves(
+    state: &[(StateKey, Option<StateValue>)],
+) -> impl Iterator<Item = (B256, Option<B256>)> + '_ {
+    state.iter().map(|(key, value)| {
+        (key.commitment_key(), value.as_ref().map(|value| keccak256(value.encode())))
+    })
 }
 
 /// The update that sets each key hash of `changes` to its value hash (`None`: removes it).

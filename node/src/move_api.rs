@@ -77,19 +77,22 @@ async fn blocking(work: impl FnOnce() -> Result<Value, Answer> + Send + 'static)
     }
 }
 
-/// `owner`'s state entries of one kind (Move modules or resources), decoded.
-fn entries_of(
+/// `owner`'s state entries of one kind (Move modules or resources), each as `entry` shows it
+/// (`None` leaves it out), in a JSON list.
+fn listing(
     chain: &Chain,
-    owner: Address,
+    owner: &str,
     kind: fn(Address) -> StateKey,
-) -> Result<Vec<(StateKey, StateValue)>, Answer> {
+    entry: fn(StateKey, StateValue) -> Option<Value>,
+) -> Result<Value, Answer> {
     // A kind's tag and the address lead the encoding of each of its keys.
-    let prefix = kind(owner).encode()[..=Address::len_bytes()].to_vec();
+    let prefix = kind(address(owner)?).encode()[..=Address::len_bytes()].to_vec();
     let entries = chain.store().state_with_prefix(&prefix).map_err(internal)?;
-    Ok(entries
+    let list: Vec<Value> = entries
         .into_iter()
-        .filter_map(|(key, value)| Some((StateKey::decode(&key).ok()?, value)))
-        .collect())
+        .filter_map(|(key, value)| entry(StateKey::decode(&key).ok()?, value))
+        .collect();
+    Ok(json!(list))
 }
 
 fn resource_kind(address: Address) -> StateKey {
@@ -102,16 +105,12 @@ fn module_kind(address: Address) -> StateKey {
 
 async fn resources(State(chain): State<Arc<Chain>>, Path(owner): Path<String>) -> Answer {
     blocking(move || {
-        let list: Vec<Value> = entries_of(&chain, address(&owner)?, resource_kind)?
-            .into_iter()
-            .filter_map(|(key, value)| {
-                let StateKey::MoveResource { struct_tag, .. } = key else { return None };
-                let tag: StructTag = bcs::from_bytes(&struct_tag).ok()?;
-                let StateValue::Bytes(data) = value else { return None };
-                Some(json!({ "type": tag.to_string(), "data": data }))
-            })
-            .collect();
-        Ok(json!(list))
+        listing(&chain, &owner, resource_kind, |key, value| {
+            let StateKey::MoveResource { struct_tag, .. } = key else { return None };
+            let tag: StructTag = bcs::from_bytes(&struct_tag).ok()?;
+            let StateValue::Bytes(data) = value else { return None };
+            Some(json!({ "type": tag.to_string(), "data": data }))
+        })
     })
     .await
 }
@@ -137,15 +136,11 @@ async fn resource(
 
 async fn modules(State(chain): State<Arc<Chain>>, Path(owner): Path<String>) -> Answer {
     blocking(move || {
-        let list: Vec<Value> = entries_of(&chain, address(&owner)?, module_kind)?
-            .into_iter()
-            .filter_map(|(key, value)| {
-                let StateKey::MoveModule { name, .. } = key else { return None };
-                let StateValue::Bytes(bytecode) = value else { return None };
-                Some(json!({ "name": name, "bytecode": bytecode }))
-            })
-            .collect();
-        Ok(json!(list))
+        listing(&chain, &owner, module_kind, |key, value| {
+            let StateKey::MoveModule { name, .. } = key else { return None };
+            let StateValue::Bytes(bytecode) = value else { return None };
+            Some(json!({ "name": name, "bytecode": bytecode }))
+        })
     })
     .await
 }

@@ -95,6 +95,14 @@ impl RpcError {
     }
 }
 
+/// The answer to the request with `id`.
+fn reply(id: &Value, result: Result<Value, RpcError>) -> Value {
+    match result {
+        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Err(error) => error_response(id, error.code, &error.message, error.data),
+    }
+}
+
 fn error_response(id: &Value, code: i64, message: &str, data: Option<Value>) -> Value {
     let mut error = json!({ "code": code, "message": message });
     if let Some(data) = data {
@@ -123,11 +131,7 @@ fn answer_batch(chain: &Chain, requests: &[Value]) -> Vec<Value> {
         .zip(chain.submit_many(&slices))
         .map(|((index, _), result)| {
             let id = requests[*index].get("id").cloned().unwrap_or(Value::Null);
-            let answer = match result {
-                Ok(hash) => json!({ "jsonrpc": "2.0", "id": id, "result": hash }),
-                Err(error) => error_response(&id, -32000, &error.to_string(), None),
-            };
-            (*index, answer)
+            (*index, reply(&id, result.map(|hash| json!(hash)).map_err(RpcError::server)))
         })
         .collect();
     requests
@@ -148,10 +152,7 @@ fn answer(chain: &Chain, request: &Value) -> Value {
         Value::Null => Vec::new(),
         _ => return error_response(&id, -32602, "params must be an array", None),
     };
-    match dispatch(chain, method, &params) {
-        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
-        Err(error) => error_response(&id, error.code, &error.message, error.data),
-    }
+    reply(&id, dispatch(chain, method, &params))
 }
 
 fn dispatch(chain: &Chain, method: &str, params: &[Value]) -> Result<Value, RpcError> {
@@ -278,25 +279,15 @@ fn proof(chain: &Chain, key: Option<&Value>) -> Result<Value, RpcError> {
     let object = key
         .and_then(Value::as_object)
         .ok_or_else(|| RpcError::invalid_params("missing key object"))?;
-    let field = |name: &str| -> Result<Value, RpcError> {
-        object.get(name).cloned().ok_or_else(|| RpcError::invalid_params(format!("missing {name}")))
-    };
-    let parse = |name: &str| -> Result<B256, RpcError> {
-        serde_json::from_value(field(name)?)
-            .map_err(|error| RpcError::invalid_params(format!("invalid {name}: {error}")))
-    };
-    let address = || -> Result<Address, RpcError> {
-        serde_json::from_value(field("address")?)
-            .map_err(|error| RpcError::invalid_params(format!("invalid address: {error}")))
-    };
+    let address = || parse_value(object.get("address"), "address");
+    let hash = |name: &str| parse_value(object.get(name), name);
     let key = match object.get("kind").and_then(Value::as_str) {
         Some("account") => StateKey::Account(address()?),
         Some("balance") => StateKey::Balance(address()?),
-        Some("storage") => StateKey::Storage { address: address()?, slot: parse("slot")? },
-        Some("code") => StateKey::Code(parse("hash")?),
+        Some("storage") => StateKey::Storage { address: address()?, slot: hash("slot")? },
+        Some("code") => StateKey::Code(hash("hash")?),
         Some("raw") => {
-            let bytes: Bytes = serde_json::from_value(field("key")?)
-                .map_err(|error| RpcError::invalid_params(format!("invalid key: {error}")))?;
+            let bytes: Bytes = parse_value(object.get("key"), "key")?;
             StateKey::decode(&bytes)
                 .map_err(|error| RpcError::invalid_params(format!("invalid key: {error}")))?
         }
@@ -323,8 +314,15 @@ fn parse<T: serde::de::DeserializeOwned>(
     index: usize,
     what: &str,
 ) -> Result<T, RpcError> {
-    let value =
-        params.get(index).ok_or_else(|| RpcError::invalid_params(format!("missing {what}")))?;
+    parse_value(params.get(index), what)
+}
+
+/// `value`, the parameter or field `what`, as a `T`.
+fn parse_value<T: serde::de::DeserializeOwned>(
+    value: Option<&Value>,
+    what: &str,
+) -> Result<T, RpcError> {
+    let value = value.ok_or_else(|| RpcError::invalid_params(format!("missing {what}")))?;
     serde_json::from_value(value.clone())
         .map_err(|error| RpcError::invalid_params(format!("invalid {what}: {error}")))
 }

@@ -227,6 +227,13 @@ impl Store {
         }
     }
 
+    /// Writes `batch` atomically, synced to disk before returning.
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        Ok(self.db.write_opt(batch, &options)?)
+    }
+
     fn family(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db.cf_handle(name).expect("every column family is created on open")
     }
@@ -329,15 +336,6 @@ impl Store {
         Ok(entries)
     }
 
-    /// Whether the state holds no entry at all.
-    ///
-    /// # Errors
-    /// The database failed.
-    pub fn state_is_empty(&self) -> Result<bool, StoreError> {
-        let mut entries = self.db.iterator_cf(self.family(STATE), rocksdb::IteratorMode::Start);
-        Ok(entries.next().transpose()?.is_none())
-    }
-
     /// Every state entry as a tree leaf: its key hash and value hash.
     ///
     /// # Errors
@@ -365,9 +363,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         self.add_nodes(&mut batch, nodes);
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        self.db.write_opt(batch, &options)?;
+        self.write_synced(batch)?;
         Ok(())
     }
 
@@ -413,9 +409,7 @@ impl Store {
             batch.delete_cf(self.family(PENDING), hash);
         }
         batch.put_cf(self.family(META), HEAD, number);
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        self.db.write_opt(batch, &options)?;
+        self.write_synced(batch)?;
         self.cache.committed(commit.state);
         Ok(())
     }
@@ -436,9 +430,7 @@ impl Store {
         for (hash, raw) in records {
             batch.put_cf(self.family(PENDING), hash, raw);
         }
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        self.db.write_opt(batch, &options)?;
+        self.write_synced(batch)?;
         Ok(())
     }
 
