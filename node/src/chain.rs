@@ -49,6 +49,8 @@ pub struct ChainConfig {
     pub fee_vault: Address,
     /// The most transactions the mempool holds.
     pub mempool_limit: usize,
+    /// How long a sender's transactions above a nonce gap wait after its last one arrived.
+    pub mempool_lifetime: std::time::Duration,
     /// The most transactions in one block.
     pub max_block_transactions: usize,
 }
@@ -63,6 +65,7 @@ impl ChainConfig {
             base_fee: 1,
             fee_vault: Address::ZERO,
             mempool_limit: 10,
+            mempool_lifetime: std::time::Duration::from_secs(3 * 60 * 60),
             max_block_transactions: 10,
         }
     }
@@ -412,14 +415,10 @@ impl Chain {
                 Ok(mempool.insert(pending, arrival)?)
             });
         match inserted {
-            Ok(replaced) => {
-                drop(mempool);
-                // Accepted whatever happens here: a stale record is dropped at restart.
-                if let Some(replaced) = replaced {
-                    if let Err(error) = self.store.delete_pending(replaced) {
-                        tracing::warn!(%replaced, %error, "a replaced record stays on disk");
-                    }
-                }
+            Ok(displaced) => {
+                // Replaced or evicted: gone from the pool, so from disk too.
+                Metrics::add(&self.metrics.dropped, displaced.len() as u64);
+                self.delete_records(&mempool, &displaced);
                 Ok(hash)
             }
             Err(error) => {
@@ -429,6 +428,19 @@ impl Chain {
                     self.store.delete_pending(hash)?;
                 }
                 Err(error)
+            }
+        }
+    }
+
+    /// Deletes the records of transactions the mempool dropped, unless one is still needed (a
+    /// submission of the same transaction is on its way). Called under the mempool lock, for
+    /// the same reason as the delete of a refused transaction's record.
+    fn delete_records(&self, mempool: &Mempool, hashes: &[B256]) {
+        for hash in hashes.iter().filter(|hash| !mempool.holds_or_awaits(hash)) {
+            // The transaction is out of the pool whatever happens here: a stale record is
+            // dropped at restart, when its nonce is used or it expires again.
+            if let Err(error) = self.store.delete_pending(*hash) {
+                tracing::warn!(%hash, %error, "a dropped transaction's record stays on disk");
             }
         }
     }
@@ -529,6 +541,7 @@ impl Chain {
             cost,
             kind,
             transaction,
+            received: std::time::Instant::now(),
         };
         Ok((pending, balance))
     }
@@ -596,11 +609,25 @@ impl Chain {
             .into_iter()
             .map(|sender| (sender, self.account(sender).map_or(u64::MAX, |(nonce, _)| nonce)))
             .collect();
-        let candidates = self.mempool.lock().executable(
-            |sender| nonces.get(&sender).copied().unwrap_or(u64::MAX),
-            self.config.max_block_transactions,
-            self.config.block_gas_limit,
-        );
+        let nonce_of = |sender| nonces.get(&sender).copied().unwrap_or(u64::MAX);
+        let candidates = {
+            let mut mempool = self.mempool.lock();
+            let expired =
+                mempool.expire(nonce_of, std::time::Instant::now(), self.config.mempool_lifetime);
+            if !expired.is_empty() {
+                tracing::info!(
+                    transactions = expired.len(),
+                    "dropped transactions that waited above a nonce gap for the mempool's lifetime"
+                );
+                Metrics::add(&self.metrics.dropped, expired.len() as u64);
+                self.delete_records(&mempool, &expired);
+            }
+            mempool.executable(
+                nonce_of,
+                self.config.max_block_transactions,
+                self.config.block_gas_limit,
+            )
+        };
         let vm = DuetVm::new(
             EvmVm::new(self.config.chain_id, self.block_env(number, timestamp)),
             Arc::clone(&self.move_vm),
@@ -879,34 +906,14 @@ mod tests {
 
     #[test]
     fn a_restart_puts_back_every_accepted_transaction_however_full_the_pool_is() {
-        use alloy_consensus::TxEip1559;
-        use alloy_primitives::{TxKind, U256};
-        use alloy_signer_local::PrivateKeySigner;
-
         // Two dev accounts: `first` sorts before `second`, so a restart restores its
         // transactions first.
-        let mut signers: Vec<PrivateKeySigner> =
-            crate::genesis::DEV_KEYS[..2].iter().map(|key| key.parse().unwrap()).collect();
-        signers.sort_by_key(PrivateKeySigner::address);
+        let mut signers = [dev_signer(0), dev_signer(1)];
+        signers.sort_by_key(alloy_signer_local::PrivateKeySigner::address);
         let (first, second) = (&signers[0], &signers[1]);
-        let transfer = |signer: &PrivateKeySigner, nonce: u64| {
-            let unsigned = TxEip1559 {
-                chain_id: ChainConfig::for_tests().chain_id,
-                nonce,
-                gas_limit: 21_000,
-                max_fee_per_gas: 10,
-                to: TxKind::Call(Address::repeat_byte(0xbe)),
-                value: U256::from(1),
-                ..TxEip1559::default()
-            };
-            crate::client::sign(signer, unsigned).unwrap()
-        };
+        let transfer = |signer, nonce| transfer(signer, nonce, 10);
         let directory = tempfile::tempdir().unwrap();
-        let genesis = crate::genesis::dev_genesis();
-        let open = || {
-            let store = Store::open(directory.path()).unwrap();
-            Chain::open(ChainConfig::for_tests(), store, &genesis).unwrap()
-        };
+        let open = || open_chain(directory.path(), ChainConfig::for_tests());
         let chain = open();
         // A pool of 10 keeps 3 for transactions a block could take. Seven transactions of
         // `second` above its missing nonce 0 fill the rest; its eighth waits.
@@ -938,28 +945,13 @@ mod tests {
 
     #[test]
     fn a_sender_cannot_queue_more_than_it_can_pay_for_together() {
-        use alloy_consensus::TxEip1559;
-        use alloy_primitives::{TxKind, U256};
-        use alloy_signer_local::PrivateKeySigner;
+        use alloy_primitives::U256;
 
-        let signer: PrivateKeySigner = crate::genesis::DEV_KEYS[0].parse().unwrap();
+        let signer = dev_signer(0);
         let ether = |amount: u64| U256::from(amount) * U256::from(10u64.pow(18));
-        let transfer = |nonce: u64, value: U256, max_fee: u128| {
-            let unsigned = TxEip1559 {
-                chain_id: ChainConfig::for_tests().chain_id,
-                nonce,
-                gas_limit: 21_000,
-                max_fee_per_gas: max_fee,
-                to: TxKind::Call(Address::repeat_byte(0xbe)),
-                value,
-                ..TxEip1559::default()
-            };
-            crate::client::sign(&signer, unsigned).unwrap()
-        };
+        let transfer = |nonce, value, max_fee| payment(&signer, nonce, value, max_fee);
         let directory = tempfile::tempdir().unwrap();
-        let store = Store::open(directory.path()).unwrap();
-        let chain =
-            Chain::open(ChainConfig::for_tests(), store, &crate::genesis::dev_genesis()).unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
         let balance = U256::from(chain.balance(signer.address()).unwrap());
         assert_eq!(balance, ether(10_000));
 
@@ -978,10 +970,96 @@ mod tests {
         assert_eq!(chain.pending_count(), 2);
         // Nothing refused stays on disk: a restart brings back the two accepted.
         drop(chain);
-        let store = Store::open(directory.path()).unwrap();
-        let chain =
-            Chain::open(ChainConfig::for_tests(), store, &crate::genesis::dev_genesis()).unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
         assert_eq!(chain.restore_pending().unwrap(), 2);
+    }
+
+    /// A signed transfer of 1 wei from `signer` with `nonce`, paying `max_fee` per gas.
+    fn transfer(
+        signer: &alloy_signer_local::PrivateKeySigner,
+        nonce: u64,
+        max_fee: u128,
+    ) -> alloy_primitives::Bytes {
+        payment(signer, nonce, alloy_primitives::U256::from(1), max_fee)
+    }
+
+    /// A signed transfer of `value` wei from `signer` with `nonce`, paying `max_fee` per gas.
+    fn payment(
+        signer: &alloy_signer_local::PrivateKeySigner,
+        nonce: u64,
+        value: alloy_primitives::U256,
+        max_fee: u128,
+    ) -> alloy_primitives::Bytes {
+        let unsigned = alloy_consensus::TxEip1559 {
+            chain_id: ChainConfig::for_tests().chain_id,
+            nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: max_fee,
+            to: alloy_primitives::TxKind::Call(Address::repeat_byte(0xbe)),
+            value,
+            ..alloy_consensus::TxEip1559::default()
+        };
+        crate::client::sign(signer, unsigned).unwrap()
+    }
+
+    fn dev_signer(index: usize) -> alloy_signer_local::PrivateKeySigner {
+        crate::genesis::DEV_KEYS[index].parse().unwrap()
+    }
+
+    fn open_chain(directory: &std::path::Path, config: ChainConfig) -> Chain {
+        let store = Store::open(directory).unwrap();
+        Chain::open(config, store, &crate::genesis::dev_genesis()).unwrap()
+    }
+
+    #[test]
+    fn a_full_pool_evicts_for_a_better_fee_and_the_evicted_transaction_is_gone_from_disk() {
+        let (first, second) = (dev_signer(0), dev_signer(1));
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let hashes: Vec<B256> =
+            (0..10).map(|nonce| chain.submit(&transfer(&first, nonce, 10)).unwrap()).collect();
+        let refused = chain.submit(&transfer(&second, 0, 10));
+        assert!(
+            matches!(refused, Err(super::SubmitError::Mempool(MempoolError::Full))),
+            "the same fee does not evict: {refused:?}"
+        );
+        chain.submit(&transfer(&second, 0, 11)).unwrap();
+        assert_eq!(chain.pending_count(), 10);
+        assert!(chain.pending(&hashes[9]).is_none(), "the sender's last transaction is evicted");
+        assert!(chain.pending(&hashes[8]).is_some());
+        assert!(chain.metrics().contains("duet_transactions_dropped_total 1\n"));
+        drop(chain);
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        assert_eq!(chain.restore_pending().unwrap(), 10);
+        assert!(chain.pending(&hashes[9]).is_none(), "a restart does not bring it back");
+    }
+
+    #[test]
+    fn transactions_above_a_gap_expire_when_their_sender_was_idle_for_the_lifetime() {
+        let (first, second) = (dev_signer(0), dev_signer(1));
+        let config = ChainConfig {
+            mempool_lifetime: std::time::Duration::from_millis(50),
+            ..ChainConfig::for_tests()
+        };
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), config.clone());
+        // `first` never sends its nonce 0; `second` sends in order.
+        let stranded = [chain.submit(&transfer(&first, 1, 10)).unwrap()];
+        let included = chain.submit(&transfer(&second, 0, 10)).unwrap();
+        // Within the lifetime, the block leaves the stranded transaction waiting.
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions, vec![included]);
+        assert!(chain.pending(&stranded[0]).is_some());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let waiting = chain.submit(&transfer(&second, 1, 10)).unwrap();
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions, vec![waiting], "a sender who just sent keeps its own");
+        assert!(chain.pending(&stranded[0]).is_none(), "expired");
+        assert_eq!(chain.pending_count(), 0);
+        assert!(chain.metrics().contains("duet_transactions_dropped_total 1\n"));
+        drop(chain);
+        let chain = open_chain(directory.path(), config);
+        assert_eq!(chain.restore_pending().unwrap(), 0, "and gone from disk");
     }
 
     /// A database as an earlier version left it: a head block and its state, no tree nodes.

@@ -82,8 +82,8 @@ struct NodeArgs {
     #[arg(long)]
     dev: bool,
     /// A TOML file with any of the settings below (`datadir`, `http_port`, `block_time`,
-    /// `chain_id`, `block_gas_limit`, `mempool_limit`); flags and environment variables
-    /// override it.
+    /// `chain_id`, `block_gas_limit`, `mempool_limit`, `mempool_lifetime`); flags and
+    /// environment variables override it.
     #[arg(long, env = "DUET_CONFIG")]
     config: Option<PathBuf>,
     /// Where the database lives [default: ~/.local/share/duet/dev].
@@ -102,10 +102,15 @@ struct NodeArgs {
     /// [default: 1000000000].
     #[arg(long, env = "DUET_BLOCK_GAS_LIMIT")]
     block_gas_limit: Option<u64>,
-    /// The most transactions the mempool holds; past it, new ones are refused with "txpool is
-    /// full" [default: 50000].
+    /// The most transactions the mempool holds; past it, a new one evicts the cheapest other
+    /// sender's last transaction if it pays more, and is refused with "txpool is full" if not
+    /// [default: 50000].
     #[arg(long, env = "DUET_MEMPOOL_LIMIT")]
     mempool_limit: Option<usize>,
+    /// Seconds a sender's transactions above a nonce gap wait after its last one arrived,
+    /// before they are dropped [default: 10800, three hours].
+    #[arg(long, env = "DUET_MEMPOOL_LIFETIME")]
+    mempool_lifetime: Option<f64>,
 }
 
 /// The settings a node runs with: flags and environment first, then the TOML file, then the
@@ -119,6 +124,7 @@ struct Settings {
     chain_id: Option<u64>,
     block_gas_limit: Option<u64>,
     mempool_limit: Option<usize>,
+    mempool_lifetime: Option<f64>,
 }
 
 /// The resolved settings.
@@ -129,6 +135,7 @@ struct NodeSettings {
     chain_id: u64,
     block_gas_limit: u64,
     mempool_limit: usize,
+    mempool_lifetime: Duration,
 }
 
 impl NodeArgs {
@@ -149,6 +156,12 @@ impl NodeArgs {
             chain_id: self.chain_id.or(file.chain_id).unwrap_or(31_337),
             block_gas_limit: self.block_gas_limit.or(file.block_gas_limit).unwrap_or(1_000_000_000),
             mempool_limit: self.mempool_limit.or(file.mempool_limit).unwrap_or(50_000),
+            mempool_lifetime: Duration::try_from_secs_f64(
+                self.mempool_lifetime.or(file.mempool_lifetime).unwrap_or(10_800.0),
+            )
+            .ok()
+            .filter(|lifetime| !lifetime.is_zero())
+            .ok_or("the mempool lifetime must be a number of seconds above zero")?,
         };
         if !settings.block_time.is_finite() || settings.block_time <= 0.0 {
             return Err("the block time must be above zero".to_owned());
@@ -201,6 +214,7 @@ fn run(args: &NodeArgs) -> Result<(), String> {
         base_fee: 1_000_000_000,
         fee_vault: FEE_VAULT,
         mempool_limit: settings.mempool_limit,
+        mempool_lifetime: settings.mempool_lifetime,
         max_block_transactions: 100_000,
     };
     let chain =

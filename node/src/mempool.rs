@@ -1,20 +1,30 @@
-//! Transactions waiting for a block: by sender, in nonce order, bounded.
+//! Transactions waiting for a block: by sender, in nonce order, bounded, with eviction.
 //!
 //! The chain checks a transaction against the state before it gets here (signature, chain id,
 //! nonce, funds, size); the mempool keeps each sender's transactions by nonce, replaces one only
-//! for a fee at least 10 % higher, refuses new ones when full, and hands the block builder each
-//! sender's run of consecutive nonces, senders in order of arrival.
+//! for a fee at least 10 % higher, and hands the block builder each sender's run of consecutive
+//! nonces, senders in order of arrival.
 //!
-//! An accepted transaction is never evicted (its sender was told it is in). Instead, a quarter of
-//! the pool (rounded up) is kept for transactions a block could take: a sender's next nonce, or
-//! one that fills the gap before its waiting ones. Transactions that arrive above a gap cannot
-//! fill the pool, so they do not lock out the ones that would let them run. (Transactions that
-//! arrived in order can still end up above a gap, when a block rejects one before them; they
-//! wait until their sender sends that nonce again. The chain admits a transaction only if its
-//! sender can pay for it and its waiting ones together, so that spending ETH through Move is
-//! what leaves them there.)
+//! A full pool makes room for a transaction that pays more than the cheapest one it could drop,
+//! as Ethereum pools do: it evicts, among the other senders' last transactions (their highest
+//! nonces, so that no sender is left with a gap), the one with the lowest maximum fee per gas,
+//! if that is lower than the newcomer's. A transaction that does not pay more is refused
+//! ("txpool is full").
+//!
+//! A quarter of the pool (rounded up) is kept for transactions a block could take: a sender's
+//! next nonce, or one that fills the gap before its waiting ones. Transactions that arrive above
+//! a gap cannot fill the pool (nor evict to get in), so they do not lock out the ones that would
+//! let them run. Transactions can still end up above a gap, when a block rejects one before them
+//! (its sender spent the ETH through Move, say). Those wait for their sender to send that nonce
+//! again, but not forever: when a sender has sent nothing for the pool's lifetime (three hours
+//! by default, as in geth), its transactions above the gap are dropped
+//! ([`expire`](Mempool::expire)).
+//!
+//! Eviction and expiry are the only ways an accepted transaction leaves the pool without being
+//! included; the chain deletes its record from disk then, so a restart does not bring it back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, Bytes, B256, U256};
 use duet_evm::DuetTransaction;
@@ -48,6 +58,8 @@ pub struct PendingTransaction {
     pub kind: Kind,
     /// What the executor runs.
     pub transaction: DuetTransaction,
+    /// When the node took it in (or, for one restored from disk, when the node started).
+    pub received: Instant,
 }
 
 /// Why the mempool refused a transaction (worded as Ethereum clients word it).
@@ -59,7 +71,7 @@ pub enum MempoolError {
     /// A transaction with the same nonce is waiting, and this one does not pay 10 % more.
     #[error("replacement transaction underpriced")]
     ReplacementUnderpriced,
-    /// The mempool is full.
+    /// The mempool is full, and holds nothing it may evict that pays less than this one.
     #[error("txpool is full")]
     Full,
     /// The sender already has [`MAX_PER_SENDER`] transactions waiting.
@@ -95,6 +107,9 @@ pub struct Mempool {
     /// When each sender's first waiting transaction arrived (a counter).
     arrival: HashMap<Address, u64>,
     next_arrival: u64,
+    /// Each sender's last (highest-nonce) transaction, by its maximum fee: what a full pool
+    /// evicts, cheapest first.
+    tails: BTreeSet<(u128, Address)>,
     limit: usize,
 }
 
@@ -108,6 +123,7 @@ impl Mempool {
             in_flight: HashMap::new(),
             arrival: HashMap::new(),
             next_arrival: 0,
+            tails: BTreeSet::new(),
             limit,
         }
     }
@@ -214,22 +230,22 @@ impl Mempool {
         self.by_hash.contains_key(hash) || self.in_flight.contains_key(hash)
     }
 
-    /// Whether there is room for a new transaction (see the module's documentation); the gap
-    /// rule applies when the sender's `state_nonce` is given.
+    /// Whether there is room for a new transaction (see the module's documentation), evicting
+    /// if need be; the gap rule applies when the sender's `state_nonce` is given.
     fn check_room(
         &self,
         transaction: &PendingTransaction,
         state_nonce: Option<u64>,
     ) -> Result<(), MempoolError> {
         let waiting = self.by_hash.len();
-        if waiting >= self.limit {
-            return Err(MempoolError::Full);
-        }
         let above_gap =
             |state_nonce| transaction.nonce > self.pending_nonce(transaction.sender, state_nonce);
         if waiting >= self.limit - self.limit.div_ceil(KEPT_FOR_NEXT_NONCES)
             && state_nonce.is_some_and(above_gap)
         {
+            return Err(MempoolError::Full);
+        }
+        if waiting >= self.limit && self.victim(transaction).is_none() {
             return Err(MempoolError::Full);
         }
         let sender_waiting = self.by_sender.get(&transaction.sender).map_or(0, BTreeMap::len);
@@ -239,8 +255,50 @@ impl Mempool {
         Ok(())
     }
 
-    /// Adds `transaction`, replacing a waiting one with the same nonce if it pays 10 % more;
-    /// returns the hash of the one it replaced.
+    /// The sender whose last transaction a full pool evicts to take `transaction`: the cheapest
+    /// last transaction of another sender, if it pays less.
+    fn victim(&self, transaction: &PendingTransaction) -> Option<Address> {
+        let (max_fee, sender) =
+            self.tails.iter().find(|(_, sender)| *sender != transaction.sender)?;
+        (*max_fee < transaction.max_fee).then_some(*sender)
+    }
+
+    /// The tail entry of `sender`'s waiting transactions.
+    fn tail(&self, sender: Address) -> Option<(u128, Address)> {
+        let (_, last) = self.by_sender.get(&sender)?.last_key_value()?;
+        Some((last.max_fee, sender))
+    }
+
+    /// Changes `sender`'s waiting transactions through `change`, keeping the tails, the
+    /// arrival order and the hash index right; returns what `change` returns.
+    fn change_sender<R>(
+        &mut self,
+        sender: Address,
+        change: impl FnOnce(&mut BTreeMap<u64, PendingTransaction>) -> R,
+    ) -> R {
+        if let Some(tail) = self.tail(sender) {
+            self.tails.remove(&tail);
+        }
+        let waiting = self.by_sender.entry(sender).or_default();
+        let result = change(waiting);
+        if waiting.is_empty() {
+            self.by_sender.remove(&sender);
+            self.arrival.remove(&sender);
+        } else {
+            self.arrival.entry(sender).or_insert_with(|| {
+                self.next_arrival += 1;
+                self.next_arrival
+            });
+        }
+        if let Some(tail) = self.tail(sender) {
+            self.tails.insert(tail);
+        }
+        result
+    }
+
+    /// Adds `transaction`, replacing a waiting one with the same nonce if it pays 10 % more, or
+    /// evicting another sender's last transaction if the pool is full; returns the hashes of
+    /// the transactions it displaced.
     ///
     /// # Errors
     /// See [`MempoolError`].
@@ -248,21 +306,27 @@ impl Mempool {
         &mut self,
         transaction: PendingTransaction,
         arrival: Arrival,
-    ) -> Result<Option<B256>, MempoolError> {
+    ) -> Result<Vec<B256>, MempoolError> {
         self.check(&transaction, arrival)?;
         let sender = transaction.sender;
-        let waiting = self.by_sender.entry(sender).or_default();
-        let replaced = waiting.get(&transaction.nonce).map(|existing| existing.hash);
-        if let Some(replaced) = replaced {
-            self.by_hash.remove(&replaced);
+        let nonce = transaction.nonce;
+        let mut displaced = Vec::new();
+        let is_replacement =
+            self.by_sender.get(&sender).is_some_and(|waiting| waiting.contains_key(&nonce));
+        if !is_replacement && arrival != Arrival::Restored && self.by_hash.len() >= self.limit {
+            // The check found a victim for a full pool.
+            if let Some(victim) = self.victim(&transaction) {
+                if let Some((_, evicted)) = self.change_sender(victim, BTreeMap::pop_last) {
+                    displaced.push(self.forget(&evicted));
+                }
+            }
         }
-        self.by_hash.insert(transaction.hash, (sender, transaction.nonce));
-        waiting.insert(transaction.nonce, transaction);
-        self.arrival.entry(sender).or_insert_with(|| {
-            self.next_arrival += 1;
-            self.next_arrival
-        });
-        Ok(replaced)
+        self.by_hash.insert(transaction.hash, (sender, nonce));
+        if let Some(old) = self.change_sender(sender, |waiting| waiting.insert(nonce, transaction))
+        {
+            displaced.push(self.forget(&old));
+        }
+        Ok(displaced)
     }
 
     /// Transactions for the next block: each sender's waiting transactions with consecutive
@@ -306,30 +370,55 @@ impl Mempool {
     /// Drops every transaction of `sender` below `state_nonce` (included, or made stale);
     /// returns their hashes.
     pub fn prune(&mut self, sender: Address, state_nonce: u64) -> Vec<B256> {
-        let Some(waiting) = self.by_sender.get_mut(&sender) else { return Vec::new() };
-        let kept = waiting.split_off(&state_nonce);
-        let mut dropped = Vec::new();
-        for transaction in std::mem::replace(waiting, kept).into_values() {
-            self.by_hash.remove(&transaction.hash);
-            dropped.push(transaction.hash);
+        if !self.by_sender.contains_key(&sender) {
+            return Vec::new();
         }
-        if waiting.is_empty() {
-            self.by_sender.remove(&sender);
-            self.arrival.remove(&sender);
-        }
-        dropped
+        let dropped = self.change_sender(sender, |waiting| {
+            let kept = waiting.split_off(&state_nonce);
+            std::mem::replace(waiting, kept)
+        });
+        dropped.into_values().map(|transaction| self.forget(&transaction)).collect()
     }
 
     /// Drops one transaction (the chain rejected it).
     pub fn remove(&mut self, hash: &B256) {
-        let Some((sender, nonce)) = self.by_hash.remove(hash) else { return };
-        if let Some(waiting) = self.by_sender.get_mut(&sender) {
-            waiting.remove(&nonce);
-            if waiting.is_empty() {
-                self.by_sender.remove(&sender);
-                self.arrival.remove(&sender);
-            }
+        let Some(&(sender, nonce)) = self.by_hash.get(hash) else { return };
+        if let Some(transaction) = self.change_sender(sender, |waiting| waiting.remove(&nonce)) {
+            self.forget(&transaction);
         }
+    }
+
+    /// Drops the transactions above a nonce gap of every sender that has sent nothing for
+    /// `lifetime` before `now` (the sender's nonce in the state is `nonce_of(sender)`); returns
+    /// their hashes.
+    pub fn expire(
+        &mut self,
+        mut nonce_of: impl FnMut(Address) -> u64,
+        now: Instant,
+        lifetime: Duration,
+    ) -> Vec<B256> {
+        let idle: Vec<(Address, u64)> = self
+            .by_sender
+            .iter()
+            .filter(|(_, waiting)| {
+                waiting.values().map(|transaction| transaction.received).max().is_some_and(|last| {
+                    now.checked_duration_since(last).is_some_and(|idle| idle >= lifetime)
+                })
+            })
+            .map(|(sender, _)| (*sender, self.pending_nonce(*sender, nonce_of(*sender))))
+            .collect();
+        let mut expired = Vec::new();
+        for (sender, gap) in idle {
+            let above = self.change_sender(sender, |waiting| waiting.split_off(&gap));
+            expired.extend(above.into_values().map(|transaction| self.forget(&transaction)));
+        }
+        expired
+    }
+
+    /// Removes a transaction taken out of its sender's map from the hash index.
+    fn forget(&mut self, transaction: &PendingTransaction) -> B256 {
+        self.by_hash.remove(&transaction.hash);
+        transaction.hash
     }
 }
 
@@ -353,20 +442,21 @@ mod tests {
             cost: U256::from(21_000 * max_fee),
             kind: Kind::Evm,
             transaction: DuetTransaction::Evm(revm::context::TxEnv::default()),
+            received: Instant::now(),
         }
     }
 
     #[test]
     fn replacement_needs_ten_percent_more_and_the_pool_is_bounded() {
         let mut pool = Mempool::new(3);
-        assert_eq!(pool.insert(pending(1, 0, 100), new(0)), Ok(None));
+        assert_eq!(pool.insert(pending(1, 0, 100), new(0)), Ok(vec![]));
         assert_eq!(pool.insert(pending(1, 0, 100), new(0)), Err(MempoolError::AlreadyKnown));
         assert_eq!(
             pool.insert(pending(1, 0, 109), new(0)),
             Err(MempoolError::ReplacementUnderpriced)
         );
         let replaced = pending(1, 0, 100).hash;
-        assert_eq!(pool.insert(pending(1, 0, 110), new(0)), Ok(Some(replaced)));
+        assert_eq!(pool.insert(pending(1, 0, 110), new(0)), Ok(vec![replaced]));
         assert!(pool.get(&replaced).is_none());
         pool.insert(pending(1, 1, 100), new(0)).unwrap();
         pool.insert(pending(2, 0, 100), new(0)).unwrap();
@@ -385,9 +475,9 @@ mod tests {
         }
         // Six of eight: past three quarters, only next nonces get in.
         assert_eq!(pool.insert(pending(2, 3, 100), new(0)), Err(MempoolError::Full));
-        assert_eq!(pool.insert(pending(2, 1, 100), new(1)), Ok(None));
+        assert_eq!(pool.insert(pending(2, 1, 100), new(1)), Ok(vec![]));
         // The transaction that fills sender 1's gap gets in, and the block takes the run.
-        assert_eq!(pool.insert(pending(1, 0, 100), new(0)), Ok(None));
+        assert_eq!(pool.insert(pending(1, 0, 100), new(0)), Ok(vec![]));
         assert_eq!(pool.len(), 8);
         assert_eq!(pool.insert(pending(3, 0, 100), new(0)), Err(MempoolError::Full));
         assert_eq!(pool.executable(|_| 0, 100, u64::MAX).len(), 7);
@@ -397,7 +487,7 @@ mod tests {
         // A pool of one keeps its one place for a transaction a block could take.
         let mut pool = Mempool::new(1);
         assert_eq!(pool.insert(pending(5, 1, 100), new(0)), Err(MempoolError::Full));
-        assert_eq!(pool.insert(pending(5, 0, 100), new(0)), Ok(None));
+        assert_eq!(pool.insert(pending(5, 0, 100), new(0)), Ok(vec![]));
         // The check before the disk write leaves the gap rule to the insert, which takes a
         // batch in order.
         let mut pool = Mempool::new(4);
@@ -409,13 +499,79 @@ mod tests {
         // What was accepted before a restart comes back however full the pool is.
         let mut pool = Mempool::new(2);
         for nonce in 3..=5 {
-            assert_eq!(pool.insert(pending(4, nonce, 100), Arrival::Restored), Ok(None));
+            assert_eq!(pool.insert(pending(4, nonce, 100), Arrival::Restored), Ok(vec![]));
         }
         assert_eq!(
             pool.insert(pending(4, 3, 100), Arrival::Restored),
             Err(MempoolError::AlreadyKnown)
         );
         assert_eq!(pool.len(), 3);
+    }
+
+    #[test]
+    fn a_full_pool_evicts_the_cheapest_last_transaction_of_another_sender_for_one_that_pays_more() {
+        let mut pool = Mempool::new(4);
+        pool.insert(pending(1, 0, 100), new(0)).unwrap();
+        pool.insert(pending(1, 1, 50), new(0)).unwrap();
+        pool.insert(pending(2, 0, 70), new(0)).unwrap();
+        pool.insert(pending(3, 0, 90), new(0)).unwrap();
+        // Paying no more than the cheapest last transaction (sender 1's nonce 1) is not enough.
+        assert_eq!(pool.insert(pending(4, 0, 50), new(0)), Err(MempoolError::Full));
+        assert_eq!(pool.check(&pending(4, 0, 50), Arrival::Precheck), Err(MempoolError::Full));
+        // Paying more evicts it: sender 1 keeps its nonce 0, with no gap.
+        let evicted = pending(1, 1, 50).hash;
+        assert_eq!(pool.check(&pending(4, 0, 51), Arrival::Precheck), Ok(()));
+        assert_eq!(pool.insert(pending(4, 0, 51), new(0)), Ok(vec![evicted]));
+        assert_eq!(pool.len(), 4);
+        assert!(pool.get(&evicted).is_none());
+        assert_eq!(pool.pending_nonce(Address::repeat_byte(1), 0), 1);
+        // Next cheapest: sender 4's own transaction (51) is not a candidate for sender 4;
+        // sender 2's (70) is, and 60 does not beat it.
+        assert_eq!(pool.insert(pending(4, 1, 60), new(0)), Err(MempoolError::Full));
+        assert_eq!(pool.insert(pending(4, 1, 80), new(0)), Ok(vec![pending(2, 0, 70).hash]));
+        // A sender's last transaction is the one evicted: sender 4's nonce 1 (80), not its
+        // cheaper nonce 0 (51), which would leave a gap.
+        assert_eq!(pool.insert(pending(5, 0, 95), new(0)), Ok(vec![pending(4, 1, 80).hash]));
+        // Then its nonce 0 is its last, and the cheapest.
+        assert_eq!(pool.insert(pending(6, 0, 96), new(0)), Ok(vec![pending(4, 0, 51).hash]));
+        let left: Vec<(u8, u64)> = pool
+            .executable(|_| 0, 100, u64::MAX)
+            .iter()
+            .map(|t| (t.sender.0[0], t.nonce))
+            .collect();
+        assert_eq!(left, vec![(1, 0), (3, 0), (5, 0), (6, 0)]);
+        // Transactions above a gap never evict to get in.
+        assert_eq!(pool.insert(pending(7, 3, 1_000), new(0)), Err(MempoolError::Full));
+    }
+
+    #[test]
+    fn a_sender_idle_for_the_lifetime_loses_its_transactions_above_a_gap_and_only_those() {
+        let lifetime = Duration::from_secs(60);
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        let sent = |sender: u8, nonce: u64, seconds: u64| PendingTransaction {
+            received: at(seconds),
+            ..pending(sender, nonce, 100)
+        };
+        let mut pool = Mempool::new(100);
+        // Sender 1 (nonce 0 in the state): 0 and 1 can run, 3 and 4 wait for a 2.
+        for nonce in [0, 1, 3, 4] {
+            pool.insert(sent(1, nonce, 0), new(0)).unwrap();
+        }
+        // Sender 2 waits for a 0 too, but sent its last transaction later.
+        pool.insert(sent(2, 1, 0), new(0)).unwrap();
+        pool.insert(sent(2, 2, 30), new(0)).unwrap();
+        assert!(pool.expire(|_| 0, at(59), lifetime).is_empty());
+        let expired = pool.expire(|_| 0, at(60), lifetime);
+        assert_eq!(expired, vec![pending(1, 3, 100).hash, pending(1, 4, 100).hash]);
+        assert_eq!(pool.len(), 4);
+        assert_eq!(pool.pending_nonce(Address::repeat_byte(1), 0), 2);
+        let expired = pool.expire(|_| 0, at(90), lifetime);
+        assert_eq!(expired, vec![pending(2, 1, 100).hash, pending(2, 2, 100).hash]);
+        // Transactions a block can take stay, however long they wait.
+        assert!(pool.expire(|_| 0, at(10_000), lifetime).is_empty());
+        assert_eq!(pool.executable(|_| 0, 100, u64::MAX).len(), 2);
+        assert_eq!(pool.senders(), vec![Address::repeat_byte(1)]);
     }
 
     #[test]

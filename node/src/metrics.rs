@@ -12,6 +12,9 @@ pub struct Metrics {
     pub accepted: AtomicU64,
     /// Transactions refused at submission.
     pub refused: AtomicU64,
+    /// Accepted transactions that left the mempool without a block: replaced or evicted by one
+    /// that pays more, or expired above a nonce gap.
+    pub dropped: AtomicU64,
     /// Blocks committed.
     pub blocks: AtomicU64,
     /// Transactions committed in blocks.
@@ -35,7 +38,7 @@ impl Metrics {
     #[must_use]
     pub fn render(&self, head: u64, mempool: usize, memory: DatabaseMemory) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64, f64); 7] = [
+        let counters: [(&str, &str, &AtomicU64, f64); 8] = [
             (
                 "duet_transactions_accepted_total",
                 "Transactions accepted into the mempool.",
@@ -46,6 +49,13 @@ impl Metrics {
                 "duet_transactions_refused_total",
                 "Transactions refused at submission.",
                 &self.refused,
+                1.0,
+            ),
+            (
+                "duet_transactions_dropped_total",
+                "Accepted transactions dropped from the mempool: replaced or evicted by one that \
+                 pays more, or expired above a nonce gap.",
+                &self.dropped,
                 1.0,
             ),
             ("duet_blocks_committed_total", "Blocks committed.", &self.blocks, 1.0),

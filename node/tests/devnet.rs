@@ -376,6 +376,40 @@ fn the_load_benchmark_waits_out_a_full_mempool_and_sees_every_transaction_commit
 }
 
 #[test]
+fn a_transaction_stranded_above_a_nonce_gap_expires_after_the_mempool_lifetime() {
+    let directory = temp_datadir("lifetime");
+    let node = Node::start_with(directory.path(), &["--mempool-lifetime", "1"]);
+    // Nonce 1, and the sender never sends its nonce 0: it cannot run.
+    let stranded = node.mktx(&Transfer {
+        key: FIRST_KEY,
+        to: SECOND,
+        value: "1",
+        nonce: "1",
+        chain: "31337",
+        fees: ("2gwei", "1gwei"),
+    });
+    let hash = node.cast(&["publish", "--async", &stranded]).unwrap();
+    let lookup = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"eth_getTransactionByHash","params":["{hash}"]}}"#
+    );
+    let started = Instant::now();
+    assert!(node.rpc_raw(&lookup).unwrap().contains(r#""nonce":"0x1""#), "it waits at first");
+    while !node.rpc_raw(&lookup).unwrap().contains(r#""result":null"#) {
+        assert!(started.elapsed() < Duration::from_secs(10), "still waiting after 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900), "dropped before its lifetime");
+    assert!(node.get("/metrics").contains("duet_transactions_dropped_total 1\n"));
+    // Its record went with it: a restart does not bring it back.
+    drop(node);
+    let node = Node::start(directory.path());
+    assert!(node.rpc_raw(&lookup).unwrap().contains(r#""result":null"#));
+
+    let refused = duet(&["node", "--dev", "--mempool-lifetime", "0"]).unwrap_err();
+    assert!(refused.contains("the mempool lifetime must be"), "{refused}");
+}
+
+#[test]
 fn floods_of_bad_and_good_json_rpc_requests_do_not_crash_the_node() {
     let directory = temp_datadir("flood");
     let node = Node::start(directory.path());
@@ -666,7 +700,11 @@ fn the_move_api_serves_resources_modules_views_and_transactions() {
 fn settings_come_from_a_toml_file_under_flags_and_a_bad_file_is_refused() {
     let directory = temp_datadir("config");
     let config = directory.path().join("duet.toml");
-    std::fs::write(&config, "chain_id = 4242\nblock_gas_limit = 50000000\n").unwrap();
+    std::fs::write(
+        &config,
+        "chain_id = 4242\nblock_gas_limit = 50000000\nmempool_limit = 900\nmempool_lifetime = 60\n",
+    )
+    .unwrap();
     let node =
         Node::start_with(&directory.path().join("data"), &["--config", config.to_str().unwrap()]);
     assert_eq!(node.cast(&["chain-id"]).unwrap(), "4242");
