@@ -96,6 +96,15 @@ pub enum Arrival {
     Restored,
 }
 
+/// When a sender's transactions arrived.
+#[derive(Clone, Copy, Debug)]
+struct Activity {
+    /// The place of its first waiting transaction in the order of arrival.
+    order: u64,
+    /// When its last transaction arrived (it may have left the pool since).
+    last: Instant,
+}
+
 /// The waiting transactions.
 #[derive(Debug)]
 pub struct Mempool {
@@ -104,8 +113,9 @@ pub struct Mempool {
     /// Submissions of each hash between their check and their insert (the same transaction
     /// may be sent twice at once): a refused one's record on disk may be another's.
     in_flight: HashMap<B256, u32>,
-    /// When each sender's first waiting transaction arrived (a counter).
-    arrival: HashMap<Address, u64>,
+    /// Each sender with waiting transactions: when its first one arrived (a counter), and when
+    /// its last one did.
+    activity: HashMap<Address, Activity>,
     next_arrival: u64,
     /// Each sender's last (highest-nonce) transaction, by its maximum fee: what a full pool
     /// evicts, cheapest first.
@@ -121,7 +131,7 @@ impl Mempool {
             by_sender: HashMap::new(),
             by_hash: HashMap::new(),
             in_flight: HashMap::new(),
-            arrival: HashMap::new(),
+            activity: HashMap::new(),
             next_arrival: 0,
             tails: BTreeSet::new(),
             limit,
@@ -269,11 +279,13 @@ impl Mempool {
         Some((last.max_fee, sender))
     }
 
-    /// Changes `sender`'s waiting transactions through `change`, keeping the tails, the
-    /// arrival order and the hash index right; returns what `change` returns.
+    /// Changes `sender`'s waiting transactions through `change` (which adds one that arrived
+    /// at `received`, if given), keeping the tails and the senders' activity right; returns what
+    /// `change` returns.
     fn change_sender<R>(
         &mut self,
         sender: Address,
+        received: Option<Instant>,
         change: impl FnOnce(&mut BTreeMap<u64, PendingTransaction>) -> R,
     ) -> R {
         if let Some(tail) = self.tail(sender) {
@@ -283,12 +295,16 @@ impl Mempool {
         let result = change(waiting);
         if waiting.is_empty() {
             self.by_sender.remove(&sender);
-            self.arrival.remove(&sender);
+            self.activity.remove(&sender);
         } else {
-            self.arrival.entry(sender).or_insert_with(|| {
+            let activity = self.activity.entry(sender).or_insert_with(|| {
                 self.next_arrival += 1;
-                self.next_arrival
+                // Only an insert gives a sender its first transaction.
+                Activity { order: self.next_arrival, last: received.unwrap_or_else(Instant::now) }
             });
+            if let Some(received) = received {
+                activity.last = activity.last.max(received);
+            }
         }
         if let Some(tail) = self.tail(sender) {
             self.tails.insert(tail);
@@ -316,13 +332,15 @@ impl Mempool {
         if !is_replacement && arrival != Arrival::Restored && self.by_hash.len() >= self.limit {
             // The check found a victim for a full pool.
             if let Some(victim) = self.victim(&transaction) {
-                if let Some((_, evicted)) = self.change_sender(victim, BTreeMap::pop_last) {
+                if let Some((_, evicted)) = self.change_sender(victim, None, BTreeMap::pop_last) {
                     displaced.push(self.forget(&evicted));
                 }
             }
         }
         self.by_hash.insert(transaction.hash, (sender, nonce));
-        if let Some(old) = self.change_sender(sender, |waiting| waiting.insert(nonce, transaction))
+        let received = Some(transaction.received);
+        if let Some(old) =
+            self.change_sender(sender, received, |waiting| waiting.insert(nonce, transaction))
         {
             displaced.push(self.forget(&old));
         }
@@ -340,7 +358,8 @@ impl Mempool {
         max: usize,
         mut gas: u64,
     ) -> Vec<PendingTransaction> {
-        let mut senders: Vec<_> = self.arrival.iter().map(|(sender, at)| (*at, *sender)).collect();
+        let mut senders: Vec<_> =
+            self.activity.iter().map(|(sender, activity)| (activity.order, *sender)).collect();
         senders.sort_unstable();
         let mut turn: Vec<(&BTreeMap<u64, PendingTransaction>, u64)> = senders
             .into_iter()
@@ -373,7 +392,7 @@ impl Mempool {
         if !self.by_sender.contains_key(&sender) {
             return Vec::new();
         }
-        let dropped = self.change_sender(sender, |waiting| {
+        let dropped = self.change_sender(sender, None, |waiting| {
             let kept = waiting.split_off(&state_nonce);
             std::mem::replace(waiting, kept)
         });
@@ -383,7 +402,9 @@ impl Mempool {
     /// Drops one transaction (the chain rejected it).
     pub fn remove(&mut self, hash: &B256) {
         let Some(&(sender, nonce)) = self.by_hash.get(hash) else { return };
-        if let Some(transaction) = self.change_sender(sender, |waiting| waiting.remove(&nonce)) {
+        if let Some(transaction) =
+            self.change_sender(sender, None, |waiting| waiting.remove(&nonce))
+        {
             self.forget(&transaction);
         }
     }
@@ -398,18 +419,16 @@ impl Mempool {
         lifetime: Duration,
     ) -> Vec<B256> {
         let idle: Vec<(Address, u64)> = self
-            .by_sender
+            .activity
             .iter()
-            .filter(|(_, waiting)| {
-                waiting.values().map(|transaction| transaction.received).max().is_some_and(|last| {
-                    now.checked_duration_since(last).is_some_and(|idle| idle >= lifetime)
-                })
+            .filter(|(_, activity)| {
+                now.checked_duration_since(activity.last).is_some_and(|idle| idle >= lifetime)
             })
             .map(|(sender, _)| (*sender, self.pending_nonce(*sender, nonce_of(*sender))))
             .collect();
         let mut expired = Vec::new();
         for (sender, gap) in idle {
-            let above = self.change_sender(sender, |waiting| waiting.split_off(&gap));
+            let above = self.change_sender(sender, None, |waiting| waiting.split_off(&gap));
             expired.extend(above.into_values().map(|transaction| self.forget(&transaction)));
         }
         expired
