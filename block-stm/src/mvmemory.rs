@@ -222,8 +222,15 @@ pub(crate) struct MvMemory<K, V> {
     data: ShardedMap<K, Versions<V>>,
     /// Update vectors of earlier blocks' finalizers, kept for their capacity.
     spare_updates: Mutex<Vec<Updates<K, V>>>,
-    written_keys: Slots<Vec<K>>,
-    read_sets: Slots<Vec<ReadRecord<K, V>>>,
+    /// Each transaction's record, in one padded slot: what its latest incarnation wrote and
+    /// read, touched together when it is recorded (one cache line per transaction, not two).
+    records: Slots<Record<K, V>>,
+}
+
+/// The keys a transaction's latest incarnation wrote and what it read.
+struct Record<K, V> {
+    written: Vec<K>,
+    reads: Vec<ReadRecord<K, V>>,
 }
 
 /// Write sets up to this size are compared by linear scan; larger ones through a hash set.
@@ -239,8 +246,7 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     pub(crate) fn new() -> Self {
         Self {
             data: ShardedMap::new(),
-            written_keys: Vec::new(),
-            read_sets: Vec::new(),
+            records: Vec::new(),
             spare_updates: Mutex::new(Vec::new()),
         }
     }
@@ -248,11 +254,10 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     /// Empties the memory for a block of `block_size` transactions, keeping what was allocated.
     pub(crate) fn reset(&mut self, block_size: usize) {
         self.data.clear_for(block_size * crate::KEYS_PER_TRANSACTION);
-        reset_slots(&mut self.written_keys, block_size, new_record_slot, |keys| {
-            keys.get_mut().clear();
-        });
-        reset_slots(&mut self.read_sets, block_size, new_record_slot, |reads| {
-            reads.get_mut().clear();
+        reset_slots(&mut self.records, block_size, new_record_slot, |record| {
+            let record = record.get_mut();
+            record.written.clear();
+            record.reads.clear();
         });
     }
 
@@ -384,12 +389,13 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
         reads: Vec<ReadRecord<K, V>>,
     ) -> bool {
         // The key vector of the previous incarnation is reused for this one.
-        let mut keys = self.written_keys[txn_index].lock();
+        let mut record = self.records[txn_index].lock();
+        let keys = &mut record.written;
         let wrote_new_location = if keys.is_empty() {
             // The first incarnation (or one after an empty write set): nothing to compare.
             !writes.is_empty()
         } else {
-            self.remove_stale_writes(txn_index, &keys, &writes);
+            self.remove_stale_writes(txn_index, keys, &writes);
             let previous_set =
                 (keys.len() > LINEAR_SCAN_LIMIT).then(|| keys.iter().collect::<KeySet<'_, K>>());
             writes.iter().any(|(key, _)| match &previous_set {
@@ -404,8 +410,7 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
             });
             keys.push(key);
         }
-        drop(keys);
-        *self.read_sets[txn_index].lock() = reads;
+        record.reads = reads;
         wrote_new_location
     }
 
@@ -430,7 +435,7 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     /// The transaction's read-set vector, emptied, for its next incarnation to fill: reusing it
     /// saves an allocation per execution.
     pub(crate) fn take_read_set(&self, txn_index: TxnIndex) -> Vec<ReadRecord<K, V>> {
-        let mut reads = std::mem::take(&mut *self.read_sets[txn_index].lock());
+        let mut reads = std::mem::take(&mut self.records[txn_index].lock().reads);
         reads.clear();
         reads
     }
@@ -439,12 +444,12 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     /// incarnation reuses its capacity.
     pub(crate) fn restore_read_set(&self, txn_index: TxnIndex, mut reads: Vec<ReadRecord<K, V>>) {
         reads.clear();
-        *self.read_sets[txn_index].lock() = reads;
+        self.records[txn_index].lock().reads = reads;
     }
 
     /// Marks every write of the transaction's latest incarnation as an ESTIMATE.
     pub(crate) fn convert_writes_to_estimates(&self, txn_index: TxnIndex) {
-        for key in self.written_keys[txn_index].lock().iter() {
+        for key in &self.records[txn_index].lock().written {
             self.data.update_existing(key, |versions| versions.mark_estimate(txn_index));
         }
     }
@@ -461,8 +466,8 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     where
         S: Storage<Key = K, Value = V>,
     {
-        let reads = self.read_sets[txn_index].lock();
-        for record in reads.iter() {
+        let record = self.records[txn_index].lock();
+        for record in &record.reads {
             let still_valid = match record {
                 ReadRecord::Read(key, origin) => match (self.lookup(key, txn_index), origin) {
                     (Lookup::Storage, ReadOrigin::Storage) => true,
@@ -511,8 +516,9 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     /// can be shared between threads.
     pub(crate) fn clear_transactions(&self, range: std::ops::Range<TxnIndex>) {
         for txn_index in range {
-            self.read_sets[txn_index].lock().clear();
-            self.written_keys[txn_index].lock().clear();
+            let mut record = self.records[txn_index].lock();
+            record.reads.clear();
+            record.written.clear();
         }
     }
 
@@ -700,8 +706,8 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
     }
 }
 
-fn new_record_slot<T>() -> CachePadded<Mutex<Vec<T>>> {
-    CachePadded::new(Mutex::new(Vec::new()))
+fn new_record_slot<K, V>() -> CachePadded<Mutex<Record<K, V>>> {
+    CachePadded::new(Mutex::new(Record { written: Vec::new(), reads: Vec::new() }))
 }
 
 /// Whether any of `entries` is a delta.
