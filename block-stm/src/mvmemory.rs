@@ -244,11 +244,7 @@ fn resolve<V: StateValueBound>(base: Option<&V>, net: NetDelta) -> V {
 impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
     /// An empty memory; [`reset`](Self::reset) it for each block.
     pub(crate) fn new() -> Self {
-        Self {
-            data: ShardedMap::new(),
-            records: Vec::new(),
-            spare_updates: Mutex::new(Vec::new()),
-        }
+        Self { data: ShardedMap::new(), records: Vec::new(), spare_updates: Mutex::new(Vec::new()) }
     }
 
     /// Empties the memory for a block of `block_size` transactions, keeping what was allocated.

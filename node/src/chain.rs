@@ -465,7 +465,7 @@ impl Chain {
         let mut mempool = self.mempool.lock();
         mempool.check(&pending, Arrival::Precheck)?;
         check_overdraft(&mempool, &pending, balance)?;
-        mempool.begin_submission(pending.hash);
+        mempool.begin_submission(&pending);
         Ok(pending)
     }
 
@@ -737,24 +737,19 @@ impl Chain {
             .map(|sender| (sender, self.account(sender).map_or(0, |(nonce, _)| nonce)))
             .collect();
         let settled: std::collections::HashSet<B256> = settled.into_iter().collect();
-        let mut stale_records = Vec::new();
-        {
-            let mut mempool = self.mempool.lock();
-            for hash in rejected {
-                mempool.remove(hash);
-            }
-            for (sender, nonce) in nonces {
-                // What is left below the nonce was replaced by an included transaction.
-                stale_records.extend(
-                    mempool.prune(sender, nonce).into_iter().filter(|hash| !settled.contains(hash)),
-                );
-            }
+        let mut mempool = self.mempool.lock();
+        mempool.block_done();
+        for hash in rejected {
+            mempool.remove(hash);
         }
-        for hash in stale_records {
-            if let Err(error) = self.store.delete_pending(hash) {
-                tracing::warn!(%hash, %error, "a stale pending record stays on disk until restart");
-            }
+        let mut stale = Vec::new();
+        for (sender, nonce) in nonces {
+            // What is left below the nonce was replaced by an included transaction.
+            stale.extend(
+                mempool.prune(sender, nonce).into_iter().filter(|hash| !settled.contains(hash)),
+            );
         }
+        self.delete_records(&mempool, &stale);
     }
 
     /// The stored form of an executed transaction, gas counted into `block`.
@@ -1037,29 +1032,30 @@ mod tests {
     #[test]
     fn transactions_above_a_gap_expire_when_their_sender_was_idle_for_the_lifetime() {
         let (first, second) = (dev_signer(0), dev_signer(1));
-        let config = ChainConfig {
-            mempool_lifetime: std::time::Duration::from_millis(50),
-            ..ChainConfig::for_tests()
-        };
+        let lifetime = std::time::Duration::from_millis(500);
+        let config = ChainConfig { mempool_lifetime: lifetime, ..ChainConfig::for_tests() };
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), config.clone());
-        // `first` never sends its nonce 0; `second` sends in order.
-        let stranded = [chain.submit(&transfer(&first, 1, 10)).unwrap()];
+        // `first` never sends its nonce 0; `second` sends its 0.
+        let stranded = chain.submit(&transfer(&first, 1, 10)).unwrap();
         let included = chain.submit(&transfer(&second, 0, 10)).unwrap();
-        // Within the lifetime, the block leaves the stranded transaction waiting.
         let block = chain.produce_block().unwrap();
         assert_eq!(block.transactions, vec![included]);
-        assert!(chain.pending(&stranded[0]).is_some());
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let waiting = chain.submit(&transfer(&second, 1, 10)).unwrap();
+        assert!(chain.pending(&stranded).is_some(), "within the lifetime it waits");
+        std::thread::sleep(lifetime + std::time::Duration::from_millis(100));
+        // `second` skips its nonce 1 now: above a gap too, but sent just now.
+        let recent = chain.submit(&transfer(&second, 2, 10)).unwrap();
         let block = chain.produce_block().unwrap();
-        assert_eq!(block.transactions, vec![waiting], "a sender who just sent keeps its own");
-        assert!(chain.pending(&stranded[0]).is_none(), "expired");
-        assert_eq!(chain.pending_count(), 0);
+        assert!(block.transactions.is_empty());
+        assert!(chain.pending(&stranded).is_none(), "its sender was idle for the lifetime");
+        assert!(chain.pending(&recent).is_some(), "its sender was not");
         assert!(chain.metrics().contains("duet_transactions_dropped_total 1\n"));
+        let filler = chain.submit(&transfer(&second, 1, 10)).unwrap();
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions, vec![filler, recent]);
         drop(chain);
         let chain = open_chain(directory.path(), config);
-        assert_eq!(chain.restore_pending().unwrap(), 0, "and gone from disk");
+        assert_eq!(chain.restore_pending().unwrap(), 0, "the expired one is gone from disk");
     }
 
     /// A database as an earlier version left it: a head block and its state, no tree nodes.

@@ -8,8 +8,9 @@
 //! A full pool makes room for a transaction that pays more than the cheapest one it could drop,
 //! as Ethereum pools do: it evicts, among the other senders' last transactions (their highest
 //! nonces, so that no sender is left with a gap), the one with the lowest maximum fee per gas,
-//! if that is lower than the newcomer's. A transaction that does not pay more is refused
-//! ("txpool is full").
+//! if the newcomer pays at least 10 % more (the bump a replacement needs, so that evicting costs
+//! more than a wei). A transaction that does not is refused ("txpool is full"). The senders of
+//! the block being built are not evicted from until it is committed.
 //!
 //! A quarter of the pool (rounded up) is kept for transactions a block could take: a sender's
 //! next nonce, or one that fills the gap before its waiting ones. Transactions that arrive above
@@ -20,8 +21,9 @@
 //! by default, as in geth), its transactions above the gap are dropped
 //! ([`expire`](Mempool::expire)).
 //!
-//! Eviction and expiry are the only ways an accepted transaction leaves the pool without being
-//! included; the chain deletes its record from disk then, so a restart does not bring it back.
+//! An accepted transaction leaves the pool when a block includes it, rejects it for good or uses
+//! its nonce, when a replacement or an eviction displaces it, or when it expires; the chain
+//! deletes its record from disk then, so a restart does not bring it back.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -33,6 +35,14 @@ use crate::block::Kind;
 
 /// The most transactions one sender may have waiting.
 pub const MAX_PER_SENDER: usize = 1024;
+
+/// How many of the cheapest senders' last transactions a full pool looks at for one to evict.
+const EVICTION_CANDIDATES: usize = 64;
+
+/// What a transaction must pay per gas to replace or evict one paying `max_fee`: 10 % more.
+fn bumped(max_fee: u128) -> u128 {
+    max_fee.saturating_add(max_fee / 10)
+}
 
 /// One part in this many of the pool is kept for transactions a block could take.
 const KEPT_FOR_NEXT_NONCES: usize = 4;
@@ -79,6 +89,17 @@ pub enum MempoolError {
     SenderFull,
 }
 
+/// How the mempool would take a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// In place of the waiting transaction with the same sender and nonce.
+    Replace,
+    /// In room the pool has.
+    Room,
+    /// By evicting this sender's last transaction.
+    Evict(Address),
+}
+
 /// How a transaction comes to the mempool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arrival {
@@ -116,6 +137,8 @@ pub struct Mempool {
     /// Each sender with waiting transactions: when its first one arrived (a counter), and when
     /// its last one did.
     activity: HashMap<Address, Activity>,
+    /// The senders of the block being built: not evicted from until it is committed.
+    building: std::collections::HashSet<Address>,
     next_arrival: u64,
     /// Each sender's last (highest-nonce) transaction, by its maximum fee: what a full pool
     /// evicts, cheapest first.
@@ -132,6 +155,7 @@ impl Mempool {
             by_hash: HashMap::new(),
             in_flight: HashMap::new(),
             activity: HashMap::new(),
+            building: std::collections::HashSet::new(),
             next_arrival: 0,
             tails: BTreeSet::new(),
             limit,
@@ -187,7 +211,7 @@ impl Mempool {
         })
     }
 
-    /// Whether [`insert`](Self::insert) would take `transaction` now.
+    /// Whether [`insert`](Self::insert) would take `transaction` now, and how.
     ///
     /// # Errors
     /// See [`MempoolError`].
@@ -195,7 +219,7 @@ impl Mempool {
         &self,
         transaction: &PendingTransaction,
         arrival: Arrival,
-    ) -> Result<(), MempoolError> {
+    ) -> Result<Admission, MempoolError> {
         if self.by_hash.contains_key(&transaction.hash) {
             return Err(MempoolError::AlreadyKnown);
         }
@@ -204,23 +228,26 @@ impl Mempool {
             .get(&transaction.sender)
             .and_then(|waiting| waiting.get(&transaction.nonce));
         match existing {
-            Some(existing)
-                if transaction.max_fee < existing.max_fee.saturating_add(existing.max_fee / 10) =>
-            {
+            Some(existing) if transaction.max_fee < bumped(existing.max_fee) => {
                 Err(MempoolError::ReplacementUnderpriced)
             }
-            Some(_) => Ok(()),
+            Some(_) => Ok(Admission::Replace),
             None => match arrival {
                 Arrival::Precheck => self.check_room(transaction, None),
                 Arrival::New { state_nonce } => self.check_room(transaction, Some(state_nonce)),
-                Arrival::Restored => Ok(()),
+                Arrival::Restored => Ok(Admission::Room),
             },
         }
     }
 
-    /// Notes that a submission of `hash` passed its check and is on its way to disk.
-    pub fn begin_submission(&mut self, hash: B256) {
-        *self.in_flight.entry(hash).or_default() += 1;
+    /// Notes that a submission of `transaction` passed its check and is on its way to disk; its
+    /// sender counts as active from now (its transactions above a gap, which this one may
+    /// fill, do not expire meanwhile).
+    pub fn begin_submission(&mut self, transaction: &PendingTransaction) {
+        *self.in_flight.entry(transaction.hash).or_default() += 1;
+        if let Some(activity) = self.activity.get_mut(&transaction.sender) {
+            activity.last = activity.last.max(transaction.received);
+        }
     }
 
     /// Notes that a submission of `hash` reached its insert (or failed before).
@@ -240,13 +267,13 @@ impl Mempool {
         self.by_hash.contains_key(hash) || self.in_flight.contains_key(hash)
     }
 
-    /// Whether there is room for a new transaction (see the module's documentation), evicting
-    /// if need be; the gap rule applies when the sender's `state_nonce` is given.
+    /// Whether there is room for a new transaction, or one to evict (see the module's
+    /// documentation); the gap rule applies when the sender's `state_nonce` is given.
     fn check_room(
         &self,
         transaction: &PendingTransaction,
         state_nonce: Option<u64>,
-    ) -> Result<(), MempoolError> {
+    ) -> Result<Admission, MempoolError> {
         let waiting = self.by_hash.len();
         let above_gap =
             |state_nonce| transaction.nonce > self.pending_nonce(transaction.sender, state_nonce);
@@ -255,22 +282,26 @@ impl Mempool {
         {
             return Err(MempoolError::Full);
         }
-        if waiting >= self.limit && self.victim(transaction).is_none() {
-            return Err(MempoolError::Full);
-        }
         let sender_waiting = self.by_sender.get(&transaction.sender).map_or(0, BTreeMap::len);
         if sender_waiting >= MAX_PER_SENDER {
             return Err(MempoolError::SenderFull);
         }
-        Ok(())
+        if waiting < self.limit {
+            return Ok(Admission::Room);
+        }
+        self.victim(transaction).map(Admission::Evict).ok_or(MempoolError::Full)
     }
 
     /// The sender whose last transaction a full pool evicts to take `transaction`: the cheapest
-    /// last transaction of another sender, if it pays less.
+    /// last transaction of another sender that is not in the block being built, if the
+    /// newcomer pays 10 % more. Looks at the cheapest few only: when the block being built holds
+    /// them all, the pool waits for it.
     fn victim(&self, transaction: &PendingTransaction) -> Option<Address> {
         let (max_fee, sender) =
-            self.tails.iter().find(|(_, sender)| *sender != transaction.sender)?;
-        (*max_fee < transaction.max_fee).then_some(*sender)
+            self.tails.iter().take(EVICTION_CANDIDATES).find(|(_, sender)| {
+                *sender != transaction.sender && !self.building.contains(sender)
+            })?;
+        (transaction.max_fee >= bumped(*max_fee)).then_some(*sender)
     }
 
     /// The tail entry of `sender`'s waiting transactions.
@@ -279,13 +310,11 @@ impl Mempool {
         Some((last.max_fee, sender))
     }
 
-    /// Changes `sender`'s waiting transactions through `change` (which adds one that arrived
-    /// at `received`, if given), keeping the tails and the senders' activity right; returns what
-    /// `change` returns.
+    /// Changes `sender`'s waiting transactions through `change`, keeping the tails right and
+    /// forgetting a sender left with none; returns what `change` returns.
     fn change_sender<R>(
         &mut self,
         sender: Address,
-        received: Option<Instant>,
         change: impl FnOnce(&mut BTreeMap<u64, PendingTransaction>) -> R,
     ) -> R {
         if let Some(tail) = self.tail(sender) {
@@ -296,15 +325,6 @@ impl Mempool {
         if waiting.is_empty() {
             self.by_sender.remove(&sender);
             self.activity.remove(&sender);
-        } else {
-            let activity = self.activity.entry(sender).or_insert_with(|| {
-                self.next_arrival += 1;
-                // Only an insert gives a sender its first transaction.
-                Activity { order: self.next_arrival, last: received.unwrap_or_else(Instant::now) }
-            });
-            if let Some(received) = received {
-                activity.last = activity.last.max(received);
-            }
         }
         if let Some(tail) = self.tail(sender) {
             self.tails.insert(tail);
@@ -323,27 +343,25 @@ impl Mempool {
         transaction: PendingTransaction,
         arrival: Arrival,
     ) -> Result<Vec<B256>, MempoolError> {
-        self.check(&transaction, arrival)?;
-        let sender = transaction.sender;
-        let nonce = transaction.nonce;
+        let admission = self.check(&transaction, arrival)?;
+        let (sender, nonce, received) =
+            (transaction.sender, transaction.nonce, transaction.received);
         let mut displaced = Vec::new();
-        let is_replacement =
-            self.by_sender.get(&sender).is_some_and(|waiting| waiting.contains_key(&nonce));
-        if !is_replacement && arrival != Arrival::Restored && self.by_hash.len() >= self.limit {
-            // The check found a victim for a full pool.
-            if let Some(victim) = self.victim(&transaction) {
-                if let Some((_, evicted)) = self.change_sender(victim, None, BTreeMap::pop_last) {
-                    displaced.push(self.forget(&evicted));
-                }
+        if let Admission::Evict(victim) = admission {
+            if let Some((_, evicted)) = self.change_sender(victim, BTreeMap::pop_last) {
+                displaced.push(self.forget(&evicted));
             }
         }
         self.by_hash.insert(transaction.hash, (sender, nonce));
-        let received = Some(transaction.received);
-        if let Some(old) =
-            self.change_sender(sender, received, |waiting| waiting.insert(nonce, transaction))
+        if let Some(old) = self.change_sender(sender, |waiting| waiting.insert(nonce, transaction))
         {
             displaced.push(self.forget(&old));
         }
+        let activity = self.activity.entry(sender).or_insert_with(|| {
+            self.next_arrival += 1;
+            Activity { order: self.next_arrival, last: received }
+        });
+        activity.last = activity.last.max(received);
         Ok(displaced)
     }
 
@@ -351,8 +369,26 @@ impl Mempool {
     /// nonces from `nonce_of(sender)`, up to `max` transactions whose gas limits add up to at most
     /// `gas`. Senders take turns, in order of arrival: first each sender's next transaction, then
     /// each one's second, and so on. A sender's transactions depend on each other; spread out
-    /// like this, the block's other transactions run in parallel with them.
+    /// like this, the block's other transactions run in parallel with them. Their senders are
+    /// not evicted from until [`block_done`](Self::block_done).
     pub fn executable(
+        &mut self,
+        nonce_of: impl FnMut(Address) -> u64,
+        max: usize,
+        gas: u64,
+    ) -> Vec<PendingTransaction> {
+        let block = self.select(nonce_of, max, gas);
+        self.building = block.iter().map(|transaction| transaction.sender).collect();
+        block
+    }
+
+    /// Notes that the block being built is committed, or given up: its senders' transactions
+    /// can be evicted again.
+    pub fn block_done(&mut self) {
+        self.building.clear();
+    }
+
+    fn select(
         &self,
         mut nonce_of: impl FnMut(Address) -> u64,
         max: usize,
@@ -392,7 +428,7 @@ impl Mempool {
         if !self.by_sender.contains_key(&sender) {
             return Vec::new();
         }
-        let dropped = self.change_sender(sender, None, |waiting| {
+        let dropped = self.change_sender(sender, |waiting| {
             let kept = waiting.split_off(&state_nonce);
             std::mem::replace(waiting, kept)
         });
@@ -402,9 +438,7 @@ impl Mempool {
     /// Drops one transaction (the chain rejected it).
     pub fn remove(&mut self, hash: &B256) {
         let Some(&(sender, nonce)) = self.by_hash.get(hash) else { return };
-        if let Some(transaction) =
-            self.change_sender(sender, None, |waiting| waiting.remove(&nonce))
-        {
+        if let Some(transaction) = self.change_sender(sender, |waiting| waiting.remove(&nonce)) {
             self.forget(&transaction);
         }
     }
@@ -425,10 +459,16 @@ impl Mempool {
                 now.checked_duration_since(activity.last).is_some_and(|idle| idle >= lifetime)
             })
             .map(|(sender, _)| (*sender, self.pending_nonce(*sender, nonce_of(*sender))))
+            .filter(|(sender, gap)| {
+                self.by_sender
+                    .get(sender)
+                    .and_then(BTreeMap::last_key_value)
+                    .is_some_and(|(last, _)| last > gap)
+            })
             .collect();
         let mut expired = Vec::new();
         for (sender, gap) in idle {
-            let above = self.change_sender(sender, None, |waiting| waiting.split_off(&gap));
+            let above = self.change_sender(sender, |waiting| waiting.split_off(&gap));
             expired.extend(above.into_values().map(|transaction| self.forget(&transaction)));
         }
         expired
@@ -444,6 +484,27 @@ impl Mempool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Mempool {
+        /// Checks that the pool's indices agree with each other.
+        fn assert_consistent(&self) {
+            let mut tails = BTreeSet::new();
+            let mut hashes = 0;
+            for (sender, waiting) in &self.by_sender {
+                assert!(!waiting.is_empty(), "{sender} has an empty map");
+                let (_, last) = waiting.last_key_value().unwrap();
+                tails.insert((last.max_fee, *sender));
+                for (nonce, transaction) in waiting {
+                    assert_eq!(self.by_hash.get(&transaction.hash), Some(&(*sender, *nonce)));
+                    hashes += 1;
+                }
+                assert!(self.activity.contains_key(sender), "{sender} has no activity");
+            }
+            assert_eq!(hashes, self.by_hash.len());
+            assert_eq!(tails, self.tails);
+            assert_eq!(self.activity.len(), self.by_sender.len());
+        }
+    }
 
     fn new(state_nonce: u64) -> Arrival {
         Arrival::New { state_nonce }
@@ -514,7 +575,7 @@ mod tests {
         pool.insert(pending(6, 6, 100), new(0)).unwrap();
         pool.insert(pending(7, 0, 100), new(0)).unwrap();
         assert!(pool.check(&pending(7, 2, 100), new(0)).is_err());
-        assert_eq!(pool.check(&pending(7, 2, 100), Arrival::Precheck), Ok(()));
+        assert_eq!(pool.check(&pending(7, 2, 100), Arrival::Precheck), Ok(Admission::Room));
         // What was accepted before a restart comes back however full the pool is.
         let mut pool = Mempool::new(2);
         for nonce in 3..=5 {
@@ -530,37 +591,42 @@ mod tests {
     #[test]
     fn a_full_pool_evicts_the_cheapest_last_transaction_of_another_sender_for_one_that_pays_more() {
         let mut pool = Mempool::new(4);
-        pool.insert(pending(1, 0, 100), new(0)).unwrap();
-        pool.insert(pending(1, 1, 50), new(0)).unwrap();
-        pool.insert(pending(2, 0, 70), new(0)).unwrap();
-        pool.insert(pending(3, 0, 90), new(0)).unwrap();
-        // Paying no more than the cheapest last transaction (sender 1's nonce 1) is not enough.
-        assert_eq!(pool.insert(pending(4, 0, 50), new(0)), Err(MempoolError::Full));
-        assert_eq!(pool.check(&pending(4, 0, 50), Arrival::Precheck), Err(MempoolError::Full));
-        // Paying more evicts it: sender 1 keeps its nonce 0, with no gap.
-        let evicted = pending(1, 1, 50).hash;
-        assert_eq!(pool.check(&pending(4, 0, 51), Arrival::Precheck), Ok(()));
-        assert_eq!(pool.insert(pending(4, 0, 51), new(0)), Ok(vec![evicted]));
+        pool.insert(pending(1, 0, 200), new(0)).unwrap();
+        pool.insert(pending(1, 1, 100), new(0)).unwrap();
+        pool.insert(pending(2, 0, 140), new(0)).unwrap();
+        pool.insert(pending(3, 0, 180), new(0)).unwrap();
+        pool.assert_consistent();
+        // The cheapest last transaction is sender 1's nonce 1: 10 % more is needed to evict it.
+        assert_eq!(pool.insert(pending(4, 0, 109), new(0)), Err(MempoolError::Full));
+        assert_eq!(pool.check(&pending(4, 0, 109), Arrival::Precheck), Err(MempoolError::Full));
+        let evicted = pending(1, 1, 100).hash;
+        let one = Address::repeat_byte(1);
+        assert_eq!(pool.check(&pending(4, 0, 110), Arrival::Precheck), Ok(Admission::Evict(one)));
+        assert_eq!(pool.insert(pending(4, 0, 110), new(0)), Ok(vec![evicted]));
+        pool.assert_consistent();
         assert_eq!(pool.len(), 4);
         assert!(pool.get(&evicted).is_none());
-        assert_eq!(pool.pending_nonce(Address::repeat_byte(1), 0), 1);
-        // Next cheapest: sender 4's own transaction (51) is not a candidate for sender 4;
-        // sender 2's (70) is, and 60 does not beat it.
-        assert_eq!(pool.insert(pending(4, 1, 60), new(0)), Err(MempoolError::Full));
-        assert_eq!(pool.insert(pending(4, 1, 80), new(0)), Ok(vec![pending(2, 0, 70).hash]));
-        // A sender's last transaction is the one evicted: sender 4's nonce 1 (80), not its
-        // cheaper nonce 0 (51), which would leave a gap.
-        assert_eq!(pool.insert(pending(5, 0, 95), new(0)), Ok(vec![pending(4, 1, 80).hash]));
-        // Then its nonce 0 is its last, and the cheapest.
-        assert_eq!(pool.insert(pending(6, 0, 96), new(0)), Ok(vec![pending(4, 0, 51).hash]));
-        let left: Vec<(u8, u64)> = pool
-            .executable(|_| 0, 100, u64::MAX)
-            .iter()
-            .map(|t| (t.sender.0[0], t.nonce))
-            .collect();
+        // Sender 1 keeps its nonce 0, with no gap.
+        assert_eq!(pool.pending_nonce(one, 0), 1);
+        // Next: sender 4's own transaction (110) is no candidate for sender 4; sender 2's
+        // (140) is, and 150 is not 10 % more.
+        assert_eq!(pool.insert(pending(4, 1, 150), new(0)), Err(MempoolError::Full));
+        assert_eq!(pool.insert(pending(4, 1, 160), new(0)), Ok(vec![pending(2, 0, 140).hash]));
+        // A sender's last transaction is the one evicted: sender 4's nonce 1 (160), not its
+        // cheaper nonce 0 (110), which would leave a gap. Then its nonce 0 is its last.
+        assert_eq!(pool.insert(pending(5, 0, 180), new(0)), Ok(vec![pending(4, 1, 160).hash]));
+        assert_eq!(pool.insert(pending(6, 0, 130), new(0)), Ok(vec![pending(4, 0, 110).hash]));
+        pool.assert_consistent();
+        // The senders of the block being built are left alone until it is committed.
+        let block = pool.executable(|_| 0, 100, u64::MAX);
+        let left: Vec<(u8, u64)> = block.iter().map(|t| (t.sender.0[0], t.nonce)).collect();
         assert_eq!(left, vec![(1, 0), (3, 0), (5, 0), (6, 0)]);
+        assert_eq!(pool.insert(pending(7, 0, 1_000), new(0)), Err(MempoolError::Full));
+        pool.block_done();
+        assert_eq!(pool.insert(pending(7, 0, 1_000), new(0)), Ok(vec![pending(6, 0, 130).hash]));
+        pool.assert_consistent();
         // Transactions above a gap never evict to get in.
-        assert_eq!(pool.insert(pending(7, 3, 1_000), new(0)), Err(MempoolError::Full));
+        assert_eq!(pool.insert(pending(8, 3, 1_000), new(0)), Err(MempoolError::Full));
     }
 
     #[test]
@@ -580,6 +646,7 @@ mod tests {
         // Sender 2 waits for a 0 too, but sent its last transaction later.
         pool.insert(sent(2, 1, 0), new(0)).unwrap();
         pool.insert(sent(2, 2, 30), new(0)).unwrap();
+        pool.assert_consistent();
         assert!(pool.expire(|_| 0, at(59), lifetime).is_empty());
         let expired = pool.expire(|_| 0, at(60), lifetime);
         assert_eq!(expired, vec![pending(1, 3, 100).hash, pending(1, 4, 100).hash]);
@@ -587,6 +654,12 @@ mod tests {
         assert_eq!(pool.pending_nonce(Address::repeat_byte(1), 0), 2);
         let expired = pool.expire(|_| 0, at(90), lifetime);
         assert_eq!(expired, vec![pending(2, 1, 100).hash, pending(2, 2, 100).hash]);
+        pool.assert_consistent();
+        // A submission on its way counts as activity: it may fill the gap.
+        pool.insert(sent(3, 1, 0), new(0)).unwrap();
+        pool.begin_submission(&sent(3, 0, 100));
+        assert!(pool.expire(|_| 0, at(120), lifetime).is_empty());
+        assert_eq!(pool.expire(|_| 0, at(160), lifetime), vec![pending(3, 1, 100).hash]);
         // Transactions a block can take stay, however long they wait.
         assert!(pool.expire(|_| 0, at(10_000), lifetime).is_empty());
         assert_eq!(pool.executable(|_| 0, 100, u64::MAX).len(), 2);
@@ -600,8 +673,8 @@ mod tests {
         let hash = transaction.hash;
         assert!(!pool.holds_or_awaits(&hash));
         // Sent twice at once: both passed their checks.
-        pool.begin_submission(hash);
-        pool.begin_submission(hash);
+        pool.begin_submission(&transaction);
+        pool.begin_submission(&transaction);
         pool.end_submission(&hash);
         assert!(pool.holds_or_awaits(&hash), "the other submission still needs the record");
         pool.end_submission(&hash);

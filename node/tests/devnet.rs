@@ -700,6 +700,7 @@ fn the_move_api_serves_resources_modules_views_and_transactions() {
 fn settings_come_from_a_toml_file_under_flags_and_a_bad_file_is_refused() {
     let directory = temp_datadir("config");
     let config = directory.path().join("duet.toml");
+    // Every key of the file is known (an unknown one is refused, below).
     std::fs::write(
         &config,
         "chain_id = 4242\nblock_gas_limit = 50000000\nmempool_limit = 900\nmempool_lifetime = 60\n",
