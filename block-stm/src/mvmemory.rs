@@ -217,20 +217,22 @@ type Slots<T> = Vec<CachePadded<Mutex<T>>>;
 /// Final values of keys, sorted by key.
 pub(crate) type Updates<K, V> = Vec<(K, Option<V>)>;
 
-/// The multi-version memory of one block run.
-pub(crate) struct MvMemory<K, V> {
+/// The multi-version memory of one block run, with each transaction's output `O` (its result).
+pub(crate) struct MvMemory<K, V, O = ()> {
     data: ShardedMap<K, Versions<V>>,
     /// Update vectors of earlier blocks' finalizers, kept for their capacity.
     spare_updates: Mutex<Vec<Updates<K, V>>>,
-    /// Each transaction's record, in one padded slot: what its latest incarnation wrote and
-    /// read, touched together when it is recorded (one cache line per transaction, not two).
-    records: Slots<Record<K, V>>,
+    /// Each transaction's record, in one padded slot: what its latest incarnation wrote, read
+    /// and returned, touched together when it is recorded (one cache line per transaction, not
+    /// three).
+    records: Slots<Record<K, V, O>>,
 }
 
-/// The keys a transaction's latest incarnation wrote and what it read.
-struct Record<K, V> {
+/// The keys a transaction's latest incarnation wrote, what it read, and its output.
+struct Record<K, V, O> {
     written: Vec<K>,
     reads: Vec<ReadRecord<K, V>>,
+    output: Option<O>,
 }
 
 /// Write sets up to this size are compared by linear scan; larger ones through a hash set.
@@ -241,7 +243,7 @@ fn resolve<V: StateValueBound>(base: Option<&V>, net: NetDelta) -> V {
     V::from_u128(net.apply_to(base.and_then(StateValueBound::as_u128).unwrap_or(0)))
 }
 
-impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
+impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
     /// An empty memory; [`reset`](Self::reset) it for each block.
     pub(crate) fn new() -> Self {
         Self { data: ShardedMap::new(), records: Vec::new(), spare_updates: Mutex::new(Vec::new()) }
@@ -254,6 +256,7 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
             let record = record.get_mut();
             record.written.clear();
             record.reads.clear();
+            record.output = None;
         });
     }
 
@@ -374,15 +377,16 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
         }
     }
 
-    /// Records an incarnation's writes and read set, replacing those of the previous incarnation.
-    /// Returns whether it wrote a key the previous incarnation did not (later transactions must
-    /// then be validated again).
+    /// Records an incarnation's writes, read set and output, replacing those of the previous
+    /// incarnation. Returns whether it wrote a key the previous incarnation did not (later
+    /// transactions must then be validated again).
     pub(crate) fn record(
         &self,
         txn_index: TxnIndex,
         incarnation: Incarnation,
         writes: Vec<(K, WriteOp<V>)>,
         reads: Vec<ReadRecord<K, V>>,
+        output: O,
     ) -> bool {
         // The key vector of the previous incarnation is reused for this one.
         let mut record = self.records[txn_index].lock();
@@ -407,6 +411,7 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
             keys.push(key);
         }
         record.reads = reads;
+        record.output = Some(output);
         wrote_new_location
     }
 
@@ -508,14 +513,17 @@ impl<K: StateKeyBound, V: StateValueBound> MvMemory<K, V> {
         self.data.drain_shard(index, |key, versions| finalizer.add_owned(key, versions, storage))
     }
 
-    /// Empties the read and write sets of transactions `range`, so that dropping their contents
-    /// can be shared between threads.
-    pub(crate) fn clear_transactions(&self, range: std::ops::Range<TxnIndex>) {
-        for txn_index in range {
-            let mut record = self.records[txn_index].lock();
-            record.reads.clear();
-            record.written.clear();
-        }
+    /// Empties the records of transactions `range` and returns their outputs (`None` for one
+    /// that never finished), so that threads share this end-of-block work.
+    pub(crate) fn take_outputs(&self, range: std::ops::Range<TxnIndex>) -> Vec<Option<O>> {
+        range
+            .map(|txn_index| {
+                let mut record = self.records[txn_index].lock();
+                record.reads.clear();
+                record.written.clear();
+                record.output.take()
+            })
+            .collect()
     }
 
     /// The final value of every key written by a transaction below `end`, sorted by key, with
@@ -702,8 +710,8 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
     }
 }
 
-fn new_record_slot<K, V>() -> CachePadded<Mutex<Record<K, V>>> {
-    CachePadded::new(Mutex::new(Record { written: Vec::new(), reads: Vec::new() }))
+fn new_record_slot<K, V, O>() -> CachePadded<Mutex<Record<K, V, O>>> {
+    CachePadded::new(Mutex::new(Record { written: Vec::new(), reads: Vec::new(), output: None }))
 }
 
 /// Whether any of `entries` is a delta.
@@ -756,23 +764,23 @@ mod tests {
             memory.delta_fits(&0, txn, Delta::sub(amount), &One(stored)).ok()
         };
         for txn_index in 0..4 {
-            memory.record(txn_index, 0, credit(0), Vec::new());
+            memory.record(txn_index, 0, credit(0), Vec::new(), ());
         }
         // Only credits (of zero): the stored value answers.
         assert_eq!(fits(&memory, 5, 1, Some(1)), Some(true));
         assert_eq!(fits(&memory, 5, 2, Some(1)), Some(false));
         assert_eq!(fits(&memory, 5, 1, None), Some(false));
         // A credit of 3 below: enough whatever is stored.
-        memory.record(4, 0, credit(3), Vec::new());
+        memory.record(4, 0, credit(3), Vec::new(), ());
         assert_eq!(fits(&memory, 5, 3, None), Some(true));
         assert_eq!(fits(&memory, 5, 4, Some(1)), Some(true));
         assert_eq!(fits(&memory, 5, 5, Some(1)), Some(false));
         // A value written below replaces the stored one: the fast path no longer applies.
-        memory.record(2, 1, vec![(0, WriteOp::Put(0))], Vec::new());
+        memory.record(2, 1, vec![(0, WriteOp::Put(0))], Vec::new(), ());
         assert_eq!(fits(&memory, 5, 4, Some(100)), Some(false));
         assert_eq!(fits(&memory, 5, 3, Some(100)), Some(true));
         // Back to credits only, then an ESTIMATE: the reader waits for it.
-        memory.record(2, 2, credit(0), Vec::new());
+        memory.record(2, 2, credit(0), Vec::new(), ());
         assert_eq!(fits(&memory, 5, 4, Some(1)), Some(true));
         memory.convert_writes_to_estimates(3);
         assert!(matches!(
@@ -780,7 +788,7 @@ mod tests {
             Err(ReadFailure::Dependency(3))
         ));
         // Once it runs again, the stored value answers again.
-        memory.record(3, 1, credit(0), Vec::new());
+        memory.record(3, 1, credit(0), Vec::new(), ());
         assert_eq!(fits(&memory, 5, 1, Some(1)), Some(true));
     }
 }

@@ -26,9 +26,7 @@ use crate::shards::SHARD_COUNT;
 use crate::vm::{
     Incarnation, ReadError, Storage, StorageError, TransactionResult, TransactionView, TxnIndex, Vm,
 };
-use crate::{
-    reset_slots, BlockError, BlockOutput, ContentionFallback, ExecutionStats, VmBlockOutput,
-};
+use crate::{BlockError, BlockOutput, ContentionFallback, ExecutionStats, VmBlockOutput};
 
 /// What one worker counted; kept per worker so that counting costs no shared cache line, and
 /// judged per worker for the contention fallback.
@@ -53,33 +51,28 @@ enum Halt<K: std::fmt::Debug> {
     Error(BlockError<K>),
 }
 
-/// Where a transaction's latest result waits for the end of the block.
-type ResultSlot<M> =
-    CachePadded<Mutex<Option<TransactionResult<<M as Vm>::Output, <M as Vm>::Error>>>>;
+/// A transaction's result, as the multi-version memory keeps it until the end of the block.
+type Output<M> = TransactionResult<<M as Vm>::Output, <M as Vm>::Error>;
+
+/// The results of a chunk of transactions, with the chunk's first transaction.
+type OutputChunk<M> = (TxnIndex, Vec<Option<Output<M>>>);
 
 /// What a parallel run allocates, kept between blocks: a long-running executor reuses it instead
 /// of allocating (and page-faulting) megabytes for every block.
 pub(crate) struct Workspace<M: Vm> {
     scheduler: Scheduler,
-    memory: MvMemory<M::Key, M::Value>,
-    results: Vec<ResultSlot<M>>,
+    memory: MvMemory<M::Key, M::Value, Output<M>>,
 }
 
 impl<M: Vm> Workspace<M> {
     pub(crate) fn new() -> Self {
-        Self { scheduler: Scheduler::new(0), memory: MvMemory::new(), results: Vec::new() }
+        Self { scheduler: Scheduler::new(0), memory: MvMemory::new() }
     }
 
     /// Prepares the workspace for a block of `block_size` transactions.
     pub(crate) fn reset(&mut self, block_size: usize) {
         self.scheduler.reset(block_size);
         self.memory.reset(block_size);
-        reset_slots(
-            &mut self.results,
-            block_size,
-            || CachePadded::new(Mutex::new(None)),
-            |slot| *slot.get_mut() = None,
-        );
     }
 }
 
@@ -89,8 +82,7 @@ pub(crate) struct ParallelRun<'a, M: Vm, S> {
     transactions: &'a [M::Transaction],
     storage: &'a S,
     scheduler: &'a Scheduler,
-    memory: &'a MvMemory<M::Key, M::Value>,
-    results: &'a [ResultSlot<M>],
+    memory: &'a MvMemory<M::Key, M::Value, Output<M>>,
     fallback: Option<ContentionFallback>,
     halted: CachePadded<AtomicBool>,
     halt: Mutex<Option<Halt<M::Key>>>,
@@ -102,9 +94,12 @@ pub(crate) struct ParallelRun<'a, M: Vm, S> {
     next_chunk: CachePadded<AtomicUsize>,
     /// Each worker's finalized shards.
     finalizers: Mutex<Vec<Finalizer<M::Key, M::Value>>>,
+    /// The results of each chunk of transactions, by the chunk's first transaction, once the
+    /// block is done.
+    outputs: Mutex<Vec<OutputChunk<M>>>,
 }
 
-/// Transactions whose read and write records one worker frees at a time.
+/// Transactions whose records one worker frees, and whose results it takes, at a time.
 const CLEAR_CHUNK: usize = 512;
 
 impl<'a, M, S> ParallelRun<'a, M, S>
@@ -126,7 +121,6 @@ where
             storage,
             scheduler: &workspace.scheduler,
             memory: &workspace.memory,
-            results: &workspace.results[..transactions.len()],
             fallback,
             halted: CachePadded::new(AtomicBool::new(false)),
             halt: Mutex::new(None),
@@ -134,6 +128,7 @@ where
             next_shard: CachePadded::new(AtomicUsize::new(0)),
             next_chunk: CachePadded::new(AtomicUsize::new(0)),
             finalizers: Mutex::new(Vec::new()),
+            outputs: Mutex::new(Vec::new()),
         }
     }
 
@@ -244,7 +239,8 @@ where
             if start >= block_size {
                 break;
             }
-            self.memory.clear_transactions(start..(start + CLEAR_CHUNK).min(block_size));
+            let outputs = self.memory.take_outputs(start..(start + CLEAR_CHUNK).min(block_size));
+            self.outputs.lock().push((start, outputs));
         }
     }
 
@@ -298,9 +294,8 @@ where
                 }
             };
         }
-        *self.results[txn_index].lock() = Some(result);
         let wrote_new_location =
-            self.memory.record(txn_index, incarnation, writes, view.reads.into_inner());
+            self.memory.record(txn_index, incarnation, writes, view.reads.into_inner(), result);
         self.scheduler.finish_execution(txn_index, incarnation, wrote_new_location)
     }
 
@@ -348,9 +343,18 @@ where
         } else {
             self.memory.finish(finalizers)?
         };
+        // The workers took the results chunk by chunk when the block was done; after a halt,
+        // they are still in the memory.
+        let mut chunks = std::mem::take(&mut *self.outputs.lock());
+        let outputs: Vec<Option<Output<M>>> = if chunks.is_empty() {
+            self.memory.take_outputs(0..prefix)
+        } else {
+            chunks.sort_unstable_by_key(|(start, _)| *start);
+            chunks.into_iter().flat_map(|(_, outputs)| outputs).take(prefix).collect()
+        };
         let mut results = Vec::with_capacity(self.transactions.len());
-        for (txn_index, slot) in self.results[..prefix].iter().enumerate() {
-            results.push(slot.lock().take().ok_or_else(|| {
+        for (txn_index, output) in outputs.into_iter().enumerate() {
+            results.push(output.ok_or_else(|| {
                 BlockError::Invariant(format!("transaction {txn_index} finished without a result"))
             })?);
         }
@@ -399,15 +403,15 @@ fn merge_sorted<K: Ord, V>(older: Vec<(K, V)>, newer: Vec<(K, V)>) -> Vec<(K, V)
 /// A transaction's view in a parallel run: the multi-version memory below it, over the storage.
 /// Every read is recorded for validation; the first failed read is remembered, and every later
 /// read fails the same way so the VM stops soon.
-struct ParallelView<'a, K, V, S> {
-    memory: &'a MvMemory<K, V>,
+struct ParallelView<'a, K, V, S, O> {
+    memory: &'a MvMemory<K, V, O>,
     storage: &'a S,
     txn_index: TxnIndex,
     reads: RefCell<Vec<ReadRecord<K, V>>>,
     failure: RefCell<Option<ReadFailure>>,
 }
 
-impl<K, V, S> ParallelView<'_, K, V, S>
+impl<K, V, S, O> ParallelView<'_, K, V, S, O>
 where
     K: crate::StateKeyBound,
     V: crate::StateValueBound,
@@ -433,7 +437,7 @@ where
     }
 }
 
-impl<K, V, S> TransactionView for ParallelView<'_, K, V, S>
+impl<K, V, S, O> TransactionView for ParallelView<'_, K, V, S, O>
 where
     K: crate::StateKeyBound,
     V: crate::StateValueBound,
@@ -467,8 +471,8 @@ where
 
 /// The state after the first `prefix` transactions of a halted run, as storage for the
 /// sequential executor that finishes the block.
-struct PrefixState<'a, K, V, S> {
-    memory: &'a MvMemory<K, V>,
+struct PrefixState<'a, K, V, S, O> {
+    memory: &'a MvMemory<K, V, O>,
     prefix: TxnIndex,
     storage: &'a S,
 }
@@ -478,7 +482,7 @@ struct PrefixState<'a, K, V, S> {
 #[error("invariant violated: transaction {0} of the validated prefix is unfinished")]
 struct UnfinishedPrefix(TxnIndex);
 
-impl<K, V, S> Storage for PrefixState<'_, K, V, S>
+impl<K, V, S, O: Send> Storage for PrefixState<'_, K, V, S, O>
 where
     K: crate::StateKeyBound,
     V: crate::StateValueBound,
