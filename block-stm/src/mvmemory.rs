@@ -23,10 +23,14 @@ use crate::{reset_slots, BlockError};
 
 type KeySet<'a, K> = std::collections::HashSet<&'a K, FixedState>;
 
+/// One transaction's write of a key.
 struct Entry<V> {
+    /// The writing transaction: a block holds fewer than 2^32 (kept in 4 bytes, so that an
+    /// entry takes 80 bytes, not 96).
+    index: u32,
     incarnation: Incarnation,
-    write: WriteOp<V>,
     estimate: bool,
+    write: WriteOp<V>,
 }
 
 /// The writes of one key, sorted by transaction index.
@@ -37,7 +41,7 @@ struct Entry<V> {
 /// grow a vector. Entries arrive roughly in index order, so
 /// inserting keeps the vector sorted at little cost.
 pub(crate) struct Versions<V> {
-    entries: SmallVec<[(TxnIndex, Entry<V>); 2]>,
+    entries: SmallVec<[Entry<V>; 2]>,
     /// How many entries are not plain credits (an addition that is not an ESTIMATE): when none
     /// is, the value is at least its stored value, which answers "is there at least this much?"
     /// for a fee vault without searching its thousands of entries.
@@ -51,6 +55,10 @@ impl<V> Default for Versions<V> {
 }
 
 impl<V> Entry<V> {
+    fn index(&self) -> TxnIndex {
+        self.index as TxnIndex
+    }
+
     fn is_plain_credit(&self) -> bool {
         !self.estimate && matches!(self.write, WriteOp::Delta(Delta::Add { .. }))
     }
@@ -66,25 +74,25 @@ impl<V> Versions<V> {
         // Appends are the common case: check the last entry before searching.
         match self.entries.last() {
             None => Err(0),
-            Some((last, _)) if *last < txn_index => Err(self.entries.len()),
-            _ => self.entries.binary_search_by_key(&txn_index, |(index, _)| *index),
+            Some(last) if last.index() < txn_index => Err(self.entries.len()),
+            _ => self.entries.binary_search_by_key(&txn_index, Entry::index),
         }
     }
 
-    fn insert(&mut self, txn_index: TxnIndex, entry: Entry<V>) {
+    fn insert(&mut self, entry: Entry<V>) {
         self.others += u32::from(!entry.is_plain_credit());
-        match self.search(txn_index) {
+        match self.search(entry.index()) {
             Ok(position) => {
-                let old = std::mem::replace(&mut self.entries[position].1, entry);
+                let old = std::mem::replace(&mut self.entries[position], entry);
                 self.others -= u32::from(!old.is_plain_credit());
             }
-            Err(position) => self.entries.insert(position, (txn_index, entry)),
+            Err(position) => self.entries.insert(position, entry),
         }
     }
 
     fn remove(&mut self, txn_index: TxnIndex) {
         if let Ok(position) = self.search(txn_index) {
-            let (_, old) = self.entries.remove(position);
+            let old = self.entries.remove(position);
             self.others -= u32::from(!old.is_plain_credit());
         }
     }
@@ -92,7 +100,7 @@ impl<V> Versions<V> {
     /// Marks the entry of `txn_index` as an ESTIMATE.
     fn mark_estimate(&mut self, txn_index: TxnIndex) {
         if let Ok(position) = self.search(txn_index) {
-            let entry = &mut self.entries[position].1;
+            let entry = &mut self.entries[position];
             self.others += u32::from(entry.is_plain_credit());
             entry.estimate = true;
         }
@@ -104,7 +112,8 @@ impl<V> Versions<V> {
     {
         let mut net = NetDelta::default();
         let mut has_deltas = false;
-        for &(index, ref entry) in self.below(txn_index).iter().rev() {
+        for entry in self.below(txn_index).iter().rev() {
+            let index = entry.index();
             if entry.estimate {
                 return Lookup::Dependency(index);
             }
@@ -137,7 +146,8 @@ impl<V> Versions<V> {
     /// value.
     fn credits_reach(&self, txn_index: TxnIndex, threshold: u128) -> CreditWalk {
         let mut credited: u128 = 0;
-        for &(index, ref entry) in self.below(txn_index).iter().rev() {
+        for entry in self.below(txn_index).iter().rev() {
+            let index = entry.index();
             if entry.estimate {
                 return CreditWalk::Dependency(index);
             }
@@ -155,8 +165,8 @@ impl<V> Versions<V> {
     }
 
     /// The entries of transactions below `end`, in index order.
-    fn below(&self, end: TxnIndex) -> &[(TxnIndex, Entry<V>)] {
-        &self.entries[..self.entries.partition_point(|(index, _)| *index < end)]
+    fn below(&self, end: TxnIndex) -> &[Entry<V>] {
+        &self.entries[..self.entries.partition_point(|entry| entry.index() < end)]
     }
 }
 
@@ -406,7 +416,13 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
         keys.clear();
         for (key, write) in writes {
             self.data.update(&key, |versions| {
-                versions.insert(txn_index, Entry { incarnation, write, estimate: false });
+                // INVARIANT: a block holds fewer than 2^32 transactions.
+                versions.insert(Entry {
+                    index: txn_index as u32,
+                    incarnation,
+                    estimate: false,
+                    write,
+                });
             });
             keys.push(key);
         }
@@ -627,7 +643,7 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
         if has_deltas(entries) {
             return self.apply_deltas(key.clone(), entries, storage);
         }
-        if let Some((_, last)) = entries.last() {
+        if let Some(last) = entries.last() {
             self.push_last(key.clone(), last.write.clone());
         }
         Ok(())
@@ -648,7 +664,7 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
             return self.apply_deltas(key, entries, storage);
         }
         if let Some(last) = entries.len().checked_sub(1) {
-            let (_, last) = versions.entries.into_iter().nth(last).expect("below the length");
+            let last = versions.entries.into_iter().nth(last).expect("below the length");
             self.push_last(key, last.write);
         }
         Ok(())
@@ -668,14 +684,15 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
     fn apply_deltas<S>(
         &mut self,
         key: K,
-        entries: &[(TxnIndex, Entry<V>)],
+        entries: &[Entry<V>],
         storage: &S,
     ) -> Result<(), StorageError>
     where
         S: Storage<Key = K, Value = V>,
     {
         let mut current = None;
-        for (position, &(index, ref entry)) in entries.iter().enumerate() {
+        for (position, entry) in entries.iter().enumerate() {
+            let index = entry.index();
             match &entry.write {
                 WriteOp::Put(value) => current = Some(value.clone()),
                 WriteOp::Delete => current = None,
@@ -715,8 +732,8 @@ fn new_record_slot<K, V, O>() -> CachePadded<Mutex<Record<K, V, O>>> {
 }
 
 /// Whether any of `entries` is a delta.
-fn has_deltas<V>(entries: &[(TxnIndex, Entry<V>)]) -> bool {
-    entries.iter().any(|(_, entry)| matches!(entry.write, WriteOp::Delta(_)))
+fn has_deltas<V>(entries: &[Entry<V>]) -> bool {
+    entries.iter().any(|entry| matches!(entry.write, WriteOp::Delta(_)))
 }
 
 /// Whether `delta` stays within its bounds on `value` (absent counts as zero).
