@@ -226,7 +226,7 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         // A concurrent call on the same executor gets a fresh workspace.
         let mut workspace =
             self.workspace.lock().take().unwrap_or_else(|| Box::new(parallel::Workspace::new()));
-        workspace.reset(transactions.len());
+        workspace.reset(transactions.len(), self.vm.hot_credit_key());
         let outcome = parallel::ParallelRun::new(
             self.vm,
             transactions,

@@ -9,6 +9,8 @@
 //! check, after the fact, that the transaction would read the same now. Reads of absent keys are
 //! recorded too (as [`ReadOrigin::Storage`]), so a later write of such a key is caught.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crossbeam_utils::CachePadded;
 use foldhash::fast::FixedState;
 use parking_lot::Mutex;
@@ -24,6 +26,7 @@ use crate::{reset_slots, BlockError};
 type KeySet<'a, K> = std::collections::HashSet<&'a K, FixedState>;
 
 /// One transaction's write of a key.
+#[derive(Clone)]
 struct Entry<V> {
     /// The writing transaction: a block holds fewer than 2^32 (kept in 4 bytes, so that an
     /// entry takes 80 bytes, not 96).
@@ -110,33 +113,37 @@ impl<V> Versions<V> {
     where
         V: StateValueBound,
     {
+        self.below_base(txn_index).into_lookup()
+    }
+
+    /// The writes below `txn_index` down to the last value written (or to storage): that base
+    /// and the net of the deltas above it.
+    fn below_base(&self, txn_index: TxnIndex) -> Below<V>
+    where
+        V: StateValueBound,
+    {
         let mut net = NetDelta::default();
         let mut has_deltas = false;
         for entry in self.below(txn_index).iter().rev() {
             let index = entry.index();
-            if entry.estimate {
-                return Lookup::Dependency(index);
-            }
-            match &entry.write {
-                WriteOp::Delta(delta) => {
-                    net.push(*delta);
-                    has_deltas = true;
+            let base = if entry.estimate {
+                Base::Dependency(index)
+            } else {
+                match &entry.write {
+                    WriteOp::Delta(delta) => {
+                        net.push(*delta);
+                        has_deltas = true;
+                        continue;
+                    }
+                    WriteOp::Put(value) => {
+                        Base::Version(index, entry.incarnation, Some(value.clone()))
+                    }
+                    WriteOp::Delete => Base::Version(index, entry.incarnation, None),
                 }
-                WriteOp::Put(value) if has_deltas => {
-                    return Lookup::Resolved(Some(resolve(Some(value), net)))
-                }
-                WriteOp::Delete if has_deltas => return Lookup::Resolved(Some(resolve(None, net))),
-                WriteOp::Put(value) => {
-                    return Lookup::Version(index, entry.incarnation, Some(value.clone()))
-                }
-                WriteOp::Delete => return Lookup::Version(index, entry.incarnation, None),
-            }
+            };
+            return Below { base, net, has_deltas, floor: index + 1 };
         }
-        if has_deltas {
-            Lookup::DeltasOverStorage(net)
-        } else {
-            Lookup::Storage
-        }
+        Below { base: Base::Storage, net, has_deltas, floor: 0 }
     }
 
     /// Whether the credits (additions) directly below `txn_index` alone reach `threshold`: then
@@ -167,6 +174,42 @@ impl<V> Versions<V> {
     /// The entries of transactions below `end`, in index order.
     fn below(&self, end: TxnIndex) -> &[Entry<V>] {
         &self.entries[..self.entries.partition_point(|entry| entry.index() < end)]
+    }
+}
+
+/// A key's writes below a transaction, down to the value they start from.
+#[derive(Clone, PartialEq)]
+struct Below<V> {
+    base: Base<V>,
+    /// The deltas above the base, added up.
+    net: NetDelta,
+    has_deltas: bool,
+    /// The first transaction above the base (`0` for storage).
+    floor: TxnIndex,
+}
+
+/// The value a key's deltas apply to.
+#[derive(Clone, PartialEq)]
+enum Base<V> {
+    /// The stored value: no transaction below wrote one.
+    Storage,
+    /// The value (or deletion) this incarnation of a transaction wrote.
+    Version(TxnIndex, Incarnation, Option<V>),
+    /// An ESTIMATE of this transaction.
+    Dependency(TxnIndex),
+}
+
+impl<V: StateValueBound> Below<V> {
+    fn into_lookup(self) -> Lookup<V> {
+        match self.base {
+            Base::Dependency(index) => Lookup::Dependency(index),
+            Base::Storage if self.has_deltas => Lookup::DeltasOverStorage(self.net),
+            Base::Storage => Lookup::Storage,
+            Base::Version(_, _, value) if self.has_deltas => {
+                Lookup::Resolved(Some(resolve(value.as_ref(), self.net)))
+            }
+            Base::Version(index, incarnation, value) => Lookup::Version(index, incarnation, value),
+        }
     }
 }
 
@@ -224,6 +267,9 @@ enum Lookup<V> {
 /// One lock per transaction, padded to its own cache line.
 type Slots<T> = Vec<CachePadded<Mutex<T>>>;
 
+/// Credits of the hot key, by transaction.
+pub(crate) type Credits = Vec<(TxnIndex, Delta)>;
+
 /// Final values of keys, sorted by key.
 pub(crate) type Updates<K, V> = Vec<(K, Option<V>)>;
 
@@ -236,6 +282,14 @@ pub(crate) struct MvMemory<K, V, O = ()> {
     /// and returned, touched together when it is recorded (one cache line per transaction, not
     /// three).
     records: Slots<Record<K, V, O>>,
+    /// The VM's [hot credit key](crate::Vm::hot_credit_key), whose plain credits are kept in
+    /// the records instead of in its versions.
+    hot: Option<K>,
+    /// How many records hold a credit of the hot key marked ESTIMATE.
+    hot_estimates: CachePadded<AtomicUsize>,
+    /// The hot key's versions (its writes that are not plain credits), set aside when the
+    /// memory is drained, to be finalized with the credits.
+    hot_versions: Mutex<Option<Versions<V>>>,
 }
 
 /// The keys a transaction's latest incarnation wrote, what it read, and its output.
@@ -243,6 +297,10 @@ struct Record<K, V, O> {
     written: Vec<K>,
     reads: Vec<ReadRecord<K, V>>,
     output: Option<O>,
+    /// Its plain credit of the hot key, if it made one.
+    hot_credit: Option<Delta>,
+    /// Whether that credit is an ESTIMATE (the incarnation was aborted).
+    hot_estimate: bool,
 }
 
 /// Write sets up to this size are compared by linear scan; larger ones through a hash set.
@@ -256,22 +314,82 @@ fn resolve<V: StateValueBound>(base: Option<&V>, net: NetDelta) -> V {
 impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
     /// An empty memory; [`reset`](Self::reset) it for each block.
     pub(crate) fn new() -> Self {
-        Self { data: ShardedMap::new(), records: Vec::new(), spare_updates: Mutex::new(Vec::new()) }
+        Self {
+            data: ShardedMap::new(),
+            records: Vec::new(),
+            spare_updates: Mutex::new(Vec::new()),
+            hot: None,
+            hot_estimates: CachePadded::new(AtomicUsize::new(0)),
+            hot_versions: Mutex::new(None),
+        }
     }
 
-    /// Empties the memory for a block of `block_size` transactions, keeping what was allocated.
-    pub(crate) fn reset(&mut self, block_size: usize) {
+    /// Empties the memory for a block of `block_size` transactions whose VM credits `hot` in
+    /// nearly every transaction, keeping what was allocated.
+    pub(crate) fn reset(&mut self, block_size: usize, hot: Option<K>) {
         self.data.clear_for(block_size * crate::KEYS_PER_TRANSACTION);
         reset_slots(&mut self.records, block_size, new_record_slot, |record| {
             let record = record.get_mut();
             record.written.clear();
             record.reads.clear();
             record.output = None;
+            record.hot_credit = None;
+            record.hot_estimate = false;
         });
+        self.hot = hot;
+        *self.hot_estimates.get_mut() = 0;
+        *self.hot_versions.get_mut() = None;
+    }
+
+    fn is_hot(&self, key: &K) -> bool {
+        self.hot.as_ref() == Some(key)
     }
 
     fn lookup(&self, key: &K, txn_index: TxnIndex) -> Lookup<V> {
+        if self.is_hot(key) {
+            return self.hot_lookup(key, txn_index);
+        }
         self.data.read(key, |versions| versions.lookup(txn_index)).unwrap_or(Lookup::Storage)
+    }
+
+    /// The hot key as transaction `txn_index` sees it: its versions below, and the credits of
+    /// the transactions between their base and `txn_index`.
+    fn hot_lookup(&self, key: &K, txn_index: TxnIndex) -> Lookup<V> {
+        let versions = || {
+            self.data.read(key, |versions| versions.below_base(txn_index)).unwrap_or(Below {
+                base: Base::Storage,
+                net: NetDelta::default(),
+                has_deltas: false,
+                floor: 0,
+            })
+        };
+        let mut seen = versions();
+        loop {
+            if let Base::Dependency(index) = seen.base {
+                return Lookup::Dependency(index);
+            }
+            // The credits join the deltas above the base: all of them add up before they apply
+            // to it, as in block order (a subtraction after credits must not saturate first).
+            let mut below = seen.clone();
+            for index in below.floor..txn_index {
+                let record = self.records[index].lock();
+                if record.hot_estimate {
+                    return Lookup::Dependency(index);
+                }
+                if let Some(credit) = record.hot_credit {
+                    below.net.push(credit);
+                    below.has_deltas = true;
+                }
+            }
+            // A transaction recording a new incarnation changes its versions and lifts its
+            // credit's ESTIMATE under its record's lock: if the versions changed while the
+            // records were read, read again, or a write and an ESTIMATE could both be missed.
+            let now = versions();
+            if now == seen {
+                return below.into_lookup();
+            }
+            seen = now;
+        }
     }
 
     /// The value of `key` as transaction `txn_index` sees it, with its origin.
@@ -339,6 +457,25 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
     where
         S: Storage<Key = K, Value = V>,
     {
+        // The stored value as a number (absent: zero); `None` if it is not one.
+        let stored = || -> Result<Option<u128>, ReadFailure> {
+            let value = storage.get(key).map_err(ReadFailure::Storage)?;
+            Ok(value.map_or(Some(0), |value| value.as_u128()))
+        };
+        let with_stored = |stored: Option<u128>, credited: u128| {
+            stored.map(|stored| stored.saturating_add(credited) >= threshold)
+        };
+        if self.is_hot(key) {
+            // Every write of it in the block a credit, none an ESTIMATE: at least the stored
+            // value. (An aborted credit's new writes go into the versions before the ESTIMATE
+            // is lifted, so a reader always sees one or the other.)
+            let only_credits = self.hot_estimates.load(Ordering::Acquire) == 0
+                && self.data.read(key, Versions::only_credits).unwrap_or(true);
+            if only_credits && with_stored(stored()?, 0) == Some(true) {
+                return Ok(Some(true));
+            }
+            return Ok(None);
+        }
         // A key no transaction below wrote has its stored value: no credits on top of it.
         let credits = |versions: &Versions<V>| versions.credits_reach(txn_index, threshold);
         let walk = |first: fn(&Versions<V>) -> bool| {
@@ -351,14 +488,6 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
                     }
                 })
                 .unwrap_or(CreditWalk::Short(0))
-        };
-        // The stored value as a number (absent: zero); `None` if it is not one.
-        let stored = || -> Result<Option<u128>, ReadFailure> {
-            let value = storage.get(key).map_err(ReadFailure::Storage)?;
-            Ok(value.map_or(Some(0), |value| value.as_u128()))
-        };
-        let with_stored = |stored: Option<u128>, credited: u128| {
-            stored.map(|stored| stored.saturating_add(credited) >= threshold)
         };
         let (walked, known) = match walk(Versions::only_credits) {
             // Credits only raise the stored value: if it is enough, so is the value (a fee
@@ -399,8 +528,12 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
         output: O,
     ) -> bool {
         // The key vector of the previous incarnation is reused for this one.
-        let mut record = self.records[txn_index].lock();
+        let mut guard = self.records[txn_index].lock();
+        let record = &mut *guard;
         let keys = &mut record.written;
+        // The previous incarnation wrote the hot key, not as a credit: in the versions.
+        let hot_in_versions =
+            record.hot_credit.is_none() && self.hot.as_ref().is_some_and(|hot| keys.contains(hot));
         let wrote_new_location = if keys.is_empty() {
             // The first incarnation (or one after an empty write set): nothing to compare.
             !writes.is_empty()
@@ -414,17 +547,32 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
             })
         };
         keys.clear();
+        let mut hot_credit = None;
         for (key, write) in writes {
-            self.data.update(&key, |versions| {
-                // INVARIANT: a block holds fewer than 2^32 transactions.
-                versions.insert(Entry {
-                    index: txn_index as u32,
-                    incarnation,
-                    estimate: false,
-                    write,
-                });
-            });
+            match write {
+                WriteOp::Delta(credit @ Delta::Add { .. }) if self.is_hot(&key) => {
+                    hot_credit = Some(credit);
+                }
+                write => self.data.update(&key, |versions| {
+                    // INVARIANT: a block holds fewer than 2^32 transactions.
+                    versions.insert(Entry {
+                        index: txn_index as u32,
+                        incarnation,
+                        estimate: false,
+                        write,
+                    });
+                }),
+            }
             keys.push(key);
+        }
+        if let (Some(_), true, Some(hot)) = (hot_credit, hot_in_versions, &self.hot) {
+            // Its ESTIMATE in the versions makes way for the credit in the record.
+            self.data.update_existing(hot, |versions| versions.remove(txn_index));
+        }
+        // Only now, with the new writes in place, does the previous credit's ESTIMATE go.
+        record.hot_credit = hot_credit;
+        if std::mem::take(&mut record.hot_estimate) {
+            self.hot_estimates.fetch_sub(1, Ordering::Release);
         }
         record.reads = reads;
         record.output = Some(output);
@@ -466,8 +614,13 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
 
     /// Marks every write of the transaction's latest incarnation as an ESTIMATE.
     pub(crate) fn convert_writes_to_estimates(&self, txn_index: TxnIndex) {
-        for key in &self.records[txn_index].lock().written {
+        let mut record = self.records[txn_index].lock();
+        for key in &record.written {
             self.data.update_existing(key, |versions| versions.mark_estimate(txn_index));
+        }
+        if record.hot_credit.is_some() && !record.hot_estimate {
+            record.hot_estimate = true;
+            self.hot_estimates.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -526,20 +679,78 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
     where
         S: Storage<Key = K, Value = V>,
     {
-        self.data.drain_shard(index, |key, versions| finalizer.add_owned(key, versions, storage))
+        self.data.drain_shard(index, |key, versions| {
+            if self.is_hot(&key) {
+                // Finalized with the credits in the records.
+                *self.hot_versions.lock() = Some(versions);
+                return Ok(());
+            }
+            finalizer.add_owned(key, versions, storage)
+        })
     }
 
     /// Empties the records of transactions `range` and returns their outputs (`None` for one
-    /// that never finished), so that threads share this end-of-block work.
-    pub(crate) fn take_outputs(&self, range: std::ops::Range<TxnIndex>) -> Vec<Option<O>> {
-        range
+    /// that never finished) and credits of the hot key, so that threads share this end-of-block
+    /// work. The credits stay: the sequential end of a halted run still reads them.
+    pub(crate) fn take_outputs(
+        &self,
+        range: std::ops::Range<TxnIndex>,
+    ) -> (Vec<Option<O>>, Credits) {
+        let mut credits = Vec::new();
+        let outputs = range
             .map(|txn_index| {
                 let mut record = self.records[txn_index].lock();
                 record.reads.clear();
                 record.written.clear();
+                credits.extend(record.hot_credit.map(|credit| (txn_index, credit)));
                 record.output.take()
             })
-            .collect()
+            .collect();
+        (outputs, credits)
+    }
+
+    /// The hot key's final value below `end`, from its versions and `credits` (the records'
+    /// credits below `end`, in block order), as a finalizer of that one key.
+    ///
+    /// # Errors
+    /// The storage failed.
+    pub(crate) fn hot_finalizer<S>(
+        &self,
+        end: TxnIndex,
+        credits: &[(TxnIndex, Delta)],
+        storage: &S,
+    ) -> Result<Option<Finalizer<K, V>>, StorageError>
+    where
+        S: Storage<Key = K, Value = V>,
+    {
+        let Some(key) = self.hot.clone() else { return Ok(None) };
+        // Set aside when the memory was drained; still in place after a halted run.
+        let versions: SmallVec<[Entry<V>; 2]> = match self.hot_versions.lock().take() {
+            Some(versions) => versions.entries,
+            None => self
+                .data
+                .read(&key, |versions| versions.below(end).iter().cloned().collect())
+                .unwrap_or_default(),
+        };
+        let credits = credits.iter().filter(|(index, _)| *index < end).map(|&(index, credit)| {
+            // INVARIANT: a block holds fewer than 2^32 transactions.
+            Entry {
+                index: index as u32,
+                incarnation: 0,
+                estimate: false,
+                write: WriteOp::Delta(credit),
+            }
+        });
+        let mut entries: SmallVec<[Entry<V>; 2]> =
+            versions.into_iter().filter(|entry| entry.index() < end).chain(credits).collect();
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        // Each transaction wrote the key once: in its versions, or as a credit in its record.
+        entries.sort_by_key(Entry::index);
+        let mut finalizer = self.finalizer(end);
+        finalizer.add_owned(key, Versions { entries, others: 0 }, storage)?;
+        Ok(Some(finalizer))
     }
 
     /// The final value of every key written by a transaction below `end`, sorted by key, with
@@ -558,10 +769,20 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
     {
         let mut finalizer = self.finalizer(end);
         self.data
-            .for_each_entry(|key, versions| finalizer.add_key(key, versions, storage))
+            .for_each_entry(|key, versions| {
+                if self.is_hot(key) {
+                    return Ok(());
+                }
+                finalizer.add_key(key, versions, storage)
+            })
             .map_err(BlockError::Storage)?;
         finalizer.sort();
-        self.finish(vec![finalizer])
+        let mut finalizers = vec![finalizer];
+        let credits: Credits = (0..end)
+            .filter_map(|index| self.records[index].lock().hot_credit.map(|credit| (index, credit)))
+            .collect();
+        finalizers.extend(self.hot_finalizer(end, &credits, storage).map_err(BlockError::Storage)?);
+        self.finish(finalizers)
     }
 
     /// A finalizer of the writes of transactions below `end`, reusing a spare update vector.
@@ -728,7 +949,13 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
 }
 
 fn new_record_slot<K, V, O>() -> CachePadded<Mutex<Record<K, V, O>>> {
-    CachePadded::new(Mutex::new(Record { written: Vec::new(), reads: Vec::new(), output: None }))
+    CachePadded::new(Mutex::new(Record {
+        written: Vec::new(),
+        reads: Vec::new(),
+        output: None,
+        hot_credit: None,
+        hot_estimate: false,
+    }))
 }
 
 /// Whether any of `entries` is a delta.
@@ -776,7 +1003,7 @@ mod tests {
     #[test]
     fn balance_questions_on_a_key_with_only_credits_match_the_exact_answer() {
         let mut memory: MvMemory<u16, u128> = MvMemory::new();
-        memory.reset(8);
+        memory.reset(8, None);
         let fits = |memory: &MvMemory<u16, u128>, txn, amount, stored| {
             memory.delta_fits(&0, txn, Delta::sub(amount), &One(stored)).ok()
         };

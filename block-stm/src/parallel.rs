@@ -19,7 +19,7 @@ use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use crate::delta::Delta;
-use crate::mvmemory::{Finalizer, MvMemory, ReadFailure, ReadRecord};
+use crate::mvmemory::{Credits, Finalizer, MvMemory, ReadFailure, ReadRecord};
 use crate::scheduler::{Scheduler, Task};
 use crate::sequential::{execute_sequential, panic_message, run_transaction};
 use crate::shards::SHARD_COUNT;
@@ -54,8 +54,9 @@ enum Halt<K: std::fmt::Debug> {
 /// A transaction's result, as the multi-version memory keeps it until the end of the block.
 type Output<M> = TransactionResult<<M as Vm>::Output, <M as Vm>::Error>;
 
-/// The results of a chunk of transactions, with the chunk's first transaction.
-type OutputChunk<M> = (TxnIndex, Vec<Option<Output<M>>>);
+/// The results of a chunk of transactions and their credits of the hot key, with the chunk's
+/// first transaction.
+type OutputChunk<M> = (TxnIndex, Vec<Option<Output<M>>>, Credits);
 
 /// What a parallel run allocates, kept between blocks: a long-running executor reuses it instead
 /// of allocating (and page-faulting) megabytes for every block.
@@ -69,10 +70,11 @@ impl<M: Vm> Workspace<M> {
         Self { scheduler: Scheduler::new(0), memory: MvMemory::new() }
     }
 
-    /// Prepares the workspace for a block of `block_size` transactions.
-    pub(crate) fn reset(&mut self, block_size: usize) {
+    /// Prepares the workspace for a block of `block_size` transactions whose VM credits `hot`
+    /// in nearly every transaction (see [`Vm::hot_credit_key`]).
+    pub(crate) fn reset(&mut self, block_size: usize, hot: Option<M::Key>) {
         self.scheduler.reset(block_size);
-        self.memory.reset(block_size);
+        self.memory.reset(block_size, hot);
     }
 }
 
@@ -239,8 +241,9 @@ where
             if start >= block_size {
                 break;
             }
-            let outputs = self.memory.take_outputs(start..(start + CLEAR_CHUNK).min(block_size));
-            self.outputs.lock().push((start, outputs));
+            let (outputs, credits) =
+                self.memory.take_outputs(start..(start + CLEAR_CHUNK).min(block_size));
+            self.outputs.lock().push((start, outputs, credits));
         }
     }
 
@@ -337,20 +340,24 @@ where
     /// The block's output: the parallel results of the first `prefix` transactions, and the rest
     /// executed sequentially on top of them.
     fn finish(self, prefix: TxnIndex) -> Result<VmBlockOutput<M>, BlockError<M::Key>> {
-        let finalizers = std::mem::take(&mut *self.finalizers.lock());
+        // The workers took the results and credits chunk by chunk when the block was done;
+        // after a halt, they are still in the memory.
+        let mut chunks = std::mem::take(&mut *self.outputs.lock());
+        chunks.sort_unstable_by_key(|(start, _, _)| *start);
+        let mut finalizers = std::mem::take(&mut *self.finalizers.lock());
         let mut state_updates = if finalizers.is_empty() {
             self.memory.final_updates(prefix, self.storage)?
         } else {
+            let credits: Credits =
+                chunks.iter().flat_map(|(_, _, credits)| credits.iter().copied()).collect();
+            let hot = self.memory.hot_finalizer(prefix, &credits, self.storage);
+            finalizers.extend(hot.map_err(BlockError::Storage)?);
             self.memory.finish(finalizers)?
         };
-        // The workers took the results chunk by chunk when the block was done; after a halt,
-        // they are still in the memory.
-        let mut chunks = std::mem::take(&mut *self.outputs.lock());
         let outputs: Vec<Option<Output<M>>> = if chunks.is_empty() {
-            self.memory.take_outputs(0..prefix)
+            self.memory.take_outputs(0..prefix).0
         } else {
-            chunks.sort_unstable_by_key(|(start, _)| *start);
-            chunks.into_iter().flat_map(|(_, outputs)| outputs).take(prefix).collect()
+            chunks.into_iter().flat_map(|(_, outputs, _)| outputs).take(prefix).collect()
         };
         let mut results = Vec::with_capacity(self.transactions.len());
         for (txn_index, output) in outputs.into_iter().enumerate() {

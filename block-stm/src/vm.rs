@@ -173,6 +173,18 @@ pub trait Vm: Sync {
     ) -> Result<VmOutput<Self::Key, Self::Value, Self::Output>, Self::Error>
     where
         View: TransactionView<Key = Self::Key, Value = Self::Value>;
+
+    /// A key that nearly every transaction of a block credits (a fee vault), if the VM has one.
+    ///
+    /// The parallel executor keeps each transaction's plain credit ([`Delta::Add`]) of this key
+    /// with the transaction's own record instead of in the key's shared list of writes, so that
+    /// paying fees does not make every transaction touch the same memory. Whether its value is
+    /// at least some amount is still answered at once; reading its exact value walks the
+    /// transactions below the reader, as reading any key that many transactions credited does.
+    /// Results are the same either way.
+    fn hot_credit_key(&self) -> Option<Self::Key> {
+        None
+    }
 }
 
 /// The final result of one transaction of a block.

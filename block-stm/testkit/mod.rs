@@ -113,6 +113,10 @@ impl Vm for TransferVm {
             output: digest,
         })
     }
+
+    fn hot_credit_key(&self) -> Option<StateKey> {
+        Some(StateKey::Balance(self.fee_vault))
+    }
 }
 
 /// The address of synthetic account `index`.
@@ -321,6 +325,34 @@ impl Vm for ScriptVm {
             })
             .collect();
         Ok(VmOutput { writes, output: accumulator })
+    }
+}
+
+/// [`ScriptVm`] with key 0 as its hot credit key: the same results, through the executor's
+/// other path for that key's credits.
+pub struct HotScriptVm;
+
+impl Vm for HotScriptVm {
+    type Transaction = Script;
+    type Key = u16;
+    type Value = u128;
+    type Output = u128;
+    type Error = ScriptError;
+
+    fn execute<View>(
+        &self,
+        txn_index: TxnIndex,
+        script: &Script,
+        view: &View,
+    ) -> Result<VmOutput<u16, u128, u128>, ScriptError>
+    where
+        View: TransactionView<Key = u16, Value = u128>,
+    {
+        ScriptVm.execute(txn_index, script, view)
+    }
+
+    fn hot_credit_key(&self) -> Option<u16> {
+        Some(0)
     }
 }
 

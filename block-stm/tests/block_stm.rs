@@ -15,8 +15,8 @@ use duet_types::StateKey;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use testkit::{
-    account, quiet_script_panics, transfer_block, transfer_genesis, FastMap, MemoryStorage, Op,
-    Script, ScriptVm, TransferError, TransferVm, FEE_VAULT, SCRIPT_PANIC,
+    account, quiet_script_panics, transfer_block, transfer_genesis, FastMap, HotScriptVm,
+    MemoryStorage, Op, Script, ScriptVm, TransferError, TransferVm, FEE_VAULT, SCRIPT_PANIC,
 };
 
 const THREAD_COUNTS: [usize; 3] = [2, 4, 8];
@@ -105,6 +105,8 @@ proptest! {
         quiet_script_panics();
         let storage = script_storage(keys);
         assert_every_parallel_run_matches(&ScriptVm, &block, &storage)?;
+        // Key 0 as the hot credit key: its credits kept in the records, the same output.
+        assert_every_parallel_run_matches(&HotScriptVm, &block, &storage)?;
     }
 
     /// Random transfer blocks, including wrong nonces and overdrafts.
@@ -207,6 +209,26 @@ fn deltas_from_many_transactions_do_not_conflict() {
     assert_eq!(output.unwrap().state_updates, vec![(0, Some(500 * 501 / 2))]);
     assert_eq!(stats.validation_aborts, 0, "{stats:?}");
     assert_eq!(stats.dependency_waits, 0, "{stats:?}");
+}
+
+#[test]
+fn a_hot_key_reads_exactly_between_its_credits_spends_and_bounds() {
+    // Key 0 is the hot key: credits from everyone, exact reads, a spend, an overwrite and a
+    // bound, in one block; and a bound broken by a credit fails the block identically.
+    let storage = script_storage(4);
+    let mut block: Vec<Script> =
+        (0..300).map(|index| Script(vec![Op::Add(0, index % 7 + 1)])).collect();
+    block[50] = Script(vec![Op::Read(0), Op::Write(1)]);
+    block[120] = Script(vec![Op::TrySub(0, 400), Op::Read(0), Op::Write(2)]);
+    block[200] = Script(vec![Op::Write(0)]);
+    block[250] = Script(vec![Op::AddBounded(0, 1, u128::MAX - 1), Op::Read(0), Op::Write(3)]);
+    assert_every_parallel_run_matches(&HotScriptVm, &block, &storage).unwrap();
+    let expected = execute_sequential(&HotScriptVm, &block, &storage).unwrap();
+    assert_eq!(expected, execute_sequential(&ScriptVm, &block, &storage).unwrap());
+    block.push(Script(vec![Op::AddBounded(0, 1, 10)]));
+    block.extend((0..50).map(|_| Script(vec![Op::Add(0, 2)])));
+    assert!(execute_sequential(&HotScriptVm, &block, &storage).is_err());
+    assert_every_parallel_run_matches(&HotScriptVm, &block, &storage).unwrap();
 }
 
 #[test]
@@ -412,5 +434,27 @@ fn empty_and_tiny_blocks() {
             execute_sequential(&ScriptVm, &[Script(vec![Op::Read(1), Op::Write(1)])], &storage)
                 .unwrap()
         );
+    }
+}
+
+#[test]
+fn a_spend_after_credits_of_the_hot_key_counts_after_them() {
+    // Key 0 (the hot key) holds 3 from transaction 2, then gets 70 in credits, then loses 4:
+    // 69, not 3 - 4 (saturating at 0) + 70.
+    let storage = script_storage(3);
+    let block = vec![
+        Script(vec![Op::Read(0)]),
+        Script(vec![Op::Read(0)]),
+        Script(vec![Op::Write(0)]),
+        Script(vec![Op::AddBounded(0, 10, 13), Op::Write(1)]),
+        Script(vec![Op::Add(0, 26)]),
+        Script(vec![Op::AddBounded(0, 34, 73), Op::Read(0)]),
+        Script(vec![Op::TrySub(0, 4)]),
+        Script(vec![Op::Read(0)]),
+    ];
+    let expected = execute_sequential(&HotScriptVm, &block, &storage).unwrap();
+    assert_eq!(expected.state_updates[0], (0, Some(69)));
+    for _ in 0..20 {
+        assert_every_parallel_run_matches(&HotScriptVm, &block, &storage).unwrap();
     }
 }

@@ -131,6 +131,11 @@ impl Vm for EvmVm {
             None => Ok(self.transact(transaction, view, false)?.expect("exact runs are final")),
         }
     }
+
+    /// The beneficiary's balance (the fee vault), which every transaction credits.
+    fn hot_credit_key(&self) -> Option<StateKey> {
+        Some(StateKey::Balance(self.block.beneficiary))
+    }
 }
 
 impl EvmVm {

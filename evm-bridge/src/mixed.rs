@@ -104,6 +104,11 @@ impl Vm for DuetVm {
             }
         }
     }
+
+    /// The EVM's fee vault, which the chain's Move VM pays too.
+    fn hot_credit_key(&self) -> Option<StateKey> {
+        self.evm.hot_credit_key()
+    }
 }
 
 /// The Move VM's barriers (module publishes); EVM transactions are never barriers.

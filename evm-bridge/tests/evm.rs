@@ -378,6 +378,9 @@ enum Action {
     Transfer { from: u64, to: u64, amount: u128 },
     /// A transaction with a nonce from the future, rejected.
     Gap { from: u64 },
+    /// A contract reads the fee vault's balance (`BALANCE(COINBASE)`), which every transaction
+    /// before it credited.
+    ReadVault { from: u64 },
 }
 
 fn action_strategy(users: u64) -> impl proptest::strategy::Strategy<Value = Action> {
@@ -386,14 +389,16 @@ fn action_strategy(users: u64) -> impl proptest::strategy::Strategy<Value = Acti
         4 => (0..users, 0..users, 0..=2 * ONE_ETH).prop_map(|(from, to, value)| Action::Pay { from, to, value }),
         4 => (0..users, 0..users, 0..=2_000u128).prop_map(|(from, to, amount)| Action::Transfer { from, to, amount }),
         1 => (0..users).prop_map(|from| Action::Gap { from }),
+        1 => (0..users).prop_map(|from| Action::ReadVault { from }),
     ]
 }
 
 proptest::proptest! {
     #![proptest_config(proptest::test_runner::Config { cases: 24, ..proptest::test_runner::Config::default() })]
 
-    /// Random mixes of ETH payments, token transfers (some reverting), overdrafts and nonce gaps,
-    /// with many transactions per sender: Duet sequential, Duet parallel and plain revm agree.
+    /// Random mixes of ETH payments, token transfers (some reverting), overdrafts, nonce gaps and
+    /// reads of the fee vault's balance, with many transactions per sender: Duet sequential, Duet
+    /// parallel and plain revm agree.
     #[test]
     fn random_mixed_blocks_match_plain_revm(actions in proptest::collection::vec(action_strategy(6), 1..120)) {
         let mut chain = Chain::with_funded_users(6);
@@ -401,7 +406,8 @@ proptest::proptest! {
         let mut code = artifact_bytecode("Token");
         code.extend(Token::constructorCall { name_: "T".into(), symbol_: "T".into(), supply: U256::from(6_000u64) }.abi_encode());
         let (deploy, token) = chain.deploy(user(0), code);
-        let mut setup = vec![deploy];
+        let (deploy_probe, probe) = chain.deploy(user(0), artifact_bytecode("Probe"));
+        let mut setup = vec![deploy, deploy_probe];
         for index in 1..6 {
             setup.push(chain.call(user(0), token, Token::transferCall { to: user(index), value: U256::from(1_000u64) }.abi_encode()));
         }
@@ -420,6 +426,9 @@ proptest::proptest! {
                     // The gap transaction never runs: later transactions of the sender keep their nonces.
                     *chain.nonces.get_mut(&user(from)).unwrap() -= 1;
                     tx
+                }
+                Action::ReadVault { from } => {
+                    chain.call(user(from), probe, Probe::recordCoinbaseCall {}.abi_encode())
                 }
             })
             .collect();

@@ -477,6 +477,11 @@ impl Vm for MoveVm {
     {
         self.execute_transaction(transaction, view, None)
     }
+
+    /// The fee vault's balance, which every transaction credits.
+    fn hot_credit_key(&self) -> Option<StateKey> {
+        Some(StateKey::Balance(self.fee_vault))
+    }
 }
 
 impl MoveVm {
