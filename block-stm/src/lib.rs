@@ -24,7 +24,9 @@
 //!   its writes ([`WriteOp`]) and output. The crate knows nothing of the EVM or Move.
 //! - Commutative [`Delta`]s (add or subtract with bounds) let transactions pay into one fee vault
 //!   or credit one account without conflicting with each other; a transaction that reads such a
-//!   value still sees the exact value.
+//!   value still sees the exact value. The key nearly every transaction credits (the fee vault,
+//!   [`Vm::hot_credit_key`]) keeps its credits with each transaction's own record, so that the
+//!   workers do not pass one cache line back and forth for every transaction.
 //! - [`execute_sequential`] is the specification; [`BlockExecutor::execute_block`] must equal it.
 //! - A VM panic becomes that transaction's [`TransactionResult::Panicked`]; a storage failure or
 //!   a bug of ours is a [`BlockError`]. Neither hangs nor crashes the executor.

@@ -285,8 +285,10 @@ pub(crate) struct MvMemory<K, V, O = ()> {
     /// The VM's [hot credit key](crate::Vm::hot_credit_key), whose plain credits are kept in
     /// the records instead of in its versions.
     hot: Option<K>,
-    /// How many records hold a credit of the hot key marked ESTIMATE.
-    hot_estimates: CachePadded<AtomicUsize>,
+    /// How many records hold a credit of the hot key marked ESTIMATE, plus how many writes of
+    /// the hot key are in its versions: while there is none, every write of it is a plain
+    /// credit, and its value is at least the stored one.
+    hot_blockers: CachePadded<AtomicUsize>,
     /// The hot key's versions (its writes that are not plain credits), set aside when the
     /// memory is drained, to be finalized with the credits.
     hot_versions: Mutex<Option<Versions<V>>>,
@@ -319,7 +321,7 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
             records: Vec::new(),
             spare_updates: Mutex::new(Vec::new()),
             hot: None,
-            hot_estimates: CachePadded::new(AtomicUsize::new(0)),
+            hot_blockers: CachePadded::new(AtomicUsize::new(0)),
             hot_versions: Mutex::new(None),
         }
     }
@@ -337,7 +339,7 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
             record.hot_estimate = false;
         });
         self.hot = hot;
-        *self.hot_estimates.get_mut() = 0;
+        *self.hot_blockers.get_mut() = 0;
         *self.hot_versions.get_mut() = None;
     }
 
@@ -387,6 +389,51 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
             let now = versions();
             if now == seen {
                 return below.into_lookup();
+            }
+            seen = now;
+        }
+    }
+
+    /// [`Versions::credits_reach`] for the hot key: walks the records down from `txn_index`,
+    /// adding up credits, until they reach `threshold`, an ESTIMATE, or the key's last write in
+    /// its versions. One record, usually, when every transaction credits the key.
+    fn hot_credits_reach(&self, key: &K, txn_index: TxnIndex, threshold: u128) -> CreditWalk {
+        // The last write below in the versions: index, and whether it is an ESTIMATE.
+        let top = || {
+            self.data
+                .read(key, |versions| {
+                    versions.below(txn_index).last().map(|entry| (entry.index(), entry.estimate))
+                })
+                .flatten()
+        };
+        let mut seen = top();
+        loop {
+            let floor = seen.map_or(0, |(index, _)| index + 1);
+            let mut credited: u128 = 0;
+            let mut walked = None;
+            for index in (floor..txn_index).rev() {
+                let record = self.records[index].lock();
+                if record.hot_estimate {
+                    walked = Some(CreditWalk::Dependency(index));
+                    break;
+                }
+                if let Some(Delta::Add { amount, .. }) = record.hot_credit {
+                    credited = credited.saturating_add(amount);
+                    if credited >= threshold {
+                        walked = Some(CreditWalk::Reached);
+                        break;
+                    }
+                }
+            }
+            let walked = walked.unwrap_or(match seen {
+                None => CreditWalk::Short(credited),
+                Some((index, true)) => CreditWalk::Dependency(index),
+                Some((_, false)) => CreditWalk::Unknown,
+            });
+            // As in `hot_lookup`: a write that moved into the versions meanwhile is seen now.
+            let now = top();
+            if now == seen {
+                return walked;
             }
             seen = now;
         }
@@ -467,14 +514,19 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
         };
         if self.is_hot(key) {
             // Every write of it in the block a credit, none an ESTIMATE: at least the stored
-            // value. (An aborted credit's new writes go into the versions before the ESTIMATE
-            // is lifted, so a reader always sees one or the other.)
-            let only_credits = self.hot_estimates.load(Ordering::Acquire) == 0
-                && self.data.read(key, Versions::only_credits).unwrap_or(true);
-            if only_credits && with_stored(stored()?, 0) == Some(true) {
+            // value. (An aborted credit's new write is counted before its ESTIMATE is lifted,
+            // so the count never passes through zero.)
+            if self.hot_blockers.load(Ordering::Acquire) == 0
+                && with_stored(stored()?, 0) == Some(true)
+            {
                 return Ok(Some(true));
             }
-            return Ok(None);
+            return match self.hot_credits_reach(key, txn_index, threshold) {
+                CreditWalk::Reached => Ok(Some(true)),
+                CreditWalk::Dependency(index) => Err(ReadFailure::Dependency(index)),
+                CreditWalk::Short(credited) => Ok(with_stored(stored()?, credited)),
+                CreditWalk::OnlyCredits | CreditWalk::Unknown => Ok(None),
+            };
         }
         // A key no transaction below wrote has its stored value: no credits on top of it.
         let credits = |versions: &Versions<V>| versions.credits_reach(txn_index, threshold);
@@ -531,14 +583,28 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
         let mut guard = self.records[txn_index].lock();
         let record = &mut *guard;
         let keys = &mut record.written;
-        // The previous incarnation wrote the hot key, not as a credit: in the versions.
+        // How the previous incarnation and this one write the hot key: as a credit in the
+        // record, or in the versions.
+        let previous_credit = record.hot_credit.is_some();
         let hot_in_versions =
-            record.hot_credit.is_none() && self.hot.as_ref().is_some_and(|hot| keys.contains(hot));
+            !previous_credit && self.hot.as_ref().is_some_and(|hot| keys.contains(hot));
+        let hot_write = self
+            .hot
+            .as_ref()
+            .and_then(|hot| writes.iter().find(|(key, _)| key == hot).map(|(_, write)| write));
+        let credit_now = matches!(hot_write, Some(WriteOp::Delta(Delta::Add { .. })));
+        let versions_now = hot_write.is_some() && !credit_now;
+        if versions_now && !hot_in_versions {
+            // Counted before it is inserted, so that no reader takes the key for credits only.
+            self.hot_blockers.fetch_add(1, Ordering::Release);
+        }
         let wrote_new_location = if keys.is_empty() {
             // The first incarnation (or one after an empty write set): nothing to compare.
             !writes.is_empty()
         } else {
-            self.remove_stale_writes(txn_index, keys, &writes);
+            // A previous credit of the hot key is in the record, not in the versions.
+            let credit_key = self.hot.as_ref().filter(|_| previous_credit);
+            self.remove_stale_writes(txn_index, keys, &writes, credit_key);
             let previous_set =
                 (keys.len() > LINEAR_SCAN_LIMIT).then(|| keys.iter().collect::<KeySet<'_, K>>());
             writes.iter().any(|(key, _)| match &previous_set {
@@ -565,26 +631,32 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
             }
             keys.push(key);
         }
-        if let (Some(_), true, Some(hot)) = (hot_credit, hot_in_versions, &self.hot) {
-            // Its ESTIMATE in the versions makes way for the credit in the record.
-            self.data.update_existing(hot, |versions| versions.remove(txn_index));
+        if hot_in_versions && !versions_now {
+            if let (true, Some(hot)) = (credit_now, &self.hot) {
+                // Its ESTIMATE in the versions makes way for the credit in the record (one not
+                // written again went with the stale writes above).
+                self.data.update_existing(hot, |versions| versions.remove(txn_index));
+            }
+            self.hot_blockers.fetch_sub(1, Ordering::Release);
         }
         // Only now, with the new writes in place, does the previous credit's ESTIMATE go.
         record.hot_credit = hot_credit;
         if std::mem::take(&mut record.hot_estimate) {
-            self.hot_estimates.fetch_sub(1, Ordering::Release);
+            self.hot_blockers.fetch_sub(1, Ordering::Release);
         }
         record.reads = reads;
         record.output = Some(output);
         wrote_new_location
     }
 
-    /// Removes the entries of `previous_keys` that the new write set no longer writes.
+    /// Removes the entries of `previous_keys` that the new write set no longer writes
+    /// (`credit_key`'s was a credit in the record: it has none).
     fn remove_stale_writes(
         &self,
         txn_index: TxnIndex,
         previous_keys: &[K],
         writes: &[(K, WriteOp<V>)],
+        credit_key: Option<&K>,
     ) {
         let new_set = (writes.len() > LINEAR_SCAN_LIMIT)
             .then(|| writes.iter().map(|(key, _)| key).collect::<KeySet<'_, K>>());
@@ -592,7 +664,9 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
             Some(set) => set.contains(key),
             None => writes.iter().any(|(written, _)| written == key),
         };
-        for key in previous_keys.iter().filter(|key| !still_written(key)) {
+        for key in
+            previous_keys.iter().filter(|key| !still_written(key) && credit_key != Some(*key))
+        {
             self.data.update_existing(key, |versions| versions.remove(txn_index));
         }
     }
@@ -615,12 +689,16 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
     /// Marks every write of the transaction's latest incarnation as an ESTIMATE.
     pub(crate) fn convert_writes_to_estimates(&self, txn_index: TxnIndex) {
         let mut record = self.records[txn_index].lock();
+        let credit = record.hot_credit.is_some();
         for key in &record.written {
+            if credit && self.is_hot(key) {
+                continue;
+            }
             self.data.update_existing(key, |versions| versions.mark_estimate(txn_index));
         }
         if record.hot_credit.is_some() && !record.hot_estimate {
             record.hot_estimate = true;
-            self.hot_estimates.fetch_add(1, Ordering::Release);
+            self.hot_blockers.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -725,29 +803,42 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
     {
         let Some(key) = self.hot.clone() else { return Ok(None) };
         // Set aside when the memory was drained; still in place after a halted run.
-        let versions: SmallVec<[Entry<V>; 2]> = match self.hot_versions.lock().take() {
+        let set_aside = self.hot_versions.lock().take();
+        let versions: SmallVec<[Entry<V>; 2]> = match set_aside {
             Some(versions) => versions.entries,
             None => self
                 .data
                 .read(&key, |versions| versions.below(end).iter().cloned().collect())
                 .unwrap_or_default(),
         };
-        let credits = credits.iter().filter(|(index, _)| *index < end).map(|&(index, credit)| {
-            // INVARIANT: a block holds fewer than 2^32 transactions.
-            Entry {
-                index: index as u32,
-                incarnation: 0,
-                estimate: false,
-                write: WriteOp::Delta(credit),
-            }
-        });
-        let mut entries: SmallVec<[Entry<V>; 2]> =
-            versions.into_iter().filter(|entry| entry.index() < end).chain(credits).collect();
+        let mut credits = credits
+            .iter()
+            .filter(|(index, _)| *index < end)
+            .map(|&(index, credit)| {
+                // INVARIANT: a block holds fewer than 2^32 transactions.
+                Entry {
+                    index: index as u32,
+                    incarnation: 0,
+                    estimate: false,
+                    write: WriteOp::Delta(credit),
+                }
+            })
+            .peekable();
+        let mut versions = versions.into_iter().filter(|entry| entry.index() < end).peekable();
+        // Both in block order; each transaction wrote the key once, in one or the other.
+        let mut entries: SmallVec<[Entry<V>; 2]> = SmallVec::new();
+        loop {
+            let from_versions = match (versions.peek(), credits.peek()) {
+                (Some(left), Some(right)) => left.index() < right.index(),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            entries.extend(if from_versions { versions.next() } else { credits.next() });
+        }
         if entries.is_empty() {
             return Ok(None);
         }
-        // Each transaction wrote the key once: in its versions, or as a credit in its record.
-        entries.sort_by_key(Entry::index);
         let mut finalizer = self.finalizer(end);
         finalizer.add_owned(key, Versions { entries, others: 0 }, storage)?;
         Ok(Some(finalizer))
@@ -1002,37 +1093,63 @@ mod tests {
 
     #[test]
     fn balance_questions_on_a_key_with_only_credits_match_the_exact_answer() {
-        let mut memory: MvMemory<u16, u128> = MvMemory::new();
-        memory.reset(8, None);
-        let fits = |memory: &MvMemory<u16, u128>, txn, amount, stored| {
-            memory.delta_fits(&0, txn, Delta::sub(amount), &One(stored)).ok()
-        };
-        for txn_index in 0..4 {
-            memory.record(txn_index, 0, credit(0), Vec::new(), ());
+        // The same answers whether the key is the hot key (credits in the records) or not.
+        for hot in [None, Some(0)] {
+            let mut memory: MvMemory<u16, u128> = MvMemory::new();
+            memory.reset(8, hot);
+            let blockers = |memory: &MvMemory<u16, u128>| {
+                hot.map(|_| memory.hot_blockers.load(Ordering::Relaxed))
+            };
+            let fits = |memory: &MvMemory<u16, u128>, txn, amount, stored| {
+                memory.delta_fits(&0, txn, Delta::sub(amount), &One(stored)).ok()
+            };
+            let value = |memory: &MvMemory<u16, u128>, txn, stored| {
+                memory.read(&0, txn, &One(stored)).ok().map(|(value, _)| value)
+            };
+            for txn_index in 0..4 {
+                memory.record(txn_index, 0, credit(0), Vec::new(), ());
+            }
+            // Only credits (of zero): the stored value answers.
+            assert_eq!(fits(&memory, 5, 1, Some(1)), Some(true));
+            assert_eq!(fits(&memory, 5, 2, Some(1)), Some(false));
+            assert_eq!(fits(&memory, 5, 1, None), Some(false));
+            // A credit of 3 below: enough whatever is stored.
+            memory.record(4, 0, credit(3), Vec::new(), ());
+            assert_eq!(fits(&memory, 5, 3, None), Some(true));
+            assert_eq!(fits(&memory, 5, 4, Some(1)), Some(true));
+            assert_eq!(fits(&memory, 5, 5, Some(1)), Some(false));
+            assert_eq!(value(&memory, 5, Some(1)), Some(Some(4)));
+            // A value written below replaces the stored one: the fast path no longer applies.
+            memory.record(2, 1, vec![(0, WriteOp::Put(0))], Vec::new(), ());
+            assert_eq!(blockers(&memory), hot.map(|_| 1));
+            assert_eq!(fits(&memory, 5, 4, Some(100)), Some(false));
+            assert_eq!(fits(&memory, 5, 3, Some(100)), Some(true));
+            assert_eq!(value(&memory, 5, Some(100)), Some(Some(3)));
+            assert_eq!(value(&memory, 3, Some(100)), Some(Some(0)));
+            // An ESTIMATE of that value, then back to a credit.
+            memory.convert_writes_to_estimates(2);
+            assert!(matches!(memory.read(&0, 5, &One(Some(1))), Err(ReadFailure::Dependency(2))));
+            memory.record(2, 2, credit(0), Vec::new(), ());
+            assert_eq!(blockers(&memory), hot.map(|_| 0));
+            assert_eq!(fits(&memory, 5, 4, Some(1)), Some(true));
+            assert_eq!(value(&memory, 5, Some(1)), Some(Some(4)));
+            // An ESTIMATE of a credit: the reader waits for it.
+            memory.convert_writes_to_estimates(3);
+            assert_eq!(blockers(&memory), hot.map(|_| 1));
+            assert!(matches!(
+                memory.delta_fits(&0, 5, Delta::sub(100), &One(Some(1))),
+                Err(ReadFailure::Dependency(3))
+            ));
+            // Its next incarnation writes a value instead: counted before the ESTIMATE goes.
+            memory.record(3, 1, vec![(0, WriteOp::Put(10))], Vec::new(), ());
+            assert_eq!(blockers(&memory), hot.map(|_| 1));
+            assert_eq!(value(&memory, 5, Some(1)), Some(Some(13)));
+            // And a credit again: the stored value answers again.
+            memory.convert_writes_to_estimates(3);
+            memory.record(3, 2, credit(0), Vec::new(), ());
+            assert_eq!(blockers(&memory), hot.map(|_| 0));
+            assert_eq!(fits(&memory, 5, 1, Some(1)), Some(true));
+            assert_eq!(value(&memory, 5, Some(1)), Some(Some(4)));
         }
-        // Only credits (of zero): the stored value answers.
-        assert_eq!(fits(&memory, 5, 1, Some(1)), Some(true));
-        assert_eq!(fits(&memory, 5, 2, Some(1)), Some(false));
-        assert_eq!(fits(&memory, 5, 1, None), Some(false));
-        // A credit of 3 below: enough whatever is stored.
-        memory.record(4, 0, credit(3), Vec::new(), ());
-        assert_eq!(fits(&memory, 5, 3, None), Some(true));
-        assert_eq!(fits(&memory, 5, 4, Some(1)), Some(true));
-        assert_eq!(fits(&memory, 5, 5, Some(1)), Some(false));
-        // A value written below replaces the stored one: the fast path no longer applies.
-        memory.record(2, 1, vec![(0, WriteOp::Put(0))], Vec::new(), ());
-        assert_eq!(fits(&memory, 5, 4, Some(100)), Some(false));
-        assert_eq!(fits(&memory, 5, 3, Some(100)), Some(true));
-        // Back to credits only, then an ESTIMATE: the reader waits for it.
-        memory.record(2, 2, credit(0), Vec::new(), ());
-        assert_eq!(fits(&memory, 5, 4, Some(1)), Some(true));
-        memory.convert_writes_to_estimates(3);
-        assert!(matches!(
-            memory.delta_fits(&0, 5, Delta::sub(100), &One(Some(1))),
-            Err(ReadFailure::Dependency(3))
-        ));
-        // Once it runs again, the stored value answers again.
-        memory.record(3, 1, credit(0), Vec::new(), ());
-        assert_eq!(fits(&memory, 5, 1, Some(1)), Some(true));
     }
 }

@@ -105,8 +105,12 @@ proptest! {
         quiet_script_panics();
         let storage = script_storage(keys);
         assert_every_parallel_run_matches(&ScriptVm, &block, &storage)?;
-        // Key 0 as the hot credit key: its credits kept in the records, the same output.
+        // Key 0 as the hot credit key: its credits kept in the records, the same output; with
+        // key 0 empty, and holding enough for "at least?" to be answered from storage.
         assert_every_parallel_run_matches(&HotScriptVm, &block, &storage)?;
+        let mut funded = storage;
+        funded.0.insert(0, 1_000_000);
+        assert_every_parallel_run_matches(&HotScriptVm, &block, &funded)?;
     }
 
     /// Random transfer blocks, including wrong nonces and overdrafts.

@@ -337,6 +337,29 @@ fn fees_and_payments_to_one_account_do_not_conflict() {
 }
 
 #[test]
+fn an_aborted_transaction_does_not_hold_up_the_fee_payers_after_it() {
+    // 300 payments from 300 senders, every one paying the fee vault. Ten of them pay the next
+    // transaction's sender, which spends it at once: that one reads a balance its neighbour is
+    // writing, and is often aborted. The vault's credits must not make the rest wait on it.
+    let mut chain = Chain::with_funded_users(301);
+    let block: Vec<TxEnv> = (0..300u64)
+        .map(|index| {
+            let (to, value) = if index % 30 == 0 {
+                (user(index + 1), 900 * ONE_ETH)
+            } else if index % 30 == 1 {
+                (user(300), 1_500 * ONE_ETH)
+            } else {
+                (user(300), 1)
+            };
+            chain.tx(user(index), TxKind::Call(to), value, Vec::new(), 21_000)
+        })
+        .collect();
+    let (results, stats) = chain.run_with_stats(&block);
+    assert_eq!(executed(&results), 300);
+    assert!(stats.executions < 330, "a few re-executions, not the rest of the block: {stats:?}");
+}
+
+#[test]
 fn balances_read_by_contracts_are_exact() {
     let mut chain = Chain::with_funded_users(6);
     let (deploy_probe, probe) = chain.deploy(user(0), artifact_bytecode("Probe"));
