@@ -305,6 +305,9 @@ struct Record<K, V, O> {
     hot_estimate: bool,
 }
 
+/// Spare update vectors kept between blocks: one per worker thread, for up to eight.
+const SPARE_UPDATE_VECTORS: usize = 8;
+
 /// Write sets up to this size are compared by linear scan; larger ones through a hash set.
 const LINEAR_SCAN_LIMIT: usize = 16;
 
@@ -839,7 +842,9 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
         if entries.is_empty() {
             return Ok(None);
         }
-        let mut finalizer = self.finalizer(end);
+        // One key: no spare vector for it.
+        let mut finalizer =
+            Finalizer { end, updates: Vec::with_capacity(1), first_violation: None };
         finalizer.add_owned(key, Versions { entries, others: 0 }, storage)?;
         Ok(Some(finalizer))
     }
@@ -876,9 +881,12 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
         self.finish(finalizers)
     }
 
-    /// A finalizer of the writes of transactions below `end`, reusing a spare update vector.
+    /// A finalizer of the writes of transactions below `end`, reusing the largest spare update
+    /// vector (growing a vector of megabytes again faults its pages in again).
     pub(crate) fn finalizer(&self, end: TxnIndex) -> Finalizer<K, V> {
-        let updates = self.spare_updates.lock().pop().unwrap_or_default();
+        let mut spares = self.spare_updates.lock();
+        let largest = (0..spares.len()).max_by_key(|&index| spares[index].capacity());
+        let updates = largest.map(|index| spares.swap_remove(index)).unwrap_or_default();
         Finalizer { end, updates, first_violation: None }
     }
 
@@ -906,6 +914,9 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
             finalizer.updates.clear();
             spares.push(finalizer.updates);
         }
+        // As many as a block's workers take, the largest.
+        spares.sort_unstable_by_key(|spare| std::cmp::Reverse(spare.capacity()));
+        spares.truncate(SPARE_UPDATE_VECTORS);
         result
     }
 }
