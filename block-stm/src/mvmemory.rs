@@ -8,6 +8,16 @@
 //! Every read is recorded with where its value came from ([`ReadOrigin`]) so that validation can
 //! check, after the fact, that the transaction would read the same now. Reads of absent keys are
 //! recorded too (as [`ReadOrigin::Storage`]), so a later write of such a key is caught.
+//!
+//! One key is different: the VM's hot credit key (the fee vault, which nearly every transaction
+//! credits). A transaction's plain credit of it lives in the transaction's own record, with its
+//! ESTIMATE flag, and only its other writes go into the key's versions. Readers put the two back
+//! together: the versions below them down to the last value written, plus the credits of the
+//! records above that value, re-reading the versions afterwards in case a transaction moved its
+//! write from one to the other meanwhile. A transaction recording a new incarnation writes its
+//! versions before it lifts its credit's ESTIMATE, so a reader sees one or the other, never
+//! neither. A count of ESTIMATE credits and of versions entries of the key tells "at least the
+//! stored value" in one load when both are zero.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
