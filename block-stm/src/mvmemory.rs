@@ -583,7 +583,8 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
 
     /// Records an incarnation's writes, read set and output, replacing those of the previous
     /// incarnation. Returns whether it wrote a key the previous incarnation did not (later
-    /// transactions must then be validated again).
+    /// transactions must then be validated again), and the previous read-set vector, emptied,
+    /// for another execution to fill.
     pub(crate) fn record(
         &self,
         txn_index: TxnIndex,
@@ -591,7 +592,7 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
         writes: Vec<(K, WriteOp<V>)>,
         reads: Vec<ReadRecord<K, V>>,
         output: O,
-    ) -> bool {
+    ) -> (bool, Vec<ReadRecord<K, V>>) {
         // The key vector of the previous incarnation is reused for this one.
         let mut guard = self.records[txn_index].lock();
         let record = &mut *guard;
@@ -657,9 +658,10 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
         if std::mem::take(&mut record.hot_estimate) {
             self.hot_blockers.fetch_sub(1, Ordering::Release);
         }
-        record.reads = reads;
+        let mut replaced_reads = std::mem::replace(&mut record.reads, reads);
+        replaced_reads.clear();
         record.output = Some(output);
-        wrote_new_location
+        (wrote_new_location, replaced_reads)
     }
 
     /// Removes the entries of `previous_keys` that the new write set no longer writes
@@ -682,21 +684,6 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
         {
             self.data.update_existing(key, |versions| versions.remove(txn_index));
         }
-    }
-
-    /// The transaction's read-set vector, emptied, for its next incarnation to fill: reusing it
-    /// saves an allocation per execution.
-    pub(crate) fn take_read_set(&self, txn_index: TxnIndex) -> Vec<ReadRecord<K, V>> {
-        let mut reads = std::mem::take(&mut self.records[txn_index].lock().reads);
-        reads.clear();
-        reads
-    }
-
-    /// Gives back the read-set vector of an execution that stopped at a failed read, so the next
-    /// incarnation reuses its capacity.
-    pub(crate) fn restore_read_set(&self, txn_index: TxnIndex, mut reads: Vec<ReadRecord<K, V>>) {
-        reads.clear();
-        self.records[txn_index].lock().reads = reads;
     }
 
     /// Marks every write of the transaction's latest incarnation as an ESTIMATE.

@@ -178,13 +178,16 @@ where
     /// instead of leaving the other workers waiting.
     fn work(&self) {
         let mut counters = Counters::default();
+        // The read-set vector the next execution fills: each recorded execution hands back the
+        // vector of the incarnation it replaces, so none is allocated per execution.
+        let mut reads = Vec::new();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut task = None;
             let mut idle_rounds = 0u32;
             while !self.scheduler.done() && !self.halted.load(Ordering::Relaxed) {
                 task = match task {
                     Some(Task::Execute(txn_index, incarnation)) => {
-                        self.execute(txn_index, incarnation, &mut counters)
+                        self.execute(txn_index, incarnation, &mut counters, &mut reads)
                     }
                     Some(Task::Validate(txn_index, incarnation)) => {
                         self.validate(txn_index, incarnation, &mut counters)
@@ -260,6 +263,7 @@ where
         txn_index: TxnIndex,
         incarnation: Incarnation,
         counters: &mut Counters,
+        spare_reads: &mut Vec<ReadRecord<M::Key, M::Value>>,
     ) -> Option<Task> {
         counters.executions += 1;
         if let Some(fallback) = self.fallback {
@@ -275,13 +279,14 @@ where
             memory: self.memory,
             storage: self.storage,
             txn_index,
-            reads: RefCell::new(self.memory.take_read_set(txn_index)),
+            reads: RefCell::new(std::mem::take(spare_reads)),
             failure: RefCell::new(None),
         };
         let (writes, result) =
             run_transaction(self.vm, txn_index, &self.transactions[txn_index], &view);
         if let Some(failure) = view.failure.into_inner() {
-            self.memory.restore_read_set(txn_index, view.reads.into_inner());
+            *spare_reads = view.reads.into_inner();
+            spare_reads.clear();
             return match failure {
                 ReadFailure::Dependency(blocking) => {
                     counters.dependency_waits += 1;
@@ -297,8 +302,9 @@ where
                 }
             };
         }
-        let wrote_new_location =
+        let (wrote_new_location, replaced_reads) =
             self.memory.record(txn_index, incarnation, writes, view.reads.into_inner(), result);
+        *spare_reads = replaced_reads;
         self.scheduler.finish_execution(txn_index, incarnation, wrote_new_location)
     }
 
