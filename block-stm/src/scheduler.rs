@@ -28,7 +28,7 @@
 //! last moved back, so every later one will be handed out again, after these writes, and the
 //! index need not move back.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
@@ -47,16 +47,59 @@ pub(crate) enum Task {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Status {
-    ReadyToExecute,
-    Executing,
-    Executed,
-    Aborting,
+    ReadyToExecute = 0,
+    Executing = 1,
+    Executed = 2,
+    Aborting = 3,
 }
 
 struct TransactionState {
-    status: Mutex<(Incarnation, Status)>,
+    /// The incarnation and its status, in one word (see [`pack`]): read without a lock, changed
+    /// by one atomic operation. Sequentially consistent, as the indices are: a worker that
+    /// marks a transaction executed and then reads the validation index, and one that moves the
+    /// validation index and then reads the status, cannot both miss the other.
+    status: AtomicU64,
     /// Transactions suspended until this one finishes executing.
     dependents: Mutex<Vec<TxnIndex>>,
+}
+
+/// An incarnation and its status as one word.
+fn pack(incarnation: Incarnation, status: Status) -> u64 {
+    (u64::from(incarnation) << 2) | status as u64
+}
+
+/// The incarnation and status a word holds.
+fn unpack(word: u64) -> (Incarnation, Status) {
+    let status = match word & 3 {
+        0 => Status::ReadyToExecute,
+        1 => Status::Executing,
+        2 => Status::Executed,
+        _ => Status::Aborting,
+    };
+    // INVARIANT: packed from an incarnation, which fits in 32 bits.
+    ((word >> 2) as Incarnation, status)
+}
+
+impl TransactionState {
+    fn load(&self) -> (Incarnation, Status) {
+        unpack(self.status.load(Ordering::SeqCst))
+    }
+
+    fn store(&self, incarnation: Incarnation, status: Status) {
+        self.status.store(pack(incarnation, status), Ordering::SeqCst);
+    }
+
+    /// Moves from `from` to `to` if the state is `from`; returns whether it did.
+    fn change(&self, from: (Incarnation, Status), to: (Incarnation, Status)) -> bool {
+        self.status
+            .compare_exchange(
+                pack(from.0, from.1),
+                pack(to.0, to.1),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+    }
 }
 
 /// The scheduler of one block run.
@@ -102,12 +145,12 @@ impl Scheduler {
             block_size,
             || {
                 CachePadded::new(TransactionState {
-                    status: Mutex::new((0, Status::ReadyToExecute)),
+                    status: AtomicU64::new(pack(0, Status::ReadyToExecute)),
                     dependents: Mutex::new(Vec::new()),
                 })
             },
             |state| {
-                *state.status.get_mut() = (0, Status::ReadyToExecute);
+                *state.status.get_mut() = pack(0, Status::ReadyToExecute);
                 state.dependents.get_mut().clear();
             },
         );
@@ -120,7 +163,7 @@ impl Scheduler {
 
     /// Whether the transaction's latest incarnation has finished executing (and is not aborted).
     pub(crate) fn is_executed(&self, txn_index: TxnIndex) -> bool {
-        self.transactions[txn_index].status.lock().1 == Status::Executed
+        self.transactions[txn_index].load().1 == Status::Executed
     }
 
     /// The next task for a worker, or `None` if there is none right now.
@@ -152,13 +195,15 @@ impl Scheduler {
     pub(crate) fn add_dependency(&self, txn_index: TxnIndex, blocking: TxnIndex) -> bool {
         let blocking_state = &self.transactions[blocking];
         let mut dependents = blocking_state.dependents.lock();
-        if blocking_state.status.lock().1 == Status::Executed {
+        if blocking_state.load().1 == Status::Executed {
             return false;
         }
         {
-            let mut status = self.transactions[txn_index].status.lock();
-            debug_assert_eq!(status.1, Status::Executing);
-            status.1 = Status::Aborting;
+            // Only the executing worker changes an Executing transaction's state.
+            let state = &self.transactions[txn_index];
+            let (incarnation, status) = state.load();
+            debug_assert_eq!(status, Status::Executing);
+            state.store(incarnation, Status::Aborting);
         }
         dependents.push(txn_index);
         drop(dependents);
@@ -175,11 +220,8 @@ impl Scheduler {
         wrote_new_location: bool,
     ) -> Option<Task> {
         let state = &self.transactions[txn_index];
-        {
-            let mut status = state.status.lock();
-            debug_assert_eq!(*status, (incarnation, Status::Executing));
-            status.1 = Status::Executed;
-        }
+        debug_assert_eq!(state.load(), (incarnation, Status::Executing));
+        state.store(incarnation, Status::Executed);
         let dependents = std::mem::take(&mut *state.dependents.lock());
         self.resume_dependencies(&dependents);
         let validation_index = self.validation_index.load(Ordering::SeqCst);
@@ -207,13 +249,8 @@ impl Scheduler {
         txn_index: TxnIndex,
         incarnation: Incarnation,
     ) -> bool {
-        let mut status = self.transactions[txn_index].status.lock();
-        if *status == (incarnation, Status::Executed) {
-            status.1 = Status::Aborting;
-            true
-        } else {
-            false
-        }
+        self.transactions[txn_index]
+            .change((incarnation, Status::Executed), (incarnation, Status::Aborting))
     }
 
     /// Records the end of a validation task; returns the caller's next task (after an abort,
@@ -259,10 +296,13 @@ impl Scheduler {
     /// the caller holds.
     fn try_incarnate(&self, txn_index: TxnIndex) -> Option<(TxnIndex, Incarnation)> {
         if txn_index < self.block_size {
-            let mut status = self.transactions[txn_index].status.lock();
-            if status.1 == Status::ReadyToExecute {
-                status.1 = Status::Executing;
-                return Some((txn_index, status.0));
+            let state = &self.transactions[txn_index];
+            let (incarnation, status) = state.load();
+            if status == Status::ReadyToExecute
+                && state
+                    .change((incarnation, Status::ReadyToExecute), (incarnation, Status::Executing))
+            {
+                return Some((txn_index, incarnation));
             }
         }
         self.active_tasks.fetch_sub(1, Ordering::SeqCst);
@@ -301,7 +341,7 @@ impl Scheduler {
         self.take_slot(holding_slot);
         let txn_index = self.validation_index.fetch_add(1, Ordering::SeqCst);
         if txn_index < self.block_size {
-            let (incarnation, status) = *self.transactions[txn_index].status.lock();
+            let (incarnation, status) = self.transactions[txn_index].load();
             if status == Status::Executed {
                 return Some((txn_index, incarnation));
             }
@@ -311,9 +351,11 @@ impl Scheduler {
     }
 
     fn set_ready_status(&self, txn_index: TxnIndex) {
-        let mut status = self.transactions[txn_index].status.lock();
-        debug_assert_eq!(status.1, Status::Aborting);
-        *status = (status.0 + 1, Status::ReadyToExecute);
+        // Only the worker that aborted the transaction, or resumes it, changes its state now.
+        let state = &self.transactions[txn_index];
+        let (incarnation, status) = state.load();
+        debug_assert_eq!(status, Status::Aborting);
+        state.store(incarnation + 1, Status::ReadyToExecute);
     }
 
     fn resume_dependencies(&self, dependents: &[TxnIndex]) {
