@@ -61,6 +61,11 @@ struct TransactionState {
     status: AtomicU64,
     /// Transactions suspended until this one finishes executing.
     dependents: Mutex<Vec<TxnIndex>>,
+    /// Whether a transaction ever tried to wait for this one (in this block): most never do,
+    /// and then finishing an execution takes no lock for the dependents. Set before the status
+    /// is checked, and read after the status is set, both sequentially consistent: a waiter
+    /// sees the transaction executed, or the transaction sees the waiter.
+    awaited: AtomicBool,
 }
 
 /// An incarnation and its status as one word.
@@ -147,11 +152,13 @@ impl Scheduler {
                 CachePadded::new(TransactionState {
                     status: AtomicU64::new(pack(0, Status::ReadyToExecute)),
                     dependents: Mutex::new(Vec::new()),
+                    awaited: AtomicBool::new(false),
                 })
             },
             |state| {
                 *state.status.get_mut() = pack(0, Status::ReadyToExecute);
                 state.dependents.get_mut().clear();
+                *state.awaited.get_mut() = false;
             },
         );
     }
@@ -195,6 +202,7 @@ impl Scheduler {
     pub(crate) fn add_dependency(&self, txn_index: TxnIndex, blocking: TxnIndex) -> bool {
         let blocking_state = &self.transactions[blocking];
         let mut dependents = blocking_state.dependents.lock();
+        blocking_state.awaited.store(true, Ordering::SeqCst);
         if blocking_state.load().1 == Status::Executed {
             return false;
         }
@@ -222,8 +230,10 @@ impl Scheduler {
         let state = &self.transactions[txn_index];
         debug_assert_eq!(state.load(), (incarnation, Status::Executing));
         state.store(incarnation, Status::Executed);
-        let dependents = std::mem::take(&mut *state.dependents.lock());
-        self.resume_dependencies(&dependents);
+        if state.awaited.load(Ordering::SeqCst) {
+            let dependents = std::mem::take(&mut *state.dependents.lock());
+            self.resume_dependencies(&dependents);
+        }
         let validation_index = self.validation_index.load(Ordering::SeqCst);
         if validation_index > txn_index {
             if wrote_new_location && validation_index > txn_index + 1 {
