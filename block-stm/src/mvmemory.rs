@@ -119,13 +119,6 @@ impl<V> Versions<V> {
         }
     }
 
-    fn lookup(&self, txn_index: TxnIndex) -> Lookup<V>
-    where
-        V: StateValueBound,
-    {
-        self.below_base(txn_index).into_lookup()
-    }
-
     /// The writes below `txn_index` down to the last value written (or to storage): that base
     /// and the net of the deltas above it.
     fn below_base(&self, txn_index: TxnIndex) -> Below<V>
@@ -151,9 +144,9 @@ impl<V> Versions<V> {
                     WriteOp::Delete => Base::Version(index, entry.incarnation, None),
                 }
             };
-            return Below { base, net, has_deltas, floor: index + 1 };
+            return Below { base, net, has_deltas };
         }
-        Below { base: Base::Storage, net, has_deltas, floor: 0 }
+        Below { base: Base::Storage, net, has_deltas }
     }
 
     /// Whether the credits (additions) directly below `txn_index` alone reach `threshold`: then
@@ -194,8 +187,6 @@ struct Below<V> {
     /// The deltas above the base, added up.
     net: NetDelta,
     has_deltas: bool,
-    /// The first transaction above the base (`0` for storage).
-    floor: TxnIndex,
 }
 
 /// The value a key's deltas apply to.
@@ -210,6 +201,14 @@ enum Base<V> {
 }
 
 impl<V: StateValueBound> Below<V> {
+    /// The first transaction above the base (`0` for storage).
+    fn floor(&self) -> TxnIndex {
+        match self.base {
+            Base::Storage => 0,
+            Base::Version(index, _, _) | Base::Dependency(index) => index + 1,
+        }
+    }
+
     fn into_lookup(self) -> Lookup<V> {
         match self.base {
             Base::Dependency(index) => Lookup::Dependency(index),
@@ -256,8 +255,6 @@ pub(crate) enum ReadFailure {
 enum CreditWalk {
     Reached,
     Dependency(TxnIndex),
-    /// Every entry of the key is a plain credit (not only those below).
-    OnlyCredits,
     /// Every entry below is a credit, and these add up to less than the threshold: the value is
     /// the stored one plus this.
     Short(u128),
@@ -364,7 +361,9 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
         if self.is_hot(key) {
             return self.hot_lookup(key, txn_index);
         }
-        self.data.read(key, |versions| versions.lookup(txn_index)).unwrap_or(Lookup::Storage)
+        self.data
+            .read(key, |versions| versions.below_base(txn_index).into_lookup())
+            .unwrap_or(Lookup::Storage)
     }
 
     /// The hot key as transaction `txn_index` sees it: its versions below, and the credits of
@@ -375,7 +374,6 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
                 base: Base::Storage,
                 net: NetDelta::default(),
                 has_deltas: false,
-                floor: 0,
             })
         };
         let mut seen = versions();
@@ -386,7 +384,7 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
             // The credits join the deltas above the base: all of them add up before they apply
             // to it, as in block order (a subtraction after credits must not saturate first).
             let mut below = seen.clone();
-            for index in below.floor..txn_index {
+            for index in below.floor()..txn_index {
                 let record = self.records[index].lock();
                 if record.hot_estimate {
                     return Lookup::Dependency(index);
@@ -525,47 +523,41 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
         let with_stored = |stored: Option<u128>, credited: u128| {
             stored.map(|stored| stored.saturating_add(credited) >= threshold)
         };
-        if self.is_hot(key) {
-            // Every write of it in the block a credit, none an ESTIMATE: at least the stored
-            // value. (An aborted credit's new write is counted before its ESTIMATE is lifted,
-            // so the count never passes through zero.)
-            if self.hot_blockers.load(Ordering::Acquire) == 0
-                && with_stored(stored()?, 0) == Some(true)
-            {
-                return Ok(Some(true));
+        let hot = self.is_hot(key);
+        // The credits directly below, walked until they reach the threshold.
+        let walk = || {
+            if hot {
+                self.hot_credits_reach(key, txn_index, threshold)
+            } else {
+                // A key no transaction below wrote has its stored value: no credits on top.
+                self.data
+                    .read(key, |versions| versions.credits_reach(txn_index, threshold))
+                    .unwrap_or(CreditWalk::Short(0))
             }
-            return match self.hot_credits_reach(key, txn_index, threshold) {
-                CreditWalk::Reached => Ok(Some(true)),
-                CreditWalk::Dependency(index) => Err(ReadFailure::Dependency(index)),
-                CreditWalk::Short(credited) => Ok(with_stored(stored()?, credited)),
-                CreditWalk::OnlyCredits | CreditWalk::Unknown => Ok(None),
-            };
-        }
-        // A key no transaction below wrote has its stored value: no credits on top of it.
-        let credits = |versions: &Versions<V>| versions.credits_reach(txn_index, threshold);
-        let walk = |first: fn(&Versions<V>) -> bool| {
+        };
+        // First, whether every write of the key is a plain credit (`None`), or else the walk.
+        // For the hot key a count says so: an aborted credit's new write is counted before its
+        // ESTIMATE is lifted, so the count never passes through zero.
+        let first = if hot {
+            (self.hot_blockers.load(Ordering::Acquire) != 0).then(walk)
+        } else {
             self.data
                 .read(key, |versions| {
-                    if first(versions) {
-                        CreditWalk::OnlyCredits
-                    } else {
-                        credits(versions)
-                    }
+                    (!versions.only_credits()).then(|| versions.credits_reach(txn_index, threshold))
                 })
-                .unwrap_or(CreditWalk::Short(0))
+                .unwrap_or(Some(CreditWalk::Short(0)))
         };
-        let (walked, known) = match walk(Versions::only_credits) {
+        let (walked, known) = if let Some(walked) = first {
+            (walked, None)
+        } else {
             // Credits only raise the stored value: if it is enough, so is the value (a fee
             // vault's, whose thousands of credits are then not walked). If not, the credits
             // below make up the difference or not.
-            CreditWalk::OnlyCredits => {
-                let stored = stored()?;
-                if with_stored(stored, 0) == Some(true) {
-                    return Ok(Some(true));
-                }
-                (walk(|_| false), Some(stored))
+            let stored = stored()?;
+            if with_stored(stored, 0) == Some(true) {
+                return Ok(Some(true));
             }
-            walked => (walked, None),
+            (walk(), Some(stored))
         };
         match walked {
             CreditWalk::Reached => Ok(Some(true)),
@@ -577,7 +569,7 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
                 };
                 Ok(with_stored(stored, credited))
             }
-            CreditWalk::OnlyCredits | CreditWalk::Unknown => Ok(None),
+            CreditWalk::Unknown => Ok(None),
         }
     }
 
@@ -811,31 +803,20 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
                 .read(&key, |versions| versions.below(end).iter().cloned().collect())
                 .unwrap_or_default(),
         };
-        let mut credits = credits
-            .iter()
-            .filter(|(index, _)| *index < end)
-            .map(|&(index, credit)| {
-                // INVARIANT: a block holds fewer than 2^32 transactions.
-                Entry {
-                    index: index as u32,
-                    incarnation: 0,
-                    estimate: false,
-                    write: WriteOp::Delta(credit),
-                }
-            })
-            .peekable();
-        let mut versions = versions.into_iter().filter(|entry| entry.index() < end).peekable();
-        // Both in block order; each transaction wrote the key once, in one or the other.
-        let mut entries: SmallVec<[Entry<V>; 2]> = SmallVec::new();
-        loop {
-            let from_versions = match (versions.peek(), credits.peek()) {
-                (Some(left), Some(right)) => left.index() < right.index(),
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            entries.extend(if from_versions { versions.next() } else { credits.next() });
-        }
+        let credits = credits.iter().filter(|(index, _)| *index < end).map(|&(index, credit)| {
+            // INVARIANT: a block holds fewer than 2^32 transactions.
+            Entry {
+                index: index as u32,
+                incarnation: 0,
+                estimate: false,
+                write: WriteOp::Delta(credit),
+            }
+        });
+        let mut entries: SmallVec<[Entry<V>; 2]> =
+            versions.into_iter().filter(|entry| entry.index() < end).chain(credits).collect();
+        // Two runs in block order (each transaction wrote the key once, in one or the other):
+        // the stable sort merges them in linear time.
+        entries.sort_by_key(Entry::index);
         if entries.is_empty() {
             return Ok(None);
         }
@@ -855,6 +836,7 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
     pub(crate) fn final_updates<S>(
         &self,
         end: TxnIndex,
+        credits: &[(TxnIndex, Delta)],
         storage: &S,
     ) -> Result<Vec<(K, Option<V>)>, BlockError<K>>
     where
@@ -871,10 +853,7 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
             .map_err(BlockError::Storage)?;
         finalizer.sort();
         let mut finalizers = vec![finalizer];
-        let credits: Credits = (0..end)
-            .filter_map(|index| self.records[index].lock().hot_credit.map(|credit| (index, credit)))
-            .collect();
-        finalizers.extend(self.hot_finalizer(end, &credits, storage).map_err(BlockError::Storage)?);
+        finalizers.extend(self.hot_finalizer(end, credits, storage).map_err(BlockError::Storage)?);
         self.finish(finalizers)
     }
 

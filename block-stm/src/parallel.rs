@@ -349,22 +349,22 @@ where
         // The workers took the results and credits chunk by chunk when the block was done;
         // after a halt, they are still in the memory.
         let mut chunks = std::mem::take(&mut *self.outputs.lock());
+        if chunks.is_empty() {
+            let (outputs, credits) = self.memory.take_outputs(0..prefix);
+            chunks.push((0, outputs, credits));
+        }
         chunks.sort_unstable_by_key(|(start, _, _)| *start);
+        let credits: Credits =
+            chunks.iter().flat_map(|(_, _, credits)| credits.iter().copied()).collect();
         let mut finalizers = std::mem::take(&mut *self.finalizers.lock());
         let mut state_updates = if finalizers.is_empty() {
-            self.memory.final_updates(prefix, self.storage)?
+            self.memory.final_updates(prefix, &credits, self.storage)?
         } else {
-            let credits: Credits =
-                chunks.iter().flat_map(|(_, _, credits)| credits.iter().copied()).collect();
             let hot = self.memory.hot_finalizer(prefix, &credits, self.storage);
             finalizers.extend(hot.map_err(BlockError::Storage)?);
             self.memory.finish(finalizers)?
         };
-        let outputs: Vec<Option<Output<M>>> = if chunks.is_empty() {
-            self.memory.take_outputs(0..prefix).0
-        } else {
-            chunks.into_iter().flat_map(|(_, outputs, _)| outputs).take(prefix).collect()
-        };
+        let outputs = chunks.into_iter().flat_map(|(_, outputs, _)| outputs).take(prefix);
         let mut results = Vec::with_capacity(self.transactions.len());
         for (txn_index, output) in outputs.into_iter().enumerate() {
             results.push(output.ok_or_else(|| {

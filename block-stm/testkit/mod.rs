@@ -202,8 +202,18 @@ impl From<ReadError> for ScriptError {
 /// The message every deliberate script panic starts with.
 pub const SCRIPT_PANIC: &str = "script panic";
 
-/// Runs [`Script`]s.
-pub struct ScriptVm;
+/// Runs [`Script`]s; with a hot credit key, the executor keeps that key's credits apart (see
+/// `Vm::hot_credit_key`), and the results must not change.
+pub struct ScriptVm {
+    /// The key the executor treats as the hot credit key, if any.
+    pub hot_credit_key: Option<u16>,
+}
+
+/// [`ScriptVm`] with no hot credit key.
+pub const SCRIPTS: ScriptVm = ScriptVm { hot_credit_key: None };
+
+/// [`ScriptVm`] with key 0 as its hot credit key.
+pub const HOT_SCRIPTS: ScriptVm = ScriptVm { hot_credit_key: Some(0) };
 
 #[derive(Clone, Copy)]
 enum Pending {
@@ -326,33 +336,9 @@ impl Vm for ScriptVm {
             .collect();
         Ok(VmOutput { writes, output: accumulator })
     }
-}
-
-/// [`ScriptVm`] with key 0 as its hot credit key: the same results, through the executor's
-/// other path for that key's credits.
-pub struct HotScriptVm;
-
-impl Vm for HotScriptVm {
-    type Transaction = Script;
-    type Key = u16;
-    type Value = u128;
-    type Output = u128;
-    type Error = ScriptError;
-
-    fn execute<View>(
-        &self,
-        txn_index: TxnIndex,
-        script: &Script,
-        view: &View,
-    ) -> Result<VmOutput<u16, u128, u128>, ScriptError>
-    where
-        View: TransactionView<Key = u16, Value = u128>,
-    {
-        ScriptVm.execute(txn_index, script, view)
-    }
 
     fn hot_credit_key(&self) -> Option<u16> {
-        Some(0)
+        self.hot_credit_key
     }
 }
 

@@ -15,8 +15,8 @@ use duet_types::StateKey;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use testkit::{
-    account, quiet_script_panics, transfer_block, transfer_genesis, FastMap, HotScriptVm,
-    MemoryStorage, Op, Script, ScriptVm, TransferError, TransferVm, FEE_VAULT, SCRIPT_PANIC,
+    account, quiet_script_panics, transfer_block, transfer_genesis, FastMap, MemoryStorage, Op,
+    Script, TransferError, TransferVm, FEE_VAULT, HOT_SCRIPTS, SCRIPTS, SCRIPT_PANIC,
 };
 
 const THREAD_COUNTS: [usize; 3] = [2, 4, 8];
@@ -104,13 +104,13 @@ proptest! {
     fn parallel_equals_sequential_on_random_scripts((keys, block) in block_strategy()) {
         quiet_script_panics();
         let storage = script_storage(keys);
-        assert_every_parallel_run_matches(&ScriptVm, &block, &storage)?;
+        assert_every_parallel_run_matches(&SCRIPTS, &block, &storage)?;
         // Key 0 as the hot credit key: its credits kept in the records, the same output; with
         // key 0 empty, and holding enough for "at least?" to be answered from storage.
-        assert_every_parallel_run_matches(&HotScriptVm, &block, &storage)?;
+        assert_every_parallel_run_matches(&HOT_SCRIPTS, &block, &storage)?;
         let mut funded = storage;
         funded.0.insert(0, 1_000_000);
-        assert_every_parallel_run_matches(&HotScriptVm, &block, &funded)?;
+        assert_every_parallel_run_matches(&HOT_SCRIPTS, &block, &funded)?;
     }
 
     /// Random transfer blocks, including wrong nonces and overdrafts.
@@ -174,7 +174,7 @@ fn a_panicking_transaction_fails_alone() {
         Script(vec![Op::Read(1), Op::Write(3)]),
     ];
     for threads in [1, 2, 4] {
-        let output = BlockExecutor::new(&ScriptVm, config(threads, None))
+        let output = BlockExecutor::new(&SCRIPTS, config(threads, None))
             .execute_block(&block, &storage)
             .unwrap();
         assert!(
@@ -192,11 +192,11 @@ fn a_delta_past_its_bound_fails_the_block_identically() {
     let mut block: Vec<Script> = (0..40).map(|_| Script(vec![Op::Add(0, 5)])).collect();
     block.push(Script(vec![Op::AddBounded(0, 1, 100)])); // key 0 holds 0 + 40 * 5 = 200 > 100.
     block.extend((0..40).map(|_| Script(vec![Op::Add(0, 5)])));
-    let expected = execute_sequential(&ScriptVm, &block, &storage);
+    let expected = execute_sequential(&SCRIPTS, &block, &storage);
     assert_eq!(expected, Err(BlockError::DeltaOutOfBounds { txn_index: 40, key: 0 }));
     for threads in THREAD_COUNTS {
         for fallback in fallbacks() {
-            let actual = BlockExecutor::new(&ScriptVm, config(threads, fallback))
+            let actual = BlockExecutor::new(&SCRIPTS, config(threads, fallback))
                 .execute_block(&block, &storage);
             assert_eq!(actual, expected);
         }
@@ -209,7 +209,7 @@ fn deltas_from_many_transactions_do_not_conflict() {
     let storage = script_storage(2);
     let block: Vec<Script> = (0..500).map(|index| Script(vec![Op::Add(0, index + 1)])).collect();
     let (output, stats) =
-        BlockExecutor::new(&ScriptVm, config(2, None)).execute_block_with_stats(&block, &storage);
+        BlockExecutor::new(&SCRIPTS, config(2, None)).execute_block_with_stats(&block, &storage);
     assert_eq!(output.unwrap().state_updates, vec![(0, Some(500 * 501 / 2))]);
     assert_eq!(stats.validation_aborts, 0, "{stats:?}");
     assert_eq!(stats.dependency_waits, 0, "{stats:?}");
@@ -226,13 +226,13 @@ fn a_hot_key_reads_exactly_between_its_credits_spends_and_bounds() {
     block[120] = Script(vec![Op::TrySub(0, 400), Op::Read(0), Op::Write(2)]);
     block[200] = Script(vec![Op::Write(0)]);
     block[250] = Script(vec![Op::AddBounded(0, 1, u128::MAX - 1), Op::Read(0), Op::Write(3)]);
-    assert_every_parallel_run_matches(&HotScriptVm, &block, &storage).unwrap();
-    let expected = execute_sequential(&HotScriptVm, &block, &storage).unwrap();
-    assert_eq!(expected, execute_sequential(&ScriptVm, &block, &storage).unwrap());
+    assert_every_parallel_run_matches(&HOT_SCRIPTS, &block, &storage).unwrap();
+    let expected = execute_sequential(&HOT_SCRIPTS, &block, &storage).unwrap();
+    assert_eq!(expected, execute_sequential(&SCRIPTS, &block, &storage).unwrap());
     block.push(Script(vec![Op::AddBounded(0, 1, 10)]));
     block.extend((0..50).map(|_| Script(vec![Op::Add(0, 2)])));
-    assert!(execute_sequential(&HotScriptVm, &block, &storage).is_err());
-    assert_every_parallel_run_matches(&HotScriptVm, &block, &storage).unwrap();
+    assert!(execute_sequential(&HOT_SCRIPTS, &block, &storage).is_err());
+    assert_every_parallel_run_matches(&HOT_SCRIPTS, &block, &storage).unwrap();
 }
 
 #[test]
@@ -240,9 +240,9 @@ fn a_read_after_deltas_sees_the_exact_sum() {
     let storage = script_storage(2);
     let mut block: Vec<Script> = (0..100).map(|_| Script(vec![Op::Add(1, 3)])).collect();
     block.push(Script(vec![Op::Read(1), Op::Write(0)]));
-    let expected = execute_sequential(&ScriptVm, &block, &storage).unwrap();
+    let expected = execute_sequential(&SCRIPTS, &block, &storage).unwrap();
     for threads in THREAD_COUNTS {
-        let actual = BlockExecutor::new(&ScriptVm, config(threads, None))
+        let actual = BlockExecutor::new(&SCRIPTS, config(threads, None))
             .execute_block(&block, &storage)
             .unwrap();
         assert_eq!(actual, expected);
@@ -257,8 +257,8 @@ fn conditional_deltas_do_not_conflict_while_the_answer_holds() {
     let block: Vec<Script> = (0..200).map(|_| Script(vec![Op::TrySub(2, 1)])).collect();
     let storage = MemoryStorage(storage.0.into_iter().chain([(2, 1_000_000)]).collect());
     let (output, stats) =
-        BlockExecutor::new(&ScriptVm, config(2, None)).execute_block_with_stats(&block, &storage);
-    assert_eq!(output.unwrap(), execute_sequential(&ScriptVm, &block, &storage).unwrap());
+        BlockExecutor::new(&SCRIPTS, config(2, None)).execute_block_with_stats(&block, &storage);
+    assert_eq!(output.unwrap(), execute_sequential(&SCRIPTS, &block, &storage).unwrap());
     assert_eq!(stats.validation_aborts, 0, "{stats:?}");
 }
 
@@ -313,7 +313,7 @@ fn one_executor_runs_many_blocks_of_different_sizes() {
     quiet_script_panics();
     let vm = TransferVm { work_rounds: 0, fee_vault: FEE_VAULT };
     let transfers = BlockExecutor::new(&vm, config(2, Some(ContentionFallback::default())));
-    let scripts = BlockExecutor::new(&ScriptVm, config(3, None));
+    let scripts = BlockExecutor::new(&SCRIPTS, config(3, None));
     let script_storage = script_storage(16);
     for (round, size) in [500usize, 20, 1200, 3, 700].into_iter().enumerate() {
         let storage = transfer_genesis(50);
@@ -331,7 +331,7 @@ fn one_executor_runs_many_blocks_of_different_sizes() {
             .collect();
         assert_eq!(
             scripts.execute_block(&block, &script_storage),
-            execute_sequential(&ScriptVm, &block, &script_storage),
+            execute_sequential(&SCRIPTS, &block, &script_storage),
             "script block {round}"
         );
     }
@@ -370,7 +370,7 @@ fn a_storage_failure_is_an_error_for_the_block() {
     block[20] = Script(vec![Op::Read(7)]);
     for threads in [1, 2, 4] {
         let result =
-            BlockExecutor::new(&ScriptVm, config(threads, None)).execute_block(&block, &storage);
+            BlockExecutor::new(&SCRIPTS, config(threads, None)).execute_block(&block, &storage);
         match result {
             Err(BlockError::Storage(error)) => {
                 assert_eq!(error.to_string(), "storage failure: disk on fire");
@@ -428,14 +428,14 @@ fn the_last_write_of_a_key_in_a_transaction_wins() {
 fn empty_and_tiny_blocks() {
     let storage = script_storage(2);
     for threads in [1, 2, 8] {
-        let executor = BlockExecutor::new(&ScriptVm, config(threads, None));
+        let executor = BlockExecutor::new(&SCRIPTS, config(threads, None));
         let empty = executor.execute_block(&[], &storage).unwrap();
         assert!(empty.results.is_empty() && empty.state_updates.is_empty());
         let one =
             executor.execute_block(&[Script(vec![Op::Read(1), Op::Write(1)])], &storage).unwrap();
         assert_eq!(
             one,
-            execute_sequential(&ScriptVm, &[Script(vec![Op::Read(1), Op::Write(1)])], &storage)
+            execute_sequential(&SCRIPTS, &[Script(vec![Op::Read(1), Op::Write(1)])], &storage)
                 .unwrap()
         );
     }
@@ -456,9 +456,9 @@ fn a_spend_after_credits_of_the_hot_key_counts_after_them() {
         Script(vec![Op::TrySub(0, 4)]),
         Script(vec![Op::Read(0)]),
     ];
-    let expected = execute_sequential(&HotScriptVm, &block, &storage).unwrap();
+    let expected = execute_sequential(&HOT_SCRIPTS, &block, &storage).unwrap();
     assert_eq!(expected.state_updates[0], (0, Some(69)));
     for _ in 0..20 {
-        assert_every_parallel_run_matches(&HotScriptVm, &block, &storage).unwrap();
+        assert_every_parallel_run_matches(&HOT_SCRIPTS, &block, &storage).unwrap();
     }
 }

@@ -11,8 +11,9 @@ use crate::LAZY_BALANCE;
 pub const EVM_EMPTY_CODE_HASH: B256 = revm::primitives::KECCAK_EMPTY;
 
 /// The writes that apply revm's `state` (one transaction's changes) to Duet's state, one per
-/// key, in no particular order (the executors need none). Only what changed is written; an absent key means zero, so zero balances, zero slots and
-/// default account headers are deletions. The balances of `lazy_accounts` (loaded with the
+/// key, in no particular order (the executors need none). Only what changed is written; an
+/// absent key means zero, so zero balances, zero slots and default account headers are
+/// deletions. The balances of `lazy_accounts` (loaded with the
 /// stand-in [`LAZY_BALANCE`]) become commutative additions.
 ///
 /// Returns `None` if a lazy account ended below its stand-in (it spent, which only code or the

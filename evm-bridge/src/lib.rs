@@ -104,7 +104,10 @@ impl EvmVm {
     /// `move_vm` (see [`move_call`]).
     #[must_use]
     pub fn with_move(mut self, move_vm: std::sync::Arc<duet_move::MoveVm>) -> Self {
-        self.move_call = Some((move_vm, move_call::with_move_call(self.cfg.spec)));
+        self.move_call = Some((
+            move_vm,
+            move_call::addresses_with_move_call(&revm::handler::EthPrecompiles::new(self.cfg.spec)),
+        ));
         self
     }
 }

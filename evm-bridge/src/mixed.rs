@@ -72,6 +72,8 @@ impl DuetVm {
     /// (whose code caches outlive the block).
     #[must_use]
     pub fn new(evm: EvmVm, move_vm: Arc<MoveVm>) -> Self {
+        // One fee vault for both VMs: it is the block's hot credit key.
+        debug_assert_eq!(evm.hot_credit_key(), move_vm.hot_credit_key(), "one fee vault");
         Self { evm: evm.with_move(Arc::clone(&move_vm)), move_vm }
     }
 }

@@ -181,7 +181,7 @@ impl std::fmt::Debug for DuetPrecompiles<'_> {
 
 impl<'a> DuetPrecompiles<'a> {
     /// revm's precompiles for `spec`, and the Move call precompile if there is a Move VM, with
-    /// `addresses` from [`with_move_call`] for the same `spec`.
+    /// `addresses` from [`addresses_with_move_call`] for the same `spec`.
     pub(crate) fn new(
         spec: revm::primitives::hardfork::SpecId,
         move_call: Option<(&'a MoveVm, &'a AddressSet)>,
@@ -196,13 +196,8 @@ impl<'a> DuetPrecompiles<'a> {
     }
 }
 
-/// revm's precompile addresses for `spec`, and the Move call precompile's.
-pub(crate) fn with_move_call(spec: revm::primitives::hardfork::SpecId) -> AddressSet {
-    addresses_with_move_call(&EthPrecompiles::new(spec))
-}
-
-/// `eth`'s addresses and the Move call precompile's.
-fn addresses_with_move_call(eth: &EthPrecompiles) -> AddressSet {
+/// `eth`'s addresses (revm's precompiles) and the Move call precompile's.
+pub(crate) fn addresses_with_move_call(eth: &EthPrecompiles) -> AddressSet {
     let mut addresses = eth.warm_addresses().clone();
     addresses.insert(MOVE_CALL_ADDRESS);
     addresses

@@ -46,11 +46,11 @@ struct DependencySources {
 
 impl DependencySources {
     fn write() -> std::io::Result<Self> {
-        // From here on the directory is removed when `sources` is dropped, on errors too.
         let mut builder = tempfile::Builder::new();
         builder.prefix("duet-move-sources-");
         #[cfg(unix)]
         builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        // From here on the directory is removed when `sources` is dropped, on errors too.
         let directory = builder.tempdir()?;
         let mut sources = Self { directory, files: Vec::new() };
         for (name, text) in crate::embedded_pairs(SOURCES) {

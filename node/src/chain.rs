@@ -174,6 +174,9 @@ pub struct Chain {
     /// block that published modules (calls still running keep the old one).
     call_move_vm: RwLock<Arc<MoveVm>>,
     mempool: Mutex<Mempool>,
+    /// When the next block looks for expired transactions: a scan of every sender, for a
+    /// lifetime of hours, need not run every block.
+    next_expiry: Mutex<std::time::Instant>,
     head: RwLock<Arc<Block>>,
     /// The upper nodes of the state's sparse Merkle tree (the rest are read from the store), as
     /// of the head block. Held while a block is committed, so a proof always matches the head.
@@ -242,6 +245,7 @@ impl Chain {
             move_vm: Arc::new(MoveVm::new(config.fee_vault)),
             call_move_vm: RwLock::new(Arc::new(MoveVm::new(config.fee_vault))),
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
+            next_expiry: Mutex::new(std::time::Instant::now()),
             head: RwLock::new(Arc::new(head)),
             threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             metrics: Metrics::default(),
@@ -425,7 +429,7 @@ impl Chain {
                 // Not acknowledged. Deleted under the lock, so that no other submission of the
                 // same transaction writes its record between the decision and the delete.
                 if !mempool.holds_or_awaits(&hash) {
-                    self.store.delete_pending(hash)?;
+                    self.store.delete_pending(&[hash])?;
                 }
                 Err(error)
             }
@@ -436,12 +440,15 @@ impl Chain {
     /// submission of the same transaction is on its way). Called under the mempool lock, for
     /// the same reason as the delete of a refused transaction's record.
     fn delete_records(&self, mempool: &Mempool, hashes: &[B256]) {
-        for hash in hashes.iter().filter(|hash| !mempool.holds_or_awaits(hash)) {
-            // The transaction is out of the pool whatever happens here: a stale record is
-            // dropped at restart, when its nonce is used or it expires again.
-            if let Err(error) = self.store.delete_pending(*hash) {
-                tracing::warn!(%hash, %error, "a dropped transaction's record stays on disk");
-            }
+        let unneeded: Vec<B256> =
+            hashes.iter().copied().filter(|hash| !mempool.holds_or_awaits(hash)).collect();
+        if unneeded.is_empty() {
+            return;
+        }
+        // The transactions are out of the pool whatever happens here: a stale record is
+        // dropped at restart, when its nonce is used or it expires again.
+        if let Err(error) = self.store.delete_pending(&unneeded) {
+            tracing::warn!(records = unneeded.len(), %error, "dropped transactions' records stay on disk");
         }
     }
 
@@ -560,7 +567,7 @@ impl Chain {
             match signed {
                 Some((sender, envelope)) => records.push((sender, envelope, raw)),
                 // Not written by this node: forget it.
-                None => self.store.delete_pending(alloy_primitives::keccak256(&raw))?,
+                None => self.store.delete_pending(&[alloy_primitives::keccak256(&raw)])?,
             }
         }
         // Each sender's transactions in nonce order, so none looks too far ahead. They are on
@@ -568,16 +575,21 @@ impl Chain {
         records.sort_by_key(|(sender, envelope, _)| (*sender, envelope.nonce()));
         let mut kept = 0;
         for (sender, envelope, raw) in records {
-            let admitted = self
-                .check_signed(&raw, &envelope, sender)
-                .and_then(|(pending, _)| self.admit(pending, true));
+            let admitted = match self.check_signed(&raw, &envelope, sender) {
+                // A refusal deletes the record.
+                Ok((pending, _)) => self.admit(pending, true),
+                Err(SubmitError::Store(error)) => return Err(error),
+                Err(error) => {
+                    self.store.delete_pending(&[*envelope.tx_hash()])?;
+                    Err(error)
+                }
+            };
             match admitted {
                 Ok(_) => kept += 1,
                 Err(SubmitError::Store(error)) => return Err(error),
+                // Included or made invalid since: forgotten.
                 Err(error) => {
-                    // Included or made invalid since; forget it.
                     tracing::debug!(hash = %envelope.tx_hash(), %error, "dropped on restart");
-                    self.store.delete_pending(*envelope.tx_hash())?;
                 }
             }
         }
@@ -612,8 +624,12 @@ impl Chain {
         let nonce_of = |sender| nonces.get(&sender).copied().unwrap_or(u64::MAX);
         let candidates = {
             let mut mempool = self.mempool.lock();
-            let expired =
-                mempool.expire(nonce_of, std::time::Instant::now(), self.config.mempool_lifetime);
+            let now = std::time::Instant::now();
+            let expired = if self.expiry_due(now) {
+                mempool.expire(nonce_of, now, self.config.mempool_lifetime)
+            } else {
+                Vec::new()
+            };
             if !expired.is_empty() {
                 tracing::info!(
                     transactions = expired.len(),
@@ -679,6 +695,17 @@ impl Chain {
         }
         self.settle_mempool(&candidates, &rejected, settled);
         Ok(block)
+    }
+
+    /// Whether the block built at `now` looks for expired transactions: every quarter of the
+    /// lifetime, at most every minute.
+    fn expiry_due(&self, now: std::time::Instant) -> bool {
+        let mut next = self.next_expiry.lock();
+        if now < *next {
+            return false;
+        }
+        *next = now + (self.config.mempool_lifetime / 4).min(std::time::Duration::from_secs(60));
+        true
     }
 
     /// The block's transactions with their receipts, counted into `block`, and the hashes of

@@ -131,7 +131,7 @@ struct Settings {
 struct NodeSettings {
     datadir: PathBuf,
     http_port: u16,
-    block_time: f64,
+    block_time: Duration,
     chain_id: u64,
     block_gas_limit: u64,
     mempool_limit: usize,
@@ -152,20 +152,15 @@ impl NodeArgs {
         let settings = NodeSettings {
             datadir: self.datadir.clone().or(file.datadir).unwrap_or_else(default_datadir),
             http_port: self.http_port.or(file.http_port).unwrap_or(8545),
-            block_time: self.block_time.or(file.block_time).unwrap_or(1.0),
+            block_time: seconds(self.block_time.or(file.block_time).unwrap_or(1.0), "block time")?,
             chain_id: self.chain_id.or(file.chain_id).unwrap_or(31_337),
             block_gas_limit: self.block_gas_limit.or(file.block_gas_limit).unwrap_or(1_000_000_000),
             mempool_limit: self.mempool_limit.or(file.mempool_limit).unwrap_or(50_000),
-            mempool_lifetime: Duration::try_from_secs_f64(
+            mempool_lifetime: seconds(
                 self.mempool_lifetime.or(file.mempool_lifetime).unwrap_or(10_800.0),
-            )
-            .ok()
-            .filter(|lifetime| !lifetime.is_zero())
-            .ok_or("the mempool lifetime must be a number of seconds above zero")?,
+                "mempool lifetime",
+            )?,
         };
-        if !settings.block_time.is_finite() || settings.block_time <= 0.0 {
-            return Err("the block time must be above zero".to_owned());
-        }
         if settings.mempool_limit == 0 {
             return Err("the mempool limit must be at least 1".to_owned());
         }
@@ -231,6 +226,14 @@ fn run(args: &NodeArgs) -> Result<(), String> {
     runtime.block_on(serve(chain, &settings, &datadir))
 }
 
+/// `value` seconds, which must be a number above zero, as a duration.
+fn seconds(value: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|duration| !duration.is_zero())
+        .ok_or_else(|| format!("the {what} must be a number of seconds above zero"))
+}
+
 fn default_datadir() -> PathBuf {
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     home.join(".local/share/duet/dev")
@@ -245,10 +248,10 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|error| format!("cannot listen on {address}: {error}"))?;
-    print_banner(&chain, address, datadir, args.block_time);
+    print_banner(&chain, address, datadir, args.block_time.as_secs_f64());
     let producer = {
         let chain = Arc::clone(&chain);
-        let period = Duration::from_secs_f64(args.block_time);
+        let period = args.block_time;
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

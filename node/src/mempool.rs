@@ -89,17 +89,6 @@ pub enum MempoolError {
     SenderFull,
 }
 
-/// How the mempool would take a transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
-    /// In place of the waiting transaction with the same sender and nonce.
-    Replace,
-    /// In room the pool has.
-    Room,
-    /// By evicting this sender's last transaction.
-    Evict(Address),
-}
-
 /// How a transaction comes to the mempool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arrival {
@@ -211,7 +200,8 @@ impl Mempool {
         })
     }
 
-    /// Whether [`insert`](Self::insert) would take `transaction` now, and how.
+    /// Whether [`insert`](Self::insert) would take `transaction` now, and the sender whose
+    /// last transaction it would evict, if any.
     ///
     /// # Errors
     /// See [`MempoolError`].
@@ -219,7 +209,7 @@ impl Mempool {
         &self,
         transaction: &PendingTransaction,
         arrival: Arrival,
-    ) -> Result<Admission, MempoolError> {
+    ) -> Result<Option<Address>, MempoolError> {
         if self.by_hash.contains_key(&transaction.hash) {
             return Err(MempoolError::AlreadyKnown);
         }
@@ -231,11 +221,11 @@ impl Mempool {
             Some(existing) if transaction.max_fee < bumped(existing.max_fee) => {
                 Err(MempoolError::ReplacementUnderpriced)
             }
-            Some(_) => Ok(Admission::Replace),
+            Some(_) => Ok(None),
             None => match arrival {
                 Arrival::Precheck => self.check_room(transaction, None),
                 Arrival::New { state_nonce } => self.check_room(transaction, Some(state_nonce)),
-                Arrival::Restored => Ok(Admission::Room),
+                Arrival::Restored => Ok(None),
             },
         }
     }
@@ -267,13 +257,14 @@ impl Mempool {
         self.by_hash.contains_key(hash) || self.in_flight.contains_key(hash)
     }
 
-    /// Whether there is room for a new transaction, or one to evict (see the module's
-    /// documentation); the gap rule applies when the sender's `state_nonce` is given.
+    /// Whether there is room for a new transaction, or the sender whose last transaction to
+    /// evict for it (see the module's documentation); the gap rule applies when the sender's
+    /// `state_nonce` is given.
     fn check_room(
         &self,
         transaction: &PendingTransaction,
         state_nonce: Option<u64>,
-    ) -> Result<Admission, MempoolError> {
+    ) -> Result<Option<Address>, MempoolError> {
         let waiting = self.by_hash.len();
         let above_gap =
             |state_nonce| transaction.nonce > self.pending_nonce(transaction.sender, state_nonce);
@@ -287,9 +278,9 @@ impl Mempool {
             return Err(MempoolError::SenderFull);
         }
         if waiting < self.limit {
-            return Ok(Admission::Room);
+            return Ok(None);
         }
-        self.victim(transaction).map(Admission::Evict).ok_or(MempoolError::Full)
+        self.victim(transaction).map(Some).ok_or(MempoolError::Full)
     }
 
     /// The sender whose last transaction a full pool evicts to take `transaction`: the cheapest
@@ -343,11 +334,11 @@ impl Mempool {
         transaction: PendingTransaction,
         arrival: Arrival,
     ) -> Result<Vec<B256>, MempoolError> {
-        let admission = self.check(&transaction, arrival)?;
+        let victim = self.check(&transaction, arrival)?;
         let (sender, nonce, received) =
             (transaction.sender, transaction.nonce, transaction.received);
         let mut displaced = Vec::new();
-        if let Admission::Evict(victim) = admission {
+        if let Some(victim) = victim {
             if let Some((_, evicted)) = self.change_sender(victim, BTreeMap::pop_last) {
                 displaced.push(self.forget(&evicted));
             }
@@ -382,8 +373,8 @@ impl Mempool {
         block
     }
 
-    /// Notes that the block being built is committed, or given up: its senders' transactions
-    /// can be evicted again.
+    /// Notes that the block being built is committed: its senders' transactions can be evicted
+    /// again. (A block given up leaves them spared until the next one is built.)
     pub fn block_done(&mut self) {
         self.building.clear();
     }
@@ -575,7 +566,7 @@ mod tests {
         pool.insert(pending(6, 6, 100), new(0)).unwrap();
         pool.insert(pending(7, 0, 100), new(0)).unwrap();
         assert!(pool.check(&pending(7, 2, 100), new(0)).is_err());
-        assert_eq!(pool.check(&pending(7, 2, 100), Arrival::Precheck), Ok(Admission::Room));
+        assert_eq!(pool.check(&pending(7, 2, 100), Arrival::Precheck), Ok(None));
         // What was accepted before a restart comes back however full the pool is.
         let mut pool = Mempool::new(2);
         for nonce in 3..=5 {
@@ -601,7 +592,7 @@ mod tests {
         assert_eq!(pool.check(&pending(4, 0, 109), Arrival::Precheck), Err(MempoolError::Full));
         let evicted = pending(1, 1, 100).hash;
         let one = Address::repeat_byte(1);
-        assert_eq!(pool.check(&pending(4, 0, 110), Arrival::Precheck), Ok(Admission::Evict(one)));
+        assert_eq!(pool.check(&pending(4, 0, 110), Arrival::Precheck), Ok(Some(one)));
         assert_eq!(pool.insert(pending(4, 0, 110), new(0)), Ok(vec![evicted]));
         pool.assert_consistent();
         assert_eq!(pool.len(), 4);

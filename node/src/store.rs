@@ -434,13 +434,17 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets an accepted transaction that will never be included.
+    /// Forgets accepted transactions that will never be included, in one write.
     ///
     /// # Errors
     /// The database failed.
-    pub fn delete_pending(&self, hash: B256) -> Result<(), StoreError> {
-        self.db.delete_cf(self.family(PENDING), hash)?;
-        Ok(())
+    pub fn delete_pending(&self, hashes: &[B256]) -> Result<(), StoreError> {
+        let family = self.family(PENDING);
+        let mut batch = WriteBatch::default();
+        for hash in hashes {
+            batch.delete_cf(family, hash);
+        }
+        Ok(self.db.write(batch)?)
     }
 
     /// Every accepted transaction not yet in a block, as signed.
