@@ -18,7 +18,8 @@
 //! let them run. Transactions can still end up above a gap, when a block rejects one before them
 //! (its sender spent the ETH through Move, say). Those wait for their sender to send that nonce
 //! again, but not forever: when a sender has sent nothing for the pool's lifetime (three hours
-//! by default, as in geth), its transactions above the gap are dropped
+//! by default, as in geth), its transactions above the gap are dropped (the chain looks every
+//! quarter of the lifetime, at most every minute)
 //! ([`expire`](Mempool::expire)).
 //!
 //! An accepted transaction leaves the pool when a block includes it, rejects it for good or uses
