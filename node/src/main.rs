@@ -86,6 +86,15 @@ struct NodeArgs {
     /// environment variables override it.
     #[arg(long, env = "DUET_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+/// The settings a node runs with, each from its flag or environment variable (clap), else from
+/// the TOML file (serde), else its default: one list for both sources.
+#[derive(clap::Args, Debug, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Settings {
     /// Where the database lives [default: ~/.local/share/duet/dev].
     #[arg(long, env = "DUET_DATADIR")]
     datadir: Option<PathBuf>,
@@ -113,20 +122,6 @@ struct NodeArgs {
     mempool_lifetime: Option<f64>,
 }
 
-/// The settings a node runs with: flags and environment first, then the TOML file, then the
-/// defaults.
-#[derive(Debug, serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Settings {
-    datadir: Option<PathBuf>,
-    http_port: Option<u16>,
-    block_time: Option<f64>,
-    chain_id: Option<u64>,
-    block_gas_limit: Option<u64>,
-    mempool_limit: Option<usize>,
-    mempool_lifetime: Option<f64>,
-}
-
 /// The resolved settings.
 struct NodeSettings {
     datadir: PathBuf,
@@ -149,15 +144,19 @@ impl NodeArgs {
             }
             None => Settings::default(),
         };
+        let given = &self.settings;
         let settings = NodeSettings {
-            datadir: self.datadir.clone().or(file.datadir).unwrap_or_else(default_datadir),
-            http_port: self.http_port.or(file.http_port).unwrap_or(8545),
-            block_time: seconds(self.block_time.or(file.block_time).unwrap_or(1.0), "block time")?,
-            chain_id: self.chain_id.or(file.chain_id).unwrap_or(31_337),
-            block_gas_limit: self.block_gas_limit.or(file.block_gas_limit).unwrap_or(1_000_000_000),
-            mempool_limit: self.mempool_limit.or(file.mempool_limit).unwrap_or(50_000),
+            datadir: given.datadir.clone().or(file.datadir).unwrap_or_else(default_datadir),
+            http_port: given.http_port.or(file.http_port).unwrap_or(8545),
+            block_time: seconds(given.block_time.or(file.block_time).unwrap_or(1.0), "block time")?,
+            chain_id: given.chain_id.or(file.chain_id).unwrap_or(31_337),
+            block_gas_limit: given
+                .block_gas_limit
+                .or(file.block_gas_limit)
+                .unwrap_or(1_000_000_000),
+            mempool_limit: given.mempool_limit.or(file.mempool_limit).unwrap_or(50_000),
             mempool_lifetime: seconds(
-                self.mempool_lifetime.or(file.mempool_lifetime).unwrap_or(10_800.0),
+                given.mempool_lifetime.or(file.mempool_lifetime).unwrap_or(10_800.0),
                 "mempool lifetime",
             )?,
         };
