@@ -10,6 +10,7 @@
 pub mod block;
 pub mod chain;
 pub mod client;
+pub mod filters;
 pub mod genesis;
 pub mod load;
 pub mod mempool;

@@ -4,6 +4,11 @@
 //! State is kept for the latest block only: a state query for an older block number fails with
 //! a clear error ("latest", "pending", "safe", "finalized" and the head's number are answered).
 //! Move transactions carry two more receipt fields, `moveStatus` and `moveEvents`.
+//!
+//! Clients that watch for events or blocks by polling (viem's `watch*`, ethers' `on`) install
+//! filters ([`crate::filters`]): `eth_newFilter` and `eth_newBlockFilter`, then
+//! `eth_getFilterChanges`, `eth_getFilterLogs` and `eth_uninstallFilter`. Pending-transaction
+//! filters are not offered.
 
 use std::sync::Arc;
 
@@ -19,6 +24,7 @@ use serde_json::{json, Value};
 
 use crate::block::{Block, TransactionRecord};
 use crate::chain::{CallError, Chain};
+use crate::filters::{Filters, FILTER_LIFETIME};
 use crate::mempool::PendingTransaction;
 use duet_types::StateKey;
 
@@ -34,21 +40,38 @@ const MAX_BODY: usize = 5 * 1024 * 1024;
 /// The tip per gas the node suggests, in wei.
 const SUGGESTED_TIP: u64 = 1_000_000_000;
 
+/// What the JSON-RPC handlers share: the chain, and the filters clients installed.
+struct Rpc {
+    chain: Arc<Chain>,
+    filters: Filters<Filter>,
+}
+
+/// What a filter selects.
+#[derive(Clone)]
+enum Filter {
+    /// Logs: the filter object as the client sent it (its block range is read again at each
+    /// poll), and its addresses and topics.
+    Logs(serde_json::Map<String, Value>, LogCriteria),
+    /// New blocks' hashes.
+    Blocks,
+}
+
 /// The JSON-RPC router.
 pub fn router(chain: Arc<Chain>) -> Router {
+    let rpc = Rpc { chain: Arc::clone(&chain), filters: Filters::new(FILTER_LIFETIME) };
     Router::new()
         .route("/", post(handle))
         .route("/metrics", get(metrics))
-        .with_state(Arc::clone(&chain))
+        .with_state(Arc::new(rpc))
         .merge(crate::move_api::router(chain))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
-async fn metrics(State(chain): State<Arc<Chain>>) -> String {
-    chain.metrics()
+async fn metrics(State(rpc): State<Arc<Rpc>>) -> String {
+    rpc.chain.metrics()
 }
 
-async fn handle(State(chain): State<Arc<Chain>>, body: axum::body::Bytes) -> Json<Value> {
+async fn handle(State(rpc): State<Arc<Rpc>>, body: axum::body::Bytes) -> Json<Value> {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => {
@@ -70,8 +93,8 @@ async fn handle(State(chain): State<Arc<Chain>>, body: axum::body::Bytes) -> Jso
             &format!("a batch holds at most {MAX_BATCH} requests"),
             None,
         ),
-        Value::Array(requests) => Value::Array(answer_batch(&chain, &requests)),
-        request => answer(&chain, &request),
+        Value::Array(requests) => Value::Array(answer_batch(&rpc, &requests)),
+        request => answer(&rpc, &request),
     })
     .await
     .unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None));
@@ -113,7 +136,7 @@ fn error_response(id: &Value, code: i64, message: &str, data: Option<Value>) -> 
 
 /// A batch's answers, in order; its `eth_sendRawTransaction`s are accepted together (one
 /// synced write for all of them).
-fn answer_batch(chain: &Chain, requests: &[Value]) -> Vec<Value> {
+fn answer_batch(rpc: &Rpc, requests: &[Value]) -> Vec<Value> {
     let raw_of = |request: &Value| -> Option<Bytes> {
         if request.get("method").and_then(Value::as_str) != Some("eth_sendRawTransaction") {
             return None;
@@ -128,7 +151,7 @@ fn answer_batch(chain: &Chain, requests: &[Value]) -> Vec<Value> {
     let slices: Vec<&[u8]> = raws.iter().map(|(_, raw)| raw.as_ref()).collect();
     let mut submitted: std::collections::HashMap<usize, Value> = raws
         .iter()
-        .zip(chain.submit_many(&slices))
+        .zip(rpc.chain.submit_many(&slices))
         .map(|((index, _), result)| {
             let id = requests[*index].get("id").cloned().unwrap_or(Value::Null);
             (*index, reply(&id, result.map(|hash| json!(hash)).map_err(RpcError::server)))
@@ -137,11 +160,11 @@ fn answer_batch(chain: &Chain, requests: &[Value]) -> Vec<Value> {
     requests
         .iter()
         .enumerate()
-        .map(|(index, request)| submitted.remove(&index).unwrap_or_else(|| answer(chain, request)))
+        .map(|(index, request)| submitted.remove(&index).unwrap_or_else(|| answer(rpc, request)))
         .collect()
 }
 
-fn answer(chain: &Chain, request: &Value) -> Value {
+fn answer(rpc: &Rpc, request: &Value) -> Value {
     let id = request.get("id").cloned().unwrap_or(Value::Null);
     let Some(method) = request.get("method").and_then(Value::as_str) else {
         return error_response(&id, -32600, "invalid request", None);
@@ -152,10 +175,11 @@ fn answer(chain: &Chain, request: &Value) -> Value {
         Value::Null => Vec::new(),
         _ => return error_response(&id, -32602, "params must be an array", None),
     };
-    reply(&id, dispatch(chain, method, &params))
+    reply(&id, dispatch(rpc, method, &params))
 }
 
-fn dispatch(chain: &Chain, method: &str, params: &[Value]) -> Result<Value, RpcError> {
+fn dispatch(rpc: &Rpc, method: &str, params: &[Value]) -> Result<Value, RpcError> {
+    let chain = &rpc.chain;
     let head = chain.head();
     match method {
         "web3_clientVersion" => Ok(json!(CLIENT_VERSION)),
@@ -170,6 +194,11 @@ fn dispatch(chain: &Chain, method: &str, params: &[Value]) -> Result<Value, RpcE
         "eth_maxPriorityFeePerGas" => Ok(json!(hex(SUGGESTED_TIP))),
         "eth_blobBaseFee" => Ok(json!("0x1")),
         "eth_feeHistory" => fee_history(chain, &head, params),
+        "eth_newFilter"
+        | "eth_newBlockFilter"
+        | "eth_getFilterChanges"
+        | "eth_getFilterLogs"
+        | "eth_uninstallFilter" => filter_method(rpc, &head, method, params),
         _ => state_method(chain, &head, method, params),
     }
 }
@@ -610,45 +639,91 @@ fn logs(chain: &Chain, head: &Block, filter: Option<&Value>) -> Result<Value, Rp
         let to = block_number(head, filter.get("toBlock"))?.unwrap_or(head.number);
         (from, to)
     };
-    if to.saturating_sub(from) > 10_000 {
-        return Err(RpcError::server("query exceeds 10000 blocks"));
+    if to.saturating_sub(from) > MAX_LOG_BLOCKS {
+        return Err(RpcError::server(format!("query exceeds {MAX_LOG_BLOCKS} blocks")));
     }
-    let addresses: Vec<Address> = match filter.get("address") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(list)) => serde_json::from_value(Value::Array(list.clone()))
-            .map_err(|error| RpcError::invalid_params(format!("invalid address: {error}")))?,
-        Some(one) => vec![serde_json::from_value(one.clone())
-            .map_err(|error| RpcError::invalid_params(format!("invalid address: {error}")))?],
-    };
-    let topics: Vec<Option<Vec<B256>>> = match filter.get("topics") {
-        Some(Value::Array(list)) => list
-            .iter()
-            .map(|topic| match topic {
-                Value::Null => Ok(None),
-                // An empty list matches anything, as in Ethereum clients.
-                Value::Array(options) if options.is_empty() => Ok(None),
-                Value::Array(options) => {
-                    serde_json::from_value(Value::Array(options.clone())).map(Some)
-                }
-                one => serde_json::from_value(one.clone()).map(|topic| Some(vec![topic])),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|error| RpcError::invalid_params(format!("invalid topics: {error}")))?,
-        _ => Vec::new(),
-    };
-    // Whether a block's bloom filter allows a matching log: only then are its transactions read.
-    let may_match = |bloom: &alloy_primitives::Bloom| {
+    find_logs(chain, &LogCriteria::parse(&filter)?, from, to).map(Value::Array)
+}
+
+/// The most blocks one log query covers.
+const MAX_LOG_BLOCKS: u64 = 10_000;
+
+/// Which logs a log query or filter selects, besides its blocks.
+#[derive(Clone)]
+struct LogCriteria {
+    /// Any of these emitters (any emitter when empty).
+    addresses: Vec<Address>,
+    /// By position: any topic (`None`) or one of these.
+    topics: Vec<Option<Vec<B256>>>,
+}
+
+impl LogCriteria {
+    /// The `address` and `topics` of a filter object.
+    fn parse(filter: &serde_json::Map<String, Value>) -> Result<Self, RpcError> {
+        let addresses: Vec<Address> = match filter.get("address") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(list)) => serde_json::from_value(Value::Array(list.clone()))
+                .map_err(|error| RpcError::invalid_params(format!("invalid address: {error}")))?,
+            Some(one) => vec![serde_json::from_value(one.clone())
+                .map_err(|error| RpcError::invalid_params(format!("invalid address: {error}")))?],
+        };
+        let topics: Vec<Option<Vec<B256>>> = match filter.get("topics") {
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(|topic| match topic {
+                    Value::Null => Ok(None),
+                    // An empty list matches anything, as in Ethereum clients.
+                    Value::Array(options) if options.is_empty() => Ok(None),
+                    Value::Array(options) => {
+                        serde_json::from_value(Value::Array(options.clone())).map(Some)
+                    }
+                    one => serde_json::from_value(one.clone()).map(|topic| Some(vec![topic])),
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|error| RpcError::invalid_params(format!("invalid topics: {error}")))?,
+            _ => Vec::new(),
+        };
+        Ok(Self { addresses, topics })
+    }
+
+    /// Whether a block's bloom filter allows a matching log: only then are its transactions
+    /// read.
+    fn may_match(&self, bloom: &alloy_primitives::Bloom) -> bool {
         let holds = |value: &[u8]| bloom.contains_input(alloy_primitives::BloomInput::Raw(value));
-        (addresses.is_empty() || addresses.iter().any(|address| holds(address.as_slice())))
-            && topics
+        (self.addresses.is_empty()
+            || self.addresses.iter().any(|address| holds(address.as_slice())))
+            && self
+                .topics
                 .iter()
                 .flatten()
                 .all(|options| options.iter().any(|topic| holds(topic.as_slice())))
-    };
+    }
+
+    fn matches(&self, log: &alloy_primitives::Log) -> bool {
+        let address_matches = self.addresses.is_empty() || self.addresses.contains(&log.address);
+        // A log with fewer topics than the filter names does not match.
+        let topics_match = log.data.topics().len() >= self.topics.len()
+            && self.topics.iter().enumerate().all(|(position, wanted)| match wanted {
+                None => true,
+                Some(options) => {
+                    log.data.topics().get(position).is_some_and(|topic| options.contains(topic))
+                }
+            });
+        address_matches && topics_match
+    }
+}
+
+/// The logs of blocks `from..=to` that `criteria` selects.
+fn find_logs(
+    chain: &Chain,
+    criteria: &LogCriteria,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Value>, RpcError> {
     let mut found = Vec::new();
     for number in from..=to {
         let Some(block) = chain.store().block(number).map_err(RpcError::server)? else { continue };
-        if !may_match(&block.logs_bloom) {
+        if !criteria.may_match(&block.logs_bloom) {
             continue;
         }
         for hash in &block.transactions {
@@ -656,22 +731,106 @@ fn logs(chain: &Chain, head: &Block, filter: Option<&Value>) -> Result<Value, Rp
                 continue;
             };
             for (index, log) in record.logs.iter().enumerate() {
-                let address_matches = addresses.is_empty() || addresses.contains(&log.address);
-                // A log with fewer topics than the filter names does not match.
-                let topics_match = log.data.topics().len() >= topics.len()
-                    && topics.iter().enumerate().all(|(position, wanted)| match wanted {
-                        None => true,
-                        Some(options) => log
-                            .data
-                            .topics()
-                            .get(position)
-                            .is_some_and(|topic| options.contains(topic)),
-                    });
-                if address_matches && topics_match {
+                if criteria.matches(log) {
                     found.push(log_json(&record, log, index));
                 }
             }
         }
     }
-    Ok(json!(found))
+    Ok(found)
+}
+
+/// The filter methods (see the module's documentation).
+fn filter_method(
+    rpc: &Rpc,
+    head: &Block,
+    method: &str,
+    params: &[Value],
+) -> Result<Value, RpcError> {
+    let now = std::time::Instant::now();
+    let not_found = || RpcError::server("filter not found");
+    let installed = |filter| {
+        rpc.filters.install(filter, head.number, now).map(|id| json!(id)).map_err(RpcError::server)
+    };
+    match method {
+        "eth_newFilter" => {
+            let object = params
+                .first()
+                .and_then(Value::as_object)
+                .cloned()
+                .ok_or_else(|| RpcError::invalid_params("expected a filter object"))?;
+            if object.get("blockHash").is_some_and(|hash| !hash.is_null()) {
+                return Err(RpcError::invalid_params(
+                    "a filter cannot name a blockHash: use eth_getLogs for one block",
+                ));
+            }
+            // Refused now rather than at every poll.
+            explicit_block(object.get("fromBlock"))?;
+            explicit_block(object.get("toBlock"))?;
+            let criteria = LogCriteria::parse(&object)?;
+            installed(Filter::Logs(object, criteria))
+        }
+        "eth_newBlockFilter" => installed(Filter::Blocks),
+        "eth_getFilterChanges" => {
+            let id: U256 = parse(params, 0, "filter id")?;
+            let (filter, blocks) = rpc.filters.poll(id, head.number, now).ok_or_else(not_found)?;
+            // A client that polled long ago gets the latest blocks' changes.
+            let first = (*blocks.start()).max(blocks.end().saturating_sub(MAX_LOG_BLOCKS - 1));
+            match filter {
+                Filter::Logs(object, criteria) => {
+                    let from = first.max(explicit_block(object.get("fromBlock"))?.unwrap_or(0));
+                    let to = explicit_block(object.get("toBlock"))?
+                        .map_or(*blocks.end(), |to| to.min(*blocks.end()));
+                    if blocks.is_empty() || from > to {
+                        return Ok(json!([]));
+                    }
+                    find_logs(&rpc.chain, &criteria, from, to).map(Value::Array)
+                }
+                Filter::Blocks => {
+                    let mut hashes = Vec::new();
+                    for number in first..=*blocks.end() {
+                        if let Some(block) =
+                            rpc.chain.store().block(number).map_err(RpcError::server)?
+                        {
+                            hashes.push(json!(block.hash));
+                        }
+                    }
+                    Ok(Value::Array(hashes))
+                }
+            }
+        }
+        "eth_getFilterLogs" => {
+            let id: U256 = parse(params, 0, "filter id")?;
+            match rpc.filters.criteria(id, now).ok_or_else(not_found)? {
+                Filter::Logs(object, _) => logs(&rpc.chain, head, Some(&Value::Object(object))),
+                Filter::Blocks => Err(not_found()),
+            }
+        }
+        "eth_uninstallFilter" => {
+            let id: U256 = parse(params, 0, "filter id")?;
+            Ok(json!(rpc.filters.uninstall(id)))
+        }
+        _ => Err(RpcError::server(format!("{method} is not a filter method"))),
+    }
+}
+
+/// A block number given as a number: `None` for a tag ("latest", "earliest"…) or none.
+fn explicit_block(value: Option<&Value>) -> Result<Option<u64>, RpcError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => match text.strip_prefix("0x") {
+            Some(digits) => u64::from_str_radix(digits, 16)
+                .map(Some)
+                .map_err(|_| RpcError::invalid_params(format!("invalid block number {text}"))),
+            None if matches!(
+                text.as_str(),
+                "latest" | "pending" | "safe" | "finalized" | "earliest"
+            ) =>
+            {
+                Ok(None)
+            }
+            None => Err(RpcError::invalid_params(format!("invalid block number {text}"))),
+        },
+        Some(other) => Err(RpcError::invalid_params(format!("invalid block number {other}"))),
+    }
 }

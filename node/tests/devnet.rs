@@ -793,3 +793,83 @@ fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
     assert!(verify(root, key, None, &proof));
     assert_eq!(in_solidity(&result, &proof, false, false), "true");
 }
+
+/// The JSON-RPC answer to `method` with `params` (a JSON array).
+fn rpc(node: &Node, method: &str, params: &str) -> serde_json::Value {
+    let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#);
+    serde_json::from_str(&node.rpc_raw(&body).expect("the node answers")).unwrap()
+}
+
+#[test]
+fn viem_reads_sends_deploys_calls_watches_and_decodes_reverts_and_filters_refuse_bad_input() {
+    let directory = temp_datadir("viem");
+    let node = Node::start(directory.path());
+    // What a Solidity developer's viem script does (node/tests/viem/flow.mjs).
+    let output = Command::new("node")
+        .arg(root().join("node/tests/viem/flow.mjs"))
+        .arg(node.url())
+        .arg(FIRST_KEY)
+        .arg(root().join("evm-bridge/contracts/artifacts/Token.json"))
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let text = |name: &str| seen[name].as_str().unwrap_or_else(|| panic!("{name}: {seen}"));
+    assert_eq!(seen["chainId"], 31337);
+    assert_eq!(text("from"), FIRST);
+    assert_eq!(text("balanceBefore"), "10000000000000000000000");
+    assert!(text("maxFeePerGas").parse::<u128>().unwrap() >= 1_000_000_000, "{seen}");
+    assert!((1..=4).contains(&seen["feeHistoryBlocks"].as_u64().unwrap()), "{seen}");
+    assert_eq!(text("transferStatus"), "success");
+    assert_eq!(text("recipientBalance"), "500000000000000000");
+    assert_eq!(text("transferValue"), "500000000000000000");
+    assert_eq!(seen["transferNonce"], 0);
+    assert_eq!(text("deployStatus"), "success");
+    assert!(seen["codeBytes"].as_u64().unwrap() > 1000, "{seen}");
+    assert_eq!(text("name"), "Viem Token");
+    assert_eq!(text("supply"), "1000000000000000000000");
+    assert_eq!(text("callStatus"), "success");
+    assert_eq!(seen["callLogs"], 1);
+    assert_eq!(text("recipientTokens"), "25");
+    assert_eq!(seen["transferEvents"], serde_json::json!(["1000000000000000000000", "25"]));
+    assert_eq!(seen["logsToRecipient"], 1);
+    assert_eq!(seen["blockHasCall"], true);
+    assert_eq!(seen["watchedTransfers"], serde_json::json!(["7"]));
+    // A log filter reports each new log once; its logs are all the matching ones.
+    assert_eq!(seen["filterChanges"], serde_json::json!(["3"]));
+    assert_eq!(seen["filterChangesAgain"], 0);
+    assert_eq!(seen["filterLogs"], serde_json::json!(["1000000000000000000000", "25", "7", "3"]));
+    assert_eq!(seen["blockFilterHasThird"], true);
+    assert_eq!((&seen["uninstalled"], &seen["uninstalledAgain"]), (&true.into(), &false.into()));
+    // viem decoded the token's custom error from the revert data of eth_call.
+    assert_eq!(text("revert"), "ERC20InsufficientBalance");
+    assert_eq!(seen["nonceAfter"], 5);
+
+    // Bad filter requests get clear errors; a filter not installed is not found.
+    let error = |answer: serde_json::Value| answer["error"]["message"].as_str().unwrap().to_owned();
+    assert!(error(rpc(&node, "eth_newFilter", "[]")).contains("filter object"));
+    assert!(error(rpc(&node, "eth_newFilter", r#"[{"fromBlock":"soon"}]"#)).contains("soon"));
+    assert!(error(rpc(&node, "eth_newFilter", r#"[{"address":"0x12"}]"#)).contains("address"));
+    let hash = format!("0x{}", "11".repeat(32));
+    assert!(error(rpc(&node, "eth_newFilter", &format!(r#"[{{"blockHash":"{hash}"}}]"#)))
+        .contains("blockHash"));
+    let unknown = r#"["0x1234"]"#;
+    assert_eq!(error(rpc(&node, "eth_getFilterChanges", unknown)), "filter not found");
+    assert_eq!(error(rpc(&node, "eth_getFilterLogs", unknown)), "filter not found");
+    assert_eq!(rpc(&node, "eth_uninstallFilter", unknown)["result"], false);
+    assert!(error(rpc(&node, "eth_getFilterChanges", r#"["zz"]"#)).contains("filter id"));
+    let blocks = rpc(&node, "eth_newBlockFilter", "[]")["result"].clone();
+    assert_eq!(
+        error(rpc(&node, "eth_getFilterLogs", &format!("[{blocks}]"))),
+        "filter not found",
+        "a block filter has no logs"
+    );
+    // Blocks come every 0.2 s: the block filter sees new ones, each once.
+    std::thread::sleep(Duration::from_millis(700));
+    let first = rpc(&node, "eth_getFilterChanges", &format!("[{blocks}]"))["result"].clone();
+    let first = first.as_array().unwrap();
+    assert!(!first.is_empty());
+    let second = rpc(&node, "eth_getFilterChanges", &format!("[{blocks}]"))["result"].clone();
+    assert!(second.as_array().unwrap().iter().all(|hash| !first.contains(hash)), "{second}");
+}

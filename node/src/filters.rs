@@ -1,0 +1,197 @@
+//! The filters clients install and poll: `eth_newFilter`, `eth_newBlockFilter`,
+//! `eth_getFilterChanges`, `eth_getFilterLogs`, `eth_uninstallFilter`.
+//!
+//! A filter remembers the first block it has not reported yet. A poll reports the blocks from
+//! there up to the head and moves past them, so each block is reported once. A filter starts
+//! at the block after the head it was installed at, as in geth.
+//!
+//! Limits, so that a client cannot grow the node's memory: a filter not polled for five minutes
+//! (geth's timeout) is dropped, and at most [`MAX_FILTERS`] exist at a time; past that,
+//! installing one fails with "too many filters" until some expire or are uninstalled.
+//! Identifiers are 128-bit and unpredictable (a hash of a per-process secret and a counter), so
+//! one client cannot poll or uninstall another's filter by guessing.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{keccak256, B256, U256};
+use parking_lot::Mutex;
+
+/// The most filters installed at a time.
+pub const MAX_FILTERS: usize = 4_096;
+
+/// How long a filter lives without being polled.
+pub const FILTER_LIFETIME: Duration = Duration::from_secs(5 * 60);
+
+/// Why a filter could not be installed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FilterError {
+    /// [`MAX_FILTERS`] are installed and none has expired.
+    #[error(
+        "too many filters: at most {MAX_FILTERS} at a time; uninstall some or let them expire"
+    )]
+    TooMany,
+}
+
+/// Installed filters, each with what it selects (`C`).
+pub struct Filters<C> {
+    lifetime: Duration,
+    secret: B256,
+    installed: AtomicU64,
+    by_id: Mutex<HashMap<U256, Filter<C>>>,
+}
+
+struct Filter<C> {
+    criteria: C,
+    /// The first block not reported yet.
+    next_block: u64,
+    polled: Instant,
+}
+
+impl<C: Clone> Filters<C> {
+    /// No filters; each lives `lifetime` after its last poll.
+    #[must_use]
+    pub fn new(lifetime: Duration) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        let mut seed = now.to_be_bytes().to_vec();
+        seed.extend_from_slice(&std::process::id().to_be_bytes());
+        Self {
+            lifetime,
+            secret: keccak256(seed),
+            installed: AtomicU64::new(0),
+            by_id: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Installs a filter that reports blocks from `head + 1` on; returns its identifier.
+    ///
+    /// # Errors
+    /// [`FilterError::TooMany`] when [`MAX_FILTERS`] are installed and none has expired.
+    pub fn install(&self, criteria: C, head: u64, now: Instant) -> Result<U256, FilterError> {
+        let count = self.installed.fetch_add(1, Ordering::Relaxed);
+        let mut seed = self.secret.to_vec();
+        seed.extend_from_slice(&count.to_be_bytes());
+        let id = U256::from_be_slice(&keccak256(seed)[..16]);
+        let mut filters = self.by_id.lock();
+        if filters.len() >= MAX_FILTERS {
+            filters.retain(|_, filter| now.duration_since(filter.polled) < self.lifetime);
+            if filters.len() >= MAX_FILTERS {
+                return Err(FilterError::TooMany);
+            }
+        }
+        filters.insert(id, Filter { criteria, next_block: head + 1, polled: now });
+        Ok(id)
+    }
+
+    /// The filter's criteria and the blocks it has not reported, up to `head` (empty when no
+    /// block came since); they count as reported from now. `None`: no such filter (never
+    /// installed, uninstalled or expired).
+    pub fn poll(&self, id: U256, head: u64, now: Instant) -> Option<(C, RangeInclusive<u64>)> {
+        let mut filters = self.by_id.lock();
+        let filter = self.live(&mut filters, id, now)?;
+        let blocks = filter.next_block..=head;
+        filter.next_block = filter.next_block.max(head + 1);
+        Some((filter.criteria.clone(), blocks))
+    }
+
+    /// The filter's criteria, without moving it past any block. `None`: no such filter.
+    pub fn criteria(&self, id: U256, now: Instant) -> Option<C> {
+        let mut filters = self.by_id.lock();
+        self.live(&mut filters, id, now).map(|filter| filter.criteria.clone())
+    }
+
+    /// Removes the filter; returns whether it existed.
+    pub fn uninstall(&self, id: U256) -> bool {
+        self.by_id.lock().remove(&id).is_some()
+    }
+
+    /// The filter, if it exists and has not expired (an expired one is removed); it counts as
+    /// polled now.
+    fn live<'a>(
+        &self,
+        filters: &'a mut HashMap<U256, Filter<C>>,
+        id: U256,
+        now: Instant,
+    ) -> Option<&'a mut Filter<C>> {
+        let expired = now.duration_since(filters.get(&id)?.polled) >= self.lifetime;
+        if expired {
+            filters.remove(&id);
+            return None;
+        }
+        let filter = filters.get_mut(&id)?;
+        filter.polled = now;
+        Some(filter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poll_reports_each_new_block_once() {
+        let filters = Filters::new(FILTER_LIFETIME);
+        let now = Instant::now();
+        let id = filters.install("logs", 7, now).unwrap();
+        let (criteria, blocks) = filters.poll(id, 7, now).unwrap();
+        assert_eq!(criteria, "logs");
+        assert!(blocks.is_empty(), "no block yet: {blocks:?}");
+        assert!(filters.poll(id, 7, now).unwrap().1.is_empty());
+        assert_eq!(filters.poll(id, 10, now), Some(("logs", 8..=10)));
+        assert!(filters.poll(id, 10, now).unwrap().1.is_empty(), "reported once");
+        assert_eq!(filters.poll(id, 11, now), Some(("logs", 11..=11)));
+        assert_eq!(filters.criteria(id, now), Some("logs"));
+        assert_eq!(filters.poll(id, 12, now), Some(("logs", 12..=12)), "criteria moves nothing");
+    }
+
+    #[test]
+    fn identifiers_differ_and_uninstalled_or_unknown_filters_are_gone() {
+        let filters = Filters::new(FILTER_LIFETIME);
+        let now = Instant::now();
+        let first = filters.install(1, 0, now).unwrap();
+        let second = filters.install(2, 0, now).unwrap();
+        assert_ne!(first, second);
+        assert!(first > U256::from(u64::MAX), "128 bits, not a counter");
+        assert!(filters.uninstall(first));
+        assert!(!filters.uninstall(first));
+        assert_eq!(filters.poll(first, 1, now), None);
+        assert_eq!(filters.poll(U256::from(1), 1, now), None);
+        assert_eq!(filters.criteria(second, now), Some(2));
+    }
+
+    #[test]
+    fn an_unpolled_filter_expires_and_a_polled_one_lives_on() {
+        let lifetime = Duration::from_secs(60);
+        let filters = Filters::new(lifetime);
+        let start = Instant::now();
+        let idle = filters.install("idle", 0, start).unwrap();
+        let busy = filters.install("busy", 0, start).unwrap();
+        let later = start + Duration::from_secs(40);
+        assert!(filters.poll(busy, 1, later).is_some());
+        let expiry = start + lifetime;
+        assert_eq!(filters.poll(idle, 1, expiry), None, "not polled for its lifetime");
+        assert!(filters.poll(busy, 1, expiry).is_some(), "polled 20 s ago");
+        assert!(!filters.uninstall(idle), "an expired filter is removed");
+    }
+
+    #[test]
+    fn at_most_max_filters_exist_until_some_expire() {
+        let lifetime = Duration::from_secs(60);
+        let filters = Filters::new(lifetime);
+        let start = Instant::now();
+        let ids: Vec<U256> =
+            (0..MAX_FILTERS).map(|_| filters.install((), 0, start).unwrap()).collect();
+        assert_eq!(filters.install((), 0, start), Err(FilterError::TooMany));
+        assert!(filters.uninstall(ids[0]));
+        assert!(filters.install((), 0, start).is_ok(), "room again after an uninstall");
+        assert_eq!(filters.install((), 0, start), Err(FilterError::TooMany));
+        // Once they expire, installing clears them.
+        let later = start + lifetime;
+        assert!(filters.install((), 0, later).is_ok());
+        assert_eq!(filters.by_id.lock().len(), 1);
+    }
+}
