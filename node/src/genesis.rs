@@ -1,7 +1,7 @@
 //! The dev chain's genesis: the Move framework and ten prefunded accounts whose keys are public
 //! (the same ten that anvil and Hardhat print, so tools and tutorials work unchanged).
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::Address;
 use alloy_signer_local::PrivateKeySigner;
 use duet_types::{StateKey, StateValue};
 
@@ -23,19 +23,18 @@ pub const DEV_KEYS: [&str; 10] = [
 pub const DEV_BALANCE: u128 = 10_000 * 10u128.pow(18);
 
 /// The dev accounts: (address, private key).
+#[must_use]
+pub fn dev_accounts() -> Vec<(Address, &'static str)> {
+    dev_signers().iter().map(PrivateKeySigner::address).zip(DEV_KEYS).collect()
+}
+
+/// The dev accounts' signers.
 ///
 /// # Panics
 /// Never: the keys are valid.
 #[must_use]
-pub fn dev_accounts() -> Vec<(Address, &'static str)> {
-    DEV_KEYS
-        .iter()
-        .map(|key| {
-            let bytes: B256 = key.parse().expect("a 32-byte hex key");
-            let signer = PrivateKeySigner::from_bytes(&bytes).expect("a valid secp256k1 key");
-            (signer.address(), *key)
-        })
-        .collect()
+pub fn dev_signers() -> Vec<PrivateKeySigner> {
+    DEV_KEYS.iter().map(|key| key.parse().expect("a valid secp256k1 key")).collect()
 }
 
 /// The dev genesis state: the Move framework at `0x1` and the funded dev accounts.

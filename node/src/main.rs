@@ -273,8 +273,10 @@ async fn serve(
             }
         })
     };
-    let server =
-        axum::serve(listener, duet_node::rpc::router(chain)).with_graceful_shutdown(stopped());
+    // A dev chain's accounts are unlocked, as on anvil.
+    let unlocked = duet_node::genesis::dev_signers();
+    let server = axum::serve(listener, duet_node::rpc::router(chain, unlocked))
+        .with_graceful_shutdown(stopped());
     let result = server.await.map_err(|error| error.to_string());
     producer.abort();
     tracing::info!("stopped");

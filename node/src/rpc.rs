@@ -5,6 +5,10 @@
 //! a clear error ("latest", "pending", "safe", "finalized" and the head's number are answered).
 //! Move transactions carry two more receipt fields, `moveStatus` and `moveEvents`.
 //!
+//! The dev accounts are unlocked, as on anvil: `eth_accounts` lists them, and
+//! `eth_sendTransaction` fills in what a transaction from one of them leaves out (nonce, gas,
+//! fees), signs it with its key and submits it like a raw one (`cast send --unlocked`).
+//!
 //! Clients that watch for events or blocks by polling (viem's `watch*`, ethers' `on`) install
 //! filters ([`crate::filters`]): `eth_newFilter` and `eth_newBlockFilter`, then
 //! `eth_getFilterChanges`, `eth_getFilterLogs` and `eth_uninstallFilter`. Pending-transaction
@@ -26,6 +30,8 @@ use crate::block::{Block, TransactionRecord};
 use crate::chain::{CallError, Chain};
 use crate::filters::{Filters, FILTER_LIFETIME};
 use crate::mempool::PendingTransaction;
+use alloy_consensus::TxEip1559;
+use alloy_signer_local::PrivateKeySigner;
 use duet_types::StateKey;
 
 /// The client version `web3_clientVersion` reports.
@@ -40,10 +46,12 @@ const MAX_BODY: usize = 5 * 1024 * 1024;
 /// The tip per gas the node suggests, in wei.
 const SUGGESTED_TIP: u64 = 1_000_000_000;
 
-/// What the JSON-RPC handlers share: the chain, and the filters clients installed.
+/// What the JSON-RPC handlers share: the chain, the filters clients installed, and the keys of
+/// the unlocked accounts.
 struct Rpc {
     chain: Arc<Chain>,
     filters: Filters<Filter>,
+    unlocked: Vec<PrivateKeySigner>,
 }
 
 /// What a filter selects.
@@ -56,9 +64,9 @@ enum Filter {
     Blocks,
 }
 
-/// The JSON-RPC router.
-pub fn router(chain: Arc<Chain>) -> Router {
-    let rpc = Rpc { chain: Arc::clone(&chain), filters: Filters::new(FILTER_LIFETIME) };
+/// The JSON-RPC router; `eth_sendTransaction` signs for the `unlocked` accounts (a dev node's).
+pub fn router(chain: Arc<Chain>, unlocked: Vec<PrivateKeySigner>) -> Router {
+    let rpc = Rpc { chain: Arc::clone(&chain), filters: Filters::new(FILTER_LIFETIME), unlocked };
     Router::new()
         .route("/", post(handle))
         .route("/metrics", get(metrics))
@@ -188,7 +196,10 @@ fn dispatch(rpc: &Rpc, method: &str, params: &[Value]) -> Result<Value, RpcError
         "net_peerCount" => Ok(json!("0x0")),
         "eth_chainId" => Ok(json!(hex(chain.config().chain_id))),
         "eth_syncing" => Ok(json!(false)),
-        "eth_accounts" => Ok(json!([])),
+        "eth_accounts" => {
+            Ok(json!(rpc.unlocked.iter().map(PrivateKeySigner::address).collect::<Vec<_>>()))
+        }
+        "eth_sendTransaction" => send_transaction(rpc, params.first()),
         "eth_blockNumber" => Ok(json!(hex(head.number))),
         "eth_gasPrice" => Ok(json!(hex(chain.config().base_fee + SUGGESTED_TIP))),
         "eth_maxPriorityFeePerGas" => Ok(json!(hex(SUGGESTED_TIP))),
@@ -454,6 +465,63 @@ fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError>
         tx_type: 0,
         ..TxEnv::default()
     })
+}
+
+/// `eth_sendTransaction` from an unlocked account: an EIP-1559 transaction with what the
+/// request leaves out filled in (the pending nonce, the estimated gas, a max fee of twice the
+/// base fee plus the suggested tip), signed with the account's key and submitted.
+fn send_transaction(rpc: &Rpc, request: Option<&Value>) -> Result<Value, RpcError> {
+    let chain = &rpc.chain;
+    let object = request
+        .and_then(Value::as_object)
+        .ok_or_else(|| RpcError::invalid_params("missing transaction object"))?;
+    let quantity = |name: &str| -> Result<Option<U256>, RpcError> {
+        object
+            .get(name)
+            .filter(|value| !value.is_null())
+            .map(|value| serde_json::from_value(value.clone()))
+            .transpose()
+            .map_err(|error| RpcError::invalid_params(format!("invalid {name}: {error}")))
+    };
+    let call = call_request(chain, request)?;
+    if object.get("from").is_none_or(Value::is_null) {
+        return Err(RpcError::invalid_params("missing from"));
+    }
+    let signer =
+        rpc.unlocked.iter().find(|signer| signer.address() == call.caller).ok_or_else(|| {
+            RpcError::server(format!(
+                "no key for {}: eth_sendTransaction signs only for the dev accounts \
+                 (eth_accounts); sign others yourself and use eth_sendRawTransaction",
+                call.caller
+            ))
+        })?;
+    let nonce = match quantity("nonce")? {
+        Some(nonce) => nonce.saturating_to(),
+        None => chain.pending_nonce(call.caller).map_err(RpcError::server)?,
+    };
+    let gas_limit = match quantity("gas")? {
+        Some(gas) => gas.saturating_to(),
+        None => chain.estimate_gas(call.clone()).map_err(call_error)?,
+    };
+    let base_fee = u128::from(chain.config().base_fee);
+    let tip = quantity("maxPriorityFeePerGas")?
+        .map_or(u128::from(SUGGESTED_TIP), |tip| tip.saturating_to());
+    let max_fee = quantity("maxFeePerGas")?
+        .or(quantity("gasPrice")?)
+        .map_or(2 * base_fee + tip, |fee| fee.saturating_to());
+    let unsigned = TxEip1559 {
+        chain_id: chain.config().chain_id,
+        nonce,
+        gas_limit,
+        max_fee_per_gas: max_fee,
+        max_priority_fee_per_gas: tip.min(max_fee),
+        to: call.kind,
+        value: call.value,
+        input: call.data,
+        ..TxEip1559::default()
+    };
+    let raw = crate::client::sign(signer, unsigned).map_err(RpcError::server)?;
+    chain.submit(&raw).map(|hash| json!(hash)).map_err(RpcError::server)
 }
 
 fn fee_history(chain: &Chain, head: &Block, params: &[Value]) -> Result<Value, RpcError> {

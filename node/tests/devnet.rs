@@ -873,3 +873,49 @@ fn viem_reads_sends_deploys_calls_watches_and_decodes_reverts_and_filters_refuse
     let second = rpc(&node, "eth_getFilterChanges", &format!("[{blocks}]"))["result"].clone();
     assert!(second.as_array().unwrap().iter().all(|hash| !first.contains(hash)), "{second}");
 }
+
+#[test]
+fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_no_other_account_is() {
+    let directory = temp_datadir("unlocked");
+    let node = Node::start(directory.path());
+    let accounts = node.cast(&["rpc", "eth_accounts"]).unwrap();
+    let accounts: Vec<String> = serde_json::from_str(&accounts).unwrap();
+    assert_eq!(accounts.len(), 10);
+    assert!(accounts[0].eq_ignore_ascii_case(FIRST), "{accounts:?}");
+    // cast fills in nothing with --unlocked: the node finds the nonce, gas and fees, and signs.
+    let third = &accounts[2];
+    let recipient = "0x000000000000000000000000000000000000fade";
+    let receipt =
+        node.cast(&["send", "--unlocked", "--from", third, recipient, "--value", "3"]).unwrap();
+    assert!(receipt.contains("1 (success)"), "{receipt}");
+    assert_eq!(node.balance(recipient), "3");
+    assert_eq!(node.nonce(third), "1");
+    // A contract deployment and a call, from another unlocked account.
+    let probe = Command::new(tool("forge"))
+        .current_dir(root().join("evm-bridge/contracts"))
+        .args(["create", "src/Probe.sol:Probe", "--broadcast", "--unlocked", "--from"])
+        .arg(&accounts[3])
+        .args(["--rpc-url", &node.url()])
+        .output()
+        .expect("forge runs");
+    let created = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        created.contains("Deployed to: "),
+        "{created}{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+
+    // Any other sender is refused, and nothing changes.
+    let stranger = "0x000000000000000000000000000000000000dEaD";
+    let from_stranger =
+        format!(r#"[{{"from":"{stranger}","to":"{recipient}","value":"0x1","gas":"0x5208"}}]"#);
+    let error = |answer: serde_json::Value| answer["error"]["message"].as_str().unwrap().to_owned();
+    assert!(error(rpc(&node, "eth_sendTransaction", &from_stranger)).contains("no key for"));
+    let to = format!(r#"[{{"to":"{recipient}","value":"0x1"}}]"#);
+    assert!(error(rpc(&node, "eth_sendTransaction", &to)).contains("missing from"));
+    assert!(error(rpc(&node, "eth_sendTransaction", "[]")).contains("transaction object"));
+    let bad = format!(r#"[{{"from":"{third}","to":"{recipient}","value":"lots"}}]"#);
+    assert!(error(rpc(&node, "eth_sendTransaction", &bad)).contains("value"));
+    assert_eq!(node.balance(recipient), "3");
+    assert_eq!(node.nonce(third), "1");
+}
