@@ -195,7 +195,13 @@ fn dispatch(rpc: &Rpc, method: &str, params: &[Value]) -> Result<Value, RpcError
         "net_listening" => Ok(json!(true)),
         "net_peerCount" => Ok(json!("0x0")),
         "eth_chainId" => Ok(json!(hex(chain.config().chain_id))),
-        "eth_syncing" => Ok(json!(false)),
+        "eth_syncing" | "eth_mining" => Ok(json!(false)),
+        "eth_hashrate" => Ok(json!("0x0")),
+        "eth_coinbase" => Ok(json!(head.beneficiary)),
+        "web3_sha3" => {
+            let data: Bytes = parse(params, 0, "data")?;
+            Ok(json!(alloy_primitives::keccak256(&data)))
+        }
         "eth_accounts" => {
             Ok(json!(rpc.unlocked.iter().map(PrivateKeySigner::address).collect::<Vec<_>>()))
         }
@@ -278,13 +284,15 @@ fn state_method(
                 None => Ok(Value::Null),
             }
         }
-        "eth_getBlockTransactionCountByNumber" => match block_number(head, params.first())? {
-            Some(number) => match chain.store().block(number).map_err(RpcError::server)? {
-                Some(block) => Ok(json!(hex(block.transactions.len() as u64))),
-                None => Ok(Value::Null),
-            },
-            None => Ok(Value::Null),
-        },
+        "eth_getBlockTransactionCountByNumber"
+        | "eth_getBlockTransactionCountByHash"
+        | "eth_getTransactionByBlockNumberAndIndex"
+        | "eth_getTransactionByBlockHashAndIndex"
+        | "eth_getBlockReceipts"
+        | "eth_getUncleCountByBlockNumber"
+        | "eth_getUncleCountByBlockHash"
+        | "eth_getUncleByBlockNumberAndIndex"
+        | "eth_getUncleByBlockHashAndIndex" => block_method(chain, head, method, params),
         "eth_getTransactionByHash" => {
             let hash: B256 = parse(params, 0, "transaction hash")?;
             if let Some(record) = chain.store().transaction(hash).map_err(RpcError::server)? {
@@ -548,6 +556,53 @@ fn fee_history(chain: &Chain, head: &Block, params: &[Value]) -> Result<Value, R
         result["reward"] = json!(rewards);
     }
     Ok(result)
+}
+
+/// The methods that read one block, named by number (or tag) or by hash; `null` for a block
+/// that does not exist. Blocks have no uncles.
+fn block_method(
+    chain: &Chain,
+    head: &Block,
+    method: &str,
+    params: &[Value],
+) -> Result<Value, RpcError> {
+    let by_hash = || -> Result<Option<u64>, RpcError> {
+        let hash: B256 = parse(params, 0, "block hash")?;
+        chain.store().block_number(hash).map_err(RpcError::server)
+    };
+    let number = match (method, params.first()) {
+        // eth_getBlockReceipts takes a number, a tag or a hash.
+        ("eth_getBlockReceipts", Some(Value::String(text))) if text.len() == 66 => by_hash()?,
+        (method, _) if method.contains("Hash") => by_hash()?,
+        (_, block) => block_number(head, block)?,
+    };
+    let Some(number) = number else { return Ok(Value::Null) };
+    let Some(block) = chain.store().block(number).map_err(RpcError::server)? else {
+        return Ok(Value::Null);
+    };
+    let record = |hash: &B256| chain.store().transaction(*hash).map_err(RpcError::server);
+    match method {
+        "eth_getBlockTransactionCountByNumber" | "eth_getBlockTransactionCountByHash" => {
+            Ok(json!(hex(block.transactions.len() as u64)))
+        }
+        "eth_getTransactionByBlockNumberAndIndex" | "eth_getTransactionByBlockHashAndIndex" => {
+            let index: U256 = parse(params, 1, "transaction index")?;
+            let hash = usize::try_from(index).ok().and_then(|index| block.transactions.get(index));
+            Ok(match hash.map(record).transpose()?.flatten() {
+                Some(record) => transaction_json(&record.raw, Some(&record), record.from),
+                None => Value::Null,
+            })
+        }
+        "eth_getBlockReceipts" => {
+            let mut receipts = Vec::with_capacity(block.transactions.len());
+            for hash in &block.transactions {
+                receipts.extend(record(hash)?.map(|record| receipt_json(&record)));
+            }
+            Ok(Value::Array(receipts))
+        }
+        "eth_getUncleCountByBlockNumber" | "eth_getUncleCountByBlockHash" => Ok(json!("0x0")),
+        _ => Ok(Value::Null),
+    }
 }
 
 fn block_json(chain: &Chain, number: u64, full: bool) -> Result<Value, RpcError> {

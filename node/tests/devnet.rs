@@ -875,7 +875,7 @@ fn viem_reads_sends_deploys_calls_watches_and_decodes_reverts_and_filters_refuse
 }
 
 #[test]
-fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_no_other_account_is() {
+fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_blocks_show_what_they_hold() {
     let directory = temp_datadir("unlocked");
     let node = Node::start(directory.path());
     let accounts = node.cast(&["rpc", "eth_accounts"]).unwrap();
@@ -885,11 +885,48 @@ fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_no_other_account_i
     // cast fills in nothing with --unlocked: the node finds the nonce, gas and fees, and signs.
     let third = &accounts[2];
     let recipient = "0x000000000000000000000000000000000000fade";
-    let receipt =
-        node.cast(&["send", "--unlocked", "--from", third, recipient, "--value", "3"]).unwrap();
-    assert!(receipt.contains("1 (success)"), "{receipt}");
+    let receipt = node
+        .cast(&["send", "--unlocked", "--from", third, recipient, "--value", "3", "--json"])
+        .unwrap();
+    let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
+    assert_eq!(receipt["status"], "0x1", "{receipt}");
     assert_eq!(node.balance(recipient), "3");
     assert_eq!(node.nonce(third), "1");
+
+    // The transaction found through its block, by number and by hash.
+    let (number, hash) = (&receipt["blockNumber"], &receipt["blockHash"]);
+    let (index, transaction) = (&receipt["transactionIndex"], &receipt["transactionHash"]);
+    let result = |method: &str, params: String| rpc(&node, method, &params)["result"].clone();
+    assert_eq!(result("eth_getBlockTransactionCountByHash", format!("[{hash}]")), "0x1");
+    assert_eq!(result("eth_getBlockTransactionCountByNumber", format!("[{number}]")), "0x1");
+    for (method, block) in [
+        ("eth_getTransactionByBlockNumberAndIndex", number),
+        ("eth_getTransactionByBlockHashAndIndex", hash),
+    ] {
+        assert_eq!(&result(method, format!("[{block}, {index}]"))["hash"], transaction);
+        assert_eq!(result(method, format!(r#"[{block}, "0x7"]"#)), serde_json::Value::Null);
+    }
+    for block in [number, hash] {
+        let receipts = result("eth_getBlockReceipts", format!("[{block}]"));
+        assert_eq!(receipts.as_array().unwrap().len(), 1, "{receipts}");
+        assert_eq!(&receipts[0]["transactionHash"], transaction);
+    }
+    let unknown = format!(r#"["0x{}"]"#, "ab".repeat(32));
+    assert_eq!(result("eth_getBlockReceipts", unknown.clone()), serde_json::Value::Null);
+    assert_eq!(result("eth_getBlockTransactionCountByHash", unknown), serde_json::Value::Null);
+    assert_eq!(result("eth_getUncleCountByBlockNumber", format!("[{number}]")), "0x0");
+    assert_eq!(
+        result("eth_getUncleByBlockNumberAndIndex", format!(r#"[{number}, "0x0"]"#)),
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        result("web3_sha3", r#"["0x68656c6c6f20776f726c64"]"#.to_owned()),
+        "0x47173285a8d7341e5e972fc677286384f802f8ef42a5ec5f03bbfa254cb01fad"
+    );
+    assert_eq!(
+        result("eth_coinbase", "[]".to_owned()),
+        "0x4200000000000000000000000000000000000011"
+    );
     // A contract deployment and a call, from another unlocked account.
     let probe = Command::new(tool("forge"))
         .current_dir(root().join("evm-bridge/contracts"))
