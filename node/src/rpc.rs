@@ -193,10 +193,9 @@ fn dispatch(rpc: &Rpc, method: &str, params: &[Value]) -> Result<Value, RpcError
         "web3_clientVersion" => Ok(json!(CLIENT_VERSION)),
         "net_version" => Ok(json!(chain.config().chain_id.to_string())),
         "net_listening" => Ok(json!(true)),
-        "net_peerCount" => Ok(json!("0x0")),
+        "net_peerCount" | "eth_hashrate" => Ok(json!("0x0")),
         "eth_chainId" => Ok(json!(hex(chain.config().chain_id))),
         "eth_syncing" | "eth_mining" => Ok(json!(false)),
-        "eth_hashrate" => Ok(json!("0x0")),
         "eth_coinbase" => Ok(json!(head.beneficiary)),
         "web3_sha3" => {
             let data: Bytes = parse(params, 0, "data")?;
