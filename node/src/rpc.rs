@@ -205,6 +205,10 @@ fn dispatch(rpc: &Rpc, method: &str, params: &[Value]) -> Result<Value, RpcError
             Ok(json!(rpc.unlocked.iter().map(PrivateKeySigner::address).collect::<Vec<_>>()))
         }
         "eth_sendTransaction" => send_transaction(rpc, params.first()),
+        // EIP-191 messages, as wallets sign them: `personal_sign(data, account)` and
+        // `eth_sign(account, data)`.
+        "personal_sign" => sign_message(rpc, params, 0, 1),
+        "eth_sign" => sign_message(rpc, params, 1, 0),
         "eth_blockNumber" => Ok(json!(hex(head.number))),
         "eth_gasPrice" => Ok(json!(hex(chain.config().base_fee + SUGGESTED_TIP))),
         "eth_maxPriorityFeePerGas" => Ok(json!(hex(SUGGESTED_TIP))),
@@ -474,6 +478,31 @@ fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError>
     })
 }
 
+/// The key of an unlocked account.
+fn unlocked(rpc: &Rpc, account: Address) -> Result<&PrivateKeySigner, RpcError> {
+    rpc.unlocked.iter().find(|signer| signer.address() == account).ok_or_else(|| {
+        RpcError::server(format!(
+            "no key for {account}: the node signs only for the dev accounts (eth_accounts); \
+             sign for others yourself (and send with eth_sendRawTransaction)"
+        ))
+    })
+}
+
+/// The EIP-191 signature (65 bytes, `v` 27 or 28) of the data at `params[data]` by the unlocked
+/// account at `params[account]`.
+fn sign_message(
+    rpc: &Rpc,
+    params: &[Value],
+    data: usize,
+    account: usize,
+) -> Result<Value, RpcError> {
+    let message: Bytes = parse(params, data, "data")?;
+    let signer = unlocked(rpc, address_param(params, account)?)?;
+    let signature =
+        alloy_signer::SignerSync::sign_message_sync(signer, &message).map_err(RpcError::server)?;
+    Ok(json!(Bytes::from(signature.as_bytes().to_vec())))
+}
+
 /// `eth_sendTransaction` from an unlocked account: an EIP-1559 transaction with what the
 /// request leaves out filled in (the pending nonce, the estimated gas, a max fee of twice the
 /// base fee plus the suggested tip), signed with the account's key and submitted.
@@ -494,14 +523,7 @@ fn send_transaction(rpc: &Rpc, request: Option<&Value>) -> Result<Value, RpcErro
     if object.get("from").is_none_or(Value::is_null) {
         return Err(RpcError::invalid_params("missing from"));
     }
-    let signer =
-        rpc.unlocked.iter().find(|signer| signer.address() == call.caller).ok_or_else(|| {
-            RpcError::server(format!(
-                "no key for {}: eth_sendTransaction signs only for the dev accounts \
-                 (eth_accounts); sign others yourself and use eth_sendRawTransaction",
-                call.caller
-            ))
-        })?;
+    let signer = unlocked(rpc, call.caller)?;
     let nonce = match quantity("nonce")? {
         Some(nonce) => nonce.saturating_to(),
         None => chain.pending_nonce(call.caller).map_err(RpcError::server)?,

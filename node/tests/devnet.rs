@@ -927,6 +927,21 @@ fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_blocks_show_what_t
         result("eth_coinbase", "[]".to_owned()),
         "0x4200000000000000000000000000000000000011"
     );
+    // Messages signed for an unlocked account (EIP-191) recover to it.
+    let hello = "0x68656c6c6f";
+    for (method, params) in [
+        ("personal_sign", format!(r#"["{hello}", "{FIRST}"]"#)),
+        ("eth_sign", format!(r#"["{FIRST}", "{hello}"]"#)),
+    ] {
+        let signature = rpc(&node, method, &params)["result"].as_str().unwrap().to_owned();
+        let signature: alloy_primitives::Signature = signature.parse().unwrap();
+        let signer = signature.recover_address_from_msg(b"hello").unwrap();
+        assert_eq!(signer.to_string(), FIRST, "{method}");
+    }
+    let stranger_sign = r#"["0x68656c6c6f", "0x000000000000000000000000000000000000dEaD"]"#;
+    let refused = rpc(&node, "personal_sign", stranger_sign);
+    assert!(refused["error"]["message"].as_str().unwrap().contains("no key for"), "{refused}");
+
     // A contract deployment and a call, from another unlocked account.
     let probe = Command::new(tool("forge"))
         .current_dir(root().join("evm-bridge/contracts"))
