@@ -1,7 +1,8 @@
 //! The Duet node: a single sequencer that accepts Ethereum-signed transactions (EVM ones, and
 //! Move ones sent to the Move entry address), builds blocks from its mempool, executes them as
 //! mixed blocks through Block-STM ([`duet_evm::DuetVm`]), commits each block to RocksDB in one
-//! synced write batch, and serves Ethereum JSON-RPC ([`rpc`]).
+//! synced write batch, and serves Ethereum JSON-RPC ([`rpc`], with the filters clients poll,
+//! [`filters`]; the dev accounts are unlocked).
 //!
 //! Every block header carries the root of the state's sparse Merkle tree ([`merkle`]), and
 //! `duet_getProof` proves any key against it. The node also serves the Move API ([`move_api`])
