@@ -8,8 +8,10 @@
 //! Limits, so that a client cannot grow the node's memory: a filter not polled for five minutes
 //! (geth's timeout) is dropped, and at most [`MAX_FILTERS`] exist at a time; past that,
 //! installing one fails with "too many filters" until some expire or are uninstalled.
-//! Identifiers are 128-bit and unpredictable (a hash of a per-process secret and a counter), so
-//! one client cannot poll or uninstall another's filter by guessing.
+//! Identifiers are 128-bit and unpredictable (a hash of a random per-process secret, from the
+//! system's random source, and a counter), so one client cannot poll or uninstall another's
+//! filter by guessing. One client can still hold all the filters by polling them: the node
+//! serves its own machine (127.0.0.1).
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
@@ -54,11 +56,17 @@ impl<C: Clone> Filters<C> {
     /// No filters; each lives `lifetime` after its last poll.
     #[must_use]
     pub fn new(lifetime: Duration) -> Self {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_nanos());
-        let mut seed = now.to_be_bytes().to_vec();
-        seed.extend_from_slice(&std::process::id().to_be_bytes());
+        let mut seed = [0u8; 32].to_vec();
+        let random = std::fs::File::open("/dev/urandom")
+            .and_then(|mut source| std::io::Read::read_exact(&mut source, &mut seed));
+        if random.is_err() {
+            // No random source: the start time and the process, less unpredictable.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos());
+            seed.extend_from_slice(&now.to_be_bytes());
+            seed.extend_from_slice(&std::process::id().to_be_bytes());
+        }
         Self {
             lifetime,
             secret: keccak256(seed),
@@ -87,15 +95,22 @@ impl<C: Clone> Filters<C> {
         Ok(id)
     }
 
-    /// The filter's criteria and the blocks it has not reported, up to `head` (empty when no
-    /// block came since); they count as reported from now. `None`: no such filter (never
-    /// installed, uninstalled or expired).
-    pub fn poll(&self, id: U256, head: u64, now: Instant) -> Option<(C, RangeInclusive<u64>)> {
+    /// The filter's criteria and the first `most` blocks it has not reported, up to `head`
+    /// (empty when no block came since); they count as reported from now. `None`: no such
+    /// filter (never installed, uninstalled or expired).
+    pub fn poll(
+        &self,
+        id: U256,
+        head: u64,
+        most: u64,
+        now: Instant,
+    ) -> Option<(C, RangeInclusive<u64>)> {
         let mut filters = self.by_id.lock();
         let filter = self.live(&mut filters, id, now)?;
-        let blocks = filter.next_block..=head;
-        filter.next_block = filter.next_block.max(head + 1);
-        Some((filter.criteria.clone(), blocks))
+        let first = filter.next_block;
+        let last = head.min(first.saturating_add(most.max(1) - 1));
+        filter.next_block = first.max(last + 1);
+        Some((filter.criteria.clone(), first..=last))
     }
 
     /// The filter's criteria, without moving it past any block. `None`: no such filter.
@@ -137,15 +152,20 @@ mod tests {
         let filters = Filters::new(FILTER_LIFETIME);
         let now = Instant::now();
         let id = filters.install("logs", 7, now).unwrap();
-        let (criteria, blocks) = filters.poll(id, 7, now).unwrap();
+        let (criteria, blocks) = filters.poll(id, 7, 100, now).unwrap();
         assert_eq!(criteria, "logs");
         assert!(blocks.is_empty(), "no block yet: {blocks:?}");
-        assert!(filters.poll(id, 7, now).unwrap().1.is_empty());
-        assert_eq!(filters.poll(id, 10, now), Some(("logs", 8..=10)));
-        assert!(filters.poll(id, 10, now).unwrap().1.is_empty(), "reported once");
-        assert_eq!(filters.poll(id, 11, now), Some(("logs", 11..=11)));
+        assert!(filters.poll(id, 7, 100, now).unwrap().1.is_empty());
+        assert_eq!(filters.poll(id, 10, 100, now), Some(("logs", 8..=10)));
+        assert!(filters.poll(id, 10, 100, now).unwrap().1.is_empty(), "reported once");
+        assert_eq!(filters.poll(id, 11, 100, now), Some(("logs", 11..=11)));
         assert_eq!(filters.criteria(id, now), Some("logs"));
-        assert_eq!(filters.poll(id, 12, now), Some(("logs", 12..=12)), "criteria moves nothing");
+        // Far behind: `most` blocks at a time, in order, none skipped.
+        assert_eq!(filters.poll(id, 40, 10, now), Some(("logs", 12..=21)));
+        assert_eq!(filters.poll(id, 40, 10, now), Some(("logs", 22..=31)));
+        assert_eq!(filters.poll(id, 40, 10, now), Some(("logs", 32..=40)));
+        assert!(filters.poll(id, 40, 10, now).unwrap().1.is_empty());
+        assert_eq!(filters.poll(id, 41, 10, now), Some(("logs", 41..=41)));
     }
 
     #[test]
@@ -158,8 +178,8 @@ mod tests {
         assert!(first > U256::from(u64::MAX), "128 bits, not a counter");
         assert!(filters.uninstall(first));
         assert!(!filters.uninstall(first));
-        assert_eq!(filters.poll(first, 1, now), None);
-        assert_eq!(filters.poll(U256::from(1), 1, now), None);
+        assert_eq!(filters.poll(first, 1, 100, now), None);
+        assert_eq!(filters.poll(U256::from(1), 1, 100, now), None);
         assert_eq!(filters.criteria(second, now), Some(2));
     }
 
@@ -171,10 +191,10 @@ mod tests {
         let idle = filters.install("idle", 0, start).unwrap();
         let busy = filters.install("busy", 0, start).unwrap();
         let later = start + Duration::from_secs(40);
-        assert!(filters.poll(busy, 1, later).is_some());
+        assert!(filters.poll(busy, 1, 100, later).is_some());
         let expiry = start + lifetime;
-        assert_eq!(filters.poll(idle, 1, expiry), None, "not polled for its lifetime");
-        assert!(filters.poll(busy, 1, expiry).is_some(), "polled 20 s ago");
+        assert_eq!(filters.poll(idle, 1, 100, expiry), None, "not polled for its lifetime");
+        assert!(filters.poll(busy, 1, 100, expiry).is_some(), "polled 20 s ago");
         assert!(!filters.uninstall(idle), "an expired filter is removed");
     }
 

@@ -52,21 +52,28 @@ struct Rpc {
     chain: Arc<Chain>,
     filters: Filters<Filter>,
     unlocked: Vec<PrivateKeySigner>,
+    /// Held by `eth_sendTransaction` from reading the pending nonce to submitting, so that two
+    /// at once from one account do not take the same nonce.
+    sending: parking_lot::Mutex<()>,
 }
 
 /// What a filter selects.
 #[derive(Clone)]
 enum Filter {
-    /// Logs: the filter object as the client sent it (its block range is read again at each
-    /// poll), and its addresses and topics.
-    Logs(serde_json::Map<String, Value>, LogCriteria),
+    /// Logs (its block range is resolved again at each poll).
+    Logs(Arc<LogFilter>),
     /// New blocks' hashes.
     Blocks,
 }
 
 /// The JSON-RPC router; `eth_sendTransaction` signs for the `unlocked` accounts (a dev node's).
 pub fn router(chain: Arc<Chain>, unlocked: Vec<PrivateKeySigner>) -> Router {
-    let rpc = Rpc { chain: Arc::clone(&chain), filters: Filters::new(FILTER_LIFETIME), unlocked };
+    let rpc = Rpc {
+        chain: Arc::clone(&chain),
+        filters: Filters::new(FILTER_LIFETIME),
+        unlocked,
+        sending: parking_lot::Mutex::new(()),
+    };
     Router::new()
         .route("/", post(handle))
         .route("/metrics", get(metrics))
@@ -238,7 +245,7 @@ fn state_method(
         }
         "eth_getTransactionCount" => {
             let address = address_param(params, 0)?;
-            let nonce = if tag(params.get(1)) == Some("pending") {
+            let nonce = if params.get(1).and_then(Value::as_str) == Some("pending") {
                 chain.pending_nonce(address).map_err(RpcError::server)?
             } else {
                 latest_only(head, params.get(1))?;
@@ -382,26 +389,61 @@ fn address_param(params: &[Value], index: usize) -> Result<Address, RpcError> {
     parse(params, index, "address")
 }
 
-fn tag(value: Option<&Value>) -> Option<&str> {
-    match value {
-        Some(Value::Object(object)) => object.get("blockNumber").and_then(Value::as_str),
-        other => other.and_then(Value::as_str),
+/// A block named by a tag or a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BlockSpec {
+    /// "latest", and "pending", "safe" and "finalized", which are the same block here.
+    Latest,
+    Earliest,
+    Number(u64),
+}
+
+impl BlockSpec {
+    /// The block a parameter names (a tag, a hex number, or EIP-1898's `{"blockNumber"}`);
+    /// `None` when absent.
+    fn parse(value: Option<&Value>) -> Result<Option<Self>, RpcError> {
+        let text = match value {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Object(object)) => return Self::parse(object.get("blockNumber")),
+            Some(Value::String(text)) => text,
+            Some(other) => {
+                return Err(RpcError::invalid_params(format!("invalid block number {other}")))
+            }
+        };
+        match text.as_str() {
+            "latest" | "pending" | "safe" | "finalized" => Ok(Some(Self::Latest)),
+            "earliest" => Ok(Some(Self::Earliest)),
+            _ => text
+                .strip_prefix("0x")
+                .and_then(|digits| u64::from_str_radix(digits, 16).ok())
+                .map(|number| Some(Self::Number(number)))
+                .ok_or_else(|| RpcError::invalid_params(format!("invalid block number {text}"))),
+        }
+    }
+
+    /// Its number, with the head at `head` (a number above the head names nothing yet).
+    fn resolve(self, head: u64) -> Option<u64> {
+        match self {
+            Self::Latest => Some(head),
+            Self::Earliest => Some(0),
+            Self::Number(number) => (number <= head).then_some(number),
+        }
+    }
+
+    /// Its number if it names a fixed block (a number, or "earliest"), not the moving head.
+    fn fixed(self) -> Option<u64> {
+        match self {
+            Self::Latest => None,
+            Self::Earliest => Some(0),
+            Self::Number(number) => Some(number),
+        }
     }
 }
 
-/// The block a tag or number names: `None` if it does not exist (yet).
+/// The block a tag or number names (the head when none is given): `None` if it does not exist
+/// (yet).
 fn block_number(head: &Block, value: Option<&Value>) -> Result<Option<u64>, RpcError> {
-    match tag(value) {
-        None | Some("latest" | "pending" | "safe" | "finalized") => Ok(Some(head.number)),
-        Some("earliest") => Ok(Some(0)),
-        Some(text) => {
-            let number = text
-                .strip_prefix("0x")
-                .and_then(|digits| u64::from_str_radix(digits, 16).ok())
-                .ok_or_else(|| RpcError::invalid_params(format!("invalid block number {text}")))?;
-            Ok((number <= head.number).then_some(number))
-        }
-    }
+    Ok(BlockSpec::parse(value)?.unwrap_or(BlockSpec::Latest).resolve(head.number))
 }
 
 /// Refuses state queries at blocks other than the latest: only the latest state is kept.
@@ -438,17 +480,22 @@ fn call_error(error: CallError) -> RpcError {
 }
 
 /// A transaction from an `eth_call` / `eth_estimateGas` call object.
+/// The quantity `name` of a request object, if it has one.
+fn quantity(object: &serde_json::Map<String, Value>, name: &str) -> Result<Option<U256>, RpcError> {
+    object
+        .get(name)
+        .filter(|value| !value.is_null())
+        .map(|value| serde_json::from_value(value.clone()))
+        .transpose()
+        .map_err(|error| RpcError::invalid_params(format!("invalid {name}: {error}")))
+}
+
 fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError> {
     let object = value
         .and_then(Value::as_object)
         .ok_or_else(|| RpcError::invalid_params("missing call object"))?;
     let field = |name: &str| object.get(name).filter(|value| !value.is_null());
-    let get = |name: &str| -> Result<Option<U256>, RpcError> {
-        field(name)
-            .map(|value| serde_json::from_value(value.clone()))
-            .transpose()
-            .map_err(|error| RpcError::invalid_params(format!("invalid {name}: {error}")))
-    };
+    let get = |name: &str| quantity(object, name);
     let from: Address = field("from")
         .map(|value| serde_json::from_value(value.clone()))
         .transpose()
@@ -511,39 +558,39 @@ fn send_transaction(rpc: &Rpc, request: Option<&Value>) -> Result<Value, RpcErro
     let object = request
         .and_then(Value::as_object)
         .ok_or_else(|| RpcError::invalid_params("missing transaction object"))?;
-    let quantity = |name: &str| -> Result<Option<U256>, RpcError> {
-        object
-            .get(name)
-            .filter(|value| !value.is_null())
-            .map(|value| serde_json::from_value(value.clone()))
-            .transpose()
-            .map_err(|error| RpcError::invalid_params(format!("invalid {name}: {error}")))
-    };
+    let quantity = |name: &str| quantity(object, name);
     let call = call_request(chain, request)?;
     if object.get("from").is_none_or(Value::is_null) {
         return Err(RpcError::invalid_params("missing from"));
     }
     let signer = unlocked(rpc, call.caller)?;
-    let nonce = match quantity("nonce")? {
-        Some(nonce) => nonce.saturating_to(),
-        None => chain.pending_nonce(call.caller).map_err(RpcError::server)?,
+    let base_fee = u128::from(chain.config().base_fee);
+    let tip = quantity("maxPriorityFeePerGas")?
+        .map_or(u128::from(SUGGESTED_TIP), |tip| tip.saturating_to());
+    let max_fee = match quantity("maxFeePerGas")?.or(quantity("gasPrice")?) {
+        Some(fee) => fee.saturating_to(),
+        None => base_fee.saturating_mul(2).saturating_add(tip),
     };
+    if tip > max_fee {
+        return Err(RpcError::invalid_params(
+            "max priority fee per gas higher than max fee per gas",
+        ));
+    }
     let gas_limit = match quantity("gas")? {
         Some(gas) => gas.saturating_to(),
         None => chain.estimate_gas(call.clone()).map_err(call_error)?,
     };
-    let base_fee = u128::from(chain.config().base_fee);
-    let tip = quantity("maxPriorityFeePerGas")?
-        .map_or(u128::from(SUGGESTED_TIP), |tip| tip.saturating_to());
-    let max_fee = quantity("maxFeePerGas")?
-        .or(quantity("gasPrice")?)
-        .map_or(2 * base_fee + tip, |fee| fee.saturating_to());
+    let _sending = rpc.sending.lock();
+    let nonce = match quantity("nonce")? {
+        Some(nonce) => nonce.saturating_to(),
+        None => chain.pending_nonce(call.caller).map_err(RpcError::server)?,
+    };
     let unsigned = TxEip1559 {
         chain_id: chain.config().chain_id,
         nonce,
         gas_limit,
         max_fee_per_gas: max_fee,
-        max_priority_fee_per_gas: tip.min(max_fee),
+        max_priority_fee_per_gas: tip,
         to: call.kind,
         value: call.value,
         input: call.data,
@@ -592,8 +639,16 @@ fn block_method(
         chain.store().block_number(hash).map_err(RpcError::server)
     };
     let number = match (method, params.first()) {
-        // eth_getBlockReceipts takes a number, a tag or a hash.
+        (_, None) => return Err(RpcError::invalid_params("missing block")),
+        // eth_getBlockReceipts takes a number, a tag, a hash, or EIP-1898's `{"blockHash"}`.
         ("eth_getBlockReceipts", Some(Value::String(text))) if text.len() == 66 => by_hash()?,
+        ("eth_getBlockReceipts", Some(Value::Object(object)))
+            if object.contains_key("blockHash") =>
+        {
+            let hash: B256 = serde_json::from_value(object["blockHash"].clone())
+                .map_err(|error| RpcError::invalid_params(format!("invalid blockHash: {error}")))?;
+            chain.store().block_number(hash).map_err(RpcError::server)?
+        }
         (method, _) if method.contains("Hash") => by_hash()?,
         (_, block) => block_number(head, block)?,
     };
@@ -769,28 +824,81 @@ fn log_json(record: &TransactionRecord, log: &alloy_primitives::Log, index: usiz
 }
 
 fn logs(chain: &Chain, head: &Block, filter: Option<&Value>) -> Result<Value, RpcError> {
-    let filter = filter.and_then(Value::as_object).cloned().unwrap_or_default();
-    let (from, to) = if let Some(hash) = filter.get("blockHash").filter(|hash| !hash.is_null()) {
-        let hash: B256 = serde_json::from_value(hash.clone())
-            .map_err(|error| RpcError::invalid_params(format!("invalid blockHash: {error}")))?;
-        match chain.store().block_number(hash).map_err(RpcError::server)? {
+    logs_of(chain, head, &LogFilter::parse(filter)?)
+}
+
+/// The logs `filter` selects, with the head at `head`.
+fn logs_of(chain: &Chain, head: &Block, filter: &LogFilter) -> Result<Value, RpcError> {
+    let (from, to) = match filter.block_hash {
+        Some(hash) => match chain.store().block_number(hash).map_err(RpcError::server)? {
             Some(number) => (number, number),
             None => return Err(RpcError::server("unknown block")),
-        }
-    } else {
-        // A range starting after the head holds nothing yet.
-        let Some(from) = block_number(head, filter.get("fromBlock"))? else { return Ok(json!([])) };
-        let to = block_number(head, filter.get("toBlock"))?.unwrap_or(head.number);
-        (from, to)
+        },
+        None => match filter.blocks(head.number) {
+            Some(range) => range,
+            // A range starting after the head holds nothing yet.
+            None => return Ok(json!([])),
+        },
     };
-    if to.saturating_sub(from) > MAX_LOG_BLOCKS {
+    if to.saturating_sub(from) >= MAX_LOG_BLOCKS {
         return Err(RpcError::server(format!("query exceeds {MAX_LOG_BLOCKS} blocks")));
     }
-    find_logs(chain, &LogCriteria::parse(&filter)?, from, to).map(Value::Array)
+    find_logs(chain, &filter.criteria, from, to).map(Value::Array)
 }
 
 /// The most blocks one log query covers.
 const MAX_LOG_BLOCKS: u64 = 10_000;
+
+/// The most addresses a log query or filter names, and the most topic positions and options
+/// per position (geth's limits): a filter is kept for minutes, so its size is bounded.
+const MAX_FILTER_ADDRESSES: usize = 1_000;
+const MAX_FILTER_TOPICS: usize = 4;
+const MAX_TOPIC_OPTIONS: usize = 1_000;
+
+/// A log query (`eth_getLogs`) or log filter (`eth_newFilter`): its blocks, and what it selects
+/// in them.
+struct LogFilter {
+    /// One block, by hash (`eth_getLogs` only).
+    block_hash: Option<B256>,
+    from: Option<BlockSpec>,
+    to: Option<BlockSpec>,
+    criteria: LogCriteria,
+}
+
+impl LogFilter {
+    fn parse(value: Option<&Value>) -> Result<Self, RpcError> {
+        let empty = serde_json::Map::new();
+        let object = match value {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(object)) => object,
+            Some(_) => return Err(RpcError::invalid_params("expected a filter object")),
+        };
+        let block_hash = object
+            .get("blockHash")
+            .filter(|hash| !hash.is_null())
+            .map(|hash| serde_json::from_value(hash.clone()))
+            .transpose()
+            .map_err(|error| RpcError::invalid_params(format!("invalid blockHash: {error}")))?;
+        let from = BlockSpec::parse(object.get("fromBlock"))?;
+        let to = BlockSpec::parse(object.get("toBlock"))?;
+        if let (Some(from), Some(to)) =
+            (from.and_then(BlockSpec::fixed), to.and_then(BlockSpec::fixed))
+        {
+            if from > to {
+                return Err(RpcError::invalid_params("invalid from and to block combination"));
+            }
+        }
+        Ok(Self { block_hash, from, to, criteria: LogCriteria::parse(object)? })
+    }
+
+    /// Its blocks with the head at `head` (from the head to the head when it names none):
+    /// `None` when they start after the head.
+    fn blocks(&self, head: u64) -> Option<(u64, u64)> {
+        let from = self.from.unwrap_or(BlockSpec::Latest).resolve(head)?;
+        let to = self.to.unwrap_or(BlockSpec::Latest).resolve(head).unwrap_or(head);
+        Some((from, to))
+    }
+}
 
 /// Which logs a log query or filter selects, besides its blocks.
 #[derive(Clone)]
@@ -827,6 +935,18 @@ impl LogCriteria {
                 .map_err(|error| RpcError::invalid_params(format!("invalid topics: {error}")))?,
             _ => Vec::new(),
         };
+        if addresses.len() > MAX_FILTER_ADDRESSES {
+            return Err(RpcError::invalid_params(format!(
+                "a filter names at most {MAX_FILTER_ADDRESSES} addresses"
+            )));
+        }
+        let options = topics.iter().flatten().map(Vec::len).max().unwrap_or(0);
+        if topics.len() > MAX_FILTER_TOPICS || options > MAX_TOPIC_OPTIONS {
+            return Err(RpcError::invalid_params(format!(
+                "a filter names at most {MAX_FILTER_TOPICS} topics, each with at most \
+                 {MAX_TOPIC_OPTIONS} options"
+            )));
+        }
         Ok(Self { addresses, topics })
     }
 
@@ -898,41 +1018,40 @@ fn filter_method(
     };
     match method {
         "eth_newFilter" => {
-            let object = params
-                .first()
-                .and_then(Value::as_object)
-                .cloned()
-                .ok_or_else(|| RpcError::invalid_params("expected a filter object"))?;
-            if object.get("blockHash").is_some_and(|hash| !hash.is_null()) {
+            let filter = LogFilter::parse(Some(
+                params
+                    .first()
+                    .ok_or_else(|| RpcError::invalid_params("expected a filter object"))?,
+            ))?;
+            if filter.block_hash.is_some() {
                 return Err(RpcError::invalid_params(
                     "a filter cannot name a blockHash: use eth_getLogs for one block",
                 ));
             }
-            // Refused now rather than at every poll.
-            explicit_block(object.get("fromBlock"))?;
-            explicit_block(object.get("toBlock"))?;
-            let criteria = LogCriteria::parse(&object)?;
-            installed(Filter::Logs(object, criteria))
+            installed(Filter::Logs(Arc::new(filter)))
         }
         "eth_newBlockFilter" => installed(Filter::Blocks),
         "eth_getFilterChanges" => {
             let id: U256 = parse(params, 0, "filter id")?;
-            let (filter, blocks) = rpc.filters.poll(id, head.number, now).ok_or_else(not_found)?;
-            // A client that polled long ago gets the latest blocks' changes.
-            let first = (*blocks.start()).max(blocks.end().saturating_sub(MAX_LOG_BLOCKS - 1));
+            // At most MAX_LOG_BLOCKS at a time: a client far behind catches up poll by poll.
+            let (filter, blocks) =
+                rpc.filters.poll(id, head.number, MAX_LOG_BLOCKS, now).ok_or_else(not_found)?;
+            if blocks.is_empty() {
+                return Ok(json!([]));
+            }
+            let (first, last) = (*blocks.start(), *blocks.end());
             match filter {
-                Filter::Logs(object, criteria) => {
-                    let from = first.max(explicit_block(object.get("fromBlock"))?.unwrap_or(0));
-                    let to = explicit_block(object.get("toBlock"))?
-                        .map_or(*blocks.end(), |to| to.min(*blocks.end()));
-                    if blocks.is_empty() || from > to {
+                Filter::Logs(filter) => {
+                    let from = first.max(filter.from.and_then(BlockSpec::fixed).unwrap_or(0));
+                    let to = filter.to.and_then(BlockSpec::fixed).map_or(last, |to| to.min(last));
+                    if from > to {
                         return Ok(json!([]));
                     }
-                    find_logs(&rpc.chain, &criteria, from, to).map(Value::Array)
+                    find_logs(&rpc.chain, &filter.criteria, from, to).map(Value::Array)
                 }
                 Filter::Blocks => {
                     let mut hashes = Vec::new();
-                    for number in first..=*blocks.end() {
+                    for number in first..=last {
                         if let Some(block) =
                             rpc.chain.store().block(number).map_err(RpcError::server)?
                         {
@@ -945,36 +1064,15 @@ fn filter_method(
         }
         "eth_getFilterLogs" => {
             let id: U256 = parse(params, 0, "filter id")?;
-            match rpc.filters.criteria(id, now).ok_or_else(not_found)? {
-                Filter::Logs(object, _) => logs(&rpc.chain, head, Some(&Value::Object(object))),
-                Filter::Blocks => Err(not_found()),
-            }
+            let Filter::Logs(filter) = rpc.filters.criteria(id, now).ok_or_else(not_found)? else {
+                return Err(not_found());
+            };
+            logs_of(&rpc.chain, head, &filter)
         }
         "eth_uninstallFilter" => {
             let id: U256 = parse(params, 0, "filter id")?;
             Ok(json!(rpc.filters.uninstall(id)))
         }
         _ => Err(RpcError::server(format!("{method} is not a filter method"))),
-    }
-}
-
-/// A block number given as a number: `None` for a tag ("latest", "earliest"…) or none.
-fn explicit_block(value: Option<&Value>) -> Result<Option<u64>, RpcError> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => match text.strip_prefix("0x") {
-            Some(digits) => u64::from_str_radix(digits, 16)
-                .map(Some)
-                .map_err(|_| RpcError::invalid_params(format!("invalid block number {text}"))),
-            None if matches!(
-                text.as_str(),
-                "latest" | "pending" | "safe" | "finalized" | "earliest"
-            ) =>
-            {
-                Ok(None)
-            }
-            None => Err(RpcError::invalid_params(format!("invalid block number {text}"))),
-        },
-        Some(other) => Err(RpcError::invalid_params(format!("invalid block number {other}"))),
     }
 }

@@ -865,13 +865,47 @@ fn viem_reads_sends_deploys_calls_watches_and_decodes_reverts_and_filters_refuse
         "filter not found",
         "a block filter has no logs"
     );
-    // Blocks come every 0.2 s: the block filter sees new ones, each once.
-    std::thread::sleep(Duration::from_millis(700));
-    let first = rpc(&node, "eth_getFilterChanges", &format!("[{blocks}]"))["result"].clone();
-    let first = first.as_array().unwrap();
-    assert!(!first.is_empty());
-    let second = rpc(&node, "eth_getFilterChanges", &format!("[{blocks}]"))["result"].clone();
-    assert!(second.as_array().unwrap().iter().all(|hash| !first.contains(hash)), "{second}");
+    // Filters too large to keep, or naming no block, are refused.
+    let many: Vec<String> = (0..1001).map(|index| format!("0x{index:040x}")).collect();
+    let many = serde_json::json!([{ "address": many }]).to_string();
+    assert!(error(rpc(&node, "eth_newFilter", &many)).contains("at most 1000 addresses"));
+    assert!(error(rpc(&node, "eth_getLogs", &many)).contains("at most 1000 addresses"));
+    let topics = r#"[{"topics":[null,null,null,null,null]}]"#;
+    assert!(error(rpc(&node, "eth_newFilter", topics)).contains("at most 4 topics"));
+    let backwards = r#"[{"fromBlock":"0x5","toBlock":"0x4"}]"#;
+    assert_eq!(
+        error(rpc(&node, "eth_newFilter", backwards)),
+        "invalid from and to block combination"
+    );
+
+    // Blocks come every 0.2 s: the block filter reports each new one once, in order.
+    let blocks = format!("[{blocks}]");
+    let numbers_of = |hashes: &[serde_json::Value]| -> Vec<u64> {
+        hashes
+            .iter()
+            .map(|hash| {
+                let block = rpc(&node, "eth_getBlockByHash", &format!("[{hash}, false]"));
+                let number = block["result"]["number"].as_str().unwrap().trim_start_matches("0x");
+                u64::from_str_radix(number, 16).unwrap()
+            })
+            .collect()
+    };
+    let next_blocks = || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = rpc(&node, "eth_getFilterChanges", &blocks)["result"].clone();
+            let found = found.as_array().unwrap().clone();
+            if !found.is_empty() {
+                return numbers_of(&found);
+            }
+            assert!(Instant::now() < deadline, "no new block within 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let first = next_blocks();
+    let second = next_blocks();
+    let all: Vec<u64> = first.iter().chain(&second).copied().collect();
+    assert!(all.windows(2).all(|pair| pair[1] == pair[0] + 1), "{first:?} then {second:?}");
 }
 
 #[test]
@@ -893,40 +927,8 @@ fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_blocks_show_what_t
     assert_eq!(node.balance(recipient), "3");
     assert_eq!(node.nonce(third), "1");
 
-    // The transaction found through its block, by number and by hash.
-    let (number, hash) = (&receipt["blockNumber"], &receipt["blockHash"]);
-    let (index, transaction) = (&receipt["transactionIndex"], &receipt["transactionHash"]);
-    let result = |method: &str, params: String| rpc(&node, method, &params)["result"].clone();
-    assert_eq!(result("eth_getBlockTransactionCountByHash", format!("[{hash}]")), "0x1");
-    assert_eq!(result("eth_getBlockTransactionCountByNumber", format!("[{number}]")), "0x1");
-    for (method, block) in [
-        ("eth_getTransactionByBlockNumberAndIndex", number),
-        ("eth_getTransactionByBlockHashAndIndex", hash),
-    ] {
-        assert_eq!(&result(method, format!("[{block}, {index}]"))["hash"], transaction);
-        assert_eq!(result(method, format!(r#"[{block}, "0x7"]"#)), serde_json::Value::Null);
-    }
-    for block in [number, hash] {
-        let receipts = result("eth_getBlockReceipts", format!("[{block}]"));
-        assert_eq!(receipts.as_array().unwrap().len(), 1, "{receipts}");
-        assert_eq!(&receipts[0]["transactionHash"], transaction);
-    }
-    let unknown = format!(r#"["0x{}"]"#, "ab".repeat(32));
-    assert_eq!(result("eth_getBlockReceipts", unknown.clone()), serde_json::Value::Null);
-    assert_eq!(result("eth_getBlockTransactionCountByHash", unknown), serde_json::Value::Null);
-    assert_eq!(result("eth_getUncleCountByBlockNumber", format!("[{number}]")), "0x0");
-    assert_eq!(
-        result("eth_getUncleByBlockNumberAndIndex", format!(r#"[{number}, "0x0"]"#)),
-        serde_json::Value::Null
-    );
-    assert_eq!(
-        result("web3_sha3", r#"["0x68656c6c6f20776f726c64"]"#.to_owned()),
-        "0x47173285a8d7341e5e972fc677286384f802f8ef42a5ec5f03bbfa254cb01fad"
-    );
-    assert_eq!(
-        result("eth_coinbase", "[]".to_owned()),
-        "0x4200000000000000000000000000000000000011"
-    );
+    block_methods_find(&node, &receipt);
+
     // Messages signed for an unlocked account (EIP-191) recover to it.
     let hello = "0x68656c6c6f";
     for (method, params) in [
@@ -968,6 +970,77 @@ fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_blocks_show_what_t
     assert!(error(rpc(&node, "eth_sendTransaction", "[]")).contains("transaction object"));
     let bad = format!(r#"[{{"from":"{third}","to":"{recipient}","value":"lots"}}]"#);
     assert!(error(rpc(&node, "eth_sendTransaction", &bad)).contains("value"));
+    let tip_over_fee = format!(
+        r#"[{{"from":"{third}","to":"{recipient}","maxFeePerGas":"0x1","maxPriorityFeePerGas":"0x2"}}]"#
+    );
+    assert!(error(rpc(&node, "eth_sendTransaction", &tip_over_fee)).contains("higher than max fee"));
+    let huge_tip = format!(
+        r#"[{{"from":"{third}","to":"{recipient}","gas":"0x5208","maxPriorityFeePerGas":"0x{}"}}]"#,
+        "f".repeat(40)
+    );
+    let answer = rpc(&node, "eth_sendTransaction", &huge_tip);
+    assert!(error(answer.clone()).contains("insufficient funds"), "{answer}");
     assert_eq!(node.balance(recipient), "3");
     assert_eq!(node.nonce(third), "1");
+
+    // Two sends from one account at once take two nonces.
+    let send = format!(r#"[{{"from":"{third}","to":"{recipient}","value":"0x1","gas":"0x5208"}}]"#);
+    let hashes: Vec<serde_json::Value> = std::thread::scope(|scope| {
+        let sends: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| rpc(&node, "eth_sendTransaction", &send)["result"].clone()))
+            .collect();
+        sends.into_iter().map(|send| send.join().unwrap()).collect()
+    });
+    assert!(hashes.iter().all(serde_json::Value::is_string), "{hashes:?}");
+    assert_ne!(hashes[0], hashes[1]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node.nonce(third) != "3" {
+        assert!(Instant::now() < deadline, "the two sends were not both committed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(node.balance(recipient), "5");
+}
+
+/// The block-reading methods find the transaction of `receipt` (alone in its block) by its
+/// block's number and hash; unknown blocks give `null`; the small methods answer.
+fn block_methods_find(node: &Node, receipt: &serde_json::Value) {
+    let (number, hash) = (&receipt["blockNumber"], &receipt["blockHash"]);
+    let (index, transaction) = (&receipt["transactionIndex"], &receipt["transactionHash"]);
+    let result = |method: &str, params: String| rpc(node, method, &params)["result"].clone();
+    assert_eq!(result("eth_getBlockTransactionCountByHash", format!("[{hash}]")), "0x1");
+    assert_eq!(result("eth_getBlockTransactionCountByNumber", format!("[{number}]")), "0x1");
+    for (method, block) in [
+        ("eth_getTransactionByBlockNumberAndIndex", number),
+        ("eth_getTransactionByBlockHashAndIndex", hash),
+    ] {
+        assert_eq!(&result(method, format!("[{block}, {index}]"))["hash"], transaction);
+        assert_eq!(result(method, format!(r#"[{block}, "0x7"]"#)), serde_json::Value::Null);
+    }
+    for block in [number, hash] {
+        let receipts = result("eth_getBlockReceipts", format!("[{block}]"));
+        assert_eq!(receipts.as_array().unwrap().len(), 1, "{receipts}");
+        assert_eq!(&receipts[0]["transactionHash"], transaction);
+    }
+    let by_object = result("eth_getBlockReceipts", format!(r#"[{{"blockHash":{hash}}}]"#));
+    assert_eq!(&by_object[0]["transactionHash"], transaction);
+    assert!(rpc(node, "eth_getBlockReceipts", "[]")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("missing block"));
+    let unknown = format!(r#"["0x{}"]"#, "ab".repeat(32));
+    assert_eq!(result("eth_getBlockReceipts", unknown.clone()), serde_json::Value::Null);
+    assert_eq!(result("eth_getBlockTransactionCountByHash", unknown), serde_json::Value::Null);
+    assert_eq!(result("eth_getUncleCountByBlockNumber", format!("[{number}]")), "0x0");
+    assert_eq!(
+        result("eth_getUncleByBlockNumberAndIndex", format!(r#"[{number}, "0x0"]"#)),
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        result("web3_sha3", r#"["0x68656c6c6f20776f726c64"]"#.to_owned()),
+        "0x47173285a8d7341e5e972fc677286384f802f8ef42a5ec5f03bbfa254cb01fad"
+    );
+    assert_eq!(
+        result("eth_coinbase", "[]".to_owned()),
+        "0x4200000000000000000000000000000000000011"
+    );
 }
