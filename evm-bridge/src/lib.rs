@@ -35,7 +35,7 @@ pub use convert::{state_writes, EVM_EMPTY_CODE_HASH};
 pub use database::{BalanceWatch, CodeCache, ViewDatabase, ViewDatabaseError, LAZY_BALANCE};
 pub use mixed::{DuetError, DuetReceipt, DuetTransaction, DuetVm, MixedBlockExecutor};
 use move_call::DuetPrecompiles;
-pub use move_call::{call_data, return_values, revert_reason, IMove};
+pub use move_call::{call_data, move_revert_reason, return_values, revert_reason, IMove};
 pub use receipt::{block_receipts, BlockReceipt};
 pub use recovery::{recover, recover_block, tx_env, RecoveryError};
 

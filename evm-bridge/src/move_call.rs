@@ -96,14 +96,21 @@ pub fn return_values(output: &[u8]) -> Result<Vec<Bytes>, String> {
 /// Why the precompile reverted, in words, from its revert data.
 #[must_use]
 pub fn revert_reason(data: &[u8]) -> String {
-    match IMove::IMoveErrors::abi_decode(data) {
-        Ok(IMove::IMoveErrors::MoveAborted(IMove::MoveAborted { location, code })) => {
-            MoveStatus::Aborted { location, code }.to_string()
+    move_revert_reason(data)
+        .unwrap_or_else(|| format!("reverted: {}", revm::primitives::hex::encode_prefixed(data)))
+}
+
+/// The Move failure that revert data reports (`MoveAborted` or `MoveFailed` of the
+/// precompile), in words; `None` for other revert data.
+#[must_use]
+pub fn move_revert_reason(data: &[u8]) -> Option<String> {
+    match IMove::IMoveErrors::abi_decode(data).ok()? {
+        IMove::IMoveErrors::MoveAborted(IMove::MoveAborted { location, code }) => {
+            Some(MoveStatus::Aborted { location, code }.to_string())
         }
-        Ok(IMove::IMoveErrors::MoveFailed(IMove::MoveFailed { status, message })) => {
-            MoveStatus::Failed { status, message }.to_string()
+        IMove::IMoveErrors::MoveFailed(IMove::MoveFailed { status, message }) => {
+            Some(MoveStatus::Failed { status, message }.to_string())
         }
-        Err(_) => format!("reverted: {}", revm::primitives::hex::encode_prefixed(data)),
     }
 }
 

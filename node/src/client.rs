@@ -219,9 +219,16 @@ impl Connection {
 fn outcome(answer: &Value) -> Result<Value, String> {
     if let Some(error) = answer.get("error") {
         let message = error.get("message").and_then(Value::as_str).unwrap_or("unknown error");
-        return Err(match error.get("data") {
-            Some(data) => format!("{message} ({data})"),
-            None => message.to_owned(),
+        // A Move failure behind the Move call precompile is said in words.
+        let move_reason = error
+            .get("data")
+            .and_then(Value::as_str)
+            .and_then(|data| data.parse::<Bytes>().ok())
+            .and_then(|data| duet_evm::move_revert_reason(&data));
+        return Err(match (move_reason, error.get("data")) {
+            (Some(reason), _) => format!("{message}: {reason}"),
+            (None, Some(data)) => format!("{message} ({data})"),
+            (None, None) => message.to_owned(),
         });
     }
     Ok(answer.get("result").cloned().unwrap_or(Value::Null))

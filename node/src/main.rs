@@ -173,6 +173,8 @@ const FEE_VAULT: Address =
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        // Colours only on a terminal, not in a redirected log.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

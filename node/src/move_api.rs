@@ -24,7 +24,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use duet_types::{EntryFunction, StateKey, StateValue, MOVE_CALL_ADDRESS};
 use move_binary_format::access::ModuleAccess;
-use move_binary_format::file_format::{SignatureToken, StructFieldInformation, Visibility};
+use move_binary_format::file_format::{
+    Ability, SignatureToken, StructFieldInformation, Visibility,
+};
 use move_binary_format::CompiledModule;
 use move_core_types::language_storage::StructTag;
 use revm::context::TxEnv;
@@ -58,8 +60,20 @@ fn ok(value: Value) -> Answer {
 }
 
 fn address(text: &str) -> Result<Address, Answer> {
-    text.parse()
-        .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{text}: not a 20-byte address")))
+    parse_address(text).map_err(|message| error(StatusCode::BAD_REQUEST, message))
+}
+
+/// An address as Move writes it: `0x` and up to 40 hex digits, a short one standing for its
+/// value (`0x1` is `0x00…01`), as in `0x1::string::String`.
+///
+/// # Errors
+/// Not `0x` and 1 to 40 hex digits.
+pub fn parse_address(text: &str) -> Result<Address, String> {
+    let invalid = || format!("{text}: not an address (0x and up to 40 hex digits)");
+    let digits = text.strip_prefix("0x").filter(|digits| (1..=40).contains(&digits.len()));
+    let digits = digits.ok_or_else(invalid)?;
+    let padded = format!("{digits:0>40}");
+    padded.parse::<Address>().map_err(|_| invalid())
 }
 
 /// A failure of the node itself.
@@ -211,7 +225,7 @@ fn abi(module: &CompiledModule) -> Value {
             };
             json!({
                 "name": module.identifier_at(handle.name).as_str(),
-                "abilities": format!("{:?}", handle.abilities),
+                "abilities": handle.abilities.into_iter().map(ability_name).collect::<Vec<_>>(),
                 "fields": fields,
             })
         })
@@ -260,7 +274,7 @@ fn type_name(module: &CompiledModule, token: &SignatureToken) -> String {
 /// `0xADDRESS::module::function`, split.
 ///
 /// # Errors
-/// Not three parts, or the address is not 20 bytes.
+/// Not three parts, or not an address (see [`parse_address`]).
 pub fn parse_function(text: &str) -> Result<(Address, String, String), String> {
     let mut parts = text.split("::");
     let (Some(owner), Some(module), Some(function), None) =
@@ -268,7 +282,7 @@ pub fn parse_function(text: &str) -> Result<(Address, String, String), String> {
     else {
         return Err(format!("{text}: expected 0xADDRESS::module::function"));
     };
-    let owner = owner.parse().map_err(|_| format!("{owner}: not a 20-byte address"))?;
+    let owner = parse_address(owner)?;
     Ok((owner, module.to_owned(), function.to_owned()))
 }
 
@@ -364,4 +378,14 @@ async fn transaction(State(chain): State<Arc<Chain>>, Path(hash): Path<String>) 
         }))
     })
     .await
+}
+
+/// An ability as Move source writes it.
+fn ability_name(ability: Ability) -> &'static str {
+    match ability {
+        Ability::Copy => "copy",
+        Ability::Drop => "drop",
+        Ability::Store => "store",
+        Ability::Key => "key",
+    }
 }

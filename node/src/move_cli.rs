@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use alloy_primitives::{Address, Bytes};
+use alloy_primitives::Bytes;
 use duet_node::client::RpcClient;
 use duet_types::{EntryFunction, MovePayload, MOVE_CALL_ADDRESS, MOVE_ENTRY_ADDRESS};
 use serde_json::{json, Value};
@@ -135,8 +135,14 @@ fn submit(account: &Account, payload: &MovePayload) -> Result<(), String> {
     let receipt = client.wait_for_receipt(hash, Duration::from_secs(60))?;
     let status = receipt.get("moveStatus").and_then(Value::as_str).unwrap_or("unknown");
     println!("transaction {hash}");
-    println!("block       {}", receipt["blockNumber"].as_str().unwrap_or("?"));
-    println!("gas used    {}", receipt["gasUsed"].as_str().unwrap_or("?"));
+    let number = |name: &str| {
+        receipt[name]
+            .as_str()
+            .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok())
+            .map_or_else(|| "?".to_owned(), |number| number.to_string())
+    };
+    println!("block       {}", number("blockNumber"));
+    println!("gas used    {}", number("gasUsed"));
     println!("status      {status}");
     if let Some(events) = receipt.get("moveEvents").and_then(Value::as_array) {
         for event in events {
@@ -179,9 +185,7 @@ fn argument(text: &str) -> Result<Vec<u8>, String> {
         }
         // A Move address is its 20 bytes, with no length.
         "address" => {
-            let address: Address =
-                value.parse().map_err(|_| format!("{text}: not a 20-byte address"))?;
-            return Ok(address.to_vec());
+            return Ok(duet_node::move_api::parse_address(value)?.to_vec());
         }
         "string" => bcs::to_bytes(value),
         "hex" => {
