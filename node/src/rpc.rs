@@ -9,6 +9,9 @@
 //! `eth_sendTransaction` fills in what a transaction from one of them leaves out (nonce, gas,
 //! fees), signs it with its key and submits it like a raw one (`cast send --unlocked`).
 //!
+//! The same port speaks WebSocket too ([`ws`]): every method, and `eth_subscribe` to new heads
+//! and logs.
+//!
 //! Clients that watch for events or blocks by polling (viem's `watch*`, ethers' `on`) install
 //! filters ([`crate::filters`]): `eth_newFilter` and `eth_newBlockFilter`, then
 //! `eth_getFilterChanges`, `eth_getFilterLogs` and `eth_uninstallFilter`. Pending-transaction
@@ -25,6 +28,8 @@ use axum::{Json, Router};
 use revm::context::TxEnv;
 use revm::primitives::TxKind;
 use serde_json::{json, Value};
+
+mod ws;
 
 use crate::block::{Block, TransactionRecord};
 use crate::chain::{CallError, Chain};
@@ -75,7 +80,7 @@ pub fn router(chain: Arc<Chain>, unlocked: Vec<PrivateKeySigner>) -> Router {
         sending: parking_lot::Mutex::new(()),
     };
     Router::new()
-        .route("/", post(handle))
+        .route("/", post(handle).get(ws::upgrade))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(rpc))
         .merge(crate::move_api::router(chain))
@@ -98,7 +103,15 @@ async fn handle(State(rpc): State<Arc<Rpc>>, body: axum::body::Bytes) -> Json<Va
             ))
         }
     };
-    let answer = tokio::task::spawn_blocking(move || match request {
+    let answer = tokio::task::spawn_blocking(move || respond(&rpc, request))
+        .await
+        .unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None));
+    Json(answer)
+}
+
+/// The answer to a request or a batch (blocking: run it off the async threads).
+fn respond(rpc: &Rpc, request: Value) -> Value {
+    match request {
         Value::Array(requests) if requests.is_empty() => {
             error_response(&Value::Null, -32600, "empty batch", None)
         }
@@ -108,12 +121,9 @@ async fn handle(State(rpc): State<Arc<Rpc>>, body: axum::body::Bytes) -> Json<Va
             &format!("a batch holds at most {MAX_BATCH} requests"),
             None,
         ),
-        Value::Array(requests) => Value::Array(answer_batch(&rpc, &requests)),
-        request => answer(&rpc, &request),
-    })
-    .await
-    .unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None));
-    Json(answer)
+        Value::Array(requests) => Value::Array(answer_batch(rpc, &requests)),
+        request => answer(rpc, &request),
+    }
 }
 
 /// A JSON-RPC error: code, message and optional data.

@@ -817,7 +817,7 @@ fn rpc(node: &Node, method: &str, params: &str) -> serde_json::Value {
 }
 
 #[test]
-fn viem_reads_sends_deploys_calls_watches_and_decodes_reverts_and_filters_refuse_bad_input() {
+fn viem_works_against_the_dev_node_over_http_and_websocket() {
     let directory = temp_datadir("viem");
     let node = Node::start(directory.path());
     // What a Solidity developer's viem script does (node/tests/viem/flow.mjs).
@@ -860,37 +860,52 @@ fn viem_reads_sends_deploys_calls_watches_and_decodes_reverts_and_filters_refuse
     assert_eq!((&seen["uninstalled"], &seen["uninstalledAgain"]), (&true.into(), &false.into()));
     // viem decoded the token's custom error from the revert data of eth_call.
     assert_eq!(text("revert"), "ERC20InsufficientBalance");
-    assert_eq!(seen["nonceAfter"], 5);
+    // Over WebSocket: requests, new heads and logs by subscription, errors for bad messages.
+    assert_eq!(seen["wsChainId"], 31337);
+    assert_eq!(seen["wsHead"], true);
+    assert_eq!(seen["wsWatchedTransfers"], serde_json::json!(["11"]));
+    assert_eq!(seen["wsParseError"], -32700);
+    assert!(text("wsUnsupported").starts_with("unsupported subscription"), "{seen}");
+    assert_eq!(seen["wsUnsubscribeUnknown"], false);
+    assert_eq!(text("wsBatch"), "0x7a69");
+    assert!(text("wsTooMany").starts_with("too many subscriptions"), "{seen}");
+    assert_eq!(seen["nonceAfter"], 6);
 
+    filters_refuse_bad_input_and_report_each_block_once(&node);
+}
+
+/// Bad filter requests get clear errors; a filter not installed is not found; a block filter
+/// reports each new block once, in order.
+fn filters_refuse_bad_input_and_report_each_block_once(node: &Node) {
     // Bad filter requests get clear errors; a filter not installed is not found.
     let error = |answer: serde_json::Value| answer["error"]["message"].as_str().unwrap().to_owned();
-    assert!(error(rpc(&node, "eth_newFilter", "[]")).contains("filter object"));
-    assert!(error(rpc(&node, "eth_newFilter", r#"[{"fromBlock":"soon"}]"#)).contains("soon"));
-    assert!(error(rpc(&node, "eth_newFilter", r#"[{"address":"0x12"}]"#)).contains("address"));
+    assert!(error(rpc(node, "eth_newFilter", "[]")).contains("filter object"));
+    assert!(error(rpc(node, "eth_newFilter", r#"[{"fromBlock":"soon"}]"#)).contains("soon"));
+    assert!(error(rpc(node, "eth_newFilter", r#"[{"address":"0x12"}]"#)).contains("address"));
     let hash = format!("0x{}", "11".repeat(32));
-    assert!(error(rpc(&node, "eth_newFilter", &format!(r#"[{{"blockHash":"{hash}"}}]"#)))
+    assert!(error(rpc(node, "eth_newFilter", &format!(r#"[{{"blockHash":"{hash}"}}]"#)))
         .contains("blockHash"));
     let unknown = r#"["0x1234"]"#;
-    assert_eq!(error(rpc(&node, "eth_getFilterChanges", unknown)), "filter not found");
-    assert_eq!(error(rpc(&node, "eth_getFilterLogs", unknown)), "filter not found");
-    assert_eq!(rpc(&node, "eth_uninstallFilter", unknown)["result"], false);
-    assert!(error(rpc(&node, "eth_getFilterChanges", r#"["zz"]"#)).contains("filter id"));
-    let blocks = rpc(&node, "eth_newBlockFilter", "[]")["result"].clone();
+    assert_eq!(error(rpc(node, "eth_getFilterChanges", unknown)), "filter not found");
+    assert_eq!(error(rpc(node, "eth_getFilterLogs", unknown)), "filter not found");
+    assert_eq!(rpc(node, "eth_uninstallFilter", unknown)["result"], false);
+    assert!(error(rpc(node, "eth_getFilterChanges", r#"["zz"]"#)).contains("filter id"));
+    let blocks = rpc(node, "eth_newBlockFilter", "[]")["result"].clone();
     assert_eq!(
-        error(rpc(&node, "eth_getFilterLogs", &format!("[{blocks}]"))),
+        error(rpc(node, "eth_getFilterLogs", &format!("[{blocks}]"))),
         "filter not found",
         "a block filter has no logs"
     );
     // Filters too large to keep, or naming no block, are refused.
     let many: Vec<String> = (0..1001).map(|index| format!("0x{index:040x}")).collect();
     let many = serde_json::json!([{ "address": many }]).to_string();
-    assert!(error(rpc(&node, "eth_newFilter", &many)).contains("at most 1000 addresses"));
-    assert!(error(rpc(&node, "eth_getLogs", &many)).contains("at most 1000 addresses"));
+    assert!(error(rpc(node, "eth_newFilter", &many)).contains("at most 1000 addresses"));
+    assert!(error(rpc(node, "eth_getLogs", &many)).contains("at most 1000 addresses"));
     let topics = r#"[{"topics":[null,null,null,null,null]}]"#;
-    assert!(error(rpc(&node, "eth_newFilter", topics)).contains("at most 4 topics"));
+    assert!(error(rpc(node, "eth_newFilter", topics)).contains("at most 4 topics"));
     let backwards = r#"[{"fromBlock":"0x5","toBlock":"0x4"}]"#;
     assert_eq!(
-        error(rpc(&node, "eth_newFilter", backwards)),
+        error(rpc(node, "eth_newFilter", backwards)),
         "invalid from and to block combination"
     );
 
@@ -900,7 +915,7 @@ fn viem_reads_sends_deploys_calls_watches_and_decodes_reverts_and_filters_refuse
         hashes
             .iter()
             .map(|hash| {
-                let block = rpc(&node, "eth_getBlockByHash", &format!("[{hash}, false]"));
+                let block = rpc(node, "eth_getBlockByHash", &format!("[{hash}, false]"));
                 let number = block["result"]["number"].as_str().unwrap().trim_start_matches("0x");
                 u64::from_str_radix(number, 16).unwrap()
             })
@@ -909,7 +924,7 @@ fn viem_reads_sends_deploys_calls_watches_and_decodes_reverts_and_filters_refuse
     let next_blocks = || {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let found = rpc(&node, "eth_getFilterChanges", &blocks)["result"].clone();
+            let found = rpc(node, "eth_getFilterChanges", &blocks)["result"].clone();
             let found = found.as_array().unwrap().clone();
             if !found.is_empty() {
                 return numbers_of(&found);

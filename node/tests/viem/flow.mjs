@@ -4,7 +4,9 @@
 //
 // Usage: node flow.mjs RPC_URL PRIVATE_KEY TOKEN_ARTIFACT_JSON
 
+import { once } from "node:events";
 import { readFileSync } from "node:fs";
+import WebSocket from "ws";
 import {
   BaseError,
   ContractFunctionRevertedError,
@@ -14,6 +16,7 @@ import {
   http,
   parseAbiItem,
   parseEther,
+  webSocket,
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 
@@ -160,5 +163,72 @@ try {
   seen.revert = reverted ? reverted.data?.errorName ?? "undecoded" : `other: ${error.shortMessage ?? error}`;
 }
 
+// WebSocket on the same port: requests, and subscriptions (eth_subscribe) to new heads and logs.
+const wsUrl = url.replace(/^http/, "ws");
+const socket = createPublicClient({ chain, transport: webSocket(wsUrl) });
+seen.wsChainId = await socket.getChainId();
+const within = (what, start) =>
+  new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${what} within 20 s`)), 20_000);
+    const stop = start((value) => {
+      clearTimeout(timer);
+      stop();
+      resolve(value);
+    }, reject);
+  });
+const head = within("new head", (done, failed) =>
+  socket.watchBlockNumber({ onBlockNumber: done, onError: failed }),
+);
+const socketTransfers = within("Transfer log", (done, failed) =>
+  socket.watchContractEvent({
+    address: token,
+    abi,
+    eventName: "Transfer",
+    onLogs: (logs) => done(logs.map((log) => log.args.value.toString())),
+    onError: failed,
+  }),
+);
+seen.wsHead = (await head) > 0n;
+// The log subscription is in place once a head arrived on the same connection.
+const { request: eleventh } = await client.simulateContract({
+  account,
+  address: token,
+  abi,
+  functionName: "transfer",
+  args: [recipient, 11n],
+});
+await client.waitForTransactionReceipt({ hash: await wallet.writeContract(eleventh) });
+seen.wsWatchedTransfers = await socketTransfers;
+
+// Bad messages over WebSocket get JSON-RPC errors, and the connection stays.
+const raw = new WebSocket(wsUrl);
+await once(raw, "open");
+// The answer to `text`: the next message that is not a subscription's notification.
+const ask = (text) =>
+  new Promise((resolve) => {
+    const listener = (data) => {
+      const message = JSON.parse(data.toString());
+      if (message.method === "eth_subscription") return;
+      raw.off("message", listener);
+      resolve(message);
+    };
+    raw.on("message", listener);
+    raw.send(text);
+  });
+seen.wsParseError = (await ask("{nope")).error.code;
+seen.wsUnsupported = (
+  await ask('{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newPendingTransactions"]}')
+).error.message;
+seen.wsUnsubscribeUnknown = (
+  await ask('{"jsonrpc":"2.0","id":2,"method":"eth_unsubscribe","params":["0x1"]}')
+).result;
+seen.wsBatch = (await ask('[{"jsonrpc":"2.0","id":3,"method":"eth_chainId"}]'))[0].result;
+const subscribe = '{"jsonrpc":"2.0","id":4,"method":"eth_subscribe","params":["newHeads"]}';
+for (let count = 0; count < 100; count += 1) await ask(subscribe);
+seen.wsTooMany = (await ask(subscribe)).error.message;
+raw.close();
+
 seen.nonceAfter = await client.getTransactionCount({ address: account.address });
 console.log(JSON.stringify(seen));
+// The WebSocket client would keep the process alive.
+process.exit(0);
