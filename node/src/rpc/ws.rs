@@ -76,7 +76,8 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                 .await
                 {
                     Ok(Ok(notifications)) => notifications,
-                    // The store failed: the subscriber learns of it, the connection ends.
+                    // The store failed: the connection ends, which its subscriber sees, rather
+                    // than skip a block's notifications.
                     Ok(Err(_)) | Err(_) => return,
                 }
             }
