@@ -1030,6 +1030,36 @@ fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_blocks_show_what_t
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(node.balance(recipient), "5");
+
+    // A web page of another origin may call the node (CORS), as with anvil.
+    let preflight = raw_http(
+        &node,
+        "OPTIONS / HTTP/1.1\r\nhost: localhost\r\norigin: http://localhost:3000\r\n\
+         access-control-request-method: POST\r\nconnection: close\r\n\r\n",
+    );
+    assert!(preflight.starts_with("HTTP/1.1 204"), "{preflight}");
+    assert!(preflight.contains("access-control-allow-origin: *"), "{preflight}");
+    assert!(preflight.contains("access-control-allow-methods: GET, POST, OPTIONS"), "{preflight}");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#;
+    let call = raw_http(
+        &node,
+        &format!(
+            "POST / HTTP/1.1\r\nhost: localhost\r\norigin: http://localhost:3000\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(call.contains("access-control-allow-origin: *") && call.contains("0x7a69"), "{call}");
+}
+
+/// Sends `request` as it is and returns the whole response, headers included.
+fn raw_http(node: &Node, request: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }
 
 /// The block-reading methods find the transaction of `receipt` (alone in its block) by its
