@@ -87,6 +87,20 @@ impl RpcClient {
         data: Vec<u8>,
         gas_limit: u64,
     ) -> Result<B256, String> {
+        self.send_raw(&self.sign(key, to, data, gas_limit)?)
+    }
+
+    /// The transaction [`send`](Self::send) would send, signed (EIP-2718 bytes), not sent.
+    ///
+    /// # Errors
+    /// The key is invalid, or the node did not answer.
+    pub fn sign(
+        &self,
+        key: &str,
+        to: Address,
+        data: Vec<u8>,
+        gas_limit: u64,
+    ) -> Result<Bytes, String> {
         let key: B256 =
             key.parse().map_err(|_| "the private key is not 32 bytes of hex".to_owned())?;
         let signer = PrivateKeySigner::from_bytes(&key).map_err(|error| error.to_string())?;
@@ -103,7 +117,7 @@ impl RpcClient {
             input: Bytes::from(data),
             ..TxEip1559::default()
         };
-        self.send_raw(&sign(&signer, unsigned)?)
+        sign(&signer, unsigned)
     }
 
     /// Waits up to `timeout` for the receipt of `hash`.

@@ -41,6 +41,11 @@ pub(crate) struct Account {
     /// The transaction's gas limit.
     #[arg(long, default_value_t = 3_000_000)]
     gas_limit: u64,
+    /// Print the signed transaction (hex) instead of sending it: for `POST
+    /// /move/v1/transactions` or `eth_sendRawTransaction` later (the node still gives the nonce
+    /// and fees).
+    #[arg(long)]
+    sign_only: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -126,6 +131,16 @@ fn build(args: &BuildArgs) -> Result<Vec<(String, Vec<u8>)>, String> {
 
 fn submit(account: &Account, payload: &MovePayload) -> Result<(), String> {
     let client = RpcClient::new(&account.rpc_url)?;
+    if account.sign_only {
+        let raw = client.sign(
+            &account.private_key,
+            MOVE_ENTRY_ADDRESS,
+            payload.encode(),
+            account.gas_limit,
+        )?;
+        println!("{raw}");
+        return Ok(());
+    }
     let hash = client.send(
         &account.private_key,
         MOVE_ENTRY_ADDRESS,

@@ -689,6 +689,20 @@ fn the_move_api_serves_resources_modules_views_and_transactions() {
     let request = format!(r#"{{"function":"{FIRST}::counter::value","arguments":["{first}"]}}"#);
     let (status, view) = node.http("POST", "/move/v1/view", Some(&request));
     assert_eq!((status, view.as_str()), (200, r#"{"values":["0x0100000000000000"]}"#));
+    // A transaction signed by `duet move run --sign-only`, submitted through the API.
+    let increment = format!("{FIRST}::counter::increment");
+    let signed =
+        duet(&["move", "run", &increment, "--sign-only", "--private-key", FIRST_KEY, &url])
+            .unwrap();
+    let request = format!(r#"{{"transaction":"{}"}}"#, signed.trim());
+    let (status, submitted) = node.http("POST", "/move/v1/transactions", Some(&request));
+    assert_eq!(status, 200, "{submitted}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !node.get(&format!("/move/v1/accounts/{FIRST}/resources")).contains("0x0200000000000000")
+    {
+        assert!(Instant::now() < deadline, "the submitted transaction did not run: {submitted}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (status, transaction) = node.http("GET", &format!("/move/v1/transactions/{hash}"), None);
     assert_eq!(status, 200, "{transaction}");
     assert!(transaction.contains(r#""status":"success""#), "{transaction}");
