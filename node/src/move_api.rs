@@ -63,17 +63,23 @@ fn address(text: &str) -> Result<Address, Answer> {
     parse_address(text).map_err(|message| error(StatusCode::BAD_REQUEST, message))
 }
 
-/// An address as Move writes it: `0x` and up to 40 hex digits, a short one standing for its
-/// value (`0x1` is `0x00…01`), as in `0x1::string::String`.
+/// An address as Move writes it: up to 64 hex digits after `0x` (or `0X`, or none), a short one
+/// standing for its value (`0x1` is `0x00…01`, as in `0x1::string::String`), a long one with
+/// zeros beyond the 20 bytes.
 ///
 /// # Errors
-/// Not `0x` and 1 to 40 hex digits.
+/// Not hex, empty, or a value that does not fit in 20 bytes.
 pub fn parse_address(text: &str) -> Result<Address, String> {
     let invalid = || format!("{text}: not an address (0x and up to 40 hex digits)");
-    let digits = text.strip_prefix("0x").filter(|digits| (1..=40).contains(&digits.len()));
-    let digits = digits.ok_or_else(invalid)?;
-    let padded = format!("{digits:0>40}");
-    padded.parse::<Address>().map_err(|_| invalid())
+    let digits = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).unwrap_or(text);
+    if digits.is_empty() || digits.len() > 64 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid());
+    }
+    let (beyond, digits) = digits.split_at(digits.len().saturating_sub(40));
+    if beyond.bytes().any(|digit| digit != b'0') {
+        return Err(invalid());
+    }
+    format!("{digits:0>40}").parse::<Address>().map_err(|_| invalid())
 }
 
 /// A failure of the node itself.
@@ -387,5 +393,27 @@ fn ability_name(ability: Ability) -> &'static str {
         Ability::Drop => "drop",
         Ability::Store => "store",
         Ability::Key => "key",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_address;
+
+    #[test]
+    fn addresses_may_be_short_long_or_unprefixed_but_must_fit() {
+        let one = "0x0000000000000000000000000000000000000001".parse().unwrap();
+        for text in ["0x1", "0X1", "1", "0x0000000000000000000000000000000000000001"] {
+            assert_eq!(parse_address(text), Ok(one), "{text}");
+        }
+        let long = format!("0x{}1", "0".repeat(63));
+        assert_eq!(parse_address(&long), Ok(one));
+        let full = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+        assert_eq!(parse_address(full).unwrap().to_string(), full);
+        let too_big = format!("0x1{}", "0".repeat(40));
+        for text in ["", "0x", "0xg1", "nope", " 0x1", "0x1 ", too_big.as_str()] {
+            assert!(parse_address(text).is_err(), "{text:?}");
+        }
+        assert!(parse_address(&format!("0x{}", "0".repeat(65))).is_err());
     }
 }

@@ -60,6 +60,8 @@ struct Rpc {
     /// Held by `eth_sendTransaction` from reading the pending nonce to submitting, so that two
     /// at once from one account do not take the same nonce.
     sending: parking_lot::Mutex<()>,
+    /// A permit per open WebSocket connection.
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 /// What a filter selects.
@@ -78,6 +80,7 @@ pub fn router(chain: Arc<Chain>, unlocked: Vec<PrivateKeySigner>) -> Router {
         filters: Filters::new(FILTER_LIFETIME),
         unlocked,
         sending: parking_lot::Mutex::new(()),
+        connections: Arc::new(tokio::sync::Semaphore::new(ws::MAX_CONNECTIONS)),
     };
     Router::new()
         .route("/", post(handle).get(ws::upgrade))
@@ -1026,18 +1029,41 @@ fn find_logs(
         if !criteria.may_match(&block.logs_bloom) {
             continue;
         }
-        for hash in &block.transactions {
-            let Some(record) = chain.store().transaction(*hash).map_err(RpcError::server)? else {
-                continue;
-            };
-            for (index, log) in record.logs.iter().enumerate() {
-                if criteria.matches(log) {
-                    found.push(log_json(&record, log, index));
-                }
+        each_log(chain, &block, |record, log, index| {
+            if criteria.matches(log) {
+                found.push(log_json(record, log, index));
             }
-        }
+        })?;
     }
     Ok(found)
+}
+
+/// Every log of block `number` (none if there is no such block), with its JSON.
+fn block_logs(chain: &Chain, number: u64) -> Result<Vec<(alloy_primitives::Log, Value)>, RpcError> {
+    let mut logs = Vec::new();
+    if let Some(block) = chain.store().block(number).map_err(RpcError::server)? {
+        each_log(chain, &block, |record, log, index| {
+            logs.push((log.clone(), log_json(record, log, index)));
+        })?;
+    }
+    Ok(logs)
+}
+
+/// Calls `visit` on every log of `block`: its transaction, the log, its index there.
+fn each_log(
+    chain: &Chain,
+    block: &Block,
+    mut visit: impl FnMut(&TransactionRecord, &alloy_primitives::Log, usize),
+) -> Result<(), RpcError> {
+    for hash in &block.transactions {
+        let Some(record) = chain.store().transaction(*hash).map_err(RpcError::server)? else {
+            continue;
+        };
+        for (index, log) in record.logs.iter().enumerate() {
+            visit(&record, log, index);
+        }
+    }
+    Ok(())
 }
 
 /// The filter methods (see the module's documentation).

@@ -874,15 +874,22 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
     assert_eq!((&seen["uninstalled"], &seen["uninstalledAgain"]), (&true.into(), &false.into()));
     // viem decoded the token's custom error from the revert data of eth_call.
     assert_eq!(text("revert"), "ERC20InsufficientBalance");
-    // Over WebSocket: requests, new heads and logs by subscription, errors for bad messages.
+    // Over WebSocket: requests; new heads (made after subscribing, consecutive, headers without
+    // transactions) and logs by subscription, viem's too; nothing after unsubscribing; errors
+    // for bad messages; the subscription limit.
     assert_eq!(seen["wsChainId"], 31337);
-    assert_eq!(seen["wsHead"], true);
-    assert_eq!(seen["wsWatchedTransfers"], serde_json::json!(["11"]));
+    for flag in ["wsHead", "wsHeadsAfterSubscribing", "wsHeadsConsecutive", "wsHeaderFields"] {
+        assert_eq!(seen[flag], true, "{flag}: {seen}");
+    }
+    assert_eq!(seen["wsLogs"], serde_json::json!([[true, "13"]]));
+    assert_eq!(seen["wsWatchedTransfers"], serde_json::json!(["13"]));
+    assert_eq!(seen["wsUnsubscribed"], true);
+    assert_eq!(text("wsUnsubscribedAgain"), "subscription not found");
+    assert_eq!(seen["wsHeadsAfterUnsubscribing"], 0);
     assert_eq!(seen["wsParseError"], -32700);
     assert!(text("wsUnsupported").starts_with("unsupported subscription"), "{seen}");
-    assert_eq!(seen["wsUnsubscribeUnknown"], false);
     assert_eq!(text("wsBatch"), "0x7a69");
-    assert!(text("wsTooMany").starts_with("too many subscriptions"), "{seen}");
+    assert!(text("wsTooMany").starts_with("100: too many subscriptions"), "{seen}");
     assert_eq!(seen["nonceAfter"], 6);
 
     filters_refuse_bad_input_and_report_each_block_once(&node);

@@ -2,32 +2,51 @@
 //! it): every method, and subscriptions, `eth_subscribe` to `"newHeads"` or `"logs"` (with an
 //! address and topics filter) and `eth_unsubscribe`.
 //!
-//! A subscription belongs to its connection and ends with it. Each connection with
-//! subscriptions looks for new blocks every 100 ms and sends, block after block, a notification
-//! per new header (`newHeads`) and per matching log (`logs`), as geth does:
-//! `{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription","result"}}`.
-//! Subscribing is a request of its own (not inside a batch). Limits: 100 subscriptions per
-//! connection, messages up to the HTTP body limit; pending-transaction subscriptions are not
-//! offered.
+//! A subscription belongs to its connection and ends with it. It is notified of the blocks
+//! committed after it was made, block after block: a header per block (`newHeads`, without
+//! transactions) and a notification per matching log (`logs`), as geth sends them:
+//! `{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription","result"}}`. Each
+//! connection with subscriptions looks at the head every 100 ms; a block's logs are read once
+//! per connection, whatever its number of subscriptions.
+//!
+//! A connection answers its requests one after another; notifications wait while a request is
+//! answered. Subscribing is a request of its own (not inside a batch). Pending-transaction
+//! subscriptions are not offered.
+//!
+//! Limits, so that clients cannot take the node's memory or threads: at most
+//! [`MAX_CONNECTIONS`] connections (then the upgrade is refused with 503), 100 subscriptions per
+//! connection, 16 blocks of notifications per look at the head (a connection far behind
+//! catches up look by look), messages and frames up to the HTTP body limit, and a client that
+//! does not take a message within 10 s is disconnected.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
 
 use super::{
-    block_json, error_response, find_logs, reply, respond, LogFilter, Rpc, RpcError, MAX_BODY,
-    MAX_LOG_BLOCKS,
+    block_json, error_response, reply, respond, LogCriteria, LogFilter, Rpc, RpcError, MAX_BODY,
 };
-use axum::extract::State;
-use serde_json::{json, Value};
-use std::sync::Arc;
+use crate::chain::Chain;
+
+/// The most WebSocket connections open at a time.
+pub(super) const MAX_CONNECTIONS: usize = 256;
 
 /// The most subscriptions one connection holds.
 const MAX_SUBSCRIPTIONS: usize = 100;
 
 /// How often a connection with subscriptions looks for new blocks.
 const POLL: Duration = Duration::from_millis(100);
+
+/// The most blocks notified per look at the head.
+const BLOCKS_PER_POLL: u64 = 16;
+
+/// How long a client may take to accept a message.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a subscription sends.
 #[derive(Clone)]
@@ -36,20 +55,38 @@ enum Subscription {
     Logs(Arc<LogFilter>),
 }
 
-/// Upgrades a `GET /` to a WebSocket connection.
+/// A subscription of a connection: its id, the last block committed before it was made, and
+/// what it sends.
+#[derive(Clone)]
+struct Active {
+    id: String,
+    since: u64,
+    kind: Subscription,
+}
+
+/// Upgrades a `GET /` to a WebSocket connection, if fewer than [`MAX_CONNECTIONS`] are open.
 pub(super) async fn upgrade(State(rpc): State<Arc<Rpc>>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.max_message_size(MAX_BODY).on_upgrade(move |socket| connection(rpc, socket))
+    let Ok(permit) = Arc::clone(&rpc.connections).try_acquire_owned() else {
+        let message = format!("too many WebSocket connections: at most {MAX_CONNECTIONS}");
+        return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+    };
+    upgrade.max_message_size(MAX_BODY).max_frame_size(MAX_BODY).on_upgrade(
+        move |socket| async move {
+            connection(rpc, socket).await;
+            drop(permit);
+        },
+    )
 }
 
 /// One connection: answers its requests in order, and notifies its subscriptions.
 async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
-    let mut subscriptions: Vec<(String, Subscription)> = Vec::new();
+    let mut subscriptions: Vec<Active> = Vec::new();
     let mut subscribed = 0u64;
     let mut notified = rpc.chain.head().number;
     let mut ticker = tokio::time::interval(POLL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let outgoing: Vec<Value> = tokio::select! {
+        tokio::select! {
             message = socket.recv() => {
                 let text = match message {
                     Some(Ok(Message::Text(text))) => text.to_string(),
@@ -58,7 +95,10 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 };
                 let subscribing = Subscribing { list: &mut subscriptions, count: &mut subscribed };
-                vec![answer(&rpc, &text, subscribing).await]
+                let answer = answer(&rpc, &text, subscribing).await;
+                if !send(&mut socket, &answer).await {
+                    return;
+                }
             }
             _ = ticker.tick() => {
                 let head = rpc.chain.head().number;
@@ -66,33 +106,36 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                     notified = notified.max(head);
                     continue;
                 }
-                // A connection far behind catches up MAX_LOG_BLOCKS at a time.
-                let (from, to) = (notified + 1, head.min(notified + MAX_LOG_BLOCKS));
-                notified = to;
-                let (rpc, subscriptions) = (Arc::clone(&rpc), subscriptions.clone());
-                match tokio::task::spawn_blocking(move || {
-                    notifications(&rpc, &subscriptions, from, to)
-                })
-                .await
-                {
-                    Ok(Ok(notifications)) => notifications,
+                let to = head.min(notified + BLOCKS_PER_POLL);
+                for number in notified + 1..=to {
+                    let (chain, active) = (Arc::clone(&rpc.chain), subscriptions.clone());
+                    let built =
+                        tokio::task::spawn_blocking(move || notifications(&chain, &active, number))
+                            .await;
                     // The store failed: the connection ends, which its subscriber sees, rather
                     // than skip a block's notifications.
-                    Ok(Err(_)) | Err(_) => return,
+                    let Ok(Ok(notifications)) = built else { return };
+                    for notification in &notifications {
+                        if !send(&mut socket, notification).await {
+                            return;
+                        }
+                    }
+                    notified = number;
                 }
-            }
-        };
-        for value in outgoing {
-            if socket.send(Message::Text(value.to_string().into())).await.is_err() {
-                return;
             }
         }
     }
 }
 
+/// Sends `value`; `false` if the client is gone or did not take it in time.
+async fn send(socket: &mut WebSocket, value: &Value) -> bool {
+    let message = Message::Text(value.to_string().into());
+    matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await, Ok(Ok(())))
+}
+
 /// A connection's subscriptions, as a request changes them.
 struct Subscribing<'a> {
-    list: &'a mut Vec<(String, Subscription)>,
+    list: &'a mut Vec<Active>,
     count: &'a mut u64,
 }
 
@@ -111,7 +154,8 @@ async fn answer(rpc: &Arc<Rpc>, text: &str, subscribing: Subscribing<'_>) -> Val
             Some(Value::Array(params)) => params.as_slice(),
             _ => &[],
         };
-        return reply(&id, subscription_method(method, params, subscribing));
+        let head = rpc.chain.head().number;
+        return reply(&id, subscription_method(method, params, head, subscribing));
     }
     let rpc = Arc::clone(rpc);
     tokio::task::spawn_blocking(move || respond(&rpc, request))
@@ -119,19 +163,28 @@ async fn answer(rpc: &Arc<Rpc>, text: &str, subscribing: Subscribing<'_>) -> Val
         .unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None))
 }
 
+/// `eth_subscribe` and `eth_unsubscribe`, with the head at `head`.
 fn subscription_method(
     method: &str,
     params: &[Value],
+    head: u64,
     subscribing: Subscribing<'_>,
 ) -> Result<Value, RpcError> {
     let Subscribing { list, count } = subscribing;
     if method == "eth_unsubscribe" {
-        let id = params.first().and_then(Value::as_str).unwrap_or_default();
+        let id = params
+            .first()
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params("expected a subscription id"))?;
         let before = list.len();
-        list.retain(|(subscription, _)| subscription != id);
-        return Ok(json!(list.len() < before));
+        list.retain(|active| active.id != id);
+        return if list.len() < before {
+            Ok(json!(true))
+        } else {
+            Err(RpcError::server("subscription not found"))
+        };
     }
-    let subscription = match params.first().and_then(Value::as_str) {
+    let kind = match params.first().and_then(Value::as_str) {
         Some("newHeads") => Subscription::Heads,
         Some("logs") => {
             let filter = LogFilter::parse(params.get(1))?;
@@ -156,17 +209,12 @@ fn subscription_method(
     }
     *count += 1;
     let id = format!("0x{:032x}", *count);
-    list.push((id.clone(), subscription));
+    list.push(Active { id: id.clone(), since: head, kind });
     Ok(json!(id))
 }
 
-/// The notifications of blocks `from..=to` for `subscriptions`, block after block.
-fn notifications(
-    rpc: &Rpc,
-    subscriptions: &[(String, Subscription)],
-    from: u64,
-    to: u64,
-) -> Result<Vec<Value>, RpcError> {
+/// The notifications of block `number` for the subscriptions made before it, in order.
+fn notifications(chain: &Chain, active: &[Active], number: u64) -> Result<Vec<Value>, RpcError> {
     let notification = |subscription: &str, result: Value| {
         json!({
             "jsonrpc": "2.0",
@@ -174,21 +222,35 @@ fn notifications(
             "params": { "subscription": subscription, "result": result },
         })
     };
+    let active: Vec<&Active> = active.iter().filter(|active| active.since < number).collect();
+    let mut header = None;
+    let mut logs = None;
     let mut out = Vec::new();
-    for number in from..=to {
-        for (id, subscription) in subscriptions {
-            match subscription {
-                Subscription::Heads => {
-                    let mut header = block_json(&rpc.chain, number, false)?;
-                    if let Some(header) = header.as_object_mut() {
-                        header.remove("transactions");
-                        header.remove("uncles");
+    for subscription in active {
+        match &subscription.kind {
+            Subscription::Heads => {
+                if header.is_none() {
+                    let mut block = block_json(chain, number, false)?;
+                    if let Some(fields) = block.as_object_mut() {
+                        // A header, as geth sends it.
+                        for body in
+                            ["transactions", "uncles", "withdrawals", "size", "totalDifficulty"]
+                        {
+                            fields.remove(body);
+                        }
                     }
-                    out.push(notification(id, header));
+                    header = Some(block);
                 }
-                Subscription::Logs(filter) => {
-                    for log in find_logs(&rpc.chain, &filter.criteria, number, number)? {
-                        out.push(notification(id, log));
+                out.push(notification(&subscription.id, header.clone().unwrap_or_default()));
+            }
+            Subscription::Logs(filter) => {
+                // The block's logs, read once for every logs subscription of the connection.
+                if logs.is_none() {
+                    logs = Some(super::block_logs(chain, number)?);
+                }
+                for (log, value) in logs.iter().flatten() {
+                    if LogCriteria::matches(&filter.criteria, log) {
+                        out.push(notification(&subscription.id, value.clone()));
                     }
                 }
             }

@@ -167,18 +167,29 @@ try {
 const wsUrl = url.replace(/^http/, "ws");
 const socket = createPublicClient({ chain, transport: webSocket(wsUrl) });
 seen.wsChainId = await socket.getChainId();
+// The first value `start`'s callback gives within 20 s; `start` returns how to stop it.
 const within = (what, start) =>
   new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${what} within 20 s`)), 20_000);
-    const stop = start((value) => {
+    let stop = null;
+    let settled = false;
+    const settle = (outcome) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      stop();
-      resolve(value);
-    }, reject);
+      queueMicrotask(() => stop?.());
+      outcome();
+    };
+    const timer = setTimeout(() => settle(() => reject(new Error(`no ${what} within 20 s`))), 20_000);
+    stop = start(
+      (value) => settle(() => resolve(value)),
+      (error) => settle(() => reject(error)),
+    );
   });
 const head = within("new head", (done, failed) =>
   socket.watchBlockNumber({ onBlockNumber: done, onError: failed }),
 );
+seen.wsHead = (await head) > 0n;
+// viem's event watch subscribes to logs now; the transfer below comes well after.
 const socketTransfers = within("Transfer log", (done, failed) =>
   socket.watchContractEvent({
     address: token,
@@ -188,44 +199,87 @@ const socketTransfers = within("Transfer log", (done, failed) =>
     onError: failed,
   }),
 );
-seen.wsHead = (await head) > 0n;
-// The log subscription is in place once a head arrived on the same connection.
-const { request: eleventh } = await client.simulateContract({
+
+// The same by hand, on a socket of its own: subscription ids, what a notification holds, and
+// that nothing comes after unsubscribing.
+const raw = new WebSocket(wsUrl);
+await once(raw, "open");
+const notifications = [];
+const pending = new Map();
+raw.on("message", (data) => {
+  const message = JSON.parse(data.toString());
+  if (message.method === "eth_subscription") notifications.push(message.params);
+  else if (Array.isArray(message)) pending.get("batch")?.(message);
+  else pending.get(JSON.stringify(message.id ?? null))?.(message);
+});
+let asked = 0;
+// The answer to `request` (an object, or raw text answered with id null).
+const ask = (request) =>
+  new Promise((resolve) => {
+    if (typeof request === "string") {
+      pending.set("null", resolve);
+      raw.send(request);
+      return;
+    }
+    asked += 1;
+    pending.set(JSON.stringify(asked), resolve);
+    raw.send(JSON.stringify({ jsonrpc: "2.0", id: asked, ...request }));
+  });
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const before = BigInt((await ask({ method: "eth_blockNumber" })).result);
+const heads = (await ask({ method: "eth_subscribe", params: ["newHeads"] })).result;
+const logs = (await ask({ method: "eth_subscribe", params: ["logs", { address: token }] })).result;
+const { request: thirteenth } = await client.simulateContract({
   account,
   address: token,
   abi,
   functionName: "transfer",
-  args: [recipient, 11n],
+  args: [recipient, 13n],
 });
-await client.waitForTransactionReceipt({ hash: await wallet.writeContract(eleventh) });
+const thirteenthReceipt = await client.waitForTransactionReceipt({
+  hash: await wallet.writeContract(thirteenth),
+});
+const deadline = Date.now() + 20_000;
+const headsSeen = () => notifications.filter((n) => n.subscription === heads).map((n) => n.result);
+while (
+  Date.now() < deadline &&
+  !(notifications.some((n) => n.subscription === logs) &&
+    headsSeen().some((header) => BigInt(header.number) >= thirteenthReceipt.blockNumber))
+) {
+  await sleep(50);
+}
+const numbers = headsSeen().map((header) => BigInt(header.number));
+seen.wsHeadsAfterSubscribing = numbers.length > 0 && numbers[0] > before;
+seen.wsHeadsConsecutive = numbers.every((number, index) => index === 0 || number === numbers[index - 1] + 1n);
+const first = headsSeen()[0] ?? {};
+seen.wsHeaderFields = ["hash", "parentHash", "stateRoot", "number", "timestamp"].every((f) => f in first)
+  && !("transactions" in first);
+const logged = notifications.filter((n) => n.subscription === logs).map((n) => n.result);
+seen.wsLogs = logged.map((log) => [log.transactionHash === thirteenthReceipt.transactionHash, BigInt(log.data).toString()]);
+seen.wsUnsubscribed = (await ask({ method: "eth_unsubscribe", params: [heads] })).result;
+seen.wsUnsubscribedAgain = (await ask({ method: "eth_unsubscribe", params: [heads] })).error.message;
+const afterUnsubscribe = notifications.length;
+await sleep(1_500);
 seen.wsWatchedTransfers = await socketTransfers;
+seen.wsHeadsAfterUnsubscribing = notifications
+  .slice(afterUnsubscribe)
+  .filter((n) => n.subscription === heads).length;
 
-// Bad messages over WebSocket get JSON-RPC errors, and the connection stays.
-const raw = new WebSocket(wsUrl);
-await once(raw, "open");
-// The answer to `text`: the next message that is not a subscription's notification.
-const ask = (text) =>
-  new Promise((resolve) => {
-    const listener = (data) => {
-      const message = JSON.parse(data.toString());
-      if (message.method === "eth_subscription") return;
-      raw.off("message", listener);
-      resolve(message);
-    };
-    raw.on("message", listener);
-    raw.send(text);
-  });
+// Bad messages get JSON-RPC errors, and the connection stays.
 seen.wsParseError = (await ask("{nope")).error.code;
-seen.wsUnsupported = (
-  await ask('{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newPendingTransactions"]}')
-).error.message;
-seen.wsUnsubscribeUnknown = (
-  await ask('{"jsonrpc":"2.0","id":2,"method":"eth_unsubscribe","params":["0x1"]}')
-).result;
-seen.wsBatch = (await ask('[{"jsonrpc":"2.0","id":3,"method":"eth_chainId"}]'))[0].result;
-const subscribe = '{"jsonrpc":"2.0","id":4,"method":"eth_subscribe","params":["newHeads"]}';
-for (let count = 0; count < 100; count += 1) await ask(subscribe);
-seen.wsTooMany = (await ask(subscribe)).error.message;
+seen.wsUnsupported = (await ask({ method: "eth_subscribe", params: ["newPendingTransactions"] }))
+  .error.message;
+seen.wsBatch = await new Promise((resolve) => {
+  pending.set("batch", (answers) => resolve(answers[0]?.result));
+  raw.send('[{"jsonrpc":"2.0","id":"batch","method":"eth_chainId"}]');
+});
+await ask({ method: "eth_unsubscribe", params: [logs] });
+let refused = null;
+for (let count = 0; count <= 100 && refused === null; count += 1) {
+  const answer = await ask({ method: "eth_subscribe", params: ["newHeads"] });
+  if (answer.error) refused = `${count}: ${answer.error.message}`;
+}
+seen.wsTooMany = refused;
 raw.close();
 
 seen.nonceAfter = await client.getTransactionCount({ address: account.address });
