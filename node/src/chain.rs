@@ -163,6 +163,10 @@ pub enum CallError {
     Invalid(String),
 }
 
+/// How many of the latest accepted transactions' hashes are kept for pending-transaction
+/// filters and subscriptions.
+const ACCEPTED_FEED: usize = 10_000;
+
 /// The chain.
 pub struct Chain {
     config: ChainConfig,
@@ -177,6 +181,9 @@ pub struct Chain {
     /// When the next block looks for expired transactions: a scan of every sender, for a
     /// lifetime of hours, need not run every block.
     next_expiry: Mutex<std::time::Instant>,
+    /// The hashes of the latest transactions accepted, for pending-transaction filters and
+    /// subscriptions.
+    accepted: crate::filters::Feed<B256>,
     head: RwLock<Arc<Block>>,
     /// The upper nodes of the state's sparse Merkle tree (the rest are read from the store), as
     /// of the head block. Held while a block is committed, so a proof always matches the head.
@@ -246,6 +253,7 @@ impl Chain {
             call_move_vm: RwLock::new(Arc::new(MoveVm::new(config.fee_vault))),
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
             next_expiry: Mutex::new(std::time::Instant::now()),
+            accepted: crate::filters::Feed::new(ACCEPTED_FEED),
             head: RwLock::new(Arc::new(head)),
             threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             metrics: Metrics::default(),
@@ -271,6 +279,12 @@ impl Chain {
     #[must_use]
     pub fn head(&self) -> Arc<Block> {
         Arc::clone(&self.head.read())
+    }
+
+    /// The hashes of the latest transactions accepted (not those put back at start-up).
+    #[must_use]
+    pub fn accepted(&self) -> &crate::filters::Feed<B256> {
+        &self.accepted
     }
 
     /// How many transactions wait.
@@ -423,6 +437,9 @@ impl Chain {
                 // Replaced or evicted: gone from the pool, so from disk too.
                 Metrics::add(&self.metrics.dropped, displaced.len() as u64);
                 self.delete_records(&mempool, &displaced);
+                if !restored {
+                    self.accepted.push(hash);
+                }
                 Ok(hash)
             }
             Err(error) => {

@@ -1,9 +1,10 @@
 //! The filters clients install and poll: `eth_newFilter`, `eth_newBlockFilter`,
 //! `eth_getFilterChanges`, `eth_getFilterLogs`, `eth_uninstallFilter`.
 //!
-//! A filter remembers the first block it has not reported yet. A poll reports the blocks from
-//! there up to the head and moves past them, so each block is reported once. A filter starts
-//! at the block after the head it was installed at, as in geth.
+//! A filter remembers the first position it has not reported yet: a block number, or the
+//! number of an accepted transaction in the [`Feed`] of them. A poll reports the positions from
+//! there up to the last one there is and moves past them, so each is reported once. A filter
+//! starts after the last position at its installation, as in geth.
 //!
 //! Limits, so that a client cannot grow the node's memory: a filter not polled for five minutes
 //! (geth's timeout) is dropped, and at most [`MAX_FILTERS`] exist at a time; past that,
@@ -47,8 +48,8 @@ pub struct Filters<C> {
 
 struct Filter<C> {
     criteria: C,
-    /// The first block not reported yet.
-    next_block: u64,
+    /// The first position not reported yet.
+    next: u64,
     polled: Instant,
 }
 
@@ -75,11 +76,11 @@ impl<C: Clone> Filters<C> {
         }
     }
 
-    /// Installs a filter that reports blocks from `head + 1` on; returns its identifier.
+    /// Installs a filter that reports positions from `first` on; returns its identifier.
     ///
     /// # Errors
     /// [`FilterError::TooMany`] when [`MAX_FILTERS`] are installed and none has expired.
-    pub fn install(&self, criteria: C, head: u64, now: Instant) -> Result<U256, FilterError> {
+    pub fn install(&self, criteria: C, first: u64, now: Instant) -> Result<U256, FilterError> {
         let count = self.installed.fetch_add(1, Ordering::Relaxed);
         let mut seed = self.secret.to_vec();
         seed.extend_from_slice(&count.to_be_bytes());
@@ -91,25 +92,26 @@ impl<C: Clone> Filters<C> {
                 return Err(FilterError::TooMany);
             }
         }
-        filters.insert(id, Filter { criteria, next_block: head + 1, polled: now });
+        filters.insert(id, Filter { criteria, next: first, polled: now });
         Ok(id)
     }
 
-    /// The filter's criteria and the first `most` blocks it has not reported, up to `head`
-    /// (empty when no block came since); they count as reported from now. `None`: no such
-    /// filter (never installed, uninstalled or expired).
+    /// The filter's criteria and the first `most` positions it has not reported, up to the
+    /// last there is for its criteria (`last`: the head's number for blocks); empty when none
+    /// came since. They count as reported from now. `None`: no such filter (never installed,
+    /// uninstalled or expired).
     pub fn poll(
         &self,
         id: U256,
-        head: u64,
         most: u64,
         now: Instant,
+        last: impl FnOnce(&C) -> u64,
     ) -> Option<(C, RangeInclusive<u64>)> {
         let mut filters = self.by_id.lock();
         let filter = self.live(&mut filters, id, now)?;
-        let first = filter.next_block;
-        let last = head.min(first.saturating_add(most.max(1) - 1));
-        filter.next_block = first.max(last + 1);
+        let first = filter.next;
+        let last = last(&filter.criteria).min(first.saturating_add(most.max(1) - 1));
+        filter.next = first.max(last.saturating_add(1));
         Some((filter.criteria.clone(), first..=last))
     }
 
@@ -143,6 +145,48 @@ impl<C: Clone> Filters<C> {
     }
 }
 
+/// The latest items of a stream (the transactions the node accepted), numbered from 1 in the
+/// order they came; the oldest fall off past `capacity`, so a reader that falls far behind
+/// misses some.
+pub struct Feed<T> {
+    capacity: usize,
+    state: Mutex<(u64, std::collections::VecDeque<T>)>,
+}
+
+impl<T: Clone> Feed<T> {
+    /// An empty feed keeping the last `capacity` items.
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity, state: Mutex::new((0, std::collections::VecDeque::new())) }
+    }
+
+    /// Adds an item; it gets the next number.
+    pub fn push(&self, item: T) {
+        let mut state = self.state.lock();
+        state.0 += 1;
+        if state.1.len() == self.capacity {
+            state.1.pop_front();
+        }
+        state.1.push_back(item);
+    }
+
+    /// The number of the latest item (0 before the first).
+    #[must_use]
+    pub fn last(&self) -> u64 {
+        self.state.lock().0
+    }
+
+    /// The items numbered `numbers` that the feed still holds, in order.
+    #[must_use]
+    pub fn get(&self, numbers: RangeInclusive<u64>) -> Vec<T> {
+        let state = self.state.lock();
+        let (last, items) = (state.0, &state.1);
+        let oldest = last + 1 - items.len() as u64;
+        let (first, end) = ((*numbers.start()).max(oldest), (*numbers.end()).min(last));
+        (first..=end).map(|number| items[(number - oldest) as usize].clone()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,21 +195,21 @@ mod tests {
     fn a_poll_reports_each_new_block_once() {
         let filters = Filters::new(FILTER_LIFETIME);
         let now = Instant::now();
-        let id = filters.install("logs", 7, now).unwrap();
-        let (criteria, blocks) = filters.poll(id, 7, 100, now).unwrap();
+        let id = filters.install("logs", 8, now).unwrap();
+        let (criteria, blocks) = filters.poll(id, 100, now, |_| 7).unwrap();
         assert_eq!(criteria, "logs");
         assert!(blocks.is_empty(), "no block yet: {blocks:?}");
-        assert!(filters.poll(id, 7, 100, now).unwrap().1.is_empty());
-        assert_eq!(filters.poll(id, 10, 100, now), Some(("logs", 8..=10)));
-        assert!(filters.poll(id, 10, 100, now).unwrap().1.is_empty(), "reported once");
-        assert_eq!(filters.poll(id, 11, 100, now), Some(("logs", 11..=11)));
+        assert!(filters.poll(id, 100, now, |_| 7).unwrap().1.is_empty());
+        assert_eq!(filters.poll(id, 100, now, |_| 10), Some(("logs", 8..=10)));
+        assert!(filters.poll(id, 100, now, |_| 10).unwrap().1.is_empty(), "reported once");
+        assert_eq!(filters.poll(id, 100, now, |_| 11), Some(("logs", 11..=11)));
         assert_eq!(filters.criteria(id, now), Some("logs"));
         // Far behind: `most` blocks at a time, in order, none skipped.
-        assert_eq!(filters.poll(id, 40, 10, now), Some(("logs", 12..=21)));
-        assert_eq!(filters.poll(id, 40, 10, now), Some(("logs", 22..=31)));
-        assert_eq!(filters.poll(id, 40, 10, now), Some(("logs", 32..=40)));
-        assert!(filters.poll(id, 40, 10, now).unwrap().1.is_empty());
-        assert_eq!(filters.poll(id, 41, 10, now), Some(("logs", 41..=41)));
+        assert_eq!(filters.poll(id, 10, now, |_| 40), Some(("logs", 12..=21)));
+        assert_eq!(filters.poll(id, 10, now, |_| 40), Some(("logs", 22..=31)));
+        assert_eq!(filters.poll(id, 10, now, |_| 40), Some(("logs", 32..=40)));
+        assert!(filters.poll(id, 10, now, |_| 40).unwrap().1.is_empty());
+        assert_eq!(filters.poll(id, 10, now, |_| 41), Some(("logs", 41..=41)));
     }
 
     #[test]
@@ -178,8 +222,8 @@ mod tests {
         assert!(first > U256::from(u64::MAX), "128 bits, not a counter");
         assert!(filters.uninstall(first));
         assert!(!filters.uninstall(first));
-        assert_eq!(filters.poll(first, 1, 100, now), None);
-        assert_eq!(filters.poll(U256::from(1), 1, 100, now), None);
+        assert_eq!(filters.poll(first, 100, now, |_| 1), None);
+        assert_eq!(filters.poll(U256::from(1), 100, now, |_| 1), None);
         assert_eq!(filters.criteria(second, now), Some(2));
     }
 
@@ -191,11 +235,26 @@ mod tests {
         let idle = filters.install("idle", 0, start).unwrap();
         let busy = filters.install("busy", 0, start).unwrap();
         let later = start + Duration::from_secs(40);
-        assert!(filters.poll(busy, 1, 100, later).is_some());
+        assert!(filters.poll(busy, 100, later, |_| 1).is_some());
         let expiry = start + lifetime;
-        assert_eq!(filters.poll(idle, 1, 100, expiry), None, "not polled for its lifetime");
-        assert!(filters.poll(busy, 1, 100, expiry).is_some(), "polled 20 s ago");
+        assert_eq!(filters.poll(idle, 100, expiry, |_| 1), None, "not polled for its lifetime");
+        assert!(filters.poll(busy, 100, expiry, |_| 1).is_some(), "polled 20 s ago");
         assert!(!filters.uninstall(idle), "an expired filter is removed");
+    }
+
+    #[test]
+    fn a_feed_numbers_its_items_and_keeps_the_latest() {
+        let feed = Feed::new(3);
+        assert_eq!(feed.last(), 0);
+        assert!(feed.get(1..=feed.last()).is_empty(), "nothing yet");
+        for item in ["a", "b", "c", "d"] {
+            feed.push(item);
+        }
+        assert_eq!(feed.last(), 4);
+        assert_eq!(feed.get(1..=4), ["b", "c", "d"], "the first fell off");
+        assert_eq!(feed.get(3..=3), ["c"]);
+        assert_eq!(feed.get(4..=9), ["d"]);
+        assert!(feed.get(5..=9).is_empty());
     }
 
     #[test]
@@ -204,7 +263,7 @@ mod tests {
         let filters = Filters::new(lifetime);
         let start = Instant::now();
         let ids: Vec<U256> =
-            (0..MAX_FILTERS).map(|_| filters.install((), 0, start).unwrap()).collect();
+            (0..MAX_FILTERS).map(|_| filters.install((), 1, start).unwrap()).collect();
         assert_eq!(filters.install((), 0, start), Err(FilterError::TooMany));
         assert!(filters.uninstall(ids[0]));
         assert!(filters.install((), 0, start).is_ok(), "room again after an uninstall");

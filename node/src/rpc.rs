@@ -13,9 +13,9 @@
 //! and logs.
 //!
 //! Clients that watch for events or blocks by polling (viem's `watch*`, ethers' `on`) install
-//! filters ([`crate::filters`]): `eth_newFilter` and `eth_newBlockFilter`, then
-//! `eth_getFilterChanges`, `eth_getFilterLogs` and `eth_uninstallFilter`. Pending-transaction
-//! filters are not offered.
+//! filters ([`crate::filters`]): `eth_newFilter`, `eth_newBlockFilter` and
+//! `eth_newPendingTransactionFilter`, then `eth_getFilterChanges`, `eth_getFilterLogs` and
+//! `eth_uninstallFilter`.
 
 use std::sync::Arc;
 
@@ -71,6 +71,8 @@ enum Filter {
     Logs(Arc<LogFilter>),
     /// New blocks' hashes.
     Blocks,
+    /// The hashes of transactions accepted since.
+    Pending,
 }
 
 /// The JSON-RPC router; `eth_sendTransaction` signs for the `unlocked` accounts (a dev node's).
@@ -262,6 +264,7 @@ fn dispatch(rpc: &Rpc, method: &str, params: &[Value]) -> Result<Value, RpcError
         "eth_feeHistory" => fee_history(chain, &head, params),
         "eth_newFilter"
         | "eth_newBlockFilter"
+        | "eth_newPendingTransactionFilter"
         | "eth_getFilterChanges"
         | "eth_getFilterLogs"
         | "eth_uninstallFilter" => filter_method(rpc, &head, method, params),
@@ -1088,8 +1091,14 @@ fn filter_method(
 ) -> Result<Value, RpcError> {
     let now = std::time::Instant::now();
     let not_found = || RpcError::server("filter not found");
+    // A filter reports what comes after it is installed: blocks after the head, accepted
+    // transactions after the latest.
     let installed = |filter| {
-        rpc.filters.install(filter, head.number, now).map(|id| json!(id)).map_err(RpcError::server)
+        let first = match filter {
+            Filter::Pending => rpc.chain.accepted().last() + 1,
+            Filter::Logs(_) | Filter::Blocks => head.number + 1,
+        };
+        rpc.filters.install(filter, first, now).map(|id| json!(id)).map_err(RpcError::server)
     };
     match method {
         "eth_newFilter" => {
@@ -1106,16 +1115,24 @@ fn filter_method(
             installed(Filter::Logs(Arc::new(filter)))
         }
         "eth_newBlockFilter" => installed(Filter::Blocks),
+        "eth_newPendingTransactionFilter" => installed(Filter::Pending),
         "eth_getFilterChanges" => {
             let id: U256 = parse(params, 0, "filter id")?;
-            // At most MAX_LOG_BLOCKS at a time: a client far behind catches up poll by poll.
-            let (filter, blocks) =
-                rpc.filters.poll(id, head.number, MAX_LOG_BLOCKS, now).ok_or_else(not_found)?;
+            // At most MAX_LOG_BLOCKS blocks at a time: a client far behind catches up poll by
+            // poll.
+            let (filter, blocks) = rpc
+                .filters
+                .poll(id, MAX_LOG_BLOCKS, now, |filter| match filter {
+                    Filter::Pending => rpc.chain.accepted().last(),
+                    Filter::Logs(_) | Filter::Blocks => head.number,
+                })
+                .ok_or_else(not_found)?;
             if blocks.is_empty() {
                 return Ok(json!([]));
             }
             let (first, last) = (*blocks.start(), *blocks.end());
             match filter {
+                Filter::Pending => Ok(json!(rpc.chain.accepted().get(blocks))),
                 Filter::Logs(filter) => {
                     let from = first.max(filter.from.and_then(BlockSpec::fixed).unwrap_or(0));
                     let to = filter.to.and_then(BlockSpec::fixed).map_or(last, |to| to.min(last));
@@ -1140,6 +1157,7 @@ fn filter_method(
         "eth_getFilterLogs" => {
             let id: U256 = parse(params, 0, "filter id")?;
             let Filter::Logs(filter) = rpc.filters.criteria(id, now).ok_or_else(not_found)? else {
+                // Block and pending-transaction filters have no logs.
                 return Err(not_found());
             };
             logs_of(&rpc.chain, head, &filter)

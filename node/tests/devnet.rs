@@ -872,6 +872,7 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
     assert_eq!(seen["filterLogs"], serde_json::json!(["1000000000000000000000", "25", "7", "3"]));
     assert_eq!(seen["blockFilterHasThird"], true);
     assert_eq!((&seen["uninstalled"], &seen["uninstalledAgain"]), (&true.into(), &false.into()));
+    assert_eq!(seen["pendingWatched"], true, "watchPendingTransactions saw the transaction");
     // viem decoded the token's custom error from the revert data of eth_call.
     assert_eq!(text("revert"), "ERC20InsufficientBalance");
     // Over WebSocket: requests; new heads (made after subscribing, consecutive, headers without
@@ -882,6 +883,7 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
         assert_eq!(seen[flag], true, "{flag}: {seen}");
     }
     assert_eq!(seen["wsLogs"], serde_json::json!([[true, "13"]]));
+    assert_eq!(seen["wsPending"], serde_json::json!([true]), "the one transaction accepted");
     assert_eq!(seen["wsWatchedTransfers"], serde_json::json!(["13"]));
     assert_eq!(seen["wsUnsubscribed"], true);
     assert_eq!(text("wsUnsubscribedAgain"), "subscription not found");
@@ -890,7 +892,7 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
     assert!(text("wsUnsupported").starts_with("unsupported subscription"), "{seen}");
     assert_eq!(text("wsBatch"), "0x7a69");
     assert!(text("wsTooMany").starts_with("100: too many subscriptions"), "{seen}");
-    assert_eq!(seen["nonceAfter"], 6);
+    assert_eq!(seen["nonceAfter"], 7);
 
     filters_refuse_bad_input_and_report_each_block_once(&node);
 }
@@ -1052,9 +1054,24 @@ fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_blocks_show_what_t
     }
     assert_eq!(node.balance(recipient), "5");
 
-    // A web page of another origin may call the node (CORS), as with anvil.
+    // A pending-transaction filter reports each transaction accepted after it, once.
+    let pending = rpc(&node, "eth_newPendingTransactionFilter", "[]")["result"].clone();
+    let accepted = rpc(&node, "eth_sendTransaction", &send)["result"].clone();
+    let changes = |filter: &serde_json::Value| {
+        rpc(&node, "eth_getFilterChanges", &format!("[{filter}]"))["result"].clone()
+    };
+    assert_eq!(changes(&pending), serde_json::json!([accepted]));
+    assert_eq!(changes(&pending), serde_json::json!([]));
+    let logs = rpc(&node, "eth_getFilterLogs", &format!("[{pending}]"));
+    assert_eq!(logs["error"]["message"], "filter not found", "it has no logs");
+
+    other_origins_may_call(&node);
+}
+
+/// A web page of another origin may call the node (CORS), as with anvil.
+fn other_origins_may_call(node: &Node) {
     let preflight = raw_http(
-        &node,
+        node,
         "OPTIONS / HTTP/1.1\r\nhost: localhost\r\norigin: http://localhost:3000\r\n\
          access-control-request-method: POST\r\nconnection: close\r\n\r\n",
     );
@@ -1063,7 +1080,7 @@ fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_blocks_show_what_t
     assert!(preflight.contains("access-control-allow-methods: GET, POST, OPTIONS"), "{preflight}");
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#;
     let call = raw_http(
-        &node,
+        node,
         &format!(
             "POST / HTTP/1.1\r\nhost: localhost\r\norigin: http://localhost:3000\r\n\
              content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

@@ -1,6 +1,6 @@
 //! JSON-RPC over WebSocket, on the same port as HTTP (`ws://127.0.0.1:8545`, as anvil serves
-//! it): every method, and subscriptions, `eth_subscribe` to `"newHeads"` or `"logs"` (with an
-//! address and topics filter) and `eth_unsubscribe`.
+//! it): every method, and subscriptions, `eth_subscribe` to `"newHeads"`, `"logs"` (with an
+//! address and topics filter) or `"newPendingTransactions"` (hashes), and `eth_unsubscribe`.
 //!
 //! A subscription belongs to its connection and ends with it. It is notified of the blocks
 //! committed after it was made, block after block: a header per block (`newHeads`, without
@@ -10,8 +10,9 @@
 //! per connection, whatever its number of subscriptions.
 //!
 //! A connection answers its requests one after another; notifications wait while a request is
-//! answered. Subscribing is a request of its own (not inside a batch). Pending-transaction
-//! subscriptions are not offered.
+//! answered. Subscribing is a request of its own (not inside a batch). A pending-transaction
+//! subscription is told of each transaction the node accepts after it was made (from the last
+//! 10 000: one that falls further behind misses some).
 //!
 //! Limits, so that clients cannot take the node's memory or threads: at most
 //! [`MAX_CONNECTIONS`] connections (then the upgrade is refused with 503), 100 subscriptions per
@@ -53,10 +54,12 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 enum Subscription {
     Heads,
     Logs(Arc<LogFilter>),
+    Pending,
 }
 
-/// A subscription of a connection: its id, the last block committed before it was made, and
-/// what it sends.
+/// A subscription of a connection: its id, what it sends, and what it was last told of (for
+/// blocks, the head when it was made; for pending transactions, the number of the last one
+/// accepted that it was told of).
 #[derive(Clone)]
 struct Active {
     id: String,
@@ -101,6 +104,11 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                 }
             }
             _ = ticker.tick() => {
+                for notification in accepted(&rpc, &mut subscriptions) {
+                    if !send(&mut socket, &notification).await {
+                        return;
+                    }
+                }
                 let head = rpc.chain.head().number;
                 if subscriptions.is_empty() || head <= notified {
                     notified = notified.max(head);
@@ -154,8 +162,8 @@ async fn answer(rpc: &Arc<Rpc>, text: &str, subscribing: Subscribing<'_>) -> Val
             Some(Value::Array(params)) => params.as_slice(),
             _ => &[],
         };
-        let head = rpc.chain.head().number;
-        return reply(&id, subscription_method(method, params, head, subscribing));
+        let now = Now { head: rpc.chain.head().number, accepted: rpc.chain.accepted().last() };
+        return reply(&id, subscription_method(method, params, now, subscribing));
     }
     let rpc = Arc::clone(rpc);
     tokio::task::spawn_blocking(move || respond(&rpc, request))
@@ -163,11 +171,20 @@ async fn answer(rpc: &Arc<Rpc>, text: &str, subscribing: Subscribing<'_>) -> Val
         .unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None))
 }
 
-/// `eth_subscribe` and `eth_unsubscribe`, with the head at `head`.
+/// Where the chain is when a subscription is made.
+#[derive(Clone, Copy)]
+struct Now {
+    /// The head's number.
+    head: u64,
+    /// The number of the last transaction accepted.
+    accepted: u64,
+}
+
+/// `eth_subscribe` and `eth_unsubscribe`.
 fn subscription_method(
     method: &str,
     params: &[Value],
-    head: u64,
+    now: Now,
     subscribing: Subscribing<'_>,
 ) -> Result<Value, RpcError> {
     let Subscribing { list, count } = subscribing;
@@ -195,9 +212,11 @@ fn subscription_method(
             }
             Subscription::Logs(Arc::new(filter))
         }
+        Some("newPendingTransactions") => Subscription::Pending,
         Some(other) => {
             return Err(RpcError::invalid_params(format!(
-                "unsupported subscription {other}: newHeads and logs are offered"
+                "unsupported subscription {other}: newHeads, logs and newPendingTransactions \
+                 are offered"
             )))
         }
         None => return Err(RpcError::invalid_params("expected a subscription name")),
@@ -209,19 +228,41 @@ fn subscription_method(
     }
     *count += 1;
     let id = format!("0x{:032x}", *count);
-    list.push(Active { id: id.clone(), since: head, kind });
+    let since = match kind {
+        Subscription::Pending => now.accepted,
+        Subscription::Heads | Subscription::Logs(_) => now.head,
+    };
+    list.push(Active { id: id.clone(), since, kind });
     Ok(json!(id))
+}
+
+/// The notifications of the transactions accepted since each pending-transaction subscription
+/// was last told, which it is told of now.
+fn accepted(rpc: &Rpc, subscriptions: &mut [Active]) -> Vec<Value> {
+    let last = rpc.chain.accepted().last();
+    let mut out = Vec::new();
+    for active in subscriptions {
+        if matches!(active.kind, Subscription::Pending) && active.since < last {
+            for hash in rpc.chain.accepted().get(active.since + 1..=last) {
+                out.push(notification(&active.id, &json!(hash)));
+            }
+            active.since = last;
+        }
+    }
+    out
+}
+
+/// A subscription's notification of `result`.
+fn notification(subscription: &str, result: &Value) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "method": "eth_subscription",
+        "params": { "subscription": subscription, "result": result },
+    })
 }
 
 /// The notifications of block `number` for the subscriptions made before it, in order.
 fn notifications(chain: &Chain, active: &[Active], number: u64) -> Result<Vec<Value>, RpcError> {
-    let notification = |subscription: &str, result: Value| {
-        json!({
-            "jsonrpc": "2.0",
-            "method": "eth_subscription",
-            "params": { "subscription": subscription, "result": result },
-        })
-    };
     let active: Vec<&Active> = active.iter().filter(|active| active.since < number).collect();
     let mut header = None;
     let mut logs = None;
@@ -241,8 +282,9 @@ fn notifications(chain: &Chain, active: &[Active], number: u64) -> Result<Vec<Va
                     }
                     header = Some(block);
                 }
-                out.push(notification(&subscription.id, header.clone().unwrap_or_default()));
+                out.push(notification(&subscription.id, header.as_ref().unwrap_or(&Value::Null)));
             }
+            Subscription::Pending => {}
             Subscription::Logs(filter) => {
                 // The block's logs, read once for every logs subscription of the connection.
                 if logs.is_none() {
@@ -250,7 +292,7 @@ fn notifications(chain: &Chain, active: &[Active], number: u64) -> Result<Vec<Va
                 }
                 for (log, value) in logs.iter().flatten() {
                     if LogCriteria::matches(&filter.criteria, log) {
-                        out.push(notification(&subscription.id, value.clone()));
+                        out.push(notification(&subscription.id, value));
                     }
                 }
             }

@@ -148,6 +148,33 @@ seen.blockFilterHasThird = (await client.getFilterChanges({ filter: blockFilter 
 seen.uninstalled = await client.uninstallFilter({ filter });
 seen.uninstalledAgain = await client.uninstallFilter({ filter });
 
+// The first value `start`'s callback gives within 20 s; `start` returns how to stop it.
+const within = (what, start) =>
+  new Promise((resolve, reject) => {
+    let stop = null;
+    let settled = false;
+    const settle = (outcome) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      queueMicrotask(() => stop?.());
+      outcome();
+    };
+    const timer = setTimeout(() => settle(() => reject(new Error(`no ${what} within 20 s`))), 20_000);
+    stop = start(
+      (value) => settle(() => resolve(value)),
+      (error) => settle(() => reject(error)),
+    );
+  });
+// Pending transactions, watched through a pending-transaction filter.
+const pendingSeen = within("pending transaction", (done, failed) =>
+  client.watchPendingTransactions({ onTransactions: done, onError: failed }),
+);
+await new Promise((resolve) => setTimeout(resolve, 5 * pollingInterval));
+const pendingHash = await wallet.sendTransaction({ to: recipient, value: 1n });
+seen.pendingWatched = (await pendingSeen).includes(pendingHash);
+await client.waitForTransactionReceipt({ hash: pendingHash });
+
 // A revert: viem decodes the contract's custom error from eth_call's error data.
 try {
   await client.simulateContract({
@@ -167,24 +194,6 @@ try {
 const wsUrl = url.replace(/^http/, "ws");
 const socket = createPublicClient({ chain, transport: webSocket(wsUrl) });
 seen.wsChainId = await socket.getChainId();
-// The first value `start`'s callback gives within 20 s; `start` returns how to stop it.
-const within = (what, start) =>
-  new Promise((resolve, reject) => {
-    let stop = null;
-    let settled = false;
-    const settle = (outcome) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      queueMicrotask(() => stop?.());
-      outcome();
-    };
-    const timer = setTimeout(() => settle(() => reject(new Error(`no ${what} within 20 s`))), 20_000);
-    stop = start(
-      (value) => settle(() => resolve(value)),
-      (error) => settle(() => reject(error)),
-    );
-  });
 const head = within("new head", (done, failed) =>
   socket.watchBlockNumber({ onBlockNumber: done, onError: failed }),
 );
@@ -228,6 +237,7 @@ const ask = (request) =>
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const before = BigInt((await ask({ method: "eth_blockNumber" })).result);
 const heads = (await ask({ method: "eth_subscribe", params: ["newHeads"] })).result;
+const pendings = (await ask({ method: "eth_subscribe", params: ["newPendingTransactions"] })).result;
 const logs = (await ask({ method: "eth_subscribe", params: ["logs", { address: token }] })).result;
 const { request: thirteenth } = await client.simulateContract({
   account,
@@ -255,6 +265,9 @@ const first = headsSeen()[0] ?? {};
 seen.wsHeaderFields = ["hash", "parentHash", "stateRoot", "number", "timestamp"].every((f) => f in first)
   && !("transactions" in first);
 const logged = notifications.filter((n) => n.subscription === logs).map((n) => n.result);
+seen.wsPending = notifications
+  .filter((n) => n.subscription === pendings)
+  .map((n) => n.result === thirteenthReceipt.transactionHash);
 seen.wsLogs = logged.map((log) => [log.transactionHash === thirteenthReceipt.transactionHash, BigInt(log.data).toString()]);
 seen.wsUnsubscribed = (await ask({ method: "eth_unsubscribe", params: [heads] })).result;
 seen.wsUnsubscribedAgain = (await ask({ method: "eth_unsubscribe", params: [heads] })).error.message;
@@ -267,13 +280,14 @@ seen.wsHeadsAfterUnsubscribing = notifications
 
 // Bad messages get JSON-RPC errors, and the connection stays.
 seen.wsParseError = (await ask("{nope")).error.code;
-seen.wsUnsupported = (await ask({ method: "eth_subscribe", params: ["newPendingTransactions"] }))
+seen.wsUnsupported = (await ask({ method: "eth_subscribe", params: ["syncing"] }))
   .error.message;
 seen.wsBatch = await new Promise((resolve) => {
   pending.set("batch", (answers) => resolve(answers[0]?.result));
   raw.send('[{"jsonrpc":"2.0","id":"batch","method":"eth_chainId"}]');
 });
 await ask({ method: "eth_unsubscribe", params: [logs] });
+await ask({ method: "eth_unsubscribe", params: [pendings] });
 let refused = null;
 for (let count = 0; count <= 100 && refused === null; count += 1) {
   const answer = await ask({ method: "eth_subscribe", params: ["newHeads"] });
