@@ -281,6 +281,31 @@ impl Chain {
         Arc::clone(&self.head.read())
     }
 
+    /// The record of the transaction with `hash`, if its block is the head or below. The
+    /// store holds a block a moment before it becomes the head; until then nothing of it is
+    /// shown, so that no answer is ahead of the head (read after the record: a head that moved
+    /// meanwhile counts).
+    ///
+    /// # Errors
+    /// The store failed.
+    pub fn committed_transaction(
+        &self,
+        hash: B256,
+    ) -> Result<Option<TransactionRecord>, StoreError> {
+        let record = self.store.transaction(hash)?;
+        Ok(record.filter(|record| record.block_number <= self.head().number))
+    }
+
+    /// The number of the block with `hash`, if it is the head or below (see
+    /// [`committed_transaction`](Self::committed_transaction)).
+    ///
+    /// # Errors
+    /// The store failed.
+    pub fn committed_block_number(&self, hash: B256) -> Result<Option<u64>, StoreError> {
+        let number = self.store.block_number(hash)?;
+        Ok(number.filter(|number| *number <= self.head().number))
+    }
+
     /// The hashes of the latest transactions accepted (not those put back at start-up).
     #[must_use]
     pub fn accepted(&self) -> &crate::filters::Feed<B256> {
@@ -437,6 +462,7 @@ impl Chain {
                 // Replaced or evicted: gone from the pool, so from disk too.
                 Metrics::add(&self.metrics.dropped, displaced.len() as u64);
                 self.delete_records(&mempool, &displaced);
+                drop(mempool);
                 if !restored {
                     self.accepted.push(hash);
                 }

@@ -96,21 +96,23 @@ impl<C: Clone> Filters<C> {
         Ok(id)
     }
 
-    /// The filter's criteria and the first `most` positions it has not reported, up to the
-    /// last there is for its criteria (`last`: the head's number for blocks); empty when none
-    /// came since. They count as reported from now. `None`: no such filter (never installed,
-    /// uninstalled or expired).
+    /// The filter's criteria and the first `most` positions it has not reported among those
+    /// there are for its criteria (`available`: up to the head's number for blocks; the feed's
+    /// oldest to latest for accepted transactions, so that a reader whose positions fell off
+    /// goes on from the oldest); empty when none came since. They count as reported from now.
+    /// `None`: no such filter (never installed, uninstalled or expired).
     pub fn poll(
         &self,
         id: U256,
         most: u64,
         now: Instant,
-        last: impl FnOnce(&C) -> u64,
+        available: impl FnOnce(&C) -> RangeInclusive<u64>,
     ) -> Option<(C, RangeInclusive<u64>)> {
         let mut filters = self.by_id.lock();
         let filter = self.live(&mut filters, id, now)?;
-        let first = filter.next;
-        let last = last(&filter.criteria).min(first.saturating_add(most.max(1) - 1));
+        let available = available(&filter.criteria);
+        let first = filter.next.max(*available.start());
+        let last = (*available.end()).min(first.saturating_add(most.max(1) - 1));
         filter.next = first.max(last.saturating_add(1));
         Some((filter.criteria.clone(), first..=last))
     }
@@ -154,9 +156,10 @@ pub struct Feed<T> {
 }
 
 impl<T: Clone> Feed<T> {
-    /// An empty feed keeping the last `capacity` items.
+    /// An empty feed keeping the last `capacity` items (at least one).
     #[must_use]
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         Self { capacity, state: Mutex::new((0, std::collections::VecDeque::new())) }
     }
 
@@ -174,6 +177,13 @@ impl<T: Clone> Feed<T> {
     #[must_use]
     pub fn last(&self) -> u64 {
         self.state.lock().0
+    }
+
+    /// The numbers of the items the feed holds (the oldest kept to the latest).
+    #[must_use]
+    pub fn held(&self) -> RangeInclusive<u64> {
+        let state = self.state.lock();
+        (state.0 + 1 - state.1.len() as u64)..=state.0
     }
 
     /// The items numbered `numbers` that the feed still holds, in order.
@@ -196,20 +206,22 @@ mod tests {
         let filters = Filters::new(FILTER_LIFETIME);
         let now = Instant::now();
         let id = filters.install("logs", 8, now).unwrap();
-        let (criteria, blocks) = filters.poll(id, 100, now, |_| 7).unwrap();
+        let (criteria, blocks) = filters.poll(id, 100, now, |_| 0..=7).unwrap();
         assert_eq!(criteria, "logs");
         assert!(blocks.is_empty(), "no block yet: {blocks:?}");
-        assert!(filters.poll(id, 100, now, |_| 7).unwrap().1.is_empty());
-        assert_eq!(filters.poll(id, 100, now, |_| 10), Some(("logs", 8..=10)));
-        assert!(filters.poll(id, 100, now, |_| 10).unwrap().1.is_empty(), "reported once");
-        assert_eq!(filters.poll(id, 100, now, |_| 11), Some(("logs", 11..=11)));
+        assert!(filters.poll(id, 100, now, |_| 0..=7).unwrap().1.is_empty());
+        assert_eq!(filters.poll(id, 100, now, |_| 0..=10), Some(("logs", 8..=10)));
+        assert!(filters.poll(id, 100, now, |_| 0..=10).unwrap().1.is_empty(), "reported once");
+        assert_eq!(filters.poll(id, 100, now, |_| 0..=11), Some(("logs", 11..=11)));
         assert_eq!(filters.criteria(id, now), Some("logs"));
         // Far behind: `most` blocks at a time, in order, none skipped.
-        assert_eq!(filters.poll(id, 10, now, |_| 40), Some(("logs", 12..=21)));
-        assert_eq!(filters.poll(id, 10, now, |_| 40), Some(("logs", 22..=31)));
-        assert_eq!(filters.poll(id, 10, now, |_| 40), Some(("logs", 32..=40)));
-        assert!(filters.poll(id, 10, now, |_| 40).unwrap().1.is_empty());
-        assert_eq!(filters.poll(id, 10, now, |_| 41), Some(("logs", 41..=41)));
+        assert_eq!(filters.poll(id, 10, now, |_| 0..=40), Some(("logs", 12..=21)));
+        assert_eq!(filters.poll(id, 10, now, |_| 0..=40), Some(("logs", 22..=31)));
+        assert_eq!(filters.poll(id, 10, now, |_| 0..=40), Some(("logs", 32..=40)));
+        assert!(filters.poll(id, 10, now, |_| 0..=40).unwrap().1.is_empty());
+        assert_eq!(filters.poll(id, 10, now, |_| 0..=41), Some(("logs", 41..=41)));
+        // Positions that fell off (a feed's oldest items) are skipped, not reported as empty.
+        assert_eq!(filters.poll(id, 10, now, |_| 100..=150), Some(("logs", 100..=109)));
     }
 
     #[test]
@@ -222,8 +234,8 @@ mod tests {
         assert!(first > U256::from(u64::MAX), "128 bits, not a counter");
         assert!(filters.uninstall(first));
         assert!(!filters.uninstall(first));
-        assert_eq!(filters.poll(first, 100, now, |_| 1), None);
-        assert_eq!(filters.poll(U256::from(1), 100, now, |_| 1), None);
+        assert_eq!(filters.poll(first, 100, now, |_| 0..=1), None);
+        assert_eq!(filters.poll(U256::from(1), 100, now, |_| 0..=1), None);
         assert_eq!(filters.criteria(second, now), Some(2));
     }
 
@@ -235,10 +247,10 @@ mod tests {
         let idle = filters.install("idle", 0, start).unwrap();
         let busy = filters.install("busy", 0, start).unwrap();
         let later = start + Duration::from_secs(40);
-        assert!(filters.poll(busy, 100, later, |_| 1).is_some());
+        assert!(filters.poll(busy, 100, later, |_| 0..=1).is_some());
         let expiry = start + lifetime;
-        assert_eq!(filters.poll(idle, 100, expiry, |_| 1), None, "not polled for its lifetime");
-        assert!(filters.poll(busy, 100, expiry, |_| 1).is_some(), "polled 20 s ago");
+        assert_eq!(filters.poll(idle, 100, expiry, |_| 0..=1), None, "not polled for its lifetime");
+        assert!(filters.poll(busy, 100, expiry, |_| 0..=1).is_some(), "polled 20 s ago");
         assert!(!filters.uninstall(idle), "an expired filter is removed");
     }
 
@@ -251,6 +263,7 @@ mod tests {
             feed.push(item);
         }
         assert_eq!(feed.last(), 4);
+        assert_eq!(feed.held(), 2..=4);
         assert_eq!(feed.get(1..=4), ["b", "c", "d"], "the first fell off");
         assert_eq!(feed.get(3..=3), ["c"]);
         assert_eq!(feed.get(4..=9), ["d"]);

@@ -359,7 +359,7 @@ async fn transaction(State(chain): State<Arc<Chain>>, Path(hash): Path<String>) 
         let hash = hash
             .parse::<B256>()
             .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{hash}: not a 32-byte hash")))?;
-        let Some(record) = chain.store().transaction(hash).map_err(internal)? else {
+        let Some(record) = chain.committed_transaction(hash).map_err(internal)? else {
             let why = if chain.pending(&hash).is_some() {
                 "pending: not in a block yet"
             } else {

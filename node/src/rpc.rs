@@ -331,7 +331,7 @@ fn state_method(
         "eth_getBlockByHash" => {
             let hash: B256 = parse(params, 0, "block hash")?;
             let full = params.get(1).and_then(Value::as_bool).unwrap_or(false);
-            match committed_block(chain, head, hash)? {
+            match chain.committed_block_number(hash).map_err(RpcError::server)? {
                 Some(number) => block_json(chain, number, full),
                 None => Ok(Value::Null),
             }
@@ -347,7 +347,7 @@ fn state_method(
         | "eth_getUncleByBlockHashAndIndex" => block_method(chain, head, method, params),
         "eth_getTransactionByHash" => {
             let hash: B256 = parse(params, 0, "transaction hash")?;
-            if let Some(record) = committed_transaction(chain, head, hash)? {
+            if let Some(record) = chain.committed_transaction(hash).map_err(RpcError::server)? {
                 return Ok(transaction_json(&record.raw, Some(&record), record.from));
             }
             Ok(chain.pending(&hash).map_or(Value::Null, |pending: PendingTransaction| {
@@ -356,7 +356,9 @@ fn state_method(
         }
         "eth_getTransactionReceipt" => {
             let hash: B256 = parse(params, 0, "transaction hash")?;
-            Ok(committed_transaction(chain, head, hash)?
+            Ok(chain
+                .committed_transaction(hash)
+                .map_err(RpcError::server)?
                 .map_or(Value::Null, |record| receipt_json(&record)))
         }
         "eth_getLogs" => logs(chain, head, params.first()),
@@ -477,25 +479,6 @@ impl BlockSpec {
             Self::Number(number) => Some(number),
         }
     }
-}
-
-/// The number of the block with `hash`, if it is the head or below. A block is written to the
-/// store a moment before it becomes the head: until then, what it holds is not shown, so that
-/// no answer is ahead of `eth_blockNumber`.
-fn committed_block(chain: &Chain, head: &Block, hash: B256) -> Result<Option<u64>, RpcError> {
-    let number = chain.store().block_number(hash).map_err(RpcError::server)?;
-    Ok(number.filter(|number| *number <= head.number))
-}
-
-/// The record of the transaction with `hash`, if its block is the head or below (see
-/// [`committed_block`]).
-fn committed_transaction(
-    chain: &Chain,
-    head: &Block,
-    hash: B256,
-) -> Result<Option<TransactionRecord>, RpcError> {
-    let record = chain.store().transaction(hash).map_err(RpcError::server)?;
-    Ok(record.filter(|record| record.block_number <= head.number))
 }
 
 /// The block a tag or number names (the head when none is given): `None` if it does not exist
@@ -692,7 +675,8 @@ fn block_method(
     method: &str,
     params: &[Value],
 ) -> Result<Value, RpcError> {
-    let by_hash = || committed_block(chain, head, parse(params, 0, "block hash")?);
+    let by_hash =
+        || chain.committed_block_number(parse(params, 0, "block hash")?).map_err(RpcError::server);
     let number = match (method, params.first()) {
         (_, None) => return Err(RpcError::invalid_params("missing block")),
         // eth_getBlockReceipts takes a number, a tag, a hash, or EIP-1898's `{"blockHash"}`.
@@ -702,7 +686,7 @@ fn block_method(
         {
             let hash: B256 = serde_json::from_value(object["blockHash"].clone())
                 .map_err(|error| RpcError::invalid_params(format!("invalid blockHash: {error}")))?;
-            committed_block(chain, head, hash)?
+            chain.committed_block_number(hash).map_err(RpcError::server)?
         }
         (method, _) if method.contains("Hash") => by_hash()?,
         (_, block) => block_number(head, block)?,
@@ -885,7 +869,7 @@ fn logs(chain: &Chain, head: &Block, filter: Option<&Value>) -> Result<Value, Rp
 /// The logs `filter` selects, with the head at `head`.
 fn logs_of(chain: &Chain, head: &Block, filter: &LogFilter) -> Result<Value, RpcError> {
     let (from, to) = match filter.block_hash {
-        Some(hash) => match committed_block(chain, head, hash)? {
+        Some(hash) => match chain.committed_block_number(hash).map_err(RpcError::server)? {
             Some(number) => (number, number),
             None => return Err(RpcError::server("unknown block")),
         },
@@ -1123,8 +1107,8 @@ fn filter_method(
             let (filter, blocks) = rpc
                 .filters
                 .poll(id, MAX_LOG_BLOCKS, now, |filter| match filter {
-                    Filter::Pending => rpc.chain.accepted().last(),
-                    Filter::Logs(_) | Filter::Blocks => head.number,
+                    Filter::Pending => rpc.chain.accepted().held(),
+                    Filter::Logs(_) | Filter::Blocks => 0..=head.number,
                 })
                 .ok_or_else(not_found)?;
             if blocks.is_empty() {

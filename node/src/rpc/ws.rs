@@ -239,6 +239,9 @@ fn subscription_method(
 /// The notifications of the transactions accepted since each pending-transaction subscription
 /// was last told, which it is told of now.
 fn accepted(rpc: &Rpc, subscriptions: &mut [Active]) -> Vec<Value> {
+    if !subscriptions.iter().any(|active| matches!(active.kind, Subscription::Pending)) {
+        return Vec::new();
+    }
     let last = rpc.chain.accepted().last();
     let mut out = Vec::new();
     for active in subscriptions {
