@@ -324,7 +324,7 @@ fn print_banner(chain: &Chain, address: SocketAddr, datadir: &std::path::Path, b
     println!("Data directory: {}", datadir.display());
     println!("Fee vault:      {}", chain.config().fee_vault);
     println!();
-    println!("Listening on http://{address}");
+    println!("Listening on http://{address} and ws://{address}");
 }
 
 /// A node process started for a benchmark; killed when dropped.
