@@ -835,16 +835,7 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
     let directory = temp_datadir("viem");
     let node = Node::start(directory.path());
     // What a Solidity developer's viem script does (node/tests/viem/flow.mjs).
-    let output = Command::new("node")
-        .arg(root().join("node/tests/viem/flow.mjs"))
-        .arg(node.url())
-        .arg(FIRST_KEY)
-        .arg(root().join("evm-bridge/contracts/artifacts/Token.json"))
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let seen = run_flow(&node, "viem/flow.mjs");
     let text = |name: &str| seen[name].as_str().unwrap_or_else(|| panic!("{name}: {seen}"));
     assert_eq!(seen["chainId"], 31337);
     assert_eq!(text("from"), FIRST);
@@ -895,6 +886,51 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
     assert_eq!(seen["nonceAfter"], 7);
 
     filters_refuse_bad_input_and_report_each_block_once(&node);
+}
+
+/// Runs `script` (a Node.js flow of `node/tests/`) against `node` from the first dev account
+/// with the ERC-20 artifact; returns the JSON object it printed.
+fn run_flow(node: &Node, script: &str) -> serde_json::Value {
+    let output = Command::new("node")
+        .arg(root().join("node/tests").join(script))
+        .arg(node.url())
+        .arg(FIRST_KEY)
+        .arg(root().join("evm-bridge/contracts/artifacts/Token.json"))
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+#[test]
+fn ethers_works_against_the_dev_node() {
+    let directory = temp_datadir("ethers");
+    let node = Node::start(directory.path());
+    // What a Solidity developer's ethers v6 script does (node/tests/ethers/flow.mjs).
+    let seen = run_flow(&node, "ethers/flow.mjs");
+    let expected = serde_json::json!({
+        "chainId": 31337,
+        "balance": "10000000000000000000000",
+        "transferStatus": 1,
+        "recipientBalance": "250000000000000000",
+        "deployed": true,
+        "name": "Ethers Token",
+        "symbol": "ET",
+        "blockEvent": true,
+        "callStatus": 1,
+        "parsedLog": "42",
+        "heard": ["0x000000000000000000000000000000000000E7E5", "42"],
+        "recipientTokens": "42",
+        "queried": 1,
+        "revert": "ERC20InsufficientBalance",
+        "nonce": 3,
+    });
+    for (field, value) in expected.as_object().unwrap() {
+        assert_eq!(&seen[field], value, "{field}: {seen}");
+    }
+    let max_fee: u128 = seen["maxFeePerGas"].as_str().unwrap().parse().unwrap();
+    assert!(max_fee >= 1_000_000_000, "{seen}");
 }
 
 /// Bad filter requests get clear errors; a filter not installed is not found; a block filter
