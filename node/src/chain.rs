@@ -349,7 +349,10 @@ impl Chain {
     /// The database failed.
     pub fn pending_nonce(&self, address: Address) -> Result<u64, StoreError> {
         let (nonce, _) = self.account(address)?;
-        Ok(self.mempool.lock().pending_nonce(address, nonce))
+        let pending = self.mempool.lock().pending_nonce(address, nonce);
+        // A block may have committed between the two reads and taken its transactions out of
+        // the mempool: the nonce read again then counts them.
+        Ok(pending.max(self.account(address)?.0))
     }
 
     /// The value of `key` with a proof against the head block's state root: (root, value,
