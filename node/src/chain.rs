@@ -71,6 +71,17 @@ impl ChainConfig {
     }
 }
 
+/// One sender's waiting transactions (see [`Chain::pool`]).
+#[derive(Debug)]
+pub struct PoolSender {
+    /// The sender.
+    pub sender: Address,
+    /// Those a block could take now, in nonce order.
+    pub pending: Vec<PendingTransaction>,
+    /// Those above a nonce gap, in nonce order.
+    pub queued: Vec<PendingTransaction>,
+}
+
 /// Why a transaction was refused (worded as Ethereum clients word it).
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -322,6 +333,44 @@ impl Chain {
     #[must_use]
     pub fn pending(&self, hash: &B256) -> Option<PendingTransaction> {
         self.mempool.lock().get(hash).cloned()
+    }
+
+    /// The waiting transactions, by sender (sorted), each split into those a block could take
+    /// now (from the sender's nonce on, without a gap) and those above a gap: what
+    /// `txpool_content` shows.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn pool(&self) -> Result<Vec<PoolSender>, StoreError> {
+        let mut senders: Vec<(Address, Vec<PendingTransaction>)> = {
+            let mempool = self.mempool.lock();
+            mempool
+                .senders()
+                .into_iter()
+                .map(|sender| (sender, mempool.waiting(sender).cloned().collect()))
+                .collect()
+        };
+        senders.sort_unstable_by_key(|(sender, _)| *sender);
+        senders
+            .into_iter()
+            .map(|(sender, waiting)| {
+                let mut next = self.account(sender)?.0;
+                let (mut pending, mut queued) = (Vec::new(), Vec::new());
+                for transaction in waiting {
+                    // Below the state nonce: already in a block, about to leave the pool.
+                    if transaction.nonce < next {
+                        continue;
+                    }
+                    if transaction.nonce == next && queued.is_empty() {
+                        next += 1;
+                        pending.push(transaction);
+                    } else {
+                        queued.push(transaction);
+                    }
+                }
+                Ok(PoolSender { sender, pending, queued })
+            })
+            .collect()
     }
 
     /// The balance of `address`.

@@ -170,6 +170,11 @@ impl Mempool {
         self.by_sender.keys().copied().collect()
     }
 
+    /// `sender`'s waiting transactions, in nonce order.
+    pub fn waiting(&self, sender: Address) -> impl Iterator<Item = &PendingTransaction> {
+        self.by_sender.get(&sender).into_iter().flat_map(BTreeMap::values)
+    }
+
     /// The waiting transaction with `hash`.
     #[must_use]
     pub fn get(&self, hash: &B256) -> Option<&PendingTransaction> {

@@ -262,6 +262,7 @@ fn dispatch(rpc: &Rpc, method: &str, params: &[Value]) -> Result<Value, RpcError
         "eth_maxPriorityFeePerGas" => Ok(json!(hex(SUGGESTED_TIP))),
         "eth_blobBaseFee" => Ok(json!("0x1")),
         "eth_feeHistory" => fee_history(chain, &head, params),
+        "txpool_status" | "txpool_content" | "txpool_inspect" => txpool(chain, method),
         "eth_newFilter"
         | "eth_newBlockFilter"
         | "eth_newPendingTransactionFilter"
@@ -589,6 +590,54 @@ fn sign_message(
     let signature =
         alloy_signer::SignerSync::sign_message_sync(signer, &message).map_err(RpcError::server)?;
     Ok(json!(Bytes::from(signature.as_bytes().to_vec())))
+}
+
+/// geth's `txpool_*` methods: how many transactions wait (`status`), and which, by sender and
+/// nonce, as transactions (`content`) or in a line each (`inspect`); `pending` are those a
+/// block could take now, `queued` those above a nonce gap.
+fn txpool(chain: &Chain, method: &str) -> Result<Value, RpcError> {
+    let pool = chain.pool().map_err(RpcError::server)?;
+    if method == "txpool_status" {
+        let count = |part: fn(&crate::chain::PoolSender) -> usize| {
+            hex(pool.iter().map(part).sum::<usize>() as u64)
+        };
+        return Ok(json!({
+            "pending": count(|sender| sender.pending.len()),
+            "queued": count(|sender| sender.queued.len()),
+        }));
+    }
+    let describe = |transaction: &PendingTransaction| -> Value {
+        if method == "txpool_content" {
+            return transaction_json(&transaction.raw, None, transaction.sender);
+        }
+        let Ok(envelope) = TxEnvelope::decode_2718(&mut transaction.raw.as_ref()) else {
+            return Value::Null;
+        };
+        let to = envelope.to().map_or_else(|| "contract creation".to_owned(), |to| to.to_string());
+        json!(format!(
+            "{to}: {} wei + {} gas × {} wei",
+            envelope.value(),
+            transaction.gas_limit,
+            transaction.max_fee
+        ))
+    };
+    let part = |select: fn(&crate::chain::PoolSender) -> &Vec<PendingTransaction>| {
+        let mut senders = serde_json::Map::new();
+        for sender in &pool {
+            let transactions: serde_json::Map<String, Value> = select(sender)
+                .iter()
+                .map(|transaction| (transaction.nonce.to_string(), describe(transaction)))
+                .collect();
+            if !transactions.is_empty() {
+                senders.insert(sender.sender.to_string(), Value::Object(transactions));
+            }
+        }
+        Value::Object(senders)
+    };
+    Ok(json!({
+        "pending": part(|sender| &sender.pending),
+        "queued": part(|sender| &sender.queued),
+    }))
 }
 
 /// `eth_sendTransaction` from an unlocked account: an EIP-1559 transaction with what the

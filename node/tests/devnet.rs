@@ -1101,6 +1101,7 @@ fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_blocks_show_what_t
     let logs = rpc(&node, "eth_getFilterLogs", &format!("[{pending}]"));
     assert_eq!(logs["error"]["message"], "filter not found", "it has no logs");
 
+    txpool_shows_a_transaction_above_a_gap_as_queued(&node, third, recipient);
     other_origins_may_call(&node);
 }
 
@@ -1178,4 +1179,25 @@ fn block_methods_find(node: &Node, receipt: &serde_json::Value) {
         result("eth_coinbase", "[]".to_owned()),
         "0x4200000000000000000000000000000000000011"
     );
+}
+
+/// geth's txpool methods: a transaction of `from` (unlocked) above a nonce gap is queued.
+fn txpool_shows_a_transaction_above_a_gap_as_queued(node: &Node, from: &str, recipient: &str) {
+    let next = rpc(node, "eth_getTransactionCount", &format!(r#"["{from}", "pending"]"#));
+    let next = u64::from_str_radix(next["result"].as_str().unwrap().trim_start_matches("0x"), 16);
+    let gapped = next.unwrap() + 1;
+    let above_gap = format!(
+        r#"[{{"from":"{from}","to":"{recipient}","value":"0x1","gas":"0x5208","nonce":"{gapped:#x}"}}]"#
+    );
+    let queued = rpc(node, "eth_sendTransaction", &above_gap)["result"].clone();
+    // Senders are named checksummed, as geth names them.
+    let from = from.parse::<alloy_primitives::Address>().unwrap().to_string();
+    let from = from.as_str();
+    let status = rpc(node, "txpool_status", "[]")["result"].clone();
+    assert_eq!(status["queued"], "0x1", "{status}");
+    let content = rpc(node, "txpool_content", "[]")["result"].clone();
+    assert_eq!(content["queued"][from][gapped.to_string()]["hash"], queued, "{content}");
+    let inspect = rpc(node, "txpool_inspect", "[]")["result"].clone();
+    let line = inspect["queued"][from][gapped.to_string()].as_str().unwrap_or_default().to_owned();
+    assert!(line.ends_with("1 wei + 21000 gas × 3000000000 wei"), "{inspect}");
 }
