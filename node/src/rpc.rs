@@ -1,4 +1,4 @@
-//! Ethereum JSON-RPC over HTTP: what cast, forge and viem call.
+//! Ethereum JSON-RPC over HTTP and WebSocket: what cast, forge, viem and ethers call.
 //!
 //! One `POST /` endpoint takes a request or a batch. Numbers are `0x` hex, as in Ethereum.
 //! State is kept for the latest block only: a state query for an older block number fails with
@@ -9,8 +9,11 @@
 //! `eth_sendTransaction` fills in what a transaction from one of them leaves out (nonce, gas,
 //! fees), signs it with its key and submits it like a raw one (`cast send --unlocked`).
 //!
-//! The same port speaks WebSocket too ([`ws`]): every method, and `eth_subscribe` to new heads
-//! and logs.
+//! The same port speaks WebSocket too ([`ws`]): every method, and `eth_subscribe` to new heads,
+//! logs and pending transactions. Any origin may call the node from a browser (CORS).
+//!
+//! A block, its transactions and its receipts are shown only once the block is the head
+//! (the store holds them a moment before), so no answer is ahead of `eth_blockNumber`.
 //!
 //! Clients that watch for events or blocks by polling (viem's `watch*`, ethers' `on`) install
 //! filters ([`crate::filters`]): `eth_newFilter`, `eth_newBlockFilter` and
