@@ -1201,3 +1201,55 @@ fn txpool_shows_a_transaction_above_a_gap_as_queued(node: &Node, from: &str, rec
     let line = inspect["queued"][from][gapped.to_string()].as_str().unwrap_or_default().to_owned();
     assert!(line.ends_with("1 wei + 21000 gas × 3000000000 wei"), "{inspect}");
 }
+
+/// Opens a WebSocket connection by hand (the HTTP upgrade); returns the socket and the status
+/// line of the answer.
+fn websocket_upgrade(node: &Node) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .write_all(
+            b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
+              sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).unwrap_or(0) == 0 {
+            break;
+        }
+        answer.push(byte[0]);
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    (stream, status)
+}
+
+#[test]
+fn websocket_connections_are_capped_and_a_closed_one_frees_its_place() {
+    let directory = temp_datadir("websockets");
+    let node = Node::start(directory.path());
+    let mut open: Vec<TcpStream> = (0..256)
+        .map(|index| {
+            let (stream, status) = websocket_upgrade(&node);
+            assert!(status.contains("101"), "connection {index}: {status}");
+            stream
+        })
+        .collect();
+    let (_, refused) = websocket_upgrade(&node);
+    assert!(refused.contains("503"), "{refused}");
+    // HTTP is still served.
+    assert_eq!(node.cast(&["chain-id"]).unwrap(), "31337");
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (stream, status) = websocket_upgrade(&node);
+        if status.contains("101") {
+            open.push(stream);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no place freed: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
