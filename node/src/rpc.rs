@@ -319,10 +319,13 @@ fn state_method(
         "eth_call" => {
             let tx = call_request(chain, params.first())?;
             latest_only(head, params.get(1))?;
+            no_overrides(params)?;
             chain.call(tx).map(|(output, _)| json!(output)).map_err(call_error)
         }
         "eth_estimateGas" => {
             let tx = call_request(chain, params.first())?;
+            latest_only(head, params.get(1))?;
+            no_overrides(params)?;
             chain.estimate_gas(tx).map(|gas| json!(hex(gas))).map_err(call_error)
         }
         "eth_getBlockByNumber" => {
@@ -525,6 +528,22 @@ fn call_error(error: CallError) -> RpcError {
 }
 
 /// A transaction from an `eth_call` / `eth_estimateGas` call object.
+/// Refuses the state and block overrides of `eth_call` and `eth_estimateGas` (their third and
+/// fourth parameters) rather than ignore them, which would answer a question not asked.
+fn no_overrides(params: &[Value]) -> Result<(), RpcError> {
+    let given = |value: Option<&Value>| {
+        value.is_some_and(|value| {
+            !value.is_null() && value.as_object().is_none_or(|o| !o.is_empty())
+        })
+    };
+    if given(params.get(2)) || given(params.get(3)) {
+        return Err(RpcError::invalid_params(
+            "state and block overrides are not supported: call without them",
+        ));
+    }
+    Ok(())
+}
+
 /// The quantity `name` of a request object, if it has one.
 fn quantity(object: &serde_json::Map<String, Value>, name: &str) -> Result<Option<U256>, RpcError> {
     object

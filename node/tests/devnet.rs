@@ -941,6 +941,13 @@ fn filters_refuse_bad_input_and_report_each_block_once(node: &Node) {
     assert!(error(rpc(node, "eth_newFilter", "[]")).contains("filter object"));
     assert!(error(rpc(node, "eth_newFilter", r#"[{"fromBlock":"soon"}]"#)).contains("soon"));
     assert!(error(rpc(node, "eth_newFilter", r#"[{"address":"0x12"}]"#)).contains("address"));
+    // eth_call's state overrides are refused, not ignored; an empty set is no override.
+    let call = format!(r#"{{"to":"{FIRST}"}}"#);
+    let balance = format!(r#"{{"{FIRST}":{{"balance":"0x1"}}}}"#);
+    let overridden = format!(r#"[{call}, "latest", {balance}]"#);
+    assert!(error(rpc(node, "eth_call", &overridden)).contains("overrides are not supported"));
+    assert!(error(rpc(node, "eth_estimateGas", &overridden)).contains("overrides"));
+    assert_eq!(rpc(node, "eth_call", &format!(r#"[{call}, "latest", {{}}]"#))["result"], "0x");
     let hash = format!("0x{}", "11".repeat(32));
     assert!(error(rpc(node, "eth_newFilter", &format!(r#"[{{"blockHash":"{hash}"}}]"#)))
         .contains("blockHash"));
