@@ -77,9 +77,22 @@ pub struct PoolSender {
     /// The sender.
     pub sender: Address,
     /// Those a block could take now, in nonce order.
-    pub pending: Vec<PendingTransaction>,
+    pub pending: Vec<PoolTransaction>,
     /// Those above a nonce gap, in nonce order.
-    pub queued: Vec<PendingTransaction>,
+    pub queued: Vec<PoolTransaction>,
+}
+
+/// What the pool shows of a waiting transaction.
+#[derive(Debug)]
+pub struct PoolTransaction {
+    /// Its nonce.
+    pub nonce: u64,
+    /// Its EIP-2718 bytes.
+    pub raw: Bytes,
+    /// Its max fee per gas.
+    pub max_fee: u128,
+    /// Its gas limit.
+    pub gas_limit: u64,
 }
 
 /// Why a transaction was refused (worded as Ethereum clients word it).
@@ -342,12 +355,21 @@ impl Chain {
     /// # Errors
     /// The database failed.
     pub fn pool(&self) -> Result<Vec<PoolSender>, StoreError> {
-        let mut senders: Vec<(Address, Vec<PendingTransaction>)> = {
+        // What each transaction shows, copied under the lock (the raw bytes are shared).
+        let mut senders: Vec<(Address, Vec<PoolTransaction>)> = {
             let mempool = self.mempool.lock();
             mempool
                 .senders()
                 .into_iter()
-                .map(|sender| (sender, mempool.waiting(sender).cloned().collect()))
+                .map(|sender| {
+                    let waiting = mempool.waiting(sender).map(|transaction| PoolTransaction {
+                        nonce: transaction.nonce,
+                        raw: transaction.raw.clone(),
+                        max_fee: transaction.max_fee,
+                        gas_limit: transaction.gas_limit,
+                    });
+                    (sender, waiting.collect())
+                })
                 .collect()
         };
         senders.sort_unstable_by_key(|(sender, _)| *sender);
@@ -397,11 +419,17 @@ impl Chain {
     /// # Errors
     /// The database failed.
     pub fn pending_nonce(&self, address: Address) -> Result<u64, StoreError> {
-        let (nonce, _) = self.account(address)?;
-        let pending = self.mempool.lock().pending_nonce(address, nonce);
-        // A block may have committed between the two reads and taken its transactions out of
-        // the mempool: the nonce read again then counts them.
-        Ok(pending.max(self.account(address)?.0))
+        let mut nonce = self.account(address)?.0;
+        loop {
+            let pending = self.mempool.lock().pending_nonce(address, nonce);
+            // A block may have committed meanwhile and taken some of the sender's transactions
+            // out of the mempool: then look again from the new nonce.
+            let now = self.account(address)?.0;
+            if now == nonce {
+                return Ok(pending);
+            }
+            nonce = now;
+        }
     }
 
     /// The value of `key` with a proof against the head block's state root: (root, value,
@@ -1126,6 +1154,28 @@ mod tests {
     fn open_chain(directory: &std::path::Path, config: ChainConfig) -> Chain {
         let store = Store::open(directory).unwrap();
         Chain::open(config, store, &crate::genesis::dev_genesis()).unwrap()
+    }
+
+    #[test]
+    fn the_pool_splits_each_senders_transactions_at_its_first_nonce_gap() {
+        let (first, second) = (dev_signer(0), dev_signer(1));
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        for nonce in [0, 1, 3, 4] {
+            chain.submit(&transfer(&first, nonce, 10)).unwrap();
+        }
+        chain.submit(&transfer(&second, 2, 10)).unwrap();
+        let pool = chain.pool().unwrap();
+        let nonces =
+            |part: &[super::PoolTransaction]| part.iter().map(|tx| tx.nonce).collect::<Vec<_>>();
+        let of = |signer: &alloy_signer_local::PrivateKeySigner| {
+            let sender = pool.iter().find(|entry| entry.sender == signer.address()).unwrap();
+            (nonces(&sender.pending), nonces(&sender.queued))
+        };
+        assert_eq!(of(&first), (vec![0, 1], vec![3, 4]));
+        assert_eq!(of(&second), (vec![], vec![2]), "nothing from its nonce 0");
+        assert!(pool.windows(2).all(|pair| pair[0].sender < pair[1].sender), "sorted by sender");
+        assert_eq!(chain.pending_nonce(first.address()).unwrap(), 2);
     }
 
     #[test]

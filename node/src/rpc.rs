@@ -196,6 +196,23 @@ fn error_response(id: &Value, code: i64, message: &str, data: Option<Value>) -> 
 /// A batch's answers, in order; its `eth_sendRawTransaction`s are accepted together (one
 /// synced write for all of them).
 fn answer_batch(rpc: &Rpc, requests: &[Value]) -> Vec<Value> {
+    // Each lists the whole mempool (up to tens of megabytes): one per batch.
+    let heavy = |request: &Value| {
+        matches!(
+            request.get("method").and_then(Value::as_str),
+            Some("txpool_content" | "txpool_inspect")
+        )
+    };
+    if requests.iter().filter(|request| heavy(request)).count() > 1 {
+        return requests
+            .iter()
+            .map(|request| {
+                let id = request.get("id").cloned().unwrap_or(Value::Null);
+                let message = "at most one txpool_content or txpool_inspect per batch";
+                error_response(&id, -32600, message, None)
+            })
+            .collect();
+    }
     let raw_of = |request: &Value| -> Option<Bytes> {
         if request.get("method").and_then(Value::as_str) != Some("eth_sendRawTransaction") {
             return None;
@@ -324,7 +341,10 @@ fn state_method(
         }
         "eth_estimateGas" => {
             let tx = call_request(chain, params.first())?;
-            latest_only(head, params.get(1))?;
+            // An estimate for a block up to the head runs on the head's state (an estimate).
+            if block_number(head, params.get(1))?.is_none() {
+                return Err(RpcError::server("header not found"));
+            }
             no_overrides(params)?;
             chain.estimate_gas(tx).map(|gas| json!(hex(gas))).map_err(call_error)
         }
@@ -527,7 +547,6 @@ fn call_error(error: CallError) -> RpcError {
     }
 }
 
-/// A transaction from an `eth_call` / `eth_estimateGas` call object.
 /// Refuses the state and block overrides of `eth_call` and `eth_estimateGas` (their third and
 /// fourth parameters) rather than ignore them, which would answer a question not asked.
 fn no_overrides(params: &[Value]) -> Result<(), RpcError> {
@@ -554,6 +573,7 @@ fn quantity(object: &serde_json::Map<String, Value>, name: &str) -> Result<Optio
         .map_err(|error| RpcError::invalid_params(format!("invalid {name}: {error}")))
 }
 
+/// A transaction from an `eth_call` / `eth_estimateGas` call object.
 fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError> {
     let object = value
         .and_then(Value::as_object)
@@ -628,9 +648,9 @@ fn txpool(chain: &Chain, method: &str) -> Result<Value, RpcError> {
             "queued": count(|sender| sender.queued.len()),
         }));
     }
-    let describe = |transaction: &PendingTransaction| -> Value {
+    let describe = |sender: Address, transaction: &crate::chain::PoolTransaction| -> Value {
         if method == "txpool_content" {
-            return transaction_json(&transaction.raw, None, transaction.sender);
+            return transaction_json(&transaction.raw, None, sender);
         }
         let Ok(envelope) = TxEnvelope::decode_2718(&mut transaction.raw.as_ref()) else {
             return Value::Null;
@@ -643,12 +663,14 @@ fn txpool(chain: &Chain, method: &str) -> Result<Value, RpcError> {
             transaction.max_fee
         ))
     };
-    let part = |select: fn(&crate::chain::PoolSender) -> &Vec<PendingTransaction>| {
+    let part = |select: fn(&crate::chain::PoolSender) -> &Vec<crate::chain::PoolTransaction>| {
         let mut senders = serde_json::Map::new();
         for sender in &pool {
             let transactions: serde_json::Map<String, Value> = select(sender)
                 .iter()
-                .map(|transaction| (transaction.nonce.to_string(), describe(transaction)))
+                .map(|transaction| {
+                    (transaction.nonce.to_string(), describe(sender.sender, transaction))
+                })
                 .collect();
             if !transactions.is_empty() {
                 senders.insert(sender.sender.to_string(), Value::Object(transactions));

@@ -1207,6 +1207,11 @@ fn txpool_shows_a_transaction_above_a_gap_as_queued(node: &Node, from: &str, rec
     let inspect = rpc(node, "txpool_inspect", "[]")["result"].clone();
     let line = inspect["queued"][from][gapped.to_string()].as_str().unwrap_or_default().to_owned();
     assert!(line.ends_with("1 wei + 21000 gas × 3000000000 wei"), "{inspect}");
+    // Each lists the whole pool: one per batch.
+    let two = r#"[{"jsonrpc":"2.0","id":1,"method":"txpool_content"},
+        {"jsonrpc":"2.0","id":2,"method":"txpool_inspect"}]"#;
+    let answers: serde_json::Value = serde_json::from_str(&node.rpc_raw(two).unwrap()).unwrap();
+    assert!(answers[1]["error"]["message"].as_str().unwrap().contains("at most one"), "{answers}");
 }
 
 /// Opens a WebSocket connection by hand (the HTTP upgrade); returns the socket and the status

@@ -52,12 +52,15 @@ const within = (what, promise) =>
       setTimeout(() => reject(new Error(`no ${what} within 20 s`)), 20_000).unref(),
     ),
   ]);
+let hear;
 const heard = within(
   "Transfer event",
   new Promise((resolve) => {
-    token.on("Transfer", (from, to, value) => resolve([to, value.toString()]));
+    hear = resolve;
   }),
 );
+// Resolves once the listener's log filter is installed.
+await token.on("Transfer", (from, to, value) => hear([to, value.toString()]));
 const block = within(
   "block",
   new Promise((resolve) => {
@@ -65,8 +68,6 @@ const block = within(
   }),
 );
 seen.blockEvent = (await block) > 0;
-// The listener installs its filter on its first poll: give it a few.
-await new Promise((resolve) => setTimeout(resolve, 1_000));
 const transfer = await token.transfer(recipient, 42n);
 const transferReceipt = await transfer.wait();
 seen.callStatus = transferReceipt.status;
