@@ -131,22 +131,17 @@ fn build(args: &BuildArgs) -> Result<Vec<(String, Vec<u8>)>, String> {
 
 fn submit(account: &Account, payload: &MovePayload) -> Result<(), String> {
     let client = RpcClient::new(&account.rpc_url)?;
-    if account.sign_only {
-        let raw = client.sign(
-            &account.private_key,
-            MOVE_ENTRY_ADDRESS,
-            payload.encode(),
-            account.gas_limit,
-        )?;
-        println!("{raw}");
-        return Ok(());
-    }
-    let hash = client.send(
+    let raw = client.sign(
         &account.private_key,
         MOVE_ENTRY_ADDRESS,
         payload.encode(),
         account.gas_limit,
     )?;
+    if account.sign_only {
+        println!("{raw}");
+        return Ok(());
+    }
+    let hash = client.send_raw(&raw)?;
     let receipt = client.wait_for_receipt(hash, Duration::from_secs(60))?;
     let status = receipt.get("moveStatus").and_then(Value::as_str).unwrap_or("unknown");
     println!("transaction {hash}");

@@ -67,15 +67,27 @@ struct Rpc {
     connections: Arc<tokio::sync::Semaphore>,
 }
 
-/// What a filter selects.
+/// What a filter (`eth_newFilter`…) or a WebSocket subscription follows.
 #[derive(Clone)]
 enum Filter {
-    /// Logs (its block range is resolved again at each poll).
+    /// Logs (a filter's block range is resolved again at each poll).
     Logs(Arc<LogFilter>),
-    /// New blocks' hashes.
+    /// New blocks: their hashes for a filter, their headers for a subscription.
     Blocks,
     /// The hashes of transactions accepted since.
     Pending,
+}
+
+impl Filter {
+    /// The positions there are for it now, with the head at `head`: block numbers up to the
+    /// head, or the numbers of the accepted transactions the feed holds. It follows what comes
+    /// after the last.
+    fn positions(&self, chain: &Chain, head: u64) -> std::ops::RangeInclusive<u64> {
+        match self {
+            Self::Pending => chain.accepted().held(),
+            Self::Logs(_) | Self::Blocks => 0..=head,
+        }
+    }
 }
 
 /// The JSON-RPC router; `eth_sendTransaction` signs for the `unlocked` accounts (a dev node's).
@@ -514,12 +526,21 @@ fn block_number(head: &Block, value: Option<&Value>) -> Result<Option<u64>, RpcE
     Ok(BlockSpec::parse(value)?.unwrap_or(BlockSpec::Latest).resolve(head.number))
 }
 
+/// The `blockHash` of a request object (EIP-1898's block parameter, a log filter), if it names
+/// one.
+fn block_hash_field(value: Option<&Value>) -> Result<Option<B256>, RpcError> {
+    value
+        .and_then(|value| value.get("blockHash"))
+        .filter(|hash| !hash.is_null())
+        .map(|hash| serde_json::from_value(hash.clone()))
+        .transpose()
+        .map_err(|error| RpcError::invalid_params(format!("invalid blockHash: {error}")))
+}
+
 /// Refuses state queries at blocks other than the latest: only the latest state is kept.
 fn latest_only(head: &Block, value: Option<&Value>) -> Result<(), RpcError> {
     // EIP-1898: a block named by its hash.
-    if let Some(hash) = value.and_then(|value| value.get("blockHash")) {
-        let hash: B256 = serde_json::from_value(hash.clone())
-            .map_err(|error| RpcError::invalid_params(format!("invalid blockHash: {error}")))?;
+    if let Some(hash) = block_hash_field(value)? {
         if hash == head.hash {
             return Ok(());
         }
@@ -579,7 +600,6 @@ fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError>
         .and_then(Value::as_object)
         .ok_or_else(|| RpcError::invalid_params("missing call object"))?;
     let field = |name: &str| object.get(name).filter(|value| !value.is_null());
-    let get = |name: &str| quantity(object, name);
     let from: Address = field("from")
         .map(|value| serde_json::from_value(value.clone()))
         .transpose()
@@ -599,9 +619,9 @@ fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError>
     Ok(TxEnv {
         caller: from,
         kind: to.map_or(TxKind::Create, TxKind::Call),
-        value: get("value")?.unwrap_or_default(),
+        value: quantity(object, "value")?.unwrap_or_default(),
         data,
-        gas_limit: get("gas")?.map_or(0, |gas| gas.saturating_to()),
+        gas_limit: quantity(object, "gas")?.map_or(0, |gas| gas.saturating_to()),
         gas_price: 0,
         nonce,
         tx_type: 0,
@@ -692,16 +712,15 @@ fn send_transaction(rpc: &Rpc, request: Option<&Value>) -> Result<Value, RpcErro
     let object = request
         .and_then(Value::as_object)
         .ok_or_else(|| RpcError::invalid_params("missing transaction object"))?;
-    let quantity = |name: &str| quantity(object, name);
     let call = call_request(chain, request)?;
     if object.get("from").is_none_or(Value::is_null) {
         return Err(RpcError::invalid_params("missing from"));
     }
     let signer = unlocked(rpc, call.caller)?;
     let base_fee = u128::from(chain.config().base_fee);
-    let tip = quantity("maxPriorityFeePerGas")?
+    let tip = quantity(object, "maxPriorityFeePerGas")?
         .map_or(u128::from(SUGGESTED_TIP), |tip| tip.saturating_to());
-    let max_fee = match quantity("maxFeePerGas")?.or(quantity("gasPrice")?) {
+    let max_fee = match quantity(object, "maxFeePerGas")?.or(quantity(object, "gasPrice")?) {
         Some(fee) => fee.saturating_to(),
         None => base_fee.saturating_mul(2).saturating_add(tip),
     };
@@ -710,12 +729,12 @@ fn send_transaction(rpc: &Rpc, request: Option<&Value>) -> Result<Value, RpcErro
             "max priority fee per gas higher than max fee per gas",
         ));
     }
-    let gas_limit = match quantity("gas")? {
+    let gas_limit = match quantity(object, "gas")? {
         Some(gas) => gas.saturating_to(),
         None => chain.estimate_gas(call.clone()).map_err(call_error)?,
     };
     let _sending = rpc.sending.lock();
-    let nonce = match quantity("nonce")? {
+    let nonce = match quantity(object, "nonce")? {
         Some(nonce) => nonce.saturating_to(),
         None => chain.pending_nonce(call.caller).map_err(RpcError::server)?,
     };
@@ -774,12 +793,11 @@ fn block_method(
         (_, None) => return Err(RpcError::invalid_params("missing block")),
         // eth_getBlockReceipts takes a number, a tag, a hash, or EIP-1898's `{"blockHash"}`.
         ("eth_getBlockReceipts", Some(Value::String(text))) if text.len() == 66 => by_hash()?,
-        ("eth_getBlockReceipts", Some(Value::Object(object)))
-            if object.contains_key("blockHash") =>
-        {
-            let hash: B256 = serde_json::from_value(object["blockHash"].clone())
-                .map_err(|error| RpcError::invalid_params(format!("invalid blockHash: {error}")))?;
-            chain.committed_block_number(hash).map_err(RpcError::server)?
+        ("eth_getBlockReceipts", block @ Some(Value::Object(_))) => {
+            match block_hash_field(block)? {
+                Some(hash) => chain.committed_block_number(hash).map_err(RpcError::server)?,
+                None => block_number(head, block)?,
+            }
         }
         (method, _) if method.contains("Hash") => by_hash()?,
         (_, block) => block_number(head, block)?,
@@ -1005,12 +1023,7 @@ impl LogFilter {
             Some(Value::Object(object)) => object,
             Some(_) => return Err(RpcError::invalid_params("expected a filter object")),
         };
-        let block_hash = object
-            .get("blockHash")
-            .filter(|hash| !hash.is_null())
-            .map(|hash| serde_json::from_value(hash.clone()))
-            .transpose()
-            .map_err(|error| RpcError::invalid_params(format!("invalid blockHash: {error}")))?;
+        let block_hash = block_hash_field(value)?;
         let from = BlockSpec::parse(object.get("fromBlock"))?;
         let to = BlockSpec::parse(object.get("toBlock"))?;
         if let (Some(from), Some(to)) =
@@ -1170,11 +1183,8 @@ fn filter_method(
     let not_found = || RpcError::server("filter not found");
     // A filter reports what comes after it is installed: blocks after the head, accepted
     // transactions after the latest.
-    let installed = |filter| {
-        let first = match filter {
-            Filter::Pending => rpc.chain.accepted().last() + 1,
-            Filter::Logs(_) | Filter::Blocks => head.number + 1,
-        };
+    let installed = |filter: Filter| {
+        let first = filter.positions(&rpc.chain, head.number).end() + 1;
         rpc.filters.install(filter, first, now).map(|id| json!(id)).map_err(RpcError::server)
     };
     match method {
@@ -1199,10 +1209,7 @@ fn filter_method(
             // poll.
             let (filter, blocks) = rpc
                 .filters
-                .poll(id, MAX_LOG_BLOCKS, now, |filter| match filter {
-                    Filter::Pending => rpc.chain.accepted().held(),
-                    Filter::Logs(_) | Filter::Blocks => 0..=head.number,
-                })
+                .poll(id, MAX_LOG_BLOCKS, now, |filter| filter.positions(&rpc.chain, head.number))
                 .ok_or_else(not_found)?;
             if blocks.is_empty() {
                 return Ok(json!([]));

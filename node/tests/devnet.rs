@@ -824,6 +824,11 @@ fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
     assert_eq!(in_solidity(&result, &proof, false, false), "true");
 }
 
+/// The error message of a JSON-RPC answer.
+fn error(answer: &serde_json::Value) -> String {
+    answer["error"]["message"].as_str().unwrap_or_else(|| panic!("no error: {answer}")).to_owned()
+}
+
 /// The JSON-RPC answer to `method` with `params` (a JSON array).
 fn rpc(node: &Node, method: &str, params: &str) -> serde_json::Value {
     let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#);
@@ -937,41 +942,40 @@ fn ethers_works_against_the_dev_node() {
 /// reports each new block once, in order.
 fn filters_refuse_bad_input_and_report_each_block_once(node: &Node) {
     // Bad filter requests get clear errors; a filter not installed is not found.
-    let error = |answer: serde_json::Value| answer["error"]["message"].as_str().unwrap().to_owned();
-    assert!(error(rpc(node, "eth_newFilter", "[]")).contains("filter object"));
-    assert!(error(rpc(node, "eth_newFilter", r#"[{"fromBlock":"soon"}]"#)).contains("soon"));
-    assert!(error(rpc(node, "eth_newFilter", r#"[{"address":"0x12"}]"#)).contains("address"));
+    assert!(error(&rpc(node, "eth_newFilter", "[]")).contains("filter object"));
+    assert!(error(&rpc(node, "eth_newFilter", r#"[{"fromBlock":"soon"}]"#)).contains("soon"));
+    assert!(error(&rpc(node, "eth_newFilter", r#"[{"address":"0x12"}]"#)).contains("address"));
     // eth_call's state overrides are refused, not ignored; an empty set is no override.
     let call = format!(r#"{{"to":"{FIRST}"}}"#);
     let balance = format!(r#"{{"{FIRST}":{{"balance":"0x1"}}}}"#);
     let overridden = format!(r#"[{call}, "latest", {balance}]"#);
-    assert!(error(rpc(node, "eth_call", &overridden)).contains("overrides are not supported"));
-    assert!(error(rpc(node, "eth_estimateGas", &overridden)).contains("overrides"));
+    assert!(error(&rpc(node, "eth_call", &overridden)).contains("overrides are not supported"));
+    assert!(error(&rpc(node, "eth_estimateGas", &overridden)).contains("overrides"));
     assert_eq!(rpc(node, "eth_call", &format!(r#"[{call}, "latest", {{}}]"#))["result"], "0x");
     let hash = format!("0x{}", "11".repeat(32));
-    assert!(error(rpc(node, "eth_newFilter", &format!(r#"[{{"blockHash":"{hash}"}}]"#)))
+    assert!(error(&rpc(node, "eth_newFilter", &format!(r#"[{{"blockHash":"{hash}"}}]"#)))
         .contains("blockHash"));
     let unknown = r#"["0x1234"]"#;
-    assert_eq!(error(rpc(node, "eth_getFilterChanges", unknown)), "filter not found");
-    assert_eq!(error(rpc(node, "eth_getFilterLogs", unknown)), "filter not found");
+    assert_eq!(error(&rpc(node, "eth_getFilterChanges", unknown)), "filter not found");
+    assert_eq!(error(&rpc(node, "eth_getFilterLogs", unknown)), "filter not found");
     assert_eq!(rpc(node, "eth_uninstallFilter", unknown)["result"], false);
-    assert!(error(rpc(node, "eth_getFilterChanges", r#"["zz"]"#)).contains("filter id"));
+    assert!(error(&rpc(node, "eth_getFilterChanges", r#"["zz"]"#)).contains("filter id"));
     let blocks = rpc(node, "eth_newBlockFilter", "[]")["result"].clone();
     assert_eq!(
-        error(rpc(node, "eth_getFilterLogs", &format!("[{blocks}]"))),
+        error(&rpc(node, "eth_getFilterLogs", &format!("[{blocks}]"))),
         "filter not found",
         "a block filter has no logs"
     );
     // Filters too large to keep, or naming no block, are refused.
     let many: Vec<String> = (0..1001).map(|index| format!("0x{index:040x}")).collect();
     let many = serde_json::json!([{ "address": many }]).to_string();
-    assert!(error(rpc(node, "eth_newFilter", &many)).contains("at most 1000 addresses"));
-    assert!(error(rpc(node, "eth_getLogs", &many)).contains("at most 1000 addresses"));
+    assert!(error(&rpc(node, "eth_newFilter", &many)).contains("at most 1000 addresses"));
+    assert!(error(&rpc(node, "eth_getLogs", &many)).contains("at most 1000 addresses"));
     let topics = r#"[{"topics":[null,null,null,null,null]}]"#;
-    assert!(error(rpc(node, "eth_newFilter", topics)).contains("at most 4 topics"));
+    assert!(error(&rpc(node, "eth_newFilter", topics)).contains("at most 4 topics"));
     let backwards = r#"[{"fromBlock":"0x5","toBlock":"0x4"}]"#;
     assert_eq!(
-        error(rpc(node, "eth_newFilter", backwards)),
+        error(&rpc(node, "eth_newFilter", backwards)),
         "invalid from and to block combination"
     );
 
@@ -1038,8 +1042,8 @@ fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_blocks_show_what_t
         assert_eq!(signer.to_string(), FIRST, "{method}");
     }
     let stranger_sign = r#"["0x68656c6c6f", "0x000000000000000000000000000000000000dEaD"]"#;
-    let refused = rpc(&node, "personal_sign", stranger_sign);
-    assert!(refused["error"]["message"].as_str().unwrap().contains("no key for"), "{refused}");
+    let refused = error(&rpc(&node, "personal_sign", stranger_sign));
+    assert!(refused.contains("no key for"), "{refused}");
 
     // A contract deployment and a call, from another unlocked account.
     let probe = Command::new(tool("forge"))
@@ -1060,23 +1064,24 @@ fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_blocks_show_what_t
     let stranger = "0x000000000000000000000000000000000000dEaD";
     let from_stranger =
         format!(r#"[{{"from":"{stranger}","to":"{recipient}","value":"0x1","gas":"0x5208"}}]"#);
-    let error = |answer: serde_json::Value| answer["error"]["message"].as_str().unwrap().to_owned();
-    assert!(error(rpc(&node, "eth_sendTransaction", &from_stranger)).contains("no key for"));
+    assert!(error(&rpc(&node, "eth_sendTransaction", &from_stranger)).contains("no key for"));
     let to = format!(r#"[{{"to":"{recipient}","value":"0x1"}}]"#);
-    assert!(error(rpc(&node, "eth_sendTransaction", &to)).contains("missing from"));
-    assert!(error(rpc(&node, "eth_sendTransaction", "[]")).contains("transaction object"));
+    assert!(error(&rpc(&node, "eth_sendTransaction", &to)).contains("missing from"));
+    assert!(error(&rpc(&node, "eth_sendTransaction", "[]")).contains("transaction object"));
     let bad = format!(r#"[{{"from":"{third}","to":"{recipient}","value":"lots"}}]"#);
-    assert!(error(rpc(&node, "eth_sendTransaction", &bad)).contains("value"));
+    assert!(error(&rpc(&node, "eth_sendTransaction", &bad)).contains("value"));
     let tip_over_fee = format!(
         r#"[{{"from":"{third}","to":"{recipient}","maxFeePerGas":"0x1","maxPriorityFeePerGas":"0x2"}}]"#
     );
-    assert!(error(rpc(&node, "eth_sendTransaction", &tip_over_fee)).contains("higher than max fee"));
+    assert!(
+        error(&rpc(&node, "eth_sendTransaction", &tip_over_fee)).contains("higher than max fee")
+    );
     let huge_tip = format!(
         r#"[{{"from":"{third}","to":"{recipient}","gas":"0x5208","maxPriorityFeePerGas":"0x{}"}}]"#,
         "f".repeat(40)
     );
     let answer = rpc(&node, "eth_sendTransaction", &huge_tip);
-    assert!(error(answer.clone()).contains("insufficient funds"), "{answer}");
+    assert!(error(&answer).contains("insufficient funds"), "{answer}");
     assert_eq!(node.balance(recipient), "3");
     assert_eq!(node.nonce(third), "1");
 
@@ -1105,8 +1110,8 @@ fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_blocks_show_what_t
     };
     assert_eq!(changes(&pending), serde_json::json!([accepted]));
     assert_eq!(changes(&pending), serde_json::json!([]));
-    let logs = rpc(&node, "eth_getFilterLogs", &format!("[{pending}]"));
-    assert_eq!(logs["error"]["message"], "filter not found", "it has no logs");
+    let logs = error(&rpc(&node, "eth_getFilterLogs", &format!("[{pending}]")));
+    assert_eq!(logs, "filter not found", "it has no logs");
 
     txpool_shows_a_transaction_above_a_gap_as_queued(&node, third, recipient);
     other_origins_may_call(&node);
@@ -1166,10 +1171,7 @@ fn block_methods_find(node: &Node, receipt: &serde_json::Value) {
     }
     let by_object = result("eth_getBlockReceipts", format!(r#"[{{"blockHash":{hash}}}]"#));
     assert_eq!(&by_object[0]["transactionHash"], transaction);
-    assert!(rpc(node, "eth_getBlockReceipts", "[]")["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("missing block"));
+    assert!(error(&rpc(node, "eth_getBlockReceipts", "[]")).contains("missing block"));
     let unknown = format!(r#"["0x{}"]"#, "ab".repeat(32));
     assert_eq!(result("eth_getBlockReceipts", unknown.clone()), serde_json::Value::Null);
     assert_eq!(result("eth_getBlockTransactionCountByHash", unknown), serde_json::Value::Null);
@@ -1211,7 +1213,7 @@ fn txpool_shows_a_transaction_above_a_gap_as_queued(node: &Node, from: &str, rec
     let two = r#"[{"jsonrpc":"2.0","id":1,"method":"txpool_content"},
         {"jsonrpc":"2.0","id":2,"method":"txpool_inspect"}]"#;
     let answers: serde_json::Value = serde_json::from_str(&node.rpc_raw(two).unwrap()).unwrap();
-    assert!(answers[1]["error"]["message"].as_str().unwrap().contains("at most one"), "{answers}");
+    assert!(error(&answers[1]).contains("at most one"), "{answers}");
 }
 
 /// Opens a WebSocket connection by hand (the HTTP upgrade); returns the socket and the status

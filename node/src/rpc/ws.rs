@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::{
-    block_json, error_response, reply, respond, LogCriteria, LogFilter, Rpc, RpcError, MAX_BODY,
+    block_json, error_response, reply, respond, Filter, LogFilter, Rpc, RpcError, MAX_BODY,
 };
 use crate::chain::Chain;
 
@@ -49,14 +49,6 @@ const BLOCKS_PER_POLL: u64 = 16;
 /// How long a client may take to accept a message.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What a subscription sends.
-#[derive(Clone)]
-enum Subscription {
-    Heads,
-    Logs(Arc<LogFilter>),
-    Pending,
-}
-
 /// A subscription of a connection: its id, what it sends, and what it was last told of (for
 /// blocks, the head when it was made; for pending transactions, the number of the last one
 /// accepted that it was told of).
@@ -64,7 +56,7 @@ enum Subscription {
 struct Active {
     id: String,
     since: u64,
-    kind: Subscription,
+    kind: Filter,
 }
 
 /// Upgrades a `GET /` to a WebSocket connection, if fewer than [`MAX_CONNECTIONS`] are open.
@@ -162,8 +154,7 @@ async fn answer(rpc: &Arc<Rpc>, text: &str, subscribing: Subscribing<'_>) -> Val
             Some(Value::Array(params)) => params.as_slice(),
             _ => &[],
         };
-        let now = Now { head: rpc.chain.head().number, accepted: rpc.chain.accepted().last() };
-        return reply(&id, subscription_method(method, params, now, subscribing));
+        return reply(&id, subscription_method(method, params, &rpc.chain, subscribing));
     }
     let rpc = Arc::clone(rpc);
     tokio::task::spawn_blocking(move || respond(&rpc, request))
@@ -171,20 +162,11 @@ async fn answer(rpc: &Arc<Rpc>, text: &str, subscribing: Subscribing<'_>) -> Val
         .unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None))
 }
 
-/// Where the chain is when a subscription is made.
-#[derive(Clone, Copy)]
-struct Now {
-    /// The head's number.
-    head: u64,
-    /// The number of the last transaction accepted.
-    accepted: u64,
-}
-
 /// `eth_subscribe` and `eth_unsubscribe`.
 fn subscription_method(
     method: &str,
     params: &[Value],
-    now: Now,
+    chain: &Chain,
     subscribing: Subscribing<'_>,
 ) -> Result<Value, RpcError> {
     let Subscribing { list, count } = subscribing;
@@ -202,7 +184,7 @@ fn subscription_method(
         };
     }
     let kind = match params.first().and_then(Value::as_str) {
-        Some("newHeads") => Subscription::Heads,
+        Some("newHeads") => Filter::Blocks,
         Some("logs") => {
             let filter = LogFilter::parse(params.get(1))?;
             if filter.block_hash.is_some() || filter.from.is_some() || filter.to.is_some() {
@@ -210,9 +192,9 @@ fn subscription_method(
                     "a logs subscription takes an address and topics only: it follows new blocks",
                 ));
             }
-            Subscription::Logs(Arc::new(filter))
+            Filter::Logs(Arc::new(filter))
         }
-        Some("newPendingTransactions") => Subscription::Pending,
+        Some("newPendingTransactions") => Filter::Pending,
         Some(other) => {
             return Err(RpcError::invalid_params(format!(
                 "unsupported subscription {other}: newHeads, logs and newPendingTransactions \
@@ -228,10 +210,7 @@ fn subscription_method(
     }
     *count += 1;
     let id = format!("0x{:032x}", *count);
-    let since = match kind {
-        Subscription::Pending => now.accepted,
-        Subscription::Heads | Subscription::Logs(_) => now.head,
-    };
+    let since = *kind.positions(chain, chain.head().number).end();
     list.push(Active { id: id.clone(), since, kind });
     Ok(json!(id))
 }
@@ -239,13 +218,13 @@ fn subscription_method(
 /// The notifications of the transactions accepted since each pending-transaction subscription
 /// was last told, which it is told of now.
 fn accepted(rpc: &Rpc, subscriptions: &mut [Active]) -> Vec<Value> {
-    if !subscriptions.iter().any(|active| matches!(active.kind, Subscription::Pending)) {
+    if !subscriptions.iter().any(|active| matches!(active.kind, Filter::Pending)) {
         return Vec::new();
     }
     let last = rpc.chain.accepted().last();
     let mut out = Vec::new();
     for active in subscriptions {
-        if matches!(active.kind, Subscription::Pending) && active.since < last {
+        if matches!(active.kind, Filter::Pending) && active.since < last {
             for hash in rpc.chain.accepted().get(active.since + 1..=last) {
                 out.push(notification(&active.id, &json!(hash)));
             }
@@ -272,7 +251,7 @@ fn notifications(chain: &Chain, active: &[Active], number: u64) -> Result<Vec<Va
     let mut out = Vec::new();
     for subscription in active {
         match &subscription.kind {
-            Subscription::Heads => {
+            Filter::Blocks => {
                 if header.is_none() {
                     let mut block = block_json(chain, number, false)?;
                     if let Some(fields) = block.as_object_mut() {
@@ -287,14 +266,14 @@ fn notifications(chain: &Chain, active: &[Active], number: u64) -> Result<Vec<Va
                 }
                 out.push(notification(&subscription.id, header.as_ref().unwrap_or(&Value::Null)));
             }
-            Subscription::Pending => {}
-            Subscription::Logs(filter) => {
+            Filter::Pending => {}
+            Filter::Logs(filter) => {
                 // The block's logs, read once for every logs subscription of the connection.
                 if logs.is_none() {
                     logs = Some(super::block_logs(chain, number)?);
                 }
                 for (log, value) in logs.iter().flatten() {
-                    if LogCriteria::matches(&filter.criteria, log) {
+                    if filter.criteria.matches(log) {
                         out.push(notification(&subscription.id, value));
                     }
                 }

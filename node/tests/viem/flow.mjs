@@ -38,6 +38,27 @@ const client = createPublicClient({ chain, transport: http(url), pollingInterval
 const account = privateKeyToAccount(key);
 const wallet = createWalletClient({ account, chain, transport: http(url), pollingInterval });
 const seen = { chainId: chain.id, from: account.address };
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+// The first value `start`'s callback gives within 20 s; `start` returns how to stop it.
+const within = (what, start) =>
+  new Promise((resolve, reject) => {
+    let stop = null;
+    let settled = false;
+    const settle = (outcome) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      queueMicrotask(() => stop?.());
+      outcome();
+    };
+    const timer = setTimeout(() => settle(() => reject(new Error(`no ${what} within 20 s`))), 20_000);
+    stop = start(
+      (value) => settle(() => resolve(value)),
+      (error) => settle(() => reject(error)),
+    );
+  });
+// The values of Transfer logs.
+const values = (logs) => logs.map((log) => log.args.value.toString());
 
 seen.blockNumber = (await client.getBlockNumber()).toString();
 seen.balanceBefore = (await client.getBalance({ address: account.address })).toString();
@@ -66,22 +87,26 @@ seen.codeBytes = ((await client.getCode({ address: token })).length - 2) / 2;
 seen.name = await client.readContract({ address: token, abi, functionName: "name" });
 seen.supply = (await client.readContract({ address: token, abi, functionName: "totalSupply" })).toString();
 
-const { request } = await client.simulateContract({
-  account,
-  address: token,
-  abi,
-  functionName: "transfer",
-  args: [recipient, 25n],
-});
-const called = await wallet.writeContract(request);
-const callReceipt = await client.waitForTransactionReceipt({ hash: called });
+// A token transfer to the recipient, simulated, sent and waited for: its receipt.
+const transferTokens = async (amount) => {
+  const { request } = await client.simulateContract({
+    account,
+    address: token,
+    abi,
+    functionName: "transfer",
+    args: [recipient, amount],
+  });
+  return client.waitForTransactionReceipt({ hash: await wallet.writeContract(request) });
+};
+const callReceipt = await transferTokens(25n);
+const called = callReceipt.transactionHash;
 seen.callStatus = callReceipt.status;
 seen.callLogs = callReceipt.logs.length;
 seen.recipientTokens = (
   await client.readContract({ address: token, abi, functionName: "balanceOf", args: [recipient] })
 ).toString();
 const events = await client.getContractEvents({ address: token, abi, eventName: "Transfer", fromBlock: 0n });
-seen.transferEvents = events.map((event) => event.args.value.toString());
+seen.transferEvents = values(events);
 const toRecipient = await client.getLogs({
   event: parseAbiItem("event Transfer(address indexed from, address indexed to, uint256 value)"),
   args: { to: recipient },
@@ -93,34 +118,20 @@ const block = await client.getBlock({ blockNumber: callReceipt.blockNumber, incl
 seen.blockHasCall = block.transactions.some((included) => included.hash === called);
 
 // Watching: viem installs a log filter (eth_newFilter) and polls it (eth_getFilterChanges).
-const watched = new Promise((resolve, reject) => {
-  const timer = setTimeout(() => reject(new Error("no Transfer event seen within 20 s")), 20_000);
-  const unwatch = client.watchContractEvent({
-    address: token,
-    abi,
-    eventName: "Transfer",
-    onLogs: (logs) => {
-      clearTimeout(timer);
-      unwatch();
-      resolve(logs.map((log) => log.args.value.toString()));
-    },
-    onError: (error) => {
-      clearTimeout(timer);
-      unwatch();
-      reject(error);
-    },
-  });
-});
+const watchTransfers = (watcher) =>
+  within("Transfer log", (done, failed) =>
+    watcher.watchContractEvent({
+      address: token,
+      abi,
+      eventName: "Transfer",
+      onLogs: (logs) => done(values(logs)),
+      onError: failed,
+    }),
+  );
+const watched = watchTransfers(client);
 // The watcher installs its filter on its first poll: give it a few before the transfer.
-await new Promise((resolve) => setTimeout(resolve, 5 * pollingInterval));
-const { request: seventh } = await client.simulateContract({
-  account,
-  address: token,
-  abi,
-  functionName: "transfer",
-  args: [recipient, 7n],
-});
-await client.waitForTransactionReceipt({ hash: await wallet.writeContract(seventh) });
+await sleep(5 * pollingInterval);
+await transferTokens(7n);
 seen.watchedTransfers = await watched;
 
 // Filters by hand, as viem's filter actions and ethers' `on` use them.
@@ -131,46 +142,21 @@ const filter = await client.createContractEventFilter({
   fromBlock: deployReceipt.blockNumber,
 });
 const blockFilter = await client.createBlockFilter();
-const { request: third } = await client.simulateContract({
-  account,
-  address: token,
-  abi,
-  functionName: "transfer",
-  args: [recipient, 3n],
-});
-const thirdReceipt = await client.waitForTransactionReceipt({ hash: await wallet.writeContract(third) });
-seen.filterChanges = (await client.getFilterChanges({ filter })).map((log) => log.args.value.toString());
+const thirdReceipt = await transferTokens(3n);
+seen.filterChanges = values(await client.getFilterChanges({ filter }));
 seen.filterChangesAgain = (await client.getFilterChanges({ filter })).length;
-seen.filterLogs = (await client.getFilterLogs({ filter })).map((log) => log.args.value.toString());
+seen.filterLogs = values(await client.getFilterLogs({ filter }));
 seen.blockFilterHasThird = (await client.getFilterChanges({ filter: blockFilter })).includes(
   thirdReceipt.blockHash,
 );
 seen.uninstalled = await client.uninstallFilter({ filter });
 seen.uninstalledAgain = await client.uninstallFilter({ filter });
 
-// The first value `start`'s callback gives within 20 s; `start` returns how to stop it.
-const within = (what, start) =>
-  new Promise((resolve, reject) => {
-    let stop = null;
-    let settled = false;
-    const settle = (outcome) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      queueMicrotask(() => stop?.());
-      outcome();
-    };
-    const timer = setTimeout(() => settle(() => reject(new Error(`no ${what} within 20 s`))), 20_000);
-    stop = start(
-      (value) => settle(() => resolve(value)),
-      (error) => settle(() => reject(error)),
-    );
-  });
 // Pending transactions, watched through a pending-transaction filter.
 const pendingSeen = within("pending transaction", (done, failed) =>
   client.watchPendingTransactions({ onTransactions: done, onError: failed }),
 );
-await new Promise((resolve) => setTimeout(resolve, 5 * pollingInterval));
+await sleep(5 * pollingInterval);
 const pendingHash = await wallet.sendTransaction({ to: recipient, value: 1n });
 seen.pendingWatched = (await pendingSeen).includes(pendingHash);
 await client.waitForTransactionReceipt({ hash: pendingHash });
@@ -199,15 +185,7 @@ const head = within("new head", (done, failed) =>
 );
 seen.wsHead = (await head) > 0n;
 // viem's event watch subscribes to logs now; the transfer below comes well after.
-const socketTransfers = within("Transfer log", (done, failed) =>
-  socket.watchContractEvent({
-    address: token,
-    abi,
-    eventName: "Transfer",
-    onLogs: (logs) => done(logs.map((log) => log.args.value.toString())),
-    onError: failed,
-  }),
-);
+const socketTransfers = watchTransfers(socket);
 
 // The same by hand, on a socket of its own: subscription ids, what a notification holds, and
 // that nothing comes after unsubscribing.
@@ -234,21 +212,11 @@ const ask = (request) =>
     pending.set(JSON.stringify(asked), resolve);
     raw.send(JSON.stringify({ jsonrpc: "2.0", id: asked, ...request }));
   });
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const before = BigInt((await ask({ method: "eth_blockNumber" })).result);
 const heads = (await ask({ method: "eth_subscribe", params: ["newHeads"] })).result;
 const pendings = (await ask({ method: "eth_subscribe", params: ["newPendingTransactions"] })).result;
 const logs = (await ask({ method: "eth_subscribe", params: ["logs", { address: token }] })).result;
-const { request: thirteenth } = await client.simulateContract({
-  account,
-  address: token,
-  abi,
-  functionName: "transfer",
-  args: [recipient, 13n],
-});
-const thirteenthReceipt = await client.waitForTransactionReceipt({
-  hash: await wallet.writeContract(thirteenth),
-});
+const thirteenthReceipt = await transferTokens(13n);
 const deadline = Date.now() + 20_000;
 const headsSeen = () => notifications.filter((n) => n.subscription === heads).map((n) => n.result);
 while (
