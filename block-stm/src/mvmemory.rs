@@ -688,7 +688,7 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
             }
             self.data.update_existing(key, |versions| versions.mark_estimate(txn_index));
         }
-        if record.hot_credit.is_some() && !record.hot_estimate {
+        if credit && !record.hot_estimate {
             record.hot_estimate = true;
             self.hot_blockers.fetch_add(1, Ordering::Release);
         }
@@ -823,7 +823,7 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
         // One key: no spare vector for it.
         let mut finalizer =
             Finalizer { end, updates: Vec::with_capacity(1), first_violation: None };
-        finalizer.add_owned(key, Versions { entries, others: 0 }, storage)?;
+        finalizer.add_entries(key, entries, storage)?;
         Ok(Some(finalizer))
     }
 
@@ -958,12 +958,25 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
     where
         S: Storage<Key = K, Value = V>,
     {
-        let entries = versions.below(self.end);
-        if has_deltas(entries) {
-            return self.apply_deltas(key, entries, storage);
+        self.add_entries(key, versions.entries, storage)
+    }
+
+    /// As [`add_owned`](Self::add_owned), from the key's writes in index order.
+    fn add_entries<S>(
+        &mut self,
+        key: K,
+        entries: SmallVec<[Entry<V>; 2]>,
+        storage: &S,
+    ) -> Result<(), StorageError>
+    where
+        S: Storage<Key = K, Value = V>,
+    {
+        let below = entries.partition_point(|entry| entry.index() < self.end);
+        if has_deltas(&entries[..below]) {
+            return self.apply_deltas(key, &entries[..below], storage);
         }
-        if let Some(last) = entries.len().checked_sub(1) {
-            let last = versions.entries.into_iter().nth(last).expect("below the length");
+        if let Some(last) = below.checked_sub(1) {
+            let last = entries.into_iter().nth(last).expect("below the length");
             self.push_last(key, last.write);
         }
         Ok(())

@@ -198,12 +198,9 @@ impl Mempool {
     /// with nonce `except` (which a new transaction would replace).
     #[must_use]
     pub fn waiting_cost(&self, sender: Address, except: u64) -> U256 {
-        self.by_sender.get(&sender).map_or(U256::ZERO, |waiting| {
-            waiting
-                .values()
-                .filter(|transaction| transaction.nonce != except)
-                .fold(U256::ZERO, |sum, transaction| sum.saturating_add(transaction.cost))
-        })
+        self.waiting(sender)
+            .filter(|transaction| transaction.nonce != except)
+            .fold(U256::ZERO, |sum, transaction| sum.saturating_add(transaction.cost))
     }
 
     /// Whether [`insert`](Self::insert) would take `transaction` now, and the sender whose
