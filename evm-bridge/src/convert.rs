@@ -23,16 +23,17 @@ pub fn state_writes(
     state: EvmState,
     lazy_accounts: &[Address],
 ) -> Option<Vec<(StateKey, WriteOp<StateValue>)>> {
-    let mut writes = Vec::new();
-    for (address, account) in state {
+    // A sender, a recipient or contract, and the fee vault, each with a few writes.
+    let mut writes = Vec::with_capacity(8);
+    for (address, mut account) in state {
         if !account.is_touched() {
             continue;
         }
         if lazy_accounts.contains(&address) && !account.is_selfdestructed() {
             let credit = account.info.balance.checked_sub(LAZY_BALANCE)?;
-            let mut exact = account.clone();
-            exact.info.balance = account.original_info().balance;
-            account_writes(address, &exact, &mut writes);
+            // The balance is written as the credit alone.
+            account.info.balance = account.original_info().balance;
+            account_writes(address, &account, &mut writes);
             if !credit.is_zero() {
                 // INVARIANT: credits stay below 2^128 wei, like every balance.
                 let amount = u128::try_from(credit).unwrap_or(u128::MAX);

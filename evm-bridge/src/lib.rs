@@ -30,6 +30,7 @@ mod mixed;
 pub mod move_call;
 mod receipt;
 mod recovery;
+mod scratch;
 
 pub use convert::{state_writes, EVM_EMPTY_CODE_HASH};
 pub use database::{BalanceWatch, CodeCache, ViewDatabase, ViewDatabaseError, LAZY_BALANCE};
@@ -38,6 +39,7 @@ use move_call::DuetPrecompiles;
 pub use move_call::{call_data, move_revert_reason, return_values, revert_reason, IMove};
 pub use receipt::{block_receipts, BlockReceipt};
 pub use recovery::{recover, recover_block, tx_env, RecoveryError};
+use scratch::{Scratch, WarmKey};
 
 use duet_block_stm::{TransactionView, TxnIndex, Vm, VmOutput};
 use duet_types::{Address, B256, U256};
@@ -45,8 +47,7 @@ use duet_types::{StateKey, StateValue};
 use revm::bytecode::opcode::{BALANCE, CALL, CALLCODE, CREATE, CREATE2, SELFBALANCE, SELFDESTRUCT};
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
 use revm::context::Evm;
-use revm::context::{BlockEnv, CfgEnv, ContextTr, TxEnv};
-use revm::context_interface::local::FrameStack;
+use revm::context::{BlockEnv, Cfg, CfgEnv, ContextTr, Journal, JournalTr, TxEnv};
 use revm::database_interface::WrapDatabaseRef;
 use revm::handler::instructions::EthInstructions;
 use revm::handler::{EthFrame, MainnetContext};
@@ -180,6 +181,7 @@ impl EvmVm {
             None => Vec::new(),
         };
         let writes = state_writes(state, &database.lazy_accounts());
+        self.keep_parts(evm);
         Ok(writes.map(|mut writes| {
             // The executors need no order; the Move writes are keys of their own.
             writes.extend(move_writes);
@@ -214,11 +216,25 @@ impl EvmVm {
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
         let database = WrapDatabaseRef(ViewDatabase::new(view, sender, lazy, &self.code));
-        // Built by hand rather than with `build_mainnet`: that one pre-allocates eight call
-        // frames (a 32 KiB stack each) for every transaction; frames are created on demand here.
+        // Built by hand rather than with `Context::new` and `build_mainnet`, from the parts the
+        // thread's last EVM left (see [`scratch`]).
         let spec = self.cfg.spec;
-        let context: MainnetContext<_> = Context::new(database, spec);
-        let context = context.with_block(self.block.clone()).with_cfg(self.cfg.clone());
+        let scratch = Scratch::take(self.warm_key());
+        let mut journaled_state = Journal::new_with_inner(database, scratch.journal);
+        journaled_state.set_spec_id(spec);
+        journaled_state.set_eip7708_config(
+            self.cfg.is_eip7708_disabled(),
+            self.cfg.is_eip8246_delayed_clear_disabled(),
+        );
+        let context: DuetContext<'a, View> = Context {
+            block: self.block.clone(),
+            tx: TxEnv::default(),
+            cfg: self.cfg.clone(),
+            journaled_state,
+            chain: (),
+            local: scratch.local,
+            error: Ok(()),
+        };
         let mut evm = Evm {
             ctx: context,
             inspector: (),
@@ -228,10 +244,26 @@ impl EvmVm {
                 self.move_call.as_ref().map(|(move_vm, addresses)| (&**move_vm, addresses)),
                 caller,
             ),
-            frame_stack: FrameStack::new(),
+            frame_stack: scratch.frames,
         };
         watch_balance_opcode(&mut evm.instruction);
         evm
+    }
+
+    /// What decides the precompile addresses this EVM keeps warm.
+    fn warm_key(&self) -> WarmKey {
+        (self.cfg.spec, self.move_call.is_some())
+    }
+
+    /// Keeps the reusable parts of a finished `evm` for the thread's next one.
+    pub(crate) fn keep_parts<View>(&self, evm: DuetEvm<'_, View>)
+    where
+        View: TransactionView<Key = StateKey, Value = StateValue>,
+    {
+        let Evm { ctx, frame_stack, .. } = evm;
+        let scratch =
+            Scratch { journal: ctx.journaled_state.inner, local: ctx.local, frames: frame_stack };
+        scratch.keep(self.warm_key());
     }
 }
 

@@ -11,6 +11,7 @@ mod testkit;
 use std::sync::Arc;
 
 use alloy_sol_types::{SolCall, SolError};
+use duet_block_stm::{execute_sequential, TransactionResult};
 use duet_evm::{EvmVm, IMove, Receipt};
 use duet_move::MoveVm;
 use duet_types::{Address, Bytes, StateKey, StateValue, MOVE_CALL_ADDRESS, U256};
@@ -316,4 +317,36 @@ fn move_reads_the_exact_balance_of_an_account_credited_in_the_same_block() {
         panic!("calling a native reverts: {:?}", receipts[0])
     };
     assert_eq!(IMove::MoveFailed::abi_decode(output).unwrap().status, "INVALID_PAYLOAD");
+}
+
+/// Each thread hands revm's journal, with the precompile addresses it keeps warm (EIP-2929), from
+/// one EVM to the next. The Move call precompile must be warm in every EVM that has it, and only
+/// there, whichever EVM ran before on the thread.
+#[test]
+fn the_move_call_precompile_is_warm_only_where_it_exists_whatever_ran_before() {
+    let mut chain = Chain::new();
+    let caller = chain.deploy_caller(user(0));
+    let block = [chain.tx(user(0), TxKind::Call(caller), call_move("increment", vec![]))];
+    let with_move = chain.vm();
+    let without_move = EvmVm::new(CHAIN_ID, block_env(chain.number));
+    // The block's gas on a new thread, run by `then` after `first` ran it there.
+    let gas = |first: &EvmVm, then: &EvmVm| {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    execute_sequential(first, &block, &chain.state).unwrap();
+                    let output = execute_sequential(then, &block, &chain.state).unwrap();
+                    match &output.results[0] {
+                        TransactionResult::Executed(receipt) => receipt.tx_gas_used(),
+                        other => panic!("the call executes: {other:?}"),
+                    }
+                })
+                .join()
+                .unwrap()
+        })
+    };
+    let (moved, not_moved) = (gas(&with_move, &with_move), gas(&without_move, &without_move));
+    assert_ne!(moved, not_moved, "the call runs Move only where the precompile exists");
+    assert_eq!(gas(&without_move, &with_move), moved);
+    assert_eq!(gas(&with_move, &without_move), not_moved);
 }
