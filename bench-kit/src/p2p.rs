@@ -5,6 +5,10 @@
 //! `--accounts N` and `--txs N` (one row or column of the matrix), `--ceiling` (also two
 //! sequential executions at once: what the machine allows), `--only seq|par` (time only one
 //! executor, for profiling).
+//!
+//! Printed per configuration: median tx/s of each executor, the median of the ratios of runs made
+//! back to back, the median executions per transaction of the timed parallel runs, and how many
+//! of them handed the block to the sequential executor under contention.
 
 use std::time::Instant;
 
@@ -117,7 +121,7 @@ impl Options {
         println!("{title}, {} worker threads, median of {} runs", self.threads, self.runs);
         println!(
             "{:>8} {:>7} {:>12} {:>12} {:>7} {:>9} {:>10}",
-            "accounts", "txs", "seq tx/s", "par tx/s", "ratio", "execs/tx", "fallback"
+            "accounts", "txs", "seq tx/s", "par tx/s", "ratio", "execs/tx", "handed over"
         );
         if self.ceiling {
             println!(
@@ -127,12 +131,13 @@ impl Options {
     }
 
     /// Times `sequential` and `parallel` (each executes the block of `block_size` transactions
-    /// once) after the warm-up runs, in pairs, and the ceiling if asked.
+    /// once; `parallel` returns how its run went) after the warm-up runs, in pairs, and the
+    /// ceiling if asked.
     pub fn measure(
         &self,
         block_size: usize,
         sequential: impl Fn() -> bool + Sync,
-        parallel: impl Fn() -> bool,
+        parallel: impl Fn() -> RunStats,
     ) -> Figures {
         let (time_sequential, time_parallel) =
             (self.only != Some(Only::Parallel), self.only != Some(Only::Sequential));
@@ -146,6 +151,7 @@ impl Options {
         }
         let mut sequential_times = Vec::with_capacity(self.runs);
         let mut parallel_times = Vec::with_capacity(self.runs);
+        let mut parallel_runs = Vec::with_capacity(self.runs);
         for _ in 0..self.runs {
             let start = Instant::now();
             if time_sequential {
@@ -154,7 +160,7 @@ impl Options {
             sequential_times.push(start.elapsed());
             let start = Instant::now();
             if time_parallel {
-                std::hint::black_box(parallel());
+                parallel_runs.push(std::hint::black_box(parallel()));
             }
             parallel_times.push(start.elapsed());
         }
@@ -166,6 +172,31 @@ impl Options {
             sequential_tps: block_size as f64 / median(sequential_times).as_secs_f64(),
             parallel_tps: block_size as f64 / median(parallel_times).as_secs_f64(),
             ceiling_tps,
+            runs: RunsSummary::of(&parallel_runs, block_size),
+        }
+    }
+}
+
+/// How the timed parallel runs went.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunsSummary {
+    /// The median of the runs' executions per transaction (1.0: nothing ran twice).
+    pub executions_per_txn: f64,
+    /// How many runs handed the block to the sequential executor.
+    pub handed_over: usize,
+}
+
+impl RunsSummary {
+    /// The summary of `runs` of a block of `block_size` transactions.
+    #[must_use]
+    pub fn of(runs: &[RunStats], block_size: usize) -> Self {
+        let mut executions: Vec<usize> = runs.iter().map(|run| run.executions).collect();
+        executions.sort_unstable();
+        Self {
+            executions_per_txn: executions
+                .get(executions.len() / 2)
+                .map_or(0.0, |&median| median as f64 / block_size as f64),
+            handed_over: runs.iter().filter(|run| run.sequential_from.is_some()).count(),
         }
     }
 }
@@ -181,11 +212,13 @@ pub struct Figures {
     pub ratio: f64,
     /// Two sequential executions at once, in tx/s, if measured.
     pub ceiling_tps: Option<f64>,
+    /// How the timed parallel runs went.
+    pub runs: RunsSummary,
 }
 
 /// How a parallel run of the block went: executions, and where the block was handed to the
 /// sequential executor, if it was.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct RunStats {
     /// Executions in all (the block's size: nothing ran twice).
     pub executions: usize,
@@ -203,11 +236,10 @@ impl Figures {
         &self,
         options: &Options,
         (block_size, accounts): (usize, u64),
-        stats: RunStats,
         fields: serde_json::Value,
     ) {
         let round3 = |value: f64| (value * 1000.0).round() / 1000.0;
-        let executions = stats.executions as f64 / block_size as f64;
+        let RunsSummary { executions_per_txn: executions, handed_over } = self.runs;
         if options.json {
             let serde_json::Value::Object(mut object) = fields else {
                 panic!("the workload's fields are a JSON object")
@@ -221,14 +253,17 @@ impl Figures {
                 ("par_tps".to_owned(), self.parallel_tps.round().into()),
                 ("ratio".to_owned(), round3(self.ratio).into()),
                 ("executions_per_txn".to_owned(), round3(executions).into()),
-                ("sequential_from".to_owned(), stats.sequential_from.into()),
+                ("handed_over_runs".to_owned(), handed_over.into()),
                 ("ceiling_tps".to_owned(), self.ceiling_tps.map(f64::round).into()),
             ]);
             println!("{}", serde_json::Value::Object(object));
         } else {
             let Self { sequential_tps, parallel_tps, ratio, .. } = *self;
-            let fallback =
-                stats.sequential_from.map_or("-".to_owned(), |from| format!("at {from}"));
+            let fallback = if handed_over == 0 {
+                "-".to_owned()
+            } else {
+                format!("{handed_over}/{}", options.runs)
+            };
             let ceiling = self.ceiling_tps.map_or(String::new(), |tps| format!(" {tps:>12.0}"));
             println!(
                 "{accounts:>8} {block_size:>7} {sequential_tps:>12.0} {parallel_tps:>12.0} {ratio:>7.2} {executions:>9.2} {fallback:>10}{ceiling}"

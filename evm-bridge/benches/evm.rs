@@ -9,7 +9,10 @@
 //! whole block, as a node runs it), of Duet's sequential executor, and of Duet's parallel
 //! executor; and the ratios Duet parallel / plain revm and Duet sequential / plain revm, first
 //! with senders already recovered, then with the secp256k1 recovery of every sender included
-//! (one thread for plain revm and Duet sequential, all threads for Duet parallel).
+//! (one thread for plain revm and Duet sequential, all threads for Duet parallel). Each ratio is
+//! the median of the ratios of runs made back to back; executions per transaction are the median
+//! of the timed parallel runs, and "handed over" counts the timed runs that gave the block to the
+//! sequential executor under contention.
 
 #[path = "../testkit/mod.rs"]
 mod testkit;
@@ -21,10 +24,9 @@ use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolConstructor};
-use duet_bench_kit::{median, SplitMix};
-use duet_block_stm::{
-    execute_sequential, BlockExecutor, ExecutionStats, ExecutorConfig, TransactionResult,
-};
+use duet_bench_kit::p2p::{RunStats, RunsSummary};
+use duet_bench_kit::{median, paired_ratio, SplitMix};
+use duet_block_stm::{execute_sequential, BlockExecutor, ExecutorConfig, TransactionResult};
 use duet_evm::{recover_block, EvmVm};
 use duet_types::{keccak256, Address, U256};
 use revm::context::TxEnv;
@@ -267,6 +269,15 @@ fn time_recovery(envelopes: &[TxEnvelope], threads: usize, runs: usize) -> Durat
     )
 }
 
+/// The timed runs of one block.
+struct Times {
+    plain: Vec<Duration>,
+    sequential: Vec<Duration>,
+    parallel: Vec<Duration>,
+    /// How each parallel run went.
+    parallel_runs: Vec<RunStats>,
+}
+
 /// Times plain revm, Duet sequential and Duet parallel on `block`, back to back, `runs` times
 /// after the warm-up runs.
 fn time_runs(
@@ -275,10 +286,13 @@ fn time_runs(
     vm: &EvmVm,
     executor: &BlockExecutor<'_, EvmVm>,
     runs: usize,
-) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
-    let mut plain_times = Vec::new();
-    let mut sequential_times = Vec::new();
-    let mut parallel_times = Vec::new();
+) -> Times {
+    let mut times = Times {
+        plain: Vec::new(),
+        sequential: Vec::new(),
+        parallel: Vec::new(),
+        parallel_runs: Vec::new(),
+    };
     for run in 0..WARM_UP_RUNS + runs {
         let mut database = world.plain.clone();
         let start = Instant::now();
@@ -296,19 +310,24 @@ fn time_runs(
         std::hint::black_box(execute_sequential(vm, block, &world.duet).is_ok());
         let sequential = start.elapsed();
         let start = Instant::now();
-        std::hint::black_box(executor.execute_block(block, &world.duet).is_ok());
+        let (output, stats) = executor.execute_block_with_stats(block, &world.duet);
+        std::hint::black_box(output.is_ok());
         let parallel = start.elapsed();
         if run >= WARM_UP_RUNS {
-            plain_times.push(plain);
-            sequential_times.push(sequential);
-            parallel_times.push(parallel);
+            times.plain.push(plain);
+            times.sequential.push(sequential);
+            times.parallel.push(parallel);
+            times.parallel_runs.push(RunStats {
+                executions: stats.executions,
+                sequential_from: stats.sequential_from,
+            });
         }
     }
-    (plain_times, sequential_times, parallel_times)
+    times
 }
 
 /// Executes `block` once sequentially and once in parallel, checks that every transaction
-/// succeeded and that both agree; returns the block's gas and the parallel run's statistics.
+/// succeeded and that both agree; returns the block's gas.
 fn check_block(
     vm: &EvmVm,
     executor: &BlockExecutor<'_, EvmVm>,
@@ -316,7 +335,7 @@ fn check_block(
     block: &[TxEnv],
     workload: Workload,
     senders: u64,
-) -> (u64, ExecutionStats) {
+) -> u64 {
     let expected = execute_sequential(vm, block, &world.duet).expect("the block executes");
     let mut gas = 0;
     for result in &expected.results {
@@ -330,9 +349,9 @@ fn check_block(
             ),
         }
     }
-    let (parallel_output, stats) = executor.execute_block_with_stats(block, &world.duet);
+    let parallel_output = executor.execute_block(block, &world.duet);
     assert!(parallel_output.as_ref() == Ok(&expected), "parallel differs");
-    (gas, stats)
+    gas
 }
 
 fn print_header(options: &Options) {
@@ -352,7 +371,7 @@ fn print_header(options: &Options) {
         "par/seq",
         "par Mgas/s",
         "execs/tx",
-        "handover"
+        "handed over"
     );
 }
 
@@ -379,13 +398,17 @@ fn main() {
             assert!(recovered == block, "recovery gives back the signed transactions");
             let recovery_one = time_recovery(&envelopes, 1, options.runs);
             let recovery_parallel = time_recovery(&envelopes, options.threads, options.runs);
-            let (gas, stats) = check_block(&vm, &executor, &world, &block, workload, senders);
-            let executions_per_txn = stats.executions as f64 / BLOCK_SIZE as f64;
-            let (plain_times, sequential_times, parallel_times) =
-                time_runs(&world, &block, &vm, &executor, options.runs);
+            let gas = check_block(&vm, &executor, &world, &block, workload, senders);
+            let times = time_runs(&world, &block, &vm, &executor, options.runs);
+            // Ratios of runs made back to back, whose machine was equally fast.
+            let seq_over_revm = paired_ratio(&times.plain, &times.sequential);
+            let par_over_revm = paired_ratio(&times.plain, &times.parallel);
+            let par_over_seq = paired_ratio(&times.sequential, &times.parallel);
+            let RunsSummary { executions_per_txn, handed_over } =
+                RunsSummary::of(&times.parallel_runs, BLOCK_SIZE);
             let seconds = |samples: Vec<Duration>| median(samples).as_secs_f64();
             let (plain_s, sequential_s, parallel_s) =
-                (seconds(plain_times), seconds(sequential_times), seconds(parallel_times));
+                (seconds(times.plain), seconds(times.sequential), seconds(times.parallel));
             let tps = |seconds: f64| BLOCK_SIZE as f64 / seconds;
             let (plain_tps, sequential_tps, parallel_tps) =
                 (tps(plain_s), tps(sequential_s), tps(parallel_s));
@@ -409,9 +432,9 @@ fn main() {
                         "revm_tps": plain_tps.round(),
                         "seq_tps": sequential_tps.round(),
                         "par_tps": parallel_tps.round(),
-                        "ratio": round3(parallel_tps / sequential_tps),
-                        "par_over_revm": round3(parallel_tps / plain_tps),
-                        "seq_over_revm": round3(sequential_tps / plain_tps),
+                        "ratio": round3(par_over_seq),
+                        "par_over_revm": round3(par_over_revm),
+                        "seq_over_revm": round3(seq_over_revm),
                         "gas_per_txn": gas_per_txn.round(),
                         "revm_gas_per_s": (plain_tps * gas_per_txn).round(),
                         "seq_gas_per_s": (sequential_tps * gas_per_txn).round(),
@@ -423,18 +446,22 @@ fn main() {
                             "par_tps": parallel_recovered_tps.round(),
                             "par_over_revm": round3(parallel_recovered_tps / plain_recovered_tps),
                         },
-                        "sequential_from": stats.sequential_from,
+                        "handed_over_runs": handed_over,
                     })
                 );
             } else {
                 println!(
                     "{:<15} {senders:>7} {plain_tps:>10.0} {sequential_tps:>10.0} {parallel_tps:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {executions_per_txn:>9.2} {:>9}",
                     workload.name(),
-                    sequential_tps / plain_tps,
-                    parallel_tps / plain_tps,
-                    parallel_tps / sequential_tps,
+                    seq_over_revm,
+                    par_over_revm,
+                    par_over_seq,
                     parallel_tps * gas_per_txn / 1e6,
-                    stats.sequential_from.map_or("-".to_owned(), |from| from.to_string()),
+                    if handed_over == 0 {
+                        "-".to_owned()
+                    } else {
+                        format!("{handed_over}/{}", options.runs)
+                    },
                 );
                 println!(
                     "{:<15} {:>7} {plain_recovered_tps:>10.0} {sequential_recovered_tps:>10.0} {parallel_recovered_tps:>10.0} {:>9.2} {:>9.2} {:>9.2}   (with sender recovery)",
