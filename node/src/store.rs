@@ -88,6 +88,9 @@ pub struct Store {
 /// a value older than the commit's.
 struct StateCache {
     shards: Box<[CacheShard]>,
+    /// Picks a key's shard. Seeded at random, as each shard's map is, so that keys chosen to
+    /// meet in one shard or slot cannot be computed ahead.
+    hasher: foldhash::fast::RandomState,
     /// Commits so far (this process).
     commits: std::sync::atomic::AtomicU64,
 }
@@ -98,7 +101,7 @@ type CacheShard = parking_lot::Mutex<CacheEntries>;
 /// One shard's entries and about how many bytes they take.
 #[derive(Default)]
 struct CacheEntries {
-    entries: std::collections::HashMap<StateKey, Option<StateValue>>,
+    entries: std::collections::HashMap<StateKey, Option<StateValue>, foldhash::fast::RandomState>,
     bytes: usize,
 }
 
@@ -140,15 +143,14 @@ impl StateCache {
     fn new() -> Self {
         Self {
             shards: (0..CACHE_SHARDS).map(|_| parking_lot::Mutex::default()).collect(),
+            hasher: foldhash::fast::RandomState::default(),
             commits: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     fn shard(&self, key: &StateKey) -> &CacheShard {
         use std::hash::BuildHasher;
-        let hash =
-            std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(key);
-        &self.shards[hash as usize % CACHE_SHARDS]
+        &self.shards[self.hasher.hash_one(key) as usize % CACHE_SHARDS]
     }
 
     /// The cached entry of `key`: `Err(())` if there is none.
@@ -203,7 +205,18 @@ impl Store {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let families = FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        // The pending family's memtable is a vector (below), which takes one writer at a time;
+        // RocksDB still groups concurrent writes into one log write and one sync.
+        options.set_allow_concurrent_memtable_write(false);
+        let families = FAMILIES.map(|name| {
+            let mut family = Options::default();
+            if name == PENDING {
+                // Written for every accepted transaction and deleted at its inclusion, read only
+                // at restart: appending beats keeping a sorted skip list (sorted when flushed).
+                family.set_memtable_factory(rocksdb::MemtableFactory::Vector);
+            }
+            ColumnFamilyDescriptor::new(name, family)
+        });
         let db = DB::open_cf_descriptors(&options, path, families)?;
         Ok(Self { db: Arc::new(db), cache: Arc::new(StateCache::new()) })
     }
