@@ -5,7 +5,9 @@
 //! view, so every read, absent accounts and slots included, is recorded for validation. revm's
 //! state changes become writes in Duet's key space ([`StateKey`]): the account header (nonce
 //! and code hash), the balance, each changed storage slot, and new code. Only what changed is
-//! written, so transactions that merely touch a contract do not conflict.
+//! written, so transactions that merely touch a contract do not conflict. An EVM is built for
+//! each transaction, but each thread hands revm's journal, call frames and memory buffer from one
+//! finished EVM to the next, as revm keeps them over a block.
 //!
 //! Signed transactions (legacy, EIP-2930, EIP-1559) have their senders recovered for a whole
 //! block in parallel before execution ([`recover_block`]); the executed transactions carry
