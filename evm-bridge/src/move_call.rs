@@ -6,7 +6,7 @@
 //! arguments) and returns the function's BCS-encoded return values as an ABI `bytes[]`. The
 //! function must be `public` or `entry`; its `signer`, if it takes one, is `msg.sender`.
 //!
-//! One transaction, one overlay. The Move VM reads through a [`BridgeView`]: account headers
+//! One transaction, one overlay. The Move VM reads through a `BridgeView`: account headers
 //! and ETH balances come from revm's journal (so Move sees what EVM code did earlier in the
 //! transaction; a stand-in balance it reads is noted like `BALANCE`'s, so the transaction runs
 //! again with exact balances), Move resources from this transaction's earlier Move writes, then from the
@@ -15,7 +15,7 @@
 //! reserved account ([`MOVE_OVERLAY_ADDRESS`]) whose slot for the resource holds the number of
 //! the write. When revm reverts a frame, it restores those slots with everything else, so the
 //! Move writes made inside the frame are undone too; at the end of the transaction the slots'
-//! final values say which writes survive ([`MoveOverlay::writes`]).
+//! final values say which writes survive (`MoveOverlay::writes`).
 //!
 //! Failures: a Move abort reverts the precompile call with `MoveAborted(location, code)`, any
 //! other Move failure with `MoveFailed(status, message)`; the Solidity caller can catch either

@@ -1,13 +1,13 @@
 //! The natives of the Move standard library and of the Duet framework.
 //!
-//! The framework's natives reach Duet's state through a [`StateNatives`] extension that holds the
+//! The framework's natives reach Duet's state through a `StateNatives` extension that holds the
 //! transaction's Block-STM view: `account::sequence_number` reads the account header the EVM
 //! also uses, `eth::balance` the shared ETH balance, and `eth::move_balance` moves ETH. Balance
 //! moves are kept per account as credits and debits. The sender's balance is read exactly (as in
 //! the EVM) and written as a value; every other account's change becomes a commutative delta, so
 //! transfers and fees never make transactions conflict on their recipients or on the fee vault.
 //!
-//! `evm::call_native` calls the EVM through an [`EvmHost`](crate::evm::EvmHost), opened on the
+//! `evm::call_native` calls the EVM through an [`EvmHost`], opened on the
 //! transaction's first call; from then on balances, nonces and transfers go through the EVM's
 //! journal, the transaction's one overlay (see [`crate::evm`]). `evm::keccak256` hashes.
 

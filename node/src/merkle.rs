@@ -355,7 +355,7 @@ pub fn prove<N: Nodes>(nodes: &N, key_hash: B256) -> Result<Proof, N::Error> {
     }
 }
 
-/// Nodes read through a cache of the upper levels (down to [`CACHED_DEPTH`]), which every
+/// Nodes read through a cache of the upper levels (down to `CACHED_DEPTH`), which every
 /// update and proof passes through.
 pub struct CachedNodes<'a, N> {
     nodes: &'a N,

@@ -9,7 +9,7 @@
 //! `eth_sendTransaction` fills in what a transaction from one of them leaves out (nonce, gas,
 //! fees), signs it with its key and submits it like a raw one (`cast send --unlocked`).
 //!
-//! The same port speaks WebSocket too ([`ws`]): every method, and `eth_subscribe` to new heads,
+//! The same port speaks WebSocket too (`ws`): every method, and `eth_subscribe` to new heads,
 //! logs and pending transactions. Any origin may call the node from a browser (CORS).
 //!
 //! A block, its transactions and its receipts are shown only once the block is the head
