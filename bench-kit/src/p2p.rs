@@ -8,7 +8,7 @@
 //!
 //! Printed per configuration: median tx/s of each executor, the median of the ratios of runs made
 //! back to back, the median executions per transaction of the timed parallel runs, and how many
-//! of them handed the block to the sequential executor under contention.
+//! of them went to the sequential executor (under contention; with one thread, every run).
 
 use std::time::Instant;
 
@@ -120,7 +120,7 @@ impl Options {
         }
         println!("{title}, {} worker threads, median of {} runs", self.threads, self.runs);
         println!(
-            "{:>8} {:>7} {:>12} {:>12} {:>7} {:>9} {:>10}",
+            "{:>8} {:>7} {:>12} {:>12} {:>7} {:>9} {:>11}",
             "accounts", "txs", "seq tx/s", "par tx/s", "ratio", "execs/tx", "handed over"
         );
         if self.ceiling {
@@ -266,7 +266,7 @@ impl Figures {
             };
             let ceiling = self.ceiling_tps.map_or(String::new(), |tps| format!(" {tps:>12.0}"));
             println!(
-                "{accounts:>8} {block_size:>7} {sequential_tps:>12.0} {parallel_tps:>12.0} {ratio:>7.2} {executions:>9.2} {fallback:>10}{ceiling}"
+                "{accounts:>8} {block_size:>7} {sequential_tps:>12.0} {parallel_tps:>12.0} {ratio:>7.2} {executions:>9.2} {fallback:>11}{ceiling}"
             );
         }
     }

@@ -9,10 +9,11 @@
 //! whole block, as a node runs it), of Duet's sequential executor, and of Duet's parallel
 //! executor; and the ratios Duet parallel / plain revm and Duet sequential / plain revm, first
 //! with senders already recovered, then with the secp256k1 recovery of every sender included
-//! (one thread for plain revm and Duet sequential, all threads for Duet parallel). Each ratio is
-//! the median of the ratios of runs made back to back; executions per transaction are the median
-//! of the timed parallel runs, and "handed over" counts the timed runs that gave the block to the
-//! sequential executor under contention.
+//! (one thread for plain revm and Duet sequential, all threads for Duet parallel). Without
+//! recovery, each ratio is the median of the ratios of runs made back to back; with recovery, the
+//! ratio of the medians (recovery is timed apart). Executions per transaction are the median of
+//! the timed parallel runs, and "handed over" counts the timed runs that went to the sequential
+//! executor (under contention; with one thread, every run).
 
 #[path = "../testkit/mod.rs"]
 mod testkit;
@@ -360,7 +361,7 @@ fn print_header(options: &Options) {
         options.threads, options.runs
     );
     println!(
-        "{:<15} {:>7} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}",
+        "{:<15} {:>7} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>9} {:>11}",
         "workload",
         "senders",
         "revm tx/s",
@@ -451,7 +452,7 @@ fn main() {
                 );
             } else {
                 println!(
-                    "{:<15} {senders:>7} {plain_tps:>10.0} {sequential_tps:>10.0} {parallel_tps:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {executions_per_txn:>9.2} {:>9}",
+                    "{:<15} {senders:>7} {plain_tps:>10.0} {sequential_tps:>10.0} {parallel_tps:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {executions_per_txn:>9.2} {:>11}",
                     workload.name(),
                     seq_over_revm,
                     par_over_revm,

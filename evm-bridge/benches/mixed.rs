@@ -20,7 +20,7 @@ use std::sync::Arc;
 use alloy_sol_types::{SolCall, SolConstructor};
 use duet_bench_kit::p2p::{Options, RunStats};
 use duet_bench_kit::SplitMix;
-use duet_block_stm::{BlockExecutor, ExecutorConfig, TransactionResult};
+use duet_block_stm::{ExecutorConfig, TransactionResult};
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm, MixedBlockExecutor};
 use duet_move::MoveVm;
 use duet_types::{
@@ -164,14 +164,11 @@ fn main() {
     }
     let actual = parallel_executor.execute_block(&block, &world.state);
     assert!(actual.as_ref() == Ok(&expected), "parallel output differs from sequential");
-    // Without publishes the block goes to Block-STM whole: this executor, timed, runs it the
-    // same way, with each run's statistics.
-    let stats_executor = BlockExecutor::new(&vm, ExecutorConfig::with_threads(threads));
     let figures = options.measure(
         block_size,
         || sequential_executor.execute_block(&block, &world.state).is_ok(),
         || {
-            let (_, stats) = stats_executor.execute_block_with_stats(&block, &world.state);
+            let (_, stats) = parallel_executor.execute_block_with_stats(&block, &world.state);
             RunStats { executions: stats.executions, sequential_from: stats.sequential_from }
         },
     );

@@ -6,8 +6,8 @@
 //! state changes become writes in Duet's key space ([`StateKey`]): the account header (nonce
 //! and code hash), the balance, each changed storage slot, and new code. Only what changed is
 //! written, so transactions that merely touch a contract do not conflict. An EVM is built for
-//! each transaction, but each thread hands revm's journal, call frames and memory buffer from one
-//! finished EVM to the next, as revm keeps them over a block.
+//! each transaction, but each thread hands revm's journal (with its warm precompile addresses)
+//! and memory buffer from one finished EVM to the next, as revm keeps them over a block.
 //!
 //! Signed transactions (legacy, EIP-2930, EIP-1559) have their senders recovered for a whole
 //! block in parallel before execution ([`recover_block`]); the executed transactions carry
@@ -41,6 +41,7 @@ use move_call::DuetPrecompiles;
 pub use move_call::{call_data, move_revert_reason, return_values, revert_reason, IMove};
 pub use receipt::{block_receipts, BlockReceipt};
 pub use recovery::{recover, recover_block, tx_env, RecoveryError};
+use revm::context_interface::local::FrameStack;
 use scratch::{Scratch, WarmKey};
 
 use duet_block_stm::{TransactionView, TxnIndex, Vm, VmOutput};
@@ -218,8 +219,9 @@ impl EvmVm {
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
         let database = WrapDatabaseRef(ViewDatabase::new(view, sender, lazy, &self.code));
-        // Built by hand rather than with `Context::new` and `build_mainnet`, from the parts the
-        // thread's last EVM left (see [`scratch`]).
+        // Built by hand rather than with `Context::new` and `build_mainnet` (which pre-allocates
+        // eight call frames, a 32 KiB stack each), from the parts the thread's last EVM left
+        // (see [`scratch`]); call frames are made as calls need them.
         let spec = self.cfg.spec;
         let scratch = Scratch::take(self.warm_key());
         let mut journaled_state = Journal::new_with_inner(database, scratch.journal);
@@ -246,7 +248,7 @@ impl EvmVm {
                 self.move_call.as_ref().map(|(move_vm, addresses)| (&**move_vm, addresses)),
                 caller,
             ),
-            frame_stack: scratch.frames,
+            frame_stack: FrameStack::new(),
         };
         watch_balance_opcode(&mut evm.instruction);
         evm
@@ -262,10 +264,8 @@ impl EvmVm {
     where
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
-        let Evm { ctx, frame_stack, .. } = evm;
-        let scratch =
-            Scratch { journal: ctx.journaled_state.inner, local: ctx.local, frames: frame_stack };
-        scratch.keep(self.warm_key());
+        let Evm { ctx, .. } = evm;
+        Scratch { journal: ctx.journaled_state.inner, local: ctx.local }.keep(self.warm_key());
     }
 }
 

@@ -1,17 +1,22 @@
 //! What one EVM execution hands on to the next on the same thread.
 //!
-//! revm's journal (with the precompile addresses it keeps warm), its call frames (each with a
-//! 32 KiB stack) and its memory buffer hold no state of a transaction once the transaction has
-//! finished, but building them costs more than a plain ETH transfer's execution: revm keeps them
-//! for a whole block when it runs one transaction after another. Duet builds an EVM per
+//! revm's journal (with the precompile addresses it keeps warm) and its memory buffer hold no
+//! state of a transaction once the transaction has finished, but building them (the warm
+//! precompile set above all) costs a large part of a plain ETH transfer's execution: revm keeps
+//! them for a whole block when it runs one transaction after another. Duet builds an EVM per
 //! transaction (each reads through its own Block-STM view), so each thread keeps the parts of its
-//! finished EVMs here and the next EVM it builds starts from them.
+//! last finished EVM here and the next EVM it builds starts from them.
 //!
-//! Only parts left clean are kept: a journal with no account, log, journal entry or transient
-//! slot, at depth 0, as revm's own end of a transaction leaves it. An EVM that stopped on an
-//! error is dropped instead. Whether the kept precompile addresses are the ones the next EVM
-//! needs is checked by the hard fork and the presence of the Move call precompile, which decide
-//! them.
+//! Only parts left clean and small are kept: a journal with no account, log, journal entry or
+//! transient slot, at depth 0, as revm's own end of a transaction leaves it, whose buffers did not
+//! grow past a few hundred kilobytes (a transaction may make them large; a thread must not hold
+//! that memory for good, least of all the node's RPC threads, where anyone can run calls). An
+//! EVM that stopped on an error is dropped instead. Whether the kept precompile addresses are the
+//! ones the next EVM needs is checked by the hard fork and the presence of the Move call
+//! precompile, which decide them.
+//!
+//! The call frames are not kept: each holds a 32 KiB stack, a deep call chain would leave
+//! hundreds of them, and reusing them saved under 1 % of an ERC-20 transfer's instructions.
 
 use std::cell::RefCell;
 
@@ -19,9 +24,7 @@ use revm::context::journal::warm_addresses::WarmAddresses;
 use revm::context::journal::JournalInner;
 use revm::context::LocalContext;
 use revm::context_interface::journaled_state::entry::JournalEntry;
-use revm::context_interface::local::{FrameStack, LocalContextTr};
-use revm::handler::EthFrame;
-use revm::interpreter::interpreter::EthInterpreter;
+use revm::context_interface::local::LocalContextTr;
 use revm::primitives::hardfork::SpecId;
 
 /// The precompile addresses a kept journal has warm: decided by the hard fork and by whether the
@@ -32,22 +35,26 @@ pub(crate) type WarmKey = (SpecId, bool);
 pub(crate) struct Scratch {
     pub(crate) journal: JournalInner<JournalEntry>,
     pub(crate) local: LocalContext,
-    pub(crate) frames: FrameStack<EthFrame<EthInterpreter>>,
 }
 
-/// How many EVMs' parts a thread keeps: an EVM transaction and the Move code it calls, or a
-/// Move transaction's EVM, are the most that run at once on one thread.
-const KEPT: usize = 2;
+/// The most journal entries (about 40 bytes each) and transient slots a kept journal has room
+/// for, and the most bytes of memory buffer kept.
+const KEPT_JOURNAL_ENTRIES: usize = 8192;
+const KEPT_TRANSIENT_SLOTS: usize = 1024;
+const KEPT_MEMORY_BYTES: usize = 256 * 1024;
 
 thread_local! {
-    static KEPT_PARTS: RefCell<Vec<(WarmKey, Scratch)>> = const { RefCell::new(Vec::new()) };
+    /// The parts of the thread's last finished EVM. One EVM runs at a time on a thread (a Move
+    /// transaction's EVM cannot call Move, and Move called from the EVM builds no EVM); a nested
+    /// one would build its own parts.
+    static KEPT_PARTS: RefCell<Option<(WarmKey, Scratch)>> = const { RefCell::new(None) };
 }
 
 impl Scratch {
-    /// Parts for an EVM whose precompile addresses are decided by `key`: kept ones if the thread
-    /// has any (their warm addresses dropped if `key` differs), new ones otherwise.
+    /// Parts for an EVM whose precompile addresses are decided by `key`: the kept ones if the
+    /// thread has them (their warm addresses dropped if `key` differs), new ones otherwise.
     pub(crate) fn take(key: WarmKey) -> Self {
-        match KEPT_PARTS.with_borrow_mut(Vec::pop) {
+        match KEPT_PARTS.with_borrow_mut(Option::take) {
             Some((kept_key, mut scratch)) => {
                 if kept_key != key {
                     // revm warms the right ones when it finds none.
@@ -55,15 +62,11 @@ impl Scratch {
                 }
                 scratch
             }
-            None => Self {
-                journal: JournalInner::new(),
-                local: LocalContext::default(),
-                frames: FrameStack::new(),
-            },
+            None => Self { journal: JournalInner::new(), local: LocalContext::default() },
         }
     }
 
-    /// Keeps the parts of a finished EVM for the thread's next one, if they are clean.
+    /// Keeps the parts of a finished EVM for the thread's next one, if they are clean and small.
     pub(crate) fn keep(mut self, key: WarmKey) {
         let journal = &self.journal;
         let clean = journal.state.is_empty()
@@ -72,15 +75,14 @@ impl Scratch {
             && journal.transient_storage.is_empty()
             && journal.selfdestructed_addresses.is_empty()
             && journal.depth == 0;
-        if !clean {
+        let small = journal.journal.capacity() <= KEPT_JOURNAL_ENTRIES
+            && journal.transient_storage.capacity() <= KEPT_TRANSIENT_SLOTS
+            && journal.selfdestructed_addresses.capacity() <= KEPT_TRANSIENT_SLOTS
+            && self.local.shared_memory_buffer.borrow().capacity() <= KEPT_MEMORY_BYTES;
+        if !(clean && small) {
             return;
         }
         self.local.clear();
-        self.frames.clear();
-        KEPT_PARTS.with_borrow_mut(|kept| {
-            if kept.len() < KEPT {
-                kept.push((key, self));
-            }
-        });
+        KEPT_PARTS.with_borrow_mut(|kept| *kept = Some((key, self)));
     }
 }

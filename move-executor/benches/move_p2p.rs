@@ -17,7 +17,7 @@ use std::num::NonZeroUsize;
 
 use duet_bench_kit::p2p::{Options, RunStats};
 use duet_bench_kit::SplitMix;
-use duet_block_stm::{BlockExecutor, ExecutorConfig, TransactionResult};
+use duet_block_stm::{ExecutorConfig, TransactionResult};
 use duet_move::{MoveBlockExecutor, MoveVm};
 use duet_types::MoveTransaction;
 use testkit::{eth_transfer, transaction, user, MemoryState, FEE_VAULT, ONE_ETH};
@@ -48,9 +48,6 @@ fn main() {
     let threads = NonZeroUsize::new(options.threads).expect("--threads must be at least 1");
     let sequential_executor = MoveBlockExecutor::sequential(&vm);
     let parallel_executor = MoveBlockExecutor::parallel(&vm, ExecutorConfig::with_threads(threads));
-    // Blocks without publishes go to Block-STM whole: this executor, timed, runs them the same
-    // way, with each run's statistics.
-    let stats_executor = BlockExecutor::new(&vm, ExecutorConfig::with_threads(threads));
     options.print_header("Move eth::transfer p2p");
     for (block_size, accounts) in options.configurations() {
         let storage = MemoryState::genesis((0..accounts).map(user), 1_000_000 * ONE_ETH);
@@ -71,7 +68,7 @@ fn main() {
             block_size,
             || sequential_executor.execute_block(&block, &storage).is_ok(),
             || {
-                let (_, stats) = stats_executor.execute_block_with_stats(&block, &storage);
+                let (_, stats) = parallel_executor.execute_block_with_stats(&block, &storage);
                 RunStats { executions: stats.executions, sequential_from: stats.sequential_from }
             },
         );

@@ -17,8 +17,8 @@ use std::ops::Range;
 
 use duet_block_stm::Vm;
 use duet_block_stm::{
-    execute_sequential, BlockError, BlockExecutor, BlockOutput, ExecutorConfig, Storage,
-    StorageError, VmBlockOutput,
+    execute_sequential, BlockError, BlockExecutor, BlockOutput, ExecutionStats, ExecutorConfig,
+    Storage, StorageError, VmBlockOutput,
 };
 use duet_types::{MovePayload, MoveTransaction, StateKey, StateValue};
 
@@ -106,15 +106,30 @@ impl<'vm, V: Barriers> SegmentedExecutor<'vm, V> {
     where
         S: Storage<Key = StateKey, Value = StateValue>,
     {
+        self.execute_block_with_stats(transactions, storage).0
+    }
+
+    /// [`execute_block`](Self::execute_block), with the statistics of its runs added up (a
+    /// publish counts as one execution; `sequential_from` is where the first run that went
+    /// sequential started, as a block index).
+    pub fn execute_block_with_stats<S>(
+        &self,
+        transactions: &[V::Transaction],
+        storage: &S,
+    ) -> (Result<VmBlockOutput<V>, BlockError<StateKey>>, ExecutionStats)
+    where
+        S: Storage<Key = StateKey, Value = StateValue>,
+    {
         let segments = segments(transactions, |transaction| self.vm.is_barrier(transaction));
         if let [(range, false)] = segments.as_slice() {
             return self.run(&transactions[range.clone()], storage);
         }
-        let output = self.execute_segments(transactions, segments, storage);
+        let mut totals = ExecutionStats::default();
+        let output = self.execute_segments(transactions, segments, storage, &mut totals);
         // Code loaded after a publish came from this block's state, which the caller may still
         // discard.
         self.vm.after_barrier();
-        output
+        (output, totals)
     }
 
     fn execute_segments<S>(
@@ -122,6 +137,7 @@ impl<'vm, V: Barriers> SegmentedExecutor<'vm, V> {
         transactions: &[V::Transaction],
         segments: Vec<(Range<usize>, bool)>,
         storage: &S,
+        totals: &mut ExecutionStats,
     ) -> Result<VmBlockOutput<V>, BlockError<StateKey>>
     where
         S: Storage<Key = StateKey, Value = StateValue>,
@@ -134,9 +150,16 @@ impl<'vm, V: Barriers> SegmentedExecutor<'vm, V> {
             let output = if publishes {
                 let output = execute_sequential(self.vm, segment, &layered);
                 self.vm.after_barrier();
+                totals.executions += segment.len();
                 output
             } else {
-                self.run(segment, &layered)
+                let (output, run) = self.run(segment, &layered);
+                totals.executions += run.executions;
+                totals.validation_aborts += run.validation_aborts;
+                totals.dependency_waits += run.dependency_waits;
+                totals.sequential_from =
+                    totals.sequential_from.or(run.sequential_from.map(|from| range.start + from));
+                output
             };
             let output = output.map_err(|error| shift(error, range.start))?;
             results.extend(output.results);
@@ -149,14 +172,19 @@ impl<'vm, V: Barriers> SegmentedExecutor<'vm, V> {
         &self,
         transactions: &[V::Transaction],
         storage: &S,
-    ) -> Result<VmBlockOutput<V>, BlockError<StateKey>>
+    ) -> (Result<VmBlockOutput<V>, BlockError<StateKey>>, ExecutionStats)
     where
         S: Storage<Key = StateKey, Value = StateValue>,
     {
-        match &self.parallel {
-            Some(executor) => executor.execute_block(transactions, storage),
-            None => execute_sequential(self.vm, transactions, storage),
+        if let Some(executor) = &self.parallel {
+            return executor.execute_block_with_stats(transactions, storage);
         }
+        let stats = ExecutionStats {
+            executions: transactions.len(),
+            sequential_from: Some(0),
+            ..ExecutionStats::default()
+        };
+        (execute_sequential(self.vm, transactions, storage), stats)
     }
 }
 

@@ -88,8 +88,8 @@ pub struct Store {
 /// a value older than the commit's.
 struct StateCache {
     shards: Box<[CacheShard]>,
-    /// Picks a key's shard. Seeded at random, as each shard's map is, so that keys chosen to
-    /// meet in one shard or slot cannot be computed ahead.
+    /// Picks a key's shard: fast, and seeded at random, so that keys chosen to meet in one shard
+    /// cannot be computed ahead (what they would gain is one lock, not a slow map).
     hasher: foldhash::fast::RandomState,
     /// Commits so far (this process).
     commits: std::sync::atomic::AtomicU64,
@@ -101,7 +101,9 @@ type CacheShard = parking_lot::Mutex<CacheEntries>;
 /// One shard's entries and about how many bytes they take.
 #[derive(Default)]
 struct CacheEntries {
-    entries: std::collections::HashMap<StateKey, Option<StateValue>, foldhash::fast::RandomState>,
+    /// The standard hasher, keyed at random: keys are chosen by users, who must not be able to
+    /// make them collide.
+    entries: std::collections::HashMap<StateKey, Option<StateValue>>,
     bytes: usize,
 }
 
