@@ -823,9 +823,11 @@ pub const MAX_TYPE_ARGUMENT_LENGTH: usize = 256;
 /// The deepest nesting of a type argument accepted (`vector<vector<u8>>` is 2).
 pub const MAX_TYPE_ARGUMENT_DEPTH: usize = 8;
 
-/// Refuses a type argument too long or too deeply nested to parse safely (the Move parser
-/// recurses once per level).
-fn type_argument_fits(text: &str) -> Result<(), Failure> {
+/// How deeply the Move type written in `text` nests type arguments (`vector<vector<u8>>` is 2),
+/// counted without parsing: the Move parser recurses once per level, so text from outside is
+/// measured with this before it is parsed.
+#[must_use]
+pub fn type_nesting(text: &str) -> usize {
     let mut depth: usize = 0;
     let mut deepest = 0;
     for byte in text.bytes() {
@@ -838,7 +840,12 @@ fn type_argument_fits(text: &str) -> Result<(), Failure> {
             _ => {}
         }
     }
-    if text.len() > MAX_TYPE_ARGUMENT_LENGTH || deepest > MAX_TYPE_ARGUMENT_DEPTH {
+    deepest
+}
+
+/// Refuses a type argument too long or too deeply nested to parse safely.
+fn type_argument_fits(text: &str) -> Result<(), Failure> {
+    if text.len() > MAX_TYPE_ARGUMENT_LENGTH || type_nesting(text) > MAX_TYPE_ARGUMENT_DEPTH {
         return Err(Failure::Invalid(format!(
             "a type argument is at most {MAX_TYPE_ARGUMENT_LENGTH} bytes and \
              {MAX_TYPE_ARGUMENT_DEPTH} levels deep"

@@ -15,7 +15,9 @@ use crate::to_address;
 /// The state key of the resource of type `tag` held by `address`.
 ///
 /// # Panics
-/// Never: a struct tag always has a BCS encoding.
+/// If `tag` nests deeper than BCS encodes (about 160 levels of type arguments). The VM's types
+/// nest at most 128 levels (its limit for value layouts), and the Move API refuses deeper tags
+/// before parsing them.
 #[must_use]
 pub fn resource_key(address: Address, tag: &StructTag) -> StateKey {
     let struct_tag = bcs::to_bytes(tag).expect("struct tags serialize").into_boxed_slice();

@@ -135,12 +135,29 @@ async fn resources(State(chain): State<Arc<Chain>>, Path(owner): Path<String>) -
     .await
 }
 
+/// The longest resource type a lookup takes, in bytes: room for a few type arguments written
+/// with full addresses.
+const MAX_TAG_LENGTH: usize = 1024;
+
+/// The deepest nesting of type arguments a lookup takes (`0x1::m::S<vector<u8>>` is 2).
+const MAX_TAG_NESTING: usize = 16;
+
 async fn resource(
     State(chain): State<Arc<Chain>>,
     Path((owner, tag)): Path<(String, String)>,
 ) -> Answer {
     blocking(move || {
         let owner = address(&owner)?;
+        // Measured before it is parsed: the parser recurses once per level of nesting.
+        if tag.len() > MAX_TAG_LENGTH || duet_move::type_nesting(&tag) > MAX_TAG_NESTING {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "a resource type is at most {MAX_TAG_LENGTH} bytes and nests type arguments \
+                     at most {MAX_TAG_NESTING} levels deep"
+                ),
+            ));
+        }
         let parsed = move_core_types::parser::parse_struct_tag(&tag)
             .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{tag}: not a struct type")))?;
         let key = duet_move::resolver::resource_key(owner, &parsed);

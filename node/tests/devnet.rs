@@ -716,6 +716,12 @@ fn the_move_api_serves_resources_modules_views_and_transactions() {
         None,
     );
     assert_eq!(status, 404, "{body}");
+    // A type nested too deeply to parse safely (this one overflowed the parser's stack).
+    let deep = format!("0x1::m::S%3C{}u8%3E{}", "vector%3C".repeat(4500), "%3E".repeat(4500));
+    let (status, body) =
+        node.http("GET", &format!("/move/v1/accounts/{FIRST}/resource/{deep}"), None);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("levels deep"), "{body}");
     let request =
         format!(r#"{{"function":"{FIRST}::counter::fail","arguments":["0x0900000000000000"]}}"#);
     let (status, body) = node.http("POST", "/move/v1/view", Some(&request));
