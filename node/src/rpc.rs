@@ -993,11 +993,20 @@ fn logs_of(chain: &Chain, head: &Block, filter: &LogFilter) -> Result<Value, Rpc
     if to.saturating_sub(from) >= MAX_LOG_BLOCKS {
         return Err(RpcError::server(format!("query exceeds {MAX_LOG_BLOCKS} blocks")));
     }
-    find_logs(chain, &filter.criteria, from, to).map(Value::Array)
+    find_logs(chain, &filter.criteria, from, to, MAX_LOGS).map(Value::Array)
 }
 
 /// The most blocks one log query covers.
 const MAX_LOG_BLOCKS: u64 = 10_000;
+
+/// The most logs one answer holds: a query over busy blocks finds far more than a client can
+/// take (a block of ERC-20 transfers holds one per transaction), and the node must not build an
+/// answer that takes its memory. A query that finds more is refused; a narrower one succeeds.
+const MAX_LOGS: usize = 20_000;
+
+/// The most blocks one poll of a log filter covers: its logs are not capped (the filter has
+/// moved past them), so a client far behind catches up a few blocks at a time.
+const LOG_FILTER_POLL_BLOCKS: u64 = 16;
 
 /// The most addresses a log query or filter names, and the most topic positions and options
 /// per position (geth's limits): a filter is kept for minutes, so its size is bounded.
@@ -1128,6 +1137,7 @@ fn find_logs(
     criteria: &LogCriteria,
     from: u64,
     to: u64,
+    most: usize,
 ) -> Result<Vec<Value>, RpcError> {
     let mut found = Vec::new();
     for number in from..=to {
@@ -1136,10 +1146,15 @@ fn find_logs(
             continue;
         }
         each_log(chain, &block, |record, log, index| {
-            if criteria.matches(log) {
+            if criteria.matches(log) && found.len() <= most {
                 found.push(log_json(record, log, index));
             }
         })?;
+        if found.len() > most {
+            return Err(RpcError::server(format!(
+                "query returned more than {most} logs: ask for fewer blocks, addresses or topics"
+            )));
+        }
     }
     Ok(found)
 }
@@ -1205,11 +1220,15 @@ fn filter_method(
         "eth_newPendingTransactionFilter" => installed(Filter::Pending),
         "eth_getFilterChanges" => {
             let id: U256 = parse(params, 0, "filter id")?;
-            // At most MAX_LOG_BLOCKS blocks at a time: a client far behind catches up poll by
-            // poll.
+            // A few blocks at a time for logs, many for block hashes: a client far behind
+            // catches up poll by poll.
+            let most = match rpc.filters.criteria(id, now).ok_or_else(not_found)? {
+                Filter::Logs(_) => LOG_FILTER_POLL_BLOCKS,
+                Filter::Blocks | Filter::Pending => MAX_LOG_BLOCKS,
+            };
             let (filter, blocks) = rpc
                 .filters
-                .poll(id, MAX_LOG_BLOCKS, now, |filter| filter.positions(&rpc.chain, head.number))
+                .poll(id, most, now, |filter| filter.positions(&rpc.chain, head.number))
                 .ok_or_else(not_found)?;
             if blocks.is_empty() {
                 return Ok(json!([]));
@@ -1223,7 +1242,7 @@ fn filter_method(
                     if from > to {
                         return Ok(json!([]));
                     }
-                    find_logs(&rpc.chain, &filter.criteria, from, to).map(Value::Array)
+                    find_logs(&rpc.chain, &filter.criteria, from, to, usize::MAX).map(Value::Array)
                 }
                 Filter::Blocks => {
                     let mut hashes = Vec::new();

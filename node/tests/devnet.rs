@@ -1121,6 +1121,40 @@ fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_blocks_show_what_t
 
     txpool_shows_a_transaction_above_a_gap_as_queued(&node, third, recipient);
     other_origins_may_call(&node);
+    a_log_query_finding_too_many_logs_is_refused(&node);
+}
+
+/// A query that would answer more than 20 000 logs is refused; a narrower one is answered.
+fn a_log_query_finding_too_many_logs_is_refused(node: &Node) {
+    // Creation code of a contract that emits 20 001 empty LOG0s when called:
+    // runtime `PUSH2 20001; loop: JUMPDEST DUP1 ISZERO PUSH1 end JUMPI PUSH1 0 PUSH1 0 LOG0
+    // PUSH1 1 SWAP1 SUB PUSH1 loop JUMP; end: JUMPDEST STOP`, after a prefix that returns it.
+    let code = "0x601780600b6000396000f3614e215b801560155760006000a0600190036003565b00";
+    // Sent by an unlocked account, the receipt awaited.
+    let mined = |transaction: String| {
+        let hash = rpc(node, "eth_sendTransaction", &format!("[{transaction}]"))["result"].clone();
+        for _ in 0..100 {
+            let receipt =
+                rpc(node, "eth_getTransactionReceipt", &format!("[{hash}]"))["result"].clone();
+            if !receipt.is_null() {
+                assert_eq!(receipt["status"], "0x1", "{receipt}");
+                return receipt;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{transaction} was not mined");
+    };
+    let created = mined(format!(r#"{{"from":"{SECOND}","data":"{code}"}}"#));
+    let emitter = created["contractAddress"].as_str().unwrap().to_owned();
+    let receipt = mined(format!(r#"{{"from":"{SECOND}","to":"{emitter}","gas":"0x989680"}}"#));
+    let block = receipt["blockNumber"].as_str().unwrap();
+    let everything = format!(r#"[{{"fromBlock":"{block}","toBlock":"{block}"}}]"#);
+    let refused = error(&rpc(node, "eth_getLogs", &everything));
+    assert!(refused.contains("more than 20000 logs"), "{refused}");
+    // Another address's logs in the same block: none, answered.
+    let narrower =
+        format!(r#"[{{"fromBlock":"{block}","toBlock":"{block}","address":"{FIRST}"}}]"#);
+    assert_eq!(rpc(node, "eth_getLogs", &narrower)["result"], serde_json::json!([]));
 }
 
 /// A web page of another origin may call the node (CORS), as with anvil.
