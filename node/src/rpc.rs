@@ -245,11 +245,46 @@ fn answer_batch(rpc: &Rpc, requests: &[Value]) -> Vec<Value> {
             (*index, reply(&id, result.map(|hash| json!(hash)).map_err(RpcError::server)))
         })
         .collect();
+    // Answered in order until the answers pass MAX_BATCH_RESPONSE bytes; the rest are refused.
+    let mut bytes = 0;
     requests
         .iter()
         .enumerate()
-        .map(|(index, request)| submitted.remove(&index).unwrap_or_else(|| answer(rpc, request)))
+        .map(|(index, request)| {
+            if bytes > MAX_BATCH_RESPONSE {
+                let id = request.get("id").cloned().unwrap_or(Value::Null);
+                let message = format!(
+                    "response too large: a batch's answers hold at most {MAX_BATCH_RESPONSE} bytes"
+                );
+                return error_response(&id, -32003, &message, None);
+            }
+            let answer = submitted.remove(&index).unwrap_or_else(|| answer(rpc, request));
+            bytes += json_size(&answer);
+            answer
+        })
         .collect()
+}
+
+/// The most bytes of answers one batch gets (geth's default): a thousand requests for busy
+/// blocks' receipts or logs would otherwise build gigabytes.
+const MAX_BATCH_RESPONSE: usize = 25_000_000;
+
+/// The size of `value` written as JSON, counted without writing it out.
+fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // INVARIANT: writing a JSON value to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 fn answer(rpc: &Rpc, request: &Value) -> Value {

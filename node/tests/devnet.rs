@@ -1122,6 +1122,7 @@ fn the_dev_accounts_are_unlocked_for_eth_send_transaction_and_blocks_show_what_t
     txpool_shows_a_transaction_above_a_gap_as_queued(&node, third, recipient);
     other_origins_may_call(&node);
     a_log_query_finding_too_many_logs_is_refused(&node);
+    a_batch_answering_too_much_is_cut_short(&node);
 }
 
 /// A query that would answer more than 20 000 logs is refused; a narrower one is answered.
@@ -1130,23 +1131,10 @@ fn a_log_query_finding_too_many_logs_is_refused(node: &Node) {
     // runtime `PUSH2 20001; loop: JUMPDEST DUP1 ISZERO PUSH1 end JUMPI PUSH1 0 PUSH1 0 LOG0
     // PUSH1 1 SWAP1 SUB PUSH1 loop JUMP; end: JUMPDEST STOP`, after a prefix that returns it.
     let code = "0x601780600b6000396000f3614e215b801560155760006000a0600190036003565b00";
-    // Sent by an unlocked account, the receipt awaited.
-    let mined = |transaction: String| {
-        let hash = rpc(node, "eth_sendTransaction", &format!("[{transaction}]"))["result"].clone();
-        for _ in 0..100 {
-            let receipt =
-                rpc(node, "eth_getTransactionReceipt", &format!("[{hash}]"))["result"].clone();
-            if !receipt.is_null() {
-                assert_eq!(receipt["status"], "0x1", "{receipt}");
-                return receipt;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("{transaction} was not mined");
-    };
-    let created = mined(format!(r#"{{"from":"{SECOND}","data":"{code}"}}"#));
+    let created = mined(node, &format!(r#"{{"from":"{SECOND}","data":"{code}"}}"#));
     let emitter = created["contractAddress"].as_str().unwrap().to_owned();
-    let receipt = mined(format!(r#"{{"from":"{SECOND}","to":"{emitter}","gas":"0x989680"}}"#));
+    let call = format!(r#"{{"from":"{SECOND}","to":"{emitter}","gas":"0x989680"}}"#);
+    let receipt = mined(node, &call);
     let block = receipt["blockNumber"].as_str().unwrap();
     let everything = format!(r#"[{{"fromBlock":"{block}","toBlock":"{block}"}}]"#);
     let refused = error(&rpc(node, "eth_getLogs", &everything));
@@ -1155,6 +1143,45 @@ fn a_log_query_finding_too_many_logs_is_refused(node: &Node) {
     let narrower =
         format!(r#"[{{"fromBlock":"{block}","toBlock":"{block}","address":"{FIRST}"}}]"#);
     assert_eq!(rpc(node, "eth_getLogs", &narrower)["result"], serde_json::json!([]));
+}
+
+/// A batch's answers hold at most 25 MB: past that, its requests are refused one by one.
+fn a_batch_answering_too_much_is_cut_short(node: &Node) {
+    // A contract that returns 1 MiB of zeros (`PUSH3 0x100000 PUSH1 0 RETURN`): each call's
+    // answer is 2 MiB of hex.
+    let code = "0x600780600b6000396000f3621000006000f3";
+    let created = mined(node, &format!(r#"{{"from":"{SECOND}","data":"{code}"}}"#));
+    let big = created["contractAddress"].as_str().unwrap().to_owned();
+    let call = |id: usize| {
+        let params = format!(r#"[{{"to":"{big}"}},"latest"]"#);
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"eth_call","params":{params}}}"#)
+    };
+    let batch = format!("[{}]", (0..20).map(call).collect::<Vec<_>>().join(","));
+    let answers: Vec<serde_json::Value> =
+        serde_json::from_str(&node.rpc_raw(&batch).expect("the node answers")).unwrap();
+    assert_eq!(answers.len(), 20);
+    let answered = answers.iter().take_while(|answer| answer["result"].is_string()).count();
+    // 25 MB hold eleven answers of 2 MiB; the twelfth passes the limit, the rest are refused.
+    assert_eq!(answered, 12, "{}", answers[answered]);
+    for answer in &answers[answered..] {
+        assert_eq!(answer["error"]["code"], -32003, "{answer}");
+    }
+    assert_eq!(answers[19]["id"], 19);
+}
+
+/// Sends `transaction` from an unlocked account and returns its receipt, once mined.
+fn mined(node: &Node, transaction: &str) -> serde_json::Value {
+    let hash = rpc(node, "eth_sendTransaction", &format!("[{transaction}]"))["result"].clone();
+    for _ in 0..100 {
+        let receipt =
+            rpc(node, "eth_getTransactionReceipt", &format!("[{hash}]"))["result"].clone();
+        if !receipt.is_null() {
+            assert_eq!(receipt["status"], "0x1", "{receipt}");
+            return receipt;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{transaction} was not mined");
 }
 
 /// A web page of another origin may call the node (CORS), as with anvil.
