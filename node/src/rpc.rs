@@ -796,7 +796,7 @@ fn fee_history(chain: &Chain, head: &Block, params: &[Value]) -> Result<Value, R
     let base_fee = hex(chain.config().base_fee);
     let mut ratios = Vec::new();
     let mut rewards = Vec::new();
-    let percentiles = params.get(2).and_then(Value::as_array).map_or(0, Vec::len);
+    let percentiles = reward_percentiles(params.get(2))?;
     for number in oldest..=newest {
         let block = chain.store().block(number).map_err(RpcError::server)?;
         let ratio = block.map_or(0.0, |block| block.gas_used as f64 / block.gas_limit as f64);
@@ -813,6 +813,36 @@ fn fee_history(chain: &Chain, head: &Block, params: &[Value]) -> Result<Value, R
     }
     Ok(result)
 }
+
+/// How many reward percentiles `eth_feeHistory` asks for: at most 100, each from 0 to 100, in
+/// ascending order (as geth checks them).
+fn reward_percentiles(percentiles: Option<&Value>) -> Result<usize, RpcError> {
+    let percentiles = match percentiles {
+        None | Some(Value::Null) => return Ok(0),
+        Some(Value::Array(percentiles)) => percentiles,
+        Some(_) => return Err(RpcError::invalid_params("reward percentiles: expected a list")),
+    };
+    if percentiles.len() > MAX_REWARD_PERCENTILES {
+        return Err(RpcError::invalid_params(format!(
+            "at most {MAX_REWARD_PERCENTILES} reward percentiles"
+        )));
+    }
+    let mut last = 0.0;
+    for percentile in percentiles {
+        match percentile.as_f64() {
+            Some(value) if (last..=100.0).contains(&value) => last = value,
+            _ => {
+                return Err(RpcError::invalid_params(format!(
+                    "reward percentile {percentile}: expected numbers from 0 to 100, ascending"
+                )))
+            }
+        }
+    }
+    Ok(percentiles.len())
+}
+
+/// The most reward percentiles one `eth_feeHistory` asks for.
+const MAX_REWARD_PERCENTILES: usize = 100;
 
 /// The methods that read one block, named by number (or tag) or by hash; `null` for a block
 /// that does not exist. Blocks have no uncles.

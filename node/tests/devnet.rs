@@ -947,6 +947,18 @@ fn ethers_works_against_the_dev_node() {
 /// Bad filter requests get clear errors; a filter not installed is not found; a block filter
 /// reports each new block once, in order.
 fn filters_refuse_bad_input_and_report_each_block_once(node: &Node) {
+    // eth_feeHistory takes at most 100 reward percentiles, from 0 to 100, ascending.
+    let percentiles =
+        |list: String| rpc(node, "eth_feeHistory", &format!(r#"[4, "latest", {list}]"#));
+    assert_eq!(
+        percentiles("[10, 50, 90]".to_owned())["result"]["reward"][0].as_array().unwrap().len(),
+        3
+    );
+    let many = format!("[{}]", vec!["50"; 101].join(","));
+    assert!(error(&percentiles(many)).contains("at most 100 reward percentiles"));
+    assert!(error(&percentiles("[50, 10]".to_owned())).contains("ascending"));
+    assert!(error(&percentiles("[101]".to_owned())).contains("from 0 to 100"));
+    assert!(error(&percentiles(r#""50""#.to_owned())).contains("expected a list"));
     // Bad filter requests get clear errors; a filter not installed is not found.
     assert!(error(&rpc(node, "eth_newFilter", "[]")).contains("filter object"));
     assert!(error(&rpc(node, "eth_newFilter", r#"[{"fromBlock":"soon"}]"#)).contains("soon"));
