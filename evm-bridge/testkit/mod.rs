@@ -6,6 +6,7 @@
 #[path = "../../move-executor/testkit/state.rs"]
 mod state;
 pub use state::{MemoryState, StateMap};
+pub mod random_contracts;
 
 use alloy_sol_types::sol;
 use std::num::NonZeroUsize;

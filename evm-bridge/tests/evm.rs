@@ -617,215 +617,47 @@ fn a_contract_created_where_eth_was_waiting_spends_only_what_is_there() {
     );
 }
 
-/// Random contracts built from pieces that touch balances and accounts (`BALANCE`,
-/// `SELFBALANCE`, calls with value, `CREATE`, `CREATE2`, `SELFDESTRUCT`, storage, transient
-/// storage, logs, reverts), called with value by random senders in random blocks: Duet
-/// sequential, Duet parallel and plain revm agree on every receipt and on the state. The blocks
-/// come from fixed seeds; `DUET_RANDOM_CONTRACT_BLOCKS` runs more of them.
-mod random_contracts {
-    use super::*;
-    use duet_bench_kit::SplitMix;
-
-    /// The funded users, who send every transaction.
-    const USERS: u64 = 4;
-
-    fn push20(code: &mut Vec<u8>, address: Address) {
-        code.push(0x73);
-        code.extend_from_slice(address.as_slice());
-    }
-
-    fn push1(code: &mut Vec<u8>, value: u8) {
-        code.extend_from_slice(&[0x60, value]);
-    }
-
-    /// An address a piece may touch: a user, a contract, the fee vault, a precompile, an empty
-    /// account, or the contract itself (`ADDRESS`).
-    fn target(random: &mut SplitMix, contracts: &[Address], code: &mut Vec<u8>) {
-        match random.below(6) {
-            0 => push20(code, user(random.below(USERS))),
-            1 if !contracts.is_empty() => {
-                push20(code, contracts[random.below(contracts.len() as u64) as usize]);
-            }
-            2 => push20(code, FEE_VAULT),
-            3 => push20(code, Address::with_last_byte(1 + random.below(9) as u8)),
-            4 => push20(code, Address::repeat_byte(0x77)),
-            _ => code.push(0x30), // ADDRESS
-        }
-    }
-
-    /// Code that runs `pieces` random pieces; `depth` limits nested creation code.
-    fn random_code(
-        random: &mut SplitMix,
-        contracts: &[Address],
-        pieces: u64,
-        depth: u8,
-    ) -> Vec<u8> {
-        let mut code = Vec::new();
-        for _ in 0..pieces {
-            let slot = random.below(4) as u8;
-            match random.below(13) {
-                // BALANCE(target) into a slot.
-                0 => {
-                    target(random, contracts, &mut code);
-                    code.extend_from_slice(&[0x31]);
-                    push1(&mut code, slot);
-                    code.push(0x55);
-                }
-                // SELFBALANCE into a slot.
-                1 => {
-                    code.push(0x47);
-                    push1(&mut code, slot);
-                    code.push(0x55);
-                }
-                // CALL(gas, target, value, 0, 0, 0, 0), its success into a slot.
-                2 | 3 => {
-                    code.extend_from_slice(&[0x60, 0, 0x60, 0, 0x60, 0, 0x60, 0]);
-                    let value = [0u8, 1, 100, 255][random.below(4) as usize];
-                    push1(&mut code, value);
-                    target(random, contracts, &mut code);
-                    code.extend_from_slice(&[0x61, 0xc3, 0x50]); // PUSH2 50000
-                    code.push(0xf1);
-                    push1(&mut code, slot);
-                    code.push(0x55);
-                }
-                // STATICCALL or DELEGATECALL to a target, result dropped.
-                4 => {
-                    code.extend_from_slice(&[0x60, 0, 0x60, 0, 0x60, 0, 0x60, 0]);
-                    target(random, contracts, &mut code);
-                    code.extend_from_slice(&[0x61, 0xc3, 0x50]);
-                    code.push(if random.below(2) == 0 { 0xfa } else { 0xf4 });
-                    code.push(0x50);
-                }
-                // CREATE or CREATE2 of random creation code, with value; the address into a slot.
-                5 | 6 if depth > 0 => {
-                    let pieces = 1 + random.below(3);
-                    let init = random_code(random, contracts, pieces, depth - 1);
-                    // The creation code in memory from offset 0, a byte at a time.
-                    for (offset, byte) in init.iter().enumerate() {
-                        push1(&mut code, *byte);
-                        code.extend_from_slice(&[0x61, (offset >> 8) as u8, offset as u8, 0x53]);
+/// Random contracts ([`testkit::random_contracts`]) called with value by random senders in
+/// random blocks: Duet sequential, Duet parallel and plain revm agree on every receipt and on
+/// the state. The blocks come from fixed seeds; `DUET_RANDOM_CONTRACT_BLOCKS` runs more of them.
+#[test]
+fn random_contracts_match_plain_revm() {
+    use testkit::random_contracts::{
+        deployer, random_code, seeds, Targets, BLOCKS_PER_CHAIN, USERS,
+    };
+    for seed in seeds() {
+        let mut random = duet_bench_kit::SplitMix(seed);
+        let mut chain = Chain::with_funded_users(USERS);
+        let mut contracts: Vec<Address> = Vec::new();
+        for _ in 0..BLOCKS_PER_CHAIN {
+            let block: Vec<TxEnv> = (0..=random.below(40))
+                .map(|_| {
+                    let from = user(random.below(USERS));
+                    let value = [0u128, 1, 1000, ONE_ETH][random.below(4) as usize];
+                    match random.below(5) {
+                        0 => {
+                            let targets =
+                                Targets { users: USERS, contracts: &contracts, move_calls: false };
+                            let pieces = 1 + random.below(6);
+                            let runtime = random_code(&mut random, &targets, pieces, 1);
+                            let (tx, address) = chain.deploy(from, deployer(&runtime));
+                            contracts.push(address);
+                            tx
+                        }
+                        1 => {
+                            let to = user(random.below(USERS));
+                            chain.tx(from, TxKind::Call(to), value, Vec::new(), 21_000)
+                        }
+                        _ if !contracts.is_empty() => {
+                            let to = contracts[random.below(contracts.len() as u64) as usize];
+                            chain.tx(from, TxKind::Call(to), value, Vec::new(), 1_000_000)
+                        }
+                        _ => chain.tx(from, TxKind::Call(FEE_VAULT), value, Vec::new(), 21_000),
                     }
-                    let create2 = random.below(2) == 0;
-                    if create2 {
-                        push1(&mut code, random.below(3) as u8); // salt
-                    }
-                    code.extend_from_slice(&[0x61, (init.len() >> 8) as u8, init.len() as u8]);
-                    push1(&mut code, 0);
-                    push1(&mut code, [0u8, 1, 50][random.below(3) as usize]);
-                    code.push(if create2 { 0xf5 } else { 0xf0 });
-                    push1(&mut code, slot);
-                    code.push(0x55);
-                }
-                // SELFDESTRUCT to a target (the rest of the code does not run).
-                7 => {
-                    target(random, contracts, &mut code);
-                    code.push(0xff);
-                }
-                // A counter in storage, and one in transient storage read back.
-                8 => {
-                    push1(&mut code, slot);
-                    code.extend_from_slice(&[0x54, 0x60, 1, 0x01]);
-                    push1(&mut code, slot);
-                    code.push(0x55);
-                    push1(&mut code, 7);
-                    push1(&mut code, slot);
-                    code.push(0x5d); // TSTORE
-                    push1(&mut code, slot);
-                    code.push(0x5c); // TLOAD
-                    push1(&mut code, slot + 8);
-                    code.push(0x55);
-                }
-                // A log with CALLVALUE as its topic.
-                9 => {
-                    code.extend_from_slice(&[0x34, 0x60, 0, 0x60, 0, 0xa1]);
-                }
-                // EXTCODEHASH and EXTCODESIZE of a target into slots.
-                10 => {
-                    target(random, contracts, &mut code);
-                    code.push(0x3f);
-                    push1(&mut code, slot + 16);
-                    code.push(0x55);
-                    target(random, contracts, &mut code);
-                    code.push(0x3b);
-                    push1(&mut code, slot + 20);
-                    code.push(0x55);
-                }
-                // Revert everything so far.
-                11 if random.below(4) == 0 => {
-                    code.extend_from_slice(&[0x60, 0, 0x60, 0, 0xfd]);
-                }
-                // COINBASE's balance (the fee vault, credited by every transaction).
-                _ => {
-                    code.extend_from_slice(&[0x41, 0x31]);
-                    push1(&mut code, slot + 24);
-                    code.push(0x55);
-                }
-            }
-        }
-        code.push(0x00);
-        code
-    }
-
-    /// Creation code that deploys `runtime`.
-    fn deployer(runtime: &[u8]) -> Vec<u8> {
-        let length = runtime.len();
-        let mut code = vec![0x61, (length >> 8) as u8, length as u8, 0x80, 0x60, 0x0e, 0x60, 0];
-        code.extend_from_slice(&[0x39, 0x60, 0, 0xf3]);
-        // 12 bytes so far; two more keep the runtime at offset 14.
-        code.extend_from_slice(&[0x5b, 0x5b]);
-        code.extend_from_slice(runtime);
-        code
-    }
-
-    fn random_block(
-        random: &mut SplitMix,
-        chain: &mut Chain,
-        contracts: &mut Vec<Address>,
-    ) -> Vec<TxEnv> {
-        (0..=random.below(40))
-            .map(|_| {
-                let from = user(random.below(USERS));
-                let value = [0u128, 1, 1000, ONE_ETH][random.below(4) as usize];
-                match random.below(5) {
-                    0 => {
-                        let pieces = 1 + random.below(6);
-                        let runtime = random_code(random, contracts, pieces, 1);
-                        let (tx, address) = chain.deploy(from, deployer(&runtime));
-                        contracts.push(address);
-                        tx
-                    }
-                    1 => chain.tx(
-                        from,
-                        TxKind::Call(user(random.below(USERS))),
-                        value,
-                        Vec::new(),
-                        21_000,
-                    ),
-                    _ if !contracts.is_empty() => {
-                        let to = contracts[random.below(contracts.len() as u64) as usize];
-                        chain.tx(from, TxKind::Call(to), value, Vec::new(), 1_000_000)
-                    }
-                    _ => chain.tx(from, TxKind::Call(FEE_VAULT), value, Vec::new(), 21_000),
-                }
-            })
-            .collect()
-    }
-
-    #[test]
-    fn random_contracts_match_plain_revm() {
-        let blocks: u64 = std::env::var("DUET_RANDOM_CONTRACT_BLOCKS")
-            .ok()
-            .and_then(|blocks| blocks.parse().ok())
-            .unwrap_or(24);
-        for seed in 0..blocks.div_ceil(4) {
-            let mut random = SplitMix(seed);
-            let mut chain = Chain::with_funded_users(USERS);
-            let mut contracts = Vec::new();
-            for _ in 0..4 {
-                let block = random_block(&mut random, &mut chain, &mut contracts);
-                // `run` asserts parallel == sequential == plain revm, receipts and state.
-                chain.run(&block);
-            }
+                })
+                .collect();
+            // `run` asserts parallel == sequential == plain revm, receipts and state.
+            chain.run(&block);
         }
     }
 }

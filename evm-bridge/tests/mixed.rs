@@ -569,3 +569,52 @@ fn random_mixed_blocks_run_the_same_in_parallel_with_a_publish_in_the_middle() {
     // The shared counter module was called from Solidity after it was published.
     assert!(chain.state.resource(caller, &format!("{counter}::counter::Counter")).is_some());
 }
+
+/// Random contracts ([`testkit::random_contracts`]), some moving their own ETH with Move's
+/// `eth::transfer` through the precompile, called with value, in blocks with Move transfers into
+/// them and between users: the parallel output equals the sequential one, block after block.
+/// The blocks come from fixed seeds; `DUET_RANDOM_CONTRACT_BLOCKS` runs more of them.
+#[test]
+fn random_contracts_with_move_transfers_run_the_same_in_parallel() {
+    use testkit::random_contracts::{
+        deployer, random_code, seeds, Targets, BLOCKS_PER_CHAIN, USERS,
+    };
+    for seed in seeds() {
+        let mut random = duet_bench_kit::SplitMix(seed);
+        let mut chain = Chain::new();
+        let mut contracts: Vec<Address> = Vec::new();
+        for _ in 0..BLOCKS_PER_CHAIN {
+            let mut block = Vec::new();
+            for _ in 0..=random.below(40) {
+                let from = user(random.below(USERS));
+                let value = [0u128, 1, 1000, ONE_ETH][random.below(4) as usize];
+                let to = if contracts.is_empty() || random.below(2) == 0 {
+                    user(random.below(USERS))
+                } else {
+                    contracts[random.below(contracts.len() as u64) as usize]
+                };
+                let transaction = match random.below(5) {
+                    0 => {
+                        let targets =
+                            Targets { users: USERS, contracts: &contracts, move_calls: true };
+                        let pieces = 1 + random.below(6);
+                        let runtime = random_code(&mut random, &targets, pieces, 1);
+                        let nonce = chain.nonces.get(&from).copied().unwrap_or(0);
+                        contracts.push(from.create(nonce));
+                        chain.evm(from, TxKind::Create, 0, deployer(&runtime))
+                    }
+                    1 => chain.move_call(
+                        from,
+                        (FRAMEWORK, "eth"),
+                        "transfer",
+                        vec![address_arg(to), bcs(&value)],
+                    ),
+                    _ => chain.evm(from, TxKind::Call(to), value, Vec::new()),
+                };
+                block.push(transaction);
+            }
+            // `run` asserts that parallel and sequential outputs are identical.
+            chain.run(&block);
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Random contracts for differential tests: code built from pieces that touch balances and
+//! accounts (`BALANCE`, `SELFBALANCE`, calls with value, `CREATE`, `CREATE2`, `SELFDESTRUCT`,
+//! storage, transient storage, logs, reverts, and, where asked, Move's `eth::transfer` through
+//! the Move call precompile).
+
+use duet_bench_kit::SplitMix;
+use duet_types::{Address, EntryFunction, MOVE_CALL_ADDRESS};
+
+use crate::testkit::{user, FEE_VAULT};
+
+/// The users (`user(0)`…) of the random-contract tests.
+pub const USERS: u64 = 4;
+
+/// Blocks run on each chain of a random-contract test.
+pub const BLOCKS_PER_CHAIN: u64 = 4;
+
+/// The seeds of a random-contract test's chains: 24 blocks' worth, or as many blocks as
+/// `DUET_RANDOM_CONTRACT_BLOCKS` says.
+#[must_use]
+pub fn seeds() -> std::ops::Range<u64> {
+    let blocks: u64 = std::env::var("DUET_RANDOM_CONTRACT_BLOCKS")
+        .ok()
+        .and_then(|blocks| blocks.parse().ok())
+        .unwrap_or(24);
+    0..blocks.div_ceil(BLOCKS_PER_CHAIN)
+}
+
+/// What a random contract's pieces may touch.
+pub struct Targets<'a> {
+    /// How many users (`user(0)`…) there are.
+    pub users: u64,
+    /// The contracts deployed so far.
+    pub contracts: &'a [Address],
+    /// Whether pieces may call Move through the precompile.
+    pub move_calls: bool,
+}
+
+fn push20(code: &mut Vec<u8>, address: Address) {
+    code.push(0x73);
+    code.extend_from_slice(address.as_slice());
+}
+
+fn push1(code: &mut Vec<u8>, value: u8) {
+    code.extend_from_slice(&[0x60, value]);
+}
+
+fn push2(code: &mut Vec<u8>, value: usize) {
+    // INVARIANT: pieces stay far below 64 KiB.
+    code.extend_from_slice(&[0x61, (value >> 8) as u8, value as u8]);
+}
+
+/// Writes `bytes` into memory from offset 0, a word at a time.
+fn store_in_memory(code: &mut Vec<u8>, bytes: &[u8]) {
+    for (index, chunk) in bytes.chunks(32).enumerate() {
+        let mut word = [0u8; 32];
+        word[..chunk.len()].copy_from_slice(chunk);
+        code.push(0x7f);
+        code.extend_from_slice(&word);
+        push2(code, index * 32);
+        code.push(0x52);
+    }
+}
+
+/// An address to touch: a user, a contract, the fee vault, a precompile, an empty account.
+fn address(random: &mut SplitMix, targets: &Targets<'_>) -> Address {
+    match random.below(5) {
+        0 => user(random.below(targets.users)),
+        1 if !targets.contracts.is_empty() => {
+            targets.contracts[random.below(targets.contracts.len() as u64) as usize]
+        }
+        2 => FEE_VAULT,
+        3 => Address::with_last_byte(1 + random.below(9) as u8),
+        _ => Address::repeat_byte(0x77),
+    }
+}
+
+/// Pushes an address to touch, or the running contract's own (`ADDRESS`).
+fn target(random: &mut SplitMix, targets: &Targets<'_>, code: &mut Vec<u8>) {
+    if random.below(6) == 0 {
+        code.push(0x30);
+    } else {
+        push20(code, address(random, targets));
+    }
+}
+
+/// `CALL(50000, <pushed target>, value, 0, size, 0, 0)` of `size` bytes of memory, its success
+/// into `slot`.
+fn call(
+    code: &mut Vec<u8>,
+    push_target: impl FnOnce(&mut Vec<u8>),
+    value: u8,
+    size: usize,
+    slot: u8,
+) {
+    code.extend_from_slice(&[0x60, 0, 0x60, 0]);
+    push2(code, size);
+    push1(code, 0);
+    push1(code, value);
+    push_target(code);
+    push2(code, 50_000);
+    code.push(0xf1);
+    push1(code, slot);
+    code.push(0x55);
+}
+
+/// Code that runs `pieces` random pieces, then stops; `depth` limits nested creation code.
+pub fn random_code(
+    random: &mut SplitMix,
+    targets: &Targets<'_>,
+    pieces: u64,
+    depth: u8,
+) -> Vec<u8> {
+    let mut code = Vec::new();
+    for _ in 0..pieces {
+        let slot = random.below(4) as u8;
+        match random.below(14) {
+            // BALANCE(target) into a slot.
+            0 => {
+                target(random, targets, &mut code);
+                code.push(0x31);
+                push1(&mut code, slot);
+                code.push(0x55);
+            }
+            // SELFBALANCE into a slot.
+            1 => {
+                code.push(0x47);
+                push1(&mut code, slot);
+                code.push(0x55);
+            }
+            // A call with value.
+            2 | 3 => {
+                let value = [0u8, 1, 100, 255][random.below(4) as usize];
+                call(&mut code, |code| target(random, targets, code), value, 0, slot);
+            }
+            // STATICCALL or DELEGATECALL to a target, result dropped.
+            4 => {
+                code.extend_from_slice(&[0x60, 0, 0x60, 0, 0x60, 0, 0x60, 0]);
+                target(random, targets, &mut code);
+                push2(&mut code, 50_000);
+                code.push(if random.below(2) == 0 { 0xfa } else { 0xf4 });
+                code.push(0x50);
+            }
+            // CREATE or CREATE2 of random creation code, with value; the address into a slot.
+            5 | 6 if depth > 0 => {
+                let pieces = 1 + random.below(3);
+                let init = random_code(random, targets, pieces, depth - 1);
+                store_in_memory(&mut code, &init);
+                let create2 = random.below(2) == 0;
+                if create2 {
+                    push1(&mut code, random.below(3) as u8); // salt
+                }
+                push2(&mut code, init.len());
+                push1(&mut code, 0);
+                push1(&mut code, [0u8, 1, 50][random.below(3) as usize]);
+                code.push(if create2 { 0xf5 } else { 0xf0 });
+                push1(&mut code, slot);
+                code.push(0x55);
+            }
+            // SELFDESTRUCT to a target (the rest of the code does not run).
+            7 => {
+                target(random, targets, &mut code);
+                code.push(0xff);
+            }
+            // A counter in storage, and one in transient storage read back.
+            8 => {
+                push1(&mut code, slot);
+                code.extend_from_slice(&[0x54, 0x60, 1, 0x01]);
+                push1(&mut code, slot);
+                code.push(0x55);
+                push1(&mut code, 7);
+                push1(&mut code, slot);
+                code.push(0x5d);
+                push1(&mut code, slot);
+                code.push(0x5c);
+                push1(&mut code, slot + 8);
+                code.push(0x55);
+            }
+            // A log with CALLVALUE as its topic.
+            9 => code.extend_from_slice(&[0x34, 0x60, 0, 0x60, 0, 0xa1]),
+            // EXTCODEHASH and EXTCODESIZE of a target into slots.
+            10 => {
+                target(random, targets, &mut code);
+                code.push(0x3f);
+                push1(&mut code, slot + 16);
+                code.push(0x55);
+                target(random, targets, &mut code);
+                code.push(0x3b);
+                push1(&mut code, slot + 20);
+                code.push(0x55);
+            }
+            // Revert everything so far.
+            11 if random.below(4) == 0 => code.extend_from_slice(&[0x60, 0, 0x60, 0, 0xfd]),
+            // Move's eth::transfer of the contract's own ETH, through the precompile.
+            12 if targets.move_calls => {
+                let to = address(random, targets);
+                let amount = [0u128, 1, 1_000][random.below(3) as usize];
+                let data = duet_evm::call_data(&EntryFunction {
+                    module_address: Address::with_last_byte(1),
+                    module_name: "eth".to_owned(),
+                    function: "transfer".to_owned(),
+                    type_arguments: vec![],
+                    arguments: vec![to.to_vec(), amount.to_le_bytes().to_vec()],
+                });
+                store_in_memory(&mut code, &data);
+                call(&mut code, |code| push20(code, MOVE_CALL_ADDRESS), 0, data.len(), slot);
+            }
+            // COINBASE's balance (the fee vault, credited by every transaction).
+            _ => {
+                code.extend_from_slice(&[0x41, 0x31]);
+                push1(&mut code, slot + 24);
+                code.push(0x55);
+            }
+        }
+    }
+    code.push(0x00);
+    code
+}
+
+/// Creation code that deploys `runtime`.
+pub fn deployer(runtime: &[u8]) -> Vec<u8> {
+    // PUSH2 length, DUP1, PUSH1 14, PUSH1 0, CODECOPY, PUSH1 0, RETURN, then two JUMPDESTs so
+    // that the runtime starts at offset 14.
+    let mut code = Vec::new();
+    push2(&mut code, runtime.len());
+    code.extend_from_slice(&[0x80, 0x60, 0x0e, 0x60, 0, 0x39, 0x60, 0, 0xf3, 0x5b, 0x5b]);
+    code.extend_from_slice(runtime);
+    code
+}
