@@ -65,6 +65,27 @@ struct Rpc {
     sending: parking_lot::Mutex<()>,
     /// A permit per open WebSocket connection.
     connections: Arc<tokio::sync::Semaphore>,
+    /// A permit per request or batch being answered, over HTTP and WebSocket: each answer is
+    /// bounded (a block's receipts, 20 000 logs, the pool, 25 MB per batch), and this bounds how
+    /// many are built at once; more wait their turn.
+    answering: tokio::sync::Semaphore,
+}
+
+/// The most requests or batches answered at once.
+const MAX_ANSWERING: usize = 64;
+
+impl Rpc {
+    /// `request` answered off the async threads, once fewer than [`MAX_ANSWERING`] others are.
+    async fn respond_in_turn(self: &Arc<Self>, request: Value) -> Value {
+        // INVARIANT: the semaphore is never closed.
+        let Ok(_permit) = self.answering.acquire().await else {
+            return error_response(&Value::Null, -32603, "internal error", None);
+        };
+        let rpc = Arc::clone(self);
+        tokio::task::spawn_blocking(move || respond(&rpc, request))
+            .await
+            .unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None))
+    }
 }
 
 /// What a filter (`eth_newFilter`…) or a WebSocket subscription follows.
@@ -98,6 +119,7 @@ pub fn router(chain: Arc<Chain>, unlocked: Vec<PrivateKeySigner>) -> Router {
         unlocked,
         sending: parking_lot::Mutex::new(()),
         connections: Arc::new(tokio::sync::Semaphore::new(ws::MAX_CONNECTIONS)),
+        answering: tokio::sync::Semaphore::new(MAX_ANSWERING),
     };
     Router::new()
         .route("/", post(handle).get(ws::upgrade))
@@ -149,10 +171,7 @@ async fn handle(State(rpc): State<Arc<Rpc>>, body: axum::body::Bytes) -> Json<Va
             ))
         }
     };
-    let answer = tokio::task::spawn_blocking(move || respond(&rpc, request))
-        .await
-        .unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None));
-    Json(answer)
+    Json(rpc.respond_in_turn(request).await)
 }
 
 /// The answer to a request or a batch (blocking: run it off the async threads).

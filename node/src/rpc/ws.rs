@@ -29,9 +29,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::{
-    block_json, error_response, reply, respond, Filter, LogFilter, Rpc, RpcError, MAX_BODY,
-};
+use super::{block_json, error_response, reply, Filter, LogFilter, Rpc, RpcError, MAX_BODY};
 use crate::chain::Chain;
 
 /// The most WebSocket connections open at a time.
@@ -156,10 +154,7 @@ async fn answer(rpc: &Arc<Rpc>, text: &str, subscribing: Subscribing<'_>) -> Val
         };
         return reply(&id, subscription_method(method, params, &rpc.chain, subscribing));
     }
-    let rpc = Arc::clone(rpc);
-    tokio::task::spawn_blocking(move || respond(&rpc, request))
-        .await
-        .unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None))
+    rpc.respond_in_turn(request).await
 }
 
 /// `eth_subscribe` and `eth_unsubscribe`.
