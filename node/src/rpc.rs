@@ -68,7 +68,7 @@ struct Rpc {
     /// A permit per request or batch being answered, over HTTP and WebSocket: each answer is
     /// bounded (a block's receipts, 20 000 logs, the pool, 25 MB per batch), and this bounds how
     /// many are built at once; more wait their turn.
-    answering: tokio::sync::Semaphore,
+    answering: Arc<tokio::sync::Semaphore>,
 }
 
 /// The most requests or batches answered at once.
@@ -86,19 +86,24 @@ impl Rpc {
             Value::Array(requests) => !requests.is_empty() && requests.iter().all(sending),
             request => sending(request),
         };
-        let _permit = if only_sending {
+        let permit = if only_sending {
             None
         } else {
             // INVARIANT: the semaphore is never closed.
-            let Ok(permit) = self.answering.acquire().await else {
+            let Ok(permit) = Arc::clone(&self.answering).acquire_owned().await else {
                 return error_response(&Value::Null, -32603, "internal error", None);
             };
             Some(permit)
         };
         let rpc = Arc::clone(self);
-        tokio::task::spawn_blocking(move || respond(&rpc, request))
-            .await
-            .unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None))
+        // The permit goes with the work: a client that hangs up does not stop it.
+        tokio::task::spawn_blocking(move || {
+            let answer = respond(&rpc, request);
+            drop(permit);
+            answer
+        })
+        .await
+        .unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None))
     }
 }
 
@@ -133,7 +138,7 @@ pub fn router(chain: Arc<Chain>, unlocked: Vec<PrivateKeySigner>) -> Router {
         unlocked,
         sending: parking_lot::Mutex::new(()),
         connections: Arc::new(tokio::sync::Semaphore::new(ws::MAX_CONNECTIONS)),
-        answering: tokio::sync::Semaphore::new(MAX_ANSWERING),
+        answering: Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING)),
     };
     Router::new()
         .route("/", post(handle).get(ws::upgrade))
@@ -284,6 +289,10 @@ fn answer_batch(rpc: &Rpc, requests: &[Value]) -> Vec<Value> {
         .iter()
         .enumerate()
         .map(|(index, request)| {
+            // Transactions sent were taken in (or refused) already: always answered.
+            if let Some(answer) = submitted.remove(&index) {
+                return answer;
+            }
             if bytes > MAX_BATCH_RESPONSE {
                 let id = request.get("id").cloned().unwrap_or(Value::Null);
                 let message = format!(
@@ -291,7 +300,7 @@ fn answer_batch(rpc: &Rpc, requests: &[Value]) -> Vec<Value> {
                 );
                 return error_response(&id, -32003, &message, None);
             }
-            let answer = submitted.remove(&index).unwrap_or_else(|| answer(rpc, request));
+            let answer = answer(rpc, request);
             bytes += json_size(&answer);
             answer
         })
@@ -847,8 +856,8 @@ fn fee_history(chain: &Chain, head: &Block, params: &[Value]) -> Result<Value, R
     Ok(result)
 }
 
-/// How many reward percentiles `eth_feeHistory` asks for: at most 100, each from 0 to 100, in
-/// ascending order (as geth checks them).
+/// How many reward percentiles `eth_feeHistory` asks for: at most 100, each from 0 to 100, each
+/// above the one before (as geth checks them).
 fn reward_percentiles(percentiles: Option<&Value>) -> Result<usize, RpcError> {
     let percentiles = match percentiles {
         None | Some(Value::Null) => return Ok(0),
@@ -860,10 +869,14 @@ fn reward_percentiles(percentiles: Option<&Value>) -> Result<usize, RpcError> {
             "at most {MAX_REWARD_PERCENTILES} reward percentiles"
         )));
     }
-    let mut last = 0.0;
+    let mut last: Option<f64> = None;
     for percentile in percentiles {
         match percentile.as_f64() {
-            Some(value) if (last..=100.0).contains(&value) => last = value,
+            Some(value)
+                if (0.0..=100.0).contains(&value) && last.is_none_or(|last| value > last) =>
+            {
+                last = Some(value);
+            }
             _ => {
                 return Err(RpcError::invalid_params(format!(
                     "reward percentile {percentile}: expected numbers from 0 to 100, ascending"
