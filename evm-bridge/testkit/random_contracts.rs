@@ -132,18 +132,22 @@ pub fn random_code(
                 let value = [0u8, 1, 100, 255][random.below(4) as usize];
                 call(&mut code, |code| target(random, targets, code), value, 0, slot);
             }
-            // STATICCALL or DELEGATECALL to a target, result dropped.
+            // STATICCALL or DELEGATECALL to a target, its success into a slot.
             4 => {
                 code.extend_from_slice(&[0x60, 0, 0x60, 0, 0x60, 0, 0x60, 0]);
                 target(random, targets, &mut code);
                 push2(&mut code, 50_000);
                 code.push(if random.below(2) == 0 { 0xfa } else { 0xf4 });
-                code.push(0x50);
+                push1(&mut code, slot + 28);
+                code.push(0x55);
             }
             // CREATE or CREATE2 of random creation code, with value; the address into a slot.
             5 | 6 if depth > 0 => {
                 let pieces = 1 + random.below(3);
-                let init = random_code(random, targets, pieces, depth - 1);
+                let code_of_its_own = random.below(2) == 0;
+                let pieces = random_code(random, targets, pieces, depth - 1);
+                // Random pieces run by the constructor, or deployed as the child's code.
+                let init = if code_of_its_own { deployer(&pieces) } else { pieces };
                 store_in_memory(&mut code, &init);
                 let create2 = random.below(2) == 0;
                 if create2 {

@@ -641,7 +641,8 @@ fn random_contracts_match_plain_revm() {
                             let pieces = 1 + random.below(6);
                             let runtime = random_code(&mut random, &targets, pieces, 1);
                             let (tx, address) = chain.deploy(from, deployer(&runtime));
-                            contracts.push(address);
+                            // The contract, and the first contract it may create.
+                            contracts.extend([address, address.create(1)]);
                             tx
                         }
                         1 => {

@@ -600,7 +600,9 @@ fn random_contracts_with_move_transfers_run_the_same_in_parallel() {
                         let pieces = 1 + random.below(6);
                         let runtime = random_code(&mut random, &targets, pieces, 1);
                         let nonce = chain.nonces.get(&from).copied().unwrap_or(0);
-                        contracts.push(from.create(nonce));
+                        // The contract, and the first contract it may create.
+                        let address = from.create(nonce);
+                        contracts.extend([address, address.create(1)]);
                         chain.evm(from, TxKind::Create, 0, deployer(&runtime))
                     }
                     1 => chain.move_call(
