@@ -718,7 +718,10 @@ impl MoveVm {
                 writes.push((key, charge_write(meter, op)?));
             }
             for (tag, op) in resources {
-                writes.push((resource_key(address, &tag), charge_write(meter, op)?));
+                let key = resource_key(address, &tag).map_err(|error| {
+                    PartialVMError::new(StatusCode::VALUE_SERIALIZATION_ERROR).with_message(error.0)
+                })?;
+                writes.push((key, charge_write(meter, op)?));
             }
         }
         let events = events

@@ -14,14 +14,14 @@ use crate::to_address;
 
 /// The state key of the resource of type `tag` held by `address`.
 ///
-/// # Panics
-/// If `tag` nests deeper than BCS encodes (about 160 levels of type arguments). The VM's types
-/// nest at most 128 levels (its limit for value layouts), and the Move API refuses deeper tags
-/// before parsing them.
-#[must_use]
-pub fn resource_key(address: Address, tag: &StructTag) -> StateKey {
-    let struct_tag = bcs::to_bytes(tag).expect("struct tags serialize").into_boxed_slice();
-    StateKey::MoveResource { address, struct_tag }
+/// # Errors
+/// `tag` nests deeper than BCS encodes (500 nested containers: a struct type argument is two,
+/// and the VM lets type arguments nest 256 levels deep).
+pub fn resource_key(address: Address, tag: &StructTag) -> Result<StateKey, ResolverError> {
+    let struct_tag = bcs::to_bytes(tag)
+        .map_err(|error| ResolverError(format!("resource type too deep for a state key: {error}")))?
+        .into_boxed_slice();
+    Ok(StateKey::MoveResource { address, struct_tag })
 }
 
 /// Why the Move VM's storage could not answer.
@@ -73,6 +73,6 @@ impl ResourceResolver for ViewResolver<'_> {
         address: &AccountAddress,
         tag: &StructTag,
     ) -> Result<Option<Vec<u8>>, ResolverError> {
-        self.bytes(&resource_key(to_address(*address), tag))
+        self.bytes(&resource_key(to_address(*address), tag)?)
     }
 }

@@ -49,7 +49,8 @@ impl MemoryState {
             move_core_types::language_storage::TypeTag::Struct(tag) => tag,
             other => panic!("{other} is not a struct"),
         };
-        match self.0.get(&duet_move::resolver::resource_key(address, &tag)) {
+        match self.0.get(&duet_move::resolver::resource_key(address, &tag).expect("a shallow tag"))
+        {
             Some(StateValue::Bytes(bytes)) => Some(bytes.to_vec()),
             _ => None,
         }

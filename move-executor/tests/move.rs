@@ -503,3 +503,31 @@ proptest! {
         }
     }
 }
+
+/// A resource whose type nests deeper than its state key can encode (BCS takes 500 nested
+/// containers; a struct type argument is two) fails the transaction, which pays its fee, instead
+/// of stopping the executor.
+#[test]
+fn a_resource_type_too_deep_for_a_state_key_fails_and_pays_its_fee() {
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let depth = 255;
+    let deep = format!("{}u8{}", "Box<".repeat(depth), ">".repeat(depth));
+    let source = format!(
+        "module example::deep {{ struct Box<phantom T> has key, store, drop {{}} \
+         public entry fun store(account: &signer) {{ move_to<{deep}>(account, Box {{}}) }} }}"
+    );
+    // The compiler recurses once per level: on a thread with room for it.
+    let compile = std::thread::Builder::new().stack_size(256 << 20);
+    let modules = compile.spawn(move || compile_example(&source, alice)).unwrap().join().unwrap();
+    let mut publish = transaction(alice, 0, MovePayload::ModuleBundle(modules));
+    publish.gas_limit = 30_000_000;
+    let output = chain.run(&[publish]);
+    assert!(receipt(&output, 0).is_success(), "{:?}", output.results[0]);
+    let before = chain.state.balance(alice);
+    let output = chain.run(&[transaction(alice, 1, call(alice, "deep", "store", &[], vec![]))]);
+    let failed = receipt(&output, 0);
+    assert!(matches!(failed.status, MoveStatus::Failed { .. }), "{failed:?}");
+    assert_eq!(chain.state.balance(alice), before - fee(failed), "it pays its fee");
+    assert_eq!(chain.state.nonce(alice), 2, "its nonce is used");
+}

@@ -160,7 +160,8 @@ async fn resource(
         }
         let parsed = move_core_types::parser::parse_struct_tag(&tag)
             .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{tag}: not a struct type")))?;
-        let key = duet_move::resolver::resource_key(owner, &parsed);
+        let key = duet_move::resolver::resource_key(owner, &parsed)
+            .map_err(|failure| error(StatusCode::BAD_REQUEST, failure.0))?;
         match chain.store().get(&key).map_err(internal)? {
             Some(StateValue::Bytes(data)) => {
                 Ok(json!({ "type": parsed.to_string(), "data": data }))
