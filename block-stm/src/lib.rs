@@ -155,6 +155,14 @@ pub struct ExecutionStats {
     pub sequential_from: Option<TxnIndex>,
 }
 
+impl ExecutionStats {
+    /// The statistics of `transactions` run by the sequential executor alone.
+    #[must_use]
+    pub fn sequential(transactions: usize) -> Self {
+        Self { executions: transactions, sequential_from: Some(0), ..Self::default() }
+    }
+}
+
 /// Executes blocks of a VM's transactions, in parallel where it pays.
 ///
 /// Keep one executor for many blocks: it keeps the memory a parallel run allocates (the
@@ -218,11 +226,7 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
     {
         let threads = self.config.threads.get();
         if threads <= 1 || transactions.len() < self.config.min_parallel_block.max(2) {
-            let stats = ExecutionStats {
-                executions: transactions.len(),
-                sequential_from: Some(0),
-                ..ExecutionStats::default()
-            };
+            let stats = ExecutionStats::sequential(transactions.len());
             return (execute_sequential(self.vm, transactions, storage), stats);
         }
         // A concurrent call on the same executor gets a fresh workspace.

@@ -60,7 +60,7 @@ where
         // INVARIANT: the Move executor checked that the balance covers the reserved fee.
         account.set_balance(U256::from(balance.saturating_sub(reserved_fee)));
         account.set_nonce(nonce);
-        Ok(Box::new(Host { vm: self.vm, evm, sender, reserved_fee }))
+        Ok(Box::new(Host { evm, sender, reserved_fee }))
     }
 }
 
@@ -69,7 +69,6 @@ struct Host<'a, View>
 where
     View: TransactionView<Key = StateKey, Value = StateValue>,
 {
-    vm: &'a EvmVm,
     evm: DuetEvm<'a, View>,
     sender: Address,
     /// Held out of the sender's balance in the journal until the transaction ends.
@@ -160,8 +159,7 @@ where
         let state = journal.finalize();
         // With exact balances no account is a stand-in, so the writes always exist.
         let writes = state_writes(state, &[]).unwrap_or_default();
-        let Self { vm, evm, .. } = *self;
-        vm.keep_parts(evm);
+        crate::keep_parts(self.evm);
         Ok(EvmEffects { writes, logs })
     }
 }

@@ -157,39 +157,46 @@ impl EvmVm {
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
         let mut evm = self.evm(view, transaction.caller, lazy, Caller::Transaction);
-        let outcome = match evm.transact(transaction.clone()) {
-            Ok(outcome) => outcome,
-            // A Move call asked for exact balances: run again with them.
-            Err(_) if evm.ctx.journaled_state.database.0.lazy_balance_observed() => {
-                return Ok(None)
-            }
-            Err(EVMError::Transaction(invalid)) => return Err(EvmError::Invalid(invalid)),
-            Err(EVMError::Header(header)) => return Err(EvmError::Header(header.to_string())),
-            Err(EVMError::Database(error)) => return Err(EvmError::Read(error)),
-            Err(other) => return Err(EvmError::Evm(other.to_string())),
-        };
+        let outcome = evm.transact(transaction.clone());
         let database = &evm.ctx.journaled_state.database.0;
-        if database.lazy_balance_observed() {
-            return Ok(None);
-        }
-        let mut state = outcome.state;
-        // The overlay account's storage numbers the Move writes; it is not EVM storage.
-        let move_writes = match state.get_mut(&duet_types::MOVE_OVERLAY_ADDRESS) {
-            Some(overlay) => {
-                let slots = std::mem::take(&mut overlay.storage);
-                evm.precompiles
-                    .overlay
-                    .writes(|slot| slots.get(&slot).map_or(U256::ZERO, |value| value.present_value))
+        let answer = 'answer: {
+            // A lazy balance was observed or spent (a Move call may ask for one and fail): run
+            // again with exact balances.
+            if database.lazy_balance_observed() {
+                break 'answer Ok(None);
             }
-            None => Vec::new(),
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(EVMError::Transaction(invalid)) => {
+                    break 'answer Err(EvmError::Invalid(invalid))
+                }
+                Err(EVMError::Header(header)) => {
+                    break 'answer Err(EvmError::Header(header.to_string()))
+                }
+                Err(EVMError::Database(error)) => break 'answer Err(EvmError::Read(error)),
+                Err(other) => break 'answer Err(EvmError::Evm(other.to_string())),
+            };
+            let mut state = outcome.state;
+            // The overlay account's storage numbers the Move writes; it is not EVM storage.
+            let move_writes = match state.get_mut(&duet_types::MOVE_OVERLAY_ADDRESS) {
+                Some(overlay) => {
+                    let slots = std::mem::take(&mut overlay.storage);
+                    evm.precompiles.overlay.writes(|slot| {
+                        slots.get(&slot).map_or(U256::ZERO, |value| value.present_value)
+                    })
+                }
+                None => Vec::new(),
+            };
+            let writes = state_writes(state, &database.lazy_accounts());
+            Ok(writes.map(|mut writes| {
+                // The executors need no order; the Move writes are keys of their own.
+                writes.extend(move_writes);
+                VmOutput { writes, output: outcome.result }
+            }))
         };
-        let writes = state_writes(state, &database.lazy_accounts());
-        self.keep_parts(evm);
-        Ok(writes.map(|mut writes| {
-            // The executors need no order; the Move writes are keys of their own.
-            writes.extend(move_writes);
-            VmOutput { writes, output: outcome.result }
-        }))
+        // revm leaves its journal clean after any outcome, a rejection included.
+        keep_parts(evm);
+        answer
     }
 }
 
@@ -258,15 +265,16 @@ impl EvmVm {
     fn warm_key(&self) -> WarmKey {
         (self.cfg.spec, self.move_call.is_some())
     }
+}
 
-    /// Keeps the reusable parts of a finished `evm` for the thread's next one.
-    pub(crate) fn keep_parts<View>(&self, evm: DuetEvm<'_, View>)
-    where
-        View: TransactionView<Key = StateKey, Value = StateValue>,
-    {
-        let Evm { ctx, .. } = evm;
-        Scratch { journal: ctx.journaled_state.inner, local: ctx.local }.keep(self.warm_key());
-    }
+/// Keeps the reusable parts of a finished `evm` for the thread's next one.
+pub(crate) fn keep_parts<View>(evm: DuetEvm<'_, View>)
+where
+    View: TransactionView<Key = StateKey, Value = StateValue>,
+{
+    let key = (evm.ctx.cfg.spec, evm.precompiles.has_move_call());
+    let Evm { ctx, .. } = evm;
+    Scratch { journal: ctx.journaled_state.inner, local: ctx.local }.keep(key);
 }
 
 /// Who runs the EVM: an EVM transaction, or a Move transaction calling into it (whose EVM code

@@ -201,6 +201,11 @@ impl<'a> DuetPrecompiles<'a> {
             caller,
         }
     }
+
+    /// Whether the Move call precompile is among them.
+    pub(crate) fn has_move_call(&self) -> bool {
+        self.move_call.is_some()
+    }
 }
 
 /// `eth`'s addresses (revm's precompiles) and the Move call precompile's.

@@ -8,10 +8,10 @@
 //! last finished EVM here and the next EVM it builds starts from them.
 //!
 //! Only parts left clean and small are kept: a journal with no account, log, journal entry or
-//! transient slot, at depth 0, as revm's own end of a transaction leaves it, whose buffers did not
-//! grow past a few hundred kilobytes (a transaction may make them large; a thread must not hold
-//! that memory for good, least of all the node's RPC threads, where anyone can run calls). An
-//! EVM that stopped on an error is dropped instead. Whether the kept precompile addresses are the
+//! transient slot, at depth 0, as revm leaves it after any outcome (it discards a rejected
+//! transaction's journal), whose buffers did not grow past a few hundred kilobytes (a transaction
+//! may make them large; a thread must not hold that memory for good, least of all the node's RPC
+//! threads, where anyone can run calls). Whether the kept precompile addresses are the
 //! ones the next EVM needs is checked by the hard fork and the presence of the Move call
 //! precompile, which decide them.
 //!

@@ -6,7 +6,7 @@
 use duet_bench_kit::SplitMix;
 use duet_types::{Address, EntryFunction, MOVE_CALL_ADDRESS};
 
-use crate::testkit::{user, FEE_VAULT};
+use crate::testkit::{user, FEE_VAULT, ONE_ETH};
 
 /// The users (`user(0)`…) of the random-contract tests.
 pub const USERS: u64 = 4;
@@ -25,10 +25,34 @@ pub fn seeds() -> std::ops::Range<u64> {
     0..blocks.div_ceil(BLOCKS_PER_CHAIN)
 }
 
+/// One of `items`, at random.
+pub fn pick<T: Copy>(random: &mut SplitMix, items: &[T]) -> T {
+    items[random.below(items.len() as u64) as usize]
+}
+
+/// A value to send: nothing, a little, or an ETH.
+pub fn random_value(random: &mut SplitMix) -> u128 {
+    pick(random, &[0, 1, 1000, ONE_ETH])
+}
+
+/// A transaction deploying a random contract, made by `deploy` from the creation code (it gives
+/// the transaction and the contract's address). The contract, and the first contract it may
+/// create, join `contracts`.
+pub fn random_deployment<T>(
+    random: &mut SplitMix,
+    contracts: &mut Vec<Address>,
+    move_calls: bool,
+    deploy: impl FnOnce(Vec<u8>) -> (T, Address),
+) -> T {
+    let pieces = 1 + random.below(6);
+    let runtime = random_code(random, &Targets { contracts, move_calls }, pieces, 1);
+    let (transaction, address) = deploy(deployer(&runtime));
+    contracts.extend([address, address.create(1)]);
+    transaction
+}
+
 /// What a random contract's pieces may touch.
 pub struct Targets<'a> {
-    /// How many users (`user(0)`…) there are.
-    pub users: u64,
     /// The contracts deployed so far.
     pub contracts: &'a [Address],
     /// Whether pieces may call Move through the precompile.
@@ -64,10 +88,8 @@ fn store_in_memory(code: &mut Vec<u8>, bytes: &[u8]) {
 /// An address to touch: a user, a contract, the fee vault, a precompile, an empty account.
 fn address(random: &mut SplitMix, targets: &Targets<'_>) -> Address {
     match random.below(5) {
-        0 => user(random.below(targets.users)),
-        1 if !targets.contracts.is_empty() => {
-            targets.contracts[random.below(targets.contracts.len() as u64) as usize]
-        }
+        0 => user(random.below(USERS)),
+        1 if !targets.contracts.is_empty() => pick(random, targets.contracts),
         2 => FEE_VAULT,
         3 => Address::with_last_byte(1 + random.below(9) as u8),
         _ => Address::repeat_byte(0x77),

@@ -623,40 +623,33 @@ fn a_contract_created_where_eth_was_waiting_spends_only_what_is_there() {
 #[test]
 fn random_contracts_match_plain_revm() {
     use testkit::random_contracts::{
-        deployer, random_code, seeds, Targets, BLOCKS_PER_CHAIN, USERS,
+        pick, random_deployment, random_value, seeds, BLOCKS_PER_CHAIN, USERS,
     };
     for seed in seeds() {
         let mut random = duet_bench_kit::SplitMix(seed);
         let mut chain = Chain::with_funded_users(USERS);
         let mut contracts: Vec<Address> = Vec::new();
         for _ in 0..BLOCKS_PER_CHAIN {
-            let block: Vec<TxEnv> = (0..=random.below(40))
-                .map(|_| {
-                    let from = user(random.below(USERS));
-                    let value = [0u128, 1, 1000, ONE_ETH][random.below(4) as usize];
-                    match random.below(5) {
-                        0 => {
-                            let targets =
-                                Targets { users: USERS, contracts: &contracts, move_calls: false };
-                            let pieces = 1 + random.below(6);
-                            let runtime = random_code(&mut random, &targets, pieces, 1);
-                            let (tx, address) = chain.deploy(from, deployer(&runtime));
-                            // The contract, and the first contract it may create.
-                            contracts.extend([address, address.create(1)]);
-                            tx
-                        }
-                        1 => {
-                            let to = user(random.below(USERS));
-                            chain.tx(from, TxKind::Call(to), value, Vec::new(), 21_000)
-                        }
-                        _ if !contracts.is_empty() => {
-                            let to = contracts[random.below(contracts.len() as u64) as usize];
-                            chain.tx(from, TxKind::Call(to), value, Vec::new(), 1_000_000)
-                        }
-                        _ => chain.tx(from, TxKind::Call(FEE_VAULT), value, Vec::new(), 21_000),
+            let mut block = Vec::new();
+            for _ in 0..=random.below(40) {
+                let from = user(random.below(USERS));
+                let value = random_value(&mut random);
+                let transaction = match random.below(5) {
+                    0 => random_deployment(&mut random, &mut contracts, false, |code| {
+                        chain.deploy(from, code)
+                    }),
+                    1 => {
+                        let to = user(random.below(USERS));
+                        chain.tx(from, TxKind::Call(to), value, Vec::new(), 21_000)
                     }
-                })
-                .collect();
+                    _ if !contracts.is_empty() => {
+                        let to = pick(&mut random, &contracts);
+                        chain.tx(from, TxKind::Call(to), value, Vec::new(), 1_000_000)
+                    }
+                    _ => chain.tx(from, TxKind::Call(FEE_VAULT), value, Vec::new(), 21_000),
+                };
+                block.push(transaction);
+            }
             // `run` asserts parallel == sequential == plain revm, receipts and state.
             chain.run(&block);
         }

@@ -123,12 +123,17 @@ impl Chain {
         self.move_tx(from, payload, MOVE_GAS_LIMIT)
     }
 
+    /// A transaction creating a contract from `creation`, and the contract's address.
+    fn create(&mut self, from: Address, creation: Vec<u8>) -> (DuetTransaction, Address) {
+        let address = from.create(self.nonces.get(&from).copied().unwrap_or(0));
+        (self.evm(from, TxKind::Create, 0, creation), address)
+    }
+
     fn deploy(&mut self, from: Address, creation: Vec<u8>) -> Address {
-        let nonce = self.nonces.get(&from).copied().unwrap_or(0);
-        let tx = self.evm(from, TxKind::Create, 0, creation);
+        let (tx, address) = self.create(from, creation);
         let receipts = self.run(&[tx]);
         assert!(evm_receipt(&receipts[0]).is_success(), "deploys: {:?}", receipts[0]);
-        from.create(nonce)
+        address
     }
 
     /// A token whose whole supply `owner` holds.
@@ -577,7 +582,7 @@ fn random_mixed_blocks_run_the_same_in_parallel_with_a_publish_in_the_middle() {
 #[test]
 fn random_contracts_with_move_transfers_run_the_same_in_parallel() {
     use testkit::random_contracts::{
-        deployer, random_code, seeds, Targets, BLOCKS_PER_CHAIN, USERS,
+        pick, random_deployment, random_value, seeds, BLOCKS_PER_CHAIN, USERS,
     };
     for seed in seeds() {
         let mut random = duet_bench_kit::SplitMix(seed);
@@ -587,24 +592,16 @@ fn random_contracts_with_move_transfers_run_the_same_in_parallel() {
             let mut block = Vec::new();
             for _ in 0..=random.below(40) {
                 let from = user(random.below(USERS));
-                let value = [0u128, 1, 1000, ONE_ETH][random.below(4) as usize];
+                let value = random_value(&mut random);
                 let to = if contracts.is_empty() || random.below(2) == 0 {
                     user(random.below(USERS))
                 } else {
-                    contracts[random.below(contracts.len() as u64) as usize]
+                    pick(&mut random, &contracts)
                 };
                 let transaction = match random.below(5) {
-                    0 => {
-                        let targets =
-                            Targets { users: USERS, contracts: &contracts, move_calls: true };
-                        let pieces = 1 + random.below(6);
-                        let runtime = random_code(&mut random, &targets, pieces, 1);
-                        let nonce = chain.nonces.get(&from).copied().unwrap_or(0);
-                        // The contract, and the first contract it may create.
-                        let address = from.create(nonce);
-                        contracts.extend([address, address.create(1)]);
-                        chain.evm(from, TxKind::Create, 0, deployer(&runtime))
-                    }
+                    0 => random_deployment(&mut random, &mut contracts, true, |code| {
+                        chain.create(from, code)
+                    }),
                     1 => chain.move_call(
                         from,
                         (FRAMEWORK, "eth"),

@@ -179,12 +179,10 @@ impl<'vm, V: Barriers> SegmentedExecutor<'vm, V> {
         if let Some(executor) = &self.parallel {
             return executor.execute_block_with_stats(transactions, storage);
         }
-        let stats = ExecutionStats {
-            executions: transactions.len(),
-            sequential_from: Some(0),
-            ..ExecutionStats::default()
-        };
-        (execute_sequential(self.vm, transactions, storage), stats)
+        (
+            execute_sequential(self.vm, transactions, storage),
+            ExecutionStats::sequential(transactions.len()),
+        )
     }
 }
 

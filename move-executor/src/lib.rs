@@ -826,11 +826,14 @@ pub const MAX_TYPE_ARGUMENT_LENGTH: usize = 256;
 /// The deepest nesting of a type argument accepted (`vector<vector<u8>>` is 2).
 pub const MAX_TYPE_ARGUMENT_DEPTH: usize = 8;
 
-/// How deeply the Move type written in `text` nests type arguments (`vector<vector<u8>>` is 2),
-/// counted without parsing: the Move parser recurses once per level, so text from outside is
-/// measured with this before it is parsed.
-#[must_use]
-pub fn type_nesting(text: &str) -> usize {
+/// Refuses the Move type written in `text` if it is longer than `max_length` bytes or nests
+/// type arguments deeper than `max_depth` levels (`vector<vector<u8>>` is 2). Measured without
+/// parsing: the Move parser recurses once per level, so text from outside goes through this
+/// before it is parsed.
+///
+/// # Errors
+/// What the type exceeds, in words.
+pub fn type_text_fits(text: &str, max_length: usize, max_depth: usize) -> Result<(), String> {
     let mut depth: usize = 0;
     let mut deepest = 0;
     for byte in text.bytes() {
@@ -843,18 +846,16 @@ pub fn type_nesting(text: &str) -> usize {
             _ => {}
         }
     }
-    deepest
+    if text.len() > max_length || deepest > max_depth {
+        return Err(format!("a type is at most {max_length} bytes and {max_depth} levels deep"));
+    }
+    Ok(())
 }
 
 /// Refuses a type argument too long or too deeply nested to parse safely.
 fn type_argument_fits(text: &str) -> Result<(), Failure> {
-    if text.len() > MAX_TYPE_ARGUMENT_LENGTH || type_nesting(text) > MAX_TYPE_ARGUMENT_DEPTH {
-        return Err(Failure::Invalid(format!(
-            "a type argument is at most {MAX_TYPE_ARGUMENT_LENGTH} bytes and \
-             {MAX_TYPE_ARGUMENT_DEPTH} levels deep"
-        )));
-    }
-    Ok(())
+    type_text_fits(text, MAX_TYPE_ARGUMENT_LENGTH, MAX_TYPE_ARGUMENT_DEPTH)
+        .map_err(|message| Failure::Invalid(message.replacen("a type", "a type argument", 1)))
 }
 
 fn identifier(text: &str) -> Result<Identifier, Failure> {

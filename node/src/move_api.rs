@@ -148,16 +148,8 @@ async fn resource(
 ) -> Answer {
     blocking(move || {
         let owner = address(&owner)?;
-        // Measured before it is parsed: the parser recurses once per level of nesting.
-        if tag.len() > MAX_TAG_LENGTH || duet_move::type_nesting(&tag) > MAX_TAG_NESTING {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "a resource type is at most {MAX_TAG_LENGTH} bytes and nests type arguments \
-                     at most {MAX_TAG_NESTING} levels deep"
-                ),
-            ));
-        }
+        duet_move::type_text_fits(&tag, MAX_TAG_LENGTH, MAX_TAG_NESTING)
+            .map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
         let parsed = move_core_types::parser::parse_struct_tag(&tag)
             .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{tag}: not a struct type")))?;
         let key = duet_move::resolver::resource_key(owner, &parsed)

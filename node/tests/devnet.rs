@@ -1194,17 +1194,13 @@ fn a_batch_answering_too_much_is_cut_short(node: &Node) {
 
 /// Sends `transaction` from an unlocked account and returns its receipt, once mined.
 fn mined(node: &Node, transaction: &str) -> serde_json::Value {
-    let hash = rpc(node, "eth_sendTransaction", &format!("[{transaction}]"))["result"].clone();
-    for _ in 0..100 {
-        let receipt =
-            rpc(node, "eth_getTransactionReceipt", &format!("[{hash}]"))["result"].clone();
-        if !receipt.is_null() {
-            assert_eq!(receipt["status"], "0x1", "{receipt}");
-            return receipt;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{transaction} was not mined");
+    let client = duet_node::client::RpcClient::new(&node.url()).unwrap();
+    let transaction: serde_json::Value = serde_json::from_str(transaction).unwrap();
+    let hash = client.request("eth_sendTransaction", &serde_json::json!([transaction])).unwrap();
+    let hash = serde_json::from_value(hash).unwrap();
+    let receipt = client.wait_for_receipt(hash, Duration::from_secs(10)).unwrap();
+    assert_eq!(receipt["status"], "0x1", "{receipt}");
+    receipt
 }
 
 /// A web page of another origin may call the node (CORS), as with anvil.
