@@ -943,9 +943,14 @@ fn block_method(
 }
 
 fn block_json(chain: &Chain, number: u64, full: bool) -> Result<Value, RpcError> {
-    let Some(block) = chain.store().block(number).map_err(RpcError::server)? else {
-        return Ok(Value::Null);
-    };
+    match chain.store().block(number).map_err(RpcError::server)? {
+        Some(block) => block_object(chain, &block, full),
+        None => Ok(Value::Null),
+    }
+}
+
+/// `block` as Ethereum clients show it, with its transactions' hashes or (`full`) objects.
+fn block_object(chain: &Chain, block: &Block, full: bool) -> Result<Value, RpcError> {
     let transactions = if full {
         let mut objects = Vec::new();
         for hash in &block.transactions {
@@ -1268,17 +1273,6 @@ fn find_logs(
         }
     }
     Ok(found)
-}
-
-/// Every log of block `number` (none if there is no such block), with its JSON.
-fn block_logs(chain: &Chain, number: u64) -> Result<Vec<(alloy_primitives::Log, Value)>, RpcError> {
-    let mut logs = Vec::new();
-    if let Some(block) = chain.store().block(number).map_err(RpcError::server)? {
-        each_log(chain, &block, |record, log, index| {
-            logs.push((log.clone(), log_json(record, log, index)));
-        })?;
-    }
-    Ok(logs)
 }
 
 /// Calls `visit` on every log of `block`: its transaction, the log, its index there.

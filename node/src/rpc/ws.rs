@@ -29,7 +29,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::{block_json, error_response, reply, Filter, LogFilter, Rpc, RpcError, MAX_BODY};
+use super::{
+    block_object, each_log, error_response, log_json, reply, Filter, LogCriteria, LogFilter, Rpc,
+    RpcError, MAX_BODY,
+};
 use crate::chain::Chain;
 
 /// The most WebSocket connections open at a time.
@@ -240,16 +243,37 @@ fn notification(subscription: &str, result: &Value) -> Value {
 
 /// The notifications of block `number` for the subscriptions made before it, in order.
 fn notifications(chain: &Chain, active: &[Active], number: u64) -> Result<Vec<Value>, RpcError> {
+    let Some(block) = chain.store().block(number).map_err(RpcError::server)? else {
+        return Ok(Vec::new());
+    };
     let active: Vec<&Active> = active.iter().filter(|active| active.since < number).collect();
+    // The logs subscriptions whose filter the block's bloom does not rule out.
+    let criteria: Vec<&LogCriteria> = active
+        .iter()
+        .filter_map(|active| match &active.kind {
+            Filter::Logs(filter) if filter.criteria.may_match(&block.logs_bloom) => {
+                Some(&filter.criteria)
+            }
+            _ => None,
+        })
+        .collect();
+    // The block's logs that one of them takes, read once for the connection.
+    let mut logs = Vec::new();
+    if !criteria.is_empty() {
+        each_log(chain, &block, |record, log, index| {
+            if criteria.iter().any(|criteria| criteria.matches(log)) {
+                logs.push((log.clone(), log_json(record, log, index)));
+            }
+        })?;
+    }
     let mut header = None;
-    let mut logs = None;
     let mut out = Vec::new();
     for subscription in active {
         match &subscription.kind {
             Filter::Blocks => {
                 if header.is_none() {
-                    let mut block = block_json(chain, number, false)?;
-                    if let Some(fields) = block.as_object_mut() {
+                    let mut object = block_object(chain, &block, false)?;
+                    if let Some(fields) = object.as_object_mut() {
                         // A header, as geth sends it.
                         for body in
                             ["transactions", "uncles", "withdrawals", "size", "totalDifficulty"]
@@ -257,17 +281,15 @@ fn notifications(chain: &Chain, active: &[Active], number: u64) -> Result<Vec<Va
                             fields.remove(body);
                         }
                     }
-                    header = Some(block);
+                    header = Some(object);
                 }
-                out.push(notification(&subscription.id, header.as_ref().unwrap_or(&Value::Null)));
+                if let Some(header) = &header {
+                    out.push(notification(&subscription.id, header));
+                }
             }
             Filter::Pending => {}
             Filter::Logs(filter) => {
-                // The block's logs, read once for every logs subscription of the connection.
-                if logs.is_none() {
-                    logs = Some(super::block_logs(chain, number)?);
-                }
-                for (log, value) in logs.iter().flatten() {
+                for (log, value) in &logs {
                     if filter.criteria.matches(log) {
                         out.push(notification(&subscription.id, value));
                     }
