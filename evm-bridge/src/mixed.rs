@@ -36,6 +36,17 @@ pub enum DuetReceipt {
     Move(MoveReceipt),
 }
 
+impl DuetReceipt {
+    /// The gas the transaction used (what it is charged for, after refunds).
+    #[must_use]
+    pub fn gas_used(&self) -> u64 {
+        match self {
+            Self::Evm(receipt) => receipt.tx_gas_used(),
+            Self::Move(receipt) => receipt.gas_used,
+        }
+    }
+}
+
 /// Why a transaction of a mixed block was rejected; it changes nothing.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DuetError {

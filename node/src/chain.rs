@@ -1,7 +1,7 @@
 //! The chain: its database, its mempool, and the block builder that runs mixed blocks through
 //! Block-STM and commits them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,9 +10,11 @@ use alloy_consensus::transaction::SignerRecoverable;
 use alloy_consensus::{Transaction, TxEnvelope};
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, Bytes, B256, U256};
-use duet_block_stm::{execute_sequential, ExecutorConfig, TransactionResult};
+use duet_block_stm::{
+    execute_sequential, BlockError, BlockOutput, ExecutorConfig, TransactionResult, VmBlockOutput,
+};
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm};
-use duet_move::MoveVm;
+use duet_move::{LayeredStorage, MoveVm};
 use duet_types::{
     MovePayload, MoveTransaction, StateKey, StateValue, KECCAK256_EMPTY, MOVE_ENTRY_ADDRESS,
 };
@@ -29,6 +31,8 @@ use crate::merkle::{self, NodeCache, Proof};
 use crate::metrics::Metrics;
 use crate::store::{BlockCommit, Store, StoreError};
 
+/// The most rounds of execution that fill one block (see `Chain::fill_block`).
+const FILL_ROUNDS: usize = 4;
 /// The largest transaction accepted, in bytes (as geth's).
 pub const MAX_TRANSACTION_SIZE: usize = 128 * 1024;
 
@@ -744,40 +748,13 @@ impl Chain {
             .into_iter()
             .map(|sender| (sender, self.account(sender).map_or(u64::MAX, |(nonce, _)| nonce)))
             .collect();
-        let nonce_of = |sender| nonces.get(&sender).copied().unwrap_or(u64::MAX);
-        let candidates = {
-            let mut mempool = self.mempool.lock();
-            let now = std::time::Instant::now();
-            let expired = if self.expiry_due(now) {
-                mempool.expire(nonce_of, now, self.config.mempool_lifetime)
-            } else {
-                Vec::new()
-            };
-            if !expired.is_empty() {
-                tracing::info!(
-                    transactions = expired.len(),
-                    "dropped transactions that waited above a nonce gap for the mempool's lifetime"
-                );
-                Metrics::add(&self.metrics.dropped, expired.len() as u64);
-                self.delete_records(&mempool, &expired);
-            }
-            mempool.executable(
-                nonce_of,
-                self.config.max_block_transactions,
-                self.config.block_gas_limit,
-            )
-        };
         let vm = DuetVm::new(
             EvmVm::new(self.config.chain_id, self.block_env(number, timestamp)),
             Arc::clone(&self.move_vm),
         );
-        let transactions: Vec<DuetTransaction> =
-            candidates.iter().map(|pending| pending.transaction.clone()).collect();
-        let config = ExecutorConfig { threads: self.threads, ..ExecutorConfig::default() };
         let started = std::time::Instant::now();
-        let output = duet_evm::MixedBlockExecutor::parallel(&vm, config)
-            .execute_block(&transactions, &self.store)
-            .map_err(|error| format!("block {number}: {error}"))?;
+        let (candidates, output) =
+            self.fill_block(&vm, &nonces).map_err(|error| format!("block {number}: {error}"))?;
         let mut block = Block::empty(number, parent.hash, timestamp, &self.config);
         let (mut records, rejected) = self.records(&candidates, output.results, &mut block);
         let mut cache = self.tree.lock();
@@ -818,6 +795,116 @@ impl Chain {
         }
         self.settle_mempool(&candidates, &rejected, settled);
         Ok(block)
+    }
+
+    /// Takes transactions from the mempool and executes them, filling the block by the gas its
+    /// transactions use, as Ethereum clients do: a transaction is taken while its gas limit fits
+    /// in the gas the block has left. Block-STM runs a set of transactions at once, before their
+    /// gas used is known, so a block fills in rounds: the first takes transactions whose gas
+    /// limits add up to at most the block gas limit; each next one, on top of the state the
+    /// earlier ones left, takes more for the gas they left unused, until the gas left is below
+    /// a transaction's least gas, no waiting transaction fits, or after [`FILL_ROUNDS`] rounds.
+    /// Returns the transactions taken, in block order, with the block's output.
+    fn fill_block(
+        &self,
+        vm: &DuetVm,
+        nonces: &HashMap<Address, u64>,
+    ) -> Result<(Vec<PendingTransaction>, VmBlockOutput<DuetVm>), BlockError<StateKey>> {
+        let config = ExecutorConfig { threads: self.threads, ..ExecutorConfig::default() };
+        let executor = duet_evm::MixedBlockExecutor::parallel(vm, config);
+        let mut candidates: Vec<PendingTransaction> = Vec::new();
+        let mut results = Vec::new();
+        // The first round's state updates; once there is a second, every round's, by key.
+        let mut updates = Vec::new();
+        let mut layered: Option<BTreeMap<StateKey, Option<StateValue>>> = None;
+        // Each sender's next nonce after the transactions taken (`u64::MAX` after a rejected one:
+        // the sender's later transactions wait for the next block).
+        let mut next_nonces: HashMap<Address, u64> = HashMap::new();
+        let mut gas_left = self.config.block_gas_limit;
+        let mut published = false;
+        for round in 0..FILL_ROUNDS {
+            let nonce_of = |sender| {
+                next_nonces
+                    .get(&sender)
+                    .or_else(|| nonces.get(&sender))
+                    .copied()
+                    .unwrap_or(u64::MAX)
+            };
+            let most = self.config.max_block_transactions - candidates.len();
+            let taken = {
+                let mut mempool = self.mempool.lock();
+                if round == 0 {
+                    self.expire(&mut mempool, nonce_of);
+                    mempool.executable(nonce_of, most, gas_left)
+                } else {
+                    mempool.executable_more(nonce_of, most, gas_left)
+                }
+            };
+            if taken.is_empty() {
+                break;
+            }
+            let transactions: Vec<DuetTransaction> =
+                taken.iter().map(|pending| pending.transaction.clone()).collect();
+            let output = match &mut layered {
+                None if round == 0 => executor.execute_block(&transactions, &self.store),
+                top => {
+                    let top = top
+                        .get_or_insert_with(|| std::mem::take(&mut updates).into_iter().collect());
+                    let output = executor
+                        .execute_block(&transactions, &LayeredStorage::new(&self.store, top));
+                    if published {
+                        // Code loaded from an earlier round's publish, which is not committed yet.
+                        duet_move::Barriers::after_barrier(vm);
+                    }
+                    output
+                }
+            }?;
+            published |= transactions
+                .iter()
+                .any(|transaction| duet_move::Barriers::is_barrier(vm, transaction));
+            for (pending, result) in taken.iter().zip(&output.results) {
+                let next = next_nonces.entry(pending.sender).or_insert(0);
+                match result {
+                    TransactionResult::Executed(receipt) if *next != u64::MAX => {
+                        gas_left = gas_left.saturating_sub(receipt.gas_used());
+                        *next = pending.nonce + 1;
+                    }
+                    _ => *next = u64::MAX,
+                }
+            }
+            results.extend(output.results);
+            match &mut layered {
+                Some(top) => top.extend(output.state_updates),
+                None => updates = output.state_updates,
+            }
+            candidates.extend(taken);
+            if gas_left < duet_move::gas::TRANSACTION_BASE {
+                break;
+            }
+        }
+        let state_updates = match layered {
+            Some(top) => top.into_iter().collect(),
+            None => updates,
+        };
+        Ok((candidates, BlockOutput { results, state_updates }))
+    }
+
+    /// Drops the transactions that waited above a nonce gap for the mempool's lifetime, when it
+    /// is time to look for them.
+    fn expire(&self, mempool: &mut Mempool, nonce_of: impl FnMut(Address) -> u64) {
+        let now = std::time::Instant::now();
+        if !self.expiry_due(now) {
+            return;
+        }
+        let expired = mempool.expire(nonce_of, now, self.config.mempool_lifetime);
+        if !expired.is_empty() {
+            tracing::info!(
+                transactions = expired.len(),
+                "dropped transactions that waited above a nonce gap for the mempool's lifetime"
+            );
+            Metrics::add(&self.metrics.dropped, expired.len() as u64);
+            self.delete_records(mempool, &expired);
+        }
     }
 
     /// Whether the block built at `now` looks for expired transactions: every quarter of the
@@ -910,14 +997,14 @@ impl Chain {
         block: &mut Block,
         index: u64,
     ) -> TransactionRecord {
-        let (success, gas_used, logs, contract_address, move_status, move_events) = match receipt {
+        let gas_used = receipt.gas_used();
+        let (success, logs, contract_address, move_status, move_events) = match receipt {
             DuetReceipt::Evm(receipt) => {
                 let contract = match &receipt {
                     ExecutionResult::Success { output: Output::Create(_, address), .. } => *address,
                     _ => None,
                 };
-                let (success, gas_used) = (receipt.is_success(), receipt.tx_gas_used());
-                (success, gas_used, receipt.into_logs(), contract, None, Vec::new())
+                (receipt.is_success(), receipt.into_logs(), contract, None, Vec::new())
             }
             DuetReceipt::Move(receipt) => {
                 let (success, status) = (receipt.is_success(), receipt.status.to_string());
@@ -926,7 +1013,7 @@ impl Chain {
                     .into_iter()
                     .map(|event| (event.type_tag, Bytes::from(event.data)))
                     .collect();
-                (success, receipt.gas_used, receipt.logs, None, Some(status), events)
+                (success, receipt.logs, None, Some(status), events)
             }
         };
         block.gas_used += gas_used;
@@ -1135,10 +1222,22 @@ mod tests {
         value: alloy_primitives::U256,
         max_fee: u128,
     ) -> alloy_primitives::Bytes {
+        signed_transfer(signer, nonce, value, max_fee, 21_000)
+    }
+
+    /// A signed transfer of `value` wei from `signer` with `nonce`, `max_fee` per gas and
+    /// `gas_limit`.
+    fn signed_transfer(
+        signer: &alloy_signer_local::PrivateKeySigner,
+        nonce: u64,
+        value: alloy_primitives::U256,
+        max_fee: u128,
+        gas_limit: u64,
+    ) -> alloy_primitives::Bytes {
         let unsigned = alloy_consensus::TxEip1559 {
             chain_id: ChainConfig::for_tests().chain_id,
             nonce,
-            gas_limit: 21_000,
+            gas_limit,
             max_fee_per_gas: max_fee,
             to: alloy_primitives::TxKind::Call(Address::repeat_byte(0xbe)),
             value,
@@ -1154,6 +1253,36 @@ mod tests {
     fn open_chain(directory: &std::path::Path, config: ChainConfig) -> Chain {
         let store = Store::open(directory).unwrap();
         Chain::open(config, store, &crate::genesis::dev_genesis()).unwrap()
+    }
+
+    #[test]
+    fn a_block_takes_transactions_by_the_gas_they_use_as_ethereum_clients_do() {
+        // Transfers that ask for 50 000 gas and use 21 000, in blocks of 100 000 gas. Taken by
+        // their gas limits, a block would hold two; taken as geth and anvil take them (while a
+        // transaction's gas limit fits in the gas left), it holds three: 21 000 × 3 leaves
+        // 37 000, too little for a fourth.
+        let (first, second) = (dev_signer(0), dev_signer(1));
+        let config = ChainConfig { block_gas_limit: 100_000, ..ChainConfig::for_tests() };
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), config);
+        let send = |signer, nonce| {
+            let raw = signed_transfer(signer, nonce, alloy_primitives::U256::from(1), 10, 50_000);
+            chain.submit(&raw).unwrap()
+        };
+        let hashes: Vec<B256> = (0..5).map(|nonce| send(&first, nonce)).collect();
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions, hashes[..3], "nonces 0 and 1, then 2 for the gas left");
+        assert_eq!(block.gas_used, 63_000);
+        let last = chain.committed_transaction(hashes[2]).unwrap().unwrap();
+        assert_eq!((last.index, last.cumulative_gas_used, last.success), (2, 63_000, true));
+        assert_eq!(chain.account(first.address()).unwrap().0, 3);
+        // The next block takes the other two, and a second sender's first in the gas left.
+        let other = send(&second, 0);
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions, [hashes[3], other, hashes[4]]);
+        assert_eq!(block.gas_used, 63_000);
+        assert_eq!(chain.account(first.address()).unwrap().0, 5);
+        assert_eq!(chain.pending_count(), 0);
     }
 
     #[test]

@@ -107,8 +107,8 @@ struct Settings {
     /// The chain id [default: 31337].
     #[arg(long, env = "DUET_CHAIN_ID")]
     chain_id: Option<u64>,
-    /// The most gas a block's transactions may ask for, the sum of their gas limits
-    /// [default: 1000000000].
+    /// The most gas a block's transactions may use; a transaction is taken while its gas limit
+    /// fits in what is left [default: 1000000000].
     #[arg(long, env = "DUET_BLOCK_GAS_LIMIT")]
     block_gas_limit: Option<u64>,
     /// The most transactions the mempool holds; past it, a new one evicts the cheapest other

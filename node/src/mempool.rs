@@ -376,6 +376,20 @@ impl Mempool {
         block
     }
 
+    /// More transactions for the block being built, for the gas its transactions so far left
+    /// unused: as [`executable`](Self::executable), with `nonce_of` giving each sender's next
+    /// nonce after the transactions already taken. Their senders are spared too.
+    pub fn executable_more(
+        &mut self,
+        nonce_of: impl FnMut(Address) -> u64,
+        max: usize,
+        gas: u64,
+    ) -> Vec<PendingTransaction> {
+        let more = self.select(nonce_of, max, gas);
+        self.building.extend(more.iter().map(|transaction| transaction.sender));
+        more
+    }
+
     /// Notes that the block being built is committed: its senders' transactions can be evicted
     /// again. (A block given up leaves them spared until the next one is built.)
     pub fn block_done(&mut self) {
