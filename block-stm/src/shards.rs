@@ -1,23 +1,26 @@
-//! A concurrent hash map split into a fixed number of independently locked shards.
+//! The multi-version memory's map from keys to their versions.
 //!
-//! The multi-version memory needs little from its map: short reads and updates of one key under
-//! a lock, and, once a block is done, each shard taken whole so that worker threads can finalize
-//! and free the shards in parallel. Owning the shards makes that last step possible.
+//! The memory needs little from its map: short reads and updates of one key under a lock, and,
+//! once a block is done, the map taken apart in parts ("shards") so that worker threads can
+//! finalize them in parallel. [`ShardedMap`] finds keys through a table that lookups only read
+//! and keeps each key's value under its own lock, so that threads working on different keys do
+//! not write the same cache lines: with a lock per shard of keys, almost every operation fetched
+//! that lock's line from the other core. Keys that do not fit in the table go to a
+//! [`LockedMap`], split into independently locked shards.
 //!
-//! Each shard keeps its entries in a vector, in the order they were inserted, and a hash table
-//! of positions in it (as `indexmap` does). Executions run between the map's operations and push
-//! its lines out of the cache, so what counts is how many lines an operation touches: the table
-//! of four-byte positions stays small enough to be cached, an insertion appends where the
-//! previous one wrote, and finalizing a shard walks its vector from start to end.
+//! Each locked shard keeps its entries in a vector, in the order they were inserted, and a hash
+//! table of positions in it (as `indexmap` does).
 
+use std::cell::Cell;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use crossbeam_utils::CachePadded;
 use foldhash::fast::FixedState;
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 /// The number of shards: enough that two to eight threads rarely meet on one lock, and that
 /// finalization splits evenly.
@@ -43,19 +46,20 @@ impl<K: Hash + Eq, T> Entries<K, T> {
 /// Bits of the filter of keys ever inserted: 2^16, so that a block's written keys rarely collide.
 const FILTER_BITS: usize = 1 << 16;
 
-/// A concurrent map from `K` to `T`.
+/// A concurrent map from `K` to `T` whose shards are locked: where keys go that the [`ShardedMap`]'s
+/// table has no room for.
 ///
 /// Most keys a block reads are never written in it (a token contract's code and header, the
 /// senders' balances of other contracts). A filter of the keys ever inserted (a one-hash Bloom
 /// filter) lets a read of such a key return without taking any lock, so threads reading the same
 /// popular key do not fight over its shard's lock word.
-pub(crate) struct ShardedMap<K, T> {
+pub(crate) struct LockedMap<K, T> {
     hasher: FixedState,
     shards: Box<[Shard<K, T>]>,
     inserted: Box<[AtomicU64]>,
 }
 
-impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
+impl<K: Hash + Eq + Clone, T: Default> LockedMap<K, T> {
     /// An empty map; [`clear_for`](Self::clear_for) sizes it.
     pub(crate) fn new() -> Self {
         Self {
@@ -194,34 +198,381 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
     }
 }
 
+/// Claimed runs of arena slots, each a number no other map or block has had: a thread's run
+/// belongs to the map and block with the number it was claimed under.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The thread's run of arena slots: (generation, next slot, end of the run).
+    static RUN: Cell<(u64, usize, usize)> = const { Cell::new((0, 0, 0)) };
+}
+
+/// Slots a thread claims at a time, so that claiming one is rarely a write every thread shares.
+const RUN_LENGTH: usize = 64;
+
+/// How far an insertion or a lookup probes the table before it turns to the overflow map.
+const MAX_PROBES: usize = 64;
+
+/// A table entry that sends every probe reaching it to the overflow map (see
+/// [`ShardedMap::update`]).
+const TO_OVERFLOW: u64 = u64::MAX;
+
+/// One key's place in the arena: the key, written once before the slot is published in the
+/// table, and its value under its own lock.
+struct Slot<K, T> {
+    key: OnceLock<K>,
+    /// Whether the table points at this slot (a slot claimed by an insertion that lost the race
+    /// for its table entry to the same key stays dead).
+    live: AtomicBool,
+    value: Mutex<T>,
+}
+
+impl<K, T: Default> Slot<K, T> {
+    fn new() -> Self {
+        Self { key: OnceLock::new(), live: AtomicBool::new(false), value: Mutex::new(T::default()) }
+    }
+}
+
+/// A concurrent map from `K` to `T` for one block's keys.
+///
+/// Each key lives in a slot of an arena, with its own lock; an open-addressing table of atomic
+/// words (the key hash's top half and the slot) finds it. Looking a key up only reads the table,
+/// so that two threads working on different keys share no cache line they write: a lock per
+/// shard of keys made nearly every operation fetch that lock's line from the other core. A new
+/// key takes the next slot of its thread's run of slots (the thread's recent insertions lie
+/// together), is written into it, and is published with a compare-and-swap on the table. The
+/// table and the arena are sized for the block ([`clear_for`](Self::clear_for)); what does not
+/// fit goes to a [`LockedMap`].
+pub(crate) struct ShardedMap<K, T> {
+    hasher: FixedState,
+    /// Per entry: 0 (empty), [`TO_OVERFLOW`], or the hash's top 32 bits and the slot + 1.
+    table: Box<[AtomicU64]>,
+    slots: Box<[Slot<K, T>]>,
+    /// The first slot of the next run to claim.
+    next_run: CachePadded<AtomicUsize>,
+    /// Identifies this map's current block for the threads' runs.
+    generation: u64,
+    overflow: LockedMap<K, T>,
+}
+
+impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
+    /// An empty map; [`clear_for`](Self::clear_for) sizes it.
+    pub(crate) fn new() -> Self {
+        Self {
+            hasher: FixedState::default(),
+            table: Box::new([]),
+            slots: Box::new([]),
+            next_run: CachePadded::new(AtomicUsize::new(0)),
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+            overflow: LockedMap::new(),
+        }
+    }
+
+    /// Where `key`'s value is: its slot, or `Err(true)` if it may be in the overflow map,
+    /// `Err(false)` if it is nowhere.
+    fn find(&self, hash: u64, key: &K) -> Result<&Slot<K, T>, bool> {
+        if self.table.is_empty() {
+            return Err(true);
+        }
+        let mask = self.table.len() - 1;
+        let tag = hash >> 32;
+        for probe in 0..MAX_PROBES.min(self.table.len()) {
+            let word =
+                self.table[(hash as usize).wrapping_add(probe) & mask].load(Ordering::Acquire);
+            match word {
+                0 => return Err(false),
+                TO_OVERFLOW => return Err(true),
+                word if word >> 32 == tag => {
+                    let slot = &self.slots[(word & u64::from(u32::MAX)) as usize - 1];
+                    if slot.key.get() == Some(key) {
+                        return Ok(slot);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Err(true)
+    }
+
+    /// Calls `read` on the value of `key`, under the key's lock.
+    pub(crate) fn read<R>(&self, key: &K, read: impl FnOnce(&T) -> R) -> Option<R> {
+        let hash = self.hasher.hash_one(key);
+        match self.find(hash, key) {
+            Ok(slot) => Some(read(&slot.value.lock())),
+            Err(true) => self.overflow.read(key, read),
+            Err(false) => None,
+        }
+    }
+
+    /// Calls `update` on the value of `key`, inserting a default value first if there is none.
+    ///
+    /// A new key goes into the first empty table entry of its probe sequence, which the
+    /// insertion takes with a compare-and-swap: a thread that loses it to another key probes on,
+    /// and one that loses it to the same key uses that key's slot. Entries never become empty
+    /// again within a block, so two insertions of a key meet at the same entry. When the key's
+    /// thread has no slot left, it marks that entry [`TO_OVERFLOW`] instead and the key goes to
+    /// the overflow map, as do keys whose probe sequence is full: every later insertion or
+    /// lookup of the key stops at the same mark or runs through the same full sequence.
+    pub(crate) fn update<R>(&self, key: &K, update: impl FnOnce(&mut T) -> R) -> R {
+        let hash = self.hasher.hash_one(key);
+        if self.table.is_empty() {
+            return self.overflow.update(key, update);
+        }
+        let mask = self.table.len() - 1;
+        let tag = hash >> 32;
+        let mut claimed: Option<usize> = None;
+        for probe in 0..MAX_PROBES.min(self.table.len()) {
+            let entry = &self.table[(hash as usize).wrapping_add(probe) & mask];
+            let mut word = entry.load(Ordering::Acquire);
+            if word == 0 {
+                let slot = match claimed {
+                    Some(slot) => slot,
+                    None => match self.claim_slot() {
+                        Some(slot) => {
+                            // Written before it is published: a thread that finds the entry
+                            // finds the key.
+                            let _ = self.slots[slot].key.set(key.clone());
+                            claimed = Some(slot);
+                            slot
+                        }
+                        None => match entry.compare_exchange(
+                            0,
+                            TO_OVERFLOW,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            Ok(_) => return self.overflow.update(key, update),
+                            Err(now) => {
+                                word = now;
+                                usize::MAX
+                            }
+                        },
+                    },
+                };
+                if slot != usize::MAX {
+                    // INVARIANT: the arena holds fewer than 2^32 - 1 slots.
+                    let published = (tag << 32) | (slot as u64 + 1);
+                    match entry.compare_exchange(0, published, Ordering::AcqRel, Ordering::Acquire)
+                    {
+                        Ok(_) => {
+                            let slot = &self.slots[slot];
+                            slot.live.store(true, Ordering::Release);
+                            return update(&mut slot.value.lock());
+                        }
+                        Err(now) => word = now,
+                    }
+                }
+            }
+            match word {
+                TO_OVERFLOW => return self.overflow.update(key, update),
+                word if word >> 32 == tag => {
+                    let slot = &self.slots[(word & u64::from(u32::MAX)) as usize - 1];
+                    if slot.key.get() == Some(key) {
+                        return update(&mut slot.value.lock());
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.overflow.update(key, update)
+    }
+
+    /// A slot of the thread's run for this map's block, claiming a new run when it has none.
+    fn claim_slot(&self) -> Option<usize> {
+        RUN.with(|run| {
+            let (generation, next, end) = run.get();
+            if generation == self.generation && next < end {
+                run.set((generation, next + 1, end));
+                return Some(next);
+            }
+            let start = self.next_run.fetch_add(RUN_LENGTH, Ordering::Relaxed);
+            if start >= self.slots.len() {
+                return None;
+            }
+            run.set((self.generation, start + 1, (start + RUN_LENGTH).min(self.slots.len())));
+            Some(start)
+        })
+    }
+
+    /// Calls `update` on the value of `key` if there is one.
+    pub(crate) fn update_existing<R>(
+        &self,
+        key: &K,
+        update: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
+        let hash = self.hasher.hash_one(key);
+        match self.find(hash, key) {
+            Ok(slot) => Some(update(&mut slot.value.lock())),
+            Err(true) => self.overflow.update_existing(key, update),
+            Err(false) => None,
+        }
+    }
+
+    /// The arena slots in use, split into [`SHARD_COUNT`] parts.
+    fn part(&self, index: usize) -> &[Slot<K, T>] {
+        let used = self.next_run.load(Ordering::Acquire).min(self.slots.len());
+        &self.slots[index * used / SHARD_COUNT..(index + 1) * used / SHARD_COUNT]
+    }
+
+    /// Takes the values of part `index` of the map (and of the overflow map), handing each with
+    /// its key to `visit` until it fails; the map keeps its memory for the next block.
+    ///
+    /// # Errors
+    /// The first error of `visit`; the rest of the part is left unvisited.
+    pub(crate) fn drain_shard<E>(
+        &self,
+        index: usize,
+        mut visit: impl FnMut(K, T) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for slot in self.part(index) {
+            if let (true, Some(key)) = (slot.live.load(Ordering::Acquire), slot.key.get()) {
+                visit(key.clone(), std::mem::take(&mut *slot.value.lock()))?;
+            }
+        }
+        self.overflow.drain_shard(index, visit)
+    }
+
+    /// Removes every entry, keeping the memory, and makes room for about `capacity` keys.
+    pub(crate) fn clear_for(&mut self, capacity: usize) {
+        let used = (*self.next_run.get_mut()).min(self.slots.len());
+        for slot in &mut self.slots[..used] {
+            slot.key.take();
+            *slot.live.get_mut() = false;
+            *slot.value.get_mut() = T::default();
+        }
+        if capacity > self.slots.len() {
+            self.slots = (0..capacity).map(|_| Slot::new()).collect();
+            // At most two thirds full when every slot is used.
+            let entries = (capacity * 3 / 2).next_power_of_two();
+            self.table = (0..entries).map(|_| AtomicU64::new(0)).collect();
+        } else {
+            for entry in &mut *self.table {
+                *entry.get_mut() = 0;
+            }
+        }
+        *self.next_run.get_mut() = 0;
+        self.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+        self.overflow.clear_for(0);
+    }
+
+    /// Calls `visit` on every entry, until it fails.
+    ///
+    /// # Errors
+    /// The first error of `visit`.
+    pub(crate) fn for_each_entry<E>(
+        &self,
+        mut visit: impl FnMut(&K, &T) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for index in 0..SHARD_COUNT {
+            for slot in self.part(index) {
+                if let (true, Some(key)) = (slot.live.load(Ordering::Acquire), slot.key.get()) {
+                    visit(key, &slot.value.lock())?;
+                }
+            }
+        }
+        self.overflow.for_each_entry(visit)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// That `map` holds exactly `expected`: each key read back, and each key once in a walk.
+    fn check(
+        map: &ShardedMap<u64, Vec<u64>>,
+        expected: &std::collections::BTreeMap<u64, Vec<u64>>,
+    ) {
+        for (key, values) in expected {
+            assert_eq!(map.read(key, Clone::clone).as_ref(), Some(values), "key {key}");
+        }
+        let mut seen = std::collections::BTreeMap::new();
+        map.for_each_entry(|key, values| {
+            assert!(seen.insert(*key, values.clone()).is_none(), "key {key} twice");
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(&seen, expected);
+    }
+
     #[test]
-    fn reads_updates_and_drains_shards() {
-        let map: ShardedMap<u64, Vec<u64>> = ShardedMap::new();
-        for key in 0..1000 {
-            map.update(&key, |values| values.push(key * 2));
+    fn reads_updates_and_drains_with_keys_in_the_table_and_in_the_overflow() {
+        // Unsized (everything in the overflow map), room for a few keys, room for all.
+        for capacity in [None, Some(8), Some(100), Some(5000)] {
+            let mut map: ShardedMap<u64, Vec<u64>> = ShardedMap::new();
+            if let Some(capacity) = capacity {
+                map.clear_for(capacity);
+            }
+            let mut expected = std::collections::BTreeMap::new();
+            for key in 0..1000 {
+                map.update(&key, |values| values.push(key * 2));
+                expected.insert(key, vec![key * 2]);
+            }
+            map.update(&7, |values| values.push(1));
+            expected.get_mut(&7).unwrap().push(1);
+            check(&map, &expected);
+            assert_eq!(map.read(&5000, Clone::clone), None);
+            assert_eq!(map.update_existing(&5000, |values| values.len()), None);
+            assert_eq!(map.update_existing(&3, |values| values.len()), Some(1));
+            let mut drained = std::collections::BTreeMap::new();
+            for index in 0..SHARD_COUNT {
+                map.drain_shard(index, |key, values| {
+                    assert!(drained.insert(key, values).is_none(), "drained twice");
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+            }
+            assert_eq!(drained, expected, "capacity {capacity:?}");
+            map.update(&1, |values| values.push(1));
+            map.clear_for(10);
+            assert_eq!(map.read(&1, Clone::clone), None);
+            assert_eq!(map.read(&999, Clone::clone), None);
+            map.update(&1, |values| values.push(5));
+            check(&map, &[(1, vec![5])].into_iter().collect());
         }
-        map.update(&7, |values| values.push(1));
-        assert_eq!(map.read(&7, Clone::clone), Some(vec![14, 1]));
-        assert_eq!(map.read(&5000, Clone::clone), None);
-        assert_eq!(map.update_existing(&5000, |values| values.len()), None);
-        assert_eq!(map.update_existing(&3, |values| values.len()), Some(1));
-        let mut total = 0;
-        for index in 0..SHARD_COUNT {
-            map.drain_shard(index, |_, _| {
-                total += 1;
-                Ok::<(), ()>(())
-            })
-            .unwrap();
+    }
+
+    #[test]
+    fn threads_inserting_the_same_keys_at_once_share_one_value_per_key() {
+        // Four threads insert the same keys, in the same order (so that they race for the same
+        // table entries) or in different ones, into maps with room for some of them: each key
+        // must end with one value holding every thread's push, wherever it went (a table slot,
+        // or the overflow map once the arena or a probe sequence is full).
+        const KEYS: u64 = 2000;
+        for round in 0..40u64 {
+            let capacity = [64, 700, 1500, 4000][(round % 4) as usize];
+            let same_order = round % 8 < 4;
+            let mut map: ShardedMap<u64, Vec<u64>> = ShardedMap::new();
+            map.clear_for(capacity);
+            let start = std::sync::Barrier::new(4);
+            std::thread::scope(|scope| {
+                for thread in 0..4u64 {
+                    let (map, start) = (&map, &start);
+                    scope.spawn(move || {
+                        start.wait();
+                        for step in 0..KEYS {
+                            // A permutation of the keys: the multiplier is prime to their count.
+                            let key = if same_order {
+                                step
+                            } else {
+                                (step * [1, 3, 7, 9][thread as usize] + thread * 7) % KEYS
+                            };
+                            map.update(&key, |values| values.push(thread));
+                        }
+                    });
+                }
+            });
+            let expected = (0..KEYS)
+                .map(|key| {
+                    let values = map.read(&key, Clone::clone).unwrap();
+                    let mut sorted = values.clone();
+                    sorted.sort_unstable();
+                    assert_eq!(sorted, [0, 1, 2, 3], "key {key}, capacity {capacity}");
+                    (key, values)
+                })
+                .collect();
+            // And each key once in the whole map.
+            check(&map, &expected);
         }
-        assert_eq!(total, 1000);
-        assert_eq!(map.read(&7, Clone::clone), None, "drained shards are empty");
-        let mut map = map;
-        map.update(&1, |values| values.push(1));
-        map.clear_for(10);
-        assert_eq!(map.read(&1, Clone::clone), None);
     }
 }
