@@ -13,7 +13,7 @@
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use crossbeam_utils::CachePadded;
@@ -215,7 +215,19 @@ const MAX_PROBES: usize = 64;
 
 /// A table entry that sends every probe reaching it to the overflow map (see
 /// [`ShardedMap::update`]).
-const TO_OVERFLOW: u64 = u64::MAX;
+const TO_OVERFLOW: u32 = u32::MAX;
+
+/// A table entry's low bits hold the slot + 1, its high bits a tag from the key's hash.
+const SLOT_BITS: u32 = 22;
+const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
+
+/// The most slots an arena has (more keys go to the overflow map).
+const MAX_SLOTS: usize = SLOT_MASK as usize - 1;
+
+/// The tag of a hash in a table entry (bits the table position does not use).
+fn tag_of(hash: u64) -> u32 {
+    (hash >> (64 - (32 - SLOT_BITS))) as u32
+}
 
 /// One key's place in the arena: the key, written once before the slot is published in the
 /// table, and its value under its own lock.
@@ -245,8 +257,9 @@ impl<K, T: Default> Slot<K, T> {
 /// fit goes to a [`LockedMap`].
 pub(crate) struct ShardedMap<K, T> {
     hasher: FixedState,
-    /// Per entry: 0 (empty), [`TO_OVERFLOW`], or the hash's top 32 bits and the slot + 1.
-    table: Box<[AtomicU64]>,
+    /// Per entry: 0 (empty), [`TO_OVERFLOW`], or a tag of the key's hash and the slot + 1
+    /// (four bytes, so that the table of a large block stays in the core's cache).
+    table: Box<[AtomicU32]>,
     slots: Box<[Slot<K, T>]>,
     /// The first slot of the next run to claim.
     next_run: CachePadded<AtomicUsize>,
@@ -275,15 +288,15 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
             return Err(true);
         }
         let mask = self.table.len() - 1;
-        let tag = hash >> 32;
+        let tag = tag_of(hash);
         for probe in 0..MAX_PROBES.min(self.table.len()) {
             let word =
                 self.table[(hash as usize).wrapping_add(probe) & mask].load(Ordering::Acquire);
             match word {
                 0 => return Err(false),
                 TO_OVERFLOW => return Err(true),
-                word if word >> 32 == tag => {
-                    let slot = &self.slots[(word & u64::from(u32::MAX)) as usize - 1];
+                word if word >> SLOT_BITS == tag => {
+                    let slot = &self.slots[(word & SLOT_MASK) as usize - 1];
                     if slot.key.get() == Some(key) {
                         return Ok(slot);
                     }
@@ -319,7 +332,7 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
             return self.overflow.update(key, update);
         }
         let mask = self.table.len() - 1;
-        let tag = hash >> 32;
+        let tag = tag_of(hash);
         let mut claimed: Option<usize> = None;
         for probe in 0..MAX_PROBES.min(self.table.len()) {
             let entry = &self.table[(hash as usize).wrapping_add(probe) & mask];
@@ -350,8 +363,8 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
                     },
                 };
                 if slot != usize::MAX {
-                    // INVARIANT: the arena holds fewer than 2^32 - 1 slots.
-                    let published = (tag << 32) | (slot as u64 + 1);
+                    // INVARIANT: slot < MAX_SLOTS.
+                    let published = (tag << SLOT_BITS) | (slot as u32 + 1);
                     match entry.compare_exchange(0, published, Ordering::AcqRel, Ordering::Acquire)
                     {
                         Ok(_) => {
@@ -365,8 +378,8 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
             }
             match word {
                 TO_OVERFLOW => return self.overflow.update(key, update),
-                word if word >> 32 == tag => {
-                    let slot = &self.slots[(word & u64::from(u32::MAX)) as usize - 1];
+                word if word >> SLOT_BITS == tag => {
+                    let slot = &self.slots[(word & SLOT_MASK) as usize - 1];
                     if slot.key.get() == Some(key) {
                         return update(&mut slot.value.lock());
                     }
@@ -440,11 +453,12 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
             *slot.live.get_mut() = false;
             *slot.value.get_mut() = T::default();
         }
+        let capacity = capacity.min(MAX_SLOTS);
         if capacity > self.slots.len() {
             self.slots = (0..capacity).map(|_| Slot::new()).collect();
             // At most two thirds full when every slot is used.
             let entries = (capacity * 3 / 2).next_power_of_two();
-            self.table = (0..entries).map(|_| AtomicU64::new(0)).collect();
+            self.table = (0..entries).map(|_| AtomicU32::new(0)).collect();
         } else {
             for entry in &mut *self.table {
                 *entry.get_mut() = 0;
