@@ -207,7 +207,9 @@ thread_local! {
     static RUN: Cell<(u64, usize, usize)> = const { Cell::new((0, 0, 0)) };
 }
 
-/// Slots a thread claims at a time, so that claiming one is rarely a write every thread shares.
+/// Slots a thread claims at a time, so that claiming one is rarely a write every thread shares:
+/// at most this many, and at most a sixteenth of the arena (so that a small block's arena is not
+/// taken whole by one thread's first run).
 const RUN_LENGTH: usize = 64;
 
 /// How far an insertion or a lookup probes the table before it turns to the overflow map.
@@ -248,7 +250,7 @@ impl<K, T: Default> Slot<K, T> {
 /// A concurrent map from `K` to `T` for one block's keys.
 ///
 /// Each key lives in a slot of an arena, with its own lock; an open-addressing table of atomic
-/// words (the key hash's top half and the slot) finds it. Looking a key up only reads the table,
+/// words (a tag of the key's hash and the slot) finds it. Looking a key up only reads the table,
 /// so that two threads working on different keys share no cache line they write: a lock per
 /// shard of keys made nearly every operation fetch that lock's line from the other core. A new
 /// key takes the next slot of its thread's run of slots (the thread's recent insertions lie
@@ -398,11 +400,12 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
                 run.set((generation, next + 1, end));
                 return Some(next);
             }
-            let start = self.next_run.fetch_add(RUN_LENGTH, Ordering::Relaxed);
+            let length = RUN_LENGTH.min(self.slots.len() / 16).max(1);
+            let start = self.next_run.fetch_add(length, Ordering::Relaxed);
             if start >= self.slots.len() {
                 return None;
             }
-            run.set((self.generation, start + 1, (start + RUN_LENGTH).min(self.slots.len())));
+            run.set((self.generation, start + 1, (start + length).min(self.slots.len())));
             Some(start)
         })
     }

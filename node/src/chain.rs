@@ -865,9 +865,12 @@ impl Chain {
             for (pending, result) in taken.iter().zip(&output.results) {
                 let next = next_nonces.entry(pending.sender).or_insert(0);
                 match result {
-                    TransactionResult::Executed(receipt) if *next != u64::MAX => {
+                    // Counted whatever came before: the block holds it.
+                    TransactionResult::Executed(receipt) => {
                         gas_left = gas_left.saturating_sub(receipt.gas_used());
-                        *next = pending.nonce + 1;
+                        if *next != u64::MAX {
+                            *next = pending.nonce + 1;
+                        }
                     }
                     _ => *next = u64::MAX,
                 }
