@@ -798,13 +798,17 @@ impl Chain {
     }
 
     /// Takes transactions from the mempool and executes them, filling the block by the gas its
-    /// transactions use, as Ethereum clients do: a transaction is taken while its gas limit fits
-    /// in the gas the block has left. Block-STM runs a set of transactions at once, before their
-    /// gas used is known, so a block fills in rounds: the first takes transactions whose gas
-    /// limits add up to at most the block gas limit; each next one, on top of the state the
-    /// earlier ones left, takes more for the gas they left unused, until the gas left is below
-    /// a transaction's least gas, no waiting transaction fits, or after [`FILL_ROUNDS`] rounds.
-    /// Returns the transactions taken, in block order, with the block's output.
+    /// transactions use, as geth and anvil fill theirs: a transaction is taken while its gas limit
+    /// fits in the gas the block has left. Block-STM runs a set of transactions at once, before
+    /// their gas used is known, so a block fills in rounds, each on top of the state the earlier
+    /// ones left. The first takes transactions whose gas limits add up to at most the block gas
+    /// limit. Each next one takes more, as many as the gas left holds if they use the share of
+    /// their limits that the earlier rounds' transactions used (at most four times the gas left
+    /// in limits), runs them, and keeps those that fit by the rule above, in block order: when
+    /// one does not, the round runs again without it and those after it, which wait for the next
+    /// round or block. Rounds stop when the gas left is below a transaction's least gas, when
+    /// none is waiting or none fits, or after [`FILL_ROUNDS`] rounds. Returns the transactions
+    /// taken, in block order, with the block's output.
     fn fill_block(
         &self,
         vm: &DuetVm,
@@ -821,6 +825,8 @@ impl Chain {
         // the sender's later transactions wait for the next block).
         let mut next_nonces: HashMap<Address, u64> = HashMap::new();
         let mut gas_left = self.config.block_gas_limit;
+        // Gas used and gas limits of the transactions executed so far.
+        let (mut used, mut limits) = (0u128, 0u128);
         let mut published = false;
         for round in 0..FILL_ROUNDS {
             let nonce_of = |sender| {
@@ -831,43 +837,60 @@ impl Chain {
                     .unwrap_or(u64::MAX)
             };
             let most = self.config.max_block_transactions - candidates.len();
-            let taken = {
+            let mut taken = {
                 let mut mempool = self.mempool.lock();
                 if round == 0 {
                     self.expire(&mut mempool, nonce_of);
                     mempool.executable(nonce_of, most, gas_left)
                 } else {
-                    mempool.executable_more(nonce_of, most, gas_left)
+                    let limits_to_take = (u128::from(gas_left) * limits)
+                        .checked_div(used)
+                        // A sixteenth short of the estimate, so that a round rarely runs again.
+                        .map_or(u128::from(gas_left), |limits| {
+                            (limits / 16 * 15).clamp(u128::from(gas_left), 4 * u128::from(gas_left))
+                        });
+                    let limits_to_take = u64::try_from(limits_to_take).unwrap_or(u64::MAX);
+                    mempool.executable_more(nonce_of, most, limits_to_take, gas_left)
                 }
             };
+            let mut output = self.run_round(&executor, &taken, &mut layered, &mut updates)?;
+            // The transactions that fit, in block order.
+            let mut left = gas_left;
+            let fitting = taken
+                .iter()
+                .zip(&output.results)
+                .position(|(pending, result)| {
+                    if pending.gas_limit > left {
+                        return true;
+                    }
+                    if let TransactionResult::Executed(receipt) = result {
+                        left = left.saturating_sub(receipt.gas_used());
+                    }
+                    false
+                })
+                .unwrap_or(taken.len());
+            if fitting < taken.len() {
+                taken.truncate(fitting);
+                output = self.run_round(&executor, &taken, &mut layered, &mut updates)?;
+            }
+            if published && round > 0 {
+                // Code loaded from an earlier round's publish, which is not committed yet.
+                duet_move::Barriers::after_barrier(vm);
+            }
             if taken.is_empty() {
                 break;
             }
-            let transactions: Vec<DuetTransaction> =
-                taken.iter().map(|pending| pending.transaction.clone()).collect();
-            let output = match &mut layered {
-                None if round == 0 => executor.execute_block(&transactions, &self.store),
-                top => {
-                    let top = top
-                        .get_or_insert_with(|| std::mem::take(&mut updates).into_iter().collect());
-                    let output = executor
-                        .execute_block(&transactions, &LayeredStorage::new(&self.store, top));
-                    if published {
-                        // Code loaded from an earlier round's publish, which is not committed yet.
-                        duet_move::Barriers::after_barrier(vm);
-                    }
-                    output
-                }
-            }?;
-            published |= transactions
+            published |= taken
                 .iter()
-                .any(|transaction| duet_move::Barriers::is_barrier(vm, transaction));
+                .any(|pending| duet_move::Barriers::is_barrier(vm, &pending.transaction));
             for (pending, result) in taken.iter().zip(&output.results) {
                 let next = next_nonces.entry(pending.sender).or_insert(0);
                 match result {
                     // Counted whatever came before: the block holds it.
                     TransactionResult::Executed(receipt) => {
                         gas_left = gas_left.saturating_sub(receipt.gas_used());
+                        used += u128::from(receipt.gas_used());
+                        limits += u128::from(pending.gas_limit);
                         if *next != u64::MAX {
                             *next = pending.nonce + 1;
                         }
@@ -890,6 +913,28 @@ impl Chain {
             None => updates,
         };
         Ok((candidates, BlockOutput { results, state_updates }))
+    }
+
+    /// Runs one round of [`fill_block`](Self::fill_block): `taken` on the state the earlier rounds
+    /// left (the store for the first; `updates`, the first round's updates, move into `layered`
+    /// for the second).
+    fn run_round(
+        &self,
+        executor: &duet_evm::MixedBlockExecutor<'_>,
+        taken: &[PendingTransaction],
+        layered: &mut Option<BTreeMap<StateKey, Option<StateValue>>>,
+        updates: &mut Vec<(StateKey, Option<StateValue>)>,
+    ) -> Result<VmBlockOutput<DuetVm>, BlockError<StateKey>> {
+        let transactions: Vec<DuetTransaction> =
+            taken.iter().map(|pending| pending.transaction.clone()).collect();
+        if transactions.is_empty() {
+            return Ok(BlockOutput { results: Vec::new(), state_updates: Vec::new() });
+        }
+        if layered.is_none() && updates.is_empty() {
+            return executor.execute_block(&transactions, &self.store);
+        }
+        let top = layered.get_or_insert_with(|| std::mem::take(updates).into_iter().collect());
+        executor.execute_block(&transactions, &LayeredStorage::new(&self.store, top))
     }
 
     /// Drops the transactions that waited above a nonce gap for the mempool's lifetime, when it
@@ -1286,6 +1331,33 @@ mod tests {
         assert_eq!(block.gas_used, 63_000);
         assert_eq!(chain.account(first.address()).unwrap().0, 5);
         assert_eq!(chain.pending_count(), 0);
+    }
+
+    #[test]
+    fn a_block_holds_what_geth_would_when_gas_limits_are_padded_many_times_over() {
+        // Transfers asking for 100 000 gas and using 21 000, in blocks of 1 000 000: geth takes
+        // one while the gas left is at least 100 000, so 43 (after 43, 97 000 is left).
+        let signer = dev_signer(0);
+        let config = ChainConfig {
+            block_gas_limit: 1_000_000,
+            mempool_limit: 100,
+            max_block_transactions: 100,
+            ..ChainConfig::for_tests()
+        };
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), config);
+        let hashes: Vec<B256> = (0..50)
+            .map(|nonce| {
+                let one = alloy_primitives::U256::from(1);
+                chain.submit(&signed_transfer(&signer, nonce, one, 10, 100_000)).unwrap()
+            })
+            .collect();
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions, hashes[..43]);
+        assert_eq!(block.gas_used, 43 * 21_000);
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions, hashes[43..]);
+        assert_eq!(chain.account(signer.address()).unwrap().0, 50);
     }
 
     #[test]

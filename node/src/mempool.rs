@@ -371,21 +371,22 @@ impl Mempool {
         max: usize,
         gas: u64,
     ) -> Vec<PendingTransaction> {
-        let block = self.select(nonce_of, max, gas);
+        let block = self.select(nonce_of, max, gas, gas);
         self.building = block.iter().map(|transaction| transaction.sender).collect();
         block
     }
 
-    /// More transactions for the block being built, for the gas its transactions so far left
-    /// unused: as [`executable`](Self::executable), with `nonce_of` giving each sender's next
-    /// nonce after the transactions already taken. Their senders are spared too.
+    /// More transactions for the block being built: as [`executable`](Self::executable), with
+    /// `nonce_of` giving each sender's next nonce after the transactions already taken, and
+    /// only transactions whose gas limit is at most `most_each`. Their senders are spared too.
     pub fn executable_more(
         &mut self,
         nonce_of: impl FnMut(Address) -> u64,
         max: usize,
         gas: u64,
+        most_each: u64,
     ) -> Vec<PendingTransaction> {
-        let more = self.select(nonce_of, max, gas);
+        let more = self.select(nonce_of, max, gas, most_each);
         self.building.extend(more.iter().map(|transaction| transaction.sender));
         more
     }
@@ -401,6 +402,7 @@ impl Mempool {
         mut nonce_of: impl FnMut(Address) -> u64,
         max: usize,
         mut gas: u64,
+        most_each: u64,
     ) -> Vec<PendingTransaction> {
         let mut senders: Vec<_> =
             self.activity.iter().map(|(sender, activity)| (activity.order, *sender)).collect();
@@ -420,6 +422,9 @@ impl Mempool {
                     return block;
                 }
                 // A sender whose next transaction does not fit is done; others may still fit.
+                if transaction.gas_limit > most_each {
+                    continue;
+                }
                 let Some(left) = gas.checked_sub(transaction.gas_limit) else { continue };
                 gas = left;
                 block.push(transaction.clone());
