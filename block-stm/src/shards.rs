@@ -208,8 +208,8 @@ thread_local! {
 }
 
 /// Slots a thread claims at a time, so that claiming one is rarely a write every thread shares:
-/// at most this many, and at most a sixteenth of the arena (so that a small block's arena is not
-/// taken whole by one thread's first run).
+/// at most this many, and about a sixteenth of a small block's arena (so that it is not taken
+/// whole by one thread's first run). A power of two.
 const RUN_LENGTH: usize = 64;
 
 /// How far an insertion or a lookup probes the table before it turns to the overflow map.
@@ -241,6 +241,9 @@ struct Slot<K, T> {
     value: Mutex<T>,
 }
 
+/// The slots of one run.
+type Chunk<K, T> = Box<[Slot<K, T>]>;
+
 impl<K, T: Default> Slot<K, T> {
     fn new() -> Self {
         Self { key: OnceLock::new(), live: AtomicBool::new(false), value: Mutex::new(T::default()) }
@@ -262,7 +265,12 @@ pub(crate) struct ShardedMap<K, T> {
     /// Per entry: 0 (empty), [`TO_OVERFLOW`], or a tag of the key's hash and the slot + 1
     /// (four bytes, so that the table of a large block stays in the core's cache).
     table: Box<[AtomicU32]>,
-    slots: Box<[Slot<K, T>]>,
+    /// The arena, one chunk per run of slots, each built by the thread that claims the run (a
+    /// map built for a block costs no more than the slots its keys take).
+    chunks: Box<[OnceLock<Chunk<K, T>>]>,
+    /// Slots in the arena (the last chunk may be short), and log2 of a run's length.
+    capacity: usize,
+    run_bits: u32,
     /// The first slot of the next run to claim.
     next_run: CachePadded<AtomicUsize>,
     /// Identifies this map's current block for the threads' runs.
@@ -276,11 +284,24 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         Self {
             hasher: FixedState::default(),
             table: Box::new([]),
-            slots: Box::new([]),
+            chunks: Box::new([]),
+            capacity: 0,
+            run_bits: 0,
             next_run: CachePadded::new(AtomicUsize::new(0)),
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             overflow: LockedMap::new(),
         }
+    }
+
+    /// Slot `index` of the arena, if its run was claimed.
+    fn slot(&self, index: usize) -> Option<&Slot<K, T>> {
+        let chunk = self.chunks.get(index >> self.run_bits)?.get()?;
+        chunk.get(index & ((1 << self.run_bits) - 1))
+    }
+
+    /// The slot a table entry holding a slot points at.
+    fn slot_of(&self, word: u32) -> Option<&Slot<K, T>> {
+        self.slot((word & SLOT_MASK) as usize - 1)
     }
 
     /// Where `key`'s value is: its slot, or `Err(true)` if it may be in the overflow map,
@@ -298,8 +319,9 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
                 0 => return Err(false),
                 TO_OVERFLOW => return Err(true),
                 word if word >> SLOT_BITS == tag => {
-                    let slot = &self.slots[(word & SLOT_MASK) as usize - 1];
-                    if slot.key.get() == Some(key) {
+                    if let Some(slot) =
+                        self.slot_of(word).filter(|slot| slot.key.get() == Some(key))
+                    {
                         return Ok(slot);
                     }
                 }
@@ -335,20 +357,20 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         }
         let mask = self.table.len() - 1;
         let tag = tag_of(hash);
-        let mut claimed: Option<usize> = None;
+        let mut claimed: Option<(usize, &Slot<K, T>)> = None;
         for probe in 0..MAX_PROBES.min(self.table.len()) {
             let entry = &self.table[(hash as usize).wrapping_add(probe) & mask];
             let mut word = entry.load(Ordering::Acquire);
             if word == 0 {
                 let slot = match claimed {
-                    Some(slot) => slot,
+                    Some(slot) => Some(slot),
                     None => match self.claim_slot() {
-                        Some(slot) => {
+                        Some((index, slot)) => {
                             // Written before it is published: a thread that finds the entry
                             // finds the key.
-                            let _ = self.slots[slot].key.set(key.clone());
-                            claimed = Some(slot);
-                            slot
+                            let _ = slot.key.set(key.clone());
+                            claimed = Some((index, slot));
+                            claimed
                         }
                         None => match entry.compare_exchange(
                             0,
@@ -359,18 +381,17 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
                             Ok(_) => return self.overflow.update(key, update),
                             Err(now) => {
                                 word = now;
-                                usize::MAX
+                                None
                             }
                         },
                     },
                 };
-                if slot != usize::MAX {
-                    // INVARIANT: slot < MAX_SLOTS.
-                    let published = (tag << SLOT_BITS) | (slot as u32 + 1);
+                if let Some((index, slot)) = slot {
+                    // INVARIANT: index < MAX_SLOTS.
+                    let published = (tag << SLOT_BITS) | (index as u32 + 1);
                     match entry.compare_exchange(0, published, Ordering::AcqRel, Ordering::Acquire)
                     {
                         Ok(_) => {
-                            let slot = &self.slots[slot];
                             slot.live.store(true, Ordering::Release);
                             return update(&mut slot.value.lock());
                         }
@@ -381,8 +402,9 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
             match word {
                 TO_OVERFLOW => return self.overflow.update(key, update),
                 word if word >> SLOT_BITS == tag => {
-                    let slot = &self.slots[(word & SLOT_MASK) as usize - 1];
-                    if slot.key.get() == Some(key) {
+                    if let Some(slot) =
+                        self.slot_of(word).filter(|slot| slot.key.get() == Some(key))
+                    {
                         return update(&mut slot.value.lock());
                     }
                 }
@@ -392,22 +414,27 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         self.overflow.update(key, update)
     }
 
-    /// A slot of the thread's run for this map's block, claiming a new run when it has none.
-    fn claim_slot(&self) -> Option<usize> {
-        RUN.with(|run| {
+    /// A slot of the thread's run for this map's block, claiming a new run (and building its
+    /// chunk, if an earlier block did not) when it has none.
+    fn claim_slot(&self) -> Option<(usize, &Slot<K, T>)> {
+        let index = RUN.with(|run| {
             let (generation, next, end) = run.get();
             if generation == self.generation && next < end {
                 run.set((generation, next + 1, end));
                 return Some(next);
             }
-            let length = RUN_LENGTH.min(self.slots.len() / 16).max(1);
+            let length = 1 << self.run_bits;
             let start = self.next_run.fetch_add(length, Ordering::Relaxed);
-            if start >= self.slots.len() {
+            if start >= self.capacity {
                 return None;
             }
-            run.set((self.generation, start + 1, (start + length).min(self.slots.len())));
+            let end = (start + length).min(self.capacity);
+            self.chunks[start >> self.run_bits]
+                .get_or_init(|| (start..end).map(|_| Slot::new()).collect());
+            run.set((self.generation, start + 1, end));
             Some(start)
-        })
+        })?;
+        Some((index, self.slot(index)?))
     }
 
     /// Calls `update` on the value of `key` if there is one.
@@ -424,10 +451,14 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         }
     }
 
-    /// The arena slots in use, split into [`SHARD_COUNT`] parts.
-    fn part(&self, index: usize) -> &[Slot<K, T>] {
-        let used = self.next_run.load(Ordering::Acquire).min(self.slots.len());
-        &self.slots[index * used / SHARD_COUNT..(index + 1) * used / SHARD_COUNT]
+    /// Part `index` of the [`SHARD_COUNT`] parts of the arena's claimed runs.
+    fn part(&self, index: usize) -> impl Iterator<Item = &Slot<K, T>> {
+        let used = self.next_run.load(Ordering::Acquire).min(self.capacity);
+        let chunks = used.div_ceil(1 << self.run_bits);
+        self.chunks[index * chunks / SHARD_COUNT..(index + 1) * chunks / SHARD_COUNT]
+            .iter()
+            .filter_map(OnceLock::get)
+            .flat_map(|chunk| chunk.iter())
     }
 
     /// Takes the values of part `index` of the map (and of the overflow map), handing each with
@@ -450,15 +481,20 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
 
     /// Removes every entry, keeping the memory, and makes room for about `capacity` keys.
     pub(crate) fn clear_for(&mut self, capacity: usize) {
-        let used = (*self.next_run.get_mut()).min(self.slots.len());
-        for slot in &mut self.slots[..used] {
-            slot.key.take();
-            *slot.live.get_mut() = false;
-            *slot.value.get_mut() = T::default();
+        let used = (*self.next_run.get_mut()).min(self.capacity);
+        for chunk in &mut self.chunks[..used.div_ceil(1 << self.run_bits)] {
+            for slot in chunk.get_mut().into_iter().flat_map(|chunk| chunk.iter_mut()) {
+                slot.key.take();
+                *slot.live.get_mut() = false;
+                *slot.value.get_mut() = T::default();
+            }
         }
         let capacity = capacity.min(MAX_SLOTS);
-        if capacity > self.slots.len() {
-            self.slots = (0..capacity).map(|_| Slot::new()).collect();
+        if capacity > self.capacity {
+            let run = (capacity / 16).clamp(1, RUN_LENGTH).next_power_of_two();
+            self.run_bits = run.trailing_zeros();
+            self.chunks = (0..capacity.div_ceil(run)).map(|_| OnceLock::new()).collect();
+            self.capacity = capacity;
             // At most two thirds full when every slot is used.
             let entries = (capacity * 3 / 2).next_power_of_two();
             self.table = (0..entries).map(|_| AtomicU32::new(0)).collect();
