@@ -1361,6 +1361,64 @@ mod tests {
     }
 
     #[test]
+    fn a_module_published_in_one_round_of_a_block_is_called_in_the_next() {
+        // The publish asks for 3 000 000 gas and the call for 1 000 000, in a block of 3 999 999:
+        // the first round takes the publish alone, the second the call, which runs on the state
+        // the first left (the module is not committed yet).
+        use duet_types::{EntryFunction, MovePayload, MOVE_ENTRY_ADDRESS};
+
+        let signer = dev_signer(0);
+        let me = signer.address();
+        let move_transaction = |nonce, payload: MovePayload, gas_limit| {
+            let unsigned = alloy_consensus::TxEip1559 {
+                chain_id: ChainConfig::for_tests().chain_id,
+                nonce,
+                gas_limit,
+                max_fee_per_gas: 10,
+                to: alloy_primitives::TxKind::Call(MOVE_ENTRY_ADDRESS),
+                input: payload.encode().into(),
+                ..alloy_consensus::TxEip1559::default()
+            };
+            crate::client::sign(&signer, unsigned).unwrap()
+        };
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../move-executor/testkit/example.move");
+        let modules =
+            duet_move::compile_package(vec![example.to_owned()], &[("example", &me.to_string())])
+                .unwrap()
+                .into_iter()
+                .map(|(_, bytes)| bytes)
+                .collect();
+        let increment = || {
+            MovePayload::EntryFunction(EntryFunction {
+                module_address: me,
+                module_name: "counter".to_owned(),
+                function: "increment".to_owned(),
+                type_arguments: vec![],
+                arguments: vec![],
+            })
+        };
+        let config = ChainConfig { block_gas_limit: 3_999_999, ..ChainConfig::for_tests() };
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), config);
+        let publish = chain
+            .submit(&move_transaction(0, MovePayload::ModuleBundle(modules), 3_000_000))
+            .unwrap();
+        let call = chain.submit(&move_transaction(1, increment(), 1_000_000)).unwrap();
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions, [publish, call]);
+        for hash in [publish, call] {
+            let record = chain.committed_transaction(hash).unwrap().unwrap();
+            assert_eq!(record.move_status.as_deref(), Some("success"), "{record:?}");
+        }
+        // The code loaded in the second round came from the block's own state: the next block
+        // loads it again from the committed state.
+        let again = chain.submit(&move_transaction(2, increment(), 1_000_000)).unwrap();
+        assert_eq!(chain.produce_block().unwrap().transactions, [again]);
+        let record = chain.committed_transaction(again).unwrap().unwrap();
+        assert_eq!(record.move_status.as_deref(), Some("success"));
+    }
+
+    #[test]
     fn the_pool_splits_each_senders_transactions_at_its_first_nonce_gap() {
         let (first, second) = (dev_signer(0), dev_signer(1));
         let directory = tempfile::tempdir().unwrap();
