@@ -51,6 +51,8 @@ struct Filter<C> {
     /// The first position not reported yet.
     next: u64,
     polled: Instant,
+    /// Whether a poll that reports as far as its scan goes ([`Filters::poll_with`]) is under way.
+    scanning: bool,
 }
 
 impl<C: Clone> Filters<C> {
@@ -92,7 +94,7 @@ impl<C: Clone> Filters<C> {
                 return Err(FilterError::TooMany);
             }
         }
-        filters.insert(id, Filter { criteria, next: first, polled: now });
+        filters.insert(id, Filter { criteria, next: first, polled: now, scanning: false });
         Ok(id)
     }
 
@@ -115,6 +117,45 @@ impl<C: Clone> Filters<C> {
         let last = (*available.end()).min(first.saturating_add(most.max(1) - 1));
         filter.next = first.max(last.saturating_add(1));
         Some((filter.criteria.clone(), first..=last))
+    }
+
+    /// Like [`poll`](Self::poll), but `scan` (run without holding the filters' lock) reports
+    /// only as far as it gets: it returns its answer and the last position it covered, and the
+    /// filter moves past that one only; an error moves it past none. While one such poll of a
+    /// filter is under way, another reports nothing (as if nothing had come since), so no
+    /// position is reported twice or skipped. `None`: no such filter.
+    pub fn poll_with<R, E>(
+        &self,
+        id: U256,
+        most: u64,
+        now: Instant,
+        available: impl FnOnce(&C) -> RangeInclusive<u64>,
+        scan: impl FnOnce(&C, RangeInclusive<u64>) -> Result<(R, u64), E>,
+        nothing: impl FnOnce() -> R,
+    ) -> Option<Result<R, E>> {
+        let (criteria, range) = {
+            let mut filters = self.by_id.lock();
+            let filter = self.live(&mut filters, id, now)?;
+            if filter.scanning {
+                return Some(Ok(nothing()));
+            }
+            let available = available(&filter.criteria);
+            let first = filter.next.max(*available.start());
+            let last = (*available.end()).min(first.saturating_add(most.max(1) - 1));
+            if first > last {
+                return Some(Ok(nothing()));
+            }
+            filter.scanning = true;
+            (filter.criteria.clone(), first..=last)
+        };
+        // Whatever happens in the scan, even a panic, the filter is free again afterwards.
+        let mut done = Scanned { filters: self, id, next: None };
+        let answer = scan(&criteria, range.clone()).map(|(answer, covered)| {
+            done.next = Some(covered.clamp(*range.start(), *range.end()) + 1);
+            answer
+        });
+        drop(done);
+        Some(answer)
     }
 
     /// The filter's criteria, without moving it past any block. `None`: no such filter.
@@ -144,6 +185,24 @@ impl<C: Clone> Filters<C> {
         let filter = filters.get_mut(&id)?;
         filter.polled = now;
         Some(filter)
+    }
+}
+
+/// Ends a [`Filters::poll_with`]: frees the filter and moves it to `next`, if it still exists.
+struct Scanned<'a, C> {
+    filters: &'a Filters<C>,
+    id: U256,
+    next: Option<u64>,
+}
+
+impl<C> Drop for Scanned<'_, C> {
+    fn drop(&mut self) {
+        if let Some(filter) = self.filters.by_id.lock().get_mut(&self.id) {
+            filter.scanning = false;
+            if let Some(next) = self.next {
+                filter.next = filter.next.max(next);
+            }
+        }
     }
 }
 
@@ -222,6 +281,77 @@ mod tests {
         assert_eq!(filters.poll(id, 10, now, |_| 0..=41), Some(("logs", 41..=41)));
         // Positions that fell off (a feed's oldest items) are skipped, not reported as empty.
         assert_eq!(filters.poll(id, 10, now, |_| 100..=150), Some(("logs", 100..=109)));
+    }
+
+    #[test]
+    fn a_poll_that_stops_early_reports_the_rest_next_time_and_one_under_way_blocks_others() {
+        let filters = Filters::new(FILTER_LIFETIME);
+        let now = Instant::now();
+        let id = filters.install("logs", 1, now).unwrap();
+        let poll = |scan: &dyn Fn(RangeInclusive<u64>) -> Result<(Vec<u64>, u64), ()>| {
+            filters.poll_with(id, 100, now, |_| 0..=50, |_, range| scan(range), Vec::new).unwrap()
+        };
+        // The scan stops after block 20 (as a log search does once it has found enough).
+        let first = poll(&|range| Ok((vec![*range.start(), 20], 20)));
+        assert_eq!(first, Ok(vec![1, 20]));
+        // An error reports nothing and moves the filter past nothing.
+        assert_eq!(poll(&|_| Err(())), Err(()));
+        // The rest, from 21 on.
+        assert_eq!(
+            poll(&|range| Ok((vec![*range.start(), *range.end()], *range.end()))),
+            Ok(vec![21, 50])
+        );
+        assert_eq!(poll(&|range| Ok((vec![*range.start()], *range.end()))), Ok(vec![]), "none new");
+        // A poll under way: another of the same filter reports nothing, and takes nothing.
+        let inner = filters.poll_with(
+            id,
+            100,
+            now,
+            |_| 0..=60,
+            |_, range| {
+                let during = filters.poll_with(
+                    id,
+                    100,
+                    now,
+                    |_| 0..=60,
+                    |_, _| Ok::<_, ()>((vec![0], 60)),
+                    Vec::new,
+                );
+                assert_eq!(during, Some(Ok(vec![])));
+                Ok::<_, ()>((vec![*range.start()], *range.end()))
+            },
+            Vec::new,
+        );
+        assert_eq!(inner, Some(Ok(vec![51])));
+        // A scan that panics frees the filter, which reports from where it was.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            filters.poll_with(
+                id,
+                100,
+                now,
+                |_| 0..=70,
+                |_, _| -> Result<(Vec<u64>, u64), ()> { panic!("scan") },
+                Vec::new,
+            )
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(poll_at(&filters, id, now, 70), Some(Ok(vec![61])));
+    }
+
+    fn poll_at(
+        filters: &Filters<&str>,
+        id: U256,
+        now: Instant,
+        head: u64,
+    ) -> Option<Result<Vec<u64>, ()>> {
+        filters.poll_with(
+            id,
+            100,
+            now,
+            |_| 0..=head,
+            |_, range| Ok((vec![*range.start()], *range.end())),
+            Vec::new,
+        )
     }
 
     #[test]

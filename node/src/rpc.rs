@@ -1120,10 +1120,6 @@ const MAX_LOG_BLOCKS: u64 = 10_000;
 /// answer that takes its memory. A query that finds more is refused; a narrower one succeeds.
 const MAX_LOGS: usize = 20_000;
 
-/// The most blocks one poll of a log filter covers: its logs are not capped (the filter has
-/// moved past them), so a client far behind catches up a few blocks at a time.
-const LOG_FILTER_POLL_BLOCKS: u64 = 16;
-
 /// The most addresses a log query or filter names, and the most topic positions and options
 /// per position (geth's limits): a filter is kept for minutes, so its size is bounded.
 const MAX_FILTER_ADDRESSES: usize = 1_000;
@@ -1255,6 +1251,20 @@ fn find_logs(
     to: u64,
     most: usize,
 ) -> Result<Vec<Value>, RpcError> {
+    scan_logs(chain, criteria, from, to, most, false).map(|(found, _)| found)
+}
+
+/// The logs `criteria` selects in blocks `from` to `to`, and the last block looked at: past
+/// `most` logs, an error, or with `stop_after_block` the logs of the blocks so far (never part
+/// of a block).
+fn scan_logs(
+    chain: &Chain,
+    criteria: &LogCriteria,
+    from: u64,
+    to: u64,
+    most: usize,
+    stop_after_block: bool,
+) -> Result<(Vec<Value>, u64), RpcError> {
     let mut found = Vec::new();
     for number in from..=to {
         let Some(block) = chain.store().block(number).map_err(RpcError::server)? else { continue };
@@ -1262,17 +1272,20 @@ fn find_logs(
             continue;
         }
         each_log(chain, &block, |record, log, index| {
-            if criteria.matches(log) && found.len() <= most {
+            if criteria.matches(log) && (stop_after_block || found.len() <= most) {
                 found.push(log_json(record, log, index));
             }
         })?;
+        if stop_after_block && found.len() >= most {
+            return Ok((found, number));
+        }
         if found.len() > most {
             return Err(RpcError::server(format!(
                 "query returned more than {most} logs: ask for fewer blocks, addresses or topics"
             )));
         }
     }
-    Ok(found)
+    Ok((found, to))
 }
 
 /// Calls `visit` on every log of `block`: its transaction, the log, its index there.
@@ -1325,15 +1338,33 @@ fn filter_method(
         "eth_newPendingTransactionFilter" => installed(Filter::Pending),
         "eth_getFilterChanges" => {
             let id: U256 = parse(params, 0, "filter id")?;
-            // A few blocks at a time for logs, many for block hashes: a client far behind
-            // catches up poll by poll.
-            let most = match rpc.filters.criteria(id, now).ok_or_else(not_found)? {
-                Filter::Logs(_) => LOG_FILTER_POLL_BLOCKS,
-                Filter::Blocks | Filter::Pending => MAX_LOG_BLOCKS,
-            };
+            if let Filter::Logs(_) = rpc.filters.criteria(id, now).ok_or_else(not_found)? {
+                // Up to MAX_LOG_BLOCKS blocks, stopping after the block where MAX_LOGS logs are
+                // reached: the filter moves past the blocks reported, and a client far behind
+                // catches up poll by poll, however many blocks come between its polls.
+                let positions = |filter: &Filter| filter.positions(&rpc.chain, head.number);
+                let scan = |filter: &Filter, blocks: std::ops::RangeInclusive<u64>| {
+                    let Filter::Logs(filter) = filter else {
+                        return Ok((json!([]), *blocks.end()));
+                    };
+                    let (first, last) = (*blocks.start(), *blocks.end());
+                    let from = first.max(filter.from.and_then(BlockSpec::fixed).unwrap_or(0));
+                    let to = filter.to.and_then(BlockSpec::fixed).map_or(last, |to| to.min(last));
+                    if from > to {
+                        return Ok((json!([]), last));
+                    }
+                    let (logs, covered) =
+                        scan_logs(&rpc.chain, &filter.criteria, from, to, MAX_LOGS, true)?;
+                    Ok((Value::Array(logs), if covered == to { last } else { covered }))
+                };
+                return rpc
+                    .filters
+                    .poll_with(id, MAX_LOG_BLOCKS, now, positions, scan, || json!([]))
+                    .ok_or_else(not_found)?;
+            }
             let (filter, blocks) = rpc
                 .filters
-                .poll(id, most, now, |filter| filter.positions(&rpc.chain, head.number))
+                .poll(id, MAX_LOG_BLOCKS, now, |filter| filter.positions(&rpc.chain, head.number))
                 .ok_or_else(not_found)?;
             if blocks.is_empty() {
                 return Ok(json!([]));
@@ -1341,14 +1372,8 @@ fn filter_method(
             let (first, last) = (*blocks.start(), *blocks.end());
             match filter {
                 Filter::Pending => Ok(json!(rpc.chain.accepted().get(blocks))),
-                Filter::Logs(filter) => {
-                    let from = first.max(filter.from.and_then(BlockSpec::fixed).unwrap_or(0));
-                    let to = filter.to.and_then(BlockSpec::fixed).map_or(last, |to| to.min(last));
-                    if from > to {
-                        return Ok(json!([]));
-                    }
-                    find_logs(&rpc.chain, &filter.criteria, from, to, usize::MAX).map(Value::Array)
-                }
+                // Answered above.
+                Filter::Logs(_) => Ok(json!([])),
                 Filter::Blocks => {
                     let mut hashes = Vec::new();
                     for number in first..=last {
