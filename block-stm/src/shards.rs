@@ -451,14 +451,17 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         }
     }
 
-    /// Part `index` of the [`SHARD_COUNT`] parts of the arena's claimed runs.
-    fn part(&self, index: usize) -> impl Iterator<Item = &Slot<K, T>> {
+    /// The keys and slots in part `index` of the [`SHARD_COUNT`] parts of the arena's claimed
+    /// runs (dead slots left out).
+    fn part(&self, index: usize) -> impl Iterator<Item = (&K, &Slot<K, T>)> {
         let used = self.next_run.load(Ordering::Acquire).min(self.capacity);
         let chunks = used.div_ceil(1 << self.run_bits);
         self.chunks[index * chunks / SHARD_COUNT..(index + 1) * chunks / SHARD_COUNT]
             .iter()
             .filter_map(OnceLock::get)
             .flat_map(|chunk| chunk.iter())
+            .filter(|slot| slot.live.load(Ordering::Acquire))
+            .filter_map(|slot| Some((slot.key.get()?, slot)))
     }
 
     /// Takes the values of part `index` of the map (and of the overflow map), handing each with
@@ -471,10 +474,8 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         index: usize,
         mut visit: impl FnMut(K, T) -> Result<(), E>,
     ) -> Result<(), E> {
-        for slot in self.part(index) {
-            if let (true, Some(key)) = (slot.live.load(Ordering::Acquire), slot.key.get()) {
-                visit(key.clone(), std::mem::take(&mut *slot.value.lock()))?;
-            }
+        for (key, slot) in self.part(index) {
+            visit(key.clone(), std::mem::take(&mut *slot.value.lock()))?;
         }
         self.overflow.drain_shard(index, visit)
     }
@@ -517,10 +518,8 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         mut visit: impl FnMut(&K, &T) -> Result<(), E>,
     ) -> Result<(), E> {
         for index in 0..SHARD_COUNT {
-            for slot in self.part(index) {
-                if let (true, Some(key)) = (slot.live.load(Ordering::Acquire), slot.key.get()) {
-                    visit(key, &slot.value.lock())?;
-                }
+            for (key, slot) in self.part(index) {
+                visit(key, &slot.value.lock())?;
             }
         }
         self.overflow.for_each_entry(visit)
