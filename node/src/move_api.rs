@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use alloy_primitives::{Address, Bytes, B256};
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -39,7 +39,10 @@ use crate::mempool::MempoolError;
 type Answer = (StatusCode, Json<Value>);
 
 /// The Move API's routes.
-pub fn router(chain: Arc<Chain>) -> Router {
+///
+/// `answering` holds a permit per answer being built, shared with JSON-RPC: queries and view
+/// calls wait their turn beside JSON-RPC requests; submitted transactions do not.
+pub fn router(chain: Arc<Chain>, answering: Arc<tokio::sync::Semaphore>) -> Router {
     Router::new()
         .route("/move/v1/accounts/{address}/resources", get(resources))
         .route("/move/v1/accounts/{address}/resource/{tag}", get(resource))
@@ -48,7 +51,30 @@ pub fn router(chain: Arc<Chain>) -> Router {
         .route("/move/v1/view", post(view))
         .route("/move/v1/transactions", post(submit))
         .route("/move/v1/transactions/{hash}", get(transaction))
-        .with_state(chain)
+        .with_state(Api { chain, turns: Turns(answering) })
+}
+
+/// The Move API's state: the chain, and the permits of answers being built.
+#[derive(Clone)]
+struct Api {
+    chain: Arc<Chain>,
+    turns: Turns,
+}
+
+/// The node's permits for answers being built (see [`router`]).
+#[derive(Clone)]
+struct Turns(Arc<tokio::sync::Semaphore>);
+
+impl FromRef<Api> for Arc<Chain> {
+    fn from_ref(api: &Api) -> Self {
+        Arc::clone(&api.chain)
+    }
+}
+
+impl FromRef<Api> for Turns {
+    fn from_ref(api: &Api) -> Self {
+        api.turns.clone()
+    }
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Answer {
@@ -88,8 +114,26 @@ fn internal(failure: impl std::fmt::Display) -> Answer {
     error(StatusCode::INTERNAL_SERVER_ERROR, failure)
 }
 
-/// Runs a blocking chain query off the async runtime; its `Ok` is a 200 answer.
-async fn blocking(work: impl FnOnce() -> Result<Value, Answer> + Send + 'static) -> Answer {
+/// Runs a blocking chain query off the async runtime, once it has a permit of `turns` if given
+/// (the permit goes with the work: a client that hangs up does not free it early); its `Ok` is
+/// a 200 answer.
+async fn blocking(
+    turns: Option<Turns>,
+    work: impl FnOnce() -> Result<Value, Answer> + Send + 'static,
+) -> Answer {
+    let permit = match turns {
+        Some(Turns(semaphore)) => match semaphore.acquire_owned().await {
+            Ok(permit) => Some(permit),
+            // INVARIANT: the semaphore is never closed.
+            Err(_) => return internal("internal error"),
+        },
+        None => None,
+    };
+    let work = move || {
+        let answer = work();
+        drop(permit);
+        answer
+    };
     match tokio::task::spawn_blocking(work).await {
         Ok(Ok(value)) => ok(value),
         Ok(Err(answer)) => answer,
@@ -123,8 +167,12 @@ fn module_kind(address: Address) -> StateKey {
     StateKey::MoveModule { address, name: Box::default() }
 }
 
-async fn resources(State(chain): State<Arc<Chain>>, Path(owner): Path<String>) -> Answer {
-    blocking(move || {
+async fn resources(
+    State(chain): State<Arc<Chain>>,
+    State(turns): State<Turns>,
+    Path(owner): Path<String>,
+) -> Answer {
+    blocking(Some(turns), move || {
         listing(&chain, &owner, resource_kind, |key, value| {
             let StateKey::MoveResource { struct_tag, .. } = key else { return None };
             let tag: StructTag = bcs::from_bytes(&struct_tag).ok()?;
@@ -144,9 +192,10 @@ const MAX_TAG_NESTING: usize = 16;
 
 async fn resource(
     State(chain): State<Arc<Chain>>,
+    State(turns): State<Turns>,
     Path((owner, tag)): Path<(String, String)>,
 ) -> Answer {
-    blocking(move || {
+    blocking(Some(turns), move || {
         let owner = address(&owner)?;
         duet_move::type_text_fits(&tag, MAX_TAG_LENGTH, MAX_TAG_NESTING)
             .map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
@@ -164,8 +213,12 @@ async fn resource(
     .await
 }
 
-async fn modules(State(chain): State<Arc<Chain>>, Path(owner): Path<String>) -> Answer {
-    blocking(move || {
+async fn modules(
+    State(chain): State<Arc<Chain>>,
+    State(turns): State<Turns>,
+    Path(owner): Path<String>,
+) -> Answer {
+    blocking(Some(turns), move || {
         listing(&chain, &owner, module_kind, |key, value| {
             let StateKey::MoveModule { name, .. } = key else { return None };
             let StateValue::Bytes(bytecode) = value else { return None };
@@ -177,9 +230,10 @@ async fn modules(State(chain): State<Arc<Chain>>, Path(owner): Path<String>) -> 
 
 async fn module(
     State(chain): State<Arc<Chain>>,
+    State(turns): State<Turns>,
     Path((owner, name)): Path<(String, String)>,
 ) -> Answer {
-    blocking(move || {
+    blocking(Some(turns), move || {
         let owner = address(&owner)?;
         let key = StateKey::MoveModule { address: owner, name: name.clone().into() };
         let Some(StateValue::Bytes(bytecode)) = chain.store().get(&key).map_err(internal)? else {
@@ -302,8 +356,12 @@ pub fn parse_function(text: &str) -> Result<(Address, String, String), String> {
     Ok((owner, module.to_owned(), function.to_owned()))
 }
 
-async fn view(State(chain): State<Arc<Chain>>, Json(request): Json<Value>) -> Answer {
-    blocking(move || {
+async fn view(
+    State(chain): State<Arc<Chain>>,
+    State(turns): State<Turns>,
+    Json(request): Json<Value>,
+) -> Answer {
+    blocking(Some(turns), move || {
         let bad = |message: String| error(StatusCode::BAD_REQUEST, message);
         let function = request
             .get("function")
@@ -343,7 +401,8 @@ async fn view(State(chain): State<Arc<Chain>>, Json(request): Json<Value>) -> An
 }
 
 async fn submit(State(chain): State<Arc<Chain>>, Json(request): Json<Value>) -> Answer {
-    blocking(move || {
+    // Like `eth_sendRawTransaction`: small answers, bounded work, no waiting behind queries.
+    blocking(None, move || {
         let raw = request
             .get("transaction")
             .and_then(Value::as_str)
@@ -364,8 +423,12 @@ async fn submit(State(chain): State<Arc<Chain>>, Json(request): Json<Value>) -> 
     .await
 }
 
-async fn transaction(State(chain): State<Arc<Chain>>, Path(hash): Path<String>) -> Answer {
-    blocking(move || {
+async fn transaction(
+    State(chain): State<Arc<Chain>>,
+    State(turns): State<Turns>,
+    Path(hash): Path<String>,
+) -> Answer {
+    blocking(Some(turns), move || {
         let hash = hash
             .parse::<B256>()
             .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{hash}: not a 32-byte hash")))?;

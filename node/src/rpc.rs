@@ -132,19 +132,20 @@ impl Filter {
 
 /// The JSON-RPC router; `eth_sendTransaction` signs for the `unlocked` accounts (a dev node's).
 pub fn router(chain: Arc<Chain>, unlocked: Vec<PrivateKeySigner>) -> Router {
+    let answering = Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING));
     let rpc = Rpc {
         chain: Arc::clone(&chain),
         filters: Filters::new(FILTER_LIFETIME),
         unlocked,
         sending: parking_lot::Mutex::new(()),
         connections: Arc::new(tokio::sync::Semaphore::new(ws::MAX_CONNECTIONS)),
-        answering: Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING)),
+        answering: Arc::clone(&answering),
     };
     Router::new()
         .route("/", post(handle).get(ws::upgrade))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(rpc))
-        .merge(crate::move_api::router(chain))
+        .merge(crate::move_api::router(chain, answering))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(cors))
 }
