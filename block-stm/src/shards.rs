@@ -198,8 +198,8 @@ impl<K: Hash + Eq + Clone, T: Default> LockedMap<K, T> {
     }
 }
 
-/// Claimed runs of arena slots, each a number no other map or block has had: a thread's run
-/// belongs to the map and block with the number it was claimed under.
+/// The next number for a map's block, each given once: a thread's run of slots belongs to the
+/// map and block whose number it was claimed under.
 static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
