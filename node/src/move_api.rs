@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use alloy_primitives::{Address, Bytes, B256};
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -51,29 +51,43 @@ pub fn router(chain: Arc<Chain>, answering: Arc<tokio::sync::Semaphore>) -> Rout
         .route("/move/v1/view", post(view))
         .route("/move/v1/transactions", post(submit))
         .route("/move/v1/transactions/{hash}", get(transaction))
-        .with_state(Api { chain, turns: Turns(answering) })
+        .with_state(Api { chain, answering })
 }
 
-/// The Move API's state: the chain, and the permits of answers being built.
+/// The Move API's state: the chain, and the permits of answers being built (see [`router`]).
 #[derive(Clone)]
 struct Api {
     chain: Arc<Chain>,
-    turns: Turns,
+    answering: Arc<tokio::sync::Semaphore>,
 }
 
-/// The node's permits for answers being built (see [`router`]).
-#[derive(Clone)]
-struct Turns(Arc<tokio::sync::Semaphore>);
-
-impl FromRef<Api> for Arc<Chain> {
-    fn from_ref(api: &Api) -> Self {
-        Arc::clone(&api.chain)
+impl Api {
+    /// Runs `work` on the chain off the async runtime once it has its turn among the answers
+    /// being built (the permit goes with the work: a client that hangs up does not free it
+    /// early); its `Ok` is a 200 answer.
+    async fn query(
+        self,
+        work: impl FnOnce(&Chain) -> Result<Value, Answer> + Send + 'static,
+    ) -> Answer {
+        // INVARIANT: the semaphore is never closed.
+        let Ok(permit) = self.answering.acquire_owned().await else {
+            return internal("internal error");
+        };
+        blocking(move || {
+            let answer = work(&self.chain);
+            drop(permit);
+            answer
+        })
+        .await
     }
-}
 
-impl FromRef<Api> for Turns {
-    fn from_ref(api: &Api) -> Self {
-        api.turns.clone()
+    /// [`query`](Self::query) without waiting its turn: for submitted transactions, whose
+    /// answers are small and whose work is bounded, as for `eth_sendRawTransaction`.
+    async fn now(
+        self,
+        work: impl FnOnce(&Chain) -> Result<Value, Answer> + Send + 'static,
+    ) -> Answer {
+        blocking(move || work(&self.chain)).await
     }
 }
 
@@ -114,26 +128,8 @@ fn internal(failure: impl std::fmt::Display) -> Answer {
     error(StatusCode::INTERNAL_SERVER_ERROR, failure)
 }
 
-/// Runs a blocking chain query off the async runtime, once it has a permit of `turns` if given
-/// (the permit goes with the work: a client that hangs up does not free it early); its `Ok` is
-/// a 200 answer.
-async fn blocking(
-    turns: Option<Turns>,
-    work: impl FnOnce() -> Result<Value, Answer> + Send + 'static,
-) -> Answer {
-    let permit = match turns {
-        Some(Turns(semaphore)) => match semaphore.acquire_owned().await {
-            Ok(permit) => Some(permit),
-            // INVARIANT: the semaphore is never closed.
-            Err(_) => return internal("internal error"),
-        },
-        None => None,
-    };
-    let work = move || {
-        let answer = work();
-        drop(permit);
-        answer
-    };
+/// Runs a blocking chain query off the async runtime; its `Ok` is a 200 answer.
+async fn blocking(work: impl FnOnce() -> Result<Value, Answer> + Send + 'static) -> Answer {
     match tokio::task::spawn_blocking(work).await {
         Ok(Ok(value)) => ok(value),
         Ok(Err(answer)) => answer,
@@ -167,13 +163,9 @@ fn module_kind(address: Address) -> StateKey {
     StateKey::MoveModule { address, name: Box::default() }
 }
 
-async fn resources(
-    State(chain): State<Arc<Chain>>,
-    State(turns): State<Turns>,
-    Path(owner): Path<String>,
-) -> Answer {
-    blocking(Some(turns), move || {
-        listing(&chain, &owner, resource_kind, |key, value| {
+async fn resources(State(api): State<Api>, Path(owner): Path<String>) -> Answer {
+    api.query(move |chain| {
+        listing(chain, &owner, resource_kind, |key, value| {
             let StateKey::MoveResource { struct_tag, .. } = key else { return None };
             let tag: StructTag = bcs::from_bytes(&struct_tag).ok()?;
             let StateValue::Bytes(data) = value else { return None };
@@ -190,12 +182,8 @@ const MAX_TAG_LENGTH: usize = 1024;
 /// The deepest nesting of type arguments a lookup takes (`0x1::m::S<vector<u8>>` is 2).
 const MAX_TAG_NESTING: usize = 16;
 
-async fn resource(
-    State(chain): State<Arc<Chain>>,
-    State(turns): State<Turns>,
-    Path((owner, tag)): Path<(String, String)>,
-) -> Answer {
-    blocking(Some(turns), move || {
+async fn resource(State(api): State<Api>, Path((owner, tag)): Path<(String, String)>) -> Answer {
+    api.query(move |chain| {
         let owner = address(&owner)?;
         duet_move::type_text_fits(&tag, MAX_TAG_LENGTH, MAX_TAG_NESTING)
             .map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
@@ -213,13 +201,9 @@ async fn resource(
     .await
 }
 
-async fn modules(
-    State(chain): State<Arc<Chain>>,
-    State(turns): State<Turns>,
-    Path(owner): Path<String>,
-) -> Answer {
-    blocking(Some(turns), move || {
-        listing(&chain, &owner, module_kind, |key, value| {
+async fn modules(State(api): State<Api>, Path(owner): Path<String>) -> Answer {
+    api.query(move |chain| {
+        listing(chain, &owner, module_kind, |key, value| {
             let StateKey::MoveModule { name, .. } = key else { return None };
             let StateValue::Bytes(bytecode) = value else { return None };
             Some(json!({ "name": name, "bytecode": bytecode }))
@@ -228,12 +212,8 @@ async fn modules(
     .await
 }
 
-async fn module(
-    State(chain): State<Arc<Chain>>,
-    State(turns): State<Turns>,
-    Path((owner, name)): Path<(String, String)>,
-) -> Answer {
-    blocking(Some(turns), move || {
+async fn module(State(api): State<Api>, Path((owner, name)): Path<(String, String)>) -> Answer {
+    api.query(move |chain| {
         let owner = address(&owner)?;
         let key = StateKey::MoveModule { address: owner, name: name.clone().into() };
         let Some(StateValue::Bytes(bytecode)) = chain.store().get(&key).map_err(internal)? else {
@@ -356,12 +336,8 @@ pub fn parse_function(text: &str) -> Result<(Address, String, String), String> {
     Ok((owner, module.to_owned(), function.to_owned()))
 }
 
-async fn view(
-    State(chain): State<Arc<Chain>>,
-    State(turns): State<Turns>,
-    Json(request): Json<Value>,
-) -> Answer {
-    blocking(Some(turns), move || {
+async fn view(State(api): State<Api>, Json(request): Json<Value>) -> Answer {
+    api.query(move |chain| {
         let bad = |message: String| error(StatusCode::BAD_REQUEST, message);
         let function = request
             .get("function")
@@ -400,9 +376,8 @@ async fn view(
     .await
 }
 
-async fn submit(State(chain): State<Arc<Chain>>, Json(request): Json<Value>) -> Answer {
-    // Like `eth_sendRawTransaction`: small answers, bounded work, no waiting behind queries.
-    blocking(None, move || {
+async fn submit(State(api): State<Api>, Json(request): Json<Value>) -> Answer {
+    api.now(move |chain| {
         let raw = request
             .get("transaction")
             .and_then(Value::as_str)
@@ -423,12 +398,8 @@ async fn submit(State(chain): State<Arc<Chain>>, Json(request): Json<Value>) -> 
     .await
 }
 
-async fn transaction(
-    State(chain): State<Arc<Chain>>,
-    State(turns): State<Turns>,
-    Path(hash): Path<String>,
-) -> Answer {
-    blocking(Some(turns), move || {
+async fn transaction(State(api): State<Api>, Path(hash): Path<String>) -> Answer {
+    api.query(move |chain| {
         let hash = hash
             .parse::<B256>()
             .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{hash}: not a 32-byte hash")))?;
