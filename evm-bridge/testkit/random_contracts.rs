@@ -25,6 +25,31 @@ pub fn seeds() -> std::ops::Range<u64> {
     0..blocks.div_ceil(BLOCKS_PER_CHAIN)
 }
 
+/// A random-contract test's blocks: for each of [`seeds`], a chain from `new_chain` and
+/// [`BLOCKS_PER_CHAIN`] blocks of 1 to 41 transactions, each made by `transaction` (given the
+/// chain, the random source, a random user as sender, a [`random_value`] and the contracts
+/// deployed so far), each block handed to `run` (what it returns is not used).
+pub fn random_blocks<C, T, R>(
+    new_chain: impl Fn() -> C,
+    mut transaction: impl FnMut(&mut C, &mut SplitMix, Address, u128, &mut Vec<Address>) -> T,
+    mut run: impl FnMut(&mut C, &[T]) -> R,
+) {
+    for seed in seeds() {
+        let mut random = SplitMix(seed);
+        let mut chain = new_chain();
+        let mut contracts = Vec::new();
+        for _ in 0..BLOCKS_PER_CHAIN {
+            let mut block = Vec::new();
+            for _ in 0..=random.below(40) {
+                let from = user(random.below(USERS));
+                let value = random_value(&mut random);
+                block.push(transaction(&mut chain, &mut random, from, value, &mut contracts));
+            }
+            let _ = run(&mut chain, &block);
+        }
+    }
+}
+
 /// One of `items`, at random.
 pub fn pick<T: Copy>(random: &mut SplitMix, items: &[T]) -> T {
     items[random.below(items.len() as u64) as usize]

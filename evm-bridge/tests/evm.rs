@@ -622,36 +622,22 @@ fn a_contract_created_where_eth_was_waiting_spends_only_what_is_there() {
 /// the state. The blocks come from fixed seeds; `DUET_RANDOM_CONTRACT_BLOCKS` runs more of them.
 #[test]
 fn random_contracts_match_plain_revm() {
-    use testkit::random_contracts::{
-        pick, random_deployment, random_value, seeds, BLOCKS_PER_CHAIN, USERS,
-    };
-    for seed in seeds() {
-        let mut random = duet_bench_kit::SplitMix(seed);
-        let mut chain = Chain::with_funded_users(USERS);
-        let mut contracts: Vec<Address> = Vec::new();
-        for _ in 0..BLOCKS_PER_CHAIN {
-            let mut block = Vec::new();
-            for _ in 0..=random.below(40) {
-                let from = user(random.below(USERS));
-                let value = random_value(&mut random);
-                let transaction = match random.below(5) {
-                    0 => random_deployment(&mut random, &mut contracts, false, |code| {
-                        chain.deploy(from, code)
-                    }),
-                    1 => {
-                        let to = user(random.below(USERS));
-                        chain.tx(from, TxKind::Call(to), value, Vec::new(), 21_000)
-                    }
-                    _ if !contracts.is_empty() => {
-                        let to = pick(&mut random, &contracts);
-                        chain.tx(from, TxKind::Call(to), value, Vec::new(), 1_000_000)
-                    }
-                    _ => chain.tx(from, TxKind::Call(FEE_VAULT), value, Vec::new(), 21_000),
-                };
-                block.push(transaction);
+    use testkit::random_contracts::{pick, random_blocks, random_deployment, USERS};
+    random_blocks(
+        || Chain::with_funded_users(USERS),
+        |chain, random, from, value, contracts| match random.below(5) {
+            0 => random_deployment(random, contracts, false, |code| chain.deploy(from, code)),
+            1 => {
+                let to = user(random.below(USERS));
+                chain.tx(from, TxKind::Call(to), value, Vec::new(), 21_000)
             }
-            // `run` asserts parallel == sequential == plain revm, receipts and state.
-            chain.run(&block);
-        }
-    }
+            _ if !contracts.is_empty() => {
+                let to = pick(random, contracts);
+                chain.tx(from, TxKind::Call(to), value, Vec::new(), 1_000_000)
+            }
+            _ => chain.tx(from, TxKind::Call(FEE_VAULT), value, Vec::new(), 21_000),
+        },
+        // `run` asserts parallel == sequential == plain revm, receipts and state.
+        Chain::run,
+    );
 }

@@ -581,39 +581,27 @@ fn random_mixed_blocks_run_the_same_in_parallel_with_a_publish_in_the_middle() {
 /// The blocks come from fixed seeds; `DUET_RANDOM_CONTRACT_BLOCKS` runs more of them.
 #[test]
 fn random_contracts_with_move_transfers_run_the_same_in_parallel() {
-    use testkit::random_contracts::{
-        pick, random_deployment, random_value, seeds, BLOCKS_PER_CHAIN, USERS,
-    };
-    for seed in seeds() {
-        let mut random = duet_bench_kit::SplitMix(seed);
-        let mut chain = Chain::new();
-        let mut contracts: Vec<Address> = Vec::new();
-        for _ in 0..BLOCKS_PER_CHAIN {
-            let mut block = Vec::new();
-            for _ in 0..=random.below(40) {
-                let from = user(random.below(USERS));
-                let value = random_value(&mut random);
-                let to = if contracts.is_empty() || random.below(2) == 0 {
-                    user(random.below(USERS))
-                } else {
-                    pick(&mut random, &contracts)
-                };
-                let transaction = match random.below(5) {
-                    0 => random_deployment(&mut random, &mut contracts, true, |code| {
-                        chain.create(from, code)
-                    }),
-                    1 => chain.move_call(
-                        from,
-                        (FRAMEWORK, "eth"),
-                        "transfer",
-                        vec![address_arg(to), bcs(&value)],
-                    ),
-                    _ => chain.evm(from, TxKind::Call(to), value, Vec::new()),
-                };
-                block.push(transaction);
+    use testkit::random_contracts::{pick, random_blocks, random_deployment, USERS};
+    random_blocks(
+        Chain::new,
+        |chain, random, from, value, contracts| {
+            let to = if contracts.is_empty() || random.below(2) == 0 {
+                user(random.below(USERS))
+            } else {
+                pick(random, contracts)
+            };
+            match random.below(5) {
+                0 => random_deployment(random, contracts, true, |code| chain.create(from, code)),
+                1 => chain.move_call(
+                    from,
+                    (FRAMEWORK, "eth"),
+                    "transfer",
+                    vec![address_arg(to), bcs(&value)],
+                ),
+                _ => chain.evm(from, TxKind::Call(to), value, Vec::new()),
             }
-            // `run` asserts that parallel and sequential outputs are identical.
-            chain.run(&block);
-        }
-    }
+        },
+        // `run` asserts that parallel and sequential outputs are identical.
+        Chain::run,
+    );
 }
