@@ -21,6 +21,7 @@ use duet_types::{Address, StateKey, StateValue, U256};
 use revm::context::result::{EVMError, HaltReason};
 use revm::context::{ContextTr, JournalTr};
 use revm::context_interface::journaled_state::account::JournaledAccountTr;
+use revm::context_interface::local::LocalContextTr;
 use revm::handler::{pre_execution, EthFrame, Handler, MainnetHandler};
 use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_action::FrameInit;
@@ -108,7 +109,11 @@ where
             is_static: call.is_static,
             charged_new_account_state_gas: false,
         };
-        let memory = SharedMemory::new();
+        // The thread's kept memory buffer (see [`crate::scratch`]), emptied, as revm's handler
+        // takes it for a transaction.
+        self.evm.ctx.local.clear();
+        let memory =
+            SharedMemory::new_with_buffer(self.evm.ctx.local.shared_memory_buffer().clone());
         let init = FrameInit { depth: 0, memory, frame_input: FrameInput::Call(Box::new(inputs)) };
         let mut handler =
             MainnetHandler::<_, EVMError<ViewDatabaseError>, EthFrame<EthInterpreter>>::default();

@@ -158,45 +158,37 @@ impl EvmVm {
     {
         let mut evm = self.evm(view, transaction.caller, lazy, Caller::Transaction);
         let outcome = evm.transact(transaction.clone());
-        let database = &evm.ctx.journaled_state.database.0;
-        let answer = 'answer: {
-            // A lazy balance was observed or spent (a Move call may ask for one and fail): run
-            // again with exact balances.
-            if database.lazy_balance_observed() {
-                break 'answer Ok(None);
-            }
-            let outcome = match outcome {
-                Ok(outcome) => outcome,
-                Err(EVMError::Transaction(invalid)) => {
-                    break 'answer Err(EvmError::Invalid(invalid))
-                }
-                Err(EVMError::Header(header)) => {
-                    break 'answer Err(EvmError::Header(header.to_string()))
-                }
-                Err(EVMError::Database(error)) => break 'answer Err(EvmError::Read(error)),
-                Err(other) => break 'answer Err(EvmError::Evm(other.to_string())),
-            };
-            let mut state = outcome.state;
-            // The overlay account's storage numbers the Move writes; it is not EVM storage.
-            let move_writes = match state.get_mut(&duet_types::MOVE_OVERLAY_ADDRESS) {
-                Some(overlay) => {
-                    let slots = std::mem::take(&mut overlay.storage);
-                    evm.precompiles.overlay.writes(|slot| {
-                        slots.get(&slot).map_or(U256::ZERO, |value| value.present_value)
-                    })
-                }
-                None => Vec::new(),
-            };
-            let writes = state_writes(state, &database.lazy_accounts());
-            Ok(writes.map(|mut writes| {
-                // The executors need no order; the Move writes are keys of their own.
-                writes.extend(move_writes);
-                VmOutput { writes, output: outcome.result }
-            }))
-        };
         // revm leaves its journal clean after any outcome, a rejection included.
-        keep_parts(evm);
-        answer
+        let (database, precompiles) = keep_parts(evm);
+        // A lazy balance was observed or spent (a Move call may ask for one and fail): run again
+        // with exact balances.
+        if database.lazy_balance_observed() {
+            return Ok(None);
+        }
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(EVMError::Transaction(invalid)) => return Err(EvmError::Invalid(invalid)),
+            Err(EVMError::Header(header)) => return Err(EvmError::Header(header.to_string())),
+            Err(EVMError::Database(error)) => return Err(EvmError::Read(error)),
+            Err(other) => return Err(EvmError::Evm(other.to_string())),
+        };
+        let mut state = outcome.state;
+        // The overlay account's storage numbers the Move writes; it is not EVM storage.
+        let move_writes = match state.get_mut(&duet_types::MOVE_OVERLAY_ADDRESS) {
+            Some(overlay) => {
+                let slots = std::mem::take(&mut overlay.storage);
+                precompiles
+                    .overlay
+                    .writes(|slot| slots.get(&slot).map_or(U256::ZERO, |value| value.present_value))
+            }
+            None => Vec::new(),
+        };
+        let writes = state_writes(state, &database.lazy_accounts());
+        Ok(writes.map(|mut writes| {
+            // The executors need no order; the Move writes are keys of their own.
+            writes.extend(move_writes);
+            VmOutput { writes, output: outcome.result }
+        }))
     }
 }
 
@@ -230,7 +222,12 @@ impl EvmVm {
         // eight call frames, a 32 KiB stack each), from the parts the thread's last EVM left
         // (see [`scratch`]); call frames are made as calls need them.
         let spec = self.cfg.spec;
-        let scratch = Scratch::take(self.warm_key());
+        let precompiles = DuetPrecompiles::new(
+            spec,
+            self.move_call.as_ref().map(|(move_vm, addresses)| (&**move_vm, addresses)),
+            caller,
+        );
+        let scratch = Scratch::take(warm_key(spec, &precompiles));
         let mut journaled_state = Journal::new_with_inner(database, scratch.journal);
         journaled_state.set_spec_id(spec);
         journaled_state.set_eip7708_config(
@@ -250,31 +247,35 @@ impl EvmVm {
             ctx: context,
             inspector: (),
             instruction: EthInstructions::new_mainnet_with_spec(spec),
-            precompiles: DuetPrecompiles::new(
-                spec,
-                self.move_call.as_ref().map(|(move_vm, addresses)| (&**move_vm, addresses)),
-                caller,
-            ),
+            precompiles,
             frame_stack: FrameStack::new(),
         };
         watch_balance_opcode(&mut evm.instruction);
         evm
     }
-
-    /// What decides the precompile addresses this EVM keeps warm.
-    fn warm_key(&self) -> WarmKey {
-        (self.cfg.spec, self.move_call.is_some())
-    }
 }
 
-/// Keeps the reusable parts of a finished `evm` for the thread's next one.
-pub(crate) fn keep_parts<View>(evm: DuetEvm<'_, View>)
+/// What decides the precompile addresses an EVM with `precompiles` keeps warm.
+fn warm_key(
+    spec: revm::primitives::hardfork::SpecId,
+    precompiles: &DuetPrecompiles<'_>,
+) -> WarmKey {
+    (spec, precompiles.has_move_call())
+}
+
+/// Keeps the reusable parts of a finished `evm` for the thread's next one (see [`scratch`]);
+/// returns what the caller still reads: its database and its precompiles.
+pub(crate) fn keep_parts<View>(
+    evm: DuetEvm<'_, View>,
+) -> (ViewDatabase<'_, View>, DuetPrecompiles<'_>)
 where
     View: TransactionView<Key = StateKey, Value = StateValue>,
 {
-    let key = (evm.ctx.cfg.spec, evm.precompiles.has_move_call());
-    let Evm { ctx, .. } = evm;
-    Scratch { journal: ctx.journaled_state.inner, local: ctx.local }.keep(key);
+    let key = warm_key(evm.ctx.cfg.spec, &evm.precompiles);
+    let Evm { ctx, precompiles, .. } = evm;
+    let Context { journaled_state, local, .. } = ctx;
+    Scratch { journal: journaled_state.inner, local }.keep(key);
+    (journaled_state.database.0, precompiles)
 }
 
 /// Who runs the EVM: an EVM transaction, or a Move transaction calling into it (whose EVM code

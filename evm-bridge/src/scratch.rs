@@ -66,23 +66,25 @@ impl Scratch {
         }
     }
 
-    /// Keeps the parts of a finished EVM for the thread's next one, if they are clean and small.
+    /// Keeps the parts of a finished EVM for the thread's next one, their buffers cut back to a
+    /// few hundred kilobytes.
     pub(crate) fn keep(mut self, key: WarmKey) {
-        let journal = &self.journal;
-        let clean = journal.state.is_empty()
-            && journal.journal.is_empty()
-            && journal.logs.is_empty()
-            && journal.transient_storage.is_empty()
-            && journal.selfdestructed_addresses.is_empty()
-            && journal.depth == 0;
-        let small = journal.journal.capacity() <= KEPT_JOURNAL_ENTRIES
-            && journal.transient_storage.capacity() <= KEPT_TRANSIENT_SLOTS
-            && journal.selfdestructed_addresses.capacity() <= KEPT_TRANSIENT_SLOTS
-            && self.local.shared_memory_buffer.borrow().capacity() <= KEPT_MEMORY_BYTES;
-        if !(clean && small) {
-            return;
-        }
+        let journal = &mut self.journal;
+        // revm finalizes the journal after every outcome (and `from_move` after its calls).
+        debug_assert!(
+            journal.state.is_empty()
+                && journal.journal.is_empty()
+                && journal.logs.is_empty()
+                && journal.transient_storage.is_empty()
+                && journal.selfdestructed_addresses.is_empty()
+                && journal.depth == 0,
+            "a finished EVM leaves its journal clean"
+        );
+        journal.journal.shrink_to(KEPT_JOURNAL_ENTRIES);
+        journal.transient_storage.shrink_to(KEPT_TRANSIENT_SLOTS);
+        journal.selfdestructed_addresses.shrink_to(KEPT_TRANSIENT_SLOTS);
         self.local.clear();
+        self.local.shared_memory_buffer.borrow_mut().shrink_to(KEPT_MEMORY_BYTES);
         KEPT_PARTS.with_borrow_mut(|kept| *kept = Some((key, self)));
     }
 }
