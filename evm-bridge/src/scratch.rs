@@ -7,11 +7,11 @@
 //! transaction (each reads through its own Block-STM view), so each thread keeps the parts of its
 //! last finished EVM here and the next EVM it builds starts from them.
 //!
-//! Only parts left clean and small are kept: a journal with no account, log, journal entry or
-//! transient slot, at depth 0, as revm leaves it after any outcome (it discards a rejected
-//! transaction's journal), whose buffers did not grow past a few hundred kilobytes (a transaction
-//! may make them large; a thread must not hold that memory for good, least of all the node's RPC
-//! threads, where anyone can run calls). Whether the kept precompile addresses are the
+//! The kept journal is clean (no account, log, journal entry or transient slot, at depth 0), as
+//! revm leaves it after any outcome (it discards a rejected transaction's journal), and its
+//! buffers are cut back to a few hundred kilobytes when a transaction made them larger: a thread
+//! must not hold that memory for good, least of all the node's RPC threads, where anyone can run
+//! calls. Whether the kept precompile addresses are the
 //! ones the next EVM needs is checked by the hard fork and the presence of the Move call
 //! precompile, which decide them.
 //!
