@@ -3,27 +3,25 @@
 //! The memory needs little from its map: short reads and updates of one key under a lock, and,
 //! once a block is done, the map taken apart in parts ("shards") so that worker threads can
 //! finalize them in parallel. [`ShardedMap`] finds keys through a table that lookups only read
-//! and keeps each key's value under its own lock, so that threads working on different keys do
-//! not write the same cache lines: with a lock per shard of keys, almost every operation fetched
-//! that lock's line from the other core. Keys that do not fit in the table go to a
-//! [`LockedMap`], split into independently locked shards.
-//!
-//! Each locked shard keeps its entries in a vector, in the order they were inserted, and a hash
-//! table of positions in it (as `indexmap` does).
+//! and keeps each key with its value under the key's own lock, so that threads working on
+//! different keys do not write the same cache lines: with a lock per shard of keys, almost every
+//! operation fetched that lock's line from the other core. Keys that do not fit go to a
+//! [`LockedMap`], split into independently locked shards, each keeping its entries in a vector
+//! in the order they were inserted and a hash table of positions in it (as `indexmap` does).
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use crossbeam_utils::CachePadded;
 use foldhash::fast::FixedState;
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 
-/// The number of shards: enough that two to eight threads rarely meet on one lock, and that
-/// finalization splits evenly.
+/// The parts a map is taken apart in for finalizing: enough that two to eight threads share the
+/// work evenly.
 pub(crate) const SHARD_COUNT: usize = 64;
 
 type Shard<K, T> = CachePadded<RwLock<Entries<K, T>>>;
@@ -43,77 +41,42 @@ impl<K: Hash + Eq, T> Entries<K, T> {
     }
 }
 
-/// Bits of the filter of keys ever inserted: 2^16, so that a block's written keys rarely collide.
-const FILTER_BITS: usize = 1 << 16;
-
-/// A concurrent map from `K` to `T` whose shards are locked: where keys go that the [`ShardedMap`]'s
-/// table has no room for.
-///
-/// Most keys a block reads are never written in it (a token contract's code and header, the
-/// senders' balances of other contracts). A filter of the keys ever inserted (a one-hash Bloom
-/// filter) lets a read of such a key return without taking any lock, so threads reading the same
-/// popular key do not fight over its shard's lock word.
-pub(crate) struct LockedMap<K, T> {
-    hasher: FixedState,
+/// Where keys go that the [`ShardedMap`]'s table or arena has no room for: shards of keys, each
+/// behind its own lock. Its operations take the key's hash, which the map has computed.
+struct LockedMap<K, T> {
     shards: Box<[Shard<K, T>]>,
-    inserted: Box<[AtomicU64]>,
 }
 
 impl<K: Hash + Eq + Clone, T: Default> LockedMap<K, T> {
-    /// An empty map; [`clear_for`](Self::clear_for) sizes it.
-    pub(crate) fn new() -> Self {
-        Self {
-            hasher: FixedState::default(),
-            shards: (0..SHARD_COUNT)
-                .map(|_| {
-                    CachePadded::new(RwLock::new(Entries {
-                        positions: HashTable::new(),
-                        entries: Vec::new(),
-                    }))
-                })
-                .collect(),
-            inserted: (0..FILTER_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
-        }
+    fn new() -> Self {
+        let shard = || {
+            CachePadded::new(RwLock::new(Entries {
+                positions: HashTable::new(),
+                entries: Vec::new(),
+            }))
+        };
+        Self { shards: (0..SHARD_COUNT).map(|_| shard()).collect() }
     }
 
-    /// The filter word and bit of a hash (from bits the table and the shard choice do not use).
-    fn filter_bit(&self, hash: u64) -> (&AtomicU64, u64) {
-        let bit = (hash >> 16) as usize % FILTER_BITS;
-        (&self.inserted[bit / 64], 1 << (bit % 64))
+    /// The shard of a hash (from bits the table uses for neither its position nor its tag).
+    fn shard(&self, hash: u64) -> &RwLock<Entries<K, T>> {
+        &self.shards[(hash >> 40) as usize % SHARD_COUNT]
     }
 
-    fn locate(&self, key: &K) -> (u64, &RwLock<Entries<K, T>>) {
-        let hash = self.hasher.hash_one(key);
-        // The table itself uses the low bits (bucket) and the top seven bits (tag) of the hash:
-        // pick the shard from bits neither uses.
-        (hash, &self.shards[(hash >> 40) as usize % SHARD_COUNT])
-    }
-
-    /// Calls `read` on the value of `key`, under the shard's read lock.
-    ///
-    /// A key never inserted is answered without locking. Ordering: an insertion sets its filter
-    /// bit before it takes the shard lock, so a reader that happens after the insertion (through
-    /// the scheduler's sequentially consistent indices) sees the bit and then the entry.
-    pub(crate) fn read<R>(&self, key: &K, read: impl FnOnce(&T) -> R) -> Option<R> {
-        let (hash, shard) = self.locate(key);
-        let (word, bit) = self.filter_bit(hash);
-        if word.load(Ordering::Acquire) & bit == 0 {
-            return None;
-        }
-        let shard = shard.read();
+    fn read<R>(&self, hash: u64, key: &K, read: impl FnOnce(&T) -> R) -> Option<R> {
+        let shard = self.shard(hash).read();
         shard.position(hash, key).map(|at| read(&shard.entries[at].1))
     }
 
-    /// Calls `update` on the value of `key`, inserting a default value first if there is none.
-    pub(crate) fn update<R>(&self, key: &K, update: impl FnOnce(&mut T) -> R) -> R {
-        let (hash, shard) = self.locate(key);
-        let (word, bit) = self.filter_bit(hash);
-        if word.load(Ordering::Relaxed) & bit == 0 {
-            word.fetch_or(bit, Ordering::SeqCst);
-        }
-        let mut shard = shard.write();
+    fn update<R>(
+        &self,
+        hasher: &FixedState,
+        hash: u64,
+        key: &K,
+        update: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        let mut shard = self.shard(hash).write();
         let Entries { positions, entries } = &mut *shard;
-        let hasher = &self.hasher;
         // One search of the table: the key's position, or where it goes.
         let found = positions.entry(
             hash,
@@ -134,24 +97,18 @@ impl<K: Hash + Eq + Clone, T: Default> LockedMap<K, T> {
         update(&mut entries[at].1)
     }
 
-    /// Calls `update` on the value of `key` if there is one.
-    pub(crate) fn update_existing<R>(
+    fn update_existing<R>(
         &self,
+        hash: u64,
         key: &K,
         update: impl FnOnce(&mut T) -> R,
     ) -> Option<R> {
-        let (hash, shard) = self.locate(key);
-        let mut shard = shard.write();
+        let mut shard = self.shard(hash).write();
         let at = shard.position(hash, key)?;
         Some(update(&mut shard.entries[at].1))
     }
 
-    /// Empties shard `index`, handing each entry to `visit` until it fails; the shard keeps its
-    /// capacity for the next block.
-    ///
-    /// # Errors
-    /// The first error of `visit`; the rest of the shard is dropped unvisited.
-    pub(crate) fn drain_shard<E>(
+    fn drain_shard<E>(
         &self,
         index: usize,
         mut visit: impl FnMut(K, T) -> Result<(), E>,
@@ -164,31 +121,16 @@ impl<K: Hash + Eq + Clone, T: Default> LockedMap<K, T> {
         Ok(())
     }
 
-    /// Removes every entry, keeping the capacity, and makes room for about `capacity` keys:
-    /// growing a shard later would happen under its lock, with other threads waiting.
-    pub(crate) fn clear_for(&mut self, capacity: usize) {
-        let per_shard = capacity / SHARD_COUNT + 1;
+    /// Removes every entry, keeping the capacity.
+    fn clear(&mut self) {
         for shard in &mut *self.shards {
             let shard = shard.get_mut();
             shard.positions.clear();
             shard.entries.clear();
-            // Both are empty: nothing to rehash.
-            shard.positions.reserve(per_shard, |_| 0);
-            shard.entries.reserve(per_shard);
-        }
-        for word in &mut *self.inserted {
-            *word.get_mut() = 0;
         }
     }
 
-    /// Calls `visit` on every entry, shard after shard, until it fails.
-    ///
-    /// # Errors
-    /// The first error of `visit`.
-    pub(crate) fn for_each_entry<E>(
-        &self,
-        mut visit: impl FnMut(&K, &T) -> Result<(), E>,
-    ) -> Result<(), E> {
+    fn for_each_entry<E>(&self, mut visit: impl FnMut(&K, &T) -> Result<(), E>) -> Result<(), E> {
         for shard in &*self.shards {
             for (key, value) in &shard.read().entries {
                 visit(key, value)?;
@@ -231,35 +173,32 @@ fn tag_of(hash: u64) -> u32 {
     (hash >> (64 - (32 - SLOT_BITS))) as u32
 }
 
-/// One key's place in the arena: the key, written once before the slot is published in the
-/// table, and its value under its own lock.
-struct Slot<K, T> {
-    key: OnceLock<K>,
-    /// Whether the table points at this slot (a slot claimed by an insertion that lost the race
-    /// for its table entry to the same key stays dead).
-    live: AtomicBool,
-    value: Mutex<T>,
-}
+/// One key's place in the arena, under its own lock: the key (`None` while the slot is free, and
+/// in a slot whose insertion lost the race for its table entry to the same key) and its value.
+/// The key is written before the slot is published in the table.
+struct Slot<K, T>(Mutex<(Option<K>, T)>);
 
 /// The slots of one run.
 type Chunk<K, T> = Box<[Slot<K, T>]>;
 
 impl<K, T: Default> Slot<K, T> {
     fn new() -> Self {
-        Self { key: OnceLock::new(), live: AtomicBool::new(false), value: Mutex::new(T::default()) }
+        Self(Mutex::new((None, T::default())))
     }
 }
 
+/// A locked slot.
+type Held<'a, K, T> = MutexGuard<'a, (Option<K>, T)>;
+
 /// A concurrent map from `K` to `T` for one block's keys.
 ///
-/// Each key lives in a slot of an arena, with its own lock; an open-addressing table of atomic
-/// words (a tag of the key's hash and the slot) finds it. Looking a key up only reads the table,
-/// so that two threads working on different keys share no cache line they write: a lock per
-/// shard of keys made nearly every operation fetch that lock's line from the other core. A new
-/// key takes the next slot of its thread's run of slots (the thread's recent insertions lie
-/// together), is written into it, and is published with a compare-and-swap on the table. The
-/// table and the arena are sized for the block ([`clear_for`](Self::clear_for)); what does not
-/// fit goes to a [`LockedMap`].
+/// Each key lives in a slot of an arena, with its value, under the slot's lock; an
+/// open-addressing table of atomic words (a tag of the key's hash and the slot) finds it. Looking
+/// a key up only reads the table, so that two threads working on different keys share no cache
+/// line they write. A new key takes the next slot of its thread's run of slots (the thread's
+/// recent insertions lie together), is written into it, and is published with a
+/// compare-and-swap on the table. The table and the arena are sized for the block
+/// ([`clear_for`](Self::clear_for)); what does not fit goes to a [`LockedMap`].
 pub(crate) struct ShardedMap<K, T> {
     hasher: FixedState,
     /// Per entry: 0 (empty), [`TO_OVERFLOW`], or a tag of the key's hash and the slot + 1
@@ -299,33 +238,34 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         chunk.get(index & ((1 << self.run_bits) - 1))
     }
 
-    /// The slot a table entry holding a slot points at.
-    fn slot_of(&self, word: u32) -> Option<&Slot<K, T>> {
-        self.slot((word & SLOT_MASK) as usize - 1)
+    /// The positions `hash` probes in the table, in order.
+    fn probes(&self, hash: u64) -> impl Iterator<Item = &AtomicU32> {
+        let mask = self.table.len().wrapping_sub(1);
+        (0..MAX_PROBES.min(self.table.len()))
+            .map(move |probe| &self.table[(hash as usize).wrapping_add(probe) & mask])
     }
 
-    /// Where `key`'s value is: its slot, or `Err(true)` if it may be in the overflow map,
-    /// `Err(false)` if it is nowhere.
-    fn find(&self, hash: u64, key: &K) -> Result<&Slot<K, T>, bool> {
-        if self.table.is_empty() {
-            return Err(true);
+    /// `key`'s slot, locked, if table entry `word` (not empty, not [`TO_OVERFLOW`]) is it.
+    fn holding(&self, word: u32, hash: u64, key: &K) -> Option<Held<'_, K, T>> {
+        if word >> SLOT_BITS != tag_of(hash) {
+            return None;
         }
-        let mask = self.table.len() - 1;
-        let tag = tag_of(hash);
-        for probe in 0..MAX_PROBES.min(self.table.len()) {
-            let word =
-                self.table[(hash as usize).wrapping_add(probe) & mask].load(Ordering::Acquire);
-            match word {
+        let held = self.slot((word & SLOT_MASK) as usize - 1)?.0.lock();
+        (held.0.as_ref() == Some(key)).then_some(held)
+    }
+
+    /// `key`'s slot, locked; or `Err(true)` if the key may be in the overflow map, `Err(false)`
+    /// if it is nowhere.
+    fn find(&self, hash: u64, key: &K) -> Result<Held<'_, K, T>, bool> {
+        for entry in self.probes(hash) {
+            match entry.load(Ordering::Acquire) {
                 0 => return Err(false),
                 TO_OVERFLOW => return Err(true),
-                word if word >> SLOT_BITS == tag => {
-                    if let Some(slot) =
-                        self.slot_of(word).filter(|slot| slot.key.get() == Some(key))
-                    {
-                        return Ok(slot);
+                word => {
+                    if let Some(held) = self.holding(word, hash, key) {
+                        return Ok(held);
                     }
                 }
-                _ => {}
             }
         }
         Err(true)
@@ -335,8 +275,22 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
     pub(crate) fn read<R>(&self, key: &K, read: impl FnOnce(&T) -> R) -> Option<R> {
         let hash = self.hasher.hash_one(key);
         match self.find(hash, key) {
-            Ok(slot) => Some(read(&slot.value.lock())),
-            Err(true) => self.overflow.read(key, read),
+            Ok(held) => Some(read(&held.1)),
+            Err(true) => self.overflow.read(hash, key, read),
+            Err(false) => None,
+        }
+    }
+
+    /// Calls `update` on the value of `key` if there is one.
+    pub(crate) fn update_existing<R>(
+        &self,
+        key: &K,
+        update: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
+        let hash = self.hasher.hash_one(key);
+        match self.find(hash, key) {
+            Ok(mut held) => Some(update(&mut held.1)),
+            Err(true) => self.overflow.update_existing(hash, key, update),
             Err(false) => None,
         }
     }
@@ -352,76 +306,55 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
     /// lookup of the key stops at the same mark or runs through the same full sequence.
     pub(crate) fn update<R>(&self, key: &K, update: impl FnOnce(&mut T) -> R) -> R {
         let hash = self.hasher.hash_one(key);
-        if self.table.is_empty() {
-            return self.overflow.update(key, update);
-        }
-        let mask = self.table.len() - 1;
-        let tag = tag_of(hash);
+        // The slot this insertion claimed and wrote the key into; freed if it is not published.
         let mut claimed: Option<(usize, &Slot<K, T>)> = None;
-        for probe in 0..MAX_PROBES.min(self.table.len()) {
-            let entry = &self.table[(hash as usize).wrapping_add(probe) & mask];
+        let abandon = |claimed: Option<(usize, &Slot<K, T>)>| {
+            if let Some((_, slot)) = claimed {
+                slot.0.lock().0 = None;
+            }
+        };
+        for entry in self.probes(hash) {
             let mut word = entry.load(Ordering::Acquire);
             if word == 0 {
-                let slot = match claimed {
-                    Some(slot) => Some(slot),
-                    None => match self.claim_slot() {
-                        Some((index, slot)) => {
-                            // Written before it is published: a thread that finds the entry
-                            // finds the key.
-                            let _ = slot.key.set(key.clone());
-                            claimed = Some((index, slot));
-                            claimed
-                        }
-                        None => match entry.compare_exchange(
-                            0,
-                            TO_OVERFLOW,
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        ) {
-                            Ok(_) => return self.overflow.update(key, update),
-                            Err(now) => {
-                                word = now;
-                                None
-                            }
-                        },
-                    },
-                };
-                if let Some((index, slot)) = slot {
+                claimed = claimed.or_else(|| self.claim_slot(key));
+                let published = claimed.map_or(TO_OVERFLOW, |(index, _)| {
                     // INVARIANT: index < MAX_SLOTS.
-                    let published = (tag << SLOT_BITS) | (index as u32 + 1);
-                    match entry.compare_exchange(0, published, Ordering::AcqRel, Ordering::Acquire)
-                    {
-                        Ok(_) => {
-                            slot.live.store(true, Ordering::Release);
-                            return update(&mut slot.value.lock());
-                        }
-                        Err(now) => word = now,
-                    }
+                    (tag_of(hash) << SLOT_BITS) | (index as u32 + 1)
+                });
+                match entry.compare_exchange(0, published, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => match claimed {
+                        Some((_, slot)) => return update(&mut slot.0.lock().1),
+                        None => return self.overflow.update(&self.hasher, hash, key, update),
+                    },
+                    Err(now) => word = now,
                 }
             }
-            match word {
-                TO_OVERFLOW => return self.overflow.update(key, update),
-                word if word >> SLOT_BITS == tag => {
-                    if let Some(slot) =
-                        self.slot_of(word).filter(|slot| slot.key.get() == Some(key))
-                    {
-                        return update(&mut slot.value.lock());
-                    }
-                }
-                _ => {}
+            if word == TO_OVERFLOW {
+                abandon(claimed);
+                return self.overflow.update(&self.hasher, hash, key, update);
+            }
+            if let Some(mut held) = self.holding(word, hash, key) {
+                abandon(claimed);
+                return update(&mut held.1);
             }
         }
-        self.overflow.update(key, update)
+        abandon(claimed);
+        self.overflow.update(&self.hasher, hash, key, update)
     }
 
-    /// A slot of the thread's run for this map's block, claiming a new run (and building its
-    /// chunk, if an earlier block did not) when it has none.
-    fn claim_slot(&self) -> Option<(usize, &Slot<K, T>)> {
+    /// A slot of the thread's run for this map's block, holding `key` (claiming a new run, and
+    /// building its chunk if an earlier block did not, when the thread has none); `None` when
+    /// the arena is full.
+    fn claim_slot(&self, key: &K) -> Option<(usize, &Slot<K, T>)> {
         let index = RUN.with(|run| {
             let (generation, next, end) = run.get();
             if generation == self.generation && next < end {
                 run.set((generation, next + 1, end));
                 return Some(next);
+            }
+            // A full arena takes no more claims: no write every thread shares.
+            if self.next_run.load(Ordering::Relaxed) >= self.capacity {
+                return None;
             }
             let length = 1 << self.run_bits;
             let start = self.next_run.fetch_add(length, Ordering::Relaxed);
@@ -434,38 +367,24 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
             run.set((self.generation, start + 1, end));
             Some(start)
         })?;
-        Some((index, self.slot(index)?))
+        let slot = self.slot(index)?;
+        // Written before the slot is published: a thread that finds the entry finds the key.
+        slot.0.lock().0 = Some(key.clone());
+        Some((index, slot))
     }
 
-    /// Calls `update` on the value of `key` if there is one.
-    pub(crate) fn update_existing<R>(
-        &self,
-        key: &K,
-        update: impl FnOnce(&mut T) -> R,
-    ) -> Option<R> {
-        let hash = self.hasher.hash_one(key);
-        match self.find(hash, key) {
-            Ok(slot) => Some(update(&mut slot.value.lock())),
-            Err(true) => self.overflow.update_existing(key, update),
-            Err(false) => None,
-        }
-    }
-
-    /// The keys and slots in part `index` of the [`SHARD_COUNT`] parts of the arena's claimed
-    /// runs (dead slots left out).
-    fn part(&self, index: usize) -> impl Iterator<Item = (&K, &Slot<K, T>)> {
+    /// The slots of part `index` of the [`SHARD_COUNT`] parts of the arena's claimed runs.
+    fn part(&self, index: usize) -> impl Iterator<Item = &Slot<K, T>> {
         let used = self.next_run.load(Ordering::Acquire).min(self.capacity);
         let chunks = used.div_ceil(1 << self.run_bits);
         self.chunks[index * chunks / SHARD_COUNT..(index + 1) * chunks / SHARD_COUNT]
             .iter()
             .filter_map(OnceLock::get)
             .flat_map(|chunk| chunk.iter())
-            .filter(|slot| slot.live.load(Ordering::Acquire))
-            .filter_map(|slot| Some((slot.key.get()?, slot)))
     }
 
-    /// Takes the values of part `index` of the map (and of the overflow map), handing each with
-    /// its key to `visit` until it fails; the map keeps its memory for the next block.
+    /// Takes the keys and values of part `index` of the map (and of the overflow map), handing
+    /// each to `visit` until it fails; the map keeps its memory for the next block.
     ///
     /// # Errors
     /// The first error of `visit`; the rest of the part is left unvisited.
@@ -474,22 +393,19 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         index: usize,
         mut visit: impl FnMut(K, T) -> Result<(), E>,
     ) -> Result<(), E> {
-        for (key, slot) in self.part(index) {
-            visit(key.clone(), std::mem::take(&mut *slot.value.lock()))?;
+        for slot in self.part(index) {
+            let mut held = slot.0.lock();
+            if let Some(key) = held.0.take() {
+                let value = std::mem::take(&mut held.1);
+                drop(held);
+                visit(key, value)?;
+            }
         }
         self.overflow.drain_shard(index, visit)
     }
 
     /// Removes every entry, keeping the memory, and makes room for about `capacity` keys.
     pub(crate) fn clear_for(&mut self, capacity: usize) {
-        let used = (*self.next_run.get_mut()).min(self.capacity);
-        for chunk in &mut self.chunks[..used.div_ceil(1 << self.run_bits)] {
-            for slot in chunk.get_mut().into_iter().flat_map(|chunk| chunk.iter_mut()) {
-                slot.key.take();
-                *slot.live.get_mut() = false;
-                *slot.value.get_mut() = T::default();
-            }
-        }
         let capacity = capacity.min(MAX_SLOTS);
         if capacity > self.capacity {
             let run = (capacity / 16).clamp(1, RUN_LENGTH).next_power_of_two();
@@ -500,13 +416,23 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
             let entries = (capacity * 3 / 2).next_power_of_two();
             self.table = (0..entries).map(|_| AtomicU32::new(0)).collect();
         } else {
+            let used = (*self.next_run.get_mut()).min(self.capacity);
+            for chunk in &mut self.chunks[..used.div_ceil(1 << self.run_bits)] {
+                for slot in chunk.get_mut().into_iter().flat_map(|chunk| chunk.iter_mut()) {
+                    // A slot without a key has its default value (drained, or never published).
+                    let slot = slot.0.get_mut();
+                    if slot.0.is_some() {
+                        *slot = (None, T::default());
+                    }
+                }
+            }
             for entry in &mut *self.table {
                 *entry.get_mut() = 0;
             }
         }
         *self.next_run.get_mut() = 0;
         self.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
-        self.overflow.clear_for(0);
+        self.overflow.clear();
     }
 
     /// Calls `visit` on every entry, until it fails.
@@ -518,8 +444,11 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         mut visit: impl FnMut(&K, &T) -> Result<(), E>,
     ) -> Result<(), E> {
         for index in 0..SHARD_COUNT {
-            for (key, slot) in self.part(index) {
-                visit(key, &slot.value.lock())?;
+            for slot in self.part(index) {
+                let held = slot.0.lock();
+                if let Some(key) = &held.0 {
+                    visit(key, &held.1)?;
+                }
             }
         }
         self.overflow.for_each_entry(visit)
