@@ -33,8 +33,8 @@ impl SplitMix {
 /// # Panics
 /// If `samples` is empty.
 #[must_use]
-pub fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
+pub fn median<T: Ord + Copy>(mut samples: Vec<T>) -> T {
+    samples.sort_unstable();
     samples[samples.len() / 2]
 }
 

@@ -190,12 +190,13 @@ impl RunsSummary {
     /// The summary of `runs` of a block of `block_size` transactions.
     #[must_use]
     pub fn of(runs: &[RunStats], block_size: usize) -> Self {
-        let mut executions: Vec<usize> = runs.iter().map(|run| run.executions).collect();
-        executions.sort_unstable();
+        let executions: Vec<usize> = runs.iter().map(|run| run.executions).collect();
         Self {
-            executions_per_txn: executions
-                .get(executions.len() / 2)
-                .map_or(0.0, |&median| median as f64 / block_size as f64),
+            executions_per_txn: if executions.is_empty() {
+                0.0
+            } else {
+                crate::median(executions) as f64 / block_size as f64
+            },
             handed_over: runs.iter().filter(|run| run.sequential_from.is_some()).count(),
         }
     }

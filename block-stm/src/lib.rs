@@ -161,6 +161,16 @@ impl ExecutionStats {
     pub fn sequential(transactions: usize) -> Self {
         Self { executions: transactions, sequential_from: Some(0), ..Self::default() }
     }
+
+    /// Adds the statistics of a run of a later part of the block, which starts at transaction
+    /// `first` (where a hand-over happened first counts).
+    pub fn add(&mut self, run: Self, first: TxnIndex) {
+        self.executions += run.executions;
+        self.validation_aborts += run.validation_aborts;
+        self.dependency_waits += run.dependency_waits;
+        self.sequential_from =
+            self.sequential_from.or(run.sequential_from.map(|from| first + from));
+    }
 }
 
 /// Executes blocks of a VM's transactions, in parallel where it pays.

@@ -30,20 +30,7 @@ use crate::{BlockError, BlockOutput, ContentionFallback, ExecutionStats, VmBlock
 
 /// What one worker counted; kept per worker so that counting costs no shared cache line, and
 /// judged per worker for the contention fallback.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Counters {
-    executions: usize,
-    validation_aborts: usize,
-    dependency_waits: usize,
-}
-
-impl Counters {
-    fn add(&mut self, other: Self) {
-        self.executions += other.executions;
-        self.validation_aborts += other.validation_aborts;
-        self.dependency_waits += other.dependency_waits;
-    }
-}
+type Counters = ExecutionStats;
 
 /// Why a run stopped before the scheduler finished.
 enum Halt<K: std::fmt::Debug> {
@@ -150,13 +137,7 @@ where
             None => self.work(),
         }
         let halt = self.halt.lock().take();
-        let counters = *self.counters.lock();
-        let mut stats = ExecutionStats {
-            executions: counters.executions,
-            validation_aborts: counters.validation_aborts,
-            dependency_waits: counters.dependency_waits,
-            sequential_from: None,
-        };
+        let mut stats = *self.counters.lock();
         let output = match halt {
             None => {
                 let block_size = self.transactions.len();
@@ -213,7 +194,7 @@ where
                 self.finalize();
             }
         }));
-        self.counters.lock().add(counters);
+        self.counters.lock().add(counters, 0);
         if let Err(payload) = outcome {
             self.stop(Halt::Error(BlockError::Invariant(format!(
                 "a worker thread panicked: {}",

@@ -150,15 +150,12 @@ impl<'vm, V: Barriers> SegmentedExecutor<'vm, V> {
             let output = if publishes {
                 let output = execute_sequential(self.vm, segment, &layered);
                 self.vm.after_barrier();
+                // A publish counts as one execution, not as a hand-over.
                 totals.executions += segment.len();
                 output
             } else {
                 let (output, run) = self.run(segment, &layered);
-                totals.executions += run.executions;
-                totals.validation_aborts += run.validation_aborts;
-                totals.dependency_waits += run.dependency_waits;
-                totals.sequential_from =
-                    totals.sequential_from.or(run.sequential_from.map(|from| range.start + from));
+                totals.add(run, range.start);
                 output
             };
             let output = output.map_err(|error| shift(error, range.start))?;

@@ -832,8 +832,13 @@ pub const MAX_TYPE_ARGUMENT_DEPTH: usize = 8;
 /// before it is parsed.
 ///
 /// # Errors
-/// What the type exceeds, in words.
-pub fn type_text_fits(text: &str, max_length: usize, max_depth: usize) -> Result<(), String> {
+/// What the type exceeds, in words, calling it `what` ("a type", "a type argument").
+pub fn type_text_fits(
+    text: &str,
+    what: &str,
+    max_length: usize,
+    max_depth: usize,
+) -> Result<(), String> {
     let mut depth: usize = 0;
     let mut deepest = 0;
     for byte in text.bytes() {
@@ -847,15 +852,15 @@ pub fn type_text_fits(text: &str, max_length: usize, max_depth: usize) -> Result
         }
     }
     if text.len() > max_length || deepest > max_depth {
-        return Err(format!("a type is at most {max_length} bytes and {max_depth} levels deep"));
+        return Err(format!("{what} is at most {max_length} bytes and {max_depth} levels deep"));
     }
     Ok(())
 }
 
 /// Refuses a type argument too long or too deeply nested to parse safely.
 fn type_argument_fits(text: &str) -> Result<(), Failure> {
-    type_text_fits(text, MAX_TYPE_ARGUMENT_LENGTH, MAX_TYPE_ARGUMENT_DEPTH)
-        .map_err(|message| Failure::Invalid(message.replacen("a type", "a type argument", 1)))
+    type_text_fits(text, "a type argument", MAX_TYPE_ARGUMENT_LENGTH, MAX_TYPE_ARGUMENT_DEPTH)
+        .map_err(Failure::Invalid)
 }
 
 fn identifier(text: &str) -> Result<Identifier, Failure> {

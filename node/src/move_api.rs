@@ -185,7 +185,7 @@ const MAX_TAG_NESTING: usize = 16;
 async fn resource(State(api): State<Api>, Path((owner, tag)): Path<(String, String)>) -> Answer {
     api.query(move |chain| {
         let owner = address(&owner)?;
-        duet_move::type_text_fits(&tag, MAX_TAG_LENGTH, MAX_TAG_NESTING)
+        duet_move::type_text_fits(&tag, "a type", MAX_TAG_LENGTH, MAX_TAG_NESTING)
             .map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
         let parsed = move_core_types::parser::parse_struct_tag(&tag)
             .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{tag}: not a struct type")))?;
