@@ -51,7 +51,7 @@ struct Filter<C> {
     /// The first position not reported yet.
     next: u64,
     polled: Instant,
-    /// Whether a poll that reports as far as its scan goes ([`Filters::poll_with`]) is under way.
+    /// Whether a poll ([`Filters::poll`]) is under way.
     scanning: bool,
 }
 
@@ -98,52 +98,35 @@ impl<C: Clone> Filters<C> {
         Ok(id)
     }
 
-    /// The filter's criteria and the first `most` positions it has not reported among those
-    /// there are for its criteria (`available`: up to the head's number for blocks; the feed's
-    /// oldest to latest for accepted transactions, so that a reader whose positions fell off
-    /// goes on from the oldest); empty when none came since. They count as reported from now.
-    /// `None`: no such filter (never installed, uninstalled or expired).
-    pub fn poll(
-        &self,
-        id: U256,
-        most: u64,
-        now: Instant,
-        available: impl FnOnce(&C) -> RangeInclusive<u64>,
-    ) -> Option<(C, RangeInclusive<u64>)> {
-        let mut filters = self.by_id.lock();
-        let filter = self.live(&mut filters, id, now)?;
-        let available = available(&filter.criteria);
-        let first = filter.next.max(*available.start());
-        let last = (*available.end()).min(first.saturating_add(most.max(1) - 1));
-        filter.next = first.max(last.saturating_add(1));
-        Some((filter.criteria.clone(), first..=last))
-    }
-
-    /// Like [`poll`](Self::poll), but `scan` (run without holding the filters' lock) reports
-    /// only as far as it gets: it returns its answer and the last position it covered, and the
-    /// filter moves past that one only; an error moves it past none. While one such poll of a
-    /// filter is under way, another reports nothing (as if nothing had come since), so no
-    /// position is reported twice or skipped. `None`: no such filter.
-    pub fn poll_with<R, E>(
+    /// Reports what came since the filter's last poll: `scan` (run without holding the filters'
+    /// lock) gets the filter's criteria and the first `most` positions it has not reported among
+    /// those there are for its criteria (`available`: up to the head's number for blocks; the
+    /// feed's oldest to latest for accepted transactions, so that a reader whose positions fell
+    /// off goes on from the oldest), and returns its answer and the last position it covered:
+    /// the filter moves past that one only, and an error moves it past none. When nothing came
+    /// since, or while another poll of the filter is under way (so that no position is reported
+    /// twice or skipped), the answer is `nothing` for the criteria. `None`: no such filter
+    /// (never installed, uninstalled or expired).
+    pub fn poll<R, E>(
         &self,
         id: U256,
         most: u64,
         now: Instant,
         available: impl FnOnce(&C) -> RangeInclusive<u64>,
         scan: impl FnOnce(&C, RangeInclusive<u64>) -> Result<(R, u64), E>,
-        nothing: impl FnOnce() -> R,
+        nothing: impl FnOnce(&C) -> R,
     ) -> Option<Result<R, E>> {
         let (criteria, range) = {
             let mut filters = self.by_id.lock();
             let filter = self.live(&mut filters, id, now)?;
             if filter.scanning {
-                return Some(Ok(nothing()));
+                return Some(Ok(nothing(&filter.criteria)));
             }
             let available = available(&filter.criteria);
             let first = filter.next.max(*available.start());
             let last = (*available.end()).min(first.saturating_add(most.max(1) - 1));
             if first > last {
-                return Some(Ok(nothing()));
+                return Some(Ok(nothing(&filter.criteria)));
             }
             filter.scanning = true;
             (filter.criteria.clone(), first..=last)
@@ -188,7 +171,7 @@ impl<C: Clone> Filters<C> {
     }
 }
 
-/// Ends a [`Filters::poll_with`]: frees the filter and moves it to `next`, if it still exists.
+/// Ends a [`Filters::poll`]: frees the filter and moves it to `next`, if it still exists.
 struct Scanned<'a, C> {
     filters: &'a Filters<C>,
     id: U256,
@@ -260,27 +243,52 @@ impl<T: Clone> Feed<T> {
 mod tests {
     use super::*;
 
+    /// A poll that reports every position it is given: the filter's criteria and the positions.
+    fn poll_all<C: Clone>(
+        filters: &Filters<C>,
+        id: U256,
+        most: u64,
+        now: Instant,
+        available: impl FnOnce(&C) -> RangeInclusive<u64>,
+    ) -> Option<(C, RangeInclusive<u64>)> {
+        filters
+            .poll(
+                id,
+                most,
+                now,
+                available,
+                |criteria, positions| {
+                    Ok::<_, ()>(((criteria.clone(), positions.clone()), *positions.end()))
+                },
+                |criteria| (criteria.clone(), RangeInclusive::new(1, 0)),
+            )
+            .map(|polled| polled.unwrap())
+    }
+
     #[test]
     fn a_poll_reports_each_new_block_once() {
         let filters = Filters::new(FILTER_LIFETIME);
         let now = Instant::now();
         let id = filters.install("logs", 8, now).unwrap();
-        let (criteria, blocks) = filters.poll(id, 100, now, |_| 0..=7).unwrap();
+        let (criteria, blocks) = poll_all(&filters, id, 100, now, |_| 0..=7).unwrap();
         assert_eq!(criteria, "logs");
         assert!(blocks.is_empty(), "no block yet: {blocks:?}");
-        assert!(filters.poll(id, 100, now, |_| 0..=7).unwrap().1.is_empty());
-        assert_eq!(filters.poll(id, 100, now, |_| 0..=10), Some(("logs", 8..=10)));
-        assert!(filters.poll(id, 100, now, |_| 0..=10).unwrap().1.is_empty(), "reported once");
-        assert_eq!(filters.poll(id, 100, now, |_| 0..=11), Some(("logs", 11..=11)));
+        assert!(poll_all(&filters, id, 100, now, |_| 0..=7).unwrap().1.is_empty());
+        assert_eq!(poll_all(&filters, id, 100, now, |_| 0..=10), Some(("logs", 8..=10)));
+        assert!(
+            poll_all(&filters, id, 100, now, |_| 0..=10).unwrap().1.is_empty(),
+            "reported once"
+        );
+        assert_eq!(poll_all(&filters, id, 100, now, |_| 0..=11), Some(("logs", 11..=11)));
         assert_eq!(filters.criteria(id, now), Some("logs"));
         // Far behind: `most` blocks at a time, in order, none skipped.
-        assert_eq!(filters.poll(id, 10, now, |_| 0..=40), Some(("logs", 12..=21)));
-        assert_eq!(filters.poll(id, 10, now, |_| 0..=40), Some(("logs", 22..=31)));
-        assert_eq!(filters.poll(id, 10, now, |_| 0..=40), Some(("logs", 32..=40)));
-        assert!(filters.poll(id, 10, now, |_| 0..=40).unwrap().1.is_empty());
-        assert_eq!(filters.poll(id, 10, now, |_| 0..=41), Some(("logs", 41..=41)));
+        assert_eq!(poll_all(&filters, id, 10, now, |_| 0..=40), Some(("logs", 12..=21)));
+        assert_eq!(poll_all(&filters, id, 10, now, |_| 0..=40), Some(("logs", 22..=31)));
+        assert_eq!(poll_all(&filters, id, 10, now, |_| 0..=40), Some(("logs", 32..=40)));
+        assert!(poll_all(&filters, id, 10, now, |_| 0..=40).unwrap().1.is_empty());
+        assert_eq!(poll_all(&filters, id, 10, now, |_| 0..=41), Some(("logs", 41..=41)));
         // Positions that fell off (a feed's oldest items) are skipped, not reported as empty.
-        assert_eq!(filters.poll(id, 10, now, |_| 100..=150), Some(("logs", 100..=109)));
+        assert_eq!(poll_all(&filters, id, 10, now, |_| 100..=150), Some(("logs", 100..=109)));
     }
 
     #[test]
@@ -289,7 +297,7 @@ mod tests {
         let now = Instant::now();
         let id = filters.install("logs", 1, now).unwrap();
         let poll = |scan: &dyn Fn(RangeInclusive<u64>) -> Result<(Vec<u64>, u64), ()>| {
-            filters.poll_with(id, 100, now, |_| 0..=50, |_, range| scan(range), Vec::new).unwrap()
+            filters.poll(id, 100, now, |_| 0..=50, |_, range| scan(range), |_| Vec::new()).unwrap()
         };
         // The scan stops after block 20 (as a log search does once it has found enough).
         let first = poll(&|range| Ok((vec![*range.start(), 20], 20)));
@@ -303,35 +311,35 @@ mod tests {
         );
         assert_eq!(poll(&|range| Ok((vec![*range.start()], *range.end()))), Ok(vec![]), "none new");
         // A poll under way: another of the same filter reports nothing, and takes nothing.
-        let inner = filters.poll_with(
+        let inner = filters.poll(
             id,
             100,
             now,
             |_| 0..=60,
             |_, range| {
-                let during = filters.poll_with(
+                let during = filters.poll(
                     id,
                     100,
                     now,
                     |_| 0..=60,
                     |_, _| Ok::<_, ()>((vec![0], 60)),
-                    Vec::new,
+                    |_| Vec::new(),
                 );
                 assert_eq!(during, Some(Ok(vec![])));
                 Ok::<_, ()>((vec![*range.start()], *range.end()))
             },
-            Vec::new,
+            |_| Vec::new(),
         );
         assert_eq!(inner, Some(Ok(vec![51])));
         // A scan that panics frees the filter, which reports from where it was.
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            filters.poll_with(
+            filters.poll(
                 id,
                 100,
                 now,
                 |_| 0..=70,
                 |_, _| -> Result<(Vec<u64>, u64), ()> { panic!("scan") },
-                Vec::new,
+                |_| Vec::new(),
             )
         }));
         assert!(panicked.is_err());
@@ -344,13 +352,13 @@ mod tests {
         now: Instant,
         head: u64,
     ) -> Option<Result<Vec<u64>, ()>> {
-        filters.poll_with(
+        filters.poll(
             id,
             100,
             now,
             |_| 0..=head,
             |_, range| Ok((vec![*range.start()], *range.end())),
-            Vec::new,
+            |_| Vec::new(),
         )
     }
 
@@ -364,8 +372,8 @@ mod tests {
         assert!(first > U256::from(u64::MAX), "128 bits, not a counter");
         assert!(filters.uninstall(first));
         assert!(!filters.uninstall(first));
-        assert_eq!(filters.poll(first, 100, now, |_| 0..=1), None);
-        assert_eq!(filters.poll(U256::from(1), 100, now, |_| 0..=1), None);
+        assert_eq!(poll_all(&filters, first, 100, now, |_| 0..=1), None);
+        assert_eq!(poll_all(&filters, U256::from(1), 100, now, |_| 0..=1), None);
         assert_eq!(filters.criteria(second, now), Some(2));
     }
 
@@ -377,10 +385,14 @@ mod tests {
         let idle = filters.install("idle", 0, start).unwrap();
         let busy = filters.install("busy", 0, start).unwrap();
         let later = start + Duration::from_secs(40);
-        assert!(filters.poll(busy, 100, later, |_| 0..=1).is_some());
+        assert!(poll_all(&filters, busy, 100, later, |_| 0..=1).is_some());
         let expiry = start + lifetime;
-        assert_eq!(filters.poll(idle, 100, expiry, |_| 0..=1), None, "not polled for its lifetime");
-        assert!(filters.poll(busy, 100, expiry, |_| 0..=1).is_some(), "polled 20 s ago");
+        assert_eq!(
+            poll_all(&filters, idle, 100, expiry, |_| 0..=1),
+            None,
+            "not polled for its lifetime"
+        );
+        assert!(poll_all(&filters, busy, 100, expiry, |_| 0..=1).is_some(), "polled 20 s ago");
         assert!(!filters.uninstall(idle), "an expired filter is removed");
     }
 

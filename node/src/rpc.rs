@@ -1110,7 +1110,7 @@ fn logs_of(chain: &Chain, head: &Block, filter: &LogFilter) -> Result<Value, Rpc
     if to.saturating_sub(from) >= MAX_LOG_BLOCKS {
         return Err(RpcError::server(format!("query exceeds {MAX_LOG_BLOCKS} blocks")));
     }
-    find_logs(chain, &filter.criteria, from, to, MAX_LOGS).map(Value::Array)
+    scan_logs(chain, &filter.criteria, from, to, false).map(|(logs, _)| Value::Array(logs))
 }
 
 /// The most blocks one log query covers.
@@ -1244,28 +1244,17 @@ impl LogCriteria {
     }
 }
 
-/// The logs of blocks `from..=to` that `criteria` selects.
-fn find_logs(
-    chain: &Chain,
-    criteria: &LogCriteria,
-    from: u64,
-    to: u64,
-    most: usize,
-) -> Result<Vec<Value>, RpcError> {
-    scan_logs(chain, criteria, from, to, most, false).map(|(found, _)| found)
-}
-
 /// The logs `criteria` selects in blocks `from` to `to`, and the last block looked at: past
-/// `most` logs, an error, or with `stop_after_block` the logs of the blocks so far (never part
-/// of a block).
+/// [`MAX_LOGS`] logs, an error, or with `stop_after_block` the logs of the blocks so far (never
+/// part of a block).
 fn scan_logs(
     chain: &Chain,
     criteria: &LogCriteria,
     from: u64,
     to: u64,
-    most: usize,
     stop_after_block: bool,
 ) -> Result<(Vec<Value>, u64), RpcError> {
+    let most = MAX_LOGS;
     let mut found = Vec::new();
     for number in from..=to {
         let Some(block) = chain.store().block(number).map_err(RpcError::server)? else { continue };
@@ -1339,54 +1328,42 @@ fn filter_method(
         "eth_newPendingTransactionFilter" => installed(Filter::Pending),
         "eth_getFilterChanges" => {
             let id: U256 = parse(params, 0, "filter id")?;
-            if let Filter::Logs(_) = rpc.filters.criteria(id, now).ok_or_else(not_found)? {
-                // Up to MAX_LOG_BLOCKS blocks, stopping after the block where MAX_LOGS logs are
-                // reached: the filter moves past the blocks reported, and a client far behind
-                // catches up poll by poll, however many blocks come between its polls.
-                let positions = |filter: &Filter| filter.positions(&rpc.chain, head.number);
-                let scan = |filter: &Filter, blocks: std::ops::RangeInclusive<u64>| {
-                    let Filter::Logs(filter) = filter else {
-                        return Ok((json!([]), *blocks.end()));
-                    };
-                    let (first, last) = (*blocks.start(), *blocks.end());
-                    let from = first.max(filter.from.and_then(BlockSpec::fixed).unwrap_or(0));
-                    let to = filter.to.and_then(BlockSpec::fixed).map_or(last, |to| to.min(last));
-                    if from > to {
-                        return Ok((json!([]), last));
-                    }
-                    let (logs, covered) =
-                        scan_logs(&rpc.chain, &filter.criteria, from, to, MAX_LOGS, true)?;
-                    Ok((Value::Array(logs), if covered == to { last } else { covered }))
-                };
-                return rpc
-                    .filters
-                    .poll_with(id, MAX_LOG_BLOCKS, now, positions, scan, || json!([]))
-                    .ok_or_else(not_found)?;
-            }
-            let (filter, blocks) = rpc
-                .filters
-                .poll(id, MAX_LOG_BLOCKS, now, |filter| filter.positions(&rpc.chain, head.number))
-                .ok_or_else(not_found)?;
-            if blocks.is_empty() {
-                return Ok(json!([]));
-            }
-            let (first, last) = (*blocks.start(), *blocks.end());
-            match filter {
-                Filter::Pending => Ok(json!(rpc.chain.accepted().get(blocks))),
-                // Answered above.
-                Filter::Logs(_) => Ok(json!([])),
-                Filter::Blocks => {
-                    let mut hashes = Vec::new();
-                    for number in first..=last {
-                        if let Some(block) =
-                            rpc.chain.store().block(number).map_err(RpcError::server)?
-                        {
-                            hashes.push(json!(block.hash));
+            // Up to MAX_LOG_BLOCKS positions a poll, and a log filter's poll stops after the
+            // block where MAX_LOGS logs are reached: the filter moves past what was reported,
+            // and a client far behind catches up poll by poll, however many blocks come between
+            // its polls.
+            let positions = |filter: &Filter| filter.positions(&rpc.chain, head.number);
+            let scan = |filter: &Filter, positions: std::ops::RangeInclusive<u64>| {
+                let (first, last) = (*positions.start(), *positions.end());
+                match filter {
+                    Filter::Pending => Ok((json!(rpc.chain.accepted().get(positions)), last)),
+                    Filter::Blocks => {
+                        let mut hashes = Vec::new();
+                        for number in first..=last {
+                            if let Some(block) =
+                                rpc.chain.store().block(number).map_err(RpcError::server)?
+                            {
+                                hashes.push(json!(block.hash));
+                            }
                         }
+                        Ok((Value::Array(hashes), last))
                     }
-                    Ok(Value::Array(hashes))
+                    Filter::Logs(filter) => {
+                        let from = first.max(filter.from.and_then(BlockSpec::fixed).unwrap_or(0));
+                        let to =
+                            filter.to.and_then(BlockSpec::fixed).map_or(last, |to| to.min(last));
+                        if from > to {
+                            return Ok((json!([]), last));
+                        }
+                        let (logs, covered) =
+                            scan_logs(&rpc.chain, &filter.criteria, from, to, true)?;
+                        Ok((Value::Array(logs), if covered == to { last } else { covered }))
+                    }
                 }
-            }
+            };
+            rpc.filters
+                .poll(id, MAX_LOG_BLOCKS, now, positions, scan, |_| json!([]))
+                .ok_or_else(not_found)?
         }
         "eth_getFilterLogs" => {
             let id: U256 = parse(params, 0, "filter id")?;

@@ -271,7 +271,9 @@ fn notifications(chain: &Chain, active: &[Active], number: u64) -> Result<Vec<Va
     for subscription in active {
         match &subscription.kind {
             Filter::Blocks => {
-                if header.is_none() {
+                let header = if let Some(header) = &header {
+                    header
+                } else {
                     let mut object = block_object(chain, &block, false)?;
                     if let Some(fields) = object.as_object_mut() {
                         // A header, as geth sends it.
@@ -281,11 +283,9 @@ fn notifications(chain: &Chain, active: &[Active], number: u64) -> Result<Vec<Va
                             fields.remove(body);
                         }
                     }
-                    header = Some(object);
-                }
-                if let Some(header) = &header {
-                    out.push(notification(&subscription.id, header));
-                }
+                    header.insert(object)
+                };
+                out.push(notification(&subscription.id, header));
             }
             Filter::Pending => {}
             Filter::Logs(filter) => {
