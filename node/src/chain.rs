@@ -753,7 +753,7 @@ impl Chain {
             Arc::clone(&self.move_vm),
         );
         let started = std::time::Instant::now();
-        let (candidates, output) =
+        let (candidates, output, published) =
             self.fill_block(&vm, &nonces).map_err(|error| format!("block {number}: {error}"))?;
         let mut block = Block::empty(number, parent.hash, timestamp, &self.config);
         let (mut records, rejected) = self.records(&candidates, output.results, &mut block);
@@ -787,10 +787,7 @@ impl Chain {
         let block = Arc::new(block);
         *self.head.write() = Arc::clone(&block);
         drop(cache);
-        if candidates
-            .iter()
-            .any(|pending| duet_move::Barriers::is_barrier(&vm, &pending.transaction))
-        {
+        if published {
             *self.call_move_vm.write() = Arc::new(MoveVm::new(self.config.fee_vault));
         }
         self.settle_mempool(&candidates, &rejected, settled);
@@ -808,19 +805,21 @@ impl Chain {
     /// one does not, the round runs again without it and those after it, which wait for the next
     /// round or block. Rounds stop when the gas left is below a transaction's least gas, when
     /// none is waiting or none fits, or after [`FILL_ROUNDS`] rounds. Returns the transactions
-    /// taken, in block order, with the block's output.
+    /// taken, in block order, with the block's output and whether one of them publishes Move
+    /// modules.
     fn fill_block(
         &self,
         vm: &DuetVm,
         nonces: &HashMap<Address, u64>,
-    ) -> Result<(Vec<PendingTransaction>, VmBlockOutput<DuetVm>), BlockError<StateKey>> {
+    ) -> Result<(Vec<PendingTransaction>, VmBlockOutput<DuetVm>, bool), BlockError<StateKey>> {
         let config = ExecutorConfig { threads: self.threads, ..ExecutorConfig::default() };
         let executor = duet_evm::MixedBlockExecutor::parallel(vm, config);
         let mut candidates: Vec<PendingTransaction> = Vec::new();
         let mut results = Vec::new();
-        // The first round's state updates; once there is a second, every round's, by key.
+        // The state the rounds so far left: the first round's updates, then, from the second
+        // round on, every round's by key (the state the next round runs on).
         let mut updates = Vec::new();
-        let mut layered: Option<BTreeMap<StateKey, Option<StateValue>>> = None;
+        let mut top: Option<BTreeMap<StateKey, Option<StateValue>>> = None;
         // Each sender's next nonce after the transactions taken (`u64::MAX` after a rejected one:
         // the sender's later transactions wait for the next block).
         let mut next_nonces: HashMap<Address, u64> = HashMap::new();
@@ -829,6 +828,9 @@ impl Chain {
         let (mut used, mut limits) = (0u128, 0u128);
         let mut published = false;
         for round in 0..FILL_ROUNDS {
+            if round == 1 {
+                top = Some(std::mem::take(&mut updates).into_iter().collect());
+            }
             let nonce_of = |sender| {
                 next_nonces
                     .get(&sender)
@@ -853,8 +855,8 @@ impl Chain {
                     mempool.executable_more(nonce_of, most, limits_to_take, gas_left)
                 }
             };
-            let mut output = self.run_round(&executor, &taken, &mut layered, &mut updates)?;
-            // The transactions that fit, in block order.
+            let mut output = self.run_round(&executor, &taken, top.as_ref())?;
+            // The transactions that fit, in block order, and the gas they leave.
             let mut left = gas_left;
             let fitting = taken
                 .iter()
@@ -871,8 +873,9 @@ impl Chain {
                 .unwrap_or(taken.len());
             if fitting < taken.len() {
                 taken.truncate(fitting);
-                output = self.run_round(&executor, &taken, &mut layered, &mut updates)?;
+                output = self.run_round(&executor, &taken, top.as_ref())?;
             }
+            gas_left = left;
             if published && round > 0 {
                 // Code loaded from an earlier round's publish, which is not committed yet.
                 duet_move::Barriers::after_barrier(vm);
@@ -888,7 +891,6 @@ impl Chain {
                 match result {
                     // Counted whatever came before: the block holds it.
                     TransactionResult::Executed(receipt) => {
-                        gas_left = gas_left.saturating_sub(receipt.gas_used());
                         used += u128::from(receipt.gas_used());
                         limits += u128::from(pending.gas_limit);
                         if *next != u64::MAX {
@@ -899,7 +901,7 @@ impl Chain {
                 }
             }
             results.extend(output.results);
-            match &mut layered {
+            match &mut top {
                 Some(top) => top.extend(output.state_updates),
                 None => updates = output.state_updates,
             }
@@ -908,33 +910,32 @@ impl Chain {
                 break;
             }
         }
-        let state_updates = match layered {
+        let state_updates = match top {
             Some(top) => top.into_iter().collect(),
             None => updates,
         };
-        Ok((candidates, BlockOutput { results, state_updates }))
+        Ok((candidates, BlockOutput { results, state_updates }, published))
     }
 
-    /// Runs one round of [`fill_block`](Self::fill_block): `taken` on the state the earlier rounds
-    /// left (the store for the first; `updates`, the first round's updates, move into `layered`
-    /// for the second).
+    /// Runs one round of [`fill_block`](Self::fill_block): `taken` on the store, with the state
+    /// the earlier rounds left (`top`) over it from the second round on.
     fn run_round(
         &self,
         executor: &duet_evm::MixedBlockExecutor<'_>,
         taken: &[PendingTransaction],
-        layered: &mut Option<BTreeMap<StateKey, Option<StateValue>>>,
-        updates: &mut Vec<(StateKey, Option<StateValue>)>,
+        top: Option<&BTreeMap<StateKey, Option<StateValue>>>,
     ) -> Result<VmBlockOutput<DuetVm>, BlockError<StateKey>> {
         let transactions: Vec<DuetTransaction> =
             taken.iter().map(|pending| pending.transaction.clone()).collect();
-        if transactions.is_empty() {
-            return Ok(BlockOutput { results: Vec::new(), state_updates: Vec::new() });
+        match top {
+            _ if transactions.is_empty() => {
+                Ok(BlockOutput { results: Vec::new(), state_updates: Vec::new() })
+            }
+            None => executor.execute_block(&transactions, &self.store),
+            Some(top) => {
+                executor.execute_block(&transactions, &LayeredStorage::new(&self.store, top))
+            }
         }
-        if layered.is_none() && updates.is_empty() {
-            return executor.execute_block(&transactions, &self.store);
-        }
-        let top = layered.get_or_insert_with(|| std::mem::take(updates).into_iter().collect());
-        executor.execute_block(&transactions, &LayeredStorage::new(&self.store, top))
     }
 
     /// Drops the transactions that waited above a nonce gap for the mempool's lifetime, when it

@@ -371,9 +371,8 @@ impl Mempool {
         max: usize,
         gas: u64,
     ) -> Vec<PendingTransaction> {
-        let block = self.select(nonce_of, max, gas, gas);
-        self.building = block.iter().map(|transaction| transaction.sender).collect();
-        block
+        self.building.clear();
+        self.executable_more(nonce_of, max, gas, gas)
     }
 
     /// More transactions for the block being built: as [`executable`](Self::executable), with

@@ -63,22 +63,13 @@ struct Api {
 
 impl Api {
     /// Runs `work` on the chain off the async runtime once it has its turn among the answers
-    /// being built (the permit goes with the work: a client that hangs up does not free it
-    /// early); its `Ok` is a 200 answer.
+    /// being built ([`crate::rpc::in_turn`]); its `Ok` is a 200 answer.
     async fn query(
         self,
         work: impl FnOnce(&Chain) -> Result<Value, Answer> + Send + 'static,
     ) -> Answer {
-        // INVARIANT: the semaphore is never closed.
-        let Ok(permit) = self.answering.acquire_owned().await else {
-            return internal("internal error");
-        };
-        blocking(move || {
-            let answer = work(&self.chain);
-            drop(permit);
-            answer
-        })
-        .await
+        let answering = Arc::clone(&self.answering);
+        self.run(Some(&answering), work).await
     }
 
     /// [`query`](Self::query) without waiting its turn: for submitted transactions, whose
@@ -87,7 +78,19 @@ impl Api {
         self,
         work: impl FnOnce(&Chain) -> Result<Value, Answer> + Send + 'static,
     ) -> Answer {
-        blocking(move || work(&self.chain)).await
+        self.run(None, work).await
+    }
+
+    async fn run(
+        self,
+        turns: Option<&Arc<tokio::sync::Semaphore>>,
+        work: impl FnOnce(&Chain) -> Result<Value, Answer> + Send + 'static,
+    ) -> Answer {
+        match crate::rpc::in_turn(turns, move || work(&self.chain)).await {
+            Some(Ok(value)) => ok(value),
+            Some(Err(answer)) => answer,
+            None => internal("internal error"),
+        }
     }
 }
 
@@ -126,15 +129,6 @@ pub fn parse_address(text: &str) -> Result<Address, String> {
 #[allow(clippy::needless_pass_by_value)] // Used as `map_err(internal)`.
 fn internal(failure: impl std::fmt::Display) -> Answer {
     error(StatusCode::INTERNAL_SERVER_ERROR, failure)
-}
-
-/// Runs a blocking chain query off the async runtime; its `Ok` is a 200 answer.
-async fn blocking(work: impl FnOnce() -> Result<Value, Answer> + Send + 'static) -> Answer {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(value)) => ok(value),
-        Ok(Err(answer)) => answer,
-        Err(_) => internal("internal error"),
-    }
 }
 
 /// `owner`'s state entries of one kind (Move modules or resources), each as `entry` shows it

@@ -86,25 +86,32 @@ impl Rpc {
             Value::Array(requests) => !requests.is_empty() && requests.iter().all(sending),
             request => sending(request),
         };
-        let permit = if only_sending {
-            None
-        } else {
-            // INVARIANT: the semaphore is never closed.
-            let Ok(permit) = Arc::clone(&self.answering).acquire_owned().await else {
-                return error_response(&Value::Null, -32603, "internal error", None);
-            };
-            Some(permit)
-        };
         let rpc = Arc::clone(self);
-        // The permit goes with the work: a client that hangs up does not stop it.
-        tokio::task::spawn_blocking(move || {
-            let answer = respond(&rpc, request);
-            drop(permit);
-            answer
-        })
-        .await
-        .unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None))
+        let turns = (!only_sending).then_some(&self.answering);
+        in_turn(turns, move || respond(&rpc, request))
+            .await
+            .unwrap_or_else(|| error_response(&Value::Null, -32603, "internal error", None))
     }
+}
+
+/// Runs `work` off the async threads, once it has a permit of `turns` if given: the permit goes
+/// with the work, so a client that hangs up does not free it while the work goes on. `None`:
+/// the work panicked (or the semaphore was closed, which the node never does).
+pub(crate) async fn in_turn<R: Send + 'static>(
+    turns: Option<&Arc<tokio::sync::Semaphore>>,
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Option<R> {
+    let permit = match turns {
+        Some(turns) => Some(Arc::clone(turns).acquire_owned().await.ok()?),
+        None => None,
+    };
+    tokio::task::spawn_blocking(move || {
+        let answer = work();
+        drop(permit);
+        answer
+    })
+    .await
+    .ok()
 }
 
 /// What a filter (`eth_newFilter`…) or a WebSocket subscription follows.
