@@ -229,6 +229,9 @@ impl EvmVm {
         );
         let scratch = Scratch::take(warm_key(spec, &precompiles));
         let mut journaled_state = Journal::new_with_inner(database, scratch.journal);
+        // As revm's `Context` does when it is built (`sync_cfg_to_journal`): a transaction's
+        // pre-execution sets the spec again, but a Move-to-EVM call (`from_move`) runs frames
+        // without it.
         journaled_state.set_spec_id(spec);
         journaled_state.set_eip7708_config(
             self.cfg.is_eip7708_disabled(),
