@@ -104,20 +104,18 @@ const FULL_POOL_BACKOFF: Duration = Duration::from_millis(20);
 /// How long a client keeps sending again what a full pool refuses before it gives up.
 const FULL_POOL_PATIENCE: Duration = Duration::from_secs(30);
 
-/// Sends `raws` from `clients` threads, `batch` per request; returns each one's hash and first
-/// send time. What a full transaction pool refuses is sent again after [`FULL_POOL_BACKOFF`], as
-/// a client that wants its transactions in would, for up to [`FULL_POOL_PATIENCE`]; any other
-/// refusal ends the run.
+/// Sends each lane of transactions from a thread of its own, in order, `batch` per request;
+/// returns each one's hash and first send time. What a full transaction pool refuses is sent
+/// again after [`FULL_POOL_BACKOFF`], as a client that wants its transactions in would, for up to
+/// [`FULL_POOL_PATIENCE`], before the lane goes on; any other refusal ends the run.
 fn send_all(
     client: &RpcClient,
-    raws: &[Bytes],
-    clients: usize,
+    lanes: &[Vec<&Bytes>],
     batch: usize,
 ) -> Result<Vec<(B256, Instant)>, String> {
-    let chunk = raws.len().div_ceil(clients.max(1)).max(1);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = raws
-            .chunks(chunk)
+        let workers: Vec<_> = lanes
+            .iter()
             .map(|part| {
                 let client = client.clone();
                 scope.spawn(move || {
@@ -125,7 +123,7 @@ fn send_all(
                     let mut sent = Vec::with_capacity(part.len());
                     for group in part.chunks(batch.max(1)) {
                         let at = Instant::now();
-                        let mut waiting: Vec<&Bytes> = group.iter().collect();
+                        let mut waiting: Vec<&Bytes> = group.to_vec();
                         while !waiting.is_empty() {
                             let params: Vec<Value> =
                                 waiting.iter().map(|raw| json!([raw])).collect();
@@ -161,7 +159,7 @@ fn send_all(
                 })
             })
             .collect();
-        let mut sent = Vec::with_capacity(raws.len());
+        let mut sent = Vec::with_capacity(lanes.iter().map(Vec::len).sum());
         for worker in workers {
             sent.extend(worker.join().map_err(|_| "a client thread panicked".to_owned())??);
         }
@@ -209,7 +207,7 @@ fn watch_blocks(
 /// included.
 fn settle(client: &RpcClient, raws: &[Bytes]) -> Result<(), String> {
     // One client, one transaction per request: in order.
-    let sent = send_all(client, raws, 1, 1)?;
+    let sent = send_all(client, &[raws.iter().collect()], 1)?;
     let Some(&(last, _)) = sent.last() else { return Ok(()) };
     client.wait_for_receipt(last, Duration::from_secs(120)).map(|_| ())
 }
@@ -282,6 +280,14 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
         let call = Token::transferCall { to, value: U256::from(1) }.abi_encode();
         raws.push(sender.sign(chain_id, TxKind::Call(token), U256::ZERO, call, 60_000)?);
     }
+    // Each client thread sends for its own senders, each sender's transactions in nonce order,
+    // as the users behind one client would: a sender's later transaction never overtakes an
+    // earlier one refused by a full pool, and none is ever far ahead of the sender's nonce.
+    let clients = load.clients.min(load.senders).max(1);
+    let mut lanes: Vec<Vec<&Bytes>> = vec![Vec::new(); clients];
+    for (index, raw) in raws.iter().enumerate() {
+        lanes[index % load.senders % clients].push(raw);
+    }
     let start_block = quantity(&client, "eth_blockNumber", &json!([]))?;
     let (done, failed) = (AtomicBool::new(false), AtomicBool::new(false));
     let (seen, first_send, sent) = std::thread::scope(|scope| {
@@ -290,7 +296,7 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
             watch_blocks(&client, raws.len(), start_block, flags, Duration::from_secs(300))
         });
         let first_send = Instant::now();
-        let sent = send_all(&client, &raws, load.clients, load.batch);
+        let sent = send_all(&client, &lanes, load.batch);
         failed.store(sent.is_err(), Ordering::Release);
         done.store(true, Ordering::Release);
         (watcher.join().map_err(|_| "the block watcher panicked".to_owned()), first_send, sent)

@@ -260,11 +260,13 @@ async fn serve(
             loop {
                 ticks.tick().await;
                 let chain = Arc::clone(&chain);
+                let started = std::time::Instant::now();
                 match tokio::task::spawn_blocking(move || chain.produce_block()).await {
                     Ok(Ok(block)) if !block.transactions.is_empty() => tracing::info!(
                         number = block.number,
                         transactions = block.transactions.len(),
                         gas_used = block.gas_used,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
                         hash = %block.hash,
                         "block committed"
                     ),
