@@ -250,41 +250,70 @@ async fn serve(
         .await
         .map_err(|error| format!("cannot listen on {address}: {error}"))?;
     print_banner(&chain, address, datadir, args.block_time.as_secs_f64());
-    let producer = {
-        let chain = Arc::clone(&chain);
-        let period = args.block_time;
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                let chain = Arc::clone(&chain);
-                let started = std::time::Instant::now();
-                match tokio::task::spawn_blocking(move || chain.produce_block()).await {
-                    Ok(Ok(block)) if !block.transactions.is_empty() => tracing::info!(
-                        number = block.number,
-                        transactions = block.transactions.len(),
-                        gas_used = block.gas_used,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        hash = %block.hash,
-                        "block committed"
-                    ),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => tracing::error!(%error, "block production failed"),
-                    Err(error) => tracing::error!(%error, "block production panicked"),
-                }
-            }
-        })
-    };
+    let producer = Producer::start(Arc::clone(&chain), args.block_time)?;
     // A dev chain's accounts are unlocked, as on anvil.
     let unlocked = duet_node::genesis::dev_signers();
     let server = axum::serve(listener, duet_node::rpc::router(chain, unlocked))
         .with_graceful_shutdown(stopped());
     let result = server.await.map_err(|error| error.to_string());
-    producer.abort();
+    // The block in progress, if any, is committed first.
+    tokio::task::block_in_place(|| producer.stop());
     tracing::info!("stopped");
     result
+}
+
+/// The block producer: a thread of its own that builds a block every block time, so that no flood
+/// of requests holding the runtime's threads can hold a block back.
+struct Producer {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Producer {
+    fn start(chain: Arc<Chain>, period: Duration) -> Result<Self, String> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("duet-producer".to_owned())
+            .spawn(move || {
+                let mut next = std::time::Instant::now() + period;
+                loop {
+                    let wait = next.saturating_duration_since(std::time::Instant::now());
+                    if !matches!(
+                        stopped.recv_timeout(wait),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    ) {
+                        return;
+                    }
+                    let started = std::time::Instant::now();
+                    // A block that takes longer than the block time delays the next one.
+                    next = started + period;
+                    let produced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        chain.produce_block()
+                    }));
+                    match produced {
+                        Ok(Ok(block)) if !block.transactions.is_empty() => tracing::info!(
+                            number = block.number,
+                            transactions = block.transactions.len(),
+                            gas_used = block.gas_used,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            hash = %block.hash,
+                            "block committed"
+                        ),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => tracing::error!(%error, "block production failed"),
+                        Err(_) => tracing::error!("block production panicked"),
+                    }
+                }
+            })
+            .map_err(|error| format!("cannot start the block producer: {error}"))?;
+        Ok(Self { stop, thread })
+    }
+
+    /// Stops producing, after the block in progress.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
