@@ -43,6 +43,7 @@ mod shards;
 mod vm;
 
 pub use delta::Delta;
+pub use sequential::panic_message;
 pub use vm::{
     Incarnation, ReadError, StateKeyBound, StateValueBound, Storage, StorageError,
     TransactionResult, TransactionView, TxnIndex, Vm, VmOutput, WriteOp,

@@ -55,7 +55,7 @@ struct RpcBenchArgs {
     /// Transfers in all.
     #[arg(long, default_value_t = 20_000)]
     txs: usize,
-    /// Client threads.
+    /// Client threads, at most one per sender (each sends for its own senders).
     #[arg(long, default_value_t = 8)]
     clients: usize,
     /// Transactions per JSON-RPC request (a batch when above 1).
@@ -269,6 +269,10 @@ struct Producer {
     thread: std::thread::JoinHandle<()>,
 }
 
+/// How late the producer may wake before the next block's time moves with it (as tokio's
+/// intervals allow).
+const LATE: Duration = Duration::from_millis(5);
+
 impl Producer {
     fn start(chain: Arc<Chain>, period: Duration) -> Result<Self, String> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -285,8 +289,13 @@ impl Producer {
                         return;
                     }
                     let started = std::time::Instant::now();
-                    // A block that takes longer than the block time delays the next one.
-                    next = started + period;
+                    // A block that takes longer than the block time delays the next one; a wake-up
+                    // a little late does not move the schedule.
+                    next = if started.saturating_duration_since(next) > LATE {
+                        started + period
+                    } else {
+                        next + period
+                    };
                     let produced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         chain.produce_block()
                     }));
@@ -301,7 +310,10 @@ impl Producer {
                         ),
                         Ok(Ok(_)) => {}
                         Ok(Err(error)) => tracing::error!(%error, "block production failed"),
-                        Err(_) => tracing::error!("block production panicked"),
+                        Err(payload) => tracing::error!(
+                            message = %duet_block_stm::panic_message(payload.as_ref()),
+                            "block production panicked"
+                        ),
                     }
                 }
             })
