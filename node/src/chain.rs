@@ -488,8 +488,11 @@ impl Chain {
     /// [`submit`](Self::submit) for several transactions at once (a JSON-RPC batch): the ones
     /// accepted are synced to disk together, in one write.
     pub fn submit_many(&self, raws: &[&[u8]]) -> Vec<Result<B256, SubmitError>> {
+        // Each sender's next nonce after its transactions earlier in the request, as the pool
+        // will hold them by then: a request may carry a run of one sender's nonces.
+        let mut earlier = HashMap::new();
         let checked: Vec<Result<PendingTransaction, SubmitError>> =
-            raws.iter().map(|raw| self.check_transaction(raw)).collect();
+            raws.iter().map(|raw| self.check_transaction(raw, &mut earlier)).collect();
         let records: Vec<(B256, &[u8])> = checked
             .iter()
             .filter_map(|pending| pending.as_ref().ok())
@@ -585,33 +588,46 @@ impl Chain {
         self.metrics.render(self.head.read().number, self.pending_count(), self.store.memory())
     }
 
-    /// Checks a signed transaction against the state and the mempool.
-    fn check_transaction(&self, raw: &[u8]) -> Result<PendingTransaction, SubmitError> {
+    /// Checks a signed transaction against the state and the mempool, and against the
+    /// transactions before it in the same request (`earlier`: each sender's next nonce after
+    /// them, updated here).
+    fn check_transaction(
+        &self,
+        raw: &[u8],
+        earlier: &mut HashMap<Address, u64>,
+    ) -> Result<PendingTransaction, SubmitError> {
         if raw.len() > MAX_TRANSACTION_SIZE {
             return Err(SubmitError::Oversized);
         }
         let envelope = TxEnvelope::decode_2718(&mut &raw[..])
             .map_err(|error| SubmitError::Malformed(error.to_string()))?;
         let sender = envelope.recover_signer().map_err(|_| SubmitError::InvalidSender)?;
-        let (pending, balance) = self.check_signed(raw, &envelope, sender)?;
+        let (pending, balance, next) =
+            self.check_signed(raw, &envelope, sender, earlier.get(&sender).copied())?;
         // Refused here if the pool is full or the sender over-committed, before it is written
         // to disk.
         let mut mempool = self.mempool.lock();
         mempool.check(&pending, Arrival::Precheck)?;
         check_overdraft(&mempool, &pending, balance)?;
         mempool.begin_submission(&pending);
+        if pending.nonce == next {
+            earlier.insert(sender, next + 1);
+        }
         Ok(pending)
     }
 
     /// The checks against the state of a transaction whose signature recovered `sender` (a
     /// restored transaction was accepted by a node that may have had another chain id or
-    /// state); returns it with the sender's balance.
+    /// state); `earlier`: the sender's next nonce after the transactions before it in the same
+    /// request, if they lead on from the pool's. Returns it with the sender's balance and next
+    /// nonce (the pool's, or `earlier`).
     fn check_signed(
         &self,
         raw: &[u8],
         envelope: &TxEnvelope,
         sender: Address,
-    ) -> Result<(PendingTransaction, U256), SubmitError> {
+        earlier: Option<u64>,
+    ) -> Result<(PendingTransaction, U256, u64), SubmitError> {
         if envelope.chain_id() != Some(self.config.chain_id) {
             return Err(SubmitError::ChainId);
         }
@@ -632,7 +648,7 @@ impl Chain {
         if tx.nonce < nonce {
             return Err(SubmitError::NonceTooLow { expected: nonce, got: tx.nonce });
         }
-        let next = self.mempool.lock().pending_nonce(sender, nonce);
+        let next = self.mempool.lock().pending_nonce(sender, nonce).max(earlier.unwrap_or(0));
         if tx.nonce > next + MAX_NONCE_GAP {
             return Err(SubmitError::NonceTooHigh { expected: next, got: tx.nonce });
         }
@@ -677,7 +693,7 @@ impl Chain {
             transaction,
             received: std::time::Instant::now(),
         };
-        Ok((pending, balance))
+        Ok((pending, balance, next))
     }
 
     /// Puts back into the mempool the accepted transactions a previous run left on disk;
@@ -702,9 +718,9 @@ impl Chain {
         records.sort_by_key(|(sender, envelope, _)| (*sender, envelope.nonce()));
         let mut kept = 0;
         for (sender, envelope, raw) in records {
-            let admitted = match self.check_signed(&raw, &envelope, sender) {
+            let admitted = match self.check_signed(&raw, &envelope, sender, None) {
                 // A refusal deletes the record.
-                Ok((pending, _)) => self.admit(pending, true),
+                Ok((pending, _, _)) => self.admit(pending, true),
                 Err(SubmitError::Store(error)) => return Err(error),
                 Err(error) => {
                     self.store.delete_pending(&[*envelope.tx_hash()])?;
@@ -1180,7 +1196,7 @@ mod tests {
 
     use duet_types::{Address, StateKey, StateValue, B256};
 
-    use super::{Chain, ChainConfig, MempoolError};
+    use super::{Chain, ChainConfig, MempoolError, MAX_NONCE_GAP};
     use crate::block::Block;
     use crate::merkle;
     use crate::store::{BlockCommit, Store, StoreError};
@@ -1439,6 +1455,32 @@ mod tests {
         assert_eq!(of(&second), (vec![], vec![2]), "nothing from its nonce 0");
         assert!(pool.windows(2).all(|pair| pair[0].sender < pair[1].sender), "sorted by sender");
         assert_eq!(chain.pending_nonce(first.address()).unwrap(), 2);
+    }
+
+    #[test]
+    fn one_request_may_carry_a_long_run_of_a_senders_nonces_but_no_deeper_gap() {
+        let signer = dev_signer(0);
+        let directory = tempfile::tempdir().unwrap();
+        let config = ChainConfig { mempool_limit: 1000, ..ChainConfig::for_tests() };
+        let chain = open_chain(directory.path(), config);
+        // Nonces 0 to 99 in one request: each follows the one before it, as the pool will hold
+        // them, however far past the gap limit the last is from the pool's next nonce.
+        let run: Vec<_> = (0..100).map(|nonce| transfer(&signer, nonce, 10)).collect();
+        let run: Vec<&[u8]> = run.iter().map(|raw| &raw[..]).collect();
+        let results = chain.submit_many(&run);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(chain.pending_nonce(signer.address()).unwrap(), 100);
+        // A gap counts from the end of the run, and gaps do not chain: 100 + 64 is taken, 229
+        // after it is not (the run's next nonce is still 100).
+        let gapped = [transfer(&signer, 100 + MAX_NONCE_GAP, 10), transfer(&signer, 229, 10)];
+        let gapped: Vec<&[u8]> = gapped.iter().map(|raw| &raw[..]).collect();
+        let results = chain.submit_many(&gapped);
+        assert!(results[0].is_ok(), "{results:?}");
+        assert!(
+            matches!(results[1], Err(super::SubmitError::NonceTooHigh { expected: 100, got: 229 })),
+            "{results:?}"
+        );
+        assert_eq!(chain.pending_count(), 101);
     }
 
     #[test]

@@ -107,7 +107,8 @@ const FULL_POOL_PATIENCE: Duration = Duration::from_secs(30);
 /// Sends each lane of transactions from a thread of its own, in order, `batch` per request;
 /// returns each one's hash and first send time. What a full transaction pool refuses is sent
 /// again after [`FULL_POOL_BACKOFF`], as a client that wants its transactions in would, for up to
-/// [`FULL_POOL_PATIENCE`], before the lane goes on; any other refusal ends the run.
+/// [`FULL_POOL_PATIENCE`], before the lane goes on, with the sender's later transactions that it
+/// then found too far ahead of the sender's nonce; any other refusal ends the run.
 fn send_all(
     client: &RpcClient,
     lanes: &[Vec<&Bytes>],
@@ -136,7 +137,10 @@ fn send_all(
                                             .map_err(|error| error.to_string())?,
                                         at,
                                     )),
-                                    Err(error) if error.contains("txpool is full") => {
+                                    Err(error)
+                                        if error.contains("txpool is full")
+                                            || error.contains("nonce too high") =>
+                                    {
                                         refused.push(raw);
                                     }
                                     Err(error) => return Err(error),
@@ -212,24 +216,6 @@ fn settle(client: &RpcClient, raws: &[Bytes]) -> Result<(), String> {
     client.wait_for_receipt(last, Duration::from_secs(120)).map(|_| ())
 }
 
-/// How many client threads send `load` (at most one per sender), or why its batches cannot be
-/// sent: a client's batch holds consecutive transactions of its senders, each sender's in nonce
-/// order, and a node takes them only so far ahead of the sender's nonce.
-fn clients(load: &Load) -> Result<usize, String> {
-    let clients = load.clients.min(load.senders).max(1);
-    let per_sender = load.batch.div_ceil((load.senders / clients).max(1));
-    if per_sender as u64 > crate::chain::MAX_NONCE_GAP {
-        return Err(format!(
-            "--batch {} puts up to {per_sender} transactions of one sender in a request, more \
-             than the {} a node takes ahead of a sender's nonce: send smaller batches, or from \
-             more senders or fewer clients",
-            load.batch,
-            crate::chain::MAX_NONCE_GAP
-        ));
-    }
-    Ok(clients)
-}
-
 /// Runs the load against the node at `url`, whose first dev account signs the set-up.
 ///
 /// # Errors
@@ -238,7 +224,6 @@ fn clients(load: &Load) -> Result<usize, String> {
 /// # Panics
 /// If `load` asks for no transactions or no senders.
 pub fn run(url: &str, load: Load) -> Result<Measured, String> {
-    let clients = clients(&load)?;
     let client = RpcClient::new(url)?;
     let chain_id = quantity(&client, "eth_chainId", &json!([]))?;
     let owner_key: B256 = crate::genesis::DEV_KEYS[0].parse().map_err(|_| "dev key")?;
@@ -302,6 +287,7 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
     // Each client thread sends for its own senders, each sender's transactions in nonce order,
     // as the users behind one client would: a sender's later transaction never overtakes an
     // earlier one refused by a full pool, and none is ever far ahead of the sender's nonce.
+    let clients = load.clients.min(load.senders).max(1);
     let mut lanes: Vec<Vec<&Bytes>> = vec![Vec::new(); clients];
     for (index, raw) in raws.iter().enumerate() {
         lanes[index % load.senders % clients].push(raw);
