@@ -536,7 +536,16 @@ impl Chain {
                     return Err(SubmitError::NonceTooLow { expected: nonce, got: pending.nonce });
                 }
                 if !restored {
-                    // With the transactions of its batch that came in before it.
+                    // With the transactions of its batch that came in before it: one refused
+                    // since its check (a concurrent request filled the pool, say) leaves those
+                    // after it further ahead of the pool's next nonce than they were checked for.
+                    let next = mempool.pending_nonce(pending.sender, nonce);
+                    if pending.nonce > next + MAX_NONCE_GAP {
+                        return Err(SubmitError::NonceTooHigh {
+                            expected: next,
+                            got: pending.nonce,
+                        });
+                    }
                     let balance = U256::from(self.balance(pending.sender)?);
                     check_overdraft(&mempool, &pending, balance)?;
                 }
@@ -1481,6 +1490,29 @@ mod tests {
             "{results:?}"
         );
         assert_eq!(chain.pending_count(), 101);
+
+        // A run whose second transaction is refused (the two together overdraw the account): the
+        // ones after it no longer follow on, and are taken only as far as the gap allows.
+        let other = dev_signer(1);
+        let ether = |amount: u64| {
+            alloy_primitives::U256::from(amount) * alloy_primitives::U256::from(10u64.pow(18))
+        };
+        let mut run =
+            vec![payment(&other, 0, ether(6_000), 10), payment(&other, 1, ether(6_000), 10)];
+        run.extend((2..=70).map(|nonce| transfer(&other, nonce, 10)));
+        let run: Vec<&[u8]> = run.iter().map(|raw| &raw[..]).collect();
+        let results = chain.submit_many(&run);
+        assert!(results[0].is_ok(), "{results:?}");
+        assert!(matches!(results[1], Err(super::SubmitError::Overdraft { .. })), "{results:?}");
+        assert!(results[2..=65].iter().all(Result::is_ok), "{results:?}");
+        assert!(
+            results[66..].iter().all(|result| matches!(
+                result,
+                Err(super::SubmitError::NonceTooHigh { expected: 1, .. })
+            )),
+            "{results:?}"
+        );
+        assert_eq!(chain.pending_count(), 101 + 1 + 64);
     }
 
     #[test]
