@@ -36,8 +36,8 @@ const FILL_ROUNDS: usize = 4;
 /// The largest transaction accepted, in bytes (as geth's).
 pub const MAX_TRANSACTION_SIZE: usize = 128 * 1024;
 
-/// How far ahead of a sender's next nonce (counting its waiting transactions) a transaction may
-/// be.
+/// How far ahead of a sender's next nonce (counting its waiting transactions, and the
+/// transactions before it in the same request that follow on from them) a transaction may be.
 pub const MAX_NONCE_GAP: u64 = 64;
 
 /// What a chain is made of.
@@ -657,7 +657,8 @@ impl Chain {
         if tx.nonce < nonce {
             return Err(SubmitError::NonceTooLow { expected: nonce, got: tx.nonce });
         }
-        let next = self.mempool.lock().pending_nonce(sender, nonce).max(earlier.unwrap_or(0));
+        // From the request's earlier transactions on, through those the pool holds after them.
+        let next = self.mempool.lock().pending_nonce(sender, nonce.max(earlier.unwrap_or(0)));
         if tx.nonce > next + MAX_NONCE_GAP {
             return Err(SubmitError::NonceTooHigh { expected: next, got: tx.nonce });
         }
@@ -1479,17 +1480,26 @@ mod tests {
         let results = chain.submit_many(&run);
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         assert_eq!(chain.pending_nonce(signer.address()).unwrap(), 100);
-        // A gap counts from the end of the run, and gaps do not chain: 100 + 64 is taken, 229
-        // after it is not (the run's next nonce is still 100).
-        let gapped = [transfer(&signer, 100 + MAX_NONCE_GAP, 10), transfer(&signer, 229, 10)];
+        // A gap counts from the end of the run, and gaps do not chain: 100 + 64 is taken, 165
+        // after it is not (the sender's next nonce is still 100).
+        let gapped = [transfer(&signer, 100 + MAX_NONCE_GAP, 10), transfer(&signer, 165, 10)];
         let gapped: Vec<&[u8]> = gapped.iter().map(|raw| &raw[..]).collect();
         let results = chain.submit_many(&gapped);
         assert!(results[0].is_ok(), "{results:?}");
         assert!(
-            matches!(results[1], Err(super::SubmitError::NonceTooHigh { expected: 100, got: 229 })),
+            matches!(results[1], Err(super::SubmitError::NonceTooHigh { expected: 100, got: 165 })),
             "{results:?}"
         );
         assert_eq!(chain.pending_count(), 101);
+        // A run that fills the gap below the waiting 164 follows on through it: 165 to 229 are
+        // as close as the run's next nonce (165, then on) allows.
+        let filling: Vec<_> =
+            (100..164).chain(165..230).map(|nonce| transfer(&signer, nonce, 10)).collect();
+        let filling: Vec<&[u8]> = filling.iter().map(|raw| &raw[..]).collect();
+        let results = chain.submit_many(&filling);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(chain.pending_nonce(signer.address()).unwrap(), 230);
+        assert_eq!(chain.pending_count(), 230);
 
         // A run whose second transaction is refused (the two together overdraw the account): the
         // ones after it no longer follow on, and are taken only as far as the gap allows.
@@ -1512,7 +1522,7 @@ mod tests {
             )),
             "{results:?}"
         );
-        assert_eq!(chain.pending_count(), 101 + 1 + 64);
+        assert_eq!(chain.pending_count(), 230 + 1 + 64);
     }
 
     #[test]

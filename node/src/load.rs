@@ -130,6 +130,7 @@ fn send_all(
                                 waiting.iter().map(|raw| json!([raw])).collect();
                             let results = connection.batch("eth_sendRawTransaction", &params)?;
                             let mut refused = Vec::new();
+                            let mut last_refusal = None;
                             for (raw, result) in waiting.into_iter().zip(results) {
                                 match result {
                                     Ok(hash) => sent.push((
@@ -137,19 +138,23 @@ fn send_all(
                                             .map_err(|error| error.to_string())?,
                                         at,
                                     )),
+                                    // A full pool refused it, or refused an earlier transaction
+                                    // of the request, which may leave it too far ahead.
                                     Err(error)
                                         if error.contains("txpool is full")
-                                            || error.contains("nonce too high") =>
+                                            || (last_refusal.is_some()
+                                                && error.contains("nonce too high")) =>
                                     {
                                         refused.push(raw);
+                                        last_refusal = Some(error);
                                     }
                                     Err(error) => return Err(error),
                                 }
                             }
-                            if !refused.is_empty() {
+                            if let Some(refusal) = last_refusal {
                                 if at.elapsed() > FULL_POOL_PATIENCE {
                                     return Err(format!(
-                                        "txpool is full: {} transactions refused for {} s",
+                                        "{refusal}: {} transactions refused for {} s",
                                         refused.len(),
                                         FULL_POOL_PATIENCE.as_secs()
                                     ));
@@ -286,7 +291,7 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
     }
     // Each client thread sends for its own senders, each sender's transactions in nonce order,
     // as the users behind one client would: a sender's later transaction never overtakes an
-    // earlier one refused by a full pool, and none is ever far ahead of the sender's nonce.
+    // earlier one refused by a full pool.
     let clients = load.clients.min(load.senders).max(1);
     let mut lanes: Vec<Vec<&Bytes>> = vec![Vec::new(); clients];
     for (index, raw) in raws.iter().enumerate() {

@@ -372,8 +372,9 @@ fn the_load_benchmark_waits_out_a_full_mempool_and_sees_every_transaction_commit
     // Set-up (the token, ETH and tokens for 4 senders) and the 600 transfers, each once.
     assert_eq!(counter("duet_transactions_committed_total"), 1 + 8 + 600, "{metrics}");
 
-    // One sender per client, 100 of its transfers per request: a request may carry a run of one
-    // sender's nonces longer than the gap the pool allows ahead of it.
+    // One sender per client, 100 of its transfers per request: the node takes a run of one
+    // sender's nonces longer than the gap it allows ahead of the pool (the benchmark sends again
+    // only what follows a transaction refused by a full pool).
     let deep = ["--txs", "400", "--senders", "2", "--batch", "100", "--clients", "2"];
     let printed = duet(&[&args[..], &deep[..]].concat()).unwrap();
     let measured: serde_json::Value = serde_json::from_str(&printed).expect("one JSON object");
