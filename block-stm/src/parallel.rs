@@ -147,8 +147,7 @@ where
             Some(Halt::Contention) => {
                 let prefix = self.valid_prefix();
                 let from = prefix.as_ref().copied().unwrap_or(0);
-                stats.sequential_from = Some(from);
-                stats.executions += self.transactions.len() - from;
+                stats.add(ExecutionStats::sequential(self.transactions.len() - from), from);
                 prefix.map_err(BlockError::Storage).and_then(|prefix| self.finish(prefix))
             }
         };

@@ -176,7 +176,7 @@ pub fn random_code(
             }
             // A call with value.
             2 | 3 => {
-                let value = [0u8, 1, 100, 255][random.below(4) as usize];
+                let value = pick(random, &[0u8, 1, 100, 255]);
                 call(&mut code, |code| target(random, targets, code), value, 0, slot);
             }
             // STATICCALL or DELEGATECALL to a target, its success into a slot.
@@ -202,7 +202,7 @@ pub fn random_code(
                 }
                 push2(&mut code, init.len());
                 push1(&mut code, 0);
-                push1(&mut code, [0u8, 1, 50][random.below(3) as usize]);
+                push1(&mut code, pick(random, &[0u8, 1, 50]));
                 code.push(if create2 { 0xf5 } else { 0xf0 });
                 push1(&mut code, slot);
                 code.push(0x55);
@@ -244,7 +244,7 @@ pub fn random_code(
             // Move's eth::transfer of the contract's own ETH, through the precompile.
             12 if targets.move_calls => {
                 let to = address(random, targets);
-                let amount = [0u128, 1, 1_000][random.below(3) as usize];
+                let amount = pick(random, &[0u128, 1, 1_000]);
                 let data = duet_evm::call_data(&EntryFunction {
                     module_address: Address::with_last_byte(1),
                     module_name: "eth".to_owned(),

@@ -36,10 +36,6 @@ const FILL_ROUNDS: usize = 4;
 /// The largest transaction accepted, in bytes (as geth's).
 pub const MAX_TRANSACTION_SIZE: usize = 128 * 1024;
 
-/// How far ahead of a sender's next nonce (counting its waiting transactions, and the
-/// transactions before it in the same request that follow on from them) a transaction may be.
-pub const MAX_NONCE_GAP: u64 = 64;
-
 /// What a chain is made of.
 #[derive(Clone, Debug)]
 pub struct ChainConfig {
@@ -117,14 +113,6 @@ pub enum SubmitError {
     /// Blob and set-code transactions are not accepted.
     #[error("transaction type not supported")]
     UnsupportedType,
-    /// The nonce is too far ahead of the sender's next one.
-    #[error("nonce too high: next nonce {expected}, tx nonce {got}")]
-    NonceTooHigh {
-        /// The sender's next nonce.
-        expected: u64,
-        /// The transaction's nonce.
-        got: u64,
-    },
     /// The nonce was already used.
     #[error("nonce too low: next nonce {expected}, tx nonce {got}")]
     NonceTooLow {
@@ -536,21 +524,18 @@ impl Chain {
                     return Err(SubmitError::NonceTooLow { expected: nonce, got: pending.nonce });
                 }
                 if !restored {
-                    // With the transactions of its batch that came in before it: one refused
-                    // since its check (a concurrent request filled the pool, say) leaves those
-                    // after it further ahead of the pool's next nonce than they were checked for.
-                    let next = mempool.pending_nonce(pending.sender, nonce);
-                    if pending.nonce > next + MAX_NONCE_GAP {
-                        return Err(SubmitError::NonceTooHigh {
-                            expected: next,
-                            got: pending.nonce,
-                        });
-                    }
+                    // With the transactions of its batch that came in before it.
                     let balance = U256::from(self.balance(pending.sender)?);
                     check_overdraft(&mempool, &pending, balance)?;
                 }
-                let arrival =
-                    if restored { Arrival::Restored } else { Arrival::New { state_nonce: nonce } };
+                // The gap rule again, against what the pool holds now: one of the batch's
+                // transactions refused since its check (a concurrent request filled the pool,
+                // say) leaves those after it further ahead than they were checked for.
+                let arrival = if restored {
+                    Arrival::Restored { state_nonce: nonce }
+                } else {
+                    Arrival::New { state_nonce: nonce }
+                };
                 Ok(mempool.insert(pending, arrival)?)
             });
         match inserted {
@@ -611,11 +596,13 @@ impl Chain {
         let envelope = TxEnvelope::decode_2718(&mut &raw[..])
             .map_err(|error| SubmitError::Malformed(error.to_string()))?;
         let sender = envelope.recover_signer().map_err(|_| SubmitError::InvalidSender)?;
-        let (pending, balance, next) =
-            self.check_signed(raw, &envelope, sender, earlier.get(&sender).copied())?;
-        // Refused here if the pool is full or the sender over-committed, before it is written
-        // to disk.
+        let (pending, balance, state_nonce) = self.check_signed(raw, &envelope, sender)?;
+        // Refused here if too far ahead, if the pool is full or if the sender over-committed,
+        // before it is written to disk. The gap counts from the request's earlier transactions
+        // of the sender on, through those the pool holds after them.
         let mut mempool = self.mempool.lock();
+        let from = earlier.get(&sender).map_or(state_nonce, |&earlier| earlier.max(state_nonce));
+        let next = mempool.within_gap(&pending, from)?;
         mempool.check(&pending, Arrival::Precheck)?;
         check_overdraft(&mempool, &pending, balance)?;
         mempool.begin_submission(&pending);
@@ -627,15 +614,12 @@ impl Chain {
 
     /// The checks against the state of a transaction whose signature recovered `sender` (a
     /// restored transaction was accepted by a node that may have had another chain id or
-    /// state); `earlier`: the sender's next nonce after the transactions before it in the same
-    /// request, if they lead on from the pool's. Returns it with the sender's balance and next
-    /// nonce (the pool's, or `earlier`).
+    /// state); returns it with the sender's balance and nonce in the state.
     fn check_signed(
         &self,
         raw: &[u8],
         envelope: &TxEnvelope,
         sender: Address,
-        earlier: Option<u64>,
     ) -> Result<(PendingTransaction, U256, u64), SubmitError> {
         if envelope.chain_id() != Some(self.config.chain_id) {
             return Err(SubmitError::ChainId);
@@ -656,11 +640,6 @@ impl Chain {
         let (nonce, _) = self.account(sender)?;
         if tx.nonce < nonce {
             return Err(SubmitError::NonceTooLow { expected: nonce, got: tx.nonce });
-        }
-        // From the request's earlier transactions on, through those the pool holds after them.
-        let next = self.mempool.lock().pending_nonce(sender, nonce.max(earlier.unwrap_or(0)));
-        if tx.nonce > next + MAX_NONCE_GAP {
-            return Err(SubmitError::NonceTooHigh { expected: next, got: tx.nonce });
         }
         let balance = U256::from(self.balance(sender)?);
         let cost = tx.max_balance_spending().unwrap_or(U256::MAX);
@@ -703,7 +682,7 @@ impl Chain {
             transaction,
             received: std::time::Instant::now(),
         };
-        Ok((pending, balance, next))
+        Ok((pending, balance, nonce))
     }
 
     /// Puts back into the mempool the accepted transactions a previous run left on disk;
@@ -728,7 +707,7 @@ impl Chain {
         records.sort_by_key(|(sender, envelope, _)| (*sender, envelope.nonce()));
         let mut kept = 0;
         for (sender, envelope, raw) in records {
-            let admitted = match self.check_signed(&raw, &envelope, sender, None) {
+            let admitted = match self.check_signed(&raw, &envelope, sender) {
                 // A refusal deletes the record.
                 Ok((pending, _, _)) => self.admit(pending, true),
                 Err(SubmitError::Store(error)) => return Err(error),
@@ -1206,8 +1185,9 @@ mod tests {
 
     use duet_types::{Address, StateKey, StateValue, B256};
 
-    use super::{Chain, ChainConfig, MempoolError, MAX_NONCE_GAP};
+    use super::{Chain, ChainConfig, MempoolError};
     use crate::block::Block;
+    use crate::mempool::MAX_NONCE_GAP;
     use crate::merkle;
     use crate::store::{BlockCommit, Store, StoreError};
 
@@ -1487,7 +1467,13 @@ mod tests {
         let results = chain.submit_many(&gapped);
         assert!(results[0].is_ok(), "{results:?}");
         assert!(
-            matches!(results[1], Err(super::SubmitError::NonceTooHigh { expected: 100, got: 165 })),
+            matches!(
+                results[1],
+                Err(super::SubmitError::Mempool(MempoolError::NonceTooHigh {
+                    expected: 100,
+                    got: 165
+                }))
+            ),
             "{results:?}"
         );
         assert_eq!(chain.pending_count(), 101);
@@ -1518,7 +1504,7 @@ mod tests {
         assert!(
             results[66..].iter().all(|result| matches!(
                 result,
-                Err(super::SubmitError::NonceTooHigh { expected: 1, .. })
+                Err(super::SubmitError::Mempool(MempoolError::NonceTooHigh { expected: 1, .. }))
             )),
             "{results:?}"
         );

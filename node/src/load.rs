@@ -104,14 +104,17 @@ const FULL_POOL_BACKOFF: Duration = Duration::from_millis(20);
 /// How long a client keeps sending again what a full pool refuses before it gives up.
 const FULL_POOL_PATIENCE: Duration = Duration::from_secs(30);
 
+/// A lane's transaction: its sender (an index) and its encoding.
+type Lane<'a> = Vec<(usize, &'a Bytes)>;
+
 /// Sends each lane of transactions from a thread of its own, in order, `batch` per request;
 /// returns each one's hash and first send time. What a full transaction pool refuses is sent
 /// again after [`FULL_POOL_BACKOFF`], as a client that wants its transactions in would, for up to
-/// [`FULL_POOL_PATIENCE`], before the lane goes on, with the sender's later transactions that it
-/// then found too far ahead of the sender's nonce; any other refusal ends the run.
+/// [`FULL_POOL_PATIENCE`], before the lane goes on, with the same sender's later transactions
+/// that it then found too far ahead of the sender's nonce; any other refusal ends the run.
 fn send_all(
     client: &RpcClient,
-    lanes: &[Vec<&Bytes>],
+    lanes: &[Lane<'_>],
     batch: usize,
 ) -> Result<Vec<(B256, Instant)>, String> {
     std::thread::scope(|scope| {
@@ -124,14 +127,14 @@ fn send_all(
                     let mut sent = Vec::with_capacity(part.len());
                     for group in part.chunks(batch.max(1)) {
                         let at = Instant::now();
-                        let mut waiting: Vec<&Bytes> = group.to_vec();
+                        let mut waiting: Lane<'_> = group.to_vec();
                         while !waiting.is_empty() {
                             let params: Vec<Value> =
-                                waiting.iter().map(|raw| json!([raw])).collect();
+                                waiting.iter().map(|(_, raw)| json!([raw])).collect();
                             let results = connection.batch("eth_sendRawTransaction", &params)?;
-                            let mut refused = Vec::new();
+                            let mut refused: Lane<'_> = Vec::new();
                             let mut last_refusal = None;
-                            for (raw, result) in waiting.into_iter().zip(results) {
+                            for ((sender, raw), result) in waiting.into_iter().zip(results) {
                                 match result {
                                     Ok(hash) => sent.push((
                                         serde_json::from_value(hash)
@@ -139,13 +142,16 @@ fn send_all(
                                         at,
                                     )),
                                     // A full pool refused it, or refused an earlier transaction
-                                    // of the request, which may leave it too far ahead.
+                                    // of its sender in the request, which may leave it too far
+                                    // ahead.
                                     Err(error)
                                         if error.contains("txpool is full")
-                                            || (last_refusal.is_some()
-                                                && error.contains("nonce too high")) =>
+                                            || (error.contains("nonce too high")
+                                                && refused
+                                                    .iter()
+                                                    .any(|(earlier, _)| *earlier == sender)) =>
                                     {
-                                        refused.push(raw);
+                                        refused.push((sender, raw));
                                         last_refusal = Some(error);
                                     }
                                     Err(error) => return Err(error),
@@ -216,7 +222,7 @@ fn watch_blocks(
 /// included.
 fn settle(client: &RpcClient, raws: &[Bytes]) -> Result<(), String> {
     // One client, one transaction per request: in order.
-    let sent = send_all(client, &[raws.iter().collect()], 1)?;
+    let sent = send_all(client, &[raws.iter().map(|raw| (0, raw)).collect()], 1)?;
     let Some(&(last, _)) = sent.last() else { return Ok(()) };
     client.wait_for_receipt(last, Duration::from_secs(120)).map(|_| ())
 }
@@ -293,9 +299,10 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
     // as the users behind one client would: a sender's later transaction never overtakes an
     // earlier one refused by a full pool.
     let clients = load.clients.min(load.senders).max(1);
-    let mut lanes: Vec<Vec<&Bytes>> = vec![Vec::new(); clients];
+    let mut lanes: Vec<Lane<'_>> = vec![Vec::new(); clients];
     for (index, raw) in raws.iter().enumerate() {
-        lanes[index % load.senders % clients].push(raw);
+        let sender = index % load.senders;
+        lanes[sender % clients].push((sender, raw));
     }
     let start_block = quantity(&client, "eth_blockNumber", &json!([]))?;
     let (done, failed) = (AtomicBool::new(false), AtomicBool::new(false));

@@ -37,6 +37,11 @@ use crate::block::Kind;
 /// The most transactions one sender may have waiting.
 pub const MAX_PER_SENDER: usize = 1024;
 
+/// How far ahead of a sender's next nonce (counting its waiting transactions, and for a
+/// submission the transactions before it in the same request that follow on from them) a
+/// transaction may be.
+pub const MAX_NONCE_GAP: u64 = 64;
+
 /// How many of the cheapest senders' last transactions a full pool looks at for one to evict.
 const EVICTION_CANDIDATES: usize = 64;
 
@@ -88,14 +93,22 @@ pub enum MempoolError {
     /// The sender already has [`MAX_PER_SENDER`] transactions waiting.
     #[error("account limit exceeded")]
     SenderFull,
+    /// The nonce is more than [`MAX_NONCE_GAP`] ahead of the sender's next one.
+    #[error("nonce too high: next nonce {expected}, tx nonce {got}")]
+    NonceTooHigh {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transaction's nonce.
+        got: u64,
+    },
 }
 
 /// How a transaction comes to the mempool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arrival {
     /// Submitted, checked before it is written to disk with the rest of its batch, whose
-    /// earlier transactions are not in yet: the pool's limits, not the gap rule (applied when
-    /// it is inserted, in the batch's order).
+    /// earlier transactions are not in yet: the pool's limits only (its caller checks the gap
+    /// rule with [`Mempool::within_gap`], counting those earlier transactions).
     Precheck,
     /// Submitted, by a sender whose nonce in the state is `state_nonce`: it needs room.
     New {
@@ -103,8 +116,12 @@ pub enum Arrival {
         state_nonce: u64,
     },
     /// On disk when the node started (accepted, or not yet refused when it stopped): it comes
-    /// back whatever the pool holds, since its sender may have been told it is in.
-    Restored,
+    /// back whatever the pool holds (but for the gap rule), since its sender may have been told
+    /// it is in.
+    Restored {
+        /// The sender's nonce in the state.
+        state_nonce: u64,
+    },
 }
 
 /// When a sender's transactions arrived.
@@ -182,6 +199,24 @@ impl Mempool {
         self.by_sender.get(sender)?.get(nonce)
     }
 
+    /// The sender's next nonce counting its waiting transactions from `from` (its state nonce,
+    /// or the nonce after the transactions before this one in the same request), if
+    /// `transaction` is at most [`MAX_NONCE_GAP`] ahead of it.
+    ///
+    /// # Errors
+    /// [`MempoolError::NonceTooHigh`].
+    pub fn within_gap(
+        &self,
+        transaction: &PendingTransaction,
+        from: u64,
+    ) -> Result<u64, MempoolError> {
+        let next = self.pending_nonce(transaction.sender, from);
+        if transaction.nonce > next + MAX_NONCE_GAP {
+            return Err(MempoolError::NonceTooHigh { expected: next, got: transaction.nonce });
+        }
+        Ok(next)
+    }
+
     /// The next nonce of `sender` counting its waiting transactions, from its state nonce.
     #[must_use]
     pub fn pending_nonce(&self, sender: Address, state_nonce: u64) -> u64 {
@@ -216,6 +251,12 @@ impl Mempool {
         if self.by_hash.contains_key(&transaction.hash) {
             return Err(MempoolError::AlreadyKnown);
         }
+        let next = match arrival {
+            Arrival::Precheck => None,
+            Arrival::New { state_nonce } | Arrival::Restored { state_nonce } => {
+                Some(self.within_gap(transaction, state_nonce)?)
+            }
+        };
         let existing = self
             .by_sender
             .get(&transaction.sender)
@@ -226,9 +267,8 @@ impl Mempool {
             }
             Some(_) => Ok(None),
             None => match arrival {
-                Arrival::Precheck => self.check_room(transaction, None),
-                Arrival::New { state_nonce } => self.check_room(transaction, Some(state_nonce)),
-                Arrival::Restored => Ok(None),
+                Arrival::Precheck | Arrival::New { .. } => self.check_room(transaction, next),
+                Arrival::Restored { .. } => Ok(None),
             },
         }
     }
@@ -261,18 +301,16 @@ impl Mempool {
     }
 
     /// Whether there is room for a new transaction, or the sender whose last transaction to
-    /// evict for it (see the module's documentation); the gap rule applies when the sender's
-    /// `state_nonce` is given.
+    /// evict for it (see the module's documentation); the room kept for next nonces applies when
+    /// the sender's `next` nonce (counting its waiting transactions) is given.
     fn check_room(
         &self,
         transaction: &PendingTransaction,
-        state_nonce: Option<u64>,
+        next: Option<u64>,
     ) -> Result<Option<Address>, MempoolError> {
         let waiting = self.by_hash.len();
-        let above_gap =
-            |state_nonce| transaction.nonce > self.pending_nonce(transaction.sender, state_nonce);
         if waiting >= self.limit - self.limit.div_ceil(KEPT_FOR_NEXT_NONCES)
-            && state_nonce.is_some_and(above_gap)
+            && next.is_some_and(|next| transaction.nonce > next)
         {
             return Err(MempoolError::Full);
         }
@@ -591,10 +629,13 @@ mod tests {
         // What was accepted before a restart comes back however full the pool is.
         let mut pool = Mempool::new(2);
         for nonce in 3..=5 {
-            assert_eq!(pool.insert(pending(4, nonce, 100), Arrival::Restored), Ok(vec![]));
+            assert_eq!(
+                pool.insert(pending(4, nonce, 100), Arrival::Restored { state_nonce: 0 }),
+                Ok(vec![])
+            );
         }
         assert_eq!(
-            pool.insert(pending(4, 3, 100), Arrival::Restored),
+            pool.insert(pending(4, 3, 100), Arrival::Restored { state_nonce: 0 }),
             Err(MempoolError::AlreadyKnown)
         );
         assert_eq!(pool.len(), 3);

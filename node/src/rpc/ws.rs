@@ -243,10 +243,17 @@ fn notification(subscription: &str, result: &Value) -> Value {
 
 /// The notifications of block `number` for the subscriptions made before it, in order.
 fn notifications(chain: &Chain, active: &[Active], number: u64) -> Result<Vec<Value>, RpcError> {
+    // The subscriptions the block concerns: made before it, for blocks or logs.
+    let active: Vec<&Active> = active
+        .iter()
+        .filter(|active| active.since < number && !matches!(active.kind, Filter::Pending))
+        .collect();
+    if active.is_empty() {
+        return Ok(Vec::new());
+    }
     let Some(block) = chain.store().block(number).map_err(RpcError::server)? else {
         return Ok(Vec::new());
     };
-    let active: Vec<&Active> = active.iter().filter(|active| active.since < number).collect();
     // The logs subscriptions whose filter the block's bloom does not rule out.
     let criteria: Vec<&LogCriteria> = active
         .iter()
