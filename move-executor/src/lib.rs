@@ -41,6 +41,7 @@ use std::cell::Cell;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use duet_block_stm::{Delta, ReadError, TransactionView, TxnIndex, Vm, VmOutput, WriteOp};
 use duet_types::{
@@ -208,8 +209,9 @@ impl std::fmt::Display for MoveStatus {
 /// An event a Move transaction emitted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MoveEvent {
-    /// The event's type (`0x…1::eth::Transfer`).
-    pub type_tag: String,
+    /// The event's type (`0x…1::eth::Transfer`), shared by the events of one type that a VM
+    /// instance emits (see [`EventTypes`]).
+    pub type_tag: Arc<str>,
     /// The event's value, BCS-encoded.
     pub data: Vec<u8>,
 }
@@ -272,6 +274,31 @@ struct Instance {
     /// [`ensure_callable`]). Like the VM's code cache, it holds what the committed code says,
     /// and is flushed with it.
     callable: HashMap<ModuleId, HashMap<Identifier, Callable>>,
+    /// The text of the event types it emitted.
+    event_types: EventTypes,
+}
+
+/// The text of event types, by type, as an instance emits them: nearly every transaction emits
+/// an event of one of a few types, and writing a type out (its address in hex, its module and
+/// name) cost more than a transfer's own instructions. Bounded: emptied when full.
+#[derive(Default)]
+struct EventTypes(HashMap<TypeTag, Arc<str>>);
+
+impl EventTypes {
+    /// The most types kept.
+    const CAPACITY: usize = 1024;
+
+    fn text(&mut self, type_tag: TypeTag) -> Arc<str> {
+        if let Some(text) = self.0.get(&type_tag) {
+            return Arc::clone(text);
+        }
+        if self.0.len() >= Self::CAPACITY {
+            self.0.clear();
+        }
+        let text: Arc<str> = type_tag.to_string().into();
+        self.0.insert(type_tag, Arc::clone(&text));
+        text
+    }
 }
 
 /// Whether a function may be called from outside Move.
@@ -286,7 +313,7 @@ enum Callable {
 
 fn new_instance() -> Instance {
     let vm = MoveVM::new(natives::all_natives()).expect("the native table is consistent");
-    Instance { vm, callable: HashMap::new() }
+    Instance { vm, callable: HashMap::new(), event_types: EventTypes::default() }
 }
 
 impl MoveVm {
@@ -645,7 +672,7 @@ impl MoveVm {
     ) -> Result<Effects<'a>, Failure> {
         let mut extensions = NativeContextExtensions::default();
         extensions.add(StateNatives::new(resolver.state(), sender, meter.gauge(), evm));
-        let Instance { vm, callable } = instance;
+        let Instance { vm, callable, event_types } = instance;
         let mut session = vm.new_session_with_extensions(resolver, extensions);
         let signer = to_account_address(sender.address);
         let mut return_values = Vec::new();
@@ -728,7 +755,7 @@ impl MoveVm {
             .into_iter()
             .map(|(_guid, _sequence, type_tag, data)| {
                 meter.charge(gas::EVENT + gas::EVENT_BYTE * data.len() as u64)?;
-                Ok(MoveEvent { type_tag: type_tag.to_string(), data })
+                Ok(MoveEvent { type_tag: event_types.text(type_tag), data })
             })
             .collect::<Result<Vec<_>, PartialVMError>>()?;
         Ok(Effects { writes, balances: natives.balances, evm, events, return_values })
