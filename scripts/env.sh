@@ -8,3 +8,6 @@ export DUET_ROOT
 # RocksDB: link Debian's librocksdb (installed by scripts/setup) instead of building its C++
 # (about 14 minutes on two cores).
 export ROCKSDB_LIB_DIR="${ROCKSDB_LIB_DIR:-/usr/lib/x86_64-linux-gnu}"
+# No incremental-compilation state: the test builds never reuse much of it, and it grew by
+# gigabytes with every change until the disk was full.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"

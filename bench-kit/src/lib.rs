@@ -72,3 +72,38 @@ pub fn two_at_once<R>(runs: usize, run: impl Fn() -> R + Sync) -> Duration {
             .collect(),
     )
 }
+
+/// The median time, over a few rounds, for a cache line to go from one thread to another and
+/// back (two threads passing a counter to each other), in nanoseconds.
+///
+/// On this machine's two virtual cores it is either about 120 ns or about 400 ns, changing from
+/// one minute to the next as the host moves them; what Block-STM's workers share (the
+/// scheduler's indices, the multi-version memory) costs that much more at 400 ns, while two
+/// independent runs ([`two_at_once`]) do not notice. Benchmarks print it beside their figures so
+/// that figures taken in either state are told apart.
+#[must_use]
+pub fn core_round_trip_ns() -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const PASSES: u64 = 20_000;
+    let samples = (0..5)
+        .map(|_| {
+            let counter = AtomicU64::new(0);
+            let start = Instant::now();
+            let pass = |parity: u64| {
+                for round in 0..PASSES {
+                    let mine = 2 * round + parity;
+                    while counter.load(Ordering::Acquire) != mine {
+                        std::hint::spin_loop();
+                    }
+                    counter.store(mine + 1, Ordering::Release);
+                }
+            };
+            std::thread::scope(|scope| {
+                scope.spawn(|| pass(1));
+                pass(0);
+            });
+            start.elapsed()
+        })
+        .collect();
+    median(samples).as_secs_f64() * 1e9 / PASSES as f64
+}

@@ -120,8 +120,15 @@ impl Options {
         }
         println!("{title}, {} worker threads, median of {} runs", self.threads, self.runs);
         println!(
-            "{:>8} {:>7} {:>12} {:>12} {:>7} {:>9} {:>11}",
-            "accounts", "txs", "seq tx/s", "par tx/s", "ratio", "execs/tx", "handed over"
+            "{:>8} {:>7} {:>12} {:>12} {:>7} {:>9} {:>11} {:>13}",
+            "accounts",
+            "txs",
+            "seq tx/s",
+            "par tx/s",
+            "ratio",
+            "execs/tx",
+            "handed over",
+            "round trip ns"
         );
         if self.ceiling {
             println!(
@@ -149,6 +156,7 @@ impl Options {
                 std::hint::black_box(parallel());
             }
         }
+        let round_trip_before = crate::core_round_trip_ns();
         let mut sequential_times = Vec::with_capacity(self.runs);
         let mut parallel_times = Vec::with_capacity(self.runs);
         let mut parallel_runs = Vec::with_capacity(self.runs);
@@ -164,6 +172,7 @@ impl Options {
             }
             parallel_times.push(start.elapsed());
         }
+        let round_trip_ns = (round_trip_before, crate::core_round_trip_ns());
         let ceiling_tps = self
             .ceiling
             .then(|| 2.0 * block_size as f64 / two_at_once(self.runs, &sequential).as_secs_f64());
@@ -172,6 +181,7 @@ impl Options {
             sequential_tps: block_size as f64 / median(sequential_times).as_secs_f64(),
             parallel_tps: block_size as f64 / median(parallel_times).as_secs_f64(),
             ceiling_tps,
+            round_trip_ns,
             runs: RunsSummary::of(&parallel_runs, block_size),
         }
     }
@@ -213,6 +223,8 @@ pub struct Figures {
     pub ratio: f64,
     /// Two sequential executions at once, in tx/s, if measured.
     pub ceiling_tps: Option<f64>,
+    /// The cores' round trip ([`crate::core_round_trip_ns`]) before and after the timed runs.
+    pub round_trip_ns: (f64, f64),
     /// How the timed parallel runs went.
     pub runs: RunsSummary,
 }
@@ -241,6 +253,7 @@ impl Figures {
     ) {
         let round3 = |value: f64| (value * 1000.0).round() / 1000.0;
         let RunsSummary { executions_per_txn: executions, handed_over } = self.runs;
+        let (before, after) = self.round_trip_ns;
         if options.json {
             let serde_json::Value::Object(mut object) = fields else {
                 panic!("the workload's fields are a JSON object")
@@ -256,6 +269,7 @@ impl Figures {
                 ("executions_per_txn".to_owned(), round3(executions).into()),
                 ("handed_over_runs".to_owned(), handed_over.into()),
                 ("ceiling_tps".to_owned(), self.ceiling_tps.map(f64::round).into()),
+                ("round_trip_ns".to_owned(), serde_json::json!([before.round(), after.round()])),
             ]);
             println!("{}", serde_json::Value::Object(object));
         } else {
@@ -266,8 +280,9 @@ impl Figures {
                 format!("{handed_over}/{}", options.runs)
             };
             let ceiling = self.ceiling_tps.map_or(String::new(), |tps| format!(" {tps:>12.0}"));
+            let round_trip = format!("{before:.0}/{after:.0}");
             println!(
-                "{accounts:>8} {block_size:>7} {sequential_tps:>12.0} {parallel_tps:>12.0} {ratio:>7.2} {executions:>9.2} {fallback:>11}{ceiling}"
+                "{accounts:>8} {block_size:>7} {sequential_tps:>12.0} {parallel_tps:>12.0} {ratio:>7.2} {executions:>9.2} {fallback:>11} {round_trip:>13}{ceiling}"
             );
         }
     }

@@ -37,6 +37,7 @@ pub mod resolver;
 pub use block::{Barriers, LayeredStorage, MoveBlockExecutor, SegmentedExecutor};
 pub use package::compile_package;
 
+use smallvec::SmallVec;
 use std::cell::Cell;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BTreeMap, HashMap};
@@ -213,8 +214,16 @@ pub struct MoveEvent {
     /// instance emits (see [`EventTypes`]).
     pub type_tag: Arc<str>,
     /// The event's value, BCS-encoded.
-    pub data: Vec<u8>,
+    pub data: EventData,
 }
+
+/// An event's BCS-encoded value: held in place up to 64 bytes (an `eth::Transfer` takes 56),
+/// so that a receipt with one small event is one value, with nothing to allocate or free.
+pub type EventData = SmallVec<[u8; 64]>;
+
+/// A transaction's events, in order: the first held in place (most transactions emit at most
+/// one).
+pub type Events = SmallVec<[MoveEvent; 1]>;
 
 /// The receipt of an executed Move transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,7 +233,7 @@ pub struct MoveReceipt {
     /// The gas charged (intrinsic gas included).
     pub gas_used: u64,
     /// The events emitted, in order (none unless it succeeded).
-    pub events: Vec<MoveEvent>,
+    pub events: Events,
     /// The logs of the EVM code it called (`duet::evm`), in order (none unless it succeeded).
     pub logs: Vec<duet_types::Log>,
 }
@@ -374,7 +383,7 @@ pub struct CallOutcome {
     /// debited, by the sum of these).
     pub credits: Vec<(Address, u128)>,
     /// Events emitted, in order.
-    pub events: Vec<MoveEvent>,
+    pub events: Events,
 }
 
 impl MoveVm {
@@ -463,7 +472,7 @@ struct Effects<'a> {
     writes: Vec<(StateKey, WriteOp<StateValue>)>,
     balances: BTreeMap<Address, BalanceChange>,
     evm: Option<Box<dyn EvmHost + 'a>>,
-    events: Vec<MoveEvent>,
+    events: Events,
     return_values: Vec<Vec<u8>>,
 }
 
@@ -755,9 +764,12 @@ impl MoveVm {
             .into_iter()
             .map(|(_guid, _sequence, type_tag, data)| {
                 meter.charge(gas::EVENT + gas::EVENT_BYTE * data.len() as u64)?;
-                Ok(MoveEvent { type_tag: event_types.text(type_tag), data })
+                Ok(MoveEvent {
+                    type_tag: event_types.text(type_tag),
+                    data: EventData::from_vec(data),
+                })
             })
-            .collect::<Result<Vec<_>, PartialVMError>>()?;
+            .collect::<Result<Events, PartialVMError>>()?;
         Ok(Effects { writes, balances: natives.balances, evm, events, return_values })
     }
 }

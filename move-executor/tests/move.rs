@@ -116,7 +116,7 @@ fn eth_transfer_moves_the_shared_balance_and_pays_the_fee() {
     let mut expected_event = alice.to_vec();
     expected_event.extend_from_slice(bob.as_slice());
     expected_event.extend_from_slice(&(3 * ONE_ETH).to_le_bytes());
-    assert_eq!(receipt.events[0].data, expected_event);
+    assert_eq!(receipt.events[0].data.as_slice(), expected_event.as_slice());
     assert_eq!(chain.state.balance(alice), 97 * ONE_ETH - fee(receipt));
     assert_eq!(chain.state.balance(bob), 103 * ONE_ETH);
     assert_eq!(chain.state.balance(FEE_VAULT), fee(receipt));

@@ -1065,7 +1065,7 @@ impl Chain {
                 let events = receipt
                     .events
                     .into_iter()
-                    .map(|event| (event.type_tag.to_string(), Bytes::from(event.data)))
+                    .map(|event| (event.type_tag.to_string(), Bytes::from(event.data.to_vec())))
                     .collect();
                 (success, receipt.logs, None, Some(status), events)
             }
