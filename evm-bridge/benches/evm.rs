@@ -361,7 +361,7 @@ fn print_header(options: &Options) {
         options.threads, options.runs
     );
     println!(
-        "{:<15} {:>7} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>9} {:>11}",
+        "{:<15} {:>7} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>9} {:>11} {:>13}",
         "workload",
         "senders",
         "revm tx/s",
@@ -372,7 +372,8 @@ fn print_header(options: &Options) {
         "par/seq",
         "par Mgas/s",
         "execs/tx",
-        "handed over"
+        "handed over",
+        "round trip ns"
     );
 }
 
@@ -400,7 +401,9 @@ fn main() {
             let recovery_one = time_recovery(&envelopes, 1, options.runs);
             let recovery_parallel = time_recovery(&envelopes, options.threads, options.runs);
             let gas = check_block(&vm, &executor, &world, &block, workload, senders);
+            let round_trip_before = duet_bench_kit::core_round_trip_ns();
             let times = time_runs(&world, &block, &vm, &executor, options.runs);
+            let round_trip = (round_trip_before, duet_bench_kit::core_round_trip_ns());
             // Ratios of runs made back to back, whose machine was equally fast.
             let seq_over_revm = paired_ratio(&times.plain, &times.sequential);
             let par_over_revm = paired_ratio(&times.plain, &times.parallel);
@@ -448,11 +451,12 @@ fn main() {
                             "par_over_revm": round3(parallel_recovered_tps / plain_recovered_tps),
                         },
                         "handed_over_runs": handed_over,
+                        "round_trip_ns": [round_trip.0.round(), round_trip.1.round()],
                     })
                 );
             } else {
                 println!(
-                    "{:<15} {senders:>7} {plain_tps:>10.0} {sequential_tps:>10.0} {parallel_tps:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {executions_per_txn:>9.2} {:>11}",
+                    "{:<15} {senders:>7} {plain_tps:>10.0} {sequential_tps:>10.0} {parallel_tps:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {executions_per_txn:>9.2} {:>11} {:>13}",
                     workload.name(),
                     seq_over_revm,
                     par_over_revm,
@@ -463,6 +467,7 @@ fn main() {
                     } else {
                         format!("{handed_over}/{}", options.runs)
                     },
+                    format!("{:.0}/{:.0}", round_trip.0, round_trip.1),
                 );
                 println!(
                     "{:<15} {:>7} {plain_recovered_tps:>10.0} {sequential_recovered_tps:>10.0} {parallel_recovered_tps:>10.0} {:>9.2} {:>9.2} {:>9.2}   (with sender recovery)",
