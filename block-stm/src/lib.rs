@@ -94,37 +94,20 @@ pub enum BlockError<K: std::fmt::Debug> {
 }
 
 /// When a parallel run gives up on parallelism: once a worker thread has started at least
-/// `min_executions` executions, and at least the block's size divided by `min_block_divisor`
-/// of them, and at least `max_wasted_percent` of them were wasted (aborted by validation or
-/// suspended on a dependency), the rest of the block runs sequentially. With `0` percent the run
-/// always hands over after that many executions (for tests).
+/// `min_executions` executions and at least `max_wasted_percent` of them were wasted (aborted by
+/// validation or suspended on a dependency), the rest of the block runs sequentially. With `0` percent the run
+/// always hands over after `min_executions` executions (for tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContentionFallback {
     /// Executions a worker observes before judging.
     pub min_executions: usize,
-    /// A worker also observes the block's size divided by this before judging (`0`: no such
-    /// minimum), so that a burst of conflicts at the start of a large block does not send the
-    /// rest of it to the sequential executor: a block's first transfers to accounts that held
-    /// nothing conflict with each other (whether such an account exists changes gas), and
-    /// judged after 64 executions, a 10000-transfer block was handed over at its 97th
-    /// transaction.
-    pub min_block_divisor: usize,
     /// The share of wasted executions, in percent, above which the run falls back.
     pub max_wasted_percent: usize,
 }
 
 impl Default for ContentionFallback {
     fn default() -> Self {
-        Self { min_executions: 64, min_block_divisor: 16, max_wasted_percent: 40 }
-    }
-}
-
-impl ContentionFallback {
-    /// Executions a worker observes before judging, in a block of `block_size` transactions.
-    #[must_use]
-    pub fn judged_after(&self, block_size: usize) -> usize {
-        let share = block_size.checked_div(self.min_block_divisor).unwrap_or(0);
-        self.min_executions.max(share)
+        Self { min_executions: 64, max_wasted_percent: 40 }
     }
 }
 

@@ -248,7 +248,7 @@ where
         counters.executions += 1;
         if let Some(fallback) = self.fallback {
             let wasted = counters.validation_aborts + counters.dependency_waits;
-            if counters.executions >= fallback.judged_after(self.transactions.len())
+            if counters.executions >= fallback.min_executions
                 && wasted * 100 >= counters.executions * fallback.max_wasted_percent
             {
                 self.stop(Halt::Contention);

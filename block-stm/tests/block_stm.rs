@@ -35,7 +35,7 @@ fn fallbacks() -> [Option<ContentionFallback>; 3] {
     [
         None,
         Some(ContentionFallback::default()),
-        Some(ContentionFallback { min_executions: 3, min_block_divisor: 0, max_wasted_percent: 0 }),
+        Some(ContentionFallback { min_executions: 3, max_wasted_percent: 0 }),
     ]
 }
 
@@ -294,43 +294,11 @@ fn full_contention_stays_identical_and_bounded() {
 }
 
 #[test]
-fn a_burst_of_conflicts_at_the_start_of_a_large_block_does_not_hand_it_over() {
-    // 100 transfers between 5 accounts (most conflict with one just before), then 9900 between
-    // 10000 accounts (almost none conflict); nonces follow on per sender.
-    let storage = transfer_genesis(10_000);
-    let mut block = transfer_block(5, 100, 5);
-    block.extend(transfer_block(10_000, 9_900, 6));
-    let mut nonces = std::collections::HashMap::new();
-    for transfer in &mut block {
-        let nonce: &mut u128 = nonces.entry(transfer.sender).or_default();
-        transfer.nonce = *nonce;
-        *nonce += 1;
-    }
-    let vm = TransferVm { work_rounds: 1, fee_vault: FEE_VAULT };
-    let expected = execute_sequential(&vm, &block, &storage);
-    assert!(expected
-        .as_ref()
-        .unwrap()
-        .results
-        .iter()
-        .all(|result| matches!(result, duet_block_stm::TransactionResult::Executed(_))));
-    let fallback = Some(ContentionFallback::default());
-    let (actual, stats) =
-        BlockExecutor::new(&vm, config(2, fallback)).execute_block_with_stats(&block, &storage);
-    assert_eq!(actual, expected);
-    // Judged after 64 executions, a worker saw mostly wasted ones and handed the rest of the
-    // block to the sequential executor at about its 80th transaction (three runs of three).
-    assert_eq!(stats.sequential_from, None, "{stats:?}");
-    assert!(stats.validation_aborts + stats.dependency_waits > 0, "the start conflicts: {stats:?}");
-}
-
-#[test]
 fn a_block_handed_to_the_sequential_executor_midway_is_identical() {
     let (storage, block, vm, expected) = transfer_case(10, 1000, 11, 2);
     // At most half the block: one of the two workers surely starts that many executions.
     for min_executions in [1, 10, 64, 300, 500] {
-        let fallback =
-            ContentionFallback { min_executions, min_block_divisor: 0, max_wasted_percent: 0 };
+        let fallback = ContentionFallback { min_executions, max_wasted_percent: 0 };
         let (actual, stats) = BlockExecutor::new(&vm, config(2, Some(fallback)))
             .execute_block_with_stats(&block, &storage);
         assert_eq!(actual, expected, "handed over after {min_executions} executions");
