@@ -30,9 +30,10 @@
 //! - [`execute_sequential`] is the specification; [`BlockExecutor::execute_block`] must equal it.
 //! - A VM panic becomes that transaction's [`TransactionResult::Panicked`]; a storage failure or
 //!   a bug of ours is a [`BlockError`]. Neither hangs nor crashes the executor.
-//! - Under heavy contention (most executions wasted on conflicts) a run hands the rest of the
-//!   block to the sequential executor ([`ContentionFallback`]), so parallel execution is never
-//!   much slower than sequential execution.
+//! - Under heavy contention (most executions wasted on conflicts) a run hands the block to the
+//!   sequential executor ([`ContentionFallback`]), so parallel execution is never much slower
+//!   than sequential execution; once the transactions no longer depend on each other, the rest
+//!   of the block runs in parallel again.
 
 mod delta;
 mod mvmemory;
@@ -93,10 +94,31 @@ pub enum BlockError<K: std::fmt::Debug> {
     Invariant(String),
 }
 
+impl<K: std::fmt::Debug> BlockError<K> {
+    /// The error of a part of a block that starts at transaction `offset`, with block indices.
+    #[must_use]
+    pub fn shifted(self, offset: TxnIndex) -> Self {
+        match self {
+            Self::DeltaOutOfBounds { txn_index, key } => {
+                Self::DeltaOutOfBounds { txn_index: txn_index + offset, key }
+            }
+            Self::DeltaOnNonNumeric { txn_index, key } => {
+                Self::DeltaOnNonNumeric { txn_index: txn_index + offset, key }
+            }
+            other => other,
+        }
+    }
+}
+
 /// When a parallel run gives up on parallelism: once a worker thread has started at least
 /// `min_executions` executions and at least `max_wasted_percent` of them were wasted (aborted by
-/// validation or suspended on a dependency), the rest of the block runs sequentially. With `0` percent the run
-/// always hands over after `min_executions` executions (for tests).
+/// validation or suspended on a dependency), the block runs sequentially from there. The
+/// sequential executor watches the first 256 transactions it runs (twice as many at each later
+/// hand-over in the block): if in the second half of them hardly any transaction wrote a key one
+/// of the two before it wrote, the contention is over (a block's first transfers to accounts that
+/// held nothing conflict, say, and the rest do not) and the rest of the block runs in parallel
+/// again; otherwise (transfers among two accounts) the whole rest runs sequentially. With `0`
+/// percent the run always hands over after `min_executions` executions (for tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContentionFallback {
     /// Executions a worker observes before judging.
@@ -152,15 +174,24 @@ pub struct ExecutionStats {
     pub validation_aborts: usize,
     /// Executions stopped because they read an unfinished transaction's write.
     pub dependency_waits: usize,
-    /// Where the block was handed to the sequential executor, if it was.
+    /// Where the block was handed to the sequential executor, if it was (the first time).
     pub sequential_from: Option<TxnIndex>,
+    /// Transactions the sequential executor ran after hand-overs (a hand-over ends where the
+    /// transactions no longer depend on each other, and the block goes back to parallel
+    /// execution).
+    pub sequential_transactions: usize,
 }
 
 impl ExecutionStats {
     /// The statistics of `transactions` run by the sequential executor alone.
     #[must_use]
     pub fn sequential(transactions: usize) -> Self {
-        Self { executions: transactions, sequential_from: Some(0), ..Self::default() }
+        Self {
+            executions: transactions,
+            sequential_from: Some(0),
+            sequential_transactions: transactions,
+            ..Self::default()
+        }
     }
 
     /// Adds the statistics of a run of a later part of the block, which starts at transaction
@@ -169,6 +200,7 @@ impl ExecutionStats {
         self.executions += run.executions;
         self.validation_aborts += run.validation_aborts;
         self.dependency_waits += run.dependency_waits;
+        self.sequential_transactions += run.sequential_transactions;
         self.sequential_from =
             self.sequential_from.or(run.sequential_from.map(|from| first + from));
     }
@@ -243,17 +275,105 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         // A concurrent call on the same executor gets a fresh workspace.
         let mut workspace =
             self.workspace.lock().take().unwrap_or_else(|| Box::new(parallel::Workspace::new()));
+        let (first, mut stats) =
+            self.run_parallel((transactions, 0), storage, &mut workspace, FIRST_PROBE_WINDOW);
+        let outcome = match first {
+            Ok((output, Some(resume))) => {
+                self.resume(transactions, storage, &mut workspace, (output, resume), &mut stats)
+            }
+            other => other.map(|(output, _)| output),
+        };
+        *self.workspace.lock() = Some(workspace);
+        (outcome, stats)
+    }
+
+    /// One parallel run of `transactions`, the first at block index `first_index`, over
+    /// `storage` (see [`parallel::ParallelRun::run`]).
+    fn run_parallel<S>(
+        &self,
+        (transactions, first_index): (&[M::Transaction], TxnIndex),
+        storage: &S,
+        workspace: &mut parallel::Workspace<M>,
+        probe_window: usize,
+    ) -> (parallel::RunOutcome<M>, ExecutionStats)
+    where
+        S: Storage<Key = M::Key, Value = M::Value>,
+    {
         workspace.reset(transactions.len(), self.vm.hot_credit_key());
-        let outcome = parallel::ParallelRun::new(
+        parallel::ParallelRun::new(
             self.vm,
             transactions,
             storage,
+            first_index,
             self.config.contention_fallback,
-            &workspace,
+            probe_window,
+            workspace,
         )
-        .run(self.helpers(threads - 1));
-        *self.workspace.lock() = Some(workspace);
-        outcome
+        .run(self.helpers(self.config.threads.get() - 1))
+    }
+
+    /// Runs the rest of a block in parallel again from `resume`, where a contention hand-over
+    /// found the contention over, on top of `output` (the block's output up to there); each
+    /// later hand-over watches twice as many transactions before giving the block back.
+    fn resume<S>(
+        &self,
+        transactions: &[M::Transaction],
+        storage: &S,
+        workspace: &mut parallel::Workspace<M>,
+        (mut output, mut resume): (VmBlockOutput<M>, TxnIndex),
+        stats: &mut ExecutionStats,
+    ) -> Result<VmBlockOutput<M>, BlockError<M::Key>>
+    where
+        S: Storage<Key = M::Key, Value = M::Value>,
+    {
+        let mut probe_window = FIRST_PROBE_WINDOW;
+        loop {
+            probe_window = probe_window.saturating_mul(2);
+            let written = output.state_updates.iter().cloned().collect();
+            let base = Written { storage, written: &written };
+            let rest = &transactions[resume..];
+            let (run, run_stats) = if rest.len() < self.config.min_parallel_block.max(2) {
+                let run = sequential::execute_sequential(self.vm, rest, resume, &base);
+                (run.map(|output| (output, None)), ExecutionStats::sequential(rest.len()))
+            } else {
+                self.run_parallel((rest, resume), &base, workspace, probe_window)
+            };
+            stats.add(run_stats, resume);
+            let (part, next) = run?;
+            output.results.extend(part.results);
+            output.state_updates = parallel::merge_sorted(output.state_updates, part.state_updates);
+            match next {
+                Some(next) => resume += next,
+                None => return Ok(output),
+            }
+        }
+    }
+}
+
+/// Transactions a contention hand-over runs sequentially before the block may go back to
+/// parallel execution (doubled at each later hand-over in the same block).
+const FIRST_PROBE_WINDOW: usize = 256;
+
+/// The state before a block under the writes of its first transactions.
+struct Written<'a, S: Storage> {
+    storage: &'a S,
+    written: &'a std::collections::HashMap<S::Key, Option<S::Value>, foldhash::fast::FixedState>,
+}
+
+impl<S> Storage for Written<'_, S>
+where
+    S: Storage,
+    S::Key: StateKeyBound,
+    S::Value: StateValueBound,
+{
+    type Key = S::Key;
+    type Value = S::Value;
+
+    fn get(&self, key: &S::Key) -> Result<Option<S::Value>, StorageError> {
+        match self.written.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.storage.get(key),
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use crate::delta::Delta;
 use crate::mvmemory::{Credits, Finalizer, MvMemory, ReadFailure, ReadRecord};
 use crate::scheduler::{Scheduler, Task};
-use crate::sequential::{execute_sequential, panic_message, run_transaction};
+use crate::sequential::{execute_sequential_until, panic_message, run_transaction, Probe};
 use crate::shards::SHARD_COUNT;
 use crate::vm::{
     Incarnation, ReadError, Storage, StorageError, TransactionResult, TransactionView, TxnIndex, Vm,
@@ -73,6 +73,11 @@ pub(crate) struct ParallelRun<'a, M: Vm, S> {
     scheduler: &'a Scheduler,
     memory: &'a MvMemory<M::Key, M::Value, Output<M>>,
     fallback: Option<ContentionFallback>,
+    /// The block index of the first transaction (a run may start in mid-block).
+    first_index: TxnIndex,
+    /// After a hand-over for contention, how many transactions the sequential executor runs
+    /// before the block may go back to parallel execution (see [`Probe`]).
+    probe_window: usize,
     halted: CachePadded<AtomicBool>,
     halt: Mutex<Option<Halt<M::Key>>>,
     /// Every worker's counters, added up as each worker stops.
@@ -88,6 +93,11 @@ pub(crate) struct ParallelRun<'a, M: Vm, S> {
     outputs: Mutex<Vec<OutputChunk<M>>>,
 }
 
+/// A run's output, and the transaction (of the run) from which the rest of the block is to run
+/// in parallel again, if a contention hand-over found the contention over there.
+pub(crate) type RunOutcome<M> =
+    Result<(VmBlockOutput<M>, Option<TxnIndex>), BlockError<<M as Vm>::Key>>;
+
 /// Transactions whose records one worker frees, and whose results it takes, at a time.
 const CLEAR_CHUNK: usize = 512;
 
@@ -101,16 +111,20 @@ where
         vm: &'a M,
         transactions: &'a [M::Transaction],
         storage: &'a S,
+        first_index: TxnIndex,
         fallback: Option<ContentionFallback>,
+        probe_window: usize,
         workspace: &'a Workspace<M>,
     ) -> Self {
         Self {
             vm,
+            first_index,
             transactions,
             storage,
             scheduler: &workspace.scheduler,
             memory: &workspace.memory,
             fallback,
+            probe_window,
             halted: CachePadded::new(AtomicBool::new(false)),
             halt: Mutex::new(None),
             counters: Mutex::new(Counters::default()),
@@ -123,10 +137,12 @@ where
 
     /// Runs the block on the calling thread and `helpers` (which may be busy or absent: any one
     /// worker can finish a block alone, so a helper that starts late only finds less to do).
+    /// After a hand-over for contention the output may cover only the transactions before the
+    /// returned index, from which the rest of the block is to run in parallel again.
     pub(crate) fn run(
         self,
         helpers: Option<&rayon::ThreadPool>,
-    ) -> (Result<VmBlockOutput<M>, BlockError<M::Key>>, ExecutionStats) {
+    ) -> (RunOutcome<M>, ExecutionStats) {
         match helpers {
             Some(pool) => pool.in_place_scope(|scope| {
                 for _ in 0..pool.current_num_threads() {
@@ -146,9 +162,15 @@ where
             Some(Halt::Error(error)) => Err(error),
             Some(Halt::Contention) => {
                 let prefix = self.valid_prefix();
-                let from = prefix.as_ref().copied().unwrap_or(0);
-                stats.add(ExecutionStats::sequential(self.transactions.len() - from), from);
-                prefix.map_err(BlockError::Storage).and_then(|prefix| self.finish(prefix))
+                prefix.map_err(BlockError::Storage).and_then(|prefix| {
+                    let finished = self.finish(prefix);
+                    if let Ok((output, _)) = &finished {
+                        // The transactions the sequential executor ran.
+                        let sequential = output.results.len() - prefix;
+                        stats.add(ExecutionStats::sequential(sequential), prefix);
+                    }
+                    finished
+                })
             }
         };
         (output, stats)
@@ -262,8 +284,12 @@ where
             reads: RefCell::new(std::mem::take(spare_reads)),
             failure: RefCell::new(None),
         };
-        let (writes, result) =
-            run_transaction(self.vm, txn_index, &self.transactions[txn_index], &view);
+        let (writes, result) = run_transaction(
+            self.vm,
+            self.first_index + txn_index,
+            &self.transactions[txn_index],
+            &view,
+        );
         if let Some(failure) = view.failure.into_inner() {
             *spare_reads = view.reads.into_inner();
             spare_reads.clear();
@@ -324,8 +350,9 @@ where
     }
 
     /// The block's output: the parallel results of the first `prefix` transactions, and the rest
-    /// executed sequentially on top of them.
-    fn finish(self, prefix: TxnIndex) -> Result<VmBlockOutput<M>, BlockError<M::Key>> {
+    /// executed sequentially on top of them; or, if the sequential executor's [`Probe`] found
+    /// the contention over, up to where it stopped (returned).
+    fn finish(self, prefix: TxnIndex) -> RunOutcome<M> {
         // The workers took the results and credits chunk by chunk when the block was done;
         // after a halt, they are still in the memory.
         let mut chunks = std::mem::take(&mut *self.outputs.lock());
@@ -338,11 +365,13 @@ where
             chunks.iter().flat_map(|(_, _, credits)| credits.iter().copied()).collect();
         let mut finalizers = std::mem::take(&mut *self.finalizers.lock());
         let mut state_updates = if finalizers.is_empty() {
-            self.memory.final_updates(prefix, &credits, self.storage)?
+            self.memory
+                .final_updates(prefix, &credits, self.storage)
+                .map_err(|error| error.shifted(self.first_index))?
         } else {
             let hot = self.memory.hot_finalizer(prefix, &credits, self.storage);
             finalizers.extend(hot.map_err(BlockError::Storage)?);
-            self.memory.finish(finalizers)?
+            self.memory.finish(finalizers).map_err(|error| error.shifted(self.first_index))?
         };
         let outputs = chunks.into_iter().flat_map(|(_, outputs, _)| outputs).take(prefix);
         let mut results = Vec::with_capacity(self.transactions.len());
@@ -351,27 +380,39 @@ where
                 BlockError::Invariant(format!("transaction {txn_index} finished without a result"))
             })?);
         }
+        let mut resume = None;
         if prefix < self.transactions.len() {
             let base = PrefixState { memory: self.memory, prefix, storage: self.storage };
-            let tail = execute_sequential(self.vm, &self.transactions[prefix..], prefix, &base)
-                .map_err(|error| match error {
-                    // Our own bug surfacing through the storage seam: report it as such.
-                    BlockError::Storage(storage)
-                        if storage.0.downcast_ref::<UnfinishedPrefix>().is_some() =>
-                    {
-                        BlockError::Invariant(storage.0.to_string())
-                    }
-                    other => other,
-                })?;
+            let rest = &self.transactions[prefix..];
+            let mut probe = (self.probe_window < rest.len()).then(|| Probe::new(self.probe_window));
+            let stop = |offset: usize, writes: &[(M::Key, crate::WriteOp<M::Value>)]| {
+                probe.as_mut().is_some_and(|probe| probe.stop_after(offset, writes))
+            };
+            let tail =
+                execute_sequential_until(self.vm, rest, self.first_index + prefix, &base, stop)
+                    .map_err(|error| {
+                        match error {
+                            // Our own bug surfacing through the storage seam: report it as such.
+                            BlockError::Storage(storage)
+                                if storage.0.downcast_ref::<UnfinishedPrefix>().is_some() =>
+                            {
+                                BlockError::Invariant(storage.0.to_string())
+                            }
+                            other => other,
+                        }
+                    })?;
+            if tail.results.len() < rest.len() {
+                resume = Some(prefix + tail.results.len());
+            }
             results.extend(tail.results);
             state_updates = merge_sorted(state_updates, tail.state_updates);
         }
-        Ok(BlockOutput { results, state_updates })
+        Ok((BlockOutput { results, state_updates }, resume))
     }
 }
 
 /// Merges two key-sorted update lists; where both hold a key, `newer` wins.
-fn merge_sorted<K: Ord, V>(older: Vec<(K, V)>, newer: Vec<(K, V)>) -> Vec<(K, V)> {
+pub(crate) fn merge_sorted<K: Ord, V>(older: Vec<(K, V)>, newer: Vec<(K, V)>) -> Vec<(K, V)> {
     let mut merged = Vec::with_capacity(older.len() + newer.len());
     let mut older = older.into_iter().peekable();
     let mut newer = newer.into_iter().peekable();

@@ -134,6 +134,25 @@ where
     M: Vm,
     S: Storage<Key = M::Key, Value = M::Value>,
 {
+    execute_sequential_until(vm, transactions, first_index, storage, |_, _| false)
+}
+
+/// [`execute_sequential`], stopping after the transaction at offset `n` if `stop(n, its writes)`
+/// says so: the output then covers the transactions up to it.
+///
+/// # Errors
+/// See [`BlockError`].
+pub(crate) fn execute_sequential_until<M, S>(
+    vm: &M,
+    transactions: &[M::Transaction],
+    first_index: TxnIndex,
+    storage: &S,
+    mut stop: impl FnMut(usize, &[(M::Key, WriteOp<M::Value>)]) -> bool,
+) -> Result<VmBlockOutput<M>, BlockError<M::Key>>
+where
+    M: Vm,
+    S: Storage<Key = M::Key, Value = M::Value>,
+{
     let mut overlay: FastMap<M::Key, Option<M::Value>> = FastMap::with_capacity_and_hasher(
         crate::KEYS_PER_TRANSACTION * transactions.len(),
         FixedState::default(),
@@ -146,6 +165,7 @@ where
         if let Some(error) = view.failure.into_inner() {
             return Err(BlockError::Storage(error));
         }
+        let stopping = stop(offset, &writes);
         let mut violation: Option<(M::Key, bool)> = None;
         for (key, write) in writes {
             let value = match write {
@@ -177,10 +197,54 @@ where
             });
         }
         results.push(result);
+        if stopping {
+            break;
+        }
     }
     let mut state_updates: Vec<_> = overlay.into_iter().collect();
     state_updates.sort_unstable_by(|left, right| left.0.cmp(&right.0));
     Ok(BlockOutput { results, state_updates })
+}
+
+/// Watches the transactions a contention hand-over runs sequentially, to tell whether the
+/// contention lasted: after the first `window` of them, the run stops (and the block goes back
+/// to parallel execution) if in the window's second half at most [`Probe::MAX_DEPENDENT_PERCENT`]
+/// of the transactions wrote (not merely credited) a key one of the two transactions before it
+/// wrote. A block whose first transfers conflict (to accounts that held nothing, say) then runs
+/// in parallel again after them; a block of transfers among two accounts stays sequential.
+pub(crate) struct Probe<K> {
+    window: usize,
+    /// The last transaction that wrote each key, from two before the watched half on.
+    last_writer: FastMap<K, usize>,
+    /// Transactions of the watched half that wrote a key one of the two before them wrote.
+    dependent: usize,
+}
+
+impl<K: Eq + std::hash::Hash + Clone> Probe<K> {
+    /// The share of dependent transactions, in percent, up to which the run stops.
+    const MAX_DEPENDENT_PERCENT: usize = 10;
+
+    pub(crate) fn new(window: usize) -> Self {
+        Self { window, last_writer: FastMap::default(), dependent: 0 }
+    }
+
+    /// After the transaction at `offset` wrote `writes`: whether to stop after it.
+    pub(crate) fn stop_after<V>(&mut self, offset: usize, writes: &[(K, WriteOp<V>)]) -> bool {
+        let watched = self.window / 2;
+        if offset + 2 >= watched && offset < self.window {
+            let mut depends = false;
+            for (key, write) in writes {
+                if matches!(write, WriteOp::Delta(_)) {
+                    continue;
+                }
+                let previous = self.last_writer.insert(key.clone(), offset);
+                depends |= offset >= watched && previous.is_some_and(|last| last + 2 >= offset);
+            }
+            self.dependent += usize::from(depends);
+        }
+        offset + 1 == self.window
+            && self.dependent * 100 <= (self.window - watched) * Self::MAX_DEPENDENT_PERCENT
+    }
 }
 
 #[cfg(test)]

@@ -289,6 +289,44 @@ fn full_contention_stays_identical_and_bounded() {
         // it, the waste stops after the first few dozen executions.
         if fallback == Some(ContentionFallback::default()) {
             assert!(stats.executions <= 2 * block.len(), "the fallback caps the waste: {stats:?}");
+            // Every transaction depends on one just before it: the block never goes back to
+            // parallel execution.
+            assert!(stats.sequential_transactions >= block.len() / 2, "{stats:?}");
+        }
+    }
+}
+
+#[test]
+fn a_block_goes_back_to_parallel_execution_after_a_burst_of_conflicts() {
+    // 100 transfers among 5 accounts (most depend on one just before), then 9900 among 10000
+    // accounts (almost none do); nonces follow on per sender.
+    let storage = transfer_genesis(10_000);
+    let mut block = transfer_block(5, 100, 5);
+    block.extend(transfer_block(10_000, 9_900, 6));
+    let mut nonces = std::collections::HashMap::new();
+    for transfer in &mut block {
+        let nonce: &mut u128 = nonces.entry(transfer.sender).or_default();
+        transfer.nonce = *nonce;
+        *nonce += 1;
+    }
+    let vm = TransferVm { work_rounds: 1, fee_vault: FEE_VAULT };
+    let expected = execute_sequential(&vm, &block, &storage);
+    let executed = |output: &duet_block_stm::VmBlockOutput<TransferVm>| {
+        output.results.iter().all(|result| matches!(result, TransactionResult::Executed(_)))
+    };
+    assert!(executed(expected.as_ref().unwrap()));
+    for fallback in [
+        ContentionFallback::default(),
+        // Hands over at once, again after every resumption: the block alternates.
+        ContentionFallback { min_executions: 3, max_wasted_percent: 0 },
+    ] {
+        let (actual, stats) = BlockExecutor::new(&vm, config(2, Some(fallback)))
+            .execute_block_with_stats(&block, &storage);
+        assert_eq!(actual, expected);
+        // Before the sequential executor gave blocks back, the burst handed the default's run
+        // over at about its 80th transaction and the rest ran sequentially.
+        if fallback == ContentionFallback::default() {
+            assert!(stats.sequential_transactions < 1_000, "{stats:?}");
         }
     }
 }

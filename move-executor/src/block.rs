@@ -158,7 +158,7 @@ impl<'vm, V: Barriers> SegmentedExecutor<'vm, V> {
                 totals.add(run, range.start);
                 output
             };
-            let output = output.map_err(|error| shift(error, range.start))?;
+            let output = output.map_err(|error| error.shifted(range.start))?;
             results.extend(output.results);
             state.extend(output.state_updates);
         }
@@ -200,17 +200,4 @@ fn segments<T>(transactions: &[T], is_barrier: impl Fn(&T) -> bool) -> Vec<(Rang
         segments.push((start..transactions.len(), false));
     }
     segments
-}
-
-/// `error` of a segment that starts at `offset`, with block indices.
-fn shift(error: BlockError<StateKey>, offset: usize) -> BlockError<StateKey> {
-    match error {
-        BlockError::DeltaOutOfBounds { txn_index, key } => {
-            BlockError::DeltaOutOfBounds { txn_index: txn_index + offset, key }
-        }
-        BlockError::DeltaOnNonNumeric { txn_index, key } => {
-            BlockError::DeltaOnNonNumeric { txn_index: txn_index + offset, key }
-        }
-        other => other,
-    }
 }
