@@ -113,9 +113,9 @@ impl<K: std::fmt::Debug> BlockError<K> {
 /// When a parallel run gives up on parallelism: once a worker thread has started at least
 /// `min_executions` executions and at least `max_wasted_percent` of them were wasted (aborted by
 /// validation or suspended on a dependency), the block runs sequentially from there. The
-/// sequential executor watches the first 256 transactions it runs (twice as many at each later
-/// hand-over in the block): if in the second half of them hardly any transaction wrote a key one
-/// of the two before it wrote, the contention is over (a block's first transfers to accounts that
+/// sequential executor watches the first `probe_window` transactions it runs (twice as many at
+/// each later hand-over in the block): if in the second half of them hardly any transaction
+/// wrote a key one of the two before it wrote, the contention is over (a block's first transfers to accounts that
 /// held nothing conflict, say, and the rest do not) and the rest of the block runs in parallel
 /// again; otherwise (transfers among two accounts) the whole rest runs sequentially. With `0`
 /// percent the run always hands over after `min_executions` executions (for tests).
@@ -125,11 +125,14 @@ pub struct ContentionFallback {
     pub min_executions: usize,
     /// The share of wasted executions, in percent, above which the run falls back.
     pub max_wasted_percent: usize,
+    /// Transactions the sequential executor runs after a hand-over before the block may go back
+    /// to parallel execution.
+    pub probe_window: usize,
 }
 
 impl Default for ContentionFallback {
     fn default() -> Self {
-        Self { min_executions: 64, max_wasted_percent: 40 }
+        Self { min_executions: 64, max_wasted_percent: 40, probe_window: 256 }
     }
 }
 
@@ -275,12 +278,19 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         // A concurrent call on the same executor gets a fresh workspace.
         let mut workspace =
             self.workspace.lock().take().unwrap_or_else(|| Box::new(parallel::Workspace::new()));
+        // Without a fallback no run hands over, and the window is never used.
+        let probe_window =
+            self.config.contention_fallback.map_or(usize::MAX, |fallback| fallback.probe_window);
         let (first, mut stats) =
-            self.run_parallel((transactions, 0), storage, &mut workspace, FIRST_PROBE_WINDOW);
+            self.run_parallel((transactions, 0), storage, &mut workspace, probe_window);
         let outcome = match first {
-            Ok((output, Some(resume))) => {
-                self.resume(transactions, storage, &mut workspace, (output, resume), &mut stats)
-            }
+            Ok((output, Some(resume))) => self.resume(
+                transactions,
+                storage,
+                (&mut workspace, probe_window),
+                (output, resume),
+                &mut stats,
+            ),
             other => other.map(|(output, _)| output),
         };
         *self.workspace.lock() = Some(workspace);
@@ -319,14 +329,13 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         &self,
         transactions: &[M::Transaction],
         storage: &S,
-        workspace: &mut parallel::Workspace<M>,
+        (workspace, mut probe_window): (&mut parallel::Workspace<M>, usize),
         (mut output, mut resume): (VmBlockOutput<M>, TxnIndex),
         stats: &mut ExecutionStats,
     ) -> Result<VmBlockOutput<M>, BlockError<M::Key>>
     where
         S: Storage<Key = M::Key, Value = M::Value>,
     {
-        let mut probe_window = FIRST_PROBE_WINDOW;
         loop {
             probe_window = probe_window.saturating_mul(2);
             let written = output.state_updates.iter().cloned().collect();
@@ -349,10 +358,6 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         }
     }
 }
-
-/// Transactions a contention hand-over runs sequentially before the block may go back to
-/// parallel execution (doubled at each later hand-over in the same block).
-const FIRST_PROBE_WINDOW: usize = 256;
 
 /// The state before a block under the writes of its first transactions.
 struct Written<'a, S: Storage> {

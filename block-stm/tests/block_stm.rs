@@ -30,12 +30,14 @@ fn config(threads: usize, contention_fallback: Option<ContentionFallback>) -> Ex
 }
 
 /// The fallback settings every equivalence test runs under: never, the default, and one that
-/// hands every block to the sequential executor after three executions.
+/// hands every block to the sequential executor after three executions and gives it back to
+/// parallel execution after four transactions that did not depend on each other (so that a
+/// random block goes back and forth).
 fn fallbacks() -> [Option<ContentionFallback>; 3] {
     [
         None,
         Some(ContentionFallback::default()),
-        Some(ContentionFallback { min_executions: 3, max_wasted_percent: 0 }),
+        Some(ContentionFallback { min_executions: 3, max_wasted_percent: 0, probe_window: 4 }),
     ]
 }
 
@@ -318,7 +320,7 @@ fn a_block_goes_back_to_parallel_execution_after_a_burst_of_conflicts() {
     for fallback in [
         ContentionFallback::default(),
         // Hands over at once, again after every resumption: the block alternates.
-        ContentionFallback { min_executions: 3, max_wasted_percent: 0 },
+        ContentionFallback { min_executions: 3, max_wasted_percent: 0, probe_window: 256 },
     ] {
         let (actual, stats) = BlockExecutor::new(&vm, config(2, Some(fallback)))
             .execute_block_with_stats(&block, &storage);
@@ -336,7 +338,11 @@ fn a_block_handed_to_the_sequential_executor_midway_is_identical() {
     let (storage, block, vm, expected) = transfer_case(10, 1000, 11, 2);
     // At most half the block: one of the two workers surely starts that many executions.
     for min_executions in [1, 10, 64, 300, 500] {
-        let fallback = ContentionFallback { min_executions, max_wasted_percent: 0 };
+        let fallback = ContentionFallback {
+            min_executions,
+            max_wasted_percent: 0,
+            ..ContentionFallback::default()
+        };
         let (actual, stats) = BlockExecutor::new(&vm, config(2, Some(fallback)))
             .execute_block_with_stats(&block, &storage);
         assert_eq!(actual, expected, "handed over after {min_executions} executions");

@@ -28,7 +28,14 @@ impl Chain {
             (2, None),
             (4, None),
             (2, Some(ContentionFallback::default())),
-            (4, Some(ContentionFallback { min_executions: 3, max_wasted_percent: 0 })),
+            (
+                4,
+                Some(ContentionFallback {
+                    min_executions: 3,
+                    max_wasted_percent: 0,
+                    probe_window: 4,
+                }),
+            ),
         ];
         let parallel_vms = configs
             .into_iter()
