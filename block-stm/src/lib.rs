@@ -126,7 +126,7 @@ pub struct ContentionFallback {
     /// The share of wasted executions, in percent, above which the run falls back.
     pub max_wasted_percent: usize,
     /// Transactions the sequential executor runs after a hand-over before the block may go back
-    /// to parallel execution.
+    /// to parallel execution (`0`: it never does).
     pub probe_window: usize,
 }
 
@@ -179,9 +179,9 @@ pub struct ExecutionStats {
     pub dependency_waits: usize,
     /// Where the block was handed to the sequential executor, if it was (the first time).
     pub sequential_from: Option<TxnIndex>,
-    /// Transactions the sequential executor ran after hand-overs (a hand-over ends where the
-    /// transactions no longer depend on each other, and the block goes back to parallel
-    /// execution).
+    /// Transactions the sequential executor ran: a whole block it was given (one thread, a small
+    /// block), and after each hand-over, until the transactions no longer depended on each other
+    /// and the block went back to parallel execution.
     pub sequential_transactions: usize,
 }
 

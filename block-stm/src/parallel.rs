@@ -9,7 +9,9 @@
 //! caught as a panic) ends it with that error. Contention (too many executions wasted on
 //! conflicts, as in a block where every transaction touches the same account) hands the block to
 //! the sequential executor: the longest prefix whose latest executions still validate is kept, and
-//! the rest runs sequentially on top of it. Either way the output equals the sequential output.
+//! the rest runs sequentially on top of it, or only until the transactions no longer depend on
+//! each other (see [`Probe`]), when the caller runs the rest in parallel again. Either way the
+//! output equals the sequential output.
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -163,6 +165,7 @@ where
             Some(Halt::Contention) => {
                 let prefix = self.valid_prefix();
                 prefix.map_err(BlockError::Storage).and_then(|prefix| {
+                    stats.sequential_from = Some(prefix);
                     let finished = self.finish(prefix);
                     if let Ok((output, _)) = &finished {
                         // The transactions the sequential executor ran.
@@ -377,30 +380,42 @@ where
         let mut results = Vec::with_capacity(self.transactions.len());
         for (txn_index, output) in outputs.into_iter().enumerate() {
             results.push(output.ok_or_else(|| {
+                let txn_index = self.first_index + txn_index;
                 BlockError::Invariant(format!("transaction {txn_index} finished without a result"))
             })?);
         }
         let mut resume = None;
         if prefix < self.transactions.len() {
-            let base = PrefixState { memory: self.memory, prefix, storage: self.storage };
+            let base = PrefixState {
+                memory: self.memory,
+                prefix,
+                first_index: self.first_index,
+                storage: self.storage,
+            };
             let rest = &self.transactions[prefix..];
             let mut probe = (self.probe_window < rest.len()).then(|| Probe::new(self.probe_window));
             let stop = |offset: usize, writes: &[(M::Key, crate::WriteOp<M::Value>)]| {
                 probe.as_mut().is_some_and(|probe| probe.stop_after(offset, writes))
             };
-            let tail =
-                execute_sequential_until(self.vm, rest, self.first_index + prefix, &base, stop)
-                    .map_err(|error| {
-                        match error {
-                            // Our own bug surfacing through the storage seam: report it as such.
-                            BlockError::Storage(storage)
-                                if storage.0.downcast_ref::<UnfinishedPrefix>().is_some() =>
-                            {
-                                BlockError::Invariant(storage.0.to_string())
-                            }
-                            other => other,
-                        }
-                    })?;
+            let tail = execute_sequential_until(
+                self.vm,
+                rest,
+                self.first_index + prefix,
+                &base,
+                stop,
+                self.probe_window.saturating_mul(2),
+            )
+            .map_err(|error| {
+                match error {
+                    // Our own bug surfacing through the storage seam: report it as such.
+                    BlockError::Storage(storage)
+                        if storage.0.downcast_ref::<UnfinishedPrefix>().is_some() =>
+                    {
+                        BlockError::Invariant(storage.0.to_string())
+                    }
+                    other => other,
+                }
+            })?;
             if tail.results.len() < rest.len() {
                 resume = Some(prefix + tail.results.len());
             }
@@ -508,6 +523,8 @@ where
 struct PrefixState<'a, K, V, S, O> {
     memory: &'a MvMemory<K, V, O>,
     prefix: TxnIndex,
+    /// The block index of the run's first transaction (for errors).
+    first_index: TxnIndex,
     storage: &'a S,
 }
 
@@ -530,7 +547,7 @@ where
             Ok((value, _)) => Ok(value),
             Err(ReadFailure::Storage(error)) => Err(error),
             Err(ReadFailure::Dependency(index)) => {
-                Err(StorageError(std::sync::Arc::new(UnfinishedPrefix(index))))
+                Err(StorageError(std::sync::Arc::new(UnfinishedPrefix(self.first_index + index))))
             }
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! Transactions run one after another, each seeing exactly the writes of those before it. It is
 //! also the fast path for one thread and for blocks too small to benefit from parallelism, and it
-//! finishes a parallel run that was stopped for contention.
+//! continues a parallel run that was stopped for contention, until the contention is over
+//! ([`Probe`]) or to the end of the block.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -134,11 +135,12 @@ where
     M: Vm,
     S: Storage<Key = M::Key, Value = M::Value>,
 {
-    execute_sequential_until(vm, transactions, first_index, storage, |_, _| false)
+    execute_sequential_until(vm, transactions, first_index, storage, |_, _| false, usize::MAX)
 }
 
 /// [`execute_sequential`], stopping after the transaction at offset `n` if `stop(n, its writes)`
-/// says so: the output then covers the transactions up to it.
+/// says so: the output then covers the transactions up to it. Its map of writes is sized for
+/// `likely` transactions at most (a run that is likely to stop early faults in no more).
 ///
 /// # Errors
 /// See [`BlockError`].
@@ -148,13 +150,14 @@ pub(crate) fn execute_sequential_until<M, S>(
     first_index: TxnIndex,
     storage: &S,
     mut stop: impl FnMut(usize, &[(M::Key, WriteOp<M::Value>)]) -> bool,
+    likely: usize,
 ) -> Result<VmBlockOutput<M>, BlockError<M::Key>>
 where
     M: Vm,
     S: Storage<Key = M::Key, Value = M::Value>,
 {
     let mut overlay: FastMap<M::Key, Option<M::Value>> = FastMap::with_capacity_and_hasher(
-        crate::KEYS_PER_TRANSACTION * transactions.len(),
+        crate::KEYS_PER_TRANSACTION * transactions.len().min(likely),
         FixedState::default(),
     );
     let mut results = Vec::with_capacity(transactions.len());
