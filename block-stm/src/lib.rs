@@ -209,6 +209,29 @@ impl ExecutionStats {
     }
 }
 
+/// What a [`BlockExecutor`] allocates and starts, kept from one executor to the next:
+/// the parallel runs' workspace and the helper threads.
+pub struct ExecutorParts<M: Vm> {
+    workspace: Option<Box<parallel::Workspace<M>>>,
+    helpers: Option<rayon::ThreadPool>,
+}
+
+impl<M: Vm> Default for ExecutorParts<M> {
+    fn default() -> Self {
+        Self { workspace: None, helpers: None }
+    }
+}
+
+impl<M: Vm> std::fmt::Debug for ExecutorParts<M> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ExecutorParts")
+            .field("workspace", &self.workspace.is_some())
+            .field("helpers", &self.helpers.as_ref().map(rayon::ThreadPool::current_num_threads))
+            .finish()
+    }
+}
+
 /// Executes blocks of a VM's transactions, in parallel where it pays.
 ///
 /// Keep one executor for many blocks: it keeps the memory a parallel run allocates (the
@@ -238,11 +261,32 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
     /// An executor for `vm`.
     #[must_use]
     pub fn new(vm: &'vm M, config: ExecutorConfig) -> Self {
-        Self {
-            vm,
-            config,
-            workspace: parking_lot::Mutex::new(None),
-            helpers: std::sync::OnceLock::new(),
+        Self::with_parts(vm, config, ExecutorParts::default())
+    }
+
+    /// An executor for `vm` that reuses what an earlier executor allocated and started
+    /// ([`into_parts`](Self::into_parts)): a chain whose VM is made anew for every block (its
+    /// block environment) keeps the multi-version memory and the helper threads from block to
+    /// block this way, instead of faulting in megabytes and starting threads for each.
+    #[must_use]
+    pub fn with_parts(vm: &'vm M, config: ExecutorConfig, parts: ExecutorParts<M>) -> Self {
+        let helpers = std::sync::OnceLock::new();
+        if let Some(pool) =
+            parts.helpers.filter(|pool| pool.current_num_threads() + 1 == config.threads.get())
+        {
+            // Just made: nothing else can have set it.
+            let _ = helpers.set(Some(pool));
+        }
+        Self { vm, config, workspace: parking_lot::Mutex::new(parts.workspace), helpers }
+    }
+
+    /// What this executor allocated and started, for the next block's executor
+    /// ([`with_parts`](Self::with_parts)).
+    #[must_use]
+    pub fn into_parts(self) -> ExecutorParts<M> {
+        ExecutorParts {
+            workspace: self.workspace.into_inner(),
+            helpers: self.helpers.into_inner().flatten(),
         }
     }
 

@@ -334,6 +334,33 @@ fn a_block_goes_back_to_parallel_execution_after_a_burst_of_conflicts() {
 }
 
 #[test]
+fn an_executor_made_from_the_parts_of_another_reuses_its_memory_and_threads() {
+    let (storage, block, vm, expected) = transfer_case(100, 500, 21, 0);
+    let fresh = BlockExecutor::new(&vm, config(2, None));
+    assert_eq!(
+        format!("{:?}", fresh.into_parts()),
+        "ExecutorParts { workspace: false, helpers: None }"
+    );
+    let first = BlockExecutor::new(&vm, config(2, None));
+    assert_eq!(first.execute_block(&block, &storage), expected);
+    // Another VM value for the next block, as a chain makes one per block environment; the
+    // parts pass through an executor that runs nothing, which allocates and starts nothing.
+    let next_vm = TransferVm { work_rounds: 0, fee_vault: FEE_VAULT };
+    let idle = BlockExecutor::with_parts(&next_vm, config(2, None), first.into_parts());
+    let parts = idle.into_parts();
+    assert_eq!(format!("{parts:?}"), "ExecutorParts { workspace: true, helpers: Some(1) }");
+    let next = BlockExecutor::with_parts(&next_vm, config(2, None), parts);
+    let (storage, block, _, expected) = transfer_case(50, 700, 22, 0);
+    assert_eq!(next.execute_block(&block, &storage), expected);
+    // Parts made for another number of threads keep the memory but not the threads.
+    let other = BlockExecutor::with_parts(&next_vm, config(4, None), next.into_parts());
+    assert_eq!(
+        format!("{:?}", other.into_parts()),
+        "ExecutorParts { workspace: true, helpers: None }"
+    );
+}
+
+#[test]
 fn a_block_handed_to_the_sequential_executor_midway_is_identical() {
     let (storage, block, vm, expected) = transfer_case(10, 1000, 11, 2);
     // At most half the block: one of the two workers surely starts that many executions.

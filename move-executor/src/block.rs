@@ -18,7 +18,7 @@ use std::ops::Range;
 use duet_block_stm::Vm;
 use duet_block_stm::{
     execute_sequential, BlockError, BlockExecutor, BlockOutput, ExecutionStats, ExecutorConfig,
-    Storage, StorageError, VmBlockOutput,
+    ExecutorParts, Storage, StorageError, VmBlockOutput,
 };
 use duet_types::{MovePayload, MoveTransaction, StateKey, StateValue};
 
@@ -91,7 +91,24 @@ impl<'vm, V: Barriers> SegmentedExecutor<'vm, V> {
     /// An executor that runs segments without publishing on Block-STM, with `config`.
     #[must_use]
     pub fn parallel(vm: &'vm V, config: ExecutorConfig) -> Self {
-        Self { vm, parallel: Some(BlockExecutor::new(vm, config)) }
+        Self::parallel_with_parts(vm, config, ExecutorParts::default())
+    }
+
+    /// [`parallel`](Self::parallel), reusing what an earlier executor allocated and started
+    /// (see [`BlockExecutor::with_parts`]).
+    #[must_use]
+    pub fn parallel_with_parts(
+        vm: &'vm V,
+        config: ExecutorConfig,
+        parts: ExecutorParts<V>,
+    ) -> Self {
+        Self { vm, parallel: Some(BlockExecutor::with_parts(vm, config, parts)) }
+    }
+
+    /// What this executor allocated and started, for the next block's executor.
+    #[must_use]
+    pub fn into_parts(self) -> ExecutorParts<V> {
+        self.parallel.map(BlockExecutor::into_parts).unwrap_or_default()
     }
 
     /// Executes `transactions` on `storage`.

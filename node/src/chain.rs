@@ -205,6 +205,10 @@ pub struct Chain {
     /// of the head block. Held while a block is committed, so a proof always matches the head.
     tree: Mutex<NodeCache>,
     threads: NonZeroUsize,
+    /// What the block executor allocated and started (the multi-version memory sized for the
+    /// largest block so far, the helper threads), kept from one block's executor to the next:
+    /// made anew for every block, they cost page faults of megabytes and thread starts.
+    executor_parts: Mutex<duet_block_stm::ExecutorParts<DuetVm>>,
     metrics: Metrics,
 }
 
@@ -272,6 +276,7 @@ impl Chain {
             accepted: crate::filters::Feed::new(ACCEPTED_FEED),
             head: RwLock::new(Arc::new(head)),
             threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            executor_parts: Mutex::new(duet_block_stm::ExecutorParts::default()),
             metrics: Metrics::default(),
             config,
             store,
@@ -818,7 +823,21 @@ impl Chain {
         nonces: &HashMap<Address, u64>,
     ) -> Result<(Vec<PendingTransaction>, VmBlockOutput<DuetVm>, bool), BlockError<StateKey>> {
         let config = ExecutorConfig { threads: self.threads, ..ExecutorConfig::default() };
-        let executor = duet_evm::MixedBlockExecutor::parallel(vm, config);
+        // The executor of the block before's memory and threads (see `executor_parts`).
+        let parts = std::mem::take(&mut *self.executor_parts.lock());
+        let executor = duet_evm::MixedBlockExecutor::parallel_with_parts(vm, config, parts);
+        let filled = self.fill_rounds(vm, &executor, nonces);
+        *self.executor_parts.lock() = executor.into_parts();
+        filled
+    }
+
+    /// The rounds of [`fill_block`](Self::fill_block), on `executor`.
+    fn fill_rounds(
+        &self,
+        vm: &DuetVm,
+        executor: &duet_evm::MixedBlockExecutor<'_>,
+        nonces: &HashMap<Address, u64>,
+    ) -> Result<(Vec<PendingTransaction>, VmBlockOutput<DuetVm>, bool), BlockError<StateKey>> {
         let mut candidates: Vec<PendingTransaction> = Vec::new();
         let mut results = Vec::new();
         // The state the rounds so far left: the first round's updates, then, from the second
@@ -860,7 +879,7 @@ impl Chain {
                     mempool.executable_more(nonce_of, most, limits_to_take, gas_left)
                 }
             };
-            let mut output = self.run_round(&executor, &taken, top.as_ref())?;
+            let mut output = self.run_round(executor, &taken, top.as_ref())?;
             // The transactions that fit, in block order, and the gas they leave.
             let mut left = gas_left;
             let fitting = taken
@@ -878,7 +897,7 @@ impl Chain {
                 .unwrap_or(taken.len());
             if fitting < taken.len() {
                 taken.truncate(fitting);
-                output = self.run_round(&executor, &taken, top.as_ref())?;
+                output = self.run_round(executor, &taken, top.as_ref())?;
             }
             gas_left = left;
             if published && round > 0 {
