@@ -951,15 +951,24 @@ impl Chain {
     ) -> Result<VmBlockOutput<DuetVm>, BlockError<StateKey>> {
         let transactions: Vec<DuetTransaction> =
             taken.iter().map(|pending| pending.transaction.clone()).collect();
-        match top {
+        let (output, stats) = match top {
             _ if transactions.is_empty() => {
-                Ok(BlockOutput { results: Vec::new(), state_updates: Vec::new() })
+                return Ok(BlockOutput { results: Vec::new(), state_updates: Vec::new() });
             }
-            None => executor.execute_block(&transactions, &self.store),
-            Some(top) => {
-                executor.execute_block(&transactions, &LayeredStorage::new(&self.store, top))
-            }
+            None => executor.execute_block_with_stats(&transactions, &self.store),
+            Some(top) => executor
+                .execute_block_with_stats(&transactions, &LayeredStorage::new(&self.store, top)),
+        };
+        let metrics = &self.metrics;
+        for (counter, value) in [
+            (&metrics.executions, stats.executions),
+            (&metrics.validation_aborts, stats.validation_aborts),
+            (&metrics.dependency_waits, stats.dependency_waits),
+            (&metrics.sequential_transactions, stats.sequential_transactions),
+        ] {
+            Metrics::add(counter, value as u64);
         }
+        output
     }
 
     /// Drops the transactions that waited above a nonce gap for the mempool's lifetime, when it

@@ -25,6 +25,16 @@ pub struct Metrics {
     pub execution_micros: AtomicU64,
     /// Time spent committing blocks to the database, in microseconds.
     pub commit_micros: AtomicU64,
+    /// Transaction executions by the block executor (a transaction runs again when its reads
+    /// went stale: more executions than transactions is contention).
+    pub executions: AtomicU64,
+    /// Executions aborted because their reads went stale.
+    pub validation_aborts: AtomicU64,
+    /// Executions stopped to wait for an unfinished transaction.
+    pub dependency_waits: AtomicU64,
+    /// Transactions the sequential executor ran: blocks too small for parallel execution, and
+    /// after contention hand-overs.
+    pub sequential_transactions: AtomicU64,
 }
 
 impl Metrics {
@@ -38,7 +48,7 @@ impl Metrics {
     #[must_use]
     pub fn render(&self, head: u64, mempool: usize, memory: DatabaseMemory) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64, f64); 8] = [
+        let counters: [(&str, &str, &AtomicU64, f64); 12] = [
             (
                 "duet_transactions_accepted_total",
                 "Transactions accepted into the mempool.",
@@ -77,6 +87,31 @@ impl Metrics {
                 "Time spent committing blocks.",
                 &self.commit_micros,
                 1e-6,
+            ),
+            (
+                "duet_block_stm_executions_total",
+                "Transaction executions by the block executor (more than transactions: contention).",
+                &self.executions,
+                1.0,
+            ),
+            (
+                "duet_block_stm_validation_aborts_total",
+                "Executions aborted because their reads went stale.",
+                &self.validation_aborts,
+                1.0,
+            ),
+            (
+                "duet_block_stm_dependency_waits_total",
+                "Executions stopped to wait for an unfinished transaction.",
+                &self.dependency_waits,
+                1.0,
+            ),
+            (
+                "duet_block_stm_sequential_transactions_total",
+                "Transactions the sequential executor ran: small blocks, and after contention \
+                 hand-overs.",
+                &self.sequential_transactions,
+                1.0,
             ),
         ];
         for (name, help, counter, scale) in counters {
