@@ -115,10 +115,11 @@ impl<K: std::fmt::Debug> BlockError<K> {
 /// validation or suspended on a dependency), the block runs sequentially from there. The
 /// sequential executor watches the first `probe_window` transactions it runs (twice as many at
 /// each later hand-over in the block): if in the second half of them hardly any transaction
-/// wrote a key one of the two before it wrote, the contention is over (a block's first transfers to accounts that
-/// held nothing conflict, say, and the rest do not) and the rest of the block runs in parallel
-/// again; otherwise (transfers among two accounts) the whole rest runs sequentially. With `0`
-/// percent the run always hands over after `min_executions` executions (for tests).
+/// wrote a key one of the two before it wrote, the contention is over (a block's first
+/// transfers to accounts that held nothing conflict, say, and the rest do not) and the rest of
+/// the block runs in parallel again; otherwise (transfers among two accounts) the whole rest
+/// runs sequentially. With `0` percent the run always hands over after `min_executions`
+/// executions (for tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContentionFallback {
     /// Executions a worker observes before judging.
@@ -126,7 +127,8 @@ pub struct ContentionFallback {
     /// The share of wasted executions, in percent, above which the run falls back.
     pub max_wasted_percent: usize,
     /// Transactions the sequential executor runs after a hand-over before the block may go back
-    /// to parallel execution (`0`: it never does).
+    /// to parallel execution (`0`: it never does; below 4 the watched half holds one
+    /// transaction or none, which tells little).
     pub probe_window: usize,
 }
 
@@ -222,12 +224,26 @@ impl<M: Vm> Default for ExecutorParts<M> {
     }
 }
 
+impl<M: Vm> ExecutorParts<M> {
+    /// Whether they hold a parallel run's workspace.
+    #[must_use]
+    pub fn has_workspace(&self) -> bool {
+        self.workspace.is_some()
+    }
+
+    /// The threads of the helper pool they hold, if they hold one.
+    #[must_use]
+    pub fn helper_threads(&self) -> Option<usize> {
+        self.helpers.as_ref().map(rayon::ThreadPool::current_num_threads)
+    }
+}
+
 impl<M: Vm> std::fmt::Debug for ExecutorParts<M> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("ExecutorParts")
-            .field("workspace", &self.workspace.is_some())
-            .field("helpers", &self.helpers.as_ref().map(rayon::ThreadPool::current_num_threads))
+            .field("workspace", &self.has_workspace())
+            .field("helper_threads", &self.helper_threads())
             .finish()
     }
 }

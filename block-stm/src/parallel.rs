@@ -393,7 +393,8 @@ where
                 storage: self.storage,
             };
             let rest = &self.transactions[prefix..];
-            let mut probe = (self.probe_window < rest.len()).then(|| Probe::new(self.probe_window));
+            let probing = self.probe_window > 0 && self.probe_window < rest.len();
+            let mut probe = probing.then(|| Probe::new(self.probe_window));
             let stop = |offset: usize, writes: &[(M::Key, crate::WriteOp<M::Value>)]| {
                 probe.as_mut().is_some_and(|probe| probe.stop_after(offset, writes))
             };
@@ -403,7 +404,7 @@ where
                 self.first_index + prefix,
                 &base,
                 stop,
-                self.probe_window.saturating_mul(2),
+                if probing { self.probe_window.saturating_mul(2) } else { usize::MAX },
             )
             .map_err(|error| {
                 match error {

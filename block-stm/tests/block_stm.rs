@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use duet_block_stm::{
     execute_sequential, BlockError, BlockExecutor, ContentionFallback, Delta, ExecutorConfig,
-    Storage, StorageError, TransactionResult, TransactionView, TxnIndex, Vm, VmOutput, WriteOp,
+    ExecutorParts, Storage, StorageError, TransactionResult, TransactionView, TxnIndex, Vm,
+    VmOutput, WriteOp,
 };
 use duet_types::StateKey;
 use proptest::prelude::*;
@@ -337,10 +338,8 @@ fn a_block_goes_back_to_parallel_execution_after_a_burst_of_conflicts() {
 fn an_executor_made_from_the_parts_of_another_reuses_its_memory_and_threads() {
     let (storage, block, vm, expected) = transfer_case(100, 500, 21, 0);
     let fresh = BlockExecutor::new(&vm, config(2, None));
-    assert_eq!(
-        format!("{:?}", fresh.into_parts()),
-        "ExecutorParts { workspace: false, helpers: None }"
-    );
+    let parts = fresh.into_parts();
+    assert_eq!((parts.has_workspace(), parts.helper_threads()), (false, None));
     let first = BlockExecutor::new(&vm, config(2, None));
     assert_eq!(first.execute_block(&block, &storage), expected);
     // Another VM value for the next block, as a chain makes one per block environment; the
@@ -348,16 +347,30 @@ fn an_executor_made_from_the_parts_of_another_reuses_its_memory_and_threads() {
     let next_vm = TransferVm { work_rounds: 0, fee_vault: FEE_VAULT };
     let idle = BlockExecutor::with_parts(&next_vm, config(2, None), first.into_parts());
     let parts = idle.into_parts();
-    assert_eq!(format!("{parts:?}"), "ExecutorParts { workspace: true, helpers: Some(1) }");
+    assert_eq!((parts.has_workspace(), parts.helper_threads()), (true, Some(1)));
     let next = BlockExecutor::with_parts(&next_vm, config(2, None), parts);
     let (storage, block, _, expected) = transfer_case(50, 700, 22, 0);
     assert_eq!(next.execute_block(&block, &storage), expected);
     // Parts made for another number of threads keep the memory but not the threads.
     let other = BlockExecutor::with_parts(&next_vm, config(4, None), next.into_parts());
-    assert_eq!(
-        format!("{:?}", other.into_parts()),
-        "ExecutorParts { workspace: true, helpers: None }"
-    );
+    let parts = other.into_parts();
+    assert_eq!((parts.has_workspace(), parts.helper_threads()), (true, None));
+    // A block that fails leaves a workspace the next block runs on as on a fresh one.
+    let failing = BlockExecutor::with_parts(&SCRIPTS, config(2, None), ExecutorParts::default());
+    let storage = script_storage(4);
+    let mut overdrawn: Vec<Script> = (0..40).map(|_| Script(vec![Op::Add(0, 5)])).collect();
+    overdrawn.push(Script(vec![Op::AddBounded(0, 1, 100)])); // 40 * 5 > 100
+    overdrawn.extend((0..40).map(|_| Script(vec![Op::Read(0), Op::Write(1)])));
+    let expected = execute_sequential(&SCRIPTS, &overdrawn, &storage);
+    assert!(expected.is_err());
+    assert_eq!(failing.execute_block(&overdrawn, &storage), expected);
+    let reused = BlockExecutor::with_parts(&SCRIPTS, config(2, None), failing.into_parts());
+    let block: Vec<Script> = (0..100)
+        .map(|index| Script(vec![Op::Read(0), Op::Add(2, index + 1), Op::Write(1)]))
+        .collect();
+    let expected = execute_sequential(&SCRIPTS, &block, &storage);
+    assert!(expected.is_ok());
+    assert_eq!(reused.execute_block(&block, &storage), expected);
 }
 
 #[test]

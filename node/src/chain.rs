@@ -823,7 +823,8 @@ impl Chain {
         nonces: &HashMap<Address, u64>,
     ) -> Result<(Vec<PendingTransaction>, VmBlockOutput<DuetVm>, bool), BlockError<StateKey>> {
         let config = ExecutorConfig { threads: self.threads, ..ExecutorConfig::default() };
-        // The executor of the block before's memory and threads (see `executor_parts`).
+        // The executor of the block before's memory and threads (see `executor_parts`). A panic
+        // in the rounds leaves the parts behind, and the next block starts afresh.
         let parts = std::mem::take(&mut *self.executor_parts.lock());
         let executor = duet_evm::MixedBlockExecutor::parallel_with_parts(vm, config, parts);
         let filled = self.fill_rounds(vm, &executor, nonces);
@@ -1287,6 +1288,27 @@ mod tests {
         drop(chain);
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
         assert_eq!(chain.restore_pending().unwrap(), 2);
+    }
+
+    #[test]
+    fn the_block_executors_counters_count_each_execution_once() {
+        let signer = dev_signer(0);
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        for nonce in 0..3 {
+            chain.submit(&transfer(&signer, nonce, 10)).unwrap();
+        }
+        assert_eq!(chain.produce_block().unwrap().transactions.len(), 3);
+        let metrics = chain.metrics();
+        let counter = |name: &str| -> u64 {
+            let line = metrics.lines().find(|line| line.starts_with(&format!("{name} ")));
+            line.and_then(|line| line.rsplit(' ').next()?.parse().ok()).unwrap()
+        };
+        // Three transactions, too few for parallel execution: each ran once, sequentially.
+        assert_eq!(counter("duet_block_stm_executions_total"), 3, "{metrics}");
+        assert_eq!(counter("duet_block_stm_sequential_transactions_total"), 3, "{metrics}");
+        assert_eq!(counter("duet_block_stm_validation_aborts_total"), 0, "{metrics}");
+        assert_eq!(counter("duet_block_stm_dependency_waits_total"), 0, "{metrics}");
     }
 
     /// A signed transfer of 1 wei from `signer` with `nonce`, paying `max_fee` per gas.

@@ -25,8 +25,9 @@ pub struct Metrics {
     pub execution_micros: AtomicU64,
     /// Time spent committing blocks to the database, in microseconds.
     pub commit_micros: AtomicU64,
-    /// Transaction executions by the block executor (a transaction runs again when its reads
-    /// went stale: more executions than transactions is contention).
+    /// Transaction executions by the block executor: every run of every round of filling a
+    /// block (a round runs again without the transactions that do not fit), and every run again
+    /// of a transaction whose reads went stale.
     pub executions: AtomicU64,
     /// Executions aborted because their reads went stale.
     pub validation_aborts: AtomicU64,
@@ -90,7 +91,8 @@ impl Metrics {
             ),
             (
                 "duet_block_stm_executions_total",
-                "Transaction executions by the block executor (more than transactions: contention).",
+                "Transaction executions by the block executor, rounds run again and runs again \
+                 after stale reads included.",
                 &self.executions,
                 1.0,
             ),

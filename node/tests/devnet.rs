@@ -371,13 +371,8 @@ fn the_load_benchmark_waits_out_a_full_mempool_and_sees_every_transaction_commit
     assert!(counter("duet_transactions_refused_total") > 0, "the pool never filled: {metrics}");
     // Set-up (the token, ETH and tokens for 4 senders) and the 600 transfers, each once.
     assert_eq!(counter("duet_transactions_committed_total"), 1 + 8 + 600, "{metrics}");
-    // Each executed at least once by the block executor (four senders' chains of nonces
-    // conflict, so some ran more than once or on the sequential executor).
+    // Each executed at least once by the block executor.
     assert!(counter("duet_block_stm_executions_total") >= 1 + 8 + 600, "{metrics}");
-    let contention = counter("duet_block_stm_validation_aborts_total")
-        + counter("duet_block_stm_dependency_waits_total")
-        + counter("duet_block_stm_sequential_transactions_total");
-    assert!(contention > 0, "{metrics}");
 
     // One sender per client, 100 of its transfers per request: the node takes a run of one
     // sender's nonces longer than the gap it allows ahead of the pool (the benchmark sends again
