@@ -252,7 +252,35 @@ impl<K: Eq + std::hash::Hash + Clone> Probe<K> {
 
 #[cfg(test)]
 mod tests {
-    use super::last_write_per_key;
+    use super::{last_write_per_key, Probe};
+    use crate::delta::Delta;
+    use crate::vm::WriteOp;
+
+    /// Where a probe of `window` transactions stops over transactions that write `writes(n)`.
+    fn stop(window: usize, writes: impl Fn(usize) -> Vec<(u16, WriteOp<u128>)>) -> Option<usize> {
+        let mut probe = Probe::new(window);
+        (0..2 * window).find(|&offset| probe.stop_after(offset, &writes(offset)))
+    }
+
+    #[test]
+    fn a_probe_stops_after_its_window_only_if_the_transactions_stopped_depending() {
+        // Each its own key: independent; stops at the window's last transaction.
+        assert_eq!(stop(8, |n| vec![(n as u16, WriteOp::Put(1))]), Some(7));
+        // All one key: every one depends on the one before.
+        assert_eq!(stop(8, |_| vec![(0, WriteOp::Put(1))]), None);
+        // Credits to one key commute: not a dependency.
+        assert_eq!(stop(8, |_| vec![(0, WriteOp::Delta(Delta::add(1)))]), Some(7));
+        // Two keys taken in turns: each depends on the one two before it.
+        assert_eq!(stop(8, |n| vec![((n % 2) as u16, WriteOp::Put(1))]), None);
+        // Dependent only in the first half, which is not watched.
+        assert_eq!(stop(8, |n| vec![(if n < 4 { 0 } else { n as u16 }, WriteOp::Put(1))]), Some(7));
+        // One dependent transaction in a watched half of 10 is 10 %: still stops; two do not.
+        let one = |n: usize| vec![(if n == 15 || n == 16 { 0 } else { n as u16 }, WriteOp::Put(1))];
+        assert_eq!(stop(20, one), Some(19));
+        let two =
+            |n: usize| vec![(if (15..=17).contains(&n) { 0 } else { n as u16 }, WriteOp::Put(1))];
+        assert_eq!(stop(20, two), None);
+    }
 
     #[test]
     fn later_writes_of_a_key_replace_earlier_ones() {
