@@ -107,3 +107,40 @@ pub fn core_round_trip_ns() -> f64 {
         .collect();
     median(samples).as_secs_f64() * 1e9 / PASSES as f64
 }
+
+/// The cores' round trip ([`core_round_trip_ns`]) measured before and after a configuration's
+/// timed runs; printed `before/after`, and as `[before, after]` in JSON.
+#[derive(Clone, Copy, Debug)]
+pub struct RoundTrip {
+    /// Before the timed runs, in nanoseconds.
+    pub before_ns: f64,
+    /// After them.
+    pub after_ns: f64,
+}
+
+impl RoundTrip {
+    /// Runs `timed` between two measurements.
+    pub fn around<R>(timed: impl FnOnce() -> R) -> (R, Self) {
+        let before_ns = core_round_trip_ns();
+        let result = timed();
+        (result, Self { before_ns, after_ns: core_round_trip_ns() })
+    }
+
+    /// `[before, after]`, in whole nanoseconds.
+    #[must_use]
+    pub fn json(self) -> serde_json::Value {
+        serde_json::json!([self.before_ns.round(), self.after_ns.round()])
+    }
+}
+
+impl std::fmt::Display for RoundTrip {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.pad(&format!("{:.0}/{:.0}", self.before_ns, self.after_ns))
+    }
+}
+
+/// `value` rounded to three decimals, as the benchmarks print ratios in JSON.
+#[must_use]
+pub fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}

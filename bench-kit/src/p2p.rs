@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use crate::{median, paired_ratio, two_at_once};
+use crate::{median, paired_ratio, round3, two_at_once, RoundTrip};
 
 /// Accounts in the matrix.
 const ACCOUNTS: [u64; 5] = [2, 10, 100, 1000, 10_000];
@@ -156,23 +156,25 @@ impl Options {
                 std::hint::black_box(parallel());
             }
         }
-        let round_trip_before = crate::core_round_trip_ns();
-        let mut sequential_times = Vec::with_capacity(self.runs);
-        let mut parallel_times = Vec::with_capacity(self.runs);
-        let mut parallel_runs = Vec::with_capacity(self.runs);
-        for _ in 0..self.runs {
-            let start = Instant::now();
-            if time_sequential {
-                std::hint::black_box(sequential());
-            }
-            sequential_times.push(start.elapsed());
-            let start = Instant::now();
-            if time_parallel {
-                parallel_runs.push(std::hint::black_box(parallel()));
-            }
-            parallel_times.push(start.elapsed());
-        }
-        let round_trip_ns = (round_trip_before, crate::core_round_trip_ns());
+        let ((sequential_times, parallel_times, parallel_runs), round_trip) =
+            RoundTrip::around(|| {
+                let mut sequential_times = Vec::with_capacity(self.runs);
+                let mut parallel_times = Vec::with_capacity(self.runs);
+                let mut parallel_runs = Vec::with_capacity(self.runs);
+                for _ in 0..self.runs {
+                    let start = Instant::now();
+                    if time_sequential {
+                        std::hint::black_box(sequential());
+                    }
+                    sequential_times.push(start.elapsed());
+                    let start = Instant::now();
+                    if time_parallel {
+                        parallel_runs.push(std::hint::black_box(parallel()));
+                    }
+                    parallel_times.push(start.elapsed());
+                }
+                (sequential_times, parallel_times, parallel_runs)
+            });
         let ceiling_tps = self
             .ceiling
             .then(|| 2.0 * block_size as f64 / two_at_once(self.runs, &sequential).as_secs_f64());
@@ -181,7 +183,7 @@ impl Options {
             sequential_tps: block_size as f64 / median(sequential_times).as_secs_f64(),
             parallel_tps: block_size as f64 / median(parallel_times).as_secs_f64(),
             ceiling_tps,
-            round_trip_ns,
+            round_trip,
             runs: RunsSummary::of(&parallel_runs, block_size),
         }
     }
@@ -197,6 +199,16 @@ pub struct RunsSummary {
 }
 
 impl RunsSummary {
+    /// The handed-over column: `-`, or how many of `runs`.
+    #[must_use]
+    pub fn handed_over_text(&self, runs: usize) -> String {
+        if self.handed_over == 0 {
+            "-".to_owned()
+        } else {
+            format!("{}/{runs}", self.handed_over)
+        }
+    }
+
     /// The summary of `runs` of a block of `block_size` transactions.
     #[must_use]
     pub fn of(runs: &[RunStats], block_size: usize) -> Self {
@@ -223,8 +235,8 @@ pub struct Figures {
     pub ratio: f64,
     /// Two sequential executions at once, in tx/s, if measured.
     pub ceiling_tps: Option<f64>,
-    /// The cores' round trip ([`crate::core_round_trip_ns`]) before and after the timed runs.
-    pub round_trip_ns: (f64, f64),
+    /// The cores' round trip before and after the timed runs.
+    pub round_trip: RoundTrip,
     /// How the timed parallel runs went.
     pub runs: RunsSummary,
 }
@@ -251,9 +263,7 @@ impl Figures {
         (block_size, accounts): (usize, u64),
         fields: serde_json::Value,
     ) {
-        let round3 = |value: f64| (value * 1000.0).round() / 1000.0;
         let RunsSummary { executions_per_txn: executions, handed_over } = self.runs;
-        let (before, after) = self.round_trip_ns;
         if options.json {
             let serde_json::Value::Object(mut object) = fields else {
                 panic!("the workload's fields are a JSON object")
@@ -269,18 +279,13 @@ impl Figures {
                 ("executions_per_txn".to_owned(), round3(executions).into()),
                 ("handed_over_runs".to_owned(), handed_over.into()),
                 ("ceiling_tps".to_owned(), self.ceiling_tps.map(f64::round).into()),
-                ("round_trip_ns".to_owned(), serde_json::json!([before.round(), after.round()])),
+                ("round_trip_ns".to_owned(), self.round_trip.json()),
             ]);
             println!("{}", serde_json::Value::Object(object));
         } else {
-            let Self { sequential_tps, parallel_tps, ratio, .. } = *self;
-            let fallback = if handed_over == 0 {
-                "-".to_owned()
-            } else {
-                format!("{handed_over}/{}", options.runs)
-            };
+            let Self { sequential_tps, parallel_tps, ratio, round_trip, .. } = *self;
+            let fallback = self.runs.handed_over_text(options.runs);
             let ceiling = self.ceiling_tps.map_or(String::new(), |tps| format!(" {tps:>12.0}"));
-            let round_trip = format!("{before:.0}/{after:.0}");
             println!(
                 "{accounts:>8} {block_size:>7} {sequential_tps:>12.0} {parallel_tps:>12.0} {ratio:>7.2} {executions:>9.2} {fallback:>11} {round_trip:>13}{ceiling}"
             );

@@ -396,10 +396,12 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
     where
         S: Storage<Key = M::Key, Value = M::Value>,
     {
+        // The writes so far, as the next run's state: each run's are added after it.
+        let mut written: std::collections::HashMap<_, _, foldhash::fast::FixedState> =
+            output.state_updates.iter().cloned().collect();
         loop {
             probe_window = probe_window.saturating_mul(2);
-            let written = output.state_updates.iter().cloned().collect();
-            let base = Written { storage, written: &written };
+            let base = LayeredStorage::new(storage, &written);
             let rest = &transactions[resume..];
             let (run, run_stats) = if rest.len() < self.config.min_parallel_block.max(2) {
                 let run = sequential::execute_sequential(self.vm, rest, resume, &base);
@@ -410,34 +412,69 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
             stats.add(run_stats, resume);
             let (part, next) = run?;
             output.results.extend(part.results);
+            let Some(next) = next else {
+                output.state_updates =
+                    parallel::merge_sorted(output.state_updates, part.state_updates);
+                return Ok(output);
+            };
+            resume += next;
+            written.extend(part.state_updates.iter().cloned());
             output.state_updates = parallel::merge_sorted(output.state_updates, part.state_updates);
-            match next {
-                Some(next) => resume += next,
-                None => return Ok(output),
-            }
         }
     }
 }
 
-/// The state before a block under the writes of its first transactions.
-struct Written<'a, S: Storage> {
-    storage: &'a S,
-    written: &'a std::collections::HashMap<S::Key, Option<S::Value>, foldhash::fast::FixedState>,
+/// Writes kept over a [`LayeredStorage`]'s base: a key's entry (`None`: deleted) hides the base's.
+pub trait Overlay<K, V>: Sync {
+    /// The entry of `key`, if the overlay has one.
+    fn entry(&self, key: &K) -> Option<&Option<V>>;
 }
 
-impl<S> Storage for Written<'_, S>
+impl<K: Ord + Sync, V: Sync> Overlay<K, V> for std::collections::BTreeMap<K, Option<V>> {
+    fn entry(&self, key: &K) -> Option<&Option<V>> {
+        self.get(key)
+    }
+}
+
+impl<K, V, H> Overlay<K, V> for std::collections::HashMap<K, Option<V>, H>
+where
+    K: Eq + std::hash::Hash + Sync,
+    V: Sync,
+    H: std::hash::BuildHasher + Sync,
+{
+    fn entry(&self, key: &K) -> Option<&Option<V>> {
+        self.get(key)
+    }
+}
+
+/// A storage with writes on top: the state before a block under the writes of its first
+/// transactions (a hand-over that gave the block back, an earlier segment or round of it).
+#[derive(Debug)]
+pub struct LayeredStorage<'a, S, O> {
+    base: &'a S,
+    top: &'a O,
+}
+
+impl<'a, S, O> LayeredStorage<'a, S, O> {
+    /// `top` over `base`.
+    pub fn new(base: &'a S, top: &'a O) -> Self {
+        Self { base, top }
+    }
+}
+
+impl<S, O> Storage for LayeredStorage<'_, S, O>
 where
     S: Storage,
-    S::Key: StateKeyBound,
-    S::Value: StateValueBound,
+    S::Value: Clone,
+    O: Overlay<S::Key, S::Value>,
 {
     type Key = S::Key;
     type Value = S::Value;
 
     fn get(&self, key: &S::Key) -> Result<Option<S::Value>, StorageError> {
-        match self.written.get(key) {
+        match self.top.entry(key) {
             Some(value) => Ok(value.clone()),
-            None => self.storage.get(key),
+            None => self.base.get(key),
         }
     }
 }

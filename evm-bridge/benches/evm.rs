@@ -26,7 +26,7 @@ use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolConstructor};
 use duet_bench_kit::p2p::{RunStats, RunsSummary};
-use duet_bench_kit::{median, paired_ratio, SplitMix};
+use duet_bench_kit::{median, paired_ratio, round3, RoundTrip, SplitMix};
 use duet_block_stm::{execute_sequential, BlockExecutor, ExecutorConfig, TransactionResult};
 use duet_evm::{recover_block, EvmVm};
 use duet_types::{keccak256, Address, U256};
@@ -401,15 +401,14 @@ fn main() {
             let recovery_one = time_recovery(&envelopes, 1, options.runs);
             let recovery_parallel = time_recovery(&envelopes, options.threads, options.runs);
             let gas = check_block(&vm, &executor, &world, &block, workload, senders);
-            let round_trip_before = duet_bench_kit::core_round_trip_ns();
-            let times = time_runs(&world, &block, &vm, &executor, options.runs);
-            let round_trip = (round_trip_before, duet_bench_kit::core_round_trip_ns());
+            let (times, round_trip) =
+                RoundTrip::around(|| time_runs(&world, &block, &vm, &executor, options.runs));
             // Ratios of runs made back to back, whose machine was equally fast.
             let seq_over_revm = paired_ratio(&times.plain, &times.sequential);
             let par_over_revm = paired_ratio(&times.plain, &times.parallel);
             let par_over_seq = paired_ratio(&times.sequential, &times.parallel);
-            let RunsSummary { executions_per_txn, handed_over } =
-                RunsSummary::of(&times.parallel_runs, BLOCK_SIZE);
+            let runs = RunsSummary::of(&times.parallel_runs, BLOCK_SIZE);
+            let RunsSummary { executions_per_txn, handed_over } = runs;
             let seconds = |samples: Vec<Duration>| median(samples).as_secs_f64();
             let (plain_s, sequential_s, parallel_s) =
                 (seconds(times.plain), seconds(times.sequential), seconds(times.parallel));
@@ -422,7 +421,6 @@ fn main() {
             let sequential_recovered_tps = tps(sequential_s + recovery_one.as_secs_f64());
             let parallel_recovered_tps = tps(parallel_s + recovery_parallel.as_secs_f64());
             let gas_per_txn = gas as f64 / BLOCK_SIZE as f64;
-            let round3 = |value: f64| (value * 1000.0).round() / 1000.0;
             if options.json {
                 println!(
                     "{}",
@@ -451,7 +449,7 @@ fn main() {
                             "par_over_revm": round3(parallel_recovered_tps / plain_recovered_tps),
                         },
                         "handed_over_runs": handed_over,
-                        "round_trip_ns": [round_trip.0.round(), round_trip.1.round()],
+                        "round_trip_ns": round_trip.json(),
                     })
                 );
             } else {
@@ -462,12 +460,8 @@ fn main() {
                     par_over_revm,
                     par_over_seq,
                     parallel_tps * gas_per_txn / 1e6,
-                    if handed_over == 0 {
-                        "-".to_owned()
-                    } else {
-                        format!("{handed_over}/{}", options.runs)
-                    },
-                    format!("{:.0}/{:.0}", round_trip.0, round_trip.1),
+                    runs.handed_over_text(options.runs),
+                    round_trip,
                 );
                 println!(
                     "{:<15} {:>7} {plain_recovered_tps:>10.0} {sequential_recovered_tps:>10.0} {parallel_recovered_tps:>10.0} {:>9.2} {:>9.2} {:>9.2}   (with sender recovery)",

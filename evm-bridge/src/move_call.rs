@@ -346,7 +346,11 @@ where
     }
     for event in events {
         let topic = keccak256(event.type_tag.as_bytes());
-        journal.log(Log::new_unchecked(MOVE_CALL_ADDRESS, vec![topic], event.data.to_vec().into()));
+        journal.log(Log::new_unchecked(
+            MOVE_CALL_ADDRESS,
+            vec![topic],
+            event.data.into_vec().into(),
+        ));
     }
     let output = IMove::callCall::abi_encode_returns(
         &return_values.into_iter().map(Bytes::from).collect::<Vec<_>>(),

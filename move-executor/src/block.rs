@@ -18,7 +18,7 @@ use std::ops::Range;
 use duet_block_stm::Vm;
 use duet_block_stm::{
     execute_sequential, BlockError, BlockExecutor, BlockOutput, ExecutionStats, ExecutorConfig,
-    ExecutorParts, Storage, StorageError, VmBlockOutput,
+    ExecutorParts, LayeredStorage, Storage, VmBlockOutput,
 };
 use duet_types::{MovePayload, MoveTransaction, StateKey, StateValue};
 
@@ -53,32 +53,6 @@ pub struct SegmentedExecutor<'vm, V: Vm> {
     vm: &'vm V,
     /// `None`: sequential.
     parallel: Option<BlockExecutor<'vm, V>>,
-}
-
-/// A storage with the outputs of earlier segments of the block on top.
-#[derive(Debug)]
-pub struct LayeredStorage<'a, S> {
-    base: &'a S,
-    top: &'a BTreeMap<StateKey, Option<StateValue>>,
-}
-
-impl<'a, S> LayeredStorage<'a, S> {
-    /// `top` (`None`: deleted) over `base`.
-    pub fn new(base: &'a S, top: &'a BTreeMap<StateKey, Option<StateValue>>) -> Self {
-        Self { base, top }
-    }
-}
-
-impl<S: Storage<Key = StateKey, Value = StateValue>> Storage for LayeredStorage<'_, S> {
-    type Key = StateKey;
-    type Value = StateValue;
-
-    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StorageError> {
-        match self.top.get(key) {
-            Some(value) => Ok(value.clone()),
-            None => self.base.get(key),
-        }
-    }
 }
 
 impl<'vm, V: Barriers> SegmentedExecutor<'vm, V> {

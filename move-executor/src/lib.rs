@@ -34,7 +34,7 @@ pub mod natives;
 mod package;
 pub mod resolver;
 
-pub use block::{Barriers, LayeredStorage, MoveBlockExecutor, SegmentedExecutor};
+pub use block::{Barriers, MoveBlockExecutor, SegmentedExecutor};
 pub use package::compile_package;
 
 use smallvec::SmallVec;
@@ -217,8 +217,9 @@ pub struct MoveEvent {
     pub data: EventData,
 }
 
-/// An event's BCS-encoded value: held in place up to 64 bytes (an `eth::Transfer` takes 56),
-/// so that a receipt with one small event is one value, with nothing to allocate or free.
+/// An event's BCS-encoded value: held in place up to 64 bytes (an `eth::Transfer` takes 56), so
+/// that a receipt with one small event holds no allocation (the Move VM's buffer is freed on the
+/// executing thread; the receipt is often freed on another).
 pub type EventData = SmallVec<[u8; 64]>;
 
 /// A transaction's events, in order: the first held in place (most transactions emit at most
@@ -291,7 +292,7 @@ struct Instance {
 /// an event of one of a few types, and writing a type out (its address in hex, its module and
 /// name) cost more than a transfer's own instructions. Bounded: emptied when full.
 #[derive(Default)]
-struct EventTypes(HashMap<TypeTag, Arc<str>>);
+struct EventTypes(HashMap<TypeTag, Arc<str>, foldhash::fast::FixedState>);
 
 impl EventTypes {
     /// The most types kept.

@@ -11,10 +11,11 @@ use alloy_consensus::{Transaction, TxEnvelope};
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, Bytes, B256, U256};
 use duet_block_stm::{
-    execute_sequential, BlockError, BlockOutput, ExecutorConfig, TransactionResult, VmBlockOutput,
+    execute_sequential, BlockError, BlockOutput, ExecutorConfig, LayeredStorage, TransactionResult,
+    VmBlockOutput,
 };
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm};
-use duet_move::{LayeredStorage, MoveVm};
+use duet_move::MoveVm;
 use duet_types::{
     MovePayload, MoveTransaction, StateKey, StateValue, KECCAK256_EMPTY, MOVE_ENTRY_ADDRESS,
 };
@@ -853,9 +854,6 @@ impl Chain {
         let (mut used, mut limits) = (0u128, 0u128);
         let mut published = false;
         for round in 0..FILL_ROUNDS {
-            if round == 1 {
-                top = Some(std::mem::take(&mut updates).into_iter().collect());
-            }
             let nonce_of = |sender| {
                 next_nonces
                     .get(&sender)
@@ -880,6 +878,10 @@ impl Chain {
                     mempool.executable_more(nonce_of, most, limits_to_take, gas_left)
                 }
             };
+            if round == 1 && !taken.is_empty() {
+                // A second round runs: the first round's updates become the state it runs on.
+                top = Some(std::mem::take(&mut updates).into_iter().collect());
+            }
             let mut output = self.run_round(executor, &taken, top.as_ref())?;
             // The transactions that fit, in block order, and the gas they leave.
             let mut left = gas_left;
@@ -1094,7 +1096,7 @@ impl Chain {
                 let events = receipt
                     .events
                     .into_iter()
-                    .map(|event| (event.type_tag.to_string(), Bytes::from(event.data.to_vec())))
+                    .map(|event| (event.type_tag.to_string(), Bytes::from(event.data.into_vec())))
                     .collect();
                 (success, receipt.logs, None, Some(status), events)
             }
