@@ -52,17 +52,10 @@ impl From<ViewDatabaseError> for ReadError {
     }
 }
 
-/// Analyzed EVM bytecode by code hash, shared by every execution of an [`EvmVm`](crate::EvmVm):
-/// analyzing code (its jump table) on every call would cost more than running an ERC-20
-/// transfer.
-#[derive(Debug, Default)]
-pub struct CodeCache(parking_lot::RwLock<std::collections::HashMap<B256, Bytecode>>);
-
 /// A revm [`DatabaseRef`] over a Block-STM [`TransactionView`].
 #[derive(Debug)]
 pub struct ViewDatabase<'view, View> {
     view: &'view View,
-    code: &'view CodeCache,
     /// The transaction's sender: its balance is always exact.
     sender: Address,
     /// Whether balances are lazy at all (`false` after `BALANCE` revealed a stand-in).
@@ -76,10 +69,9 @@ pub struct ViewDatabase<'view, View> {
 impl<'view, View> ViewDatabase<'view, View> {
     /// A database reading through `view` for a transaction from `sender`; with `lazy`, balances
     /// of code-less accounts other than the sender are stand-ins.
-    pub fn new(view: &'view View, sender: Address, lazy: bool, code: &'view CodeCache) -> Self {
+    pub fn new(view: &'view View, sender: Address, lazy: bool) -> Self {
         Self {
             view,
-            code,
             sender,
             lazy,
             lazy_accounts: RefCell::new(Vec::new()),
@@ -173,16 +165,16 @@ impl<View: TransactionView<Key = StateKey, Value = StateValue>> DatabaseRef
     }
 
     /// The code for `code_hash`: the hash came from an account header this transaction read, so
-    /// a cached copy needs no read of its own.
+    /// the analyzed copy this thread keeps needs no read of its own.
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
-        if let Some(code) = self.code.0.read().get(&code_hash) {
-            return Ok(code.clone());
+        if let Some(code) = crate::scratch::kept_code(code_hash) {
+            return Ok(code);
         }
         match self.read(&StateKey::Code(code_hash))? {
             None => Ok(Bytecode::default()),
             Some(StateValue::Bytes(bytes)) => {
                 let code = Bytecode::new_raw(bytes);
-                self.code.0.write().insert(code_hash, code.clone());
+                crate::scratch::keep_code(code_hash, &code);
                 Ok(code)
             }
             Some(_) => Err(ViewDatabaseError::WrongKind(StateKey::Code(code_hash))),

@@ -35,7 +35,7 @@ mod recovery;
 mod scratch;
 
 pub use convert::{state_writes, EVM_EMPTY_CODE_HASH};
-pub use database::{BalanceWatch, CodeCache, ViewDatabase, ViewDatabaseError, LAZY_BALANCE};
+pub use database::{BalanceWatch, ViewDatabase, ViewDatabaseError, LAZY_BALANCE};
 pub use mixed::{DuetError, DuetReceipt, DuetTransaction, DuetVm, MixedBlockExecutor};
 use move_call::DuetPrecompiles;
 pub use move_call::{call_data, move_revert_reason, return_values, revert_reason, IMove};
@@ -87,9 +87,6 @@ pub struct EvmVm {
     pub cfg: CfgEnv,
     /// The block's environment.
     pub block: BlockEnv,
-    /// Analyzed bytecode by code hash. Code is addressed by its hash, so an entry can never be
-    /// stale, whichever execution put it there.
-    code: CodeCache,
     /// The Move VM that the Move call precompile runs, if the chain has one, and the precompile
     /// addresses with the Move call precompile's.
     move_call: Option<(std::sync::Arc<duet_move::MoveVm>, revm::primitives::AddressSet)>,
@@ -101,7 +98,7 @@ impl EvmVm {
     pub fn new(chain_id: u64, block: BlockEnv) -> Self {
         let mut cfg = CfgEnv::default();
         cfg.chain_id = chain_id;
-        Self { cfg, block, code: CodeCache::default(), move_call: None }
+        Self { cfg, block, move_call: None }
     }
 
     /// The same EVM with the Move call precompile at [`duet_types::MOVE_CALL_ADDRESS`], running
@@ -217,7 +214,7 @@ impl EvmVm {
     where
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
-        let database = WrapDatabaseRef(ViewDatabase::new(view, sender, lazy, &self.code));
+        let database = WrapDatabaseRef(ViewDatabase::new(view, sender, lazy));
         // Built by hand rather than with `Context::new` and `build_mainnet` (which pre-allocates
         // eight call frames, a 32 KiB stack each), from the parts the thread's last EVM left
         // (see [`scratch`]); call frames are made as calls need them.
@@ -240,7 +237,8 @@ impl EvmVm {
         let context: DuetContext<'a, View> = Context {
             block: self.block.clone(),
             tx: TxEnv::default(),
-            cfg: self.cfg.clone(),
+            // The thread's copy: its gas table is not shared with other threads.
+            cfg: scratch::thread_cfg(&self.cfg),
             journaled_state,
             chain: (),
             local: scratch.local,

@@ -17,15 +17,28 @@
 //!
 //! The call frames are not kept: each holds a 32 KiB stack, a deep call chain would leave
 //! hundreds of them, and reusing them saved under 1 % of an ERC-20 transfer's instructions.
+//!
+//! Each thread also keeps what would otherwise be shared by every thread and written by each on
+//! every transaction: a copy of the chain configuration whose gas table ([`GasParams`], behind an
+//! `Arc`) is its own ([`thread_cfg`]), and analyzed bytecode by code hash ([`kept_code`],
+//! [`keep_code`]). Cloning and dropping an `Arc` another core also clones writes its reference
+//! count's cache line on both cores, and a lock read-locked by both does the same: on this
+//! machine's two cores that took an ERC-20 block's parallel/sequential ratio from 1.30 to 1.05–1.20
+//! when the cores are far apart (a 400 ns round trip) and cost a few percent when they are close.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
+use duet_types::B256;
 use revm::context::journal::warm_addresses::WarmAddresses;
 use revm::context::journal::JournalInner;
-use revm::context::LocalContext;
+use revm::context::{CfgEnv, LocalContext};
+use revm::context_interface::cfg::GasParams;
 use revm::context_interface::journaled_state::entry::JournalEntry;
 use revm::context_interface::local::LocalContextTr;
 use revm::primitives::hardfork::SpecId;
+use revm::primitives::map::B256Map;
+use revm::state::Bytecode;
 
 /// The precompile addresses a kept journal has warm: decided by the hard fork and by whether the
 /// Move call precompile is among them.
@@ -86,5 +99,98 @@ impl Scratch {
         self.local.clear();
         self.local.shared_memory_buffer.borrow_mut().shrink_to(KEPT_MEMORY_BYTES);
         KEPT_PARTS.with_borrow_mut(|kept| *kept = Some((key, self)));
+    }
+}
+
+thread_local! {
+    /// The configuration the thread last ran with (sharing its gas table with the EVM's), and
+    /// the thread's copy of it (with a gas table of its own).
+    static KEPT_CFG: RefCell<Option<(CfgEnv, CfgEnv)>> = const { RefCell::new(None) };
+
+    /// Analyzed bytecode by code hash, each analyzed on this thread (see [`keep_code`]).
+    static KEPT_CODE: RefCell<KeptCode> = RefCell::new(KeptCode::default());
+}
+
+/// `cfg` for an EVM on this thread: a copy whose gas table belongs to the thread. Made again only
+/// when the configuration differs from the last one (comparing the gas tables costs nothing
+/// while they are the same `Arc`).
+pub(crate) fn thread_cfg(cfg: &CfgEnv) -> CfgEnv {
+    KEPT_CFG.with_borrow_mut(|kept| match kept {
+        Some((last, own)) if last == cfg => own.clone(),
+        _ => {
+            let mut own = cfg.clone();
+            own.gas_params = GasParams::new(Arc::new(*cfg.gas_params.table()));
+            *kept = Some((cfg.clone(), own.clone()));
+            own
+        }
+    })
+}
+
+/// The thread's analyzed bytecode, by code hash. Code is addressed by its hash, so an entry is
+/// never stale, whichever execution (or chain) put it there.
+#[derive(Default)]
+struct KeptCode {
+    code: B256Map<Bytecode>,
+    /// The bytes of code kept.
+    bytes: usize,
+}
+
+/// The most bytes of code a thread keeps (a thread that has seen more starts again).
+const KEPT_CODE_BYTES: usize = 8 << 20;
+
+/// The analyzed code with `code_hash`, if this thread has it.
+pub(crate) fn kept_code(code_hash: B256) -> Option<Bytecode> {
+    KEPT_CODE.with_borrow(|kept| kept.code.get(&code_hash).cloned())
+}
+
+/// Keeps `code`, which has `code_hash` and was analyzed on this thread, for the thread's next
+/// executions: analyzing code (its jump table) on every call would cost more than an ERC-20
+/// transfer.
+pub(crate) fn keep_code(code_hash: B256, code: &Bytecode) {
+    KEPT_CODE.with_borrow_mut(|kept| {
+        let size = code.len();
+        if kept.bytes + size > KEPT_CODE_BYTES {
+            kept.code.clear();
+            kept.bytes = 0;
+        }
+        if size <= KEPT_CODE_BYTES && kept.code.insert(code_hash, code.clone()).is_none() {
+            kept.bytes += size;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{keep_code, kept_code, thread_cfg};
+    use revm::context::CfgEnv;
+    use revm::primitives::hardfork::SpecId;
+    use revm::state::Bytecode;
+
+    #[test]
+    fn a_thread_cfg_equals_the_cfg_and_follows_its_changes() {
+        let mut cfg = CfgEnv::new_with_spec(SpecId::PRAGUE);
+        cfg.chain_id = 7;
+        let own = thread_cfg(&cfg);
+        assert!(own == cfg, "the copy is the same configuration");
+        assert!(
+            !std::ptr::eq(own.gas_params.table(), cfg.gas_params.table()),
+            "with a gas table of the thread's own"
+        );
+        cfg.chain_id = 8;
+        cfg.disable_nonce_check = true;
+        assert!(thread_cfg(&cfg) == cfg, "a changed configuration is copied again");
+        let other = CfgEnv::new_with_spec(SpecId::CANCUN);
+        assert!(thread_cfg(&other) == other);
+        assert_eq!(thread_cfg(&other).spec, SpecId::CANCUN);
+    }
+
+    #[test]
+    fn kept_code_is_found_by_hash_only_on_its_thread() {
+        let code = Bytecode::new_raw(vec![0x60, 0x01, 0x60, 0x00, 0x55, 0x00].into());
+        let hash = code.hash_slow();
+        assert!(kept_code(hash).is_none());
+        keep_code(hash, &code);
+        assert_eq!(kept_code(hash).map(|kept| kept.original_bytes()), Some(code.original_bytes()));
+        std::thread::spawn(move || assert!(kept_code(hash).is_none())).join().expect("no panic");
     }
 }
