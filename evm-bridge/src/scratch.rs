@@ -113,10 +113,16 @@ thread_local! {
 
 /// `cfg` for an EVM on this thread: a copy whose gas table belongs to the thread. Made again only
 /// when the configuration differs from the last one (comparing the gas tables costs nothing
-/// while they are the same `Arc`).
+/// while they are the same `Arc`; an equal configuration with a table of its own, as each
+/// block's EVM has, is kept for the comparisons that follow).
 pub(crate) fn thread_cfg(cfg: &CfgEnv) -> CfgEnv {
     KEPT_CFG.with_borrow_mut(|kept| match kept {
-        Some((last, own)) if last == cfg => own.clone(),
+        Some((last, own)) if last == cfg => {
+            if !std::ptr::eq(last.gas_params.table(), cfg.gas_params.table()) {
+                *last = cfg.clone();
+            }
+            own.clone()
+        }
         _ => {
             let mut own = cfg.clone();
             own.gas_params = GasParams::new(Arc::new(*cfg.gas_params.table()));
@@ -161,8 +167,9 @@ pub(crate) fn keep_code(code_hash: B256, code: &Bytecode) {
 
 #[cfg(test)]
 mod tests {
-    use super::{keep_code, kept_code, thread_cfg};
+    use super::{keep_code, kept_code, thread_cfg, Arc, GasParams};
     use revm::context::CfgEnv;
+    use revm::context_interface::cfg::GasId;
     use revm::primitives::hardfork::SpecId;
     use revm::state::Bytecode;
 
@@ -182,6 +189,14 @@ mod tests {
         let other = CfgEnv::new_with_spec(SpecId::CANCUN);
         assert!(thread_cfg(&other) == other);
         assert_eq!(thread_cfg(&other).spec, SpecId::CANCUN);
+        // The same configuration with a gas table of its own.
+        let mut again = CfgEnv::new_with_spec(SpecId::CANCUN);
+        again.gas_params = GasParams::new(Arc::new(*other.gas_params.table()));
+        assert!(thread_cfg(&again) == again);
+        let id = GasId::memory_linear_cost();
+        let cost = again.gas_params.get(id) + 1;
+        again.gas_params.override_gas([(id, cost)]);
+        assert_eq!(thread_cfg(&again).gas_params.get(id), cost, "a changed gas table is copied");
     }
 
     #[test]
