@@ -141,8 +141,10 @@ struct KeptCode {
     bytes: usize,
 }
 
-/// The most bytes of code a thread keeps (a thread that has seen more starts again).
-const KEPT_CODE_BYTES: usize = 8 << 20;
+/// The most bytes of code a thread keeps (a thread that has seen more starts again): room for
+/// a hundred large contracts, while the node's RPC threads, which run calls anyone can make,
+/// hold at most this much each.
+const KEPT_CODE_BYTES: usize = 2 << 20;
 
 /// The analyzed code with `code_hash`, if this thread has it.
 pub(crate) fn kept_code(code_hash: B256) -> Option<Bytecode> {
