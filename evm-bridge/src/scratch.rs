@@ -23,8 +23,9 @@
 //! `Arc`) is its own ([`thread_cfg`]), and analyzed bytecode by code hash ([`kept_code`],
 //! [`keep_code`]). Cloning and dropping an `Arc` another core also clones writes its reference
 //! count's cache line on both cores, and a lock read-locked by both does the same: on this
-//! machine's two cores that took an ERC-20 block's parallel/sequential ratio from 1.30 to 1.05–1.20
-//! when the cores are far apart (a 400 ns round trip) and cost a few percent when they are close.
+//! machine's two cores, shared, they held an ERC-20 block's parallel/sequential ratio at
+//! 1.15–1.17 when the cores are far apart (a 400 ns round trip; 1.27–1.33 with a copy each) and
+//! cost a few percent when they are close.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -142,8 +143,8 @@ struct KeptCode {
 }
 
 /// The most bytes of code a thread keeps (a thread that has seen more starts again): room for
-/// a hundred large contracts, while the node's RPC threads, which run calls anyone can make,
-/// hold at most this much each.
+/// about eighty contracts of the largest size (24 KiB), while the node's RPC threads, which run
+/// calls anyone can make, hold at most this much each.
 const KEPT_CODE_BYTES: usize = 2 << 20;
 
 /// The analyzed code with `code_hash`, if this thread has it.
