@@ -1,6 +1,7 @@
 //! What Duet's benchmarks share: a deterministic generator for their blocks, medians, the paired
-//! ratio of sequential and parallel runs, the machine's ceiling (two runs at once), and the
-//! Block-STM paper's peer-to-peer matrix ([`p2p`]).
+//! ratio of sequential and parallel runs, the machine's ceiling (two runs at once), the cores'
+//! round trip ([`RoundTrip`]), JSON rounding ([`round3`]), and the Block-STM paper's
+//! peer-to-peer matrix with its runs' summary ([`p2p`]).
 //!
 //! Benchmark and test code only; no crate of the node depends on it.
 
@@ -76,15 +77,20 @@ pub fn two_at_once<R>(runs: usize, run: impl Fn() -> R + Sync) -> Duration {
 /// The median time, over a few rounds, for a cache line to go from one thread to another and
 /// back (two threads passing a counter to each other), in nanoseconds.
 ///
-/// On this machine's two virtual cores it is either about 120 ns or about 400 ns, changing from
+/// On this machine's two virtual cores it is either about 50 ns or about 400 ns, changing from
 /// one minute to the next as the host moves them; what Block-STM's workers share (the
 /// scheduler's indices, the multi-version memory) costs that much more at 400 ns, while two
 /// independent runs ([`two_at_once`]) do not notice. Benchmarks print it beside their figures so
 /// that figures taken in either state are told apart.
+/// `NaN` on a machine with one core, where the two spinning threads would wait on each other's
+/// time slices.
 #[must_use]
 pub fn core_round_trip_ns() -> f64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     const PASSES: u64 = 20_000;
+    if std::thread::available_parallelism().map_or(1, usize::from) < 2 {
+        return f64::NAN;
+    }
     let samples = (0..5)
         .map(|_| {
             let counter = AtomicU64::new(0);

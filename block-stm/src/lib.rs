@@ -412,14 +412,12 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
             stats.add(run_stats, resume);
             let (part, next) = run?;
             output.results.extend(part.results);
-            let Some(next) = next else {
-                output.state_updates =
-                    parallel::merge_sorted(output.state_updates, part.state_updates);
-                return Ok(output);
-            };
-            resume += next;
-            written.extend(part.state_updates.iter().cloned());
+            if next.is_some() {
+                written.extend(part.state_updates.iter().cloned());
+            }
             output.state_updates = parallel::merge_sorted(output.state_updates, part.state_updates);
+            let Some(next) = next else { return Ok(output) };
+            resume += next;
         }
     }
 }

@@ -138,13 +138,13 @@ pub(crate) fn thread_cfg(cfg: &CfgEnv) -> CfgEnv {
 #[derive(Default)]
 struct KeptCode {
     code: B256Map<Bytecode>,
-    /// The bytes of code kept.
+    /// About the bytes the kept code takes.
     bytes: usize,
 }
 
-/// The most bytes of code a thread keeps (a thread that has seen more starts again): room for
-/// about eighty contracts of the largest size (24 KiB), while the node's RPC threads, which run
-/// calls anyone can make, hold at most this much each.
+/// The most bytes of analyzed code a thread keeps (a thread that has seen more starts again):
+/// room for about seventy contracts of the largest size (24 KiB), while the node's RPC threads,
+/// which run calls anyone can make, hold about this much at most each.
 const KEPT_CODE_BYTES: usize = 2 << 20;
 
 /// The analyzed code with `code_hash`, if this thread has it.
@@ -156,13 +156,18 @@ pub(crate) fn kept_code(code_hash: B256) -> Option<Bytecode> {
 /// executions: analyzing code (its jump table) on every call would cost more than an ERC-20
 /// transfer.
 pub(crate) fn keep_code(code_hash: B256, code: &Bytecode) {
+    // The code, its jump table (a bit a byte) and about a hundred bytes of entry, padding and
+    // reference counts.
+    let size = code.len() + code.len() / 8 + 128;
+    if size > KEPT_CODE_BYTES {
+        return;
+    }
     KEPT_CODE.with_borrow_mut(|kept| {
-        let size = code.len();
         if kept.bytes + size > KEPT_CODE_BYTES {
             kept.code.clear();
             kept.bytes = 0;
         }
-        if size <= KEPT_CODE_BYTES && kept.code.insert(code_hash, code.clone()).is_none() {
+        if kept.code.insert(code_hash, code.clone()).is_none() {
             kept.bytes += size;
         }
     });

@@ -212,7 +212,7 @@ impl std::fmt::Display for MoveStatus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MoveEvent {
     /// The event's type (`0x…1::eth::Transfer`), shared by the events of one type that a VM
-    /// instance emits (see [`EventTypes`]).
+    /// instance emits (each instance writes a type out once).
     pub type_tag: Arc<str>,
     /// The event's value, BCS-encoded.
     pub data: EventData,
@@ -770,10 +770,14 @@ impl MoveVm {
             .into_iter()
             .map(|(_guid, _sequence, type_tag, data)| {
                 meter.charge(gas::EVENT + gas::EVENT_BYTE * data.len() as u64)?;
-                Ok(MoveEvent {
-                    type_tag: event_types.text(type_tag),
-                    data: EventData::from_vec(data),
-                })
+                // In place whatever the buffer's capacity (`from_vec` keeps a buffer of more
+                // than 64 bytes' capacity on the heap).
+                let data = if data.len() <= 64 {
+                    EventData::from_slice(&data)
+                } else {
+                    EventData::from_vec(data)
+                };
+                Ok(MoveEvent { type_tag: event_types.text(type_tag), data })
             })
             .collect::<Result<Events, PartialVMError>>()?;
         Ok(Effects { writes, balances: natives.balances, evm, events, return_values })

@@ -962,15 +962,7 @@ impl Chain {
             Some(top) => executor
                 .execute_block_with_stats(&transactions, &LayeredStorage::new(&self.store, top)),
         };
-        let metrics = &self.metrics;
-        for (counter, value) in [
-            (&metrics.executions, stats.executions),
-            (&metrics.validation_aborts, stats.validation_aborts),
-            (&metrics.dependency_waits, stats.dependency_waits),
-            (&metrics.sequential_transactions, stats.sequential_transactions),
-        ] {
-            Metrics::add(counter, value as u64);
-        }
+        self.metrics.add_execution(&stats);
         output
     }
 

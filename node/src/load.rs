@@ -133,7 +133,8 @@ fn send_all(
                                 waiting.iter().map(|(_, raw)| json!([raw])).collect();
                             let results = connection.batch("eth_sendRawTransaction", &params)?;
                             let mut refused: Lane<'_> = Vec::new();
-                            let mut last_refusal = None;
+                            // The first refusal: the later ones of its sender follow from it.
+                            let mut first_refusal = None;
                             for ((sender, raw), result) in waiting.into_iter().zip(results) {
                                 match result {
                                     Ok(hash) => sent.push((
@@ -152,12 +153,12 @@ fn send_all(
                                                     .any(|(earlier, _)| *earlier == sender)) =>
                                     {
                                         refused.push((sender, raw));
-                                        last_refusal = Some(error);
+                                        first_refusal.get_or_insert(error);
                                     }
                                     Err(error) => return Err(error),
                                 }
                             }
-                            if let Some(refusal) = last_refusal {
+                            if let Some(refusal) = first_refusal {
                                 if at.elapsed() > FULL_POOL_PATIENCE {
                                     return Err(format!(
                                         "{refusal}: {} transactions refused for {} s",

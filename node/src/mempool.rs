@@ -251,12 +251,6 @@ impl Mempool {
         if self.by_hash.contains_key(&transaction.hash) {
             return Err(MempoolError::AlreadyKnown);
         }
-        let next = match arrival {
-            Arrival::Precheck => None,
-            Arrival::New { state_nonce } | Arrival::Restored { state_nonce } => {
-                Some(self.within_gap(transaction, state_nonce)?)
-            }
-        };
         let existing = self
             .by_sender
             .get(&transaction.sender)
@@ -265,10 +259,17 @@ impl Mempool {
             Some(existing) if transaction.max_fee < bumped(existing.max_fee) => {
                 Err(MempoolError::ReplacementUnderpriced)
             }
+            // A replacement's nonce is within the gap: the one it replaces was.
             Some(_) => Ok(None),
             None => match arrival {
-                Arrival::Precheck | Arrival::New { .. } => self.check_room(transaction, next),
-                Arrival::Restored { .. } => Ok(None),
+                Arrival::Precheck => self.check_room(transaction, None),
+                Arrival::New { state_nonce } => {
+                    let next = self.within_gap(transaction, state_nonce)?;
+                    self.check_room(transaction, Some(next))
+                }
+                Arrival::Restored { state_nonce } => {
+                    self.within_gap(transaction, state_nonce).map(|_| None)
+                }
             },
         }
     }

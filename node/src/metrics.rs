@@ -44,6 +44,18 @@ impl Metrics {
         counter.fetch_add(value, Ordering::Relaxed);
     }
 
+    /// Adds a Block-STM run's statistics to the executor's counters.
+    pub fn add_execution(&self, stats: &duet_block_stm::ExecutionStats) {
+        for (counter, value) in [
+            (&self.executions, stats.executions),
+            (&self.validation_aborts, stats.validation_aborts),
+            (&self.dependency_waits, stats.dependency_waits),
+            (&self.sequential_transactions, stats.sequential_transactions),
+        ] {
+            Self::add(counter, value as u64);
+        }
+    }
+
     /// The metrics as Prometheus text, with the gauges `head`, `mempool` and the database's
     /// `memory`.
     #[must_use]

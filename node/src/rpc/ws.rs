@@ -103,7 +103,10 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                     }
                 }
                 let head = rpc.chain.head().number;
-                if subscriptions.is_empty() || head <= notified {
+                // Blocks concern only subscriptions to blocks or logs.
+                let follows_blocks =
+                    subscriptions.iter().any(|active| !matches!(active.kind, Filter::Pending));
+                if !follows_blocks || head <= notified {
                     notified = notified.max(head);
                     continue;
                 }
