@@ -496,18 +496,19 @@ impl<M: Vm> BlockExecutor<'_, M> {
 /// page-faults fresh memory.
 pub(crate) const KEYS_PER_TRANSACTION: usize = 4;
 
-/// Makes `slots` hold at least `len` slots (new ones from `new`) and clears the first `len`: the
-/// per-transaction slots of a workspace, reused from block to block.
+/// Makes `slots` hold at least `len` slots (new ones from `new`) and clears the first `filled`
+/// (those the last block may have left filled): the per-transaction slots of a workspace, reused
+/// from block to block.
 pub(crate) fn reset_slots<T>(
     slots: &mut Vec<T>,
-    len: usize,
+    (len, filled): (usize, usize),
     new: impl FnMut() -> T,
     clear: impl FnMut(&mut T),
 ) {
     if slots.len() < len {
         slots.resize_with(len, new);
     }
-    slots[..len].iter_mut().for_each(clear);
+    slots[..filled].iter_mut().for_each(clear);
 }
 
 /// Executes `transactions` one after another over `storage`: the reference every parallel run

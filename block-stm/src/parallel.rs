@@ -250,7 +250,7 @@ where
                 break;
             }
             let (outputs, credits) =
-                self.memory.take_outputs(start..(start + CLEAR_CHUNK).min(block_size));
+                self.memory.take_outputs(start..(start + CLEAR_CHUNK).min(block_size), true);
             self.outputs.lock().push((start, outputs, credits));
         }
     }
@@ -360,7 +360,7 @@ where
         // after a halt, they are still in the memory.
         let mut chunks = std::mem::take(&mut *self.outputs.lock());
         if chunks.is_empty() {
-            let (outputs, credits) = self.memory.take_outputs(0..prefix);
+            let (outputs, credits) = self.memory.take_outputs(0..prefix, false);
             chunks.push((0, outputs, credits));
         }
         chunks.sort_unstable_by_key(|(start, _, _)| *start);

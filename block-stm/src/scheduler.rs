@@ -147,7 +147,7 @@ impl Scheduler {
         *self.done.get_mut() = false;
         reset_slots(
             &mut self.transactions,
-            block_size,
+            (block_size, block_size),
             || {
                 CachePadded::new(TransactionState {
                     status: AtomicU64::new(pack(0, Status::ReadyToExecute)),

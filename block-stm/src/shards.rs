@@ -215,6 +215,9 @@ pub(crate) struct ShardedMap<K, T> {
     /// Identifies this map's current block for the threads' runs.
     generation: u64,
     overflow: LockedMap<K, T>,
+    /// How many parts were drained to the end since the map was cleared: all of them leave
+    /// every slot empty, and the next clearing need not look at the slots.
+    drained: CachePadded<AtomicUsize>,
 }
 
 impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
@@ -229,6 +232,7 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
             next_run: CachePadded::new(AtomicUsize::new(0)),
             generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             overflow: LockedMap::new(),
+            drained: CachePadded::new(AtomicUsize::new(0)),
         }
     }
 
@@ -401,7 +405,9 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
                 visit(key, value)?;
             }
         }
-        self.overflow.drain_shard(index, visit)
+        self.overflow.drain_shard(index, visit)?;
+        self.drained.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Removes every entry, keeping the memory, and makes room for about `capacity` keys.
@@ -416,23 +422,32 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
             let entries = (capacity * 3 / 2).next_power_of_two();
             self.table = (0..entries).map(|_| AtomicU32::new(0)).collect();
         } else {
-            let used = (*self.next_run.get_mut()).min(self.capacity);
-            for chunk in &mut self.chunks[..used.div_ceil(1 << self.run_bits)] {
-                for slot in chunk.get_mut().into_iter().flat_map(|chunk| chunk.iter_mut()) {
-                    // A slot without a key has its default value (drained, or never published).
-                    let slot = slot.0.get_mut();
-                    if slot.0.is_some() {
-                        *slot = (None, T::default());
-                    }
-                }
+            // Drained to the end, every slot is empty already.
+            if *self.drained.get_mut() < SHARD_COUNT {
+                self.clear_slots();
             }
             for entry in &mut *self.table {
                 *entry.get_mut() = 0;
             }
         }
+        *self.drained.get_mut() = 0;
         *self.next_run.get_mut() = 0;
         self.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
         self.overflow.clear();
+    }
+
+    /// Empties the slots of the claimed runs.
+    fn clear_slots(&mut self) {
+        let used = (*self.next_run.get_mut()).min(self.capacity);
+        for chunk in &mut self.chunks[..used.div_ceil(1 << self.run_bits)] {
+            for slot in chunk.get_mut().into_iter().flat_map(|chunk| chunk.iter_mut()) {
+                // A slot without a key has its default value (drained, or never published).
+                let slot = slot.0.get_mut();
+                if slot.0.is_some() {
+                    *slot = (None, T::default());
+                }
+            }
+        }
     }
 
     /// Calls `visit` on every entry, until it fails.
