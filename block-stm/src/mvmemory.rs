@@ -72,6 +72,16 @@ impl<V> Entry<V> {
         self.index as TxnIndex
     }
 
+    /// Its write as the finalizer applies it.
+    fn borrowed(&self) -> IndexedWrite<'_, V> {
+        let write = match &self.write {
+            WriteOp::Put(value) => WriteOp::Put(value),
+            WriteOp::Delete => WriteOp::Delete,
+            WriteOp::Delta(delta) => WriteOp::Delta(*delta),
+        };
+        (self.index(), write)
+    }
+
     fn is_plain_credit(&self) -> bool {
         !self.estimate && matches!(self.write, WriteOp::Delta(Delta::Add { .. }))
     }
@@ -846,62 +856,22 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
                 .read(&key, |versions| versions.below(end).iter().cloned().collect())
                 .unwrap_or_default(),
         };
-        let credits_below = || credits.iter().filter(|(index, _)| *index < end);
-        if !versions.iter().any(|entry| entry.index() < end) {
-            // Credits only (the common case: a fee vault): added to the stored value in block
-            // order, without building an entry per transaction.
-            if let Some(finalizer) = Self::credits_only(&key, end, credits_below(), storage)? {
-                return Ok(Some(finalizer));
-            }
-        }
-        let credits = credits_below().map(|&(index, credit)| {
-            // INVARIANT: a block holds fewer than 2^32 transactions.
-            Entry {
-                index: index as u32,
-                incarnation: 0,
-                estimate: false,
-                write: WriteOp::Delta(credit),
-            }
-        });
-        let mut entries: SmallVec<[Entry<V>; 2]> =
-            versions.into_iter().filter(|entry| entry.index() < end).chain(credits).collect();
-        // Two runs in block order (each transaction wrote the key once, in one or the other):
-        // the stable sort merges them in linear time.
-        entries.sort_by_key(Entry::index);
-        if entries.is_empty() {
+        // Two runs in block order (each transaction wrote the key once, in one or the other),
+        // merged as they are applied: no entry per credit.
+        let versions = versions.iter().filter(|entry| entry.index() < end).map(Entry::borrowed);
+        let credits = credits
+            .iter()
+            .filter(|(index, _)| *index < end)
+            .map(|&(index, credit)| (index, WriteOp::Delta(credit)));
+        let mut writes = merge_by_index(versions, credits).peekable();
+        if writes.peek().is_none() {
             return Ok(None);
         }
         // One key: no spare vector for it.
         let mut finalizer =
             Finalizer { end, updates: Vec::with_capacity(1), first_violation: None };
-        finalizer.add_entries(key, entries, storage)?;
+        finalizer.apply_writes(key, writes, storage)?;
         Ok(Some(finalizer))
-    }
-
-    /// The finalizer of `key` whose only writes are `credits` (in block order): `None` if there
-    /// is none, or if the stored value is not a number or a credit leaves its bounds (the
-    /// general path reports which).
-    fn credits_only<'c, S>(
-        key: &K,
-        end: TxnIndex,
-        mut credits: impl Iterator<Item = &'c (TxnIndex, Delta)>,
-        storage: &S,
-    ) -> Result<Option<Finalizer<K, V>>, StorageError>
-    where
-        S: Storage<Key = K, Value = V>,
-    {
-        let Some(&(_, first)) = credits.next() else { return Ok(None) };
-        let stored = storage.get(key)?;
-        let Ok(start) = apply_strictly(stored.as_ref(), first) else { return Ok(None) };
-        let Some(mut value) = start.as_u128() else { return Ok(None) };
-        for &(_, credit) in credits {
-            match credit.apply(value) {
-                Some(next) => value = next,
-                None => return Ok(None),
-            }
-        }
-        let updates = vec![(key.clone(), Some(V::from_u128(value)))];
-        Ok(Some(Finalizer { end, updates, first_violation: None }))
     }
 
     /// The final value of every key written by a transaction below `end`, sorted by key, with
@@ -1017,7 +987,7 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
     {
         let entries = versions.below(self.end);
         if has_deltas(entries) {
-            return self.apply_deltas(key.clone(), entries, storage);
+            return self.apply_writes(key.clone(), entries.iter().map(Entry::borrowed), storage);
         }
         if let Some(last) = entries.last() {
             self.push_last(key.clone(), last.write.clone());
@@ -1050,7 +1020,7 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
     {
         let below = entries.partition_point(|entry| entry.index() < self.end);
         if has_deltas(&entries[..below]) {
-            return self.apply_deltas(key, &entries[..below], storage);
+            return self.apply_writes(key, entries[..below].iter().map(Entry::borrowed), storage);
         }
         if let Some(last) = below.checked_sub(1) {
             let last = entries.into_iter().nth(last).expect("below the length");
@@ -1068,28 +1038,28 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
         self.updates.push((key, value));
     }
 
-    /// Applies `entries` (some of them deltas) in block order, from the stored value if the
+    /// Applies `writes` (some of them deltas) in block order, from the stored value if the
     /// first one is a delta; records the first delta out of bounds instead of a value.
-    fn apply_deltas<S>(
+    fn apply_writes<'a, S>(
         &mut self,
         key: K,
-        entries: &[Entry<V>],
+        writes: impl Iterator<Item = IndexedWrite<'a, V>>,
         storage: &S,
     ) -> Result<(), StorageError>
     where
         S: Storage<Key = K, Value = V>,
+        V: 'a,
     {
         let mut current = None;
-        for (position, entry) in entries.iter().enumerate() {
-            let index = entry.index();
-            match &entry.write {
+        for (position, (index, write)) in writes.enumerate() {
+            match write {
                 WriteOp::Put(value) => current = Some(value.clone()),
                 WriteOp::Delete => current = None,
                 WriteOp::Delta(delta) => {
                     if position == 0 {
                         current = storage.get(&key)?;
                     }
-                    match apply_strictly(current.as_ref(), *delta) {
+                    match apply_strictly(current.as_ref(), delta) {
                         Ok(value) => current = Some(value),
                         Err(non_numeric) => {
                             let earlier = self.first_violation.as_ref().is_none_or(
@@ -1124,6 +1094,22 @@ fn new_record_slot<K, V, O>() -> CachePadded<Mutex<Record<K, V, O>>> {
         hot_credit: None,
         hot_estimate: false,
     }))
+}
+
+/// One write of a key as the finalizer applies it: the writing transaction, the value borrowed.
+type IndexedWrite<'a, V> = (TxnIndex, WriteOp<&'a V>);
+
+/// Merges two runs of one key's writes, each in block order, into one in block order.
+fn merge_by_index<'a, V: 'a>(
+    first: impl Iterator<Item = IndexedWrite<'a, V>>,
+    second: impl Iterator<Item = IndexedWrite<'a, V>>,
+) -> impl Iterator<Item = IndexedWrite<'a, V>> {
+    let (mut first, mut second) = (first.peekable(), second.peekable());
+    std::iter::from_fn(move || match (first.peek(), second.peek()) {
+        (Some((left, _)), Some((right, _))) if right < left => second.next(),
+        (Some(_), _) => first.next(),
+        (None, _) => second.next(),
+    })
 }
 
 /// Whether any of `entries` is a delta.

@@ -344,13 +344,9 @@ where
         let number = overlay.record(value);
         journal.sstore(MOVE_OVERLAY_ADDRESS, slot, number).map_err(|error| error.to_string())?;
     }
-    for event in events {
-        let topic = keccak256(event.type_tag.as_bytes());
-        journal.log(Log::new_unchecked(
-            MOVE_CALL_ADDRESS,
-            vec![topic],
-            event.data.into_vec().into(),
-        ));
+    for (type_tag, data) in events {
+        let topic = keccak256(type_tag.as_bytes());
+        journal.log(Log::new_unchecked(MOVE_CALL_ADDRESS, vec![topic], data.into()));
     }
     let output = IMove::callCall::abi_encode_returns(
         &return_values.into_iter().map(Bytes::from).collect::<Vec<_>>(),

@@ -227,6 +227,27 @@ pub type EventData = SmallVec<[u8; 64]>;
 /// one).
 pub type Events = SmallVec<[MoveEvent; 1]>;
 
+/// Events as a session emits them, in order: each type's shared text and the data in the
+/// buffer the Move VM wrote it to (a call from Solidity turns it into a log without a copy; a
+/// receipt holds [`Events`]).
+pub type SessionEvents = SmallVec<[(Arc<str>, Vec<u8>); 1]>;
+
+/// A session's events as a receipt holds them: data of up to 64 bytes in place, whatever its
+/// buffer's capacity (`from_vec` keeps a buffer of more than 64 bytes' capacity on the heap).
+fn receipt_events(events: SessionEvents) -> Events {
+    events
+        .into_iter()
+        .map(|(type_tag, data)| {
+            let data = if data.len() <= 64 {
+                EventData::from_slice(&data)
+            } else {
+                EventData::from_vec(data)
+            };
+            MoveEvent { type_tag, data }
+        })
+        .collect()
+}
+
 /// The receipt of an executed Move transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MoveReceipt {
@@ -389,7 +410,7 @@ pub struct CallOutcome {
     /// debited, by the sum of these).
     pub credits: Vec<(Address, u128)>,
     /// Events emitted, in order.
-    pub events: Events,
+    pub events: SessionEvents,
 }
 
 impl MoveVm {
@@ -478,7 +499,7 @@ struct Effects<'a> {
     writes: Vec<(StateKey, WriteOp<StateValue>)>,
     balances: BTreeMap<Address, BalanceChange>,
     evm: Option<Box<dyn EvmHost + 'a>>,
-    events: Events,
+    events: SessionEvents,
     return_values: Vec<Vec<u8>>,
 }
 
@@ -608,7 +629,8 @@ impl MoveVm {
             let mut writes = evm.writes;
             writes.extend(effects.writes);
             credit(&mut writes, self.fee_vault, fee);
-            let output = MoveReceipt { status, gas_used, events: effects.events, logs: evm.logs };
+            let events = receipt_events(effects.events);
+            let output = MoveReceipt { status, gas_used, events, logs: evm.logs };
             return Ok(VmOutput { writes, output });
         }
         let header = StateValue::Account { nonce: sender.nonce, code_hash: KECCAK256_EMPTY };
@@ -641,7 +663,8 @@ impl MoveVm {
             };
             writes.push((StateKey::Balance(address), WriteOp::Delta(delta)));
         }
-        let output = MoveReceipt { status, gas_used, events: effects.events, logs: Vec::new() };
+        let events = receipt_events(effects.events);
+        let output = MoveReceipt { status, gas_used, events, logs: Vec::new() };
         Ok(VmOutput { writes, output })
     }
 }
@@ -770,16 +793,9 @@ impl MoveVm {
             .into_iter()
             .map(|(_guid, _sequence, type_tag, data)| {
                 meter.charge(gas::EVENT + gas::EVENT_BYTE * data.len() as u64)?;
-                // In place whatever the buffer's capacity (`from_vec` keeps a buffer of more
-                // than 64 bytes' capacity on the heap).
-                let data = if data.len() <= 64 {
-                    EventData::from_slice(&data)
-                } else {
-                    EventData::from_vec(data)
-                };
-                Ok(MoveEvent { type_tag: event_types.text(type_tag), data })
+                Ok((event_types.text(type_tag), data))
             })
-            .collect::<Result<Events, PartialVMError>>()?;
+            .collect::<Result<SessionEvents, PartialVMError>>()?;
         Ok(Effects { writes, balances: natives.balances, evm, events, return_values })
     }
 }

@@ -1,5 +1,7 @@
 //! Blocks and included transactions as the node stores and serves them.
 
+use std::sync::Arc;
+
 use alloy_primitives::{Address, Bloom, Bytes, Log, B256};
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +143,7 @@ pub struct TransactionRecord {
     pub first_log_index: u64,
     /// For a Move transaction: how it ended (`success`, `aborted in … with code …`, …).
     pub move_status: Option<String>,
-    /// For a Move transaction: its events, each as its type and BCS data.
-    pub move_events: Vec<(String, Bytes)>,
+    /// For a Move transaction: its events, each as its type (the text the executor shares
+    /// between the events of one type) and BCS data.
+    pub move_events: Vec<(Arc<str>, Bytes)>,
 }

@@ -608,12 +608,11 @@ impl Chain {
         // of the sender on, through those the pool holds after them.
         let mut mempool = self.mempool.lock();
         let from = earlier.get(&sender).map_or(state_nonce, |&earlier| earlier.max(state_nonce));
-        let next = mempool.within_gap(&pending, from)?;
-        mempool.check(&pending, Arrival::Precheck)?;
+        let admission = mempool.check(&pending, Arrival::Precheck { from })?;
         check_overdraft(&mempool, &pending, balance)?;
         mempool.begin_submission(&pending);
-        if pending.nonce == next {
-            earlier.insert(sender, next + 1);
+        if admission.next == Some(pending.nonce) {
+            earlier.insert(sender, pending.nonce + 1);
         }
         Ok(pending)
     }
@@ -1088,7 +1087,7 @@ impl Chain {
                 let events = receipt
                     .events
                     .into_iter()
-                    .map(|event| (event.type_tag.to_string(), Bytes::from(event.data.into_vec())))
+                    .map(|event| (event.type_tag, Bytes::from(event.data.into_vec())))
                     .collect();
                 (success, receipt.logs, None, Some(status), events)
             }

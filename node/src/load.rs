@@ -133,8 +133,6 @@ fn send_all(
                                 waiting.iter().map(|(_, raw)| json!([raw])).collect();
                             let results = connection.batch("eth_sendRawTransaction", &params)?;
                             let mut refused: Lane<'_> = Vec::new();
-                            // The first refusal: the later ones of its sender follow from it.
-                            let mut first_refusal = None;
                             for ((sender, raw), result) in waiting.into_iter().zip(results) {
                                 match result {
                                     Ok(hash) => sent.push((
@@ -153,15 +151,16 @@ fn send_all(
                                                     .any(|(earlier, _)| *earlier == sender)) =>
                                     {
                                         refused.push((sender, raw));
-                                        first_refusal.get_or_insert(error);
                                     }
                                     Err(error) => return Err(error),
                                 }
                             }
-                            if let Some(refusal) = first_refusal {
+                            // The first refusal is always a full pool's: a later one of its
+                            // sender follows from it.
+                            if !refused.is_empty() {
                                 if at.elapsed() > FULL_POOL_PATIENCE {
                                     return Err(format!(
-                                        "{refusal}: {} transactions refused for {} s",
+                                        "txpool is full: {} transactions refused for {} s",
                                         refused.len(),
                                         FULL_POOL_PATIENCE.as_secs()
                                     ));

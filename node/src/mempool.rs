@@ -103,13 +103,26 @@ pub enum MempoolError {
     },
 }
 
+/// What [`Mempool::check`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// The sender whose last transaction a full pool evicts to take the transaction.
+    pub evict: Option<Address>,
+    /// For a new transaction (not a replacement), its sender's next nonce counting from the
+    /// arrival's nonce through the transactions the pool holds.
+    pub next: Option<u64>,
+}
+
 /// How a transaction comes to the mempool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arrival {
     /// Submitted, checked before it is written to disk with the rest of its batch, whose
-    /// earlier transactions are not in yet: the pool's limits only (its caller checks the gap
-    /// rule with [`Mempool::within_gap`], counting those earlier transactions).
-    Precheck,
+    /// earlier transactions are not in yet: the gap rule counting from `from`, and the pool's
+    /// limits but the room kept for next nonces.
+    Precheck {
+        /// The sender's nonce after the batch's earlier transactions (its state nonce if none).
+        from: u64,
+    },
     /// Submitted, by a sender whose nonce in the state is `state_nonce`: it needs room.
     New {
         /// The sender's nonce in the state.
@@ -205,11 +218,7 @@ impl Mempool {
     ///
     /// # Errors
     /// [`MempoolError::NonceTooHigh`].
-    pub fn within_gap(
-        &self,
-        transaction: &PendingTransaction,
-        from: u64,
-    ) -> Result<u64, MempoolError> {
+    fn within_gap(&self, transaction: &PendingTransaction, from: u64) -> Result<u64, MempoolError> {
         let next = self.pending_nonce(transaction.sender, from);
         if transaction.nonce > next + MAX_NONCE_GAP {
             return Err(MempoolError::NonceTooHigh { expected: next, got: transaction.nonce });
@@ -238,8 +247,8 @@ impl Mempool {
             .fold(U256::ZERO, |sum, transaction| sum.saturating_add(transaction.cost))
     }
 
-    /// Whether [`insert`](Self::insert) would take `transaction` now, and the sender whose
-    /// last transaction it would evict, if any.
+    /// Whether [`insert`](Self::insert) would take `transaction` now: the sender whose last
+    /// transaction it would evict, if any, and its sender's next nonce if it is new.
     ///
     /// # Errors
     /// See [`MempoolError`].
@@ -247,7 +256,7 @@ impl Mempool {
         &self,
         transaction: &PendingTransaction,
         arrival: Arrival,
-    ) -> Result<Option<Address>, MempoolError> {
+    ) -> Result<Admission, MempoolError> {
         if self.by_hash.contains_key(&transaction.hash) {
             return Err(MempoolError::AlreadyKnown);
         }
@@ -260,17 +269,20 @@ impl Mempool {
                 Err(MempoolError::ReplacementUnderpriced)
             }
             // A replacement's nonce is within the gap: the one it replaces was.
-            Some(_) => Ok(None),
-            None => match arrival {
-                Arrival::Precheck => self.check_room(transaction, None),
-                Arrival::New { state_nonce } => {
-                    let next = self.within_gap(transaction, state_nonce)?;
-                    self.check_room(transaction, Some(next))
-                }
-                Arrival::Restored { state_nonce } => {
-                    self.within_gap(transaction, state_nonce).map(|_| None)
-                }
-            },
+            Some(_) => Ok(Admission { evict: None, next: None }),
+            None => {
+                let (Arrival::Precheck { from }
+                | Arrival::New { state_nonce: from }
+                | Arrival::Restored { state_nonce: from }) = arrival;
+                let next = self.within_gap(transaction, from)?;
+                let evict = match arrival {
+                    Arrival::Precheck { .. } => self.check_room(transaction, None)?,
+                    Arrival::New { .. } => self.check_room(transaction, Some(next))?,
+                    // Back whatever the pool holds.
+                    Arrival::Restored { .. } => None,
+                };
+                Ok(Admission { evict, next: Some(next) })
+            }
         }
     }
 
@@ -376,7 +388,7 @@ impl Mempool {
         transaction: PendingTransaction,
         arrival: Arrival,
     ) -> Result<Vec<B256>, MempoolError> {
-        let victim = self.check(&transaction, arrival)?;
+        let victim = self.check(&transaction, arrival)?.evict;
         let (sender, nonce, received) =
             (transaction.sender, transaction.nonce, transaction.received);
         let mut displaced = Vec::new();
@@ -626,7 +638,10 @@ mod tests {
         pool.insert(pending(6, 6, 100), new(0)).unwrap();
         pool.insert(pending(7, 0, 100), new(0)).unwrap();
         assert!(pool.check(&pending(7, 2, 100), new(0)).is_err());
-        assert_eq!(pool.check(&pending(7, 2, 100), Arrival::Precheck), Ok(None));
+        assert_eq!(
+            pool.check(&pending(7, 2, 100), Arrival::Precheck { from: 0 }).map(|found| found.evict),
+            Ok(None)
+        );
         // What was accepted before a restart comes back however full the pool is.
         let mut pool = Mempool::new(2);
         for nonce in 3..=5 {
@@ -652,10 +667,16 @@ mod tests {
         pool.assert_consistent();
         // The cheapest last transaction is sender 1's nonce 1: 10 % more is needed to evict it.
         assert_eq!(pool.insert(pending(4, 0, 109), new(0)), Err(MempoolError::Full));
-        assert_eq!(pool.check(&pending(4, 0, 109), Arrival::Precheck), Err(MempoolError::Full));
+        assert_eq!(
+            pool.check(&pending(4, 0, 109), Arrival::Precheck { from: 0 }),
+            Err(MempoolError::Full)
+        );
         let evicted = pending(1, 1, 100).hash;
         let one = Address::repeat_byte(1);
-        assert_eq!(pool.check(&pending(4, 0, 110), Arrival::Precheck), Ok(Some(one)));
+        assert_eq!(
+            pool.check(&pending(4, 0, 110), Arrival::Precheck { from: 0 }).map(|found| found.evict),
+            Ok(Some(one))
+        );
         assert_eq!(pool.insert(pending(4, 0, 110), new(0)), Ok(vec![evicted]));
         pool.assert_consistent();
         assert_eq!(pool.len(), 4);

@@ -578,7 +578,7 @@ mod tests {
             logs: vec![log],
             first_log_index: 3,
             move_status: Some("success".to_owned()),
-            move_events: vec![("0x1::eth::Transfer".to_owned(), Bytes::from(vec![9; 16]))],
+            move_events: vec![("0x1::eth::Transfer".into(), Bytes::from(vec![9; 16]))],
         };
         let binary = encode_record(&record);
         let json = serde_json::to_vec(&record).unwrap();

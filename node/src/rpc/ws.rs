@@ -60,6 +60,13 @@ struct Active {
     kind: Filter,
 }
 
+impl Active {
+    /// Whether it follows accepted transactions (and so not blocks: blocks or logs).
+    fn follows_pending(&self) -> bool {
+        matches!(self.kind, Filter::Pending)
+    }
+}
+
 /// Upgrades a `GET /` to a WebSocket connection, if fewer than [`MAX_CONNECTIONS`] are open.
 pub(super) async fn upgrade(State(rpc): State<Arc<Rpc>>, upgrade: WebSocketUpgrade) -> Response {
     let Ok(permit) = Arc::clone(&rpc.connections).try_acquire_owned() else {
@@ -105,7 +112,7 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                 let head = rpc.chain.head().number;
                 // Blocks concern only subscriptions to blocks or logs.
                 let follows_blocks =
-                    subscriptions.iter().any(|active| !matches!(active.kind, Filter::Pending));
+                    subscriptions.iter().any(|active| !active.follows_pending());
                 if !follows_blocks || head <= notified {
                     notified = notified.max(head);
                     continue;
@@ -219,13 +226,13 @@ fn subscription_method(
 /// The notifications of the transactions accepted since each pending-transaction subscription
 /// was last told, which it is told of now.
 fn accepted(rpc: &Rpc, subscriptions: &mut [Active]) -> Vec<Value> {
-    if !subscriptions.iter().any(|active| matches!(active.kind, Filter::Pending)) {
+    if !subscriptions.iter().any(Active::follows_pending) {
         return Vec::new();
     }
     let last = rpc.chain.accepted().last();
     let mut out = Vec::new();
     for active in subscriptions {
-        if matches!(active.kind, Filter::Pending) && active.since < last {
+        if active.follows_pending() && active.since < last {
             for hash in rpc.chain.accepted().get(active.since + 1..=last) {
                 out.push(notification(&active.id, &json!(hash)));
             }
@@ -247,10 +254,8 @@ fn notification(subscription: &str, result: &Value) -> Value {
 /// The notifications of block `number` for the subscriptions made before it, in order.
 fn notifications(chain: &Chain, active: &[Active], number: u64) -> Result<Vec<Value>, RpcError> {
     // The subscriptions the block concerns: made before it, for blocks or logs.
-    let active: Vec<&Active> = active
-        .iter()
-        .filter(|active| active.since < number && !matches!(active.kind, Filter::Pending))
-        .collect();
+    let active: Vec<&Active> =
+        active.iter().filter(|active| active.since < number && !active.follows_pending()).collect();
     if active.is_empty() {
         return Ok(Vec::new());
     }
