@@ -10,7 +10,7 @@
 //! back to back, the median executions per transaction of the timed parallel runs, and how many
 //! of them went to the sequential executor (under contention; with one thread, every run).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::{median, paired_ratio, round3, two_at_once, RoundTrip};
 
@@ -158,22 +158,7 @@ impl Options {
         }
         let ((sequential_times, parallel_times, parallel_runs), round_trip) =
             RoundTrip::around(|| {
-                let mut sequential_times = Vec::with_capacity(self.runs);
-                let mut parallel_times = Vec::with_capacity(self.runs);
-                let mut parallel_runs = Vec::with_capacity(self.runs);
-                for _ in 0..self.runs {
-                    let start = Instant::now();
-                    if time_sequential {
-                        std::hint::black_box(sequential());
-                    }
-                    sequential_times.push(start.elapsed());
-                    let start = Instant::now();
-                    if time_parallel {
-                        parallel_runs.push(std::hint::black_box(parallel()));
-                    }
-                    parallel_times.push(start.elapsed());
-                }
-                (sequential_times, parallel_times, parallel_runs)
+                self.timed_runs((time_sequential, &sequential), (time_parallel, &parallel))
             });
         let ceiling_tps = self
             .ceiling
@@ -186,6 +171,31 @@ impl Options {
             round_trip,
             runs: RunsSummary::of(&parallel_runs, block_size),
         }
+    }
+
+    /// The timed runs, in pairs (each executor only if it is timed): each run's time, and how
+    /// each parallel run went.
+    fn timed_runs(
+        &self,
+        (time_sequential, sequential): (bool, &impl Fn() -> bool),
+        (time_parallel, parallel): (bool, &impl Fn() -> RunStats),
+    ) -> (Vec<Duration>, Vec<Duration>, Vec<RunStats>) {
+        let mut sequential_times = Vec::with_capacity(self.runs);
+        let mut parallel_times = Vec::with_capacity(self.runs);
+        let mut parallel_runs = Vec::with_capacity(self.runs);
+        for _ in 0..self.runs {
+            let start = Instant::now();
+            if time_sequential {
+                std::hint::black_box(sequential());
+            }
+            sequential_times.push(start.elapsed());
+            let start = Instant::now();
+            if time_parallel {
+                parallel_runs.push(std::hint::black_box(parallel()));
+            }
+            parallel_times.push(start.elapsed());
+        }
+        (sequential_times, parallel_times, parallel_runs)
     }
 }
 

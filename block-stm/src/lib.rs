@@ -286,13 +286,10 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
     /// block this way, instead of faulting in megabytes and starting threads for each.
     #[must_use]
     pub fn with_parts(vm: &'vm M, config: ExecutorConfig, parts: ExecutorParts<M>) -> Self {
-        let helpers = std::sync::OnceLock::new();
-        if let Some(pool) =
-            parts.helpers.filter(|pool| pool.current_num_threads() + 1 == config.threads.get())
-        {
-            // Just made: nothing else can have set it.
-            let _ = helpers.set(Some(pool));
-        }
+        let helpers = parts
+            .helpers
+            .filter(|pool| pool.current_num_threads() + 1 == config.threads.get())
+            .map_or_else(std::sync::OnceLock::new, |pool| std::sync::OnceLock::from(Some(pool)));
         Self { vm, config, workspace: parking_lot::Mutex::new(parts.workspace), helpers }
     }
 
@@ -330,24 +327,21 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
     where
         S: Storage<Key = M::Key, Value = M::Value>,
     {
-        let threads = self.config.threads.get();
-        if threads <= 1 || transactions.len() < self.config.min_parallel_block.max(2) {
+        if self.config.threads.get() <= 1 || self.too_small(transactions) {
             let stats = ExecutionStats::sequential(transactions.len());
             return (execute_sequential(self.vm, transactions, storage), stats);
         }
         // A concurrent call on the same executor gets a fresh workspace.
         let mut workspace =
             self.workspace.lock().take().unwrap_or_else(|| Box::new(parallel::Workspace::new()));
-        // Without a fallback no run hands over, and the window is never used.
-        let probe_window =
-            self.config.contention_fallback.map_or(usize::MAX, |fallback| fallback.probe_window);
+        let fallback = self.config.contention_fallback;
         let (first, mut stats) =
-            self.run_parallel((transactions, 0), storage, &mut workspace, probe_window);
+            self.run_parallel((transactions, 0), storage, &mut workspace, fallback);
         let outcome = match first {
             Ok((output, Some(resume))) => self.resume(
                 transactions,
                 storage,
-                (&mut workspace, probe_window),
+                (&mut workspace, fallback),
                 (output, resume),
                 &mut stats,
             ),
@@ -357,29 +351,27 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         (outcome, stats)
     }
 
+    /// Whether `transactions` are too few to run in parallel.
+    fn too_small(&self, transactions: &[M::Transaction]) -> bool {
+        transactions.len() < self.config.min_parallel_block.max(2)
+    }
+
     /// One parallel run of `transactions`, the first at block index `first_index`, over
-    /// `storage` (see [`parallel::ParallelRun::run`]).
+    /// `storage`, handing over for contention as `fallback` says (see
+    /// [`parallel::ParallelRun::run`]).
     fn run_parallel<S>(
         &self,
         (transactions, first_index): (&[M::Transaction], TxnIndex),
         storage: &S,
         workspace: &mut parallel::Workspace<M>,
-        probe_window: usize,
+        fallback: Option<ContentionFallback>,
     ) -> (parallel::RunOutcome<M>, ExecutionStats)
     where
         S: Storage<Key = M::Key, Value = M::Value>,
     {
         workspace.reset(transactions.len(), self.vm.hot_credit_key());
-        parallel::ParallelRun::new(
-            self.vm,
-            transactions,
-            storage,
-            first_index,
-            self.config.contention_fallback,
-            probe_window,
-            workspace,
-        )
-        .run(self.helpers(self.config.threads.get() - 1))
+        parallel::ParallelRun::new(self.vm, transactions, storage, first_index, fallback, workspace)
+            .run(self.helpers(self.config.threads.get() - 1))
     }
 
     /// Runs the rest of a block in parallel again from `resume`, where a contention hand-over
@@ -389,34 +381,39 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         &self,
         transactions: &[M::Transaction],
         storage: &S,
-        (workspace, mut probe_window): (&mut parallel::Workspace<M>, usize),
+        (workspace, mut fallback): (&mut parallel::Workspace<M>, Option<ContentionFallback>),
         (mut output, mut resume): (VmBlockOutput<M>, TxnIndex),
         stats: &mut ExecutionStats,
     ) -> Result<VmBlockOutput<M>, BlockError<M::Key>>
     where
         S: Storage<Key = M::Key, Value = M::Value>,
     {
-        // The writes so far, as the next run's state: each run's are added after it.
+        // The writes so far, as the next run's state: each run's are moved in after it, and
+        // the last run's are merged with them once, in key order.
         let mut written: std::collections::HashMap<_, _, foldhash::fast::FixedState> =
-            output.state_updates.iter().cloned().collect();
+            std::mem::take(&mut output.state_updates).into_iter().collect();
         loop {
-            probe_window = probe_window.saturating_mul(2);
+            if let Some(fallback) = &mut fallback {
+                fallback.probe_window = fallback.probe_window.saturating_mul(2);
+            }
             let base = LayeredStorage::new(storage, &written);
             let rest = &transactions[resume..];
-            let (run, run_stats) = if rest.len() < self.config.min_parallel_block.max(2) {
+            let (run, run_stats) = if self.too_small(rest) {
                 let run = sequential::execute_sequential(self.vm, rest, resume, &base);
                 (run.map(|output| (output, None)), ExecutionStats::sequential(rest.len()))
             } else {
-                self.run_parallel((rest, resume), &base, workspace, probe_window)
+                self.run_parallel((rest, resume), &base, workspace, fallback)
             };
             stats.add(run_stats, resume);
             let (part, next) = run?;
             output.results.extend(part.results);
-            if next.is_some() {
-                written.extend(part.state_updates.iter().cloned());
-            }
-            output.state_updates = parallel::merge_sorted(output.state_updates, part.state_updates);
-            let Some(next) = next else { return Ok(output) };
+            let Some(next) = next else {
+                let mut earlier: Vec<_> = written.into_iter().collect();
+                earlier.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+                output.state_updates = parallel::merge_sorted(earlier, part.state_updates);
+                return Ok(output);
+            };
+            written.extend(part.state_updates);
             resume += next;
         }
     }

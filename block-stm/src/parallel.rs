@@ -74,12 +74,11 @@ pub(crate) struct ParallelRun<'a, M: Vm, S> {
     storage: &'a S,
     scheduler: &'a Scheduler,
     memory: &'a MvMemory<M::Key, M::Value, Output<M>>,
+    /// When to hand the block to the sequential executor, and how many transactions that runs
+    /// before the block may go back to parallel execution (see [`Probe`]).
     fallback: Option<ContentionFallback>,
     /// The block index of the first transaction (a run may start in mid-block).
     first_index: TxnIndex,
-    /// After a hand-over for contention, how many transactions the sequential executor runs
-    /// before the block may go back to parallel execution (see [`Probe`]).
-    probe_window: usize,
     halted: CachePadded<AtomicBool>,
     halt: Mutex<Option<Halt<M::Key>>>,
     /// Every worker's counters, added up as each worker stops.
@@ -115,7 +114,6 @@ where
         storage: &'a S,
         first_index: TxnIndex,
         fallback: Option<ContentionFallback>,
-        probe_window: usize,
         workspace: &'a Workspace<M>,
     ) -> Self {
         Self {
@@ -126,7 +124,6 @@ where
             scheduler: &workspace.scheduler,
             memory: &workspace.memory,
             fallback,
-            probe_window,
             halted: CachePadded::new(AtomicBool::new(false)),
             halt: Mutex::new(None),
             counters: Mutex::new(Counters::default()),
@@ -393,30 +390,22 @@ where
                 storage: self.storage,
             };
             let rest = &self.transactions[prefix..];
-            let probing = self.probe_window > 0 && self.probe_window < rest.len();
-            let mut probe = probing.then(|| Probe::new(self.probe_window));
-            let stop = |offset: usize, writes: &[(M::Key, crate::WriteOp<M::Value>)]| {
-                probe.as_mut().is_some_and(|probe| probe.stop_after(offset, writes))
-            };
-            let tail = execute_sequential_until(
-                self.vm,
-                rest,
-                self.first_index + prefix,
-                &base,
-                stop,
-                if probing { self.probe_window.saturating_mul(2) } else { usize::MAX },
-            )
-            .map_err(|error| {
-                match error {
-                    // Our own bug surfacing through the storage seam: report it as such.
-                    BlockError::Storage(storage)
-                        if storage.0.downcast_ref::<UnfinishedPrefix>().is_some() =>
-                    {
-                        BlockError::Invariant(storage.0.to_string())
-                    }
-                    other => other,
-                }
-            })?;
+            // Only a contention halt leaves a rest, and only with a fallback configured.
+            let window = self.fallback.map_or(0, |fallback| fallback.probe_window);
+            let probe = Probe::watching(window, rest.len());
+            let tail =
+                execute_sequential_until(self.vm, rest, self.first_index + prefix, &base, probe)
+                    .map_err(|error| {
+                        match error {
+                            // Our own bug surfacing through the storage seam: report it as such.
+                            BlockError::Storage(storage)
+                                if storage.0.downcast_ref::<UnfinishedPrefix>().is_some() =>
+                            {
+                                BlockError::Invariant(storage.0.to_string())
+                            }
+                            other => other,
+                        }
+                    })?;
             if tail.results.len() < rest.len() {
                 resume = Some(prefix + tail.results.len());
             }

@@ -135,12 +135,12 @@ where
     M: Vm,
     S: Storage<Key = M::Key, Value = M::Value>,
 {
-    execute_sequential_until(vm, transactions, first_index, storage, |_, _| false, usize::MAX)
+    execute_sequential_until(vm, transactions, first_index, storage, None)
 }
 
-/// [`execute_sequential`], stopping after the transaction at offset `n` if `stop(n, its writes)`
-/// says so: the output then covers the transactions up to it. Its map of writes is sized for
-/// `likely` transactions at most (a run that is likely to stop early faults in no more).
+/// [`execute_sequential`], stopping after a transaction if `probe` says the contention is over:
+/// the output then covers the transactions up to it. With a probe, its map of writes is sized
+/// for twice the probe's window at most (a run that is likely to stop early faults in no more).
 ///
 /// # Errors
 /// See [`BlockError`].
@@ -149,13 +149,13 @@ pub(crate) fn execute_sequential_until<M, S>(
     transactions: &[M::Transaction],
     first_index: TxnIndex,
     storage: &S,
-    mut stop: impl FnMut(usize, &[(M::Key, WriteOp<M::Value>)]) -> bool,
-    likely: usize,
+    mut probe: Option<Probe<M::Key>>,
 ) -> Result<VmBlockOutput<M>, BlockError<M::Key>>
 where
     M: Vm,
     S: Storage<Key = M::Key, Value = M::Value>,
 {
+    let likely = probe.as_ref().map_or(usize::MAX, |probe| probe.window.saturating_mul(2));
     let mut overlay: FastMap<M::Key, Option<M::Value>> = FastMap::with_capacity_and_hasher(
         crate::KEYS_PER_TRANSACTION * transactions.len().min(likely),
         FixedState::default(),
@@ -168,7 +168,7 @@ where
         if let Some(error) = view.failure.into_inner() {
             return Err(BlockError::Storage(error));
         }
-        let stopping = stop(offset, &writes);
+        let stopping = probe.as_mut().is_some_and(|probe| probe.stop_after(offset, &writes));
         let mut violation: Option<(M::Key, bool)> = None;
         for (key, write) in writes {
             let value = match write {
@@ -227,8 +227,14 @@ impl<K: Eq + std::hash::Hash + Clone> Probe<K> {
     /// The share of dependent transactions, in percent, up to which the run stops.
     const MAX_DEPENDENT_PERCENT: usize = 10;
 
-    pub(crate) fn new(window: usize) -> Self {
+    fn new(window: usize) -> Self {
         Self { window, last_writer: FastMap::default(), dependent: 0 }
+    }
+
+    /// A probe of `window` transactions over a run of `run_length`, if it can stop the run
+    /// early: none for a window of 0 (never give the block back) or one the run does not exceed.
+    pub(crate) fn watching(window: usize, run_length: usize) -> Option<Self> {
+        (window > 0 && window < run_length).then(|| Self::new(window))
     }
 
     /// After the transaction at `offset` wrote `writes`: whether to stop after it.

@@ -113,9 +113,10 @@ thread_local! {
 }
 
 /// `cfg` for an EVM on this thread: a copy whose gas table belongs to the thread. Made again only
-/// when the configuration differs from the last one (comparing the gas tables costs nothing
-/// while they are the same `Arc`; an equal configuration with a table of its own, as each
-/// block's EVM has, is kept for the comparisons that follow).
+/// when the configuration differs from the last one. revm gives every configuration of a hard
+/// fork the same process-wide gas table, so the comparison of the tables is a pointer check; an
+/// equal configuration with a table of its own (an overridden one) is kept, so that the
+/// comparisons after it are pointer checks too.
 pub(crate) fn thread_cfg(cfg: &CfgEnv) -> CfgEnv {
     KEPT_CFG.with_borrow_mut(|kept| match kept {
         Some((last, own)) if last == cfg => {

@@ -221,7 +221,10 @@ pub struct MoveEvent {
 /// An event's BCS-encoded value: held in place up to 64 bytes (an `eth::Transfer` takes 56), so
 /// that a receipt with one small event holds no allocation (the Move VM's buffer is freed on the
 /// executing thread; the receipt is often freed on another).
-pub type EventData = SmallVec<[u8; 64]>;
+pub type EventData = SmallVec<[u8; EVENT_DATA_IN_PLACE]>;
+
+/// The bytes of event data an [`EventData`] holds in place.
+const EVENT_DATA_IN_PLACE: usize = 64;
 
 /// A transaction's events, in order: the first held in place (most transactions emit at most
 /// one).
@@ -238,7 +241,7 @@ fn receipt_events(events: SessionEvents) -> Events {
     events
         .into_iter()
         .map(|(type_tag, data)| {
-            let data = if data.len() <= 64 {
+            let data = if data.len() <= EVENT_DATA_IN_PLACE {
                 EventData::from_slice(&data)
             } else {
                 EventData::from_vec(data)

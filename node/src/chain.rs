@@ -881,7 +881,15 @@ impl Chain {
                 // A second round runs: the first round's updates become the state it runs on.
                 top = Some(std::mem::take(&mut updates).into_iter().collect());
             }
-            let mut output = self.run_round(executor, &taken, top.as_ref())?;
+            let mut transactions: Vec<DuetTransaction> =
+                taken.iter().map(|pending| pending.transaction.clone()).collect();
+            // Errors name transactions by their place in the block.
+            let run = |transactions: &[DuetTransaction],
+                       top: Option<&BTreeMap<StateKey, Option<StateValue>>>| {
+                self.run_round(executor, transactions, top)
+                    .map_err(|error| error.shifted(candidates.len()))
+            };
+            let mut output = run(&transactions, top.as_ref())?;
             // The transactions that fit, in block order, and the gas they leave.
             let mut left = gas_left;
             let fitting = taken
@@ -899,7 +907,8 @@ impl Chain {
                 .unwrap_or(taken.len());
             if fitting < taken.len() {
                 taken.truncate(fitting);
-                output = self.run_round(executor, &taken, top.as_ref())?;
+                transactions.truncate(fitting);
+                output = run(&transactions, top.as_ref())?;
             }
             gas_left = left;
             if published && round > 0 {
@@ -943,23 +952,21 @@ impl Chain {
         Ok((candidates, BlockOutput { results, state_updates }, published))
     }
 
-    /// Runs one round of [`fill_block`](Self::fill_block): `taken` on the store, with the state
-    /// the earlier rounds left (`top`) over it from the second round on.
+    /// Runs one round of [`fill_block`](Self::fill_block): `transactions` on the store, with the
+    /// state the earlier rounds left (`top`) over it from the second round on.
     fn run_round(
         &self,
         executor: &duet_evm::MixedBlockExecutor<'_>,
-        taken: &[PendingTransaction],
+        transactions: &[DuetTransaction],
         top: Option<&BTreeMap<StateKey, Option<StateValue>>>,
     ) -> Result<VmBlockOutput<DuetVm>, BlockError<StateKey>> {
-        let transactions: Vec<DuetTransaction> =
-            taken.iter().map(|pending| pending.transaction.clone()).collect();
+        if transactions.is_empty() {
+            return Ok(BlockOutput { results: Vec::new(), state_updates: Vec::new() });
+        }
         let (output, stats) = match top {
-            _ if transactions.is_empty() => {
-                return Ok(BlockOutput { results: Vec::new(), state_updates: Vec::new() });
-            }
-            None => executor.execute_block_with_stats(&transactions, &self.store),
+            None => executor.execute_block_with_stats(transactions, &self.store),
             Some(top) => executor
-                .execute_block_with_stats(&transactions, &LayeredStorage::new(&self.store, top)),
+                .execute_block_with_stats(transactions, &LayeredStorage::new(&self.store, top)),
         };
         self.metrics.add_execution(&stats);
         output

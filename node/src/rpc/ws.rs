@@ -110,16 +110,22 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                     }
                 }
                 let head = rpc.chain.head().number;
-                // Blocks concern only subscriptions to blocks or logs.
-                let follows_blocks =
-                    subscriptions.iter().any(|active| !active.follows_pending());
-                if !follows_blocks || head <= notified {
-                    notified = notified.max(head);
+                if head <= notified {
+                    continue;
+                }
+                // Blocks concern only subscriptions to blocks or logs: taken once per poll.
+                let following: Arc<[Active]> = subscriptions
+                    .iter()
+                    .filter(|active| !active.follows_pending())
+                    .cloned()
+                    .collect();
+                if following.is_empty() {
+                    notified = head;
                     continue;
                 }
                 let to = head.min(notified + BLOCKS_PER_POLL);
                 for number in notified + 1..=to {
-                    let (chain, active) = (Arc::clone(&rpc.chain), subscriptions.clone());
+                    let (chain, active) = (Arc::clone(&rpc.chain), Arc::clone(&following));
                     let built =
                         tokio::task::spawn_blocking(move || notifications(&chain, &active, number))
                             .await;
@@ -251,11 +257,10 @@ fn notification(subscription: &str, result: &Value) -> Value {
     })
 }
 
-/// The notifications of block `number` for the subscriptions made before it, in order.
-fn notifications(chain: &Chain, active: &[Active], number: u64) -> Result<Vec<Value>, RpcError> {
-    // The subscriptions the block concerns: made before it, for blocks or logs.
-    let active: Vec<&Active> =
-        active.iter().filter(|active| active.since < number && !active.follows_pending()).collect();
+/// The notifications of block `number` for the subscriptions to blocks or logs (`following`)
+/// made before it, in order.
+fn notifications(chain: &Chain, following: &[Active], number: u64) -> Result<Vec<Value>, RpcError> {
+    let active: Vec<&Active> = following.iter().filter(|active| active.since < number).collect();
     if active.is_empty() {
         return Ok(Vec::new());
     }
