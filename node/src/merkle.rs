@@ -17,8 +17,8 @@
 //! node stores its hash, a leaf its key and value hash, and nothing is stored for an empty
 //! subtree or below a leaf. [`update`] turns a block's state changes into the new root and the
 //! node writes that go into the block's write batch, reading only the changed paths; [`prove`]
-//! walks one path. Nothing is rebuilt when the node restarts. The upper levels are read through
-//! a [`NodeCache`].
+//! walks one path. Nothing is rebuilt when the node restarts. Nodes are read through a bounded
+//! [`NodeCache`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -355,19 +355,39 @@ pub fn prove<N: Nodes>(nodes: &N, key_hash: B256) -> Result<Proof, N::Error> {
     }
 }
 
-/// Nodes read through a cache of the upper levels (down to `CACHED_DEPTH`), which every
-/// update and proof passes through.
+/// Nodes read through a [`NodeCache`], which every update and proof passes through.
 pub struct CachedNodes<'a, N> {
     nodes: &'a N,
     cache: std::cell::RefCell<&'a mut NodeCache>,
 }
 
-/// Subtrees down to this depth (2^17 positions at most) are kept in memory.
-const CACHED_DEPTH: u16 = 16;
+/// The most nodes (or known empty positions) the cache holds: about 100 MB, the whole tree of
+/// a state of half a million keys.
+const CACHED_NODES: usize = 1 << 20;
 
-/// The upper nodes of the stored tree, as last read or committed.
-#[derive(Debug, Default)]
-pub struct NodeCache(HashMap<Position, Option<Node>>);
+/// What a full cache keeps: the levels down to this depth (2^17 positions at most), which
+/// every update passes through.
+const KEPT_DEPTH: u16 = 16;
+
+/// The stored tree's nodes as last read or committed, so that an update reads the database only
+/// for paths it has not seen. Bounded: when full, it drops all but the upper levels. (Reading
+/// only the upper levels through it, blocks took longer the more the chain had written: 200
+/// transfers from 6 ms on a new chain to 19 ms after 200 000, as the reads below went from the
+/// memtable to table files.)
+#[derive(Debug)]
+pub struct NodeCache {
+    nodes: HashMap<Position, Option<Node>>,
+    /// The most positions held.
+    limit: usize,
+    /// The depth down to which a full cache keeps its positions.
+    kept_depth: u16,
+}
+
+impl Default for NodeCache {
+    fn default() -> Self {
+        Self { nodes: HashMap::new(), limit: CACHED_NODES, kept_depth: KEPT_DEPTH }
+    }
+}
 
 impl NodeCache {
     /// `nodes` read through this cache.
@@ -377,25 +397,28 @@ impl NodeCache {
 
     /// Takes in the writes of an update once they are committed.
     pub fn committed(&mut self, writes: &BTreeMap<Position, Option<Node>>) {
-        for (position, node) in
-            writes.range(..Position { depth: CACHED_DEPTH + 1, path: B256::ZERO })
-        {
-            self.0.insert(*position, *node);
+        for (position, node) in writes {
+            self.keep(*position, *node);
         }
+    }
+
+    fn keep(&mut self, position: Position, node: Option<Node>) {
+        if self.nodes.len() >= self.limit && !self.nodes.contains_key(&position) {
+            let kept_depth = self.kept_depth;
+            self.nodes.retain(|position, _| position.depth <= kept_depth);
+        }
+        self.nodes.insert(position, node);
     }
 }
 
 impl<N: Nodes> Nodes for CachedNodes<'_, N> {
     type Error = N::Error;
     fn node(&self, position: &Position) -> Result<Option<Node>, Self::Error> {
-        if position.depth > CACHED_DEPTH {
-            return self.nodes.node(position);
-        }
-        if let Some(node) = self.cache.borrow().0.get(position) {
+        if let Some(node) = self.cache.borrow().nodes.get(position) {
             return Ok(*node);
         }
         let node = self.nodes.node(position)?;
-        self.cache.borrow_mut().0.insert(*position, node);
+        self.cache.borrow_mut().keep(*position, node);
         Ok(node)
     }
 }
@@ -541,6 +564,27 @@ mod tests {
         let all: Vec<_> = tree.leaves.keys().map(|key| (*key, None)).collect();
         assert_eq!(tree.set(&all), B256::ZERO);
         assert!(tree.nodes.is_empty());
+    }
+
+    #[test]
+    fn a_full_node_cache_keeps_the_upper_levels_and_updates_through_it_stay_exact() {
+        let mut tree = Tree::default();
+        let mut cache = NodeCache { nodes: HashMap::new(), limit: 64, kept_depth: 2 };
+        for round in 0..20u64 {
+            let changes: Vec<_> = (0..30)
+                .map(|index| (key(round * 7 + index), Some(key(round * 1_000 + index))))
+                .collect();
+            let cached = update(&cache.over(&tree.nodes), changes.iter().copied()).unwrap();
+            let expected = update(&tree.nodes, changes.iter().copied()).unwrap();
+            assert_eq!(cached, expected, "round {round}");
+            cache.committed(&cached.writes);
+            assert_eq!(tree.set(&changes), expected.root);
+            // Full: the positions down to depth 2 (seven at most), and up to the limit below.
+            assert!(cache.nodes.len() <= 64 + 7, "round {round}: {} held", cache.nodes.len());
+            for (position, node) in &cache.nodes {
+                assert_eq!(*node, tree.nodes.get(position).copied(), "round {round}: stale");
+            }
+        }
     }
 
     #[test]
