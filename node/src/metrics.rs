@@ -147,7 +147,7 @@ impl Metrics {
             ),
             (
                 "duet_rocksdb_block_cache_bytes",
-                "RocksDB block caches, all column families.",
+                "The RocksDB block cache, which all column families share.",
                 memory.block_cache,
             ),
         ];

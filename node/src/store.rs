@@ -28,6 +28,12 @@ const PENDING: &str = "pending";
 const MERKLE: &str = "merkle";
 const HEAD: &[u8] = b"head";
 /// Every column family but the default one.
+/// The block cache all column families share.
+const BLOCK_CACHE_BYTES: usize = 64 << 20;
+
+/// The size of a family's memtable.
+const WRITE_BUFFER_BYTES: usize = 16 << 20;
+
 const FAMILIES: [&str; 7] = [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META, PENDING, MERKLE];
 
 /// The first byte of a block or transaction record in BCS; records that begin otherwise are
@@ -57,7 +63,7 @@ pub struct DatabaseMemory {
     pub memtables: u64,
     /// Table readers: the index and filter blocks of open SST files.
     pub table_readers: u64,
-    /// Block caches.
+    /// The block cache.
     pub block_cache: u64,
 }
 
@@ -210,8 +216,20 @@ impl Store {
         // The pending family's memtable is a vector (below), which takes one writer at a time;
         // RocksDB still groups concurrent writes into one log write and one sync.
         options.set_allow_concurrent_memtable_write(false);
+        // Point reads, many of keys that are absent (new storage slots, empty tree positions):
+        // a bloom filter per table file answers those without reading the file's blocks, and one
+        // block cache serves every family.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES)?;
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_block_cache(&cache);
         let families = FAMILIES.map(|name| {
             let mut family = Options::default();
+            family.set_block_based_table_factory(&table);
+            family.set_memtable_whole_key_filtering(true);
+            family.set_memtable_prefix_bloom_ratio(0.02);
+            family.set_write_buffer_size(WRITE_BUFFER_BYTES);
+            family.set_max_write_buffer_number(4);
             if name == PENDING {
                 // Written for every accepted transaction and deleted at its inclusion, read only
                 // at restart: appending beats keeping a sorted skip list (sorted when flushed).
@@ -223,8 +241,9 @@ impl Store {
         Ok(Self { db: Arc::new(db), cache: Arc::new(StateCache::new()) })
     }
 
-    /// What RocksDB holds in memory, in bytes, summed over the column families: memtables,
-    /// table readers (index and filter blocks outside the block cache) and block caches.
+    /// What RocksDB holds in memory, in bytes: memtables and table readers (index and filter
+    /// blocks outside the block cache) summed over the column families, and the block cache they
+    /// share.
     #[must_use]
     pub fn memory(&self) -> DatabaseMemory {
         let sum = |property: &str| -> u64 {
@@ -238,7 +257,12 @@ impl Store {
         DatabaseMemory {
             memtables: sum("rocksdb.cur-size-all-mem-tables"),
             table_readers: sum("rocksdb.estimate-table-readers-mem"),
-            block_cache: sum("rocksdb.block-cache-usage"),
+            block_cache: self
+                .db
+                .property_int_value_cf(self.family(STATE), "rocksdb.block-cache-usage")
+                .ok()
+                .flatten()
+                .unwrap_or(0),
         }
     }
 
