@@ -202,8 +202,8 @@ pub struct Chain {
     /// subscriptions.
     accepted: crate::filters::Feed<B256>,
     head: RwLock<Arc<Block>>,
-    /// The upper nodes of the state's sparse Merkle tree (the rest are read from the store), as
-    /// of the head block. Held while a block is committed, so a proof always matches the head.
+    /// The state tree's nodes as last read or committed (bounded, see [`NodeCache`]), as of the
+    /// head block. Held while a block is committed, so a proof always matches the head.
     tree: Mutex<NodeCache>,
     threads: NonZeroUsize,
     /// What the block executor allocated and started (the multi-version memory sized for the

@@ -2,8 +2,8 @@
 //!
 //! The load: signed ERC-20 `transfer`s from many senders to random recipients, sent by several
 //! client threads as fast as the node acknowledges them. Set-up (not timed): deploy the token
-//! from the first dev account, give every sender tokens and top its ETH up to 1 ETH, wait for
-//! it. Measured: from the
+//! from the first dev account, give every sender tokens, and ETH where it holds less than its
+//! transfers could cost (up to twice that, 1 ETH at least), wait for it. Measured: from the
 //! first send to the block that includes the last transaction, committed transactions per
 //! second; and per transaction, the time from its send to the block that included it being
 //! seen (blocks are watched every 20 ms), as p50 and p99.
@@ -83,7 +83,7 @@ impl Account {
             chain_id,
             nonce: self.nonce,
             gas_limit,
-            max_fee_per_gas: 100_000_000_000,
+            max_fee_per_gas: MAX_FEE_PER_GAS,
             max_priority_fee_per_gas: 1_000_000_000,
             to,
             value,
@@ -100,8 +100,12 @@ fn quantity(client: &RpcClient, method: &str, params: &Value) -> Result<u64, Str
     client.quantity(method, params).map(|number| number as u64)
 }
 
-/// The ETH each sender holds for its fees, in wei (the set-up tops it up to this).
+/// The ETH a sender is given at least, in wei.
 const SENDER_ETH: u128 = 10u128.pow(18);
+/// The fee cap of every transaction of the load, in wei per gas.
+const MAX_FEE_PER_GAS: u128 = 100_000_000_000;
+/// The gas limit of each transfer of the load.
+const TRANSFER_GAS: u64 = 60_000;
 
 /// How long a client waits before sending again what a full transaction pool refused.
 const FULL_POOL_BACKOFF: Duration = Duration::from_millis(20);
@@ -268,17 +272,22 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
     let mut senders: Vec<Account> = (0..load.senders)
         .map(|index| Account::new(keccak256(format!("duet load sender {index}")), 0))
         .collect::<Result<_, _>>()?;
+    // What one sender's transfers of this load may cost at most: a node refuses transactions
+    // that the sender's balance could not pay for, its waiting ones included.
+    let per_sender = load.transactions.div_ceil(load.senders) as u128;
+    let needed = per_sender * u128::from(TRANSFER_GAS) * MAX_FEE_PER_GAS;
     let mut funding = Vec::with_capacity(2 * senders.len());
     for sender in &senders {
         let address = sender.signer.address();
-        // ETH only where an earlier run against the same node did not leave enough: the senders
-        // are the same every run, and the first dev account would soon run dry.
+        // ETH only where an earlier run against the same node did not leave enough (the senders
+        // are the same every run, and the first dev account would soon run dry): below what the
+        // load needs, topped up to twice that, and to 1 ETH at least.
         let balance = client.quantity("eth_getBalance", &json!([address, "latest"]))?;
-        if balance < SENDER_ETH / 2 {
+        if balance < needed {
             funding.push(owner.sign(
                 chain_id,
                 TxKind::Call(address),
-                U256::from(SENDER_ETH - balance),
+                U256::from(SENDER_ETH.max(2 * needed) - balance),
                 Vec::new(),
                 21_000,
             )?);
@@ -302,7 +311,7 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
         let sender = &mut senders[index % load.senders];
         let to = Address::from_word(keccak256((index as u64).to_be_bytes()));
         let call = Token::transferCall { to, value: U256::from(1) }.abi_encode();
-        raws.push(sender.sign(chain_id, TxKind::Call(token), U256::ZERO, call, 60_000)?);
+        raws.push(sender.sign(chain_id, TxKind::Call(token), U256::ZERO, call, TRANSFER_GAS)?);
     }
     // Each client thread sends for its own senders, each sender's transactions in nonce order,
     // as the users behind one client would: a sender's later transaction never overtakes an

@@ -361,35 +361,35 @@ pub struct CachedNodes<'a, N> {
     cache: std::cell::RefCell<&'a mut NodeCache>,
 }
 
-/// The most nodes (or known empty positions) the cache holds: about 100 MB, the whole tree of
-/// a state of half a million keys.
-const CACHED_NODES: usize = 1 << 20;
-
-/// What a full cache keeps: the levels down to this depth (2^17 positions at most), which
-/// every update passes through.
-const KEPT_DEPTH: u16 = 16;
+/// The most nodes (or known empty positions) the cache holds: as many as a table of 2^20 slots
+/// takes (seven eighths of them), about 100 MB at 100 bytes a slot; the whole tree of a state of
+/// about 300 000 keys (a tree of random keys reads about 2.9 positions a key).
+const CACHED_NODES: usize = (1 << 20) / 8 * 7;
 
 /// The stored tree's nodes as last read or committed, so that an update reads the database only
-/// for paths it has not seen. Bounded: when full, it drops all but the upper levels. (Reading
-/// only the upper levels through it, blocks took longer the more the chain had written: 200
-/// transfers from 6 ms on a new chain to 19 ms after 200 000, as the reads below went from the
-/// memtable to table files.)
+/// for paths it has not seen. Bounded: when full, it keeps the upper levels, as many whole levels
+/// as fill half of it (every update passes through them; the deeper a level, the larger and the
+/// less of it a block touches), and drops the rest. (Reading only the upper 16 levels through
+/// it, blocks took longer the more the chain had written: 200 transfers from 6 ms on a new chain
+/// to 19 ms after 200 000, as the reads below went from the memtable to table files.)
 #[derive(Debug)]
 pub struct NodeCache {
     nodes: HashMap<Position, Option<Node>>,
     /// The most positions held.
     limit: usize,
-    /// The depth down to which a full cache keeps its positions.
-    kept_depth: u16,
 }
 
 impl Default for NodeCache {
     fn default() -> Self {
-        Self { nodes: HashMap::new(), limit: CACHED_NODES, kept_depth: KEPT_DEPTH }
+        Self::with_limit(CACHED_NODES)
     }
 }
 
 impl NodeCache {
+    fn with_limit(limit: usize) -> Self {
+        Self { nodes: HashMap::new(), limit }
+    }
+
     /// `nodes` read through this cache.
     pub fn over<'a, N>(&'a mut self, nodes: &'a N) -> CachedNodes<'a, N> {
         CachedNodes { nodes, cache: std::cell::RefCell::new(self) }
@@ -404,10 +404,23 @@ impl NodeCache {
 
     fn keep(&mut self, position: Position, node: Option<Node>) {
         if self.nodes.len() >= self.limit && !self.nodes.contains_key(&position) {
-            let kept_depth = self.kept_depth;
-            self.nodes.retain(|position, _| position.depth <= kept_depth);
+            self.drop_lower_levels();
         }
         self.nodes.insert(position, node);
+    }
+
+    /// Keeps the upper levels, as many whole ones as fill half the cache.
+    fn drop_lower_levels(&mut self) {
+        let mut per_level = [0usize; 257];
+        for position in self.nodes.keys() {
+            per_level[position.depth()] += 1;
+        }
+        let (mut kept, mut levels) = (0, 0);
+        while levels < per_level.len() && kept + per_level[levels] <= self.limit / 2 {
+            kept += per_level[levels];
+            levels += 1;
+        }
+        self.nodes.retain(|position, _| position.depth() < levels);
     }
 }
 
@@ -567,24 +580,48 @@ mod tests {
     }
 
     #[test]
-    fn a_full_node_cache_keeps_the_upper_levels_and_updates_through_it_stay_exact() {
+    fn a_full_node_cache_keeps_whole_upper_levels_and_updates_and_proofs_through_it_stay_exact() {
         let mut tree = Tree::default();
-        let mut cache = NodeCache { nodes: HashMap::new(), limit: 64, kept_depth: 2 };
-        for round in 0..20u64 {
-            let changes: Vec<_> = (0..30)
-                .map(|index| (key(round * 7 + index), Some(key(round * 1_000 + index))))
+        let mut cache = NodeCache::with_limit(64);
+        let mut seed = 7u64;
+        let mut random = |below: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % below
+        };
+        let mut resets = 0;
+        for round in 0..40 {
+            // New keys, changes, removals (some of absent keys) and repeats.
+            let changes: Vec<_> = (0..=random(30))
+                .map(|_| {
+                    let index = random(120);
+                    (key(index), (random(3) != 0).then(|| key(round * 1_000 + index)))
+                })
                 .collect();
+            let upper_before: Vec<Position> =
+                cache.nodes.keys().filter(|position| position.depth() <= 1).copied().collect();
+            let before = cache.nodes.len();
             let cached = update(&cache.over(&tree.nodes), changes.iter().copied()).unwrap();
             let expected = update(&tree.nodes, changes.iter().copied()).unwrap();
             assert_eq!(cached, expected, "round {round}");
             cache.committed(&cached.writes);
             assert_eq!(tree.set(&changes), expected.root);
-            // Full: the positions down to depth 2 (seven at most), and up to the limit below.
-            assert!(cache.nodes.len() <= 64 + 7, "round {round}: {} held", cache.nodes.len());
+            assert!(cache.nodes.len() <= 64, "round {round}: {} held", cache.nodes.len());
+            resets += usize::from(cache.nodes.len() < before);
+            // The root and its children (three positions) always fit in half: never dropped.
+            for position in upper_before {
+                assert!(cache.nodes.contains_key(&position), "round {round}: {position:?} dropped");
+            }
             for (position, node) in &cache.nodes {
                 assert_eq!(*node, tree.nodes.get(position).copied(), "round {round}: stale");
             }
+            for index in [random(120), random(120)] {
+                let proof = prove(&cache.over(&tree.nodes), key(index)).unwrap();
+                assert_eq!(proof, tree.prove(key(index)), "round {round}: proof of {index}");
+            }
         }
+        assert!(resets > 0, "the cache never filled up");
     }
 
     #[test]
@@ -596,6 +633,15 @@ mod tests {
         assert!(proof.siblings.is_empty());
         assert!(verify(root_hash, key(1), Some(key(2)), &proof));
         assert!(verify(root_hash, key(3), None, &tree.prove(key(3))));
+    }
+
+    #[test]
+    fn a_full_node_cache_takes_about_100_megabytes() {
+        let slot = std::mem::size_of::<(Position, Option<Node>)>() + 1;
+        assert!(slot <= 104, "{slot} bytes a slot");
+        let mut table: HashMap<Position, Option<Node>> = HashMap::new();
+        table.reserve(CACHED_NODES);
+        assert_eq!(table.capacity(), CACHED_NODES, "one table of 2^20 slots");
     }
 
     #[test]

@@ -27,13 +27,13 @@ const META: &str = "meta";
 const PENDING: &str = "pending";
 const MERKLE: &str = "merkle";
 const HEAD: &[u8] = b"head";
-/// Every column family but the default one.
 /// The block cache all column families share.
 const BLOCK_CACHE_BYTES: usize = 64 << 20;
 
 /// The size of a family's memtable.
 const WRITE_BUFFER_BYTES: usize = 16 << 20;
 
+/// Every column family but the default one.
 const FAMILIES: [&str; 7] = [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META, PENDING, MERKLE];
 
 /// The first byte of a block or transaction record in BCS; records that begin otherwise are
@@ -84,6 +84,8 @@ pub struct Store {
     db: Arc<DB>,
     /// Recently read and written state, in front of the `state` column family.
     cache: Arc<StateCache>,
+    /// RocksDB's block cache, which every column family reads through.
+    block_cache: rocksdb::Cache,
 }
 
 /// State entries (or their absence) as RocksDB holds them, so that executing a block and checking
@@ -217,8 +219,8 @@ impl Store {
         // RocksDB still groups concurrent writes into one log write and one sync.
         options.set_allow_concurrent_memtable_write(false);
         // Point reads, many of keys that are absent (new storage slots, empty tree positions):
-        // a bloom filter per table file answers those without reading the file's blocks, and one
-        // block cache serves every family.
+        // a bloom filter per table file answers those mostly without reading its data blocks,
+        // and one block cache serves every family.
         let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES)?;
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
@@ -238,7 +240,7 @@ impl Store {
             ColumnFamilyDescriptor::new(name, family)
         });
         let db = DB::open_cf_descriptors(&options, path, families)?;
-        Ok(Self { db: Arc::new(db), cache: Arc::new(StateCache::new()) })
+        Ok(Self { db: Arc::new(db), cache: Arc::new(StateCache::new()), block_cache: cache })
     }
 
     /// What RocksDB holds in memory, in bytes: memtables and table readers (index and filter
@@ -257,12 +259,7 @@ impl Store {
         DatabaseMemory {
             memtables: sum("rocksdb.cur-size-all-mem-tables"),
             table_readers: sum("rocksdb.estimate-table-readers-mem"),
-            block_cache: self
-                .db
-                .property_int_value_cf(self.family(STATE), "rocksdb.block-cache-usage")
-                .ok()
-                .flatten()
-                .unwrap_or(0),
+            block_cache: self.block_cache.get_usage() as u64,
         }
     }
 
