@@ -790,7 +790,16 @@ impl Chain {
             .map_err(|error| format!("block {number}: {error}"))?;
         // Only now: a block that failed to commit leaves the cache as the store is.
         cache.committed(&update.writes);
-        Metrics::add(&self.metrics.commit_micros, committing.elapsed().as_micros() as u64);
+        let commit_micros = committing.elapsed().as_micros() as u64;
+        tracing::debug!(
+            number,
+            state_updates = output.state_updates.len(),
+            tree_writes = update.writes.len(),
+            build_ms = (started.elapsed().as_micros() as u64 - commit_micros) / 1000,
+            commit_ms = commit_micros / 1000,
+            "block written"
+        );
+        Metrics::add(&self.metrics.commit_micros, commit_micros);
         Metrics::add(&self.metrics.blocks, 1);
         Metrics::add(&self.metrics.transactions, block.transactions.len() as u64);
         Metrics::add(&self.metrics.gas, block.gas_used);
