@@ -173,6 +173,9 @@ const FEE_VAULT: Address =
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        // Logs go to stderr, so that what a command prints (the node's start-up message, `duet
+        // move`'s and `duet bench rpc --json`'s output) stays alone on stdout.
+        .with_writer(std::io::stderr)
         // Colours only on a terminal, not in a redirected log.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(

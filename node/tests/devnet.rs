@@ -46,14 +46,19 @@ impl Node {
     }
 
     fn start_with(datadir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_output(datadir, extra, (Stdio::null(), Stdio::null()))
+    }
+
+    /// A node whose standard output and error go to `output`.
+    fn start_with_output(datadir: &Path, extra: &[&str], output: (Stdio, Stdio)) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_duet"))
             .args(["node", "--dev", "--block-time", "0.2", "--http-port", &port.to_string()])
             .arg("--datadir")
             .arg(datadir)
             .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(output.0)
+            .stderr(output.1)
             .spawn()
             .expect("the duet binary starts");
         let node = Self { child, port, datadir: datadir.to_owned() };
@@ -215,6 +220,27 @@ fn temp_datadir(name: &str) -> tempfile::TempDir {
         .prefix(&format!("duet-devnet-{name}-"))
         .tempdir()
         .expect("temp is writable")
+}
+
+#[test]
+fn the_start_up_message_goes_to_stdout_and_the_logs_to_stderr() {
+    let directory = temp_datadir("output");
+    let (stdout, stderr) = (directory.path().join("stdout"), directory.path().join("stderr"));
+    let file = |path: &Path| Stdio::from(std::fs::File::create(path).unwrap());
+    let mut node = Node::start_with_output(
+        &directory.path().join("data"),
+        &[],
+        (file(&stdout), file(&stderr)),
+    );
+    // A clean stop logs "stopping" and "stopped".
+    let pid = node.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(node.child.wait().unwrap().success());
+    let (stdout, stderr) =
+        (std::fs::read_to_string(stdout).unwrap(), std::fs::read_to_string(stderr).unwrap());
+    assert!(stdout.contains("Available accounts"), "stdout: {stdout}");
+    assert!(stderr.contains("stopped"), "stderr: {stderr}");
+    assert!(!stdout.contains("stopped"), "logs on stdout: {stdout}");
 }
 
 #[test]
