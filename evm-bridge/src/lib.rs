@@ -51,13 +51,15 @@ use revm::bytecode::opcode::{BALANCE, CALL, CALLCODE, CREATE, CREATE2, SELFBALAN
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
 use revm::context::Evm;
 use revm::context::{BlockEnv, Cfg, CfgEnv, ContextTr, Journal, JournalTr, TxEnv};
+use revm::context_interface::cfg::gas_params::Eip2780TxInfo;
 use revm::database_interface::WrapDatabaseRef;
 use revm::handler::instructions::EthInstructions;
+use revm::handler::validation::{validate_initial_tx_gas_with_gas_params, validate_tx_env};
 use revm::handler::{EthFrame, MainnetContext};
 use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_types::InputsTr;
 use revm::interpreter::{Instruction, InstructionContext, InstructionExecResult};
-use revm::{Context, ExecuteEvm};
+use revm::{Context, ExecuteEvm, MainContext};
 
 /// A transaction's receipt as revm reports it: success, revert or halt, gas used, logs, output.
 pub type Receipt = ExecutionResult<HaltReason>;
@@ -110,6 +112,37 @@ impl EvmVm {
             move_call::addresses_with_move_call(&revm::handler::EthPrecompiles::new(self.cfg.spec)),
         ));
         self
+    }
+}
+
+impl EvmVm {
+    /// The checks revm makes of `transaction` before it reads any state (chain id, fee fields,
+    /// gas limit against the cap and the block's, intrinsic gas and the EIP-7623 calldata floor,
+    /// initcode size, nonce overflow): a node makes them before accepting a transaction, since
+    /// one that fails them is rejected by every block.
+    ///
+    /// # Errors
+    /// The first check that fails.
+    pub fn check_transaction(&self, transaction: &TxEnv) -> Result<(), InvalidTransaction> {
+        let cfg = &self.cfg;
+        let eip2780 = cfg.is_amsterdam_eip2780_enabled().then(|| Eip2780TxInfo {
+            value: transaction.value,
+            is_self_transfer: transaction.kind.to() == Some(&transaction.caller),
+        });
+        validate_initial_tx_gas_with_gas_params(
+            transaction,
+            cfg.spec,
+            cfg.gas_params(),
+            cfg.is_eip7623_disabled(),
+            cfg.is_amsterdam_eip8037_enabled(),
+            cfg.tx_gas_limit_cap(),
+            eip2780,
+        )?;
+        let context = Context::mainnet()
+            .with_cfg(cfg.clone())
+            .with_block(self.block.clone())
+            .with_tx(transaction.clone());
+        validate_tx_env(context, cfg.spec)
     }
 }
 

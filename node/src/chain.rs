@@ -20,7 +20,7 @@ use duet_types::{
     MovePayload, MoveTransaction, StateKey, StateValue, KECCAK256_EMPTY, MOVE_ENTRY_ADDRESS,
 };
 use parking_lot::{Mutex, RwLock};
-use revm::context::result::{ExecutionResult, Output};
+use revm::context::result::{ExecutionResult, InvalidTransaction, Output};
 use revm::context::{BlockEnv, TxEnv};
 use revm::context_interface::Transaction as _;
 use revm::primitives::eip7825::TX_GAS_LIMIT_CAP;
@@ -154,6 +154,23 @@ pub enum SubmitError {
     /// The gas limit is below the intrinsic gas.
     #[error("intrinsic gas too low")]
     IntrinsicGas,
+    /// The gas limit is below the EIP-7623 floor for its calldata.
+    #[error("insufficient gas for floor data gas cost: gas {gas_limit}, minimum needed {floor}")]
+    FloorDataGas {
+        /// The transaction's gas limit.
+        gas_limit: u64,
+        /// The floor.
+        floor: u64,
+    },
+    /// The tip is above the max fee.
+    #[error("max priority fee per gas higher than max fee per gas")]
+    TipAboveFeeCap,
+    /// A contract creation's initcode is above the EIP-3860 limit.
+    #[error("max initcode size exceeded")]
+    InitCodeSize,
+    /// Another check the EVM makes before it reads any state failed.
+    #[error("invalid transaction: {0}")]
+    Invalid(String),
     /// A Move transaction (to the Move entry address) whose payload does not decode, or that
     /// sends ETH.
     #[error("invalid Move transaction: {0}")]
@@ -206,6 +223,10 @@ pub struct Chain {
     /// head block. Held while a block is committed, so a proof always matches the head.
     tree: Mutex<NodeCache>,
     threads: NonZeroUsize,
+    /// The EVM as incoming transactions are checked against it before they are accepted: what
+    /// those checks read (chain id, hard fork, block gas limit, base fee) is the same for every
+    /// block.
+    admission: EvmVm,
     /// What the block executor allocated and started (the multi-version memory sized for the
     /// largest block so far, the helper threads), kept from one block's executor to the next:
     /// made anew for every block, they cost page faults of megabytes and thread starts.
@@ -269,6 +290,7 @@ impl Chain {
             )));
         }
         Ok(Self {
+            admission: EvmVm::new(config.chain_id, block_env(&config, 0, 0)),
             tree: Mutex::new(NodeCache::default()),
             move_vm: Arc::new(MoveVm::new(config.fee_vault)),
             call_move_vm: RwLock::new(Arc::new(MoveVm::new(config.fee_vault))),
@@ -672,6 +694,10 @@ impl Chain {
             };
             (Kind::Move, DuetTransaction::Move(transaction))
         } else {
+            // What every block would check before reading any state (the intrinsic gas of the
+            // calldata, a creation and an access list; the calldata floor; the tip against the
+            // max fee; the initcode's size).
+            self.admission.check_transaction(&tx).map_err(refusal)?;
             (Kind::Evm, DuetTransaction::Evm(tx.clone()))
         };
         let hash = *envelope.tx_hash();
@@ -734,14 +760,7 @@ impl Chain {
     }
 
     fn block_env(&self, number: u64, timestamp: u64) -> BlockEnv {
-        BlockEnv {
-            number: U256::from(number),
-            timestamp: U256::from(timestamp),
-            beneficiary: self.config.fee_vault,
-            gas_limit: self.config.block_gas_limit,
-            basefee: self.config.base_fee,
-            ..BlockEnv::default()
-        }
+        block_env(&self.config, number, timestamp)
     }
 
     /// Builds the next block from the mempool, executes it with Block-STM and commits it.
@@ -1198,6 +1217,31 @@ impl Chain {
     }
 }
 
+/// The EVM's environment for block `number` at `timestamp`.
+fn block_env(config: &ChainConfig, number: u64, timestamp: u64) -> BlockEnv {
+    BlockEnv {
+        number: U256::from(number),
+        timestamp: U256::from(timestamp),
+        beneficiary: config.fee_vault,
+        gas_limit: config.block_gas_limit,
+        basefee: config.base_fee,
+        ..BlockEnv::default()
+    }
+}
+
+/// How the node words a transaction the EVM refuses before reading any state, as geth does.
+fn refusal(invalid: InvalidTransaction) -> SubmitError {
+    match invalid {
+        InvalidTransaction::CallGasCostMoreThanGasLimit { .. } => SubmitError::IntrinsicGas,
+        InvalidTransaction::GasFloorMoreThanGasLimit { gas_floor, gas_limit } => {
+            SubmitError::FloorDataGas { gas_limit, floor: gas_floor }
+        }
+        InvalidTransaction::PriorityFeeGreaterThanMaxFee => SubmitError::TipAboveFeeCap,
+        InvalidTransaction::CreateInitCodeSizeLimit => SubmitError::InitCodeSize,
+        other => SubmitError::Invalid(other.to_string()),
+    }
+}
+
 /// Whether a sender with `balance` can pay for `pending` and its other waiting transactions
 /// together: otherwise, the block would reject one of them and leave the rest waiting above a
 /// nonce gap.
@@ -1266,6 +1310,68 @@ mod tests {
         assert_eq!(chain.pending_count(), 10);
         drop(chain);
         assert_eq!(open().restore_pending().unwrap(), 10, "and stay on disk");
+    }
+
+    #[test]
+    fn transactions_every_block_would_refuse_are_refused_at_once_and_not_kept() {
+        use super::SubmitError;
+        use alloy_consensus::TxEip1559;
+        use alloy_primitives::{Bytes, TxKind, U256};
+
+        let signer = dev_signer(0);
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let base = TxEip1559 {
+            chain_id: ChainConfig::for_tests().chain_id,
+            nonce: 0,
+            gas_limit: 21_000,
+            max_fee_per_gas: 10,
+            to: TxKind::Call(Address::repeat_byte(0xbe)),
+            value: U256::from(1),
+            ..TxEip1559::default()
+        };
+        let submit = |tx: TxEip1559| chain.submit(&crate::client::sign(&signer, tx).unwrap());
+        // Calldata costs gas: 21 000 is too little with 100 bytes of it (16 each).
+        let refused = submit(TxEip1559 { input: Bytes::from(vec![1; 100]), ..base.clone() });
+        assert!(matches!(refused, Err(SubmitError::IntrinsicGas)), "{refused:?}");
+        // A creation costs 32 000 more.
+        let creation = TxEip1559 {
+            to: TxKind::Create,
+            gas_limit: 50_000,
+            input: Bytes::from(vec![0; 10]),
+            ..base.clone()
+        };
+        let refused = submit(creation);
+        assert!(matches!(refused, Err(SubmitError::IntrinsicGas)), "{refused:?}");
+        // 1 000 bytes of calldata: 37 000 intrinsic gas, but a floor of 61 000 (EIP-7623).
+        let refused = submit(TxEip1559 {
+            input: Bytes::from(vec![1; 1_000]),
+            gas_limit: 50_000,
+            ..base.clone()
+        });
+        assert!(
+            matches!(refused, Err(SubmitError::FloorDataGas { gas_limit: 50_000, floor: 61_000 })),
+            "{refused:?}"
+        );
+        let refused = submit(TxEip1559 { max_priority_fee_per_gas: 11, ..base.clone() });
+        assert!(matches!(refused, Err(SubmitError::TipAboveFeeCap)), "{refused:?}");
+        // Initcode above 49 152 bytes (EIP-3860), with gas enough for it.
+        let oversized = TxEip1559 {
+            to: TxKind::Create,
+            gas_limit: 2_000_000,
+            input: Bytes::from(vec![0; 49_153]),
+            ..base.clone()
+        };
+        let refused = submit(oversized);
+        assert!(matches!(refused, Err(SubmitError::InitCodeSize)), "{refused:?}");
+        // None was kept: the same nonce is still free, and only it comes back after a restart.
+        submit(base).unwrap();
+        assert_eq!(chain.pending_count(), 1);
+        drop(chain);
+        assert_eq!(
+            open_chain(directory.path(), ChainConfig::for_tests()).restore_pending().unwrap(),
+            1
+        );
     }
 
     #[test]
