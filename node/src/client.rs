@@ -166,7 +166,9 @@ impl Connection {
         outcome(&self.post(&body)?)
     }
 
-    /// Calls `method` once per entry of `params`, in one JSON-RPC batch; returns each result.
+    /// Calls `method` once per entry of `params`, in one JSON-RPC batch (or, for one entry, one
+    /// plain request, as a client that sends one transaction at a time does); returns each
+    /// result.
     ///
     /// # Errors
     /// The connection failed, or the answer is not a batch answering each request.
@@ -175,6 +177,10 @@ impl Connection {
         method: &str,
         params: &[Value],
     ) -> Result<Vec<Result<Value, String>>, String> {
+        if let [only] = params {
+            let body = json!({ "jsonrpc": "2.0", "id": 0, "method": method, "params": only });
+            return Ok(vec![outcome(&self.post(&body)?)]);
+        }
         let requests: Vec<Value> = params
             .iter()
             .enumerate()

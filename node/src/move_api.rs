@@ -125,6 +125,38 @@ pub fn parse_address(text: &str) -> Result<Address, String> {
     format!("{digits:0>40}").parse::<Address>().map_err(|_| invalid())
 }
 
+/// `text` (a Move type) with every address in it written with 40 hex digits, so that the Move
+/// parser takes the forms [`parse_address`] takes: short, or 32 bytes with leading zeros.
+///
+/// # Errors
+/// An address that does not fit in 20 bytes.
+fn full_addresses(text: &str) -> Result<String, String> {
+    use std::fmt::Write as _;
+    let mut full = String::with_capacity(text.len() + 40);
+    let mut rest = text;
+    while let Some(at) = rest.find("0x") {
+        let (before, from) = rest.split_at(at);
+        full.push_str(before);
+        let digits = from[2..].bytes().take_while(u8::is_ascii_hexdigit).count();
+        let (token, after) = from.split_at(2 + digits);
+        // An address starts a word: not the tail of an identifier such as `a0x1`.
+        let starts_word = full
+            .chars()
+            .next_back()
+            .is_none_or(|last| !last.is_ascii_alphanumeric() && last != '_');
+        if starts_word && digits > 0 {
+            let address = parse_address(token)?;
+            // INVARIANT: writing to a String does not fail.
+            let _ = write!(full, "{address:#x}");
+        } else {
+            full.push_str(token);
+        }
+        rest = after;
+    }
+    full.push_str(rest);
+    Ok(full)
+}
+
 /// A failure of the node itself.
 #[allow(clippy::needless_pass_by_value)] // Used as `map_err(internal)`.
 fn internal(failure: impl std::fmt::Display) -> Answer {
@@ -181,7 +213,9 @@ async fn resource(State(api): State<Api>, Path((owner, tag)): Path<(String, Stri
         let owner = address(&owner)?;
         duet_move::type_text_fits(&tag, "a type", MAX_TAG_LENGTH, MAX_TAG_NESTING)
             .map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
-        let parsed = move_core_types::parser::parse_struct_tag(&tag)
+        let full =
+            full_addresses(&tag).map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
+        let parsed = move_core_types::parser::parse_struct_tag(&full)
             .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{tag}: not a struct type")))?;
         let key = duet_move::resolver::resource_key(owner, &parsed)
             .map_err(|failure| error(StatusCode::BAD_REQUEST, failure.0))?;
@@ -436,7 +470,21 @@ fn ability_name(ability: Ability) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_address;
+    use super::{full_addresses, parse_address};
+
+    #[test]
+    fn addresses_in_a_type_are_written_out_whatever_their_length() {
+        let long = format!("0x{}1", "0".repeat(63));
+        let one = "0x0000000000000000000000000000000000000001";
+        let two = "0x0000000000000000000000000000000000000002";
+        let full = full_addresses(&format!("{long}::m::S<0x2::n::T, vector<u8>>")).unwrap();
+        assert_eq!(full, format!("{one}::m::S<{two}::n::T, vector<u8>>"));
+        assert!(move_core_types::parser::parse_struct_tag(&full).is_ok(), "{full}");
+        // Not an address: the tail of a word, or no digits.
+        assert_eq!(full_addresses("0x1::a0x1::S").unwrap(), format!("{one}::a0x1::S"));
+        assert_eq!(full_addresses("0x::m::S").unwrap(), "0x::m::S");
+        assert!(full_addresses(&format!("0x1{}::m::S", "0".repeat(40))).is_err());
+    }
 
     #[test]
     fn addresses_may_be_short_long_or_unprefixed_but_must_fit() {

@@ -707,6 +707,14 @@ fn the_move_api_serves_resources_modules_views_and_transactions() {
     );
     assert_eq!(status, 200, "{one}");
     assert!(one.contains("0x0100000000000000"), "{one}");
+    // The same with the type's address written in 32 bytes.
+    let long = format!("0x000000000000000000000000{}", &FIRST[2..]);
+    let (status, same) = node.http(
+        "GET",
+        &format!("/move/v1/accounts/{long}/resource/{long}::counter::Counter"),
+        None,
+    );
+    assert_eq!((status, same), (200, one.clone()));
     let (status, module) =
         node.http("GET", &format!("/move/v1/accounts/{FIRST}/module/counter"), None);
     assert_eq!(status, 200);
