@@ -22,7 +22,7 @@
 //! | event | 375 + 8 per byte |
 //! | call into the EVM (`evm::call`, `evm::static_call`, …) | 2 600 + the EVM gas the call used |
 //! | `evm::keccak256` | 30 + 6 per 32 bytes |
-//! | module published | 20 000 + 200 per byte |
+//! | module published (its write included) | 20 000 + 200 per byte |
 //!
 //! Reads and writes are priced like the EVM's cold `SLOAD` (2 100), `SSTORE` of a new slot
 //! (20 000) and of a changed slot (2 900), logs (375 + 8 per byte) and code deposit (200 per

@@ -783,7 +783,8 @@ impl MoveVm {
             let (modules, resources) = account.into_inner();
             for (name, op) in modules {
                 let key = StateKey::MoveModule { address, name: name.as_str().into() };
-                writes.push((key, charge_write(meter, op)?));
+                // Paid for when published (`gas::MODULE`, `gas::MODULE_BYTE`), not again here.
+                writes.push((key, state_write(op)));
             }
             for (tag, op) in resources {
                 let key = resource_key(address, &tag).map_err(|error| {
@@ -874,19 +875,26 @@ fn callable(
     })
 }
 
-/// Charges for one write of a module or resource, and turns it into a Block-STM write.
+/// Charges for one write of a resource, and turns it into a Block-STM write.
 fn charge_write(meter: &mut DuetGasMeter, op: Op<Vec<u8>>) -> Result<WriteOp<StateValue>, Failure> {
-    Ok(match op {
+    match &op {
         Op::New(bytes) => {
             meter.charge(gas::RESOURCE_CREATE + gas::WRITE_BYTE * bytes.len() as u64)?;
-            WriteOp::Put(StateValue::Bytes(bytes.into()))
         }
         Op::Modify(bytes) => {
             meter.charge(gas::RESOURCE_CHANGE + gas::WRITE_BYTE * bytes.len() as u64)?;
-            WriteOp::Put(StateValue::Bytes(bytes.into()))
         }
+        Op::Delete => {}
+    }
+    Ok(state_write(op))
+}
+
+/// A write of a module or resource as a Block-STM write.
+fn state_write(op: Op<Vec<u8>>) -> WriteOp<StateValue> {
+    match op {
+        Op::New(bytes) | Op::Modify(bytes) => WriteOp::Put(StateValue::Bytes(bytes.into())),
         Op::Delete => WriteOp::Delete,
-    })
+    }
 }
 
 /// The longest type argument accepted, in bytes.
