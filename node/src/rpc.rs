@@ -1225,11 +1225,12 @@ impl LogCriteria {
     }
 
     /// Whether a block's bloom filter allows a matching log: only then are its transactions
-    /// read.
+    /// read. An empty bloom is a block without logs, whatever the filter.
     fn may_match(&self, bloom: &alloy_primitives::Bloom) -> bool {
         let holds = |value: &[u8]| bloom.contains_input(alloy_primitives::BloomInput::Raw(value));
-        (self.addresses.is_empty()
-            || self.addresses.iter().any(|address| holds(address.as_slice())))
+        *bloom != alloy_primitives::Bloom::ZERO
+            && (self.addresses.is_empty()
+                || self.addresses.iter().any(|address| holds(address.as_slice())))
             && self
                 .topics
                 .iter()
@@ -1385,5 +1386,27 @@ fn filter_method(
             Ok(json!(rpc.filters.uninstall(id)))
         }
         _ => Err(RpcError::server(format!("{method} is not a filter method"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogCriteria;
+    use alloy_primitives::{Address, Bloom, Log, LogData, B256};
+
+    #[test]
+    fn a_block_without_logs_is_never_read_for_them_whatever_the_filter() {
+        let any = LogCriteria { addresses: Vec::new(), topics: Vec::new() };
+        assert!(!any.may_match(&Bloom::ZERO));
+        let emitter = Address::repeat_byte(7);
+        let mut bloom = Bloom::ZERO;
+        let log =
+            Log { address: emitter, data: LogData::new_unchecked(vec![B256::ZERO], vec![].into()) };
+        bloom.accrue_log(&log);
+        assert!(any.may_match(&bloom));
+        let other = LogCriteria { addresses: vec![Address::repeat_byte(8)], topics: Vec::new() };
+        assert!(!other.may_match(&bloom));
+        let same = LogCriteria { addresses: vec![emitter], topics: vec![Some(vec![B256::ZERO])] };
+        assert!(same.may_match(&bloom) && same.matches(&log));
     }
 }

@@ -99,13 +99,15 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                 };
                 let subscribing = Subscribing { list: &mut subscriptions, count: &mut subscribed };
                 let answer = answer(&rpc, &text, subscribing).await;
-                if !send(&mut socket, &answer).await {
+                if !send(&mut socket, answer.to_string()).await {
                     return;
                 }
             }
             _ = ticker.tick() => {
-                for notification in accepted(&rpc, &mut subscriptions) {
-                    if !send(&mut socket, &notification).await {
+                // Past the budget, the connection ends (see `Notifications`).
+                let Ok(accepted) = accepted(&rpc, &mut subscriptions) else { return };
+                for notification in accepted {
+                    if !send(&mut socket, notification).await {
                         return;
                     }
                 }
@@ -131,8 +133,9 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                             .await;
                     // The store failed: the connection ends, which its subscriber sees, rather
                     // than skip a block's notifications.
+                    // The store failed, or the notifications passed the budget.
                     let Ok(Ok(notifications)) = built else { return };
-                    for notification in &notifications {
+                    for notification in notifications {
                         if !send(&mut socket, notification).await {
                             return;
                         }
@@ -144,9 +147,9 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
     }
 }
 
-/// Sends `value`; `false` if the client is gone or did not take it in time.
-async fn send(socket: &mut WebSocket, value: &Value) -> bool {
-    let message = Message::Text(value.to_string().into());
+/// Sends `text`; `false` if the client is gone or did not take it in time.
+async fn send(socket: &mut WebSocket, text: String) -> bool {
+    let message = Message::Text(text.into());
     matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await, Ok(Ok(())))
 }
 
@@ -231,35 +234,70 @@ fn subscription_method(
 
 /// The notifications of the transactions accepted since each pending-transaction subscription
 /// was last told, which it is told of now.
-fn accepted(rpc: &Rpc, subscriptions: &mut [Active]) -> Vec<Value> {
+fn accepted(rpc: &Rpc, subscriptions: &mut [Active]) -> Result<Vec<String>, OverBudget> {
+    let mut out = Notifications::default();
     if !subscriptions.iter().any(Active::follows_pending) {
-        return Vec::new();
+        return Ok(out.texts);
     }
     let last = rpc.chain.accepted().last();
-    let mut out = Vec::new();
     for active in subscriptions {
         if active.follows_pending() && active.since < last {
             for hash in rpc.chain.accepted().get(active.since + 1..=last) {
-                out.push(notification(&active.id, &json!(hash)));
+                out.push(&active.id, &json!(hash).to_string())?;
             }
             active.since = last;
         }
     }
-    out
+    Ok(out.texts)
 }
 
-/// A subscription's notification of `result`.
-fn notification(subscription: &str, result: &Value) -> Value {
-    json!({
-        "jsonrpc": "2.0",
-        "method": "eth_subscription",
-        "params": { "subscription": subscription, "result": result },
-    })
+/// The most bytes a connection's notifications of one block, or of one poll's accepted
+/// transactions, may take. Each subscription gets its own copy of what it is told of, so a
+/// connection with many subscriptions to every log of a heavy block would otherwise hold
+/// gigabytes; past the budget the connection ends instead, as geth drops a subscriber that
+/// cannot keep up. One subscription to every log of a block full of ERC-20 transfers (19 397
+/// logs) takes about 12 MB.
+const MAX_NOTIFICATION_BYTES: usize = 64 << 20;
+
+/// Notifications past [`MAX_NOTIFICATION_BYTES`].
+#[derive(Debug)]
+struct OverBudget;
+
+/// Notifications, serialized, within a budget of bytes.
+struct Notifications {
+    texts: Vec<String>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Self { texts: Vec::new(), bytes: 0, budget: MAX_NOTIFICATION_BYTES }
+    }
+}
+
+impl Notifications {
+    /// Adds a subscription's notification of `result` (JSON text).
+    fn push(&mut self, subscription: &str, result: &str) -> Result<(), OverBudget> {
+        let text = format!(
+            r#"{{"jsonrpc":"2.0","method":"eth_subscription","params":{{"subscription":"{subscription}","result":{result}}}}}"#
+        );
+        self.bytes += text.len();
+        if self.bytes > self.budget {
+            return Err(OverBudget);
+        }
+        self.texts.push(text);
+        Ok(())
+    }
 }
 
 /// The notifications of block `number` for the subscriptions to blocks or logs (`following`)
 /// made before it, in order.
-fn notifications(chain: &Chain, following: &[Active], number: u64) -> Result<Vec<Value>, RpcError> {
+fn notifications(
+    chain: &Chain,
+    following: &[Active],
+    number: u64,
+) -> Result<Vec<String>, RpcError> {
     let active: Vec<&Active> = following.iter().filter(|active| active.since < number).collect();
     if active.is_empty() {
         return Ok(Vec::new());
@@ -282,12 +320,18 @@ fn notifications(chain: &Chain, following: &[Active], number: u64) -> Result<Vec
     if !criteria.is_empty() {
         each_log(chain, &block, |record, log, index| {
             if criteria.iter().any(|criteria| criteria.matches(log)) {
-                logs.push((log.clone(), log_json(record, log, index)));
+                logs.push((log.clone(), log_json(record, log, index).to_string()));
             }
         })?;
     }
-    let mut header = None;
-    let mut out = Vec::new();
+    let mut header: Option<String> = None;
+    let mut out = Notifications::default();
+    let over = |_: OverBudget| {
+        RpcError::server(format!(
+            "block {number}'s notifications pass {MAX_NOTIFICATION_BYTES} bytes: subscribe with \
+             narrower filters"
+        ))
+    };
     for subscription in active {
         match &subscription.kind {
             Filter::Blocks => {
@@ -303,19 +347,44 @@ fn notifications(chain: &Chain, following: &[Active], number: u64) -> Result<Vec
                             fields.remove(body);
                         }
                     }
-                    header.insert(object)
+                    header.insert(object.to_string())
                 };
-                out.push(notification(&subscription.id, header));
+                out.push(&subscription.id, header).map_err(over)?;
             }
             Filter::Pending => {}
             Filter::Logs(filter) => {
                 for (log, value) in &logs {
                     if filter.criteria.matches(log) {
-                        out.push(notification(&subscription.id, value));
+                        out.push(&subscription.id, value).map_err(over)?;
                     }
                 }
             }
         }
     }
-    Ok(out)
+    Ok(out.texts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Notifications;
+
+    #[test]
+    fn notifications_are_json_rpc_and_stop_at_their_budget() {
+        let mut notifications = Notifications { budget: 300, ..Notifications::default() };
+        notifications.push("0x1", r#"{"a":1}"#).unwrap();
+        let sent: serde_json::Value = serde_json::from_str(&notifications.texts[0]).unwrap();
+        assert_eq!(
+            sent,
+            serde_json::json!({
+                "jsonrpc": "2.0",
+                "method": "eth_subscription",
+                "params": { "subscription": "0x1", "result": { "a": 1 } },
+            })
+        );
+        let pushed = (0..10)
+            .map(|_| notifications.push("0x1", r#"{"a":1}"#))
+            .position(|pushed| pushed.is_err());
+        assert!(matches!(pushed, Some(2)), "{pushed:?}");
+        assert!(notifications.bytes > 300 && notifications.texts.len() == 3);
+    }
 }
