@@ -743,6 +743,11 @@ fn sign_message(
 /// nonce, as transactions (`content`) or in a line each (`inspect`); `pending` are those a
 /// block could take now, `queued` those above a nonce gap.
 fn txpool(chain: &Chain, method: &str) -> Result<Value, RpcError> {
+    txpool_within(chain, method, MAX_BATCH_RESPONSE)
+}
+
+/// [`txpool`], its answer at most `budget` bytes.
+fn txpool_within(chain: &Chain, method: &str, budget: usize) -> Result<Value, RpcError> {
     let pool = chain.pool().map_err(RpcError::server)?;
     if method == "txpool_status" {
         let count = |part: fn(&crate::chain::PoolSender) -> usize| {
@@ -768,25 +773,38 @@ fn txpool(chain: &Chain, method: &str) -> Result<Value, RpcError> {
             transaction.max_fee
         ))
     };
-    let part = |select: fn(&crate::chain::PoolSender) -> &Vec<crate::chain::PoolTransaction>| {
-        let mut senders = serde_json::Map::new();
-        for sender in &pool {
-            let transactions: serde_json::Map<String, Value> = select(sender)
-                .iter()
-                .map(|transaction| {
-                    (transaction.nonce.to_string(), describe(sender.sender, transaction))
-                })
-                .collect();
-            if !transactions.is_empty() {
-                senders.insert(sender.sender.to_string(), Value::Object(transactions));
+    // A full pool of large transactions would build gigabytes: the answer stops, as a batch's
+    // do, past the budget.
+    let mut bytes = 0;
+    let mut part =
+        |select: fn(&crate::chain::PoolSender) -> &Vec<crate::chain::PoolTransaction>| {
+            let mut senders = serde_json::Map::new();
+            for sender in &pool {
+                let mut transactions = serde_json::Map::new();
+                for transaction in select(sender) {
+                    let described = describe(sender.sender, transaction);
+                    bytes += json_size(&described);
+                    if bytes > budget {
+                        return Err(RpcError {
+                            code: -32003,
+                            message: format!(
+                                "response too large: {method} answers at most {budget} bytes \
+                                 (txpool_status counts the pool)"
+                            ),
+                            data: None,
+                        });
+                    }
+                    transactions.insert(transaction.nonce.to_string(), described);
+                }
+                if !transactions.is_empty() {
+                    senders.insert(sender.sender.to_string(), Value::Object(transactions));
+                }
             }
-        }
-        Value::Object(senders)
-    };
-    Ok(json!({
-        "pending": part(|sender| &sender.pending),
-        "queued": part(|sender| &sender.queued),
-    }))
+            Ok(Value::Object(senders))
+        };
+    let pending = part(|sender| &sender.pending)?;
+    let queued = part(|sender| &sender.queued)?;
+    Ok(json!({ "pending": pending, "queued": queued }))
 }
 
 /// `eth_sendTransaction` from an unlocked account: an EIP-1559 transaction with what the
@@ -1391,8 +1409,47 @@ fn filter_method(
 
 #[cfg(test)]
 mod tests {
-    use super::LogCriteria;
+    use super::{txpool_within, LogCriteria};
     use alloy_primitives::{Address, Bloom, Log, LogData, B256};
+
+    #[test]
+    fn the_pools_content_stops_at_its_budget() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(directory.path()).unwrap();
+        let config = crate::chain::ChainConfig::for_tests();
+        let chain_id = config.chain_id;
+        let chain =
+            crate::chain::Chain::open(config, store, &crate::genesis::dev_genesis()).unwrap();
+        let signer: alloy_signer_local::PrivateKeySigner =
+            crate::genesis::DEV_KEYS[0].parse().unwrap();
+        for nonce in 0..3 {
+            let transfer = alloy_consensus::TxEip1559 {
+                chain_id,
+                nonce,
+                gas_limit: 21_000,
+                max_fee_per_gas: 10,
+                to: alloy_primitives::TxKind::Call(Address::repeat_byte(0xbe)),
+                ..alloy_consensus::TxEip1559::default()
+            };
+            chain.submit(&crate::client::sign(&signer, transfer).unwrap()).unwrap();
+        }
+        let content = txpool_within(&chain, "txpool_content", 1_000_000).ok().unwrap();
+        assert_eq!(
+            content["pending"]
+                .as_object()
+                .unwrap()
+                .values()
+                .next()
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .len(),
+            3
+        );
+        let refused = txpool_within(&chain, "txpool_content", 1_000).err().unwrap();
+        assert_eq!(refused.code, -32003);
+        assert!(refused.message.starts_with("response too large"), "{}", refused.message);
+    }
 
     #[test]
     fn a_block_without_logs_is_never_read_for_them_whatever_the_filter() {
