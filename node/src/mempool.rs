@@ -12,6 +12,10 @@
 //! more than a wei). A transaction that does not is refused ("txpool is full"). The senders of
 //! the block being built are not evicted from until it is committed.
 //!
+//! The pool is bounded in bytes too ([`MAX_POOL_BYTES`] of encoded transactions): past them a
+//! new transaction is refused ("txpool is full") whatever it pays, so that transactions of the
+//! largest size (128 KiB) cannot fill the count with gigabytes.
+//!
 //! A quarter of the pool (rounded up) is kept for transactions a block could take: a sender's
 //! next nonce, or one that fills the gap before its waiting ones. Transactions that arrive above
 //! a gap cannot fill the pool (nor evict to get in), so they do not lock out the ones that would
@@ -52,6 +56,10 @@ fn bumped(max_fee: u128) -> u128 {
 
 /// One part in this many of the pool is kept for transactions a block could take.
 const KEPT_FOR_NEXT_NONCES: usize = 4;
+
+/// The most bytes of encoded transactions the pool holds (the node keeps each about twice:
+/// encoded, and decoded for execution). A pool of 50 000 ERC-20 transfers takes about 6 MB.
+pub const MAX_POOL_BYTES: usize = 256 << 20;
 
 /// A checked transaction waiting for a block.
 #[derive(Clone, Debug)]
@@ -164,6 +172,9 @@ pub struct Mempool {
     /// evicts, cheapest first.
     tails: BTreeSet<(u128, Address)>,
     limit: usize,
+    /// The encoded transactions' bytes, and the most it may be.
+    bytes: usize,
+    byte_limit: usize,
 }
 
 impl Mempool {
@@ -179,6 +190,8 @@ impl Mempool {
             next_arrival: 0,
             tails: BTreeSet::new(),
             limit,
+            bytes: 0,
+            byte_limit: MAX_POOL_BYTES,
         }
     }
 
@@ -331,6 +344,9 @@ impl Mempool {
         if sender_waiting >= MAX_PER_SENDER {
             return Err(MempoolError::SenderFull);
         }
+        if self.bytes + transaction.raw.len() > self.byte_limit {
+            return Err(MempoolError::Full);
+        }
         if waiting < self.limit {
             return Ok(None);
         }
@@ -398,6 +414,7 @@ impl Mempool {
             }
         }
         self.by_hash.insert(transaction.hash, (sender, nonce));
+        self.bytes += transaction.raw.len();
         if let Some(old) = self.change_sender(sender, |waiting| waiting.insert(nonce, transaction))
         {
             displaced.push(self.forget(&old));
@@ -540,6 +557,7 @@ impl Mempool {
     /// Removes a transaction taken out of its sender's map from the hash index.
     fn forget(&mut self, transaction: &PendingTransaction) -> B256 {
         self.by_hash.remove(&transaction.hash);
+        self.bytes -= transaction.raw.len();
         transaction.hash
     }
 }
@@ -564,6 +582,9 @@ mod tests {
                 assert!(self.activity.contains_key(sender), "{sender} has no activity");
             }
             assert_eq!(hashes, self.by_hash.len());
+            let bytes: usize =
+                self.by_sender.values().flat_map(BTreeMap::values).map(|tx| tx.raw.len()).sum();
+            assert_eq!(bytes, self.bytes);
             assert_eq!(tails, self.tails);
             assert_eq!(self.activity.len(), self.by_sender.len());
         }
@@ -571,6 +592,24 @@ mod tests {
 
     fn new(state_nonce: u64) -> Arrival {
         Arrival::New { state_nonce }
+    }
+
+    #[test]
+    fn a_pool_full_of_bytes_refuses_more_whatever_they_pay_until_some_leave() {
+        let mut pool = Mempool { byte_limit: 1_000, ..Mempool::new(100) };
+        let big = |sender, nonce, max_fee| PendingTransaction {
+            raw: Bytes::from(vec![0; 400]),
+            ..pending(sender, nonce, max_fee)
+        };
+        pool.insert(big(1, 0, 10), new(0)).unwrap();
+        pool.insert(big(2, 0, 10), new(0)).unwrap();
+        assert_eq!(pool.insert(big(3, 0, 1_000), new(0)), Err(MempoolError::Full));
+        pool.assert_consistent();
+        // A block took sender 1's: its bytes are free again.
+        assert_eq!(pool.prune(Address::repeat_byte(1), 1).len(), 1);
+        pool.insert(big(3, 0, 10), new(0)).unwrap();
+        pool.assert_consistent();
+        assert_eq!(pool.len(), 2);
     }
 
     fn pending(sender: u8, nonce: u64, max_fee: u128) -> PendingTransaction {
