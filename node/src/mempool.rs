@@ -12,9 +12,10 @@
 //! more than a wei). A transaction that does not is refused ("txpool is full"). The senders of
 //! the block being built are not evicted from until it is committed.
 //!
-//! The pool is bounded in bytes too ([`MAX_POOL_BYTES`] of encoded transactions): past them a
-//! new transaction is refused ("txpool is full") whatever it pays, so that transactions of the
-//! largest size (128 KiB) cannot fill the count with gigabytes.
+//! The pool is bounded in bytes too ([`MAX_POOL_BYTES`] of encoded transactions), so that
+//! transactions of the largest size (128 KiB) cannot fill the count with gigabytes: the same
+//! rules apply to its bytes as to its count (a quarter kept, eviction of one cheaper last
+//! transaction when that makes room, replacements counted instead of what they replace).
 //!
 //! A quarter of the pool (rounded up) is kept for transactions a block could take: a sender's
 //! next nonce, or one that fills the gap before its waiting ones. Transactions that arrive above
@@ -281,7 +282,13 @@ impl Mempool {
             Some(existing) if transaction.max_fee < bumped(existing.max_fee) => {
                 Err(MempoolError::ReplacementUnderpriced)
             }
-            // A replacement's nonce is within the gap: the one it replaces was.
+            // A replacement's nonce is within the gap: the one it replaces was. Its bytes count
+            // instead of the replaced one's.
+            Some(existing)
+                if self.bytes - existing.raw.len() + transaction.raw.len() > self.byte_limit =>
+            {
+                Err(MempoolError::Full)
+            }
             Some(_) => Ok(Admission { evict: None, next: None }),
             None => {
                 let (Arrival::Precheck { from }
@@ -335,7 +342,9 @@ impl Mempool {
         next: Option<u64>,
     ) -> Result<Option<Address>, MempoolError> {
         let waiting = self.by_hash.len();
-        if waiting >= self.limit - self.limit.div_ceil(KEPT_FOR_NEXT_NONCES)
+        let bytes = self.bytes + transaction.raw.len();
+        let kept = |limit: usize| limit - limit.div_ceil(KEPT_FOR_NEXT_NONCES);
+        if (waiting >= kept(self.limit) || bytes > kept(self.byte_limit))
             && next.is_some_and(|next| transaction.nonce > next)
         {
             return Err(MempoolError::Full);
@@ -344,13 +353,20 @@ impl Mempool {
         if sender_waiting >= MAX_PER_SENDER {
             return Err(MempoolError::SenderFull);
         }
-        if self.bytes + transaction.raw.len() > self.byte_limit {
-            return Err(MempoolError::Full);
-        }
-        if waiting < self.limit {
+        if waiting < self.limit && bytes <= self.byte_limit {
             return Ok(None);
         }
-        self.victim(transaction).map(Some).ok_or(MempoolError::Full)
+        let victim = self.victim(transaction).ok_or(MempoolError::Full)?;
+        // Full of bytes: one eviction must make room (the pool evicts one transaction for one).
+        let freed = self
+            .by_sender
+            .get(&victim)
+            .and_then(BTreeMap::last_key_value)
+            .map_or(0, |(_, last)| last.raw.len());
+        if bytes - freed > self.byte_limit {
+            return Err(MempoolError::Full);
+        }
+        Ok(Some(victim))
     }
 
     /// The sender whose last transaction a full pool evicts to take `transaction`: the cheapest
@@ -595,7 +611,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pool_full_of_bytes_refuses_more_whatever_they_pay_until_some_leave() {
+    fn a_pool_full_of_bytes_refuses_more_until_some_leave_and_counts_replacements_and_gaps() {
         let mut pool = Mempool { byte_limit: 1_000, ..Mempool::new(100) };
         let big = |sender, nonce, max_fee| PendingTransaction {
             raw: Bytes::from(vec![0; 400]),
@@ -603,13 +619,40 @@ mod tests {
         };
         pool.insert(big(1, 0, 10), new(0)).unwrap();
         pool.insert(big(2, 0, 10), new(0)).unwrap();
-        assert_eq!(pool.insert(big(3, 0, 1_000), new(0)), Err(MempoolError::Full));
+        // Paying no more than the cheapest last transaction: nothing to evict for it.
+        assert_eq!(pool.insert(big(3, 0, 10), new(0)), Err(MempoolError::Full));
         pool.assert_consistent();
         // A block took sender 1's: its bytes are free again.
         assert_eq!(pool.prune(Address::repeat_byte(1), 1).len(), 1);
         pool.insert(big(3, 0, 10), new(0)).unwrap();
         pool.assert_consistent();
         assert_eq!(pool.len(), 2);
+        // A replacement counts instead of the one it replaces: not one larger than the room.
+        let larger = PendingTransaction { raw: Bytes::from(vec![0; 700]), ..pending(3, 0, 20) };
+        assert_eq!(pool.insert(larger, new(0)), Err(MempoolError::Full));
+        let same = PendingTransaction { raw: Bytes::from(vec![0; 500]), ..pending(3, 0, 20) };
+        pool.insert(same, new(0)).unwrap();
+        pool.assert_consistent();
+        // Above a gap, a quarter of the bytes stays free (750 of 1 000 taken at most).
+        let above = PendingTransaction { raw: Bytes::from(vec![0; 10]), ..pending(4, 5, 10) };
+        assert_eq!(pool.insert(above, new(0)), Err(MempoolError::Full));
+    }
+
+    #[test]
+    fn a_pool_full_of_bytes_evicts_a_cheaper_last_transaction_when_that_makes_room() {
+        let mut pool = Mempool { byte_limit: 1_000, ..Mempool::new(100) };
+        let sized = |sender, max_fee, size| PendingTransaction {
+            raw: Bytes::from(vec![0; size]),
+            ..pending(sender, 0, max_fee)
+        };
+        pool.insert(sized(1, 10, 500), new(0)).unwrap();
+        pool.insert(sized(2, 20, 400), new(0)).unwrap();
+        // 300 more do not fit; evicting sender 1's 500 makes room, and 11 is 10 % more than 10.
+        let displaced = pool.insert(sized(3, 11, 300), new(0)).unwrap();
+        assert_eq!(displaced, vec![pending(1, 0, 10).hash]);
+        pool.assert_consistent();
+        // 700 would not fit even after evicting the cheapest (sender 3's 300).
+        assert_eq!(pool.insert(sized(4, 100, 700), new(0)), Err(MempoolError::Full));
     }
 
     fn pending(sender: u8, nonce: u64, max_fee: u128) -> PendingTransaction {
