@@ -759,10 +759,6 @@ impl Chain {
         Ok(kept)
     }
 
-    fn block_env(&self, number: u64, timestamp: u64) -> BlockEnv {
-        block_env(&self.config, number, timestamp)
-    }
-
     /// Builds the next block from the mempool, executes it with Block-STM and commits it.
     ///
     /// # Errors
@@ -778,7 +774,7 @@ impl Chain {
             .map(|sender| (sender, self.account(sender).map_or(u64::MAX, |(nonce, _)| nonce)))
             .collect();
         let vm = DuetVm::new(
-            EvmVm::new(self.config.chain_id, self.block_env(number, timestamp)),
+            EvmVm::new(self.config.chain_id, block_env(&self.config, number, timestamp)),
             Arc::clone(&self.move_vm),
         );
         let started = std::time::Instant::now();
@@ -1159,9 +1155,11 @@ impl Chain {
     /// See [`CallError`].
     pub fn call(&self, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
         let head = self.head();
-        let mut evm =
-            EvmVm::new(self.config.chain_id, self.block_env(head.number + 1, head.timestamp + 1))
-                .with_move(Arc::clone(&self.call_move_vm.read()));
+        let mut evm = EvmVm::new(
+            self.config.chain_id,
+            block_env(&self.config, head.number + 1, head.timestamp + 1),
+        )
+        .with_move(Arc::clone(&self.call_move_vm.read()));
         evm.cfg.disable_nonce_check = true;
         evm.cfg.disable_balance_check = true;
         evm.cfg.disable_base_fee = true;

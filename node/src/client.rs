@@ -162,8 +162,13 @@ impl Connection {
     /// # Errors
     /// The connection failed, or the node answered with an error (its message).
     pub fn request(&mut self, method: &str, params: &Value) -> Result<Value, String> {
+        self.call(method, params)?
+    }
+
+    /// One request: the node's answer, or the connection's failure.
+    fn call(&mut self, method: &str, params: &Value) -> Result<Result<Value, String>, String> {
         let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-        outcome(&self.post(&body)?)
+        Ok(outcome(&self.post(&body)?))
     }
 
     /// Calls `method` once per entry of `params`, in one JSON-RPC batch (or, for one entry, one
@@ -171,15 +176,14 @@ impl Connection {
     /// result.
     ///
     /// # Errors
-    /// The connection failed, or the answer is not a batch answering each request.
+    /// The connection failed, or the answer to a batch is not a batch answering each request.
     pub fn batch(
         &mut self,
         method: &str,
         params: &[Value],
     ) -> Result<Vec<Result<Value, String>>, String> {
         if let [only] = params {
-            let body = json!({ "jsonrpc": "2.0", "id": 0, "method": method, "params": only });
-            return Ok(vec![outcome(&self.post(&body)?)]);
+            return Ok(vec![self.call(method, only)?]);
         }
         let requests: Vec<Value> = params
             .iter()

@@ -233,6 +233,12 @@ impl RpcError {
     fn server(message: impl std::fmt::Display) -> Self {
         Self { code: -32000, message: message.to_string(), data: None }
     }
+
+    /// An answer past `limit` bytes (geth's code and words).
+    fn too_large(what: &str, limit: usize) -> Self {
+        let message = format!("response too large: {what}: at most {limit} bytes");
+        Self { code: -32003, message, data: None }
+    }
 }
 
 /// The answer to the request with `id`.
@@ -303,10 +309,8 @@ fn answer_batch(rpc: &Rpc, requests: &[Value]) -> Vec<Value> {
             }
             if bytes > MAX_BATCH_RESPONSE {
                 let id = request.get("id").cloned().unwrap_or(Value::Null);
-                let message = format!(
-                    "response too large: a batch's answers hold at most {MAX_BATCH_RESPONSE} bytes"
-                );
-                return error_response(&id, -32003, &message, None);
+                let too_large = RpcError::too_large("a batch's answers", MAX_BATCH_RESPONSE);
+                return reply(&id, Err(too_large));
             }
             let answer = answer(rpc, request);
             bytes += json_size(&answer);
@@ -785,14 +789,10 @@ fn txpool_within(chain: &Chain, method: &str, budget: usize) -> Result<Value, Rp
                     let described = describe(sender.sender, transaction);
                     bytes += json_size(&described);
                     if bytes > budget {
-                        return Err(RpcError {
-                            code: -32003,
-                            message: format!(
-                                "response too large: {method} answers at most {budget} bytes \
-                                 (txpool_status counts the pool)"
-                            ),
-                            data: None,
-                        });
+                        return Err(RpcError::too_large(
+                            &format!("{method} (txpool_status counts the pool)"),
+                            budget,
+                        ));
                     }
                     transactions.insert(transaction.nonce.to_string(), described);
                 }

@@ -57,6 +57,8 @@ impl Node {
             .arg("--datadir")
             .arg(datadir)
             .args(extra)
+            // Whatever the test's own environment says: tests read the node's info logs.
+            .env("RUST_LOG", "info")
             .stdout(output.0)
             .stderr(output.1)
             .spawn()

@@ -17,8 +17,10 @@
 //! Limits, so that clients cannot take the node's memory or threads: at most
 //! [`MAX_CONNECTIONS`] connections (then the upgrade is refused with 503), 100 subscriptions per
 //! connection, 16 blocks of notifications per look at the head (a connection far behind
-//! catches up look by look), messages and frames up to the HTTP body limit, and a client that
-//! does not take a message within 10 s is disconnected.
+//! catches up look by look), messages and frames up to the HTTP body limit, a client that
+//! does not take a message within 10 s is disconnected, and a connection whose notifications
+//! of one block (or of one look's accepted transactions) pass [`MAX_NOTIFICATION_BYTES`] is
+//! closed (code 1009, with the reason).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +57,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// accepted that it was told of).
 #[derive(Clone)]
 struct Active {
-    id: String,
+    id: Arc<str>,
     since: u64,
     kind: Filter,
 }
@@ -104,10 +106,12 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                 }
             }
             _ = ticker.tick() => {
-                // Past the budget, the connection ends (see `Notifications`).
-                let Ok(accepted) = accepted(&rpc, &mut subscriptions) else { return };
-                for notification in accepted {
-                    if !send(&mut socket, notification).await {
+                let Ok(accepted) = accepted(&rpc, &mut subscriptions) else {
+                    let reason = "the accepted transactions' notifications pass the budget";
+                    return close(&mut socket, CLOSE_TOO_BIG, reason).await;
+                };
+                for (subscription, result) in &accepted {
+                    if !send(&mut socket, notification(subscription, result)).await {
                         return;
                     }
                 }
@@ -131,12 +135,24 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                     let built =
                         tokio::task::spawn_blocking(move || notifications(&chain, &active, number))
                             .await;
-                    // The store failed: the connection ends, which its subscriber sees, rather
-                    // than skip a block's notifications.
-                    // The store failed, or the notifications passed the budget.
-                    let Ok(Ok(notifications)) = built else { return };
-                    for notification in notifications {
-                        if !send(&mut socket, notification).await {
+                    // The store failed, or the notifications passed the budget: the connection
+                    // ends, with the reason, rather than skip a block's notifications.
+                    let notifications = match built {
+                        Ok(Ok(notifications)) => notifications,
+                        Ok(Err(Unsent::OverBudget)) => {
+                            let reason = format!(
+                                "block {number}'s notifications pass {MAX_NOTIFICATION_BYTES} \
+                                 bytes: subscribe with narrower filters"
+                            );
+                            return close(&mut socket, CLOSE_TOO_BIG, &reason).await;
+                        }
+                        Ok(Err(Unsent::Failed(error))) => {
+                            return close(&mut socket, CLOSE_INTERNAL, &error.message).await;
+                        }
+                        Err(_) => return close(&mut socket, CLOSE_INTERNAL, "internal error").await,
+                    };
+                    for (subscription, result) in &notifications {
+                        if !send(&mut socket, notification(subscription, result)).await {
                             return;
                         }
                     }
@@ -145,6 +161,18 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
             }
         }
     }
+}
+
+/// The close code for a message too big to process (RFC 6455).
+const CLOSE_TOO_BIG: u16 = 1009;
+/// The close code for a failure of the server (RFC 6455).
+const CLOSE_INTERNAL: u16 = 1011;
+
+/// Ends the connection with a close frame saying why, and logs it.
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    tracing::warn!(code, reason, "WebSocket connection closed");
+    let frame = axum::extract::ws::CloseFrame { code, reason: reason.into() };
+    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
 }
 
 /// Sends `text`; `false` if the client is gone or did not take it in time.
@@ -193,7 +221,7 @@ fn subscription_method(
             .and_then(Value::as_str)
             .ok_or_else(|| RpcError::invalid_params("expected a subscription id"))?;
         let before = list.len();
-        list.retain(|active| active.id != id);
+        list.retain(|active| &*active.id != id);
         return if list.len() < before {
             Ok(json!(true))
         } else {
@@ -228,81 +256,109 @@ fn subscription_method(
     *count += 1;
     let id = format!("0x{:032x}", *count);
     let since = *kind.positions(chain, chain.head().number).end();
-    list.push(Active { id: id.clone(), since, kind });
+    list.push(Active { id: id.as_str().into(), since, kind });
     Ok(json!(id))
 }
 
 /// The notifications of the transactions accepted since each pending-transaction subscription
 /// was last told, which it is told of now.
-fn accepted(rpc: &Rpc, subscriptions: &mut [Active]) -> Result<Vec<String>, OverBudget> {
+fn accepted(rpc: &Rpc, subscriptions: &mut [Active]) -> Result<Vec<Notice>, OverBudget> {
     let mut out = Notifications::default();
     if !subscriptions.iter().any(Active::follows_pending) {
-        return Ok(out.texts);
+        return Ok(out.items);
     }
     let last = rpc.chain.accepted().last();
     for active in subscriptions {
         if active.follows_pending() && active.since < last {
             for hash in rpc.chain.accepted().get(active.since + 1..=last) {
-                out.push(&active.id, &json!(hash).to_string())?;
+                let result = out.content(json!(hash).to_string())?;
+                out.push(&active.id, &result)?;
             }
             active.since = last;
         }
     }
-    Ok(out.texts)
+    Ok(out.items)
 }
 
-/// The most bytes a connection's notifications of one block, or of one poll's accepted
-/// transactions, may take. Each subscription gets its own copy of what it is told of, so a
-/// connection with many subscriptions to every log of a heavy block would otherwise hold
-/// gigabytes; past the budget the connection ends instead, as geth drops a subscriber that
-/// cannot keep up. One subscription to every log of a block full of ERC-20 transfers (19 397
-/// logs) takes about 12 MB.
+/// A notification to send: the subscription, and what it is told (JSON text, shared by the
+/// subscriptions told the same).
+type Notice = (Arc<str>, Arc<str>);
+
+/// A subscription's notification of `result` (JSON text), as geth sends it.
+fn notification(subscription: &str, result: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","method":"eth_subscription","params":{{"subscription":"{subscription}","result":{result}}}}}"#
+    )
+}
+
+/// The most bytes a connection's notifications of one block, or of one look's accepted
+/// transactions, may take: each distinct result once, and each notification's envelope. Past it
+/// the connection ends (with the reason), as geth drops a subscriber that cannot keep up: a
+/// hundred subscriptions to every log of heavy blocks would otherwise hold gigabytes. A block
+/// of 19 397 ERC-20 transfers takes about 12 MB of logs, and about 2 MB more per subscription
+/// to all of them.
 const MAX_NOTIFICATION_BYTES: usize = 64 << 20;
+
+/// The bytes of a notification's envelope, besides its subscription id and result.
+const ENVELOPE_BYTES: usize = 84;
 
 /// Notifications past [`MAX_NOTIFICATION_BYTES`].
 #[derive(Debug)]
 struct OverBudget;
 
-/// Notifications, serialized, within a budget of bytes.
+/// Why a block's notifications were not sent.
+enum Unsent {
+    OverBudget,
+    Failed(RpcError),
+}
+
+/// Notifications within a budget of bytes.
 struct Notifications {
-    texts: Vec<String>,
+    items: Vec<Notice>,
     bytes: usize,
     budget: usize,
 }
 
 impl Default for Notifications {
     fn default() -> Self {
-        Self { texts: Vec::new(), bytes: 0, budget: MAX_NOTIFICATION_BYTES }
+        Self { items: Vec::new(), bytes: 0, budget: MAX_NOTIFICATION_BYTES }
     }
 }
 
 impl Notifications {
-    /// Adds a subscription's notification of `result` (JSON text).
-    fn push(&mut self, subscription: &str, result: &str) -> Result<(), OverBudget> {
-        let text = format!(
-            r#"{{"jsonrpc":"2.0","method":"eth_subscription","params":{{"subscription":"{subscription}","result":{result}}}}}"#
-        );
-        self.bytes += text.len();
+    /// Takes in a result (JSON text) that notifications will share.
+    fn content(&mut self, result: String) -> Result<Arc<str>, OverBudget> {
+        self.count(result.len())?;
+        Ok(result.into())
+    }
+
+    /// Adds a subscription's notification of `result` (from [`content`](Self::content)).
+    fn push(&mut self, subscription: &Arc<str>, result: &Arc<str>) -> Result<(), OverBudget> {
+        self.count(ENVELOPE_BYTES + subscription.len())?;
+        self.items.push((Arc::clone(subscription), Arc::clone(result)));
+        Ok(())
+    }
+
+    fn count(&mut self, bytes: usize) -> Result<(), OverBudget> {
+        self.bytes += bytes;
         if self.bytes > self.budget {
             return Err(OverBudget);
         }
-        self.texts.push(text);
         Ok(())
     }
 }
 
 /// The notifications of block `number` for the subscriptions to blocks or logs (`following`)
 /// made before it, in order.
-fn notifications(
-    chain: &Chain,
-    following: &[Active],
-    number: u64,
-) -> Result<Vec<String>, RpcError> {
+fn notifications(chain: &Chain, following: &[Active], number: u64) -> Result<Vec<Notice>, Unsent> {
     let active: Vec<&Active> = following.iter().filter(|active| active.since < number).collect();
     if active.is_empty() {
         return Ok(Vec::new());
     }
-    let Some(block) = chain.store().block(number).map_err(RpcError::server)? else {
+    let failed = Unsent::Failed;
+    let Some(block) =
+        chain.store().block(number).map_err(|error| failed(RpcError::server(error)))?
+    else {
         return Ok(Vec::new());
     };
     // The logs subscriptions whose filter the block's bloom does not rule out.
@@ -315,30 +371,33 @@ fn notifications(
             _ => None,
         })
         .collect();
-    // The block's logs that one of them takes, read once for the connection.
+    let mut out = Notifications::default();
+    let over = |_: OverBudget| Unsent::OverBudget;
+    // The block's logs that one of them takes, read and written out once for the connection.
     let mut logs = Vec::new();
     if !criteria.is_empty() {
+        let mut over_budget = false;
         each_log(chain, &block, |record, log, index| {
-            if criteria.iter().any(|criteria| criteria.matches(log)) {
-                logs.push((log.clone(), log_json(record, log, index).to_string()));
+            if !over_budget && criteria.iter().any(|criteria| criteria.matches(log)) {
+                match out.content(log_json(record, log, index).to_string()) {
+                    Ok(text) => logs.push((log.clone(), text)),
+                    Err(OverBudget) => over_budget = true,
+                }
             }
-        })?;
+        })
+        .map_err(failed)?;
+        if over_budget {
+            return Err(Unsent::OverBudget);
+        }
     }
-    let mut header: Option<String> = None;
-    let mut out = Notifications::default();
-    let over = |_: OverBudget| {
-        RpcError::server(format!(
-            "block {number}'s notifications pass {MAX_NOTIFICATION_BYTES} bytes: subscribe with \
-             narrower filters"
-        ))
-    };
+    let mut header: Option<Arc<str>> = None;
     for subscription in active {
         match &subscription.kind {
             Filter::Blocks => {
                 let header = if let Some(header) = &header {
-                    header
+                    Arc::clone(header)
                 } else {
-                    let mut object = block_object(chain, &block, false)?;
+                    let mut object = block_object(chain, &block, false).map_err(failed)?;
                     if let Some(fields) = object.as_object_mut() {
                         // A header, as geth sends it.
                         for body in
@@ -347,32 +406,34 @@ fn notifications(
                             fields.remove(body);
                         }
                     }
-                    header.insert(object.to_string())
+                    let text = out.content(object.to_string()).map_err(over)?;
+                    Arc::clone(header.insert(text))
                 };
-                out.push(&subscription.id, header).map_err(over)?;
+                out.push(&subscription.id, &header).map_err(over)?;
             }
             Filter::Pending => {}
             Filter::Logs(filter) => {
-                for (log, value) in &logs {
+                for (log, text) in &logs {
                     if filter.criteria.matches(log) {
-                        out.push(&subscription.id, value).map_err(over)?;
+                        out.push(&subscription.id, text).map_err(over)?;
                     }
                 }
             }
         }
     }
-    Ok(out.texts)
+    Ok(out.items)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Notifications;
+    use std::sync::Arc;
+
+    use super::{notification, Notifications, ENVELOPE_BYTES};
 
     #[test]
-    fn notifications_are_json_rpc_and_stop_at_their_budget() {
-        let mut notifications = Notifications { budget: 300, ..Notifications::default() };
-        notifications.push("0x1", r#"{"a":1}"#).unwrap();
-        let sent: serde_json::Value = serde_json::from_str(&notifications.texts[0]).unwrap();
+    fn notifications_are_json_rpc_share_their_results_and_stop_at_their_budget() {
+        let sent: serde_json::Value =
+            serde_json::from_str(&notification("0x1", r#"{"a":1}"#)).unwrap();
         assert_eq!(
             sent,
             serde_json::json!({
@@ -381,10 +442,18 @@ mod tests {
                 "params": { "subscription": "0x1", "result": { "a": 1 } },
             })
         );
-        let pushed = (0..10)
-            .map(|_| notifications.push("0x1", r#"{"a":1}"#))
-            .position(|pushed| pushed.is_err());
-        assert!(matches!(pushed, Some(2)), "{pushed:?}");
-        assert!(notifications.bytes > 300 && notifications.texts.len() == 3);
+        assert_eq!(notification("0x1", r#"{"a":1}"#).len(), ENVELOPE_BYTES + 3 + 7);
+        let mut notifications = Notifications { budget: 1_000, ..Notifications::default() };
+        let result = notifications.content("x".repeat(500)).unwrap();
+        let subscription: Arc<str> = "0x1".into();
+        // Each notification of it costs its envelope, not the result again.
+        for _ in 0..5 {
+            notifications.push(&subscription, &result).unwrap();
+        }
+        assert_eq!(notifications.bytes, 500 + 5 * (ENVELOPE_BYTES + 3));
+        assert!(Arc::ptr_eq(&notifications.items[4].1, &result));
+        // The sixth takes it past 1 000 bytes.
+        assert!(notifications.push(&subscription, &result).is_err());
+        assert_eq!(notifications.items.len(), 5);
     }
 }
