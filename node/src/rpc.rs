@@ -260,6 +260,12 @@ fn error_response(id: &Value, code: i64, message: &str, data: Option<Value>) -> 
 /// A batch's answers, in order; its `eth_sendRawTransaction`s are accepted together (one
 /// synced write for all of them).
 fn answer_batch(rpc: &Rpc, requests: &[Value]) -> Vec<Value> {
+    answer_batch_within(rpc, requests, MAX_BATCH_TIME)
+}
+
+/// [`answer_batch`], refusing the requests it reaches after `time` (see [`MAX_BATCH_TIME`]).
+fn answer_batch_within(rpc: &Rpc, requests: &[Value], time: std::time::Duration) -> Vec<Value> {
+    let started = std::time::Instant::now();
     // Each lists the whole mempool (up to tens of megabytes): one per batch.
     let heavy = |request: &Value| {
         matches!(
@@ -312,6 +318,14 @@ fn answer_batch(rpc: &Rpc, requests: &[Value]) -> Vec<Value> {
                 let too_large = RpcError::too_large("a batch's answers", MAX_BATCH_RESPONSE);
                 return reply(&id, Err(too_large));
             }
+            if started.elapsed() >= time {
+                let id = request.get("id").cloned().unwrap_or(Value::Null);
+                let message = format!(
+                    "limit exceeded: a batch is answered for at most {} s; send the rest again",
+                    time.as_secs()
+                );
+                return error_response(&id, -32005, &message, None);
+            }
             let answer = answer(rpc, request);
             bytes += json_size(&answer);
             answer
@@ -322,6 +336,12 @@ fn answer_batch(rpc: &Rpc, requests: &[Value]) -> Vec<Value> {
 /// The most bytes of answers one batch gets (geth's default): a thousand requests for busy
 /// blocks' receipts or logs would otherwise build gigabytes.
 const MAX_BATCH_RESPONSE: usize = 25_000_000;
+
+/// How long one batch is answered: the requests it reaches later are refused (code -32005,
+/// "limit exceeded"), so that a batch of a thousand `eth_estimateGas` (each up to a few dozen
+/// executions) cannot hold one of the [`MAX_ANSWERING`] turns for many minutes. Transactions
+/// sent in it are always answered.
+const MAX_BATCH_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The size of `value` written as JSON, counted without writing it out.
 fn json_size(value: &Value) -> usize {
@@ -1411,6 +1431,35 @@ fn filter_method(
 mod tests {
     use super::{txpool_within, LogCriteria};
     use alloy_primitives::{Address, Bloom, Log, LogData, B256};
+
+    #[test]
+    fn a_batch_past_its_time_refuses_the_requests_left() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(directory.path()).unwrap();
+        let chain = crate::chain::Chain::open(
+            crate::chain::ChainConfig::for_tests(),
+            store,
+            &crate::genesis::dev_genesis(),
+        )
+        .unwrap();
+        let answering = std::sync::Arc::new(tokio::sync::Semaphore::new(super::MAX_ANSWERING));
+        let rpc = super::Rpc {
+            chain: std::sync::Arc::new(chain),
+            filters: super::Filters::new(super::FILTER_LIFETIME),
+            unlocked: Vec::new(),
+            sending: parking_lot::Mutex::new(()),
+            connections: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            answering,
+        };
+        let requests: Vec<serde_json::Value> = (0..3)
+            .map(|id| serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "eth_chainId"}))
+            .collect();
+        let answers =
+            super::answer_batch_within(&rpc, &requests, std::time::Duration::from_secs(60));
+        assert!(answers.iter().all(|answer| answer["result"] == "0x1"), "{answers:?}");
+        let answers = super::answer_batch_within(&rpc, &requests, std::time::Duration::ZERO);
+        assert!(answers.iter().all(|answer| answer["error"]["code"] == -32005), "{answers:?}");
+    }
 
     #[test]
     fn the_pools_content_stops_at_its_budget() {
