@@ -69,10 +69,20 @@ struct Rpc {
     /// bounded (a block's receipts, 20 000 logs, the pool, 25 MB per batch), and this bounds how
     /// many are built at once; more wait their turn.
     answering: Arc<tokio::sync::Semaphore>,
+    /// A permit per byte of the request bodies being parsed, waiting or answered.
+    received: Arc<tokio::sync::Semaphore>,
 }
 
 /// The most requests or batches answered at once.
 const MAX_ANSWERING: usize = 64;
+
+/// The most bytes of request bodies taken in at once (parsed, waiting for a turn or being
+/// answered): past it a request is refused at once (-32005) instead of piling up, since a
+/// parsed body can take many times its size (about 16 times for `[0,0,0,…]`).
+const MAX_RECEIVED_BYTES: usize = 64 << 20;
+
+/// Bodies above this many bytes are parsed off the async threads.
+const PARSED_INLINE_BYTES: usize = 64 << 10;
 
 impl Rpc {
     /// `request` answered off the async threads, once fewer than [`MAX_ANSWERING`] others are;
@@ -147,6 +157,7 @@ pub fn router(chain: Arc<Chain>, unlocked: Vec<PrivateKeySigner>) -> Router {
         sending: parking_lot::Mutex::new(()),
         connections: Arc::new(tokio::sync::Semaphore::new(ws::MAX_CONNECTIONS)),
         answering: Arc::clone(&answering),
+        received: Arc::new(tokio::sync::Semaphore::new(MAX_RECEIVED_BYTES)),
     };
     Router::new()
         .route("/", post(handle).get(ws::upgrade))
@@ -187,7 +198,23 @@ async fn metrics(State(rpc): State<Arc<Rpc>>) -> String {
 }
 
 async fn handle(State(rpc): State<Arc<Rpc>>, body: axum::body::Bytes) -> Json<Value> {
-    let request: Value = match serde_json::from_slice(&body) {
+    // INVARIANT: a body is at most MAX_BODY bytes, far below u32::MAX.
+    let size = u32::try_from(body.len().max(1)).unwrap_or(u32::MAX);
+    let Ok(_received) = Arc::clone(&rpc.received).try_acquire_many_owned(size) else {
+        let message = format!(
+            "limit exceeded: the node holds {MAX_RECEIVED_BYTES} bytes of requests at most; \
+             send again later"
+        );
+        return Json(error_response(&Value::Null, -32005, &message, None));
+    };
+    let parsed = if body.len() > PARSED_INLINE_BYTES {
+        tokio::task::spawn_blocking(move || serde_json::from_slice::<Value>(&body))
+            .await
+            .unwrap_or_else(|_| Err(serde::de::Error::custom("the parser panicked")))
+    } else {
+        serde_json::from_slice(&body)
+    };
+    let request = match parsed {
         Ok(request) => request,
         Err(error) => {
             return Json(error_response(
@@ -1432,25 +1459,30 @@ mod tests {
     use super::{txpool_within, LogCriteria};
     use alloy_primitives::{Address, Bloom, Log, LogData, B256};
 
-    #[test]
-    fn a_batch_past_its_time_refuses_the_requests_left() {
-        let directory = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(directory.path()).unwrap();
+    /// An RPC over a new test chain (in `directory`) that takes in `received` bytes at once.
+    fn test_rpc(directory: &std::path::Path, received: usize) -> super::Rpc {
+        let store = crate::store::Store::open(directory).unwrap();
         let chain = crate::chain::Chain::open(
             crate::chain::ChainConfig::for_tests(),
             store,
             &crate::genesis::dev_genesis(),
         )
         .unwrap();
-        let answering = std::sync::Arc::new(tokio::sync::Semaphore::new(super::MAX_ANSWERING));
-        let rpc = super::Rpc {
+        super::Rpc {
             chain: std::sync::Arc::new(chain),
             filters: super::Filters::new(super::FILTER_LIFETIME),
             unlocked: Vec::new(),
             sending: parking_lot::Mutex::new(()),
             connections: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
-            answering,
-        };
+            answering: std::sync::Arc::new(tokio::sync::Semaphore::new(super::MAX_ANSWERING)),
+            received: std::sync::Arc::new(tokio::sync::Semaphore::new(received)),
+        }
+    }
+
+    #[test]
+    fn a_batch_past_its_time_refuses_the_requests_left() {
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = test_rpc(directory.path(), 1_000);
         let requests: Vec<serde_json::Value> = (0..3)
             .map(|id| serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "eth_chainId"}))
             .collect();
@@ -1461,14 +1493,34 @@ mod tests {
         assert!(answers.iter().all(|answer| answer["error"]["code"] == -32005), "{answers:?}");
     }
 
+    #[tokio::test]
+    async fn requests_past_the_bytes_taken_in_at_once_are_refused_at_once() {
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = std::sync::Arc::new(test_rpc(directory.path(), 1_000));
+        let request = |padding: usize| {
+            let text = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[],"pad":"{}"}}"#,
+                "x".repeat(padding)
+            );
+            axum::body::Bytes::from(text)
+        };
+        let answer = super::handle(axum::extract::State(std::sync::Arc::clone(&rpc)), request(10));
+        assert_eq!(answer.await.0["result"], "0x1");
+        // Taken in while another request holds most of the room.
+        let held = std::sync::Arc::clone(&rpc.received).try_acquire_many_owned(900).unwrap();
+        let answer = super::handle(axum::extract::State(std::sync::Arc::clone(&rpc)), request(200));
+        assert_eq!(answer.await.0["error"]["code"], -32005);
+        drop(held);
+        let answer = super::handle(axum::extract::State(rpc), request(200));
+        assert_eq!(answer.await.0["result"], "0x1");
+    }
+
     #[test]
     fn the_pools_content_stops_at_its_budget() {
         let directory = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(directory.path()).unwrap();
-        let config = crate::chain::ChainConfig::for_tests();
-        let chain_id = config.chain_id;
-        let chain =
-            crate::chain::Chain::open(config, store, &crate::genesis::dev_genesis()).unwrap();
+        let rpc = test_rpc(directory.path(), 1_000);
+        let chain = &rpc.chain;
+        let chain_id = crate::chain::ChainConfig::for_tests().chain_id;
         let signer: alloy_signer_local::PrivateKeySigner =
             crate::genesis::DEV_KEYS[0].parse().unwrap();
         for nonce in 0..3 {
@@ -1482,7 +1534,7 @@ mod tests {
             };
             chain.submit(&crate::client::sign(&signer, transfer).unwrap()).unwrap();
         }
-        let content = txpool_within(&chain, "txpool_content", 1_000_000).ok().unwrap();
+        let content = txpool_within(chain, "txpool_content", 1_000_000).ok().unwrap();
         assert_eq!(
             content["pending"]
                 .as_object()
@@ -1495,7 +1547,7 @@ mod tests {
                 .len(),
             3
         );
-        let refused = txpool_within(&chain, "txpool_content", 1_000).err().unwrap();
+        let refused = txpool_within(chain, "txpool_content", 1_000).err().unwrap();
         assert_eq!(refused.code, -32003);
         assert!(refused.message.starts_with("response too large"), "{}", refused.message);
     }
