@@ -1005,19 +1005,7 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
     where
         S: Storage<Key = K, Value = V>,
     {
-        self.add_entries(key, versions.entries, storage)
-    }
-
-    /// As [`add_owned`](Self::add_owned), from the key's writes in index order.
-    fn add_entries<S>(
-        &mut self,
-        key: K,
-        entries: SmallVec<[Entry<V>; 2]>,
-        storage: &S,
-    ) -> Result<(), StorageError>
-    where
-        S: Storage<Key = K, Value = V>,
-    {
+        let entries = versions.entries;
         let below = entries.partition_point(|entry| entry.index() < self.end);
         if has_deltas(&entries[..below]) {
             return self.apply_writes(key, entries[..below].iter().map(Entry::borrowed), storage);

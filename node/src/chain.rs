@@ -1260,7 +1260,7 @@ fn now() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::{BTreeMap, HashMap};
 
     use duet_types::{Address, StateKey, StateValue, B256};
@@ -1319,27 +1319,19 @@ mod tests {
         let signer = dev_signer(0);
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
-        let base = TxEip1559 {
-            chain_id: ChainConfig::for_tests().chain_id,
-            nonce: 0,
-            gas_limit: 21_000,
-            max_fee_per_gas: 10,
-            to: TxKind::Call(Address::repeat_byte(0xbe)),
-            value: U256::from(1),
-            ..TxEip1559::default()
-        };
+        let base = unsigned_transfer(0, U256::from(1), 10, 21_000);
         let submit = |tx: TxEip1559| chain.submit(&crate::client::sign(&signer, tx).unwrap());
         // Calldata costs gas: 21 000 is too little with 100 bytes of it (16 each).
         let refused = submit(TxEip1559 { input: Bytes::from(vec![1; 100]), ..base.clone() });
         assert!(matches!(refused, Err(SubmitError::IntrinsicGas)), "{refused:?}");
-        // A creation costs 32 000 more.
-        let creation = TxEip1559 {
+        let creation = |gas_limit, initcode: usize| TxEip1559 {
             to: TxKind::Create,
-            gas_limit: 50_000,
-            input: Bytes::from(vec![0; 10]),
+            gas_limit,
+            input: Bytes::from(vec![0; initcode]),
             ..base.clone()
         };
-        let refused = submit(creation);
+        // A creation costs 32 000 more.
+        let refused = submit(creation(50_000, 10));
         assert!(matches!(refused, Err(SubmitError::IntrinsicGas)), "{refused:?}");
         // 1 000 bytes of calldata: 37 000 intrinsic gas, but a floor of 61 000 (EIP-7623).
         let refused = submit(TxEip1559 {
@@ -1354,13 +1346,7 @@ mod tests {
         let refused = submit(TxEip1559 { max_priority_fee_per_gas: 11, ..base.clone() });
         assert!(matches!(refused, Err(SubmitError::TipAboveFeeCap)), "{refused:?}");
         // Initcode above 49 152 bytes (EIP-3860), with gas enough for it.
-        let oversized = TxEip1559 {
-            to: TxKind::Create,
-            gas_limit: 2_000_000,
-            input: Bytes::from(vec![0; 49_153]),
-            ..base.clone()
-        };
-        let refused = submit(oversized);
+        let refused = submit(creation(2_000_000, 49_153));
         assert!(matches!(refused, Err(SubmitError::InitCodeSize)), "{refused:?}");
         // None was kept: the same nonce is still free, and only it comes back after a restart.
         submit(base).unwrap();
@@ -1425,7 +1411,7 @@ mod tests {
     }
 
     /// A signed transfer of 1 wei from `signer` with `nonce`, paying `max_fee` per gas.
-    fn transfer(
+    pub(crate) fn transfer(
         signer: &alloy_signer_local::PrivateKeySigner,
         nonce: u64,
         max_fee: u128,
@@ -1452,7 +1438,18 @@ mod tests {
         max_fee: u128,
         gas_limit: u64,
     ) -> alloy_primitives::Bytes {
-        let unsigned = alloy_consensus::TxEip1559 {
+        let unsigned = unsigned_transfer(nonce, value, max_fee, gas_limit);
+        crate::client::sign(signer, unsigned).unwrap()
+    }
+
+    /// A transfer of `value` wei with `nonce`, `max_fee` per gas and `gas_limit`, not signed.
+    fn unsigned_transfer(
+        nonce: u64,
+        value: alloy_primitives::U256,
+        max_fee: u128,
+        gas_limit: u64,
+    ) -> alloy_consensus::TxEip1559 {
+        alloy_consensus::TxEip1559 {
             chain_id: ChainConfig::for_tests().chain_id,
             nonce,
             gas_limit,
@@ -1460,15 +1457,14 @@ mod tests {
             to: alloy_primitives::TxKind::Call(Address::repeat_byte(0xbe)),
             value,
             ..alloy_consensus::TxEip1559::default()
-        };
-        crate::client::sign(signer, unsigned).unwrap()
+        }
     }
 
-    fn dev_signer(index: usize) -> alloy_signer_local::PrivateKeySigner {
+    pub(crate) fn dev_signer(index: usize) -> alloy_signer_local::PrivateKeySigner {
         crate::genesis::DEV_KEYS[index].parse().unwrap()
     }
 
-    fn open_chain(directory: &std::path::Path, config: ChainConfig) -> Chain {
+    pub(crate) fn open_chain(directory: &std::path::Path, config: ChainConfig) -> Chain {
         let store = Store::open(directory).unwrap();
         Chain::open(config, store, &crate::genesis::dev_genesis()).unwrap()
     }

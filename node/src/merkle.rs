@@ -479,6 +479,32 @@ mod tests {
         keccak256(index.to_be_bytes())
     }
 
+    /// Numbers below a bound, from a linear congruential generator seeded with `seed`.
+    fn random_numbers(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |below| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % below
+        }
+    }
+
+    /// One to `most` changes of the first `keys` keys in `round`: new keys, changed values,
+    /// removals (some of absent keys) and repeats.
+    fn random_changes(
+        random: &mut impl FnMut(u64) -> u64,
+        round: u64,
+        most: u64,
+        keys: u64,
+    ) -> Vec<(B256, Option<B256>)> {
+        (0..=random(most))
+            .map(|_| {
+                let index = random(keys);
+                (key(index), (random(3) != 0).then(|| key(round * 1_000 + index)))
+            })
+            .collect()
+    }
+
     /// A tree in memory: its stored nodes and its leaves.
     #[derive(Default)]
     struct Tree {
@@ -546,22 +572,9 @@ mod tests {
     #[test]
     fn updates_store_exactly_the_nodes_of_the_tree_built_from_scratch() {
         let mut tree = Tree::default();
-        let mut seed = 1u64;
-        let mut random = |below: u64| {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (seed >> 33) % below
-        };
+        let mut random = random_numbers(1);
         for round in 0..60 {
-            // Changes of existing and new keys, removals (some of absent keys) and repeats.
-            let count = 1 + random(40);
-            let changes: Vec<_> = (0..count)
-                .map(|_| {
-                    let index = random(200);
-                    (key(index), (random(3) != 0).then(|| key(round * 1_000 + index)))
-                })
-                .collect();
+            let changes = random_changes(&mut random, round, 40, 200);
             let root_hash = tree.set(&changes);
             assert_eq!(root_hash, tree.root_from_scratch(), "round {round}");
             let mut rebuilt = Tree::default();
@@ -583,22 +596,10 @@ mod tests {
     fn a_full_node_cache_keeps_whole_upper_levels_and_updates_and_proofs_through_it_stay_exact() {
         let mut tree = Tree::default();
         let mut cache = NodeCache::with_limit(64);
-        let mut seed = 7u64;
-        let mut random = |below: u64| {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (seed >> 33) % below
-        };
+        let mut random = random_numbers(7);
         let mut resets = 0;
         for round in 0..40 {
-            // New keys, changes, removals (some of absent keys) and repeats.
-            let changes: Vec<_> = (0..=random(30))
-                .map(|_| {
-                    let index = random(120);
-                    (key(index), (random(3) != 0).then(|| key(round * 1_000 + index)))
-                })
-                .collect();
+            let changes = random_changes(&mut random, round, 30, 120);
             let upper_before: Vec<Position> =
                 cache.nodes.keys().filter(|position| position.depth() <= 1).copied().collect();
             let before = cache.nodes.len();

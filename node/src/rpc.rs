@@ -85,6 +85,20 @@ const MAX_RECEIVED_BYTES: usize = 64 << 20;
 const PARSED_INLINE_BYTES: usize = 64 << 10;
 
 impl Rpc {
+    /// The RPC of `chain`, signing for `unlocked`, taking in `received` bytes of requests at
+    /// once.
+    fn new(chain: Arc<Chain>, unlocked: Vec<PrivateKeySigner>, received: usize) -> Self {
+        Self {
+            chain,
+            filters: Filters::new(FILTER_LIFETIME),
+            unlocked,
+            sending: parking_lot::Mutex::new(()),
+            connections: Arc::new(tokio::sync::Semaphore::new(ws::MAX_CONNECTIONS)),
+            answering: Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING)),
+            received: Arc::new(tokio::sync::Semaphore::new(received)),
+        }
+    }
+
     /// `request` answered off the async threads, once fewer than [`MAX_ANSWERING`] others are;
     /// transactions sent (`eth_sendRawTransaction` alone, or batches of nothing else) do not
     /// wait behind slow queries: their answers are small and their work bounded.
@@ -149,16 +163,8 @@ impl Filter {
 
 /// The JSON-RPC router; `eth_sendTransaction` signs for the `unlocked` accounts (a dev node's).
 pub fn router(chain: Arc<Chain>, unlocked: Vec<PrivateKeySigner>) -> Router {
-    let answering = Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING));
-    let rpc = Rpc {
-        chain: Arc::clone(&chain),
-        filters: Filters::new(FILTER_LIFETIME),
-        unlocked,
-        sending: parking_lot::Mutex::new(()),
-        connections: Arc::new(tokio::sync::Semaphore::new(ws::MAX_CONNECTIONS)),
-        answering: Arc::clone(&answering),
-        received: Arc::new(tokio::sync::Semaphore::new(MAX_RECEIVED_BYTES)),
-    };
+    let rpc = Rpc::new(Arc::clone(&chain), unlocked, MAX_RECEIVED_BYTES);
+    let answering = Arc::clone(&rpc.answering);
     Router::new()
         .route("/", post(handle).get(ws::upgrade))
         .route("/metrics", get(metrics))
@@ -201,11 +207,8 @@ async fn handle(State(rpc): State<Arc<Rpc>>, body: axum::body::Bytes) -> Json<Va
     // INVARIANT: a body is at most MAX_BODY bytes, far below u32::MAX.
     let size = u32::try_from(body.len().max(1)).unwrap_or(u32::MAX);
     let Ok(_received) = Arc::clone(&rpc.received).try_acquire_many_owned(size) else {
-        let message = format!(
-            "limit exceeded: the node holds {MAX_RECEIVED_BYTES} bytes of requests at most; \
-             send again later"
-        );
-        return Json(error_response(&Value::Null, -32005, &message, None));
+        let what = format!("the node holds {MAX_RECEIVED_BYTES} bytes of requests at most");
+        return Json(reply(&Value::Null, Err(RpcError::limit_exceeded(&what))));
     };
     let parsed = if body.len() > PARSED_INLINE_BYTES {
         tokio::task::spawn_blocking(move || serde_json::from_slice::<Value>(&body))
@@ -259,6 +262,12 @@ impl RpcError {
 
     fn server(message: impl std::fmt::Display) -> Self {
         Self { code: -32000, message: message.to_string(), data: None }
+    }
+
+    /// A request refused for a limit of the node's (EIP-1474's code), to be sent again later.
+    fn limit_exceeded(what: &str) -> Self {
+        let message = format!("limit exceeded: {what}; send again later");
+        Self { code: -32005, message, data: None }
     }
 
     /// An answer past `limit` bytes (geth's code and words).
@@ -347,11 +356,8 @@ fn answer_batch_within(rpc: &Rpc, requests: &[Value], time: std::time::Duration)
             }
             if started.elapsed() >= time {
                 let id = request.get("id").cloned().unwrap_or(Value::Null);
-                let message = format!(
-                    "limit exceeded: a batch is answered for at most {} s; send the rest again",
-                    time.as_secs()
-                );
-                return error_response(&id, -32005, &message, None);
+                let what = format!("a batch is answered for at most {} s", time.as_secs());
+                return reply(&id, Err(RpcError::limit_exceeded(&what)));
             }
             let answer = answer(rpc, request);
             bytes += json_size(&answer);
@@ -1457,26 +1463,13 @@ fn filter_method(
 #[cfg(test)]
 mod tests {
     use super::{txpool_within, LogCriteria};
+    use crate::chain::tests::{dev_signer, open_chain, transfer};
     use alloy_primitives::{Address, Bloom, Log, LogData, B256};
 
     /// An RPC over a new test chain (in `directory`) that takes in `received` bytes at once.
     fn test_rpc(directory: &std::path::Path, received: usize) -> super::Rpc {
-        let store = crate::store::Store::open(directory).unwrap();
-        let chain = crate::chain::Chain::open(
-            crate::chain::ChainConfig::for_tests(),
-            store,
-            &crate::genesis::dev_genesis(),
-        )
-        .unwrap();
-        super::Rpc {
-            chain: std::sync::Arc::new(chain),
-            filters: super::Filters::new(super::FILTER_LIFETIME),
-            unlocked: Vec::new(),
-            sending: parking_lot::Mutex::new(()),
-            connections: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
-            answering: std::sync::Arc::new(tokio::sync::Semaphore::new(super::MAX_ANSWERING)),
-            received: std::sync::Arc::new(tokio::sync::Semaphore::new(received)),
-        }
+        let chain = open_chain(directory, crate::chain::ChainConfig::for_tests());
+        super::Rpc::new(std::sync::Arc::new(chain), Vec::new(), received)
     }
 
     #[test]
@@ -1520,19 +1513,9 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let rpc = test_rpc(directory.path(), 1_000);
         let chain = &rpc.chain;
-        let chain_id = crate::chain::ChainConfig::for_tests().chain_id;
-        let signer: alloy_signer_local::PrivateKeySigner =
-            crate::genesis::DEV_KEYS[0].parse().unwrap();
+        let signer = dev_signer(0);
         for nonce in 0..3 {
-            let transfer = alloy_consensus::TxEip1559 {
-                chain_id,
-                nonce,
-                gas_limit: 21_000,
-                max_fee_per_gas: 10,
-                to: alloy_primitives::TxKind::Call(Address::repeat_byte(0xbe)),
-                ..alloy_consensus::TxEip1559::default()
-            };
-            chain.submit(&crate::client::sign(&signer, transfer).unwrap()).unwrap();
+            chain.submit(&transfer(&signer, nonce, 10)).unwrap();
         }
         let content = txpool_within(chain, "txpool_content", 1_000_000).ok().unwrap();
         assert_eq!(

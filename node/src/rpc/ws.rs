@@ -312,6 +312,12 @@ enum Unsent {
     Failed(RpcError),
 }
 
+impl From<OverBudget> for Unsent {
+    fn from(OverBudget: OverBudget) -> Self {
+        Self::OverBudget
+    }
+}
+
 /// Notifications within a budget of bytes.
 struct Notifications {
     items: Vec<Notice>,
@@ -355,9 +361,8 @@ fn notifications(chain: &Chain, following: &[Active], number: u64) -> Result<Vec
     if active.is_empty() {
         return Ok(Vec::new());
     }
-    let failed = Unsent::Failed;
     let Some(block) =
-        chain.store().block(number).map_err(|error| failed(RpcError::server(error)))?
+        chain.store().block(number).map_err(|error| Unsent::Failed(RpcError::server(error)))?
     else {
         return Ok(Vec::new());
     };
@@ -372,7 +377,6 @@ fn notifications(chain: &Chain, following: &[Active], number: u64) -> Result<Vec
         })
         .collect();
     let mut out = Notifications::default();
-    let over = |_: OverBudget| Unsent::OverBudget;
     // The block's logs that one of them takes, read and written out once for the connection.
     let mut logs = Vec::new();
     if !criteria.is_empty() {
@@ -385,7 +389,7 @@ fn notifications(chain: &Chain, following: &[Active], number: u64) -> Result<Vec
                 }
             }
         })
-        .map_err(failed)?;
+        .map_err(Unsent::Failed)?;
         if over_budget {
             return Err(Unsent::OverBudget);
         }
@@ -397,7 +401,7 @@ fn notifications(chain: &Chain, following: &[Active], number: u64) -> Result<Vec
                 let header = if let Some(header) = &header {
                     Arc::clone(header)
                 } else {
-                    let mut object = block_object(chain, &block, false).map_err(failed)?;
+                    let mut object = block_object(chain, &block, false).map_err(Unsent::Failed)?;
                     if let Some(fields) = object.as_object_mut() {
                         // A header, as geth sends it.
                         for body in
@@ -406,16 +410,16 @@ fn notifications(chain: &Chain, following: &[Active], number: u64) -> Result<Vec
                             fields.remove(body);
                         }
                     }
-                    let text = out.content(object.to_string()).map_err(over)?;
+                    let text = out.content(object.to_string())?;
                     Arc::clone(header.insert(text))
                 };
-                out.push(&subscription.id, &header).map_err(over)?;
+                out.push(&subscription.id, &header)?;
             }
             Filter::Pending => {}
             Filter::Logs(filter) => {
                 for (log, text) in &logs {
                     if filter.criteria.matches(log) {
-                        out.push(&subscription.id, text).map_err(over)?;
+                        out.push(&subscription.id, text)?;
                     }
                 }
             }
