@@ -310,24 +310,29 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
     /// lookup of the key stops at the same mark or runs through the same full sequence.
     pub(crate) fn update<R>(&self, key: &K, update: impl FnOnce(&mut T) -> R) -> R {
         let hash = self.hasher.hash_one(key);
-        // The slot this insertion claimed and wrote the key into; freed if it is not published.
-        let mut claimed: Option<(usize, &Slot<K, T>)> = None;
-        let abandon = |claimed: Option<(usize, &Slot<K, T>)>| {
-            if let Some((_, slot)) = claimed {
-                slot.0.lock().0 = None;
+        // The slot this insertion claimed and wrote the key into, held from its claim to the
+        // update (so that a new key costs one lock, not three): no other thread can wait for it
+        // before it is published, so holding it while probing other slots cannot deadlock.
+        // Freed if it is not published.
+        let mut claimed: Option<(usize, Held<'_, K, T>)> = None;
+        let abandon = |claimed: Option<(usize, Held<'_, K, T>)>| {
+            if let Some((_, mut held)) = claimed {
+                held.0 = None;
             }
         };
         for entry in self.probes(hash) {
             let mut word = entry.load(Ordering::Acquire);
             if word == 0 {
-                claimed = claimed.or_else(|| self.claim_slot(key));
-                let published = claimed.map_or(TO_OVERFLOW, |(index, _)| {
+                if claimed.is_none() {
+                    claimed = self.claim_slot(key);
+                }
+                let published = claimed.as_ref().map_or(TO_OVERFLOW, |(index, _)| {
                     // INVARIANT: index < MAX_SLOTS.
-                    (tag_of(hash) << SLOT_BITS) | (index as u32 + 1)
+                    (tag_of(hash) << SLOT_BITS) | (*index as u32 + 1)
                 });
                 match entry.compare_exchange(0, published, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => match claimed {
-                        Some((_, slot)) => return update(&mut slot.0.lock().1),
+                        Some((_, mut held)) => return update(&mut held.1),
                         None => return self.overflow.update(&self.hasher, hash, key, update),
                     },
                     Err(now) => word = now,
@@ -346,10 +351,10 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
         self.overflow.update(&self.hasher, hash, key, update)
     }
 
-    /// A slot of the thread's run for this map's block, holding `key` (claiming a new run, and
-    /// building its chunk if an earlier block did not, when the thread has none); `None` when
-    /// the arena is full.
-    fn claim_slot(&self, key: &K) -> Option<(usize, &Slot<K, T>)> {
+    /// A slot of the thread's run for this map's block, locked and holding `key` (claiming a
+    /// new run, and building its chunk if an earlier block did not, when the thread has none);
+    /// `None` when the arena is full.
+    fn claim_slot(&self, key: &K) -> Option<(usize, Held<'_, K, T>)> {
         let index = RUN.with(|run| {
             let (generation, next, end) = run.get();
             if generation == self.generation && next < end {
@@ -371,10 +376,10 @@ impl<K: Hash + Eq + Clone, T: Default> ShardedMap<K, T> {
             run.set((self.generation, start + 1, end));
             Some(start)
         })?;
-        let slot = self.slot(index)?;
+        let mut held = self.slot(index)?.0.lock();
         // Written before the slot is published: a thread that finds the entry finds the key.
-        slot.0.lock().0 = Some(key.clone());
-        Some((index, slot))
+        held.0 = Some(key.clone());
+        Some((index, held))
     }
 
     /// The slots of part `index` of the [`SHARD_COUNT`] parts of the arena's claimed runs.
