@@ -1,6 +1,7 @@
 //! The one key space of Duet's state and its canonical encoding.
 
 use std::cmp::Ordering;
+use std::hash::{Hash, Hasher};
 
 use alloy_primitives::{keccak256, Address, B256};
 
@@ -12,7 +13,7 @@ use alloy_primitives::{keccak256, Address, B256};
 /// The order ([`Ord`]: by variant, in the order they are declared, then field by field, bytes
 /// compared as unsigned numbers) is the canonical order of keys wherever keys are listed (block
 /// outputs, state diffs); the [`encode`](Self::encode)d bytes are the canonical byte form.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StateKey {
     /// An account's header: its nonce (the Move sequence number is the same number) and code hash.
     Account(Address),
@@ -93,6 +94,46 @@ impl Ord for StateKey {
             (Self::System(left), Self::System(right)) => left.cmp(right),
             _ => self.variant().cmp(&other.variant()),
         }
+    }
+}
+
+/// Hashed as a few machine words (the variant, then addresses and hashes eight bytes at a time)
+/// instead of byte slices with length prefixes, as derived: keys are hashed several times for
+/// every read and write of a transaction. Equal keys write equal words.
+impl Hash for StateKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u8(self.variant());
+        match self {
+            Self::Account(address) | Self::Balance(address) => hash_address(address, state),
+            Self::Storage { address, slot } => {
+                hash_address(address, state);
+                hash_hash(slot, state);
+            }
+            Self::Code(hash) => hash_hash(hash, state),
+            Self::MoveModule { address, name } => {
+                hash_address(address, state);
+                name.hash(state);
+            }
+            Self::MoveResource { address, struct_tag } => {
+                hash_address(address, state);
+                struct_tag.hash(state);
+            }
+            Self::System(key) => key.hash(state),
+        }
+    }
+}
+
+fn hash_address<H: Hasher>(address: &Address, state: &mut H) {
+    let bytes = address.as_slice();
+    state.write_u64(u64::from_le_bytes(word(bytes, 0)));
+    state.write_u64(u64::from_le_bytes(word(bytes, 8)));
+    state.write_u32(u32::from_le_bytes(word(bytes, 16)));
+}
+
+fn hash_hash<H: Hasher>(hash: &B256, state: &mut H) {
+    let bytes = hash.as_slice();
+    for at in [0, 8, 16, 24] {
+        state.write_u64(u64::from_le_bytes(word(bytes, at)));
     }
 }
 
