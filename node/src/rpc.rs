@@ -7,7 +7,8 @@
 //!
 //! The dev accounts are unlocked, as on anvil: `eth_accounts` lists them, and
 //! `eth_sendTransaction` fills in what a transaction from one of them leaves out (nonce, gas,
-//! fees), signs it with its key and submits it like a raw one (`cast send --unlocked`).
+//! fees), signs it with its key and submits it like a raw one (`cast send --unlocked`); they
+//! also sign messages (EIP-191) and typed data (EIP-712, `eth_signTypedData_v4`).
 //!
 //! The same port speaks WebSocket too (`ws`): every method, and `eth_subscribe` to new heads,
 //! logs and pending transactions. Any origin may call the node from a browser (CORS).
@@ -431,6 +432,9 @@ fn dispatch(rpc: &Rpc, method: &str, params: &[Value]) -> Result<Value, RpcError
         // `eth_sign(account, data)`.
         "personal_sign" => sign_message(rpc, params, 0, 1),
         "eth_sign" => sign_message(rpc, params, 1, 0),
+        // EIP-712 typed data, as wallets sign it: `eth_signTypedData_v4(account, typedData)`
+        // (anvil answers `eth_signTypedData` the same way).
+        "eth_signTypedData_v4" | "eth_signTypedData" => sign_typed_data(rpc, params),
         "eth_blockNumber" => Ok(json!(hex(head.number))),
         "eth_gasPrice" => Ok(json!(hex(chain.config().base_fee + SUGGESTED_TIP))),
         "eth_maxPriorityFeePerGas" => Ok(json!(hex(SUGGESTED_TIP))),
@@ -793,6 +797,19 @@ fn sign_message(
     let signer = unlocked(rpc, address_param(params, account)?)?;
     let signature =
         alloy_signer::SignerSync::sign_message_sync(signer, &message).map_err(RpcError::server)?;
+    Ok(json!(Bytes::from(signature.as_bytes().to_vec())))
+}
+
+/// The EIP-712 signature (65 bytes, `v` 27 or 28) of the typed data at `params[1]` (an object,
+/// or its JSON text, as viem and ethers send it) by the unlocked account at `params[0]`.
+fn sign_typed_data(rpc: &Rpc, params: &[Value]) -> Result<Value, RpcError> {
+    let typed: alloy_dyn_abi::eip712::TypedData = parse(params, 1, "typed data")?;
+    let hash = typed
+        .eip712_signing_hash()
+        .map_err(|error| RpcError::invalid_params(format!("invalid typed data: {error}")))?;
+    let signer = unlocked(rpc, address_param(params, 0)?)?;
+    let signature =
+        alloy_signer::SignerSync::sign_hash_sync(signer, &hash).map_err(RpcError::server)?;
     Ok(json!(Bytes::from(signature.as_bytes().to_vec())))
 }
 
@@ -1470,6 +1487,72 @@ mod tests {
     fn test_rpc(directory: &std::path::Path, received: usize) -> super::Rpc {
         let chain = open_chain(directory, crate::chain::ChainConfig::for_tests());
         super::Rpc::new(std::sync::Arc::new(chain), Vec::new(), received)
+    }
+
+    /// EIP-712's own example: Cow's mail to Bob, signed with the key keccak256("cow").
+    #[test]
+    fn typed_data_is_signed_as_eip_712_says() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), crate::chain::ChainConfig::for_tests());
+        let cow =
+            alloy_signer_local::PrivateKeySigner::from_bytes(&alloy_primitives::keccak256("cow"))
+                .unwrap();
+        let rpc = super::Rpc::new(std::sync::Arc::new(chain), vec![cow], 1_000_000);
+        let mail = serde_json::json!({
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"}
+                ],
+                "Person": [{"name": "name", "type": "string"}, {"name": "wallet", "type": "address"}],
+                "Mail": [
+                    {"name": "from", "type": "Person"},
+                    {"name": "to", "type": "Person"},
+                    {"name": "contents", "type": "string"}
+                ]
+            },
+            "primaryType": "Mail",
+            "domain": {
+                "name": "Ether Mail",
+                "version": "1",
+                "chainId": 1,
+                "verifyingContract": "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC"
+            },
+            "message": {
+                "from": {"name": "Cow", "wallet": "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"},
+                "to": {"name": "Bob", "wallet": "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB"},
+                "contents": "Hello, Bob!"
+            }
+        });
+        let cow_address = "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826";
+        let ask = |method: &str, params: serde_json::Value| {
+            let request =
+                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+            let answers =
+                super::answer_batch_within(&rpc, &[request], std::time::Duration::from_secs(60));
+            answers[0].clone()
+        };
+        let expected = "0x4355c47d63924e8a72e509b65029052eb6c299d53a04e167c5775fd466751c9d\
+                        07299936d304c153f6443dfa05f40ff007d72911b6f72307f996231605b91562\
+                        1c";
+        // As an object, and as its JSON text (viem and ethers send text).
+        let signed = ask("eth_signTypedData_v4", serde_json::json!([cow_address, mail]));
+        assert_eq!(signed["result"], expected, "{signed}");
+        let signed =
+            ask("eth_signTypedData_v4", serde_json::json!([cow_address, mail.to_string()]));
+        assert_eq!(signed["result"], expected, "{signed}");
+        // An account the node has no key for; typed data that is not.
+        let stranger = "0x000000000000000000000000000000000000dEaD";
+        let refused = ask("eth_signTypedData_v4", serde_json::json!([stranger, mail]));
+        assert!(refused["error"]["message"].as_str().unwrap().contains("no key for"), "{refused}");
+        let mut undefined = mail.clone();
+        undefined["primaryType"] = "Letter".into();
+        let refused = ask("eth_signTypedData_v4", serde_json::json!([cow_address, undefined]));
+        assert_eq!(refused["error"]["code"], -32602, "{refused}");
+        let refused = ask("eth_signTypedData_v4", serde_json::json!([cow_address, "{"]));
+        assert_eq!(refused["error"]["code"], -32602, "{refused}");
     }
 
     #[test]

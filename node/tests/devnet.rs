@@ -905,6 +905,8 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
     assert_eq!(text("recipientBalance"), "500000000000000000");
     assert_eq!(text("transferValue"), "500000000000000000");
     assert_eq!(seen["transferNonce"], 0);
+    assert_eq!(seen["typedDataSameSignature"], true, "{seen}");
+    assert_eq!(text("typedDataSigner"), FIRST);
     assert_eq!(text("deployStatus"), "success");
     assert!(seen["codeBytes"].as_u64().unwrap() > 1000, "{seen}");
     assert_eq!(text("name"), "Viem Token");

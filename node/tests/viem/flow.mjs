@@ -16,6 +16,7 @@ import {
   http,
   parseAbiItem,
   parseEther,
+  recoverTypedDataAddress,
   webSocket,
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
@@ -76,6 +77,38 @@ seen.recipientBalance = (await client.getBalance({ address: recipient })).toStri
 const transaction = await client.getTransaction({ hash: sent });
 seen.transferValue = transaction.value.toString();
 seen.transferNonce = transaction.nonce;
+
+// EIP-712 typed data signed by the node for its unlocked account (eth_signTypedData_v4, as a
+// wallet would), the same signature as the account's own key gives here.
+const typedData = {
+  domain: {
+    name: "Ether Mail",
+    version: "1",
+    chainId: chain.id,
+    verifyingContract: "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC",
+  },
+  types: {
+    Person: [
+      { name: "name", type: "string" },
+      { name: "wallet", type: "address" },
+    ],
+    Mail: [
+      { name: "from", type: "Person" },
+      { name: "to", type: "Person" },
+      { name: "contents", type: "string" },
+    ],
+  },
+  primaryType: "Mail",
+  message: {
+    from: { name: "Cow", wallet: "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826" },
+    to: { name: "Bob", wallet: "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB" },
+    contents: "Hello, Bob!",
+  },
+};
+const nodeWallet = createWalletClient({ account: account.address, chain, transport: http(url) });
+const typedSignature = await nodeWallet.signTypedData(typedData);
+seen.typedDataSameSignature = typedSignature === (await account.signTypedData(typedData));
+seen.typedDataSigner = await recoverTypedDataAddress({ ...typedData, signature: typedSignature });
 
 // An ERC-20: deployed, read, called, its events found.
 const supply = 1000n * 10n ** 18n;
