@@ -432,9 +432,8 @@ fn dispatch(rpc: &Rpc, method: &str, params: &[Value]) -> Result<Value, RpcError
         // `eth_sign(account, data)`.
         "personal_sign" => sign_message(rpc, params, 0, 1),
         "eth_sign" => sign_message(rpc, params, 1, 0),
-        // EIP-712 typed data, as wallets sign it: `eth_signTypedData_v4(account, typedData)`
-        // (anvil answers `eth_signTypedData` the same way).
-        "eth_signTypedData_v4" | "eth_signTypedData" => sign_typed_data(rpc, params),
+        // EIP-712 typed data, as wallets sign it: `eth_signTypedData_v4(account, typedData)`.
+        "eth_signTypedData_v4" => sign_typed_data(rpc, params),
         "eth_blockNumber" => Ok(json!(hex(head.number))),
         "eth_gasPrice" => Ok(json!(hex(chain.config().base_fee + SUGGESTED_TIP))),
         "eth_maxPriorityFeePerGas" => Ok(json!(hex(SUGGESTED_TIP))),
@@ -801,7 +800,9 @@ fn sign_message(
 }
 
 /// The EIP-712 signature (65 bytes, `v` 27 or 28) of the typed data at `params[1]` (an object,
-/// or its JSON text, as viem and ethers send it) by the unlocked account at `params[0]`.
+/// or its JSON text, as viem and ethers send it) by the unlocked account at `params[0]`. The
+/// domain separator hashes the domain's fields in EIP-712's order (name, version, chainId,
+/// verifyingContract, salt), the order viem and ethers declare them in.
 fn sign_typed_data(rpc: &Rpc, params: &[Value]) -> Result<Value, RpcError> {
     let typed: alloy_dyn_abi::eip712::TypedData = parse(params, 1, "typed data")?;
     let hash = typed

@@ -1,6 +1,5 @@
 //! The one key space of Duet's state and its canonical encoding.
 
-use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
 
 use alloy_primitives::{keccak256, Address, B256};
@@ -10,10 +9,9 @@ use alloy_primitives::{keccak256, Address, B256};
 /// Every piece of state either VM can touch has exactly one key here, so a write by the Move VM and
 /// a read by the EVM of the same thing meet on the same key.
 ///
-/// The order ([`Ord`]: by variant, in the order they are declared, then field by field, bytes
-/// compared as unsigned numbers) is the canonical order of keys wherever keys are listed (block
+/// The derived order ([`Ord`]) is the canonical order of keys wherever keys are listed (block
 /// outputs, state diffs); the [`encode`](Self::encode)d bytes are the canonical byte form.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum StateKey {
     /// An account's header: its nonce (the Move sequence number is the same number) and code hash.
     Account(Address),
@@ -56,7 +54,7 @@ pub enum SystemKey {
 }
 
 impl StateKey {
-    /// The variant's place in the declaration, which orders keys of different variants.
+    /// The variant's place in the declaration (the first word of a key's hash).
     const fn variant(&self) -> u8 {
         match self {
             Self::Account(_) => 0,
@@ -66,33 +64,6 @@ impl StateKey {
             Self::MoveModule { .. } => 4,
             Self::MoveResource { .. } => 5,
             Self::System(_) => 6,
-        }
-    }
-}
-
-/// The order the derived one would be, written out so that addresses and hashes compare as
-/// big-endian words, inline, instead of through `memcmp` (keys are sorted and merged by the
-/// tens of thousands at the end of every block).
-impl Ord for StateKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        match (self, other) {
-            (Self::Account(left), Self::Account(right))
-            | (Self::Balance(left), Self::Balance(right)) => compare_address(left, right),
-            (
-                Self::Storage { address: left, slot: left_slot },
-                Self::Storage { address: right, slot: right_slot },
-            ) => compare_address(left, right).then_with(|| compare_hash(left_slot, right_slot)),
-            (Self::Code(left), Self::Code(right)) => compare_hash(left, right),
-            (
-                Self::MoveModule { address: left, name: left_name },
-                Self::MoveModule { address: right, name: right_name },
-            ) => compare_address(left, right).then_with(|| left_name.cmp(right_name)),
-            (
-                Self::MoveResource { address: left, struct_tag: left_tag },
-                Self::MoveResource { address: right, struct_tag: right_tag },
-            ) => compare_address(left, right).then_with(|| left_tag.cmp(right_tag)),
-            (Self::System(left), Self::System(right)) => left.cmp(right),
-            _ => self.variant().cmp(&other.variant()),
         }
     }
 }
@@ -137,33 +108,11 @@ fn hash_hash<H: Hasher>(hash: &B256, state: &mut H) {
     }
 }
 
-impl PartialOrd for StateKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// Bytes `at..at + N` of `bytes` as a big-endian number.
+/// Bytes `at..at + N` of `bytes`, as an array.
 fn word<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     let mut word = [0; N];
     word.copy_from_slice(&bytes[at..at + N]);
     word
-}
-
-/// Two addresses in byte order.
-fn compare_address(left: &Address, right: &Address) -> Ordering {
-    let (left, right) = (left.as_slice(), right.as_slice());
-    u128::from_be_bytes(word(left, 0))
-        .cmp(&u128::from_be_bytes(word(right, 0)))
-        .then_with(|| u32::from_be_bytes(word(left, 16)).cmp(&u32::from_be_bytes(word(right, 16))))
-}
-
-/// Two hashes in byte order.
-fn compare_hash(left: &B256, right: &B256) -> Ordering {
-    let (left, right) = (left.as_slice(), right.as_slice());
-    u128::from_be_bytes(word(left, 0)).cmp(&u128::from_be_bytes(word(right, 0))).then_with(|| {
-        u128::from_be_bytes(word(left, 16)).cmp(&u128::from_be_bytes(word(right, 16)))
-    })
 }
 
 impl StateKey {
@@ -299,73 +248,37 @@ mod tests {
 
     const ALICE: Address = address!("00000000000000000000000000000000000a11ce");
 
-    /// The order derived from the declaration: variant, then each field's own order.
-    fn declared_order(left: &StateKey, right: &StateKey) -> Ordering {
-        use StateKey::*;
-        match (left, right) {
-            (Account(a), Account(b)) | (Balance(a), Balance(b)) => a.cmp(b),
-            (Storage { address: a, slot: s }, Storage { address: b, slot: t }) => {
-                (a, s).cmp(&(b, t))
-            }
-            (Code(a), Code(b)) => a.cmp(b),
-            (MoveModule { address: a, name: m }, MoveModule { address: b, name: n }) => {
-                (a, m).cmp(&(b, n))
-            }
-            (
-                MoveResource { address: a, struct_tag: s },
-                MoveResource { address: b, struct_tag: t },
-            ) => (a, s).cmp(&(b, t)),
-            (System(a), System(b)) => a.cmp(b),
-            _ => left.variant().cmp(&right.variant()),
-        }
-    }
-
     #[test]
-    fn keys_order_by_variant_then_fields_bytewise() {
-        // Addresses and hashes that differ in one byte, at each position, by a little and by a
-        // lot (a big-endian comparison that read a word the wrong way would misorder them).
-        let mut addresses = vec![Address::ZERO, Address::repeat_byte(0xff)];
-        let mut hashes = vec![B256::ZERO, B256::repeat_byte(0xff)];
+    fn keys_that_differ_in_any_byte_hash_differently() {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let hash = |key: &StateKey| {
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key)
+        };
+        let mut keys = vec![StateKey::Account(ALICE), StateKey::Balance(ALICE)];
         for at in 0..32 {
-            for byte in [0x01, 0x80, 0xff] {
-                let mut hash = B256::ZERO;
-                hash[at] = byte;
-                hashes.push(hash);
-                if at < 20 {
-                    let mut address = Address::ZERO;
-                    address[at] = byte;
-                    addresses.push(address);
-                }
-            }
-        }
-        let mut keys = Vec::new();
-        for &address in &addresses {
-            keys.push(StateKey::Account(address));
-            keys.push(StateKey::Balance(address));
-            keys.push(StateKey::MoveModule { address, name: "coin".into() });
-            keys.push(StateKey::MoveResource { address, struct_tag: vec![1, 2].into() });
-            for &slot in hashes.iter().step_by(7) {
-                keys.push(StateKey::Storage { address, slot });
-            }
-        }
-        for &hash in &hashes {
+            let mut hash = B256::ZERO;
+            hash[at] = 1;
             keys.push(StateKey::Code(hash));
             keys.push(StateKey::Storage { address: ALICE, slot: hash });
-        }
-        keys.push(StateKey::MoveModule { address: ALICE, name: "coin2".into() });
-        keys.push(StateKey::MoveResource { address: ALICE, struct_tag: vec![1].into() });
-        keys.push(StateKey::System(SystemKey::BlockInfo));
-        keys.push(StateKey::System(SystemKey::WithdrawalRoot));
-        for left in &keys {
-            for right in &keys {
-                assert_eq!(
-                    left.cmp(right),
-                    declared_order(left, right),
-                    "{left:?} against {right:?}"
-                );
-                assert_eq!(left.partial_cmp(right), Some(declared_order(left, right)));
+            if at < 20 {
+                let mut address = Address::ZERO;
+                address[at] = 1;
+                keys.push(StateKey::Account(address));
+                keys.push(StateKey::Balance(address));
+                keys.push(StateKey::Storage { address, slot: B256::ZERO });
+                keys.push(StateKey::MoveModule { address, name: "coin".into() });
+                keys.push(StateKey::MoveResource { address, struct_tag: vec![1].into() });
             }
         }
+        keys.push(StateKey::MoveModule { address: ALICE, name: "coin2".into() });
+        keys.push(StateKey::MoveResource { address: ALICE, struct_tag: vec![1, 2].into() });
+        keys.push(StateKey::System(SystemKey::BlockInfo));
+        keys.push(StateKey::System(SystemKey::WithdrawalRoot));
+        let hashes: std::collections::HashSet<u64> = keys.iter().map(hash).collect();
+        assert_eq!(hashes.len(), keys.len(), "two different keys hashed alike");
+        // Equal keys hash alike, however they were built.
+        let copy = StateKey::decode(&keys[5].encode()).unwrap();
+        assert_eq!(hash(&copy), hash(&keys[5]));
     }
 
     #[test]
