@@ -156,14 +156,14 @@ where
         let output = match halt {
             None => {
                 let block_size = self.transactions.len();
-                self.finish(block_size)
+                self.finish(block_size, helpers)
             }
             Some(Halt::Error(error)) => Err(error),
             Some(Halt::Contention) => {
                 let prefix = self.valid_prefix();
                 prefix.map_err(BlockError::Storage).and_then(|prefix| {
                     stats.sequential_from = Some(prefix);
-                    let finished = self.finish(prefix);
+                    let finished = self.finish(prefix, helpers);
                     if let Ok((output, _)) = &finished {
                         // The transactions the sequential executor ran.
                         let sequential = output.results.len() - prefix;
@@ -351,8 +351,9 @@ where
 
     /// The block's output: the parallel results of the first `prefix` transactions, and the rest
     /// executed sequentially on top of them; or, if the sequential executor's [`Probe`] found
-    /// the contention over, up to where it stopped (returned).
-    fn finish(self, prefix: TxnIndex) -> RunOutcome<M> {
+    /// the contention over, up to where it stopped (returned). The final state and the list of
+    /// results are assembled at the same time, the results on a helper if there is one.
+    fn finish(self, prefix: TxnIndex, helpers: Option<&rayon::ThreadPool>) -> RunOutcome<M> {
         // The workers took the results and credits chunk by chunk when the block was done;
         // after a halt, they are still in the memory.
         let mut chunks = std::mem::take(&mut *self.outputs.lock());
@@ -364,23 +365,33 @@ where
         let credits: Credits =
             chunks.iter().flat_map(|(_, _, credits)| credits.iter().copied()).collect();
         let mut finalizers = std::mem::take(&mut *self.finalizers.lock());
-        let mut state_updates = if finalizers.is_empty() {
-            self.memory
-                .final_updates(prefix, &credits, self.storage)
-                .map_err(|error| error.shifted(self.first_index))?
-        } else {
-            let hot = self.memory.hot_finalizer(prefix, &credits, self.storage);
-            finalizers.extend(hot.map_err(BlockError::Storage)?);
-            self.memory.finish(finalizers).map_err(|error| error.shifted(self.first_index))?
+        let final_state = || {
+            if finalizers.is_empty() {
+                self.memory
+                    .final_updates(prefix, &credits, self.storage)
+                    .map_err(|error| error.shifted(self.first_index))
+            } else {
+                let hot = self.memory.hot_finalizer(prefix, &credits, self.storage);
+                finalizers.extend(hot.map_err(BlockError::Storage)?);
+                self.memory.finish(finalizers).map_err(|error| error.shifted(self.first_index))
+            }
         };
-        let outputs = chunks.into_iter().flat_map(|(_, outputs, _)| outputs).take(prefix);
-        let mut results = Vec::with_capacity(self.transactions.len());
-        for (txn_index, output) in outputs.into_iter().enumerate() {
-            results.push(output.ok_or_else(|| {
-                let txn_index = self.first_index + txn_index;
-                BlockError::Invariant(format!("transaction {txn_index} finished without a result"))
-            })?);
-        }
+        let (first_index, block_size) = (self.first_index, self.transactions.len());
+        let results = move || {
+            let outputs = chunks.into_iter().flat_map(|(_, outputs, _)| outputs).take(prefix);
+            let mut results = Vec::with_capacity(block_size);
+            for (txn_index, output) in outputs.enumerate() {
+                results.push(output.ok_or_else(|| {
+                    let txn_index = first_index + txn_index;
+                    BlockError::Invariant(format!(
+                        "transaction {txn_index} finished without a result"
+                    ))
+                })?);
+            }
+            Ok::<_, BlockError<M::Key>>(results)
+        };
+        let (state_updates, results) = both(helpers, final_state, results);
+        let (mut state_updates, mut results) = (state_updates?, results?);
         let mut resume = None;
         if prefix < self.transactions.len() {
             let base = PrefixState {
@@ -414,6 +425,22 @@ where
         }
         Ok((BlockOutput { results, state_updates }, resume))
     }
+}
+
+/// `first()` here and `second()` on one of `helpers` (if any) at the same time.
+fn both<A, B: Send>(
+    helpers: Option<&rayon::ThreadPool>,
+    first: impl FnOnce() -> A,
+    second: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    let Some(pool) = helpers else { return (first(), second()) };
+    let mut second_result = None;
+    let first_result = pool.in_place_scope(|scope| {
+        scope.spawn(|_| second_result = Some(second()));
+        first()
+    });
+    // INVARIANT: the scope ends only after its spawned job ran.
+    (first_result, second_result.expect("the helper ran its job"))
 }
 
 /// Merges two key-sorted update lists; where both hold a key, `newer` wins.
