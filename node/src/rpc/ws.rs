@@ -9,8 +9,11 @@
 //! connection with subscriptions looks at the head every 100 ms; a block's logs are read once
 //! per connection, whatever its number of subscriptions.
 //!
-//! A connection answers its requests one after another; notifications wait while a request is
-//! answered. Subscribing is a request of its own (not inside a batch). A pending-transaction
+//! A connection answers up to [`MAX_IN_FLIGHT`] requests at a time, each as soon as it is
+//! ready (a quick request is not held up by a slow one sent before it; match answers by `id`),
+//! and reads no further message while that many are being answered. Subscribing and
+//! unsubscribing are answered at once, in order with the connection's notifications, and are
+//! requests of their own (not inside a batch). A pending-transaction
 //! subscription is told of each transaction the node accepts after it was made (from the last
 //! 10 000: one that falls further behind misses some).
 //!
@@ -39,6 +42,10 @@ use crate::chain::Chain;
 
 /// The most WebSocket connections open at a time.
 pub(super) const MAX_CONNECTIONS: usize = 256;
+
+/// The most requests of one connection answered at a time (each also waits for one of the
+/// node's turns, as over HTTP).
+const MAX_IN_FLIGHT: usize = 16;
 
 /// The most subscriptions one connection holds.
 const MAX_SUBSCRIPTIONS: usize = 100;
@@ -90,9 +97,12 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
     let mut notified = rpc.chain.head().number;
     let mut ticker = tokio::time::interval(POLL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Requests being answered, at most MAX_IN_FLIGHT: the connection reads no more until one
+    // is answered. Their tasks end with the connection.
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
-            message = socket.recv() => {
+            message = socket.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
                 let text = match message {
                     Some(Ok(Message::Text(text))) => text.to_string(),
                     Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -100,7 +110,22 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 };
                 let subscribing = Subscribing { list: &mut subscriptions, count: &mut subscribed };
-                let answer = answer(&rpc, &text, subscribing).await;
+                match answer(&rpc, &text, subscribing) {
+                    Answer::Now(answer) => {
+                        if !send(&mut socket, answer.to_string()).await {
+                            return;
+                        }
+                    }
+                    Answer::Later(request) => {
+                        let rpc = Arc::clone(&rpc);
+                        in_flight.spawn(async move { rpc.respond_in_turn(request).await });
+                    }
+                }
+            }
+            Some(answered) = in_flight.join_next(), if !in_flight.is_empty() => {
+                let answer = answered.unwrap_or_else(|_| {
+                    error_response(&Value::Null, -32603, "internal error", None)
+                });
                 if !send(&mut socket, answer.to_string()).await {
                     return;
                 }
@@ -187,12 +212,22 @@ struct Subscribing<'a> {
     count: &'a mut u64,
 }
 
+/// What to do with one message.
+enum Answer {
+    /// Answered already: a parse error, or subscribing and unsubscribing (which change the
+    /// connection's subscriptions, so they are answered in order with its notifications).
+    Now(Value),
+    /// A request (or batch) to answer as over HTTP, alongside the connection's others.
+    Later(Value),
+}
+
 /// The answer to one message: subscribing and unsubscribing here, anything else as over HTTP.
-async fn answer(rpc: &Arc<Rpc>, text: &str, subscribing: Subscribing<'_>) -> Value {
+fn answer(rpc: &Rpc, text: &str, subscribing: Subscribing<'_>) -> Answer {
     let request: Value = match serde_json::from_str(text) {
         Ok(request) => request,
         Err(error) => {
-            return error_response(&Value::Null, -32700, &format!("parse error: {error}"), None)
+            let message = format!("parse error: {error}");
+            return Answer::Now(error_response(&Value::Null, -32700, &message, None));
         }
     };
     let method = request.get("method").and_then(Value::as_str).unwrap_or_default();
@@ -202,9 +237,12 @@ async fn answer(rpc: &Arc<Rpc>, text: &str, subscribing: Subscribing<'_>) -> Val
             Some(Value::Array(params)) => params.as_slice(),
             _ => &[],
         };
-        return reply(&id, subscription_method(method, params, &rpc.chain, subscribing));
+        return Answer::Now(reply(
+            &id,
+            subscription_method(method, params, &rpc.chain, subscribing),
+        ));
     }
-    rpc.respond_in_turn(request).await
+    Answer::Later(request)
 }
 
 /// `eth_subscribe` and `eth_unsubscribe`.

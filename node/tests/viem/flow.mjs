@@ -245,6 +245,27 @@ const ask = (request) =>
     pending.set(JSON.stringify(asked), resolve);
     raw.send(JSON.stringify({ jsonrpc: "2.0", id: asked, ...request }));
   });
+// A slow request does not hold up a quick one sent after it on the same connection (answers
+// are matched by id): a call that loops until its 2 000 000 gas run out, then eth_chainId.
+const order = [];
+const bothAnswered = new Promise((resolve) => {
+  const listener = (data) => {
+    const message = JSON.parse(data.toString());
+    if (message.id === "slow" || message.id === "quick") {
+      order.push(message.id);
+      if (order.length === 2) {
+        raw.off("message", listener);
+        resolve();
+      }
+    }
+  };
+  raw.on("message", listener);
+});
+const loop = { data: "0x5b600056", gas: "0x1e8480" };
+raw.send(JSON.stringify({ jsonrpc: "2.0", id: "slow", method: "eth_call", params: [loop, "latest"] }));
+raw.send(JSON.stringify({ jsonrpc: "2.0", id: "quick", method: "eth_chainId", params: [] }));
+await bothAnswered;
+seen.wsAnswerOrder = order;
 const before = BigInt((await ask({ method: "eth_blockNumber" })).result);
 const heads = (await ask({ method: "eth_subscribe", params: ["newHeads"] })).result;
 const pendings = (await ask({ method: "eth_subscribe", params: ["newPendingTransactions"] })).result;
