@@ -100,6 +100,17 @@ impl Rpc {
         }
     }
 
+    /// Counts a request of `bytes` (a body, or a WebSocket message) against the bytes of requests
+    /// the node holds at once, until the permit is dropped; past them, "limit exceeded".
+    fn take_in(&self, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit, RpcError> {
+        // INVARIANT: a request is at most MAX_BODY bytes, far below u32::MAX.
+        let size = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
+        Arc::clone(&self.received).try_acquire_many_owned(size).map_err(|_| {
+            let what = format!("the node holds {MAX_RECEIVED_BYTES} bytes of requests at most");
+            RpcError::limit_exceeded(&what)
+        })
+    }
+
     /// `request` answered off the async threads, once fewer than [`MAX_ANSWERING`] others are;
     /// transactions sent (`eth_sendRawTransaction` alone, or batches of nothing else) do not
     /// wait behind slow queries: their answers are small and their work bounded.
@@ -205,11 +216,9 @@ async fn metrics(State(rpc): State<Arc<Rpc>>) -> String {
 }
 
 async fn handle(State(rpc): State<Arc<Rpc>>, body: axum::body::Bytes) -> Json<Value> {
-    // INVARIANT: a body is at most MAX_BODY bytes, far below u32::MAX.
-    let size = u32::try_from(body.len().max(1)).unwrap_or(u32::MAX);
-    let Ok(_received) = Arc::clone(&rpc.received).try_acquire_many_owned(size) else {
-        let what = format!("the node holds {MAX_RECEIVED_BYTES} bytes of requests at most");
-        return Json(reply(&Value::Null, Err(RpcError::limit_exceeded(&what))));
+    let _received = match rpc.take_in(body.len()) {
+        Ok(received) => received,
+        Err(error) => return Json(reply(&Value::Null, Err(error))),
     };
     let parsed = if body.len() > PARSED_INLINE_BYTES {
         tokio::task::spawn_blocking(move || serde_json::from_slice::<Value>(&body))
@@ -1485,7 +1494,7 @@ mod tests {
     use alloy_primitives::{Address, Bloom, Log, LogData, B256};
 
     /// An RPC over a new test chain (in `directory`) that takes in `received` bytes at once.
-    fn test_rpc(directory: &std::path::Path, received: usize) -> super::Rpc {
+    pub(super) fn test_rpc(directory: &std::path::Path, received: usize) -> super::Rpc {
         let chain = open_chain(directory, crate::chain::ChainConfig::for_tests());
         super::Rpc::new(std::sync::Arc::new(chain), Vec::new(), received)
     }

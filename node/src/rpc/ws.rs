@@ -110,15 +110,9 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 };
                 let subscribing = Subscribing { list: &mut subscriptions, count: &mut subscribed };
-                match answer(&rpc, &text, subscribing) {
-                    Answer::Now(answer) => {
-                        if !send(&mut socket, answer.to_string()).await {
-                            return;
-                        }
-                    }
-                    Answer::Later(request) => {
-                        let rpc = Arc::clone(&rpc);
-                        in_flight.spawn(async move { rpc.respond_in_turn(request).await });
+                if let Some(answer) = take(&rpc, &text, subscribing, &mut in_flight) {
+                    if !send(&mut socket, answer.to_string()).await {
+                        return;
                     }
                 }
             }
@@ -210,6 +204,33 @@ async fn send(socket: &mut WebSocket, text: String) -> bool {
 struct Subscribing<'a> {
     list: &'a mut Vec<Active>,
     count: &'a mut u64,
+}
+
+/// Takes in one message: its answer if it has one now (subscribing, a parse error, or a refusal
+/// when the node holds too many bytes of requests); otherwise its request is being answered in
+/// `in_flight`, counted with the node's requests in hand until then, as over HTTP.
+fn take(
+    rpc: &Arc<Rpc>,
+    text: &str,
+    subscribing: Subscribing<'_>,
+    in_flight: &mut tokio::task::JoinSet<Value>,
+) -> Option<Value> {
+    let received = match rpc.take_in(text.len()) {
+        Ok(received) => received,
+        Err(error) => return Some(reply(&Value::Null, Err(error))),
+    };
+    match answer(rpc, text, subscribing) {
+        Answer::Now(answer) => Some(answer),
+        Answer::Later(request) => {
+            let rpc = Arc::clone(rpc);
+            in_flight.spawn(async move {
+                let answer = rpc.respond_in_turn(request).await;
+                drop(received);
+                answer
+            });
+            None
+        }
+    }
 }
 
 /// What to do with one message.
@@ -470,7 +491,41 @@ fn notifications(chain: &Chain, following: &[Active], number: u64) -> Result<Vec
 mod tests {
     use std::sync::Arc;
 
-    use super::{notification, Notifications, ENVELOPE_BYTES};
+    use super::{notification, take, Notifications, Subscribing, ENVELOPE_BYTES};
+
+    #[tokio::test]
+    async fn a_message_past_the_bytes_taken_in_at_once_is_refused_and_others_are_answered() {
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = Arc::new(super::super::tests::test_rpc(directory.path(), 1_000));
+        let (mut list, mut count) = (Vec::new(), 0);
+        let mut in_flight = tokio::task::JoinSet::new();
+        let request = |padding: usize| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":7,"method":"eth_chainId","pad":"{}"}}"#,
+                "x".repeat(padding)
+            )
+        };
+        // While another request holds most of the room: refused at once, nothing started.
+        let held = Arc::clone(&rpc.received).try_acquire_many_owned(900).unwrap();
+        let subscribing = Subscribing { list: &mut list, count: &mut count };
+        let refused = take(&rpc, &request(200), subscribing, &mut in_flight).unwrap();
+        assert_eq!(refused["error"]["code"], -32005, "{refused}");
+        assert!(in_flight.is_empty());
+        drop(held);
+        // Then it is answered, off the loop, and its bytes are given back once it is.
+        let subscribing = Subscribing { list: &mut list, count: &mut count };
+        assert!(take(&rpc, &request(200), subscribing, &mut in_flight).is_none());
+        let answer = in_flight.join_next().await.unwrap().unwrap();
+        assert_eq!((&answer["id"], &answer["result"]), (&7.into(), &"0x1".into()), "{answer}");
+        assert_eq!(rpc.received.available_permits(), 1_000);
+        // Subscribing is answered at once.
+        let subscribing = Subscribing { list: &mut list, count: &mut count };
+        let subscribe =
+            r#"{"jsonrpc":"2.0","id":8,"method":"eth_subscribe","params":["newHeads"]}"#;
+        let subscribed = take(&rpc, subscribe, subscribing, &mut in_flight).unwrap();
+        assert_eq!(subscribed["result"], "0x00000000000000000000000000000001", "{subscribed}");
+        assert_eq!(list.len(), 1);
+    }
 
     #[test]
     fn notifications_are_json_rpc_share_their_results_and_stop_at_their_budget() {
