@@ -947,7 +947,8 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
     // a slow one sent before it.
     assert_eq!(seen["wsAnswerOrder"], serde_json::json!(["quick", "slow"]));
     assert!(text("wsTooMany").starts_with("100: too many subscriptions"), "{seen}");
-    assert_eq!(seen["nonceAfter"], 7);
+    assert_eq!(seen["sentBeforeClosing"], true, "a transaction sent just before closing: {seen}");
+    assert_eq!(seen["nonceAfter"], 8);
 
     filters_refuse_bad_input_and_report_each_block_once(&node);
 }

@@ -11,7 +11,10 @@
 //!
 //! A connection answers up to [`MAX_IN_FLIGHT`] requests at a time, each as soon as it is
 //! ready (a quick request is not held up by a slow one sent before it; match answers by `id`),
-//! and reads no further message while that many are being answered. Subscribing and
+//! and reads no further message while that many are being answered. Its requests and their
+//! answers until sent count against the node's 64 MiB of requests in hand, as HTTP bodies do;
+//! past it, a request gets "limit exceeded" (-32005). Requests taken in before the client
+//! closed are still carried out. Subscribing and
 //! unsubscribing are answered at once, in order with the connection's notifications, and are
 //! requests of their own (not inside a batch). A pending-transaction
 //! subscription is told of each transaction the node accepts after it was made (from the last
@@ -90,16 +93,26 @@ pub(super) async fn upgrade(State(rpc): State<Arc<Rpc>>, upgrade: WebSocketUpgra
     )
 }
 
-/// One connection: answers its requests in order, and notifies its subscriptions.
+/// One connection: answers its requests, and notifies its subscriptions. Requests taken in
+/// before the connection ended are still carried out (a transaction sent just before the
+/// client closed is submitted); their answers go nowhere.
 async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
+    let mut in_flight = InFlight::new();
+    serve(&rpc, &mut socket, &mut in_flight).await;
+    while in_flight.join_next().await.is_some() {}
+}
+
+/// Requests being answered (at most [`MAX_IN_FLIGHT`]), each giving its answer's text and the
+/// room it holds among the node's requests in hand until it is sent.
+type InFlight = tokio::task::JoinSet<(String, Option<tokio::sync::OwnedSemaphorePermit>)>;
+
+/// The connection's loop, until the client leaves, or fails to take a message in time.
+async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight) {
     let mut subscriptions: Vec<Active> = Vec::new();
     let mut subscribed = 0u64;
     let mut notified = rpc.chain.head().number;
     let mut ticker = tokio::time::interval(POLL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Requests being answered, at most MAX_IN_FLIGHT: the connection reads no more until one
-    // is answered. Their tasks end with the connection.
-    let mut in_flight = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             message = socket.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
@@ -110,27 +123,28 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 };
                 let subscribing = Subscribing { list: &mut subscriptions, count: &mut subscribed };
-                if let Some(answer) = take(&rpc, &text, subscribing, &mut in_flight) {
-                    if !send(&mut socket, answer.to_string()).await {
+                if let Some(answer) = take(rpc, &text, subscribing, in_flight) {
+                    if !send(socket, answer.to_string()).await {
                         return;
                     }
                 }
             }
             Some(answered) = in_flight.join_next(), if !in_flight.is_empty() => {
-                let answer = answered.unwrap_or_else(|_| {
-                    error_response(&Value::Null, -32603, "internal error", None)
+                let (answer, held) = answered.unwrap_or_else(|_| {
+                    (error_response(&Value::Null, -32603, "internal error", None).to_string(), None)
                 });
-                if !send(&mut socket, answer.to_string()).await {
+                if !send(socket, answer).await {
                     return;
                 }
+                drop(held);
             }
             _ = ticker.tick() => {
-                let Ok(accepted) = accepted(&rpc, &mut subscriptions) else {
+                let Ok(accepted) = accepted(rpc, &mut subscriptions) else {
                     let reason = "the accepted transactions' notifications pass the budget";
-                    return close(&mut socket, CLOSE_TOO_BIG, reason).await;
+                    return close(socket, CLOSE_TOO_BIG, reason).await;
                 };
                 for (subscription, result) in &accepted {
-                    if !send(&mut socket, notification(subscription, result)).await {
+                    if !send(socket, notification(subscription, result)).await {
                         return;
                     }
                 }
@@ -163,15 +177,15 @@ async fn connection(rpc: Arc<Rpc>, mut socket: WebSocket) {
                                 "block {number}'s notifications pass {MAX_NOTIFICATION_BYTES} \
                                  bytes: subscribe with narrower filters"
                             );
-                            return close(&mut socket, CLOSE_TOO_BIG, &reason).await;
+                            return close(socket, CLOSE_TOO_BIG, &reason).await;
                         }
                         Ok(Err(Unsent::Failed(error))) => {
-                            return close(&mut socket, CLOSE_INTERNAL, &error.message).await;
+                            return close(socket, CLOSE_INTERNAL, &error.message).await;
                         }
-                        Err(_) => return close(&mut socket, CLOSE_INTERNAL, "internal error").await,
+                        Err(_) => return close(socket, CLOSE_INTERNAL, "internal error").await,
                     };
                     for (subscription, result) in &notifications {
-                        if !send(&mut socket, notification(subscription, result)).await {
+                        if !send(socket, notification(subscription, result)).await {
                             return;
                         }
                     }
@@ -208,12 +222,14 @@ struct Subscribing<'a> {
 
 /// Takes in one message: its answer if it has one now (subscribing, a parse error, or a refusal
 /// when the node holds too many bytes of requests); otherwise its request is being answered in
-/// `in_flight`, counted with the node's requests in hand until then, as over HTTP.
+/// `in_flight`, counted with the node's requests in hand until then, as over HTTP, and its
+/// answer in turn until it is sent (past the room, the request gets "limit exceeded" instead),
+/// so that answers waiting for a slow reader cannot pile up.
 fn take(
     rpc: &Arc<Rpc>,
     text: &str,
     subscribing: Subscribing<'_>,
-    in_flight: &mut tokio::task::JoinSet<Value>,
+    in_flight: &mut InFlight,
 ) -> Option<Value> {
     let received = match rpc.take_in(text.len()) {
         Ok(received) => received,
@@ -224,9 +240,20 @@ fn take(
         Answer::Later(request) => {
             let rpc = Arc::clone(rpc);
             in_flight.spawn(async move {
-                let answer = rpc.respond_in_turn(request).await;
+                let id = request.get("id").cloned().unwrap_or(Value::Null);
+                let mut answer = rpc.respond_in_turn(request).await;
                 drop(received);
-                answer
+                // Answers come in any order: one the node failed to give still names its request.
+                if let Some(fields) = answer.as_object_mut() {
+                    if fields.get("id") == Some(&Value::Null) {
+                        fields.insert("id".to_owned(), id.clone());
+                    }
+                }
+                let text = answer.to_string();
+                match rpc.take_in(text.len()) {
+                    Ok(held) => (text, Some(held)),
+                    Err(error) => (reply(&id, Err(error)).to_string(), None),
+                }
             });
             None
         }
@@ -512,12 +539,29 @@ mod tests {
         assert_eq!(refused["error"]["code"], -32005, "{refused}");
         assert!(in_flight.is_empty());
         drop(held);
-        // Then it is answered, off the loop, and its bytes are given back once it is.
+        // Then it is answered, off the loop; its bytes are held until then, and its answer's
+        // until it is sent.
         let subscribing = Subscribing { list: &mut list, count: &mut count };
         assert!(take(&rpc, &request(200), subscribing, &mut in_flight).is_none());
-        let answer = in_flight.join_next().await.unwrap().unwrap();
+        assert!(rpc.received.available_permits() <= 800);
+        let (answer, held) = in_flight.join_next().await.unwrap().unwrap();
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
         assert_eq!((&answer["id"], &answer["result"]), (&7.into(), &"0x1".into()), "{answer}");
+        assert!(held.is_some());
+        assert!(rpc.received.available_permits() < 1_000);
+        drop(held);
         assert_eq!(rpc.received.available_permits(), 1_000);
+        // An answer that does not fit in the room left is refused instead, naming its request.
+        let held = Arc::clone(&rpc.received).try_acquire_many_owned(900).unwrap();
+        let subscribing = Subscribing { list: &mut list, count: &mut count };
+        let block =
+            r#"{"jsonrpc":"2.0","id":7,"method":"eth_getBlockByNumber","params":["latest",false]}"#;
+        assert!(take(&rpc, block, subscribing, &mut in_flight).is_none());
+        let (answer, none) = in_flight.join_next().await.unwrap().unwrap();
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!((&answer["id"], &answer["error"]["code"]), (&7.into(), &(-32005).into()));
+        assert!(none.is_none());
+        drop(held);
         // Subscribing is answered at once.
         let subscribing = Subscribing { list: &mut list, count: &mut count };
         let subscribe =

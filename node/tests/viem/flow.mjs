@@ -318,6 +318,22 @@ for (let count = 0; count <= 100 && refused === null; count += 1) {
 seen.wsTooMany = refused;
 raw.close();
 
+// A transaction sent just before the client closes is still carried out (its answer goes
+// nowhere): the unlocked account's nonce moves on.
+const nonceBefore = await client.getTransactionCount({ address: account.address, blockTag: "pending" });
+const closing = new WebSocket(wsUrl);
+await once(closing, "open");
+const lastWords = { from: account.address, to: recipient, value: "0x1" };
+closing.send(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_sendTransaction", params: [lastWords] }));
+closing.close();
+const sentDeadline = Date.now() + 20_000;
+seen.sentBeforeClosing = false;
+while (Date.now() < sentDeadline && !seen.sentBeforeClosing) {
+  await sleep(pollingInterval);
+  const nonce = await client.getTransactionCount({ address: account.address });
+  seen.sentBeforeClosing = nonce === nonceBefore + 1;
+}
+
 seen.nonceAfter = await client.getTransactionCount({ address: account.address });
 console.log(JSON.stringify(seen));
 // The WebSocket client would keep the process alive.
