@@ -195,7 +195,14 @@ pub enum CallError {
     /// The call is not a valid transaction.
     #[error("invalid call: {0}")]
     Invalid(String),
+    /// Estimating took longer than this (geth's words).
+    #[error("execution aborted (timeout = {0:?})")]
+    TimedOut(std::time::Duration),
 }
+
+/// The longest an `eth_estimateGas` may run its executions, as geth's `--rpc.evmtimeout`: each
+/// is bounded by its gas (at most 16 777 216), but an estimate runs up to about 26 of them.
+const ESTIMATE_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How many of the latest accepted transactions' hashes are kept for pending-transaction
 /// filters and subscriptions.
@@ -1191,7 +1198,18 @@ impl Chain {
     ///
     /// # Errors
     /// It fails even with the block gas limit.
-    pub fn estimate_gas(&self, mut tx: TxEnv) -> Result<u64, CallError> {
+    pub fn estimate_gas(&self, tx: TxEnv) -> Result<u64, CallError> {
+        self.estimate_gas_within(tx, ESTIMATE_TIME)
+    }
+
+    /// [`estimate_gas`](Self::estimate_gas), giving up once `time` has passed (checked between
+    /// executions).
+    fn estimate_gas_within(
+        &self,
+        mut tx: TxEnv,
+        time: std::time::Duration,
+    ) -> Result<u64, CallError> {
+        let deadline = std::time::Instant::now() + time;
         let most = self.config.block_gas_limit.min(TX_GAS_LIMIT_CAP);
         let cap = if tx.gas_limit == 0 { most } else { tx.gas_limit.min(most) };
         tx.gas_limit = cap;
@@ -1203,6 +1221,9 @@ impl Chain {
             return Ok(used);
         }
         while high - low > 1 {
+            if std::time::Instant::now() >= deadline {
+                return Err(CallError::TimedOut(time));
+            }
             let middle = low + (high - low) / 2;
             tx.gas_limit = middle;
             if self.call(tx.clone()).is_ok() {
@@ -1265,7 +1286,7 @@ pub(crate) mod tests {
 
     use duet_types::{Address, StateKey, StateValue, B256};
 
-    use super::{Chain, ChainConfig, MempoolError};
+    use super::{CallError, Chain, ChainConfig, MempoolError, TxEnv};
     use crate::block::Block;
     use crate::mempool::MAX_NONCE_GAP;
     use crate::merkle;
@@ -1467,6 +1488,29 @@ pub(crate) mod tests {
     pub(crate) fn open_chain(directory: &std::path::Path, config: ChainConfig) -> Chain {
         let store = Store::open(directory).unwrap();
         Chain::open(config, store, &crate::genesis::dev_genesis()).unwrap()
+    }
+
+    #[test]
+    fn an_estimate_is_the_least_gas_that_succeeds_and_gives_up_after_its_time() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        // Creation code that reverts unless more than 100 000 gas is left when it starts:
+        // GAS PUSH3 100000 GT PUSH1 10 JUMPI STOP JUMPDEST PUSH1 0 DUP1 REVERT. With the most
+        // gas it uses far less than it needs, so the estimate searches.
+        let tx = TxEnv {
+            caller: dev_signer(0).address(),
+            kind: alloy_primitives::TxKind::Create,
+            data: alloy_primitives::hex!("5a620186a011600a57005b600080fd").into(),
+            ..TxEnv::default()
+        };
+        let estimate = chain.estimate_gas(tx.clone()).unwrap();
+        assert!(estimate > 100_000, "{estimate}");
+        let with = |gas_limit| chain.call(TxEnv { gas_limit, ..tx.clone() });
+        assert!(with(estimate).is_ok());
+        assert!(matches!(with(estimate - 1), Err(CallError::Reverted(_))));
+        // Out of time before the search: geth's words.
+        let timed_out = chain.estimate_gas_within(tx, std::time::Duration::ZERO).unwrap_err();
+        assert_eq!(timed_out.to_string(), "execution aborted (timeout = 0ns)");
     }
 
     #[test]
