@@ -540,6 +540,50 @@ fn the_last_write_of_a_key_in_a_transaction_wins() {
     }
 }
 
+/// A VM whose first transaction is slow and writes key 0, which the second reads (into key 1):
+/// the second runs, and is validated, before the first has written.
+struct SlowWriterVm;
+
+impl Vm for SlowWriterVm {
+    type Transaction = u128;
+    type Key = u16;
+    type Value = u128;
+    type Output = ();
+    type Error = ();
+
+    fn execute<View: TransactionView<Key = u16, Value = u128>>(
+        &self,
+        txn_index: TxnIndex,
+        transaction: &u128,
+        view: &View,
+    ) -> Result<VmOutput<u16, u128, ()>, ()> {
+        let writes = if txn_index == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            vec![(0, WriteOp::Put(*transaction))]
+        } else {
+            let read = view.read(&0).map_err(drop)?.unwrap_or(0);
+            vec![(1, WriteOp::Put(read + transaction))]
+        };
+        Ok(VmOutput { writes, output: () })
+    }
+}
+
+#[test]
+fn a_block_run_again_on_one_executor_sees_each_run_s_own_writes() {
+    // The same block, run again and again on one executor: each run's first write of a key
+    // is new to that run, whatever the transaction wrote in the run before, so the reader
+    // validated before it is validated again.
+    let storage = MemoryStorage(FastMap::default());
+    let block: Vec<u128> = vec![100, 1];
+    let expected = execute_sequential(&SlowWriterVm, &block, &storage).unwrap();
+    assert_eq!(expected.state_updates, vec![(0, Some(100)), (1, Some(101))]);
+    let executor = BlockExecutor::new(&SlowWriterVm, config(2, None));
+    for run in 0..20 {
+        let actual = executor.execute_block(&block, &storage).unwrap();
+        assert_eq!(actual, expected, "run {run}");
+    }
+}
+
 #[test]
 fn empty_and_tiny_blocks() {
     let storage = script_storage(2);
