@@ -943,6 +943,7 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
     assert_eq!(seen["wsParseError"], -32700);
     assert!(text("wsUnsupported").starts_with("unsupported subscription"), "{seen}");
     assert_eq!(text("wsBatch"), "0x7a69");
+    assert_eq!(text("wsLargeMessage"), "0x7a69");
     // Requests on one connection are answered as each is ready: a quick one is not held up by
     // a slow one sent before it.
     assert_eq!(seen["wsAnswerOrder"], serde_json::json!(["quick", "slow"]));

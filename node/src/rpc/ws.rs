@@ -39,7 +39,7 @@ use serde_json::{json, Value};
 
 use super::{
     block_object, each_log, error_response, log_json, reply, Filter, LogCriteria, LogFilter, Rpc,
-    RpcError, MAX_BODY,
+    RpcError, MAX_BODY, PARSED_INLINE_BYTES,
 };
 use crate::chain::Chain;
 
@@ -271,7 +271,19 @@ enum Answer {
 
 /// The answer to one message: subscribing and unsubscribing here, anything else as over HTTP.
 fn answer(rpc: &Rpc, text: &str, subscribing: Subscribing<'_>) -> Answer {
-    let request: Value = match serde_json::from_str(text) {
+    // A large message is parsed with the runtime told that this thread blocks, so that its
+    // other tasks move to other threads meanwhile (as HTTP bodies are parsed off the async
+    // threads); a runtime of one thread has no other thread to move them to.
+    let parse = || serde_json::from_str::<Value>(text);
+    let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+        runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    });
+    let parsed = if text.len() > PARSED_INLINE_BYTES && multi_thread {
+        tokio::task::block_in_place(parse)
+    } else {
+        parse()
+    };
+    let request: Value = match parsed {
         Ok(request) => request,
         Err(error) => {
             let message = format!("parse error: {error}");

@@ -300,6 +300,9 @@ seen.wsHeadsAfterUnsubscribing = notifications
   .slice(afterUnsubscribe)
   .filter((n) => n.subscription === heads).length;
 
+// A large message (parsed with the runtime told that its thread blocks) is answered too.
+seen.wsLargeMessage = (await ask({ method: "eth_chainId", pad: "x".repeat(100_000) })).result;
+
 // Bad messages get JSON-RPC errors, and the connection stays.
 seen.wsParseError = (await ask("{nope")).error.code;
 seen.wsUnsupported = (await ask({ method: "eth_subscribe", params: ["syncing"] }))
