@@ -1494,7 +1494,7 @@ pub(crate) mod tests {
     fn an_estimate_is_the_least_gas_that_succeeds_and_gives_up_after_its_time() {
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
-        // Creation code that reverts unless more than 100 000 gas is left when it starts:
+        // Creation code that reverts unless at least 100 000 gas is left when it starts:
         // GAS PUSH3 100000 GT PUSH1 10 JUMPI STOP JUMPDEST PUSH1 0 DUP1 REVERT. With the most
         // gas it uses far less than it needs, so the estimate searches.
         let tx = TxEnv {

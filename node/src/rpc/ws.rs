@@ -241,6 +241,7 @@ fn take(
             let rpc = Arc::clone(rpc);
             in_flight.spawn(async move {
                 let id = request.get("id").cloned().unwrap_or(Value::Null);
+                let sends = sends_transactions(&request);
                 let mut answer = rpc.respond_in_turn(request).await;
                 drop(received);
                 // Answers come in any order: one the node failed to give still names its request.
@@ -252,11 +253,29 @@ fn take(
                 let text = answer.to_string();
                 match rpc.take_in(text.len()) {
                     Ok(held) => (text, Some(held)),
+                    // Transactions were sent: their answer is given whatever the room (sent
+                    // again, a transaction would go twice or be refused as known). A query can
+                    // be asked again.
+                    Err(_) if sends => (text, None),
                     Err(error) => (reply(&id, Err(error)).to_string(), None),
                 }
             });
             None
         }
+    }
+}
+
+/// Whether `request` (or one of a batch) sends a transaction.
+fn sends_transactions(request: &Value) -> bool {
+    let sends = |request: &Value| {
+        matches!(
+            request.get("method").and_then(Value::as_str),
+            Some("eth_sendRawTransaction" | "eth_sendTransaction")
+        )
+    };
+    match request {
+        Value::Array(requests) => requests.iter().any(sends),
+        request => sends(request),
     }
 }
 
@@ -572,6 +591,17 @@ mod tests {
         let (answer, none) = in_flight.join_next().await.unwrap().unwrap();
         let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
         assert_eq!((&answer["id"], &answer["error"]["code"]), (&7.into(), &(-32005).into()));
+        assert!(none.is_none());
+        // A transaction sent is answered whatever the room (here refused by the node: the
+        // bytes are not a transaction).
+        let subscribing = Subscribing { list: &mut list, count: &mut count };
+        let send =
+            r#"{"jsonrpc":"2.0","id":9,"method":"eth_sendRawTransaction","params":["0x00"]}"#;
+        assert!(take(&rpc, send, subscribing, &mut in_flight).is_none());
+        let (answer, none) = in_flight.join_next().await.unwrap().unwrap();
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["id"], 9, "{answer}");
+        assert_ne!(answer["error"]["code"], -32005, "{answer}");
         assert!(none.is_none());
         drop(held);
         // Subscribing is answered at once.
