@@ -148,18 +148,12 @@ impl Options {
     ) -> Figures {
         let (time_sequential, time_parallel) =
             (self.only != Some(Only::Parallel), self.only != Some(Only::Sequential));
-        for _ in 0..WARM_UP_RUNS {
-            if time_sequential {
-                std::hint::black_box(sequential());
-            }
-            if time_parallel {
-                std::hint::black_box(parallel());
-            }
-        }
+        let (sequential_run, parallel_run) =
+            ((time_sequential, &sequential), (time_parallel, &parallel));
+        // The warm-up runs, untimed.
+        let _ = Self::timed_runs(WARM_UP_RUNS, sequential_run, parallel_run);
         let ((sequential_times, parallel_times, parallel_runs), round_trip) =
-            RoundTrip::around(|| {
-                self.timed_runs((time_sequential, &sequential), (time_parallel, &parallel))
-            });
+            RoundTrip::around(|| Self::timed_runs(self.runs, sequential_run, parallel_run));
         let ceiling_tps = self
             .ceiling
             .then(|| 2.0 * block_size as f64 / two_at_once(self.runs, &sequential).as_secs_f64());
@@ -173,17 +167,17 @@ impl Options {
         }
     }
 
-    /// The timed runs, in pairs (each executor only if it is timed): each run's time, and how
-    /// each parallel run went.
+    /// `runs` timed runs, in pairs (each executor only if it is timed): each run's time, and
+    /// how each parallel run went.
     fn timed_runs(
-        &self,
+        runs: usize,
         (time_sequential, sequential): (bool, &impl Fn() -> bool),
         (time_parallel, parallel): (bool, &impl Fn() -> RunStats),
     ) -> (Vec<Duration>, Vec<Duration>, Vec<RunStats>) {
-        let mut sequential_times = Vec::with_capacity(self.runs);
-        let mut parallel_times = Vec::with_capacity(self.runs);
-        let mut parallel_runs = Vec::with_capacity(self.runs);
-        for _ in 0..self.runs {
+        let mut sequential_times = Vec::with_capacity(runs);
+        let mut parallel_times = Vec::with_capacity(runs);
+        let mut parallel_runs = Vec::with_capacity(runs);
+        for _ in 0..runs {
             let start = Instant::now();
             if time_sequential {
                 std::hint::black_box(sequential());

@@ -497,54 +497,16 @@ fn a_storage_failure_is_an_error_for_the_block() {
     assert!(storage.reads.load(Ordering::Relaxed) > 0);
 }
 
-/// A VM that writes a key twice in one transaction: the later write wins, in both executors.
-struct DoubleWriteVm;
-
-impl Vm for DoubleWriteVm {
-    type Transaction = u128;
-    type Key = u16;
-    type Value = u128;
-    type Output = ();
-    type Error = ();
-
-    fn execute<View: TransactionView<Key = u16, Value = u128>>(
-        &self,
-        _txn_index: TxnIndex,
-        transaction: &u128,
-        view: &View,
-    ) -> Result<VmOutput<u16, u128, ()>, ()> {
-        let before = view.read(&0).map_err(drop)?.unwrap_or(0);
-        Ok(VmOutput {
-            writes: vec![
-                (0, WriteOp::Put(before + transaction)),
-                (1, WriteOp::Delta(Delta::add(1))),
-                (0, WriteOp::Delta(Delta::add(1_000))),
-                (1, WriteOp::Put(7)),
-            ],
-            output: (),
-        })
-    }
+/// Small VMs over keys 0 and 1, each for one test.
+enum TwoKeyVm {
+    /// Writes each key twice in one transaction: the later write wins, in both executors.
+    DoubleWrite,
+    /// Its first transaction is slow and writes key 0, which the second reads (into key 1): the
+    /// second runs, and is validated, before the first has written.
+    SlowFirstWriter,
 }
 
-#[test]
-fn the_last_write_of_a_key_in_a_transaction_wins() {
-    let storage = MemoryStorage(FastMap::default());
-    let block: Vec<u128> = (1..=50).collect();
-    let expected = execute_sequential(&DoubleWriteVm, &block, &storage).unwrap();
-    assert_eq!(expected.state_updates, vec![(0, Some(50 * 1_000)), (1, Some(7))]);
-    for threads in THREAD_COUNTS {
-        let actual = BlockExecutor::new(&DoubleWriteVm, config(threads, None))
-            .execute_block(&block, &storage)
-            .unwrap();
-        assert_eq!(actual, expected);
-    }
-}
-
-/// A VM whose first transaction is slow and writes key 0, which the second reads (into key 1):
-/// the second runs, and is validated, before the first has written.
-struct SlowWriterVm;
-
-impl Vm for SlowWriterVm {
+impl Vm for TwoKeyVm {
     type Transaction = u128;
     type Key = u16;
     type Value = u128;
@@ -557,14 +519,35 @@ impl Vm for SlowWriterVm {
         transaction: &u128,
         view: &View,
     ) -> Result<VmOutput<u16, u128, ()>, ()> {
-        let writes = if txn_index == 0 {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-            vec![(0, WriteOp::Put(*transaction))]
-        } else {
-            let read = view.read(&0).map_err(drop)?.unwrap_or(0);
-            vec![(1, WriteOp::Put(read + transaction))]
+        let read = || view.read(&0).map_err(drop).map(|value| value.unwrap_or(0));
+        let writes = match self {
+            Self::DoubleWrite => vec![
+                (0, WriteOp::Put(read()? + transaction)),
+                (1, WriteOp::Delta(Delta::add(1))),
+                (0, WriteOp::Delta(Delta::add(1_000))),
+                (1, WriteOp::Put(7)),
+            ],
+            Self::SlowFirstWriter if txn_index == 0 => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                vec![(0, WriteOp::Put(*transaction))]
+            }
+            Self::SlowFirstWriter => vec![(1, WriteOp::Put(read()? + transaction))],
         };
         Ok(VmOutput { writes, output: () })
+    }
+}
+
+#[test]
+fn the_last_write_of_a_key_in_a_transaction_wins() {
+    let storage = MemoryStorage(FastMap::default());
+    let block: Vec<u128> = (1..=50).collect();
+    let expected = execute_sequential(&TwoKeyVm::DoubleWrite, &block, &storage).unwrap();
+    assert_eq!(expected.state_updates, vec![(0, Some(50 * 1_000)), (1, Some(7))]);
+    for threads in THREAD_COUNTS {
+        let actual = BlockExecutor::new(&TwoKeyVm::DoubleWrite, config(threads, None))
+            .execute_block(&block, &storage)
+            .unwrap();
+        assert_eq!(actual, expected);
     }
 }
 
@@ -575,9 +558,9 @@ fn a_block_run_again_on_one_executor_sees_each_run_s_own_writes() {
     // validated before it is validated again.
     let storage = MemoryStorage(FastMap::default());
     let block: Vec<u128> = vec![100, 1];
-    let expected = execute_sequential(&SlowWriterVm, &block, &storage).unwrap();
+    let expected = execute_sequential(&TwoKeyVm::SlowFirstWriter, &block, &storage).unwrap();
     assert_eq!(expected.state_updates, vec![(0, Some(100)), (1, Some(101))]);
-    let executor = BlockExecutor::new(&SlowWriterVm, config(2, None));
+    let executor = BlockExecutor::new(&TwoKeyVm::SlowFirstWriter, config(2, None));
     for run in 0..20 {
         let actual = executor.execute_block(&block, &storage).unwrap();
         assert_eq!(actual, expected, "run {run}");

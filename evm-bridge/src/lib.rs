@@ -124,6 +124,8 @@ impl EvmVm {
     /// # Errors
     /// The first check that fails.
     pub fn check_transaction(&self, transaction: &TxEnv) -> Result<(), InvalidTransaction> {
+        // The arguments revm's own `Handler::validate_initial_tx_gas` passes (check them
+        // against it when revm changes); calling it needs a built EVM for every transaction.
         let cfg = &self.cfg;
         let eip2780 = cfg.is_amsterdam_eip2780_enabled().then(|| Eip2780TxInfo {
             value: transaction.value,

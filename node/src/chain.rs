@@ -671,15 +671,10 @@ impl Chain {
                 base_fee: self.config.base_fee,
             });
         }
-        let (nonce, _) = self.account(sender)?;
-        if tx.nonce < nonce {
-            return Err(SubmitError::NonceTooLow { expected: nonce, got: tx.nonce });
-        }
-        let balance = U256::from(self.balance(sender)?);
+        // Everything that needs no state first (as geth orders them): what a block would refuse
+        // whatever the state costs no store read.
         let cost = tx.max_balance_spending().unwrap_or(U256::MAX);
-        if balance < cost {
-            return Err(SubmitError::InsufficientFunds { balance, cost });
-        }
+        let (tx_nonce, max_fee, gas_limit) = (tx.nonce, tx.gas_price, tx.gas_limit);
         let (kind, transaction) = if tx.kind == TxKind::Call(MOVE_ENTRY_ADDRESS) {
             if !tx.value.is_zero() {
                 return Err(SubmitError::Move("a Move transaction sends no ETH".to_owned()));
@@ -705,16 +700,24 @@ impl Chain {
             // calldata, a creation and an access list; the calldata floor; the tip against the
             // max fee; the initcode's size).
             self.admission.check_transaction(&tx).map_err(refusal)?;
-            (Kind::Evm, DuetTransaction::Evm(tx.clone()))
+            (Kind::Evm, DuetTransaction::Evm(tx))
         };
+        let (nonce, _) = self.account(sender)?;
+        if tx_nonce < nonce {
+            return Err(SubmitError::NonceTooLow { expected: nonce, got: tx_nonce });
+        }
+        let balance = U256::from(self.balance(sender)?);
+        if balance < cost {
+            return Err(SubmitError::InsufficientFunds { balance, cost });
+        }
         let hash = *envelope.tx_hash();
         let pending = PendingTransaction {
             hash,
             raw: Bytes::copy_from_slice(raw),
             sender,
-            nonce: tx.nonce,
-            max_fee: tx.gas_price,
-            gas_limit: tx.gas_limit,
+            nonce: tx_nonce,
+            max_fee,
+            gas_limit,
             cost,
             kind,
             transaction,
@@ -914,13 +917,8 @@ impl Chain {
             }
             let mut transactions: Vec<DuetTransaction> =
                 taken.iter().map(|pending| pending.transaction.clone()).collect();
-            // Errors name transactions by their place in the block.
-            let run = |transactions: &[DuetTransaction],
-                       top: Option<&BTreeMap<StateKey, Option<StateValue>>>| {
-                self.run_round(executor, transactions, top)
-                    .map_err(|error| error.shifted(candidates.len()))
-            };
-            let mut output = run(&transactions, top.as_ref())?;
+            let first = candidates.len();
+            let mut output = self.run_round(executor, &transactions, top.as_ref(), first)?;
             // The transactions that fit, in block order, and the gas they leave.
             let mut left = gas_left;
             let fitting = taken
@@ -939,7 +937,7 @@ impl Chain {
             if fitting < taken.len() {
                 taken.truncate(fitting);
                 transactions.truncate(fitting);
-                output = run(&transactions, top.as_ref())?;
+                output = self.run_round(executor, &transactions, top.as_ref(), first)?;
             }
             gas_left = left;
             if published && round > 0 {
@@ -983,13 +981,15 @@ impl Chain {
         Ok((candidates, BlockOutput { results, state_updates }, published))
     }
 
-    /// Runs one round of [`fill_block`](Self::fill_block): `transactions` on the store, with the
-    /// state the earlier rounds left (`top`) over it from the second round on.
+    /// Runs one round of [`fill_block`](Self::fill_block): `transactions`, the first at place
+    /// `first` of the block (errors name transactions by their place in the block), on the
+    /// store, with the state the earlier rounds left (`top`) over it from the second round on.
     fn run_round(
         &self,
         executor: &duet_evm::MixedBlockExecutor<'_>,
         transactions: &[DuetTransaction],
         top: Option<&BTreeMap<StateKey, Option<StateValue>>>,
+        first: usize,
     ) -> Result<VmBlockOutput<DuetVm>, BlockError<StateKey>> {
         if transactions.is_empty() {
             return Ok(BlockOutput { results: Vec::new(), state_updates: Vec::new() });
@@ -1000,7 +1000,7 @@ impl Chain {
                 .execute_block_with_stats(transactions, &LayeredStorage::new(&self.store, top)),
         };
         self.metrics.add_execution(&stats);
-        output
+        output.map_err(|error| error.shifted(first))
     }
 
     /// Drops the transactions that waited above a nonce gap for the mempool's lifetime, when it

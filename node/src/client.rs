@@ -61,9 +61,22 @@ impl RpcClient {
     /// # Errors
     /// The node failed, or the answer is not a number.
     pub fn quantity(&self, method: &str, params: &Value) -> Result<u128, String> {
-        let value = self.request(method, params)?;
-        let text = value.as_str().ok_or_else(|| format!("{method}: not a number"))?;
-        u128::from_str_radix(text.trim_start_matches("0x"), 16).map_err(|error| error.to_string())
+        number(method, &self.request(method, params)?)
+    }
+
+    /// The numbers `method` answers for each of `params`, asked on one connection, in batches.
+    ///
+    /// # Errors
+    /// As [`quantity`](Self::quantity), for any of them.
+    pub fn quantities(&self, method: &str, params: &[Value]) -> Result<Vec<u128>, String> {
+        let mut connection = self.connect()?;
+        let mut numbers = Vec::with_capacity(params.len());
+        for batch in params.chunks(500) {
+            for answer in connection.batch(method, batch)? {
+                numbers.push(number(method, &answer?)?);
+            }
+        }
+        Ok(numbers)
     }
 
     /// Sends a signed transaction; returns its hash.
@@ -256,4 +269,10 @@ fn outcome(answer: &Value) -> Result<Value, String> {
         });
     }
     Ok(answer.get("result").cloned().unwrap_or(Value::Null))
+}
+
+/// The number (`0x` hex) that `method` answered.
+fn number(method: &str, answer: &Value) -> Result<u128, String> {
+    let text = answer.as_str().ok_or_else(|| format!("{method}: not a number"))?;
+    u128::from_str_radix(text.trim_start_matches("0x"), 16).map_err(|error| error.to_string())
 }

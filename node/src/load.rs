@@ -277,12 +277,13 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
     let per_sender = load.transactions.div_ceil(load.senders) as u128;
     let needed = per_sender * u128::from(TRANSFER_GAS) * MAX_FEE_PER_GAS;
     let mut funding = Vec::with_capacity(2 * senders.len());
-    for sender in &senders {
+    let asked: Vec<Value> =
+        senders.iter().map(|sender| json!([sender.signer.address(), "latest"])).collect();
+    for (sender, balance) in senders.iter().zip(client.quantities("eth_getBalance", &asked)?) {
         let address = sender.signer.address();
         // ETH only where an earlier run against the same node did not leave enough (the senders
         // are the same every run, and the first dev account would soon run dry): below what the
         // load needs, topped up to twice that, and to 1 ETH at least.
-        let balance = client.quantity("eth_getBalance", &json!([address, "latest"]))?;
         if balance < needed {
             funding.push(owner.sign(
                 chain_id,
@@ -300,10 +301,10 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
     for batch in funding.chunks(200) {
         settle(&client, batch)?;
     }
-    for sender in &mut senders {
-        let pending = json!([sender.signer.address(), "pending"]);
-        sender.nonce = quantity(&client, "eth_getTransactionCount", &pending)?;
-    }
+    let asked: Vec<Value> =
+        senders.iter().map(|sender| json!([sender.signer.address(), "pending"])).collect();
+    let nonces = client.quantities("eth_getTransactionCount", &asked)?;
+    senders.iter_mut().zip(nonces).for_each(|(sender, nonce)| sender.nonce = nonce as u64);
 
     // The load, signed beforehand: round robin over the senders.
     let mut raws = Vec::with_capacity(load.transactions);

@@ -115,18 +115,19 @@ impl Rpc {
     /// transactions sent (`eth_sendRawTransaction` alone, or batches of nothing else) do not
     /// wait behind slow queries: their answers are small and their work bounded.
     async fn respond_in_turn(self: &Arc<Self>, request: Value) -> Value {
-        let sending = |request: &Value| {
-            request.get("method").and_then(Value::as_str) == Some("eth_sendRawTransaction")
+        let only_sending = {
+            let mut methods = methods(&request).peekable();
+            methods.peek().is_some()
+                && methods.all(|method| method == Some("eth_sendRawTransaction"))
         };
-        let only_sending = match &request {
-            Value::Array(requests) => !requests.is_empty() && requests.iter().all(sending),
-            request => sending(request),
-        };
+        // An answer the node failed to give still names its request (answers over WebSocket
+        // come in any order).
+        let id = id_of(&request);
         let rpc = Arc::clone(self);
         let turns = (!only_sending).then_some(&self.answering);
         in_turn(turns, move || respond(&rpc, request))
             .await
-            .unwrap_or_else(|| error_response(&Value::Null, -32603, "internal error", None))
+            .unwrap_or_else(|| error_response(&id, -32603, "internal error", None))
     }
 }
 
@@ -220,25 +221,42 @@ async fn handle(State(rpc): State<Arc<Rpc>>, body: axum::body::Bytes) -> Json<Va
         Ok(received) => received,
         Err(error) => return Json(reply(&Value::Null, Err(error))),
     };
-    let parsed = if body.len() > PARSED_INLINE_BYTES {
-        tokio::task::spawn_blocking(move || serde_json::from_slice::<Value>(&body))
+    let request = match parse_request(body).await {
+        Ok(request) => request,
+        Err(answer) => return Json(answer),
+    };
+    Json(rpc.respond_in_turn(request).await)
+}
+
+/// A request (or batch) from its text, parsed off the async threads when above
+/// [`PARSED_INLINE_BYTES`]; or the parse error's answer.
+pub(crate) async fn parse_request<T: AsRef<[u8]> + Send + 'static>(
+    text: T,
+) -> Result<Value, Value> {
+    let parsed = if text.as_ref().len() > PARSED_INLINE_BYTES {
+        tokio::task::spawn_blocking(move || serde_json::from_slice::<Value>(text.as_ref()))
             .await
             .unwrap_or_else(|_| Err(serde::de::Error::custom("the parser panicked")))
     } else {
-        serde_json::from_slice(&body)
+        serde_json::from_slice(text.as_ref())
     };
-    let request = match parsed {
-        Ok(request) => request,
-        Err(error) => {
-            return Json(error_response(
-                &Value::Null,
-                -32700,
-                &format!("parse error: {error}"),
-                None,
-            ))
-        }
+    parsed.map_err(|error| {
+        error_response(&Value::Null, -32700, &format!("parse error: {error}"), None)
+    })
+}
+
+/// The id of a request (null when it has none, or for a batch).
+pub(crate) fn id_of(request: &Value) -> Value {
+    request.get("id").cloned().unwrap_or(Value::Null)
+}
+
+/// The method of each request of `request` (one, or each of a batch).
+pub(crate) fn methods(request: &Value) -> impl Iterator<Item = Option<&str>> {
+    let requests = match request {
+        Value::Array(requests) => requests.as_slice(),
+        request => std::slice::from_ref(request),
     };
-    Json(rpc.respond_in_turn(request).await)
+    requests.iter().map(|request| request.get("method").and_then(Value::as_str))
 }
 
 /// The answer to a request or a batch (blocking: run it off the async threads).
@@ -323,7 +341,7 @@ fn answer_batch_within(rpc: &Rpc, requests: &[Value], time: std::time::Duration)
         return requests
             .iter()
             .map(|request| {
-                let id = request.get("id").cloned().unwrap_or(Value::Null);
+                let id = id_of(request);
                 let message = "at most one txpool_content or txpool_inspect per batch";
                 error_response(&id, -32600, message, None)
             })
@@ -345,7 +363,7 @@ fn answer_batch_within(rpc: &Rpc, requests: &[Value], time: std::time::Duration)
         .iter()
         .zip(rpc.chain.submit_many(&slices))
         .map(|((index, _), result)| {
-            let id = requests[*index].get("id").cloned().unwrap_or(Value::Null);
+            let id = id_of(&requests[*index]);
             (*index, reply(&id, result.map(|hash| json!(hash)).map_err(RpcError::server)))
         })
         .collect();
@@ -360,14 +378,12 @@ fn answer_batch_within(rpc: &Rpc, requests: &[Value], time: std::time::Duration)
                 return answer;
             }
             if bytes > MAX_BATCH_RESPONSE {
-                let id = request.get("id").cloned().unwrap_or(Value::Null);
                 let too_large = RpcError::too_large("a batch's answers", MAX_BATCH_RESPONSE);
-                return reply(&id, Err(too_large));
+                return reply(&id_of(request), Err(too_large));
             }
             if started.elapsed() >= time {
-                let id = request.get("id").cloned().unwrap_or(Value::Null);
                 let what = format!("a batch is answered for at most {} s", time.as_secs());
-                return reply(&id, Err(RpcError::limit_exceeded(&what)));
+                return reply(&id_of(request), Err(RpcError::limit_exceeded(&what)));
             }
             let answer = answer(rpc, request);
             bytes += json_size(&answer);
@@ -405,7 +421,7 @@ fn json_size(value: &Value) -> usize {
 }
 
 fn answer(rpc: &Rpc, request: &Value) -> Value {
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let id = id_of(request);
     let Some(method) = request.get("method").and_then(Value::as_str) else {
         return error_response(&id, -32600, "invalid request", None);
     };
@@ -1495,19 +1511,27 @@ mod tests {
 
     /// An RPC over a new test chain (in `directory`) that takes in `received` bytes at once.
     pub(super) fn test_rpc(directory: &std::path::Path, received: usize) -> super::Rpc {
+        signing_rpc(directory, received, Vec::new())
+    }
+
+    /// [`test_rpc`], signing for `unlocked`.
+    fn signing_rpc(
+        directory: &std::path::Path,
+        received: usize,
+        unlocked: Vec<alloy_signer_local::PrivateKeySigner>,
+    ) -> super::Rpc {
         let chain = open_chain(directory, crate::chain::ChainConfig::for_tests());
-        super::Rpc::new(std::sync::Arc::new(chain), Vec::new(), received)
+        super::Rpc::new(std::sync::Arc::new(chain), unlocked, received)
     }
 
     /// EIP-712's own example: Cow's mail to Bob, signed with the key keccak256("cow").
     #[test]
     fn typed_data_is_signed_as_eip_712_says() {
         let directory = tempfile::tempdir().unwrap();
-        let chain = open_chain(directory.path(), crate::chain::ChainConfig::for_tests());
         let cow =
             alloy_signer_local::PrivateKeySigner::from_bytes(&alloy_primitives::keccak256("cow"))
                 .unwrap();
-        let rpc = super::Rpc::new(std::sync::Arc::new(chain), vec![cow], 1_000_000);
+        let rpc = signing_rpc(directory.path(), 1_000_000, vec![cow]);
         let mail = serde_json::json!({
             "types": {
                 "EIP712Domain": [
@@ -1540,9 +1564,7 @@ mod tests {
         let ask = |method: &str, params: serde_json::Value| {
             let request =
                 serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-            let answers =
-                super::answer_batch_within(&rpc, &[request], std::time::Duration::from_secs(60));
-            answers[0].clone()
+            super::answer(&rpc, &request)
         };
         let expected = "0x4355c47d63924e8a72e509b65029052eb6c299d53a04e167c5775fd466751c9d\
                         07299936d304c153f6443dfa05f40ff007d72911b6f72307f996231605b91562\

@@ -54,7 +54,8 @@ pub enum SystemKey {
 }
 
 impl StateKey {
-    /// The variant's place in the declaration (the first word of a key's hash).
+    /// The variant's place in the declaration: the first byte of the key's encoding and of its
+    /// hash.
     const fn variant(&self) -> u8 {
         match self {
             Self::Account(_) => 0,
@@ -75,18 +76,20 @@ impl Hash for StateKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u8(self.variant());
         match self {
-            Self::Account(address) | Self::Balance(address) => hash_address(address, state),
-            Self::Storage { address, slot } => {
-                hash_address(address, state);
-                hash_hash(slot, state);
+            Self::Account(address) | Self::Balance(address) => {
+                hash_words(address.as_slice(), state);
             }
-            Self::Code(hash) => hash_hash(hash, state),
+            Self::Storage { address, slot } => {
+                hash_words(address.as_slice(), state);
+                hash_words(slot.as_slice(), state);
+            }
+            Self::Code(hash) => hash_words(hash.as_slice(), state),
             Self::MoveModule { address, name } => {
-                hash_address(address, state);
+                hash_words(address.as_slice(), state);
                 name.hash(state);
             }
             Self::MoveResource { address, struct_tag } => {
-                hash_address(address, state);
+                hash_words(address.as_slice(), state);
                 struct_tag.hash(state);
             }
             Self::System(key) => key.hash(state),
@@ -94,63 +97,48 @@ impl Hash for StateKey {
     }
 }
 
-fn hash_address<H: Hasher>(address: &Address, state: &mut H) {
-    let bytes = address.as_slice();
-    state.write_u64(u64::from_le_bytes(word(bytes, 0)));
-    state.write_u64(u64::from_le_bytes(word(bytes, 8)));
-    state.write_u32(u32::from_le_bytes(word(bytes, 16)));
-}
-
-fn hash_hash<H: Hasher>(hash: &B256, state: &mut H) {
-    let bytes = hash.as_slice();
-    for at in [0, 8, 16, 24] {
-        state.write_u64(u64::from_le_bytes(word(bytes, at)));
+/// Hashes fixed-length `bytes` (an address or a hash) eight bytes at a time, the last few
+/// zero-padded.
+fn hash_words<H: Hasher>(bytes: &[u8], state: &mut H) {
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        state.write_u64(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+    }
+    let tail = words.remainder();
+    if !tail.is_empty() {
+        let mut word = [0; 8];
+        word[..tail.len()].copy_from_slice(tail);
+        state.write_u64(u64::from_le_bytes(word));
     }
 }
 
-/// Bytes `at..at + N` of `bytes`, as an array.
-fn word<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
-    let mut word = [0; N];
-    word.copy_from_slice(&bytes[at..at + N]);
-    word
-}
-
 impl StateKey {
-    /// The canonical byte encoding: a one-byte tag, then the fields in order; variable-length
+    /// The canonical byte encoding: a one-byte tag (the variant's place), then the fields in order; variable-length
     /// fields carry a 4-byte big-endian length prefix, so the encoding is injective.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
+        out.push(self.variant());
         match self {
-            Self::Account(address) => {
-                out.push(0);
-                out.extend_from_slice(address.as_slice());
-            }
-            Self::Balance(address) => {
-                out.push(1);
+            Self::Account(address) | Self::Balance(address) => {
                 out.extend_from_slice(address.as_slice());
             }
             Self::Storage { address, slot } => {
-                out.push(2);
                 out.extend_from_slice(address.as_slice());
                 out.extend_from_slice(slot.as_slice());
             }
             Self::Code(hash) => {
-                out.push(3);
                 out.extend_from_slice(hash.as_slice());
             }
             Self::MoveModule { address, name } => {
-                out.push(4);
                 out.extend_from_slice(address.as_slice());
                 push_with_length(&mut out, name.as_bytes());
             }
             Self::MoveResource { address, struct_tag } => {
-                out.push(5);
                 out.extend_from_slice(address.as_slice());
                 push_with_length(&mut out, struct_tag);
             }
             Self::System(key) => {
-                out.push(6);
                 out.push(match key {
                     SystemKey::BlockInfo => 0,
                     SystemKey::WithdrawalRoot => 1,

@@ -37,9 +37,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use super::parse_request;
 use super::{
     block_object, each_log, error_response, log_json, reply, Filter, LogCriteria, LogFilter, Rpc,
-    RpcError, MAX_BODY, PARSED_INLINE_BYTES,
+    RpcError, MAX_BODY,
 };
 use crate::chain::Chain;
 
@@ -123,7 +124,7 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 };
                 let subscribing = Subscribing { list: &mut subscriptions, count: &mut subscribed };
-                if let Some(answer) = take(rpc, &text, subscribing, in_flight) {
+                if let Some(answer) = take(rpc, text, subscribing, in_flight).await {
                     if !send(socket, answer.to_string()).await {
                         return;
                     }
@@ -225,9 +226,9 @@ struct Subscribing<'a> {
 /// `in_flight`, counted with the node's requests in hand until then, as over HTTP, and its
 /// answer in turn until it is sent (past the room, the request gets "limit exceeded" instead),
 /// so that answers waiting for a slow reader cannot pile up.
-fn take(
+async fn take(
     rpc: &Arc<Rpc>,
-    text: &str,
+    text: String,
     subscribing: Subscribing<'_>,
     in_flight: &mut InFlight,
 ) -> Option<Value> {
@@ -235,22 +236,19 @@ fn take(
         Ok(received) => received,
         Err(error) => return Some(reply(&Value::Null, Err(error))),
     };
-    match answer(rpc, text, subscribing) {
+    let request = match parse_request(text).await {
+        Ok(request) => request,
+        Err(answer) => return Some(answer),
+    };
+    match answer(rpc, request, subscribing) {
         Answer::Now(answer) => Some(answer),
         Answer::Later(request) => {
             let rpc = Arc::clone(rpc);
             in_flight.spawn(async move {
-                let id = request.get("id").cloned().unwrap_or(Value::Null);
+                let id = super::id_of(&request);
                 let sends = sends_transactions(&request);
-                let mut answer = rpc.respond_in_turn(request).await;
+                let text = rpc.respond_in_turn(request).await.to_string();
                 drop(received);
-                // Answers come in any order: one the node failed to give still names its request.
-                if let Some(fields) = answer.as_object_mut() {
-                    if fields.get("id") == Some(&Value::Null) {
-                        fields.insert("id".to_owned(), id.clone());
-                    }
-                }
-                let text = answer.to_string();
                 match rpc.take_in(text.len()) {
                     Ok(held) => (text, Some(held)),
                     // Transactions were sent: their answer is given whatever the room (sent
@@ -267,16 +265,8 @@ fn take(
 
 /// Whether `request` (or one of a batch) sends a transaction.
 fn sends_transactions(request: &Value) -> bool {
-    let sends = |request: &Value| {
-        matches!(
-            request.get("method").and_then(Value::as_str),
-            Some("eth_sendRawTransaction" | "eth_sendTransaction")
-        )
-    };
-    match request {
-        Value::Array(requests) => requests.iter().any(sends),
-        request => sends(request),
-    }
+    super::methods(request)
+        .any(|method| matches!(method, Some("eth_sendRawTransaction" | "eth_sendTransaction")))
 }
 
 /// What to do with one message.
@@ -288,30 +278,11 @@ enum Answer {
     Later(Value),
 }
 
-/// The answer to one message: subscribing and unsubscribing here, anything else as over HTTP.
-fn answer(rpc: &Rpc, text: &str, subscribing: Subscribing<'_>) -> Answer {
-    // A large message is parsed with the runtime told that this thread blocks, so that its
-    // other tasks move to other threads meanwhile (as HTTP bodies are parsed off the async
-    // threads); a runtime of one thread has no other thread to move them to.
-    let parse = || serde_json::from_str::<Value>(text);
-    let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
-        runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-    });
-    let parsed = if text.len() > PARSED_INLINE_BYTES && multi_thread {
-        tokio::task::block_in_place(parse)
-    } else {
-        parse()
-    };
-    let request: Value = match parsed {
-        Ok(request) => request,
-        Err(error) => {
-            let message = format!("parse error: {error}");
-            return Answer::Now(error_response(&Value::Null, -32700, &message, None));
-        }
-    };
+/// What to do with one request: subscribing and unsubscribing here, anything else as over HTTP.
+fn answer(rpc: &Rpc, request: Value, subscribing: Subscribing<'_>) -> Answer {
     let method = request.get("method").and_then(Value::as_str).unwrap_or_default();
     if matches!(method, "eth_subscribe" | "eth_unsubscribe") {
-        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let id = super::id_of(&request);
         let params = match request.get("params") {
             Some(Value::Array(params)) => params.as_slice(),
             _ => &[],
@@ -385,14 +356,26 @@ fn accepted(rpc: &Rpc, subscriptions: &mut [Active]) -> Result<Vec<Notice>, Over
         return Ok(out.items);
     }
     let last = rpc.chain.accepted().last();
-    for active in subscriptions {
-        if active.follows_pending() && active.since < last {
-            for hash in rpc.chain.accepted().get(active.since + 1..=last) {
-                let result = out.content(json!(hash).to_string())?;
-                out.push(&active.id, &result)?;
-            }
-            active.since = last;
+    let behind = |active: &Active| active.follows_pending() && active.since < last;
+    let Some(from) =
+        subscriptions.iter().filter(|active| behind(active)).map(|a| a.since + 1).min()
+    else {
+        return Ok(out.items);
+    };
+    // Each hash written out once for all the subscriptions told of it. The feed holds the
+    // last of them (up to `last`), those that it still holds.
+    let hashes = rpc.chain.accepted().get(from..=last);
+    let first = last + 1 - hashes.len() as u64;
+    let results = hashes
+        .iter()
+        .map(|hash| out.content(json!(hash).to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    for active in subscriptions.iter_mut().filter(|active| behind(active)) {
+        let skip = (active.since + 1).saturating_sub(first) as usize;
+        for result in &results[skip.min(results.len())..] {
+            out.push(&active.id, result)?;
         }
+        active.since = last;
     }
     Ok(out.items)
 }
@@ -566,14 +549,14 @@ mod tests {
         // While another request holds most of the room: refused at once, nothing started.
         let held = Arc::clone(&rpc.received).try_acquire_many_owned(900).unwrap();
         let subscribing = Subscribing { list: &mut list, count: &mut count };
-        let refused = take(&rpc, &request(200), subscribing, &mut in_flight).unwrap();
+        let refused = take(&rpc, request(200), subscribing, &mut in_flight).await.unwrap();
         assert_eq!(refused["error"]["code"], -32005, "{refused}");
         assert!(in_flight.is_empty());
         drop(held);
         // Then it is answered, off the loop; its bytes are held until then, and its answer's
         // until it is sent.
         let subscribing = Subscribing { list: &mut list, count: &mut count };
-        assert!(take(&rpc, &request(200), subscribing, &mut in_flight).is_none());
+        assert!(take(&rpc, request(200), subscribing, &mut in_flight).await.is_none());
         assert!(rpc.received.available_permits() <= 800);
         let (answer, held) = in_flight.join_next().await.unwrap().unwrap();
         let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
@@ -587,7 +570,7 @@ mod tests {
         let subscribing = Subscribing { list: &mut list, count: &mut count };
         let block =
             r#"{"jsonrpc":"2.0","id":7,"method":"eth_getBlockByNumber","params":["latest",false]}"#;
-        assert!(take(&rpc, block, subscribing, &mut in_flight).is_none());
+        assert!(take(&rpc, block.to_owned(), subscribing, &mut in_flight).await.is_none());
         let (answer, none) = in_flight.join_next().await.unwrap().unwrap();
         let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
         assert_eq!((&answer["id"], &answer["error"]["code"]), (&7.into(), &(-32005).into()));
@@ -597,7 +580,7 @@ mod tests {
         let subscribing = Subscribing { list: &mut list, count: &mut count };
         let send =
             r#"{"jsonrpc":"2.0","id":9,"method":"eth_sendRawTransaction","params":["0x00"]}"#;
-        assert!(take(&rpc, send, subscribing, &mut in_flight).is_none());
+        assert!(take(&rpc, send.to_owned(), subscribing, &mut in_flight).await.is_none());
         let (answer, none) = in_flight.join_next().await.unwrap().unwrap();
         let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
         assert_eq!(answer["id"], 9, "{answer}");
@@ -608,7 +591,8 @@ mod tests {
         let subscribing = Subscribing { list: &mut list, count: &mut count };
         let subscribe =
             r#"{"jsonrpc":"2.0","id":8,"method":"eth_subscribe","params":["newHeads"]}"#;
-        let subscribed = take(&rpc, subscribe, subscribing, &mut in_flight).unwrap();
+        let subscribed =
+            take(&rpc, subscribe.to_owned(), subscribing, &mut in_flight).await.unwrap();
         assert_eq!(subscribed["result"], "0x00000000000000000000000000000001", "{subscribed}");
         assert_eq!(list.len(), 1);
     }
