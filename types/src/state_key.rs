@@ -77,19 +77,19 @@ impl Hash for StateKey {
         state.write_u8(self.variant());
         match self {
             Self::Account(address) | Self::Balance(address) => {
-                hash_words(address.as_slice(), state);
+                hash_words(&address.0 .0, state);
             }
             Self::Storage { address, slot } => {
-                hash_words(address.as_slice(), state);
-                hash_words(slot.as_slice(), state);
+                hash_words(&address.0 .0, state);
+                hash_words(&slot.0, state);
             }
-            Self::Code(hash) => hash_words(hash.as_slice(), state),
+            Self::Code(hash) => hash_words(&hash.0, state),
             Self::MoveModule { address, name } => {
-                hash_words(address.as_slice(), state);
+                hash_words(&address.0 .0, state);
                 name.hash(state);
             }
             Self::MoveResource { address, struct_tag } => {
-                hash_words(address.as_slice(), state);
+                hash_words(&address.0 .0, state);
                 struct_tag.hash(state);
             }
             Self::System(key) => key.hash(state),
@@ -99,7 +99,7 @@ impl Hash for StateKey {
 
 /// Hashes fixed-length `bytes` (an address or a hash) eight bytes at a time, the last few
 /// zero-padded.
-fn hash_words<H: Hasher>(bytes: &[u8], state: &mut H) {
+fn hash_words<const N: usize, H: Hasher>(bytes: &[u8; N], state: &mut H) {
     let mut words = bytes.chunks_exact(8);
     for word in &mut words {
         state.write_u64(u64::from_le_bytes(word.try_into().expect("eight bytes")));
