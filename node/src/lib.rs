@@ -19,4 +19,5 @@ pub mod merkle;
 pub mod metrics;
 pub mod move_api;
 pub mod rpc;
+pub mod server;
 pub mod store;

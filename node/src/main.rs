@@ -82,7 +82,7 @@ struct NodeArgs {
     #[arg(long)]
     dev: bool,
     /// A TOML file with any of the settings below (`datadir`, `http_port`, `block_time`,
-    /// `chain_id`, `block_gas_limit`, `mempool_limit`, `mempool_lifetime`); flags and
+    /// `chain_id`, `block_gas_limit`, `mempool_limit`, `mempool_lifetime`, `http_max_connections`, `http_idle_timeout`); flags and
     /// environment variables override it.
     #[arg(long, env = "DUET_CONFIG")]
     config: Option<PathBuf>,
@@ -120,6 +120,14 @@ struct Settings {
     /// before they are dropped [default: 10800, three hours].
     #[arg(long, env = "DUET_MEMPOOL_LIFETIME")]
     mempool_lifetime: Option<f64>,
+    /// The most HTTP and WebSocket connections open at once; past it, new ones wait until one
+    /// closes [default: 512].
+    #[arg(long, env = "DUET_HTTP_MAX_CONNECTIONS")]
+    http_max_connections: Option<usize>,
+    /// Seconds a connection may take to send a request's head (an idle keep-alive connection is
+    /// closed after them), and then its body [default: 30].
+    #[arg(long, env = "DUET_HTTP_IDLE_TIMEOUT")]
+    http_idle_timeout: Option<f64>,
 }
 
 /// The resolved settings.
@@ -131,6 +139,7 @@ struct NodeSettings {
     block_gas_limit: u64,
     mempool_limit: usize,
     mempool_lifetime: Duration,
+    http: duet_node::server::Limits,
 }
 
 impl NodeArgs {
@@ -145,6 +154,7 @@ impl NodeArgs {
             None => Settings::default(),
         };
         let given = &self.settings;
+        let defaults = duet_node::server::Limits::default();
         let settings = NodeSettings {
             datadir: given.datadir.clone().or(file.datadir).unwrap_or_else(default_datadir),
             http_port: given.http_port.or(file.http_port).unwrap_or(8545),
@@ -159,9 +169,25 @@ impl NodeArgs {
                 given.mempool_lifetime.or(file.mempool_lifetime).unwrap_or(10_800.0),
                 "mempool lifetime",
             )?,
+            http: duet_node::server::Limits {
+                max_connections: given
+                    .http_max_connections
+                    .or(file.http_max_connections)
+                    .unwrap_or(defaults.max_connections),
+                idle_timeout: seconds(
+                    given
+                        .http_idle_timeout
+                        .or(file.http_idle_timeout)
+                        .unwrap_or(defaults.idle_timeout.as_secs_f64()),
+                    "HTTP idle timeout",
+                )?,
+            },
         };
         if settings.mempool_limit == 0 {
             return Err("the mempool limit must be at least 1".to_owned());
+        }
+        if settings.http.max_connections == 0 {
+            return Err("the HTTP connection limit must be at least 1".to_owned());
         }
         Ok(settings)
     }
@@ -256,13 +282,12 @@ async fn serve(
     let producer = Producer::start(Arc::clone(&chain), args.block_time)?;
     // A dev chain's accounts are unlocked, as on anvil.
     let unlocked = duet_node::genesis::dev_signers();
-    let server = axum::serve(listener, duet_node::rpc::router(chain, unlocked))
-        .with_graceful_shutdown(stopped());
-    let result = server.await.map_err(|error| error.to_string());
+    let router = duet_node::rpc::router(chain, unlocked);
+    duet_node::server::serve(listener, router, args.http, stopped()).await;
     // The block in progress, if any, is committed first.
     tokio::task::block_in_place(|| producer.stop());
     tracing::info!("stopped");
-    result
+    Ok(())
 }
 
 /// The block producer: a thread of its own that builds a block every block time, so that no flood

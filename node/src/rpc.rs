@@ -50,7 +50,7 @@ pub const CLIENT_VERSION: &str = concat!("duet/v", env!("CARGO_PKG_VERSION"));
 const MAX_BATCH: usize = 1_000;
 
 /// The largest request body accepted, in bytes.
-const MAX_BODY: usize = 5 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 5 * 1024 * 1024;
 
 /// The tip per gas the node suggests, in wei.
 const SUGGESTED_TIP: u64 = 1_000_000_000;

@@ -483,6 +483,73 @@ fn floods_of_bad_and_good_json_rpc_requests_do_not_crash_the_node() {
     assert!(unknown.contains("-32601"), "{unknown}");
 }
 
+/// Reads from `stream` until the node closes it; returns what it sent and how long it took.
+fn read_until_closed(stream: &mut TcpStream) -> (String, Duration) {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut received = Vec::new();
+    // A reset counts as closed too.
+    let _ = stream.read_to_end(&mut received);
+    assert!(started.elapsed() < Duration::from_secs(10), "the node kept the connection open");
+    (String::from_utf8_lossy(&received).into_owned(), started.elapsed())
+}
+
+#[test]
+fn silent_slow_and_surplus_connections_cannot_hold_the_node() {
+    let directory = temp_datadir("connections");
+    let limits = ["--http-max-connections", "4", "--http-idle-timeout", "1"];
+    let node = Node::start_with(directory.path(), &limits);
+    let connect = || TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+    let block_number = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}"#;
+
+    // A request's head sent a few bytes at a time, never finished: closed after the timeout.
+    let mut slow_head = connect();
+    slow_head.write_all(b"POST / HTTP/1.1\r\nhost: localhost\r\n").unwrap();
+    let (_, waited) = read_until_closed(&mut slow_head);
+    assert!(waited >= Duration::from_millis(500), "closed too early: {waited:?}");
+
+    // A body that stops half-way: 408, and the connection closes.
+    let mut slow_body = connect();
+    let head = "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n";
+    let partial = format!("{head}content-length: {}\r\n\r\n{{\"jsonrpc\"", block_number.len());
+    slow_body.write_all(partial.as_bytes()).unwrap();
+    let (answer, _) = read_until_closed(&mut slow_body);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // Four silent connections take every place: a fifth client waits (in the kernel's queue)
+    // until the node closes them, then is answered.
+    let silent: Vec<TcpStream> = (0..4).map(|_| connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let answer = node.rpc_raw(block_number).expect("answered once a place is free");
+    assert!(answer.contains("result"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(500), "not held: {:?}", started.elapsed());
+    for mut stream in silent {
+        assert_eq!(read_until_closed(&mut stream).0, "", "closed without an answer");
+    }
+
+    // A keep-alive connection serves request after request within the timeout.
+    let mut kept = connect();
+    for _ in 0..3 {
+        let request = format!(
+            "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{block_number}",
+            block_number.len()
+        );
+        kept.write_all(request.as_bytes()).unwrap();
+        kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buffer = [0u8; 4096];
+        let read = kept.read(&mut buffer).unwrap();
+        let answer = String::from_utf8_lossy(&buffer[..read]);
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("result"), "{answer}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    let refused = duet(&["node", "--dev", "--http-max-connections", "0"]).unwrap_err();
+    assert!(refused.contains("the HTTP connection limit must be at least 1"), "{refused}");
+    let refused = duet(&["node", "--dev", "--http-idle-timeout", "0"]).unwrap_err();
+    assert!(refused.contains("the HTTP idle timeout must be"), "{refused}");
+}
+
 /// Runs `duet` with `args`; returns stdout, or stderr as the error.
 fn duet(args: &[&str]) -> Result<String, String> {
     let output = Command::new(env!("CARGO_BIN_EXE_duet")).args(args).output().expect("duet runs");
