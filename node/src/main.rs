@@ -186,8 +186,16 @@ impl NodeArgs {
         if settings.mempool_limit == 0 {
             return Err("the mempool limit must be at least 1".to_owned());
         }
-        if settings.http.max_connections == 0 {
-            return Err("the HTTP connection limit must be at least 1".to_owned());
+        let most = duet_node::server::Limits::MAX_CONNECTIONS;
+        if !(1..=most).contains(&settings.http.max_connections) {
+            return Err(format!("the HTTP connection limit must be from 1 to {most}"));
+        }
+        let longest = duet_node::server::Limits::MAX_IDLE_TIMEOUT;
+        if settings.http.idle_timeout > longest {
+            return Err(format!(
+                "the HTTP idle timeout must be at most {} seconds",
+                longest.as_secs()
+            ));
         }
         Ok(settings)
     }
@@ -282,7 +290,7 @@ async fn serve(
     let producer = Producer::start(Arc::clone(&chain), args.block_time)?;
     // A dev chain's accounts are unlocked, as on anvil.
     let unlocked = duet_node::genesis::dev_signers();
-    let router = duet_node::rpc::router(chain, unlocked);
+    let router = duet_node::rpc::router(chain, unlocked, args.http.idle_timeout);
     duet_node::server::serve(listener, router, args.http, stopped()).await;
     // The block in progress, if any, is committed first.
     tokio::task::block_in_place(|| producer.stop());

@@ -174,8 +174,14 @@ impl Filter {
     }
 }
 
-/// The JSON-RPC router; `eth_sendTransaction` signs for the `unlocked` accounts (a dev node's).
-pub fn router(chain: Arc<Chain>, unlocked: Vec<PrivateKeySigner>) -> Router {
+/// The JSON-RPC router, with the Move API and the metrics; `eth_sendTransaction` signs for the
+/// `unlocked` accounts (a dev node's); a request's body must arrive within `body_timeout`
+/// ([`crate::server::read_body`]).
+pub fn router(
+    chain: Arc<Chain>,
+    unlocked: Vec<PrivateKeySigner>,
+    body_timeout: std::time::Duration,
+) -> Router {
     let rpc = Rpc::new(Arc::clone(&chain), unlocked, MAX_RECEIVED_BYTES);
     let answering = Arc::clone(&rpc.answering);
     Router::new()
@@ -184,6 +190,7 @@ pub fn router(chain: Arc<Chain>, unlocked: Vec<PrivateKeySigner>) -> Router {
         .with_state(Arc::new(rpc))
         .merge(crate::move_api::router(chain, answering))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(body_timeout, crate::server::read_body))
         .layer(axum::middleware::from_fn(cors))
 }
 

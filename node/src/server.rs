@@ -7,14 +7,19 @@
 //! - **A request's head** must arrive within [`Limits::idle_timeout`], counted from the moment
 //!   the node waits for it: a client that opens connections and sends nothing, or a header a
 //!   byte at a time, cannot hold them; a keep-alive connection idle that long is closed.
-//! - **A request's body** must arrive within the same time once the head has ([`read_body`]),
-//!   or the answer is `408 Request Timeout` and the connection closes.
+//! - **A request's body** must arrive within the same time once the head has (`read_body`), or
+//!   the answer is `408 Request Timeout` and the connection closes.
+//! - **An answer** (or a WebSocket message) that the client does not take in for that long,
+//!   no byte of it, ends the connection: a client that asks for large answers and never reads
+//!   them cannot hold its place.
 //!
-//! Shutdown stops accepting, lets each connection finish the request it is answering, and
-//! closes idle ones.
+//! Shutdown stops accepting, lets each connection finish the request it is answering (for at
+//! most the same time), and closes idle ones.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -32,8 +37,16 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 pub struct Limits {
     /// The most connections open at once.
     pub max_connections: usize,
-    /// How long a request's head, and then its body, may take to arrive.
+    /// How long a request's head, and then its body, may take to arrive, and an answer to be
+    /// taken in.
     pub idle_timeout: Duration,
+}
+
+impl Limits {
+    /// The most connections a node may be set to allow.
+    pub const MAX_CONNECTIONS: usize = 1_000_000;
+    /// The longest idle timeout a node may be set to: a day.
+    pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(86_400);
 }
 
 impl Default for Limits {
@@ -52,7 +65,6 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let router = router.layer(axum::middleware::from_fn_with_state(limits.idle_timeout, read_body));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (closing, closing_seen) = watch::channel(false);
     // Each connection's task holds a sender: when all are gone, so are the connections.
@@ -77,13 +89,18 @@ pub async fn serve(
         };
         // Answers are small and latency matters more than packets: no Nagle delay.
         let _ = stream.set_nodelay(true);
-        let stream = Counted { stream, _permit: permit };
+        let stream = Counted { stream, _permit: permit, stall: limits.idle_timeout, stalled: None };
         let task = connection(stream, router.clone(), limits, closing_seen.clone(), open.clone());
         tokio::spawn(task);
     }
     let _ = closing.send(true);
     drop(open);
-    let _ = all_closed.recv().await;
+    // A connection whose client takes in nothing ends after the idle timeout; this is a bound
+    // of its own in case.
+    let waited = tokio::time::timeout(limits.idle_timeout * 2, all_closed.recv()).await;
+    if waited.is_err() {
+        tracing::warn!("connections still open at shutdown are dropped");
+    }
 }
 
 /// A failed `accept`: a connection that went away before it was taken is nothing; anything else
@@ -130,9 +147,10 @@ async fn connection(
     }
 }
 
-/// Reads a request's body whole within `timeout` before the handlers see it: `408` if it takes
-/// longer, `413` past [`crate::rpc::MAX_BODY`].
-async fn read_body(
+/// Reads a request's body whole within `timeout` before the handlers see it (a middleware of
+/// the routers, inside their CORS layer): `408` if it takes longer, and the connection closes;
+/// `413` past [`crate::rpc::MAX_BODY`]; `400` if it cannot be read.
+pub async fn read_body(
     axum::extract::State(timeout): axum::extract::State<Duration>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -142,15 +160,19 @@ async fn read_body(
     let bytes = match tokio::time::timeout(timeout, read).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(error)) => {
-            return (StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {error}"))
-                .into_response();
+            let error = error.into_inner();
+            let status = if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return (status, format!("request body: {error}")).into_response();
         }
         Err(_) => {
             let message = format!("the request's body took more than {}s", timeout.as_secs_f64());
             let mut response = (StatusCode::REQUEST_TIMEOUT, message).into_response();
-            response
-                .headers_mut()
-                .insert(axum::http::header::CONNECTION, "close".parse().expect("a header value"));
+            let close = axum::http::HeaderValue::from_static("close");
+            response.headers_mut().insert(axum::http::header::CONNECTION, close);
             return response;
         }
     };
@@ -158,54 +180,151 @@ async fn read_body(
 }
 
 /// A connection's stream, holding its place among the open connections until it is dropped
-/// (with the WebSocket it was upgraded to, if it was).
+/// (with the WebSocket it was upgraded to, if it was), and failing a write that makes no
+/// progress for `stall`.
 struct Counted {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    stall: Duration,
+    /// When the write waiting now fails, if one is waiting.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Counted {
+    /// `written` as the stream gave it: progress disarms the stall timer; waiting arms it (once)
+    /// and fails when it runs out.
+    fn watch<T>(
+        &mut self,
+        context: &mut std::task::Context<'_>,
+        written: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if written.is_ready() {
+            self.stalled = None;
+            return written;
+        }
+        let stall = self.stall;
+        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        match timer.as_mut().poll(context) {
+            Poll::Ready(()) => {
+                self.stalled = None;
+                let message = "the client took in nothing of an answer for the idle timeout";
+                Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, message)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl AsyncRead for Counted {
     fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         context: &mut std::task::Context<'_>,
         buffer: &mut ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_read(context, buffer)
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(context, buffer)
     }
 }
 
 impl AsyncWrite for Counted {
     fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         context: &mut std::task::Context<'_>,
         buffer: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write(context, buffer)
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.stream).poll_write(context, buffer);
+        self.watch(context, written)
     }
 
     fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         context: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_flush(context)
+    ) -> Poll<std::io::Result<()>> {
+        let flushed = Pin::new(&mut self.stream).poll_flush(context);
+        self.watch(context, flushed)
     }
 
     fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         context: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_shutdown(context)
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(context)
     }
 
     fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         context: &mut std::task::Context<'_>,
         buffers: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write_vectored(context, buffers)
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.stream).poll_write_vectored(context, buffers);
+        self.watch(context, written)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Counted, Duration, OwnedSemaphorePermit, Semaphore};
+    use std::sync::Arc;
+    use tokio::io::AsyncWriteExt;
+
+    fn permit() -> OwnedSemaphorePermit {
+        Arc::new(Semaphore::new(1)).try_acquire_owned().expect("a free place")
+    }
+
+    #[tokio::test]
+    async fn a_write_the_client_never_takes_in_fails_after_the_stall_time() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let stall = Duration::from_millis(300);
+        let mut counted = Counted { stream, _permit: permit(), stall, stalled: None };
+        let chunk = vec![0u8; 1 << 20];
+        let started = std::time::Instant::now();
+        let error = loop {
+            // The client reads nothing: the buffers fill, then the write waits.
+            if let Err(error) = counted.write_all(&chunk).await {
+                break error;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "the writes never stalled");
+        };
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= stall);
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn writes_that_progress_slowly_do_not_time_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let stall = Duration::from_millis(500);
+        let mut counted = Counted { stream, _permit: permit(), stall, stalled: None };
+        // The client reads at most 1 MiB every 50 ms: slower than the writes, which wait, but
+        // never 500 ms without progress.
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut client = client;
+            let mut buffer = vec![0u8; 1 << 20];
+            let mut total = 0;
+            while total < 32 << 20 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                match client.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => total += read,
+                }
+            }
+            total
+        });
+        let chunk = vec![0u8; 1 << 20];
+        let started = std::time::Instant::now();
+        for _ in 0..24 {
+            counted.write_all(&chunk).await.expect("slow progress is progress");
+        }
+        assert!(started.elapsed() > stall, "the writes did wait for the client");
+        drop(counted);
+        assert!(reader.await.unwrap() > 0);
     }
 }

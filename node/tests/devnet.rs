@@ -497,21 +497,33 @@ fn read_until_closed(stream: &mut TcpStream) -> (String, Duration) {
 #[test]
 fn silent_slow_and_surplus_connections_cannot_hold_the_node() {
     let directory = temp_datadir("connections");
-    let limits = ["--http-max-connections", "4", "--http-idle-timeout", "1"];
+    let limits = ["--http-max-connections", "4", "--http-idle-timeout", "2"];
     let node = Node::start_with(directory.path(), &limits);
     let connect = || TcpStream::connect(("127.0.0.1", node.port)).unwrap();
     let block_number = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}"#;
+    let request = format!(
+        "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{block_number}",
+        block_number.len()
+    );
 
-    // A request's head sent a few bytes at a time, never finished: closed after the timeout.
+    // A request's head sent a byte every 200 ms, never finished: the bytes do not restart the
+    // timeout, and the node closes the connection after it.
     let mut slow_head = connect();
-    slow_head.write_all(b"POST / HTTP/1.1\r\nhost: localhost\r\n").unwrap();
-    let (_, waited) = read_until_closed(&mut slow_head);
-    assert!(waited >= Duration::from_millis(500), "closed too early: {waited:?}");
+    let started = Instant::now();
+    for byte in request.as_bytes().iter().take(20) {
+        if slow_head.write_all(&[*byte]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, _) = read_until_closed(&mut slow_head);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1500), "closed too early: {waited:?}");
+    assert!(waited < Duration::from_secs(5), "closed late: {waited:?}");
 
     // A body that stops half-way: 408, and the connection closes.
     let mut slow_body = connect();
-    let head = "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n";
-    let partial = format!("{head}content-length: {}\r\n\r\n{{\"jsonrpc\"", block_number.len());
+    let partial = &request[..request.len() - block_number.len() / 2];
     slow_body.write_all(partial.as_bytes()).unwrap();
     let (answer, _) = read_until_closed(&mut slow_body);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
@@ -519,35 +531,48 @@ fn silent_slow_and_surplus_connections_cannot_hold_the_node() {
     // Four silent connections take every place: a fifth client waits (in the kernel's queue)
     // until the node closes them, then is answered.
     let silent: Vec<TcpStream> = (0..4).map(|_| connect()).collect();
-    std::thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
     let answer = node.rpc_raw(block_number).expect("answered once a place is free");
     assert!(answer.contains("result"), "{answer}");
-    assert!(started.elapsed() >= Duration::from_millis(500), "not held: {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_secs(1), "not held: {:?}", started.elapsed());
     for mut stream in silent {
         assert_eq!(read_until_closed(&mut stream).0, "", "closed without an answer");
     }
 
-    // A keep-alive connection serves request after request within the timeout.
+    // A keep-alive connection serves request after request within the timeout, and is closed
+    // once idle for it.
     let mut kept = connect();
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     for _ in 0..3 {
-        let request = format!(
-            "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{block_number}",
-            block_number.len()
-        );
         kept.write_all(request.as_bytes()).unwrap();
-        kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = Vec::new();
         let mut buffer = [0u8; 4096];
-        let read = kept.read(&mut buffer).unwrap();
-        let answer = String::from_utf8_lossy(&buffer[..read]);
-        assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("result"), "{answer}");
-        std::thread::sleep(Duration::from_millis(300));
+        while !String::from_utf8_lossy(&answer).contains("\"result\"") {
+            let read = kept.read(&mut buffer).unwrap();
+            assert!(read > 0, "closed while in use");
+            answer.extend_from_slice(&buffer[..read]);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+        std::thread::sleep(Duration::from_millis(500));
     }
+    let (_, idle) = read_until_closed(&mut kept);
+    assert!(idle >= Duration::from_secs(1), "closed early: {idle:?}");
+    let answer = node.rpc_raw(block_number).expect("still serving");
+    assert!(answer.contains("result"), "{answer}");
 
-    let refused = duet(&["node", "--dev", "--http-max-connections", "0"]).unwrap_err();
-    assert!(refused.contains("the HTTP connection limit must be at least 1"), "{refused}");
-    let refused = duet(&["node", "--dev", "--http-idle-timeout", "0"]).unwrap_err();
-    assert!(refused.contains("the HTTP idle timeout must be"), "{refused}");
+    for (flags, error) in [
+        (["--http-max-connections", "0"], "the HTTP connection limit must be from 1 to 1000000"),
+        (["--http-idle-timeout", "0"], "the HTTP idle timeout must be a number of seconds above"),
+        (["--http-idle-timeout", "1e19"], "the HTTP idle timeout must be at most 86400 seconds"),
+    ] {
+        let port = free_port().to_string();
+        let datadir = directory.path().join("refused");
+        let mut args = vec!["node", "--dev", "--http-port", &port, "--datadir"];
+        args.push(datadir.to_str().unwrap());
+        args.extend(flags);
+        let refused = duet(&args).unwrap_err();
+        assert!(refused.contains(error), "{refused}");
+    }
 }
 
 /// Runs `duet` with `args`; returns stdout, or stderr as the error.
