@@ -72,6 +72,9 @@ struct Rpc {
     answering: Arc<tokio::sync::Semaphore>,
     /// A permit per byte of the request bodies being parsed, waiting or answered.
     received: Arc<tokio::sync::Semaphore>,
+    /// How often a WebSocket connection is pinged; one that sends nothing, not even a pong, for
+    /// twice this long is closed.
+    ping_every: std::time::Duration,
 }
 
 /// The most requests or batches answered at once.
@@ -97,6 +100,7 @@ impl Rpc {
             connections: Arc::new(tokio::sync::Semaphore::new(ws::MAX_CONNECTIONS)),
             answering: Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING)),
             received: Arc::new(tokio::sync::Semaphore::new(received)),
+            ping_every: std::time::Duration::from_secs(30),
         }
     }
 
@@ -175,14 +179,15 @@ impl Filter {
 }
 
 /// The JSON-RPC router, with the Move API and the metrics; `eth_sendTransaction` signs for the
-/// `unlocked` accounts (a dev node's); a request's body must arrive within `body_timeout`
-/// ([`crate::server::read_body`]).
+/// `unlocked` accounts (a dev node's); a request's body must arrive within `idle_timeout`
+/// ([`crate::server::read_body`]), and a WebSocket connection is pinged that often.
 pub fn router(
     chain: Arc<Chain>,
     unlocked: Vec<PrivateKeySigner>,
-    body_timeout: std::time::Duration,
+    idle_timeout: std::time::Duration,
 ) -> Router {
-    let rpc = Rpc::new(Arc::clone(&chain), unlocked, MAX_RECEIVED_BYTES);
+    let mut rpc = Rpc::new(Arc::clone(&chain), unlocked, MAX_RECEIVED_BYTES);
+    rpc.ping_every = idle_timeout;
     let answering = Arc::clone(&rpc.answering);
     Router::new()
         .route("/", post(handle).get(ws::upgrade))
@@ -190,7 +195,7 @@ pub fn router(
         .with_state(Arc::new(rpc))
         .merge(crate::move_api::router(chain, answering))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(body_timeout, crate::server::read_body))
+        .layer(axum::middleware::from_fn_with_state(idle_timeout, crate::server::read_body))
         .layer(axum::middleware::from_fn(cors))
 }
 

@@ -575,6 +575,117 @@ fn silent_slow_and_surplus_connections_cannot_hold_the_node() {
     }
 }
 
+/// A WebSocket connection opened by hand (the handshake read byte by byte, so that no frame
+/// after it is consumed).
+fn websocket(port: u16) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(
+            b"GET / HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+              sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+        )
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    stream
+}
+
+/// The next frame the server sends: its opcode and payload (server frames are not masked).
+fn read_frame(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head)?;
+    let length = match head[1] & 0x7f {
+        126 => {
+            let mut length = [0u8; 2];
+            stream.read_exact(&mut length)?;
+            usize::from(u16::from_be_bytes(length))
+        }
+        127 => {
+            let mut length = [0u8; 8];
+            stream.read_exact(&mut length)?;
+            usize::try_from(u64::from_be_bytes(length)).unwrap()
+        }
+        length => usize::from(length),
+    };
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload)?;
+    Ok((head[0] & 0x0f, payload))
+}
+
+/// Sends a frame from the client (masked, as clients must; with a zero key).
+fn write_frame(stream: &mut TcpStream, opcode: u8, payload: &[u8]) {
+    assert!(payload.len() < 126);
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    stream.write_all(&frame).unwrap();
+}
+
+#[test]
+fn websocket_clients_are_pinged_and_silent_ones_closed() {
+    const PING: u8 = 0x9;
+    const PONG: u8 = 0xa;
+    const CLOSE: u8 = 0x8;
+    const TEXT: u8 = 0x1;
+    let directory = temp_datadir("pings");
+    let node = Node::start_with(directory.path(), &["--http-idle-timeout", "1"]);
+
+    // A client that answers nothing: pinged, then closed with 1001 after two seconds of silence.
+    let mut silent = websocket(node.port);
+    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut opcodes = Vec::new();
+    let closed = loop {
+        let (opcode, payload) = read_frame(&mut silent).expect("a close frame before the end");
+        opcodes.push(opcode);
+        if opcode == CLOSE {
+            break payload;
+        }
+    };
+    assert!(opcodes.starts_with(&[PING]), "{opcodes:?}");
+    assert_eq!(closed[..2], 1001u16.to_be_bytes(), "{}", String::from_utf8_lossy(&closed));
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1500) && waited < Duration::from_secs(6), "{waited:?}");
+
+    // A client that answers the pings (and sends nothing else) stays connected past that, and
+    // is answered.
+    let mut answering = websocket(node.port);
+    answering.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let started = Instant::now();
+    let mut pings = 0;
+    while started.elapsed() < Duration::from_millis(3500) {
+        match read_frame(&mut answering) {
+            Ok((PING, payload)) => {
+                pings += 1;
+                write_frame(&mut answering, PONG, &payload);
+            }
+            Ok((opcode, _)) => panic!("unexpected frame {opcode:#x}"),
+            Err(error) => assert!(
+                matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "{error}"
+            ),
+        }
+    }
+    assert!(pings >= 2, "pinged {pings} times");
+    answering.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write_frame(&mut answering, TEXT, br#"{"jsonrpc":"2.0","id":5,"method":"eth_chainId"}"#);
+    let answer = loop {
+        match read_frame(&mut answering).unwrap() {
+            (TEXT, payload) => break String::from_utf8(payload).unwrap(),
+            (PING, payload) => write_frame(&mut answering, PONG, &payload),
+            (opcode, _) => panic!("unexpected frame {opcode:#x}"),
+        }
+    };
+    assert!(answer.contains(r#""id":5"#) && answer.contains("0x7a69"), "{answer}");
+}
+
 /// Runs `duet` with `args`; returns stdout, or stderr as the error.
 fn duet(args: &[&str]) -> Result<String, String> {
     let output = Command::new(env!("CARGO_BIN_EXE_duet")).args(args).output().expect("duet runs");

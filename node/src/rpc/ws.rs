@@ -24,7 +24,9 @@
 //! [`MAX_CONNECTIONS`] connections (then the upgrade is refused with 503), 100 subscriptions per
 //! connection, 16 blocks of notifications per look at the head (a connection far behind
 //! catches up look by look), messages and frames up to the HTTP body limit, a client that
-//! does not take a message within 10 s is disconnected, and a connection whose notifications
+//! does not take a message within 10 s is disconnected, a connection is pinged every idle
+//! timeout (`--http-idle-timeout`, 30 s by default) and closed (code 1001) when nothing, not
+//! even a pong, came from it for twice that, and a connection whose notifications
 //! of one block (or of one look's accepted transactions) pass [`MAX_NOTIFICATION_BYTES`] is
 //! closed (code 1009, with the reason).
 
@@ -114,9 +116,11 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
     let mut notified = rpc.chain.head().number;
     let mut ticker = tokio::time::interval(POLL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut keepalive = Keepalive::new(rpc.ping_every);
     loop {
         tokio::select! {
             message = socket.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+                keepalive.heard();
                 let text = match message {
                     Some(Ok(Message::Text(text))) => text.to_string(),
                     Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -138,6 +142,11 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
                     return;
                 }
                 drop(held);
+            }
+            _ = keepalive.pinger.tick() => {
+                if !keepalive.ping(socket, in_flight.len() >= MAX_IN_FLIGHT).await {
+                    return;
+                }
             }
             _ = ticker.tick() => {
                 let Ok(accepted) = accepted(rpc, &mut subscriptions) else {
@@ -197,6 +206,45 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
     }
 }
 
+/// A connection's pings: one every `every`; the connection ends when nothing came from the
+/// client for twice that.
+struct Keepalive {
+    every: Duration,
+    pinger: tokio::time::Interval,
+    last_heard: tokio::time::Instant,
+}
+
+impl Keepalive {
+    fn new(every: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        let mut pinger = tokio::time::interval_at(now + every, every);
+        pinger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { every, pinger, last_heard: now }
+    }
+
+    /// Something came from the client.
+    fn heard(&mut self) {
+        self.last_heard = tokio::time::Instant::now();
+    }
+
+    /// At a tick: closes the connection if the client has been silent too long, and pings it
+    /// if not; `false` if the connection is to end. A connection `busy` answering as many
+    /// requests as it may reads nothing meanwhile (pongs included): that is not silence.
+    async fn ping(&mut self, socket: &mut WebSocket, busy: bool) -> bool {
+        if busy {
+            self.heard();
+        }
+        if self.last_heard.elapsed() >= self.every * 2 {
+            let reason = "nothing heard from the client, not even a pong";
+            close(socket, CLOSE_GOING_AWAY, reason).await;
+            return false;
+        }
+        send_message(socket, Message::Ping(axum::body::Bytes::new())).await
+    }
+}
+
+/// The close code for an endpoint going away (RFC 6455): here, a client that stopped answering.
+const CLOSE_GOING_AWAY: u16 = 1001;
 /// The close code for a message too big to process (RFC 6455).
 const CLOSE_TOO_BIG: u16 = 1009;
 /// The close code for a failure of the server (RFC 6455).
@@ -211,7 +259,11 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
 
 /// Sends `text`; `false` if the client is gone or did not take it in time.
 async fn send(socket: &mut WebSocket, text: String) -> bool {
-    let message = Message::Text(text.into());
+    send_message(socket, Message::Text(text.into())).await
+}
+
+/// Sends `message`; `false` if the client is gone or did not take it in time.
+async fn send_message(socket: &mut WebSocket, message: Message) -> bool {
     matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await, Ok(Ok(())))
 }
 
