@@ -149,6 +149,7 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
                 }
             }
             _ = ticker.tick() => {
+                let started = tokio::time::Instant::now();
                 let Ok(accepted) = accepted(rpc, &mut subscriptions) else {
                     let reason = "the accepted transactions' notifications pass the budget";
                     return close(socket, CLOSE_TOO_BIG, reason).await;
@@ -201,6 +202,7 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
                     }
                     notified = number;
                 }
+                keepalive.listened_since(started);
             }
         }
     }
@@ -225,6 +227,14 @@ impl Keepalive {
     /// Something came from the client.
     fn heard(&mut self) {
         self.last_heard = tokio::time::Instant::now();
+    }
+
+    /// The loop read nothing from `started` until now, sending notifications: if that was
+    /// long, the client's pongs wait unread, which is not silence.
+    fn listened_since(&mut self, started: tokio::time::Instant) {
+        if started.elapsed() >= self.every {
+            self.heard();
+        }
     }
 
     /// At a tick: closes the connection if the client has been silent too long, and pings it
