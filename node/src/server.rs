@@ -14,7 +14,7 @@
 //!   them cannot hold its place.
 //!
 //! Shutdown stops accepting, lets each connection finish the request it is answering (for at
-//! most the same time), and closes idle ones.
+//! most twice the idle timeout), and closes idle ones.
 
 use std::future::Future;
 use std::pin::Pin;
