@@ -6,7 +6,9 @@
 //!
 //! Every block header carries the root of the state's sparse Merkle tree ([`merkle`]), and
 //! `duet_getProof` proves any key against it. The node also serves the Move API ([`move_api`])
-//! and Prometheus metrics ([`metrics`]). Not here yet: historical state, the L1 pipeline.
+//! and Prometheus metrics ([`metrics`]), all on one port ([`server`]: a cap on open
+//! connections, and time limits on request heads, bodies and unread answers). Not here yet:
+//! historical state, the L1 pipeline.
 
 pub mod block;
 pub mod chain;
