@@ -149,7 +149,7 @@ async fn connection(
 
 /// Reads a request's body whole within `timeout` before the handlers see it (a middleware of
 /// the routers, inside their CORS layer): `408` if it takes longer, and the connection closes;
-/// `413` past [`crate::rpc::MAX_BODY`]; `400` if it cannot be read.
+/// `413` past the body limit (5 MiB); `400` if it cannot be read.
 pub async fn read_body(
     axum::extract::State(timeout): axum::extract::State<Duration>,
     request: axum::extract::Request,
