@@ -1005,13 +1005,13 @@ impl<K: StateKeyBound, V: StateValueBound> Finalizer<K, V> {
     where
         S: Storage<Key = K, Value = V>,
     {
-        let entries = versions.entries;
-        let below = entries.partition_point(|entry| entry.index() < self.end);
+        let below = versions.below(self.end).len();
+        let mut entries = versions.entries;
         if has_deltas(&entries[..below]) {
             return self.apply_writes(key, entries[..below].iter().map(Entry::borrowed), storage);
         }
-        if let Some(last) = below.checked_sub(1) {
-            let last = entries.into_iter().nth(last).expect("below the length");
+        entries.truncate(below);
+        if let Some(last) = entries.pop() {
             self.push_last(key, last.write);
         }
         Ok(())

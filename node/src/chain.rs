@@ -251,6 +251,11 @@ impl std::fmt::Debug for Chain {
 }
 
 impl Chain {
+    /// The most gas one transaction may ask for: the block's limit, within EIP-7825's cap.
+    fn max_transaction_gas(&self) -> u64 {
+        self.config.block_gas_limit.min(TX_GAS_LIMIT_CAP)
+    }
+
     /// Opens the chain in `store`, committing `genesis` as block 0 if the store is empty.
     ///
     /// # Errors
@@ -659,7 +664,7 @@ impl Chain {
             return Err(SubmitError::ChainId);
         }
         let tx = duet_evm::tx_env(envelope, sender).map_err(|_| SubmitError::UnsupportedType)?;
-        if tx.gas_limit > self.config.block_gas_limit.min(TX_GAS_LIMIT_CAP) {
+        if tx.gas_limit > self.max_transaction_gas() {
             return Err(SubmitError::GasLimit);
         }
         if tx.gas_limit < duet_move::gas::TRANSACTION_BASE {
@@ -800,7 +805,8 @@ impl Chain {
         for record in &mut records {
             record.block_hash = block.hash;
         }
-        Metrics::add(&self.metrics.execution_micros, started.elapsed().as_micros() as u64);
+        let build_micros = started.elapsed().as_micros() as u64;
+        Metrics::add(&self.metrics.execution_micros, build_micros);
         let committing = std::time::Instant::now();
         let mut settled: Vec<B256> = records.iter().map(|record| record.hash).collect();
         settled.extend(&rejected);
@@ -820,7 +826,7 @@ impl Chain {
             number,
             state_updates = output.state_updates.len(),
             tree_writes = update.writes.len(),
-            build_ms = (started.elapsed().as_micros() as u64 - commit_micros) / 1000,
+            build_ms = build_micros / 1000,
             commit_ms = commit_micros / 1000,
             "block written"
         );
@@ -1173,7 +1179,7 @@ impl Chain {
         evm.cfg.disable_fee_charge = true;
         tx.chain_id = Some(self.config.chain_id);
         if tx.gas_limit == 0 {
-            tx.gas_limit = self.config.block_gas_limit.min(TX_GAS_LIMIT_CAP);
+            tx.gas_limit = self.max_transaction_gas();
         }
         let output = execute_sequential(&evm, std::slice::from_ref(&tx), &self.store)
             .map_err(|error| CallError::Invalid(error.to_string()))?;
@@ -1210,7 +1216,7 @@ impl Chain {
         time: std::time::Duration,
     ) -> Result<u64, CallError> {
         let deadline = std::time::Instant::now() + time;
-        let most = self.config.block_gas_limit.min(TX_GAS_LIMIT_CAP);
+        let most = self.max_transaction_gas();
         let cap = if tx.gas_limit == 0 { most } else { tx.gas_limit.min(most) };
         tx.gas_limit = cap;
         let (_, used) = self.call(tx.clone())?;

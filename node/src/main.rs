@@ -186,17 +186,7 @@ impl NodeArgs {
         if settings.mempool_limit == 0 {
             return Err("the mempool limit must be at least 1".to_owned());
         }
-        let most = duet_node::server::Limits::MAX_CONNECTIONS;
-        if !(1..=most).contains(&settings.http.max_connections) {
-            return Err(format!("the HTTP connection limit must be from 1 to {most}"));
-        }
-        let longest = duet_node::server::Limits::MAX_IDLE_TIMEOUT;
-        if settings.http.idle_timeout > longest {
-            return Err(format!(
-                "the HTTP idle timeout must be at most {} seconds",
-                longest.as_secs()
-            ));
-        }
+        settings.http.check()?;
         Ok(settings)
     }
 }

@@ -388,7 +388,12 @@ async fn view(State(api): State<Api>, Json(request): Json<Value>) -> Answer {
             module_address,
             module_name,
             function,
-            type_arguments: strings("type_arguments")?,
+            // Addresses as the other routes take them: short, or 32 bytes with leading zeros.
+            type_arguments: strings("type_arguments")?
+                .iter()
+                .map(|tag| full_addresses(tag))
+                .collect::<Result<_, _>>()
+                .map_err(bad)?,
             arguments,
         };
         let data = duet_evm::call_data(&call).into();

@@ -90,8 +90,13 @@ const PARSED_INLINE_BYTES: usize = 64 << 10;
 
 impl Rpc {
     /// The RPC of `chain`, signing for `unlocked`, taking in `received` bytes of requests at
-    /// once.
-    fn new(chain: Arc<Chain>, unlocked: Vec<PrivateKeySigner>, received: usize) -> Self {
+    /// once, pinging WebSocket clients every `ping_every`.
+    fn new(
+        chain: Arc<Chain>,
+        unlocked: Vec<PrivateKeySigner>,
+        received: usize,
+        ping_every: std::time::Duration,
+    ) -> Self {
         Self {
             chain,
             filters: Filters::new(FILTER_LIFETIME),
@@ -100,7 +105,7 @@ impl Rpc {
             connections: Arc::new(tokio::sync::Semaphore::new(ws::MAX_CONNECTIONS)),
             answering: Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING)),
             received: Arc::new(tokio::sync::Semaphore::new(received)),
-            ping_every: std::time::Duration::from_secs(30),
+            ping_every,
         }
     }
 
@@ -186,15 +191,15 @@ pub fn router(
     unlocked: Vec<PrivateKeySigner>,
     idle_timeout: std::time::Duration,
 ) -> Router {
-    let mut rpc = Rpc::new(Arc::clone(&chain), unlocked, MAX_RECEIVED_BYTES);
-    rpc.ping_every = idle_timeout;
+    let rpc = Rpc::new(Arc::clone(&chain), unlocked, MAX_RECEIVED_BYTES, idle_timeout);
     let answering = Arc::clone(&rpc.answering);
     Router::new()
         .route("/", post(handle).get(ws::upgrade))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(rpc))
         .merge(crate::move_api::router(chain, answering))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        // `read_body` holds bodies to MAX_BODY before the extractors see them.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(idle_timeout, crate::server::read_body))
         .layer(axum::middleware::from_fn(cors))
 }
@@ -1533,7 +1538,8 @@ mod tests {
         unlocked: Vec<alloy_signer_local::PrivateKeySigner>,
     ) -> super::Rpc {
         let chain = open_chain(directory, crate::chain::ChainConfig::for_tests());
-        super::Rpc::new(std::sync::Arc::new(chain), unlocked, received)
+        let ping_every = crate::server::Limits::default().idle_timeout;
+        super::Rpc::new(std::sync::Arc::new(chain), unlocked, received, ping_every)
     }
 
     /// EIP-712's own example: Cow's mail to Bob, signed with the key keccak256("cow").

@@ -45,8 +45,25 @@ pub struct Limits {
 impl Limits {
     /// The most connections a node may be set to allow.
     pub const MAX_CONNECTIONS: usize = 1_000_000;
-    /// The longest idle timeout a node may be set to: a day.
+    /// The longest idle timeout a node may be set to: a day (far longer ones overflow the
+    /// timers' deadlines).
     pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+    /// Whether these limits are within the bounds above.
+    ///
+    /// # Errors
+    /// The first one that is not, said as a setting.
+    pub fn check(&self) -> Result<(), String> {
+        let most = Self::MAX_CONNECTIONS;
+        if !(1..=most).contains(&self.max_connections) {
+            return Err(format!("the HTTP connection limit must be from 1 to {most}"));
+        }
+        let longest = Self::MAX_IDLE_TIMEOUT.as_secs();
+        if self.idle_timeout > Self::MAX_IDLE_TIMEOUT {
+            return Err(format!("the HTTP idle timeout must be at most {longest} seconds"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Limits {
@@ -89,7 +106,7 @@ pub async fn serve(
         };
         // Answers are small and latency matters more than packets: no Nagle delay.
         let _ = stream.set_nodelay(true);
-        let stream = Counted { stream, _permit: permit, stall: limits.idle_timeout, stalled: None };
+        let stream = Counted::new(stream, permit, limits.idle_timeout);
         let task = connection(stream, router.clone(), limits, closing_seen.clone(), open.clone());
         tokio::spawn(task);
     }
@@ -187,10 +204,14 @@ struct Counted {
     _permit: OwnedSemaphorePermit,
     stall: Duration,
     /// When the write waiting now fails, if one is waiting.
-    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Counted {
+    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, stall: Duration) -> Self {
+        Self { stream, _permit: permit, stall, stalled: None }
+    }
+
     /// `written` as the stream gave it: progress disarms the stall timer; waiting arms it (once)
     /// and fails when it runs out.
     fn watch<T>(
@@ -266,21 +287,25 @@ impl AsyncWrite for Counted {
 
 #[cfg(test)]
 mod tests {
-    use super::{Counted, Duration, OwnedSemaphorePermit, Semaphore};
+    use super::{Counted, Duration, Semaphore};
     use std::sync::Arc;
     use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
 
-    fn permit() -> OwnedSemaphorePermit {
-        Arc::new(Semaphore::new(1)).try_acquire_owned().expect("a free place")
+    /// The node's side of a loopback connection, failing writes stalled for `stall`, and the
+    /// client's side.
+    async fn connected(stall: Duration) -> (Counted, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().expect("a free place");
+        (Counted::new(stream, permit, stall), client)
     }
 
     #[tokio::test]
     async fn a_write_the_client_never_takes_in_fails_after_the_stall_time() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (stream, _) = listener.accept().await.unwrap();
         let stall = Duration::from_millis(300);
-        let mut counted = Counted { stream, _permit: permit(), stall, stalled: None };
+        let (mut counted, client) = connected(stall).await;
         let chunk = vec![0u8; 1 << 20];
         let started = std::time::Instant::now();
         let error = loop {
@@ -297,11 +322,8 @@ mod tests {
 
     #[tokio::test]
     async fn writes_that_progress_slowly_do_not_time_out() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (stream, _) = listener.accept().await.unwrap();
         let stall = Duration::from_millis(500);
-        let mut counted = Counted { stream, _permit: permit(), stall, stalled: None };
+        let (mut counted, client) = connected(stall).await;
         // The client reads at most 1 MiB every 50 ms: slower than the writes, which wait, but
         // never 500 ms without progress.
         let reader = tokio::spawn(async move {

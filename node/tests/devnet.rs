@@ -516,7 +516,7 @@ fn silent_slow_and_surplus_connections_cannot_hold_the_node() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (_, _) = read_until_closed(&mut slow_head);
+    read_until_closed(&mut slow_head);
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(1500), "closed too early: {waited:?}");
     assert!(waited < Duration::from_secs(5), "closed late: {waited:?}");
@@ -940,6 +940,11 @@ fn the_move_api_serves_resources_modules_views_and_transactions() {
     let request = format!(r#"{{"function":"{FIRST}::counter::value","arguments":["{first}"]}}"#);
     let (status, view) = node.http("POST", "/move/v1/view", Some(&request));
     assert_eq!((status, view.as_str()), (200, r#"{"values":["0x0100000000000000"]}"#));
+    // A type argument whose address has 32 bytes, leading zeros, as the resource path takes it.
+    let string = format!("0x{}1::string::String", "0".repeat(63));
+    let request = format!(r#"{{"function":"0x1::option::none","type_arguments":["{string}"]}}"#);
+    let (status, view) = node.http("POST", "/move/v1/view", Some(&request));
+    assert_eq!((status, view.as_str()), (200, r#"{"values":["0x00"]}"#));
     // A transaction signed by `duet move run --sign-only`, submitted through the API.
     let increment = format!("{FIRST}::counter::increment");
     let signed =

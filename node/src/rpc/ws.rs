@@ -117,13 +117,27 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
     let mut ticker = tokio::time::interval(POLL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut keepalive = Keepalive::new(rpc.ping_every);
+    // When the loop last stopped listening to the client, to hand an event.
+    let mut woke = None;
     loop {
-        tokio::select! {
-            message = socket.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+        if let Some(woke) = woke.take() {
+            keepalive.listened_since(woke);
+        }
+        let event = tokio::select! {
+            message = socket.recv(), if in_flight.len() < MAX_IN_FLIGHT => Event::Message(message),
+            Some(answered) = in_flight.join_next(), if !in_flight.is_empty() => {
+                Event::Answered(answered)
+            }
+            _ = keepalive.pinger.tick() => Event::Ping,
+            _ = ticker.tick() => Event::Poll,
+        };
+        woke = Some(tokio::time::Instant::now());
+        match event {
+            Event::Message(message) => {
                 keepalive.heard();
                 let text = match message {
-                    Some(Ok(Message::Text(text))) => text.to_string(),
-                    Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
+                    Some(Ok(Message::Text(text))) => axum::body::Bytes::from(text),
+                    Some(Ok(Message::Binary(bytes))) => bytes,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 };
@@ -134,7 +148,7 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
                     }
                 }
             }
-            Some(answered) = in_flight.join_next(), if !in_flight.is_empty() => {
+            Event::Answered(answered) => {
                 let (answer, held) = answered.unwrap_or_else(|_| {
                     (error_response(&Value::Null, -32603, "internal error", None).to_string(), None)
                 });
@@ -143,75 +157,98 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
                 }
                 drop(held);
             }
-            _ = keepalive.pinger.tick() => {
+            Event::Ping => {
                 if !keepalive.ping(socket, in_flight.len() >= MAX_IN_FLIGHT).await {
                     return;
                 }
             }
-            _ = ticker.tick() => {
-                let started = tokio::time::Instant::now();
-                let Ok(accepted) = accepted(rpc, &mut subscriptions) else {
-                    let reason = "the accepted transactions' notifications pass the budget";
-                    return close(socket, CLOSE_TOO_BIG, reason).await;
-                };
-                for (subscription, result) in &accepted {
-                    if !send(socket, notification(subscription, result)).await {
-                        return;
-                    }
+            Event::Poll => {
+                if !notify(rpc, socket, &mut subscriptions, &mut notified).await {
+                    return;
                 }
-                let head = rpc.chain.head().number;
-                if head <= notified {
-                    continue;
-                }
-                // Blocks concern only subscriptions to blocks or logs: taken once per poll.
-                let following: Arc<[Active]> = subscriptions
-                    .iter()
-                    .filter(|active| !active.follows_pending())
-                    .cloned()
-                    .collect();
-                if following.is_empty() {
-                    notified = head;
-                    continue;
-                }
-                let to = head.min(notified + BLOCKS_PER_POLL);
-                for number in notified + 1..=to {
-                    let (chain, active) = (Arc::clone(&rpc.chain), Arc::clone(&following));
-                    let built =
-                        tokio::task::spawn_blocking(move || notifications(&chain, &active, number))
-                            .await;
-                    // The store failed, or the notifications passed the budget: the connection
-                    // ends, with the reason, rather than skip a block's notifications.
-                    let notifications = match built {
-                        Ok(Ok(notifications)) => notifications,
-                        Ok(Err(Unsent::OverBudget)) => {
-                            let reason = format!(
-                                "block {number}'s notifications pass {MAX_NOTIFICATION_BYTES} \
-                                 bytes: subscribe with narrower filters"
-                            );
-                            return close(socket, CLOSE_TOO_BIG, &reason).await;
-                        }
-                        Ok(Err(Unsent::Failed(error))) => {
-                            return close(socket, CLOSE_INTERNAL, &error.message).await;
-                        }
-                        Err(_) => return close(socket, CLOSE_INTERNAL, "internal error").await,
-                    };
-                    for (subscription, result) in &notifications {
-                        if !send(socket, notification(subscription, result)).await {
-                            return;
-                        }
-                    }
-                    notified = number;
-                }
-                keepalive.listened_since(started);
             }
         }
     }
 }
 
+/// Sends the notifications of the transactions accepted and the blocks committed since the last
+/// look (at most [`BLOCKS_PER_POLL`] blocks), moving `notified` on; `false` if the connection is
+/// to end.
+async fn notify(
+    rpc: &Arc<Rpc>,
+    socket: &mut WebSocket,
+    subscriptions: &mut [Active],
+    notified: &mut u64,
+) -> bool {
+    let Ok(accepted) = accepted(rpc, subscriptions) else {
+        let reason = "the accepted transactions' notifications pass the budget";
+        close(socket, CLOSE_TOO_BIG, reason).await;
+        return false;
+    };
+    for (subscription, result) in &accepted {
+        if !send(socket, notification(subscription, result)).await {
+            return false;
+        }
+    }
+    let head = rpc.chain.head().number;
+    if head <= *notified {
+        return true;
+    }
+    // Blocks concern only subscriptions to blocks or logs: taken once per poll.
+    let following: Arc<[Active]> =
+        subscriptions.iter().filter(|active| !active.follows_pending()).cloned().collect();
+    if following.is_empty() {
+        *notified = head;
+        return true;
+    }
+    let to = head.min(*notified + BLOCKS_PER_POLL);
+    for number in *notified + 1..=to {
+        let (chain, active) = (Arc::clone(&rpc.chain), Arc::clone(&following));
+        let built =
+            tokio::task::spawn_blocking(move || notifications(&chain, &active, number)).await;
+        // The store failed, or the notifications passed the budget: the connection ends, with
+        // the reason, rather than skip a block's notifications.
+        let (code, reason) = match built {
+            Ok(Ok(notifications)) => {
+                for (subscription, result) in &notifications {
+                    if !send(socket, notification(subscription, result)).await {
+                        return false;
+                    }
+                }
+                *notified = number;
+                continue;
+            }
+            Ok(Err(Unsent::OverBudget)) => (
+                CLOSE_TOO_BIG,
+                format!(
+                    "block {number}'s notifications pass {MAX_NOTIFICATION_BYTES} bytes: \
+                     subscribe with narrower filters"
+                ),
+            ),
+            Ok(Err(Unsent::Failed(error))) => (CLOSE_INTERNAL, error.message),
+            Err(_) => (CLOSE_INTERNAL, "internal error".to_owned()),
+        };
+        close(socket, code, &reason).await;
+        return false;
+    }
+    true
+}
+
+/// What woke a connection's loop.
+enum Event {
+    /// A message from the client, or its end.
+    Message(Option<Result<Message, axum::Error>>),
+    /// A request's answer is ready.
+    Answered(Result<(String, Option<tokio::sync::OwnedSemaphorePermit>), tokio::task::JoinError>),
+    /// Time to ping the client.
+    Ping,
+    /// Time to look for new blocks and accepted transactions.
+    Poll,
+}
+
 /// A connection's pings: one every `every`; the connection ends when nothing came from the
 /// client for twice that.
 struct Keepalive {
-    every: Duration,
     pinger: tokio::time::Interval,
     last_heard: tokio::time::Instant,
 }
@@ -221,7 +258,7 @@ impl Keepalive {
         let now = tokio::time::Instant::now();
         let mut pinger = tokio::time::interval_at(now + every, every);
         pinger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Self { every, pinger, last_heard: now }
+        Self { pinger, last_heard: now }
     }
 
     /// Something came from the client.
@@ -229,10 +266,10 @@ impl Keepalive {
         self.last_heard = tokio::time::Instant::now();
     }
 
-    /// The loop read nothing from `started` until now, sending notifications: if that was
-    /// long, the client's pongs wait unread, which is not silence.
+    /// The loop read nothing from `started` until now, handing an event (sending notifications
+    /// or answers): if that was long, the client's pongs wait unread, which is not silence.
     fn listened_since(&mut self, started: tokio::time::Instant) {
-        if started.elapsed() >= self.every {
+        if started.elapsed() >= self.pinger.period() {
             self.heard();
         }
     }
@@ -244,7 +281,7 @@ impl Keepalive {
         if busy {
             self.heard();
         }
-        if self.last_heard.elapsed() >= self.every * 2 {
+        if self.last_heard.elapsed() >= self.pinger.period() * 2 {
             let reason = "nothing heard from the client, not even a pong";
             close(socket, CLOSE_GOING_AWAY, reason).await;
             return false;
@@ -290,11 +327,11 @@ struct Subscribing<'a> {
 /// so that answers waiting for a slow reader cannot pile up.
 async fn take(
     rpc: &Arc<Rpc>,
-    text: String,
+    text: impl AsRef<[u8]> + Send + 'static,
     subscribing: Subscribing<'_>,
     in_flight: &mut InFlight,
 ) -> Option<Value> {
-    let received = match rpc.take_in(text.len()) {
+    let received = match rpc.take_in(text.as_ref().len()) {
         Ok(received) => received,
         Err(error) => return Some(reply(&Value::Null, Err(error))),
     };
