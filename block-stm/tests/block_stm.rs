@@ -324,9 +324,13 @@ fn full_contention_stays_identical_and_bounded() {
         // it, the waste stops after the first few dozen executions.
         if fallback == Some(ContentionFallback::default()) {
             assert!(stats.executions <= 2 * block.len(), "the fallback caps the waste: {stats:?}");
-            // Every transaction depends on one just before it: the block never goes back to
-            // parallel execution.
-            assert!(stats.sequential_transactions >= block.len() / 2, "{stats:?}");
+            // Every transaction depends on one just before it: once handed over, the block never
+            // goes back to parallel execution. (Whether and where it is handed over depends on
+            // timing: a helper thread that starts late leaves the first transactions to one
+            // thread, without conflicts.)
+            if let Some(from) = stats.sequential_from {
+                assert_eq!(stats.sequential_transactions, block.len() - from, "{stats:?}");
+            }
         }
     }
 }
