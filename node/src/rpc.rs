@@ -70,7 +70,8 @@ struct Rpc {
     /// bounded (a block's receipts, 20 000 logs, the pool, 25 MB per batch), and this bounds how
     /// many are built at once; more wait their turn.
     answering: Arc<tokio::sync::Semaphore>,
-    /// A permit per byte of the request bodies being parsed, waiting or answered.
+    /// A permit per byte of the request bodies being read, parsed, waiting or answered, and of
+    /// the WebSocket messages being answered.
     received: Arc<tokio::sync::Semaphore>,
     /// How often a WebSocket connection is pinged; one that sends nothing, not even a pong, for
     /// twice this long is closed.
@@ -109,8 +110,9 @@ impl Rpc {
         }
     }
 
-    /// Counts a request of `bytes` (a body, or a WebSocket message) against the bytes of requests
-    /// the node holds at once, until the permit is dropped; past them, "limit exceeded".
+    /// Counts a WebSocket message of `bytes` against the bytes of requests the node holds at
+    /// once, until the permit is dropped; past them, "limit exceeded". (Bodies are counted as
+    /// they are read, by [`crate::server::read_body`].)
     fn take_in(&self, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit, RpcError> {
         // INVARIANT: a request is at most MAX_BODY bytes, far below u32::MAX.
         let size = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
@@ -191,17 +193,47 @@ pub fn router(
     unlocked: Vec<PrivateKeySigner>,
     idle_timeout: std::time::Duration,
 ) -> Router {
-    let rpc = Rpc::new(Arc::clone(&chain), unlocked, MAX_RECEIVED_BYTES, idle_timeout);
+    router_within(chain, unlocked, idle_timeout, MAX_RECEIVED_BYTES)
+}
+
+/// [`router`], holding `received` bytes of requests at once.
+fn router_within(
+    chain: Arc<Chain>,
+    unlocked: Vec<PrivateKeySigner>,
+    idle_timeout: std::time::Duration,
+    received: usize,
+) -> Router {
+    let rpc = Rpc::new(Arc::clone(&chain), unlocked, received, idle_timeout);
     let answering = Arc::clone(&rpc.answering);
+    let limits = crate::server::BodyLimits {
+        timeout: idle_timeout,
+        received: Arc::clone(&rpc.received),
+        refusal: over_budget,
+    };
     Router::new()
         .route("/", post(handle).get(ws::upgrade))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(rpc))
         .merge(crate::move_api::router(chain, answering))
-        // `read_body` holds bodies to MAX_BODY before the extractors see them.
+        // `read_body` holds bodies to MAX_BODY, and counts them, before the extractors see them.
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn_with_state(idle_timeout, crate::server::read_body))
+        .layer(axum::middleware::from_fn_with_state(limits, crate::server::read_body))
         .layer(axum::middleware::from_fn(cors))
+}
+
+/// The answer to a request refused because the node holds [`MAX_RECEIVED_BYTES`] of requests
+/// (or the budget it was given) already: a JSON-RPC error (-32005) on the JSON-RPC route, as the
+/// node answers a WebSocket message then; `503` with a JSON error elsewhere (the Move API).
+fn over_budget(parts: &axum::http::request::Parts) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let what = "the node holds as many bytes of requests as it takes in at once";
+    if parts.uri.path() == "/" {
+        Json(reply(&Value::Null, Err(RpcError::limit_exceeded(what)))).into_response()
+    } else {
+        let message = format!("limit exceeded: {what}; send again later");
+        let body = Json(serde_json::json!({ "error": message }));
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
 }
 
 /// Lets web pages of any origin call the node, as anvil does, so that a dapp served from
@@ -233,11 +265,8 @@ async fn metrics(State(rpc): State<Arc<Rpc>>) -> String {
     rpc.chain.metrics()
 }
 
+/// A JSON-RPC request or batch over HTTP; `read_body` counted its bytes.
 async fn handle(State(rpc): State<Arc<Rpc>>, body: axum::body::Bytes) -> Json<Value> {
-    let _received = match rpc.take_in(body.len()) {
-        Ok(received) => received,
-        Err(error) => return Json(reply(&Value::Null, Err(error))),
-    };
     let request = match parse_request(body).await {
         Ok(request) => request,
         Err(answer) => return Json(answer),
@@ -1542,6 +1571,83 @@ mod tests {
         super::Rpc::new(std::sync::Arc::new(chain), unlocked, received, ping_every)
     }
 
+    /// A request (`POST path`, `body`) on a connection of its own: the status and the JSON
+    /// answer.
+    async fn post(
+        address: std::net::SocketAddr,
+        path: &str,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(request_head(path, body.len()).as_bytes()).await.unwrap();
+        stream.write_all(body.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        parse_answer(&answer)
+    }
+
+    fn request_head(path: &str, length: usize) -> String {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\nConnection: close\r\n\r\n"
+        )
+    }
+
+    /// The status and JSON body of an HTTP answer (not chunked).
+    fn parse_answer(answer: &[u8]) -> (u16, serde_json::Value) {
+        let text = String::from_utf8_lossy(answer);
+        let status = text[9..12].parse().unwrap();
+        let body = &text[text.find("\r\n\r\n").expect("a whole head") + 4..];
+        (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `eth_chainId`, padded to `size` bytes.
+    fn chain_id_request(size: usize) -> String {
+        let head = r#"{"jsonrpc":"2.0","id":7,"method":"eth_chainId","params":[],"pad":""#;
+        let padding = "x".repeat(size - head.len() - 2);
+        let request = format!("{head}{padding}\"}}");
+        assert_eq!(request.len(), size);
+        request
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn request_bytes_past_the_budget_are_refused_until_those_held_are_answered() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), crate::chain::ChainConfig::for_tests());
+        let timeout = std::time::Duration::from_secs(20);
+        let router = super::router_within(std::sync::Arc::new(chain), Vec::new(), timeout, 1000);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let limits = crate::server::Limits::default();
+        tokio::spawn(crate::server::serve(listener, router, limits, std::future::pending()));
+        // Within the budget: answered.
+        let (status, answer) = post(address, "/", &chain_id_request(400)).await;
+        assert_eq!((status, answer["id"].as_u64()), (200, Some(7)), "{answer}");
+        assert!(answer["result"].is_string(), "{answer}");
+        // A client sends 700 bytes of a body of 800, and waits.
+        let held = chain_id_request(800);
+        let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+        slow.write_all(request_head("/", held.len()).as_bytes()).await.unwrap();
+        slow.write_all(&held.as_bytes()[..700]).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // 400 more bytes pass the budget of 1000: refused at once, in each route's form.
+        let (status, answer) = post(address, "/", &chain_id_request(400)).await;
+        assert_eq!((status, answer["error"]["code"].as_i64()), (200, Some(-32005)), "{answer}");
+        let (status, answer) = post(address, "/v1/view", &chain_id_request(400)).await;
+        assert_eq!(status, 503, "{answer}");
+        assert!(answer["error"].as_str().unwrap().starts_with("limit exceeded"), "{answer}");
+        // The held body arrives and is answered; its bytes are free again.
+        slow.write_all(&held.as_bytes()[700..]).await.unwrap();
+        let mut answer = Vec::new();
+        slow.read_to_end(&mut answer).await.unwrap();
+        let (status, answer) = parse_answer(&answer);
+        assert_eq!((status, answer["id"].as_u64()), (200, Some(7)), "{answer}");
+        let (status, answer) = post(address, "/", &chain_id_request(400)).await;
+        assert!(status == 200 && answer["result"].is_string(), "{answer}");
+    }
+
     /// EIP-712's own example: Cow's mail to Bob, signed with the key keccak256("cow").
     #[test]
     fn typed_data_is_signed_as_eip_712_says() {
@@ -1617,28 +1723,6 @@ mod tests {
         assert!(answers.iter().all(|answer| answer["result"] == "0x1"), "{answers:?}");
         let answers = super::answer_batch_within(&rpc, &requests, std::time::Duration::ZERO);
         assert!(answers.iter().all(|answer| answer["error"]["code"] == -32005), "{answers:?}");
-    }
-
-    #[tokio::test]
-    async fn requests_past_the_bytes_taken_in_at_once_are_refused_at_once() {
-        let directory = tempfile::tempdir().unwrap();
-        let rpc = std::sync::Arc::new(test_rpc(directory.path(), 1_000));
-        let request = |padding: usize| {
-            let text = format!(
-                r#"{{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[],"pad":"{}"}}"#,
-                "x".repeat(padding)
-            );
-            axum::body::Bytes::from(text)
-        };
-        let answer = super::handle(axum::extract::State(std::sync::Arc::clone(&rpc)), request(10));
-        assert_eq!(answer.await.0["result"], "0x1");
-        // Taken in while another request holds most of the room.
-        let held = std::sync::Arc::clone(&rpc.received).try_acquire_many_owned(900).unwrap();
-        let answer = super::handle(axum::extract::State(std::sync::Arc::clone(&rpc)), request(200));
-        assert_eq!(answer.await.0["error"]["code"], -32005);
-        drop(held);
-        let answer = super::handle(axum::extract::State(rpc), request(200));
-        assert_eq!(answer.await.0["result"], "0x1");
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //!   the node waits for it: a client that opens connections and sends nothing, or a header a
 //!   byte at a time, cannot hold them; a keep-alive connection idle that long is closed.
 //! - **A request's body** must arrive within the same time once the head has (`read_body`), or
-//!   the answer is `408 Request Timeout` and the connection closes.
+//!   the answer is `408 Request Timeout` and the connection closes. Every byte of the bodies
+//!   being read or answered counts against one budget (shared with the WebSocket messages):
+//!   past it a request is refused at once, so that slow or many clients cannot make the node
+//!   hold more request bytes than that (512 connections sending 5 MiB each would be 2.5 GiB).
 //! - **An answer** (or a WebSocket message) that the client does not take in for that long,
 //!   no byte of it, ends the connection: a client that asks for large answers and never reads
 //!   them cannot hold its place.
@@ -164,36 +167,93 @@ async fn connection(
     }
 }
 
-/// Reads a request's body whole within `timeout` before the handlers see it (a middleware of
-/// the routers, inside their CORS layer): `408` if it takes longer, and the connection closes;
-/// `413` past the body limit (5 MiB); `400` if it cannot be read.
+/// What [`read_body`] holds requests to.
+#[derive(Clone)]
+pub struct BodyLimits {
+    /// How long a body may take to arrive once the head has.
+    pub timeout: Duration,
+    /// A permit per byte of the request bodies (and WebSocket messages) the node holds at once.
+    pub received: Arc<Semaphore>,
+    /// The answer to a request refused because the budget is spent, in the form its route
+    /// answers errors.
+    pub refusal: fn(&axum::http::request::Parts) -> Response,
+}
+
+/// Reads a request's body whole within the timeout before the handlers see it (a middleware of
+/// the routers, inside their CORS layer), counting its bytes against the budget as they come and
+/// until the answer is made: `408` if it takes longer, and the connection closes; `413` past the
+/// body limit (5 MiB); `400` if it cannot be read; the route's refusal (and the connection
+/// closes) if the budget is spent.
 pub async fn read_body(
-    axum::extract::State(timeout): axum::extract::State<Duration>,
+    axum::extract::State(limits): axum::extract::State<BodyLimits>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let read = axum::body::to_bytes(body, crate::rpc::MAX_BODY);
-    let bytes = match tokio::time::timeout(timeout, read).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(error)) => {
-            let error = error.into_inner();
-            let status = if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            return (status, format!("request body: {error}")).into_response();
+    use http_body_util::BodyExt;
+    let (parts, mut body) = request.into_parts();
+    // Even an empty body counts, for the request itself.
+    let Ok(mut held) = Arc::clone(&limits.received).try_acquire_owned() else {
+        return closing((limits.refusal)(&parts));
+    };
+    let mut buffer = Vec::new();
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else { continue };
+            if buffer.len() + data.len() > crate::rpc::MAX_BODY {
+                return Err(BodyError::TooLarge);
+            }
+            // INVARIANT: below MAX_BODY, far below u32::MAX.
+            let size = u32::try_from(data.len()).unwrap_or(u32::MAX);
+            if size > 0 {
+                let more = Arc::clone(&limits.received)
+                    .try_acquire_many_owned(size)
+                    .map_err(|_| BodyError::OverBudget)?;
+                held.merge(more);
+            }
+            buffer.extend_from_slice(&data);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(limits.timeout, read).await {
+        Ok(Ok(())) => {}
+        Ok(Err(BodyError::TooLarge)) => {
+            let message = format!("request body: more than {} bytes", crate::rpc::MAX_BODY);
+            return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+        }
+        Ok(Err(BodyError::OverBudget)) => return closing((limits.refusal)(&parts)),
+        Ok(Err(BodyError::Unreadable(error))) => {
+            return (StatusCode::BAD_REQUEST, format!("request body: {error}")).into_response();
         }
         Err(_) => {
-            let message = format!("the request's body took more than {}s", timeout.as_secs_f64());
-            let mut response = (StatusCode::REQUEST_TIMEOUT, message).into_response();
-            let close = axum::http::HeaderValue::from_static("close");
-            response.headers_mut().insert(axum::http::header::CONNECTION, close);
-            return response;
+            let message =
+                format!("the request's body took more than {}s", limits.timeout.as_secs_f64());
+            return closing((StatusCode::REQUEST_TIMEOUT, message).into_response());
         }
-    };
-    next.run(axum::extract::Request::from_parts(parts, Body::from(bytes))).await
+    }
+    let response = next.run(axum::extract::Request::from_parts(parts, Body::from(buffer))).await;
+    // The body's bytes count until the answer is made.
+    drop(held);
+    response
+}
+
+/// Why a body was not read whole.
+enum BodyError {
+    TooLarge,
+    OverBudget,
+    Unreadable(axum::Error),
+}
+
+impl From<axum::Error> for BodyError {
+    fn from(error: axum::Error) -> Self {
+        Self::Unreadable(error)
+    }
+}
+
+/// `response`, closing the connection after it (the rest of its request is not read).
+fn closing(mut response: Response) -> Response {
+    let close = axum::http::HeaderValue::from_static("close");
+    response.headers_mut().insert(axum::http::header::CONNECTION, close);
+    response
 }
 
 /// A connection's stream, holding its place among the open connections until it is dropped
