@@ -238,6 +238,9 @@ pub struct Chain {
     /// largest block so far, the helper threads), kept from one block's executor to the next:
     /// made anew for every block, they cost page faults of megabytes and thread starts.
     executor_parts: Mutex<duet_block_stm::ExecutorParts<DuetVm>>,
+    /// Held while a block is built and committed: the producer's blocks and those asked for
+    /// (`evm_mine`) are built one after another, each on the last.
+    producing: Mutex<()>,
     metrics: Metrics,
 }
 
@@ -312,6 +315,7 @@ impl Chain {
             head: RwLock::new(Arc::new(head)),
             threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             executor_parts: Mutex::new(duet_block_stm::ExecutorParts::default()),
+            producing: Mutex::new(()),
             metrics: Metrics::default(),
             config,
             store,
@@ -779,6 +783,7 @@ impl Chain {
     /// # Errors
     /// The database failed (nothing was committed), or the executor failed the block.
     pub fn produce_block(&self) -> Result<Arc<Block>, String> {
+        let _producing = self.producing.lock();
         let parent = self.head();
         let number = parent.number + 1;
         let timestamp = now().max(parent.timestamp + 1);

@@ -499,6 +499,9 @@ fn dispatch(rpc: &Rpc, method: &str, params: &[Value]) -> Result<Value, RpcError
             Ok(json!(rpc.unlocked.iter().map(PrivateKeySigner::address).collect::<Vec<_>>()))
         }
         "eth_sendTransaction" => send_transaction(rpc, params.first()),
+        // A dev node's, as anvil has them: blocks now, from the pool.
+        "evm_mine" => mine(chain, params, false),
+        "anvil_mine" => mine(chain, params, true),
         // EIP-191 messages, as wallets sign them: `personal_sign(data, account)` and
         // `eth_sign(account, data)`.
         "personal_sign" => sign_message(rpc, params, 0, 1),
@@ -883,6 +886,48 @@ fn sign_typed_data(rpc: &Rpc, params: &[Value]) -> Result<Value, RpcError> {
     let signature =
         alloy_signer::SignerSync::sign_hash_sync(signer, &hash).map_err(RpcError::server)?;
     Ok(json!(Bytes::from(signature.as_bytes().to_vec())))
+}
+
+/// The most blocks one `anvil_mine` makes.
+const MAX_MINED_BLOCKS: u64 = 1_000;
+
+/// `evm_mine` (one block) and `anvil_mine` (`[blocks]`, one by default): builds blocks from the
+/// pool at once, as the block time would, each stamped with the clock (at least a second after
+/// its parent). Timestamps and intervals cannot be chosen: a parameter that asks for them is
+/// refused.
+fn mine(chain: &Chain, params: &[Value], several: bool) -> Result<Value, RpcError> {
+    let absent = |index: usize| params.get(index).is_none_or(Value::is_null);
+    let blocks = if several && !absent(0) {
+        let blocks: alloy_primitives::U64 = parse(params, 0, "number of blocks")?;
+        blocks.to::<u64>()
+    } else {
+        1
+    };
+    let interval_is_zero = || {
+        parse::<alloy_primitives::U64>(params, 1, "interval")
+            .is_ok_and(|interval| interval.is_zero())
+    };
+    let choosing_time = if several { !absent(1) && !interval_is_zero() } else { !absent(0) };
+    if choosing_time {
+        return Err(RpcError::invalid_params(
+            "block timestamps follow the clock here: neither a timestamp nor an interval can be set",
+        ));
+    }
+    if !(1..=MAX_MINED_BLOCKS).contains(&blocks) {
+        return Err(RpcError::invalid_params(format!(
+            "the number of blocks must be from 1 to {MAX_MINED_BLOCKS}"
+        )));
+    }
+    for _ in 0..blocks {
+        let block = chain.produce_block().map_err(RpcError::server)?;
+        tracing::info!(
+            number = block.number,
+            transactions = block.transactions.len(),
+            hash = %block.hash,
+            "block committed on request"
+        );
+    }
+    Ok(json!("0x0"))
 }
 
 /// geth's `txpool_*` methods: how many transactions wait (`status`), and which, by sender and
@@ -1723,6 +1768,41 @@ mod tests {
         assert!(answers.iter().all(|answer| answer["result"] == "0x1"), "{answers:?}");
         let answers = super::answer_batch_within(&rpc, &requests, std::time::Duration::ZERO);
         assert!(answers.iter().all(|answer| answer["error"]["code"] == -32005), "{answers:?}");
+    }
+
+    #[test]
+    fn blocks_are_mined_on_request_from_the_pool() {
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = test_rpc(directory.path(), 1_000);
+        let ask = |method: &str, params: serde_json::Value| {
+            let request =
+                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+            super::answer(&rpc, &request)
+        };
+        let block_number = || ask("eth_blockNumber", serde_json::json!([]))["result"].clone();
+        assert_eq!(block_number(), "0x0");
+        let signer = dev_signer(0);
+        rpc.chain.submit(&transfer(&signer, 0, 10_000_000_000)).unwrap();
+        assert_eq!(ask("evm_mine", serde_json::json!([]))["result"], "0x0");
+        assert_eq!(block_number(), "0x1");
+        let count = ask("eth_getTransactionCount", serde_json::json!([signer.address(), "latest"]));
+        assert_eq!(count["result"], "0x1", "the pool's transaction is in the block");
+        assert_eq!(ask("anvil_mine", serde_json::json!(["0x3"]))["result"], "0x0");
+        assert_eq!(block_number(), "0x4");
+        assert_eq!(ask("anvil_mine", serde_json::json!([null, "0x0"]))["result"], "0x0");
+        assert_eq!(block_number(), "0x5");
+        // Times cannot be chosen, and the count is bounded: refused, and no block is made.
+        for (method, params) in [
+            ("evm_mine", serde_json::json!([1_900_000_000])),
+            ("anvil_mine", serde_json::json!(["0x2", "0xc"])),
+            ("anvil_mine", serde_json::json!(["0x0"])),
+            ("anvil_mine", serde_json::json!(["0x3e9"])),
+            ("anvil_mine", serde_json::json!(["many"])),
+        ] {
+            let answer = ask(method, params.clone());
+            assert_eq!(answer["error"]["code"], -32602, "{method} {params}: {answer}");
+        }
+        assert_eq!(block_number(), "0x5");
     }
 
     #[test]
