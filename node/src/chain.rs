@@ -1492,6 +1492,34 @@ pub(crate) mod tests {
         }
     }
 
+    #[test]
+    fn blocks_produced_from_two_threads_at_once_each_build_on_the_last() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        for index in 0..5 {
+            for nonce in 0..2 {
+                chain.submit(&transfer(&dev_signer(index), nonce, 10_000_000_000)).unwrap();
+            }
+        }
+        let mut blocks: Vec<std::sync::Arc<Block>> = std::thread::scope(|scope| {
+            let producers: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..5).map(|_| chain.produce_block().unwrap()).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            producers.into_iter().flat_map(|producer| producer.join().unwrap()).collect()
+        });
+        blocks.sort_by_key(|block| block.number);
+        let numbers: Vec<u64> = blocks.iter().map(|block| block.number).collect();
+        assert_eq!(numbers, (1..=10).collect::<Vec<_>>());
+        for pair in blocks.windows(2) {
+            assert_eq!(pair[1].parent_hash, pair[0].hash, "block {}", pair[1].number);
+        }
+        assert_eq!(chain.head().hash, blocks[9].hash);
+    }
+
     pub(crate) fn dev_signer(index: usize) -> alloy_signer_local::PrivateKeySigner {
         crate::genesis::DEV_KEYS[index].parse().unwrap()
     }

@@ -64,6 +64,9 @@ struct Rpc {
     /// Held by `eth_sendTransaction` from reading the pending nonce to submitting, so that two
     /// at once from one account do not take the same nonce.
     sending: parking_lot::Mutex<()>,
+    /// Held by the one `evm_mine` or `anvil_mine` being carried out: another is refused rather
+    /// than hold a turn of answering while it waits.
+    mining: parking_lot::Mutex<()>,
     /// A permit per open WebSocket connection.
     connections: Arc<tokio::sync::Semaphore>,
     /// A permit per request or batch being answered, over HTTP and WebSocket: each answer is
@@ -103,6 +106,7 @@ impl Rpc {
             filters: Filters::new(FILTER_LIFETIME),
             unlocked,
             sending: parking_lot::Mutex::new(()),
+            mining: parking_lot::Mutex::new(()),
             connections: Arc::new(tokio::sync::Semaphore::new(ws::MAX_CONNECTIONS)),
             answering: Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING)),
             received: Arc::new(tokio::sync::Semaphore::new(received)),
@@ -222,17 +226,19 @@ fn router_within(
 }
 
 /// The answer to a request refused because the node holds [`MAX_RECEIVED_BYTES`] of requests
-/// (or the budget it was given) already: a JSON-RPC error (-32005) on the JSON-RPC route, as the
-/// node answers a WebSocket message then; `503` with a JSON error elsewhere (the Move API).
+/// (or the budget it was given) already: a JSON-RPC error (-32005) to a JSON-RPC request (a
+/// `POST /`), as the node answers a WebSocket message then; `503` with a JSON error and
+/// `retry-after` to others (the Move API's).
 fn over_budget(parts: &axum::http::request::Parts) -> axum::response::Response {
     use axum::response::IntoResponse;
     let what = "the node holds as many bytes of requests as it takes in at once";
-    if parts.uri.path() == "/" {
+    if parts.method == axum::http::Method::POST && parts.uri.path() == "/" {
         Json(reply(&Value::Null, Err(RpcError::limit_exceeded(what)))).into_response()
     } else {
         let message = format!("limit exceeded: {what}; send again later");
         let body = Json(serde_json::json!({ "error": message }));
-        (axum::http::StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+        let retry = [(axum::http::header::RETRY_AFTER, "1")];
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, retry, body).into_response()
     }
 }
 
@@ -265,13 +271,24 @@ async fn metrics(State(rpc): State<Arc<Rpc>>) -> String {
     rpc.chain.metrics()
 }
 
-/// A JSON-RPC request or batch over HTTP; `read_body` counted its bytes.
-async fn handle(State(rpc): State<Arc<Rpc>>, body: axum::body::Bytes) -> Json<Value> {
-    let request = match parse_request(body).await {
-        Ok(request) => request,
-        Err(answer) => return Json(answer),
-    };
-    Json(rpc.respond_in_turn(request).await)
+/// A JSON-RPC request or batch over HTTP. Its work runs in a task of its own, which holds the
+/// body's share of the budget ([`crate::server::Received`], counted by `read_body`) to the end,
+/// even if the client hangs up meanwhile.
+async fn handle(
+    State(rpc): State<Arc<Rpc>>,
+    received: Option<axum::Extension<crate::server::Received>>,
+    body: axum::body::Bytes,
+) -> Json<Value> {
+    let work = tokio::spawn(async move {
+        let _received = received;
+        match parse_request(body).await {
+            Ok(request) => rpc.respond_in_turn(request).await,
+            Err(answer) => answer,
+        }
+    });
+    Json(
+        work.await.unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None)),
+    )
 }
 
 /// A request (or batch) from its text, parsed off the async threads when above
@@ -500,8 +517,8 @@ fn dispatch(rpc: &Rpc, method: &str, params: &[Value]) -> Result<Value, RpcError
         }
         "eth_sendTransaction" => send_transaction(rpc, params.first()),
         // A dev node's, as anvil has them: blocks now, from the pool.
-        "evm_mine" => mine(chain, params, false),
-        "anvil_mine" => mine(chain, params, true),
+        "evm_mine" => mine(rpc, params, false),
+        "anvil_mine" => mine(rpc, params, true),
         // EIP-191 messages, as wallets sign them: `personal_sign(data, account)` and
         // `eth_sign(account, data)`.
         "personal_sign" => sign_message(rpc, params, 0, 1),
@@ -894,8 +911,8 @@ const MAX_MINED_BLOCKS: u64 = 1_000;
 /// `evm_mine` (one block) and `anvil_mine` (`[blocks]`, one by default): builds blocks from the
 /// pool at once, as the block time would, each stamped with the clock (at least a second after
 /// its parent). Timestamps and intervals cannot be chosen: a parameter that asks for them is
-/// refused.
-fn mine(chain: &Chain, params: &[Value], several: bool) -> Result<Value, RpcError> {
+/// refused. One request mines at a time.
+fn mine(rpc: &Rpc, params: &[Value], several: bool) -> Result<Value, RpcError> {
     let absent = |index: usize| params.get(index).is_none_or(Value::is_null);
     let blocks = if several && !absent(0) {
         let blocks: alloy_primitives::U64 = parse(params, 0, "number of blocks")?;
@@ -918,8 +935,13 @@ fn mine(chain: &Chain, params: &[Value], several: bool) -> Result<Value, RpcErro
             "the number of blocks must be from 1 to {MAX_MINED_BLOCKS}"
         )));
     }
-    for _ in 0..blocks {
-        let block = chain.produce_block().map_err(RpcError::server)?;
+    let Some(_mining) = rpc.mining.try_lock() else {
+        return Err(RpcError::limit_exceeded("another request is mining blocks"));
+    };
+    for mined in 0..blocks {
+        let block = rpc.chain.produce_block().map_err(|error| {
+            RpcError::server(format!("{mined} of {blocks} blocks mined: {error}"))
+        })?;
         tracing::info!(
             number = block.number,
             transactions = block.transactions.len(),
@@ -1659,37 +1681,61 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn request_bytes_past_the_budget_are_refused_until_those_held_are_answered() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const FREE: usize = crate::server::UNCOUNTED_BYTES;
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), crate::chain::ChainConfig::for_tests());
         let timeout = std::time::Duration::from_secs(20);
-        let router = super::router_within(std::sync::Arc::new(chain), Vec::new(), timeout, 1000);
+        let router = super::router_within(std::sync::Arc::new(chain), Vec::new(), timeout, 100_000);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let limits = crate::server::Limits::default();
         tokio::spawn(crate::server::serve(listener, router, limits, std::future::pending()));
         // Within the budget: answered.
-        let (status, answer) = post(address, "/", &chain_id_request(400)).await;
+        let probe = chain_id_request(FREE + 30_000);
+        let (status, answer) = post(address, "/", &probe).await;
         assert_eq!((status, answer["id"].as_u64()), (200, Some(7)), "{answer}");
         assert!(answer["result"].is_string(), "{answer}");
-        // A client sends 700 bytes of a body of 800, and waits.
-        let held = chain_id_request(800);
+        // A client sends all but 10 000 bytes of a body whose counted part is 90 000, and waits.
+        let held = chain_id_request(FREE + 90_000);
         let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
         slow.write_all(request_head("/", held.len()).as_bytes()).await.unwrap();
-        slow.write_all(&held.as_bytes()[..700]).await.unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        // 400 more bytes pass the budget of 1000: refused at once, in each route's form.
-        let (status, answer) = post(address, "/", &chain_id_request(400)).await;
-        assert_eq!((status, answer["error"]["code"].as_i64()), (200, Some(-32005)), "{answer}");
-        let (status, answer) = post(address, "/v1/view", &chain_id_request(400)).await;
+        slow.write_all(&held.as_bytes()[..FREE + 80_000]).await.unwrap();
+        // Once the node holds those bytes, 30 000 more pass the budget of 100 000: refused at
+        // once, in each route's form.
+        let started = std::time::Instant::now();
+        loop {
+            let (status, answer) = post(address, "/", &probe).await;
+            if answer["error"]["code"] == -32005 {
+                assert_eq!(status, 200);
+                break;
+            }
+            assert!(answer["result"].is_string(), "{answer}");
+            if started.elapsed().as_secs() >= 10 {
+                // What became of the held request?
+                let mut early = vec![0; 4096];
+                let read = tokio::time::timeout(
+                    std::time::Duration::from_millis(200),
+                    slow.read(&mut early),
+                )
+                .await;
+                let early = read.map(|read| read.map(|length| early[..length].to_vec()));
+                panic!("the held body was never counted; its connection gave {early:?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let (status, answer) = post(address, "/move/v1/view", &probe).await;
         assert_eq!(status, 503, "{answer}");
         assert!(answer["error"].as_str().unwrap().starts_with("limit exceeded"), "{answer}");
+        // Small requests are not counted: still answered.
+        let (status, answer) = post(address, "/", &chain_id_request(400)).await;
+        assert!(status == 200 && answer["result"].is_string(), "{answer}");
         // The held body arrives and is answered; its bytes are free again.
-        slow.write_all(&held.as_bytes()[700..]).await.unwrap();
+        slow.write_all(&held.as_bytes()[FREE + 80_000..]).await.unwrap();
         let mut answer = Vec::new();
         slow.read_to_end(&mut answer).await.unwrap();
         let (status, answer) = parse_answer(&answer);
         assert_eq!((status, answer["id"].as_u64()), (200, Some(7)), "{answer}");
-        let (status, answer) = post(address, "/", &chain_id_request(400)).await;
+        let (status, answer) = post(address, "/", &probe).await;
         assert!(status == 200 && answer["result"].is_string(), "{answer}");
     }
 

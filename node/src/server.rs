@@ -8,10 +8,13 @@
 //!   the node waits for it: a client that opens connections and sends nothing, or a header a
 //!   byte at a time, cannot hold them; a keep-alive connection idle that long is closed.
 //! - **A request's body** must arrive within the same time once the head has (`read_body`), or
-//!   the answer is `408 Request Timeout` and the connection closes. Every byte of the bodies
-//!   being read or answered counts against one budget (shared with the WebSocket messages):
-//!   past it a request is refused at once, so that slow or many clients cannot make the node
-//!   hold more request bytes than that (512 connections sending 5 MiB each would be 2.5 GiB).
+//!   the answer is `408 Request Timeout` and the connection closes. The bytes of a body past
+//!   its first 64 KiB count against one budget (shared with the WebSocket messages) from the
+//!   moment they arrive until the request's work is done: past it a request is refused at once,
+//!   so that slow or many clients cannot make the node hold more request bytes than that (512
+//!   connections sending 5 MiB each would be 2.5 GiB), while small requests, nearly all of
+//!   them, are never refused for it (their first 64 KiB come to 32 MiB at most, with 512
+//!   connections).
 //! - **An answer** (or a WebSocket message) that the client does not take in for that long,
 //!   no byte of it, ends the connection: a client that asks for large answers and never reads
 //!   them cannot hold its place.
@@ -179,36 +182,54 @@ pub struct BodyLimits {
     pub refusal: fn(&axum::http::request::Parts) -> Response,
 }
 
+/// The bytes at the start of each body that the budget does not count.
+pub const UNCOUNTED_BYTES: usize = 64 << 10;
+
+/// A request's share of the budget of bytes (none for a small body), in the request's
+/// extensions: a handler whose work outlives the request (the client hung up) keeps a clone
+/// with the work.
+#[derive(Clone)]
+pub struct Received(pub Arc<Option<OwnedSemaphorePermit>>);
+
 /// Reads a request's body whole within the timeout before the handlers see it (a middleware of
-/// the routers, inside their CORS layer), counting its bytes against the budget as they come and
-/// until the answer is made: `408` if it takes longer, and the connection closes; `413` past the
-/// body limit (5 MiB); `400` if it cannot be read; the route's refusal (and the connection
-/// closes) if the budget is spent.
+/// the routers, inside their CORS layer), counting its bytes past [`UNCOUNTED_BYTES`] against
+/// the budget as they come and until the answer is made ([`Received`]): `408` if it takes
+/// longer, and the connection closes; `413` past the body limit (5 MiB); `400` if it cannot be
+/// read; the route's refusal (and the connection closes) if the budget is spent.
 pub async fn read_body(
     axum::extract::State(limits): axum::extract::State<BodyLimits>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     use http_body_util::BodyExt;
-    let (parts, mut body) = request.into_parts();
-    // Even an empty body counts, for the request itself.
-    let Ok(mut held) = Arc::clone(&limits.received).try_acquire_owned() else {
-        return closing((limits.refusal)(&parts));
-    };
-    let mut buffer = Vec::new();
+    let (mut parts, mut body) = request.into_parts();
+    // The declared length, when it is within the limit, is allocated at once (pages are only
+    // touched as bytes arrive) rather than doubled into.
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok()?.parse::<usize>().ok())
+        .filter(|&length| length <= crate::rpc::MAX_BODY);
+    let mut buffer = Vec::with_capacity(declared.unwrap_or(0));
+    let mut held: Option<OwnedSemaphorePermit> = None;
     let read = async {
         while let Some(frame) = body.frame().await {
             let Ok(data) = frame?.into_data() else { continue };
             if buffer.len() + data.len() > crate::rpc::MAX_BODY {
                 return Err(BodyError::TooLarge);
             }
-            // INVARIANT: below MAX_BODY, far below u32::MAX.
-            let size = u32::try_from(data.len()).unwrap_or(u32::MAX);
-            if size > 0 {
+            let counted = (buffer.len() + data.len()).saturating_sub(UNCOUNTED_BYTES)
+                - buffer.len().saturating_sub(UNCOUNTED_BYTES);
+            if counted > 0 {
+                // INVARIANT: below MAX_BODY, far below u32::MAX.
+                let size = u32::try_from(counted).unwrap_or(u32::MAX);
                 let more = Arc::clone(&limits.received)
                     .try_acquire_many_owned(size)
                     .map_err(|_| BodyError::OverBudget)?;
-                held.merge(more);
+                match &mut held {
+                    Some(held) => held.merge(more),
+                    None => held = Some(more),
+                }
             }
             buffer.extend_from_slice(&data);
         }
@@ -230,9 +251,11 @@ pub async fn read_body(
             return closing((StatusCode::REQUEST_TIMEOUT, message).into_response());
         }
     }
+    let received = Arc::new(held);
+    parts.extensions.insert(Received(Arc::clone(&received)));
     let response = next.run(axum::extract::Request::from_parts(parts, Body::from(buffer))).await;
-    // The body's bytes count until the answer is made.
-    drop(held);
+    // The body's bytes count until the answer is made (or longer, in work that outlives it).
+    drop(received);
     response
 }
 
@@ -249,7 +272,8 @@ impl From<axum::Error> for BodyError {
     }
 }
 
-/// `response`, closing the connection after it (the rest of its request is not read).
+/// `response`, closing the connection after it (the rest of its request is not read, and a
+/// client still sending it may see the connection reset instead).
 fn closing(mut response: Response) -> Response {
     let close = axum::http::HeaderValue::from_static("close");
     response.headers_mut().insert(axum::http::header::CONNECTION, close);
