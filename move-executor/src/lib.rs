@@ -735,8 +735,24 @@ impl MoveVm {
                     .collect::<Result<Vec<TypeTag>, Failure>>()?;
                 let loaded = session.load_function(&module, &function, &type_arguments)?;
                 let mut arguments: Vec<&[u8]> = Vec::with_capacity(call.arguments.len() + 1);
-                if loaded.parameters.first().is_some_and(is_signer) {
+                let supplied = loaded.parameters.first().is_some_and(is_signer);
+                if supplied {
                     arguments.push(signer.as_ref());
+                }
+                // The VM makes any value from bytes: a second signer, or a struct (a coin, say),
+                // would be forged. Only plain values come from the transaction.
+                let given = &loaded.parameters[usize::from(supplied)..];
+                if let Some(at) = given
+                    .iter()
+                    .position(|parameter| !is_plain(parameter, &loaded.type_arguments, 0))
+                {
+                    return Err(Failure::Invalid(format!(
+                        "{}::{function}: parameter {} cannot be given by a transaction: only \
+                         bool, u8, u64, u128, address and vectors of them can (and one leading \
+                         signer, the sender's)",
+                        module.short_str_lossless(),
+                        at + usize::from(supplied)
+                    )));
                 }
                 arguments.extend(call.arguments.iter().map(Vec::as_slice));
                 let returned = if matches!(work, Work::Entry(_)) {
@@ -942,6 +958,26 @@ fn type_argument_fits(text: &str) -> Result<(), Failure> {
 fn identifier(text: &str) -> Result<Identifier, Failure> {
     Identifier::new(text)
         .map_err(|_| Failure::Invalid(format!("`{text}` is not a Move identifier")))
+}
+
+/// Whether a value of `parameter` (its type parameters standing for `type_arguments`) is plain
+/// data any bytes may make: a bool, an integer, an address, a vector of those, or a reference to
+/// one. Not a signer, nor a struct, whose values only its module may make.
+fn is_plain(parameter: &Type, type_arguments: &[Type], depth: usize) -> bool {
+    // Type arguments substitute once: they hold no type parameters of their own.
+    if depth > 2 * move_vm_types::loaded_data::runtime_types::TYPE_DEPTH_MAX {
+        return false;
+    }
+    match parameter {
+        Type::Bool | Type::U8 | Type::U64 | Type::U128 | Type::Address => true,
+        Type::Vector(inner) | Type::Reference(inner) | Type::MutableReference(inner) => {
+            is_plain(inner, type_arguments, depth + 1)
+        }
+        Type::TyParam(index) => {
+            type_arguments.get(*index).is_some_and(|argument| is_plain(argument, &[], depth + 1))
+        }
+        Type::Signer | Type::Struct(_) | Type::StructInstantiation(..) => false,
+    }
 }
 
 fn is_signer(parameter: &Type) -> bool {

@@ -390,6 +390,58 @@ fn publishing_a_module_costs_what_the_schedule_says() {
 }
 
 #[test]
+fn only_plain_values_come_from_a_transaction_never_a_signer_or_a_struct() {
+    let (thief, victim) = (user(1), user(2));
+    let mut chain = Chain::new([thief, victim]);
+    let thief_module = compile_example(
+        "module example::thief { \
+         use std::signer; use duet::eth; \
+         struct Coin has store, drop { value: u128 } \
+         struct Vault has key { coin: Coin } \
+         public entry fun steal(me: &signer, victim: &signer) { \
+             eth::transfer(victim, signer::address_of(me), 10) } \
+         public entry fun deposit(me: &signer, coin: Coin) { move_to(me, Vault { coin }) } \
+         public entry fun anything<T: drop>(_me: &signer, _value: T) {} \
+         public entry fun generic_signer<T: drop>(value: T) {} \
+         public entry fun numbers(_me: &signer, _values: vector<u64>, _to: &address) {} }",
+        thief,
+    );
+    let output = chain.run(&[transaction(thief, 0, MovePayload::ModuleBundle(thief_module))]);
+    assert!(receipt(&output, 0).is_success(), "{:?}", output.results[0]);
+    let before = chain.state.clone();
+    let victim_bytes = victim.to_vec();
+    let block = [
+        call(thief, "thief", "steal", &[], vec![victim_bytes.clone()]),
+        call(thief, "thief", "deposit", &[], vec![bcs(&1_000_000u128)]),
+        call(thief, "thief", "anything", &["signer"], vec![victim_bytes.clone()]),
+        call(thief, "thief", "generic_signer", &["signer"], vec![victim_bytes]),
+        // Plain values, through type parameters and references too, are fine.
+        call(thief, "thief", "anything", &["vector<u128>"], vec![bcs(&vec![1u128, 2])]),
+        call(thief, "thief", "numbers", &[], vec![bcs(&vec![3u64]), thief.to_vec()]),
+    ];
+    let block: Vec<_> = block
+        .into_iter()
+        .enumerate()
+        .map(|(nonce, payload)| transaction(thief, nonce as u64 + 1, payload))
+        .collect();
+    let output = chain.run(&block);
+    for index in 0..4 {
+        match &receipt(&output, index).status {
+            MoveStatus::Failed { status, message } => {
+                assert_eq!(status, "INVALID_PAYLOAD", "{index}: {message:?}");
+                assert!(message.contains("cannot be given by a transaction"), "{index}: {message}");
+            }
+            other => panic!("{index}: a forged argument was taken: {other:?}"),
+        }
+    }
+    for index in 4..6 {
+        assert!(receipt(&output, index).is_success(), "{index}: {:?}", output.results[index]);
+    }
+    assert_eq!(chain.state.balance(victim), before.balance(victim), "the victim kept its ETH");
+    assert_eq!(chain.state.resource(thief, &format!("{thief}::thief::Vault")), None);
+}
+
+#[test]
 fn upgrades_must_be_compatible() {
     let alice = user(1);
     let mut chain = Chain::new([alice]);

@@ -151,6 +151,14 @@ pub enum SubmitError {
     /// The gas limit is above the block gas limit.
     #[error("exceeds block gas limit")]
     GasLimit,
+    /// Above the gas one transaction may use (EIP-7825), though within the block's.
+    #[error("transaction gas limit too high (cap: {cap}, tx: {got})")]
+    TransactionGasLimit {
+        /// The most gas one transaction may use.
+        cap: u64,
+        /// The transaction's gas limit.
+        got: u64,
+    },
     /// The gas limit is below the intrinsic gas.
     #[error("intrinsic gas too low")]
     IntrinsicGas,
@@ -637,7 +645,8 @@ impl Chain {
         if raw.len() > MAX_TRANSACTION_SIZE {
             return Err(SubmitError::Oversized);
         }
-        let envelope = TxEnvelope::decode_2718(&mut &raw[..])
+        // Exactly one transaction: bytes after it would be stored and served with it, uncharged.
+        let envelope = TxEnvelope::decode_2718_exact(raw)
             .map_err(|error| SubmitError::Malformed(error.to_string()))?;
         let sender = envelope.recover_signer().map_err(|_| SubmitError::InvalidSender)?;
         let (pending, balance, state_nonce) = self.check_signed(raw, &envelope, sender)?;
@@ -668,8 +677,14 @@ impl Chain {
             return Err(SubmitError::ChainId);
         }
         let tx = duet_evm::tx_env(envelope, sender).map_err(|_| SubmitError::UnsupportedType)?;
-        if tx.gas_limit > self.max_transaction_gas() {
+        if tx.gas_limit > self.config.block_gas_limit {
             return Err(SubmitError::GasLimit);
+        }
+        if tx.gas_limit > TX_GAS_LIMIT_CAP {
+            return Err(SubmitError::TransactionGasLimit {
+                cap: TX_GAS_LIMIT_CAP,
+                got: tx.gas_limit,
+            });
         }
         if tx.gas_limit < duet_move::gas::TRANSACTION_BASE {
             return Err(SubmitError::IntrinsicGas);
@@ -687,6 +702,13 @@ impl Chain {
         let (kind, transaction) = if tx.kind == TxKind::Call(MOVE_ENTRY_ADDRESS) {
             if !tx.value.is_zero() {
                 return Err(SubmitError::Move("a Move transaction sends no ETH".to_owned()));
+            }
+            // Its gas does not count an access list, which would ride along uncharged.
+            if !tx.access_list.is_empty() {
+                return Err(SubmitError::Move("a Move transaction has no access list".to_owned()));
+            }
+            if tx.gas_priority_fee.is_some_and(|tip| tip > tx.gas_price) {
+                return Err(SubmitError::TipAboveFeeCap);
             }
             let payload = MovePayload::decode(&tx.data)
                 .map_err(|error| SubmitError::Move(error.to_string()))?;
@@ -742,14 +764,16 @@ impl Chain {
     /// The database failed.
     pub fn restore_pending(&self) -> Result<usize, StoreError> {
         let mut records = Vec::new();
-        for raw in self.store.pending()? {
-            let signed = TxEnvelope::decode_2718(&mut raw.as_slice())
+        for (key, raw) in self.store.pending()? {
+            let signed = TxEnvelope::decode_2718_exact(raw.as_slice())
                 .ok()
-                .and_then(|envelope| Some((envelope.recover_signer().ok()?, envelope)));
+                .and_then(|envelope| Some((envelope.recover_signer().ok()?, envelope)))
+                .filter(|(_, envelope)| envelope.tx_hash().as_slice() == key.as_slice());
             match signed {
                 Some((sender, envelope)) => records.push((sender, envelope, raw)),
-                // Not written by this node: forget it.
-                None => self.store.delete_pending(&[alloy_primitives::keccak256(&raw)])?,
+                // Not written by this node as it writes them now (bytes after the transaction
+                // were once kept): forget it.
+                None => self.store.delete_pending_keys(&[key])?,
             }
         }
         // Each sender's transactions in nonce order, so none looks too far ahead. They are on
@@ -1380,6 +1404,43 @@ pub(crate) mod tests {
         // Initcode above 49 152 bytes (EIP-3860), with gas enough for it.
         let refused = submit(creation(2_000_000, 49_153));
         assert!(matches!(refused, Err(SubmitError::InitCodeSize)), "{refused:?}");
+        // Bytes after the transaction would be kept and served with it, uncharged.
+        let mut trailing = crate::client::sign(&signer, base.clone()).unwrap().to_vec();
+        trailing.extend_from_slice(&[0; 64]);
+        let refused = chain.submit(&trailing);
+        assert!(matches!(refused, Err(SubmitError::Malformed(_))), "{refused:?}");
+        // A Move transaction's gas does not count an access list; and its tip is held to its
+        // max fee as an EVM transaction's is.
+        let move_call = TxEip1559 {
+            to: TxKind::Call(duet_types::MOVE_ENTRY_ADDRESS),
+            value: U256::ZERO,
+            input: duet_types::MovePayload::EntryFunction(duet_types::EntryFunction {
+                module_address: alloy_primitives::Address::with_last_byte(1),
+                module_name: "eth".to_owned(),
+                function: "transfer".to_owned(),
+                type_arguments: vec![],
+                arguments: vec![vec![7; 20], 1u128.to_le_bytes().to_vec()],
+            })
+            .encode()
+            .into(),
+            gas_limit: 100_000,
+            ..base.clone()
+        };
+        let entry = alloy_eips::eip2930::AccessListItem {
+            address: alloy_primitives::Address::ZERO,
+            storage_keys: vec![alloy_primitives::B256::ZERO; 100],
+        };
+        let listed = TxEip1559 {
+            access_list: alloy_eips::eip2930::AccessList(vec![entry]),
+            ..move_call.clone()
+        };
+        let refused = submit(listed);
+        assert!(
+            matches!(&refused, Err(SubmitError::Move(why)) if why.contains("access list")),
+            "{refused:?}"
+        );
+        let refused = submit(TxEip1559 { max_priority_fee_per_gas: 11, ..move_call });
+        assert!(matches!(refused, Err(SubmitError::TipAboveFeeCap)), "{refused:?}");
         // None was kept: the same nonce is still free, and only it comes back after a restart.
         submit(base).unwrap();
         assert_eq!(chain.pending_count(), 1);

@@ -291,10 +291,16 @@ impl Mempool {
             }
             Some(_) => Ok(Admission { evict: None, next: None }),
             None => {
-                let (Arrival::Precheck { from }
-                | Arrival::New { state_nonce: from }
-                | Arrival::Restored { state_nonce: from }) = arrival;
-                let next = self.within_gap(transaction, from)?;
+                let next = match arrival {
+                    Arrival::Precheck { from } | Arrival::New { state_nonce: from } => {
+                        self.within_gap(transaction, from)?
+                    }
+                    // Within the gap when it was accepted: a gap grown since (a transaction
+                    // below it failed in a block) does not drop it; expiry still bounds it.
+                    Arrival::Restored { state_nonce } => {
+                        self.pending_nonce(transaction.sender, state_nonce)
+                    }
+                };
                 let evict = match arrival {
                     Arrival::Precheck { .. } => self.check_room(transaction, None)?,
                     Arrival::New { .. } => self.check_room(transaction, Some(next))?,
@@ -736,7 +742,17 @@ mod tests {
             pool.insert(pending(4, 3, 100), Arrival::Restored { state_nonce: 0 }),
             Err(MempoolError::AlreadyKnown)
         );
-        assert_eq!(pool.len(), 3);
+        // And however far above a gap it now lies (it was within the gap when accepted).
+        let far = MAX_NONCE_GAP + 10;
+        assert_eq!(
+            pool.insert(pending(4, far, 100), Arrival::Restored { state_nonce: 0 }),
+            Ok(vec![])
+        );
+        assert!(
+            pool.check(&pending(4, far + 1, 100), new(0)).is_err(),
+            "new ones still are held to it"
+        );
+        assert_eq!(pool.len(), 4);
     }
 
     #[test]

@@ -483,17 +483,31 @@ impl Store {
         Ok(self.db.write(batch)?)
     }
 
-    /// Every accepted transaction not yet in a block, as signed.
+    /// Every accepted transaction not yet in a block, as signed, with the key of its record
+    /// (its hash, for every record this node wrote).
     ///
     /// # Errors
     /// The database failed.
-    pub fn pending(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub fn pending(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let mut pending = Vec::new();
         for entry in self.db.iterator_cf(self.family(PENDING), rocksdb::IteratorMode::Start) {
-            let (_, raw) = entry?;
-            pending.push(raw.to_vec());
+            let (key, raw) = entry?;
+            pending.push((key.to_vec(), raw.to_vec()));
         }
         Ok(pending)
+    }
+
+    /// Deletes the pending transaction records with these keys.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn delete_pending_keys(&self, keys: &[Vec<u8>]) -> Result<(), StoreError> {
+        let family = self.family(PENDING);
+        let mut batch = WriteBatch::default();
+        for key in keys {
+            batch.delete_cf(family, key);
+        }
+        Ok(self.db.write(batch)?)
     }
 }
 
