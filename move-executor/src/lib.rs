@@ -734,27 +734,8 @@ impl MoveVm {
                     })
                     .collect::<Result<Vec<TypeTag>, Failure>>()?;
                 let loaded = session.load_function(&module, &function, &type_arguments)?;
-                let mut arguments: Vec<&[u8]> = Vec::with_capacity(call.arguments.len() + 1);
-                let supplied = loaded.parameters.first().is_some_and(is_signer);
-                if supplied {
-                    arguments.push(signer.as_ref());
-                }
-                // The VM makes any value from bytes: a second signer, or a struct (a coin, say),
-                // would be forged. Only plain values come from the transaction.
-                let given = &loaded.parameters[usize::from(supplied)..];
-                if let Some(at) = given
-                    .iter()
-                    .position(|parameter| !is_plain(parameter, &loaded.type_arguments, 0))
-                {
-                    return Err(Failure::Invalid(format!(
-                        "{}::{function}: parameter {} cannot be given by a transaction: only \
-                         bool, u8, u64, u128, address and vectors of them can (and one leading \
-                         signer, the sender's)",
-                        module.short_str_lossless(),
-                        at + usize::from(supplied)
-                    )));
-                }
-                arguments.extend(call.arguments.iter().map(Vec::as_slice));
+                let name = format!("{}::{function}", module.short_str_lossless());
+                let arguments = call_arguments(&loaded, &signer, &call.arguments, &name)?;
                 let returned = if matches!(work, Work::Entry(_)) {
                     session.execute_entry_function(
                         &module,
@@ -958,6 +939,34 @@ fn type_argument_fits(text: &str) -> Result<(), Failure> {
 fn identifier(text: &str) -> Result<Identifier, Failure> {
     Identifier::new(text)
         .map_err(|_| Failure::Invalid(format!("`{text}` is not a Move identifier")))
+}
+
+/// The arguments of a call of `loaded` (named `name`): the sender (`signer`) for its leading
+/// signer, if it takes one, then the transaction's `given`. The VM makes any value from bytes: a
+/// second signer, or a struct (a coin, say), would be forged, so those must be plain values.
+fn call_arguments<'a>(
+    loaded: &move_vm_runtime::session::LoadedFunctionInstantiation,
+    signer: &'a AccountAddress,
+    given: &'a [Vec<u8>],
+    name: &str,
+) -> Result<Vec<&'a [u8]>, Failure> {
+    let supplied = usize::from(loaded.parameters.first().is_some_and(is_signer));
+    if let Some(at) = loaded.parameters[supplied..]
+        .iter()
+        .position(|parameter| !is_plain(parameter, &loaded.type_arguments, 0))
+    {
+        return Err(Failure::Invalid(format!(
+            "{name}: parameter {} cannot be given by a transaction: only bool, u8, u64, u128, \
+             address and vectors of them can (and one leading signer, the sender's)",
+            at + supplied
+        )));
+    }
+    let mut arguments: Vec<&[u8]> = Vec::with_capacity(given.len() + 1);
+    if supplied == 1 {
+        arguments.push(signer.as_ref());
+    }
+    arguments.extend(given.iter().map(Vec::as_slice));
+    Ok(arguments)
 }
 
 /// Whether a value of `parameter` (its type parameters standing for `type_arguments`) is plain

@@ -488,7 +488,7 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
-    pub fn pending(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn pending(&self) -> Result<Vec<PendingRecord>, StoreError> {
         let mut pending = Vec::new();
         for entry in self.db.iterator_cf(self.family(PENDING), rocksdb::IteratorMode::Start) {
             let (key, raw) = entry?;
@@ -510,6 +510,9 @@ impl Store {
         Ok(self.db.write(batch)?)
     }
 }
+
+/// A pending transaction's record: its key and the signed transaction.
+pub type PendingRecord = (Vec<u8>, Vec<u8>);
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
