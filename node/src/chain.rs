@@ -896,7 +896,10 @@ impl Chain {
         // in the rounds leaves the parts behind, and the next block starts afresh.
         let parts = std::mem::take(&mut *self.executor_parts.lock());
         let executor = duet_evm::MixedBlockExecutor::parallel_with_parts(vm, config, parts);
+        let mut flush = FlushUnlessFilled { vm, filled: false };
         let filled = self.fill_rounds(vm, &executor, nonces);
+        flush.filled = filled.is_ok();
+        drop(flush);
         *self.executor_parts.lock() = executor.into_parts();
         filled
     }
@@ -1268,6 +1271,22 @@ impl Chain {
             }
         }
         Ok(high)
+    }
+}
+
+/// Empties the Move VM's code caches when dropped, unless the block's rounds all ran: a round
+/// that fails (or panics) after an earlier round published modules may have loaded them, and the
+/// block will not be committed. (Rounds that run flush after each other: see `fill_rounds`.)
+struct FlushUnlessFilled<'a> {
+    vm: &'a DuetVm,
+    filled: bool,
+}
+
+impl Drop for FlushUnlessFilled<'_> {
+    fn drop(&mut self) {
+        if !self.filled {
+            duet_move::Barriers::after_barrier(self.vm);
+        }
     }
 }
 
