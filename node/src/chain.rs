@@ -699,6 +699,7 @@ impl Chain {
         // whatever the state costs no store read.
         let cost = tx.max_balance_spending().unwrap_or(U256::MAX);
         let (tx_nonce, max_fee, gas_limit) = (tx.nonce, tx.gas_price, tx.gas_limit);
+        let tip = tx.gas_priority_fee.unwrap_or(tx.gas_price);
         let (kind, transaction) = if tx.kind == TxKind::Call(MOVE_ENTRY_ADDRESS) {
             if !tx.value.is_zero() {
                 return Err(SubmitError::Move("a Move transaction sends no ETH".to_owned()));
@@ -748,6 +749,7 @@ impl Chain {
             sender,
             nonce: tx_nonce,
             max_fee,
+            tip,
             gas_limit,
             cost,
             kind,

@@ -75,6 +75,8 @@ pub struct PendingTransaction {
     pub nonce: u64,
     /// The most it pays per gas.
     pub max_fee: u128,
+    /// The most it tips per gas (its gas price, for a legacy or EIP-2930 transaction).
+    pub tip: u128,
     /// The most gas it may use.
     pub gas_limit: u64,
     /// The most it can take from its sender's balance: gas limit × max fee + value.
@@ -279,7 +281,12 @@ impl Mempool {
             .get(&transaction.sender)
             .and_then(|waiting| waiting.get(&transaction.nonce));
         match existing {
-            Some(existing) if transaction.max_fee < bumped(existing.max_fee) => {
+            // Both the fee and the tip 10 % higher, as geth asks: a higher max fee with a lower
+            // tip would pay less.
+            Some(existing)
+                if transaction.max_fee < bumped(existing.max_fee)
+                    || transaction.tip < bumped(existing.tip) =>
+            {
                 Err(MempoolError::ReplacementUnderpriced)
             }
             // A replacement's nonce is within the gap: the one it replaces was. Its bytes count
@@ -669,6 +676,7 @@ mod tests {
             sender: Address::repeat_byte(sender),
             nonce,
             max_fee,
+            tip: max_fee,
             gas_limit: 21_000,
             cost: U256::from(21_000 * max_fee),
             kind: Kind::Evm,
@@ -686,6 +694,9 @@ mod tests {
             pool.insert(pending(1, 0, 109), new(0)),
             Err(MempoolError::ReplacementUnderpriced)
         );
+        // The tip must rise 10 % too.
+        let low_tip = PendingTransaction { tip: 109, ..pending(1, 0, 200) };
+        assert_eq!(pool.insert(low_tip, new(0)), Err(MempoolError::ReplacementUnderpriced));
         let replaced = pending(1, 0, 100).hash;
         assert_eq!(pool.insert(pending(1, 0, 110), new(0)), Ok(vec![replaced]));
         assert!(pool.get(&replaced).is_none());
