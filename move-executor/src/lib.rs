@@ -787,6 +787,22 @@ impl MoveVm {
                 let key = resource_key(address, &tag).map_err(|error| {
                     PartialVMError::new(StatusCode::VALUE_SERIALIZATION_ERROR).with_message(error.0)
                 })?;
+                // The key is stored too: paid for by the byte, and bounded (a generic type can
+                // double its size at each level of a call chain).
+                let tag_bytes = match &key {
+                    StateKey::MoveResource { struct_tag, .. } => struct_tag.len(),
+                    _ => 0,
+                };
+                if tag_bytes > MAX_RESOURCE_TAG_BYTES {
+                    return Err(PartialVMError::new(StatusCode::VALUE_SERIALIZATION_ERROR)
+                        .with_message(format!(
+                            "a resource type of {tag_bytes} bytes; at most {MAX_RESOURCE_TAG_BYTES}"
+                        ))
+                        .into());
+                }
+                if !matches!(op, Op::Delete) {
+                    meter.charge(gas::WRITE_BYTE * tag_bytes as u64)?;
+                }
                 writes.push((key, charge_write(meter, op)?));
             }
         }
@@ -893,6 +909,9 @@ fn state_write(op: Op<Vec<u8>>) -> WriteOp<StateValue> {
         Op::Delete => WriteOp::Delete,
     }
 }
+
+/// The longest resource type a transaction may store, in bytes of its BCS struct tag (its key).
+pub const MAX_RESOURCE_TAG_BYTES: usize = 1_024;
 
 /// The longest type argument accepted, in bytes.
 pub const MAX_TYPE_ARGUMENT_LENGTH: usize = 256;

@@ -442,6 +442,40 @@ fn only_plain_values_come_from_a_transaction_never_a_signer_or_a_struct() {
 }
 
 #[test]
+fn a_resource_type_too_long_to_store_fails_and_pays_its_fee() {
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let name = format!("R{}", "x".repeat(1_100));
+    let source = format!(
+        "module example::long {{ struct {name} has key {{ value: u64 }} \
+         struct Short has key {{ value: u64 }} \
+         public entry fun make(account: &signer) {{ move_to(account, {name} {{ value: 1 }}) }} \
+         public entry fun short(account: &signer) {{ move_to(account, Short {{ value: 1 }}) }} }}"
+    );
+    let modules = compile_example(&source, alice);
+    let output = chain.run(&[transaction(alice, 0, MovePayload::ModuleBundle(modules))]);
+    assert!(receipt(&output, 0).is_success(), "{:?}", output.results[0]);
+    let before = chain.state.clone();
+    let output = chain.run(&[
+        transaction(alice, 1, call(alice, "long", "make", &[], vec![])),
+        transaction(alice, 2, call(alice, "long", "short", &[], vec![])),
+    ]);
+    match &receipt(&output, 0).status {
+        MoveStatus::Failed { status, message } => {
+            assert_eq!(status, "VALUE_SERIALIZATION_ERROR");
+            assert!(message.contains("at most 1024"), "{message}");
+        }
+        other => panic!("stored a resource type past the limit: {other:?}"),
+    }
+    let short = receipt(&output, 1);
+    assert!(short.is_success(), "{short:?}");
+    let fees = fee(receipt(&output, 0)) + fee(short);
+    assert_eq!(chain.state.balance(alice), before.balance(alice) - fees);
+    assert_eq!(chain.state.resource(alice, &format!("{alice}::long::{name}")), None);
+    assert!(chain.state.resource(alice, &format!("{alice}::long::Short")).is_some());
+}
+
+#[test]
 fn upgrades_must_be_compatible() {
     let alice = user(1);
     let mut chain = Chain::new([alice]);
