@@ -793,7 +793,8 @@ impl MoveVm {
                     StateKey::MoveResource { struct_tag, .. } => struct_tag.len(),
                     _ => 0,
                 };
-                if tag_bytes > MAX_RESOURCE_TAG_BYTES {
+                // New ones only: one stored before the bound can still change or go.
+                if tag_bytes > MAX_RESOURCE_TAG_BYTES && matches!(op, Op::New(_)) {
                     return Err(PartialVMError::new(StatusCode::VALUE_SERIALIZATION_ERROR)
                         .with_message(format!(
                             "a resource type of {tag_bytes} bytes; at most {MAX_RESOURCE_TAG_BYTES}"
@@ -809,8 +810,19 @@ impl MoveVm {
         let events = events
             .into_iter()
             .map(|(_guid, _sequence, type_tag, data)| {
-                meter.charge(gas::EVENT + gas::EVENT_BYTE * data.len() as u64)?;
-                Ok((event_types.text(type_tag), data))
+                // The type's name is kept with the data (in the receipt, as a log's topic):
+                // paid for by the byte too, and bounded as a resource's is.
+                let text = event_types.text(type_tag);
+                if text.len() > MAX_RESOURCE_TAG_BYTES {
+                    return Err(PartialVMError::new(StatusCode::VALUE_SERIALIZATION_ERROR)
+                        .with_message(format!(
+                            "an event type of {} bytes; at most {MAX_RESOURCE_TAG_BYTES}",
+                            text.len()
+                        )));
+                }
+                let bytes = data.len() + text.len();
+                meter.charge(gas::EVENT + gas::EVENT_BYTE * bytes as u64)?;
+                Ok((text, data))
             })
             .collect::<Result<SessionEvents, PartialVMError>>()?;
         Ok(Effects { writes, balances: natives.balances, evm, events, return_values })
@@ -910,7 +922,8 @@ fn state_write(op: Op<Vec<u8>>) -> WriteOp<StateValue> {
     }
 }
 
-/// The longest resource type a transaction may store, in bytes of its BCS struct tag (its key).
+/// The longest resource type a transaction may store, in bytes of its BCS struct tag (its key),
+/// and the longest event type it may emit, in bytes of its name.
 pub const MAX_RESOURCE_TAG_BYTES: usize = 1_024;
 
 /// The longest type argument accepted, in bytes.

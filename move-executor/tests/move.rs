@@ -442,14 +442,16 @@ fn only_plain_values_come_from_a_transaction_never_a_signer_or_a_struct() {
 }
 
 #[test]
-fn a_resource_type_too_long_to_store_fails_and_pays_its_fee() {
+fn a_resource_or_event_type_too_long_to_keep_fails_and_pays_its_fee() {
     let alice = user(1);
     let mut chain = Chain::new([alice]);
     let name = format!("R{}", "x".repeat(1_100));
     let source = format!(
-        "module example::long {{ struct {name} has key {{ value: u64 }} \
+        "module example::long {{ use duet::event; \
+         struct {name} has key, store, drop {{ value: u64 }} \
          struct Short has key {{ value: u64 }} \
          public entry fun make(account: &signer) {{ move_to(account, {name} {{ value: 1 }}) }} \
+         public entry fun emit(_account: &signer) {{ event::emit({name} {{ value: 1 }}) }} \
          public entry fun short(account: &signer) {{ move_to(account, Short {{ value: 1 }}) }} }}"
     );
     let modules = compile_example(&source, alice);
@@ -458,18 +460,22 @@ fn a_resource_type_too_long_to_store_fails_and_pays_its_fee() {
     let before = chain.state.clone();
     let output = chain.run(&[
         transaction(alice, 1, call(alice, "long", "make", &[], vec![])),
-        transaction(alice, 2, call(alice, "long", "short", &[], vec![])),
+        transaction(alice, 2, call(alice, "long", "emit", &[], vec![])),
+        transaction(alice, 3, call(alice, "long", "short", &[], vec![])),
     ]);
-    match &receipt(&output, 0).status {
-        MoveStatus::Failed { status, message } => {
-            assert_eq!(status, "VALUE_SERIALIZATION_ERROR");
-            assert!(message.contains("at most 1024"), "{message}");
+    for index in 0..2 {
+        match &receipt(&output, index).status {
+            MoveStatus::Failed { status, message } => {
+                assert_eq!(status, "VALUE_SERIALIZATION_ERROR", "{index}");
+                assert!(message.contains("at most 1024"), "{index}: {message}");
+            }
+            other => panic!("{index}: kept a type past the limit: {other:?}"),
         }
-        other => panic!("stored a resource type past the limit: {other:?}"),
+        assert!(receipt(&output, index).events.is_empty());
     }
-    let short = receipt(&output, 1);
+    let short = receipt(&output, 2);
     assert!(short.is_success(), "{short:?}");
-    let fees = fee(receipt(&output, 0)) + fee(short);
+    let fees = fee(receipt(&output, 0)) + fee(receipt(&output, 1)) + fee(short);
     assert_eq!(chain.state.balance(alice), before.balance(alice) - fees);
     assert_eq!(chain.state.resource(alice, &format!("{alice}::long::{name}")), None);
     assert!(chain.state.resource(alice, &format!("{alice}::long::Short")).is_some());

@@ -386,14 +386,16 @@ impl Mempool {
 
     /// The sender whose last transaction a full pool evicts to take `transaction`: the cheapest
     /// last transaction of another sender that is not in the block being built, if the
-    /// newcomer pays 10 % more. Looks at the cheapest few only: when the block being built holds
-    /// them all, the pool waits for it.
+    /// newcomer's max fee and tip are both 10 % more (as a replacement's must be). Looks at the
+    /// cheapest few only: when the block being built holds them all, the pool waits for it.
     fn victim(&self, transaction: &PendingTransaction) -> Option<Address> {
         let (max_fee, sender) =
             self.tails.iter().take(EVICTION_CANDIDATES).find(|(_, sender)| {
                 *sender != transaction.sender && !self.building.contains(sender)
             })?;
-        (transaction.max_fee >= bumped(*max_fee)).then_some(*sender)
+        let (_, last) = self.by_sender.get(sender)?.last_key_value()?;
+        (transaction.max_fee >= bumped(*max_fee) && transaction.tip >= bumped(last.tip))
+            .then_some(*sender)
     }
 
     /// The tail entry of `sender`'s waiting transactions.
@@ -798,6 +800,9 @@ mod tests {
             pool.check(&pending(4, 0, 109), Arrival::Precheck { from: 0 }),
             Err(MempoolError::Full)
         );
+        // Nor does a much higher max fee with a tip under 10 % more.
+        let low_tip = PendingTransaction { tip: 109, ..pending(4, 0, 1_000) };
+        assert_eq!(pool.insert(low_tip, new(0)), Err(MempoolError::Full));
         let evicted = pending(1, 1, 100).hash;
         let one = Address::repeat_byte(1);
         assert_eq!(

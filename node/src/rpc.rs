@@ -130,6 +130,17 @@ impl Rpc {
     /// transactions sent (`eth_sendRawTransaction` alone, or batches of nothing else) do not
     /// wait behind slow queries: their answers are small and their work bounded.
     async fn respond_in_turn(self: &Arc<Self>, request: Value) -> Value {
+        self.respond_in_turn_holding(request, ()).await
+    }
+
+    /// [`respond_in_turn`](Self::respond_in_turn), the work holding `hold` (a request's share of
+    /// the bytes budget) to its end: waiting for a turn stops with the request, the work, once
+    /// started, does not.
+    async fn respond_in_turn_holding<H: Send + 'static>(
+        self: &Arc<Self>,
+        request: Value,
+        hold: H,
+    ) -> Value {
         let only_sending = {
             let mut methods = methods(&request).peekable();
             methods.peek().is_some()
@@ -140,9 +151,12 @@ impl Rpc {
         let id = id_of(&request);
         let rpc = Arc::clone(self);
         let turns = (!only_sending).then_some(&self.answering);
-        in_turn(turns, move || respond(&rpc, request))
-            .await
-            .unwrap_or_else(|| error_response(&id, -32603, "internal error", None))
+        in_turn(turns, move || {
+            let _hold = hold;
+            respond(&rpc, request)
+        })
+        .await
+        .unwrap_or_else(|| error_response(&id, -32603, "internal error", None))
     }
 }
 
@@ -271,24 +285,20 @@ async fn metrics(State(rpc): State<Arc<Rpc>>) -> String {
     rpc.chain.metrics()
 }
 
-/// A JSON-RPC request or batch over HTTP. Its work runs in a task of its own, which holds the
-/// body's share of the budget ([`crate::server::Received`], counted by `read_body`) to the end,
-/// even if the client hangs up meanwhile.
+/// A JSON-RPC request or batch over HTTP. Its parsing and its work hold the body's share of the
+/// budget ([`crate::server::Received`], counted by `read_body`) to their end, even if the client
+/// hangs up meanwhile; a request still waiting for its turn then stops waiting.
 async fn handle(
     State(rpc): State<Arc<Rpc>>,
     received: Option<axum::Extension<crate::server::Received>>,
     body: axum::body::Bytes,
 ) -> Json<Value> {
-    let work = tokio::spawn(async move {
-        let _received = received;
-        match parse_request(body).await {
-            Ok(request) => rpc.respond_in_turn(request).await,
-            Err(answer) => answer,
-        }
-    });
-    Json(
-        work.await.unwrap_or_else(|_| error_response(&Value::Null, -32603, "internal error", None)),
-    )
+    let received = received.map(|axum::Extension(received)| received);
+    let request = match parse_request_holding(body, received.clone()).await {
+        Ok(request) => request,
+        Err(answer) => return Json(answer),
+    };
+    Json(rpc.respond_in_turn_holding(request, received).await)
 }
 
 /// A request (or batch) from its text, parsed off the async threads when above
@@ -296,10 +306,21 @@ async fn handle(
 pub(crate) async fn parse_request<T: AsRef<[u8]> + Send + 'static>(
     text: T,
 ) -> Result<Value, Value> {
+    parse_request_holding(text, ()).await
+}
+
+/// [`parse_request`], a parse off the async threads holding `hold` to its end.
+async fn parse_request_holding<T: AsRef<[u8]> + Send + 'static, H: Send + 'static>(
+    text: T,
+    hold: H,
+) -> Result<Value, Value> {
     let parsed = if text.as_ref().len() > PARSED_INLINE_BYTES {
-        tokio::task::spawn_blocking(move || serde_json::from_slice::<Value>(text.as_ref()))
-            .await
-            .unwrap_or_else(|_| Err(serde::de::Error::custom("the parser panicked")))
+        tokio::task::spawn_blocking(move || {
+            let _hold = hold;
+            serde_json::from_slice::<Value>(text.as_ref())
+        })
+        .await
+        .unwrap_or_else(|_| Err(serde::de::Error::custom("the parser panicked")))
     } else {
         serde_json::from_slice(text.as_ref())
     };
