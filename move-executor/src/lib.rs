@@ -53,7 +53,7 @@ use move_binary_format::errors::{Location, PartialVMError, VMError};
 use move_core_types::account_address::AccountAddress;
 use move_core_types::effects::Op;
 use move_core_types::identifier::Identifier;
-use move_core_types::language_storage::{ModuleId, TypeTag};
+use move_core_types::language_storage::{ModuleId, StructTag, TypeTag};
 use move_core_types::vm_status::StatusCode;
 use move_vm_runtime::move_vm::MoveVM;
 use move_vm_runtime::native_extensions::NativeContextExtensions;
@@ -784,42 +784,16 @@ impl MoveVm {
                 writes.push((key, state_write(op)));
             }
             for (tag, op) in resources {
-                let key = resource_key(address, &tag).map_err(|error| {
-                    PartialVMError::new(StatusCode::VALUE_SERIALIZATION_ERROR).with_message(error.0)
-                })?;
-                // The key is stored too: paid for by the byte, and bounded (a generic type can
-                // double its size at each level of a call chain).
-                let tag_bytes = match &key {
-                    StateKey::MoveResource { struct_tag, .. } => struct_tag.len(),
-                    _ => 0,
-                };
-                // New ones only: one stored before the bound can still change or go.
-                if tag_bytes > MAX_RESOURCE_TAG_BYTES && matches!(op, Op::New(_)) {
-                    return Err(PartialVMError::new(StatusCode::VALUE_SERIALIZATION_ERROR)
-                        .with_message(format!(
-                            "a resource type of {tag_bytes} bytes; at most {MAX_RESOURCE_TAG_BYTES}"
-                        ))
-                        .into());
-                }
-                if !matches!(op, Op::Delete) {
-                    meter.charge(gas::WRITE_BYTE * tag_bytes as u64)?;
-                }
-                writes.push((key, charge_write(meter, op)?));
+                writes.push(resource_write(meter, address, &tag, op)?);
             }
         }
         let events = events
             .into_iter()
             .map(|(_guid, _sequence, type_tag, data)| {
                 // The type's name is kept with the data (in the receipt, as a log's topic):
-                // paid for by the byte too, and bounded as a resource's is.
+                // paid for by the byte too, and bounded as a resource's key is.
                 let text = event_types.text(type_tag);
-                if text.len() > MAX_RESOURCE_TAG_BYTES {
-                    return Err(PartialVMError::new(StatusCode::VALUE_SERIALIZATION_ERROR)
-                        .with_message(format!(
-                            "an event type of {} bytes; at most {MAX_RESOURCE_TAG_BYTES}",
-                            text.len()
-                        )));
-                }
+                within_type_bound("an event type", text.len())?;
                 let bytes = data.len() + text.len();
                 meter.charge(gas::EVENT + gas::EVENT_BYTE * bytes as u64)?;
                 Ok((text, data))
@@ -901,6 +875,41 @@ fn callable(
 }
 
 /// Charges for one write of a resource, and turns it into a Block-STM write.
+/// The write of resource `tag` at `address`, charged: its key is stored too, so it is paid for
+/// by the byte and bounded (a generic type can double its size at each level of a call chain).
+fn resource_write(
+    meter: &mut DuetGasMeter,
+    address: Address,
+    tag: &StructTag,
+    op: Op<Vec<u8>>,
+) -> Result<(StateKey, WriteOp<StateValue>), Failure> {
+    let key = resource_key(address, tag).map_err(|error| {
+        PartialVMError::new(StatusCode::VALUE_SERIALIZATION_ERROR).with_message(error.0)
+    })?;
+    let tag_bytes = match &key {
+        StateKey::MoveResource { struct_tag, .. } => struct_tag.len(),
+        _ => 0,
+    };
+    match op {
+        // New ones only: one stored before the bound can still change or go.
+        Op::New(_) => within_type_bound("a resource type", tag_bytes)?,
+        Op::Modify(_) | Op::Delete => {}
+    }
+    if !matches!(op, Op::Delete) {
+        meter.charge(gas::WRITE_BYTE * tag_bytes as u64)?;
+    }
+    Ok((key, charge_write(meter, op)?))
+}
+
+/// `bytes` of a type (`what`) kept in the state or a receipt, if within [`MAX_RESOURCE_TAG_BYTES`].
+fn within_type_bound(what: &str, bytes: usize) -> Result<(), PartialVMError> {
+    if bytes > MAX_RESOURCE_TAG_BYTES {
+        return Err(PartialVMError::new(StatusCode::VALUE_SERIALIZATION_ERROR)
+            .with_message(format!("{what} of {bytes} bytes; at most {MAX_RESOURCE_TAG_BYTES}")));
+    }
+    Ok(())
+}
+
 fn charge_write(meter: &mut DuetGasMeter, op: Op<Vec<u8>>) -> Result<WriteOp<StateValue>, Failure> {
     match &op {
         Op::New(bytes) => {
