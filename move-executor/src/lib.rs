@@ -734,8 +734,8 @@ impl MoveVm {
                     })
                     .collect::<Result<Vec<TypeTag>, Failure>>()?;
                 let loaded = session.load_function(&module, &function, &type_arguments)?;
-                let name = format!("{}::{function}", module.short_str_lossless());
-                let arguments = call_arguments(&loaded, &signer, &call.arguments, &name)?;
+                let name = || format!("{}::{function}", module.short_str_lossless());
+                let arguments = call_arguments(&loaded, &signer, &call.arguments, name)?;
                 let returned = if matches!(work, Work::Entry(_)) {
                     session.execute_entry_function(
                         &module,
@@ -982,14 +982,14 @@ fn identifier(text: &str) -> Result<Identifier, Failure> {
         .map_err(|_| Failure::Invalid(format!("`{text}` is not a Move identifier")))
 }
 
-/// The arguments of a call of `loaded` (named `name`): the sender (`signer`) for its leading
+/// The arguments of a call of `loaded` (named by `name`): the sender (`signer`) for its leading
 /// signer, if it takes one, then the transaction's `given`. The VM makes any value from bytes: a
 /// second signer, or a struct (a coin, say), would be forged, so those must be plain values.
 fn call_arguments<'a>(
     loaded: &move_vm_runtime::session::LoadedFunctionInstantiation,
     signer: &'a AccountAddress,
     given: &'a [Vec<u8>],
-    name: &str,
+    name: impl FnOnce() -> String,
 ) -> Result<Vec<&'a [u8]>, Failure> {
     let supplied = usize::from(loaded.parameters.first().is_some_and(is_signer));
     if let Some(at) = loaded.parameters[supplied..]
@@ -997,8 +997,9 @@ fn call_arguments<'a>(
         .position(|parameter| !is_plain(parameter, &loaded.type_arguments, 0))
     {
         return Err(Failure::Invalid(format!(
-            "{name}: parameter {} cannot be given by a transaction: only bool, u8, u64, u128, \
+            "{}: parameter {} cannot be given by a transaction: only bool, u8, u64, u128, \
              address and vectors of them can (and one leading signer, the sender's)",
+            name(),
             at + supplied
         )));
     }
