@@ -364,8 +364,12 @@ pub fn parse_function(text: &str) -> Result<(Address, String, String), String> {
     Ok((owner, module.to_owned(), function.to_owned()))
 }
 
-async fn view(State(api): State<Api>, Json(request): Json<Value>) -> Answer {
+/// The request's share of the bytes budget ([`crate::server::Received`]), held by the work.
+type Held = Option<axum::Extension<crate::server::Received>>;
+
+async fn view(State(api): State<Api>, held: Held, Json(request): Json<Value>) -> Answer {
     api.query(move |chain| {
+        let _held = held;
         let bad = |message: String| error(StatusCode::BAD_REQUEST, message);
         let function = request
             .get("function")
@@ -409,8 +413,9 @@ async fn view(State(api): State<Api>, Json(request): Json<Value>) -> Answer {
     .await
 }
 
-async fn submit(State(api): State<Api>, Json(request): Json<Value>) -> Answer {
+async fn submit(State(api): State<Api>, held: Held, Json(request): Json<Value>) -> Answer {
     api.now(move |chain| {
+        let _held = held;
         let raw = request
             .get("transaction")
             .and_then(Value::as_str)
