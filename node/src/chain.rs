@@ -578,7 +578,7 @@ impl Chain {
                 if !restored {
                     // With the transactions of its batch that came in before it.
                     let balance = U256::from(self.balance(pending.sender)?);
-                    check_overdraft(&mempool, &pending, balance, nonce)?;
+                    check_overdraft(&mempool, &pending, balance)?;
                 }
                 // The gap rule again, against what the pool holds now: one of the batch's
                 // transactions refused since its check (a concurrent request filled the pool,
@@ -656,7 +656,7 @@ impl Chain {
         let mut mempool = self.mempool.lock();
         let from = earlier.get(&sender).map_or(state_nonce, |&earlier| earlier.max(state_nonce));
         let admission = mempool.check(&pending, Arrival::Precheck { from })?;
-        check_overdraft(&mempool, &pending, balance, state_nonce)?;
+        check_overdraft(&mempool, &pending, balance)?;
         mempool.begin_submission(&pending);
         if admission.next == Some(pending.nonce) {
             earlier.insert(sender, pending.nonce + 1);
@@ -1324,10 +1324,8 @@ fn check_overdraft(
     mempool: &Mempool,
     pending: &PendingTransaction,
     balance: U256,
-    state_nonce: u64,
 ) -> Result<(), SubmitError> {
-    let waiting = mempool.waiting_cost(pending.sender, pending.nonce, state_nonce);
-    let cost = waiting.saturating_add(pending.cost);
+    let cost = mempool.waiting_cost(pending.sender, pending.nonce).saturating_add(pending.cost);
     if balance < cost {
         return Err(SubmitError::Overdraft { balance, cost });
     }

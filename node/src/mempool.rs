@@ -255,13 +255,11 @@ impl Mempool {
     }
 
     /// What `sender`'s waiting transactions can take from its balance together, but the one
-    /// with nonce `except` (which a new transaction would replace) and those below
-    /// `state_nonce` (a block has included them and taken their cost already; the pool lets go
-    /// of them just after).
+    /// with nonce `except` (which a new transaction would replace).
     #[must_use]
-    pub fn waiting_cost(&self, sender: Address, except: u64, state_nonce: u64) -> U256 {
+    pub fn waiting_cost(&self, sender: Address, except: u64) -> U256 {
         self.waiting(sender)
-            .filter(|transaction| transaction.nonce != except && transaction.nonce >= state_nonce)
+            .filter(|transaction| transaction.nonce != except)
             .fold(U256::ZERO, |sum, transaction| sum.saturating_add(transaction.cost))
     }
 
@@ -687,22 +685,6 @@ mod tests {
             transaction: DuetTransaction::Evm(revm::context::TxEnv::default()),
             received: Instant::now(),
         }
-    }
-
-    #[test]
-    fn what_a_sender_has_waiting_counts_only_what_no_block_took_yet() {
-        let mut pool = Mempool::new(10);
-        for nonce in 0..3 {
-            pool.insert(pending(1, nonce, 100), new(0)).unwrap();
-        }
-        let each = pending(1, 0, 100).cost;
-        let sender = Address::repeat_byte(1);
-        assert_eq!(pool.waiting_cost(sender, 9, 0), each * U256::from(3));
-        // Replacing nonce 1: the others.
-        assert_eq!(pool.waiting_cost(sender, 1, 0), each * U256::from(2));
-        // A block took 0 and 1 (the state nonce is 2) and the pool has not let go of them yet:
-        // their cost was paid.
-        assert_eq!(pool.waiting_cost(sender, 9, 2), each);
     }
 
     #[test]
