@@ -874,7 +874,6 @@ fn callable(
     })
 }
 
-/// Charges for one write of a resource, and turns it into a Block-STM write.
 /// The write of resource `tag` at `address`, charged: its key is stored too, so it is paid for
 /// by the byte and bounded (a generic type can double its size at each level of a call chain).
 fn resource_write(
@@ -910,6 +909,7 @@ fn within_type_bound(what: &str, bytes: usize) -> Result<(), PartialVMError> {
     Ok(())
 }
 
+/// Charges for one write of a resource's value, and turns it into a Block-STM write.
 fn charge_write(meter: &mut DuetGasMeter, op: Op<Vec<u8>>) -> Result<WriteOp<StateValue>, Failure> {
     match &op {
         Op::New(bytes) => {

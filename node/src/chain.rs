@@ -700,6 +700,7 @@ impl Chain {
         let cost = tx.max_balance_spending().unwrap_or(U256::MAX);
         let (tx_nonce, max_fee, gas_limit) = (tx.nonce, tx.gas_price, tx.gas_limit);
         let tip = tx.gas_priority_fee.unwrap_or(tx.gas_price);
+        let paid = tx.effective_gas_price(u128::from(self.config.base_fee));
         let (kind, transaction) = if tx.kind == TxKind::Call(MOVE_ENTRY_ADDRESS) {
             if !tx.value.is_zero() {
                 return Err(SubmitError::Move("a Move transaction sends no ETH".to_owned()));
@@ -750,6 +751,7 @@ impl Chain {
             nonce: tx_nonce,
             max_fee,
             tip,
+            paid,
             gas_limit,
             cost,
             kind,

@@ -77,6 +77,8 @@ pub struct PendingTransaction {
     pub max_fee: u128,
     /// The most it tips per gas (its gas price, for a legacy or EIP-2930 transaction).
     pub tip: u128,
+    /// What it pays per gas at the chain's fixed base fee: `min(max fee, base fee + tip)`.
+    pub paid: u128,
     /// The most gas it may use.
     pub gas_limit: u64,
     /// The most it can take from its sender's balance: gas limit × max fee + value.
@@ -382,18 +384,26 @@ impl Mempool {
         Ok(Some(victim))
     }
 
-    /// The sender whose last transaction a full pool evicts to take `transaction`: the cheapest
-    /// last transaction of another sender that is not in the block being built, if the
-    /// newcomer's max fee and tip are both 10 % more (as a replacement's must be). Looks at the
-    /// cheapest few only: when the block being built holds them all, the pool waits for it.
+    /// The sender whose last transaction a full pool evicts to take `transaction`: among the
+    /// cheapest last transactions (by max fee) of other senders that are not in the block being
+    /// built, the first that the newcomer outbids by 10 % in both max fee and what it pays per
+    /// gas (a higher max fee with a low tip pays no more). Looks at the cheapest few only: when
+    /// the block being built holds them all, the pool waits for it.
     fn victim(&self, transaction: &PendingTransaction) -> Option<Address> {
-        let (max_fee, sender) =
-            self.tails.iter().take(EVICTION_CANDIDATES).find(|(_, sender)| {
-                *sender != transaction.sender && !self.building.contains(sender)
-            })?;
-        let (_, last) = self.by_sender.get(sender)?.last_key_value()?;
-        (transaction.max_fee >= bumped(*max_fee) && transaction.tip >= bumped(last.tip))
-            .then_some(*sender)
+        self.tails
+            .iter()
+            .take(EVICTION_CANDIDATES)
+            .find(|(max_fee, sender)| {
+                *sender != transaction.sender
+                    && !self.building.contains(sender)
+                    && transaction.max_fee >= bumped(*max_fee)
+                    && self
+                        .by_sender
+                        .get(sender)
+                        .and_then(BTreeMap::last_key_value)
+                        .is_some_and(|(_, last)| transaction.paid >= bumped(last.paid))
+            })
+            .map(|(_, sender)| *sender)
     }
 
     /// The tail entry of `sender`'s waiting transactions.
@@ -679,12 +689,26 @@ mod tests {
             nonce,
             max_fee,
             tip: max_fee,
+            paid: max_fee,
             gas_limit: 21_000,
             cost: U256::from(21_000 * max_fee),
             kind: Kind::Evm,
             transaction: DuetTransaction::Evm(revm::context::TxEnv::default()),
             received: Instant::now(),
         }
+    }
+
+    #[test]
+    fn a_full_pool_evicts_the_first_cheap_transaction_the_newcomer_outpays() {
+        let mut pool = Mempool::new(2);
+        // The cheapest by max fee pays all of it (a legacy transaction); the next pays little
+        // of its higher max fee (a low tip).
+        pool.insert(pending(1, 0, 150), new(0)).unwrap();
+        pool.insert(PendingTransaction { paid: 101, ..pending(2, 0, 200) }, new(0)).unwrap();
+        let newcomer = PendingTransaction { paid: 130, ..pending(3, 0, 500) };
+        // 130 is not 10 % over the first's 150, but is over the second's 101.
+        assert_eq!(pool.insert(newcomer, new(0)), Ok(vec![pending(2, 0, 200).hash]));
+        pool.assert_consistent();
     }
 
     #[test]
@@ -782,8 +806,8 @@ mod tests {
             pool.check(&pending(4, 0, 109), Arrival::Precheck { from: 0 }),
             Err(MempoolError::Full)
         );
-        // Nor does a much higher max fee with a tip under 10 % more.
-        let low_tip = PendingTransaction { tip: 109, ..pending(4, 0, 1_000) };
+        // Nor does a much higher max fee that pays under 10 % more (its tip is low).
+        let low_tip = PendingTransaction { paid: 109, ..pending(4, 0, 1_000) };
         assert_eq!(pool.insert(low_tip, new(0)), Err(MempoolError::Full));
         let evicted = pending(1, 1, 100).hash;
         let one = Address::repeat_byte(1);
