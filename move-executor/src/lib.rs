@@ -63,7 +63,7 @@ use parking_lot::Mutex;
 use crate::evm::{EvmHost, EvmHostFactory};
 use crate::gas::DuetGasMeter;
 use crate::natives::{BalanceChange, EvmAccess, Sender, StateNatives, StateView};
-use crate::resolver::{resource_key, ViewResolver};
+use crate::resolver::{struct_tag_bytes, ViewResolver};
 
 /// The address of the standard library and the framework.
 pub const FRAMEWORK_ADDRESS: AccountAddress = AccountAddress::ONE;
@@ -882,22 +882,18 @@ fn resource_write(
     tag: &StructTag,
     op: Op<Vec<u8>>,
 ) -> Result<(StateKey, WriteOp<StateValue>), Failure> {
-    let key = resource_key(address, tag).map_err(|error| {
+    let struct_tag = struct_tag_bytes(tag).map_err(|error| {
         PartialVMError::new(StatusCode::VALUE_SERIALIZATION_ERROR).with_message(error.0)
     })?;
-    let tag_bytes = match &key {
-        StateKey::MoveResource { struct_tag, .. } => struct_tag.len(),
-        _ => 0,
-    };
     match op {
         // New ones only: one stored before the bound can still change or go.
-        Op::New(_) => within_type_bound("a resource type", tag_bytes)?,
+        Op::New(_) => within_type_bound("a resource type", struct_tag.len())?,
         Op::Modify(_) | Op::Delete => {}
     }
     if !matches!(op, Op::Delete) {
-        meter.charge(gas::WRITE_BYTE * tag_bytes as u64)?;
+        meter.charge(gas::WRITE_BYTE * struct_tag.len() as u64)?;
     }
-    Ok((key, charge_write(meter, op)?))
+    Ok((StateKey::MoveResource { address, struct_tag }, charge_write(meter, op)?))
 }
 
 /// `bytes` of a type (`what`) kept in the state or a receipt, if within [`MAX_RESOURCE_TAG_BYTES`].

@@ -18,10 +18,17 @@ use crate::to_address;
 /// `tag` nests deeper than BCS encodes (500 nested containers: a struct type argument is two,
 /// and the VM lets type arguments nest 256 levels deep).
 pub fn resource_key(address: Address, tag: &StructTag) -> Result<StateKey, ResolverError> {
-    let struct_tag = bcs::to_bytes(tag)
+    Ok(StateKey::MoveResource { address, struct_tag: struct_tag_bytes(tag)? })
+}
+
+/// The BCS encoding of `tag`, as a resource's key holds it.
+///
+/// # Errors
+/// As [`resource_key`].
+pub(crate) fn struct_tag_bytes(tag: &StructTag) -> Result<Box<[u8]>, ResolverError> {
+    Ok(bcs::to_bytes(tag)
         .map_err(|error| ResolverError(format!("resource type too deep for a state key: {error}")))?
-        .into_boxed_slice();
-    Ok(StateKey::MoveResource { address, struct_tag })
+        .into_boxed_slice())
 }
 
 /// Why the Move VM's storage could not answer.

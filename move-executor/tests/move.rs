@@ -70,9 +70,13 @@ impl Chain {
     }
 
     fn publish_example(&mut self, publisher: Address) {
+        self.publish(publisher, example_modules(publisher));
+    }
+
+    /// Publishes `modules` from `publisher`, which must succeed.
+    fn publish(&mut self, publisher: Address, modules: Vec<Vec<u8>>) {
         let nonce = self.state.nonce(publisher);
-        let bundle = MovePayload::ModuleBundle(example_modules(publisher));
-        let output = self.run(&[transaction(publisher, nonce, bundle)]);
+        let output = self.run(&[transaction(publisher, nonce, MovePayload::ModuleBundle(modules))]);
         assert!(receipt(&output, 0).is_success(), "{:?}", output.results[0]);
     }
 }
@@ -90,6 +94,17 @@ fn fee(receipt: &MoveReceipt) -> u128 {
 
 fn u64_resource(state: &MemoryState, owner: Address, tag: &str) -> Option<u64> {
     state.resource(owner, tag).map(|bytes| u64::from_le_bytes(bytes[..8].try_into().expect("u64")))
+}
+
+/// Asserts that transaction `index` failed with `status`, saying `saying`.
+fn assert_failed(output: &VmBlockOutput<MoveVm>, index: usize, status: &str, saying: &str) {
+    match &receipt(output, index).status {
+        MoveStatus::Failed { status: got, message } => {
+            assert_eq!(got, status, "{index}: {message}");
+            assert!(message.contains(saying), "{index}: {message}");
+        }
+        other => panic!("{index}: expected {status}, got {other:?}"),
+    }
 }
 
 fn tag(publisher: Address, name: &str) -> String {
@@ -406,8 +421,7 @@ fn only_plain_values_come_from_a_transaction_never_a_signer_or_a_struct() {
          public entry fun numbers(_me: &signer, _values: vector<u64>, _to: &address) {} }",
         thief,
     );
-    let output = chain.run(&[transaction(thief, 0, MovePayload::ModuleBundle(thief_module))]);
-    assert!(receipt(&output, 0).is_success(), "{:?}", output.results[0]);
+    chain.publish(thief, thief_module);
     let before = chain.state.clone();
     let victim_bytes = victim.to_vec();
     let block = [
@@ -426,13 +440,7 @@ fn only_plain_values_come_from_a_transaction_never_a_signer_or_a_struct() {
         .collect();
     let output = chain.run(&block);
     for index in 0..4 {
-        match &receipt(&output, index).status {
-            MoveStatus::Failed { status, message } => {
-                assert_eq!(status, "INVALID_PAYLOAD", "{index}: {message:?}");
-                assert!(message.contains("cannot be given by a transaction"), "{index}: {message}");
-            }
-            other => panic!("{index}: a forged argument was taken: {other:?}"),
-        }
+        assert_failed(&output, index, "INVALID_PAYLOAD", "cannot be given by a transaction");
     }
     for index in 4..6 {
         assert!(receipt(&output, index).is_success(), "{index}: {:?}", output.results[index]);
@@ -454,9 +462,7 @@ fn a_resource_or_event_type_too_long_to_keep_fails_and_pays_its_fee() {
          public entry fun emit(_account: &signer) {{ event::emit({name} {{ value: 1 }}) }} \
          public entry fun short(account: &signer) {{ move_to(account, Short {{ value: 1 }}) }} }}"
     );
-    let modules = compile_example(&source, alice);
-    let output = chain.run(&[transaction(alice, 0, MovePayload::ModuleBundle(modules))]);
-    assert!(receipt(&output, 0).is_success(), "{:?}", output.results[0]);
+    chain.publish(alice, compile_example(&source, alice));
     let before = chain.state.clone();
     let output = chain.run(&[
         transaction(alice, 1, call(alice, "long", "make", &[], vec![])),
@@ -464,13 +470,7 @@ fn a_resource_or_event_type_too_long_to_keep_fails_and_pays_its_fee() {
         transaction(alice, 3, call(alice, "long", "short", &[], vec![])),
     ]);
     for index in 0..2 {
-        match &receipt(&output, index).status {
-            MoveStatus::Failed { status, message } => {
-                assert_eq!(status, "VALUE_SERIALIZATION_ERROR", "{index}");
-                assert!(message.contains("at most 1024"), "{index}: {message}");
-            }
-            other => panic!("{index}: kept a type past the limit: {other:?}"),
-        }
+        assert_failed(&output, index, "VALUE_SERIALIZATION_ERROR", "at most 1024");
         assert!(receipt(&output, index).events.is_empty());
     }
     let short = receipt(&output, 2);

@@ -386,6 +386,13 @@ impl Chain {
         self.mempool.lock().len()
     }
 
+    /// Whether an empty block should wait for the clock: blocks mined on request (`evm_mine`),
+    /// each a second after its parent at least, put the head ahead of it.
+    #[must_use]
+    pub fn ahead_of_the_clock(&self) -> bool {
+        self.head().timestamp > now()
+    }
+
     /// The waiting transaction with `hash`.
     #[must_use]
     pub fn pending(&self, hash: &B256) -> Option<PendingTransaction> {
@@ -718,13 +725,12 @@ impl Chain {
             if tx.gas_limit < duet_move::gas::intrinsic_gas(payload.encoded_len()) {
                 return Err(SubmitError::IntrinsicGas);
             }
-            // What an EVM transaction with these fees pays per gas.
-            let gas_price = tx.effective_gas_price(u128::from(self.config.base_fee));
             let transaction = MoveTransaction {
                 sender,
                 nonce: tx.nonce,
                 gas_limit: tx.gas_limit,
-                gas_price,
+                // What an EVM transaction with these fees pays per gas.
+                gas_price: paid,
                 payload,
             };
             (Kind::Move, DuetTransaction::Move(transaction))
@@ -777,7 +783,7 @@ impl Chain {
                 Some((sender, envelope)) => records.push((sender, envelope, raw)),
                 // Not written by this node as it writes them now (bytes after the transaction
                 // were once kept): forget it.
-                None => self.store.delete_pending_keys(&[key])?,
+                None => self.store.delete_pending(&[key])?,
             }
         }
         // Each sender's transactions in nonce order, so none looks too far ahead. They are on

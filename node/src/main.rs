@@ -322,9 +322,7 @@ impl Producer {
                     } else {
                         next + period
                     };
-                    if chain.pending_count() == 0 && chain.head().timestamp > unix_time() {
-                        // Blocks mined on request (`evm_mine`) put the head ahead of the clock,
-                        // each a second after its parent: empty blocks wait for it to catch up.
+                    if chain.pending_count() == 0 && chain.ahead_of_the_clock() {
                         continue;
                     }
                     let produced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -357,13 +355,6 @@ impl Producer {
         let _ = self.stop.send(());
         let _ = self.thread.join();
     }
-}
-
-/// Seconds since the Unix epoch.
-fn unix_time() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

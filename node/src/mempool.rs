@@ -397,19 +397,19 @@ impl Mempool {
                 *sender != transaction.sender
                     && !self.building.contains(sender)
                     && transaction.max_fee >= bumped(*max_fee)
-                    && self
-                        .by_sender
-                        .get(sender)
-                        .and_then(BTreeMap::last_key_value)
-                        .is_some_and(|(_, last)| transaction.paid >= bumped(last.paid))
+                    && self.last(*sender).is_some_and(|last| transaction.paid >= bumped(last.paid))
             })
             .map(|(_, sender)| *sender)
     }
 
+    /// `sender`'s waiting transaction with the highest nonce.
+    fn last(&self, sender: Address) -> Option<&PendingTransaction> {
+        Some(self.by_sender.get(&sender)?.last_key_value()?.1)
+    }
+
     /// The tail entry of `sender`'s waiting transactions.
     fn tail(&self, sender: Address) -> Option<(u128, Address)> {
-        let (_, last) = self.by_sender.get(&sender)?.last_key_value()?;
-        Some((last.max_fee, sender))
+        Some((self.last(sender)?.max_fee, sender))
     }
 
     /// Changes `sender`'s waiting transactions through `change`, keeping the tails right and

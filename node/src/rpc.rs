@@ -118,9 +118,7 @@ impl Rpc {
     /// once, until the permit is dropped; past them, "limit exceeded". (Bodies are counted as
     /// they are read, by [`crate::server::read_body`].)
     fn take_in(&self, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit, RpcError> {
-        // INVARIANT: a request is at most MAX_BODY bytes, far below u32::MAX.
-        let size = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
-        Arc::clone(&self.received).try_acquire_many_owned(size).map_err(|_| {
+        crate::server::take_bytes(&self.received, bytes.max(1)).ok_or_else(|| {
             let what = format!("the node holds {MAX_RECEIVED_BYTES} bytes of requests at most");
             RpcError::limit_exceeded(&what)
         })
@@ -129,14 +127,10 @@ impl Rpc {
     /// `request` answered off the async threads, once fewer than [`MAX_ANSWERING`] others are;
     /// transactions sent (`eth_sendRawTransaction` alone, or batches of nothing else) do not
     /// wait behind slow queries: their answers are small and their work bounded.
-    async fn respond_in_turn(self: &Arc<Self>, request: Value) -> Value {
-        self.respond_in_turn_holding(request, ()).await
-    }
-
-    /// [`respond_in_turn`](Self::respond_in_turn), the work holding `hold` (a request's share of
-    /// the bytes budget) to its end: waiting for a turn stops with the request, the work, once
-    /// started, does not.
-    async fn respond_in_turn_holding<H: Send + 'static>(
+    ///
+    /// The work holds `hold` (a request's share of the bytes budget) to its end: waiting for a
+    /// turn stops with the request, the work, once started, does not.
+    async fn respond_in_turn<H: Send + 'static>(
         self: &Arc<Self>,
         request: Value,
         hold: H,
@@ -294,23 +288,18 @@ async fn handle(
     body: axum::body::Bytes,
 ) -> Json<Value> {
     let received = received.map(|axum::Extension(received)| received);
-    let request = match parse_request_holding(body, received.clone()).await {
+    let request = match parse_request(body, received.clone()).await {
         Ok(request) => request,
         Err(answer) => return Json(answer),
     };
-    Json(rpc.respond_in_turn_holding(request, received).await)
+    Json(rpc.respond_in_turn(request, received).await)
 }
 
 /// A request (or batch) from its text, parsed off the async threads when above
 /// [`PARSED_INLINE_BYTES`]; or the parse error's answer.
-pub(crate) async fn parse_request<T: AsRef<[u8]> + Send + 'static>(
-    text: T,
-) -> Result<Value, Value> {
-    parse_request_holding(text, ()).await
-}
-
-/// [`parse_request`], a parse off the async threads holding `hold` to its end.
-async fn parse_request_holding<T: AsRef<[u8]> + Send + 'static, H: Send + 'static>(
+/// A parse off the async threads holds `hold` (the request's share of the bytes budget) to its
+/// end.
+pub(crate) async fn parse_request<T: AsRef<[u8]> + Send + 'static, H: Send + 'static>(
     text: T,
     hold: H,
 ) -> Result<Value, Value> {

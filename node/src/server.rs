@@ -221,11 +221,7 @@ pub async fn read_body(
             let counted = (buffer.len() + data.len()).saturating_sub(UNCOUNTED_BYTES)
                 - buffer.len().saturating_sub(UNCOUNTED_BYTES);
             if counted > 0 {
-                // INVARIANT: below MAX_BODY, far below u32::MAX.
-                let size = u32::try_from(counted).unwrap_or(u32::MAX);
-                let more = Arc::clone(&limits.received)
-                    .try_acquire_many_owned(size)
-                    .map_err(|_| BodyError::OverBudget)?;
+                let more = take_bytes(&limits.received, counted).ok_or(BodyError::OverBudget)?;
                 match &mut held {
                     Some(held) => held.merge(more),
                     None => held = Some(more),
@@ -257,6 +253,14 @@ pub async fn read_body(
     // The body's bytes count until the answer is made (or longer, in work that outlives it).
     drop(received);
     response
+}
+
+/// A permit for `bytes` of the `received` budget (a body's, or a WebSocket message's), if it
+/// has room for them.
+pub(crate) fn take_bytes(received: &Arc<Semaphore>, bytes: usize) -> Option<OwnedSemaphorePermit> {
+    // INVARIANT: a request is at most MAX_BODY bytes, far below u32::MAX.
+    let size = u32::try_from(bytes).unwrap_or(u32::MAX);
+    Arc::clone(received).try_acquire_many_owned(size).ok()
 }
 
 /// Why a body was not read whole.

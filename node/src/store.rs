@@ -470,15 +470,16 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets accepted transactions that will never be included, in one write.
+    /// Forgets accepted transactions that will never be included, by the keys of their records
+    /// (their hashes), in one write.
     ///
     /// # Errors
     /// The database failed.
-    pub fn delete_pending(&self, hashes: &[B256]) -> Result<(), StoreError> {
+    pub fn delete_pending<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<(), StoreError> {
         let family = self.family(PENDING);
         let mut batch = WriteBatch::default();
-        for hash in hashes {
-            batch.delete_cf(family, hash);
+        for key in keys {
+            batch.delete_cf(family, key);
         }
         Ok(self.db.write(batch)?)
     }
@@ -495,19 +496,6 @@ impl Store {
             pending.push((key.to_vec(), raw.to_vec()));
         }
         Ok(pending)
-    }
-
-    /// Deletes the pending transaction records with these keys.
-    ///
-    /// # Errors
-    /// The database failed.
-    pub fn delete_pending_keys(&self, keys: &[Vec<u8>]) -> Result<(), StoreError> {
-        let family = self.family(PENDING);
-        let mut batch = WriteBatch::default();
-        for key in keys {
-            batch.delete_cf(family, key);
-        }
-        Ok(self.db.write(batch)?)
     }
 }
 

@@ -53,22 +53,6 @@ pub enum SystemKey {
     WithdrawalRoot,
 }
 
-impl StateKey {
-    /// The variant's place in the declaration: the first byte of the key's encoding and of its
-    /// hash.
-    const fn variant(&self) -> u8 {
-        match self {
-            Self::Account(_) => 0,
-            Self::Balance(_) => 1,
-            Self::Storage { .. } => 2,
-            Self::Code(_) => 3,
-            Self::MoveModule { .. } => 4,
-            Self::MoveResource { .. } => 5,
-            Self::System(_) => 6,
-        }
-    }
-}
-
 /// Hashed as a few machine words (the variant, then addresses and hashes eight bytes at a time)
 /// instead of byte slices with length prefixes, as derived: keys are hashed several times for
 /// every read and write of a transaction. Equal keys write equal words.
@@ -113,8 +97,23 @@ fn hash_words<const N: usize, H: Hasher>(bytes: &[u8; N], state: &mut H) {
 }
 
 impl StateKey {
-    /// The canonical byte encoding: a one-byte tag (the variant's place), then the fields in order; variable-length
-    /// fields carry a 4-byte big-endian length prefix, so the encoding is injective.
+    /// The variant's place in the declaration: the first byte of the key's encoding and of its
+    /// hash.
+    const fn variant(&self) -> u8 {
+        match self {
+            Self::Account(_) => 0,
+            Self::Balance(_) => 1,
+            Self::Storage { .. } => 2,
+            Self::Code(_) => 3,
+            Self::MoveModule { .. } => 4,
+            Self::MoveResource { .. } => 5,
+            Self::System(_) => 6,
+        }
+    }
+
+    /// The canonical byte encoding: a one-byte tag (the variant's place), then the fields in
+    /// order; variable-length fields carry a 4-byte big-endian length prefix, so the encoding is
+    /// injective.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);

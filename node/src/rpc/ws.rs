@@ -335,7 +335,7 @@ async fn take(
         Ok(received) => received,
         Err(error) => return Some(reply(&Value::Null, Err(error))),
     };
-    let request = match parse_request(text).await {
+    let request = match parse_request(text, ()).await {
         Ok(request) => request,
         Err(answer) => return Some(answer),
     };
@@ -346,7 +346,7 @@ async fn take(
             in_flight.spawn(async move {
                 let id = super::id_of(&request);
                 let sends = sends_transactions(&request);
-                let text = rpc.respond_in_turn(request).await.to_string();
+                let text = rpc.respond_in_turn(request, ()).await.to_string();
                 drop(received);
                 match rpc.take_in(text.len()) {
                     Ok(held) => (text, Some(held)),
