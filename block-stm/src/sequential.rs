@@ -155,6 +155,11 @@ where
     M: Vm,
     S: Storage<Key = M::Key, Value = M::Value>,
 {
+    if probe.is_none() {
+        if let Some(output) = vm.execute_sequentially(transactions, first_index, storage) {
+            return output;
+        }
+    }
     let likely = probe.as_ref().map_or(usize::MAX, |probe| probe.window.saturating_mul(2));
     let mut overlay: FastMap<M::Key, Option<M::Value>> = FastMap::with_capacity_and_hasher(
         crate::KEYS_PER_TRANSACTION * transactions.len().min(likely),

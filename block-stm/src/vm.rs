@@ -185,6 +185,25 @@ pub trait Vm: Sync {
     fn hot_credit_key(&self) -> Option<Self::Key> {
         None
     }
+
+    /// Executes `transactions` (the block's, from `first_index` on) one after another over
+    /// `storage`, if the VM has a faster way to than one [`execute`](Self::execute) per
+    /// transaction through a view of the writes before it; `None` if it has not. The sequential
+    /// executor uses it for whole runs; the output must be exactly the one it would make.
+    #[allow(clippy::type_complexity)] // Spelled out: exactly what the sequential executor returns.
+    fn execute_sequentially<S>(
+        &self,
+        transactions: &[Self::Transaction],
+        first_index: TxnIndex,
+        storage: &S,
+    ) -> Option<Result<crate::VmBlockOutput<Self>, crate::BlockError<Self::Key>>>
+    where
+        Self: Sized,
+        S: Storage<Key = Self::Key, Value = Self::Value>,
+    {
+        let _ = (transactions, first_index, storage);
+        None
+    }
 }
 
 /// The final result of one transaction of a block.

@@ -33,6 +33,7 @@ pub mod move_call;
 mod receipt;
 mod recovery;
 mod scratch;
+mod sequential;
 
 pub use convert::{state_writes, EVM_EMPTY_CODE_HASH};
 pub use database::{BalanceWatch, ViewDatabase, ViewDatabaseError, LAZY_BALANCE};
@@ -174,6 +175,19 @@ impl Vm for EvmVm {
     /// The beneficiary's balance (the fee vault), which every transaction credits.
     fn hot_credit_key(&self) -> Option<StateKey> {
         Some(StateKey::Balance(self.block.beneficiary))
+    }
+
+    /// One EVM for the whole run ([`sequential`]), unless Move code can run in it.
+    fn execute_sequentially<S>(
+        &self,
+        transactions: &[TxEnv],
+        _first_index: TxnIndex,
+        storage: &S,
+    ) -> Option<Result<duet_block_stm::VmBlockOutput<Self>, duet_block_stm::BlockError<StateKey>>>
+    where
+        S: duet_block_stm::Storage<Key = StateKey, Value = StateValue>,
+    {
+        self.move_call.is_none().then(|| self.run_sequentially(transactions, storage))
     }
 }
 

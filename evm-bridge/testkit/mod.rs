@@ -13,7 +13,7 @@ use std::num::NonZeroUsize;
 
 use duet_block_stm::{
     execute_sequential, BlockExecutor, BlockOutput, ExecutionStats, ExecutorConfig,
-    TransactionResult, VmBlockOutput,
+    TransactionResult, Vm, VmBlockOutput, VmOutput,
 };
 use duet_evm::{DuetTransaction, DuetVm, EvmVm, MixedBlockExecutor, EVM_EMPTY_CODE_HASH};
 use duet_types::{Address, Bytes, StateKey, StateValue, B256, U256};
@@ -170,15 +170,46 @@ fn parallel_configs() -> impl Iterator<Item = (usize, ExecutorConfig)> {
     })
 }
 
-/// Executes `block` on `state` sequentially and with Block-STM at 2 and 4 threads (no hand-over
-/// to the sequential executor), asserts that the outputs are identical, and returns the
-/// sequential output with the statistics of the 2-thread run.
+/// `EvmVm` without its own sequential run: Block-STM's sequential executor runs it one
+/// transaction at a time through a view of the writes before it, as it runs any VM.
+pub struct OneByOne<'a>(pub &'a EvmVm);
+
+impl Vm for OneByOne<'_> {
+    type Transaction = TxEnv;
+    type Key = StateKey;
+    type Value = StateValue;
+    type Output = duet_evm::Receipt;
+    type Error = duet_evm::EvmError;
+
+    fn execute<View>(
+        &self,
+        txn_index: duet_block_stm::TxnIndex,
+        transaction: &TxEnv,
+        view: &View,
+    ) -> Result<VmOutput<StateKey, StateValue, duet_evm::Receipt>, duet_evm::EvmError>
+    where
+        View: duet_block_stm::TransactionView<Key = StateKey, Value = StateValue>,
+    {
+        self.0.execute(txn_index, transaction, view)
+    }
+
+    fn hot_credit_key(&self) -> Option<StateKey> {
+        self.0.hot_credit_key()
+    }
+}
+
+/// Executes `block` on `state` sequentially (the EVM's own run, and one transaction at a time)
+/// and with Block-STM at 2 and 4 threads (no hand-over to the sequential executor), asserts that
+/// the outputs are identical, and returns the sequential output with the statistics of the
+/// 2-thread run.
 pub fn execute_every_way(
     vm: &EvmVm,
     block: &[TxEnv],
     state: &MemoryState,
 ) -> (VmBlockOutput<EvmVm>, ExecutionStats) {
     let sequential = execute_sequential(vm, block, state).expect("the block executes");
+    let one_by_one = execute_sequential(&OneByOne(vm), block, state).expect("the block executes");
+    assert!(one_by_one == sequential, "the EVM's own sequential run differs from one by one");
     let mut two_thread_stats = None;
     for (threads, config) in parallel_configs() {
         let (parallel, run_stats) =

@@ -641,3 +641,78 @@ fn random_contracts_match_plain_revm() {
         Chain::run,
     );
 }
+
+/// The state of `chain`, failing to read `broken` and holding a value of the wrong kind under
+/// `wrong`.
+struct Damaged<'a> {
+    state: &'a MemoryState,
+    broken: StateKey,
+    wrong: StateKey,
+}
+
+impl duet_block_stm::Storage for Damaged<'_> {
+    type Key = StateKey;
+    type Value = StateValue;
+
+    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, duet_block_stm::StorageError> {
+        if *key == self.broken {
+            let error = std::io::Error::other("disk on fire");
+            return Err(duet_block_stm::StorageError(std::sync::Arc::new(error)));
+        }
+        if *key == self.wrong {
+            return Ok(Some(StateValue::Slot(U256::from(7))));
+        }
+        duet_block_stm::Storage::get(self.state, key)
+    }
+}
+
+#[test]
+fn a_failing_storage_fails_the_block_and_a_corrupt_value_rejects_its_transaction() {
+    let mut chain = Chain::with_funded_users(4);
+    let pays_corrupt = chain.tx(user(0), TxKind::Call(user(1)), 5, Vec::new(), 21_000);
+    let pays_fine = chain.tx(user(2), TxKind::Call(user(3)), 5, Vec::new(), 21_000);
+    let block = [pays_corrupt, pays_fine];
+    let vm = chain.vm();
+    let corrupt = Damaged {
+        state: &chain.duet,
+        broken: StateKey::Code(B256::repeat_byte(1)),
+        wrong: StateKey::Account(user(1)),
+    };
+    // A wrong kind of value is the transaction's failure: it is rejected, the next one runs.
+    let own = duet_block_stm::execute_sequential(&vm, &block, &corrupt).unwrap();
+    let one_by_one =
+        duet_block_stm::execute_sequential(&testkit::OneByOne(&vm), &block, &corrupt).unwrap();
+    assert!(own == one_by_one, "both sequential runs reject the same way");
+    assert!(
+        matches!(&own.results[0], TransactionResult::Rejected(EvmError::Read(error))
+            if error.to_string().contains("wrong kind")),
+        "{:?}",
+        own.results[0]
+    );
+    assert!(matches!(own.results[1], TransactionResult::Executed(_)));
+    assert!(
+        own.state_updates.iter().all(|(key, _)| match key {
+            StateKey::Account(address) | StateKey::Balance(address) =>
+                ![user(0), user(1)].contains(address),
+            _ => true,
+        }),
+        "the rejected transaction wrote nothing: {:?}",
+        own.state_updates
+    );
+    // A storage that fails to read fails the whole block, in every executor.
+    let failing = Damaged {
+        state: &chain.duet,
+        broken: StateKey::Balance(user(3)),
+        wrong: StateKey::Code(B256::repeat_byte(1)),
+    };
+    let own = duet_block_stm::execute_sequential(&vm, &block, &failing);
+    let one_by_one = duet_block_stm::execute_sequential(&testkit::OneByOne(&vm), &block, &failing);
+    for output in [own, one_by_one] {
+        assert!(
+            matches!(&output, Err(duet_block_stm::BlockError::Storage(error))
+                if error.to_string().contains("disk on fire")),
+            "{:?}",
+            output.map(|output| output.results)
+        );
+    }
+}

@@ -1,0 +1,445 @@
+//! The EVM's own sequential run: one revm for a whole run of transactions, as plain revm runs a
+//! block, over a cache of the accounts it touched.
+//!
+//! Block-STM's sequential executor runs [`EvmVm::execute`] once per transaction, each through a
+//! view of the writes before it: an EVM built for every transaction, every read answered in
+//! Duet's key space, every write set converted and merged one by one. Run in order, none of that
+//! is needed, so an EVM without the Move call precompile runs its sequential runs here
+//! ([`Vm::execute_sequentially`]): one EVM, whose database is a [`RunCache`] of accounts (header,
+//! exact balance, code, slots) loaded from the storage once and updated as each transaction
+//! commits, with a mark on every value a transaction wrote. At the end the marked values are the
+//! run's state updates. The results and the updates are exactly those of the sequential executor
+//! (every key some transaction wrote, with its final value), which the tests check against
+//! Block-STM's parallel runs and plain revm.
+//!
+//! With the Move call precompile, a transaction's Move code reads the state through the
+//! Block-STM view, which this cache is not, so such an EVM runs through the generic executor.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use duet_block_stm::{
+    panic_message, BlockError, BlockOutput, ReadError, Storage, StorageError, TransactionResult,
+    VmBlockOutput,
+};
+use duet_types::{StateKey, StateValue, B256, MOVE_OVERLAY_ADDRESS, U256};
+use foldhash::fast::FixedState;
+use revm::context::result::EVMError;
+use revm::context::TxEnv;
+use revm::database_interface::Database;
+use revm::handler::MainnetEvm;
+use revm::primitives::{Address, StorageKey, StorageValue};
+use revm::state::{AccountId, AccountInfo, Bytecode, EvmState};
+use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
+
+use crate::{EvmError, EvmVm, ViewDatabaseError, EVM_EMPTY_CODE_HASH};
+
+type FastMap<K, V> = std::collections::HashMap<K, V, FixedState>;
+
+/// A storage slot's index as a map key, hashed as four words (as [`StateKey`] hashes its
+/// hashes) rather than as 32 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot(StorageKey);
+
+impl std::hash::Hash for Slot {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for limb in self.0.as_limbs() {
+            state.write_u64(*limb);
+        }
+    }
+}
+
+/// An address as a map key, hashed as three words rather than as 20 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AddressKey(Address);
+
+impl std::hash::Hash for AddressKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let bytes = &self.0 .0 .0;
+        let (first, rest) = bytes.split_at(8);
+        let (second, last) = rest.split_at(8);
+        state.write_u64(u64::from_le_bytes(first.try_into().unwrap_or_default()));
+        state.write_u64(u64::from_le_bytes(second.try_into().unwrap_or_default()));
+        state.write_u32(u32::from_le_bytes(last.try_into().unwrap_or_default()));
+    }
+}
+use std::collections::hash_map::Entry;
+
+/// Reads `key` from `storage`, keeping the first failure in `failure` (it fails the run).
+fn read<S: Storage<Key = StateKey, Value = StateValue>>(
+    storage: &S,
+    failure: &mut Option<StorageError>,
+    key: &StateKey,
+) -> Result<Option<StateValue>, ViewDatabaseError> {
+    storage.get(key).map_err(|error| {
+        failure.get_or_insert_with(|| error.clone());
+        ViewDatabaseError::Read(ReadError::Storage(error))
+    })
+}
+
+/// One account as the run has it: its values now, and which of them a transaction wrote.
+#[derive(Debug)]
+struct CachedAccount {
+    address: Address,
+    /// The account header (nonce, code hash), `None` if the state has none.
+    header: Option<(u64, B256)>,
+    balance: U256,
+    /// The account's code, once loaded or created.
+    code: Option<Bytecode>,
+    header_written: bool,
+    balance_written: bool,
+    /// Slots loaded or written: the value now, and whether a transaction wrote it.
+    slots: FastMap<Slot, (StorageValue, bool)>,
+}
+
+impl CachedAccount {
+    fn info(&self, id: usize) -> Option<AccountInfo> {
+        if self.header.is_none() && self.balance.is_zero() {
+            return None;
+        }
+        let (nonce, code_hash) = self.header.unwrap_or((0, EVM_EMPTY_CODE_HASH));
+        Some(AccountInfo {
+            balance: self.balance,
+            nonce,
+            code_hash,
+            account_id: AccountId::new(id),
+            // Loaded by hash when the EVM needs it, if not yet.
+            code: self.code.clone(),
+        })
+    }
+}
+
+/// revm's database for a sequential run: the accounts the run touched, over the storage.
+#[derive(Debug)]
+pub(crate) struct RunCache<'s, S> {
+    storage: &'s S,
+    accounts: Vec<CachedAccount>,
+    index: FastMap<AddressKey, usize>,
+    /// Code created by the run, by hash.
+    created_code: FastMap<B256, Bytecode>,
+    /// The first storage failure: it fails the run.
+    failure: Option<StorageError>,
+}
+
+impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
+    fn new(storage: &'s S, transactions: usize) -> Self {
+        // A transaction touches a few accounts: a sender, a recipient or contract, the vault.
+        let accounts = transactions.saturating_mul(2).min(1 << 16);
+        Self {
+            storage,
+            accounts: Vec::with_capacity(accounts),
+            index: FastMap::with_capacity_and_hasher(accounts, FixedState::default()),
+            created_code: FastMap::default(),
+            failure: None,
+        }
+    }
+
+    fn read(&mut self, key: &StateKey) -> Result<Option<StateValue>, ViewDatabaseError> {
+        read(self.storage, &mut self.failure, key)
+    }
+
+    /// The position of `address`'s account, loaded from the storage if the run has not yet.
+    fn load(&mut self, address: Address) -> Result<usize, ViewDatabaseError> {
+        let loaded = self.fetch(address);
+        if let Err(ViewDatabaseError::Read(ReadError::Storage(error))) = &loaded {
+            self.failure.get_or_insert_with(|| error.clone());
+        }
+        loaded
+    }
+
+    /// [`load`](Self::load), without keeping a storage failure (nothing is cached then).
+    fn fetch(&mut self, address: Address) -> Result<usize, ViewDatabaseError> {
+        let vacant = match self.index.entry(AddressKey(address)) {
+            Entry::Occupied(entry) => return Ok(*entry.get()),
+            Entry::Vacant(vacant) => vacant,
+        };
+        let read = |key: &StateKey| {
+            self.storage
+                .get(key)
+                .map_err(|error| ViewDatabaseError::Read(ReadError::Storage(error)))
+        };
+        let header = match read(&StateKey::Account(address))? {
+            None => None,
+            Some(StateValue::Account { nonce, code_hash }) => Some((nonce, code_hash)),
+            Some(_) => return Err(ViewDatabaseError::WrongKind(StateKey::Account(address))),
+        };
+        let balance = match read(&StateKey::Balance(address))? {
+            None => U256::ZERO,
+            Some(StateValue::Balance(balance)) => U256::from(balance),
+            Some(_) => return Err(ViewDatabaseError::WrongKind(StateKey::Balance(address))),
+        };
+        let id = self.accounts.len();
+        vacant.insert(id);
+        self.accounts.push(CachedAccount {
+            address,
+            header,
+            balance,
+            code: None,
+            header_written: false,
+            balance_written: false,
+            slots: FastMap::default(),
+        });
+        Ok(id)
+    }
+
+    /// The position of a loaded account: by the id revm carried, checked, or by its address.
+    fn position(
+        &mut self,
+        address: Address,
+        id: Option<AccountId>,
+    ) -> Result<usize, ViewDatabaseError> {
+        match id.map(AccountId::get) {
+            Some(id) if self.accounts.get(id).is_some_and(|account| account.address == address) => {
+                Ok(id)
+            }
+            _ => self.load(address),
+        }
+    }
+
+    fn slot(&mut self, id: usize, slot: StorageKey) -> Result<StorageValue, ViewDatabaseError> {
+        let account = &mut self.accounts[id];
+        let address = account.address;
+        let vacant = match account.slots.entry(Slot(slot)) {
+            Entry::Occupied(entry) => return Ok(entry.get().0),
+            Entry::Vacant(vacant) => vacant,
+        };
+        let value = if address == MOVE_OVERLAY_ADDRESS {
+            // As in the view's database: its storage never reaches the state.
+            U256::ZERO
+        } else {
+            let key = StateKey::Storage { address, slot: B256::from(slot) };
+            match read(self.storage, &mut self.failure, &key)? {
+                None => U256::ZERO,
+                Some(StateValue::Slot(value)) => value,
+                Some(_) => return Err(ViewDatabaseError::WrongKind(key)),
+            }
+        };
+        vacant.insert((value, false));
+        Ok(value)
+    }
+
+    /// Applies one transaction's `state`, marking what it wrote exactly as the sequential
+    /// executor's write sets would ([`crate::state_writes`] with exact balances).
+    fn commit(&mut self, state: EvmState) -> Result<(), ViewDatabaseError> {
+        for (address, account) in state {
+            if !account.is_touched() {
+                continue;
+            }
+            let id = self.position(address, account.info.account_id)?;
+            let cached = &mut self.accounts[id];
+            if account.is_selfdestructed() {
+                cached.header = None;
+                cached.header_written = true;
+                cached.balance = U256::ZERO;
+                cached.balance_written = true;
+                cached.code = None;
+                for slot in account.storage.keys() {
+                    cached.slots.insert(Slot(*slot), (U256::ZERO, true));
+                }
+                continue;
+            }
+            // The cache holds what the transaction started from: revm loaded it from here.
+            let info = &account.info;
+            let (nonce, code_hash) = cached.header.unwrap_or((0, EVM_EMPTY_CODE_HASH));
+            if (info.nonce, info.code_hash) != (nonce, code_hash) {
+                cached.header = (info.nonce != 0 || info.code_hash != EVM_EMPTY_CODE_HASH)
+                    .then_some((info.nonce, info.code_hash));
+                cached.header_written = true;
+                cached.code.clone_from(&info.code);
+            }
+            if info.balance != cached.balance {
+                // INVARIANT: balances stay below 2^128 wei, as the state stores them.
+                cached.balance = U256::from(u128::try_from(info.balance).unwrap_or(u128::MAX));
+                cached.balance_written = true;
+            }
+            if account.is_created() && info.code_hash != EVM_EMPTY_CODE_HASH {
+                if let Some(code) = &info.code {
+                    self.created_code.insert(info.code_hash, code.clone());
+                }
+            }
+            if address != MOVE_OVERLAY_ADDRESS {
+                for (slot, value) in account.changed_storage_slots() {
+                    cached.slots.insert(Slot(*slot), (value.present_value(), true));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every value the run wrote, sorted by key: the run's state updates. Built in
+    /// [`StateKey`]'s order (headers, balances, slots, code; each by address, then slot) from the
+    /// accounts sorted by address, rather than sorted whole.
+    fn into_updates(self) -> Vec<(StateKey, Option<StateValue>)> {
+        let Self { accounts, created_code, .. } = self;
+        let mut order: Vec<&CachedAccount> = accounts
+            .iter()
+            .filter(|account| {
+                account.header_written
+                    || account.balance_written
+                    || account.slots.values().any(|(_, written)| *written)
+            })
+            .collect();
+        order.sort_unstable_by_key(|account| account.address);
+        let mut updates = Vec::with_capacity(order.len() * 2 + created_code.len());
+        for account in &order {
+            if account.header_written {
+                let header = account
+                    .header
+                    .map(|(nonce, code_hash)| StateValue::Account { nonce, code_hash });
+                updates.push((StateKey::Account(account.address), header));
+            }
+        }
+        for account in &order {
+            if account.balance_written {
+                let balance = (!account.balance.is_zero()).then(|| {
+                    StateValue::Balance(u128::try_from(account.balance).unwrap_or(u128::MAX))
+                });
+                updates.push((StateKey::Balance(account.address), balance));
+            }
+        }
+        let mut slots = Vec::new();
+        for account in &order {
+            slots.clear();
+            slots.extend(
+                account
+                    .slots
+                    .iter()
+                    .filter(|(_, (_, written))| *written)
+                    .map(|(slot, (value, _))| (slot.0, *value)),
+            );
+            slots.sort_unstable_by_key(|(slot, _)| *slot);
+            let address = account.address;
+            updates.extend(slots.iter().map(|(slot, value)| {
+                let key = StateKey::Storage { address, slot: B256::from(*slot) };
+                (key, (!value.is_zero()).then_some(StateValue::Slot(*value)))
+            }));
+        }
+        let mut codes: Vec<(B256, Bytecode)> = created_code.into_iter().collect();
+        codes.sort_unstable_by_key(|(code_hash, _)| *code_hash);
+        updates.extend(codes.into_iter().map(|(code_hash, code)| {
+            (StateKey::Code(code_hash), Some(StateValue::Bytes(code.original_bytes())))
+        }));
+        debug_assert!(updates.is_sorted_by(|left, right| left.0 < right.0), "updates in key order");
+        updates
+    }
+}
+
+impl<S: Storage<Key = StateKey, Value = StateValue>> Database for RunCache<'_, S> {
+    type Error = ViewDatabaseError;
+
+    fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        let id = self.load(address)?;
+        // With its code, which revm would otherwise ask for by hash in every transaction.
+        if let (None, Some((_, code_hash))) = (&self.accounts[id].code, self.accounts[id].header) {
+            if code_hash != EVM_EMPTY_CODE_HASH {
+                let code = self.code_by_hash(code_hash)?;
+                self.accounts[id].code = Some(code);
+            }
+        }
+        Ok(self.accounts[id].info(id))
+    }
+
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        if let Some(code) = self.created_code.get(&code_hash) {
+            return Ok(code.clone());
+        }
+        if let Some(code) = crate::scratch::kept_code(code_hash) {
+            return Ok(code);
+        }
+        match self.read(&StateKey::Code(code_hash))? {
+            None => Ok(Bytecode::default()),
+            Some(StateValue::Bytes(bytes)) => {
+                let code = Bytecode::new_raw(bytes);
+                crate::scratch::keep_code(code_hash, &code);
+                Ok(code)
+            }
+            Some(_) => Err(ViewDatabaseError::WrongKind(StateKey::Code(code_hash))),
+        }
+    }
+
+    fn storage(&mut self, address: Address, slot: StorageKey) -> Result<StorageValue, Self::Error> {
+        let id = self.load(address)?;
+        self.slot(id, slot)
+    }
+
+    fn storage_by_account_id(
+        &mut self,
+        address: Address,
+        id: AccountId,
+        slot: StorageKey,
+    ) -> Result<StorageValue, Self::Error> {
+        let id = self.position(address, Some(id))?;
+        self.slot(id, slot)
+    }
+
+    /// As in the view's database: zero until the chain provides block hashes.
+    fn block_hash(&mut self, _number: u64) -> Result<B256, Self::Error> {
+        Ok(B256::ZERO)
+    }
+}
+
+type RunEvm<'s, S> = MainnetEvm<revm::handler::MainnetContext<RunCache<'s, S>>>;
+
+impl EvmVm {
+    fn run_evm<'s, S>(&self, cache: RunCache<'s, S>) -> RunEvm<'s, S>
+    where
+        S: Storage<Key = StateKey, Value = StateValue>,
+    {
+        Context::mainnet()
+            .with_db(cache)
+            .with_block(self.block.clone())
+            .with_cfg(self.cfg.clone())
+            .build_mainnet()
+    }
+
+    /// Runs `transactions` in order over `storage` with one EVM: see the [module](self).
+    pub(crate) fn run_sequentially<S>(
+        &self,
+        transactions: &[TxEnv],
+        storage: &S,
+    ) -> Result<VmBlockOutput<Self>, BlockError<StateKey>>
+    where
+        S: Storage<Key = StateKey, Value = StateValue>,
+    {
+        let cache = RunCache::new(storage, transactions.len());
+        let mut evm = self.run_evm(cache);
+        let mut results = Vec::with_capacity(transactions.len());
+        for transaction in transactions {
+            let outcome = catch_unwind(AssertUnwindSafe(|| evm.transact(transaction.clone())));
+            let cache = &mut evm.ctx.journaled_state.database;
+            if let Some(error) = cache.failure.take() {
+                return Err(BlockError::Storage(error));
+            }
+            let result = match outcome {
+                Ok(Ok(outcome)) => {
+                    cache.commit(outcome.state).map_err(|error| match error {
+                        ViewDatabaseError::Read(ReadError::Storage(error)) => {
+                            BlockError::Storage(error)
+                        }
+                        // Every touched account was loaded by the transaction.
+                        other => BlockError::Invariant(other.to_string()),
+                    })?;
+                    TransactionResult::Executed(outcome.result)
+                }
+                Ok(Err(error)) => TransactionResult::Rejected(match error {
+                    EVMError::Transaction(invalid) => EvmError::Invalid(invalid),
+                    EVMError::Header(header) => EvmError::Header(header.to_string()),
+                    EVMError::Database(error) => EvmError::Read(error),
+                    other => EvmError::Evm(other.to_string()),
+                }),
+                Err(payload) => {
+                    // The journal is in no known state: a new EVM goes on over the same cache.
+                    let message = panic_message(payload.as_ref());
+                    let cache = std::mem::replace(
+                        &mut evm.ctx.journaled_state.database,
+                        RunCache::new(storage, 0),
+                    );
+                    evm = self.run_evm(cache);
+                    TransactionResult::Panicked(message)
+                }
+            };
+            results.push(result);
+        }
+        let cache = evm.ctx.journaled_state.database;
+        Ok(BlockOutput { results, state_updates: cache.into_updates() })
+    }
+}
