@@ -141,6 +141,8 @@ where
 /// [`execute_sequential`], stopping after a transaction if `probe` says the contention is over:
 /// the output then covers the transactions up to it. With a probe, its map of writes is sized
 /// for twice the probe's window at most (a run that is likely to stop early faults in no more).
+/// The VM's own sequential run ([`Vm::execute_sequentially`]), if it has one, runs the whole
+/// run without a probe, or what follows the probe's window.
 ///
 /// # Errors
 /// See [`BlockError`].
@@ -166,8 +168,20 @@ where
         FixedState::default(),
     );
     let mut results = Vec::with_capacity(transactions.len());
+    // Past its window a probe can no longer stop the run: the rest is a whole run.
+    let watched = probe.as_ref().map(|probe| probe.window);
     for (offset, transaction) in transactions.iter().enumerate() {
         let txn_index = first_index + offset;
+        if watched == Some(offset) {
+            let rest = &transactions[offset..];
+            let layered = crate::LayeredStorage::new(storage, &overlay);
+            if let Some(output) = vm.execute_sequentially(rest, txn_index, &layered) {
+                let output = output?;
+                results.extend(output.results);
+                overlay.extend(output.state_updates);
+                break;
+            }
+        }
         let view = SequentialView { overlay: &overlay, storage, failure: RefCell::new(None) };
         let (writes, result) = run_transaction(vm, txn_index, transaction, &view);
         if let Some(error) = view.failure.into_inner() {

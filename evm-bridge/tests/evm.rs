@@ -716,3 +716,35 @@ fn a_failing_storage_fails_the_block_and_a_corrupt_value_rejects_its_transaction
         );
     }
 }
+
+#[test]
+fn a_contended_block_handed_over_to_the_sequential_run_matches() {
+    // Two senders, each paying the other in turn: every transaction depends on the one before.
+    let mut chain = Chain::with_funded_users(2);
+    let block: Vec<TxEnv> = (0..600u64)
+        .map(|index| {
+            let (from, to) = (user(index % 2), user((index + 1) % 2));
+            chain.tx(from, TxKind::Call(to), 1_000 + u128::from(index), Vec::new(), 21_000)
+        })
+        .collect();
+    let vm = chain.vm();
+    let config = duet_block_stm::ExecutorConfig {
+        contention_fallback: Some(duet_block_stm::ContentionFallback {
+            min_executions: 8,
+            max_wasted_percent: 0,
+            probe_window: 16,
+        }),
+        ..duet_block_stm::ExecutorConfig::with_threads(std::num::NonZeroUsize::new(2).unwrap())
+    };
+    let (handed_over, stats) = duet_block_stm::BlockExecutor::new(&vm, config)
+        .execute_block_with_stats(&block, &chain.duet);
+    // Handed over, watched for 16 transactions (then 32, 64…) and run to the end by the EVM's
+    // own run, since the contention never ends.
+    assert!(stats.sequential_from.is_some_and(|from| from < 100), "{stats:?}");
+    assert!(stats.sequential_transactions > 400, "{stats:?}");
+    let one_by_one =
+        duet_block_stm::execute_sequential(&testkit::OneByOne(&vm), &block, &chain.duet).unwrap();
+    assert!(handed_over.unwrap() == one_by_one, "the hand-over's output differs");
+    let results = chain.run(&block);
+    assert_eq!(executed(&results), 600);
+}
