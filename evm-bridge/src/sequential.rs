@@ -83,7 +83,10 @@ struct CachedAccount {
     /// The account header (nonce, code hash), `None` if the state has none.
     header: Option<(u64, B256)>,
     balance: U256,
-    /// The account's code, once loaded or created.
+    /// The state holds a value of the wrong kind as the balance: read as zero, as the view's
+    /// database reads a lazy account's, unless the account's balance must be exact.
+    corrupt_balance: bool,
+    /// The account's code, once the run has read (or created) the code of its code hash.
     code: Option<Bytecode>,
     header_written: bool,
     balance_written: bool,
@@ -114,8 +117,10 @@ pub(crate) struct RunCache<'s, S> {
     storage: &'s S,
     accounts: Vec<CachedAccount>,
     index: FastMap<AddressKey, usize>,
-    /// Code created by the run, by hash.
-    created_code: FastMap<B256, Bytecode>,
+    /// Code the run has read or created, by hash, and whether it created it.
+    codes: FastMap<B256, (Bytecode, bool)>,
+    /// The sender of the transaction running.
+    sender: Address,
     /// The first storage failure: it fails the run.
     failure: Option<StorageError>,
 }
@@ -128,7 +133,8 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
             storage,
             accounts: Vec::with_capacity(accounts),
             index: FastMap::with_capacity_and_hasher(accounts, FixedState::default()),
-            created_code: FastMap::default(),
+            codes: FastMap::default(),
+            sender: Address::ZERO,
             failure: None,
         }
     }
@@ -162,10 +168,10 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
             Some(StateValue::Account { nonce, code_hash }) => Some((nonce, code_hash)),
             Some(_) => return Err(ViewDatabaseError::WrongKind(StateKey::Account(address))),
         };
-        let balance = match read(&StateKey::Balance(address))? {
-            None => U256::ZERO,
-            Some(StateValue::Balance(balance)) => U256::from(balance),
-            Some(_) => return Err(ViewDatabaseError::WrongKind(StateKey::Balance(address))),
+        let (balance, corrupt_balance) = match read(&StateKey::Balance(address))? {
+            None => (U256::ZERO, false),
+            Some(StateValue::Balance(balance)) => (U256::from(balance), false),
+            Some(_) => (U256::ZERO, true),
         };
         let id = self.accounts.len();
         vacant.insert(id);
@@ -173,6 +179,7 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
             address,
             header,
             balance,
+            corrupt_balance,
             code: None,
             header_written: false,
             balance_written: false,
@@ -231,6 +238,7 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
                 cached.header_written = true;
                 cached.balance = U256::ZERO;
                 cached.balance_written = true;
+                cached.corrupt_balance = false;
                 cached.code = None;
                 for slot in account.storage.keys() {
                     cached.slots.insert(Slot(*slot), (U256::ZERO, true));
@@ -244,16 +252,21 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
                 cached.header = (info.nonce != 0 || info.code_hash != EVM_EMPTY_CODE_HASH)
                     .then_some((info.nonce, info.code_hash));
                 cached.header_written = true;
-                cached.code.clone_from(&info.code);
+                if info.code_hash != code_hash {
+                    // Read again by hash: created code is the run's, and a code hash set
+                    // without creating (a delegation) has no code in the state.
+                    cached.code = None;
+                }
             }
             if info.balance != cached.balance {
                 // INVARIANT: balances stay below 2^128 wei, as the state stores them.
                 cached.balance = U256::from(u128::try_from(info.balance).unwrap_or(u128::MAX));
                 cached.balance_written = true;
+                cached.corrupt_balance = false;
             }
             if account.is_created() && info.code_hash != EVM_EMPTY_CODE_HASH {
                 if let Some(code) = &info.code {
-                    self.created_code.insert(info.code_hash, code.clone());
+                    self.codes.insert(info.code_hash, (code.clone(), true));
                 }
             }
             if address != MOVE_OVERLAY_ADDRESS {
@@ -269,7 +282,7 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
     /// [`StateKey`]'s order (headers, balances, slots, code; each by address, then slot) from the
     /// accounts sorted by address, rather than sorted whole.
     fn into_updates(self) -> Vec<(StateKey, Option<StateValue>)> {
-        let Self { accounts, created_code, .. } = self;
+        let Self { accounts, codes, .. } = self;
         let mut order: Vec<&CachedAccount> = accounts
             .iter()
             .filter(|account| {
@@ -279,7 +292,7 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
             })
             .collect();
         order.sort_unstable_by_key(|account| account.address);
-        let mut updates = Vec::with_capacity(order.len() * 2 + created_code.len());
+        let mut updates = Vec::with_capacity(order.len() * 2 + codes.len());
         for account in &order {
             if account.header_written {
                 let header = account
@@ -313,7 +326,10 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
                 (key, (!value.is_zero()).then_some(StateValue::Slot(*value)))
             }));
         }
-        let mut codes: Vec<(B256, Bytecode)> = created_code.into_iter().collect();
+        let mut codes: Vec<(B256, Bytecode)> = codes
+            .into_iter()
+            .filter_map(|(code_hash, (code, created))| created.then_some((code_hash, code)))
+            .collect();
         codes.sort_unstable_by_key(|(code_hash, _)| *code_hash);
         updates.extend(codes.into_iter().map(|(code_hash, code)| {
             (StateKey::Code(code_hash), Some(StateValue::Bytes(code.original_bytes())))
@@ -328,32 +344,39 @@ impl<S: Storage<Key = StateKey, Value = StateValue>> Database for RunCache<'_, S
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
         let id = self.load(address)?;
-        // With its code, which revm would otherwise ask for by hash in every transaction.
-        if let (None, Some((_, code_hash))) = (&self.accounts[id].code, self.accounts[id].header) {
-            if code_hash != EVM_EMPTY_CODE_HASH {
-                let code = self.code_by_hash(code_hash)?;
-                self.accounts[id].code = Some(code);
-            }
+        let account = &mut self.accounts[id];
+        let code_hash = account.header.map_or(EVM_EMPTY_CODE_HASH, |(_, code_hash)| code_hash);
+        // As the view's database: only a lazy account's balance may be read as zero.
+        if account.corrupt_balance && (address == self.sender || code_hash != EVM_EMPTY_CODE_HASH) {
+            return Err(ViewDatabaseError::WrongKind(StateKey::Balance(address)));
         }
-        Ok(self.accounts[id].info(id))
+        // With its code if the run has read it, which revm would otherwise ask for by hash in
+        // every transaction (the code is not read before revm asks for it).
+        if account.code.is_none() && code_hash != EVM_EMPTY_CODE_HASH {
+            account.code = self.codes.get(&code_hash).map(|(code, _)| code.clone());
+        }
+        Ok(account.info(id))
     }
 
     fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
-        if let Some(code) = self.created_code.get(&code_hash) {
+        if let Some((code, _)) = self.codes.get(&code_hash) {
             return Ok(code.clone());
         }
-        if let Some(code) = crate::scratch::kept_code(code_hash) {
-            return Ok(code);
-        }
-        match self.read(&StateKey::Code(code_hash))? {
-            None => Ok(Bytecode::default()),
-            Some(StateValue::Bytes(bytes)) => {
-                let code = Bytecode::new_raw(bytes);
-                crate::scratch::keep_code(code_hash, &code);
-                Ok(code)
-            }
-            Some(_) => Err(ViewDatabaseError::WrongKind(StateKey::Code(code_hash))),
-        }
+        let code = match crate::scratch::kept_code(code_hash) {
+            Some(code) => code,
+            None => match self.read(&StateKey::Code(code_hash))? {
+                // Not kept: the view's database reads it again each time too.
+                None => return Ok(Bytecode::default()),
+                Some(StateValue::Bytes(bytes)) => {
+                    let code = Bytecode::new_raw(bytes);
+                    crate::scratch::keep_code(code_hash, &code);
+                    code
+                }
+                Some(_) => return Err(ViewDatabaseError::WrongKind(StateKey::Code(code_hash))),
+            },
+        };
+        self.codes.insert(code_hash, (code.clone(), false));
+        Ok(code)
     }
 
     fn storage(&mut self, address: Address, slot: StorageKey) -> Result<StorageValue, Self::Error> {
@@ -404,6 +427,7 @@ impl EvmVm {
         let mut evm = self.run_evm(cache);
         let mut results = Vec::with_capacity(transactions.len());
         for transaction in transactions {
+            evm.ctx.journaled_state.database.sender = transaction.caller;
             let outcome = catch_unwind(AssertUnwindSafe(|| evm.transact(transaction.clone())));
             let cache = &mut evm.ctx.journaled_state.database;
             if let Some(error) = cache.failure.take() {

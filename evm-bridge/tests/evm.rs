@@ -642,12 +642,12 @@ fn random_contracts_match_plain_revm() {
     );
 }
 
-/// The state of `chain`, failing to read `broken` and holding a value of the wrong kind under
-/// `wrong`.
+/// A state with damage: reading one key fails, and others hold a value of the wrong kind or a
+/// value put there.
 struct Damaged<'a> {
     state: &'a MemoryState,
-    broken: StateKey,
-    wrong: StateKey,
+    broken: Option<StateKey>,
+    replaced: Vec<(StateKey, StateValue)>,
 }
 
 impl duet_block_stm::Storage for Damaged<'_> {
@@ -655,66 +655,72 @@ impl duet_block_stm::Storage for Damaged<'_> {
     type Value = StateValue;
 
     fn get(&self, key: &StateKey) -> Result<Option<StateValue>, duet_block_stm::StorageError> {
-        if *key == self.broken {
+        if self.broken.as_ref() == Some(key) {
             let error = std::io::Error::other("disk on fire");
             return Err(duet_block_stm::StorageError(std::sync::Arc::new(error)));
         }
-        if *key == self.wrong {
-            return Ok(Some(StateValue::Slot(U256::from(7))));
+        if let Some((_, value)) = self.replaced.iter().find(|(replaced, _)| replaced == key) {
+            return Ok(Some(value.clone()));
         }
         duet_block_stm::Storage::get(self.state, key)
     }
 }
 
 #[test]
-fn a_failing_storage_fails_the_block_and_a_corrupt_value_rejects_its_transaction() {
+fn damaged_state_fails_or_rejects_the_same_in_both_sequential_runs() {
     let mut chain = Chain::with_funded_users(4);
-    let pays_corrupt = chain.tx(user(0), TxKind::Call(user(1)), 5, Vec::new(), 21_000);
-    let pays_fine = chain.tx(user(2), TxKind::Call(user(3)), 5, Vec::new(), 21_000);
-    let block = [pays_corrupt, pays_fine];
+    let block = [0, 2]
+        .map(|from| chain.tx(user(from), TxKind::Call(user(from + 1)), 5, Vec::new(), 21_000));
     let vm = chain.vm();
-    let corrupt = Damaged {
-        state: &chain.duet,
-        broken: StateKey::Code(B256::repeat_byte(1)),
-        wrong: StateKey::Account(user(1)),
+    let wrong = StateValue::Slot(U256::from(7));
+    let run = |broken: Option<StateKey>, replaced: Vec<(StateKey, StateValue)>| {
+        let damaged = Damaged { state: &chain.duet, broken, replaced };
+        let own = duet_block_stm::execute_sequential(&vm, &block, &damaged);
+        let one_by_one =
+            duet_block_stm::execute_sequential(&testkit::OneByOne(&vm), &block, &damaged);
+        assert!(own == one_by_one, "the two sequential runs differ: {own:?}");
+        own
     };
-    // A wrong kind of value is the transaction's failure: it is rejected, the next one runs.
-    let own = duet_block_stm::execute_sequential(&vm, &block, &corrupt).unwrap();
-    let one_by_one =
-        duet_block_stm::execute_sequential(&testkit::OneByOne(&vm), &block, &corrupt).unwrap();
-    assert!(own == one_by_one, "both sequential runs reject the same way");
+    let rejected_as_corrupt = |result: &TransactionResult<Receipt, EvmError>| {
+        matches!(result, TransactionResult::Rejected(EvmError::Read(error))
+            if error.to_string().contains("wrong kind"))
+    };
+    // A recipient's header of the wrong kind: the transaction is rejected, the next one runs.
+    let output = run(None, vec![(StateKey::Account(user(1)), wrong.clone())]).unwrap();
+    assert!(rejected_as_corrupt(&output.results[0]), "{:?}", output.results[0]);
+    assert!(matches!(output.results[1], TransactionResult::Executed(_)));
     assert!(
-        matches!(&own.results[0], TransactionResult::Rejected(EvmError::Read(error))
-            if error.to_string().contains("wrong kind")),
-        "{:?}",
-        own.results[0]
-    );
-    assert!(matches!(own.results[1], TransactionResult::Executed(_)));
-    assert!(
-        own.state_updates.iter().all(|(key, _)| match key {
-            StateKey::Account(address) | StateKey::Balance(address) =>
-                ![user(0), user(1)].contains(address),
-            _ => true,
-        }),
+        !output.state_updates.iter().any(|(key, _)| *key == StateKey::Account(user(0))),
         "the rejected transaction wrote nothing: {:?}",
-        own.state_updates
+        output.state_updates
     );
-    // A storage that fails to read fails the whole block, in every executor.
-    let failing = Damaged {
-        state: &chain.duet,
-        broken: StateKey::Balance(user(3)),
-        wrong: StateKey::Code(B256::repeat_byte(1)),
-    };
-    let own = duet_block_stm::execute_sequential(&vm, &block, &failing);
-    let one_by_one = duet_block_stm::execute_sequential(&testkit::OneByOne(&vm), &block, &failing);
-    for output in [own, one_by_one] {
-        assert!(
-            matches!(&output, Err(duet_block_stm::BlockError::Storage(error))
-                if error.to_string().contains("disk on fire")),
-            "{:?}",
-            output.map(|output| output.results)
-        );
-    }
+    // The sender's balance of the wrong kind: rejected.
+    let output = run(None, vec![(StateKey::Balance(user(0)), wrong.clone())]).unwrap();
+    assert!(rejected_as_corrupt(&output.results[0]), "{:?}", output.results[0]);
+    // A recipient's balance of the wrong kind is read as zero (it is never read exactly) and
+    // the payment replaces it.
+    let output = run(None, vec![(StateKey::Balance(user(1)), wrong.clone())]).unwrap();
+    assert!(matches!(output.results[0], TransactionResult::Executed(_)));
+    assert!(output
+        .state_updates
+        .contains(&(StateKey::Balance(user(1)), Some(StateValue::Balance(5)))));
+    // The fee vault is a contract whose code cannot be read: paying it does not read its code.
+    let unreadable = B256::repeat_byte(0xc0);
+    let vault_header = StateValue::Account { nonce: 1, code_hash: unreadable };
+    let output = run(
+        Some(StateKey::Code(unreadable)),
+        vec![(StateKey::Account(testkit::FEE_VAULT), vault_header)],
+    )
+    .unwrap();
+    assert!(output.results.iter().all(|result| matches!(result, TransactionResult::Executed(_))));
+    // A storage that fails to read fails the whole block.
+    let failed = run(Some(StateKey::Balance(user(3))), Vec::new());
+    assert!(
+        matches!(&failed, Err(duet_block_stm::BlockError::Storage(error))
+            if error.to_string().contains("disk on fire")),
+        "{:?}",
+        failed.map(|output| output.results)
+    );
 }
 
 #[test]
