@@ -847,8 +847,10 @@ impl Chain {
         let build_micros = started.elapsed().as_micros() as u64;
         Metrics::add(&self.metrics.execution_micros, build_micros);
         let committing = std::time::Instant::now();
-        let mut settled: Vec<B256> = records.iter().map(|record| record.hash).collect();
-        settled.extend(&rejected);
+        // The included transactions' records go with the block. A rejected one's go after it,
+        // under the mempool lock: another submission of it may be writing its record now, and
+        // would be acknowledged once the rejected one has left the pool.
+        let settled: Vec<B256> = records.iter().map(|record| record.hash).collect();
         self.store
             .commit(&BlockCommit {
                 block: &block,
@@ -1119,8 +1121,9 @@ impl Chain {
         (records, rejected)
     }
 
-    /// After a block: drops from the mempool (and from disk) what it rejected, what it
-    /// included, and what an included transaction replaced.
+    /// After a block: drops from the mempool what it rejected, what it included, and what an
+    /// included transaction replaced, and from disk the records of the rejected and the replaced
+    /// (the included ones' went with the block), unless another submission of one is on its way.
     fn settle_mempool(
         &self,
         candidates: &[PendingTransaction],
@@ -1141,7 +1144,7 @@ impl Chain {
         for hash in rejected {
             mempool.remove(hash);
         }
-        let mut stale = Vec::new();
+        let mut stale = rejected.to_vec();
         for (sender, nonce) in nonces {
             // What is left below the nonce was replaced by an included transaction.
             stale.extend(
@@ -1755,6 +1758,70 @@ pub(crate) mod tests {
         assert_eq!(chain.produce_block().unwrap().transactions, [again]);
         let record = chain.committed_transaction(again).unwrap().unwrap();
         assert_eq!(record.move_status.as_deref(), Some("success"));
+    }
+
+    #[test]
+    fn a_transaction_a_block_rejects_keeps_its_record_for_a_submission_on_its_way() {
+        use duet_types::{EntryFunction, MovePayload, MOVE_ENTRY_ADDRESS};
+        use std::collections::HashMap;
+
+        let (signer, funder) = (dev_signer(0), dev_signer(1));
+        let one_eth = 10u128.pow(18);
+        // A Move transfer of all but one ether, then a payment of two: admitted (the pool
+        // counts what transactions may pay in fees and value, not what their Move code
+        // moves), and rejected by the block for want of funds.
+        let drain = MovePayload::EntryFunction(EntryFunction {
+            module_address: Address::from_word(B256::with_last_byte(1)),
+            module_name: "eth".to_owned(),
+            function: "transfer".to_owned(),
+            type_arguments: vec![],
+            arguments: vec![
+                bcs::to_bytes(&Address::repeat_byte(0xbe).0 .0).unwrap(),
+                bcs::to_bytes(&(crate::genesis::DEV_BALANCE - one_eth)).unwrap(),
+            ],
+        });
+        let drain = crate::client::sign(
+            &signer,
+            alloy_consensus::TxEip1559 {
+                chain_id: ChainConfig::for_tests().chain_id,
+                nonce: 0,
+                gas_limit: 1_000_000,
+                max_fee_per_gas: 10,
+                to: alloy_primitives::TxKind::Call(MOVE_ENTRY_ADDRESS),
+                input: drain.encode().into(),
+                ..alloy_consensus::TxEip1559::default()
+            },
+        )
+        .unwrap();
+        let pay = payment(&signer, 1, alloy_primitives::U256::from(2 * one_eth), 10);
+        let directory = tempfile::tempdir().unwrap();
+        let open = || open_chain(directory.path(), ChainConfig::for_tests());
+        let chain = open();
+        let drain = chain.submit(&drain).unwrap();
+        // Two submissions of the payment at once: both checked, the first admitted, the second
+        // writing its record while the block runs.
+        let first = chain.check_transaction(&pay, &mut HashMap::new()).unwrap();
+        let second = chain.check_transaction(&pay, &mut HashMap::new()).unwrap();
+        chain.store.put_pending(&[(first.hash, &first.raw[..])]).unwrap();
+        let hash = chain.admit(first, false).unwrap();
+        chain.store.put_pending(&[(second.hash, &second.raw[..])]).unwrap();
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions, [drain], "the payment is rejected");
+        // Funded again, the second submission is admitted and acknowledged: its record must
+        // be on disk.
+        let funding = alloy_consensus::TxEip1559 {
+            to: alloy_primitives::TxKind::Call(signer.address()),
+            ..unsigned_transfer(0, alloy_primitives::U256::from(5 * one_eth), 10, 21_000)
+        };
+        chain.submit(&crate::client::sign(&funder, funding).unwrap()).unwrap();
+        chain.produce_block().unwrap();
+        assert_eq!(chain.admit(second, false).unwrap(), hash);
+        let on_disk = chain.store.pending().unwrap();
+        assert!(on_disk.iter().any(|(key, _)| key[..] == hash[..]), "the record was deleted");
+        drop(chain);
+        let chain = open();
+        assert_eq!(chain.restore_pending().unwrap(), 1, "back after a restart");
+        assert_eq!(chain.produce_block().unwrap().transactions, [hash]);
     }
 
     #[test]
