@@ -249,7 +249,37 @@ pub struct Chain {
     /// Held while a block is built and committed: the producer's blocks and those asked for
     /// (`evm_mine`) are built one after another, each on the last.
     producing: Mutex<()>,
+    /// Counts the starts and ends of block commits (odd while one writes): a sender's nonce and
+    /// balance read with no change of it in between are of one block ([`Chain::funds`]).
+    commits: std::sync::atomic::AtomicU64,
     metrics: Metrics,
+}
+
+/// A sender's nonce and balance as the state holds them, for the checks of a new transaction.
+#[derive(Clone, Copy, Debug)]
+struct Funds {
+    nonce: u64,
+    balance: U256,
+    /// The lowest nonce of the sender's waiting transactions that its balance has not paid for
+    /// yet: its nonce if both were read as of one block (those below were included, or replaced
+    /// by an included one), else 0 (every waiting one counts, which can only count too much).
+    unpaid_from: u64,
+}
+
+/// Marks a block commit in [`Chain::commits`], from its start to its end, however it ends.
+struct Committing<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> Committing<'a> {
+    fn start(commits: &'a std::sync::atomic::AtomicU64) -> Self {
+        commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(commits)
+    }
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Chain {
@@ -324,6 +354,7 @@ impl Chain {
             threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             executor_parts: Mutex::new(duet_block_stm::ExecutorParts::default()),
             producing: Mutex::new(()),
+            commits: std::sync::atomic::AtomicU64::new(0),
             metrics: Metrics::default(),
             config,
             store,
@@ -454,6 +485,27 @@ impl Chain {
         Ok(self.store.get(&StateKey::Balance(address))?.and_then(|v| v.as_balance()).unwrap_or(0))
     }
 
+    /// `sender`'s nonce and balance, read as of one block if they can be (see [`Funds`]).
+    ///
+    /// # Errors
+    /// The database failed.
+    fn funds(&self, sender: Address) -> Result<Funds, StoreError> {
+        use std::sync::atomic::Ordering;
+        let read = || -> Result<(u64, U256), StoreError> {
+            Ok((self.account(sender)?.0, U256::from(self.balance(sender)?)))
+        };
+        for _ in 0..3 {
+            let before = self.commits.load(Ordering::SeqCst);
+            let (nonce, balance) = read()?;
+            if before % 2 == 0 && self.commits.load(Ordering::SeqCst) == before {
+                return Ok(Funds { nonce, balance, unpaid_from: nonce });
+            }
+            std::thread::yield_now();
+        }
+        let (nonce, balance) = read()?;
+        Ok(Funds { nonce, balance, unpaid_from: 0 })
+    }
+
     /// The nonce and code hash of `address`.
     ///
     /// # Errors
@@ -577,26 +629,25 @@ impl Chain {
         }
         // A block may have committed since the check: under the mempool lock, which the block's
         // clean-up also takes, the nonce read now is the one that counts.
-        let inserted =
-            self.account(pending.sender).map_err(SubmitError::from).and_then(|(nonce, _)| {
-                if pending.nonce < nonce {
-                    return Err(SubmitError::NonceTooLow { expected: nonce, got: pending.nonce });
-                }
-                if !restored {
-                    // With the transactions of its batch that came in before it.
-                    let balance = U256::from(self.balance(pending.sender)?);
-                    check_overdraft(&mempool, &pending, balance)?;
-                }
-                // The gap rule again, against what the pool holds now: one of the batch's
-                // transactions refused since its check (a concurrent request filled the pool,
-                // say) leaves those after it further ahead than they were checked for.
-                let arrival = if restored {
-                    Arrival::Restored { state_nonce: nonce }
-                } else {
-                    Arrival::New { state_nonce: nonce }
-                };
-                Ok(mempool.insert(pending, arrival)?)
-            });
+        let inserted = self.funds(pending.sender).map_err(SubmitError::from).and_then(|funds| {
+            let nonce = funds.nonce;
+            if pending.nonce < nonce {
+                return Err(SubmitError::NonceTooLow { expected: nonce, got: pending.nonce });
+            }
+            if !restored {
+                // With the transactions of its batch that came in before it.
+                check_overdraft(&mempool, &pending, funds)?;
+            }
+            // The gap rule again, against what the pool holds now: one of the batch's
+            // transactions refused since its check (a concurrent request filled the pool,
+            // say) leaves those after it further ahead than they were checked for.
+            let arrival = if restored {
+                Arrival::Restored { state_nonce: nonce }
+            } else {
+                Arrival::New { state_nonce: nonce }
+            };
+            Ok(mempool.insert(pending, arrival)?)
+        });
         match inserted {
             Ok(displaced) => {
                 // Replaced or evicted: gone from the pool, so from disk too.
@@ -656,14 +707,15 @@ impl Chain {
         let envelope = TxEnvelope::decode_2718_exact(raw)
             .map_err(|error| SubmitError::Malformed(error.to_string()))?;
         let sender = envelope.recover_signer().map_err(|_| SubmitError::InvalidSender)?;
-        let (pending, balance, state_nonce) = self.check_signed(raw, &envelope, sender)?;
+        let (pending, funds) = self.check_signed(raw, &envelope, sender)?;
+        let state_nonce = funds.nonce;
         // Refused here if too far ahead, if the pool is full or if the sender over-committed,
         // before it is written to disk. The gap counts from the request's earlier transactions
         // of the sender on, through those the pool holds after them.
         let mut mempool = self.mempool.lock();
         let from = earlier.get(&sender).map_or(state_nonce, |&earlier| earlier.max(state_nonce));
         let admission = mempool.check(&pending, Arrival::Precheck { from })?;
-        check_overdraft(&mempool, &pending, balance)?;
+        check_overdraft(&mempool, &pending, funds)?;
         mempool.begin_submission(&pending);
         if admission.next == Some(pending.nonce) {
             earlier.insert(sender, pending.nonce + 1);
@@ -679,7 +731,7 @@ impl Chain {
         raw: &[u8],
         envelope: &TxEnvelope,
         sender: Address,
-    ) -> Result<(PendingTransaction, U256, u64), SubmitError> {
+    ) -> Result<(PendingTransaction, Funds), SubmitError> {
         if envelope.chain_id() != Some(self.config.chain_id) {
             return Err(SubmitError::ChainId);
         }
@@ -741,11 +793,11 @@ impl Chain {
             self.admission.check_transaction(&tx).map_err(refusal)?;
             (Kind::Evm, DuetTransaction::Evm(tx))
         };
-        let (nonce, _) = self.account(sender)?;
+        let funds = self.funds(sender)?;
+        let (nonce, balance) = (funds.nonce, funds.balance);
         if tx_nonce < nonce {
             return Err(SubmitError::NonceTooLow { expected: nonce, got: tx_nonce });
         }
-        let balance = U256::from(self.balance(sender)?);
         if balance < cost {
             return Err(SubmitError::InsufficientFunds { balance, cost });
         }
@@ -764,7 +816,7 @@ impl Chain {
             transaction,
             received: std::time::Instant::now(),
         };
-        Ok((pending, balance, nonce))
+        Ok((pending, funds))
     }
 
     /// Puts back into the mempool the accepted transactions a previous run left on disk;
@@ -793,7 +845,7 @@ impl Chain {
         for (sender, envelope, raw) in records {
             let admitted = match self.check_signed(&raw, &envelope, sender) {
                 // A refusal deletes the record.
-                Ok((pending, _, _)) => self.admit(pending, true),
+                Ok((pending, _)) => self.admit(pending, true),
                 Err(SubmitError::Store(error)) => return Err(error),
                 Err(error) => {
                     self.store.delete_pending(&[*envelope.tx_hash()])?;
@@ -851,6 +903,7 @@ impl Chain {
         // under the mempool lock: another submission of it may be writing its record now, and
         // would be acknowledged once the rejected one has left the pool.
         let settled: Vec<B256> = records.iter().map(|record| record.hash).collect();
+        let in_commit = Committing::start(&self.commits);
         self.store
             .commit(&BlockCommit {
                 block: &block,
@@ -860,6 +913,7 @@ impl Chain {
                 nodes: &update.writes,
             })
             .map_err(|error| format!("block {number}: {error}"))?;
+        drop(in_commit);
         // Only now: a block that failed to commit leaves the cache as the store is.
         cache.committed(&update.writes);
         let commit_micros = committing.elapsed().as_micros() as u64;
@@ -1334,11 +1388,12 @@ fn refusal(invalid: InvalidTransaction) -> SubmitError {
 fn check_overdraft(
     mempool: &Mempool,
     pending: &PendingTransaction,
-    balance: U256,
+    funds: Funds,
 ) -> Result<(), SubmitError> {
-    let cost = mempool.waiting_cost(pending.sender, pending.nonce).saturating_add(pending.cost);
-    if balance < cost {
-        return Err(SubmitError::Overdraft { balance, cost });
+    let waiting = mempool.waiting_cost(pending.sender, pending.nonce, funds.unpaid_from);
+    let cost = waiting.saturating_add(pending.cost);
+    if funds.balance < cost {
+        return Err(SubmitError::Overdraft { balance: funds.balance, cost });
     }
     Ok(())
 }
@@ -1512,6 +1567,39 @@ pub(crate) mod tests {
         drop(chain);
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
         assert_eq!(chain.restore_pending().unwrap(), 2);
+    }
+
+    #[test]
+    fn right_after_a_block_its_transactions_are_not_counted_twice_against_the_balance() {
+        use alloy_primitives::U256;
+
+        let signer = dev_signer(0);
+        let ether = |amount: u64| U256::from(amount) * U256::from(10u64.pow(18));
+        let transfer = |nonce, value| payment(&signer, nonce, value, 10);
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let spent = transfer(0, ether(6_000));
+        let copy = chain.check_transaction(&spent, &mut HashMap::new()).unwrap();
+        chain.mempool.lock().end_submission(&copy.hash);
+        chain.submit(&spent).unwrap();
+        chain.produce_block().unwrap();
+        // The block has paid the 6 000 ether; until the pool catches up with it, it still holds
+        // the transaction (put back here, as it is between the block's commit and its clean-up).
+        let arrival = crate::mempool::Arrival::Restored { state_nonce: 0 };
+        chain.mempool.lock().insert(copy, arrival).unwrap();
+        assert_eq!(chain.pending_count(), 1);
+        // While a block commits, the nonce and the balance may be of two blocks: every waiting
+        // transaction counts, which may refuse too much but never too little.
+        let next = transfer(1, ether(3_000));
+        let in_commit = super::Committing::start(&chain.commits);
+        let refused = chain.submit(&next);
+        assert!(matches!(refused, Err(super::SubmitError::Overdraft { .. })), "{refused:?}");
+        drop(in_commit);
+        // 3 000 of the 4 000 left: not an overdraft, though 6 000 + 3 000 are waiting.
+        chain.submit(&next).unwrap();
+        // 2 000 more would be.
+        let refused = chain.submit(&transfer(2, ether(2_000)));
+        assert!(matches!(refused, Err(super::SubmitError::Overdraft { .. })), "{refused:?}");
     }
 
     #[test]

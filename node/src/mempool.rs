@@ -256,12 +256,13 @@ impl Mempool {
         nonce
     }
 
-    /// What `sender`'s waiting transactions can take from its balance together, but the one
-    /// with nonce `except` (which a new transaction would replace).
+    /// What `sender`'s waiting transactions from nonce `from` on can take from its balance
+    /// together, but the one with nonce `except` (which a new transaction would replace). Those
+    /// below `from` were paid for already (included in a block the pool has not caught up with).
     #[must_use]
-    pub fn waiting_cost(&self, sender: Address, except: u64) -> U256 {
+    pub fn waiting_cost(&self, sender: Address, except: u64, from: u64) -> U256 {
         self.waiting(sender)
-            .filter(|transaction| transaction.nonce != except)
+            .filter(|transaction| transaction.nonce != except && transaction.nonce >= from)
             .fold(U256::ZERO, |sum, transaction| sum.saturating_add(transaction.cost))
     }
 
