@@ -223,8 +223,9 @@ pub struct Chain {
     /// The Move VM blocks run on.
     move_vm: Arc<MoveVm>,
     /// The Move VM calls (`eth_call`) run on: its own code cache, so a call never loads code
-    /// from a block being committed into the VM blocks use. Replaced by a fresh one after every
-    /// block that published modules (calls still running keep the old one).
+    /// from a block being committed into the VM blocks use. Replaced by a fresh one when a block
+    /// that published modules commits (calls starting meanwhile wait; calls still running keep
+    /// the old one).
     call_move_vm: RwLock<Arc<MoveVm>>,
     mempool: Mutex<Mempool>,
     /// When the next block looks for expired transactions: a scan of every sender, for a
@@ -903,6 +904,10 @@ impl Chain {
         // under the mempool lock: another submission of it may be writing its record now, and
         // would be acknowledged once the rejected one has left the pool.
         let settled: Vec<B256> = records.iter().map(|record| record.hash).collect();
+        // A block that published Move code: calls that start while it commits wait for it and
+        // run on a fresh Move VM, whose code cache holds no code the block replaced (the old VM
+        // could serve old code over the new state).
+        let call_move_vm = published.then(|| self.call_move_vm.write());
         let in_commit = Committing::start(&self.commits);
         self.store
             .commit(&BlockCommit {
@@ -932,8 +937,8 @@ impl Chain {
         let block = Arc::new(block);
         *self.head.write() = Arc::clone(&block);
         drop(cache);
-        if published {
-            *self.call_move_vm.write() = Arc::new(MoveVm::new(self.config.fee_vault));
+        if let Some(mut call_move_vm) = call_move_vm {
+            *call_move_vm = Arc::new(MoveVm::new(self.config.fee_vault));
         }
         self.settle_mempool(&candidates, &rejected, settled);
         Ok(block)
