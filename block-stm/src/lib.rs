@@ -28,6 +28,8 @@
 //!   [`Vm::hot_credit_key`]) keeps its credits with each transaction's own record, so that the
 //!   workers do not pass one cache line back and forth for every transaction.
 //! - [`execute_sequential`] is the specification; [`BlockExecutor::execute_block`] must equal it.
+//!   A VM may run a whole sequential run itself ([`Vm::execute_sequentially`], one transaction
+//!   after another without a view per transaction) if its output is exactly the one-by-one run's.
 //! - A VM panic becomes that transaction's [`TransactionResult::Panicked`]; a storage failure or
 //!   a bug of ours is a [`BlockError`]. Neither hangs nor crashes the executor.
 //! - Under heavy contention (most executions wasted on conflicts) a run hands the block to the

@@ -7,7 +7,9 @@
 //! and code hash), the balance, each changed storage slot, and new code. Only what changed is
 //! written, so transactions that merely touch a contract do not conflict. An EVM is built for
 //! each transaction, but each thread hands revm's journal (with its warm precompile addresses)
-//! and memory buffer from one finished EVM to the next, as revm keeps them over a block.
+//! and memory buffer from one finished EVM to the next, as revm keeps them over a block. A
+//! sequential run needs no view per transaction: without the Move call precompile, `EvmVm` runs
+//! it with one EVM over a cache of the accounts it touched (`sequential`).
 //!
 //! Signed transactions (legacy, EIP-2930, EIP-1559) have their senders recovered for a whole
 //! block in parallel before execution ([`recover_block`]); the executed transactions carry
@@ -177,7 +179,7 @@ impl Vm for EvmVm {
         Some(StateKey::Balance(self.block.beneficiary))
     }
 
-    /// One EVM for the whole run ([`sequential`]), unless Move code can run in it.
+    /// One EVM for the whole run (module `sequential`), unless Move code can run in it.
     fn execute_sequentially<S>(
         &self,
         transactions: &[TxEnv],
