@@ -9,7 +9,7 @@
 //! | simple instruction (arithmetic, branch, load of a small constant, …) | 1 (`*`, `/`, `%`: 2) |
 //! | call | 10 + 1 per argument (+ 1 per type argument) |
 //! | constant load | 2 + 1 per 32 bytes |
-//! | copy, move, store of a local; read, write of a reference; `==`, `!=` | 1 + 1 per 32 units of the value's size |
+//! | copy, move, store of a local; read, write of a reference; `==`, `!=` | 1 + 1 per 32 units of the value's size (through a reference, of the value it points to: the VM is patched for it, `vendor/README.md`) |
 //! | pack, unpack of a struct | 2 + 1 per field |
 //! | vector operation | 2 (+ 1 per element for pack and unpack) |
 //! | `borrow_global`, `exists`, `move_from`, `move_to` | 50 (+ 1 per 32 units moved) |

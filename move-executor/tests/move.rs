@@ -405,6 +405,53 @@ fn publishing_a_module_costs_what_the_schedule_says() {
 }
 
 #[test]
+fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
+    // Reading a vector of 10 000 u64s through a reference copies 80 000 bytes, and comparing
+    // two references to it walks both: each costs 80 000 / 32 = 2 500 gas a side, as copying
+    // the vector from a local does. (Charged as the reference alone, a constant, a loop of
+    // `*r;` copied megabytes for a few gas each: a cheap transaction could keep a node busy for
+    // minutes.)
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let module = compile_example(
+        "module example::greedy { \
+         use std::vector; \
+         fun filled(length: u64): vector<u64> { \
+             let v = vector::empty<u64>(); let i = 0; \
+             while (i < length) { vector::push_back(&mut v, i); i = i + 1 }; v } \
+         public entry fun copies(length: u64, times: u64) { \
+             let v = filled(length); let r = &v; let j = 0; \
+             while (j < times) { *r; j = j + 1 } } \
+         public entry fun comparisons(length: u64, times: u64) { \
+             let v = filled(length); let j = 0; \
+             while (j < times) { assert!(&v == &v, 0); j = j + 1 } } }",
+        alice,
+    );
+    chain.publish(alice, module);
+    let mut gas_used = |function: &str, times: u64| {
+        let nonce = chain.state.nonce(alice);
+        let arguments = vec![bcs(&10_000u64), bcs(&times)];
+        let output = chain.run(&[transaction(
+            alice,
+            nonce,
+            call(alice, "greedy", function, &[], arguments),
+        )]);
+        let receipt = receipt(&output, 0);
+        (receipt.status.clone(), receipt.gas_used)
+    };
+    for (function, per_time) in [("copies", 2_500), ("comparisons", 5_000)] {
+        let (status, ten) = gas_used(function, 10);
+        assert!(status == MoveStatus::Success, "{function}: {status:?}");
+        let (_, twenty) = gas_used(function, 20);
+        let per = (twenty - ten) / 10;
+        assert!((per_time..per_time + 100).contains(&per), "{function}: {per} gas a time");
+        // A thousand times would take 2.5 or 5 million gas: out of gas at the limit.
+        let (status, used) = gas_used(function, 1_000);
+        assert_eq!((status, used), (MoveStatus::OutOfGas, GAS_LIMIT), "{function}");
+    }
+}
+
+#[test]
 fn only_plain_values_come_from_a_transaction_never_a_signer_or_a_struct() {
     let (thief, victim) = (user(1), user(2));
     let mut chain = Chain::new([thief, victim]);
