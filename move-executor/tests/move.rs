@@ -452,6 +452,39 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
 }
 
 #[test]
+fn a_type_doubled_by_a_chain_of_generic_calls_is_refused_past_512_nodes() {
+    // Each call instantiates the next with `Pair<T, T>`: the type doubles at each level, and 26
+    // levels built 2^26 nodes under the depth bound alone (34 seconds for 21 600 gas; a few
+    // more levels, gigabytes).
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let levels = 26;
+    let functions: String = (0..levels)
+        .map(|level| {
+            let next = if level + 1 < levels {
+                format!("f{}<Pair<T, T>>()", level + 1)
+            } else {
+                String::new()
+            };
+            format!("fun f{level}<T: drop>() {{ {next} }} ")
+        })
+        .collect();
+    let source = format!(
+        "module example::types {{ struct Pair<A, B> has drop {{ a: A, b: B }} {functions} \
+         public entry fun deep() {{ f0<u8>() }} \
+         public entry fun shallow() {{ f22<u8>() }} }}"
+    );
+    chain.publish(alice, compile_example(&source, alice));
+    let block = [
+        transaction(alice, 1, call(alice, "types", "shallow", &[], vec![])),
+        transaction(alice, 2, call(alice, "types", "deep", &[], vec![])),
+    ];
+    let output = chain.run(&block);
+    assert_eq!(receipt(&output, 0).status, MoveStatus::Success, "four levels: 31 nodes");
+    assert_failed(&output, 1, "VM_MAX_TYPE_DEPTH_REACHED", "a type of more than 512 nodes");
+}
+
+#[test]
 fn only_plain_values_come_from_a_transaction_never_a_signer_or_a_struct() {
     let (thief, victim) = (user(1), user(2));
     let mut chain = Chain::new([thief, victim]);

@@ -2,6 +2,8 @@
 // Copyright (c) The Move Contributors
 // SPDX-License-Identifier: Apache-2.0
 
+use std::cell::Cell;
+
 use move_binary_format::{
     errors::{PartialVMError, PartialVMResult},
     file_format::{AbilitySet, StructDefinitionIndex, StructTypeParameter},
@@ -12,6 +14,12 @@ use move_core_types::{
 };
 
 pub const TYPE_DEPTH_MAX: usize = 256;
+
+/// Duet: the most nodes a type built by substitution may have. Substituting a type argument
+/// that a type names twice (`Pair<T, T>`) doubles it, so a chain of generic calls, each with
+/// such an instantiation, built a type of 2^depth nodes under the depth bound alone: seconds of
+/// work and gigabytes for a few thousand gas.
+pub const TYPE_NODES_MAX: usize = 512;
 
 #[derive(Debug, Clone, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct StructType {
@@ -49,16 +57,22 @@ pub enum Type {
 }
 
 impl Type {
-    fn clone_impl(&self, depth: usize) -> PartialVMResult<Type> {
-        self.apply_subst(|idx, _| Ok(Type::TyParam(idx)), depth)
+    fn clone_impl(&self, depth: usize, nodes: &Cell<usize>) -> PartialVMResult<Type> {
+        self.apply_subst(|idx, _| Ok(Type::TyParam(idx)), depth, nodes)
     }
 
-    fn apply_subst<F>(&self, subst: F, depth: usize) -> PartialVMResult<Type>
+    fn apply_subst<F>(&self, subst: F, depth: usize, nodes: &Cell<usize>) -> PartialVMResult<Type>
     where
         F: Fn(usize, usize) -> PartialVMResult<Type> + Copy,
     {
         if depth > TYPE_DEPTH_MAX {
             return Err(PartialVMError::new(StatusCode::VM_MAX_TYPE_DEPTH_REACHED));
+        }
+        // Duet: and at most `TYPE_NODES_MAX` nodes.
+        nodes.set(nodes.get() + 1);
+        if nodes.get() > TYPE_NODES_MAX {
+            return Err(PartialVMError::new(StatusCode::VM_MAX_TYPE_DEPTH_REACHED)
+                .with_message(format!("a type of more than {} nodes", TYPE_NODES_MAX)));
         }
         let res = match self {
             Type::TyParam(idx) => subst(*idx, depth)?,
@@ -68,16 +82,18 @@ impl Type {
             Type::U128 => Type::U128,
             Type::Address => Type::Address,
             Type::Signer => Type::Signer,
-            Type::Vector(ty) => Type::Vector(Box::new(ty.apply_subst(subst, depth + 1)?)),
-            Type::Reference(ty) => Type::Reference(Box::new(ty.apply_subst(subst, depth + 1)?)),
+            Type::Vector(ty) => Type::Vector(Box::new(ty.apply_subst(subst, depth + 1, nodes)?)),
+            Type::Reference(ty) => {
+                Type::Reference(Box::new(ty.apply_subst(subst, depth + 1, nodes)?))
+            }
             Type::MutableReference(ty) => {
-                Type::MutableReference(Box::new(ty.apply_subst(subst, depth + 1)?))
+                Type::MutableReference(Box::new(ty.apply_subst(subst, depth + 1, nodes)?))
             }
             Type::Struct(def_idx) => Type::Struct(*def_idx),
             Type::StructInstantiation(def_idx, instantiation) => {
                 let mut inst = vec![];
                 for ty in instantiation {
-                    inst.push(ty.apply_subst(subst, depth + 1)?)
+                    inst.push(ty.apply_subst(subst, depth + 1, nodes)?)
                 }
                 Type::StructInstantiation(*def_idx, inst)
             }
@@ -86,9 +102,10 @@ impl Type {
     }
 
     pub fn subst(&self, ty_args: &[Type]) -> PartialVMResult<Type> {
+        let nodes = Cell::new(0);
         self.apply_subst(
             |idx, depth| match ty_args.get(idx) {
-                Some(ty) => ty.clone_impl(depth),
+                Some(ty) => ty.clone_impl(depth, &nodes),
                 None => Err(
                     PartialVMError::new(StatusCode::UNKNOWN_INVARIANT_VIOLATION_ERROR)
                         .with_message(format!(
@@ -99,6 +116,7 @@ impl Type {
                 ),
             },
             1,
+            &nodes,
         )
     }
 
