@@ -459,16 +459,16 @@ fn a_type_doubled_by_a_chain_of_generic_calls_is_refused_past_512_nodes() {
     let alice = user(1);
     let mut chain = Chain::new([alice]);
     let levels = 26;
-    let functions: String = (0..levels)
-        .map(|level| {
-            let next = if level + 1 < levels {
-                format!("f{}<Pair<T, T>>()", level + 1)
-            } else {
-                String::new()
-            };
-            format!("fun f{level}<T: drop>() {{ {next} }} ")
-        })
-        .collect();
+    use std::fmt::Write;
+    let mut functions = String::new();
+    for level in 0..levels {
+        let next = if level + 1 < levels {
+            format!("f{}<Pair<T, T>>()", level + 1)
+        } else {
+            String::new()
+        };
+        write!(functions, "fun f{level}<T: drop>() {{ {next} }} ").expect("a string takes it");
+    }
     let source = format!(
         "module example::types {{ struct Pair<A, B> has drop {{ a: A, b: B }} {functions} \
          public entry fun deep() {{ f0<u8>() }} \
