@@ -4,6 +4,7 @@
 #[path = "../testkit/mod.rs"]
 mod testkit;
 
+use std::fmt::Write;
 use std::num::NonZeroUsize;
 
 use duet_block_stm::{ContentionFallback, ExecutorConfig, TransactionResult, VmBlockOutput};
@@ -459,7 +460,6 @@ fn a_type_doubled_by_a_chain_of_generic_calls_is_refused_past_512_nodes() {
     let alice = user(1);
     let mut chain = Chain::new([alice]);
     let levels = 26;
-    use std::fmt::Write;
     let mut functions = String::new();
     for level in 0..levels {
         let next = if level + 1 < levels {
