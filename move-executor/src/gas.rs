@@ -12,6 +12,7 @@
 //! | copy, move, store of a local; read, write of a reference; `==`, `!=` | 1 + 1 per 32 units of the value's size (through a reference, of the value it points to: the VM is patched for it, `vendor/README.md`) |
 //! | pack, unpack of a struct | 2 + 1 per field |
 //! | vector operation | 2 (+ 1 per element for pack and unpack) |
+//! | a type an instruction instantiates (a generic call's type arguments, a vector or generic struct instruction's type) | 1 per 4 nodes (`u64`: 1 node, `vector<Coin<T>>`: 3; the VM is patched to report them) |
 //! | `borrow_global`, `exists`, `move_from`, `move_to` | 50 (+ 1 per 32 units moved) |
 //! | first load of a resource in a transaction | 2 100 + 1 per 8 bytes |
 //! | native function | its own cost (below) |
@@ -75,6 +76,8 @@ pub const MODULE_BYTE: u64 = 200;
 
 const CALL: u64 = 10;
 const GLOBAL: u64 = 50;
+/// Type nodes an instruction may instantiate per unit of gas: a type is copied each time.
+const TYPE_NODES_PER_GAS: u64 = 4;
 
 /// The gas a transaction with a payload of `payload_bytes` pays before it runs.
 #[must_use]
@@ -301,5 +304,9 @@ impl GasMeter for DuetGasMeter {
 
     fn charge_native_function(&mut self, amount: InternalGas) -> PartialVMResult<()> {
         self.charge(u64::from(amount))
+    }
+
+    fn charge_type_nodes(&mut self, nodes: usize) -> PartialVMResult<()> {
+        self.charge(nodes as u64 / TYPE_NODES_PER_GAS)
     }
 }

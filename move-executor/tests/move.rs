@@ -425,7 +425,12 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
              while (j < times) { *r; j = j + 1 } } \
          public entry fun comparisons(length: u64, times: u64) { \
              let v = filled(length); let j = 0; \
-             while (j < times) { assert!(&v == &v, 0); j = j + 1 } } }",
+             while (j < times) { assert!(&v == &v, 0); j = j + 1 } } \
+         public entry fun empties(length: u64, times: u64) { \
+             let v = vector::empty<vector<u8>>(); let i = 0; \
+             while (i < length) { vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }; \
+             let r = &v; let j = 0; \
+             while (j < times) { *r; j = j + 1 } } }",
         alice,
     );
     chain.publish(alice, module);
@@ -440,13 +445,14 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
         let receipt = receipt(&output, 0);
         (receipt.status.clone(), receipt.gas_used)
     };
-    for (function, per_time) in [("copies", 2_500), ("comparisons", 5_000)] {
+    // 10 000 empty vectors: each counts 16 (an allocation), or copying them would be nearly free.
+    for (function, per_time) in [("copies", 2_500), ("comparisons", 5_000), ("empties", 5_000)] {
         let (status, ten) = gas_used(function, 10);
         assert!(status == MoveStatus::Success, "{function}: {status:?}");
         let (_, twenty) = gas_used(function, 20);
         let per = (twenty - ten) / 10;
         assert!((per_time..per_time + 100).contains(&per), "{function}: {per} gas a time");
-        // A thousand times would take 2.5 or 5 million gas: out of gas at the limit.
+        // A thousand times would take millions of gas: out of gas at the limit.
         let (status, used) = gas_used(function, 1_000);
         assert_eq!((status, used), (MoveStatus::OutOfGas, GAS_LIMIT), "{function}");
     }
@@ -482,6 +488,74 @@ fn a_type_doubled_by_a_chain_of_generic_calls_is_refused_past_512_nodes() {
     let output = chain.run(&block);
     assert_eq!(receipt(&output, 0).status, MoveStatus::Success, "four levels: 31 nodes");
     assert_failed(&output, 1, "VM_MAX_TYPE_DEPTH_REACHED", "a type of more than 512 nodes");
+}
+
+#[test]
+fn an_instruction_pays_for_the_type_it_instantiates() {
+    // `g` runs `vector::length` on a vector of a 511-node type: the VM copies the type at each
+    // execution, which costs 511 / 4 = 127 gas (a `u64` costs nothing more).
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let mut functions = String::new();
+    for level in 0..8 {
+        let next = if level < 7 { format!("f{}", level + 1) } else { "g".to_owned() };
+        write!(functions, "fun f{level}<T: drop>(times: u64) {{ {next}<Pair<T, T>>(times) }} ")
+            .expect("a string takes it");
+    }
+    let source = format!(
+        "module example::typed {{ use std::vector; \
+         struct Pair<A, B> has drop {{ a: A, b: B }} {functions} \
+         fun g<T: drop>(times: u64) {{ \
+             let v = vector::empty<T>(); let i = 0; \
+             while (i < times) {{ vector::length(&v); i = i + 1 }} }} \
+         public entry fun big(times: u64) {{ f0<u8>(times) }} \
+         public entry fun small(times: u64) {{ g<u64>(times) }} }}"
+    );
+    chain.publish(alice, compile_example(&source, alice));
+    let mut gas_used = |function: &str, times: u64| {
+        let nonce = chain.state.nonce(alice);
+        let payload = call(alice, "typed", function, &[], vec![bcs(&times)]);
+        let output = chain.run(&[transaction(alice, nonce, payload)]);
+        assert_eq!(receipt(&output, 0).status, MoveStatus::Success, "{function}");
+        receipt(&output, 0).gas_used
+    };
+    let per_small = (gas_used("small", 20) - gas_used("small", 10)) / 10;
+    let per_big = (gas_used("big", 20) - gas_used("big", 10)) / 10;
+    assert_eq!(per_big - per_small, 127, "{per_big} against {per_small} gas an iteration");
+}
+
+#[test]
+fn a_layout_doubled_by_nesting_a_struct_is_refused_past_512_nodes() {
+    // `Pair<T>` holds two `T`s: nested 40 deep, a type of 41 nodes whose layout (what reading
+    // or writing a resource of it needs, built before any gas is charged) has 2^41.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let levels = 40;
+    let mut functions = String::new();
+    for level in 0..levels {
+        let body = if level + 1 < levels {
+            format!("f{}<Pair<T>>()", level + 1)
+        } else {
+            "exists<Holder<T>>(@0x1)".to_owned()
+        };
+        write!(functions, "fun f{level}<T: store + drop>(): bool {{ {body} }} ")
+            .expect("a string takes it");
+    }
+    let source = format!(
+        "module example::layouts {{ \
+         struct Pair<T> has store, drop {{ a: T, b: T }} \
+         struct Holder<T: store> has key {{ value: T }} {functions} \
+         public entry fun deep() {{ f0<u8>(); }} \
+         public entry fun shallow() {{ f35<u8>(); }} }}"
+    );
+    chain.publish(alice, compile_example(&source, alice));
+    let block = [
+        transaction(alice, 1, call(alice, "layouts", "shallow", &[], vec![])),
+        transaction(alice, 2, call(alice, "layouts", "deep", &[], vec![])),
+    ];
+    let output = chain.run(&block);
+    assert_eq!(receipt(&output, 0).status, MoveStatus::Success, "five levels: 63 nodes");
+    assert_failed(&output, 1, "VM_MAX_VALUE_DEPTH_REACHED", "a type layout of more than 512 nodes");
 }
 
 #[test]

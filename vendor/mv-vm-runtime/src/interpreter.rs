@@ -225,6 +225,10 @@ impl Interpreter {
                         .instantiate_generic_function(idx, current_frame.ty_args())
                         .map_err(|e| set_err_info!(current_frame, e))?;
                     let func = resolver.function_from_instantiation(idx);
+                    // Duet: the type arguments just built, charged by their size.
+                    gas_meter
+                        .charge_type_nodes(ty_args.iter().map(Type::node_count).sum())
+                        .map_err(|e| set_err_info!(current_frame, e))?;
 
                     // Charge gas
                     let module_id = func
@@ -1200,6 +1204,8 @@ impl Frame {
                         let is_mut = matches!(instruction, Bytecode::MutBorrowGlobalGeneric(_));
                         let addr = interpreter.operand_stack.pop_as::<AccountAddress>()?;
                         let ty = resolver.instantiate_generic_type(*si_idx, self.ty_args())?;
+                        // Duet: the type just built, charged by its size.
+                        gas_meter.charge_type_nodes(ty.node_count())?;
                         interpreter.borrow_global(
                             is_mut,
                             true,
@@ -1225,6 +1231,8 @@ impl Frame {
                     Bytecode::ExistsGeneric(si_idx) => {
                         let addr = interpreter.operand_stack.pop_as::<AccountAddress>()?;
                         let ty = resolver.instantiate_generic_type(*si_idx, self.ty_args())?;
+                        // Duet: the type just built, charged by its size.
+                        gas_meter.charge_type_nodes(ty.node_count())?;
                         interpreter.exists(
                             true,
                             resolver.loader(),
@@ -1249,6 +1257,8 @@ impl Frame {
                     Bytecode::MoveFromGeneric(si_idx) => {
                         let addr = interpreter.operand_stack.pop_as::<AccountAddress>()?;
                         let ty = resolver.instantiate_generic_type(*si_idx, self.ty_args())?;
+                        // Duet: the type just built, charged by its size.
+                        gas_meter.charge_type_nodes(ty.node_count())?;
                         interpreter.move_from(
                             true,
                             resolver.loader(),
@@ -1287,6 +1297,8 @@ impl Frame {
                             .read_ref()?
                             .value_as::<AccountAddress>()?;
                         let ty = resolver.instantiate_generic_type(*si_idx, self.ty_args())?;
+                        // Duet: the type just built, charged by its size.
+                        gas_meter.charge_type_nodes(ty.node_count())?;
                         interpreter.move_to(
                             true,
                             resolver.loader(),
@@ -1312,6 +1324,8 @@ impl Frame {
                     }
                     Bytecode::VecPack(si, num) => {
                         let ty = resolver.instantiate_single_type(*si, self.ty_args())?;
+                        // Duet: the type just built, charged by its size.
+                        gas_meter.charge_type_nodes(ty.node_count())?;
                         gas_meter.charge_vec_pack(
                             make_ty!(&ty),
                             interpreter.operand_stack.last_n(*num as usize)?,
@@ -1323,6 +1337,8 @@ impl Frame {
                     Bytecode::VecLen(si) => {
                         let vec_ref = interpreter.operand_stack.pop_as::<VectorRef>()?;
                         let ty = &resolver.instantiate_single_type(*si, self.ty_args())?;
+                        // Duet: the type just built, charged by its size.
+                        gas_meter.charge_type_nodes(ty.node_count())?;
                         gas_meter.charge_vec_len(TypeWithLoader {
                             ty,
                             loader: resolver.loader(),
@@ -1334,6 +1350,8 @@ impl Frame {
                         let idx = interpreter.operand_stack.pop_as::<u64>()? as usize;
                         let vec_ref = interpreter.operand_stack.pop_as::<VectorRef>()?;
                         let ty = resolver.instantiate_single_type(*si, self.ty_args())?;
+                        // Duet: the type just built, charged by its size.
+                        gas_meter.charge_type_nodes(ty.node_count())?;
                         let res = vec_ref.borrow_elem(idx, &ty);
                         gas_meter.charge_vec_borrow(false, make_ty!(&ty), res.is_ok())?;
                         interpreter.operand_stack.push(res?)?;
@@ -1342,6 +1360,8 @@ impl Frame {
                         let idx = interpreter.operand_stack.pop_as::<u64>()? as usize;
                         let vec_ref = interpreter.operand_stack.pop_as::<VectorRef>()?;
                         let ty = &resolver.instantiate_single_type(*si, self.ty_args())?;
+                        // Duet: the type just built, charged by its size.
+                        gas_meter.charge_type_nodes(ty.node_count())?;
                         let res = vec_ref.borrow_elem(idx, ty);
                         gas_meter.charge_vec_borrow(true, make_ty!(ty), res.is_ok())?;
                         interpreter.operand_stack.push(res?)?;
@@ -1350,12 +1370,16 @@ impl Frame {
                         let elem = interpreter.operand_stack.pop()?;
                         let vec_ref = interpreter.operand_stack.pop_as::<VectorRef>()?;
                         let ty = &resolver.instantiate_single_type(*si, self.ty_args())?;
+                        // Duet: the type just built, charged by its size.
+                        gas_meter.charge_type_nodes(ty.node_count())?;
                         gas_meter.charge_vec_push_back(make_ty!(ty), &elem)?;
                         vec_ref.push_back(elem, ty)?;
                     }
                     Bytecode::VecPopBack(si) => {
                         let vec_ref = interpreter.operand_stack.pop_as::<VectorRef>()?;
                         let ty = &resolver.instantiate_single_type(*si, self.ty_args())?;
+                        // Duet: the type just built, charged by its size.
+                        gas_meter.charge_type_nodes(ty.node_count())?;
                         let res = vec_ref.pop(ty);
                         gas_meter.charge_vec_pop_back(make_ty!(ty), res.as_ref().ok())?;
                         interpreter.operand_stack.push(res?)?;
@@ -1363,6 +1387,8 @@ impl Frame {
                     Bytecode::VecUnpack(si, num) => {
                         let vec_val = interpreter.operand_stack.pop_as::<Vector>()?;
                         let ty = &resolver.instantiate_single_type(*si, self.ty_args())?;
+                        // Duet: the type just built, charged by its size.
+                        gas_meter.charge_type_nodes(ty.node_count())?;
                         gas_meter.charge_vec_unpack(make_ty!(ty), NumArgs::new(*num))?;
                         let elements = vec_val.unpack(ty, *num)?;
                         for value in elements {
@@ -1374,6 +1400,8 @@ impl Frame {
                         let idx1 = interpreter.operand_stack.pop_as::<u64>()? as usize;
                         let vec_ref = interpreter.operand_stack.pop_as::<VectorRef>()?;
                         let ty = &resolver.instantiate_single_type(*si, self.ty_args())?;
+                        // Duet: the type just built, charged by its size.
+                        gas_meter.charge_type_nodes(ty.node_count())?;
                         gas_meter.charge_vec_swap(make_ty!(ty))?;
                         vec_ref.swap(idx1, idx2, ty)?;
                     }

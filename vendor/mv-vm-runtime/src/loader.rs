@@ -2221,10 +2221,14 @@ impl Loader {
         gidx: CachedStructIndex,
         ty_args: &[Type],
         depth: usize,
+        nodes: &mut usize,
     ) -> PartialVMResult<MoveStructLayout> {
         if let Some(struct_map) = self.type_cache.read().structs.get(&gidx) {
             if let Some(struct_info) = struct_map.get(ty_args) {
                 if let Some(layout) = &struct_info.struct_layout {
+                    // Duet: a cached layout is copied whole: its nodes count (the struct's own
+                    // was counted by the caller).
+                    count_layout_nodes(nodes, struct_layout_nodes(layout) - 1)?;
                     return Ok(layout.clone());
                 }
             }
@@ -2238,7 +2242,7 @@ impl Loader {
             .collect::<PartialVMResult<Vec<_>>>()?;
         let field_layouts = field_tys
             .iter()
-            .map(|ty| self.type_to_type_layout_impl(ty, depth + 1))
+            .map(|ty| self.type_to_type_layout_impl(ty, depth + 1, nodes))
             .collect::<PartialVMResult<Vec<_>>>()?;
         let struct_layout = MoveStructLayout::new(field_layouts);
 
@@ -2254,10 +2258,16 @@ impl Loader {
         Ok(struct_layout)
     }
 
-    fn type_to_type_layout_impl(&self, ty: &Type, depth: usize) -> PartialVMResult<MoveTypeLayout> {
+    fn type_to_type_layout_impl(
+        &self,
+        ty: &Type,
+        depth: usize,
+        nodes: &mut usize,
+    ) -> PartialVMResult<MoveTypeLayout> {
         if depth > VALUE_DEPTH_MAX {
             return Err(PartialVMError::new(StatusCode::VM_MAX_VALUE_DEPTH_REACHED));
         }
+        count_layout_nodes(nodes, 1)?;
         Ok(match ty {
             Type::Bool => MoveTypeLayout::Bool,
             Type::U8 => MoveTypeLayout::U8,
@@ -2266,13 +2276,19 @@ impl Loader {
             Type::Address => MoveTypeLayout::Address,
             Type::Signer => MoveTypeLayout::Signer,
             Type::Vector(ty) => {
-                MoveTypeLayout::Vector(Box::new(self.type_to_type_layout_impl(ty, depth + 1)?))
+                MoveTypeLayout::Vector(Box::new(self.type_to_type_layout_impl(
+                    ty,
+                    depth + 1,
+                    nodes,
+                )?))
             }
             Type::Struct(gidx) => {
-                MoveTypeLayout::Struct(self.struct_gidx_to_type_layout(*gidx, &[], depth)?)
+                MoveTypeLayout::Struct(self.struct_gidx_to_type_layout(*gidx, &[], depth, nodes)?)
             }
             Type::StructInstantiation(gidx, ty_args) => {
-                MoveTypeLayout::Struct(self.struct_gidx_to_type_layout(*gidx, ty_args, depth)?)
+                MoveTypeLayout::Struct(
+                    self.struct_gidx_to_type_layout(*gidx, ty_args, depth, nodes)?,
+                )
             }
             Type::Reference(_) | Type::MutableReference(_) | Type::TyParam(_) => {
                 return Err(
@@ -2287,8 +2303,36 @@ impl Loader {
         self.type_to_type_tag_impl(ty)
     }
     pub(crate) fn type_to_type_layout(&self, ty: &Type) -> PartialVMResult<MoveTypeLayout> {
-        self.type_to_type_layout_impl(ty, 1)
+        self.type_to_type_layout_impl(ty, 1, &mut 0)
     }
+}
+
+/// Duet: the most nodes a value's layout may have. A struct that names its type parameter twice
+/// (`Pair<T> { a: T, b: T }`) doubles the layout at each level of nesting, so a type of a few
+/// nodes had a layout of 2^depth under the depth bound alone, built (and cached) before any gas
+/// was charged.
+pub const LAYOUT_NODES_MAX: usize = 512;
+
+/// Duet: counts `more` nodes of a layout being built, failing past [`LAYOUT_NODES_MAX`].
+fn count_layout_nodes(nodes: &mut usize, more: usize) -> PartialVMResult<()> {
+    *nodes += more;
+    if *nodes > LAYOUT_NODES_MAX {
+        return Err(PartialVMError::new(StatusCode::VM_MAX_VALUE_DEPTH_REACHED)
+            .with_message(format!("a type layout of more than {} nodes", LAYOUT_NODES_MAX)));
+    }
+    Ok(())
+}
+
+/// Duet: the nodes of a struct's layout (built within [`LAYOUT_NODES_MAX`]).
+fn struct_layout_nodes(layout: &MoveStructLayout) -> usize {
+    fn nodes(layout: &MoveTypeLayout) -> usize {
+        match layout {
+            MoveTypeLayout::Vector(element) => 1 + nodes(element),
+            MoveTypeLayout::Struct(fields) => struct_layout_nodes(fields),
+            _ => 1,
+        }
+    }
+    1 + layout.fields().iter().map(nodes).sum::<usize>()
 }
 
 // Public APIs for external uses.

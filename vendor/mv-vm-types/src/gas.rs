@@ -194,6 +194,14 @@ pub trait GasMeter {
     /// In the future, we may want to remove this and directly pass a reference to the GasMeter
     /// instance to the native functions to allow gas to be deducted during computation.
     fn charge_native_function(&mut self, amount: InternalGas) -> PartialVMResult<()>;
+
+    /// Duet: charges for `nodes` type nodes an instruction instantiated (a generic call's type
+    /// arguments, a vector or generic struct instruction's type): substituting a type copies
+    /// it, once per execution of the instruction.
+    fn charge_type_nodes(&mut self, nodes: usize) -> PartialVMResult<()> {
+        let _ = nodes;
+        Ok(())
+    }
 }
 
 /// A dummy gas meter that does not meter anything.

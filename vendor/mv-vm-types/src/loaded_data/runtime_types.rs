@@ -68,8 +68,11 @@ impl Type {
         if depth > TYPE_DEPTH_MAX {
             return Err(PartialVMError::new(StatusCode::VM_MAX_TYPE_DEPTH_REACHED));
         }
-        // Duet: and at most `TYPE_NODES_MAX` nodes.
-        nodes.set(nodes.get() + 1);
+        // Duet: and at most `TYPE_NODES_MAX` nodes (a type parameter is not one: what replaces
+        // it is counted).
+        if !matches!(self, Type::TyParam(_)) {
+            nodes.set(nodes.get() + 1);
+        }
         if nodes.get() > TYPE_NODES_MAX {
             return Err(PartialVMError::new(StatusCode::VM_MAX_TYPE_DEPTH_REACHED)
                 .with_message(format!("a type of more than {} nodes", TYPE_NODES_MAX)));
@@ -118,6 +121,17 @@ impl Type {
             1,
             &nodes,
         )
+    }
+
+    /// Duet: the type's nodes (what substituting or copying it builds).
+    pub fn node_count(&self) -> usize {
+        match self {
+            Type::Vector(ty) | Type::Reference(ty) | Type::MutableReference(ty) => {
+                1 + ty.node_count()
+            }
+            Type::StructInstantiation(_, tys) => 1 + tys.iter().map(Type::node_count).sum::<usize>(),
+            _ => 1,
+        }
     }
 
     #[allow(deprecated)]

@@ -1833,20 +1833,33 @@ const LEGACY_MIN_EXISTS_DATA_SIZE: AbstractMemorySize = AbstractMemorySize::new(
 
 impl Container {
     fn size(&self) -> AbstractMemorySize {
+        // Duet: a vector counts `LEGACY_CONST_SIZE` besides its elements, as a value of its own
+        // (an allocation): an empty one counted nothing, so copying or comparing a vector of
+        // empty vectors cost a few gas whatever their number.
         match self {
-            Self::Locals(r) | Self::Vec(r) | Self::Struct(r) => Struct::size_impl(&*r.borrow()),
-            Self::VecU8(r) => AbstractMemorySize::new((r.borrow().len() * size_of::<u8>()) as u64),
+            Self::Locals(r) | Self::Struct(r) => Struct::size_impl(&*r.borrow()),
+            Self::Vec(r) => LEGACY_CONST_SIZE + Struct::size_impl(&*r.borrow()),
+            Self::VecU8(r) => {
+                LEGACY_CONST_SIZE
+                    + AbstractMemorySize::new((r.borrow().len() * size_of::<u8>()) as u64)
+            }
             Self::VecU64(r) => {
-                AbstractMemorySize::new((r.borrow().len() * size_of::<u64>()) as u64)
+                LEGACY_CONST_SIZE
+                    + AbstractMemorySize::new((r.borrow().len() * size_of::<u64>()) as u64)
             }
             Self::VecU128(r) => {
-                AbstractMemorySize::new((r.borrow().len() * size_of::<u128>()) as u64)
+                LEGACY_CONST_SIZE
+                    + AbstractMemorySize::new((r.borrow().len() * size_of::<u128>()) as u64)
             }
             Self::VecBool(r) => {
-                AbstractMemorySize::new((r.borrow().len() * size_of::<bool>()) as u64)
+                LEGACY_CONST_SIZE
+                    + AbstractMemorySize::new((r.borrow().len() * size_of::<bool>()) as u64)
             }
             Self::VecAddress(r) => {
-                AbstractMemorySize::new((r.borrow().len() * size_of::<AccountAddress>()) as u64)
+                LEGACY_CONST_SIZE
+                    + AbstractMemorySize::new(
+                        (r.borrow().len() * size_of::<AccountAddress>()) as u64,
+                    )
             }
         }
     }
