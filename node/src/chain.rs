@@ -1271,12 +1271,15 @@ impl Chain {
     /// # Errors
     /// See [`CallError`].
     pub fn call(&self, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
+        // The Move VM first: while a block that published modules commits, this waits for it,
+        // and the head read after is that block.
+        let move_vm = Arc::clone(&self.call_move_vm.read());
         let head = self.head();
         let mut evm = EvmVm::new(
             self.config.chain_id,
             block_env(&self.config, head.number + 1, head.timestamp + 1),
         )
-        .with_move(Arc::clone(&self.call_move_vm.read()));
+        .with_move(move_vm);
         evm.cfg.disable_nonce_check = true;
         evm.cfg.disable_balance_check = true;
         evm.cfg.disable_base_fee = true;
