@@ -30,6 +30,7 @@ mod block;
 mod compiler;
 pub mod evm;
 pub mod gas;
+pub mod limits;
 pub mod natives;
 mod package;
 pub mod resolver;
@@ -764,6 +765,12 @@ impl MoveVm {
                         .saturating_mul(modules.len() as u64)
                         .saturating_add(gas::MODULE_BYTE.saturating_mul(bytes as u64)),
                 )?;
+                for bytes in modules {
+                    // Malformed bytes are the VM's to report.
+                    if let Ok(module) = move_binary_format::CompiledModule::deserialize(bytes) {
+                        limits::check_module(&module)?;
+                    }
+                }
                 session.publish_module_bundle(modules.to_vec(), signer, meter)?;
             }
         }

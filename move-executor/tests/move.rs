@@ -525,6 +525,26 @@ fn an_instruction_pays_for_the_type_it_instantiates() {
 }
 
 #[test]
+fn loading_a_constant_costs_by_its_bytes() {
+    // 1 000 empty vectors in 1 002 bytes: each load builds 1 001 vectors.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let empties = vec!["vector[]"; 1_000].join(", ");
+    let source = format!(
+        "module example::constant {{ const C: vector<vector<u8>> = vector[{empties}]; \
+         public entry fun load(times: u64) {{ let i = 0; while (i < times) {{ C; i = i + 1 }} }} }}"
+    );
+    chain.publish(alice, compile_example(&source, alice));
+    let mut gas_used = |times: u64| {
+        let nonce = chain.state.nonce(alice);
+        let payload = call(alice, "constant", "load", &[], vec![bcs(&times)]);
+        receipt(&chain.run(&[transaction(alice, nonce, payload)]), 0).gas_used
+    };
+    let per = (gas_used(20) - gas_used(10)) / 10;
+    assert!((1_004..1_100).contains(&per), "{per} gas a load");
+}
+
+#[test]
 fn a_layout_doubled_by_nesting_a_struct_is_refused_past_512_nodes() {
     // `Pair<T>` holds two `T`s: nested 40 deep, a type of 41 nodes whose layout (what reading
     // or writing a resource of it needs, built before any gas is charged) has 2^41.
@@ -607,13 +627,15 @@ fn only_plain_values_come_from_a_transaction_never_a_signer_or_a_struct() {
 fn a_resource_or_event_type_too_long_to_keep_fails_and_pays_its_fee() {
     let alice = user(1);
     let mut chain = Chain::new([alice]);
-    let name = format!("R{}", "x".repeat(1_100));
+    // A name of 200 bytes, nested five deep: a type tag of over 1 024 bytes.
+    let name = format!("R{}", "x".repeat(199));
+    let long = format!("{}u64{}", format!("{name}<").repeat(5), ">".repeat(5));
     let source = format!(
         "module example::long {{ use duet::event; \
-         struct {name} has key, store, drop {{ value: u64 }} \
+         struct {name}<phantom T> has key, store, drop {{ value: u64 }} \
          struct Short has key {{ value: u64 }} \
-         public entry fun make(account: &signer) {{ move_to(account, {name} {{ value: 1 }}) }} \
-         public entry fun emit(_account: &signer) {{ event::emit({name} {{ value: 1 }}) }} \
+         public entry fun make(account: &signer) {{ move_to<{long}>(account, {name} {{ value: 1 }}) }} \
+         public entry fun emit(_account: &signer) {{ event::emit<{long}>({name} {{ value: 1 }}) }} \
          public entry fun short(account: &signer) {{ move_to(account, Short {{ value: 1 }}) }} }}"
     );
     chain.publish(alice, compile_example(&source, alice));
@@ -631,8 +653,59 @@ fn a_resource_or_event_type_too_long_to_keep_fails_and_pays_its_fee() {
     assert!(short.is_success(), "{short:?}");
     let fees = fee(receipt(&output, 0)) + fee(receipt(&output, 1)) + fee(short);
     assert_eq!(chain.state.balance(alice), before.balance(alice) - fees);
-    assert_eq!(chain.state.resource(alice, &format!("{alice}::long::{name}")), None);
     assert!(chain.state.resource(alice, &format!("{alice}::long::Short")).is_some());
+    assert_eq!(
+        chain.state.0.keys().filter(|key| matches!(key, StateKey::MoveResource { .. })).count(),
+        before.0.keys().filter(|key| matches!(key, StateKey::MoveResource { .. })).count() + 1,
+        "only the short one was stored"
+    );
+}
+
+#[test]
+fn a_module_over_the_limits_is_refused_and_pays_its_fee() {
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let long_name = format!("R{}", "x".repeat(255));
+    let deep = format!("{}u8{}", "vector<".repeat(16), ">".repeat(16));
+    let y = "Big<u8, u8, u8, u8>";
+    let x = format!("Big<{y}, {y}, {y}, {y}>");
+    let wide = format!("Big<{x}, {x}, {x}, {x}>");
+    let returns = vec!["T"; 200].join(", ");
+    let calls = "g<Big<Big<u8, u8, u8, u8>, Big<u8, u8, u8, u8>, u8, u8>>(); ".repeat(30);
+    let modules = [
+        format!("module example::a {{ struct {long_name} has drop {{ value: u64 }} }}"),
+        format!("module example::b {{ public fun f(_v: {deep}) {{}} }}"),
+        format!(
+            "module example::c {{ struct Big<A, B, C, D> has drop {{ a: A, b: B, c: C, d: D }} \
+             public fun f(_p: {wide}) {{}} }}"
+        ),
+        format!(
+            "module example::d {{ struct Big<A, B, C, D> has drop {{ a: A, b: B, c: C, d: D }} \
+             fun g<T: drop>(): ({returns}) {{ abort 0 }} \
+             fun h() {{ {calls} }} }}"
+        ),
+    ];
+    let saying = [
+        "an identifier of 256 bytes",
+        "a type deeper than 16",
+        "a type of 85 nodes",
+        "instantiate",
+    ];
+    for (index, (source, saying)) in modules.iter().zip(saying).enumerate() {
+        let before = chain.state.clone();
+        let nonce = chain.state.nonce(alice);
+        let mut publish =
+            transaction(alice, nonce, MovePayload::ModuleBundle(compile_example(source, alice)));
+        publish.gas_limit = 30_000_000;
+        let output = chain.run(&[publish]);
+        assert_failed(&output, 0, "CONSTRAINT_NOT_SATISFIED", saying);
+        assert_eq!(
+            chain.state.balance(alice),
+            before.balance(alice) - fee(receipt(&output, 0)),
+            "{index}: only the fee"
+        );
+        assert_eq!(chain.state.nonce(alice), nonce + 1);
+    }
 }
 
 #[test]
@@ -780,17 +853,25 @@ proptest! {
 /// of stopping the executor.
 #[test]
 fn a_resource_type_too_deep_for_a_state_key_fails_and_pays_its_fee() {
+    // Each function's types are shallow; the chain of calls builds `Box<…250 deep…<u8>>`.
     let alice = user(1);
     let mut chain = Chain::new([alice]);
-    let depth = 255;
-    let deep = format!("{}u8{}", "Box<".repeat(depth), ">".repeat(depth));
+    let depth = 250;
+    let mut functions = String::new();
+    for level in 0..depth {
+        let next = if level + 1 < depth {
+            format!("f{}<Box<T>>(account)", level + 1)
+        } else {
+            "move_to<Box<T>>(account, Box {})".to_owned()
+        };
+        write!(functions, "fun f{level}<T: store + drop>(account: &signer) {{ {next} }} ")
+            .expect("a string takes it");
+    }
     let source = format!(
-        "module example::deep {{ struct Box<phantom T> has key, store, drop {{}} \
-         public entry fun store(account: &signer) {{ move_to<{deep}>(account, Box {{}}) }} }}"
+        "module example::deep {{ struct Box<phantom T> has key, store, drop {{}} {functions} \
+         public entry fun store(account: &signer) {{ f0<u8>(account) }} }}"
     );
-    // The compiler recurses once per level: on a thread with room for it.
-    let compile = std::thread::Builder::new().stack_size(256 << 20);
-    let modules = compile.spawn(move || compile_example(&source, alice)).unwrap().join().unwrap();
+    let modules = compile_example(&source, alice);
     let mut publish = transaction(alice, 0, MovePayload::ModuleBundle(modules));
     publish.gas_limit = 30_000_000;
     let output = chain.run(&[publish]);

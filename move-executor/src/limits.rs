@@ -1,0 +1,104 @@
+//! Limits on what a published module may declare, checked before the Move VM loads and verifies
+//! it.
+//!
+//! The bytecode verifier and the loader do work that grows faster than a module's size with
+//! some of what it declares, and none of it is metered: a generic call's return types are
+//! instantiated with its type arguments for every call the verifier simulates (so a signature
+//! naming `T` thousands of times, called with a large type, builds millions of type nodes per
+//! call), and identifiers up to 64 KiB are copied into every type tag, event and abort location
+//! that names them. These bounds keep each of those proportional to what the publish paid for
+//! (20 000 + 200 gas per byte), far above what real modules declare:
+//!
+//! | what | at most |
+//! |---|---|
+//! | bytes of an identifier (module, struct, function, field name) | [`MAX_IDENTIFIER_BYTES`] |
+//! | nodes of one type (`vector<Coin<T>>`: 3) | [`MAX_TYPE_NODES`] |
+//! | depth of one type (`vector<vector<u8>>`: 3) | [`MAX_TYPE_DEPTH`] |
+//! | nodes of the types a function's generic calls instantiate, summed over its calls (each call: the callee's parameter and return types' nodes times its type arguments' nodes) | [`MAX_INSTANTIATED_NODES`] |
+//!
+//! A module over any of them is refused with `CONSTRAINT_NOT_SATISFIED`, saying which; the
+//! publish pays its fee and changes nothing else.
+
+use move_binary_format::access::ModuleAccess;
+use move_binary_format::errors::{PartialVMError, PartialVMResult};
+use move_binary_format::file_format::{Bytecode, SignatureToken, StructFieldInformation};
+use move_binary_format::CompiledModule;
+use move_core_types::vm_status::StatusCode;
+
+/// The longest identifier, in bytes.
+pub const MAX_IDENTIFIER_BYTES: usize = 255;
+/// The most nodes of one type in a module's signatures and fields.
+pub const MAX_TYPE_NODES: usize = 64;
+/// The deepest type in a module's signatures and fields.
+pub const MAX_TYPE_DEPTH: usize = 16;
+/// The most type nodes one function's generic calls may make the verifier build.
+pub const MAX_INSTANTIATED_NODES: usize = 1 << 16;
+
+/// Checks `module` against the limits (see the [module](self)).
+///
+/// # Errors
+/// `CONSTRAINT_NOT_SATISFIED`, saying which limit and where.
+pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
+    if let Some(long) = module.identifiers().iter().find(|name| name.len() > MAX_IDENTIFIER_BYTES) {
+        let start: String = long.as_str().chars().take(32).collect();
+        return Err(refused(&format!(
+            "an identifier of {} bytes (at most {MAX_IDENTIFIER_BYTES}): {start}…",
+            long.len()
+        )));
+    }
+    for signature in module.signatures() {
+        signature.0.iter().try_for_each(check_type)?;
+    }
+    for definition in module.struct_defs() {
+        if let StructFieldInformation::Declared(fields) = &definition.field_information {
+            fields.iter().try_for_each(|field| check_type(&field.signature.0))?;
+        }
+    }
+    for definition in module.function_defs() {
+        let Some(code) = &definition.code else { continue };
+        let mut instantiated: usize = 0;
+        for instruction in &code.code {
+            let Bytecode::CallGeneric(index) = instruction else { continue };
+            let instantiation = module.function_instantiation_at(*index);
+            let handle = module.function_handle_at(instantiation.handle);
+            let arguments = signature_nodes(module, instantiation.type_parameters);
+            let callee = signature_nodes(module, handle.parameters)
+                .saturating_add(signature_nodes(module, handle.return_));
+            instantiated = instantiated.saturating_add(callee.saturating_mul(arguments));
+        }
+        if instantiated > MAX_INSTANTIATED_NODES {
+            let name = module.identifier_at(module.function_handle_at(definition.function).name);
+            return Err(refused(&format!(
+                "function {name}'s generic calls instantiate {instantiated} type nodes \
+                 (at most {MAX_INSTANTIATED_NODES})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_type(token: &SignatureToken) -> PartialVMResult<()> {
+    let mut nodes = 0;
+    for (_, depth) in token.preorder_traversal_with_depth() {
+        nodes += 1;
+        if depth > MAX_TYPE_DEPTH {
+            return Err(refused(&format!("a type deeper than {MAX_TYPE_DEPTH}")));
+        }
+    }
+    if nodes > MAX_TYPE_NODES {
+        return Err(refused(&format!("a type of {nodes} nodes (at most {MAX_TYPE_NODES})")));
+    }
+    Ok(())
+}
+
+fn signature_nodes(
+    module: &CompiledModule,
+    index: move_binary_format::file_format::SignatureIndex,
+) -> usize {
+    module.signature_at(index).0.iter().map(|token| token.preorder_traversal().count()).sum()
+}
+
+fn refused(message: &str) -> PartialVMError {
+    PartialVMError::new(StatusCode::CONSTRAINT_NOT_SATISFIED)
+        .with_message(format!("module limit: {message}"))
+}
