@@ -524,6 +524,64 @@ fn an_instruction_pays_for_the_type_it_instantiates() {
     assert_eq!(per_big - per_small, 127, "{per_big} against {per_small} gas an iteration");
 }
 
+/// The state as a call from the EVM would see it, for calling Move functions directly.
+struct StateView<'a>(&'a MemoryState);
+
+impl duet_block_stm::TransactionView for StateView<'_> {
+    type Key = StateKey;
+    type Value = duet_types::StateValue;
+
+    fn read(&self, key: &StateKey) -> Result<Option<Self::Value>, duet_block_stm::ReadError> {
+        Ok(self.0 .0.get(key).cloned())
+    }
+
+    fn delta_fits(
+        &self,
+        key: &StateKey,
+        delta: duet_block_stm::Delta,
+    ) -> Result<bool, duet_block_stm::ReadError> {
+        let balance = self.0 .0.get(key).and_then(duet_types::StateValue::as_balance).unwrap_or(0);
+        Ok(match delta {
+            duet_block_stm::Delta::Add { amount, max } => {
+                balance.checked_add(amount).is_some_and(|sum| sum <= max)
+            }
+            duet_block_stm::Delta::Sub { amount, min } => {
+                balance.checked_sub(amount).is_some_and(|rest| rest >= min)
+            }
+        })
+    }
+}
+
+#[test]
+fn return_values_are_charged_by_their_size_before_they_are_serialized() {
+    // A function returning its 64 KiB argument four times by reference: serializing them reads
+    // 256 KiB, charged as reading it through references (2 048 gas each), not for nothing.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let source = "module example::echo { \
+         public fun once(v: &vector<u8>): &vector<u8> { v } \
+         public fun four(v: &vector<u8>): (&vector<u8>, &vector<u8>, &vector<u8>, &vector<u8>) \
+         { (v, v, v, v) } }";
+    chain.publish(alice, compile_example(source, alice));
+    let vm = MoveVm::new(FEE_VAULT);
+    let argument = bcs(&vec![7u8; 65_536]);
+    let call = |function: &str| {
+        let entry = duet_types::EntryFunction {
+            module_address: alice,
+            module_name: "echo".to_owned(),
+            function: function.to_owned(),
+            type_arguments: vec![],
+            arguments: vec![argument.clone()],
+        };
+        let outcome = vm.call_function(&StateView(&chain.state), alice, &entry, 1_000_000).unwrap();
+        assert_eq!(outcome.status, MoveStatus::Success, "{function}");
+        assert_eq!(outcome.return_values.len(), if function == "once" { 1 } else { 4 });
+        outcome.gas_used
+    };
+    let extra = call("four") - call("once");
+    assert!((3 * 2_048..3 * 2_048 + 100).contains(&extra), "three more returns cost {extra} gas");
+}
+
 #[test]
 fn loading_a_constant_costs_by_its_bytes() {
     // 1 000 empty vectors in 1 002 bytes: each load builds 1 001 vectors.

@@ -32,7 +32,7 @@ use move_vm_types::{
 use crate::native_extensions::NativeContextExtensions;
 
 /// Duet: a value as gas sees it through a reference: the size of what the reference points to.
-struct Referent(move_core_types::gas_algebra::AbstractMemorySize);
+pub(crate) struct Referent(pub(crate) move_core_types::gas_algebra::AbstractMemorySize);
 
 impl move_vm_types::views::ValueView for Referent {
     fn legacy_abstract_memory_size(&self) -> move_core_types::gas_algebra::AbstractMemorySize {

@@ -356,6 +356,13 @@ impl VMRuntime {
             &self.loader,
         )?;
 
+        // Duet: serializing the return values reads each whole (through a returned reference
+        // too), so each is charged by its size first, as reading a reference is.
+        for value in &return_values {
+            gas_meter
+                .charge_read_ref(crate::interpreter::Referent(value.referent_size()))
+                .map_err(|e| e.finish(Location::Undefined))?;
+        }
         let serialized_return_values = self
             .serialize_return_values(&return_types, return_values)
             .map_err(|e| e.finish(Location::Undefined))?;
