@@ -802,7 +802,8 @@ impl MoveVm {
                 let text = event_types.text(type_tag);
                 within_type_bound("an event type", text.len())?;
                 let bytes = data.len() + text.len();
-                meter.charge(gas::EVENT + gas::EVENT_BYTE * bytes as u64)?;
+                // Its base was charged when it was emitted (`natives`).
+                meter.charge(gas::EVENT_BYTE * bytes as u64)?;
                 Ok((text, data))
             })
             .collect::<Result<SessionEvents, PartialVMError>>()?;

@@ -32,7 +32,7 @@ use move_vm_types::values::Value;
 use smallvec::smallvec;
 
 use crate::evm::{EvmCall, EvmCallResult, EvmHost, EvmHostFactory};
-use crate::gas::{ETH_TRANSFER, EVM_CALL, KECCAK, KECCAK_WORD, NATIVE_STATE_READ};
+use crate::gas::{ETH_TRANSFER, EVENT, EVM_CALL, KECCAK, KECCAK_WORD, NATIVE_STATE_READ};
 use crate::{to_address, FRAMEWORK_ADDRESS};
 
 /// `evm::ENO_EVM`: the EVM cannot be called here.
@@ -301,16 +301,30 @@ pub(crate) fn all_natives() -> NativeFunctionTable {
     natives.extend(make_table_from_iter(FRAMEWORK_ADDRESS, framework));
     let events =
         move_stdlib::natives::event::make_all(move_stdlib::natives::event::GasParameters {
-            // Events are charged when the transaction's effects are written (see `gas`).
+            // An event's bytes are charged when the transaction's effects are written (see
+            // `gas`); its base, and its type's nodes, when it is emitted (below).
             write_to_event_store: move_stdlib::natives::event::WriteToEventStoreGasParameters {
                 unit_cost: 0.into(),
             },
         });
     natives.extend(make_table_from_iter(
         FRAMEWORK_ADDRESS,
-        events.map(|(function, native)| ("event".to_owned(), function, native)),
+        events
+            .map(|(function, native)| ("event".to_owned(), function, charged_at_emission(native))),
     ));
     natives
+}
+
+/// `emit`, charging [`EVENT`] and a unit per 4 nodes of the event's type as it runs: the VM keeps
+/// every event (its type and value) until the transaction ends, so a loop of free emissions
+/// could hold any amount of memory before the bytes were charged.
+fn charged_at_emission(emit: NativeFunction) -> NativeFunction {
+    Arc::new(move |context, ty_args, arguments| {
+        let nodes: usize = ty_args.iter().map(Type::node_count).sum();
+        let mut result = emit(context, ty_args, arguments)?;
+        result.cost += (EVENT + nodes as u64 / 4).into();
+        Ok(result)
+    })
 }
 
 /// The standard library natives' gas: a base cost per call and a cost per byte handled.

@@ -583,6 +583,28 @@ fn return_values_are_charged_by_their_size_before_they_are_serialized() {
 }
 
 #[test]
+fn an_event_is_charged_when_it_is_emitted() {
+    // The VM holds every event until the transaction ends: emitting pays its base at once, so
+    // a loop of emissions that then aborts has paid for each.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let source = "module example::noisy { use duet::event; \
+         struct Ping has drop, store { value: u64 } \
+         public entry fun emit_then_abort(times: u64) { \
+             let i = 0; while (i < times) { event::emit(Ping { value: i }); i = i + 1 }; abort 7 } }";
+    chain.publish(alice, compile_example(source, alice));
+    let mut gas_used = |times: u64| {
+        let nonce = chain.state.nonce(alice);
+        let payload = call(alice, "noisy", "emit_then_abort", &[], vec![bcs(&times)]);
+        let output = chain.run(&[transaction(alice, nonce, payload)]);
+        assert!(matches!(receipt(&output, 0).status, MoveStatus::Aborted { code: 7, .. }));
+        receipt(&output, 0).gas_used
+    };
+    let per = (gas_used(20) - gas_used(10)) / 10;
+    assert!((gas::EVENT..gas::EVENT + 60).contains(&per), "{per} gas an emission");
+}
+
+#[test]
 fn loading_a_constant_costs_by_its_bytes() {
     // 1 000 empty vectors in 1 002 bytes: each load builds 1 001 vectors.
     let alice = user(1);
