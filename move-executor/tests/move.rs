@@ -605,6 +605,49 @@ fn an_event_is_charged_when_it_is_emitted() {
 }
 
 #[test]
+fn no_value_deeper_than_128_is_built() {
+    // `W0` holds vectors 15 deep of `W1`, which holds vectors of `W2`, …: a value of `W1` would
+    // be 130 deep. The VM's functions over values recurse once per level, so a chain of such
+    // structs (across modules, without end) once let a transaction overflow the node's stack.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let mut items = String::new();
+    for level in 0..10 {
+        if level == 9 {
+            write!(items, "struct W9 has drop {{ v: u8 }} fun w9(): W9 {{ W9 {{ v: 1 }} }} ")
+        } else {
+            let next = level + 1;
+            let field = format!("{}W{next}{}", "vector<".repeat(15), ">".repeat(15));
+            let value = format!("{}w{next}(){}", "vector[".repeat(15), "]".repeat(15));
+            write!(
+                items,
+                "struct W{level} has drop {{ f: {field} }} \
+                 fun w{level}(): W{level} {{ W{level} {{ f: {value} }} }} "
+            )
+        }
+        .expect("a string takes it");
+    }
+    let source = format!(
+        "module example::nested {{ {items} \
+         public entry fun shallow() {{ w2(); }} \
+         public entry fun deep() {{ w0(); }} }}"
+    );
+    // The compiler recurses once per level: on a thread with room for it.
+    let compile = std::thread::Builder::new().stack_size(256 << 20);
+    let modules = compile.spawn(move || compile_example(&source, alice)).unwrap().join().unwrap();
+    let mut publish = transaction(alice, 0, MovePayload::ModuleBundle(modules));
+    publish.gas_limit = 30_000_000;
+    let output = chain.run(&[publish]);
+    assert!(receipt(&output, 0).is_success(), "{:?}", output.results[0]);
+    let output = chain.run(&[
+        transaction(alice, 1, call(alice, "nested", "shallow", &[], vec![])),
+        transaction(alice, 2, call(alice, "nested", "deep", &[], vec![])),
+    ]);
+    assert_eq!(receipt(&output, 0).status, MoveStatus::Success, "114 deep");
+    assert_failed(&output, 1, "VM_MAX_VALUE_DEPTH_REACHED", "a value deeper than 128");
+}
+
+#[test]
 fn loading_a_constant_costs_by_its_bytes() {
     // 1 000 empty vectors in 1 002 bytes: each load builds 1 001 vectors.
     let alice = user(1);

@@ -996,6 +996,8 @@ impl Frame {
                         interpreter.operand_stack.push(field_ref)?;
                     }
                     Bytecode::Pack(sd_idx) => {
+                        // Duet: no value deeper than the VM's recursion can take.
+                        resolver.loader().check_value_depth(&resolver.get_struct_type(*sd_idx))?;
                         let field_count = resolver.field_count(*sd_idx);
                         gas_meter.charge_pack(
                             false,
@@ -1007,6 +1009,10 @@ impl Frame {
                             .push(Value::struct_(Struct::pack(args)))?;
                     }
                     Bytecode::PackGeneric(si_idx) => {
+                        // Duet: no value deeper than the VM's recursion can take.
+                        let ty = resolver.instantiate_generic_type(*si_idx, self.ty_args())?;
+                        gas_meter.charge_type_nodes(ty.node_count())?;
+                        resolver.loader().check_value_depth(&ty)?;
                         let field_count = resolver.field_instantiation_count(*si_idx);
                         gas_meter.charge_pack(
                             true,
@@ -1326,6 +1332,8 @@ impl Frame {
                         let ty = resolver.instantiate_single_type(*si, self.ty_args())?;
                         // Duet: the type just built, charged by its size.
                         gas_meter.charge_type_nodes(ty.node_count())?;
+                        // Duet: no value deeper than the VM's recursion can take.
+                        resolver.loader().check_vector_depth(&ty)?;
                         gas_meter.charge_vec_pack(
                             make_ty!(&ty),
                             interpreter.operand_stack.last_n(*num as usize)?,

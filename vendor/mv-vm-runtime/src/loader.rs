@@ -2131,6 +2131,8 @@ struct FieldInstantiation {
 struct StructInfo {
     struct_tag: Option<StructTag>,
     struct_layout: Option<MoveStructLayout>,
+    /// Duet: how deep a value of the struct can be.
+    value_depth: Option<usize>,
 }
 
 impl StructInfo {
@@ -2138,6 +2140,7 @@ impl StructInfo {
         Self {
             struct_tag: None,
             struct_layout: None,
+            value_depth: None,
         }
     }
 }
@@ -2154,7 +2157,82 @@ impl TypeCache {
     }
 }
 
-const VALUE_DEPTH_MAX: usize = 128;
+pub(crate) const VALUE_DEPTH_MAX: usize = 128;
+
+// Duet: how deep values of a type can be, so that no value deeper than `VALUE_DEPTH_MAX` is
+// ever built. Only packing makes values deeper, and the recursive functions over values (size,
+// copy, equality, drop, serialization) would otherwise overflow the native stack on a value
+// nested tens of thousands deep, which a chain of structs (each holding vectors of the next)
+// let a transaction build.
+impl Loader {
+    /// The deepest a value of `ty` can be, if it is at most `budget`; `None` if deeper.
+    pub(crate) fn value_depth_within(
+        &self,
+        ty: &Type,
+        budget: usize,
+    ) -> PartialVMResult<Option<usize>> {
+        if budget == 0 {
+            return Ok(None);
+        }
+        Ok(match ty {
+            Type::Vector(element) => self.value_depth_within(element, budget - 1)?.map(|d| d + 1),
+            Type::Struct(gidx) => self.struct_value_depth(*gidx, &[], budget)?,
+            Type::StructInstantiation(gidx, ty_args) => {
+                self.struct_value_depth(*gidx, ty_args, budget)?
+            }
+            _ => Some(1),
+        })
+    }
+
+    fn struct_value_depth(
+        &self,
+        gidx: CachedStructIndex,
+        ty_args: &[Type],
+        budget: usize,
+    ) -> PartialVMResult<Option<usize>> {
+        if let Some(struct_map) = self.type_cache.read().structs.get(&gidx) {
+            if let Some(depth) = struct_map.get(ty_args).and_then(|info| info.value_depth) {
+                return Ok((depth <= budget).then_some(depth));
+            }
+        }
+        let struct_type = self.module_cache.read().struct_at(gidx);
+        let mut deepest = 0;
+        for field in &struct_type.fields {
+            match self.value_depth_within(&field.subst(ty_args)?, budget - 1)? {
+                Some(depth) => deepest = deepest.max(depth),
+                None => return Ok(None),
+            }
+        }
+        let depth = deepest + 1;
+        self.type_cache
+            .write()
+            .structs
+            .entry(gidx)
+            .or_insert_with(HashMap::new)
+            .entry(ty_args.to_vec())
+            .or_insert_with(StructInfo::new)
+            .value_depth = Some(depth);
+        Ok(Some(depth))
+    }
+
+    /// Fails unless vectors of `element` are at most `VALUE_DEPTH_MAX` deep.
+    pub(crate) fn check_vector_depth(&self, element: &Type) -> PartialVMResult<()> {
+        self.check_depth(element, VALUE_DEPTH_MAX - 1)
+    }
+
+    /// Fails unless values of `ty` are at most `VALUE_DEPTH_MAX` deep.
+    pub(crate) fn check_value_depth(&self, ty: &Type) -> PartialVMResult<()> {
+        self.check_depth(ty, VALUE_DEPTH_MAX)
+    }
+
+    fn check_depth(&self, ty: &Type, budget: usize) -> PartialVMResult<()> {
+        match self.value_depth_within(ty, budget)? {
+            Some(_) => Ok(()),
+            None => Err(PartialVMError::new(StatusCode::VM_MAX_VALUE_DEPTH_REACHED)
+                .with_message(format!("a value deeper than {}", VALUE_DEPTH_MAX))),
+        }
+    }
+}
 
 impl Loader {
     fn struct_gidx_to_type_tag(
