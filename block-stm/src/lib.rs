@@ -140,6 +140,27 @@ impl Default for ContentionFallback {
     }
 }
 
+/// When a block of cheap transactions runs sequentially: a VM with a sequential run of its own
+/// ([`Vm::execute_sequentially`]) runs the block's first `transactions` that way, and if they
+/// took less than `below_nanos` each, the rest too; otherwise the whole block runs in parallel
+/// (the timed run is dropped: parallel reads over its writes would cost more than it did). A
+/// transaction that cheap costs less than the parallel executor's own work for it (recording
+/// and validating its reads, its multi-version writes), so parallel execution would be slower.
+/// Either way the output is the same; only the time differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheapTransactions {
+    /// Transactions timed; only blocks of more than twice as many are timed.
+    pub transactions: usize,
+    /// Below this many nanoseconds a transaction, the block runs sequentially.
+    pub below_nanos: u64,
+}
+
+impl Default for CheapTransactions {
+    fn default() -> Self {
+        Self { transactions: 32, below_nanos: 2_000 }
+    }
+}
+
 /// How the executor runs blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExecutorConfig {
@@ -150,6 +171,8 @@ pub struct ExecutorConfig {
     pub min_parallel_block: usize,
     /// When to give up on parallelism under contention; `None` never does.
     pub contention_fallback: Option<ContentionFallback>,
+    /// When a block's transactions are too cheap to run in parallel; `None` never times them.
+    pub cheap_transactions: Option<CheapTransactions>,
 }
 
 impl Default for ExecutorConfig {
@@ -159,6 +182,7 @@ impl Default for ExecutorConfig {
             threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             min_parallel_block: 16,
             contention_fallback: Some(ContentionFallback::default()),
+            cheap_transactions: Some(CheapTransactions::default()),
         }
     }
 }
@@ -337,6 +361,17 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         let mut workspace =
             self.workspace.lock().take().unwrap_or_else(|| Box::new(parallel::Workspace::new()));
         let fallback = self.config.contention_fallback;
+        match self.run_if_cheap(transactions, storage) {
+            Some(Ok(output)) => {
+                *self.workspace.lock() = Some(workspace);
+                return (Ok(output), ExecutionStats::sequential(transactions.len()));
+            }
+            Some(Err(error)) => {
+                *self.workspace.lock() = Some(workspace);
+                return (Err(error), ExecutionStats::default());
+            }
+            None => {}
+        }
         let (first, mut stats) =
             self.run_parallel((transactions, 0), storage, &mut workspace, fallback);
         let outcome = match first {
@@ -351,6 +386,44 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         };
         *self.workspace.lock() = Some(workspace);
         (outcome, stats)
+    }
+
+    /// Times the block's first transactions run by the VM's own sequential run, if the VM has
+    /// one and the configuration asks (see [`CheapTransactions`]): the whole block's output if
+    /// they were cheap (the rest run the same way); `None` if not timed or not cheap.
+    fn run_if_cheap<S>(
+        &self,
+        transactions: &[M::Transaction],
+        storage: &S,
+    ) -> Option<Result<VmBlockOutput<M>, BlockError<M::Key>>>
+    where
+        S: Storage<Key = M::Key, Value = M::Value>,
+    {
+        let cheap = self.config.cheap_transactions?;
+        if cheap.transactions == 0 || transactions.len() <= 2 * cheap.transactions {
+            return None;
+        }
+        let (timed, rest) = transactions.split_at(cheap.transactions);
+        let started = std::time::Instant::now();
+        let output = match self.vm.execute_sequentially(timed, 0, storage)? {
+            Ok(output) => output,
+            Err(error) => return Some(Err(error)),
+        };
+        let nanos = started.elapsed().as_nanos() / timed.len() as u128;
+        if nanos >= u128::from(cheap.below_nanos) {
+            return None;
+        }
+        let written: std::collections::HashMap<_, _, foldhash::fast::FixedState> =
+            output.state_updates.iter().cloned().collect();
+        let layered = LayeredStorage::new(storage, &written);
+        let rest = match self.vm.execute_sequentially(rest, timed.len(), &layered)? {
+            Ok(rest) => rest,
+            Err(error) => return Some(Err(error.shifted(timed.len()))),
+        };
+        let mut results = output.results;
+        results.extend(rest.results);
+        let state_updates = parallel::merge_sorted(output.state_updates, rest.state_updates);
+        Some(Ok(BlockOutput { results, state_updates }))
     }
 
     /// Whether `transactions` are too few to run in parallel.

@@ -27,6 +27,7 @@ fn config(threads: usize, contention_fallback: Option<ContentionFallback>) -> Ex
         threads: NonZeroUsize::new(threads).unwrap(),
         min_parallel_block: 2,
         contention_fallback,
+        cheap_transactions: None,
     }
 }
 

@@ -158,12 +158,14 @@ impl MemoryState {
 
 /// The configurations every block of the tests runs with besides the sequential executor:
 /// Block-STM at 2 and 4 threads, even for tiny blocks, and never handed over to the sequential
-/// executor.
+/// executor (nor run sequentially for being cheap).
 fn parallel_configs() -> impl Iterator<Item = (usize, ExecutorConfig)> {
     [2, 4].into_iter().map(|threads| {
         let config = ExecutorConfig {
             min_parallel_block: 2,
             contention_fallback: None,
+            // Cheap blocks would run sequentially: these runs are to be parallel.
+            cheap_transactions: None,
             ..ExecutorConfig::with_threads(NonZeroUsize::new(threads).unwrap())
         };
         (threads, config)

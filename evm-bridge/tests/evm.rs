@@ -740,6 +740,7 @@ fn a_contended_block_handed_over_to_the_sequential_run_matches() {
             max_wasted_percent: 0,
             probe_window: 16,
         }),
+        cheap_transactions: None,
         ..duet_block_stm::ExecutorConfig::with_threads(std::num::NonZeroUsize::new(2).unwrap())
     };
     let (handed_over, stats) = duet_block_stm::BlockExecutor::new(&vm, config)
@@ -753,4 +754,41 @@ fn a_contended_block_handed_over_to_the_sequential_run_matches() {
     assert!(handed_over.unwrap() == one_by_one, "the hand-over's output differs");
     let results = chain.run(&block);
     assert_eq!(executed(&results), 600);
+}
+
+#[test]
+fn a_block_of_cheap_transactions_runs_sequentially_and_any_block_gives_the_same_output() {
+    // 600 transfers from 60 senders: timed over their first 128, then run sequentially if they
+    // were cheap (always, here), or the whole block in parallel if not (never, here).
+    let mut chain = Chain::with_funded_users(120);
+    let block: Vec<TxEnv> = (0..600u64)
+        .map(|index| {
+            let (from, to) = (user(index % 60), user(60 + index % 60));
+            chain.tx(from, TxKind::Call(to), 1_000 + u128::from(index), Vec::new(), 21_000)
+        })
+        .collect();
+    let vm = chain.vm();
+    let one_by_one =
+        duet_block_stm::execute_sequential(&testkit::OneByOne(&vm), &block, &chain.duet).unwrap();
+    for (below_nanos, sequential) in [(u64::MAX, true), (0, false)] {
+        let config = duet_block_stm::ExecutorConfig {
+            cheap_transactions: Some(duet_block_stm::CheapTransactions {
+                transactions: 128,
+                below_nanos,
+            }),
+            contention_fallback: None,
+            ..duet_block_stm::ExecutorConfig::with_threads(std::num::NonZeroUsize::new(2).unwrap())
+        };
+        let (output, stats) = duet_block_stm::BlockExecutor::new(&vm, config)
+            .execute_block_with_stats(&block, &chain.duet);
+        assert!(output.unwrap() == one_by_one, "below {below_nanos} ns: the output differs");
+        if sequential {
+            assert_eq!((stats.sequential_from, stats.sequential_transactions), (Some(0), 600));
+        } else {
+            // The timed run is dropped, and the whole block runs in parallel.
+            assert_eq!((stats.sequential_from, stats.sequential_transactions), (None, 0));
+            assert!(stats.executions >= 600, "in parallel: {stats:?}");
+        }
+    }
+    assert_eq!(executed(&chain.run(&block)), 600);
 }
