@@ -20,7 +20,7 @@
 //! | ETH transfer (`eth::transfer`) | 6 700 |
 //! | resource written, new / changed | 20 000 / 2 900, + 8 per byte |
 //! | resource deleted | 0 |
-//! | event | 375 when emitted (+ 1 per 4 nodes of its type), + 8 per byte when the transaction ends |
+//! | event | 375 when emitted, + 8 per byte when the transaction ends |
 //! | call into the EVM (`evm::call`, `evm::static_call`, …) | 2 600 + the EVM gas the call used |
 //! | `evm::keccak256` | 30 + 6 per 32 bytes |
 //! | module published (its write included) | 20 000 + 200 per byte |

@@ -14,14 +14,17 @@
 //! | bytes of an identifier (module, struct, function, field name) | [`MAX_IDENTIFIER_BYTES`] |
 //! | nodes of one type (`vector<Coin<T>>`: 3) | [`MAX_TYPE_NODES`] |
 //! | depth of one type (`vector<vector<u8>>`: 3) | [`MAX_TYPE_DEPTH`] |
-//! | nodes of the types a function's generic calls instantiate, summed over its calls (each call: the callee's parameter and return types' nodes times its type arguments' nodes) | [`MAX_INSTANTIATED_NODES`] |
+//! | nodes of the types the verifier builds for a function's calls, packs, unpacks and field borrows (each: the types' nodes, times its type arguments' nodes if generic), summed over the function | [`MAX_INSTANTIATED_NODES`] |
+//! | the same, summed over the module | [`MAX_MODULE_INSTANTIATED_NODES`] |
 //!
 //! A module over any of them is refused with `CONSTRAINT_NOT_SATISFIED`, saying which; the
 //! publish pays its fee and changes nothing else.
 
 use move_binary_format::access::ModuleAccess;
 use move_binary_format::errors::{PartialVMError, PartialVMResult};
-use move_binary_format::file_format::{Bytecode, SignatureToken, StructFieldInformation};
+use move_binary_format::file_format::{
+    Bytecode, SignatureIndex, SignatureToken, StructDefinitionIndex, StructFieldInformation,
+};
 use move_binary_format::CompiledModule;
 use move_core_types::vm_status::StatusCode;
 
@@ -31,8 +34,10 @@ pub const MAX_IDENTIFIER_BYTES: usize = 255;
 pub const MAX_TYPE_NODES: usize = 64;
 /// The deepest type in a module's signatures and fields.
 pub const MAX_TYPE_DEPTH: usize = 16;
-/// The most type nodes one function's generic calls may make the verifier build.
+/// The most type nodes one function's instructions may make the verifier build.
 pub const MAX_INSTANTIATED_NODES: usize = 1 << 16;
+/// The most type nodes a module's functions may make the verifier build together.
+pub const MAX_MODULE_INSTANTIATED_NODES: usize = 1 << 18;
 
 /// Checks `module` against the limits (see the [module](self)).
 ///
@@ -54,27 +59,77 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
             fields.iter().try_for_each(|field| check_type(&field.signature.0))?;
         }
     }
+    let mut in_module: usize = 0;
     for definition in module.function_defs() {
         let Some(code) = &definition.code else { continue };
-        let mut instantiated: usize = 0;
-        for instruction in &code.code {
-            let Bytecode::CallGeneric(index) = instruction else { continue };
-            let instantiation = module.function_instantiation_at(*index);
-            let handle = module.function_handle_at(instantiation.handle);
-            let arguments = signature_nodes(module, instantiation.type_parameters);
-            let callee = signature_nodes(module, handle.parameters)
-                .saturating_add(signature_nodes(module, handle.return_));
-            instantiated = instantiated.saturating_add(callee.saturating_mul(arguments));
-        }
+        let instantiated = code
+            .code
+            .iter()
+            .map(|instruction| instantiated_nodes(module, instruction))
+            .fold(0usize, usize::saturating_add);
+        let name = || module.identifier_at(module.function_handle_at(definition.function).name);
         if instantiated > MAX_INSTANTIATED_NODES {
-            let name = module.identifier_at(module.function_handle_at(definition.function).name);
             return Err(refused(&format!(
-                "function {name}'s generic calls instantiate {instantiated} type nodes \
-                 (at most {MAX_INSTANTIATED_NODES})"
+                "function {}'s instructions instantiate {instantiated} type nodes \
+                 (at most {MAX_INSTANTIATED_NODES})",
+                name()
+            )));
+        }
+        in_module = in_module.saturating_add(instantiated);
+        if in_module > MAX_MODULE_INSTANTIATED_NODES {
+            return Err(refused(&format!(
+                "the module's instructions instantiate more than \
+                 {MAX_MODULE_INSTANTIATED_NODES} type nodes (up to function {})",
+                name()
             )));
         }
     }
     Ok(())
+}
+
+/// The type nodes the verifier builds for `instruction`: a call's parameter and return types, a
+/// pack's or unpack's field types, a field borrow's field type, each times the nodes of the type
+/// arguments if generic (at most: a type parameter may be named more than once).
+fn instantiated_nodes(module: &CompiledModule, instruction: &Bytecode) -> usize {
+    let field_nodes = |definition: StructDefinitionIndex, only: Option<usize>| -> usize {
+        match &module.struct_def_at(definition).field_information {
+            StructFieldInformation::Declared(fields) => fields
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| only.is_none_or(|only| only == *index))
+                .map(|(_, field)| field.signature.0.preorder_traversal().count())
+                .sum(),
+            StructFieldInformation::Native => 0,
+        }
+    };
+    let times = |nodes: usize, arguments: SignatureIndex| {
+        nodes.saturating_mul(signature_nodes(module, arguments).max(1))
+    };
+    match instruction {
+        Bytecode::Call(handle) => {
+            let handle = module.function_handle_at(*handle);
+            signature_nodes(module, handle.parameters) + signature_nodes(module, handle.return_)
+        }
+        Bytecode::CallGeneric(index) => {
+            let instantiation = module.function_instantiation_at(*index);
+            let handle = module.function_handle_at(instantiation.handle);
+            let callee = signature_nodes(module, handle.parameters)
+                + signature_nodes(module, handle.return_);
+            times(callee, instantiation.type_parameters)
+        }
+        Bytecode::Pack(definition) | Bytecode::Unpack(definition) => field_nodes(*definition, None),
+        Bytecode::PackGeneric(index) | Bytecode::UnpackGeneric(index) => {
+            let instantiation = module.struct_instantiation_at(*index);
+            times(field_nodes(instantiation.def, None), instantiation.type_parameters)
+        }
+        Bytecode::ImmBorrowFieldGeneric(index) | Bytecode::MutBorrowFieldGeneric(index) => {
+            let instantiation = module.field_instantiation_at(*index);
+            let handle = module.field_handle_at(instantiation.handle);
+            let field = field_nodes(handle.owner, Some(usize::from(handle.field)));
+            times(field, instantiation.type_parameters)
+        }
+        _ => 0,
+    }
 }
 
 fn check_type(token: &SignatureToken) -> PartialVMResult<()> {
@@ -91,10 +146,7 @@ fn check_type(token: &SignatureToken) -> PartialVMResult<()> {
     Ok(())
 }
 
-fn signature_nodes(
-    module: &CompiledModule,
-    index: move_binary_format::file_format::SignatureIndex,
-) -> usize {
+fn signature_nodes(module: &CompiledModule, index: SignatureIndex) -> usize {
     module.signature_at(index).0.iter().map(|token| token.preorder_traversal().count()).sum()
 }
 

@@ -315,14 +315,13 @@ pub(crate) fn all_natives() -> NativeFunctionTable {
     natives
 }
 
-/// `emit`, charging [`EVENT`] and a unit per 4 nodes of the event's type as it runs: the VM keeps
-/// every event (its type and value) until the transaction ends, so a loop of free emissions
-/// could hold any amount of memory before the bytes were charged.
+/// `emit`, charging [`EVENT`] as it runs: the VM keeps every event (its type and value) until
+/// the transaction ends, so a loop of free emissions could hold any amount of memory before the
+/// bytes were charged. (The event's type was charged by its nodes on the generic call.)
 fn charged_at_emission(emit: NativeFunction) -> NativeFunction {
     Arc::new(move |context, ty_args, arguments| {
-        let nodes: usize = ty_args.iter().map(Type::node_count).sum();
         let mut result = emit(context, ty_args, arguments)?;
-        result.cost += (EVENT + nodes as u64 / 4).into();
+        result.cost += EVENT.into();
         Ok(result)
     })
 }

@@ -605,6 +605,34 @@ fn an_event_is_charged_when_it_is_emitted() {
 }
 
 #[test]
+fn a_layout_too_deep_fails_whatever_the_cache_holds() {
+    // `A<…7…<u8>>` has a layout 113 deep; `W` holds vectors 15 deep of it: 129. Once the first
+    // was cached, the second was built from the cache without its depth checked, so it
+    // succeeded or failed by what an earlier transaction had cached.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let a7 = format!("{}u8{}", "A<".repeat(7), ">".repeat(7));
+    let deep = format!("{}T{}", "vector<".repeat(15), ">".repeat(15));
+    let source = format!(
+        "module example::cached {{ \
+         struct A<T: store> has key, store {{ v: {deep} }} \
+         struct W<T: store> has key {{ v: {deep} }} \
+         public entry fun shallow() {{ assert!(!exists<{a7}>(@0x1), 1) }} \
+         public entry fun deep() {{ assert!(!exists<W<{a7}>>(@0x1), 1) }} }}"
+    );
+    chain.publish(alice, compile_example(&source, alice));
+    // In one block (the parallel runs see other caches), then alone after it (a warm cache).
+    let output = chain.run(&[
+        transaction(alice, 1, call(alice, "cached", "shallow", &[], vec![])),
+        transaction(alice, 2, call(alice, "cached", "deep", &[], vec![])),
+    ]);
+    assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
+    assert_failed(&output, 1, "VM_MAX_VALUE_DEPTH_REACHED", "or 128 levels");
+    let output = chain.run(&[transaction(alice, 3, call(alice, "cached", "deep", &[], vec![]))]);
+    assert_failed(&output, 0, "VM_MAX_VALUE_DEPTH_REACHED", "or 128 levels");
+}
+
+#[test]
 fn no_value_deeper_than_128_is_built() {
     // `W0` holds vectors 15 deep of `W1`, which holds vectors of `W2`, …: a value of `W1` would
     // be 130 deep. The VM's functions over values recurse once per level, so a chain of such

@@ -2165,20 +2165,26 @@ pub(crate) const VALUE_DEPTH_MAX: usize = 128;
 // nested tens of thousands deep, which a chain of structs (each holding vectors of the next)
 // let a transaction build.
 impl Loader {
-    /// The deepest a value of `ty` can be, if it is at most `budget`; `None` if deeper.
-    pub(crate) fn value_depth_within(
+    /// The deepest a value of `ty` can be, if it is at most `budget`; `None` if deeper. The
+    /// depths of non-generic structs are cached with the loader; those of instantiations only
+    /// in `seen`, for this computation (cached for good, each new instantiation a transaction
+    /// packs would hold memory until the next publish).
+    fn value_depth_within(
         &self,
         ty: &Type,
         budget: usize,
+        seen: &mut HashMap<(CachedStructIndex, Vec<Type>), usize>,
     ) -> PartialVMResult<Option<usize>> {
         if budget == 0 {
             return Ok(None);
         }
         Ok(match ty {
-            Type::Vector(element) => self.value_depth_within(element, budget - 1)?.map(|d| d + 1),
-            Type::Struct(gidx) => self.struct_value_depth(*gidx, &[], budget)?,
+            Type::Vector(element) => {
+                self.value_depth_within(element, budget - 1, seen)?.map(|d| d + 1)
+            }
+            Type::Struct(gidx) => self.struct_value_depth(*gidx, &[], budget, seen)?,
             Type::StructInstantiation(gidx, ty_args) => {
-                self.struct_value_depth(*gidx, ty_args, budget)?
+                self.struct_value_depth(*gidx, ty_args, budget, seen)?
             }
             _ => Some(1),
         })
@@ -2189,29 +2195,42 @@ impl Loader {
         gidx: CachedStructIndex,
         ty_args: &[Type],
         budget: usize,
+        seen: &mut HashMap<(CachedStructIndex, Vec<Type>), usize>,
     ) -> PartialVMResult<Option<usize>> {
-        if let Some(struct_map) = self.type_cache.read().structs.get(&gidx) {
-            if let Some(depth) = struct_map.get(ty_args).and_then(|info| info.value_depth) {
-                return Ok((depth <= budget).then_some(depth));
-            }
+        let known = if ty_args.is_empty() {
+            self.type_cache
+                .read()
+                .structs
+                .get(&gidx)
+                .and_then(|struct_map| struct_map.get(ty_args))
+                .and_then(|info| info.value_depth)
+        } else {
+            seen.get(&(gidx, ty_args.to_vec())).copied()
+        };
+        if let Some(depth) = known {
+            return Ok((depth <= budget).then_some(depth));
         }
         let struct_type = self.module_cache.read().struct_at(gidx);
         let mut deepest = 0;
         for field in &struct_type.fields {
-            match self.value_depth_within(&field.subst(ty_args)?, budget - 1)? {
+            match self.value_depth_within(&field.subst(ty_args)?, budget - 1, seen)? {
                 Some(depth) => deepest = deepest.max(depth),
                 None => return Ok(None),
             }
         }
         let depth = deepest + 1;
-        self.type_cache
-            .write()
-            .structs
-            .entry(gidx)
-            .or_insert_with(HashMap::new)
-            .entry(ty_args.to_vec())
-            .or_insert_with(StructInfo::new)
-            .value_depth = Some(depth);
+        if ty_args.is_empty() {
+            self.type_cache
+                .write()
+                .structs
+                .entry(gidx)
+                .or_insert_with(HashMap::new)
+                .entry(Vec::new())
+                .or_insert_with(StructInfo::new)
+                .value_depth = Some(depth);
+        } else {
+            seen.insert((gidx, ty_args.to_vec()), depth);
+        }
         Ok(Some(depth))
     }
 
@@ -2226,7 +2245,7 @@ impl Loader {
     }
 
     fn check_depth(&self, ty: &Type, budget: usize) -> PartialVMResult<()> {
-        match self.value_depth_within(ty, budget)? {
+        match self.value_depth_within(ty, budget, &mut HashMap::new())? {
             Some(_) => Ok(()),
             None => Err(PartialVMError::new(StatusCode::VM_MAX_VALUE_DEPTH_REACHED)
                 .with_message(format!("a value deeper than {}", VALUE_DEPTH_MAX))),
@@ -2305,8 +2324,14 @@ impl Loader {
             if let Some(struct_info) = struct_map.get(ty_args) {
                 if let Some(layout) = &struct_info.struct_layout {
                     // Duet: a cached layout is copied whole: its nodes count (the struct's own
-                    // was counted by the caller).
-                    count_layout_nodes(nodes, struct_layout_nodes(layout) - 1)?;
+                    // was counted by the caller), and it must fit below `depth` as a layout
+                    // built here would (or whether a type is too deep would depend on what an
+                    // earlier transaction cached).
+                    let (layout_nodes, layout_depth) = struct_layout_size(layout);
+                    count_layout_nodes(nodes, layout_nodes - 1)?;
+                    if depth + layout_depth - 1 > VALUE_DEPTH_MAX {
+                        return Err(layout_too_large());
+                    }
                     return Ok(layout.clone());
                 }
             }
@@ -2343,7 +2368,9 @@ impl Loader {
         nodes: &mut usize,
     ) -> PartialVMResult<MoveTypeLayout> {
         if depth > VALUE_DEPTH_MAX {
-            return Err(PartialVMError::new(StatusCode::VM_MAX_VALUE_DEPTH_REACHED));
+            // Duet: the same error whichever bound a layout exceeds first (see
+            // `layout_too_large`).
+            return Err(layout_too_large());
         }
         count_layout_nodes(nodes, 1)?;
         Ok(match ty {
@@ -2395,22 +2422,39 @@ pub const LAYOUT_NODES_MAX: usize = 512;
 fn count_layout_nodes(nodes: &mut usize, more: usize) -> PartialVMResult<()> {
     *nodes += more;
     if *nodes > LAYOUT_NODES_MAX {
-        return Err(PartialVMError::new(StatusCode::VM_MAX_VALUE_DEPTH_REACHED)
-            .with_message(format!("a type layout of more than {} nodes", LAYOUT_NODES_MAX)));
+        return Err(layout_too_large());
     }
     Ok(())
 }
 
-/// Duet: the nodes of a struct's layout (built within [`LAYOUT_NODES_MAX`]).
-fn struct_layout_nodes(layout: &MoveStructLayout) -> usize {
-    fn nodes(layout: &MoveTypeLayout) -> usize {
+/// Duet: a layout over either bound. One error for both, with one message: which bound a layout
+/// meets first depends on whether parts of it were cached, and a receipt must not.
+fn layout_too_large() -> PartialVMError {
+    PartialVMError::new(StatusCode::VM_MAX_VALUE_DEPTH_REACHED).with_message(format!(
+        "a type layout of more than {} nodes or {} levels",
+        LAYOUT_NODES_MAX, VALUE_DEPTH_MAX
+    ))
+}
+
+/// Duet: the nodes and the depth of a struct's layout (built within [`LAYOUT_NODES_MAX`] and
+/// `VALUE_DEPTH_MAX`).
+fn struct_layout_size(layout: &MoveStructLayout) -> (usize, usize) {
+    fn size(layout: &MoveTypeLayout) -> (usize, usize) {
         match layout {
-            MoveTypeLayout::Vector(element) => 1 + nodes(element),
-            MoveTypeLayout::Struct(fields) => struct_layout_nodes(fields),
-            _ => 1,
+            MoveTypeLayout::Vector(element) => {
+                let (nodes, depth) = size(element);
+                (nodes + 1, depth + 1)
+            }
+            MoveTypeLayout::Struct(fields) => struct_layout_size(fields),
+            _ => (1, 1),
         }
     }
-    1 + layout.fields().iter().map(nodes).sum::<usize>()
+    let (nodes, depth) = layout
+        .fields()
+        .iter()
+        .map(size)
+        .fold((0, 0), |(nodes, depth), (more, deeper)| (nodes + more, depth.max(deeper)));
+    (nodes + 1, depth + 1)
 }
 
 // Public APIs for external uses.
