@@ -8,7 +8,7 @@
 //! | every transaction (signature, nonce, fee) | 21 000 + 16 per payload byte |
 //! | simple instruction (arithmetic, branch, load of a small constant, …) | 1 (`*`, `/`, `%`: 2) |
 //! | call | 10 + 1 per argument (+ 1 per type argument) |
-//! | constant load | 2 + 1 per byte (each byte may become a value of its own) |
+//! | constant load | 2 + 1 per 32 bytes; a vector of vectors 1 per byte (each may become a value of its own) |
 //! | copy, move, store of a local; read, write of a reference; `==`, `!=` | 1 + 1 per 32 units of the value's size (through a reference, of the value it points to: the VM is patched for it, `vendor/README.md`) |
 //! | pack, unpack of a struct | 2 + 1 per field |
 //! | vector operation | 2 (+ 1 per element for pack and unpack) |
@@ -158,10 +158,11 @@ impl GasMeter for DuetGasMeter {
         self.charge(CALL + args.len() as u64 + ty_args.len() as u64)
     }
 
-    /// Per byte: a constant's bytes may each become a value of their own (a vector of empty
-    /// vectors), built at every load.
+    /// Per 32 bytes, as the VM reports them: it reports a vector of vectors' bytes 32 times
+    /// over, since each of them may become a value of its own (an empty vector), built at every
+    /// load.
     fn charge_ld_const(&mut self, size: NumBytes) -> PartialVMResult<()> {
-        self.charge(2 + u64::from(size))
+        self.charge(2 + u64::from(size) / 32)
     }
 
     fn charge_copy_loc(&mut self, val: impl ValueView) -> PartialVMResult<()> {

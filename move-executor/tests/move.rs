@@ -696,6 +696,24 @@ fn loading_a_constant_costs_by_its_bytes() {
 }
 
 #[test]
+fn loading_an_address_or_bytes_costs_as_before() {
+    // Only vectors of vectors pay by the byte: an address constant costs 2 + 20 / 32 = 2, as an
+    // instruction loading a value (plus the loop's own instructions).
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let source = "module example::literal { \
+         public entry fun load(times: u64) { let i = 0; while (i < times) { @0x1234; i = i + 1 } } }";
+    chain.publish(alice, compile_example(source, alice));
+    let mut gas_used = |times: u64| {
+        let nonce = chain.state.nonce(alice);
+        let payload = call(alice, "literal", "load", &[], vec![bcs(&times)]);
+        receipt(&chain.run(&[transaction(alice, nonce, payload)]), 0).gas_used
+    };
+    let per = (gas_used(20) - gas_used(10)) / 10;
+    assert!(per < 20, "{per} gas a pass");
+}
+
+#[test]
 fn a_layout_doubled_by_nesting_a_struct_is_refused_past_512_nodes() {
     // `Pair<T>` holds two `T`s: nested 40 deep, a type of 41 nodes whose layout (what reading
     // or writing a resource of it needs, built before any gas is charged) has 2^41.

@@ -918,7 +918,22 @@ impl Frame {
                     }
                     Bytecode::LdConst(idx) => {
                         let constant = resolver.constant_at(*idx);
-                        gas_meter.charge_ld_const(NumBytes::new(constant.data.len() as u64))?;
+                        // Duet: a vector of vectors builds a value for each of its bytes at
+                        // worst (empty inner vectors): it is charged as 32 bytes a byte.
+                        let nested = matches!(
+                            &constant.type_,
+                            move_binary_format::file_format::SignatureToken::Vector(inner)
+                                if matches!(
+                                    **inner,
+                                    move_binary_format::file_format::SignatureToken::Vector(_)
+                                )
+                        );
+                        let bytes = constant.data.len() as u64;
+                        gas_meter.charge_ld_const(NumBytes::new(if nested {
+                            bytes.saturating_mul(32)
+                        } else {
+                            bytes
+                        }))?;
                         interpreter.operand_stack.push(
                             Value::deserialize_constant(constant).ok_or_else(|| {
                                 PartialVMError::new(StatusCode::VERIFIER_INVARIANT_VIOLATION)
