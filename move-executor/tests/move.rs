@@ -676,6 +676,35 @@ fn no_value_deeper_than_128_is_built() {
 }
 
 #[test]
+fn a_value_depth_is_checked_without_expanding_instantiations() {
+    // `S_i<T>` holds vectors of `S_{i+1}<W1<T>>` and of `S_{i+1}<W2<T>>`: `S_1<u8>` names 2^29
+    // different instantiations of `S_30`. Checking its depth once expanded them all; now each
+    // struct's depth is a formula of its type arguments, computed once.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let levels = 30;
+    let mut structs = String::new();
+    for level in 1..levels {
+        let next = level + 1;
+        write!(
+            structs,
+            "struct S{level}<T> has drop {{ a: vector<S{next}<W1<T>>>, b: vector<S{next}<W2<T>>> }} "
+        )
+        .expect("a string takes it");
+    }
+    let source = format!(
+        "module example::wide {{ \
+         struct W1<T> has drop {{ x: T }} struct W2<T> has drop {{ x: T }} \
+         struct S{levels}<T> has drop {{ x: T }} {structs} \
+         public entry fun pack() {{ \
+             let _s = S1<u8> {{ a: vector[], b: vector[] }}; }} }}"
+    );
+    chain.publish(alice, compile_example(&source, alice));
+    let output = chain.run(&[transaction(alice, 1, call(alice, "wide", "pack", &[], vec![]))]);
+    assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
+}
+
+#[test]
 fn loading_a_constant_costs_by_its_bytes() {
     // 1 000 empty vectors in 1 002 bytes: each load builds 1 001 vectors.
     let alice = user(1);

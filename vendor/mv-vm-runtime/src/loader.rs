@@ -2131,8 +2131,6 @@ struct FieldInstantiation {
 struct StructInfo {
     struct_tag: Option<StructTag>,
     struct_layout: Option<MoveStructLayout>,
-    /// Duet: how deep a value of the struct can be.
-    value_depth: Option<usize>,
 }
 
 impl StructInfo {
@@ -2140,21 +2138,33 @@ impl StructInfo {
         Self {
             struct_tag: None,
             struct_layout: None,
-            value_depth: None,
         }
     }
 }
 
 pub(crate) struct TypeCache {
     structs: HashMap<CachedStructIndex, HashMap<Vec<Type>, StructInfo>>,
+    /// Duet: each struct definition's depth formula (see `DepthFormula`).
+    depth_formulas: HashMap<CachedStructIndex, DepthFormula>,
 }
 
 impl TypeCache {
     fn new() -> Self {
         Self {
             structs: HashMap::new(),
+            depth_formulas: HashMap::new(),
         }
     }
+}
+
+/// Duet: how deep the values of a type are, as a formula of the depths of the type parameters
+/// it names: at least `base`, and `through[j] + depth(argument j)` for each parameter `j` it
+/// holds (`None`: it does not). Computed once per struct definition, so checking a type costs
+/// its own nodes, whatever its instantiations expand to.
+#[derive(Clone, Debug)]
+pub(crate) struct DepthFormula {
+    base: usize,
+    through: Vec<Option<usize>>,
 }
 
 pub(crate) const VALUE_DEPTH_MAX: usize = 128;
@@ -2165,73 +2175,77 @@ pub(crate) const VALUE_DEPTH_MAX: usize = 128;
 // nested tens of thousands deep, which a chain of structs (each holding vectors of the next)
 // let a transaction build.
 impl Loader {
-    /// The deepest a value of `ty` can be, if it is at most `budget`; `None` if deeper. The
-    /// depths of non-generic structs are cached with the loader; those of instantiations only
-    /// in `seen`, for this computation (cached for good, each new instantiation a transaction
-    /// packs would hold memory until the next publish).
-    fn value_depth_within(
+    /// The depth formula of `ty`, a type in a struct with `params` type parameters (`chain`:
+    /// how many structs enclose it; past `VALUE_DEPTH_MAX` the values are too deep whatever).
+    fn depth_formula(
         &self,
         ty: &Type,
-        budget: usize,
-        seen: &mut HashMap<(CachedStructIndex, Vec<Type>), usize>,
-    ) -> PartialVMResult<Option<usize>> {
-        if budget == 0 {
-            return Ok(None);
-        }
+        params: usize,
+        chain: usize,
+    ) -> PartialVMResult<DepthFormula> {
+        let leaf = |base| DepthFormula { base, through: vec![None; params] };
         Ok(match ty {
+            Type::TyParam(index) => {
+                let mut formula = leaf(0);
+                if let Some(slot) = formula.through.get_mut(*index) {
+                    *slot = Some(0);
+                }
+                formula
+            }
             Type::Vector(element) => {
-                self.value_depth_within(element, budget - 1, seen)?.map(|d| d + 1)
+                let inner = self.depth_formula(element, params, chain)?;
+                DepthFormula {
+                    base: inner.base + 1,
+                    through: inner.through.iter().map(|d| d.map(|d| d + 1)).collect(),
+                }
             }
-            Type::Struct(gidx) => self.struct_value_depth(*gidx, &[], budget, seen)?,
+            Type::Struct(gidx) => leaf(self.struct_depth_formula(*gidx, chain + 1)?.base),
             Type::StructInstantiation(gidx, ty_args) => {
-                self.struct_value_depth(*gidx, ty_args, budget, seen)?
+                let definition = self.struct_depth_formula(*gidx, chain + 1)?;
+                let mut formula = leaf(definition.base);
+                for (argument, offset) in ty_args.iter().zip(&definition.through) {
+                    let Some(offset) = offset else { continue };
+                    let argument = self.depth_formula(argument, params, chain)?;
+                    formula.base = formula.base.max(offset + argument.base);
+                    for (slot, depth) in formula.through.iter_mut().zip(&argument.through) {
+                        if let Some(depth) = depth {
+                            *slot = Some(slot.map_or(offset + depth, |d| d.max(offset + depth)));
+                        }
+                    }
+                }
+                formula
             }
-            _ => Some(1),
+            _ => leaf(1),
         })
     }
 
-    fn struct_value_depth(
+    /// The depth formula of the struct `gidx`'s values, in its type parameters.
+    fn struct_depth_formula(
         &self,
         gidx: CachedStructIndex,
-        ty_args: &[Type],
-        budget: usize,
-        seen: &mut HashMap<(CachedStructIndex, Vec<Type>), usize>,
-    ) -> PartialVMResult<Option<usize>> {
-        let known = if ty_args.is_empty() {
-            self.type_cache
-                .read()
-                .structs
-                .get(&gidx)
-                .and_then(|struct_map| struct_map.get(ty_args))
-                .and_then(|info| info.value_depth)
-        } else {
-            seen.get(&(gidx, ty_args.to_vec())).copied()
-        };
-        if let Some(depth) = known {
-            return Ok((depth <= budget).then_some(depth));
+        chain: usize,
+    ) -> PartialVMResult<DepthFormula> {
+        if let Some(formula) = self.type_cache.read().depth_formulas.get(&gidx) {
+            return Ok(formula.clone());
+        }
+        if chain > VALUE_DEPTH_MAX {
+            // Each enclosing struct is a level of its values.
+            return Err(value_too_deep());
         }
         let struct_type = self.module_cache.read().struct_at(gidx);
-        let mut deepest = 0;
+        let params = struct_type.type_parameters.len();
+        let mut formula = DepthFormula { base: 1, through: vec![None; params] };
         for field in &struct_type.fields {
-            match self.value_depth_within(&field.subst(ty_args)?, budget - 1, seen)? {
-                Some(depth) => deepest = deepest.max(depth),
-                None => return Ok(None),
+            let field = self.depth_formula(field, params, chain)?;
+            formula.base = formula.base.max(field.base + 1);
+            for (slot, depth) in formula.through.iter_mut().zip(&field.through) {
+                if let Some(depth) = depth {
+                    *slot = Some(slot.map_or(depth + 1, |d| d.max(depth + 1)));
+                }
             }
         }
-        let depth = deepest + 1;
-        if ty_args.is_empty() {
-            self.type_cache
-                .write()
-                .structs
-                .entry(gidx)
-                .or_insert_with(HashMap::new)
-                .entry(Vec::new())
-                .or_insert_with(StructInfo::new)
-                .value_depth = Some(depth);
-        } else {
-            seen.insert((gidx, ty_args.to_vec()), depth);
-        }
-        Ok(Some(depth))
+        self.type_cache.write().depth_formulas.insert(gidx, formula.clone());
+        Ok(formula)
     }
 
     /// Fails unless vectors of `element` are at most `VALUE_DEPTH_MAX` deep.
@@ -2245,11 +2259,11 @@ impl Loader {
     }
 
     fn check_depth(&self, ty: &Type, budget: usize) -> PartialVMResult<()> {
-        match self.value_depth_within(ty, budget, &mut HashMap::new())? {
-            Some(_) => Ok(()),
-            None => Err(PartialVMError::new(StatusCode::VM_MAX_VALUE_DEPTH_REACHED)
-                .with_message(format!("a value deeper than {}", VALUE_DEPTH_MAX))),
+        // A type the VM instantiated names no type parameter: its depth is the formula's base.
+        if self.depth_formula(ty, 0, 0)?.base > budget {
+            return Err(value_too_deep());
         }
+        Ok(())
     }
 }
 
@@ -2425,6 +2439,12 @@ fn count_layout_nodes(nodes: &mut usize, more: usize) -> PartialVMResult<()> {
         return Err(layout_too_large());
     }
     Ok(())
+}
+
+/// Duet: a value that could be deeper than `VALUE_DEPTH_MAX`.
+fn value_too_deep() -> PartialVMError {
+    PartialVMError::new(StatusCode::VM_MAX_VALUE_DEPTH_REACHED)
+        .with_message(format!("a value deeper than {}", VALUE_DEPTH_MAX))
 }
 
 /// Duet: a layout over either bound. One error for both, with one message: which bound a layout
