@@ -108,6 +108,31 @@ fn assert_failed(output: &VmBlockOutput<MoveVm>, index: usize, status: &str, say
     }
 }
 
+/// Move source of `levels` generic functions: `f{n}<T: {bounds}>({parameters}){returns}` calls
+/// `f{n+1}<{wrap}>({arguments})`, where `wrap` names `T` (a type that grows at each call), and
+/// the last runs `last`.
+fn generic_chain(
+    levels: usize,
+    bounds: &str,
+    parameters: &str,
+    returns: &str,
+    wrap: &str,
+    arguments: &str,
+    last: &str,
+) -> String {
+    let mut functions = String::new();
+    for level in 0..levels {
+        let body = if level + 1 < levels {
+            format!("f{}<{wrap}>({arguments})", level + 1)
+        } else {
+            last.to_owned()
+        };
+        write!(functions, "fun f{level}<T: {bounds}>({parameters}){returns} {{ {body} }} ")
+            .expect("a string takes it");
+    }
+    functions
+}
+
 fn tag(publisher: Address, name: &str) -> String {
     format!("{publisher}::counter::{name}")
 }
@@ -465,16 +490,7 @@ fn a_type_doubled_by_a_chain_of_generic_calls_is_refused_past_512_nodes() {
     // more levels, gigabytes).
     let alice = user(1);
     let mut chain = Chain::new([alice]);
-    let levels = 26;
-    let mut functions = String::new();
-    for level in 0..levels {
-        let next = if level + 1 < levels {
-            format!("f{}<Pair<T, T>>()", level + 1)
-        } else {
-            String::new()
-        };
-        write!(functions, "fun f{level}<T: drop>() {{ {next} }} ").expect("a string takes it");
-    }
+    let functions = generic_chain(26, "drop", "", "", "Pair<T, T>", "", "");
     let source = format!(
         "module example::types {{ struct Pair<A, B> has drop {{ a: A, b: B }} {functions} \
          public entry fun deep() {{ f0<u8>() }} \
@@ -496,12 +512,8 @@ fn an_instruction_pays_for_the_type_it_instantiates() {
     // execution, which costs 511 / 4 = 127 gas (a `u64` costs nothing more).
     let alice = user(1);
     let mut chain = Chain::new([alice]);
-    let mut functions = String::new();
-    for level in 0..8 {
-        let next = if level < 7 { format!("f{}", level + 1) } else { "g".to_owned() };
-        write!(functions, "fun f{level}<T: drop>(times: u64) {{ {next}<Pair<T, T>>(times) }} ")
-            .expect("a string takes it");
-    }
+    let functions =
+        generic_chain(8, "drop", "times: u64", "", "Pair<T, T>", "times", "g<Pair<T, T>>(times)");
     let source = format!(
         "module example::typed {{ use std::vector; \
          struct Pair<A, B> has drop {{ a: A, b: B }} {functions} \
@@ -748,17 +760,8 @@ fn a_layout_doubled_by_nesting_a_struct_is_refused_past_512_nodes() {
     // or writing a resource of it needs, built before any gas is charged) has 2^41.
     let alice = user(1);
     let mut chain = Chain::new([alice]);
-    let levels = 40;
-    let mut functions = String::new();
-    for level in 0..levels {
-        let body = if level + 1 < levels {
-            format!("f{}<Pair<T>>()", level + 1)
-        } else {
-            "exists<Holder<T>>(@0x1)".to_owned()
-        };
-        write!(functions, "fun f{level}<T: store + drop>(): bool {{ {body} }} ")
-            .expect("a string takes it");
-    }
+    let functions =
+        generic_chain(40, "store + drop", "", ": bool", "Pair<T>", "", "exists<Holder<T>>(@0x1)");
     let source = format!(
         "module example::layouts {{ \
          struct Pair<T> has store, drop {{ a: T, b: T }} \
@@ -1054,17 +1057,15 @@ fn a_resource_type_too_deep_for_a_state_key_fails_and_pays_its_fee() {
     // Each function's types are shallow; the chain of calls builds `Box<…250 deep…<u8>>`.
     let alice = user(1);
     let mut chain = Chain::new([alice]);
-    let depth = 250;
-    let mut functions = String::new();
-    for level in 0..depth {
-        let next = if level + 1 < depth {
-            format!("f{}<Box<T>>(account)", level + 1)
-        } else {
-            "move_to<Box<T>>(account, Box {})".to_owned()
-        };
-        write!(functions, "fun f{level}<T: store + drop>(account: &signer) {{ {next} }} ")
-            .expect("a string takes it");
-    }
+    let functions = generic_chain(
+        250,
+        "store + drop",
+        "account: &signer",
+        "",
+        "Box<T>",
+        "account",
+        "move_to<Box<T>>(account, Box {})",
+    );
     let source = format!(
         "module example::deep {{ struct Box<phantom T> has key, store, drop {{}} {functions} \
          public entry fun store(account: &signer) {{ f0<u8>(account) }} }}"
