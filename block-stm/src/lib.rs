@@ -357,21 +357,13 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
             let stats = ExecutionStats::sequential(transactions.len());
             return (execute_sequential(self.vm, transactions, storage), stats);
         }
+        if let Some(outcome) = self.run_if_cheap(transactions, storage) {
+            return (outcome, ExecutionStats::sequential(transactions.len()));
+        }
         // A concurrent call on the same executor gets a fresh workspace.
         let mut workspace =
             self.workspace.lock().take().unwrap_or_else(|| Box::new(parallel::Workspace::new()));
         let fallback = self.config.contention_fallback;
-        match self.run_if_cheap(transactions, storage) {
-            Some(Ok(output)) => {
-                *self.workspace.lock() = Some(workspace);
-                return (Ok(output), ExecutionStats::sequential(transactions.len()));
-            }
-            Some(Err(error)) => {
-                *self.workspace.lock() = Some(workspace);
-                return (Err(error), ExecutionStats::default());
-            }
-            None => {}
-        }
         let (first, mut stats) =
             self.run_parallel((transactions, 0), storage, &mut workspace, fallback);
         let outcome = match first {
@@ -416,9 +408,10 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         let written: std::collections::HashMap<_, _, foldhash::fast::FixedState> =
             output.state_updates.iter().cloned().collect();
         let layered = LayeredStorage::new(storage, &written);
+        // Its errors name block indices (it starts at `timed.len()`).
         let rest = match self.vm.execute_sequentially(rest, timed.len(), &layered)? {
             Ok(rest) => rest,
-            Err(error) => return Some(Err(error.shifted(timed.len()))),
+            Err(error) => return Some(Err(error)),
         };
         let mut results = output.results;
         results.extend(rest.results);

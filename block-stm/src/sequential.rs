@@ -178,8 +178,11 @@ where
             if let Some(output) = vm.execute_sequentially(rest, txn_index, &layered) {
                 let output = output?;
                 results.extend(output.results);
-                overlay.extend(output.state_updates);
-                break;
+                // Both in key order: merged, the rest's writes over the window's.
+                let mut window: Vec<_> = overlay.into_iter().collect();
+                window.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+                let state_updates = crate::parallel::merge_sorted(window, output.state_updates);
+                return Ok(BlockOutput { results, state_updates });
             }
         }
         let view = SequentialView { overlay: &overlay, storage, failure: RefCell::new(None) };

@@ -275,28 +275,8 @@ impl EvmVm {
             self.move_call.as_ref().map(|(move_vm, addresses)| (&**move_vm, addresses)),
             caller,
         );
-        let scratch = Scratch::take(warm_key(spec, &precompiles));
-        let mut journaled_state = Journal::new_with_inner(database, scratch.journal);
-        // As revm's `Context` does when it is built (`sync_cfg_to_journal`): a transaction's
-        // pre-execution sets the spec again, but a Move-to-EVM call (`from_move`) runs frames
-        // without it.
-        journaled_state.set_spec_id(spec);
-        journaled_state.set_eip7708_config(
-            self.cfg.is_eip7708_disabled(),
-            self.cfg.is_eip8246_delayed_clear_disabled(),
-        );
-        let context: DuetContext<'a, View> = Context {
-            block: self.block.clone(),
-            tx: TxEnv::default(),
-            // The thread's copy: its gas table is not shared with other threads.
-            cfg: scratch::thread_cfg(&self.cfg),
-            journaled_state,
-            chain: (),
-            local: scratch.local,
-            error: Ok(()),
-        };
         let mut evm = Evm {
-            ctx: context,
+            ctx: self.context(database, warm_key(spec, &precompiles)),
             inspector: (),
             instruction: EthInstructions::new_mainnet_with_spec(spec),
             precompiles,
@@ -305,6 +285,47 @@ impl EvmVm {
         watch_balance_opcode(&mut evm.instruction);
         evm
     }
+}
+
+impl EvmVm {
+    /// revm's context over `database`, built by hand rather than with `Context::new` (which
+    /// pre-allocates eight call frames, a 32 KiB stack each), from the parts the thread's last
+    /// EVM with precompiles of `key` left (see [`scratch`]); call frames are made as calls need
+    /// them.
+    pub(crate) fn context<DB: revm::Database>(
+        &self,
+        database: DB,
+        key: WarmKey,
+    ) -> MainnetContext<DB> {
+        let scratch = Scratch::take(key);
+        let mut journaled_state = Journal::new_with_inner(database, scratch.journal);
+        // As revm's `Context` does when it is built (`sync_cfg_to_journal`): a transaction's
+        // pre-execution sets the spec again, but a Move-to-EVM call (`from_move`) runs frames
+        // without it.
+        journaled_state.set_spec_id(self.cfg.spec);
+        journaled_state.set_eip7708_config(
+            self.cfg.is_eip7708_disabled(),
+            self.cfg.is_eip8246_delayed_clear_disabled(),
+        );
+        Context {
+            block: self.block.clone(),
+            tx: TxEnv::default(),
+            // The thread's copy: its gas table is not shared with other threads.
+            cfg: scratch::thread_cfg(&self.cfg),
+            journaled_state,
+            chain: (),
+            local: scratch.local,
+            error: Ok(()),
+        }
+    }
+}
+
+/// Keeps the reusable parts of a finished EVM's `context` for the thread's next one (see
+/// [`scratch`]); returns its database.
+pub(crate) fn keep_context<DB: revm::Database>(context: MainnetContext<DB>, key: WarmKey) -> DB {
+    let Context { journaled_state, local, .. } = context;
+    Scratch { journal: journaled_state.inner, local }.keep(key);
+    journaled_state.database
 }
 
 /// What decides the precompile addresses an EVM with `precompiles` keeps warm.
@@ -325,9 +346,7 @@ where
 {
     let key = warm_key(evm.ctx.cfg.spec, &evm.precompiles);
     let Evm { ctx, precompiles, .. } = evm;
-    let Context { journaled_state, local, .. } = ctx;
-    Scratch { journal: journaled_state.inner, local }.keep(key);
-    (journaled_state.database.0, precompiles)
+    (keep_context(ctx, key).0, precompiles)
 }
 
 /// Who runs the EVM: an EVM transaction, or a Move transaction calling into it (whose EVM code

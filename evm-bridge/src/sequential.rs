@@ -26,10 +26,9 @@ use foldhash::fast::FixedState;
 use revm::context::result::EVMError;
 use revm::context::TxEnv;
 use revm::database_interface::Database;
-use revm::handler::MainnetEvm;
 use revm::primitives::{Address, StorageKey, StorageValue};
 use revm::state::{AccountId, AccountInfo, Bytecode, EvmState};
-use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
+use revm::ExecuteEvm;
 
 use crate::{EvmError, EvmVm, ViewDatabaseError, EVM_EMPTY_CODE_HASH};
 
@@ -54,12 +53,7 @@ struct AddressKey(Address);
 
 impl std::hash::Hash for AddressKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let bytes = &self.0 .0 .0;
-        let (first, rest) = bytes.split_at(8);
-        let (second, last) = rest.split_at(8);
-        state.write_u64(u64::from_le_bytes(first.try_into().unwrap_or_default()));
-        state.write_u64(u64::from_le_bytes(second.try_into().unwrap_or_default()));
-        state.write_u32(u32::from_le_bytes(last.try_into().unwrap_or_default()));
+        duet_types::hash_words(&self.0 .0 .0, state);
     }
 }
 use std::collections::hash_map::Entry;
@@ -86,8 +80,6 @@ struct CachedAccount {
     /// The state holds a value of the wrong kind as the balance: read as zero, as the view's
     /// database reads a lazy account's, unless the account's balance must be exact.
     corrupt_balance: bool,
-    /// The account's code, once the run has read (or created) the code of its code hash.
-    code: Option<Bytecode>,
     header_written: bool,
     balance_written: bool,
     /// Slots loaded or written: the value now, and whether a transaction wrote it.
@@ -95,7 +87,9 @@ struct CachedAccount {
 }
 
 impl CachedAccount {
-    fn info(&self, id: usize) -> Option<AccountInfo> {
+    /// The account as revm loads it, with `code` if the run has it (else revm asks for it by
+    /// hash: the code is not read before revm needs it).
+    fn info(&self, id: usize, code: Option<Bytecode>) -> Option<AccountInfo> {
         if self.header.is_none() && self.balance.is_zero() {
             return None;
         }
@@ -105,9 +99,12 @@ impl CachedAccount {
             nonce,
             code_hash,
             account_id: AccountId::new(id),
-            // Loaded by hash when the EVM needs it, if not yet.
-            code: self.code.clone(),
+            code,
         })
+    }
+
+    fn code_hash(&self) -> B256 {
+        self.header.map_or(EVM_EMPTY_CODE_HASH, |(_, code_hash)| code_hash)
     }
 }
 
@@ -139,36 +136,20 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
         }
     }
 
-    fn read(&mut self, key: &StateKey) -> Result<Option<StateValue>, ViewDatabaseError> {
-        read(self.storage, &mut self.failure, key)
-    }
-
     /// The position of `address`'s account, loaded from the storage if the run has not yet.
     fn load(&mut self, address: Address) -> Result<usize, ViewDatabaseError> {
-        let loaded = self.fetch(address);
-        if let Err(ViewDatabaseError::Read(ReadError::Storage(error))) = &loaded {
-            self.failure.get_or_insert_with(|| error.clone());
-        }
-        loaded
-    }
-
-    /// [`load`](Self::load), without keeping a storage failure (nothing is cached then).
-    fn fetch(&mut self, address: Address) -> Result<usize, ViewDatabaseError> {
         let vacant = match self.index.entry(AddressKey(address)) {
             Entry::Occupied(entry) => return Ok(*entry.get()),
             Entry::Vacant(vacant) => vacant,
         };
-        let read = |key: &StateKey| {
-            self.storage
-                .get(key)
-                .map_err(|error| ViewDatabaseError::Read(ReadError::Storage(error)))
-        };
-        let header = match read(&StateKey::Account(address))? {
+        let (storage, failure) = (self.storage, &mut self.failure);
+        let header = match read(storage, failure, &StateKey::Account(address))? {
             None => None,
             Some(StateValue::Account { nonce, code_hash }) => Some((nonce, code_hash)),
             Some(_) => return Err(ViewDatabaseError::WrongKind(StateKey::Account(address))),
         };
-        let (balance, corrupt_balance) = match read(&StateKey::Balance(address))? {
+        let (balance, corrupt_balance) = match read(storage, failure, &StateKey::Balance(address))?
+        {
             None => (U256::ZERO, false),
             Some(StateValue::Balance(balance)) => (U256::from(balance), false),
             Some(_) => (U256::ZERO, true),
@@ -180,7 +161,6 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
             header,
             balance,
             corrupt_balance,
-            code: None,
             header_written: false,
             balance_written: false,
             slots: FastMap::default(),
@@ -239,7 +219,6 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
                 cached.balance = U256::ZERO;
                 cached.balance_written = true;
                 cached.corrupt_balance = false;
-                cached.code = None;
                 for slot in account.storage.keys() {
                     cached.slots.insert(Slot(*slot), (U256::ZERO, true));
                 }
@@ -252,11 +231,6 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
                 cached.header = (info.nonce != 0 || info.code_hash != EVM_EMPTY_CODE_HASH)
                     .then_some((info.nonce, info.code_hash));
                 cached.header_written = true;
-                if info.code_hash != code_hash {
-                    // Read again by hash: created code is the run's, and a code hash set
-                    // without creating (a delegation) has no code in the state.
-                    cached.code = None;
-                }
             }
             if info.balance != cached.balance {
                 // INVARIANT: balances stay below 2^128 wei, as the state stores them.
@@ -344,18 +318,18 @@ impl<S: Storage<Key = StateKey, Value = StateValue>> Database for RunCache<'_, S
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
         let id = self.load(address)?;
-        let account = &mut self.accounts[id];
-        let code_hash = account.header.map_or(EVM_EMPTY_CODE_HASH, |(_, code_hash)| code_hash);
+        let account = &self.accounts[id];
+        let code_hash = account.code_hash();
         // As the view's database: only a lazy account's balance may be read as zero.
         if account.corrupt_balance && (address == self.sender || code_hash != EVM_EMPTY_CODE_HASH) {
             return Err(ViewDatabaseError::WrongKind(StateKey::Balance(address)));
         }
-        // With its code if the run has read it, which revm would otherwise ask for by hash in
-        // every transaction (the code is not read before revm asks for it).
-        if account.code.is_none() && code_hash != EVM_EMPTY_CODE_HASH {
-            account.code = self.codes.get(&code_hash).map(|(code, _)| code.clone());
-        }
-        Ok(account.info(id))
+        // With its code if the run has read (or created) it, which revm would otherwise ask
+        // for by hash in every transaction.
+        let code = (code_hash != EVM_EMPTY_CODE_HASH)
+            .then(|| self.codes.get(&code_hash).map(|(code, _)| code.clone()))
+            .flatten();
+        Ok(account.info(id, code))
     }
 
     fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
@@ -364,7 +338,7 @@ impl<S: Storage<Key = StateKey, Value = StateValue>> Database for RunCache<'_, S
         }
         let code = match crate::scratch::kept_code(code_hash) {
             Some(code) => code,
-            None => match self.read(&StateKey::Code(code_hash))? {
+            None => match read(self.storage, &mut self.failure, &StateKey::Code(code_hash))? {
                 // Not kept: the view's database reads it again each time too.
                 None => return Ok(Bytecode::default()),
                 Some(StateValue::Bytes(bytes)) => {
@@ -400,18 +374,37 @@ impl<S: Storage<Key = StateKey, Value = StateValue>> Database for RunCache<'_, S
     }
 }
 
-type RunEvm<'s, S> = MainnetEvm<revm::handler::MainnetContext<RunCache<'s, S>>>;
+type RunEvm<'s, S> = revm::context::Evm<
+    revm::handler::MainnetContext<RunCache<'s, S>>,
+    (),
+    revm::handler::instructions::EthInstructions<
+        revm::interpreter::interpreter::EthInterpreter,
+        revm::handler::MainnetContext<RunCache<'s, S>>,
+    >,
+    revm::handler::EthPrecompiles,
+    revm::handler::EthFrame<revm::interpreter::interpreter::EthInterpreter>,
+>;
 
 impl EvmVm {
+    /// The precompile addresses the run's EVM keeps warm: Ethereum's, no Move call.
+    fn run_key(&self) -> crate::scratch::WarmKey {
+        (self.cfg.spec, false)
+    }
+
+    /// revm for the run, over `cache`, from the parts the thread's last EVM left (as `evm`
+    /// builds one per transaction).
     fn run_evm<'s, S>(&self, cache: RunCache<'s, S>) -> RunEvm<'s, S>
     where
         S: Storage<Key = StateKey, Value = StateValue>,
     {
-        Context::mainnet()
-            .with_db(cache)
-            .with_block(self.block.clone())
-            .with_cfg(self.cfg.clone())
-            .build_mainnet()
+        let spec = self.cfg.spec;
+        revm::context::Evm {
+            ctx: self.context(cache, self.run_key()),
+            inspector: (),
+            instruction: revm::handler::instructions::EthInstructions::new_mainnet_with_spec(spec),
+            precompiles: revm::handler::EthPrecompiles::new(spec),
+            frame_stack: revm::context_interface::local::FrameStack::new(),
+        }
     }
 
     /// Runs `transactions` in order over `storage` with one EVM: see the [module](self).
@@ -451,7 +444,8 @@ impl EvmVm {
                     other => EvmError::Evm(other.to_string()),
                 }),
                 Err(payload) => {
-                    // The journal is in no known state: a new EVM goes on over the same cache.
+                    // The journal is in no known state: a new EVM goes on over the same cache
+                    // (with new parts: the thread keeps none of this one's).
                     let message = panic_message(payload.as_ref());
                     let cache = std::mem::replace(
                         &mut evm.ctx.journaled_state.database,
@@ -463,7 +457,7 @@ impl EvmVm {
             };
             results.push(result);
         }
-        let cache = evm.ctx.journaled_state.database;
+        let cache = crate::keep_context(evm.ctx, self.run_key());
         Ok(BlockOutput { results, state_updates: cache.into_updates() })
     }
 }

@@ -309,7 +309,7 @@ impl GasMeter for DuetGasMeter {
         self.charge(u64::from(amount))
     }
 
-    fn charge_type_nodes(&mut self, nodes: usize) -> PartialVMResult<()> {
-        self.charge(nodes as u64 / TYPE_NODES_PER_GAS)
+    fn charge_type_nodes(&mut self, nodes: u64) -> PartialVMResult<()> {
+        self.charge(nodes / TYPE_NODES_PER_GAS)
     }
 }

@@ -74,12 +74,33 @@ impl Chain {
         self.publish(publisher, example_modules(publisher));
     }
 
+    /// Calls `module::function` (published by `sender`) with `arguments`, as the sender's next
+    /// transaction: its status and gas used.
+    fn call_once(
+        &mut self,
+        sender: Address,
+        module: &str,
+        function: &str,
+        arguments: Vec<Vec<u8>>,
+    ) -> (MoveStatus, u64) {
+        let nonce = self.state.nonce(sender);
+        let payload = call(sender, module, function, &[], arguments);
+        let output = self.run(&[transaction(sender, nonce, payload)]);
+        let receipt = receipt(&output, 0);
+        (receipt.status.clone(), receipt.gas_used)
+    }
+
     /// Publishes `modules` from `publisher`, which must succeed.
     fn publish(&mut self, publisher: Address, modules: Vec<Vec<u8>>) {
         let nonce = self.state.nonce(publisher);
         let output = self.run(&[transaction(publisher, nonce, MovePayload::ModuleBundle(modules))]);
         assert!(receipt(&output, 0).is_success(), "{:?}", output.results[0]);
     }
+}
+
+/// The gas one more pass costs: `gas(passes)` for 20 passes less for 10, over 10.
+fn per_pass(mut gas: impl FnMut(u64) -> u64) -> u64 {
+    (gas(20) - gas(10)) / 10
 }
 
 fn receipt(output: &VmBlockOutput<MoveVm>, index: usize) -> &MoveReceipt {
@@ -460,15 +481,7 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
     );
     chain.publish(alice, module);
     let mut gas_used = |function: &str, times: u64| {
-        let nonce = chain.state.nonce(alice);
-        let arguments = vec![bcs(&10_000u64), bcs(&times)];
-        let output = chain.run(&[transaction(
-            alice,
-            nonce,
-            call(alice, "greedy", function, &[], arguments),
-        )]);
-        let receipt = receipt(&output, 0);
-        (receipt.status.clone(), receipt.gas_used)
+        chain.call_once(alice, "greedy", function, vec![bcs(&10_000u64), bcs(&times)])
     };
     // 10 000 empty vectors: each counts 16 (an allocation), or copying them would be nearly free.
     for (function, per_time) in [("copies", 2_500), ("comparisons", 5_000), ("empties", 5_000)] {
@@ -525,14 +538,12 @@ fn an_instruction_pays_for_the_type_it_instantiates() {
     );
     chain.publish(alice, compile_example(&source, alice));
     let mut gas_used = |function: &str, times: u64| {
-        let nonce = chain.state.nonce(alice);
-        let payload = call(alice, "typed", function, &[], vec![bcs(&times)]);
-        let output = chain.run(&[transaction(alice, nonce, payload)]);
-        assert_eq!(receipt(&output, 0).status, MoveStatus::Success, "{function}");
-        receipt(&output, 0).gas_used
+        let (status, gas) = chain.call_once(alice, "typed", function, vec![bcs(&times)]);
+        assert_eq!(status, MoveStatus::Success, "{function}");
+        gas
     };
-    let per_small = (gas_used("small", 20) - gas_used("small", 10)) / 10;
-    let per_big = (gas_used("big", 20) - gas_used("big", 10)) / 10;
+    let per_small = per_pass(|times| gas_used("small", times));
+    let per_big = per_pass(|times| gas_used("big", times));
     assert_eq!(per_big - per_small, 127, "{per_big} against {per_small} gas an iteration");
 }
 
@@ -553,14 +564,7 @@ impl duet_block_stm::TransactionView for StateView<'_> {
         delta: duet_block_stm::Delta,
     ) -> Result<bool, duet_block_stm::ReadError> {
         let balance = self.0 .0.get(key).and_then(duet_types::StateValue::as_balance).unwrap_or(0);
-        Ok(match delta {
-            duet_block_stm::Delta::Add { amount, max } => {
-                balance.checked_add(amount).is_some_and(|sum| sum <= max)
-            }
-            duet_block_stm::Delta::Sub { amount, min } => {
-                balance.checked_sub(amount).is_some_and(|rest| rest >= min)
-            }
-        })
+        Ok(delta.apply(balance).is_some())
     }
 }
 
@@ -605,14 +609,11 @@ fn an_event_is_charged_when_it_is_emitted() {
          public entry fun emit_then_abort(times: u64) { \
              let i = 0; while (i < times) { event::emit(Ping { value: i }); i = i + 1 }; abort 7 } }";
     chain.publish(alice, compile_example(source, alice));
-    let mut gas_used = |times: u64| {
-        let nonce = chain.state.nonce(alice);
-        let payload = call(alice, "noisy", "emit_then_abort", &[], vec![bcs(&times)]);
-        let output = chain.run(&[transaction(alice, nonce, payload)]);
-        assert!(matches!(receipt(&output, 0).status, MoveStatus::Aborted { code: 7, .. }));
-        receipt(&output, 0).gas_used
-    };
-    let per = (gas_used(20) - gas_used(10)) / 10;
+    let per = per_pass(|times| {
+        let (status, gas) = chain.call_once(alice, "noisy", "emit_then_abort", vec![bcs(&times)]);
+        assert!(matches!(status, MoveStatus::Aborted { code: 7, .. }));
+        gas
+    });
     assert!((gas::EVENT..gas::EVENT + 60).contains(&per), "{per} gas an emission");
 }
 
@@ -727,12 +728,7 @@ fn loading_a_constant_costs_by_its_bytes() {
          public entry fun load(times: u64) {{ let i = 0; while (i < times) {{ C; i = i + 1 }} }} }}"
     );
     chain.publish(alice, compile_example(&source, alice));
-    let mut gas_used = |times: u64| {
-        let nonce = chain.state.nonce(alice);
-        let payload = call(alice, "constant", "load", &[], vec![bcs(&times)]);
-        receipt(&chain.run(&[transaction(alice, nonce, payload)]), 0).gas_used
-    };
-    let per = (gas_used(20) - gas_used(10)) / 10;
+    let per = per_pass(|times| chain.call_once(alice, "constant", "load", vec![bcs(&times)]).1);
     assert!((1_004..1_100).contains(&per), "{per} gas a load");
 }
 
@@ -745,12 +741,7 @@ fn loading_an_address_or_bytes_costs_as_before() {
     let source = "module example::literal { \
          public entry fun load(times: u64) { let i = 0; while (i < times) { @0x1234; i = i + 1 } } }";
     chain.publish(alice, compile_example(source, alice));
-    let mut gas_used = |times: u64| {
-        let nonce = chain.state.nonce(alice);
-        let payload = call(alice, "literal", "load", &[], vec![bcs(&times)]);
-        receipt(&chain.run(&[transaction(alice, nonce, payload)]), 0).gas_used
-    };
-    let per = (gas_used(20) - gas_used(10)) / 10;
+    let per = per_pass(|times| chain.call_once(alice, "literal", "load", vec![bcs(&times)]).1);
     assert!(per < 20, "{per} gas a pass");
 }
 

@@ -82,8 +82,11 @@ impl Hash for StateKey {
 }
 
 /// Hashes fixed-length `bytes` (an address or a hash) eight bytes at a time, the last few
-/// zero-padded.
-fn hash_words<const N: usize, H: Hasher>(bytes: &[u8; N], state: &mut H) {
+/// zero-padded: a few machine words, where hashing them as bytes takes the hasher's slow path.
+///
+/// # Panics
+/// Never: `chunks_exact(8)` yields eight bytes.
+pub fn hash_words<const N: usize, H: Hasher>(bytes: &[u8; N], state: &mut H) {
     let mut words = bytes.chunks_exact(8);
     for word in &mut words {
         state.write_u64(u64::from_le_bytes(word.try_into().expect("eight bytes")));

@@ -227,7 +227,7 @@ impl Interpreter {
                     let func = resolver.function_from_instantiation(idx);
                     // Duet: the type arguments just built, charged by their size.
                     gas_meter
-                        .charge_type_nodes(ty_args.iter().map(Type::node_count).sum())
+                        .charge_type_nodes(ty_args.iter().map(|ty| u64::from(ty.size())).sum())
                         .map_err(|e| set_err_info!(current_frame, e))?;
 
                     // Charge gas
@@ -1026,7 +1026,7 @@ impl Frame {
                     Bytecode::PackGeneric(si_idx) => {
                         // Duet: no value deeper than the VM's recursion can take.
                         let ty = resolver.instantiate_generic_type(*si_idx, self.ty_args())?;
-                        gas_meter.charge_type_nodes(ty.node_count())?;
+                        gas_meter.charge_type_nodes(ty.size().into())?;
                         resolver.loader().check_value_depth(&ty)?;
                         let field_count = resolver.field_instantiation_count(*si_idx);
                         gas_meter.charge_pack(
@@ -1226,7 +1226,7 @@ impl Frame {
                         let addr = interpreter.operand_stack.pop_as::<AccountAddress>()?;
                         let ty = resolver.instantiate_generic_type(*si_idx, self.ty_args())?;
                         // Duet: the type just built, charged by its size.
-                        gas_meter.charge_type_nodes(ty.node_count())?;
+                        gas_meter.charge_type_nodes(ty.size().into())?;
                         interpreter.borrow_global(
                             is_mut,
                             true,
@@ -1253,7 +1253,7 @@ impl Frame {
                         let addr = interpreter.operand_stack.pop_as::<AccountAddress>()?;
                         let ty = resolver.instantiate_generic_type(*si_idx, self.ty_args())?;
                         // Duet: the type just built, charged by its size.
-                        gas_meter.charge_type_nodes(ty.node_count())?;
+                        gas_meter.charge_type_nodes(ty.size().into())?;
                         interpreter.exists(
                             true,
                             resolver.loader(),
@@ -1279,7 +1279,7 @@ impl Frame {
                         let addr = interpreter.operand_stack.pop_as::<AccountAddress>()?;
                         let ty = resolver.instantiate_generic_type(*si_idx, self.ty_args())?;
                         // Duet: the type just built, charged by its size.
-                        gas_meter.charge_type_nodes(ty.node_count())?;
+                        gas_meter.charge_type_nodes(ty.size().into())?;
                         interpreter.move_from(
                             true,
                             resolver.loader(),
@@ -1319,7 +1319,7 @@ impl Frame {
                             .value_as::<AccountAddress>()?;
                         let ty = resolver.instantiate_generic_type(*si_idx, self.ty_args())?;
                         // Duet: the type just built, charged by its size.
-                        gas_meter.charge_type_nodes(ty.node_count())?;
+                        gas_meter.charge_type_nodes(ty.size().into())?;
                         interpreter.move_to(
                             true,
                             resolver.loader(),
@@ -1346,7 +1346,7 @@ impl Frame {
                     Bytecode::VecPack(si, num) => {
                         let ty = resolver.instantiate_single_type(*si, self.ty_args())?;
                         // Duet: the type just built, charged by its size.
-                        gas_meter.charge_type_nodes(ty.node_count())?;
+                        gas_meter.charge_type_nodes(ty.size().into())?;
                         // Duet: no value deeper than the VM's recursion can take.
                         resolver.loader().check_vector_depth(&ty)?;
                         gas_meter.charge_vec_pack(
@@ -1361,7 +1361,7 @@ impl Frame {
                         let vec_ref = interpreter.operand_stack.pop_as::<VectorRef>()?;
                         let ty = &resolver.instantiate_single_type(*si, self.ty_args())?;
                         // Duet: the type just built, charged by its size.
-                        gas_meter.charge_type_nodes(ty.node_count())?;
+                        gas_meter.charge_type_nodes(ty.size().into())?;
                         gas_meter.charge_vec_len(TypeWithLoader {
                             ty,
                             loader: resolver.loader(),
@@ -1374,7 +1374,7 @@ impl Frame {
                         let vec_ref = interpreter.operand_stack.pop_as::<VectorRef>()?;
                         let ty = resolver.instantiate_single_type(*si, self.ty_args())?;
                         // Duet: the type just built, charged by its size.
-                        gas_meter.charge_type_nodes(ty.node_count())?;
+                        gas_meter.charge_type_nodes(ty.size().into())?;
                         let res = vec_ref.borrow_elem(idx, &ty);
                         gas_meter.charge_vec_borrow(false, make_ty!(&ty), res.is_ok())?;
                         interpreter.operand_stack.push(res?)?;
@@ -1384,7 +1384,7 @@ impl Frame {
                         let vec_ref = interpreter.operand_stack.pop_as::<VectorRef>()?;
                         let ty = &resolver.instantiate_single_type(*si, self.ty_args())?;
                         // Duet: the type just built, charged by its size.
-                        gas_meter.charge_type_nodes(ty.node_count())?;
+                        gas_meter.charge_type_nodes(ty.size().into())?;
                         let res = vec_ref.borrow_elem(idx, ty);
                         gas_meter.charge_vec_borrow(true, make_ty!(ty), res.is_ok())?;
                         interpreter.operand_stack.push(res?)?;
@@ -1394,7 +1394,7 @@ impl Frame {
                         let vec_ref = interpreter.operand_stack.pop_as::<VectorRef>()?;
                         let ty = &resolver.instantiate_single_type(*si, self.ty_args())?;
                         // Duet: the type just built, charged by its size.
-                        gas_meter.charge_type_nodes(ty.node_count())?;
+                        gas_meter.charge_type_nodes(ty.size().into())?;
                         gas_meter.charge_vec_push_back(make_ty!(ty), &elem)?;
                         vec_ref.push_back(elem, ty)?;
                     }
@@ -1402,7 +1402,7 @@ impl Frame {
                         let vec_ref = interpreter.operand_stack.pop_as::<VectorRef>()?;
                         let ty = &resolver.instantiate_single_type(*si, self.ty_args())?;
                         // Duet: the type just built, charged by its size.
-                        gas_meter.charge_type_nodes(ty.node_count())?;
+                        gas_meter.charge_type_nodes(ty.size().into())?;
                         let res = vec_ref.pop(ty);
                         gas_meter.charge_vec_pop_back(make_ty!(ty), res.as_ref().ok())?;
                         interpreter.operand_stack.push(res?)?;
@@ -1411,7 +1411,7 @@ impl Frame {
                         let vec_val = interpreter.operand_stack.pop_as::<Vector>()?;
                         let ty = &resolver.instantiate_single_type(*si, self.ty_args())?;
                         // Duet: the type just built, charged by its size.
-                        gas_meter.charge_type_nodes(ty.node_count())?;
+                        gas_meter.charge_type_nodes(ty.size().into())?;
                         gas_meter.charge_vec_unpack(make_ty!(ty), NumArgs::new(*num))?;
                         let elements = vec_val.unpack(ty, *num)?;
                         for value in elements {
@@ -1424,7 +1424,7 @@ impl Frame {
                         let vec_ref = interpreter.operand_stack.pop_as::<VectorRef>()?;
                         let ty = &resolver.instantiate_single_type(*si, self.ty_args())?;
                         // Duet: the type just built, charged by its size.
-                        gas_meter.charge_type_nodes(ty.node_count())?;
+                        gas_meter.charge_type_nodes(ty.size().into())?;
                         gas_meter.charge_vec_swap(make_ty!(ty))?;
                         vec_ref.swap(idx1, idx2, ty)?;
                     }

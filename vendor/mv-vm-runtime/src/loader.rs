@@ -2131,6 +2131,8 @@ struct FieldInstantiation {
 struct StructInfo {
     struct_tag: Option<StructTag>,
     struct_layout: Option<MoveStructLayout>,
+    /// Duet: the nodes and the depth of `struct_layout`.
+    struct_layout_size: (usize, usize),
 }
 
 impl StructInfo {
@@ -2138,6 +2140,7 @@ impl StructInfo {
         Self {
             struct_tag: None,
             struct_layout: None,
+            struct_layout_size: (0, 0),
         }
     }
 }
@@ -2162,12 +2165,12 @@ impl TypeCache {
 /// holds (`None`: it does not). Computed once per struct definition, so checking a type costs
 /// its own nodes, whatever its instantiations expand to.
 #[derive(Clone, Debug)]
-pub(crate) struct DepthFormula {
+struct DepthFormula {
     base: usize,
     through: Vec<Option<usize>>,
 }
 
-pub(crate) const VALUE_DEPTH_MAX: usize = 128;
+const VALUE_DEPTH_MAX: usize = 128;
 
 // Duet: how deep values of a type can be, so that no value deeper than `VALUE_DEPTH_MAX` is
 // ever built. Only packing makes values deeper, and the recursive functions over values (size,
@@ -2225,6 +2228,8 @@ impl Loader {
         gidx: CachedStructIndex,
         chain: usize,
     ) -> PartialVMResult<DepthFormula> {
+        // Copied out, not shared: a reference count both threads wrote would cost more than
+        // the copy (empty, for a struct without type parameters).
         if let Some(formula) = self.type_cache.read().depth_formulas.get(&gidx) {
             return Ok(formula.clone());
         }
@@ -2341,7 +2346,7 @@ impl Loader {
                     // was counted by the caller), and it must fit below `depth` as a layout
                     // built here would (or whether a type is too deep would depend on what an
                     // earlier transaction cached).
-                    let (layout_nodes, layout_depth) = struct_layout_size(layout);
+                    let (layout_nodes, layout_depth) = struct_info.struct_layout_size;
                     count_layout_nodes(nodes, layout_nodes - 1)?;
                     if depth + layout_depth - 1 > VALUE_DEPTH_MAX {
                         return Err(layout_too_large());
@@ -2362,15 +2367,17 @@ impl Loader {
             .map(|ty| self.type_to_type_layout_impl(ty, depth + 1, nodes))
             .collect::<PartialVMResult<Vec<_>>>()?;
         let struct_layout = MoveStructLayout::new(field_layouts);
-
-        self.type_cache
-            .write()
+        let size = struct_layout_size(&struct_layout);
+        let mut cache = self.type_cache.write();
+        let info = cache
             .structs
             .entry(gidx)
             .or_insert_with(HashMap::new)
             .entry(ty_args.to_vec())
-            .or_insert_with(StructInfo::new)
-            .struct_layout = Some(struct_layout.clone());
+            .or_insert_with(StructInfo::new);
+        info.struct_layout = Some(struct_layout.clone());
+        info.struct_layout_size = size;
+        drop(cache);
 
         Ok(struct_layout)
     }
@@ -2430,7 +2437,7 @@ impl Loader {
 /// (`Pair<T> { a: T, b: T }`) doubles the layout at each level of nesting, so a type of a few
 /// nodes had a layout of 2^depth under the depth bound alone, built (and cached) before any gas
 /// was charged.
-pub const LAYOUT_NODES_MAX: usize = 512;
+const LAYOUT_NODES_MAX: usize = 512;
 
 /// Duet: counts `more` nodes of a layout being built, failing past [`LAYOUT_NODES_MAX`].
 fn count_layout_nodes(nodes: &mut usize, more: usize) -> PartialVMResult<()> {

@@ -198,7 +198,7 @@ pub trait GasMeter {
     /// Duet: charges for `nodes` type nodes an instruction instantiated (a generic call's type
     /// arguments, a vector or generic struct instruction's type): substituting a type copies
     /// it, once per execution of the instruction.
-    fn charge_type_nodes(&mut self, nodes: usize) -> PartialVMResult<()> {
+    fn charge_type_nodes(&mut self, nodes: u64) -> PartialVMResult<()> {
         let _ = nodes;
         Ok(())
     }

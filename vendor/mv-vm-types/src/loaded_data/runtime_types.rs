@@ -123,17 +123,6 @@ impl Type {
         )
     }
 
-    /// Duet: the type's nodes (what substituting or copying it builds).
-    pub fn node_count(&self) -> usize {
-        match self {
-            Type::Vector(ty) | Type::Reference(ty) | Type::MutableReference(ty) => {
-                1 + ty.node_count()
-            }
-            Type::StructInstantiation(_, tys) => 1 + tys.iter().map(Type::node_count).sum::<usize>(),
-            _ => 1,
-        }
-    }
-
     #[allow(deprecated)]
     const LEGACY_BASE_MEMORY_SIZE: AbstractMemorySize = AbstractMemorySize::new(1);
 
@@ -141,6 +130,9 @@ impl Type {
     ///
     /// This kept only for legacy reasons.
     /// New applications should not use this.
+    ///
+    /// Duet: it is 1 per node of the type, what substituting or copying it builds: the gas
+    /// meter's `charge_type_nodes` is given it.
     pub fn size(&self) -> AbstractMemorySize {
         use Type::*;
 
