@@ -250,9 +250,6 @@ pub struct Chain {
     /// Held while a block is built and committed: the producer's blocks and those asked for
     /// (`evm_mine`) are built one after another, each on the last.
     producing: Mutex<()>,
-    /// Counts the starts and ends of block commits (odd while one writes): a sender's nonce and
-    /// balance read with no change of it in between are of one block ([`Chain::funds`]).
-    commits: std::sync::atomic::AtomicU64,
     metrics: Metrics,
 }
 
@@ -265,22 +262,6 @@ struct Funds {
     /// yet: its nonce if both were read as of one block (those below were included, or replaced
     /// by an included one), else 0 (every waiting one counts, which can only count too much).
     unpaid_from: u64,
-}
-
-/// Marks a block commit in [`Chain::commits`], from its start to its end, however it ends.
-struct Committing<'a>(&'a std::sync::atomic::AtomicU64);
-
-impl<'a> Committing<'a> {
-    fn start(commits: &'a std::sync::atomic::AtomicU64) -> Self {
-        commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Self(commits)
-    }
-}
-
-impl Drop for Committing<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 impl std::fmt::Debug for Chain {
@@ -355,7 +336,6 @@ impl Chain {
             threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             executor_parts: Mutex::new(duet_block_stm::ExecutorParts::default()),
             producing: Mutex::new(()),
-            commits: std::sync::atomic::AtomicU64::new(0),
             metrics: Metrics::default(),
             config,
             store,
@@ -491,15 +471,17 @@ impl Chain {
     /// # Errors
     /// The database failed.
     fn funds(&self, sender: Address) -> Result<Funds, StoreError> {
-        use std::sync::atomic::Ordering;
         let read = || -> Result<(u64, U256), StoreError> {
             Ok((self.account(sender)?.0, U256::from(self.balance(sender)?)))
         };
         for _ in 0..3 {
-            let before = self.commits.load(Ordering::SeqCst);
-            let (nonce, balance) = read()?;
-            if before % 2 == 0 && self.commits.load(Ordering::SeqCst) == before {
-                return Ok(Funds { nonce, balance, unpaid_from: nonce });
+            let before = self.store.commits();
+            // Odd: a block is committing; reading now could mix two blocks.
+            if before % 2 == 0 {
+                let (nonce, balance) = read()?;
+                if self.store.commits() == before {
+                    return Ok(Funds { nonce, balance, unpaid_from: nonce });
+                }
             }
             std::thread::yield_now();
         }
@@ -827,17 +809,22 @@ impl Chain {
     /// The database failed.
     pub fn restore_pending(&self) -> Result<usize, StoreError> {
         let mut records = Vec::new();
+        let mut unreadable = Vec::new();
         for (key, raw) in self.store.pending()? {
+            // The hash first: recovering the signer costs far more.
             let signed = TxEnvelope::decode_2718_exact(raw.as_slice())
                 .ok()
-                .and_then(|envelope| Some((envelope.recover_signer().ok()?, envelope)))
-                .filter(|(_, envelope)| envelope.tx_hash().as_slice() == key.as_slice());
+                .filter(|envelope| envelope.tx_hash().as_slice() == key.as_slice())
+                .and_then(|envelope| Some((envelope.recover_signer().ok()?, envelope)));
             match signed {
                 Some((sender, envelope)) => records.push((sender, envelope, raw)),
                 // Not written by this node as it writes them now (bytes after the transaction
-                // were once kept): forget it.
-                None => self.store.delete_pending(&[key])?,
+                // were once kept): forgotten, all in one write.
+                None => unreadable.push(key),
             }
+        }
+        if !unreadable.is_empty() {
+            self.store.delete_pending(&unreadable)?;
         }
         // Each sender's transactions in nonce order, so none looks too far ahead. They are on
         // disk already: checked and admitted, not written again.
@@ -908,7 +895,6 @@ impl Chain {
         // run on a fresh Move VM, whose code cache holds no code the block replaced (the old VM
         // could serve old code over the new state).
         let call_move_vm = published.then(|| self.call_move_vm.write());
-        let in_commit = Committing::start(&self.commits);
         self.store
             .commit(&BlockCommit {
                 block: &block,
@@ -918,7 +904,6 @@ impl Chain {
                 nodes: &update.writes,
             })
             .map_err(|error| format!("block {number}: {error}"))?;
-        drop(in_commit);
         // Only now: a block that failed to commit leaves the cache as the store is.
         cache.committed(&update.writes);
         let commit_micros = committing.elapsed().as_micros() as u64;
@@ -1599,7 +1584,7 @@ pub(crate) mod tests {
         // While a block commits, the nonce and the balance may be of two blocks: every waiting
         // transaction counts, which may refuse too much but never too little.
         let next = transfer(1, ether(3_000));
-        let in_commit = super::Committing::start(&chain.commits);
+        let in_commit = chain.store.mark_commit();
         let refused = chain.submit(&next);
         assert!(matches!(refused, Err(super::SubmitError::Overdraft { .. })), "{refused:?}");
         drop(in_commit);
@@ -1660,6 +1645,26 @@ pub(crate) mod tests {
         gas_limit: u64,
     ) -> alloy_primitives::Bytes {
         let unsigned = unsigned_transfer(nonce, value, max_fee, gas_limit);
+        crate::client::sign(signer, unsigned).unwrap()
+    }
+
+    /// A Move transaction of `payload` from `signer` with `nonce` and `gas_limit`, at 10 wei per
+    /// gas.
+    fn signed_move(
+        signer: &alloy_signer_local::PrivateKeySigner,
+        nonce: u64,
+        payload: &duet_types::MovePayload,
+        gas_limit: u64,
+    ) -> alloy_primitives::Bytes {
+        let unsigned = alloy_consensus::TxEip1559 {
+            chain_id: ChainConfig::for_tests().chain_id,
+            nonce,
+            gas_limit,
+            max_fee_per_gas: 10,
+            to: alloy_primitives::TxKind::Call(duet_types::MOVE_ENTRY_ADDRESS),
+            input: payload.encode().into(),
+            ..alloy_consensus::TxEip1559::default()
+        };
         crate::client::sign(signer, unsigned).unwrap()
     }
 
@@ -1803,21 +1808,12 @@ pub(crate) mod tests {
         // The publish asks for 3 000 000 gas and the call for 1 000 000, in a block of 3 999 999:
         // the first round takes the publish alone, the second the call, which runs on the state
         // the first left (the module is not committed yet).
-        use duet_types::{EntryFunction, MovePayload, MOVE_ENTRY_ADDRESS};
+        use duet_types::{EntryFunction, MovePayload};
 
         let signer = dev_signer(0);
         let me = signer.address();
         let move_transaction = |nonce, payload: MovePayload, gas_limit| {
-            let unsigned = alloy_consensus::TxEip1559 {
-                chain_id: ChainConfig::for_tests().chain_id,
-                nonce,
-                gas_limit,
-                max_fee_per_gas: 10,
-                to: alloy_primitives::TxKind::Call(MOVE_ENTRY_ADDRESS),
-                input: payload.encode().into(),
-                ..alloy_consensus::TxEip1559::default()
-            };
-            crate::client::sign(&signer, unsigned).unwrap()
+            signed_move(&signer, nonce, &payload, gas_limit)
         };
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../move-executor/testkit/example.move");
         let modules =
@@ -1858,7 +1854,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_transaction_a_block_rejects_keeps_its_record_for_a_submission_on_its_way() {
-        use duet_types::{EntryFunction, MovePayload, MOVE_ENTRY_ADDRESS};
+        use duet_types::{EntryFunction, MovePayload};
         use std::collections::HashMap;
 
         let (signer, funder) = (dev_signer(0), dev_signer(1));
@@ -1876,19 +1872,7 @@ pub(crate) mod tests {
                 bcs::to_bytes(&(crate::genesis::DEV_BALANCE - one_eth)).unwrap(),
             ],
         });
-        let drain = crate::client::sign(
-            &signer,
-            alloy_consensus::TxEip1559 {
-                chain_id: ChainConfig::for_tests().chain_id,
-                nonce: 0,
-                gas_limit: 1_000_000,
-                max_fee_per_gas: 10,
-                to: alloy_primitives::TxKind::Call(MOVE_ENTRY_ADDRESS),
-                input: drain.encode().into(),
-                ..alloy_consensus::TxEip1559::default()
-            },
-        )
-        .unwrap();
+        let drain = signed_move(&signer, 0, &drain, 1_000_000);
         let pay = payment(&signer, 1, alloy_primitives::U256::from(2 * one_eth), 10);
         let directory = tempfile::tempdir().unwrap();
         let open = || open_chain(directory.path(), ChainConfig::for_tests());

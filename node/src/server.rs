@@ -247,8 +247,12 @@ pub async fn read_body(
             return closing((StatusCode::REQUEST_TIMEOUT, message).into_response());
         }
     }
-    let received = Arc::new(held);
-    parts.extensions.insert(Received(Arc::clone(&received)));
+    // Only a body with counted bytes carries them on (nearly none has any): the handlers treat
+    // no `Received` as one holding nothing.
+    let received = held.map(|permit| Arc::new(Some(permit)));
+    if let Some(received) = &received {
+        parts.extensions.insert(Received(Arc::clone(received)));
+    }
     let response = next.run(axum::extract::Request::from_parts(parts, Body::from(buffer))).await;
     // The body's bytes count until the answer is made (or longer, in work that outlives it).
     drop(received);

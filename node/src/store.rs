@@ -99,8 +99,18 @@ struct StateCache {
     /// Picks a key's shard: fast, and seeded at random, so that keys chosen to meet in one shard
     /// cannot be computed ahead (what they would gain is one lock, not a slow map).
     hasher: foldhash::fast::RandomState,
-    /// Commits so far (this process).
+    /// Twice the commits so far (this process), and one more while one writes: odd during a
+    /// commit, from before its write to after the cache has its updates.
     commits: std::sync::atomic::AtomicU64,
+}
+
+/// Marks a commit in [`StateCache::commits`] from its start to its end, however it ends.
+pub(crate) struct CommitMark<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for CommitMark<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Part of the state cache: entries by key, `None` for a key known to be absent.
@@ -168,18 +178,25 @@ impl StateCache {
         self.shard(key).lock().entries.get(key).cloned().ok_or(())
     }
 
-    /// Puts in what a read found, unless a commit happened since `commits_before` (read before
-    /// the RocksDB read).
+    /// Puts in what a read found, unless a commit ran while it read (`commits_before`: the
+    /// count read before the RocksDB read; odd, a commit was running).
     fn fill(&self, key: &StateKey, value: Option<StateValue>, commits_before: u64) {
         let mut shard = self.shard(key).lock();
-        if self.commits.load(std::sync::atomic::Ordering::Acquire) == commits_before {
+        if commits_before % 2 == 0
+            && self.commits.load(std::sync::atomic::Ordering::Acquire) == commits_before
+        {
             shard.insert(key, value);
         }
     }
 
+    /// Marks the start of a commit; the mark's end is when it is dropped.
+    fn start_commit(&self) -> CommitMark<'_> {
+        self.commits.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        CommitMark(&self.commits)
+    }
+
     /// Puts in a committed block's updates.
     fn committed(&self, updates: &[(StateKey, Option<StateValue>)]) {
-        self.commits.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         for (key, value) in updates {
             self.shard(key).lock().insert(key, value.clone());
         }
@@ -329,6 +346,19 @@ impl Store {
         }
     }
 
+    /// The count of commit starts and ends so far: odd while a block commits. Two reads with
+    /// the same even count before and after them read the state of one block.
+    #[must_use]
+    pub fn commits(&self) -> u64 {
+        self.cache.commits.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks a commit as running until the mark is dropped, as [`commit`](Self::commit) does.
+    #[cfg(test)]
+    pub(crate) fn mark_commit(&self) -> CommitMark<'_> {
+        self.cache.start_commit()
+    }
+
     /// The current value of `key`.
     ///
     /// # Errors
@@ -426,6 +456,7 @@ impl Store {
     /// # Panics
     /// Never: blocks and transactions always serialize.
     pub fn commit(&self, commit: &BlockCommit<'_>) -> Result<(), StoreError> {
+        let _commit = self.cache.start_commit();
         let mut batch = WriteBatch::default();
         let state = self.family(STATE);
         for (key, value) in commit.state {
