@@ -1073,3 +1073,95 @@ fn a_resource_type_too_deep_for_a_state_key_fails_and_pays_its_fee() {
     assert_eq!(chain.state.balance(alice), before - fee(failed), "it pays its fee");
     assert_eq!(chain.state.nonce(alice), 2, "its nonce is used");
 }
+
+/// How [`linked_module`] links its module to another.
+#[derive(Clone, Copy)]
+enum Link {
+    /// `m{index}` depends on `m{index - 1}`.
+    DependsOnPrevious,
+    /// `m{index}` declares `m{index - 1}` its friend.
+    FriendOfPrevious,
+}
+
+/// Module `m{index}` under `address`, with nothing in it but its `link` to the module before
+/// it (none from `m0`).
+fn linked_module(address: Address, index: usize, link: Link) -> Vec<u8> {
+    use move_binary_format::file_format::{
+        empty_module, AddressIdentifierIndex, IdentifierIndex, ModuleHandle,
+    };
+    use move_core_types::identifier::Identifier;
+    let mut module = empty_module();
+    module.address_identifiers[0] = duet_move::to_account_address(address);
+    module.identifiers[0] = Identifier::new(format!("m{index}")).expect("an identifier");
+    if let Some(neighbour) = index.checked_sub(1) {
+        module.identifiers.push(Identifier::new(format!("m{neighbour}")).expect("an identifier"));
+        let handle = ModuleHandle { address: AddressIdentifierIndex(0), name: IdentifierIndex(1) };
+        match link {
+            Link::DependsOnPrevious => module.module_handles.push(handle),
+            Link::FriendOfPrevious => module.friend_decls.push(handle),
+        }
+    }
+    let mut bytes = Vec::new();
+    module.serialize(&mut bytes).expect("the module serializes");
+    bytes
+}
+
+impl Chain {
+    /// Puts modules `m0` to `m{count - 1}`, linked by `link`, under `address` in the state, as
+    /// upgrades could have left them whatever publishing refuses.
+    fn put_linked_modules(&mut self, address: Address, count: usize, link: Link) {
+        for index in 0..count {
+            let key = StateKey::MoveModule { address, name: format!("m{index}").into() };
+            let bytes = linked_module(address, index, link);
+            self.state.0.insert(key, duet_types::StateValue::Bytes(bytes.into()));
+        }
+    }
+
+    /// Publishes `m{index}` linked by `link` as `sender`'s next transaction: its status.
+    fn publish_linked(&mut self, sender: Address, index: usize, link: Link) -> MoveStatus {
+        let nonce = self.state.nonce(sender);
+        let bundle = MovePayload::ModuleBundle(vec![linked_module(sender, index, link)]);
+        let output = self.run(&[transaction(sender, nonce, bundle)]);
+        receipt(&output, 0).status.clone()
+    }
+}
+
+#[test]
+fn a_module_may_head_a_chain_of_64_dependencies_and_no_more() {
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    chain.put_linked_modules(alice, 63, Link::DependsOnPrevious);
+    assert!(chain.publish_linked(alice, 63, Link::DependsOnPrevious) == MoveStatus::Success);
+    let before = chain.state.clone();
+    let status = chain.publish_linked(alice, 64, Link::DependsOnPrevious);
+    let message = "a chain of module dependencies is deeper than 64 modules";
+    assert_eq!(
+        status,
+        MoveStatus::Failed { status: "CONSTRAINT_NOT_SATISFIED".into(), message: message.into() }
+    );
+    let key = StateKey::MoveModule { address: alice, name: "m64".into() };
+    assert!(
+        !chain.state.0.contains_key(&key)
+            && before.0.contains_key(&StateKey::MoveModule { address: alice, name: "m63".into() })
+    );
+}
+
+#[test]
+fn a_chain_of_thousands_of_modules_is_refused_without_a_crash() {
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    // Loading these recursed once per module and overflowed the native stack.
+    chain.put_linked_modules(alice, 20_000, Link::DependsOnPrevious);
+    let status = chain.publish_linked(alice, 20_000, Link::DependsOnPrevious);
+    assert!(
+        matches!(&status, MoveStatus::Failed { status, message }
+            if status == "CONSTRAINT_NOT_SATISFIED" && message.contains("deeper than 64")),
+        "{status:?}"
+    );
+    // A chain of friends has no depth bound (friends are not dependencies): it loads, and its
+    // loading and cycle checks, recursive too, no longer overflow the stack either.
+    let bob = user(2);
+    let mut chain = Chain::new([bob]);
+    chain.put_linked_modules(bob, 20_000, Link::FriendOfPrevious);
+    assert!(chain.publish_linked(bob, 20_000, Link::FriendOfPrevious) == MoveStatus::Success);
+}

@@ -20,7 +20,7 @@ use move_binary_format::{
     },
     IndexKind,
 };
-use move_bytecode_verifier::{self, cyclic_dependencies, dependencies, VerifierConfig};
+use move_bytecode_verifier::{self, dependencies, VerifierConfig};
 use move_core_types::{
     identifier::{IdentStr, Identifier},
     language_storage::{ModuleId, StructTag, TypeTag},
@@ -725,6 +725,8 @@ impl Loader {
     ) -> VMResult<()> {
         let mut bundle_unverified: BTreeSet<_> = modules.iter().map(|m| m.self_id()).collect();
         let mut bundle_verified = BTreeMap::new();
+        // Duet: the dependency depth of each module of the bundle verified so far.
+        let mut bundle_depths = BTreeMap::new();
         for module in modules {
             let module_id = module.self_id();
             bundle_unverified.remove(&module_id);
@@ -735,6 +737,17 @@ impl Loader {
                 &bundle_unverified,
                 data_store,
             )?;
+            // Duet: its dependencies are verified modules of the bundle or loaded in the cache.
+            let depth = {
+                let cache = self.module_cache.read();
+                dependency_depth(module, |dep| {
+                    bundle_depths.get(dep).copied().or_else(|| {
+                        cache.module_at(dep).map(|loaded| loaded.dependency_depth)
+                    })
+                })
+                .map_err(|err| err.finish(Location::Undefined))?
+            };
+            bundle_depths.insert(module_id.clone(), depth);
             bundle_verified.insert(module_id.clone(), module.clone());
         }
         Ok(())
@@ -780,6 +793,7 @@ impl Loader {
             &mut visited,
             &mut friends_discovered,
             /* allow_dependency_loading_failure */ true,
+            1,
         )?;
 
         // upward exploration of the modules's dependency graph. Similar to dependency loading, as
@@ -797,6 +811,9 @@ impl Loader {
         self.verify_module_cyclic_relations(module, bundle_verified, bundle_unverified)
     }
 
+    // Duet: the checks of `cyclic_dependencies::verify_module`, with the closures walked by a
+    // loop over a stack instead of a recursion (a chain of thousands of modules overflowed the
+    // native stack).
     fn verify_module_cyclic_relations(
         &self,
         module: &CompiledModule,
@@ -804,32 +821,49 @@ impl Loader {
         bundle_unverified: &BTreeSet<ModuleId>,
     ) -> VMResult<()> {
         let module_cache = self.module_cache.read();
-        cyclic_dependencies::verify_module(
-            module,
-            |module_id| {
-                bundle_verified
-                    .get(module_id)
-                    .or_else(|| module_cache.modules.get(module_id).map(|m| m.module()))
-                    .map(|m| m.immediate_dependencies())
-                    .ok_or_else(|| PartialVMError::new(StatusCode::MISSING_DEPENDENCY))
-            },
-            |module_id| {
-                if bundle_unverified.contains(module_id) {
-                    // If the module under verification declares a friend which is also in the
-                    // bundle (and positioned after this module in the bundle), we defer the cyclic
-                    // relation checking when we verify that module.
-                    Ok(vec![])
-                } else {
-                    // Otherwise, we get all the information we need to verify whether this module
-                    // creates a cyclic relation.
-                    bundle_verified
-                        .get(module_id)
-                        .or_else(|| module_cache.modules.get(module_id).map(|m| m.module()))
-                        .map(|m| m.immediate_friends())
-                        .ok_or_else(|| PartialVMError::new(StatusCode::MISSING_DEPENDENCY))
-                }
-            },
-        )
+        let find = |module_id: &ModuleId| {
+            bundle_verified
+                .get(module_id)
+                .or_else(|| module_cache.modules.get(module_id).map(|m| m.module()))
+                .ok_or_else(|| PartialVMError::new(StatusCode::MISSING_DEPENDENCY))
+        };
+        let self_id = module.self_id();
+        let check = || -> PartialVMResult<()> {
+            let all_deps = closure_without(
+                &self_id,
+                module.immediate_dependencies(),
+                |module_id| Ok(find(module_id)?.immediate_dependencies()),
+                StatusCode::CYCLIC_MODULE_DEPENDENCY,
+            )?;
+            let all_friends = closure_without(
+                &self_id,
+                module.immediate_friends(),
+                |module_id| {
+                    if bundle_unverified.contains(module_id) {
+                        // If the module under verification declares a friend which is also in
+                        // the bundle (and positioned after this module in the bundle), we defer
+                        // the cyclic relation checking when we verify that module.
+                        Ok(vec![])
+                    } else {
+                        Ok(find(module_id)?.immediate_friends())
+                    }
+                },
+                StatusCode::CYCLIC_MODULE_FRIENDSHIP,
+            )?;
+            // check that any direct/transitive dependency is neither a direct nor transitive
+            // friend
+            match all_deps.intersection(&all_friends).next() {
+                Some(overlap) => Err(PartialVMError::new(
+                    StatusCode::INVALID_FRIEND_DECL_WITH_MODULES_IN_DEPENDENCIES,
+                )
+                .with_message(format!(
+                    "At least one module, {}, appears in both the dependency set and the friend set",
+                    overlap
+                ))),
+                None => Ok(()),
+            }
+        };
+        check().map_err(|e| e.finish(Location::Module(self_id.clone())))
     }
 
     // All native functions must be known to the loader
@@ -1005,7 +1039,14 @@ impl Loader {
         visited: &mut BTreeSet<ModuleId>,
         friends_discovered: &mut BTreeSet<ModuleId>,
         allow_module_loading_failure: bool,
+        depth: usize,
     ) -> VMResult<Arc<Module>> {
+        // Duet: a module this far down a chain of dependencies makes the chain too deep (the
+        // module it was reached from has a depth of at least this): refused before it recurses
+        // further, whatever the cache holds below.
+        if depth > MAX_DEPENDENCY_DEPTH {
+            return Err(dependency_chain_too_deep().finish(Location::Undefined));
+        }
         // dependency loading does not permit cycles
         if visited.contains(id) {
             return Err(PartialVMError::new(StatusCode::CYCLIC_MODULE_DEPENDENCY)
@@ -1026,6 +1067,7 @@ impl Loader {
             visited,
             friends_discovered,
             /* allow_dependency_loading_failure */ false,
+            depth,
         )?;
 
         // if linking goes well, insert the module to the code cache
@@ -1045,6 +1087,8 @@ impl Loader {
         visited: &mut BTreeSet<ModuleId>,
         friends_discovered: &mut BTreeSet<ModuleId>,
         allow_dependency_loading_failure: bool,
+        // Duet: how far down a chain of dependencies `module` is (1 for the module loaded).
+        depth: usize,
     ) -> VMResult<()> {
         // all immediate dependencies of the module being verified should be in one of the locations
         // - the verified portion of the bundle (e.g., verified before this module)
@@ -1067,6 +1111,7 @@ impl Loader {
                             visited,
                             friends_discovered,
                             allow_dependency_loading_failure,
+                            depth + 1,
                         )?
                     }
                     Some(cached) => cached,
@@ -1110,6 +1155,7 @@ impl Loader {
             &mut visited,
             &mut friends_discovered,
             allow_module_loading_failure,
+            1,
         )?;
 
         // upward exploration of the module's friendship graph and expand the friendship frontier.
@@ -1126,6 +1172,10 @@ impl Loader {
     }
 
     // upward exploration of the module's dependency graph
+    //
+    // Duet: a loop over a stack of the friends still to load rather than a recursion through
+    // each friend's friends (a long chain of friends overflowed the native stack). It loads
+    // them in the same order.
     fn load_and_verify_friends(
         &self,
         friends_discovered: BTreeSet<ModuleId>,
@@ -1148,25 +1198,33 @@ impl Loader {
         //   If the module under verification declares a friend which is also in the bundle (and
         //   positioned after this module in the bundle), we defer the loading of that module when
         //   it is the module's turn in the bundle.
-        let locked_cache = self.module_cache.read();
-        let new_imm_friends: Vec<_> = friends_discovered
+        let mut pending: Vec<(ModuleId, bool)> = friends_discovered
             .into_iter()
-            .filter(|mid| {
-                !locked_cache.has_module(mid)
-                    && !bundle_verified.contains_key(mid)
-                    && !bundle_unverified.contains(mid)
-            })
+            .rev()
+            .map(|mid| (mid, allow_friend_loading_failure))
             .collect();
-        drop(locked_cache); // explicit unlock
-
-        for module_id in new_imm_friends {
-            self.load_and_verify_module_and_dependencies_and_friends(
+        while let Some((module_id, allow_loading_failure)) = pending.pop() {
+            if self.module_cache.read().has_module(&module_id)
+                || bundle_verified.contains_key(&module_id)
+                || bundle_unverified.contains(&module_id)
+            {
+                continue;
+            }
+            // load the closure of the module in terms of dependency relation
+            let mut visited = BTreeSet::new();
+            let mut friends_discovered = BTreeSet::new();
+            self.load_and_verify_module_and_dependencies(
                 &module_id,
                 bundle_verified,
-                bundle_unverified,
                 data_store,
-                allow_friend_loading_failure,
+                &mut visited,
+                &mut friends_discovered,
+                allow_loading_failure,
+                1,
             )?;
+            // For a module that is loaded from the data_store, we should never allow that its
+            // friends fail to load.
+            pending.extend(friends_discovered.into_iter().rev().map(|mid| (mid, false)));
         }
         Ok(())
     }
@@ -1493,6 +1551,10 @@ pub(crate) struct Module {
     // `VecMutBorrow(SignatureIndex)`, the `SignatureIndex` maps to a single `SignatureToken`, and
     // hence, a single type.
     single_signature_token_map: BTreeMap<SignatureIndex, Type>,
+
+    // Duet: the length of the longest chain of dependencies from this module down, itself
+    // included (see `MAX_DEPENDENCY_DEPTH`).
+    dependency_depth: usize,
 }
 
 impl Module {
@@ -1501,6 +1563,13 @@ impl Module {
         cache: &ModuleCache,
     ) -> Result<Self, (PartialVMError, CompiledModule)> {
         let id = module.self_id();
+        // Duet: its dependencies are in the cache (they are loaded first).
+        let dependency_depth = match dependency_depth(&module, |dep| {
+            cache.module_at(dep).map(|loaded| loaded.dependency_depth)
+        }) {
+            Ok(depth) => depth,
+            Err(err) => return Err((err, module)),
+        };
 
         let mut struct_refs = vec![];
         let mut structs = vec![];
@@ -1675,6 +1744,7 @@ impl Module {
                 function_map,
                 struct_map,
                 single_signature_token_map,
+                dependency_depth,
             }),
             Err(err) => Err((err, module)),
         }
@@ -2495,4 +2565,59 @@ impl Loader {
         self.type_to_type_layout(&ty)
             .map_err(|e| e.finish(Location::Undefined))
     }
+}
+
+/// Duet: the longest chain of dependencies a module may head, itself included. Loading,
+/// linking and the cycle checks follow the chains, and a chain of thousands of modules (which
+/// upgrades adding dependencies can build from modules each published within the bound)
+/// overflowed the native stack. A module at the head of a deeper chain can be neither published
+/// nor loaded.
+pub const MAX_DEPENDENCY_DEPTH: usize = 64;
+
+/// Duet: the error of a chain of dependencies deeper than [`MAX_DEPENDENCY_DEPTH`]. It names no
+/// module: where a load finds it depends on what the cache holds, and the error must not.
+fn dependency_chain_too_deep() -> PartialVMError {
+    PartialVMError::new(StatusCode::CONSTRAINT_NOT_SATISFIED).with_message(format!(
+        "a chain of module dependencies is deeper than {MAX_DEPENDENCY_DEPTH} modules"
+    ))
+}
+
+/// Duet: the dependency depth of `module` (1 without dependencies), from the depths of its
+/// immediate dependencies (`depth_of`; one it does not know counts as 0: the loader links a
+/// module only against loaded ones); an error above [`MAX_DEPENDENCY_DEPTH`].
+fn dependency_depth(
+    module: &CompiledModule,
+    depth_of: impl Fn(&ModuleId) -> Option<usize>,
+) -> PartialVMResult<usize> {
+    let deepest = module
+        .immediate_dependencies()
+        .iter()
+        .filter_map(|dep| depth_of(dep))
+        .max()
+        .unwrap_or(0);
+    if deepest >= MAX_DEPENDENCY_DEPTH {
+        return Err(dependency_chain_too_deep());
+    }
+    Ok(deepest + 1)
+}
+
+/// Duet: every module reachable from `starts` through `nexts`, or `error_on_cycle` if `target`
+/// is one of them (as `cyclic_dependencies::verify_module` finds them, without recursion).
+fn closure_without(
+    target: &ModuleId,
+    starts: Vec<ModuleId>,
+    nexts: impl Fn(&ModuleId) -> PartialVMResult<Vec<ModuleId>>,
+    error_on_cycle: StatusCode,
+) -> PartialVMResult<BTreeSet<ModuleId>> {
+    let mut visited = BTreeSet::new();
+    let mut pending: Vec<ModuleId> = starts.into_iter().rev().collect();
+    while let Some(module_id) = pending.pop() {
+        if &module_id == target {
+            return Err(PartialVMError::new(error_on_cycle));
+        }
+        if visited.insert(module_id.clone()) {
+            pending.extend(nexts(&module_id)?.into_iter().rev());
+        }
+    }
+    Ok(visited)
 }
