@@ -320,7 +320,8 @@ struct Instance {
 
 /// The text of event types, by type, as an instance emits them: nearly every transaction emits
 /// an event of one of a few types, and writing a type out (its address in hex, its module and
-/// name) cost more than a transfer's own instructions. Bounded: emptied when full.
+/// name) cost more than a transfer's own instructions. Bounded: emptied when full, and only
+/// texts an event may carry (at most [`MAX_RESOURCE_TAG_BYTES`]) are kept.
 #[derive(Default)]
 struct EventTypes(HashMap<TypeTag, Arc<str>, foldhash::fast::FixedState>);
 
@@ -332,11 +333,13 @@ impl EventTypes {
         if let Some(text) = self.0.get(&type_tag) {
             return Arc::clone(text);
         }
-        if self.0.len() >= Self::CAPACITY {
-            self.0.clear();
-        }
         let text: Arc<str> = type_tag.to_string().into();
-        self.0.insert(type_tag, Arc::clone(&text));
+        if text.len() <= MAX_RESOURCE_TAG_BYTES {
+            if self.0.len() >= Self::CAPACITY {
+                self.0.clear();
+            }
+            self.0.insert(type_tag, Arc::clone(&text));
+        }
         text
     }
 }
@@ -1065,5 +1068,31 @@ fn status_of(failure: Failure) -> MoveStatus {
             status: format!("{status:?}"),
             message: error.message().cloned().unwrap_or_else(|| format!("{status:?}")),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use move_core_types::language_storage::StructTag;
+
+    use super::*;
+
+    fn struct_type(name: &str, type_params: Vec<TypeTag>) -> TypeTag {
+        TypeTag::Struct(StructTag {
+            address: AccountAddress::ONE,
+            module: Identifier::new("m").expect("an identifier"),
+            name: Identifier::new(name).expect("an identifier"),
+            type_params,
+        })
+    }
+
+    #[test]
+    fn only_event_type_texts_an_event_may_carry_are_kept() {
+        let mut types = EventTypes::default();
+        let short = struct_type("Transfer", vec![]);
+        let long = struct_type("E", vec![struct_type(&"x".repeat(255), vec![]); 8]);
+        assert_eq!(&*types.text(short.clone()), "0x1::m::Transfer");
+        assert!(types.text(long.clone()).len() > MAX_RESOURCE_TAG_BYTES);
+        assert!(types.0.contains_key(&short) && !types.0.contains_key(&long));
     }
 }

@@ -31,6 +31,7 @@ use crate::mempool::{Arrival, Mempool, MempoolError, PendingTransaction};
 use crate::merkle::{self, NodeCache, Proof};
 use crate::metrics::Metrics;
 use crate::store::{BlockCommit, Store, StoreError};
+use crate::turns::Turns;
 
 /// The most rounds of execution that fill one block (see `Chain::fill_block`).
 const FILL_ROUNDS: usize = 4;
@@ -227,6 +228,8 @@ pub struct Chain {
     /// that published modules commits (calls starting meanwhile wait; calls still running keep
     /// the old one).
     call_move_vm: RwLock<Arc<MoveVm>>,
+    /// Turns to run a call (`eth_call`, `eth_estimateGas`, a Move view): see [`Turns`].
+    call_turns: Turns,
     mempool: Mutex<Mempool>,
     /// When the next block looks for expired transactions: a scan of every sender, for a
     /// lifetime of hours, need not run every block.
@@ -329,6 +332,7 @@ impl Chain {
             tree: Mutex::new(NodeCache::default()),
             move_vm: Arc::new(MoveVm::new(config.fee_vault)),
             call_move_vm: RwLock::new(Arc::new(MoveVm::new(config.fee_vault))),
+            call_turns: Turns::per_core(),
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
             next_expiry: Mutex::new(std::time::Instant::now()),
             accepted: crate::filters::Feed::new(ACCEPTED_FEED),
@@ -1251,11 +1255,13 @@ impl Chain {
     }
 
     /// Runs `tx` on the latest state without committing anything (`eth_call`): no nonce, fee or
-    /// balance checks; returns the output and the gas used.
+    /// balance checks; returns the output and the gas used. Waits for one of the call turns (a
+    /// few per core: see [`Turns`]).
     ///
     /// # Errors
     /// See [`CallError`].
     pub fn call(&self, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
+        let _turn = self.call_turns.take();
         // The Move VM first: while a block that published modules commits, this waits for it,
         // and the head read after is that block.
         let move_vm = Arc::clone(&self.call_move_vm.read());
