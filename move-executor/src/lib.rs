@@ -385,6 +385,17 @@ impl MoveVm {
         }
     }
 
+    /// The most nodes (of type arguments, tags and layouts) any of its instances caches for
+    /// instantiated structs: at most [`move_vm_runtime::TYPE_CACHE_NODES_MAX`].
+    #[must_use]
+    pub fn cached_type_nodes(&self) -> usize {
+        self.instances
+            .iter()
+            .filter_map(|instance| instance.lock().as_ref().map(|it| it.vm.cached_type_nodes()))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Runs `run` with a Move VM instance no other thread is using.
     fn with_instance<R>(&self, run: impl FnOnce(&mut Instance) -> R) -> R {
         let count = self.instances.len();

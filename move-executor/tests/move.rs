@@ -1165,3 +1165,48 @@ fn a_chain_of_thousands_of_modules_is_refused_without_a_crash() {
     chain.put_linked_modules(bob, 20_000, Link::FriendOfPrevious);
     assert!(chain.publish_linked(bob, 20_000, Link::FriendOfPrevious) == MoveStatus::Success);
 }
+
+#[test]
+fn the_cache_of_instantiated_types_stays_bounded() {
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let mut checks = String::new();
+    for levels in 1..=12 {
+        let wrapped = format!("{}T{}", "H<".repeat(levels), ">".repeat(levels));
+        write!(checks, "exists<{wrapped}>(@0x1) || ").expect("a string");
+    }
+    let source = format!(
+        "module example::types {{ struct H<phantom T> has key {{ v: u64 }} \
+         struct P<phantom A, phantom B, phantom C, phantom D> {{}} \
+         public entry fun probe<T>(_s: &signer) {{ assert!(!({checks}false), 1) }} }}"
+    );
+    chain.publish(alice, compile_example(&source, alice));
+    // Type arguments all different: P<b0, b1, b2, P<b3, b4, b5, b6>> for the base-4 digits of
+    // their index, each a primitive type.
+    let type_argument = |index: usize| {
+        let digit = |at: usize| ["u8", "u64", "u128", "bool"][index >> (2 * at) & 3];
+        let inner =
+            format!("{alice}::types::P<{}, {}, {}, {}>", digit(3), digit(4), digit(5), digit(6));
+        format!("{alice}::types::P<{}, {}, {}, {inner}>", digit(0), digit(1), digit(2))
+    };
+    let (mut most, mut emptied, mut last) = (0, false, 0);
+    for block in 0..8 {
+        let first = chain.state.nonce(alice);
+        let transactions: Vec<_> = (0..100)
+            .map(|offset| {
+                let argument = type_argument(block * 100 + offset);
+                let payload = call(alice, "types", "probe", &[argument.as_str()], vec![]);
+                transaction(alice, first + offset as u64, payload)
+            })
+            .collect();
+        let output = chain.run(&transactions);
+        for index in 0..100 {
+            assert!(receipt(&output, index).is_success(), "{:?}", receipt(&output, index).status);
+        }
+        let nodes = chain.sequential_vm.cached_type_nodes();
+        emptied |= nodes < last;
+        (most, last) = (most.max(nodes), nodes);
+    }
+    assert!(emptied, "800 calls of 12 new instantiations each fill the cache ({most} nodes)");
+    assert!(most <= move_vm_runtime::TYPE_CACHE_NODES_MAX, "{most} nodes");
+}

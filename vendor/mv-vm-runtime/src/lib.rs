@@ -22,6 +22,9 @@ pub mod session;
 #[macro_use]
 mod tracing;
 
+// Duet: the bounds the loader keeps to.
+pub use loader::{MAX_DEPENDENCY_DEPTH, TYPE_CACHE_NODES_MAX};
+
 // Only include debugging functionality in debug builds
 #[cfg(any(debug_assertions, feature = "debugging"))]
 mod debug;

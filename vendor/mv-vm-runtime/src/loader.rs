@@ -503,6 +503,11 @@ impl Loader {
         result
     }
 
+    /// Duet: the nodes the cache of instantiated structs holds (see `TYPE_CACHE_NODES_MAX`).
+    pub(crate) fn cached_type_nodes(&self) -> usize {
+        self.type_cache.read().nodes
+    }
+
     fn transitive_dep_closure(&self, id: &ModuleId, visited: &mut BTreeSet<ModuleId>) {
         if !visited.insert(id.clone()) {
             return;
@@ -2219,14 +2224,40 @@ pub(crate) struct TypeCache {
     structs: HashMap<CachedStructIndex, HashMap<Vec<Type>, StructInfo>>,
     /// Duet: each struct definition's depth formula (see `DepthFormula`).
     depth_formulas: HashMap<CachedStructIndex, DepthFormula>,
+    /// Duet: the nodes `structs` holds, about: see `TYPE_CACHE_NODES_MAX`.
+    nodes: usize,
 }
+
+/// Duet: the most nodes (of type arguments, tags and layouts, counted as they are cached) the
+/// cache of instantiated structs holds; it is emptied when one more entry would pass it. Every
+/// distinct instantiation a transaction or a free call names stayed cached until a block
+/// published modules, so calls alone could grow a node's memory without end. Emptying it
+/// changes no result: it holds tags and layouts the loader computes again the same way.
+pub const TYPE_CACHE_NODES_MAX: usize = 1 << 18;
 
 impl TypeCache {
     fn new() -> Self {
         Self {
             structs: HashMap::new(),
             depth_formulas: HashMap::new(),
+            nodes: 0,
         }
+    }
+
+    /// Duet: the entry of `gidx` instantiated with `ty_args`, made if there is none, after
+    /// counting `nodes` more held (and emptying the cache first if they do not fit).
+    fn entry(&mut self, gidx: CachedStructIndex, ty_args: &[Type], nodes: usize) -> &mut StructInfo {
+        let nodes = nodes + ty_args.iter().map(|ty| u64::from(ty.size())).sum::<u64>() as usize;
+        if self.nodes + nodes > TYPE_CACHE_NODES_MAX {
+            self.structs.clear();
+            self.nodes = 0;
+        }
+        self.nodes += nodes;
+        self.structs
+            .entry(gidx)
+            .or_insert_with(HashMap::new)
+            .entry(ty_args.to_vec())
+            .or_insert_with(StructInfo::new)
     }
 }
 
@@ -2368,13 +2399,10 @@ impl Loader {
             type_params: ty_arg_tags,
         };
 
+        // Duet: counted (the tag's nodes, about its type arguments') and bounded.
         self.type_cache
             .write()
-            .structs
-            .entry(gidx)
-            .or_insert_with(HashMap::new)
-            .entry(ty_args.to_vec())
-            .or_insert_with(StructInfo::new)
+            .entry(gidx, ty_args, 1)
             .struct_tag = Some(struct_tag.clone());
 
         Ok(struct_tag)
@@ -2439,12 +2467,8 @@ impl Loader {
         let struct_layout = MoveStructLayout::new(field_layouts);
         let size = struct_layout_size(&struct_layout);
         let mut cache = self.type_cache.write();
-        let info = cache
-            .structs
-            .entry(gidx)
-            .or_insert_with(HashMap::new)
-            .entry(ty_args.to_vec())
-            .or_insert_with(StructInfo::new);
+        // Duet: counted (the layout's nodes) and bounded.
+        let info = cache.entry(gidx, ty_args, size.0);
         info.struct_layout = Some(struct_layout.clone());
         info.struct_layout_size = size;
         drop(cache);
