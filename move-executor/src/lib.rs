@@ -409,7 +409,11 @@ impl MoveVm {
         let mut instance = (0..count)
             .find_map(|offset| self.instances[(preferred + offset) % count].try_lock())
             .unwrap_or_else(|| self.instances[preferred].lock());
-        run(instance.get_or_insert_with(new_instance))
+        let instance = instance.get_or_insert_with(new_instance);
+        // A load that failed may have left the code cache as no complete load would (the VM
+        // then marked it invalid): it is emptied before the instance runs anything else.
+        instance.vm.flush_loader_cache_if_invalidated();
+        run(instance)
     }
 }
 
@@ -631,7 +635,14 @@ impl MoveVm {
         let outcome = self.with_instance(|instance| {
             let work = match &transaction.payload {
                 MovePayload::EntryFunction(call) => Work::Entry(call),
-                MovePayload::ModuleBundle(modules) => Work::Publish(modules),
+                MovePayload::ModuleBundle(modules) => {
+                    // Publishing checks the bundle against the code it loads (the depth of its
+                    // dependencies' chains among others): from an empty cache, so that what
+                    // earlier transactions cached cannot change the outcome.
+                    instance.vm.mark_loader_cache_as_invalid();
+                    instance.vm.flush_loader_cache_if_invalidated();
+                    Work::Publish(modules)
+                }
             };
             Self::run(instance, sender, work, &resolver, evm, &mut meter)
         });

@@ -1083,27 +1083,71 @@ enum Link {
     FriendOfPrevious,
 }
 
-/// Module `m{index}` under `address`, with nothing in it but its `link` to the module before
-/// it (none from `m0`).
-fn linked_module(address: Address, index: usize, link: Link) -> Vec<u8> {
+/// Module `name` under `address` with one function, `public entry fun go() {}`, depending on
+/// the modules `dependencies` and declaring `friends` its friends (all under `address`).
+fn module_with_links(
+    address: Address,
+    name: &str,
+    dependencies: &[&str],
+    friends: &[&str],
+) -> Vec<u8> {
     use move_binary_format::file_format::{
-        empty_module, AddressIdentifierIndex, IdentifierIndex, ModuleHandle,
+        empty_module, AddressIdentifierIndex, Bytecode, CodeUnit, FunctionDefinition,
+        FunctionHandle, FunctionHandleIndex, IdentifierIndex, ModuleHandle, ModuleHandleIndex,
+        SignatureIndex, Visibility,
     };
     use move_core_types::identifier::Identifier;
+    let identifier = |text: &str| Identifier::new(text).expect("an identifier");
     let mut module = empty_module();
     module.address_identifiers[0] = duet_move::to_account_address(address);
-    module.identifiers[0] = Identifier::new(format!("m{index}")).expect("an identifier");
-    if let Some(neighbour) = index.checked_sub(1) {
-        module.identifiers.push(Identifier::new(format!("m{neighbour}")).expect("an identifier"));
-        let handle = ModuleHandle { address: AddressIdentifierIndex(0), name: IdentifierIndex(1) };
-        match link {
-            Link::DependsOnPrevious => module.module_handles.push(handle),
-            Link::FriendOfPrevious => module.friend_decls.push(handle),
+    module.identifiers[0] = identifier(name);
+    for (other, friend) in dependencies
+        .iter()
+        .map(|other| (other, false))
+        .chain(friends.iter().map(|other| (other, true)))
+    {
+        // INVARIANT: a test module names a few others.
+        let name = IdentifierIndex(module.identifiers.len() as u16);
+        module.identifiers.push(identifier(other));
+        let handle = ModuleHandle { address: AddressIdentifierIndex(0), name };
+        if friend {
+            module.friend_decls.push(handle);
+        } else {
+            module.module_handles.push(handle);
         }
     }
+    let go = IdentifierIndex(module.identifiers.len() as u16);
+    module.identifiers.push(identifier("go"));
+    module.function_handles.push(FunctionHandle {
+        module: ModuleHandleIndex(0),
+        name: go,
+        parameters: SignatureIndex(0),
+        return_: SignatureIndex(0),
+        type_parameters: vec![],
+    });
+    module.function_defs.push(FunctionDefinition {
+        function: FunctionHandleIndex(0),
+        visibility: Visibility::Public,
+        is_entry: true,
+        acquires_global_resources: vec![],
+        code: Some(CodeUnit { locals: SignatureIndex(0), code: vec![Bytecode::Ret] }),
+    });
     let mut bytes = Vec::new();
     module.serialize(&mut bytes).expect("the module serializes");
     bytes
+}
+
+/// Module `m{index}` under `address` (see [`module_with_links`]), linked by `link` to the
+/// module before it (none from `m0`).
+fn linked_module(address: Address, index: usize, link: Link) -> Vec<u8> {
+    let name = format!("m{index}");
+    let Some(previous) = index.checked_sub(1).map(|previous| format!("m{previous}")) else {
+        return module_with_links(address, &name, &[], &[]);
+    };
+    match link {
+        Link::DependsOnPrevious => module_with_links(address, &name, &[&previous], &[]),
+        Link::FriendOfPrevious => module_with_links(address, &name, &[], &[&previous]),
+    }
 }
 
 impl Chain {
@@ -1111,10 +1155,14 @@ impl Chain {
     /// upgrades could have left them whatever publishing refuses.
     fn put_linked_modules(&mut self, address: Address, count: usize, link: Link) {
         for index in 0..count {
-            let key = StateKey::MoveModule { address, name: format!("m{index}").into() };
-            let bytes = linked_module(address, index, link);
-            self.state.0.insert(key, duet_types::StateValue::Bytes(bytes.into()));
+            self.put_module(address, &format!("m{index}"), linked_module(address, index, link));
         }
+    }
+
+    /// Puts module `name` under `address` in the state, as if published.
+    fn put_module(&mut self, address: Address, name: &str, bytes: Vec<u8>) {
+        let key = StateKey::MoveModule { address, name: name.into() };
+        self.state.0.insert(key, duet_types::StateValue::Bytes(bytes.into()));
     }
 
     /// Publishes `m{index}` linked by `link` as `sender`'s next transaction: its status.
@@ -1133,12 +1181,7 @@ fn a_module_may_head_a_chain_of_64_dependencies_and_no_more() {
     chain.put_linked_modules(alice, 63, Link::DependsOnPrevious);
     assert!(chain.publish_linked(alice, 63, Link::DependsOnPrevious) == MoveStatus::Success);
     let before = chain.state.clone();
-    let status = chain.publish_linked(alice, 64, Link::DependsOnPrevious);
-    let message = "a chain of module dependencies is deeper than 64 modules";
-    assert_eq!(
-        status,
-        MoveStatus::Failed { status: "CONSTRAINT_NOT_SATISFIED".into(), message: message.into() }
-    );
+    assert_eq!(chain.publish_linked(alice, 64, Link::DependsOnPrevious), too_deep());
     let key = StateKey::MoveModule { address: alice, name: "m64".into() };
     assert!(
         !chain.state.0.contains_key(&key)
@@ -1164,6 +1207,52 @@ fn a_chain_of_thousands_of_modules_is_refused_without_a_crash() {
     let mut chain = Chain::new([bob]);
     chain.put_linked_modules(bob, 20_000, Link::FriendOfPrevious);
     assert!(chain.publish_linked(bob, 20_000, Link::FriendOfPrevious) == MoveStatus::Success);
+}
+
+/// The failure of a module heading a chain deeper than 64.
+fn too_deep() -> MoveStatus {
+    let message = "a chain of module dependencies is deeper than 64 modules";
+    MoveStatus::Failed { status: "CONSTRAINT_NOT_SATISFIED".into(), message: message.into() }
+}
+
+#[test]
+fn a_module_whose_friend_heads_too_deep_a_chain_fails_every_time() {
+    // `r` heads a chain of 64 (loadable); its friend `f` depends on it, so heads 65: as an
+    // upgrade deepening `r`'s chain can leave them. Loading `r` loads its friends too and
+    // fails; it once stayed cached, and the next call on the same VM instance succeeded.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    chain.put_linked_modules(alice, 63, Link::DependsOnPrevious);
+    chain.put_module(alice, "r", module_with_links(alice, "r", &["m62"], &["f"]));
+    chain.put_module(alice, "f", module_with_links(alice, "f", &["r"], &[]));
+    let nonce = chain.state.nonce(alice);
+    let calls: Vec<_> = (0..4)
+        .map(|offset| transaction(alice, nonce + offset, call(alice, "r", "go", &[], vec![])))
+        .collect();
+    let output = chain.run(&calls);
+    for index in 0..calls.len() {
+        assert_eq!(receipt(&output, index).status, too_deep(), "call {index}");
+    }
+    // `m62` heads 63: it loads, and its calls succeed.
+    assert_eq!(chain.call_once(alice, "m62", "go", vec![]).0, MoveStatus::Success);
+}
+
+#[test]
+fn publishing_on_too_deep_a_chain_fails_the_same_whatever_was_loaded_before() {
+    // `m63` heads a chain of 64. A module depending on it and on a module that does not exist
+    // fails for the depth first, whether `m63` was loaded by an earlier transaction or not.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    chain.put_linked_modules(alice, 64, Link::DependsOnPrevious);
+    let nonce = chain.state.nonce(alice);
+    let load = transaction(alice, nonce, call(alice, "m63", "go", &[], vec![]));
+    let bundle = vec![module_with_links(alice, "x", &["m63", "missing"], &[])];
+    let publish = transaction(alice, nonce + 1, MovePayload::ModuleBundle(bundle.clone()));
+    let output = chain.run(&[load, publish]);
+    assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
+    assert_eq!(receipt(&output, 1).status, too_deep());
+    let alone = transaction(alice, nonce + 2, MovePayload::ModuleBundle(bundle));
+    assert_eq!(receipt(&chain.run(&[alone]), 0).status, too_deep());
 }
 
 #[test]

@@ -169,6 +169,8 @@ impl ModuleCache {
         natives: &NativeFunctions,
         id: ModuleId,
         module: CompiledModule,
+        // Duet: its dependency depth (see `MAX_DEPENDENCY_DEPTH`).
+        dependency_depth: usize,
     ) -> VMResult<Arc<Module>> {
         if let Some(cached) = self.module_at(&id) {
             return Ok(cached);
@@ -177,7 +179,7 @@ impl ModuleCache {
         // we need this operation to be transactional, if an error occurs we must
         // leave a clean state
         self.add_module(natives, &module)?;
-        match Module::new(module, self) {
+        match Module::new(module, self, dependency_depth) {
             Ok(module) => Ok(Arc::clone(self.modules.insert(id, module))),
             Err((err, module)) => {
                 // remove all structs and functions that have been pushed
@@ -524,6 +526,15 @@ impl Loader {
         }
     }
 
+    /// Duet: marks the cache invalidated, and returns `err`: a failed load may leave modules
+    /// in the cache that a complete load would not have (a module whose friends failed to
+    /// load), which a later load would take as loaded, so the cache must be flushed before the
+    /// next session (the adapter calls `flush_if_invalidated` before each).
+    fn invalidate_on_error(&self, err: move_binary_format::errors::VMError) -> move_binary_format::errors::VMError {
+        *self.invalidated.write() = true;
+        err
+    }
+
     /// Flush this cache if it is marked as invalidated.
     pub(crate) fn flush_if_invalidated(&self) {
         let mut invalidated = self.invalidated.write();
@@ -730,30 +741,23 @@ impl Loader {
     ) -> VMResult<()> {
         let mut bundle_unverified: BTreeSet<_> = modules.iter().map(|m| m.self_id()).collect();
         let mut bundle_verified = BTreeMap::new();
-        // Duet: the dependency depth of each module of the bundle verified so far.
-        let mut bundle_depths = BTreeMap::new();
         for module in modules {
             let module_id = module.self_id();
             bundle_unverified.remove(&module_id);
 
-            self.verify_module_for_publication(
-                module,
-                &bundle_verified,
-                &bundle_unverified,
-                data_store,
-            )?;
-            // Duet: its dependencies are verified modules of the bundle or loaded in the cache.
-            let depth = {
-                let cache = self.module_cache.read();
-                dependency_depth(module, |dep| {
-                    bundle_depths.get(dep).copied().or_else(|| {
-                        cache.module_at(dep).map(|loaded| loaded.dependency_depth)
-                    })
-                })
-                .map_err(|err| err.finish(Location::Undefined))?
-            };
-            bundle_depths.insert(module_id.clone(), depth);
-            bundle_verified.insert(module_id.clone(), module.clone());
+            // Duet: a failed verification may leave modules it loaded in the cache without
+            // the friends a load brings in with them: the cache is flushed before the next
+            // session (`invalidate_on_error`).
+            let depth = self
+                .verify_module_for_publication(
+                    module,
+                    &bundle_verified,
+                    &bundle_unverified,
+                    data_store,
+                )
+                .map_err(|err| self.invalidate_on_error(err))?;
+            // Duet: kept with its dependency depth.
+            bundle_verified.insert(module_id.clone(), (module.clone(), depth));
         }
         Ok(())
     }
@@ -772,10 +776,10 @@ impl Loader {
     fn verify_module_for_publication(
         &self,
         module: &CompiledModule,
-        bundle_verified: &BTreeMap<ModuleId, CompiledModule>,
+        bundle_verified: &Bundle,
         bundle_unverified: &BTreeSet<ModuleId>,
         data_store: &impl DataStore,
-    ) -> VMResult<()> {
+    ) -> VMResult<usize> {
         // Performs all verification steps to load the module without loading it, i.e., the new
         // module will NOT show up in `module_cache`. In the module republishing case, it means
         // that the old module is still in the `module_cache`, unless a new Loader is created,
@@ -791,7 +795,8 @@ impl Loader {
         // downward exploration of the module's dependency graph. Since we know nothing about this
         // target module, we don't know what the module may specify as its dependencies and hence,
         // we allow the loading of dependencies and the subsequent linking to fail.
-        self.load_and_verify_dependencies(
+        // Duet: and its dependency depth.
+        let depth = self.load_and_verify_dependencies(
             module,
             bundle_verified,
             data_store,
@@ -813,7 +818,8 @@ impl Loader {
         )?;
 
         // make sure there is no cyclic dependency
-        self.verify_module_cyclic_relations(module, bundle_verified, bundle_unverified)
+        self.verify_module_cyclic_relations(module, bundle_verified, bundle_unverified)?;
+        Ok(depth)
     }
 
     // Duet: the checks of `cyclic_dependencies::verify_module`, with the closures walked by a
@@ -822,13 +828,14 @@ impl Loader {
     fn verify_module_cyclic_relations(
         &self,
         module: &CompiledModule,
-        bundle_verified: &BTreeMap<ModuleId, CompiledModule>,
+        bundle_verified: &Bundle,
         bundle_unverified: &BTreeSet<ModuleId>,
     ) -> VMResult<()> {
         let module_cache = self.module_cache.read();
         let find = |module_id: &ModuleId| {
             bundle_verified
                 .get(module_id)
+                .map(|(module, _)| module)
                 .or_else(|| module_cache.modules.get(module_id).map(|m| m.module()))
                 .ok_or_else(|| PartialVMError::new(StatusCode::MISSING_DEPENDENCY))
         };
@@ -969,7 +976,7 @@ impl Loader {
     fn load_module_internal(
         &self,
         id: &ModuleId,
-        bundle_verified: &BTreeMap<ModuleId, CompiledModule>,
+        bundle_verified: &Bundle,
         bundle_unverified: &BTreeSet<ModuleId>,
         data_store: &impl DataStore,
     ) -> VMResult<Arc<Module>> {
@@ -980,22 +987,28 @@ impl Loader {
         }
 
         // otherwise, load the transitive closure of the target module
-        let module_ref = self.load_and_verify_module_and_dependencies_and_friends(
-            id,
-            bundle_verified,
-            bundle_unverified,
-            data_store,
-            /* allow_module_loading_failure */ true,
-        )?;
-
-        // verify that the transitive closure does not have cycles
-        self.verify_module_cyclic_relations(
-            module_ref.module(),
-            bundle_verified,
-            bundle_unverified,
-        )
-        .map_err(expect_no_verification_errors)?;
-        Ok(module_ref)
+        let loaded = self
+            .load_and_verify_module_and_dependencies_and_friends(
+                id,
+                bundle_verified,
+                bundle_unverified,
+                data_store,
+                /* allow_module_loading_failure */ true,
+            )
+            .and_then(|module_ref| {
+                // verify that the transitive closure does not have cycles
+                self.verify_module_cyclic_relations(
+                    module_ref.module(),
+                    bundle_verified,
+                    bundle_unverified,
+                )
+                .map_err(expect_no_verification_errors)?;
+                Ok(module_ref)
+            });
+        // Duet: a failed load may leave the module in the cache without its friends (they are
+        // loaded after it is cached), and a later load would take it from there: the cache is
+        // flushed before the next session.
+        loaded.map_err(|err| self.invalidate_on_error(err))
     }
 
     // Load, deserialize, and check the module with the bytecode verifier, without linking
@@ -1039,7 +1052,7 @@ impl Loader {
     fn load_and_verify_module_and_dependencies(
         &self,
         id: &ModuleId,
-        bundle_verified: &BTreeMap<ModuleId, CompiledModule>,
+        bundle_verified: &Bundle,
         data_store: &impl DataStore,
         visited: &mut BTreeSet<ModuleId>,
         friends_discovered: &mut BTreeSet<ModuleId>,
@@ -1065,7 +1078,7 @@ impl Loader {
 
         // downward exploration of the module's dependency graph. For a module that is loaded from
         // the data_store, we should never allow its dependencies to fail to load.
-        self.load_and_verify_dependencies(
+        let dependency_depth = self.load_and_verify_dependencies(
             &module,
             bundle_verified,
             data_store,
@@ -1077,7 +1090,8 @@ impl Loader {
 
         // if linking goes well, insert the module to the code cache
         let mut locked_cache = self.module_cache.write();
-        let module_ref = locked_cache.insert(&self.natives, id.clone(), module)?;
+        let module_ref =
+            locked_cache.insert(&self.natives, id.clone(), module, dependency_depth)?;
         drop(locked_cache); // explicit unlock
 
         Ok(module_ref)
@@ -1087,22 +1101,35 @@ impl Loader {
     fn load_and_verify_dependencies(
         &self,
         module: &CompiledModule,
-        bundle_verified: &BTreeMap<ModuleId, CompiledModule>,
+        bundle_verified: &Bundle,
         data_store: &impl DataStore,
         visited: &mut BTreeSet<ModuleId>,
         friends_discovered: &mut BTreeSet<ModuleId>,
         allow_dependency_loading_failure: bool,
         // Duet: how far down a chain of dependencies `module` is (1 for the module loaded).
         depth: usize,
-    ) -> VMResult<()> {
+    ) -> VMResult<usize> {
         // all immediate dependencies of the module being verified should be in one of the locations
         // - the verified portion of the bundle (e.g., verified before this module)
         // - the code cache (i.e., loaded already)
         // - the data store (i.e., not loaded to code cache yet)
         let mut bundle_deps = vec![];
         let mut cached_deps = vec![];
+        // Duet: the deepest chain below `module`. Each dependency's is checked as it is
+        // reached, whether it was loaded here, found in the cache or in the bundle, so that a
+        // chain too deep fails at the same point whatever the cache holds (and before any
+        // other check a later dependency or the linking could fail).
+        let mut deepest = 0;
+        let mut reach = |dep_depth: usize| {
+            if depth + dep_depth > MAX_DEPENDENCY_DEPTH {
+                return Err(dependency_chain_too_deep().finish(Location::Undefined));
+            }
+            deepest = deepest.max(dep_depth);
+            Ok(())
+        };
         for module_id in module.immediate_dependencies() {
-            if let Some(cached) = bundle_verified.get(&module_id) {
+            if let Some((cached, dep_depth)) = bundle_verified.get(&module_id) {
+                reach(*dep_depth)?;
                 bundle_deps.push(cached);
             } else {
                 let locked_cache = self.module_cache.read();
@@ -1121,6 +1148,7 @@ impl Loader {
                     }
                     Some(cached) => cached,
                 };
+                reach(loaded.dependency_depth)?;
                 cached_deps.push(loaded);
             }
         }
@@ -1133,10 +1161,11 @@ impl Loader {
 
         // if dependencies loading is not allowed to fail, the linking should not fail as well
         if allow_dependency_loading_failure {
-            result
+            result?
         } else {
-            result.map_err(expect_no_verification_errors)
+            result.map_err(expect_no_verification_errors)?
         }
+        Ok(deepest + 1)
     }
 
     // Everything in `load_and_verify_module_and_dependencies` and also recursively load and verify
@@ -1145,7 +1174,7 @@ impl Loader {
     fn load_and_verify_module_and_dependencies_and_friends(
         &self,
         id: &ModuleId,
-        bundle_verified: &BTreeMap<ModuleId, CompiledModule>,
+        bundle_verified: &Bundle,
         bundle_unverified: &BTreeSet<ModuleId>,
         data_store: &impl DataStore,
         allow_module_loading_failure: bool,
@@ -1184,7 +1213,7 @@ impl Loader {
     fn load_and_verify_friends(
         &self,
         friends_discovered: BTreeSet<ModuleId>,
-        bundle_verified: &BTreeMap<ModuleId, CompiledModule>,
+        bundle_verified: &Bundle,
         bundle_unverified: &BTreeSet<ModuleId>,
         data_store: &impl DataStore,
         allow_friend_loading_failure: bool,
@@ -1566,15 +1595,9 @@ impl Module {
     fn new(
         module: CompiledModule,
         cache: &ModuleCache,
+        dependency_depth: usize,
     ) -> Result<Self, (PartialVMError, CompiledModule)> {
         let id = module.self_id();
-        // Duet: its dependencies are in the cache (they are loaded first).
-        let dependency_depth = match dependency_depth(&module, |dep| {
-            cache.module_at(dep).map(|loaded| loaded.dependency_depth)
-        }) {
-            Ok(depth) => depth,
-            Err(err) => return Err((err, module)),
-        };
 
         let mut struct_refs = vec![];
         let mut structs = vec![];
@@ -2591,6 +2614,9 @@ impl Loader {
     }
 }
 
+/// Duet: the modules of a bundle verified so far, each with its dependency depth.
+type Bundle = BTreeMap<ModuleId, (CompiledModule, usize)>;
+
 /// Duet: the longest chain of dependencies a module may head, itself included. Loading,
 /// linking and the cycle checks follow the chains, and a chain of thousands of modules (which
 /// upgrades adding dependencies can build from modules each published within the bound)
@@ -2604,25 +2630,6 @@ fn dependency_chain_too_deep() -> PartialVMError {
     PartialVMError::new(StatusCode::CONSTRAINT_NOT_SATISFIED).with_message(format!(
         "a chain of module dependencies is deeper than {MAX_DEPENDENCY_DEPTH} modules"
     ))
-}
-
-/// Duet: the dependency depth of `module` (1 without dependencies), from the depths of its
-/// immediate dependencies (`depth_of`; one it does not know counts as 0: the loader links a
-/// module only against loaded ones); an error above [`MAX_DEPENDENCY_DEPTH`].
-fn dependency_depth(
-    module: &CompiledModule,
-    depth_of: impl Fn(&ModuleId) -> Option<usize>,
-) -> PartialVMResult<usize> {
-    let deepest = module
-        .immediate_dependencies()
-        .iter()
-        .filter_map(|dep| depth_of(dep))
-        .max()
-        .unwrap_or(0);
-    if deepest >= MAX_DEPENDENCY_DEPTH {
-        return Err(dependency_chain_too_deep());
-    }
-    Ok(deepest + 1)
 }
 
 /// Duet: every module reachable from `starts` through `nexts`, or `error_on_cycle` if `target`
