@@ -409,11 +409,7 @@ impl MoveVm {
         let mut instance = (0..count)
             .find_map(|offset| self.instances[(preferred + offset) % count].try_lock())
             .unwrap_or_else(|| self.instances[preferred].lock());
-        let instance = instance.get_or_insert_with(new_instance);
-        // A load that failed may have left the code cache as no complete load would (the VM
-        // then marked it invalid): it is emptied before the instance runs anything else.
-        instance.vm.flush_loader_cache_if_invalidated();
-        run(instance)
+        run(instance.get_or_insert_with(new_instance))
     }
 }
 

@@ -526,15 +526,6 @@ impl Loader {
         }
     }
 
-    /// Duet: marks the cache invalidated, and returns `err`: a failed load may leave modules
-    /// in the cache that a complete load would not have (a module whose friends failed to
-    /// load), which a later load would take as loaded, so the cache must be flushed before the
-    /// next session (the adapter calls `flush_if_invalidated` before each).
-    fn invalidate_on_error(&self, err: move_binary_format::errors::VMError) -> move_binary_format::errors::VMError {
-        *self.invalidated.write() = true;
-        err
-    }
-
     /// Flush this cache if it is marked as invalidated.
     pub(crate) fn flush_if_invalidated(&self) {
         let mut invalidated = self.invalidated.write();
@@ -745,17 +736,12 @@ impl Loader {
             let module_id = module.self_id();
             bundle_unverified.remove(&module_id);
 
-            // Duet: a failed verification may leave modules it loaded in the cache without
-            // the friends a load brings in with them: the cache is flushed before the next
-            // session (`invalidate_on_error`).
-            let depth = self
-                .verify_module_for_publication(
-                    module,
-                    &bundle_verified,
-                    &bundle_unverified,
-                    data_store,
-                )
-                .map_err(|err| self.invalidate_on_error(err))?;
+            let depth = self.verify_module_for_publication(
+                module,
+                &bundle_verified,
+                &bundle_unverified,
+                data_store,
+            )?;
             // Duet: kept with its dependency depth.
             bundle_verified.insert(module_id.clone(), (module.clone(), depth));
         }
@@ -968,47 +954,32 @@ impl Loader {
         id: &ModuleId,
         data_store: &impl DataStore,
     ) -> VMResult<Arc<Module>> {
-        self.load_module_internal(id, &BTreeMap::new(), &BTreeSet::new(), data_store)
-    }
-
-    // Load the transitive closure of the target module first, and then verify that the modules in
-    // the closure do not have cyclic dependencies.
-    fn load_module_internal(
-        &self,
-        id: &ModuleId,
-        bundle_verified: &Bundle,
-        bundle_unverified: &BTreeSet<ModuleId>,
-        data_store: &impl DataStore,
-    ) -> VMResult<Arc<Module>> {
         // if the module is already in the code cache, load the cached version
         if let Some(cached) = self.module_cache.read().module_at(id) {
             self.module_cache_hits.write().insert(id.clone());
             return Ok(cached);
         }
 
-        // otherwise, load the transitive closure of the target module
-        let loaded = self
-            .load_and_verify_module_and_dependencies_and_friends(
-                id,
-                bundle_verified,
-                bundle_unverified,
-                data_store,
-                /* allow_module_loading_failure */ true,
-            )
-            .and_then(|module_ref| {
-                // verify that the transitive closure does not have cycles
-                self.verify_module_cyclic_relations(
-                    module_ref.module(),
-                    bundle_verified,
-                    bundle_unverified,
-                )
-                .map_err(expect_no_verification_errors)?;
-                Ok(module_ref)
-            });
-        // Duet: a failed load may leave the module in the cache without its friends (they are
-        // loaded after it is cached), and a later load would take it from there: the cache is
-        // flushed before the next session.
-        loaded.map_err(|err| self.invalidate_on_error(err))
+        // Duet: otherwise, load the transitive closure of the target module's dependencies,
+        // not its friends', and do not check the closure for cycles. Stored code passed those
+        // checks when it was published (an upgrade is checked as any publication, and a new
+        // cycle must pass through the upgraded module), and a module's code never calls its
+        // friends. Both made outcomes depend on the cache: the checks ran only for the module
+        // a load started from, not for the dependencies and friends it cached (an upgrade
+        // elsewhere can make a friend also a dependency, which they refuse), and a load that
+        // failed on a friend left the module cached without it. Now a load of stored code can
+        // fail only on the dependency bound, and whatever it cached is complete.
+        let mut visited = BTreeSet::new();
+        let mut friends_discovered = BTreeSet::new();
+        self.load_and_verify_module_and_dependencies(
+            id,
+            &BTreeMap::new(),
+            data_store,
+            &mut visited,
+            &mut friends_discovered,
+            /* allow_module_loading_failure */ true,
+            1,
+        )
     }
 
     // Load, deserialize, and check the module with the bytecode verifier, without linking
@@ -1166,43 +1137,6 @@ impl Loader {
             result.map_err(expect_no_verification_errors)?
         }
         Ok(deepest + 1)
-    }
-
-    // Everything in `load_and_verify_module_and_dependencies` and also recursively load and verify
-    // all the friends modules of the newly loaded modules, until the friends frontier covers the
-    // whole closure.
-    fn load_and_verify_module_and_dependencies_and_friends(
-        &self,
-        id: &ModuleId,
-        bundle_verified: &Bundle,
-        bundle_unverified: &BTreeSet<ModuleId>,
-        data_store: &impl DataStore,
-        allow_module_loading_failure: bool,
-    ) -> VMResult<Arc<Module>> {
-        // load the closure of the module in terms of dependency relation
-        let mut visited = BTreeSet::new();
-        let mut friends_discovered = BTreeSet::new();
-        let module_ref = self.load_and_verify_module_and_dependencies(
-            id,
-            bundle_verified,
-            data_store,
-            &mut visited,
-            &mut friends_discovered,
-            allow_module_loading_failure,
-            1,
-        )?;
-
-        // upward exploration of the module's friendship graph and expand the friendship frontier.
-        // For a module that is loaded from the data_store, we should never allow that its friends
-        // fail to load.
-        self.load_and_verify_friends(
-            friends_discovered,
-            bundle_verified,
-            bundle_unverified,
-            data_store,
-            /* allow_friend_loading_failure */ false,
-        )?;
-        Ok(module_ref)
     }
 
     // upward exploration of the module's dependency graph
@@ -2256,7 +2190,7 @@ pub(crate) struct TypeCache {
 /// distinct instantiation a transaction or a free call names stayed cached until a block
 /// published modules, so calls alone could grow a node's memory without end. Emptying it
 /// changes no result: it holds tags and layouts the loader computes again the same way.
-pub const TYPE_CACHE_NODES_MAX: usize = 1 << 18;
+pub const TYPE_CACHE_NODES_MAX: usize = 1 << 16;
 
 impl TypeCache {
     fn new() -> Self {

@@ -98,16 +98,16 @@ impl MoveVM {
         self.runtime.loader().flush_if_invalidated()
     }
 
-    /// Gets and clears module cache hits. This is hack which allows the adapter to see module
-    /// reads if executing multiple transactions in a VM. Without this, the adapter only sees
-    /// the first load of a module.
-    /// TODO: new loader architecture
     /// Duet: the nodes the loader's cache of instantiated structs holds (at most
-    /// `loader::TYPE_CACHE_NODES_MAX`).
+    /// `TYPE_CACHE_NODES_MAX`).
     pub fn cached_type_nodes(&self) -> usize {
         self.runtime.loader().cached_type_nodes()
     }
 
+    /// Gets and clears module cache hits. This is hack which allows the adapter to see module
+    /// reads if executing multiple transactions in a VM. Without this, the adapter only sees
+    /// the first load of a module.
+    /// TODO: new loader architecture
     pub fn get_and_clear_module_cache_hits(&self) -> BTreeSet<ModuleId> {
         self.runtime.loader().get_and_clear_module_cache_hits()
     }

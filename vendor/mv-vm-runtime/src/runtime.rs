@@ -113,9 +113,13 @@ impl VMRuntime {
         for module in &compiled_modules {
             let module_id = module.self_id();
             if data_store.exists_module(&module_id)? && compat_check {
-                let old_module_ref = self.loader.load_module(&module_id, data_store)?;
-                let old_module = old_module_ref.module();
-                let old_m = normalized::Module::new(old_module);
+                // Duet: the old module as stored, not loaded: loading it loads its dependencies,
+                // and a module an upgrade elsewhere pushed past the dependency bound could
+                // then never be upgraded (nor made shallower).
+                let old_bytes = data_store.load_module(&module_id)?;
+                let old_module = CompiledModule::deserialize(&old_bytes)
+                    .map_err(|err| err.finish(Location::Undefined))?;
+                let old_m = normalized::Module::new(&old_module);
                 let new_m = normalized::Module::new(module);
                 let compat = Compatibility::check(&old_m, &new_m);
                 if !compat.is_fully_compatible() {
