@@ -311,7 +311,9 @@ impl std::fmt::Debug for MoveVm {
 struct Instance {
     vm: MoveVM,
     /// Whether a function may be called from the EVM, by module and name (see
-    /// [`ensure_callable`]). Like the VM's code cache, it holds what the committed code says,
+    /// [`ensure_callable`]): every function of each module a call named, read once per module
+    /// (names of functions or modules that do not exist are not kept, so calls naming ever
+    /// new ones do not grow it). Like the VM's code cache, it holds what the committed code says,
     /// and is flushed with it.
     callable: HashMap<ModuleId, HashMap<Identifier, Callable>>,
     /// The text of the event types it emitted.
@@ -852,55 +854,60 @@ fn ensure_callable(
     module: &ModuleId,
     function: &Identifier,
 ) -> Result<(), Failure> {
-    let callable =
-        if let Some(callable) = known.get(module).and_then(|functions| functions.get(function)) {
-            *callable
-        } else {
-            let callable = callable(resolver, module, function)?;
-            known.entry(module.clone()).or_default().insert(function.clone(), callable);
-            callable
+    if !known.contains_key(module) {
+        let Some(functions) = callable_functions(resolver, module)? else {
+            return Err(not_callable(module, function));
         };
-    match callable {
+        known.insert(module.clone(), functions);
+    }
+    let functions = known.get(module);
+    match functions.and_then(|functions| functions.get(function)).copied().unwrap_or(Callable::No) {
         Callable::Yes => Ok(()),
         // The VM runs natives only when Move code calls them.
         Callable::Native => Err(Failure::Invalid(format!(
             "{module}::{function} is a native function: call a Move function that calls it"
         ))),
-        Callable::No => Err(Failure::Vm(Box::new(
-            PartialVMError::new(StatusCode::EXECUTE_ENTRY_FUNCTION_CALLED_ON_NON_ENTRY_FUNCTION)
-                .with_message(format!("{module}::{function} is neither public nor entry"))
-                .finish(Location::Module(module.clone())),
-        ))),
+        Callable::No => Err(not_callable(module, function)),
     }
 }
 
-/// Whether `module::function` may be called from outside Move, from its bytecode.
-fn callable(
+/// The refusal of a call of `module::function` from outside Move.
+fn not_callable(module: &ModuleId, function: &Identifier) -> Failure {
+    Failure::Vm(Box::new(
+        PartialVMError::new(StatusCode::EXECUTE_ENTRY_FUNCTION_CALLED_ON_NON_ENTRY_FUNCTION)
+            .with_message(format!("{module}::{function} is neither public nor entry"))
+            .finish(Location::Module(module.clone())),
+    ))
+}
+
+/// Whether each function of `module` may be called from outside Move, from its bytecode;
+/// `None` if there is no such module.
+fn callable_functions(
     resolver: &ViewResolver<'_>,
     module: &ModuleId,
-    function: &Identifier,
-) -> Result<Callable, Failure> {
+) -> Result<Option<HashMap<Identifier, Callable>>, Failure> {
     use move_binary_format::access::ModuleAccess;
     use move_binary_format::file_format::Visibility;
     use move_binary_format::CompiledModule;
     use move_core_types::resolver::ModuleResolver;
     let Some(bytes) = resolver.get_module(module).map_err(|error| Failure::Invalid(error.0))?
     else {
-        return Ok(Callable::No);
+        return Ok(None);
     };
     let compiled =
         CompiledModule::deserialize(&bytes).map_err(|error| error.finish(Location::Undefined))?;
-    let definition = compiled.function_defs().iter().find(|definition| {
+    let functions = compiled.function_defs().iter().map(|definition| {
         let handle = compiled.function_handle_at(definition.function);
-        compiled.identifier_at(handle.name) == function.as_ident_str()
-    });
-    Ok(match definition {
-        Some(definition) if definition.code.is_none() => Callable::Native,
-        Some(definition) if definition.visibility == Visibility::Public || definition.is_entry => {
+        let callable = if definition.code.is_none() {
+            Callable::Native
+        } else if definition.visibility == Visibility::Public || definition.is_entry {
             Callable::Yes
-        }
-        _ => Callable::No,
-    })
+        } else {
+            Callable::No
+        };
+        (compiled.identifier_at(handle.name).to_owned(), callable)
+    });
+    Ok(Some(functions.collect()))
 }
 
 /// The write of resource `tag` at `address`, charged: its key is stored too, so it is paid for
