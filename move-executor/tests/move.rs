@@ -1205,12 +1205,23 @@ fn a_chain_of_thousands_of_modules_is_refused_without_a_crash() {
             if status == "CONSTRAINT_NOT_SATISFIED" && message.contains("deeper than 64")),
         "{status:?}"
     );
-    // A chain of friends has no depth bound (friends are not dependencies): it loads, and its
-    // loading and cycle checks, recursive too, no longer overflow the stack either.
+    // A chain of friends has no depth bound (friends are not dependencies), but publishing
+    // loads at most 1 024 modules: a module naming the last of 20 000 is refused (its friend
+    // loading and cycle checks, recursive too, overflowed the stack before), and one naming
+    // the last of 1 000 publishes.
     let bob = user(2);
     let mut chain = Chain::new([bob]);
     chain.put_linked_modules(bob, 20_000, Link::FriendOfPrevious);
-    assert!(chain.publish_linked(bob, 20_000, Link::FriendOfPrevious) == MoveStatus::Success);
+    let message = "publishing would load more than 1024 modules (the bundle's dependencies and \
+                   its friends', with theirs)";
+    assert_eq!(
+        chain.publish_linked(bob, 20_000, Link::FriendOfPrevious),
+        MoveStatus::Failed { status: "CONSTRAINT_NOT_SATISFIED".into(), message: message.into() }
+    );
+    let carol = user(3);
+    let mut chain = Chain::new([carol]);
+    chain.put_linked_modules(carol, 1_000, Link::FriendOfPrevious);
+    assert_eq!(chain.publish_linked(carol, 1_000, Link::FriendOfPrevious), MoveStatus::Success);
 }
 
 /// The failure of a module heading a chain deeper than 64.

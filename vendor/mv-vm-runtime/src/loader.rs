@@ -472,6 +472,10 @@ pub(crate) struct Loader {
     //   the adapter/node, not just a VM or even session (as effectively today).
     invalidated: RwLock<bool>,
 
+    // Duet: while a publication is verified, the number of modules the cache held when it
+    // started (see `MAX_MODULES_LOADED_BY_PUBLICATION`).
+    publication_start: RwLock<Option<usize>>,
+
     // Collects the cache hits on module loads. This information can be read and reset by
     // an adapter to reason about read/write conflicts of code publishing transactions and
     // other transactions.
@@ -488,6 +492,7 @@ impl Loader {
             type_cache: RwLock::new(TypeCache::new()),
             natives,
             invalidated: RwLock::new(false),
+            publication_start: RwLock::new(None),
             module_cache_hits: RwLock::new(BTreeSet::new()),
             verifier_config,
         }
@@ -726,6 +731,20 @@ impl Loader {
     // All modules in the bundle to be published must be loadable. This function performs all
     // verification steps to load these modules without actually loading them into the code cache.
     pub(crate) fn verify_module_bundle_for_publication(
+        &self,
+        modules: &[CompiledModule],
+        data_store: &mut impl DataStore,
+    ) -> VMResult<()> {
+        // Duet: the modules this verification loads are counted from here.
+        *self.publication_start.write() = Some(self.module_cache.read().modules.binaries.len());
+        let verified = self.verify_bundle(modules, data_store);
+        *self.publication_start.write() = None;
+        verified
+    }
+
+    // Duet: the body of `verify_module_bundle_for_publication`, while it counts the modules
+    // loaded.
+    fn verify_bundle(
         &self,
         modules: &[CompiledModule],
         data_store: &mut impl DataStore,
@@ -1035,6 +1054,18 @@ impl Loader {
         // further, whatever the cache holds below.
         if depth > MAX_DEPENDENCY_DEPTH {
             return Err(dependency_chain_too_deep().finish(Location::Undefined));
+        }
+        // Duet: a publication loads a bounded number of modules (friends' closures included).
+        if let Some(start) = *self.publication_start.read() {
+            let loaded = self.module_cache.read().modules.binaries.len() - start;
+            if loaded >= MAX_MODULES_LOADED_BY_PUBLICATION {
+                return Err(PartialVMError::new(StatusCode::CONSTRAINT_NOT_SATISFIED)
+                    .with_message(format!(
+                        "publishing would load more than {MAX_MODULES_LOADED_BY_PUBLICATION} \
+                         modules (the bundle's dependencies and its friends', with theirs)"
+                    ))
+                    .finish(Location::Undefined));
+            }
         }
         // dependency loading does not permit cycles
         if visited.contains(id) {
@@ -2557,6 +2588,13 @@ type Bundle = BTreeMap<ModuleId, (CompiledModule, usize)>;
 /// overflowed the native stack. A module at the head of a deeper chain can be neither published
 /// nor loaded.
 pub const MAX_DEPENDENCY_DEPTH: usize = 64;
+
+/// Duet: the most modules the verification of a publication loads: the published modules'
+/// dependencies with theirs, and their friends with their dependencies and friends. Loading
+/// is not charged beyond the publication's fee, and a chain of thousands of friends made every
+/// publication that named its last one verify them all. (Duet empties the cache before each
+/// publication, so the count does not depend on what was loaded before.)
+pub const MAX_MODULES_LOADED_BY_PUBLICATION: usize = 1024;
 
 /// Duet: the error of a chain of dependencies deeper than [`MAX_DEPENDENCY_DEPTH`]. It names no
 /// module: where a load finds it depends on what the cache holds, and the error must not.
