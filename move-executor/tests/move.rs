@@ -1231,7 +1231,7 @@ fn too_deep() -> MoveStatus {
 }
 
 #[test]
-fn a_module_runs_whatever_its_friends_heads_and_a_module_too_deep_can_be_upgraded() {
+fn a_module_runs_and_is_depended_on_whatever_its_friends_head_and_one_too_deep_can_be_upgraded() {
     // `r` heads a chain of 64 (loadable); its friend `f` depends on it, so heads 65: as an
     // upgrade deepening `r`'s chain can leave them. A module's code never calls its friends:
     // loading `r` loads none. (Loading them once made `r` fail on an instance with an empty
@@ -1253,6 +1253,12 @@ fn a_module_runs_whatever_its_friends_heads_and_a_module_too_deep_can_be_upgrade
     {
         assert_eq!(receipt(&output, index).status, expected, "call {index}");
     }
+    // A publication loads its own friends, not its dependencies': `d`'s friend `g` heads
+    // too deep a chain, and a module depending on `d` publishes.
+    chain.put_module(alice, "d", module_with_links(alice, "d", &[], &["g"]));
+    chain.put_module(alice, "g", module_with_links(alice, "g", &["d", "r"], &[]));
+    let x = module_with_links(alice, "x", &["d"], &[]);
+    assert_eq!(chain.publish_bundle(alice, vec![x]), MoveStatus::Success);
     // An upgrade of `f` without the dependency brings it back within the bound: its own old
     // version, too deep to load, is compared with the new one as stored.
     let upgrade = module_with_links(alice, "f", &[], &[]);
@@ -1345,4 +1351,38 @@ fn the_cache_of_instantiated_types_stays_bounded() {
     }
     assert!(emptied, "400 calls of 12 new instantiations each fill the cache ({most} nodes)");
     assert!(most <= move_vm_runtime::TYPE_CACHE_NODES_MAX, "{most} nodes");
+}
+
+/// The modules of `source` (Move source naming its addresses), compiled, by name.
+fn compile_by_name(source: &str) -> std::collections::HashMap<String, Vec<u8>> {
+    let directory = tempfile::tempdir().expect("temp is writable");
+    let file = directory.path().join("modules.move");
+    std::fs::write(&file, source).expect("temp is writable");
+    duet_move::compile_package(vec![file.to_string_lossy().into_owned()], &[])
+        .unwrap_or_else(|diagnostics| panic!("the source does not compile:\n{diagnostics}"))
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn an_upgrade_published_with_a_module_using_a_dependent_of_it_links() {
+    // Bob's `mid` calls Alice's `lib`. Alice upgrades `lib` and, in the same bundle, publishes
+    // `user`, which calls `mid`: verifying `user` loads `mid`, linked against the new `lib`.
+    let (alice, bob) = (user(1), user(2));
+    let mut chain = Chain::new([alice, bob]);
+    let lib =
+        |extra: &str| format!("module {alice}::lib {{ public fun one(): u64 {{ 1 }} {extra} }}");
+    let mid =
+        format!("module {bob}::mid {{ public fun two(): u64 {{ {alice}::lib::one() + 1 }} }}");
+    let first = compile_by_name(&format!("{} {mid}", lib("")));
+    assert_eq!(chain.publish_bundle(alice, vec![first["lib"].clone()]), MoveStatus::Success);
+    assert_eq!(chain.publish_bundle(bob, vec![first["mid"].clone()]), MoveStatus::Success);
+    let user_module = format!(
+        "module {alice}::user {{ public entry fun go() {{ assert!({bob}::mid::two() == 2, 1) }} }}"
+    );
+    let second =
+        compile_by_name(&format!("{} {mid} {user_module}", lib("public fun three(): u64 { 3 }")));
+    let bundle = vec![second["lib"].clone(), second["user"].clone()];
+    assert_eq!(chain.publish_bundle(alice, bundle), MoveStatus::Success);
+    assert_eq!(chain.call_once(alice, "user", "go", vec![]).0, MoveStatus::Success);
 }

@@ -382,6 +382,7 @@ impl ModuleCache {
     }
 
     // Given a module id, returns whether the module cache has the module or not
+    #[allow(dead_code)] // Duet: no longer used (loading friends follows cached ones too).
     fn has_module(&self, module_id: &ModuleId) -> bool {
         self.modules.id_map.contains_key(module_id)
     }
@@ -529,6 +530,24 @@ impl Loader {
         {
             self.transitive_dep_closure(&dep, visited)
         }
+    }
+
+    /// Duet: runs `verify`, a publication's checks, counting the modules it loads (see
+    /// `MAX_MODULES_LOADED_BY_PUBLICATION`).
+    pub(crate) fn counting_publication_loads<R>(
+        &self,
+        verify: impl FnOnce() -> VMResult<R>,
+    ) -> VMResult<R> {
+        *self.publication_start.write() = Some(self.module_cache.read().modules.binaries.len());
+        let verified = verify();
+        *self.publication_start.write() = None;
+        verified
+    }
+
+    /// Duet: whether `err` is the failure of a module heading too deep a chain of dependencies.
+    pub(crate) fn is_dependency_chain_too_deep(err: &move_binary_format::errors::VMError) -> bool {
+        err.major_status() == StatusCode::CONSTRAINT_NOT_SATISFIED
+            && err.message() == Some(&dependency_chain_too_deep_message())
     }
 
     /// Flush this cache if it is marked as invalidated.
@@ -735,20 +754,6 @@ impl Loader {
         modules: &[CompiledModule],
         data_store: &mut impl DataStore,
     ) -> VMResult<()> {
-        // Duet: the modules this verification loads are counted from here.
-        *self.publication_start.write() = Some(self.module_cache.read().modules.binaries.len());
-        let verified = self.verify_bundle(modules, data_store);
-        *self.publication_start.write() = None;
-        verified
-    }
-
-    // Duet: the body of `verify_module_bundle_for_publication`, while it counts the modules
-    // loaded.
-    fn verify_bundle(
-        &self,
-        modules: &[CompiledModule],
-        data_store: &mut impl DataStore,
-    ) -> VMResult<()> {
         let mut bundle_unverified: BTreeSet<_> = modules.iter().map(|m| m.self_id()).collect();
         let mut bundle_verified = BTreeMap::new();
         for module in modules {
@@ -793,9 +798,11 @@ impl Loader {
         self.check_natives(module)?;
 
         let mut visited = BTreeSet::new();
-        let mut friends_discovered = BTreeSet::new();
         visited.insert(module.self_id());
-        friends_discovered.extend(module.immediate_friends());
+        // Duet: only the module's own friends (and theirs) are loaded: the cycle checks walk
+        // those, and a dependency's friends take no part in them (loading them, as upstream
+        // did, let a friend of any dependency fail the publication).
+        let friends_discovered: BTreeSet<_> = module.immediate_friends().into_iter().collect();
 
         // downward exploration of the module's dependency graph. Since we know nothing about this
         // target module, we don't know what the module may specify as its dependencies and hence,
@@ -806,7 +813,7 @@ impl Loader {
             bundle_verified,
             data_store,
             &mut visited,
-            &mut friends_discovered,
+            &mut BTreeSet::new(),
             /* allow_dependency_loading_failure */ true,
             1,
         )?;
@@ -1202,28 +1209,35 @@ impl Loader {
             .rev()
             .map(|mid| (mid, allow_friend_loading_failure))
             .collect();
+        //
+        // Duet: a cached friend's friends are followed too (loading a module no longer loads
+        // its friends), each friend once.
+        let mut seen = BTreeSet::new();
         while let Some((module_id, allow_loading_failure)) = pending.pop() {
-            if self.module_cache.read().has_module(&module_id)
-                || bundle_verified.contains_key(&module_id)
+            if bundle_verified.contains_key(&module_id)
                 || bundle_unverified.contains(&module_id)
+                || !seen.insert(module_id.clone())
             {
                 continue;
             }
-            // load the closure of the module in terms of dependency relation
-            let mut visited = BTreeSet::new();
-            let mut friends_discovered = BTreeSet::new();
-            self.load_and_verify_module_and_dependencies(
-                &module_id,
-                bundle_verified,
-                data_store,
-                &mut visited,
-                &mut friends_discovered,
-                allow_loading_failure,
-                1,
-            )?;
+            let cached = self.module_cache.read().module_at(&module_id);
+            let friend = match cached {
+                Some(cached) => cached,
+                // load the closure of the module in terms of dependency relation
+                None => self.load_and_verify_module_and_dependencies(
+                    &module_id,
+                    bundle_verified,
+                    data_store,
+                    &mut BTreeSet::new(),
+                    &mut BTreeSet::new(),
+                    allow_loading_failure,
+                    1,
+                )?,
+            };
             // For a module that is loaded from the data_store, we should never allow that its
             // friends fail to load.
-            pending.extend(friends_discovered.into_iter().rev().map(|mid| (mid, false)));
+            let friends = friend.module().immediate_friends();
+            pending.extend(friends.into_iter().rev().map(|mid| (mid, false)));
         }
         Ok(())
     }
@@ -2599,9 +2613,13 @@ pub const MAX_MODULES_LOADED_BY_PUBLICATION: usize = 1024;
 /// Duet: the error of a chain of dependencies deeper than [`MAX_DEPENDENCY_DEPTH`]. It names no
 /// module: where a load finds it depends on what the cache holds, and the error must not.
 fn dependency_chain_too_deep() -> PartialVMError {
-    PartialVMError::new(StatusCode::CONSTRAINT_NOT_SATISFIED).with_message(format!(
-        "a chain of module dependencies is deeper than {MAX_DEPENDENCY_DEPTH} modules"
-    ))
+    PartialVMError::new(StatusCode::CONSTRAINT_NOT_SATISFIED)
+        .with_message(dependency_chain_too_deep_message())
+}
+
+/// Duet: the message of [`dependency_chain_too_deep`].
+fn dependency_chain_too_deep_message() -> String {
+    format!("a chain of module dependencies is deeper than {MAX_DEPENDENCY_DEPTH} modules")
 }
 
 /// Duet: every module reachable from `starts` through `nexts`, or `error_on_cycle` if `target`

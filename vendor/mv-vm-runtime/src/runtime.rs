@@ -102,42 +102,55 @@ impl VMRuntime {
             }
         }
 
-        // Collect ids for modules that are published together
-        let mut bundle_unverified = BTreeSet::new();
+        // Duet: the modules loaded from here to the end of the verification are counted (see
+        // `MAX_MODULES_LOADED_BY_PUBLICATION`).
+        self.loader.counting_publication_loads(|| {
+            // Collect ids for modules that are published together
+            let mut bundle_unverified = BTreeSet::new();
 
-        // For now, we assume that all modules can be republished, as long as the new module is
-        // backward compatible with the old module.
-        //
-        // TODO: in the future, we may want to add restrictions on module republishing, possibly by
-        // changing the bytecode format to include an `is_upgradable` flag in the CompiledModule.
-        for module in &compiled_modules {
-            let module_id = module.self_id();
-            if data_store.exists_module(&module_id)? && compat_check {
-                // Duet: the old module as stored, not loaded: loading it loads its dependencies,
-                // and a module an upgrade elsewhere pushed past the dependency bound could
-                // then never be upgraded (nor made shallower).
-                let old_bytes = data_store.load_module(&module_id)?;
-                let old_module = CompiledModule::deserialize(&old_bytes)
-                    .map_err(|err| err.finish(Location::Undefined))?;
-                let old_m = normalized::Module::new(&old_module);
-                let new_m = normalized::Module::new(module);
-                let compat = Compatibility::check(&old_m, &new_m);
-                if !compat.is_fully_compatible() {
-                    return Err(PartialVMError::new(
-                        StatusCode::BACKWARD_INCOMPATIBLE_MODULE_UPDATE,
-                    )
-                    .finish(Location::Undefined));
+            // For now, we assume that all modules can be republished, as long as the new module
+            // is backward compatible with the old module.
+            //
+            // TODO: in the future, we may want to add restrictions on module republishing,
+            // possibly by changing the bytecode format to include an `is_upgradable` flag in the
+            // CompiledModule.
+            for module in &compiled_modules {
+                let module_id = module.self_id();
+                if data_store.exists_module(&module_id)? && compat_check {
+                    // Duet: the old module as stored is compared, and it is loaded (as
+                    // upstream: stored modules this publication links against the new version
+                    // are built against the cached old one), unless it heads too deep a chain
+                    // of dependencies, so that such a module can still be upgraded to a
+                    // shallower one.
+                    let old_bytes = data_store.load_module(&module_id)?;
+                    let old_module = CompiledModule::deserialize(&old_bytes)
+                        .map_err(|err| err.finish(Location::Undefined))?;
+                    if let Err(err) = self.loader.load_module(&module_id, data_store) {
+                        if !Loader::is_dependency_chain_too_deep(&err) {
+                            return Err(err);
+                        }
+                    }
+                    let old_m = normalized::Module::new(&old_module);
+                    let new_m = normalized::Module::new(module);
+                    let compat = Compatibility::check(&old_m, &new_m);
+                    if !compat.is_fully_compatible() {
+                        return Err(PartialVMError::new(
+                            StatusCode::BACKWARD_INCOMPATIBLE_MODULE_UPDATE,
+                        )
+                        .finish(Location::Undefined));
+                    }
+                }
+                if !bundle_unverified.insert(module_id) {
+                    return Err(PartialVMError::new(StatusCode::DUPLICATE_MODULE_NAME)
+                        .finish(Location::Undefined));
                 }
             }
-            if !bundle_unverified.insert(module_id) {
-                return Err(PartialVMError::new(StatusCode::DUPLICATE_MODULE_NAME)
-                    .finish(Location::Undefined));
-            }
-        }
 
-        // Perform bytecode and loading verification. Modules must be sorted in topological order.
-        self.loader
-            .verify_module_bundle_for_publication(&compiled_modules, data_store)?;
+            // Perform bytecode and loading verification. Modules must be sorted in topological
+            // order.
+            self.loader
+                .verify_module_bundle_for_publication(&compiled_modules, data_store)
+        })?;
 
         // NOTE: we want to (informally) argue that all modules pass the linking check before being
         // published to the data store.
