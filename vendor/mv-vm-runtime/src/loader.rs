@@ -538,10 +538,16 @@ impl Loader {
         &self,
         verify: impl FnOnce() -> VMResult<R>,
     ) -> VMResult<R> {
+        /// Ends the counting however `verify` ends, a panic included.
+        struct Counting<'a>(&'a RwLock<Option<usize>>);
+        impl Drop for Counting<'_> {
+            fn drop(&mut self) {
+                *self.0.write() = None;
+            }
+        }
         *self.publication_start.write() = Some(self.module_cache.read().modules.binaries.len());
-        let verified = verify();
-        *self.publication_start.write() = None;
-        verified
+        let _counting = Counting(&self.publication_start);
+        verify()
     }
 
     /// Duet: whether `err` is the failure of a module heading too deep a chain of dependencies.
