@@ -408,10 +408,16 @@ impl MoveVm {
                 index
             })
         }) % count;
-        let mut instance = (0..count)
+        let mut slot = (0..count)
             .find_map(|offset| self.instances[(preferred + offset) % count].try_lock())
             .unwrap_or_else(|| self.instances[preferred].lock());
-        run(instance.get_or_insert_with(new_instance))
+        // Taken out while it runs and put back only if `run` returns: a panic (which the
+        // executor turns into the transaction's result) drops it, in whatever state it was
+        // left, and the next run on this slot starts a new one.
+        let mut instance = slot.take().unwrap_or_else(new_instance);
+        let outcome = run(&mut instance);
+        *slot = Some(instance);
+        outcome
     }
 }
 

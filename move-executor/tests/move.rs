@@ -1386,3 +1386,47 @@ fn an_upgrade_published_with_a_module_using_a_dependent_of_it_links() {
     assert_eq!(chain.publish_bundle(alice, bundle), MoveStatus::Success);
     assert_eq!(chain.call_once(alice, "user", "go", vec![]).0, MoveStatus::Success);
 }
+
+#[test]
+fn a_native_struct_is_refused_and_pays_its_fee() {
+    // The bytecode verifier lets a native struct through: normalizing an upgrade for the
+    // compatibility check panicked on it, as loading a new module holding one would, and a
+    // panicking transaction paid nothing.
+    use move_binary_format::file_format::{
+        AbilitySet, CompiledModule, IdentifierIndex, ModuleHandleIndex, StructDefinition,
+        StructFieldInformation, StructHandle, StructHandleIndex,
+    };
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let original = module_with_links(alice, "m", &[], &[]);
+    assert_eq!(chain.publish_bundle(alice, vec![original.clone()]), MoveStatus::Success);
+    let mut module = CompiledModule::deserialize(&original).expect("a module");
+    let name = IdentifierIndex(module.identifiers.len() as u16);
+    module.identifiers.push(move_core_types::identifier::Identifier::new("N").expect("a name"));
+    module.struct_handles.push(StructHandle {
+        module: ModuleHandleIndex(0),
+        name,
+        abilities: AbilitySet::EMPTY,
+        type_parameters: vec![],
+    });
+    module.struct_defs.push(StructDefinition {
+        struct_handle: StructHandleIndex(0),
+        field_information: StructFieldInformation::Native,
+    });
+    let mut upgrade = Vec::new();
+    module.serialize(&mut upgrade).expect("the module serializes");
+    let before = chain.state.clone();
+    let nonce = chain.state.nonce(alice);
+    let output = chain.run(&[transaction(alice, nonce, MovePayload::ModuleBundle(vec![upgrade]))]);
+    let receipt = receipt(&output, 0);
+    let message = "module limit: a native struct, N: the VM has none";
+    assert_eq!(
+        receipt.status,
+        MoveStatus::Failed { status: "CONSTRAINT_NOT_SATISFIED".into(), message: message.into() }
+    );
+    assert_eq!(chain.state.balance(alice), before.balance(alice) - fee(receipt));
+    assert_eq!(chain.state.nonce(alice), nonce + 1);
+    let key = StateKey::MoveModule { address: alice, name: "m".into() };
+    assert_eq!(chain.state.0.get(&key), before.0.get(&key));
+    assert_eq!(chain.call_once(alice, "m", "go", vec![]).0, MoveStatus::Success);
+}

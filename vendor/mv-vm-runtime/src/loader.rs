@@ -550,6 +550,11 @@ impl Loader {
         verify()
     }
 
+    /// Duet: the checks of the bytecode verifier that need `module` alone.
+    pub(crate) fn verify_alone(&self, module: &CompiledModule) -> VMResult<()> {
+        move_bytecode_verifier::verify_module_with_config(&self.verifier_config, module)
+    }
+
     /// Duet: whether `err` is the failure of a module heading too deep a chain of dependencies.
     pub(crate) fn is_dependency_chain_too_deep(err: &move_binary_format::errors::VMError) -> bool {
         err.major_status() == StatusCode::CONSTRAINT_NOT_SATISFIED
@@ -1070,7 +1075,7 @@ impl Loader {
         }
         // Duet: a publication loads a bounded number of modules (friends' closures included).
         if let Some(start) = *self.publication_start.read() {
-            let loaded = self.module_cache.read().modules.binaries.len() - start;
+            let loaded = self.module_cache.read().modules.binaries.len().saturating_sub(start);
             if loaded >= MAX_MODULES_LOADED_BY_PUBLICATION {
                 return Err(PartialVMError::new(StatusCode::CONSTRAINT_NOT_SATISFIED)
                     .with_message(format!(

@@ -102,9 +102,7 @@ impl VMRuntime {
             }
         }
 
-        // Duet: the modules loaded from here to the end of the verification are counted (see
-        // `MAX_MODULES_LOADED_BY_PUBLICATION`).
-        self.loader.counting_publication_loads(|| {
+        {
             // Collect ids for modules that are published together
             let mut bundle_unverified = BTreeSet::new();
 
@@ -122,6 +120,11 @@ impl VMRuntime {
                     // are built against the cached old one), unless it heads too deep a chain
                     // of dependencies, so that such a module can still be upgraded to a
                     // shallower one.
+                    //
+                    // Duet: the new module passes the bytecode verifier first: normalizing an
+                    // unverified module panics on some (a native struct, a vector of
+                    // references), and a panicking transaction pays no fee.
+                    self.loader.verify_alone(module)?;
                     let old_bytes = data_store.load_module(&module_id)?;
                     let old_module = CompiledModule::deserialize(&old_bytes)
                         .map_err(|err| err.finish(Location::Undefined))?;
@@ -148,9 +151,15 @@ impl VMRuntime {
 
             // Perform bytecode and loading verification. Modules must be sorted in topological
             // order.
-            self.loader
-                .verify_module_bundle_for_publication(&compiled_modules, data_store)
-        })?;
+            //
+            // Duet: the modules it loads are counted (see `MAX_MODULES_LOADED_BY_PUBLICATION`);
+            // not those the compatibility checks above loaded, so that a module whose old
+            // closure grew past the bound through others' upgrades can still be upgraded.
+            self.loader.counting_publication_loads(|| {
+                self.loader
+                    .verify_module_bundle_for_publication(&compiled_modules, data_store)
+            })?;
+        }
 
         // NOTE: we want to (informally) argue that all modules pass the linking check before being
         // published to the data store.
