@@ -285,9 +285,12 @@ pub struct MoveVm {
     /// instance another thread was writing (the lock's `cmpxchg` was a third of the samples of
     /// `execute_checked` in the slow mode; padded, the parallel Move block ran 3–4 % faster
     /// there, and no differently in the fast mode).
-    instances: Box<[CachePadded<Mutex<Option<Instance>>>]>,
+    instances: Box<[InstanceSlot]>,
     fee_vault: Address,
 }
+
+/// Where an instance is kept between runs (boxed: a run takes it out and puts it back).
+type InstanceSlot = CachePadded<Mutex<Option<Box<Instance>>>>;
 
 thread_local! {
     /// The instance this thread prefers.
@@ -370,7 +373,7 @@ impl MoveVm {
     pub fn new(fee_vault: Address) -> Self {
         let count = 2 * std::thread::available_parallelism().map_or(4, usize::from).max(4);
         let instances: Box<[_]> = (0..count).map(|_| CachePadded::new(Mutex::new(None))).collect();
-        *instances[0].lock() = Some(new_instance());
+        *instances[0].lock() = Some(Box::new(new_instance()));
         Self { instances, fee_vault }
     }
 
@@ -414,7 +417,7 @@ impl MoveVm {
         // Taken out while it runs and put back only if `run` returns: a panic (which the
         // executor turns into the transaction's result) drops it, in whatever state it was
         // left, and the next run on this slot starts a new one.
-        let mut instance = slot.take().unwrap_or_else(new_instance);
+        let mut instance = slot.take().unwrap_or_else(|| Box::new(new_instance()));
         let outcome = run(&mut instance);
         *slot = Some(instance);
         outcome
