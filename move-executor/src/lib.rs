@@ -1121,6 +1121,16 @@ mod tests {
     }
 
     #[test]
+    fn the_framework_keeps_to_the_limits_every_publication_does() {
+        // Genesis writes it into the state directly: nothing else checks it.
+        for (name, bytes) in framework_modules() {
+            let module = move_binary_format::CompiledModule::deserialize(&bytes)
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+            limits::check_module(&module).unwrap_or_else(|error| panic!("{name}: {error}"));
+        }
+    }
+
+    #[test]
     fn only_event_type_texts_an_event_may_carry_are_kept() {
         let mut types = EventTypes::default();
         let short = struct_type("Transfer", vec![]);

@@ -60,8 +60,8 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
             StructFieldInformation::Declared(fields) => {
                 fields.iter().try_for_each(|field| check_type(&field.signature.0))?;
             }
-            // The bytecode verifier lets them through, and the VM cannot load them (it panics
-            // on one, as does the upgrade check's normalizing).
+            // The bytecode verifier lets them through, the loader refuses them, and normalizing
+            // an upgrade for its compatibility check, before the verifier runs, panicked on one.
             StructFieldInformation::Native => {
                 let handle = module.struct_handle_at(definition.struct_handle);
                 return Err(refused(&format!(

@@ -1170,10 +1170,13 @@ impl Chain {
         self.publish_bundle(sender, vec![linked_module(sender, index, link)])
     }
 
-    /// Publishes `modules` as `sender`'s next transaction: its status.
+    /// Publishes `modules` as `sender`'s next transaction, with gas for large modules: its
+    /// status.
     fn publish_bundle(&mut self, sender: Address, modules: Vec<Vec<u8>>) -> MoveStatus {
         let nonce = self.state.nonce(sender);
-        let output = self.run(&[transaction(sender, nonce, MovePayload::ModuleBundle(modules))]);
+        let mut publish = transaction(sender, nonce, MovePayload::ModuleBundle(modules));
+        publish.gas_limit = 30_000_000;
+        let output = self.run(&[publish]);
         receipt(&output, 0).status.clone()
     }
 }
@@ -1415,18 +1418,47 @@ fn a_native_struct_is_refused_and_pays_its_fee() {
     });
     let mut upgrade = Vec::new();
     module.serialize(&mut upgrade).expect("the module serializes");
+    // As a new module (under another name) and as an upgrade.
+    let mut renamed = module.clone();
+    renamed.identifiers[0] = move_core_types::identifier::Identifier::new("n").expect("a name");
+    let mut new = Vec::new();
+    renamed.serialize(&mut new).expect("the module serializes");
+    let message = "module limit: a native struct, N: the VM has none";
+    let refused =
+        MoveStatus::Failed { status: "CONSTRAINT_NOT_SATISFIED".into(), message: message.into() };
+    assert_eq!(chain.publish_bundle(alice, vec![new]), refused);
     let before = chain.state.clone();
     let nonce = chain.state.nonce(alice);
     let output = chain.run(&[transaction(alice, nonce, MovePayload::ModuleBundle(vec![upgrade]))]);
     let receipt = receipt(&output, 0);
-    let message = "module limit: a native struct, N: the VM has none";
-    assert_eq!(
-        receipt.status,
-        MoveStatus::Failed { status: "CONSTRAINT_NOT_SATISFIED".into(), message: message.into() }
-    );
+    assert_eq!(receipt.status, refused);
     assert_eq!(chain.state.balance(alice), before.balance(alice) - fee(receipt));
     assert_eq!(chain.state.nonce(alice), nonce + 1);
     let key = StateKey::MoveModule { address: alice, name: "m".into() };
     assert_eq!(chain.state.0.get(&key), before.0.get(&key));
     assert_eq!(chain.call_once(alice, "m", "go", vec![]).0, MoveStatus::Success);
+}
+
+#[test]
+fn a_publication_loads_at_most_1024_modules_and_a_module_past_it_can_be_shrunk() {
+    // `wide` depends on 1 100 modules (each shallow), as upgrades of others could leave it.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let names: Vec<String> = (0..1_100).map(|index| format!("m{index}")).collect();
+    for name in &names {
+        chain.put_module(alice, name, module_with_links(alice, name, &[], &[]));
+    }
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    chain.put_module(alice, "wide", module_with_links(alice, "wide", &all, &[]));
+    // A new module depending on them all is refused.
+    let message = "publishing would load more than 1024 modules (the bundle's dependencies and \
+                   its friends', with theirs)";
+    let refused =
+        MoveStatus::Failed { status: "CONSTRAINT_NOT_SATISFIED".into(), message: message.into() };
+    let new = module_with_links(alice, "new", &all, &[]);
+    assert_eq!(chain.publish_bundle(alice, vec![new]), refused);
+    // `wide` itself, compared as stored (its closure is past the bound), can drop them.
+    let shrunk = module_with_links(alice, "wide", &all[..10], &[]);
+    assert_eq!(chain.publish_bundle(alice, vec![shrunk]), MoveStatus::Success);
+    assert_eq!(chain.call_once(alice, "wide", "go", vec![]).0, MoveStatus::Success);
 }

@@ -550,9 +550,10 @@ impl Loader {
         verify()
     }
 
-    /// Duet: the checks of the bytecode verifier that need `module` alone.
-    pub(crate) fn verify_alone(&self, module: &CompiledModule) -> VMResult<()> {
-        move_bytecode_verifier::verify_module_with_config(&self.verifier_config, module)
+    /// Duet: whether `err` is the failure of a publication loading too many modules.
+    pub(crate) fn is_publication_load_bound(err: &move_binary_format::errors::VMError) -> bool {
+        err.major_status() == StatusCode::CONSTRAINT_NOT_SATISFIED
+            && err.message() == Some(&publication_load_bound_message())
     }
 
     /// Duet: whether `err` is the failure of a module heading too deep a chain of dependencies.
@@ -1078,10 +1079,7 @@ impl Loader {
             let loaded = self.module_cache.read().modules.binaries.len().saturating_sub(start);
             if loaded >= MAX_MODULES_LOADED_BY_PUBLICATION {
                 return Err(PartialVMError::new(StatusCode::CONSTRAINT_NOT_SATISFIED)
-                    .with_message(format!(
-                        "publishing would load more than {MAX_MODULES_LOADED_BY_PUBLICATION} \
-                         modules (the bundle's dependencies and its friends', with theirs)"
-                    ))
+                    .with_message(publication_load_bound_message())
                     .finish(Location::Undefined));
             }
         }
@@ -2614,12 +2612,22 @@ type Bundle = BTreeMap<ModuleId, (CompiledModule, usize)>;
 /// nor loaded.
 pub const MAX_DEPENDENCY_DEPTH: usize = 64;
 
-/// Duet: the most modules the verification of a publication loads: the published modules'
-/// dependencies with theirs, and their friends with their dependencies and friends. Loading
+/// Duet: the most modules a publication loads for its compatibility checks (the old versions
+/// and their dependencies), and again for its verification (the published modules'
+/// dependencies with theirs, and their friends with their dependencies and friends). Loading
 /// is not charged beyond the publication's fee, and a chain of thousands of friends made every
-/// publication that named its last one verify them all. (Duet empties the cache before each
-/// publication, so the count does not depend on what was loaded before.)
+/// publication that named its last one verify them all. An old version past the bound is
+/// compared as stored, not loaded, so that it can be upgraded to a smaller one. (Duet empties
+/// the cache before each publication, so the counts do not depend on what was loaded before.)
 pub const MAX_MODULES_LOADED_BY_PUBLICATION: usize = 1024;
+
+/// Duet: the message of a publication loading more than [`MAX_MODULES_LOADED_BY_PUBLICATION`].
+fn publication_load_bound_message() -> String {
+    format!(
+        "publishing would load more than {MAX_MODULES_LOADED_BY_PUBLICATION} modules (the \
+         bundle's dependencies and its friends', with theirs)"
+    )
+}
 
 /// Duet: the error of a chain of dependencies deeper than [`MAX_DEPENDENCY_DEPTH`]. It names no
 /// module: where a load finds it depends on what the cache holds, and the error must not.

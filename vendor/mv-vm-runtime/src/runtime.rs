@@ -102,7 +102,9 @@ impl VMRuntime {
             }
         }
 
-        {
+        // Duet: the modules the compatibility checks load are counted, and then those the
+        // verification loads, each up to `MAX_MODULES_LOADED_BY_PUBLICATION`.
+        self.loader.counting_publication_loads(|| {
             // Collect ids for modules that are published together
             let mut bundle_unverified = BTreeSet::new();
 
@@ -118,18 +120,15 @@ impl VMRuntime {
                     // Duet: the old module as stored is compared, and it is loaded (as
                     // upstream: stored modules this publication links against the new version
                     // are built against the cached old one), unless it heads too deep a chain
-                    // of dependencies, so that such a module can still be upgraded to a
-                    // shallower one.
-                    //
-                    // Duet: the new module passes the bytecode verifier first: normalizing an
-                    // unverified module panics on some (a native struct, a vector of
-                    // references), and a panicking transaction pays no fee.
-                    self.loader.verify_alone(module)?;
+                    // of dependencies or its closure passes the count, so that such a module
+                    // can still be upgraded to a smaller one.
                     let old_bytes = data_store.load_module(&module_id)?;
                     let old_module = CompiledModule::deserialize(&old_bytes)
                         .map_err(|err| err.finish(Location::Undefined))?;
                     if let Err(err) = self.loader.load_module(&module_id, data_store) {
-                        if !Loader::is_dependency_chain_too_deep(&err) {
+                        if !Loader::is_dependency_chain_too_deep(&err)
+                            && !Loader::is_publication_load_bound(&err)
+                        {
                             return Err(err);
                         }
                     }
@@ -148,18 +147,14 @@ impl VMRuntime {
                         .finish(Location::Undefined));
                 }
             }
+            Ok(())
+        })?;
 
-            // Perform bytecode and loading verification. Modules must be sorted in topological
-            // order.
-            //
-            // Duet: the modules it loads are counted (see `MAX_MODULES_LOADED_BY_PUBLICATION`);
-            // not those the compatibility checks above loaded, so that a module whose old
-            // closure grew past the bound through others' upgrades can still be upgraded.
-            self.loader.counting_publication_loads(|| {
-                self.loader
-                    .verify_module_bundle_for_publication(&compiled_modules, data_store)
-            })?;
-        }
+        // Perform bytecode and loading verification. Modules must be sorted in topological order.
+        self.loader.counting_publication_loads(|| {
+            self.loader
+                .verify_module_bundle_for_publication(&compiled_modules, data_store)
+        })?;
 
         // NOTE: we want to (informally) argue that all modules pass the linking check before being
         // published to the data store.
