@@ -473,9 +473,15 @@ pub(crate) struct Loader {
     //   the adapter/node, not just a VM or even session (as effectively today).
     invalidated: RwLock<bool>,
 
-    // Duet: while a publication is verified, the number of modules the cache held when it
-    // started (see `MAX_MODULES_LOADED_BY_PUBLICATION`).
-    publication_start: RwLock<Option<usize>>,
+    // Duet: while a publication is checked, the number of modules it has read and verified
+    // (see `MAX_MODULES_LOADED_BY_PUBLICATION`).
+    publication_loads: RwLock<Option<usize>>,
+
+    // Duet: outside publications, the modules a load found at the head of too deep a chain,
+    // each with the least depth it was reached at (it fails at that depth or deeper, whatever
+    // the cache holds: its depth is the state's); emptied with the module cache. A failed load
+    // caches nothing on its path, so without it every attempt verified those modules again.
+    too_deep: RwLock<HashMap<ModuleId, usize>>,
 
     // Collects the cache hits on module loads. This information can be read and reset by
     // an adapter to reason about read/write conflicts of code publishing transactions and
@@ -493,7 +499,8 @@ impl Loader {
             type_cache: RwLock::new(TypeCache::new()),
             natives,
             invalidated: RwLock::new(false),
-            publication_start: RwLock::new(None),
+            publication_loads: RwLock::new(None),
+            too_deep: RwLock::new(HashMap::new()),
             module_cache_hits: RwLock::new(BTreeSet::new()),
             verifier_config,
         }
@@ -545,8 +552,8 @@ impl Loader {
                 *self.0.write() = None;
             }
         }
-        *self.publication_start.write() = Some(self.module_cache.read().modules.binaries.len());
-        let _counting = Counting(&self.publication_start);
+        *self.publication_loads.write() = Some(0);
+        let _counting = Counting(&self.publication_loads);
         verify()
     }
 
@@ -569,6 +576,7 @@ impl Loader {
             *self.scripts.write() = ScriptCache::new();
             *self.module_cache.write() = ModuleCache::new();
             *self.type_cache.write() = TypeCache::new();
+            self.too_deep.write().clear();
             *invalidated = false;
         }
     }
@@ -805,7 +813,8 @@ impl Loader {
         // Performs all verification steps to load the module without loading it, i.e., the new
         // module will NOT show up in `module_cache`. In the module republishing case, it means
         // that the old module is still in the `module_cache`, unless a new Loader is created,
-        // which means that a new MoveVM instance needs to be created.
+        // which means that a new MoveVM instance needs to be created. (Duet: unless it headed too
+        // deep a chain or passed the count, and Duet empties the caches after a publication.)
         move_bytecode_verifier::verify_module_with_config(&self.verifier_config, module)?;
         self.check_natives(module)?;
 
@@ -1006,7 +1015,8 @@ impl Loader {
         // a load started from, not for the dependencies and friends it cached (an upgrade
         // elsewhere can make a friend also a dependency, which they refuse), and a load that
         // failed on a friend left the module cached without it. Now a load of stored code can
-        // fail only on the dependency bound, and whatever it cached is complete.
+        // fail only on the dependency bound (and, within a publication, on its count of
+        // modules loaded), and whatever it cached is complete.
         let mut visited = BTreeSet::new();
         let mut friends_discovered = BTreeSet::new();
         self.load_and_verify_module_and_dependencies(
@@ -1074,15 +1084,59 @@ impl Loader {
         if depth > MAX_DEPENDENCY_DEPTH {
             return Err(dependency_chain_too_deep().finish(Location::Undefined));
         }
-        // Duet: a publication loads a bounded number of modules (friends' closures included).
-        if let Some(start) = *self.publication_start.read() {
-            let loaded = self.module_cache.read().modules.binaries.len().saturating_sub(start);
-            if loaded >= MAX_MODULES_LOADED_BY_PUBLICATION {
-                return Err(PartialVMError::new(StatusCode::CONSTRAINT_NOT_SATISFIED)
-                    .with_message(publication_load_bound_message())
-                    .finish(Location::Undefined));
+        // Duet: a publication reads and verifies a bounded number of modules (friends'
+        // closures included, and those on a failed load's path).
+        let publishing = {
+            let mut loads = self.publication_loads.write();
+            match loads.as_mut() {
+                Some(loads) if *loads >= MAX_MODULES_LOADED_BY_PUBLICATION => {
+                    return Err(PartialVMError::new(StatusCode::CONSTRAINT_NOT_SATISFIED)
+                        .with_message(publication_load_bound_message())
+                        .finish(Location::Undefined));
+                }
+                Some(loads) => {
+                    *loads += 1;
+                    true
+                }
+                None => false,
+            }
+        };
+        // Duet: outside publications, a module found too deep at this depth or less fails at
+        // once (see `too_deep`).
+        if !publishing && self.too_deep.read().get(id).is_some_and(|&at| at <= depth) {
+            return Err(dependency_chain_too_deep().finish(Location::Undefined));
+        }
+        let loaded = self.load_and_verify_module_and_its_dependencies(
+            id,
+            bundle_verified,
+            data_store,
+            visited,
+            friends_discovered,
+            allow_module_loading_failure,
+            depth,
+        );
+        if let Err(err) = &loaded {
+            if !publishing && Self::is_dependency_chain_too_deep(err) {
+                let mut too_deep = self.too_deep.write();
+                let at = too_deep.entry(id.clone()).or_insert(depth);
+                *at = (*at).min(depth);
             }
         }
+        loaded
+    }
+
+    // Duet: the body of `load_and_verify_module_and_dependencies`, within its bounds.
+    #[allow(clippy::too_many_arguments)]
+    fn load_and_verify_module_and_its_dependencies(
+        &self,
+        id: &ModuleId,
+        bundle_verified: &Bundle,
+        data_store: &impl DataStore,
+        visited: &mut BTreeSet<ModuleId>,
+        friends_discovered: &mut BTreeSet<ModuleId>,
+        allow_module_loading_failure: bool,
+        depth: usize,
+    ) -> VMResult<Arc<Module>> {
         // dependency loading does not permit cycles
         if visited.contains(id) {
             return Err(PartialVMError::new(StatusCode::CYCLIC_MODULE_DEPENDENCY)
@@ -1189,8 +1243,9 @@ impl Loader {
     // upward exploration of the module's dependency graph
     //
     // Duet: a loop over a stack of the friends still to load rather than a recursion through
-    // each friend's friends (a long chain of friends overflowed the native stack). It loads
-    // them in the same order.
+    // each friend's friends (a long chain of friends overflowed the native stack), in the same
+    // order; it starts from the published modules' own friends only (upstream also took the
+    // friends of every dependency it loaded), and follows cached friends' friends too.
     fn load_and_verify_friends(
         &self,
         friends_discovered: BTreeSet<ModuleId>,
@@ -1204,6 +1259,7 @@ impl Loader {
         // - `!locked_cache.has_module(mid)`
         //   If we friend a module that is already in the code cache, then we know that the
         //   transitive closure of that module is loaded into the cache already, skip the loading
+        //   (Duet: its dependencies' closure only: its friends are followed below)
         // - `!bundle_verified.contains_key(mid)`
         //   In the case of publishing a bundle, we don't actually put the published module into
         //   code cache. This `bundle_verified` cache is a temporary extension of the code cache
@@ -2617,8 +2673,11 @@ pub const MAX_DEPENDENCY_DEPTH: usize = 64;
 /// dependencies with theirs, and their friends with their dependencies and friends). Loading
 /// is not charged beyond the publication's fee, and a chain of thousands of friends made every
 /// publication that named its last one verify them all. An old version past the bound is
-/// compared as stored, not loaded, so that it can be upgraded to a smaller one. (Duet empties
-/// the cache before each publication, so the counts do not depend on what was loaded before.)
+/// compared as stored, not loaded, so that it can be upgraded to a smaller one (as long as the
+/// publication does not load it otherwise, through a friend or a stored module that depends on
+/// it). Every module read and verified counts, those on a failed load's path too. (Duet empties
+/// the cache of the instance that runs a publication before it, so the counts do not depend on
+/// what was loaded before.)
 pub const MAX_MODULES_LOADED_BY_PUBLICATION: usize = 1024;
 
 /// Duet: the message of a publication loading more than [`MAX_MODULES_LOADED_BY_PUBLICATION`].
