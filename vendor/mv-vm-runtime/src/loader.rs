@@ -552,6 +552,7 @@ impl Loader {
                 *self.0.write() = None;
             }
         }
+        debug_assert!(self.publication_loads.read().is_none(), "counting is not nested");
         *self.publication_loads.write() = Some(0);
         let _counting = Counting(&self.publication_loads);
         verify()
@@ -1102,7 +1103,8 @@ impl Loader {
             }
         };
         // Duet: outside publications, a module found too deep at this depth or less fails at
-        // once (see `too_deep`).
+        // once (see `too_deep`). Only a publication links against a bundle's modules.
+        debug_assert!(publishing || bundle_verified.is_empty());
         if !publishing && self.too_deep.read().get(id).is_some_and(|&at| at <= depth) {
             return Err(dependency_chain_too_deep().finish(Location::Undefined));
         }
