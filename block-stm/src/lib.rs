@@ -405,8 +405,7 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         if nanos >= u128::from(cheap.below_nanos) {
             return None;
         }
-        let written: std::collections::HashMap<_, _, foldhash::fast::FixedState> =
-            output.state_updates.iter().cloned().collect();
+        let written: sequential::FastMap<_, _> = output.state_updates.iter().cloned().collect();
         let layered = LayeredStorage::new(storage, &written);
         // Its errors name block indices (it starts at `timed.len()`).
         let rest = match self.vm.execute_sequentially(rest, timed.len(), &layered)? {
@@ -458,7 +457,7 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
     {
         // The writes so far, as the next run's state: each run's are moved in after it, and
         // the last run's are merged with them once, in key order.
-        let mut written: std::collections::HashMap<_, _, foldhash::fast::FixedState> =
+        let mut written: sequential::FastMap<_, _> =
             std::mem::take(&mut output.state_updates).into_iter().collect();
         loop {
             if let Some(fallback) = &mut fallback {

@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use foldhash::fast::FixedState;
 
-type FastMap<K, V> = std::collections::HashMap<K, V, FixedState>;
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, FixedState>;
 type FastSet<T> = std::collections::HashSet<T, FixedState>;
 
 use crate::delta::Delta;

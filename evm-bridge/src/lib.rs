@@ -84,6 +84,17 @@ pub enum EvmError {
     Evm(String),
 }
 
+impl From<EVMError<ViewDatabaseError>> for EvmError {
+    fn from(error: EVMError<ViewDatabaseError>) -> Self {
+        match error {
+            EVMError::Transaction(invalid) => Self::Invalid(invalid),
+            EVMError::Header(header) => Self::Header(header.to_string()),
+            EVMError::Database(error) => Self::Read(error),
+            other => Self::Evm(other.to_string()),
+        }
+    }
+}
+
 /// The EVM for one block: its configuration (chain id, hard fork) and block environment
 /// (number, timestamp, base fee, gas limit, beneficiary).
 #[derive(Debug)]
@@ -213,13 +224,7 @@ impl EvmVm {
         if database.lazy_balance_observed() {
             return Ok(None);
         }
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(EVMError::Transaction(invalid)) => return Err(EvmError::Invalid(invalid)),
-            Err(EVMError::Header(header)) => return Err(EvmError::Header(header.to_string())),
-            Err(EVMError::Database(error)) => return Err(EvmError::Read(error)),
-            Err(other) => return Err(EvmError::Evm(other.to_string())),
-        };
+        let outcome = outcome.map_err(EvmError::from)?;
         let mut state = outcome.state;
         // The overlay account's storage numbers the Move writes; it is not EVM storage.
         let move_writes = match state.get_mut(&duet_types::MOVE_OVERLAY_ADDRESS) {

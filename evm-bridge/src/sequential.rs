@@ -23,14 +23,13 @@ use duet_block_stm::{
 };
 use duet_types::{StateKey, StateValue, B256, MOVE_OVERLAY_ADDRESS, U256};
 use foldhash::fast::FixedState;
-use revm::context::result::EVMError;
 use revm::context::TxEnv;
 use revm::database_interface::Database;
 use revm::primitives::{Address, StorageKey, StorageValue};
 use revm::state::{AccountId, AccountInfo, Bytecode, EvmState};
 use revm::ExecuteEvm;
 
-use crate::{EvmError, EvmVm, ViewDatabaseError, EVM_EMPTY_CODE_HASH};
+use crate::{EvmVm, ViewDatabaseError, EVM_EMPTY_CODE_HASH};
 
 type FastMap<K, V> = std::collections::HashMap<K, V, FixedState>;
 
@@ -437,12 +436,7 @@ impl EvmVm {
                     })?;
                     TransactionResult::Executed(outcome.result)
                 }
-                Ok(Err(error)) => TransactionResult::Rejected(match error {
-                    EVMError::Transaction(invalid) => EvmError::Invalid(invalid),
-                    EVMError::Header(header) => EvmError::Header(header.to_string()),
-                    EVMError::Database(error) => EvmError::Read(error),
-                    other => EvmError::Evm(other.to_string()),
-                }),
+                Ok(Err(error)) => TransactionResult::Rejected(error.into()),
                 Err(payload) => {
                     // The journal is in no known state: a new EVM goes on over the same cache
                     // (with new parts: the thread keeps none of this one's).

@@ -359,6 +359,15 @@ enum Callable {
     No,
 }
 
+impl Instance {
+    /// Forgets all loaded code, and what it learned from it.
+    fn flush_code_cache(&mut self) {
+        self.vm.mark_loader_cache_as_invalid();
+        self.vm.flush_loader_cache_if_invalidated();
+        self.callable.clear();
+    }
+}
+
 fn new_instance() -> Instance {
     let vm = MoveVM::new(natives::all_natives()).expect("the native table is consistent");
     Instance { vm, callable: HashMap::new(), event_types: EventTypes::default() }
@@ -383,9 +392,7 @@ impl MoveVm {
     pub fn flush_code_cache(&self) {
         for instance in &self.instances {
             if let Some(instance) = instance.lock().as_mut() {
-                instance.vm.mark_loader_cache_as_invalid();
-                instance.vm.flush_loader_cache_if_invalidated();
-                instance.callable.clear();
+                instance.flush_code_cache();
             }
         }
     }
@@ -646,8 +653,7 @@ impl MoveVm {
                     // Publishing checks the bundle against the code it loads (the depth of its
                     // dependencies' chains among others): from an empty cache, so that what
                     // earlier transactions cached cannot change the outcome.
-                    instance.vm.mark_loader_cache_as_invalid();
-                    instance.vm.flush_loader_cache_if_invalidated();
+                    instance.flush_code_cache();
                     Work::Publish(modules)
                 }
             };
@@ -869,8 +875,7 @@ fn ensure_callable(
         };
         known.insert(module.clone(), functions);
     }
-    let functions = known.get(module);
-    match functions.and_then(|functions| functions.get(function)).copied().unwrap_or(Callable::No) {
+    match known[module].get(function).copied().unwrap_or(Callable::No) {
         Callable::Yes => Ok(()),
         // The VM runs natives only when Move code calls them.
         Callable::Native => Err(Failure::Invalid(format!(
@@ -930,10 +935,9 @@ fn resource_write(
     let struct_tag = struct_tag_bytes(tag).map_err(|error| {
         PartialVMError::new(StatusCode::VALUE_SERIALIZATION_ERROR).with_message(error.0)
     })?;
-    match op {
+    if matches!(op, Op::New(_)) {
         // New ones only: one stored before the bound can still change or go.
-        Op::New(_) => within_type_bound("a resource type", struct_tag.len())?,
-        Op::Modify(_) | Op::Delete => {}
+        within_type_bound("a resource type", struct_tag.len())?;
     }
     if !matches!(op, Op::Delete) {
         meter.charge(gas::WRITE_BYTE * struct_tag.len() as u64)?;

@@ -16,7 +16,6 @@
 //! | depth of one type (`vector<vector<u8>>`: 3) | [`MAX_TYPE_DEPTH`] |
 //! | nodes of the types the verifier builds for a function's calls, packs, unpacks and field borrows (each: the types' nodes, times its type arguments' nodes if generic), summed over the function | [`MAX_INSTANTIATED_NODES`] |
 //! | the same, summed over the module | [`MAX_MODULE_INSTANTIATED_NODES`] |
-//! | native structs (the bytecode verifier accepts them; the VM cannot load them) | none |
 //!
 //! A module over any of them is refused with `CONSTRAINT_NOT_SATISFIED`, saying which; the
 //! publish pays its fee and changes nothing else.
@@ -56,19 +55,8 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
         signature.0.iter().try_for_each(check_type)?;
     }
     for definition in module.struct_defs() {
-        match &definition.field_information {
-            StructFieldInformation::Declared(fields) => {
-                fields.iter().try_for_each(|field| check_type(&field.signature.0))?;
-            }
-            // The bytecode verifier lets them through, the loader refuses them, and normalizing
-            // an upgrade for its compatibility check, before the verifier runs, panicked on one.
-            StructFieldInformation::Native => {
-                let handle = module.struct_handle_at(definition.struct_handle);
-                return Err(refused(&format!(
-                    "a native struct, {}: the VM has none",
-                    module.identifier_at(handle.name)
-                )));
-            }
+        if let StructFieldInformation::Declared(fields) = &definition.field_information {
+            fields.iter().try_for_each(|field| check_type(&field.signature.0))?;
         }
     }
     let mut in_module: usize = 0;

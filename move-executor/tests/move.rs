@@ -92,9 +92,31 @@ impl Chain {
 
     /// Publishes `modules` from `publisher`, which must succeed.
     fn publish(&mut self, publisher: Address, modules: Vec<Vec<u8>>) {
-        let nonce = self.state.nonce(publisher);
-        let output = self.run(&[transaction(publisher, nonce, MovePayload::ModuleBundle(modules))]);
-        assert!(receipt(&output, 0).is_success(), "{:?}", output.results[0]);
+        assert_eq!(self.publish_bundle(publisher, modules), MoveStatus::Success);
+    }
+
+    /// Publishes `modules` as `sender`'s next transaction, with gas for large modules: its
+    /// status.
+    fn publish_bundle(&mut self, sender: Address, modules: Vec<Vec<u8>>) -> MoveStatus {
+        let nonce = self.state.nonce(sender);
+        let mut publish = transaction(sender, nonce, MovePayload::ModuleBundle(modules));
+        publish.gas_limit = 30_000_000;
+        let output = self.run(&[publish]);
+        receipt(&output, 0).status.clone()
+    }
+
+    /// Runs one block of `sender`'s next transactions, each calling `module::function` without
+    /// arguments.
+    fn run_calls(&mut self, sender: Address, calls: &[(&str, &str)]) -> VmBlockOutput<MoveVm> {
+        let nonce = self.state.nonce(sender);
+        let block: Vec<_> = calls
+            .iter()
+            .zip(nonce..)
+            .map(|(&(module, function), nonce)| {
+                transaction(sender, nonce, call(sender, module, function, &[], vec![]))
+            })
+            .collect();
+        self.run(&block)
     }
 }
 
@@ -510,11 +532,7 @@ fn a_type_doubled_by_a_chain_of_generic_calls_is_refused_past_512_nodes() {
          public entry fun shallow() {{ f22<u8>() }} }}"
     );
     chain.publish(alice, compile_example(&source, alice));
-    let block = [
-        transaction(alice, 1, call(alice, "types", "shallow", &[], vec![])),
-        transaction(alice, 2, call(alice, "types", "deep", &[], vec![])),
-    ];
-    let output = chain.run(&block);
+    let output = chain.run_calls(alice, &[("types", "shallow"), ("types", "deep")]);
     assert_eq!(receipt(&output, 0).status, MoveStatus::Success, "four levels: 31 nodes");
     assert_failed(&output, 1, "VM_MAX_TYPE_DEPTH_REACHED", "a type of more than 512 nodes");
 }
@@ -635,13 +653,10 @@ fn a_layout_too_deep_fails_whatever_the_cache_holds() {
     );
     chain.publish(alice, compile_example(&source, alice));
     // In one block (the parallel runs see other caches), then alone after it (a warm cache).
-    let output = chain.run(&[
-        transaction(alice, 1, call(alice, "cached", "shallow", &[], vec![])),
-        transaction(alice, 2, call(alice, "cached", "deep", &[], vec![])),
-    ]);
+    let output = chain.run_calls(alice, &[("cached", "shallow"), ("cached", "deep")]);
     assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
     assert_failed(&output, 1, "VM_MAX_VALUE_DEPTH_REACHED", "or 128 levels");
-    let output = chain.run(&[transaction(alice, 3, call(alice, "cached", "deep", &[], vec![]))]);
+    let output = chain.run_calls(alice, &[("cached", "deep")]);
     assert_failed(&output, 0, "VM_MAX_VALUE_DEPTH_REACHED", "or 128 levels");
 }
 
@@ -676,14 +691,8 @@ fn no_value_deeper_than_128_is_built() {
     // The compiler recurses once per level: on a thread with room for it.
     let compile = std::thread::Builder::new().stack_size(256 << 20);
     let modules = compile.spawn(move || compile_example(&source, alice)).unwrap().join().unwrap();
-    let mut publish = transaction(alice, 0, MovePayload::ModuleBundle(modules));
-    publish.gas_limit = 30_000_000;
-    let output = chain.run(&[publish]);
-    assert!(receipt(&output, 0).is_success(), "{:?}", output.results[0]);
-    let output = chain.run(&[
-        transaction(alice, 1, call(alice, "nested", "shallow", &[], vec![])),
-        transaction(alice, 2, call(alice, "nested", "deep", &[], vec![])),
-    ]);
+    chain.publish(alice, modules);
+    let output = chain.run_calls(alice, &[("nested", "shallow"), ("nested", "deep")]);
     assert_eq!(receipt(&output, 0).status, MoveStatus::Success, "114 deep");
     assert_failed(&output, 1, "VM_MAX_VALUE_DEPTH_REACHED", "a value deeper than 128");
 }
@@ -761,11 +770,7 @@ fn a_layout_doubled_by_nesting_a_struct_is_refused_past_512_nodes() {
          public entry fun shallow() {{ f35<u8>(); }} }}"
     );
     chain.publish(alice, compile_example(&source, alice));
-    let block = [
-        transaction(alice, 1, call(alice, "layouts", "shallow", &[], vec![])),
-        transaction(alice, 2, call(alice, "layouts", "deep", &[], vec![])),
-    ];
-    let output = chain.run(&block);
+    let output = chain.run_calls(alice, &[("layouts", "shallow"), ("layouts", "deep")]);
     assert_eq!(receipt(&output, 0).status, MoveStatus::Success, "five levels: 63 nodes");
     assert_failed(&output, 1, "VM_MAX_VALUE_DEPTH_REACHED", "a type layout of more than 512 nodes");
 }
@@ -1061,11 +1066,7 @@ fn a_resource_type_too_deep_for_a_state_key_fails_and_pays_its_fee() {
         "module example::deep {{ struct Box<phantom T> has key, store, drop {{}} {functions} \
          public entry fun store(account: &signer) {{ f0<u8>(account) }} }}"
     );
-    let modules = compile_example(&source, alice);
-    let mut publish = transaction(alice, 0, MovePayload::ModuleBundle(modules));
-    publish.gas_limit = 30_000_000;
-    let output = chain.run(&[publish]);
-    assert!(receipt(&output, 0).is_success(), "{:?}", output.results[0]);
+    chain.publish(alice, compile_example(&source, alice));
     let before = chain.state.balance(alice);
     let output = chain.run(&[transaction(alice, 1, call(alice, "deep", "store", &[], vec![]))]);
     let failed = receipt(&output, 0);
@@ -1169,16 +1170,6 @@ impl Chain {
     fn publish_linked(&mut self, sender: Address, index: usize, link: Link) -> MoveStatus {
         self.publish_bundle(sender, vec![linked_module(sender, index, link)])
     }
-
-    /// Publishes `modules` as `sender`'s next transaction, with gas for large modules: its
-    /// status.
-    fn publish_bundle(&mut self, sender: Address, modules: Vec<Vec<u8>>) -> MoveStatus {
-        let nonce = self.state.nonce(sender);
-        let mut publish = transaction(sender, nonce, MovePayload::ModuleBundle(modules));
-        publish.gas_limit = 30_000_000;
-        let output = self.run(&[publish]);
-        receipt(&output, 0).status.clone()
-    }
 }
 
 #[test]
@@ -1186,7 +1177,7 @@ fn a_module_may_head_a_chain_of_64_dependencies_and_no_more() {
     let alice = user(1);
     let mut chain = Chain::new([alice]);
     chain.put_linked_modules(alice, 63, Link::DependsOnPrevious);
-    assert!(chain.publish_linked(alice, 63, Link::DependsOnPrevious) == MoveStatus::Success);
+    assert_eq!(chain.publish_linked(alice, 63, Link::DependsOnPrevious), MoveStatus::Success);
     let before = chain.state.clone();
     assert_eq!(chain.publish_linked(alice, 64, Link::DependsOnPrevious), too_deep());
     let key = StateKey::MoveModule { address: alice, name: "m64".into() };
@@ -1244,13 +1235,7 @@ fn a_module_runs_and_is_depended_on_whatever_its_friends_head_and_one_too_deep_c
     chain.put_linked_modules(alice, 63, Link::DependsOnPrevious);
     chain.put_module(alice, "r", module_with_links(alice, "r", &["m62"], &["f"]));
     chain.put_module(alice, "f", module_with_links(alice, "f", &["r"], &[]));
-    let nonce = chain.state.nonce(alice);
-    let calls: Vec<_> = ["f", "r", "f", "r"]
-        .iter()
-        .zip(nonce..)
-        .map(|(module, nonce)| transaction(alice, nonce, call(alice, module, "go", &[], vec![])))
-        .collect();
-    let output = chain.run(&calls);
+    let output = chain.run_calls(alice, &[("f", "go"), ("r", "go"), ("f", "go"), ("r", "go")]);
     for (index, expected) in
         [too_deep(), MoveStatus::Success, too_deep(), MoveStatus::Success].into_iter().enumerate()
     {
@@ -1261,11 +1246,11 @@ fn a_module_runs_and_is_depended_on_whatever_its_friends_head_and_one_too_deep_c
     chain.put_module(alice, "d", module_with_links(alice, "d", &[], &["g"]));
     chain.put_module(alice, "g", module_with_links(alice, "g", &["d", "r"], &[]));
     let x = module_with_links(alice, "x", &["d"], &[]);
-    assert_eq!(chain.publish_bundle(alice, vec![x]), MoveStatus::Success);
+    chain.publish(alice, vec![x]);
     // An upgrade of `f` without the dependency brings it back within the bound: its own old
     // version, too deep to load, is compared with the new one as stored.
     let upgrade = module_with_links(alice, "f", &[], &[]);
-    assert_eq!(chain.publish_bundle(alice, vec![upgrade]), MoveStatus::Success);
+    chain.publish(alice, vec![upgrade]);
     assert_eq!(chain.call_once(alice, "f", "go", vec![]).0, MoveStatus::Success);
 }
 
@@ -1281,14 +1266,8 @@ fn a_friend_that_an_upgrade_made_also_a_dependency_changes_nothing_whatever_was_
     chain.put_module(alice, "x", module_with_links(alice, "x", &["f"], &[]));
     chain.put_module(alice, "d", module_with_links(alice, "d", &["x"], &["f"]));
     chain.put_module(alice, "c", module_with_links(alice, "c", &["d"], &[]));
-    let nonce = chain.state.nonce(alice);
-    let calls: Vec<_> = ["d", "c", "d"]
-        .iter()
-        .zip(nonce..)
-        .map(|(module, nonce)| transaction(alice, nonce, call(alice, module, "go", &[], vec![])))
-        .collect();
-    let output = chain.run(&calls);
-    for index in 0..calls.len() {
+    let output = chain.run_calls(alice, &[("d", "go"), ("c", "go"), ("d", "go")]);
+    for index in 0..3 {
         assert_eq!(receipt(&output, index).status, MoveStatus::Success, "call {index}");
     }
 }
@@ -1378,15 +1357,15 @@ fn an_upgrade_published_with_a_module_using_a_dependent_of_it_links() {
     let mid =
         format!("module {bob}::mid {{ public fun two(): u64 {{ {alice}::lib::one() + 1 }} }}");
     let first = compile_by_name(&format!("{} {mid}", lib("")));
-    assert_eq!(chain.publish_bundle(alice, vec![first["lib"].clone()]), MoveStatus::Success);
-    assert_eq!(chain.publish_bundle(bob, vec![first["mid"].clone()]), MoveStatus::Success);
+    chain.publish(alice, vec![first["lib"].clone()]);
+    chain.publish(bob, vec![first["mid"].clone()]);
     let user_module = format!(
         "module {alice}::user {{ public entry fun go() {{ assert!({bob}::mid::two() == 2, 1) }} }}"
     );
     let second =
         compile_by_name(&format!("{} {mid} {user_module}", lib("public fun three(): u64 { 3 }")));
     let bundle = vec![second["lib"].clone(), second["user"].clone()];
-    assert_eq!(chain.publish_bundle(alice, bundle), MoveStatus::Success);
+    chain.publish(alice, bundle);
     assert_eq!(chain.call_once(alice, "user", "go", vec![]).0, MoveStatus::Success);
 }
 
@@ -1402,7 +1381,7 @@ fn a_native_struct_is_refused_and_pays_its_fee() {
     let alice = user(1);
     let mut chain = Chain::new([alice]);
     let original = module_with_links(alice, "m", &[], &[]);
-    assert_eq!(chain.publish_bundle(alice, vec![original.clone()]), MoveStatus::Success);
+    chain.publish(alice, vec![original.clone()]);
     let mut module = CompiledModule::deserialize(&original).expect("a module");
     let name = IdentifierIndex(module.identifiers.len() as u16);
     module.identifiers.push(move_core_types::identifier::Identifier::new("N").expect("a name"));
@@ -1423,7 +1402,7 @@ fn a_native_struct_is_refused_and_pays_its_fee() {
     renamed.identifiers[0] = move_core_types::identifier::Identifier::new("n").expect("a name");
     let mut new = Vec::new();
     renamed.serialize(&mut new).expect("the module serializes");
-    let message = "module limit: a native struct, N: the VM has none";
+    let message = "a native struct, N: the VM has none";
     let refused =
         MoveStatus::Failed { status: "CONSTRAINT_NOT_SATISFIED".into(), message: message.into() };
     assert_eq!(chain.publish_bundle(alice, vec![new]), refused);
@@ -1459,6 +1438,6 @@ fn a_publication_loads_at_most_1024_modules_and_a_module_past_it_can_be_shrunk()
     assert_eq!(chain.publish_bundle(alice, vec![new]), refused);
     // `wide` itself, compared as stored (its closure is past the bound), can drop them.
     let shrunk = module_with_links(alice, "wide", &all[..10], &[]);
-    assert_eq!(chain.publish_bundle(alice, vec![shrunk]), MoveStatus::Success);
+    chain.publish(alice, vec![shrunk]);
     assert_eq!(chain.call_once(alice, "wide", "go", vec![]).0, MoveStatus::Success);
 }

@@ -327,17 +327,18 @@ impl Chain {
                 head.number
             )));
         }
+        let threads = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
             admission: EvmVm::new(config.chain_id, block_env(&config, 0, 0)),
             tree: Mutex::new(NodeCache::default()),
             move_vm: Arc::new(MoveVm::new(config.fee_vault)),
             call_move_vm: RwLock::new(Arc::new(MoveVm::new(config.fee_vault))),
-            call_turns: Turns::per_core(),
+            call_turns: Turns::new(2 * threads.get()),
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
             next_expiry: Mutex::new(std::time::Instant::now()),
             accepted: crate::filters::Feed::new(ACCEPTED_FEED),
             head: RwLock::new(Arc::new(head)),
-            threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            threads,
             executor_parts: Mutex::new(duet_block_stm::ExecutorParts::default()),
             producing: Mutex::new(()),
             metrics: Metrics::default(),
@@ -1260,8 +1261,13 @@ impl Chain {
     ///
     /// # Errors
     /// See [`CallError`].
-    pub fn call(&self, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
+    pub fn call(&self, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
         let _turn = self.call_turns.take();
+        self.call_in_turn(tx)
+    }
+
+    /// [`call`](Self::call), once the caller has a turn.
+    fn call_in_turn(&self, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
         // The Move VM first: while a block that published modules commits, this waits for it,
         // and the head read after is that block.
         let move_vm = Arc::clone(&self.call_move_vm.read());
@@ -1313,15 +1319,17 @@ impl Chain {
         mut tx: TxEnv,
         time: std::time::Duration,
     ) -> Result<u64, CallError> {
+        // One turn for all its executions.
+        let _turn = self.call_turns.take();
         let deadline = std::time::Instant::now() + time;
         let most = self.max_transaction_gas();
         let cap = if tx.gas_limit == 0 { most } else { tx.gas_limit.min(most) };
         tx.gas_limit = cap;
-        let (_, used) = self.call(tx.clone())?;
+        let (_, used) = self.call_in_turn(tx.clone())?;
         let mut low = used.saturating_sub(1);
         let mut high = cap;
         tx.gas_limit = used;
-        if self.call(tx.clone()).is_ok() {
+        if self.call_in_turn(tx.clone()).is_ok() {
             return Ok(used);
         }
         while high - low > 1 {
@@ -1330,7 +1338,7 @@ impl Chain {
             }
             let middle = low + (high - low) / 2;
             tx.gas_limit = middle;
-            if self.call(tx.clone()).is_ok() {
+            if self.call_in_turn(tx.clone()).is_ok() {
                 high = middle;
             } else {
                 low = middle;

@@ -189,7 +189,7 @@ pub const UNCOUNTED_BYTES: usize = 64 << 10;
 /// extensions: a handler whose work outlives the request (the client hung up) keeps a clone
 /// with the work.
 #[derive(Clone)]
-pub struct Received(pub Arc<Option<OwnedSemaphorePermit>>);
+pub struct Received(pub Arc<OwnedSemaphorePermit>);
 
 /// Reads a request's body whole within the timeout before the handlers see it (a middleware of
 /// the routers, inside their CORS layer), counting its bytes past [`UNCOUNTED_BYTES`] against
@@ -249,7 +249,7 @@ pub async fn read_body(
     }
     // Only a body with counted bytes carries them on (nearly none has any): the handlers treat
     // no `Received` as one holding nothing.
-    let received = held.map(|permit| Arc::new(Some(permit)));
+    let received = held.map(Arc::new);
     if let Some(received) = &received {
         parts.extensions.insert(Received(Arc::clone(received)));
     }

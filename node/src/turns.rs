@@ -27,12 +27,6 @@ impl Turns {
         Self { free: Mutex::new(count.max(1)), freed: Condvar::new() }
     }
 
-    /// Two per core the machine has.
-    #[must_use]
-    pub fn per_core() -> Self {
-        Self::new(2 * std::thread::available_parallelism().map_or(1, usize::from))
-    }
-
     /// A turn, once one is free (the calling thread waits).
     pub fn take(&self) -> Turn<'_> {
         let mut free = self.free.lock();

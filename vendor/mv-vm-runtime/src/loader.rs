@@ -382,10 +382,6 @@ impl ModuleCache {
     }
 
     // Given a module id, returns whether the module cache has the module or not
-    #[allow(dead_code)] // Duet: no longer used (loading friends follows cached ones too).
-    fn has_module(&self, module_id: &ModuleId) -> bool {
-        self.modules.id_map.contains_key(module_id)
-    }
 
     // Given a ModuleId::struct_name, retrieve the `StructType` and the index associated.
     // Return and error if the type has not been loaded
@@ -558,16 +554,15 @@ impl Loader {
         verify()
     }
 
-    /// Duet: whether `err` is the failure of a publication loading too many modules.
-    pub(crate) fn is_publication_load_bound(err: &move_binary_format::errors::VMError) -> bool {
-        err.major_status() == StatusCode::CONSTRAINT_NOT_SATISFIED
-            && err.message() == Some(&publication_load_bound_message())
-    }
-
     /// Duet: whether `err` is the failure of a module heading too deep a chain of dependencies.
     pub(crate) fn is_dependency_chain_too_deep(err: &move_binary_format::errors::VMError) -> bool {
-        err.major_status() == StatusCode::CONSTRAINT_NOT_SATISFIED
-            && err.message() == Some(&dependency_chain_too_deep_message())
+        err.sub_status() == Some(DEPENDENCY_CHAIN_TOO_DEEP)
+    }
+
+    /// Duet: whether an upgrade's compatibility check compares the old module as stored after
+    /// failing to load it with `err`: it heads too deep a chain, or its closure is too large.
+    pub(crate) fn is_tolerated_by_upgrades(err: &move_binary_format::errors::VMError) -> bool {
+        matches!(err.sub_status(), Some(DEPENDENCY_CHAIN_TOO_DEEP | PUBLICATION_LOAD_BOUND))
     }
 
     /// Flush this cache if it is marked as invalidated.
@@ -835,7 +830,6 @@ impl Loader {
             bundle_verified,
             data_store,
             &mut visited,
-            &mut BTreeSet::new(),
             /* allow_dependency_loading_failure */ true,
             1,
         )?;
@@ -1019,13 +1013,11 @@ impl Loader {
         // fail only on the dependency bound (and, within a publication, on its count of
         // modules loaded), and whatever it cached is complete.
         let mut visited = BTreeSet::new();
-        let mut friends_discovered = BTreeSet::new();
         self.load_and_verify_module_and_dependencies(
             id,
             &BTreeMap::new(),
             data_store,
             &mut visited,
-            &mut friends_discovered,
             /* allow_module_loading_failure */ true,
             1,
         )
@@ -1075,7 +1067,6 @@ impl Loader {
         bundle_verified: &Bundle,
         data_store: &impl DataStore,
         visited: &mut BTreeSet<ModuleId>,
-        friends_discovered: &mut BTreeSet<ModuleId>,
         allow_module_loading_failure: bool,
         depth: usize,
     ) -> VMResult<Arc<Module>> {
@@ -1092,7 +1083,11 @@ impl Loader {
             match loads.as_mut() {
                 Some(loads) if *loads >= MAX_MODULES_LOADED_BY_PUBLICATION => {
                     return Err(PartialVMError::new(StatusCode::CONSTRAINT_NOT_SATISFIED)
-                        .with_message(publication_load_bound_message())
+                        .with_sub_status(PUBLICATION_LOAD_BOUND)
+                        .with_message(format!(
+                            "publishing would load more than {MAX_MODULES_LOADED_BY_PUBLICATION} \
+                             modules (the bundle's dependencies and its friends', with theirs)"
+                        ))
                         .finish(Location::Undefined));
                 }
                 Some(loads) => {
@@ -1113,7 +1108,6 @@ impl Loader {
             bundle_verified,
             data_store,
             visited,
-            friends_discovered,
             allow_module_loading_failure,
             depth,
         );
@@ -1135,7 +1129,6 @@ impl Loader {
         bundle_verified: &Bundle,
         data_store: &impl DataStore,
         visited: &mut BTreeSet<ModuleId>,
-        friends_discovered: &mut BTreeSet<ModuleId>,
         allow_module_loading_failure: bool,
         depth: usize,
     ) -> VMResult<Arc<Module>> {
@@ -1148,7 +1141,8 @@ impl Loader {
         // module self-check
         let module = self.load_and_verify_module(id, data_store, allow_module_loading_failure)?;
         visited.insert(id.clone());
-        friends_discovered.extend(module.immediate_friends());
+        // Duet: its friends are not collected (loading follows dependencies only; a publication
+        // follows its own modules' friends).
 
         // downward exploration of the module's dependency graph. For a module that is loaded from
         // the data_store, we should never allow its dependencies to fail to load.
@@ -1157,7 +1151,6 @@ impl Loader {
             bundle_verified,
             data_store,
             visited,
-            friends_discovered,
             /* allow_dependency_loading_failure */ false,
             depth,
         )?;
@@ -1178,7 +1171,6 @@ impl Loader {
         bundle_verified: &Bundle,
         data_store: &impl DataStore,
         visited: &mut BTreeSet<ModuleId>,
-        friends_discovered: &mut BTreeSet<ModuleId>,
         allow_dependency_loading_failure: bool,
         // Duet: how far down a chain of dependencies `module` is (1 for the module loaded).
         depth: usize,
@@ -1215,7 +1207,6 @@ impl Loader {
                             bundle_verified,
                             data_store,
                             visited,
-                            friends_discovered,
                             allow_dependency_loading_failure,
                             depth + 1,
                         )?
@@ -1257,11 +1248,8 @@ impl Loader {
         allow_friend_loading_failure: bool,
     ) -> VMResult<()> {
         // for each new module discovered in the frontier, load them fully and expand the frontier.
-        // apply three filters to the new friend modules discovered
-        // - `!locked_cache.has_module(mid)`
-        //   If we friend a module that is already in the code cache, then we know that the
-        //   transitive closure of that module is loaded into the cache already, skip the loading
-        //   (Duet: its dependencies' closure only: its friends are followed below)
+        // apply two filters to the new friend modules discovered (Duet: a cached one is not
+        // loaded again, but its friends are followed)
         // - `!bundle_verified.contains_key(mid)`
         //   In the case of publishing a bundle, we don't actually put the published module into
         //   code cache. This `bundle_verified` cache is a temporary extension of the code cache
@@ -1295,7 +1283,6 @@ impl Loader {
                     &module_id,
                     bundle_verified,
                     data_store,
-                    &mut BTreeSet::new(),
                     &mut BTreeSet::new(),
                     allow_loading_failure,
                     1,
@@ -2682,25 +2669,20 @@ pub const MAX_DEPENDENCY_DEPTH: usize = 64;
 /// what was loaded before.)
 pub const MAX_MODULES_LOADED_BY_PUBLICATION: usize = 1024;
 
-/// Duet: the message of a publication loading more than [`MAX_MODULES_LOADED_BY_PUBLICATION`].
-fn publication_load_bound_message() -> String {
-    format!(
-        "publishing would load more than {MAX_MODULES_LOADED_BY_PUBLICATION} modules (the \
-         bundle's dependencies and its friends', with theirs)"
-    )
-}
-
 /// Duet: the error of a chain of dependencies deeper than [`MAX_DEPENDENCY_DEPTH`]. It names no
 /// module: where a load finds it depends on what the cache holds, and the error must not.
 fn dependency_chain_too_deep() -> PartialVMError {
     PartialVMError::new(StatusCode::CONSTRAINT_NOT_SATISFIED)
-        .with_message(dependency_chain_too_deep_message())
+        .with_sub_status(DEPENDENCY_CHAIN_TOO_DEEP)
+        .with_message(format!(
+            "a chain of module dependencies is deeper than {MAX_DEPENDENCY_DEPTH} modules"
+        ))
 }
 
-/// Duet: the message of [`dependency_chain_too_deep`].
-fn dependency_chain_too_deep_message() -> String {
-    format!("a chain of module dependencies is deeper than {MAX_DEPENDENCY_DEPTH} modules")
-}
+/// Duet: the sub-statuses that tell the loader's bounds apart from other
+/// `CONSTRAINT_NOT_SATISFIED` errors.
+const DEPENDENCY_CHAIN_TOO_DEEP: u64 = 1;
+const PUBLICATION_LOAD_BOUND: u64 = 2;
 
 /// Duet: every module reachable from `starts` through `nexts`, or `error_on_cycle` if `target`
 /// is one of them (as `cyclic_dependencies::verify_module` finds them, without recursion).

@@ -14,7 +14,7 @@ use move_binary_format::{
     access::ModuleAccess,
     compatibility::Compatibility,
     errors::{verification_error, Location, PartialVMError, PartialVMResult, VMResult},
-    file_format::LocalIndex,
+    file_format::{LocalIndex, StructFieldInformation},
     normalized, CompiledModule, IndexKind,
 };
 use move_bytecode_verifier::{script_signature, VerifierConfig};
@@ -102,6 +102,25 @@ impl VMRuntime {
             }
         }
 
+        // Duet: native structs are refused: the bytecode verifier lets them through, the
+        // loader cannot load them, and normalizing an upgrade holding one for the compatibility
+        // check (below, before the verifier runs) panicked.
+        for module in &compiled_modules {
+            if let Some(native) = module
+                .struct_defs()
+                .iter()
+                .find(|definition| definition.field_information == StructFieldInformation::Native)
+            {
+                let handle = module.struct_handle_at(native.struct_handle);
+                return Err(PartialVMError::new(StatusCode::CONSTRAINT_NOT_SATISFIED)
+                    .with_message(format!(
+                        "a native struct, {}: the VM has none",
+                        module.identifier_at(handle.name)
+                    ))
+                    .finish(Location::Undefined));
+            }
+        }
+
         // Duet: the modules the compatibility checks load are counted, and then those the
         // verification loads, each up to `MAX_MODULES_LOADED_BY_PUBLICATION`.
         self.loader.counting_publication_loads(|| {
@@ -122,17 +141,20 @@ impl VMRuntime {
                     // are built against the cached old one), unless it heads too deep a chain
                     // of dependencies or its closure passes the count, so that such a module
                     // can still be upgraded to a smaller one.
-                    let old_bytes = data_store.load_module(&module_id)?;
-                    let old_module = CompiledModule::deserialize(&old_bytes)
-                        .map_err(|err| err.finish(Location::Undefined))?;
-                    if let Err(err) = self.loader.load_module(&module_id, data_store) {
-                        if !Loader::is_dependency_chain_too_deep(&err)
-                            && !Loader::is_publication_load_bound(&err)
-                        {
-                            return Err(err);
+                    let stored;
+                    let old_module = match self.loader.load_module(&module_id, data_store) {
+                        Ok(loaded) => {
+                            stored = loaded;
+                            stored.module()
                         }
-                    }
-                    let old_m = normalized::Module::new(&old_module);
+                        Err(err) if Loader::is_tolerated_by_upgrades(&err) => {
+                            let old_bytes = data_store.load_module(&module_id)?;
+                            &CompiledModule::deserialize(&old_bytes)
+                                .map_err(|err| err.finish(Location::Undefined))?
+                        }
+                        Err(err) => return Err(err),
+                    };
+                    let old_m = normalized::Module::new(old_module);
                     let new_m = normalized::Module::new(module);
                     let compat = Compatibility::check(&old_m, &new_m);
                     if !compat.is_fully_compatible() {
