@@ -22,7 +22,6 @@ use duet_block_stm::{
     VmBlockOutput,
 };
 use duet_types::{StateKey, StateValue, B256, MOVE_OVERLAY_ADDRESS, U256};
-use foldhash::fast::FixedState;
 use revm::context::TxEnv;
 use revm::database_interface::Database;
 use revm::primitives::{Address, StorageKey, StorageValue};
@@ -31,31 +30,7 @@ use revm::ExecuteEvm;
 
 use crate::{EvmVm, ViewDatabaseError, EVM_EMPTY_CODE_HASH};
 
-type FastMap<K, V> = std::collections::HashMap<K, V, FixedState>;
-
-/// A storage slot's index as a map key, hashed as four words (as [`StateKey`] hashes its
-/// hashes) rather than as 32 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Slot(StorageKey);
-
-impl std::hash::Hash for Slot {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        for limb in self.0.as_limbs() {
-            state.write_u64(*limb);
-        }
-    }
-}
-
-/// An address as a map key, hashed as three words rather than as 20 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct AddressKey(Address);
-
-impl std::hash::Hash for AddressKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        duet_types::hash_words(&self.0 .0 .0, state);
-    }
-}
-use std::collections::hash_map::Entry;
+use revm::primitives::map::{AddressMap, B256Map, Entry, FbBuildHasher, U256Map};
 
 /// Reads `key` from `storage`, keeping the first failure in `failure` (it fails the run).
 fn read<S: Storage<Key = StateKey, Value = StateValue>>(
@@ -82,7 +57,7 @@ struct CachedAccount {
     header_written: bool,
     balance_written: bool,
     /// Slots loaded or written: the value now, and whether a transaction wrote it.
-    slots: FastMap<Slot, (StorageValue, bool)>,
+    slots: U256Map<(StorageValue, bool)>,
 }
 
 impl CachedAccount {
@@ -112,9 +87,9 @@ impl CachedAccount {
 pub(crate) struct RunCache<'s, S> {
     storage: &'s S,
     accounts: Vec<CachedAccount>,
-    index: FastMap<AddressKey, usize>,
+    index: AddressMap<usize>,
     /// Code the run has read or created, by hash, and whether it created it.
-    codes: FastMap<B256, (Bytecode, bool)>,
+    codes: B256Map<(Bytecode, bool)>,
     /// The sender of the transaction running.
     sender: Address,
     /// The first storage failure: it fails the run.
@@ -128,8 +103,8 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
         Self {
             storage,
             accounts: Vec::with_capacity(accounts),
-            index: FastMap::with_capacity_and_hasher(accounts, FixedState::default()),
-            codes: FastMap::default(),
+            index: AddressMap::with_capacity_and_hasher(accounts, FbBuildHasher::default()),
+            codes: B256Map::default(),
             sender: Address::ZERO,
             failure: None,
         }
@@ -137,7 +112,7 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
 
     /// The position of `address`'s account, loaded from the storage if the run has not yet.
     fn load(&mut self, address: Address) -> Result<usize, ViewDatabaseError> {
-        let vacant = match self.index.entry(AddressKey(address)) {
+        let vacant = match self.index.entry(address) {
             Entry::Occupied(entry) => return Ok(*entry.get()),
             Entry::Vacant(vacant) => vacant,
         };
@@ -162,7 +137,7 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
             corrupt_balance,
             header_written: false,
             balance_written: false,
-            slots: FastMap::default(),
+            slots: U256Map::default(),
         });
         Ok(id)
     }
@@ -184,7 +159,7 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
     fn slot(&mut self, id: usize, slot: StorageKey) -> Result<StorageValue, ViewDatabaseError> {
         let account = &mut self.accounts[id];
         let address = account.address;
-        let vacant = match account.slots.entry(Slot(slot)) {
+        let vacant = match account.slots.entry(slot) {
             Entry::Occupied(entry) => return Ok(entry.get().0),
             Entry::Vacant(vacant) => vacant,
         };
@@ -219,7 +194,7 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
                 cached.balance_written = true;
                 cached.corrupt_balance = false;
                 for slot in account.storage.keys() {
-                    cached.slots.insert(Slot(*slot), (U256::ZERO, true));
+                    cached.slots.insert(*slot, (U256::ZERO, true));
                 }
                 continue;
             }
@@ -244,7 +219,7 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
             }
             if address != MOVE_OVERLAY_ADDRESS {
                 for (slot, value) in account.changed_storage_slots() {
-                    cached.slots.insert(Slot(*slot), (value.present_value(), true));
+                    cached.slots.insert(*slot, (value.present_value(), true));
                 }
             }
         }
@@ -290,7 +265,7 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
                     .slots
                     .iter()
                     .filter(|(_, (_, written))| *written)
-                    .map(|(slot, (value, _))| (slot.0, *value)),
+                    .map(|(slot, (value, _))| (*slot, *value)),
             );
             slots.sort_unstable_by_key(|(slot, _)| *slot);
             let address = account.address;

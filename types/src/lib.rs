@@ -20,5 +20,5 @@ pub use move_transaction::{
     EntryFunction, MovePayload, MoveTransaction, PayloadError, MAX_PAYLOAD_BYTES,
     MOVE_CALL_ADDRESS, MOVE_ENTRY_ADDRESS, MOVE_OVERLAY_ADDRESS,
 };
-pub use state_key::{hash_words, KeyDecodeError, StateKey, SystemKey};
+pub use state_key::{KeyDecodeError, StateKey, SystemKey};
 pub use state_value::{StateValue, ValueDecodeError};

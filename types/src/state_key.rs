@@ -86,7 +86,7 @@ impl Hash for StateKey {
 ///
 /// # Panics
 /// Never: `chunks_exact(8)` yields eight bytes.
-pub fn hash_words<const N: usize, H: Hasher>(bytes: &[u8; N], state: &mut H) {
+fn hash_words<const N: usize, H: Hasher>(bytes: &[u8; N], state: &mut H) {
     let mut words = bytes.chunks_exact(8);
     for word in &mut words {
         state.write_u64(u64::from_le_bytes(word.try_into().expect("eight bytes")));
