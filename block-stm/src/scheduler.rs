@@ -20,12 +20,6 @@
 //! The block is done when both indices have passed the end of the block, no task is in flight,
 //! and neither index moved back in between (`decrease_count` unchanged).
 //!
-//! The two indices share one atomic word (the execution index in its high half, the validation
-//! index in its low half). A worker reads both to choose its next task and then moves one, and
-//! the workers take neighbouring transactions in turn, so two words meant two cache lines
-//! passing between the cores for nearly every task; one word is one line, and the pair is always
-//! read as one consistent snapshot.
-//!
 //! Two things keep the counters that every worker shares out of the way. A worker that finishes
 //! a task is handed its next one with the same task slot (the count of active tasks is not
 //! touched in between). And a transaction whose validation turn the validation index passed
@@ -113,46 +107,11 @@ impl TransactionState {
     }
 }
 
-/// One step of the execution index in the word of both indices (see [`Indices`]).
-const EXECUTION_STEP: u64 = 1 << 32;
-
-/// The most transactions a block may hold: each index, which passes the block's end by at most
-/// one step per worker, stays within its half of the word.
-const MAX_BLOCK_SIZE: usize = 1 << 31;
-
-/// The execution index and the validation index, as one word holds them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Indices {
-    execution: TxnIndex,
-    validation: TxnIndex,
-}
-
-impl Indices {
-    fn unpack(word: u64) -> Self {
-        // INVARIANT: each half holds an index below 2^32 (see MAX_BLOCK_SIZE).
-        Self { execution: (word >> 32) as TxnIndex, validation: (word & 0xffff_ffff) as TxnIndex }
-    }
-
-    fn pack(self) -> u64 {
-        ((self.execution as u64) << 32) | self.validation as u64
-    }
-}
-
-/// What a claim of the validation index found.
-enum Claim {
-    /// This incarnation of the transaction is to be validated.
-    Task(TxnIndex, Incarnation),
-    /// The transaction was not executed: the caller holds the task slot it took.
-    Passed,
-    /// Nothing to validate: the caller holds no task slot.
-    NoTask,
-}
-
 /// The scheduler of one block run.
 pub(crate) struct Scheduler {
     block_size: usize,
-    /// The execution index and the validation index (see [`Indices`]).
-    indices: CachePadded<AtomicU64>,
+    execution_index: CachePadded<AtomicUsize>,
+    validation_index: CachePadded<AtomicUsize>,
     decrease_count: CachePadded<AtomicUsize>,
     active_tasks: CachePadded<AtomicUsize>,
     done: CachePadded<AtomicBool>,
@@ -163,7 +122,8 @@ impl Scheduler {
     pub(crate) fn new(block_size: usize) -> Self {
         let mut scheduler = Self {
             block_size,
-            indices: CachePadded::new(AtomicU64::new(0)),
+            execution_index: CachePadded::new(AtomicUsize::new(0)),
+            validation_index: CachePadded::new(AtomicUsize::new(0)),
             decrease_count: CachePadded::new(AtomicUsize::new(0)),
             active_tasks: CachePadded::new(AtomicUsize::new(0)),
             done: CachePadded::new(AtomicBool::new(false)),
@@ -175,11 +135,15 @@ impl Scheduler {
 
     /// Prepares the scheduler for a new block, keeping what was allocated.
     pub(crate) fn reset(&mut self, block_size: usize) {
-        assert!(block_size < MAX_BLOCK_SIZE, "a block of {block_size} transactions");
         self.block_size = block_size;
-        *self.indices.get_mut() = 0;
-        *self.decrease_count.get_mut() = 0;
-        *self.active_tasks.get_mut() = 0;
+        for counter in [
+            &mut self.execution_index,
+            &mut self.validation_index,
+            &mut self.decrease_count,
+            &mut self.active_tasks,
+        ] {
+            *counter.get_mut() = 0;
+        }
         *self.done.get_mut() = false;
         reset_slots(
             &mut self.transactions,
@@ -221,25 +185,15 @@ impl Scheduler {
         self.next_task_from(true)
     }
 
-    /// Both indices, read at once.
-    fn indices(&self) -> Indices {
-        Indices::unpack(self.indices.load(Ordering::SeqCst))
-    }
-
-    fn next_task_from(&self, mut holding_slot: bool) -> Option<Task> {
-        loop {
-            let indices = self.indices();
-            if indices.validation >= indices.execution {
-                return self
-                    .next_version_to_execute(indices, holding_slot)
-                    .map(|(index, incarnation)| Task::Execute(index, incarnation));
-            }
-            match self.next_version_to_validate(indices, holding_slot) {
-                Claim::Task(index, incarnation) => return Some(Task::Validate(index, incarnation)),
-                // The worker looks on with the slot it took.
-                Claim::Passed => holding_slot = true,
-                Claim::NoTask => return None,
-            }
+    fn next_task_from(&self, holding_slot: bool) -> Option<Task> {
+        if self.validation_index.load(Ordering::SeqCst)
+            < self.execution_index.load(Ordering::SeqCst)
+        {
+            self.next_version_to_validate(holding_slot)
+                .map(|(index, incarnation)| Task::Validate(index, incarnation))
+        } else {
+            self.next_version_to_execute(holding_slot)
+                .map(|(index, incarnation)| Task::Execute(index, incarnation))
         }
     }
 
@@ -280,7 +234,7 @@ impl Scheduler {
             let dependents = std::mem::take(&mut *state.dependents.lock());
             self.resume_dependencies(&dependents);
         }
-        let validation_index = self.indices().validation;
+        let validation_index = self.validation_index.load(Ordering::SeqCst);
         if validation_index > txn_index {
             if wrote_new_location && validation_index > txn_index + 1 {
                 // Transactions after this one may have been validated without its new writes:
@@ -315,7 +269,7 @@ impl Scheduler {
         if aborted {
             self.set_ready_status(txn_index);
             self.decrease_validation_index(txn_index + 1);
-            if self.indices().execution > txn_index {
+            if self.execution_index.load(Ordering::SeqCst) > txn_index {
                 if let Some((index, incarnation)) = self.try_incarnate(txn_index) {
                     return Some(Task::Execute(index, incarnation));
                 }
@@ -326,34 +280,21 @@ impl Scheduler {
         self.next_task_holding_slot()
     }
 
-    /// Moves an index back to `target` if it stands past it (as `fetch_min` would), and counts
-    /// the decrease whether it moved or not.
-    fn decrease_index(&self, target: TxnIndex, index: fn(&mut Indices) -> &mut TxnIndex) {
-        // `Err` only when the index stands at or before the target: nothing to move.
-        let _ = self.indices.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |word| {
-            let mut indices = Indices::unpack(word);
-            let at = index(&mut indices);
-            if *at <= target {
-                return None;
-            }
-            *at = target;
-            Some(indices.pack())
-        });
+    fn decrease_execution_index(&self, target: TxnIndex) {
+        self.execution_index.fetch_min(target, Ordering::SeqCst);
         self.decrease_count.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn decrease_execution_index(&self, target: TxnIndex) {
-        self.decrease_index(target, |indices| &mut indices.execution);
-    }
-
     fn decrease_validation_index(&self, target: TxnIndex) {
-        self.decrease_index(target, |indices| &mut indices.validation);
+        self.validation_index.fetch_min(target, Ordering::SeqCst);
+        self.decrease_count.fetch_add(1, Ordering::SeqCst);
     }
 
     fn check_done(&self) {
         let observed_count = self.decrease_count.load(Ordering::SeqCst);
-        let Indices { execution, validation } = self.indices();
-        if execution.min(validation) >= self.block_size
+        let execution_index = self.execution_index.load(Ordering::SeqCst);
+        let validation_index = self.validation_index.load(Ordering::SeqCst);
+        if execution_index.min(validation_index) >= self.block_size
             && self.active_tasks.load(Ordering::SeqCst) == 0
             && observed_count == self.decrease_count.load(Ordering::SeqCst)
         {
@@ -394,41 +335,29 @@ impl Scheduler {
         None
     }
 
-    /// Takes the transaction at the execution index, `seen` being the indices as the caller
-    /// last read them.
-    fn next_version_to_execute(
-        &self,
-        seen: Indices,
-        holding_slot: bool,
-    ) -> Option<(TxnIndex, Incarnation)> {
-        if seen.execution >= self.block_size {
+    fn next_version_to_execute(&self, holding_slot: bool) -> Option<(TxnIndex, Incarnation)> {
+        if self.execution_index.load(Ordering::SeqCst) >= self.block_size {
             return self.no_task(holding_slot);
         }
         self.take_slot(holding_slot);
-        let txn_index =
-            Indices::unpack(self.indices.fetch_add(EXECUTION_STEP, Ordering::SeqCst)).execution;
+        let txn_index = self.execution_index.fetch_add(1, Ordering::SeqCst);
         self.try_incarnate(txn_index)
     }
 
-    /// Takes the transaction at the validation index, `seen` being the indices as the caller
-    /// last read them. A transaction not executed (its executor validates it when it finishes,
-    /// or the index comes back to it) is passed over, and the caller keeps the task slot it took
-    /// to look further: in a block without conflicts, the workers execute neighbouring
-    /// transactions, and every other claim passes over the one the other worker is executing.
-    fn next_version_to_validate(&self, seen: Indices, holding_slot: bool) -> Claim {
-        if seen.validation >= self.block_size {
-            self.no_task(holding_slot);
-            return Claim::NoTask;
+    fn next_version_to_validate(&self, holding_slot: bool) -> Option<(TxnIndex, Incarnation)> {
+        if self.validation_index.load(Ordering::SeqCst) >= self.block_size {
+            return self.no_task(holding_slot);
         }
         self.take_slot(holding_slot);
-        let txn_index = Indices::unpack(self.indices.fetch_add(1, Ordering::SeqCst)).validation;
+        let txn_index = self.validation_index.fetch_add(1, Ordering::SeqCst);
         if txn_index < self.block_size {
             let (incarnation, status) = self.transactions[txn_index].load();
             if status == Status::Executed {
-                return Claim::Task(txn_index, incarnation);
+                return Some((txn_index, incarnation));
             }
         }
-        Claim::Passed
+        self.active_tasks.fetch_sub(1, Ordering::SeqCst);
+        None
     }
 
     fn set_ready_status(&self, txn_index: TxnIndex) {
@@ -522,7 +451,7 @@ mod tests {
     fn a_suspended_transaction_resumes_when_its_dependency_finishes() {
         let scheduler = Scheduler::new(2);
         assert_eq!(scheduler.next_task(), Some(Task::Execute(0, 0)));
-        // 0 is still executing: the claim passes over its validation to the next execution.
+        assert_eq!(scheduler.next_task(), None, "0 is still executing: nothing to validate");
         assert_eq!(scheduler.next_task(), Some(Task::Execute(1, 0)));
         // Transaction 1 reads a value transaction 0 has not written yet.
         assert!(scheduler.add_dependency(1, 0));
@@ -541,6 +470,7 @@ mod tests {
     fn dependency_on_an_executed_transaction_is_refused() {
         let scheduler = Scheduler::new(2);
         assert_eq!(scheduler.next_task(), Some(Task::Execute(0, 0)));
+        assert_eq!(scheduler.next_task(), None);
         assert_eq!(scheduler.next_task(), Some(Task::Execute(1, 0)));
         assert_eq!(scheduler.finish_execution(0, 0, false), Some(Task::Validate(0, 0)));
         assert!(!scheduler.add_dependency(1, 0), "0 already executed: re-execute 1 at once");
@@ -550,7 +480,9 @@ mod tests {
     fn a_new_write_location_revalidates_every_later_transaction() {
         let scheduler = Scheduler::new(3);
         assert_eq!(scheduler.next_task(), Some(Task::Execute(0, 0)));
+        assert_eq!(scheduler.next_task(), None);
         assert_eq!(scheduler.next_task(), Some(Task::Execute(1, 0)));
+        assert_eq!(scheduler.next_task(), None);
         assert_eq!(scheduler.next_task(), Some(Task::Execute(2, 0)));
         // 2 finishes first, and its worker goes on to validate it.
         assert_eq!(scheduler.finish_execution(2, 0, false), Some(Task::Validate(2, 0)));
