@@ -15,6 +15,7 @@
 //! | a type an instruction instantiates (a generic call's type arguments, a vector or generic struct instruction's type) | 1 per 4 nodes (`u64`: 1 node, `vector<Coin<T>>`: 3; the VM is patched to report them) |
 //! | `borrow_global`, `exists`, `move_from`, `move_to` | 50 (+ 1 per 32 units moved) |
 //! | first load of a resource in a transaction | 2 100 + 1 per 8 bytes |
+//! | code a call loads: each module of the call's closure outside the framework, every call, cached or not (`loading`) | 2 600 + 1 per 8 bytes |
 //! | native function | its own cost (below) |
 //! | `eth::balance`, `account::sequence_number` | 2 100 |
 //! | ETH transfer (`eth::transfer`) | 6 700 |
@@ -25,7 +26,8 @@
 //! | `evm::keccak256` | 30 + 6 per 32 bytes |
 //! | module published (its write included) | 20 000 + 200 per byte |
 //!
-//! Reads and writes are priced like the EVM's cold `SLOAD` (2 100), `SSTORE` of a new slot
+//! Loading code is priced like the EVM's cold account access (2 600), reads and writes like its
+//! cold `SLOAD` (2 100), `SSTORE` of a new slot
 //! (20 000) and of a changed slot (2 900), logs (375 + 8 per byte) and code deposit (200 per
 //! byte); instructions are priced well below EVM opcodes because one Move instruction is
 //! executed by a typed interpreter over typed values.
@@ -69,6 +71,11 @@ pub const EVM_CALL: u64 = 2_600;
 pub const KECCAK: u64 = 30;
 /// Per 32 bytes hashed by `evm::keccak256`.
 pub const KECCAK_WORD: u64 = 6;
+/// Loading a module for a call (as a cold account access costs in the EVM), and bytes of it per
+/// unit of gas (see `loading`).
+pub const MODULE_LOAD: u64 = 2_600;
+/// Bytes of a loaded module per unit of gas.
+pub const MODULE_LOAD_BYTES_PER_GAS: u64 = 8;
 /// Publishing a module.
 pub const MODULE: u64 = 20_000;
 /// Per byte of a published module.

@@ -31,6 +31,7 @@ mod compiler;
 pub mod evm;
 pub mod gas;
 pub mod limits;
+mod loading;
 pub mod natives;
 mod package;
 pub mod resolver;
@@ -321,6 +322,9 @@ struct Instance {
     callable: HashMap<ModuleId, HashMap<Identifier, Callable>>,
     /// The text of the event types it emitted.
     event_types: EventTypes,
+    /// The size and dependencies of the modules calls loaded, to charge for loading them (see
+    /// [`loading`]); flushed with the code cache.
+    footprints: loading::Footprints,
 }
 
 /// The text of event types, by type, as an instance emits them: nearly every transaction emits
@@ -365,12 +369,18 @@ impl Instance {
         self.vm.mark_loader_cache_as_invalid();
         self.vm.flush_loader_cache_if_invalidated();
         self.callable.clear();
+        self.footprints.clear();
     }
 }
 
 fn new_instance() -> Instance {
     let vm = MoveVM::new(natives::all_natives()).expect("the native table is consistent");
-    Instance { vm, callable: HashMap::new(), event_types: EventTypes::default() }
+    Instance {
+        vm,
+        callable: HashMap::new(),
+        event_types: EventTypes::default(),
+        footprints: loading::Footprints::default(),
+    }
 }
 
 impl MoveVm {
@@ -752,7 +762,7 @@ impl MoveVm {
     ) -> Result<Effects<'a>, Failure> {
         let mut extensions = NativeContextExtensions::default();
         extensions.add(StateNatives::new(resolver.state(), sender, meter.gauge(), evm));
-        let Instance { vm, callable, event_types } = instance;
+        let Instance { vm, callable, event_types, footprints } = instance;
         let mut session = vm.new_session_with_extensions(resolver, extensions);
         let signer = to_account_address(sender.address);
         let mut return_values = Vec::new();
@@ -772,6 +782,7 @@ impl MoveVm {
                             .map_err(|error| Failure::Invalid(format!("type `{text}`: {error}")))
                     })
                     .collect::<Result<Vec<TypeTag>, Failure>>()?;
+                loading::charge_call(footprints, resolver, &module, &type_arguments, meter)?;
                 let loaded = session.load_function(&module, &function, &type_arguments)?;
                 let name = || format!("{}::{function}", module.short_str_lossless());
                 let arguments = call_arguments(&loaded, &signer, &call.arguments, name)?;
@@ -809,6 +820,7 @@ impl MoveVm {
                         limits::check_module(&module)?;
                     }
                 }
+                loading::charge_publication(footprints, resolver, modules, meter)?;
                 session.publish_module_bundle(modules.to_vec(), signer, meter)?;
             }
         }

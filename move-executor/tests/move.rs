@@ -1441,3 +1441,111 @@ fn a_publication_loads_at_most_1024_modules_and_a_module_past_it_can_be_shrunk()
     chain.publish(alice, vec![shrunk]);
     assert_eq!(chain.call_once(alice, "wide", "go", vec![]).0, MoveStatus::Success);
 }
+
+#[test]
+fn a_call_pays_for_each_module_it_loads_outside_the_framework_cached_or_not() {
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    // m2 depends on m1, which depends on m0; each `go` does nothing.
+    chain.put_linked_modules(alice, 3, Link::DependsOnPrevious);
+    let size = |index| linked_module(alice, index, Link::DependsOnPrevious).len() as u64;
+    let load = |index| gas::MODULE_LOAD + size(index) / gas::MODULE_LOAD_BYTES_PER_GAS;
+    let calls = [("m0", "go"), ("m1", "go"), ("m2", "go"), ("m0", "go")];
+    // A fresh VM: nothing cached.
+    let output = chain.run_calls(alice, &calls);
+    let used: Vec<u64> = (0..calls.len()).map(|index| receipt(&output, index).gas_used).collect();
+    assert!((0..calls.len()).all(|index| receipt(&output, index).status == MoveStatus::Success));
+    // The same call, the VM's cache now warm, pays the same.
+    assert_eq!(used[3], used[0]);
+    // Each module further down the chain adds its own load, and every module below it is paid
+    // for again.
+    assert_eq!(used[1] - used[0], load(1));
+    assert_eq!(used[2] - used[1], load(2));
+    // And in the next block.
+    let again = chain.run_calls(alice, &calls[2..3]);
+    assert_eq!(receipt(&again, 0).gas_used, used[2]);
+    // The framework is not charged: a transfer by `eth::transfer` costs what it costs on a
+    // chain without these modules, where the bound on gas below holds.
+    let transfer = |chain: &mut Chain| {
+        let nonce = chain.state.nonce(alice);
+        let output = chain.run(&[transaction(alice, nonce, eth_transfer(user(2), 1))]);
+        receipt(&output, 0).gas_used
+    };
+    let with_modules = transfer(&mut chain);
+    assert_eq!(transfer(&mut Chain::new([alice])), with_modules);
+    assert!(with_modules < gas::TRANSACTION_BASE + gas::ETH_TRANSFER + gas::MODULE_LOAD);
+}
+
+#[test]
+fn a_call_that_cannot_pay_for_the_code_it_loads_runs_out_of_gas_and_changes_nothing_else() {
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    chain.put_linked_modules(alice, 3, Link::DependsOnPrevious);
+    let output = chain.run_calls(alice, &[("m2", "go")]);
+    let enough = receipt(&output, 0).gas_used;
+    let balance = chain.state.balance(alice);
+    let nonce = chain.state.nonce(alice);
+    let mut short = transaction(alice, nonce, call(alice, "m2", "go", &[], vec![]));
+    short.gas_limit = enough - 1;
+    let output = chain.run(&[short]);
+    let receipt = receipt(&output, 0);
+    assert_eq!(receipt.status, MoveStatus::OutOfGas);
+    assert_eq!(receipt.gas_used, enough - 1, "running out of gas charges the whole limit");
+    assert_eq!(chain.state.balance(alice), balance - fee(receipt));
+    assert_eq!(chain.state.nonce(alice), nonce + 1);
+}
+
+#[test]
+fn a_call_pays_for_the_modules_its_type_arguments_name() {
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let modules = compile_by_name(&format!(
+        "module {alice}::tags {{ struct Tag {{}} }} \
+         module {alice}::keeper {{ public entry fun keep<T>() {{}} }}"
+    ));
+    chain.publish(alice, vec![modules["tags"].clone(), modules["keeper"].clone()]);
+    let tag = format!("{alice}::tags::Tag");
+    let nonce = chain.state.nonce(alice);
+    let block = [
+        transaction(alice, nonce, call(alice, "keeper", "keep", &["u64"], vec![])),
+        transaction(alice, nonce + 1, call(alice, "keeper", "keep", &[&tag], vec![])),
+        transaction(
+            alice,
+            nonce + 2,
+            call(alice, "keeper", "keep", &[&format!("vector<{tag}>")], vec![]),
+        ),
+    ];
+    let output = chain.run(&block);
+    let used: Vec<u64> = (0..3).map(|index| receipt(&output, index).gas_used).collect();
+    assert!((0..3).all(|index| receipt(&output, index).status == MoveStatus::Success));
+    let load = gas::MODULE_LOAD + modules["tags"].len() as u64 / gas::MODULE_LOAD_BYTES_PER_GAS;
+    // The type argument's text is longer than `u64` by so many payload bytes.
+    let payload = |text: &str| gas::PAYLOAD_BYTE * (text.len() - "u64".len()) as u64;
+    assert_eq!(used[1] - used[0], load + payload(&tag));
+    assert_eq!(used[2] - used[0], load + payload(&format!("vector<{tag}>")));
+}
+
+#[test]
+fn a_publication_pays_for_the_stored_modules_it_loads() {
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    chain.put_linked_modules(alice, 2, Link::DependsOnPrevious);
+    // m2 depends on m1, which depends on m0: verifying m2 loads both.
+    let module = linked_module(alice, 2, Link::DependsOnPrevious);
+    let load = |index| {
+        let size = linked_module(alice, index, Link::DependsOnPrevious).len() as u64;
+        gas::MODULE_LOAD + size / gas::MODULE_LOAD_BYTES_PER_GAS
+    };
+    let payload = MovePayload::ModuleBundle(vec![module.clone()]);
+    let expected = gas::intrinsic_gas(payload.encoded_len())
+        + gas::MODULE
+        + gas::MODULE_BYTE * module.len() as u64
+        + load(0)
+        + load(1);
+    let nonce = chain.state.nonce(alice);
+    let mut publish = transaction(alice, nonce, payload);
+    publish.gas_limit = 30_000_000;
+    let output = chain.run(&[publish]);
+    assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
+    assert_eq!(receipt(&output, 0).gas_used, expected);
+}
