@@ -15,7 +15,8 @@
 //! | a type an instruction instantiates (a generic call's type arguments, a vector or generic struct instruction's type) | 1 per 4 nodes (`u64`: 1 node, `vector<Coin<T>>`: 3; the VM is patched to report them) |
 //! | `borrow_global`, `exists`, `move_from`, `move_to` | 50 (+ 1 per 32 units moved) |
 //! | first load of a resource in a transaction | 2 100 + 1 per 8 bytes |
-//! | code a call loads: each module of the call's closure outside the framework, every call, cached or not (`loading`) | 2 600 + 1 per 8 bytes |
+//! | code a call loads: each module of the call's closure outside the framework, every call, cached or not (`loading`) | 2 600 + 1 per 8 bytes + 100 per dependency it names |
+//! | code a publication loads to verify the bundle: stored dependencies, upgraded modules' stored versions, friends (`loading`) | the same, per module |
 //! | native function | its own cost (below) |
 //! | `eth::balance`, `account::sequence_number` | 2 100 |
 //! | ETH transfer (`eth::transfer`) | 6 700 |
@@ -71,11 +72,14 @@ pub const EVM_CALL: u64 = 2_600;
 pub const KECCAK: u64 = 30;
 /// Per 32 bytes hashed by `evm::keccak256`.
 pub const KECCAK_WORD: u64 = 6;
-/// Loading a module for a call (as a cold account access costs in the EVM), and bytes of it per
-/// unit of gas (see `loading`).
+/// Loading a module for a call or a publication (as a cold account access costs in the EVM; see
+/// `loading`).
 pub const MODULE_LOAD: u64 = 2_600;
 /// Bytes of a loaded module per unit of gas.
 pub const MODULE_LOAD_BYTES_PER_GAS: u64 = 8;
+/// Each module a loaded module names as a dependency (or, in a publication, as a friend): the
+/// walk looks each up.
+pub const MODULE_LINK: u64 = 100;
 /// Publishing a module.
 pub const MODULE: u64 = 20_000;
 /// Per byte of a published module.

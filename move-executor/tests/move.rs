@@ -1448,8 +1448,7 @@ fn a_call_pays_for_each_module_it_loads_outside_the_framework_cached_or_not() {
     let mut chain = Chain::new([alice]);
     // m2 depends on m1, which depends on m0; each `go` does nothing.
     chain.put_linked_modules(alice, 3, Link::DependsOnPrevious);
-    let size = |index| linked_module(alice, index, Link::DependsOnPrevious).len() as u64;
-    let load = |index| gas::MODULE_LOAD + size(index) / gas::MODULE_LOAD_BYTES_PER_GAS;
+    let load = |index| load_gas(&linked_module(alice, index, Link::DependsOnPrevious));
     let calls = [("m0", "go"), ("m1", "go"), ("m2", "go"), ("m0", "go")];
     // A fresh VM: nothing cached.
     let output = chain.run_calls(alice, &calls);
@@ -1476,6 +1475,20 @@ fn a_call_pays_for_each_module_it_loads_outside_the_framework_cached_or_not() {
     assert!(with_modules < gas::TRANSACTION_BASE + gas::ETH_TRANSFER + gas::MODULE_LOAD);
 }
 
+/// What loading `module` (its bytes) costs a call: its load and one link per dependency.
+fn load_gas(module: &[u8]) -> u64 {
+    use move_binary_format::access::ModuleAccess;
+    let compiled = move_binary_format::CompiledModule::deserialize(module).expect("a module");
+    let links = compiled
+        .immediate_dependencies()
+        .iter()
+        .filter(|id| id.address() != &move_core_types::account_address::AccountAddress::ONE)
+        .count();
+    gas::MODULE_LOAD
+        + module.len() as u64 / gas::MODULE_LOAD_BYTES_PER_GAS
+        + gas::MODULE_LINK * links as u64
+}
+
 #[test]
 fn a_call_that_cannot_pay_for_the_code_it_loads_runs_out_of_gas_and_changes_nothing_else() {
     let alice = user(1);
@@ -1486,11 +1499,13 @@ fn a_call_that_cannot_pay_for_the_code_it_loads_runs_out_of_gas_and_changes_noth
     let balance = chain.state.balance(alice);
     let nonce = chain.state.nonce(alice);
     let mut short = transaction(alice, nonce, call(alice, "m2", "go", &[], vec![]));
-    short.gas_limit = enough - 1;
+    // Enough for all but loading the last module of the chain.
+    short.gas_limit = enough - load_gas(&linked_module(alice, 0, Link::DependsOnPrevious));
+    let short_limit = short.gas_limit;
     let output = chain.run(&[short]);
     let receipt = receipt(&output, 0);
     assert_eq!(receipt.status, MoveStatus::OutOfGas);
-    assert_eq!(receipt.gas_used, enough - 1, "running out of gas charges the whole limit");
+    assert_eq!(receipt.gas_used, short_limit, "running out of gas charges the whole limit");
     assert_eq!(chain.state.balance(alice), balance - fee(receipt));
     assert_eq!(chain.state.nonce(alice), nonce + 1);
 }
@@ -1532,10 +1547,7 @@ fn a_publication_pays_for_the_stored_modules_it_loads() {
     chain.put_linked_modules(alice, 2, Link::DependsOnPrevious);
     // m2 depends on m1, which depends on m0: verifying m2 loads both.
     let module = linked_module(alice, 2, Link::DependsOnPrevious);
-    let load = |index| {
-        let size = linked_module(alice, index, Link::DependsOnPrevious).len() as u64;
-        gas::MODULE_LOAD + size / gas::MODULE_LOAD_BYTES_PER_GAS
-    };
+    let load = |index| load_gas(&linked_module(alice, index, Link::DependsOnPrevious));
     let payload = MovePayload::ModuleBundle(vec![module.clone()]);
     let expected = gas::intrinsic_gas(payload.encoded_len())
         + gas::MODULE
@@ -1548,4 +1560,50 @@ fn a_publication_pays_for_the_stored_modules_it_loads() {
     let output = chain.run(&[publish]);
     assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
     assert_eq!(receipt(&output, 0).gas_used, expected);
+}
+
+#[test]
+fn a_publication_pays_for_the_chain_of_friends_it_loads() {
+    // m_k names m_{k-1} its friend: publishing m5 loads m4, its friend m3, and so on to m0.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    chain.put_linked_modules(alice, 5, Link::FriendOfPrevious);
+    let module = linked_module(alice, 5, Link::FriendOfPrevious);
+    let friends: u64 = (0..5)
+        .map(|index| {
+            let stored = linked_module(alice, index, Link::FriendOfPrevious);
+            // Each names its own friend, which the walk looks up.
+            let links = u64::from(index > 0);
+            gas::MODULE_LOAD
+                + stored.len() as u64 / gas::MODULE_LOAD_BYTES_PER_GAS
+                + gas::MODULE_LINK * links
+        })
+        .sum();
+    let payload = MovePayload::ModuleBundle(vec![module.clone()]);
+    let expected = gas::intrinsic_gas(payload.encoded_len())
+        + gas::MODULE
+        + gas::MODULE_BYTE * module.len() as u64
+        + friends;
+    let nonce = chain.state.nonce(alice);
+    let mut publish = transaction(alice, nonce, payload);
+    publish.gas_limit = 30_000_000;
+    let output = chain.run(&[publish]);
+    assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
+    assert_eq!(receipt(&output, 0).gas_used, expected);
+}
+
+#[test]
+fn a_call_pays_for_the_code_as_it_stands_after_an_upgrade() {
+    // `top` gains a dependency on `extra` in an upgrade: the next call pays for it, though the
+    // VM that ran the first call had `top`'s old code and footprint.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let extra = module_with_links(alice, "extra", &[], &[]);
+    let old = module_with_links(alice, "top", &[], &[]);
+    let new = module_with_links(alice, "top", &["extra"], &[]);
+    chain.publish(alice, vec![extra.clone(), old.clone()]);
+    let before = receipt(&chain.run_calls(alice, &[("top", "go")]), 0).gas_used;
+    chain.publish(alice, vec![new.clone()]);
+    let after = receipt(&chain.run_calls(alice, &[("top", "go")]), 0).gas_used;
+    assert_eq!(after - before, load_gas(&new) - load_gas(&old) + load_gas(&extra));
 }
