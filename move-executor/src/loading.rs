@@ -12,11 +12,14 @@
 //! before charging it). The walk goes down at most [`MAX_DEPENDENCY_DEPTH`] levels: the VM
 //! loads no module deeper and fails the call.
 //!
-//! Publishing charges the same for what the VM loads to verify the bundle: the stored modules
-//! it depends on, the stored versions of the modules it upgrades (the compatibility check loads
-//! them), and the modules its modules name as friends, with their friends in turn, each with
-//! what it depends on; up to the [`MAX_MODULES_LOADED_BY_PUBLICATION`] modules the VM loads at
-//! most (it refuses a publication that would load more).
+//! Publishing charges the same for what the VM loads: for the compatibility checks, the stored
+//! versions of the modules it upgrades with what they depend on; to verify the bundle, the
+//! stored modules it depends on and the modules its modules name as friends, with their friends
+//! in turn, each with what it depends on (the bundle's own modules come from the bundle). Each
+//! of the two up to the [`MAX_MODULES_LOADED_BY_PUBLICATION`] modules the VM loads for it at most
+//! (it refuses a publication that would load more). A module the walk reaches again at a
+//! shallower depth, or as a friend, has what it leads to followed again (its names paid for
+//! again), not its load.
 //!
 //! The framework's modules (at `0x1`) are loaded by every node anyway and are not charged;
 //! they depend on no module outside the framework, so the walk stops at them.
@@ -105,10 +108,20 @@ fn in_framework(module: &ModuleId) -> bool {
 /// How the walk reached a module, which decides what it follows from there.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Reached {
-    /// As a dependency (or the module called): its dependencies, `depth` levels down.
+    /// As a dependency (or the module called) `depth` levels down: its dependencies.
     Dependency { depth: usize },
-    /// As a friend in a publication: its dependencies, and its friends too.
+    /// As a friend in a publication (the head of a chain of its own): its dependencies, and its
+    /// friends too.
     Friend,
+}
+
+impl Reached {
+    fn depth(self) -> usize {
+        match self {
+            Self::Dependency { depth } => depth,
+            Self::Friend => 1,
+        }
+    }
 }
 
 /// Charges `meter` for loading `module` and the modules of `type_arguments`, with everything
@@ -144,7 +157,7 @@ pub(crate) fn charge_call(
         return Ok(());
     }
     let roots = roots.into_iter().map(|root| (root, Reached::Dependency { depth: 1 }));
-    Walk::new(usize::MAX).charge(footprints, resolver, roots, meter)
+    Walk::new(usize::MAX, HashSet::new()).charge(footprints, resolver, roots, meter)
 }
 
 /// Charges `meter` for loading what publishing `bundle` loads to verify it (see the
@@ -162,71 +175,81 @@ pub(crate) fn charge_publication(
     let modules: Vec<CompiledModule> =
         bundle.iter().filter_map(|bytes| CompiledModule::deserialize(bytes).ok()).collect();
     let published: HashSet<ModuleId> = modules.iter().map(ModuleAccess::self_id).collect();
+    // The compatibility checks load the stored versions of the modules upgraded, with what they
+    // depend on, counted apart from the verification's loads (as the VM counts them).
+    let stored = published.iter().map(|module| (module.clone(), Reached::Dependency { depth: 1 }));
+    Walk::new(MAX_MODULES_LOADED_BY_PUBLICATION, HashSet::new())
+        .charge(footprints, resolver, stored, meter)?;
+    // Verifying the bundle loads the stored modules it depends on, the friends it names and
+    // theirs, each with what it depends on; the bundle's own modules come from the bundle.
     let mut roots = Vec::new();
     for module in &modules {
-        // Its stored version, if it is an upgrade: the compatibility check loads it.
-        roots.push((module.self_id(), Reached::Dependency { depth: 1 }));
         let dependencies = module.immediate_dependencies().into_iter();
-        roots.extend(
-            dependencies
-                .filter(|dependency| !published.contains(dependency))
-                .map(|dependency| (dependency, Reached::Dependency { depth: 2 })),
-        );
+        roots.extend(dependencies.map(|dependency| (dependency, Reached::Dependency { depth: 2 })));
         let friends = module.immediate_friends().into_iter();
-        roots.extend(
-            friends
-                .filter(|friend| !published.contains(friend))
-                .map(|friend| (friend, Reached::Friend)),
-        );
+        roots.extend(friends.map(|friend| (friend, Reached::Friend)));
     }
-    roots.retain(|(module, _)| !in_framework(module));
-    Walk::new(MAX_MODULES_LOADED_BY_PUBLICATION).charge(footprints, resolver, roots, meter)
+    Walk::new(MAX_MODULES_LOADED_BY_PUBLICATION, published)
+        .charge(footprints, resolver, roots, meter)
 }
 
-/// A walk over modules, each charged once, up to `most` of them.
-struct Walk {
-    /// The modules reached, and whether their friends were followed.
-    seen: HashMap<ModuleId, bool>,
-    most: usize,
+/// What the walk knows of a module it reached.
+struct Seen {
+    /// The shallowest depth it was reached at, whose dependencies are followed.
+    depth: usize,
+    /// Whether its friends are followed.
+    friends: bool,
 }
 
 /// What the walk does at a module.
 #[derive(Clone, Copy)]
 enum Visit {
-    /// Charge for it and go on as it was reached.
-    Load(Reached),
-    /// Follow the friends of a module charged before, reached then as a dependency only.
-    Friends,
+    /// Charge for loading it, and follow its dependencies `depth` levels down (and its friends).
+    Load { depth: usize, friends: bool },
+    /// Follow again what a module charged before leads to, reached since at a shallower depth
+    /// (its dependencies from there) or as a friend (its friends).
+    Follow { depth: Option<usize>, friends: bool },
+}
+
+/// A walk over modules, each charged once, up to `most` of them, never reaching those of
+/// `excluded`.
+struct Walk {
+    seen: HashMap<ModuleId, Seen>,
+    excluded: HashSet<ModuleId>,
+    most: usize,
+    queue: std::collections::VecDeque<(ModuleId, Visit)>,
 }
 
 impl Walk {
-    fn new(most: usize) -> Self {
-        Self { seen: HashMap::new(), most }
+    fn new(most: usize, excluded: HashSet<ModuleId>) -> Self {
+        Self { seen: HashMap::new(), excluded, most, queue: std::collections::VecDeque::new() }
     }
 
-    /// Queues a visit of `module`, reached as `reached`, unless it was visited so already.
-    fn reach(
-        &mut self,
-        queue: &mut std::collections::VecDeque<(ModuleId, Visit)>,
-        module: &ModuleId,
-        reached: Reached,
-    ) {
-        let with_friends = reached == Reached::Friend;
-        match self.seen.get_mut(module) {
-            None => {
-                self.seen.insert(module.clone(), with_friends);
-                queue.push_back((module.clone(), Visit::Load(reached)));
-            }
-            Some(followed) if with_friends && !*followed => {
-                *followed = true;
-                queue.push_back((module.clone(), Visit::Friends));
-            }
-            Some(_) => {}
+    /// Queues what reaching `module` as `reached` calls for: its load the first time; after,
+    /// following its dependencies again from a shallower depth, or its friends.
+    fn reach(&mut self, module: &ModuleId, reached: Reached) {
+        if in_framework(module) || self.excluded.contains(module) {
+            return;
+        }
+        let (depth, friends) = (reached.depth(), reached == Reached::Friend);
+        let Some(seen) = self.seen.get_mut(module) else {
+            self.seen.insert(module.clone(), Seen { depth, friends });
+            self.queue.push_back((module.clone(), Visit::Load { depth, friends }));
+            return;
+        };
+        let shallower = (depth < seen.depth).then_some(depth);
+        let new_friends = friends && !seen.friends;
+        if shallower.is_some() || new_friends {
+            seen.depth = seen.depth.min(depth);
+            seen.friends |= friends;
+            let visit = Visit::Follow { depth: shallower, friends: new_friends };
+            self.queue.push_back((module.clone(), visit));
         }
     }
 
-    /// Charges for `roots` and what they lead to, breadth first (so that the depth bound cuts
-    /// at the shallowest path to a module).
+    /// Charges for `roots` and what they lead to. A module's depth only decreases, and at most
+    /// 64 times, so each is followed a bounded number of times, and each name followed is paid
+    /// for ([`gas::MODULE_LINK`]).
     fn charge(
         mut self,
         footprints: &mut Footprints,
@@ -234,43 +257,38 @@ impl Walk {
         roots: impl IntoIterator<Item = (ModuleId, Reached)>,
         meter: &mut DuetGasMeter,
     ) -> Result<(), Failure> {
-        let mut queue = std::collections::VecDeque::new();
         for (module, reached) in roots {
-            if !in_framework(&module) {
-                self.reach(&mut queue, &module, reached);
-            }
+            self.reach(&module, reached);
         }
-        while let Some((module, visit)) = queue.pop_front() {
+        while let Some((module, visit)) = self.queue.pop_front() {
             let Some(footprint) = footprints.of(resolver, &module)? else { continue };
-            let (charge, dependencies, friends) = match visit {
-                Visit::Load(reached) => {
+            let (load, depth, friends) = match visit {
+                Visit::Load { depth, friends } => {
                     if self.most == 0 {
                         break;
                     }
                     self.most -= 1;
-                    let friends = reached == Reached::Friend;
-                    let depth = match reached {
-                        Reached::Friend => 1,
-                        Reached::Dependency { depth } => depth,
-                    };
-                    let below = (depth < MAX_DEPENDENCY_DEPTH)
-                        .then_some(Reached::Dependency { depth: depth + 1 });
-                    let charge = gas::MODULE_LOAD
-                        .saturating_add(footprint.bytes / gas::MODULE_LOAD_BYTES_PER_GAS);
-                    (charge, below, friends)
+                    (true, Some(depth), friends)
                 }
-                Visit::Friends => (0, None, true),
+                Visit::Follow { depth, friends } => (false, depth, friends),
             };
-            let links = below_links(&footprint, dependencies.is_some(), friends);
-            meter.charge(charge.saturating_add(gas::MODULE_LINK.saturating_mul(links)))?;
-            if let Some(below) = dependencies {
+            // Dependencies of a module at the deepest level the VM loads are not loaded.
+            let below = depth.filter(|&depth| depth < MAX_DEPENDENCY_DEPTH).map(|depth| depth + 1);
+            let links = below_links(&footprint, below.is_some(), friends);
+            let loading = if load {
+                gas::MODULE_LOAD.saturating_add(footprint.bytes / gas::MODULE_LOAD_BYTES_PER_GAS)
+            } else {
+                0
+            };
+            meter.charge(loading.saturating_add(gas::MODULE_LINK.saturating_mul(links)))?;
+            if let Some(depth) = below {
                 for dependency in &footprint.dependencies {
-                    self.reach(&mut queue, dependency, below);
+                    self.reach(dependency, Reached::Dependency { depth });
                 }
             }
             if friends {
                 for friend in &footprint.friends {
-                    self.reach(&mut queue, friend, Reached::Friend);
+                    self.reach(friend, Reached::Friend);
                 }
             }
         }

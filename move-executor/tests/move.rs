@@ -1603,7 +1603,19 @@ fn a_call_pays_for_the_code_as_it_stands_after_an_upgrade() {
     let new = module_with_links(alice, "top", &["extra"], &[]);
     chain.publish(alice, vec![extra.clone(), old.clone()]);
     let before = receipt(&chain.run_calls(alice, &[("top", "go")]), 0).gas_used;
-    chain.publish(alice, vec![new.clone()]);
+    // The upgrade pays for loading the stored `top` (its compatibility check) and `extra`.
+    let payload = MovePayload::ModuleBundle(vec![new.clone()]);
+    let expected = gas::intrinsic_gas(payload.encoded_len())
+        + gas::MODULE
+        + gas::MODULE_BYTE * new.len() as u64
+        + load_gas(&old)
+        + load_gas(&extra);
+    let nonce = chain.state.nonce(alice);
+    let mut upgrade = transaction(alice, nonce, payload);
+    upgrade.gas_limit = 30_000_000;
+    let output = chain.run(&[upgrade]);
+    assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
+    assert_eq!(receipt(&output, 0).gas_used, expected);
     let after = receipt(&chain.run_calls(alice, &[("top", "go")]), 0).gas_used;
     assert_eq!(after - before, load_gas(&new) - load_gas(&old) + load_gas(&extra));
 }
