@@ -377,9 +377,13 @@ where
             }
         };
         let (first_index, block_size) = (self.first_index, self.transactions.len());
+        // Allocated here, on the caller, which frees the block's output too: a buffer of
+        // megabytes allocated on the helper and freed by the caller did not always come back to
+        // the helper in time for its next block, which then page-faulted a fresh one as it filled
+        // it (5 ms of a 36 ms block of 2-account transfers, in about one process of three).
+        let mut results = Vec::with_capacity(block_size);
         let results = move || {
             let outputs = chunks.into_iter().flat_map(|(_, outputs, _)| outputs).take(prefix);
-            let mut results = Vec::with_capacity(block_size);
             for (txn_index, output) in outputs.enumerate() {
                 results.push(output.ok_or_else(|| {
                     let txn_index = first_index + txn_index;
