@@ -9,7 +9,9 @@
 //! dependency it names (each is looked up). The closure is walked and charged before the VM
 //! loads anything, so a call that cannot pay for it stops, out of gas, before the VM verifies a
 //! module of it (each step reads and deserializes one module, within the module size bound,
-//! before charging it). The walk goes down at most [`MAX_DEPENDENCY_DEPTH`] levels: the VM
+//! before charging it; a step that only follows a module's names again reads it again if the
+//! kept footprints were emptied meanwhile, and charges for the names only, whatever was kept, so
+//! that the charge does not depend on it). The walk goes down at most [`MAX_DEPENDENCY_DEPTH`] levels: the VM
 //! loads no module deeper and fails the call.
 //!
 //! Publishing charges the same for what the VM loads: for the compatibility checks, the stored
@@ -17,9 +19,11 @@
 //! stored modules it depends on and the modules its modules name as friends, with their friends
 //! in turn, each with what it depends on (the bundle's own modules come from the bundle). Each
 //! of the two up to the [`MAX_MODULES_LOADED_BY_PUBLICATION`] modules the VM loads for it at most
-//! (it refuses a publication that would load more). A module the walk reaches again at a
-//! shallower depth, or as a friend, has what it leads to followed again (its names paid for
-//! again), not its load.
+//! (it refuses a publication that would load more); a module the checks loaded is not counted
+//! again, as the VM has it cached. The walk goes breadth first and the VM depth first, so a
+//! publication that passes the bound may have been charged for other modules than those the VM
+//! loaded before refusing it. A module the walk reaches again at a shallower depth, or as a
+//! friend, has what it leads to followed again (its names paid for again), not its load.
 //!
 //! The framework's modules (at `0x1`) are loaded by every node anyway and are not charged;
 //! they depend on no module outside the framework, so the walk stops at them.
@@ -160,7 +164,7 @@ pub(crate) fn charge_call(
     Walk::new(usize::MAX, HashSet::new()).charge(footprints, resolver, roots, meter)
 }
 
-/// Charges `meter` for loading what publishing `bundle` loads to verify it (see the
+/// Charges `meter` for loading what publishing `bundle` loads to check and verify it (see the
 /// [module](self)). Modules of the bundle that do not deserialize are skipped (the VM refuses
 /// them).
 ///
@@ -176,12 +180,16 @@ pub(crate) fn charge_publication(
         bundle.iter().filter_map(|bytes| CompiledModule::deserialize(bytes).ok()).collect();
     let published: HashSet<ModuleId> = modules.iter().map(ModuleAccess::self_id).collect();
     // The compatibility checks load the stored versions of the modules upgraded, with what they
-    // depend on, counted apart from the verification's loads (as the VM counts them).
-    let stored = published.iter().map(|module| (module.clone(), Reached::Dependency { depth: 1 }));
-    Walk::new(MAX_MODULES_LOADED_BY_PUBLICATION, HashSet::new())
-        .charge(footprints, resolver, stored, meter)?;
+    // depend on, in the bundle's order (the order decides what is charged at the bound, and so
+    // must be the same on every node).
+    let stored = modules.iter().map(|module| (module.self_id(), Reached::Dependency { depth: 1 }));
+    let mut walk = Walk::new(MAX_MODULES_LOADED_BY_PUBLICATION, HashSet::new());
+    walk.charge(footprints, resolver, stored, meter)?;
     // Verifying the bundle loads the stored modules it depends on, the friends it names and
     // theirs, each with what it depends on; the bundle's own modules come from the bundle.
+    // Counted apart, as the VM counts its phases; what the checks loaded is cached by then, and
+    // neither loaded nor counted again.
+    let mut walk = walk.next_phase(MAX_MODULES_LOADED_BY_PUBLICATION, published);
     let mut roots = Vec::new();
     for module in &modules {
         let dependencies = module.immediate_dependencies().into_iter();
@@ -189,8 +197,7 @@ pub(crate) fn charge_publication(
         let friends = module.immediate_friends().into_iter();
         roots.extend(friends.map(|friend| (friend, Reached::Friend)));
     }
-    Walk::new(MAX_MODULES_LOADED_BY_PUBLICATION, published)
-        .charge(footprints, resolver, roots, meter)
+    walk.charge(footprints, resolver, roots, meter)
 }
 
 /// What the walk knows of a module it reached.
@@ -225,6 +232,12 @@ impl Walk {
         Self { seen: HashMap::new(), excluded, most, queue: std::collections::VecDeque::new() }
     }
 
+    /// A walk that charges up to `most` more modules, never reaching those of `excluded`, and
+    /// knows what this one charged.
+    fn next_phase(self, most: usize, excluded: HashSet<ModuleId>) -> Self {
+        Self { seen: self.seen, excluded, most, queue: std::collections::VecDeque::new() }
+    }
+
     /// Queues what reaching `module` as `reached` calls for: its load the first time; after,
     /// following its dependencies again from a shallower depth, or its friends.
     fn reach(&mut self, module: &ModuleId, reached: Reached) {
@@ -247,11 +260,11 @@ impl Walk {
         }
     }
 
-    /// Charges for `roots` and what they lead to. A module's depth only decreases, and at most
-    /// 64 times, so each is followed a bounded number of times, and each name followed is paid
-    /// for ([`gas::MODULE_LINK`]).
+    /// Charges for `roots` and what they lead to. A module is loaded once and followed again
+    /// only when its depth decreases (at most 63 times) or its friends are first followed, and
+    /// each name followed is paid for ([`gas::MODULE_LINK`]).
     fn charge(
-        mut self,
+        &mut self,
         footprints: &mut Footprints,
         resolver: &ViewResolver<'_>,
         roots: impl IntoIterator<Item = (ModuleId, Reached)>,
