@@ -311,19 +311,16 @@ impl std::fmt::Debug for MoveVm {
     }
 }
 
-/// A Move VM instance, and what it learned about functions called from outside Move.
+/// A Move VM instance, and what it learned from the modules it was called into.
 struct Instance {
     vm: MoveVM,
-    /// Whether a function may be called from the EVM, by module and name (see
-    /// [`ensure_callable`]): every function of each module a call named, read once per module
-    /// (names of functions or modules that do not exist are not kept, so calls naming ever
-    /// new ones do not grow it). Like the VM's code cache, it holds what the committed code says,
-    /// and is flushed with it.
-    callable: HashMap<ModuleId, HashMap<Identifier, Callable>>,
     /// The text of the event types it emitted.
     event_types: EventTypes,
-    /// The size and dependencies of the modules calls loaded, to charge for loading them (see
-    /// [`loading`]); flushed with the code cache.
+    /// Each module's size, dependencies and friends, to charge for loading them (see
+    /// [`loading`]), and which of its functions may be called from outside Move (see
+    /// [`ensure_callable`]): read once per module (modules that do not exist are not kept, so
+    /// calls naming ever new ones do not grow it). Like the VM's code cache, it holds what the
+    /// state's code says, and is flushed with it.
     footprints: loading::Footprints,
 }
 
@@ -353,34 +350,18 @@ impl EventTypes {
     }
 }
 
-/// Whether a function may be called from outside Move.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Callable {
-    Yes,
-    /// A native function: the VM runs natives only when Move code calls them.
-    Native,
-    /// Neither `public` nor `entry`, or no such function.
-    No,
-}
-
 impl Instance {
     /// Forgets all loaded code, and what it learned from it.
     fn flush_code_cache(&mut self) {
         self.vm.mark_loader_cache_as_invalid();
         self.vm.flush_loader_cache_if_invalidated();
-        self.callable.clear();
         self.footprints.clear();
     }
 }
 
 fn new_instance() -> Instance {
     let vm = MoveVM::new(natives::all_natives()).expect("the native table is consistent");
-    Instance {
-        vm,
-        callable: HashMap::new(),
-        event_types: EventTypes::default(),
-        footprints: loading::Footprints::default(),
-    }
+    Instance { vm, event_types: EventTypes::default(), footprints: loading::Footprints::default() }
 }
 
 impl MoveVm {
@@ -762,7 +743,7 @@ impl MoveVm {
     ) -> Result<Effects<'a>, Failure> {
         let mut extensions = NativeContextExtensions::default();
         extensions.add(StateNatives::new(resolver.state(), sender, meter.gauge(), evm));
-        let Instance { vm, callable, event_types, footprints } = instance;
+        let Instance { vm, event_types, footprints } = instance;
         let mut session = vm.new_session_with_extensions(resolver, extensions);
         let signer = to_account_address(sender.address);
         let mut return_values = Vec::new();
@@ -795,7 +776,7 @@ impl MoveVm {
                         meter,
                     )?
                 } else {
-                    ensure_callable(callable, resolver, &module, &function)?;
+                    ensure_callable(footprints, resolver, &module, &function)?;
                     session.execute_function_bypass_visibility(
                         &module,
                         &function,
@@ -814,13 +795,15 @@ impl MoveVm {
                         .saturating_mul(modules.len() as u64)
                         .saturating_add(gas::MODULE_BYTE.saturating_mul(bytes as u64)),
                 )?;
-                for bytes in modules {
-                    // Malformed bytes are the VM's to report.
-                    if let Ok(module) = move_binary_format::CompiledModule::deserialize(bytes) {
-                        limits::check_module(&module)?;
-                    }
+                // Malformed bytes are the VM's to report.
+                let compiled: Vec<_> = modules
+                    .iter()
+                    .filter_map(|bytes| move_binary_format::CompiledModule::deserialize(bytes).ok())
+                    .collect();
+                for module in &compiled {
+                    limits::check_module(module)?;
                 }
-                loading::charge_publication(footprints, resolver, modules, meter)?;
+                loading::charge_publication(footprints, resolver, &compiled, meter)?;
                 session.publish_module_bundle(modules.to_vec(), signer, meter)?;
             }
         }
@@ -873,67 +856,28 @@ enum Work<'a> {
 }
 
 /// Refuses a call from outside Move of a function that is neither `public` nor `entry`: a
-/// module's private and friend functions are reachable only as the module allows. What it
-/// learns about a function is kept in `known`.
+/// module's private and friend functions are reachable only as the module allows.
 fn ensure_callable(
-    known: &mut HashMap<ModuleId, HashMap<Identifier, Callable>>,
+    footprints: &mut loading::Footprints,
     resolver: &ViewResolver<'_>,
     module: &ModuleId,
     function: &Identifier,
 ) -> Result<(), Failure> {
-    if !known.contains_key(module) {
-        let Some(functions) = callable_functions(resolver, module)? else {
-            return Err(not_callable(module, function));
-        };
-        known.insert(module.clone(), functions);
-    }
-    match known[module].get(function).copied().unwrap_or(Callable::No) {
-        Callable::Yes => Ok(()),
+    let callable = footprints
+        .of(resolver, module)?
+        .map_or(loading::Callable::No, |footprint| footprint.callable(function));
+    match callable {
+        loading::Callable::Yes => Ok(()),
         // The VM runs natives only when Move code calls them.
-        Callable::Native => Err(Failure::Invalid(format!(
+        loading::Callable::Native => Err(Failure::Invalid(format!(
             "{module}::{function} is a native function: call a Move function that calls it"
         ))),
-        Callable::No => Err(not_callable(module, function)),
+        loading::Callable::No => Err(Failure::Vm(Box::new(
+            PartialVMError::new(StatusCode::EXECUTE_ENTRY_FUNCTION_CALLED_ON_NON_ENTRY_FUNCTION)
+                .with_message(format!("{module}::{function} is neither public nor entry"))
+                .finish(Location::Module(module.clone())),
+        ))),
     }
-}
-
-/// The refusal of a call of `module::function` from outside Move.
-fn not_callable(module: &ModuleId, function: &Identifier) -> Failure {
-    Failure::Vm(Box::new(
-        PartialVMError::new(StatusCode::EXECUTE_ENTRY_FUNCTION_CALLED_ON_NON_ENTRY_FUNCTION)
-            .with_message(format!("{module}::{function} is neither public nor entry"))
-            .finish(Location::Module(module.clone())),
-    ))
-}
-
-/// Whether each function of `module` may be called from outside Move, from its bytecode;
-/// `None` if there is no such module.
-fn callable_functions(
-    resolver: &ViewResolver<'_>,
-    module: &ModuleId,
-) -> Result<Option<HashMap<Identifier, Callable>>, Failure> {
-    use move_binary_format::access::ModuleAccess;
-    use move_binary_format::file_format::Visibility;
-    use move_binary_format::CompiledModule;
-    use move_core_types::resolver::ModuleResolver;
-    let Some(bytes) = resolver.get_module(module).map_err(|error| Failure::Invalid(error.0))?
-    else {
-        return Ok(None);
-    };
-    let compiled =
-        CompiledModule::deserialize(&bytes).map_err(|error| error.finish(Location::Undefined))?;
-    let functions = compiled.function_defs().iter().map(|definition| {
-        let handle = compiled.function_handle_at(definition.function);
-        let callable = if definition.code.is_none() {
-            Callable::Native
-        } else if definition.visibility == Visibility::Public || definition.is_entry {
-            Callable::Yes
-        } else {
-            Callable::No
-        };
-        (compiled.identifier_at(handle.name).to_owned(), callable)
-    });
-    Ok(Some(functions.collect()))
 }
 
 /// The write of resource `tag` at `address`, charged: its key is stored too, so it is paid for

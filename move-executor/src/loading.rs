@@ -29,7 +29,8 @@
 //! they depend on no module outside the framework, so the walk stops at them.
 //!
 //! The walk needs each module's size, dependencies and friends. An instance keeps them
-//! ([`Footprints`]) as it keeps the VM's code cache, and both are flushed whenever a block
+//! ([`Footprints`]), with which of the module's functions may be called from outside Move (see
+//! `ensure_callable`), as it keeps the VM's code cache, and both are flushed whenever a block
 //! publishes (before and after each publication), so between two flushes, where no code
 //! changes, what it holds is what the state holds.
 
@@ -37,7 +38,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use move_binary_format::access::ModuleAccess;
+use move_binary_format::file_format::Visibility;
 use move_binary_format::CompiledModule;
+use move_core_types::identifier::Identifier;
 use move_core_types::language_storage::{ModuleId, TypeTag};
 use move_core_types::resolver::ModuleResolver;
 use move_vm_runtime::{MAX_DEPENDENCY_DEPTH, MAX_MODULES_LOADED_BY_PUBLICATION};
@@ -47,24 +50,43 @@ use crate::resolver::ViewResolver;
 use crate::{Failure, FRAMEWORK_ADDRESS};
 
 /// What loading one module takes: its size, and the modules it depends on directly and names
-/// as friends (those outside the framework).
-struct Footprint {
+/// as friends (those outside the framework); and whether each of its functions may be called
+/// from outside Move.
+pub(crate) struct Footprint {
     bytes: u64,
     dependencies: Box<[ModuleId]>,
     friends: Box<[ModuleId]>,
+    functions: HashMap<Identifier, Callable>,
 }
 
-/// The footprint of each module outside the framework that calls named, read once per module.
-/// Bounded by the modules it names: emptied when full.
+/// Whether a function may be called from outside Move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Callable {
+    Yes,
+    /// A native function: the VM runs natives only when Move code calls them.
+    Native,
+    /// Neither `public` nor `entry`, or no such function.
+    No,
+}
+
+impl Footprint {
+    /// Whether `function` may be called from outside Move.
+    pub(crate) fn callable(&self, function: &Identifier) -> Callable {
+        self.functions.get(function).copied().unwrap_or(Callable::No)
+    }
+}
+
+/// The footprint of each module that calls named, read once per module. Bounded by the names
+/// it holds: emptied when full.
 #[derive(Default)]
 pub(crate) struct Footprints {
     footprints: HashMap<ModuleId, Arc<Footprint>>,
-    /// The dependencies and friends the kept footprints name.
+    /// The dependencies, friends and functions the kept footprints name.
     names: usize,
 }
 
 impl Footprints {
-    /// The most module names (dependencies and friends) kept.
+    /// The most names (dependencies, friends and functions) kept.
     const CAPACITY: usize = 1 << 16;
 
     pub(crate) fn clear(&mut self) {
@@ -74,7 +96,7 @@ impl Footprints {
 
     /// `module`'s footprint; `None` if there is no such module or its bytes do not
     /// deserialize (the VM reports either when it loads it).
-    fn of(
+    pub(crate) fn of(
         &mut self,
         resolver: &ViewResolver<'_>,
         module: &ModuleId,
@@ -90,12 +112,25 @@ impl Footprints {
         let outside = |modules: Vec<ModuleId>| -> Box<[ModuleId]> {
             modules.into_iter().filter(|module| !in_framework(module)).collect()
         };
+        let functions = compiled.function_defs().iter().map(|definition| {
+            let handle = compiled.function_handle_at(definition.function);
+            let callable = if definition.code.is_none() {
+                Callable::Native
+            } else if definition.visibility == Visibility::Public || definition.is_entry {
+                Callable::Yes
+            } else {
+                Callable::No
+            };
+            (compiled.identifier_at(handle.name).to_owned(), callable)
+        });
         let footprint = Arc::new(Footprint {
             bytes: bytes.len() as u64,
             dependencies: outside(compiled.immediate_dependencies()),
             friends: outside(compiled.immediate_friends()),
+            functions: functions.collect(),
         });
-        let names = footprint.dependencies.len() + footprint.friends.len();
+        let names =
+            footprint.dependencies.len() + footprint.friends.len() + footprint.functions.len();
         if self.names + names > Self::CAPACITY {
             self.clear();
         }
@@ -164,20 +199,18 @@ pub(crate) fn charge_call(
     Walk::new(usize::MAX, HashSet::new()).charge(footprints, resolver, roots, meter)
 }
 
-/// Charges `meter` for loading what publishing `bundle` loads to check and verify it (see the
-/// [module](self)). Modules of the bundle that do not deserialize are skipped (the VM refuses
-/// them).
+/// Charges `meter` for loading what publishing a bundle of `modules` (those of its modules that
+/// deserialize: the VM refuses the others) loads to check and verify it (see the
+/// [module](self)).
 ///
 /// # Errors
 /// Out of gas, or the state could not be read.
 pub(crate) fn charge_publication(
     footprints: &mut Footprints,
     resolver: &ViewResolver<'_>,
-    bundle: &[Vec<u8>],
+    modules: &[CompiledModule],
     meter: &mut DuetGasMeter,
 ) -> Result<(), Failure> {
-    let modules: Vec<CompiledModule> =
-        bundle.iter().filter_map(|bytes| CompiledModule::deserialize(bytes).ok()).collect();
     let published: HashSet<ModuleId> = modules.iter().map(ModuleAccess::self_id).collect();
     // The compatibility checks load the stored versions of the modules upgraded, with what they
     // depend on, in the bundle's order (the order decides what is charged at the bound, and so
@@ -191,7 +224,7 @@ pub(crate) fn charge_publication(
     // neither loaded nor counted again.
     let mut walk = walk.next_phase(MAX_MODULES_LOADED_BY_PUBLICATION, published);
     let mut roots = Vec::new();
-    for module in &modules {
+    for module in modules {
         let dependencies = module.immediate_dependencies().into_iter();
         roots.extend(dependencies.map(|dependency| (dependency, Reached::Dependency { depth: 2 })));
         let friends = module.immediate_friends().into_iter();

@@ -98,11 +98,16 @@ impl Chain {
     /// Publishes `modules` as `sender`'s next transaction, with gas for large modules: its
     /// status.
     fn publish_bundle(&mut self, sender: Address, modules: Vec<Vec<u8>>) -> MoveStatus {
+        self.publish_receipt(sender, modules).status
+    }
+
+    /// [`publish_bundle`](Self::publish_bundle), with the whole receipt.
+    fn publish_receipt(&mut self, sender: Address, modules: Vec<Vec<u8>>) -> MoveReceipt {
         let nonce = self.state.nonce(sender);
         let mut publish = transaction(sender, nonce, MovePayload::ModuleBundle(modules));
         publish.gas_limit = 30_000_000;
         let output = self.run(&[publish]);
-        receipt(&output, 0).status.clone()
+        receipt(&output, 0).clone()
     }
 
     /// Runs one block of `sender`'s next transactions, each calling `module::function` without
@@ -1475,6 +1480,12 @@ fn a_call_pays_for_each_module_it_loads_outside_the_framework_cached_or_not() {
     assert!(with_modules < gas::TRANSACTION_BASE + gas::ETH_TRANSFER + gas::MODULE_LOAD);
 }
 
+/// What publishing `module` alone costs, before the code its publication loads.
+fn publication_gas(module: &[u8]) -> u64 {
+    let payload = MovePayload::ModuleBundle(vec![module.to_vec()]);
+    gas::intrinsic_gas(payload.encoded_len()) + gas::MODULE + gas::MODULE_BYTE * module.len() as u64
+}
+
 /// What loading `module` (its bytes) costs a call: its load and one link per dependency.
 fn load_gas(module: &[u8]) -> u64 {
     use move_binary_format::access::ModuleAccess;
@@ -1548,18 +1559,10 @@ fn a_publication_pays_for_the_stored_modules_it_loads() {
     // m2 depends on m1, which depends on m0: verifying m2 loads both.
     let module = linked_module(alice, 2, Link::DependsOnPrevious);
     let load = |index| load_gas(&linked_module(alice, index, Link::DependsOnPrevious));
-    let payload = MovePayload::ModuleBundle(vec![module.clone()]);
-    let expected = gas::intrinsic_gas(payload.encoded_len())
-        + gas::MODULE
-        + gas::MODULE_BYTE * module.len() as u64
-        + load(0)
-        + load(1);
-    let nonce = chain.state.nonce(alice);
-    let mut publish = transaction(alice, nonce, payload);
-    publish.gas_limit = 30_000_000;
-    let output = chain.run(&[publish]);
-    assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
-    assert_eq!(receipt(&output, 0).gas_used, expected);
+    let expected = publication_gas(&module) + load(0) + load(1);
+    let receipt = chain.publish_receipt(alice, vec![module]);
+    assert_eq!(receipt.status, MoveStatus::Success);
+    assert_eq!(receipt.gas_used, expected);
 }
 
 #[test]
@@ -1571,25 +1574,15 @@ fn a_publication_pays_for_the_chain_of_friends_it_loads() {
     let module = linked_module(alice, 5, Link::FriendOfPrevious);
     let friends: u64 = (0..5)
         .map(|index| {
-            let stored = linked_module(alice, index, Link::FriendOfPrevious);
             // Each names its own friend, which the walk looks up.
-            let links = u64::from(index > 0);
-            gas::MODULE_LOAD
-                + stored.len() as u64 / gas::MODULE_LOAD_BYTES_PER_GAS
-                + gas::MODULE_LINK * links
+            load_gas(&linked_module(alice, index, Link::FriendOfPrevious))
+                + gas::MODULE_LINK * u64::from(index > 0)
         })
         .sum();
-    let payload = MovePayload::ModuleBundle(vec![module.clone()]);
-    let expected = gas::intrinsic_gas(payload.encoded_len())
-        + gas::MODULE
-        + gas::MODULE_BYTE * module.len() as u64
-        + friends;
-    let nonce = chain.state.nonce(alice);
-    let mut publish = transaction(alice, nonce, payload);
-    publish.gas_limit = 30_000_000;
-    let output = chain.run(&[publish]);
-    assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
-    assert_eq!(receipt(&output, 0).gas_used, expected);
+    let expected = publication_gas(&module) + friends;
+    let receipt = chain.publish_receipt(alice, vec![module]);
+    assert_eq!(receipt.status, MoveStatus::Success);
+    assert_eq!(receipt.gas_used, expected);
 }
 
 #[test]
@@ -1604,18 +1597,10 @@ fn a_call_pays_for_the_code_as_it_stands_after_an_upgrade() {
     chain.publish(alice, vec![extra.clone(), old.clone()]);
     let before = receipt(&chain.run_calls(alice, &[("top", "go")]), 0).gas_used;
     // The upgrade pays for loading the stored `top` (its compatibility check) and `extra`.
-    let payload = MovePayload::ModuleBundle(vec![new.clone()]);
-    let expected = gas::intrinsic_gas(payload.encoded_len())
-        + gas::MODULE
-        + gas::MODULE_BYTE * new.len() as u64
-        + load_gas(&old)
-        + load_gas(&extra);
-    let nonce = chain.state.nonce(alice);
-    let mut upgrade = transaction(alice, nonce, payload);
-    upgrade.gas_limit = 30_000_000;
-    let output = chain.run(&[upgrade]);
-    assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
-    assert_eq!(receipt(&output, 0).gas_used, expected);
+    let expected = publication_gas(&new) + load_gas(&old) + load_gas(&extra);
+    let upgrade = chain.publish_receipt(alice, vec![new.clone()]);
+    assert_eq!(upgrade.status, MoveStatus::Success);
+    assert_eq!(upgrade.gas_used, expected);
     let after = receipt(&chain.run_calls(alice, &[("top", "go")]), 0).gas_used;
     assert_eq!(after - before, load_gas(&new) - load_gas(&old) + load_gas(&extra));
 }
