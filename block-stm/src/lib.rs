@@ -475,8 +475,7 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
             let (part, next) = run?;
             output.results.extend(part.results);
             let Some(next) = next else {
-                let mut earlier: Vec<_> = written.into_iter().collect();
-                earlier.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+                let earlier = sequential::into_sorted(written);
                 output.state_updates = parallel::merge_sorted(earlier, part.state_updates);
                 return Ok(output);
             };

@@ -12,6 +12,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use foldhash::fast::FixedState;
 
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, FixedState>;
+
+/// The entries of `map`, in key order (as block outputs list state updates).
+pub(crate) fn into_sorted<K: Ord, V>(map: FastMap<K, V>) -> Vec<(K, V)> {
+    let mut entries: Vec<_> = map.into_iter().collect();
+    entries.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+    entries
+}
 type FastSet<T> = std::collections::HashSet<T, FixedState>;
 
 use crate::delta::Delta;
@@ -179,9 +186,8 @@ where
                 let output = output?;
                 results.extend(output.results);
                 // Both in key order: merged, the rest's writes over the window's.
-                let mut window: Vec<_> = overlay.into_iter().collect();
-                window.sort_unstable_by(|left, right| left.0.cmp(&right.0));
-                let state_updates = crate::parallel::merge_sorted(window, output.state_updates);
+                let state_updates =
+                    crate::parallel::merge_sorted(into_sorted(overlay), output.state_updates);
                 return Ok(BlockOutput { results, state_updates });
             }
         }
@@ -226,9 +232,7 @@ where
             break;
         }
     }
-    let mut state_updates: Vec<_> = overlay.into_iter().collect();
-    state_updates.sort_unstable_by(|left, right| left.0.cmp(&right.0));
-    Ok(BlockOutput { results, state_updates })
+    Ok(BlockOutput { results, state_updates: into_sorted(overlay) })
 }
 
 /// Watches the transactions a contention hand-over runs sequentially, to tell whether the

@@ -348,16 +348,7 @@ impl<S: Storage<Key = StateKey, Value = StateValue>> Database for RunCache<'_, S
     }
 }
 
-type RunEvm<'s, S> = revm::context::Evm<
-    revm::handler::MainnetContext<RunCache<'s, S>>,
-    (),
-    revm::handler::instructions::EthInstructions<
-        revm::interpreter::interpreter::EthInterpreter,
-        revm::handler::MainnetContext<RunCache<'s, S>>,
-    >,
-    revm::handler::EthPrecompiles,
-    revm::handler::EthFrame<revm::interpreter::interpreter::EthInterpreter>,
->;
+type RunEvm<'s, S> = revm::handler::MainnetEvm<revm::handler::MainnetContext<RunCache<'s, S>>>;
 
 impl EvmVm {
     /// The precompile addresses the run's EVM keeps warm: Ethereum's, no Move call.

@@ -333,7 +333,7 @@ impl Chain {
             tree: Mutex::new(NodeCache::default()),
             move_vm: Arc::new(MoveVm::new(config.fee_vault)),
             call_move_vm: RwLock::new(Arc::new(MoveVm::new(config.fee_vault))),
-            call_turns: Turns::new(2 * threads.get()),
+            call_turns: Turns::new(threads.saturating_add(threads.get())), // two per core
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
             next_expiry: Mutex::new(std::time::Instant::now()),
             accepted: crate::filters::Feed::new(ACCEPTED_FEED),
@@ -481,10 +481,10 @@ impl Chain {
         };
         for _ in 0..3 {
             let before = self.store.commits();
-            // Odd: a block is committing; reading now could mix two blocks.
-            if before % 2 == 0 {
+            // A block committing: reading now could mix two blocks.
+            if self.store.unchanged_since(before) {
                 let (nonce, balance) = read()?;
-                if self.store.commits() == before {
+                if self.store.unchanged_since(before) {
                     return Ok(Funds { nonce, balance, unpaid_from: nonce });
                 }
             }
@@ -1826,9 +1826,6 @@ pub(crate) mod tests {
 
         let signer = dev_signer(0);
         let me = signer.address();
-        let move_transaction = |nonce, payload: MovePayload, gas_limit| {
-            signed_move(&signer, nonce, &payload, gas_limit)
-        };
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../move-executor/testkit/example.move");
         let modules =
             duet_move::compile_package(vec![example.to_owned()], &[("example", &me.to_string())])
@@ -1849,9 +1846,9 @@ pub(crate) mod tests {
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), config);
         let publish = chain
-            .submit(&move_transaction(0, MovePayload::ModuleBundle(modules), 3_000_000))
+            .submit(&signed_move(&signer, 0, &MovePayload::ModuleBundle(modules), 3_000_000))
             .unwrap();
-        let call = chain.submit(&move_transaction(1, increment(), 1_000_000)).unwrap();
+        let call = chain.submit(&signed_move(&signer, 1, &increment(), 1_000_000)).unwrap();
         let block = chain.produce_block().unwrap();
         assert_eq!(block.transactions, [publish, call]);
         for hash in [publish, call] {
@@ -1860,7 +1857,7 @@ pub(crate) mod tests {
         }
         // The code loaded in the second round came from the block's own state: the next block
         // loads it again from the committed state.
-        let again = chain.submit(&move_transaction(2, increment(), 1_000_000)).unwrap();
+        let again = chain.submit(&signed_move(&signer, 2, &increment(), 1_000_000)).unwrap();
         assert_eq!(chain.produce_block().unwrap().transactions, [again]);
         let record = chain.committed_transaction(again).unwrap().unwrap();
         assert_eq!(record.move_status.as_deref(), Some("success"));

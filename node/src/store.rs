@@ -182,11 +182,14 @@ impl StateCache {
     /// count read before the RocksDB read; odd, a commit was running).
     fn fill(&self, key: &StateKey, value: Option<StateValue>, commits_before: u64) {
         let mut shard = self.shard(key).lock();
-        if commits_before % 2 == 0
-            && self.commits.load(std::sync::atomic::Ordering::Acquire) == commits_before
-        {
+        if self.unchanged_since(commits_before) {
             shard.insert(key, value);
         }
+    }
+
+    /// Whether no commit ran since the count was `before` (even: none was running then).
+    fn unchanged_since(&self, before: u64) -> bool {
+        before % 2 == 0 && self.commits.load(std::sync::atomic::Ordering::Acquire) == before
     }
 
     /// Marks the start of a commit; the mark's end is when it is dropped.
@@ -353,6 +356,13 @@ impl Store {
         self.cache.commits.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Whether no block committed, or was committing, since [`commits`](Self::commits) gave
+    /// `before`: reads made in between read the state of one block.
+    #[must_use]
+    pub fn unchanged_since(&self, before: u64) -> bool {
+        self.cache.unchanged_since(before)
+    }
+
     /// Marks a commit as running until the mark is dropped, as [`commit`](Self::commit) does.
     #[cfg(test)]
     pub(crate) fn mark_commit(&self) -> CommitMark<'_> {
@@ -367,7 +377,7 @@ impl Store {
         if let Ok(value) = self.cache.get(key) {
             return Ok(value);
         }
-        let commits_before = self.cache.commits.load(std::sync::atomic::Ordering::Acquire);
+        let commits_before = self.commits();
         let value = match self.db.get_pinned_cf(self.family(STATE), key.encode())? {
             None => None,
             Some(bytes) => Some(
@@ -456,7 +466,6 @@ impl Store {
     /// # Panics
     /// Never: blocks and transactions always serialize.
     pub fn commit(&self, commit: &BlockCommit<'_>) -> Result<(), StoreError> {
-        let _commit = self.cache.start_commit();
         let mut batch = WriteBatch::default();
         let state = self.family(STATE);
         for (key, value) in commit.state {
@@ -476,6 +485,8 @@ impl Store {
             batch.delete_cf(self.family(PENDING), hash);
         }
         batch.put_cf(self.family(META), HEAD, number);
+        // Readers' fills are refused from here on: building the batch changed nothing they see.
+        let _commit = self.cache.start_commit();
         self.write_synced(batch)?;
         self.cache.committed(commit.state);
         Ok(())
@@ -601,7 +612,7 @@ mod tests {
         assert_eq!(store.get(&changed).unwrap(), None);
         assert_eq!(store.get(&added).unwrap(), Some(StateValue::Balance(3)));
         // A read from before a commit does not put its value back over the commit's.
-        let before = store.cache.commits.load(std::sync::atomic::Ordering::Acquire);
+        let before = store.commits();
         commit(&[(kept.clone(), Some(StateValue::Balance(10)))]);
         store.cache.fill(&kept, Some(StateValue::Balance(1)), before);
         assert_eq!(store.get(&kept).unwrap(), Some(StateValue::Balance(10)));

@@ -3,32 +3,32 @@
 //!
 //! `eth_call`, `eth_estimateGas` and Move views are free, and one can hold a lot of memory for
 //! its gas (a Move call loading resources of nested empty vectors holds about 0.5 GB at the
-//! block gas limit). The RPC server answers up to 64 requests at once; without turns, 64 such
-//! calls could hold about 32 GB. With two turns per core, they hold at most a few GB, and the
+//! block gas limit). The RPC server answers up to `rpc::MAX_ANSWERING` (64) requests at once;
+//! without turns, that many such calls could hold about 32 GB. With two turns per core, they hold at most a few GB, and the
 //! cores are kept as busy as more would keep them.
 
 use parking_lot::{Condvar, Mutex};
 
 /// A number of turns, taken and given back by threads.
 #[derive(Debug)]
-pub struct Turns {
+pub(crate) struct Turns {
     free: Mutex<usize>,
     freed: Condvar,
 }
 
 /// A turn, given back when dropped.
 #[derive(Debug)]
-pub struct Turn<'a>(&'a Turns);
+pub(crate) struct Turn<'a>(&'a Turns);
 
 impl Turns {
-    /// `count` turns (at least one).
+    /// `count` turns.
     #[must_use]
-    pub fn new(count: usize) -> Self {
-        Self { free: Mutex::new(count.max(1)), freed: Condvar::new() }
+    pub(crate) fn new(count: std::num::NonZeroUsize) -> Self {
+        Self { free: Mutex::new(count.get()), freed: Condvar::new() }
     }
 
     /// A turn, once one is free (the calling thread waits).
-    pub fn take(&self) -> Turn<'_> {
+    pub(crate) fn take(&self) -> Turn<'_> {
         let mut free = self.free.lock();
         while *free == 0 {
             self.freed.wait(&mut free);
@@ -54,7 +54,7 @@ mod tests {
 
     #[test]
     fn no_more_than_the_turns_run_at_once_and_every_taker_runs() {
-        let turns = Turns::new(2);
+        let turns = Turns::new(std::num::NonZeroUsize::new(2).expect("two"));
         let (running, most, done) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
         std::thread::scope(|scope| {
             for _ in 0..8 {

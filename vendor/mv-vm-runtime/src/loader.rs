@@ -381,8 +381,6 @@ impl ModuleCache {
         Ok(res)
     }
 
-    // Given a module id, returns whether the module cache has the module or not
-
     // Given a ModuleId::struct_name, retrieve the `StructType` and the index associated.
     // Return and error if the type has not been loaded
     fn resolve_struct_by_name(
@@ -2301,9 +2299,16 @@ impl TypeCache {
     }
 
     /// Duet: the entry of `gidx` instantiated with `ty_args`, made if there is none, after
-    /// counting `nodes` more held (and emptying the cache first if they do not fit).
+    /// counting `nodes` more held, and the type arguments' nodes if the entry is new (and
+    /// emptying the cache first if they do not fit).
     fn entry(&mut self, gidx: CachedStructIndex, ty_args: &[Type], nodes: usize) -> &mut StructInfo {
-        let nodes = nodes + ty_args.iter().map(|ty| u64::from(ty.size())).sum::<u64>() as usize;
+        let known = self.structs.get(&gidx).is_some_and(|infos| infos.contains_key(ty_args));
+        let key_nodes = if known {
+            0
+        } else {
+            ty_args.iter().map(|ty| u64::from(ty.size())).sum::<u64>() as usize
+        };
+        let nodes = nodes + key_nodes;
         if self.nodes + nodes > TYPE_CACHE_NODES_MAX {
             self.structs.clear();
             self.nodes = 0;
