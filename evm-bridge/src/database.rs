@@ -52,6 +52,52 @@ impl From<ViewDatabaseError> for ReadError {
     }
 }
 
+/// The nonce and code hash of `address`'s header as the state holds it (`None`: it has none).
+pub(crate) fn decode_header(
+    address: Address,
+    value: Option<&StateValue>,
+) -> Result<Option<(u64, B256)>, ViewDatabaseError> {
+    match value {
+        None => Ok(None),
+        Some(StateValue::Account { nonce, code_hash }) => Ok(Some((*nonce, *code_hash))),
+        Some(_) => Err(ViewDatabaseError::WrongKind(StateKey::Account(address))),
+    }
+}
+
+/// The value of the storage slot `key` as the state holds it (an absent slot is zero).
+pub(crate) fn decode_slot(
+    key: StateKey,
+    value: Option<&StateValue>,
+) -> Result<U256, ViewDatabaseError> {
+    match value {
+        None => Ok(U256::ZERO),
+        Some(StateValue::Slot(value)) => Ok(*value),
+        Some(_) => Err(ViewDatabaseError::WrongKind(key)),
+    }
+}
+
+/// The code with `code_hash`: the copy this thread analyzed, or the bytes `read` finds (none: no
+/// code), analyzed and kept. The hash came from an account header a transaction read, so the
+/// kept copy needs no read of its own.
+pub(crate) fn load_code(
+    code_hash: B256,
+    read: impl FnOnce(&StateKey) -> Result<Option<StateValue>, ViewDatabaseError>,
+) -> Result<Bytecode, ViewDatabaseError> {
+    if let Some(code) = crate::scratch::kept_code(code_hash) {
+        return Ok(code);
+    }
+    let key = StateKey::Code(code_hash);
+    match read(&key)? {
+        None => Ok(Bytecode::default()),
+        Some(StateValue::Bytes(bytes)) => {
+            let code = Bytecode::new_raw(bytes);
+            crate::scratch::keep_code(code_hash, &code);
+            Ok(code)
+        }
+        Some(_) => Err(ViewDatabaseError::WrongKind(key)),
+    }
+}
+
 /// A revm [`DatabaseRef`] over a Block-STM [`TransactionView`].
 #[derive(Debug)]
 pub struct ViewDatabase<'view, View> {
@@ -131,12 +177,8 @@ impl<View: TransactionView<Key = StateKey, Value = StateValue>> DatabaseRef
     type Error = ViewDatabaseError;
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        let header = self.read(&StateKey::Account(address))?;
-        let (nonce, code_hash) = match header {
-            None => (0, EVM_EMPTY_CODE_HASH),
-            Some(StateValue::Account { nonce, code_hash }) => (nonce, code_hash),
-            Some(_) => return Err(ViewDatabaseError::WrongKind(StateKey::Account(address))),
-        };
+        let header = decode_header(address, self.read(&StateKey::Account(address))?.as_ref())?;
+        let (nonce, code_hash) = header.unwrap_or((0, EVM_EMPTY_CODE_HASH));
         let lazy = self.lazy && address != self.sender && code_hash == EVM_EMPTY_CODE_HASH;
         let balance = if lazy {
             // "At least 1 wei?" says whether the account is empty without depending on the
@@ -164,21 +206,9 @@ impl<View: TransactionView<Key = StateKey, Value = StateValue>> DatabaseRef
         }))
     }
 
-    /// The code for `code_hash`: the hash came from an account header this transaction read, so
-    /// the analyzed copy this thread keeps needs no read of its own.
+    /// The code for `code_hash` ([`load_code`]).
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
-        if let Some(code) = crate::scratch::kept_code(code_hash) {
-            return Ok(code);
-        }
-        match self.read(&StateKey::Code(code_hash))? {
-            None => Ok(Bytecode::default()),
-            Some(StateValue::Bytes(bytes)) => {
-                let code = Bytecode::new_raw(bytes);
-                crate::scratch::keep_code(code_hash, &code);
-                Ok(code)
-            }
-            Some(_) => Err(ViewDatabaseError::WrongKind(StateKey::Code(code_hash))),
-        }
+        load_code(code_hash, |key| self.read(key))
     }
 
     fn storage_ref(
@@ -191,11 +221,8 @@ impl<View: TransactionView<Key = StateKey, Value = StateValue>> DatabaseRef
             return Ok(U256::ZERO);
         }
         let key = StateKey::Storage { address, slot: B256::from(index) };
-        match self.read(&key)? {
-            None => Ok(U256::ZERO),
-            Some(StateValue::Slot(value)) => Ok(value),
-            Some(_) => Err(ViewDatabaseError::WrongKind(key)),
-        }
+        let value = self.read(&key)?;
+        decode_slot(key, value.as_ref())
     }
 
     /// Block hashes come from the node's chain; until it provides them, `BLOCKHASH` answers

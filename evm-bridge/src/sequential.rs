@@ -28,6 +28,7 @@ use revm::primitives::{Address, StorageKey, StorageValue};
 use revm::state::{AccountId, AccountInfo, Bytecode, EvmState};
 use revm::ExecuteEvm;
 
+use crate::database::{decode_header, decode_slot, load_code};
 use crate::{EvmVm, ViewDatabaseError, EVM_EMPTY_CODE_HASH};
 
 use revm::primitives::map::{AddressMap, B256Map, Entry, FbBuildHasher, U256Map};
@@ -117,11 +118,8 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
             Entry::Vacant(vacant) => vacant,
         };
         let (storage, failure) = (self.storage, &mut self.failure);
-        let header = match read(storage, failure, &StateKey::Account(address))? {
-            None => None,
-            Some(StateValue::Account { nonce, code_hash }) => Some((nonce, code_hash)),
-            Some(_) => return Err(ViewDatabaseError::WrongKind(StateKey::Account(address))),
-        };
+        let header =
+            decode_header(address, read(storage, failure, &StateKey::Account(address))?.as_ref())?;
         let (balance, corrupt_balance) = match read(storage, failure, &StateKey::Balance(address))?
         {
             None => (U256::ZERO, false),
@@ -168,11 +166,8 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
             U256::ZERO
         } else {
             let key = StateKey::Storage { address, slot: B256::from(slot) };
-            match read(self.storage, &mut self.failure, &key)? {
-                None => U256::ZERO,
-                Some(StateValue::Slot(value)) => value,
-                Some(_) => return Err(ViewDatabaseError::WrongKind(key)),
-            }
+            let value = read(self.storage, &mut self.failure, &key)?;
+            decode_slot(key, value.as_ref())?
         };
         vacant.insert((value, false));
         Ok(value)
@@ -310,20 +305,12 @@ impl<S: Storage<Key = StateKey, Value = StateValue>> Database for RunCache<'_, S
         if let Some((code, _)) = self.codes.get(&code_hash) {
             return Ok(code.clone());
         }
-        let code = match crate::scratch::kept_code(code_hash) {
-            Some(code) => code,
-            None => match read(self.storage, &mut self.failure, &StateKey::Code(code_hash))? {
-                // Not kept: the view's database reads it again each time too.
-                None => return Ok(Bytecode::default()),
-                Some(StateValue::Bytes(bytes)) => {
-                    let code = Bytecode::new_raw(bytes);
-                    crate::scratch::keep_code(code_hash, &code);
-                    code
-                }
-                Some(_) => return Err(ViewDatabaseError::WrongKind(StateKey::Code(code_hash))),
-            },
-        };
-        self.codes.insert(code_hash, (code.clone(), false));
+        let (storage, failure) = (self.storage, &mut self.failure);
+        let code = load_code(code_hash, |key| read(storage, failure, key))?;
+        if !code.is_empty() {
+            // Absent code is not kept: the view's database reads it again each time too.
+            self.codes.insert(code_hash, (code.clone(), false));
+        }
         Ok(code)
     }
 
