@@ -45,7 +45,7 @@ pub use move_call::{call_data, move_revert_reason, return_values, revert_reason,
 pub use receipt::{block_receipts, BlockReceipt};
 pub use recovery::{recover, recover_block, tx_env, RecoveryError};
 use revm::context_interface::local::FrameStack;
-use scratch::{Scratch, WarmKey};
+use scratch::Scratch;
 
 use duet_block_stm::{TransactionView, TxnIndex, Vm, VmOutput};
 use duet_types::{Address, B256, U256};
@@ -281,7 +281,7 @@ impl EvmVm {
             caller,
         );
         let mut evm = Evm {
-            ctx: self.context(database, warm_key(spec, &precompiles)),
+            ctx: self.context(database, precompiles.has_move_call()),
             inspector: (),
             instruction: EthInstructions::new_mainnet_with_spec(spec),
             precompiles,
@@ -295,14 +295,15 @@ impl EvmVm {
 impl EvmVm {
     /// revm's context over `database`, built by hand rather than with `Context::new` (which
     /// pre-allocates eight call frames, a 32 KiB stack each), from the parts the thread's last
-    /// EVM with precompiles of `key` left (see [`scratch`]); call frames are made as calls need
+    /// EVM with the same warm precompile addresses (this hard fork's, with the Move call
+    /// precompile's if `move_call`) left (see [`scratch`]); call frames are made as calls need
     /// them.
     pub(crate) fn context<DB: revm::Database>(
         &self,
         database: DB,
-        key: WarmKey,
+        move_call: bool,
     ) -> MainnetContext<DB> {
-        let scratch = Scratch::take(key);
+        let scratch = Scratch::take((self.cfg.spec, move_call));
         let mut journaled_state = Journal::new_with_inner(database, scratch.journal);
         // As revm's `Context` does when it is built (`sync_cfg_to_journal`): a transaction's
         // pre-execution sets the spec again, but a Move-to-EVM call (`from_move`) runs frames
@@ -325,20 +326,13 @@ impl EvmVm {
     }
 }
 
-/// Keeps the reusable parts of a finished EVM's `context` for the thread's next one (see
-/// [`scratch`]); returns its database.
-pub(crate) fn keep_context<DB: revm::Database>(context: MainnetContext<DB>, key: WarmKey) -> DB {
-    let Context { journaled_state, local, .. } = context;
-    Scratch { journal: journaled_state.inner, local }.keep(key);
+/// Keeps the reusable parts of a finished EVM's `context` (whose precompiles include the Move
+/// call precompile if `move_call`) for the thread's next one (see [`scratch`]); returns its
+/// database.
+pub(crate) fn keep_context<DB: revm::Database>(context: MainnetContext<DB>, move_call: bool) -> DB {
+    let Context { journaled_state, local, cfg, .. } = context;
+    Scratch { journal: journaled_state.inner, local }.keep((cfg.spec, move_call));
     journaled_state.database
-}
-
-/// What decides the precompile addresses an EVM with `precompiles` keeps warm.
-fn warm_key(
-    spec: revm::primitives::hardfork::SpecId,
-    precompiles: &DuetPrecompiles<'_>,
-) -> WarmKey {
-    (spec, precompiles.has_move_call())
 }
 
 /// Keeps the reusable parts of a finished `evm` for the thread's next one (see [`scratch`]);
@@ -349,9 +343,8 @@ pub(crate) fn keep_parts<View>(
 where
     View: TransactionView<Key = StateKey, Value = StateValue>,
 {
-    let key = warm_key(evm.ctx.cfg.spec, &evm.precompiles);
     let Evm { ctx, precompiles, .. } = evm;
-    (keep_context(ctx, key).0, precompiles)
+    (keep_context(ctx, precompiles.has_move_call()).0, precompiles)
 }
 
 /// Who runs the EVM: an EVM transaction, or a Move transaction calling into it (whose EVM code

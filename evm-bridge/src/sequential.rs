@@ -338,11 +338,6 @@ impl<S: Storage<Key = StateKey, Value = StateValue>> Database for RunCache<'_, S
 type RunEvm<'s, S> = revm::handler::MainnetEvm<revm::handler::MainnetContext<RunCache<'s, S>>>;
 
 impl EvmVm {
-    /// The precompile addresses the run's EVM keeps warm: Ethereum's, no Move call.
-    fn run_key(&self) -> crate::scratch::WarmKey {
-        (self.cfg.spec, false)
-    }
-
     /// revm for the run, over `cache`, from the parts the thread's last EVM left (as `evm`
     /// builds one per transaction).
     fn run_evm<'s, S>(&self, cache: RunCache<'s, S>) -> RunEvm<'s, S>
@@ -351,7 +346,8 @@ impl EvmVm {
     {
         let spec = self.cfg.spec;
         revm::context::Evm {
-            ctx: self.context(cache, self.run_key()),
+            // Ethereum's precompiles, no Move call.
+            ctx: self.context(cache, false),
             inspector: (),
             instruction: revm::handler::instructions::EthInstructions::new_mainnet_with_spec(spec),
             precompiles: revm::handler::EthPrecompiles::new(spec),
@@ -404,7 +400,7 @@ impl EvmVm {
             };
             results.push(result);
         }
-        let cache = crate::keep_context(evm.ctx, self.run_key());
+        let cache = crate::keep_context(evm.ctx, false);
         Ok(BlockOutput { results, state_updates: cache.into_updates() })
     }
 }
