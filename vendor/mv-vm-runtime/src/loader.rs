@@ -2259,9 +2259,8 @@ struct FieldInstantiation {
 
 struct StructInfo {
     struct_tag: Option<StructTag>,
-    struct_layout: Option<MoveStructLayout>,
-    /// Duet: the nodes and the depth of `struct_layout`.
-    struct_layout_size: (usize, usize),
+    /// Duet: with its nodes and its depth.
+    struct_layout: Option<(MoveStructLayout, usize, usize)>,
 }
 
 impl StructInfo {
@@ -2269,7 +2268,6 @@ impl StructInfo {
         Self {
             struct_tag: None,
             struct_layout: None,
-            struct_layout_size: (0, 0),
         }
     }
 }
@@ -2500,12 +2498,11 @@ impl Loader {
     ) -> PartialVMResult<MoveStructLayout> {
         if let Some(struct_map) = self.type_cache.read().structs.get(&gidx) {
             if let Some(struct_info) = struct_map.get(ty_args) {
-                if let Some(layout) = &struct_info.struct_layout {
+                if let Some((layout, layout_nodes, layout_depth)) = &struct_info.struct_layout {
                     // Duet: a cached layout is copied whole: its nodes count (the struct's own
                     // was counted by the caller), and it must fit below `depth` as a layout
                     // built here would (or whether a type is too deep would depend on what an
                     // earlier transaction cached).
-                    let (layout_nodes, layout_depth) = struct_info.struct_layout_size;
                     count_layout_nodes(nodes, layout_nodes - 1)?;
                     if depth + layout_depth - 1 > VALUE_DEPTH_MAX {
                         return Err(layout_too_large());
@@ -2526,12 +2523,11 @@ impl Loader {
             .map(|ty| self.type_to_type_layout_impl(ty, depth + 1, nodes))
             .collect::<PartialVMResult<Vec<_>>>()?;
         let struct_layout = MoveStructLayout::new(field_layouts);
-        let size = struct_layout_size(&struct_layout);
+        let (layout_nodes, layout_depth) = struct_layout_size(&struct_layout);
         let mut cache = self.type_cache.write();
         // Duet: counted (the layout's nodes) and bounded.
-        let info = cache.entry(gidx, ty_args, size.0);
-        info.struct_layout = Some(struct_layout.clone());
-        info.struct_layout_size = size;
+        let info = cache.entry(gidx, ty_args, layout_nodes);
+        info.struct_layout = Some((struct_layout.clone(), layout_nodes, layout_depth));
         drop(cache);
 
         Ok(struct_layout)
