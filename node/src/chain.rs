@@ -30,7 +30,7 @@ use crate::block::{Block, Kind, TransactionRecord};
 use crate::mempool::{Arrival, Mempool, MempoolError, PendingTransaction};
 use crate::merkle::{self, NodeCache, Proof};
 use crate::metrics::Metrics;
-use crate::store::{BlockCommit, Store, StoreError};
+use crate::store::{BlockCommit, StateAt, Store, StoreError};
 use crate::turns::Turns;
 
 /// The most rounds of execution that fill one block (see `Chain::fill_block`).
@@ -900,14 +900,19 @@ impl Chain {
         // run on a fresh Move VM, whose code cache holds no code the block replaced (the old VM
         // could serve old code over the new state).
         let call_move_vm = published.then(|| self.call_move_vm.write());
+        let block = Arc::new(block);
+        // The head moves within the commit: a call's state and head are of one block.
         self.store
-            .commit(&BlockCommit {
-                block: &block,
-                transactions: &records,
-                state: &output.state_updates,
-                settled: &settled,
-                nodes: &update.writes,
-            })
+            .commit_then(
+                &BlockCommit {
+                    block: &block,
+                    transactions: &records,
+                    state: &output.state_updates,
+                    settled: &settled,
+                    nodes: &update.writes,
+                },
+                || *self.head.write() = Arc::clone(&block),
+            )
             .map_err(|error| format!("block {number}: {error}"))?;
         // Only now: a block that failed to commit leaves the cache as the store is.
         cache.committed(&update.writes);
@@ -924,8 +929,6 @@ impl Chain {
         Metrics::add(&self.metrics.blocks, 1);
         Metrics::add(&self.metrics.transactions, block.transactions.len() as u64);
         Metrics::add(&self.metrics.gas, block.gas_used);
-        let block = Arc::new(block);
-        *self.head.write() = Arc::clone(&block);
         drop(cache);
         if let Some(mut call_move_vm) = call_move_vm {
             *call_move_vm = Arc::new(MoveVm::new(self.config.fee_vault));
@@ -1263,20 +1266,27 @@ impl Chain {
     /// See [`CallError`].
     pub fn call(&self, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
         let _turn = self.call_turns.take();
-        self.call_in_turn(tx)
+        self.call_at(&self.call_state(), tx)
     }
 
-    /// [`call`](Self::call), once the caller has a turn.
-    fn call_in_turn(&self, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
-        // The Move VM first: while a block that published modules commits, this waits for it,
-        // and the head read after is that block.
-        let move_vm = Arc::clone(&self.call_move_vm.read());
-        let head = self.head();
+    /// What calls run on: the latest block's state, its head and a Move VM whose code cache
+    /// holds that block's code.
+    fn call_state(&self) -> CallState<'_> {
+        // The Move VM's lock first, held until the state is taken: a block that published
+        // modules holds it from before its commit until it has replaced the VM (and a block
+        // committing without it cannot be waiting for it, so waiting for its commit here ends).
+        let move_vm = self.call_move_vm.read();
+        let (head, state) = self.store.state_at_head(|| self.head());
+        CallState { move_vm: Arc::clone(&move_vm), head, state }
+    }
+
+    /// [`call`](Self::call) on `at`, once the caller has a turn.
+    fn call_at(&self, at: &CallState<'_>, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
         let mut evm = EvmVm::new(
             self.config.chain_id,
-            block_env(&self.config, head.number + 1, head.timestamp + 1),
+            block_env(&self.config, at.head.number + 1, at.head.timestamp + 1),
         )
-        .with_move(move_vm);
+        .with_move(Arc::clone(&at.move_vm));
         evm.cfg.disable_nonce_check = true;
         evm.cfg.disable_balance_check = true;
         evm.cfg.disable_base_fee = true;
@@ -1285,7 +1295,7 @@ impl Chain {
         if tx.gas_limit == 0 {
             tx.gas_limit = self.max_transaction_gas();
         }
-        let output = execute_sequential(&evm, std::slice::from_ref(&tx), &self.store)
+        let output = execute_sequential(&evm, std::slice::from_ref(&tx), &at.state)
             .map_err(|error| CallError::Invalid(error.to_string()))?;
         match output.results.into_iter().next() {
             Some(TransactionResult::Executed(receipt)) => match receipt {
@@ -1319,17 +1329,18 @@ impl Chain {
         mut tx: TxEnv,
         time: std::time::Duration,
     ) -> Result<u64, CallError> {
-        // One turn for all its executions.
+        // One turn for all its executions, and one state: the search is over one block.
         let _turn = self.call_turns.take();
+        let at = self.call_state();
         let deadline = std::time::Instant::now() + time;
         let most = self.max_transaction_gas();
         let cap = if tx.gas_limit == 0 { most } else { tx.gas_limit.min(most) };
         tx.gas_limit = cap;
-        let (_, used) = self.call_in_turn(tx.clone())?;
+        let (_, used) = self.call_at(&at, tx.clone())?;
         let mut low = used.saturating_sub(1);
         let mut high = cap;
         tx.gas_limit = used;
-        if self.call_in_turn(tx.clone()).is_ok() {
+        if self.call_at(&at, tx.clone()).is_ok() {
             return Ok(used);
         }
         while high - low > 1 {
@@ -1338,7 +1349,7 @@ impl Chain {
             }
             let middle = low + (high - low) / 2;
             tx.gas_limit = middle;
-            if self.call_in_turn(tx.clone()).is_ok() {
+            if self.call_at(&at, tx.clone()).is_ok() {
                 high = middle;
             } else {
                 low = middle;
@@ -1346,6 +1357,13 @@ impl Chain {
         }
         Ok(high)
     }
+}
+
+/// What [`Chain::call`] runs on: one block's state and head, and a Move VM for its code.
+struct CallState<'a> {
+    move_vm: Arc<MoveVm>,
+    head: Arc<Block>,
+    state: StateAt<'a>,
 }
 
 /// Empties the Move VM's code caches when dropped, unless the block's rounds all ran: a round
@@ -1758,6 +1776,47 @@ pub(crate) mod tests {
         // Out of time before the search: geth's words.
         let timed_out = chain.estimate_gas_within(tx, std::time::Duration::ZERO).unwrap_err();
         assert_eq!(timed_out.to_string(), "execution aborted (timeout = 0ns)");
+    }
+
+    #[test]
+    fn a_call_reads_one_block_even_while_the_next_one_commits() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        // Creation code returning BALANCE(0xbebe…be) (the test transfers' recipient) and NUMBER:
+        // PUSH20 0xbe… BALANCE PUSH1 0 MSTORE NUMBER PUSH1 32 MSTORE PUSH1 64 PUSH1 0 RETURN.
+        let mut code = vec![0x73];
+        code.extend([0xbe; 20]);
+        code.extend(alloy_primitives::hex!("316000524360205260406000f3"));
+        let tx = TxEnv {
+            caller: dev_signer(0).address(),
+            kind: alloy_primitives::TxKind::Create,
+            data: code.into(),
+            ..TxEnv::default()
+        };
+        let balance_and_number = |output: alloy_primitives::Bytes| {
+            (
+                alloy_primitives::U256::from_be_slice(&output[..32]),
+                alloy_primitives::U256::from_be_slice(&output[32..]),
+            )
+        };
+        chain.submit(&payment(&dev_signer(0), 0, alloy_primitives::U256::from(5), 10)).unwrap();
+        let first = chain.produce_block().unwrap().number;
+        // A call's state taken now, then a block pays 7 more: the call sees the first block
+        // whole (the balance, and the number after it), as a call that started before the
+        // second block committed would.
+        let before = chain.call_state();
+        chain.submit(&payment(&dev_signer(0), 1, alloy_primitives::U256::from(7), 10)).unwrap();
+        chain.produce_block().unwrap();
+        let (output, _) = chain.call_at(&before, tx.clone()).unwrap();
+        assert_eq!(
+            balance_and_number(output),
+            (alloy_primitives::U256::from(5), alloy_primitives::U256::from(first + 1))
+        );
+        let (output, _) = chain.call(tx).unwrap();
+        assert_eq!(
+            balance_and_number(output),
+            (alloy_primitives::U256::from(12), alloy_primitives::U256::from(first + 2))
+        );
     }
 
     #[test]

@@ -378,7 +378,18 @@ impl Store {
             return Ok(value);
         }
         let commits_before = self.commits();
-        let value = match self.db.get_pinned_cf(self.family(STATE), key.encode())? {
+        self.read_and_fill(key, &rocksdb::ReadOptions::default(), commits_before)
+    }
+
+    /// `key` read from RocksDB with `options`, put in the cache unless a commit ran since the
+    /// count was `commits_before`.
+    fn read_and_fill(
+        &self,
+        key: &StateKey,
+        options: &rocksdb::ReadOptions,
+        commits_before: u64,
+    ) -> Result<Option<StateValue>, StoreError> {
+        let value = match self.db.get_pinned_cf_opt(self.family(STATE), key.encode(), options)? {
             None => None,
             Some(bytes) => Some(
                 StateValue::decode(&bytes)
@@ -387,6 +398,31 @@ impl Store {
         };
         self.cache.fill(key, value.clone(), commits_before);
         Ok(value)
+    }
+
+    /// The state as of the last committed block, with what `head` gives at that block (the
+    /// caller's head, which [`commit_then`](Self::commit_then) moves): every read through it is
+    /// of that block, however many blocks commit meanwhile. Waits while a block commits.
+    pub fn state_at_head<T>(&self, head: impl Fn() -> T) -> (T, StateAt<'_>) {
+        let mut waits = 0u32;
+        loop {
+            let before = self.commits();
+            if before % 2 == 0 {
+                let head = head();
+                let snapshot = self.db.snapshot();
+                // No commit started since: the snapshot and the head are of the same block.
+                if self.unchanged_since(before) {
+                    return (head, StateAt { store: self, snapshot, commits: before });
+                }
+            }
+            // A block is committing (a synced write, milliseconds).
+            if waits < 8 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            waits = waits.saturating_add(1);
+        }
     }
 
     /// Every state entry whose encoded key starts with `prefix`, in key order (the Move
@@ -466,6 +502,20 @@ impl Store {
     /// # Panics
     /// Never: blocks and transactions always serialize.
     pub fn commit(&self, commit: &BlockCommit<'_>) -> Result<(), StoreError> {
+        self.commit_then(commit, || ())
+    }
+
+    /// [`commit`](Self::commit), calling `then` once the block is written and before the commit
+    /// ends: what `then` moves (the caller's head) is of the new block for every
+    /// [`state_at_head`](Self::state_at_head) that reads the new block's state.
+    ///
+    /// # Errors
+    /// The database failed; nothing was written and `then` was not called.
+    pub fn commit_then(
+        &self,
+        commit: &BlockCommit<'_>,
+        then: impl FnOnce(),
+    ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         let state = self.family(STATE);
         for (key, value) in commit.state {
@@ -489,7 +539,47 @@ impl Store {
         let _commit = self.cache.start_commit();
         self.write_synced(batch)?;
         self.cache.committed(commit.state);
+        then();
         Ok(())
+    }
+}
+
+/// The state as of one committed block ([`Store::state_at_head`]): a RocksDB snapshot, and the
+/// state cache while no later block has begun to commit.
+pub struct StateAt<'a> {
+    store: &'a Store,
+    snapshot: rocksdb::Snapshot<'a>,
+    /// The commit count when the snapshot was taken (even).
+    commits: u64,
+}
+
+impl StateAt<'_> {
+    /// The value of `key` at this block.
+    ///
+    /// # Errors
+    /// The database failed or is corrupt.
+    pub fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
+        // The cache holds the latest state, which is this block's while no commit has started
+        // since the snapshot (checked after the cache's answer: a commit puts its updates in
+        // after it starts).
+        if let Ok(value) = self.store.cache.get(key) {
+            if self.store.unchanged_since(self.commits) {
+                return Ok(value);
+            }
+        }
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_snapshot(&self.snapshot);
+        // Put in the cache only while the latest state is still this block's.
+        self.store.read_and_fill(key, &options, self.commits)
+    }
+}
+
+impl Storage for StateAt<'_> {
+    type Key = StateKey;
+    type Value = StateValue;
+
+    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StorageError> {
+        StateAt::get(self, key).map_err(|error| StorageError(Arc::new(error)))
     }
 }
 
@@ -622,6 +712,77 @@ mod tests {
         assert_eq!(reopened.get(&kept).unwrap(), Some(StateValue::Balance(10)));
         assert_eq!(reopened.get(&changed).unwrap(), None);
         assert_eq!(reopened.get(&added).unwrap(), Some(StateValue::Balance(3)));
+    }
+
+    #[test]
+    fn a_state_at_a_block_reads_that_block_while_later_blocks_commit() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let directory = tempfile::tempdir().unwrap();
+        let store = Store::open(directory.path()).unwrap();
+        let config = crate::chain::ChainConfig::for_tests();
+        let head = AtomicU64::new(0);
+        let (cached, changed, added) = (
+            StateKey::Balance(Address::repeat_byte(1)),
+            StateKey::Balance(Address::repeat_byte(2)),
+            StateKey::Balance(Address::repeat_byte(3)),
+        );
+        let commit = |number: u64, state: &[(StateKey, Option<StateValue>)]| {
+            let block = Block::empty(number, B256::ZERO, number, &config);
+            let commit = BlockCommit {
+                block: &block,
+                transactions: &[],
+                state,
+                settled: &[],
+                nodes: &std::collections::BTreeMap::new(),
+            };
+            store.commit_then(&commit, || head.store(number, Ordering::SeqCst)).unwrap();
+        };
+        commit(
+            1,
+            &[
+                (cached.clone(), Some(StateValue::Balance(1))),
+                (changed.clone(), Some(StateValue::Balance(2))),
+            ],
+        );
+        let (number, at_one) = store.state_at_head(|| head.load(Ordering::SeqCst));
+        assert_eq!(number, 1);
+        assert_eq!(at_one.get(&cached).unwrap(), Some(StateValue::Balance(1)));
+        // Block 2 changes all three; the cache then holds block 2's values, which a read at
+        // block 1 must not take, and block 1's reads must not put theirs back in the cache.
+        commit(
+            2,
+            &[
+                (cached.clone(), Some(StateValue::Balance(10))),
+                (changed.clone(), None),
+                (added.clone(), Some(StateValue::Balance(3))),
+            ],
+        );
+        for _ in 0..2 {
+            assert_eq!(at_one.get(&cached).unwrap(), Some(StateValue::Balance(1)));
+            assert_eq!(at_one.get(&changed).unwrap(), Some(StateValue::Balance(2)));
+            assert_eq!(at_one.get(&added).unwrap(), None);
+        }
+        assert_eq!(store.get(&cached).unwrap(), Some(StateValue::Balance(10)));
+        assert_eq!(store.get(&changed).unwrap(), None);
+        assert_eq!(store.get(&added).unwrap(), Some(StateValue::Balance(3)));
+        let (number, at_two) = store.state_at_head(|| head.load(Ordering::SeqCst));
+        assert_eq!(number, 2);
+        assert_eq!(at_two.get(&cached).unwrap(), Some(StateValue::Balance(10)));
+        assert_eq!(at_two.get(&changed).unwrap(), None);
+        // While a block commits, taking the state waits for it to end.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let in_commit = store.mark_commit();
+            scope.spawn(|| {
+                let (number, _) = store.state_at_head(|| head.load(Ordering::SeqCst));
+                sender.send(number).unwrap();
+            });
+            let waited = receiver.recv_timeout(std::time::Duration::from_millis(100));
+            assert!(waited.is_err(), "the state was taken during a commit: {waited:?}");
+            head.store(3, Ordering::SeqCst);
+            drop(in_commit);
+            assert_eq!(receiver.recv().unwrap(), 3);
+        });
     }
 
     #[test]
