@@ -16,9 +16,7 @@ use duet_block_stm::{
 };
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm};
 use duet_move::MoveVm;
-use duet_types::{
-    MovePayload, MoveTransaction, StateKey, StateValue, KECCAK256_EMPTY, MOVE_ENTRY_ADDRESS,
-};
+use duet_types::{MovePayload, MoveTransaction, StateKey, StateValue, MOVE_ENTRY_ADDRESS};
 use parking_lot::{Mutex, RwLock};
 use revm::context::result::{ExecutionResult, InvalidTransaction, Output};
 use revm::context::{BlockEnv, TxEnv};
@@ -30,7 +28,7 @@ use crate::block::{Block, Kind, TransactionRecord};
 use crate::mempool::{Arrival, Mempool, MempoolError, PendingTransaction};
 use crate::merkle::{self, NodeCache, Proof};
 use crate::metrics::Metrics;
-use crate::store::{BlockCommit, StateAt, Store, StoreError};
+use crate::store::{BlockCommit, ReadState, StateAt, Store, StoreError};
 use crate::turns::Turns;
 
 /// The most rounds of execution that fill one block (see `Chain::fill_block`).
@@ -468,7 +466,7 @@ impl Chain {
     /// # Errors
     /// The database failed.
     pub fn balance(&self, address: Address) -> Result<u128, StoreError> {
-        Ok(self.store.get(&StateKey::Balance(address))?.and_then(|v| v.as_balance()).unwrap_or(0))
+        self.store.balance(address)
     }
 
     /// `sender`'s nonce and balance, read as of one block if they can be (see [`Funds`]).
@@ -499,10 +497,7 @@ impl Chain {
     /// # Errors
     /// The database failed.
     pub fn account(&self, address: Address) -> Result<(u64, B256), StoreError> {
-        Ok(match self.store.get(&StateKey::Account(address))? {
-            Some(StateValue::Account { nonce, code_hash }) => (nonce, code_hash),
-            _ => (0, KECCAK256_EMPTY),
-        })
+        self.store.account(address)
     }
 
     /// The next nonce of `address`, counting its waiting transactions.
@@ -535,30 +530,9 @@ impl Chain {
         Ok((self.head.read().state_root, value, proof))
     }
 
-    /// The code of `address`.
-    ///
-    /// # Errors
-    /// The database failed.
-    pub fn code(&self, address: Address) -> Result<Bytes, StoreError> {
-        let (_, code_hash) = self.account(address)?;
-        if code_hash == KECCAK256_EMPTY {
-            return Ok(Bytes::new());
-        }
-        Ok(match self.store.get(&StateKey::Code(code_hash))? {
-            Some(StateValue::Bytes(bytes)) => bytes,
-            _ => Bytes::new(),
-        })
-    }
-
-    /// Storage slot `slot` of `address`.
-    ///
-    /// # Errors
-    /// The database failed.
-    pub fn storage(&self, address: Address, slot: B256) -> Result<U256, StoreError> {
-        Ok(match self.store.get(&StateKey::Storage { address, slot })? {
-            Some(StateValue::Slot(value)) => value,
-            _ => U256::ZERO,
-        })
+    /// The latest block's state, with the head at it (waits while a block commits).
+    pub fn latest_state(&self) -> (Arc<Block>, StateAt<'_>) {
+        self.store.state_at_head(|| self.head())
     }
 
     /// Checks a signed transaction against the state and adds it to the mempool; returns its
@@ -1265,8 +1239,23 @@ impl Chain {
     /// # Errors
     /// See [`CallError`].
     pub fn call(&self, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
+        self.call_checked(tx, |_| Ok::<_, CallError>(()))
+    }
+
+    /// [`call`](Self::call), once `check` has accepted the block the call runs on (the latest
+    /// when its turn comes, which may be later than when it was asked for).
+    ///
+    /// # Errors
+    /// What `check` returns, or see [`CallError`].
+    pub fn call_checked<E: From<CallError>>(
+        &self,
+        tx: TxEnv,
+        check: impl FnOnce(&Block) -> Result<(), E>,
+    ) -> Result<(Bytes, u64), E> {
         let _turn = self.call_turns.take();
-        self.call_at(&self.call_state(), tx)
+        let at = self.call_state();
+        check(&at.head)?;
+        Ok(self.call_at(&at, tx)?)
     }
 
     /// What calls run on: the latest block's state, its head and a Move VM whose code cache

@@ -39,6 +39,7 @@ use crate::block::{Block, TransactionRecord};
 use crate::chain::{CallError, Chain};
 use crate::filters::{Filters, FILTER_LIFETIME};
 use crate::mempool::PendingTransaction;
+use crate::store::{ReadState, StoreError};
 use alloy_consensus::TxEip1559;
 use alloy_signer_local::PrivateKeySigner;
 use duet_types::StateKey;
@@ -351,6 +352,7 @@ fn respond(rpc: &Rpc, request: Value) -> Value {
 }
 
 /// A JSON-RPC error: code, message and optional data.
+#[derive(Debug)]
 struct RpcError {
     code: i64,
     message: String,
@@ -562,29 +564,26 @@ fn state_method(
     match method {
         "eth_getBalance" => {
             let address = address_param(params, 0)?;
-            latest_only(head, params.get(1))?;
-            Ok(json!(U256::from(chain.balance(address).map_err(RpcError::server)?)))
+            let balance = read_at(chain, head, params.get(1), |state| state.balance(address))?;
+            Ok(json!(U256::from(balance)))
         }
         "eth_getTransactionCount" => {
             let address = address_param(params, 0)?;
             let nonce = if params.get(1).and_then(Value::as_str) == Some("pending") {
                 chain.pending_nonce(address).map_err(RpcError::server)?
             } else {
-                latest_only(head, params.get(1))?;
-                chain.account(address).map_err(RpcError::server)?.0
+                read_at(chain, head, params.get(1), |state| state.account(address))?.0
             };
             Ok(json!(hex(nonce)))
         }
         "eth_getCode" => {
             let address = address_param(params, 0)?;
-            latest_only(head, params.get(1))?;
-            Ok(json!(chain.code(address).map_err(RpcError::server)?))
+            Ok(json!(read_at(chain, head, params.get(1), |state| state.code(address))?))
         }
         "eth_getStorageAt" => {
             let address = address_param(params, 0)?;
-            let slot: U256 = parse(params, 1, "slot")?;
-            latest_only(head, params.get(2))?;
-            let value = chain.storage(address, B256::from(slot)).map_err(RpcError::server)?;
+            let slot = B256::from(parse::<U256>(params, 1, "slot")?);
+            let value = read_at(chain, head, params.get(2), |state| state.storage(address, slot))?;
             Ok(json!(B256::from(value)))
         }
         "eth_sendRawTransaction" => {
@@ -596,7 +595,9 @@ fn state_method(
             let tx = call_request(chain, params.first())?;
             latest_only(head, params.get(1))?;
             no_overrides(params)?;
-            chain.call(tx).map(|(output, _)| json!(output)).map_err(call_error)
+            // Checked again against the block the call runs on, which may be later.
+            let at_block = |head: &Block| latest_only(head, params.get(1));
+            chain.call_checked(tx, at_block).map(|(output, _)| json!(output))
         }
         "eth_estimateGas" => {
             let tx = call_request(chain, params.first())?;
@@ -806,12 +807,40 @@ fn latest_only(head: &Block, value: Option<&Value>) -> Result<(), RpcError> {
     }
 }
 
+/// What `read` finds in the state at the block `value` names, which must be the latest: for a
+/// tag, the latest state when it reads; for a number or a hash, the state of that block, or an
+/// error if a later block has committed since `head` (the node keeps only the latest state).
+fn read_at<T>(
+    chain: &Chain,
+    head: &Block,
+    value: Option<&Value>,
+    read: impl FnOnce(&dyn ReadState) -> Result<T, StoreError>,
+) -> Result<T, RpcError> {
+    latest_only(head, value)?;
+    let names_a_block = block_hash_field(value)?.is_some()
+        || BlockSpec::parse(value)?.and_then(BlockSpec::fixed).is_some();
+    if names_a_block {
+        let (head, state) = chain.latest_state();
+        latest_only(&head, value)?;
+        read(&state)
+    } else {
+        read(chain.store())
+    }
+    .map_err(RpcError::server)
+}
+
 fn call_error(error: CallError) -> RpcError {
     match error {
         CallError::Reverted(data) => {
             RpcError { code: 3, message: "execution reverted".to_owned(), data: Some(json!(data)) }
         }
         other => RpcError::server(other),
+    }
+}
+
+impl From<CallError> for RpcError {
+    fn from(error: CallError) -> Self {
+        call_error(error)
     }
 }
 
@@ -1671,6 +1700,41 @@ mod tests {
             "POST {path} HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\n\
              Content-Length: {length}\r\nConnection: close\r\n\r\n"
         )
+    }
+
+    #[test]
+    fn a_read_at_a_numbered_block_fails_once_a_later_block_has_committed() {
+        use serde_json::json;
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), crate::chain::ChainConfig::for_tests());
+        let recipient = Address::repeat_byte(0xbe);
+        chain.submit(&transfer(&dev_signer(0), 0, 10)).unwrap();
+        let asked_at = chain.produce_block().unwrap();
+        // A request at `asked_at` by number or hash, answered after the next block committed
+        // (as when it waits for a turn): it must not answer with the next block's state.
+        chain.submit(&transfer(&dev_signer(0), 1, 10)).unwrap();
+        chain.produce_block().unwrap();
+        let number = json!(format!("{:#x}", asked_at.number));
+        let hash = json!({ "blockHash": asked_at.hash });
+        let call = json!({ "to": recipient, "data": "0x" });
+        for block in [number, hash] {
+            for (method, params) in [
+                ("eth_getBalance", json!([recipient, block])),
+                ("eth_getTransactionCount", json!([recipient, block])),
+                ("eth_getCode", json!([recipient, block])),
+                ("eth_getStorageAt", json!([recipient, "0x0", block])),
+                ("eth_call", json!([call, block])),
+            ] {
+                let params = params.as_array().unwrap();
+                let answer = super::state_method(&chain, &asked_at, method, params);
+                let error = answer.expect_err(method);
+                assert!(error.message.contains("is not available"), "{method}: {error:?}");
+            }
+        }
+        // "latest" reads the latest state, whenever it is answered.
+        let params = [json!(recipient), json!("latest")];
+        let balance = super::state_method(&chain, &asked_at, "eth_getBalance", &params).unwrap();
+        assert_eq!(balance, json!("0x2"));
     }
 
     /// The status and JSON body of an HTTP answer (not chunked).

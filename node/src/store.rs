@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use duet_block_stm::{Storage, StorageError};
-use duet_types::{StateKey, StateValue, B256};
+use duet_types::{Address, Bytes, StateKey, StateValue, B256, KECCAK256_EMPTY, U256};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
 use crate::block::{Block, TransactionRecord};
@@ -541,6 +541,73 @@ impl Store {
         self.cache.committed(commit.state);
         then();
         Ok(())
+    }
+}
+
+/// Reads of the state, with what users ask of it: the latest state ([`Store`]), or one
+/// block's ([`StateAt`]).
+pub trait ReadState {
+    /// The value of `key`.
+    ///
+    /// # Errors
+    /// The database failed or is corrupt.
+    fn value(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError>;
+
+    /// The ETH balance of `address`, in wei.
+    ///
+    /// # Errors
+    /// The database failed or is corrupt.
+    fn balance(&self, address: Address) -> Result<u128, StoreError> {
+        Ok(self.value(&StateKey::Balance(address))?.and_then(|v| v.as_balance()).unwrap_or(0))
+    }
+
+    /// The nonce and code hash of `address`.
+    ///
+    /// # Errors
+    /// The database failed or is corrupt.
+    fn account(&self, address: Address) -> Result<(u64, B256), StoreError> {
+        Ok(match self.value(&StateKey::Account(address))? {
+            Some(StateValue::Account { nonce, code_hash }) => (nonce, code_hash),
+            _ => (0, KECCAK256_EMPTY),
+        })
+    }
+
+    /// The code of `address`.
+    ///
+    /// # Errors
+    /// The database failed or is corrupt.
+    fn code(&self, address: Address) -> Result<Bytes, StoreError> {
+        let (_, code_hash) = self.account(address)?;
+        if code_hash == KECCAK256_EMPTY {
+            return Ok(Bytes::new());
+        }
+        Ok(match self.value(&StateKey::Code(code_hash))? {
+            Some(StateValue::Bytes(bytes)) => bytes,
+            _ => Bytes::new(),
+        })
+    }
+
+    /// Storage slot `slot` of `address`.
+    ///
+    /// # Errors
+    /// The database failed or is corrupt.
+    fn storage(&self, address: Address, slot: B256) -> Result<U256, StoreError> {
+        Ok(match self.value(&StateKey::Storage { address, slot })? {
+            Some(StateValue::Slot(value)) => value,
+            _ => U256::ZERO,
+        })
+    }
+}
+
+impl ReadState for Store {
+    fn value(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
+        self.get(key)
+    }
+}
+
+impl ReadState for StateAt<'_> {
+    fn value(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
+        self.get(key)
     }
 }
 
