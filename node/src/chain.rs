@@ -29,7 +29,7 @@ use crate::mempool::{Arrival, Mempool, MempoolError, PendingTransaction};
 use crate::merkle::{self, NodeCache, Proof};
 use crate::metrics::Metrics;
 use crate::store::{BlockCommit, ReadState, StateAt, Store, StoreError};
-use crate::turns::Turns;
+use crate::turns::{Turn, Turns};
 
 /// The most rounds of execution that fill one block (see `Chain::fill_block`).
 const FILL_ROUNDS: usize = 4;
@@ -1232,27 +1232,39 @@ impl Chain {
         }
     }
 
-    /// Runs `tx` on the latest state without committing anything (`eth_call`): no nonce, fee or
-    /// balance checks; returns the output and the gas used. Waits for one of the call turns (a
-    /// few per core: see [`Turns`]).
+    /// A turn to run calls (`eth_call`, `eth_estimateGas`, Move views): a few per core (see
+    /// [`Turns`]); the task waits for one without holding a thread.
+    pub async fn call_turn(&self) -> Turn {
+        self.call_turns.take().await
+    }
+
+    /// [`call_turn`](Self::call_turn) for a caller off the async threads (the thread waits).
+    #[must_use]
+    pub fn call_turn_blocking(&self) -> Turn {
+        self.call_turns.take_blocking()
+    }
+
+    /// Runs `tx` on the latest state without committing anything (`eth_call`), in the caller's
+    /// `turn` ([`call_turn`](Self::call_turn)): no nonce, fee or balance checks; returns the
+    /// output and the gas used.
     ///
     /// # Errors
     /// See [`CallError`].
-    pub fn call(&self, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
-        self.call_checked(tx, |_| Ok::<_, CallError>(()))
+    pub fn call(&self, turn: &Turn, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
+        self.call_checked(turn, tx, |_| Ok::<_, CallError>(()))
     }
 
     /// [`call`](Self::call), once `check` has accepted the block the call runs on (the latest
-    /// when its turn comes, which may be later than when it was asked for).
+    /// when it runs, which may be later than when it was asked for).
     ///
     /// # Errors
     /// What `check` returns, or see [`CallError`].
     pub fn call_checked<E: From<CallError>>(
         &self,
+        _turn: &Turn,
         tx: TxEnv,
         check: impl FnOnce(&Block) -> Result<(), E>,
     ) -> Result<(Bytes, u64), E> {
-        let _turn = self.call_turns.take();
         let at = self.call_state();
         check(&at.head)?;
         Ok(self.call_at(&at, tx)?)
@@ -1307,19 +1319,19 @@ impl Chain {
     ///
     /// # Errors
     /// It fails even with the block gas limit.
-    pub fn estimate_gas(&self, tx: TxEnv) -> Result<u64, CallError> {
-        self.estimate_gas_within(tx, ESTIMATE_TIME)
+    pub fn estimate_gas(&self, turn: &Turn, tx: TxEnv) -> Result<u64, CallError> {
+        self.estimate_gas_within(turn, tx, ESTIMATE_TIME)
     }
 
     /// [`estimate_gas`](Self::estimate_gas), giving up once `time` has passed (checked between
     /// executions).
     fn estimate_gas_within(
         &self,
+        _turn: &Turn,
         mut tx: TxEnv,
         time: std::time::Duration,
     ) -> Result<u64, CallError> {
-        // One turn for all its executions, and one state: the search is over one block.
-        let _turn = self.call_turns.take();
+        // One state for all its executions: the search is over one block.
         let at = self.call_state();
         let deadline = std::time::Instant::now() + time;
         let most = self.max_transaction_gas();
@@ -1757,13 +1769,15 @@ pub(crate) mod tests {
             data: alloy_primitives::hex!("5a620186a011600a57005b600080fd").into(),
             ..TxEnv::default()
         };
-        let estimate = chain.estimate_gas(tx.clone()).unwrap();
+        let turn = chain.call_turn_blocking();
+        let estimate = chain.estimate_gas(&turn, tx.clone()).unwrap();
         assert!(estimate > 100_000, "{estimate}");
-        let with = |gas_limit| chain.call(TxEnv { gas_limit, ..tx.clone() });
+        let with = |gas_limit| chain.call(&turn, TxEnv { gas_limit, ..tx.clone() });
         assert!(with(estimate).is_ok());
         assert!(matches!(with(estimate - 1), Err(CallError::Reverted(_))));
         // Out of time before the search: geth's words.
-        let timed_out = chain.estimate_gas_within(tx, std::time::Duration::ZERO).unwrap_err();
+        let timed_out =
+            chain.estimate_gas_within(&turn, tx, std::time::Duration::ZERO).unwrap_err();
         assert_eq!(timed_out.to_string(), "execution aborted (timeout = 0ns)");
     }
 
@@ -1801,7 +1815,7 @@ pub(crate) mod tests {
             balance_and_number(output),
             (alloy_primitives::U256::from(5), alloy_primitives::U256::from(first + 1))
         );
-        let (output, _) = chain.call(tx).unwrap();
+        let (output, _) = chain.call(&chain.call_turn_blocking(), tx).unwrap();
         assert_eq!(
             balance_and_number(output),
             (alloy_primitives::U256::from(12), alloy_primitives::U256::from(first + 2))

@@ -23,4 +23,4 @@ pub mod move_api;
 pub mod rpc;
 pub mod server;
 pub mod store;
-mod turns;
+pub mod turns;

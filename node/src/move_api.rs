@@ -368,6 +368,8 @@ pub fn parse_function(text: &str) -> Result<(Address, String, String), String> {
 type Held = Option<axum::Extension<crate::server::Received>>;
 
 async fn view(State(api): State<Api>, held: Held, Json(request): Json<Value>) -> Answer {
+    // The call's turn first, waited for holding no answering turn and no thread.
+    let turn = api.chain.call_turn().await;
     api.query(move |chain| {
         let _held = held;
         let bad = |message: String| error(StatusCode::BAD_REQUEST, message);
@@ -402,7 +404,7 @@ async fn view(State(api): State<Api>, held: Held, Json(request): Json<Value>) ->
         };
         let data = duet_evm::call_data(&call).into();
         let tx = TxEnv { kind: TxKind::Call(MOVE_CALL_ADDRESS), data, ..TxEnv::default() };
-        match chain.call(tx) {
+        match chain.call(&turn, tx) {
             Ok((output, _)) => {
                 Ok(json!({ "values": duet_evm::return_values(&output).map_err(internal)? }))
             }

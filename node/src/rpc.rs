@@ -40,6 +40,7 @@ use crate::chain::{CallError, Chain};
 use crate::filters::{Filters, FILTER_LIFETIME};
 use crate::mempool::PendingTransaction;
 use crate::store::{ReadState, StoreError};
+use crate::turns::Turn;
 use alloy_consensus::TxEip1559;
 use alloy_signer_local::PrivateKeySigner;
 use duet_types::StateKey;
@@ -145,10 +146,13 @@ impl Rpc {
         // come in any order).
         let id = id_of(&request);
         let rpc = Arc::clone(self);
+        // A call's turn first, waited for holding no answering turn and no thread.
+        let call_turn =
+            if needs_call_turn(&request) { Some(self.chain.call_turn().await) } else { None };
         let turns = (!only_sending).then_some(&self.answering);
         in_turn(turns, move || {
             let _hold = hold;
-            respond(&rpc, request)
+            respond(&rpc, request, call_turn.as_ref())
         })
         .await
         .unwrap_or_else(|| error_response(&id, -32603, "internal error", None))
@@ -334,8 +338,26 @@ pub(crate) fn methods(request: &Value) -> impl Iterator<Item = Option<&str>> {
     requests.iter().map(|request| request.get("method").and_then(Value::as_str))
 }
 
-/// The answer to a request or a batch (blocking: run it off the async threads).
-fn respond(rpc: &Rpc, request: Value) -> Value {
+/// Whether `request` (or a request of a batch) runs calls: `eth_call`, `eth_estimateGas`, and
+/// `eth_sendTransaction` (which estimates its gas unless given).
+fn needs_call_turn(request: &Value) -> bool {
+    methods(request).any(|method| {
+        matches!(method, Some("eth_call" | "eth_estimateGas" | "eth_sendTransaction"))
+    })
+}
+
+/// `work` in a call turn: `held`, taken for the request before it was answered, or else one
+/// taken now (the thread waits).
+fn in_call_turn<R>(chain: &Chain, held: Option<&Turn>, work: impl FnOnce(&Turn) -> R) -> R {
+    match held {
+        Some(turn) => work(turn),
+        None => work(&chain.call_turn_blocking()),
+    }
+}
+
+/// The answer to a request or a batch (blocking: run it off the async threads), running its
+/// calls in `call_turn` if it holds one (see [`needs_call_turn`]).
+fn respond(rpc: &Rpc, request: Value, call_turn: Option<&Turn>) -> Value {
     match request {
         Value::Array(requests) if requests.is_empty() => {
             error_response(&Value::Null, -32600, "empty batch", None)
@@ -346,8 +368,8 @@ fn respond(rpc: &Rpc, request: Value) -> Value {
             &format!("a batch holds at most {MAX_BATCH} requests"),
             None,
         ),
-        Value::Array(requests) => Value::Array(answer_batch(rpc, &requests)),
-        request => answer(rpc, &request),
+        Value::Array(requests) => Value::Array(answer_batch(rpc, &requests, call_turn)),
+        request => answer(rpc, &request, call_turn),
     }
 }
 
@@ -399,12 +421,17 @@ fn error_response(id: &Value, code: i64, message: &str, data: Option<Value>) -> 
 
 /// A batch's answers, in order; its `eth_sendRawTransaction`s are accepted together (one
 /// synced write for all of them).
-fn answer_batch(rpc: &Rpc, requests: &[Value]) -> Vec<Value> {
-    answer_batch_within(rpc, requests, MAX_BATCH_TIME)
+fn answer_batch(rpc: &Rpc, requests: &[Value], call_turn: Option<&Turn>) -> Vec<Value> {
+    answer_batch_within(rpc, requests, call_turn, MAX_BATCH_TIME)
 }
 
 /// [`answer_batch`], refusing the requests it reaches after `time` (see [`MAX_BATCH_TIME`]).
-fn answer_batch_within(rpc: &Rpc, requests: &[Value], time: std::time::Duration) -> Vec<Value> {
+fn answer_batch_within(
+    rpc: &Rpc,
+    requests: &[Value],
+    call_turn: Option<&Turn>,
+    time: std::time::Duration,
+) -> Vec<Value> {
     let started = std::time::Instant::now();
     // Each lists the whole mempool (up to tens of megabytes): one per batch.
     let heavy = |request: &Value| {
@@ -461,7 +488,7 @@ fn answer_batch_within(rpc: &Rpc, requests: &[Value], time: std::time::Duration)
                 let what = format!("a batch is answered for at most {} s", time.as_secs());
                 return reply(&id_of(request), Err(RpcError::limit_exceeded(&what)));
             }
-            let answer = answer(rpc, request);
+            let answer = answer(rpc, request, call_turn);
             bytes += json_size(&answer);
             answer
         })
@@ -496,7 +523,7 @@ fn json_size(value: &Value) -> usize {
     count.0
 }
 
-fn answer(rpc: &Rpc, request: &Value) -> Value {
+fn answer(rpc: &Rpc, request: &Value, call_turn: Option<&Turn>) -> Value {
     let id = id_of(request);
     let Some(method) = request.get("method").and_then(Value::as_str) else {
         return error_response(&id, -32600, "invalid request", None);
@@ -507,10 +534,15 @@ fn answer(rpc: &Rpc, request: &Value) -> Value {
         Value::Null => Vec::new(),
         _ => return error_response(&id, -32602, "params must be an array", None),
     };
-    reply(&id, dispatch(rpc, method, &params))
+    reply(&id, dispatch(rpc, method, &params, call_turn))
 }
 
-fn dispatch(rpc: &Rpc, method: &str, params: &[Value]) -> Result<Value, RpcError> {
+fn dispatch(
+    rpc: &Rpc,
+    method: &str,
+    params: &[Value],
+    call_turn: Option<&Turn>,
+) -> Result<Value, RpcError> {
     let chain = &rpc.chain;
     let head = chain.head();
     match method {
@@ -528,7 +560,7 @@ fn dispatch(rpc: &Rpc, method: &str, params: &[Value]) -> Result<Value, RpcError
         "eth_accounts" => {
             Ok(json!(rpc.unlocked.iter().map(PrivateKeySigner::address).collect::<Vec<_>>()))
         }
-        "eth_sendTransaction" => send_transaction(rpc, params.first()),
+        "eth_sendTransaction" => send_transaction(rpc, params.first(), call_turn),
         // A dev node's, as anvil has them: blocks now, from the pool.
         "evm_mine" => mine(rpc, params, false),
         "anvil_mine" => mine(rpc, params, true),
@@ -550,7 +582,7 @@ fn dispatch(rpc: &Rpc, method: &str, params: &[Value]) -> Result<Value, RpcError
         | "eth_getFilterChanges"
         | "eth_getFilterLogs"
         | "eth_uninstallFilter" => filter_method(rpc, &head, method, params),
-        _ => state_method(chain, &head, method, params),
+        _ => state_method(chain, &head, method, params, call_turn),
     }
 }
 
@@ -560,6 +592,7 @@ fn state_method(
     head: &Block,
     method: &str,
     params: &[Value],
+    call_turn: Option<&Turn>,
 ) -> Result<Value, RpcError> {
     match method {
         "eth_getBalance" => {
@@ -597,7 +630,8 @@ fn state_method(
             no_overrides(params)?;
             // Checked again against the block the call runs on, which may be later.
             let at_block = |head: &Block| latest_only(head, params.get(1));
-            chain.call_checked(tx, at_block).map(|(output, _)| json!(output))
+            in_call_turn(chain, call_turn, |turn| chain.call_checked(turn, tx, at_block))
+                .map(|(output, _)| json!(output))
         }
         "eth_estimateGas" => {
             let tx = call_request(chain, params.first())?;
@@ -606,7 +640,9 @@ fn state_method(
                 return Err(RpcError::server("header not found"));
             }
             no_overrides(params)?;
-            chain.estimate_gas(tx).map(|gas| json!(hex(gas))).map_err(call_error)
+            in_call_turn(chain, call_turn, |turn| chain.estimate_gas(turn, tx))
+                .map(|gas| json!(hex(gas)))
+                .map_err(call_error)
         }
         "eth_getBlockByNumber" => {
             let full = params.get(1).and_then(Value::as_bool).unwrap_or(false);
@@ -1059,7 +1095,11 @@ fn txpool_within(chain: &Chain, method: &str, budget: usize) -> Result<Value, Rp
 /// `eth_sendTransaction` from an unlocked account: an EIP-1559 transaction with what the
 /// request leaves out filled in (the pending nonce, the estimated gas, a max fee of twice the
 /// base fee plus the suggested tip), signed with the account's key and submitted.
-fn send_transaction(rpc: &Rpc, request: Option<&Value>) -> Result<Value, RpcError> {
+fn send_transaction(
+    rpc: &Rpc,
+    request: Option<&Value>,
+    call_turn: Option<&Turn>,
+) -> Result<Value, RpcError> {
     let chain = &rpc.chain;
     let object = request
         .and_then(Value::as_object)
@@ -1083,7 +1123,8 @@ fn send_transaction(rpc: &Rpc, request: Option<&Value>) -> Result<Value, RpcErro
     }
     let gas_limit = match quantity(object, "gas")? {
         Some(gas) => gas.saturating_to(),
-        None => chain.estimate_gas(call.clone()).map_err(call_error)?,
+        None => in_call_turn(chain, call_turn, |turn| chain.estimate_gas(turn, call.clone()))
+            .map_err(call_error)?,
     };
     let _sending = rpc.sending.lock();
     let nonce = match quantity(object, "nonce")? {
@@ -1702,6 +1743,45 @@ mod tests {
         )
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_waiting_for_a_turn_hold_up_no_other_request() {
+        use serde_json::json;
+        use std::time::Duration;
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = std::sync::Arc::new(test_rpc(directory.path(), 64 << 20));
+        // Every call turn taken: calls wait.
+        let mut held = Vec::new();
+        while let Ok(turn) =
+            tokio::time::timeout(Duration::from_millis(50), rpc.chain.call_turn()).await
+        {
+            held.push(turn);
+        }
+        assert!(!held.is_empty());
+        let call = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_call",
+            "params": [{ "to": Address::repeat_byte(0xbe), "data": "0x" }, "latest"] });
+        let calls: Vec<_> = (0..2 * super::MAX_ANSWERING)
+            .map(|_| {
+                let (rpc, call) = (std::sync::Arc::clone(&rpc), call.clone());
+                tokio::spawn(async move { rpc.respond_in_turn(call, ()).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(calls.iter().all(|call| !call.is_finished()), "a call ran without a turn");
+        // Other requests are answered meanwhile.
+        let number = json!({ "jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber" });
+        let answer = tokio::time::timeout(Duration::from_secs(10), rpc.respond_in_turn(number, ()))
+            .await
+            .expect("eth_blockNumber waited behind the calls");
+        assert_eq!(answer["result"], json!("0x0"), "{answer}");
+        // And the calls, once turns are free.
+        drop(held);
+        for call in calls {
+            let answer =
+                tokio::time::timeout(Duration::from_secs(30), call).await.unwrap().unwrap();
+            assert_eq!(answer["result"], json!("0x"), "{answer}");
+        }
+    }
+
     #[test]
     fn a_read_at_a_numbered_block_fails_once_a_later_block_has_committed() {
         use serde_json::json;
@@ -1726,14 +1806,15 @@ mod tests {
                 ("eth_call", json!([call, block])),
             ] {
                 let params = params.as_array().unwrap();
-                let answer = super::state_method(&chain, &asked_at, method, params);
+                let answer = super::state_method(&chain, &asked_at, method, params, None);
                 let error = answer.expect_err(method);
                 assert!(error.message.contains("is not available"), "{method}: {error:?}");
             }
         }
         // "latest" reads the latest state, whenever it is answered.
         let params = [json!(recipient), json!("latest")];
-        let balance = super::state_method(&chain, &asked_at, "eth_getBalance", &params).unwrap();
+        let balance =
+            super::state_method(&chain, &asked_at, "eth_getBalance", &params, None).unwrap();
         assert_eq!(balance, json!("0x2"));
     }
 
@@ -1866,7 +1947,7 @@ mod tests {
         let ask = |method: &str, params: serde_json::Value| {
             let request =
                 serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-            super::answer(&rpc, &request)
+            super::answer(&rpc, &request, None)
         };
         let expected = "0x4355c47d63924e8a72e509b65029052eb6c299d53a04e167c5775fd466751c9d\
                         07299936d304c153f6443dfa05f40ff007d72911b6f72307f996231605b91562\
@@ -1897,9 +1978,9 @@ mod tests {
             .map(|id| serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "eth_chainId"}))
             .collect();
         let answers =
-            super::answer_batch_within(&rpc, &requests, std::time::Duration::from_secs(60));
+            super::answer_batch_within(&rpc, &requests, None, std::time::Duration::from_secs(60));
         assert!(answers.iter().all(|answer| answer["result"] == "0x1"), "{answers:?}");
-        let answers = super::answer_batch_within(&rpc, &requests, std::time::Duration::ZERO);
+        let answers = super::answer_batch_within(&rpc, &requests, None, std::time::Duration::ZERO);
         assert!(answers.iter().all(|answer| answer["error"]["code"] == -32005), "{answers:?}");
     }
 
@@ -1910,7 +1991,7 @@ mod tests {
         let ask = |method: &str, params: serde_json::Value| {
             let request =
                 serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-            super::answer(&rpc, &request)
+            super::answer(&rpc, &request, None)
         };
         let block_number = || ask("eth_blockNumber", serde_json::json!([]))["result"].clone();
         assert_eq!(block_number(), "0x0");

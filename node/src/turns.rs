@@ -1,47 +1,71 @@
-//! Turns to run code for a query: a thread waits for one, so that at most a few queries execute
-//! at once however many requests arrive.
+//! Turns to run code for a query, so that at most a few queries execute at once however many
+//! requests arrive.
 //!
 //! `eth_call`, `eth_estimateGas` and Move views are free, and one can hold a lot of memory for
 //! its gas (a Move call loading resources of nested empty vectors holds about 0.5 GB at the
 //! block gas limit). The RPC server answers up to `rpc::MAX_ANSWERING` (64) requests at once;
-//! without turns, that many such calls could hold about 32 GB. With two turns per core, they hold at most a few GB, and the
-//! cores are kept as busy as more would keep them.
+//! without turns, that many such calls could hold about 32 GB. With two turns per core, they
+//! hold at most a few GB, and the cores are kept as busy as more would keep them.
+//!
+//! A request waits for its turn before it takes one of the server's answering turns and a
+//! thread ([`Turns::take`], asynchronously): requests that wait for a call turn hold neither, so
+//! a flood of calls does not hold up the node's other answers. Turns are handed out in the
+//! order they were asked for.
 
-use parking_lot::{Condvar, Mutex};
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 
-/// A number of turns, taken and given back by threads.
+/// A number of turns, taken and given back.
 #[derive(Debug)]
-pub(crate) struct Turns {
-    free: Mutex<usize>,
-    freed: Condvar,
-}
+pub struct Turns(Arc<tokio::sync::Semaphore>);
 
 /// A turn, given back when dropped.
 #[derive(Debug)]
-pub(crate) struct Turn<'a>(&'a Turns);
+pub struct Turn(
+    #[expect(dead_code, reason = "held for its drop")] tokio::sync::OwnedSemaphorePermit,
+);
 
 impl Turns {
     /// `count` turns.
     #[must_use]
-    pub(crate) fn new(count: std::num::NonZeroUsize) -> Self {
-        Self { free: Mutex::new(count.get()), freed: Condvar::new() }
+    pub fn new(count: std::num::NonZeroUsize) -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(count.get())))
     }
 
-    /// A turn, once one is free (the calling thread waits).
-    pub(crate) fn take(&self) -> Turn<'_> {
-        let mut free = self.free.lock();
-        while *free == 0 {
-            self.freed.wait(&mut free);
-        }
-        *free -= 1;
-        Turn(self)
+    /// A turn, once one is free (the task waits, holding no thread).
+    ///
+    /// # Panics
+    /// Never: the turns are never closed.
+    pub async fn take(&self) -> Turn {
+        let permit = Arc::clone(&self.0).acquire_owned().await;
+        // INVARIANT: the semaphore is never closed.
+        Turn(permit.expect("turns are never closed"))
+    }
+
+    /// [`take`](Self::take) for a caller off the async threads: the calling thread waits.
+    #[must_use]
+    pub fn take_blocking(&self) -> Turn {
+        block_on(self.take())
     }
 }
 
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock() += 1;
-        self.0.freed.notify_one();
+/// Runs `future` to its end on the calling thread, which sleeps while it waits.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
     }
 }
 
@@ -59,7 +83,7 @@ mod tests {
         std::thread::scope(|scope| {
             for _ in 0..8 {
                 scope.spawn(|| {
-                    let _turn = turns.take();
+                    let _turn = turns.take_blocking();
                     let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(20));
@@ -70,5 +94,22 @@ mod tests {
         });
         assert_eq!(done.load(Ordering::SeqCst), 8);
         assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_task_waiting_for_a_turn_holds_no_thread_and_gets_the_next_free_one() {
+        let turns = std::sync::Arc::new(Turns::new(std::num::NonZeroUsize::new(1).expect("one")));
+        let held = turns.take().await;
+        let waiting = {
+            let turns = std::sync::Arc::clone(&turns);
+            tokio::spawn(async move { turns.take().await })
+        };
+        // Waiting, it leaves the runtime's threads free for other work.
+        let other = tokio::spawn(async { 7 });
+        assert_eq!(tokio::time::timeout(Duration::from_secs(5), other).await.unwrap().unwrap(), 7);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "a second turn was handed out");
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap();
     }
 }
