@@ -339,20 +339,33 @@ pub(crate) fn methods(request: &Value) -> impl Iterator<Item = Option<&str>> {
 }
 
 /// Whether `request` (or a request of a batch) runs calls: `eth_call`, `eth_estimateGas`, and
-/// `eth_sendTransaction` (which estimates its gas unless given).
+/// `eth_sendTransaction` without a gas limit (it estimates one).
 fn needs_call_turn(request: &Value) -> bool {
-    methods(request).any(|method| {
-        matches!(method, Some("eth_call" | "eth_estimateGas" | "eth_sendTransaction"))
+    let requests = match request {
+        Value::Array(requests) => requests.as_slice(),
+        request => std::slice::from_ref(request),
+    };
+    requests.iter().any(|request| match request.get("method").and_then(Value::as_str) {
+        Some("eth_call" | "eth_estimateGas") => true,
+        Some("eth_sendTransaction") => {
+            request.get("params").and_then(|params| params.get(0)?.get("gas")).is_none()
+        }
+        _ => false,
     })
 }
 
-/// `work` in a call turn: `held`, taken for the request before it was answered, or else one
-/// taken now (the thread waits).
-fn in_call_turn<R>(chain: &Chain, held: Option<&Turn>, work: impl FnOnce(&Turn) -> R) -> R {
-    match held {
-        Some(turn) => work(turn),
-        None => work(&chain.call_turn_blocking()),
-    }
+/// `work` in `held`, the call turn taken for the request before it was answered
+/// ([`needs_call_turn`]). Without one, an internal error: taking a turn now would hold an
+/// answering turn while waiting for it, which is what taking it first avoids.
+fn in_call_turn<R>(
+    held: Option<&Turn>,
+    work: impl FnOnce(&Turn) -> Result<R, RpcError>,
+) -> Result<R, RpcError> {
+    let Some(turn) = held else {
+        debug_assert!(false, "a call without a call turn");
+        return Err(RpcError::server("internal error: a call without a call turn"));
+    };
+    work(turn)
 }
 
 /// The answer to a request or a batch (blocking: run it off the async threads), running its
@@ -630,7 +643,7 @@ fn state_method(
             no_overrides(params)?;
             // Checked again against the block the call runs on, which may be later.
             let at_block = |head: &Block| latest_only(head, params.get(1));
-            in_call_turn(chain, call_turn, |turn| chain.call_checked(turn, tx, at_block))
+            in_call_turn(call_turn, |turn| chain.call_checked(turn, tx, at_block))
                 .map(|(output, _)| json!(output))
         }
         "eth_estimateGas" => {
@@ -640,9 +653,8 @@ fn state_method(
                 return Err(RpcError::server("header not found"));
             }
             no_overrides(params)?;
-            in_call_turn(chain, call_turn, |turn| chain.estimate_gas(turn, tx))
+            in_call_turn(call_turn, |turn| chain.estimate_gas(turn, tx).map_err(call_error))
                 .map(|gas| json!(hex(gas)))
-                .map_err(call_error)
         }
         "eth_getBlockByNumber" => {
             let full = params.get(1).and_then(Value::as_bool).unwrap_or(false);
@@ -1123,8 +1135,9 @@ fn send_transaction(
     }
     let gas_limit = match quantity(object, "gas")? {
         Some(gas) => gas.saturating_to(),
-        None => in_call_turn(chain, call_turn, |turn| chain.estimate_gas(turn, call.clone()))
-            .map_err(call_error)?,
+        None => in_call_turn(call_turn, |turn| {
+            chain.estimate_gas(turn, call.clone()).map_err(call_error)
+        })?,
     };
     let _sending = rpc.sending.lock();
     let nonce = match quantity(object, "nonce")? {
@@ -1749,6 +1762,7 @@ mod tests {
         use std::time::Duration;
         let directory = tempfile::tempdir().unwrap();
         let rpc = std::sync::Arc::new(test_rpc(directory.path(), 64 << 20));
+        let _watchdog = crate::turns::tests::Watchdog::new("calls blocked the runtime's threads");
         // Every call turn taken: calls wait.
         let mut held = Vec::new();
         while let Ok(turn) =
@@ -1806,7 +1820,8 @@ mod tests {
                 ("eth_call", json!([call, block])),
             ] {
                 let params = params.as_array().unwrap();
-                let answer = super::state_method(&chain, &asked_at, method, params, None);
+                let turn = chain.call_turn_blocking();
+                let answer = super::state_method(&chain, &asked_at, method, params, Some(&turn));
                 let error = answer.expect_err(method);
                 assert!(error.message.contains("is not available"), "{method}: {error:?}");
             }

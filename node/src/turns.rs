@@ -18,7 +18,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 /// A number of turns, taken and given back.
 #[derive(Debug)]
-pub struct Turns(Arc<tokio::sync::Semaphore>);
+pub(crate) struct Turns(Arc<tokio::sync::Semaphore>);
 
 /// A turn, given back when dropped.
 #[derive(Debug)]
@@ -29,7 +29,7 @@ pub struct Turn(
 impl Turns {
     /// `count` turns.
     #[must_use]
-    pub fn new(count: std::num::NonZeroUsize) -> Self {
+    pub(crate) fn new(count: std::num::NonZeroUsize) -> Self {
         Self(Arc::new(tokio::sync::Semaphore::new(count.get())))
     }
 
@@ -37,16 +37,19 @@ impl Turns {
     ///
     /// # Panics
     /// Never: the turns are never closed.
-    pub async fn take(&self) -> Turn {
+    pub(crate) async fn take(&self) -> Turn {
         let permit = Arc::clone(&self.0).acquire_owned().await;
         // INVARIANT: the semaphore is never closed.
         Turn(permit.expect("turns are never closed"))
     }
 
-    /// [`take`](Self::take) for a caller off the async threads: the calling thread waits.
+    /// [`take`](Self::take) for a caller off the async threads (never on one: it would block
+    /// a worker of the runtime): the calling thread waits.
     #[must_use]
-    pub fn take_blocking(&self) -> Turn {
-        block_on(self.take())
+    pub(crate) fn take_blocking(&self) -> Turn {
+        // Outside the task budget: a thread of the runtime's blocking pool may have used it up,
+        // and a future over budget waits for its task to yield, which this one never does.
+        block_on(tokio::task::unconstrained(self.take()))
     }
 }
 
@@ -70,11 +73,33 @@ fn block_on<F: Future>(future: F) -> F::Output {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use super::Turns;
+
+    /// Ends the test process with a failure if not dropped within 60 s: a test whose runtime's
+    /// threads are all blocked cannot time out by itself. (Dropped, it disconnects its
+    /// channel, which ends the watching thread.)
+    pub(crate) struct Watchdog(
+        #[expect(dead_code, reason = "held for its drop")] std::sync::mpsc::Sender<()>,
+    );
+
+    impl Watchdog {
+        pub(crate) fn new(failure: &'static str) -> Self {
+            let (done, watched) = std::sync::mpsc::channel::<()>();
+            std::thread::spawn(move || {
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    watched.recv_timeout(Duration::from_secs(60))
+                {
+                    eprintln!("watchdog: {failure}");
+                    std::process::exit(1);
+                }
+            });
+            Self(done)
+        }
+    }
 
     #[test]
     fn no_more_than_the_turns_run_at_once_and_every_taker_runs() {
@@ -100,16 +125,21 @@ mod tests {
     async fn a_task_waiting_for_a_turn_holds_no_thread_and_gets_the_next_free_one() {
         let turns = std::sync::Arc::new(Turns::new(std::num::NonZeroUsize::new(1).expect("one")));
         let held = turns.take().await;
-        let waiting = {
-            let turns = std::sync::Arc::clone(&turns);
-            tokio::spawn(async move { turns.take().await })
-        };
-        // Waiting, it leaves the runtime's threads free for other work.
-        let other = tokio::spawn(async { 7 });
-        assert_eq!(tokio::time::timeout(Duration::from_secs(5), other).await.unwrap().unwrap(), 7);
+        // More waiting tasks than the runtime has threads.
+        let waiting: Vec<_> = (0..4)
+            .map(|_| {
+                let turns = std::sync::Arc::clone(&turns);
+                tokio::spawn(async move { turns.take().await })
+            })
+            .collect();
+        // Waiting, they leave the runtime's threads free for other work.
+        let _watchdog = Watchdog::new("tasks waiting for a turn blocked the runtime's threads");
+        assert_eq!(tokio::spawn(async { 7 }).await.unwrap(), 7);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished(), "a second turn was handed out");
+        assert!(waiting.iter().all(|task| !task.is_finished()), "a second turn was handed out");
         drop(held);
-        tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap();
+        for task in waiting {
+            drop(task.await.unwrap());
+        }
     }
 }
