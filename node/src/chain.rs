@@ -202,6 +202,10 @@ pub enum CallError {
     /// The call is not a valid transaction.
     #[error("invalid call: {0}")]
     Invalid(String),
+    /// There is no state to run it on: the block it names does not exist, or its state is no
+    /// longer kept.
+    #[error("{0}")]
+    Unavailable(String),
     /// Estimating took longer than this (geth's words).
     #[error("execution aborted (timeout = {0:?})")]
     TimedOut(std::time::Duration),
@@ -225,7 +229,7 @@ pub struct Chain {
     /// from a block being committed into the VM blocks use. Replaced by a fresh one when a block
     /// that published modules commits (calls starting meanwhile wait; calls still running keep
     /// the old one).
-    call_move_vm: RwLock<Arc<MoveVm>>,
+    call_move_vm: RwLock<CallVm>,
     /// Turns to run a call (`eth_call`, `eth_estimateGas`, a Move view): see [`Turns`].
     call_turns: Turns,
     mempool: Mutex<Mempool>,
@@ -330,7 +334,11 @@ impl Chain {
             admission: EvmVm::new(config.chain_id, block_env(&config, 0, 0)),
             tree: Mutex::new(NodeCache::default()),
             move_vm: Arc::new(MoveVm::new(config.fee_vault)),
-            call_move_vm: RwLock::new(Arc::new(MoveVm::new(config.fee_vault))),
+            // Made now, it loads the code of the head block and the blocks after it.
+            call_move_vm: RwLock::new(CallVm {
+                vm: Arc::new(MoveVm::new(config.fee_vault)),
+                since: head.number,
+            }),
             call_turns: Turns::new(threads.saturating_add(threads.get())), // two per core
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
             next_expiry: Mutex::new(std::time::Instant::now()),
@@ -905,7 +913,8 @@ impl Chain {
         Metrics::add(&self.metrics.gas, block.gas_used);
         drop(cache);
         if let Some(mut call_move_vm) = call_move_vm {
-            *call_move_vm = Arc::new(MoveVm::new(self.config.fee_vault));
+            *call_move_vm =
+                CallVm { vm: Arc::new(MoveVm::new(self.config.fee_vault)), since: number };
         }
         self.settle_mempool(&candidates, &rejected, settled);
         Ok(block)
@@ -1251,34 +1260,82 @@ impl Chain {
     /// # Errors
     /// See [`CallError`].
     pub fn call(&self, turn: &Turn, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
-        self.call_checked(turn, tx, |_| Ok::<_, CallError>(()))
+        self.call_at_block(turn, tx, StateBlock::Latest)
     }
 
-    /// [`call`](Self::call), once `check` has accepted the block the call runs on (the latest
-    /// when it runs, which may be later than when it was asked for).
+    /// [`call`](Self::call) on the state after `block` (as the block after it, with the
+    /// block's time + 1), the latest when it runs or one of the
+    /// [`readable_blocks`](Store::readable_blocks).
     ///
     /// # Errors
-    /// What `check` returns, or see [`CallError`].
-    pub fn call_checked<E: From<CallError>>(
+    /// [`CallError::Unavailable`] for a block that does not exist or whose state is not kept;
+    /// else see [`CallError`].
+    pub fn call_at_block(
         &self,
         _turn: &Turn,
         tx: TxEnv,
-        check: impl FnOnce(&Block) -> Result<(), E>,
-    ) -> Result<(Bytes, u64), E> {
-        let at = self.call_state();
-        check(&at.head)?;
-        Ok(self.call_at(&at, tx)?)
+        block: StateBlock,
+    ) -> Result<(Bytes, u64), CallError> {
+        let at = self.call_state(block)?;
+        self.call_at(&at, tx)
     }
 
-    /// What calls run on: the latest block's state, its head and a Move VM whose code cache
+    /// What calls run on: the state after `block`, that block, and a Move VM whose code cache
     /// holds that block's code.
-    fn call_state(&self) -> CallState<'_> {
+    fn call_state(&self, block: StateBlock) -> Result<CallState<'_>, CallError> {
         // The Move VM's lock first, held until the state is taken: a block that published
         // modules holds it from before its commit until it has replaced the VM (and a block
         // committing without it cannot be waiting for it, so waiting for its commit here ends).
-        let move_vm = self.call_move_vm.read();
-        let (head, state) = self.store.state_at_head(|| self.head());
-        CallState { move_vm: Arc::clone(&move_vm), head, state }
+        let call_vm = self.call_move_vm.read();
+        let (head, state) = self.state_at(block).map_err(CallError::Unavailable)?;
+        // The call VM's code is that of the blocks since it was made; a call at an earlier
+        // block gets a VM of its own, which loads that block's code.
+        let move_vm = if head.number >= call_vm.since {
+            Arc::clone(&call_vm.vm)
+        } else {
+            Arc::new(MoveVm::new(self.config.fee_vault))
+        };
+        Ok(CallState { move_vm, head, state })
+    }
+
+    /// The state after `block` and that block: the latest, or one of the
+    /// [`readable_blocks`](Store::readable_blocks) (waits while a block commits).
+    ///
+    /// # Errors
+    /// Why there is no such state, worded for users: the block does not exist (yet), or its
+    /// state is no longer kept; or the database failed.
+    pub fn state_at(&self, block: StateBlock) -> Result<(Arc<Block>, StateAt<'_>), String> {
+        let (head, state) = self.latest_state();
+        let number = match block {
+            StateBlock::Latest => return Ok((head, state)),
+            StateBlock::Number(number) => number,
+            StateBlock::Hash(hash) => match self.store.block_number(hash) {
+                Ok(Some(number)) => number,
+                Ok(None) => return Err(format!("header for hash {hash} not found")),
+                Err(error) => return Err(error.to_string()),
+            },
+        };
+        if number == head.number {
+            return Ok((head, state));
+        }
+        if number > head.number {
+            return Err("header not found".to_owned());
+        }
+        let readable = self.store.readable_blocks(head.number);
+        if !readable.contains(&number) {
+            return Err(format!(
+                "state of block {number} is not available: this node keeps the state of blocks \
+                 {} to {} (the last {} before the head)",
+                readable.start(),
+                readable.end(),
+                crate::store::STATE_HISTORY_BLOCKS
+            ));
+        }
+        match self.store.block(number) {
+            Ok(Some(block)) => Ok((Arc::new(block), state.back_to(number))),
+            Ok(None) => Err(format!("block {number} is missing from the database")),
+            Err(error) => Err(error.to_string()),
+        }
     }
 
     /// [`call`](Self::call) on `at`, once the caller has a turn.
@@ -1332,7 +1389,7 @@ impl Chain {
         time: std::time::Duration,
     ) -> Result<u64, CallError> {
         // One state for all its executions: the search is over one block.
-        let at = self.call_state();
+        let at = self.call_state(StateBlock::Latest)?;
         let deadline = std::time::Instant::now() + time;
         let most = self.max_transaction_gas();
         let cap = if tx.gas_limit == 0 { most } else { tx.gas_limit.min(most) };
@@ -1358,6 +1415,24 @@ impl Chain {
         }
         Ok(high)
     }
+}
+
+/// The block whose state a query reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateBlock {
+    /// The latest block when the query runs.
+    Latest,
+    /// The block with this number.
+    Number(u64),
+    /// The block with this hash.
+    Hash(B256),
+}
+
+/// The Move VM calls run on, and the first block whose code its cache may hold: it is replaced
+/// after every block that publishes modules.
+struct CallVm {
+    vm: Arc<MoveVm>,
+    since: u64,
 }
 
 /// What [`Chain::call`] runs on: one block's state and head, and a Move VM for its code.
@@ -1434,7 +1509,7 @@ pub(crate) mod tests {
 
     use duet_types::{Address, StateKey, StateValue, B256};
 
-    use super::{CallError, Chain, ChainConfig, MempoolError, TxEnv};
+    use super::{CallError, Chain, ChainConfig, MempoolError, StateBlock, TxEnv};
     use crate::block::Block;
     use crate::mempool::MAX_NONCE_GAP;
     use crate::merkle;
@@ -1807,7 +1882,7 @@ pub(crate) mod tests {
         // A call's state taken now, then a block pays 7 more: the call sees the first block
         // whole (the balance, and the number after it), as a call that started before the
         // second block committed would.
-        let before = chain.call_state();
+        let before = chain.call_state(StateBlock::Latest).unwrap();
         chain.submit(&payment(&dev_signer(0), 1, alloy_primitives::U256::from(7), 10)).unwrap();
         chain.produce_block().unwrap();
         let (output, _) = chain.call_at(&before, tx.clone()).unwrap();

@@ -36,7 +36,7 @@ use serde_json::{json, Value};
 mod ws;
 
 use crate::block::{Block, TransactionRecord};
-use crate::chain::{CallError, Chain};
+use crate::chain::{CallError, Chain, StateBlock};
 use crate::filters::{Filters, FILTER_LIFETIME};
 use crate::mempool::PendingTransaction;
 use crate::store::{ReadState, StoreError};
@@ -610,7 +610,7 @@ fn state_method(
     match method {
         "eth_getBalance" => {
             let address = address_param(params, 0)?;
-            let balance = read_at(chain, head, params.get(1), |state| state.balance(address))?;
+            let balance = read_at(chain, params.get(1), |state| state.balance(address))?;
             Ok(json!(U256::from(balance)))
         }
         "eth_getTransactionCount" => {
@@ -618,18 +618,18 @@ fn state_method(
             let nonce = if params.get(1).and_then(Value::as_str) == Some("pending") {
                 chain.pending_nonce(address).map_err(RpcError::server)?
             } else {
-                read_at(chain, head, params.get(1), |state| state.account(address))?.0
+                read_at(chain, params.get(1), |state| state.account(address))?.0
             };
             Ok(json!(hex(nonce)))
         }
         "eth_getCode" => {
             let address = address_param(params, 0)?;
-            Ok(json!(read_at(chain, head, params.get(1), |state| state.code(address))?))
+            Ok(json!(read_at(chain, params.get(1), |state| state.code(address))?))
         }
         "eth_getStorageAt" => {
             let address = address_param(params, 0)?;
             let slot = B256::from(parse::<U256>(params, 1, "slot")?);
-            let value = read_at(chain, head, params.get(2), |state| state.storage(address, slot))?;
+            let value = read_at(chain, params.get(2), |state| state.storage(address, slot))?;
             Ok(json!(B256::from(value)))
         }
         "eth_sendRawTransaction" => {
@@ -639,11 +639,9 @@ fn state_method(
         }
         "eth_call" => {
             let tx = call_request(chain, params.first())?;
-            latest_only(head, params.get(1))?;
+            let block = state_block(params.get(1))?;
             no_overrides(params)?;
-            // Checked again against the block the call runs on, which may be later.
-            let at_block = |head: &Block| latest_only(head, params.get(1));
-            in_call_turn(call_turn, |turn| chain.call_checked(turn, tx, at_block))
+            in_call_turn(call_turn, |turn| chain.call_at_block(turn, tx, block).map_err(call_error))
                 .map(|(output, _)| json!(output))
         }
         "eth_estimateGas" => {
@@ -833,46 +831,33 @@ fn block_hash_field(value: Option<&Value>) -> Result<Option<B256>, RpcError> {
         .map_err(|error| RpcError::invalid_params(format!("invalid blockHash: {error}")))
 }
 
-/// Refuses state queries at blocks other than the latest: only the latest state is kept.
-fn latest_only(head: &Block, value: Option<&Value>) -> Result<(), RpcError> {
-    // EIP-1898: a block named by its hash.
+/// The block whose state a query names (`value`: a tag, a number, or EIP-1898's object with a
+/// `blockNumber` or a `blockHash`; absent, the latest).
+fn state_block(value: Option<&Value>) -> Result<StateBlock, RpcError> {
     if let Some(hash) = block_hash_field(value)? {
-        if hash == head.hash {
-            return Ok(());
-        }
-        return Err(RpcError::server(format!(
-            "state of block {hash} is not available: this node keeps the latest state (block {})",
-            head.number
-        )));
+        return Ok(StateBlock::Hash(hash));
     }
-    match block_number(head, value)? {
-        Some(number) if number == head.number => Ok(()),
-        Some(number) => Err(RpcError::server(format!(
-            "state of block {number} is not available: this node keeps the latest state (block {})",
-            head.number
-        ))),
-        None => Err(RpcError::server("header not found")),
-    }
+    Ok(match BlockSpec::parse(value)?.and_then(BlockSpec::fixed) {
+        Some(number) => StateBlock::Number(number),
+        None => StateBlock::Latest,
+    })
 }
 
-/// What `read` finds in the state at the block `value` names, which must be the latest: for a
-/// tag, the latest state when it reads; for a number or a hash, the state of that block, or an
-/// error if a later block has committed since `head` (the node keeps only the latest state).
+/// What `read` finds in the state at the block `value` names: for a tag, the latest state when
+/// it reads; for a number or a hash, the state after that block, if the node keeps it (the
+/// latest block and the [`STATE_HISTORY_BLOCKS`](crate::store::STATE_HISTORY_BLOCKS) before
+/// it).
 fn read_at<T>(
     chain: &Chain,
-    head: &Block,
     value: Option<&Value>,
     read: impl FnOnce(&dyn ReadState) -> Result<T, StoreError>,
 ) -> Result<T, RpcError> {
-    latest_only(head, value)?;
-    let names_a_block = block_hash_field(value)?.is_some()
-        || BlockSpec::parse(value)?.and_then(BlockSpec::fixed).is_some();
-    if names_a_block {
-        let (head, state) = chain.latest_state();
-        latest_only(&head, value)?;
-        read(&state)
-    } else {
-        read(chain.store())
+    match state_block(value)? {
+        StateBlock::Latest => read(chain.store()),
+        block => {
+            let (_, state) = chain.state_at(block).map_err(RpcError::server)?;
+            read(&state)
+        }
     }
     .map_err(RpcError::server)
 }
@@ -883,12 +868,6 @@ fn call_error(error: CallError) -> RpcError {
             RpcError { code: 3, message: "execution reverted".to_owned(), data: Some(json!(data)) }
         }
         other => RpcError::server(other),
-    }
-}
-
-impl From<CallError> for RpcError {
-    fn from(error: CallError) -> Self {
-        call_error(error)
     }
 }
 
@@ -1797,40 +1776,48 @@ mod tests {
     }
 
     #[test]
-    fn a_read_at_a_numbered_block_fails_once_a_later_block_has_committed() {
+    fn reads_and_calls_at_a_recent_block_see_that_blocks_state() {
         use serde_json::json;
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), crate::chain::ChainConfig::for_tests());
         let recipient = Address::repeat_byte(0xbe);
         chain.submit(&transfer(&dev_signer(0), 0, 10)).unwrap();
         let asked_at = chain.produce_block().unwrap();
-        // A request at `asked_at` by number or hash, answered after the next block committed
-        // (as when it waits for a turn): it must not answer with the next block's state.
+        // The next block pays the recipient another wei; a read or call at `asked_at`, by
+        // number or by hash, still sees one.
         chain.submit(&transfer(&dev_signer(0), 1, 10)).unwrap();
-        chain.produce_block().unwrap();
-        let number = json!(format!("{:#x}", asked_at.number));
-        let hash = json!({ "blockHash": asked_at.hash });
-        let call = json!({ "to": recipient, "data": "0x" });
-        for block in [number, hash] {
-            for (method, params) in [
-                ("eth_getBalance", json!([recipient, block])),
-                ("eth_getTransactionCount", json!([recipient, block])),
-                ("eth_getCode", json!([recipient, block])),
-                ("eth_getStorageAt", json!([recipient, "0x0", block])),
-                ("eth_call", json!([call, block])),
-            ] {
-                let params = params.as_array().unwrap();
-                let turn = chain.call_turn_blocking();
-                let answer = super::state_method(&chain, &asked_at, method, params, Some(&turn));
-                let error = answer.expect_err(method);
-                assert!(error.message.contains("is not available"), "{method}: {error:?}");
-            }
+        let head = chain.produce_block().unwrap();
+        // Creation code returning BALANCE(recipient) and NUMBER (see the chain's tests).
+        let mut code = vec![0x73];
+        code.extend([0xbe; 20]);
+        code.extend(alloy_primitives::hex!("316000524360205260406000f3"));
+        let call = json!({ "data": alloy_primitives::Bytes::from(code) });
+        let word = |value: u64| format!("{value:064x}");
+        let turn = chain.call_turn_blocking();
+        let ask = |method: &str, params: serde_json::Value| {
+            let params = params.as_array().unwrap().clone();
+            super::state_method(&chain, &head, method, &params, Some(&turn))
+        };
+        // (block, the recipient's balance and the sender's nonce there, NUMBER in a call on it)
+        for (block, paid, number) in [
+            (json!(format!("{:#x}", asked_at.number)), 1, asked_at.number + 1),
+            (json!({ "blockHash": asked_at.hash }), 1, asked_at.number + 1),
+            (json!("latest"), 2, head.number + 1),
+        ] {
+            let balance = ask("eth_getBalance", json!([recipient, block])).unwrap();
+            assert_eq!(balance, json!(format!("{paid:#x}")), "{block}");
+            let nonce = ask("eth_getTransactionCount", json!([dev_signer(0).address(), block]));
+            assert_eq!(nonce.unwrap(), json!(format!("{paid:#x}")), "{block}");
+            let output = ask("eth_call", json!([call, block])).unwrap();
+            assert_eq!(output, json!(format!("0x{}{}", word(paid), word(number))), "{block}");
         }
-        // "latest" reads the latest state, whenever it is answered.
-        let params = [json!(recipient), json!("latest")];
-        let balance =
-            super::state_method(&chain, &asked_at, "eth_getBalance", &params, None).unwrap();
-        assert_eq!(balance, json!("0x2"));
+        // A block not there (yet), or unknown: refused, as geth words it.
+        let later = json!(format!("{:#x}", head.number + 1));
+        let error = ask("eth_getBalance", json!([recipient, later])).unwrap_err();
+        assert_eq!(error.message, "header not found");
+        let unknown = json!({ "blockHash": B256::repeat_byte(7) });
+        let error = ask("eth_call", json!([call, unknown])).unwrap_err();
+        assert!(error.message.contains("not found"), "{error:?}");
     }
 
     /// The status and JSON body of an HTTP answer (not chunked).

@@ -8,6 +8,12 @@
 //! (its state updates and the tree nodes they change included), synced to disk, which also
 //! removes its transactions from `pending`: after a crash the database holds every block that was reported committed, nothing
 //! of a block that was not, and every transaction that was acknowledged.
+//!
+//! The state of recent blocks: each commit also writes, in `history`, the value every key it
+//! changes had before the block (keyed by the key's commitment hash and the block's number), so
+//! that the state after any of the last [`STATE_HISTORY_BLOCKS`] blocks reads back
+//! ([`StateAt::back_to`]) as a geth full node serves its last 128; older entries are dropped as
+//! RocksDB compacts the family.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,7 +32,14 @@ const TRANSACTIONS: &str = "transactions";
 const META: &str = "meta";
 const PENDING: &str = "pending";
 const MERKLE: &str = "merkle";
+const HISTORY: &str = "history";
 const HEAD: &[u8] = b"head";
+/// The `meta` entry holding the first block whose commit wrote history (databases of earlier
+/// versions have none for the blocks before it).
+const HISTORY_SINCE: &[u8] = b"history_since";
+
+/// How many blocks before the head the state of is kept: queries may name any of them.
+pub const STATE_HISTORY_BLOCKS: u64 = 128;
 /// The block cache all column families share.
 const BLOCK_CACHE_BYTES: usize = 64 << 20;
 
@@ -34,7 +47,23 @@ const BLOCK_CACHE_BYTES: usize = 64 << 20;
 const WRITE_BUFFER_BYTES: usize = 16 << 20;
 
 /// Every column family but the default one.
-const FAMILIES: [&str; 7] = [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META, PENDING, MERKLE];
+const FAMILIES: [&str; 8] =
+    [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META, PENDING, MERKLE, HISTORY];
+
+/// A `history` entry's key: the state key's commitment hash, then the block's number
+/// (big-endian), so that a key's entries lie together in block order.
+fn history_key(key: &StateKey, block: u64) -> [u8; 40] {
+    let mut out = [0; 40];
+    out[..32].copy_from_slice(key.commitment_key().as_slice());
+    out[32..].copy_from_slice(&block.to_be_bytes());
+    out
+}
+
+/// The block of a `history` entry's key.
+fn history_block(key: &[u8]) -> Option<u64> {
+    let number: [u8; 8] = key.get(32..40)?.try_into().ok()?;
+    Some(u64::from_be_bytes(number))
+}
 
 /// The first byte of a block or transaction record in BCS; records that begin otherwise are
 /// JSON (`{`), as databases of earlier versions hold them. BCS takes less than half the space
@@ -82,6 +111,13 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DB>,
+    /// How many blocks before the head the state of is kept.
+    history_blocks: u64,
+    /// The first block whose commit wrote history.
+    history_since: u64,
+    /// `history` entries of this block and earlier ones are no longer read: compactions drop
+    /// them.
+    prunable: Arc<std::sync::atomic::AtomicU64>,
     /// Recently read and written state, in front of the `state` column family.
     cache: Arc<StateCache>,
     /// RocksDB's block cache, which every column family reads through.
@@ -232,6 +268,15 @@ impl Store {
     /// # Errors
     /// RocksDB could not open it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_keeping(path, STATE_HISTORY_BLOCKS)
+    }
+
+    /// [`open`](Self::open), keeping the state of `history_blocks` blocks before the head.
+    ///
+    /// # Errors
+    /// RocksDB could not open it, or it is corrupt.
+    pub fn open_keeping(path: &Path, history_blocks: u64) -> Result<Self, StoreError> {
+        let prunable = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
@@ -257,10 +302,69 @@ impl Store {
                 // at restart: appending beats keeping a sorted skip list (sorted when flushed).
                 family.set_memtable_factory(rocksdb::MemtableFactory::Vector);
             }
+            if name == HISTORY {
+                // Entries older than the kept blocks go as the family compacts (RocksDB passes
+                // no entry a live snapshot can see: a read at a block keeps its entries).
+                let prunable = Arc::clone(&prunable);
+                family.set_compaction_filter(
+                    "duet_history_window",
+                    move |_, key: &[u8], _: &[u8]| match history_block(key) {
+                        Some(block)
+                            if block <= prunable.load(std::sync::atomic::Ordering::Relaxed) =>
+                        {
+                            rocksdb::compaction_filter::Decision::Remove
+                        }
+                        _ => rocksdb::compaction_filter::Decision::Keep,
+                    },
+                );
+            }
             ColumnFamilyDescriptor::new(name, family)
         });
         let db = DB::open_cf_descriptors(&options, path, families)?;
-        Ok(Self { db: Arc::new(db), cache: Arc::new(StateCache::new()), block_cache: cache })
+        let mut store = Self {
+            db: Arc::new(db),
+            history_blocks,
+            history_since: 0,
+            prunable,
+            cache: Arc::new(StateCache::new()),
+            block_cache: cache,
+        };
+        let head = store.head()?;
+        store.history_since = if let Some(bytes) =
+            store.db.get_cf(store.family(META), HISTORY_SINCE)?
+        {
+            u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| corrupt("history start"))?)
+        } else {
+            // A new database records history from its first block; one of an earlier version
+            // from its next.
+            let since = head.map_or(0, |head| head + 1);
+            let mut batch = WriteBatch::default();
+            batch.put_cf(store.family(META), HISTORY_SINCE, since.to_be_bytes());
+            store.write_synced(batch)?;
+            since
+        };
+        if let Some(head) = head {
+            store.note_head(head);
+        }
+        Ok(store)
+    }
+
+    /// The blocks whose state can be read with the head at `head`: the last
+    /// [`STATE_HISTORY_BLOCKS`] before it (those with history), and the head.
+    #[must_use]
+    pub fn readable_blocks(&self, head: u64) -> std::ops::RangeInclusive<u64> {
+        // The state after the block before the first with history is that block's old values.
+        let oldest =
+            head.saturating_sub(self.history_blocks).max(self.history_since.saturating_sub(1));
+        oldest.min(head)..=head
+    }
+
+    /// Lets compactions drop the history no query can read once `head` is the head.
+    fn note_head(&self, head: u64) {
+        let oldest = *self.readable_blocks(head).start();
+        // Entries of blocks up to the oldest readable one are never read: a read after block B
+        // looks at the entries of the blocks after it.
+        self.prunable.store(oldest, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// What RocksDB holds in memory, in bytes: memtables and table readers (index and filter
@@ -412,7 +516,8 @@ impl Store {
                 let snapshot = self.db.snapshot();
                 // No commit started since: the snapshot and the head are of the same block.
                 if self.unchanged_since(before) {
-                    return (head, StateAt { store: self, snapshot, commits: before });
+                    let state = StateAt { store: self, snapshot, commits: before, block: None };
+                    return (head, state);
                 }
             }
             // A block is committing (a synced write, milliseconds).
@@ -517,8 +622,11 @@ impl Store {
         then: impl FnOnce(),
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        let state = self.family(STATE);
+        let (state, history) = (self.family(STATE), self.family(HISTORY));
         for (key, value) in commit.state {
+            // The value before the block (empty: absent), for reads of the blocks before it.
+            let before = self.get(key)?.map_or_else(Vec::new, |before| before.encode());
+            batch.put_cf(history, history_key(key, commit.block.number), before);
             match value {
                 Some(value) => batch.put_cf(state, key.encode(), value.encode()),
                 None => batch.delete_cf(state, key.encode()),
@@ -539,6 +647,7 @@ impl Store {
         let _commit = self.cache.start_commit();
         self.write_synced(batch)?;
         self.cache.committed(commit.state);
+        self.note_head(commit.block.number);
         then();
         Ok(())
     }
@@ -618,14 +727,49 @@ pub struct StateAt<'a> {
     snapshot: rocksdb::Snapshot<'a>,
     /// The commit count when the snapshot was taken (even).
     commits: u64,
+    /// The earlier block whose state this is ([`back_to`](Self::back_to)), if not the
+    /// snapshot's.
+    block: Option<u64>,
 }
 
 impl StateAt<'_> {
+    /// This state as it was after block `number`, one of the
+    /// [`readable_blocks`](Store::readable_blocks) before the snapshot's head (the caller
+    /// checks: an older block reads values its history no longer has).
+    #[must_use]
+    pub fn back_to(self, number: u64) -> Self {
+        Self { block: Some(number), ..self }
+    }
+
     /// The value of `key` at this block.
     ///
     /// # Errors
     /// The database failed or is corrupt.
     pub fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
+        let Some(block) = self.block else { return self.get_latest(key) };
+        // The value before the first later block that changed the key, if one did.
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_snapshot(&self.snapshot);
+        let family = self.store.family(HISTORY);
+        let mut entries = self.store.db.raw_iterator_cf_opt(family, options);
+        let from = history_key(key, block + 1);
+        entries.seek(from);
+        match (entries.key(), entries.value()) {
+            (Some(found), Some(value)) if found.get(..32) == Some(&from[..32]) => match value {
+                [] => Ok(None),
+                bytes => StateValue::decode(bytes)
+                    .map(Some)
+                    .map_err(|error| corrupt(&format!("history of {key:?}: {error}"))),
+            },
+            _ => {
+                entries.status()?;
+                self.get_latest(key)
+            }
+        }
+    }
+
+    /// The value of `key` at the snapshot's block.
+    fn get_latest(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
         // The cache holds the latest state, which is this block's while no commit has started
         // since the snapshot (checked after the cache's answer: a commit puts its updates in
         // after it starts).
@@ -729,7 +873,10 @@ impl Storage for Store {
 mod tests {
     use alloy_primitives::{Address, Bytes, Log, LogData, B256};
 
-    use super::{decode_record, encode_record, BlockCommit, Store};
+    use super::{
+        decode_record, encode_record, history_block, BlockCommit, Store, HISTORY, HISTORY_SINCE,
+        META,
+    };
     use crate::block::{Block, Kind, TransactionRecord};
     use duet_types::{StateKey, StateValue};
 
@@ -850,6 +997,76 @@ mod tests {
             drop(in_commit);
             assert_eq!(receiver.recv().unwrap(), 3);
         });
+    }
+
+    #[test]
+    fn the_state_after_each_kept_block_reads_back_and_older_history_goes() {
+        let directory = tempfile::tempdir().unwrap();
+        let config = crate::chain::ChainConfig::for_tests();
+        let key = |byte| StateKey::Balance(Address::repeat_byte(byte));
+        let (changed, deleted, created) = (key(1), key(2), key(3));
+        // Block by block: (changed, deleted, created) after it.
+        let mut expected = Vec::new();
+        {
+            let store = Store::open_keeping(directory.path(), 3).unwrap();
+            for number in 0..8u64 {
+                let paid = 100 + u128::from(number);
+                let mut state = vec![(changed.clone(), Some(StateValue::Balance(paid)))];
+                match number {
+                    0 => state.push((deleted.clone(), Some(StateValue::Balance(7)))),
+                    4 => state.push((deleted.clone(), None)),
+                    5 => state.push((created.clone(), Some(StateValue::Balance(9)))),
+                    _ => {}
+                }
+                state.sort_by(|a, b| a.0.cmp(&b.0));
+                let block = Block::empty(number, B256::ZERO, number, &config);
+                store
+                    .commit(&BlockCommit {
+                        block: &block,
+                        transactions: &[],
+                        state: &state,
+                        settled: &[],
+                        nodes: &std::collections::BTreeMap::new(),
+                    })
+                    .unwrap();
+                expected.push((
+                    Some(StateValue::Balance(paid)),
+                    (number < 4).then_some(StateValue::Balance(7)),
+                    (number >= 5).then_some(StateValue::Balance(9)),
+                ));
+            }
+        }
+        // After a restart too.
+        let store = Store::open_keeping(directory.path(), 3).unwrap();
+        assert_eq!(store.readable_blocks(7), 4..=7);
+        for number in 4..=7u64 {
+            let ((), state) = store.state_at_head(|| ());
+            let state = if number == 7 { state } else { state.back_to(number) };
+            let (changed_value, deleted_value, created_value) = &expected[number as usize];
+            assert_eq!(&state.get(&changed).unwrap(), changed_value, "block {number}");
+            assert_eq!(&state.get(&deleted).unwrap(), deleted_value, "block {number}");
+            assert_eq!(&state.get(&created).unwrap(), created_value, "block {number}");
+            assert_eq!(state.get(&key(4)).unwrap(), None, "block {number}");
+        }
+        // Compacted, the history the kept blocks do not read is gone, and theirs stays.
+        let family = store.family(HISTORY);
+        store.db.compact_range_cf(family, None::<&[u8]>, None::<&[u8]>);
+        let blocks: std::collections::BTreeSet<u64> = store
+            .db
+            .iterator_cf(family, rocksdb::IteratorMode::Start)
+            .map(|entry| history_block(&entry.unwrap().0).unwrap())
+            .collect();
+        assert_eq!(blocks, (5..=7).collect(), "the blocks with history left");
+        let ((), state) = store.state_at_head(|| ());
+        assert_eq!(state.back_to(4).get(&changed).unwrap(), expected[4].0);
+        // A database of an earlier version (no history recorded) keeps only the latest state
+        // until blocks with history follow.
+        store.db.delete_cf(store.family(META), HISTORY_SINCE).unwrap();
+        drop(store);
+        let store = Store::open_keeping(directory.path(), 3).unwrap();
+        assert_eq!(store.readable_blocks(7), 7..=7);
+        assert_eq!(store.readable_blocks(9), 7..=9);
+        assert_eq!(store.readable_blocks(20), 17..=20);
     }
 
     #[test]
