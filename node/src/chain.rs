@@ -1242,7 +1242,7 @@ impl Chain {
     }
 
     /// A turn to run calls (`eth_call`, `eth_estimateGas`, Move views): a few per core (see
-    /// [`Turns`]); the task waits for one without holding a thread.
+    /// [`crate::turns`]); the task waits for one without holding a thread.
     pub async fn call_turn(&self) -> Turn {
         self.call_turns.take().await
     }

@@ -8,7 +8,7 @@
 //! hold at most a few GB, and the cores are kept as busy as more would keep them.
 //!
 //! A request waits for its turn before it takes one of the server's answering turns and a
-//! thread ([`Turns::take`], asynchronously): requests that wait for a call turn hold neither, so
+//! thread (asynchronously): requests that wait for a call turn hold neither, so
 //! a flood of calls does not hold up the node's other answers. Turns are handed out in the
 //! order they were asked for.
 
