@@ -1322,20 +1322,25 @@ impl Chain {
             return Err("header not found".to_owned());
         }
         let readable = self.store.readable_blocks(head.number);
-        if !readable.contains(&number) {
-            return Err(format!(
-                "state of block {number} is not available: this node keeps the state of blocks \
-                 {} to {} (the last {} before the head)",
+        let unavailable = || {
+            format!(
+                "state of block {number} is not available: this node keeps the state of the \
+                 last {} blocks before the head, now blocks {} to {}",
+                self.store.history_blocks(),
                 readable.start(),
-                readable.end(),
-                crate::store::STATE_HISTORY_BLOCKS
-            ));
+                readable.end()
+            )
+        };
+        if !readable.contains(&number) {
+            return Err(unavailable());
         }
-        match self.store.block(number) {
-            Ok(Some(block)) => Ok((Arc::new(block), state.back_to(number))),
-            Ok(None) => Err(format!("block {number} is missing from the database")),
-            Err(error) => Err(error.to_string()),
-        }
+        let block = match self.store.block(number) {
+            Ok(Some(block)) => block,
+            Ok(None) => return Err(format!("block {number} is missing from the database")),
+            Err(error) => return Err(error.to_string()),
+        };
+        let state = state.back_to(number).ok_or_else(unavailable)?;
+        Ok((Arc::new(block), state))
     }
 
     /// [`call`](Self::call) on `at`, once the caller has a turn.
@@ -1372,12 +1377,18 @@ impl Chain {
         }
     }
 
-    /// The least gas limit with which `tx` succeeds (`eth_estimateGas`).
+    /// The least gas limit with which `tx` succeeds (`eth_estimateGas`) on the state after
+    /// `block` (see [`call_at_block`](Self::call_at_block)).
     ///
     /// # Errors
-    /// It fails even with the block gas limit.
-    pub fn estimate_gas(&self, turn: &Turn, tx: TxEnv) -> Result<u64, CallError> {
-        self.estimate_gas_within(turn, tx, ESTIMATE_TIME)
+    /// It fails even with the block gas limit, or the block's state is not there.
+    pub fn estimate_gas(
+        &self,
+        turn: &Turn,
+        tx: TxEnv,
+        block: StateBlock,
+    ) -> Result<u64, CallError> {
+        self.estimate_gas_within(turn, tx, block, ESTIMATE_TIME)
     }
 
     /// [`estimate_gas`](Self::estimate_gas), giving up once `time` has passed (checked between
@@ -1386,10 +1397,11 @@ impl Chain {
         &self,
         _turn: &Turn,
         mut tx: TxEnv,
+        block: StateBlock,
         time: std::time::Duration,
     ) -> Result<u64, CallError> {
         // One state for all its executions: the search is over one block.
-        let at = self.call_state(StateBlock::Latest)?;
+        let at = self.call_state(block)?;
         let deadline = std::time::Instant::now() + time;
         let most = self.max_transaction_gas();
         let cap = if tx.gas_limit == 0 { most } else { tx.gas_limit.min(most) };
@@ -1845,14 +1857,15 @@ pub(crate) mod tests {
             ..TxEnv::default()
         };
         let turn = chain.call_turn_blocking();
-        let estimate = chain.estimate_gas(&turn, tx.clone()).unwrap();
+        let estimate = chain.estimate_gas(&turn, tx.clone(), StateBlock::Latest).unwrap();
         assert!(estimate > 100_000, "{estimate}");
         let with = |gas_limit| chain.call(&turn, TxEnv { gas_limit, ..tx.clone() });
         assert!(with(estimate).is_ok());
         assert!(matches!(with(estimate - 1), Err(CallError::Reverted(_))));
         // Out of time before the search: geth's words.
         let timed_out =
-            chain.estimate_gas_within(&turn, tx, std::time::Duration::ZERO).unwrap_err();
+            chain.estimate_gas_within(&turn, tx, StateBlock::Latest, std::time::Duration::ZERO);
+        let timed_out = timed_out.unwrap_err();
         assert_eq!(timed_out.to_string(), "execution aborted (timeout = 0ns)");
     }
 
@@ -1998,6 +2011,71 @@ pub(crate) mod tests {
         assert_eq!(chain.produce_block().unwrap().transactions, [again]);
         let record = chain.committed_transaction(again).unwrap().unwrap();
         assert_eq!(record.move_status.as_deref(), Some("success"));
+    }
+
+    #[test]
+    fn a_block_older_than_the_kept_history_is_refused_in_words() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = Store::open_keeping(directory.path(), 1).unwrap();
+        let chain =
+            Chain::open(ChainConfig::for_tests(), store, &crate::genesis::dev_genesis()).unwrap();
+        for _ in 0..3 {
+            chain.produce_block().unwrap();
+        }
+        let refused = chain.state_at(StateBlock::Number(1)).map(|_| ()).unwrap_err();
+        assert_eq!(
+            refused,
+            "state of block 1 is not available: this node keeps the state of the last 1 blocks \
+             before the head, now blocks 2 to 3"
+        );
+        assert!(chain.state_at(StateBlock::Number(2)).is_ok());
+        let future = chain.state_at(StateBlock::Number(4)).map(|_| ()).unwrap_err();
+        assert_eq!(future, "header not found");
+    }
+
+    #[test]
+    fn a_call_at_a_block_before_a_publication_runs_that_blocks_code() {
+        use duet_types::{EntryFunction, MovePayload, MOVE_CALL_ADDRESS};
+
+        let signer = dev_signer(0);
+        let me = signer.address();
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../move-executor/testkit/example.move");
+        let modules =
+            duet_move::compile_package(vec![example.to_owned()], &[("example", &me.to_string())])
+                .unwrap()
+                .into_iter()
+                .map(|(_, bytes)| bytes)
+                .collect();
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let before = chain.produce_block().unwrap().number;
+        chain
+            .submit(&signed_move(&signer, 0, &MovePayload::ModuleBundle(modules), 3_000_000))
+            .unwrap();
+        let published = chain.produce_block().unwrap().number;
+        // `counter::increment` through the Move call precompile, as the signer.
+        let increment = EntryFunction {
+            module_address: me,
+            module_name: "counter".to_owned(),
+            function: "increment".to_owned(),
+            type_arguments: vec![],
+            arguments: vec![],
+        };
+        let tx = TxEnv {
+            caller: me,
+            kind: alloy_primitives::TxKind::Call(MOVE_CALL_ADDRESS),
+            data: duet_evm::call_data(&increment).into(),
+            ..TxEnv::default()
+        };
+        let turn = chain.call_turn_blocking();
+        let call = |block| chain.call_at_block(&turn, tx.clone(), block);
+        // The calls' Move VM loads the module at the latest block...
+        call(StateBlock::Latest).unwrap();
+        call(StateBlock::Number(published)).unwrap();
+        // ...which a call at the block before it must not run: there, it does not exist yet.
+        let refused = call(StateBlock::Number(before)).unwrap_err();
+        assert!(matches!(refused, CallError::Reverted(_)), "{refused:?}");
+        call(StateBlock::Latest).unwrap();
     }
 
     #[test]

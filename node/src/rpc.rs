@@ -646,12 +646,9 @@ fn state_method(
         }
         "eth_estimateGas" => {
             let tx = call_request(chain, params.first())?;
-            // An estimate for a block up to the head runs on the head's state (an estimate).
-            if block_number(head, params.get(1))?.is_none() {
-                return Err(RpcError::server("header not found"));
-            }
+            let block = state_block(params.get(1))?;
             no_overrides(params)?;
-            in_call_turn(call_turn, |turn| chain.estimate_gas(turn, tx).map_err(call_error))
+            in_call_turn(call_turn, |turn| chain.estimate_gas(turn, tx, block).map_err(call_error))
                 .map(|gas| json!(hex(gas)))
         }
         "eth_getBlockByNumber" => {
@@ -1115,7 +1112,7 @@ fn send_transaction(
     let gas_limit = match quantity(object, "gas")? {
         Some(gas) => gas.saturating_to(),
         None => in_call_turn(call_turn, |turn| {
-            chain.estimate_gas(turn, call.clone()).map_err(call_error)
+            chain.estimate_gas(turn, call.clone(), StateBlock::Latest).map_err(call_error)
         })?,
     };
     let _sending = rpc.sending.lock();

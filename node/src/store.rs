@@ -115,9 +115,8 @@ pub struct Store {
     history_blocks: u64,
     /// The first block whose commit wrote history.
     history_since: u64,
-    /// `history` entries of this block and earlier ones are no longer read: compactions drop
-    /// them.
-    prunable: Arc<std::sync::atomic::AtomicU64>,
+    /// Which `history` entries compactions may drop.
+    history_window: Arc<HistoryWindow>,
     /// Recently read and written state, in front of the `state` column family.
     cache: Arc<StateCache>,
     /// RocksDB's block cache, which every column family reads through.
@@ -276,7 +275,7 @@ impl Store {
     /// # Errors
     /// RocksDB could not open it, or it is corrupt.
     pub fn open_keeping(path: &Path, history_blocks: u64) -> Result<Self, StoreError> {
-        let prunable = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let history_window = Arc::new(HistoryWindow::default());
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
@@ -303,15 +302,13 @@ impl Store {
                 family.set_memtable_factory(rocksdb::MemtableFactory::Vector);
             }
             if name == HISTORY {
-                // Entries older than the kept blocks go as the family compacts (RocksDB passes
-                // no entry a live snapshot can see: a read at a block keeps its entries).
-                let prunable = Arc::clone(&prunable);
+                // Entries no read needs go as the family compacts. (RocksDB's compaction
+                // filters see entries that snapshots still see: reads pin their blocks.)
+                let window = Arc::clone(&history_window);
                 family.set_compaction_filter(
                     "duet_history_window",
                     move |_, key: &[u8], _: &[u8]| match history_block(key) {
-                        Some(block)
-                            if block <= prunable.load(std::sync::atomic::Ordering::Relaxed) =>
-                        {
+                        Some(block) if window.prunable(block) => {
                             rocksdb::compaction_filter::Decision::Remove
                         }
                         _ => rocksdb::compaction_filter::Decision::Keep,
@@ -325,7 +322,7 @@ impl Store {
             db: Arc::new(db),
             history_blocks,
             history_since: 0,
-            prunable,
+            history_window,
             cache: Arc::new(StateCache::new()),
             block_cache: cache,
         };
@@ -361,10 +358,13 @@ impl Store {
 
     /// Lets compactions drop the history no query can read once `head` is the head.
     fn note_head(&self, head: u64) {
-        let oldest = *self.readable_blocks(head).start();
-        // Entries of blocks up to the oldest readable one are never read: a read after block B
-        // looks at the entries of the blocks after it.
-        self.prunable.store(oldest, std::sync::atomic::Ordering::Relaxed);
+        self.history_window.set_oldest(*self.readable_blocks(head).start());
+    }
+
+    /// How many blocks before the head the state of is kept.
+    #[must_use]
+    pub fn history_blocks(&self) -> u64 {
+        self.history_blocks
     }
 
     /// What RocksDB holds in memory, in bytes: memtables and table readers (index and filter
@@ -720,6 +720,60 @@ impl ReadState for StateAt<'_> {
     }
 }
 
+/// Which `history` entries compactions may drop: a read after block B looks at the entries of
+/// the blocks after B, so entries of the oldest readable block and earlier ones are never read,
+/// except by reads that began while their block was readable, which pin it.
+#[derive(Default)]
+struct HistoryWindow {
+    /// Entries of this block and earlier ones may be dropped (the compaction filter's bound).
+    prunable: std::sync::atomic::AtomicU64,
+    /// The oldest readable block at the last commit, and the blocks being read (how many reads
+    /// of each).
+    reads: parking_lot::Mutex<(u64, std::collections::BTreeMap<u64, usize>)>,
+}
+
+impl HistoryWindow {
+    fn prunable(&self, block: u64) -> bool {
+        block <= self.prunable.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The bound: below the oldest readable block and below every pinned one.
+    fn update(&self, (oldest, pinned): &(u64, std::collections::BTreeMap<u64, usize>)) {
+        let bound = pinned.keys().next().map_or(*oldest, |first| (*first).min(*oldest));
+        self.prunable.store(bound, std::sync::atomic::Ordering::Release);
+    }
+
+    fn set_oldest(&self, oldest: u64) {
+        let mut reads = self.reads.lock();
+        reads.0 = oldest;
+        self.update(&reads);
+    }
+
+    /// Pins `block` for a read, unless its entries may be gone already.
+    fn pin(&self, block: u64) -> bool {
+        let mut reads = self.reads.lock();
+        // The bound only rises while nothing pins below it: every earlier bound was at most
+        // this one, so no compaction has dropped an entry of a block after `block`.
+        if self.prunable.load(std::sync::atomic::Ordering::Acquire) > block {
+            return false;
+        }
+        *reads.1.entry(block).or_default() += 1;
+        self.update(&reads);
+        true
+    }
+
+    fn unpin(&self, block: u64) {
+        let mut reads = self.reads.lock();
+        if let std::collections::btree_map::Entry::Occupied(mut count) = reads.1.entry(block) {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
+            }
+        }
+        self.update(&reads);
+    }
+}
+
 /// The state as of one committed block ([`Store::state_at_head`]): a RocksDB snapshot, and the
 /// state cache while no later block has begun to commit.
 pub struct StateAt<'a> {
@@ -735,10 +789,16 @@ pub struct StateAt<'a> {
 impl StateAt<'_> {
     /// This state as it was after block `number`, one of the
     /// [`readable_blocks`](Store::readable_blocks) before the snapshot's head (the caller
-    /// checks: an older block reads values its history no longer has).
+    /// checks: an older block reads values its history no longer has); `None` if blocks
+    /// committed since have let its history go. The block's history is kept until this state
+    /// is dropped.
     #[must_use]
-    pub fn back_to(self, number: u64) -> Self {
-        Self { block: Some(number), ..self }
+    pub fn back_to(mut self, number: u64) -> Option<Self> {
+        if !self.store.history_window.pin(number) {
+            return None;
+        }
+        self.block = Some(number);
+        Some(self)
     }
 
     /// The value of `key` at this block.
@@ -782,6 +842,14 @@ impl StateAt<'_> {
         options.set_snapshot(&self.snapshot);
         // Put in the cache only while the latest state is still this block's.
         self.store.read_and_fill(key, &options, self.commits)
+    }
+}
+
+impl Drop for StateAt<'_> {
+    fn drop(&mut self) {
+        if let Some(block) = self.block {
+            self.store.history_window.unpin(block);
+        }
     }
 }
 
@@ -1036,36 +1104,65 @@ mod tests {
                 ));
             }
         }
-        // After a restart too.
+        // After a restart too; keys never written read as absent at every block, wherever the
+        // seek for them lands among the others' entries.
         let store = Store::open_keeping(directory.path(), 3).unwrap();
         assert_eq!(store.readable_blocks(7), 4..=7);
         for number in 4..=7u64 {
             let ((), state) = store.state_at_head(|| ());
-            let state = if number == 7 { state } else { state.back_to(number) };
+            let state = state.back_to(number).unwrap();
             let (changed_value, deleted_value, created_value) = &expected[number as usize];
             assert_eq!(&state.get(&changed).unwrap(), changed_value, "block {number}");
             assert_eq!(&state.get(&deleted).unwrap(), deleted_value, "block {number}");
             assert_eq!(&state.get(&created).unwrap(), created_value, "block {number}");
-            assert_eq!(state.get(&key(4)).unwrap(), None, "block {number}");
+            for byte in 10..40 {
+                assert_eq!(state.get(&key(byte)).unwrap(), None, "block {number}");
+            }
         }
-        // Compacted, the history the kept blocks do not read is gone, and theirs stays.
         let family = store.family(HISTORY);
-        store.db.compact_range_cf(family, None::<&[u8]>, None::<&[u8]>);
-        let blocks: std::collections::BTreeSet<u64> = store
-            .db
-            .iterator_cf(family, rocksdb::IteratorMode::Start)
-            .map(|entry| history_block(&entry.unwrap().0).unwrap())
-            .collect();
-        assert_eq!(blocks, (5..=7).collect(), "the blocks with history left");
+        let compact = || store.db.compact_range_cf(family, None::<&[u8]>, None::<&[u8]>);
+        let blocks_with_history = || -> std::collections::BTreeSet<u64> {
+            store
+                .db
+                .iterator_cf(family, rocksdb::IteratorMode::Start)
+                .map(|entry| history_block(&entry.unwrap().0).unwrap())
+                .collect()
+        };
+        // A read of the oldest kept block while the next block commits and the family
+        // compacts: its history stays until the read ends.
+        let ((), reading) = store.state_at_head(|| ());
+        let reading = reading.back_to(4).unwrap();
+        let block = Block::empty(8, B256::ZERO, 8, &config);
+        let state = [(changed.clone(), Some(StateValue::Balance(108)))];
+        let no_nodes = std::collections::BTreeMap::new();
+        let commit = BlockCommit {
+            block: &block,
+            transactions: &[],
+            state: &state,
+            settled: &[],
+            nodes: &no_nodes,
+        };
+        store.commit(&commit).unwrap();
+        assert_eq!(store.readable_blocks(8), 5..=8);
+        compact();
+        assert_eq!(reading.get(&changed).unwrap(), expected[4].0);
+        assert_eq!(reading.get(&deleted).unwrap(), None);
+        assert_eq!(blocks_with_history(), (5..=8).collect(), "the pinned read's blocks stay");
+        drop(reading);
+        // Then only the kept blocks' history stays, and a read of an older block is refused.
+        compact();
+        assert_eq!(blocks_with_history(), (6..=8).collect(), "the blocks with history left");
         let ((), state) = store.state_at_head(|| ());
-        assert_eq!(state.back_to(4).get(&changed).unwrap(), expected[4].0);
+        assert!(state.back_to(4).is_none(), "block 4's history is gone");
+        let ((), state) = store.state_at_head(|| ());
+        assert_eq!(state.back_to(5).unwrap().get(&changed).unwrap(), expected[5].0);
         // A database of an earlier version (no history recorded) keeps only the latest state
         // until blocks with history follow.
         store.db.delete_cf(store.family(META), HISTORY_SINCE).unwrap();
         drop(store);
         let store = Store::open_keeping(directory.path(), 3).unwrap();
-        assert_eq!(store.readable_blocks(7), 7..=7);
-        assert_eq!(store.readable_blocks(9), 7..=9);
+        assert_eq!(store.readable_blocks(8), 8..=8);
+        assert_eq!(store.readable_blocks(10), 8..=10);
         assert_eq!(store.readable_blocks(20), 17..=20);
     }
 
