@@ -254,6 +254,7 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
 
     // cast send of ETH: the receipt says success and the recipient holds it.
     let recipient = "0x000000000000000000000000000000000000bEEF";
+    let unpaid = node.cast(&["block-number"]).unwrap();
     let receipt =
         node.cast(&["send", "--private-key", FIRST_KEY, recipient, "--value", "1ether"]).unwrap();
     assert!(receipt.contains("1 (success)"), "{receipt}");
@@ -282,6 +283,9 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
     assert_eq!(node.balance(recipient), "1000000000000000000");
     assert_eq!(node.nonce(FIRST), "1");
     assert_eq!(node.nonce(SECOND), "2");
+    // The state of a recent block, from before the payment (kept across the restart too).
+    assert_eq!(node.cast(&["balance", recipient, "--block", &unpaid]).unwrap(), "0");
+    assert_eq!(node.cast(&["nonce", FIRST, "--block", &unpaid]).unwrap(), "0");
     assert_eq!(
         node.cast(&["call", &probe, "seen()(uint256)"]).unwrap(),
         "1000000000000000000 [1e18]"
