@@ -1263,8 +1263,8 @@ impl Chain {
         self.call_at_block(turn, tx, StateBlock::Latest)
     }
 
-    /// [`call`](Self::call) on the state after `block` (as the block after it, with the
-    /// block's time + 1), the latest when it runs or one of the
+    /// [`call`](Self::call) on the state after `block`, in that block's environment (for
+    /// [`StateBlock::Pending`], the next block's): the latest when it runs or one of the
     /// [`readable_blocks`](Store::readable_blocks).
     ///
     /// # Errors
@@ -1295,7 +1295,7 @@ impl Chain {
         } else {
             Arc::new(MoveVm::new(self.config.fee_vault))
         };
-        Ok(CallState { move_vm, head, state })
+        Ok(CallState { move_vm, head, state, next: block == StateBlock::Pending })
     }
 
     /// The state after `block` and that block: the latest, or one of the
@@ -1307,7 +1307,7 @@ impl Chain {
     pub fn state_at(&self, block: StateBlock) -> Result<(Arc<Block>, StateAt<'_>), String> {
         let (head, state) = self.latest_state();
         let number = match block {
-            StateBlock::Latest => return Ok((head, state)),
+            StateBlock::Pending | StateBlock::Latest => return Ok((head, state)),
             StateBlock::Number(number) => number,
             StateBlock::Hash(hash) => match self.store.block_number(hash) {
                 Ok(Some(number)) => number,
@@ -1345,9 +1345,10 @@ impl Chain {
 
     /// [`call`](Self::call) on `at`, once the caller has a turn.
     fn call_at(&self, at: &CallState<'_>, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
+        let ahead = u64::from(at.next);
         let mut evm = EvmVm::new(
             self.config.chain_id,
-            block_env(&self.config, at.head.number + 1, at.head.timestamp + 1),
+            block_env(&self.config, at.head.number + ahead, at.head.timestamp + ahead),
         )
         .with_move(Arc::clone(&at.move_vm));
         evm.cfg.disable_nonce_check = true;
@@ -1429,10 +1430,14 @@ impl Chain {
     }
 }
 
-/// The block whose state a query reads.
+/// The block whose state a query reads, and a call runs in, as Ethereum clients take a block
+/// parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StateBlock {
-    /// The latest block when the query runs.
+    /// The latest state when the query runs, a call running as the block after the latest
+    /// (its number + 1, its time + 1): `pending`, and `eth_estimateGas` by default.
+    Pending,
+    /// The latest block when the query runs (a call runs with its number and time).
     Latest,
     /// The block with this number.
     Number(u64),
@@ -1452,6 +1457,8 @@ struct CallState<'a> {
     move_vm: Arc<MoveVm>,
     head: Arc<Block>,
     state: StateAt<'a>,
+    /// Whether the call runs as the block after `head` rather than in it.
+    next: bool,
 }
 
 /// Empties the Move VM's code caches when dropped, unless the block's rounds all ran: a round
@@ -1893,17 +1900,24 @@ pub(crate) mod tests {
         chain.submit(&payment(&dev_signer(0), 0, alloy_primitives::U256::from(5), 10)).unwrap();
         let first = chain.produce_block().unwrap().number;
         // A call's state taken now, then a block pays 7 more: the call sees the first block
-        // whole (the balance, and the number after it), as a call that started before the
-        // second block committed would.
+        // whole (its balance and its number), as a call that started before the second block
+        // committed would.
         let before = chain.call_state(StateBlock::Latest).unwrap();
         chain.submit(&payment(&dev_signer(0), 1, alloy_primitives::U256::from(7), 10)).unwrap();
         chain.produce_block().unwrap();
         let (output, _) = chain.call_at(&before, tx.clone()).unwrap();
         assert_eq!(
             balance_and_number(output),
-            (alloy_primitives::U256::from(5), alloy_primitives::U256::from(first + 1))
+            (alloy_primitives::U256::from(5), alloy_primitives::U256::from(first))
         );
-        let (output, _) = chain.call(&chain.call_turn_blocking(), tx).unwrap();
+        let (output, _) = chain.call(&chain.call_turn_blocking(), tx.clone()).unwrap();
+        assert_eq!(
+            balance_and_number(output),
+            (alloy_primitives::U256::from(12), alloy_primitives::U256::from(first + 1))
+        );
+        // Pending: the latest state, as the next block.
+        let turn = chain.call_turn_blocking();
+        let (output, _) = chain.call_at_block(&turn, tx, super::StateBlock::Pending).unwrap();
         assert_eq!(
             balance_and_number(output),
             (alloy_primitives::U256::from(12), alloy_primitives::U256::from(first + 2))

@@ -639,14 +639,15 @@ fn state_method(
         }
         "eth_call" => {
             let tx = call_request(chain, params.first())?;
-            let block = state_block(params.get(1))?;
+            let block = state_block(params.get(1), StateBlock::Latest)?;
             no_overrides(params)?;
             in_call_turn(call_turn, |turn| chain.call_at_block(turn, tx, block).map_err(call_error))
                 .map(|(output, _)| json!(output))
         }
         "eth_estimateGas" => {
             let tx = call_request(chain, params.first())?;
-            let block = state_block(params.get(1))?;
+            // As geth: the pending block's unless one is named.
+            let block = state_block(params.get(1), StateBlock::Pending)?;
             no_overrides(params)?;
             in_call_turn(call_turn, |turn| chain.estimate_gas(turn, tx, block).map_err(call_error))
                 .map(|gas| json!(hex(gas)))
@@ -829,14 +830,21 @@ fn block_hash_field(value: Option<&Value>) -> Result<Option<B256>, RpcError> {
 }
 
 /// The block whose state a query names (`value`: a tag, a number, or EIP-1898's object with a
-/// `blockNumber` or a `blockHash`; absent, the latest).
-fn state_block(value: Option<&Value>) -> Result<StateBlock, RpcError> {
+/// `blockNumber` or a `blockHash`), `absent` when it names none.
+fn state_block(value: Option<&Value>, absent: StateBlock) -> Result<StateBlock, RpcError> {
     if let Some(hash) = block_hash_field(value)? {
         return Ok(StateBlock::Hash(hash));
     }
-    Ok(match BlockSpec::parse(value)?.and_then(BlockSpec::fixed) {
-        Some(number) => StateBlock::Number(number),
-        None => StateBlock::Latest,
+    let tag = match value {
+        Some(Value::Object(object)) => object.get("blockNumber"),
+        other => other,
+    };
+    if tag.and_then(Value::as_str) == Some("pending") {
+        return Ok(StateBlock::Pending);
+    }
+    Ok(match BlockSpec::parse(value)? {
+        None => absent,
+        Some(spec) => spec.fixed().map_or(StateBlock::Latest, StateBlock::Number),
     })
 }
 
@@ -849,8 +857,8 @@ fn read_at<T>(
     value: Option<&Value>,
     read: impl FnOnce(&dyn ReadState) -> Result<T, StoreError>,
 ) -> Result<T, RpcError> {
-    match state_block(value)? {
-        StateBlock::Latest => read(chain.store()),
+    match state_block(value, StateBlock::Latest)? {
+        StateBlock::Pending | StateBlock::Latest => read(chain.store()),
         block => {
             let (_, state) = chain.state_at(block).map_err(RpcError::server)?;
             read(&state)
@@ -1112,7 +1120,7 @@ fn send_transaction(
     let gas_limit = match quantity(object, "gas")? {
         Some(gas) => gas.saturating_to(),
         None => in_call_turn(call_turn, |turn| {
-            chain.estimate_gas(turn, call.clone(), StateBlock::Latest).map_err(call_error)
+            chain.estimate_gas(turn, call.clone(), StateBlock::Pending).map_err(call_error)
         })?,
     };
     let _sending = rpc.sending.lock();
@@ -1795,11 +1803,14 @@ mod tests {
             let params = params.as_array().unwrap().clone();
             super::state_method(&chain, &head, method, &params, Some(&turn))
         };
-        // (block, the recipient's balance and the sender's nonce there, NUMBER in a call on it)
+        // (block, the recipient's balance and the sender's nonce there, NUMBER in a call on it:
+        // the block's own, as geth runs calls; the next block's for `pending`)
         for (block, paid, number) in [
-            (json!(format!("{:#x}", asked_at.number)), 1, asked_at.number + 1),
-            (json!({ "blockHash": asked_at.hash }), 1, asked_at.number + 1),
-            (json!("latest"), 2, head.number + 1),
+            (json!(format!("{:#x}", asked_at.number)), 1, asked_at.number),
+            (json!({ "blockHash": asked_at.hash }), 1, asked_at.number),
+            (json!({ "blockNumber": format!("{:#x}", asked_at.number) }), 1, asked_at.number),
+            (json!("latest"), 2, head.number),
+            (json!("pending"), 2, head.number + 1),
         ] {
             let balance = ask("eth_getBalance", json!([recipient, block])).unwrap();
             assert_eq!(balance, json!(format!("{paid:#x}")), "{block}");
