@@ -1339,18 +1339,36 @@ impl Chain {
             Ok(None) => return Err(format!("block {number} is missing from the database")),
             Err(error) => return Err(error.to_string()),
         };
-        let state = state.back_to(number).ok_or_else(unavailable)?;
+        let state = state.back_to(number).ok_or_else(|| {
+            // Blocks committed meanwhile let its history go: say the window as it is now.
+            let now = self.store.readable_blocks(self.head().number);
+            format!(
+                "state of block {number} is not available: this node keeps the state of the \
+                 last {} blocks before the head, now blocks {} to {}",
+                self.store.history_blocks(),
+                now.start(),
+                now.end()
+            )
+        })?;
         Ok((Arc::new(block), state))
     }
 
     /// [`call`](Self::call) on `at`, once the caller has a turn.
     fn call_at(&self, at: &CallState<'_>, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
-        let ahead = u64::from(at.next);
-        let mut evm = EvmVm::new(
-            self.config.chain_id,
-            block_env(&self.config, at.head.number + ahead, at.head.timestamp + ahead),
-        )
-        .with_move(Arc::clone(&at.move_vm));
+        let block = if at.next {
+            block_env(&self.config, at.head.number + 1, at.head.timestamp + 1)
+        } else {
+            // As the block ran: its own limits, base fee and beneficiary.
+            BlockEnv {
+                number: U256::from(at.head.number),
+                timestamp: U256::from(at.head.timestamp),
+                beneficiary: at.head.beneficiary,
+                gas_limit: at.head.gas_limit,
+                basefee: at.head.base_fee,
+                ..BlockEnv::default()
+            }
+        };
+        let mut evm = EvmVm::new(self.config.chain_id, block).with_move(Arc::clone(&at.move_vm));
         evm.cfg.disable_nonce_check = true;
         evm.cfg.disable_balance_check = true;
         evm.cfg.disable_base_fee = true;

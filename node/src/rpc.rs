@@ -615,7 +615,8 @@ fn state_method(
         }
         "eth_getTransactionCount" => {
             let address = address_param(params, 0)?;
-            let nonce = if params.get(1).and_then(Value::as_str) == Some("pending") {
+            let pending = state_block(params.get(1), StateBlock::Latest)? == StateBlock::Pending;
+            let nonce = if pending {
                 chain.pending_nonce(address).map_err(RpcError::server)?
             } else {
                 read_at(chain, params.get(1), |state| state.account(address))?.0
@@ -832,11 +833,24 @@ fn block_hash_field(value: Option<&Value>) -> Result<Option<B256>, RpcError> {
 /// The block whose state a query names (`value`: a tag, a number, or EIP-1898's object with a
 /// `blockNumber` or a `blockHash`), `absent` when it names none.
 fn state_block(value: Option<&Value>, absent: StateBlock) -> Result<StateBlock, RpcError> {
-    if let Some(hash) = block_hash_field(value)? {
-        return Ok(StateBlock::Hash(hash));
-    }
     let tag = match value {
-        Some(Value::Object(object)) => object.get("blockNumber"),
+        // EIP-1898: one of the two, as geth takes it.
+        Some(Value::Object(object)) => match (object.get("blockHash"), object.get("blockNumber")) {
+            (Some(_), Some(_)) => {
+                return Err(RpcError::invalid_params(
+                    "cannot specify both blockHash and blockNumber, choose one or the other",
+                ))
+            }
+            (None, None) => {
+                return Err(RpcError::invalid_params("expected blockHash or blockNumber"))
+            }
+            (Some(_), None) => {
+                let hash = block_hash_field(value)?
+                    .ok_or_else(|| RpcError::invalid_params("invalid blockHash: null"))?;
+                return Ok(StateBlock::Hash(hash));
+            }
+            (None, number) => number,
+        },
         other => other,
     };
     if tag.and_then(Value::as_str) == Some("pending") {
@@ -1819,6 +1833,36 @@ mod tests {
             let output = ask("eth_call", json!([call, block])).unwrap();
             assert_eq!(output, json!(format!("0x{}{}", word(paid), word(number))), "{block}");
         }
+        // eth_estimateGas runs as the pending block unless told otherwise, as geth: code that
+        // reverts unless NUMBER is n (NUMBER PUSH8 n EQ PUSH1 18 JUMPI PUSH1 0 DUP1 REVERT
+        // JUMPDEST STOP).
+        let expecting = |n: u64| {
+            let mut code = vec![0x43, 0x67];
+            code.extend(n.to_be_bytes());
+            code.extend(alloy_primitives::hex!("14601257600080fd5b00"));
+            json!({ "data": alloy_primitives::Bytes::from(code) })
+        };
+        let next = expecting(head.number + 1);
+        assert!(ask("eth_estimateGas", json!([next])).is_ok());
+        assert!(ask("eth_estimateGas", json!([next, "pending"])).is_ok());
+        assert!(ask("eth_estimateGas", json!([next, "latest"])).is_err());
+        assert!(ask("eth_estimateGas", json!([expecting(head.number), "latest"])).is_ok());
+        assert!(ask("eth_call", json!([next])).is_err(), "eth_call runs as the latest block");
+        // The pending nonce counts the pool's transactions, however `pending` is written.
+        chain.submit(&transfer(&dev_signer(0), 2, 10)).unwrap();
+        let sender = dev_signer(0).address();
+        for (block, nonce) in [
+            (json!("pending"), "0x3"),
+            (json!({ "blockNumber": "pending" }), "0x3"),
+            (json!("latest"), "0x2"),
+        ] {
+            let answer = ask("eth_getTransactionCount", json!([sender, block])).unwrap();
+            assert_eq!(answer, json!(nonce), "{block}");
+        }
+        // EIP-1898 objects name one block: both, or neither, is refused.
+        let both = json!({ "blockHash": asked_at.hash, "blockNumber": "0x1" });
+        assert!(ask("eth_getBalance", json!([recipient, both])).is_err());
+        assert!(ask("eth_getBalance", json!([recipient, {}])).is_err());
         // A block not there (yet), or unknown: refused, as geth words it.
         let later = json!(format!("{:#x}", head.number + 1));
         let error = ask("eth_getBalance", json!([recipient, later])).unwrap_err();

@@ -794,6 +794,9 @@ impl StateAt<'_> {
     /// is dropped.
     #[must_use]
     pub fn back_to(mut self, number: u64) -> Option<Self> {
+        if let Some(pinned) = self.block.take() {
+            self.store.history_window.unpin(pinned);
+        }
         if !self.store.history_window.pin(number) {
             return None;
         }
