@@ -37,6 +37,9 @@ const HEAD: &[u8] = b"head";
 /// The `meta` entry holding the first block whose commit wrote history (databases of earlier
 /// versions have none for the blocks before it).
 const HISTORY_SINCE: &[u8] = b"history_since";
+/// The `meta` entry holding the oldest readable block at the last commit: compactions may have
+/// dropped the history of the blocks before it, whatever window a later process keeps.
+const HISTORY_FLOOR: &[u8] = b"history_floor";
 
 /// How many blocks before the head the state of is kept: queries may name any of them.
 pub const STATE_HISTORY_BLOCKS: u64 = 128;
@@ -115,6 +118,8 @@ pub struct Store {
     history_blocks: u64,
     /// The first block whose commit wrote history.
     history_since: u64,
+    /// The oldest readable block when the database was last written (see [`HISTORY_FLOOR`]).
+    history_floor: u64,
     /// Which `history` entries compactions may drop.
     history_window: Arc<HistoryWindow>,
     /// Recently read and written state, in front of the `state` column family.
@@ -322,6 +327,7 @@ impl Store {
             db: Arc::new(db),
             history_blocks,
             history_since: 0,
+            history_floor: 0,
             history_window,
             cache: Arc::new(StateCache::new()),
             block_cache: cache,
@@ -340,6 +346,12 @@ impl Store {
             store.write_synced(batch)?;
             since
         };
+        store.history_floor = match store.db.get_cf(store.family(META), HISTORY_FLOOR)? {
+            None => 0,
+            Some(bytes) => u64::from_be_bytes(
+                bytes.as_slice().try_into().map_err(|_| corrupt("history floor"))?,
+            ),
+        };
         if let Some(head) = head {
             store.note_head(head);
         }
@@ -351,8 +363,10 @@ impl Store {
     #[must_use]
     pub fn readable_blocks(&self, head: u64) -> std::ops::RangeInclusive<u64> {
         // The state after the block before the first with history is that block's old values.
-        let oldest =
-            head.saturating_sub(self.history_blocks).max(self.history_since.saturating_sub(1));
+        let oldest = head
+            .saturating_sub(self.history_blocks)
+            .max(self.history_since.saturating_sub(1))
+            .max(self.history_floor);
         oldest.min(head)..=head
     }
 
@@ -643,6 +657,8 @@ impl Store {
             batch.delete_cf(self.family(PENDING), hash);
         }
         batch.put_cf(self.family(META), HEAD, number);
+        let floor = *self.readable_blocks(commit.block.number).start();
+        batch.put_cf(self.family(META), HISTORY_FLOOR, floor.to_be_bytes());
         // Readers' fills are refused from here on: building the batch changed nothing they see.
         let _commit = self.cache.start_commit();
         self.write_synced(batch)?;
@@ -1159,6 +1175,11 @@ mod tests {
         assert!(state.back_to(4).is_none(), "block 4's history is gone");
         let ((), state) = store.state_at_head(|| ());
         assert_eq!(state.back_to(5).unwrap().get(&changed).unwrap(), expected[5].0);
+        // A process keeping more blocks reads no further back than the last one could.
+        drop(store);
+        let store = Store::open_keeping(directory.path(), 10).unwrap();
+        assert_eq!(store.readable_blocks(8), 5..=8);
+        assert_eq!(store.readable_blocks(30), 20..=30);
         // A database of an earlier version (no history recorded) keeps only the latest state
         // until blocks with history follow.
         store.db.delete_cf(store.family(META), HISTORY_SINCE).unwrap();
