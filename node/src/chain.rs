@@ -1276,13 +1276,14 @@ impl Chain {
         tx: TxEnv,
         block: StateBlock,
     ) -> Result<(Bytes, u64), CallError> {
-        let at = self.call_state(block)?;
+        let at = self.call_state(block, tx.caller)?;
         self.call_at(&at, tx)
     }
 
-    /// What calls run on: the state after `block`, that block, and a Move VM whose code cache
-    /// holds that block's code.
-    fn call_state(&self, block: StateBlock) -> Result<CallState<'_>, CallError> {
+    /// What calls from `caller` run on: the state after `block` (for
+    /// [`StateBlock::Pending`], with the caller's transactions waiting in the pool run on it),
+    /// that block, and a Move VM whose code cache holds that block's code.
+    fn call_state(&self, block: StateBlock, caller: Address) -> Result<CallState<'_>, CallError> {
         // The Move VM's lock first, held until the state is taken: a block that published
         // modules holds it from before its commit until it has replaced the VM (and a block
         // committing without it cannot be waiting for it, so waiting for its commit here ends).
@@ -1290,12 +1291,60 @@ impl Chain {
         let (head, state) = self.state_at(block).map_err(CallError::Unavailable)?;
         // The call VM's code is that of the blocks since it was made; a call at an earlier
         // block gets a VM of its own, which loads that block's code.
-        let move_vm = if head.number >= call_vm.since {
+        let mut move_vm = if head.number >= call_vm.since {
             Arc::clone(&call_vm.vm)
         } else {
             Arc::new(MoveVm::new(self.config.fee_vault))
         };
-        Ok(CallState { move_vm, head, state, next: block == StateBlock::Pending })
+        drop(call_vm);
+        let next = block == StateBlock::Pending;
+        let pool = if next {
+            self.pool_writes(caller, &head, &state, &mut move_vm)?
+        } else {
+            BTreeMap::new()
+        };
+        Ok(CallState { move_vm, head, state, next, pool })
+    }
+
+    /// The writes of `caller`'s transactions waiting in the pool, from its nonce in `state` on
+    /// (up to [`MAX_POOL_TRANSACTIONS_IN_CALLS`]), run in order as the block after `head`: what
+    /// a `pending` call of the caller sees, as a transaction it sends after them would (an
+    /// approval, then the call that spends it). A transaction that publishes modules gives the
+    /// call a Move VM of its own, so the code never reaches the shared one.
+    fn pool_writes(
+        &self,
+        caller: Address,
+        head: &Block,
+        state: &StateAt<'_>,
+        move_vm: &mut Arc<MoveVm>,
+    ) -> Result<BTreeMap<StateKey, Option<StateValue>>, CallError> {
+        let invalid = |error: &dyn std::fmt::Display| CallError::Invalid(error.to_string());
+        let nonce = state.account(caller).map_err(|error| invalid(&error))?.0;
+        let waiting: Vec<DuetTransaction> = {
+            let mempool = self.mempool.lock();
+            (nonce..)
+                .zip(mempool.waiting(caller).skip_while(|pending| pending.nonce < nonce))
+                .take_while(|(next, pending)| pending.nonce == *next)
+                .take(MAX_POOL_TRANSACTIONS_IN_CALLS)
+                .map(|(_, pending)| pending.transaction.clone())
+                .collect()
+        };
+        if waiting.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let next_block = block_env(&self.config, head.number + 1, head.timestamp + 1);
+        let vm = |move_vm: &Arc<MoveVm>| {
+            DuetVm::new(EvmVm::new(self.config.chain_id, next_block.clone()), Arc::clone(move_vm))
+        };
+        let mut duet_vm = vm(move_vm);
+        if waiting.iter().any(|transaction| duet_move::Barriers::is_barrier(&duet_vm, transaction))
+        {
+            *move_vm = Arc::new(MoveVm::new(self.config.fee_vault));
+            duet_vm = vm(move_vm);
+        }
+        let output =
+            execute_sequential(&duet_vm, &waiting, state).map_err(|error| invalid(&error))?;
+        Ok(output.state_updates.into_iter().collect())
     }
 
     /// The state after `block` and that block: the latest, or one of the
@@ -1377,7 +1426,8 @@ impl Chain {
         if tx.gas_limit == 0 {
             tx.gas_limit = self.max_transaction_gas();
         }
-        let output = execute_sequential(&evm, std::slice::from_ref(&tx), &at.state)
+        let state = LayeredStorage::new(&at.state, &at.pool);
+        let output = execute_sequential(&evm, std::slice::from_ref(&tx), &state)
             .map_err(|error| CallError::Invalid(error.to_string()))?;
         match output.results.into_iter().next() {
             Some(TransactionResult::Executed(receipt)) => match receipt {
@@ -1420,7 +1470,7 @@ impl Chain {
         time: std::time::Duration,
     ) -> Result<u64, CallError> {
         // One state for all its executions: the search is over one block.
-        let at = self.call_state(block)?;
+        let at = self.call_state(block, tx.caller)?;
         let deadline = std::time::Instant::now() + time;
         let most = self.max_transaction_gas();
         let cap = if tx.gas_limit == 0 { most } else { tx.gas_limit.min(most) };
@@ -1477,7 +1527,13 @@ struct CallState<'a> {
     state: StateAt<'a>,
     /// Whether the call runs as the block after `head` rather than in it.
     next: bool,
+    /// The writes of the caller's transactions waiting in the pool, over `state` (pending
+    /// calls).
+    pool: BTreeMap<StateKey, Option<StateValue>>,
 }
+
+/// The most of a caller's waiting transactions a `pending` call runs first.
+const MAX_POOL_TRANSACTIONS_IN_CALLS: usize = 64;
 
 /// Empties the Move VM's code caches when dropped, unless the block's rounds all ran: a round
 /// that fails (or panics) after an earlier round published modules may have loaded them, and the
@@ -1920,7 +1976,7 @@ pub(crate) mod tests {
         // A call's state taken now, then a block pays 7 more: the call sees the first block
         // whole (its balance and its number), as a call that started before the second block
         // committed would.
-        let before = chain.call_state(StateBlock::Latest).unwrap();
+        let before = chain.call_state(StateBlock::Latest, Address::ZERO).unwrap();
         chain.submit(&payment(&dev_signer(0), 1, alloy_primitives::U256::from(7), 10)).unwrap();
         chain.produce_block().unwrap();
         let (output, _) = chain.call_at(&before, tx.clone()).unwrap();
@@ -2043,6 +2099,41 @@ pub(crate) mod tests {
         assert_eq!(chain.produce_block().unwrap().transactions, [again]);
         let record = chain.committed_transaction(again).unwrap().unwrap();
         assert_eq!(record.move_status.as_deref(), Some("success"));
+    }
+
+    #[test]
+    fn a_pending_call_runs_after_the_callers_transactions_waiting_in_the_pool() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        // Creation code returning BALANCE(0xbebe…be) and NUMBER (see above).
+        let mut code = vec![0x73];
+        code.extend([0xbe; 20]);
+        code.extend(alloy_primitives::hex!("316000524360205260406000f3"));
+        let balance_from = |caller: Address, block| {
+            let tx = TxEnv {
+                caller,
+                kind: alloy_primitives::TxKind::Create,
+                data: code.clone().into(),
+                ..TxEnv::default()
+            };
+            let (output, _) = chain.call_at_block(&chain.call_turn_blocking(), tx, block).unwrap();
+            alloy_primitives::U256::from_be_slice(&output[..32])
+        };
+        // Two payments of 5 and 7 wei wait in the pool (no block yet), and one of 100 from
+        // nonce 3, above a gap: it could not run next.
+        let (sender, other) = (dev_signer(0), dev_signer(1));
+        chain.submit(&payment(&sender, 0, alloy_primitives::U256::from(5), 10)).unwrap();
+        chain.submit(&payment(&sender, 1, alloy_primitives::U256::from(7), 10)).unwrap();
+        chain.submit(&payment(&sender, 3, alloy_primitives::U256::from(100), 10)).unwrap();
+        let twelve = alloy_primitives::U256::from(12);
+        assert_eq!(balance_from(sender.address(), StateBlock::Pending), twelve);
+        // The latest state, another caller's pending view, and the latest block's: none.
+        assert_eq!(balance_from(sender.address(), StateBlock::Latest), 0);
+        assert_eq!(balance_from(other.address(), StateBlock::Pending), 0);
+        // Once a block holds them, the pending view is the latest state's.
+        chain.produce_block().unwrap();
+        assert_eq!(balance_from(sender.address(), StateBlock::Pending), twelve);
+        assert_eq!(balance_from(sender.address(), StateBlock::Latest), twelve);
     }
 
     #[test]
