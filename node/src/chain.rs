@@ -1284,6 +1284,28 @@ impl Chain {
     /// [`StateBlock::Pending`], with the caller's transactions waiting in the pool run on it),
     /// that block, and a Move VM whose code cache holds that block's code.
     fn call_state(&self, block: StateBlock, caller: Address) -> Result<CallState<'_>, CallError> {
+        let mut attempts = 0;
+        loop {
+            let (head, state, mut move_vm) = self.state_and_vm(block)?;
+            if block != StateBlock::Pending {
+                return Ok(CallState { move_vm, head, state, next: false, pool: BTreeMap::new() });
+            }
+            let pool = self.pool_writes(caller, &head, &state, &mut move_vm)?;
+            // A block that committed meanwhile may have taken the caller's transactions out of
+            // the pool: then run on its state instead.
+            attempts += 1;
+            if attempts == 3 || self.head().hash == head.hash {
+                return Ok(CallState { move_vm, head, state, next: true, pool });
+            }
+        }
+    }
+
+    /// The state after `block`, that block, and a Move VM whose code cache holds that block's
+    /// code.
+    fn state_and_vm(
+        &self,
+        block: StateBlock,
+    ) -> Result<(Arc<Block>, StateAt<'_>, Arc<MoveVm>), CallError> {
         // The Move VM's lock first, held until the state is taken: a block that published
         // modules holds it from before its commit until it has replaced the VM (and a block
         // committing without it cannot be waiting for it, so waiting for its commit here ends).
@@ -1291,19 +1313,12 @@ impl Chain {
         let (head, state) = self.state_at(block).map_err(CallError::Unavailable)?;
         // The call VM's code is that of the blocks since it was made; a call at an earlier
         // block gets a VM of its own, which loads that block's code.
-        let mut move_vm = if head.number >= call_vm.since {
+        let move_vm = if head.number >= call_vm.since {
             Arc::clone(&call_vm.vm)
         } else {
             Arc::new(MoveVm::new(self.config.fee_vault))
         };
-        drop(call_vm);
-        let next = block == StateBlock::Pending;
-        let pool = if next {
-            self.pool_writes(caller, &head, &state, &mut move_vm)?
-        } else {
-            BTreeMap::new()
-        };
-        Ok(CallState { move_vm, head, state, next, pool })
+        Ok((head, state, move_vm))
     }
 
     /// The writes of `caller`'s transactions waiting in the pool, from its nonce in `state` on
@@ -1322,10 +1337,18 @@ impl Chain {
         let nonce = state.account(caller).map_err(|error| invalid(&error))?.0;
         let waiting: Vec<DuetTransaction> = {
             let mempool = self.mempool.lock();
+            // Gas limits adding up to one transaction's at most: a pending call costs at most
+            // about twice a call, whoever's waiting transactions it names.
+            let mut gas = self.max_transaction_gas();
             (nonce..)
                 .zip(mempool.waiting(caller).skip_while(|pending| pending.nonce < nonce))
                 .take_while(|(next, pending)| pending.nonce == *next)
                 .take(MAX_POOL_TRANSACTIONS_IN_CALLS)
+                .take_while(|(_, pending)| {
+                    let fits = pending.gas_limit <= gas;
+                    gas = gas.saturating_sub(pending.gas_limit);
+                    fits
+                })
                 .map(|(_, pending)| pending.transaction.clone())
                 .collect()
         };
@@ -1342,8 +1365,10 @@ impl Chain {
             *move_vm = Arc::new(MoveVm::new(self.config.fee_vault));
             duet_vm = vm(move_vm);
         }
-        let output =
-            execute_sequential(&duet_vm, &waiting, state).map_err(|error| invalid(&error))?;
+        // As a block runs them: the Move VM's code cache flushed after each publication.
+        let output = duet_evm::MixedBlockExecutor::sequential(&duet_vm)
+            .execute_block(&waiting, state)
+            .map_err(|error| invalid(&error))?;
         Ok(output.state_updates.into_iter().collect())
     }
 
@@ -1469,9 +1494,9 @@ impl Chain {
         block: StateBlock,
         time: std::time::Duration,
     ) -> Result<u64, CallError> {
+        let deadline = std::time::Instant::now() + time;
         // One state for all its executions: the search is over one block.
         let at = self.call_state(block, tx.caller)?;
-        let deadline = std::time::Instant::now() + time;
         let most = self.max_transaction_gas();
         let cap = if tx.gas_limit == 0 { most } else { tx.gas_limit.min(most) };
         tx.gas_limit = cap;
@@ -2117,6 +2142,10 @@ pub(crate) mod tests {
                 ..TxEnv::default()
             };
             let (output, _) = chain.call_at_block(&chain.call_turn_blocking(), tx, block).unwrap();
+            // Pending runs as the next block; the others as the latest.
+            let head = chain.head().number;
+            let number = if block == StateBlock::Pending { head + 1 } else { head };
+            assert_eq!(alloy_primitives::U256::from_be_slice(&output[32..]), number);
             alloy_primitives::U256::from_be_slice(&output[..32])
         };
         // Two payments of 5 and 7 wei wait in the pool (no block yet), and one of 100 from
@@ -2130,10 +2159,24 @@ pub(crate) mod tests {
         // The latest state, another caller's pending view, and the latest block's: none.
         assert_eq!(balance_from(sender.address(), StateBlock::Latest), 0);
         assert_eq!(balance_from(other.address(), StateBlock::Pending), 0);
-        // Once a block holds them, the pending view is the latest state's.
+        // Once a block holds them, the pending view is the latest state's, even while the pool
+        // still holds one (as it may between a block's commit and its clean-up).
+        let first = chain.mempool.lock().waiting(sender.address()).next().unwrap().clone();
         chain.produce_block().unwrap();
         assert_eq!(balance_from(sender.address(), StateBlock::Pending), twelve);
         assert_eq!(balance_from(sender.address(), StateBlock::Latest), twelve);
+        let arrival = crate::mempool::Arrival::Restored { state_nonce: 0 };
+        chain.mempool.lock().insert(first, arrival).unwrap();
+        assert_eq!(balance_from(sender.address(), StateBlock::Pending), twelve);
+        // At most one transaction's gas limit of them runs: of a first that asks for all of it
+        // and a second, only the first.
+        let greedy = dev_signer(2);
+        let all = chain.max_transaction_gas();
+        let nine = alloy_primitives::U256::from(9);
+        chain.submit(&signed_transfer(&greedy, 0, nine, 10, all)).unwrap();
+        chain.submit(&payment(&greedy, 1, alloy_primitives::U256::from(4), 10)).unwrap();
+        let after_first = alloy_primitives::U256::from(21);
+        assert_eq!(balance_from(greedy.address(), StateBlock::Pending), after_first);
     }
 
     #[test]

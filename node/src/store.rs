@@ -347,7 +347,8 @@ impl Store {
             since
         };
         store.history_floor = match store.db.get_cf(store.family(META), HISTORY_FLOOR)? {
-            None => 0,
+            // Written by a version that kept 128 blocks and recorded no floor.
+            None => head.map_or(0, |head| head.saturating_sub(STATE_HISTORY_BLOCKS)),
             Some(bytes) => u64::from_be_bytes(
                 bytes.as_slice().try_into().map_err(|_| corrupt("history floor"))?,
             ),
@@ -1180,6 +1181,10 @@ mod tests {
         let store = Store::open_keeping(directory.path(), 10).unwrap();
         assert_eq!(store.readable_blocks(8), 5..=8);
         assert_eq!(store.readable_blocks(30), 20..=30);
+        let ((), state) = store.state_at_head(|| ());
+        assert!(state.back_to(4).is_none(), "block 4's history may be gone");
+        let ((), state) = store.state_at_head(|| ());
+        assert_eq!(state.back_to(5).unwrap().get(&changed).unwrap(), expected[5].0);
         // A database of an earlier version (no history recorded) keeps only the latest state
         // until blocks with history follow.
         store.db.delete_cf(store.family(META), HISTORY_SINCE).unwrap();
