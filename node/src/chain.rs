@@ -16,7 +16,9 @@ use duet_block_stm::{
 };
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm};
 use duet_move::MoveVm;
-use duet_types::{MovePayload, MoveTransaction, StateKey, StateValue, MOVE_ENTRY_ADDRESS};
+use duet_types::{
+    MovePayload, MoveTransaction, StateKey, StateValue, KECCAK256_EMPTY, MOVE_ENTRY_ADDRESS,
+};
 use parking_lot::{Mutex, RwLock};
 use revm::context::result::{ExecutionResult, InvalidTransaction, Output};
 use revm::context::{BlockEnv, TxEnv};
@@ -1260,7 +1262,7 @@ impl Chain {
     /// # Errors
     /// See [`CallError`].
     pub fn call(&self, turn: &Turn, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
-        self.call_at_block(turn, tx, StateBlock::Latest)
+        self.call_at_block(turn, tx, StateBlock::Latest, &StateOverrides::default())
     }
 
     /// [`call`](Self::call) on the state after `block`, in that block's environment (for
@@ -1275,27 +1277,36 @@ impl Chain {
         _turn: &Turn,
         tx: TxEnv,
         block: StateBlock,
+        overrides: &StateOverrides,
     ) -> Result<(Bytes, u64), CallError> {
-        let at = self.call_state(block, tx.caller)?;
+        let at = self.call_state(block, tx.caller, overrides)?;
         self.call_at(&at, tx)
     }
 
     /// What calls from `caller` run on: the state after `block` (for
     /// [`StateBlock::Pending`], with the caller's transactions waiting in the pool run on it),
     /// that block, and a Move VM whose code cache holds that block's code.
-    fn call_state(&self, block: StateBlock, caller: Address) -> Result<CallState<'_>, CallError> {
+    fn call_state(
+        &self,
+        block: StateBlock,
+        caller: Address,
+        overrides: &StateOverrides,
+    ) -> Result<CallState<'_>, CallError> {
         let mut attempts = 0;
         loop {
             let (head, state, mut move_vm) = self.state_and_vm(block)?;
-            if block != StateBlock::Pending {
-                return Ok(CallState { move_vm, head, state, next: false, pool: BTreeMap::new() });
-            }
-            let pool = self.pool_writes(caller, &head, &state, &mut move_vm)?;
+            let next = block == StateBlock::Pending;
+            let pool = if next {
+                self.pool_writes(caller, &head, &state, &mut move_vm)?
+            } else {
+                BTreeMap::new()
+            };
             // A block that committed meanwhile may have taken the caller's transactions out of
             // the pool: then run on its state instead.
             attempts += 1;
-            if attempts == 3 || self.head().hash == head.hash {
-                return Ok(CallState { move_vm, head, state, next: true, pool });
+            if !next || attempts == 3 || self.head().hash == head.hash {
+                let overrides = OverrideLayer::new(overrides, &LayeredStorage::new(&state, &pool))?;
+                return Ok(CallState { move_vm, head, state, next, pool, overrides });
             }
         }
     }
@@ -1451,7 +1462,8 @@ impl Chain {
         if tx.gas_limit == 0 {
             tx.gas_limit = self.max_transaction_gas();
         }
-        let state = LayeredStorage::new(&at.state, &at.pool);
+        let with_pool = LayeredStorage::new(&at.state, &at.pool);
+        let state = LayeredStorage::new(&with_pool, &at.overrides);
         let output = execute_sequential(&evm, std::slice::from_ref(&tx), &state)
             .map_err(|error| CallError::Invalid(error.to_string()))?;
         match output.results.into_iter().next() {
@@ -1481,8 +1493,9 @@ impl Chain {
         turn: &Turn,
         tx: TxEnv,
         block: StateBlock,
+        overrides: &StateOverrides,
     ) -> Result<u64, CallError> {
-        self.estimate_gas_within(turn, tx, block, ESTIMATE_TIME)
+        self.estimate_gas_within(turn, tx, block, overrides, ESTIMATE_TIME)
     }
 
     /// [`estimate_gas`](Self::estimate_gas), giving up once `time` has passed (checked between
@@ -1492,11 +1505,12 @@ impl Chain {
         _turn: &Turn,
         mut tx: TxEnv,
         block: StateBlock,
+        overrides: &StateOverrides,
         time: std::time::Duration,
     ) -> Result<u64, CallError> {
         let deadline = std::time::Instant::now() + time;
         // One state for all its executions: the search is over one block.
-        let at = self.call_state(block, tx.caller)?;
+        let at = self.call_state(block, tx.caller, overrides)?;
         let most = self.max_transaction_gas();
         let cap = if tx.gas_limit == 0 { most } else { tx.gas_limit.min(most) };
         tx.gas_limit = cap;
@@ -1538,6 +1552,102 @@ pub enum StateBlock {
     Hash(B256),
 }
 
+/// Changes a call makes to the state it runs on (`eth_call`'s state overrides, as geth takes
+/// them), by account.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateOverrides(pub Vec<AccountOverride>);
+
+/// The overrides of one account: any of its balance, nonce, code and storage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountOverride {
+    /// The account.
+    pub address: Address,
+    /// Its balance, in wei.
+    pub balance: Option<u128>,
+    /// Its nonce.
+    pub nonce: Option<u64>,
+    /// Its code (empty: none).
+    pub code: Option<Bytes>,
+    /// Storage slots and their values; with `replace_storage`, every other slot reads as zero.
+    pub storage: Vec<(B256, U256)>,
+    /// Whether `storage` is the whole storage (geth's `state`) or changes to it (`stateDiff`).
+    pub replace_storage: bool,
+}
+
+/// [`StateOverrides`] as state entries over a call's state.
+struct OverrideLayer {
+    values: BTreeMap<StateKey, Option<StateValue>>,
+    /// Accounts whose slots not in `values` read as zero.
+    replaced_storage: std::collections::BTreeSet<Address>,
+    /// What a slot of such an account reads as.
+    absent: Option<StateValue>,
+}
+
+impl OverrideLayer {
+    /// `overrides` as entries, with the accounts' other fields read from `state`.
+    fn new(
+        overrides: &StateOverrides,
+        state: &impl duet_block_stm::Storage<Key = StateKey, Value = StateValue>,
+    ) -> Result<Self, CallError> {
+        let mut layer = Self {
+            values: BTreeMap::new(),
+            replaced_storage: std::collections::BTreeSet::new(),
+            absent: None,
+        };
+        for account in &overrides.0 {
+            let address = account.address;
+            if let Some(balance) = account.balance {
+                layer.values.insert(StateKey::Balance(address), Some(StateValue::Balance(balance)));
+            }
+            if account.nonce.is_some() || account.code.is_some() {
+                let stored = state
+                    .get(&StateKey::Account(address))
+                    .map_err(|error| CallError::Invalid(error.to_string()))?;
+                let (nonce, code_hash) = match stored {
+                    Some(StateValue::Account { nonce, code_hash }) => (nonce, code_hash),
+                    _ => (0, KECCAK256_EMPTY),
+                };
+                let code_hash = match &account.code {
+                    None => code_hash,
+                    Some(code) if code.is_empty() => KECCAK256_EMPTY,
+                    Some(code) => {
+                        let hash = alloy_primitives::keccak256(code);
+                        let value = StateValue::Bytes(code.clone());
+                        layer.values.insert(StateKey::Code(hash), Some(value));
+                        hash
+                    }
+                };
+                let nonce = account.nonce.unwrap_or(nonce);
+                let value = StateValue::Account { nonce, code_hash };
+                layer.values.insert(StateKey::Account(address), Some(value));
+            }
+            if account.replace_storage {
+                layer.replaced_storage.insert(address);
+            }
+            for &(slot, value) in &account.storage {
+                // Zero is no entry, as the EVM's writes store it.
+                let value = (value != U256::ZERO).then_some(StateValue::Slot(value));
+                layer.values.insert(StateKey::Storage { address, slot }, value);
+            }
+        }
+        Ok(layer)
+    }
+}
+
+impl duet_block_stm::Overlay<StateKey, StateValue> for OverrideLayer {
+    fn entry(&self, key: &StateKey) -> Option<&Option<StateValue>> {
+        if let Some(value) = self.values.get(key) {
+            return Some(value);
+        }
+        match key {
+            StateKey::Storage { address, .. } if self.replaced_storage.contains(address) => {
+                Some(&self.absent)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The Move VM calls run on, and the first block whose code its cache may hold: it is replaced
 /// after every block that publishes modules.
 struct CallVm {
@@ -1555,6 +1665,8 @@ struct CallState<'a> {
     /// The writes of the caller's transactions waiting in the pool, over `state` (pending
     /// calls).
     pool: BTreeMap<StateKey, Option<StateValue>>,
+    /// The call's state overrides, over both.
+    overrides: OverrideLayer,
 }
 
 /// The most of a caller's waiting transactions a `pending` call runs first.
@@ -1627,7 +1739,7 @@ pub(crate) mod tests {
 
     use duet_types::{Address, StateKey, StateValue, B256};
 
-    use super::{CallError, Chain, ChainConfig, MempoolError, StateBlock, TxEnv};
+    use super::{CallError, Chain, ChainConfig, LayeredStorage, MempoolError, StateBlock, TxEnv};
     use crate::block::Block;
     use crate::mempool::MAX_NONCE_GAP;
     use crate::merkle;
@@ -1963,14 +2075,21 @@ pub(crate) mod tests {
             ..TxEnv::default()
         };
         let turn = chain.call_turn_blocking();
-        let estimate = chain.estimate_gas(&turn, tx.clone(), StateBlock::Latest).unwrap();
+        let estimate = chain
+            .estimate_gas(&turn, tx.clone(), StateBlock::Latest, &super::StateOverrides::default())
+            .unwrap();
         assert!(estimate > 100_000, "{estimate}");
         let with = |gas_limit| chain.call(&turn, TxEnv { gas_limit, ..tx.clone() });
         assert!(with(estimate).is_ok());
         assert!(matches!(with(estimate - 1), Err(CallError::Reverted(_))));
         // Out of time before the search: geth's words.
-        let timed_out =
-            chain.estimate_gas_within(&turn, tx, StateBlock::Latest, std::time::Duration::ZERO);
+        let timed_out = chain.estimate_gas_within(
+            &turn,
+            tx,
+            StateBlock::Latest,
+            &super::StateOverrides::default(),
+            std::time::Duration::ZERO,
+        );
         let timed_out = timed_out.unwrap_err();
         assert_eq!(timed_out.to_string(), "execution aborted (timeout = 0ns)");
     }
@@ -2001,7 +2120,9 @@ pub(crate) mod tests {
         // A call's state taken now, then a block pays 7 more: the call sees the first block
         // whole (its balance and its number), as a call that started before the second block
         // committed would.
-        let before = chain.call_state(StateBlock::Latest, Address::ZERO).unwrap();
+        let before = chain
+            .call_state(StateBlock::Latest, Address::ZERO, &super::StateOverrides::default())
+            .unwrap();
         chain.submit(&payment(&dev_signer(0), 1, alloy_primitives::U256::from(7), 10)).unwrap();
         chain.produce_block().unwrap();
         let (output, _) = chain.call_at(&before, tx.clone()).unwrap();
@@ -2016,7 +2137,9 @@ pub(crate) mod tests {
         );
         // Pending: the latest state, as the next block.
         let turn = chain.call_turn_blocking();
-        let (output, _) = chain.call_at_block(&turn, tx, super::StateBlock::Pending).unwrap();
+        let (output, _) = chain
+            .call_at_block(&turn, tx, super::StateBlock::Pending, &super::StateOverrides::default())
+            .unwrap();
         assert_eq!(
             balance_and_number(output),
             (alloy_primitives::U256::from(12), alloy_primitives::U256::from(first + 2))
@@ -2127,6 +2250,70 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn state_overrides_change_only_what_they_name() {
+        use duet_block_stm::Storage as _;
+        use duet_types::{StateKey, StateValue};
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let (replaced, renonced, recoded) =
+            (Address::repeat_byte(1), Address::repeat_byte(2), Address::repeat_byte(3));
+        let slot = |address, slot: u8| StateKey::Storage { address, slot: B256::repeat_byte(slot) };
+        let code_hash = B256::repeat_byte(9);
+        let account = |nonce, code_hash| Some(StateValue::Account { nonce, code_hash });
+        let base: BTreeMap<StateKey, Option<StateValue>> = [
+            (slot(replaced, 1), Some(StateValue::Slot(alloy_primitives::U256::from(5)))),
+            (slot(renonced, 1), Some(StateValue::Slot(alloy_primitives::U256::from(6)))),
+            (StateKey::Account(renonced), account(3, code_hash)),
+            (StateKey::Account(recoded), account(4, code_hash)),
+        ]
+        .into_iter()
+        .collect();
+        let base = LayeredStorage::new(&chain.store, &base);
+        let code = alloy_primitives::Bytes::from(vec![0x60, 0x00]);
+        let overrides = super::StateOverrides(vec![
+            super::AccountOverride {
+                address: replaced,
+                storage: vec![(B256::repeat_byte(0), alloy_primitives::U256::from(7))],
+                replace_storage: true,
+                ..Default::default()
+            },
+            super::AccountOverride {
+                address: renonced,
+                nonce: Some(10),
+                storage: vec![(B256::repeat_byte(2), alloy_primitives::U256::ZERO)],
+                ..Default::default()
+            },
+            super::AccountOverride {
+                address: recoded,
+                code: Some(code.clone()),
+                balance: Some(8),
+                ..Default::default()
+            },
+        ]);
+        let layer = super::OverrideLayer::new(&overrides, &base).unwrap();
+        let state = LayeredStorage::new(&base, &layer);
+        let read = |key: StateKey| state.get(&key).unwrap();
+        // `state` replaces the storage: the slot it names, and nothing of the others.
+        assert_eq!(
+            read(slot(replaced, 0)),
+            Some(StateValue::Slot(alloy_primitives::U256::from(7)))
+        );
+        assert_eq!(read(slot(replaced, 1)), None);
+        // `stateDiff` and a nonce change what they name and keep the rest (code, other slots).
+        assert_eq!(
+            read(slot(renonced, 1)),
+            Some(StateValue::Slot(alloy_primitives::U256::from(6)))
+        );
+        assert_eq!(read(slot(renonced, 2)), None);
+        assert_eq!(read(StateKey::Account(renonced)), account(10, code_hash));
+        // Code keeps the nonce and is found by its hash; the balance is the one given.
+        let hash = alloy_primitives::keccak256(&code);
+        assert_eq!(read(StateKey::Account(recoded)), account(4, hash));
+        assert_eq!(read(StateKey::Code(hash)), Some(StateValue::Bytes(code)));
+        assert_eq!(read(StateKey::Balance(recoded)), Some(StateValue::Balance(8)));
+    }
+
+    #[test]
     fn a_pending_call_runs_after_the_callers_transactions_waiting_in_the_pool() {
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
@@ -2141,7 +2328,14 @@ pub(crate) mod tests {
                 data: code.clone().into(),
                 ..TxEnv::default()
             };
-            let (output, _) = chain.call_at_block(&chain.call_turn_blocking(), tx, block).unwrap();
+            let (output, _) = chain
+                .call_at_block(
+                    &chain.call_turn_blocking(),
+                    tx,
+                    block,
+                    &super::StateOverrides::default(),
+                )
+                .unwrap();
             // Pending runs as the next block; the others as the latest.
             let head = chain.head().number;
             let number = if block == StateBlock::Pending { head + 1 } else { head };
@@ -2234,7 +2428,9 @@ pub(crate) mod tests {
             ..TxEnv::default()
         };
         let turn = chain.call_turn_blocking();
-        let call = |block| chain.call_at_block(&turn, tx.clone(), block);
+        let call = |block| {
+            chain.call_at_block(&turn, tx.clone(), block, &super::StateOverrides::default())
+        };
         // The calls' Move VM loads the module at the latest block...
         call(StateBlock::Latest).unwrap();
         call(StateBlock::Number(published)).unwrap();

@@ -36,7 +36,7 @@ use serde_json::{json, Value};
 mod ws;
 
 use crate::block::{Block, TransactionRecord};
-use crate::chain::{CallError, Chain, StateBlock};
+use crate::chain::{AccountOverride, CallError, Chain, StateBlock, StateOverrides};
 use crate::filters::{Filters, FILTER_LIFETIME};
 use crate::mempool::PendingTransaction;
 use crate::store::{ReadState, StoreError};
@@ -641,17 +641,21 @@ fn state_method(
         "eth_call" => {
             let tx = call_request(chain, params.first())?;
             let block = state_block(params.get(1), StateBlock::Latest)?;
-            no_overrides(params)?;
-            in_call_turn(call_turn, |turn| chain.call_at_block(turn, tx, block).map_err(call_error))
-                .map(|(output, _)| json!(output))
+            let overrides = call_overrides(params)?;
+            in_call_turn(call_turn, |turn| {
+                chain.call_at_block(turn, tx, block, &overrides).map_err(call_error)
+            })
+            .map(|(output, _)| json!(output))
         }
         "eth_estimateGas" => {
             let tx = call_request(chain, params.first())?;
             // As geth: the pending block's unless one is named.
             let block = state_block(params.get(1), StateBlock::Pending)?;
-            no_overrides(params)?;
-            in_call_turn(call_turn, |turn| chain.estimate_gas(turn, tx, block).map_err(call_error))
-                .map(|gas| json!(hex(gas)))
+            let overrides = call_overrides(params)?;
+            in_call_turn(call_turn, |turn| {
+                chain.estimate_gas(turn, tx, block, &overrides).map_err(call_error)
+            })
+            .map(|gas| json!(hex(gas)))
         }
         "eth_getBlockByNumber" => {
             let full = params.get(1).and_then(Value::as_bool).unwrap_or(false);
@@ -890,20 +894,80 @@ fn call_error(error: CallError) -> RpcError {
     }
 }
 
-/// Refuses the state and block overrides of `eth_call` and `eth_estimateGas` (their third and
-/// fourth parameters) rather than ignore them, which would answer a question not asked.
-fn no_overrides(params: &[Value]) -> Result<(), RpcError> {
+/// The state overrides of `eth_call` and `eth_estimateGas` (their third parameter, as geth
+/// takes it: by address, any of `balance`, `nonce`, `code`, and `state` or `stateDiff`); block
+/// overrides (the fourth) are refused rather than ignored, which would answer a question not
+/// asked.
+fn call_overrides(params: &[Value]) -> Result<StateOverrides, RpcError> {
     let given = |value: Option<&Value>| {
         value.is_some_and(|value| {
             !value.is_null() && value.as_object().is_none_or(|o| !o.is_empty())
         })
     };
-    if given(params.get(2)) || given(params.get(3)) {
+    if given(params.get(3)) {
         return Err(RpcError::invalid_params(
-            "state and block overrides are not supported: call without them",
+            "block overrides are not supported: call without them",
         ));
     }
-    Ok(())
+    let Some(accounts) = params.get(2).filter(|value| !value.is_null()) else {
+        return Ok(StateOverrides::default());
+    };
+    let bad = |what: String| RpcError::invalid_params(format!("state overrides: {what}"));
+    let accounts = accounts.as_object().ok_or_else(|| bad("expected an object".to_owned()))?;
+    let mut overrides = StateOverrides::default();
+    for (address, fields) in accounts {
+        let address: Address =
+            address.parse().map_err(|_| bad(format!("invalid address {address}")))?;
+        let fields =
+            fields.as_object().ok_or_else(|| bad(format!("{address}: expected an object")))?;
+        let mut account = AccountOverride { address, ..AccountOverride::default() };
+        let parse = |name: &str, value: &Value| -> Result<U256, RpcError> {
+            serde_json::from_value(value.clone())
+                .map_err(|error| bad(format!("{address}: invalid {name}: {error}")))
+        };
+        let slots = |name: &str, value: &Value| -> Result<Vec<(B256, U256)>, RpcError> {
+            let slots: std::collections::BTreeMap<B256, B256> =
+                serde_json::from_value(value.clone())
+                    .map_err(|error| bad(format!("{address}: invalid {name}: {error}")))?;
+            Ok(slots
+                .into_iter()
+                .map(|(slot, value)| (slot, U256::from_be_bytes(value.0)))
+                .collect())
+        };
+        if fields.contains_key("state") && fields.contains_key("stateDiff") {
+            return Err(bad(format!("{address} has both state and stateDiff")));
+        }
+        for (name, value) in fields {
+            match name.as_str() {
+                "balance" => {
+                    let balance = parse(name, value)?;
+                    account.balance = Some(balance.try_into().map_err(|_| {
+                        bad(format!("{address}: balance above 2^128 - 1 wei, the most Duet holds"))
+                    })?);
+                }
+                "nonce" => {
+                    let nonce = parse(name, value)?;
+                    account.nonce = Some(
+                        nonce.try_into().map_err(|_| bad(format!("{address}: nonce too large")))?,
+                    );
+                }
+                "code" => {
+                    account.code = Some(
+                        serde_json::from_value(value.clone())
+                            .map_err(|error| bad(format!("{address}: invalid code: {error}")))?,
+                    );
+                }
+                "state" => {
+                    account.storage = slots(name, value)?;
+                    account.replace_storage = true;
+                }
+                "stateDiff" => account.storage = slots(name, value)?,
+                other => return Err(bad(format!("{address}: unknown field {other}"))),
+            }
+        }
+        overrides.0.push(account);
+    }
+    Ok(overrides)
 }
 
 /// The quantity `name` of a request object, if it has one.
@@ -1134,7 +1198,10 @@ fn send_transaction(
     let gas_limit = match quantity(object, "gas")? {
         Some(gas) => gas.saturating_to(),
         None => in_call_turn(call_turn, |turn| {
-            chain.estimate_gas(turn, call.clone(), StateBlock::Pending).map_err(call_error)
+            let no_overrides = StateOverrides::default();
+            chain
+                .estimate_gas(turn, call.clone(), StateBlock::Pending, &no_overrides)
+                .map_err(call_error)
         })?,
     };
     let _sending = rpc.sending.lock();

@@ -1231,13 +1231,39 @@ fn filters_refuse_bad_input_and_report_each_block_once(node: &Node) {
     assert!(error(&rpc(node, "eth_newFilter", "[]")).contains("filter object"));
     assert!(error(&rpc(node, "eth_newFilter", r#"[{"fromBlock":"soon"}]"#)).contains("soon"));
     assert!(error(&rpc(node, "eth_newFilter", r#"[{"address":"0x12"}]"#)).contains("address"));
-    // eth_call's state overrides are refused, not ignored; an empty set is no override.
+    // eth_call's state overrides, as cast sends them: code put at an address that returns
+    // BALANCE(0xbeef) and SLOAD(0) (PUSH20 BALANCE PUSH1 0 MSTORE PUSH1 0 SLOAD PUSH1 32 MSTORE
+    // PUSH1 64 PUSH1 0 RETURN), with 0xbeef's balance and the slot overridden.
+    let reader = "0x00000000000000000000000000000000000c0de5";
+    let beef = "000000000000000000000000000000000000beef";
+    let code = format!("0x73{beef}3160005260005460205260406000f3");
+    let word = |value: u64| format!("{value:064x}");
+    let called = node
+        .cast(&[
+            "call",
+            reader,
+            "--override-code",
+            &format!("{reader}:{code}"),
+            "--override-balance",
+            &format!("0x{beef}:0x1234"),
+            "--override-state-diff",
+            &format!("{reader}:0x0:0x7"),
+        ])
+        .unwrap();
+    assert_eq!(called, format!("0x{}{}", word(0x1234), word(7)));
+    // Nothing of it stays, and an empty set is no override.
+    assert_eq!(node.cast(&["code", reader]).unwrap(), "0x");
     let call = format!(r#"{{"to":"{FIRST}"}}"#);
-    let balance = format!(r#"{{"{FIRST}":{{"balance":"0x1"}}}}"#);
-    let overridden = format!(r#"[{call}, "latest", {balance}]"#);
-    assert!(error(&rpc(node, "eth_call", &overridden)).contains("overrides are not supported"));
-    assert!(error(&rpc(node, "eth_estimateGas", &overridden)).contains("overrides"));
     assert_eq!(rpc(node, "eth_call", &format!(r#"[{call}, "latest", {{}}]"#))["result"], "0x");
+    // Block overrides are refused, not ignored; so are overrides that say two things.
+    let blocks = format!(r#"[{call}, "latest", {{}}, {{"number":"0x1"}}]"#);
+    assert!(error(&rpc(node, "eth_call", &blocks)).contains("block overrides are not supported"));
+    let both = format!(r#"{{"{FIRST}":{{"state":{{}},"stateDiff":{{}}}}}}"#);
+    let overridden = format!(r#"[{call}, "latest", {both}]"#);
+    assert!(error(&rpc(node, "eth_estimateGas", &overridden)).contains("both state and stateDiff"));
+    let unknown =
+        format!(r#"[{call}, "latest", {{"{FIRST}":{{"movePrecompileToAddress":"0x1"}}}}]"#);
+    assert!(error(&rpc(node, "eth_call", &unknown)).contains("unknown field"));
     let hash = format!("0x{}", "11".repeat(32));
     assert!(error(&rpc(node, "eth_newFilter", &format!(r#"[{{"blockHash":"{hash}"}}]"#)))
         .contains("blockHash"));
