@@ -1296,15 +1296,19 @@ impl Chain {
         loop {
             let (head, state, mut move_vm) = self.state_and_vm(block)?;
             let next = block == StateBlock::Pending;
-            let pool = if next {
+            let (pool, nonce) = if next {
                 self.pool_writes(caller, &head, &state, &mut move_vm)?
             } else {
-                BTreeMap::new()
+                (BTreeMap::new(), 0)
             };
-            // A block that committed meanwhile may have taken the caller's transactions out of
-            // the pool: then run on its state instead.
+            // A block that committed meanwhile and took some of the caller's transactions may
+            // have taken them out of the pool before it was read: then run on its state.
             attempts += 1;
-            if !next || attempts == 3 || self.head().hash == head.hash {
+            let taken = || {
+                self.head().hash != head.hash
+                    && self.account(caller).map_or(true, |(now, _)| now != nonce)
+            };
+            if !next || attempts == 3 || !taken() {
                 let overrides = OverrideLayer::new(overrides, &LayeredStorage::new(&state, &pool))?;
                 return Ok(CallState { move_vm, head, state, next, pool, overrides });
             }
@@ -1332,7 +1336,8 @@ impl Chain {
         Ok((head, state, move_vm))
     }
 
-    /// The writes of `caller`'s transactions waiting in the pool, from its nonce in `state` on
+    /// The writes of `caller`'s transactions waiting in the pool (and its nonce in `state`), from
+    /// that nonce on
     /// (up to [`MAX_POOL_TRANSACTIONS_IN_CALLS`]), run in order as the block after `head`: what
     /// a `pending` call of the caller sees, as a transaction it sends after them would (an
     /// approval, then the call that spends it). A transaction that publishes modules gives the
@@ -1343,7 +1348,7 @@ impl Chain {
         head: &Block,
         state: &StateAt<'_>,
         move_vm: &mut Arc<MoveVm>,
-    ) -> Result<BTreeMap<StateKey, Option<StateValue>>, CallError> {
+    ) -> Result<(BTreeMap<StateKey, Option<StateValue>>, u64), CallError> {
         let invalid = |error: &dyn std::fmt::Display| CallError::Invalid(error.to_string());
         let nonce = state.account(caller).map_err(|error| invalid(&error))?.0;
         let waiting: Vec<DuetTransaction> = {
@@ -1364,7 +1369,7 @@ impl Chain {
                 .collect()
         };
         if waiting.is_empty() {
-            return Ok(BTreeMap::new());
+            return Ok((BTreeMap::new(), nonce));
         }
         let next_block = block_env(&self.config, head.number + 1, head.timestamp + 1);
         let vm = |move_vm: &Arc<MoveVm>| {
@@ -1380,7 +1385,7 @@ impl Chain {
         let output = duet_evm::MixedBlockExecutor::sequential(&duet_vm)
             .execute_block(&waiting, state)
             .map_err(|error| invalid(&error))?;
-        Ok(output.state_updates.into_iter().collect())
+        Ok((output.state_updates.into_iter().collect(), nonce))
     }
 
     /// The state after `block` and that block: the latest, or one of the
@@ -2263,6 +2268,7 @@ pub(crate) mod tests {
         let base: BTreeMap<StateKey, Option<StateValue>> = [
             (slot(replaced, 1), Some(StateValue::Slot(alloy_primitives::U256::from(5)))),
             (slot(renonced, 1), Some(StateValue::Slot(alloy_primitives::U256::from(6)))),
+            (slot(renonced, 2), Some(StateValue::Slot(alloy_primitives::U256::from(11)))),
             (StateKey::Account(renonced), account(3, code_hash)),
             (StateKey::Account(recoded), account(4, code_hash)),
         ]
@@ -2362,6 +2368,27 @@ pub(crate) mod tests {
         let arrival = crate::mempool::Arrival::Restored { state_nonce: 0 };
         chain.mempool.lock().insert(first, arrival).unwrap();
         assert_eq!(balance_from(sender.address(), StateBlock::Pending), twelve);
+        // Past the stale entry, the transactions from the state nonce run: nonce 2 (20 wei),
+        // which closes the gap, and then nonce 3 (100).
+        chain.submit(&payment(&sender, 2, alloy_primitives::U256::from(20), 10)).unwrap();
+        let all_four = alloy_primitives::U256::from(132);
+        assert_eq!(balance_from(sender.address(), StateBlock::Pending), all_four);
+        // A state override lies over the pool's writes.
+        let overridden = super::StateOverrides(vec![super::AccountOverride {
+            address: Address::repeat_byte(0xbe),
+            balance: Some(1),
+            ..Default::default()
+        }]);
+        let tx = TxEnv {
+            caller: sender.address(),
+            kind: alloy_primitives::TxKind::Create,
+            data: code.clone().into(),
+            ..TxEnv::default()
+        };
+        let turn = chain.call_turn_blocking();
+        let (output, _) = chain.call_at_block(&turn, tx, StateBlock::Pending, &overridden).unwrap();
+        assert_eq!(alloy_primitives::U256::from_be_slice(&output[..32]), 1);
+        drop(turn);
         // At most one transaction's gas limit of them runs: of a first that asks for all of it
         // and a second, only the first.
         let greedy = dev_signer(2);

@@ -43,7 +43,7 @@ use crate::store::{ReadState, StoreError};
 use crate::turns::Turn;
 use alloy_consensus::TxEip1559;
 use alloy_signer_local::PrivateKeySigner;
-use duet_types::StateKey;
+use duet_types::{StateKey, MOVE_CALL_ADDRESS, MOVE_ENTRY_ADDRESS, MOVE_OVERLAY_ADDRESS};
 
 /// The client version `web3_clientVersion` reports.
 pub const CLIENT_VERSION: &str = concat!("duet/v", env!("CARGO_PKG_VERSION"));
@@ -914,10 +914,14 @@ fn call_overrides(params: &[Value]) -> Result<StateOverrides, RpcError> {
     };
     let bad = |what: String| RpcError::invalid_params(format!("state overrides: {what}"));
     let accounts = accounts.as_object().ok_or_else(|| bad("expected an object".to_owned()))?;
-    let mut overrides = StateOverrides::default();
+    // By address, the last one written for an address counting (as geth reads the object).
+    let mut by_address = std::collections::BTreeMap::new();
     for (address, fields) in accounts {
         let address: Address =
             address.parse().map_err(|_| bad(format!("invalid address {address}")))?;
+        if [MOVE_CALL_ADDRESS, MOVE_OVERLAY_ADDRESS, MOVE_ENTRY_ADDRESS].contains(&address) {
+            return Err(bad(format!("{address} is Duet's own (the Move call precompile's)")));
+        }
         let fields =
             fields.as_object().ok_or_else(|| bad(format!("{address}: expected an object")))?;
         let mut account = AccountOverride { address, ..AccountOverride::default() };
@@ -934,7 +938,10 @@ fn call_overrides(params: &[Value]) -> Result<StateOverrides, RpcError> {
                 .map(|(slot, value)| (slot, U256::from_be_bytes(value.0)))
                 .collect())
         };
-        if fields.contains_key("state") && fields.contains_key("stateDiff") {
+        // A null field is no field.
+        let fields = fields.iter().filter(|(_, value)| !value.is_null());
+        let named = |name: &str| fields.clone().any(|(field, _)| field == name);
+        if named("state") && named("stateDiff") {
             return Err(bad(format!("{address} has both state and stateDiff")));
         }
         for (name, value) in fields {
@@ -952,10 +959,12 @@ fn call_overrides(params: &[Value]) -> Result<StateOverrides, RpcError> {
                     );
                 }
                 "code" => {
-                    account.code = Some(
-                        serde_json::from_value(value.clone())
-                            .map_err(|error| bad(format!("{address}: invalid code: {error}")))?,
-                    );
+                    let code: Bytes = serde_json::from_value(value.clone())
+                        .map_err(|error| bad(format!("{address}: invalid code: {error}")))?;
+                    // No chain holds code the EVM cannot take (EIP-3541): neither may a call.
+                    revm::bytecode::Bytecode::new_raw_checked(code.clone())
+                        .map_err(|error| bad(format!("{address}: invalid code: {error:?}")))?;
+                    account.code = Some(code);
                 }
                 "state" => {
                     account.storage = slots(name, value)?;
@@ -965,9 +974,9 @@ fn call_overrides(params: &[Value]) -> Result<StateOverrides, RpcError> {
                 other => return Err(bad(format!("{address}: unknown field {other}"))),
             }
         }
-        overrides.0.push(account);
+        by_address.insert(address, account);
     }
-    Ok(overrides)
+    Ok(StateOverrides(by_address.into_values().collect()))
 }
 
 /// The quantity `name` of a request object, if it has one.

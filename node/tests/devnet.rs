@@ -1264,6 +1264,15 @@ fn filters_refuse_bad_input_and_report_each_block_once(node: &Node) {
     let unknown =
         format!(r#"[{call}, "latest", {{"{FIRST}":{{"movePrecompileToAddress":"0x1"}}}}]"#);
     assert!(error(&rpc(node, "eth_call", &unknown)).contains("unknown field"));
+    // Code no chain could hold (EIP-3541's 0xef prefix, not a delegation), and Duet's own
+    // addresses, are refused; a null field is no field.
+    let eof = format!(r#"[{call}, "latest", {{"{reader}":{{"code":"0xef0100"}}}}]"#);
+    assert!(error(&rpc(node, "eth_call", &eof)).contains("invalid code"));
+    let precompile = "0x000000000000000000000000000000000000d0e1";
+    let own = format!(r#"[{call}, "latest", {{"{precompile}":{{"balance":"0x1"}}}}]"#);
+    assert!(error(&rpc(node, "eth_call", &own)).contains("Duet's own"));
+    let nulls = format!(r#"[{call}, "latest", {{"{FIRST}":{{"state":null,"stateDiff":{{}}}}}}]"#);
+    assert_eq!(rpc(node, "eth_call", &nulls)["result"], "0x");
     let hash = format!("0x{}", "11".repeat(32));
     assert!(error(&rpc(node, "eth_newFilter", &format!(r#"[{{"blockHash":"{hash}"}}]"#)))
         .contains("blockHash"));
