@@ -1164,6 +1164,7 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
     assert_eq!(seen["nonceAfter"], 8);
 
     filters_refuse_bad_input_and_report_each_block_once(&node);
+    state_overrides_work_and_bad_ones_are_refused(&node);
 }
 
 /// Runs `script` (a Node.js flow of `node/tests/`) against `node` from the first dev account
@@ -1211,26 +1212,9 @@ fn ethers_works_against_the_dev_node() {
     assert!(max_fee >= 1_000_000_000, "{seen}");
 }
 
-/// Bad filter requests get clear errors; a filter not installed is not found; a block filter
-/// reports each new block once, in order.
-fn filters_refuse_bad_input_and_report_each_block_once(node: &Node) {
-    // eth_feeHistory takes at most 100 reward percentiles, from 0 to 100, ascending.
-    let percentiles =
-        |list: String| rpc(node, "eth_feeHistory", &format!(r#"[4, "latest", {list}]"#));
-    assert_eq!(
-        percentiles("[10, 50, 90]".to_owned())["result"]["reward"][0].as_array().unwrap().len(),
-        3
-    );
-    let many = format!("[{}]", vec!["50"; 101].join(","));
-    assert!(error(&percentiles(many)).contains("at most 100 reward percentiles"));
-    assert!(error(&percentiles("[50, 10]".to_owned())).contains("ascending"));
-    assert!(error(&percentiles("[50, 50]".to_owned())).contains("ascending"));
-    assert!(error(&percentiles("[101]".to_owned())).contains("from 0 to 100"));
-    assert!(error(&percentiles(r#""50""#.to_owned())).contains("expected a list"));
-    // Bad filter requests get clear errors; a filter not installed is not found.
-    assert!(error(&rpc(node, "eth_newFilter", "[]")).contains("filter object"));
-    assert!(error(&rpc(node, "eth_newFilter", r#"[{"fromBlock":"soon"}]"#)).contains("soon"));
-    assert!(error(&rpc(node, "eth_newFilter", r#"[{"address":"0x12"}]"#)).contains("address"));
+/// `eth_call`'s state overrides work as cast sends them, and overrides that cannot be honoured
+/// are refused.
+fn state_overrides_work_and_bad_ones_are_refused(node: &Node) {
     // eth_call's state overrides, as cast sends them: code put at an address that returns
     // BALANCE(0xbeef) and SLOAD(0) (PUSH20 BALANCE PUSH1 0 MSTORE PUSH1 0 SLOAD PUSH1 32 MSTORE
     // PUSH1 64 PUSH1 0 RETURN), with 0xbeef's balance and the slot overridden.
@@ -1273,6 +1257,28 @@ fn filters_refuse_bad_input_and_report_each_block_once(node: &Node) {
     assert!(error(&rpc(node, "eth_call", &own)).contains("Duet's own"));
     let nulls = format!(r#"[{call}, "latest", {{"{FIRST}":{{"state":null,"stateDiff":{{}}}}}}]"#);
     assert_eq!(rpc(node, "eth_call", &nulls)["result"], "0x");
+}
+
+/// Bad filter requests get clear errors; a filter not installed is not found; a block filter
+/// reports each new block once, in order.
+fn filters_refuse_bad_input_and_report_each_block_once(node: &Node) {
+    // eth_feeHistory takes at most 100 reward percentiles, from 0 to 100, ascending.
+    let percentiles =
+        |list: String| rpc(node, "eth_feeHistory", &format!(r#"[4, "latest", {list}]"#));
+    assert_eq!(
+        percentiles("[10, 50, 90]".to_owned())["result"]["reward"][0].as_array().unwrap().len(),
+        3
+    );
+    let many = format!("[{}]", vec!["50"; 101].join(","));
+    assert!(error(&percentiles(many)).contains("at most 100 reward percentiles"));
+    assert!(error(&percentiles("[50, 10]".to_owned())).contains("ascending"));
+    assert!(error(&percentiles("[50, 50]".to_owned())).contains("ascending"));
+    assert!(error(&percentiles("[101]".to_owned())).contains("from 0 to 100"));
+    assert!(error(&percentiles(r#""50""#.to_owned())).contains("expected a list"));
+    // Bad filter requests get clear errors; a filter not installed is not found.
+    assert!(error(&rpc(node, "eth_newFilter", "[]")).contains("filter object"));
+    assert!(error(&rpc(node, "eth_newFilter", r#"[{"fromBlock":"soon"}]"#)).contains("soon"));
+    assert!(error(&rpc(node, "eth_newFilter", r#"[{"address":"0x12"}]"#)).contains("address"));
     let hash = format!("0x{}", "11".repeat(32));
     assert!(error(&rpc(node, "eth_newFilter", &format!(r#"[{{"blockHash":"{hash}"}}]"#)))
         .contains("blockHash"));
