@@ -1262,7 +1262,7 @@ impl Chain {
     /// # Errors
     /// See [`CallError`].
     pub fn call(&self, turn: &Turn, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
-        self.call_at_block(turn, tx, StateBlock::Latest, &StateOverrides::default())
+        self.call_at_block(turn, tx, StateBlock::Latest, &CallOverrides::default())
     }
 
     /// [`call`](Self::call) on the state after `block`, in that block's environment (for
@@ -1277,7 +1277,7 @@ impl Chain {
         _turn: &Turn,
         tx: TxEnv,
         block: StateBlock,
-        overrides: &StateOverrides,
+        overrides: &CallOverrides,
     ) -> Result<(Bytes, u64), CallError> {
         let at = self.call_state(block, tx.caller, overrides)?;
         self.call_at(&at, tx)
@@ -1290,7 +1290,7 @@ impl Chain {
         &self,
         block: StateBlock,
         caller: Address,
-        overrides: &StateOverrides,
+        overrides: &CallOverrides,
     ) -> Result<CallState<'_>, CallError> {
         let mut attempts = 0;
         loop {
@@ -1309,8 +1309,9 @@ impl Chain {
                     && self.account(caller).map_or(true, |(now, _)| now != nonce)
             };
             if !next || attempts == 3 || !taken() {
+                let block = overrides.block;
                 let overrides = OverrideLayer::new(overrides, &LayeredStorage::new(&state, &pool))?;
-                return Ok(CallState { move_vm, head, state, next, pool, overrides });
+                return Ok(CallState { move_vm, head, state, next, pool, overrides, block });
             }
         }
     }
@@ -1445,7 +1446,7 @@ impl Chain {
 
     /// [`call`](Self::call) on `at`, once the caller has a turn.
     fn call_at(&self, at: &CallState<'_>, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
-        let block = if at.next {
+        let mut block = if at.next {
             block_env(&self.config, at.head.number + 1, at.head.timestamp + 1)
         } else {
             // As the block ran: its own limits, base fee and beneficiary.
@@ -1458,6 +1459,7 @@ impl Chain {
                 ..BlockEnv::default()
             }
         };
+        at.block.apply(&mut block);
         let mut evm = EvmVm::new(self.config.chain_id, block).with_move(Arc::clone(&at.move_vm));
         evm.cfg.disable_nonce_check = true;
         evm.cfg.disable_balance_check = true;
@@ -1498,7 +1500,7 @@ impl Chain {
         turn: &Turn,
         tx: TxEnv,
         block: StateBlock,
-        overrides: &StateOverrides,
+        overrides: &CallOverrides,
     ) -> Result<u64, CallError> {
         self.estimate_gas_within(turn, tx, block, overrides, ESTIMATE_TIME)
     }
@@ -1510,7 +1512,7 @@ impl Chain {
         _turn: &Turn,
         mut tx: TxEnv,
         block: StateBlock,
-        overrides: &StateOverrides,
+        overrides: &CallOverrides,
         time: std::time::Duration,
     ) -> Result<u64, CallError> {
         let deadline = std::time::Instant::now() + time;
@@ -1557,10 +1559,55 @@ pub enum StateBlock {
     Hash(B256),
 }
 
-/// Changes a call makes to the state it runs on (`eth_call`'s state overrides, as geth takes
-/// them), by account.
+/// Changes a call makes to the state and block it runs in (`eth_call`'s state and block
+/// overrides, as geth takes them).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StateOverrides(pub Vec<AccountOverride>);
+pub struct CallOverrides {
+    /// By account.
+    pub accounts: Vec<AccountOverride>,
+    /// The block's fields.
+    pub block: BlockOverrides,
+}
+
+/// The fields of the block a call runs in that it sets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockOverrides {
+    /// `NUMBER`.
+    pub number: Option<u64>,
+    /// `TIMESTAMP`.
+    pub time: Option<u64>,
+    /// `GASLIMIT`.
+    pub gas_limit: Option<u64>,
+    /// `COINBASE`.
+    pub fee_recipient: Option<Address>,
+    /// `PREVRANDAO`.
+    pub prev_randao: Option<B256>,
+    /// `BASEFEE`.
+    pub base_fee: Option<u64>,
+}
+
+impl BlockOverrides {
+    fn apply(&self, block: &mut BlockEnv) {
+        if let Some(number) = self.number {
+            block.number = U256::from(number);
+        }
+        if let Some(time) = self.time {
+            block.timestamp = U256::from(time);
+        }
+        if let Some(gas_limit) = self.gas_limit {
+            block.gas_limit = gas_limit;
+        }
+        if let Some(fee_recipient) = self.fee_recipient {
+            block.beneficiary = fee_recipient;
+        }
+        if let Some(prev_randao) = self.prev_randao {
+            block.prevrandao = Some(prev_randao);
+        }
+        if let Some(base_fee) = self.base_fee {
+            block.basefee = base_fee;
+        }
+    }
+}
 
 /// The overrides of one account: any of its balance, nonce, code and storage.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -1579,7 +1626,7 @@ pub struct AccountOverride {
     pub replace_storage: bool,
 }
 
-/// [`StateOverrides`] as state entries over a call's state.
+/// [`CallOverrides`]' accounts as state entries over a call's state.
 struct OverrideLayer {
     values: BTreeMap<StateKey, Option<StateValue>>,
     /// Accounts whose slots not in `values` read as zero.
@@ -1591,7 +1638,7 @@ struct OverrideLayer {
 impl OverrideLayer {
     /// `overrides` as entries, with the accounts' other fields read from `state`.
     fn new(
-        overrides: &StateOverrides,
+        overrides: &CallOverrides,
         state: &impl duet_block_stm::Storage<Key = StateKey, Value = StateValue>,
     ) -> Result<Self, CallError> {
         let mut layer = Self {
@@ -1599,7 +1646,7 @@ impl OverrideLayer {
             replaced_storage: std::collections::BTreeSet::new(),
             absent: None,
         };
-        for account in &overrides.0 {
+        for account in &overrides.accounts {
             let address = account.address;
             if let Some(balance) = account.balance {
                 layer.values.insert(StateKey::Balance(address), Some(StateValue::Balance(balance)));
@@ -1672,6 +1719,8 @@ struct CallState<'a> {
     pool: BTreeMap<StateKey, Option<StateValue>>,
     /// The call's state overrides, over both.
     overrides: OverrideLayer,
+    /// The call's block overrides.
+    block: BlockOverrides,
 }
 
 /// The most of a caller's waiting transactions a `pending` call runs first.
@@ -2081,7 +2130,7 @@ pub(crate) mod tests {
         };
         let turn = chain.call_turn_blocking();
         let estimate = chain
-            .estimate_gas(&turn, tx.clone(), StateBlock::Latest, &super::StateOverrides::default())
+            .estimate_gas(&turn, tx.clone(), StateBlock::Latest, &super::CallOverrides::default())
             .unwrap();
         assert!(estimate > 100_000, "{estimate}");
         let with = |gas_limit| chain.call(&turn, TxEnv { gas_limit, ..tx.clone() });
@@ -2092,7 +2141,7 @@ pub(crate) mod tests {
             &turn,
             tx,
             StateBlock::Latest,
-            &super::StateOverrides::default(),
+            &super::CallOverrides::default(),
             std::time::Duration::ZERO,
         );
         let timed_out = timed_out.unwrap_err();
@@ -2126,7 +2175,7 @@ pub(crate) mod tests {
         // whole (its balance and its number), as a call that started before the second block
         // committed would.
         let before = chain
-            .call_state(StateBlock::Latest, Address::ZERO, &super::StateOverrides::default())
+            .call_state(StateBlock::Latest, Address::ZERO, &super::CallOverrides::default())
             .unwrap();
         chain.submit(&payment(&dev_signer(0), 1, alloy_primitives::U256::from(7), 10)).unwrap();
         chain.produce_block().unwrap();
@@ -2143,7 +2192,7 @@ pub(crate) mod tests {
         // Pending: the latest state, as the next block.
         let turn = chain.call_turn_blocking();
         let (output, _) = chain
-            .call_at_block(&turn, tx, super::StateBlock::Pending, &super::StateOverrides::default())
+            .call_at_block(&turn, tx, super::StateBlock::Pending, &super::CallOverrides::default())
             .unwrap();
         assert_eq!(
             balance_and_number(output),
@@ -2276,26 +2325,29 @@ pub(crate) mod tests {
         .collect();
         let base = LayeredStorage::new(&chain.store, &base);
         let code = alloy_primitives::Bytes::from(vec![0x60, 0x00]);
-        let overrides = super::StateOverrides(vec![
-            super::AccountOverride {
-                address: replaced,
-                storage: vec![(B256::repeat_byte(0), alloy_primitives::U256::from(7))],
-                replace_storage: true,
-                ..Default::default()
-            },
-            super::AccountOverride {
-                address: renonced,
-                nonce: Some(10),
-                storage: vec![(B256::repeat_byte(2), alloy_primitives::U256::ZERO)],
-                ..Default::default()
-            },
-            super::AccountOverride {
-                address: recoded,
-                code: Some(code.clone()),
-                balance: Some(8),
-                ..Default::default()
-            },
-        ]);
+        let overrides = super::CallOverrides {
+            accounts: vec![
+                super::AccountOverride {
+                    address: replaced,
+                    storage: vec![(B256::repeat_byte(0), alloy_primitives::U256::from(7))],
+                    replace_storage: true,
+                    ..Default::default()
+                },
+                super::AccountOverride {
+                    address: renonced,
+                    nonce: Some(10),
+                    storage: vec![(B256::repeat_byte(2), alloy_primitives::U256::ZERO)],
+                    ..Default::default()
+                },
+                super::AccountOverride {
+                    address: recoded,
+                    code: Some(code.clone()),
+                    balance: Some(8),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
         let layer = super::OverrideLayer::new(&overrides, &base).unwrap();
         let state = LayeredStorage::new(&base, &layer);
         let read = |key: StateKey| state.get(&key).unwrap();
@@ -2339,7 +2391,7 @@ pub(crate) mod tests {
                     &chain.call_turn_blocking(),
                     tx,
                     block,
-                    &super::StateOverrides::default(),
+                    &super::CallOverrides::default(),
                 )
                 .unwrap();
             // Pending runs as the next block; the others as the latest.
@@ -2374,11 +2426,14 @@ pub(crate) mod tests {
         let all_four = alloy_primitives::U256::from(132);
         assert_eq!(balance_from(sender.address(), StateBlock::Pending), all_four);
         // A state override lies over the pool's writes.
-        let overridden = super::StateOverrides(vec![super::AccountOverride {
-            address: Address::repeat_byte(0xbe),
-            balance: Some(1),
+        let overridden = super::CallOverrides {
+            accounts: vec![super::AccountOverride {
+                address: Address::repeat_byte(0xbe),
+                balance: Some(1),
+                ..Default::default()
+            }],
             ..Default::default()
-        }]);
+        };
         let tx = TxEnv {
             caller: sender.address(),
             kind: alloy_primitives::TxKind::Create,
@@ -2455,9 +2510,8 @@ pub(crate) mod tests {
             ..TxEnv::default()
         };
         let turn = chain.call_turn_blocking();
-        let call = |block| {
-            chain.call_at_block(&turn, tx.clone(), block, &super::StateOverrides::default())
-        };
+        let call =
+            |block| chain.call_at_block(&turn, tx.clone(), block, &super::CallOverrides::default());
         // The calls' Move VM loads the module at the latest block...
         call(StateBlock::Latest).unwrap();
         call(StateBlock::Number(published)).unwrap();

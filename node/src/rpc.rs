@@ -36,7 +36,7 @@ use serde_json::{json, Value};
 mod ws;
 
 use crate::block::{Block, TransactionRecord};
-use crate::chain::{AccountOverride, CallError, Chain, StateBlock, StateOverrides};
+use crate::chain::{AccountOverride, BlockOverrides, CallError, CallOverrides, Chain, StateBlock};
 use crate::filters::{Filters, FILTER_LIFETIME};
 use crate::mempool::PendingTransaction;
 use crate::store::{ReadState, StoreError};
@@ -894,23 +894,15 @@ fn call_error(error: CallError) -> RpcError {
     }
 }
 
-/// The state overrides of `eth_call` and `eth_estimateGas` (their third parameter, as geth
-/// takes it: by address, any of `balance`, `nonce`, `code`, and `state` or `stateDiff`); block
-/// overrides (the fourth) are refused rather than ignored, which would answer a question not
-/// asked.
-fn call_overrides(params: &[Value]) -> Result<StateOverrides, RpcError> {
-    let given = |value: Option<&Value>| {
-        value.is_some_and(|value| {
-            !value.is_null() && value.as_object().is_none_or(|o| !o.is_empty())
-        })
-    };
-    if given(params.get(3)) {
-        return Err(RpcError::invalid_params(
-            "block overrides are not supported: call without them",
-        ));
-    }
+/// The state and block overrides of `eth_call` and `eth_estimateGas` (their third and fourth
+/// parameters, as geth takes them): by address, any of `balance`, `nonce`, `code`, and `state`
+/// or `stateDiff`; and the block's `number`, `time`, `gasLimit`, `feeRecipient`, `prevRandao`
+/// and `baseFeePerGas`. What cannot be honoured is refused rather than ignored, which would
+/// answer a question not asked.
+fn call_overrides(params: &[Value]) -> Result<CallOverrides, RpcError> {
+    let block = block_overrides(params.get(3))?;
     let Some(accounts) = params.get(2).filter(|value| !value.is_null()) else {
-        return Ok(StateOverrides::default());
+        return Ok(CallOverrides { accounts: Vec::new(), block });
     };
     let bad = |what: String| RpcError::invalid_params(format!("state overrides: {what}"));
     let accounts = accounts.as_object().ok_or_else(|| bad("expected an object".to_owned()))?;
@@ -976,7 +968,41 @@ fn call_overrides(params: &[Value]) -> Result<StateOverrides, RpcError> {
         }
         by_address.insert(address, account);
     }
-    Ok(StateOverrides(by_address.into_values().collect()))
+    Ok(CallOverrides { accounts: by_address.into_values().collect(), block })
+}
+
+/// A block override's field `name` as a `T`.
+fn block_field<T: serde::de::DeserializeOwned>(name: &str, value: &Value) -> Result<T, RpcError> {
+    serde_json::from_value(value.clone()).map_err(|error| {
+        RpcError::invalid_params(format!("block overrides: invalid {name}: {error}"))
+    })
+}
+
+/// The block overrides of a call (see [`call_overrides`]).
+fn block_overrides(value: Option<&Value>) -> Result<BlockOverrides, RpcError> {
+    let mut overrides = BlockOverrides::default();
+    let Some(value) = value.filter(|value| !value.is_null()) else { return Ok(overrides) };
+    let bad = |what: String| RpcError::invalid_params(format!("block overrides: {what}"));
+    let fields = value.as_object().ok_or_else(|| bad("expected an object".to_owned()))?;
+    let quantity = |name: &str, value: &Value| -> Result<u64, RpcError> {
+        let quantity: U256 = serde_json::from_value(value.clone())
+            .map_err(|error| bad(format!("invalid {name}: {error}")))?;
+        quantity.try_into().map_err(|_| bad(format!("{name} too large")))
+    };
+    for (name, value) in fields.iter().filter(|(_, value)| !value.is_null()) {
+        match name.as_str() {
+            "number" => overrides.number = Some(quantity(name, value)?),
+            "time" => overrides.time = Some(quantity(name, value)?),
+            "gasLimit" => overrides.gas_limit = Some(quantity(name, value)?),
+            "baseFeePerGas" | "baseFee" => overrides.base_fee = Some(quantity(name, value)?),
+            "feeRecipient" | "coinbase" => {
+                overrides.fee_recipient = Some(block_field(name, value)?);
+            }
+            "prevRandao" | "random" => overrides.prev_randao = Some(block_field(name, value)?),
+            other => return Err(bad(format!("{other} is not supported"))),
+        }
+    }
+    Ok(overrides)
 }
 
 /// The quantity `name` of a request object, if it has one.
@@ -1207,7 +1233,7 @@ fn send_transaction(
     let gas_limit = match quantity(object, "gas")? {
         Some(gas) => gas.saturating_to(),
         None => in_call_turn(call_turn, |turn| {
-            let no_overrides = StateOverrides::default();
+            let no_overrides = CallOverrides::default();
             chain
                 .estimate_gas(turn, call.clone(), StateBlock::Pending, &no_overrides)
                 .map_err(call_error)

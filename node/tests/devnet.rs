@@ -1239,9 +1239,18 @@ fn state_overrides_work_and_bad_ones_are_refused(node: &Node) {
     assert_eq!(node.cast(&["code", reader]).unwrap(), "0x");
     let call = format!(r#"{{"to":"{FIRST}"}}"#);
     assert_eq!(rpc(node, "eth_call", &format!(r#"[{call}, "latest", {{}}]"#))["result"], "0x");
-    // Block overrides are refused, not ignored; so are overrides that say two things.
-    let blocks = format!(r#"[{call}, "latest", {{}}, {{"number":"0x1"}}]"#);
-    assert!(error(&rpc(node, "eth_call", &blocks)).contains("block overrides are not supported"));
+    // Block overrides: creation code returning NUMBER and TIMESTAMP (NUMBER PUSH1 0 MSTORE
+    // TIMESTAMP PUSH1 32 MSTORE PUSH1 64 PUSH1 0 RETURN) in a block of number 0x1234 and time
+    // 0x99. What cannot be honoured is refused, not ignored.
+    let clock = r#"{"data":"0x4360005242602052604060 00f3"}"#.replace(' ', "");
+    let blocks = format!(r#"[{clock}, "latest", null, {{"number":"0x1234","time":"0x99"}}]"#);
+    assert_eq!(
+        rpc(node, "eth_call", &blocks)["result"],
+        format!("0x{}{}", word(0x1234), word(0x99))
+    );
+    let blob = format!(r#"[{clock}, "latest", null, {{"blobBaseFee":"0x1"}}]"#);
+    assert!(error(&rpc(node, "eth_call", &blob)).contains("blobBaseFee is not supported"));
+    // So are overrides that say two things.
     let both = format!(r#"{{"{FIRST}":{{"state":{{}},"stateDiff":{{}}}}}}"#);
     let overridden = format!(r#"[{call}, "latest", {both}]"#);
     assert!(error(&rpc(node, "eth_estimateGas", &overridden)).contains("both state and stateDiff"));
