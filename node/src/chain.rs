@@ -1465,6 +1465,8 @@ impl Chain {
         evm.cfg.disable_balance_check = true;
         evm.cfg.disable_base_fee = true;
         evm.cfg.disable_fee_charge = true;
+        // As geth: a call's gas is not held to its block's gas limit (only GASLIMIT sees it).
+        evm.cfg.disable_block_gas_limit = true;
         tx.chain_id = Some(self.config.chain_id);
         if tx.gas_limit == 0 {
             tx.gas_limit = self.max_transaction_gas();
@@ -1518,7 +1520,8 @@ impl Chain {
         let deadline = std::time::Instant::now() + time;
         // One state for all its executions: the search is over one block.
         let at = self.call_state(block, tx.caller, overrides)?;
-        let most = self.max_transaction_gas();
+        // As geth: the search goes up to the block's gas limit, overridden or not.
+        let most = self.max_transaction_gas().min(at.block.gas_limit.unwrap_or(u64::MAX));
         let cap = if tx.gas_limit == 0 { most } else { tx.gas_limit.min(most) };
         tx.gas_limit = cap;
         let (_, used) = self.call_at(&at, tx.clone())?;

@@ -1239,15 +1239,27 @@ fn state_overrides_work_and_bad_ones_are_refused(node: &Node) {
     assert_eq!(node.cast(&["code", reader]).unwrap(), "0x");
     let call = format!(r#"{{"to":"{FIRST}"}}"#);
     assert_eq!(rpc(node, "eth_call", &format!(r#"[{call}, "latest", {{}}]"#))["result"], "0x");
-    // Block overrides: creation code returning NUMBER and TIMESTAMP (NUMBER PUSH1 0 MSTORE
-    // TIMESTAMP PUSH1 32 MSTORE PUSH1 64 PUSH1 0 RETURN) in a block of number 0x1234 and time
-    // 0x99. What cannot be honoured is refused, not ignored.
-    let clock = r#"{"data":"0x4360005242602052604060 00f3"}"#.replace(' ', "");
-    let blocks = format!(r#"[{clock}, "latest", null, {{"number":"0x1234","time":"0x99"}}]"#);
-    assert_eq!(
-        rpc(node, "eth_call", &blocks)["result"],
-        format!("0x{}{}", word(0x1234), word(0x99))
+    // Block overrides: creation code returning NUMBER, TIMESTAMP, GASLIMIT, COINBASE, BASEFEE
+    // and PREVRANDAO (each OPCODE PUSH1 offset MSTORE, then PUSH1 192 PUSH1 0 RETURN), in a
+    // block given all six; a gas limit below the call's own, as geth, only GASLIMIT sees.
+    let clock = r#"{"data":"0x436000524260205245604052416060524860805244 60a05260c06000f3"}"#
+        .replace(' ', "");
+    let coinbase = "0x00000000000000000000000000000000000000c0";
+    let randao = format!("0x{}", "ab".repeat(32));
+    let block = format!(
+        r#"{{"number":"0x1234","time":"0x99","gasLimit":"0x5208","feeRecipient":"{coinbase}","baseFeePerGas":"0x7","prevRandao":"{randao}"}}"#
     );
+    let blocks = format!(r#"[{clock}, "latest", null, {block}]"#);
+    let expected = format!(
+        "0x{}{}{}{}{}{}",
+        word(0x1234),
+        word(0x99),
+        word(0x5208),
+        word(0xc0),
+        word(7),
+        "ab".repeat(32)
+    );
+    assert_eq!(rpc(node, "eth_call", &blocks)["result"], expected);
     let blob = format!(r#"[{clock}, "latest", null, {{"blobBaseFee":"0x1"}}]"#);
     assert!(error(&rpc(node, "eth_call", &blob)).contains("blobBaseFee is not supported"));
     // So are overrides that say two things.
