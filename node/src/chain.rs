@@ -1284,8 +1284,8 @@ impl Chain {
     }
 
     /// What calls from `caller` run on: the state after `block` (for
-    /// [`StateBlock::Pending`], with the caller's transactions waiting in the pool run on it),
-    /// that block, and a Move VM whose code cache holds that block's code.
+    /// [`StateBlock::Pending`], with the caller's transactions waiting in the pool run on it)
+    /// under `overrides`, that block, and a Move VM whose code cache holds that block's code.
     fn call_state(
         &self,
         block: StateBlock,
