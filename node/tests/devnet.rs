@@ -272,6 +272,18 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
         node.cast(&["call", &probe, "seen()(uint256)"]).unwrap(),
         "1000000000000000000 [1e18]"
     );
+    // cast run replays the transaction on the state of the block before it, with its trace.
+    let hash = sent
+        .lines()
+        .find_map(|line| line.strip_prefix("transactionHash"))
+        .map(str::trim)
+        .expect("the receipt names its transaction");
+    let replayed = node.cast(&["run", hash]).unwrap();
+    assert!(
+        replayed.contains("::record(0x000000000000000000000000000000000000bEEF)"),
+        "{replayed}"
+    );
+    assert!(replayed.contains("Transaction successfully executed"), "{replayed}");
     let height: u64 = node.cast(&["block-number"]).unwrap().parse().unwrap();
 
     // A restart with the same data directory continues the chain with the same state.
