@@ -2,12 +2,15 @@
 //!
 //! - `GET /move/v1/accounts/{address}/resources`: every resource, as its type and BCS data.
 //! - `GET /move/v1/accounts/{address}/resource/{type}`: one resource (`0x…::module::Struct`).
+//!   This, one module and a view take a block (`?block=N`; a view's `"block": N`): the state
+//!   after that block, one of the last 128 (see [`crate::store`]); the latest by default.
 //! - `GET /move/v1/accounts/{address}/modules`: every module's name and bytecode.
 //! - `GET /move/v1/accounts/{address}/module/{name}`: one module's bytecode and ABI (its
 //!   functions with visibility, entry, type parameters, parameters and returns; its structs with
 //!   abilities and fields).
-//! - `POST /move/v1/view` `{function, type_arguments, arguments}`: a public function's BCS
-//!   return values, without a transaction (arguments BCS-encoded, in hex).
+//! - `POST /move/v1/view` `{function, type_arguments, arguments, block}`: a public function's
+//!   BCS return values, without a transaction (arguments BCS-encoded, in hex; `block`
+//!   optional).
 //! - `POST /move/v1/transactions` `{transaction}`: submits a signed transaction (hex), as
 //!   `eth_sendRawTransaction` does.
 //! - `GET /move/v1/transactions/{hash}`: an included transaction with its Move status and
@@ -18,7 +21,7 @@
 use std::sync::Arc;
 
 use alloy_primitives::{Address, Bytes, B256};
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -33,8 +36,9 @@ use revm::context::TxEnv;
 use revm::primitives::TxKind;
 use serde_json::{json, Value};
 
-use crate::chain::{CallError, Chain, SubmitError};
+use crate::chain::{CallError, CallOverrides, Chain, StateBlock, SubmitError};
 use crate::mempool::MempoolError;
+use crate::store::ReadState;
 
 type Answer = (StatusCode, Json<Value>);
 
@@ -208,8 +212,51 @@ const MAX_TAG_LENGTH: usize = 1024;
 /// The deepest nesting of type arguments a lookup takes (`0x1::m::S<vector<u8>>` is 2).
 const MAX_TAG_NESTING: usize = 16;
 
-async fn resource(State(api): State<Api>, Path((owner, tag)): Path<(String, String)>) -> Answer {
+/// The block a query names: `block=N` in its query string, else the latest.
+fn block_query(query: Option<&str>) -> Result<StateBlock, Answer> {
+    let Some(query) = query else { return Ok(StateBlock::Latest) };
+    let mut block = StateBlock::Latest;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        match pair.split_once('=') {
+            Some(("block", number)) => block = StateBlock::Number(block_number(number)?),
+            _ => return Err(error(StatusCode::BAD_REQUEST, format!("unknown parameter {pair}"))),
+        }
+    }
+    Ok(block)
+}
+
+/// A block number, decimal or `0x` hexadecimal.
+fn block_number(text: &str) -> Result<u64, Answer> {
+    let number = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    number.map_err(|_| error(StatusCode::BAD_REQUEST, format!("block: not a number: {text}")))
+}
+
+/// The value of `key` at `block`.
+fn value_at(
+    chain: &Chain,
+    block: StateBlock,
+    key: &StateKey,
+) -> Result<Option<StateValue>, Answer> {
+    match block {
+        StateBlock::Latest => chain.store().get(key).map_err(internal),
+        block => {
+            let (_, state) =
+                chain.state_at(block).map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
+            state.value(key).map_err(internal)
+        }
+    }
+}
+
+async fn resource(
+    State(api): State<Api>,
+    Path((owner, tag)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Answer {
     api.query(move |chain| {
+        let block = block_query(query.as_deref())?;
         let owner = address(&owner)?;
         duet_move::type_text_fits(&tag, "a type", MAX_TAG_LENGTH, MAX_TAG_NESTING)
             .map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
@@ -219,7 +266,7 @@ async fn resource(State(api): State<Api>, Path((owner, tag)): Path<(String, Stri
             .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{tag}: not a struct type")))?;
         let key = duet_move::resolver::resource_key(owner, &parsed)
             .map_err(|failure| error(StatusCode::BAD_REQUEST, failure.0))?;
-        match chain.store().get(&key).map_err(internal)? {
+        match value_at(chain, block, &key)? {
             Some(StateValue::Bytes(data)) => {
                 Ok(json!({ "type": parsed.to_string(), "data": data }))
             }
@@ -240,11 +287,16 @@ async fn modules(State(api): State<Api>, Path(owner): Path<String>) -> Answer {
     .await
 }
 
-async fn module(State(api): State<Api>, Path((owner, name)): Path<(String, String)>) -> Answer {
+async fn module(
+    State(api): State<Api>,
+    Path((owner, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Answer {
     api.query(move |chain| {
+        let block = block_query(query.as_deref())?;
         let owner = address(&owner)?;
         let key = StateKey::MoveModule { address: owner, name: name.clone().into() };
-        let Some(StateValue::Bytes(bytecode)) = chain.store().get(&key).map_err(internal)? else {
+        let Some(StateValue::Bytes(bytecode)) = value_at(chain, block, &key)? else {
             return Err(error(StatusCode::NOT_FOUND, format!("{owner} has no module {name}")));
         };
         let compiled = CompiledModule::deserialize(&bytecode)
@@ -402,9 +454,19 @@ async fn view(State(api): State<Api>, held: Held, Json(request): Json<Value>) ->
                 .map_err(bad)?,
             arguments,
         };
+        let block = match request.get("block") {
+            None | Some(Value::Null) => StateBlock::Latest,
+            Some(Value::Number(number)) => StateBlock::Number(
+                number
+                    .as_u64()
+                    .ok_or_else(|| bad(format!("block: not a block number: {number}")))?,
+            ),
+            Some(Value::String(text)) => StateBlock::Number(block_number(text)?),
+            Some(other) => return Err(bad(format!("block: not a block number: {other}"))),
+        };
         let data = duet_evm::call_data(&call).into();
         let tx = TxEnv { kind: TxKind::Call(MOVE_CALL_ADDRESS), data, ..TxEnv::default() };
-        match chain.call(&turn, tx) {
+        match chain.call_at_block(&turn, tx, block, &CallOverrides::default()) {
             Ok((output, _)) => {
                 Ok(json!({ "values": duet_evm::return_values(&output).map_err(internal)? }))
             }

@@ -81,6 +81,9 @@ pub(crate) struct RunArgs {
 pub(crate) struct ViewArgs {
     #[command(flatten)]
     call: Call,
+    /// The block whose state the view reads: a number, or `latest` (one of the last 128).
+    #[arg(long, default_value = "latest")]
+    block: String,
     /// The node's JSON-RPC URL.
     #[arg(long, env = "DUET_RPC_URL", default_value = "http://127.0.0.1:8545")]
     rpc_url: String,
@@ -106,9 +109,13 @@ pub(crate) fn run(command: MoveCommand) -> Result<(), String> {
             let call = entry_function(&args.call)?;
             let client = RpcClient::new(&args.rpc_url)?;
             let input = Bytes::from(duet_evm::call_data(&call));
+            let block = match args.block.parse::<u64>() {
+                Ok(number) => json!(format!("{number:#x}")),
+                Err(_) => json!(args.block),
+            };
             let output = client.request(
                 "eth_call",
-                &json!([{ "to": MOVE_CALL_ADDRESS, "input": input }, "latest"]),
+                &json!([{ "to": MOVE_CALL_ADDRESS, "input": input }, block]),
             )?;
             let output: Bytes =
                 serde_json::from_value(output).map_err(|error| error.to_string())?;

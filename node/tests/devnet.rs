@@ -749,15 +749,37 @@ fn move_developers_publish_run_and_view_and_solidity_calls_the_module_through_ca
     assert!(refused.contains("MODULE_ADDRESS_DOES_NOT_MATCH_SENDER"), "{refused}");
 
     let function = format!("{FIRST}::counter::increment");
+    let mut ran_in = Vec::new();
     for _ in 0..2 {
         let ran = duet(&["move", "run", &function, "--private-key", FIRST_KEY, &url]).unwrap();
         assert!(ran.contains("status      success"), "{ran}");
+        ran_in.push(
+            ran.lines().find_map(|line| line.strip_prefix("block       ")).unwrap().to_owned(),
+        );
     }
     let value = format!("{FIRST}::counter::value");
     let owner = format!("address:{FIRST}");
     assert_eq!(
         duet(&["move", "view", &value, "--arg", &owner, &url]).unwrap(),
         "0x0200000000000000"
+    );
+    // The Move API at a recent block: the counter after the first increment, and none before.
+    let first = &ran_in[0];
+    let counter = format!("/move/v1/accounts/{FIRST}/resource/{FIRST}::counter::Counter");
+    let (status, body) = node.http("GET", &format!("{counter}?block={first}"), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("0x0100000000000000"), "{body}");
+    let (status, body) = node.http("GET", &format!("{counter}?block={block}"), None);
+    assert_eq!(status, 404, "{body}");
+    let view = format!(
+        r#"{{"function":"{value}","arguments":["0x{}"],"block":{first}}}"#,
+        FIRST.trim_start_matches("0x").to_lowercase()
+    );
+    let (status, body) = node.http("POST", "/move/v1/view", Some(&view));
+    assert_eq!((status, body.contains("0x0100000000000000")), (200, true), "{body}");
+    assert_eq!(
+        duet(&["move", "view", &value, "--arg", &owner, "--block", first, &url]).unwrap(),
+        "0x0100000000000000"
     );
     let failed = duet(&[
         "move",
