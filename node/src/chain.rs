@@ -30,7 +30,7 @@ use crate::block::{Block, Kind, TransactionRecord};
 use crate::mempool::{Arrival, Mempool, MempoolError, PendingTransaction};
 use crate::merkle::{self, NodeCache, Proof};
 use crate::metrics::Metrics;
-use crate::store::{BlockCommit, ReadState, StateAt, Store, StoreError};
+use crate::store::{BlockCommit, CommitNotes, ReadState, StateAt, Store, StoreError};
 use crate::turns::{Turn, Turns};
 
 /// The most rounds of execution that fill one block (see `Chain::fill_block`).
@@ -207,7 +207,7 @@ pub enum CallError {
     /// There is no state to run it on: the block it names does not exist, or its state is no
     /// longer kept.
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(#[from] StateUnavailable),
     /// Estimating took longer than this (geth's words).
     #[error("execution aborted (timeout = {0:?})")]
     TimedOut(std::time::Duration),
@@ -336,10 +336,13 @@ impl Chain {
             admission: EvmVm::new(config.chain_id, block_env(&config, 0, 0)),
             tree: Mutex::new(NodeCache::default()),
             move_vm: Arc::new(MoveVm::new(config.fee_vault)),
-            // Made now, it loads the code of the head block and the blocks after it.
+            // Its code is that of every block since the last that published modules (if the
+            // database does not say, the head: the blocks after it are all it loads).
             call_move_vm: RwLock::new(CallVm {
                 vm: Arc::new(MoveVm::new(config.fee_vault)),
-                since: head.number,
+                since: store
+                    .last_code_change()
+                    .map_or(head.number, |changed| changed.min(head.number)),
             }),
             call_turns: Turns::new(threads.saturating_add(threads.get())), // two per core
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
@@ -541,7 +544,7 @@ impl Chain {
     }
 
     /// The latest block's state, with the head at it (waits while a block commits).
-    pub fn latest_state(&self) -> (Arc<Block>, StateAt<'_>) {
+    fn latest_state(&self) -> (Arc<Block>, StateAt<'_>) {
         self.store.state_at_head(|| self.head())
     }
 
@@ -865,6 +868,12 @@ impl Chain {
             self.fill_block(&vm, &nonces).map_err(|error| format!("block {number}: {error}"))?;
         let mut block = Block::empty(number, parent.hash, timestamp, &self.config);
         let (mut records, rejected) = self.records(&candidates, output.results, &mut block);
+        // The values the block replaces, for the state history: read now, before the locks
+        // that calls and proofs wait for.
+        let previous = self
+            .store
+            .previous_values(&output.state_updates)
+            .map_err(|error| format!("block {number}: {error}"))?;
         let mut cache = self.tree.lock();
         let update =
             merkle::update(&cache.over(&self.store), merkle::leaves(&output.state_updates))
@@ -895,6 +904,7 @@ impl Chain {
                     settled: &settled,
                     nodes: &update.writes,
                 },
+                CommitNotes { previous: Some(&previous), publishes: published },
                 || *self.head.write() = Arc::clone(&block),
             )
             .map_err(|error| format!("block {number}: {error}"))?;
@@ -1326,7 +1336,7 @@ impl Chain {
         // modules holds it from before its commit until it has replaced the VM (and a block
         // committing without it cannot be waiting for it, so waiting for its commit here ends).
         let call_vm = self.call_move_vm.read();
-        let (head, state) = self.state_at(block).map_err(CallError::Unavailable)?;
+        let (head, state) = self.state_at(block)?;
         // The call VM's code is that of the blocks since it was made; a call at an earlier
         // block gets a VM of its own, which loads that block's code.
         let move_vm = if head.number >= call_vm.since {
@@ -1395,52 +1405,37 @@ impl Chain {
     /// # Errors
     /// Why there is no such state, worded for users: the block does not exist (yet), or its
     /// state is no longer kept; or the database failed.
-    pub fn state_at(&self, block: StateBlock) -> Result<(Arc<Block>, StateAt<'_>), String> {
+    pub fn state_at(
+        &self,
+        block: StateBlock,
+    ) -> Result<(Arc<Block>, StateAt<'_>), StateUnavailable> {
         let (head, state) = self.latest_state();
         let number = match block {
             StateBlock::Pending | StateBlock::Latest => return Ok((head, state)),
             StateBlock::Number(number) => number,
-            StateBlock::Hash(hash) => match self.store.block_number(hash) {
-                Ok(Some(number)) => number,
-                Ok(None) => return Err(format!("header for hash {hash} not found")),
-                Err(error) => return Err(error.to_string()),
-            },
+            StateBlock::Hash(hash) => {
+                self.store.block_number(hash)?.ok_or(StateUnavailable::UnknownHash(hash))?
+            }
         };
         if number == head.number {
             return Ok((head, state));
         }
         if number > head.number {
-            return Err("header not found".to_owned());
+            return Err(StateUnavailable::NotYet);
         }
-        let readable = self.store.readable_blocks(head.number);
-        let unavailable = || {
-            format!(
-                "state of block {number} is not available: this node keeps the state of the \
-                 last {} blocks before the head, now blocks {} to {}",
-                self.store.history_blocks(),
-                readable.start(),
-                readable.end()
-            )
+        let gone = |head: u64| StateUnavailable::Gone {
+            number,
+            kept: self.store.history_blocks(),
+            readable: self.store.readable_blocks(head),
         };
-        if !readable.contains(&number) {
-            return Err(unavailable());
+        if !self.store.readable_blocks(head.number).contains(&number) {
+            return Err(gone(head.number));
         }
-        let block = match self.store.block(number) {
-            Ok(Some(block)) => block,
-            Ok(None) => return Err(format!("block {number} is missing from the database")),
-            Err(error) => return Err(error.to_string()),
-        };
-        let state = state.back_to(number).ok_or_else(|| {
-            // Blocks committed meanwhile let its history go: say the window as it is now.
-            let now = self.store.readable_blocks(self.head().number);
-            format!(
-                "state of block {number} is not available: this node keeps the state of the \
-                 last {} blocks before the head, now blocks {} to {}",
-                self.store.history_blocks(),
-                now.start(),
-                now.end()
-            )
+        let block = self.store.block(number)?.ok_or_else(|| {
+            StateUnavailable::Failed(StoreError::Corrupt(format!("block {number} is missing")))
         })?;
+        // `None`: blocks committed meanwhile let its history go (the window as it is now).
+        let state = state.back_to(number).ok_or_else(|| gone(self.head().number))?;
         Ok((Arc::new(block), state))
     }
 
@@ -1547,12 +1542,42 @@ impl Chain {
     }
 }
 
+/// Why there is no state at a block, worded as Ethereum clients word it.
+#[derive(Debug, thiserror::Error)]
+pub enum StateUnavailable {
+    /// The block is not there yet.
+    #[error("header not found")]
+    NotYet,
+    /// No block has this hash.
+    #[error("header for hash {0} not found")]
+    UnknownHash(B256),
+    /// The block's state is no longer kept.
+    #[error(
+        "state of block {number} is not available: this node keeps the state of the last {kept} \
+         blocks before the head, now blocks {} to {}",
+        readable.start(),
+        readable.end()
+    )]
+    Gone {
+        /// The block asked for.
+        number: u64,
+        /// How many blocks before the head are kept.
+        kept: u64,
+        /// The blocks whose state can be read now.
+        readable: std::ops::RangeInclusive<u64>,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Failed(#[from] StoreError),
+}
+
 /// The block whose state a query reads, and a call runs in, as Ethereum clients take a block
 /// parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StateBlock {
     /// The latest state when the query runs, a call running as the block after the latest
-    /// (its number + 1, its time + 1): `pending`, and `eth_estimateGas` by default.
+    /// (its number + 1, its time + 1) after the caller's own transactions waiting in the pool:
+    /// `pending`, and `eth_estimateGas` by default. (Reads of one key read the latest state.)
     Pending,
     /// The latest block when the query runs (a call runs with its number and time).
     Latest,
@@ -2467,14 +2492,14 @@ pub(crate) mod tests {
         for _ in 0..3 {
             chain.produce_block().unwrap();
         }
-        let refused = chain.state_at(StateBlock::Number(1)).map(|_| ()).unwrap_err();
+        let refused = chain.state_at(StateBlock::Number(1)).map(|_| ()).unwrap_err().to_string();
         assert_eq!(
             refused,
             "state of block 1 is not available: this node keeps the state of the last 1 blocks \
              before the head, now blocks 2 to 3"
         );
         assert!(chain.state_at(StateBlock::Number(2)).is_ok());
-        let future = chain.state_at(StateBlock::Number(4)).map(|_| ()).unwrap_err();
+        let future = chain.state_at(StateBlock::Number(4)).map(|_| ()).unwrap_err().to_string();
         assert_eq!(future, "header not found");
     }
 

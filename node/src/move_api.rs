@@ -36,7 +36,7 @@ use revm::context::TxEnv;
 use revm::primitives::TxKind;
 use serde_json::{json, Value};
 
-use crate::chain::{CallError, CallOverrides, Chain, StateBlock, SubmitError};
+use crate::chain::{CallError, CallOverrides, Chain, StateBlock, StateUnavailable, SubmitError};
 use crate::mempool::MempoolError;
 use crate::store::ReadState;
 
@@ -193,8 +193,13 @@ fn module_kind(address: Address) -> StateKey {
     StateKey::MoveModule { address, name: Box::default() }
 }
 
-async fn resources(State(api): State<Api>, Path(owner): Path<String>) -> Answer {
+async fn resources(
+    State(api): State<Api>,
+    Path(owner): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Answer {
     api.query(move |chain| {
+        latest_only(query.as_deref())?;
         listing(chain, &owner, resource_kind, |key, value| {
             let StateKey::MoveResource { struct_tag, .. } = key else { return None };
             let tag: StructTag = bcs::from_bytes(&struct_tag).ok()?;
@@ -212,26 +217,45 @@ const MAX_TAG_LENGTH: usize = 1024;
 /// The deepest nesting of type arguments a lookup takes (`0x1::m::S<vector<u8>>` is 2).
 const MAX_TAG_NESTING: usize = 16;
 
-/// The block a query names: `block=N` in its query string, else the latest.
+/// The block a query names: `block=…` in its query string (see [`block_param`]), else the
+/// latest.
 fn block_query(query: Option<&str>) -> Result<StateBlock, Answer> {
     let Some(query) = query else { return Ok(StateBlock::Latest) };
     let mut block = StateBlock::Latest;
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         match pair.split_once('=') {
-            Some(("block", number)) => block = StateBlock::Number(block_number(number)?),
+            Some(("block", text)) => block = block_param(text)?,
             _ => return Err(error(StatusCode::BAD_REQUEST, format!("unknown parameter {pair}"))),
         }
     }
     Ok(block)
 }
 
-/// A block number, decimal or `0x` hexadecimal.
-fn block_number(text: &str) -> Result<u64, Answer> {
-    let number = match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => text.parse(),
+/// A block: a number (decimal or `0x` hexadecimal), `latest`, `pending` or `earliest`.
+fn block_param(text: &str) -> Result<StateBlock, Answer> {
+    let number = match text {
+        "latest" => return Ok(StateBlock::Latest),
+        "pending" => return Ok(StateBlock::Pending),
+        "earliest" => return Ok(StateBlock::Number(0)),
+        _ => match text.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => text.parse(),
+        },
     };
-    number.map_err(|_| error(StatusCode::BAD_REQUEST, format!("block: not a number: {text}")))
+    number
+        .map(StateBlock::Number)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, format!("block: not a block: {text}")))
+}
+
+/// The answer for a block without state: 404 if it is not there (yet), 410 if its state is no
+/// longer kept, 500 if the database failed.
+fn unavailable(failure: &StateUnavailable) -> Answer {
+    let status = match failure {
+        StateUnavailable::NotYet | StateUnavailable::UnknownHash(_) => StatusCode::NOT_FOUND,
+        StateUnavailable::Gone { .. } => StatusCode::GONE,
+        StateUnavailable::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, failure)
 }
 
 /// The value of `key` at `block`.
@@ -241,12 +265,23 @@ fn value_at(
     key: &StateKey,
 ) -> Result<Option<StateValue>, Answer> {
     match block {
-        StateBlock::Latest => chain.store().get(key).map_err(internal),
+        StateBlock::Latest | StateBlock::Pending => chain.store().get(key).map_err(internal),
         block => {
-            let (_, state) =
-                chain.state_at(block).map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
+            let (_, state) = chain.state_at(block).map_err(|failure| unavailable(&failure))?;
             state.value(key).map_err(internal)
         }
+    }
+}
+
+/// Listings read the latest state (the kept history is by key, not by account): a `block`
+/// other than the latest is refused rather than ignored.
+fn latest_only(query: Option<&str>) -> Result<(), Answer> {
+    match block_query(query)? {
+        StateBlock::Latest | StateBlock::Pending => Ok(()),
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            "listings are of the latest state: ask for one resource or module at a block",
+        )),
     }
 }
 
@@ -276,8 +311,13 @@ async fn resource(
     .await
 }
 
-async fn modules(State(api): State<Api>, Path(owner): Path<String>) -> Answer {
+async fn modules(
+    State(api): State<Api>,
+    Path(owner): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Answer {
     api.query(move |chain| {
+        latest_only(query.as_deref())?;
         listing(chain, &owner, module_kind, |key, value| {
             let StateKey::MoveModule { name, .. } = key else { return None };
             let StateValue::Bytes(bytecode) = value else { return None };
@@ -457,12 +497,10 @@ async fn view(State(api): State<Api>, held: Held, Json(request): Json<Value>) ->
         let block = match request.get("block") {
             None | Some(Value::Null) => StateBlock::Latest,
             Some(Value::Number(number)) => StateBlock::Number(
-                number
-                    .as_u64()
-                    .ok_or_else(|| bad(format!("block: not a block number: {number}")))?,
+                number.as_u64().ok_or_else(|| bad(format!("block: not a block: {number}")))?,
             ),
-            Some(Value::String(text)) => StateBlock::Number(block_number(text)?),
-            Some(other) => return Err(bad(format!("block: not a block number: {other}"))),
+            Some(Value::String(text)) => block_param(text)?,
+            Some(other) => return Err(bad(format!("block: not a block: {other}"))),
         };
         let data = duet_evm::call_data(&call).into();
         let tx = TxEnv { kind: TxKind::Call(MOVE_CALL_ADDRESS), data, ..TxEnv::default() };
@@ -471,6 +509,7 @@ async fn view(State(api): State<Api>, held: Held, Json(request): Json<Value>) ->
                 Ok(json!({ "values": duet_evm::return_values(&output).map_err(internal)? }))
             }
             Err(CallError::Reverted(data)) => Err(bad(duet_evm::revert_reason(&data))),
+            Err(CallError::Unavailable(failure)) => Err(unavailable(&failure)),
             Err(failure) => Err(bad(failure.to_string())),
         }
     })

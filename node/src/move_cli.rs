@@ -81,7 +81,8 @@ pub(crate) struct RunArgs {
 pub(crate) struct ViewArgs {
     #[command(flatten)]
     call: Call,
-    /// The block whose state the view reads: a number, or `latest` (one of the last 128).
+    /// The block whose state the view reads: `latest`, `pending`, `earliest` or a number (one
+    /// of the last 128).
     #[arg(long, default_value = "latest")]
     block: String,
     /// The node's JSON-RPC URL.

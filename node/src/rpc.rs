@@ -347,9 +347,10 @@ fn needs_call_turn(request: &Value) -> bool {
     };
     requests.iter().any(|request| match request.get("method").and_then(Value::as_str) {
         Some("eth_call" | "eth_estimateGas") => true,
-        Some("eth_sendTransaction") => {
-            request.get("params").and_then(|params| params.get(0)?.get("gas")).is_none()
-        }
+        Some("eth_sendTransaction") => request
+            .get("params")
+            .and_then(|params| params.get(0)?.get("gas"))
+            .is_none_or(Value::is_null),
         _ => false,
     })
 }
@@ -362,7 +363,7 @@ fn in_call_turn<R>(
     work: impl FnOnce(&Turn) -> Result<R, RpcError>,
 ) -> Result<R, RpcError> {
     let Some(turn) = held else {
-        debug_assert!(false, "a call without a call turn");
+        tracing::error!("a request reached a call without a call turn");
         return Err(RpcError::server("internal error: a call without a call turn"));
     };
     work(turn)
@@ -698,7 +699,7 @@ fn state_method(
                 .map_or(Value::Null, |record| receipt_json(&record)))
         }
         "eth_getLogs" => logs(chain, head, params.first()),
-        "duet_getProof" => proof(chain, params.first()),
+        "duet_getProof" => proof(chain, params),
         _ => Err(RpcError {
             code: -32601,
             message: format!("the method {method} does not exist/is not available"),
@@ -710,8 +711,13 @@ fn state_method(
 /// `duet_getProof`: a state key's value with its Merkle proof against the head's state root. The
 /// key: `{"kind": "account" | "balance", "address"}`, `{"kind": "storage", "address", "slot"}`,
 /// `{"kind": "code", "hash"}`, or `{"kind": "raw", "key"}` (the key's canonical encoding).
-fn proof(chain: &Chain, key: Option<&Value>) -> Result<Value, RpcError> {
-    let object = key
+fn proof(chain: &Chain, params: &[Value]) -> Result<Value, RpcError> {
+    // Proofs are against the head's state root: another block is refused, not ignored.
+    if !matches!(state_block(params.get(1), StateBlock::Latest)?, StateBlock::Latest) {
+        return Err(RpcError::server("proofs are of the latest state only"));
+    }
+    let object = params
+        .first()
         .and_then(Value::as_object)
         .ok_or_else(|| RpcError::invalid_params("missing key object"))?;
     let address = || parse_value(object.get("address"), "address");
@@ -867,9 +873,9 @@ fn state_block(value: Option<&Value>, absent: StateBlock) -> Result<StateBlock, 
 }
 
 /// What `read` finds in the state at the block `value` names: for a tag, the latest state when
-/// it reads; for a number or a hash, the state after that block, if the node keeps it (the
-/// latest block and the [`STATE_HISTORY_BLOCKS`](crate::store::STATE_HISTORY_BLOCKS) before
-/// it).
+/// it reads (`pending` included: the pool's transactions are not applied); for a number or a
+/// hash, the state after that block, if the node keeps it (see
+/// [`Store::readable_blocks`](crate::store::Store::readable_blocks)).
 fn read_at<T>(
     chain: &Chain,
     value: Option<&Value>,
@@ -1894,6 +1900,23 @@ mod tests {
                 tokio::time::timeout(Duration::from_secs(30), call).await.unwrap().unwrap();
             assert_eq!(answer["result"], json!("0x"), "{answer}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sent_transaction_with_a_null_gas_is_estimated_in_a_call_turn() {
+        use serde_json::json;
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = std::sync::Arc::new(signing_rpc(directory.path(), 1 << 20, vec![dev_signer(0)]));
+        let send = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction",
+            "params": [{ "from": dev_signer(0).address(), "to": Address::repeat_byte(0xbe),
+                "value": "0x1", "gas": null }] });
+        let answer = rpc.respond_in_turn(send, ()).await;
+        assert!(answer["result"].is_string(), "{answer}");
+        // A proof names no block but the latest.
+        let proof = json!({ "jsonrpc": "2.0", "id": 2, "method": "duet_getProof",
+            "params": [{ "kind": "balance", "address": Address::repeat_byte(0xbe) }, "0x0"] });
+        let answer = rpc.respond_in_turn(proof, ()).await;
+        assert!(answer["error"]["message"].as_str().unwrap().contains("latest state"), "{answer}");
     }
 
     #[test]

@@ -37,6 +37,8 @@ const HEAD: &[u8] = b"head";
 /// The `meta` entry holding the first block whose commit wrote history (databases of earlier
 /// versions have none for the blocks before it).
 const HISTORY_SINCE: &[u8] = b"history_since";
+/// The `meta` entry holding the last block that published Move modules.
+const CODE_CHANGED: &[u8] = b"code_changed";
 /// The `meta` entry holding the oldest readable block at the last commit: compactions may have
 /// dropped the history of the blocks before it, whatever window a later process keeps.
 const HISTORY_FLOOR: &[u8] = b"history_floor";
@@ -118,6 +120,8 @@ pub struct Store {
     history_blocks: u64,
     /// The first block whose commit wrote history.
     history_since: u64,
+    /// The last block that published Move modules, as recorded when the database was opened.
+    code_changed: Option<u64>,
     /// The oldest readable block when the database was last written (see [`HISTORY_FLOOR`]).
     history_floor: u64,
     /// Which `history` entries compactions may drop.
@@ -266,6 +270,16 @@ pub struct BlockCommit<'a> {
     pub nodes: &'a std::collections::BTreeMap<Position, Option<Node>>,
 }
 
+/// What the producer knows of a block beyond its [`BlockCommit`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CommitNotes<'a> {
+    /// The values the state updates replace, in their order, read before the commit (which
+    /// reads them itself otherwise).
+    pub previous: Option<&'a [Option<StateValue>]>,
+    /// Whether the block publishes Move modules ([`Store::last_code_change`]).
+    pub publishes: bool,
+}
+
 impl Store {
     /// Opens (or creates) the database in `path`.
     ///
@@ -328,6 +342,7 @@ impl Store {
             history_blocks,
             history_since: 0,
             history_floor: 0,
+            code_changed: None,
             history_window,
             cache: Arc::new(StateCache::new()),
             block_cache: cache,
@@ -352,6 +367,12 @@ impl Store {
             Some(bytes) => u64::from_be_bytes(
                 bytes.as_slice().try_into().map_err(|_| corrupt("history floor"))?,
             ),
+        };
+        store.code_changed = match store.db.get_cf(store.family(META), CODE_CHANGED)? {
+            None => None,
+            Some(bytes) => Some(u64::from_be_bytes(
+                bytes.as_slice().try_into().map_err(|_| corrupt("last code change"))?,
+            )),
         };
         if let Some(head) = head {
             store.note_head(head);
@@ -380,6 +401,24 @@ impl Store {
     #[must_use]
     pub fn history_blocks(&self) -> u64 {
         self.history_blocks
+    }
+
+    /// The last block that published Move modules when the database was opened, if it is
+    /// recorded (databases of earlier versions do not record it).
+    #[must_use]
+    pub fn last_code_change(&self) -> Option<u64> {
+        self.code_changed
+    }
+
+    /// The current values of `updates`' keys, in their order: what a commit of them replaces.
+    ///
+    /// # Errors
+    /// The database failed or is corrupt.
+    pub fn previous_values(
+        &self,
+        updates: &[(StateKey, Option<StateValue>)],
+    ) -> Result<Vec<Option<StateValue>>, StoreError> {
+        updates.iter().map(|(key, _)| self.get(key)).collect()
     }
 
     /// What RocksDB holds in memory, in bytes: memtables and table readers (index and filter
@@ -622,7 +661,7 @@ impl Store {
     /// # Panics
     /// Never: blocks and transactions always serialize.
     pub fn commit(&self, commit: &BlockCommit<'_>) -> Result<(), StoreError> {
-        self.commit_then(commit, || ())
+        self.commit_then(commit, CommitNotes::default(), || ())
     }
 
     /// [`commit`](Self::commit), calling `then` once the block is written and before the commit
@@ -634,13 +673,22 @@ impl Store {
     pub fn commit_then(
         &self,
         commit: &BlockCommit<'_>,
+        notes: CommitNotes<'_>,
         then: impl FnOnce(),
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         let (state, history) = (self.family(STATE), self.family(HISTORY));
-        for (key, value) in commit.state {
+        let read;
+        let previous = match notes.previous {
+            Some(previous) if previous.len() == commit.state.len() => previous,
+            _ => {
+                read = self.previous_values(commit.state)?;
+                &read
+            }
+        };
+        for ((key, value), before) in commit.state.iter().zip(previous) {
             // The value before the block (empty: absent), for reads of the blocks before it.
-            let before = self.get(key)?.map_or_else(Vec::new, |before| before.encode());
+            let before = before.as_ref().map_or_else(Vec::new, StateValue::encode);
             batch.put_cf(history, history_key(key, commit.block.number), before);
             match value {
                 Some(value) => batch.put_cf(state, key.encode(), value.encode()),
@@ -658,6 +706,9 @@ impl Store {
             batch.delete_cf(self.family(PENDING), hash);
         }
         batch.put_cf(self.family(META), HEAD, number);
+        if notes.publishes {
+            batch.put_cf(self.family(META), CODE_CHANGED, number);
+        }
         let floor = *self.readable_blocks(commit.block.number).start();
         batch.put_cf(self.family(META), HISTORY_FLOOR, floor.to_be_bytes());
         // Readers' fills are refused from here on: building the batch changed nothing they see.
@@ -1037,7 +1088,8 @@ mod tests {
                 settled: &[],
                 nodes: &std::collections::BTreeMap::new(),
             };
-            store.commit_then(&commit, || head.store(number, Ordering::SeqCst)).unwrap();
+            let notes = super::CommitNotes::default();
+            store.commit_then(&commit, notes, || head.store(number, Ordering::SeqCst)).unwrap();
         };
         commit(
             1,

@@ -771,6 +771,14 @@ fn move_developers_publish_run_and_view_and_solidity_calls_the_module_through_ca
     assert!(body.contains("0x0100000000000000"), "{body}");
     let (status, body) = node.http("GET", &format!("{counter}?block={block}"), None);
     assert_eq!(status, 404, "{body}");
+    // A block not there yet is 404 too, in geth's words; listings are of the latest state.
+    let (status, body) = node.http("GET", &format!("{counter}?block=99999999"), None);
+    assert_eq!((status, body.contains("header not found")), (404, true), "{body}");
+    let (status, body) = node.http("GET", &format!("{counter}?block=latest"), None);
+    assert_eq!((status, body.contains("0x0200000000000000")), (200, true), "{body}");
+    let listing = format!("/move/v1/accounts/{FIRST}/resources?block={first}");
+    let (status, body) = node.http("GET", &listing, None);
+    assert_eq!((status, body.contains("latest state")), (400, true), "{body}");
     let view = format!(
         r#"{{"function":"{value}","arguments":["0x{}"],"block":{first}}}"#,
         FIRST.trim_start_matches("0x").to_lowercase()
