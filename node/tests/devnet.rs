@@ -728,6 +728,39 @@ fn publish_example(node: &Node, key: &str) -> Result<String, String> {
     ])
 }
 
+/// The Move API and `duet move view` at a recent block: the counter after its first increment
+/// (in block `first`), none at the publication (block `published`).
+fn move_api_reads_recent_blocks(node: &Node, first: &str, published: &str, url: &str) {
+    let block = published;
+    let value = format!("{FIRST}::counter::value");
+    let owner = format!("address:{FIRST}");
+    // The Move API at a recent block: the counter after the first increment, and none before.
+    let counter = format!("/move/v1/accounts/{FIRST}/resource/{FIRST}::counter::Counter");
+    let (status, body) = node.http("GET", &format!("{counter}?block={first}"), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("0x0100000000000000"), "{body}");
+    let (status, body) = node.http("GET", &format!("{counter}?block={block}"), None);
+    assert_eq!(status, 404, "{body}");
+    // A block not there yet is 404 too, in geth's words; listings are of the latest state.
+    let (status, body) = node.http("GET", &format!("{counter}?block=99999999"), None);
+    assert_eq!((status, body.contains("header not found")), (404, true), "{body}");
+    let (status, body) = node.http("GET", &format!("{counter}?block=latest"), None);
+    assert_eq!((status, body.contains("0x0200000000000000")), (200, true), "{body}");
+    let listing = format!("/move/v1/accounts/{FIRST}/resources?block={first}");
+    let (status, body) = node.http("GET", &listing, None);
+    assert_eq!((status, body.contains("latest state")), (400, true), "{body}");
+    let view = format!(
+        r#"{{"function":"{value}","arguments":["0x{}"],"block":{first}}}"#,
+        FIRST.trim_start_matches("0x").to_lowercase()
+    );
+    let (status, body) = node.http("POST", "/move/v1/view", Some(&view));
+    assert_eq!((status, body.contains("0x0100000000000000")), (200, true), "{body}");
+    assert_eq!(
+        duet(&["move", "view", &value, "--arg", &owner, "--block", first, url]).unwrap(),
+        "0x0100000000000000"
+    );
+}
+
 #[test]
 fn move_developers_publish_run_and_view_and_solidity_calls_the_module_through_cast() {
     let directory = temp_datadir("move");
@@ -763,32 +796,7 @@ fn move_developers_publish_run_and_view_and_solidity_calls_the_module_through_ca
         duet(&["move", "view", &value, "--arg", &owner, &url]).unwrap(),
         "0x0200000000000000"
     );
-    // The Move API at a recent block: the counter after the first increment, and none before.
-    let first = &ran_in[0];
-    let counter = format!("/move/v1/accounts/{FIRST}/resource/{FIRST}::counter::Counter");
-    let (status, body) = node.http("GET", &format!("{counter}?block={first}"), None);
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("0x0100000000000000"), "{body}");
-    let (status, body) = node.http("GET", &format!("{counter}?block={block}"), None);
-    assert_eq!(status, 404, "{body}");
-    // A block not there yet is 404 too, in geth's words; listings are of the latest state.
-    let (status, body) = node.http("GET", &format!("{counter}?block=99999999"), None);
-    assert_eq!((status, body.contains("header not found")), (404, true), "{body}");
-    let (status, body) = node.http("GET", &format!("{counter}?block=latest"), None);
-    assert_eq!((status, body.contains("0x0200000000000000")), (200, true), "{body}");
-    let listing = format!("/move/v1/accounts/{FIRST}/resources?block={first}");
-    let (status, body) = node.http("GET", &listing, None);
-    assert_eq!((status, body.contains("latest state")), (400, true), "{body}");
-    let view = format!(
-        r#"{{"function":"{value}","arguments":["0x{}"],"block":{first}}}"#,
-        FIRST.trim_start_matches("0x").to_lowercase()
-    );
-    let (status, body) = node.http("POST", "/move/v1/view", Some(&view));
-    assert_eq!((status, body.contains("0x0100000000000000")), (200, true), "{body}");
-    assert_eq!(
-        duet(&["move", "view", &value, "--arg", &owner, "--block", first, &url]).unwrap(),
-        "0x0100000000000000"
-    );
+    move_api_reads_recent_blocks(&node, &ran_in[0], block, &url);
     let failed = duet(&[
         "move",
         "run",
