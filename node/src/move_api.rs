@@ -460,50 +460,18 @@ pub fn parse_function(text: &str) -> Result<(Address, String, String), String> {
 type Held = Option<axum::Extension<crate::server::Received>>;
 
 async fn view(State(api): State<Api>, held: Held, Json(request): Json<Value>) -> Answer {
+    // A bad request is answered before it waits for anything.
+    let (call, block) = match view_request(&request) {
+        Ok(parsed) => parsed,
+        Err(answer) => return answer,
+    };
     // The call's turn first, waited for holding no answering turn and no thread.
     let turn = api.chain.call_turn().await;
     api.query(move |chain| {
         let _held = held;
-        let bad = |message: String| error(StatusCode::BAD_REQUEST, message);
-        let function = request
-            .get("function")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("missing function (0x…::module::function)".to_owned()))?;
-        let (module_address, module_name, function) = parse_function(function).map_err(bad)?;
-        let strings = |field: &str| -> Result<Vec<String>, Answer> {
-            match request.get(field) {
-                None | Some(Value::Null) => Ok(Vec::new()),
-                Some(value) => serde_json::from_value(value.clone())
-                    .map_err(|_| bad(format!("{field}: expected a list of strings"))),
-            }
-        };
-        let arguments = strings("arguments")?
-            .iter()
-            .map(|hex| hex.parse::<Bytes>().map(Vec::from))
-            .collect::<Result<_, _>>()
-            .map_err(|_| bad("arguments: each must be BCS bytes in hex".to_owned()))?;
-        let call = EntryFunction {
-            module_address,
-            module_name,
-            function,
-            // Addresses as the other routes take them: short, or 32 bytes with leading zeros.
-            type_arguments: strings("type_arguments")?
-                .iter()
-                .map(|tag| full_addresses(tag))
-                .collect::<Result<_, _>>()
-                .map_err(bad)?,
-            arguments,
-        };
-        let block = match request.get("block") {
-            None | Some(Value::Null) => StateBlock::Latest,
-            Some(Value::Number(number)) => StateBlock::Number(
-                number.as_u64().ok_or_else(|| bad(format!("block: not a block: {number}")))?,
-            ),
-            Some(Value::String(text)) => block_param(text)?,
-            Some(other) => return Err(bad(format!("block: not a block: {other}"))),
-        };
         let data = duet_evm::call_data(&call).into();
         let tx = TxEnv { kind: TxKind::Call(MOVE_CALL_ADDRESS), data, ..TxEnv::default() };
+        let bad = |message: String| error(StatusCode::BAD_REQUEST, message);
         match chain.call_at_block(&turn, tx, block, &CallOverrides::default()) {
             Ok((output, _)) => {
                 Ok(json!({ "values": duet_evm::return_values(&output).map_err(internal)? }))
@@ -514,6 +482,49 @@ async fn view(State(api): State<Api>, held: Held, Json(request): Json<Value>) ->
         }
     })
     .await
+}
+
+/// A view request's call and block.
+fn view_request(request: &Value) -> Result<(EntryFunction, StateBlock), Answer> {
+    let bad = |message: String| error(StatusCode::BAD_REQUEST, message);
+    let function = request
+        .get("function")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("missing function (0x…::module::function)".to_owned()))?;
+    let (module_address, module_name, function) = parse_function(function).map_err(bad)?;
+    let strings = |field: &str| -> Result<Vec<String>, Answer> {
+        match request.get(field) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(value) => serde_json::from_value(value.clone())
+                .map_err(|_| bad(format!("{field}: expected a list of strings"))),
+        }
+    };
+    let arguments = strings("arguments")?
+        .iter()
+        .map(|hex| hex.parse::<Bytes>().map(Vec::from))
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad("arguments: each must be BCS bytes in hex".to_owned()))?;
+    let call = EntryFunction {
+        module_address,
+        module_name,
+        function,
+        // Addresses as the other routes take them: short, or 32 bytes with leading zeros.
+        type_arguments: strings("type_arguments")?
+            .iter()
+            .map(|tag| full_addresses(tag))
+            .collect::<Result<_, _>>()
+            .map_err(bad)?,
+        arguments,
+    };
+    let block = match request.get("block") {
+        None | Some(Value::Null) => StateBlock::Latest,
+        Some(Value::Number(number)) => StateBlock::Number(
+            number.as_u64().ok_or_else(|| bad(format!("block: not a block: {number}")))?,
+        ),
+        Some(Value::String(text)) => block_param(text)?,
+        Some(other) => return Err(bad(format!("block: not a block: {other}"))),
+    };
+    Ok((call, block))
 }
 
 async fn submit(State(api): State<Api>, held: Held, Json(request): Json<Value>) -> Answer {
