@@ -305,13 +305,16 @@ impl Chain {
                 genesis.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
             let update = merkle::update(&store, merkle::leaves(&state))?;
             block.seal(update.root);
-            store.commit(&BlockCommit {
+            // The genesis state holds the framework's modules: its code is block 0's.
+            let notes = CommitNotes { previous: None, publishes: true };
+            let genesis = BlockCommit {
                 block: &block,
                 transactions: &[],
                 state: &state,
                 settled: &[],
                 nodes: &update.writes,
-            })?;
+            };
+            store.commit_then(&genesis, notes, || ())?;
             block
         };
         let mut root = merkle::root(&store)?;

@@ -221,14 +221,17 @@ const MAX_TAG_NESTING: usize = 16;
 /// latest.
 fn block_query(query: Option<&str>) -> Result<StateBlock, Answer> {
     let Some(query) = query else { return Ok(StateBlock::Latest) };
-    let mut block = StateBlock::Latest;
+    let mut block = None;
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         match pair.split_once('=') {
-            Some(("block", text)) => block = block_param(text)?,
+            Some(("block", _)) if block.is_some() => {
+                return Err(error(StatusCode::BAD_REQUEST, "block: given twice"))
+            }
+            Some(("block", text)) => block = Some(block_param(text)?),
             _ => return Err(error(StatusCode::BAD_REQUEST, format!("unknown parameter {pair}"))),
         }
     }
-    Ok(block)
+    Ok(block.unwrap_or(StateBlock::Latest))
 }
 
 /// A block: a number (decimal or `0x` hexadecimal), `latest`, `pending` or `earliest`.
@@ -237,9 +240,13 @@ fn block_param(text: &str) -> Result<StateBlock, Answer> {
         "latest" => return Ok(StateBlock::Latest),
         "pending" => return Ok(StateBlock::Pending),
         "earliest" => return Ok(StateBlock::Number(0)),
+        // Digits only (Rust's parsers would also take a leading `+`).
         _ => match text.strip_prefix("0x") {
-            Some(hex) => u64::from_str_radix(hex, 16),
-            None => text.parse(),
+            Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                u64::from_str_radix(hex, 16)
+            }
+            None if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => text.parse(),
+            _ => "-".parse(),
         },
     };
     number

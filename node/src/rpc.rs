@@ -713,7 +713,10 @@ fn state_method(
 /// `{"kind": "code", "hash"}`, or `{"kind": "raw", "key"}` (the key's canonical encoding).
 fn proof(chain: &Chain, params: &[Value]) -> Result<Value, RpcError> {
     // Proofs are against the head's state root: another block is refused, not ignored.
-    if !matches!(state_block(params.get(1), StateBlock::Latest)?, StateBlock::Latest) {
+    if !matches!(
+        state_block(params.get(1), StateBlock::Latest)?,
+        StateBlock::Latest | StateBlock::Pending
+    ) {
         return Err(RpcError::server("proofs are of the latest state only"));
     }
     let object = params
