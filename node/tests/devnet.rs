@@ -51,6 +51,12 @@ impl Node {
 
     /// A node whose standard output and error go to `output`.
     fn start_with_output(datadir: &Path, extra: &[&str], output: (Stdio, Stdio)) -> Self {
+        Self::start_logging(datadir, extra, output, "info")
+    }
+
+    /// [`start_with_output`](Self::start_with_output), logging what `filter` (`RUST_LOG`) lets
+    /// through.
+    fn start_logging(datadir: &Path, extra: &[&str], output: (Stdio, Stdio), filter: &str) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_duet"))
             .args(["node", "--dev", "--block-time", "0.2", "--http-port", &port.to_string()])
@@ -58,7 +64,7 @@ impl Node {
             .arg(datadir)
             .args(extra)
             // Whatever the test's own environment says: tests read the node's info logs.
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdout(output.0)
             .stderr(output.1)
             .spawn()
@@ -397,9 +403,24 @@ fn the_load_benchmark_waits_out_a_full_mempool_and_sees_every_transaction_commit
     // A mempool of 100 and 600 transfers sent in batches of 50: the pool fills, refuses with
     // "txpool is full", and the benchmark sends those again once blocks have made room.
     let directory = temp_datadir("load");
-    let node = Node::start_with(directory.path(), &["--mempool-limit", "100"]);
+    // The node's log, with the transactions blocks reject, is shown if the load fails.
+    let log_path = directory.path().join("node.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let output = (Stdio::null(), Stdio::from(log));
+    let filter = "info,duet_node::chain=debug";
+    let node = Node::start_logging(directory.path(), &["--mempool-limit", "100"], output, filter);
     let url = node.url();
     let args = ["bench", "rpc", "--url", &url, "--target", "duet", "--json"];
+    let duet = |args: &[&str]| {
+        duet(args).map_err(|error| {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let rejected: Vec<&str> =
+                lines.iter().copied().filter(|line| line.contains("rejected")).collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            format!("{error}\nrejected:\n{}\nthe node's log ends:\n{tail}", rejected.join("\n"))
+        })
+    };
     // 150 transfers from each of 4 senders: each client must send its senders' transactions in
     // nonce order, or the second one's first would be 75 ahead of its sender's nonce.
     let load = ["--txs", "600", "--senders", "4", "--batch", "50", "--clients", "2"];
