@@ -1200,6 +1200,8 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
     assert_eq!(seen["transferEvents"], serde_json::json!(["1000000000000000000000", "25"]));
     assert_eq!(seen["logsToRecipient"], 1);
     assert_eq!(seen["blockHasCall"], true);
+    assert_eq!(seen["recipientTokensBefore"], "0", "read at the block before the transfer");
+    assert_eq!(seen["overriddenBalance"], "5", "the state override's balance");
     assert_eq!(seen["watchedTransfers"], serde_json::json!(["7"]));
     // A log filter reports each new log once; its logs are all the matching ones.
     assert_eq!(seen["filterChanges"], serde_json::json!(["3"]));

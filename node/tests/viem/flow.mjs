@@ -149,6 +149,23 @@ const toRecipient = await client.getLogs({
 seen.logsToRecipient = toRecipient.length;
 const block = await client.getBlock({ blockNumber: callReceipt.blockNumber, includeTransactions: true });
 seen.blockHasCall = block.transactions.some((included) => included.hash === called);
+// The recipient's tokens read at the block before the transfer (the node keeps the last 128).
+seen.recipientTokensBefore = (
+  await client.readContract({
+    address: token,
+    abi,
+    functionName: "balanceOf",
+    args: [recipient],
+    blockNumber: callReceipt.blockNumber - 1n,
+  })
+).toString();
+// A call with a state override: code returning BALANCE(recipient), the recipient given 5 wei.
+const balanceOf = `0x73${recipient.slice(2)}3160005260206000f3`;
+const overridden = await client.call({
+  data: balanceOf,
+  stateOverride: [{ address: recipient, balance: 5n }],
+});
+seen.overriddenBalance = BigInt(overridden.data).toString();
 
 // Watching: viem installs a log filter (eth_newFilter) and polls it (eth_getFilterChanges).
 const watchTransfers = (watcher) =>
