@@ -1442,6 +1442,23 @@ impl Chain {
         Ok((Arc::new(block), state))
     }
 
+    /// What `read` finds in the state at `block`: for `latest` and `pending`, the latest state
+    /// when it reads (a read of keys runs no pool transactions); for a number or a hash, the
+    /// state after that block (see [`state_at`](Self::state_at)).
+    ///
+    /// # Errors
+    /// See [`StateUnavailable`].
+    pub fn read_at<T>(
+        &self,
+        block: StateBlock,
+        read: impl FnOnce(&dyn ReadState) -> Result<T, StoreError>,
+    ) -> Result<T, StateUnavailable> {
+        Ok(match block {
+            StateBlock::Latest | StateBlock::Pending => read(&self.store)?,
+            block => read(&self.state_at(block)?.1)?,
+        })
+    }
+
     /// [`call`](Self::call) on `at`, once the caller has a turn.
     fn call_at(&self, at: &CallState<'_>, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
         let mut block = if at.next {
@@ -2141,6 +2158,27 @@ pub(crate) mod tests {
         crate::genesis::DEV_KEYS[index].parse().unwrap()
     }
 
+    /// The test package (`move-executor/testkit/example.move`) published at `owner`, compiled.
+    fn example_package(owner: Address) -> Vec<Vec<u8>> {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../move-executor/testkit/example.move");
+        duet_move::compile_package(vec![example.to_owned()], &[("example", &owner.to_string())])
+            .unwrap()
+            .into_iter()
+            .map(|(_, bytes)| bytes)
+            .collect()
+    }
+
+    /// `counter::increment` of the test package at `owner`.
+    fn increment(owner: Address) -> duet_types::EntryFunction {
+        duet_types::EntryFunction {
+            module_address: owner,
+            module_name: "counter".to_owned(),
+            function: "increment".to_owned(),
+            type_arguments: vec![],
+            arguments: vec![],
+        }
+    }
+
     pub(crate) fn open_chain(directory: &std::path::Path, config: ChainConfig) -> Chain {
         let store = Store::open(directory).unwrap();
         Chain::open(config, store, &crate::genesis::dev_genesis()).unwrap()
@@ -2293,26 +2331,12 @@ pub(crate) mod tests {
         // The publish asks for 3 000 000 gas and the call for 1 000 000, in a block of 3 999 999:
         // the first round takes the publish alone, the second the call, which runs on the state
         // the first left (the module is not committed yet).
-        use duet_types::{EntryFunction, MovePayload};
+        use duet_types::MovePayload;
 
         let signer = dev_signer(0);
         let me = signer.address();
-        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../move-executor/testkit/example.move");
-        let modules =
-            duet_move::compile_package(vec![example.to_owned()], &[("example", &me.to_string())])
-                .unwrap()
-                .into_iter()
-                .map(|(_, bytes)| bytes)
-                .collect();
-        let increment = || {
-            MovePayload::EntryFunction(EntryFunction {
-                module_address: me,
-                module_name: "counter".to_owned(),
-                function: "increment".to_owned(),
-                type_arguments: vec![],
-                arguments: vec![],
-            })
-        };
+        let modules = example_package(me);
+        let increment = || MovePayload::EntryFunction(increment(me));
         let config = ChainConfig { block_gas_limit: 3_999_999, ..ChainConfig::for_tests() };
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), config);
@@ -2508,17 +2532,11 @@ pub(crate) mod tests {
 
     #[test]
     fn a_call_at_a_block_before_a_publication_runs_that_blocks_code() {
-        use duet_types::{EntryFunction, MovePayload, MOVE_CALL_ADDRESS};
+        use duet_types::{MovePayload, MOVE_CALL_ADDRESS};
 
         let signer = dev_signer(0);
         let me = signer.address();
-        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../move-executor/testkit/example.move");
-        let modules =
-            duet_move::compile_package(vec![example.to_owned()], &[("example", &me.to_string())])
-                .unwrap()
-                .into_iter()
-                .map(|(_, bytes)| bytes)
-                .collect();
+        let modules = example_package(me);
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
         let before = chain.produce_block().unwrap().number;
@@ -2527,17 +2545,10 @@ pub(crate) mod tests {
             .unwrap();
         let published = chain.produce_block().unwrap().number;
         // `counter::increment` through the Move call precompile, as the signer.
-        let increment = EntryFunction {
-            module_address: me,
-            module_name: "counter".to_owned(),
-            function: "increment".to_owned(),
-            type_arguments: vec![],
-            arguments: vec![],
-        };
         let tx = TxEnv {
             caller: me,
             kind: alloy_primitives::TxKind::Call(MOVE_CALL_ADDRESS),
-            data: duet_evm::call_data(&increment).into(),
+            data: duet_evm::call_data(&increment(me)).into(),
             ..TxEnv::default()
         };
         let turn = chain.call_turn_blocking();
@@ -2755,15 +2766,7 @@ pub(crate) mod tests {
         let mut block = Block::empty(0, B256::ZERO, 0, &ChainConfig::for_tests());
         block.seal(state_root(root));
         let store = Store::open(directory.path()).unwrap();
-        store
-            .commit(&BlockCommit {
-                block: &block,
-                transactions: &[],
-                state: &state,
-                settled: &[],
-                nodes: &BTreeMap::new(),
-            })
-            .unwrap();
+        store.commit(&BlockCommit::of_state(&block, &state)).unwrap();
         directory
     }
 

@@ -38,7 +38,6 @@ use serde_json::{json, Value};
 
 use crate::chain::{CallError, CallOverrides, Chain, StateBlock, StateUnavailable, SubmitError};
 use crate::mempool::MempoolError;
-use crate::store::ReadState;
 
 type Answer = (StatusCode, Json<Value>);
 
@@ -271,13 +270,7 @@ fn value_at(
     block: StateBlock,
     key: &StateKey,
 ) -> Result<Option<StateValue>, Answer> {
-    match block {
-        StateBlock::Latest | StateBlock::Pending => chain.store().get(key).map_err(internal),
-        block => {
-            let (_, state) = chain.state_at(block).map_err(|failure| unavailable(&failure))?;
-            state.value(key).map_err(internal)
-        }
-    }
+    chain.read_at(block, |state| state.value(key)).map_err(|failure| unavailable(&failure))
 }
 
 /// Listings read the latest state (the kept history is by key, not by account): a `block`

@@ -875,23 +875,13 @@ fn state_block(value: Option<&Value>, absent: StateBlock) -> Result<StateBlock, 
     })
 }
 
-/// What `read` finds in the state at the block `value` names: for a tag, the latest state when
-/// it reads (`pending` included: the pool's transactions are not applied); for a number or a
-/// hash, the state after that block, if the node keeps it (see
-/// [`Store::readable_blocks`](crate::store::Store::readable_blocks)).
+/// What `read` finds in the state at the block `value` names (see [`Chain::read_at`]).
 fn read_at<T>(
     chain: &Chain,
     value: Option<&Value>,
     read: impl FnOnce(&dyn ReadState) -> Result<T, StoreError>,
 ) -> Result<T, RpcError> {
-    match state_block(value, StateBlock::Latest)? {
-        StateBlock::Pending | StateBlock::Latest => read(chain.store()),
-        block => {
-            let (_, state) = chain.state_at(block).map_err(RpcError::server)?;
-            read(&state)
-        }
-    }
-    .map_err(RpcError::server)
+    chain.read_at(state_block(value, StateBlock::Latest)?, read).map_err(RpcError::server)
 }
 
 fn call_error(error: CallError) -> RpcError {

@@ -270,6 +270,16 @@ pub struct BlockCommit<'a> {
     pub nodes: &'a std::collections::BTreeMap<Position, Option<Node>>,
 }
 
+#[cfg(test)]
+impl<'a> BlockCommit<'a> {
+    /// A commit of `block` with `state` and nothing else: no transactions, no tree nodes.
+    pub(crate) fn of_state(block: &'a Block, state: &'a [(StateKey, Option<StateValue>)]) -> Self {
+        static NO_NODES: std::collections::BTreeMap<Position, Option<Node>> =
+            std::collections::BTreeMap::new();
+        Self { block, transactions: &[], state, settled: &[], nodes: &NO_NODES }
+    }
+}
+
 /// What the producer knows of a block beyond its [`BlockCommit`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CommitNotes<'a> {
@@ -348,32 +358,23 @@ impl Store {
             block_cache: cache,
         };
         let head = store.head()?;
-        store.history_since = if let Some(bytes) =
-            store.db.get_cf(store.family(META), HISTORY_SINCE)?
-        {
-            u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| corrupt("history start"))?)
-        } else {
-            // A new database records history from its first block; one of an earlier version
-            // from its next.
-            let since = head.map_or(0, |head| head + 1);
-            let mut batch = WriteBatch::default();
-            batch.put_cf(store.family(META), HISTORY_SINCE, since.to_be_bytes());
-            store.write_synced(batch)?;
-            since
-        };
-        store.history_floor = match store.db.get_cf(store.family(META), HISTORY_FLOOR)? {
-            // Written by a version that kept 128 blocks and recorded no floor.
-            None => head.map_or(0, |head| head.saturating_sub(STATE_HISTORY_BLOCKS)),
-            Some(bytes) => u64::from_be_bytes(
-                bytes.as_slice().try_into().map_err(|_| corrupt("history floor"))?,
-            ),
-        };
-        store.code_changed = match store.db.get_cf(store.family(META), CODE_CHANGED)? {
-            None => None,
-            Some(bytes) => Some(u64::from_be_bytes(
-                bytes.as_slice().try_into().map_err(|_| corrupt("last code change"))?,
-            )),
-        };
+        store.history_since =
+            if let Some(since) = store.number(META, HISTORY_SINCE, "history start")? {
+                since
+            } else {
+                // A new database records history from its first block; one of an earlier version
+                // from its next.
+                let since = head.map_or(0, |head| head + 1);
+                let mut batch = WriteBatch::default();
+                batch.put_cf(store.family(META), HISTORY_SINCE, since.to_be_bytes());
+                store.write_synced(batch)?;
+                since
+            };
+        // Without a floor: written by a version that kept 128 blocks and recorded none.
+        store.history_floor = store
+            .number(META, HISTORY_FLOOR, "history floor")?
+            .unwrap_or_else(|| head.map_or(0, |head| head.saturating_sub(STATE_HISTORY_BLOCKS)));
+        store.code_changed = store.number(META, CODE_CHANGED, "last code change")?;
         if let Some(head) = head {
             store.note_head(head);
         }
@@ -457,12 +458,19 @@ impl Store {
     /// # Errors
     /// The database failed or is corrupt.
     pub fn head(&self) -> Result<Option<u64>, StoreError> {
-        match self.db.get_cf(self.family(META), HEAD)? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(u64::from_be_bytes(
-                bytes.as_slice().try_into().map_err(|_| corrupt("head"))?,
-            ))),
-        }
+        self.number(META, HEAD, "head")
+    }
+
+    /// The block number (big-endian) stored under `key` in `family`, if any (`what` names it
+    /// if it is corrupt).
+    fn number(&self, family: &str, key: &[u8], what: &str) -> Result<Option<u64>, StoreError> {
+        self.db
+            .get_pinned_cf(self.family(family), key)?
+            .map(|bytes| {
+                let bytes: [u8; 8] = bytes.as_ref().try_into().map_err(|_| corrupt(what))?;
+                Ok(u64::from_be_bytes(bytes))
+            })
+            .transpose()
     }
 
     /// Block `number`.
@@ -478,12 +486,7 @@ impl Store {
     /// # Errors
     /// The database failed or is corrupt.
     pub fn block_number(&self, hash: B256) -> Result<Option<u64>, StoreError> {
-        match self.db.get_cf(self.family(BLOCK_HASHES), hash)? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(u64::from_be_bytes(
-                bytes.as_slice().try_into().map_err(|_| corrupt("block hash index"))?,
-            ))),
-        }
+        self.number(BLOCK_HASHES, hash.as_slice(), "block hash index")
     }
 
     /// The included transaction with `hash`, with its receipt.
@@ -1030,15 +1033,7 @@ mod tests {
             StateKey::Balance(Address::repeat_byte(3)),
         );
         let commit = |state: &[(StateKey, Option<StateValue>)]| {
-            store
-                .commit(&BlockCommit {
-                    block: &block,
-                    transactions: &[],
-                    state,
-                    settled: &[],
-                    nodes: &std::collections::BTreeMap::new(),
-                })
-                .unwrap();
+            store.commit(&BlockCommit::of_state(&block, state)).unwrap();
         };
         commit(&[
             (kept.clone(), Some(StateValue::Balance(1))),
@@ -1081,13 +1076,7 @@ mod tests {
         );
         let commit = |number: u64, state: &[(StateKey, Option<StateValue>)]| {
             let block = Block::empty(number, B256::ZERO, number, &config);
-            let commit = BlockCommit {
-                block: &block,
-                transactions: &[],
-                state,
-                settled: &[],
-                nodes: &std::collections::BTreeMap::new(),
-            };
+            let commit = BlockCommit::of_state(&block, state);
             let notes = super::CommitNotes::default();
             store.commit_then(&commit, notes, || head.store(number, Ordering::SeqCst)).unwrap();
         };
@@ -1160,15 +1149,7 @@ mod tests {
                 }
                 state.sort_by(|a, b| a.0.cmp(&b.0));
                 let block = Block::empty(number, B256::ZERO, number, &config);
-                store
-                    .commit(&BlockCommit {
-                        block: &block,
-                        transactions: &[],
-                        state: &state,
-                        settled: &[],
-                        nodes: &std::collections::BTreeMap::new(),
-                    })
-                    .unwrap();
+                store.commit(&BlockCommit::of_state(&block, &state)).unwrap();
                 expected.push((
                     Some(StateValue::Balance(paid)),
                     (number < 4).then_some(StateValue::Balance(7)),
@@ -1206,15 +1187,7 @@ mod tests {
         let reading = reading.back_to(4).unwrap();
         let block = Block::empty(8, B256::ZERO, 8, &config);
         let state = [(changed.clone(), Some(StateValue::Balance(108)))];
-        let no_nodes = std::collections::BTreeMap::new();
-        let commit = BlockCommit {
-            block: &block,
-            transactions: &[],
-            state: &state,
-            settled: &[],
-            nodes: &no_nodes,
-        };
-        store.commit(&commit).unwrap();
+        store.commit(&BlockCommit::of_state(&block, &state)).unwrap();
         assert_eq!(store.readable_blocks(8), 5..=8);
         compact();
         assert_eq!(reading.get(&changed).unwrap(), expected[4].0);
