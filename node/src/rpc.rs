@@ -778,8 +778,10 @@ fn address_param(params: &[Value], index: usize) -> Result<Address, RpcError> {
 /// A block named by a tag or a number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BlockSpec {
-    /// "latest", and "pending", "safe" and "finalized", which are the same block here.
+    /// "latest", and "safe" and "finalized", which are the same block here.
     Latest,
+    /// "pending": the latest block for blocks, the next one for calls, with the pool for nonces.
+    Pending,
     Earliest,
     Number(u64),
 }
@@ -797,7 +799,8 @@ impl BlockSpec {
             }
         };
         match text.as_str() {
-            "latest" | "pending" | "safe" | "finalized" => Ok(Some(Self::Latest)),
+            "latest" | "safe" | "finalized" => Ok(Some(Self::Latest)),
+            "pending" => Ok(Some(Self::Pending)),
             "earliest" => Ok(Some(Self::Earliest)),
             _ => text
                 .strip_prefix("0x")
@@ -810,7 +813,7 @@ impl BlockSpec {
     /// Its number, with the head at `head` (a number above the head names nothing yet).
     fn resolve(self, head: u64) -> Option<u64> {
         match self {
-            Self::Latest => Some(head),
+            Self::Latest | Self::Pending => Some(head),
             Self::Earliest => Some(0),
             Self::Number(number) => (number <= head).then_some(number),
         }
@@ -819,7 +822,7 @@ impl BlockSpec {
     /// Its number if it names a fixed block (a number, or "earliest"), not the moving head.
     fn fixed(self) -> Option<u64> {
         match self {
-            Self::Latest => None,
+            Self::Latest | Self::Pending => None,
             Self::Earliest => Some(0),
             Self::Number(number) => Some(number),
         }
@@ -866,11 +869,9 @@ fn state_block(value: Option<&Value>, absent: StateBlock) -> Result<StateBlock, 
         },
         other => other,
     };
-    if tag.and_then(Value::as_str) == Some("pending") {
-        return Ok(StateBlock::Pending);
-    }
-    Ok(match BlockSpec::parse(value)? {
+    Ok(match BlockSpec::parse(tag)? {
         None => absent,
+        Some(BlockSpec::Pending) => StateBlock::Pending,
         Some(spec) => spec.fixed().map_or(StateBlock::Latest, StateBlock::Number),
     })
 }
