@@ -269,6 +269,25 @@ struct Funds {
     /// yet: its nonce if both were read as of one block (those below were included, or replaced
     /// by an included one), else 0 (every waiting one counts, which can only count too much).
     unpaid_from: u64,
+    /// The store's commit count before the read: a block the mempool settled after it (see
+    /// [`Mempool::settled_at`]) may be missing from these funds.
+    read_at: u64,
+}
+
+impl Funds {
+    /// Refuses `pending` if its nonce is used or its sender cannot pay its cost.
+    fn check(self, pending: &PendingTransaction) -> Result<(), SubmitError> {
+        if pending.nonce < self.nonce {
+            return Err(SubmitError::NonceTooLow { expected: self.nonce, got: pending.nonce });
+        }
+        if self.balance < pending.cost {
+            return Err(SubmitError::InsufficientFunds {
+                balance: self.balance,
+                cost: pending.cost,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for Chain {
@@ -499,13 +518,14 @@ impl Chain {
             if self.store.unchanged_since(before) {
                 let (nonce, balance) = read()?;
                 if self.store.unchanged_since(before) {
-                    return Ok(Funds { nonce, balance, unpaid_from: nonce });
+                    return Ok(Funds { nonce, balance, unpaid_from: nonce, read_at: before });
                 }
             }
             std::thread::yield_now();
         }
+        let read_at = self.store.commits();
         let (nonce, balance) = read()?;
-        Ok(Funds { nonce, balance, unpaid_from: 0 })
+        Ok(Funds { nonce, balance, unpaid_from: 0, read_at })
     }
 
     /// The nonce and code hash of `address`.
@@ -686,11 +706,33 @@ impl Chain {
             .map_err(|error| SubmitError::Malformed(error.to_string()))?;
         let sender = envelope.recover_signer().map_err(|_| SubmitError::InvalidSender)?;
         let (pending, funds) = self.check_signed(raw, &envelope, sender)?;
-        let state_nonce = funds.nonce;
-        // Refused here if too far ahead, if the pool is full or if the sender over-committed,
-        // before it is written to disk. The gap counts from the request's earlier transactions
-        // of the sender on, through those the pool holds after them.
+        self.precheck(pending, funds, earlier)
+    }
+
+    /// Checks a transaction that passed [`check_signed`](Self::check_signed) with `funds`
+    /// against the mempool, before it is written to disk: refused if too far ahead, if the pool
+    /// is full or if the sender over-committed. The gap counts from the request's earlier
+    /// transactions of the sender on (`earlier`, updated here), through those the pool holds
+    /// after them.
+    fn precheck(
+        &self,
+        pending: PendingTransaction,
+        funds: Funds,
+        earlier: &mut HashMap<Address, u64>,
+    ) -> Result<PendingTransaction, SubmitError> {
+        let sender = pending.sender;
         let mut mempool = self.mempool.lock();
+        // A block committed and settled since the funds were read: its transactions have left
+        // the pool, and the funds do not count them yet (the sender's next nonce would look
+        // like the first of them). Read again, under the lock that settling takes.
+        let funds = if mempool.settled_at() > funds.read_at {
+            let funds = self.funds(sender)?;
+            funds.check(&pending)?;
+            funds
+        } else {
+            funds
+        };
+        let state_nonce = funds.nonce;
         let from = earlier.get(&sender).map_or(state_nonce, |&earlier| earlier.max(state_nonce));
         let admission = mempool.check(&pending, Arrival::Precheck { from })?;
         check_overdraft(&mempool, &pending, funds)?;
@@ -771,14 +813,6 @@ impl Chain {
             self.admission.check_transaction(&tx).map_err(refusal)?;
             (Kind::Evm, DuetTransaction::Evm(tx))
         };
-        let funds = self.funds(sender)?;
-        let (nonce, balance) = (funds.nonce, funds.balance);
-        if tx_nonce < nonce {
-            return Err(SubmitError::NonceTooLow { expected: nonce, got: tx_nonce });
-        }
-        if balance < cost {
-            return Err(SubmitError::InsufficientFunds { balance, cost });
-        }
         let hash = *envelope.tx_hash();
         let pending = PendingTransaction {
             hash,
@@ -794,6 +828,8 @@ impl Chain {
             transaction,
             received: std::time::Instant::now(),
         };
+        let funds = self.funds(sender)?;
+        funds.check(&pending)?;
         Ok((pending, funds))
     }
 
@@ -1180,7 +1216,9 @@ impl Chain {
         rejected: &[B256],
         settled: Vec<B256>,
     ) {
-        // The senders' nonces now, read before the mempool is locked.
+        // The senders' nonces now, read before the mempool is locked (the block's commit is
+        // counted: no other block commits before this one is settled).
+        let commits = self.store.commits();
         let mut senders: Vec<Address> = candidates.iter().map(|pending| pending.sender).collect();
         senders.sort_unstable();
         senders.dedup();
@@ -1190,7 +1228,7 @@ impl Chain {
             .collect();
         let settled: std::collections::HashSet<B256> = settled.into_iter().collect();
         let mut mempool = self.mempool.lock();
-        mempool.block_done();
+        mempool.block_done(commits);
         for hash in rejected {
             mempool.remove(hash);
         }
@@ -1839,6 +1877,7 @@ fn now() -> u64 {
 pub(crate) mod tests {
     use std::collections::{BTreeMap, HashMap};
 
+    use alloy_eips::eip2718::Decodable2718;
     use duet_types::{Address, StateKey, StateValue, B256};
 
     use super::{CallError, Chain, ChainConfig, LayeredStorage, MempoolError, StateBlock, TxEnv};
@@ -2152,6 +2191,32 @@ pub(crate) mod tests {
             assert_eq!(pair[1].parent_hash, pair[0].hash, "block {}", pair[1].number);
         }
         assert_eq!(chain.head().hash, blocks[9].hash);
+    }
+
+    #[test]
+    fn a_transaction_checked_while_a_block_settles_counts_from_the_nonce_after_that_block() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let signer = dev_signer(0);
+        for nonce in 0..10 {
+            chain.submit(&transfer(&signer, nonce, 10_000_000_000)).unwrap();
+        }
+        // The sender's funds as a check reads them just before the block with its ten
+        // transactions commits and leaves the pool.
+        let before = chain.funds(signer.address()).unwrap();
+        assert_eq!(before.nonce, 0);
+        assert_eq!(chain.produce_block().unwrap().transactions.len(), 10);
+        // As far ahead of the sender's next nonce (10) as the pool allows: with the funds from
+        // before the block, the pool (which no longer holds 0 to 9) would count from 0.
+        let raw = transfer(&signer, 10 + MAX_NONCE_GAP, 10_000_000_000);
+        let envelope = alloy_consensus::TxEnvelope::decode_2718_exact(&raw).unwrap();
+        let (pending, _) = chain.check_signed(&raw, &envelope, signer.address()).unwrap();
+        let checked = chain.precheck(pending, before, &mut HashMap::new()).unwrap();
+        assert_eq!(checked.nonce, 74);
+        // One further ahead is still refused, in the next nonce's words.
+        let raw = transfer(&signer, 11 + MAX_NONCE_GAP, 10_000_000_000);
+        let refused = chain.submit(&raw).unwrap_err();
+        assert_eq!(refused.to_string(), "nonce too high: next nonce 10, tx nonce 75");
     }
 
     pub(crate) fn dev_signer(index: usize) -> alloy_signer_local::PrivateKeySigner {

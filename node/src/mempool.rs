@@ -180,6 +180,9 @@ pub struct Mempool {
     /// The encoded transactions' bytes, and the most it may be.
     bytes: usize,
     byte_limit: usize,
+    /// The store's commit count when the last block committed was settled here (its
+    /// transactions dropped).
+    settled_at: u64,
 }
 
 impl Mempool {
@@ -197,6 +200,7 @@ impl Mempool {
             limit,
             bytes: 0,
             byte_limit: MAX_POOL_BYTES,
+            settled_at: 0,
         }
     }
 
@@ -500,10 +504,19 @@ impl Mempool {
         more
     }
 
-    /// Notes that the block being built is committed: its senders' transactions can be evicted
-    /// again. (A block given up leaves them spared until the next one is built.)
-    pub fn block_done(&mut self) {
+    /// Notes that the block being built is committed, at the store's commit count `commits`,
+    /// and is being settled here: its senders' transactions can be evicted again. (A block
+    /// given up leaves them spared until the next one is built.)
+    pub fn block_done(&mut self, commits: u64) {
         self.building.clear();
+        self.settled_at = self.settled_at.max(commits);
+    }
+
+    /// The store's commit count when the last committed block was settled here: a sender's
+    /// state read before it may miss transactions the pool no longer holds.
+    #[must_use]
+    pub fn settled_at(&self) -> u64 {
+        self.settled_at
     }
 
     fn select(
@@ -836,7 +849,7 @@ mod tests {
         let left: Vec<(u8, u64)> = block.iter().map(|t| (t.sender.0[0], t.nonce)).collect();
         assert_eq!(left, vec![(1, 0), (3, 0), (5, 0), (6, 0)]);
         assert_eq!(pool.insert(pending(7, 0, 1_000), new(0)), Err(MempoolError::Full));
-        pool.block_done();
+        pool.block_done(0);
         assert_eq!(pool.insert(pending(7, 0, 1_000), new(0)), Ok(vec![pending(6, 0, 130).hash]));
         pool.assert_consistent();
         // Transactions above a gap never evict to get in.
