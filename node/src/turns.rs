@@ -125,11 +125,13 @@ pub(crate) mod tests {
     async fn a_task_waiting_for_a_turn_holds_no_thread_and_gets_the_next_free_one() {
         let turns = std::sync::Arc::new(Turns::new(std::num::NonZeroUsize::new(1).expect("one")));
         let held = turns.take().await;
-        // More waiting tasks than the runtime has threads.
+        // More waiting tasks than the runtime has threads. Each gives its turn back as soon as
+        // it has it: the tasks ask in no set order, and one that kept its turn until awaited
+        // here would leave a task awaited before it waiting for ever.
         let waiting: Vec<_> = (0..4)
             .map(|_| {
                 let turns = std::sync::Arc::clone(&turns);
-                tokio::spawn(async move { turns.take().await })
+                tokio::spawn(async move { drop(turns.take().await) })
             })
             .collect();
         // Waiting, they leave the runtime's threads free for other work.
@@ -139,7 +141,7 @@ pub(crate) mod tests {
         assert!(waiting.iter().all(|task| !task.is_finished()), "a second turn was handed out");
         drop(held);
         for task in waiting {
-            drop(task.await.unwrap());
+            task.await.unwrap();
         }
     }
 }
