@@ -271,7 +271,7 @@ struct Funds {
     unpaid_from: u64,
     /// The store's commit count before the read: a block the mempool settled after it (see
     /// [`Mempool::settled_at`]) may be missing from these funds.
-    read_at: u64,
+    commits_before: u64,
 }
 
 impl Funds {
@@ -518,14 +518,19 @@ impl Chain {
             if self.store.unchanged_since(before) {
                 let (nonce, balance) = read()?;
                 if self.store.unchanged_since(before) {
-                    return Ok(Funds { nonce, balance, unpaid_from: nonce, read_at: before });
+                    return Ok(Funds {
+                        nonce,
+                        balance,
+                        unpaid_from: nonce,
+                        commits_before: before,
+                    });
                 }
             }
             std::thread::yield_now();
         }
-        let read_at = self.store.commits();
+        let commits_before = self.store.commits();
         let (nonce, balance) = read()?;
-        Ok(Funds { nonce, balance, unpaid_from: 0, read_at })
+        Ok(Funds { nonce, balance, unpaid_from: 0, commits_before })
     }
 
     /// The nonce and code hash of `address`.
@@ -725,7 +730,7 @@ impl Chain {
         // A block committed and settled since the funds were read: its transactions have left
         // the pool, and the funds do not count them yet (the sender's next nonce would look
         // like the first of them). Read again, under the lock that settling takes.
-        let funds = if mempool.settled_at() > funds.read_at {
+        let funds = if mempool.settled_at() > funds.commits_before {
             let funds = self.funds(sender)?;
             funds.check(&pending)?;
             funds
@@ -1347,19 +1352,16 @@ impl Chain {
         loop {
             let (head, state, mut move_vm) = self.state_and_vm(block)?;
             let next = block == StateBlock::Pending;
-            let (pool, nonce) = if next {
+            let (pool, settled_since) = if next {
                 self.pool_writes(caller, &head, &state, &mut move_vm)?
             } else {
-                (BTreeMap::new(), 0)
+                (BTreeMap::new(), false)
             };
-            // A block that committed meanwhile and took some of the caller's transactions may
-            // have taken them out of the pool before it was read: then run on its state.
+            // A block that committed after the state was taken may have taken some of the
+            // caller's transactions out of the pool before it was read: then run on its state
+            // (a few times at most: blocks mined back to back could otherwise starve a call).
             attempts += 1;
-            let taken = || {
-                self.head().hash != head.hash
-                    && self.account(caller).map_or(true, |(now, _)| now != nonce)
-            };
-            if !next || attempts == 3 || !taken() {
+            if !settled_since || attempts == 3 {
                 let block = overrides.block;
                 let overrides = OverrideLayer::new(overrides, &LayeredStorage::new(&state, &pool))?;
                 return Ok(CallState { move_vm, head, state, next, pool, overrides, block });
@@ -1388,27 +1390,29 @@ impl Chain {
         Ok((head, state, move_vm))
     }
 
-    /// The writes of `caller`'s transactions waiting in the pool (and its nonce in `state`), from
-    /// that nonce on
+    /// The writes of `caller`'s transactions waiting in the pool, from its nonce in `state` on
     /// (up to [`MAX_POOL_TRANSACTIONS_IN_CALLS`]), run in order as the block after `head`: what
     /// a `pending` call of the caller sees, as a transaction it sends after them would (an
     /// approval, then the call that spends it). A transaction that publishes modules gives the
-    /// call a Move VM of its own, so the code never reaches the shared one.
+    /// call a Move VM of its own, so the code never reaches the shared one. Also whether the
+    /// pool had settled a block `state` does not have (its included transactions gone from the
+    /// pool, their writes not in `state`): then the writes miss them.
     fn pool_writes(
         &self,
         caller: Address,
         head: &Block,
         state: &StateAt<'_>,
         move_vm: &mut Arc<MoveVm>,
-    ) -> Result<(BTreeMap<StateKey, Option<StateValue>>, u64), CallError> {
+    ) -> Result<(BTreeMap<StateKey, Option<StateValue>>, bool), CallError> {
         let invalid = |error: &dyn std::fmt::Display| CallError::Invalid(error.to_string());
         let nonce = state.account(caller).map_err(|error| invalid(&error))?.0;
-        let waiting: Vec<DuetTransaction> = {
+        let (waiting, settled_since): (Vec<DuetTransaction>, bool) = {
             let mempool = self.mempool.lock();
+            let settled_since = mempool.settled_at() > state.commits();
             // Gas limits adding up to one transaction's at most: a pending call costs at most
             // about twice a call, whoever's waiting transactions it names.
             let mut gas = self.max_transaction_gas();
-            (nonce..)
+            let waiting = (nonce..)
                 .zip(mempool.waiting(caller).skip_while(|pending| pending.nonce < nonce))
                 .take_while(|(next, pending)| pending.nonce == *next)
                 .take(MAX_POOL_TRANSACTIONS_IN_CALLS)
@@ -1418,10 +1422,11 @@ impl Chain {
                     fits
                 })
                 .map(|(_, pending)| pending.transaction.clone())
-                .collect()
+                .collect();
+            (waiting, settled_since)
         };
         if waiting.is_empty() {
-            return Ok((BTreeMap::new(), nonce));
+            return Ok((BTreeMap::new(), settled_since));
         }
         let next_block = block_env(&self.config, head.number + 1, head.timestamp + 1);
         let vm = |move_vm: &Arc<MoveVm>| {
@@ -1437,7 +1442,7 @@ impl Chain {
         let output = duet_evm::MixedBlockExecutor::sequential(&duet_vm)
             .execute_block(&waiting, state)
             .map_err(|error| invalid(&error))?;
-        Ok((output.state_updates.into_iter().collect(), nonce))
+        Ok((output.state_updates.into_iter().collect(), settled_since))
     }
 
     /// The state after `block` and that block: the latest, or one of the
@@ -2217,6 +2222,29 @@ pub(crate) mod tests {
         let raw = transfer(&signer, 11 + MAX_NONCE_GAP, 10_000_000_000);
         let refused = chain.submit(&raw).unwrap_err();
         assert_eq!(refused.to_string(), "nonce too high: next nonce 10, tx nonce 75");
+    }
+
+    #[test]
+    fn a_pending_view_of_a_state_from_before_a_settled_block_says_so() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let sender = dev_signer(0);
+        chain.submit(&transfer(&sender, 0, 10)).unwrap();
+        // A pending call's state, taken before the block with the transfer commits.
+        let (head, state, mut move_vm) = chain.state_and_vm(StateBlock::Pending).unwrap();
+        let (writes, settled_since) =
+            chain.pool_writes(sender.address(), &head, &state, &mut move_vm).unwrap();
+        assert!(!writes.is_empty() && !settled_since);
+        chain.produce_block().unwrap();
+        // The pool no longer holds the transfer, and that state does not have it either: the
+        // call must take the state again (with the old state, the transfer would be missing).
+        let (writes, settled_since) =
+            chain.pool_writes(sender.address(), &head, &state, &mut move_vm).unwrap();
+        assert!(writes.is_empty() && settled_since);
+        let (head, state, mut move_vm) = chain.state_and_vm(StateBlock::Pending).unwrap();
+        let (writes, settled_since) =
+            chain.pool_writes(sender.address(), &head, &state, &mut move_vm).unwrap();
+        assert!(writes.is_empty() && !settled_since);
     }
 
     pub(crate) fn dev_signer(index: usize) -> alloy_signer_local::PrivateKeySigner {

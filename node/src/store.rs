@@ -858,6 +858,12 @@ pub struct StateAt<'a> {
 }
 
 impl StateAt<'_> {
+    /// The store's commit count when this state was taken (see [`Store::commits`]).
+    #[must_use]
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
     /// This state as it was after block `number`, one of the
     /// [`readable_blocks`](Store::readable_blocks) before the snapshot's head (the caller
     /// checks: an older block reads values its history no longer has); `None` if blocks
