@@ -80,7 +80,8 @@ fn account_writes(
         };
         writes.push((StateKey::Balance(address), write));
     }
-    if account.is_created() && info.code_hash != EVM_EMPTY_CODE_HASH {
+    // New code: a contract created, or an account delegated (EIP-7702).
+    if info.code_hash != original.code_hash && info.code_hash != EVM_EMPTY_CODE_HASH {
         if let Some(code) = &info.code {
             writes.push((
                 StateKey::Code(info.code_hash),

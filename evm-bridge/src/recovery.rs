@@ -12,21 +12,23 @@ pub enum RecoveryError {
     /// The signature does not recover a sender.
     #[error("invalid transaction signature")]
     InvalidSignature,
-    /// Blob (EIP-4844) and set-code (EIP-7702) transactions are not accepted.
+    /// Blob (EIP-4844) transactions are not accepted: a rollup has no blobs to carry.
     #[error("unsupported transaction type {0}")]
     UnsupportedType(u8),
 }
 
-/// The revm transaction of `envelope`, sent by `sender`.
+/// The revm transaction of `envelope`, sent by `sender`. A set-code (EIP-7702) transaction's
+/// authorizations go in signed: revm recovers each authority when it applies the list, and
+/// skips one that does not recover, as the EIP says.
 ///
 /// # Errors
-/// [`RecoveryError::UnsupportedType`] for blob and set-code transactions.
+/// [`RecoveryError::UnsupportedType`] for blob transactions.
 pub fn tx_env(envelope: &TxEnvelope, sender: Address) -> Result<TxEnv, RecoveryError> {
     let tx_type = envelope.ty();
-    if envelope.is_eip4844() || envelope.is_eip7702() {
+    if envelope.is_eip4844() {
         return Err(RecoveryError::UnsupportedType(tx_type));
     }
-    Ok(TxEnv {
+    let mut tx = TxEnv {
         tx_type,
         caller: sender,
         gas_limit: envelope.gas_limit(),
@@ -43,7 +45,11 @@ pub fn tx_env(envelope: &TxEnvelope, sender: Address) -> Result<TxEnv, RecoveryE
         chain_id: envelope.chain_id(),
         access_list: envelope.access_list().cloned().unwrap_or_default(),
         ..TxEnv::default()
-    })
+    };
+    if let Some(authorizations) = envelope.authorization_list() {
+        tx.set_signed_authorization(authorizations.to_vec());
+    }
+    Ok(tx)
 }
 
 /// Recovers the sender of `envelope` and builds its revm transaction.

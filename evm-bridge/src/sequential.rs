@@ -207,7 +207,8 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
                 cached.balance_written = true;
                 cached.corrupt_balance = false;
             }
-            if account.is_created() && info.code_hash != EVM_EMPTY_CODE_HASH {
+            // New code: a contract created, or an account delegated (EIP-7702).
+            if info.code_hash != code_hash && info.code_hash != EVM_EMPTY_CODE_HASH {
                 if let Some(code) = &info.code {
                     self.codes.insert(info.code_hash, (code.clone(), true));
                 }

@@ -283,6 +283,91 @@ fn creations_self_destruction_reverts_and_out_of_gas_match_plain_revm() {
     assert!(!chain.duet.0.contains_key(&StateKey::Account(destroyed)));
 }
 
+/// `signer`'s EIP-7702 authorization to run `code_of`'s code, at its account nonce `nonce`.
+fn authorization(
+    signer: &alloy_signer_local::PrivateKeySigner,
+    chain_id: u64,
+    code_of: Address,
+    nonce: u64,
+) -> revm::context_interface::transaction::SignedAuthorization {
+    use alloy_signer::SignerSync;
+    let authorization = revm::context_interface::transaction::Authorization {
+        chain_id: U256::from(chain_id),
+        address: code_of,
+        nonce,
+    };
+    let signature = signer.sign_hash_sync(&authorization.signature_hash()).unwrap();
+    authorization.into_signed(signature)
+}
+
+/// A set-code (EIP-7702) transaction: `tx` with `authorizations`.
+fn set_code(
+    mut tx: TxEnv,
+    authorizations: Vec<revm::context_interface::transaction::SignedAuthorization>,
+) -> TxEnv {
+    tx.tx_type = 4;
+    tx.set_signed_authorization(authorizations);
+    tx
+}
+
+#[test]
+fn set_code_transactions_delegate_accounts_as_plain_revm_does() {
+    let mut chain = Chain::with_funded_users(4);
+    let (deploy_burner, burner) = chain.deploy(user(0), artifact_bytecode("Burner"));
+    assert_eq!(executed(&chain.run(&[deploy_burner])), 1);
+    // An account with a key, funded: it delegates itself to the Burner's code.
+    let owner = alloy_signer_local::PrivateKeySigner::from_bytes(&B256::repeat_byte(0x42)).unwrap();
+    let account = owner.address();
+    chain.fund(account, ONE_ETH);
+    let increment = Burner::incrementCall {}.abi_encode();
+    let block = vec![
+        // Another account sends the authorization (account nonce 0) and calls the account,
+        // which runs the Burner's code on its own storage.
+        set_code(
+            chain.call(user(1), account, increment.clone()),
+            vec![authorization(&owner, CHAIN_ID, burner, 0)],
+        ),
+        // Anyone's call runs it too.
+        chain.call(user(2), account, increment.clone()),
+        // The delegated account still sends transactions (its nonce is 1 after the
+        // authorization).
+        set_code(
+            {
+                chain.nonces.insert(account, 1);
+                chain.tx(account, TxKind::Call(user(0)), 5, Vec::new(), 100_000)
+            },
+            // An authorization for another chain, and one with a used nonce: both skipped.
+            vec![
+                authorization(&owner, CHAIN_ID + 1, Address::ZERO, 2),
+                authorization(&owner, 0, Address::ZERO, 0),
+            ],
+        ),
+        // Authorized for any chain (chain id 0), to the zero address: the delegation ends.
+        set_code(
+            chain.call(user(3), user(0), Vec::new()),
+            vec![authorization(&owner, 0, Address::ZERO, 2)],
+        ),
+        // Now a call to the account runs no code.
+        chain.call(user(2), account, increment),
+        // A set-code transaction without authorizations is invalid.
+        set_code(chain.call(user(1), user(0), Vec::new()), Vec::new()),
+    ];
+    let results = chain.run(&block);
+    assert_eq!(executed(&results), 5, "{results:?}");
+    let counter = chain.duet.0.get(&StateKey::Storage { address: account, slot: B256::ZERO });
+    assert_eq!(counter, Some(&StateValue::Slot(U256::from(2))), "two calls while delegated");
+    let header = chain.duet.0.get(&StateKey::Account(account));
+    assert_eq!(
+        header,
+        Some(&StateValue::Account { nonce: 3, code_hash: duet_evm::EVM_EMPTY_CODE_HASH }),
+        "nonce 3 (two authorizations and a transaction), no code"
+    );
+    // The delegation's code stays in the state by its hash, as any code does.
+    let delegation = revm::bytecode::Bytecode::new_eip7702(burner);
+    let stored = chain.duet.0.get(&StateKey::Code(delegation.hash_slow()));
+    assert_eq!(stored, Some(&StateValue::Bytes(delegation.original_bytes())));
+}
+
 #[test]
 fn invalid_transactions_are_rejected_and_change_nothing() {
     let mut chain = Chain::with_funded_users(3);

@@ -49,7 +49,8 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 use duet_block_stm::{Delta, ReadError, TransactionView, TxnIndex, Vm, VmOutput, WriteOp};
 use duet_types::{
-    Address, EntryFunction, MovePayload, MoveTransaction, StateKey, StateValue, KECCAK256_EMPTY,
+    Address, EntryFunction, MovePayload, MoveTransaction, StateKey, StateValue, B256,
+    KECCAK256_EMPTY,
 };
 use move_binary_format::errors::{Location, PartialVMError, VMError};
 use move_core_types::account_address::AccountAddress;
@@ -143,7 +144,8 @@ pub enum MoveError {
         /// The transaction's nonce.
         got: u64,
     },
-    /// The sender is a contract (EIP-3607): it cannot sign transactions.
+    /// The sender is a contract (EIP-3607): it cannot sign transactions. (An account whose
+    /// code is an EIP-7702 delegation still can.)
     #[error("the sender has EVM code and cannot send transactions")]
     SenderHasCode,
     /// The gas limit does not cover the transaction's intrinsic gas.
@@ -574,6 +576,22 @@ impl Vm for MoveVm {
     }
 }
 
+/// The first bytes of an EIP-7702 delegation: the code of an account that delegated to the 20
+/// bytes of an address after them.
+const DELEGATION_PREFIX: [u8; 3] = [0xef, 0x01, 0x00];
+
+/// Whether the code with `code_hash` is an EIP-7702 delegation: its account is still one a key
+/// signs for (EIP-7702 lifts EIP-3607's rule for it).
+fn is_delegation<View>(view: &View, code_hash: B256) -> Result<bool, MoveError>
+where
+    View: TransactionView<Key = StateKey, Value = StateValue>,
+{
+    Ok(match view.read(&StateKey::Code(code_hash))? {
+        Some(StateValue::Bytes(code)) => code.len() == 23 && code.starts_with(&DELEGATION_PREFIX),
+        _ => false,
+    })
+}
+
 impl MoveVm {
     /// Executes `transaction` over `view`; with `evm`, its Move code can call the EVM
     /// (`duet::evm`), which that factory opens. What [`Vm::execute`] does, with `evm: None`.
@@ -596,7 +614,7 @@ impl MoveVm {
             Some(StateValue::Account { nonce, code_hash }) => (nonce, code_hash),
             Some(_) => return Err(MoveError::WrongKind(header_key)),
         };
-        if code_hash != KECCAK256_EMPTY {
+        if code_hash != KECCAK256_EMPTY && !is_delegation(view, code_hash)? {
             return Err(MoveError::SenderHasCode);
         }
         if transaction.nonce != nonce {

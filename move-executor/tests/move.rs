@@ -9,7 +9,7 @@ use std::num::NonZeroUsize;
 
 use duet_block_stm::{ContentionFallback, ExecutorConfig, TransactionResult, VmBlockOutput};
 use duet_move::{gas, MoveBlockExecutor, MoveError, MoveReceipt, MoveStatus, MoveVm};
-use duet_types::{Address, MovePayload, MoveTransaction, StateKey};
+use duet_types::{Address, MovePayload, MoveTransaction, StateKey, StateValue};
 use proptest::prelude::*;
 use testkit::{
     call, compile_example, eth_transfer, example_modules, transaction, user, MemoryState,
@@ -277,6 +277,41 @@ fn invalid_transactions_are_rejected_and_change_nothing() {
     assert_eq!(rejection(4), MoveError::FeeOverflow);
     assert!(output.state_updates.is_empty());
     assert_eq!(chain.state, before);
+}
+
+#[test]
+fn an_account_with_code_cannot_send_unless_the_code_is_a_delegation() {
+    let (contract, delegated, bob) = (user(1), user(2), user(3));
+    let mut chain = Chain::new([contract, delegated]);
+    // A contract's code (STOP), and an EIP-7702 delegation to it.
+    let mut with_code = |account: Address, code: Vec<u8>| {
+        let hash = duet_types::keccak256(&code);
+        chain
+            .state
+            .0
+            .insert(StateKey::Account(account), StateValue::Account { nonce: 0, code_hash: hash });
+        chain.state.0.insert(StateKey::Code(hash), StateValue::Bytes(code.into()));
+    };
+    with_code(contract, vec![0x00]);
+    let mut delegation = vec![0xef, 0x01, 0x00];
+    delegation.extend_from_slice(contract.as_slice());
+    with_code(delegated, delegation);
+    let block = [
+        transaction(contract, 0, eth_transfer(bob, 1)),
+        transaction(delegated, 0, eth_transfer(bob, 1)),
+    ];
+    let output = chain.run(&block);
+    assert!(
+        matches!(output.results[0], TransactionResult::Rejected(MoveError::SenderHasCode)),
+        "{:?}",
+        output.results[0]
+    );
+    assert_eq!(receipt(&output, 1).status, MoveStatus::Success);
+    assert_eq!(
+        chain.state.0.get(&StateKey::Balance(bob)),
+        Some(&StateValue::Balance(1)),
+        "the delegated account's transfer"
+    );
 }
 
 #[test]
