@@ -112,9 +112,12 @@ pub enum SubmitError {
     /// Larger than [`MAX_TRANSACTION_SIZE`].
     #[error("oversized data")]
     Oversized,
-    /// Blob and set-code transactions are not accepted.
+    /// Blob transactions are not accepted.
     #[error("transaction type not supported")]
     UnsupportedType,
+    /// A set-code (EIP-7702) transaction without authorizations.
+    #[error("EIP-7702 transaction with empty auth list")]
+    EmptyAuthorizationList,
     /// The nonce was already used.
     #[error("nonce too low: next nonce {expected}, tx nonce {got}")]
     NonceTooLow {
@@ -1854,6 +1857,7 @@ fn refusal(invalid: InvalidTransaction) -> SubmitError {
         }
         InvalidTransaction::PriorityFeeGreaterThanMaxFee => SubmitError::TipAboveFeeCap,
         InvalidTransaction::CreateInitCodeSizeLimit => SubmitError::InitCodeSize,
+        InvalidTransaction::EmptyAuthorizationList => SubmitError::EmptyAuthorizationList,
         other => SubmitError::Invalid(other.to_string()),
     }
 }
@@ -2245,6 +2249,35 @@ pub(crate) mod tests {
         let (writes, settled_since) =
             chain.pool_writes(sender.address(), &head, &state, &mut move_vm).unwrap();
         assert!(writes.is_empty() && !settled_since);
+    }
+
+    #[test]
+    fn a_set_code_transaction_without_authorizations_is_refused_and_changes_nothing() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let signer = dev_signer(0);
+        let unsigned = alloy_consensus::TxEip7702 {
+            chain_id: ChainConfig::for_tests().chain_id,
+            nonce: 0,
+            gas_limit: 100_000,
+            max_fee_per_gas: 10_000_000_000,
+            to: Address::repeat_byte(0xbe),
+            authorization_list: Vec::new(),
+            ..alloy_consensus::TxEip7702::default()
+        };
+        let signature = alloy_signer::SignerSync::sign_hash_sync(
+            &signer,
+            &alloy_consensus::SignableTransaction::signature_hash(&unsigned),
+        )
+        .unwrap();
+        let envelope = alloy_consensus::TxEnvelope::from(
+            alloy_consensus::SignableTransaction::into_signed(unsigned, signature),
+        );
+        let raw = alloy_eips::eip2718::Encodable2718::encoded_2718(&envelope);
+        let refused = chain.submit(&raw).unwrap_err();
+        assert_eq!(refused.to_string(), "EIP-7702 transaction with empty auth list");
+        assert_eq!(chain.pending_count(), 0);
+        assert_eq!(chain.pending_nonce(signer.address()).unwrap(), 0);
     }
 
     pub(crate) fn dev_signer(index: usize) -> alloy_signer_local::PrivateKeySigner {

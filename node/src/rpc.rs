@@ -1036,8 +1036,15 @@ fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError>
         .transpose()
         .map_err(|error| RpcError::invalid_params(format!("invalid input: {error}")))?
         .unwrap_or_default();
+    // A set-code transaction's authorizations (EIP-7702): applied before the call, as a block
+    // would, and counted in its gas (an estimate without them would fall short).
+    let authorizations: Vec<alloy_eips::eip7702::SignedAuthorization> = field("authorizationList")
+        .map(|value| serde_json::from_value(value.clone()))
+        .transpose()
+        .map_err(|error| RpcError::invalid_params(format!("invalid authorizationList: {error}")))?
+        .unwrap_or_default();
     let nonce = chain.account(from).map_err(RpcError::server)?.0;
-    Ok(TxEnv {
+    let mut tx = TxEnv {
         caller: from,
         kind: to.map_or(TxKind::Create, TxKind::Call),
         value: quantity(object, "value")?.unwrap_or_default(),
@@ -1047,7 +1054,15 @@ fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError>
         nonce,
         tx_type: 0,
         ..TxEnv::default()
-    })
+    };
+    if !authorizations.is_empty() {
+        if to.is_none() {
+            return Err(RpcError::invalid_params("a set-code transaction cannot create"));
+        }
+        tx.tx_type = 4;
+        tx.set_signed_authorization(authorizations);
+    }
+    Ok(tx)
 }
 
 /// The key of an unlocked account.
@@ -1449,6 +1464,9 @@ fn transaction_json(raw: &Bytes, record: Option<&TransactionRecord>, from: Addre
         object["gasPrice"] = json!(U256::from(price));
         object["accessList"] =
             json!(envelope.access_list().map(|list| list.0.clone()).unwrap_or_default());
+        if let Some(authorizations) = envelope.authorization_list() {
+            object["authorizationList"] = json!(authorizations);
+        }
     } else {
         object["gasPrice"] = json!(U256::from(envelope.gas_price().unwrap_or_default()));
         if envelope.ty() == 1 {

@@ -341,6 +341,49 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
 }
 
 #[test]
+fn cast_sends_eip_7702_delegations_and_a_delegated_account_runs_the_code_and_still_sends() {
+    let directory = temp_datadir("7702");
+    let node = Node::start(directory.path());
+    let burner = node.forge_create("src/Burner.sol:Burner", FIRST_KEY);
+    let (third_key, third) =
+        (duet_node::genesis::DEV_KEYS[2], "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC");
+    let succeeded = |receipt: &str| assert!(receipt.contains("1 (success)"), "{receipt}");
+    // Sponsored: the third dev account signs an authorization, the first sends it in a call to
+    // the third, which runs the Burner's code on the third's storage.
+    let nonce = node.nonce(third);
+    let signed = node
+        .cast(&["wallet", "sign-auth", &burner, "--private-key", third_key, "--nonce", &nonce])
+        .unwrap();
+    let sent = node
+        .cast(&["send", third, "increment()", "--auth", &signed, "--private-key", FIRST_KEY])
+        .unwrap();
+    succeeded(&sent);
+    let delegation = format!("0xef0100{}", burner.trim_start_matches("0x").to_lowercase());
+    assert_eq!(node.cast(&["code", third]).unwrap(), delegation);
+    assert_eq!(node.cast(&["call", third, "counter()(uint256)"]).unwrap(), "1");
+    assert_eq!(node.nonce(third), "1", "the authorization used the third's nonce");
+    // The node reports the transaction as a set-code one, with its authorization.
+    let hash = sent.lines().find_map(|line| line.strip_prefix("transactionHash")).unwrap().trim();
+    let tx: serde_json::Value =
+        serde_json::from_str(&node.cast(&["tx", hash, "--json"]).unwrap()).unwrap();
+    assert_eq!(tx["type"], "0x4", "{tx}");
+    assert_eq!(
+        tx["authorizationList"][0]["address"].as_str().map(str::to_lowercase),
+        Some(burner.to_lowercase()),
+        "{tx}"
+    );
+    // The delegated account still sends, and ends its own delegation (cast signs the
+    // authorization for the nonce after the transaction's).
+    let zero = "0x0000000000000000000000000000000000000000";
+    let ended = node
+        .cast(&["send", FIRST, "--value", "1", "--auth", zero, "--private-key", third_key])
+        .unwrap();
+    succeeded(&ended);
+    assert_eq!(node.cast(&["code", third]).unwrap(), "0x");
+    assert_eq!(node.nonce(third), "3");
+}
+
+#[test]
 fn bad_transactions_are_refused_with_ethereum_errors_and_change_nothing() {
     let directory = temp_datadir("refused");
     let node = Node::start(directory.path());
