@@ -11,9 +11,11 @@
 //! sequential run needs no view per transaction: without the Move call precompile, `EvmVm` runs
 //! it with one EVM over a cache of the accounts it touched (`sequential`).
 //!
-//! Signed transactions (legacy, EIP-2930, EIP-1559) have their senders recovered for a whole
-//! block in parallel before execution ([`recover_block`]); the executed transactions carry
-//! their sender (`TxEnv::caller`). An invalid
+//! Signed transactions (legacy, EIP-2930, EIP-1559, EIP-7702) have their senders recovered for
+//! a whole block in parallel before execution ([`recover_block`]); the executed transactions
+//! carry their sender (`TxEnv::caller`), and a set-code transaction its signed authorizations,
+//! whose authorities revm recovers as it applies them (a delegation's code is written by its
+//! hash, as a created contract's is). An invalid
 //! transaction (bad nonce, insufficient funds for its maximum fee, wrong chain id…) is rejected
 //! and changes nothing; a revert or a halt is an outcome with a receipt that still charges gas.
 //!
