@@ -206,7 +206,7 @@ impl<View: TransactionView<Key = StateKey, Value = StateValue>> DatabaseRef
         }))
     }
 
-    /// The code for `code_hash` ([`load_code`]).
+    /// The code for `code_hash`, from the state (or the thread's kept code), as `load_code` reads it.
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
         load_code(code_hash, |key| self.read(key))
     }
