@@ -1245,6 +1245,14 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
     assert_eq!(seen["blockHasCall"], true);
     assert_eq!(seen["recipientTokensBefore"], "0", "read at the block before the transfer");
     assert_eq!(seen["overriddenBalance"], "5", "the state override's balance");
+    // A sponsored EIP-7702 delegation to the token's code.
+    assert_eq!(text("delegationStatus"), "success");
+    assert_eq!(text("delegationType"), "eip7702");
+    let token = text("tokenAddress").trim_start_matches("0x").to_lowercase();
+    assert_eq!(text("delegationCode"), format!("0xef0100{token}"));
+    assert_eq!(text("delegatedSupply"), "0", "the token's code over the account's storage");
+    assert_eq!(text("delegatedAllowance"), "9", "the approval the sponsored call stored there");
+    assert_eq!(seen["delegationListed"], 1);
     assert_eq!(seen["watchedTransfers"], serde_json::json!(["7"]));
     // A log filter reports each new log once; its logs are all the matching ones.
     assert_eq!(seen["filterChanges"], serde_json::json!(["3"]));
@@ -1277,7 +1285,7 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
     assert_eq!(seen["wsAnswerOrder"], serde_json::json!(["quick", "slow"]));
     assert!(text("wsTooMany").starts_with("100: too many subscriptions"), "{seen}");
     assert_eq!(seen["sentBeforeClosing"], true, "a transaction sent just before closing: {seen}");
-    assert_eq!(seen["nonceAfter"], 8);
+    assert_eq!(seen["nonceAfter"], 9);
 
     filters_refuse_bad_input_and_report_each_block_once(&node);
     state_overrides_work_and_bad_ones_are_refused(&node);

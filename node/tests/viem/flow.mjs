@@ -13,6 +13,7 @@ import {
   createPublicClient,
   createWalletClient,
   defineChain,
+  encodeFunctionData,
   http,
   parseAbiItem,
   parseEther,
@@ -115,6 +116,7 @@ const supply = 1000n * 10n ** 18n;
 const deployed = await wallet.deployContract({ abi, bytecode, args: ["Viem Token", "VT", supply] });
 const deployReceipt = await client.waitForTransactionReceipt({ hash: deployed });
 const token = deployReceipt.contractAddress;
+seen.tokenAddress = token;
 seen.deployStatus = deployReceipt.status;
 seen.codeBytes = ((await client.getCode({ address: token })).length - 2) / 2;
 seen.name = await client.readContract({ address: token, abi, functionName: "name" });
@@ -225,6 +227,33 @@ try {
   const reverted = error instanceof BaseError && error.walk((cause) => cause instanceof ContractFunctionRevertedError);
   seen.revert = reverted ? reverted.data?.errorName ?? "undecoded" : `other: ${error.shortMessage ?? error}`;
 }
+
+// EIP-7702: an account with no ETH signs an authorization to run the token's code, and the
+// wallet sends it (a sponsored set-code transaction) with a call to the account, which runs that
+// code over the account's own storage: an approval stored there, and no token supply.
+const delegator = privateKeyToAccount(`0x${"17".repeat(32)}`);
+const authorization = await wallet.signAuthorization({ account: delegator, contractAddress: token });
+const delegated = await wallet.sendTransaction({
+  to: delegator.address,
+  data: encodeFunctionData({ abi, functionName: "approve", args: [recipient, 9n] }),
+  authorizationList: [authorization],
+});
+const delegatedReceipt = await client.waitForTransactionReceipt({ hash: delegated });
+seen.delegationStatus = delegatedReceipt.status;
+seen.delegationType = delegatedReceipt.type;
+seen.delegationCode = await client.getCode({ address: delegator.address });
+seen.delegatedSupply = (
+  await client.readContract({ address: delegator.address, abi, functionName: "totalSupply" })
+).toString();
+seen.delegatedAllowance = (
+  await client.readContract({
+    address: delegator.address,
+    abi,
+    functionName: "allowance",
+    args: [wallet.account.address, recipient],
+  })
+).toString();
+seen.delegationListed = (await client.getTransaction({ hash: delegated })).authorizationList?.length ?? 0;
 
 // WebSocket on the same port: requests, and subscriptions (eth_subscribe) to new heads and logs.
 const wsUrl = url.replace(/^http/, "ws");
