@@ -366,6 +366,34 @@ fn set_code_transactions_delegate_accounts_as_plain_revm_does() {
     let delegation = revm::bytecode::Bytecode::new_eip7702(burner);
     let stored = chain.duet.0.get(&StateKey::Code(delegation.hash_slow()));
     assert_eq!(stored, Some(&StateValue::Bytes(delegation.original_bytes())));
+
+    // An account delegating itself in a transaction whose call reverts: the delegation stays
+    // (authorizations apply before the call), the call's write does not.
+    let itself =
+        alloy_signer_local::PrivateKeySigner::from_bytes(&B256::repeat_byte(0x43)).unwrap();
+    chain.fund(itself.address(), ONE_ETH);
+    let reverting =
+        chain.call(itself.address(), itself.address(), Burner::failAfterWriteCall {}.abi_encode());
+    // Its own transaction takes nonce 0 first: the authorization is for nonce 1.
+    let block = vec![
+        set_code(reverting, vec![authorization(&itself, CHAIN_ID, burner, 1)]),
+        chain.call(user(3), itself.address(), Burner::incrementCall {}.abi_encode()),
+    ];
+    let results = chain.run(&block);
+    assert!(
+        matches!(&results[0], TransactionResult::Executed(Receipt::Revert { .. })),
+        "{results:?}"
+    );
+    assert_eq!(executed(&results), 1, "{results:?}");
+    let header = chain.duet.0.get(&StateKey::Account(itself.address()));
+    assert_eq!(
+        header,
+        Some(&StateValue::Account { nonce: 2, code_hash: delegation.hash_slow() }),
+        "delegated by its own reverted transaction"
+    );
+    let counter =
+        chain.duet.0.get(&StateKey::Storage { address: itself.address(), slot: B256::ZERO });
+    assert_eq!(counter, Some(&StateValue::Slot(U256::from(1))), "only the later increment");
 }
 
 #[test]

@@ -465,6 +465,7 @@ impl MoveVm {
             balance: read_balance(view, caller)?,
             reserved_fee: 0,
             nonce: 0, // Only an opened EVM would need it.
+            code_hash: KECCAK256_EMPTY,
         };
         let mut meter = DuetGasMeter::new(gas_limit);
         let state: &StateView<'_> = view;
@@ -639,6 +640,7 @@ impl MoveVm {
             balance: sender_balance,
             reserved_fee: max_fee,
             nonce: nonce + 1,
+            code_hash,
         };
         let evm = evm.map_or(EvmAccess::Unavailable, EvmAccess::Closed);
         self.execute_checked(transaction, view, &sender, evm, transaction.gas_limit - intrinsic)
@@ -684,7 +686,7 @@ impl MoveVm {
             let output = MoveReceipt { status, gas_used, events, logs: evm.logs };
             return Ok(VmOutput { writes, output });
         }
-        let header = StateValue::Account { nonce: sender.nonce, code_hash: KECCAK256_EMPTY };
+        let header = StateValue::Account { nonce: sender.nonce, code_hash: sender.code_hash };
         let mut writes = vec![(StateKey::Account(sender.address), WriteOp::Put(header))];
         writes.extend(effects.writes);
         let mut balances = effects.balances;

@@ -81,6 +81,8 @@ pub(crate) struct Sender {
     pub(crate) reserved_fee: u128,
     /// Its nonce, advanced by the transaction.
     pub(crate) nonce: u64,
+    /// Its code hash: empty, or an EIP-7702 delegation's, which the transaction keeps.
+    pub(crate) code_hash: duet_types::B256,
 }
 
 impl<'a> StateNatives<'a> {

@@ -312,6 +312,13 @@ fn an_account_with_code_cannot_send_unless_the_code_is_a_delegation() {
         Some(&StateValue::Balance(1)),
         "the delegated account's transfer"
     );
+    // Its nonce moved on, and its delegation stays.
+    let mut expected = vec![0xef, 0x01, 0x00];
+    expected.extend_from_slice(contract.as_slice());
+    assert_eq!(
+        chain.state.0.get(&StateKey::Account(delegated)),
+        Some(&StateValue::Account { nonce: 1, code_hash: duet_types::keccak256(&expected) })
+    );
 }
 
 #[test]

@@ -796,6 +796,12 @@ impl Chain {
             if !tx.access_list.is_empty() {
                 return Err(SubmitError::Move("a Move transaction has no access list".to_owned()));
             }
+            // Nor authorizations: a Move transaction runs no EIP-7702 list.
+            if tx.tx_type == 4 {
+                return Err(SubmitError::Move(
+                    "a Move transaction is not a set-code (EIP-7702) transaction".to_owned(),
+                ));
+            }
             if tx.gas_priority_fee.is_some_and(|tip| tip > tx.gas_price) {
                 return Err(SubmitError::TipAboveFeeCap);
             }
@@ -2252,7 +2258,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_set_code_transaction_without_authorizations_is_refused_and_changes_nothing() {
+    fn set_code_transactions_without_authorizations_or_to_move_are_refused_and_change_nothing() {
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
         let signer = dev_signer(0);
@@ -2265,17 +2271,31 @@ pub(crate) mod tests {
             authorization_list: Vec::new(),
             ..alloy_consensus::TxEip7702::default()
         };
-        let signature = alloy_signer::SignerSync::sign_hash_sync(
-            &signer,
-            &alloy_consensus::SignableTransaction::signature_hash(&unsigned),
-        )
-        .unwrap();
-        let envelope = alloy_consensus::TxEnvelope::from(
-            alloy_consensus::SignableTransaction::into_signed(unsigned, signature),
-        );
-        let raw = alloy_eips::eip2718::Encodable2718::encoded_2718(&envelope);
+        let raw = crate::client::sign(&signer, unsigned).unwrap();
         let refused = chain.submit(&raw).unwrap_err();
         assert_eq!(refused.to_string(), "EIP-7702 transaction with empty auth list");
+        // Nor is a Move transaction a set-code one, with or without authorizations.
+        let mut to_move = alloy_consensus::TxEip7702 {
+            chain_id: ChainConfig::for_tests().chain_id,
+            gas_limit: 100_000,
+            max_fee_per_gas: 10_000_000_000,
+            to: duet_types::MOVE_ENTRY_ADDRESS,
+            ..alloy_consensus::TxEip7702::default()
+        };
+        let authorization = alloy_eips::eip7702::Authorization {
+            chain_id: alloy_primitives::U256::ZERO,
+            address: Address::repeat_byte(0xbe),
+            nonce: 0,
+        };
+        let signature =
+            alloy_signer::SignerSync::sign_hash_sync(&signer, &authorization.signature_hash())
+                .unwrap();
+        for list in [Vec::new(), vec![authorization.into_signed(signature)]] {
+            to_move.authorization_list = list;
+            let raw = crate::client::sign(&signer, to_move.clone()).unwrap();
+            let refused = chain.submit(&raw).unwrap_err();
+            assert!(refused.to_string().contains("not a set-code"), "{refused}");
+        }
         assert_eq!(chain.pending_count(), 0);
         assert_eq!(chain.pending_nonce(signer.address()).unwrap(), 0);
     }

@@ -156,7 +156,11 @@ impl RpcClient {
 ///
 /// # Errors
 /// The signer failed.
-pub fn sign(signer: &PrivateKeySigner, transaction: TxEip1559) -> Result<Bytes, String> {
+pub fn sign<T>(signer: &PrivateKeySigner, transaction: T) -> Result<Bytes, String>
+where
+    T: SignableTransaction<alloy_primitives::Signature>,
+    TxEnvelope: From<alloy_consensus::Signed<T>>,
+{
     let signature =
         signer.sign_hash_sync(&transaction.signature_hash()).map_err(|error| error.to_string())?;
     Ok(Bytes::from(TxEnvelope::from(transaction.into_signed(signature)).encoded_2718()))

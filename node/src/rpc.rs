@@ -1259,18 +1259,42 @@ fn send_transaction(
         Some(nonce) => nonce.saturating_to(),
         None => chain.pending_nonce(call.caller).map_err(RpcError::server)?,
     };
-    let unsigned = TxEip1559 {
-        chain_id: chain.config().chain_id,
-        nonce,
-        gas_limit,
-        max_fee_per_gas: max_fee,
-        max_priority_fee_per_gas: tip,
-        to: call.kind,
-        value: call.value,
-        input: call.data,
-        ..TxEip1559::default()
-    };
-    let raw = crate::client::sign(signer, unsigned).map_err(RpcError::server)?;
+    let chain_id = chain.config().chain_id;
+    let raw = if call.authorization_list.is_empty() {
+        let unsigned = TxEip1559 {
+            chain_id,
+            nonce,
+            gas_limit,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            to: call.kind,
+            value: call.value,
+            input: call.data,
+            ..TxEip1559::default()
+        };
+        crate::client::sign(signer, unsigned)
+    } else {
+        // A set-code transaction with the authorizations the request carries (signed by their
+        // authorities; `call_request` refused one that creates).
+        let unsigned = alloy_consensus::TxEip7702 {
+            chain_id,
+            nonce,
+            gas_limit,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            to: call.kind.into_to().unwrap_or_default(),
+            value: call.value,
+            input: call.data,
+            authorization_list: call
+                .authorization_list
+                .into_iter()
+                .filter_map(|authorization| authorization.left())
+                .collect(),
+            ..alloy_consensus::TxEip7702::default()
+        };
+        crate::client::sign(signer, unsigned)
+    }
+    .map_err(RpcError::server)?;
     chain.submit(&raw).map(|hash| json!(hash)).map_err(RpcError::server)
 }
 
@@ -1929,6 +1953,43 @@ mod tests {
             "params": [{ "kind": "balance", "address": Address::repeat_byte(0xbe) }, "0x0"] });
         let answer = rpc.respond_in_turn(proof, ()).await;
         assert!(answer["error"]["message"].as_str().unwrap().contains("latest state"), "{answer}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sent_transaction_with_authorizations_is_a_set_code_one() {
+        use alloy_signer::SignerSync;
+        use serde_json::json;
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = std::sync::Arc::new(signing_rpc(directory.path(), 1 << 20, vec![dev_signer(0)]));
+        // The second dev account delegates to 0xbebe…be; the first sends the authorization.
+        let delegate = Address::repeat_byte(0xbe);
+        let authorization = alloy_eips::eip7702::Authorization {
+            chain_id: alloy_primitives::U256::ZERO,
+            address: delegate,
+            nonce: 0,
+        };
+        let signature = dev_signer(1).sign_hash_sync(&authorization.signature_hash()).unwrap();
+        let signed = authorization.into_signed(signature);
+        let send = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction",
+            "params": [{ "from": dev_signer(0).address(), "to": dev_signer(1).address(),
+                "gas": "0x186a0", "authorizationList": [signed] }] });
+        let answer = rpc.respond_in_turn(send, ()).await;
+        let hash: alloy_primitives::B256 =
+            serde_json::from_value(answer["result"].clone()).unwrap_or_else(|_| panic!("{answer}"));
+        let chain = std::sync::Arc::clone(&rpc.chain);
+        tokio::task::spawn_blocking(move || chain.produce_block().unwrap()).await.unwrap();
+        let code =
+            crate::store::ReadState::code(rpc.chain.store(), dev_signer(1).address()).unwrap();
+        let mut expected = vec![0xef, 0x01, 0x00];
+        expected.extend_from_slice(delegate.as_slice());
+        assert_eq!(code.as_ref(), expected.as_slice(), "the delegation of {hash}");
+        // A creation cannot carry authorizations.
+        let create = json!({ "jsonrpc": "2.0", "id": 2, "method": "eth_sendTransaction",
+            "params": [{ "from": dev_signer(0).address(), "gas": "0x186a0",
+                "authorizationList": [signed] }] });
+        let answer = rpc.respond_in_turn(create, ()).await;
+        let refused = answer["error"]["message"].as_str().unwrap_or_else(|| panic!("{answer}"));
+        assert!(refused.contains("cannot create"), "{answer}");
     }
 
     #[test]
