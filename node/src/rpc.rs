@@ -1288,7 +1288,7 @@ fn send_transaction(
             authorization_list: call
                 .authorization_list
                 .into_iter()
-                .filter_map(|authorization| authorization.left())
+                .filter_map(revm::context_interface::either::Either::left)
                 .collect(),
             ..alloy_consensus::TxEip7702::default()
         };
