@@ -1625,8 +1625,9 @@ pub enum StateUnavailable {
     UnknownHash(B256),
     /// The block's state is no longer kept.
     #[error(
-        "state of block {number} is not available: this node keeps the state of the last {kept} \
-         blocks before the head, now blocks {} to {}",
+        "state of block {number} is not available: this node keeps the state of {}, now blocks \
+         {} to {}",
+        kept_blocks(*kept),
         readable.start(),
         readable.end()
     )]
@@ -1641,6 +1642,16 @@ pub enum StateUnavailable {
     /// The database failed.
     #[error(transparent)]
     Failed(#[from] StoreError),
+}
+
+/// Which blocks' state a node keeps, in words: `kept` blocks before the head (`u64::MAX`: every
+/// block since it began recording their state).
+fn kept_blocks(kept: u64) -> String {
+    if kept == u64::MAX {
+        "every block since it began recording their state".to_owned()
+    } else {
+        format!("the last {kept} blocks before the head")
+    }
 }
 
 /// The block whose state a query reads, and a call runs in, as Ethereum clients take a block

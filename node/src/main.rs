@@ -82,7 +82,8 @@ struct NodeArgs {
     #[arg(long)]
     dev: bool,
     /// A TOML file with any of the settings below (`datadir`, `http_port`, `block_time`,
-    /// `chain_id`, `block_gas_limit`, `mempool_limit`, `mempool_lifetime`, `http_max_connections`, `http_idle_timeout`); flags and
+    /// `chain_id`, `block_gas_limit`, `mempool_limit`, `mempool_lifetime`, `http_max_connections`,
+    /// `http_idle_timeout`, `state_history`); flags and
     /// environment variables override it.
     #[arg(long, env = "DUET_CONFIG")]
     config: Option<PathBuf>,
@@ -128,6 +129,11 @@ struct Settings {
     /// closed after them), and then its body [default: 30].
     #[arg(long, env = "DUET_HTTP_IDLE_TIMEOUT")]
     http_idle_timeout: Option<f64>,
+    /// How many blocks before the head stay queryable at their own state (`eth_call`,
+    /// `eth_getBalance`… at a block number or hash, the Move API's `?block=`); 0 keeps every
+    /// block's from now on, as an archive node does [default: 128].
+    #[arg(long, env = "DUET_STATE_HISTORY")]
+    state_history: Option<u64>,
 }
 
 /// The resolved settings.
@@ -140,6 +146,8 @@ struct NodeSettings {
     mempool_limit: usize,
     mempool_lifetime: Duration,
     http: duet_node::server::Limits,
+    /// Blocks whose state is kept before the head (`u64::MAX`: all).
+    state_history: u64,
 }
 
 impl NodeArgs {
@@ -181,6 +189,10 @@ impl NodeArgs {
                         .unwrap_or(defaults.idle_timeout.as_secs_f64()),
                     "HTTP idle timeout",
                 )?,
+            },
+            state_history: match given.state_history.or(file.state_history) {
+                Some(0) => u64::MAX,
+                blocks => blocks.unwrap_or(duet_node::store::STATE_HISTORY_BLOCKS),
             },
         };
         if settings.mempool_limit == 0 {
@@ -230,7 +242,8 @@ fn run(args: &NodeArgs) -> Result<(), String> {
     let datadir = settings.datadir.clone();
     std::fs::create_dir_all(&datadir)
         .map_err(|error| format!("cannot create {}: {error}", datadir.display()))?;
-    let store = Store::open(&datadir.join("db")).map_err(|error| error.to_string())?;
+    let store = Store::open_keeping(&datadir.join("db"), settings.state_history)
+        .map_err(|error| error.to_string())?;
     let config = ChainConfig {
         chain_id: settings.chain_id,
         block_gas_limit: settings.block_gas_limit,
@@ -395,8 +408,24 @@ fn print_banner(chain: &Chain, address: SocketAddr, datadir: &std::path::Path, b
     println!("Head block:     {} ({})", head.number, head.hash);
     println!("Data directory: {}", datadir.display());
     println!("Fee vault:      {}", chain.config().fee_vault);
+    let readable = chain.store().readable_blocks(head.number);
+    println!(
+        "State kept:     {} (now {} to {})",
+        kept_state(chain.store().history_blocks()),
+        readable.start(),
+        readable.end()
+    );
     println!();
     println!("Listening on http://{address} and ws://{address}");
+}
+
+/// The state-history setting in words.
+fn kept_state(blocks: u64) -> String {
+    if blocks == u64::MAX {
+        "every block's (archive)".to_owned()
+    } else {
+        format!("the last {blocks} blocks'")
+    }
 }
 
 /// A node process started for a benchmark; killed when dropped.

@@ -341,6 +341,43 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
 }
 
 #[test]
+fn the_state_history_setting_bounds_the_blocks_queries_may_name() {
+    let recipient = "0x000000000000000000000000000000000000bEEF";
+    // Pays the recipient 1 wei in a block of its own, then mines three empty blocks: the block
+    // before the payment is then four blocks back.
+    let pay_then_mine = |node: &Node| -> String {
+        let before = node.cast(&["block-number"]).unwrap();
+        let paid = node.cast(&["send", "--private-key", FIRST_KEY, recipient, "--value", "1"]);
+        assert!(paid.unwrap().contains("1 (success)"));
+        for _ in 0..3 {
+            node.cast(&["rpc", "evm_mine"]).unwrap();
+        }
+        before
+    };
+    // Two blocks kept: the state four blocks back is gone, in words that say what is kept.
+    let directory = temp_datadir("history");
+    let node = Node::start_with(directory.path(), &["--state-history", "2"]);
+    let before = pay_then_mine(&node);
+    let refused = node.cast(&["balance", recipient, "--block", &before]).unwrap_err();
+    assert!(refused.contains("keeps the state of the last 2 blocks before the head"), "{refused}");
+    // 0: every block's, as an archive node keeps them (the start-up message says so).
+    let directory = temp_datadir("archive");
+    let (stdout, stderr) = (directory.path().join("stdout"), directory.path().join("stderr"));
+    let file = |path: &Path| Stdio::from(std::fs::File::create(path).unwrap());
+    let node = Node::start_with_output(
+        &directory.path().join("data"),
+        &["--state-history", "0"],
+        (file(&stdout), file(&stderr)),
+    );
+    let before = pay_then_mine(&node);
+    assert_eq!(node.cast(&["balance", recipient, "--block", &before]).unwrap(), "0");
+    assert_eq!(node.cast(&["balance", recipient, "--block", "0"]).unwrap(), "0");
+    assert_eq!(node.balance(recipient), "1");
+    let printed = std::fs::read_to_string(stdout).unwrap();
+    assert!(printed.contains("State kept:     every block's (archive)"), "{printed}");
+}
+
+#[test]
 fn cast_sends_eip_7702_delegations_and_a_delegated_account_runs_the_code_and_still_sends() {
     let directory = temp_datadir("7702");
     let node = Node::start(directory.path());
