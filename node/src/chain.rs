@@ -118,6 +118,9 @@ pub enum SubmitError {
     /// A set-code (EIP-7702) transaction without authorizations.
     #[error("EIP-7702 transaction with empty auth list")]
     EmptyAuthorizationList,
+    /// The sender is delegated (EIP-7702) and already has a transaction waiting.
+    #[error("in-flight transaction limit reached for delegated accounts")]
+    DelegatedInFlight,
     /// The nonce was already used.
     #[error("nonce too low: next nonce {expected}, tx nonce {got}")]
     NonceTooLow {
@@ -268,6 +271,10 @@ pub struct Chain {
 struct Funds {
     nonce: u64,
     balance: U256,
+    /// Whether the sender has code: an EIP-7702 delegation (an account with a contract's code
+    /// cannot send). Anyone may then spend its ETH through that code, so it may have one
+    /// transaction waiting at a time, as geth allows (others could be made stale for free).
+    delegated: bool,
     /// The lowest nonce of the sender's waiting transactions that its balance has not paid for
     /// yet: its nonce if both were read as of one block (those below were included, or replaced
     /// by an included one), else 0 (every waiting one counts, which can only count too much).
@@ -278,6 +285,24 @@ struct Funds {
 }
 
 impl Funds {
+    /// Refuses `pending` if its sender is delegated and already has another transaction waiting
+    /// (counting those before it in the same request: `earlier`), unless `pending` replaces it.
+    fn check_delegated(
+        self,
+        mempool: &Mempool,
+        pending: &PendingTransaction,
+        earlier: bool,
+    ) -> Result<(), SubmitError> {
+        let other = earlier
+            || mempool
+                .waiting(pending.sender)
+                .any(|waiting| waiting.nonce >= self.nonce && waiting.nonce != pending.nonce);
+        if self.delegated && other {
+            return Err(SubmitError::DelegatedInFlight);
+        }
+        Ok(())
+    }
+
     /// Refuses `pending` if its nonce is used or its sender cannot pay its cost.
     fn check(self, pending: &PendingTransaction) -> Result<(), SubmitError> {
         if pending.nonce < self.nonce {
@@ -512,18 +537,20 @@ impl Chain {
     /// # Errors
     /// The database failed.
     fn funds(&self, sender: Address) -> Result<Funds, StoreError> {
-        let read = || -> Result<(u64, U256), StoreError> {
-            Ok((self.account(sender)?.0, U256::from(self.balance(sender)?)))
+        let read = || -> Result<(u64, bool, U256), StoreError> {
+            let (nonce, code_hash) = self.account(sender)?;
+            Ok((nonce, code_hash != KECCAK256_EMPTY, U256::from(self.balance(sender)?)))
         };
         for _ in 0..3 {
             let before = self.store.commits();
             // A block committing: reading now could mix two blocks.
             if self.store.unchanged_since(before) {
-                let (nonce, balance) = read()?;
+                let (nonce, delegated, balance) = read()?;
                 if self.store.unchanged_since(before) {
                     return Ok(Funds {
                         nonce,
                         balance,
+                        delegated,
                         unpaid_from: nonce,
                         commits_before: before,
                     });
@@ -532,8 +559,8 @@ impl Chain {
             std::thread::yield_now();
         }
         let commits_before = self.store.commits();
-        let (nonce, balance) = read()?;
-        Ok(Funds { nonce, balance, unpaid_from: 0, commits_before })
+        let (nonce, delegated, balance) = read()?;
+        Ok(Funds { nonce, balance, delegated, unpaid_from: 0, commits_before })
     }
 
     /// The nonce and code hash of `address`.
@@ -643,6 +670,7 @@ impl Chain {
             if !restored {
                 // With the transactions of its batch that came in before it.
                 check_overdraft(&mempool, &pending, funds)?;
+                funds.check_delegated(&mempool, &pending, false)?;
             }
             // The gap rule again, against what the pool holds now: one of the batch's
             // transactions refused since its check (a concurrent request filled the pool,
@@ -740,6 +768,7 @@ impl Chain {
         } else {
             funds
         };
+        funds.check_delegated(&mempool, &pending, earlier.contains_key(&sender))?;
         let state_nonce = funds.nonce;
         let from = earlier.get(&sender).map_or(state_nonce, |&earlier| earlier.max(state_nonce));
         let admission = mempool.check(&pending, Arrival::Precheck { from })?;
@@ -2309,6 +2338,53 @@ pub(crate) mod tests {
         }
         assert_eq!(chain.pending_count(), 0);
         assert_eq!(chain.pending_nonce(signer.address()).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_delegated_account_has_one_transaction_waiting_at_a_time() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let (sponsor, delegated) = (dev_signer(1), dev_signer(2));
+        // The sponsor sends the delegated account's authorization (its nonce 0).
+        let authorization = alloy_eips::eip7702::Authorization {
+            chain_id: alloy_primitives::U256::ZERO,
+            address: Address::repeat_byte(0xbe),
+            nonce: 0,
+        };
+        let signature =
+            alloy_signer::SignerSync::sign_hash_sync(&delegated, &authorization.signature_hash())
+                .unwrap();
+        let set_code = alloy_consensus::TxEip7702 {
+            chain_id: ChainConfig::for_tests().chain_id,
+            gas_limit: 100_000,
+            max_fee_per_gas: 10_000_000_000,
+            to: Address::repeat_byte(0xbe),
+            authorization_list: vec![authorization.into_signed(signature)],
+            ..alloy_consensus::TxEip7702::default()
+        };
+        chain.submit(&crate::client::sign(&sponsor, set_code).unwrap()).unwrap();
+        chain.produce_block().unwrap();
+        assert_ne!(chain.account(delegated.address()).unwrap().1, duet_types::KECCAK256_EMPTY);
+        // Its next transaction waits; a second is refused in geth's words, alone or in the
+        // same request; a replacement of the first is taken.
+        chain.submit(&transfer(&delegated, 1, 10_000_000_000)).unwrap();
+        let second = transfer(&delegated, 2, 10_000_000_000);
+        let refused = chain.submit(&second).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "in-flight transaction limit reached for delegated accounts"
+        );
+        let batch = [transfer(&delegated, 1, 20_000_000_000), second.clone()];
+        let answers = chain.submit_many(&[&batch[0], &batch[1]]);
+        assert!(answers[0].is_ok(), "{answers:?}");
+        assert!(answers[1].as_ref().unwrap_err().to_string().contains("in-flight"), "{answers:?}");
+        // Once a block includes it, the next one is taken.
+        chain.produce_block().unwrap();
+        chain.submit(&second).unwrap();
+        // An account without code has no such limit.
+        for nonce in 1..4 {
+            chain.submit(&transfer(&sponsor, nonce, 10_000_000_000)).unwrap();
+        }
     }
 
     pub(crate) fn dev_signer(index: usize) -> alloy_signer_local::PrivateKeySigner {
