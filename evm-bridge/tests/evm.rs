@@ -671,6 +671,40 @@ mod signed {
             Err(error) => assert_eq!(error, RecoveryError::InvalidSignature),
         }
     }
+
+    #[test]
+    fn set_code_transactions_keep_their_authorizations_and_blob_ones_are_refused() {
+        let (key, authority) = (signer(10), signer(11));
+        let authorization = super::authorization(&authority, CHAIN_ID, Address::ZERO, 0);
+        let set_code = alloy_consensus::TxEip7702 {
+            chain_id: CHAIN_ID,
+            gas_limit: 100_000,
+            max_fee_per_gas: 1,
+            to: Address::repeat_byte(0xbe),
+            authorization_list: vec![authorization.clone()],
+            ..alloy_consensus::TxEip7702::default()
+        };
+        let env = recover(&sign(&key, set_code)).unwrap();
+        assert_eq!((env.caller, env.tx_type), (key.address(), 4));
+        assert_eq!(env.authorization_list.len(), 1);
+        let kept = env.authorization_list[0].as_ref().left().expect("kept signed");
+        assert_eq!(kept, &authorization);
+        assert_eq!(kept.recover_authority().unwrap(), authority.address());
+        let blob = alloy_consensus::TxEip4844 {
+            chain_id: CHAIN_ID,
+            gas_limit: 100_000,
+            max_fee_per_gas: 1,
+            blob_versioned_hashes: vec![B256::repeat_byte(1)],
+            ..alloy_consensus::TxEip4844::default()
+        };
+        let blob = sign(
+            &key,
+            alloy_consensus::TxEip4844Variant::<alloy_consensus::BlobTransactionSidecar>::TxEip4844(
+                blob,
+            ),
+        );
+        assert_eq!(recover(&blob), Err(RecoveryError::UnsupportedType(3)));
+    }
 }
 
 #[test]
