@@ -393,6 +393,60 @@ fn eth_moves_between_the_vms_within_a_transaction_and_within_a_block() {
 }
 
 #[test]
+fn move_calls_an_account_delegated_to_a_contract_and_a_delegated_account_sends_move() {
+    use alloy_signer::SignerSync;
+    let mut chain = Chain::new();
+    let probe = chain.deploy(user(0), artifact_bytecode("Probe"));
+    // An account delegates itself to the Probe's code (EIP-7702), sponsored by user 1, in a
+    // block that also runs a Move call through it: Move's EVM call runs the delegated code on
+    // the account's own storage.
+    let key = alloy_signer_local::PrivateKeySigner::from_bytes(&duet_types::B256::repeat_byte(7))
+        .unwrap();
+    let account = key.address();
+    let authorization = revm::context_interface::transaction::Authorization {
+        chain_id: U256::from(CHAIN_ID),
+        address: probe,
+        nonce: 0,
+    };
+    let signature = key.sign_hash_sync(&authorization.signature_hash()).unwrap();
+    let DuetTransaction::Evm(mut set_code) = chain.call(user(1), user(2), Vec::new()) else {
+        unreachable!()
+    };
+    set_code.tx_type = 4;
+    set_code.set_signed_authorization(vec![authorization.into_signed(signature)]);
+    let record = Probe::recordCall { who: user(9) }.abi_encode();
+    let through_move = chain.move_call(
+        user(0),
+        TOKEN_USER,
+        "call",
+        vec![address_arg(account), bcs(&0u128), bcs(&record)],
+    );
+    let receipts = chain.run(&[DuetTransaction::Evm(set_code), through_move]);
+    assert!(evm_receipt(&receipts[0]).is_success(), "{:?}", receipts[0]);
+    assert_eq!(move_receipt(&receipts[1]).status, MoveStatus::Success);
+    let seen = U256::from_be_slice(&chain.read(account, ProbeReader::seenCall {}.abi_encode()));
+    assert_eq!(seen, U256::from(chain.balance(user(9))), "recorded in the account's storage");
+    // The delegated account, funded, sends a Move transaction: its delegation stays.
+    chain.state.0.insert(StateKey::Balance(account), StateValue::Balance(ONE_ETH));
+    chain.nonces.insert(account, 1);
+    let pay = chain.move_call(
+        account,
+        (FRAMEWORK, "eth"),
+        "transfer",
+        vec![address_arg(user(8)), bcs(&5u128)],
+    );
+    let receipts = chain.run(&[pay]);
+    assert_eq!(move_receipt(&receipts[0]).status, MoveStatus::Success);
+    let header = chain.state.0.get(&StateKey::Account(account)).cloned();
+    let delegation = revm::bytecode::Bytecode::new_eip7702(probe);
+    assert_eq!(
+        header,
+        Some(StateValue::Account { nonce: 2, code_hash: delegation.hash_slow() }),
+        "nonce 2 (the authorization and the transfer), still delegated"
+    );
+}
+
+#[test]
 fn nesting_beyond_one_crossing_is_refused_with_no_effect() {
     let mut chain = Chain::new();
     let caller = chain.deploy(user(0), artifact_bytecode("MoveCaller"));
