@@ -1,7 +1,8 @@
 //! Mixed blocks of Move and EVM transactions, and Move calling the EVM: a Move module pays with
 //! an ERC-20 and acts on the result, an abort undoes what the EVM did, a failed EVM call is
 //! caught in Move, ETH moves between the VMs within a transaction and within a block, nesting
-//! is refused clearly, a Solidity contract swaps on a Move AMM, and random mixed blocks (with a
+//! is refused clearly, a Solidity contract swaps on a Move AMM, Move calls an account delegated
+//! to a contract's code (EIP-7702), and random mixed blocks (with a
 //! publish in the middle) run the same in parallel as sequentially. Every block runs
 //! sequentially and in parallel (2 and 4 threads), and the outputs must be identical.
 
