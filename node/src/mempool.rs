@@ -89,6 +89,9 @@ pub struct PendingTransaction {
     pub transaction: DuetTransaction,
     /// When the node took it in (or, for one restored from disk, when the node started).
     pub received: Instant,
+    /// The accounts a set-code (EIP-7702) transaction's authorizations name (those whose
+    /// signatures recover), each once.
+    pub authorities: Vec<Address>,
 }
 
 /// Why the mempool refused a transaction (worded as Ethereum clients word it).
@@ -183,6 +186,8 @@ pub struct Mempool {
     /// The store's commit count when the last block committed was settled here (its
     /// transactions dropped).
     settled_at: u64,
+    /// How many waiting set-code transactions name each authority.
+    authorities: HashMap<Address, u32>,
 }
 
 impl Mempool {
@@ -201,6 +206,7 @@ impl Mempool {
             bytes: 0,
             byte_limit: MAX_POOL_BYTES,
             settled_at: 0,
+            authorities: HashMap::new(),
         }
     }
 
@@ -461,6 +467,9 @@ impl Mempool {
         }
         self.by_hash.insert(transaction.hash, (sender, nonce));
         self.bytes += transaction.raw.len();
+        for authority in &transaction.authorities {
+            *self.authorities.entry(*authority).or_default() += 1;
+        }
         if let Some(old) = self.change_sender(sender, |waiting| waiting.insert(nonce, transaction))
         {
             displaced.push(self.forget(&old));
@@ -613,7 +622,22 @@ impl Mempool {
     fn forget(&mut self, transaction: &PendingTransaction) -> B256 {
         self.by_hash.remove(&transaction.hash);
         self.bytes -= transaction.raw.len();
+        for authority in &transaction.authorities {
+            if let Some(count) = self.authorities.get_mut(authority) {
+                *count -= 1;
+                if *count == 0 {
+                    self.authorities.remove(authority);
+                }
+            }
+        }
         transaction.hash
+    }
+
+    /// Whether a waiting set-code transaction names `address` as an authority (it is about to
+    /// be delegated).
+    #[must_use]
+    pub fn is_authority(&self, address: Address) -> bool {
+        self.authorities.contains_key(&address)
     }
 }
 
@@ -623,9 +647,10 @@ mod tests {
 
     impl Mempool {
         /// Checks that the pool's indices agree with each other.
-        fn assert_consistent(&self) {
+        pub(crate) fn assert_consistent(&self) {
             let mut tails = BTreeSet::new();
             let mut hashes = 0;
+            let mut authorities: HashMap<Address, u32> = HashMap::new();
             for (sender, waiting) in &self.by_sender {
                 assert!(!waiting.is_empty(), "{sender} has an empty map");
                 let (_, last) = waiting.last_key_value().unwrap();
@@ -635,6 +660,9 @@ mod tests {
                     hashes += 1;
                 }
                 assert!(self.activity.contains_key(sender), "{sender} has no activity");
+                for authority in waiting.values().flat_map(|waiting| &waiting.authorities) {
+                    *authorities.entry(*authority).or_default() += 1;
+                }
             }
             assert_eq!(hashes, self.by_hash.len());
             let bytes: usize =
@@ -642,6 +670,7 @@ mod tests {
             assert_eq!(bytes, self.bytes);
             assert_eq!(tails, self.tails);
             assert_eq!(self.activity.len(), self.by_sender.len());
+            assert_eq!(authorities, self.authorities);
         }
     }
 
@@ -709,6 +738,7 @@ mod tests {
             kind: Kind::Evm,
             transaction: DuetTransaction::Evm(revm::context::TxEnv::default()),
             received: Instant::now(),
+            authorities: Vec::new(),
         }
     }
 
