@@ -430,6 +430,7 @@ fn move_calls_an_account_delegated_to_a_contract_and_a_delegated_account_sends_m
     // The delegated account, funded, sends a Move transaction: its delegation stays.
     chain.state.0.insert(StateKey::Balance(account), StateValue::Balance(ONE_ETH));
     chain.nonces.insert(account, 1);
+    let paid_before = chain.balance(user(8));
     let pay = chain.move_call(
         account,
         (FRAMEWORK, "eth"),
@@ -438,6 +439,10 @@ fn move_calls_an_account_delegated_to_a_contract_and_a_delegated_account_sends_m
     );
     let receipts = chain.run(&[pay]);
     assert_eq!(move_receipt(&receipts[0]).status, MoveStatus::Success);
+    assert_eq!(chain.balance(user(8)), paid_before + 5);
+    // The Probe's own storage was not written: the code ran on the account's.
+    let probes = U256::from_be_slice(&chain.read(probe, ProbeReader::seenCall {}.abi_encode()));
+    assert_eq!(probes, U256::ZERO);
     let header = chain.state.0.get(&StateKey::Account(account)).cloned();
     let delegation = revm::bytecode::Bytecode::new_eip7702(probe);
     assert_eq!(

@@ -125,6 +125,9 @@ pub enum SubmitError {
     /// A set-code transaction names an authority with more than one transaction waiting.
     #[error("authority already reserved")]
     AuthorityReserved,
+    /// The sender is delegated (EIP-7702), or about to be, and the transaction is not its next.
+    #[error("gapped-nonce tx from delegated accounts")]
+    DelegatedGapped,
     /// The nonce was already used.
     #[error("nonce too low: next nonce {expected}, tx nonce {got}")]
     NonceTooLow {
@@ -294,18 +297,29 @@ impl Funds {
     /// it in the same request: `earlier`), unless `pending` replaces it; and if it is a set-code
     /// transaction naming an authority with more than one transaction waiting (each of those
     /// could be made stale by the delegation).
+    ///
+    /// `earlier` is the sender's next nonce after its transactions earlier in the same request,
+    /// if any. Such a sender's transaction must also be its next (one above a gap would hold its
+    /// only place while the one below is refused).
     fn check_delegated(
         self,
         mempool: &Mempool,
         pending: &PendingTransaction,
-        earlier: bool,
+        earlier: Option<u64>,
     ) -> Result<(), SubmitError> {
-        let other = earlier
-            || mempool
-                .waiting(pending.sender)
-                .any(|waiting| waiting.nonce >= self.nonce && waiting.nonce != pending.nonce);
-        if (self.delegated || mempool.is_authority(pending.sender)) && other {
-            return Err(SubmitError::DelegatedInFlight);
+        if self.delegated || mempool.is_authority(pending.sender) {
+            let next = earlier.unwrap_or(self.nonce).max(self.nonce);
+            let replaces = |waiting: &PendingTransaction| waiting.nonce == pending.nonce;
+            let other = earlier.is_some_and(|next| pending.nonce >= next)
+                || mempool
+                    .waiting(pending.sender)
+                    .any(|waiting| waiting.nonce >= self.nonce && !replaces(waiting));
+            if other {
+                return Err(SubmitError::DelegatedInFlight);
+            }
+            if pending.nonce > mempool.pending_nonce(pending.sender, next) {
+                return Err(SubmitError::DelegatedGapped);
+            }
         }
         let reserved = |authority: &Address| {
             *authority != pending.sender && mempool.waiting(*authority).count() > 1
@@ -683,7 +697,7 @@ impl Chain {
             if !restored {
                 // With the transactions of its batch that came in before it.
                 check_overdraft(&mempool, &pending, funds)?;
-                funds.check_delegated(&mempool, &pending, false)?;
+                funds.check_delegated(&mempool, &pending, None)?;
             }
             // The gap rule again, against what the pool holds now: one of the batch's
             // transactions refused since its check (a concurrent request filled the pool,
@@ -781,7 +795,7 @@ impl Chain {
         } else {
             funds
         };
-        funds.check_delegated(&mempool, &pending, earlier.contains_key(&sender))?;
+        funds.check_delegated(&mempool, &pending, earlier.get(&sender).copied())?;
         let state_nonce = funds.nonce;
         let from = earlier.get(&sender).map_or(state_nonce, |&earlier| earlier.max(state_nonce));
         let admission = mempool.check(&pending, Arrival::Precheck { from })?;
@@ -1691,10 +1705,10 @@ pub enum StateUnavailable {
 }
 
 /// Which blocks' state a node keeps, in words: `kept` blocks before the head (`u64::MAX`: every
-/// block since it began recording their state).
+/// block whose history it still holds).
 fn kept_blocks(kept: u64) -> String {
     if kept == u64::MAX {
-        "every block since it began recording their state".to_owned()
+        "every block it still holds".to_owned()
     } else {
         format!("the last {kept} blocks before the head")
     }
@@ -2398,9 +2412,18 @@ pub(crate) mod tests {
         let answers = chain.submit_many(&[&batch[0], &batch[1]]);
         assert!(answers[0].is_ok(), "{answers:?}");
         assert!(answers[1].as_ref().unwrap_err().to_string().contains("in-flight"), "{answers:?}");
-        // Once a block includes it, the next one is taken.
+        // Once a block includes it, the next one is taken; in one request, its next and the
+        // one after: the second is refused by the request's first (not yet in the pool), and
+        // one above a gap is refused, whatever waits.
         chain.produce_block().unwrap();
-        chain.submit(&second).unwrap();
+        let third = transfer(&delegated, 3, 10_000_000_000);
+        let answers = chain.submit_many(&[&second, &third]);
+        assert!(answers[0].is_ok(), "{answers:?}");
+        assert!(answers[1].as_ref().unwrap_err().to_string().contains("in-flight"), "{answers:?}");
+        chain.produce_block().unwrap();
+        let refused = chain.submit(&transfer(&delegated, 4, 10_000_000_000)).unwrap_err();
+        assert_eq!(refused.to_string(), "gapped-nonce tx from delegated accounts");
+        chain.submit(&third).unwrap();
         // An account without code has no such limit.
         for nonce in 1..4 {
             chain.submit(&transfer(&sponsor, nonce, 10_000_000_000)).unwrap();

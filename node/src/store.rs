@@ -11,9 +11,9 @@
 //!
 //! The state of recent blocks: each commit also writes, in `history`, the value every key it
 //! changes had before the block (keyed by the key's commitment hash and the block's number), so
-//! that the state after any of the last [`STATE_HISTORY_BLOCKS`] blocks reads back
-//! ([`StateAt::back_to`]) as a geth full node serves its last 128; older entries are dropped as
-//! RocksDB compacts the family.
+//! that the state after any of the last [`STATE_HISTORY_BLOCKS`] blocks (or as many as the node
+//! is set to keep, all of them for an archive node) reads back ([`StateAt::back_to`]) as a geth
+//! full node serves its last 128; older entries are dropped as RocksDB compacts the family.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -376,13 +376,24 @@ impl Store {
             .unwrap_or_else(|| head.map_or(0, |head| head.saturating_sub(STATE_HISTORY_BLOCKS)));
         store.code_changed = store.number(META, CODE_CHANGED, "last code change")?;
         if let Some(head) = head {
+            // A shorter window than the last process kept lets compactions drop history from
+            // now on: the floor is on disk before they can, or a later process with a longer
+            // window would read back values that are gone.
+            let start = *store.readable_blocks(head).start();
+            if start > store.history_floor {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(store.family(META), HISTORY_FLOOR, start.to_be_bytes());
+                store.write_synced(batch)?;
+                store.history_floor = start;
+            }
             store.note_head(head);
         }
         Ok(store)
     }
 
     /// The blocks whose state can be read with the head at `head`: the last
-    /// [`STATE_HISTORY_BLOCKS`] before it (those with history), and the head.
+    /// [`history_blocks`](Self::history_blocks) before it (those with history; by default
+    /// [`STATE_HISTORY_BLOCKS`]), and the head.
     #[must_use]
     pub fn readable_blocks(&self, head: u64) -> std::ops::RangeInclusive<u64> {
         // The state after the block before the first with history is that block's old values.
@@ -1216,6 +1227,14 @@ mod tests {
         assert!(state.back_to(4).is_none(), "block 4's history may be gone");
         let ((), state) = store.state_at_head(|| ());
         assert_eq!(state.back_to(5).unwrap().get(&changed).unwrap(), expected[5].0);
+        // A process keeping fewer blocks lets compactions drop more from its start, committing
+        // nothing: the next one, keeping more again, still reads no further back than it.
+        drop(store);
+        let store = Store::open_keeping(directory.path(), 1).unwrap();
+        assert_eq!(store.readable_blocks(8), 7..=8);
+        drop(store);
+        let store = Store::open_keeping(directory.path(), 10).unwrap();
+        assert_eq!(store.readable_blocks(8), 7..=8, "the shorter window's start, kept on disk");
         // A database of an earlier version (no history recorded) keeps only the latest state
         // until blocks with history follow.
         store.db.delete_cf(store.family(META), HISTORY_SINCE).unwrap();
