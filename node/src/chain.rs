@@ -901,10 +901,10 @@ impl Chain {
         };
         let funds = self.funds(sender)?;
         funds.check(&pending)?;
-        // Last, as geth does it: a signature recovery (about 30 µs) for each authorization of
-        // a transaction that passed every other check.
-        let authorities = authorities(&pending.transaction);
-        Ok((PendingTransaction { authorities, ..pending }, funds))
+        // Last, as geth does it: a signature recovery for each authorization of a transaction
+        // that passed every other check. The block then runs the authorizations recovered.
+        let (transaction, authorities) = recover_authorizations(pending.transaction);
+        Ok((PendingTransaction { transaction, authorities, ..pending }, funds))
     }
 
     /// Puts back into the mempool the accepted transactions a previous run left on disk;
@@ -1925,26 +1925,27 @@ fn block_env(config: &ChainConfig, number: u64, timestamp: u64) -> BlockEnv {
     }
 }
 
-/// How the node words a transaction the EVM refuses before reading any state, as geth does.
-/// The accounts a set-code transaction's authorizations name, each once (those whose signatures
-/// do not recover are skipped, as a block skips them).
-fn authorities(transaction: &DuetTransaction) -> Vec<Address> {
-    let DuetTransaction::Evm(tx) = transaction else { return Vec::new() };
-    let mut authorities: Vec<Address> = tx
-        .authorization_list
-        .iter()
-        .filter_map(|authorization| match authorization {
-            revm::context_interface::either::Either::Left(signed) => {
-                signed.recover_authority().ok()
-            }
-            revm::context_interface::either::Either::Right(recovered) => recovered.authority(),
-        })
-        .collect();
+/// A set-code transaction with its authorizations recovered (so that no execution of it
+/// recovers them again), and the accounts they name, each once (an authorization whose
+/// signature does not recover names none; a block skips it).
+fn recover_authorizations(transaction: DuetTransaction) -> (DuetTransaction, Vec<Address>) {
+    use revm::context_interface::either::Either;
+    let DuetTransaction::Evm(mut tx) = transaction else { return (transaction, Vec::new()) };
+    let mut authorities = Vec::new();
+    for authorization in &mut tx.authorization_list {
+        if let Either::Left(signed) = authorization {
+            *authorization = Either::Right(signed.clone().into_recovered());
+        }
+        if let Either::Right(recovered) = authorization {
+            authorities.extend(recovered.authority());
+        }
+    }
     authorities.sort_unstable();
     authorities.dedup();
-    authorities
+    (DuetTransaction::Evm(tx), authorities)
 }
 
+/// How the node words a transaction the EVM refuses before reading any state, as geth does.
 fn refusal(invalid: InvalidTransaction) -> SubmitError {
     match invalid {
         InvalidTransaction::CallGasCostMoreThanGasLimit { .. } => SubmitError::IntrinsicGas,
@@ -2472,7 +2473,20 @@ pub(crate) mod tests {
         // With one waiting, it is taken; the authority, about to be delegated, may then have
         // only that one (or its replacement) waiting.
         chain.submit(&transfer(&authority, 0, fee)).unwrap();
-        chain.submit(&set_code(&sponsor, 0, &authority, 1)).unwrap();
+        let hash = chain.submit(&set_code(&sponsor, 0, &authority, 1)).unwrap();
+        // The pool holds its authorization recovered: no execution recovers it again.
+        let pool = chain.mempool.lock();
+        let Some(duet_evm::DuetTransaction::Evm(tx)) =
+            pool.get(&hash).map(|pending| &pending.transaction)
+        else {
+            panic!("the set-code transaction waits")
+        };
+        let recovered = tx.authorization_list[0]
+            .as_ref()
+            .right()
+            .map(alloy_eips::eip7702::RecoveredAuthorization::authority);
+        assert_eq!(recovered, Some(Some(authority.address())));
+        drop(pool);
         let second = transfer(&authority, 1, fee);
         let refused = chain.submit(&second).unwrap_err();
         assert_eq!(
