@@ -1707,10 +1707,10 @@ pub enum StateUnavailable {
 /// Which blocks' state a node keeps, in words: `kept` blocks before the head (`u64::MAX`: every
 /// block whose history it still holds).
 fn kept_blocks(kept: u64) -> String {
-    if kept == u64::MAX {
-        "every block it still holds".to_owned()
-    } else {
-        format!("the last {kept} blocks before the head")
+    match kept {
+        u64::MAX => "every block it still holds".to_owned(),
+        1 => "the last block before the head".to_owned(),
+        kept => format!("the last {kept} blocks before the head"),
     }
 }
 

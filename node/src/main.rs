@@ -421,10 +421,10 @@ fn print_banner(chain: &Chain, address: SocketAddr, datadir: &std::path::Path, b
 
 /// The state-history setting in words.
 fn kept_state(blocks: u64) -> String {
-    if blocks == u64::MAX {
-        "every block's (archive)".to_owned()
-    } else {
-        format!("the last {blocks} blocks'")
+    match blocks {
+        u64::MAX => "every block's (archive)".to_owned(),
+        1 => "the last block's".to_owned(),
+        blocks => format!("the last {blocks} blocks'"),
     }
 }
 

@@ -1150,7 +1150,8 @@ fn settings_come_from_a_toml_file_under_flags_and_a_bad_file_is_refused() {
     // Every key of the file is known (an unknown one is refused, below).
     std::fs::write(
         &config,
-        "chain_id = 4242\nblock_gas_limit = 50000000\nmempool_limit = 900\nmempool_lifetime = 60\n",
+        "chain_id = 4242\nblock_gas_limit = 50000000\nmempool_limit = 900\nmempool_lifetime = 60\n\
+         state_history = 1\n",
     )
     .unwrap();
     let node =
@@ -1158,6 +1159,12 @@ fn settings_come_from_a_toml_file_under_flags_and_a_bad_file_is_refused() {
     assert_eq!(node.cast(&["chain-id"]).unwrap(), "4242");
     let block = node.cast(&["block", "latest", "--field", "gasLimit"]).unwrap();
     assert_eq!(block, "50000000");
+    // One block of history: the state two blocks back is gone.
+    for _ in 0..2 {
+        node.cast(&["rpc", "evm_mine"]).unwrap();
+    }
+    let refused = node.cast(&["balance", FIRST, "--block", "0"]).unwrap_err();
+    assert!(refused.contains("keeps the state of the last block before the head"), "{refused}");
     drop(node);
 
     std::fs::write(&config, "chain_idd = 1\n").unwrap();
