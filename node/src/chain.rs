@@ -795,11 +795,15 @@ impl Chain {
         } else {
             funds
         };
-        funds.check_delegated(&mempool, &pending, earlier.get(&sender).copied())?;
         let state_nonce = funds.nonce;
         let from = earlier.get(&sender).map_or(state_nonce, |&earlier| earlier.max(state_nonce));
         let admission = mempool.check(&pending, Arrival::Precheck { from })?;
         check_overdraft(&mempool, &pending, funds)?;
+        // Last, as geth does it: a signature recovery for each authorization of a transaction
+        // that passed every other check (a refused one costs no more than any other). The block
+        // then runs the authorizations recovered.
+        let pending = with_authorizations_recovered(pending);
+        funds.check_delegated(&mempool, &pending, earlier.get(&sender).copied())?;
         mempool.begin_submission(&pending);
         if admission.next == Some(pending.nonce) {
             earlier.insert(sender, pending.nonce + 1);
@@ -901,10 +905,7 @@ impl Chain {
         };
         let funds = self.funds(sender)?;
         funds.check(&pending)?;
-        // Last, as geth does it: a signature recovery for each authorization of a transaction
-        // that passed every other check. The block then runs the authorizations recovered.
-        let (transaction, authorities) = recover_authorizations(pending.transaction);
-        Ok((PendingTransaction { transaction, authorities, ..pending }, funds))
+        Ok((pending, funds))
     }
 
     /// Puts back into the mempool the accepted transactions a previous run left on disk;
@@ -938,7 +939,7 @@ impl Chain {
         for (sender, envelope, raw) in records {
             let admitted = match self.check_signed(&raw, &envelope, sender) {
                 // A refusal deletes the record.
-                Ok((pending, _)) => self.admit(pending, true),
+                Ok((pending, _)) => self.admit(with_authorizations_recovered(pending), true),
                 Err(SubmitError::Store(error)) => return Err(error),
                 Err(error) => {
                     self.store.delete_pending(&[*envelope.tx_hash()])?;
@@ -1293,7 +1294,14 @@ impl Chain {
         // The senders' nonces now, read before the mempool is locked (the block's commit is
         // counted: no other block commits before this one is settled).
         let commits = self.store.commits();
-        let mut senders: Vec<Address> = candidates.iter().map(|pending| pending.sender).collect();
+        // The accounts set-code transactions named too: an authorization uses its account's
+        // nonce, which can leave a waiting transaction of that account stale.
+        let mut senders: Vec<Address> = candidates
+            .iter()
+            .flat_map(|pending| {
+                std::iter::once(pending.sender).chain(pending.authorities.iter().copied())
+            })
+            .collect();
         senders.sort_unstable();
         senders.dedup();
         let nonces: Vec<(Address, u64)> = senders
@@ -1925,6 +1933,13 @@ fn block_env(config: &ChainConfig, number: u64, timestamp: u64) -> BlockEnv {
     }
 }
 
+/// `pending` with its authorizations recovered and the accounts they name (see
+/// [`recover_authorizations`]).
+fn with_authorizations_recovered(pending: PendingTransaction) -> PendingTransaction {
+    let (transaction, authorities) = recover_authorizations(pending.transaction);
+    PendingTransaction { transaction, authorities, ..pending }
+}
+
 /// A set-code transaction with its authorizations recovered (so that no execution of it
 /// recovers them again), and the accounts they name, each once (an authorization whose
 /// signature does not recover names none; a block skips it).
@@ -2504,6 +2519,24 @@ pub(crate) mod tests {
         chain.mempool.lock().assert_consistent();
     }
 
+    #[test]
+    fn a_transaction_an_authorization_made_stale_leaves_the_pool_with_that_block() {
+        let directory = tempfile::tempdir().unwrap();
+        // One transaction a block: the authority's own transaction waits for the next one.
+        let config = ChainConfig { max_block_transactions: 1, ..ChainConfig::for_tests() };
+        let chain = open_chain(directory.path(), config);
+        let (sponsor, authority) = (dev_signer(1), dev_signer(2));
+        chain.submit(&set_code(&sponsor, 0, &authority, 0)).unwrap();
+        let stale = chain.submit(&transfer(&authority, 0, 10_000_000_000)).unwrap();
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions.len(), 1, "the set-code transaction alone");
+        // The authorization used the authority's nonce 0: its transaction with it is gone.
+        assert_eq!(chain.account(authority.address()).unwrap().0, 1);
+        assert!(chain.mempool.lock().get(&stale).is_none(), "the stale transaction waits");
+        assert_eq!(chain.pending_count(), 0);
+        chain.mempool.lock().assert_consistent();
+    }
+
     pub(crate) fn dev_signer(index: usize) -> alloy_signer_local::PrivateKeySigner {
         crate::genesis::DEV_KEYS[index].parse().unwrap()
     }
@@ -2872,7 +2905,7 @@ pub(crate) mod tests {
         let refused = chain.state_at(StateBlock::Number(1)).map(|_| ()).unwrap_err().to_string();
         assert_eq!(
             refused,
-            "state of block 1 is not available: this node keeps the state of the last 1 blocks \
+            "state of block 1 is not available: this node keeps the state of the last block \
              before the head, now blocks 2 to 3"
         );
         assert!(chain.state_at(StateBlock::Number(2)).is_ok());
