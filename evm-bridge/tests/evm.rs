@@ -16,7 +16,7 @@ use revm::context::TxEnv;
 use revm::database::{CacheDB, EmptyDB};
 use revm::primitives::TxKind;
 use revm::state::AccountInfo;
-use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
+use revm::{Context, MainBuilder, MainContext};
 use testkit::{
     artifact_bytecode, block_env, execute_every_way, plain_state, tx_env, user, Burner, Deployer,
     MemoryState, Pair, Probe, Spender, SpenderFactory, Token, CHAIN_ID, FEE_VAULT, ONE_ETH,
@@ -92,13 +92,7 @@ impl Chain {
         block: &[TxEnv],
     ) -> (Vec<TransactionResult<Receipt, EvmError>>, duet_block_stm::ExecutionStats) {
         let vm = self.vm();
-        let mut evm = Context::mainnet()
-            .with_db(&mut self.plain)
-            .with_block(vm.block.clone())
-            .with_cfg(vm.cfg.clone())
-            .build_mainnet();
-        let plain: Vec<_> = block.iter().map(|tx| evm.transact_commit(tx.clone())).collect();
-        drop(evm);
+        let plain: Vec<_> = block.iter().map(|tx| self.plain_transact(&vm, tx)).collect();
 
         let (sequential, two_thread_stats) = execute_every_way(&vm, block, &self.duet);
         for (index, (duet, plain)) in sequential.results.iter().zip(&plain).enumerate() {
@@ -119,6 +113,47 @@ impl Chain {
         assert_eq!(self.duet.0, plain_state(&self.plain), "state after block {}", self.number);
         self.number += 1;
         (sequential.results, two_thread_stats)
+    }
+}
+
+impl Chain {
+    /// Plain revm runs `tx` on its in-memory database and commits it as Ethereum does: an
+    /// account the transaction touched and left empty no longer exists (EIP-161; revm's
+    /// `CacheDB` would keep it, which EIP-7702's refund for an existing authority tells apart).
+    fn plain_transact(
+        &mut self,
+        vm: &EvmVm,
+        tx: &TxEnv,
+    ) -> Result<
+        revm::context::result::ExecutionResult,
+        revm::context::result::EVMError<std::convert::Infallible>,
+    > {
+        use revm::database::DatabaseCommit;
+        use revm::ExecuteEvm;
+        let mut evm = Context::mainnet()
+            .with_db(&mut self.plain)
+            .with_block(vm.block.clone())
+            .with_cfg(vm.cfg.clone())
+            .build_mainnet();
+        let outcome = evm.transact(tx.clone())?;
+        drop(evm);
+        let mut state = outcome.state;
+        let emptied: Vec<Address> = state
+            .iter()
+            .filter(|(_, account)| account.is_touched() && account.is_empty())
+            .map(|(address, _)| *address)
+            .collect();
+        for address in &emptied {
+            state.remove(address);
+        }
+        self.plain.commit(state);
+        for address in emptied {
+            self.plain
+                .cache
+                .accounts
+                .insert(address, revm::database::DbAccount::new_not_existing());
+        }
+        Ok(outcome.result)
     }
 }
 
@@ -517,6 +552,12 @@ enum Action {
     /// A contract reads the fee vault's balance (`BALANCE(COINBASE)`), which every transaction
     /// before it credited.
     ReadVault { from: u64 },
+    /// A user sponsors a set-code transaction: keyed account `keyed` authorizes (for account
+    /// nonce `nonce`, right or not) running the Probe's code (`target` 0), the token's (1), or
+    /// none (2, ending a delegation).
+    Delegate { from: u64, keyed: u8, target: u8, nonce: u64 },
+    /// A user calls a keyed account with the Probe's `record`: its delegated code, if any, runs.
+    CallKeyed { from: u64, keyed: u8, who: u64 },
 }
 
 fn action_strategy(users: u64) -> impl proptest::strategy::Strategy<Value = Action> {
@@ -526,14 +567,22 @@ fn action_strategy(users: u64) -> impl proptest::strategy::Strategy<Value = Acti
         4 => (0..users, 0..users, 0..=2_000u128).prop_map(|(from, to, amount)| Action::Transfer { from, to, amount }),
         1 => (0..users).prop_map(|from| Action::Gap { from }),
         1 => (0..users).prop_map(|from| Action::ReadVault { from }),
+        2 => (0..users, 0..3u8, 0..3u8, 0..3u64).prop_map(|(from, keyed, target, nonce)| Action::Delegate { from, keyed, target, nonce }),
+        2 => (0..users, 0..3u8, 0..users).prop_map(|(from, keyed, who)| Action::CallKeyed { from, keyed, who }),
     ]
+}
+
+/// Keyed account `index` of the random blocks: it signs authorizations.
+fn keyed(index: u8) -> alloy_signer_local::PrivateKeySigner {
+    alloy_signer_local::PrivateKeySigner::from_bytes(&B256::repeat_byte(0x50 + index)).unwrap()
 }
 
 proptest::proptest! {
     #![proptest_config(proptest::test_runner::Config { cases: 24, ..proptest::test_runner::Config::default() })]
 
-    /// Random mixes of ETH payments, token transfers (some reverting), overdrafts, nonce gaps and
-    /// reads of the fee vault's balance, with many transactions per sender: Duet sequential, Duet
+    /// Random mixes of ETH payments, token transfers (some reverting), overdrafts, nonce gaps,
+    /// reads of the fee vault's balance, and EIP-7702 delegations (some with a wrong nonce) of
+    /// accounts that others then call, with many transactions per sender: Duet sequential, Duet
     /// parallel and plain revm agree.
     #[test]
     fn random_mixed_blocks_match_plain_revm(actions in proptest::collection::vec(action_strategy(6), 1..120)) {
@@ -565,6 +614,15 @@ proptest::proptest! {
                 }
                 Action::ReadVault { from } => {
                     chain.call(user(from), probe, Probe::recordCoinbaseCall {}.abi_encode())
+                }
+                Action::Delegate { from, keyed: index, target, nonce } => {
+                    let code_of = [probe, token, Address::ZERO][usize::from(target)];
+                    let signed = authorization(&keyed(index), CHAIN_ID, code_of, nonce);
+                    set_code(chain.call(user(from), user(0), Vec::new()), vec![signed])
+                }
+                Action::CallKeyed { from, keyed: index, who } => {
+                    let record = Probe::recordCall { who: user(who) }.abi_encode();
+                    chain.call(user(from), keyed(index).address(), record)
                 }
             })
             .collect();
