@@ -47,6 +47,12 @@ alloy_sol_types::sol! {
     }
 }
 
+/// Keyed account `index` of the tests: it signs EIP-7702 authorizations.
+fn keyed(index: u64) -> alloy_signer_local::PrivateKeySigner {
+    let seed = duet_types::B256::repeat_byte(0x60 + index as u8);
+    alloy_signer_local::PrivateKeySigner::from_bytes(&seed).unwrap()
+}
+
 /// Where the example Move modules (`contracts/move`) are published.
 const EXAMPLES: Address = Address::repeat_byte(0xe5);
 
@@ -149,6 +155,40 @@ impl Chain {
             .abi_encode(),
         );
         self.deploy(owner, creation)
+    }
+
+    /// A set-code (EIP-7702) transaction from `from` calling `to` with `data`, carrying
+    /// `signer`'s authorization (for its account nonce `nonce`) to run `code_of`'s code.
+    fn set_code(
+        &mut self,
+        (from, to, data): (Address, Address, Vec<u8>),
+        signer: &alloy_signer_local::PrivateKeySigner,
+        code_of: Address,
+        nonce: u64,
+    ) -> DuetTransaction {
+        use alloy_signer::SignerSync;
+        let authorization = revm::context_interface::transaction::Authorization {
+            chain_id: U256::from(CHAIN_ID),
+            address: code_of,
+            nonce,
+        };
+        let signature = signer.sign_hash_sync(&authorization.signature_hash()).unwrap();
+        let DuetTransaction::Evm(mut tx) = self.call(from, to, data) else { unreachable!() };
+        tx.tx_type = 4;
+        tx.set_signed_authorization(vec![authorization.into_signed(signature)]);
+        DuetTransaction::Evm(tx)
+    }
+
+    /// Has user 0, who holds all of `token`, give 10 000 of it to each of the next `users` - 1.
+    fn hand_out(&mut self, token: Address, users: u64) {
+        let hand_out: Vec<_> = (1..users)
+            .map(|index| {
+                let data =
+                    Token::transferCall { to: user(index), value: U256::from(10_000) }.abi_encode();
+                self.call(user(0), token, data)
+            })
+            .collect();
+        self.run(&hand_out);
     }
 
     /// Executes a block sequentially and in parallel, checks they agree, applies it.
@@ -395,26 +435,14 @@ fn eth_moves_between_the_vms_within_a_transaction_and_within_a_block() {
 
 #[test]
 fn move_calls_an_account_delegated_to_a_contract_and_a_delegated_account_sends_move() {
-    use alloy_signer::SignerSync;
     let mut chain = Chain::new();
     let probe = chain.deploy(user(0), artifact_bytecode("Probe"));
     // An account delegates itself to the Probe's code (EIP-7702), sponsored by user 1, in a
     // block that also runs a Move call through it: Move's EVM call runs the delegated code on
     // the account's own storage.
-    let key = alloy_signer_local::PrivateKeySigner::from_bytes(&duet_types::B256::repeat_byte(7))
-        .unwrap();
+    let key = keyed(7);
     let account = key.address();
-    let authorization = revm::context_interface::transaction::Authorization {
-        chain_id: U256::from(CHAIN_ID),
-        address: probe,
-        nonce: 0,
-    };
-    let signature = key.sign_hash_sync(&authorization.signature_hash()).unwrap();
-    let DuetTransaction::Evm(mut set_code) = chain.call(user(1), user(2), Vec::new()) else {
-        unreachable!()
-    };
-    set_code.tx_type = 4;
-    set_code.set_signed_authorization(vec![authorization.into_signed(signature)]);
+    let set_code = chain.set_code((user(1), user(2), Vec::new()), &key, probe, 0);
     let record = Probe::recordCall { who: user(9) }.abi_encode();
     let through_move = chain.move_call(
         user(0),
@@ -422,7 +450,7 @@ fn move_calls_an_account_delegated_to_a_contract_and_a_delegated_account_sends_m
         "call",
         vec![address_arg(account), bcs(&0u128), bcs(&record)],
     );
-    let receipts = chain.run(&[DuetTransaction::Evm(set_code), through_move]);
+    let receipts = chain.run(&[set_code, through_move]);
     assert!(evm_receipt(&receipts[0]).is_success(), "{:?}", receipts[0]);
     assert_eq!(move_receipt(&receipts[1]).status, MoveStatus::Success);
     let seen = U256::from_be_slice(&chain.read(account, ProbeReader::seenCall {}.abi_encode()));
@@ -555,15 +583,7 @@ fn random_mixed_blocks_run_the_same_in_parallel_with_a_publish_in_the_middle() {
     let mut chain = Chain::new();
     let token = chain.deploy_token(user(0));
     let caller = chain.deploy(user(0), artifact_bytecode("MoveCaller"));
-    // Hand tokens to the first 8 accounts.
-    let hand_out: Vec<_> = (1..8)
-        .map(|index| {
-            let data =
-                Token::transferCall { to: user(index), value: U256::from(10_000) }.abi_encode();
-            chain.call(user(0), token, data)
-        })
-        .collect();
-    chain.run(&hand_out);
+    chain.hand_out(token, 8);
 
     let counter = Address::repeat_byte(0xc0);
     let modules: Vec<Vec<u8>> =
@@ -587,7 +607,33 @@ fn random_mixed_blocks_run_the_same_in_parallel_with_a_publish_in_the_middle() {
             }
             let from = user(random.below(8));
             let to = user(random.below(8));
-            let transaction = match random.below(6) {
+            // Three keyed accounts delegate (EIP-7702) to the Move-calling contract, the token,
+            // or nothing, and are called from both VMs.
+            let transaction = match random.below(9) {
+                6 => {
+                    let code_of = [caller, token, Address::ZERO][random.below(3) as usize];
+                    let signer = keyed(random.below(3));
+                    chain.set_code((from, to, Vec::new()), &signer, code_of, random.below(3))
+                }
+                7 => {
+                    let data = Token::transferCall { to, value: U256::from(1) }.abi_encode();
+                    let target = keyed(random.below(3)).address();
+                    chain.move_call(
+                        from,
+                        TOKEN_USER,
+                        "call",
+                        vec![address_arg(target), bcs(&0u128), bcs(&data)],
+                    )
+                }
+                8 => {
+                    let try_call = MoveCaller::tryCallMoveCall {
+                        module: FRAMEWORK,
+                        name: "eth".to_owned(),
+                        functionName: "transfer".to_owned(),
+                        arguments: vec![Bytes::from(to.to_vec()), Bytes::from(bcs(&1u128))],
+                    };
+                    chain.call(from, keyed(random.below(3)).address(), try_call.abi_encode())
+                }
                 0 => chain.move_call(
                     from,
                     (FRAMEWORK, "eth"),
@@ -633,6 +679,9 @@ fn random_mixed_blocks_run_the_same_in_parallel_with_a_publish_in_the_middle() {
     }
     // The shared counter module was called from Solidity after it was published.
     assert!(chain.state.resource(caller, &format!("{counter}::counter::Counter")).is_some());
+    // Authorizations with the right nonce were applied: keyed accounts moved on their nonces.
+    let moved = (0..3).filter(|index| chain.nonce(keyed(*index).address()) > 0).count();
+    assert!(moved > 0, "no authorization applied");
 }
 
 /// Random contracts ([`testkit::random_contracts`]), some moving their own ETH with Move's
