@@ -700,12 +700,21 @@ fn state_method(
         }
         "eth_getLogs" => logs(chain, head, params.first()),
         "duet_getProof" => proof(chain, params),
-        _ => Err(RpcError {
-            code: -32601,
-            message: format!("the method {method} does not exist/is not available"),
-            data: None,
-        }),
+        method => Err(unavailable(method)),
     }
+}
+
+/// The refusal of a method the node does not serve: an EIP-1186 proof (`eth_getProof`) walks
+/// Ethereum's Patricia trie, which Duet's state root is not of, so that one says what to use.
+fn unavailable(method: &str) -> RpcError {
+    let message = if method == "eth_getProof" {
+        "eth_getProof is not available: Duet's state root is a keccak256 sparse Merkle tree, not \
+         Ethereum's Patricia trie; duet_getProof proves a state key against it"
+            .to_owned()
+    } else {
+        format!("the method {method} does not exist/is not available")
+    };
+    RpcError { code: -32601, message, data: None }
 }
 
 /// `duet_getProof`: a state key's value with its Merkle proof against the head's state root. The

@@ -1240,6 +1240,9 @@ fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
     assert_eq!(in_solidity(&result, &proof, true, true), "false", "a tampered proof");
     assert_eq!(in_solidity(&result, &proof, false, false), "false", "present, not absent");
 
+    // EIP-1186's proof is of Ethereum's trie, which Duet's root is not: refused, pointing here.
+    let refused = error(&rpc(&node, "eth_getProof", &format!(r#"["{FIRST}",[],"latest"]"#)));
+    assert!(refused.contains("duet_getProof proves a state key"), "{refused}");
     // An absent key: an account that never held anything.
     let (result, proof) = node.prove_balance("0x0000000000000000000000000000000000000fab");
     assert!(result["value"].is_null());
