@@ -7,8 +7,9 @@
 //!
 //! The dev accounts are unlocked, as on anvil: `eth_accounts` lists them, and
 //! `eth_sendTransaction` fills in what a transaction from one of them leaves out (nonce, gas,
-//! fees), signs it with its key and submits it like a raw one (`cast send --unlocked`); they
-//! also sign messages (EIP-191) and typed data (EIP-712, `eth_signTypedData_v4`).
+//! fees), signs it with its key and submits it like a raw one (`cast send --unlocked`;
+//! `eth_signTransaction` returns it instead); they also sign messages (EIP-191) and typed data
+//! (EIP-712, `eth_signTypedData_v4`).
 //!
 //! The same port speaks WebSocket too (`ws`): every method, and `eth_subscribe` to new heads,
 //! logs and pending transactions. Any origin may call the node from a browser (CORS).
@@ -339,7 +340,7 @@ pub(crate) fn methods(request: &Value) -> impl Iterator<Item = Option<&str>> {
 }
 
 /// Whether `request` (or a request of a batch) runs calls: `eth_call`, `eth_estimateGas`, and
-/// `eth_sendTransaction` without a gas limit (it estimates one).
+/// `eth_sendTransaction` or `eth_signTransaction` without a gas limit (it estimates one).
 fn needs_call_turn(request: &Value) -> bool {
     let requests = match request {
         Value::Array(requests) => requests.as_slice(),
@@ -347,7 +348,7 @@ fn needs_call_turn(request: &Value) -> bool {
     };
     requests.iter().any(|request| match request.get("method").and_then(Value::as_str) {
         Some("eth_call" | "eth_estimateGas") => true,
-        Some("eth_sendTransaction") => request
+        Some("eth_sendTransaction" | "eth_signTransaction") => request
             .get("params")
             .and_then(|params| params.get(0)?.get("gas"))
             .is_none_or(Value::is_null),
@@ -575,6 +576,7 @@ fn dispatch(
             Ok(json!(rpc.unlocked.iter().map(PrivateKeySigner::address).collect::<Vec<_>>()))
         }
         "eth_sendTransaction" => send_transaction(rpc, params.first(), call_turn),
+        "eth_signTransaction" => sign_transaction(rpc, params.first(), call_turn),
         // A dev node's, as anvil has them: blocks now, from the pool.
         "evm_mine" => mine(rpc, params, false),
         "anvil_mine" => mine(rpc, params, true),
@@ -1225,13 +1227,37 @@ fn txpool_within(chain: &Chain, method: &str, budget: usize) -> Result<Value, Rp
     Ok(json!({ "pending": pending, "queued": queued }))
 }
 
-/// `eth_sendTransaction` from an unlocked account: an EIP-1559 transaction with what the
-/// request leaves out filled in (the pending nonce, the estimated gas, a max fee of twice the
-/// base fee plus the suggested tip), signed with the account's key and submitted.
+/// `eth_sendTransaction` from an unlocked account: the transaction [`sign_request`] signs,
+/// submitted.
 fn send_transaction(
     rpc: &Rpc,
     request: Option<&Value>,
     call_turn: Option<&Turn>,
+) -> Result<Value, RpcError> {
+    sign_request(rpc, request, call_turn, |raw| {
+        rpc.chain.submit(raw).map(|hash| json!(hash)).map_err(RpcError::server)
+    })
+}
+
+/// `eth_signTransaction` from an unlocked account, as anvil has it: the transaction
+/// [`sign_request`] signs, in its EIP-2718 encoding, not sent.
+fn sign_transaction(
+    rpc: &Rpc,
+    request: Option<&Value>,
+    call_turn: Option<&Turn>,
+) -> Result<Value, RpcError> {
+    sign_request(rpc, request, call_turn, |raw| Ok(json!(raw)))
+}
+
+/// An EIP-1559 transaction (EIP-7702 with an `authorizationList`) from an unlocked account,
+/// with what the request leaves out filled in (the pending nonce, the estimated gas, a max fee
+/// of twice the base fee plus the suggested tip), signed with the account's key and handed to
+/// `then`, while no other request of the kind takes a nonce.
+fn sign_request(
+    rpc: &Rpc,
+    request: Option<&Value>,
+    call_turn: Option<&Turn>,
+    then: impl FnOnce(&[u8]) -> Result<Value, RpcError>,
 ) -> Result<Value, RpcError> {
     let chain = &rpc.chain;
     let object = request
@@ -1304,7 +1330,7 @@ fn send_transaction(
         crate::client::sign(signer, unsigned)
     }
     .map_err(RpcError::server)?;
-    chain.submit(&raw).map(|hash| json!(hash)).map_err(RpcError::server)
+    then(&raw)
 }
 
 fn fee_history(chain: &Chain, head: &Block, params: &[Value]) -> Result<Value, RpcError> {
@@ -1962,6 +1988,38 @@ mod tests {
             "params": [{ "kind": "balance", "address": Address::repeat_byte(0xbe) }, "0x0"] });
         let answer = rpc.respond_in_turn(proof, ()).await;
         assert!(answer["error"]["message"].as_str().unwrap().contains("latest state"), "{answer}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_signed_for_an_unlocked_account_is_filled_in_and_not_sent() {
+        use alloy_consensus::Transaction;
+        use alloy_eips::eip2718::Decodable2718;
+        use serde_json::json;
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = std::sync::Arc::new(signing_rpc(directory.path(), 1 << 20, vec![dev_signer(0)]));
+        let to = Address::repeat_byte(0xbe);
+        let sign = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_signTransaction",
+            "params": [{ "from": dev_signer(0).address(), "to": to, "value": "0x5" }] });
+        let answer = rpc.respond_in_turn(sign, ()).await;
+        let raw: alloy_primitives::Bytes =
+            serde_json::from_value(answer["result"].clone()).unwrap_or_else(|_| panic!("{answer}"));
+        let envelope = alloy_consensus::TxEnvelope::decode_2718_exact(&raw).unwrap();
+        let signer = alloy_consensus::transaction::SignerRecoverable::recover_signer(&envelope);
+        assert_eq!(signer.unwrap(), dev_signer(0).address());
+        assert_eq!((envelope.to(), envelope.value()), (Some(to), alloy_primitives::U256::from(5)));
+        assert_eq!(envelope.nonce(), 0);
+        assert!(envelope.gas_limit() >= 21_000, "the gas is estimated");
+        assert_eq!(rpc.chain.pending_count(), 0, "signed, not sent");
+        // Sent as it is, it is the account's next transaction.
+        let send = json!({ "jsonrpc": "2.0", "id": 2, "method": "eth_sendRawTransaction",
+            "params": [raw] });
+        let answer = rpc.respond_in_turn(send, ()).await;
+        assert_eq!(answer["result"], json!(envelope.tx_hash()), "{answer}");
+        // An account without a key here is refused.
+        let other = json!({ "jsonrpc": "2.0", "id": 3, "method": "eth_signTransaction",
+            "params": [{ "from": dev_signer(5).address(), "to": to, "gas": "0x5208" }] });
+        let answer = rpc.respond_in_turn(other, ()).await;
+        assert!(answer["error"]["message"].as_str().unwrap().contains("no key"), "{answer}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
