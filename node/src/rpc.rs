@@ -1246,7 +1246,7 @@ fn sign_transaction(
     request: Option<&Value>,
     call_turn: Option<&Turn>,
 ) -> Result<Value, RpcError> {
-    sign_request(rpc, request, call_turn, |raw| Ok(json!(raw)))
+    sign_request(rpc, request, call_turn, |raw| Ok(json!(Bytes::copy_from_slice(raw))))
 }
 
 /// An EIP-1559 transaction (EIP-7702 with an `authorizationList`) from an unlocked account,
@@ -2001,8 +2001,9 @@ mod tests {
         let sign = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_signTransaction",
             "params": [{ "from": dev_signer(0).address(), "to": to, "value": "0x5" }] });
         let answer = rpc.respond_in_turn(sign, ()).await;
-        let raw: alloy_primitives::Bytes =
-            serde_json::from_value(answer["result"].clone()).unwrap_or_else(|_| panic!("{answer}"));
+        // Hex, as every client reads it.
+        let hex = answer["result"].as_str().unwrap_or_else(|| panic!("{answer}"));
+        let raw: alloy_primitives::Bytes = hex.parse().unwrap();
         let envelope = alloy_consensus::TxEnvelope::decode_2718_exact(&raw).unwrap();
         let signer = alloy_consensus::transaction::SignerRecoverable::recover_signer(&envelope);
         assert_eq!(signer.unwrap(), dev_signer(0).address());

@@ -1375,6 +1375,8 @@ fn ethers_works_against_the_dev_node() {
         "queried": 1,
         "revert": "ERC20InsufficientBalance",
         "nonce": 3,
+        "nodeSignedFrom": SECOND,
+        "nodeSignedNonce": 0,
     });
     for (field, value) in expected.as_object().unwrap() {
         assert_eq!(&seen[field], value, "{field}: {seen}");

@@ -6,7 +6,7 @@
 // Usage: node flow.mjs RPC_URL PRIVATE_KEY TOKEN_ARTIFACT_JSON
 
 import { readFileSync } from "node:fs";
-import { ContractFactory, JsonRpcProvider, Wallet, parseEther } from "ethers";
+import { ContractFactory, JsonRpcProvider, Transaction, Wallet, parseEther } from "ethers";
 
 const [url, key, artifactPath] = process.argv.slice(2);
 const artifact = JSON.parse(readFileSync(artifactPath, "utf8"));
@@ -86,5 +86,12 @@ try {
 }
 
 seen.nonce = await provider.getTransactionCount(wallet.address);
+
+// A dev account the node holds the key of (as anvil does): ethers' JsonRpcSigner has the node
+// sign a transaction (eth_signTransaction) without sending it.
+const nodeSigner = await provider.getSigner(1);
+const signed = await nodeSigner.signTransaction({ to: recipient, value: 1n });
+seen.nodeSignedFrom = Transaction.from(signed).from;
+seen.nodeSignedNonce = Transaction.from(signed).nonce;
 console.log(JSON.stringify(seen));
 provider.destroy();
