@@ -800,9 +800,21 @@ impl Chain {
         let admission = mempool.check(&pending, Arrival::Precheck { from })?;
         check_overdraft(&mempool, &pending, funds)?;
         // Last, as geth does it: a signature recovery for each authorization of a transaction
-        // that passed every other check (a refused one costs no more than any other). The block
-        // then runs the authorizations recovered.
-        let pending = with_authorizations_recovered(pending);
+        // that passed every other check (a refused one costs no more than any other), with the
+        // pool free meanwhile (hundreds of recoveries would hold up blocks and every other
+        // submission). The block then runs the authorizations recovered.
+        let has_authorizations = matches!(
+            &pending.transaction,
+            DuetTransaction::Evm(tx) if !tx.authorization_list.is_empty()
+        );
+        let pending = if has_authorizations {
+            drop(mempool);
+            let pending = with_authorizations_recovered(pending);
+            mempool = self.mempool.lock();
+            pending
+        } else {
+            pending
+        };
         funds.check_delegated(&mempool, &pending, earlier.get(&sender).copied())?;
         mempool.begin_submission(&pending);
         if admission.next == Some(pending.nonce) {

@@ -65,7 +65,9 @@ struct Rpc {
     filters: Filters<Filter>,
     unlocked: Vec<PrivateKeySigner>,
     /// Held by `eth_sendTransaction` from reading the pending nonce to submitting, so that two
-    /// at once from one account do not take the same nonce.
+    /// at once from one account do not take the same nonce (and by `eth_signTransaction` while
+    /// it signs, which submits nothing: two signed at once may take the same nonce, as on
+    /// anvil).
     sending: parking_lot::Mutex<()>,
     /// Held by the one `evm_mine` or `anvil_mine` being carried out: another is refused rather
     /// than hold a turn of answering while it waits.
