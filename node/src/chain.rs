@@ -2400,15 +2400,7 @@ pub(crate) mod tests {
             to: duet_types::MOVE_ENTRY_ADDRESS,
             ..alloy_consensus::TxEip7702::default()
         };
-        let authorization = alloy_eips::eip7702::Authorization {
-            chain_id: alloy_primitives::U256::ZERO,
-            address: Address::repeat_byte(0xbe),
-            nonce: 0,
-        };
-        let signature =
-            alloy_signer::SignerSync::sign_hash_sync(&signer, &authorization.signature_hash())
-                .unwrap();
-        for list in [Vec::new(), vec![authorization.into_signed(signature)]] {
+        for list in [Vec::new(), vec![authorization(&signer, 0)]] {
             to_move.authorization_list = list;
             let raw = crate::client::sign(&signer, to_move.clone()).unwrap();
             let refused = chain.submit(&raw).unwrap_err();
@@ -2458,29 +2450,47 @@ pub(crate) mod tests {
         }
     }
 
-    /// A set-code transaction from `sponsor` with `nonce`, carrying `authority`'s authorization
-    /// (for its nonce `authority_nonce`, any chain) to run 0xbebe…be's code.
+    /// Creation code returning BALANCE(0xbebe…be) (the test transfers' recipient) and NUMBER:
+    /// PUSH20 0xbe… BALANCE PUSH1 0 MSTORE NUMBER PUSH1 32 MSTORE PUSH1 64 PUSH1 0 RETURN.
+    pub(crate) fn balance_and_number_code() -> Vec<u8> {
+        let mut code = vec![0x73];
+        code.extend([0xbe; 20]);
+        code.extend(alloy_primitives::hex!("316000524360205260406000f3"));
+        code
+    }
+
+    /// `authority`'s EIP-7702 authorization, for any chain and its account nonce `nonce`, to
+    /// run 0xbebe…be's code.
+    pub(crate) fn authorization(
+        authority: &alloy_signer_local::PrivateKeySigner,
+        nonce: u64,
+    ) -> alloy_eips::eip7702::SignedAuthorization {
+        let authorization = alloy_eips::eip7702::Authorization {
+            chain_id: alloy_primitives::U256::ZERO,
+            address: Address::repeat_byte(0xbe),
+            nonce,
+        };
+        let signature =
+            alloy_signer::SignerSync::sign_hash_sync(authority, &authorization.signature_hash())
+                .unwrap();
+        authorization.into_signed(signature)
+    }
+
+    /// A set-code transaction from `sponsor` with `nonce`, carrying `authority`'s
+    /// [`authorization`] for its nonce `authority_nonce`.
     fn set_code(
         sponsor: &alloy_signer_local::PrivateKeySigner,
         nonce: u64,
         authority: &alloy_signer_local::PrivateKeySigner,
         authority_nonce: u64,
     ) -> alloy_primitives::Bytes {
-        let authorization = alloy_eips::eip7702::Authorization {
-            chain_id: alloy_primitives::U256::ZERO,
-            address: Address::repeat_byte(0xbe),
-            nonce: authority_nonce,
-        };
-        let signature =
-            alloy_signer::SignerSync::sign_hash_sync(authority, &authorization.signature_hash())
-                .unwrap();
         let unsigned = alloy_consensus::TxEip7702 {
             chain_id: ChainConfig::for_tests().chain_id,
             nonce,
             gas_limit: 100_000,
             max_fee_per_gas: 10_000_000_000,
             to: Address::repeat_byte(0xbe),
-            authorization_list: vec![authorization.into_signed(signature)],
+            authorization_list: vec![authorization(authority, authority_nonce)],
             ..alloy_consensus::TxEip7702::default()
         };
         crate::client::sign(sponsor, unsigned).unwrap()
@@ -2616,11 +2626,7 @@ pub(crate) mod tests {
     fn a_call_reads_one_block_even_while_the_next_one_commits() {
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
-        // Creation code returning BALANCE(0xbebe…be) (the test transfers' recipient) and NUMBER:
-        // PUSH20 0xbe… BALANCE PUSH1 0 MSTORE NUMBER PUSH1 32 MSTORE PUSH1 64 PUSH1 0 RETURN.
-        let mut code = vec![0x73];
-        code.extend([0xbe; 20]);
-        code.extend(alloy_primitives::hex!("316000524360205260406000f3"));
+        let code = balance_and_number_code();
         let tx = TxEnv {
             caller: dev_signer(0).address(),
             kind: alloy_primitives::TxKind::Create,
@@ -2825,10 +2831,7 @@ pub(crate) mod tests {
     fn a_pending_call_runs_after_the_callers_transactions_waiting_in_the_pool() {
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
-        // Creation code returning BALANCE(0xbebe…be) and NUMBER (see above).
-        let mut code = vec![0x73];
-        code.extend([0xbe; 20]);
-        code.extend(alloy_primitives::hex!("316000524360205260406000f3"));
+        let code = balance_and_number_code();
         let balance_from = |caller: Address, block| {
             let tx = TxEnv {
                 caller,

@@ -2027,19 +2027,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_sent_transaction_with_authorizations_is_a_set_code_one() {
-        use alloy_signer::SignerSync;
         use serde_json::json;
         let directory = tempfile::tempdir().unwrap();
         let rpc = std::sync::Arc::new(signing_rpc(directory.path(), 1 << 20, vec![dev_signer(0)]));
         // The second dev account delegates to 0xbebe…be; the first sends the authorization.
         let delegate = Address::repeat_byte(0xbe);
-        let authorization = alloy_eips::eip7702::Authorization {
-            chain_id: alloy_primitives::U256::ZERO,
-            address: delegate,
-            nonce: 0,
-        };
-        let signature = dev_signer(1).sign_hash_sync(&authorization.signature_hash()).unwrap();
-        let signed = authorization.into_signed(signature);
+        let signed = crate::chain::tests::authorization(&dev_signer(1), 0);
         let send = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction",
             "params": [{ "from": dev_signer(0).address(), "to": dev_signer(1).address(),
                 "gas": "0x186a0", "authorizationList": [signed] }] });
@@ -2074,10 +2067,7 @@ mod tests {
         // number or by hash, still sees one.
         chain.submit(&transfer(&dev_signer(0), 1, 10)).unwrap();
         let head = chain.produce_block().unwrap();
-        // Creation code returning BALANCE(recipient) and NUMBER (see the chain's tests).
-        let mut code = vec![0x73];
-        code.extend([0xbe; 20]);
-        code.extend(alloy_primitives::hex!("316000524360205260406000f3"));
+        let code = crate::chain::tests::balance_and_number_code();
         let call = json!({ "data": alloy_primitives::Bytes::from(code) });
         let word = |value: u64| format!("{value:064x}");
         let turn = chain.call_turn_blocking();

@@ -54,6 +54,15 @@ impl Node {
         Self::start_logging(datadir, extra, output, "info")
     }
 
+    /// [`start_with`](Self::start_with) on `directory/data`, its stdout and stderr written to
+    /// `directory/stdout` and `directory/stderr`: the node and those two paths.
+    fn start_recorded(directory: &Path, extra: &[&str]) -> (Self, PathBuf, PathBuf) {
+        let (stdout, stderr) = (directory.join("stdout"), directory.join("stderr"));
+        let file = |path: &Path| Stdio::from(std::fs::File::create(path).unwrap());
+        let output = (file(&stdout), file(&stderr));
+        (Self::start_with_output(&directory.join("data"), extra, output), stdout, stderr)
+    }
+
     /// [`start_with_output`](Self::start_with_output), logging what `filter` (`RUST_LOG`) lets
     /// through.
     fn start_logging(datadir: &Path, extra: &[&str], output: (Stdio, Stdio), filter: &str) -> Self {
@@ -233,13 +242,7 @@ fn temp_datadir(name: &str) -> tempfile::TempDir {
 #[test]
 fn the_start_up_message_goes_to_stdout_and_the_logs_to_stderr() {
     let directory = temp_datadir("output");
-    let (stdout, stderr) = (directory.path().join("stdout"), directory.path().join("stderr"));
-    let file = |path: &Path| Stdio::from(std::fs::File::create(path).unwrap());
-    let mut node = Node::start_with_output(
-        &directory.path().join("data"),
-        &[],
-        (file(&stdout), file(&stderr)),
-    );
+    let (mut node, stdout, stderr) = Node::start_recorded(directory.path(), &[]);
     // A clean stop logs "stopping" and "stopped".
     let pid = node.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -362,13 +365,7 @@ fn the_state_history_setting_bounds_the_blocks_queries_may_name() {
     assert!(refused.contains("keeps the state of the last 2 blocks before the head"), "{refused}");
     // 0: every block's, as an archive node keeps them (the start-up message says so).
     let directory = temp_datadir("archive");
-    let (stdout, stderr) = (directory.path().join("stdout"), directory.path().join("stderr"));
-    let file = |path: &Path| Stdio::from(std::fs::File::create(path).unwrap());
-    let node = Node::start_with_output(
-        &directory.path().join("data"),
-        &["--state-history", "0"],
-        (file(&stdout), file(&stderr)),
-    );
+    let (node, stdout, _) = Node::start_recorded(directory.path(), &["--state-history", "0"]);
     let before = pay_then_mine(&node);
     assert_eq!(node.cast(&["balance", recipient, "--block", &before]).unwrap(), "0");
     assert_eq!(node.cast(&["balance", recipient, "--block", "0"]).unwrap(), "0");
@@ -382,8 +379,8 @@ fn cast_sends_eip_7702_delegations_and_a_delegated_account_runs_the_code_and_sti
     let directory = temp_datadir("7702");
     let node = Node::start(directory.path());
     let burner = node.forge_create("src/Burner.sol:Burner", FIRST_KEY);
-    let (third_key, third) =
-        (duet_node::genesis::DEV_KEYS[2], "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC");
+    let (third, third_key) = duet_node::genesis::dev_accounts()[2];
+    let third = &third.to_string();
     let succeeded = |receipt: &str| assert!(receipt.contains("1 (success)"), "{receipt}");
     // Sponsored: the third dev account signs an authorization, the first sends it in a call to
     // the third, which runs the Burner's code on the third's storage.
