@@ -104,6 +104,34 @@ pub fn tx_env(
     }
 }
 
+/// `signer`'s EIP-7702 authorization to run `code_of`'s code, for `chain_id` (0: any) and its
+/// account nonce `nonce`.
+pub fn authorization(
+    signer: &alloy_signer_local::PrivateKeySigner,
+    chain_id: u64,
+    code_of: Address,
+    nonce: u64,
+) -> revm::context_interface::transaction::SignedAuthorization {
+    use alloy_signer::SignerSync;
+    let authorization = revm::context_interface::transaction::Authorization {
+        chain_id: U256::from(chain_id),
+        address: code_of,
+        nonce,
+    };
+    let signature = signer.sign_hash_sync(&authorization.signature_hash()).unwrap();
+    authorization.into_signed(signature)
+}
+
+/// A set-code (EIP-7702) transaction: `tx` with `authorizations`.
+pub fn set_code(
+    mut tx: TxEnv,
+    authorizations: Vec<revm::context_interface::transaction::SignedAuthorization>,
+) -> TxEnv {
+    tx.tx_type = 4;
+    tx.set_signed_authorization(authorizations);
+    tx
+}
+
 /// The creation bytecode of a contract compiled into `contracts/artifacts`.
 pub fn artifact_bytecode(name: &str) -> Vec<u8> {
     let path = format!("{}/contracts/artifacts/{name}.json", env!("CARGO_MANIFEST_DIR"));

@@ -18,8 +18,9 @@ use revm::primitives::TxKind;
 use revm::state::AccountInfo;
 use revm::{Context, MainBuilder, MainContext};
 use testkit::{
-    artifact_bytecode, block_env, execute_every_way, plain_state, tx_env, user, Burner, Deployer,
-    MemoryState, Pair, Probe, Spender, SpenderFactory, Token, CHAIN_ID, FEE_VAULT, ONE_ETH,
+    artifact_bytecode, authorization, block_env, execute_every_way, plain_state, set_code, tx_env,
+    user, Burner, Deployer, MemoryState, Pair, Probe, Spender, SpenderFactory, Token, CHAIN_ID,
+    FEE_VAULT, ONE_ETH,
 };
 
 /// One chain, kept twice: in Duet's key space, and in plain revm's in-memory database.
@@ -316,33 +317,6 @@ fn creations_self_destruction_reverts_and_out_of_gas_match_plain_revm() {
     // The child destroyed in its creating transaction is gone, code and all.
     let destroyed = deployer.create(3);
     assert!(!chain.duet.0.contains_key(&StateKey::Account(destroyed)));
-}
-
-/// `signer`'s EIP-7702 authorization to run `code_of`'s code, at its account nonce `nonce`.
-fn authorization(
-    signer: &alloy_signer_local::PrivateKeySigner,
-    chain_id: u64,
-    code_of: Address,
-    nonce: u64,
-) -> revm::context_interface::transaction::SignedAuthorization {
-    use alloy_signer::SignerSync;
-    let authorization = revm::context_interface::transaction::Authorization {
-        chain_id: U256::from(chain_id),
-        address: code_of,
-        nonce,
-    };
-    let signature = signer.sign_hash_sync(&authorization.signature_hash()).unwrap();
-    authorization.into_signed(signature)
-}
-
-/// A set-code (EIP-7702) transaction: `tx` with `authorizations`.
-fn set_code(
-    mut tx: TxEnv,
-    authorizations: Vec<revm::context_interface::transaction::SignedAuthorization>,
-) -> TxEnv {
-    tx.tx_type = 4;
-    tx.set_signed_authorization(authorizations);
-    tx
 }
 
 #[test]

@@ -166,17 +166,9 @@ impl Chain {
         code_of: Address,
         nonce: u64,
     ) -> DuetTransaction {
-        use alloy_signer::SignerSync;
-        let authorization = revm::context_interface::transaction::Authorization {
-            chain_id: U256::from(CHAIN_ID),
-            address: code_of,
-            nonce,
-        };
-        let signature = signer.sign_hash_sync(&authorization.signature_hash()).unwrap();
-        let DuetTransaction::Evm(mut tx) = self.call(from, to, data) else { unreachable!() };
-        tx.tx_type = 4;
-        tx.set_signed_authorization(vec![authorization.into_signed(signature)]);
-        DuetTransaction::Evm(tx)
+        let DuetTransaction::Evm(tx) = self.call(from, to, data) else { unreachable!() };
+        let authorization = testkit::authorization(signer, CHAIN_ID, code_of, nonce);
+        DuetTransaction::Evm(testkit::set_code(tx, vec![authorization]))
     }
 
     /// Has user 0, who holds all of `token`, give 10 000 of it to each of the next `users` - 1.

@@ -322,7 +322,7 @@ impl Funds {
             }
         }
         let reserved = |authority: &Address| {
-            *authority != pending.sender && mempool.waiting(*authority).count() > 1
+            *authority != pending.sender && mempool.waiting(*authority).nth(1).is_some()
         };
         if pending.authorities.iter().any(reserved) {
             return Err(SubmitError::AuthorityReserved);
@@ -330,11 +330,17 @@ impl Funds {
         Ok(())
     }
 
-    /// Refuses `pending` if its nonce is used or its sender cannot pay its cost.
-    fn check(self, pending: &PendingTransaction) -> Result<(), SubmitError> {
+    /// Refuses `pending` if its nonce is used.
+    fn check_nonce(self, pending: &PendingTransaction) -> Result<(), SubmitError> {
         if pending.nonce < self.nonce {
             return Err(SubmitError::NonceTooLow { expected: self.nonce, got: pending.nonce });
         }
+        Ok(())
+    }
+
+    /// Refuses `pending` if its nonce is used or its sender cannot pay its cost.
+    fn check(self, pending: &PendingTransaction) -> Result<(), SubmitError> {
+        self.check_nonce(pending)?;
         if self.balance < pending.cost {
             return Err(SubmitError::InsufficientFunds {
                 balance: self.balance,
@@ -690,10 +696,8 @@ impl Chain {
         // A block may have committed since the check: under the mempool lock, which the block's
         // clean-up also takes, the nonce read now is the one that counts.
         let inserted = self.funds(pending.sender).map_err(SubmitError::from).and_then(|funds| {
+            funds.check_nonce(&pending)?;
             let nonce = funds.nonce;
-            if pending.nonce < nonce {
-                return Err(SubmitError::NonceTooLow { expected: nonce, got: pending.nonce });
-            }
             if !restored {
                 // With the transactions of its batch that came in before it.
                 check_overdraft(&mempool, &pending, funds)?;
@@ -1665,6 +1669,8 @@ impl Chain {
         time: std::time::Duration,
     ) -> Result<u64, CallError> {
         let deadline = std::time::Instant::now() + time;
+        // Its authorizations recovered once, not in each of the search's executions.
+        recover_in_place(&mut tx);
         // One state for all its executions: the search is over one block.
         let at = self.call_state(block, tx.caller, overrides)?;
         // As geth: the search goes up to the block's gas limit, overridden or not.
@@ -1822,9 +1828,10 @@ struct OverrideLayer {
     values: BTreeMap<StateKey, Option<StateValue>>,
     /// Accounts whose slots not in `values` read as zero.
     replaced_storage: std::collections::BTreeSet<Address>,
-    /// What a slot of such an account reads as.
-    absent: Option<StateValue>,
 }
+
+/// What a slot of an account whose storage an override replaced reads as.
+static ABSENT: Option<StateValue> = None;
 
 impl OverrideLayer {
     /// `overrides` as entries, with the accounts' other fields read from `state`.
@@ -1832,11 +1839,8 @@ impl OverrideLayer {
         overrides: &CallOverrides,
         state: &impl duet_block_stm::Storage<Key = StateKey, Value = StateValue>,
     ) -> Result<Self, CallError> {
-        let mut layer = Self {
-            values: BTreeMap::new(),
-            replaced_storage: std::collections::BTreeSet::new(),
-            absent: None,
-        };
+        let mut layer =
+            Self { values: BTreeMap::new(), replaced_storage: std::collections::BTreeSet::new() };
         for account in &overrides.accounts {
             let address = account.address;
             if let Some(balance) = account.balance {
@@ -1846,10 +1850,7 @@ impl OverrideLayer {
                 let stored = state
                     .get(&StateKey::Account(address))
                     .map_err(|error| CallError::Invalid(error.to_string()))?;
-                let (nonce, code_hash) = match stored {
-                    Some(StateValue::Account { nonce, code_hash }) => (nonce, code_hash),
-                    _ => (0, KECCAK256_EMPTY),
-                };
+                let (nonce, code_hash) = crate::store::header_of(stored.as_ref());
                 let code_hash = match &account.code {
                     None => code_hash,
                     Some(code) if code.is_empty() => KECCAK256_EMPTY,
@@ -1884,7 +1885,7 @@ impl duet_block_stm::Overlay<StateKey, StateValue> for OverrideLayer {
         }
         match key {
             StateKey::Storage { address, .. } if self.replaced_storage.contains(address) => {
-                Some(&self.absent)
+                Some(&ABSENT)
             }
             _ => None,
         }
@@ -1956,8 +1957,14 @@ fn with_authorizations_recovered(pending: PendingTransaction) -> PendingTransact
 /// recovers them again), and the accounts they name, each once (an authorization whose
 /// signature does not recover names none; a block skips it).
 fn recover_authorizations(transaction: DuetTransaction) -> (DuetTransaction, Vec<Address>) {
-    use revm::context_interface::either::Either;
     let DuetTransaction::Evm(mut tx) = transaction else { return (transaction, Vec::new()) };
+    let authorities = recover_in_place(&mut tx);
+    (DuetTransaction::Evm(tx), authorities)
+}
+
+/// Recovers `tx`'s signed authorizations in place; returns the accounts they name, each once.
+fn recover_in_place(tx: &mut TxEnv) -> Vec<Address> {
+    use revm::context_interface::either::Either;
     let mut authorities = Vec::new();
     for authorization in &mut tx.authorization_list {
         if let Either::Left(signed) = authorization {
@@ -1969,7 +1976,7 @@ fn recover_authorizations(transaction: DuetTransaction) -> (DuetTransaction, Vec
     }
     authorities.sort_unstable();
     authorities.dedup();
-    (DuetTransaction::Evm(tx), authorities)
+    authorities
 }
 
 /// How the node words a transaction the EVM refuses before reading any state, as geth does.

@@ -55,11 +55,24 @@ const WRITE_BUFFER_BYTES: usize = 16 << 20;
 const FAMILIES: [&str; 8] =
     [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META, PENDING, MERKLE, HISTORY];
 
+/// The nonce and code hash an account header `value` holds (none: nonce 0, no code).
+pub(crate) fn header_of(value: Option<&StateValue>) -> (u64, B256) {
+    match value {
+        Some(&StateValue::Account { nonce, code_hash }) => (nonce, code_hash),
+        _ => (0, KECCAK256_EMPTY),
+    }
+}
+
 /// A `history` entry's key: the state key's commitment hash, then the block's number
 /// (big-endian), so that a key's entries lie together in block order.
 fn history_key(key: &StateKey, block: u64) -> [u8; 40] {
+    history_key_of(key.commitment_key(), block)
+}
+
+/// [`history_key`] of the key whose commitment hash is `commitment`.
+fn history_key_of(commitment: B256, block: u64) -> [u8; 40] {
     let mut out = [0; 40];
-    out[..32].copy_from_slice(key.commitment_key().as_slice());
+    out[..32].copy_from_slice(commitment.as_slice());
     out[32..].copy_from_slice(&block.to_be_bytes());
     out
 }
@@ -703,10 +716,14 @@ impl Store {
         for ((key, value), before) in commit.state.iter().zip(previous) {
             // The value before the block (empty: absent), for reads of the blocks before it.
             let before = before.as_ref().map_or_else(Vec::new, StateValue::encode);
-            batch.put_cf(history, history_key(key, commit.block.number), before);
+            // Encoded once, for the state and (hashed) for the history.
+            let encoded = key.encode();
+            let history_key =
+                history_key_of(alloy_primitives::keccak256(&encoded), commit.block.number);
+            batch.put_cf(history, history_key, before);
             match value {
-                Some(value) => batch.put_cf(state, key.encode(), value.encode()),
-                None => batch.delete_cf(state, key.encode()),
+                Some(value) => batch.put_cf(state, &encoded, value.encode()),
+                None => batch.delete_cf(state, &encoded),
             }
         }
         let number = commit.block.number.to_be_bytes();
@@ -757,10 +774,7 @@ pub trait ReadState {
     /// # Errors
     /// The database failed or is corrupt.
     fn account(&self, address: Address) -> Result<(u64, B256), StoreError> {
-        Ok(match self.value(&StateKey::Account(address))? {
-            Some(StateValue::Account { nonce, code_hash }) => (nonce, code_hash),
-            _ => (0, KECCAK256_EMPTY),
-        })
+        Ok(header_of(self.value(&StateKey::Account(address))?.as_ref()))
     }
 
     /// The code of `address`.
