@@ -2299,6 +2299,8 @@ pub(crate) mod tests {
             nonce,
             gas_limit,
             max_fee_per_gas: max_fee,
+            // All of it may be tip, so that a higher max fee outbids in both (a replacement must).
+            max_priority_fee_per_gas: max_fee,
             to: alloy_primitives::TxKind::Call(Address::repeat_byte(0xbe)),
             value,
             ..alloy_consensus::TxEip1559::default()

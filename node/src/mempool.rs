@@ -2,8 +2,10 @@
 //!
 //! The chain checks a transaction against the state before it gets here (signature, chain id,
 //! nonce, funds, size); the mempool keeps each sender's transactions by nonce, replaces one only
-//! for a fee at least 10 % higher, and hands the block builder each sender's run of consecutive
-//! nonces, senders in order of arrival.
+//! for a max fee and a tip each higher, by at least 10 % (geth's rule), and hands the block
+//! builder each sender's run of consecutive nonces, senders in order of arrival. A transaction
+//! the block being built has taken is not replaced ("nonce too low: … already in the block being
+//! built"): the block would include it, and the replacement, acknowledged, would never be.
 //!
 //! A full pool makes room for a transaction that pays more than the cheapest one it could drop,
 //! as Ethereum pools do: it evicts, among the other senders' last transactions (their highest
@@ -55,6 +57,16 @@ fn bumped(max_fee: u128) -> u128 {
     max_fee.saturating_add(max_fee / 10)
 }
 
+/// Whether `new` may replace `old` (the same sender and nonce), as geth's pool decides: both
+/// its max fee and its tip higher, and each by at least 10 % (a higher max fee with a lower
+/// tip would pay less; a tip of 0 must still rise).
+fn outbids(new: &PendingTransaction, old: &PendingTransaction) -> bool {
+    new.max_fee > old.max_fee
+        && new.tip > old.tip
+        && new.max_fee >= bumped(old.max_fee)
+        && new.tip >= bumped(old.tip)
+}
+
 /// One part in this many of the pool is kept for transactions a block could take.
 const KEPT_FOR_NEXT_NONCES: usize = 4;
 
@@ -103,6 +115,13 @@ pub enum MempoolError {
     /// A transaction with the same nonce is waiting, and this one does not pay 10 % more.
     #[error("replacement transaction underpriced")]
     ReplacementUnderpriced,
+    /// The transaction with the same nonce is in the block being built: a replacement could
+    /// never be included.
+    #[error("nonce too low: a transaction with nonce {nonce} is already in the block being built")]
+    NonceInBlock {
+        /// The nonce.
+        nonce: u64,
+    },
     /// The mempool is full, and holds nothing it may evict that pays less than this one.
     #[error("txpool is full")]
     Full,
@@ -173,8 +192,10 @@ pub struct Mempool {
     /// Each sender with waiting transactions: when its first one arrived (a counter), and when
     /// its last one did.
     activity: HashMap<Address, Activity>,
-    /// The senders of the block being built: not evicted from until it is committed.
-    building: std::collections::HashSet<Address>,
+    /// The senders of the block being built, each with the nonce after the last of its
+    /// transactions the block took: not evicted from, and those transactions not replaced,
+    /// until it is committed.
+    building: HashMap<Address, u64>,
     next_arrival: u64,
     /// Each sender's last (highest-nonce) transaction, by its maximum fee: what a full pool
     /// evicts, cheapest first.
@@ -199,7 +220,7 @@ impl Mempool {
             by_hash: HashMap::new(),
             in_flight: HashMap::new(),
             activity: HashMap::new(),
-            building: std::collections::HashSet::new(),
+            building: HashMap::new(),
             next_arrival: 0,
             tails: BTreeSet::new(),
             limit,
@@ -294,12 +315,15 @@ impl Mempool {
             .get(&transaction.sender)
             .and_then(|waiting| waiting.get(&transaction.nonce));
         match existing {
-            // Both the fee and the tip 10 % higher, as geth asks: a higher max fee with a lower
-            // tip would pay less.
-            Some(existing)
-                if transaction.max_fee < bumped(existing.max_fee)
-                    || transaction.tip < bumped(existing.tip) =>
+            Some(_)
+                if self
+                    .building
+                    .get(&transaction.sender)
+                    .is_some_and(|after| transaction.nonce < *after) =>
             {
+                Err(MempoolError::NonceInBlock { nonce: transaction.nonce })
+            }
+            Some(existing) if !outbids(transaction, existing) => {
                 Err(MempoolError::ReplacementUnderpriced)
             }
             // A replacement's nonce is within the gap: the one it replaces was. Its bytes count
@@ -406,7 +430,7 @@ impl Mempool {
             .take(EVICTION_CANDIDATES)
             .find(|(max_fee, sender)| {
                 *sender != transaction.sender
-                    && !self.building.contains(sender)
+                    && !self.building.contains_key(sender)
                     && transaction.max_fee >= bumped(*max_fee)
                     && self.last(*sender).is_some_and(|last| transaction.paid >= bumped(last.paid))
             })
@@ -509,7 +533,10 @@ impl Mempool {
         most_each: u64,
     ) -> Vec<PendingTransaction> {
         let more = self.select(nonce_of, max, gas, most_each);
-        self.building.extend(more.iter().map(|transaction| transaction.sender));
+        for transaction in &more {
+            let after = self.building.entry(transaction.sender).or_default();
+            *after = (*after).max(transaction.nonce + 1);
+        }
         more
     }
 
@@ -776,6 +803,42 @@ mod tests {
         // A replacement does not need room.
         assert!(pool.insert(pending(2, 0, 200), new(0)).is_ok());
         assert_eq!(pool.len(), 3);
+        // A tip of 0 must rise too (10 % of 0 is 0: geth asks for more than before).
+        let free = |max_fee| PendingTransaction { tip: 0, paid: 1, ..pending(4, 0, max_fee) };
+        let mut pool = Mempool::new(3);
+        pool.insert(free(100), new(0)).unwrap();
+        assert_eq!(pool.insert(free(200), new(0)), Err(MempoolError::ReplacementUnderpriced));
+        let replacement = PendingTransaction { tip: 1, ..free(200) };
+        assert_eq!(pool.insert(replacement, new(0)), Ok(vec![free(100).hash]));
+        pool.assert_consistent();
+    }
+
+    #[test]
+    fn a_transaction_the_block_being_built_took_cannot_be_replaced_until_the_block_is_done() {
+        let mut pool = Mempool::new(10);
+        for nonce in 0..3 {
+            pool.insert(pending(1, nonce, 100), new(0)).unwrap();
+        }
+        // The block takes nonces 0 and 1 (its gas holds two).
+        assert_eq!(pool.executable(|_| 0, 10, 42_000).len(), 2);
+        for nonce in 0..2 {
+            assert_eq!(
+                pool.insert(pending(1, nonce, 200), new(0)),
+                Err(MempoolError::NonceInBlock { nonce })
+            );
+        }
+        // Nonce 2 was not taken: it can be replaced.
+        assert_eq!(pool.insert(pending(1, 2, 200), new(0)), Ok(vec![pending(1, 2, 100).hash]));
+        // The block's next round takes nonce 2 as well.
+        assert_eq!(pool.executable_more(|_| 2, 10, 21_000, 21_000).len(), 1);
+        assert_eq!(
+            pool.insert(pending(1, 2, 300), new(0)),
+            Err(MempoolError::NonceInBlock { nonce: 2 })
+        );
+        // Once it is done (here: given up, the transactions still waiting), they can be again.
+        pool.block_done(1);
+        assert_eq!(pool.insert(pending(1, 0, 200), new(0)), Ok(vec![pending(1, 0, 100).hash]));
+        pool.assert_consistent();
     }
 
     #[test]

@@ -36,6 +36,9 @@ use serde_json::{json, Value};
 
 mod ws;
 
+#[cfg(test)]
+mod adversarial;
+
 use crate::block::{Block, TransactionRecord};
 use crate::chain::{AccountOverride, BlockOverrides, CallError, CallOverrides, Chain, StateBlock};
 use crate::filters::{Filters, FILTER_LIFETIME};
@@ -1901,7 +1904,7 @@ mod tests {
     }
 
     /// [`test_rpc`], signing for `unlocked`.
-    fn signing_rpc(
+    pub(super) fn signing_rpc(
         directory: &std::path::Path,
         received: usize,
         unlocked: Vec<alloy_signer_local::PrivateKeySigner>,
