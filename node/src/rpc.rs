@@ -1,8 +1,9 @@
 //! Ethereum JSON-RPC over HTTP and WebSocket: what cast, forge, viem and ethers call.
 //!
 //! One `POST /` endpoint takes a request or a batch. Numbers are `0x` hex, as in Ethereum.
-//! State is kept for the latest block only: a state query for an older block number fails with
-//! a clear error ("latest", "pending", "safe", "finalized" and the head's number are answered).
+//! State queries and calls name a block as Ethereum clients do (a number, a hash, "latest",
+//! "pending", "safe", "finalized", "earliest"); the node keeps the state of its last blocks
+//! (`--state-history`, 128 by default), and a block before them fails with a clear error.
 //! Move transactions carry two more receipt fields, `moveStatus` and `moveEvents`.
 //!
 //! The dev accounts are unlocked, as on anvil: `eth_accounts` lists them, and
@@ -1110,15 +1111,68 @@ fn sign_message(
 /// or its JSON text, as viem and ethers send it) by the unlocked account at `params[0]`. The
 /// domain separator hashes the domain's fields in EIP-712's order (name, version, chainId,
 /// verifyingContract, salt), the order viem and ethers declare them in.
+///
+/// Its types are bounded before they are resolved ([`typed_data_fits`]): resolving builds each
+/// struct type again wherever it is named, which a few kilobytes of types could make 2^40 times.
 fn sign_typed_data(rpc: &Rpc, params: &[Value]) -> Result<Value, RpcError> {
+    let signer = unlocked(rpc, address_param(params, 0)?)?;
     let typed: alloy_dyn_abi::eip712::TypedData = parse(params, 1, "typed data")?;
+    typed_data_fits(&alloy_dyn_abi::Eip712Types::from(&typed.resolver))
+        .map_err(|error| RpcError::invalid_params(format!("invalid typed data: {error}")))?;
     let hash = typed
         .eip712_signing_hash()
         .map_err(|error| RpcError::invalid_params(format!("invalid typed data: {error}")))?;
-    let signer = unlocked(rpc, address_param(params, 0)?)?;
     let signature =
         alloy_signer::SignerSync::sign_hash_sync(signer, &hash).map_err(RpcError::server)?;
     Ok(json!(Bytes::from(signature.as_bytes().to_vec())))
+}
+
+/// The most struct types typed data may define (Permit2's and Seaport's define a handful).
+const MAX_TYPED_DATA_TYPES: usize = 64;
+
+/// The most types (structs, their fields' types, theirs…) one struct type of typed data may
+/// unfold into, and the most levels of structs within structs.
+const MAX_TYPED_DATA_NODES: usize = 4_096;
+const MAX_TYPED_DATA_DEPTH: usize = 32;
+
+/// Whether typed data's `types` are within [`MAX_TYPED_DATA_TYPES`], and each unfolds into at
+/// most [`MAX_TYPED_DATA_NODES`] types over at most [`MAX_TYPED_DATA_DEPTH`] levels (a type
+/// that contains itself never ends, and is refused here too). Each type is counted once.
+fn typed_data_fits(types: &alloy_dyn_abi::Eip712Types) -> Result<(), String> {
+    fn unfolded<'a>(
+        types: &'a alloy_dyn_abi::Eip712Types,
+        name: &'a str,
+        depth: usize,
+        counted: &mut std::collections::HashMap<&'a str, usize>,
+    ) -> Result<usize, String> {
+        if let Some(&count) = counted.get(name) {
+            return Ok(count);
+        }
+        // Not a struct: an atomic or dynamic type, one node.
+        let Some(fields) = types.get(name) else { return Ok(1) };
+        if depth == MAX_TYPED_DATA_DEPTH {
+            return Err(format!(
+                "its types nest more than {MAX_TYPED_DATA_DEPTH} levels deep or contain themselves"
+            ));
+        }
+        let mut count = 1_usize;
+        for field in fields {
+            count += unfolded(types, field.root_type_name(), depth + 1, counted)?;
+            if count > MAX_TYPED_DATA_NODES {
+                return Err(format!("{name} unfolds into more than {MAX_TYPED_DATA_NODES} types"));
+            }
+        }
+        counted.insert(name, count);
+        Ok(count)
+    }
+    if types.len() > MAX_TYPED_DATA_TYPES {
+        return Err(format!("{} types, at most {MAX_TYPED_DATA_TYPES}", types.len()));
+    }
+    let mut counted = std::collections::HashMap::new();
+    for name in types.keys() {
+        unfolded(types, name, 0, &mut counted)?;
+    }
+    Ok(())
 }
 
 /// The most blocks one `anvil_mine` makes.
@@ -2283,6 +2337,50 @@ mod tests {
         assert_eq!(refused["error"]["code"], -32602, "{refused}");
         let refused = ask("eth_signTypedData_v4", serde_json::json!([cow_address, "{"]));
         assert_eq!(refused["error"]["code"], -32602, "{refused}");
+
+        // Types that would unfold 2^21 times (each naming the next twice), a chain longer than
+        // the depth, one containing itself, and more types than the bound: refused at once.
+        let mut itself = serde_json::Map::new();
+        itself.insert("T0".into(), serde_json::json!([{"name": "again", "type": "T0[]"}]));
+        let itself = serde_json::json!({"types": itself, "primaryType": "T0", "message": {}});
+        for (data, error) in [
+            (typed_chain(20, 2, false), "T9 unfolds into more than 4096 types"),
+            (typed_chain(40, 1, false), "nest more than 32 levels deep or contain themselves"),
+            (itself, "nest more than 32 levels deep or contain themselves"),
+            (typed_chain(64, 1, false), "65 types, at most 64"),
+        ] {
+            let started = std::time::Instant::now();
+            let refused = ask("eth_signTypedData_v4", serde_json::json!([cow_address, data]));
+            let message = refused["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(error), "{refused}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(1), "{error}");
+        }
+        // Within the bounds: 3071 types unfolded from 11 levels of two fields each, signed.
+        let within = typed_chain(10, 2, true);
+        let signed = ask("eth_signTypedData_v4", serde_json::json!([cow_address, within]));
+        assert!(signed["result"].is_string(), "{signed}");
+    }
+
+    /// Typed data whose struct types `T0` … `T{length - 1}` each have `fields` fields of the
+    /// next type, and `T{length}` one `uint256`; with a message that fills them if `filled`
+    /// (else an empty one).
+    fn typed_chain(length: usize, fields: usize, filled: bool) -> serde_json::Value {
+        let field = |at: usize, field: usize| serde_json::json!({"name": format!("f{field}"), "type": format!("T{}", at + 1)});
+        let mut types: serde_json::Map<String, serde_json::Value> = (0..length)
+            .map(|at| (format!("T{at}"), (0..fields).map(|index| field(at, index)).collect()))
+            .collect();
+        types.insert(format!("T{length}"), serde_json::json!([{"name": "v", "type": "uint256"}]));
+        let fill = |inner: serde_json::Value| {
+            (0..fields).map(|index| (format!("f{index}"), inner.clone())).collect()
+        };
+        let message = if filled {
+            (0..length).fold(serde_json::json!({"v": 1}), |inner, _| {
+                serde_json::Value::Object(fill(inner))
+            })
+        } else {
+            serde_json::json!({})
+        };
+        serde_json::json!({"types": types, "primaryType": "T0", "message": message})
     }
 
     #[test]
