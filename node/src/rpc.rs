@@ -82,6 +82,9 @@ struct Rpc {
     /// bounded (a block's receipts, 20 000 logs, the pool, 25 MB per batch), and this bounds how
     /// many are built at once; more wait their turn.
     answering: Arc<tokio::sync::Semaphore>,
+    /// A permit per WebSocket connection building and sending its subscriptions'
+    /// notifications ([`ws::MAX_NOTIFYING`]).
+    notifying: Arc<tokio::sync::Semaphore>,
     /// A permit per byte of the request bodies being read, parsed, waiting or answered, and of
     /// the WebSocket messages being answered.
     received: Arc<tokio::sync::Semaphore>,
@@ -118,6 +121,7 @@ impl Rpc {
             mining: parking_lot::Mutex::new(()),
             connections: Arc::new(tokio::sync::Semaphore::new(ws::MAX_CONNECTIONS)),
             answering: Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERING)),
+            notifying: Arc::new(tokio::sync::Semaphore::new(ws::MAX_NOTIFYING)),
             received,
             ping_every,
         }

@@ -28,7 +28,10 @@
 //! timeout (`--http-idle-timeout`, 30 s by default) and closed (code 1001) when nothing, not
 //! even a pong, came from it for twice that, and a connection whose notifications
 //! of one block (or of one look's accepted transactions) pass [`MAX_NOTIFICATION_BYTES`] is
-//! closed (code 1009, with the reason).
+//! closed (code 1009, with the reason). At most [`MAX_NOTIFYING`] connections build and send
+//! notifications at a time (the others send theirs at a later look), each within 30 s of
+//! starting (else it is closed, code 1008): the notifications the node holds are bounded as a
+//! whole, not only per connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +67,13 @@ const BLOCKS_PER_POLL: u64 = 16;
 
 /// How long a client may take to accept a message.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many connections build and send notifications at a time, node-wide: each may hold up to
+/// [`MAX_NOTIFICATION_BYTES`] of them, so the node holds at most four times that.
+pub(super) const MAX_NOTIFYING: usize = 4;
+
+/// How long a connection has to send one look's notifications once it has its turn.
+const NOTIFY_TIME: Duration = Duration::from_secs(30);
 
 /// A subscription of a connection: its id, what it sends, and what it was last told of (for
 /// blocks, the head when it was made; for pending transactions, the number of the last one
@@ -174,7 +184,44 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
 /// Sends the notifications of the transactions accepted and the blocks committed since the last
 /// look (at most [`BLOCKS_PER_POLL`] blocks), moving `notified` on; `false` if the connection is
 /// to end.
+///
+/// When there are some, it needs one of the node's [`MAX_NOTIFYING`] turns (without one, it
+/// sends them at a later look), and has [`NOTIFY_TIME`] to send them (else the connection
+/// ends): what connections hold of built notifications, and the threads that build them, are
+/// bounded node-wide, not only per connection, and a client slow to read cannot keep a turn.
 async fn notify(
+    rpc: &Arc<Rpc>,
+    socket: &mut WebSocket,
+    subscriptions: &mut [Active],
+    notified: &mut u64,
+) -> bool {
+    let head = rpc.chain.head().number;
+    let last_accepted = rpc.chain.accepted().last();
+    let news = subscriptions.iter().any(|active| {
+        if active.follows_pending() {
+            active.since < last_accepted
+        } else {
+            head > *notified
+        }
+    });
+    if !news {
+        *notified = (*notified).max(head);
+        return true;
+    }
+    // No turn free: the next look tries again (the loop goes on answering requests meanwhile).
+    let Ok(_turn) = rpc.notifying.try_acquire() else { return true };
+    let sent =
+        tokio::time::timeout(NOTIFY_TIME, notify_in_turn(rpc, socket, subscriptions, notified));
+    if let Ok(keep) = sent.await {
+        return keep;
+    }
+    let reason = format!("notifications not taken within {} s", NOTIFY_TIME.as_secs());
+    close(socket, CLOSE_POLICY, &reason).await;
+    false
+}
+
+/// [`notify`], in one of the node's turns.
+async fn notify_in_turn(
     rpc: &Arc<Rpc>,
     socket: &mut WebSocket,
     subscriptions: &mut [Active],
@@ -294,6 +341,9 @@ impl Keepalive {
 const CLOSE_GOING_AWAY: u16 = 1001;
 /// The close code for a message too big to process (RFC 6455).
 const CLOSE_TOO_BIG: u16 = 1009;
+
+/// The close code for a client that broke the node's rules (here: too slow to read).
+const CLOSE_POLICY: u16 = 1008;
 /// The close code for a failure of the server (RFC 6455).
 const CLOSE_INTERNAL: u16 = 1011;
 
