@@ -1738,23 +1738,23 @@ impl LogFilter {
 /// Which logs a log query or filter selects, besides its blocks.
 #[derive(Clone)]
 struct LogCriteria {
-    /// Any of these emitters (any emitter when empty).
+    /// Any of these emitters (any emitter when empty), sorted.
     addresses: Vec<Address>,
-    /// By position: any topic (`None`) or one of these.
+    /// By position: any topic (`None`) or one of these, sorted.
     topics: Vec<Option<Vec<B256>>>,
 }
 
 impl LogCriteria {
     /// The `address` and `topics` of a filter object.
     fn parse(filter: &serde_json::Map<String, Value>) -> Result<Self, RpcError> {
-        let addresses: Vec<Address> = match filter.get("address") {
+        let mut addresses: Vec<Address> = match filter.get("address") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(list)) => serde_json::from_value(Value::Array(list.clone()))
                 .map_err(|error| RpcError::invalid_params(format!("invalid address: {error}")))?,
             Some(one) => vec![serde_json::from_value(one.clone())
                 .map_err(|error| RpcError::invalid_params(format!("invalid address: {error}")))?],
         };
-        let topics: Vec<Option<Vec<B256>>> = match filter.get("topics") {
+        let mut topics: Vec<Option<Vec<B256>>> = match filter.get("topics") {
             Some(Value::Array(list)) => list
                 .iter()
                 .map(|topic| match topic {
@@ -1782,6 +1782,15 @@ impl LogCriteria {
                  {MAX_TOPIC_OPTIONS} options"
             )));
         }
+        // Sorted, so that a log is matched by binary search: a filter at the bounds, checked
+        // against every log of every block, would otherwise cost thousands of comparisons a
+        // log.
+        addresses.sort_unstable();
+        addresses.dedup();
+        for options in topics.iter_mut().flatten() {
+            options.sort_unstable();
+            options.dedup();
+        }
         Ok(Self { addresses, topics })
     }
 
@@ -1800,13 +1809,15 @@ impl LogCriteria {
     }
 
     fn matches(&self, log: &alloy_primitives::Log) -> bool {
-        let address_matches = self.addresses.is_empty() || self.addresses.contains(&log.address);
+        let address_matches =
+            self.addresses.is_empty() || self.addresses.binary_search(&log.address).is_ok();
         // A log with fewer topics than the filter names does not match.
         let topics_match = log.data.topics().len() >= self.topics.len()
             && self.topics.iter().enumerate().all(|(position, wanted)| match wanted {
                 None => true,
                 Some(options) => {
-                    log.data.topics().get(position).is_some_and(|topic| options.contains(topic))
+                    let topic = log.data.topics().get(position);
+                    topic.is_some_and(|topic| options.binary_search(topic).is_ok())
                 }
             });
         address_matches && topics_match
@@ -2477,5 +2488,31 @@ mod tests {
         assert!(!other.may_match(&bloom));
         let same = LogCriteria { addresses: vec![emitter], topics: vec![Some(vec![B256::ZERO])] };
         assert!(same.may_match(&bloom) && same.matches(&log));
+    }
+
+    #[test]
+    fn a_filter_matches_any_of_its_addresses_and_topics_in_whatever_order_they_are_named() {
+        let address = |byte| Address::repeat_byte(byte);
+        let topic = |byte| B256::repeat_byte(byte);
+        let filter = serde_json::json!({
+            "address": [address(9), address(3), address(7), address(3)],
+            "topics": [[topic(5), topic(1)], null, topic(2)],
+        });
+        let criteria = LogCriteria::parse(filter.as_object().unwrap()).unwrap();
+        let log = |emitter: u8, topics: &[u8]| Log {
+            address: address(emitter),
+            data: LogData::new_unchecked(
+                topics.iter().map(|&byte| topic(byte)).collect(),
+                vec![].into(),
+            ),
+        };
+        for emitter in [9, 3, 7] {
+            assert!(criteria.matches(&log(emitter, &[1, 8, 2])), "{emitter}");
+            assert!(criteria.matches(&log(emitter, &[5, 8, 2, 4])), "{emitter}");
+        }
+        for (emitter, topics) in [(4, [1, 8, 2]), (7, [2, 8, 2]), (7, [1, 8, 3])] {
+            assert!(!criteria.matches(&log(emitter, &topics)), "{emitter} {topics:?}");
+        }
+        assert!(!criteria.matches(&log(7, &[1, 8])), "fewer topics than the filter names");
     }
 }
