@@ -733,10 +733,44 @@ fn read_frame(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
 
 /// Sends a frame from the client (masked, as clients must; with a zero key).
 fn write_frame(stream: &mut TcpStream, opcode: u8, payload: &[u8]) {
-    assert!(payload.len() < 126);
-    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        length @ 0..126 => frame.push(0x80 | length as u8),
+        length @ 126..65_536 => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(length as u16).to_be_bytes());
+        }
+        length => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(length as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&[0; 4]);
     frame.extend_from_slice(payload);
     stream.write_all(&frame).unwrap();
+}
+
+#[test]
+fn a_websocket_message_above_one_mebibyte_ends_its_connection_and_one_below_is_answered() {
+    const TEXT: u8 = 0x1;
+    let directory = temp_datadir("ws-message");
+    let node = Node::start(directory.path());
+    let request = |size: usize| {
+        let padding = "x".repeat(size);
+        format!(r#"{{"jsonrpc":"2.0","id":7,"method":"eth_chainId","pad":"{padding}"}}"#)
+    };
+    let mut stream = websocket(node.port);
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write_frame(&mut stream, TEXT, request(900 << 10).as_bytes());
+    let (opcode, answer) = read_frame(&mut stream).unwrap();
+    assert_eq!(opcode, TEXT);
+    assert!(String::from_utf8_lossy(&answer).contains(r#""result":"0x7a69""#));
+    write_frame(&mut stream, TEXT, request(1 << 20).as_bytes());
+    // The node drops the connection (a close frame first, or not).
+    if let Ok((opcode, payload)) = read_frame(&mut stream) {
+        assert_eq!(opcode, 0x8, "not closed: {}", String::from_utf8_lossy(&payload));
+    }
+    assert_eq!(node.cast(&["chain-id"]).unwrap(), "31337");
 }
 
 #[test]

@@ -23,7 +23,9 @@
 //! Limits, so that clients cannot take the node's memory or threads: at most
 //! [`MAX_CONNECTIONS`] connections (then the upgrade is refused with 503), 100 subscriptions per
 //! connection, 16 blocks of notifications per look at the head (a connection far behind
-//! catches up look by look), messages and frames up to the HTTP body limit, a client that
+//! catches up look by look), messages and frames up to [`MAX_MESSAGE`] (1 MiB: a message is
+//! held until its last frame, outside the bytes counted in hand, so 256 connections may hold
+//! 256 MiB of unfinished ones; a transaction is at most 128 KiB), a client that
 //! does not take a message within 10 s is disconnected, a connection is pinged every idle
 //! timeout (`--http-idle-timeout`, 30 s by default) and closed (code 1001) when nothing, not
 //! even a pong, came from it for twice that, and a connection whose notifications
@@ -45,12 +47,15 @@ use serde_json::{json, Value};
 use super::parse_request;
 use super::{
     block_object, each_log, error_response, log_json, reply, Filter, LogCriteria, LogFilter, Rpc,
-    RpcError, MAX_BODY,
+    RpcError,
 };
 use crate::chain::Chain;
 
 /// The most WebSocket connections open at a time.
 pub(super) const MAX_CONNECTIONS: usize = 256;
+
+/// The largest message (and frame) a client may send.
+pub(super) const MAX_MESSAGE: usize = 1 << 20;
 
 /// The most requests of one connection answered at a time (each also waits for one of the
 /// node's turns, as over HTTP).
@@ -98,7 +103,7 @@ pub(super) async fn upgrade(State(rpc): State<Arc<Rpc>>, upgrade: WebSocketUpgra
         let message = format!("too many WebSocket connections: at most {MAX_CONNECTIONS}");
         return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
     };
-    upgrade.max_message_size(MAX_BODY).max_frame_size(MAX_BODY).on_upgrade(
+    upgrade.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).on_upgrade(
         move |socket| async move {
             connection(rpc, socket).await;
             drop(permit);
