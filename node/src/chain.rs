@@ -1162,7 +1162,8 @@ impl Chain {
                 })
                 .unwrap_or(taken.len());
             if fitting < taken.len() {
-                taken.truncate(fitting);
+                // Those left out may be replaced again.
+                self.mempool.lock().put_back(&taken.split_off(fitting));
                 transactions.truncate(fitting);
                 output = self.run_round(executor, &transactions, top.as_ref(), first)?;
             }

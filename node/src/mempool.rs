@@ -540,6 +540,17 @@ impl Mempool {
         more
     }
 
+    /// Gives back transactions [`executable_more`](Self::executable_more) handed out and the
+    /// block did not take (they did not fit after all): each sender's last ones, so that they
+    /// may be replaced again.
+    pub fn put_back(&mut self, transactions: &[PendingTransaction]) {
+        for transaction in transactions {
+            if let Some(after) = self.building.get_mut(&transaction.sender) {
+                *after = (*after).min(transaction.nonce);
+            }
+        }
+    }
+
     /// Notes that the block being built is committed, at the store's commit count `commits`,
     /// and is being settled here: its senders' transactions can be evicted again. (A block
     /// given up leaves them spared until the next one is built.)
@@ -829,11 +840,19 @@ mod tests {
         }
         // Nonce 2 was not taken: it can be replaced.
         assert_eq!(pool.insert(pending(1, 2, 200), new(0)), Ok(vec![pending(1, 2, 100).hash]));
-        // The block's next round takes nonce 2 as well.
-        assert_eq!(pool.executable_more(|_| 2, 10, 21_000, 21_000).len(), 1);
+        // The block's next round takes nonce 2 as well, and then gives it back (it did not
+        // fit): it can be replaced again, not the two before it.
+        let more = pool.executable_more(|_| 2, 10, 21_000, 21_000);
+        assert_eq!(more.len(), 1);
         assert_eq!(
             pool.insert(pending(1, 2, 300), new(0)),
             Err(MempoolError::NonceInBlock { nonce: 2 })
+        );
+        pool.put_back(&more);
+        assert_eq!(pool.insert(pending(1, 2, 300), new(0)), Ok(vec![pending(1, 2, 200).hash]));
+        assert_eq!(
+            pool.insert(pending(1, 1, 300), new(0)),
+            Err(MempoolError::NonceInBlock { nonce: 1 })
         );
         // Once it is done (here: given up, the transactions still waiting), they can be again.
         pool.block_done(1);

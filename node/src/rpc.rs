@@ -1135,39 +1135,63 @@ fn sign_typed_data(rpc: &Rpc, params: &[Value]) -> Result<Value, RpcError> {
 const MAX_TYPED_DATA_TYPES: usize = 64;
 
 /// The most types (structs, their fields' types, theirs…) one struct type of typed data may
-/// unfold into, and the most levels of structs within structs.
+/// unfold into, the most levels of structs within structs, and the most array dimensions of one
+/// field (Seaport's bulk orders use 24).
 const MAX_TYPED_DATA_NODES: usize = 4_096;
 const MAX_TYPED_DATA_DEPTH: usize = 32;
+const MAX_TYPED_DATA_DIMENSIONS: usize = 32;
 
 /// Whether typed data's `types` are within [`MAX_TYPED_DATA_TYPES`], and each unfolds into at
 /// most [`MAX_TYPED_DATA_NODES`] types over at most [`MAX_TYPED_DATA_DEPTH`] levels (a type
-/// that contains itself never ends, and is refused here too). Each type is counted once.
+/// that contains itself never ends, and is refused here too), with fields of at most
+/// [`MAX_TYPED_DATA_DIMENSIONS`] array dimensions (each is a level of the resolved type, which
+/// is copied and dropped level by level on the stack). Each type is counted once.
 fn typed_data_fits(types: &alloy_dyn_abi::Eip712Types) -> Result<(), String> {
+    /// A struct type's count of types and levels, once unfolded.
+    #[derive(Clone, Copy)]
+    struct Unfolded {
+        count: usize,
+        levels: usize,
+    }
+    fn too_deep() -> String {
+        format!("its types nest more than {MAX_TYPED_DATA_DEPTH} levels deep or contain themselves")
+    }
     fn unfolded<'a>(
         types: &'a alloy_dyn_abi::Eip712Types,
         name: &'a str,
         depth: usize,
-        counted: &mut std::collections::HashMap<&'a str, usize>,
-    ) -> Result<usize, String> {
-        if let Some(&count) = counted.get(name) {
-            return Ok(count);
+        counted: &mut std::collections::HashMap<&'a str, Unfolded>,
+    ) -> Result<Unfolded, String> {
+        if let Some(&known) = counted.get(name) {
+            return Ok(known);
         }
         // Not a struct: an atomic or dynamic type, one node.
-        let Some(fields) = types.get(name) else { return Ok(1) };
+        let Some(fields) = types.get(name) else { return Ok(Unfolded { count: 1, levels: 0 }) };
+        // A chain of types longer than the bound, or a cycle, met from its top.
         if depth == MAX_TYPED_DATA_DEPTH {
-            return Err(format!(
-                "its types nest more than {MAX_TYPED_DATA_DEPTH} levels deep or contain themselves"
-            ));
+            return Err(too_deep());
         }
-        let mut count = 1_usize;
+        let mut total = Unfolded { count: 1, levels: 1 };
         for field in fields {
-            count += unfolded(types, field.root_type_name(), depth + 1, counted)?;
-            if count > MAX_TYPED_DATA_NODES {
+            if field.type_name().matches('[').count() > MAX_TYPED_DATA_DIMENSIONS {
+                return Err(format!(
+                    "{name}.{}: more than {MAX_TYPED_DATA_DIMENSIONS} array dimensions",
+                    field.name()
+                ));
+            }
+            let inner = unfolded(types, field.root_type_name(), depth + 1, counted)?;
+            total.count += inner.count;
+            total.levels = total.levels.max(inner.levels + 1);
+            if total.count > MAX_TYPED_DATA_NODES {
                 return Err(format!("{name} unfolds into more than {MAX_TYPED_DATA_NODES} types"));
             }
         }
-        counted.insert(name, count);
-        Ok(count)
+        // A chain met from below: each type's levels are counted whatever the order.
+        if total.levels > MAX_TYPED_DATA_DEPTH {
+            return Err(too_deep());
+        }
+        counted.insert(name, total);
+        Ok(total)
     }
     if types.len() > MAX_TYPED_DATA_TYPES {
         return Err(format!("{} types, at most {MAX_TYPED_DATA_TYPES}", types.len()));
@@ -2358,10 +2382,27 @@ mod tests {
         let mut itself = serde_json::Map::new();
         itself.insert("T0".into(), serde_json::json!([{"name": "again", "type": "T0[]"}]));
         let itself = serde_json::json!({"types": itself, "primaryType": "T0", "message": {}});
+        // A chain of 40 whose names sort from its bottom (T1 names T0, T2 names T1…), and a
+        // field of 40 array dimensions (each a level of the resolved type).
+        let mut upward: serde_json::Map<String, serde_json::Value> = (1..40)
+            .map(|at| {
+                (
+                    format!("T{at}"),
+                    serde_json::json!([{"name": "f", "type": format!("T{}", at - 1)}]),
+                )
+            })
+            .collect();
+        upward.insert("T0".into(), serde_json::json!([{"name": "v", "type": "uint256"}]));
+        let upward = serde_json::json!({"types": upward, "primaryType": "T39", "message": {}});
+        let dimensions = format!("uint256{}", "[]".repeat(40));
+        let dimensions = serde_json::json!({"types": {"T0": [{"name": "deep", "type": dimensions}]},
+            "primaryType": "T0", "message": {}});
         for (data, error) in [
             (typed_chain(20, 2, false), "T9 unfolds into more than 4096 types"),
             (typed_chain(40, 1, false), "nest more than 32 levels deep or contain themselves"),
+            (upward, "nest more than 32 levels deep or contain themselves"),
             (itself, "nest more than 32 levels deep or contain themselves"),
+            (dimensions, "T0.deep: more than 32 array dimensions"),
             (typed_chain(64, 1, false), "65 types, at most 64"),
         ] {
             let started = std::time::Instant::now();

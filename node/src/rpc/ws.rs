@@ -31,7 +31,7 @@
 //! even a pong, came from it for twice that, and a connection whose notifications
 //! of one block (or of one look's accepted transactions) pass [`MAX_NOTIFICATION_BYTES`] is
 //! closed (code 1009, with the reason). At most [`MAX_NOTIFYING`] connections build and send
-//! notifications at a time (the others send theirs at a later look), each within 30 s of
+//! notifications at a time (the others send theirs at a later look), each within 10 s of
 //! starting (else it is closed, code 1008): the notifications the node holds are bounded as a
 //! whole, not only per connection.
 
@@ -78,7 +78,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const MAX_NOTIFYING: usize = 4;
 
 /// How long a connection has to send one look's notifications once it has its turn.
-const NOTIFY_TIME: Duration = Duration::from_secs(30);
+const NOTIFY_TIME: Duration = Duration::from_secs(10);
 
 /// A subscription of a connection: its id, what it sends, and what it was last told of (for
 /// blocks, the head when it was made; for pending transactions, the number of the last one
@@ -193,7 +193,8 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
 /// When there are some, it needs one of the node's [`MAX_NOTIFYING`] turns (without one, it
 /// sends them at a later look), and has [`NOTIFY_TIME`] to send them (else the connection
 /// ends): what connections hold of built notifications, and the threads that build them, are
-/// bounded node-wide, not only per connection, and a client slow to read cannot keep a turn.
+/// bounded node-wide, not only per connection, and a client slow to read keeps a turn 10 s at
+/// most. (A build under way when the time runs out finishes on its thread, and is dropped.)
 async fn notify(
     rpc: &Arc<Rpc>,
     socket: &mut WebSocket,
@@ -214,10 +215,12 @@ async fn notify(
         return true;
     }
     // No turn free: the next look tries again (the loop goes on answering requests meanwhile).
-    let Ok(_turn) = rpc.notifying.try_acquire() else { return true };
+    let Ok(turn) = rpc.notifying.try_acquire() else { return true };
     let sent =
         tokio::time::timeout(NOTIFY_TIME, notify_in_turn(rpc, socket, subscriptions, notified));
-    if let Ok(keep) = sent.await {
+    let sent = sent.await;
+    drop(turn);
+    if let Ok(keep) = sent {
         return keep;
     }
     let reason = format!("notifications not taken within {} s", NOTIFY_TIME.as_secs());
