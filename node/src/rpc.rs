@@ -1766,19 +1766,23 @@ struct LogCriteria {
     addresses: Vec<Address>,
     /// By position: any topic (`None`) or one of these, sorted.
     topics: Vec<Option<Vec<B256>>>,
+    /// The keccak256 of each address and topic option, as a block's bloom filter is probed
+    /// with them (hashed once, not at each block for each subscription).
+    address_hashes: Vec<B256>,
+    topic_hashes: Vec<Vec<B256>>,
 }
 
 impl LogCriteria {
     /// The `address` and `topics` of a filter object.
     fn parse(filter: &serde_json::Map<String, Value>) -> Result<Self, RpcError> {
-        let mut addresses: Vec<Address> = match filter.get("address") {
+        let addresses: Vec<Address> = match filter.get("address") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(list)) => serde_json::from_value(Value::Array(list.clone()))
                 .map_err(|error| RpcError::invalid_params(format!("invalid address: {error}")))?,
             Some(one) => vec![serde_json::from_value(one.clone())
                 .map_err(|error| RpcError::invalid_params(format!("invalid address: {error}")))?],
         };
-        let mut topics: Vec<Option<Vec<B256>>> = match filter.get("topics") {
+        let topics: Vec<Option<Vec<B256>>> = match filter.get("topics") {
             Some(Value::Array(list)) => list
                 .iter()
                 .map(|topic| match topic {
@@ -1806,30 +1810,35 @@ impl LogCriteria {
                  {MAX_TOPIC_OPTIONS} options"
             )));
         }
-        // Sorted, so that a log is matched by binary search: a filter at the bounds, checked
-        // against every log of every block, would otherwise cost thousands of comparisons a
-        // log.
+        Ok(Self::new(addresses, topics))
+    }
+
+    /// Criteria of `addresses` and `topics`, sorted, so that a log is matched by binary search
+    /// (a filter at the bounds, checked against every log of every block, would otherwise cost
+    /// thousands of comparisons a log), with their bloom inputs hashed.
+    fn new(mut addresses: Vec<Address>, mut topics: Vec<Option<Vec<B256>>>) -> Self {
         addresses.sort_unstable();
         addresses.dedup();
         for options in topics.iter_mut().flatten() {
             options.sort_unstable();
             options.dedup();
         }
-        Ok(Self { addresses, topics })
+        let address_hashes = addresses.iter().map(alloy_primitives::keccak256).collect();
+        let topic_hashes = topics
+            .iter()
+            .flatten()
+            .map(|options| options.iter().map(alloy_primitives::keccak256).collect())
+            .collect();
+        Self { addresses, topics, address_hashes, topic_hashes }
     }
 
     /// Whether a block's bloom filter allows a matching log: only then are its transactions
     /// read. An empty bloom is a block without logs, whatever the filter.
     fn may_match(&self, bloom: &alloy_primitives::Bloom) -> bool {
-        let holds = |value: &[u8]| bloom.contains_input(alloy_primitives::BloomInput::Raw(value));
+        let holds = |hash: &B256| bloom.contains_input(alloy_primitives::BloomInput::Hash(*hash));
         *bloom != alloy_primitives::Bloom::ZERO
-            && (self.addresses.is_empty()
-                || self.addresses.iter().any(|address| holds(address.as_slice())))
-            && self
-                .topics
-                .iter()
-                .flatten()
-                .all(|options| options.iter().any(|topic| holds(topic.as_slice())))
+            && (self.address_hashes.is_empty() || self.address_hashes.iter().any(holds))
+            && self.topic_hashes.iter().all(|options| options.iter().any(holds))
     }
 
     fn matches(&self, log: &alloy_primitives::Log) -> bool {
@@ -2517,7 +2526,7 @@ mod tests {
 
     #[test]
     fn a_block_without_logs_is_never_read_for_them_whatever_the_filter() {
-        let any = LogCriteria { addresses: Vec::new(), topics: Vec::new() };
+        let any = LogCriteria::new(Vec::new(), Vec::new());
         assert!(!any.may_match(&Bloom::ZERO));
         let emitter = Address::repeat_byte(7);
         let mut bloom = Bloom::ZERO;
@@ -2525,9 +2534,9 @@ mod tests {
             Log { address: emitter, data: LogData::new_unchecked(vec![B256::ZERO], vec![].into()) };
         bloom.accrue_log(&log);
         assert!(any.may_match(&bloom));
-        let other = LogCriteria { addresses: vec![Address::repeat_byte(8)], topics: Vec::new() };
+        let other = LogCriteria::new(vec![Address::repeat_byte(8)], Vec::new());
         assert!(!other.may_match(&bloom));
-        let same = LogCriteria { addresses: vec![emitter], topics: vec![Some(vec![B256::ZERO])] };
+        let same = LogCriteria::new(vec![emitter], vec![Some(vec![B256::ZERO])]);
         assert!(same.may_match(&bloom) && same.matches(&log));
     }
 
