@@ -97,6 +97,19 @@ pub struct PoolTransaction {
     pub gas_limit: u64,
 }
 
+/// What became of a transaction ([`Chain::transaction_status`]).
+#[derive(Debug)]
+pub enum TransactionStatus {
+    /// In a block: its record.
+    Included(Box<TransactionRecord>),
+    /// Waiting in the pool.
+    Pending,
+    /// Acknowledged, then dropped without being included: why.
+    Dropped(crate::dropped::Dropped),
+    /// Never seen, or dropped too long ago to be remembered.
+    Unknown,
+}
+
 /// Why a transaction was refused (worded as Ethereum clients word it).
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -254,6 +267,8 @@ pub struct Chain {
     /// The hashes of the latest transactions accepted, for pending-transaction filters and
     /// subscriptions.
     accepted: crate::filters::Feed<B256>,
+    /// The acknowledged transactions dropped without being included, with why.
+    dropped: crate::dropped::DroppedLog,
     head: RwLock<Arc<Block>>,
     /// The state tree's nodes as last read or committed (bounded, see [`NodeCache`]), as of the
     /// head block. Held while a block is committed, so a proof always matches the head.
@@ -431,6 +446,7 @@ impl Chain {
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
             next_expiry: Mutex::new(std::time::Instant::now()),
             accepted: crate::filters::Feed::new(ACCEPTED_FEED),
+            dropped: crate::dropped::DroppedLog::new(crate::dropped::DROPPED_KEPT),
             head: RwLock::new(Arc::new(head)),
             threads,
             executor_parts: Mutex::new(duet_block_stm::ExecutorParts::default()),
@@ -711,12 +727,20 @@ impl Chain {
             } else {
                 Arrival::New { state_nonce: nonce }
             };
-            Ok(mempool.insert(pending, arrival)?)
+            let replacing = mempool.waiting_hash(pending.sender, pending.nonce);
+            Ok((mempool.insert(pending, arrival)?, replacing))
         });
         match inserted {
-            Ok(displaced) => {
+            Ok((displaced, replacing)) => {
                 // Replaced or evicted: gone from the pool, so from disk too.
                 Metrics::add(&self.metrics.dropped, displaced.len() as u64);
+                self.note_dropped(&displaced, |dropped| {
+                    if Some(*dropped) == replacing {
+                        format!("replaced by {hash}")
+                    } else {
+                        format!("evicted from the full pool by {hash}, which pays more")
+                    }
+                });
                 self.delete_records(&mempool, &displaced);
                 drop(mempool);
                 if !restored {
@@ -733,6 +757,32 @@ impl Chain {
                 Err(error)
             }
         }
+    }
+
+    /// Notes the acknowledged transactions `hashes` as dropped, each for `reason(hash)`.
+    fn note_dropped(&self, hashes: &[B256], reason: impl Fn(&B256) -> String) {
+        if hashes.is_empty() {
+            return;
+        }
+        let head = self.head.read().number;
+        for hash in hashes {
+            self.dropped.note(*hash, reason(hash), head);
+        }
+    }
+
+    /// What became of a transaction: included (its record), waiting in the pool, dropped (why),
+    /// or not known here.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub fn transaction_status(&self, hash: B256) -> Result<TransactionStatus, StoreError> {
+        if let Some(record) = self.committed_transaction(hash)? {
+            return Ok(TransactionStatus::Included(Box::new(record)));
+        }
+        if self.pending(&hash).is_some() {
+            return Ok(TransactionStatus::Pending);
+        }
+        Ok(self.dropped.get(&hash).map_or(TransactionStatus::Unknown, TransactionStatus::Dropped))
     }
 
     /// Deletes the records of transactions the mempool dropped, unless one is still needed (a
@@ -967,7 +1017,11 @@ impl Chain {
                 Err(SubmitError::Store(error)) => return Err(error),
                 // Included or made invalid since: forgotten.
                 Err(error) => {
-                    tracing::debug!(hash = %envelope.tx_hash(), %error, "dropped on restart");
+                    let hash = *envelope.tx_hash();
+                    tracing::warn!(%hash, %error, "an accepted transaction was dropped on restart");
+                    self.note_dropped(&[hash], |_| {
+                        format!("refused when the node restarted: {error}")
+                    });
                 }
             }
         }
@@ -1058,7 +1112,7 @@ impl Chain {
             *call_move_vm =
                 CallVm { vm: Arc::new(MoveVm::new(self.config.fee_vault)), since: number };
         }
-        self.settle_mempool(&candidates, &rejected, settled);
+        self.settle_mempool(&candidates, &rejected, settled, number);
         Ok(block)
     }
 
@@ -1245,6 +1299,12 @@ impl Chain {
                 "dropped transactions that waited above a nonce gap for the mempool's lifetime"
             );
             Metrics::add(&self.metrics.dropped, expired.len() as u64);
+            let lifetime = self.config.mempool_lifetime.as_secs();
+            self.note_dropped(&expired, |_| {
+                format!(
+                    "expired: it waited above a nonce gap for the pool's lifetime ({lifetime} s)"
+                )
+            });
             self.delete_records(mempool, &expired);
         }
     }
@@ -1267,7 +1327,7 @@ impl Chain {
         candidates: &[PendingTransaction],
         results: Vec<TransactionResult<DuetReceipt, duet_evm::DuetError>>,
         block: &mut Block,
-    ) -> (Vec<TransactionRecord>, Vec<B256>) {
+    ) -> (Vec<TransactionRecord>, Vec<(B256, String)>) {
         let mut records = Vec::new();
         let mut rejected = Vec::new();
         let mut log_count = 0;
@@ -1279,13 +1339,20 @@ impl Chain {
                     // Behind a rejected transaction of the same sender: it waits for a new one
                     // with the missing nonce.
                     if !error.is_future_nonce() {
-                        rejected.push(pending.hash);
+                        rejected.push((
+                            pending.hash,
+                            format!("rejected by block {}: {error}", block.number),
+                        ));
                     }
                     continue;
                 }
                 TransactionResult::Panicked(message) => {
                     tracing::error!(hash = %pending.hash, %message, "transaction panicked");
-                    rejected.push(pending.hash);
+                    let reason = format!(
+                        "rejected by block {}: the executor failed: {message}",
+                        block.number
+                    );
+                    rejected.push((pending.hash, reason));
                     continue;
                 }
             };
@@ -1305,8 +1372,9 @@ impl Chain {
     fn settle_mempool(
         &self,
         candidates: &[PendingTransaction],
-        rejected: &[B256],
+        rejected: &[(B256, String)],
         settled: Vec<B256>,
+        number: u64,
     ) {
         // The senders' nonces now, read before the mempool is locked (the block's commit is
         // counted: no other block commits before this one is settled).
@@ -1328,15 +1396,24 @@ impl Chain {
         let settled: std::collections::HashSet<B256> = settled.into_iter().collect();
         let mut mempool = self.mempool.lock();
         mempool.block_done(commits);
-        for hash in rejected {
+        for (hash, reason) in rejected {
             mempool.remove(hash);
+            self.dropped.note(*hash, reason.clone(), number);
         }
-        let mut stale = rejected.to_vec();
+        let mut stale: Vec<B256> = rejected.iter().map(|(hash, _)| *hash).collect();
         for (sender, nonce) in nonces {
-            // What is left below the nonce was replaced by an included transaction.
-            stale.extend(
-                mempool.prune(sender, nonce).into_iter().filter(|hash| !settled.contains(hash)),
-            );
+            // What is left below the nonce was replaced by an included transaction (or its
+            // nonce used by a set-code transaction's authorization).
+            let used: Vec<B256> = mempool
+                .prune(sender, nonce)
+                .into_iter()
+                .filter(|hash| !settled.contains(hash))
+                .collect();
+            for hash in &used {
+                let reason = format!("its nonce was used by another transaction in block {number}");
+                self.dropped.note(*hash, reason, number);
+            }
+            stale.extend(used);
         }
         self.delete_records(&mempool, &stale);
     }
@@ -2565,8 +2642,62 @@ pub(crate) mod tests {
         // The authorization used the authority's nonce 0: its transaction with it is gone.
         assert_eq!(chain.account(authority.address()).unwrap().0, 1);
         assert!(chain.mempool.lock().get(&stale).is_none(), "the stale transaction waits");
+        let Ok(super::TransactionStatus::Dropped(dropped)) = chain.transaction_status(stale) else {
+            panic!("the stale transaction is not reported as dropped");
+        };
+        assert_eq!(dropped.reason, "its nonce was used by another transaction in block 1");
         assert_eq!(chain.pending_count(), 0);
         chain.mempool.lock().assert_consistent();
+    }
+
+    #[test]
+    fn an_acknowledged_transaction_is_pending_included_or_dropped_with_why() {
+        use super::TransactionStatus;
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let reason = |hash| match chain.transaction_status(hash).unwrap() {
+            TransactionStatus::Dropped(dropped) => dropped.reason,
+            other => panic!("{other:?}"),
+        };
+        let (first, second) = (dev_signer(0), dev_signer(1));
+        let replaced = chain.submit(&transfer(&first, 0, 10)).unwrap();
+        assert!(matches!(chain.transaction_status(replaced), Ok(TransactionStatus::Pending)));
+        let replacement = chain.submit(&transfer(&first, 0, 20)).unwrap();
+        assert_eq!(reason(replaced), format!("replaced by {replacement}"));
+        // The pool holds 10: full, the cheapest last transaction of another sender is evicted
+        // for one that pays 10 % more.
+        let cheapest = chain.submit(&transfer(&second, 0, 10)).unwrap();
+        for index in 2..10 {
+            chain.submit(&transfer(&dev_signer(index), 0, 15)).unwrap();
+        }
+        let evicting = chain.submit(&transfer(&first, 1, 30)).unwrap();
+        assert_eq!(
+            reason(cheapest),
+            format!("evicted from the full pool by {evicting}, which pays more")
+        );
+        let block = chain.produce_block().unwrap();
+        let TransactionStatus::Included(record) = chain.transaction_status(replacement).unwrap()
+        else {
+            panic!("not included");
+        };
+        assert_eq!((record.block_number, record.block_hash), (block.number, block.hash));
+        let unknown = B256::repeat_byte(7);
+        assert!(matches!(chain.transaction_status(unknown), Ok(TransactionStatus::Unknown)));
+        // Waiting when the node stops, refused when it restarts with a base fee above its
+        // max fee: dropped, and said so.
+        let waiting = chain.submit(&transfer(&second, 0, 10)).unwrap();
+        drop(chain);
+        let config = ChainConfig { base_fee: 1_000, ..ChainConfig::for_tests() };
+        let chain = open_chain(directory.path(), config);
+        assert_eq!(chain.restore_pending().unwrap(), 0);
+        let TransactionStatus::Dropped(dropped) = chain.transaction_status(waiting).unwrap() else {
+            panic!("not dropped");
+        };
+        assert!(
+            dropped.reason.starts_with("refused when the node restarted: "),
+            "{}",
+            dropped.reason
+        );
     }
 
     pub(crate) fn dev_signer(index: usize) -> alloy_signer_local::PrivateKeySigner {
@@ -3006,6 +3137,10 @@ pub(crate) mod tests {
         chain.store.put_pending(&[(second.hash, &second.raw[..])]).unwrap();
         let block = chain.produce_block().unwrap();
         assert_eq!(block.transactions, [drain], "the payment is rejected");
+        let Ok(super::TransactionStatus::Dropped(dropped)) = chain.transaction_status(hash) else {
+            panic!("the rejected payment is not reported as dropped");
+        };
+        assert!(dropped.reason.starts_with("rejected by block 1: "), "{}", dropped.reason);
         // Funded again, the second submission is admitted and acknowledged: its record must
         // be on disk.
         let funding = alloy_consensus::TxEip1559 {

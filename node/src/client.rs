@@ -133,22 +133,34 @@ impl RpcClient {
         sign(&signer, unsigned)
     }
 
-    /// Waits up to `timeout` for the receipt of `hash`.
+    /// Waits up to `timeout` for the receipt of `hash`; stops early if a Duet node says the
+    /// transaction was dropped (each second it asks `duet_transactionStatus`, which other
+    /// nodes do not serve).
     ///
     /// # Errors
-    /// The node failed, or no receipt came in time.
+    /// The node failed, dropped the transaction (the error says why), or no receipt came in
+    /// time.
     pub fn wait_for_receipt(&self, hash: B256, timeout: Duration) -> Result<Value, String> {
         let deadline = std::time::Instant::now() + timeout;
-        loop {
+        for attempt in 1_u64.. {
             let receipt = self.request("eth_getTransactionReceipt", &json!([hash]))?;
             if !receipt.is_null() {
                 return Ok(receipt);
             }
+            if attempt % 10 == 0 {
+                if let Ok(status) = self.request("duet_transactionStatus", &json!([hash])) {
+                    if status["status"] == "dropped" {
+                        let reason = status["reason"].as_str().unwrap_or("no reason given");
+                        return Err(format!("{hash} was dropped: {reason}"));
+                    }
+                }
+            }
             if std::time::Instant::now() > deadline {
-                return Err(format!("no receipt for {hash} within {timeout:?}"));
+                break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        Err(format!("no receipt for {hash} within {timeout:?}"))
     }
 }
 

@@ -6,13 +6,15 @@
 //!
 //! Every block header carries the root of the state's sparse Merkle tree ([`merkle`]), and
 //! `duet_getProof` proves any key against it. The node also serves the Move API ([`move_api`])
-//! and Prometheus metrics ([`metrics`]), all on one port ([`server`]: a cap on open
+//! and Prometheus metrics ([`metrics`]), says what became of each transaction it acknowledged
+//! (included, pending, or dropped and why: [`dropped`]), all on one port ([`server`]: a cap on open
 //! connections, and time limits on request heads, bodies and unread answers). The state of the
 //! last 128 blocks can be queried ([`store`]). Not here yet: archive state, the L1 pipeline.
 
 pub mod block;
 pub mod chain;
 pub mod client;
+pub mod dropped;
 pub mod filters;
 pub mod genesis;
 pub mod load;

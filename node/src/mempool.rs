@@ -437,6 +437,12 @@ impl Mempool {
             .map(|(_, sender)| *sender)
     }
 
+    /// The hash of `sender`'s waiting transaction with `nonce`, if there is one.
+    #[must_use]
+    pub fn waiting_hash(&self, sender: Address, nonce: u64) -> Option<B256> {
+        Some(self.by_sender.get(&sender)?.get(&nonce)?.hash)
+    }
+
     /// `sender`'s waiting transaction with the highest nonce.
     fn last(&self, sender: Address) -> Option<&PendingTransaction> {
         Some(self.by_sender.get(&sender)?.last_key_value()?.1)

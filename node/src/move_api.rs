@@ -14,7 +14,8 @@
 //! - `POST /move/v1/transactions` `{transaction}`: submits a signed transaction (hex), as
 //!   `eth_sendRawTransaction` does.
 //! - `GET /move/v1/transactions/{hash}`: an included transaction with its Move status and
-//!   events.
+//!   events; else 404 saying it is pending, was dropped (and why: [`crate::dropped`]) or is
+//!   not known.
 //!
 //! Errors are `{"error": "…"}` with status 400 (a bad request) or 404 (nothing there).
 
@@ -36,7 +37,9 @@ use revm::context::TxEnv;
 use revm::primitives::TxKind;
 use serde_json::{json, Value};
 
-use crate::chain::{CallError, CallOverrides, Chain, StateBlock, StateUnavailable, SubmitError};
+use crate::chain::{
+    CallError, CallOverrides, Chain, StateBlock, StateUnavailable, SubmitError, TransactionStatus,
+};
 use crate::mempool::MempoolError;
 
 type Answer = (StatusCode, Json<Value>);
@@ -555,13 +558,18 @@ async fn transaction(State(api): State<Api>, Path(hash): Path<String>) -> Answer
         let hash = hash
             .parse::<B256>()
             .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{hash}: not a 32-byte hash")))?;
-        let Some(record) = chain.committed_transaction(hash).map_err(internal)? else {
-            let why = if chain.pending(&hash).is_some() {
-                "pending: not in a block yet"
-            } else {
-                "no such transaction"
-            };
-            return Err(error(StatusCode::NOT_FOUND, why));
+        let record = match chain.transaction_status(hash).map_err(internal)? {
+            TransactionStatus::Included(record) => record,
+            TransactionStatus::Pending => {
+                return Err(error(StatusCode::NOT_FOUND, "pending: not in a block yet"))
+            }
+            TransactionStatus::Dropped(dropped) => {
+                let why = format!("dropped: {}", dropped.reason);
+                return Err(error(StatusCode::NOT_FOUND, why));
+            }
+            TransactionStatus::Unknown => {
+                return Err(error(StatusCode::NOT_FOUND, "no such transaction"))
+            }
         };
         let events: Vec<Value> = record
             .move_events

@@ -41,7 +41,9 @@ mod ws;
 mod adversarial;
 
 use crate::block::{Block, TransactionRecord};
-use crate::chain::{AccountOverride, BlockOverrides, CallError, CallOverrides, Chain, StateBlock};
+use crate::chain::{
+    AccountOverride, BlockOverrides, CallError, CallOverrides, Chain, StateBlock, TransactionStatus,
+};
 use crate::filters::{Filters, FILTER_LIFETIME};
 use crate::mempool::PendingTransaction;
 use crate::store::{ReadState, StoreError};
@@ -711,9 +713,33 @@ fn state_method(
                 .map_or(Value::Null, |record| receipt_json(&record)))
         }
         "eth_getLogs" => logs(chain, head, params.first()),
+        // What became of a transaction: included, pending, dropped (and why) or unknown.
+        "duet_transactionStatus" => transaction_status(chain, params),
         "duet_getProof" => proof(chain, params),
         method => Err(unavailable(method)),
     }
+}
+
+/// `duet_transactionStatus(hash)`: what became of a transaction, `{"status"}` with
+/// `"included"` (and `blockNumber`, `blockHash`, `success`), `"pending"`, `"dropped"` (and
+/// `reason`, and the `head` it was dropped at) or `"unknown"`.
+fn transaction_status(chain: &Chain, params: &[Value]) -> Result<Value, RpcError> {
+    let hash: B256 = parse(params, 0, "transaction hash")?;
+    Ok(match chain.transaction_status(hash).map_err(RpcError::server)? {
+        TransactionStatus::Included(record) => json!({
+            "status": "included",
+            "blockNumber": hex(record.block_number),
+            "blockHash": record.block_hash,
+            "success": record.success,
+        }),
+        TransactionStatus::Pending => json!({ "status": "pending" }),
+        TransactionStatus::Dropped(dropped) => json!({
+            "status": "dropped",
+            "reason": dropped.reason,
+            "head": hex(dropped.head),
+        }),
+        TransactionStatus::Unknown => json!({ "status": "unknown" }),
+    })
 }
 
 /// The refusal of a method the node does not serve: an EIP-1186 proof (`eth_getProof`) walks
@@ -2460,6 +2486,33 @@ mod tests {
         assert!(answers.iter().all(|answer| answer["result"] == "0x1"), "{answers:?}");
         let answers = super::answer_batch_within(&rpc, &requests, None, std::time::Duration::ZERO);
         assert!(answers.iter().all(|answer| answer["error"]["code"] == -32005), "{answers:?}");
+    }
+
+    #[test]
+    fn a_transactions_status_says_whether_it_is_pending_included_or_dropped_and_why() {
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = test_rpc(directory.path(), 1_000);
+        let status = |hash: B256| {
+            let request = serde_json::json!({"jsonrpc": "2.0", "id": 1,
+                "method": "duet_transactionStatus", "params": [hash]});
+            super::answer(&rpc, &request, None)["result"].clone()
+        };
+        let signer = dev_signer(0);
+        let replaced = rpc.chain.submit(&transfer(&signer, 0, 10)).unwrap();
+        assert_eq!(status(replaced), serde_json::json!({"status": "pending"}));
+        let replacement = rpc.chain.submit(&transfer(&signer, 0, 20)).unwrap();
+        let block = rpc.chain.produce_block().unwrap();
+        assert_eq!(
+            status(replaced),
+            serde_json::json!({"status": "dropped", "reason": format!("replaced by {replacement}"),
+                "head": "0x0"})
+        );
+        assert_eq!(
+            status(replacement),
+            serde_json::json!({"status": "included", "blockNumber": "0x1",
+                "blockHash": block.hash, "success": true})
+        );
+        assert_eq!(status(B256::ZERO), serde_json::json!({"status": "unknown"}));
     }
 
     #[test]
