@@ -2700,6 +2700,30 @@ pub(crate) mod tests {
         );
     }
 
+    #[test]
+    fn a_listing_of_an_accounts_state_stops_at_its_bounds() {
+        use crate::store::Listed;
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        // The framework's modules at 0x1.
+        let framework = Address::from_word(B256::with_last_byte(1));
+        let key = StateKey::MoveModule { address: framework, name: Box::default() }.encode();
+        let prefix = &key[..=Address::len_bytes()];
+        let all = Listed { entries: 1_000, bytes: 64 << 20 };
+        let modules = chain.store.state_with_prefix(prefix, all).unwrap().unwrap();
+        assert!(modules.len() > 3, "{}", modules.len());
+        assert!(modules.iter().all(|(key, _)| key.starts_with(prefix)));
+        let exactly = Listed { entries: modules.len(), ..all };
+        assert_eq!(
+            chain.store.state_with_prefix(prefix, exactly).unwrap().unwrap().len(),
+            modules.len()
+        );
+        let fewer = Listed { entries: modules.len() - 1, ..all };
+        assert!(chain.store.state_with_prefix(prefix, fewer).unwrap().is_none());
+        let small = Listed { bytes: 1_000, ..all };
+        assert!(chain.store.state_with_prefix(prefix, small).unwrap().is_none());
+    }
+
     pub(crate) fn dev_signer(index: usize) -> alloy_signer_local::PrivateKeySigner {
         crate::genesis::DEV_KEYS[index].parse().unwrap()
     }

@@ -41,6 +41,7 @@ use crate::chain::{
     CallError, CallOverrides, Chain, StateBlock, StateUnavailable, SubmitError, TransactionStatus,
 };
 use crate::mempool::MempoolError;
+use crate::store::Listed;
 
 type Answer = (StatusCode, Json<Value>);
 
@@ -179,13 +180,27 @@ fn listing(
 ) -> Result<Value, Answer> {
     // A kind's tag and the address lead the encoding of each of its keys.
     let prefix = kind(address(owner)?).encode()[..=Address::len_bytes()].to_vec();
-    let entries = chain.store().state_with_prefix(&prefix).map_err(internal)?;
+    let Some(entries) = chain.store().state_with_prefix(&prefix, MAX_LISTED).map_err(internal)?
+    else {
+        let Listed { entries, bytes } = MAX_LISTED;
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{owner} holds more than {entries} of them or {} MiB: ask for one by name",
+                bytes >> 20
+            ),
+        ));
+    };
     let list: Vec<Value> = entries
         .into_iter()
         .filter_map(|(key, value)| entry(StateKey::decode(&key).ok()?, value))
         .collect();
     Ok(json!(list))
 }
+
+/// The most one listing answers: past it, the request is refused (413), and the entries are
+/// asked for one by one (`…/resource/{type}`, `…/module/{name}`).
+const MAX_LISTED: Listed = Listed { entries: 10_000, bytes: 32 << 20 };
 
 fn resource_kind(address: Address) -> StateKey {
     StateKey::MoveResource { address, struct_tag: Box::default() }

@@ -303,6 +303,19 @@ pub struct CommitNotes<'a> {
     pub publishes: bool,
 }
 
+/// A state entry as stored: its key's encoding and its value.
+pub type StateEntry = (Vec<u8>, StateValue);
+
+/// The most entries, and bytes of keys and values, one listing
+/// ([`Store::state_with_prefix`]) reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Listed {
+    /// Entries.
+    pub entries: usize,
+    /// Bytes of their keys and values, as stored.
+    pub bytes: usize,
+}
+
 impl Store {
     /// Opens (or creates) the database in `path`.
     ///
@@ -612,26 +625,32 @@ impl Store {
     }
 
     /// Every state entry whose encoded key starts with `prefix`, in key order (the Move
-    /// resources or modules of one account: see [`StateKey::encode`]).
+    /// resources or modules of one account: see [`StateKey::encode`]); `None` if there are
+    /// more than `most` allows (read no further).
     ///
     /// # Errors
     /// The database failed or is corrupt.
     pub fn state_with_prefix(
         &self,
         prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, StateValue)>, StoreError> {
+        most: Listed,
+    ) -> Result<Option<Vec<StateEntry>>, StoreError> {
         let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
-        let mut entries = Vec::new();
+        let (mut entries, mut bytes) = (Vec::new(), 0);
         for entry in self.db.iterator_cf(self.family(STATE), mode) {
             let (key, value) = entry?;
             if !key.starts_with(prefix) {
                 break;
             }
+            bytes += key.len() + value.len();
+            if entries.len() == most.entries || bytes > most.bytes {
+                return Ok(None);
+            }
             let value =
                 StateValue::decode(&value).map_err(|error| corrupt(&format!("state: {error}")))?;
             entries.push((key.to_vec(), value));
         }
-        Ok(entries)
+        Ok(Some(entries))
     }
 
     /// Every state entry as a tree leaf: its key hash and value hash.
