@@ -742,6 +742,8 @@ impl Chain {
                     }
                 });
                 self.delete_records(&mempool, &displaced);
+                // Sent again after it was dropped: pending again.
+                self.dropped.forget(&hash);
                 drop(mempool);
                 if !restored {
                     self.accepted.push(hash);
@@ -776,11 +778,13 @@ impl Chain {
     /// # Errors
     /// The store failed.
     pub fn transaction_status(&self, hash: B256) -> Result<TransactionStatus, StoreError> {
-        if let Some(record) = self.committed_transaction(hash)? {
-            return Ok(TransactionStatus::Included(Box::new(record)));
-        }
+        // The pool first: a transaction leaves it only once its block is the head, so one not
+        // waiting any more is found committed if it was included.
         if self.pending(&hash).is_some() {
             return Ok(TransactionStatus::Pending);
+        }
+        if let Some(record) = self.committed_transaction(hash)? {
+            return Ok(TransactionStatus::Included(Box::new(record)));
         }
         Ok(self.dropped.get(&hash).map_or(TransactionStatus::Unknown, TransactionStatus::Dropped))
     }
@@ -1018,7 +1022,7 @@ impl Chain {
                 // Included or made invalid since: forgotten.
                 Err(error) => {
                     let hash = *envelope.tx_hash();
-                    tracing::warn!(%hash, %error, "an accepted transaction was dropped on restart");
+                    tracing::info!(%hash, %error, "an accepted transaction was dropped on restart");
                     self.note_dropped(&[hash], |_| {
                         format!("refused when the node restarted: {error}")
                     });

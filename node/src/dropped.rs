@@ -5,7 +5,9 @@
 //! An acknowledged transaction is either included in a block or dropped for a stated reason:
 //! `duet_transactionStatus` (JSON-RPC) and the Move API's `GET /move/v1/transactions/{hash}`
 //! say which. The log is kept in memory, for the last [`DROPPED_KEPT`] transactions dropped
-//! since the node started (a restart states its own drops again as it restores the pool).
+//! since the node started: those dropped before a restart are unknown after it, except the ones
+//! the restart itself refuses as it restores the pool. A transaction sent again and accepted is
+//! forgotten here (it is pending again).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -31,10 +33,14 @@ pub struct DroppedLog {
     inner: Mutex<Inner>,
 }
 
+/// The drops in the order they were noted (each with its number), and the latest reason of
+/// each hash with the number of its note: an older note of a hash dropped again is skipped when
+/// its turn to be forgotten comes.
 #[derive(Debug, Default)]
 struct Inner {
-    order: VecDeque<B256>,
-    reasons: HashMap<B256, Dropped>,
+    order: VecDeque<(B256, u64)>,
+    reasons: HashMap<B256, (Dropped, u64)>,
+    notes: u64,
 }
 
 impl DroppedLog {
@@ -48,21 +54,27 @@ impl DroppedLog {
     /// again after it was dropped, and dropped again) has its latest reason.
     pub fn note(&self, hash: B256, reason: String, head: u64) {
         let mut inner = self.inner.lock();
-        let dropped = Dropped { reason, head };
-        if inner.reasons.insert(hash, dropped).is_none() {
-            inner.order.push_back(hash);
-        }
+        inner.notes += 1;
+        let note = inner.notes;
+        inner.reasons.insert(hash, (Dropped { reason, head }, note));
+        inner.order.push_back((hash, note));
         while inner.order.len() > self.kept {
-            if let Some(oldest) = inner.order.pop_front() {
+            let Some((oldest, note)) = inner.order.pop_front() else { break };
+            if inner.reasons.get(&oldest).is_some_and(|(_, latest)| *latest == note) {
                 inner.reasons.remove(&oldest);
             }
         }
     }
 
+    /// Forgets that `hash` was dropped: it was sent again and accepted.
+    pub fn forget(&self, hash: &B256) {
+        self.inner.lock().reasons.remove(hash);
+    }
+
     /// Why `hash` was dropped, if it was (and is still remembered).
     #[must_use]
     pub fn get(&self, hash: &B256) -> Option<Dropped> {
-        self.inner.lock().reasons.get(hash).cloned()
+        self.inner.lock().reasons.get(hash).map(|(dropped, _)| dropped.clone())
     }
 }
 
@@ -80,11 +92,18 @@ mod tests {
         log.note(hash(1), "expired".into(), 7);
         let expired = Dropped { reason: "expired".into(), head: 7 };
         assert_eq!(log.get(&hash(1)), Some(expired));
-        // A third forgets the first noted.
+        // A third forgets the one noted longest ago: the second (the first was noted again
+        // since).
         log.note(hash(3), "rejected".into(), 8);
-        assert_eq!(log.get(&hash(1)), None);
-        assert_eq!(log.get(&hash(2)).unwrap().reason, "evicted");
+        assert_eq!(log.get(&hash(2)), None);
+        assert_eq!(log.get(&hash(1)).unwrap().reason, "expired");
         assert_eq!(log.get(&hash(3)).unwrap().head, 8);
         assert_eq!(log.get(&hash(4)), None);
+        // Accepted again: not dropped any more.
+        log.forget(&hash(3));
+        assert_eq!(log.get(&hash(3)), None);
+        log.note(hash(4), "replaced".into(), 9);
+        assert_eq!(log.get(&hash(4)).unwrap().reason, "replaced");
+        assert_eq!(log.get(&hash(1)), None, "the log holds the last two notes");
     }
 }
