@@ -756,6 +756,46 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 #[test]
+fn more_subscribers_than_notification_turns_are_each_told_of_every_new_block() {
+    const TEXT: u8 = 0x1;
+    let directory = temp_datadir("ws-turns");
+    let node = Node::start(directory.path());
+    // Three times as many connections as the node's four turns, each subscribed to new heads.
+    let mut subscribers: Vec<TcpStream> = (0..12)
+        .map(|_| {
+            let mut stream = websocket(node.port);
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let subscribe =
+                br#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
+            write_frame(&mut stream, TEXT, subscribe);
+            let (opcode, answer) = read_frame(&mut stream).unwrap();
+            assert_eq!(opcode, TEXT);
+            assert!(String::from_utf8_lossy(&answer).contains(r#""result":"0x"#));
+            stream
+        })
+        .collect();
+    for _ in 0..3 {
+        let mined = node.rpc_raw(r#"{"jsonrpc":"2.0","id":1,"method":"evm_mine"}"#).unwrap();
+        assert!(mined.contains("result"), "{mined}");
+    }
+    let head = node.cast(&["block-number"]).unwrap().parse::<u64>().unwrap();
+    for stream in &mut subscribers {
+        // Each header in order, up to the head (the node may have made blocks of its own too).
+        let mut last = 0;
+        while last < head {
+            let (opcode, payload) = read_frame(stream).expect("a header");
+            assert_eq!(opcode, TEXT);
+            let notification: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+            let number = &notification["params"]["result"]["number"];
+            let number = u64::from_str_radix(number.as_str().unwrap().trim_start_matches("0x"), 16);
+            let number = number.unwrap();
+            assert!(last == 0 || number == last + 1, "{last} then {number}");
+            last = number;
+        }
+    }
+}
+
+#[test]
 fn a_websocket_message_above_one_mebibyte_ends_its_connection_and_one_below_is_answered() {
     const TEXT: u8 = 0x1;
     let directory = temp_datadir("ws-message");

@@ -31,8 +31,8 @@
 //! even a pong, came from it for twice that, and a connection whose notifications
 //! of one block (or of one look's accepted transactions) pass [`MAX_NOTIFICATION_BYTES`] is
 //! closed (code 1009, with the reason). At most [`MAX_NOTIFYING`] connections build and send
-//! notifications at a time (the others send theirs at a later look), each within 10 s of
-//! starting (else it is closed, code 1008): the notifications the node holds are bounded as a
+//! notifications at a time (the others wait their turn, in order, answering requests
+//! meanwhile), each within 10 s of starting (else it is closed, code 1008): the notifications the node holds are bounded as a
 //! whole, not only per connection.
 
 use std::sync::Arc;
@@ -134,6 +134,8 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
     let mut keepalive = Keepalive::new(rpc.ping_every);
     // When the loop last stopped listening to the client, to hand an event.
     let mut woke = None;
+    // The wait for a notification turn, while there are notifications to send.
+    let mut waiting: Option<TurnWait> = None;
     loop {
         if let Some(woke) = woke.take() {
             keepalive.listened_since(woke);
@@ -145,6 +147,8 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
             }
             _ = keepalive.pinger.tick() => Event::Ping,
             _ = ticker.tick() => Event::Poll,
+            turn = async { waiting.as_mut().expect("waiting for a turn").await },
+                if waiting.is_some() => Event::Turn(turn),
         };
         woke = Some(tokio::time::Instant::now());
         match event {
@@ -178,7 +182,15 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
                 }
             }
             Event::Poll => {
-                if !notify(rpc, socket, &mut subscriptions, &mut notified).await {
+                if waiting.is_none() && news(rpc, &subscriptions, &mut notified) {
+                    waiting = Some(Box::pin(Arc::clone(&rpc.notifying).acquire_owned()));
+                }
+            }
+            Event::Turn(turn) => {
+                waiting = None;
+                // The node never closes the semaphore.
+                let Ok(turn) = turn else { return };
+                if !notify(rpc, socket, &mut subscriptions, &mut notified, turn).await {
                     return;
                 }
             }
@@ -186,21 +198,9 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
     }
 }
 
-/// Sends the notifications of the transactions accepted and the blocks committed since the last
-/// look (at most [`BLOCKS_PER_POLL`] blocks), moving `notified` on; `false` if the connection is
-/// to end.
-///
-/// When there are some, it needs one of the node's [`MAX_NOTIFYING`] turns (without one, it
-/// sends them at a later look), and has [`NOTIFY_TIME`] to send them (else the connection
-/// ends): what connections hold of built notifications, and the threads that build them, are
-/// bounded node-wide, not only per connection, and a client slow to read keeps a turn 10 s at
-/// most. (A build under way when the time runs out finishes on its thread, and is dropped.)
-async fn notify(
-    rpc: &Arc<Rpc>,
-    socket: &mut WebSocket,
-    subscriptions: &mut [Active],
-    notified: &mut u64,
-) -> bool {
+/// Whether there are notifications to send: transactions accepted or blocks committed since the
+/// last look. Without any, moves `notified` on to the head (no subscription follows blocks).
+fn news(rpc: &Rpc, subscriptions: &[Active], notified: &mut u64) -> bool {
     let head = rpc.chain.head().number;
     let last_accepted = rpc.chain.accepted().last();
     let news = subscriptions.iter().any(|active| {
@@ -212,10 +212,37 @@ async fn notify(
     });
     if !news {
         *notified = (*notified).max(head);
-        return true;
     }
-    // No turn free: the next look tries again (the loop goes on answering requests meanwhile).
-    let Ok(turn) = rpc.notifying.try_acquire() else { return true };
+    news
+}
+
+/// A wait for one of the node's [`MAX_NOTIFYING`] notification turns (handed out in the order
+/// asked for).
+type TurnWait = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>,
+            > + Send,
+    >,
+>;
+
+/// Sends the notifications of the transactions accepted and the blocks committed since the last
+/// look (at most [`BLOCKS_PER_POLL`] blocks), in `turn`, moving `notified` on; `false` if the
+/// connection is to end.
+///
+/// A connection with notifications to send asks for one of the node's [`MAX_NOTIFYING`] turns
+/// and, while it waits, goes on answering requests; once it has one, it has [`NOTIFY_TIME`] to
+/// send them (else the connection ends): what connections hold of built notifications, and the
+/// threads that build them, are bounded node-wide, not only per connection, a client slow to read
+/// keeps a turn 10 s at most, and turns go in the order asked for. (A build under way when the
+/// time runs out finishes on its thread, and is dropped.)
+async fn notify(
+    rpc: &Arc<Rpc>,
+    socket: &mut WebSocket,
+    subscriptions: &mut [Active],
+    notified: &mut u64,
+    turn: tokio::sync::OwnedSemaphorePermit,
+) -> bool {
     let sent =
         tokio::time::timeout(NOTIFY_TIME, notify_in_turn(rpc, socket, subscriptions, notified));
     let sent = sent.await;
@@ -299,6 +326,8 @@ enum Event {
     Ping,
     /// Time to look for new blocks and accepted transactions.
     Poll,
+    /// A notification turn, waited for since a look found some.
+    Turn(Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>),
 }
 
 /// A connection's pings: one every `every`; the connection ends when nothing came from the
