@@ -986,14 +986,21 @@ impl Chain {
     pub fn restore_pending(&self) -> Result<usize, StoreError> {
         let mut records = Vec::new();
         let mut unreadable = Vec::new();
-        for (key, raw) in self.store.pending()? {
+        // Each sender's first arrival: senders take turns in the order they first sent, as
+        // before the restart.
+        let mut first_arrival: HashMap<Address, u64> = HashMap::new();
+        for crate::store::PendingRecord { key, arrival, raw } in self.store.pending()? {
             // The hash first: recovering the signer costs far more.
             let signed = TxEnvelope::decode_2718_exact(raw.as_slice())
                 .ok()
                 .filter(|envelope| envelope.tx_hash().as_slice() == key.as_slice())
                 .and_then(|envelope| Some((envelope.recover_signer().ok()?, envelope)));
             match signed {
-                Some((sender, envelope)) => records.push((sender, envelope, raw)),
+                Some((sender, envelope)) => {
+                    let first = first_arrival.entry(sender).or_insert(arrival);
+                    *first = (*first).min(arrival);
+                    records.push((sender, envelope, raw));
+                }
                 // Not written by this node as it writes them now (bytes after the transaction
                 // were once kept): forgotten, all in one write.
                 None => unreadable.push(key),
@@ -1002,9 +1009,11 @@ impl Chain {
         if !unreadable.is_empty() {
             self.store.delete_pending(&unreadable)?;
         }
-        // Each sender's transactions in nonce order, so none looks too far ahead. They are on
-        // disk already: checked and admitted, not written again.
-        records.sort_by_key(|(sender, envelope, _)| (*sender, envelope.nonce()));
+        // Senders in the order they first sent, each one's transactions in nonce order, so none
+        // looks too far ahead. They are on disk already: checked and admitted, not written again.
+        records.sort_by_key(|(sender, envelope, _)| {
+            (first_arrival[sender], *sender, envelope.nonce())
+        });
         let mut kept = 0;
         for (sender, envelope, raw) in records {
             let admitted = match self.check_signed(&raw, &envelope, sender) {
@@ -2655,6 +2664,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_restart_serves_senders_in_the_order_they_first_sent() {
+        let directory = tempfile::tempdir().unwrap();
+        let config = ChainConfig { max_block_transactions: 1, ..ChainConfig::for_tests() };
+        let chain = open_chain(directory.path(), config.clone());
+        // Senders whose addresses sort against the order they send in.
+        let mut senders: Vec<_> = (0..4).map(dev_signer).collect();
+        senders.sort_by_key(|signer| std::cmp::Reverse(signer.address()));
+        let sent: Vec<B256> =
+            senders.iter().map(|signer| chain.submit(&transfer(signer, 0, 10)).unwrap()).collect();
+        drop(chain);
+        let chain = open_chain(directory.path(), config);
+        assert_eq!(chain.restore_pending().unwrap(), 4);
+        for hash in sent {
+            assert_eq!(chain.produce_block().unwrap().transactions, [hash]);
+        }
+    }
+
+    #[test]
     fn an_acknowledged_transaction_is_pending_included_or_dropped_with_why() {
         use super::TransactionStatus;
         let directory = tempfile::tempdir().unwrap();
@@ -3179,7 +3206,7 @@ pub(crate) mod tests {
         chain.produce_block().unwrap();
         assert_eq!(chain.admit(second, false).unwrap(), hash);
         let on_disk = chain.store.pending().unwrap();
-        assert!(on_disk.iter().any(|(key, _)| key[..] == hash[..]), "the record was deleted");
+        assert!(on_disk.iter().any(|record| record.key[..] == hash[..]), "the record was deleted");
         drop(chain);
         let chain = open();
         assert_eq!(chain.restore_pending().unwrap(), 1, "back after a restart");

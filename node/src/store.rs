@@ -143,6 +143,8 @@ pub struct Store {
     cache: Arc<StateCache>,
     /// RocksDB's block cache, which every column family reads through.
     block_cache: rocksdb::Cache,
+    /// The arrival number the next accepted transaction's record gets (see [`PendingRecord`]).
+    next_arrival: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// State entries (or their absence) as RocksDB holds them, so that executing a block and checking
@@ -382,7 +384,11 @@ impl Store {
             history_window,
             cache: Arc::new(StateCache::new()),
             block_cache: cache,
+            next_arrival: Arc::default(),
         };
+        // Arrivals go on from the last record's.
+        let last_arrival = store.pending()?.iter().map(|record| record.arrival).max();
+        store.next_arrival = Arc::new(last_arrival.map_or(0, |last| last + 1).into());
         let head = store.head()?;
         store.history_since =
             if let Some(since) = store.number(META, HISTORY_SINCE, "history start")? {
@@ -998,8 +1004,14 @@ impl Store {
             return Ok(());
         }
         let mut batch = WriteBatch::default();
-        for (hash, raw) in records {
-            batch.put_cf(self.family(PENDING), hash, raw);
+        let first =
+            self.next_arrival.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        for ((hash, raw), arrival) in records.iter().zip(first..) {
+            let mut value = Vec::with_capacity(1 + 8 + raw.len());
+            value.push(ARRIVAL_MARK);
+            value.extend_from_slice(&arrival.to_be_bytes());
+            value.extend_from_slice(raw);
+            batch.put_cf(self.family(PENDING), hash, value);
         }
         self.write_synced(batch)?;
         Ok(())
@@ -1027,15 +1039,37 @@ impl Store {
     pub fn pending(&self) -> Result<Vec<PendingRecord>, StoreError> {
         let mut pending = Vec::new();
         for entry in self.db.iterator_cf(self.family(PENDING), rocksdb::IteratorMode::Start) {
-            let (key, raw) = entry?;
-            pending.push((key.to_vec(), raw.to_vec()));
+            let (key, value) = entry?;
+            let (arrival, raw) = match value.split_first() {
+                Some((&ARRIVAL_MARK, rest)) => match rest.split_first_chunk::<8>() {
+                    Some((arrival, raw)) => (u64::from_be_bytes(*arrival), raw),
+                    None => (0, &value[..]),
+                },
+                // Written before records had arrival numbers: the oldest.
+                _ => (0, &value[..]),
+            };
+            pending.push(PendingRecord { key: key.to_vec(), arrival, raw: raw.to_vec() });
         }
         Ok(pending)
     }
 }
 
-/// A pending transaction's record: its key and the signed transaction.
-pub type PendingRecord = (Vec<u8>, Vec<u8>);
+/// The first byte of a pending record's value, before its arrival number and the transaction:
+/// no transaction starts with it (typed ones start with their type, below 0x80; a legacy one
+/// with an RLP list's prefix, 0xff only for one of 2^56 bytes or more).
+const ARRIVAL_MARK: u8 = 0xff;
+
+/// A pending transaction's record.
+#[derive(Clone, Debug)]
+pub struct PendingRecord {
+    /// Its key: the transaction's hash, for every record this node wrote.
+    pub key: Vec<u8>,
+    /// When it was accepted, among the records: a number that grows with each one written (0
+    /// for those written before records had one).
+    pub arrival: u64,
+    /// The signed transaction.
+    pub raw: Vec<u8>,
+}
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
@@ -1310,5 +1344,38 @@ mod tests {
         assert_eq!(decode_record::<TransactionRecord>(&json).unwrap(), record);
         assert!(decode_record::<TransactionRecord>(&binary[..binary.len() - 1]).is_err());
         assert!(decode_record::<TransactionRecord>(b"garbage").is_err());
+    }
+
+    #[test]
+    fn pending_records_carry_their_arrival_and_those_written_before_read_as_the_oldest() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = super::Store::open(directory.path()).unwrap();
+        let hash = B256::repeat_byte;
+        // A record as written before records had arrival numbers: the transaction alone.
+        store.db.put_cf(store.family(super::PENDING), hash(9), [0x02, 0xf8, 0x01]).unwrap();
+        store.put_pending(&[(hash(1), &[0x02, 0x01][..]), (hash(2), &[0xf8, 0x02][..])]).unwrap();
+        store.put_pending(&[(hash(3), &[0x01][..])]).unwrap();
+        let arrivals = |store: &super::Store| {
+            let mut records: Vec<_> = store
+                .pending()
+                .unwrap()
+                .into_iter()
+                .map(|record| (record.arrival, record.key[0], record.raw))
+                .collect();
+            records.sort();
+            records
+        };
+        let expected = vec![
+            (0, 1, vec![0x02, 0x01]),
+            (0, 9, vec![0x02, 0xf8, 0x01]),
+            (1, 2, vec![0xf8, 0x02]),
+            (2, 3, vec![0x01]),
+        ];
+        assert_eq!(arrivals(&store), expected);
+        // Reopened, arrivals go on after the last.
+        drop(store);
+        let store = super::Store::open(directory.path()).unwrap();
+        store.put_pending(&[(hash(4), &[0x03][..])]).unwrap();
+        assert_eq!(arrivals(&store).last().unwrap(), &(3, 4, vec![0x03]));
     }
 }
