@@ -779,14 +779,19 @@ impl Chain {
     /// The store failed.
     pub fn transaction_status(&self, hash: B256) -> Result<TransactionStatus, StoreError> {
         // The pool first: a transaction leaves it only once its block is the head, so one not
-        // waiting any more is found committed if it was included.
-        if self.pending(&hash).is_some() {
-            return Ok(TransactionStatus::Pending);
-        }
+        // waiting any more is found committed if it was included. The drops are noted and
+        // forgotten under the pool's lock: read with it, they agree with the pool.
+        let dropped = {
+            let mempool = self.mempool.lock();
+            if mempool.get(&hash).is_some() {
+                return Ok(TransactionStatus::Pending);
+            }
+            self.dropped.get(&hash)
+        };
         if let Some(record) = self.committed_transaction(hash)? {
             return Ok(TransactionStatus::Included(Box::new(record)));
         }
-        Ok(self.dropped.get(&hash).map_or(TransactionStatus::Unknown, TransactionStatus::Dropped))
+        Ok(dropped.map_or(TransactionStatus::Unknown, TransactionStatus::Dropped))
     }
 
     /// Deletes the records of transactions the mempool dropped, unless one is still needed (a
@@ -986,8 +991,9 @@ impl Chain {
     pub fn restore_pending(&self) -> Result<usize, StoreError> {
         let mut records = Vec::new();
         let mut unreadable = Vec::new();
-        // Each sender's first arrival: senders take turns in the order they first sent, as
-        // before the restart.
+        // Each sender's first arrival among its records: senders take turns in about the order
+        // they first sent, as before the restart (a sender whose first transactions were
+        // included or replaced since counts from its oldest record left).
         let mut first_arrival: HashMap<Address, u64> = HashMap::new();
         for crate::store::PendingRecord { key, arrival, raw } in self.store.pending()? {
             // The hash first: recovering the signer costs far more.

@@ -387,8 +387,8 @@ impl Store {
             next_arrival: Arc::default(),
         };
         // Arrivals go on from the last record's.
-        let last_arrival = store.pending()?.iter().map(|record| record.arrival).max();
-        store.next_arrival = Arc::new(last_arrival.map_or(0, |last| last + 1).into());
+        let next_arrival = store.last_arrival()?.map_or(0, |last| last.saturating_add(1));
+        store.next_arrival = Arc::new(next_arrival.into());
         let head = store.head()?;
         store.history_since =
             if let Some(since) = store.number(META, HISTORY_SINCE, "history start")? {
@@ -1040,17 +1040,32 @@ impl Store {
         let mut pending = Vec::new();
         for entry in self.db.iterator_cf(self.family(PENDING), rocksdb::IteratorMode::Start) {
             let (key, value) = entry?;
-            let (arrival, raw) = match value.split_first() {
-                Some((&ARRIVAL_MARK, rest)) => match rest.split_first_chunk::<8>() {
-                    Some((arrival, raw)) => (u64::from_be_bytes(*arrival), raw),
-                    None => (0, &value[..]),
-                },
-                // Written before records had arrival numbers: the oldest.
-                _ => (0, &value[..]),
-            };
+            let (arrival, raw) = arrival_of(&value);
             pending.push(PendingRecord { key: key.to_vec(), arrival, raw: raw.to_vec() });
         }
         Ok(pending)
+    }
+
+    /// The highest arrival number of the pending records, if there are any.
+    fn last_arrival(&self) -> Result<Option<u64>, StoreError> {
+        let mut last = None;
+        for entry in self.db.iterator_cf(self.family(PENDING), rocksdb::IteratorMode::Start) {
+            let (_, value) = entry?;
+            last = last.max(Some(arrival_of(&value).0));
+        }
+        Ok(last)
+    }
+}
+
+/// A pending record's arrival number and transaction (see [`PendingRecord`]).
+fn arrival_of(value: &[u8]) -> (u64, &[u8]) {
+    match value.split_first() {
+        Some((&ARRIVAL_MARK, rest)) => match rest.split_first_chunk::<8>() {
+            Some((arrival, raw)) => (u64::from_be_bytes(*arrival), raw),
+            None => (0, value),
+        },
+        // Written before records had arrival numbers: the oldest.
+        _ => (0, value),
     }
 }
 

@@ -32,8 +32,8 @@
 //! of one block (or of one look's accepted transactions) pass [`MAX_NOTIFICATION_BYTES`] is
 //! closed (code 1009, with the reason). At most [`MAX_NOTIFYING`] connections build and send
 //! notifications at a time (the others wait their turn, in order, answering requests
-//! meanwhile), each within 10 s of starting (else it is closed, code 1008): the notifications the node holds are bounded as a
-//! whole, not only per connection.
+//! meanwhile), each within 10 s of starting (else it is closed, code 1008): the notifications
+//! the node holds are bounded as a whole, not only per connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,14 +141,16 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
             keepalive.listened_since(woke);
         }
         let event = tokio::select! {
+            // A turn first: once handed over, it is the connection's, whatever else is ready.
+            biased;
+            turn = async { waiting.as_mut().expect("waiting for a turn").await },
+                if waiting.is_some() => Event::Turn(turn),
             message = socket.recv(), if in_flight.len() < MAX_IN_FLIGHT => Event::Message(message),
             Some(answered) = in_flight.join_next(), if !in_flight.is_empty() => {
                 Event::Answered(answered)
             }
             _ = keepalive.pinger.tick() => Event::Ping,
             _ = ticker.tick() => Event::Poll,
-            turn = async { waiting.as_mut().expect("waiting for a turn").await },
-                if waiting.is_some() => Event::Turn(turn),
         };
         woke = Some(tokio::time::Instant::now());
         match event {
@@ -234,7 +236,8 @@ type TurnWait = std::pin::Pin<
 /// and, while it waits, goes on answering requests; once it has one, it has [`NOTIFY_TIME`] to
 /// send them (else the connection ends): what connections hold of built notifications, and the
 /// threads that build them, are bounded node-wide, not only per connection, a client slow to read
-/// keeps a turn 10 s at most, and turns go in the order asked for. (A build under way when the
+/// keeps a turn 20 s at most (a turn handed over while the connection sends an answer, which
+/// may take 10 s, waits for that send), and turns go in the order asked for. (A build under way when the
 /// time runs out finishes on its thread, and is dropped.)
 async fn notify(
     rpc: &Arc<Rpc>,
@@ -281,6 +284,13 @@ async fn notify_in_turn(
         subscriptions.iter().filter(|active| !active.follows_pending()).cloned().collect();
     if following.is_empty() {
         *notified = head;
+        return true;
+    }
+    // Blocks before every subscription to blocks or logs have nothing for them (a connection
+    // that waited for its turn with none may have fallen behind).
+    let since = following.iter().map(|active| active.since).min().unwrap_or(head);
+    *notified = (*notified).max(since.min(head));
+    if head <= *notified {
         return true;
     }
     let to = head.min(*notified + BLOCKS_PER_POLL);
