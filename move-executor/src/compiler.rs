@@ -44,10 +44,16 @@ pub(crate) fn compile(
     };
     let mut modules = Vec::new();
     for unit in units {
-        let unit = unit.into_compiled_unit();
-        let bytes = unit.serialize(None);
-        match unit {
-            CompiledUnitEnum::Module(module) => modules.push((module.name.to_string(), bytes)),
+        match unit.into_compiled_unit() {
+            CompiledUnitEnum::Module(module) => {
+                // Written here rather than by the compiler's unit, which panics on a module the
+                // binary format cannot hold (a function of more than 255 locals, say).
+                let mut bytes = Vec::new();
+                module.module.serialize(&mut bytes).map_err(|error| {
+                    format!("module {} cannot be written as bytecode: {error}", module.name)
+                })?;
+                modules.push((module.name.to_string(), bytes));
+            }
             CompiledUnitEnum::Script(script) => {
                 return Err(format!("scripts are not supported: {}", script.name));
             }

@@ -1645,3 +1645,19 @@ fn a_call_pays_for_the_code_as_it_stands_after_an_upgrade() {
     let after = receipt(&chain.run_calls(alice, &[("top", "go")]), 0).gas_used;
     assert_eq!(after - before, load_gas(&new) - load_gas(&old) + load_gas(&extra));
 }
+
+#[test]
+fn a_module_the_binary_format_cannot_hold_is_a_compile_error_not_a_panic() {
+    // A function of 300 locals: the format holds 255 in a signature.
+    let locals: String =
+        (1..300).map(|at| format!("        let a{at} = a{} + {at};\n", at - 1)).collect();
+    let source = format!(
+        "module 0xe5::wide {{\n    public fun f(a0: u64): u64 {{\n{locals}        a299\n    }}\n}}\n"
+    );
+    let directory = tempfile::tempdir().expect("temp is writable");
+    let file = directory.path().join("wide.move");
+    std::fs::write(&file, source).expect("temp is writable");
+    let error = duet_move::compile_package(vec![file.to_string_lossy().into_owned()], &[])
+        .expect_err("300 locals do not fit");
+    assert!(error.starts_with("module wide cannot be written as bytecode: "), "{error}");
+}
