@@ -1649,8 +1649,10 @@ fn a_call_pays_for_the_code_as_it_stands_after_an_upgrade() {
 #[test]
 fn a_module_the_binary_format_cannot_hold_is_a_compile_error_not_a_panic() {
     // A function of 300 locals: the format holds 255 in a signature.
-    let locals: String =
-        (1..300).map(|at| format!("        let a{at} = a{} + {at};\n", at - 1)).collect();
+    let locals = (1..300).fold(String::new(), |mut locals, at| {
+        locals += &format!("        let a{at} = a{} + {at};\n", at - 1);
+        locals
+    });
     let source = format!(
         "module 0xe5::wide {{\n    public fun f(a0: u64): u64 {{\n{locals}        a299\n    }}\n}}\n"
     );
