@@ -1650,7 +1650,8 @@ fn a_call_pays_for_the_code_as_it_stands_after_an_upgrade() {
 fn a_module_the_binary_format_cannot_hold_is_a_compile_error_not_a_panic() {
     // A function of 300 locals: the format holds 255 in a signature.
     let locals = (1..300).fold(String::new(), |mut locals, at| {
-        locals += &format!("        let a{at} = a{} + {at};\n", at - 1);
+        use std::fmt::Write;
+        writeln!(locals, "        let a{at} = a{} + {at};", at - 1).expect("a String takes it");
         locals
     });
     let source = format!(
