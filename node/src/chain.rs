@@ -705,6 +705,9 @@ impl Chain {
     /// it is another's: the same transaction in the pool, or on its way there.
     fn admit(&self, pending: PendingTransaction, restored: bool) -> Result<B256, SubmitError> {
         let hash = pending.hash;
+        // Read before the pool's lock: the head's lock is not taken under it (a block's commit
+        // waits for the head's readers, one of which may wait for the pool).
+        let head = self.head.read().number;
         let mut mempool = self.mempool.lock();
         if !restored {
             mempool.end_submission(&hash);
@@ -734,7 +737,7 @@ impl Chain {
             Ok((displaced, replacing)) => {
                 // Replaced or evicted: gone from the pool, so from disk too.
                 Metrics::add(&self.metrics.dropped, displaced.len() as u64);
-                self.note_dropped(&displaced, |dropped| {
+                self.note_dropped(&displaced, head, |dropped| {
                     if Some(*dropped) == replacing {
                         format!("replaced by {hash}")
                     } else {
@@ -761,12 +764,9 @@ impl Chain {
         }
     }
 
-    /// Notes the acknowledged transactions `hashes` as dropped, each for `reason(hash)`.
-    fn note_dropped(&self, hashes: &[B256], reason: impl Fn(&B256) -> String) {
-        if hashes.is_empty() {
-            return;
-        }
-        let head = self.head.read().number;
+    /// Notes the acknowledged transactions `hashes` as dropped at `head`, each for
+    /// `reason(hash)`.
+    fn note_dropped(&self, hashes: &[B256], head: u64, reason: impl Fn(&B256) -> String) {
         for hash in hashes {
             self.dropped.note(*hash, reason(hash), head);
         }
@@ -813,7 +813,9 @@ impl Chain {
     /// The node's metrics, as Prometheus text.
     #[must_use]
     pub fn metrics(&self) -> String {
-        self.metrics.render(self.head.read().number, self.pending_count(), self.store.memory())
+        // The head's lock released before the pool's is taken (see `admit`).
+        let head = self.head.read().number;
+        self.metrics.render(head, self.pending_count(), self.store.memory())
     }
 
     /// Checks a signed transaction against the state and the mempool, and against the
@@ -1038,7 +1040,8 @@ impl Chain {
                 Err(error) => {
                     let hash = *envelope.tx_hash();
                     tracing::info!(%hash, %error, "an accepted transaction was dropped on restart");
-                    self.note_dropped(&[hash], |_| {
+                    let head = self.head().number;
+                    self.note_dropped(&[hash], head, |_| {
                         format!("refused when the node restarted: {error}")
                     });
                 }
@@ -1173,6 +1176,8 @@ impl Chain {
         executor: &duet_evm::MixedBlockExecutor<'_>,
         nonces: &HashMap<Address, u64>,
     ) -> Result<(Vec<PendingTransaction>, VmBlockOutput<DuetVm>, bool), BlockError<StateKey>> {
+        // The block's parent, read before the pool's lock (see `admit`).
+        let parent = self.head().number;
         let mut candidates: Vec<PendingTransaction> = Vec::new();
         let mut results = Vec::new();
         // The state the rounds so far left: the first round's updates, then, from the second
@@ -1198,7 +1203,7 @@ impl Chain {
             let mut taken = {
                 let mut mempool = self.mempool.lock();
                 if round == 0 {
-                    self.expire(&mut mempool, nonce_of);
+                    self.expire(&mut mempool, nonce_of, parent);
                     mempool.executable(nonce_of, most, gas_left)
                 } else {
                     let limits_to_take = (u128::from(gas_left) * limits)
@@ -1306,7 +1311,8 @@ impl Chain {
 
     /// Drops the transactions that waited above a nonce gap for the mempool's lifetime, when it
     /// is time to look for them.
-    fn expire(&self, mempool: &mut Mempool, nonce_of: impl FnMut(Address) -> u64) {
+    /// `head` is the head's number (read before the pool's lock was taken).
+    fn expire(&self, mempool: &mut Mempool, nonce_of: impl FnMut(Address) -> u64, head: u64) {
         let now = std::time::Instant::now();
         if !self.expiry_due(now) {
             return;
@@ -1319,7 +1325,7 @@ impl Chain {
             );
             Metrics::add(&self.metrics.dropped, expired.len() as u64);
             let lifetime = self.config.mempool_lifetime.as_secs();
-            self.note_dropped(&expired, |_| {
+            self.note_dropped(&expired, head, |_| {
                 format!(
                     "expired: it waited above a nonce gap for the pool's lifetime ({lifetime} s)"
                 )
@@ -1417,7 +1423,7 @@ impl Chain {
         mempool.block_done(commits);
         for (hash, reason) in rejected {
             mempool.remove(hash);
-            self.dropped.note(*hash, reason.clone(), number);
+            self.note_dropped(&[*hash], number, |_| reason.clone());
         }
         let mut stale: Vec<B256> = rejected.iter().map(|(hash, _)| *hash).collect();
         for (sender, nonce) in nonces {
@@ -1428,10 +1434,9 @@ impl Chain {
                 .into_iter()
                 .filter(|hash| !settled.contains(hash))
                 .collect();
-            for hash in &used {
-                let reason = format!("its nonce was used by another transaction in block {number}");
-                self.dropped.note(*hash, reason, number);
-            }
+            self.note_dropped(&used, number, |_| {
+                format!("its nonce was used by another transaction in block {number}")
+            });
             stale.extend(used);
         }
         self.delete_records(&mempool, &stale);
