@@ -2666,10 +2666,8 @@ pub(crate) mod tests {
         // The authorization used the authority's nonce 0: its transaction with it is gone.
         assert_eq!(chain.account(authority.address()).unwrap().0, 1);
         assert!(chain.mempool.lock().get(&stale).is_none(), "the stale transaction waits");
-        let Ok(super::TransactionStatus::Dropped(dropped)) = chain.transaction_status(stale) else {
-            panic!("the stale transaction is not reported as dropped");
-        };
-        assert_eq!(dropped.reason, "its nonce was used by another transaction in block 1");
+        let reason = dropped_reason(&chain, stale);
+        assert_eq!(reason, "its nonce was used by another transaction in block 1");
         assert_eq!(chain.pending_count(), 0);
         chain.mempool.lock().assert_consistent();
     }
@@ -2697,10 +2695,7 @@ pub(crate) mod tests {
         use super::TransactionStatus;
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
-        let reason = |hash| match chain.transaction_status(hash).unwrap() {
-            TransactionStatus::Dropped(dropped) => dropped.reason,
-            other => panic!("{other:?}"),
-        };
+        let reason = |hash| dropped_reason(&chain, hash);
         let (first, second) = (dev_signer(0), dev_signer(1));
         let replaced = chain.submit(&transfer(&first, 0, 10)).unwrap();
         assert!(matches!(chain.transaction_status(replaced), Ok(TransactionStatus::Pending)));
@@ -2732,14 +2727,8 @@ pub(crate) mod tests {
         let config = ChainConfig { base_fee: 1_000, ..ChainConfig::for_tests() };
         let chain = open_chain(directory.path(), config);
         assert_eq!(chain.restore_pending().unwrap(), 0);
-        let TransactionStatus::Dropped(dropped) = chain.transaction_status(waiting).unwrap() else {
-            panic!("not dropped");
-        };
-        assert!(
-            dropped.reason.starts_with("refused when the node restarted: "),
-            "{}",
-            dropped.reason
-        );
+        let reason = dropped_reason(&chain, waiting);
+        assert!(reason.starts_with("refused when the node restarted: "), "{reason}");
     }
 
     #[test]
@@ -2764,6 +2753,14 @@ pub(crate) mod tests {
         assert!(chain.store.state_with_prefix(prefix, fewer).unwrap().is_none());
         let small = Listed { bytes: 1_000, ..all };
         assert!(chain.store.state_with_prefix(prefix, small).unwrap().is_none());
+    }
+
+    /// Why `chain` dropped `hash` (the test fails if it did not).
+    fn dropped_reason(chain: &Chain, hash: B256) -> String {
+        match chain.transaction_status(hash).unwrap() {
+            super::TransactionStatus::Dropped(dropped) => dropped.reason,
+            other => panic!("{hash} is not dropped: {other:?}"),
+        }
     }
 
     pub(crate) fn dev_signer(index: usize) -> alloy_signer_local::PrivateKeySigner {
@@ -3203,10 +3200,8 @@ pub(crate) mod tests {
         chain.store.put_pending(&[(second.hash, &second.raw[..])]).unwrap();
         let block = chain.produce_block().unwrap();
         assert_eq!(block.transactions, [drain], "the payment is rejected");
-        let Ok(super::TransactionStatus::Dropped(dropped)) = chain.transaction_status(hash) else {
-            panic!("the rejected payment is not reported as dropped");
-        };
-        assert!(dropped.reason.starts_with("rejected by block 1: "), "{}", dropped.reason);
+        let reason = dropped_reason(&chain, hash);
+        assert!(reason.starts_with("rejected by block 1: "), "{reason}");
         // Funded again, the second submission is admitted and acknowledged: its record must
         // be on disk.
         let funding = alloy_consensus::TxEip1559 {

@@ -731,6 +731,18 @@ fn read_frame(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
     Ok((head[0] & 0x0f, payload))
 }
 
+/// The WebSocket opcodes the tests send and read.
+const TEXT: u8 = 0x1;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xa;
+
+/// A JSON-RPC quantity (`"0x…"`) as a number.
+fn quantity(value: &serde_json::Value) -> u64 {
+    let text = value.as_str().unwrap_or_else(|| panic!("not a quantity: {value}"));
+    u64::from_str_radix(text.trim_start_matches("0x"), 16).expect("a hex quantity")
+}
+
 /// Sends a frame from the client.
 fn write_frame(stream: &mut TcpStream, opcode: u8, payload: &[u8]) {
     stream.write_all(&client_frame(opcode, payload)).unwrap();
@@ -757,7 +769,6 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn more_subscribers_than_notification_turns_are_each_told_of_every_new_block() {
-    const TEXT: u8 = 0x1;
     let directory = temp_datadir("ws-turns");
     let node = Node::start(directory.path());
     // Three times as many connections as the node's four turns, each subscribed to new heads.
@@ -774,30 +785,33 @@ fn more_subscribers_than_notification_turns_are_each_told_of_every_new_block() {
             stream
         })
         .collect();
+    // Every subscription was made at this block or before: each is told of the next one on.
+    let subscribed = quantity(&rpc(&node, "eth_blockNumber", "[]")["result"]);
     for _ in 0..3 {
         let mined = node.rpc_raw(r#"{"jsonrpc":"2.0","id":1,"method":"evm_mine"}"#).unwrap();
         assert!(mined.contains("result"), "{mined}");
     }
-    let head = node.cast(&["block-number"]).unwrap().parse::<u64>().unwrap();
+    let head = quantity(&rpc(&node, "eth_blockNumber", "[]")["result"]);
     for stream in &mut subscribers {
-        // Each header in order, up to the head (the node may have made blocks of its own too).
-        let mut last = 0;
-        while last < head {
+        // Each header in order, from at most the one after `subscribed`, up to the head (the
+        // node may have made blocks of its own too).
+        let mut last = None;
+        while last < Some(head) {
             let (opcode, payload) = read_frame(stream).expect("a header");
             assert_eq!(opcode, TEXT);
             let notification: serde_json::Value = serde_json::from_slice(&payload).unwrap();
-            let number = &notification["params"]["result"]["number"];
-            let number = u64::from_str_radix(number.as_str().unwrap().trim_start_matches("0x"), 16);
-            let number = number.unwrap();
-            assert!(last == 0 || number == last + 1, "{last} then {number}");
-            last = number;
+            let number = quantity(&notification["params"]["result"]["number"]);
+            match last {
+                None => assert!(number <= subscribed + 1, "first told of {number}"),
+                Some(last) => assert_eq!(number, last + 1, "{last} then {number}"),
+            }
+            last = Some(number);
         }
     }
 }
 
 #[test]
 fn a_websocket_message_above_one_mebibyte_ends_its_connection_and_one_below_is_answered() {
-    const TEXT: u8 = 0x1;
     let directory = temp_datadir("ws-message");
     let node = Node::start(directory.path());
     let request = |size: usize| {
@@ -814,17 +828,13 @@ fn a_websocket_message_above_one_mebibyte_ends_its_connection_and_one_below_is_a
     // is on its way (a close frame first, or not).
     let _ = stream.write_all(&client_frame(TEXT, request(1 << 20).as_bytes()));
     if let Ok((opcode, payload)) = read_frame(&mut stream) {
-        assert_eq!(opcode, 0x8, "not closed: {}", String::from_utf8_lossy(&payload));
+        assert_eq!(opcode, CLOSE, "not closed: {}", String::from_utf8_lossy(&payload));
     }
     assert_eq!(node.cast(&["chain-id"]).unwrap(), "31337");
 }
 
 #[test]
 fn websocket_clients_are_pinged_and_silent_ones_closed() {
-    const PING: u8 = 0x9;
-    const PONG: u8 = 0xa;
-    const CLOSE: u8 = 0x8;
-    const TEXT: u8 = 0x1;
     let directory = temp_datadir("pings");
     let node = Node::start_with(directory.path(), &["--http-idle-timeout", "1"]);
 
@@ -1584,8 +1594,7 @@ fn filters_refuse_bad_input_and_report_each_block_once(node: &Node) {
             .iter()
             .map(|hash| {
                 let block = rpc(node, "eth_getBlockByHash", &format!("[{hash}, false]"));
-                let number = block["result"]["number"].as_str().unwrap().trim_start_matches("0x");
-                u64::from_str_radix(number, 16).unwrap()
+                quantity(&block["result"]["number"])
             })
             .collect()
     };
@@ -1858,8 +1867,7 @@ fn block_methods_find(node: &Node, receipt: &serde_json::Value) {
 /// geth's txpool methods: a transaction of `from` (unlocked) above a nonce gap is queued.
 fn txpool_shows_a_transaction_above_a_gap_as_queued(node: &Node, from: &str, recipient: &str) {
     let next = rpc(node, "eth_getTransactionCount", &format!(r#"["{from}", "pending"]"#));
-    let next = u64::from_str_radix(next["result"].as_str().unwrap().trim_start_matches("0x"), 16);
-    let gapped = next.unwrap() + 1;
+    let gapped = quantity(&next["result"]) + 1;
     let above_gap = format!(
         r#"[{{"from":"{from}","to":"{recipient}","value":"0x1","gas":"0x5208","nonce":"{gapped:#x}"}}]"#
     );

@@ -1,6 +1,7 @@
 //! Every JSON-RPC method under random and hostile parameters: each request gets an answer
 //! (a result or an error that is not the node failing: no panic, no "internal error"), and
-//! none changes the chain, the pool or an account.
+//! none changes the head, its state root, the pool or the first dev account (but a send from
+//! the unlocked account, or mining, that succeeds).
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -382,8 +383,13 @@ fn every_method_answers_hostile_parameters_with_an_error_and_changes_nothing() {
             (method, params)
         });
     let requests = (prop_oneof![1 => random, 3 => mutated], any::<bool>());
-    let config =
-        ProptestConfig { cases: 1024, failure_persistence: None, ..ProptestConfig::default() };
+    // A fixed seed: the same 1024 requests each run, so that a failure reproduces.
+    let config = ProptestConfig {
+        cases: 1024,
+        failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x00d0_e7f0_22ed),
+        ..ProptestConfig::default()
+    };
     proptest!(config, |(((method, params), batched) in requests)| {
         let request = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
         let before = snapshot(&rpc);

@@ -253,7 +253,7 @@ async fn notify(
     if let Ok(keep) = sent {
         return keep;
     }
-    let reason = format!("notifications not taken within {} s", NOTIFY_TIME.as_secs());
+    let reason = format!("notifications not sent within {} s of their turn", NOTIFY_TIME.as_secs());
     close(socket, CLOSE_POLICY, &reason).await;
     false
 }
