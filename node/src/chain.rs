@@ -27,6 +27,7 @@ use revm::primitives::eip7825::TX_GAS_LIMIT_CAP;
 use revm::primitives::TxKind;
 
 use crate::block::{Block, Kind, TransactionRecord};
+use crate::dropped::DropKind;
 use crate::mempool::{Arrival, Mempool, MempoolError, PendingTransaction};
 use crate::merkle::{self, NodeCache, Proof};
 use crate::metrics::Metrics;
@@ -736,12 +737,12 @@ impl Chain {
         match inserted {
             Ok((displaced, replacing)) => {
                 // Replaced or evicted: gone from the pool, so from disk too.
-                Metrics::add(&self.metrics.dropped, displaced.len() as u64);
                 self.note_dropped(&displaced, head, |dropped| {
                     if Some(*dropped) == replacing {
-                        format!("replaced by {hash}")
+                        (DropKind::Replaced, format!("replaced by {hash}"))
                     } else {
-                        format!("evicted from the full pool by {hash}, which pays more")
+                        let why = format!("evicted from the full pool by {hash}, which pays more");
+                        (DropKind::Evicted, why)
                     }
                 });
                 self.delete_records(&mempool, &displaced);
@@ -765,10 +766,17 @@ impl Chain {
     }
 
     /// Notes the acknowledged transactions `hashes` as dropped at `head`, each for
-    /// `reason(hash)`.
-    fn note_dropped(&self, hashes: &[B256], head: u64, reason: impl Fn(&B256) -> String) {
+    /// `reason(hash)` (its kind, counted in the metrics, and its words).
+    fn note_dropped(
+        &self,
+        hashes: &[B256],
+        head: u64,
+        reason: impl Fn(&B256) -> (DropKind, String),
+    ) {
         for hash in hashes {
-            self.dropped.note(*hash, reason(hash), head);
+            let (kind, why) = reason(hash);
+            Metrics::add(&self.metrics.dropped[kind.index()], 1);
+            self.dropped.note(*hash, why, head);
         }
     }
 
@@ -1042,7 +1050,7 @@ impl Chain {
                     tracing::info!(%hash, %error, "an accepted transaction was dropped on restart");
                     let head = self.head().number;
                     self.note_dropped(&[hash], head, |_| {
-                        format!("refused when the node restarted: {error}")
+                        (DropKind::Restart, format!("refused when the node restarted: {error}"))
                     });
                 }
             }
@@ -1323,12 +1331,12 @@ impl Chain {
                 transactions = expired.len(),
                 "dropped transactions that waited above a nonce gap for the mempool's lifetime"
             );
-            Metrics::add(&self.metrics.dropped, expired.len() as u64);
             let lifetime = self.config.mempool_lifetime.as_secs();
             self.note_dropped(&expired, head, |_| {
-                format!(
+                let why = format!(
                     "expired: it waited above a nonce gap for the pool's lifetime ({lifetime} s)"
-                )
+                );
+                (DropKind::Expired, why)
             });
             self.delete_records(mempool, &expired);
         }
@@ -1423,7 +1431,7 @@ impl Chain {
         mempool.block_done(commits);
         for (hash, reason) in rejected {
             mempool.remove(hash);
-            self.note_dropped(&[*hash], number, |_| reason.clone());
+            self.note_dropped(&[*hash], number, |_| (DropKind::Rejected, reason.clone()));
         }
         let mut stale: Vec<B256> = rejected.iter().map(|(hash, _)| *hash).collect();
         for (sender, nonce) in nonces {
@@ -1435,7 +1443,8 @@ impl Chain {
                 .filter(|hash| !settled.contains(hash))
                 .collect();
             self.note_dropped(&used, number, |_| {
-                format!("its nonce was used by another transaction in block {number}")
+                let why = format!("its nonce was used by another transaction in block {number}");
+                (DropKind::NonceUsed, why)
             });
             stale.extend(used);
         }
@@ -2712,6 +2721,11 @@ pub(crate) mod tests {
             reason(cheapest),
             format!("evicted from the full pool by {evicting}, which pays more")
         );
+        let metrics = chain.metrics();
+        for (reason, count) in [("replaced", 1), ("evicted", 1), ("expired", 0), ("restart", 0)] {
+            let line = format!("duet_transactions_dropped_total{{reason=\"{reason}\"}} {count}\n");
+            assert!(metrics.contains(&line), "{line}{metrics}");
+        }
         let block = chain.produce_block().unwrap();
         let TransactionStatus::Included(record) = chain.transaction_status(replacement).unwrap()
         else {
@@ -2729,6 +2743,8 @@ pub(crate) mod tests {
         assert_eq!(chain.restore_pending().unwrap(), 0);
         let reason = dropped_reason(&chain, waiting);
         assert!(reason.starts_with("refused when the node restarted: "), "{reason}");
+        let metrics = chain.metrics();
+        assert!(metrics.contains("duet_transactions_dropped_total{reason=\"restart\"} 1\n"));
     }
 
     #[test]
@@ -3321,7 +3337,9 @@ pub(crate) mod tests {
         assert_eq!(chain.pending_count(), 10);
         assert!(chain.pending(&hashes[9]).is_none(), "the sender's last transaction is evicted");
         assert!(chain.pending(&hashes[8]).is_some());
-        assert!(chain.metrics().contains("duet_transactions_dropped_total 1\n"));
+        assert!(chain
+            .metrics()
+            .contains("duet_transactions_dropped_total{reason=\"evicted\"} 1\n"));
         drop(chain);
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
         assert_eq!(chain.restore_pending().unwrap(), 10);
@@ -3348,7 +3366,9 @@ pub(crate) mod tests {
         assert!(block.transactions.is_empty());
         assert!(chain.pending(&stranded).is_none(), "its sender was idle for the lifetime");
         assert!(chain.pending(&recent).is_some(), "its sender was not");
-        assert!(chain.metrics().contains("duet_transactions_dropped_total 1\n"));
+        assert!(chain
+            .metrics()
+            .contains("duet_transactions_dropped_total{reason=\"expired\"} 1\n"));
         let filler = chain.submit(&transfer(&second, 1, 10)).unwrap();
         let block = chain.produce_block().unwrap();
         assert_eq!(block.transactions, vec![filler, recent]);

@@ -14,6 +14,54 @@ use std::collections::{HashMap, VecDeque};
 use alloy_primitives::B256;
 use parking_lot::Mutex;
 
+/// Why, in a word: what the metrics count drops by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropKind {
+    /// Replaced by a transaction with the same nonce that pays more.
+    Replaced,
+    /// Evicted from a full pool by a transaction that pays more.
+    Evicted,
+    /// Waited above a nonce gap for the pool's lifetime.
+    Expired,
+    /// Rejected by a block.
+    Rejected,
+    /// Its nonce was used by another transaction.
+    NonceUsed,
+    /// Refused when the node restarted.
+    Restart,
+}
+
+impl DropKind {
+    /// Every kind, in the order [`index`](Self::index) numbers them.
+    pub const ALL: [Self; 6] = [
+        Self::Replaced,
+        Self::Evicted,
+        Self::Expired,
+        Self::Rejected,
+        Self::NonceUsed,
+        Self::Restart,
+    ];
+
+    /// Its position in [`ALL`](Self::ALL).
+    #[must_use]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Its label in the metrics.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Replaced => "replaced",
+            Self::Evicted => "evicted",
+            Self::Expired => "expired",
+            Self::Rejected => "rejected",
+            Self::NonceUsed => "nonce_used",
+            Self::Restart => "restart",
+        }
+    }
+}
+
 /// How many dropped transactions the log remembers.
 pub const DROPPED_KEPT: usize = 65_536;
 

@@ -12,9 +12,9 @@ pub struct Metrics {
     pub accepted: AtomicU64,
     /// Transactions refused at submission.
     pub refused: AtomicU64,
-    /// Accepted transactions that left the mempool without a block: replaced or evicted by one
-    /// that pays more, or expired above a nonce gap.
-    pub dropped: AtomicU64,
+    /// Accepted transactions that left the mempool without a block, by why
+    /// ([`crate::dropped::DropKind`]).
+    pub dropped: [AtomicU64; crate::dropped::DropKind::ALL.len()],
     /// Blocks committed.
     pub blocks: AtomicU64,
     /// Transactions committed in blocks.
@@ -61,7 +61,7 @@ impl Metrics {
     #[must_use]
     pub fn render(&self, head: u64, mempool: usize, memory: DatabaseMemory) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64, f64); 12] = [
+        let counters: [(&str, &str, &AtomicU64, f64); 11] = [
             (
                 "duet_transactions_accepted_total",
                 "Transactions accepted into the mempool.",
@@ -72,13 +72,6 @@ impl Metrics {
                 "duet_transactions_refused_total",
                 "Transactions refused at submission.",
                 &self.refused,
-                1.0,
-            ),
-            (
-                "duet_transactions_dropped_total",
-                "Accepted transactions dropped from the mempool: replaced or evicted by one that \
-                 pays more, or expired above a nonce gap.",
-                &self.dropped,
                 1.0,
             ),
             ("duet_blocks_committed_total", "Blocks committed.", &self.blocks, 1.0),
@@ -131,6 +124,18 @@ impl Metrics {
         for (name, help, counter, scale) in counters {
             let value = counter.load(Ordering::Relaxed) as f64 * scale;
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        }
+        let name = "duet_transactions_dropped_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Accepted transactions that left the mempool without a block, by why: \
+             replaced or evicted by one that pays more, expired above a nonce gap, rejected by a \
+             block, their nonce used by another transaction, refused at a restart.\n\
+             # TYPE {name} counter"
+        );
+        for kind in crate::dropped::DropKind::ALL {
+            let value = self.dropped[kind.index()].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{reason=\"{}\"}} {value}", kind.label());
         }
         let _ = writeln!(out, "# HELP duet_head_block The last committed block.\n# TYPE duet_head_block gauge\nduet_head_block {head}");
         let _ = writeln!(out, "# HELP duet_mempool_transactions Transactions waiting.\n# TYPE duet_mempool_transactions gauge\nduet_mempool_transactions {mempool}");

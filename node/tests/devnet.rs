@@ -553,7 +553,11 @@ fn a_transaction_stranded_above_a_nonce_gap_expires_after_the_mempool_lifetime()
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(started.elapsed() >= Duration::from_millis(900), "dropped before its lifetime");
-    assert!(node.get("/metrics").contains("duet_transactions_dropped_total 1\n"));
+    let metrics = node.get("/metrics");
+    assert!(
+        metrics.contains("duet_transactions_dropped_total{reason=\"expired\"} 1\n"),
+        "{metrics}"
+    );
     // Its record went with it: a restart does not bring it back.
     drop(node);
     let node = Node::start(directory.path());
