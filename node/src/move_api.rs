@@ -1,10 +1,12 @@
 //! The Move API: REST and JSON under `/move/v1`, for Move developers and their tools.
 //!
-//! - `GET /move/v1/accounts/{address}/resources`: every resource, as its type and BCS data.
+//! - `GET /move/v1/accounts/{address}/resources`: the resources, as their type and BCS data, a
+//!   page at a time (`?limit=N&after=<type>`: at most N, 1 000 unless given, after that type).
 //! - `GET /move/v1/accounts/{address}/resource/{type}`: one resource (`0x…::module::Struct`).
 //!   This, one module and a view take a block (`?block=N`; a view's `"block": N`): the state
 //!   after that block, one of the last 128 (see [`crate::store`]); the latest by default.
-//! - `GET /move/v1/accounts/{address}/modules`: every module's name and bytecode.
+//! - `GET /move/v1/accounts/{address}/modules`: the modules' names and bytecode, a page at a
+//!   time (`?limit=N&after=<name>`).
 //! - `GET /move/v1/accounts/{address}/module/{name}`: one module's bytecode and ABI (its
 //!   functions with visibility, entry, type parameters, parameters and returns; its structs with
 //!   abilities and fields).
@@ -170,26 +172,29 @@ fn internal(failure: impl std::fmt::Display) -> Answer {
     error(StatusCode::INTERNAL_SERVER_ERROR, failure)
 }
 
-/// `owner`'s state entries of one kind (Move modules or resources), each as `entry` shows it
-/// (`None` leaves it out), in a JSON list.
+/// `owner`'s state entries of one kind (Move modules or resources), a page of them from the
+/// query's `after` (the key of the entry it names, from `after_key`) and `limit`, each as
+/// `entry` shows it (`None` leaves it out), in a JSON list.
 fn listing(
     chain: &Chain,
     owner: &str,
+    query: Option<&str>,
     kind: fn(Address) -> StateKey,
+    after_key: fn(Address, &str) -> Result<StateKey, Answer>,
     entry: fn(StateKey, StateValue) -> Option<Value>,
 ) -> Result<Value, Answer> {
+    let owner = address(owner)?;
+    let page = page_query(query)?;
     // A kind's tag and the address lead the encoding of each of its keys.
-    let prefix = kind(address(owner)?).encode()[..=Address::len_bytes()].to_vec();
-    let Some(entries) = chain.store().state_with_prefix(&prefix, MAX_LISTED).map_err(internal)?
-    else {
-        let Listed { entries, bytes } = MAX_LISTED;
-        return Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "{owner} holds more than {entries} of them or {} MiB: ask for one by name",
-                bytes >> 20
-            ),
-        ));
+    let prefix = kind(owner).encode()[..=Address::len_bytes()].to_vec();
+    let after =
+        page.after.map(|after| after_key(owner, &after)).transpose()?.map(|key| key.encode());
+    let most = Listed { entries: page.limit, bytes: MAX_PAGE_BYTES };
+    let entries = chain.store().state_with_prefix(&prefix, after.as_deref(), most);
+    let Some(entries) = entries.map_err(internal)? else {
+        let mib = MAX_PAGE_BYTES >> 20;
+        let message = format!("a page of {} passes {mib} MiB: ask for fewer (limit)", page.limit);
+        return Err(error(StatusCode::PAYLOAD_TOO_LARGE, message));
     };
     let list: Vec<Value> = entries
         .into_iter()
@@ -198,9 +203,69 @@ fn listing(
     Ok(json!(list))
 }
 
-/// The most one listing answers: past it, the request is refused (413), and the entries are
-/// asked for one by one (`…/resource/{type}`, `…/module/{name}`).
-const MAX_LISTED: Listed = Listed { entries: 10_000, bytes: 32 << 20 };
+/// The most entries a page of a listing holds, and how many it holds unless asked.
+const MAX_PAGE: usize = 10_000;
+const DEFAULT_PAGE: usize = 1_000;
+
+/// The most bytes of entries one page reads: past it, the request is refused (413) and asks for
+/// a smaller `limit`.
+const MAX_PAGE_BYTES: usize = 32 << 20;
+
+/// A page of a listing: after which entry (its name or type, as the listing shows it), and how
+/// many entries at most.
+struct Page {
+    after: Option<String>,
+    limit: usize,
+}
+
+/// A listing's query: `after` and `limit` (1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] unless given),
+/// and a `block` that must be the latest (the kept history is by key, not by account).
+fn page_query(query: Option<&str>) -> Result<Page, Answer> {
+    let bad = |message: String| error(StatusCode::BAD_REQUEST, message);
+    let mut page = Page { after: None, limit: DEFAULT_PAGE };
+    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
+        match pair.split_once('=') {
+            Some(("after", text)) => {
+                let text = percent_encoding::percent_decode_str(text)
+                    .decode_utf8()
+                    .map_err(|_| bad(format!("after: not UTF-8: {text}")))?;
+                page.after = Some(text.into_owned());
+            }
+            Some(("limit", text)) => {
+                page.limit =
+                    text.parse().ok().filter(|limit| (1..=MAX_PAGE).contains(limit)).ok_or_else(
+                        || bad(format!("limit: a number from 1 to {MAX_PAGE}: {text}")),
+                    )?;
+            }
+            Some(("block", text)) => {
+                if !matches!(block_param(text)?, StateBlock::Latest | StateBlock::Pending) {
+                    return Err(bad("listings are of the latest state: ask for one resource \
+                         or module at a block"
+                        .to_owned()));
+                }
+            }
+            _ => return Err(bad(format!("unknown parameter {pair}"))),
+        }
+    }
+    Ok(page)
+}
+
+/// The key of `owner`'s resource of type `tag` (text, as a listing shows it).
+fn resource_key_of(owner: Address, tag: &str) -> Result<StateKey, Answer> {
+    duet_move::type_text_fits(tag, "a type", MAX_TAG_LENGTH, MAX_TAG_NESTING)
+        .map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
+    let full = full_addresses(tag).map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
+    let parsed = move_core_types::parser::parse_struct_tag(&full)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{tag}: not a struct type")))?;
+    duet_move::resolver::resource_key(owner, &parsed)
+        .map_err(|failure| error(StatusCode::BAD_REQUEST, failure.0))
+}
+
+/// The key of `owner`'s module `name`.
+#[allow(clippy::unnecessary_wraps)] // One of the listings' key functions.
+fn module_key_of(owner: Address, name: &str) -> Result<StateKey, Answer> {
+    Ok(StateKey::MoveModule { address: owner, name: name.into() })
+}
 
 fn resource_kind(address: Address) -> StateKey {
     StateKey::MoveResource { address, struct_tag: Box::default() }
@@ -216,8 +281,7 @@ async fn resources(
     RawQuery(query): RawQuery,
 ) -> Answer {
     api.query(move |chain| {
-        latest_only(query.as_deref())?;
-        listing(chain, &owner, resource_kind, |key, value| {
+        listing(chain, &owner, query.as_deref(), resource_kind, resource_key_of, |key, value| {
             let StateKey::MoveResource { struct_tag, .. } = key else { return None };
             let tag: StructTag = bcs::from_bytes(&struct_tag).ok()?;
             let StateValue::Bytes(data) = value else { return None };
@@ -291,18 +355,6 @@ fn value_at(
     chain.read_at(block, |state| state.value(key)).map_err(|failure| unavailable(&failure))
 }
 
-/// Listings read the latest state (the kept history is by key, not by account): a `block`
-/// other than the latest is refused rather than ignored.
-fn latest_only(query: Option<&str>) -> Result<(), Answer> {
-    match block_query(query)? {
-        StateBlock::Latest | StateBlock::Pending => Ok(()),
-        _ => Err(error(
-            StatusCode::BAD_REQUEST,
-            "listings are of the latest state: ask for one resource or module at a block",
-        )),
-    }
-}
-
 async fn resource(
     State(api): State<Api>,
     Path((owner, tag)): Path<(String, String)>,
@@ -311,14 +363,11 @@ async fn resource(
     api.query(move |chain| {
         let block = block_query(query.as_deref())?;
         let owner = address(&owner)?;
-        duet_move::type_text_fits(&tag, "a type", MAX_TAG_LENGTH, MAX_TAG_NESTING)
-            .map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
-        let full =
-            full_addresses(&tag).map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
-        let parsed = move_core_types::parser::parse_struct_tag(&full)
-            .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{tag}: not a struct type")))?;
-        let key = duet_move::resolver::resource_key(owner, &parsed)
-            .map_err(|failure| error(StatusCode::BAD_REQUEST, failure.0))?;
+        let key = resource_key_of(owner, &tag)?;
+        let StateKey::MoveResource { struct_tag, .. } = &key else {
+            unreachable!("a resource's key")
+        };
+        let parsed: StructTag = bcs::from_bytes(struct_tag).map_err(internal)?;
         match value_at(chain, block, &key)? {
             Some(StateValue::Bytes(data)) => {
                 Ok(json!({ "type": parsed.to_string(), "data": data }))
@@ -335,8 +384,7 @@ async fn modules(
     RawQuery(query): RawQuery,
 ) -> Answer {
     api.query(move |chain| {
-        latest_only(query.as_deref())?;
-        listing(chain, &owner, module_kind, |key, value| {
+        listing(chain, &owner, query.as_deref(), module_kind, module_key_of, |key, value| {
             let StateKey::MoveModule { name, .. } = key else { return None };
             let StateValue::Bytes(bytecode) = value else { return None };
             Some(json!({ "name": name, "bytecode": bytecode }))

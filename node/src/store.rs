@@ -630,26 +630,32 @@ impl Store {
         }
     }
 
-    /// Every state entry whose encoded key starts with `prefix`, in key order (the Move
-    /// resources or modules of one account: see [`StateKey::encode`]); `None` if there are
-    /// more than `most` allows (read no further).
+    /// The state entries whose encoded key starts with `prefix`, in key order (the Move
+    /// resources or modules of one account: see [`StateKey::encode`]), after the key `after` if
+    /// given, at most `most.entries` of them; `None` if those pass `most.bytes` (read no
+    /// further).
     ///
     /// # Errors
     /// The database failed or is corrupt.
     pub fn state_with_prefix(
         &self,
         prefix: &[u8],
+        after: Option<&[u8]>,
         most: Listed,
     ) -> Result<Option<Vec<StateEntry>>, StoreError> {
-        let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        let start = after.filter(|after| after.starts_with(prefix)).unwrap_or(prefix);
+        let mode = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
         let (mut entries, mut bytes) = (Vec::new(), 0);
         for entry in self.db.iterator_cf(self.family(STATE), mode) {
             let (key, value) = entry?;
-            if !key.starts_with(prefix) {
+            if !key.starts_with(prefix) || entries.len() == most.entries {
                 break;
             }
+            if after == Some(&key[..]) {
+                continue;
+            }
             bytes += key.len() + value.len();
-            if entries.len() == most.entries || bytes > most.bytes {
+            if bytes > most.bytes {
                 return Ok(None);
             }
             let value =

@@ -1182,6 +1182,7 @@ fn the_move_api_serves_resources_modules_views_and_transactions() {
     let (status, framework) = node.http("GET", "/move/v1/accounts/0x1/modules", None);
     assert_eq!(status, 200);
     assert!(framework.contains(r#""name":"eth""#), "{framework}");
+    listings_come_in_pages(&node, &framework);
 
     let request = format!(r#"{{"function":"{FIRST}::counter::value","arguments":["{first}"]}}"#);
     let (status, view) = node.http("POST", "/move/v1/view", Some(&request));
@@ -1866,6 +1867,45 @@ fn block_methods_find(node: &Node, receipt: &serde_json::Value) {
         result("eth_coinbase", "[]".to_owned()),
         "0x4200000000000000000000000000000000000011"
     );
+}
+
+/// The Move API's listings page by page: `limit` entries after the one `after` names; bad
+/// paging parameters are refused. `all` is the framework's modules listed at once.
+fn listings_come_in_pages(node: &Node, all: &str) {
+    let names = |list: &str| -> Vec<String> {
+        let list: serde_json::Value = serde_json::from_str(list).unwrap();
+        list.as_array().unwrap().iter().map(|module| module["name"].to_string()).collect()
+    };
+    let mut paged: Vec<String> = Vec::new();
+    loop {
+        let after = paged.last().map(|name| format!("&after={}", name.trim_matches('"')));
+        let path = format!("/move/v1/accounts/0x1/modules?limit=3{}", after.unwrap_or_default());
+        let (status, page) = node.http("GET", &path, None);
+        assert_eq!(status, 200, "{page}");
+        let page = names(&page);
+        let full = page.len() == 3;
+        paged.extend(page);
+        if !full {
+            break;
+        }
+    }
+    assert_eq!(paged, names(all));
+    // A resource type after which to list, percent-encoded as a client would send it.
+    let after = "0x1%3A%3Aaccount%3A%3AAccount";
+    let (status, _) =
+        node.http("GET", &format!("/move/v1/accounts/0x1/resources?after={after}"), None);
+    assert_eq!(status, 200);
+    for (query, error) in [
+        ("limit=0", "limit: a number from 1 to 10000"),
+        ("limit=10001", "limit: a number from 1 to 10000"),
+        ("block=1", "listings are of the latest state"),
+        ("page=2", "unknown parameter page=2"),
+    ] {
+        let (status, body) =
+            node.http("GET", &format!("/move/v1/accounts/0x1/modules?{query}"), None);
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.contains(error), "{query}: {body}");
+    }
 }
 
 /// geth's txpool methods: a transaction of `from` (unlocked) above a nonce gap is queued.
