@@ -1,12 +1,13 @@
 //! The Move API: REST and JSON under `/move/v1`, for Move developers and their tools.
 //!
 //! - `GET /move/v1/accounts/{address}/resources`: the resources, as their type and BCS data, a
-//!   page at a time (`?limit=N&after=<type>`: at most N, 1 000 unless given, after that type).
+//!   page at a time (`?limit=N&after=<type>`: at most N, 1 000 unless given, after that type;
+//!   or `after_key=<key>`, each entry's `key`).
 //! - `GET /move/v1/accounts/{address}/resource/{type}`: one resource (`0x…::module::Struct`).
 //!   This, one module and a view take a block (`?block=N`; a view's `"block": N`): the state
 //!   after that block, one of the last 128 (see [`crate::store`]); the latest by default.
 //! - `GET /move/v1/accounts/{address}/modules`: the modules' names and bytecode, a page at a
-//!   time (`?limit=N&after=<name>`).
+//!   time (`?limit=N&after=<name>`, or `after_key`).
 //! - `GET /move/v1/accounts/{address}/module/{name}`: one module's bytecode and ABI (its
 //!   functions with visibility, entry, type parameters, parameters and returns; its structs with
 //!   abilities and fields).
@@ -173,8 +174,8 @@ fn internal(failure: impl std::fmt::Display) -> Answer {
 }
 
 /// `owner`'s state entries of one kind (Move modules or resources), a page of them from the
-/// query's `after` (the key of the entry it names, from `after_key`) and `limit`, each as
-/// `entry` shows it (`None` leaves it out), in a JSON list.
+/// query (see [`page_query`]; an `after` names an entry, whose key `after_key` makes), each as
+/// `entry` shows it (`None` leaves it out) with its key, in a JSON list.
 fn listing(
     chain: &Chain,
     owner: &str,
@@ -187,8 +188,14 @@ fn listing(
     let page = page_query(query)?;
     // A kind's tag and the address lead the encoding of each of its keys.
     let prefix = kind(owner).encode()[..=Address::len_bytes()].to_vec();
-    let after =
-        page.after.map(|after| after_key(owner, &after)).transpose()?.map(|key| key.encode());
+    let after = match page.after {
+        None => None,
+        Some(After::Entry(after)) => Some(after_key(owner, &after)?.encode()),
+        Some(After::Key(key)) if key.starts_with(&prefix) => Some(key.to_vec()),
+        Some(After::Key(_)) => {
+            return Err(error(StatusCode::BAD_REQUEST, "after_key: not a key of this listing"))
+        }
+    };
     let most = Listed { entries: page.limit, bytes: MAX_PAGE_BYTES };
     let entries = chain.store().state_with_prefix(&prefix, after.as_deref(), most);
     let Some(entries) = entries.map_err(internal)? else {
@@ -198,7 +205,11 @@ fn listing(
     };
     let list: Vec<Value> = entries
         .into_iter()
-        .filter_map(|(key, value)| entry(StateKey::decode(&key).ok()?, value))
+        .filter_map(|(key, value)| {
+            let mut shown = entry(StateKey::decode(&key).ok()?, value)?;
+            shown["key"] = json!(Bytes::from(key));
+            Some(shown)
+        })
         .collect();
     Ok(json!(list))
 }
@@ -211,33 +222,56 @@ const DEFAULT_PAGE: usize = 1_000;
 /// a smaller `limit`.
 const MAX_PAGE_BYTES: usize = 32 << 20;
 
-/// A page of a listing: after which entry (its name or type, as the listing shows it), and how
-/// many entries at most.
+/// Where a page of a listing starts: after the entry a name or type names, or after a key (any
+/// entry's `key`, which works whatever its type).
+enum After {
+    Entry(String),
+    Key(Bytes),
+}
+
+/// A page of a listing: after which entry, and how many entries at most.
 struct Page {
-    after: Option<String>,
+    after: Option<After>,
     limit: usize,
 }
 
-/// A listing's query: `after` and `limit` (1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] unless given),
-/// and a `block` that must be the latest (the kept history is by key, not by account).
+/// A listing's query: `after` (a name or type, percent-encoded, `+` for a space) or
+/// `after_key` (an entry's `key`), `limit` (1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] unless given),
+/// and a `block` that must be the latest (the kept history is by key, not by account); each
+/// at most once.
 fn page_query(query: Option<&str>) -> Result<Page, Answer> {
     let bad = |message: String| error(StatusCode::BAD_REQUEST, message);
     let mut page = Page { after: None, limit: DEFAULT_PAGE };
+    let mut seen: Vec<&str> = Vec::new();
     for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
-        match pair.split_once('=') {
-            Some(("after", text)) => {
-                let text = percent_encoding::percent_decode_str(text)
+        let Some((name, text)) = pair.split_once('=') else {
+            return Err(bad(format!("unknown parameter {pair}")));
+        };
+        if seen.contains(&name) || (name.starts_with("after") && page.after.is_some()) {
+            return Err(bad(format!("{name}: given twice, or with another after")));
+        }
+        seen.push(name);
+        match name {
+            "after" => {
+                let text = text.replace('+', " ");
+                let text = percent_encoding::percent_decode_str(&text)
                     .decode_utf8()
                     .map_err(|_| bad(format!("after: not UTF-8: {text}")))?;
-                page.after = Some(text.into_owned());
+                page.after = Some(After::Entry(text.into_owned()));
             }
-            Some(("limit", text)) => {
-                page.limit =
-                    text.parse().ok().filter(|limit| (1..=MAX_PAGE).contains(limit)).ok_or_else(
-                        || bad(format!("limit: a number from 1 to {MAX_PAGE}: {text}")),
-                    )?;
+            "after_key" => {
+                let key: Bytes =
+                    text.parse().map_err(|_| bad(format!("after_key: not hex: {text}")))?;
+                page.after = Some(After::Key(key));
             }
-            Some(("block", text)) => {
+            "limit" => {
+                page.limit = Some(text)
+                    .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|text| text.parse().ok())
+                    .filter(|limit| (1..=MAX_PAGE).contains(limit))
+                    .ok_or_else(|| bad(format!("limit: a number from 1 to {MAX_PAGE}: {text}")))?;
+            }
+            "block" => {
                 if !matches!(block_param(text)?, StateBlock::Latest | StateBlock::Pending) {
                     return Err(bad("listings are of the latest state: ask for one resource \
                          or module at a block"

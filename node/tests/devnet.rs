@@ -1890,15 +1890,28 @@ fn listings_come_in_pages(node: &Node, all: &str) {
         }
     }
     assert_eq!(paged, names(all));
-    // A resource type after which to list, percent-encoded as a client would send it.
-    let after = "0x1%3A%3Aaccount%3A%3AAccount";
-    let (status, _) =
-        node.http("GET", &format!("/move/v1/accounts/0x1/resources?after={after}"), None);
-    assert_eq!(status, 200);
+    // Each entry's key pages too, whatever its name or type.
+    let list: serde_json::Value = serde_json::from_str(all).unwrap();
+    let second_key = list[1]["key"].as_str().unwrap();
+    let path = format!("/move/v1/accounts/0x1/modules?limit=1&after_key={second_key}");
+    let (status, page) = node.http("GET", &path, None);
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(names(&page), names(all)[2..3]);
+    // Resource types, percent-encoded as clients send them (a space as `+`).
+    for after in ["0x1%3A%3Aoption%3A%3AOption%3Cvector%3Cu8%3E%3E", "0x1::a::B%3Cu8,+u64%3E"] {
+        let path = format!("/move/v1/accounts/0x1/resources?after={after}");
+        let (status, body) = node.http("GET", &path, None);
+        assert_eq!(status, 200, "{after}: {body}");
+    }
     for (query, error) in [
         ("limit=0", "limit: a number from 1 to 10000"),
         ("limit=10001", "limit: a number from 1 to 10000"),
+        ("limit=+5", "limit: a number from 1 to 10000"),
         ("block=1", "listings are of the latest state"),
+        ("limit=2&limit=3", "limit: given twice"),
+        ("after=eth&after_key=0x00", "after_key: given twice, or with another after"),
+        ("after_key=0x0500", "after_key: not a key of this listing"),
+        ("after=%FF", "after: not UTF-8"),
         ("page=2", "unknown parameter page=2"),
     ] {
         let (status, body) =
