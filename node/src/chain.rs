@@ -431,6 +431,10 @@ impl Chain {
             )));
         }
         let threads = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+        // The dropped transactions' reasons the last process noted.
+        let dropped = crate::dropped::DroppedLog::new(crate::dropped::DROPPED_KEPT);
+        let forgotten = dropped.restore(store.dropped_notes()?);
+        store.put_dropped(&[], &forgotten)?;
         Ok(Self {
             admission: EvmVm::new(config.chain_id, block_env(&config, 0, 0)),
             tree: Mutex::new(NodeCache::default()),
@@ -447,7 +451,7 @@ impl Chain {
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
             next_expiry: Mutex::new(std::time::Instant::now()),
             accepted: crate::filters::Feed::new(ACCEPTED_FEED),
-            dropped: crate::dropped::DroppedLog::new(crate::dropped::DROPPED_KEPT),
+            dropped,
             head: RwLock::new(Arc::new(head)),
             threads,
             executor_parts: Mutex::new(duet_block_stm::ExecutorParts::default()),
@@ -747,7 +751,9 @@ impl Chain {
                 });
                 self.delete_records(&mempool, &displaced);
                 // Sent again after it was dropped: pending again.
-                self.dropped.forget(&hash);
+                if self.dropped.forget(&hash) {
+                    self.keep_dropped(&[], &[hash]);
+                }
                 drop(mempool);
                 if !restored {
                     self.accepted.push(hash);
@@ -773,10 +779,25 @@ impl Chain {
         head: u64,
         reason: impl Fn(&B256) -> (DropKind, String),
     ) {
+        let (mut notes, mut forgotten) = (Vec::new(), Vec::new());
         for hash in hashes {
             let (kind, why) = reason(hash);
             Metrics::add(&self.metrics.dropped[kind.index()], 1);
-            self.dropped.note(*hash, why, head);
+            let (note, forgot) = self.dropped.note(*hash, why, head);
+            notes.push((*hash, note));
+            forgotten.extend(forgot);
+        }
+        self.keep_dropped(&notes, &forgotten);
+    }
+
+    /// Writes the dropped log's changes to the store; a failure is logged (the log in memory
+    /// still has them).
+    fn keep_dropped(&self, notes: &[(B256, Vec<u8>)], forgotten: &[B256]) {
+        if notes.is_empty() && forgotten.is_empty() {
+            return;
+        }
+        if let Err(error) = self.store.put_dropped(notes, forgotten) {
+            tracing::warn!(%error, "dropped transactions' reasons not written");
         }
     }
 
@@ -2743,6 +2764,10 @@ pub(crate) mod tests {
         assert_eq!(chain.restore_pending().unwrap(), 0);
         let reason = dropped_reason(&chain, waiting);
         assert!(reason.starts_with("refused when the node restarted: "), "{reason}");
+        // The drops before the restart are known after it (the evicted transfer was sent again
+        // since, as `waiting`: its reason is the restart's).
+        assert_eq!(dropped_reason(&chain, replaced), format!("replaced by {replacement}"));
+        assert_eq!(waiting, cheapest);
         let metrics = chain.metrics();
         assert!(metrics.contains("duet_transactions_dropped_total{reason=\"restart\"} 1\n"));
     }

@@ -4,10 +4,10 @@
 //!
 //! An acknowledged transaction is either included in a block or dropped for a stated reason:
 //! `duet_transactionStatus` (JSON-RPC) and the Move API's `GET /move/v1/transactions/{hash}`
-//! say which. The log is kept in memory, for the last [`DROPPED_KEPT`] transactions dropped
-//! since the node started: those dropped before a restart are unknown after it, except the ones
-//! the restart itself refuses as it restores the pool. A transaction sent again and accepted is
-//! forgotten here (it is pending again).
+//! say which. The log holds the last [`DROPPED_KEPT`] transactions dropped, in memory and in
+//! the store (each change written with the drop, not synced: a crash may lose the last few), so
+//! a restart knows them too. A transaction sent again and accepted is forgotten here (it is
+//! pending again).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -99,24 +99,74 @@ impl DroppedLog {
     }
 
     /// Notes that `hash` was dropped, why, and at which head. A transaction dropped again (sent
-    /// again after it was dropped, and dropped again) has its latest reason.
-    pub fn note(&self, hash: B256, reason: String, head: u64) {
+    /// again after it was dropped, and dropped again) has its latest reason. Returns the note, as
+    /// the store keeps it ([`encode`](Self::encode)), and the hashes the log forgot to keep its
+    /// bound.
+    pub fn note(&self, hash: B256, reason: String, head: u64) -> (Vec<u8>, Vec<B256>) {
         let mut inner = self.inner.lock();
         inner.notes += 1;
         let note = inner.notes;
-        inner.reasons.insert(hash, (Dropped { reason, head }, note));
+        let dropped = Dropped { reason, head };
+        let stored = Self::encode(note, &dropped);
+        inner.reasons.insert(hash, (dropped, note));
         inner.order.push_back((hash, note));
+        let mut forgotten = Vec::new();
         while inner.order.len() > self.kept {
             let Some((oldest, note)) = inner.order.pop_front() else { break };
             if inner.reasons.get(&oldest).is_some_and(|(_, latest)| *latest == note) {
                 inner.reasons.remove(&oldest);
+                forgotten.push(oldest);
             }
         }
+        (stored, forgotten)
     }
 
-    /// Forgets that `hash` was dropped: it was sent again and accepted.
-    pub fn forget(&self, hash: &B256) {
-        self.inner.lock().reasons.remove(hash);
+    /// Forgets that `hash` was dropped: it was sent again and accepted. Whether it was noted.
+    pub fn forget(&self, hash: &B256) -> bool {
+        self.inner.lock().reasons.remove(hash).is_some()
+    }
+
+    /// Puts back the notes the store kept (`(hash, note)` as [`note`](Self::note) returned
+    /// them), in the order they were noted; those it cannot read are left out. Returns the
+    /// hashes it forgot to keep its bound (or could not read).
+    pub fn restore(&self, mut stored: Vec<(B256, Vec<u8>)>) -> Vec<B256> {
+        let mut unreadable = Vec::new();
+        let mut notes: Vec<(u64, B256, Dropped)> = Vec::with_capacity(stored.len());
+        for (hash, value) in stored.drain(..) {
+            match Self::decode(&value) {
+                Some((note, dropped)) => notes.push((note, hash, dropped)),
+                None => unreadable.push(hash),
+            }
+        }
+        notes.sort_unstable_by_key(|(note, _, _)| *note);
+        let mut inner = self.inner.lock();
+        for (note, hash, dropped) in notes {
+            inner.notes = inner.notes.max(note);
+            inner.reasons.insert(hash, (dropped, note));
+            inner.order.push_back((hash, note));
+        }
+        while inner.order.len() > self.kept {
+            let Some((oldest, _)) = inner.order.pop_front() else { break };
+            inner.reasons.remove(&oldest);
+            unreadable.push(oldest);
+        }
+        unreadable
+    }
+
+    /// A note as the store keeps it: its number, the head, then the reason.
+    fn encode(note: u64, dropped: &Dropped) -> Vec<u8> {
+        let mut value = Vec::with_capacity(16 + dropped.reason.len());
+        value.extend_from_slice(&note.to_be_bytes());
+        value.extend_from_slice(&dropped.head.to_be_bytes());
+        value.extend_from_slice(dropped.reason.as_bytes());
+        value
+    }
+
+    fn decode(value: &[u8]) -> Option<(u64, Dropped)> {
+        let (note, rest) = value.split_first_chunk::<8>()?;
+        let (head, reason) = rest.split_first_chunk::<8>()?;
+        let reason = String::from_utf8(reason.to_vec()).ok()?;
+        Some((u64::from_be_bytes(*note), Dropped { reason, head: u64::from_be_bytes(*head) }))
     }
 
     /// Why `hash` was dropped, if it was (and is still remembered).
@@ -148,10 +198,41 @@ mod tests {
         assert_eq!(log.get(&hash(3)).unwrap().head, 8);
         assert_eq!(log.get(&hash(4)), None);
         // Accepted again: not dropped any more.
-        log.forget(&hash(3));
+        assert!(log.forget(&hash(3)));
+        assert!(!log.forget(&hash(3)));
         assert_eq!(log.get(&hash(3)), None);
         log.note(hash(4), "replaced".into(), 9);
         assert_eq!(log.get(&hash(4)).unwrap().reason, "replaced");
         assert_eq!(log.get(&hash(1)), None, "the log holds the last two notes");
+    }
+
+    #[test]
+    fn the_log_restored_from_its_stored_notes_keeps_their_order_and_bound() {
+        let hash = B256::repeat_byte;
+        let log = DroppedLog::new(3);
+        let mut stored = Vec::new();
+        for (byte, reason) in [(1, "replaced"), (2, "evicted"), (3, "expired")] {
+            let (value, forgotten) = log.note(hash(byte), reason.into(), u64::from(byte));
+            assert!(forgotten.is_empty());
+            stored.push((hash(byte), value));
+        }
+        // The fourth note forgets the first.
+        let (value, forgotten) = log.note(hash(4), "rejected".into(), 4);
+        assert_eq!(forgotten, [hash(1)]);
+        stored.push((hash(4), value));
+        stored.retain(|(stored, _)| *stored != hash(1));
+        // Restored into a log of two, in whatever order the store reads them, with one the log
+        // cannot read: the oldest and the unreadable one are forgotten.
+        stored.reverse();
+        stored.push((hash(9), vec![1, 2, 3]));
+        let restored = DroppedLog::new(2);
+        let mut forgotten = restored.restore(stored);
+        forgotten.sort();
+        assert_eq!(forgotten, [hash(2), hash(9)]);
+        assert_eq!(restored.get(&hash(3)), Some(Dropped { reason: "expired".into(), head: 3 }));
+        assert_eq!(restored.get(&hash(4)).unwrap().reason, "rejected");
+        // Notes go on after the restored ones.
+        let (_, forgotten) = restored.note(hash(5), "replaced".into(), 5);
+        assert_eq!(forgotten, [hash(3)]);
     }
 }

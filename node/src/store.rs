@@ -33,6 +33,8 @@ const META: &str = "meta";
 const PENDING: &str = "pending";
 const MERKLE: &str = "merkle";
 const HISTORY: &str = "history";
+/// The dropped transactions' notes ([`crate::dropped`]), by hash.
+const DROPPED: &str = "dropped";
 const HEAD: &[u8] = b"head";
 /// The `meta` entry holding the first block whose commit wrote history (databases of earlier
 /// versions have none for the blocks before it).
@@ -52,8 +54,8 @@ const BLOCK_CACHE_BYTES: usize = 64 << 20;
 const WRITE_BUFFER_BYTES: usize = 16 << 20;
 
 /// Every column family but the default one.
-const FAMILIES: [&str; 8] =
-    [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META, PENDING, MERKLE, HISTORY];
+const FAMILIES: [&str; 9] =
+    [STATE, BLOCKS, BLOCK_HASHES, TRANSACTIONS, META, PENDING, MERKLE, HISTORY, DROPPED];
 
 /// The nonce and code hash an account header `value` holds (none: nonce 0, no code).
 pub(crate) fn header_of(value: Option<&StateValue>) -> (u64, B256) {
@@ -1050,6 +1052,44 @@ impl Store {
             pending.push(PendingRecord { key: key.to_vec(), arrival, raw: raw.to_vec() });
         }
         Ok(pending)
+    }
+
+    /// Writes the notes of dropped transactions (`(hash, note)`) and deletes those of
+    /// `forgotten`, in one write, not synced (the notes tell why; losing the last few to a
+    /// crash loses no transaction).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn put_dropped(
+        &self,
+        notes: &[(B256, Vec<u8>)],
+        forgotten: &[B256],
+    ) -> Result<(), StoreError> {
+        let family = self.family(DROPPED);
+        let mut batch = WriteBatch::default();
+        for (hash, note) in notes {
+            batch.put_cf(family, hash, note);
+        }
+        for hash in forgotten {
+            batch.delete_cf(family, hash);
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Every dropped transaction's note the store holds, by hash (keys that are not hashes left
+    /// out).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn dropped_notes(&self) -> Result<Vec<(B256, Vec<u8>)>, StoreError> {
+        let mut notes = Vec::new();
+        for entry in self.db.iterator_cf(self.family(DROPPED), rocksdb::IteratorMode::Start) {
+            let (key, note) = entry?;
+            if let Ok(hash) = B256::try_from(&key[..]) {
+                notes.push((hash, note.to_vec()));
+            }
+        }
+        Ok(notes)
     }
 
     /// The highest arrival number of the pending records, if there are any.
