@@ -1450,25 +1450,27 @@ impl Chain {
         let settled: std::collections::HashSet<B256> = settled.into_iter().collect();
         let mut mempool = self.mempool.lock();
         mempool.block_done(commits);
-        for (hash, reason) in rejected {
-            mempool.remove(hash);
-            self.note_dropped(&[*hash], number, |_| (DropKind::Rejected, reason.clone()));
-        }
+        // The drops noted in one write each: rejected, then made stale.
+        let reasons: HashMap<B256, &String> =
+            rejected.iter().map(|(hash, reason)| (*hash, reason)).collect();
         let mut stale: Vec<B256> = rejected.iter().map(|(hash, _)| *hash).collect();
+        for hash in &stale {
+            mempool.remove(hash);
+        }
+        self.note_dropped(&stale, number, |hash| (DropKind::Rejected, reasons[hash].clone()));
+        let mut used = Vec::new();
         for (sender, nonce) in nonces {
             // What is left below the nonce was replaced by an included transaction (or its
             // nonce used by a set-code transaction's authorization).
-            let used: Vec<B256> = mempool
-                .prune(sender, nonce)
-                .into_iter()
-                .filter(|hash| !settled.contains(hash))
-                .collect();
-            self.note_dropped(&used, number, |_| {
-                let why = format!("its nonce was used by another transaction in block {number}");
-                (DropKind::NonceUsed, why)
-            });
-            stale.extend(used);
+            used.extend(
+                mempool.prune(sender, nonce).into_iter().filter(|hash| !settled.contains(hash)),
+            );
         }
+        self.note_dropped(&used, number, |_| {
+            let why = format!("its nonce was used by another transaction in block {number}");
+            (DropKind::NonceUsed, why)
+        });
+        stale.extend(used);
         self.delete_records(&mempool, &stale);
     }
 

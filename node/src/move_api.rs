@@ -247,7 +247,7 @@ fn page_query(query: Option<&str>) -> Result<Page, Answer> {
         let Some((name, text)) = pair.split_once('=') else {
             return Err(bad(format!("unknown parameter {pair}")));
         };
-        if seen.contains(&name) || (name.starts_with("after") && page.after.is_some()) {
+        if seen.contains(&name) || (matches!(name, "after" | "after_key") && page.after.is_some()) {
             return Err(bad(format!("{name}: given twice, or with another after")));
         }
         seen.push(name);
