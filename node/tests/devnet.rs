@@ -293,6 +293,9 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
         "{replayed}"
     );
     assert!(replayed.contains("Transaction successfully executed"), "{replayed}");
+    // What became of it, as the README's walkthrough asks.
+    let status = node.cast(&["rpc", "duet_transactionStatus", hash]).unwrap();
+    assert!(status.contains(r#""status":"included""#), "{status}");
     let height: u64 = node.cast(&["block-number"]).unwrap().parse().unwrap();
 
     // A restart with the same data directory continues the chain with the same state.
