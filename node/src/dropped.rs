@@ -100,8 +100,8 @@ impl DroppedLog {
 
     /// Notes that `hash` was dropped, why, and at which head. A transaction dropped again (sent
     /// again after it was dropped, and dropped again) has its latest reason. Returns the note, as
-    /// the store keeps it (its number, the head, the reason), and the hashes the log forgot to keep its
-    /// bound.
+    /// the store keeps it (its number, the head, the reason), and the hashes the log forgot to
+    /// keep its bound.
     pub fn note(&self, hash: B256, reason: String, head: u64) -> (Vec<u8>, Vec<B256>) {
         let mut inner = self.inner.lock();
         inner.notes += 1;

@@ -2456,7 +2456,10 @@ mod tests {
     /// next type, and `T{length}` one `uint256`; with a message that fills them if `filled`
     /// (else an empty one).
     fn typed_chain(length: usize, fields: usize, filled: bool) -> serde_json::Value {
-        let field = |at: usize, field: usize| serde_json::json!({"name": format!("f{field}"), "type": format!("T{}", at + 1)});
+        let field = |at: usize, field: usize| {
+            let (name, kind) = (format!("f{field}"), format!("T{}", at + 1));
+            serde_json::json!({"name": name, "type": kind})
+        };
         let mut types: serde_json::Map<String, serde_json::Value> = (0..length)
             .map(|at| (format!("T{at}"), (0..fields).map(|index| field(at, index)).collect()))
             .collect();

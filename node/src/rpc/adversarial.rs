@@ -171,9 +171,9 @@ fn examples(known: &Known) -> Vec<(&'static str, Value)> {
         "gas": "0x6000", "maxFeePerGas": "0x3b9aca00", "accessList": []});
     let overrides = json!({ (sender.to_string()): {"balance": "0x1", "nonce": "0x2",
         "code": "0x6000", "stateDiff": { (alloy_primitives::B256::ZERO.to_string()): hash }} });
+    let mail = json!([{"name": "to", "type": "address"}, {"name": "amounts", "type": "uint8[2]"}]);
     let typed = json!({
-        "types": {"EIP712Domain": [{"name": "name", "type": "string"}],
-                  "Mail": [{"name": "to", "type": "address"}, {"name": "amounts", "type": "uint8[2]"}]},
+        "types": {"EIP712Domain": [{"name": "name", "type": "string"}], "Mail": mail},
         "primaryType": "Mail",
         "domain": {"name": "Duet"},
         "message": {"to": sender, "amounts": [1, 2]}

@@ -237,8 +237,8 @@ type TurnWait = std::pin::Pin<
 /// send them (else the connection ends): what connections hold of built notifications, and the
 /// threads that build them, are bounded node-wide, not only per connection, a client slow to read
 /// keeps a turn 20 s at most (a turn handed over while the connection sends an answer, which
-/// may take 10 s, waits for that send), and turns go in the order asked for. (A build under way when the
-/// time runs out finishes on its thread, and is dropped.)
+/// may take 10 s, waits for that send), and turns go in the order asked for. (A build under
+/// way when the time runs out finishes on its thread, and is dropped.)
 async fn notify(
     rpc: &Arc<Rpc>,
     socket: &mut WebSocket,
