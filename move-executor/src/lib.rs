@@ -57,7 +57,7 @@ use move_core_types::account_address::AccountAddress;
 use move_core_types::effects::Op;
 use move_core_types::identifier::Identifier;
 use move_core_types::language_storage::{ModuleId, StructTag, TypeTag};
-use move_core_types::vm_status::StatusCode;
+use move_core_types::vm_status::{StatusCode, StatusType};
 use move_vm_runtime::move_vm::MoveVM;
 use move_vm_runtime::native_extensions::NativeContextExtensions;
 use move_vm_types::loaded_data::runtime_types::Type;
@@ -1078,6 +1078,13 @@ fn status_of(failure: Failure) -> MoveStatus {
             },
             code: error.sub_status().unwrap_or_default(),
         },
+        // An invariant violation's message may print the VM's own state (a loaded type's index
+        // in one VM instance's cache, say), which differs between the instances that run a
+        // block's transactions; a Solidity caller can store what a failed Move call says. Only
+        // its status is given: every node says the same.
+        status if status.status_type() == StatusType::InvariantViolation => {
+            MoveStatus::Failed { status: format!("{status:?}"), message: format!("{status:?}") }
+        }
         status => MoveStatus::Failed {
             status: format!("{status:?}"),
             message: error.message().cloned().unwrap_or_else(|| format!("{status:?}")),
@@ -1090,6 +1097,21 @@ mod tests {
     use move_core_types::language_storage::StructTag;
 
     use super::*;
+
+    #[test]
+    fn an_invariant_violation_says_its_status_only_and_other_failures_their_message() {
+        use move_binary_format::errors::PartialVMError;
+        let failure = |status, message: &str| {
+            let error = PartialVMError::new(status).with_message(message.to_owned());
+            status_of(Failure::Vm(Box::new(error.finish(Location::Undefined))))
+        };
+        let violation = failure(StatusCode::UNKNOWN_INVARIANT_VIOLATION_ERROR, "index 7 of VM 1");
+        let status = "UNKNOWN_INVARIANT_VIOLATION_ERROR".to_owned();
+        assert_eq!(violation, MoveStatus::Failed { status: status.clone(), message: status });
+        let missing = failure(StatusCode::FUNCTION_RESOLUTION_FAILURE, "no function f");
+        let status = "FUNCTION_RESOLUTION_FAILURE".to_owned();
+        assert_eq!(missing, MoveStatus::Failed { status, message: "no function f".to_owned() });
+    }
 
     fn struct_type(name: &str, type_params: Vec<TypeTag>) -> TypeTag {
         TypeTag::Struct(StructTag {

@@ -396,7 +396,7 @@ impl Chain {
                 .block(number)?
                 .ok_or_else(|| StoreError::Corrupt(format!("head block {number} is missing")))?
         } else {
-            let mut block = Block::empty(0, B256::ZERO, now(), &config);
+            let mut block = Block::empty(0, B256::ZERO, crate::genesis::GENESIS_TIMESTAMP, &config);
             let state: Vec<_> =
                 genesis.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
             let update = merkle::update(&store, merkle::leaves(&state))?;

@@ -22,6 +22,11 @@ pub const DEV_KEYS: [&str; 10] = [
 /// What each dev account holds: 10 000 ETH.
 pub const DEV_BALANCE: u128 = 10_000 * 10u128.pow(18);
 
+/// Block 0's timestamp: fixed, so that every node that builds the same genesis state gets the
+/// same genesis block, and so the same hash for every block after it (a challenger replaying the
+/// chain must). Later blocks take the clock's second.
+pub const GENESIS_TIMESTAMP: u64 = 0;
+
 /// The dev accounts: (address, private key).
 #[must_use]
 pub fn dev_accounts() -> Vec<(Address, &'static str)> {
