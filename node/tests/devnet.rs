@@ -1281,34 +1281,33 @@ fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
     let paid = "0x000000000000000000000000000000000000bEEF";
     node.cast(&["send", "--private-key", FIRST_KEY, paid, "--value", "3"]).unwrap();
 
-    let in_solidity =
-        |result: &serde_json::Value, proof: &Proof, present: bool, tamper: bool| -> String {
-            let mut siblings: Vec<String> =
-                proof.siblings.iter().map(ToString::to_string).collect();
-            if tamper {
-                siblings[0] = B256::repeat_byte(7).to_string();
-            }
-            let (kind, leaf_key, leaf_value) = match proof.terminal {
-                Terminal::Empty => ("0", B256::ZERO, B256::ZERO),
-                Terminal::Leaf { key_hash, value_hash } => ("1", key_hash, value_hash),
-            };
-            let value_hash =
-                result["valueHash"].as_str().map_or(B256::ZERO.to_string(), str::to_owned);
-            node.cast(&[
+    // The Solidity verifier's answer to a claim (`value`: present with that value hash, or
+    // absent), checked to agree with the Rust verifier's.
+    let both = |root: B256, key: B256, value: Option<B256>, proof: &Proof| -> bool {
+        let siblings: Vec<String> = proof.siblings.iter().map(ToString::to_string).collect();
+        let (kind, leaf_key, leaf_value) = match proof.terminal {
+            Terminal::Empty => ("0", B256::ZERO, B256::ZERO),
+            Terminal::Leaf { key_hash, value_hash } => ("1", key_hash, value_hash),
+        };
+        let solidity = node
+            .cast(&[
                 "call",
                 &verifier,
                 "verify(bytes32,bytes32,bool,bytes32,bytes32[],uint8,bytes32,bytes32)(bool)",
-                result["stateRoot"].as_str().unwrap(),
-                result["keyHash"].as_str().unwrap(),
-                if present { "true" } else { "false" },
-                &value_hash,
+                &root.to_string(),
+                &key.to_string(),
+                if value.is_some() { "true" } else { "false" },
+                &value.unwrap_or_default().to_string(),
                 &format!("[{}]", siblings.join(",")),
                 kind,
                 &leaf_key.to_string(),
                 &leaf_value.to_string(),
             ])
-            .unwrap()
-        };
+            .unwrap();
+        let rust = verify(root, key, value, proof);
+        assert_eq!(solidity, rust.to_string(), "the verifiers disagree on {value:?} {proof:?}");
+        rust
+    };
 
     // A present key: the recipient's balance of 3 wei.
     let (result, proof) = node.prove_balance(paid);
@@ -1330,10 +1329,17 @@ fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
     assert!(!proof.siblings.is_empty());
     let key: B256 = serde_json::from_value(result["keyHash"].clone()).unwrap();
     let value: B256 = serde_json::from_value(result["valueHash"].clone()).unwrap();
-    assert!(verify(root, key, Some(value), &proof));
-    assert_eq!(in_solidity(&result, &proof, true, false), "true");
-    assert_eq!(in_solidity(&result, &proof, true, true), "false", "a tampered proof");
-    assert_eq!(in_solidity(&result, &proof, false, false), "false", "present, not absent");
+    assert!(both(root, key, Some(value), &proof));
+    let mut tampered = proof.clone();
+    tampered.siblings[0] = B256::repeat_byte(7);
+    assert!(!both(root, key, Some(value), &tampered), "a tampered sibling");
+    assert!(!both(root, key, None, &proof), "present, not absent");
+    let other = alloy_primitives::keccak256("another value");
+    assert!(!both(root, key, Some(other), &proof), "a wrong value");
+    let ended = Proof { terminal: Terminal::Empty, ..proof.clone() };
+    assert!(!both(root, key, None, &ended), "its leaf claimed empty");
+    let long = Proof { siblings: vec![B256::ZERO; 257], ..proof.clone() };
+    assert!(!both(root, key, Some(value), &long), "more than 256 siblings");
 
     // EIP-1186's proof is of Ethereum's trie, which Duet's root is not: refused, pointing here.
     let refused = error(&rpc(&node, "eth_getProof", &format!(r#"["{FIRST}",[],"latest"]"#)));
@@ -1341,9 +1347,18 @@ fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
     // An absent key: an account that never held anything.
     let (result, proof) = node.prove_balance("0x0000000000000000000000000000000000000fab");
     assert!(result["value"].is_null());
-    let key: B256 = serde_json::from_value(result["keyHash"].clone()).unwrap();
-    assert!(verify(root, key, None, &proof));
-    assert_eq!(in_solidity(&result, &proof, false, false), "true");
+    let absent: B256 = serde_json::from_value(result["keyHash"].clone()).unwrap();
+    assert!(both(root, absent, None, &proof));
+    assert!(!both(root, absent, Some(value), &proof), "absent, not present");
+    // Its path ends at another key's leaf or at an empty subtree: claiming the other one fails.
+    let swapped = match proof.terminal {
+        Terminal::Empty => Terminal::Leaf { key_hash: key, value_hash: value },
+        Terminal::Leaf { .. } => Terminal::Empty,
+    };
+    assert!(!both(root, absent, None, &Proof { terminal: swapped, ..proof.clone() }));
+    // The present key's own leaf, offered as the end of the absent key's path.
+    let own = Proof { terminal: Terminal::Leaf { key_hash: absent, value_hash: value }, ..proof };
+    assert!(!both(root, absent, None, &own), "a leaf of the key itself");
 }
 
 /// The error message of a JSON-RPC answer.
