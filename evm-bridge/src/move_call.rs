@@ -33,6 +33,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use alloy_sol_types::abi::AbiDecoderConfig;
 use alloy_sol_types::{SolCall, SolError, SolInterface};
 use duet_block_stm::{Delta, ReadError, TransactionView, WriteOp};
 use duet_move::{CallOutcome, MoveStatus, MoveVm};
@@ -269,6 +270,16 @@ where
     }
 }
 
+/// What the Move call precompile charges per 32-byte word of its input, before the Move VM
+/// runs: the identity precompile's price for copying a word.
+pub const INPUT_WORD_GAS: u64 = 3;
+
+/// The most type arguments one Move call from Solidity takes.
+pub const MAX_TYPE_ARGUMENTS: usize = 32;
+/// The most arguments one Move call from Solidity takes (a Move function has at most 255
+/// parameters).
+pub const MAX_ARGUMENTS: usize = 255;
+
 /// Runs one call of the Move call precompile.
 fn move_call<'view, View, CTX>(
     move_vm: &MoveVm,
@@ -292,9 +303,23 @@ where
         return Ok(failed("VALUE", "the Move precompile takes no ETH", 0));
     }
     let input = inputs.input.bytes(context);
-    let Ok(request) = IMove::callCall::abi_decode(&input) else {
-        return Ok(failed("INVALID_INPUT", "calldata is not IMove.call(...)", 0));
+    // The input is read, decoded and copied before the Move VM meters anything: charged per
+    // word first, as the identity precompile charges a copy, and decoded strictly (offsets may
+    // not point into the same data twice), so the work is linear in what was paid for.
+    let input_gas = INPUT_WORD_GAS.saturating_mul((input.len() as u64).div_ceil(32));
+    if input_gas > inputs.gas_limit {
+        return Ok(PrecompileOutput::halt(PrecompileHalt::OutOfGas, reservoir));
+    }
+    let strict = AbiDecoderConfig::new().strict(true).validate_allow_trailing_bytes(true);
+    let Ok(request) = IMove::callCall::abi_decode_with_config(&input, strict) else {
+        let message = "calldata is not IMove.call(...), strictly ABI-encoded";
+        return Ok(failed("INVALID_INPUT", message, input_gas));
     };
+    if request.typeArguments.len() > MAX_TYPE_ARGUMENTS || request.arguments.len() > MAX_ARGUMENTS {
+        let message =
+            format!("at most {MAX_TYPE_ARGUMENTS} type arguments and {MAX_ARGUMENTS} arguments");
+        return Ok(failed("INVALID_INPUT", &message, input_gas));
+    }
     let call = EntryFunction {
         module_address: request.moduleAddress,
         module_name: request.moduleName,
@@ -307,10 +332,11 @@ where
         let view = BridgeView { context: RefCell::new(&mut *context), overlay: &*overlay };
         view.load_overlay_account()?;
         move_vm
-            .call_function(&view, caller, &call, inputs.gas_limit)
+            .call_function(&view, caller, &call, inputs.gas_limit - input_gas)
             .map_err(|error| error.to_string())?
     };
     let CallOutcome { status, gas_used, return_values, writes, credits, events } = outcome;
+    let gas_used = gas_used + input_gas;
     match status {
         MoveStatus::Success => {}
         MoveStatus::OutOfGas => {

@@ -350,3 +350,50 @@ fn the_move_call_precompile_is_warm_only_where_it_exists_whatever_ran_before() {
     assert_eq!(gas(&without_move, &with_move), moved);
     assert_eq!(gas(&with_move, &without_move), not_moved);
 }
+
+/// The precompile's input is decoded strictly: arguments whose offsets point into the same data
+/// (which would let a small input decode into gigabytes, for nothing) and more type arguments
+/// than the bound are refused. (Its per-word charge is not seen in a direct call's receipt, which
+/// pays calldata's floor price, far above it.)
+#[test]
+fn the_precompile_refuses_aliased_or_oversized_input() {
+    let mut chain = Chain::new();
+    let refusal = |chain: &mut Chain, data: Vec<u8>| -> (String, String) {
+        let tx = chain.tx(user(1), TxKind::Call(MOVE_CALL_ADDRESS), data);
+        let receipts = chain.run(&[tx]);
+        let ExecutionResult::Revert { output, .. } = &receipts[0] else {
+            panic!("refused: {:?}", receipts[0])
+        };
+        let failed = IMove::MoveFailed::abi_decode(output).unwrap();
+        (failed.status, failed.message)
+    };
+    // Two arguments, the second's offset made the first's.
+    let mut aliased = IMove::callCall {
+        moduleAddress: PUBLISHER,
+        moduleName: "counter".to_owned(),
+        functionName: "increment".to_owned(),
+        typeArguments: vec![],
+        arguments: vec![Bytes::from(vec![1; 64]), Bytes::from(vec![2; 64])],
+    }
+    .abi_encode();
+    let word = |data: &[u8], at: usize| usize::try_from(U256::from_be_slice(&data[at..at + 32]));
+    let arguments = 4 + word(&aliased, 4 + 4 * 32).unwrap();
+    let first = aliased[arguments + 32..arguments + 64].to_vec();
+    aliased[arguments + 64..arguments + 96].copy_from_slice(&first);
+    let (status, message) = refusal(&mut chain, aliased);
+    assert_eq!(status, "INVALID_INPUT");
+    assert!(message.contains("strictly ABI-encoded"), "{message}");
+    let too_many = IMove::callCall {
+        moduleAddress: PUBLISHER,
+        moduleName: "counter".to_owned(),
+        functionName: "increment".to_owned(),
+        typeArguments: vec!["u8".to_owned(); 33],
+        arguments: vec![],
+    }
+    .abi_encode();
+    let (status, message) = refusal(&mut chain, too_many);
+    assert_eq!(
+        (status.as_str(), message.as_str()),
+        ("INVALID_INPUT", "at most 32 type arguments and 255 arguments")
+    );
+}
