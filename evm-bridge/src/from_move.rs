@@ -80,7 +80,24 @@ impl<View> EvmHost for Host<'_, View>
 where
     View: TransactionView<Key = StateKey, Value = StateValue>,
 {
-    fn call(&mut self, call: EvmCall) -> Result<EvmCallResult, ReadError> {
+    fn call(&mut self, mut call: EvmCall) -> Result<EvmCallResult, ReadError> {
+        // What the EVM's CALL charges for value: the transfer, and a new account if the target
+        // is empty (EIP-161), taken before the call runs, as CALL takes them.
+        let transfers = call.value != 0 && !call.is_static;
+        let empty = transfers && self.evm.ctx.journal_mut().load_account(call.to)?.data.is_empty();
+        let params = &self.evm.ctx.cfg.gas_params;
+        let value_gas = if transfers {
+            let new_account = if empty { params.new_account_cost(true, true) } else { 0 };
+            params.transfer_value_cost() + new_account
+        } else {
+            0
+        };
+        let Some(gas_limit) = call.gas_limit.checked_sub(value_gas) else {
+            let gas_used = call.gas_limit;
+            let output = Vec::new();
+            return Ok(EvmCallResult { success: false, output, gas_used, out_of_gas: true });
+        };
+        call.gas_limit = gas_limit;
         let journal = self.evm.ctx.journal_mut();
         let target = journal.load_account_with_code(call.to)?;
         let info = &target.data.info;
@@ -127,7 +144,7 @@ where
             ),
             success: interpreter.result.is_ok(),
             output: interpreter.output.to_vec(),
-            gas_used: call.gas_limit.saturating_sub(interpreter.gas.remaining()),
+            gas_used: call.gas_limit.saturating_sub(interpreter.gas.remaining()) + value_gas,
         })
     }
 

@@ -353,6 +353,34 @@ fn a_failed_evm_call_is_caught_in_move_and_changes_nothing() {
     assert_eq!(chain.token_balance(token, user(1)), U256::ZERO);
 }
 
+/// A call from Move that sends ETH pays what the EVM's CALL charges for it: 9 000 for the
+/// transfer, and 25 000 more when it creates the account it pays.
+#[test]
+fn an_evm_call_from_move_with_value_pays_for_the_transfer_and_a_new_account() {
+    let mut chain = Chain::new();
+    let gas_of = |chain: &mut Chain, from: Address, to: Address, value: u128| {
+        let call = chain.move_call(
+            from,
+            TOKEN_USER,
+            "call",
+            vec![address_arg(to), bcs(&value), bcs(&Vec::<u8>::new())],
+        );
+        let receipts = chain.run(&[call]);
+        let receipt = move_receipt(&receipts[0]);
+        assert_eq!(receipt.status, MoveStatus::Success);
+        receipt.gas_used
+    };
+    // The same call three times from three accounts (each records its first call alike): no
+    // value; 1 wei to an account that exists; 1 wei to a new one.
+    let existing = user(0);
+    let nothing = gas_of(&mut chain, user(5), Address::repeat_byte(0x51), 0);
+    let paid = gas_of(&mut chain, user(6), existing, 1);
+    let created = gas_of(&mut chain, user(7), Address::repeat_byte(0x52), 1);
+    assert_eq!(paid - nothing, 9_000, "the value transfer");
+    assert_eq!(created - nothing, 9_000 + 25_000, "and a new account");
+    assert_eq!(chain.balance(Address::repeat_byte(0x52)), 1);
+}
+
 fn alloy_primitives_selector(signature: &str) -> [u8; 4] {
     duet_types::keccak256(signature.as_bytes())[..4].try_into().unwrap()
 }
