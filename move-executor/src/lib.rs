@@ -809,6 +809,7 @@ impl MoveVm {
                     returned.return_values.into_iter().map(|(bytes, _layout)| bytes).collect();
             }
             Work::Publish(modules) => {
+                limits::check_bundle(modules.len())?;
                 let bytes: usize = modules.iter().map(Vec::len).sum();
                 meter.charge(
                     gas::MODULE

@@ -16,6 +16,8 @@
 //! | depth of one type (`vector<vector<u8>>`: 3) | [`MAX_TYPE_DEPTH`] |
 //! | nodes of the types the verifier builds for a function's calls, packs, unpacks and field borrows (each: the types' nodes, times its type arguments' nodes if generic), summed over the function | [`MAX_INSTANTIATED_NODES`] |
 //! | the same, summed over the module | [`MAX_MODULE_INSTANTIATED_NODES`] |
+//! | nodes of the type arguments in the module's instantiation tables (the loader builds each entry, used or not) | [`MAX_MODULE_INSTANTIATED_NODES`] |
+//! | modules in a bundle | at least one |
 //!
 //! A module over any of them is refused with `CONSTRAINT_NOT_SATISFIED`, saying which; the
 //! publish pays its fee and changes nothing else.
@@ -39,6 +41,18 @@ pub const MAX_INSTANTIATED_NODES: usize = 1 << 16;
 /// The most type nodes a module's functions may make the verifier build together.
 pub const MAX_MODULE_INSTANTIATED_NODES: usize = 1 << 18;
 
+/// Checks that a bundle to publish holds a module: an empty one would change nothing, yet, as
+/// every publication, empty the Move VM's code caches for the transactions after it.
+///
+/// # Errors
+/// `CONSTRAINT_NOT_SATISFIED` for an empty bundle.
+pub fn check_bundle(modules: usize) -> PartialVMResult<()> {
+    if modules == 0 {
+        return Err(refused("a bundle of no modules"));
+    }
+    Ok(())
+}
+
 /// Checks `module` against the limits (see the [module](self)).
 ///
 /// # Errors
@@ -57,6 +71,24 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
     for definition in module.struct_defs() {
         if let StructFieldInformation::Declared(fields) = &definition.field_information {
             fields.iter().try_for_each(|field| check_type(&field.signature.0))?;
+        }
+    }
+    // The loader builds every entry of the instantiation tables, whether code uses it or not,
+    // and keeps what it built in each VM instance's cache: bounded as instructions are.
+    let tables = module
+        .function_instantiations()
+        .iter()
+        .map(|entry| entry.type_parameters)
+        .chain(module.struct_def_instantiations.iter().map(|entry| entry.type_parameters))
+        .chain(module.field_instantiations().iter().map(|entry| entry.type_parameters));
+    let mut in_tables: usize = 0;
+    for signature in tables {
+        in_tables = in_tables.saturating_add(signature_nodes(module, signature));
+        if in_tables > MAX_MODULE_INSTANTIATED_NODES {
+            return Err(refused(&format!(
+                "the module's instantiation tables hold more than \
+                 {MAX_MODULE_INSTANTIATED_NODES} type nodes"
+            )));
         }
     }
     let mut in_module: usize = 0;

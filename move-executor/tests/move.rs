@@ -949,6 +949,35 @@ fn a_module_over_the_limits_is_refused_and_pays_its_fee() {
         );
         assert_eq!(chain.state.nonce(alice), nonce + 1);
     }
+
+    // An instantiation table no code uses, of 2 000 entries of 255 type arguments each: the
+    // loader would build them all. And a bundle of no modules.
+    let source = "module example::e { public fun f<T>() {} }";
+    let mut module =
+        move_binary_format::CompiledModule::deserialize(&compile_example(source, alice)[0])
+            .unwrap();
+    let wide = move_binary_format::file_format::Signature(vec![
+        move_binary_format::file_format::SignatureToken::U8;
+        255
+    ]);
+    module.signatures.push(wide);
+    let type_parameters =
+        move_binary_format::file_format::SignatureIndex((module.signatures.len() - 1) as u16);
+    let handle = module.function_defs[0].function;
+    let entry = move_binary_format::file_format::FunctionInstantiation { handle, type_parameters };
+    module.function_instantiations.extend(std::iter::repeat_n(entry, 2_000));
+    let mut bytes = Vec::new();
+    module.serialize(&mut bytes).unwrap();
+    for (bundle, saying) in
+        [(vec![bytes], "instantiation tables hold more than"), (vec![], "a bundle of no modules")]
+    {
+        let nonce = chain.state.nonce(alice);
+        let mut publish = transaction(alice, nonce, MovePayload::ModuleBundle(bundle));
+        publish.gas_limit = 30_000_000;
+        let output = chain.run(&[publish]);
+        assert_failed(&output, 0, "CONSTRAINT_NOT_SATISFIED", saying);
+        assert_eq!(chain.state.nonce(alice), nonce + 1);
+    }
 }
 
 #[test]
