@@ -81,9 +81,10 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
         .map(|entry| entry.type_parameters)
         .chain(module.struct_def_instantiations.iter().map(|entry| entry.type_parameters))
         .chain(module.field_instantiations().iter().map(|entry| entry.type_parameters));
+    let counts = Counts::of(module);
     let mut in_tables: usize = 0;
     for signature in tables {
-        in_tables = in_tables.saturating_add(signature_nodes(module, signature));
+        in_tables = in_tables.saturating_add(counts.signature(signature));
         if in_tables > MAX_MODULE_INSTANTIATED_NODES {
             return Err(refused(&format!(
                 "the module's instantiation tables hold more than \
@@ -94,11 +95,15 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
     let mut in_module: usize = 0;
     for definition in module.function_defs() {
         let Some(code) = &definition.code else { continue };
-        let instantiated = code
-            .code
-            .iter()
-            .map(|instruction| instantiated_nodes(module, instruction))
-            .fold(0usize, usize::saturating_add);
+        // Summed until past the bound: a refused module costs no more than an accepted one.
+        let mut instantiated: usize = 0;
+        for instruction in &code.code {
+            instantiated =
+                instantiated.saturating_add(instantiated_nodes(module, &counts, instruction));
+            if instantiated > MAX_INSTANTIATED_NODES {
+                break;
+            }
+        }
         let name = || module.identifier_at(module.function_handle_at(definition.function).name);
         if instantiated > MAX_INSTANTIATED_NODES {
             return Err(refused(&format!(
@@ -122,31 +127,60 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
 /// The type nodes the verifier builds for `instruction`: a call's parameter and return types, a
 /// pack's or unpack's field types, a field borrow's field type, each times the nodes of the type
 /// arguments if generic (at most: a type parameter may be named more than once).
-fn instantiated_nodes(module: &CompiledModule, instruction: &Bytecode) -> usize {
+/// The type nodes of a module's signatures and of its structs' fields, counted once: the
+/// checks below look them up for every instruction.
+struct Counts {
+    signatures: Vec<usize>,
+    /// Each struct definition's fields' nodes, and their sum.
+    fields: Vec<(Vec<usize>, usize)>,
+}
+
+impl Counts {
+    fn of(module: &CompiledModule) -> Self {
+        let nodes = |token: &SignatureToken| token.preorder_traversal().count();
+        let signatures = module
+            .signatures()
+            .iter()
+            .map(|signature| signature.0.iter().map(nodes).sum())
+            .collect();
+        let fields = module
+            .struct_defs()
+            .iter()
+            .map(|definition| match &definition.field_information {
+                StructFieldInformation::Declared(fields) => {
+                    let each: Vec<usize> =
+                        fields.iter().map(|field| nodes(&field.signature.0)).collect();
+                    let sum = each.iter().sum();
+                    (each, sum)
+                }
+                StructFieldInformation::Native => (Vec::new(), 0),
+            })
+            .collect();
+        Self { signatures, fields }
+    }
+
+    fn signature(&self, index: SignatureIndex) -> usize {
+        self.signatures[usize::from(index.0)]
+    }
+}
+
+fn instantiated_nodes(module: &CompiledModule, counts: &Counts, instruction: &Bytecode) -> usize {
     let field_nodes = |definition: StructDefinitionIndex, only: Option<usize>| -> usize {
-        match &module.struct_def_at(definition).field_information {
-            StructFieldInformation::Declared(fields) => fields
-                .iter()
-                .enumerate()
-                .filter(|(index, _)| only.is_none_or(|only| only == *index))
-                .map(|(_, field)| field.signature.0.preorder_traversal().count())
-                .sum(),
-            StructFieldInformation::Native => 0,
-        }
+        let (each, sum) = &counts.fields[usize::from(definition.0)];
+        only.map_or(*sum, |only| each.get(only).copied().unwrap_or(0))
     };
     let times = |nodes: usize, arguments: SignatureIndex| {
-        nodes.saturating_mul(signature_nodes(module, arguments).max(1))
+        nodes.saturating_mul(counts.signature(arguments).max(1))
     };
     match instruction {
         Bytecode::Call(handle) => {
             let handle = module.function_handle_at(*handle);
-            signature_nodes(module, handle.parameters) + signature_nodes(module, handle.return_)
+            counts.signature(handle.parameters) + counts.signature(handle.return_)
         }
         Bytecode::CallGeneric(index) => {
             let instantiation = module.function_instantiation_at(*index);
             let handle = module.function_handle_at(instantiation.handle);
-            let callee = signature_nodes(module, handle.parameters)
-                + signature_nodes(module, handle.return_);
+            let callee = counts.signature(handle.parameters) + counts.signature(handle.return_);
             times(callee, instantiation.type_parameters)
         }
         Bytecode::Pack(definition) | Bytecode::Unpack(definition) => field_nodes(*definition, None),
@@ -176,10 +210,6 @@ fn check_type(token: &SignatureToken) -> PartialVMResult<()> {
         return Err(refused(&format!("a type of {nodes} nodes (at most {MAX_TYPE_NODES})")));
     }
     Ok(())
-}
-
-fn signature_nodes(module: &CompiledModule, index: SignatureIndex) -> usize {
-    module.signature_at(index).0.iter().map(|token| token.preorder_traversal().count()).sum()
 }
 
 fn refused(message: &str) -> PartialVMError {
