@@ -62,7 +62,8 @@ pub const RESOURCE_CREATE: u64 = 20_000;
 pub const RESOURCE_CHANGE: u64 = 2_900;
 /// Per byte of a resource written.
 pub const WRITE_BYTE: u64 = 8;
-/// An event.
+/// An event (charged when it is emitted, with 1 per unit of the value's size in memory; its
+/// bytes when the transaction's effects are written).
 pub const EVENT: u64 = 375;
 /// Per byte of an event.
 pub const EVENT_BYTE: u64 = 8;

@@ -304,9 +304,11 @@ pub(crate) fn all_natives() -> NativeFunctionTable {
     let events =
         move_stdlib::natives::event::make_all(move_stdlib::natives::event::GasParameters {
             // An event's bytes are charged when the transaction's effects are written (see
-            // `gas`); its base, and its type's nodes, when it is emitted (below).
+            // `gas`); its base, its type's nodes, and 1 per unit of the value's size in memory
+            // when it is emitted (below, and here): the VM holds every event until the
+            // transaction ends, so what a transaction can emit is bounded by its gas there too.
             write_to_event_store: move_stdlib::natives::event::WriteToEventStoreGasParameters {
-                unit_cost: 0.into(),
+                unit_cost: 1.into(),
             },
         });
     natives.extend(make_table_from_iter(

@@ -664,21 +664,34 @@ fn return_values_are_charged_by_their_size_before_they_are_serialized() {
 
 #[test]
 fn an_event_is_charged_when_it_is_emitted() {
-    // The VM holds every event until the transaction ends: emitting pays its base at once, so
-    // a loop of emissions that then aborts has paid for each.
+    // The VM holds every event until the transaction ends: emitting pays its base and its
+    // value's size in memory at once, so a loop of emissions that then aborts has paid for each,
+    // and for what it held.
     let alice = user(1);
     let mut chain = Chain::new([alice]);
-    let source = "module example::noisy { use duet::event; \
+    let source = "module example::noisy { use duet::event; use std::vector; \
          struct Ping has drop, store { value: u64 } \
+         struct Blob has drop, store { bytes: vector<u8> } \
          public entry fun emit_then_abort(times: u64) { \
-             let i = 0; while (i < times) { event::emit(Ping { value: i }); i = i + 1 }; abort 7 } }";
+             let i = 0; while (i < times) { event::emit(Ping { value: i }); i = i + 1 }; abort 7 } \
+         public entry fun emit_big_then_abort(times: u64) { \
+             let bytes = vector::empty<u8>(); let j = 0; \
+             while (j < 1000) { vector::push_back(&mut bytes, 1); j = j + 1 }; \
+             let i = 0; while (i < times) { event::emit(Blob { bytes: copy bytes }); i = i + 1 }; \
+             abort 7 } }";
     chain.publish(alice, compile_example(source, alice));
-    let per = per_pass(|times| {
-        let (status, gas) = chain.call_once(alice, "noisy", "emit_then_abort", vec![bcs(&times)]);
-        assert!(matches!(status, MoveStatus::Aborted { code: 7, .. }));
-        gas
-    });
-    assert!((gas::EVENT..gas::EVENT + 60).contains(&per), "{per} gas an emission");
+    let mut per_emission = |function: &str| {
+        per_pass(|times| {
+            let (status, gas) = chain.call_once(alice, "noisy", function, vec![bcs(&times)]);
+            assert!(matches!(status, MoveStatus::Aborted { code: 7, .. }));
+            gas
+        })
+    };
+    let small = per_emission("emit_then_abort");
+    assert!((gas::EVENT..gas::EVENT + 100).contains(&small), "{small} gas an emission");
+    // 1 000 bytes more in memory: about 1 000 gas more an emission (and 1 per 32 bytes copied).
+    let big = per_emission("emit_big_then_abort");
+    assert!((small + 1_000..small + 1_200).contains(&big), "{big} against {small}");
 }
 
 #[test]
