@@ -83,14 +83,15 @@ where
     fn call(&mut self, mut call: EvmCall) -> Result<EvmCallResult, ReadError> {
         // What the EVM's CALL charges for value: the transfer, and a new account if the target
         // is empty (EIP-161), taken before the call runs, as CALL takes them.
-        let transfers = call.value != 0 && !call.is_static;
-        let empty = transfers && self.evm.ctx.journal_mut().load_account(call.to)?.data.is_empty();
         let params = &self.evm.ctx.cfg.gas_params;
-        let value_gas = if transfers {
-            let new_account = if empty { params.new_account_cost(true, true) } else { 0 };
-            params.transfer_value_cost() + new_account
-        } else {
-            0
+        let (transfer_cost, new_account_cost) =
+            (params.transfer_value_cost(), params.new_account_cost(true, true));
+        let journal = self.evm.ctx.journal_mut();
+        let target = journal.load_account_with_code(call.to)?;
+        let value_gas = match (call.value != 0 && !call.is_static, target.data.is_empty()) {
+            (false, _) => 0,
+            (true, false) => transfer_cost,
+            (true, true) => transfer_cost + new_account_cost,
         };
         let Some(gas_limit) = call.gas_limit.checked_sub(value_gas) else {
             let gas_used = call.gas_limit;
@@ -98,8 +99,6 @@ where
             return Ok(EvmCallResult { success: false, output, gas_used, out_of_gas: true });
         };
         call.gas_limit = gas_limit;
-        let journal = self.evm.ctx.journal_mut();
-        let target = journal.load_account_with_code(call.to)?;
         let info = &target.data.info;
         let mut known_bytecode = (info.code_hash, info.code.clone().unwrap_or_default());
         if let Some(delegate) = known_bytecode.1.eip7702_address() {

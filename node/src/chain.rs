@@ -741,14 +741,15 @@ impl Chain {
         match inserted {
             Ok((displaced, replacing)) => {
                 // Replaced or evicted: gone from the pool, so from disk too.
-                self.note_dropped(&displaced, head, |dropped| {
+                let drops = displaced.iter().map(|dropped| {
                     if Some(*dropped) == replacing {
-                        (DropKind::Replaced, format!("replaced by {hash}"))
+                        (*dropped, DropKind::Replaced, format!("replaced by {hash}"))
                     } else {
                         let why = format!("evicted from the full pool by {hash}, which pays more");
-                        (DropKind::Evicted, why)
+                        (*dropped, DropKind::Evicted, why)
                     }
                 });
+                self.note_dropped(drops, head);
                 self.delete_records(&mempool, &displaced);
                 // Sent again after it was dropped: pending again.
                 if self.dropped.forget(&hash) {
@@ -771,20 +772,14 @@ impl Chain {
         }
     }
 
-    /// Notes the acknowledged transactions `hashes` as dropped at `head`, each for
-    /// `reason(hash)` (its kind, counted in the metrics, and its words).
-    fn note_dropped(
-        &self,
-        hashes: &[B256],
-        head: u64,
-        reason: impl Fn(&B256) -> (DropKind, String),
-    ) {
+    /// Notes acknowledged transactions as dropped at `head`, each with its kind (counted in the
+    /// metrics) and why, in one write.
+    fn note_dropped(&self, drops: impl IntoIterator<Item = (B256, DropKind, String)>, head: u64) {
         let (mut notes, mut forgotten) = (Vec::new(), Vec::new());
-        for hash in hashes {
-            let (kind, why) = reason(hash);
+        for (hash, kind, why) in drops {
             Metrics::add(&self.metrics.dropped[kind.index()], 1);
-            let (note, forgot) = self.dropped.note(*hash, why, head);
-            notes.push((*hash, note));
+            let (note, forgot) = self.dropped.note(hash, why, head);
+            notes.push((hash, note));
             forgotten.extend(forgot);
         }
         self.keep_dropped(&notes, &forgotten);
@@ -1052,6 +1047,7 @@ impl Chain {
             (first_arrival[sender], *sender, envelope.nonce())
         });
         let mut kept = 0;
+        let mut refused = Vec::new();
         for (sender, envelope, raw) in records {
             let admitted = match self.check_signed(&raw, &envelope, sender) {
                 // A refusal deletes the record.
@@ -1069,13 +1065,12 @@ impl Chain {
                 Err(error) => {
                     let hash = *envelope.tx_hash();
                     tracing::info!(%hash, %error, "an accepted transaction was dropped on restart");
-                    let head = self.head().number;
-                    self.note_dropped(&[hash], head, |_| {
-                        (DropKind::Restart, format!("refused when the node restarted: {error}"))
-                    });
+                    let why = format!("refused when the node restarted: {error}");
+                    refused.push((hash, DropKind::Restart, why));
                 }
             }
         }
+        self.note_dropped(refused, self.head().number);
         Ok(kept)
     }
 
@@ -1353,12 +1348,13 @@ impl Chain {
                 "dropped transactions that waited above a nonce gap for the mempool's lifetime"
             );
             let lifetime = self.config.mempool_lifetime.as_secs();
-            self.note_dropped(&expired, head, |_| {
-                let why = format!(
-                    "expired: it waited above a nonce gap for the pool's lifetime ({lifetime} s)"
-                );
-                (DropKind::Expired, why)
-            });
+            let why = format!(
+                "expired: it waited above a nonce gap for the pool's lifetime ({lifetime} s)"
+            );
+            self.note_dropped(
+                expired.iter().map(|hash| (*hash, DropKind::Expired, why.clone())),
+                head,
+            );
             self.delete_records(mempool, &expired);
         }
     }
@@ -1451,13 +1447,13 @@ impl Chain {
         let mut mempool = self.mempool.lock();
         mempool.block_done(commits);
         // The drops noted in one write each: rejected, then made stale.
-        let reasons: HashMap<B256, &String> =
-            rejected.iter().map(|(hash, reason)| (*hash, reason)).collect();
         let mut stale: Vec<B256> = rejected.iter().map(|(hash, _)| *hash).collect();
         for hash in &stale {
             mempool.remove(hash);
         }
-        self.note_dropped(&stale, number, |hash| (DropKind::Rejected, reasons[hash].clone()));
+        let rejections =
+            rejected.iter().map(|(hash, why)| (*hash, DropKind::Rejected, why.clone()));
+        self.note_dropped(rejections, number);
         let mut used = Vec::new();
         for (sender, nonce) in nonces {
             // What is left below the nonce was replaced by an included transaction (or its
@@ -1466,10 +1462,11 @@ impl Chain {
                 mempool.prune(sender, nonce).into_iter().filter(|hash| !settled.contains(hash)),
             );
         }
-        self.note_dropped(&used, number, |_| {
-            let why = format!("its nonce was used by another transaction in block {number}");
-            (DropKind::NonceUsed, why)
-        });
+        let why = format!("its nonce was used by another transaction in block {number}");
+        self.note_dropped(
+            used.iter().map(|hash| (*hash, DropKind::NonceUsed, why.clone())),
+            number,
+        );
         stale.extend(used);
         self.delete_records(&mempool, &stale);
     }

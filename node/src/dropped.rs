@@ -129,10 +129,10 @@ impl DroppedLog {
     /// Puts back the notes the store kept (`(hash, note)` as [`note`](Self::note) returned
     /// them), in the order they were noted; those it cannot read are left out. Returns the
     /// hashes it forgot to keep its bound (or could not read).
-    pub fn restore(&self, mut stored: Vec<(B256, Vec<u8>)>) -> Vec<B256> {
+    pub fn restore(&self, stored: Vec<(B256, Vec<u8>)>) -> Vec<B256> {
         let mut unreadable = Vec::new();
         let mut notes: Vec<(u64, B256, Dropped)> = Vec::with_capacity(stored.len());
-        for (hash, value) in stored.drain(..) {
+        for (hash, value) in stored {
             match Self::decode(&value) {
                 Some((note, dropped)) => notes.push((note, hash, dropped)),
                 None => unreadable.push(hash),

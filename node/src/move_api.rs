@@ -242,16 +242,11 @@ struct Page {
 fn page_query(query: Option<&str>) -> Result<Page, Answer> {
     let bad = |message: String| error(StatusCode::BAD_REQUEST, message);
     let mut page = Page { after: None, limit: DEFAULT_PAGE };
-    let mut seen: Vec<&str> = Vec::new();
-    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
-        let Some((name, text)) = pair.split_once('=') else {
-            return Err(bad(format!("unknown parameter {pair}")));
-        };
-        if seen.contains(&name) || (matches!(name, "after" | "after_key") && page.after.is_some()) {
-            return Err(bad(format!("{name}: given twice, or with another after")));
-        }
-        seen.push(name);
+    for (name, text) in query_params(query, &["after", "after_key", "limit", "block"])? {
         match name {
+            "after" | "after_key" if page.after.is_some() => {
+                return Err(bad(format!("{name}: given twice, or with another after")));
+            }
             "after" => {
                 let text = text.replace('+', " ");
                 let text = percent_encoding::percent_decode_str(&text)
@@ -271,28 +266,36 @@ fn page_query(query: Option<&str>) -> Result<Page, Answer> {
                     .filter(|limit| (1..=MAX_PAGE).contains(limit))
                     .ok_or_else(|| bad(format!("limit: a number from 1 to {MAX_PAGE}: {text}")))?;
             }
-            "block" => {
+            _ => {
                 if !matches!(block_param(text)?, StateBlock::Latest | StateBlock::Pending) {
                     return Err(bad("listings are of the latest state: ask for one resource \
                          or module at a block"
                         .to_owned()));
                 }
             }
-            _ => return Err(bad(format!("unknown parameter {pair}"))),
         }
     }
     Ok(page)
 }
 
-/// The key of `owner`'s resource of type `tag` (text, as a listing shows it).
-fn resource_key_of(owner: Address, tag: &str) -> Result<StateKey, Answer> {
+/// The struct type `tag` names (text, as a listing shows it), within the lookup's bounds.
+fn struct_tag_of(tag: &str) -> Result<StructTag, Answer> {
     duet_move::type_text_fits(tag, "a type", MAX_TAG_LENGTH, MAX_TAG_NESTING)
         .map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
     let full = full_addresses(tag).map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
-    let parsed = move_core_types::parser::parse_struct_tag(&full)
-        .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{tag}: not a struct type")))?;
-    duet_move::resolver::resource_key(owner, &parsed)
+    move_core_types::parser::parse_struct_tag(&full)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{tag}: not a struct type")))
+}
+
+/// The key of `owner`'s resource of type `tag`.
+fn resource_key(owner: Address, tag: &StructTag) -> Result<StateKey, Answer> {
+    duet_move::resolver::resource_key(owner, tag)
         .map_err(|failure| error(StatusCode::BAD_REQUEST, failure.0))
+}
+
+/// The key of `owner`'s resource of type `tag` (text, as a listing shows it).
+fn resource_key_of(owner: Address, tag: &str) -> Result<StateKey, Answer> {
+    resource_key(owner, &struct_tag_of(tag)?)
 }
 
 /// The key of `owner`'s module `name`.
@@ -335,18 +338,30 @@ const MAX_TAG_NESTING: usize = 16;
 /// The block a query names: `block=…` in its query string (see [`block_param`]), else the
 /// latest.
 fn block_query(query: Option<&str>) -> Result<StateBlock, Answer> {
-    let Some(query) = query else { return Ok(StateBlock::Latest) };
-    let mut block = None;
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        match pair.split_once('=') {
-            Some(("block", _)) if block.is_some() => {
-                return Err(error(StatusCode::BAD_REQUEST, "block: given twice"))
-            }
-            Some(("block", text)) => block = Some(block_param(text)?),
-            _ => return Err(error(StatusCode::BAD_REQUEST, format!("unknown parameter {pair}"))),
-        }
+    match query_params(query, &["block"])?.first() {
+        Some((_, text)) => block_param(text),
+        None => Ok(StateBlock::Latest),
     }
-    Ok(block.unwrap_or(StateBlock::Latest))
+}
+
+/// A query string's parameters (`name=value`, in order), each one of `known` and given at most
+/// once (else a 400 saying which).
+fn query_params<'a>(
+    query: Option<&'a str>,
+    known: &[&str],
+) -> Result<Vec<(&'a str, &'a str)>, Answer> {
+    let mut params: Vec<(&str, &str)> = Vec::new();
+    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
+        let (name, text) = match pair.split_once('=') {
+            Some((name, text)) if known.contains(&name) => (name, text),
+            _ => return Err(error(StatusCode::BAD_REQUEST, format!("unknown parameter {pair}"))),
+        };
+        if params.iter().any(|(given, _)| *given == name) {
+            return Err(error(StatusCode::BAD_REQUEST, format!("{name}: given twice")));
+        }
+        params.push((name, text));
+    }
+    Ok(params)
 }
 
 /// A block: a number (decimal or `0x` hexadecimal), `latest`, `pending` or `earliest`.
@@ -397,11 +412,8 @@ async fn resource(
     api.query(move |chain| {
         let block = block_query(query.as_deref())?;
         let owner = address(&owner)?;
-        let key = resource_key_of(owner, &tag)?;
-        let StateKey::MoveResource { struct_tag, .. } = &key else {
-            unreachable!("a resource's key")
-        };
-        let parsed: StructTag = bcs::from_bytes(struct_tag).map_err(internal)?;
+        let parsed = struct_tag_of(&tag)?;
+        let key = resource_key(owner, &parsed)?;
         match value_at(chain, block, &key)? {
             Some(StateValue::Bytes(data)) => {
                 Ok(json!({ "type": parsed.to_string(), "data": data }))
