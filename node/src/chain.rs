@@ -2782,21 +2782,29 @@ pub(crate) mod tests {
         let prefix = &key[..=Address::len_bytes()];
         let list = |after: Option<&[u8]>, most| chain.store.state_with_prefix(prefix, after, most);
         let all = Listed { entries: 1_000, bytes: 64 << 20 };
-        let modules = list(None, all).unwrap().unwrap();
+        let whole = list(None, all).unwrap().unwrap();
+        assert!(!whole.more, "nothing follows the whole listing");
+        let modules = whole.entries;
         assert!(modules.len() > 3, "{}", modules.len());
         assert!(modules.iter().all(|(key, _)| key.starts_with(prefix)));
-        // Pages of two, each after the last key of the one before, read them all once.
+        // Pages of two, each after the last key of the one before, read them all once; each
+        // but the last says more follow (also a full last page, when the count is even).
         let mut paged = Vec::new();
         loop {
             let after = paged.last().map(|(key, _): &(Vec<u8>, _)| key.clone());
             let page = list(after.as_deref(), Listed { entries: 2, ..all }).unwrap().unwrap();
-            let full = page.len() == 2;
-            paged.extend(page);
-            if !full {
+            paged.extend(page.entries);
+            assert_eq!(page.more, paged.len() < modules.len());
+            if !page.more {
                 break;
             }
         }
         assert_eq!(paged, modules);
+        // A page holding exactly the rest says nothing follows.
+        let exact = Listed { entries: modules.len(), ..all };
+        assert!(!list(None, exact).unwrap().unwrap().more);
+        let short = Listed { entries: modules.len() - 1, ..all };
+        assert!(list(None, short).unwrap().unwrap().more);
         // A page past the bytes it may read is refused.
         assert!(list(None, Listed { bytes: 1_000, ..all }).unwrap().is_none());
     }

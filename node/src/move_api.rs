@@ -2,7 +2,8 @@
 //!
 //! - `GET /move/v1/accounts/{address}/resources`: the resources, as their type and BCS data, a
 //!   page at a time (`?limit=N&after=<type>`: at most N, 1 000 unless given, after that type;
-//!   or `after_key=<key>`, each entry's `key`).
+//!   or `after_key=<key>`, each entry's `key`). A page with more after it has the header
+//!   [`CURSOR_HEADER`], the `after_key` of the next page; the last page has none.
 //! - `GET /move/v1/accounts/{address}/resource/{type}`: one resource (`0x…::module::Struct`).
 //!   This, one module and a view take a block (`?block=N`; a view's `"block": N`): the state
 //!   after that block, one of the last 128 (see [`crate::store`]); the latest by default.
@@ -26,7 +27,8 @@ use std::sync::Arc;
 
 use alloy_primitives::{Address, Bytes, B256};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use duet_types::{EntryFunction, StateKey, StateValue, MOVE_CALL_ADDRESS};
@@ -78,8 +80,17 @@ impl Api {
         self,
         work: impl FnOnce(&Chain) -> Result<Value, Answer> + Send + 'static,
     ) -> Answer {
-        let answering = Arc::clone(&self.answering);
-        self.run(Some(&answering), work).await
+        self.answer(work).await.map_or_else(|answer| answer, ok)
+    }
+
+    /// [`query`](Self::query) for a listing's page, with its cursor.
+    async fn page(
+        self,
+        work: impl FnOnce(&Chain) -> Result<Listing, Answer> + Send + 'static,
+    ) -> Response {
+        self.answer(work)
+            .await
+            .map_or_else(IntoResponse::into_response, IntoResponse::into_response)
     }
 
     /// [`query`](Self::query) without waiting its turn: for submitted transactions, whose
@@ -88,19 +99,18 @@ impl Api {
         self,
         work: impl FnOnce(&Chain) -> Result<Value, Answer> + Send + 'static,
     ) -> Answer {
-        self.run(None, work).await
+        let answer = crate::rpc::in_turn(None, move || work(&self.chain)).await;
+        answer.unwrap_or_else(|| Err(internal("internal error"))).map_or_else(|answer| answer, ok)
     }
 
-    async fn run(
+    /// `work`'s result once it has its turn among the answers being built.
+    async fn answer<T: Send + 'static>(
         self,
-        turns: Option<&Arc<tokio::sync::Semaphore>>,
-        work: impl FnOnce(&Chain) -> Result<Value, Answer> + Send + 'static,
-    ) -> Answer {
-        match crate::rpc::in_turn(turns, move || work(&self.chain)).await {
-            Some(Ok(value)) => ok(value),
-            Some(Err(answer)) => answer,
-            None => internal("internal error"),
-        }
+        work: impl FnOnce(&Chain) -> Result<T, Answer> + Send + 'static,
+    ) -> Result<T, Answer> {
+        let answering = Arc::clone(&self.answering);
+        let answer = crate::rpc::in_turn(Some(&answering), move || work(&self.chain)).await;
+        answer.unwrap_or_else(|| Err(internal("internal error")))
     }
 }
 
@@ -183,7 +193,7 @@ fn listing(
     kind: fn(Address) -> StateKey,
     after_key: fn(Address, &str) -> Result<StateKey, Answer>,
     entry: fn(StateKey, StateValue) -> Option<Value>,
-) -> Result<Value, Answer> {
+) -> Result<Listing, Answer> {
     let owner = address(owner)?;
     let page = page_query(query)?;
     // A kind's tag and the address lead the encoding of each of its keys.
@@ -198,12 +208,15 @@ fn listing(
     };
     let most = Listed { entries: page.limit, bytes: MAX_PAGE_BYTES };
     let entries = chain.store().state_with_prefix(&prefix, after.as_deref(), most);
-    let Some(entries) = entries.map_err(internal)? else {
+    let Some(read) = entries.map_err(internal)? else {
         let mib = MAX_PAGE_BYTES >> 20;
         let message = format!("a page of {} passes {mib} MiB: ask for fewer (limit)", page.limit);
         return Err(error(StatusCode::PAYLOAD_TOO_LARGE, message));
     };
-    let list: Vec<Value> = entries
+    // The last key read, shown or not, is where the next page starts.
+    let next = read.entries.last().filter(|_| read.more).map(|(key, _)| Bytes::from(key.clone()));
+    let list: Vec<Value> = read
+        .entries
         .into_iter()
         .filter_map(|(key, value)| {
             let mut shown = entry(StateKey::decode(&key).ok()?, value)?;
@@ -211,7 +224,30 @@ fn listing(
             Some(shown)
         })
         .collect();
-    Ok(json!(list))
+    Ok(Listing { list: json!(list), next })
+}
+
+/// A page of a listing, and the key its next page starts after when there is one.
+struct Listing {
+    list: Value,
+    next: Option<Bytes>,
+}
+
+/// The header that gives a listing's next page: the `after_key` that asks for it. A page without
+/// it is the last.
+pub const CURSOR_HEADER: &str = "x-duet-cursor";
+
+impl IntoResponse for Listing {
+    fn into_response(self) -> Response {
+        let mut response = ok(self.list).into_response();
+        if let Some(next) = self.next {
+            // Hex digits are always a valid header value.
+            if let Ok(value) = HeaderValue::from_str(&next.to_string()) {
+                response.headers_mut().insert(CURSOR_HEADER, value);
+            }
+        }
+        response
+    }
 }
 
 /// The most entries a page of a listing holds, and how many it holds unless asked.
@@ -316,8 +352,8 @@ async fn resources(
     State(api): State<Api>,
     Path(owner): Path<String>,
     RawQuery(query): RawQuery,
-) -> Answer {
-    api.query(move |chain| {
+) -> Response {
+    api.page(move |chain| {
         listing(chain, &owner, query.as_deref(), resource_kind, resource_key_of, |key, value| {
             let StateKey::MoveResource { struct_tag, .. } = key else { return None };
             let tag: StructTag = bcs::from_bytes(&struct_tag).ok()?;
@@ -428,8 +464,8 @@ async fn modules(
     State(api): State<Api>,
     Path(owner): Path<String>,
     RawQuery(query): RawQuery,
-) -> Answer {
-    api.query(move |chain| {
+) -> Response {
+    api.page(move |chain| {
         listing(chain, &owner, query.as_deref(), module_kind, module_key_of, |key, value| {
             let StateKey::MoveModule { name, .. } = key else { return None };
             let StateValue::Bytes(bytecode) = value else { return None };

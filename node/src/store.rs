@@ -310,6 +310,15 @@ pub struct CommitNotes<'a> {
 /// A state entry as stored: its key's encoding and its value.
 pub type StateEntry = (Vec<u8>, StateValue);
 
+/// One page of a listing ([`Store::state_with_prefix`]).
+#[derive(Debug)]
+pub struct Page {
+    /// Its entries, in key order.
+    pub entries: Vec<StateEntry>,
+    /// Whether the listing has entries after them.
+    pub more: bool,
+}
+
 /// The most entries, and bytes of keys and values, one listing
 /// ([`Store::state_with_prefix`]) reads.
 #[derive(Clone, Copy, Debug)]
@@ -634,8 +643,8 @@ impl Store {
 
     /// The state entries whose encoded key starts with `prefix`, in key order (the Move
     /// resources or modules of one account: see [`StateKey::encode`]), after the key `after` if
-    /// given, at most `most.entries` of them; `None` if those pass `most.bytes` (read no
-    /// further).
+    /// given, at most `most.entries` of them, and whether more follow; `None` if those pass
+    /// `most.bytes` (read no further).
     ///
     /// # Errors
     /// The database failed or is corrupt.
@@ -644,17 +653,22 @@ impl Store {
         prefix: &[u8],
         after: Option<&[u8]>,
         most: Listed,
-    ) -> Result<Option<Vec<StateEntry>>, StoreError> {
+    ) -> Result<Option<Page>, StoreError> {
         let start = after.filter(|after| after.starts_with(prefix)).unwrap_or(prefix);
         let mode = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
         let (mut entries, mut bytes) = (Vec::new(), 0);
+        let mut more = false;
         for entry in self.db.iterator_cf(self.family(STATE), mode) {
             let (key, value) = entry?;
-            if !key.starts_with(prefix) || entries.len() == most.entries {
+            if !key.starts_with(prefix) {
                 break;
             }
             if after == Some(&key[..]) {
                 continue;
+            }
+            if entries.len() == most.entries {
+                more = true;
+                break;
             }
             bytes += key.len() + value.len();
             if bytes > most.bytes {
@@ -664,7 +678,7 @@ impl Store {
                 StateValue::decode(&value).map_err(|error| corrupt(&format!("state: {error}")))?;
             entries.push((key.to_vec(), value));
         }
-        Ok(Some(entries))
+        Ok(Some(Page { entries, more }))
     }
 
     /// Every state entry as a tree leaf: its key hash and value hash.

@@ -176,6 +176,17 @@ impl Node {
 
     /// An HTTP request: the status and the body, if the node answered.
     fn try_http(&self, method: &str, path: &str, json: Option<&str>) -> Option<(u16, String)> {
+        self.try_http_with_head(method, path, json).map(|(status, _, body)| (status, body))
+    }
+
+    /// An HTTP request: the status, the response's head (status line and headers, lower-cased)
+    /// and the body, if the node answered.
+    fn try_http_with_head(
+        &self,
+        method: &str,
+        path: &str,
+        json: Option<&str>,
+    ) -> Option<(u16, String, String)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
         let body = json.unwrap_or("");
@@ -187,8 +198,8 @@ impl Node {
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
         let status = response.split(' ').nth(1).and_then(|code| code.parse().ok())?;
-        let (_, body) = response.split_once("\r\n\r\n")?;
-        Some((status, body.to_owned()))
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        Some((status, head.to_ascii_lowercase(), body.to_owned()))
     }
 
     fn balance(&self, address: &str) -> String {
@@ -1894,6 +1905,10 @@ fn listings_come_in_pages(node: &Node, all: &str) {
         let list: serde_json::Value = serde_json::from_str(list).unwrap();
         list.as_array().unwrap().iter().map(|module| module["name"].to_string()).collect()
     };
+    // The next page's cursor, from a page's head: absent on the last page.
+    let cursor = |head: &str| {
+        head.lines().find_map(|line| line.strip_prefix("x-duet-cursor: ").map(str::to_owned))
+    };
     let mut paged: Vec<String> = Vec::new();
     loop {
         let after = paged.last().map(|name| format!("&after={}", name.trim_matches('"')));
@@ -1908,6 +1923,23 @@ fn listings_come_in_pages(node: &Node, all: &str) {
         }
     }
     assert_eq!(paged, names(all));
+    // Following the cursor reads them all too, and the last page has none: also when the last
+    // page is full (a limit that divides the count).
+    let count = paged.len();
+    for limit in [3, count / 2, count] {
+        let mut followed: Vec<String> = Vec::new();
+        let mut next = Some(String::new());
+        while let Some(after) = next {
+            let after = if after.is_empty() { after } else { format!("&after_key={after}") };
+            let path = format!("/move/v1/accounts/0x1/modules?limit={limit}{after}");
+            let (status, head, page) = node.try_http_with_head("GET", &path, None).unwrap();
+            assert_eq!(status, 200, "{page}");
+            followed.extend(names(&page));
+            next = cursor(&head);
+            assert_eq!(next.is_some(), followed.len() < count, "limit {limit}: {head}");
+        }
+        assert_eq!(followed, names(all), "limit {limit}");
+    }
     // Each entry's key pages too, whatever its name or type.
     let list: serde_json::Value = serde_json::from_str(all).unwrap();
     let second_key = list[1]["key"].as_str().unwrap();
