@@ -385,12 +385,13 @@ impl Chain {
     /// Opens the chain in `store`, committing `genesis` as block 0 if the store is empty.
     ///
     /// # Errors
-    /// The database failed, or holds no head block.
+    /// The database failed, holds no head block, or is of another chain or format.
     pub fn open(
         config: ChainConfig,
         store: Store,
         genesis: &[(StateKey, StateValue)],
     ) -> Result<Self, StoreError> {
+        store.claim_for_chain(config.chain_id)?;
         let head = if let Some(number) = store.head()? {
             store
                 .block(number)?
@@ -1033,12 +1034,24 @@ impl Chain {
                     *first = (*first).min(arrival);
                     records.push((sender, envelope, raw));
                 }
-                // Not written by this node as it writes them now (bytes after the transaction
-                // were once kept): forgotten, all in one write.
+                // Damaged, or not written by this node as it writes them now (bytes after the
+                // transaction were once kept).
                 None => unreadable.push(key),
             }
         }
+        // Said loudly and noted as dropped (a client asking after one learns why), then
+        // forgotten, all in one write.
+        let mut refused = Vec::new();
         if !unreadable.is_empty() {
+            tracing::error!(
+                count = unreadable.len(),
+                "accepted transactions' records could not be read on restart and are dropped"
+            );
+            let why = "its record could not be read when the node restarted";
+            refused.extend(unreadable.iter().filter_map(|key| {
+                let hash = B256::try_from(key.as_slice()).ok()?;
+                Some((hash, DropKind::Restart, why.to_owned()))
+            }));
             self.store.delete_pending(&unreadable)?;
         }
         // Senders in the order they first sent, each one's transactions in nonce order, so none
@@ -1047,7 +1060,6 @@ impl Chain {
             (first_arrival[sender], *sender, envelope.nonce())
         });
         let mut kept = 0;
-        let mut refused = Vec::new();
         for (sender, envelope, raw) in records {
             let admitted = match self.check_signed(&raw, &envelope, sender) {
                 // A refusal deletes the record.
@@ -2156,6 +2168,42 @@ pub(crate) mod tests {
     use crate::mempool::MAX_NONCE_GAP;
     use crate::merkle;
     use crate::store::{BlockCommit, Store, StoreError};
+
+    #[test]
+    fn a_datadir_of_another_chain_id_is_refused_and_keeps_its_accepted_transactions() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let chain_id = chain.config().chain_id;
+        chain.submit(&transfer(&dev_signer(0), 0, 10)).unwrap();
+        drop(chain);
+        // Started with another chain id, the node refuses the datadir instead of dropping the
+        // accepted transaction as signed for another chain and going on under a new id.
+        let other = ChainConfig { chain_id: chain_id + 1, ..ChainConfig::for_tests() };
+        let store = Store::open(directory.path()).unwrap();
+        let opened = Chain::open(other, store, &crate::genesis::dev_genesis());
+        let Err(refused) = opened else { panic!("a datadir of chain {chain_id} was opened") };
+        assert!(matches!(refused, StoreError::Incompatible(_)), "{refused:?}");
+        assert!(refused.to_string().contains(&format!("chain {chain_id}")), "{refused}");
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        assert_eq!(chain.restore_pending().unwrap(), 1, "the accepted transaction is kept");
+        assert_eq!(chain.head().number, 0);
+    }
+
+    #[test]
+    fn a_damaged_pending_record_is_noted_as_dropped_on_restart() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let good = chain.submit(&transfer(&dev_signer(0), 0, 10)).unwrap();
+        // A record whose bytes are not the transaction its key names.
+        let damaged = B256::repeat_byte(0xdd);
+        chain.store.put_pending(&[(damaged, &[0x02, 0xc0][..])]).unwrap();
+        drop(chain);
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        assert_eq!(chain.restore_pending().unwrap(), 1, "the readable one is kept");
+        let reason = dropped_reason(&chain, damaged);
+        assert!(reason.contains("could not be read when the node restarted"), "{reason}");
+        assert!(chain.store.pending().unwrap().iter().all(|record| record.key[..] == good[..]));
+    }
 
     #[test]
     fn a_restart_puts_back_every_accepted_transaction_however_full_the_pool_is() {

@@ -45,6 +45,14 @@ const CODE_CHANGED: &[u8] = b"code_changed";
 /// dropped the history of the blocks before it, whatever window a later process keeps.
 const HISTORY_FLOOR: &[u8] = b"history_floor";
 
+/// The `meta` entry holding the version of the layout of the database's records.
+const FORMAT_KEY: &[u8] = b"format";
+/// The `meta` entry holding the chain id of the database's blocks.
+const CHAIN_ID: &[u8] = b"chain_id";
+/// The version of the records' layout this build reads and writes: a build that changes how a
+/// record is laid out raises it, so that a datadir is never misread by a build of another.
+pub const FORMAT: u64 = 1;
+
 /// How many blocks before the head the state of is kept: queries may name any of them.
 pub const STATE_HISTORY_BLOCKS: u64 = 128;
 /// The block cache all column families share.
@@ -125,6 +133,9 @@ pub enum StoreError {
     /// The database holds bytes this node cannot read: it was written by something else.
     #[error("corrupt database: {0}")]
     Corrupt(String),
+    /// The database belongs to another chain, or to a build whose records this one cannot read.
+    #[error("this datadir cannot be used: {0}")]
+    Incompatible(String),
 }
 
 /// The node's RocksDB database.
@@ -525,6 +536,35 @@ impl Store {
                 Ok(u64::from_be_bytes(bytes))
             })
             .transpose()
+    }
+
+    /// Checks that the database is of chain `chain_id` and of this build's [`FORMAT`], and
+    /// marks it so if it holds no such marks yet (a new datadir, or one of a build before them),
+    /// in one synced write.
+    ///
+    /// # Errors
+    /// The database failed, belongs to another chain, or is of another format
+    /// ([`StoreError::Incompatible`], saying which).
+    pub fn claim_for_chain(&self, chain_id: u64) -> Result<(), StoreError> {
+        let format = self.number(META, FORMAT_KEY, "format")?;
+        if let Some(format) = format.filter(|format| *format != FORMAT) {
+            return Err(StoreError::Incompatible(format!(
+                "its records are of format {format}, and this build reads format {FORMAT}"
+            )));
+        }
+        match self.number(META, CHAIN_ID, "chain id")? {
+            Some(stored) if stored != chain_id => Err(StoreError::Incompatible(format!(
+                "it holds the blocks of chain {stored}, and the node was started with chain id \
+                 {chain_id}: start it with chain id {stored}, or give another datadir"
+            ))),
+            Some(_) if format.is_some() => Ok(()),
+            _ => {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(self.family(META), FORMAT_KEY, FORMAT.to_be_bytes());
+                batch.put_cf(self.family(META), CHAIN_ID, chain_id.to_be_bytes());
+                self.write_synced(batch)
+            }
+        }
     }
 
     /// Block `number`.
@@ -1452,5 +1492,37 @@ mod tests {
         let store = super::Store::open(directory.path()).unwrap();
         store.put_pending(&[(hash(4), &[0x03][..])]).unwrap();
         assert_eq!(arrivals(&store).last().unwrap(), &(3, 4, vec![0x03]));
+    }
+
+    #[test]
+    fn a_datadir_is_claimed_for_one_chain_and_format_and_refused_to_others() {
+        use super::{StoreError, CHAIN_ID, FORMAT, FORMAT_KEY, META};
+        let directory = tempfile::tempdir().unwrap();
+        let store = super::Store::open(directory.path()).unwrap();
+        let marks = |store: &super::Store| {
+            let format = store.number(META, FORMAT_KEY, "format").unwrap();
+            (format, store.number(META, CHAIN_ID, "chain id").unwrap())
+        };
+        assert_eq!(marks(&store), (None, None));
+        store.claim_for_chain(7).unwrap();
+        assert_eq!(marks(&store), (Some(FORMAT), Some(7)));
+        store.claim_for_chain(7).unwrap();
+        // Another chain id is refused, saying which chain the datadir holds, and marks nothing.
+        let refused = store.claim_for_chain(8).unwrap_err();
+        assert!(matches!(refused, StoreError::Incompatible(_)), "{refused:?}");
+        let message = refused.to_string();
+        assert!(message.contains("chain 7") && message.contains("chain id 8"), "{message}");
+        assert_eq!(marks(&store), (Some(FORMAT), Some(7)));
+        // Records of another format are refused, whatever the chain.
+        store.db.put_cf(store.family(META), FORMAT_KEY, (FORMAT + 1).to_be_bytes()).unwrap();
+        let refused = store.claim_for_chain(7).unwrap_err().to_string();
+        assert!(refused.contains(&format!("format {}", FORMAT + 1)), "{refused}");
+        // A datadir of a build before the marks gets them from the chain it is opened for.
+        store.db.delete_cf(store.family(META), FORMAT_KEY).unwrap();
+        store.db.delete_cf(store.family(META), CHAIN_ID).unwrap();
+        drop(store);
+        let store = super::Store::open(directory.path()).unwrap();
+        store.claim_for_chain(9).unwrap();
+        assert_eq!(marks(&store), (Some(FORMAT), Some(9)));
     }
 }
