@@ -284,8 +284,9 @@ pub struct Chain {
     /// made anew for every block, they cost page faults of megabytes and thread starts.
     executor_parts: Mutex<duet_block_stm::ExecutorParts<DuetVm>>,
     /// Held while a block is built and committed: the producer's blocks and those asked for
-    /// (`evm_mine`) are built one after another, each on the last.
-    producing: Mutex<()>,
+    /// (`evm_mine`) are built one after another, each on the last. Holds the error of a block's
+    /// write that failed: after it, no block is written (see [`ProduceError::WriteFailed`]).
+    producing: Mutex<Option<String>>,
     metrics: Metrics,
 }
 
@@ -364,6 +365,25 @@ impl Funds {
             });
         }
         Ok(())
+    }
+}
+
+/// Why [`Chain::produce_block`] made no block.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    /// The block could not be built: nothing was written, and a later try may succeed.
+    #[error("{0}")]
+    NotBuilt(String),
+    /// Writing a block failed, this time or before. What the database holds is then not known
+    /// (RocksDB may have logged the write, or go on after a full disk as if it had not), so
+    /// this process writes no further block: a restart reads back what is on disk.
+    #[error("{0}; no block is written until the node restarts")]
+    WriteFailed(String),
+}
+
+impl From<String> for ProduceError {
+    fn from(error: String) -> Self {
+        Self::NotBuilt(error)
     }
 }
 
@@ -456,7 +476,7 @@ impl Chain {
             head: RwLock::new(Arc::new(head)),
             threads,
             executor_parts: Mutex::new(duet_block_stm::ExecutorParts::default()),
-            producing: Mutex::new(()),
+            producing: Mutex::new(None),
             metrics: Metrics::default(),
             config,
             store,
@@ -693,7 +713,7 @@ impl Chain {
                 let pending = pending?;
                 if let Err(error) = &persisted {
                     self.mempool.lock().end_submission(&pending.hash);
-                    return Err(SubmitError::Store(StoreError::Corrupt(error.to_string())));
+                    return Err(SubmitError::Store(StoreError::WriteFailed(error.to_string())));
                 }
                 self.admit(pending, false)
             })
@@ -764,8 +784,11 @@ impl Chain {
             }
             Err(error) => {
                 // Not acknowledged. Deleted under the lock, so that no other submission of the
-                // same transaction writes its record between the decision and the delete.
-                if !mempool.holds_or_awaits(&hash) {
+                // same transaction writes its record between the decision and the delete; also
+                // when the pool still holds the hash if the state has used its nonce (a block
+                // just included it, and the pool is not settled yet): it can never run again.
+                let used = matches!(error, SubmitError::NonceTooLow { .. });
+                if used || !mempool.holds_or_awaits(&hash) {
                     self.store.delete_pending(&[hash])?;
                 }
                 Err(error)
@@ -1089,9 +1112,13 @@ impl Chain {
     /// Builds the next block from the mempool, executes it with Block-STM and commits it.
     ///
     /// # Errors
-    /// The database failed (nothing was committed), or the executor failed the block.
-    pub fn produce_block(&self) -> Result<Arc<Block>, String> {
-        let _producing = self.producing.lock();
+    /// The block could not be built (nothing was written), or its write failed (now or
+    /// before: see [`ProduceError::WriteFailed`]).
+    pub fn produce_block(&self) -> Result<Arc<Block>, ProduceError> {
+        let mut producing = self.producing.lock();
+        if let Some(failed) = &*producing {
+            return Err(ProduceError::WriteFailed(failed.clone()));
+        }
         let parent = self.head();
         let number = parent.number + 1;
         let timestamp = now().max(parent.timestamp + 1);
@@ -1149,7 +1176,11 @@ impl Chain {
                 CommitNotes { previous: Some(&previous), publishes: published },
                 || *self.head.write() = Arc::clone(&block),
             )
-            .map_err(|error| format!("block {number}: {error}"))?;
+            .map_err(|error| {
+                let failed = format!("writing block {number} failed: {error}");
+                *producing = Some(failed.clone());
+                ProduceError::WriteFailed(failed)
+            })?;
         // Only now: a block that failed to commit leaves the cache as the store is.
         cache.committed(&update.writes);
         let commit_micros = committing.elapsed().as_micros() as u64;
@@ -2187,6 +2218,29 @@ pub(crate) mod tests {
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
         assert_eq!(chain.restore_pending().unwrap(), 1, "the accepted transaction is kept");
         assert_eq!(chain.head().number, 0);
+    }
+
+    #[test]
+    fn after_a_blocks_write_fails_no_block_is_written_until_a_restart() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let hash = chain.submit(&transfer(&dev_signer(0), 0, 10)).unwrap();
+        chain.store.fail_writes(true);
+        let failed = chain.produce_block();
+        assert!(matches!(failed, Err(super::ProduceError::WriteFailed(_))), "{failed:?}");
+        assert_eq!(chain.head().number, 0, "the head stays");
+        // Writes work again (RocksDB may resume after a full disk), but what the failed write
+        // left is not known: no further block is written over it.
+        chain.store.fail_writes(false);
+        let refused = chain.produce_block().unwrap_err().to_string();
+        assert!(refused.contains("writing block 1 failed"), "{refused}");
+        assert!(refused.contains("until the node restarts"), "{refused}");
+        assert_eq!(chain.head().number, 0);
+        drop(chain);
+        // After a restart, the accepted transaction is back and goes into block 1.
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        assert_eq!(chain.restore_pending().unwrap(), 1);
+        assert_eq!(chain.produce_block().unwrap().transactions, [hash]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use alloy_primitives::Address;
 use clap::{Parser, Subcommand};
-use duet_node::chain::{Chain, ChainConfig};
+use duet_node::chain::{Chain, ChainConfig, ProduceError};
 use duet_node::genesis::{dev_accounts, dev_genesis, DEV_BALANCE};
 use duet_node::store::Store;
 
@@ -351,6 +351,11 @@ impl Producer {
                             "block committed"
                         ),
                         Ok(Ok(_)) => {}
+                        // The database's state is not known: stop, and let a restart read it.
+                        Ok(Err(error @ ProduceError::WriteFailed(_))) => {
+                            tracing::error!(%error, "a block's write failed: the node stops");
+                            std::process::exit(1);
+                        }
                         Ok(Err(error)) => tracing::error!(%error, "block production failed"),
                         Err(payload) => tracing::error!(
                             message = %duet_block_stm::panic_message(payload.as_ref()),

@@ -133,6 +133,9 @@ pub enum StoreError {
     /// The database holds bytes this node cannot read: it was written by something else.
     #[error("corrupt database: {0}")]
     Corrupt(String),
+    /// A write failed: the error, as text (shared by every transaction of a failed batch).
+    #[error("the database failed to write: {0}")]
+    WriteFailed(String),
     /// The database belongs to another chain, or to a build whose records this one cannot read.
     #[error("this datadir cannot be used: {0}")]
     Incompatible(String),
@@ -158,6 +161,9 @@ pub struct Store {
     block_cache: rocksdb::Cache,
     /// The arrival number the next accepted transaction's record gets (see [`PendingRecord`]).
     next_arrival: Arc<std::sync::atomic::AtomicU64>,
+    /// Tests: whether synced writes fail, as on a failing disk.
+    #[cfg(test)]
+    failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// State entries (or their absence) as RocksDB holds them, so that executing a block and checking
@@ -407,6 +413,8 @@ impl Store {
             cache: Arc::new(StateCache::new()),
             block_cache: cache,
             next_arrival: Arc::default(),
+            #[cfg(test)]
+            failing: Arc::default(),
         };
         // Arrivals go on from the last record's.
         let next_arrival = store.last_arrival()?.map_or(0, |last| last.saturating_add(1));
@@ -507,8 +515,19 @@ impl Store {
         }
     }
 
+    /// Tests: makes every synced write fail from now on (`true`), as on a failing disk, or work
+    /// again.
+    #[cfg(test)]
+    pub(crate) fn fail_writes(&self, failing: bool) {
+        self.failing.store(failing, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Writes `batch` atomically, synced to disk before returning.
     fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StoreError::Corrupt("the disk failed (a test's)".to_owned()));
+        }
         let mut options = WriteOptions::default();
         options.set_sync(true);
         Ok(self.db.write_opt(batch, &options)?)
