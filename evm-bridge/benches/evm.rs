@@ -300,7 +300,7 @@ fn time_runs(
         let mut evm = Context::mainnet()
             .with_db(&mut database)
             .with_block(vm.block.clone())
-            .with_cfg(vm.cfg.clone())
+            .with_cfg(vm.cfg().clone())
             .build_mainnet();
         for tx in block {
             std::hint::black_box(evm.transact_commit(tx.clone()).is_ok());

@@ -101,8 +101,11 @@ impl From<EVMError<ViewDatabaseError>> for EvmError {
 /// (number, timestamp, base fee, gas limit, beneficiary).
 #[derive(Debug)]
 pub struct EvmVm {
-    /// Chain configuration.
-    pub cfg: CfgEnv,
+    /// Chain configuration: always revm's newest hard fork. Not settable from outside: Duet's
+    /// state writes rely on EIP-6780 (Cancun), under which SELFDESTRUCT deletes only a contract
+    /// created in the same transaction, whose every slot that transaction wrote; an older fork's
+    /// self-destruct would leave a contract's other slots in the state.
+    cfg: CfgEnv,
     /// The block's environment.
     pub block: BlockEnv,
     /// The Move VM that the Move call precompile runs, if the chain has one, and the precompile
@@ -117,6 +120,25 @@ impl EvmVm {
         let mut cfg = CfgEnv::default();
         cfg.chain_id = chain_id;
         Self { cfg, block, move_call: None }
+    }
+
+    /// The chain configuration.
+    #[must_use]
+    pub const fn cfg(&self) -> &CfgEnv {
+        &self.cfg
+    }
+
+    /// The same EVM with its configuration changed by `change` (the node's calls turn its
+    /// nonce, balance and fee checks off).
+    ///
+    /// # Panics
+    /// If `change` changes the hard fork (see the `cfg` field).
+    #[must_use]
+    pub fn with_cfg_changed(mut self, change: impl FnOnce(&mut CfgEnv)) -> Self {
+        let spec = self.cfg.spec;
+        change(&mut self.cfg);
+        assert_eq!(self.cfg.spec, spec, "Duet's EVM runs revm's newest hard fork only");
+        self
     }
 
     /// The same EVM with the Move call precompile at [`duet_types::MOVE_CALL_ADDRESS`], running
@@ -440,4 +462,22 @@ where
         host.db().note_balance_read(address);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    /// Duet's state writes rely on EIP-6780 (see [`super::EvmVm`]'s `cfg`): the fork revm
+    /// gives must be Cancun or later, also after a revm upgrade.
+    #[test]
+    fn the_evm_runs_cancun_or_a_later_fork() {
+        let vm = super::EvmVm::new(1, revm::context::BlockEnv::default());
+        assert!(vm.cfg().spec >= revm::primitives::hardfork::SpecId::CANCUN, "{:?}", vm.cfg().spec);
+    }
+
+    #[test]
+    #[should_panic(expected = "newest hard fork only")]
+    fn the_fork_cannot_be_changed() {
+        let vm = super::EvmVm::new(1, revm::context::BlockEnv::default());
+        let _ = vm.with_cfg_changed(|cfg| cfg.spec = revm::primitives::hardfork::SpecId::SHANGHAI);
+    }
 }

@@ -134,7 +134,7 @@ impl Chain {
         let mut evm = Context::mainnet()
             .with_db(&mut self.plain)
             .with_block(vm.block.clone())
-            .with_cfg(vm.cfg.clone())
+            .with_cfg(vm.cfg().clone())
             .build_mainnet();
         let outcome = evm.transact(tx.clone())?;
         drop(evm);

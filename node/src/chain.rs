@@ -1785,13 +1785,17 @@ impl Chain {
             }
         };
         at.block.apply(&mut block);
-        let mut evm = EvmVm::new(self.config.chain_id, block).with_move(Arc::clone(&at.move_vm));
-        evm.cfg.disable_nonce_check = true;
-        evm.cfg.disable_balance_check = true;
-        evm.cfg.disable_base_fee = true;
-        evm.cfg.disable_fee_charge = true;
-        // As geth: a call's gas is not held to its block's gas limit (only GASLIMIT sees it).
-        evm.cfg.disable_block_gas_limit = true;
+        let evm = EvmVm::new(self.config.chain_id, block)
+            .with_move(Arc::clone(&at.move_vm))
+            .with_cfg_changed(|cfg| {
+                cfg.disable_nonce_check = true;
+                cfg.disable_balance_check = true;
+                cfg.disable_base_fee = true;
+                cfg.disable_fee_charge = true;
+                // As geth: a call's gas is not held to its block's gas limit (only GASLIMIT sees
+                // it).
+                cfg.disable_block_gas_limit = true;
+            });
         tx.chain_id = Some(self.config.chain_id);
         if tx.gas_limit == 0 {
             tx.gas_limit = self.max_transaction_gas();
