@@ -397,7 +397,7 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         }
         let (timed, rest) = transactions.split_at(cheap.transactions);
         let started = std::time::Instant::now();
-        let output = match self.vm.execute_sequentially(timed, 0, storage)? {
+        let output = match sequential::own_run(self.vm, timed, 0, storage)? {
             Ok(output) => output,
             Err(error) => return Some(Err(error)),
         };
@@ -408,7 +408,7 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         let written: sequential::FastMap<_, _> = output.state_updates.iter().cloned().collect();
         let layered = LayeredStorage::new(storage, &written);
         // Its errors name block indices (it starts at `timed.len()`).
-        let rest = match self.vm.execute_sequentially(rest, timed.len(), &layered)? {
+        let rest = match sequential::own_run(self.vm, rest, timed.len(), &layered)? {
             Ok(rest) => rest,
             Err(error) => return Some(Err(error)),
         };

@@ -234,6 +234,14 @@ impl Scheduler {
             let dependents = std::mem::take(&mut *state.dependents.lock());
             self.resume_dependencies(&dependents);
         }
+        if wrote_new_location {
+            // The new keys were published in the multi-version memory's table with
+            // compare-and-swaps that are not `SeqCst`. This fence puts them before the load
+            // below in the one order of `SeqCst` operations, so a validation handed out after
+            // that load (a `SeqCst` read-modify-write of the index, then `SeqCst` loads of the
+            // table) finds them, by the memory model and not only by x86's or ARM's.
+            std::sync::atomic::fence(Ordering::SeqCst);
+        }
         let validation_index = self.validation_index.load(Ordering::SeqCst);
         if validation_index > txn_index {
             if wrote_new_location && validation_index > txn_index + 1 {

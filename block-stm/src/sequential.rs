@@ -145,6 +145,23 @@ where
     execute_sequential_until(vm, transactions, first_index, storage, None)
 }
 
+/// The VM's own sequential run of `transactions` ([`Vm::execute_sequentially`]), if it has one;
+/// `None` also if it panicked: the run is then made one transaction at a time, where a panic is
+/// the result of the transaction that panicked, as in every other run.
+pub(crate) fn own_run<M, S>(
+    vm: &M,
+    transactions: &[M::Transaction],
+    first_index: TxnIndex,
+    storage: &S,
+) -> Option<Result<VmBlockOutput<M>, BlockError<M::Key>>>
+where
+    M: Vm,
+    S: Storage<Key = M::Key, Value = M::Value>,
+{
+    let run = || vm.execute_sequentially(transactions, first_index, storage);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or(None)
+}
+
 /// [`execute_sequential`], stopping after a transaction if `probe` says the contention is over:
 /// the output then covers the transactions up to it. With a probe, its map of writes is sized
 /// for twice the probe's window at most (a run that is likely to stop early faults in no more).
@@ -165,7 +182,7 @@ where
     S: Storage<Key = M::Key, Value = M::Value>,
 {
     if probe.is_none() {
-        if let Some(output) = vm.execute_sequentially(transactions, first_index, storage) {
+        if let Some(output) = own_run(vm, transactions, first_index, storage) {
             return output;
         }
     }
@@ -182,7 +199,7 @@ where
         if watched == Some(offset) {
             let rest = &transactions[offset..];
             let layered = crate::LayeredStorage::new(storage, &overlay);
-            if let Some(output) = vm.execute_sequentially(rest, txn_index, &layered) {
+            if let Some(output) = own_run(vm, rest, txn_index, &layered) {
                 let output = output?;
                 results.extend(output.results);
                 // Both in key order: merged, the rest's writes over the window's.

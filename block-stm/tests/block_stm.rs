@@ -222,6 +222,60 @@ fn a_panicking_transaction_fails_alone() {
     }
 }
 
+/// The scripts' VM with a sequential run of its own that panics.
+struct PanickingOwnRun;
+
+impl Vm for PanickingOwnRun {
+    type Transaction = Script;
+    type Key = u16;
+    type Value = u128;
+    type Output = u128;
+    type Error = testkit::ScriptError;
+
+    fn execute<View>(
+        &self,
+        txn_index: TxnIndex,
+        script: &Script,
+        view: &View,
+    ) -> Result<VmOutput<u16, u128, u128>, testkit::ScriptError>
+    where
+        View: TransactionView<Key = u16, Value = u128>,
+    {
+        SCRIPTS.execute(txn_index, script, view)
+    }
+
+    fn execute_sequentially<S>(
+        &self,
+        _transactions: &[Script],
+        _first_index: TxnIndex,
+        _storage: &S,
+    ) -> Option<Result<duet_block_stm::VmBlockOutput<Self>, BlockError<u16>>>
+    where
+        S: Storage<Key = u16, Value = u128>,
+    {
+        panic!("{SCRIPT_PANIC}: the VM's own run");
+    }
+}
+
+#[test]
+fn a_vm_whose_own_sequential_run_panics_gets_the_block_run_one_transaction_at_a_time() {
+    quiet_script_panics();
+    let storage = script_storage(8);
+    let block: Vec<Script> = (0..100)
+        .map(|index| Script(vec![Op::Read(index % 8), Op::Add((index + 1) % 8, 3)]))
+        .collect();
+    let expected = execute_sequential(&SCRIPTS, &block, &storage).unwrap();
+    // The sequential executor, a contended block handed over to it, and the timing of a
+    // block's first transactions in the VM's own run: each gives the one-at-a-time output.
+    assert_eq!(execute_sequential(&PanickingOwnRun, &block, &storage).unwrap(), expected);
+    let cheap = duet_block_stm::CheapTransactions { transactions: 8, below_nanos: u64::MAX };
+    for fallback in fallbacks() {
+        let config = ExecutorConfig { cheap_transactions: Some(cheap), ..config(2, fallback) };
+        let output = BlockExecutor::new(&PanickingOwnRun, config).execute_block(&block, &storage);
+        assert_eq!(output.unwrap(), expected);
+    }
+}
+
 #[test]
 fn a_delta_past_its_bound_fails_the_block_identically() {
     let storage = script_storage(4);
