@@ -770,8 +770,8 @@ impl Chain {
                         (*dropped, DropKind::Evicted, why)
                     }
                 });
-                self.note_dropped(drops, head);
                 self.delete_records(&mempool, &displaced);
+                self.note_dropped(drops, head);
                 // Sent again after it was dropped: pending again.
                 if self.dropped.forget(&hash) {
                     self.keep_dropped(&[], &[hash]);
@@ -810,7 +810,9 @@ impl Chain {
     }
 
     /// Writes the dropped log's changes to the store; a failure is logged (the log in memory
-    /// still has them).
+    /// still has them). Callers delete the transactions' pending records first: the log of
+    /// writes keeps their order, so a note that survives a power loss has its delete with it,
+    /// and a restart never restores a transaction noted as dropped.
     fn keep_dropped(&self, notes: &[(B256, Vec<u8>)], forgotten: &[B256]) {
         if notes.is_empty() && forgotten.is_empty() {
             return;
@@ -1394,11 +1396,11 @@ impl Chain {
             let why = format!(
                 "expired: it waited above a nonce gap for the pool's lifetime ({lifetime} s)"
             );
+            self.delete_records(mempool, &expired);
             self.note_dropped(
                 expired.iter().map(|hash| (*hash, DropKind::Expired, why.clone())),
                 head,
             );
-            self.delete_records(mempool, &expired);
         }
     }
 
@@ -1489,14 +1491,10 @@ impl Chain {
         let settled: std::collections::HashSet<B256> = settled.into_iter().collect();
         let mut mempool = self.mempool.lock();
         mempool.block_done(commits);
-        // The drops noted in one write each: rejected, then made stale.
         let mut stale: Vec<B256> = rejected.iter().map(|(hash, _)| *hash).collect();
         for hash in &stale {
             mempool.remove(hash);
         }
-        let rejections =
-            rejected.iter().map(|(hash, why)| (*hash, DropKind::Rejected, why.clone()));
-        self.note_dropped(rejections, number);
         let mut used = Vec::new();
         for (sender, nonce) in nonces {
             // What is left below the nonce was replaced by an included transaction (or its
@@ -1505,13 +1503,20 @@ impl Chain {
                 mempool.prune(sender, nonce).into_iter().filter(|hash| !settled.contains(hash)),
             );
         }
-        let why = format!("its nonce was used by another transaction in block {number}");
-        self.note_dropped(
-            used.iter().map(|hash| (*hash, DropKind::NonceUsed, why.clone())),
-            number,
-        );
+        let used_count = used.len();
         stale.extend(used);
         self.delete_records(&mempool, &stale);
+        // Noted after their records are deleted, in one write each: rejected, then made stale.
+        let rejections =
+            rejected.iter().map(|(hash, why)| (*hash, DropKind::Rejected, why.clone()));
+        self.note_dropped(rejections, number);
+        let why = format!("its nonce was used by another transaction in block {number}");
+        self.note_dropped(
+            stale[stale.len() - used_count..]
+                .iter()
+                .map(|hash| (*hash, DropKind::NonceUsed, why.clone())),
+            number,
+        );
     }
 
     /// The stored form of an executed transaction, gas counted into `block`.
