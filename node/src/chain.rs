@@ -1292,7 +1292,8 @@ impl Chain {
             let mut transactions: Vec<DuetTransaction> =
                 taken.iter().map(|pending| pending.transaction.clone()).collect();
             let first = candidates.len();
-            let mut output = self.run_round(executor, &transactions, top.as_ref(), first)?;
+            let mut output =
+                self.run_round(executor, &transactions, &taken, top.as_ref(), first)?;
             // The transactions that fit, in block order, and the gas they leave.
             let mut left = gas_left;
             let fitting = taken
@@ -1312,7 +1313,7 @@ impl Chain {
                 // Those left out may be replaced again.
                 self.mempool.lock().put_back(&taken.split_off(fitting));
                 transactions.truncate(fitting);
-                output = self.run_round(executor, &transactions, top.as_ref(), first)?;
+                output = self.run_round(executor, &transactions, &taken, top.as_ref(), first)?;
             }
             gas_left = left;
             if published && round > 0 {
@@ -1359,10 +1360,43 @@ impl Chain {
     /// Runs one round of [`fill_block`](Self::fill_block): `transactions`, the first at place
     /// `first` of the block (errors name transactions by their place in the block), on the
     /// store, with the state the earlier rounds left (`top`) over it from the second round on.
+    /// A round failed with `error`: if it names one of the round's transactions (`taken`, the
+    /// first at block index `first`), that transaction leaves the pool, noted as rejected, so
+    /// that the next block is built without it instead of failing the same way for ever.
+    /// Returns the error.
+    fn drop_culprit(
+        &self,
+        error: BlockError<StateKey>,
+        taken: &[PendingTransaction],
+        first: usize,
+    ) -> BlockError<StateKey> {
+        let named = match &error {
+            BlockError::DeltaOutOfBounds { txn_index, .. }
+            | BlockError::DeltaOnNonNumeric { txn_index, .. } => {
+                txn_index.checked_sub(first).and_then(|at| taken.get(at))
+            }
+            BlockError::Storage(_) | BlockError::Invariant(_) => None,
+        };
+        if let Some(culprit) = named {
+            let hash = culprit.hash;
+            tracing::warn!(%hash, %error, "a transaction failed its block: dropped from the pool");
+            let head = self.head.read().number;
+            let mut mempool = self.mempool.lock();
+            mempool.remove(&hash);
+            self.delete_records(&mempool, &[hash]);
+            let why = format!("rejected: its block could not be built with it ({error})");
+            self.note_dropped([(hash, DropKind::Rejected, why)], head);
+        }
+        error
+    }
+
+    /// Runs a round's `transactions` (those of `taken`, the first at block index `first`) over
+    /// the state and `top`; a failure that names one of them drops it ([`Self::drop_culprit`]).
     fn run_round(
         &self,
         executor: &duet_evm::MixedBlockExecutor<'_>,
         transactions: &[DuetTransaction],
+        taken: &[PendingTransaction],
         top: Option<&BTreeMap<StateKey, Option<StateValue>>>,
         first: usize,
     ) -> Result<VmBlockOutput<DuetVm>, BlockError<StateKey>> {
@@ -1375,7 +1409,7 @@ impl Chain {
                 .execute_block_with_stats(transactions, &LayeredStorage::new(&self.store, top)),
         };
         self.metrics.add_execution(&stats);
-        output.map_err(|error| error.shifted(first))
+        output.map_err(|error| self.drop_culprit(error.shifted(first), taken, first))
     }
 
     /// Drops the transactions that waited above a nonce gap for the mempool's lifetime, when it
@@ -2250,6 +2284,33 @@ pub(crate) mod tests {
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
         assert_eq!(chain.restore_pending().unwrap(), 1);
         assert_eq!(chain.produce_block().unwrap().transactions, [hash]);
+    }
+
+    #[test]
+    fn a_transaction_that_fails_its_block_is_dropped_and_the_chain_goes_on() {
+        // An account one credit short of the most a balance holds: a payment to it leaves the
+        // bounds of its balance's delta, which fails the block, not only the transaction.
+        let full = Address::repeat_byte(0xf0);
+        let mut genesis = crate::genesis::dev_genesis();
+        genesis.push((StateKey::Balance(full), StateValue::Balance(u128::MAX - 1)));
+        let directory = tempfile::tempdir().unwrap();
+        let store = Store::open(directory.path()).unwrap();
+        let chain = Chain::open(ChainConfig::for_tests(), store, &genesis).unwrap();
+        let overflowing = alloy_consensus::TxEip1559 {
+            to: alloy_primitives::TxKind::Call(full),
+            ..unsigned_transfer(0, alloy_primitives::U256::from(10), 10, 21_000)
+        };
+        let overflowing = crate::client::sign(&dev_signer(0), overflowing).unwrap();
+        let overflowing = chain.submit(&overflowing).unwrap();
+        let fine = chain.submit(&transfer(&dev_signer(1), 0, 10)).unwrap();
+        let failed = chain.produce_block().unwrap_err().to_string();
+        assert!(failed.contains("leaves its bounds"), "{failed}");
+        assert_eq!(chain.head().number, 0);
+        let reason = dropped_reason(&chain, overflowing);
+        assert!(reason.starts_with("rejected: its block could not be built with it"), "{reason}");
+        // The next block is built without it.
+        assert_eq!(chain.produce_block().unwrap().transactions, [fine]);
+        assert_eq!(chain.pending_count(), 0);
     }
 
     #[test]

@@ -716,7 +716,7 @@ impl Store {
         let start = after.filter(|after| after.starts_with(prefix)).unwrap_or(prefix);
         let mode = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
         let (mut entries, mut bytes) = (Vec::new(), 0);
-        let mut more = false;
+        let mut follows = false;
         for entry in self.db.iterator_cf(self.family(STATE), mode) {
             let (key, value) = entry?;
             if !key.starts_with(prefix) {
@@ -726,7 +726,7 @@ impl Store {
                 continue;
             }
             if entries.len() == most.entries {
-                more = true;
+                follows = true;
                 break;
             }
             bytes += key.len() + value.len();
@@ -737,7 +737,7 @@ impl Store {
                 StateValue::decode(&value).map_err(|error| corrupt(&format!("state: {error}")))?;
             entries.push((key.to_vec(), value));
         }
-        Ok(Some(Page { entries, more }))
+        Ok(Some(Page { entries, more: follows }))
     }
 
     /// Every state entry as a tree leaf: its key hash and value hash.
