@@ -101,7 +101,8 @@ impl From<EVMError<ViewDatabaseError>> for EvmError {
 /// (number, timestamp, base fee, gas limit, beneficiary).
 #[derive(Debug)]
 pub struct EvmVm {
-    /// Chain configuration: always revm's newest hard fork. Not settable from outside: Duet's
+    /// Chain configuration: always revm's default hard fork (Osaka in revm 43). Not settable
+    /// from outside: Duet's
     /// state writes rely on EIP-6780 (Cancun), under which SELFDESTRUCT deletes only a contract
     /// created in the same transaction, whose every slot that transaction wrote; an older fork's
     /// self-destruct would leave a contract's other slots in the state.
@@ -137,7 +138,7 @@ impl EvmVm {
     pub fn with_cfg_changed(mut self, change: impl FnOnce(&mut CfgEnv)) -> Self {
         let spec = self.cfg.spec;
         change(&mut self.cfg);
-        assert_eq!(self.cfg.spec, spec, "Duet's EVM runs revm's newest hard fork only");
+        assert_eq!(self.cfg.spec, spec, "Duet's EVM runs revm's default hard fork only");
         self
     }
 
@@ -475,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "newest hard fork only")]
+    #[should_panic(expected = "default hard fork only")]
     fn the_fork_cannot_be_changed() {
         let vm = super::EvmVm::new(1, revm::context::BlockEnv::default());
         let _ = vm.with_cfg_changed(|cfg| cfg.spec = revm::primitives::hardfork::SpecId::SHANGHAI);

@@ -368,10 +368,23 @@ impl Funds {
     }
 }
 
+impl Chain {
+    /// Why no block is written any more, if a block's write failed ([`ProduceError::WriteFailed`]).
+    #[must_use]
+    pub fn write_failure(&self) -> Option<String> {
+        self.producing.lock().clone()
+    }
+}
+
+/// The most transactions that fail their block (see `Chain::run_round`) a round drops before it
+/// gives the block up: each costs the round another run.
+const MAX_CULPRITS: usize = 4;
+
 /// Why [`Chain::produce_block`] made no block.
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
-    /// The block could not be built: nothing was written, and a later try may succeed.
+    /// The block could not be built: no block was written (a transaction that failed it left
+    /// the pool: see `drop_culprit`), and a later try may succeed.
     #[error("{0}")]
     NotBuilt(String),
     /// Writing a block failed, this time or before. What the database holds is then not known
@@ -1114,7 +1127,7 @@ impl Chain {
     /// Builds the next block from the mempool, executes it with Block-STM and commits it.
     ///
     /// # Errors
-    /// The block could not be built (nothing was written), or its write failed (now or
+    /// The block could not be built (no block was written), or its write failed (now or
     /// before: see [`ProduceError::WriteFailed`]).
     pub fn produce_block(&self) -> Result<Arc<Block>, ProduceError> {
         let mut producing = self.producing.lock();
@@ -1165,6 +1178,9 @@ impl Chain {
         // could serve old code over the new state).
         let call_move_vm = published.then(|| self.call_move_vm.write());
         let block = Arc::new(block);
+        // Marked as failed until the write is known done: a panic between the write and its
+        // bookkeeping would otherwise let the next try write block `number` again.
+        *producing = Some(format!("writing block {number} did not finish"));
         // The head moves within the commit: a call's state and head are of one block.
         self.store
             .commit_then(
@@ -1183,6 +1199,7 @@ impl Chain {
                 *producing = Some(failed.clone());
                 ProduceError::WriteFailed(failed)
             })?;
+        *producing = None;
         // Only now: a block that failed to commit leaves the cache as the store is.
         cache.committed(&update.writes);
         let commit_micros = committing.elapsed().as_micros() as u64;
@@ -1293,7 +1310,7 @@ impl Chain {
                 taken.iter().map(|pending| pending.transaction.clone()).collect();
             let first = candidates.len();
             let mut output =
-                self.run_round(executor, &transactions, &taken, top.as_ref(), first)?;
+                self.run_round(executor, &mut transactions, &mut taken, top.as_ref(), first)?;
             // The transactions that fit, in block order, and the gas they leave.
             let mut left = gas_left;
             let fitting = taken
@@ -1313,7 +1330,8 @@ impl Chain {
                 // Those left out may be replaced again.
                 self.mempool.lock().put_back(&taken.split_off(fitting));
                 transactions.truncate(fitting);
-                output = self.run_round(executor, &transactions, &taken, top.as_ref(), first)?;
+                output =
+                    self.run_round(executor, &mut transactions, &mut taken, top.as_ref(), first)?;
             }
             gas_left = left;
             if published && round > 0 {
@@ -1357,59 +1375,75 @@ impl Chain {
         Ok((candidates, BlockOutput { results, state_updates }, published))
     }
 
-    /// Runs one round of [`fill_block`](Self::fill_block): `transactions`, the first at place
-    /// `first` of the block (errors name transactions by their place in the block), on the
-    /// store, with the state the earlier rounds left (`top`) over it from the second round on.
-    /// A round failed with `error`: if it names one of the round's transactions (`taken`, the
-    /// first at block index `first`), that transaction leaves the pool, noted as rejected, so
-    /// that the next block is built without it instead of failing the same way for ever.
-    /// Returns the error.
-    fn drop_culprit(
-        &self,
-        error: BlockError<StateKey>,
-        taken: &[PendingTransaction],
-        first: usize,
-    ) -> BlockError<StateKey> {
-        let named = match &error {
-            BlockError::DeltaOutOfBounds { txn_index, .. }
-            | BlockError::DeltaOnNonNumeric { txn_index, .. } => {
-                txn_index.checked_sub(first).and_then(|at| taken.get(at))
-            }
-            BlockError::Storage(_) | BlockError::Invariant(_) => None,
-        };
-        if let Some(culprit) = named {
-            let hash = culprit.hash;
-            tracing::warn!(%hash, %error, "a transaction failed its block: dropped from the pool");
-            let head = self.head.read().number;
-            let mut mempool = self.mempool.lock();
-            mempool.remove(&hash);
-            self.delete_records(&mempool, &[hash]);
-            let why = format!("rejected: its block could not be built with it ({error})");
-            self.note_dropped([(hash, DropKind::Rejected, why)], head);
-        }
-        error
-    }
-
-    /// Runs a round's `transactions` (those of `taken`, the first at block index `first`) over
-    /// the state and `top`; a failure that names one of them drops it ([`Self::drop_culprit`]).
+    /// Runs one round of [`fill_block`](Self::fill_block): `transactions` (those of `taken`),
+    /// the first at place `first` of the block (errors name transactions by their place in the
+    /// block), on the store, with the state the earlier rounds left (`top`) over it from the
+    /// second round on. A transaction that fails the whole round (an error that names it) leaves
+    /// the pool ([`drop_culprit`](Self::drop_culprit)) and the round runs again without it and
+    /// its sender's later transactions (which wait, above the gap it leaves); after
+    /// [`MAX_CULPRITS`] such transactions, the round fails.
     fn run_round(
         &self,
         executor: &duet_evm::MixedBlockExecutor<'_>,
-        transactions: &[DuetTransaction],
-        taken: &[PendingTransaction],
+        transactions: &mut Vec<DuetTransaction>,
+        taken: &mut Vec<PendingTransaction>,
         top: Option<&BTreeMap<StateKey, Option<StateValue>>>,
         first: usize,
     ) -> Result<VmBlockOutput<DuetVm>, BlockError<StateKey>> {
-        if transactions.is_empty() {
-            return Ok(BlockOutput { results: Vec::new(), state_updates: Vec::new() });
+        let mut culprits = 0;
+        loop {
+            if transactions.is_empty() {
+                return Ok(BlockOutput { results: Vec::new(), state_updates: Vec::new() });
+            }
+            let (output, stats) = match top {
+                None => executor.execute_block_with_stats(transactions, &self.store),
+                Some(top) => executor
+                    .execute_block_with_stats(transactions, &LayeredStorage::new(&self.store, top)),
+            };
+            self.metrics.add_execution(&stats);
+            let error = match output {
+                Ok(output) => return Ok(output),
+                Err(error) => error.shifted(first),
+            };
+            let named = match &error {
+                BlockError::DeltaOutOfBounds { txn_index, .. }
+                | BlockError::DeltaOnNonNumeric { txn_index, .. } => {
+                    txn_index.checked_sub(first).filter(|at| *at < taken.len())
+                }
+                BlockError::Storage(_) | BlockError::Invariant(_) => None,
+            };
+            let Some(at) = named else { return Err(error) };
+            self.drop_culprit(taken, at, &error);
+            *transactions = taken.iter().map(|pending| pending.transaction.clone()).collect();
+            culprits += 1;
+            if culprits == MAX_CULPRITS {
+                return Err(error);
+            }
         }
-        let (output, stats) = match top {
-            None => executor.execute_block_with_stats(transactions, &self.store),
-            Some(top) => executor
-                .execute_block_with_stats(transactions, &LayeredStorage::new(&self.store, top)),
-        };
-        self.metrics.add_execution(&stats);
-        output.map_err(|error| self.drop_culprit(error.shifted(first), taken, first))
+    }
+
+    /// Drops `taken[at]`, which failed its round with `error`, from the pool (noted as
+    /// rejected) and from the round, with its sender's later transactions in the round (given
+    /// back to the pool: their nonces follow the dropped one's).
+    fn drop_culprit(
+        &self,
+        taken: &mut Vec<PendingTransaction>,
+        at: usize,
+        error: &BlockError<StateKey>,
+    ) {
+        let (hash, sender, nonce) = (taken[at].hash, taken[at].sender, taken[at].nonce);
+        tracing::warn!(%hash, %error, "a transaction failed its block: dropped from the pool");
+        let leaves =
+            |pending: &PendingTransaction| pending.sender == sender && pending.nonce >= nonce;
+        let (left, kept): (Vec<_>, Vec<_>) = std::mem::take(taken).into_iter().partition(leaves);
+        *taken = kept;
+        let head = self.head.read().number;
+        let mut mempool = self.mempool.lock();
+        mempool.put_back(&left);
+        mempool.remove(&hash);
+        self.delete_records(&mempool, &[hash]);
+        let why = format!("rejected: its block could not be built with it ({error})");
+        self.note_dropped([(hash, DropKind::Rejected, why)], head);
     }
 
     /// Drops the transactions that waited above a nonce gap for the mempool's lifetime, when it
@@ -2279,10 +2313,12 @@ pub(crate) mod tests {
         assert!(refused.contains("writing block 1 failed"), "{refused}");
         assert!(refused.contains("until the node restarts"), "{refused}");
         assert_eq!(chain.head().number, 0);
+        assert!(chain.write_failure().is_some_and(|failure| failure.contains("block 1")));
         drop(chain);
         // After a restart, the accepted transaction is back and goes into block 1.
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
         assert_eq!(chain.restore_pending().unwrap(), 1);
+        assert_eq!(chain.write_failure(), None);
         assert_eq!(chain.produce_block().unwrap().transactions, [hash]);
     }
 
@@ -2302,15 +2338,22 @@ pub(crate) mod tests {
         };
         let overflowing = crate::client::sign(&dev_signer(0), overflowing).unwrap();
         let overflowing = chain.submit(&overflowing).unwrap();
+        // The same sender's next transaction, and another sender's.
+        let next = chain.submit(&transfer(&dev_signer(0), 1, 10)).unwrap();
         let fine = chain.submit(&transfer(&dev_signer(1), 0, 10)).unwrap();
-        let failed = chain.produce_block().unwrap_err().to_string();
-        assert!(failed.contains("leaves its bounds"), "{failed}");
-        assert_eq!(chain.head().number, 0);
+        // The block is built again without it (and without what follows it from its sender).
+        assert_eq!(chain.produce_block().unwrap().transactions, [fine]);
         let reason = dropped_reason(&chain, overflowing);
         assert!(reason.starts_with("rejected: its block could not be built with it"), "{reason}");
-        // The next block is built without it.
-        assert_eq!(chain.produce_block().unwrap().transactions, [fine]);
-        assert_eq!(chain.pending_count(), 0);
+        assert!(reason.contains("leaves its bounds"), "{reason}");
+        // The sender's next transaction waits above the gap, for a transaction with nonce 0.
+        assert!(matches!(
+            chain.transaction_status(next).unwrap(),
+            super::TransactionStatus::Pending
+        ));
+        assert!(chain.produce_block().unwrap().transactions.is_empty());
+        let replacement = chain.submit(&transfer(&dev_signer(0), 0, 10)).unwrap();
+        assert_eq!(chain.produce_block().unwrap().transactions, [replacement, next]);
     }
 
     #[test]

@@ -335,6 +335,10 @@ impl Producer {
                     } else {
                         next + period
                     };
+                    // Also after a failed write asked for by `evm_mine`: stop at the next tick.
+                    if let Some(failure) = chain.write_failure() {
+                        stop_after_failed_write(&failure);
+                    }
                     if chain.pending_count() == 0 && chain.ahead_of_the_clock() {
                         continue;
                     }
@@ -353,8 +357,7 @@ impl Producer {
                         Ok(Ok(_)) => {}
                         // The database's state is not known: stop, and let a restart read it.
                         Ok(Err(error @ ProduceError::WriteFailed(_))) => {
-                            tracing::error!(%error, "a block's write failed: the node stops");
-                            std::process::exit(1);
+                            stop_after_failed_write(&error.to_string());
                         }
                         Ok(Err(error)) => tracing::error!(%error, "block production failed"),
                         Err(payload) => tracing::error!(
@@ -373,6 +376,13 @@ impl Producer {
         let _ = self.stop.send(());
         let _ = self.thread.join();
     }
+}
+
+/// Ends the process after a block's write failed: what the database holds is not known, and a
+/// restart reads it back ([`ProduceError::WriteFailed`]).
+fn stop_after_failed_write(failure: &str) -> ! {
+    tracing::error!(error = %failure, "a block's write failed: the node stops");
+    std::process::exit(1);
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -290,6 +290,11 @@ async fn cors(
         HeaderValue::from_static("GET, POST, OPTIONS"),
     );
     headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+    // A page's cursor, for the Move API's listings read from a browser.
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(crate::move_api::CURSOR_HEADER),
+    );
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
     response
 }

@@ -526,7 +526,7 @@ impl Store {
     fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
         #[cfg(test)]
         if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(StoreError::Corrupt("the disk failed (a test's)".to_owned()));
+            return Err(StoreError::WriteFailed("the disk failed (a test's)".to_owned()));
         }
         let mut options = WriteOptions::default();
         options.set_sync(true);
@@ -802,7 +802,8 @@ impl Store {
     /// [`state_at_head`](Self::state_at_head) that reads the new block's state.
     ///
     /// # Errors
-    /// The database failed; nothing was written and `then` was not called.
+    /// The database failed and `then` was not called; what the write left is not known (see
+    /// [`crate::chain::ProduceError::WriteFailed`]).
     pub fn commit_then(
         &self,
         commit: &BlockCommit<'_>,
