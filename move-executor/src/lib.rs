@@ -957,6 +957,10 @@ fn state_write(op: Op<Vec<u8>>) -> WriteOp<StateValue> {
 /// and the longest event type it may emit, in bytes of its name.
 pub const MAX_RESOURCE_TAG_BYTES: usize = 1_024;
 
+// The VM refuses to read, write or emit a type whose tag is longer, before building it: the
+// same bound, as a type tag (one byte more than the struct tag a key holds).
+const _: () = assert!(move_vm_runtime::TYPE_TAG_BYTES_MAX == MAX_RESOURCE_TAG_BYTES + 1);
+
 /// The longest type argument accepted, in bytes.
 pub const MAX_TYPE_ARGUMENT_LENGTH: usize = 256;
 /// The deepest nesting of a type argument accepted (`vector<vector<u8>>` is 2).

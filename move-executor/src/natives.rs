@@ -321,9 +321,14 @@ pub(crate) fn all_natives() -> NativeFunctionTable {
 
 /// `emit`, charging [`EVENT`] as it runs: the VM keeps every event (its type and value) until
 /// the transaction ends, so a loop of free emissions could hold any amount of memory before the
-/// bytes were charged. (The event's type was charged by its nodes on the generic call.)
+/// bytes were charged. (The event's type was charged by its nodes on the generic call.) An event
+/// whose type's tag no receipt may hold fails the transaction before the tag is built (a type
+/// of a few nodes with long names could otherwise build hundreds of kilobytes of tag per event).
 fn charged_at_emission(emit: NativeFunction) -> NativeFunction {
     Arc::new(move |context, ty_args, arguments| {
+        for ty in &ty_args {
+            context.check_type_tag_size(ty)?;
+        }
         let mut result = emit(context, ty_args, arguments)?;
         result.cost += EVENT.into();
         Ok(result)

@@ -177,6 +177,8 @@ impl<'r, 'l, S: MoveResolver> DataStore for TransactionDataCache<'r, 'l, S> {
 
         let mut load_res = None;
         if !account_cache.data_map.contains_key(ty) {
+            // Duet: a type too long for a resource's key is refused before its tag is built.
+            self.loader.check_type_tag_size(ty)?;
             let ty_tag = match self.loader.type_to_type_tag(ty)? {
                 TypeTag::Struct(s_tag) => s_tag,
                 _ =>
@@ -293,6 +295,9 @@ impl<'r, 'l, S: MoveResolver> DataStore for TransactionDataCache<'r, 'l, S> {
         ty: Type,
         val: Value,
     ) -> PartialVMResult<()> {
+        // Duet: an event's type is kept with it and written out at the end: one too long for a
+        // receipt is refused now, before it is built (see `check_type_tag_size`).
+        self.loader.check_type_tag_size(&ty)?;
         let ty_layout = self.loader.type_to_type_layout(&ty)?;
         Ok(self.event_data.push((guid, seq_num, ty, ty_layout, val)))
     }

@@ -23,7 +23,9 @@ pub mod session;
 mod tracing;
 
 // Duet: the bounds the loader keeps to.
-pub use loader::{MAX_DEPENDENCY_DEPTH, MAX_MODULES_LOADED_BY_PUBLICATION, TYPE_CACHE_NODES_MAX};
+pub use loader::{
+    MAX_DEPENDENCY_DEPTH, MAX_MODULES_LOADED_BY_PUBLICATION, TYPE_CACHE_NODES_MAX, TYPE_TAG_BYTES_MAX,
+};
 
 // Only include debugging functionality in debug builds
 #[cfg(any(debug_assertions, feature = "debugging"))]

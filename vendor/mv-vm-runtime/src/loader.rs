@@ -22,6 +22,7 @@ use move_binary_format::{
 };
 use move_bytecode_verifier::{self, dependencies, VerifierConfig};
 use move_core_types::{
+    account_address::AccountAddress,
     identifier::{IdentStr, Identifier},
     language_storage::{ModuleId, StructTag, TypeTag},
     metadata::Metadata,
@@ -2579,9 +2580,77 @@ impl Loader {
     pub(crate) fn type_to_type_tag(&self, ty: &Type) -> PartialVMResult<TypeTag> {
         self.type_to_type_tag_impl(ty)
     }
+
+    /// Duet: fails if the type tag of `ty` is longer than [`TYPE_TAG_BYTES_MAX`] in BCS,
+    /// without building it. A resource's key and an event hold their type's tag, and a type
+    /// within the node bounds can still name hundreds of structs with 255-character names:
+    /// its tag, built for every resource read or event, could take megabytes.
+    pub(crate) fn check_type_tag_size(&self, ty: &Type) -> PartialVMResult<()> {
+        let mut bytes = 0;
+        self.count_type_tag_bytes(ty, &mut bytes)
+    }
+
+    fn count_type_tag_bytes(&self, ty: &Type, bytes: &mut usize) -> PartialVMResult<()> {
+        // Each tag starts with its variant's index, one byte.
+        *bytes += 1;
+        let ty_args: &[Type] = match ty {
+            Type::Bool
+            | Type::U8
+            | Type::U64
+            | Type::U128
+            | Type::Address
+            | Type::Signer => &[],
+            Type::Vector(ty) => return self.count_type_tag_bytes(ty, bytes),
+            Type::Struct(gidx) | Type::StructInstantiation(gidx, _) => {
+                let struct_type = self.module_cache.read().struct_at(*gidx);
+                let module = struct_type.module.name().as_str().len();
+                let name = struct_type.name.as_str().len();
+                let ty_args = match ty {
+                    Type::StructInstantiation(_, ty_args) => &ty_args[..],
+                    _ => &[],
+                };
+                *bytes += AccountAddress::LENGTH
+                    + uleb_bytes(module)
+                    + module
+                    + uleb_bytes(name)
+                    + name
+                    + uleb_bytes(ty_args.len());
+                ty_args
+            }
+            Type::Reference(_) | Type::MutableReference(_) | Type::TyParam(_) => {
+                return Err(
+                    PartialVMError::new(StatusCode::UNKNOWN_INVARIANT_VIOLATION_ERROR)
+                        .with_message(format!("no type tag for {:?}", ty)),
+                )
+            }
+        };
+        if *bytes > TYPE_TAG_BYTES_MAX {
+            return Err(PartialVMError::new(StatusCode::VALUE_SERIALIZATION_ERROR).with_message(
+                format!("a type tag of more than {} bytes", TYPE_TAG_BYTES_MAX),
+            ));
+        }
+        for ty in ty_args {
+            self.count_type_tag_bytes(ty, bytes)?;
+        }
+        Ok(())
+    }
     pub(crate) fn type_to_type_layout(&self, ty: &Type) -> PartialVMResult<MoveTypeLayout> {
         self.type_to_type_layout_impl(ty, 1, &mut 0)
     }
+}
+
+/// Duet: the longest type tag of a resource read or written, or of an event, in bytes of BCS:
+/// a struct tag of 1 024 bytes (the most a resource's key holds), as a type tag.
+pub const TYPE_TAG_BYTES_MAX: usize = 1_025;
+
+/// Duet: the bytes of the ULEB128 length prefix of `length`.
+fn uleb_bytes(mut length: usize) -> usize {
+    let mut bytes = 1;
+    while length >= 0x80 {
+        length >>= 7;
+        bytes += 1;
+    }
+    bytes
 }
 
 /// Duet: the most nodes a value's layout may have. A struct that names its type parameter twice

@@ -140,6 +140,12 @@ impl<'a, 'b> NativeContext<'a, 'b> {
         self.resolver.loader().type_to_type_tag(ty)
     }
 
+    /// Duet: fails if the type tag of `ty` is longer than a resource's key or an event may hold
+    /// ([`crate::TYPE_TAG_BYTES_MAX`]), without building it.
+    pub fn check_type_tag_size(&self, ty: &Type) -> PartialVMResult<()> {
+        self.resolver.loader().check_type_tag_size(ty)
+    }
+
     pub fn type_to_type_layout(&self, ty: &Type) -> PartialVMResult<Option<MoveTypeLayout>> {
         match self.resolver.type_to_type_layout(ty) {
             Ok(ty_layout) => Ok(Some(ty_layout)),
