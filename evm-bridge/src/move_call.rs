@@ -320,6 +320,14 @@ where
             format!("at most {MAX_TYPE_ARGUMENTS} type arguments and {MAX_ARGUMENTS} arguments");
         return Ok(failed("INVALID_INPUT", &message, input_gas));
     }
+    // The arguments become Move values before the Move VM meters anything: charged per byte as
+    // a Move transaction's payload is (a megabyte of empty vectors makes a million values).
+    let argument_bytes: usize = request.arguments.iter().map(|argument| argument.len()).sum();
+    let input_gas = input_gas
+        .saturating_add(duet_move::gas::PAYLOAD_BYTE.saturating_mul(argument_bytes as u64));
+    if input_gas > inputs.gas_limit {
+        return Ok(PrecompileOutput::halt(PrecompileHalt::OutOfGas, reservoir));
+    }
     let call = EntryFunction {
         module_address: request.moduleAddress,
         module_name: request.moduleName,

@@ -353,8 +353,9 @@ fn the_move_call_precompile_is_warm_only_where_it_exists_whatever_ran_before() {
 
 /// The precompile's input is decoded strictly: arguments whose offsets point into the same data
 /// (which would let a small input decode into gigabytes, for nothing) and more type arguments
-/// than the bound are refused. (Its per-word charge is not seen in a direct call's receipt, which
-/// pays calldata's floor price, far above it.)
+/// than the bound are refused, as are names too long for a module; its BCS arguments pay per
+/// byte. (Its per-word charge is not seen in a direct call's receipt, which pays calldata's floor
+/// price, far above it.)
 #[test]
 fn the_precompile_refuses_aliased_or_oversized_input() {
     let mut chain = Chain::new();
@@ -396,4 +397,24 @@ fn the_precompile_refuses_aliased_or_oversized_input() {
         (status.as_str(), message.as_str()),
         ("INVALID_INPUT", "at most 32 type arguments and 255 arguments")
     );
+    // A name longer than any published module's is refused before anything is read by it.
+    let long_name = IMove::callCall {
+        moduleAddress: PUBLISHER,
+        moduleName: "m".repeat(300),
+        functionName: "increment".to_owned(),
+        typeArguments: vec![],
+        arguments: vec![],
+    }
+    .abi_encode();
+    let (_, message) = refusal(&mut chain, long_name);
+    assert!(message.contains("at most 255 bytes, not 300"), "{message}");
+    // BCS arguments pay 16 gas a byte, as a Move transaction's payload, before they become
+    // Move values: 200 000 zero bytes pass calldata's price (4 a zero byte, 2 000 000 of floor)
+    // within 3 000 000 gas, but not theirs (a megabyte of empty vectors made a million values
+    // for 3 gas a word).
+    let big = precompile_call("increment", vec![vec![0; 200_000]]);
+    let tx = chain.tx(user(1), TxKind::Call(MOVE_CALL_ADDRESS), big);
+    let receipts = chain.run(&[tx]);
+    let halted = format!("{:?}", receipts[0]);
+    assert!(halted.starts_with("Halt") && halted.contains("OutOfGas"), "{halted}");
 }

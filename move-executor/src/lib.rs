@@ -1003,7 +1003,14 @@ fn type_argument_fits(text: &str) -> Result<(), Failure> {
         .map_err(Failure::Invalid)
 }
 
+/// `text` as a Move identifier, refused past [`limits::MAX_IDENTIFIER_BYTES`] (no published
+/// module has a longer name) before anything is read or copied by it.
 fn identifier(text: &str) -> Result<Identifier, Failure> {
+    let max = limits::MAX_IDENTIFIER_BYTES;
+    if text.len() > max {
+        let message = format!("a Move identifier is at most {max} bytes, not {}", text.len());
+        return Err(Failure::Invalid(message));
+    }
     Identifier::new(text)
         .map_err(|_| Failure::Invalid(format!("`{text}` is not a Move identifier")))
 }
