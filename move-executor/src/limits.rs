@@ -124,9 +124,6 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
     Ok(())
 }
 
-/// The type nodes the verifier builds for `instruction`: a call's parameter and return types, a
-/// pack's or unpack's field types, a field borrow's field type, each times the nodes of the type
-/// arguments if generic (at most: a type parameter may be named more than once).
 /// The type nodes of a module's signatures and of its structs' fields, counted once: the
 /// checks below look them up for every instruction.
 struct Counts {
@@ -164,6 +161,10 @@ impl Counts {
     }
 }
 
+/// The type nodes the verifier builds for `instruction`: a call's parameter and return types, a
+/// pack's or unpack's field types, a field borrow's field type, each times the nodes of the type
+/// arguments if generic (at most: a type parameter may be named more than once); a generic
+/// global storage instruction's struct type, twice; a vector instruction's element type.
 fn instantiated_nodes(module: &CompiledModule, counts: &Counts, instruction: &Bytecode) -> usize {
     let field_nodes = |definition: StructDefinitionIndex, only: Option<usize>| -> usize {
         let (each, sum) = &counts.fields[usize::from(definition.0)];
@@ -194,6 +195,25 @@ fn instantiated_nodes(module: &CompiledModule, counts: &Counts, instruction: &By
             let field = field_nodes(handle.owner, Some(usize::from(handle.field)));
             times(field, instantiation.type_parameters)
         }
+        // The instantiated struct, built and compared whole (`move_to` compares it with the
+        // value's type).
+        Bytecode::ExistsGeneric(index)
+        | Bytecode::MoveFromGeneric(index)
+        | Bytecode::MoveToGeneric(index)
+        | Bytecode::ImmBorrowGlobalGeneric(index)
+        | Bytecode::MutBorrowGlobalGeneric(index) => {
+            let instantiation = module.struct_instantiation_at(*index);
+            2 * (1 + counts.signature(instantiation.type_parameters))
+        }
+        // The element type, built for every vector instruction.
+        Bytecode::VecPack(signature, _)
+        | Bytecode::VecLen(signature)
+        | Bytecode::VecImmBorrow(signature)
+        | Bytecode::VecMutBorrow(signature)
+        | Bytecode::VecPushBack(signature)
+        | Bytecode::VecPopBack(signature)
+        | Bytecode::VecUnpack(signature, _)
+        | Bytecode::VecSwap(signature) => counts.signature(*signature),
         _ => 0,
     }
 }

@@ -923,6 +923,28 @@ fn a_resource_or_event_type_too_long_to_keep_fails_and_pays_its_fee() {
     );
 }
 
+/// A module whose function `h` asks 200 times whether a `Key` of a type of 181 nodes (four
+/// arguments of `Big<x, x, u8, u8>`) exists: each makes the verifier build and check the type.
+/// Built from one compiled `exists`, copied (compiling 200 of them takes seconds).
+fn many_exists(publisher: Address, x: &str) -> Vec<u8> {
+    use move_binary_format::file_format::Bytecode;
+    let z = format!("Big<{x}, {x}, u8, u8>");
+    let source = format!(
+        "module example::e {{ struct Big<A, B, C, D> has drop {{ a: A, b: B, c: C, d: D }} \
+         struct Key<phantom A, phantom B, phantom C, phantom D> has key {{ value: u64 }} \
+         fun h(a: address): bool {{ exists<Key<{z}, {z}, {z}, {z}>>(a) }} }}"
+    );
+    let compiled = compile_example(&source, publisher).remove(0);
+    let mut module = move_binary_format::CompiledModule::deserialize(&compiled).unwrap();
+    let code = &mut module.function_defs[0].code.as_mut().unwrap().code;
+    let exists = code.iter().find(|op| matches!(op, Bytecode::ExistsGeneric(_))).unwrap().clone();
+    let asks = [Bytecode::CopyLoc(0), exists, Bytecode::Pop];
+    code.splice(0..0, asks.iter().cycle().take(3 * 199).cloned());
+    let mut bytes = Vec::new();
+    module.serialize(&mut bytes).unwrap();
+    bytes
+}
+
 #[test]
 fn a_module_over_the_limits_is_refused_and_pays_its_fee() {
     let alice = user(1);
@@ -952,12 +974,15 @@ fn a_module_over_the_limits_is_refused_and_pays_its_fee() {
         "a type deeper than 16",
         "a type of 85 nodes",
         "instantiate",
+        "function h's instructions instantiate",
     ];
-    for (index, (source, saying)) in modules.iter().zip(saying).enumerate() {
+    let mut bundles: Vec<Vec<Vec<u8>>> =
+        modules.iter().map(|source| compile_example(source, alice)).collect();
+    bundles.push(vec![many_exists(alice, &x)]);
+    for (index, (bundle, saying)) in bundles.into_iter().zip(saying).enumerate() {
         let before = chain.state.clone();
         let nonce = chain.state.nonce(alice);
-        let mut publish =
-            transaction(alice, nonce, MovePayload::ModuleBundle(compile_example(source, alice)));
+        let mut publish = transaction(alice, nonce, MovePayload::ModuleBundle(bundle));
         publish.gas_limit = 30_000_000;
         let output = chain.run(&[publish]);
         assert_failed(&output, 0, "CONSTRAINT_NOT_SATISFIED", saying);
