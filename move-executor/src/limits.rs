@@ -14,7 +14,7 @@
 //! | bytes of an identifier (module, struct, function, field name) | [`MAX_IDENTIFIER_BYTES`] |
 //! | nodes of one type (`vector<Coin<T>>`: 3) | [`MAX_TYPE_NODES`] |
 //! | depth of one type (`vector<vector<u8>>`: 3) | [`MAX_TYPE_DEPTH`] |
-//! | nodes of the types the verifier builds for a function's calls, packs, unpacks and field borrows (each: the types' nodes, times its type arguments' nodes if generic), summed over the function | [`MAX_INSTANTIATED_NODES`] |
+//! | nodes of the types the verifier builds for a function's calls, packs, unpacks and field borrows (each: the types' nodes, times its type arguments' nodes if generic), generic global storage instructions (the instantiated struct, twice) and vector instructions (the element type), summed over the function | [`MAX_INSTANTIATED_NODES`] |
 //! | the same, summed over the module | [`MAX_MODULE_INSTANTIATED_NODES`] |
 //! | nodes of the type arguments in the module's instantiation tables (the loader builds each entry, used or not) | [`MAX_MODULE_INSTANTIATED_NODES`] |
 //! | modules in a bundle | at least one |
