@@ -946,6 +946,42 @@ fn many_exists(publisher: Address, x: &str) -> Vec<u8> {
 }
 
 #[test]
+fn a_resource_type_of_exactly_1024_bytes_of_key_is_kept_and_one_more_is_refused() {
+    // `S<I1, I2, I3, I4>` in module `m` (one letter): its struct tag, as its key holds it, is
+    // 20 (address) + 2 (module) + 2 (name) + 1 (argument count) + each argument's type tag,
+    // 1 + 20 + 2 + (2 + name) + 1: 129 bytes plus the four names.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let module = |names: [usize; 4]| {
+        let mut letters = ['I', 'J', 'K', 'L'].into_iter();
+        let names = names
+            .map(|length| format!("{}{}", letters.next().unwrap_or('M'), "x".repeat(length - 1)));
+        let structs: String =
+            names.iter().map(|name| format!("struct {name} {{ value: u64 }} ")).collect();
+        let tag = format!("S<{}>", names.join(", "));
+        format!(
+            "module example::m {{ {structs} \
+             struct S<phantom A, phantom B, phantom C, phantom D> has key {{ value: u64 }} \
+             public entry fun make(account: &signer) {{ move_to<{tag}>(account, S {{ value: 7 }}) }} \
+             public entry fun check(account: &signer) {{ \
+             assert!(exists<{tag}>(std::signer::address_of(account)), 1) }} }}"
+        )
+    };
+    // 129 + 895 = 1 024 bytes: stored and read back.
+    chain.publish(alice, compile_example(&module([224, 224, 224, 223]), alice));
+    let output = chain.run_calls(alice, &[("m", "make"), ("m", "check")]);
+    for index in 0..2 {
+        assert!(receipt(&output, index).is_success(), "{:?}", receipt(&output, index));
+    }
+    // A byte more: refused when read (as `move_to` does first), before its tag is built.
+    let bob = user(2);
+    let mut chain = Chain::new([bob]);
+    chain.publish(bob, compile_example(&module([224, 224, 224, 224]), bob));
+    let output = chain.run_calls(bob, &[("m", "make")]);
+    assert_failed(&output, 0, "VALUE_SERIALIZATION_ERROR", "a type tag of more than 1025 bytes");
+}
+
+#[test]
 fn a_module_over_the_limits_is_refused_and_pays_its_fee() {
     let alice = user(1);
     let mut chain = Chain::new([alice]);
