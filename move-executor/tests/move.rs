@@ -956,8 +956,11 @@ fn a_resource_type_of_exactly_1024_bytes_of_key_is_kept_and_one_more_is_refused(
         let mut letters = ['I', 'J', 'K', 'L'].into_iter();
         let names = names
             .map(|length| format!("{}{}", letters.next().unwrap_or('M'), "x".repeat(length - 1)));
-        let structs: String =
-            names.iter().map(|name| format!("struct {name} {{ value: u64 }} ")).collect();
+        let structs: String = names
+            .iter()
+            .map(|name| format!("struct {name} {{ value: u64 }}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         let tag = format!("S<{}>", names.join(", "));
         format!(
             "module example::m {{ {structs} \
