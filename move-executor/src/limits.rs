@@ -17,6 +17,7 @@
 //! | nodes of the types the verifier builds for a function's calls, packs, unpacks and field borrows (each: the types' nodes, times its type arguments' nodes if generic), generic global storage instructions (the instantiated struct, twice) and vector instructions (the element type), summed over the function | [`MAX_INSTANTIATED_NODES`] |
 //! | the same, summed over the module | [`MAX_MODULE_INSTANTIATED_NODES`] |
 //! | nodes of the type arguments in the module's instantiation tables (the loader builds each entry, used or not) | [`MAX_MODULE_INSTANTIATED_NODES`] |
+//! | elements a `VecPack` or `VecUnpack` packs or unpacks (the verifier loops over them, the VM's operand stack holds 1 024 values) | [`MAX_VECTOR_PACK`] |
 //! | modules in a bundle | at least one |
 //!
 //! A module over any of them is refused with `CONSTRAINT_NOT_SATISFIED`, saying which; the
@@ -40,6 +41,10 @@ pub const MAX_TYPE_DEPTH: usize = 16;
 pub const MAX_INSTANTIATED_NODES: usize = 1 << 16;
 /// The most type nodes a module's functions may make the verifier build together.
 pub const MAX_MODULE_INSTANTIATED_NODES: usize = 1 << 18;
+/// The most elements one `VecPack` or `VecUnpack` takes: the VM's operand stack holds 1 024
+/// values, so no more can ever run, and the verifier loops (and allocates) once per element of
+/// the count, a `u64` of the bytecode.
+pub const MAX_VECTOR_PACK: u64 = 1_024;
 
 /// Checks that a bundle to publish holds a module: an empty one would change nothing, yet, as
 /// every publication, empty the Move VM's code caches for the transactions after it.
@@ -98,6 +103,13 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
         // Summed until past the bound: a refused module costs no more than an accepted one.
         let mut instantiated: usize = 0;
         for instruction in &code.code {
+            if let Bytecode::VecPack(_, count) | Bytecode::VecUnpack(_, count) = instruction {
+                if *count > MAX_VECTOR_PACK {
+                    return Err(refused(&format!(
+                        "a vector instruction of {count} elements (at most {MAX_VECTOR_PACK})"
+                    )));
+                }
+            }
             instantiated =
                 instantiated.saturating_add(instantiated_nodes(module, &counts, instruction));
             if instantiated > MAX_INSTANTIATED_NODES {

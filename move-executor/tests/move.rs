@@ -984,6 +984,59 @@ fn a_resource_type_of_exactly_1024_bytes_of_key_is_kept_and_one_more_is_refused(
     assert_failed(&output, 0, "VALUE_SERIALIZATION_ERROR", "a type tag of more than 1025 bytes");
 }
 
+/// `example::forge::f`, whose `vector[S { a: victim }]` is rewritten to pack the `S` as a
+/// vector of `element` (the signature token), and unpack it `unpacked` times if given.
+fn forged_vector(
+    publisher: Address,
+    element: move_binary_format::file_format::SignatureToken,
+    counts: Option<(u64, u64)>,
+) -> Vec<u8> {
+    use move_binary_format::file_format::{Bytecode, Signature, SignatureIndex};
+    let source = "module example::forge { struct S has drop { a: address } \
+                  public fun f(victim: address) { let _v = vector[S { a: victim }]; } }";
+    let compiled = compile_example(source, publisher).remove(0);
+    let mut module = move_binary_format::CompiledModule::deserialize(&compiled).unwrap();
+    module.signatures.push(Signature(vec![element]));
+    let forged = SignatureIndex((module.signatures.len() - 1) as u16);
+    let code = &mut module.function_defs[0].code.as_mut().unwrap().code;
+    for instruction in code.iter_mut() {
+        if let Bytecode::VecPack(signature, count) = instruction {
+            *signature = forged;
+            if let Some((packed, _)) = counts {
+                *count = packed;
+            }
+        }
+    }
+    if let Some((_, unpacked)) = counts {
+        let at = code.iter().position(|op| matches!(op, Bytecode::VecPack(..))).unwrap();
+        code.insert(at + 1, Bytecode::VecUnpack(forged, unpacked));
+        code.insert(at + 2, Bytecode::VecPack(forged, unpacked));
+    }
+    let mut bytes = Vec::new();
+    module.serialize(&mut bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn a_vector_packed_from_values_of_another_type_is_refused() {
+    // A `signer` packed from a struct holding the victim's address, then unpacked as one, would
+    // sign for anyone: the verifier checks each packed value against the element type.
+    use move_binary_format::file_format::SignatureToken;
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let forged = forged_vector(alice, SignatureToken::Signer, None);
+    let nonce = chain.state.nonce(alice);
+    let output = chain.run(&[transaction(alice, nonce, MovePayload::ModuleBundle(vec![forged]))]);
+    assert_failed(&output, 0, "TYPE_MISMATCH", "");
+    assert_eq!(chain.state.nonce(alice), nonce + 1);
+    // A count of 2^32 elements, which the verifier would loop over and push onto its stack, is
+    // refused before it runs.
+    let huge = forged_vector(alice, SignatureToken::Address, Some((1, 1 << 32)));
+    let nonce = chain.state.nonce(alice);
+    let output = chain.run(&[transaction(alice, nonce, MovePayload::ModuleBundle(vec![huge]))]);
+    assert_failed(&output, 0, "CONSTRAINT_NOT_SATISFIED", "a vector instruction of 4294967296");
+}
+
 #[test]
 fn a_module_over_the_limits_is_refused_and_pays_its_fee() {
     let alice = user(1);
