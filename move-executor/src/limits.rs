@@ -17,6 +17,8 @@
 //! | nodes of the types the verifier builds for a function's calls, packs, unpacks and field borrows (each: the types' nodes, times its type arguments' nodes if generic), generic global storage instructions (the instantiated struct, twice) and vector instructions (the element type), summed over the function | [`MAX_INSTANTIATED_NODES`] |
 //! | the same, summed over the module | [`MAX_MODULE_INSTANTIATED_NODES`] |
 //! | nodes of the type arguments in the module's instantiation tables (the loader builds each entry, used or not) | [`MAX_MODULE_INSTANTIATED_NODES`] |
+//! | a function's parameters and locals together (the verifier's reference analysis counts them in a `u8`: 256 made it check none) | [`MAX_LOCALS`] |
+//! | instructions of a function (the verifier's control-flow graph asserts fewer than 65 534) | [`MAX_CODE_LENGTH`] |
 //! | elements a `VecPack` or `VecUnpack` packs or unpacks (the verifier loops over them, the VM's operand stack holds 1 024 values) | [`MAX_VECTOR_PACK`] |
 //! | modules in a bundle | at least one |
 //!
@@ -41,6 +43,10 @@ pub const MAX_TYPE_DEPTH: usize = 16;
 pub const MAX_INSTANTIATED_NODES: usize = 1 << 16;
 /// The most type nodes a module's functions may make the verifier build together.
 pub const MAX_MODULE_INSTANTIATED_NODES: usize = 1 << 18;
+/// The most parameters and locals of one function, together.
+pub const MAX_LOCALS: usize = 255;
+/// The most instructions of one function.
+pub const MAX_CODE_LENGTH: usize = 65_000;
 /// The most elements one `VecPack` or `VecUnpack` takes: the VM's operand stack holds 1 024
 /// values, so no more can ever run, and the verifier loops (and allocates) once per element of
 /// the count, a `u64` of the bytecode.
@@ -100,6 +106,23 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
     let mut in_module: usize = 0;
     for definition in module.function_defs() {
         let Some(code) = &definition.code else { continue };
+        let handle = module.function_handle_at(definition.function);
+        let name = || module.identifier_at(handle.name);
+        let locals =
+            module.signature_at(handle.parameters).len() + module.signature_at(code.locals).len();
+        if locals > MAX_LOCALS {
+            return Err(refused(&format!(
+                "function {} has {locals} parameters and locals (at most {MAX_LOCALS})",
+                name()
+            )));
+        }
+        if code.code.len() > MAX_CODE_LENGTH {
+            return Err(refused(&format!(
+                "function {} has {} instructions (at most {MAX_CODE_LENGTH})",
+                name(),
+                code.code.len()
+            )));
+        }
         // Summed until past the bound: a refused module costs no more than an accepted one.
         let mut instantiated: usize = 0;
         for instruction in &code.code {
@@ -116,7 +139,6 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
                 break;
             }
         }
-        let name = || module.identifier_at(module.function_handle_at(definition.function).name);
         if instantiated > MAX_INSTANTIATED_NODES {
             return Err(refused(&format!(
                 "function {}'s instructions instantiate {instantiated} type nodes \

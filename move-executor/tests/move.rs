@@ -1038,6 +1038,55 @@ fn a_vector_packed_from_values_of_another_type_is_refused() {
 }
 
 #[test]
+fn modules_the_verifier_would_check_unsoundly_or_slowly_are_refused() {
+    use move_binary_format::file_format::{Bytecode, Signature, SignatureIndex, SignatureToken};
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let publish = |chain: &mut Chain, module: Vec<u8>| {
+        let nonce = chain.state.nonce(alice);
+        let mut publish = transaction(alice, nonce, MovePayload::ModuleBundle(vec![module]));
+        publish.gas_limit = 30_000_000;
+        let output = chain.run(&[publish]);
+        assert_eq!(chain.state.nonce(alice), nonce + 1, "the publication pays its fee");
+        output
+    };
+    let edited = |edit: &dyn Fn(&mut move_binary_format::CompiledModule)| {
+        let source = "module example::v { public fun f(a: u64): u64 { a } }";
+        let compiled = compile_example(source, alice).remove(0);
+        let mut module = move_binary_format::CompiledModule::deserialize(&compiled).unwrap();
+        edit(&mut module);
+        let mut bytes = Vec::new();
+        module.serialize(&mut bytes).unwrap();
+        bytes
+    };
+    // 256 parameters and locals: the verifier's reference analysis counts them in a u8, and
+    // checked none.
+    let many_locals = edited(&|module| {
+        module.signatures.push(Signature(vec![SignatureToken::U64; 255]));
+        let locals = SignatureIndex((module.signatures.len() - 1) as u16);
+        module.function_defs[0].code.as_mut().unwrap().locals = locals;
+    });
+    let output = publish(&mut chain, many_locals);
+    assert_failed(&output, 0, "CONSTRAINT_NOT_SATISFIED", "has 256 parameters and locals");
+    // 65 002 instructions: the verifier's control-flow graph asserts fewer than 65 534.
+    let long = edited(&|module| {
+        let code = &mut module.function_defs[0].code.as_mut().unwrap().code;
+        code.splice(0..0, std::iter::repeat_n(Bytecode::Nop, 65_000));
+    });
+    let output = publish(&mut chain, long);
+    assert_failed(&output, 0, "CONSTRAINT_NOT_SATISFIED", "has 65002 instructions");
+    // Loops nested six deep (the verifier's analyses run each to a fixed point).
+    let nested =
+        (0..6).fold("i = i + 1;".to_owned(), |body, _| format!("while (i < 10) {{ {body} }};"));
+    let source = format!("module example::w {{ public fun f() {{ let i = 0; {nested} }} }}");
+    let output = publish(&mut chain, compile_example(&source, alice).remove(0));
+    match &receipt(&output, 0).status {
+        MoveStatus::Failed { status, .. } => assert_eq!(status, "LOOP_MAX_DEPTH_REACHED"),
+        other => panic!("six nested loops were published: {other:?}"),
+    }
+}
+
+#[test]
 fn a_module_over_the_limits_is_refused_and_pays_its_fee() {
     let alice = user(1);
     let mut chain = Chain::new([alice]);

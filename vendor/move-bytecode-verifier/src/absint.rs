@@ -103,9 +103,11 @@ pub trait AbstractInterpreter: TransferFunctions {
             let pre_state = &block_invariant.pre;
             let post_state = match self.execute_block(block_id, pre_state, function_view) {
                 Err(e) => {
+                    // Duet: stop at the first error, as upstream Move does since: going on ran
+                    // later blocks on the state a failed one left (its stack included), where
+                    // the reference analysis's assertions panic.
                     block_invariant.post = BlockPostcondition::Error(e);
-                    next_block = function_view.cfg().next_block(block_id);
-                    continue;
+                    break;
                 }
                 Ok(s) => {
                     block_invariant.post = BlockPostcondition::Success;
