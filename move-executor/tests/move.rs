@@ -923,6 +923,20 @@ fn a_resource_or_event_type_too_long_to_keep_fails_and_pays_its_fee() {
     );
 }
 
+/// The first module of `source`, compiled for `publisher`, changed by `edit` as bytecode.
+fn edited_module(
+    source: &str,
+    publisher: Address,
+    edit: impl FnOnce(&mut move_binary_format::CompiledModule),
+) -> Vec<u8> {
+    let compiled = compile_example(source, publisher).remove(0);
+    let mut module = move_binary_format::CompiledModule::deserialize(&compiled).unwrap();
+    edit(&mut module);
+    let mut bytes = Vec::new();
+    module.serialize(&mut bytes).unwrap();
+    bytes
+}
+
 /// A module whose function `h` asks 200 times whether a `Key` of a type of 181 nodes (four
 /// arguments of `Big<x, x, u8, u8>`) exists: each makes the verifier build and check the type.
 /// Built from one compiled `exists`, copied (compiling 200 of them takes seconds).
@@ -934,15 +948,12 @@ fn many_exists(publisher: Address, x: &str) -> Vec<u8> {
          struct Key<phantom A, phantom B, phantom C, phantom D> has key {{ value: u64 }} \
          fun h(a: address): bool {{ exists<Key<{z}, {z}, {z}, {z}>>(a) }} }}"
     );
-    let compiled = compile_example(&source, publisher).remove(0);
-    let mut module = move_binary_format::CompiledModule::deserialize(&compiled).unwrap();
-    let code = &mut module.function_defs[0].code.as_mut().unwrap().code;
-    let exists = code.iter().find(|op| matches!(op, Bytecode::ExistsGeneric(_))).unwrap().clone();
-    let asks = [Bytecode::CopyLoc(0), exists, Bytecode::Pop];
-    code.splice(0..0, asks.iter().cycle().take(3 * 199).cloned());
-    let mut bytes = Vec::new();
-    module.serialize(&mut bytes).unwrap();
-    bytes
+    edited_module(&source, publisher, |module| {
+        let code = &mut module.function_defs[0].code.as_mut().unwrap().code;
+        let exists = code.iter().find(|op| matches!(op, Bytecode::ExistsGeneric(_)));
+        let asks = [Bytecode::CopyLoc(0), exists.unwrap().clone(), Bytecode::Pop];
+        code.splice(0..0, asks.iter().cycle().take(3 * 199).cloned());
+    })
 }
 
 #[test]
@@ -994,27 +1005,24 @@ fn forged_vector(
     use move_binary_format::file_format::{Bytecode, Signature, SignatureIndex};
     let source = "module example::forge { struct S has drop { a: address } \
                   public fun f(victim: address) { let _v = vector[S { a: victim }]; } }";
-    let compiled = compile_example(source, publisher).remove(0);
-    let mut module = move_binary_format::CompiledModule::deserialize(&compiled).unwrap();
-    module.signatures.push(Signature(vec![element]));
-    let forged = SignatureIndex((module.signatures.len() - 1) as u16);
-    let code = &mut module.function_defs[0].code.as_mut().unwrap().code;
-    for instruction in code.iter_mut() {
-        if let Bytecode::VecPack(signature, count) = instruction {
-            *signature = forged;
-            if let Some((packed, _)) = counts {
-                *count = packed;
+    edited_module(source, publisher, |module| {
+        module.signatures.push(Signature(vec![element]));
+        let forged = SignatureIndex((module.signatures.len() - 1) as u16);
+        let code = &mut module.function_defs[0].code.as_mut().unwrap().code;
+        for instruction in code.iter_mut() {
+            if let Bytecode::VecPack(signature, count) = instruction {
+                *signature = forged;
+                if let Some((packed, _)) = counts {
+                    *count = packed;
+                }
             }
         }
-    }
-    if let Some((_, unpacked)) = counts {
-        let at = code.iter().position(|op| matches!(op, Bytecode::VecPack(..))).unwrap();
-        code.insert(at + 1, Bytecode::VecUnpack(forged, unpacked));
-        code.insert(at + 2, Bytecode::VecPack(forged, unpacked));
-    }
-    let mut bytes = Vec::new();
-    module.serialize(&mut bytes).unwrap();
-    bytes
+        if let Some((_, unpacked)) = counts {
+            let at = code.iter().position(|op| matches!(op, Bytecode::VecPack(..))).unwrap();
+            code.insert(at + 1, Bytecode::VecUnpack(forged, unpacked));
+            code.insert(at + 2, Bytecode::VecPack(forged, unpacked));
+        }
+    })
 }
 
 #[test]
@@ -1051,13 +1059,7 @@ fn modules_the_verifier_would_check_unsoundly_or_slowly_are_refused() {
         output
     };
     let edited = |edit: &dyn Fn(&mut move_binary_format::CompiledModule)| {
-        let source = "module example::v { public fun f(a: u64): u64 { a } }";
-        let compiled = compile_example(source, alice).remove(0);
-        let mut module = move_binary_format::CompiledModule::deserialize(&compiled).unwrap();
-        edit(&mut module);
-        let mut bytes = Vec::new();
-        module.serialize(&mut bytes).unwrap();
-        bytes
+        edited_module("module example::v { public fun f(a: u64): u64 { a } }", alice, edit)
     };
     // 256 parameters and locals: the verifier's reference analysis counts them in a u8, and
     // checked none.
