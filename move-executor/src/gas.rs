@@ -122,6 +122,11 @@ impl DuetGasMeter {
         Rc::clone(&self.remaining)
     }
 
+    /// Uses all the gas left.
+    pub(crate) fn exhaust(&mut self) {
+        self.remaining.set(0);
+    }
+
     /// Charges `amount`.
     ///
     /// # Errors

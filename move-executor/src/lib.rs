@@ -403,8 +403,13 @@ impl MoveVm {
             .unwrap_or(0)
     }
 
-    /// Runs `run` with a Move VM instance no other thread is using.
-    fn with_instance<R>(&self, run: impl FnOnce(&mut Instance) -> R) -> R {
+    /// Runs `run` with a Move VM instance no other thread is using. A panic of the VM (a bug
+    /// of the VM, which a crafted transaction could reach) is the transaction's failure
+    /// ([`Failure::Panicked`]): it pays all its gas, as when it runs out, rather than nothing.
+    fn with_instance<'a>(
+        &self,
+        run: impl FnOnce(&mut Instance) -> Result<Effects<'a>, Failure>,
+    ) -> Result<Effects<'a>, Failure> {
         let count = self.instances.len();
         let preferred = PREFERRED_INSTANCE.with(|preferred| {
             preferred.get().unwrap_or_else(|| {
@@ -416,13 +421,17 @@ impl MoveVm {
         let mut slot = (0..count)
             .find_map(|offset| self.instances[(preferred + offset) % count].try_lock())
             .unwrap_or_else(|| self.instances[preferred].lock());
-        // Taken out while it runs and put back only if `run` returns: a panic (which the
-        // executor turns into the transaction's result) drops it, in whatever state it was
-        // left, and the next run on this slot starts a new one.
+        // Taken out while it runs and put back only if `run` returns: a panic drops it, in
+        // whatever state it was left, and the next run on this slot starts a new one.
         let mut instance = slot.take().unwrap_or_else(|| Box::new(new_instance()));
-        let outcome = run(&mut instance);
-        *slot = Some(instance);
-        outcome
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut instance)));
+        match outcome {
+            Ok(outcome) => {
+                *slot = Some(instance);
+                outcome
+            }
+            Err(_) => Err(Failure::Panicked),
+        }
     }
 }
 
@@ -477,7 +486,7 @@ impl MoveVm {
             Self::run(instance, &caller, work, &resolver, EvmAccess::Unavailable, &mut meter)
         });
         let caller = caller.address;
-        let (status, effects) = settle(outcome, &meter);
+        let (status, effects) = settle(outcome, &mut meter);
         let effects = effects.unwrap_or_default();
         Ok(CallOutcome {
             status,
@@ -512,11 +521,14 @@ where
 /// empty, so "gas limit − remaining" charges the whole limit then.
 fn settle<'a>(
     outcome: Result<Effects<'a>, Failure>,
-    meter: &DuetGasMeter,
+    meter: &mut DuetGasMeter,
 ) -> (MoveStatus, Option<Effects<'a>>) {
     match outcome {
         Ok(effects) => (MoveStatus::Success, Some(effects)),
         Err(failure) => {
+            if matches!(failure, Failure::Panicked) {
+                meter.exhaust();
+            }
             let status = status_of(failure);
             debug_assert!(status != MoveStatus::OutOfGas || meter.remaining() == 0);
             (status, None)
@@ -540,6 +552,8 @@ enum Failure {
     Vm(Box<VMError>),
     /// The payload names something that cannot exist (an invalid identifier or type).
     Invalid(String),
+    /// The VM panicked: the transaction pays all its gas.
+    Panicked,
 }
 
 impl From<VMError> for Failure {
@@ -672,7 +686,7 @@ impl MoveVm {
             };
             Self::run(instance, sender, work, &resolver, evm, &mut meter)
         });
-        let (status, effects) = settle(outcome, &meter);
+        let (status, effects) = settle(outcome, &mut meter);
         let gas_used = transaction.gas_limit - meter.remaining();
         // INVARIANT: gas_used <= gas_limit, so the fee is at most the reserved fee.
         let fee = u128::from(gas_used) * transaction.gas_price;
@@ -960,6 +974,9 @@ fn state_write(op: Op<Vec<u8>>) -> WriteOp<StateValue> {
 /// upstream Move's chains set the same bound.
 pub const MAX_LOOP_DEPTH: usize = 5;
 
+/// The status of a transaction the Move VM panicked on (see [`MoveVm`]'s `with_instance`).
+pub const VM_PANIC: &str = "VM_PANIC";
+
 /// The longest resource type a transaction may store, in bytes of its BCS struct tag (its key),
 /// and the longest event type it may emit, in bytes of its name.
 pub const MAX_RESOURCE_TAG_BYTES: usize = 1_024;
@@ -1085,6 +1102,13 @@ fn status_of(failure: Failure) -> MoveStatus {
         Failure::Invalid(message) => {
             return MoveStatus::Failed { status: "INVALID_PAYLOAD".to_owned(), message }
         }
+        // Its message is the VM's and may print its state: every node says the same instead.
+        Failure::Panicked => {
+            return MoveStatus::Failed {
+                status: VM_PANIC.to_owned(),
+                message: "the Move VM failed on this transaction; it pays all its gas".to_owned(),
+            }
+        }
     };
     match error.major_status() {
         StatusCode::OUT_OF_GAS => MoveStatus::OutOfGas,
@@ -1116,6 +1140,33 @@ mod tests {
     use move_core_types::language_storage::StructTag;
 
     use super::*;
+
+    #[test]
+    fn a_panic_of_the_vm_is_a_failure_that_pays_all_its_gas_and_the_instance_is_replaced() {
+        let vm = MoveVm::new(Address::repeat_byte(0xfe));
+        // This thread's slot holds an instance once a run returned.
+        assert!(vm.with_instance(|_| Ok(Effects::default())).is_ok());
+        let held = |vm: &MoveVm| vm.instances.iter().filter(|slot| slot.lock().is_some()).count();
+        let before = held(&vm);
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let panicked = vm.with_instance(|_| panic!("a bug of the VM"));
+        std::panic::set_hook(previous);
+        assert!(matches!(panicked, Err(Failure::Panicked)));
+        let mut meter = DuetGasMeter::new(1_000);
+        meter.charge(10).unwrap();
+        let (status, effects) = settle(panicked, &mut meter);
+        assert!(effects.is_none());
+        assert_eq!(meter.remaining(), 0, "all its gas");
+        let MoveStatus::Failed { status, message } = status else { panic!("{status:?}") };
+        assert_eq!(status, VM_PANIC);
+        assert!(!message.contains("a bug of the VM"), "the VM's message is not shown: {message}");
+        // The instance that panicked was dropped, in whatever state it was left; the next run
+        // on its slot gets a new one.
+        assert_eq!(held(&vm), before - 1);
+        assert!(vm.with_instance(|_| Ok(Effects::default())).is_ok());
+        assert_eq!(held(&vm), before);
+    }
 
     #[test]
     fn an_invariant_violation_says_its_status_only_and_other_failures_their_message() {
