@@ -362,9 +362,7 @@ impl Instance {
 }
 
 fn new_instance() -> Instance {
-    let verifier = move_bytecode_verifier::VerifierConfig { max_loop_depth: Some(MAX_LOOP_DEPTH) };
-    let vm = MoveVM::new_with_verifier_config(natives::all_natives(), verifier)
-        .expect("the native table is consistent");
+    let vm = MoveVM::new(natives::all_natives()).expect("the native table is consistent");
     Instance { vm, event_types: EventTypes::default(), footprints: loading::Footprints::default() }
 }
 
@@ -968,11 +966,6 @@ fn state_write(op: Op<Vec<u8>>) -> WriteOp<StateValue> {
         Op::Delete => WriteOp::Delete,
     }
 }
-
-/// The deepest nesting of loops in a published function (the verifier refuses more with
-/// `LOOP_MAX_DEPTH_REACHED`): the verifier's analyses run to a fixed point over each loop, and
-/// upstream Move's chains set the same bound.
-pub const MAX_LOOP_DEPTH: usize = 5;
 
 /// The status of a transaction the Move VM panicked on (see [`MoveVm`]'s `with_instance`).
 pub const VM_PANIC: &str = "VM_PANIC";

@@ -19,6 +19,7 @@
 //! | nodes of the type arguments in the module's instantiation tables (the loader builds each entry, used or not) | [`MAX_MODULE_INSTANTIATED_NODES`] |
 //! | a function's parameters and locals together (the verifier's reference analysis counts them in a `u8`: 256 made it check none) | [`MAX_LOCALS`] |
 //! | instructions of a function (the verifier's control-flow graph asserts fewer than 65 534) | [`MAX_CODE_LENGTH`] |
+//! | nesting of loops in a function (`LOOP_MAX_DEPTH_REACHED`) | [`MAX_LOOP_DEPTH`] |
 //! | elements a `VecPack` or `VecUnpack` packs or unpacks (the verifier loops over them, the VM's operand stack holds 1 024 values) | [`MAX_VECTOR_PACK`] |
 //! | modules in a bundle | at least one |
 //!
@@ -28,7 +29,8 @@
 use move_binary_format::access::ModuleAccess;
 use move_binary_format::errors::{PartialVMError, PartialVMResult};
 use move_binary_format::file_format::{
-    Bytecode, SignatureIndex, SignatureToken, StructDefinitionIndex, StructFieldInformation,
+    Bytecode, FunctionDefinitionIndex, SignatureIndex, SignatureToken, StructDefinitionIndex,
+    StructFieldInformation,
 };
 use move_binary_format::CompiledModule;
 use move_core_types::vm_status::StatusCode;
@@ -47,6 +49,11 @@ pub const MAX_MODULE_INSTANTIATED_NODES: usize = 1 << 18;
 pub const MAX_LOCALS: usize = 255;
 /// The most instructions of one function.
 pub const MAX_CODE_LENGTH: usize = 65_000;
+/// The deepest nesting of loops in a function (refused with the verifier's own
+/// `LOOP_MAX_DEPTH_REACHED`): the verifier's analyses run to a fixed point over each loop, and
+/// upstream Move's chains set the same bound. Checked when a module is published only, as the
+/// other limits: a module stored before keeps loading.
+pub const MAX_LOOP_DEPTH: usize = 5;
 /// The most elements one `VecPack` or `VecUnpack` takes: the VM's operand stack holds 1 024
 /// values, so no more can ever run, and the verifier loops (and allocates) once per element of
 /// the count, a `u64` of the bytecode.
@@ -104,8 +111,12 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
         }
     }
     let mut in_module: usize = 0;
-    for definition in module.function_defs() {
+    let loops = move_bytecode_verifier::VerifierConfig { max_loop_depth: Some(MAX_LOOP_DEPTH) };
+    for (index, definition) in module.function_defs().iter().enumerate() {
         let Some(code) = &definition.code else { continue };
+        // INVARIANT: a module holds fewer than 2^16 function definitions (its table's index).
+        let index = FunctionDefinitionIndex(index as u16);
+        move_bytecode_verifier::control_flow::verify(&loops, Some(index), code)?;
         let handle = module.function_handle_at(definition.function);
         let name = || module.identifier_at(handle.name);
         let locals =
