@@ -22,29 +22,39 @@ use move_binary_format::{
 use move_core_types::vm_status::StatusCode;
 use std::collections::{BTreeSet, HashMap};
 
-pub(crate) struct AcquiresVerifier<'a> {
+pub(crate) struct AcquiresVerifier<'a, 'b> {
     module: &'a CompiledModule,
     current_function: FunctionDefinitionIndex,
     annotated_acquires: BTreeSet<StructDefinitionIndex>,
     actual_acquires: BTreeSet<StructDefinitionIndex>,
-    handle_to_def: HashMap<FunctionHandleIndex, &'a FunctionDefinition>,
+    // Duet: the module's map, built once for all its functions (`handle_to_def`).
+    handle_to_def: &'b HashMap<FunctionHandleIndex, &'a FunctionDefinition>,
 }
 
-impl<'a> AcquiresVerifier<'a> {
+/// Duet: each function definition of `module` by its handle, built once per module: it was
+/// built again for every function, N^2 insertions for a module of N functions.
+pub(crate) fn handle_to_def(
+    module: &CompiledModule,
+) -> HashMap<FunctionHandleIndex, &FunctionDefinition> {
+    let mut handle_to_def = HashMap::new();
+    for func_def in module.function_defs() {
+        handle_to_def.insert(func_def.function, func_def);
+    }
+    handle_to_def
+}
+
+impl<'a, 'b> AcquiresVerifier<'a, 'b> {
     pub(crate) fn verify(
         module: &'a CompiledModule,
         index: FunctionDefinitionIndex,
         function_definition: &'a FunctionDefinition,
+        handle_to_def: &'b HashMap<FunctionHandleIndex, &'a FunctionDefinition>,
     ) -> PartialVMResult<()> {
         let annotated_acquires = function_definition
             .acquires_global_resources
             .iter()
             .cloned()
             .collect();
-        let mut handle_to_def = HashMap::new();
-        for func_def in module.function_defs() {
-            handle_to_def.insert(func_def.function, func_def);
-        }
         let mut verifier = Self {
             module,
             current_function: index,

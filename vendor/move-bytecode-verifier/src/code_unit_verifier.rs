@@ -15,19 +15,20 @@ use move_binary_format::{
     errors::{Location, PartialVMResult, VMResult},
     file_format::{
         CompiledModule, CompiledScript, FunctionDefinition, FunctionDefinitionIndex,
-        IdentifierIndex, TableIndex,
+        FunctionHandleIndex, IdentifierIndex, TableIndex,
     },
     IndexKind,
 };
 use std::collections::HashMap;
 
-pub struct CodeUnitVerifier<'a> {
+pub struct CodeUnitVerifier<'a, 'b> {
     resolver: BinaryIndexedView<'a>,
     function_view: FunctionView<'a>,
-    name_def_map: HashMap<IdentifierIndex, FunctionDefinitionIndex>,
+    // Duet: the module's map, built once for all its functions (see `verify_module_impl`).
+    name_def_map: &'b HashMap<IdentifierIndex, FunctionDefinitionIndex>,
 }
 
-impl<'a> CodeUnitVerifier<'a> {
+impl<'a, 'b> CodeUnitVerifier<'a, 'b> {
     pub fn verify_module(
         verifier_config: &VerifierConfig,
         module: &'a CompiledModule,
@@ -40,10 +41,26 @@ impl<'a> CodeUnitVerifier<'a> {
         verifier_config: &VerifierConfig,
         module: &'a CompiledModule,
     ) -> PartialVMResult<()> {
+        // Duet: the map from function names to definitions, built once for the module: it was
+        // built again for every function, so a module of N functions cost N^2 insertions (a
+        // module of 10 000 tiny functions, seconds at every publication and every cold load).
+        let mut name_def_map = HashMap::new();
+        for (idx, func_def) in module.function_defs().iter().enumerate() {
+            let fh = module.function_handle_at(func_def.function);
+            name_def_map.insert(fh.name, FunctionDefinitionIndex(idx as u16));
+        }
+        let handle_to_def = crate::acquires_list_verifier::handle_to_def(module);
         for (idx, function_definition) in module.function_defs().iter().enumerate() {
             let index = FunctionDefinitionIndex(idx as TableIndex);
-            Self::verify_function(verifier_config, index, function_definition, module)
-                .map_err(|err| err.at_index(IndexKind::FunctionDefinition, index.0))?
+            Self::verify_function(
+                verifier_config,
+                index,
+                function_definition,
+                module,
+                &name_def_map,
+                &handle_to_def,
+            )
+            .map_err(|err| err.at_index(IndexKind::FunctionDefinition, index.0))?
         }
         Ok(())
     }
@@ -64,10 +81,11 @@ impl<'a> CodeUnitVerifier<'a> {
         let function_view = FunctionView::script(script);
         let resolver = BinaryIndexedView::Script(script);
         //verify
+        let name_def_map = HashMap::new();
         let code_unit_verifier = CodeUnitVerifier {
             resolver,
             function_view,
-            name_def_map: HashMap::new(),
+            name_def_map: &name_def_map,
         };
         code_unit_verifier.verify_common()
     }
@@ -77,6 +95,8 @@ impl<'a> CodeUnitVerifier<'a> {
         index: FunctionDefinitionIndex,
         function_definition: &'a FunctionDefinition,
         module: &'a CompiledModule,
+        name_def_map: &HashMap<IdentifierIndex, FunctionDefinitionIndex>,
+        handle_to_def: &HashMap<FunctionHandleIndex, &'a FunctionDefinition>,
     ) -> PartialVMResult<()> {
         // nothing to verify for native function
         let code = match &function_definition.code {
@@ -88,11 +108,6 @@ impl<'a> CodeUnitVerifier<'a> {
         control_flow::verify(verifier_config, Some(index), code)?;
         let function_view = FunctionView::function(module, index, code, function_handle);
         let resolver = BinaryIndexedView::Module(module);
-        let mut name_def_map = HashMap::new();
-        for (idx, func_def) in module.function_defs().iter().enumerate() {
-            let fh = module.function_handle_at(func_def.function);
-            name_def_map.insert(fh.name, FunctionDefinitionIndex(idx as u16));
-        }
         // verify
         let code_unit_verifier = CodeUnitVerifier {
             resolver,
@@ -100,7 +115,7 @@ impl<'a> CodeUnitVerifier<'a> {
             name_def_map,
         };
         code_unit_verifier.verify_common()?;
-        AcquiresVerifier::verify(module, index, function_definition)
+        AcquiresVerifier::verify(module, index, function_definition, handle_to_def)
     }
 
     fn verify_common(&self) -> PartialVMResult<()> {
