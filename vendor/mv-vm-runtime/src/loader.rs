@@ -1051,8 +1051,12 @@ impl Loader {
             .map_err(expect_no_verification_errors)?;
 
         // bytecode verifier checks that can be performed with the module itself
-        move_bytecode_verifier::verify_module_with_config(&self.verifier_config, &module)
-            .map_err(expect_no_verification_errors)?;
+        // Duet: once per process for the same bytes (see `VerifiedModules`).
+        if !VERIFIED_MODULES.contains(&self.verifier_config, &bytes) {
+            move_bytecode_verifier::verify_module_with_config(&self.verifier_config, &module)
+                .map_err(expect_no_verification_errors)?;
+            VERIFIED_MODULES.insert(&self.verifier_config, &bytes);
+        }
         self.check_natives(&module)
             .map_err(expect_no_verification_errors)?;
         Ok(module)
@@ -2636,6 +2640,43 @@ impl Loader {
     }
     pub(crate) fn type_to_type_layout(&self, ty: &Type) -> PartialVMResult<MoveTypeLayout> {
         self.type_to_type_layout_impl(ty, 1, &mut 0)
+    }
+}
+
+/// Duet: the stored modules whose bytes passed the bytecode verifier's checks of the module
+/// itself, by a SHA3-256 of the verifier's configuration and the bytes. Every publication empties
+/// every instance's code cache, and each instance loads and verified stored code again on its
+/// next use, for the load's gas (a few thousand): a module that takes the verifier a fifth of a
+/// second, published once, cost that at every cold load. Those checks depend on the bytes and
+/// the configuration only, so skipping them changes no outcome; linking and the other checks
+/// against the loaded code still run. Bounded: emptied when full.
+struct VerifiedModules(parking_lot::Mutex<std::collections::HashSet<[u8; 32]>>);
+
+/// Duet: the most modules [`VerifiedModules`] remembers (32 bytes each).
+const VERIFIED_MODULES_MAX: usize = 1 << 16;
+
+static VERIFIED_MODULES: once_cell::sync::Lazy<VerifiedModules> =
+    once_cell::sync::Lazy::new(|| VerifiedModules(parking_lot::Mutex::new(Default::default())));
+
+impl VerifiedModules {
+    fn key(config: &VerifierConfig, bytes: &[u8]) -> [u8; 32] {
+        let mut hasher = Sha3_256::new();
+        hasher.update(format!("{:?}", config.max_loop_depth).as_bytes());
+        hasher.update(bytes);
+        hasher.finalize().into()
+    }
+
+    fn contains(&self, config: &VerifierConfig, bytes: &[u8]) -> bool {
+        self.0.lock().contains(&Self::key(config, bytes))
+    }
+
+    fn insert(&self, config: &VerifierConfig, bytes: &[u8]) {
+        let key = Self::key(config, bytes);
+        let mut verified = self.0.lock();
+        if verified.len() >= VERIFIED_MODULES_MAX {
+            verified.clear();
+        }
+        verified.insert(key);
     }
 }
 
