@@ -838,6 +838,8 @@ impl MoveVm {
                 for module in &compiled {
                     limits::check_module(module)?;
                 }
+                let work: usize = compiled.iter().map(limits::reference_work).sum();
+                meter.charge(gas::VERIFICATION_WORK.saturating_mul(work as u64))?;
                 loading::charge_publication(footprints, resolver, &compiled, meter)?;
                 session.publish_module_bundle(modules.to_vec(), signer, meter)?;
             }
