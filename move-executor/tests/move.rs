@@ -1050,6 +1050,12 @@ fn a_vector_packed_from_values_of_another_type_is_refused() {
     // A count of 2^32 elements, which the verifier would loop over and push onto its stack, is
     // refused before it runs.
     let huge = forged_vector(alice, SignatureToken::Address, Some((1, 1 << 32)));
+    // The verifier's own passes refuse it too, as they do for stored modules.
+    let compiled = move_binary_format::CompiledModule::deserialize(&huge).unwrap();
+    let config = move_bytecode_verifier::VerifierConfig::default();
+    let refused = move_bytecode_verifier::CodeUnitVerifier::verify_module(&config, &compiled);
+    let status = refused.unwrap_err().major_status();
+    assert_eq!(status, move_core_types::vm_status::StatusCode::CONSTRAINT_NOT_SATISFIED);
     let nonce = chain.state.nonce(alice);
     let output = chain.run(&[transaction(alice, nonce, MovePayload::ModuleBundle(vec![huge]))]);
     assert_failed(&output, 0, "CONSTRAINT_NOT_SATISFIED", "a vector instruction of 4294967296");
@@ -1078,6 +1084,12 @@ fn modules_the_verifier_would_check_unsoundly_or_slowly_are_refused() {
         let locals = SignatureIndex((module.signatures.len() - 1) as u16);
         module.function_defs[0].code.as_mut().unwrap().locals = locals;
     });
+    // The verifier refuses it too, as it does for stored modules (published before the limit).
+    let compiled = move_binary_format::CompiledModule::deserialize(&many_locals).unwrap();
+    let config = move_bytecode_verifier::VerifierConfig::default();
+    let refused = move_bytecode_verifier::CodeUnitVerifier::verify_module(&config, &compiled);
+    let status = refused.unwrap_err().major_status();
+    assert_eq!(status, move_core_types::vm_status::StatusCode::TOO_MANY_LOCALS);
     let output = publish(&mut chain, many_locals);
     assert_failed(&output, 0, "CONSTRAINT_NOT_SATISFIED", "has 256 parameters and locals");
     // 65 002 instructions: the verifier's control-flow graph asserts fewer than 65 534.

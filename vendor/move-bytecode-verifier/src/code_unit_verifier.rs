@@ -12,13 +12,14 @@ use crate::{
 use move_binary_format::{
     access::ModuleAccess,
     binary_views::{BinaryIndexedView, FunctionView},
-    errors::{Location, PartialVMResult, VMResult},
+    errors::{Location, PartialVMError, PartialVMResult, VMResult},
     file_format::{
-        CompiledModule, CompiledScript, FunctionDefinition, FunctionDefinitionIndex,
+        Bytecode, CompiledModule, CompiledScript, FunctionDefinition, FunctionDefinitionIndex,
         FunctionHandleIndex, IdentifierIndex, TableIndex,
     },
     IndexKind,
 };
+use move_core_types::vm_status::StatusCode;
 use std::collections::HashMap;
 
 pub struct CodeUnitVerifier<'a, 'b> {
@@ -105,6 +106,23 @@ impl<'a, 'b> CodeUnitVerifier<'a, 'b> {
         };
         // create `FunctionView` and `BinaryIndexedView`
         let function_handle = module.function_handle_at(function_definition.function);
+        // Duet: what upstream Move refuses since, refused here for stored modules too (Duet's
+        // module limits refuse it at publication, with a message): more than 255 parameters
+        // and locals (the reference analysis counts them in a `u8`, and with 256 checked none),
+        // and a vector instruction of more than 1 024 elements (the VM's operand stack holds no
+        // more; the passes below loop once per element of the `u64` count).
+        let locals = module.signature_at(function_handle.parameters).len()
+            + module.signature_at(code.locals).len();
+        if locals > usize::from(u8::MAX) {
+            return Err(PartialVMError::new(StatusCode::TOO_MANY_LOCALS));
+        }
+        let too_many = |count: u64| count > 1_024;
+        if code.code.iter().any(|instruction| {
+            matches!(instruction, Bytecode::VecPack(_, count) | Bytecode::VecUnpack(_, count)
+                if too_many(*count))
+        }) {
+            return Err(PartialVMError::new(StatusCode::CONSTRAINT_NOT_SATISFIED));
+        }
         control_flow::verify(verifier_config, Some(index), code)?;
         let function_view = FunctionView::function(module, index, code, function_handle);
         let resolver = BinaryIndexedView::Module(module);
