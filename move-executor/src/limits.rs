@@ -20,7 +20,7 @@
 //! | a function's parameters and locals together (the verifier's reference analysis counts them in a `u8`: 256 made it check none) | [`MAX_LOCALS`] |
 //! | instructions of a function (the verifier's control-flow graph asserts fewer than 65 534) | [`MAX_CODE_LENGTH`] |
 //! | nesting of loops in a function (`LOOP_MAX_DEPTH_REACHED`) | [`MAX_LOOP_DEPTH`] |
-//! | a function's basic blocks (at most: branches, returns and aborts, plus one) times one plus its parameters and locals that are references: the reference analysis's work, which carries every reference's borrows through every block | [`MAX_REFERENCE_WORK`] |
+//! | a function's basic blocks (at most: one, two a branch, one a return or abort) times one plus its parameters and locals that are references, times one plus its loops: the reference analysis's work, which carries every reference's borrows through every block, and through a loop until its state settles | [`MAX_REFERENCE_WORK`] |
 //! | the same, summed over the module | [`MAX_MODULE_REFERENCE_WORK`] |
 //! | elements a `VecPack` or `VecUnpack` packs or unpacks (the verifier loops over them, the VM's operand stack holds 1 024 values) | [`MAX_VECTOR_PACK`] |
 //! | modules in a bundle | at least one |
@@ -293,7 +293,7 @@ fn check_function_shape(
     if work > MAX_REFERENCE_WORK {
         return Err(refused(&format!(
             "function {} carries references through too many blocks ({work}: blocks times one \
-             plus references; at most {MAX_REFERENCE_WORK})",
+             plus references times one plus loops; at most {MAX_REFERENCE_WORK})",
             name()
         )));
     }
@@ -315,8 +315,9 @@ pub fn reference_work(module: &CompiledModule) -> usize {
         .fold(0, usize::saturating_add)
 }
 
-/// A function's reference analysis work: its basic blocks (at most one more than its branches,
-/// returns and aborts) times one plus its parameters and locals that are references.
+/// A function's reference analysis work: its basic blocks (at most one, plus two a branch and
+/// one a return or abort) times one plus its parameters and locals that are references, times
+/// one plus its loops (backward branches).
 fn function_reference_work(
     module: &CompiledModule,
     parameters: SignatureIndex,
@@ -327,18 +328,21 @@ fn function_reference_work(
     };
     let references = module.signature_at(parameters).0.iter().filter(is_reference).count()
         + module.signature_at(code.locals).0.iter().filter(is_reference).count();
-    let ends = |instruction: &&Bytecode| {
-        matches!(
-            instruction,
-            Bytecode::Branch(_)
-                | Bytecode::BrTrue(_)
-                | Bytecode::BrFalse(_)
-                | Bytecode::Ret
-                | Bytecode::Abort
-        )
-    };
-    let blocks = 1 + code.code.iter().filter(ends).count();
-    blocks.saturating_mul(1 + references)
+    // A branch starts up to two blocks (its target and what follows it), a return or an abort
+    // one; a backward branch closes a loop, whose body the analysis may run again until its
+    // state settles.
+    let (mut blocks, mut loops) = (1_usize, 0_usize);
+    for (offset, instruction) in code.code.iter().enumerate() {
+        match instruction {
+            Bytecode::Branch(target) | Bytecode::BrTrue(target) | Bytecode::BrFalse(target) => {
+                blocks += 2;
+                loops += usize::from(usize::from(*target) <= offset);
+            }
+            Bytecode::Ret | Bytecode::Abort => blocks += 1,
+            _ => {}
+        }
+    }
+    blocks.saturating_mul(1 + references).saturating_mul(1 + loops)
 }
 
 fn check_type(token: &SignatureToken) -> PartialVMResult<()> {

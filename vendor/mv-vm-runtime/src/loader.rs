@@ -1052,10 +1052,12 @@ impl Loader {
 
         // bytecode verifier checks that can be performed with the module itself
         // Duet: once per process for the same bytes (see `VerifiedModules`).
-        if !VERIFIED_MODULES.contains(&self.verifier_config, &bytes) {
+        // The key is computed before the set's lock is taken (a hash of the whole module).
+        let key = VerifiedModules::key(&self.verifier_config, &bytes);
+        if !VERIFIED_MODULES.contains(&key) {
             move_bytecode_verifier::verify_module_with_config(&self.verifier_config, &module)
                 .map_err(expect_no_verification_errors)?;
-            VERIFIED_MODULES.insert(&self.verifier_config, &bytes);
+            VERIFIED_MODULES.insert(key);
         }
         self.check_natives(&module)
             .map_err(expect_no_verification_errors)?;
@@ -2660,18 +2662,20 @@ static VERIFIED_MODULES: once_cell::sync::Lazy<VerifiedModules> =
 
 impl VerifiedModules {
     fn key(config: &VerifierConfig, bytes: &[u8]) -> [u8; 32] {
+        // The whole configuration, length-prefixed, then the bytes.
+        let config = format!("{:?}", config);
         let mut hasher = Sha3_256::new();
-        hasher.update(format!("{:?}", config.max_loop_depth).as_bytes());
+        hasher.update((config.len() as u64).to_le_bytes());
+        hasher.update(config.as_bytes());
         hasher.update(bytes);
         hasher.finalize().into()
     }
 
-    fn contains(&self, config: &VerifierConfig, bytes: &[u8]) -> bool {
-        self.0.lock().contains(&Self::key(config, bytes))
+    fn contains(&self, key: &[u8; 32]) -> bool {
+        self.0.lock().contains(key)
     }
 
-    fn insert(&self, config: &VerifierConfig, bytes: &[u8]) {
-        let key = Self::key(config, bytes);
+    fn insert(&self, key: [u8; 32]) {
         let mut verified = self.0.lock();
         if verified.len() >= VERIFIED_MODULES_MAX {
             verified.clear();
