@@ -86,7 +86,7 @@ pub const MODULE: u64 = 20_000;
 /// Per byte of a published module.
 pub const MODULE_BYTE: u64 = 200;
 /// Per unit of the verifier's reference analysis work on a published module
-/// ([`crate::limits::reference_work`]: about 3 µs each in a release build), so that verifying
+/// ([`crate::limits::check_module`] returns it: about 3 µs each in a release build), so that verifying
 /// a module costs about as much gas per second as running code: a few hundred bytes that declare
 /// a hundred references and branch through them cost the verifier as much as 100 KB of code.
 pub const VERIFICATION_WORK: u64 = 100;

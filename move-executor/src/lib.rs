@@ -835,10 +835,10 @@ impl MoveVm {
                     .iter()
                     .filter_map(|bytes| move_binary_format::CompiledModule::deserialize(bytes).ok())
                     .collect();
+                let mut work: usize = 0;
                 for module in &compiled {
-                    limits::check_module(module)?;
+                    work = work.saturating_add(limits::check_module(module)?);
                 }
-                let work: usize = compiled.iter().map(limits::reference_work).sum();
                 meter.charge(gas::VERIFICATION_WORK.saturating_mul(work as u64))?;
                 loading::charge_publication(footprints, resolver, &compiled, meter)?;
                 session.publish_module_bundle(modules.to_vec(), signer, meter)?;

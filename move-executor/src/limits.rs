@@ -47,8 +47,9 @@ pub const MAX_TYPE_DEPTH: usize = 16;
 pub const MAX_INSTANTIATED_NODES: usize = 1 << 16;
 /// The most type nodes a module's functions may make the verifier build together.
 pub const MAX_MODULE_INSTANTIATED_NODES: usize = 1 << 18;
-/// The most parameters and locals of one function, together.
-pub const MAX_LOCALS: usize = 255;
+/// The most parameters and locals of one function, together (the verifier's own bound, which
+/// it also applies to stored modules).
+pub use move_bytecode_verifier::MAX_LOCALS;
 /// The most instructions of one function.
 pub const MAX_CODE_LENGTH: usize = 65_000;
 /// The deepest nesting of loops in a function (refused with the verifier's own
@@ -62,10 +63,11 @@ pub const MAX_LOOP_DEPTH: usize = 5;
 pub const MAX_REFERENCE_WORK: usize = 1 << 15;
 /// The most reference analysis work in one module.
 pub const MAX_MODULE_REFERENCE_WORK: usize = 1 << 17;
-/// The most elements one `VecPack` or `VecUnpack` takes: the VM's operand stack holds 1 024
-/// values, so no more can ever run, and the verifier loops (and allocates) once per element of
-/// the count, a `u64` of the bytecode.
-pub const MAX_VECTOR_PACK: u64 = 1_024;
+/// The most elements one `VecPack` or `VecUnpack` takes (the verifier's own bound, which it
+/// also applies to stored modules): the VM's operand stack holds 1 024 values, so no more can
+/// ever run, and the verifier loops (and allocates) once per element of the count, a `u64` of
+/// the bytecode.
+pub use move_bytecode_verifier::MAX_VECTOR_PACK;
 
 /// Checks that a bundle to publish holds a module: an empty one would change nothing, yet, as
 /// every publication, empty the Move VM's code caches for the transactions after it.
@@ -79,11 +81,13 @@ pub fn check_bundle(modules: usize) -> PartialVMResult<()> {
     Ok(())
 }
 
-/// Checks `module` against the limits (see the [module](self)).
+/// Checks `module` against the limits (see the [module](self)); returns the verifier's
+/// reference analysis work on it (the sum of its functions', see [`MAX_REFERENCE_WORK`]), which
+/// a publication pays for ([`crate::gas::VERIFICATION_WORK`]).
 ///
 /// # Errors
 /// `CONSTRAINT_NOT_SATISFIED`, saying which limit and where.
-pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
+pub fn check_module(module: &CompiledModule) -> PartialVMResult<usize> {
     if let Some(long) = module.identifiers().iter().find(|name| name.len() > MAX_IDENTIFIER_BYTES) {
         let start: String = long.as_str().chars().take(32).collect();
         return Err(refused(&format!(
@@ -169,7 +173,7 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<()> {
             )));
         }
     }
-    Ok(())
+    Ok(in_module_work)
 }
 
 /// The type nodes of a module's signatures and of its structs' fields, counted once: the
@@ -298,21 +302,6 @@ fn check_function_shape(
         )));
     }
     Ok(work)
-}
-
-/// The verifier's reference analysis work on `module`: the sum of its functions' (see
-/// [`MAX_REFERENCE_WORK`]), which a publication pays for ([`crate::gas::VERIFICATION_WORK`]).
-#[must_use]
-pub fn reference_work(module: &CompiledModule) -> usize {
-    module
-        .function_defs()
-        .iter()
-        .filter_map(|definition| {
-            let code = definition.code.as_ref()?;
-            let handle = module.function_handle_at(definition.function);
-            Some(function_reference_work(module, handle.parameters, code))
-        })
-        .fold(0, usize::saturating_add)
 }
 
 /// A function's reference analysis work: its basic blocks (at most one, plus two a branch and

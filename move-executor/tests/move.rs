@@ -512,9 +512,10 @@ fn publishing_a_module_costs_what_the_schedule_says() {
     let work: usize = example_modules(alice)
         .iter()
         .map(|bytes| {
-            duet_move::limits::reference_work(
+            duet_move::limits::check_module(
                 &move_binary_format::CompiledModule::deserialize(bytes).unwrap(),
             )
+            .unwrap()
         })
         .sum();
     assert!(work > 0);
@@ -1763,7 +1764,7 @@ fn a_call_pays_for_each_module_it_loads_outside_the_framework_cached_or_not() {
 fn publication_gas(module: &[u8]) -> u64 {
     let payload = MovePayload::ModuleBundle(vec![module.to_vec()]);
     let compiled = move_binary_format::CompiledModule::deserialize(module).expect("a module");
-    let work = duet_move::limits::reference_work(&compiled) as u64;
+    let work = duet_move::limits::check_module(&compiled).expect("within the limits") as u64;
     gas::intrinsic_gas(payload.encoded_len())
         + gas::MODULE
         + gas::MODULE_BYTE * module.len() as u64

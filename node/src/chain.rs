@@ -468,7 +468,9 @@ impl Chain {
         // The dropped transactions' reasons the last process noted.
         let dropped = crate::dropped::DroppedLog::new(crate::dropped::DROPPED_KEPT);
         let forgotten = dropped.restore(store.dropped_notes()?);
-        store.put_dropped(&[], &forgotten)?;
+        if !forgotten.is_empty() {
+            store.put_dropped(&[], &forgotten)?;
+        }
         Ok(Self {
             admission: EvmVm::new(config.chain_id, block_env(&config, 0, 0)),
             tree: Mutex::new(NodeCache::default()),
@@ -1306,11 +1308,8 @@ impl Chain {
                 // A second round runs: the first round's updates become the state it runs on.
                 top = Some(std::mem::take(&mut updates).into_iter().collect());
             }
-            let mut transactions: Vec<DuetTransaction> =
-                taken.iter().map(|pending| pending.transaction.clone()).collect();
             let first = candidates.len();
-            let mut output =
-                self.run_round(executor, &mut transactions, &mut taken, top.as_ref(), first)?;
+            let mut output = self.run_round(executor, &mut taken, top.as_ref(), first, parent)?;
             // The transactions that fit, in block order, and the gas they leave.
             let mut left = gas_left;
             let fitting = taken
@@ -1329,9 +1328,7 @@ impl Chain {
             if fitting < taken.len() {
                 // Those left out may be replaced again.
                 self.mempool.lock().put_back(&taken.split_off(fitting));
-                transactions.truncate(fitting);
-                output =
-                    self.run_round(executor, &mut transactions, &mut taken, top.as_ref(), first)?;
+                output = self.run_round(executor, &mut taken, top.as_ref(), first, parent)?;
             }
             gas_left = left;
             if published && round > 0 {
@@ -1375,30 +1372,34 @@ impl Chain {
         Ok((candidates, BlockOutput { results, state_updates }, published))
     }
 
-    /// Runs one round of [`fill_block`](Self::fill_block): `transactions` (those of `taken`),
-    /// the first at place `first` of the block (errors name transactions by their place in the
-    /// block), on the store, with the state the earlier rounds left (`top`) over it from the
-    /// second round on. A transaction that fails the whole round (an error that names it) leaves
-    /// the pool ([`drop_culprit`](Self::drop_culprit)) and the round runs again without it and
-    /// its sender's later transactions (which wait, above the gap it leaves); after
-    /// [`MAX_CULPRITS`] such transactions, the round fails.
+    /// Runs one round of [`fill_block`](Self::fill_block): the transactions `taken`, the first
+    /// at place `first` of the block (errors name transactions by their place in the block), on
+    /// the store, with the state the earlier rounds left (`top`) over it from the second round
+    /// on, for the block after `parent`. A transaction that fails the whole round (an error that
+    /// names it) leaves the pool ([`drop_culprit`](Self::drop_culprit)) and the round runs
+    /// again without it and its sender's later transactions (which wait, above the gap it
+    /// leaves); after [`MAX_CULPRITS`] such transactions, the round fails.
     fn run_round(
         &self,
         executor: &duet_evm::MixedBlockExecutor<'_>,
-        transactions: &mut Vec<DuetTransaction>,
         taken: &mut Vec<PendingTransaction>,
         top: Option<&BTreeMap<StateKey, Option<StateValue>>>,
         first: usize,
+        parent: u64,
     ) -> Result<VmBlockOutput<DuetVm>, BlockError<StateKey>> {
         let mut culprits = 0;
         loop {
-            if transactions.is_empty() {
+            if taken.is_empty() {
                 return Ok(BlockOutput { results: Vec::new(), state_updates: Vec::new() });
             }
+            let transactions: Vec<DuetTransaction> =
+                taken.iter().map(|pending| pending.transaction.clone()).collect();
             let (output, stats) = match top {
-                None => executor.execute_block_with_stats(transactions, &self.store),
-                Some(top) => executor
-                    .execute_block_with_stats(transactions, &LayeredStorage::new(&self.store, top)),
+                None => executor.execute_block_with_stats(&transactions, &self.store),
+                Some(top) => executor.execute_block_with_stats(
+                    &transactions,
+                    &LayeredStorage::new(&self.store, top),
+                ),
             };
             self.metrics.add_execution(&stats);
             let error = match output {
@@ -1413,8 +1414,7 @@ impl Chain {
                 BlockError::Storage(_) | BlockError::Invariant(_) => None,
             };
             let Some(at) = named else { return Err(error) };
-            self.drop_culprit(taken, at, &error);
-            *transactions = taken.iter().map(|pending| pending.transaction.clone()).collect();
+            self.drop_culprit(taken, at, &error, parent);
             culprits += 1;
             if culprits == MAX_CULPRITS {
                 return Err(error);
@@ -1424,12 +1424,14 @@ impl Chain {
 
     /// Drops `taken[at]`, which failed its round with `error`, from the pool (noted as
     /// rejected) and from the round, with its sender's later transactions in the round (given
-    /// back to the pool: their nonces follow the dropped one's).
+    /// back to the pool: their nonces follow the dropped one's). `head` is the head's number
+    /// (read before the pool's lock was taken).
     fn drop_culprit(
         &self,
         taken: &mut Vec<PendingTransaction>,
         at: usize,
         error: &BlockError<StateKey>,
+        head: u64,
     ) {
         let (hash, sender, nonce) = (taken[at].hash, taken[at].sender, taken[at].nonce);
         tracing::warn!(%hash, %error, "a transaction failed its block: dropped from the pool");
@@ -1437,7 +1439,6 @@ impl Chain {
             |pending: &PendingTransaction| pending.sender == sender && pending.nonce >= nonce;
         let (left, kept): (Vec<_>, Vec<_>) = std::mem::take(taken).into_iter().partition(leaves);
         *taken = kept;
-        let head = self.head.read().number;
         let mut mempool = self.mempool.lock();
         mempool.put_back(&left);
         mempool.remove(&hash);
@@ -1559,32 +1560,23 @@ impl Chain {
         let settled: std::collections::HashSet<B256> = settled.into_iter().collect();
         let mut mempool = self.mempool.lock();
         mempool.block_done(commits);
-        let mut stale: Vec<B256> = rejected.iter().map(|(hash, _)| *hash).collect();
-        for hash in &stale {
+        let why_used = format!("its nonce was used by another transaction in block {number}");
+        let mut drops: Vec<(B256, DropKind, String)> =
+            rejected.iter().map(|(hash, why)| (*hash, DropKind::Rejected, why.clone())).collect();
+        for (hash, _, _) in &drops {
             mempool.remove(hash);
         }
-        let mut used = Vec::new();
         for (sender, nonce) in nonces {
             // What is left below the nonce was replaced by an included transaction (or its
             // nonce used by a set-code transaction's authorization).
-            used.extend(
-                mempool.prune(sender, nonce).into_iter().filter(|hash| !settled.contains(hash)),
-            );
+            let used =
+                mempool.prune(sender, nonce).into_iter().filter(|hash| !settled.contains(hash));
+            drops.extend(used.map(|hash| (hash, DropKind::NonceUsed, why_used.clone())));
         }
-        let used_count = used.len();
-        stale.extend(used);
+        let stale: Vec<B256> = drops.iter().map(|(hash, _, _)| *hash).collect();
         self.delete_records(&mempool, &stale);
-        // Noted after their records are deleted, in one write each: rejected, then made stale.
-        let rejections =
-            rejected.iter().map(|(hash, why)| (*hash, DropKind::Rejected, why.clone()));
-        self.note_dropped(rejections, number);
-        let why = format!("its nonce was used by another transaction in block {number}");
-        self.note_dropped(
-            stale[stale.len() - used_count..]
-                .iter()
-                .map(|hash| (*hash, DropKind::NonceUsed, why.clone())),
-            number,
-        );
+        // Noted after their records are deleted, in one write.
+        self.note_dropped(drops, number);
     }
 
     /// The stored form of an executed transaction, gas counted into `block`.

@@ -335,11 +335,12 @@ impl Producer {
                     } else {
                         next + period
                     };
-                    // Also after a failed write asked for by `evm_mine`: stop at the next tick.
-                    if let Some(failure) = chain.write_failure() {
-                        stop_after_failed_write(&failure);
-                    }
                     if chain.pending_count() == 0 && chain.ahead_of_the_clock() {
+                        // A failed write asked for by `evm_mine` stops the node at the next tick
+                        // (a block produced here says so itself).
+                        if let Some(failure) = chain.write_failure() {
+                            stop_after_failed_write(&failure);
+                        }
                         continue;
                     }
                     let produced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -22,6 +22,13 @@ use move_binary_format::{
 use move_core_types::vm_status::StatusCode;
 use std::collections::HashMap;
 
+/// Duet: the most parameters and locals of one function, together (the reference analysis
+/// counts them in a `u8`).
+pub const MAX_LOCALS: usize = u8::MAX as usize;
+/// Duet: the most elements one `VecPack` or `VecUnpack` takes (the VM's operand stack holds no
+/// more).
+pub const MAX_VECTOR_PACK: u64 = 1_024;
+
 pub struct CodeUnitVerifier<'a, 'b> {
     resolver: BinaryIndexedView<'a>,
     function_view: FunctionView<'a>,
@@ -113,10 +120,10 @@ impl<'a, 'b> CodeUnitVerifier<'a, 'b> {
         // more; the passes below loop once per element of the `u64` count).
         let locals = module.signature_at(function_handle.parameters).len()
             + module.signature_at(code.locals).len();
-        if locals > usize::from(u8::MAX) {
+        if locals > MAX_LOCALS {
             return Err(PartialVMError::new(StatusCode::TOO_MANY_LOCALS));
         }
-        let too_many = |count: u64| count > 1_024;
+        let too_many = |count: u64| count > MAX_VECTOR_PACK;
         if code.code.iter().any(|instruction| {
             matches!(instruction, Bytecode::VecPack(_, count) | Bytecode::VecUnpack(_, count)
                 if too_many(*count))

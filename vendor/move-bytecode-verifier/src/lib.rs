@@ -24,7 +24,7 @@ pub mod struct_defs;
 pub mod verifier;
 
 pub use check_duplication::DuplicationChecker;
-pub use code_unit_verifier::CodeUnitVerifier;
+pub use code_unit_verifier::{CodeUnitVerifier, MAX_LOCALS, MAX_VECTOR_PACK};
 pub use instruction_consistency::InstructionConsistency;
 pub use script_signature::{
     legacy_script_signature_checks, no_additional_script_signature_checks, FnCheckScriptSignature,

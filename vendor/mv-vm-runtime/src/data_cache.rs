@@ -295,9 +295,9 @@ impl<'r, 'l, S: MoveResolver> DataStore for TransactionDataCache<'r, 'l, S> {
         ty: Type,
         val: Value,
     ) -> PartialVMResult<()> {
-        // Duet: an event's type is kept with it and written out at the end: one too long for a
-        // receipt is refused now, before it is built (see `check_type_tag_size`).
-        self.loader.check_type_tag_size(&ty)?;
+        // Duet: the only caller, the event native Duet wraps, has refused a type too long for a
+        // receipt before it got here (`NativeContext::check_type_tag_size`), with its own
+        // status: `save_event` turns an error here into an abort of the event module.
         let ty_layout = self.loader.type_to_type_layout(&ty)?;
         Ok(self.event_data.push((guid, seq_num, ty, ty_layout, val)))
     }
