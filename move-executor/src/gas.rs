@@ -102,18 +102,37 @@ pub fn intrinsic_gas(payload_bytes: usize) -> u64 {
     TRANSACTION_BASE.saturating_add(PAYLOAD_BYTE.saturating_mul(payload_bytes as u64))
 }
 
-/// A gas meter with a budget, charging the schedule above.
+/// The heap a transaction's Move values may hold at once, in the VM's count: 64 MiB.
+///
+/// Gas alone does not bound it: gas grows with the work done, and a few gas can build a value of
+/// many bytes (a copy of a vector of empty vectors costs 1 gas per 2 of them and held about 95
+/// bytes each, so a transaction at the 16 777 216 gas cap could hold 1.5 GB). The VM counts the
+/// heap every value holds (`HEAP_CONTAINER` bytes a vector or struct, `HEAP_SLOT` an element or
+/// field among values, a primitive element its own bytes) as copies, packs, pushes, constants,
+/// loaded resources and natives' results create it, and frees it as values are popped,
+/// overwritten, compared, unpacked or left in a frame that returns. Past this figure the
+/// transaction fails with `MEMORY_LIMIT_EXCEEDED` and pays the gas it used.
+pub const MEMORY_QUOTA: u64 = 64 << 20;
+
+/// The sub-status of the `VM_EXTENSION_ERROR` a transaction fails with when its values hold
+/// more than [`MEMORY_QUOTA`].
+pub(crate) const MEMORY_QUOTA_SUB_STATUS: u64 = 0xD0E7_0001;
+
+/// A gas meter with a budget, charging the schedule above, and the heap held by the
+/// transaction's values, bounded by [`MEMORY_QUOTA`].
 #[derive(Debug)]
 pub struct DuetGasMeter {
     /// Shared with the natives that pass gas on (a call into the EVM gets what is left).
     remaining: Rc<Cell<u64>>,
+    /// The heap the transaction's values hold, as the VM counts it.
+    heap: u64,
 }
 
 impl DuetGasMeter {
     /// A meter that allows `budget` gas.
     #[must_use]
     pub fn new(budget: u64) -> Self {
-        Self { remaining: Rc::new(Cell::new(budget)) }
+        Self { remaining: Rc::new(Cell::new(budget)), heap: 0 }
     }
 
     /// The gas left.
@@ -153,6 +172,23 @@ impl DuetGasMeter {
 }
 
 impl GasMeter for DuetGasMeter {
+    fn use_heap(&mut self, bytes: u64) -> PartialVMResult<()> {
+        self.heap = self.heap.saturating_add(bytes);
+        if self.heap > MEMORY_QUOTA {
+            return Err(PartialVMError::new(StatusCode::VM_EXTENSION_ERROR)
+                .with_sub_status(MEMORY_QUOTA_SUB_STATUS)
+                .with_message(format!(
+                    "its values held more than {} MiB at once",
+                    MEMORY_QUOTA >> 20
+                )));
+        }
+        Ok(())
+    }
+
+    fn release_heap(&mut self, bytes: u64) {
+        self.heap = self.heap.saturating_sub(bytes);
+    }
+
     fn charge_simple_instr(&mut self, instruction: SimpleInstruction) -> PartialVMResult<()> {
         let cost = match instruction {
             SimpleInstruction::Mul | SimpleInstruction::Div | SimpleInstruction::Mod => 2,

@@ -972,6 +972,10 @@ fn state_write(op: Op<Vec<u8>>) -> WriteOp<StateValue> {
 /// The status of a transaction the Move VM panicked on (see [`MoveVm`]'s `with_instance`).
 pub const VM_PANIC: &str = "VM_PANIC";
 
+/// The status of a transaction whose values held more heap at once than
+/// [`gas::MEMORY_QUOTA`] allows; it pays the gas it used.
+pub const MEMORY_LIMIT_EXCEEDED: &str = "MEMORY_LIMIT_EXCEEDED";
+
 /// The longest resource type a transaction may store, in bytes of its BCS struct tag (its key),
 /// and the longest event type it may emit, in bytes of its name.
 pub const MAX_RESOURCE_TAG_BYTES: usize = 1_024;
@@ -1107,6 +1111,14 @@ fn status_of(failure: Failure) -> MoveStatus {
     };
     match error.major_status() {
         StatusCode::OUT_OF_GAS => MoveStatus::OutOfGas,
+        StatusCode::VM_EXTENSION_ERROR
+            if error.sub_status() == Some(gas::MEMORY_QUOTA_SUB_STATUS) =>
+        {
+            MoveStatus::Failed {
+                status: MEMORY_LIMIT_EXCEEDED.to_owned(),
+                message: error.message().cloned().unwrap_or_default(),
+            }
+        }
         StatusCode::ABORTED => MoveStatus::Aborted {
             location: match error.location() {
                 Location::Module(module) => {

@@ -576,6 +576,63 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
 }
 
 #[test]
+fn the_heap_a_transactions_values_hold_at_once_is_bounded() {
+    // A copy of a vector of 10 000 empty vectors costs 5 000 gas and held about 950 KB: a
+    // transaction at the gas cap could hold 1.5 GB. The VM counts the heap each value holds
+    // (800 048 bytes for such a copy) and fails the transaction past 64 MiB; what it frees (a
+    // copy overwritten, popped, compared, written over, or left in a frame that returns) no
+    // longer counts, so churning through far more than 64 MiB in all is fine.
+    let (alice, bob) = (user(1), user(2));
+    let mut chain = Chain::new([alice, bob]);
+    let module = compile_example(
+        "module example::hoard { \
+         use std::vector; \
+         fun empties(length: u64): vector<vector<u8>> { \
+             let v = vector::empty<vector<u8>>(); let i = 0; \
+             while (i < length) { vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }; \
+             v } \
+         fun bytes(length: u64): vector<u8> { \
+             let v = vector::empty<u8>(); let i = 0; \
+             while (i < length) { vector::push_back(&mut v, 7u8); i = i + 1 }; v } \
+         fun dropped(_v: vector<u8>) {} \
+         public entry fun keep(copies: u64) { \
+             let v = empties(10000); let kept = vector::empty<vector<vector<u8>>>(); \
+             let j = 0; \
+             while (j < copies) { vector::push_back(&mut kept, copy v); j = j + 1 } } \
+         public entry fun churn(times: u64) { \
+             let v = bytes(100000); let c = vector::empty<u8>(); let j = 0; \
+             while (j < times) { \
+                 c = copy v; copy v; assert!(copy v == c, 0); dropped(copy v); \
+                 *&mut c = copy v; j = j + 1 } } }",
+        alice,
+    );
+    chain.publish(alice, module);
+    let mut run = |function: &str, argument: u64| {
+        let (balance, nonce) = (chain.state.balance(alice), chain.state.nonce(alice));
+        let payload = call(alice, "hoard", function, &[], vec![bcs(&argument)]);
+        let mut transaction = transaction(alice, nonce, payload);
+        transaction.gas_limit = 16_000_000;
+        let output = chain.run(&[transaction]);
+        let receipt = receipt(&output, 0).clone();
+        // Whatever happened, the sender paid for the gas it used and nothing else moved.
+        assert_eq!(chain.state.balance(alice), balance - fee(&receipt), "{function}");
+        assert_eq!(chain.state.balance(bob), 100 * ONE_ETH);
+        assert_eq!(chain.state.nonce(alice), nonce + 1);
+        (output, receipt)
+    };
+    // 50 copies held at once (40 MB as counted) fit; 100 (80 MB) do not, and pay what they used.
+    assert_eq!(run("keep", 50).1.status, MoveStatus::Success);
+    let (output, refused) = run("keep", 100);
+    assert_failed(&output, 0, duet_move::MEMORY_LIMIT_EXCEEDED, "more than 64 MiB at once");
+    assert!(refused.gas_used < 16_000_000, "it pays the gas it used: {}", refused.gas_used);
+    assert!(refused.events.is_empty());
+    // 200 rounds of five 100 000-byte copies, each freed: 100 MB in all, about 300 KB at once.
+    let (_, churned) = run("churn", 200);
+    assert_eq!(churned.status, MoveStatus::Success, "{churned:?}");
+    assert!(churned.gas_used > 3_000_000, "the copies were paid for: {}", churned.gas_used);
+}
+
+#[test]
 fn a_type_doubled_by_a_chain_of_generic_calls_is_refused_past_512_nodes() {
     // Each call instantiates the next with `Pair<T, T>`: the type doubles at each level, and 26
     // levels built 2^26 nodes under the depth bound alone (34 seconds for 21 600 gas; a few

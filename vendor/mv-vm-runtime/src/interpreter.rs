@@ -39,6 +39,18 @@ impl move_vm_types::views::ValueView for Referent {
         self.0
     }
 }
+
+/// Duet: the heap a struct of `fields` fields holds besides its fields' own.
+fn struct_heap_size(fields: u64) -> u64 {
+    values::HEAP_CONTAINER.saturating_add(fields.saturating_mul(values::HEAP_SLOT))
+}
+
+/// Duet: the heap a vector of `count` elements of `ty` holds besides its elements' own.
+fn vector_heap_size(ty: &Type, count: u64) -> u64 {
+    values::HEAP_CONTAINER
+        .saturating_add(count.saturating_mul(values::vector_element_heap_size(ty)))
+}
+
 use std::{cmp::min, collections::VecDeque, fmt::Write, mem, sync::Arc};
 use tracing::error;
 
@@ -160,6 +172,10 @@ impl Interpreter {
                 .store_loc(i, value)
                 .map_err(|e| self.set_location(e))?;
         }
+        // Duet: the arguments' heap counts against the transaction's memory quota.
+        gas_meter
+            .use_heap(locals.values_heap_size())
+            .map_err(|e| self.set_location(e))?;
 
         let mut current_frame = Frame::new(function, ty_args, locals);
         loop {
@@ -169,6 +185,8 @@ impl Interpreter {
                 .map_err(|err| self.maybe_core_dump(err, &current_frame))?;
             match exit_code {
                 ExitCode::Return => {
+                    // Duet: what the frame's locals still hold is freed with it.
+                    gas_meter.release_heap(current_frame.locals.values_heap_size());
                     if let Some(frame) = self.call_stack.pop() {
                         current_frame = frame;
                         current_frame.pc += 1; // advance past the Call instruction in the caller
@@ -343,6 +361,12 @@ impl Interpreter {
         let return_values = result
             .result
             .map_err(|code| PartialVMError::new(StatusCode::ABORTED).with_sub_status(code))?;
+        // Duet: a native's results are new values (its arguments are not counted as freed: a
+        // native may keep them, as `vector::push_back` does).
+        let heap = return_values
+            .iter()
+            .fold(0u64, |total, value| total.saturating_add(value.heap_size()));
+        gas_meter.use_heap(heap)?;
         for value in return_values {
             self.operand_stack.push(value)?;
         }
@@ -395,6 +419,8 @@ impl Interpreter {
             Ok((gv, load_res)) => {
                 if let Some(loaded) = load_res {
                     gas_meter.charge_load_resource(loaded)?;
+                    // Duet: the resource's values now held by the transaction.
+                    gas_meter.use_heap(gv.heap_size())?;
                 }
                 Ok(gv)
             }
@@ -879,7 +905,8 @@ impl Frame {
                 match instruction {
                     Bytecode::Pop => {
                         gas_meter.charge_simple_instr(S::Pop)?;
-                        interpreter.operand_stack.pop()?;
+                        let popped = interpreter.operand_stack.pop()?;
+                        gas_meter.release_heap(popped.heap_size());
                     }
                     Bytecode::Ret => {
                         gas_meter.charge_simple_instr(S::Ret)?;
@@ -934,15 +961,15 @@ impl Frame {
                         } else {
                             bytes
                         }))?;
-                        interpreter.operand_stack.push(
-                            Value::deserialize_constant(constant).ok_or_else(|| {
-                                PartialVMError::new(StatusCode::VERIFIER_INVARIANT_VIOLATION)
-                                    .with_message(
+                        let value = Value::deserialize_constant(constant).ok_or_else(|| {
+                            PartialVMError::new(StatusCode::VERIFIER_INVARIANT_VIOLATION)
+                                .with_message(
                                     "Verifier failed to verify the deserialization of constants"
                                         .to_owned(),
                                 )
-                            })?,
-                        )?
+                        })?;
+                        gas_meter.use_heap(value.heap_size())?;
+                        interpreter.operand_stack.push(value)?
                     }
                     Bytecode::LdTrue => {
                         gas_meter.charge_simple_instr(S::LdTrue)?;
@@ -956,6 +983,7 @@ impl Frame {
                         // TODO(Gas): We should charge gas before copying the value.
                         let local = self.locals.copy_loc(*idx as usize)?;
                         gas_meter.charge_copy_loc(&local)?;
+                        gas_meter.use_heap(local.heap_size())?;
                         interpreter.operand_stack.push(local)?;
                     }
                     Bytecode::MoveLoc(idx) => {
@@ -967,7 +995,10 @@ impl Frame {
                     Bytecode::StLoc(idx) => {
                         let value_to_store = interpreter.operand_stack.pop()?;
                         gas_meter.charge_store_loc(&value_to_store)?;
-                        self.locals.store_loc(*idx as usize, value_to_store)?;
+                        let freed = self
+                            .locals
+                            .store_loc_freeing(*idx as usize, value_to_store)?;
+                        gas_meter.release_heap(freed);
                     }
                     Bytecode::Call(idx) => {
                         return Ok(ExitCode::Call(*idx));
@@ -1018,6 +1049,7 @@ impl Frame {
                             false,
                             interpreter.operand_stack.last_n(field_count as usize)?,
                         )?;
+                        gas_meter.use_heap(struct_heap_size(field_count.into()))?;
                         let args = interpreter.operand_stack.popn(field_count)?;
                         interpreter
                             .operand_stack
@@ -1033,6 +1065,7 @@ impl Frame {
                             true,
                             interpreter.operand_stack.last_n(field_count as usize)?,
                         )?;
+                        gas_meter.use_heap(struct_heap_size(field_count.into()))?;
                         let args = interpreter.operand_stack.popn(field_count)?;
                         interpreter
                             .operand_stack
@@ -1042,6 +1075,7 @@ impl Frame {
                         let struct_ = interpreter.operand_stack.pop_as::<Struct>()?;
 
                         gas_meter.charge_unpack(false, struct_.field_views())?;
+                        gas_meter.release_heap(struct_heap_size(struct_.field_views().len() as u64));
 
                         for value in struct_.unpack()? {
                             interpreter.operand_stack.push(value)?;
@@ -1051,6 +1085,7 @@ impl Frame {
                         let struct_ = interpreter.operand_stack.pop_as::<Struct>()?;
 
                         gas_meter.charge_unpack(true, struct_.field_views())?;
+                        gas_meter.release_heap(struct_heap_size(struct_.field_views().len() as u64));
 
                         // TODO: Whether or not we want this gas metering in the loop is
                         // questionable.  However, if we don't have it in the loop we could wind up
@@ -1064,12 +1099,15 @@ impl Frame {
                         // Duet: charged by the size of the value copied, not the reference's.
                         gas_meter.charge_read_ref(Referent(reference.referent_size()))?;
                         let value = reference.read_ref()?;
+                        gas_meter.use_heap(value.heap_size())?;
                         interpreter.operand_stack.push(value)?;
                     }
                     Bytecode::WriteRef => {
                         let reference = interpreter.operand_stack.pop_as::<Reference>()?;
                         let value = interpreter.operand_stack.pop()?;
                         gas_meter.charge_write_ref(&value)?;
+                        // Duet: the value written over is freed.
+                        gas_meter.release_heap(reference.referent_heap_size());
                         reference.write_ref(value)?;
                     }
                     Bytecode::CastU8 => {
@@ -1190,9 +1228,9 @@ impl Frame {
                             Referent(lhs.referent_size()),
                             Referent(rhs.referent_size()),
                         )?;
-                        interpreter
-                            .operand_stack
-                            .push(Value::bool(lhs.equals(&rhs)?))?;
+                        let equal = lhs.equals(&rhs)?;
+                        gas_meter.release_heap(lhs.heap_size().saturating_add(rhs.heap_size()));
+                        interpreter.operand_stack.push(Value::bool(equal))?;
                     }
                     Bytecode::Neq => {
                         let lhs = interpreter.operand_stack.pop()?;
@@ -1202,9 +1240,9 @@ impl Frame {
                             Referent(lhs.referent_size()),
                             Referent(rhs.referent_size()),
                         )?;
-                        interpreter
-                            .operand_stack
-                            .push(Value::bool(!lhs.equals(&rhs)?))?;
+                        let equal = lhs.equals(&rhs)?;
+                        gas_meter.release_heap(lhs.heap_size().saturating_add(rhs.heap_size()));
+                        interpreter.operand_stack.push(Value::bool(!equal))?;
                     }
                     Bytecode::MutBorrowGlobal(sd_idx) | Bytecode::ImmBorrowGlobal(sd_idx) => {
                         let is_mut = matches!(instruction, Bytecode::MutBorrowGlobal(_));
@@ -1353,6 +1391,7 @@ impl Frame {
                             make_ty!(&ty),
                             interpreter.operand_stack.last_n(*num as usize)?,
                         )?;
+                        gas_meter.use_heap(vector_heap_size(&ty, *num))?;
                         let elements = interpreter.operand_stack.popn(*num as u16)?;
                         let value = Vector::pack(&ty, elements)?;
                         interpreter.operand_stack.push(value)?;
@@ -1396,6 +1435,7 @@ impl Frame {
                         // Duet: the type just built, charged by its size.
                         gas_meter.charge_type_nodes(ty.size().into())?;
                         gas_meter.charge_vec_push_back(make_ty!(ty), &elem)?;
+                        gas_meter.use_heap(values::vector_element_heap_size(ty))?;
                         vec_ref.push_back(elem, ty)?;
                     }
                     Bytecode::VecPopBack(si) => {
@@ -1405,7 +1445,9 @@ impl Frame {
                         gas_meter.charge_type_nodes(ty.size().into())?;
                         let res = vec_ref.pop(ty);
                         gas_meter.charge_vec_pop_back(make_ty!(ty), res.as_ref().ok())?;
-                        interpreter.operand_stack.push(res?)?;
+                        let popped = res?;
+                        gas_meter.release_heap(values::vector_element_heap_size(ty));
+                        interpreter.operand_stack.push(popped)?;
                     }
                     Bytecode::VecUnpack(si, num) => {
                         let vec_val = interpreter.operand_stack.pop_as::<Vector>()?;
@@ -1414,6 +1456,7 @@ impl Frame {
                         gas_meter.charge_type_nodes(ty.size().into())?;
                         gas_meter.charge_vec_unpack(make_ty!(ty), NumArgs::new(*num))?;
                         let elements = vec_val.unpack(ty, *num)?;
+                        gas_meter.release_heap(vector_heap_size(ty, *num));
                         for value in elements {
                             interpreter.operand_stack.push(value)?;
                         }

@@ -202,6 +202,20 @@ pub trait GasMeter {
         let _ = nodes;
         Ok(())
     }
+
+    /// Duet: `bytes` more of heap are held by the transaction's values (a copy, a packed struct
+    /// or vector, a pushed element, a constant, a loaded resource, a native's results). Fails
+    /// if the meter bounds the heap held at once and this passes it.
+    fn use_heap(&mut self, bytes: u64) -> PartialVMResult<()> {
+        let _ = bytes;
+        Ok(())
+    }
+
+    /// Duet: `bytes` of heap were freed (a value popped, overwritten, compared, unpacked, or
+    /// left in a frame that returned).
+    fn release_heap(&mut self, bytes: u64) {
+        let _ = bytes;
+    }
 }
 
 /// A dummy gas meter that does not meter anything.

@@ -1981,6 +1981,103 @@ impl GlobalValue {
     }
 }
 
+// Duet: the heap a value holds, for the gas meter's per-transaction memory quota. The figures
+// are fixed (not `size_of`), so that every node counts the same on every platform: a container
+// (a vector or struct: its `Rc<RefCell<Vec<_>>>`) counts `HEAP_CONTAINER`, each element of a
+// vector of values or field of a struct `HEAP_SLOT`, and a vector of primitives the bytes of its
+// elements. Integers, booleans and addresses outside a container, and references, hold none of
+// their own.
+
+/// Duet: the heap a container holds besides its elements.
+pub const HEAP_CONTAINER: u64 = 48;
+/// Duet: the heap an element of a vector of values, or a field of a struct, takes in it.
+pub const HEAP_SLOT: u64 = 32;
+
+impl Container {
+    fn heap_size(&self) -> u64 {
+        let elements = |count: usize, width: u64| (count as u64).saturating_mul(width);
+        let values = |values: &[ValueImpl]| {
+            values.iter().fold(0u64, |total, value| {
+                total.saturating_add(HEAP_SLOT).saturating_add(value.heap_size())
+            })
+        };
+        HEAP_CONTAINER.saturating_add(match self {
+            Self::Locals(r) | Self::Vec(r) | Self::Struct(r) => values(&r.borrow()),
+            Self::VecU8(r) => elements(r.borrow().len(), 1),
+            Self::VecU64(r) => elements(r.borrow().len(), 8),
+            Self::VecU128(r) => elements(r.borrow().len(), 16),
+            Self::VecBool(r) => elements(r.borrow().len(), 1),
+            Self::VecAddress(r) => elements(r.borrow().len(), AccountAddress::LENGTH as u64),
+        })
+    }
+}
+
+impl ValueImpl {
+    fn heap_size(&self) -> u64 {
+        match self {
+            Self::Container(c) => c.heap_size(),
+            _ => 0,
+        }
+    }
+}
+
+impl Value {
+    /// Duet: the heap this value holds (a reference: none, it shares its container's).
+    pub fn heap_size(&self) -> u64 {
+        self.0.heap_size()
+    }
+}
+
+impl Locals {
+    /// Duet: the heap the values in these locals hold (what dropping the frame frees).
+    pub fn values_heap_size(&self) -> u64 {
+        self.0
+            .borrow()
+            .iter()
+            .fold(0u64, |total, value| total.saturating_add(value.heap_size()))
+    }
+
+    /// Duet: stores `x` in local `idx`, as `store_loc`, and returns the heap that the value it
+    /// replaced held (freed now).
+    pub fn store_loc_freeing(&mut self, idx: usize, x: Value) -> PartialVMResult<u64> {
+        Ok(self.swap_loc(idx, x)?.heap_size())
+    }
+}
+
+impl Reference {
+    /// Duet: the heap of the value this reference points to, which writing through it frees
+    /// (an element of a container reached by index is a primitive: none).
+    pub fn referent_heap_size(&self) -> u64 {
+        match &self.0 {
+            ReferenceImpl::ContainerRef(r) => r.container().heap_size(),
+            ReferenceImpl::IndexedRef(_) => 0,
+        }
+    }
+}
+
+impl GlobalValue {
+    /// Duet: the heap a resource loaded from storage holds (none if it does not exist).
+    pub fn heap_size(&self) -> u64 {
+        match &self.0 {
+            GlobalValueImpl::Fresh { fields } | GlobalValueImpl::Cached { fields, .. } => {
+                Container::Struct(Rc::clone(fields)).heap_size()
+            }
+            GlobalValueImpl::Deleted | GlobalValueImpl::None => 0,
+        }
+    }
+}
+
+/// Duet: the heap an element of a vector of `ty` takes in the vector.
+pub fn vector_element_heap_size(ty: &Type) -> u64 {
+    match ty {
+        Type::U8 | Type::Bool => 1,
+        Type::U64 => 8,
+        Type::U128 => 16,
+        Type::Address => AccountAddress::LENGTH as u64,
+        _ => HEAP_SLOT,
+    }
+}
+
 /***************************************************************************************
  *
  * Struct Operations
