@@ -27,6 +27,9 @@
 //! | `evm::keccak256` | 30 + 6 per 32 bytes |
 //! | module published (its write included) | 20 000 + 200 per byte |
 //!
+//! Besides gas, the heap a transaction's values hold at once is bounded: 64 MiB as the VM counts
+//! it ([`MEMORY_QUOTA`]); past it the transaction fails with `MEMORY_LIMIT_EXCEEDED`.
+//!
 //! Loading code is priced like the EVM's cold account access (2 600), reads and writes like its
 //! cold `SLOAD` (2 100), `SSTORE` of a new slot
 //! (20 000) and of a changed slot (2 900), logs (375 + 8 per byte) and code deposit (200 per
