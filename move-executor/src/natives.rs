@@ -286,9 +286,28 @@ fn native_to_address(
     Ok(NativeResult::ok(1.into(), smallvec![Value::address(address)]))
 }
 
+/// A call of one of `0x1::vector`'s natives as a function: refused.
+fn native_vector_call(
+    _context: &mut NativeContext<'_, '_>,
+    _ty_args: Vec<Type>,
+    _arguments: VecDeque<Value>,
+) -> PartialVMResult<NativeResult> {
+    Err(PartialVMError::new(StatusCode::FUNCTION_RESOLUTION_FAILURE).with_message(
+        "0x1::vector's natives run as bytecode instructions, not as calls".to_owned(),
+    ))
+}
+
 /// Every native function: the standard library's and the framework's, all at `0x1`.
 pub(crate) fn all_natives() -> NativeFunctionTable {
     let mut natives = move_stdlib::natives::all_natives(FRAMEWORK_ADDRESS, stdlib_gas());
+    // `0x1::vector`'s natives are bytecode instructions (`VecPack`, `VecPushBack`, …), which is
+    // how compiled code runs them, with their gas and the memory quota's counts; called as
+    // natives from hand-written bytecode they would grow vectors uncounted.
+    for (_, module, _, native) in &mut natives {
+        if module.as_str() == "vector" {
+            *native = Arc::new(native_vector_call);
+        }
+    }
     let framework: [(&str, &str, NativeFn); 6] = [
         ("abi", "to_address", native_to_address),
         ("account", "sequence_number", native_sequence_number),

@@ -633,6 +633,112 @@ fn the_heap_a_transactions_values_hold_at_once_is_bounded() {
 }
 
 #[test]
+fn events_count_against_the_memory_quota_until_the_transaction_ends() {
+    // An event keeps its value until the transaction ends: a copy of a vector of 10 000 empty
+    // vectors, about 960 KB as counted, for some 165 000 gas. 80 of them passed 64 MiB (and
+    // would have been held, counted nowhere, had the event native's arguments been counted as
+    // freed when it returned).
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let source = "module example::heavy_events { use duet::event; use std::vector; \
+         public entry fun emit(times: u64) { \
+             let v = vector::empty<vector<u8>>(); let i = 0; \
+             while (i < 10000) { vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }; \
+             let j = 0; while (j < times) { event::emit(copy v); j = j + 1 } } }";
+    chain.publish(alice, compile_example(source, alice));
+    let mut run = |times: u64| {
+        let nonce = chain.state.nonce(alice);
+        let payload = call(alice, "heavy_events", "emit", &[], vec![bcs(&times)]);
+        let mut transaction = transaction(alice, nonce, payload);
+        transaction.gas_limit = 16_000_000;
+        chain.run(&[transaction])
+    };
+    let output = run(10);
+    assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
+    assert_eq!(receipt(&output, 0).events.len(), 10);
+    let output = run(80);
+    assert_failed(&output, 0, duet_move::MEMORY_LIMIT_EXCEEDED, "more than 64 MiB at once");
+    assert!(receipt(&output, 0).events.is_empty());
+}
+
+#[test]
+fn vector_natives_called_as_functions_are_refused() {
+    // `0x1::vector`'s functions are bytecode instructions, counted by the memory quota; called
+    // as natives from hand-written bytecode, `push_back` grew a vector uncounted.
+    use move_binary_format::file_format::{
+        AbilitySet, AddressIdentifierIndex, Bytecode, FunctionHandle, FunctionHandleIndex,
+        FunctionInstantiation, FunctionInstantiationIndex, IdentifierIndex, ModuleHandle,
+        ModuleHandleIndex, Signature, SignatureIndex, SignatureToken,
+    };
+    use move_core_types::identifier::Identifier;
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let source = "module example::raw { use std::vector; \
+         public entry fun grow(times: u64) { \
+             let v = vector::empty<u8>(); let i = 0; \
+             while (i < times) { vector::push_back(&mut v, 1u8); i = i + 1 } } }";
+    let module = edited_module(source, alice, |module| {
+        let index = |length: usize| u16::try_from(length).unwrap();
+        // Each table's entry, added unless the compiled module has it.
+        fn position_or_push<T: PartialEq>(table: &mut Vec<T>, entry: T) -> u16 {
+            let at = table.iter().position(|e| *e == entry).unwrap_or_else(|| {
+                table.push(entry);
+                table.len() - 1
+            });
+            u16::try_from(at).unwrap()
+        }
+        let framework = move_core_types::account_address::AccountAddress::from_hex_literal("0x1");
+        let address = AddressIdentifierIndex(position_or_push(
+            &mut module.address_identifiers,
+            framework.unwrap(),
+        ));
+        let identifier = |name: &str| Identifier::new(name).unwrap();
+        let name = IdentifierIndex(position_or_push(&mut module.identifiers, identifier("vector")));
+        let vector = ModuleHandleIndex(position_or_push(
+            &mut module.module_handles,
+            ModuleHandle { address, name },
+        ));
+        let name =
+            IdentifierIndex(position_or_push(&mut module.identifiers, identifier("push_back")));
+        let element = SignatureToken::TypeParameter(0);
+        let vector_of = SignatureToken::Vector(Box::new(element.clone()));
+        let parameters = SignatureIndex(position_or_push(
+            &mut module.signatures,
+            Signature(vec![SignatureToken::MutableReference(Box::new(vector_of)), element]),
+        ));
+        let return_ = SignatureIndex(position_or_push(&mut module.signatures, Signature(vec![])));
+        let u8s = SignatureIndex(position_or_push(
+            &mut module.signatures,
+            Signature(vec![SignatureToken::U8]),
+        ));
+        module.function_handles.push(FunctionHandle {
+            module: vector,
+            name,
+            parameters,
+            return_,
+            type_parameters: vec![AbilitySet::EMPTY],
+        });
+        let handle = FunctionHandleIndex(index(module.function_handles.len() - 1));
+        module.function_instantiations.push(FunctionInstantiation { handle, type_parameters: u8s });
+        let call = FunctionInstantiationIndex(index(module.function_instantiations.len() - 1));
+        let code = &mut module.function_defs[0].code.as_mut().unwrap().code;
+        let mut replaced = 0;
+        for instruction in code.iter_mut() {
+            if matches!(instruction, Bytecode::VecPushBack(_)) {
+                *instruction = Bytecode::CallGeneric(call);
+                replaced += 1;
+            }
+        }
+        assert_eq!(replaced, 1, "the compiled code pushes with the instruction");
+    });
+    chain.publish(alice, vec![module]);
+    let nonce = chain.state.nonce(alice);
+    let payload = call(alice, "raw", "grow", &[], vec![bcs(&3u64)]);
+    let output = chain.run(&[transaction(alice, nonce, payload)]);
+    assert_failed(&output, 0, "FUNCTION_RESOLUTION_FAILURE", "run as bytecode instructions");
+}
+
+#[test]
 fn a_type_doubled_by_a_chain_of_generic_calls_is_refused_past_512_nodes() {
     // Each call instantiates the next with `Pair<T, T>`: the type doubles at each level, and 26
     // levels built 2^26 nodes under the depth bound alone (34 seconds for 21 600 gas; a few

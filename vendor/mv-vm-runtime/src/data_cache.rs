@@ -12,7 +12,6 @@ use move_core_types::{
     identifier::Identifier,
     language_storage::{ModuleId, TypeTag},
     resolver::MoveResolver,
-    value::MoveTypeLayout,
     vm_status::StatusCode,
 };
 use move_vm_types::{
@@ -23,7 +22,10 @@ use move_vm_types::{
 use std::collections::btree_map::BTreeMap;
 
 pub struct AccountDataCache {
-    data_map: BTreeMap<Type, (MoveTypeLayout, GlobalValue)>,
+    // Duet: no layout per entry (built again for what is written, in `into_effects`): a copy
+    // of a layout of up to 512 nodes for every resource looked up, or event emitted, was held
+    // until the transaction ended and counted nowhere.
+    data_map: BTreeMap<Type, GlobalValue>,
     module_map: BTreeMap<Identifier, (Vec<u8>, bool)>,
 }
 
@@ -53,7 +55,7 @@ pub(crate) struct TransactionDataCache<'r, 'l, S> {
     remote: &'r S,
     loader: &'l Loader,
     account_map: BTreeMap<AccountAddress, AccountDataCache>,
-    event_data: Vec<(Vec<u8>, u64, Type, MoveTypeLayout, Value)>,
+    event_data: Vec<(Vec<u8>, u64, Type, Value)>,
 }
 
 impl<'r, 'l, S: MoveResolver> TransactionDataCache<'r, 'l, S> {
@@ -86,11 +88,12 @@ impl<'r, 'l, S: MoveResolver> TransactionDataCache<'r, 'l, S> {
             }
 
             let mut resources = BTreeMap::new();
-            for (ty, (layout, gv)) in account_data_cache.data_map {
+            for (ty, gv) in account_data_cache.data_map {
                 let op = match gv.into_effect() {
                     Some(op) => op,
                     None => continue,
                 };
+                let layout = self.loader.type_to_type_layout(&ty)?;
 
                 let struct_tag = match self.loader.type_to_type_tag(&ty)? {
                     TypeTag::Struct(struct_tag) => struct_tag,
@@ -126,7 +129,8 @@ impl<'r, 'l, S: MoveResolver> TransactionDataCache<'r, 'l, S> {
         }
 
         let mut events = vec![];
-        for (guid, seq_num, ty, ty_layout, val) in self.event_data {
+        for (guid, seq_num, ty, val) in self.event_data {
+            let ty_layout = self.loader.type_to_type_layout(&ty)?;
             let ty_tag = self.loader.type_to_type_tag(&ty)?;
             let blob = val
                 .simple_serialize(&ty_layout)
@@ -141,7 +145,7 @@ impl<'r, 'l, S: MoveResolver> TransactionDataCache<'r, 'l, S> {
         // The sender's account will always be mutated.
         let mut total_mutated_accounts: u64 = 1;
         for (addr, entry) in self.account_map.iter() {
-            if addr != sender && entry.data_map.values().any(|(_, v)| v.is_mutated()) {
+            if addr != sender && entry.data_map.values().any(|v| v.is_mutated()) {
                 total_mutated_accounts += 1;
             }
         }
@@ -220,14 +224,14 @@ impl<'r, 'l, S: MoveResolver> DataStore for TransactionDataCache<'r, 'l, S> {
                 }
             };
 
-            account_cache.data_map.insert(ty.clone(), (ty_layout, gv));
+            account_cache.data_map.insert(ty.clone(), gv);
         }
 
         Ok((
             account_cache
                 .data_map
                 .get_mut(ty)
-                .map(|(_ty_layout, gv)| gv)
+                .map(|gv| gv)
                 .expect("global value must exist"),
             load_res,
         ))
@@ -298,11 +302,12 @@ impl<'r, 'l, S: MoveResolver> DataStore for TransactionDataCache<'r, 'l, S> {
         // Duet: the only caller, the event native Duet wraps, has refused a type too long for a
         // receipt before it got here (`NativeContext::check_type_tag_size`), with its own
         // status: `save_event` turns an error here into an abort of the event module.
-        let ty_layout = self.loader.type_to_type_layout(&ty)?;
-        Ok(self.event_data.push((guid, seq_num, ty, ty_layout, val)))
+        // Duet: the layout is checked now and built again when the events are serialized.
+        self.loader.type_to_type_layout(&ty)?;
+        Ok(self.event_data.push((guid, seq_num, ty, val)))
     }
 
-    fn events(&self) -> &Vec<(Vec<u8>, u64, Type, MoveTypeLayout, Value)> {
+    fn events(&self) -> &Vec<(Vec<u8>, u64, Type, Value)> {
         &self.event_data
     }
 }

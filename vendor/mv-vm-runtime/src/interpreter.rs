@@ -352,17 +352,24 @@ impl Interpreter {
         for _ in 0..expected_args {
             args.push_front(self.operand_stack.pop()?);
         }
+        // Duet: a native's arguments are freed when it returns, unless it keeps them (an event:
+        // it says so, `NativeContext::heap_kept`).
+        let arguments_heap = args
+            .iter()
+            .fold(0u64, |total, value| total.saturating_add(value.heap_size()));
         let mut native_context = NativeContext::new(self, data_store, resolver, extensions);
         let native_function = function.get_native()?;
 
         let result = native_function(&mut native_context, ty_args, args)?;
+        let heap_kept = native_context.heap_kept;
         gas_meter.charge_native_function(result.cost)?;
+        gas_meter.use_heap(heap_kept)?;
+        gas_meter.release_heap(arguments_heap);
 
         let return_values = result
             .result
             .map_err(|code| PartialVMError::new(StatusCode::ABORTED).with_sub_status(code))?;
-        // Duet: a native's results are new values (its arguments are not counted as freed: a
-        // native may keep them, as `vector::push_back` does).
+        // Duet: a native's results are new values.
         let heap = return_values
             .iter()
             .fold(0u64, |total, value| total.saturating_add(value.heap_size()));
@@ -419,8 +426,10 @@ impl Interpreter {
             Ok((gv, load_res)) => {
                 if let Some(loaded) = load_res {
                     gas_meter.charge_load_resource(loaded)?;
-                    // Duet: the resource's values now held by the transaction.
-                    gas_meter.use_heap(gv.heap_size())?;
+                    // Duet: the resource's values, and the copy of its type the data cache keys
+                    // it by, now held by the transaction.
+                    let key = u64::from(ty.size()).saturating_mul(values::HEAP_TYPE_NODE);
+                    gas_meter.use_heap(gv.heap_size().saturating_add(key))?;
                 }
                 Ok(gv)
             }
@@ -981,9 +990,10 @@ impl Frame {
                     }
                     Bytecode::CopyLoc(idx) => {
                         // TODO(Gas): We should charge gas before copying the value.
+                        // Duet: the copy's heap counts before it is made.
+                        gas_meter.use_heap(self.locals.heap_size_at(*idx as usize))?;
                         let local = self.locals.copy_loc(*idx as usize)?;
                         gas_meter.charge_copy_loc(&local)?;
-                        gas_meter.use_heap(local.heap_size())?;
                         interpreter.operand_stack.push(local)?;
                     }
                     Bytecode::MoveLoc(idx) => {
@@ -1098,8 +1108,9 @@ impl Frame {
                         let reference = interpreter.operand_stack.pop_as::<Reference>()?;
                         // Duet: charged by the size of the value copied, not the reference's.
                         gas_meter.charge_read_ref(Referent(reference.referent_size()))?;
+                        // Duet: the copy's heap counts before it is made.
+                        gas_meter.use_heap(reference.referent_heap_size())?;
                         let value = reference.read_ref()?;
-                        gas_meter.use_heap(value.heap_size())?;
                         interpreter.operand_stack.push(value)?;
                     }
                     Bytecode::WriteRef => {
@@ -1445,9 +1456,8 @@ impl Frame {
                         gas_meter.charge_type_nodes(ty.size().into())?;
                         let res = vec_ref.pop(ty);
                         gas_meter.charge_vec_pop_back(make_ty!(ty), res.as_ref().ok())?;
-                        let popped = res?;
-                        gas_meter.release_heap(values::vector_element_heap_size(ty));
-                        interpreter.operand_stack.push(popped)?;
+                        // Duet: the slot is not counted as freed: the vector keeps its capacity.
+                        interpreter.operand_stack.push(res?)?;
                     }
                     Bytecode::VecUnpack(si, num) => {
                         let vec_val = interpreter.operand_stack.pop_as::<Vector>()?;

@@ -94,6 +94,8 @@ pub struct NativeContext<'a, 'b> {
     data_store: &'a mut dyn DataStore,
     resolver: &'a Resolver<'a>,
     extensions: &'a mut NativeContextExtensions<'b>,
+    /// Duet: the heap the native kept beyond its results (an event's guid, type and value).
+    pub(crate) heap_kept: u64,
 }
 
 impl<'a, 'b> NativeContext<'a, 'b> {
@@ -108,6 +110,7 @@ impl<'a, 'b> NativeContext<'a, 'b> {
             data_store,
             resolver,
             extensions,
+            heap_kept: 0,
         }
     }
 }
@@ -125,14 +128,25 @@ impl<'a, 'b> NativeContext<'a, 'b> {
         ty: Type,
         val: Value,
     ) -> PartialVMResult<bool> {
+        // Duet: the event is kept until the transaction ends: its guid, type and value count
+        // against the transaction's memory quota (the interpreter frees a native's arguments).
+        let kept = (guid.len() as u64)
+            .saturating_add(move_vm_types::values::HEAP_CONTAINER)
+            .saturating_add(val.heap_size())
+            .saturating_add(
+                u64::from(ty.size()).saturating_mul(move_vm_types::values::HEAP_TYPE_NODE),
+            );
         match self.data_store.emit_event(guid, seq_num, ty, val) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                self.heap_kept = self.heap_kept.saturating_add(kept);
+                Ok(true)
+            }
             Err(e) if e.major_status().status_type() == StatusType::InvariantViolation => Err(e),
             Err(_) => Ok(false),
         }
     }
 
-    pub fn events(&self) -> &Vec<(Vec<u8>, u64, Type, MoveTypeLayout, Value)> {
+    pub fn events(&self) -> &Vec<(Vec<u8>, u64, Type, Value)> {
         self.data_store.events()
     }
 

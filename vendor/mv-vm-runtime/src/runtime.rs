@@ -383,6 +383,11 @@ impl VMRuntime {
         let (mut dummy_locals, deserialized_args) = self
             .deserialize_args(arg_types, serialized_args)
             .map_err(|e| e.finish(Location::Undefined))?;
+        // Duet: the values that reference arguments point to count against the transaction's
+        // memory quota (the function's own arguments count when its frame is made).
+        gas_meter
+            .use_heap(dummy_locals.values_heap_size())
+            .map_err(|e| e.finish(Location::Undefined))?;
         let return_types = return_types
             .into_iter()
             .map(|ty| ty.subst(&ty_args))

@@ -9,7 +9,6 @@ use crate::{
 use move_binary_format::errors::{PartialVMResult, VMResult};
 use move_core_types::{
     account_address::AccountAddress, gas_algebra::NumBytes, language_storage::ModuleId,
-    value::MoveTypeLayout,
 };
 
 /// Provide an implementation for bytecodes related to data with a given data store.
@@ -58,5 +57,6 @@ pub trait DataStore {
         val: Value,
     ) -> PartialVMResult<()>;
 
-    fn events(&self) -> &Vec<(Vec<u8>, u64, Type, MoveTypeLayout, Value)>;
+    // Duet: events keep no layout (see the runtime's data cache).
+    fn events(&self) -> &Vec<(Vec<u8>, u64, Type, Value)>;
 }

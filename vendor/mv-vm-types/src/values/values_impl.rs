@@ -1991,7 +1991,13 @@ impl GlobalValue {
 /// Duet: the heap a container holds besides its elements.
 pub const HEAP_CONTAINER: u64 = 48;
 /// Duet: the heap an element of a vector of values, or a field of a struct, takes in it.
-pub const HEAP_SLOT: u64 = 32;
+pub const HEAP_SLOT: u64 = 48;
+/// Duet: the heap a node of a runtime type takes (an event's type is kept with it).
+pub const HEAP_TYPE_NODE: u64 = 48;
+
+// Duet: the counts are no smaller than what this build allocates.
+const _: () = assert!(std::mem::size_of::<ValueImpl>() as u64 <= HEAP_SLOT);
+const _: () = assert!(std::mem::size_of::<Type>() as u64 <= HEAP_TYPE_NODE);
 
 impl Container {
     fn heap_size(&self) -> u64 {
@@ -2035,6 +2041,11 @@ impl Locals {
             .borrow()
             .iter()
             .fold(0u64, |total, value| total.saturating_add(value.heap_size()))
+    }
+
+    /// Duet: the heap the value in local `idx` holds (none if there is none).
+    pub fn heap_size_at(&self, idx: usize) -> u64 {
+        self.0.borrow().get(idx).map_or(0, ValueImpl::heap_size)
     }
 
     /// Duet: stores `x` in local `idx`, as `store_loc`, and returns the heap that the value it
