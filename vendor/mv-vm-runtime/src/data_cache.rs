@@ -302,8 +302,8 @@ impl<'r, 'l, S: MoveResolver> DataStore for TransactionDataCache<'r, 'l, S> {
         // Duet: the only caller, the event native Duet wraps, has refused a type too long for a
         // receipt before it got here (`NativeContext::check_type_tag_size`), with its own
         // status: `save_event` turns an error here into an abort of the event module.
-        // Duet: the layout is checked now and built again when the events are serialized.
-        self.loader.type_to_type_layout(&ty)?;
+        // Duet: the layout is built when the events are serialized, at the transaction's end (a
+        // type whose layout the VM refuses fails the transaction there).
         Ok(self.event_data.push((guid, seq_num, ty, val)))
     }
 
