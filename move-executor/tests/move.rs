@@ -679,14 +679,6 @@ fn vector_natives_called_as_functions_are_refused() {
              while (i < times) { vector::push_back(&mut v, 1u8); i = i + 1 } } }";
     let module = edited_module(source, alice, |module| {
         let index = |length: usize| u16::try_from(length).unwrap();
-        // Each table's entry, added unless the compiled module has it.
-        fn position_or_push<T: PartialEq>(table: &mut Vec<T>, entry: T) -> u16 {
-            let at = table.iter().position(|e| *e == entry).unwrap_or_else(|| {
-                table.push(entry);
-                table.len() - 1
-            });
-            u16::try_from(at).unwrap()
-        }
         let framework = move_core_types::account_address::AccountAddress::from_hex_literal("0x1");
         let address = AddressIdentifierIndex(position_or_push(
             &mut module.address_identifiers,
@@ -1109,6 +1101,15 @@ fn edited_module(
     let mut bytes = Vec::new();
     module.serialize(&mut bytes).unwrap();
     bytes
+}
+
+/// The index of `entry` in a module's `table`, added unless the module has it.
+fn position_or_push<T: PartialEq>(table: &mut Vec<T>, entry: T) -> u16 {
+    let at = table.iter().position(|e| *e == entry).unwrap_or_else(|| {
+        table.push(entry);
+        table.len() - 1
+    });
+    u16::try_from(at).unwrap()
 }
 
 /// A module whose function `h` asks 200 times whether a `Key` of a type of 181 nodes (four
