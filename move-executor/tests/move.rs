@@ -580,6 +580,34 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
 }
 
 #[test]
+fn moving_a_value_costs_the_same_whatever_its_size() {
+    // A move (out of a local, into one, into a vector, through a reference) moves a pointer: it
+    // was charged by the value's size, which walked the whole value at each move.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let source = "module example::mover { use std::vector; \
+         fun moved<T: drop>(v: T, times: u64) { \
+             let j = 0; while (j < times) { let w = v; v = w; j = j + 1 }; \
+             let outer = vector::empty<T>(); vector::push_back(&mut outer, v); \
+             let k = 0; while (k < times) { let x = vector::pop_back(&mut outer); \
+                 vector::push_back(&mut outer, x); k = k + 1 } } \
+         public entry fun big(times: u64) { let v = vector::empty<vector<u8>>(); let i = 0; \
+             while (i < 1000) { vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }; \
+             moved(v, times) } \
+         public entry fun small(times: u64) { moved(vector::empty<vector<u8>>(), times) } }";
+    chain.publish(alice, compile_example(source, alice));
+    let mut per_move = |function: &str| {
+        per_pass(|times| {
+            let (status, gas) = chain.call_once(alice, "mover", function, vec![bcs(&times)]);
+            assert_eq!(status, MoveStatus::Success, "{function}");
+            gas
+        })
+    };
+    let (big, small) = (per_move("big"), per_move("small"));
+    assert_eq!(big, small, "a pass over 1 000 empty vectors costs {big}, over none {small}");
+}
+
+#[test]
 fn the_heap_a_transactions_values_hold_at_once_is_bounded() {
     // A copy of a vector of 10 000 empty vectors cost 5 000 gas and held about 950 KB: a
     // transaction at the gas cap could hold 1.5 GB (it costs 40 004 gas now, a container
