@@ -6,8 +6,10 @@
 //! Each workload is one entry function of a module published first: a loop of one kind of
 //! instruction (arithmetic, copies and comparisons of vectors of empty vectors, moves, generic
 //! calls, instructions that instantiate a type, calls of a function with many locals, events,
-//! `bcs::to_bytes`, hashing, `exists`). Prints, per workload, the gas the transaction used, the
-//! median time of its runs, nanoseconds per unit of gas, million gas per second, and the ratio
+//! `bcs::to_bytes`, hashing, `exists`, constants of empty vectors, a stored vector of 100 000
+//! empty vectors loaded). Prints, per workload, the gas and the median time of its loop (the
+//! transaction with its passes less the same without them), nanoseconds per unit of gas,
+//! million gas per second, and the ratio
 //! of its nanoseconds per gas to the arithmetic loop's measured in the same run: what Duet's gas
 //! schedule (`move-executor/src/gas.rs`) aims to keep near 1, so that no instruction mix runs
 //! much longer per unit of gas than plain computation does. With `--json`, one JSON object per
@@ -16,11 +18,13 @@
 #[path = "../testkit/mod.rs"]
 mod testkit;
 
+use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use duet_bench_kit::{median, round3};
+use duet_block_stm::TransactionResult;
 use duet_move::{MoveBlockExecutor, MoveStatus, MoveVm};
-use duet_types::MovePayload;
+use duet_types::{MovePayload, MoveTransaction};
 use testkit::{call, compile_example, transaction, user, MemoryState, FEE_VAULT, ONE_ETH};
 
 /// The allocator a Duet node runs with.
@@ -28,11 +32,11 @@ use testkit::{call, compile_example, transaction, user, MemoryState, FEE_VAULT, 
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Each workload: its entry function and how many passes of its loop a transaction makes.
-const WORKLOADS: [(&str, u64); 13] = [
+const WORKLOADS: [(&str, u64); 15] = [
     ("arithmetic", 200_000),
     ("empties_compared", 300),
     ("empties_copied", 300),
-    ("empties_moved", 300),
+    ("empties_moved", 100_000),
     ("structs_compared", 300),
     ("deep_type_instantiated", 100_000),
     ("generic_calls", 100_000),
@@ -42,13 +46,23 @@ const WORKLOADS: [(&str, u64); 13] = [
     ("bcs_of_empties", 100),
     ("hashes", 20_000),
     ("absent_resources", 100_000),
+    ("constants_of_empties", 1_000),
+    ("stored_empties_loaded", 1),
 ];
 
+/// Empty vectors in the stored `Hoard` and in the constant `EMPTIES`.
+const HOARD: u64 = 100_000;
+const CONSTANT_EMPTIES: usize = 1_000;
+
 /// The module's Move source.
-fn source() -> String {
+fn source(publisher: &str) -> String {
     let deep = format!("{}u8{}", "vector<".repeat(14), ">".repeat(14));
-    let wide: String = (0..200).map(|i| format!("let a{i} = x + {i}; ")).collect();
-    let wide_sum: String = (0..200).map(|i| format!("a{i} + ")).collect();
+    let (mut wide, mut wide_sum) = (String::new(), String::new());
+    for i in 0..200 {
+        write!(wide, "let a{i} = x + {i}; ").expect("a String takes writes");
+        write!(wide_sum, "a{i} + ").expect("a String takes writes");
+    }
+    let constant = vec!["vector[]"; CONSTANT_EMPTIES].join(", ");
     let empties = "let v = vector::empty<vector<u8>>(); let i = 0; \
                    while (i < 1000) { vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 };";
     format!(
@@ -56,6 +70,16 @@ fn source() -> String {
          struct P<T> has copy, drop, store {{ a: T, b: T }} \
          struct S has copy, drop, store {{ x: u64 }} \
          struct K<phantom T> has key {{ x: u64 }} \
+         struct Hoard has key {{ empties: vector<vector<u8>> }} \
+         const EMPTIES: vector<vector<u8>> = vector[{constant}]; \
+         public entry fun hoard(account: signer, count: u64) {{ \
+             let v = vector::empty<vector<u8>>(); let i = 0; \
+             while (i < count) {{ vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }}; \
+             move_to(&account, Hoard {{ empties: v }}) }} \
+         public entry fun stored_empties_loaded(n: u64) acquires Hoard {{ \
+             if (n > 0) {{ assert!(vector::length(&borrow_global<Hoard>({publisher}).empties) > 0, 0) }} }} \
+         public entry fun constants_of_empties(n: u64) {{ \
+             let j = 0; while (j < n) {{ EMPTIES; j = j + 1 }} }} \
          public entry fun arithmetic(n: u64) {{ \
              let i = 0; let s = 0; while (i < n) {{ s = s + i * 3 / 2; i = i + 1 }} }} \
          public entry fun empties_compared(n: u64) {{ {empties} \
@@ -89,6 +113,29 @@ fn source() -> String {
     )
 }
 
+/// The median time and the gas of `transaction`, run `runs` times on `state`.
+fn measure(
+    executor: &MoveBlockExecutor<'_>,
+    state: &MemoryState,
+    transaction: &MoveTransaction,
+    runs: usize,
+) -> (Duration, u64, MoveStatus) {
+    let mut times = Vec::with_capacity(runs);
+    let (mut gas, mut status) = (0, MoveStatus::Success);
+    for _ in 0..runs {
+        let started = Instant::now();
+        let output = executor.execute_block(std::slice::from_ref(transaction), state);
+        times.push(started.elapsed());
+        let output = output.expect("the block executes");
+        let TransactionResult::Executed(receipt) = &output.results[0] else {
+            panic!("not executed: {:?}", output.results[0]);
+        };
+        gas = receipt.gas_used;
+        status = receipt.status.clone();
+    }
+    (median(times), gas, status)
+}
+
 fn main() {
     let mut json = false;
     let mut runs = 9;
@@ -106,18 +153,27 @@ fn main() {
     let vm = MoveVm::new(FEE_VAULT);
     let executor = MoveBlockExecutor::sequential(&vm);
     let mut state = MemoryState::genesis([publisher], 1_000 * ONE_ETH);
-    let mut publish =
-        transaction(publisher, 0, MovePayload::ModuleBundle(compile_example(&source(), publisher)));
+    let modules = compile_example(&source(&format!("@{publisher}")), publisher);
+    let mut publish = transaction(publisher, 0, MovePayload::ModuleBundle(modules));
     publish.gas_limit = 30_000_000;
-    let output = executor.execute_block(&[publish], &state).expect("the module publishes");
-    state.apply(&output.state_updates);
+    let argument = |n: u64| vec![bcs::to_bytes(&n).expect("u64")];
+    let mut hoard =
+        transaction(publisher, 1, call(publisher, "costly", "hoard", &[], argument(HOARD)));
+    hoard.gas_limit = 16_000_000;
+    for set_up in [publish, hoard] {
+        let output = executor.execute_block(&[set_up], &state).expect("the set-up executes");
+        let TransactionResult::Executed(receipt) = &output.results[0] else { panic!("set-up") };
+        assert_eq!(receipt.status, MoveStatus::Success, "set-up");
+        state.apply(&output.state_updates);
+    }
     if !json {
         println!(
-            "Move gas: one transaction of each loop, sequential executor, median of {runs} runs"
+            "Move gas: one transaction of each loop against the same without its passes, \
+             sequential executor, median of {runs} runs"
         );
         println!(
             "{:<24} {:>10} {:>12} {:>8} {:>8} {:>14}",
-            "workload", "gas", "time", "ns/gas", "Mgas/s", "vs arithmetic"
+            "workload", "loop gas", "loop time", "ns/gas", "Mgas/s", "vs arithmetic"
         );
     }
     let mut arithmetic_ns_per_gas = None;
@@ -125,29 +181,20 @@ fn main() {
         if only.as_deref().is_some_and(|only| only != function && function != "arithmetic") {
             continue;
         }
-        // The same transaction each run, on the state after publishing: nothing it writes is
-        // kept, so every run does the same work.
-        let mut one = transaction(
-            publisher,
-            1,
-            call(publisher, "costly", function, &[], vec![bcs::to_bytes(&passes).expect("u64")]),
-        );
-        one.gas_limit = 16_000_000;
-        let mut times = Vec::with_capacity(runs);
-        let mut gas = 0;
-        let mut status = MoveStatus::Success;
-        for _ in 0..runs {
-            let started = Instant::now();
-            let output = executor.execute_block(std::slice::from_ref(&one), &state);
-            times.push(started.elapsed());
-            let output = output.expect("the block executes");
-            let duet_block_stm::TransactionResult::Executed(receipt) = &output.results[0] else {
-                panic!("{function}: not executed");
-            };
-            gas = receipt.gas_used;
-            status = receipt.status.clone();
-        }
-        let time: Duration = median(times);
+        // The same transactions each run, on the state after the set-up: nothing they write is
+        // kept, so every run does the same work. The loop's cost is the difference between the
+        // transaction with its passes and without (the transaction's own cost, the set-up of
+        // the loop's values).
+        let run = |passes: u64| {
+            let payload = call(publisher, "costly", function, &[], argument(passes));
+            let mut one = transaction(publisher, 2, payload);
+            one.gas_limit = 16_000_000;
+            measure(&executor, &state, &one, runs)
+        };
+        let (base_time, base_gas, _) = run(0);
+        let (time, gas, status) = run(passes);
+        let time = time.saturating_sub(base_time);
+        let gas = gas.saturating_sub(base_gas).max(1);
         let ns_per_gas = time.as_nanos() as f64 / gas as f64;
         let baseline = *arithmetic_ns_per_gas.get_or_insert(ns_per_gas);
         let against = ns_per_gas / baseline;
@@ -156,8 +203,8 @@ fn main() {
             println!(
                 "{}",
                 serde_json::json!({
-                    "workload": function, "passes": passes, "gas": gas,
-                    "status": status.to_string(), "time_ms": round3(time.as_secs_f64() * 1e3),
+                    "workload": function, "passes": passes, "loop_gas": gas,
+                    "status": status.to_string(), "loop_time_ms": round3(time.as_secs_f64() * 1e3),
                     "ns_per_gas": round3(ns_per_gas), "mgas_per_s": round3(mgas),
                     "against_arithmetic": round3(against), "runs": runs,
                 })
@@ -166,8 +213,8 @@ fn main() {
             let ended =
                 if status == MoveStatus::Success { String::new() } else { format!("  ({status})") };
             println!(
-                "{function:<24} {gas:>10} {:>12.1?} {ns_per_gas:>8.1} {mgas:>8.1} {against:>14.2}{ended}",
-                time
+                "{function:<24} {gas:>10} {time:>12.1?} {ns_per_gas:>8.1} {mgas:>8.1} \
+                 {against:>14.2}{ended}"
             );
         }
     }

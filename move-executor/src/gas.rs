@@ -8,14 +8,14 @@
 //! | every transaction (signature, nonce, fee) | 21 000 + 16 per payload byte |
 //! | simple instruction (arithmetic, branch, load of a small constant, …) | 1 (`*`, `/`, `%`: 2) |
 //! | call | 10 + 1 per argument (+ 1 per type argument) |
-//! | constant load | 2 + 1 per 32 bytes; a vector of vectors 1 per byte (each may become a value of its own) |
+//! | constant load | 2 + 1 per 32 bytes; a vector of vectors 4 per byte (each may become a value of its own) |
 //! | move, store of a local; write through a reference | 1 |
 //! | copy of a local; read through a reference; `==`, `!=` | 1 + 1 per 32 units of the value's size (through a reference, of the value it points to: the VM is patched for it, `vendor/README.md`); a value's size counts 16 a number or boolean, 20 an address, a vector's primitive elements their bytes, and 128 every vector and struct besides its elements (each a value of its own to allocate, borrow and walk) |
 //! | pack, unpack of a struct | 2 + 1 per field |
 //! | vector operation | 2 (+ 1 per element for pack and unpack) |
 //! | a type an instruction instantiates (a generic call's type arguments, a vector or generic struct instruction's type) | 1 per node (`u64`: 1 node, `vector<Coin<T>>`: 3; the VM is patched to report them) |
 //! | `borrow_global`, `exists`, `move_from`, `move_to` | 50 (+ 1 per 32 units moved) |
-//! | first load of a resource in a transaction | 2 100 + 1 per 8 bytes |
+//! | first load of a resource in a transaction | 2 100 + 4 per byte, before its bytes are decoded (each may become a value of its own) |
 //! | code a call loads: each module of the call's closure outside the framework, every call, cached or not (`loading`) | 2 600 + 1 per 8 bytes + 100 per dependency it names |
 //! | code a publication loads to verify the bundle: stored dependencies, upgraded modules' stored versions, friends (`loading`) | the same, per module |
 //! | native function | its own cost (below) |
@@ -56,6 +56,9 @@ pub const TRANSACTION_BASE: u64 = 21_000;
 pub const PAYLOAD_BYTE: u64 = 16;
 /// First load of a resource.
 pub const RESOURCE_LOAD: u64 = 2_100;
+/// Gas per byte of a resource at its first load, charged before the bytes are decoded: each byte
+/// may become a value of its own (a vector of empty vectors), which costs what copying it costs.
+pub const RESOURCE_LOAD_BYTE: u64 = 4;
 /// Reading a balance or a nonce from a native function.
 pub const NATIVE_STATE_READ: u64 = 2_100;
 /// Moving ETH between two accounts.
@@ -369,7 +372,7 @@ impl GasMeter for DuetGasMeter {
 
     fn charge_load_resource(&mut self, loaded: Option<NumBytes>) -> PartialVMResult<()> {
         let bytes = loaded.map_or(0, u64::from);
-        self.charge(RESOURCE_LOAD + bytes / 8)
+        self.charge(RESOURCE_LOAD.saturating_add(bytes.saturating_mul(RESOURCE_LOAD_BYTE)))
     }
 
     fn charge_native_function(&mut self, amount: InternalGas) -> PartialVMResult<()> {

@@ -993,7 +993,8 @@ fn a_value_depth_is_checked_without_expanding_instantiations() {
 
 #[test]
 fn loading_a_constant_costs_by_its_bytes() {
-    // 1 000 empty vectors in 1 002 bytes: each load builds 1 001 vectors.
+    // 1 000 empty vectors in 1 002 bytes: each load builds 1 001 vectors, charged 4 gas a byte
+    // (what copying such a value costs: 128 units a vector).
     let alice = user(1);
     let mut chain = Chain::new([alice]);
     let empties = vec!["vector[]"; 1_000].join(", ");
@@ -1003,7 +1004,42 @@ fn loading_a_constant_costs_by_its_bytes() {
     );
     chain.publish(alice, compile_example(&source, alice));
     let per = per_pass(|times| chain.call_once(alice, "constant", "load", vec![bcs(&times)]).1);
-    assert!((1_004..1_100).contains(&per), "{per} gas a load");
+    assert!((4_010..4_100).contains(&per), "{per} gas a load");
+}
+
+#[test]
+fn loading_a_stored_resource_costs_by_its_bytes_before_they_are_decoded() {
+    // A stored vector of 100 000 empty vectors decodes into 100 001 values: its first load in a
+    // transaction costs 2 100 + 4 a byte (it cost 1 per 8 bytes: 8 values decoded a gas), and a
+    // transaction without that gas fails before decoding it.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let source = format!(
+        "module example::hoarded {{ use std::vector; \
+         struct Hoard has key {{ empties: vector<vector<u8>> }} \
+         public entry fun hoard(account: signer, count: u64) {{ \
+             let v = vector::empty<vector<u8>>(); let i = 0; \
+             while (i < count) {{ vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }}; \
+             move_to(&account, Hoard {{ empties: v }}) }} \
+         public entry fun touch(n: u64) {{ if (n > 0) assert!(exists<Hoard>(@{alice}), 0) }} }}"
+    );
+    chain.publish(alice, compile_example(&source, alice));
+    let mut run = |function: &str, argument: u64, gas_limit: u64| {
+        let nonce = chain.state.nonce(alice);
+        let payload = call(alice, "hoarded", function, &[], vec![bcs(&argument)]);
+        let mut transaction = transaction(alice, nonce, payload);
+        transaction.gas_limit = gas_limit;
+        receipt(&chain.run(&[transaction]), 0).clone()
+    };
+    assert_eq!(run("hoard", 100_000, 16_000_000).status, MoveStatus::Success);
+    let stored = 100_000 + 4; // the vector's length (ULEB128, 3 bytes) and each empty one's
+    let (without, with) = (run("touch", 0, 1_000_000), run("touch", 1, 1_000_000));
+    assert_eq!(with.status, MoveStatus::Success);
+    let load = with.gas_used - without.gas_used;
+    let expected = gas::RESOURCE_LOAD + gas::RESOURCE_LOAD_BYTE * (stored - 1);
+    assert!((expected..expected + 100).contains(&load), "{load} gas against {expected}");
+    let short = run("touch", 1, 300_000);
+    assert_eq!((short.status, short.gas_used), (MoveStatus::OutOfGas, 300_000));
 }
 
 #[test]

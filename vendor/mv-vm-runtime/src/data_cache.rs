@@ -174,6 +174,7 @@ impl<'r, 'l, S: MoveResolver> DataStore for TransactionDataCache<'r, 'l, S> {
         &mut self,
         addr: AccountAddress,
         ty: &Type,
+        charge: &mut dyn FnMut(Option<NumBytes>) -> PartialVMResult<()>,
     ) -> PartialVMResult<(&mut GlobalValue, Option<Option<NumBytes>>)> {
         let account_cache = Self::get_mut_or_insert_with(&mut self.account_map, &addr, || {
             (addr, AccountDataCache::new())
@@ -197,6 +198,8 @@ impl<'r, 'l, S: MoveResolver> DataStore for TransactionDataCache<'r, 'l, S> {
             let gv = match self.remote.get_resource(&addr, &ty_tag) {
                 Ok(Some(blob)) => {
                     load_res = Some(Some(NumBytes::new(blob.len() as u64)));
+                    // Duet: paid for before it is decoded.
+                    charge(Some(NumBytes::new(blob.len() as u64)))?;
                     let val = match Value::simple_deserialize(&blob, &ty_layout) {
                         Some(val) => val,
                         None => {
@@ -213,6 +216,7 @@ impl<'r, 'l, S: MoveResolver> DataStore for TransactionDataCache<'r, 'l, S> {
                 }
                 Ok(None) => {
                     load_res = Some(None);
+                    charge(None)?;
                     GlobalValue::none()
                 }
                 Err(err) => {

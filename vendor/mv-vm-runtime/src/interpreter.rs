@@ -422,10 +422,13 @@ impl Interpreter {
         addr: AccountAddress,
         ty: &Type,
     ) -> PartialVMResult<&'b mut GlobalValue> {
-        match data_store.load_resource(addr, ty) {
+        // Duet: the load is charged before the resource's bytes are decoded.
+        let loaded = data_store.load_resource(addr, ty, &mut |loaded| {
+            gas_meter.charge_load_resource(loaded)
+        });
+        match loaded {
             Ok((gv, load_res)) => {
-                if let Some(loaded) = load_res {
-                    gas_meter.charge_load_resource(loaded)?;
+                if load_res.is_some() {
                     // Duet: the resource's values, and the copy of its type the data cache keys
                     // it by, now held by the transaction.
                     let key = u64::from(ty.size()).saturating_mul(values::HEAP_TYPE_NODE);
@@ -955,7 +958,8 @@ impl Frame {
                     Bytecode::LdConst(idx) => {
                         let constant = resolver.constant_at(*idx);
                         // Duet: a vector of vectors builds a value for each of its bytes at
-                        // worst (empty inner vectors): it is charged as 32 bytes a byte.
+                        // worst (empty inner vectors): it is charged as 128 bytes a byte, what
+                        // such a value counts when it is copied.
                         let nested = matches!(
                             &constant.type_,
                             move_binary_format::file_format::SignatureToken::Vector(inner)
@@ -966,7 +970,7 @@ impl Frame {
                         );
                         let bytes = constant.data.len() as u64;
                         gas_meter.charge_ld_const(NumBytes::new(if nested {
-                            bytes.saturating_mul(32)
+                            bytes.saturating_mul(128)
                         } else {
                             bytes
                         }))?;
