@@ -227,6 +227,10 @@ impl Interpreter {
                         current_frame.pc += 1; // advance past the Call instruction in the caller
                         continue;
                     }
+                    // Duet: a frame's locals are allocated and walked when it returns.
+                    gas_meter
+                        .charge_frame(func.local_count() as u64)
+                        .map_err(|e| set_err_info!(current_frame, e))?;
                     let frame = self
                         .make_call_frame(func, vec![])
                         .map_err(|err| self.maybe_core_dump(err, &current_frame))?;
@@ -274,6 +278,10 @@ impl Interpreter {
                         current_frame.pc += 1; // advance past the Call instruction in the caller
                         continue;
                     }
+                    // Duet: a frame's locals are allocated and walked when it returns.
+                    gas_meter
+                        .charge_frame(func.local_count() as u64)
+                        .map_err(|e| set_err_info!(current_frame, e))?;
                     let frame = self
                         .make_call_frame(func, ty_args)
                         .map_err(|err| self.maybe_core_dump(err, &current_frame))?;

@@ -203,6 +203,13 @@ pub trait GasMeter {
         Ok(())
     }
 
+    /// Duet: charges for a call's frame of `locals` parameters and locals (allocated with it,
+    /// walked when it returns).
+    fn charge_frame(&mut self, locals: u64) -> PartialVMResult<()> {
+        let _ = locals;
+        Ok(())
+    }
+
     /// Duet: `bytes` more of heap are held by the transaction's values (a copy, a packed struct
     /// or vector, a pushed element, a constant, a loaded resource, a native's results). Fails
     /// if the meter bounds the heap held at once and this passes it.
