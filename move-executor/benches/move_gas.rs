@@ -32,12 +32,13 @@ use testkit::{call, compile_example, transaction, user, MemoryState, FEE_VAULT, 
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Each workload: its entry function and how many passes of its loop a transaction makes.
-const WORKLOADS: [(&str, u64); 15] = [
+const WORKLOADS: [(&str, u64); 16] = [
     ("arithmetic", 200_000),
     ("empties_compared", 300),
     ("empties_copied", 300),
     ("empties_moved", 100_000),
     ("structs_compared", 300),
+    ("structs_copied", 300),
     ("deep_type_instantiated", 100_000),
     ("generic_calls", 100_000),
     ("wide_function_calls", 2_000),
@@ -91,6 +92,9 @@ fn source(publisher: &str) -> String {
          public entry fun structs_compared(n: u64) {{ let v = vector::empty<S>(); let i = 0; \
              while (i < 1000) {{ vector::push_back(&mut v, S {{ x: i }}); i = i + 1 }}; \
              let j = 0; while (j < n) {{ assert!(&v == &v, 0); j = j + 1 }} }} \
+         public entry fun structs_copied(n: u64) {{ let v = vector::empty<S>(); let i = 0; \
+             while (i < 1000) {{ vector::push_back(&mut v, S {{ x: i }}); i = i + 1 }}; \
+             let j = 0; while (j < n) {{ copy v; j = j + 1 }} }} \
          public entry fun deep_type_instantiated(n: u64) {{ let v = vector::empty<{deep}>(); \
              let j = 0; while (j < n) {{ vector::length(&v); j = j + 1 }} }} \
          fun same<T: copy + drop>(x: T): T {{ x }} \
