@@ -15,7 +15,7 @@
 //! | vector operation | 2 (+ 1 per element for pack and unpack) |
 //! | a type an instruction instantiates (a generic call's type arguments, a vector or generic struct instruction's type) | 1 per node (`u64`: 1 node, `vector<Coin<T>>`: 3; the VM is patched to report them) |
 //! | `borrow_global`, `exists`, `move_from`, `move_to` | 50 (+ 1 per 32 units moved) |
-//! | first load of a resource in a transaction | 2 100 + 4 per byte, before its bytes are decoded (each may become a value of its own) |
+//! | first load of a resource in a Move session (a transaction, or each call from Solidity) | 2 100 + 4 per byte, before its bytes are decoded (each may become a value of its own) |
 //! | code a call loads: each module of the call's closure outside the framework, every call, cached or not (`loading`) | 2 600 + 1 per 8 bytes + 100 per dependency it names |
 //! | code a publication loads to verify the bundle: stored dependencies, upgraded modules' stored versions, friends (`loading`) | the same, per module |
 //! | native function | its own cost (below) |

@@ -616,8 +616,10 @@ fn a_call_pays_for_its_frames_locals() {
     use move_binary_format::file_format::{Signature, SignatureIndex, SignatureToken};
     let alice = user(1);
     let mut chain = Chain::new([alice]);
-    let source = "module example::frames { fun f(a: u64): u64 { a } \
-         public entry fun calls(n: u64) { let j = 0; while (j < n) { f(j); j = j + 1 } } }";
+    let source = "module example::frames { fun f(a: u64): u64 { a } fun g<T>(a: u64): u64 { a } \
+         public entry fun calls(n: u64) { let j = 0; while (j < n) { f(j); j = j + 1 } } \
+         public entry fun generic_calls(n: u64) { \
+             let j = 0; while (j < n) { g<u8>(j); j = j + 1 } } }";
     let function = |module: &move_binary_format::CompiledModule, name: &str| {
         let named = |definition: &move_binary_format::file_format::FunctionDefinition| {
             let handle = &module.function_handles[usize::from(definition.function.0)];
@@ -628,17 +630,22 @@ fn a_call_pays_for_its_frames_locals() {
     let wide = edited_module(source, alice, |module| {
         module.signatures.push(Signature(vec![SignatureToken::U64; 254]));
         let locals = SignatureIndex(u16::try_from(module.signatures.len() - 1).unwrap());
-        let f = function(module, "f");
-        module.function_defs[f].code.as_mut().unwrap().locals = locals;
+        for name in ["f", "g"] {
+            let at = function(module, name);
+            module.function_defs[at].code.as_mut().unwrap().locals = locals;
+        }
     });
     chain.publish(alice, vec![wide]);
-    let per_call = per_pass(|times| chain.call_once(alice, "frames", "calls", vec![bcs(&times)]).1);
     let bob = user(2);
     let mut narrow_chain = Chain::new([bob]);
     narrow_chain.publish(bob, compile_example(source, bob));
-    let narrow =
-        per_pass(|times| narrow_chain.call_once(bob, "frames", "calls", vec![bcs(&times)]).1);
-    assert_eq!(per_call - narrow, 255 / 8, "{per_call} gas a pass against {narrow}");
+    for caller in ["calls", "generic_calls"] {
+        let per_call =
+            per_pass(|times| chain.call_once(alice, "frames", caller, vec![bcs(&times)]).1);
+        let narrow =
+            per_pass(|times| narrow_chain.call_once(bob, "frames", caller, vec![bcs(&times)]).1);
+        assert_eq!(per_call - narrow, 255 / 8, "{caller}: {per_call} gas a pass against {narrow}");
+    }
 }
 
 #[test]
@@ -1045,9 +1052,10 @@ fn loading_a_constant_costs_by_its_bytes() {
 fn loading_a_stored_resource_costs_by_its_bytes_before_they_are_decoded() {
     // A stored vector of 100 000 empty vectors decodes into 100 001 values: its first load in a
     // transaction costs 2 100 + 4 a byte (it cost 1 per 8 bytes: 8 values decoded a gas), and a
-    // transaction without that gas fails before decoding it.
-    let alice = user(1);
-    let mut chain = Chain::new([alice]);
+    // transaction without that gas fails before decoding it: a stored value that does not
+    // decode, loaded without the gas, runs out of gas instead of failing to decode.
+    let (alice, bob) = (user(1), user(2));
+    let mut chain = Chain::new([alice, bob]);
     let source = format!(
         "module example::hoarded {{ use std::vector; \
          struct Hoard has key {{ empties: vector<vector<u8>> }} \
@@ -1055,25 +1063,38 @@ fn loading_a_stored_resource_costs_by_its_bytes_before_they_are_decoded() {
              let v = vector::empty<vector<u8>>(); let i = 0; \
              while (i < count) {{ vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }}; \
              move_to(&account, Hoard {{ empties: v }}) }} \
-         public entry fun touch(n: u64) {{ if (n > 0) assert!(exists<Hoard>(@{alice}), 0) }} }}"
+         public entry fun touch(n: u64) {{ if (n > 0) assert!(exists<Hoard>(@{alice}), 0) }} \
+         public entry fun touch_at(owner: address) {{ assert!(exists<Hoard>(owner), 0) }} }}"
     );
     chain.publish(alice, compile_example(&source, alice));
-    let mut run = |function: &str, argument: u64, gas_limit: u64| {
+    // Bob's `Hoard`: 100 000 vectors of one byte announced, the bytes of 50 000 given.
+    let tag = format!("{alice}::hoarded::Hoard").parse().expect("a struct tag");
+    let key = duet_move::resolver::resource_key(bob, &tag).expect("a shallow tag");
+    let mut broken = vec![0xa0, 0x8d, 0x06];
+    broken.extend(std::iter::repeat_n(1u8, 100_000));
+    chain.state.apply(&[(key, Some(StateValue::Bytes(broken.into())))]);
+    let mut run = |function: &str, argument: Vec<u8>, gas_limit: u64| {
         let nonce = chain.state.nonce(alice);
-        let payload = call(alice, "hoarded", function, &[], vec![bcs(&argument)]);
+        let payload = call(alice, "hoarded", function, &[], vec![argument]);
         let mut transaction = transaction(alice, nonce, payload);
         transaction.gas_limit = gas_limit;
         receipt(&chain.run(&[transaction]), 0).clone()
     };
-    assert_eq!(run("hoard", 100_000, 16_000_000).status, MoveStatus::Success);
-    let stored = 100_000 + 4; // the vector's length (ULEB128, 3 bytes) and each empty one's
-    let (without, with) = (run("touch", 0, 1_000_000), run("touch", 1, 1_000_000));
+    assert_eq!(run("hoard", bcs(&100_000u64), 16_000_000).status, MoveStatus::Success);
+    let stored = 3 + 100_000; // the vector's length (ULEB128) and each empty one's
+    let without = run("touch", bcs(&0u64), 1_000_000);
+    let with = run("touch", bcs(&1u64), 1_000_000);
     assert_eq!(with.status, MoveStatus::Success);
     let load = with.gas_used - without.gas_used;
-    let expected = gas::RESOURCE_LOAD + gas::RESOURCE_LOAD_BYTE * (stored - 1);
+    let expected = gas::RESOURCE_LOAD + gas::RESOURCE_LOAD_BYTE * stored;
     assert!((expected..expected + 100).contains(&load), "{load} gas against {expected}");
-    let short = run("touch", 1, 300_000);
+    let short = run("touch", bcs(&1u64), 300_000);
     assert_eq!((short.status, short.gas_used), (MoveStatus::OutOfGas, 300_000));
+    let undecodable = run("touch_at", bob.to_vec(), 1_000_000);
+    let MoveStatus::Failed { status, .. } = &undecodable.status else { panic!("{undecodable:?}") };
+    assert_eq!(status, "FAILED_TO_DESERIALIZE_RESOURCE");
+    let short = run("touch_at", bob.to_vec(), 300_000);
+    assert_eq!(short.status, MoveStatus::OutOfGas, "charged before decoding");
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub trait DataStore {
     /// Try to load a resource from remote storage and create a corresponding GlobalValue
     /// that is owned by the data store.
     ///
-    /// Duet: `charge` is called at the first load of the resource in the transaction, with its
+    /// Duet: `charge` is called at the first load of the resource in the session, with its
     /// size in bytes (`None` if it does not exist), before the bytes are decoded: decoding may
     /// build a value of its own for each byte (a vector of empty vectors), which must be paid
     /// for before the work is done.
