@@ -23,7 +23,8 @@
 //! | ETH transfer (`eth::transfer`) | 6 700 |
 //! | resource written, new / changed | 20 000 / 2 900, + 8 per byte |
 //! | resource deleted | 0 |
-//! | event | 375 when emitted, + 8 per byte when the transaction ends |
+//! | event | 375 + 1 per 32 units of the value's size when emitted, + 8 per byte of its data and type name when the transaction ends |
+//! | `bcs::to_bytes` | 1 per 32 units of the value's size + 1 per byte written |
 //! | call into the EVM (`evm::call`, `evm::static_call`, …) | 2 600 + the EVM gas the call used |
 //! | `evm::keccak256` | 30 + 6 per 32 bytes |
 //! | module published (its write included) | 20 000 + 200 per byte |

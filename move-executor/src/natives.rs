@@ -29,6 +29,7 @@ use move_vm_types::loaded_data::runtime_types::Type;
 use move_vm_types::natives::function::NativeResult;
 use move_vm_types::pop_arg;
 use move_vm_types::values::Value;
+use move_vm_types::views::ValueView;
 use smallvec::smallvec;
 
 use crate::evm::{EvmCall, EvmCallResult, EvmHost, EvmHostFactory};
@@ -320,14 +321,19 @@ pub(crate) fn all_natives() -> NativeFunctionTable {
         .into_iter()
         .map(|(module, function, native)| (module, function, Arc::new(native) as NativeFunction));
     natives.extend(make_table_from_iter(FRAMEWORK_ADDRESS, framework));
+    for (_, module, function, native) in &mut natives {
+        if (module.as_str(), function.as_str()) == ("bcs", "to_bytes") {
+            *native = charged_by_size(Arc::clone(native));
+        }
+    }
     let events =
         move_stdlib::natives::event::make_all(move_stdlib::natives::event::GasParameters {
             // An event's bytes are charged when the transaction's effects are written (see
-            // `gas`); its base, its type's nodes, and 1 per unit of the value's size in memory
-            // when it is emitted (below, and here): the VM holds every event until the
-            // transaction ends, so what a transaction can emit is bounded by its gas there too.
+            // `gas`); its base, and 1 per 32 units of the value's size, when it is emitted
+            // (below); its type's nodes on the generic call. What the VM holds of events until
+            // the transaction ends counts against the memory quota.
             write_to_event_store: move_stdlib::natives::event::WriteToEventStoreGasParameters {
-                unit_cost: 1.into(),
+                unit_cost: 0.into(),
             },
         });
     natives.extend(make_table_from_iter(
@@ -336,6 +342,17 @@ pub(crate) fn all_natives() -> NativeFunctionTable {
             .map(|(function, native)| ("event".to_owned(), function, charged_at_emission(native))),
     ));
     natives
+}
+
+/// `bcs::to_bytes`, charging 1 gas per 32 units of the size of the value it serializes (through
+/// its reference argument) before it runs, as reading the value through the reference would.
+fn charged_by_size(to_bytes: NativeFunction) -> NativeFunction {
+    Arc::new(move |context, ty_args, arguments| {
+        let size = arguments.front().map_or(0, |value| u64::from(value.referent_size()));
+        let mut result = to_bytes(context, ty_args, arguments)?;
+        result.cost += (size / 32).into();
+        Ok(result)
+    })
 }
 
 /// `emit`, charging [`EVENT`] as it runs: the VM keeps every event (its type and value) until
@@ -348,8 +365,12 @@ fn charged_at_emission(emit: NativeFunction) -> NativeFunction {
         for ty in &ty_args {
             context.check_type_tag_size(ty)?;
         }
+        // The message, the last argument, is moved into the event store: 1 per 32 units of its
+        // size, as a copy of it would cost (its heap counts against the memory quota).
+        let size =
+            arguments.back().map_or(0, |message| u64::from(message.legacy_abstract_memory_size()));
         let mut result = emit(context, ty_args, arguments)?;
-        result.cost += EVENT.into();
+        result.cost += (EVENT + size / 32).into();
         Ok(result)
     })
 }
@@ -357,7 +378,9 @@ fn charged_at_emission(emit: NativeFunction) -> NativeFunction {
 /// The standard library natives' gas: a base cost per call and a cost per byte handled.
 fn stdlib_gas() -> move_stdlib::natives::GasParameters {
     let mut gas = move_stdlib::natives::GasParameters::zeros();
-    gas.bcs.to_bytes.input_unit_cost = 1.into();
+    // The value read through its reference is charged in `charged_by_size` (1 per 32 units, as a
+    // copy), the bytes written 1 each.
+    gas.bcs.to_bytes.input_unit_cost = 0.into();
     gas.bcs.to_bytes.output_unit_cost = 1.into();
     gas.bcs.to_bytes.failure_cost = 10.into();
     for hash in [&mut gas.hash.sha2_256.base_cost, &mut gas.hash.sha3_256.base_cost] {

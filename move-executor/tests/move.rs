@@ -910,9 +910,9 @@ fn return_values_are_charged_by_their_size_before_they_are_serialized() {
 
 #[test]
 fn an_event_is_charged_when_it_is_emitted() {
-    // The VM holds every event until the transaction ends: emitting pays its base and its
-    // value's size in memory at once, so a loop of emissions that then aborts has paid for each,
-    // and for what it held.
+    // The VM holds every event until the transaction ends: emitting pays its base and 1 per 32
+    // units of its value's size at once (what it holds counts against the memory quota), so a
+    // loop of emissions that then aborts has paid for each.
     let alice = user(1);
     let mut chain = Chain::new([alice]);
     let source = "module example::noisy { use duet::event; use std::vector; \
@@ -933,12 +933,30 @@ fn an_event_is_charged_when_it_is_emitted() {
             gas
         })
     };
-    // `Ping` counts 144: its container 128, its field 16.
+    // `Ping` counts 144 (its container 128, its field 16): 4 gas, with the loop's instructions.
     let small = per_emission("emit_then_abort");
-    assert!((gas::EVENT + 144..gas::EVENT + 250).contains(&small), "{small} gas an emission");
-    // 1 000 bytes more in memory: about 1 000 gas more an emission (and 1 per 32 bytes copied).
+    assert!((gas::EVENT + 4..gas::EVENT + 100).contains(&small), "{small} gas an emission");
+    // `Blob` holds 1 128 units more (a vector of 1 000 bytes): 35 gas more to emit, and as much
+    // to copy the bytes; 68 in all besides the vector's own instructions.
     let big = per_emission("emit_big_then_abort");
-    assert!((small + 1_000..small + 1_200).contains(&big), "{big} against {small}");
+    assert!((small + 68..small + 100).contains(&big), "{big} against {small}");
+}
+
+#[test]
+fn serializing_a_value_costs_by_its_size_and_its_bytes() {
+    // `bcs::to_bytes` of 1 000 empty vectors reads 128 128 units through its reference (4 004
+    // gas, as reading them would) and writes 1 002 bytes (1 each); it charged 1 per unit read,
+    // 32 times what copying them costs.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let source = "module example::serial { use std::bcs; use std::vector; \
+         public entry fun serialize(times: u64) { \
+             let v = vector::empty<vector<u8>>(); let i = 0; \
+             while (i < 1000) { vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }; \
+             let j = 0; while (j < times) { bcs::to_bytes(&v); j = j + 1 } } }";
+    chain.publish(alice, compile_example(source, alice));
+    let per = per_pass(|times| chain.call_once(alice, "serial", "serialize", vec![bcs(&times)]).1);
+    assert!((4_004 + 1_002..4_004 + 1_002 + 100).contains(&per), "{per} gas a serialization");
 }
 
 #[test]
