@@ -1,16 +1,17 @@
 //! What a unit of Move gas costs the node: loops a transaction could run to keep a node busy for
 //! little gas, timed one transaction at a time on the sequential executor.
 //!
-//! `cargo bench -p duet-move --bench move_gas [-- --json] [--runs N] [--only NAME]`
+//! `cargo bench -p duet-move --bench move_gas [-- --json] [--runs N] [--only NAME]` (`--only`
+//! runs the arithmetic loop too, the baseline of the ratio)
 //!
 //! Each workload is one entry function of a module published first: a loop of one kind of
-//! instruction (arithmetic, copies and comparisons of vectors of empty vectors, moves, generic
-//! calls, instructions that instantiate a type, calls of a function with many locals, events,
-//! `bcs::to_bytes`, hashing, `exists`, constants of empty vectors, a stored vector of 100 000
-//! empty vectors loaded). Prints, per workload, the gas and the median time of its loop (the
-//! transaction with its passes less the same without them), nanoseconds per unit of gas,
-//! million gas per second, and the ratio
-//! of its nanoseconds per gas to the arithmetic loop's measured in the same run: what Duet's gas
+//! instruction (arithmetic, copies and comparisons of vectors of empty vectors and of structs,
+//! moves, generic calls, instructions that instantiate a type, calls of a function with many
+//! locals, events, `bcs::to_bytes`, hashing, `exists`, constants of empty vectors), or one load
+//! of a stored vector of 100 000 empty vectors. Prints, per workload, the gas and the median
+//! time of its loop (the transaction with its passes less the same without them), nanoseconds
+//! per unit of gas, million gas per second, and the ratio of its nanoseconds per gas to the
+//! arithmetic loop's measured in the same run: what Duet's gas
 //! schedule (`move-executor/src/gas.rs`) aims to keep near 1, so that no instruction mix runs
 //! much longer per unit of gas than plain computation does. With `--json`, one JSON object per
 //! workload per line.
@@ -53,6 +54,7 @@ const WORKLOADS: [(&str, u64); 16] = [
 
 /// Empty vectors in the stored `Hoard` and in the constant `EMPTIES`.
 const HOARD: u64 = 100_000;
+/// Empty vectors in the constant `EMPTIES`.
 const CONSTANT_EMPTIES: usize = 1_000;
 
 /// The module's Move source.
@@ -117,7 +119,7 @@ fn source(publisher: &str) -> String {
     )
 }
 
-/// The median time and the gas of `transaction`, run `runs` times on `state`.
+/// The median time, the gas and the status of `transaction`, run `runs` times on `state`.
 fn measure(
     executor: &MoveBlockExecutor<'_>,
     state: &MemoryState,
@@ -149,7 +151,12 @@ fn main() {
         match argument.as_str() {
             "--json" => json = true,
             "--runs" => runs = arguments.next().and_then(|n| n.parse().ok()).expect("--runs N"),
-            "--only" => only = Some(arguments.next().expect("--only NAME")),
+            "--only" => {
+                let name = arguments.next().expect("--only NAME");
+                let names: Vec<&str> = WORKLOADS.iter().map(|(name, _)| *name).collect();
+                assert!(names.contains(&name.as_str()), "--only takes one of {names:?}");
+                only = Some(name);
+            }
             _ => {} // `cargo bench` passes `--bench`.
         }
     }
@@ -191,16 +198,20 @@ fn main() {
         // the loop's values).
         let run = |passes: u64| {
             let payload = call(publisher, "costly", function, &[], argument(passes));
-            let mut one = transaction(publisher, 2, payload);
-            one.gas_limit = 16_000_000;
-            measure(&executor, &state, &one, runs)
+            let mut call = transaction(publisher, 2, payload);
+            call.gas_limit = 16_000_000;
+            measure(&executor, &state, &call, runs)
         };
-        let (base_time, base_gas, _) = run(0);
+        let (base_time, base_gas, base_status) = run(0);
+        assert_eq!(base_status, MoveStatus::Success, "{function} without its passes");
         let (time, gas, status) = run(passes);
         let time = time.saturating_sub(base_time);
         let gas = gas.saturating_sub(base_gas).max(1);
         let ns_per_gas = time.as_nanos() as f64 / gas as f64;
-        let baseline = *arithmetic_ns_per_gas.get_or_insert(ns_per_gas);
+        if function == "arithmetic" {
+            arithmetic_ns_per_gas = Some(ns_per_gas);
+        }
+        let baseline = arithmetic_ns_per_gas.expect("the arithmetic loop runs first");
         let against = ns_per_gas / baseline;
         let mgas = gas as f64 / time.as_secs_f64() / 1e6;
         if json {
@@ -217,8 +228,9 @@ fn main() {
             let ended =
                 if status == MoveStatus::Success { String::new() } else { format!("  ({status})") };
             println!(
-                "{function:<24} {gas:>10} {time:>12.1?} {ns_per_gas:>8.1} {mgas:>8.1} \
-                 {against:>14.2}{ended}"
+                "{function:<24} {gas:>10} {:>9.3} ms {ns_per_gas:>8.1} {mgas:>8.1} \
+                 {against:>14.2}{ended}",
+                time.as_secs_f64() * 1e3
             );
         }
     }

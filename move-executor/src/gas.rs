@@ -115,11 +115,17 @@ pub fn intrinsic_gas(payload_bytes: usize) -> u64 {
     TRANSACTION_BASE.saturating_add(PAYLOAD_BYTE.saturating_mul(payload_bytes as u64))
 }
 
+/// Units of a value's size (the VM's abstract size: 16 a number, 20 an address, a primitive
+/// vector's elements their bytes, 128 a vector or struct besides its elements) per unit of gas,
+/// wherever an instruction or native copies, compares, reads or serializes a value.
+pub const SIZE_UNITS_PER_GAS: u64 = 32;
+
 /// The heap a transaction's Move values may hold at once, in the VM's count: 64 MiB.
 ///
 /// Gas alone does not bound it: gas grows with the work done, and a few gas can build a value of
-/// many bytes (a copy of a vector of empty vectors costs 1 gas per 2 of them and held about 95
-/// bytes each, so a transaction at the 16 777 216 gas cap could hold 1.5 GB). The VM counts the
+/// many bytes (a copy of a vector of empty vectors cost 1 gas per 2 of them, holding about 95
+/// bytes each, so a transaction at the 16 777 216 gas cap could hold 1.5 GB; at 4 gas each now,
+/// it could still hold about 400 MB). The VM counts the
 /// heap every value holds (`HEAP_CONTAINER` bytes a vector or struct, `HEAP_SLOT` an element or
 /// field among values, a primitive element its own bytes) as copies, packs, pushes, constants,
 /// loaded resources and natives' results create it, and frees it as values are popped,
@@ -180,7 +186,7 @@ impl DuetGasMeter {
 
     fn charge_sized(&mut self, base: u64, value: &impl ValueView) -> PartialVMResult<()> {
         let size = u64::from(value.legacy_abstract_memory_size());
-        self.charge(base + size / 32)
+        self.charge(base + size / SIZE_UNITS_PER_GAS)
     }
 }
 
@@ -233,11 +239,11 @@ impl GasMeter for DuetGasMeter {
         self.charge(CALL + args.len() as u64 + ty_args.len() as u64)
     }
 
-    /// Per 32 bytes, as the VM reports them: it reports a vector of vectors' bytes 32 times
-    /// over, since each of them may become a value of its own (an empty vector), built at every
-    /// load.
+    /// Per 32 bytes, as the VM reports them: it reports a vector of vectors' bytes 128 times
+    /// over, since each of them may become a value of its own (an empty vector, which counts 128
+    /// when copied), built at every load.
     fn charge_ld_const(&mut self, size: NumBytes) -> PartialVMResult<()> {
-        self.charge(2 + u64::from(size) / 32)
+        self.charge(2 + u64::from(size) / SIZE_UNITS_PER_GAS)
     }
 
     fn charge_copy_loc(&mut self, val: impl ValueView) -> PartialVMResult<()> {

@@ -33,7 +33,9 @@ use move_vm_types::views::ValueView;
 use smallvec::smallvec;
 
 use crate::evm::{EvmCall, EvmCallResult, EvmHost, EvmHostFactory};
-use crate::gas::{ETH_TRANSFER, EVENT, EVM_CALL, KECCAK, KECCAK_WORD, NATIVE_STATE_READ};
+use crate::gas::{
+    ETH_TRANSFER, EVENT, EVM_CALL, KECCAK, KECCAK_WORD, NATIVE_STATE_READ, SIZE_UNITS_PER_GAS,
+};
 use crate::{to_address, FRAMEWORK_ADDRESS};
 
 /// `evm::ENO_EVM`: the EVM cannot be called here.
@@ -323,7 +325,7 @@ pub(crate) fn all_natives() -> NativeFunctionTable {
     natives.extend(make_table_from_iter(FRAMEWORK_ADDRESS, framework));
     for (_, module, function, native) in &mut natives {
         if (module.as_str(), function.as_str()) == ("bcs", "to_bytes") {
-            *native = charged_by_size(Arc::clone(native));
+            *native = bcs_charged_by_size(Arc::clone(native));
         }
     }
     let events =
@@ -344,20 +346,22 @@ pub(crate) fn all_natives() -> NativeFunctionTable {
     natives
 }
 
-/// `bcs::to_bytes`, charging 1 gas per 32 units of the size of the value it serializes (through
-/// its reference argument) before it runs, as reading the value through the reference would.
-fn charged_by_size(to_bytes: NativeFunction) -> NativeFunction {
+/// `bcs::to_bytes`, charging besides its bytes written 1 gas per [`SIZE_UNITS_PER_GAS`] units of
+/// the size of the value it serializes (through its reference argument), as reading the value
+/// through the reference would; charged with the native's own cost, when it returns.
+fn bcs_charged_by_size(to_bytes: NativeFunction) -> NativeFunction {
     Arc::new(move |context, ty_args, arguments| {
         let size = arguments.front().map_or(0, |value| u64::from(value.referent_size()));
         let mut result = to_bytes(context, ty_args, arguments)?;
-        result.cost += (size / 32).into();
+        result.cost += (size / SIZE_UNITS_PER_GAS).into();
         Ok(result)
     })
 }
 
-/// `emit`, charging [`EVENT`] as it runs: the VM keeps every event (its type and value) until
-/// the transaction ends, so a loop of free emissions could hold any amount of memory before the
-/// bytes were charged. (The event's type was charged by its nodes on the generic call.) An event
+/// `emit`, charging [`EVENT`] and 1 gas per [`SIZE_UNITS_PER_GAS`] units of the message's size as
+/// it runs: the VM keeps every event (its type and value) until the transaction ends, so a loop
+/// of free emissions could make it hold any amount (what it holds also counts against the memory
+/// quota). (The event's type was charged by its nodes on the generic call.) An event
 /// whose type's tag no receipt may hold fails the transaction before the tag is built (a type
 /// of a few nodes with long names could otherwise build hundreds of kilobytes of tag per event).
 fn charged_at_emission(emit: NativeFunction) -> NativeFunction {
@@ -370,7 +374,7 @@ fn charged_at_emission(emit: NativeFunction) -> NativeFunction {
         let size =
             arguments.back().map_or(0, |message| u64::from(message.legacy_abstract_memory_size()));
         let mut result = emit(context, ty_args, arguments)?;
-        result.cost += (EVENT + size / 32).into();
+        result.cost += (EVENT + size / SIZE_UNITS_PER_GAS).into();
         Ok(result)
     })
 }

@@ -636,6 +636,8 @@ fn a_call_pays_for_its_frames_locals() {
         }
     });
     chain.publish(alice, vec![wide]);
+    // The same module with its functions as compiled, on a chain of its own (a call's gas does
+    // not depend on who published the module it calls).
     let bob = user(2);
     let mut narrow_chain = Chain::new([bob]);
     narrow_chain.publish(bob, compile_example(source, bob));

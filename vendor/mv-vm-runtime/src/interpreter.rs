@@ -40,17 +40,6 @@ impl move_vm_types::views::ValueView for Referent {
     }
 }
 
-/// Duet: the heap a struct of `fields` fields holds besides its fields' own.
-fn struct_heap_size(fields: u64) -> u64 {
-    values::HEAP_CONTAINER.saturating_add(fields.saturating_mul(values::HEAP_SLOT))
-}
-
-/// Duet: the heap a vector of `count` elements of `ty` holds besides its elements' own.
-fn vector_heap_size(ty: &Type, count: u64) -> u64 {
-    values::HEAP_CONTAINER
-        .saturating_add(count.saturating_mul(values::vector_element_heap_size(ty)))
-}
-
 use std::{cmp::min, collections::VecDeque, fmt::Write, mem, sync::Arc};
 use tracing::error;
 
@@ -1017,6 +1006,7 @@ impl Frame {
                     Bytecode::StLoc(idx) => {
                         let value_to_store = interpreter.operand_stack.pop()?;
                         gas_meter.charge_store_loc(&value_to_store)?;
+                        // Duet: the value overwritten is freed.
                         let freed = self
                             .locals
                             .store_loc_freeing(*idx as usize, value_to_store)?;
@@ -1071,7 +1061,7 @@ impl Frame {
                             false,
                             interpreter.operand_stack.last_n(field_count as usize)?,
                         )?;
-                        gas_meter.use_heap(struct_heap_size(field_count.into()))?;
+                        gas_meter.use_heap(values::struct_heap_size(field_count.into()))?; // Duet
                         let args = interpreter.operand_stack.popn(field_count)?;
                         interpreter
                             .operand_stack
@@ -1087,7 +1077,7 @@ impl Frame {
                             true,
                             interpreter.operand_stack.last_n(field_count as usize)?,
                         )?;
-                        gas_meter.use_heap(struct_heap_size(field_count.into()))?;
+                        gas_meter.use_heap(values::struct_heap_size(field_count.into()))?; // Duet
                         let args = interpreter.operand_stack.popn(field_count)?;
                         interpreter
                             .operand_stack
@@ -1097,7 +1087,10 @@ impl Frame {
                         let struct_ = interpreter.operand_stack.pop_as::<Struct>()?;
 
                         gas_meter.charge_unpack(false, struct_.field_views())?;
-                        gas_meter.release_heap(struct_heap_size(struct_.field_views().len() as u64));
+                        // Duet: the struct's own heap is freed; its fields go on.
+                        gas_meter.release_heap(values::struct_heap_size(
+                            struct_.field_views().len() as u64,
+                        ));
 
                         for value in struct_.unpack()? {
                             interpreter.operand_stack.push(value)?;
@@ -1107,7 +1100,10 @@ impl Frame {
                         let struct_ = interpreter.operand_stack.pop_as::<Struct>()?;
 
                         gas_meter.charge_unpack(true, struct_.field_views())?;
-                        gas_meter.release_heap(struct_heap_size(struct_.field_views().len() as u64));
+                        // Duet: the struct's own heap is freed; its fields go on.
+                        gas_meter.release_heap(values::struct_heap_size(
+                            struct_.field_views().len() as u64,
+                        ));
 
                         // TODO: Whether or not we want this gas metering in the loop is
                         // questionable.  However, if we don't have it in the loop we could wind up
@@ -1252,6 +1248,7 @@ impl Frame {
                             Referent(rhs.referent_size()),
                         )?;
                         let equal = lhs.equals(&rhs)?;
+                        // Duet: the operands are freed.
                         gas_meter.release_heap(lhs.heap_size().saturating_add(rhs.heap_size()));
                         interpreter.operand_stack.push(Value::bool(equal))?;
                     }
@@ -1264,6 +1261,7 @@ impl Frame {
                             Referent(rhs.referent_size()),
                         )?;
                         let equal = lhs.equals(&rhs)?;
+                        // Duet: the operands are freed.
                         gas_meter.release_heap(lhs.heap_size().saturating_add(rhs.heap_size()));
                         interpreter.operand_stack.push(Value::bool(!equal))?;
                     }
@@ -1414,7 +1412,7 @@ impl Frame {
                             make_ty!(&ty),
                             interpreter.operand_stack.last_n(*num as usize)?,
                         )?;
-                        gas_meter.use_heap(vector_heap_size(&ty, *num))?;
+                        gas_meter.use_heap(values::vector_heap_size(&ty, *num))?; // Duet
                         let elements = interpreter.operand_stack.popn(*num as u16)?;
                         let value = Vector::pack(&ty, elements)?;
                         interpreter.operand_stack.push(value)?;
@@ -1458,7 +1456,7 @@ impl Frame {
                         // Duet: the type just built, charged by its size.
                         gas_meter.charge_type_nodes(ty.size().into())?;
                         gas_meter.charge_vec_push_back(make_ty!(ty), &elem)?;
-                        gas_meter.use_heap(values::vector_element_heap_size(ty))?;
+                        gas_meter.use_heap(values::vector_element_heap_size(ty))?; // Duet
                         vec_ref.push_back(elem, ty)?;
                     }
                     Bytecode::VecPopBack(si) => {
@@ -1478,7 +1476,7 @@ impl Frame {
                         gas_meter.charge_type_nodes(ty.size().into())?;
                         gas_meter.charge_vec_unpack(make_ty!(ty), NumArgs::new(*num))?;
                         let elements = vec_val.unpack(ty, *num)?;
-                        gas_meter.release_heap(vector_heap_size(ty, *num));
+                        gas_meter.release_heap(values::vector_heap_size(ty, *num)); // Duet
                         for value in elements {
                             interpreter.operand_stack.push(value)?;
                         }

@@ -2002,6 +2002,11 @@ pub const HEAP_TYPE_NODE: u64 = 48;
 // Duet: the counts are no smaller than what this build allocates.
 const _: () = assert!(std::mem::size_of::<ValueImpl>() as u64 <= HEAP_SLOT);
 const _: () = assert!(std::mem::size_of::<Type>() as u64 <= HEAP_TYPE_NODE);
+// A container's allocation: its `Rc`'s two counts and the `RefCell` of the `Vec`.
+const _: () = assert!(
+    (2 * std::mem::size_of::<usize>() + std::mem::size_of::<RefCell<Vec<ValueImpl>>>()) as u64
+        <= HEAP_CONTAINER
+);
 
 impl Container {
     fn heap_size(&self) -> u64 {
@@ -2080,6 +2085,16 @@ impl GlobalValue {
             GlobalValueImpl::Deleted | GlobalValueImpl::None => 0,
         }
     }
+}
+
+/// Duet: the heap a struct of `fields` fields holds besides its fields' own.
+pub fn struct_heap_size(fields: u64) -> u64 {
+    HEAP_CONTAINER.saturating_add(fields.saturating_mul(HEAP_SLOT))
+}
+
+/// Duet: the heap a vector of `count` elements of `ty` holds besides its elements' own.
+pub fn vector_heap_size(ty: &Type, count: u64) -> u64 {
+    HEAP_CONTAINER.saturating_add(count.saturating_mul(vector_element_heap_size(ty)))
 }
 
 /// Duet: the heap an element of a vector of `ty` takes in the vector.
