@@ -323,8 +323,7 @@ where
     // The arguments become Move values before the Move VM meters anything: charged per byte as
     // a Move transaction's payload is (a megabyte of empty vectors makes a million values).
     let argument_bytes: usize = request.arguments.iter().map(|argument| argument.len()).sum();
-    let input_gas = input_gas
-        .saturating_add(duet_move::gas::PAYLOAD_BYTE.saturating_mul(argument_bytes as u64));
+    let input_gas = input_gas.saturating_add(duet_move::gas::payload_gas(argument_bytes));
     if input_gas > inputs.gas_limit {
         return Ok(PrecompileOutput::halt(PrecompileHalt::OutOfGas, reservoir));
     }

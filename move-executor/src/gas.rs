@@ -112,7 +112,14 @@ const TYPE_NODES_PER_GAS: u64 = 1;
 /// The gas a transaction with a payload of `payload_bytes` pays before it runs.
 #[must_use]
 pub fn intrinsic_gas(payload_bytes: usize) -> u64 {
-    TRANSACTION_BASE.saturating_add(PAYLOAD_BYTE.saturating_mul(payload_bytes as u64))
+    TRANSACTION_BASE.saturating_add(payload_gas(payload_bytes))
+}
+
+/// The gas `payload_bytes` of payload pay (a transaction's, or the arguments of a call from
+/// Solidity): they become Move values before the VM meters anything.
+#[must_use]
+pub fn payload_gas(payload_bytes: usize) -> u64 {
+    PAYLOAD_BYTE.saturating_mul(payload_bytes as u64)
 }
 
 /// Units of a value's size (the VM's abstract size: 16 a number, 20 an address, a primitive

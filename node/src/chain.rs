@@ -467,10 +467,7 @@ impl Chain {
         let threads = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
         // The dropped transactions' reasons the last process noted.
         let dropped = crate::dropped::DroppedLog::new(crate::dropped::DROPPED_KEPT);
-        let forgotten = dropped.restore(store.dropped_notes()?);
-        if !forgotten.is_empty() {
-            store.put_dropped(&[], &forgotten)?;
-        }
+        store.put_dropped(&[], &dropped.restore(store.dropped_notes()?))?;
         Ok(Self {
             admission: EvmVm::new(config.chain_id, block_env(&config, 0, 0)),
             tree: Mutex::new(NodeCache::default()),
@@ -785,8 +782,7 @@ impl Chain {
                         (*dropped, DropKind::Evicted, why)
                     }
                 });
-                self.delete_records(&mempool, &displaced);
-                self.note_dropped(drops, head);
+                self.drop_from_pool(&mempool, drops.collect(), head);
                 // Sent again after it was dropped: pending again.
                 if self.dropped.forget(&hash) {
                     self.keep_dropped(&[], &[hash]);
@@ -811,9 +807,20 @@ impl Chain {
         }
     }
 
-    /// Notes acknowledged transactions as dropped at `head`, each with its kind (counted in the
-    /// metrics) and why, in one write.
-    fn note_dropped(&self, drops: impl IntoIterator<Item = (B256, DropKind, String)>, head: u64) {
+    /// Drops acknowledged transactions, out of `mempool` already: deletes their pending records
+    /// (those the pool no longer holds or awaits), then notes them as dropped at `head`, each
+    /// with its kind (counted in the metrics) and why, in one write. In that order: the log of
+    /// writes keeps it, so a note that survives a power loss has its delete with it, and a
+    /// restart never restores a transaction noted as dropped.
+    fn drop_from_pool(&self, mempool: &Mempool, drops: Vec<(B256, DropKind, String)>, head: u64) {
+        let hashes: Vec<B256> = drops.iter().map(|(hash, _, _)| *hash).collect();
+        self.delete_records(mempool, &hashes);
+        self.note_dropped(drops, head);
+    }
+
+    /// Notes acknowledged transactions, whose records are gone, as dropped at `head`, each with
+    /// its kind (counted in the metrics) and why, in one write.
+    fn note_dropped(&self, drops: Vec<(B256, DropKind, String)>, head: u64) {
         let (mut notes, mut forgotten) = (Vec::new(), Vec::new());
         for (hash, kind, why) in drops {
             Metrics::add(&self.metrics.dropped[kind.index()], 1);
@@ -825,13 +832,8 @@ impl Chain {
     }
 
     /// Writes the dropped log's changes to the store; a failure is logged (the log in memory
-    /// still has them). Callers delete the transactions' pending records first: the log of
-    /// writes keeps their order, so a note that survives a power loss has its delete with it,
-    /// and a restart never restores a transaction noted as dropped.
+    /// still has them).
     fn keep_dropped(&self, notes: &[(B256, Vec<u8>)], forgotten: &[B256]) {
-        if notes.is_empty() && forgotten.is_empty() {
-            return;
-        }
         if let Err(error) = self.store.put_dropped(notes, forgotten) {
             tracing::warn!(%error, "dropped transactions' reasons not written");
         }
@@ -1308,8 +1310,17 @@ impl Chain {
                 // A second round runs: the first round's updates become the state it runs on.
                 top = Some(std::mem::take(&mut updates).into_iter().collect());
             }
+            let mut transactions: Vec<DuetTransaction> =
+                taken.iter().map(|pending| pending.transaction.clone()).collect();
             let first = candidates.len();
-            let mut output = self.run_round(executor, &mut taken, top.as_ref(), first, parent)?;
+            let mut output = self.run_round(
+                executor,
+                &mut taken,
+                &mut transactions,
+                top.as_ref(),
+                first,
+                parent,
+            )?;
             // The transactions that fit, in block order, and the gas they leave.
             let mut left = gas_left;
             let fitting = taken
@@ -1328,7 +1339,15 @@ impl Chain {
             if fitting < taken.len() {
                 // Those left out may be replaced again.
                 self.mempool.lock().put_back(&taken.split_off(fitting));
-                output = self.run_round(executor, &mut taken, top.as_ref(), first, parent)?;
+                transactions.truncate(fitting);
+                output = self.run_round(
+                    executor,
+                    &mut taken,
+                    &mut transactions,
+                    top.as_ref(),
+                    first,
+                    parent,
+                )?;
             }
             gas_left = left;
             if published && round > 0 {
@@ -1383,6 +1402,7 @@ impl Chain {
         &self,
         executor: &duet_evm::MixedBlockExecutor<'_>,
         taken: &mut Vec<PendingTransaction>,
+        transactions: &mut Vec<DuetTransaction>,
         top: Option<&BTreeMap<StateKey, Option<StateValue>>>,
         first: usize,
         parent: u64,
@@ -1392,29 +1412,28 @@ impl Chain {
             if taken.is_empty() {
                 return Ok(BlockOutput { results: Vec::new(), state_updates: Vec::new() });
             }
-            let transactions: Vec<DuetTransaction> =
-                taken.iter().map(|pending| pending.transaction.clone()).collect();
             let (output, stats) = match top {
-                None => executor.execute_block_with_stats(&transactions, &self.store),
-                Some(top) => executor.execute_block_with_stats(
-                    &transactions,
-                    &LayeredStorage::new(&self.store, top),
-                ),
+                None => executor.execute_block_with_stats(transactions, &self.store),
+                Some(top) => executor
+                    .execute_block_with_stats(transactions, &LayeredStorage::new(&self.store, top)),
             };
             self.metrics.add_execution(&stats);
             let error = match output {
                 Ok(output) => return Ok(output),
-                Err(error) => error.shifted(first),
+                Err(error) => error,
             };
             let named = match &error {
                 BlockError::DeltaOutOfBounds { txn_index, .. }
                 | BlockError::DeltaOnNonNumeric { txn_index, .. } => {
-                    txn_index.checked_sub(first).filter(|at| *at < taken.len())
+                    Some(*txn_index).filter(|at| *at < taken.len())
                 }
                 BlockError::Storage(_) | BlockError::Invariant(_) => None,
             };
+            let error = error.shifted(first);
             let Some(at) = named else { return Err(error) };
             self.drop_culprit(taken, at, &error, parent);
+            // Rare: the round runs again without the transactions that left it.
+            *transactions = taken.iter().map(|pending| pending.transaction.clone()).collect();
             culprits += 1;
             if culprits == MAX_CULPRITS {
                 return Err(error);
@@ -1442,9 +1461,8 @@ impl Chain {
         let mut mempool = self.mempool.lock();
         mempool.put_back(&left);
         mempool.remove(&hash);
-        self.delete_records(&mempool, &[hash]);
         let why = format!("rejected: its block could not be built with it ({error})");
-        self.note_dropped([(hash, DropKind::Rejected, why)], head);
+        self.drop_from_pool(&mempool, vec![(hash, DropKind::Rejected, why)], head);
     }
 
     /// Drops the transactions that waited above a nonce gap for the mempool's lifetime, when it
@@ -1465,11 +1483,8 @@ impl Chain {
             let why = format!(
                 "expired: it waited above a nonce gap for the pool's lifetime ({lifetime} s)"
             );
-            self.delete_records(mempool, &expired);
-            self.note_dropped(
-                expired.iter().map(|hash| (*hash, DropKind::Expired, why.clone())),
-                head,
-            );
+            let drops = expired.iter().map(|hash| (*hash, DropKind::Expired, why.clone()));
+            self.drop_from_pool(mempool, drops.collect(), head);
         }
     }
 
@@ -1573,10 +1588,7 @@ impl Chain {
                 mempool.prune(sender, nonce).into_iter().filter(|hash| !settled.contains(hash));
             drops.extend(used.map(|hash| (hash, DropKind::NonceUsed, why_used.clone())));
         }
-        let stale: Vec<B256> = drops.iter().map(|(hash, _, _)| *hash).collect();
-        self.delete_records(&mempool, &stale);
-        // Noted after their records are deleted, in one write.
-        self.note_dropped(drops, number);
+        self.drop_from_pool(&mempool, drops, number);
     }
 
     /// The stored form of an executed transaction, gas counted into `block`.

@@ -416,6 +416,8 @@ impl Store {
             #[cfg(test)]
             failing: Arc::default(),
         };
+        // A datadir of another format is refused before anything of it is read or written.
+        store.format()?;
         // Arrivals go on from the last record's.
         let next_arrival = store.last_arrival()?.map_or(0, |last| last.saturating_add(1));
         store.next_arrival = Arc::new(next_arrival.into());
@@ -557,6 +559,20 @@ impl Store {
             .transpose()
     }
 
+    /// The database's format mark, if it has one, which must be this build's [`FORMAT`].
+    ///
+    /// # Errors
+    /// The database failed, or is of another format ([`StoreError::Incompatible`]).
+    fn format(&self) -> Result<Option<u64>, StoreError> {
+        let format = self.number(META, FORMAT_KEY, "format")?;
+        if let Some(format) = format.filter(|format| *format != FORMAT) {
+            return Err(StoreError::Incompatible(format!(
+                "its records are of format {format}, and this build reads format {FORMAT}"
+            )));
+        }
+        Ok(format)
+    }
+
     /// Checks that the database is of chain `chain_id` and of this build's [`FORMAT`], and
     /// marks it so if it holds no such marks yet (a new datadir, or one of a build before them),
     /// in one synced write.
@@ -565,12 +581,7 @@ impl Store {
     /// The database failed, belongs to another chain, or is of another format
     /// ([`StoreError::Incompatible`], saying which).
     pub fn claim_for_chain(&self, chain_id: u64) -> Result<(), StoreError> {
-        let format = self.number(META, FORMAT_KEY, "format")?;
-        if let Some(format) = format.filter(|format| *format != FORMAT) {
-            return Err(StoreError::Incompatible(format!(
-                "its records are of format {format}, and this build reads format {FORMAT}"
-            )));
-        }
+        let format = self.format()?;
         match self.number(META, CHAIN_ID, "chain id")? {
             Some(stored) if stored != chain_id => Err(StoreError::Incompatible(format!(
                 "it holds the blocks of chain {stored}, and the node was started with chain id \
@@ -1139,6 +1150,9 @@ impl Store {
         notes: &[(B256, Vec<u8>)],
         forgotten: &[B256],
     ) -> Result<(), StoreError> {
+        if notes.is_empty() && forgotten.is_empty() {
+            return Ok(());
+        }
         let family = self.family(DROPPED);
         let mut batch = WriteBatch::default();
         for (hash, note) in notes {
@@ -1512,6 +1526,27 @@ mod tests {
         let store = super::Store::open(directory.path()).unwrap();
         store.put_pending(&[(hash(4), &[0x03][..])]).unwrap();
         assert_eq!(arrivals(&store).last().unwrap(), &(3, 4, vec![0x03]));
+    }
+
+    #[test]
+    fn a_datadir_of_another_format_is_refused_before_anything_is_written() {
+        use super::{StoreError, FORMAT, FORMAT_KEY, HISTORY_SINCE, META};
+        let directory = tempfile::tempdir().unwrap();
+        let store = super::Store::open(directory.path()).unwrap();
+        store.db.put_cf(store.family(META), FORMAT_KEY, (FORMAT + 1).to_be_bytes()).unwrap();
+        store.db.delete_cf(store.family(META), HISTORY_SINCE).unwrap();
+        drop(store);
+        let refused = super::Store::open(directory.path()).err().expect("refused");
+        assert!(matches!(refused, StoreError::Incompatible(_)), "{refused:?}");
+        // Nothing was written: the history start it would have written is still absent.
+        let db = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            directory.path(),
+            rocksdb::DB::list_cf(&rocksdb::Options::default(), directory.path()).unwrap(),
+        )
+        .unwrap();
+        let meta = db.cf_handle(META).unwrap();
+        assert_eq!(db.get_cf(meta, HISTORY_SINCE).unwrap(), None);
     }
 
     #[test]
