@@ -376,6 +376,30 @@ impl Chain {
     }
 }
 
+/// How many of a round's `taken` transactions fit in `gas_left`, in block order, and the gas
+/// they leave: a transaction fits while its gas limit does not pass what is left.
+fn fitting(
+    taken: &[PendingTransaction],
+    results: &[TransactionResult<DuetReceipt, impl Sized>],
+    gas_left: u64,
+) -> (usize, u64) {
+    let mut left = gas_left;
+    let fitting = taken
+        .iter()
+        .zip(results)
+        .position(|(pending, result)| {
+            if pending.gas_limit > left {
+                return true;
+            }
+            if let TransactionResult::Executed(receipt) = result {
+                left = left.saturating_sub(receipt.gas_used());
+            }
+            false
+        })
+        .unwrap_or(taken.len());
+    (fitting, left)
+}
+
 /// The most transactions that fail their block (see `Chain::run_round`) a round drops before it
 /// gives the block up: each costs the round another run.
 const MAX_CULPRITS: usize = 4;
@@ -1321,21 +1345,7 @@ impl Chain {
                 first,
                 parent,
             )?;
-            // The transactions that fit, in block order, and the gas they leave.
-            let mut left = gas_left;
-            let fitting = taken
-                .iter()
-                .zip(&output.results)
-                .position(|(pending, result)| {
-                    if pending.gas_limit > left {
-                        return true;
-                    }
-                    if let TransactionResult::Executed(receipt) = result {
-                        left = left.saturating_sub(receipt.gas_used());
-                    }
-                    false
-                })
-                .unwrap_or(taken.len());
+            let (fitting, left) = fitting(&taken, &output.results, gas_left);
             if fitting < taken.len() {
                 // Those left out may be replaced again.
                 self.mempool.lock().put_back(&taken.split_off(fitting));

@@ -1536,7 +1536,7 @@ mod tests {
         store.db.put_cf(store.family(META), FORMAT_KEY, (FORMAT + 1).to_be_bytes()).unwrap();
         store.db.delete_cf(store.family(META), HISTORY_SINCE).unwrap();
         drop(store);
-        let refused = super::Store::open(directory.path()).err().expect("refused");
+        let Err(refused) = super::Store::open(directory.path()) else { panic!("refused") };
         assert!(matches!(refused, StoreError::Incompatible(_)), "{refused:?}");
         // Nothing was written: the history start it would have written is still absent.
         let db = rocksdb::DB::open_cf(
