@@ -175,13 +175,13 @@ impl<'r, 'l, S: MoveResolver> DataStore for TransactionDataCache<'r, 'l, S> {
         addr: AccountAddress,
         ty: &Type,
         charge: &mut dyn FnMut(Option<NumBytes>) -> PartialVMResult<()>,
-    ) -> PartialVMResult<(&mut GlobalValue, Option<Option<NumBytes>>)> {
+    ) -> PartialVMResult<(&mut GlobalValue, bool)> {
         let account_cache = Self::get_mut_or_insert_with(&mut self.account_map, &addr, || {
             (addr, AccountDataCache::new())
         });
 
-        let mut load_res = None;
-        if !account_cache.data_map.contains_key(ty) {
+        let first_load = !account_cache.data_map.contains_key(ty);
+        if first_load {
             // Duet: a type too long for a resource's key is refused before its tag is built.
             self.loader.check_type_tag_size(ty)?;
             let ty_tag = match self.loader.type_to_type_tag(ty)? {
@@ -197,7 +197,6 @@ impl<'r, 'l, S: MoveResolver> DataStore for TransactionDataCache<'r, 'l, S> {
 
             let gv = match self.remote.get_resource(&addr, &ty_tag) {
                 Ok(Some(blob)) => {
-                    load_res = Some(Some(NumBytes::new(blob.len() as u64)));
                     // Duet: paid for before it is decoded.
                     charge(Some(NumBytes::new(blob.len() as u64)))?;
                     let val = match Value::simple_deserialize(&blob, &ty_layout) {
@@ -215,7 +214,6 @@ impl<'r, 'l, S: MoveResolver> DataStore for TransactionDataCache<'r, 'l, S> {
                     GlobalValue::cached(val)?
                 }
                 Ok(None) => {
-                    load_res = Some(None);
                     charge(None)?;
                     GlobalValue::none()
                 }
@@ -235,9 +233,8 @@ impl<'r, 'l, S: MoveResolver> DataStore for TransactionDataCache<'r, 'l, S> {
             account_cache
                 .data_map
                 .get_mut(ty)
-                .map(|gv| gv)
                 .expect("global value must exist"),
-            load_res,
+            first_load,
         ))
     }
 

@@ -424,8 +424,8 @@ impl Interpreter {
             gas_meter.charge_load_resource(loaded)
         });
         match loaded {
-            Ok((gv, load_res)) => {
-                if load_res.is_some() {
+            Ok((gv, first_load)) => {
+                if first_load {
                     // Duet: the resource's values, and the copy of its type the data cache keys
                     // it by, now held by the transaction.
                     let key = u64::from(ty.size()).saturating_mul(values::HEAP_TYPE_NODE);

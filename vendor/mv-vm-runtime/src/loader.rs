@@ -764,6 +764,14 @@ impl Loader {
     //
     // All modules in the bundle to be published must be loadable. This function performs all
     // verification steps to load these modules without actually loading them into the code cache.
+    /// Duet: records that each of `blobs` passes the verifier's checks of a module by itself
+    /// under this loader's configuration (see `VerifiedModules`).
+    pub(crate) fn remember_verified(&self, blobs: &[Vec<u8>]) {
+        for blob in blobs {
+            VERIFIED_MODULES.insert(VerifiedModules::key(&self.verifier_config, blob));
+        }
+    }
+
     pub(crate) fn verify_module_bundle_for_publication(
         &self,
         modules: &[CompiledModule],

@@ -28,13 +28,13 @@ pub trait DataStore {
     /// Duet: `charge` is called at the first load of the resource in the session, with its
     /// size in bytes (`None` if it does not exist), before the bytes are decoded: decoding may
     /// build a value of its own for each byte (a vector of empty vectors), which must be paid
-    /// for before the work is done.
+    /// for before the work is done. The flag says whether this was that first load.
     fn load_resource(
         &mut self,
         addr: AccountAddress,
         ty: &Type,
         charge: &mut dyn FnMut(Option<NumBytes>) -> PartialVMResult<()>,
-    ) -> PartialVMResult<(&mut GlobalValue, Option<Option<NumBytes>>)>;
+    ) -> PartialVMResult<(&mut GlobalValue, bool)>;
 
     /// Get the serialized format of a `CompiledModule` given a `ModuleId`.
     fn load_module(&self, module_id: &ModuleId) -> VMResult<Vec<u8>>;
