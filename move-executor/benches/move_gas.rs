@@ -23,8 +23,8 @@ use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use duet_bench_kit::{median, round3};
-use duet_block_stm::TransactionResult;
-use duet_move::{MoveBlockExecutor, MoveStatus, MoveVm};
+use duet_block_stm::{TransactionResult, VmBlockOutput};
+use duet_move::{MoveBlockExecutor, MoveReceipt, MoveStatus, MoveVm};
 use duet_types::{MovePayload, MoveTransaction};
 use testkit::{call, compile_example, transaction, user, MemoryState, FEE_VAULT, ONE_ETH};
 
@@ -52,7 +52,7 @@ const WORKLOADS: [(&str, u64); 16] = [
     ("stored_empties_loaded", 1),
 ];
 
-/// Empty vectors in the stored `Hoard` and in the constant `EMPTIES`.
+/// Empty vectors in the stored `Hoard`.
 const HOARD: u64 = 100_000;
 /// Empty vectors in the constant `EMPTIES`.
 const CONSTANT_EMPTIES: usize = 1_000;
@@ -119,6 +119,22 @@ fn source(publisher: &str) -> String {
     )
 }
 
+/// The receipt of `transaction`, run alone on `state`: the block's output and the receipt.
+fn run_alone(
+    executor: &MoveBlockExecutor<'_>,
+    state: &MemoryState,
+    transaction: &MoveTransaction,
+) -> (VmBlockOutput<MoveVm>, MoveReceipt) {
+    let output = executor
+        .execute_block(std::slice::from_ref(transaction), state)
+        .expect("the block executes");
+    let TransactionResult::Executed(receipt) = &output.results[0] else {
+        panic!("not executed: {:?}", output.results[0]);
+    };
+    let receipt = receipt.clone();
+    (output, receipt)
+}
+
 /// The median time, the gas and the status of `transaction`, run `runs` times on `state`.
 fn measure(
     executor: &MoveBlockExecutor<'_>,
@@ -127,19 +143,15 @@ fn measure(
     runs: usize,
 ) -> (Duration, u64, MoveStatus) {
     let mut times = Vec::with_capacity(runs);
-    let (mut gas, mut status) = (0, MoveStatus::Success);
+    let mut last = None;
     for _ in 0..runs {
         let started = Instant::now();
-        let output = executor.execute_block(std::slice::from_ref(transaction), state);
+        let (_, receipt) = run_alone(executor, state, transaction);
         times.push(started.elapsed());
-        let output = output.expect("the block executes");
-        let TransactionResult::Executed(receipt) = &output.results[0] else {
-            panic!("not executed: {:?}", output.results[0]);
-        };
-        gas = receipt.gas_used;
-        status = receipt.status.clone();
+        last = Some(receipt);
     }
-    (median(times), gas, status)
+    let receipt = last.expect("at least one run");
+    (median(times), receipt.gas_used, receipt.status)
 }
 
 fn main() {
@@ -172,8 +184,7 @@ fn main() {
         transaction(publisher, 1, call(publisher, "costly", "hoard", &[], argument(HOARD)));
     hoard.gas_limit = 16_000_000;
     for set_up in [publish, hoard] {
-        let output = executor.execute_block(&[set_up], &state).expect("the set-up executes");
-        let TransactionResult::Executed(receipt) = &output.results[0] else { panic!("set-up") };
+        let (output, receipt) = run_alone(&executor, &state, &set_up);
         assert_eq!(receipt.status, MoveStatus::Success, "set-up");
         state.apply(&output.state_updates);
     }

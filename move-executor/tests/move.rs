@@ -83,11 +83,41 @@ impl Chain {
         function: &str,
         arguments: Vec<Vec<u8>>,
     ) -> (MoveStatus, u64) {
-        let nonce = self.state.nonce(sender);
-        let payload = call(sender, module, function, &[], arguments);
-        let output = self.run(&[transaction(sender, nonce, payload)]);
+        let output = self.call_output(sender, module, function, arguments, GAS_LIMIT);
         let receipt = receipt(&output, 0);
         (receipt.status.clone(), receipt.gas_used)
+    }
+
+    /// The gas one more pass of `module::function(times)` costs (see [`per_pass`]), each call's
+    /// status checked by `check`.
+    fn gas_per_pass(
+        &mut self,
+        sender: Address,
+        module: &str,
+        function: &str,
+        check: impl Fn(&MoveStatus),
+    ) -> u64 {
+        per_pass(|times| {
+            let (status, gas) = self.call_once(sender, module, function, vec![bcs(&times)]);
+            check(&status);
+            gas
+        })
+    }
+
+    /// [`call_once`](Self::call_once) with `gas_limit`: the block's output.
+    fn call_output(
+        &mut self,
+        sender: Address,
+        module: &str,
+        function: &str,
+        arguments: Vec<Vec<u8>>,
+        gas_limit: u64,
+    ) -> VmBlockOutput<MoveVm> {
+        let nonce = self.state.nonce(sender);
+        let mut transaction =
+            transaction(sender, nonce, call(sender, module, function, &[], arguments));
+        transaction.gas_limit = gas_limit;
+        self.run(&[transaction])
     }
 
     /// Publishes `modules` from `publisher`, which must succeed.
@@ -597,11 +627,8 @@ fn moving_a_value_costs_the_same_whatever_its_size() {
          public entry fun small(times: u64) { moved(vector::empty<vector<u8>>(), times) } }";
     chain.publish(alice, compile_example(source, alice));
     let mut per_move = |function: &str| {
-        per_pass(|times| {
-            let (status, gas) = chain.call_once(alice, "mover", function, vec![bcs(&times)]);
-            assert_eq!(status, MoveStatus::Success, "{function}");
-            gas
-        })
+        let succeeds = |status: &MoveStatus| assert_eq!(*status, MoveStatus::Success, "{function}");
+        chain.gas_per_pass(alice, "mover", function, succeeds)
     };
     let (big, small) = (per_move("big"), per_move("small"));
     assert_eq!(big, small, "a pass over 1 000 empty vectors costs {big}, over none {small}");
@@ -628,8 +655,8 @@ fn a_call_pays_for_its_frames_locals() {
         module.function_defs.iter().position(named).expect("the function is defined")
     };
     let wide = edited_module(source, alice, |module| {
-        module.signatures.push(Signature(vec![SignatureToken::U64; 254]));
-        let locals = SignatureIndex(u16::try_from(module.signatures.len() - 1).unwrap());
+        let locals = Signature(vec![SignatureToken::U64; 254]);
+        let locals = SignatureIndex(position_or_push(&mut module.signatures, locals));
         for name in ["f", "g"] {
             let at = function(module, name);
             module.function_defs[at].code.as_mut().unwrap().locals = locals;
@@ -642,10 +669,8 @@ fn a_call_pays_for_its_frames_locals() {
     let mut narrow_chain = Chain::new([bob]);
     narrow_chain.publish(bob, compile_example(source, bob));
     for caller in ["calls", "generic_calls"] {
-        let per_call =
-            per_pass(|times| chain.call_once(alice, "frames", caller, vec![bcs(&times)]).1);
-        let narrow =
-            per_pass(|times| narrow_chain.call_once(bob, "frames", caller, vec![bcs(&times)]).1);
+        let per_call = chain.gas_per_pass(alice, "frames", caller, |_| ());
+        let narrow = narrow_chain.gas_per_pass(bob, "frames", caller, |_| ());
         assert_eq!(per_call - narrow, 255 / 8, "{caller}: {per_call} gas a pass against {narrow}");
     }
 }
@@ -685,10 +710,7 @@ fn the_heap_a_transactions_values_hold_at_once_is_bounded() {
     chain.publish(alice, module);
     let mut run = |function: &str, argument: u64| {
         let (balance, nonce) = (chain.state.balance(alice), chain.state.nonce(alice));
-        let payload = call(alice, "hoard", function, &[], vec![bcs(&argument)]);
-        let mut transaction = transaction(alice, nonce, payload);
-        transaction.gas_limit = 16_000_000;
-        let output = chain.run(&[transaction]);
+        let output = chain.call_output(alice, "hoard", function, vec![bcs(&argument)], 16_000_000);
         let receipt = receipt(&output, 0).clone();
         // Whatever happened, the sender paid for the gas it used and nothing else moved.
         assert_eq!(chain.state.balance(alice), balance - fee(&receipt), "{function}");
@@ -729,11 +751,7 @@ fn events_count_against_the_memory_quota_until_the_transaction_ends() {
     );
     chain.publish(alice, compile_example(&source, alice));
     let mut run = |events: u64| {
-        let nonce = chain.state.nonce(alice);
-        let payload = call(alice, "heavy_events", "hoard_then_emit", &[], vec![bcs(&events)]);
-        let mut transaction = transaction(alice, nonce, payload);
-        transaction.gas_limit = 16_000_000;
-        chain.run(&[transaction])
+        chain.call_output(alice, "heavy_events", "hoard_then_emit", vec![bcs(&events)], 16_000_000)
     };
     let output = run(2_000);
     assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
@@ -760,7 +778,6 @@ fn vector_natives_called_as_functions_are_refused() {
              let v = vector::empty<u8>(); let i = 0; \
              while (i < times) { vector::push_back(&mut v, 1u8); i = i + 1 } } }";
     let module = edited_module(source, alice, |module| {
-        let index = |length: usize| u16::try_from(length).unwrap();
         let framework = move_core_types::account_address::AccountAddress::from_hex_literal("0x1");
         let address = AddressIdentifierIndex(position_or_push(
             &mut module.address_identifiers,
@@ -785,16 +802,19 @@ fn vector_natives_called_as_functions_are_refused() {
             &mut module.signatures,
             Signature(vec![SignatureToken::U8]),
         ));
-        module.function_handles.push(FunctionHandle {
+        let push_back = FunctionHandle {
             module: vector,
             name,
             parameters,
             return_,
             type_parameters: vec![AbilitySet::EMPTY],
-        });
-        let handle = FunctionHandleIndex(index(module.function_handles.len() - 1));
-        module.function_instantiations.push(FunctionInstantiation { handle, type_parameters: u8s });
-        let call = FunctionInstantiationIndex(index(module.function_instantiations.len() - 1));
+        };
+        let handle = FunctionHandleIndex(position_or_push(&mut module.function_handles, push_back));
+        let instantiation = FunctionInstantiation { handle, type_parameters: u8s };
+        let call = FunctionInstantiationIndex(position_or_push(
+            &mut module.function_instantiations,
+            instantiation,
+        ));
         let code = &mut module.function_defs[0].code.as_mut().unwrap().code;
         let mut replaced = 0;
         for instruction in code.iter_mut() {
@@ -806,9 +826,7 @@ fn vector_natives_called_as_functions_are_refused() {
         assert_eq!(replaced, 1, "the compiled code pushes with the instruction");
     });
     chain.publish(alice, vec![module]);
-    let nonce = chain.state.nonce(alice);
-    let payload = call(alice, "raw", "grow", &[], vec![bcs(&3u64)]);
-    let output = chain.run(&[transaction(alice, nonce, payload)]);
+    let output = chain.call_output(alice, "raw", "grow", vec![bcs(&3u64)], GAS_LIMIT);
     assert_failed(&output, 0, "FUNCTION_RESOLUTION_FAILURE", "run as bytecode instructions");
 }
 
@@ -849,13 +867,12 @@ fn an_instruction_pays_for_the_type_it_instantiates() {
          public entry fun small(times: u64) {{ g<u64>(times) }} }}"
     );
     chain.publish(alice, compile_example(&source, alice));
-    let mut gas_used = |function: &str, times: u64| {
-        let (status, gas) = chain.call_once(alice, "typed", function, vec![bcs(&times)]);
-        assert_eq!(status, MoveStatus::Success, "{function}");
-        gas
+    let mut per_pass_of = |function: &str| {
+        let succeeds = |status: &MoveStatus| assert_eq!(*status, MoveStatus::Success, "{function}");
+        chain.gas_per_pass(alice, "typed", function, succeeds)
     };
-    let per_small = per_pass(|times| gas_used("small", times));
-    let per_big = per_pass(|times| gas_used("big", times));
+    let per_small = per_pass_of("small");
+    let per_big = per_pass_of("big");
     assert_eq!(per_big - per_small, 510, "{per_big} against {per_small} gas an iteration");
 }
 
@@ -929,11 +946,10 @@ fn an_event_is_charged_when_it_is_emitted() {
              abort 7 } }";
     chain.publish(alice, compile_example(source, alice));
     let mut per_emission = |function: &str| {
-        per_pass(|times| {
-            let (status, gas) = chain.call_once(alice, "noisy", function, vec![bcs(&times)]);
+        let aborts = |status: &MoveStatus| {
             assert!(matches!(status, MoveStatus::Aborted { code: 7, .. }));
-            gas
-        })
+        };
+        chain.gas_per_pass(alice, "noisy", function, aborts)
     };
     // `Ping` counts 144 (its container 128, its field 16): 4 gas, with the loop's instructions.
     let small = per_emission("emit_then_abort");
@@ -957,7 +973,7 @@ fn serializing_a_value_costs_by_its_size_and_its_bytes() {
              while (i < 1000) { vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }; \
              let j = 0; while (j < times) { bcs::to_bytes(&v); j = j + 1 } } }";
     chain.publish(alice, compile_example(source, alice));
-    let per = per_pass(|times| chain.call_once(alice, "serial", "serialize", vec![bcs(&times)]).1);
+    let per = chain.gas_per_pass(alice, "serial", "serialize", |_| ());
     assert!((4_004 + 1_002..4_004 + 1_002 + 100).contains(&per), "{per} gas a serialization");
 }
 
@@ -1064,7 +1080,7 @@ fn loading_a_constant_costs_by_its_bytes() {
          public entry fun load(times: u64) {{ let i = 0; while (i < times) {{ C; i = i + 1 }} }} }}"
     );
     chain.publish(alice, compile_example(&source, alice));
-    let per = per_pass(|times| chain.call_once(alice, "constant", "load", vec![bcs(&times)]).1);
+    let per = chain.gas_per_pass(alice, "constant", "load", |_| ());
     assert!((4_010..4_100).contains(&per), "{per} gas a load");
 }
 
@@ -1094,11 +1110,8 @@ fn loading_a_stored_resource_costs_by_its_bytes_before_they_are_decoded() {
     broken.extend(std::iter::repeat_n(1u8, 100_000));
     chain.state.apply(&[(key, Some(StateValue::Bytes(broken.into())))]);
     let mut run = |function: &str, argument: Vec<u8>, gas_limit: u64| {
-        let nonce = chain.state.nonce(alice);
-        let payload = call(alice, "hoarded", function, &[], vec![argument]);
-        let mut transaction = transaction(alice, nonce, payload);
-        transaction.gas_limit = gas_limit;
-        receipt(&chain.run(&[transaction]), 0).clone()
+        let output = chain.call_output(alice, "hoarded", function, vec![argument], gas_limit);
+        receipt(&output, 0).clone()
     };
     assert_eq!(run("hoard", bcs(&100_000u64), 16_000_000).status, MoveStatus::Success);
     let stored = 3 + 100_000; // the vector's length (ULEB128) and each empty one's
@@ -1126,7 +1139,7 @@ fn loading_an_address_or_bytes_costs_as_before() {
     let source = "module example::literal { \
          public entry fun load(times: u64) { let i = 0; while (i < times) { @0x1234; i = i + 1 } } }";
     chain.publish(alice, compile_example(source, alice));
-    let per = per_pass(|times| chain.call_once(alice, "literal", "load", vec![bcs(&times)]).1);
+    let per = chain.gas_per_pass(alice, "literal", "load", |_| ());
     assert!(per < 20, "{per} gas a pass");
 }
 
@@ -1332,8 +1345,8 @@ fn forged_vector(
     let source = "module example::forge { struct S has drop { a: address } \
                   public fun f(victim: address) { let _v = vector[S { a: victim }]; } }";
     edited_module(source, publisher, |module| {
-        module.signatures.push(Signature(vec![element]));
-        let forged = SignatureIndex((module.signatures.len() - 1) as u16);
+        let forged =
+            SignatureIndex(position_or_push(&mut module.signatures, Signature(vec![element])));
         let code = &mut module.function_defs[0].code.as_mut().unwrap().code;
         for instruction in code.iter_mut() {
             if let Bytecode::VecPack(signature, count) = instruction {
@@ -1396,8 +1409,8 @@ fn modules_the_verifier_would_check_unsoundly_or_slowly_are_refused() {
     // 256 parameters and locals: the verifier's reference analysis counts them in a u8, and
     // checked none.
     let many_locals = edited(&|module| {
-        module.signatures.push(Signature(vec![SignatureToken::U64; 255]));
-        let locals = SignatureIndex((module.signatures.len() - 1) as u16);
+        let locals = Signature(vec![SignatureToken::U64; 255]);
+        let locals = SignatureIndex(position_or_push(&mut module.signatures, locals));
         module.function_defs[0].code.as_mut().unwrap().locals = locals;
     });
     // The verifier refuses it too, as it does for stored modules (published before the limit).
@@ -2267,8 +2280,7 @@ fn a_function_carrying_many_references_through_many_blocks_is_refused() {
         let reference = SignatureToken::Reference(Box::new(SignatureToken::U64));
         let mut locals = vec![SignatureToken::U64; usize::from(refs)];
         locals.extend(vec![reference; usize::from(refs)]);
-        module.signatures.push(Signature(locals));
-        let locals = SignatureIndex((module.signatures.len() - 1) as u16);
+        let locals = SignatureIndex(position_or_push(&mut module.signatures, Signature(locals)));
         let code = module.function_defs[0].code.as_mut().unwrap();
         code.locals = locals;
         let mut body = Vec::new();
