@@ -1337,27 +1337,16 @@ impl Chain {
             let mut transactions: Vec<DuetTransaction> =
                 taken.iter().map(|pending| pending.transaction.clone()).collect();
             let first = candidates.len();
-            let mut output = self.run_round(
-                executor,
-                &mut taken,
-                &mut transactions,
-                top.as_ref(),
-                first,
-                parent,
-            )?;
+            let run = |taken: &mut Vec<PendingTransaction>, transactions: &mut Vec<_>| {
+                self.run_round(executor, taken, transactions, top.as_ref(), first, parent)
+            };
+            let mut output = run(&mut taken, &mut transactions)?;
             let (fitting, left) = fitting(&taken, &output.results, gas_left);
             if fitting < taken.len() {
                 // Those left out may be replaced again.
                 self.mempool.lock().put_back(&taken.split_off(fitting));
                 transactions.truncate(fitting);
-                output = self.run_round(
-                    executor,
-                    &mut taken,
-                    &mut transactions,
-                    top.as_ref(),
-                    first,
-                    parent,
-                )?;
+                output = run(&mut taken, &mut transactions)?;
             }
             gas_left = left;
             if published && round > 0 {
