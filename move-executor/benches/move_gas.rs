@@ -6,6 +6,7 @@
 //!
 //! Each workload is one entry function of a module published first: a loop of one kind of
 //! instruction (arithmetic, copies and comparisons of vectors of empty vectors and of structs,
+//! and of a vector of 200 000 structs, about 20 MB, more than the processor's caches hold,
 //! moves, generic calls, instructions that instantiate a type, calls of a function with many
 //! locals, events, `bcs::to_bytes`, hashing, `exists`, constants of empty vectors), or one load
 //! of a stored vector of 100 000 empty vectors. Prints, per workload, the gas and the median
@@ -33,13 +34,15 @@ use testkit::{call, compile_example, transaction, user, MemoryState, FEE_VAULT, 
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Each workload: its entry function and how many passes of its loop a transaction makes.
-const WORKLOADS: [(&str, u64); 16] = [
+const WORKLOADS: [(&str, u64); 18] = [
     ("arithmetic", 200_000),
     ("empties_compared", 300),
     ("empties_copied", 300),
     ("empties_moved", 100_000),
     ("structs_compared", 300),
     ("structs_copied", 300),
+    ("many_structs_compared", 4),
+    ("many_structs_copied", 4),
     ("deep_type_instantiated", 100_000),
     ("generic_calls", 100_000),
     ("wide_function_calls", 2_000),
@@ -97,6 +100,12 @@ fn source(publisher: &str) -> String {
          public entry fun structs_copied(n: u64) {{ let v = vector::empty<S>(); let i = 0; \
              while (i < 1000) {{ vector::push_back(&mut v, S {{ x: i }}); i = i + 1 }}; \
              let j = 0; while (j < n) {{ copy v; j = j + 1 }} }} \
+         public entry fun many_structs_compared(n: u64) {{ let v = many_structs(); \
+             let j = 0; while (j < n) {{ assert!(&v == &v, 0); j = j + 1 }} }} \
+         public entry fun many_structs_copied(n: u64) {{ let v = many_structs(); \
+             let j = 0; while (j < n) {{ copy v; j = j + 1 }} }} \
+         fun many_structs(): vector<S> {{ let v = vector::empty<S>(); let i = 0; \
+             while (i < 200000) {{ vector::push_back(&mut v, S {{ x: i }}); i = i + 1 }}; v }} \
          public entry fun deep_type_instantiated(n: u64) {{ let v = vector::empty<{deep}>(); \
              let j = 0; while (j < n) {{ vector::length(&v); j = j + 1 }} }} \
          fun same<T: copy + drop>(x: T): T {{ x }} \

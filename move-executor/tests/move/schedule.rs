@@ -53,11 +53,16 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
          public entry fun comparisons(length: u64, times: u64) { \
              let v = filled(length); let j = 0; \
              while (j < times) { assert!(&v == &v, 0); j = j + 1 } } \
-         public entry fun empties(length: u64, times: u64) { \
+         fun empty_vectors(length: u64): vector<vector<u8>> { \
              let v = vector::empty<vector<u8>>(); let i = 0; \
              while (i < length) { vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }; \
-             let r = &v; let j = 0; \
-             while (j < times) { *r; j = j + 1 } } }",
+             v } \
+         public entry fun empties(length: u64, times: u64) { \
+             let v = empty_vectors(length); let r = &v; let j = 0; \
+             while (j < times) { *r; j = j + 1 } } \
+         public entry fun compared_empties(length: u64, times: u64) { \
+             let v = empty_vectors(length); let j = 0; \
+             while (j < times) { assert!(&v == &v, 0); j = j + 1 } } }",
         alice,
     );
     chain.publish(alice, module);
@@ -65,10 +70,15 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
         chain.call_once(alice, "greedy", function, vec![bcs(&length), bcs(&times)])
     };
     // 1 000 empty vectors: each counts 128 (a value of its own: an allocation, a `RefCell`), or
-    // copying them would be nearly free: 128 128 / 32 = 4 004 gas a copy.
-    for (function, length, per_time) in
-        [("copies", 10_000, 2_500), ("comparisons", 10_000, 5_000), ("empties", 1_000, 4_004)]
-    {
+    // copying them would be nearly free: 128 128 / 32 = 4 004 gas a copy. Compared, each counts
+    // 32 (comparing one allocates nothing): 32 032 / 32 = 1 001 gas a side.
+    let cases = [
+        ("copies", 10_000, 2_500),
+        ("comparisons", 10_000, 5_000),
+        ("empties", 1_000, 4_004),
+        ("compared_empties", 1_000, 2_002),
+    ];
+    for (function, length, per_time) in cases {
         let mut gas_used = |times: u64| gas_used(function, length, times);
         let (status, ten) = gas_used(10);
         assert!(status == MoveStatus::Success, "{function}: {status:?}");
@@ -79,6 +89,15 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
         let (status, used) = gas_used(1_000);
         assert_eq!((status, used), (MoveStatus::OutOfGas, GAS_LIMIT), "{function}");
     }
+    // 36 000 empty vectors: 4 608 128 units, of which the 413 824 past `LARGE_COPY_UNITS` pay
+    // twice (a copy that large no longer stays in the caches): 156 936 gas a copy, not 144 004.
+    let (status, once) = gas_used("empties", 36_000, 1);
+    assert_eq!(status, MoveStatus::Success);
+    let (_, twice) = gas_used("empties", 36_000, 2);
+    let per = twice - once;
+    let expected = (128 * 36_001 + (128 * 36_001 - gas::LARGE_COPY_UNITS)) / 32;
+    assert_eq!(expected, 156_936);
+    assert!((expected..expected + 100).contains(&per), "{per} gas a large copy");
 }
 
 #[test]

@@ -1242,10 +1242,11 @@ impl Frame {
                     Bytecode::Eq => {
                         let lhs = interpreter.operand_stack.pop()?;
                         let rhs = interpreter.operand_stack.pop()?;
-                        // Duet: charged by the sizes of the values compared, through references.
+                        // Duet: charged by the sizes of the values compared, through references (a
+                        // container counts less than in a copy).
                         gas_meter.charge_eq(
-                            Referent(lhs.referent_size()),
-                            Referent(rhs.referent_size()),
+                            Referent(lhs.comparison_size()),
+                            Referent(rhs.comparison_size()),
                         )?;
                         let equal = lhs.equals(&rhs)?;
                         // Duet: the operands are freed.
@@ -1255,10 +1256,11 @@ impl Frame {
                     Bytecode::Neq => {
                         let lhs = interpreter.operand_stack.pop()?;
                         let rhs = interpreter.operand_stack.pop()?;
-                        // Duet: charged by the sizes of the values compared, through references.
+                        // Duet: charged by the sizes of the values compared, through references (a
+                        // container counts less than in a copy).
                         gas_meter.charge_neq(
-                            Referent(lhs.referent_size()),
-                            Referent(rhs.referent_size()),
+                            Referent(lhs.comparison_size()),
+                            Referent(rhs.comparison_size()),
                         )?;
                         let equal = lhs.equals(&rhs)?;
                         // Duet: the operands are freed.
