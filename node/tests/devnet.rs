@@ -355,6 +355,27 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
     assert_eq!(logs(&["--address", &deployer, "Created(address,bool)"]), 1);
     assert_eq!(logs(&["--address", &probe]), 0);
     assert_eq!(logs(&["Transfer(address,address,uint256)"]), 0);
+
+    // forge script: the walkthrough as a deployment script, simulated on a fork of the node and
+    // broadcast, each of its two transactions included.
+    let third_key = duet_node::genesis::DEV_KEYS[2];
+    let script = Command::new(tool("forge"))
+        .current_dir(root().join("evm-bridge/contracts"))
+        .args(["script", "script/Deploy.s.sol:Deploy", "--broadcast", "--private-key", third_key])
+        .args(["--rpc-url", &node.url()])
+        .output()
+        .expect("forge runs");
+    let printed = String::from_utf8_lossy(&script.stdout);
+    assert!(printed.contains("ONCHAIN EXECUTION COMPLETE & SUCCESSFUL"), "{printed}");
+    let deployed = printed
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("probe: contract Probe "))
+        .unwrap_or_else(|| panic!("the script returned no probe: {printed}"));
+    assert_eq!(
+        node.cast(&["call", deployed, "seen()(uint256)"]).unwrap(),
+        "1000000000000000000 [1e18]"
+    );
+    assert_eq!(node.nonce("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"), "2");
 }
 
 #[test]
