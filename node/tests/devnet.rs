@@ -367,12 +367,12 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
         .expect("forge runs");
     let printed = String::from_utf8_lossy(&script.stdout);
     assert!(printed.contains("ONCHAIN EXECUTION COMPLETE & SUCCESSFUL"), "{printed}");
-    let deployed = printed
+    let scripted = printed
         .lines()
         .find_map(|line| line.trim().strip_prefix("probe: contract Probe "))
         .unwrap_or_else(|| panic!("the script returned no probe: {printed}"));
     assert_eq!(
-        node.cast(&["call", deployed, "seen()(uint256)"]).unwrap(),
+        node.cast(&["call", scripted, "seen()(uint256)"]).unwrap(),
         "1000000000000000000 [1e18]"
     );
     assert_eq!(node.nonce("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"), "2");

@@ -536,9 +536,7 @@ fn a_function_carrying_many_references_through_many_blocks_is_refused() {
         code.code = body;
     });
     let nonce = chain.state.nonce(alice);
-    let mut publish = transaction(alice, nonce, MovePayload::ModuleBundle(vec![module]));
-    publish.gas_limit = 30_000_000;
-    let output = chain.run(&[publish]);
+    let output = chain.publish_output(alice, vec![module]);
     // 1 + 2 x 2 000 + 1 blocks, times 121.
     let saying = "function f carries references through too many blocks (484242";
     assert_failed(&output, 0, "CONSTRAINT_NOT_SATISFIED", saying);

@@ -148,11 +148,17 @@ impl Chain {
 
     /// [`publish_bundle`](Self::publish_bundle), with the whole receipt.
     fn publish_receipt(&mut self, sender: Address, modules: Vec<Vec<u8>>) -> MoveReceipt {
+        let output = self.publish_output(sender, modules);
+        receipt(&output, 0).clone()
+    }
+
+    /// Publishes `modules` as `sender`'s next transaction, with gas for large modules: the
+    /// block's output.
+    fn publish_output(&mut self, sender: Address, modules: Vec<Vec<u8>>) -> VmBlockOutput<MoveVm> {
         let nonce = self.state.nonce(sender);
         let mut publish = transaction(sender, nonce, MovePayload::ModuleBundle(modules));
         publish.gas_limit = 30_000_000;
-        let output = self.run(&[publish]);
-        receipt(&output, 0).clone()
+        self.run(&[publish])
     }
 
     /// Runs one block of `sender`'s next transactions, each calling `module::function` without

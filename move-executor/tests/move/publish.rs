@@ -10,9 +10,7 @@ fn modules_the_verifier_would_check_unsoundly_or_slowly_are_refused() {
     let mut chain = Chain::new([alice]);
     let publish = |chain: &mut Chain, module: Vec<u8>| {
         let nonce = chain.state.nonce(alice);
-        let mut publish = transaction(alice, nonce, MovePayload::ModuleBundle(vec![module]));
-        publish.gas_limit = 30_000_000;
-        let output = chain.run(&[publish]);
+        let output = chain.publish_output(alice, vec![module]);
         assert_eq!(chain.state.nonce(alice), nonce + 1, "the publication pays its fee");
         output
     };
@@ -89,9 +87,7 @@ fn a_module_over_the_limits_is_refused_and_pays_its_fee() {
     for (index, (bundle, saying)) in bundles.into_iter().zip(saying).enumerate() {
         let before = chain.state.clone();
         let nonce = chain.state.nonce(alice);
-        let mut publish = transaction(alice, nonce, MovePayload::ModuleBundle(bundle));
-        publish.gas_limit = 30_000_000;
-        let output = chain.run(&[publish]);
+        let output = chain.publish_output(alice, bundle);
         assert_failed(&output, 0, "CONSTRAINT_NOT_SATISFIED", saying);
         assert_eq!(
             chain.state.balance(alice),
@@ -123,9 +119,7 @@ fn a_module_over_the_limits_is_refused_and_pays_its_fee() {
         [(vec![bytes], "instantiation tables hold more than"), (vec![], "a bundle of no modules")]
     {
         let nonce = chain.state.nonce(alice);
-        let mut publish = transaction(alice, nonce, MovePayload::ModuleBundle(bundle));
-        publish.gas_limit = 30_000_000;
-        let output = chain.run(&[publish]);
+        let output = chain.publish_output(alice, bundle);
         assert_failed(&output, 0, "CONSTRAINT_NOT_SATISFIED", saying);
         assert_eq!(chain.state.nonce(alice), nonce + 1);
     }
