@@ -14,25 +14,23 @@ fn the_heap_a_transactions_values_hold_at_once_is_bounded() {
     let (alice, bob) = (user(1), user(2));
     let mut chain = Chain::new([alice, bob]);
     let module = compile_example(
-        "module example::hoard { \
-         use std::vector; \
-         fun empties(length: u64): vector<vector<u8>> { \
-             let v = vector::empty<vector<u8>>(); let i = 0; \
-             while (i < length) { vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }; \
-             v } \
-         fun bytes(length: u64): vector<u8> { \
-             let v = vector::empty<u8>(); let i = 0; \
-             while (i < length) { vector::push_back(&mut v, 7u8); i = i + 1 }; v } \
-         fun dropped(_v: vector<u8>) {} \
-         public entry fun keep(copies: u64) { \
-             let v = empties(10000); let kept = vector::empty<vector<vector<u8>>>(); \
-             let j = 0; \
-             while (j < copies) { vector::push_back(&mut kept, copy v); j = j + 1 } } \
-         public entry fun churn(times: u64) { \
-             let v = bytes(100000); let c = vector::empty<u8>(); let j = 0; \
-             while (j < times) { \
-                 c = copy v; copy v; assert!(copy v == c, 0); dropped(copy v); \
-                 *&mut c = copy v; j = j + 1 } } }",
+        &with_empty_vectors(
+            "module example::hoard { \
+             use std::vector; \
+             fun bytes(length: u64): vector<u8> { \
+                 let v = vector::empty<u8>(); let i = 0; \
+                 while (i < length) { vector::push_back(&mut v, 7u8); i = i + 1 }; v } \
+             fun dropped(_v: vector<u8>) {} \
+             public entry fun keep(copies: u64) { \
+                 let v = empty_vectors(10000); let kept = vector::empty<vector<vector<u8>>>(); \
+                 let j = 0; \
+                 while (j < copies) { vector::push_back(&mut kept, copy v); j = j + 1 } } \
+             public entry fun churn(times: u64) { \
+                 let v = bytes(100000); let c = vector::empty<u8>(); let j = 0; \
+                 while (j < times) { \
+                     c = copy v; copy v; assert!(copy v == c, 0); dropped(copy v); \
+                     *&mut c = copy v; j = j + 1 } } }",
+        ),
         alice,
     );
     chain.publish(alice, module);
@@ -70,14 +68,13 @@ fn events_count_against_the_memory_quota_until_the_transaction_ends() {
     let source = format!(
         "module example::heavy_events {{ use duet::event; use std::vector; \
          public entry fun hoard_then_emit(events: u64) {{ \
-             let v = vector::empty<vector<u8>>(); let i = 0; \
-             while (i < 10000) {{ vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }}; \
+             let v = empty_vectors(10000); \
              let kept = vector::empty<vector<vector<u8>>>(); let j = 0; \
              while (j < 60) {{ vector::push_back(&mut kept, copy v); j = j + 1 }}; \
              let k = 0; \
              while (k < events) {{ event::emit(vector::empty<{deep}>()); k = k + 1 }} }} }}"
     );
-    chain.publish(alice, compile_example(&source, alice));
+    chain.publish(alice, compile_example(&with_empty_vectors(&source), alice));
     let mut run = |events: u64| {
         chain.call_output(alice, "heavy_events", "hoard_then_emit", vec![bcs(&events)], 16_000_000)
     };

@@ -232,6 +232,18 @@ fn generic_chain(
     functions
 }
 
+/// `source`, one Move module that uses `std::vector`, with `fun empty_vectors(length: u64):
+/// vector<vector<u8>>` added: a vector of `length` empty vectors, the value of many small
+/// containers that the gas and memory tests build.
+fn with_empty_vectors(source: &str) -> String {
+    let (body, _) = source.rsplit_once('}').expect("a module");
+    format!(
+        "{body} fun empty_vectors(length: u64): vector<vector<u8>> {{ \
+         let v = vector::empty<vector<u8>>(); let i = 0; \
+         while (i < length) {{ vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }}; v }} }}"
+    )
+}
+
 fn tag(publisher: Address, name: &str) -> String {
     format!("{publisher}::counter::{name}")
 }

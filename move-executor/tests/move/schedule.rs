@@ -42,27 +42,25 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
     let alice = user(1);
     let mut chain = Chain::new([alice]);
     let module = compile_example(
-        "module example::greedy { \
-         use std::vector; \
-         fun filled(length: u64): vector<u64> { \
-             let v = vector::empty<u64>(); let i = 0; \
-             while (i < length) { vector::push_back(&mut v, i); i = i + 1 }; v } \
-         public entry fun copies(length: u64, times: u64) { \
-             let v = filled(length); let r = &v; let j = 0; \
-             while (j < times) { *r; j = j + 1 } } \
-         public entry fun comparisons(length: u64, times: u64) { \
-             let v = filled(length); let j = 0; \
-             while (j < times) { assert!(&v == &v, 0); j = j + 1 } } \
-         fun empty_vectors(length: u64): vector<vector<u8>> { \
-             let v = vector::empty<vector<u8>>(); let i = 0; \
-             while (i < length) { vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }; \
-             v } \
-         public entry fun empties(length: u64, times: u64) { \
-             let v = empty_vectors(length); let r = &v; let j = 0; \
-             while (j < times) { *r; j = j + 1 } } \
-         public entry fun compared_empties(length: u64, times: u64) { \
-             let v = empty_vectors(length); let j = 0; \
-             while (j < times) { assert!(&v == &v, 0); j = j + 1 } } }",
+        &with_empty_vectors(
+            "module example::greedy { \
+             use std::vector; \
+             fun filled(length: u64): vector<u64> { \
+                 let v = vector::empty<u64>(); let i = 0; \
+                 while (i < length) { vector::push_back(&mut v, i); i = i + 1 }; v } \
+             public entry fun copies(length: u64, times: u64) { \
+                 let v = filled(length); let r = &v; let j = 0; \
+                 while (j < times) { *r; j = j + 1 } } \
+             public entry fun comparisons(length: u64, times: u64) { \
+                 let v = filled(length); let j = 0; \
+                 while (j < times) { assert!(&v == &v, 0); j = j + 1 } } \
+             public entry fun empties(length: u64, times: u64) { \
+                 let v = empty_vectors(length); let r = &v; let j = 0; \
+                 while (j < times) { *r; j = j + 1 } } \
+             public entry fun compared_empties(length: u64, times: u64) { \
+                 let v = empty_vectors(length); let j = 0; \
+                 while (j < times) { assert!(&v == &v, 0); j = j + 1 } } }",
+        ),
         alice,
     );
     chain.publish(alice, module);
@@ -112,11 +110,9 @@ fn moving_a_value_costs_the_same_whatever_its_size() {
              let outer = vector::empty<T>(); vector::push_back(&mut outer, v); \
              let k = 0; while (k < times) { let x = vector::pop_back(&mut outer); \
                  vector::push_back(&mut outer, x); k = k + 1 } } \
-         public entry fun big(times: u64) { let v = vector::empty<vector<u8>>(); let i = 0; \
-             while (i < 1000) { vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }; \
-             moved(v, times) } \
+         public entry fun big(times: u64) { moved(empty_vectors(1000), times) } \
          public entry fun small(times: u64) { moved(vector::empty<vector<u8>>(), times) } }";
-    chain.publish(alice, compile_example(source, alice));
+    chain.publish(alice, compile_example(&with_empty_vectors(source), alice));
     let mut per_move = |function: &str| {
         let succeeds = |status: &MoveStatus| assert_eq!(*status, MoveStatus::Success, "{function}");
         chain.gas_per_pass(alice, "mover", function, succeeds)
@@ -286,10 +282,9 @@ fn serializing_a_value_costs_by_its_size_and_its_bytes() {
     let mut chain = Chain::new([alice]);
     let source = "module example::serial { use std::bcs; use std::vector; \
          public entry fun serialize(times: u64) { \
-             let v = vector::empty<vector<u8>>(); let i = 0; \
-             while (i < 1000) { vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }; \
+             let v = empty_vectors(1000); \
              let j = 0; while (j < times) { bcs::to_bytes(&v); j = j + 1 } } }";
-    chain.publish(alice, compile_example(source, alice));
+    chain.publish(alice, compile_example(&with_empty_vectors(source), alice));
     let per = chain.gas_per_pass(alice, "serial", "serialize", |_| ());
     assert!((4_004 + 1_002..4_004 + 1_002 + 100).contains(&per), "{per} gas a serialization");
 }
@@ -322,13 +317,11 @@ fn loading_a_stored_resource_costs_by_its_bytes_before_they_are_decoded() {
         "module example::hoarded {{ use std::vector; \
          struct Hoard has key {{ empties: vector<vector<u8>> }} \
          public entry fun hoard(account: signer, count: u64) {{ \
-             let v = vector::empty<vector<u8>>(); let i = 0; \
-             while (i < count) {{ vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 }}; \
-             move_to(&account, Hoard {{ empties: v }}) }} \
+             move_to(&account, Hoard {{ empties: empty_vectors(count) }}) }} \
          public entry fun touch(n: u64) {{ if (n > 0) assert!(exists<Hoard>(@{alice}), 0) }} \
          public entry fun touch_at(owner: address) {{ assert!(exists<Hoard>(owner), 0) }} }}"
     );
-    chain.publish(alice, compile_example(&source, alice));
+    chain.publish(alice, compile_example(&with_empty_vectors(&source), alice));
     // Bob's `Hoard`: 100 000 vectors of one byte announced, the bytes of 50 000 given.
     let tag = format!("{alice}::hoarded::Hoard").parse().expect("a struct tag");
     let key = duet_move::resolver::resource_key(bob, &tag).expect("a shallow tag");
