@@ -10,7 +10,8 @@
 //! | call | 10 + 1 per argument (+ 1 per type argument) + 1 per 8 parameters and locals of the function called (its frame) |
 //! | constant load | 2 + 1 per 32 bytes; a vector of vectors 4 per byte (each may become a value of its own) |
 //! | move, store of a local; write through a reference | 1 |
-//! | copy of a local; read through a reference; `==`, `!=` | 1 + 1 per 32 units of the value's size (through a reference, of the value it points to: the VM is patched for it, `vendor/README.md`); a value's size counts 16 a number or boolean, 20 an address, a vector's primitive elements their bytes, and 128 every vector and struct besides its elements (each a value of its own to allocate, borrow and walk) |
+//! | copy of a local; read through a reference | 1 + 1 per 32 units of the value's size (through a reference, of the value it points to: the VM is patched for it, `vendor/README.md`), twice that while the transaction's values hold more than 4 MiB, four times past 8 MiB; a value's size counts 16 a number or boolean, 20 an address, a vector's primitive elements their bytes, and 128 every vector and struct besides its elements (each a value of its own to allocate, borrow and walk) |
+//! | `==`, `!=` | 1 + 1 per 32 units of each side's size, a vector or struct counting 32 (comparing one allocates nothing), twice that past 8 MiB held |
 //! | pack, unpack of a struct | 2 + 1 per field |
 //! | vector operation | 2 (+ 1 per element for pack and unpack) |
 //! | a type an instruction instantiates (a generic call's type arguments, a vector or generic struct instruction's type) | 1 per node (`u64`: 1 node, `vector<Coin<T>>`: 3; the VM is patched to report them) |
@@ -29,8 +30,10 @@
 //! | `evm::keccak256` | 30 + 6 per 32 bytes |
 //! | module published (its write included) | 20 000 + 200 per byte |
 //!
-//! Besides gas, the heap a transaction's values hold at once is bounded: 64 MiB as the VM counts
-//! it ([`MEMORY_QUOTA`]); past it the transaction fails with `MEMORY_LIMIT_EXCEEDED`.
+//! Besides gas, the heap a transaction's values hold at once is bounded: 16 MiB as the VM counts
+//! it ([`MEMORY_QUOTA`]); past it the transaction fails with `MEMORY_LIMIT_EXCEEDED`. Copies and
+//! comparisons cost more while the transaction holds more than [`WARM_HEAP`] or [`COLD_HEAP`]
+//! (its values outgrow the caches).
 //!
 //! Loading code is priced like the EVM's cold account access (2 600), reads and writes like its
 //! cold `SLOAD` (2 100), `SSTORE` of a new slot
@@ -128,15 +131,27 @@ pub fn payload_gas(payload_bytes: usize) -> u64 {
 /// serializes a value.
 pub const SIZE_UNITS_PER_GAS: u64 = 32;
 
-/// The size, in units, past which a copy (from a local, or read through a reference) pays twice
-/// per unit: about 3 MB of values. A copy of that much no longer stays in the processor's caches
-/// (it reads one value and writes another as large), and its cost per unit rose with its size:
-/// a copy of a vector of 1 000 one-field structs ran at 12 ns a unit of gas, of 50 000 at 16,
-/// of 200 000 (about 20 MB) at 31, where plain arithmetic runs at 13 (`move_gas`, 32 MiB of
-/// L3 cache); paying twice past this size brings the last to about 16.
-pub const LARGE_COPY_UNITS: u64 = 4 << 20;
+/// While the transaction's values hold more than this much heap (in the VM's count, as
+/// [`MEMORY_QUOTA`] counts it), a copy (from a local, or read through a reference) pays twice
+/// per unit of its size, and past [`COLD_HEAP`] four times; a comparison pays twice past
+/// [`COLD_HEAP`].
+///
+/// A value's containers are allocations of their own, wherever the allocator put them: once
+/// the values a transaction holds outgrow the processor's caches, walking one takes a miss per
+/// container. Measured with `move_gas` (vectors of one-field structs shuffled in memory, against
+/// plain arithmetic's 13 ns a unit of gas): a copy of 2 000 ran at 12 ns a unit of gas, of
+/// 8 000 (about 1.2 MB held) at 13.5, of 40 000 (6 MB) at 16.5 with a surcharge of its own, of
+/// 60 000 (9 MB) at 33.5; comparing two vectors of 40 000 at 6.7, of 60 000 at 10, and of
+/// 150 000 (past the 32 MiB L3 cache, and past the quota now) at 68.
+pub const WARM_HEAP: u64 = 4 << 20;
 
-/// The heap a transaction's Move values may hold at once, in the VM's count: 64 MiB.
+/// See [`WARM_HEAP`].
+pub const COLD_HEAP: u64 = 8 << 20;
+
+/// The heap a transaction's Move values may hold at once, in the VM's count: 16 MiB, half the
+/// processor's 32 MiB L3 cache, so that the two executing threads' values together fit it
+/// (past it, each access to a container is a miss: comparing two shuffled vectors of 150 000
+/// structs, 34 MB, ran at 68 ns a unit of gas against 10 for 18 MB).
 ///
 /// Gas alone does not bound it: gas grows with the work done, and a few gas can build a value of
 /// many bytes (a copy of a vector of empty vectors cost 1 gas per 2 of them, holding about 95
@@ -147,7 +162,7 @@ pub const LARGE_COPY_UNITS: u64 = 4 << 20;
 /// loaded resources and natives' results create it, and frees it as values are popped,
 /// overwritten, compared, unpacked or left in a frame that returns. Past this figure the
 /// transaction fails with `MEMORY_LIMIT_EXCEEDED` and pays the gas it used.
-pub const MEMORY_QUOTA: u64 = 64 << 20;
+pub const MEMORY_QUOTA: u64 = 16 << 20;
 
 /// The sub-status of the `VM_EXTENSION_ERROR` a transaction fails with when its values hold
 /// more than [`MEMORY_QUOTA`].
@@ -205,12 +220,30 @@ impl DuetGasMeter {
         self.charge(base + size / SIZE_UNITS_PER_GAS)
     }
 
-    /// A copy of `value`: 1 gas, 1 per [`SIZE_UNITS_PER_GAS`] units of its size, and as much
-    /// again for those past [`LARGE_COPY_UNITS`].
+    /// A copy of `value`: 1 gas, and 1 per [`SIZE_UNITS_PER_GAS`] units of its size, twice or
+    /// four times that while the transaction holds more than [`WARM_HEAP`] or [`COLD_HEAP`].
     fn charge_copy(&mut self, value: &impl ValueView) -> PartialVMResult<()> {
         let size = u64::from(value.legacy_abstract_memory_size());
-        let large = size.saturating_sub(LARGE_COPY_UNITS);
-        self.charge(1 + (size + large) / SIZE_UNITS_PER_GAS)
+        let times = match self.heap {
+            heap if heap > COLD_HEAP => 4,
+            heap if heap > WARM_HEAP => 2,
+            _ => 1,
+        };
+        self.charge(1 + size * times / SIZE_UNITS_PER_GAS)
+    }
+
+    /// A comparison: 1 gas, and 1 per [`SIZE_UNITS_PER_GAS`] units of each side's size (a
+    /// container counting 32, see `Value::comparison_size`), twice that while the transaction
+    /// holds more than [`COLD_HEAP`].
+    fn charge_comparison(
+        &mut self,
+        lhs: &impl ValueView,
+        rhs: &impl ValueView,
+    ) -> PartialVMResult<()> {
+        let times = if self.heap > COLD_HEAP { 2 } else { 1 };
+        let lhs = u64::from(lhs.legacy_abstract_memory_size()) * times;
+        let rhs = u64::from(rhs.legacy_abstract_memory_size()) * times;
+        self.charge(1 + lhs / SIZE_UNITS_PER_GAS + rhs / SIZE_UNITS_PER_GAS)
     }
 }
 
@@ -310,8 +343,7 @@ impl GasMeter for DuetGasMeter {
     }
 
     fn charge_eq(&mut self, lhs: impl ValueView, rhs: impl ValueView) -> PartialVMResult<()> {
-        self.charge_sized(1, &lhs)?;
-        self.charge_sized(0, &rhs)
+        self.charge_comparison(&lhs, &rhs)
     }
 
     fn charge_neq(&mut self, lhs: impl ValueView, rhs: impl ValueView) -> PartialVMResult<()> {

@@ -8,9 +8,9 @@ fn the_heap_a_transactions_values_hold_at_once_is_bounded() {
     // A copy of a vector of 10 000 empty vectors cost 5 000 gas and held about 950 KB: a
     // transaction at the gas cap could hold 1.5 GB (it costs 40 004 gas now, a container
     // counting 128). The VM counts the heap each value holds (960 048 bytes for such a copy)
-    // and fails the transaction past 64 MiB; what it frees (a
+    // and fails the transaction past 16 MiB; what it frees (a
     // copy overwritten, popped, compared, written over, or left in a frame that returns) no
-    // longer counts, so churning through far more than 64 MiB in all is fine.
+    // longer counts, so churning through far more than 16 MiB in all is fine.
     let (alice, bob) = (user(1), user(2));
     let mut chain = Chain::new([alice, bob]);
     let module = compile_example(
@@ -44,10 +44,11 @@ fn the_heap_a_transactions_values_hold_at_once_is_bounded() {
         assert_eq!(chain.state.nonce(alice), nonce + 1);
         (output, receipt)
     };
-    // 50 copies held at once (48 MB as counted) fit; 100 (96 MB) do not, and pay what they used.
-    assert_eq!(run("keep", 50).1.status, MoveStatus::Success);
-    let (output, refused) = run("keep", 100);
-    assert_failed(&output, 0, duet_move::MEMORY_LIMIT_EXCEEDED, "more than 64 MiB at once");
+    // 15 copies held at once with their source (15.4 MB as counted) fit; 20 (20.2 MB) do not,
+    // and pay what they used.
+    assert_eq!(run("keep", 15).1.status, MoveStatus::Success);
+    let (output, refused) = run("keep", 20);
+    assert_failed(&output, 0, duet_move::MEMORY_LIMIT_EXCEEDED, "more than 16 MiB at once");
     assert!(refused.gas_used < 16_000_000, "it pays the gas it used: {}", refused.gas_used);
     assert!(refused.events.is_empty());
     // 200 rounds of five 100 000-byte copies, each freed: 100 MB in all, about 300 KB at once.
@@ -59,8 +60,8 @@ fn the_heap_a_transactions_values_hold_at_once_is_bounded() {
 #[test]
 fn events_count_against_the_memory_quota_until_the_transaction_ends() {
     // An event keeps its guid, type and value until the transaction ends: about 870 bytes for
-    // an empty vector of a 15-node type, emitted for some 700 gas. With 58 MB of copies held,
-    // 2 000 of them fit under 64 MiB and 15 000 do not (they would, had the event native's
+    // an empty vector of a 15-node type, emitted for some 700 gas. With 14.4 MB of copies held,
+    // 2 000 of them fit under 16 MiB and 15 000 do not (they would, had the event native's
     // arguments been counted as freed when it returned and what it keeps not counted).
     let alice = user(1);
     let mut chain = Chain::new([alice]);
@@ -70,7 +71,7 @@ fn events_count_against_the_memory_quota_until_the_transaction_ends() {
          public entry fun hoard_then_emit(events: u64) {{ \
              let v = empty_vectors(10000); \
              let kept = vector::empty<vector<vector<u8>>>(); let j = 0; \
-             while (j < 60) {{ vector::push_back(&mut kept, copy v); j = j + 1 }}; \
+             while (j < 14) {{ vector::push_back(&mut kept, copy v); j = j + 1 }}; \
              let k = 0; \
              while (k < events) {{ event::emit(vector::empty<{deep}>()); k = k + 1 }} }} }}"
     );
@@ -82,7 +83,7 @@ fn events_count_against_the_memory_quota_until_the_transaction_ends() {
     assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
     assert_eq!(receipt(&output, 0).events.len(), 2_000);
     let output = run(15_000);
-    assert_failed(&output, 0, duet_move::MEMORY_LIMIT_EXCEEDED, "more than 64 MiB at once");
+    assert_failed(&output, 0, duet_move::MEMORY_LIMIT_EXCEEDED, "more than 16 MiB at once");
     assert!(receipt(&output, 0).events.is_empty());
 }
 

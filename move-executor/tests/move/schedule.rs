@@ -87,15 +87,26 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
         let (status, used) = gas_used(1_000);
         assert_eq!((status, used), (MoveStatus::OutOfGas, GAS_LIMIT), "{function}");
     }
-    // 36 000 empty vectors: 4 608 128 units, of which the 413 824 past `LARGE_COPY_UNITS` pay
-    // twice (a copy that large no longer stays in the caches): 156 936 gas a copy, not 144 004.
-    let (status, once) = gas_used("empties", 36_000, 1);
-    assert_eq!(status, MoveStatus::Success);
-    let (_, twice) = gas_used("empties", 36_000, 2);
-    let per = twice - once;
-    let expected = (128 * 36_001 + (128 * 36_001 - gas::LARGE_COPY_UNITS)) / 32;
-    assert_eq!(expected, 156_936);
-    assert!((expected..expected + 100).contains(&per), "{per} gas a large copy");
+    // Once the transaction's values outgrow the caches, walking a value takes a miss per
+    // container: a copy pays twice per unit while they hold more than 4 MiB, four times past
+    // 8 MiB (a copy's own heap counts from before it is made). 30 000 empty vectors hold
+    // 2 880 048 bytes, with their copy 5 760 096: 3 840 128 units at twice. 50 000 hold 4.8 MB,
+    // 9.6 MB with the copy: 6 400 128 units at four times.
+    let mut per_copy = |length: u64| {
+        let mut gas = |times: u64| {
+            let arguments = vec![bcs(&length), bcs(&times)];
+            let output = chain.call_output(alice, "greedy", "empties", arguments, 10_000_000);
+            let receipt = receipt(&output, 0);
+            assert_eq!(receipt.status, MoveStatus::Success, "{length} empties");
+            receipt.gas_used
+        };
+        gas(2) - gas(1)
+    };
+    for (length, times) in [(30_000, 2), (50_000, 4)] {
+        let expected = 1 + 128 * (length + 1) * times / 32;
+        let per = per_copy(length);
+        assert!((expected..expected + 100).contains(&per), "{length}: {per} gas a copy");
+    }
 }
 
 #[test]

@@ -1114,10 +1114,11 @@ impl Frame {
                     }
                     Bytecode::ReadRef => {
                         let reference = interpreter.operand_stack.pop_as::<Reference>()?;
+                        // Duet: the copy's heap counts before it is made (and before the
+                        // charge, as for `CopyLoc`: the meter prices a copy by the heap held).
+                        gas_meter.use_heap(reference.referent_heap_size())?;
                         // Duet: charged by the size of the value copied, not the reference's.
                         gas_meter.charge_read_ref(Referent(reference.referent_size()))?;
-                        // Duet: the copy's heap counts before it is made.
-                        gas_meter.use_heap(reference.referent_heap_size())?;
                         let value = reference.read_ref()?;
                         interpreter.operand_stack.push(value)?;
                     }

@@ -1833,17 +1833,16 @@ const LEGACY_CONST_SIZE: AbstractMemorySize = AbstractMemorySize::new(16);
 /// The size in bytes for a reference on the stack
 const LEGACY_REFERENCE_SIZE: AbstractMemorySize = AbstractMemorySize::new(8);
 
-/// Duet: the size a container (a vector or a struct) counts besides its elements or fields. Its
-/// cost to copy, compare, move or drop is that of a value of its own (an allocation, a
-/// `RefCell` to borrow): a vector of 1 000 empty vectors took 150 µs to compare with itself, for
-/// 1 000 gas when a container counted 16; at 128 (4 gas a container a side, at 1 gas per 32)
-/// such comparisons and copies cost about 20 ns a unit of gas, as plain arithmetic loops cost
-/// about 14.
+/// Duet: the size a container (a vector or a struct) counts besides its elements or fields when
+/// it is copied (and read, moved to storage, serialized): copying one makes a value of its own
+/// (an allocation, a `RefCell`), and copying vectors of empty vectors ran at 79 ns a unit of gas
+/// when a container counted 16, against 13 for plain arithmetic; at 128, about 6. Comparisons
+/// count `DUET_COMPARED_CONTAINER_SIZE`.
 const DUET_CONTAINER_SIZE: AbstractMemorySize = AbstractMemorySize::new(128);
 
 /// Duet: the size a container counts when it is compared (`==`, `!=`): comparing one borrows it
-/// and reads its length, a tenth of what copying it costs (measured with `move_gas`: at 128,
-/// comparisons cost about 1.5 ns a unit of gas, against 13 for plain arithmetic).
+/// and reads its length, allocating nothing (measured with `move_gas`: at 128, comparisons cost
+/// 1.0–1.8 ns a unit of gas, against 13 for plain arithmetic; at 32, about 4.6).
 const DUET_COMPARED_CONTAINER_SIZE: AbstractMemorySize = AbstractMemorySize::new(32);
 
 /// For exists checks on data that doesn't exists this is the multiplier that is used.
@@ -1856,11 +1855,13 @@ impl Container {
 
     /// Duet: [`size`](Self::size) with each vector or struct counting `container`.
     fn size_with(&self, container: AbstractMemorySize) -> AbstractMemorySize {
-        // Duet: a vector or struct counts `DUET_CONTAINER_SIZE` besides its elements, as a value
-        // of its own (an allocation): an empty vector counted nothing, so copying or comparing a
-        // vector of empty vectors cost a few gas whatever their number.
+        // Duet: a vector or struct counts `container` besides its elements, as a value of its
+        // own: an empty vector counted nothing, so copying or comparing a vector of empty
+        // vectors cost a few gas whatever their number.
         match self {
-            Self::Locals(r) | Self::Struct(r) | Self::Vec(r) => Struct::size_impl_with(&*r.borrow(), container),
+            Self::Locals(r) | Self::Struct(r) | Self::Vec(r) => {
+                Struct::size_impl_with(&*r.borrow(), container)
+            }
             Self::VecU8(r) => {
                 container
                     + AbstractMemorySize::new((r.borrow().len() * size_of::<u8>()) as u64)
@@ -1997,7 +1998,7 @@ impl IndexedRef {
 impl Value {
     /// Duet: [`referent_size`](Self::referent_size) for comparing: a vector or struct counts
     /// `DUET_COMPARED_CONTAINER_SIZE`. Comparing one borrows it and reads its length, without
-    /// allocating: about 13 ns a struct of one field a side, against 54 ns to copy it.
+    /// allocating: about 13 ns a pair of one-field structs, against 54 ns to copy one.
     pub fn comparison_size(&self) -> AbstractMemorySize {
         let size = DUET_COMPARED_CONTAINER_SIZE;
         match &self.0 {
