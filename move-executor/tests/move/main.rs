@@ -411,6 +411,61 @@ fn bcs<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
 }
 
 #[test]
+fn vectors_compare_by_their_elements_empty_or_not() {
+    // Vectors of primitives compare by length first (an empty one's buffer is never read, see
+    // `vendor/README.md`): every answer stays the element-by-element one, for each kind of
+    // primitive vector and for vectors of vectors, equal or not, of equal lengths or not.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let mut source = String::from("module example::equality { ");
+    for kind in ["u8", "u64", "u128", "bool", "address", "vector<u8>"] {
+        let name = kind.replace(['<', '>'], "_");
+        write!(
+            source,
+            "public entry fun same_{name}(a: vector<{kind}>, b: vector<{kind}>, equal: bool) {{ \
+             assert!((a == b) == equal, 1); assert!((&a != &b) != equal, 2) }} "
+        )
+        .expect("a string takes it");
+    }
+    source.push('}');
+    chain.publish(alice, compile_example(&source, alice));
+    let address = |byte: u8| [byte; 20];
+    let cases: Vec<(&str, Vec<u8>, Vec<u8>, bool)> = vec![
+        ("u8", bcs(&Vec::<u8>::new()), bcs(&Vec::<u8>::new()), true),
+        ("u8", bcs(&vec![1u8, 2]), bcs(&vec![1u8, 2]), true),
+        ("u8", bcs(&vec![1u8, 2]), bcs(&vec![1u8, 3]), false),
+        ("u8", bcs(&vec![1u8, 2]), bcs(&vec![1u8]), false),
+        ("u8", bcs(&Vec::<u8>::new()), bcs(&vec![0u8]), false),
+        ("u64", bcs(&Vec::<u64>::new()), bcs(&Vec::<u64>::new()), true),
+        ("u64", bcs(&vec![7u64, 8]), bcs(&vec![7u64, 9]), false),
+        ("u64", bcs(&vec![7u64, 8]), bcs(&vec![7u64, 8]), true),
+        ("u128", bcs(&vec![1u128 << 100]), bcs(&vec![1u128 << 100]), true),
+        ("u128", bcs(&vec![1u128]), bcs(&Vec::<u128>::new()), false),
+        ("bool", bcs(&vec![true, false]), bcs(&vec![true, true]), false),
+        ("bool", bcs(&Vec::<bool>::new()), bcs(&Vec::<bool>::new()), true),
+        ("address", bcs(&vec![address(1), address(2)]), bcs(&vec![address(1), address(3)]), false),
+        ("address", bcs(&vec![address(1)]), bcs(&vec![address(1)]), true),
+        ("address", bcs(&Vec::<[u8; 20]>::new()), bcs(&vec![address(1)]), false),
+        ("vector_u8_", bcs(&vec![vec![1u8], vec![]]), bcs(&vec![vec![1u8], vec![]]), true),
+        ("vector_u8_", bcs(&vec![vec![1u8], vec![]]), bcs(&vec![vec![1u8], vec![2u8]]), false),
+        ("vector_u8_", bcs(&vec![Vec::<u8>::new()]), bcs(&Vec::<Vec<u8>>::new()), false),
+    ];
+    let block: Vec<_> = cases
+        .iter()
+        .enumerate()
+        .map(|(nonce, (kind, a, b, equal))| {
+            let arguments = vec![a.clone(), b.clone(), bcs(equal)];
+            let payload = call(alice, "equality", &format!("same_{kind}"), &[], arguments);
+            transaction(alice, 1 + nonce as u64, payload)
+        })
+        .collect();
+    let output = chain.run(&block);
+    for (index, case) in cases.iter().enumerate() {
+        assert_eq!(receipt(&output, index).status, MoveStatus::Success, "{case:?}");
+    }
+}
+
+#[test]
 fn resources_are_created_changed_and_read() {
     let (alice, bob) = (user(1), user(2));
     let mut chain = Chain::new([alice, bob]);

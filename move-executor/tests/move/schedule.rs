@@ -45,6 +45,11 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
         &with_empty_vectors(
             "module example::greedy { \
              use std::vector; \
+             struct S has copy, drop { x: u64 } \
+             public entry fun compared_structs(length: u64, times: u64) { \
+                 let v = vector::empty<S>(); let i = 0; \
+                 while (i < length) { vector::push_back(&mut v, S { x: i }); i = i + 1 }; \
+                 let j = 0; while (j < times) { assert!(&v == &v, 0); j = j + 1 } } \
              fun filled(length: u64): vector<u64> { \
                  let v = vector::empty<u64>(); let i = 0; \
                  while (i < length) { vector::push_back(&mut v, i); i = i + 1 }; v } \
@@ -69,12 +74,14 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
     };
     // 1 000 empty vectors: each counts 128 (a value of its own: an allocation, a `RefCell`), or
     // copying them would be nearly free: 128 128 / 32 = 4 004 gas a copy. Compared, each counts
-    // 32 (comparing one allocates nothing): 32 032 / 32 = 1 001 gas a side.
+    // 32 (comparing one allocates nothing): 32 032 / 32 = 1 001 gas a side; 1 000 one-field
+    // structs, 32 + 16 each: 48 032 / 32 = 1 501 a side.
     let cases = [
         ("copies", 10_000, 2_500),
         ("comparisons", 10_000, 5_000),
         ("empties", 1_000, 4_004),
         ("compared_empties", 1_000, 2_002),
+        ("compared_structs", 1_000, 3_002),
     ];
     for (function, length, per_time) in cases {
         let mut gas_used = |times: u64| gas_used(function, length, times);
@@ -86,6 +93,15 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
         // A thousand times would take millions of gas: out of gas at the limit.
         let (status, used) = gas_used(1_000);
         assert_eq!((status, used), (MoveStatus::OutOfGas, GAS_LIMIT), "{function}");
+    }
+    // Exactly: a thousand more elements compared cost 1 000 x 32 (or 48) units a side more.
+    for (function, more) in [("compared_empties", 2_000), ("compared_structs", 3_000)] {
+        let mut per_time = |length: u64| {
+            let (_, ten) = gas_used(function, length, 10);
+            let (_, twenty) = gas_used(function, length, 20);
+            (twenty - ten) / 10
+        };
+        assert_eq!(per_time(2_000) - per_time(1_000), more, "{function}");
     }
     // Once the transaction's values outgrow the caches, walking a value takes a miss per
     // container: a copy pays twice per unit while they hold more than 4 MiB, four times past
