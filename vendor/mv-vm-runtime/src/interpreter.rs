@@ -990,11 +990,11 @@ impl Frame {
                         interpreter.operand_stack.push(Value::bool(false))?;
                     }
                     Bytecode::CopyLoc(idx) => {
-                        // TODO(Gas): We should charge gas before copying the value.
-                        // Duet: the copy's heap counts before it is made.
+                        // Duet: the copy's heap counts, and its gas is charged, before it is
+                        // made (a copy of megabytes was made, then found too costly).
                         gas_meter.use_heap(self.locals.heap_size_at(*idx as usize))?;
+                        gas_meter.charge_copy_loc(Referent(self.locals.size_at(*idx as usize)))?;
                         let local = self.locals.copy_loc(*idx as usize)?;
-                        gas_meter.charge_copy_loc(&local)?;
                         interpreter.operand_stack.push(local)?;
                     }
                     Bytecode::MoveLoc(idx) => {

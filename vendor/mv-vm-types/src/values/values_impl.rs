@@ -2102,6 +2102,12 @@ impl Locals {
         self.0.borrow().get(idx).map_or(0, ValueImpl::heap_size)
     }
 
+    /// Duet: the size of the value in local `idx` (what copying it copies), so that the gas of a
+    /// copy is charged before the copy is made; a constant if there is none.
+    pub fn size_at(&self, idx: usize) -> AbstractMemorySize {
+        self.0.borrow().get(idx).map_or(LEGACY_CONST_SIZE, ValueImpl::size)
+    }
+
     /// Duet: stores `x` in local `idx`, as `store_loc`, and returns the heap that the value it
     /// replaced held (freed now).
     pub fn store_loc_freeing(&mut self, idx: usize, x: Value) -> PartialVMResult<u64> {
