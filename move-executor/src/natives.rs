@@ -347,8 +347,11 @@ pub(crate) fn all_natives() -> NativeFunctionTable {
 }
 
 /// `bcs::to_bytes`, charging besides its bytes written 1 gas per [`SIZE_UNITS_PER_GAS`] units of
-/// the size of the value it serializes (through its reference argument), as reading the value
-/// through the reference would; charged with the native's own cost, when it returns.
+/// the size of the value it serializes (through its reference argument); charged with the
+/// native's own cost, when it returns. Unlike a copy's, this charge does not grow with the heap
+/// the transaction holds: serializing shuffled vectors of 50 000 structs or 60 000 empty vectors
+/// (`move_gas` probes) ran at 0.44 and 0.42 times plain arithmetic's time per gas, the bytes
+/// written paying most of it.
 fn bcs_charged_by_size(to_bytes: NativeFunction) -> NativeFunction {
     Arc::new(move |context, ty_args, arguments| {
         let size = arguments.front().map_or(0, |value| u64::from(value.referent_size()));
@@ -370,7 +373,8 @@ fn charged_at_emission(emit: NativeFunction) -> NativeFunction {
             context.check_type_tag_size(ty)?;
         }
         // The message, the last argument, is moved into the event store: 1 per 32 units of its
-        // size, as a copy of it would cost (its heap counts against the memory quota).
+        // size, as a copy of it costs while the transaction holds little (its heap counts
+        // against the memory quota, and its bytes pay 8 gas each at the transaction's end).
         let size =
             arguments.back().map_or(0, |message| u64::from(message.legacy_abstract_memory_size()));
         let mut result = emit(context, ty_args, arguments)?;

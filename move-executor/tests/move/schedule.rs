@@ -62,6 +62,12 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
              public entry fun empties(length: u64, times: u64) { \
                  let v = empty_vectors(length); let r = &v; let j = 0; \
                  while (j < times) { *r; j = j + 1 } } \
+             public entry fun copied_empties(length: u64, times: u64) { \
+                 let v = empty_vectors(length); let j = 0; \
+                 while (j < times) { copy v; j = j + 1 } } \
+             public entry fun compared_pair(length: u64, times: u64) { \
+                 let v = empty_vectors(length); let w = copy v; let j = 0; \
+                 while (j < times) { assert!(&v == &w, 0); j = j + 1 } } \
              public entry fun compared_empties(length: u64, times: u64) { \
                  let v = empty_vectors(length); let j = 0; \
                  while (j < times) { assert!(&v == &v, 0); j = j + 1 } } }",
@@ -104,24 +110,35 @@ fn copying_and_comparing_through_a_reference_costs_by_the_size_of_the_value() {
         assert_eq!(per_time(2_000) - per_time(1_000), more, "{function}");
     }
     // Once the transaction's values outgrow the caches, walking a value takes a miss per
-    // container: a copy pays twice per unit while they hold more than 4 MiB, four times past
-    // 8 MiB (a copy's own heap counts from before it is made). 30 000 empty vectors hold
-    // 2 880 048 bytes, with their copy 5 760 096: 3 840 128 units at twice. 50 000 hold 4.8 MB,
-    // 9.6 MB with the copy: 6 400 128 units at four times.
-    let mut per_copy = |length: u64| {
+    // container: a copy pays twice per unit while they hold more than 4 MiB (4 194 304 bytes),
+    // four times past 8 MiB (8 388 608), a comparison twice past 8 MiB. N empty vectors hold
+    // 48 + 96 N bytes, twice that with their copy (counted from before it is made) or with the
+    // second vector compared: 21 800 and 21 900 sit either side of the first step (4 185 696,
+    // 4 204 896), 43 600 and 43 800 either side of the second (8 371 296, 8 409 696).
+    let mut per_time = |function: &str, length: u64| {
         let mut gas = |times: u64| {
             let arguments = vec![bcs(&length), bcs(&times)];
-            let output = chain.call_output(alice, "greedy", "empties", arguments, 10_000_000);
+            let output = chain.call_output(alice, "greedy", function, arguments, 10_000_000);
             let receipt = receipt(&output, 0);
-            assert_eq!(receipt.status, MoveStatus::Success, "{length} empties");
+            assert_eq!(receipt.status, MoveStatus::Success, "{function} of {length}");
             receipt.gas_used
         };
         gas(2) - gas(1)
     };
-    for (length, times) in [(30_000, 2), (50_000, 4)] {
+    let copies = [(21_800, 1), (21_900, 2), (43_600, 2), (43_800, 4)];
+    for (function, length, times) in copies
+        .iter()
+        .map(|&(length, times)| ("empties", length, times))
+        .chain([("copied_empties", 43_600, 2), ("copied_empties", 43_800, 4)])
+    {
         let expected = 1 + 128 * (length + 1) * times / 32;
-        let per = per_copy(length);
-        assert!((expected..expected + 100).contains(&per), "{length}: {per} gas a copy");
+        let per = per_time(function, length);
+        assert!((expected..expected + 20).contains(&per), "{function} of {length}: {per} gas");
+    }
+    for (length, times) in [(43_600, 1), (43_800, 2)] {
+        let expected = 1 + 2 * (32 * (length + 1) * times / 32);
+        let per = per_time("compared_pair", length);
+        assert!((expected..expected + 20).contains(&per), "{length} compared: {per} gas");
     }
 }
 

@@ -360,8 +360,10 @@ impl Interpreter {
         let result = native_function(&mut native_context, ty_args, args)?;
         let heap_kept = native_context.heap_kept;
         gas_meter.charge_native_function(result.cost)?;
-        gas_meter.use_heap(heap_kept)?;
+        // Released before what the native keeps is counted: what it keeps is part of its
+        // arguments, and counted twice an event of half the quota failed.
         gas_meter.release_heap(arguments_heap);
+        gas_meter.use_heap(heap_kept)?;
 
         let return_values = result
             .result
@@ -1469,8 +1471,13 @@ impl Frame {
                         gas_meter.charge_type_nodes(ty.size().into())?;
                         let res = vec_ref.pop(ty);
                         gas_meter.charge_vec_pop_back(make_ty!(ty), res.as_ref().ok())?;
-                        // Duet: the slot is not counted as freed: the vector keeps its capacity.
-                        interpreter.operand_stack.push(res?)?;
+                        // Duet: the popped element's slot is freed (the vector keeps its
+                        // capacity, which the count leaves out, as it does a push's growth:
+                        // counted by length, a vector's count returns to what it was, and a
+                        // push and pop repeated do not add up).
+                        let popped = res?;
+                        gas_meter.release_heap(values::vector_element_heap_size(ty));
+                        interpreter.operand_stack.push(popped)?;
                     }
                     Bytecode::VecUnpack(si, num) => {
                         let vec_val = interpreter.operand_stack.pop_as::<Vector>()?;
