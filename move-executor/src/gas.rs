@@ -165,8 +165,9 @@ pub const COLD_HEAP: u64 = 8 << 20;
 ///
 /// A vector counts by its length, not its capacity: what pops leave allocated is not counted.
 /// Gas bounds it: a slot left so took a push and a pop, about 26 gas in a loop, so a transaction
-/// at the gas cap can leave about 650 000 slots of at most 24 bytes, some 16 MB, besides its
-/// counted heap (and a vector's capacity may reach twice its length as it grows).
+/// at the gas cap can leave about 650 000 slots, at most 31 MB at `HEAP_SLOT` (48 bytes, no
+/// less than a slot takes), besides its counted heap; and a vector's capacity may reach twice
+/// its length as it grows.
 pub const MEMORY_QUOTA: u64 = 16 << 20;
 
 /// The sub-status of the `VM_EXTENSION_ERROR` a transaction fails with when its values hold
