@@ -4,6 +4,130 @@
 use super::*;
 
 #[test]
+fn two_mutable_borrows_of_one_local_are_refused_past_the_borrow_graphs_edge_bound() {
+    // Twelve branches each set `a = &mut v` for another local: past ten edges between two
+    // references the verifier's borrow graph keeps one full borrow of the frame instead, and a
+    // mutable borrow of a local was not checked against it. At the join, `&mut v_aliased` and
+    // `a` (which is `&mut v_aliased` at run time) both went to `bar`: two live `&mut` to one
+    // value, which let a vector's element outlive its pop. Upstream Move fixed it later
+    // (aptos-core #17771; this is its test, as bytecode).
+    use move_binary_format::file_format::{
+        Bytecode, FunctionHandleIndex, Signature, SignatureIndex, SignatureToken,
+        StructDefinitionIndex, StructHandleIndex,
+    };
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let source = "module example::alias { \
+         struct S has copy, drop { x: u8 } \
+         public fun bar(a: &mut S, b: &mut S) { a.x = 123; assert!(b.x == 123, 42) } \
+         public entry fun foo() { } }";
+    let module = edited_module(source, alice, |module| {
+        let s = SignatureToken::Struct(StructHandleIndex(0));
+        let mutable = SignatureToken::MutableReference(Box::new(s.clone()));
+        // a, b: &mut S; vv, v0 … v9, v_aliased: S.
+        let mut locals = vec![mutable.clone(), mutable];
+        locals.extend(vec![s; 12]);
+        let locals = SignatureIndex(position_or_push(&mut module.signatures, Signature(locals)));
+        let names: Vec<String> = module
+            .function_handles
+            .iter()
+            .map(|handle| module.identifiers[handle.name.0 as usize].to_string())
+            .collect();
+        let bar = FunctionHandleIndex(names.iter().position(|name| name == "bar").unwrap() as u16);
+        let foo = module
+            .function_defs
+            .iter()
+            .position(|definition| names[definition.function.0 as usize] == "foo")
+            .unwrap();
+        let (a, vv, v_aliased) = (0u8, 2u8, 13u8);
+        let mut body =
+            vec![Bytecode::LdU8(0), Bytecode::Pack(StructDefinitionIndex(0)), Bytecode::StLoc(vv)];
+        body.extend(std::iter::repeat_n(Bytecode::CopyLoc(vv), 11));
+        body.push(Bytecode::StLoc(v_aliased));
+        body.extend((3..13).map(Bytecode::StLoc));
+        let join = (body.len() + 12 * 4) as u16;
+        for target in (3..13).chain([vv, v_aliased]) {
+            body.extend([
+                Bytecode::MutBorrowLoc(target),
+                Bytecode::StLoc(a),
+                Bytecode::LdFalse,
+                Bytecode::BrTrue(join),
+            ]);
+        }
+        assert_eq!(body.len(), usize::from(join));
+        body.extend([
+            Bytecode::MutBorrowLoc(v_aliased),
+            Bytecode::MoveLoc(a),
+            Bytecode::Call(bar),
+            Bytecode::Ret,
+        ]);
+        let code = module.function_defs[foo].code.as_mut().unwrap();
+        code.locals = locals;
+        code.code = body;
+    });
+    let nonce = chain.state.nonce(alice);
+    let output = chain.publish_output(alice, vec![module]);
+    assert_failed(&output, 0, "BORROWLOC_EXISTS_BORROW_ERROR", "");
+    assert_eq!(chain.state.nonce(alice), nonce + 1, "the publication pays its fee");
+    let key = StateKey::MoveModule { address: alice, name: "alias".into() };
+    assert!(!chain.state.0.contains_key(&key), "nothing is published");
+}
+
+#[test]
+fn an_element_borrowed_immutably_while_it_is_borrowed_mutably_is_refused() {
+    // Through a `&mut vector` whose element 0 is mutably borrowed, `vector::borrow` of element
+    // 0 gave a `&` beside the `&mut` (the verifier checked only mutable element borrows; a
+    // field's borrow was checked both ways). Upstream Move fixed it later (aptos-core #18092).
+    use move_binary_format::file_format::{Bytecode, Signature, SignatureIndex, SignatureToken};
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let module =
+        edited_module("module example::elements { public entry fun f() { } }", alice, |module| {
+            let numbers = SignatureIndex(position_or_push(
+                &mut module.signatures,
+                Signature(vec![SignatureToken::U64]),
+            ));
+            let vector = SignatureToken::Vector(Box::new(SignatureToken::U64));
+            let locals = vec![
+                vector.clone(),
+                SignatureToken::MutableReference(Box::new(vector)),
+                SignatureToken::MutableReference(Box::new(SignatureToken::U64)),
+                SignatureToken::Reference(Box::new(SignatureToken::U64)),
+            ];
+            let locals =
+                SignatureIndex(position_or_push(&mut module.signatures, Signature(locals)));
+            let (v, r, e, f) = (0, 1, 2, 3);
+            let code = module.function_defs[0].code.as_mut().unwrap();
+            code.locals = locals;
+            code.code = vec![
+                Bytecode::LdU64(7),
+                Bytecode::VecPack(numbers, 1),
+                Bytecode::StLoc(v),
+                Bytecode::MutBorrowLoc(v),
+                Bytecode::StLoc(r),
+                Bytecode::CopyLoc(r),
+                Bytecode::LdU64(0),
+                Bytecode::VecMutBorrow(numbers),
+                Bytecode::StLoc(e),
+                Bytecode::MoveLoc(r),
+                Bytecode::LdU64(0),
+                Bytecode::VecImmBorrow(numbers),
+                Bytecode::StLoc(f),
+                Bytecode::LdU64(8),
+                Bytecode::MoveLoc(e),
+                Bytecode::WriteRef,
+                Bytecode::MoveLoc(f),
+                Bytecode::Pop,
+                Bytecode::Ret,
+            ];
+        });
+    let output = chain.publish_output(alice, vec![module]);
+    assert_failed(&output, 0, "VEC_BORROW_ELEMENT_EXISTS_MUTABLE_BORROW_ERROR", "");
+    let key = StateKey::MoveModule { address: alice, name: "elements".into() };
+    assert!(!chain.state.0.contains_key(&key), "nothing is published");
+}
+
+#[test]
 fn modules_the_verifier_would_check_unsoundly_or_slowly_are_refused() {
     use move_binary_format::file_format::{Bytecode, Signature, SignatureIndex, SignatureToken};
     let alice = user(1);

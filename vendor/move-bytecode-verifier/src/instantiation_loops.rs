@@ -229,12 +229,15 @@ impl<'a> InstantiationLoopChecker<'a> {
     ///     call.
     ///     - Each edge is labeled either `Identity` or `TyConApp`. See `Edge` for details.
     fn build_graph(&mut self) {
+        // Duet: each definition keeps its own index; numbered after leaving out the natives,
+        // the calls of every function after a native were checked as another function's (as
+        // upstream Move fixed it later: move-language/move #573).
         for (def_idx, func_def) in self
             .module
             .function_defs()
             .iter()
-            .filter(|def| !def.is_native())
             .enumerate()
+            .filter(|(_, def)| !def.is_native())
         {
             self.build_graph_function_def(FunctionDefinitionIndex::new(def_idx as u16), func_def)
         }

@@ -393,9 +393,15 @@ impl AbstractState {
         mut_: bool,
         local: LocalIndex,
     ) -> PartialVMResult<AbstractValue> {
-        // nothing to check in case borrow is mutable since the frame cannot have an full borrow/
-        // epsilon outgoing edge
         if !mut_ && self.is_local_mutably_borrowed(local) {
+            return Err(self.error(StatusCode::BORROWLOC_EXISTS_BORROW_ERROR, offset));
+        }
+
+        // Duet: the frame can be fully borrowed after all: past `MAX_EDGE_SET_SIZE` (10) edges
+        // between two references, the borrow graph replaces them with one full borrow of the
+        // frame, and a mutable borrow of a local was then not checked at all (two live `&mut` to
+        // one local passed). As upstream Move fixed it later (aptos-core #17771).
+        if mut_ && self.has_full_borrows(self.frame_root()) {
             return Err(self.error(StatusCode::BORROWLOC_EXISTS_BORROW_ERROR, offset));
         }
 
@@ -478,6 +484,16 @@ impl AbstractState {
     ) -> PartialVMResult<AbstractValue> {
         let vec_id = vector.ref_id().unwrap();
         if mut_ && !self.is_writable(vec_id) {
+            return Err(self.error(
+                StatusCode::VEC_BORROW_ELEMENT_EXISTS_MUTABLE_BORROW_ERROR,
+                offset,
+            ));
+        }
+        // Duet: an immutable borrow of an element needs the vector readable, as a field's does
+        // (`borrow_field`): through a `&mut` vector with an element mutably borrowed, it gave a
+        // `&` and a `&mut` to one element at once (as upstream Move fixed it later: aptos-core
+        // #18092).
+        if !mut_ && !self.is_readable(vec_id, None) {
             return Err(self.error(
                 StatusCode::VEC_BORROW_ELEMENT_EXISTS_MUTABLE_BORROW_ERROR,
                 offset,
