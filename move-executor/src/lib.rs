@@ -831,6 +831,7 @@ impl MoveVm {
                         .saturating_add(gas::MODULE_BYTE.saturating_mul(bytes as u64)),
                 )?;
                 // Malformed bytes are the VM's to report.
+                limits::check_bounds_work(modules)?;
                 let compiled: Vec<_> = modules
                     .iter()
                     .filter_map(|bytes| move_binary_format::CompiledModule::deserialize(bytes).ok())

@@ -24,6 +24,7 @@
 //! | a function's basic blocks (at most: one, two a branch, one a return or abort) times one plus its parameters and locals that are references, times one plus its loops: the reference analysis's work, which carries every reference's borrows through every block, and through a loop until its state settles | [`MAX_REFERENCE_WORK`] |
 //! | the same, summed over the module | [`MAX_MODULE_REFERENCE_WORK`] |
 //! | elements a `VecPack` or `VecUnpack` packs or unpacks (the verifier loops over them, the VM's operand stack holds 1 024 values) | [`MAX_VECTOR_PACK`] |
+//! | type nodes the binary format's bounds checker walks (each signature once per handle, function or instruction naming it), checked before it runs | [`MAX_BOUNDS_CHECK_NODES`] |
 //! | modules in a bundle | at least one |
 //!
 //! A module over any of them is refused with `CONSTRAINT_NOT_SATISFIED`, saying which; the
@@ -69,6 +70,93 @@ pub const MAX_MODULE_REFERENCE_WORK: usize = 1 << 17;
 /// ever run, and the verifier loops (and allocates) once per element of the count, a `u64` of
 /// the bytecode.
 pub use move_bytecode_verifier::MAX_VECTOR_PACK;
+
+/// The most type nodes the binary format's bounds checker may walk for a module: each function
+/// handle's parameters and returns, each function's locals, and each generic or vector
+/// instruction's type arguments or element type, once per handle, function or instruction.
+/// A module within the limits above walks at most half of it.
+pub const MAX_BOUNDS_CHECK_NODES: usize = 1 << 20;
+
+/// Checks, before the binary format's bounds checker runs, that its work on each module of
+/// `bundle` is within [`MAX_BOUNDS_CHECK_NODES`]: it walks a signature again at every use, so a
+/// 64 KB module of 30 000 generic calls, each naming 255 type arguments of 16 nodes, took it
+/// 276 ms before any limit here could refuse the module. Each module is deserialized without it
+/// (`CompiledModule::deserialize_no_check_bounds`); bytes that do not deserialize, and indices
+/// out of bounds, count nothing here: the VM refuses them after.
+///
+/// # Errors
+/// `CONSTRAINT_NOT_SATISFIED` past the bound.
+pub fn check_bounds_work(bundle: &[Vec<u8>]) -> PartialVMResult<()> {
+    for bytes in bundle {
+        if let Ok(module) = CompiledModule::deserialize_no_check_bounds(bytes) {
+            check_module_bounds_work(&module)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`check_bounds_work`] for one module.
+fn check_module_bounds_work(module: &CompiledModule) -> PartialVMResult<()> {
+    let nodes: Vec<usize> = module
+        .signatures
+        .iter()
+        .map(|signature| signature.0.iter().map(|token| token.preorder_traversal().count()).sum())
+        .collect();
+    let of = |index: SignatureIndex| nodes.get(usize::from(index.0)).copied().unwrap_or(0);
+    let instantiation = |index: u16, table: &[SignatureIndex]| {
+        table.get(usize::from(index)).map_or(0, |signature| of(*signature))
+    };
+    let functions: Vec<SignatureIndex> =
+        module.function_instantiations.iter().map(|entry| entry.type_parameters).collect();
+    let structs: Vec<SignatureIndex> =
+        module.struct_def_instantiations.iter().map(|entry| entry.type_parameters).collect();
+    let fields: Vec<SignatureIndex> =
+        module.field_instantiations.iter().map(|entry| entry.type_parameters).collect();
+    let mut work = module
+        .function_handles
+        .iter()
+        .fold(0usize, |sum, handle| sum.saturating_add(of(handle.parameters) + of(handle.return_)));
+    let refused_at = || {
+        refused(&format!(
+            "checking the module's indices would walk more than {MAX_BOUNDS_CHECK_NODES} type \
+             nodes (its signatures, once per handle, function or instruction naming them)"
+        ))
+    };
+    for code in module.function_defs.iter().filter_map(|definition| definition.code.as_ref()) {
+        work = work.saturating_add(of(code.locals));
+        for instruction in &code.code {
+            work = work.saturating_add(match instruction {
+                Bytecode::CallGeneric(index) => instantiation(index.0, &functions),
+                Bytecode::PackGeneric(index)
+                | Bytecode::UnpackGeneric(index)
+                | Bytecode::ExistsGeneric(index)
+                | Bytecode::ImmBorrowGlobalGeneric(index)
+                | Bytecode::MutBorrowGlobalGeneric(index)
+                | Bytecode::MoveFromGeneric(index)
+                | Bytecode::MoveToGeneric(index) => instantiation(index.0, &structs),
+                Bytecode::ImmBorrowFieldGeneric(index) | Bytecode::MutBorrowFieldGeneric(index) => {
+                    instantiation(index.0, &fields)
+                }
+                Bytecode::VecPack(element, _)
+                | Bytecode::VecLen(element)
+                | Bytecode::VecImmBorrow(element)
+                | Bytecode::VecMutBorrow(element)
+                | Bytecode::VecPushBack(element)
+                | Bytecode::VecPopBack(element)
+                | Bytecode::VecUnpack(element, _)
+                | Bytecode::VecSwap(element) => of(*element),
+                _ => 0,
+            });
+            if work > MAX_BOUNDS_CHECK_NODES {
+                return Err(refused_at());
+            }
+        }
+    }
+    if work > MAX_BOUNDS_CHECK_NODES {
+        return Err(refused_at());
+    }
+    Ok(())
+}
 
 /// Checks that a bundle to publish holds a module: an empty one would change nothing, yet, as
 /// every publication, empty the Move VM's code caches for the transactions after it.
