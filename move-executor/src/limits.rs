@@ -137,15 +137,7 @@ fn check_module_bounds_work(module: &CompiledModule) -> PartialVMResult<()> {
                 Bytecode::ImmBorrowFieldGeneric(index) | Bytecode::MutBorrowFieldGeneric(index) => {
                     instantiation(index.0, &fields)
                 }
-                Bytecode::VecPack(element, _)
-                | Bytecode::VecLen(element)
-                | Bytecode::VecImmBorrow(element)
-                | Bytecode::VecMutBorrow(element)
-                | Bytecode::VecPushBack(element)
-                | Bytecode::VecPopBack(element)
-                | Bytecode::VecUnpack(element, _)
-                | Bytecode::VecSwap(element) => of(*element),
-                _ => 0,
+                other => vector_element(other).map_or(0, of),
             });
             if work > MAX_BOUNDS_CHECK_NODES {
                 return Err(refused_at());
@@ -297,6 +289,21 @@ fn check_signature_totals(module: &CompiledModule, counts: &Counts) -> PartialVM
     Ok(())
 }
 
+/// The element type of a vector instruction.
+fn vector_element(instruction: &Bytecode) -> Option<SignatureIndex> {
+    match instruction {
+        Bytecode::VecPack(element, _)
+        | Bytecode::VecLen(element)
+        | Bytecode::VecImmBorrow(element)
+        | Bytecode::VecMutBorrow(element)
+        | Bytecode::VecPushBack(element)
+        | Bytecode::VecPopBack(element)
+        | Bytecode::VecUnpack(element, _)
+        | Bytecode::VecSwap(element) => Some(*element),
+        _ => None,
+    }
+}
+
 /// The type nodes of a module's signatures and of its structs' fields, counted once: the
 /// checks below look them up for every instruction.
 struct Counts {
@@ -384,15 +391,7 @@ fn instantiated_nodes(module: &CompiledModule, counts: &Counts, instruction: &By
             2 * (1 + counts.signature(instantiation.type_parameters))
         }
         // The element type, built for every vector instruction.
-        Bytecode::VecPack(signature, _)
-        | Bytecode::VecLen(signature)
-        | Bytecode::VecImmBorrow(signature)
-        | Bytecode::VecMutBorrow(signature)
-        | Bytecode::VecPushBack(signature)
-        | Bytecode::VecPopBack(signature)
-        | Bytecode::VecUnpack(signature, _)
-        | Bytecode::VecSwap(signature) => counts.signature(*signature),
-        _ => 0,
+        other => vector_element(other).map_or(0, |element| counts.signature(element)),
     }
 }
 
