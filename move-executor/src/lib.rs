@@ -831,15 +831,7 @@ impl MoveVm {
                         .saturating_add(gas::MODULE_BYTE.saturating_mul(bytes as u64)),
                 )?;
                 // Malformed bytes are the VM's to report.
-                limits::check_bounds_work(modules)?;
-                let compiled: Vec<_> = modules
-                    .iter()
-                    .filter_map(|bytes| move_binary_format::CompiledModule::deserialize(bytes).ok())
-                    .collect();
-                let mut work: usize = 0;
-                for module in &compiled {
-                    work = work.saturating_add(limits::check_module(module)?);
-                }
+                let (compiled, work) = limits::check_bundle_modules(modules)?;
                 meter.charge(gas::VERIFICATION_WORK.saturating_mul(work as u64))?;
                 loading::charge_publication(footprints, resolver, &compiled, meter)?;
                 session.publish_module_bundle(modules.to_vec(), signer, meter)?;

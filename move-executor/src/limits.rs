@@ -31,6 +31,7 @@
 //! publish pays its fee and changes nothing else.
 
 use move_binary_format::access::ModuleAccess;
+use move_binary_format::check_bounds::BoundsChecker;
 use move_binary_format::errors::{PartialVMError, PartialVMResult};
 use move_binary_format::file_format::{
     Bytecode, CodeUnit, FunctionDefinitionIndex, FunctionHandle, SignatureIndex, SignatureToken,
@@ -77,75 +78,85 @@ pub use move_bytecode_verifier::MAX_VECTOR_PACK;
 /// A module within the limits above walks at most half of it.
 pub const MAX_BOUNDS_CHECK_NODES: usize = 1 << 20;
 
-/// Checks, before the binary format's bounds checker runs, that its work on each module of
-/// `bundle` is within [`MAX_BOUNDS_CHECK_NODES`]: it walks a signature again at every use, so a
-/// 64 KB module of 30 000 generic calls, each naming 255 type arguments of 16 nodes, took it
-/// 276 ms before any limit here could refuse the module. Each module is deserialized without it
-/// (`CompiledModule::deserialize_no_check_bounds`); bytes that do not deserialize, and indices
-/// out of bounds, count nothing here: the VM refuses them after.
+/// The modules of `bundle` to publish, deserialized and checked against the limits above, and
+/// their reference analysis work (see [`check_module`]); bytes that do not deserialize are left
+/// out, for the VM to report.
+///
+/// Each module is deserialized without the binary format's bounds check
+/// (`CompiledModule::deserialize_no_check_bounds`), whose work is checked first to be within
+/// [`MAX_BOUNDS_CHECK_NODES`]: it walks a signature again at every use, so a 64 KB module of
+/// 30 000 generic calls, each naming 255 type arguments of 16 nodes, took it 276 ms before any
+/// limit here could refuse the module. Indices out of bounds count nothing there: the bounds
+/// check that follows refuses them.
 ///
 /// # Errors
-/// `CONSTRAINT_NOT_SATISFIED` past the bound.
-pub fn check_bounds_work(bundle: &[Vec<u8>]) -> PartialVMResult<()> {
+/// `CONSTRAINT_NOT_SATISFIED` for a module past a limit.
+pub fn check_bundle_modules(bundle: &[Vec<u8>]) -> PartialVMResult<(Vec<CompiledModule>, usize)> {
+    let mut modules = Vec::with_capacity(bundle.len());
+    let mut work: usize = 0;
     for bytes in bundle {
-        if let Ok(module) = CompiledModule::deserialize_no_check_bounds(bytes) {
-            check_module_bounds_work(&module)?;
+        let Ok(module) = CompiledModule::deserialize_no_check_bounds(bytes) else { continue };
+        let counts = Counts::of(&module);
+        check_bounds_work(&module, &counts)?;
+        if BoundsChecker::verify_module(&module).is_err() {
+            continue;
         }
+        work = work.saturating_add(check_counted(&module, &counts)?);
+        modules.push(module);
     }
-    Ok(())
+    Ok((modules, work))
 }
 
-/// [`check_bounds_work`] for one module.
-fn check_module_bounds_work(module: &CompiledModule) -> PartialVMResult<()> {
-    let nodes: Vec<usize> = module
-        .signatures
-        .iter()
-        .map(|signature| signature.0.iter().map(|token| token.preorder_traversal().count()).sum())
-        .collect();
-    let of = |index: SignatureIndex| nodes.get(usize::from(index.0)).copied().unwrap_or(0);
-    let instantiation = |index: u16, table: &[SignatureIndex]| {
-        table.get(usize::from(index)).map_or(0, |signature| of(*signature))
-    };
-    let functions: Vec<SignatureIndex> =
-        module.function_instantiations.iter().map(|entry| entry.type_parameters).collect();
-    let structs: Vec<SignatureIndex> =
-        module.struct_def_instantiations.iter().map(|entry| entry.type_parameters).collect();
-    let fields: Vec<SignatureIndex> =
-        module.field_instantiations.iter().map(|entry| entry.type_parameters).collect();
-    let mut work = module
-        .function_handles
-        .iter()
-        .fold(0usize, |sum, handle| sum.saturating_add(of(handle.parameters) + of(handle.return_)));
-    let refused_at = || {
-        refused(&format!(
-            "checking the module's indices would walk more than {MAX_BOUNDS_CHECK_NODES} type \
-             nodes (its signatures, once per handle, function or instruction naming them)"
-        ))
-    };
+/// The bounds checker's work on `module` (not yet bounds-checked) is within
+/// [`MAX_BOUNDS_CHECK_NODES`] (see [`check_bundle_modules`]).
+fn check_bounds_work(module: &CompiledModule, counts: &Counts) -> PartialVMResult<()> {
+    let instantiation =
+        |signature: Option<SignatureIndex>| signature.map_or(0, |s| counts.signature(s));
+    let mut work = module.function_handles.iter().fold(0usize, |sum, handle| {
+        sum.saturating_add(counts.signature(handle.parameters) + counts.signature(handle.return_))
+    });
     for code in module.function_defs.iter().filter_map(|definition| definition.code.as_ref()) {
-        work = work.saturating_add(of(code.locals));
+        work = work.saturating_add(counts.signature(code.locals));
         for instruction in &code.code {
             work = work.saturating_add(match instruction {
-                Bytecode::CallGeneric(index) => instantiation(index.0, &functions),
+                Bytecode::CallGeneric(index) => instantiation(
+                    module
+                        .function_instantiations
+                        .get(usize::from(index.0))
+                        .map(|e| e.type_parameters),
+                ),
                 Bytecode::PackGeneric(index)
                 | Bytecode::UnpackGeneric(index)
                 | Bytecode::ExistsGeneric(index)
                 | Bytecode::ImmBorrowGlobalGeneric(index)
                 | Bytecode::MutBorrowGlobalGeneric(index)
                 | Bytecode::MoveFromGeneric(index)
-                | Bytecode::MoveToGeneric(index) => instantiation(index.0, &structs),
+                | Bytecode::MoveToGeneric(index) => instantiation(
+                    module
+                        .struct_def_instantiations
+                        .get(usize::from(index.0))
+                        .map(|e| e.type_parameters),
+                ),
                 Bytecode::ImmBorrowFieldGeneric(index) | Bytecode::MutBorrowFieldGeneric(index) => {
-                    instantiation(index.0, &fields)
+                    instantiation(
+                        module
+                            .field_instantiations
+                            .get(usize::from(index.0))
+                            .map(|e| e.type_parameters),
+                    )
                 }
-                other => vector_element(other).map_or(0, of),
+                other => instantiation(vector_element(other)),
             });
             if work > MAX_BOUNDS_CHECK_NODES {
-                return Err(refused_at());
+                break;
             }
         }
     }
     if work > MAX_BOUNDS_CHECK_NODES {
-        return Err(refused_at());
+        return Err(refused(&format!(
+            "checking the module's indices would walk more than {MAX_BOUNDS_CHECK_NODES} type \
+             nodes (its signatures, once per handle, function or instruction naming them)"
+        )));
     }
     Ok(())
 }
@@ -169,6 +180,11 @@ pub fn check_bundle(modules: usize) -> PartialVMResult<()> {
 /// # Errors
 /// `CONSTRAINT_NOT_SATISFIED`, saying which limit and where.
 pub fn check_module(module: &CompiledModule) -> PartialVMResult<usize> {
+    check_counted(module, &Counts::of(module))
+}
+
+/// [`check_module`], with the module's type nodes counted.
+fn check_counted(module: &CompiledModule, counts: &Counts) -> PartialVMResult<usize> {
     if let Some(long) = module.identifiers().iter().find(|name| name.len() > MAX_IDENTIFIER_BYTES) {
         let start: String = long.as_str().chars().take(32).collect();
         return Err(refused(&format!(
@@ -184,8 +200,7 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<usize> {
             fields.iter().try_for_each(|field| check_type(&field.signature.0))?;
         }
     }
-    let counts = Counts::of(module);
-    check_signature_totals(module, &counts)?;
+    check_signature_totals(module, counts)?;
     let mut in_module: usize = 0;
     let mut in_module_work: usize = 0;
     let loops = move_bytecode_verifier::VerifierConfig { max_loop_depth: Some(MAX_LOOP_DEPTH) };
@@ -216,7 +231,7 @@ pub fn check_module(module: &CompiledModule) -> PartialVMResult<usize> {
                 }
             }
             instantiated =
-                instantiated.saturating_add(instantiated_nodes(module, &counts, instruction));
+                instantiated.saturating_add(instantiated_nodes(module, counts, instruction));
             if instantiated > MAX_INSTANTIATED_NODES {
                 break;
             }
@@ -336,8 +351,10 @@ impl Counts {
         Self { signatures, fields }
     }
 
+    /// The nodes of signature `index` (none if the module has no such signature: the bounds
+    /// check refuses it, and [`check_bounds_work`] runs before it).
     fn signature(&self, index: SignatureIndex) -> usize {
-        self.signatures[usize::from(index.0)]
+        self.signatures.get(usize::from(index.0)).copied().unwrap_or(0)
     }
 }
 

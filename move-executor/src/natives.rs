@@ -303,12 +303,14 @@ fn native_vector_call(
 /// Every native function: the standard library's and the framework's, all at `0x1`.
 pub(crate) fn all_natives() -> NativeFunctionTable {
     let mut natives = move_stdlib::natives::all_natives(FRAMEWORK_ADDRESS, stdlib_gas());
-    // `0x1::vector`'s natives are bytecode instructions (`VecPack`, `VecPushBack`, …), which is
-    // how compiled code runs them, with their gas and the memory quota's counts; called as
-    // natives from hand-written bytecode they would grow vectors uncounted.
-    for (_, module, _, native) in &mut natives {
-        if module.as_str() == "vector" {
-            *native = Arc::new(native_vector_call);
+    for (_, module, function, native) in &mut natives {
+        match (module.as_str(), function.as_str()) {
+            // Bytecode instructions (`VecPack`, `VecPushBack`, …), which is how compiled code
+            // runs them, with their gas and the memory quota's counts; called as natives from
+            // hand-written bytecode they would grow vectors uncounted.
+            ("vector", _) => *native = Arc::new(native_vector_call),
+            ("bcs", "to_bytes") => *native = bcs_charged_by_size(Arc::clone(native)),
+            _ => {}
         }
     }
     let framework: [(&str, &str, NativeFn); 6] = [
@@ -323,11 +325,6 @@ pub(crate) fn all_natives() -> NativeFunctionTable {
         .into_iter()
         .map(|(module, function, native)| (module, function, Arc::new(native) as NativeFunction));
     natives.extend(make_table_from_iter(FRAMEWORK_ADDRESS, framework));
-    for (_, module, function, native) in &mut natives {
-        if (module.as_str(), function.as_str()) == ("bcs", "to_bytes") {
-            *native = bcs_charged_by_size(Arc::clone(native));
-        }
-    }
     let events =
         move_stdlib::natives::event::make_all(move_stdlib::natives::event::GasParameters {
             // An event's bytes are charged when the transaction's effects are written (see
@@ -386,8 +383,8 @@ fn charged_at_emission(emit: NativeFunction) -> NativeFunction {
 /// The standard library natives' gas: a base cost per call and a cost per byte handled.
 fn stdlib_gas() -> move_stdlib::natives::GasParameters {
     let mut gas = move_stdlib::natives::GasParameters::zeros();
-    // The value read through its reference is charged in `charged_by_size` (1 per 32 units, as a
-    // copy), the bytes written 1 each.
+    // The value read through its reference is charged in `bcs_charged_by_size` (1 per 32
+    // units), the bytes written 1 each.
     gas.bcs.to_bytes.input_unit_cost = 0.into();
     gas.bcs.to_bytes.output_unit_cost = 1.into();
     gas.bcs.to_bytes.failure_cost = 10.into();
