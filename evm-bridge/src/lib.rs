@@ -28,7 +28,11 @@
 //! ([`move_call`]), synchronously and atomically with the EVM frame that calls it. Move calls the
 //! EVM through the framework's `evm` module, which runs here (`from_move`). [`DuetVm`] runs
 //! mixed blocks of Move and EVM transactions ([`MixedBlockExecutor`]).
+//!
+//! [`access_list()`] builds a transaction's EIP-2930 access list from the keys it read and
+//! wrote (`eth_createAccessList`).
 
+mod access_list;
 mod convert;
 pub mod database;
 mod from_move;
@@ -39,6 +43,7 @@ mod recovery;
 mod scratch;
 mod sequential;
 
+pub use access_list::access_list;
 pub use convert::{state_writes, EVM_EMPTY_CODE_HASH};
 pub use database::{BalanceWatch, ViewDatabase, ViewDatabaseError, LAZY_BALANCE};
 pub use mixed::{DuetError, DuetReceipt, DuetTransaction, DuetVm, MixedBlockExecutor};

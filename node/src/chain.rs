@@ -240,6 +240,46 @@ pub enum CallError {
     TimedOut(std::time::Duration),
 }
 
+/// What `eth_createAccessList` answers: the list, the gas the call uses with it, and why the
+/// call failed if it did.
+#[derive(Debug)]
+pub struct AccessListResult {
+    /// The EIP-2930 access list.
+    pub access_list: revm::context::transaction::AccessList,
+    /// The gas the call uses with that list (its intrinsic gas included).
+    pub gas_used: u64,
+    /// Why the call reverted or halted, in geth's words.
+    pub error: Option<String>,
+}
+
+/// The most runs of a call `eth_createAccessList` makes to settle its list (each run can only
+/// add entries; a call that reads by what `GAS` says could go on adding).
+const MAX_ACCESS_LIST_RUNS: usize = 8;
+
+/// Keys, each with a value (`None`: absent): what a run read, or the state it left.
+type KeyValues = Vec<(StateKey, Option<StateValue>)>;
+
+/// A state that notes each key read through it, with the value it gave: the accounts and slots
+/// a call's EVM loaded (each once: the executor keeps what it read).
+struct Recording<'a, S> {
+    inner: &'a S,
+    reads: Mutex<KeyValues>,
+}
+
+impl<S> duet_block_stm::Storage for Recording<'_, S>
+where
+    S: duet_block_stm::Storage<Key = StateKey, Value = StateValue>,
+{
+    type Key = StateKey;
+    type Value = StateValue;
+
+    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, duet_block_stm::StorageError> {
+        let value = self.inner.get(key)?;
+        self.reads.lock().push((key.clone(), value.clone()));
+        Ok(value)
+    }
+}
+
 /// The longest an `eth_estimateGas` may run its executions, as geth's `--rpc.evmtimeout`: each
 /// is bounded by its gas (at most 16 777 216), but an estimate runs up to about 26 of them.
 const ESTIMATE_TIME: std::time::Duration = std::time::Duration::from_secs(5);
@@ -1846,7 +1886,23 @@ impl Chain {
     }
 
     /// [`call`](Self::call) on `at`, once the caller has a turn.
-    fn call_at(&self, at: &CallState<'_>, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
+    fn call_at(&self, at: &CallState<'_>, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
+        let with_pool = LayeredStorage::new(&at.state, &at.pool);
+        let state = LayeredStorage::new(&with_pool, &at.overrides);
+        let (receipt, _) = self.run_call(&self.call_evm(at), &state, tx)?;
+        match receipt {
+            ExecutionResult::Success { .. } => {
+                let gas_used = receipt.tx_gas_used();
+                Ok((receipt.into_output().unwrap_or_default(), gas_used))
+            }
+            ExecutionResult::Revert { output, .. } => Err(CallError::Reverted(output)),
+            ExecutionResult::Halt { reason, .. } => Err(CallError::Halted(format!("{reason:?}"))),
+        }
+    }
+
+    /// The EVM calls on `at` run in: its block's environment (for a pending call, the next
+    /// block's), with the Move call precompile, and without nonce, balance or fee checks.
+    fn call_evm(&self, at: &CallState<'_>) -> EvmVm {
         let mut block = if at.next {
             block_env(&self.config, at.head.number + 1, at.head.timestamp + 1)
         } else {
@@ -1861,9 +1917,8 @@ impl Chain {
             }
         };
         at.block.apply(&mut block);
-        let evm = EvmVm::new(self.config.chain_id, block)
-            .with_move(Arc::clone(&at.move_vm))
-            .with_cfg_changed(|cfg| {
+        EvmVm::new(self.config.chain_id, block).with_move(Arc::clone(&at.move_vm)).with_cfg_changed(
+            |cfg| {
                 cfg.disable_nonce_check = true;
                 cfg.disable_balance_check = true;
                 cfg.disable_base_fee = true;
@@ -1871,30 +1926,90 @@ impl Chain {
                 // As geth: a call's gas is not held to its block's gas limit (only GASLIMIT sees
                 // it).
                 cfg.disable_block_gas_limit = true;
-            });
+            },
+        )
+    }
+
+    /// Runs `tx` as a call with `evm` on `state` (a gas limit of 0: a transaction's most): its
+    /// receipt, whatever its outcome, and the state it would leave (the keys it wrote).
+    fn run_call<S>(
+        &self,
+        evm: &EvmVm,
+        state: &S,
+        mut tx: TxEnv,
+    ) -> Result<(duet_evm::Receipt, KeyValues), CallError>
+    where
+        S: duet_block_stm::Storage<Key = StateKey, Value = StateValue>,
+    {
         tx.chain_id = Some(self.config.chain_id);
         if tx.gas_limit == 0 {
             tx.gas_limit = self.max_transaction_gas();
         }
-        let with_pool = LayeredStorage::new(&at.state, &at.pool);
-        let state = LayeredStorage::new(&with_pool, &at.overrides);
-        let output = execute_sequential(&evm, std::slice::from_ref(&tx), &state)
+        let output = execute_sequential(evm, std::slice::from_ref(&tx), state)
             .map_err(|error| CallError::Invalid(error.to_string()))?;
         match output.results.into_iter().next() {
-            Some(TransactionResult::Executed(receipt)) => match receipt {
-                ExecutionResult::Success { .. } => {
-                    let gas_used = receipt.tx_gas_used();
-                    Ok((receipt.into_output().unwrap_or_default(), gas_used))
-                }
-                ExecutionResult::Revert { output, .. } => Err(CallError::Reverted(output)),
-                ExecutionResult::Halt { reason, .. } => {
-                    Err(CallError::Halted(format!("{reason:?}")))
-                }
-            },
+            Some(TransactionResult::Executed(receipt)) => Ok((receipt, output.state_updates)),
             Some(TransactionResult::Rejected(error)) => Err(CallError::Invalid(error.to_string())),
             Some(TransactionResult::Panicked(message)) => Err(CallError::Invalid(message)),
             None => Err(CallError::Invalid("no result".to_owned())),
         }
+    }
+
+    /// The EIP-2930 access list that makes `tx` cheapest on the state after `block`, and the gas
+    /// it uses with it (`eth_createAccessList`): `tx`'s own list, with the slots and accounts it
+    /// accesses that are not warm anyway (see [`duet_evm::access_list`]). As geth, the call runs
+    /// again with the list found until it finds no more (the list can change what the call
+    /// does: its gas, `GAS`), at most [`MAX_ACCESS_LIST_RUNS`] times; a call that reverts or
+    /// halts still has its list, with the reason.
+    ///
+    /// # Errors
+    /// The transaction is invalid, the block's state is not there, or the list did not settle.
+    pub fn create_access_list(
+        &self,
+        _turn: &Turn,
+        mut tx: TxEnv,
+        block: StateBlock,
+    ) -> Result<AccessListResult, CallError> {
+        let authorities = recover_in_place(&mut tx);
+        let at = self.call_state(block, tx.caller, &CallOverrides::default())?;
+        let evm = self.call_evm(&at);
+        let with_pool = LayeredStorage::new(&at.state, &at.pool);
+        let state = LayeredStorage::new(&with_pool, &at.overrides);
+        // A creation's address comes from the sender's nonce in this state.
+        let header = duet_block_stm::Storage::get(&state, &StateKey::Account(tx.caller))
+            .map_err(|error| CallError::Invalid(error.to_string()))?;
+        if let Some(StateValue::Account { nonce, .. }) = header {
+            tx.nonce = nonce;
+        }
+        for _ in 0..MAX_ACCESS_LIST_RUNS {
+            if !tx.access_list.is_empty() && tx.tx_type == 0 {
+                tx.tx_type = 1;
+            }
+            let recording = Recording { inner: &state, reads: Mutex::new(Vec::new()) };
+            let (receipt, writes) = self.run_call(&evm, &recording, tx.clone())?;
+            let reads = recording.reads.into_inner();
+            let list = duet_evm::access_list(&tx.access_list, &reads, &writes, |address| {
+                evm.is_warm(&tx, &authorities, address)
+            });
+            if list == tx.access_list {
+                let error = match &receipt {
+                    ExecutionResult::Success { .. } => None,
+                    ExecutionResult::Revert { .. } => Some("execution reverted".to_owned()),
+                    ExecutionResult::Halt { reason, .. } => {
+                        Some(format!("execution halted: {reason:?}"))
+                    }
+                };
+                return Ok(AccessListResult {
+                    access_list: list,
+                    gas_used: receipt.tx_gas_used(),
+                    error,
+                });
+            }
+            tx.access_list = list;
+        }
+        Err(CallError::Invalid(format!(
+            "the access list did not settle in {MAX_ACCESS_LIST_RUNS} runs of the call"
+        )))
     }
 
     /// The least gas limit with which `tx` succeeds (`eth_estimateGas`) on the state after
@@ -3096,6 +3211,140 @@ pub(crate) mod tests {
         );
         let timed_out = timed_out.unwrap_err();
         assert_eq!(timed_out.to_string(), "execution aborted (timeout = 0ns)");
+    }
+
+    /// A signed EIP-1559 transaction from `signer` with `nonce` of `kind` with `input`, at 10
+    /// wei per gas and at most 1 000 000 gas, carrying `access_list`.
+    fn signed_call(
+        signer: &alloy_signer_local::PrivateKeySigner,
+        nonce: u64,
+        kind: alloy_primitives::TxKind,
+        input: Vec<u8>,
+        access_list: alloy_eips::eip2930::AccessList,
+    ) -> alloy_primitives::Bytes {
+        let unsigned = alloy_consensus::TxEip1559 {
+            to: kind,
+            input: input.into(),
+            access_list,
+            ..unsigned_transfer(nonce, alloy_primitives::U256::ZERO, 10, 1_000_000)
+        };
+        crate::client::sign(signer, unsigned).unwrap()
+    }
+
+    /// Creation code that deploys `runtime`: PUSH1 len PUSH1 12 PUSH1 0 CODECOPY PUSH1 len
+    /// PUSH1 0 RETURN, then the runtime code.
+    fn deploying(runtime: &[u8]) -> Vec<u8> {
+        let length = u8::try_from(runtime.len()).unwrap();
+        let mut code = vec![0x60, length, 0x60, 12, 0x60, 0, 0x39, 0x60, length, 0x60, 0, 0xf3];
+        code.extend_from_slice(runtime);
+        code
+    }
+
+    #[test]
+    fn an_access_list_holds_what_a_call_accesses_cold_and_its_gas_is_the_transactions() {
+        use alloy_eips::eip2930::{AccessList, AccessListItem};
+        use alloy_primitives::TxKind;
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let sender = dev_signer(0);
+        let (cold, sized) = (Address::repeat_byte(0xc0), Address::repeat_byte(0xca));
+        // A contract that reads its slot 7 (PUSH1 7 SLOAD POP STOP).
+        let store = sender.address().create(0);
+        chain
+            .submit(&signed_call(
+                &sender,
+                0,
+                TxKind::Create,
+                deploying(&alloy_primitives::hex!("6007545000")),
+                AccessList::default(),
+            ))
+            .unwrap();
+        // One that reads its slot 5, BALANCE of a cold account, EXTCODESIZE of another, BALANCE
+        // of its caller and of the block's beneficiary (warm), STATICCALLs the identity
+        // precompile and CALLs the first.
+        let mut runtime = alloy_primitives::hex!("60055450").to_vec();
+        for (address, opcode) in [(cold, 0x31), (sized, 0x3b)] {
+            runtime.push(0x73);
+            runtime.extend_from_slice(address.as_slice());
+            runtime.extend([opcode, 0x50]);
+        }
+        runtime.extend(alloy_primitives::hex!("333150413150600060006000600060045afa50"));
+        runtime.extend(alloy_primitives::hex!("60006000600060006000"));
+        runtime.push(0x73);
+        runtime.extend_from_slice(store.as_slice());
+        runtime.extend(alloy_primitives::hex!("5af15000"));
+        let reader = sender.address().create(1);
+        chain
+            .submit(&signed_call(
+                &sender,
+                1,
+                TxKind::Create,
+                deploying(&runtime),
+                AccessList::default(),
+            ))
+            .unwrap();
+        chain.produce_block().unwrap();
+        assert!(!crate::store::ReadState::code(chain.store(), reader).unwrap().is_empty());
+        let call =
+            TxEnv { caller: sender.address(), kind: TxKind::Call(reader), ..TxEnv::default() };
+        let turn = chain.call_turn_blocking();
+        let found = chain.create_access_list(&turn, call.clone(), StateBlock::Latest).unwrap();
+        let slot = |n: u8| B256::with_last_byte(n);
+        let mut expected = vec![
+            AccessListItem { address: cold, storage_keys: vec![] },
+            AccessListItem { address: sized, storage_keys: vec![] },
+            AccessListItem { address: reader, storage_keys: vec![slot(5)] },
+            AccessListItem { address: store, storage_keys: vec![slot(7)] },
+        ];
+        expected.sort_by_key(|item| item.address);
+        assert_eq!(found.access_list, AccessList(expected), "{found:?}");
+        assert_eq!(found.error, None);
+        // Calls and estimates count a given list: each entry costs its intrinsic gas and warms
+        // what it names (2 400 more for an address, 2 500 less for its first access).
+        let (_, without) = chain.call(&turn, call.clone()).unwrap();
+        let (_, with) = chain
+            .call(
+                &turn,
+                TxEnv { access_list: found.access_list.clone(), tx_type: 1, ..call.clone() },
+            )
+            .unwrap();
+        assert_eq!(with, found.gas_used);
+        // Each of the three cold accounts and two slots saves 100; the reader, warm anyway,
+        // costs 2 400 as the place of its slot, as geth lists it.
+        assert_eq!(with + 5 * 100, without + 2_400);
+        // Sent with the list, the transaction uses what the list's answer said.
+        let hash = chain
+            .submit(&signed_call(
+                &sender,
+                2,
+                TxKind::Call(reader),
+                Vec::new(),
+                found.access_list.clone(),
+            ))
+            .unwrap();
+        chain.produce_block().unwrap();
+        let record = chain.committed_transaction(hash).unwrap().unwrap();
+        assert!(record.success);
+        assert_eq!(record.gas_used, found.gas_used);
+        // Given a list, the answer keeps it, and a call that reverts has its list and the reason.
+        let extra =
+            AccessListItem { address: Address::repeat_byte(0xee), storage_keys: vec![slot(1)] };
+        let given = TxEnv { access_list: AccessList(vec![extra.clone()]), ..call.clone() };
+        let kept = chain.create_access_list(&turn, given, StateBlock::Latest).unwrap();
+        assert!(kept.access_list.0.contains(&extra), "{kept:?}");
+        assert_eq!(kept.access_list.0.len(), 5);
+        let reverting = TxEnv {
+            kind: TxKind::Create,
+            data: alloy_primitives::hex!("600754600080fd").into(),
+            ..call
+        };
+        let failed = chain.create_access_list(&turn, reverting, StateBlock::Latest).unwrap();
+        assert_eq!(failed.error.as_deref(), Some("execution reverted"));
+        assert_eq!(
+            failed.access_list,
+            AccessList::default(),
+            "a new contract's slots are warm-free"
+        );
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! `eth_signTransaction` returns it instead); they also sign messages (EIP-191) and typed data
 //! (EIP-712, `eth_signTypedData_v4`).
 //!
+//! Calls (`eth_call`, `eth_estimateGas`) count a call object's EIP-2930 access list, and
+//! `eth_createAccessList` finds one (`Chain::create_access_list`).
+//!
 //! The same port speaks WebSocket too (`ws`): every method, and `eth_subscribe` to new heads,
 //! logs and pending transactions. Any origin may call the node from a browser (CORS).
 //!
@@ -356,15 +359,16 @@ pub(crate) fn methods(request: &Value) -> impl Iterator<Item = Option<&str>> {
     requests.iter().map(|request| request.get("method").and_then(Value::as_str))
 }
 
-/// Whether `request` (or a request of a batch) runs calls: `eth_call`, `eth_estimateGas`, and
-/// `eth_sendTransaction` or `eth_signTransaction` without a gas limit (it estimates one).
+/// Whether `request` (or a request of a batch) runs calls: `eth_call`, `eth_estimateGas`,
+/// `eth_createAccessList`, and `eth_sendTransaction` or `eth_signTransaction` without a gas limit
+/// (it estimates one).
 fn needs_call_turn(request: &Value) -> bool {
     let requests = match request {
         Value::Array(requests) => requests.as_slice(),
         request => std::slice::from_ref(request),
     };
     requests.iter().any(|request| match request.get("method").and_then(Value::as_str) {
-        Some("eth_call" | "eth_estimateGas") => true,
+        Some("eth_call" | "eth_estimateGas" | "eth_createAccessList") => true,
         Some("eth_sendTransaction" | "eth_signTransaction") => request
             .get("params")
             .and_then(|params| params.get(0)?.get("gas"))
@@ -677,6 +681,7 @@ fn state_method(
             })
             .map(|gas| json!(hex(gas)))
         }
+        "eth_createAccessList" => create_access_list(chain, params, call_turn),
         "eth_getBlockByNumber" => {
             let full = params.get(1).and_then(Value::as_bool).unwrap_or(false);
             match block_number(head, params.first())? {
@@ -1067,6 +1072,25 @@ fn quantity(object: &serde_json::Map<String, Value>, name: &str) -> Result<Optio
         .map_err(|error| RpcError::invalid_params(format!("invalid {name}: {error}")))
 }
 
+/// `eth_createAccessList`: the access list of the call object at `params[0]`, on the state at
+/// `params[1]` (the latest block's unless one is named, as geth).
+fn create_access_list(
+    chain: &Chain,
+    params: &[Value],
+    call_turn: Option<&Turn>,
+) -> Result<Value, RpcError> {
+    let tx = call_request(chain, params.first())?;
+    let block = state_block(params.get(1), StateBlock::Latest)?;
+    let found = in_call_turn(call_turn, |turn| {
+        chain.create_access_list(turn, tx, block).map_err(call_error)
+    })?;
+    let mut answer = json!({ "accessList": found.access_list, "gasUsed": hex(found.gas_used) });
+    if let Some(error) = found.error {
+        answer["error"] = json!(error);
+    }
+    Ok(answer)
+}
+
 /// A transaction from an `eth_call` / `eth_estimateGas` call object.
 fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError> {
     let object = value
@@ -1095,6 +1119,12 @@ fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError>
         .transpose()
         .map_err(|error| RpcError::invalid_params(format!("invalid authorizationList: {error}")))?
         .unwrap_or_default();
+    // An EIP-2930 access list: its entries' gas counts, and what they warm is warm.
+    let access_list: alloy_eips::eip2930::AccessList = field("accessList")
+        .map(|value| serde_json::from_value(value.clone()))
+        .transpose()
+        .map_err(|error| RpcError::invalid_params(format!("invalid accessList: {error}")))?
+        .unwrap_or_default();
     let nonce = chain.account(from).map_err(RpcError::server)?.0;
     let mut tx = TxEnv {
         caller: from,
@@ -1104,7 +1134,8 @@ fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError>
         gas_limit: quantity(object, "gas")?.map_or(0, |gas| gas.saturating_to()),
         gas_price: 0,
         nonce,
-        tx_type: 0,
+        tx_type: u8::from(!access_list.is_empty()),
+        access_list,
         ..TxEnv::default()
     };
     if !authorizations.is_empty() {
@@ -2264,6 +2295,49 @@ mod tests {
         let unknown = json!({ "blockHash": B256::repeat_byte(7) });
         let error = ask("eth_call", json!([call, unknown])).unwrap_err();
         assert!(error.message.contains("not found"), "{error:?}");
+    }
+
+    #[test]
+    fn calls_count_a_given_access_list_and_a_malformed_one_is_refused() {
+        use serde_json::json;
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), crate::chain::ChainConfig::for_tests());
+        let head = chain.head();
+        let turn = chain.call_turn_blocking();
+        let ask = |method: &str, params: serde_json::Value| {
+            let params = params.as_array().unwrap().clone();
+            super::state_method(&chain, &head, method, &params, Some(&turn))
+        };
+        let sender = dev_signer(0).address();
+        let to = Address::repeat_byte(0xbe);
+        let plain = json!({ "from": sender, "to": to });
+        let gas = |answer: serde_json::Value| {
+            u64::from_str_radix(answer.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+        };
+        let without = gas(ask("eth_estimateGas", json!([plain])).unwrap());
+        assert_eq!(without, 21_000);
+        // An entry naming an account the call never touches, with one slot: 2 400 + 1 900.
+        let unused = json!([{ "address": Address::repeat_byte(0x77),
+            "storageKeys": [B256::repeat_byte(1)] }]);
+        let listed = json!({ "from": sender, "to": to, "accessList": unused });
+        assert_eq!(gas(ask("eth_estimateGas", json!([listed])).unwrap()), without + 4_300);
+        // eth_createAccessList keeps what it was given and says what it costs.
+        let answer = ask("eth_createAccessList", json!([listed])).unwrap();
+        assert_eq!(answer["accessList"], unused, "{answer}");
+        assert_eq!(gas(answer["gasUsed"].clone()), without + 4_300, "{answer}");
+        assert!(answer.get("error").is_none(), "{answer}");
+        // A malformed list is refused, and names the field.
+        for malformed in
+            [json!("0x12"), json!([{ "address": "0x12" }]), json!([{ "storageKeys": [] }])]
+        {
+            let call = json!({ "from": sender, "to": to, "accessList": malformed });
+            for method in ["eth_call", "eth_estimateGas", "eth_createAccessList"] {
+                let error = ask(method, json!([call])).unwrap_err();
+                assert_eq!(error.code, -32602, "{method} {malformed}: {error:?}");
+                assert!(error.message.contains("invalid accessList"), "{error:?}");
+            }
+        }
+        assert_eq!(chain.head().number, head.number, "calls commit nothing");
     }
 
     /// The status and JSON body of an HTTP answer (not chunked).

@@ -265,6 +265,45 @@ fn the_start_up_message_goes_to_stdout_and_the_logs_to_stderr() {
     assert!(!stdout.contains("stopped"), "logs on stdout: {stdout}");
 }
 
+/// `cast access-list` asks `eth_createAccessList`: `Probe.record` reads the recipient's balance (a
+/// cold account) and writes the probe's slot 0; `cast send --access-list` sends with that list,
+/// and uses the gas it was said to.
+fn sends_with_an_access_list(node: &Node, probe: &str, recipient: &str) {
+    let listed = node
+        .cast(&["access-list", probe, "record(address)", recipient, "--from", SECOND, "--json"])
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let entries: Vec<(String, serde_json::Value)> = listed["accessList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            (entry["address"].as_str().unwrap().to_lowercase(), entry["storageKeys"].clone())
+        })
+        .collect();
+    let mut expected = vec![
+        (recipient.to_lowercase(), serde_json::json!([])),
+        (probe.to_lowercase(), serde_json::json!([format!("0x{}", "0".repeat(64))])),
+    ];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(entries, expected, "{listed}");
+    let sent_with = node
+        .cast(&[
+            "send",
+            probe,
+            "record(address)",
+            recipient,
+            "--access-list",
+            "--private-key",
+            SECOND_KEY,
+            "--json",
+        ])
+        .unwrap();
+    let sent_with: serde_json::Value = serde_json::from_str(&sent_with).unwrap();
+    assert_eq!(sent_with["status"], "0x1", "{sent_with}");
+    assert_eq!(sent_with["gasUsed"], listed["gasUsed"], "{sent_with}");
+}
+
 #[test]
 fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
     let directory = temp_datadir("tools");
@@ -292,6 +331,7 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
         node.cast(&["call", &probe, "seen()(uint256)"]).unwrap(),
         "1000000000000000000 [1e18]"
     );
+    sends_with_an_access_list(&node, &probe, recipient);
     // cast run replays the transaction on the state of the block before it, with its trace.
     let hash = sent
         .lines()
@@ -317,7 +357,7 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
     assert!(after >= height, "the chain went back from {height} to {after}");
     assert_eq!(node.balance(recipient), "1000000000000000000");
     assert_eq!(node.nonce(FIRST), "1");
-    assert_eq!(node.nonce(SECOND), "2");
+    assert_eq!(node.nonce(SECOND), "3");
     // The state of a recent block, from before the payment (kept across the restart too).
     assert_eq!(node.cast(&["balance", recipient, "--block", &unpaid]).unwrap(), "0");
     assert_eq!(node.cast(&["nonce", FIRST, "--block", &unpaid]).unwrap(), "0");
