@@ -229,6 +229,11 @@ fn modules_the_verifier_would_check_unsoundly_or_slowly_are_refused() {
     });
     let output = publish(&mut chain, long);
     assert_failed(&output, 0, "CONSTRAINT_NOT_SATISFIED", "has 65002 instructions");
+    // Vector instructions of many elements of a large type: the verifier's type pass clones
+    // the element type for each value a `VecUnpack` pushes and compares it for each a
+    // `VecPack` pops.
+    let output = publish(&mut chain, vector_churn(alice, 31, 1));
+    assert_failed(&output, 0, "CONSTRAINT_NOT_SATISFIED", "instantiate 129150 type nodes");
     // Loops nested six deep (the verifier's analyses run each to a fixed point).
     let nested =
         (0..6).fold("i = i + 1;".to_owned(), |body, _| format!("while (i < 10) {{ {body} }};"));
@@ -613,4 +618,44 @@ fn a_module_of_2000_functions_publishes_and_its_functions_run() {
     chain.publish(alice, vec![module]);
     let output = chain.run_calls(alice, &[("many", "f1999")]);
     assert!(receipt(&output, 0).is_success(), "{:?}", receipt(&output, 0));
+}
+
+/// A module whose function `f(v: vector<E>)` unpacks `v` into 1 024 values and packs them
+/// again, `pairs` times; `E` is `S<vector<u8>, …>`, a struct of `parameters` phantom type
+/// parameters (`2 * parameters + 1` type nodes).
+pub(crate) fn vector_churn(publisher: Address, parameters: usize, pairs: usize) -> Vec<u8> {
+    use move_binary_format::file_format::{
+        Bytecode, Signature, SignatureIndex, SignatureToken, StructHandleIndex,
+    };
+    let names: Vec<String> = (0..parameters).map(|n| format!("phantom T{n}")).collect();
+    let source = format!(
+        "module example::c {{ struct S<{}> has drop {{ b: bool }} \
+         public fun f(a: u64): u64 {{ a }} }}",
+        names.join(", ")
+    );
+    edited_module(&source, publisher, |module| {
+        let arguments = vec![SignatureToken::Vector(Box::new(SignatureToken::U8)); parameters];
+        let element = SignatureToken::StructInstantiation(StructHandleIndex(0), arguments);
+        let vector = SignatureToken::Vector(Box::new(element.clone()));
+        let mut signature =
+            |tokens| SignatureIndex(position_or_push(&mut module.signatures, Signature(tokens)));
+        let (element, parameters, none) =
+            (signature(vec![element]), signature(vec![vector]), signature(vec![]));
+        let handle = module.function_defs[0].function;
+        let handle = &mut module.function_handles[handle.0 as usize];
+        handle.parameters = parameters;
+        handle.return_ = none;
+        let code = module.function_defs[0].code.as_mut().unwrap();
+        code.locals = none;
+        code.code.clear();
+        for _ in 0..pairs {
+            code.code.extend([
+                Bytecode::MoveLoc(0),
+                Bytecode::VecUnpack(element, 1024),
+                Bytecode::VecPack(element, 1024),
+                Bytecode::StLoc(0),
+            ]);
+        }
+        code.code.push(Bytecode::Ret);
+    })
 }
