@@ -1,31 +1,96 @@
-//! EIP-2930 access lists from what a transaction read and wrote (`eth_createAccessList`).
+//! EIP-2930 access lists (`eth_createAccessList`), found as geth's access-list tracer finds
+//! them: by watching the opcodes a transaction's code runs.
 //!
-//! Every account and storage slot revm loads is read through the state, so the keys a
-//! transaction read are the accounts and slots it accessed. The list holds those that warming
-//! in advance makes cheaper, as geth's access-list tracer chooses them: every slot accessed
-//! (with its contract), and every other account accessed but for those a transaction has warm
-//! anyway (the sender, the recipient or created contract, the precompiles, the block's
-//! beneficiary, the authorities of a set-code transaction: see [`EvmVm::is_warm`]) and for
-//! contracts the transaction itself created. Unlike geth's, the beneficiary is left out even when
-//! the code reads it (EIP-3651 warms it: an entry would cost 2 400 gas for nothing).
-//!
-//! Slots of a contract created in the same transaction are not read from the state; those it
-//! wrote are listed as geth lists them (it lists those it only read too).
+//! An EVM made [`with_access_tracer`](EvmVm::with_access_tracer) notes, for each transaction it
+//! runs (with exact balances, so once), the slot of every `SLOAD` and `SSTORE` with the contract
+//! running it, and the account every `BALANCE`, `EXTCODESIZE`, `EXTCODEHASH`, `EXTCODECOPY`,
+//! `SELFDESTRUCT`, `CALL`, `CALLCODE`, `DELEGATECALL` and `STATICCALL` names ([`Accessed`]).
+//! [`access_list`] turns that into the list: every slot with its contract, and every account but
+//! those the transaction has warm anyway ([`EvmVm::is_warm`]). What revm loads for reasons of its
+//! own (the sender, the recipient's delegate, a created contract's address) and what the Move
+//! call precompile reads are not opcodes of the transaction's code, and are not listed. Unlike
+//! geth's, the block's beneficiary and a set-code transaction's authorities are left out when
+//! the code names them: they are warm (EIP-3651, EIP-7702), and an entry would cost 2 400 gas for
+//! nothing. EVM code that Move code calls into (the `evm` module) is not watched.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use duet_types::{Address, StateKey, StateValue, B256, MOVE_OVERLAY_ADDRESS};
+use duet_types::{Address, B256};
+use revm::bytecode::opcode::{
+    BALANCE, CALL, CALLCODE, DELEGATECALL, EXTCODECOPY, EXTCODEHASH, EXTCODESIZE, SELFDESTRUCT,
+    SLOAD, SSTORE, STATICCALL,
+};
 use revm::context::transaction::{AccessList, AccessListItem};
 use revm::context::TxEnv;
+use revm::interpreter::interpreter_types::{InputsTr, Jumps};
+use revm::interpreter::{interpreter::EthInterpreter, Interpreter};
+use revm::Inspector;
 
 use crate::EvmVm;
 
+/// What a transaction's code accessed, as geth's access-list tracer notes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Accessed {
+    /// Accounts named by `BALANCE`, `EXTCODE*`, `SELFDESTRUCT` and the `CALL`s.
+    pub accounts: BTreeSet<Address>,
+    /// Slots read or written by `SLOAD` and `SSTORE`, by the contract whose code ran them.
+    pub slots: BTreeMap<Address, BTreeSet<B256>>,
+}
+
+/// The inspector that fills an [`Accessed`].
+#[derive(Debug, Default)]
+pub(crate) struct AccessTracer(pub(crate) Accessed);
+
+impl<CTX> Inspector<CTX, EthInterpreter> for AccessTracer {
+    fn step(&mut self, interpreter: &mut Interpreter<EthInterpreter>, _context: &mut CTX) {
+        let word = |depth| interpreter.stack.peek(depth).ok();
+        let account = |word: revm::primitives::U256| Address::from_word(B256::from(word));
+        match interpreter.bytecode.opcode() {
+            SLOAD | SSTORE => {
+                if let Some(slot) = word(0) {
+                    let contract = interpreter.input.target_address();
+                    self.0.slots.entry(contract).or_default().insert(B256::from(slot));
+                }
+            }
+            BALANCE | EXTCODESIZE | EXTCODEHASH | EXTCODECOPY | SELFDESTRUCT => {
+                if let Some(word) = word(0) {
+                    self.0.accounts.insert(account(word));
+                }
+            }
+            CALL | CALLCODE | DELEGATECALL | STATICCALL => {
+                if let Some(word) = word(1) {
+                    self.0.accounts.insert(account(word));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 impl EvmVm {
+    /// The same EVM noting what the code of each transaction it runs accesses (see the module
+    /// documentation), for [`take_accessed`](Self::take_accessed). Its transactions run with
+    /// exact balances.
+    #[must_use]
+    pub fn with_access_tracer(mut self) -> Self {
+        self.access_tracer = Some(std::sync::Mutex::default());
+        self
+    }
+
+    /// What the transactions run since the last call accessed (nothing without an access
+    /// tracer).
+    #[must_use]
+    pub fn take_accessed(&self) -> Accessed {
+        self.access_tracer.as_ref().map_or_else(Accessed::default, |tracer| {
+            std::mem::take(&mut tracer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0)
+        })
+    }
+
     /// Whether `transaction` has `address` warm from its start (EIP-2929, EIP-3651, EIP-7702),
     /// so that an access-list entry for it alone would cost 2 400 gas for nothing: its sender,
-    /// its recipient (or the contract it creates), a precompile (the Move call precompile
-    /// included), the block's beneficiary, or an authority of its authorizations (`authorities`,
-    /// sorted).
+    /// its recipient (or the contract it creates, from its nonce), a precompile (the Move call
+    /// precompile included), the block's beneficiary, or an authority of its authorizations
+    /// (`authorities`, sorted).
     #[must_use]
     pub fn is_warm(&self, transaction: &TxEnv, authorities: &[Address], address: &Address) -> bool {
         let recipient = match transaction.kind {
@@ -43,60 +108,27 @@ impl EvmVm {
     }
 }
 
-/// The access list of a transaction that started with the list `given` and read `reads` (each
-/// key with the value it read) and wrote `writes` (its state updates): `given`, with every slot
-/// it accessed and every account it accessed for which `warm` is false and that it did not
-/// create. Sorted by address, each entry's slots sorted.
+/// The access list of a transaction that started with the list `given` and whose code accessed
+/// `accessed`: every slot with its contract, and every account of `given` and `accessed` for
+/// which `warm` is false. Sorted by address, each entry's slots sorted.
 #[must_use]
 pub fn access_list(
     given: &AccessList,
-    reads: &[(StateKey, Option<StateValue>)],
-    writes: &[(StateKey, Option<StateValue>)],
+    accessed: &Accessed,
     warm: impl Fn(&Address) -> bool,
 ) -> AccessList {
     let mut list: BTreeMap<Address, BTreeSet<B256>> = BTreeMap::new();
+    let given_accounts = given.0.iter().map(|item| &item.address);
+    for account in given_accounts.chain(&accessed.accounts) {
+        if !warm(account) {
+            list.entry(*account).or_default();
+        }
+    }
     for item in &given.0 {
         list.entry(item.address).or_default().extend(item.storage_keys.iter().copied());
     }
-    // Accounts read without a nonce that the transaction leaves with one: contracts it created
-    // (only the sender's and authorities' nonces change otherwise, and they are warm).
-    let written_nonce: BTreeMap<&Address, u64> = writes
-        .iter()
-        .filter_map(|(key, value)| match (key, value) {
-            (StateKey::Account(address), Some(StateValue::Account { nonce, .. })) => {
-                Some((address, *nonce))
-            }
-            _ => None,
-        })
-        .collect();
-    let created = |address: &Address, read: Option<&StateValue>| {
-        let nonce_before = match read {
-            Some(StateValue::Account { nonce, .. }) => *nonce,
-            _ => 0,
-        };
-        nonce_before == 0 && written_nonce.get(address).is_some_and(|nonce| *nonce > 0)
-    };
-    for (key, value) in reads {
-        match key {
-            StateKey::Account(address)
-                if *address != MOVE_OVERLAY_ADDRESS
-                    && !warm(address)
-                    && !created(address, value.as_ref()) =>
-            {
-                list.entry(*address).or_default();
-            }
-            StateKey::Storage { address, slot } if *address != MOVE_OVERLAY_ADDRESS => {
-                list.entry(*address).or_default().insert(*slot);
-            }
-            _ => {}
-        }
-    }
-    for (key, _) in writes {
-        if let StateKey::Storage { address, slot } = key {
-            if *address != MOVE_OVERLAY_ADDRESS {
-                list.entry(*address).or_default().insert(*slot);
-            }
-        }
+    for (contract, slots) in &accessed.slots {
+        list.entry(*contract).or_default().extend(slots.iter().copied());
     }
     AccessList(
         list.into_iter()
@@ -112,40 +144,30 @@ pub fn access_list(
 mod tests {
     use super::*;
 
-    fn account(nonce: u64) -> StateValue {
-        StateValue::Account { nonce, code_hash: crate::EVM_EMPTY_CODE_HASH }
-    }
-
     #[test]
-    fn lists_slots_and_cold_accounts_but_not_warm_or_created_ones() {
-        let [warm_one, cold, contract, created, given] = [1, 2, 3, 4, 5].map(Address::repeat_byte);
-        let slot = |byte| B256::repeat_byte(byte);
-        let reads = vec![
-            (StateKey::Account(warm_one), Some(account(3))),
-            (StateKey::Account(cold), None),
-            (StateKey::Balance(Address::repeat_byte(9)), None),
-            (StateKey::Account(created), None),
-            (StateKey::Storage { address: contract, slot: slot(2) }, None),
-            (StateKey::Storage { address: contract, slot: slot(1) }, None),
-            (StateKey::Storage { address: MOVE_OVERLAY_ADDRESS, slot: slot(1) }, None),
-            (StateKey::Account(MOVE_OVERLAY_ADDRESS), None),
-        ];
-        let writes = vec![
-            (StateKey::Account(created), Some(account(1))),
-            (StateKey::Account(cold), Some(account(0))),
-            (StateKey::Storage { address: created, slot: slot(7) }, None),
-        ];
-        let given_list =
-            AccessList(vec![AccessListItem { address: given, storage_keys: vec![slot(5)] }]);
-        let list = access_list(&given_list, &reads, &writes, |address| *address == warm_one);
+    fn lists_every_slot_and_the_accounts_that_are_not_warm_anyway() {
+        let [warm_one, cold, contract, given] = [1, 2, 3, 5].map(Address::repeat_byte);
+        let slot = B256::repeat_byte;
+        let accessed = Accessed {
+            accounts: [warm_one, cold].into(),
+            slots: [(contract, [slot(2), slot(1)].into()), (warm_one, [slot(3)].into())].into(),
+        };
+        let given_list = AccessList(vec![
+            AccessListItem { address: given, storage_keys: vec![slot(5)] },
+            AccessListItem { address: warm_one, storage_keys: vec![] },
+        ]);
+        let list = access_list(&given_list, &accessed, |address| *address == warm_one);
         let expected = AccessList(vec![
+            AccessListItem { address: warm_one, storage_keys: vec![slot(3)] },
             AccessListItem { address: cold, storage_keys: vec![] },
             AccessListItem { address: contract, storage_keys: vec![slot(1), slot(2)] },
-            AccessListItem { address: created, storage_keys: vec![slot(7)] },
             AccessListItem { address: given, storage_keys: vec![slot(5)] },
         ]);
         assert_eq!(list, expected);
-        // What it gives is what it was given: a second run that reads the same settles.
-        assert_eq!(access_list(&list, &reads, &writes, |address| *address == warm_one), list);
+        // Given what it gives, with the same accesses, it gives the same: the search settles.
+        assert_eq!(access_list(&list, &accessed, |address| *address == warm_one), list);
+        // A warm account alone is left out, given or accessed.
+        let alone = Accessed { accounts: [warm_one].into(), slots: BTreeMap::new() };
+        assert_eq!(access_list(&AccessList::default(), &alone, |_| true), AccessList::default());
     }
 }

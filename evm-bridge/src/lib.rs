@@ -43,7 +43,7 @@ mod recovery;
 mod scratch;
 mod sequential;
 
-pub use access_list::access_list;
+pub use access_list::{access_list, Accessed};
 pub use convert::{state_writes, EVM_EMPTY_CODE_HASH};
 pub use database::{BalanceWatch, ViewDatabase, ViewDatabaseError, LAZY_BALANCE};
 pub use mixed::{DuetError, DuetReceipt, DuetTransaction, DuetVm, MixedBlockExecutor};
@@ -117,6 +117,8 @@ pub struct EvmVm {
     /// The Move VM that the Move call precompile runs, if the chain has one, and the precompile
     /// addresses with the Move call precompile's.
     move_call: Option<(std::sync::Arc<duet_move::MoveVm>, revm::primitives::AddressSet)>,
+    /// What the code of the transactions run accessed, if asked ([`access_list`]).
+    access_tracer: Option<std::sync::Mutex<access_list::AccessTracer>>,
 }
 
 impl EvmVm {
@@ -125,7 +127,7 @@ impl EvmVm {
     pub fn new(chain_id: u64, block: BlockEnv) -> Self {
         let mut cfg = CfgEnv::default();
         cfg.chain_id = chain_id;
-        Self { cfg, block, move_call: None }
+        Self { cfg, block, move_call: None, access_tracer: None }
     }
 
     /// The chain configuration.
@@ -208,7 +210,9 @@ impl Vm for EvmVm {
     where
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
-        match self.transact(transaction, view, true)? {
+        // Traced for an access list: once, with exact balances.
+        let lazy = self.access_tracer.is_none();
+        match self.transact(transaction, view, lazy)? {
             Some(output) => Ok(output),
             // A lazy balance was observed or spent: run again with every balance exact.
             None => Ok(self.transact(transaction, view, false)?.expect("exact runs are final")),
@@ -220,7 +224,8 @@ impl Vm for EvmVm {
         Some(StateKey::Balance(self.block.beneficiary))
     }
 
-    /// One EVM for the whole run (module `sequential`), unless Move code can run in it.
+    /// One EVM for the whole run (module `sequential`), unless Move code can run in it or its
+    /// transactions are traced.
     fn execute_sequentially<S>(
         &self,
         transactions: &[TxEnv],
@@ -230,7 +235,8 @@ impl Vm for EvmVm {
     where
         S: duet_block_stm::Storage<Key = StateKey, Value = StateValue>,
     {
-        self.move_call.is_none().then(|| self.run_sequentially(transactions, storage))
+        let own_run = self.move_call.is_none() && self.access_tracer.is_none();
+        own_run.then(|| self.run_sequentially(transactions, storage))
     }
 }
 
@@ -246,9 +252,18 @@ impl EvmVm {
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
         let mut evm = self.evm(view, transaction.caller, lazy, Caller::Transaction);
-        let outcome = evm.transact(transaction.clone());
         // revm leaves its journal clean after any outcome, a rejection included.
-        let (database, precompiles) = keep_parts(evm);
+        let (outcome, (database, precompiles)) = match &self.access_tracer {
+            None => (evm.transact(transaction.clone()), keep_parts(evm)),
+            Some(tracer) => {
+                let mut tracer = tracer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut evm = evm.with_inspector(std::mem::take(&mut *tracer));
+                let outcome = revm::InspectEvm::inspect_tx(&mut evm, transaction.clone());
+                let Evm { ctx, precompiles, inspector, .. } = evm;
+                *tracer = inspector;
+                (outcome, (keep_context(ctx, precompiles.has_move_call()).0, precompiles))
+            }
+        };
         // A lazy balance was observed or spent (a Move call may ask for one and fail): run again
         // with exact balances.
         if database.lazy_balance_observed() {

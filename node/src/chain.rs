@@ -256,30 +256,6 @@ pub struct AccessListResult {
 /// add entries; a call that reads by what `GAS` says could go on adding).
 const MAX_ACCESS_LIST_RUNS: usize = 8;
 
-/// Keys, each with a value (`None`: absent): what a run read, or the state it left.
-type KeyValues = Vec<(StateKey, Option<StateValue>)>;
-
-/// A state that notes each key read through it, with the value it gave: the accounts and slots
-/// a call's EVM loaded (each once: the executor keeps what it read).
-struct Recording<'a, S> {
-    inner: &'a S,
-    reads: Mutex<KeyValues>,
-}
-
-impl<S> duet_block_stm::Storage for Recording<'_, S>
-where
-    S: duet_block_stm::Storage<Key = StateKey, Value = StateValue>,
-{
-    type Key = StateKey;
-    type Value = StateValue;
-
-    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, duet_block_stm::StorageError> {
-        let value = self.inner.get(key)?;
-        self.reads.lock().push((key.clone(), value.clone()));
-        Ok(value)
-    }
-}
-
 /// The longest an `eth_estimateGas` may run its executions, as geth's `--rpc.evmtimeout`: each
 /// is bounded by its gas (at most 16 777 216), but an estimate runs up to about 26 of them.
 const ESTIMATE_TIME: std::time::Duration = std::time::Duration::from_secs(5);
@@ -1889,7 +1865,7 @@ impl Chain {
     fn call_at(&self, at: &CallState<'_>, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
         let with_pool = LayeredStorage::new(&at.state, &at.pool);
         let state = LayeredStorage::new(&with_pool, &at.overrides);
-        let (receipt, _) = self.run_call(&self.call_evm(at), &state, tx)?;
+        let receipt = self.run_call(&self.call_evm(at), &state, tx)?;
         match receipt {
             ExecutionResult::Success { .. } => {
                 let gas_used = receipt.tx_gas_used();
@@ -1931,13 +1907,13 @@ impl Chain {
     }
 
     /// Runs `tx` as a call with `evm` on `state` (a gas limit of 0: a transaction's most): its
-    /// receipt, whatever its outcome, and the state it would leave (the keys it wrote).
+    /// receipt, whatever its outcome.
     fn run_call<S>(
         &self,
         evm: &EvmVm,
         state: &S,
         mut tx: TxEnv,
-    ) -> Result<(duet_evm::Receipt, KeyValues), CallError>
+    ) -> Result<duet_evm::Receipt, CallError>
     where
         S: duet_block_stm::Storage<Key = StateKey, Value = StateValue>,
     {
@@ -1948,19 +1924,19 @@ impl Chain {
         let output = execute_sequential(evm, std::slice::from_ref(&tx), state)
             .map_err(|error| CallError::Invalid(error.to_string()))?;
         match output.results.into_iter().next() {
-            Some(TransactionResult::Executed(receipt)) => Ok((receipt, output.state_updates)),
+            Some(TransactionResult::Executed(receipt)) => Ok(receipt),
             Some(TransactionResult::Rejected(error)) => Err(CallError::Invalid(error.to_string())),
             Some(TransactionResult::Panicked(message)) => Err(CallError::Invalid(message)),
             None => Err(CallError::Invalid("no result".to_owned())),
         }
     }
 
-    /// The EIP-2930 access list that makes `tx` cheapest on the state after `block`, and the gas
-    /// it uses with it (`eth_createAccessList`): `tx`'s own list, with the slots and accounts it
-    /// accesses that are not warm anyway (see [`duet_evm::access_list`]). As geth, the call runs
-    /// again with the list found until it finds no more (the list can change what the call
-    /// does: its gas, `GAS`), at most [`MAX_ACCESS_LIST_RUNS`] times; a call that reverts or
-    /// halts still has its list, with the reason.
+    /// The EIP-2930 access list of `tx` on the state after `block` (`eth_createAccessList`), and
+    /// the gas `tx` uses with it: `tx`'s own list, with the slots and accounts its code accesses
+    /// (see [`duet_evm::access_list`]). As geth, the call runs again with the list found until
+    /// it finds no more (the list can change what the call does: its gas, `GAS`), at most
+    /// [`MAX_ACCESS_LIST_RUNS`] times and for at most 5 s (geth's `--rpc.evmtimeout`, as an
+    /// estimate); a call that reverts or halts still has its list, with the reason.
     ///
     /// # Errors
     /// The transaction is invalid, the block's state is not there, or the list did not settle.
@@ -1970,25 +1946,23 @@ impl Chain {
         mut tx: TxEnv,
         block: StateBlock,
     ) -> Result<AccessListResult, CallError> {
+        let deadline = std::time::Instant::now() + ESTIMATE_TIME;
         let authorities = recover_in_place(&mut tx);
         let at = self.call_state(block, tx.caller, &CallOverrides::default())?;
-        let evm = self.call_evm(&at);
+        let evm = self.call_evm(&at).with_access_tracer();
         let with_pool = LayeredStorage::new(&at.state, &at.pool);
         let state = LayeredStorage::new(&with_pool, &at.overrides);
         // A creation's address comes from the sender's nonce in this state.
-        let header = duet_block_stm::Storage::get(&state, &StateKey::Account(tx.caller))
-            .map_err(|error| CallError::Invalid(error.to_string()))?;
-        if let Some(StateValue::Account { nonce, .. }) = header {
-            tx.nonce = nonce;
-        }
+        tx.nonce = at.nonce(tx.caller)?;
         for _ in 0..MAX_ACCESS_LIST_RUNS {
+            if std::time::Instant::now() >= deadline {
+                return Err(CallError::TimedOut(ESTIMATE_TIME));
+            }
             if !tx.access_list.is_empty() && tx.tx_type == 0 {
                 tx.tx_type = 1;
             }
-            let recording = Recording { inner: &state, reads: Mutex::new(Vec::new()) };
-            let (receipt, writes) = self.run_call(&evm, &recording, tx.clone())?;
-            let reads = recording.reads.into_inner();
-            let list = duet_evm::access_list(&tx.access_list, &reads, &writes, |address| {
+            let receipt = self.run_call(&evm, &state, tx.clone())?;
+            let list = duet_evm::access_list(&tx.access_list, &evm.take_accessed(), |address| {
                 evm.is_warm(&tx, &authorities, address)
             });
             if list == tx.access_list {
@@ -2282,6 +2256,20 @@ struct CallState<'a> {
     overrides: OverrideLayer,
     /// The call's block overrides.
     block: BlockOverrides,
+}
+
+impl CallState<'_> {
+    /// `address`'s nonce as a call on this state sees it.
+    fn nonce(&self, address: Address) -> Result<u64, CallError> {
+        let with_pool = LayeredStorage::new(&self.state, &self.pool);
+        let state = LayeredStorage::new(&with_pool, &self.overrides);
+        let header = duet_block_stm::Storage::get(&state, &StateKey::Account(address))
+            .map_err(|error| CallError::Invalid(error.to_string()))?;
+        Ok(match header {
+            Some(StateValue::Account { nonce, .. }) => nonce,
+            _ => 0,
+        })
+    }
 }
 
 /// The most of a caller's waiting transactions a `pending` call runs first.
@@ -3240,12 +3228,25 @@ pub(crate) mod tests {
         code
     }
 
-    #[test]
-    fn an_access_list_holds_what_a_call_accesses_cold_and_its_gas_is_the_transactions() {
-        use alloy_eips::eip2930::{AccessList, AccessListItem};
+    /// The accounts [`reading_contracts`] names.
+    struct Readers {
+        /// An account whose BALANCE the reader reads.
+        cold: Address,
+        /// One whose EXTCODESIZE it reads.
+        sized: Address,
+        /// The contract that reads its slot 7, which the reader CALLs.
+        store: Address,
+        /// The reader.
+        reader: Address,
+    }
+
+    /// Deploys, from the first dev account (nonces 0 and 1), a contract that reads its slot 7,
+    /// and one (the reader) that reads its slot 5, BALANCE of a cold account, EXTCODESIZE of
+    /// another, BALANCE of its caller and of the block's beneficiary (warm), STATICCALLs the
+    /// identity precompile and CALLs the first.
+    fn reading_contracts(chain: &Chain) -> Readers {
+        use alloy_eips::eip2930::AccessList;
         use alloy_primitives::TxKind;
-        let directory = tempfile::tempdir().unwrap();
-        let chain = open_chain(directory.path(), ChainConfig::for_tests());
         let sender = dev_signer(0);
         let (cold, sized) = (Address::repeat_byte(0xc0), Address::repeat_byte(0xca));
         // A contract that reads its slot 7 (PUSH1 7 SLOAD POP STOP).
@@ -3259,9 +3260,6 @@ pub(crate) mod tests {
                 AccessList::default(),
             ))
             .unwrap();
-        // One that reads its slot 5, BALANCE of a cold account, EXTCODESIZE of another, BALANCE
-        // of its caller and of the block's beneficiary (warm), STATICCALLs the identity
-        // precompile and CALLs the first.
         let mut runtime = alloy_primitives::hex!("60055450").to_vec();
         for (address, opcode) in [(cold, 0x31), (sized, 0x3b)] {
             runtime.push(0x73);
@@ -3285,6 +3283,17 @@ pub(crate) mod tests {
             .unwrap();
         chain.produce_block().unwrap();
         assert!(!crate::store::ReadState::code(chain.store(), reader).unwrap().is_empty());
+        Readers { cold, sized, store, reader }
+    }
+
+    #[test]
+    fn an_access_list_holds_what_a_call_accesses_cold_and_its_gas_is_the_transactions() {
+        use alloy_eips::eip2930::{AccessList, AccessListItem};
+        use alloy_primitives::TxKind;
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let sender = dev_signer(0);
+        let Readers { cold, sized, store, reader } = reading_contracts(&chain);
         let call =
             TxEnv { caller: sender.address(), kind: TxKind::Call(reader), ..TxEnv::default() };
         let turn = chain.call_turn_blocking();
@@ -3326,6 +3335,20 @@ pub(crate) mod tests {
         let record = chain.committed_transaction(hash).unwrap().unwrap();
         assert!(record.success);
         assert_eq!(record.gas_used, found.gas_used);
+    }
+
+    #[test]
+    fn an_access_list_keeps_what_it_is_given_and_leaves_out_what_only_move_reads() {
+        use alloy_eips::eip2930::{AccessList, AccessListItem};
+        use alloy_primitives::TxKind;
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let sender = dev_signer(0);
+        let Readers { cold, reader, .. } = reading_contracts(&chain);
+        let call =
+            TxEnv { caller: sender.address(), kind: TxKind::Call(reader), ..TxEnv::default() };
+        let turn = chain.call_turn_blocking();
+        let slot = |n: u8| B256::with_last_byte(n);
         // Given a list, the answer keeps it, and a call that reverts has its list and the reason.
         let extra =
             AccessListItem { address: Address::repeat_byte(0xee), storage_keys: vec![slot(1)] };
@@ -3333,6 +3356,8 @@ pub(crate) mod tests {
         let kept = chain.create_access_list(&turn, given, StateBlock::Latest).unwrap();
         assert!(kept.access_list.0.contains(&extra), "{kept:?}");
         assert_eq!(kept.access_list.0.len(), 5);
+        // A creation that reads its new contract's slot 7 and reverts: the slot is listed with
+        // the contract's address, from the sender's nonce, as geth lists it.
         let reverting = TxEnv {
             kind: TxKind::Create,
             data: alloy_primitives::hex!("600754600080fd").into(),
@@ -3340,11 +3365,26 @@ pub(crate) mod tests {
         };
         let failed = chain.create_access_list(&turn, reverting, StateBlock::Latest).unwrap();
         assert_eq!(failed.error.as_deref(), Some("execution reverted"));
-        assert_eq!(
-            failed.access_list,
-            AccessList::default(),
-            "a new contract's slots are warm-free"
-        );
+        let created = sender.address().create(2);
+        let listed = AccessListItem { address: created, storage_keys: vec![slot(7)] };
+        assert_eq!(failed.access_list, AccessList(vec![listed]));
+        // A payment made by Move code through the Move call precompile: the accounts Move reads
+        // are not the EVM code's accesses, and warming them would cost gas for nothing.
+        let transfer = duet_types::EntryFunction {
+            module_address: Address::with_last_byte(1),
+            module_name: "eth".to_owned(),
+            function: "transfer".to_owned(),
+            type_arguments: vec![],
+            arguments: vec![cold.to_vec(), 5u128.to_le_bytes().to_vec()],
+        };
+        let paying = TxEnv {
+            caller: sender.address(),
+            kind: TxKind::Call(duet_types::MOVE_CALL_ADDRESS),
+            data: duet_evm::call_data(&transfer).into(),
+            ..TxEnv::default()
+        };
+        let paid = chain.create_access_list(&turn, paying, StateBlock::Latest).unwrap();
+        assert_eq!((paid.access_list, paid.error), (AccessList::default(), None));
     }
 
     #[test]

@@ -1073,14 +1073,15 @@ fn quantity(object: &serde_json::Map<String, Value>, name: &str) -> Result<Optio
 }
 
 /// `eth_createAccessList`: the access list of the call object at `params[0]`, on the state at
-/// `params[1]` (the latest block's unless one is named, as geth).
+/// `params[1]`.
 fn create_access_list(
     chain: &Chain,
     params: &[Value],
     call_turn: Option<&Turn>,
 ) -> Result<Value, RpcError> {
     let tx = call_request(chain, params.first())?;
-    let block = state_block(params.get(1), StateBlock::Latest)?;
+    // As `eth_estimateGas` (whose figure its gas is): the pending block's unless one is named.
+    let block = state_block(params.get(1), StateBlock::Pending)?;
     let found = in_call_turn(call_turn, |turn| {
         chain.create_access_list(turn, tx, block).map_err(call_error)
     })?;
@@ -1454,7 +1455,8 @@ fn sign_request(
             to: call.kind,
             value: call.value,
             input: call.data,
-            ..TxEip1559::default()
+            // The estimate counted it: sent without it, the transaction could fall short.
+            access_list: call.access_list,
         };
         crate::client::sign(signer, unsigned)
     } else {
@@ -1469,12 +1471,12 @@ fn sign_request(
             to: call.kind.into_to().unwrap_or_default(),
             value: call.value,
             input: call.data,
+            access_list: call.access_list,
             authorization_list: call
                 .authorization_list
                 .into_iter()
                 .filter_map(revm::context_interface::either::Either::left)
                 .collect(),
-            ..alloy_consensus::TxEip7702::default()
         };
         crate::client::sign(signer, unsigned)
     }
@@ -2185,6 +2187,17 @@ mod tests {
             "params": [raw] });
         let answer = rpc.respond_in_turn(send, ()).await;
         assert_eq!(answer["result"], json!(envelope.tx_hash()), "{answer}");
+        // A request's access list is signed with it, and its gas estimated with it: 2 400 for
+        // an account the transfer never touches.
+        let listed = json!([{ "address": Address::repeat_byte(0x77), "storageKeys": [] }]);
+        let sign = json!({ "jsonrpc": "2.0", "id": 4, "method": "eth_signTransaction",
+            "params": [{ "from": dev_signer(0).address(), "to": to, "accessList": listed }] });
+        let answer = rpc.respond_in_turn(sign, ()).await;
+        let raw: alloy_primitives::Bytes =
+            serde_json::from_value(answer["result"].clone()).unwrap_or_else(|_| panic!("{answer}"));
+        let envelope = alloy_consensus::TxEnvelope::decode_2718_exact(&raw).unwrap();
+        assert_eq!(serde_json::to_value(envelope.access_list().unwrap()).unwrap(), listed);
+        assert_eq!(envelope.gas_limit(), 21_000 + 2_400);
         // An account without a key here is refused.
         let other = json!({ "jsonrpc": "2.0", "id": 3, "method": "eth_signTransaction",
             "params": [{ "from": dev_signer(5).address(), "to": to, "gas": "0x5208" }] });
