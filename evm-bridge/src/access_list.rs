@@ -73,7 +73,8 @@ impl EvmVm {
     /// exact balances.
     #[must_use]
     pub fn with_access_tracer(mut self) -> Self {
-        self.access_tracer = Some(std::sync::Mutex::default());
+        let tracer = crate::Tracer::Access(AccessTracer::default());
+        self.tracer = Some(std::sync::Mutex::new(tracer));
         self
     }
 
@@ -81,9 +82,10 @@ impl EvmVm {
     /// tracer).
     #[must_use]
     pub fn take_accessed(&self) -> Accessed {
-        self.access_tracer.as_ref().map_or_else(Accessed::default, |tracer| {
-            std::mem::take(&mut tracer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0)
-        })
+        match self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut() {
+            Some(crate::Tracer::Access(tracer)) => std::mem::take(&mut tracer.0),
+            _ => Accessed::default(),
+        }
     }
 
     /// Whether `transaction` has `address` warm from its start (EIP-2929, EIP-3651, EIP-7702),

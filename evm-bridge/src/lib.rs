@@ -29,8 +29,9 @@
 //! EVM through the framework's `evm` module, which runs here (`from_move`). [`DuetVm`] runs
 //! mixed blocks of Move and EVM transactions ([`MixedBlockExecutor`]).
 //!
-//! [`access_list()`] builds a transaction's EIP-2930 access list from the keys it read and
-//! wrote (`eth_createAccessList`).
+//! An EVM can watch the code its transactions run: for an EIP-2930 access list
+//! ([`access_list()`], `eth_createAccessList`) or for a call trace ([`trace`],
+//! `debug_traceTransaction`), with revm's inspector.
 
 mod access_list;
 mod convert;
@@ -42,6 +43,7 @@ mod receipt;
 mod recovery;
 mod scratch;
 mod sequential;
+pub mod trace;
 
 pub use access_list::{access_list, Accessed};
 pub use convert::{state_writes, EVM_EMPTY_CODE_HASH};
@@ -117,8 +119,9 @@ pub struct EvmVm {
     /// The Move VM that the Move call precompile runs, if the chain has one, and the precompile
     /// addresses with the Move call precompile's.
     move_call: Option<(std::sync::Arc<duet_move::MoveVm>, revm::primitives::AddressSet)>,
-    /// What the code of the transactions run accessed, if asked ([`access_list`]).
-    access_tracer: Option<std::sync::Mutex<access_list::AccessTracer>>,
+    /// What watches the code of the transactions run, if asked: for an access list
+    /// ([`access_list`]) or a call trace ([`trace`]).
+    tracer: Option<std::sync::Mutex<Tracer>>,
 }
 
 impl EvmVm {
@@ -127,7 +130,7 @@ impl EvmVm {
     pub fn new(chain_id: u64, block: BlockEnv) -> Self {
         let mut cfg = CfgEnv::default();
         cfg.chain_id = chain_id;
-        Self { cfg, block, move_call: None, access_tracer: None }
+        Self { cfg, block, move_call: None, tracer: None }
     }
 
     /// The chain configuration.
@@ -211,7 +214,7 @@ impl Vm for EvmVm {
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
         // Traced for an access list: once, with exact balances.
-        let lazy = self.access_tracer.is_none();
+        let lazy = self.tracer.is_none();
         match self.transact(transaction, view, lazy)? {
             Some(output) => Ok(output),
             // A lazy balance was observed or spent: run again with every balance exact.
@@ -235,7 +238,7 @@ impl Vm for EvmVm {
     where
         S: duet_block_stm::Storage<Key = StateKey, Value = StateValue>,
     {
-        let own_run = self.move_call.is_none() && self.access_tracer.is_none();
+        let own_run = self.move_call.is_none() && self.tracer.is_none();
         own_run.then(|| self.run_sequentially(transactions, storage))
     }
 }
@@ -253,14 +256,20 @@ impl EvmVm {
     {
         let mut evm = self.evm(view, transaction.caller, lazy, Caller::Transaction);
         // revm leaves its journal clean after any outcome, a rejection included.
-        let (outcome, (database, precompiles)) = match &self.access_tracer {
+        let (outcome, (database, precompiles)) = match &self.tracer {
             None => (evm.transact(transaction.clone()), keep_parts(evm)),
             Some(tracer) => {
-                let mut tracer = tracer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut tracer = lock_tracer(tracer);
+                if let Tracer::Calls(calls) = &mut *tracer {
+                    calls.begin_transaction();
+                }
                 let mut evm = evm.with_inspector(std::mem::take(&mut *tracer));
                 let outcome = revm::InspectEvm::inspect_tx(&mut evm, transaction.clone());
                 let Evm { ctx, precompiles, inspector, .. } = evm;
                 *tracer = inspector;
+                if let (Tracer::Calls(calls), Ok(outcome)) = (&mut *tracer, &outcome) {
+                    calls.end_transaction(transaction.gas_limit, outcome.result.tx_gas_used());
+                }
                 (outcome, (keep_context(ctx, precompiles.has_move_call()).0, precompiles))
             }
         };
@@ -287,6 +296,93 @@ impl EvmVm {
             writes.extend(move_writes);
             VmOutput { writes, output: outcome.result }
         }))
+    }
+}
+
+/// What watches the code an EVM runs: for an access list or for a call trace.
+#[derive(Debug)]
+pub(crate) enum Tracer {
+    Access(access_list::AccessTracer),
+    Calls(trace::CallTracer),
+}
+
+impl Default for Tracer {
+    fn default() -> Self {
+        Self::Access(access_list::AccessTracer::default())
+    }
+}
+
+/// The tracer, locked (one transaction runs at a time on an EVM that traces; a panic in an
+/// earlier one leaves nothing half-done that matters).
+pub(crate) fn lock_tracer(tracer: &std::sync::Mutex<Tracer>) -> std::sync::MutexGuard<'_, Tracer> {
+    tracer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<CTX: ContextTr> revm::Inspector<CTX, EthInterpreter> for Tracer {
+    fn step(
+        &mut self,
+        interpreter: &mut revm::interpreter::Interpreter<EthInterpreter>,
+        context: &mut CTX,
+    ) {
+        if let Self::Access(tracer) = self {
+            tracer.step(interpreter, context);
+        }
+    }
+
+    fn call(
+        &mut self,
+        context: &mut CTX,
+        inputs: &mut revm::interpreter::CallInputs,
+    ) -> Option<revm::interpreter::CallOutcome> {
+        match self {
+            Self::Calls(tracer) => tracer.call(context, inputs),
+            Self::Access(_) => None,
+        }
+    }
+
+    fn call_end(
+        &mut self,
+        context: &mut CTX,
+        inputs: &revm::interpreter::CallInputs,
+        outcome: &mut revm::interpreter::CallOutcome,
+    ) {
+        if let Self::Calls(tracer) = self {
+            tracer.call_end(context, inputs, outcome);
+        }
+    }
+
+    fn create(
+        &mut self,
+        context: &mut CTX,
+        inputs: &mut revm::interpreter::CreateInputs,
+    ) -> Option<revm::interpreter::CreateOutcome> {
+        match self {
+            Self::Calls(tracer) => tracer.create(context, inputs),
+            Self::Access(_) => None,
+        }
+    }
+
+    fn create_end(
+        &mut self,
+        context: &mut CTX,
+        inputs: &revm::interpreter::CreateInputs,
+        outcome: &mut revm::interpreter::CreateOutcome,
+    ) {
+        if let Self::Calls(tracer) = self {
+            tracer.create_end(context, inputs, outcome);
+        }
+    }
+
+    fn selfdestruct(&mut self, contract: Address, target: Address, value: U256) {
+        if let Self::Calls(tracer) = self {
+            revm::Inspector::<CTX, EthInterpreter>::selfdestruct(tracer, contract, target, value);
+        }
+    }
+
+    fn log(&mut self, context: &mut CTX, log: revm::primitives::Log) {
+        if let Self::Calls(tracer) = self {
+            tracer.log(context, log);
+        }
     }
 }
 

@@ -87,6 +87,12 @@ impl DuetVm {
         debug_assert_eq!(evm.hot_credit_key(), move_vm.hot_credit_key(), "one fee vault");
         Self { evm: evm.with_move(Arc::clone(&move_vm)), move_vm }
     }
+
+    /// Its EVM (to take what a tracer on it noted).
+    #[must_use]
+    pub const fn evm(&self) -> &EvmVm {
+        &self.evm
+    }
 }
 
 impl Vm for DuetVm {

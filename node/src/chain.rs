@@ -14,6 +14,7 @@ use duet_block_stm::{
     execute_sequential, BlockError, BlockOutput, ExecutorConfig, LayeredStorage, TransactionResult,
     VmBlockOutput,
 };
+use duet_evm::trace::{CallFrame, CallTraceConfig};
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm};
 use duet_move::MoveVm;
 use duet_types::{
@@ -238,6 +239,41 @@ pub enum CallError {
     /// Estimating took longer than this (geth's words).
     #[error("execution aborted (timeout = {0:?})")]
     TimedOut(std::time::Duration),
+}
+
+/// Why a transaction has no call trace.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// No included transaction has this hash.
+    #[error("transaction {0} not found")]
+    NotFound(B256),
+    /// It is a Move transaction.
+    #[error("a Move transaction has no EVM call trace (its events are in its receipt)")]
+    Move,
+    /// The state before its block is no longer kept (or the block is not there).
+    #[error(transparent)]
+    Unavailable(#[from] StateUnavailable),
+    /// Running it again did not give what its block recorded: a bug of ours.
+    #[error("running the transaction again failed: {0}")]
+    Replay(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The transaction `record` holds, as its block ran it (its block's base fee is `base_fee`).
+fn replayed(record: &TransactionRecord, base_fee: u64) -> Result<DuetTransaction, String> {
+    let envelope = TxEnvelope::decode_2718_exact(record.raw.as_ref())
+        .map_err(|error| format!("transaction {}: {error}", record.hash))?;
+    let tx = duet_evm::tx_env(&envelope, record.from)
+        .map_err(|error| format!("transaction {}: {error:?}", record.hash))?;
+    Ok(match record.kind {
+        Kind::Evm => DuetTransaction::Evm(tx),
+        Kind::Move => DuetTransaction::Move(
+            move_transaction(&tx, record.from, base_fee)
+                .map_err(|error| format!("transaction {}: {error}", record.hash))?,
+        ),
+    })
 }
 
 /// What `eth_createAccessList` answers: the list, the gas the call uses with it, and why the
@@ -1049,20 +1085,12 @@ impl Chain {
             if tx.gas_priority_fee.is_some_and(|tip| tip > tx.gas_price) {
                 return Err(SubmitError::TipAboveFeeCap);
             }
-            let payload = MovePayload::decode(&tx.data)
+            let transaction = move_transaction(&tx, sender, self.config.base_fee)
                 .map_err(|error| SubmitError::Move(error.to_string()))?;
             // A Move transaction's intrinsic gas counts its payload's bytes.
-            if tx.gas_limit < duet_move::gas::intrinsic_gas(payload.encoded_len()) {
+            if tx.gas_limit < duet_move::gas::intrinsic_gas(transaction.payload.encoded_len()) {
                 return Err(SubmitError::IntrinsicGas);
             }
-            let transaction = MoveTransaction {
-                sender,
-                nonce: tx.nonce,
-                gas_limit: tx.gas_limit,
-                // What an EVM transaction with these fees pays per gas.
-                gas_price: paid,
-                payload,
-            };
             (Kind::Move, DuetTransaction::Move(transaction))
         } else {
             // What every block would check before reading any state (the intrinsic gas of the
@@ -1986,6 +2014,98 @@ impl Chain {
         )))
     }
 
+    /// The call trace of `tx` run as a call on the state after `block` under `overrides`
+    /// (`debug_traceCall`): see [`duet_evm::trace`].
+    ///
+    /// # Errors
+    /// As [`call_at_block`](Self::call_at_block), but for a call that reverts or halts, whose
+    /// trace says so.
+    pub fn trace_call(
+        &self,
+        _turn: &Turn,
+        mut tx: TxEnv,
+        block: StateBlock,
+        overrides: &CallOverrides,
+        config: CallTraceConfig,
+    ) -> Result<CallFrame, CallError> {
+        recover_in_place(&mut tx);
+        let at = self.call_state(block, tx.caller, overrides)?;
+        let evm = self.call_evm(&at).with_call_tracer(config);
+        let with_pool = LayeredStorage::new(&at.state, &at.pool);
+        let state = LayeredStorage::new(&with_pool, &at.overrides);
+        self.run_call(&evm, &state, tx)?;
+        evm.take_call_traces()
+            .pop()
+            .flatten()
+            .ok_or_else(|| CallError::Invalid("the call ran no frame".to_owned()))
+    }
+
+    /// The call trace of the included EVM transaction `hash` (`debug_traceTransaction`): its
+    /// block's transactions before it run again on the state after the block before, then it
+    /// runs traced, in its block's environment. The trace's gas used is checked against its
+    /// receipt's.
+    ///
+    /// # Errors
+    /// See [`TraceError`].
+    pub fn trace_transaction(
+        &self,
+        _turn: &Turn,
+        hash: B256,
+        config: CallTraceConfig,
+    ) -> Result<CallFrame, TraceError> {
+        let record = self.committed_transaction(hash)?.ok_or(TraceError::NotFound(hash))?;
+        if record.kind == Kind::Move {
+            return Err(TraceError::Move);
+        }
+        let number = record.block_number;
+        let corrupt = |what: String| TraceError::Store(StoreError::Corrupt(what));
+        let block = self.store.block(number)?.ok_or_else(|| corrupt(format!("block {number}")))?;
+        let (_, state) = self.state_at(StateBlock::Number(number - 1))?;
+        let index = usize::try_from(record.index).unwrap_or(usize::MAX);
+        let transactions = block
+            .transactions
+            .iter()
+            .take(index.saturating_add(1))
+            .map(|hash| {
+                let record = self.committed_transaction(*hash)?;
+                let record = record.ok_or_else(|| corrupt(format!("transaction {hash}")))?;
+                replayed(&record, block.base_fee).map_err(corrupt)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if transactions.len() != index + 1 {
+            return Err(corrupt(format!("block {number} lists {hash} past its end")));
+        }
+        let env = BlockEnv {
+            number: U256::from(number),
+            timestamp: U256::from(block.timestamp),
+            beneficiary: block.beneficiary,
+            gas_limit: block.gas_limit,
+            basefee: block.base_fee,
+            ..BlockEnv::default()
+        };
+        let vm = |evm: EvmVm| DuetVm::new(evm, Arc::new(MoveVm::new(self.config.fee_vault)));
+        let replay = |error: BlockError<StateKey>| TraceError::Replay(error.to_string());
+        let before = vm(EvmVm::new(self.config.chain_id, env.clone()));
+        let earlier = duet_evm::MixedBlockExecutor::sequential(&before)
+            .execute_block(&transactions[..index], &state)
+            .map_err(replay)?;
+        let earlier: BTreeMap<StateKey, Option<StateValue>> =
+            earlier.state_updates.into_iter().collect();
+        let traced = vm(EvmVm::new(self.config.chain_id, env).with_call_tracer(config));
+        duet_evm::MixedBlockExecutor::sequential(&traced)
+            .execute_block(&transactions[index..], &LayeredStorage::new(&state, &earlier))
+            .map_err(replay)?;
+        let frame = traced.evm().take_call_traces().pop().flatten();
+        let frame = frame.ok_or_else(|| TraceError::Replay("it ran no frame".to_owned()))?;
+        if frame.gas_used != record.gas_used {
+            return Err(TraceError::Replay(format!(
+                "it used {} gas, its receipt says {}",
+                frame.gas_used, record.gas_used
+            )));
+        }
+        Ok(frame)
+    }
+
     /// The least gas limit with which `tx` succeeds (`eth_estimateGas`) on the state after
     /// `block` (see [`call_at_block`](Self::call_at_block)).
     ///
@@ -2301,6 +2421,22 @@ fn block_env(config: &ChainConfig, number: u64, timestamp: u64) -> BlockEnv {
         basefee: config.base_fee,
         ..BlockEnv::default()
     }
+}
+
+/// The Move transaction an Ethereum transaction `tx` to the Move entry address from `sender`
+/// carries, paying what an EVM transaction with its fees pays per gas at `base_fee`.
+fn move_transaction(
+    tx: &TxEnv,
+    sender: Address,
+    base_fee: u64,
+) -> Result<MoveTransaction, duet_types::PayloadError> {
+    Ok(MoveTransaction {
+        sender,
+        nonce: tx.nonce,
+        gas_limit: tx.gas_limit,
+        gas_price: tx.effective_gas_price(u128::from(base_fee)),
+        payload: MovePayload::decode(&tx.data)?,
+    })
 }
 
 /// `pending` with its authorizations recovered and the accounts they name (see
@@ -3385,6 +3521,126 @@ pub(crate) mod tests {
         };
         let paid = chain.create_access_list(&turn, paying, StateBlock::Latest).unwrap();
         assert_eq!((paid.access_list, paid.error), (AccessList::default(), None));
+    }
+
+    /// `eth::transfer` of `amount` wei to `to`, as a Move entry function.
+    fn move_transfer(to: Address, amount: u128) -> duet_types::EntryFunction {
+        duet_types::EntryFunction {
+            module_address: Address::with_last_byte(1),
+            module_name: "eth".to_owned(),
+            function: "transfer".to_owned(),
+            type_arguments: vec![],
+            arguments: vec![to.to_vec(), amount.to_le_bytes().to_vec()],
+        }
+    }
+
+    #[test]
+    fn a_transaction_is_traced_as_its_block_ran_it_after_the_transactions_before_it() {
+        use alloy_eips::eip2930::AccessList;
+        use alloy_primitives::TxKind;
+        use duet_evm::trace::{CallTraceConfig, FrameKind};
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let sender = dev_signer(0);
+        let Readers { store, reader, .. } = reading_contracts(&chain);
+        // A counter (slot 0 + 1: PUSH1 0 SLOAD PUSH1 1 ADD PUSH1 0 SSTORE STOP).
+        let counter = sender.address().create(2);
+        let counting = deploying(&alloy_primitives::hex!("60005460010160005500"));
+        chain
+            .submit(&signed_call(&sender, 2, TxKind::Create, counting, AccessList::default()))
+            .unwrap();
+        chain.produce_block().unwrap();
+        // One block: the counter counted twice (0 to 1 costs more than 1 to 2), a Move
+        // transfer, and a call of the reader.
+        let count = |nonce| {
+            signed_call(&sender, nonce, TxKind::Call(counter), Vec::new(), AccessList::default())
+        };
+        let first = chain.submit(&count(3)).unwrap();
+        let paying = duet_types::MovePayload::EntryFunction(move_transfer(reader, 5));
+        let paid = chain.submit(&signed_move(&dev_signer(1), 0, &paying, 100_000)).unwrap();
+        let second = chain.submit(&count(4)).unwrap();
+        let read = chain
+            .submit(&signed_call(
+                &sender,
+                5,
+                TxKind::Call(reader),
+                Vec::new(),
+                AccessList::default(),
+            ))
+            .unwrap();
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions, vec![first, paid, second, read]);
+        let turn = chain.call_turn_blocking();
+        let config = CallTraceConfig::default();
+        let traced = |hash| chain.trace_transaction(&turn, hash, config);
+        let receipt = |hash| chain.committed_transaction(hash).unwrap().unwrap();
+        let (first_trace, second_trace) = (traced(first).unwrap(), traced(second).unwrap());
+        assert_eq!(first_trace.gas_used, receipt(first).gas_used);
+        assert_eq!(second_trace.gas_used, receipt(second).gas_used);
+        assert!(first_trace.gas_used > second_trace.gas_used + 10_000, "{first_trace:?}");
+        assert_eq!((second_trace.kind, second_trace.to), (FrameKind::Call, Some(counter)));
+        assert_eq!(second_trace.gas, 1_000_000, "its frame's gas is the transaction's");
+        assert!(second_trace.calls.is_empty());
+        // The reader's call: a STATICCALL of the identity precompile, then a CALL of the store.
+        let trace = traced(read).unwrap();
+        assert_eq!(
+            (trace.from, trace.to, trace.error.clone()),
+            (sender.address(), Some(reader), None)
+        );
+        let calls: Vec<_> =
+            trace.calls.iter().map(|call| (call.kind, call.from, call.to)).collect();
+        assert_eq!(
+            calls,
+            vec![
+                (FrameKind::StaticCall, reader, Some(Address::with_last_byte(4))),
+                (FrameKind::Call, reader, Some(store)),
+            ]
+        );
+        assert_eq!(trace.calls[1].value, Some(alloy_primitives::U256::ZERO));
+        assert_eq!(trace.calls[0].value, None, "a STATICCALL sends nothing");
+        // Only the top call, if asked.
+        let only_top = CallTraceConfig { only_top_call: true, ..config };
+        let top = chain.trace_transaction(&turn, read, only_top).unwrap();
+        assert!(top.calls.is_empty() && top.gas_used == trace.gas_used);
+        // A Move transaction has no EVM trace; an unknown hash is not found.
+        assert!(matches!(traced(paid), Err(super::TraceError::Move)));
+        let unknown = B256::repeat_byte(3);
+        assert!(
+            matches!(traced(unknown), Err(super::TraceError::NotFound(hash)) if hash == unknown)
+        );
+    }
+
+    #[test]
+    fn a_call_is_traced_with_the_reason_it_reverted() {
+        use alloy_primitives::TxKind;
+        use duet_evm::trace::CallTraceConfig;
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        // Creation code reverting with Error("no"): the ABI encoding of the reason, then REVERT.
+        let reason = alloy_sol_types::SolError::abi_encode(&alloy_sol_types::Revert::from("no"));
+        let mut code = Vec::new();
+        for (at, word) in reason.chunks(32).enumerate() {
+            let mut word = word.to_vec();
+            word.resize(32, 0);
+            code.push(0x7f);
+            code.extend(word);
+            code.extend([0x60, u8::try_from(at * 32).unwrap(), 0x52]);
+        }
+        code.extend([0x60, u8::try_from(reason.len()).unwrap(), 0x60, 0, 0xfd]);
+        let tx = TxEnv {
+            caller: dev_signer(0).address(),
+            kind: TxKind::Create,
+            data: code.into(),
+            ..TxEnv::default()
+        };
+        let turn = chain.call_turn_blocking();
+        let no_overrides = super::CallOverrides::default();
+        let config = CallTraceConfig::default();
+        let trace = chain.trace_call(&turn, tx, StateBlock::Latest, &no_overrides, config).unwrap();
+        assert_eq!(trace.error.as_deref(), Some("execution reverted"));
+        assert_eq!(trace.revert_reason.as_deref(), Some("no"));
+        assert_eq!(trace.output.as_ref(), reason.as_slice());
+        assert_eq!(trace.to, None, "nothing was created");
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! (EIP-712, `eth_signTypedData_v4`).
 //!
 //! Calls (`eth_call`, `eth_estimateGas`) count a call object's EIP-2930 access list, and
-//! `eth_createAccessList` finds one (`Chain::create_access_list`).
+//! `eth_createAccessList` finds one (`Chain::create_access_list`). `debug_traceTransaction` and
+//! `debug_traceCall` give geth's `callTracer` traces (`debug`).
 //!
 //! The same port speaks WebSocket too (`ws`): every method, and `eth_subscribe` to new heads,
 //! logs and pending transactions. Any origin may call the node from a browser (CORS).
@@ -38,6 +39,7 @@ use revm::context::TxEnv;
 use revm::primitives::TxKind;
 use serde_json::{json, Value};
 
+mod debug;
 mod ws;
 
 #[cfg(test)]
@@ -360,15 +362,21 @@ pub(crate) fn methods(request: &Value) -> impl Iterator<Item = Option<&str>> {
 }
 
 /// Whether `request` (or a request of a batch) runs calls: `eth_call`, `eth_estimateGas`,
-/// `eth_createAccessList`, and `eth_sendTransaction` or `eth_signTransaction` without a gas limit
-/// (it estimates one).
+/// `eth_createAccessList`, the `debug_trace` methods, and `eth_sendTransaction` or
+/// `eth_signTransaction` without a gas limit (it estimates one).
 fn needs_call_turn(request: &Value) -> bool {
     let requests = match request {
         Value::Array(requests) => requests.as_slice(),
         request => std::slice::from_ref(request),
     };
     requests.iter().any(|request| match request.get("method").and_then(Value::as_str) {
-        Some("eth_call" | "eth_estimateGas" | "eth_createAccessList") => true,
+        Some(
+            "eth_call"
+            | "eth_estimateGas"
+            | "eth_createAccessList"
+            | "debug_traceCall"
+            | "debug_traceTransaction",
+        ) => true,
         Some("eth_sendTransaction" | "eth_signTransaction") => request
             .get("params")
             .and_then(|params| params.get(0)?.get("gas"))
@@ -424,6 +432,11 @@ impl RpcError {
 
     fn server(message: impl std::fmt::Display) -> Self {
         Self { code: -32000, message: message.to_string(), data: None }
+    }
+
+    /// A failure of the node's own (JSON-RPC's internal error).
+    fn internal(message: impl std::fmt::Display) -> Self {
+        Self { code: -32603, message: message.to_string(), data: None }
     }
 
     /// A request refused for a limit of the node's (EIP-1474's code), to be sent again later.
@@ -682,6 +695,8 @@ fn state_method(
             .map(|gas| json!(hex(gas)))
         }
         "eth_createAccessList" => create_access_list(chain, params, call_turn),
+        "debug_traceTransaction" => debug::trace_transaction(chain, params, call_turn),
+        "debug_traceCall" => debug::trace_call(chain, params, call_turn),
         "eth_getBlockByNumber" => {
             let full = params.get(1).and_then(Value::as_bool).unwrap_or(false);
             match block_number(head, params.first())? {
@@ -2351,6 +2366,58 @@ mod tests {
             }
         }
         assert_eq!(chain.head().number, head.number, "calls commit nothing");
+    }
+
+    #[test]
+    fn a_call_trace_is_shaped_as_geths_call_tracer_and_other_tracers_are_refused() {
+        use serde_json::json;
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), crate::chain::ChainConfig::for_tests());
+        let head = chain.head();
+        let turn = chain.call_turn_blocking();
+        let ask = |method: &str, params: serde_json::Value| {
+            let params = params.as_array().unwrap().clone();
+            super::state_method(&chain, &head, method, &params, Some(&turn))
+        };
+        let sender = dev_signer(0).address();
+        // Creation code: STATICCALL the identity precompile, then LOG0 of nothing, then STOP.
+        let code = alloy_primitives::hex!("60006000600060006004 5afa50 60006000a0 00");
+        let call = json!({ "from": sender, "data": alloy_primitives::Bytes::from(code.to_vec()) });
+        let tracer = json!({ "tracer": "callTracer", "tracerConfig": { "withLog": true } });
+        let trace = ask("debug_traceCall", json!([call, "latest", tracer])).unwrap();
+        assert_eq!(trace["type"], "CREATE", "{trace}");
+        assert_eq!(trace["from"], json!(sender));
+        assert_eq!(trace["to"], json!(sender.create(0)));
+        assert_eq!(trace["value"], "0x0");
+        assert!(trace["gas"].as_str().unwrap().starts_with("0x"), "{trace}");
+        assert!(trace.get("error").is_none(), "{trace}");
+        let inner = &trace["calls"][0];
+        assert_eq!(inner["type"], "STATICCALL", "{trace}");
+        assert_eq!(inner["to"], json!(Address::with_last_byte(4)));
+        assert!(inner.get("value").is_none(), "{trace}");
+        assert_eq!(
+            trace["logs"],
+            json!([{ "address": sender.create(0), "topics": [],
+            "data": "0x", "position": "0x1" }])
+        );
+        // Without withLog, no logs; other tracers, options and configurations are refused.
+        let plain = ask("debug_traceCall", json!([call, "latest", { "tracer": "callTracer" }]));
+        assert!(plain.unwrap().get("logs").is_none());
+        for options in [
+            json!(null),
+            json!({}),
+            json!({ "tracer": "prestateTracer" }),
+            json!({ "tracer": "callTracer", "stateOverrides": {} }),
+            json!({ "tracer": "callTracer", "tracerConfig": { "diffMode": true } }),
+            json!({ "tracer": "callTracer", "tracerConfig": { "withLog": "yes" } }),
+        ] {
+            let error = ask("debug_traceCall", json!([call, "latest", options])).unwrap_err();
+            assert_eq!(error.code, -32602, "{options}: {error:?}");
+            assert!(error.message.contains("callTracer only"), "{error:?}");
+        }
+        let unknown = json!([B256::repeat_byte(9), { "tracer": "callTracer" }]);
+        let error = ask("debug_traceTransaction", unknown).unwrap_err();
+        assert!(error.message.contains("not found"), "{error:?}");
     }
 
     /// The status and JSON body of an HTTP answer (not chunked).

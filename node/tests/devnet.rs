@@ -344,9 +344,13 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
         "{replayed}"
     );
     assert!(replayed.contains("Transaction successfully executed"), "{replayed}");
-    // What became of it, as the README's walkthrough asks.
+    // What became of it, as the README's walkthrough asks, and its call trace.
     let status = node.cast(&["rpc", "duet_transactionStatus", hash]).unwrap();
     assert!(status.contains(r#""status":"included""#), "{status}");
+    let call_tracer = r#"{"tracer":"callTracer"}"#;
+    let traced = node.cast(&["rpc", "debug_traceTransaction", hash, call_tracer]).unwrap();
+    let traced: serde_json::Value = serde_json::from_str(&traced).unwrap();
+    assert_eq!((&traced["type"], &traced["to"]), (&"CALL".into(), &probe.to_lowercase().into()));
     let height: u64 = node.cast(&["block-number"]).unwrap().parse().unwrap();
 
     // A restart with the same data directory continues the chain with the same state.

@@ -1,0 +1,342 @@
+//! Call traces as geth's `callTracer` gives them (`debug_traceTransaction`, `debug_traceCall`).
+//!
+//! An EVM made [`with_call_tracer`](EvmVm::with_call_tracer) builds, for each EVM transaction
+//! it runs (with exact balances, so once), the tree of its frames: the transaction's own call or
+//! creation, and every `CALL`, `CALLCODE`, `DELEGATECALL`, `STATICCALL`, `CREATE`, `CREATE2` and
+//! `SELFDESTRUCT` under it, each with its caller, callee, value, gas, input, output and how it
+//! ended; with `with_logs`, the logs each frame emitted (none for a frame that failed, or whose
+//! caller did, as geth clears them). A call of the Move call precompile is a frame like a call
+//! of any precompile: its input is the `IMove.call` calldata, its output the BCS return values
+//! or the Move abort. EVM code that Move code calls into (the `evm` module) is not traced.
+
+use duet_types::{Address, Bytes, U256};
+use revm::context::ContextTr;
+use revm::interpreter::interpreter::EthInterpreter;
+use revm::interpreter::{
+    CallInputs, CallOutcome, CallScheme, CallValue, CreateInputs, CreateOutcome, InstructionResult,
+};
+use revm::primitives::Log;
+use revm::Inspector;
+
+use crate::EvmVm;
+
+/// What kind of frame a [`CallFrame`] is, named as geth names it (`CALL`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    /// `CALL`, or a transaction's call.
+    Call,
+    /// `CALLCODE`.
+    CallCode,
+    /// `DELEGATECALL`.
+    DelegateCall,
+    /// `STATICCALL`.
+    StaticCall,
+    /// `CREATE`, or a transaction's creation.
+    Create,
+    /// `CREATE2`.
+    Create2,
+    /// `SELFDESTRUCT`: the contract sends its balance to `to`.
+    SelfDestruct,
+}
+
+impl FrameKind {
+    /// geth's name for it.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Call => "CALL",
+            Self::CallCode => "CALLCODE",
+            Self::DelegateCall => "DELEGATECALL",
+            Self::StaticCall => "STATICCALL",
+            Self::Create => "CREATE",
+            Self::Create2 => "CREATE2",
+            Self::SelfDestruct => "SELFDESTRUCT",
+        }
+    }
+}
+
+/// A log a frame emitted, and where among its calls (`position`: how many it had made).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameLog {
+    /// The log.
+    pub log: Log,
+    /// How many calls the frame had made before it.
+    pub position: usize,
+}
+
+/// One frame of a call trace, with the frames it made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallFrame {
+    /// Its kind.
+    pub kind: FrameKind,
+    /// Who called (for a `DELEGATECALL`, the delegating contract's caller's context: the
+    /// contract that ran it).
+    pub from: Address,
+    /// The callee, or the contract created (`None` for a creation that failed).
+    pub to: Option<Address>,
+    /// The value sent (`None` for `DELEGATECALL` and `STATICCALL`, which send none).
+    pub value: Option<U256>,
+    /// The gas given to it (for the transaction's own frame, its gas limit).
+    pub gas: u64,
+    /// The gas it used (for the transaction's own frame, the transaction's).
+    pub gas_used: u64,
+    /// Its input: calldata, or a creation's init code.
+    pub input: Bytes,
+    /// What it returned: return data, revert data, or a created contract's code.
+    pub output: Bytes,
+    /// Why it failed, in geth's words (`execution reverted`, `out of gas`, …).
+    pub error: Option<String>,
+    /// The reason a revert gave (`Error(string)`, or a Move abort through the Move call
+    /// precompile), if it gave one.
+    pub revert_reason: Option<String>,
+    /// The frames it made, in order.
+    pub calls: Vec<CallFrame>,
+    /// The logs it emitted (with `with_logs` only).
+    pub logs: Vec<FrameLog>,
+}
+
+/// How a trace is taken: geth's `callTracer` options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallTraceConfig {
+    /// Only the transaction's own frame (`onlyTopCall`).
+    pub only_top_call: bool,
+    /// The logs of each frame (`withLog`).
+    pub with_logs: bool,
+}
+
+/// The inspector that builds each transaction's [`CallFrame`].
+#[derive(Debug, Default)]
+pub(crate) struct CallTracer {
+    config: CallTraceConfig,
+    /// The frames entered and not yet left, outermost first.
+    open: Vec<CallFrame>,
+    /// Each finished transaction's frame (`None`: it ran no frame, as a rejected one).
+    finished: Vec<Option<CallFrame>>,
+}
+
+impl CallTracer {
+    pub(crate) fn new(config: CallTraceConfig) -> Self {
+        Self { config, ..Self::default() }
+    }
+
+    /// Called before each transaction: a new trace starts.
+    pub(crate) fn begin_transaction(&mut self) {
+        self.open.clear();
+        self.finished.push(None);
+    }
+
+    /// Called after each transaction: its own frame takes its gas limit and gas used.
+    pub(crate) fn end_transaction(&mut self, gas_limit: u64, gas_used: u64) {
+        if let Some(Some(frame)) = self.finished.last_mut() {
+            frame.gas = gas_limit;
+            frame.gas_used = gas_used;
+        }
+    }
+
+    pub(crate) fn take(&mut self) -> Vec<Option<CallFrame>> {
+        std::mem::take(&mut self.finished)
+    }
+
+    fn enter(&mut self, frame: CallFrame) {
+        self.open.push(frame);
+    }
+
+    fn leave(
+        &mut self,
+        result: InstructionResult,
+        output: &Bytes,
+        gas_used: u64,
+        to: Option<Address>,
+    ) {
+        let Some(mut frame) = self.open.pop() else { return };
+        frame.gas_used = gas_used;
+        frame.output = output.clone();
+        if to.is_some() || frame.kind == FrameKind::Create || frame.kind == FrameKind::Create2 {
+            frame.to = to;
+        }
+        if !result.is_ok() {
+            frame.error = Some(error_words(result));
+            if result.is_revert() {
+                frame.revert_reason = revert_reason(output);
+            }
+            // geth keeps no logs of a frame that failed, nor of the frames it made.
+            clear_logs(&mut frame);
+        }
+        match self.open.last_mut() {
+            Some(parent) => {
+                if !self.config.only_top_call {
+                    parent.calls.push(frame);
+                }
+            }
+            None => {
+                if let Some(slot) = self.finished.last_mut() {
+                    *slot = Some(frame);
+                }
+            }
+        }
+    }
+}
+
+fn clear_logs(frame: &mut CallFrame) {
+    frame.logs.clear();
+    for call in &mut frame.calls {
+        clear_logs(call);
+    }
+}
+
+/// geth's words for how a frame failed.
+fn error_words(result: InstructionResult) -> String {
+    use InstructionResult as R;
+    match result {
+        R::Revert => "execution reverted".to_owned(),
+        R::OutOfGas
+        | R::MemoryOOG
+        | R::MemoryLimitOOG
+        | R::PrecompileOOG
+        | R::InvalidOperandOOG => "out of gas".to_owned(),
+        R::OpcodeNotFound | R::InvalidFEOpcode => "invalid opcode".to_owned(),
+        R::StackUnderflow => "stack underflow".to_owned(),
+        R::StackOverflow => "stack overflow".to_owned(),
+        R::InvalidJump => "invalid jump destination".to_owned(),
+        R::StateChangeDuringStaticCall => "write protection".to_owned(),
+        R::CallTooDeep => "max call depth exceeded".to_owned(),
+        R::OutOfFunds => "insufficient balance for transfer".to_owned(),
+        R::CreateCollision => "contract address collision".to_owned(),
+        R::CreateContractSizeLimit => "max code size exceeded".to_owned(),
+        R::CreateContractStartingWithEF => "invalid code: must not begin with 0xef".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The reason in revert data: `Error(string)`, or the Move failure the Move call precompile
+/// reports.
+fn revert_reason(output: &[u8]) -> Option<String> {
+    use alloy_sol_types::SolError;
+    alloy_sol_types::Revert::abi_decode(output)
+        .map(|revert| revert.reason)
+        .ok()
+        .or_else(|| crate::move_revert_reason(output))
+}
+
+impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
+    fn call(&mut self, context: &mut CTX, inputs: &mut CallInputs) -> Option<CallOutcome> {
+        let kind = match inputs.scheme {
+            CallScheme::Call => FrameKind::Call,
+            CallScheme::CallCode => FrameKind::CallCode,
+            CallScheme::DelegateCall => FrameKind::DelegateCall,
+            CallScheme::StaticCall => FrameKind::StaticCall,
+        };
+        let value = match (kind, &inputs.value) {
+            (FrameKind::DelegateCall | FrameKind::StaticCall, _) => None,
+            (_, CallValue::Transfer(value) | CallValue::Apparent(value)) => Some(*value),
+        };
+        let input = Bytes::copy_from_slice(&inputs.input.as_bytes(context));
+        self.enter(CallFrame {
+            kind,
+            from: inputs.caller,
+            to: Some(inputs.target_address),
+            value,
+            gas: inputs.gas_limit,
+            gas_used: 0,
+            input,
+            output: Bytes::new(),
+            error: None,
+            revert_reason: None,
+            calls: Vec::new(),
+            logs: Vec::new(),
+        });
+        None
+    }
+
+    fn call_end(&mut self, _context: &mut CTX, _inputs: &CallInputs, outcome: &mut CallOutcome) {
+        let result = &outcome.result;
+        self.leave(result.result, &result.output, result.gas.total_gas_spent(), None);
+    }
+
+    fn create(&mut self, _context: &mut CTX, inputs: &mut CreateInputs) -> Option<CreateOutcome> {
+        let kind = match inputs.scheme() {
+            revm::context_interface::cfg::CreateScheme::Create2 { .. } => FrameKind::Create2,
+            _ => FrameKind::Create,
+        };
+        self.enter(CallFrame {
+            kind,
+            from: inputs.caller(),
+            to: None,
+            value: Some(inputs.value()),
+            gas: inputs.gas_limit(),
+            gas_used: 0,
+            input: inputs.init_code().clone(),
+            output: Bytes::new(),
+            error: None,
+            revert_reason: None,
+            calls: Vec::new(),
+            logs: Vec::new(),
+        });
+        None
+    }
+
+    fn create_end(
+        &mut self,
+        _context: &mut CTX,
+        _inputs: &CreateInputs,
+        outcome: &mut CreateOutcome,
+    ) {
+        let result = &outcome.result;
+        let to = if result.result.is_ok() { outcome.address } else { None };
+        self.leave(result.result, &result.output, result.gas.total_gas_spent(), to);
+    }
+
+    fn selfdestruct(&mut self, contract: Address, target: Address, value: U256) {
+        if self.config.only_top_call {
+            return;
+        }
+        if let Some(parent) = self.open.last_mut() {
+            parent.calls.push(CallFrame {
+                kind: FrameKind::SelfDestruct,
+                from: contract,
+                to: Some(target),
+                value: Some(value),
+                gas: 0,
+                gas_used: 0,
+                input: Bytes::new(),
+                output: Bytes::new(),
+                error: None,
+                revert_reason: None,
+                calls: Vec::new(),
+                logs: Vec::new(),
+            });
+        }
+    }
+
+    fn log(&mut self, _context: &mut CTX, log: Log) {
+        if !self.config.with_logs {
+            return;
+        }
+        if let Some(frame) = self.open.last_mut() {
+            let position = frame.calls.len();
+            frame.logs.push(FrameLog { log, position });
+        }
+    }
+}
+
+impl EvmVm {
+    /// The same EVM building the call trace of each EVM transaction it runs (see the module
+    /// documentation), for [`take_call_traces`](Self::take_call_traces). Its transactions run
+    /// with exact balances.
+    #[must_use]
+    pub fn with_call_tracer(mut self, config: CallTraceConfig) -> Self {
+        self.tracer = Some(std::sync::Mutex::new(crate::Tracer::Calls(CallTracer::new(config))));
+        self
+    }
+
+    /// The call trace of each EVM transaction run since the last call, in the order they ran
+    /// (`None` for one that ran no frame: rejected before it started); nothing without a call
+    /// tracer.
+    #[must_use]
+    pub fn take_call_traces(&self) -> Vec<Option<CallFrame>> {
+        match self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut() {
+            Some(crate::Tracer::Calls(tracer)) => tracer.take(),
+            _ => Vec::new(),
+        }
+    }
+}
