@@ -104,14 +104,39 @@ pub struct CallTraceConfig {
     pub with_logs: bool,
 }
 
+/// The most bytes one transaction's trace holds (its frames, their inputs, outputs and logs):
+/// a transaction can pass the same megabyte of memory as calldata to thousands of calls, for
+/// little gas, and each frame keeps a copy.
+pub const MAX_TRACE_BYTES: usize = 32 << 20;
+
+/// Why a transaction has no call trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TraceFailure {
+    /// It ran no frame (it was rejected before it started).
+    #[error("the transaction ran no frame")]
+    NoFrame,
+    /// Its trace would hold more than [`MAX_TRACE_BYTES`].
+    #[error(
+        "its call trace holds more than {} MiB (its frames, inputs, outputs and logs); \
+         onlyTopCall gives its own frame",
+        MAX_TRACE_BYTES >> 20
+    )]
+    TooLarge,
+}
+
+/// A transaction's call trace, or why it has none.
+pub type Trace = Result<CallFrame, TraceFailure>;
+
 /// The inspector that builds each transaction's [`CallFrame`].
 #[derive(Debug, Default)]
 pub(crate) struct CallTracer {
     config: CallTraceConfig,
     /// The frames entered and not yet left, outermost first.
     open: Vec<CallFrame>,
-    /// Each finished transaction's frame (`None`: it ran no frame, as a rejected one).
-    finished: Vec<Option<CallFrame>>,
+    /// The bytes the current transaction's trace holds.
+    held: usize,
+    /// Each finished transaction's trace.
+    finished: Vec<Trace>,
 }
 
 impl CallTracer {
@@ -122,19 +147,38 @@ impl CallTracer {
     /// Called before each transaction: a new trace starts.
     pub(crate) fn begin_transaction(&mut self) {
         self.open.clear();
-        self.finished.push(None);
+        self.held = 0;
+        self.finished.push(Err(TraceFailure::NoFrame));
     }
 
     /// Called after each transaction: its own frame takes its gas limit and gas used.
     pub(crate) fn end_transaction(&mut self, gas_limit: u64, gas_used: u64) {
-        if let Some(Some(frame)) = self.finished.last_mut() {
-            frame.gas = gas_limit;
-            frame.gas_used = gas_used;
+        if let Some(trace) = self.finished.last_mut() {
+            if self.held > MAX_TRACE_BYTES {
+                *trace = Err(TraceFailure::TooLarge);
+            } else if let Ok(frame) = trace {
+                frame.gas = gas_limit;
+                frame.gas_used = gas_used;
+            }
         }
     }
 
-    pub(crate) fn take(&mut self) -> Vec<Option<CallFrame>> {
+    pub(crate) fn take(&mut self) -> Vec<Trace> {
         std::mem::take(&mut self.finished)
+    }
+
+    /// Counts `bytes` more held by the trace; whether it still fits (past the bound it keeps
+    /// no more than it needs to stay balanced, and fails at the transaction's end).
+    fn hold(&mut self, bytes: usize) -> bool {
+        self.held = self.held.saturating_add(bytes);
+        self.held <= MAX_TRACE_BYTES
+    }
+
+    /// Whether the frame about to be entered is kept (not under `onlyTopCall`'s top frame) and
+    /// its input of `input` bytes fits.
+    fn keeps(&mut self, input: usize) -> bool {
+        let kept = self.open.is_empty() || !self.config.only_top_call;
+        kept && self.hold(std::mem::size_of::<CallFrame>() + input)
     }
 
     fn enter(&mut self, frame: CallFrame) {
@@ -150,7 +194,10 @@ impl CallTracer {
     ) {
         let Some(mut frame) = self.open.pop() else { return };
         frame.gas_used = gas_used;
-        frame.output = output.clone();
+        let kept = self.open.is_empty() || !self.config.only_top_call;
+        if kept && self.hold(output.len()) {
+            frame.output = output.clone();
+        }
         if to.is_some() || frame.kind == FrameKind::Create || frame.kind == FrameKind::Create2 {
             frame.to = to;
         }
@@ -170,7 +217,7 @@ impl CallTracer {
             }
             None => {
                 if let Some(slot) = self.finished.last_mut() {
-                    *slot = Some(frame);
+                    *slot = Ok(frame);
                 }
             }
         }
@@ -230,7 +277,11 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
             (FrameKind::DelegateCall | FrameKind::StaticCall, _) => None,
             (_, CallValue::Transfer(value) | CallValue::Apparent(value)) => Some(*value),
         };
-        let input = Bytes::copy_from_slice(&inputs.input.as_bytes(context));
+        let input = if self.keeps(inputs.input.len()) {
+            Bytes::copy_from_slice(&inputs.input.as_bytes(context))
+        } else {
+            Bytes::new()
+        };
         self.enter(CallFrame {
             kind,
             from: inputs.caller,
@@ -258,6 +309,12 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
             revm::context_interface::cfg::CreateScheme::Create2 { .. } => FrameKind::Create2,
             _ => FrameKind::Create,
         };
+        // Shared, not copied; counted all the same, as it is held until the trace is.
+        let input = if self.keeps(inputs.init_code().len()) {
+            inputs.init_code().clone()
+        } else {
+            Bytes::new()
+        };
         self.enter(CallFrame {
             kind,
             from: inputs.caller(),
@@ -265,7 +322,7 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
             value: Some(inputs.value()),
             gas: inputs.gas_limit(),
             gas_used: 0,
-            input: inputs.init_code().clone(),
+            input,
             output: Bytes::new(),
             error: None,
             revert_reason: None,
@@ -290,6 +347,9 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
         if self.config.only_top_call {
             return;
         }
+        if !self.hold(std::mem::size_of::<CallFrame>()) {
+            return;
+        }
         if let Some(parent) = self.open.last_mut() {
             parent.calls.push(CallFrame {
                 kind: FrameKind::SelfDestruct,
@@ -309,7 +369,8 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
     }
 
     fn log(&mut self, _context: &mut CTX, log: Log) {
-        if !self.config.with_logs {
+        let bytes = std::mem::size_of::<FrameLog>() + log.data.data.len() + 32 * log.topics().len();
+        if !self.config.with_logs || !self.hold(bytes) {
             return;
         }
         if let Some(frame) = self.open.last_mut() {
@@ -329,11 +390,10 @@ impl EvmVm {
         self
     }
 
-    /// The call trace of each EVM transaction run since the last call, in the order they ran
-    /// (`None` for one that ran no frame: rejected before it started); nothing without a call
-    /// tracer.
+    /// The call trace of each EVM transaction run since the last call, in the order they ran;
+    /// nothing without a call tracer.
     #[must_use]
-    pub fn take_call_traces(&self) -> Vec<Option<CallFrame>> {
+    pub fn take_call_traces(&self) -> Vec<Trace> {
         match self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut() {
             Some(crate::Tracer::Calls(tracer)) => tracer.take(),
             _ => Vec::new(),

@@ -14,7 +14,7 @@ use duet_block_stm::{
     execute_sequential, BlockError, BlockOutput, ExecutorConfig, LayeredStorage, TransactionResult,
     VmBlockOutput,
 };
-use duet_evm::trace::{CallFrame, CallTraceConfig};
+use duet_evm::trace::{CallFrame, CallTraceConfig, TraceFailure};
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm};
 use duet_move::MoveVm;
 use duet_types::{
@@ -253,6 +253,9 @@ pub enum TraceError {
     /// The state before its block is no longer kept (or the block is not there).
     #[error(transparent)]
     Unavailable(#[from] StateUnavailable),
+    /// Its trace is too large to give.
+    #[error(transparent)]
+    TooLarge(TraceFailure),
     /// Running it again did not give what its block recorded: a bug of ours.
     #[error("running the transaction again failed: {0}")]
     Replay(String),
@@ -2034,10 +2037,8 @@ impl Chain {
         let with_pool = LayeredStorage::new(&at.state, &at.pool);
         let state = LayeredStorage::new(&with_pool, &at.overrides);
         self.run_call(&evm, &state, tx)?;
-        evm.take_call_traces()
-            .pop()
-            .flatten()
-            .ok_or_else(|| CallError::Invalid("the call ran no frame".to_owned()))
+        let trace = evm.take_call_traces().pop().unwrap_or(Err(TraceFailure::NoFrame));
+        trace.map_err(|failure| CallError::Invalid(failure.to_string()))
     }
 
     /// The call trace of the included EVM transaction `hash` (`debug_traceTransaction`): its
@@ -2095,8 +2096,11 @@ impl Chain {
         duet_evm::MixedBlockExecutor::sequential(&traced)
             .execute_block(&transactions[index..], &LayeredStorage::new(&state, &earlier))
             .map_err(replay)?;
-        let frame = traced.evm().take_call_traces().pop().flatten();
-        let frame = frame.ok_or_else(|| TraceError::Replay("it ran no frame".to_owned()))?;
+        let trace = traced.evm().take_call_traces().pop().unwrap_or(Err(TraceFailure::NoFrame));
+        let frame = trace.map_err(|failure| match failure {
+            TraceFailure::TooLarge => TraceError::TooLarge(failure),
+            TraceFailure::NoFrame => TraceError::Replay(failure.to_string()),
+        })?;
         if frame.gas_used != record.gas_used {
             return Err(TraceError::Replay(format!(
                 "it used {} gas, its receipt says {}",
@@ -3641,6 +3645,34 @@ pub(crate) mod tests {
         assert_eq!(trace.revert_reason.as_deref(), Some("no"));
         assert_eq!(trace.output.as_ref(), reason.as_slice());
         assert_eq!(trace.to, None, "nothing was created");
+    }
+
+    #[test]
+    fn a_call_trace_past_its_bound_is_refused_and_its_top_frame_still_given() {
+        use alloy_primitives::TxKind;
+        use duet_evm::trace::CallTraceConfig;
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        // 40 CALLs of an empty account, each passing the same 1 MiB of memory as calldata
+        // (2.2 million gas for the memory, about 150 a call): 40 MiB of inputs to copy.
+        let mut code = Vec::new();
+        for _ in 0..40 {
+            code.extend(alloy_primitives::hex!("6000 6000 62100000 6000 6000 61dead 5a f1 50"));
+        }
+        let tx = TxEnv {
+            caller: dev_signer(0).address(),
+            kind: TxKind::Create,
+            data: code.into(),
+            ..TxEnv::default()
+        };
+        let turn = chain.call_turn_blocking();
+        let no_overrides = super::CallOverrides::default();
+        let traced =
+            |config| chain.trace_call(&turn, tx.clone(), StateBlock::Latest, &no_overrides, config);
+        let refused = traced(CallTraceConfig::default()).unwrap_err();
+        assert!(refused.to_string().contains("more than 32 MiB"), "{refused}");
+        let top = traced(CallTraceConfig { only_top_call: true, with_logs: false }).unwrap();
+        assert!(top.calls.is_empty() && top.error.is_none(), "{top:?}");
     }
 
     #[test]
