@@ -126,7 +126,7 @@ pub fn access_list(
             list.entry(*account).or_default();
         }
     }
-    for item in &given.0 {
+    for item in given.0.iter().filter(|item| !item.storage_keys.is_empty()) {
         list.entry(item.address).or_default().extend(item.storage_keys.iter().copied());
     }
     for (contract, slots) in &accessed.slots {
@@ -171,5 +171,11 @@ mod tests {
         // A warm account alone is left out, given or accessed.
         let alone = Accessed { accounts: [warm_one].into(), slots: BTreeMap::new() };
         assert_eq!(access_list(&AccessList::default(), &alone, |_| true), AccessList::default());
+        let given_alone =
+            AccessList(vec![AccessListItem { address: warm_one, storage_keys: vec![] }]);
+        assert_eq!(
+            access_list(&given_alone, &Accessed::default(), |_| true),
+            AccessList::default()
+        );
     }
 }

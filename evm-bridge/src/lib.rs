@@ -263,7 +263,9 @@ impl EvmVm {
                 if let Tracer::Calls(calls) = &mut *tracer {
                     calls.begin_transaction();
                 }
-                let mut evm = evm.with_inspector(std::mem::take(&mut *tracer));
+                // An empty tracer of the same kind stays behind: a panic in the run leaves it.
+                let empty = tracer.empty_like();
+                let mut evm = evm.with_inspector(std::mem::replace(&mut *tracer, empty));
                 let outcome = revm::InspectEvm::inspect_tx(&mut evm, transaction.clone());
                 let Evm { ctx, precompiles, inspector, .. } = evm;
                 *tracer = inspector;
@@ -306,9 +308,13 @@ pub(crate) enum Tracer {
     Calls(trace::CallTracer),
 }
 
-impl Default for Tracer {
-    fn default() -> Self {
-        Self::Access(access_list::AccessTracer::default())
+impl Tracer {
+    /// A tracer of the same kind and configuration, holding nothing.
+    fn empty_like(&self) -> Self {
+        match self {
+            Self::Access(_) => Self::Access(access_list::AccessTracer::default()),
+            Self::Calls(tracer) => Self::Calls(tracer.empty_like()),
+        }
     }
 }
 

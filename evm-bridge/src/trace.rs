@@ -69,12 +69,13 @@ pub struct FrameLog {
 pub struct CallFrame {
     /// Its kind.
     pub kind: FrameKind,
-    /// Who called (for a `DELEGATECALL`, the delegating contract's caller's context: the
-    /// contract that ran it).
+    /// Who called: for a `DELEGATECALL` or `CALLCODE`, the contract whose code made it.
     pub from: Address,
-    /// The callee, or the contract created (`None` for a creation that failed).
+    /// The callee (for a `DELEGATECALL` or `CALLCODE`, the contract whose code runs), or the
+    /// contract created (`None` for a creation that failed).
     pub to: Option<Address>,
-    /// The value sent (`None` for `DELEGATECALL` and `STATICCALL`, which send none).
+    /// The value sent (for a `DELEGATECALL`, its caller's, which it sees; `None` for a
+    /// `STATICCALL`).
     pub value: Option<U256>,
     /// The gas given to it (for the transaction's own frame, its gas limit).
     pub gas: u64,
@@ -107,7 +108,7 @@ pub struct CallTraceConfig {
 /// The most bytes one transaction's trace holds (its frames, their inputs, outputs and logs):
 /// a transaction can pass the same megabyte of memory as calldata to thousands of calls, for
 /// little gas, and each frame keeps a copy.
-pub const MAX_TRACE_BYTES: usize = 32 << 20;
+pub const MAX_TRACE_BYTES: usize = 16 << 20;
 
 /// Why a transaction has no call trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -144,6 +145,10 @@ impl CallTracer {
         Self { config, ..Self::default() }
     }
 
+    pub(crate) fn empty_like(&self) -> Self {
+        Self::new(self.config)
+    }
+
     /// Called before each transaction: a new trace starts.
     pub(crate) fn begin_transaction(&mut self) {
         self.open.clear();
@@ -168,7 +173,8 @@ impl CallTracer {
     }
 
     /// Counts `bytes` more held by the trace; whether it still fits (past the bound it keeps
-    /// no more than it needs to stay balanced, and fails at the transaction's end).
+    /// only the frames, without inputs or outputs, which the gas bounds, and fails at the
+    /// transaction's end).
     fn hold(&mut self, bytes: usize) -> bool {
         self.held = self.held.saturating_add(bytes);
         self.held <= MAX_TRACE_BYTES
@@ -193,9 +199,12 @@ impl CallTracer {
         to: Option<Address>,
     ) {
         let Some(mut frame) = self.open.pop() else { return };
-        frame.gas_used = gas_used;
+        // A halt (not a revert, nor a call refused for depth or funds) uses all the frame's gas;
+        // revm charges it to the caller only after this hook.
+        let halted = !result.is_ok() && !result.is_revert();
+        frame.gas_used = if halted { frame.gas } else { gas_used };
         let kept = self.open.is_empty() || !self.config.only_top_call;
-        if kept && self.hold(output.len()) {
+        if !halted && kept && self.hold(output.len()) {
             frame.output = output.clone();
         }
         if to.is_some() || frame.kind == FrameKind::Create || frame.kind == FrameKind::Create2 {
@@ -203,7 +212,7 @@ impl CallTracer {
         }
         if !result.is_ok() {
             frame.error = Some(error_words(result));
-            if result.is_revert() {
+            if result == InstructionResult::Revert {
                 frame.revert_reason = revert_reason(output);
             }
             // geth keeps no logs of a frame that failed, nor of the frames it made.
@@ -240,12 +249,19 @@ fn error_words(result: InstructionResult) -> String {
         | R::MemoryOOG
         | R::MemoryLimitOOG
         | R::PrecompileOOG
-        | R::InvalidOperandOOG => "out of gas".to_owned(),
-        R::OpcodeNotFound | R::InvalidFEOpcode => "invalid opcode".to_owned(),
+        | R::InvalidOperandOOG
+        | R::ReentrancySentryOOG => "out of gas".to_owned(),
+        R::OpcodeNotFound | R::InvalidFEOpcode | R::NotActivated => "invalid opcode".to_owned(),
         R::StackUnderflow => "stack underflow".to_owned(),
         R::StackOverflow => "stack overflow".to_owned(),
         R::InvalidJump => "invalid jump destination".to_owned(),
-        R::StateChangeDuringStaticCall => "write protection".to_owned(),
+        R::StateChangeDuringStaticCall | R::CallNotAllowedInsideStatic => {
+            "write protection".to_owned()
+        }
+        R::OutOfOffset => "return data out of bounds".to_owned(),
+        R::NonceOverflow => "nonce uint64 overflow".to_owned(),
+        R::CreateInitCodeSizeLimit => "max initcode size exceeded".to_owned(),
+        R::PrecompileError => "precompile failed".to_owned(),
         R::CallTooDeep => "max call depth exceeded".to_owned(),
         R::OutOfFunds => "insufficient balance for transfer".to_owned(),
         R::CreateCollision => "contract address collision".to_owned(),
@@ -255,14 +271,30 @@ fn error_words(result: InstructionResult) -> String {
     }
 }
 
-/// The reason in revert data: `Error(string)`, or the Move failure the Move call precompile
-/// reports.
+/// The reason in revert data: `Error(string)`, a Solidity `Panic(uint256)` in geth's words,
+/// or the Move failure the Move call precompile reports.
 fn revert_reason(output: &[u8]) -> Option<String> {
     use alloy_sol_types::SolError;
-    alloy_sol_types::Revert::abi_decode(output)
-        .map(|revert| revert.reason)
-        .ok()
-        .or_else(|| crate::move_revert_reason(output))
+    if let Ok(revert) = alloy_sol_types::Revert::abi_decode(output) {
+        return Some(revert.reason);
+    }
+    if let Ok(panic) = alloy_sol_types::Panic::abi_decode(output) {
+        let words = match u64::try_from(panic.code) {
+            Ok(0x00) => "generic panic",
+            Ok(0x01) => "assert(false)",
+            Ok(0x11) => "arithmetic underflow or overflow",
+            Ok(0x12) => "division or modulo by zero",
+            Ok(0x21) => "enum overflow",
+            Ok(0x22) => "invalid encoded storage byte array accessed",
+            Ok(0x31) => "out-of-bounds array access; popping on an empty array",
+            Ok(0x32) => "out-of-bounds access of an array or bytesN",
+            Ok(0x41) => "out of memory",
+            Ok(0x51) => "uninitialized function",
+            _ => return Some(format!("unknown panic code: {:#x}", panic.code)),
+        };
+        return Some(words.to_owned());
+    }
+    crate::move_revert_reason(output)
 }
 
 impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
@@ -273,9 +305,18 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
             CallScheme::DelegateCall => FrameKind::DelegateCall,
             CallScheme::StaticCall => FrameKind::StaticCall,
         };
+        // geth gives a DELEGATECALL its caller's value (the apparent value), a STATICCALL none.
         let value = match (kind, &inputs.value) {
-            (FrameKind::DelegateCall | FrameKind::StaticCall, _) => None,
+            (FrameKind::StaticCall, _) => None,
             (_, CallValue::Transfer(value) | CallValue::Apparent(value)) => Some(*value),
+        };
+        // revm runs a DELEGATECALL or CALLCODE as the calling contract (its target and, for a
+        // DELEGATECALL, its caller too); geth shows the calling contract calling the code.
+        let (from, to) = match kind {
+            FrameKind::DelegateCall | FrameKind::CallCode => {
+                (inputs.target_address, inputs.bytecode_address)
+            }
+            _ => (inputs.caller, inputs.target_address),
         };
         let input = if self.keeps(inputs.input.len()) {
             Bytes::copy_from_slice(&inputs.input.as_bytes(context))
@@ -284,8 +325,8 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
         };
         self.enter(CallFrame {
             kind,
-            from: inputs.caller,
-            to: Some(inputs.target_address),
+            from,
+            to: Some(to),
             value,
             gas: inputs.gas_limit,
             gas_used: 0,
@@ -382,8 +423,9 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
 
 impl EvmVm {
     /// The same EVM building the call trace of each EVM transaction it runs (see the module
-    /// documentation), for [`take_call_traces`](Self::take_call_traces). Its transactions run
-    /// with exact balances.
+    /// documentation), for [`take_call_traces`](Self::take_call_traces), in the order they ran:
+    /// for sequential runs (a parallel run would trace its re-executions too). Its transactions
+    /// run with exact balances.
     #[must_use]
     pub fn with_call_tracer(mut self, config: CallTraceConfig) -> Self {
         self.tracer = Some(std::sync::Mutex::new(crate::Tracer::Calls(CallTracer::new(config))));

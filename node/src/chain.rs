@@ -253,9 +253,12 @@ pub enum TraceError {
     /// The state before its block is no longer kept (or the block is not there).
     #[error(transparent)]
     Unavailable(#[from] StateUnavailable),
-    /// Its trace is too large to give.
+    /// Its trace could not be taken (too large).
     #[error(transparent)]
-    TooLarge(TraceFailure),
+    Trace(TraceFailure),
+    /// Replaying its block took longer than this (geth's words).
+    #[error("execution timeout (replaying the block took longer than {0:?})")]
+    TimedOut(std::time::Duration),
     /// Running it again did not give what its block recorded: a bug of ours.
     #[error("running the transaction again failed: {0}")]
     Replay(String),
@@ -264,19 +267,33 @@ pub enum TraceError {
     Store(#[from] StoreError),
 }
 
-/// The transaction `record` holds, as its block ran it (its block's base fee is `base_fee`).
-fn replayed(record: &TransactionRecord, base_fee: u64) -> Result<DuetTransaction, String> {
+/// Transactions a trace's replay runs at a time, between looks at its deadline.
+const REPLAY_CHUNK: usize = 64;
+
+/// The transaction `record` holds, as its block ran it.
+fn replayed(record: &TransactionRecord) -> Result<DuetTransaction, String> {
     let envelope = TxEnvelope::decode_2718_exact(record.raw.as_ref())
         .map_err(|error| format!("transaction {}: {error}", record.hash))?;
     let tx = duet_evm::tx_env(&envelope, record.from)
         .map_err(|error| format!("transaction {}: {error:?}", record.hash))?;
     Ok(match record.kind {
         Kind::Evm => DuetTransaction::Evm(tx),
-        Kind::Move => DuetTransaction::Move(
-            move_transaction(&tx, record.from, base_fee)
-                .map_err(|error| format!("transaction {}: {error}", record.hash))?,
-        ),
+        Kind::Move => {
+            let mut transaction = move_transaction(&tx, record.from, 0)
+                .map_err(|error| format!("transaction {}: {error}", record.hash))?;
+            // What it paid per gas, as its block charged it.
+            transaction.gas_price = record.effective_gas_price;
+            DuetTransaction::Move(transaction)
+        }
     })
+}
+
+/// Whether a receipt says its transaction succeeded, as its record does.
+fn receipt_success(receipt: &DuetReceipt) -> bool {
+    match receipt {
+        DuetReceipt::Evm(receipt) => receipt.is_success(),
+        DuetReceipt::Move(receipt) => receipt.is_success(),
+    }
 }
 
 /// What `eth_createAccessList` answers: the list, the gas the call uses with it, and why the
@@ -2043,8 +2060,7 @@ impl Chain {
 
     /// The call trace of the included EVM transaction `hash` (`debug_traceTransaction`): its
     /// block's transactions before it run again on the state after the block before, then it
-    /// runs traced, in its block's environment. The trace's gas used is checked against its
-    /// receipt's.
+    /// runs traced, in its block's environment (see [`replay_block`](Self::replay_block)).
     ///
     /// # Errors
     /// See [`TraceError`].
@@ -2053,29 +2069,81 @@ impl Chain {
         _turn: &Turn,
         hash: B256,
         config: CallTraceConfig,
+        time: std::time::Duration,
     ) -> Result<CallFrame, TraceError> {
         let record = self.committed_transaction(hash)?.ok_or(TraceError::NotFound(hash))?;
         if record.kind == Kind::Move {
             return Err(TraceError::Move);
         }
-        let number = record.block_number;
-        let corrupt = |what: String| TraceError::Store(StoreError::Corrupt(what));
-        let block = self.store.block(number)?.ok_or_else(|| corrupt(format!("block {number}")))?;
-        let (_, state) = self.state_at(StateBlock::Number(number - 1))?;
         let index = usize::try_from(record.index).unwrap_or(usize::MAX);
-        let transactions = block
+        let mut traces = self.replay_block(record.block_number, index, false, config, time)?;
+        match traces.pop() {
+            Some((_, Some(trace))) => trace.map_err(TraceError::Trace),
+            _ => Err(TraceError::Replay(format!("transaction {hash} was not traced"))),
+        }
+    }
+
+    /// The call traces of block `number`'s transactions (`debug_traceBlockByNumber`), in order:
+    /// `None` for a Move transaction.
+    ///
+    /// # Errors
+    /// See [`TraceError`].
+    pub fn trace_block(
+        &self,
+        _turn: &Turn,
+        number: u64,
+        config: CallTraceConfig,
+        time: std::time::Duration,
+    ) -> Result<Vec<(B256, Option<duet_evm::trace::Trace>)>, TraceError> {
+        if number > self.head().number {
+            return Err(StateUnavailable::NotYet.into());
+        }
+        let block = self.store.block(number)?.ok_or(StateUnavailable::NotYet)?;
+        let last = block.transactions.len();
+        if last == 0 {
+            return Ok(Vec::new());
+        }
+        self.replay_block(number, last - 1, true, config, time)
+    }
+
+    /// Runs block `number`'s transactions up to and including the one at `last` again, in the
+    /// block's environment, on the state after the block before: the last one traced with
+    /// `config`, or every EVM transaction with `all`. Each transaction's gas and outcome are
+    /// checked against its receipt. The transactions run in chunks, and the replay gives up once
+    /// `time` has passed between two (a chunk is at most [`REPLAY_CHUNK`] transactions).
+    /// Returns each transaction's hash and, for the EVM transactions traced, its trace.
+    ///
+    /// # Errors
+    /// See [`TraceError`].
+    fn replay_block(
+        &self,
+        number: u64,
+        last: usize,
+        all: bool,
+        config: CallTraceConfig,
+        time: std::time::Duration,
+    ) -> Result<Vec<(B256, Option<duet_evm::trace::Trace>)>, TraceError> {
+        let deadline = std::time::Instant::now() + time;
+        let corrupt = |what: String| TraceError::Store(StoreError::Corrupt(what));
+        let block = self.store.block(number)?.ok_or(StateUnavailable::NotYet)?;
+        let parent =
+            number.checked_sub(1).ok_or_else(|| corrupt("the genesis block".to_owned()))?;
+        let (_, state) = self.state_at(StateBlock::Number(parent))?;
+        let records = block
             .transactions
             .iter()
-            .take(index.saturating_add(1))
+            .take(last.saturating_add(1))
             .map(|hash| {
-                let record = self.committed_transaction(*hash)?;
-                let record = record.ok_or_else(|| corrupt(format!("transaction {hash}")))?;
-                replayed(&record, block.base_fee).map_err(corrupt)
+                self.committed_transaction(*hash)?.ok_or_else(|| corrupt(format!("{hash}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if transactions.len() != index + 1 {
-            return Err(corrupt(format!("block {number} lists {hash} past its end")));
+        if records.len() != last + 1 {
+            return Err(corrupt(format!("block {number} has no transaction {last}")));
         }
+        let transactions = records
+            .iter()
+            .map(|record| replayed(record).map_err(corrupt))
+            .collect::<Result<Vec<_>, _>>()?;
         let env = BlockEnv {
             number: U256::from(number),
             timestamp: U256::from(block.timestamp),
@@ -2084,30 +2152,64 @@ impl Chain {
             basefee: block.base_fee,
             ..BlockEnv::default()
         };
-        let vm = |evm: EvmVm| DuetVm::new(evm, Arc::new(MoveVm::new(self.config.fee_vault)));
-        let replay = |error: BlockError<StateKey>| TraceError::Replay(error.to_string());
-        let before = vm(EvmVm::new(self.config.chain_id, env.clone()));
-        let earlier = duet_evm::MixedBlockExecutor::sequential(&before)
-            .execute_block(&transactions[..index], &state)
-            .map_err(replay)?;
-        let earlier: BTreeMap<StateKey, Option<StateValue>> =
-            earlier.state_updates.into_iter().collect();
-        let traced = vm(EvmVm::new(self.config.chain_id, env).with_call_tracer(config));
-        duet_evm::MixedBlockExecutor::sequential(&traced)
-            .execute_block(&transactions[index..], &LayeredStorage::new(&state, &earlier))
-            .map_err(replay)?;
-        let trace = traced.evm().take_call_traces().pop().unwrap_or(Err(TraceFailure::NoFrame));
-        let frame = trace.map_err(|failure| match failure {
-            TraceFailure::TooLarge => TraceError::TooLarge(failure),
-            TraceFailure::NoFrame => TraceError::Replay(failure.to_string()),
-        })?;
-        if frame.gas_used != record.gas_used {
-            return Err(TraceError::Replay(format!(
-                "it used {} gas, its receipt says {}",
-                frame.gas_used, record.gas_used
-            )));
+        let move_vm = Arc::new(MoveVm::new(block.beneficiary));
+        let plain =
+            DuetVm::new(EvmVm::new(self.config.chain_id, env.clone()), Arc::clone(&move_vm));
+        let tracing_vm = DuetVm::new(
+            EvmVm::new(self.config.chain_id, env).with_call_tracer(config),
+            Arc::clone(&move_vm),
+        );
+        let mut written: BTreeMap<StateKey, Option<StateValue>> = BTreeMap::new();
+        let mut replayed_traces = Vec::with_capacity(records.len());
+        let mut start = 0;
+        while start <= last {
+            if std::time::Instant::now() >= deadline {
+                return Err(TraceError::TimedOut(time));
+            }
+            // The transaction traced alone runs in a chunk of its own.
+            let end = if all {
+                (start + REPLAY_CHUNK).min(last + 1)
+            } else if start == last {
+                last + 1
+            } else {
+                (start + REPLAY_CHUNK).min(last)
+            };
+            let tracing = all || start == last;
+            let vm = if tracing { &tracing_vm } else { &plain };
+            let output = duet_evm::MixedBlockExecutor::sequential(vm)
+                .execute_block(&transactions[start..end], &LayeredStorage::new(&state, &written))
+                .map_err(|error| TraceError::Replay(error.to_string()))?;
+            let mut traces =
+                if tracing { vm.evm().take_call_traces() } else { Vec::new() }.into_iter();
+            for ((record, result), transaction) in
+                records[start..end].iter().zip(&output.results).zip(&transactions[start..end])
+            {
+                let (gas_used, success) = match result {
+                    TransactionResult::Executed(receipt) => {
+                        (receipt.gas_used(), receipt_success(receipt))
+                    }
+                    other => {
+                        return Err(TraceError::Replay(format!("{}: {other:?}", record.hash)));
+                    }
+                };
+                if (gas_used, success) != (record.gas_used, record.success) {
+                    return Err(TraceError::Replay(format!(
+                        "{} used {gas_used} gas (success: {success}); its receipt says {} ({})",
+                        record.hash, record.gas_used, record.success
+                    )));
+                }
+                let trace = match transaction {
+                    DuetTransaction::Evm(_) if tracing => Some(traces.next().ok_or_else(|| {
+                        TraceError::Replay(format!("{} was not traced", record.hash))
+                    })?),
+                    _ => None,
+                };
+                replayed_traces.push((record.hash, trace));
+            }
+            written.extend(output.state_updates);
+            start = end;
         }
-        Ok(frame)
+        Ok(replayed_traces)
     }
 
     /// The least gas limit with which `tx` succeeds (`eth_estimateGas`) on the state after
@@ -3576,9 +3678,10 @@ pub(crate) mod tests {
         assert_eq!(block.transactions, vec![first, paid, second, read]);
         let turn = chain.call_turn_blocking();
         let config = CallTraceConfig::default();
-        let traced = |hash| chain.trace_transaction(&turn, hash, config);
+        let time = std::time::Duration::from_secs(5);
+        let trace_of = |hash| chain.trace_transaction(&turn, hash, config, time);
         let receipt = |hash| chain.committed_transaction(hash).unwrap().unwrap();
-        let (first_trace, second_trace) = (traced(first).unwrap(), traced(second).unwrap());
+        let (first_trace, second_trace) = (trace_of(first).unwrap(), trace_of(second).unwrap());
         assert_eq!(first_trace.gas_used, receipt(first).gas_used);
         assert_eq!(second_trace.gas_used, receipt(second).gas_used);
         assert!(first_trace.gas_used > second_trace.gas_used + 10_000, "{first_trace:?}");
@@ -3586,7 +3689,7 @@ pub(crate) mod tests {
         assert_eq!(second_trace.gas, 1_000_000, "its frame's gas is the transaction's");
         assert!(second_trace.calls.is_empty());
         // The reader's call: a STATICCALL of the identity precompile, then a CALL of the store.
-        let trace = traced(read).unwrap();
+        let trace = trace_of(read).unwrap();
         assert_eq!(
             (trace.from, trace.to, trace.error.clone()),
             (sender.address(), Some(reader), None)
@@ -3604,14 +3707,85 @@ pub(crate) mod tests {
         assert_eq!(trace.calls[0].value, None, "a STATICCALL sends nothing");
         // Only the top call, if asked.
         let only_top = CallTraceConfig { only_top_call: true, ..config };
-        let top = chain.trace_transaction(&turn, read, only_top).unwrap();
+        let top = chain.trace_transaction(&turn, read, only_top, time).unwrap();
         assert!(top.calls.is_empty() && top.gas_used == trace.gas_used);
         // A Move transaction has no EVM trace; an unknown hash is not found.
-        assert!(matches!(traced(paid), Err(super::TraceError::Move)));
+        assert!(matches!(trace_of(paid), Err(super::TraceError::Move)));
         let unknown = B256::repeat_byte(3);
         assert!(
-            matches!(traced(unknown), Err(super::TraceError::NotFound(hash)) if hash == unknown)
+            matches!(trace_of(unknown), Err(super::TraceError::NotFound(hash)) if hash == unknown)
         );
+        // The whole block: each transaction's trace in order, none for the Move one.
+        let traces = chain.trace_block(&turn, block.number, config, time).unwrap();
+        let hashes: Vec<B256> = traces.iter().map(|(hash, _)| *hash).collect();
+        assert_eq!(hashes, block.transactions);
+        assert!(traces[1].1.is_none(), "the Move transfer");
+        assert_eq!(traces[2].1.clone().unwrap().unwrap(), second_trace);
+        assert_eq!(traces[3].1.clone().unwrap().unwrap(), trace);
+        // Out of time before the replay: geth's words.
+        let late = chain.trace_transaction(&turn, read, config, std::time::Duration::ZERO);
+        assert!(matches!(late, Err(super::TraceError::TimedOut(_))), "{late:?}");
+    }
+
+    #[test]
+    fn delegated_and_halted_frames_are_traced_as_geth_shows_them() {
+        use alloy_eips::eip2930::AccessList;
+        use alloy_primitives::TxKind;
+        use duet_evm::trace::{CallTraceConfig, FrameKind};
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let sender = dev_signer(0);
+        let Readers { store, .. } = reading_contracts(&chain);
+        // A contract whose code is INVALID.
+        let invalid = sender.address().create(2);
+        chain
+            .submit(&signed_call(
+                &sender,
+                2,
+                TxKind::Create,
+                deploying(&[0xfe]),
+                AccessList::default(),
+            ))
+            .unwrap();
+        chain.produce_block().unwrap();
+        // Creation code: DELEGATECALL and CALLCODE the store's code, then CALL the INVALID one
+        // with 1 000 gas.
+        let mut code = alloy_primitives::hex!("6000600060006000 73").to_vec();
+        code.extend_from_slice(store.as_slice());
+        code.extend(alloy_primitives::hex!("5af450 60006000600060006000 73"));
+        code.extend_from_slice(store.as_slice());
+        code.extend(alloy_primitives::hex!("5af250 60006000600060006000 73"));
+        code.extend_from_slice(invalid.as_slice());
+        code.extend(alloy_primitives::hex!("6103e8f150 00"));
+        let tx = TxEnv {
+            caller: sender.address(),
+            kind: TxKind::Create,
+            data: code.into(),
+            ..TxEnv::default()
+        };
+        let turn = chain.call_turn_blocking();
+        let no_overrides = super::CallOverrides::default();
+        let trace = chain
+            .trace_call(&turn, tx, StateBlock::Latest, &no_overrides, CallTraceConfig::default())
+            .unwrap();
+        let created = sender.address().create(3);
+        assert_eq!(trace.to, Some(created));
+        let calls: Vec<_> =
+            trace.calls.iter().map(|call| (call.kind, call.from, call.to, call.value)).collect();
+        let zero = Some(alloy_primitives::U256::ZERO);
+        assert_eq!(
+            calls,
+            vec![
+                (FrameKind::DelegateCall, created, Some(store), zero),
+                (FrameKind::CallCode, created, Some(store), zero),
+                (FrameKind::Call, created, Some(invalid), zero),
+            ]
+        );
+        // The halted call used all its gas, and returned nothing.
+        let halted = &trace.calls[2];
+        assert_eq!((halted.gas, halted.gas_used), (1_000, 1_000));
+        assert_eq!((halted.error.as_deref(), halted.output.len()), (Some("invalid opcode"), 0));
+        assert!(trace.error.is_none(), "the creation goes on: {trace:?}");
     }
 
     #[test]
@@ -3670,7 +3844,7 @@ pub(crate) mod tests {
         let traced =
             |config| chain.trace_call(&turn, tx.clone(), StateBlock::Latest, &no_overrides, config);
         let refused = traced(CallTraceConfig::default()).unwrap_err();
-        assert!(refused.to_string().contains("more than 32 MiB"), "{refused}");
+        assert!(refused.to_string().contains("more than 16 MiB"), "{refused}");
         let top = traced(CallTraceConfig { only_top_call: true, with_logs: false }).unwrap();
         assert!(top.calls.is_empty() && top.error.is_none(), "{top:?}");
     }

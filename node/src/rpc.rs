@@ -13,8 +13,9 @@
 //! (EIP-712, `eth_signTypedData_v4`).
 //!
 //! Calls (`eth_call`, `eth_estimateGas`) count a call object's EIP-2930 access list, and
-//! `eth_createAccessList` finds one (`Chain::create_access_list`). `debug_traceTransaction` and
-//! `debug_traceCall` give geth's `callTracer` traces (`debug`).
+//! `eth_createAccessList` finds one (`Chain::create_access_list`). `debug_traceTransaction`,
+//! `debug_traceBlockByNumber`, `debug_traceBlockByHash` and `debug_traceCall` give geth's
+//! `callTracer` traces (`debug`).
 //!
 //! The same port speaks WebSocket too (`ws`): every method, and `eth_subscribe` to new heads,
 //! logs and pending transactions. Any origin may call the node from a browser (CORS).
@@ -375,7 +376,9 @@ fn needs_call_turn(request: &Value) -> bool {
             | "eth_estimateGas"
             | "eth_createAccessList"
             | "debug_traceCall"
-            | "debug_traceTransaction",
+            | "debug_traceTransaction"
+            | "debug_traceBlockByNumber"
+            | "debug_traceBlockByHash",
         ) => true,
         Some("eth_sendTransaction" | "eth_signTransaction") => request
             .get("params")
@@ -696,6 +699,9 @@ fn state_method(
         }
         "eth_createAccessList" => create_access_list(chain, params, call_turn),
         "debug_traceTransaction" => debug::trace_transaction(chain, params, call_turn),
+        "debug_traceBlockByNumber" | "debug_traceBlockByHash" => {
+            debug::trace_block(chain, head, method, params, call_turn)
+        }
         "debug_traceCall" => debug::trace_call(chain, params, call_turn),
         "eth_getBlockByNumber" => {
             let full = params.get(1).and_then(Value::as_bool).unwrap_or(false);
@@ -2418,6 +2424,22 @@ mod tests {
         let unknown = json!([B256::repeat_byte(9), { "tracer": "callTracer" }]);
         let error = ask("debug_traceTransaction", unknown).unwrap_err();
         assert!(error.message.contains("not found"), "{error:?}");
+        // A timeout within 10 s, as a Go duration; geth's reexec is taken and means nothing.
+        let timed = json!({ "tracer": "callTracer", "timeout": "1m", "reexec": 128 });
+        let error = ask("debug_traceCall", json!([call, "latest", timed])).unwrap_err();
+        assert!(error.message.contains("invalid timeout"), "{error:?}");
+        let timed = json!({ "tracer": "callTracer", "timeout": "2s500ms", "reexec": 128 });
+        assert!(ask("debug_traceCall", json!([call, "latest", timed])).is_ok());
+        for bad in [json!("5"), json!("5x"), json!(5), json!("")] {
+            let timed = json!({ "tracer": "callTracer", "timeout": bad });
+            let error = ask("debug_traceCall", json!([call, "latest", timed])).unwrap_err();
+            assert!(error.message.contains("invalid timeout"), "{bad}: {error:?}");
+        }
+        // A block without transactions has no traces.
+        let genesis = ask("debug_traceBlockByNumber", json!(["0x0", { "tracer": "callTracer" }]));
+        assert_eq!(genesis.unwrap(), json!([]));
+        let later = ask("debug_traceBlockByNumber", json!(["0x5", { "tracer": "callTracer" }]));
+        assert_eq!(later.unwrap_err().message, "block not found");
     }
 
     /// The status and JSON body of an HTTP answer (not chunked).

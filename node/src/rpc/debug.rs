@@ -1,7 +1,12 @@
-//! geth's `debug_traceTransaction` and `debug_traceCall` with the `callTracer` (what block
-//! explorers ask for a transaction's internal calls): the tree of a transaction's frames, with
-//! each frame's caller, callee, value, gas, input, output and error, and with `withLog` its logs
-//! (see [`duet_evm::trace`]). The default opcode logger and the other tracers are refused.
+//! geth's `debug_traceTransaction`, `debug_traceBlockByNumber`, `debug_traceBlockByHash` and
+//! `debug_traceCall` with the `callTracer` (what block explorers ask for a transaction's
+//! internal calls): the tree of a transaction's frames, with each frame's caller, callee, value,
+//! gas, input, output and error, and with `withLog` its logs (see [`duet_evm::trace`]). The
+//! default opcode logger and the other tracers are refused. A replay of a block gives up after
+//! `timeout` (5 s unless asked, at most [`MAX_TRACE_TIME`]), checked between chunks of its
+//! transactions.
+
+use std::time::Duration;
 
 use duet_evm::trace::{CallFrame, CallTraceConfig};
 use serde_json::{json, Value};
@@ -10,6 +15,11 @@ use super::{call_error, call_request, hex, in_call_turn, parse, state_block, Rpc
 use crate::chain::{CallOverrides, Chain, StateBlock, TraceError};
 use crate::turns::Turn;
 
+/// How long a replay runs unless the request says (geth's default tracer timeout), and the
+/// longest it may ask for.
+const TRACE_TIME: Duration = Duration::from_secs(5);
+pub(super) const MAX_TRACE_TIME: Duration = Duration::from_secs(10);
+
 /// `debug_traceTransaction`: `params[0]` the transaction's hash, `params[1]` the tracer.
 pub(super) fn trace_transaction(
     chain: &Chain,
@@ -17,14 +27,47 @@ pub(super) fn trace_transaction(
     call_turn: Option<&Turn>,
 ) -> Result<Value, RpcError> {
     let hash = parse(params, 0, "transaction hash")?;
-    let config = tracer_config(params.get(1))?;
+    let (config, time) = tracer_config(params.get(1))?;
     let frame = in_call_turn(call_turn, |turn| {
-        chain.trace_transaction(turn, hash, config).map_err(|error| match error {
-            TraceError::Replay(_) | TraceError::Store(_) => RpcError::internal(error),
-            other => RpcError::server(other),
-        })
+        chain.trace_transaction(turn, hash, config, time).map_err(trace_error)
     })?;
     Ok(frame_json(&frame))
+}
+
+/// `debug_traceBlockByNumber` (`params[0]` a number or tag) and `debug_traceBlockByHash`
+/// (`params[0]` a hash): each transaction's `{"txHash", "result"}`, or `{"txHash", "error"}`
+/// for a Move transaction or one whose trace is too large; `params[1]` the tracer.
+pub(super) fn trace_block(
+    chain: &Chain,
+    head: &crate::block::Block,
+    method: &str,
+    params: &[Value],
+    call_turn: Option<&Turn>,
+) -> Result<Value, RpcError> {
+    let number = if method == "debug_traceBlockByHash" {
+        let hash = parse(params, 0, "block hash")?;
+        chain.committed_block_number(hash).map_err(RpcError::server)?
+    } else {
+        super::block_number(head, params.first())?
+    };
+    let number = number.ok_or_else(|| RpcError::server("block not found"))?;
+    let (config, time) = tracer_config(params.get(1))?;
+    let traces = in_call_turn(call_turn, |turn| {
+        chain.trace_block(turn, number, config, time).map_err(trace_error)
+    })?;
+    let traces = traces.into_iter().map(|(hash, trace)| match trace {
+        Some(Ok(frame)) => json!({ "txHash": hash, "result": frame_json(&frame) }),
+        Some(Err(failure)) => json!({ "txHash": hash, "error": failure.to_string() }),
+        None => json!({ "txHash": hash, "error": TraceError::Move.to_string() }),
+    });
+    Ok(Value::Array(traces.collect()))
+}
+
+fn trace_error(error: TraceError) -> RpcError {
+    match error {
+        TraceError::Replay(_) | TraceError::Store(_) => RpcError::internal(error),
+        other => RpcError::server(other),
+    }
 }
 
 /// `debug_traceCall`: `params[0]` the call object, `params[1]` the block (latest unless named),
@@ -36,7 +79,7 @@ pub(super) fn trace_call(
 ) -> Result<Value, RpcError> {
     let tx = call_request(chain, params.first())?;
     let block = state_block(params.get(1), StateBlock::Latest)?;
-    let config = tracer_config(params.get(2))?;
+    let (config, _) = tracer_config(params.get(2))?;
     let no_overrides = CallOverrides::default();
     let frame = in_call_turn(call_turn, |turn| {
         chain.trace_call(turn, tx, block, &no_overrides, config).map_err(call_error)
@@ -45,8 +88,10 @@ pub(super) fn trace_call(
 }
 
 /// The `callTracer` options of a trace request: `{"tracer": "callTracer", "tracerConfig":
-/// {"onlyTopCall": …, "withLog": …}}`. Anything else is refused rather than ignored.
-fn tracer_config(options: Option<&Value>) -> Result<CallTraceConfig, RpcError> {
+/// {"onlyTopCall": …, "withLog": …}, "timeout": "5s"}` (`reexec`, which geth takes for state it
+/// has to rebuild, is taken and means nothing here). Anything else is refused rather than
+/// ignored.
+fn tracer_config(options: Option<&Value>) -> Result<(CallTraceConfig, Duration), RpcError> {
     let refused = |what: &str| {
         RpcError::invalid_params(format!(
             "{what}: this node traces with geth's callTracer only, \
@@ -58,7 +103,7 @@ fn tracer_config(options: Option<&Value>) -> Result<CallTraceConfig, RpcError> {
         return Err(refused("no tracer named (the opcode logger)"));
     };
     for (name, _) in options {
-        if !matches!(name.as_str(), "tracer" | "tracerConfig" | "timeout") {
+        if !matches!(name.as_str(), "tracer" | "tracerConfig" | "timeout" | "reexec") {
             return Err(refused(&format!("option {name}")));
         }
     }
@@ -82,7 +127,42 @@ fn tracer_config(options: Option<&Value>) -> Result<CallTraceConfig, RpcError> {
         }
         Some(other) => return Err(refused(&format!("tracerConfig {other}"))),
     }
-    Ok(config)
+    let time = match options.get("timeout") {
+        None | Some(Value::Null) => TRACE_TIME,
+        Some(value) => {
+            value.as_str().and_then(duration).filter(|time| *time <= MAX_TRACE_TIME).ok_or_else(
+                || {
+                    RpcError::invalid_params(format!(
+                        "invalid timeout {value}: a duration such as \"5s\" or \"500ms\", at most \
+                     {MAX_TRACE_TIME:?}"
+                    ))
+                },
+            )?
+        }
+    };
+    Ok((config, time))
+}
+
+/// A Go duration of hours, minutes, seconds and milliseconds, such as `1m30s` or `500ms`.
+fn duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let amount: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let part = match &rest[..unit] {
+            "ms" => Duration::from_millis(amount),
+            "s" => Duration::from_secs(amount),
+            "m" => Duration::from_secs(amount.checked_mul(60)?),
+            "h" => Duration::from_secs(amount.checked_mul(3600)?),
+            _ => return None,
+        };
+        total = total.checked_add(part)?;
+        rest = &rest[unit..];
+    }
+    (!text.is_empty()).then_some(total)
 }
 
 /// A frame as geth's `callTracer` prints it.
