@@ -110,6 +110,11 @@ pub struct CallTraceConfig {
 /// little gas, and each frame keeps a copy.
 pub const MAX_TRACE_BYTES: usize = 16 << 20;
 
+/// The most bytes the traces an EVM takes hold together (a block's, for
+/// `debug_traceBlockByNumber`): a block of cheap transactions each near [`MAX_TRACE_BYTES`]
+/// would hold gigabytes.
+pub const MAX_TRACES_BYTES: usize = 32 << 20;
+
 /// Why a transaction has no call trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TraceFailure {
@@ -123,6 +128,13 @@ pub enum TraceFailure {
         MAX_TRACE_BYTES >> 20
     )]
     TooLarge,
+    /// The traces before it already hold [`MAX_TRACES_BYTES`].
+    #[error(
+        "the block's call traces hold more than {} MiB up to it; trace it alone \
+         (debug_traceTransaction) or with onlyTopCall",
+        MAX_TRACES_BYTES >> 20
+    )]
+    TracesTooLarge,
 }
 
 /// A transaction's call trace, or why it has none.
@@ -134,8 +146,9 @@ pub(crate) struct CallTracer {
     config: CallTraceConfig,
     /// The frames entered and not yet left, outermost first.
     open: Vec<CallFrame>,
-    /// The bytes the current transaction's trace holds.
+    /// The bytes the current transaction's trace holds, and all the traces together.
     held: usize,
+    total: usize,
     /// Each finished transaction's trace.
     finished: Vec<Trace>,
 }
@@ -161,6 +174,10 @@ impl CallTracer {
         if let Some(trace) = self.finished.last_mut() {
             if self.held > MAX_TRACE_BYTES {
                 *trace = Err(TraceFailure::TooLarge);
+                // Dropped: what it held is free again.
+                self.total = self.total.saturating_sub(self.held);
+            } else if self.total > MAX_TRACES_BYTES {
+                *trace = Err(TraceFailure::TracesTooLarge);
             } else if let Ok(frame) = trace {
                 frame.gas = gas_limit;
                 frame.gas_used = gas_used;
@@ -177,7 +194,8 @@ impl CallTracer {
     /// transaction's end).
     fn hold(&mut self, bytes: usize) -> bool {
         self.held = self.held.saturating_add(bytes);
-        self.held <= MAX_TRACE_BYTES
+        self.total = self.total.saturating_add(bytes);
+        self.held <= MAX_TRACE_BYTES && self.total <= MAX_TRACES_BYTES
     }
 
     /// Whether the frame about to be entered is kept (not under `onlyTopCall`'s top frame) and

@@ -2078,7 +2078,7 @@ impl Chain {
         let index = usize::try_from(record.index).unwrap_or(usize::MAX);
         let mut traces = self.replay_block(record.block_number, index, false, config, time)?;
         match traces.pop() {
-            Some((_, Some(trace))) => trace.map_err(TraceError::Trace),
+            Some((last, Some(trace))) if last == hash => trace.map_err(TraceError::Trace),
             _ => Err(TraceError::Replay(format!("transaction {hash} was not traced"))),
         }
     }
@@ -2123,9 +2123,13 @@ impl Chain {
         config: CallTraceConfig,
         time: std::time::Duration,
     ) -> Result<Vec<(B256, Option<duet_evm::trace::Trace>)>, TraceError> {
-        let deadline = std::time::Instant::now() + time;
+        // No deadline past what an `Instant` can hold.
+        let deadline = std::time::Instant::now().checked_add(time);
         let corrupt = |what: String| TraceError::Store(StoreError::Corrupt(what));
-        let block = self.store.block(number)?.ok_or(StateUnavailable::NotYet)?;
+        let block = self
+            .store
+            .block(number)?
+            .ok_or_else(|| corrupt(format!("block {number} is missing")))?;
         let parent =
             number.checked_sub(1).ok_or_else(|| corrupt("the genesis block".to_owned()))?;
         let (_, state) = self.state_at(StateBlock::Number(parent))?;
@@ -2163,7 +2167,7 @@ impl Chain {
         let mut replayed_traces = Vec::with_capacity(records.len());
         let mut start = 0;
         while start <= last {
-            if std::time::Instant::now() >= deadline {
+            if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
                 return Err(TraceError::TimedOut(time));
             }
             // The transaction traced alone runs in a chunk of its own.
@@ -2205,6 +2209,9 @@ impl Chain {
                     _ => None,
                 };
                 replayed_traces.push((record.hash, trace));
+            }
+            if traces.next().is_some() {
+                return Err(TraceError::Replay("more traces than EVM transactions".to_owned()));
             }
             written.extend(output.state_updates);
             start = end;
@@ -3822,7 +3829,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_call_trace_past_its_bound_is_refused_and_its_top_frame_still_given() {
+    fn call_traces_past_their_bounds_are_refused_and_a_top_frame_still_given() {
         use alloy_primitives::TxKind;
         use duet_evm::trace::CallTraceConfig;
         let directory = tempfile::tempdir().unwrap();
@@ -3847,6 +3854,29 @@ pub(crate) mod tests {
         assert!(refused.to_string().contains("more than 16 MiB"), "{refused}");
         let top = traced(CallTraceConfig { only_top_call: true, with_logs: false }).unwrap();
         assert!(top.calls.is_empty() && top.error.is_none(), "{top:?}");
+        // Three transactions of 12 such calls in one block: each trace fits, the three do not.
+        let sender = dev_signer(0);
+        let twelve: Vec<u8> = tx.data[..12 * 18].to_vec();
+        let hashes: Vec<B256> = (0..3)
+            .map(|nonce| {
+                let unsigned = alloy_consensus::TxEip1559 {
+                    to: TxKind::Create,
+                    input: twelve.clone().into(),
+                    ..unsigned_transfer(nonce, alloy_primitives::U256::ZERO, 10, 3_000_000)
+                };
+                chain.submit(&crate::client::sign(&sender, unsigned).unwrap()).unwrap()
+            })
+            .collect();
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions, hashes);
+        let time = std::time::Duration::from_secs(5);
+        let traces = chain.trace_block(&turn, block.number, CallTraceConfig::default(), time);
+        let outcomes: Vec<_> =
+            traces.unwrap().into_iter().map(|(_, trace)| trace.unwrap().err()).collect();
+        let too_large = Some(duet_evm::trace::TraceFailure::TracesTooLarge);
+        assert_eq!(outcomes, vec![None, None, too_large]);
+        let alone = chain.trace_transaction(&turn, hashes[2], CallTraceConfig::default(), time);
+        assert_eq!(alone.unwrap().calls.len(), 12);
     }
 
     #[test]

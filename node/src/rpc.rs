@@ -2424,13 +2424,16 @@ mod tests {
         let unknown = json!([B256::repeat_byte(9), { "tracer": "callTracer" }]);
         let error = ask("debug_traceTransaction", unknown).unwrap_err();
         assert!(error.message.contains("not found"), "{error:?}");
-        // A timeout within 10 s, as a Go duration; geth's reexec is taken and means nothing.
-        let timed = json!({ "tracer": "callTracer", "timeout": "1m", "reexec": 128 });
-        let error = ask("debug_traceCall", json!([call, "latest", timed])).unwrap_err();
-        assert!(error.message.contains("invalid timeout"), "{error:?}");
-        let timed = json!({ "tracer": "callTracer", "timeout": "2s500ms", "reexec": 128 });
-        assert!(ask("debug_traceCall", json!([call, "latest", timed])).is_ok());
-        for bad in [json!("5"), json!("5x"), json!(5), json!("")] {
+        // A timeout as a Go duration (past 10 s, 10 s); geth's reexec is taken and means nothing.
+        for good in ["1m", "2s500ms", "1.5s", "0", "300us"] {
+            let timed = json!({ "tracer": "callTracer", "timeout": good, "reexec": 128 });
+            assert!(ask("debug_traceCall", json!([call, "latest", timed])).is_ok(), "{good}");
+        }
+        assert_eq!(
+            super::debug::duration("1m30.5s"),
+            Some(std::time::Duration::from_millis(90_500))
+        );
+        for bad in [json!("5"), json!("5x"), json!(5), json!(""), json!("-1s"), json!("1..5s")] {
             let timed = json!({ "tracer": "callTracer", "timeout": bad });
             let error = ask("debug_traceCall", json!([call, "latest", timed])).unwrap_err();
             assert!(error.message.contains("invalid timeout"), "{bad}: {error:?}");

@@ -65,13 +65,16 @@ pub(super) fn trace_block(
 
 fn trace_error(error: TraceError) -> RpcError {
     match error {
-        TraceError::Replay(_) | TraceError::Store(_) => RpcError::internal(error),
+        TraceError::Replay(_)
+        | TraceError::Store(_)
+        | TraceError::Trace(duet_evm::trace::TraceFailure::NoFrame) => RpcError::internal(error),
         other => RpcError::server(other),
     }
 }
 
 /// `debug_traceCall`: `params[0]` the call object, `params[1]` the block (latest unless named),
-/// `params[2]` the tracer.
+/// `params[2]` the tracer (its `timeout` means nothing here: the call runs as `eth_call` runs,
+/// bounded by its gas).
 pub(super) fn trace_call(
     chain: &Chain,
     params: &[Value],
@@ -127,39 +130,42 @@ fn tracer_config(options: Option<&Value>) -> Result<(CallTraceConfig, Duration),
         }
         Some(other) => return Err(refused(&format!("tracerConfig {other}"))),
     }
+    // Longer than the node allows runs as long as it allows (indexers often ask for 30 s).
+    let invalid = |value: &Value| {
+        RpcError::invalid_params(format!(
+            "invalid timeout {value}: a Go duration such as \"5s\", \"1.5s\" or \"500ms\""
+        ))
+    };
     let time = match options.get("timeout") {
         None | Some(Value::Null) => TRACE_TIME,
-        Some(value) => {
-            value.as_str().and_then(duration).filter(|time| *time <= MAX_TRACE_TIME).ok_or_else(
-                || {
-                    RpcError::invalid_params(format!(
-                        "invalid timeout {value}: a duration such as \"5s\" or \"500ms\", at most \
-                     {MAX_TRACE_TIME:?}"
-                    ))
-                },
-            )?
-        }
+        Some(value) => value.as_str().and_then(duration).ok_or_else(|| invalid(value))?,
     };
-    Ok((config, time))
+    Ok((config, time.min(MAX_TRACE_TIME)))
 }
 
-/// A Go duration of hours, minutes, seconds and milliseconds, such as `1m30s` or `500ms`.
-fn duration(text: &str) -> Option<Duration> {
+/// A Go duration: a sequence of decimal numbers, each with a unit (`h`, `m`, `s`, `ms`, `us` or
+/// `µs`, `ns`), such as `1m30s`, `1.5s` or `500ms`; or `0`.
+pub(super) fn duration(text: &str) -> Option<Duration> {
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let amount: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let part = match &rest[..unit] {
-            "ms" => Duration::from_millis(amount),
-            "s" => Duration::from_secs(amount),
-            "m" => Duration::from_secs(amount.checked_mul(60)?),
-            "h" => Duration::from_secs(amount.checked_mul(3600)?),
+        let number = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let amount: f64 = rest[..number].parse().ok()?;
+        rest = &rest[number..];
+        let unit = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let seconds_per = match &rest[..unit] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
             _ => return None,
         };
-        total = total.checked_add(part)?;
+        total = total.checked_add(Duration::try_from_secs_f64(amount * seconds_per).ok()?)?;
         rest = &rest[unit..];
     }
     (!text.is_empty()).then_some(total)
