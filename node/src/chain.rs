@@ -3870,9 +3870,9 @@ pub(crate) mod tests {
         let block = chain.produce_block().unwrap();
         assert_eq!(block.transactions, hashes);
         let time = std::time::Duration::from_secs(5);
-        let traces = chain.trace_block(&turn, block.number, CallTraceConfig::default(), time);
+        let block_traces = chain.trace_block(&turn, block.number, CallTraceConfig::default(), time);
         let outcomes: Vec<_> =
-            traces.unwrap().into_iter().map(|(_, trace)| trace.unwrap().err()).collect();
+            block_traces.unwrap().into_iter().map(|(_, trace)| trace.unwrap().err()).collect();
         let too_large = Some(duet_evm::trace::TraceFailure::TracesTooLarge);
         assert_eq!(outcomes, vec![None, None, too_large]);
         let alone = chain.trace_transaction(&turn, hashes[2], CallTraceConfig::default(), time);
