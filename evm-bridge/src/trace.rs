@@ -96,6 +96,32 @@ pub struct CallFrame {
     pub logs: Vec<FrameLog>,
 }
 
+impl CallFrame {
+    /// A frame entered and not yet left: nothing used, returned or made yet.
+    fn entered(
+        kind: FrameKind,
+        (from, to): (Address, Option<Address>),
+        value: Option<U256>,
+        gas: u64,
+        input: Bytes,
+    ) -> Self {
+        Self {
+            kind,
+            from,
+            to,
+            value,
+            gas,
+            gas_used: 0,
+            input,
+            output: Bytes::new(),
+            error: None,
+            revert_reason: None,
+            calls: Vec::new(),
+            logs: Vec::new(),
+        }
+    }
+}
+
 /// How a trace is taken: geth's `callTracer` options.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CallTraceConfig {
@@ -341,20 +367,7 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
         } else {
             Bytes::new()
         };
-        self.enter(CallFrame {
-            kind,
-            from,
-            to: Some(to),
-            value,
-            gas: inputs.gas_limit,
-            gas_used: 0,
-            input,
-            output: Bytes::new(),
-            error: None,
-            revert_reason: None,
-            calls: Vec::new(),
-            logs: Vec::new(),
-        });
+        self.enter(CallFrame::entered(kind, (from, Some(to)), value, inputs.gas_limit, input));
         None
     }
 
@@ -374,20 +387,8 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
         } else {
             Bytes::new()
         };
-        self.enter(CallFrame {
-            kind,
-            from: inputs.caller(),
-            to: None,
-            value: Some(inputs.value()),
-            gas: inputs.gas_limit(),
-            gas_used: 0,
-            input,
-            output: Bytes::new(),
-            error: None,
-            revert_reason: None,
-            calls: Vec::new(),
-            logs: Vec::new(),
-        });
+        let (from, value, gas) = (inputs.caller(), Some(inputs.value()), inputs.gas_limit());
+        self.enter(CallFrame::entered(kind, (from, None), value, gas, input));
         None
     }
 
@@ -410,20 +411,9 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
             return;
         }
         if let Some(parent) = self.open.last_mut() {
-            parent.calls.push(CallFrame {
-                kind: FrameKind::SelfDestruct,
-                from: contract,
-                to: Some(target),
-                value: Some(value),
-                gas: 0,
-                gas_used: 0,
-                input: Bytes::new(),
-                output: Bytes::new(),
-                error: None,
-                revert_reason: None,
-                calls: Vec::new(),
-                logs: Vec::new(),
-            });
+            let ends = (contract, Some(target));
+            let kind = FrameKind::SelfDestruct;
+            parent.calls.push(CallFrame::entered(kind, ends, Some(value), 0, Bytes::new()));
         }
     }
 

@@ -2336,12 +2336,8 @@ mod tests {
         use serde_json::json;
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), crate::chain::ChainConfig::for_tests());
-        let head = chain.head();
-        let turn = chain.call_turn_blocking();
-        let ask = |method: &str, params: serde_json::Value| {
-            let params = params.as_array().unwrap().clone();
-            super::state_method(&chain, &head, method, &params, Some(&turn))
-        };
+        let (head, turn) = (chain.head(), chain.call_turn_blocking());
+        let ask = |method: &str, params| ask_state(&chain, &head, &turn, method, params);
         let sender = dev_signer(0).address();
         let to = Address::repeat_byte(0xbe);
         let plain = json!({ "from": sender, "to": to });
@@ -2379,12 +2375,8 @@ mod tests {
         use serde_json::json;
         let directory = tempfile::tempdir().unwrap();
         let chain = open_chain(directory.path(), crate::chain::ChainConfig::for_tests());
-        let head = chain.head();
-        let turn = chain.call_turn_blocking();
-        let ask = |method: &str, params: serde_json::Value| {
-            let params = params.as_array().unwrap().clone();
-            super::state_method(&chain, &head, method, &params, Some(&turn))
-        };
+        let (head, turn) = (chain.head(), chain.call_turn_blocking());
+        let ask = |method: &str, params| ask_state(&chain, &head, &turn, method, params);
         let sender = dev_signer(0).address();
         // Creation code: STATICCALL the identity precompile, then LOG0 of nothing, then STOP.
         let code = alloy_primitives::hex!("60006000600060006004 5afa50 60006000a0 00");
@@ -2443,6 +2435,18 @@ mod tests {
         assert_eq!(genesis.unwrap(), json!([]));
         let later = ask("debug_traceBlockByNumber", json!(["0x5", { "tracer": "callTracer" }]));
         assert_eq!(later.unwrap_err().message, "block not found");
+    }
+
+    /// `method` with `params` (a JSON array) answered by `state_method` at `head`, in `turn`.
+    fn ask_state(
+        chain: &super::Chain,
+        head: &super::Block,
+        turn: &crate::turns::Turn,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, super::RpcError> {
+        let serde_json::Value::Array(params) = params else { panic!("params: {params}") };
+        super::state_method(chain, head, method, &params, Some(turn))
     }
 
     /// The status and JSON body of an HTTP answer (not chunked).
