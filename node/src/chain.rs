@@ -247,9 +247,6 @@ pub enum TraceError {
     /// No included transaction has this hash.
     #[error("transaction {0} not found")]
     NotFound(B256),
-    /// It is a Move transaction.
-    #[error("a Move transaction has no EVM call trace (its events are in its receipt)")]
-    Move,
     /// The state before its block is no longer kept (or the block is not there).
     #[error(transparent)]
     Unavailable(#[from] StateUnavailable),
@@ -286,6 +283,26 @@ fn replayed(record: &TransactionRecord) -> Result<DuetTransaction, String> {
             DuetTransaction::Move(transaction)
         }
     })
+}
+
+/// A Move transaction's call trace: one frame, its call of the Move entry address with its
+/// payload (the EVM code its Move code calls into is not traced), failed with its Move status if
+/// it failed.
+fn move_frame(record: &TransactionRecord, transaction: &MoveTransaction) -> CallFrame {
+    CallFrame {
+        kind: duet_evm::trace::FrameKind::Call,
+        from: record.from,
+        to: Some(MOVE_ENTRY_ADDRESS),
+        value: Some(U256::ZERO),
+        gas: transaction.gas_limit,
+        gas_used: record.gas_used,
+        input: transaction.payload.encode().into(),
+        output: Bytes::new(),
+        error: (!record.success).then(|| record.move_status.clone().unwrap_or_default()),
+        revert_reason: None,
+        calls: Vec::new(),
+        logs: Vec::new(),
+    }
 }
 
 /// Whether a receipt says its transaction succeeded, as its record does.
@@ -2058,9 +2075,11 @@ impl Chain {
         trace.map_err(|failure| CallError::Invalid(failure.to_string()))
     }
 
-    /// The call trace of the included EVM transaction `hash` (`debug_traceTransaction`): its
+    /// The call trace of the included transaction `hash` (`debug_traceTransaction`): its
     /// block's transactions before it run again on the state after the block before, then it
-    /// runs traced, in its block's environment (see [`replay_block`](Self::replay_block)).
+    /// runs traced, in its block's environment (see [`replay_block`](Self::replay_block)). A
+    /// Move transaction's trace is one frame, its call of the Move entry address
+    /// ([`move_frame`]).
     ///
     /// # Errors
     /// See [`TraceError`].
@@ -2072,8 +2091,8 @@ impl Chain {
         time: std::time::Duration,
     ) -> Result<CallFrame, TraceError> {
         let record = self.committed_transaction(hash)?.ok_or(TraceError::NotFound(hash))?;
-        if record.kind == Kind::Move {
-            return Err(TraceError::Move);
+        if let DuetTransaction::Move(transaction) = replayed(&record).map_err(TraceError::Replay)? {
+            return Ok(move_frame(&record, &transaction));
         }
         let index = usize::try_from(record.index).unwrap_or(usize::MAX);
         let mut traces = self.replay_block(record.block_number, index, false, config, time)?;
@@ -2083,8 +2102,8 @@ impl Chain {
         }
     }
 
-    /// The call traces of block `number`'s transactions (`debug_traceBlockByNumber`), in order:
-    /// `None` for a Move transaction.
+    /// The call traces of block `number`'s transactions (`debug_traceBlockByNumber`), in order
+    /// (a Move transaction's: see [`move_frame`]).
     ///
     /// # Errors
     /// See [`TraceError`].
@@ -2206,6 +2225,9 @@ impl Chain {
                     DuetTransaction::Evm(_) if tracing => Some(traces.next().ok_or_else(|| {
                         TraceError::Replay(format!("{} was not traced", record.hash))
                     })?),
+                    DuetTransaction::Move(transaction) if all => {
+                        Some(Ok(move_frame(record, transaction)))
+                    }
                     _ => None,
                 };
                 replayed_traces.push((record.hash, trace));
@@ -3716,8 +3738,15 @@ pub(crate) mod tests {
         let only_top = CallTraceConfig { only_top_call: true, ..config };
         let top = chain.trace_transaction(&turn, read, only_top, time).unwrap();
         assert!(top.calls.is_empty() && top.gas_used == trace.gas_used);
-        // A Move transaction has no EVM trace; an unknown hash is not found.
-        assert!(matches!(trace_of(paid), Err(super::TraceError::Move)));
+        // A Move transaction's trace is its call of the Move entry address; an unknown hash is
+        // not found.
+        let moved = trace_of(paid).unwrap();
+        assert_eq!(
+            (moved.from, moved.to),
+            (dev_signer(1).address(), Some(duet_types::MOVE_ENTRY_ADDRESS))
+        );
+        assert_eq!((moved.gas_used, moved.error.clone()), (receipt(paid).gas_used, None));
+        assert_eq!(moved.input.as_ref(), paying.encode().as_slice());
         let unknown = B256::repeat_byte(3);
         assert!(
             matches!(trace_of(unknown), Err(super::TraceError::NotFound(hash)) if hash == unknown)
@@ -3726,7 +3755,7 @@ pub(crate) mod tests {
         let traces = chain.trace_block(&turn, block.number, config, time).unwrap();
         let hashes: Vec<B256> = traces.iter().map(|(hash, _)| *hash).collect();
         assert_eq!(hashes, block.transactions);
-        assert!(traces[1].1.is_none(), "the Move transfer");
+        assert_eq!(traces[1].1.clone().unwrap().unwrap(), moved, "the Move transfer");
         assert_eq!(traces[2].1.clone().unwrap().unwrap(), second_trace);
         assert_eq!(traces[3].1.clone().unwrap().unwrap(), trace);
         // Out of time before the replay: geth's words.

@@ -2,7 +2,8 @@
 //! `debug_traceCall` with the `callTracer` (what block explorers ask for a transaction's
 //! internal calls): the tree of a transaction's frames, with each frame's caller, callee, value,
 //! gas, input, output and error, and with `withLog` its logs (see [`duet_evm::trace`]). The
-//! default opcode logger and the other tracers are refused. A replay of a block gives up after
+//! default opcode logger and the other tracers are refused. A Move transaction's trace is one
+//! frame: its call of the Move entry address. A replay of a block gives up after
 //! `timeout` (5 s unless asked, at most [`MAX_TRACE_TIME`]), checked between chunks of its
 //! transactions.
 
@@ -36,7 +37,7 @@ pub(super) fn trace_transaction(
 
 /// `debug_traceBlockByNumber` (`params[0]` a number or tag) and `debug_traceBlockByHash`
 /// (`params[0]` a hash): each transaction's `{"txHash", "result"}`, or `{"txHash", "error"}`
-/// for a Move transaction or one whose trace is too large; `params[1]` the tracer.
+/// for one whose trace is too large; `params[1]` the tracer.
 pub(super) fn trace_block(
     chain: &Chain,
     head: &crate::block::Block,
@@ -58,7 +59,7 @@ pub(super) fn trace_block(
     let traces = traces.into_iter().map(|(hash, trace)| match trace {
         Some(Ok(frame)) => json!({ "txHash": hash, "result": frame_json(&frame) }),
         Some(Err(failure)) => json!({ "txHash": hash, "error": failure.to_string() }),
-        None => json!({ "txHash": hash, "error": TraceError::Move.to_string() }),
+        None => json!({ "txHash": hash, "error": "not traced" }),
     });
     Ok(Value::Array(traces.collect()))
 }
