@@ -4046,6 +4046,49 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_call_of_a_module_published_earlier_in_its_block_is_traced() {
+        use alloy_eips::eip2930::AccessList;
+        use duet_evm::trace::{CallTraceConfig, FrameKind};
+        use duet_types::{MovePayload, MOVE_CALL_ADDRESS};
+        let signer = dev_signer(0);
+        let me = signer.address();
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        // One block: a publication, then `counter::increment` through the Move call precompile
+        // (twice: the first creates the counter, the second changes it), from a contract-less
+        // account, as an EVM transaction.
+        let bundle = MovePayload::ModuleBundle(example_package(me));
+        let publish = chain.submit(&signed_move(&signer, 0, &bundle, 3_000_000)).unwrap();
+        let input = duet_evm::call_data(&increment(me));
+        let kind = alloy_primitives::TxKind::Call(MOVE_CALL_ADDRESS);
+        let calls: Vec<B256> = (1..3)
+            .map(|nonce| {
+                let call = signed_call(&signer, nonce, kind, input.clone(), AccessList::default());
+                chain.submit(&call).unwrap()
+            })
+            .collect();
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions, [publish, calls[0], calls[1]]);
+        let turn = chain.call_turn_blocking();
+        let time = std::time::Duration::from_secs(5);
+        for hash in &calls {
+            // The replay runs the publication first, or the call fails; its gas is checked
+            // against the receipt's.
+            let trace = chain.trace_transaction(&turn, *hash, CallTraceConfig::default(), time);
+            let trace = trace.unwrap();
+            assert_eq!(
+                (trace.kind, trace.to, trace.error.clone()),
+                (FrameKind::Call, Some(MOVE_CALL_ADDRESS), None)
+            );
+            let record = chain.committed_transaction(*hash).unwrap().unwrap();
+            assert!(record.success);
+            assert_eq!(trace.gas_used, record.gas_used);
+        }
+        let published = chain.trace_transaction(&turn, publish, CallTraceConfig::default(), time);
+        assert_eq!(published.unwrap().to, Some(duet_types::MOVE_ENTRY_ADDRESS));
+    }
+
+    #[test]
     fn state_overrides_change_only_what_they_name() {
         use duet_block_stm::Storage as _;
         use duet_types::{StateKey, StateValue};
