@@ -253,6 +253,9 @@ pub enum TraceError {
     /// Its trace could not be taken (too large).
     #[error(transparent)]
     Trace(TraceFailure),
+    /// Another replay is running (one runs at a time).
+    #[error("another trace's replay is running")]
+    Busy,
     /// Replaying its block took longer than this (geth's words).
     #[error("execution timeout (replaying the block took longer than {0:?})")]
     TimedOut(std::time::Duration),
@@ -350,6 +353,10 @@ pub struct Chain {
     call_move_vm: RwLock<CallVm>,
     /// Turns to run a call (`eth_call`, `eth_estimateGas`, a Move view): see [`Turns`].
     call_turns: Turns,
+    /// Held by the one trace replay that may run at a time (`debug_traceTransaction`, …): each
+    /// may run a block's worth of transactions for up to 10 s, and a few at once would take
+    /// every core from the block producer.
+    replaying: Mutex<()>,
     mempool: Mutex<Mempool>,
     /// When the next block looks for expired transactions: a scan of every sender, for a
     /// lifetime of hours, need not run every block.
@@ -594,6 +601,7 @@ impl Chain {
                     .map_or(head.number, |changed| changed.min(head.number)),
             }),
             call_turns: Turns::new(threads.saturating_add(threads.get())), // two per core
+            replaying: Mutex::new(()),
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
             next_expiry: Mutex::new(std::time::Instant::now()),
             accepted: crate::filters::Feed::new(ACCEPTED_FEED),
@@ -2142,6 +2150,7 @@ impl Chain {
         config: CallTraceConfig,
         time: std::time::Duration,
     ) -> Result<Vec<(B256, Option<duet_evm::trace::Trace>)>, TraceError> {
+        let _replaying = self.replaying.try_lock().ok_or(TraceError::Busy)?;
         // No deadline past what an `Instant` can hold.
         let deadline = std::time::Instant::now().checked_add(time);
         let corrupt = |what: String| TraceError::Store(StoreError::Corrupt(what));
@@ -3761,6 +3770,11 @@ pub(crate) mod tests {
         // Out of time before the replay: geth's words.
         let late = chain.trace_transaction(&turn, read, config, std::time::Duration::ZERO);
         assert!(matches!(late, Err(super::TraceError::TimedOut(_))), "{late:?}");
+        // One replay at a time: another waits for none, it is refused.
+        let replaying = chain.replaying.lock();
+        assert!(matches!(trace_of(read), Err(super::TraceError::Busy)));
+        drop(replaying);
+        assert!(trace_of(read).is_ok());
     }
 
     #[test]

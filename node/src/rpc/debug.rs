@@ -66,6 +66,7 @@ pub(super) fn trace_block(
 
 fn trace_error(error: TraceError) -> RpcError {
     match error {
+        TraceError::Busy => RpcError::limit_exceeded(&error.to_string()),
         TraceError::Replay(_)
         | TraceError::Store(_)
         | TraceError::Trace(duet_evm::trace::TraceFailure::NoFrame) => RpcError::internal(error),
