@@ -2405,7 +2405,6 @@ mod tests {
             json!(null),
             json!({}),
             json!({ "tracer": "prestateTracer" }),
-            json!({ "tracer": "callTracer", "stateOverrides": {} }),
             json!({ "tracer": "callTracer", "tracerConfig": { "diffMode": true } }),
             json!({ "tracer": "callTracer", "tracerConfig": { "withLog": "yes" } }),
         ] {
@@ -2416,6 +2415,16 @@ mod tests {
         let unknown = json!([B256::repeat_byte(9), { "tracer": "callTracer" }]);
         let error = ask("debug_traceTransaction", unknown).unwrap_err();
         assert!(error.message.contains("not found"), "{error:?}");
+        // State and block overrides, as eth_call takes them: the created contract's address
+        // comes from the sender's nonce, overridden to 7.
+        let overridden = json!({ "tracer": "callTracer",
+            "stateOverrides": { sender.to_string(): { "nonce": "0x7" } } });
+        let trace = ask("debug_traceCall", json!([call, "latest", overridden])).unwrap();
+        assert_eq!(trace["to"], json!(sender.create(7)), "{trace}");
+        let bad = json!({ "tracer": "callTracer", "stateOverrides": { "0x12": {} } });
+        let error = ask("debug_traceCall", json!([call, "latest", bad])).unwrap_err();
+        assert_eq!(error.code, -32602);
+        assert!(error.message.contains("state overrides"), "{error:?}");
         // A timeout as a Go duration (past 10 s, 10 s); geth's reexec is taken and means nothing.
         for good in ["1m", "2s500ms", "1.5s", "0", "300us"] {
             let timed = json!({ "tracer": "callTracer", "timeout": good, "reexec": 128 });

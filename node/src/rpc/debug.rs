@@ -12,8 +12,10 @@ use std::time::Duration;
 use duet_evm::trace::{CallFrame, CallTraceConfig};
 use serde_json::{json, Value};
 
-use super::{call_error, call_request, hex, in_call_turn, parse, state_block, RpcError};
-use crate::chain::{CallOverrides, Chain, StateBlock, TraceError};
+use super::{
+    call_error, call_overrides, call_request, hex, in_call_turn, parse, state_block, RpcError,
+};
+use crate::chain::{Chain, StateBlock, TraceError};
 use crate::turns::Turn;
 
 /// How long a replay runs unless the request says (geth's default tracer timeout), and the
@@ -75,7 +77,8 @@ fn trace_error(error: TraceError) -> RpcError {
 }
 
 /// `debug_traceCall`: `params[0]` the call object, `params[1]` the block (latest unless named),
-/// `params[2]` the tracer (its `timeout` means nothing here: the call runs as `eth_call` runs,
+/// `params[2]` the tracer, with geth's `stateOverrides` and `blockOverrides`, taken as
+/// `eth_call` takes them (its `timeout` means nothing here: the call runs as `eth_call` runs,
 /// bounded by its gas).
 pub(super) fn trace_call(
     chain: &Chain,
@@ -84,10 +87,14 @@ pub(super) fn trace_call(
 ) -> Result<Value, RpcError> {
     let tx = call_request(chain, params.first())?;
     let block = state_block(params.get(1), StateBlock::Latest)?;
-    let (config, _) = tracer_config(params.get(2))?;
-    let no_overrides = CallOverrides::default();
+    let options = params.get(2);
+    let (config, _) = tracer_config(options)?;
+    let field = |name| options.and_then(|options| options.get(name)).cloned();
+    let overrides = field("stateOverrides").unwrap_or(Value::Null);
+    let block_overrides = field("blockOverrides").unwrap_or(Value::Null);
+    let overrides = call_overrides(&[Value::Null, Value::Null, overrides, block_overrides])?;
     let frame = in_call_turn(call_turn, |turn| {
-        chain.trace_call(turn, tx, block, &no_overrides, config).map_err(call_error)
+        chain.trace_call(turn, tx, block, &overrides, config).map_err(call_error)
     })?;
     Ok(frame_json(&frame))
 }
@@ -108,7 +115,9 @@ fn tracer_config(options: Option<&Value>) -> Result<(CallTraceConfig, Duration),
         return Err(refused("no tracer named (the opcode logger)"));
     };
     for (name, _) in options {
-        if !matches!(name.as_str(), "tracer" | "tracerConfig" | "timeout" | "reexec") {
+        let known =
+            ["tracer", "tracerConfig", "timeout", "reexec", "stateOverrides", "blockOverrides"];
+        if !known.contains(&name.as_str()) {
             return Err(refused(&format!("option {name}")));
         }
     }
