@@ -1,11 +1,11 @@
 //! Turns to run code for a query, so that at most a few queries execute at once however many
 //! requests arrive.
 //!
-//! `eth_call`, `eth_estimateGas` and Move views are free, and one can hold a lot of memory for
-//! its gas (a Move call loading resources of nested empty vectors holds about 0.5 GB at the
-//! block gas limit). The RPC server answers up to `rpc::MAX_ANSWERING` (64) requests at once;
-//! without turns, that many such calls could hold about 32 GB. With two turns per core, they
-//! hold at most a few GB, and the cores are kept as busy as more would keep them.
+//! `eth_call`, `eth_estimateGas` and Move views are free, and one holds memory for its gas (a
+//! Move call up to its memory quota, 16 MiB of values, besides what the VMs keep around them; a
+//! trace up to its bound). The RPC server answers up to `rpc::MAX_ANSWERING` (64) requests at
+//! once; without turns, that many such calls could hold 64 times as much. With two turns per
+//! core, the cores are kept as busy as more would keep them, and no more is held.
 //!
 //! A request waits for its turn before it takes one of the server's answering turns and a
 //! thread (asynchronously): requests that wait for a call turn hold neither, so
