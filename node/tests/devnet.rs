@@ -1136,7 +1136,8 @@ fn kill_9_under_load_loses_no_acknowledged_transaction_and_no_committed_block() 
     let directory = temp_datadir("kill");
     let node = Node::start(directory.path());
     let client = RpcClient::new(&node.url()).unwrap();
-    // Four senders, 40 transfers each, as fast as the node acknowledges them.
+    // Four senders, 100 transfers from the first and 40 from each other, as fast as the node
+    // acknowledges them.
     let acknowledged: Vec<(B256, Address)> = std::thread::scope(|scope| {
         let workers: Vec<_> = keys
             .iter()
