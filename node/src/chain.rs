@@ -308,6 +308,39 @@ fn move_frame(record: &TransactionRecord, transaction: &MoveTransaction) -> Call
     }
 }
 
+/// Whether `result`, a transaction run again, is what `record` says its block made of it: its
+/// gas, outcome and logs.
+fn check_replayed(
+    record: &TransactionRecord,
+    result: &TransactionResult<DuetReceipt, duet_evm::DuetError>,
+) -> Result<(), TraceError> {
+    let TransactionResult::Executed(receipt) = result else {
+        return Err(TraceError::Replay(format!("{}: {result:?}", record.hash)));
+    };
+    let (gas_used, success) = (receipt.gas_used(), receipt_success(receipt));
+    if receipt_logs(receipt) != record.logs.as_slice() {
+        return Err(TraceError::Replay(format!(
+            "{} logged otherwise than its receipt says",
+            record.hash
+        )));
+    }
+    if (gas_used, success) != (record.gas_used, record.success) {
+        return Err(TraceError::Replay(format!(
+            "{} used {gas_used} gas (success: {success}); its receipt says {} ({})",
+            record.hash, record.gas_used, record.success
+        )));
+    }
+    Ok(())
+}
+
+/// The logs a receipt holds, as its record keeps them.
+fn receipt_logs(receipt: &DuetReceipt) -> &[duet_types::Log] {
+    match receipt {
+        DuetReceipt::Evm(receipt) => receipt.logs(),
+        DuetReceipt::Move(receipt) => &receipt.logs,
+    }
+}
+
 /// Whether a receipt says its transaction succeeded, as its record does.
 fn receipt_success(receipt: &DuetReceipt) -> bool {
     match receipt {
@@ -2135,8 +2168,8 @@ impl Chain {
 
     /// Runs block `number`'s transactions up to and including the one at `last` again, in the
     /// block's environment, on the state after the block before: the last one traced with
-    /// `config`, or every EVM transaction with `all`. Each transaction's gas and outcome are
-    /// checked against its receipt. The transactions run in chunks, and the replay gives up once
+    /// `config`, or every EVM transaction with `all`. Each transaction's gas, outcome and logs
+    /// are checked against its receipt. The transactions run in chunks, and the replay gives up once
     /// `time` has passed between two (a chunk is at most [`REPLAY_CHUNK`] transactions).
     /// Returns each transaction's hash and, for the EVM transactions traced, its trace.
     ///
@@ -2211,25 +2244,15 @@ impl Chain {
             let output = duet_evm::MixedBlockExecutor::sequential(vm)
                 .execute_block(&transactions[start..end], &LayeredStorage::new(&state, &written))
                 .map_err(|error| TraceError::Replay(error.to_string()))?;
+            if output.results.len() != end - start {
+                return Err(TraceError::Replay("a transaction has no result".to_owned()));
+            }
             let mut traces =
                 if tracing { vm.evm().take_call_traces() } else { Vec::new() }.into_iter();
             for ((record, result), transaction) in
                 records[start..end].iter().zip(&output.results).zip(&transactions[start..end])
             {
-                let (gas_used, success) = match result {
-                    TransactionResult::Executed(receipt) => {
-                        (receipt.gas_used(), receipt_success(receipt))
-                    }
-                    other => {
-                        return Err(TraceError::Replay(format!("{}: {other:?}", record.hash)));
-                    }
-                };
-                if (gas_used, success) != (record.gas_used, record.success) {
-                    return Err(TraceError::Replay(format!(
-                        "{} used {gas_used} gas (success: {success}); its receipt says {} ({})",
-                        record.hash, record.gas_used, record.success
-                    )));
-                }
+                check_replayed(record, result)?;
                 let trace = match transaction {
                     DuetTransaction::Evm(_) if tracing => Some(traces.next().ok_or_else(|| {
                         TraceError::Replay(format!("{} was not traced", record.hash))
