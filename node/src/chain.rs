@@ -270,6 +270,17 @@ pub enum TraceError {
 /// Transactions a trace's replay runs at a time, between looks at its deadline.
 const REPLAY_CHUNK: usize = 64;
 
+/// Where a trace's replay stopped: the block, its next transaction, and what the transactions
+/// before it wrote over the state before the block.
+struct ReplayPoint {
+    block: B256,
+    next: usize,
+    written: BTreeMap<StateKey, Option<StateValue>>,
+}
+
+/// The most keys a kept [`ReplayPoint`] holds (about 20 MB at most).
+const MAX_REPLAY_POINT_KEYS: usize = 100_000;
+
 /// The transaction `record` holds, as its block ran it.
 fn replayed(record: &TransactionRecord) -> Result<DuetTransaction, String> {
     let envelope = TxEnvelope::decode_2718_exact(record.raw.as_ref())
@@ -390,6 +401,10 @@ pub struct Chain {
     /// may run a block's worth of transactions for up to 10 s, and a few at once would take
     /// every core from the block producer.
     replaying: Mutex<()>,
+    /// Where the last replay of a transaction's trace stopped, so that tracing the next
+    /// transaction of the same block (as an explorer traces a block's one by one) runs only the
+    /// transactions between them.
+    replay_point: Mutex<Option<ReplayPoint>>,
     mempool: Mutex<Mempool>,
     /// When the next block looks for expired transactions: a scan of every sender, for a
     /// lifetime of hours, need not run every block.
@@ -635,6 +650,7 @@ impl Chain {
             }),
             call_turns: Turns::new(threads.saturating_add(threads.get())), // two per core
             replaying: Mutex::new(()),
+            replay_point: Mutex::new(None),
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
             next_expiry: Mutex::new(std::time::Instant::now()),
             accepted: crate::filters::Feed::new(ACCEPTED_FEED),
@@ -2194,17 +2210,22 @@ impl Chain {
         let parent =
             number.checked_sub(1).ok_or_else(|| corrupt("the genesis block".to_owned()))?;
         let (_, state) = self.state_at(StateBlock::Number(parent))?;
-        let records = block
-            .transactions
+        // A trace of one of its later transactions goes on from where the last one stopped.
+        let (first, mut written) = match self.replay_point.lock().take() {
+            Some(point) if !all && point.block == block.hash && point.next <= last => {
+                (point.next, point.written)
+            }
+            _ => (0, BTreeMap::new()),
+        };
+        if block.transactions.len() <= last {
+            return Err(corrupt(format!("block {number} has no transaction {last}")));
+        }
+        let records = block.transactions[first..=last]
             .iter()
-            .take(last.saturating_add(1))
             .map(|hash| {
                 self.committed_transaction(*hash)?.ok_or_else(|| corrupt(format!("{hash}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if records.len() != last + 1 {
-            return Err(corrupt(format!("block {number} has no transaction {last}")));
-        }
         let transactions = records
             .iter()
             .map(|record| replayed(record).map_err(corrupt))
@@ -2224,9 +2245,8 @@ impl Chain {
             EvmVm::new(self.config.chain_id, env).with_call_tracer(config),
             Arc::clone(&move_vm),
         );
-        let mut written: BTreeMap<StateKey, Option<StateValue>> = BTreeMap::new();
         let mut replayed_traces = Vec::with_capacity(records.len());
-        let mut start = 0;
+        let mut start = first;
         while start <= last {
             if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
                 return Err(TraceError::TimedOut(time));
@@ -2241,16 +2261,18 @@ impl Chain {
             };
             let tracing = all || start == last;
             let vm = if tracing { &tracing_vm } else { &plain };
+            let (chunk, at) = (start..end, start - first..end - first);
             let output = duet_evm::MixedBlockExecutor::sequential(vm)
-                .execute_block(&transactions[start..end], &LayeredStorage::new(&state, &written))
+                .execute_block(&transactions[at.clone()], &LayeredStorage::new(&state, &written))
                 .map_err(|error| TraceError::Replay(error.to_string()))?;
-            if output.results.len() != end - start {
+            Metrics::add(&self.metrics.trace_replays, chunk.len() as u64);
+            if output.results.len() != chunk.len() {
                 return Err(TraceError::Replay("a transaction has no result".to_owned()));
             }
             let mut traces =
                 if tracing { vm.evm().take_call_traces() } else { Vec::new() }.into_iter();
             for ((record, result), transaction) in
-                records[start..end].iter().zip(&output.results).zip(&transactions[start..end])
+                records[at.clone()].iter().zip(&output.results).zip(&transactions[at])
             {
                 check_replayed(record, result)?;
                 let trace = match transaction {
@@ -2269,6 +2291,10 @@ impl Chain {
             }
             written.extend(output.state_updates);
             start = end;
+        }
+        if !all && written.len() <= MAX_REPLAY_POINT_KEYS {
+            *self.replay_point.lock() =
+                Some(ReplayPoint { block: block.hash, next: last + 1, written });
         }
         Ok(replayed_traces)
     }
@@ -3793,6 +3819,18 @@ pub(crate) mod tests {
         // Out of time before the replay: geth's words.
         let late = chain.trace_transaction(&turn, read, config, std::time::Duration::ZERO);
         assert!(matches!(late, Err(super::TraceError::TimedOut(_))), "{late:?}");
+        // Traced one by one, as an explorer traces a block's transactions, a replay runs only
+        // the transactions after the last one traced (the Move one needs none); back to an
+        // earlier one, it starts from the block's start again.
+        let replays = || chain.metrics.trace_replays.load(std::sync::atomic::Ordering::Relaxed);
+        let before = replays();
+        assert_eq!(trace_of(first).unwrap(), first_trace);
+        assert_eq!(trace_of(paid).unwrap(), moved);
+        assert_eq!(trace_of(second).unwrap(), second_trace);
+        assert_eq!(trace_of(read).unwrap(), trace);
+        assert_eq!(replays() - before, 4, "each transaction once");
+        assert_eq!(trace_of(second).unwrap(), second_trace);
+        assert_eq!(replays() - before, 7, "from the block's start again");
         // One replay at a time: another waits for none, it is refused.
         let replaying = chain.replaying.lock();
         assert!(matches!(trace_of(read), Err(super::TraceError::Busy)));

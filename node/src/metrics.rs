@@ -36,32 +36,14 @@ pub struct Metrics {
     /// Transactions the sequential executor ran: blocks too small for parallel execution, and
     /// after contention hand-overs.
     pub sequential_transactions: AtomicU64,
+    /// Transactions run again to trace a transaction or a block (`debug_trace…`).
+    pub trace_replays: AtomicU64,
 }
 
 impl Metrics {
-    /// Adds `value` to `counter`.
-    pub fn add(counter: &AtomicU64, value: u64) {
-        counter.fetch_add(value, Ordering::Relaxed);
-    }
-
-    /// Adds a Block-STM run's statistics to the executor's counters.
-    pub fn add_execution(&self, stats: &duet_block_stm::ExecutionStats) {
-        for (counter, value) in [
-            (&self.executions, stats.executions),
-            (&self.validation_aborts, stats.validation_aborts),
-            (&self.dependency_waits, stats.dependency_waits),
-            (&self.sequential_transactions, stats.sequential_transactions),
-        ] {
-            Self::add(counter, value as u64);
-        }
-    }
-
-    /// The metrics as Prometheus text, with the gauges `head`, `mempool` and the database's
-    /// `memory`.
-    #[must_use]
-    pub fn render(&self, head: u64, mempool: usize, memory: DatabaseMemory) -> String {
-        let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64, f64); 11] = [
+    /// Each counter: its name, its help text, its value and the scale it is shown at.
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64, f64); 12] {
+        [
             (
                 "duet_transactions_accepted_total",
                 "Transactions accepted into the mempool.",
@@ -120,8 +102,38 @@ impl Metrics {
                 &self.sequential_transactions,
                 1.0,
             ),
-        ];
-        for (name, help, counter, scale) in counters {
+            (
+                "duet_trace_replayed_transactions_total",
+                "Transactions run again to trace a transaction or a block.",
+                &self.trace_replays,
+                1.0,
+            ),
+        ]
+    }
+
+    /// Adds `value` to `counter`.
+    pub fn add(counter: &AtomicU64, value: u64) {
+        counter.fetch_add(value, Ordering::Relaxed);
+    }
+
+    /// Adds a Block-STM run's statistics to the executor's counters.
+    pub fn add_execution(&self, stats: &duet_block_stm::ExecutionStats) {
+        for (counter, value) in [
+            (&self.executions, stats.executions),
+            (&self.validation_aborts, stats.validation_aborts),
+            (&self.dependency_waits, stats.dependency_waits),
+            (&self.sequential_transactions, stats.sequential_transactions),
+        ] {
+            Self::add(counter, value as u64);
+        }
+    }
+
+    /// The metrics as Prometheus text, with the gauges `head`, `mempool` and the database's
+    /// `memory`.
+    #[must_use]
+    pub fn render(&self, head: u64, mempool: usize, memory: DatabaseMemory) -> String {
+        let mut out = String::new();
+        for (name, help, counter, scale) in self.counters() {
             let value = counter.load(Ordering::Relaxed) as f64 * scale;
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         }
