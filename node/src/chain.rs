@@ -278,8 +278,29 @@ struct ReplayPoint {
     written: BTreeMap<StateKey, Option<StateValue>>,
 }
 
-/// The most keys a kept [`ReplayPoint`] holds (about 20 MB at most).
-const MAX_REPLAY_POINT_KEYS: usize = 100_000;
+/// The most a kept [`ReplayPoint`] holds, counted by [`replay_point_bytes`]: a block's writes
+/// can be a hundred megabytes of Move resources, and the point stays until the next trace.
+const MAX_REPLAY_POINT_BYTES: usize = 32 << 20;
+
+/// About what `written` holds in memory: each entry's key and value with the map's own share,
+/// and the bytes of module names, struct tags, code, modules and resources.
+fn replay_point_bytes(written: &BTreeMap<StateKey, Option<StateValue>>) -> usize {
+    written
+        .iter()
+        .map(|(key, value)| {
+            let key_bytes = match key {
+                StateKey::MoveModule { name, .. } => name.len(),
+                StateKey::MoveResource { struct_tag, .. } => struct_tag.len(),
+                _ => 0,
+            };
+            let value_bytes = match value {
+                Some(StateValue::Bytes(bytes)) => bytes.len(),
+                _ => 0,
+            };
+            128 + key_bytes + value_bytes
+        })
+        .sum()
+}
 
 /// The transaction `record` holds, as its block ran it.
 fn replayed(record: &TransactionRecord) -> Result<DuetTransaction, String> {
@@ -2211,8 +2232,9 @@ impl Chain {
             number.checked_sub(1).ok_or_else(|| corrupt("the genesis block".to_owned()))?;
         let (_, state) = self.state_at(StateBlock::Number(parent))?;
         // A trace of one of its later transactions goes on from where the last one stopped.
-        let (first, mut written) = match self.replay_point.lock().take() {
-            Some(point) if !all && point.block == block.hash && point.next <= last => {
+        let kept = if all { None } else { self.replay_point.lock().take() };
+        let (first, mut written) = match kept {
+            Some(point) if point.block == block.hash && point.next <= last => {
                 (point.next, point.written)
             }
             _ => (0, BTreeMap::new()),
@@ -2292,9 +2314,11 @@ impl Chain {
             written.extend(output.state_updates);
             start = end;
         }
-        if !all && written.len() <= MAX_REPLAY_POINT_KEYS {
-            *self.replay_point.lock() =
-                Some(ReplayPoint { block: block.hash, next: last + 1, written });
+        // Kept for the block's next transaction, if it has one and the writes are not large.
+        let next = last + 1;
+        let small = replay_point_bytes(&written) <= MAX_REPLAY_POINT_BYTES;
+        if !all && next < block.transactions.len() && small {
+            *self.replay_point.lock() = Some(ReplayPoint { block: block.hash, next, written });
         }
         Ok(replayed_traces)
     }
