@@ -6,7 +6,7 @@
 //! running it, and the account every `BALANCE`, `EXTCODESIZE`, `EXTCODEHASH`, `EXTCODECOPY`,
 //! `SELFDESTRUCT`, `CALL`, `CALLCODE`, `DELEGATECALL` and `STATICCALL` names ([`Accessed`]).
 //! [`access_list`] turns that into the list: every slot with its contract, and every account but
-//! those the transaction has warm anyway ([`EvmVm::is_warm`]). What revm loads for reasons of its
+//! those the transaction has warm anyway ([`EvmVm::warm_addresses`]). What revm loads for reasons of its
 //! own (the sender, the recipient's delegate, a created contract's address) and what the Move
 //! call precompile reads are not opcodes of the transaction's code, and are not listed. Unlike
 //! geth's, the block's beneficiary and a set-code transaction's authorities are left out when
@@ -22,6 +22,7 @@ use revm::bytecode::opcode::{
 };
 use revm::context::transaction::{AccessList, AccessListItem};
 use revm::context::TxEnv;
+use revm::context_interface::either::Either;
 use revm::interpreter::interpreter_types::{InputsTr, Jumps};
 use revm::interpreter::{interpreter::EthInterpreter, Interpreter};
 use revm::Inspector;
@@ -73,7 +74,7 @@ impl EvmVm {
     /// exact balances.
     #[must_use]
     pub fn with_access_tracer(mut self) -> Self {
-        let tracer = crate::Tracer::Access(AccessTracer::default());
+        let tracer = Either::Left(AccessTracer::default());
         self.tracer = Some(std::sync::Mutex::new(tracer));
         self
     }
@@ -83,30 +84,32 @@ impl EvmVm {
     #[must_use]
     pub fn take_accessed(&self) -> Accessed {
         match self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut() {
-            Some(crate::Tracer::Access(tracer)) => std::mem::take(&mut tracer.0),
+            Some(Either::Left(tracer)) => std::mem::take(&mut tracer.0),
             _ => Accessed::default(),
         }
     }
 
-    /// Whether `transaction` has `address` warm from its start (EIP-2929, EIP-3651, EIP-7702),
-    /// so that an access-list entry for it alone would cost 2 400 gas for nothing: its sender,
-    /// its recipient (or the contract it creates, from its nonce), a precompile (the Move call
-    /// precompile included), the block's beneficiary, or an authority of its authorizations
-    /// (`authorities`, sorted).
+    /// The addresses `transaction` has warm from its start (EIP-2929, EIP-3651, EIP-7702), so
+    /// that an access-list entry for one alone would cost 2 400 gas for nothing: its sender,
+    /// its recipient (or the contract it creates, from its nonce), the precompiles (the Move call
+    /// precompile included), the block's beneficiary, and the authorities of its authorizations.
     #[must_use]
-    pub fn is_warm(&self, transaction: &TxEnv, authorities: &[Address], address: &Address) -> bool {
+    pub fn warm_addresses(
+        &self,
+        transaction: &TxEnv,
+        authorities: &[Address],
+    ) -> revm::primitives::AddressSet {
         let recipient = match transaction.kind {
             revm::primitives::TxKind::Call(to) => to,
             revm::primitives::TxKind::Create => transaction.caller.create(transaction.nonce),
         };
-        *address == transaction.caller
-            || *address == recipient
-            || *address == self.block.beneficiary
-            || authorities.binary_search(address).is_ok()
-            || match &self.move_call {
-                Some((_, addresses)) => addresses.contains(address),
-                None => revm::handler::EthPrecompiles::new(self.cfg.spec).contains(address),
-            }
+        let mut warm = match &self.move_call {
+            Some((_, addresses)) => addresses.clone(),
+            None => revm::handler::EthPrecompiles::new(self.cfg.spec).warm_addresses().clone(),
+        };
+        warm.extend([transaction.caller, recipient, self.block.beneficiary]);
+        warm.extend(authorities.iter().copied());
+        warm
     }
 }
 

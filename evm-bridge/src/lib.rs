@@ -53,6 +53,7 @@ use move_call::DuetPrecompiles;
 pub use move_call::{call_data, move_revert_reason, return_values, revert_reason, IMove};
 pub use receipt::{block_receipts, BlockReceipt};
 pub use recovery::{recover, recover_block, tx_env, RecoveryError};
+use revm::context_interface::either::Either;
 use revm::context_interface::local::FrameStack;
 use scratch::Scratch;
 
@@ -260,16 +261,16 @@ impl EvmVm {
             None => (evm.transact(transaction.clone()), keep_parts(evm)),
             Some(tracer) => {
                 let mut tracer = lock_tracer(tracer);
-                if let Tracer::Calls(calls) = &mut *tracer {
+                if let Either::Right(calls) = &mut *tracer {
                     calls.begin_transaction();
                 }
                 // An empty tracer of the same kind stays behind: a panic in the run leaves it.
-                let empty = tracer.empty_like();
+                let empty = empty_like(&tracer);
                 let mut evm = evm.with_inspector(std::mem::replace(&mut *tracer, empty));
                 let outcome = revm::InspectEvm::inspect_tx(&mut evm, transaction.clone());
                 let Evm { ctx, precompiles, inspector, .. } = evm;
                 *tracer = inspector;
-                if let (Tracer::Calls(calls), Ok(outcome)) = (&mut *tracer, &outcome) {
+                if let (Either::Right(calls), Ok(outcome)) = (&mut *tracer, &outcome) {
                     calls.end_transaction(transaction.gas_limit, outcome.result.tx_gas_used());
                 }
                 (outcome, (keep_context(ctx, precompiles.has_move_call()).0, precompiles))
@@ -301,20 +302,15 @@ impl EvmVm {
     }
 }
 
-/// What watches the code an EVM runs: for an access list or for a call trace.
-#[derive(Debug)]
-pub(crate) enum Tracer {
-    Access(access_list::AccessTracer),
-    Calls(trace::CallTracer),
-}
+/// What watches the code an EVM runs: for an access list (left) or for a call trace (right).
+/// revm's inspector runs either.
+pub(crate) type Tracer = Either<access_list::AccessTracer, trace::CallTracer>;
 
-impl Tracer {
-    /// A tracer of the same kind and configuration, holding nothing.
-    fn empty_like(&self) -> Self {
-        match self {
-            Self::Access(_) => Self::Access(access_list::AccessTracer::default()),
-            Self::Calls(tracer) => Self::Calls(tracer.empty_like()),
-        }
+/// A tracer of the same kind and configuration as `tracer`, holding nothing.
+fn empty_like(tracer: &Tracer) -> Tracer {
+    match tracer {
+        Either::Left(_) => Either::Left(access_list::AccessTracer::default()),
+        Either::Right(calls) => Either::Right(calls.empty_like()),
     }
 }
 
@@ -322,74 +318,6 @@ impl Tracer {
 /// earlier one leaves nothing half-done that matters).
 pub(crate) fn lock_tracer(tracer: &std::sync::Mutex<Tracer>) -> std::sync::MutexGuard<'_, Tracer> {
     tracer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl<CTX: ContextTr> revm::Inspector<CTX, EthInterpreter> for Tracer {
-    fn step(
-        &mut self,
-        interpreter: &mut revm::interpreter::Interpreter<EthInterpreter>,
-        context: &mut CTX,
-    ) {
-        if let Self::Access(tracer) = self {
-            tracer.step(interpreter, context);
-        }
-    }
-
-    fn call(
-        &mut self,
-        context: &mut CTX,
-        inputs: &mut revm::interpreter::CallInputs,
-    ) -> Option<revm::interpreter::CallOutcome> {
-        match self {
-            Self::Calls(tracer) => tracer.call(context, inputs),
-            Self::Access(_) => None,
-        }
-    }
-
-    fn call_end(
-        &mut self,
-        context: &mut CTX,
-        inputs: &revm::interpreter::CallInputs,
-        outcome: &mut revm::interpreter::CallOutcome,
-    ) {
-        if let Self::Calls(tracer) = self {
-            tracer.call_end(context, inputs, outcome);
-        }
-    }
-
-    fn create(
-        &mut self,
-        context: &mut CTX,
-        inputs: &mut revm::interpreter::CreateInputs,
-    ) -> Option<revm::interpreter::CreateOutcome> {
-        match self {
-            Self::Calls(tracer) => tracer.create(context, inputs),
-            Self::Access(_) => None,
-        }
-    }
-
-    fn create_end(
-        &mut self,
-        context: &mut CTX,
-        inputs: &revm::interpreter::CreateInputs,
-        outcome: &mut revm::interpreter::CreateOutcome,
-    ) {
-        if let Self::Calls(tracer) = self {
-            tracer.create_end(context, inputs, outcome);
-        }
-    }
-
-    fn selfdestruct(&mut self, contract: Address, target: Address, value: U256) {
-        if let Self::Calls(tracer) = self {
-            revm::Inspector::<CTX, EthInterpreter>::selfdestruct(tracer, contract, target, value);
-        }
-    }
-
-    fn log(&mut self, context: &mut CTX, log: revm::primitives::Log) {
-        if let Self::Calls(tracer) = self {
-            tracer.log(context, log);
-        }
-    }
 }
 
 /// revm over a Block-STM view, as Duet runs it.

@@ -11,6 +11,7 @@
 
 use duet_types::{Address, Bytes, U256};
 use revm::context::ContextTr;
+use revm::context_interface::either::Either;
 use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::{
     CallInputs, CallOutcome, CallScheme, CallValue, CreateInputs, CreateOutcome, InstructionResult,
@@ -224,11 +225,14 @@ impl CallTracer {
         self.held <= MAX_TRACE_BYTES && self.total <= MAX_TRACES_BYTES
     }
 
-    /// Whether the frame about to be entered is kept (not under `onlyTopCall`'s top frame) and
-    /// its input of `input` bytes fits.
+    /// Whether a frame entered now, or just left, is kept: not under `onlyTopCall`'s top frame.
+    fn kept_here(&self) -> bool {
+        self.open.is_empty() || !self.config.only_top_call
+    }
+
+    /// Whether the frame about to be entered is kept and its input of `input` bytes fits.
     fn keeps(&mut self, input: usize) -> bool {
-        let kept = self.open.is_empty() || !self.config.only_top_call;
-        kept && self.hold(std::mem::size_of::<CallFrame>() + input)
+        self.kept_here() && self.hold(std::mem::size_of::<CallFrame>() + input)
     }
 
     fn enter(&mut self, frame: CallFrame) {
@@ -247,8 +251,7 @@ impl CallTracer {
         // revm charges it to the caller only after this hook.
         let halted = !result.is_ok() && !result.is_revert();
         frame.gas_used = if halted { frame.gas } else { gas_used };
-        let kept = self.open.is_empty() || !self.config.only_top_call;
-        if !halted && kept && self.hold(output.len()) {
+        if !halted && self.kept_here() && self.hold(output.len()) {
             frame.output = output.clone();
         }
         if to.is_some() || frame.kind == FrameKind::Create || frame.kind == FrameKind::Create2 {
@@ -436,7 +439,7 @@ impl EvmVm {
     /// run with exact balances.
     #[must_use]
     pub fn with_call_tracer(mut self, config: CallTraceConfig) -> Self {
-        self.tracer = Some(std::sync::Mutex::new(crate::Tracer::Calls(CallTracer::new(config))));
+        self.tracer = Some(std::sync::Mutex::new(Either::Right(CallTracer::new(config))));
         self
     }
 
@@ -445,7 +448,7 @@ impl EvmVm {
     #[must_use]
     pub fn take_call_traces(&self) -> Vec<Trace> {
         match self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut() {
-            Some(crate::Tracer::Calls(tracer)) => tracer.take(),
+            Some(Either::Right(tracer)) => tracer.take(),
             _ => Vec::new(),
         }
     }

@@ -282,62 +282,51 @@ struct ReplayPoint {
 /// can be a hundred megabytes of Move resources, and the point stays until the next trace.
 const MAX_REPLAY_POINT_BYTES: usize = 32 << 20;
 
-/// About what `written` holds in memory: each entry's key and value with the map's own share,
-/// and the bytes of module names, struct tags, code, modules and resources.
+/// About what `written` holds in memory ([`crate::store::entry_bytes`]).
 fn replay_point_bytes(written: &BTreeMap<StateKey, Option<StateValue>>) -> usize {
-    written
-        .iter()
-        .map(|(key, value)| {
-            let key_bytes = match key {
-                StateKey::MoveModule { name, .. } => name.len(),
-                StateKey::MoveResource { struct_tag, .. } => struct_tag.len(),
-                _ => 0,
-            };
-            let value_bytes = match value {
-                Some(StateValue::Bytes(bytes)) => bytes.len(),
-                _ => 0,
-            };
-            128 + key_bytes + value_bytes
-        })
-        .sum()
+    written.iter().map(|(key, value)| crate::store::entry_bytes(key, value.as_ref())).sum()
 }
 
 /// The transaction `record` holds, as its block ran it.
 fn replayed(record: &TransactionRecord) -> Result<DuetTransaction, String> {
-    let envelope = TxEnvelope::decode_2718_exact(record.raw.as_ref())
-        .map_err(|error| format!("transaction {}: {error}", record.hash))?;
+    let envelope = envelope_of(record)?;
     let tx = duet_evm::tx_env(&envelope, record.from)
         .map_err(|error| format!("transaction {}: {error:?}", record.hash))?;
     Ok(match record.kind {
         Kind::Evm => DuetTransaction::Evm(tx),
-        Kind::Move => {
-            let mut transaction = move_transaction(&tx, record.from, 0)
-                .map_err(|error| format!("transaction {}: {error}", record.hash))?;
-            // What it paid per gas, as its block charged it.
-            transaction.gas_price = record.effective_gas_price;
-            DuetTransaction::Move(transaction)
-        }
+        // At what it paid per gas, as its block charged it.
+        Kind::Move => DuetTransaction::Move(
+            move_transaction(&tx, record.from, record.effective_gas_price)
+                .map_err(|error| format!("transaction {}: {error}", record.hash))?,
+        ),
     })
 }
 
 /// A Move transaction's call trace: one frame, its call of the Move entry address with its
 /// payload (the EVM code its Move code calls into is not traced), failed with its Move status if
 /// it failed.
-fn move_frame(record: &TransactionRecord, transaction: &MoveTransaction) -> CallFrame {
-    CallFrame {
+fn move_frame(record: &TransactionRecord) -> Result<CallFrame, String> {
+    let envelope = envelope_of(record)?;
+    Ok(CallFrame {
         kind: duet_evm::trace::FrameKind::Call,
         from: record.from,
         to: Some(MOVE_ENTRY_ADDRESS),
         value: Some(U256::ZERO),
-        gas: transaction.gas_limit,
+        gas: envelope.gas_limit(),
         gas_used: record.gas_used,
-        input: transaction.payload.encode().into(),
+        input: envelope.input().clone(),
         output: Bytes::new(),
         error: (!record.success).then(|| record.move_status.clone().unwrap_or_default()),
         revert_reason: None,
         calls: Vec::new(),
         logs: Vec::new(),
-    }
+    })
+}
+
+/// The signed transaction `record` holds.
+fn envelope_of(record: &TransactionRecord) -> Result<TxEnvelope, String> {
+    TxEnvelope::decode_2718_exact(record.raw.as_ref())
+        .map_err(|error| format!("transaction {}: {error}", record.hash))
 }
 
 /// Whether `result`, a transaction run again, is what `record` says its block made of it: its
@@ -1200,7 +1189,7 @@ impl Chain {
             if tx.gas_priority_fee.is_some_and(|tip| tip > tx.gas_price) {
                 return Err(SubmitError::TipAboveFeeCap);
             }
-            let transaction = move_transaction(&tx, sender, self.config.base_fee)
+            let transaction = move_transaction(&tx, sender, paid)
                 .map_err(|error| SubmitError::Move(error.to_string()))?;
             // A Move transaction's intrinsic gas counts its payload's bytes.
             if tx.gas_limit < duet_move::gas::intrinsic_gas(transaction.payload.encoded_len()) {
@@ -2006,9 +1995,7 @@ impl Chain {
 
     /// [`call`](Self::call) on `at`, once the caller has a turn.
     fn call_at(&self, at: &CallState<'_>, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
-        let with_pool = LayeredStorage::new(&at.state, &at.pool);
-        let state = LayeredStorage::new(&with_pool, &at.overrides);
-        let receipt = self.run_call(&self.call_evm(at), &state, tx)?;
+        let receipt = self.run_call(&self.call_evm(at), at, tx)?;
         match receipt {
             ExecutionResult::Success { .. } => {
                 let gas_used = receipt.tx_gas_used();
@@ -2026,14 +2013,7 @@ impl Chain {
             block_env(&self.config, at.head.number + 1, at.head.timestamp + 1)
         } else {
             // As the block ran: its own limits, base fee and beneficiary.
-            BlockEnv {
-                number: U256::from(at.head.number),
-                timestamp: U256::from(at.head.timestamp),
-                beneficiary: at.head.beneficiary,
-                gas_limit: at.head.gas_limit,
-                basefee: at.head.base_fee,
-                ..BlockEnv::default()
-            }
+            ran_in(&at.head)
         };
         at.block.apply(&mut block);
         EvmVm::new(self.config.chain_id, block).with_move(Arc::clone(&at.move_vm)).with_cfg_changed(
@@ -2049,22 +2029,21 @@ impl Chain {
         )
     }
 
-    /// Runs `tx` as a call with `evm` on `state` (a gas limit of 0: a transaction's most): its
+    /// Runs `tx` as a call with `evm` on what a call at `at` sees (its state, the caller's pool
+    /// writes over it, the overrides over both; a gas limit of 0: a transaction's most): its
     /// receipt, whatever its outcome.
-    fn run_call<S>(
+    fn run_call(
         &self,
         evm: &EvmVm,
-        state: &S,
+        at: &CallState<'_>,
         mut tx: TxEnv,
-    ) -> Result<duet_evm::Receipt, CallError>
-    where
-        S: duet_block_stm::Storage<Key = StateKey, Value = StateValue>,
-    {
+    ) -> Result<duet_evm::Receipt, CallError> {
         tx.chain_id = Some(self.config.chain_id);
         if tx.gas_limit == 0 {
             tx.gas_limit = self.max_transaction_gas();
         }
-        let output = execute_sequential(evm, std::slice::from_ref(&tx), state)
+        let output = at
+            .reading(|state| execute_sequential(evm, std::slice::from_ref(&tx), state))
             .map_err(|error| CallError::Invalid(error.to_string()))?;
         match output.results.into_iter().next() {
             Some(TransactionResult::Executed(receipt)) => Ok(receipt),
@@ -2093,10 +2072,9 @@ impl Chain {
         let authorities = recover_in_place(&mut tx);
         let at = self.call_state(block, tx.caller, &CallOverrides::default())?;
         let evm = self.call_evm(&at).with_access_tracer();
-        let with_pool = LayeredStorage::new(&at.state, &at.pool);
-        let state = LayeredStorage::new(&with_pool, &at.overrides);
         // A creation's address comes from the sender's nonce in this state.
         tx.nonce = at.nonce(tx.caller)?;
+        let warm = evm.warm_addresses(&tx, &authorities);
         for _ in 0..MAX_ACCESS_LIST_RUNS {
             if std::time::Instant::now() >= deadline {
                 return Err(CallError::TimedOut(ESTIMATE_TIME));
@@ -2104,10 +2082,10 @@ impl Chain {
             if !tx.access_list.is_empty() && tx.tx_type == 0 {
                 tx.tx_type = 1;
             }
-            let receipt = self.run_call(&evm, &state, tx.clone())?;
-            let list = duet_evm::access_list(&tx.access_list, &evm.take_accessed(), |address| {
-                evm.is_warm(&tx, &authorities, address)
-            });
+            let receipt = self.run_call(&evm, &at, tx.clone())?;
+            let accessed = evm.take_accessed();
+            let list =
+                duet_evm::access_list(&tx.access_list, &accessed, |address| warm.contains(address));
             if list == tx.access_list {
                 let error = match &receipt {
                     ExecutionResult::Success { .. } => None,
@@ -2146,9 +2124,7 @@ impl Chain {
         recover_in_place(&mut tx);
         let at = self.call_state(block, tx.caller, overrides)?;
         let evm = self.call_evm(&at).with_call_tracer(config);
-        let with_pool = LayeredStorage::new(&at.state, &at.pool);
-        let state = LayeredStorage::new(&with_pool, &at.overrides);
-        self.run_call(&evm, &state, tx)?;
+        self.run_call(&evm, &at, tx)?;
         let trace = evm.take_call_traces().pop().unwrap_or(Err(TraceFailure::NoFrame));
         trace.map_err(|failure| CallError::Invalid(failure.to_string()))
     }
@@ -2169,8 +2145,8 @@ impl Chain {
         time: std::time::Duration,
     ) -> Result<CallFrame, TraceError> {
         let record = self.committed_transaction(hash)?.ok_or(TraceError::NotFound(hash))?;
-        if let DuetTransaction::Move(transaction) = replayed(&record).map_err(TraceError::Replay)? {
-            return Ok(move_frame(&record, &transaction));
+        if record.kind == Kind::Move {
+            return move_frame(&record).map_err(TraceError::Replay);
         }
         let index = usize::try_from(record.index).unwrap_or(usize::MAX);
         let mut traces = self.replay_block(record.block_number, index, false, config, time)?;
@@ -2252,14 +2228,7 @@ impl Chain {
             .iter()
             .map(|record| replayed(record).map_err(corrupt))
             .collect::<Result<Vec<_>, _>>()?;
-        let env = BlockEnv {
-            number: U256::from(number),
-            timestamp: U256::from(block.timestamp),
-            beneficiary: block.beneficiary,
-            gas_limit: block.gas_limit,
-            basefee: block.base_fee,
-            ..BlockEnv::default()
-        };
+        let env = ran_in(&block);
         let move_vm = Arc::new(MoveVm::new(block.beneficiary));
         let plain =
             DuetVm::new(EvmVm::new(self.config.chain_id, env.clone()), Arc::clone(&move_vm));
@@ -2301,8 +2270,8 @@ impl Chain {
                     DuetTransaction::Evm(_) if tracing => Some(traces.next().ok_or_else(|| {
                         TraceError::Replay(format!("{} was not traced", record.hash))
                     })?),
-                    DuetTransaction::Move(transaction) if all => {
-                        Some(Ok(move_frame(record, transaction)))
+                    DuetTransaction::Move(_) if all => {
+                        Some(Ok(move_frame(record).map_err(TraceError::Replay)?))
                     }
                     _ => None,
                 };
@@ -2595,17 +2564,27 @@ struct CallState<'a> {
     block: BlockOverrides,
 }
 
-impl CallState<'_> {
+/// What a call sees: the state, the caller's waiting transactions' writes over it, and the
+/// call's overrides over both.
+type CallStorage<'s, 'a> = LayeredStorage<
+    's,
+    LayeredStorage<'s, StateAt<'a>, BTreeMap<StateKey, Option<StateValue>>>,
+    OverrideLayer,
+>;
+
+impl<'a> CallState<'a> {
+    /// `read` of what a call on this state sees.
+    fn reading<R>(&self, read: impl FnOnce(&CallStorage<'_, 'a>) -> R) -> R {
+        let with_pool = LayeredStorage::new(&self.state, &self.pool);
+        read(&LayeredStorage::new(&with_pool, &self.overrides))
+    }
+
     /// `address`'s nonce as a call on this state sees it.
     fn nonce(&self, address: Address) -> Result<u64, CallError> {
-        let with_pool = LayeredStorage::new(&self.state, &self.pool);
-        let state = LayeredStorage::new(&with_pool, &self.overrides);
-        let header = duet_block_stm::Storage::get(&state, &StateKey::Account(address))
-            .map_err(|error| CallError::Invalid(error.to_string()))?;
-        Ok(match header {
-            Some(StateValue::Account { nonce, .. }) => nonce,
-            _ => 0,
-        })
+        let key = StateKey::Account(address);
+        let header = self.reading(|state| duet_block_stm::Storage::get(state, &key));
+        let header = header.map_err(|error| CallError::Invalid(error.to_string()))?;
+        Ok(crate::store::header_of(header.as_ref()).0)
     }
 }
 
@@ -2628,6 +2607,18 @@ impl Drop for FlushUnlessFilled<'_> {
     }
 }
 
+/// The EVM's environment `block` ran in: its number, time, gas limit, base fee and beneficiary.
+fn ran_in(block: &Block) -> BlockEnv {
+    BlockEnv {
+        number: U256::from(block.number),
+        timestamp: U256::from(block.timestamp),
+        beneficiary: block.beneficiary,
+        gas_limit: block.gas_limit,
+        basefee: block.base_fee,
+        ..BlockEnv::default()
+    }
+}
+
 /// The EVM's environment for block `number` at `timestamp`.
 fn block_env(config: &ChainConfig, number: u64, timestamp: u64) -> BlockEnv {
     BlockEnv {
@@ -2641,17 +2632,18 @@ fn block_env(config: &ChainConfig, number: u64, timestamp: u64) -> BlockEnv {
 }
 
 /// The Move transaction an Ethereum transaction `tx` to the Move entry address from `sender`
-/// carries, paying what an EVM transaction with its fees pays per gas at `base_fee`.
+/// carries, paying `gas_price` per gas (what an EVM transaction with its fees pays at the base
+/// fee).
 fn move_transaction(
     tx: &TxEnv,
     sender: Address,
-    base_fee: u64,
+    gas_price: u128,
 ) -> Result<MoveTransaction, duet_types::PayloadError> {
     Ok(MoveTransaction {
         sender,
         nonce: tx.nonce,
         gas_limit: tx.gas_limit,
-        gas_price: tx.effective_gas_price(u128::from(base_fee)),
+        gas_price,
         payload: MovePayload::decode(&tx.data)?,
     })
 }

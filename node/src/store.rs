@@ -205,29 +205,31 @@ struct CacheEntries {
 
 impl CacheEntries {
     fn insert(&mut self, key: &StateKey, value: Option<StateValue>) {
-        // A fixed cost per entry, and what the key and value hold outside it.
-        let size = |key: &StateKey, value: Option<&StateValue>| {
-            let key_bytes = match key {
-                StateKey::MoveModule { name, .. } => name.len(),
-                StateKey::MoveResource { struct_tag, .. } => struct_tag.len(),
-                _ => 0,
-            };
-            let value_bytes = match value {
-                Some(StateValue::Bytes(bytes)) => bytes.len(),
-                _ => 0,
-            };
-            160 + key_bytes + value_bytes
-        };
-        let added = size(key, value.as_ref());
+        let added = entry_bytes(key, value.as_ref());
         if self.bytes + added > CACHE_SHARD_BYTES {
             self.entries.clear();
             self.bytes = 0;
         }
         if let Some(old) = self.entries.insert(key.clone(), value) {
-            self.bytes -= size(key, old.as_ref());
+            self.bytes -= entry_bytes(key, old.as_ref());
         }
         self.bytes += added;
     }
+}
+
+/// About the memory a map's entry of `key` and `value` takes: a fixed cost per entry, and what
+/// the key and value hold outside it (a module's name, a struct tag, bytes).
+pub(crate) fn entry_bytes(key: &StateKey, value: Option<&StateValue>) -> usize {
+    let key_bytes = match key {
+        StateKey::MoveModule { name, .. } => name.len(),
+        StateKey::MoveResource { struct_tag, .. } => struct_tag.len(),
+        _ => 0,
+    };
+    let value_bytes = match value {
+        Some(StateValue::Bytes(bytes)) => bytes.len(),
+        _ => 0,
+    };
+    160 + key_bytes + value_bytes
 }
 
 /// Shards of the state cache: few enough to clear cheaply, enough that threads rarely meet.
