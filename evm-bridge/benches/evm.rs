@@ -1,7 +1,7 @@
 //! Duet's EVM against plain revm on 10000-transaction blocks.
 //!
 //! `cargo bench -p duet-evm --bench evm [-- --json] [--runs N] [--threads N] [--senders N]
-//! [--workload eth_transfer|erc20_transfer|swap]`
+//! [--workload eth_transfer|erc20_transfer|swap] [--only revm|seq|par]`
 //!
 //! Workloads: ETH transfers, ERC-20 transfers and swaps on one constant-product pair, each from
 //! {2, 100, 10000} senders to random recipients. For each: tx/s and gas/s of plain revm
@@ -13,7 +13,8 @@
 //! recovery, each ratio is the median of the ratios of runs made back to back; with recovery, the
 //! ratio of the medians (recovery is timed apart). Executions per transaction are the median of
 //! the timed parallel runs, and "handed over" counts the timed runs that went to the sequential
-//! executor (under contention; with one thread, every run).
+//! executor (under contention; with one thread, every run). `--only` times one of the three and
+//! prints its tx/s alone (for profiling it).
 
 #[path = "../testkit/mod.rs"]
 mod testkit;
@@ -76,10 +77,13 @@ struct Options {
     senders: Option<u64>,
     runs: usize,
     threads: usize,
+    /// Time only this one: `revm`, `seq` or `par` (all three when `None`).
+    only: Option<String>,
 }
 
 fn options() -> Options {
-    let mut options = Options { json: false, workload: None, senders: None, runs: 5, threads: 2 };
+    let mut options =
+        Options { json: false, workload: None, senders: None, runs: 5, threads: 2, only: None };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -89,6 +93,10 @@ fn options() -> Options {
             "--runs" => options.runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N"),
             "--threads" => {
                 options.threads = args.next().and_then(|n| n.parse().ok()).expect("--threads N");
+            }
+            "--only" => {
+                let only = args.next().filter(|name| ["revm", "seq", "par"].contains(&&**name));
+                options.only = Some(only.expect("--only revm|seq|par"));
             }
             _ => {} // cargo bench passes `--bench`; ignore what is not ours.
         }
@@ -287,7 +295,9 @@ fn time_runs(
     vm: &EvmVm,
     executor: &BlockExecutor<'_, EvmVm>,
     runs: usize,
+    only: Option<&str>,
 ) -> Times {
+    let runs_it = |name: &str| only.is_none_or(|only| only == name);
     let mut times = Times {
         plain: Vec::new(),
         sequential: Vec::new(),
@@ -295,33 +305,44 @@ fn time_runs(
         parallel_runs: Vec::new(),
     };
     for run in 0..WARM_UP_RUNS + runs {
-        let mut database = world.plain.clone();
-        let start = Instant::now();
-        let mut evm = Context::mainnet()
-            .with_db(&mut database)
-            .with_block(vm.block.clone())
-            .with_cfg(vm.cfg().clone())
-            .build_mainnet();
-        for tx in block {
-            std::hint::black_box(evm.transact_commit(tx.clone()).is_ok());
+        let warm = run < WARM_UP_RUNS;
+        if runs_it("revm") {
+            let mut database = world.plain.clone();
+            let start = Instant::now();
+            let mut evm = Context::mainnet()
+                .with_db(&mut database)
+                .with_block(vm.block.clone())
+                .with_cfg(vm.cfg().clone())
+                .build_mainnet();
+            for tx in block {
+                std::hint::black_box(evm.transact_commit(tx.clone()).is_ok());
+            }
+            drop(evm);
+            let plain = start.elapsed();
+            if !warm {
+                times.plain.push(plain);
+            }
         }
-        drop(evm);
-        let plain = start.elapsed();
-        let start = Instant::now();
-        std::hint::black_box(execute_sequential(vm, block, &world.duet).is_ok());
-        let sequential = start.elapsed();
-        let start = Instant::now();
-        let (output, stats) = executor.execute_block_with_stats(block, &world.duet);
-        std::hint::black_box(output.is_ok());
-        let parallel = start.elapsed();
-        if run >= WARM_UP_RUNS {
-            times.plain.push(plain);
-            times.sequential.push(sequential);
-            times.parallel.push(parallel);
-            times.parallel_runs.push(RunStats {
-                executions: stats.executions,
-                sequential_from: stats.sequential_from,
-            });
+        if runs_it("seq") {
+            let start = Instant::now();
+            std::hint::black_box(execute_sequential(vm, block, &world.duet).is_ok());
+            let sequential = start.elapsed();
+            if !warm {
+                times.sequential.push(sequential);
+            }
+        }
+        if runs_it("par") {
+            let start = Instant::now();
+            let (output, stats) = executor.execute_block_with_stats(block, &world.duet);
+            std::hint::black_box(output.is_ok());
+            let parallel = start.elapsed();
+            if !warm {
+                times.parallel.push(parallel);
+                times.parallel_runs.push(RunStats {
+                    executions: stats.executions,
+                    sequential_from: stats.sequential_from,
+                });
+            }
         }
     }
     times
@@ -398,11 +419,18 @@ fn main() {
                 .collect::<Result<_, _>>()
                 .expect("every signature is valid");
             assert!(recovered == block, "recovery gives back the signed transactions");
+            let gas = check_block(&vm, &executor, &world, &block, workload, senders);
+            if let Some(only) = options.only.as_deref() {
+                let times = time_runs(&world, &block, &vm, &executor, options.runs, Some(only));
+                let samples = [times.plain, times.sequential, times.parallel].concat();
+                let tps = BLOCK_SIZE as f64 / median(samples).as_secs_f64();
+                println!("{:<15} {senders:>7} {only} {tps:.0} tx/s", workload.name());
+                continue;
+            }
             let recovery_one = time_recovery(&envelopes, 1, options.runs);
             let recovery_parallel = time_recovery(&envelopes, options.threads, options.runs);
-            let gas = check_block(&vm, &executor, &world, &block, workload, senders);
             let (times, round_trip) =
-                RoundTrip::around(|| time_runs(&world, &block, &vm, &executor, options.runs));
+                RoundTrip::around(|| time_runs(&world, &block, &vm, &executor, options.runs, None));
             // Ratios of runs made back to back, whose machine was equally fast.
             let seq_over_revm = paired_ratio(&times.plain, &times.sequential);
             let par_over_revm = paired_ratio(&times.plain, &times.parallel);
