@@ -53,15 +53,20 @@ impl Delta {
     }
 }
 
-/// The sum of a run of deltas, ignoring their bounds.
+/// The sum of a run of deltas, ignoring their bounds, exact in any order.
 ///
-/// Speculative reads resolve a chain of deltas with it in one pass from the newest entry down.
-/// When every delta of the chain is within its bounds (which the final check guarantees for any
-/// result that is kept) the sum is exact; when not, it saturates deterministically.
+/// Speculative reads resolve a chain of deltas with it in one pass, from the newest entry down
+/// (or, for the hot key, its versions' deltas and then its credits in block order). The sum is
+/// kept in 256 bits, so that no partial sum saturates whatever the order of the deltas (a block
+/// holds fewer than 2^32 of them, each below 2^128): when every delta of the chain is within its
+/// bounds (which the final check guarantees for any result that is kept), applying it gives the
+/// value the deltas give one by one in block order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct NetDelta {
     negative: bool,
-    magnitude: u128,
+    /// The magnitude's high and low 128 bits.
+    high: u128,
+    low: u128,
 }
 
 impl NetDelta {
@@ -71,23 +76,29 @@ impl NetDelta {
             Delta::Add { amount, .. } => (false, amount),
             Delta::Sub { amount, .. } => (true, amount),
         };
-        if negative == self.negative || self.magnitude == 0 {
+        if negative == self.negative || (self.high, self.low) == (0, 0) {
             self.negative = negative;
-            self.magnitude = self.magnitude.saturating_add(amount);
-        } else if amount > self.magnitude {
+            let (low, carry) = self.low.overflowing_add(amount);
+            // INVARIANT: fewer than 2^32 deltas of less than 2^128 each.
+            self.high += u128::from(carry);
+            self.low = low;
+        } else if self.high == 0 && amount > self.low {
             self.negative = negative;
-            self.magnitude = amount - self.magnitude;
+            self.low = amount - self.low;
         } else {
-            self.magnitude -= amount;
+            let (low, borrow) = self.low.overflowing_sub(amount);
+            self.high -= u128::from(borrow);
+            self.low = low;
         }
     }
 
     /// `base` changed by the sum, saturating at `0` and `u128::MAX`.
     pub(crate) fn apply_to(self, base: u128) -> u128 {
-        if self.negative {
-            base.saturating_sub(self.magnitude)
-        } else {
-            base.saturating_add(self.magnitude)
+        match (self.negative, self.high) {
+            (true, 0) => base.saturating_sub(self.low),
+            (true, _) => 0,
+            (false, 0) => base.saturating_add(self.low),
+            (false, _) => u128::MAX,
         }
     }
 }
@@ -132,5 +143,29 @@ mod tests {
         assert_eq!(net.apply_to(0), u128::MAX);
         net.push(Delta::sub(1));
         assert_eq!(net.apply_to(1), u128::MAX);
+    }
+
+    #[test]
+    fn net_delta_does_not_depend_on_the_order_of_its_deltas() {
+        // MAX, then -MAX, +MAX, -MAX in block order is 0; summed as the hot key's reads sum
+        // them (its versions' subtractions first, then its credits) it must be 0 too, which a
+        // sum saturating at 128 bits (-2 MAX kept as -MAX, then + MAX) made MAX.
+        let mut net = NetDelta::default();
+        for delta in [Delta::sub(u128::MAX), Delta::sub(u128::MAX), Delta::add(u128::MAX)] {
+            net.push(delta);
+        }
+        assert_eq!(net.apply_to(u128::MAX), 0);
+        let mut net = NetDelta::default();
+        for delta in
+            [Delta::add(u128::MAX), Delta::add(u128::MAX), Delta::add(2), Delta::sub(u128::MAX)]
+        {
+            net.push(delta);
+        }
+        assert_eq!(net.apply_to(0), u128::MAX, "MAX + 2, saturated only once applied");
+        net.push(Delta::sub(u128::MAX));
+        assert_eq!(net.apply_to(0), 2);
+        net.push(Delta::sub(3));
+        assert_eq!(net.apply_to(5), 4);
+        assert_eq!(net.apply_to(0), 0);
     }
 }

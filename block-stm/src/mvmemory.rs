@@ -581,7 +581,9 @@ impl<K: StateKeyBound, V: StateValueBound, O> MvMemory<K, V, O> {
         // For the hot key a count says so: an aborted credit's new write is counted before its
         // ESTIMATE is lifted, so the count never passes through zero.
         let first = if hot {
-            (self.hot_blockers.load(Ordering::Acquire) != 0).then(walk)
+            // `SeqCst`: a validation handed out after a `SeqCst` fence that follows a new write's
+            // count must see the count (see the fence in `Scheduler::finish_execution`).
+            (self.hot_blockers.load(Ordering::SeqCst) != 0).then(walk)
         } else {
             self.data
                 .read(key, |versions| {

@@ -644,6 +644,27 @@ fn empty_and_tiny_blocks() {
 }
 
 #[test]
+fn a_read_of_the_hot_key_after_spends_and_credits_near_the_u128_bound_is_exact() {
+    // Key 0 (the hot key) holds MAX; the whole of it is spent, credited and spent again: the
+    // last transaction reads 0. Its reads sum the versions' spends before the records' credits,
+    // and a sum saturating at 128 bits read MAX, which its validation then agreed with.
+    let storage = MemoryStorage([(0, u128::MAX)].into_iter().collect());
+    let mut block = vec![
+        Script(vec![Op::TrySub(0, u128::MAX)]),
+        Script(vec![Op::Add(0, u128::MAX)]),
+        Script(vec![Op::TrySub(0, u128::MAX)]),
+        Script(vec![Op::Read(0), Op::Write(1)]),
+    ];
+    block.extend((0..60).map(|_| Script(vec![Op::Read(2)])));
+    let expected = execute_sequential(&HOT_SCRIPTS, &block, &storage).unwrap();
+    assert_eq!(expected.state_updates[0], (0, Some(0)));
+    assert_eq!(expected, execute_sequential(&SCRIPTS, &block, &storage).unwrap());
+    for _ in 0..20 {
+        assert_every_parallel_run_matches(&HOT_SCRIPTS, &block, &storage).unwrap();
+    }
+}
+
+#[test]
 fn a_spend_after_credits_of_the_hot_key_counts_after_them() {
     // Key 0 (the hot key) holds 3 from transaction 2, then gets 70 in credits, then loses 4:
     // 69, not 3 - 4 (saturating at 0) + 70.
