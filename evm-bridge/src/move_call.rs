@@ -274,11 +274,9 @@ where
 /// runs: the identity precompile's price for copying a word.
 pub const INPUT_WORD_GAS: u64 = 3;
 
-/// The most type arguments one Move call from Solidity takes.
-pub const MAX_TYPE_ARGUMENTS: usize = 32;
-/// The most arguments one Move call from Solidity takes (a Move function has at most 255
-/// parameters).
-pub const MAX_ARGUMENTS: usize = 255;
+/// The most type arguments and arguments one Move call from Solidity takes: as many as a Move
+/// transaction's call.
+pub use duet_types::{MAX_ARGUMENTS, MAX_TYPE_ARGUMENTS};
 
 /// Runs one call of the Move call precompile.
 fn move_call<'view, View, CTX>(

@@ -23,8 +23,10 @@
 //! }
 //! ```
 //!
-//! Decoding is strict: trailing bytes, non-canonical lengths, invalid UTF-8 and payloads over
-//! [`MAX_PAYLOAD_BYTES`] are errors.
+//! Decoding is strict: trailing bytes, non-canonical lengths, invalid UTF-8, payloads over
+//! [`MAX_PAYLOAD_BYTES`] and more than [`MAX_TYPE_ARGUMENTS`] type arguments,
+//! [`MAX_ARGUMENTS`] arguments or [`MAX_BUNDLE_MODULES`] modules are errors (an empty element is
+//! one byte encoded and about 24 held decoded: a node holds waiting transactions decoded).
 
 use alloy_primitives::{address, Address};
 
@@ -41,6 +43,15 @@ pub const MOVE_OVERLAY_ADDRESS: Address = address!("0x00000000000000000000000000
 
 /// The largest payload accepted, in bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
+
+/// The most type arguments a Move call takes (from a transaction or from Solidity).
+pub const MAX_TYPE_ARGUMENTS: usize = 32;
+
+/// The most arguments a Move call takes (a Move function has at most 255 parameters).
+pub const MAX_ARGUMENTS: usize = 255;
+
+/// The most modules one bundle publishes.
+pub const MAX_BUNDLE_MODULES: usize = 256;
 
 /// A Move transaction whose sender is already known (recovered from its signature).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +113,16 @@ pub enum PayloadError {
     /// A string is not UTF-8.
     #[error("a string is not valid UTF-8")]
     BadUtf8,
+    /// More elements of a kind than a payload holds.
+    #[error("{count} {what}: at most {max}")]
+    TooMany {
+        /// What they are ("type arguments", "arguments", "modules").
+        what: &'static str,
+        /// How many the payload holds.
+        count: usize,
+        /// How many it may hold.
+        max: usize,
+    },
 }
 
 impl MovePayload {
@@ -172,8 +193,11 @@ impl MovePayload {
                 let module_address = Address::from_slice(reader.take(20)?);
                 let module_name = reader.string()?;
                 let function = reader.string()?;
-                let type_arguments = reader.sequence(Reader::string)?;
-                let arguments = reader.sequence(|reader| reader.bytes().map(<[u8]>::to_vec))?;
+                let type_arguments =
+                    reader.sequence(("type arguments", MAX_TYPE_ARGUMENTS), Reader::string)?;
+                let arguments = reader.sequence(("arguments", MAX_ARGUMENTS), |reader| {
+                    reader.bytes().map(<[u8]>::to_vec)
+                })?;
                 Self::EntryFunction(EntryFunction {
                     module_address,
                     module_name,
@@ -182,7 +206,11 @@ impl MovePayload {
                     arguments,
                 })
             }
-            1 => Self::ModuleBundle(reader.sequence(|reader| reader.bytes().map(<[u8]>::to_vec))?),
+            1 => {
+                Self::ModuleBundle(reader.sequence(("modules", MAX_BUNDLE_MODULES), |reader| {
+                    reader.bytes().map(<[u8]>::to_vec)
+                })?)
+            }
             other => return Err(PayloadError::UnknownVariant(other)),
         };
         if !reader.0.is_empty() {
@@ -256,11 +284,16 @@ impl<'a> Reader<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| PayloadError::BadUtf8)
     }
 
+    /// A sequence of at most `max` elements (`what` they are, for the error).
     fn sequence<T>(
         &mut self,
+        (what, max): (&'static str, usize),
         mut element: impl FnMut(&mut Self) -> Result<T, PayloadError>,
     ) -> Result<Vec<T>, PayloadError> {
         let count = self.length()?;
+        if count > max {
+            return Err(PayloadError::TooMany { what, count, max });
+        }
         (0..count).map(|_| element(self)).collect()
     }
 }
@@ -317,5 +350,28 @@ mod tests {
         assert_eq!(MovePayload::decode(&bad_utf8), Err(PayloadError::BadUtf8));
         let huge = vec![0; MAX_PAYLOAD_BYTES + 1];
         assert_eq!(MovePayload::decode(&huge), Err(PayloadError::TooLarge(MAX_PAYLOAD_BYTES + 1)));
+        // Empty elements cost a byte each encoded: their counts are bounded.
+        let with = |type_arguments: usize, arguments: usize| {
+            MovePayload::EntryFunction(EntryFunction {
+                module_address: Address::ZERO,
+                module_name: "m".into(),
+                function: "f".into(),
+                type_arguments: vec![String::new(); type_arguments],
+                arguments: vec![Vec::new(); arguments],
+            })
+            .encode()
+        };
+        assert!(MovePayload::decode(&with(MAX_TYPE_ARGUMENTS, MAX_ARGUMENTS)).is_ok());
+        let many = PayloadError::TooMany { what: "arguments", count: 100_000, max: MAX_ARGUMENTS };
+        assert_eq!(MovePayload::decode(&with(0, 100_000)), Err(many));
+        assert_eq!(
+            MovePayload::decode(&with(MAX_TYPE_ARGUMENTS + 1, 0)).unwrap_err().to_string(),
+            "33 type arguments: at most 32"
+        );
+        let modules = MovePayload::ModuleBundle(vec![Vec::new(); MAX_BUNDLE_MODULES + 1]);
+        assert_eq!(
+            MovePayload::decode(&modules.encode()),
+            Err(PayloadError::TooMany { what: "modules", count: 257, max: MAX_BUNDLE_MODULES })
+        );
     }
 }
