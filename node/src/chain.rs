@@ -3548,7 +3548,7 @@ pub(crate) mod tests {
 
     /// A signed EIP-1559 transaction from `signer` with `nonce` of `kind` with `input`, at 10
     /// wei per gas and at most 1 000 000 gas, carrying `access_list`.
-    fn signed_call(
+    pub(crate) fn signed_call(
         signer: &alloy_signer_local::PrivateKeySigner,
         nonce: u64,
         kind: alloy_primitives::TxKind,
@@ -3566,7 +3566,7 @@ pub(crate) mod tests {
 
     /// Creation code that deploys `runtime`: PUSH1 len PUSH1 12 PUSH1 0 CODECOPY PUSH1 len
     /// PUSH1 0 RETURN, then the runtime code.
-    fn deploying(runtime: &[u8]) -> Vec<u8> {
+    pub(crate) fn deploying(runtime: &[u8]) -> Vec<u8> {
         let length = u8::try_from(runtime.len()).unwrap();
         let mut code = vec![0x60, length, 0x60, 12, 0x60, 0, 0x39, 0x60, length, 0x60, 0, 0xf3];
         code.extend_from_slice(runtime);

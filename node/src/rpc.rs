@@ -87,7 +87,7 @@ struct Rpc {
     /// A permit per open WebSocket connection.
     connections: Arc<tokio::sync::Semaphore>,
     /// A permit per request or batch being answered, over HTTP and WebSocket: each answer is
-    /// bounded (a block's receipts, 20 000 logs, the pool, 25 MB per batch), and this bounds how
+    /// bounded (a block's receipts, 20 000 logs or 25 MB of them, the pool, 25 MB per batch), and this bounds how
     /// many are built at once; more wait their turn.
     answering: Arc<tokio::sync::Semaphore>,
     /// A permit per WebSocket connection building and sending its subscriptions'
@@ -1787,7 +1787,8 @@ fn logs_of(chain: &Chain, head: &Block, filter: &LogFilter) -> Result<Value, Rpc
     if to.saturating_sub(from) >= MAX_LOG_BLOCKS {
         return Err(RpcError::server(format!("query exceeds {MAX_LOG_BLOCKS} blocks")));
     }
-    scan_logs(chain, &filter.criteria, from, to, false).map(|(logs, _)| Value::Array(logs))
+    scan_logs(chain, &filter.criteria, (from, to), false, LOG_LIMITS)
+        .map(|(logs, _)| Value::Array(logs))
 }
 
 /// The most blocks one log query covers.
@@ -1942,34 +1943,76 @@ impl LogCriteria {
     }
 }
 
-/// The logs `criteria` selects in blocks `from` to `to`, and the last block looked at: past
-/// [`MAX_LOGS`] logs, an error, or with `stop_after_block` the logs of the blocks so far (never
-/// part of a block).
+/// What one log query may take: at most `logs` logs and about `bytes` bytes of them (a log's
+/// JSON is counted as its data and topics in hex and 400 bytes for the rest: a log's data may be
+/// a megabyte, and 20 000 such logs would take gigabytes), reading blocks for at most `time` (a
+/// filter whose topics a busy block's bloom admits, since the bloom does not know a topic's
+/// position, reads every transaction of every block).
+#[derive(Clone, Copy)]
+struct LogLimits {
+    logs: usize,
+    bytes: usize,
+    time: std::time::Duration,
+}
+
+/// What a log query over JSON-RPC may take.
+const LOG_LIMITS: LogLimits = LogLimits {
+    logs: MAX_LOGS,
+    bytes: MAX_BATCH_RESPONSE,
+    time: std::time::Duration::from_secs(5),
+};
+
+/// About the bytes of a log's JSON.
+fn log_json_bytes(log: &alloy_primitives::Log) -> usize {
+    400 + 70 * log.data.topics().len() + 2 * log.data.data.len()
+}
+
+/// The logs `criteria` selects in blocks `from` to `to`, and the last block looked at: past one
+/// of the `limits`, an error, or with `stop_after_block` the logs of the blocks so far (never
+/// part of a block; at least one block's, however large).
 fn scan_logs(
     chain: &Chain,
     criteria: &LogCriteria,
-    from: u64,
-    to: u64,
+    (from, to): (u64, u64),
     stop_after_block: bool,
+    limits: LogLimits,
 ) -> Result<(Vec<Value>, u64), RpcError> {
-    let most = MAX_LOGS;
+    let deadline = std::time::Instant::now() + limits.time;
     let mut found = Vec::new();
+    let mut bytes = 0;
     for number in from..=to {
         let Some(block) = chain.store().block(number).map_err(RpcError::server)? else { continue };
-        if !criteria.may_match(&block.logs_bloom) {
-            continue;
+        if criteria.may_match(&block.logs_bloom) {
+            each_log(chain, &block, |record, log, index| {
+                // Past a bound, a query is refused and a poll stops after this block: what a
+                // query finds past it is not built (a poll's one block is, whatever its size).
+                let room =
+                    stop_after_block || (found.len() <= limits.logs && bytes <= limits.bytes);
+                if criteria.matches(log) && room {
+                    bytes += log_json_bytes(log);
+                    found.push(log_json(record, log, index));
+                }
+            })?;
         }
-        each_log(chain, &block, |record, log, index| {
-            if criteria.matches(log) && (stop_after_block || found.len() <= most) {
-                found.push(log_json(record, log, index));
-            }
-        })?;
-        if stop_after_block && found.len() >= most {
+        let full = found.len() >= limits.logs || bytes > limits.bytes;
+        let late = std::time::Instant::now() >= deadline;
+        if stop_after_block && (full || late) && number < to {
             return Ok((found, number));
         }
-        if found.len() > most {
+        if found.len() > limits.logs {
             return Err(RpcError::server(format!(
-                "query returned more than {most} logs: ask for fewer blocks, addresses or topics"
+                "query returned more than {} logs: ask for fewer blocks, addresses or topics",
+                limits.logs
+            )));
+        }
+        if bytes > limits.bytes {
+            let what = "logs: ask for fewer blocks, addresses or topics";
+            return Err(RpcError::too_large(what, limits.bytes));
+        }
+        if late && number < to && !stop_after_block {
+            return Err(RpcError::limit_exceeded(&format!(
+                "a log query reads blocks for at most {} s: ask for fewer blocks",
+                limits.time.as_secs()
             )));
         }
     }
@@ -2054,7 +2097,7 @@ fn filter_method(
                             return Ok((json!([]), last));
                         }
                         let (logs, covered) =
-                            scan_logs(&rpc.chain, &filter.criteria, from, to, true)?;
+                            scan_logs(&rpc.chain, &filter.criteria, (from, to), true, LOG_LIMITS)?;
                         Ok((Value::Array(logs), if covered == to { last } else { covered }))
                     }
                 }
@@ -2775,6 +2818,53 @@ mod tests {
         let refused = txpool_within(chain, "txpool_content", 1_000).err().unwrap();
         assert_eq!(refused.code, -32003);
         assert!(refused.message.starts_with("response too large"), "{}", refused.message);
+    }
+
+    #[test]
+    fn a_log_query_is_bounded_by_its_logs_bytes_and_time_and_a_poll_stops_after_a_block() {
+        use crate::chain::tests::{deploying, signed_call};
+        use alloy_primitives::TxKind;
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = test_rpc(directory.path(), 1_000);
+        let signer = dev_signer(0);
+        // Three LOG0s of 64 zero bytes (PUSH1 64 PUSH1 0 LOG0), then STOP.
+        let mut runtime = [0x60, 0x40, 0x60, 0x00, 0xa0].repeat(3);
+        runtime.push(0x00);
+        let no_list = alloy_eips::eip2930::AccessList::default;
+        let create = signed_call(&signer, 0, TxKind::Create, deploying(&runtime), no_list());
+        rpc.chain.submit(&create).unwrap();
+        rpc.chain.produce_block().unwrap();
+        let emitter = signer.address().create(0);
+        for nonce in 1..3 {
+            let call = signed_call(&signer, nonce, TxKind::Call(emitter), Vec::new(), no_list());
+            rpc.chain.submit(&call).unwrap();
+            rpc.chain.produce_block().unwrap();
+        }
+        // Blocks 2 and 3 hold three logs each, of 528 bytes as counted.
+        let any = LogCriteria::new(Vec::new(), Vec::new());
+        let minute = std::time::Duration::from_secs(60);
+        let scan = |range, poll, logs, bytes, time| {
+            super::scan_logs(&rpc.chain, &any, range, poll, super::LogLimits { logs, bytes, time })
+        };
+        let (found, last) = scan((1, 3), false, 6, 6 * 528, minute).unwrap();
+        assert_eq!((found.len(), last), (6, 3));
+        assert_eq!(found[0]["data"], format!("0x{}", "00".repeat(64)));
+        let too_large = scan((1, 3), false, 100, 5 * 528, minute).unwrap_err();
+        assert_eq!(too_large.code, -32003, "{}", too_large.message);
+        let too_many = scan((1, 3), false, 5, 1_000_000, minute).unwrap_err();
+        assert!(too_many.message.contains("more than 5 logs"), "{}", too_many.message);
+        // A poll stops after the block where it reaches a bound, with that whole block.
+        let (found, last) = scan((1, 3), true, 100, 2 * 528, minute).unwrap();
+        assert_eq!((found.len(), last), (3, 2));
+        let (found, last) = scan((2, 3), true, 2, 1_000_000, minute).unwrap();
+        assert_eq!((found.len(), last), (3, 2));
+        // Past its time a query is refused, a poll stops, and one block is always read.
+        let late = scan((1, 3), false, 100, 1_000_000, std::time::Duration::ZERO).unwrap_err();
+        assert_eq!(late.code, -32005, "{}", late.message);
+        let (found, last) = scan((2, 3), true, 100, 1_000_000, std::time::Duration::ZERO).unwrap();
+        assert_eq!((found.len(), last), (3, 2));
+        let (found, last) = scan((3, 3), false, 100, 1_000_000, std::time::Duration::ZERO).unwrap();
+        assert_eq!((found.len(), last), (3, 3));
     }
 
     #[test]
