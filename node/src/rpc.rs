@@ -140,9 +140,29 @@ impl Rpc {
     /// they are read, by [`crate::server::read_body`].)
     fn take_in(&self, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit, RpcError> {
         crate::server::take_bytes(&self.received, bytes.max(1)).ok_or_else(|| {
-            let what = format!("the node holds {MAX_RECEIVED_BYTES} bytes of requests at most");
+            let what = format!(
+                "the node holds {MAX_RECEIVED_BYTES} bytes of requests and answers at most"
+            );
             RpcError::limit_exceeded(&what)
         })
+    }
+
+    /// A share of the bytes budget for `bytes` of an answer, held until it is sent (none for
+    /// none); a refusal when the budget has no room for them, unless the request `sends`
+    /// transactions, whose answer is given whatever the room (`Ok(None)`).
+    fn hold_answer(
+        &self,
+        bytes: usize,
+        sends: bool,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, RpcError> {
+        if bytes == 0 {
+            return Ok(None);
+        }
+        match self.take_in(bytes) {
+            Ok(held) => Ok(Some(held)),
+            Err(_) if sends => Ok(None),
+            Err(refusal) => Err(refusal),
+        }
     }
 
     /// `request` answered off the async threads, once fewer than [`MAX_ANSWERING`] others are;
@@ -312,17 +332,50 @@ async fn metrics(State(rpc): State<Arc<Rpc>>) -> String {
 /// A JSON-RPC request or batch over HTTP. Its parsing and its work hold the body's share of the
 /// budget ([`crate::server::Received`], counted by `read_body`) to their end, even if the client
 /// hangs up meanwhile; a request still waiting for its turn then stops waiting.
+///
+/// The answer's bytes past [`crate::server::UNCOUNTED_BYTES`] are counted in the same budget
+/// until the last of them is sent (or the connection ends), as a WebSocket answer's are: a client
+/// that reads an answer slowly, a little at a time so as never to stall, holds the budget, not
+/// unbounded memory. Past the room, the request gets "limit exceeded" instead (unless it sent
+/// transactions: sent again, they would go twice or be refused as known).
 async fn handle(
     State(rpc): State<Arc<Rpc>>,
     received: Option<axum::Extension<crate::server::Received>>,
     body: axum::body::Bytes,
-) -> Json<Value> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let received = received.map(|axum::Extension(received)| received);
     let request = match parse_request(body, received.clone()).await {
         Ok(request) => request,
-        Err(answer) => return Json(answer),
+        Err(answer) => return Json(answer).into_response(),
     };
-    Json(rpc.respond_in_turn(request, received).await)
+    let (id, sends) = (id_of(&request), sends_transactions(&request));
+    let text = rpc.respond_in_turn(request, received).await.to_string();
+    let counted = text.len().saturating_sub(crate::server::UNCOUNTED_BYTES);
+    let held = match rpc.hold_answer(counted, sends) {
+        Ok(held) => held,
+        Err(refusal) => return Json(reply(&id, Err(refusal))).into_response(),
+    };
+    let body = axum::body::Bytes::from_owner(HeldAnswer { text: text.into_bytes(), _held: held });
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// An answer's bytes with their share of the bytes budget, freed together once sent.
+struct HeldAnswer {
+    text: Vec<u8>,
+    _held: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl AsRef<[u8]> for HeldAnswer {
+    fn as_ref(&self) -> &[u8] {
+        &self.text
+    }
+}
+
+/// Whether `request` (or one of a batch) sends a transaction.
+pub(crate) fn sends_transactions(request: &Value) -> bool {
+    methods(request)
+        .any(|method| matches!(method, Some("eth_sendRawTransaction" | "eth_sendTransaction")))
 }
 
 /// A request (or batch) from its text, parsed off the async threads when above
@@ -2818,6 +2871,40 @@ mod tests {
         let refused = txpool_within(chain, "txpool_content", 1_000).err().unwrap();
         assert_eq!(refused.code, -32003);
         assert!(refused.message.starts_with("response too large"), "{}", refused.message);
+    }
+
+    #[tokio::test]
+    async fn an_http_answer_holds_its_bytes_in_the_budget_until_it_is_sent() {
+        use http_body_util::BodyExt;
+        // A batch whose answer is about 600 KB: the genesis block 500 times.
+        let request = serde_json::json!((0..500)
+            .map(|id| serde_json::json!({"jsonrpc": "2.0", "id": id,
+                "method": "eth_getBlockByNumber", "params": ["0x0", true]}))
+            .collect::<Vec<_>>());
+        let body = axum::body::Bytes::from(request.to_string());
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = std::sync::Arc::new(test_rpc(directory.path(), 10_000_000));
+        let answer = super::handle(axum::extract::State(rpc.clone()), None, body.clone()).await;
+        let held = 10_000_000 - rpc.received.available_permits();
+        let text = answer.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            held,
+            text.len() - crate::server::UNCOUNTED_BYTES,
+            "counted past the first bytes"
+        );
+        let answers: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(answers.as_array().unwrap().len(), 500);
+        assert_eq!(answers[499]["result"]["number"], "0x0");
+        drop(text);
+        assert_eq!(rpc.received.available_permits(), 10_000_000, "freed once sent");
+        // Without room for it, the request is refused and nothing stays held.
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = std::sync::Arc::new(test_rpc(directory.path(), 100_000));
+        let answer = super::handle(axum::extract::State(rpc.clone()), None, body).await;
+        let text = answer.into_body().collect().await.unwrap().to_bytes();
+        let refused: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(refused["error"]["code"], -32005, "{refused}");
+        assert_eq!(rpc.received.available_permits(), 100_000);
     }
 
     #[test]

@@ -442,27 +442,18 @@ async fn take(
             let rpc = Arc::clone(rpc);
             in_flight.spawn(async move {
                 let id = super::id_of(&request);
-                let sends = sends_transactions(&request);
+                let sends = super::sends_transactions(&request);
                 let text = rpc.respond_in_turn(request, ()).await.to_string();
                 drop(received);
-                match rpc.take_in(text.len()) {
-                    Ok(held) => (text, Some(held)),
-                    // Transactions were sent: their answer is given whatever the room (sent
-                    // again, a transaction would go twice or be refused as known). A query can
-                    // be asked again.
-                    Err(_) if sends => (text, None),
+                // Every byte counted (at least one): a connection's answers wait in its queue.
+                match rpc.hold_answer(text.len().max(1), sends) {
+                    Ok(held) => (text, held),
                     Err(error) => (reply(&id, Err(error)).to_string(), None),
                 }
             });
             None
         }
     }
-}
-
-/// Whether `request` (or one of a batch) sends a transaction.
-fn sends_transactions(request: &Value) -> bool {
-    super::methods(request)
-        .any(|method| matches!(method, Some("eth_sendRawTransaction" | "eth_sendTransaction")))
 }
 
 /// What to do with one message.
