@@ -147,6 +147,11 @@ impl<C: Clone> Filters<C> {
         self.live(&mut filters, id, now).map(|filter| filter.criteria.clone())
     }
 
+    /// Removes the filters not polled for their lifetime.
+    pub fn remove_expired(&self, now: Instant) {
+        self.by_id.lock().retain(|_, filter| now.duration_since(filter.polled) < self.lifetime);
+    }
+
     /// Removes the filter; returns whether it existed.
     pub fn uninstall(&self, id: U256) -> bool {
         self.by_id.lock().remove(&id).is_some()

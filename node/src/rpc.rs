@@ -99,7 +99,16 @@ struct Rpc {
     /// How often a WebSocket connection is pinged; one that sends nothing, not even a pong, for
     /// twice this long is closed.
     ping_every: std::time::Duration,
+    /// A permit per address and topic option named by the log filters and subscriptions
+    /// installed ([`MAX_INSTALLED_CRITERIA`]).
+    criteria: Arc<tokio::sync::Semaphore>,
 }
+
+/// The most addresses and topic options the installed log filters and `logs` subscriptions name
+/// in all: each is kept (with its hash, about 64 bytes) for as long as its filter is polled or
+/// its connection is open, and one filter may name 5 000 of them, so that 4 096 filters and
+/// 25 600 subscriptions could otherwise hold gigabytes.
+const MAX_INSTALLED_CRITERIA: usize = 1 << 20;
 
 /// The most requests or batches answered at once.
 const MAX_ANSWERING: usize = 64;
@@ -132,7 +141,33 @@ impl Rpc {
             notifying: Arc::new(tokio::sync::Semaphore::new(ws::MAX_NOTIFYING)),
             received,
             ping_every,
+            criteria: Arc::new(tokio::sync::Semaphore::new(MAX_INSTALLED_CRITERIA)),
         }
+    }
+
+    /// `filter` with its share of [`MAX_INSTALLED_CRITERIA`], given back when it is dropped
+    /// (uninstalled, expired, unsubscribed, its connection closed); "limit exceeded" when there is
+    /// no room, once the filters that expired are removed.
+    fn installing(&self, mut filter: LogFilter) -> Result<LogFilter, RpcError> {
+        let criteria = &filter.criteria;
+        let named = criteria.addresses.len()
+            + criteria.topics.iter().flatten().map(Vec::len).sum::<usize>();
+        // INVARIANT: a filter names at most 5 000.
+        let named = u32::try_from(named).unwrap_or(u32::MAX);
+        let take = || Arc::clone(&self.criteria).try_acquire_many_owned(named).ok();
+        let share = take()
+            .or_else(|| {
+                self.filters.remove_expired(std::time::Instant::now());
+                take()
+            })
+            .ok_or_else(|| {
+                RpcError::limit_exceeded(&format!(
+                    "the log filters and subscriptions installed name at most \
+                     {MAX_INSTALLED_CRITERIA} addresses and topics in all"
+                ))
+            })?;
+        filter.share = Some(share);
+        Ok(filter)
     }
 
     /// Counts a WebSocket message of `bytes` against the bytes of requests the node holds at
@@ -1866,6 +1901,8 @@ struct LogFilter {
     from: Option<BlockSpec>,
     to: Option<BlockSpec>,
     criteria: LogCriteria,
+    /// An installed filter's share of [`MAX_INSTALLED_CRITERIA`] ([`Rpc::installing`]).
+    share: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl LogFilter {
@@ -1886,7 +1923,7 @@ impl LogFilter {
                 return Err(RpcError::invalid_params("invalid from and to block combination"));
             }
         }
-        Ok(Self { block_hash, from, to, criteria: LogCriteria::parse(object)? })
+        Ok(Self { block_hash, from, to, criteria: LogCriteria::parse(object)?, share: None })
     }
 
     /// Its blocks with the head at `head` (from the head to the head when it names none):
@@ -2116,7 +2153,7 @@ fn filter_method(
                     "a filter cannot name a blockHash: use eth_getLogs for one block",
                 ));
             }
-            installed(Filter::Logs(Arc::new(filter)))
+            installed(Filter::Logs(Arc::new(rpc.installing(filter)?)))
         }
         "eth_newBlockFilter" => installed(Filter::Blocks),
         "eth_newPendingTransactionFilter" => installed(Filter::Pending),
@@ -2871,6 +2908,37 @@ mod tests {
         let refused = txpool_within(chain, "txpool_content", 1_000).err().unwrap();
         assert_eq!(refused.code, -32003);
         assert!(refused.message.starts_with("response too large"), "{}", refused.message);
+    }
+
+    #[test]
+    fn installed_log_filters_name_a_bounded_number_of_addresses_and_topics_in_all() {
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = test_rpc(directory.path(), 1_000);
+        let ask = |method: &str, params: serde_json::Value| {
+            let request =
+                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+            super::answer(&rpc, &request, None)
+        };
+        // A filter naming 1 000 addresses and 3 000 topic options takes 4 000 of the room.
+        let addresses: Vec<Address> =
+            (0..1_000u16).map(|index| Address::left_padding_from(&index.to_be_bytes())).collect();
+        let topics: Vec<B256> =
+            (0..1_000u16).map(|index| B256::left_padding_from(&index.to_be_bytes())).collect();
+        let filter =
+            serde_json::json!([{"address": addresses, "topics": [topics, topics, topics]}]);
+        // Room for one such filter and a half.
+        let left = super::MAX_INSTALLED_CRITERIA - 6_000;
+        let _taken = rpc.criteria.clone().try_acquire_many_owned(left as u32).unwrap();
+        let first = ask("eth_newFilter", filter.clone())["result"].clone();
+        assert!(first.is_string(), "{first}");
+        assert_eq!(rpc.criteria.available_permits(), 2_000);
+        let refused = ask("eth_newFilter", filter.clone());
+        assert_eq!(refused["error"]["code"], -32005, "{refused}");
+        // A block filter names none; an uninstalled filter gives its room back.
+        assert!(ask("eth_newBlockFilter", serde_json::json!([]))["result"].is_string());
+        assert_eq!(ask("eth_uninstallFilter", serde_json::json!([first]))["result"], true);
+        assert_eq!(rpc.criteria.available_permits(), 6_000);
+        assert!(ask("eth_newFilter", filter)["result"].is_string());
     }
 
     #[tokio::test]

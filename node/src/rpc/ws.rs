@@ -474,10 +474,7 @@ fn answer(rpc: &Rpc, request: Value, subscribing: Subscribing<'_>) -> Answer {
             Some(Value::Array(params)) => params.as_slice(),
             _ => &[],
         };
-        return Answer::Now(reply(
-            &id,
-            subscription_method(method, params, &rpc.chain, subscribing),
-        ));
+        return Answer::Now(reply(&id, subscription_method(method, params, rpc, subscribing)));
     }
     Answer::Later(request)
 }
@@ -486,9 +483,10 @@ fn answer(rpc: &Rpc, request: Value, subscribing: Subscribing<'_>) -> Answer {
 fn subscription_method(
     method: &str,
     params: &[Value],
-    chain: &Chain,
+    rpc: &Rpc,
     subscribing: Subscribing<'_>,
 ) -> Result<Value, RpcError> {
+    let chain = &rpc.chain;
     let Subscribing { list, count } = subscribing;
     if method == "eth_unsubscribe" {
         let id = params
@@ -512,7 +510,7 @@ fn subscription_method(
                     "a logs subscription takes an address and topics only: it follows new blocks",
                 ));
             }
-            Filter::Logs(Arc::new(filter))
+            Filter::Logs(Arc::new(rpc.installing(filter)?))
         }
         Some("newPendingTransactions") => Filter::Pending,
         Some(other) => {
