@@ -956,14 +956,22 @@ impl BlockSpec {
     /// The block a parameter names (a tag, a hex number, or EIP-1898's `{"blockNumber"}`);
     /// `None` when absent.
     fn parse(value: Option<&Value>) -> Result<Option<Self>, RpcError> {
-        let text = match value {
-            None | Some(Value::Null) => return Ok(None),
-            Some(Value::Object(object)) => return Self::parse(object.get("blockNumber")),
-            Some(Value::String(text)) => text,
-            Some(other) => {
-                return Err(RpcError::invalid_params(format!("invalid block number {other}")))
-            }
-        };
+        let text =
+            match value {
+                None | Some(Value::Null) => return Ok(None),
+                // EIP-1898's object names a number here; one naming a hash (or nothing) is refused
+                // rather than read as the latest block (queries by state take a hash: `state_block`).
+                Some(Value::Object(object)) => match object.get("blockNumber") {
+                    Some(number @ Value::String(_)) => return Self::parse(Some(number)),
+                    _ => return Err(RpcError::invalid_params(
+                        "invalid block number: expected a tag, a hex number or {\"blockNumber\"}",
+                    )),
+                },
+                Some(Value::String(text)) => text,
+                Some(other) => {
+                    return Err(RpcError::invalid_params(format!("invalid block number {other}")))
+                }
+            };
         match text.as_str() {
             "latest" | "safe" | "finalized" => Ok(Some(Self::Latest)),
             "pending" => Ok(Some(Self::Pending)),
@@ -1596,7 +1604,14 @@ fn sign_request(
 fn fee_history(chain: &Chain, head: &Block, params: &[Value]) -> Result<Value, RpcError> {
     let count: U256 = parse(params, 0, "block count")?;
     let count = count.saturating_to::<u64>().clamp(1, 1024).min(head.number + 1);
-    let newest = block_number(head, params.get(1))?.unwrap_or(head.number);
+    let newest = block_number(head, params.get(1))?.ok_or_else(|| {
+        let asked = BlockSpec::parse(params.get(1)).ok().flatten().and_then(BlockSpec::fixed);
+        RpcError::server(format!(
+            "request beyond head block: requested {}, head {}",
+            asked.unwrap_or_default(),
+            head.number
+        ))
+    })?;
     let oldest = newest + 1 - count.min(newest + 1);
     let base_fee = hex(chain.config().base_fee);
     let mut ratios = Vec::new();
@@ -1867,6 +1882,10 @@ fn logs_of(chain: &Chain, head: &Block, filter: &LogFilter) -> Result<Value, Rpc
             None => return Err(RpcError::server("unknown block")),
         },
         None => match filter.blocks(head.number) {
+            // Tags resolved, as numbers are when parsed (`latest` to `0x5`, past block 5).
+            Some((from, to)) if from > to => {
+                return Err(RpcError::invalid_params("invalid from and to block combination"))
+            }
             Some(range) => range,
             // A range starting after the head holds nothing yet.
             None => return Ok(json!([])),
@@ -1916,6 +1935,11 @@ impl LogFilter {
         let block_hash = block_hash_field(value)?;
         let from = BlockSpec::parse(object.get("fromBlock"))?;
         let to = BlockSpec::parse(object.get("toBlock"))?;
+        if block_hash.is_some() && (from.is_some() || to.is_some()) {
+            return Err(RpcError::invalid_params(
+                "cannot specify both blockHash and fromBlock/toBlock, choose one or the other",
+            ));
+        }
         if let (Some(from), Some(to)) =
             (from.and_then(BlockSpec::fixed), to.and_then(BlockSpec::fixed))
         {
@@ -2846,6 +2870,48 @@ mod tests {
                 "blockHash": block.hash, "success": true})
         );
         assert_eq!(status(B256::ZERO), serde_json::json!({"status": "unknown"}));
+    }
+
+    #[test]
+    fn block_parameters_that_name_no_block_or_an_inverted_range_are_refused_not_read_as_the_head() {
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = test_rpc(directory.path(), 1_000);
+        let ask = |method: &str, params: serde_json::Value| {
+            let request =
+                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+            super::answer(&rpc, &request, None)
+        };
+        for _ in 0..3 {
+            rpc.chain.produce_block().unwrap();
+        }
+        let genesis =
+            ask("eth_getBlockByNumber", serde_json::json!(["0x0", false]))["result"].clone();
+        let hash = genesis["hash"].clone();
+        // A block object names its number; one naming a hash (or nothing) is refused.
+        let by_number =
+            ask("eth_getBlockByNumber", serde_json::json!([{"blockNumber": "0x0"}, false]));
+        assert_eq!(by_number["result"]["hash"], hash);
+        for object in [serde_json::json!({"blockHash": hash}), serde_json::json!({})] {
+            let refused = ask("eth_getBlockByNumber", serde_json::json!([object, false]));
+            assert_eq!(refused["error"]["code"], -32602, "{object}: {refused}");
+        }
+        // A fee history ending past the head is refused, as geth refuses it.
+        let beyond = ask("eth_feeHistory", serde_json::json!(["0x2", "0x9", []]));
+        assert_eq!(beyond["error"]["message"], "request beyond head block: requested 9, head 3");
+        let history = ask("eth_feeHistory", serde_json::json!(["0x2", "0x3", []]));
+        assert_eq!(history["result"]["oldestBlock"], "0x2");
+        // A log query naming a hash and a range, or a range inverted once its tags resolve.
+        let refused =
+            ask("eth_getLogs", serde_json::json!([{"blockHash": hash, "fromBlock": "0x0"}]));
+        assert_eq!(refused["error"]["code"], -32602, "{refused}");
+        let inverted =
+            ask("eth_getLogs", serde_json::json!([{"fromBlock": "latest", "toBlock": "0x1"}]));
+        assert_eq!(inverted["error"]["message"], "invalid from and to block combination");
+        let answered =
+            ask("eth_getLogs", serde_json::json!([{"fromBlock": "0x1", "toBlock": "latest"}]));
+        assert_eq!(answered["result"], serde_json::json!([]));
+        let by_hash = ask("eth_getLogs", serde_json::json!([{"blockHash": hash}]));
+        assert_eq!(by_hash["result"], serde_json::json!([]));
     }
 
     #[test]
