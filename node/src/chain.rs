@@ -444,6 +444,10 @@ pub struct Chain {
     metrics: Metrics,
 }
 
+/// How long a read of a sender's funds waits for a block's commit to end before it reads
+/// whatever commits ([`Chain::funds`]).
+const FUNDS_READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A sender's nonce and balance as the state holds them, for the checks of a new transaction.
 #[derive(Clone, Copy, Debug)]
 struct Funds {
@@ -799,7 +803,11 @@ impl Chain {
         self.store.balance(address)
     }
 
-    /// `sender`'s nonce and balance, read as of one block if they can be (see [`Funds`]).
+    /// `sender`'s nonce and balance, read as of one block if they can be (see [`Funds`]): a read
+    /// that meets a block's commit is made again once the commit is done (a synced write takes
+    /// milliseconds), for up to [`FUNDS_READ_PATIENCE`]; only then is it read whatever commits,
+    /// counting every waiting transaction of the sender as unpaid (which may refuse an
+    /// affordable transaction as an overdraft).
     ///
     /// # Errors
     /// The database failed.
@@ -808,7 +816,14 @@ impl Chain {
             let (nonce, code_hash) = self.account(sender)?;
             Ok((nonce, code_hash != KECCAK256_EMPTY, U256::from(self.balance(sender)?)))
         };
-        for _ in 0..3 {
+        let patience = std::time::Instant::now() + FUNDS_READ_PATIENCE;
+        for attempt in 0.. {
+            if attempt >= 3 {
+                if std::time::Instant::now() >= patience {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
             let before = self.store.commits();
             // A block committing: reading now could mix two blocks.
             if self.store.unchanged_since(before) {
@@ -823,7 +838,9 @@ impl Chain {
                     });
                 }
             }
-            std::thread::yield_now();
+            if attempt < 3 {
+                std::thread::yield_now();
+            }
         }
         let commits_before = self.store.commits();
         let (nonce, delegated, balance) = read()?;
@@ -1396,7 +1413,18 @@ impl Chain {
             *call_move_vm =
                 CallVm { vm: Arc::new(MoveVm::new(self.config.fee_vault)), since: number };
         }
-        self.settle_mempool(&candidates, &rejected, settled, number);
+        // Accounts whose nonce the block moved without sending (a delegated account's code
+        // that ran CREATE when another transaction called it): their waiting transactions may
+        // be stale too.
+        let moved: Vec<Address> = output
+            .state_updates
+            .iter()
+            .filter_map(|(key, _)| match key {
+                StateKey::Account(address) => Some(*address),
+                _ => None,
+            })
+            .collect();
+        self.settle_mempool(&candidates, &moved, (&rejected, settled), number);
         Ok(block)
     }
 
@@ -1698,20 +1726,26 @@ impl Chain {
     fn settle_mempool(
         &self,
         candidates: &[PendingTransaction],
-        rejected: &[(B256, String)],
-        settled: Vec<B256>,
+        moved: &[Address],
+        (rejected, settled): (&[(B256, String)], Vec<B256>),
         number: u64,
     ) {
         // The senders' nonces now, read before the mempool is locked (the block's commit is
         // counted: no other block commits before this one is settled).
         let commits = self.store.commits();
-        // The accounts set-code transactions named too: an authorization uses its account's
-        // nonce, which can leave a waiting transaction of that account stale.
+        // The accounts set-code transactions named too (an authorization uses its account's
+        // nonce), and those whose header the block changed (`moved`) that have transactions
+        // waiting: any of them can leave a waiting transaction of that account stale.
+        let waiting: Vec<Address> = {
+            let mempool = self.mempool.lock();
+            moved.iter().copied().filter(|account| mempool.has_waiting(*account)).collect()
+        };
         let mut senders: Vec<Address> = candidates
             .iter()
             .flat_map(|pending| {
                 std::iter::once(pending.sender).chain(pending.authorities.iter().copied())
             })
+            .chain(waiting)
             .collect();
         senders.sort_unstable();
         senders.dedup();
@@ -2997,15 +3031,24 @@ pub(crate) mod tests {
         let arrival = crate::mempool::Arrival::Restored { state_nonce: 0 };
         chain.mempool.lock().insert(copy, arrival).unwrap();
         assert_eq!(chain.pending_count(), 1);
-        // While a block commits, the nonce and the balance may be of two blocks: every waiting
-        // transaction counts, which may refuse too much but never too little.
+        // While a block commits, the nonce and the balance may be of two blocks: past the
+        // read's patience every waiting transaction counts, which may refuse too much but never
+        // too little.
         let next = transfer(1, ether(3_000));
         let in_commit = chain.store.mark_commit();
         let refused = chain.submit(&next);
         assert!(matches!(refused, Err(super::SubmitError::Overdraft { .. })), "{refused:?}");
         drop(in_commit);
-        // 3 000 of the 4 000 left: not an overdraft, though 6 000 + 3 000 are waiting.
-        chain.submit(&next).unwrap();
+        // A commit that ends while the read waits: it reads after it. 3 000 of the 4 000 left:
+        // not an overdraft, though 6 000 + 3 000 are waiting.
+        std::thread::scope(|scope| {
+            let in_commit = chain.store.mark_commit();
+            scope.spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                drop(in_commit);
+            });
+            chain.submit(&next).unwrap();
+        });
         // 2 000 more would be.
         let refused = chain.submit(&transfer(2, ether(2_000)));
         assert!(matches!(refused, Err(super::SubmitError::Overdraft { .. })), "{refused:?}");
@@ -3363,6 +3406,58 @@ pub(crate) mod tests {
         assert!(chain.mempool.lock().get(&stale).is_none(), "the stale transaction waits");
         let reason = dropped_reason(&chain, stale);
         assert_eq!(reason, "its nonce was used by another transaction in block 1");
+        assert_eq!(chain.pending_count(), 0);
+        chain.mempool.lock().assert_consistent();
+    }
+
+    #[test]
+    fn a_transaction_whose_nonce_delegated_code_used_leaves_the_pool_with_that_block() {
+        let directory = tempfile::tempdir().unwrap();
+        // One transaction a block, taken in the order they came.
+        let config = ChainConfig { max_block_transactions: 1, ..ChainConfig::for_tests() };
+        let chain = open_chain(directory.path(), config);
+        let (deployer, sponsor, delegated, caller) =
+            (dev_signer(0), dev_signer(1), dev_signer(2), dev_signer(3));
+        let no_list = alloy_eips::eip2930::AccessList::default;
+        // A contract whose code creates an empty contract: PUSH1 0 PUSH1 0 PUSH1 0 CREATE STOP.
+        let creator_code = deploying(&alloy_primitives::hex!("600060006000f000"));
+        let create = alloy_primitives::TxKind::Create;
+        chain.submit(&signed_call(&deployer, 0, create, creator_code, no_list())).unwrap();
+        chain.produce_block().unwrap();
+        let creator = deployer.address().create(0);
+        // The delegated account runs it (its authorization takes its nonce 0).
+        let authorization = alloy_eips::eip7702::Authorization {
+            chain_id: alloy_primitives::U256::ZERO,
+            address: creator,
+            nonce: 0,
+        };
+        let signature =
+            alloy_signer::SignerSync::sign_hash_sync(&delegated, &authorization.signature_hash())
+                .unwrap();
+        let unsigned = alloy_consensus::TxEip7702 {
+            chain_id: ChainConfig::for_tests().chain_id,
+            gas_limit: 100_000,
+            max_fee_per_gas: 10_000_000_000,
+            to: Address::repeat_byte(0xbe),
+            authorization_list: vec![authorization.into_signed(signature)],
+            ..alloy_consensus::TxEip7702::default()
+        };
+        chain.submit(&crate::client::sign(&sponsor, unsigned).unwrap()).unwrap();
+        chain.produce_block().unwrap();
+        assert_eq!(chain.account(delegated.address()).unwrap().0, 1);
+        // Another account calls it first: its CREATE takes the delegated account's nonce 1,
+        // which the account's own transaction, waiting behind that call, was sent with.
+        let call = alloy_primitives::TxKind::Call(delegated.address());
+        chain.submit(&signed_call(&caller, 0, call, Vec::new(), no_list())).unwrap();
+        let stale = chain.submit(&transfer(&delegated, 1, 10_000_000_000)).unwrap();
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions.len(), 1, "the call alone");
+        assert_eq!(chain.account(delegated.address()).unwrap().0, 2);
+        assert!(chain.mempool.lock().get(&stale).is_none(), "the stale transaction waits");
+        assert_eq!(
+            dropped_reason(&chain, stale),
+            "its nonce was used by another transaction in block 3"
+        );
         assert_eq!(chain.pending_count(), 0);
         chain.mempool.lock().assert_consistent();
     }

@@ -152,8 +152,8 @@ pub struct Admission {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arrival {
     /// Submitted, checked before it is written to disk with the rest of its batch, whose
-    /// earlier transactions are not in yet: the gap rule counting from `from`, and the pool's
-    /// limits but the room kept for next nonces.
+    /// earlier transactions are not in yet: the gap rule and the pool's limits, counting from
+    /// `from`.
     Precheck {
         /// The sender's nonce after the batch's earlier transactions (its state nonce if none).
         from: u64,
@@ -275,6 +275,12 @@ impl Mempool {
         Ok(next)
     }
 
+    /// Whether `sender` has transactions waiting.
+    #[must_use]
+    pub fn has_waiting(&self, sender: Address) -> bool {
+        self.by_sender.contains_key(&sender)
+    }
+
     /// The next nonce of `sender` counting its waiting transactions, from its state nonce.
     #[must_use]
     pub fn pending_nonce(&self, sender: Address, state_nonce: u64) -> u64 {
@@ -346,8 +352,12 @@ impl Mempool {
                     }
                 };
                 let evict = match arrival {
-                    Arrival::Precheck { .. } => self.check_room(transaction, None)?,
-                    Arrival::New { .. } => self.check_room(transaction, Some(next))?,
+                    // The room kept for next nonces counts before the disk write too, from the
+                    // batch's earlier transactions: a transaction the insert would refuse for it
+                    // is not written (and synced) first.
+                    Arrival::Precheck { .. } | Arrival::New { .. } => {
+                        self.check_room(transaction, Some(next))?
+                    }
                     // Back whatever the pool holds.
                     Arrival::Restored { .. } => None,
                 };
@@ -888,8 +898,8 @@ mod tests {
         let mut pool = Mempool::new(1);
         assert_eq!(pool.insert(pending(5, 1, 100), new(0)), Err(MempoolError::Full));
         assert_eq!(pool.insert(pending(5, 0, 100), new(0)), Ok(vec![]));
-        // The check before the disk write leaves the gap rule to the insert, which takes a
-        // batch in order.
+        // The check before the disk write keeps that room too, counting from the nonce after
+        // the batch's earlier transactions: what the insert would refuse is not written first.
         let mut pool = Mempool::new(4);
         pool.insert(pending(6, 5, 100), new(0)).unwrap();
         pool.insert(pending(6, 6, 100), new(0)).unwrap();
@@ -897,6 +907,11 @@ mod tests {
         assert!(pool.check(&pending(7, 2, 100), new(0)).is_err());
         assert_eq!(
             pool.check(&pending(7, 2, 100), Arrival::Precheck { from: 0 }).map(|found| found.evict),
+            Err(MempoolError::Full)
+        );
+        // After nonce 1 in the same batch, nonce 2 is the next one.
+        assert_eq!(
+            pool.check(&pending(7, 2, 100), Arrival::Precheck { from: 2 }).map(|found| found.evict),
             Ok(None)
         );
         // What was accepted before a restart comes back however full the pool is.
