@@ -242,8 +242,9 @@ fn run(args: &NodeArgs) -> Result<(), String> {
     let datadir = settings.datadir.clone();
     std::fs::create_dir_all(&datadir)
         .map_err(|error| format!("cannot create {}: {error}", datadir.display()))?;
-    let store = Store::open_keeping(&datadir.join("db"), settings.state_history)
-        .map_err(|error| error.to_string())?;
+    let store =
+        Store::open_for_chain(&datadir.join("db"), settings.state_history, settings.chain_id)
+            .map_err(|error| error.to_string())?;
     let config = ChainConfig {
         chain_id: settings.chain_id,
         block_gas_limit: settings.block_gas_limit,

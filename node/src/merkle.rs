@@ -161,6 +161,12 @@ impl Position {
         usize::from(self.depth)
     }
 
+    /// The position at `depth` on `key`'s path (its first `depth` bits).
+    #[cfg(test)]
+    pub(crate) fn on_path(key: B256, depth: usize) -> Self {
+        (0..depth).fold(Self::ROOT, |position, at| position.child(bit(&key, at)))
+    }
+
     /// The left (`false`) or right (`true`) child's position.
     fn child(self, right: bool) -> Self {
         let mut path = self.path;

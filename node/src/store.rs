@@ -362,6 +362,29 @@ impl Store {
     /// # Errors
     /// RocksDB could not open it, or it is corrupt.
     pub fn open_keeping(path: &Path, history_blocks: u64) -> Result<Self, StoreError> {
+        Self::open_checked(path, history_blocks, None)
+    }
+
+    /// [`open_keeping`](Self::open_keeping) for a node of chain `chain_id`: a datadir that holds
+    /// another chain is refused before anything of it is written (its history window, its
+    /// history floor), as one of another format is.
+    ///
+    /// # Errors
+    /// As [`open_keeping`](Self::open_keeping), and [`StoreError::Incompatible`] for another
+    /// chain's datadir.
+    pub fn open_for_chain(
+        path: &Path,
+        history_blocks: u64,
+        chain_id: u64,
+    ) -> Result<Self, StoreError> {
+        Self::open_checked(path, history_blocks, Some(chain_id))
+    }
+
+    fn open_checked(
+        path: &Path,
+        history_blocks: u64,
+        chain_id: Option<u64>,
+    ) -> Result<Self, StoreError> {
         let history_window = Arc::new(HistoryWindow::default());
         let mut options = Options::default();
         options.create_if_missing(true);
@@ -418,8 +441,12 @@ impl Store {
             #[cfg(test)]
             failing: Arc::default(),
         };
-        // A datadir of another format is refused before anything of it is read or written.
+        // A datadir of another format, or another chain's, is refused before anything of it is
+        // read or written.
         store.format()?;
+        if let Some(chain_id) = chain_id {
+            store.check_chain(chain_id)?;
+        }
         // Arrivals go on from the last record's.
         let next_arrival = store.last_arrival()?.map_or(0, |last| last.saturating_add(1));
         store.next_arrival = Arc::new(next_arrival.into());
@@ -584,11 +611,7 @@ impl Store {
     /// ([`StoreError::Incompatible`], saying which).
     pub fn claim_for_chain(&self, chain_id: u64) -> Result<(), StoreError> {
         let format = self.format()?;
-        match self.number(META, CHAIN_ID, "chain id")? {
-            Some(stored) if stored != chain_id => Err(StoreError::Incompatible(format!(
-                "it holds the blocks of chain {stored}, and the node was started with chain id \
-                 {chain_id}: start it with chain id {stored}, or give another datadir"
-            ))),
+        match self.check_chain(chain_id)? {
             Some(_) if format.is_some() => Ok(()),
             _ => {
                 let mut batch = WriteBatch::default();
@@ -596,6 +619,17 @@ impl Store {
                 batch.put_cf(self.family(META), CHAIN_ID, chain_id.to_be_bytes());
                 self.write_synced(batch)
             }
+        }
+    }
+
+    /// The chain id the datadir is marked with, if any; refused if it is not `chain_id`.
+    fn check_chain(&self, chain_id: u64) -> Result<Option<u64>, StoreError> {
+        match self.number(META, CHAIN_ID, "chain id")? {
+            Some(stored) if stored != chain_id => Err(StoreError::Incompatible(format!(
+                "it holds the blocks of chain {stored}, and the node was started with chain id \
+                 {chain_id}: start it with chain id {stored}, or give another datadir"
+            ))),
+            stored => Ok(stored),
         }
     }
 
@@ -1232,7 +1266,13 @@ impl Nodes for Store {
     fn node(&self, position: &Position) -> Result<Option<Node>, StoreError> {
         match self.db.get_pinned_cf(self.family(MERKLE), position.encode())? {
             None => Ok(None),
-            Some(bytes) => Node::decode(&bytes).map(Some).ok_or_else(|| corrupt("tree node")),
+            Some(bytes) => match Node::decode(&bytes) {
+                // Two keys part by their last bit at the latest: no inner node lies at depth
+                // 256, and the tree's walks would look for a 257th bit below one.
+                Some(Node::Inner(_)) if position.depth() >= 256 => Err(corrupt("tree node")),
+                Some(node) => Ok(Some(node)),
+                None => Err(corrupt("tree node")),
+            },
         }
     }
 }
@@ -1498,6 +1538,22 @@ mod tests {
     }
 
     #[test]
+    fn a_tree_of_inner_nodes_down_to_depth_256_is_corrupt_not_a_crash() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = super::Store::open(directory.path()).unwrap();
+        let key = B256::repeat_byte(0xa5);
+        let inner = crate::merkle::Node::Inner(B256::repeat_byte(1)).encode();
+        for depth in 0..=256 {
+            let position = crate::merkle::Position::on_path(key, depth);
+            store.db.put_cf(store.family(super::MERKLE), position.encode(), &inner).unwrap();
+        }
+        let proved = crate::merkle::prove(&store, key);
+        assert!(matches!(proved, Err(super::StoreError::Corrupt(_))), "{proved:?}");
+        let changed = crate::merkle::update(&store, vec![(key, Some(B256::ZERO))]);
+        assert!(matches!(changed, Err(super::StoreError::Corrupt(_))), "{changed:?}");
+    }
+
+    #[test]
     fn pending_records_carry_their_arrival_and_those_written_before_read_as_the_oldest() {
         let directory = tempfile::tempdir().unwrap();
         let store = super::Store::open(directory.path()).unwrap();
@@ -1581,5 +1637,13 @@ mod tests {
         let store = super::Store::open(directory.path()).unwrap();
         store.claim_for_chain(9).unwrap();
         assert_eq!(marks(&store), (Some(FORMAT), Some(9)));
+        // Opened for another chain, it is refused before anything is written: the history
+        // start it would have written is still absent.
+        store.db.delete_cf(store.family(META), super::HISTORY_SINCE).unwrap();
+        drop(store);
+        let refused = super::Store::open_for_chain(directory.path(), 1, 8).err().unwrap();
+        assert!(refused.to_string().contains("chain 9"), "{refused}");
+        let store = super::Store::open_for_chain(directory.path(), 1, 9).unwrap();
+        assert_eq!(store.number(META, super::HISTORY_SINCE, "history start").unwrap(), Some(0));
     }
 }
