@@ -607,7 +607,21 @@ pub fn parse_function(text: &str) -> Result<(Address, String, String), String> {
 /// The request's share of the bytes budget ([`crate::server::Received`]), held by the work.
 type Held = Option<axum::Extension<crate::server::Received>>;
 
-async fn view(State(api): State<Api>, held: Held, Json(request): Json<Value>) -> Answer {
+/// A request body as JSON, parsed off the async threads when it is large, as JSON-RPC's are
+/// (holding its share of the bytes budget meanwhile); a 400 with a JSON error when it is not
+/// JSON, whatever its content type.
+async fn json_request(body: axum::body::Bytes, held: &Held) -> Result<Value, Answer> {
+    crate::rpc::parse_request(body, held.clone()).await.map_err(|answer| {
+        let message = answer["error"]["message"].as_str().unwrap_or("not JSON").to_owned();
+        error(StatusCode::BAD_REQUEST, format!("request body: {message}"))
+    })
+}
+
+async fn view(State(api): State<Api>, held: Held, body: axum::body::Bytes) -> Answer {
+    let request = match json_request(body, &held).await {
+        Ok(request) => request,
+        Err(answer) => return answer,
+    };
     // A bad request is answered before it waits for anything.
     let (call, block) = match view_request(&request) {
         Ok(parsed) => parsed,
@@ -675,7 +689,11 @@ fn view_request(request: &Value) -> Result<(EntryFunction, StateBlock), Answer> 
     Ok((call, block))
 }
 
-async fn submit(State(api): State<Api>, held: Held, Json(request): Json<Value>) -> Answer {
+async fn submit(State(api): State<Api>, held: Held, body: axum::body::Bytes) -> Answer {
+    let request = match json_request(body, &held).await {
+        Ok(request) => request,
+        Err(answer) => return answer,
+    };
     api.now(move |chain| {
         let _held = held;
         let raw = request

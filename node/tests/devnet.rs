@@ -1313,6 +1313,17 @@ fn the_move_api_serves_resources_modules_views_and_transactions() {
     let (status, body) =
         node.http("POST", "/move/v1/transactions", Some(r#"{"transaction":"0xdeadbeef"}"#));
     assert_eq!(status, 400, "{body}");
+    move_api_refuses_a_body_that_is_not_json_in_json(&node);
+}
+
+/// A body that is not JSON gets a JSON error, as every other refusal of the Move API does.
+fn move_api_refuses_a_body_that_is_not_json_in_json(node: &Node) {
+    for path in ["/move/v1/view", "/move/v1/transactions"] {
+        let (status, body) = node.http("POST", path, Some("{not json"));
+        assert_eq!(status, 400, "{path}: {body}");
+        let error: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+        assert!(error["error"].as_str().unwrap().starts_with("request body:"), "{body}");
+    }
 }
 
 #[test]
