@@ -445,7 +445,7 @@ pub struct Chain {
 }
 
 /// How long a read of a sender's funds waits for a block's commit to end before it reads
-/// whatever commits ([`Chain::funds`]).
+/// whatever commits ([`Chain::wait_out_commit`]).
 const FUNDS_READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A sender's nonce and balance as the state holds them, for the checks of a new transaction.
@@ -803,11 +803,23 @@ impl Chain {
         self.store.balance(address)
     }
 
-    /// `sender`'s nonce and balance, read as of one block if they can be (see [`Funds`]): a read
-    /// that meets a block's commit is made again once the commit is done (a synced write takes
-    /// milliseconds), for up to [`FUNDS_READ_PATIENCE`]; only then is it read whatever commits,
-    /// counting every waiting transaction of the sender as unpaid (which may refuse an
-    /// affordable transaction as an overdraft).
+    /// Waits, for up to [`FUNDS_READ_PATIENCE`], until no block is being committed (a synced
+    /// write takes milliseconds), so that a read of a sender's funds made next reads one block
+    /// ([`funds`](Self::funds)). Called before the mempool's lock is taken, never under it.
+    fn wait_out_commit(&self) {
+        let patience = std::time::Instant::now() + FUNDS_READ_PATIENCE;
+        while !self.store.unchanged_since(self.store.commits())
+            && std::time::Instant::now() < patience
+        {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+
+    /// `sender`'s nonce and balance, read as of one block if they can be (see [`Funds`]); read
+    /// whatever commits if a block's commit goes on past a few tries, counting every waiting
+    /// transaction of the sender as unpaid then (which may refuse an affordable transaction as
+    /// an overdraft, never take one that is not). Callers wait a commit out first
+    /// ([`wait_out_commit`](Self::wait_out_commit)).
     ///
     /// # Errors
     /// The database failed.
@@ -816,14 +828,7 @@ impl Chain {
             let (nonce, code_hash) = self.account(sender)?;
             Ok((nonce, code_hash != KECCAK256_EMPTY, U256::from(self.balance(sender)?)))
         };
-        let patience = std::time::Instant::now() + FUNDS_READ_PATIENCE;
-        for attempt in 0.. {
-            if attempt >= 3 {
-                if std::time::Instant::now() >= patience {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_micros(200));
-            }
+        for _ in 0..3 {
             let before = self.store.commits();
             // A block committing: reading now could mix two blocks.
             if self.store.unchanged_since(before) {
@@ -838,9 +843,7 @@ impl Chain {
                     });
                 }
             }
-            if attempt < 3 {
-                std::thread::yield_now();
-            }
+            std::thread::yield_now();
         }
         let commits_before = self.store.commits();
         let (nonce, delegated, balance) = read()?;
@@ -943,6 +946,7 @@ impl Chain {
         // Read before the pool's lock: the head's lock is not taken under it (a block's commit
         // waits for the head's readers, one of which may wait for the pool).
         let head = self.head.read().number;
+        self.wait_out_commit();
         let mut mempool = self.mempool.lock();
         if !restored {
             mempool.end_submission(&hash);
@@ -1113,6 +1117,7 @@ impl Chain {
         earlier: &mut HashMap<Address, u64>,
     ) -> Result<PendingTransaction, SubmitError> {
         let sender = pending.sender;
+        self.wait_out_commit();
         let mut mempool = self.mempool.lock();
         // A block committed and settled since the funds were read: its transactions have left
         // the pool, and the funds do not count them yet (the sender's next nonce would look
@@ -1236,6 +1241,7 @@ impl Chain {
             received: std::time::Instant::now(),
             authorities: Vec::new(),
         };
+        self.wait_out_commit();
         let funds = self.funds(sender)?;
         funds.check(&pending)?;
         Ok((pending, funds))

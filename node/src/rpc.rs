@@ -182,22 +182,45 @@ impl Rpc {
         })
     }
 
-    /// A share of the bytes budget for `bytes` of an answer, held until it is sent (none for
-    /// none); a refusal when the budget has no room for them, unless the request `sends`
-    /// transactions, whose answer is given whatever the room (`Ok(None)`).
-    fn hold_answer(
+    /// `answer`'s text, and its share of the bytes budget for `counted` of its bytes (given its
+    /// length), held until it is sent. Without room for them, every answer but those to requests
+    /// that sent transactions (`sends`, by request of the batch) is replaced by "limit exceeded",
+    /// and the rest is held by nothing: a transaction's answer is given whatever the room (sent
+    /// again, it would go twice or be refused as known), a query can be asked again.
+    fn held_answer(
         &self,
-        bytes: usize,
-        sends: bool,
-    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, RpcError> {
+        answer: Value,
+        sends: &[bool],
+        counted: impl FnOnce(usize) -> usize,
+    ) -> (String, Option<tokio::sync::OwnedSemaphorePermit>) {
+        let text = answer.to_string();
+        let bytes = counted(text.len());
         if bytes == 0 {
-            return Ok(None);
+            return (text, None);
         }
-        match self.take_in(bytes) {
-            Ok(held) => Ok(Some(held)),
-            Err(_) if sends => Ok(None),
-            Err(refusal) => Err(refusal),
-        }
+        let refusal = match self.take_in(bytes) {
+            Ok(held) => return (text, Some(held)),
+            Err(refusal) => refusal,
+        };
+        let refuse = |entry: Value, sends: bool| {
+            if sends {
+                return entry;
+            }
+            let error =
+                RpcError { code: refusal.code, message: refusal.message.clone(), data: None };
+            reply(&id_of(&entry), Err(error))
+        };
+        let answer = match answer {
+            Value::Array(entries) => Value::Array(
+                entries
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, entry)| refuse(entry, sends.get(index) == Some(&true)))
+                    .collect(),
+            ),
+            single => refuse(single, sends == [true]),
+        };
+        (answer.to_string(), None)
     }
 
     /// `request` answered off the async threads, once fewer than [`MAX_ANSWERING`] others are;
@@ -371,8 +394,8 @@ async fn metrics(State(rpc): State<Arc<Rpc>>) -> String {
 /// The answer's bytes past [`crate::server::UNCOUNTED_BYTES`] are counted in the same budget
 /// until the last of them is sent (or the connection ends), as a WebSocket answer's are: a client
 /// that reads an answer slowly, a little at a time so as never to stall, holds the budget, not
-/// unbounded memory. Past the room, the request gets "limit exceeded" instead (unless it sent
-/// transactions: sent again, they would go twice or be refused as known).
+/// unbounded memory. Past the room, the requests get "limit exceeded" instead, but those that
+/// sent transactions ([`Rpc::held_answer`]).
 async fn handle(
     State(rpc): State<Arc<Rpc>>,
     received: Option<axum::Extension<crate::server::Received>>,
@@ -384,13 +407,11 @@ async fn handle(
         Ok(request) => request,
         Err(answer) => return Json(answer).into_response(),
     };
-    let (id, sends) = (id_of(&request), sends_transactions(&request));
-    let text = rpc.respond_in_turn(request, received).await.to_string();
-    let counted = text.len().saturating_sub(crate::server::UNCOUNTED_BYTES);
-    let held = match rpc.hold_answer(counted, sends) {
-        Ok(held) => held,
-        Err(refusal) => return Json(reply(&id, Err(refusal))).into_response(),
-    };
+    let sends = sending(&request);
+    let answer = rpc.respond_in_turn(request, received).await;
+    let (text, held) = rpc.held_answer(answer, &sends, |length| {
+        length.saturating_sub(crate::server::UNCOUNTED_BYTES)
+    });
     let body = axum::body::Bytes::from_owner(HeldAnswer { text: text.into_bytes(), _held: held });
     ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -407,10 +428,11 @@ impl AsRef<[u8]> for HeldAnswer {
     }
 }
 
-/// Whether `request` (or one of a batch) sends a transaction.
-pub(crate) fn sends_transactions(request: &Value) -> bool {
+/// Whether `request` (or each request of a batch, in order) sends a transaction.
+pub(crate) fn sending(request: &Value) -> Vec<bool> {
     methods(request)
-        .any(|method| matches!(method, Some("eth_sendRawTransaction" | "eth_sendTransaction")))
+        .map(|method| matches!(method, Some("eth_sendRawTransaction" | "eth_sendTransaction")))
+        .collect()
 }
 
 /// A request (or batch) from its text, parsed off the async threads when above
@@ -2110,7 +2132,7 @@ fn scan_logs(
         }
         let full = found.len() >= limits.logs || bytes > limits.bytes;
         let late = std::time::Instant::now() >= deadline;
-        if stop_after_block && (full || late) && number < to {
+        if stop_after_block && (full || late) {
             return Ok((found, number));
         }
         if found.len() > limits.logs {
@@ -2123,7 +2145,7 @@ fn scan_logs(
             let what = "logs: ask for fewer blocks, addresses or topics";
             return Err(RpcError::too_large(what, limits.bytes));
         }
-        if late && number < to && !stop_after_block {
+        if late && number < to {
             return Err(RpcError::limit_exceeded(&format!(
                 "a log query reads blocks for at most {} s: ask for fewer blocks",
                 limits.time.as_secs()
@@ -3031,13 +3053,24 @@ mod tests {
         assert_eq!(answers[499]["result"]["number"], "0x0");
         drop(text);
         assert_eq!(rpc.received.available_permits(), 10_000_000, "freed once sent");
-        // Without room for it, the request is refused and nothing stays held.
+        // Without room for it, each request of the batch is refused (in a batch's answer, as
+        // clients read it), but a transaction sent in it, and nothing stays held.
         let directory = tempfile::tempdir().unwrap();
         let rpc = std::sync::Arc::new(test_rpc(directory.path(), 100_000));
+        let mut requests = request.as_array().unwrap().clone();
+        let send = transfer(&dev_signer(0), 0, 10_000_000_000);
+        requests[7] = serde_json::json!({"jsonrpc": "2.0", "id": 7,
+            "method": "eth_sendRawTransaction", "params": [send]});
+        let body = axum::body::Bytes::from(serde_json::Value::Array(requests).to_string());
         let answer = super::handle(axum::extract::State(rpc.clone()), None, body).await;
         let text = answer.into_body().collect().await.unwrap().to_bytes();
-        let refused: serde_json::Value = serde_json::from_slice(&text).unwrap();
-        assert_eq!(refused["error"]["code"], -32005, "{refused}");
+        let answers: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        let answers = answers.as_array().unwrap();
+        assert_eq!(answers.len(), 500);
+        assert_eq!(answers[3]["error"]["code"], -32005, "{}", answers[3]);
+        assert_eq!(answers[3]["id"], 3);
+        assert!(answers[7]["result"].is_string(), "the transaction's hash: {}", answers[7]);
+        assert_eq!(rpc.chain.pending_count(), 1);
         assert_eq!(rpc.received.available_permits(), 100_000);
     }
 
@@ -3079,6 +3112,8 @@ mod tests {
         assert_eq!((found.len(), last), (3, 2));
         let (found, last) = scan((2, 3), true, 2, 1_000_000, minute).unwrap();
         assert_eq!((found.len(), last), (3, 2));
+        let (found, last) = scan((3, 3), true, 2, 100, minute).unwrap();
+        assert_eq!((found.len(), last), (3, 3), "a poll's last block too");
         // Past its time a query is refused, a poll stops, and one block is always read.
         let late = scan((1, 3), false, 100, 1_000_000, std::time::Duration::ZERO).unwrap_err();
         assert_eq!(late.code, -32005, "{}", late.message);

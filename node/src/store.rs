@@ -1597,14 +1597,16 @@ mod tests {
         let Err(refused) = super::Store::open(directory.path()) else { panic!("refused") };
         assert!(matches!(refused, StoreError::Incompatible(_)), "{refused:?}");
         // Nothing was written: the history start it would have written is still absent.
-        let db = rocksdb::DB::open_cf(
-            &rocksdb::Options::default(),
-            directory.path(),
-            rocksdb::DB::list_cf(&rocksdb::Options::default(), directory.path()).unwrap(),
-        )
-        .unwrap();
-        let meta = db.cf_handle(META).unwrap();
-        assert_eq!(db.get_cf(meta, HISTORY_SINCE).unwrap(), None);
+        assert_eq!(meta_on_disk(directory.path(), HISTORY_SINCE), None);
+    }
+
+    /// The `key` of the meta family of the database at `path`, read without opening it as a
+    /// store (which writes).
+    fn meta_on_disk(path: &std::path::Path, key: &[u8]) -> Option<Vec<u8>> {
+        let options = rocksdb::Options::default();
+        let families = rocksdb::DB::list_cf(&options, path).unwrap();
+        let db = rocksdb::DB::open_cf_for_read_only(&options, path, families, false).unwrap();
+        db.get_cf(db.cf_handle(super::META).unwrap(), key).unwrap()
     }
 
     #[test]
@@ -1643,6 +1645,7 @@ mod tests {
         drop(store);
         let refused = super::Store::open_for_chain(directory.path(), 1, 8).err().unwrap();
         assert!(refused.to_string().contains("chain 9"), "{refused}");
+        assert_eq!(meta_on_disk(directory.path(), super::HISTORY_SINCE), None);
         let store = super::Store::open_for_chain(directory.path(), 1, 9).unwrap();
         assert_eq!(store.number(META, super::HISTORY_SINCE, "history start").unwrap(), Some(0));
     }

@@ -441,15 +441,11 @@ async fn take(
         Answer::Later(request) => {
             let rpc = Arc::clone(rpc);
             in_flight.spawn(async move {
-                let id = super::id_of(&request);
-                let sends = super::sends_transactions(&request);
-                let text = rpc.respond_in_turn(request, ()).await.to_string();
+                let sends = super::sending(&request);
+                let answer = rpc.respond_in_turn(request, ()).await;
                 drop(received);
                 // Every byte counted (at least one): a connection's answers wait in its queue.
-                match rpc.hold_answer(text.len().max(1), sends) {
-                    Ok(held) => (text, held),
-                    Err(error) => (reply(&id, Err(error)).to_string(), None),
-                }
+                rpc.held_answer(answer, &sends, |length| length.max(1))
             });
             None
         }
