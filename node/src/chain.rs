@@ -1789,8 +1789,15 @@ impl Chain {
         let gas_used = receipt.gas_used();
         let (success, logs, contract_address, move_status, move_events) = match receipt {
             DuetReceipt::Evm(receipt) => {
-                let contract = match &receipt {
-                    ExecutionResult::Success { output: Output::Create(_, address), .. } => *address,
+                // A creation's address whatever its outcome, as geth gives it (a failed
+                // deployment is named by the address it would have had).
+                let contract = match (&receipt, &pending.transaction) {
+                    (ExecutionResult::Success { output: Output::Create(_, address), .. }, _) => {
+                        *address
+                    }
+                    (_, DuetTransaction::Evm(tx)) if tx.kind == TxKind::Create => {
+                        Some(pending.sender.create(tx.nonce))
+                    }
                     _ => None,
                 };
                 (receipt.is_success(), receipt.into_logs(), contract, None, Vec::new())
@@ -2035,7 +2042,7 @@ impl Chain {
 
     /// [`call`](Self::call) on `at`, once the caller has a turn.
     fn call_at(&self, at: &CallState<'_>, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
-        let receipt = self.run_call(&self.call_evm(at), at, tx)?;
+        let receipt = self.run_call(&self.call_evm(at, &tx), at, tx)?;
         match receipt {
             ExecutionResult::Success { .. } => {
                 let gas_used = receipt.tx_gas_used();
@@ -2048,7 +2055,7 @@ impl Chain {
 
     /// The EVM calls on `at` run in: its block's environment (for a pending call, the next
     /// block's), with the Move call precompile, and without nonce, balance or fee checks.
-    fn call_evm(&self, at: &CallState<'_>) -> EvmVm {
+    fn call_evm(&self, at: &CallState<'_>, tx: &TxEnv) -> EvmVm {
         let mut block = if at.next {
             block_env(&self.config, at.head.number + 1, at.head.timestamp + 1)
         } else {
@@ -2056,9 +2063,17 @@ impl Chain {
             ran_in(&at.head)
         };
         at.block.apply(&mut block);
+        // As geth: a call that names no price runs with a base fee of 0, so that code computing
+        // `tx.gasprice - block.basefee` does not underflow.
+        if tx.gas_price == 0 {
+            block.basefee = 0;
+        }
         EvmVm::new(self.config.chain_id, block).with_move(Arc::clone(&at.move_vm)).with_cfg_changed(
             |cfg| {
                 cfg.disable_nonce_check = true;
+                // As geth and anvil: a call may come from a contract (a Safe, an ERC-4337 entry
+                // point estimating); only transactions must come from accounts without code.
+                cfg.disable_eip3607 = true;
                 cfg.disable_balance_check = true;
                 cfg.disable_base_fee = true;
                 cfg.disable_fee_charge = true;
@@ -2111,7 +2126,7 @@ impl Chain {
         let deadline = std::time::Instant::now() + ESTIMATE_TIME;
         let authorities = recover_in_place(&mut tx);
         let at = self.call_state(block, tx.caller, &CallOverrides::default())?;
-        let evm = self.call_evm(&at).with_access_tracer();
+        let evm = self.call_evm(&at, &tx).with_access_tracer();
         // A creation's address comes from the sender's nonce in this state.
         tx.nonce = at.nonce(tx.caller)?;
         let warm = evm.warm_addresses(&tx, &authorities);
@@ -2163,7 +2178,7 @@ impl Chain {
     ) -> Result<CallFrame, CallError> {
         recover_in_place(&mut tx);
         let at = self.call_state(block, tx.caller, overrides)?;
-        let evm = self.call_evm(&at).with_call_tracer(config);
+        let evm = self.call_evm(&at, &tx).with_call_tracer(config);
         self.run_call(&evm, &at, tx)?;
         let trace = evm.take_call_traces().pop().unwrap_or(Err(TraceFailure::NoFrame));
         trace.map_err(|failure| CallError::Invalid(failure.to_string()))

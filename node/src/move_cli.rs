@@ -33,7 +33,8 @@ pub(crate) struct BuildArgs {
 #[derive(clap::Args, Debug)]
 pub(crate) struct Account {
     /// The account's private key (hex).
-    #[arg(long, env = "DUET_PRIVATE_KEY")]
+    // Its value stays out of `--help`, which shows an environment variable's value otherwise.
+    #[arg(long, env = "DUET_PRIVATE_KEY", hide_env_values = true)]
     private_key: String,
     /// The node's JSON-RPC URL.
     #[arg(long, env = "DUET_RPC_URL", default_value = "http://127.0.0.1:8545")]

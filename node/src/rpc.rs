@@ -1266,15 +1266,31 @@ fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError>
         .map_err(|error| RpcError::invalid_params(format!("invalid accessList: {error}")))?
         .unwrap_or_default();
     let nonce = chain.account(from).map_err(RpcError::server)?.0;
+    // The price it names, as code reads it (GASPRICE): a legacy price, or EIP-1559's fields.
+    let price = |name: &str| -> Result<Option<u128>, RpcError> {
+        Ok(quantity(object, name)?.map(|price: U256| price.saturating_to()))
+    };
+    let (max_fee, tip) = (price("maxFeePerGas")?, price("maxPriorityFeePerGas")?);
+    let dynamic = max_fee.is_some() || tip.is_some();
+    if dynamic && field("gasPrice").is_some() {
+        return Err(RpcError::invalid_params(
+            "both gasPrice and (maxFeePerGas or maxPriorityFeePerGas) specified",
+        ));
+    }
     let mut tx = TxEnv {
         caller: from,
         kind: to.map_or(TxKind::Create, TxKind::Call),
         value: quantity(object, "value")?.unwrap_or_default(),
         data,
         gas_limit: quantity(object, "gas")?.map_or(0, |gas| gas.saturating_to()),
-        gas_price: 0,
+        gas_price: if dynamic {
+            max_fee.unwrap_or_default()
+        } else {
+            price("gasPrice")?.unwrap_or_default()
+        },
+        gas_priority_fee: tip,
         nonce,
-        tx_type: u8::from(!access_list.is_empty()),
+        tx_type: if dynamic { 2 } else { u8::from(!access_list.is_empty()) },
         access_list,
         ..TxEnv::default()
     };
@@ -2934,6 +2950,68 @@ mod tests {
         assert_eq!(answered["result"], serde_json::json!([]));
         let by_hash = ask("eth_getLogs", serde_json::json!([{"blockHash": hash}]));
         assert_eq!(by_hash["result"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn calls_may_come_from_contracts_see_the_price_they_name_and_failed_creations_are_named() {
+        use crate::chain::tests::{deploying, signed_call};
+        use alloy_primitives::TxKind;
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = test_rpc(directory.path(), 1_000);
+        let turn = rpc.chain.call_turn_blocking();
+        let ask = |method: &str, params: serde_json::Value| {
+            let request =
+                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+            super::answer(&rpc, &request, Some(&turn))
+        };
+        let signer = dev_signer(0);
+        let no_list = alloy_eips::eip2930::AccessList::default;
+        // Returns GASPRICE and BASEFEE: GASPRICE PUSH1 0 MSTORE BASEFEE PUSH1 32 MSTORE PUSH1 64
+        // PUSH1 0 RETURN.
+        let prices = deploying(&alloy_primitives::hex!("3a6000524860205260406000f3"));
+        // Creation code that reverts: PUSH1 0 PUSH1 0 REVERT.
+        let failing = alloy_primitives::hex!("60006000fd").to_vec();
+        for (nonce, code) in [(0, prices), (1, failing)] {
+            rpc.chain
+                .submit(&signed_call(&signer, nonce, TxKind::Create, code, no_list()))
+                .unwrap();
+        }
+        let block = rpc.chain.produce_block().unwrap();
+        let contract = signer.address().create(0);
+        let call = |extra: serde_json::Value| {
+            let mut object = serde_json::json!({"to": contract});
+            object.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            ask("eth_call", serde_json::json!([object, "latest"]))
+        };
+        let words = |gas_price: u64, base_fee: u64| format!("0x{gas_price:064x}{base_fee:064x}");
+        // No price: GASPRICE 0, and BASEFEE 0 as geth makes it, so that the one minus the other
+        // does not underflow.
+        let unpriced = call(serde_json::json!({}));
+        assert_eq!(unpriced["result"], words(0, 0), "{unpriced}");
+        let (gwei, base_fee) = (1_000_000_000u64, rpc.chain.config().base_fee);
+        let legacy = call(serde_json::json!({"gasPrice": format!("{:#x}", 5 * gwei)}));
+        assert_eq!(legacy["result"], words(5 * gwei, base_fee));
+        let dynamic = call(serde_json::json!({"maxFeePerGas": format!("{:#x}", 3 * gwei),
+            "maxPriorityFeePerGas": format!("{:#x}", gwei)}));
+        assert_eq!(dynamic["result"], words(base_fee + gwei, base_fee), "base fee + tip");
+        let capped = call(serde_json::json!({"maxFeePerGas": format!("{:#x}", gwei / 2),
+            "maxPriorityFeePerGas": format!("{:#x}", gwei / 2)}));
+        assert_eq!(capped["result"], words(gwei / 2, base_fee), "the max fee");
+        let both = call(serde_json::json!({"gasPrice": "0x1", "maxFeePerGas": "0x1"}));
+        assert_eq!(both["error"]["code"], -32602, "{both}");
+        // A call (and an estimate) may come from a contract, as in geth and anvil.
+        let from_contract = call(serde_json::json!({"from": contract}));
+        assert_eq!(from_contract["result"], words(0, 0), "{from_contract}");
+        let estimate =
+            ask("eth_estimateGas", serde_json::json!([{"from": contract, "to": contract}]));
+        assert!(estimate["result"].is_string(), "{estimate}");
+        // A failed creation's receipt names the address it would have had.
+        let receipt = ask("eth_getTransactionReceipt", serde_json::json!([block.transactions[1]]));
+        assert_eq!(receipt["result"]["status"], "0x0");
+        assert_eq!(
+            receipt["result"]["contractAddress"],
+            serde_json::json!(signer.address().create(1))
+        );
     }
 
     #[test]
