@@ -236,6 +236,36 @@ fn a_move_abort_is_a_failed_call_the_caller_catches() {
 }
 
 #[test]
+fn solidity_cannot_take_a_value_move_code_must_hand_back() {
+    // `desk::take` returns a `Ticket`, which has no `drop`: Move code must give it back, and
+    // Solidity would throw it away. The call fails, its writes undone; `stamp`, returning a
+    // value Move may drop, answers.
+    let mut chain = Chain::new();
+    let desk = Address::repeat_byte(0xd5);
+    chain.state.publish(desk, compile_move(&["evm-bridge/tests/tickets.move"], "tickets", desk));
+    let call = |function: &str| {
+        duet_evm::call_data(&duet_types::EntryFunction {
+            module_address: desk,
+            module_name: "desk".to_owned(),
+            function: function.to_owned(),
+            type_arguments: vec![],
+            arguments: vec![],
+        })
+    };
+    let take = chain.tx(user(3), TxKind::Call(MOVE_CALL_ADDRESS), call("take"));
+    let stamp = chain.tx(user(3), TxKind::Call(MOVE_CALL_ADDRESS), call("stamp"));
+    let receipts = chain.run(&[take, stamp]);
+    let ExecutionResult::Revert { output: reverted, .. } = &receipts[0] else {
+        panic!("taking a ticket fails: {:?}", receipts[0]);
+    };
+    let failed = IMove::MoveFailed::abi_decode(reverted).expect("MoveFailed(status, message)");
+    assert!(failed.message.contains("without `drop`"), "{}: {}", failed.status, failed.message);
+    assert_eq!(chain.state.resource(user(3), &format!("{desk}::desk::Issued")), None);
+    let stamped = IMove::callCall::abi_decode_returns(output(&receipts[1])).unwrap();
+    assert_eq!(stamped, vec![Bytes::from(user(3).to_vec())]);
+}
+
+#[test]
 fn a_static_call_reads_move_but_cannot_write() {
     let mut chain = Chain::new();
     let caller = chain.deploy_caller(user(0));

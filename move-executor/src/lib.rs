@@ -801,6 +801,7 @@ impl MoveVm {
                 let loaded = session.load_function(&module, &function, &type_arguments)?;
                 let name = || format!("{}::{function}", module.short_str_lossless());
                 let arguments = call_arguments(&loaded, &signer, &call.arguments, name)?;
+                droppable_returns(&session, &loaded, name)?;
                 let returned = if matches!(work, Work::Entry(_)) {
                     session.execute_entry_function(
                         &module,
@@ -1034,6 +1035,30 @@ fn identifier(text: &str) -> Result<Identifier, Failure> {
 /// The arguments of a call of `loaded` (named by `name`): the sender (`signer`) for its leading
 /// signer, if it takes one, then the transaction's `given`. The VM makes any value from bytes: a
 /// second signer, or a struct (a coin, say), would be forged, so those must be plain values.
+/// Refuses a function that returns a value of a type without `drop`: its caller here (a
+/// transaction, or Solidity through the Move call precompile) gets the value's bytes and the
+/// value itself is thrown away, which Move code may not do. A module may count on it being
+/// consumed (a flash loan's "hot potato" that must be handed back, a coin, a capability).
+fn droppable_returns<S: move_core_types::resolver::MoveResolver>(
+    session: &move_vm_runtime::session::Session<'_, '_, S>,
+    loaded: &move_vm_runtime::session::LoadedFunctionInstantiation,
+    name: impl Fn() -> String,
+) -> Result<(), Failure> {
+    for (at, returned) in loaded.return_.iter().enumerate() {
+        let returned = returned.subst(&loaded.type_arguments).map_err(|error| {
+            Failure::Invalid(format!("{}: return {at}: {:?}", name(), error.major_status()))
+        })?;
+        if !session.get_type_abilities(&returned)?.has_drop() {
+            return Err(Failure::Invalid(format!(
+                "{}: return {at} is of a type without `drop`: the caller would throw the value \
+                 away, which Move does not allow",
+                name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn call_arguments<'a>(
     loaded: &move_vm_runtime::session::LoadedFunctionInstantiation,
     signer: &'a AccountAddress,

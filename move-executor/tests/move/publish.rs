@@ -659,3 +659,74 @@ pub(crate) fn vector_churn(publisher: Address, parameters: usize, pairs: usize) 
         code.code.push(Bytecode::Ret);
     })
 }
+
+#[test]
+fn calls_of_a_function_acquiring_many_resources_count_toward_the_verifiers_bound() {
+    use std::fmt::Write as _;
+    // `f` acquires 250 resources; the verifier builds and walks that list at every call of it
+    // in the module: `g` calling it 132 times is refused, 10 times published.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let module = |calls: usize| {
+        let structs: Vec<String> = (0..250).map(|index| format!("S{index}")).collect();
+        let acquires = structs.join(", ");
+        let mut source = format!("module {alice}::acquiring {{\n");
+        for name in &structs {
+            let _ = writeln!(source, "    struct {name} has key {{ b: bool }}");
+        }
+        let _ = writeln!(source, "    fun f() acquires {acquires} {{");
+        for name in &structs {
+            let _ = writeln!(source, "        let _ = borrow_global<{name}>(@{alice});");
+        }
+        let _ = writeln!(source, "    }}\n    public fun g() acquires {acquires} {{");
+        source.push_str(&"        f();\n".repeat(calls));
+        source.push_str("    }\n}\n");
+        crafted::compile_by_name(&source).remove("acquiring").expect("the module compiles")
+    };
+    let output = chain.publish_output(alice, vec![module(132)]);
+    assert_failed(&output, 0, "CONSTRAINT_NOT_SATISFIED", "instantiate 66000 type nodes");
+    assert_eq!(chain.publish_bundle(alice, vec![module(10)]), MoveStatus::Success);
+}
+
+#[test]
+fn an_upgrade_naming_a_generic_struct_without_its_type_arguments_is_refused_before_its_check() {
+    // A field of type `Struct(G)` where `G` is generic (a generic struct is named through an
+    // instantiation): the compatibility check's normalizer asserts it away (a panic would be
+    // `VM_PANIC`, paying all the gas); the bounds check made when the upgrade is read refuses
+    // it first, with the verifier's status.
+    use move_binary_format::file_format::{SignatureToken, StructFieldInformation};
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let source =
+        "module example::shapes { struct G<T> has drop { t: T } struct H has drop { b: bool } }";
+    chain.publish(alice, compile_example(source, alice));
+    let upgrade = edited_module(source, alice, |module| {
+        let generic = module
+            .struct_defs
+            .iter()
+            .map(|definition| definition.struct_handle)
+            .find(|handle| !module.struct_handles[usize::from(handle.0)].type_parameters.is_empty())
+            .expect("the generic struct");
+        for definition in &mut module.struct_defs {
+            if let StructFieldInformation::Declared(fields) = &mut definition.field_information {
+                for field in fields.iter_mut() {
+                    if field.signature.0 == SignatureToken::Bool {
+                        field.signature.0 = SignatureToken::Struct(generic);
+                    }
+                }
+            }
+        }
+    });
+    let before = chain.state.clone();
+    let nonce = chain.state.nonce(alice);
+    let output = chain.run(&[transaction(alice, nonce, MovePayload::ModuleBundle(vec![upgrade]))]);
+    let receipt = receipt(&output, 0);
+    assert_failed(&output, 0, "NUMBER_OF_TYPE_ARGUMENTS_MISMATCH", "");
+    assert!(
+        receipt.gas_used < GAS_LIMIT,
+        "a verifier error, not all the gas: {}",
+        receipt.gas_used
+    );
+    let key = StateKey::MoveModule { address: alice, name: "shapes".into() };
+    assert_eq!(chain.state.0.get(&key), before.0.get(&key));
+}

@@ -239,6 +239,8 @@ impl ModuleCache {
         module: &CompiledModule,
         starting_idx: usize,
     ) -> PartialVMResult<()> {
+        // Duet: the module's own structs found by name once, not by a scan per type node.
+        let own = self.own_structs(&module.self_id());
         let mut field_types = vec![];
         for struct_def in module.struct_defs() {
             let fields = match &struct_def.field_information {
@@ -248,13 +250,14 @@ impl ModuleCache {
 
             let mut field_tys = vec![];
             for field in fields {
-                let ty = self.make_type_while_loading(module, &field.signature.0)?;
+                let ty = self.make_type_while_loading(module, &field.signature.0, &own)?;
                 debug_assert!(field_tys.len() < usize::max_value());
                 field_tys.push(ty);
             }
 
             field_types.push(field_tys);
         }
+        drop(own);
         let mut struct_idx = starting_idx;
         for fields in field_types {
             match Arc::get_mut(&mut self.structs[struct_idx]) {
@@ -283,13 +286,42 @@ impl ModuleCache {
         })
     }
 
+    // Duet: the structs of the module being loaded, by name: the structs at the end of the
+    // list that belong to it (added before it is cached). Found once per load: a scan of them
+    // for every struct a type names made loading a module of N structs, each type naming one of
+    // them, take N times its type nodes (seconds for a 100 KB module, at every cold load).
+    fn own_structs(&self, self_id: &ModuleId) -> HashMap<Identifier, CachedStructIndex> {
+        let mut own = HashMap::new();
+        for (idx, struct_type) in self.structs.iter().enumerate().rev() {
+            if &struct_type.module != self_id {
+                break;
+            }
+            // As the scan it replaces: the last one of a name (names are unique in a module).
+            own.entry(struct_type.name.clone()).or_insert(CachedStructIndex(idx));
+        }
+        own
+    }
+
+    // Duet: the functions of the module being loaded, by name, as `own_structs`.
+    fn own_functions(&self, self_id: &ModuleId) -> HashMap<Identifier, usize> {
+        let mut own = HashMap::new();
+        for (idx, function) in self.functions.iter().enumerate().rev() {
+            if function.module_id() != Some(self_id) {
+                break;
+            }
+            own.entry(function.name.clone()).or_insert(idx);
+        }
+        own
+    }
+
     // While in the process of loading, and before a `Module` is saved into the cache the loader
     // needs to resolve type references to the module itself (self) "manually"; that is,
-    // looping through the types of the module itself
+    // through the types of the module itself (Duet: `own`, from `own_structs`)
     fn make_type_while_loading(
         &self,
         module: &CompiledModule,
         tok: &SignatureToken,
+        own: &HashMap<Identifier, CachedStructIndex>,
     ) -> PartialVMResult<Type> {
         let self_id = module.self_id();
         self.make_type_internal(
@@ -297,23 +329,15 @@ impl ModuleCache {
             tok,
             &|struct_name, module_id| {
                 if module_id == &self_id {
-                    // module has not been published yet, loop through the types
-                    for (idx, struct_type) in self.structs.iter().enumerate().rev() {
-                        if &struct_type.module != module_id {
-                            break;
-                        }
-                        if struct_type.name.as_ident_str() == struct_name {
-                            return Ok(CachedStructIndex(idx));
-                        }
-                    }
-                    Err(
-                        PartialVMError::new(StatusCode::TYPE_RESOLUTION_FAILURE).with_message(
-                            format!(
+                    // module has not been published yet: its types by name
+                    match own.get(struct_name) {
+                        Some(idx) => Ok(*idx),
+                        None => Err(PartialVMError::new(StatusCode::TYPE_RESOLUTION_FAILURE)
+                            .with_message(format!(
                                 "Cannot find {:?}::{:?} in publishing module",
                                 module_id, struct_name
-                            ),
-                        ),
-                    )
+                            ))),
+                    }
                 } else {
                     Ok(self.resolve_struct_by_name(struct_name, module_id)?.0)
                 }
@@ -1657,27 +1681,26 @@ impl Module {
         let mut single_signature_token_map = BTreeMap::new();
 
         let mut create = || {
+            // Duet: the module's own structs and functions found by name (`own_structs`).
+            let own_structs = cache.own_structs(&id);
+            let own_functions = cache.own_functions(&id);
             for struct_handle in module.struct_handles() {
                 let struct_name = module.identifier_at(struct_handle.name);
                 let module_handle = module.module_handle_at(struct_handle.module);
                 let module_id = module.module_id_for_handle(module_handle);
                 if module_id == id {
-                    // module has not been published yet, loop through the types in reverse order.
-                    // At this point all the types of the module are in the type list but not yet
-                    // exposed through the module cache. The implication is that any resolution
-                    // to types of the module being loaded is going to fail.
-                    // So we manually go through the types and find the proper index
-                    for (idx, struct_type) in cache.structs.iter().enumerate().rev() {
-                        if struct_type.module != module_id {
+                    // module has not been published yet: at this point all the types of the
+                    // module are in the type list but not yet exposed through the module cache,
+                    // so any resolution to types of the module being loaded is going to fail.
+                    // Duet: found by name in `own_structs`.
+                    match own_structs.get(struct_name) {
+                        Some(idx) => struct_refs.push(*idx),
+                        None => {
                             return Err(PartialVMError::new(StatusCode::TYPE_RESOLUTION_FAILURE)
                                 .with_message(format!(
                                     "Cannot find {:?}::{:?} in publishing module",
                                     module_id, struct_name
-                                )));
-                        }
-                        if struct_type.name.as_ident_str() == struct_name {
-                            struct_refs.push(CachedStructIndex(idx));
-                            break;
+                                )))
                         }
                     }
                 } else {
@@ -1700,7 +1723,7 @@ impl Module {
                 let field_count = struct_def.field_count;
                 let mut instantiation = vec![];
                 for ty in &module.signature_at(struct_inst.type_parameters).0 {
-                    instantiation.push(cache.make_type_while_loading(&module, ty)?);
+                    instantiation.push(cache.make_type_while_loading(&module, ty, &own_structs)?);
                 }
                 struct_instantiations.push(StructInstantiation {
                     field_count,
@@ -1714,20 +1737,17 @@ impl Module {
                 let module_handle = module.module_handle_at(func_handle.module);
                 let module_id = module.module_id_for_handle(module_handle);
                 if module_id == id {
-                    // module has not been published yet, loop through the functions
-                    for (idx, function) in cache.functions.iter().enumerate().rev() {
-                        if function.module_id() != Some(&module_id) {
+                    // module has not been published yet (Duet: its functions by name)
+                    match own_functions.get(func_name) {
+                        Some(idx) => function_refs.push(*idx),
+                        None => {
                             return Err(PartialVMError::new(
                                 StatusCode::FUNCTION_RESOLUTION_FAILURE,
                             )
                             .with_message(format!(
                                 "Cannot find {:?}::{:?} in publishing module",
                                 module_id, func_name
-                            )));
-                        }
-                        if function.name.as_ident_str() == func_name {
-                            function_refs.push(idx);
-                            break;
+                            )))
                         }
                     }
                 } else {
@@ -1766,7 +1786,7 @@ impl Module {
                                         Some(sig_token) => sig_token,
                                     };
                                     single_signature_token_map
-                                        .insert(*si, cache.make_type_while_loading(&module, ty)?);
+                                        .insert(*si, cache.make_type_while_loading(&module, ty, &own_structs)?);
                                 }
                             }
                             _ => {}
@@ -1779,7 +1799,7 @@ impl Module {
                 let handle = function_refs[func_inst.handle.0 as usize];
                 let mut instantiation = vec![];
                 for ty in &module.signature_at(func_inst.type_parameters).0 {
-                    instantiation.push(cache.make_type_while_loading(&module, ty)?);
+                    instantiation.push(cache.make_type_while_loading(&module, ty, &own_structs)?);
                 }
                 function_instantiations.push(FunctionInstantiation {
                     handle,
