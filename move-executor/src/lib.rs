@@ -473,7 +473,9 @@ impl MoveVm {
             address: caller,
             balance: read_balance(view, caller)?,
             reserved_fee: 0,
-            nonce: 0, // Only an opened EVM would need it.
+            // Read through the view when asked: the EVM's journal, which its transaction
+            // advanced.
+            nonce: None,
             code_hash: KECCAK256_EMPTY,
         };
         let mut meter = DuetGasMeter::new(gas_limit);
@@ -653,7 +655,7 @@ impl MoveVm {
             address: sender,
             balance: sender_balance,
             reserved_fee: max_fee,
-            nonce: nonce + 1,
+            nonce: Some(nonce + 1),
             code_hash,
         };
         let evm = evm.map_or(EvmAccess::Unavailable, EvmAccess::Closed);
@@ -700,7 +702,9 @@ impl MoveVm {
             let output = MoveReceipt { status, gas_used, events, logs: evm.logs };
             return Ok(VmOutput { writes, output });
         }
-        let header = StateValue::Account { nonce: sender.nonce, code_hash: sender.code_hash };
+        // INVARIANT: a transaction's sender has its nonce.
+        let nonce = sender.nonce.unwrap_or_default();
+        let header = StateValue::Account { nonce, code_hash: sender.code_hash };
         let mut writes = vec![(StateKey::Account(sender.address), WriteOp::Put(header))];
         writes.extend(effects.writes);
         let mut balances = effects.balances;

@@ -82,8 +82,9 @@ pub(crate) struct Sender {
     pub(crate) balance: u128,
     /// The fee reserved out of it: the most the transaction can pay.
     pub(crate) reserved_fee: u128,
-    /// Its nonce, advanced by the transaction.
-    pub(crate) nonce: u64,
+    /// Its nonce, advanced by the transaction; `None` for a caller from the EVM, whose nonce
+    /// the view reads (its transaction advanced it in the EVM's journal).
+    pub(crate) nonce: Option<u64>,
     /// Its code hash: empty, or an EIP-7702 delegation's, which the transaction keeps.
     pub(crate) code_hash: duet_types::B256,
 }
@@ -101,6 +102,11 @@ impl<'a> StateNatives<'a> {
     fn nonce(&mut self, address: Address) -> PartialVMResult<u64> {
         if let EvmAccess::Open(host) = &mut self.evm {
             return host.nonce(address).map_err(storage_error);
+        }
+        // The sender's as its transaction advanced it (the nonce of its next transaction), as
+        // the EVM's journal holds it once opened and as an EVM transaction's code sees its own.
+        if let (true, Some(nonce)) = (address == self.sender.address, self.sender.nonce) {
+            return Ok(nonce);
         }
         match self.view.read(&StateKey::Account(address)).map_err(storage_error)? {
             None => Ok(0),
@@ -170,8 +176,10 @@ impl StateNatives<'_> {
             // INVARIANT: every debit, the reserved fee included, was checked against the balance.
             let balance =
                 self.sender.balance.saturating_add(sender.credit).saturating_sub(sender.debit);
+            // INVARIANT: only a transaction's session has an EVM to open, and its sender's nonce.
+            let nonce = self.sender.nonce.unwrap_or_default();
             let mut host = factory
-                .open(self.sender.address, self.sender.nonce, balance, self.sender.reserved_fee)
+                .open(self.sender.address, nonce, balance, self.sender.reserved_fee)
                 .map_err(storage_error)?;
             for (address, change) in std::mem::take(&mut self.balances) {
                 // Only a signer pays, and a transaction's only signer is its sender.

@@ -767,3 +767,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_transaction_sees_its_senders_sequence_number_as_that_of_its_next_transaction() {
+    // `account::sequence_number` is the nonce of the account's next transaction: during its
+    // transaction of nonce N, the sender's is N + 1, as an EVM transaction's code sees its own
+    // nonce (and as the same Move transaction sees it once it has called the EVM). It read N.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let source = "module example::seq {
+        use std::signer;
+        use duet::account;
+        struct Seen has key { n: u64 }
+        public entry fun note(account: &signer) acquires Seen {
+            let owner = signer::address_of(account);
+            let n = account::sequence_number(owner);
+            if (exists<Seen>(owner)) borrow_global_mut<Seen>(owner).n = n
+            else move_to(account, Seen { n });
+        }
+    }";
+    chain.publish(alice, compile_example(source, alice));
+    for _ in 0..2 {
+        let nonce = chain.state.nonce(alice);
+        assert_eq!(chain.call_once(alice, "seq", "note", vec![]).0, MoveStatus::Success);
+        let seen = u64_resource(&chain.state, alice, &format!("{alice}::seq::Seen"));
+        assert_eq!(seen, Some(nonce + 1));
+    }
+}
