@@ -2042,6 +2042,9 @@ impl Chain {
 
     /// [`call`](Self::call) on `at`, once the caller has a turn.
     fn call_at(&self, at: &CallState<'_>, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
+        if tx.kind == TxKind::Call(MOVE_ENTRY_ADDRESS) {
+            return self.move_call_at(at, tx);
+        }
         let receipt = self.run_call(&self.call_evm(at, &tx), at, tx)?;
         match receipt {
             ExecutionResult::Success { .. } => {
@@ -2050,6 +2053,49 @@ impl Chain {
             }
             ExecutionResult::Revert { output, .. } => Err(CallError::Reverted(output)),
             ExecutionResult::Halt { reason, .. } => Err(CallError::Halted(format!("{reason:?}"))),
+        }
+    }
+
+    /// A call of the Move entry address on `at`: the Move transaction its calldata is, run as a
+    /// block would run it (the EVM has nothing at that address, so an EVM run of it answered
+    /// success for any payload, and its gas, the calldata's alone, was an estimate the
+    /// transaction then ran out of); its gas used and no output, or its Move status as the
+    /// failure. Move gas does not depend on the limit, so an estimate's first run finds it.
+    fn move_call_at(&self, at: &CallState<'_>, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
+        if tx.gas_limit == 0 {
+            tx.gas_limit = self.max_transaction_gas();
+        }
+        tx.nonce = at.nonce(tx.caller)?;
+        let price = tx.effective_gas_price(u128::from(self.config.base_fee));
+        let transaction = move_transaction(&tx, tx.caller, price).map_err(|error| {
+            CallError::Invalid(format!("a Move transaction's payload: {error}"))
+        })?;
+        // A publication runs on a VM of its own, whose code cache no later call reads.
+        let move_vm = match &transaction.payload {
+            MovePayload::ModuleBundle(_) => Arc::new(MoveVm::new(self.config.fee_vault)),
+            MovePayload::EntryFunction(_) => Arc::clone(&at.move_vm),
+        };
+        let vm = DuetVm::new(self.call_evm(at, &tx), move_vm);
+        let output = at
+            .reading(|state| {
+                duet_evm::MixedBlockExecutor::sequential(&vm)
+                    .execute_block(&[DuetTransaction::Move(transaction)], state)
+            })
+            .map_err(|error| CallError::Invalid(error.to_string()))?;
+        match output.results.into_iter().next() {
+            Some(TransactionResult::Executed(DuetReceipt::Move(receipt)))
+                if receipt.is_success() =>
+            {
+                Ok((Bytes::new(), receipt.gas_used))
+            }
+            Some(TransactionResult::Executed(DuetReceipt::Move(receipt))) => {
+                Err(CallError::Halted(format!("Move transaction failed: {}", receipt.status)))
+            }
+            Some(TransactionResult::Rejected(error)) => Err(CallError::Invalid(error.to_string())),
+            Some(TransactionResult::Panicked(message)) => Err(CallError::Invalid(message)),
+            Some(TransactionResult::Executed(DuetReceipt::Evm(_))) | None => {
+                Err(CallError::Invalid("no Move result".to_owned()))
+            }
         }
     }
 

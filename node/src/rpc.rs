@@ -2378,6 +2378,51 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_move_transaction_is_estimated_and_called_as_move_runs_it() {
+        use serde_json::json;
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = std::sync::Arc::new(signing_rpc(directory.path(), 1 << 20, vec![dev_signer(0)]));
+        let ask = |request: serde_json::Value| rpc.respond_in_turn(request, ());
+        let sender = dev_signer(0).address();
+        let recipient = Address::repeat_byte(0xbe);
+        let payload = |amount: u128| {
+            let transfer = duet_types::EntryFunction {
+                module_address: Address::with_last_byte(1),
+                module_name: "eth".into(),
+                function: "transfer".into(),
+                type_arguments: vec![],
+                arguments: vec![recipient.to_vec(), amount.to_le_bytes().to_vec()],
+            };
+            alloy_primitives::Bytes::from(duet_types::MovePayload::EntryFunction(transfer).encode())
+        };
+        let request = |method: &str, amount: u128| {
+            json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": [{ "from": sender,
+                "to": duet_types::MOVE_ENTRY_ADDRESS, "data": payload(amount) }] })
+        };
+        // The estimate is Move's gas for the transfer, which a transaction sent with it uses.
+        let estimate = ask(request("eth_estimateGas", 1_000)).await;
+        let gas =
+            u64::from_str_radix(estimate["result"].as_str().unwrap().trim_start_matches("0x"), 16)
+                .unwrap_or_else(|_| panic!("{estimate}"));
+        assert!(gas > 21_000 + 16 * payload(1_000).len() as u64, "{gas}");
+        // An abort is the call's failure, saying it: more than the sender holds.
+        let refused = ask(request("eth_call", u128::MAX)).await;
+        let message = refused["error"]["message"].as_str().unwrap_or_else(|| panic!("{refused}"));
+        assert!(message.contains("Move transaction failed"), "{message}");
+        // Sent without a gas limit, it is estimated so, and succeeds.
+        let sent = ask(request("eth_sendTransaction", 1_000)).await;
+        let hash: B256 =
+            serde_json::from_value(sent["result"].clone()).unwrap_or_else(|_| panic!("{sent}"));
+        let chain = rpc.chain.clone();
+        tokio::task::spawn_blocking(move || chain.produce_block().unwrap()).await.unwrap();
+        let receipt = ask(json!({ "jsonrpc": "2.0", "id": 1,
+            "method": "eth_getTransactionReceipt", "params": [hash] }))
+        .await;
+        assert_eq!(receipt["result"]["status"], "0x1", "{receipt}");
+        assert_eq!(receipt["result"]["gasUsed"], estimate["result"], "{receipt}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_transaction_signed_for_an_unlocked_account_is_filled_in_and_not_sent() {
         use alloy_consensus::Transaction;
         use alloy_eips::eip2718::Decodable2718;
