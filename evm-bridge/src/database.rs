@@ -110,18 +110,27 @@ pub struct ViewDatabase<'view, View> {
     lazy_accounts: RefCell<Vec<Address>>,
     /// Whether `BALANCE` was used on a lazy account.
     lazy_balance_observed: Cell<bool>,
+    /// What `BLOCKHASH` answers.
+    block_hashes: &'view crate::BlockHashes,
 }
 
 impl<'view, View> ViewDatabase<'view, View> {
     /// A database reading through `view` for a transaction from `sender`; with `lazy`, balances
-    /// of code-less accounts other than the sender are stand-ins.
-    pub fn new(view: &'view View, sender: Address, lazy: bool) -> Self {
+    /// of code-less accounts other than the sender are stand-ins; `BLOCKHASH` answers from
+    /// `block_hashes`.
+    pub fn new(
+        view: &'view View,
+        sender: Address,
+        lazy: bool,
+        block_hashes: &'view crate::BlockHashes,
+    ) -> Self {
         Self {
             view,
             sender,
             lazy,
             lazy_accounts: RefCell::new(Vec::new()),
             lazy_balance_observed: Cell::new(false),
+            block_hashes,
         }
     }
 
@@ -225,9 +234,9 @@ impl<View: TransactionView<Key = StateKey, Value = StateValue>> DatabaseRef
         decode_slot(key, value.as_ref())
     }
 
-    /// Block hashes come from the node's chain; until it provides them, `BLOCKHASH` answers
-    /// zero, as Ethereum does for blocks out of range.
-    fn block_hash_ref(&self, _number: u64) -> Result<B256, Self::Error> {
-        Ok(B256::ZERO)
+    /// From the block's environment ([`crate::BlockHashes`]): revm asks only for the 256 blocks
+    /// before this one.
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
+        Ok(self.block_hashes.get(number))
     }
 }

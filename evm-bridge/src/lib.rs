@@ -123,6 +123,37 @@ pub struct EvmVm {
     /// What watches the code of the transactions run, if asked: for an access list
     /// ([`access_list`]) or a call trace ([`trace`]).
     tracer: Option<std::sync::Mutex<Tracer>>,
+    /// The hashes of the blocks before this one that `BLOCKHASH` answers.
+    block_hashes: std::sync::Arc<BlockHashes>,
+}
+
+/// The hashes of the (up to 256) blocks before a block, which `BLOCKHASH` answers in it; none
+/// (zero, as Ethereum answers for a block out of range) unless the chain gives them
+/// ([`EvmVm::with_block_hashes`]). Part of a block's environment, as its number and time are:
+/// what the chain's blocks hashed to, not the state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockHashes {
+    /// The number of the first block in `hashes`.
+    first: u64,
+    hashes: Vec<B256>,
+}
+
+impl BlockHashes {
+    /// The hashes of blocks `first`, `first + 1`, … in order.
+    #[must_use]
+    pub fn new(first: u64, hashes: Vec<B256>) -> Self {
+        Self { first, hashes }
+    }
+
+    /// Block `number`'s hash, zero if it is not here.
+    #[must_use]
+    pub fn get(&self, number: u64) -> B256 {
+        number
+            .checked_sub(self.first)
+            .and_then(|at| self.hashes.get(usize::try_from(at).ok()?))
+            .copied()
+            .unwrap_or(B256::ZERO)
+    }
 }
 
 impl EvmVm {
@@ -131,7 +162,15 @@ impl EvmVm {
     pub fn new(chain_id: u64, block: BlockEnv) -> Self {
         let mut cfg = CfgEnv::default();
         cfg.chain_id = chain_id;
-        Self { cfg, block, move_call: None, tracer: None }
+        Self { cfg, block, move_call: None, tracer: None, block_hashes: std::sync::Arc::default() }
+    }
+
+    /// This EVM with `hashes` as the hashes `BLOCKHASH` answers (of the blocks before its
+    /// block, the last 256 of them).
+    #[must_use]
+    pub fn with_block_hashes(mut self, hashes: std::sync::Arc<BlockHashes>) -> Self {
+        self.block_hashes = hashes;
+        self
     }
 
     /// The chain configuration.
@@ -345,7 +384,7 @@ impl EvmVm {
     where
         View: TransactionView<Key = StateKey, Value = StateValue>,
     {
-        let database = WrapDatabaseRef(ViewDatabase::new(view, sender, lazy));
+        let database = WrapDatabaseRef(ViewDatabase::new(view, sender, lazy, &self.block_hashes));
         // Built by hand rather than with `Context::new` and `build_mainnet` (which pre-allocates
         // eight call frames, a 32 KiB stack each), from the parts the thread's last EVM left
         // (see [`scratch`]); call frames are made as calls need them.

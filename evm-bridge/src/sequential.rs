@@ -95,10 +95,12 @@ pub(crate) struct RunCache<'s, S> {
     sender: Address,
     /// The first storage failure: it fails the run.
     failure: Option<StorageError>,
+    /// What `BLOCKHASH` answers.
+    block_hashes: &'s crate::BlockHashes,
 }
 
 impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
-    fn new(storage: &'s S, transactions: usize) -> Self {
+    fn new(storage: &'s S, transactions: usize, block_hashes: &'s crate::BlockHashes) -> Self {
         // A transaction touches a few accounts: a sender, a recipient or contract, the vault.
         let accounts = transactions.saturating_mul(2).min(1 << 16);
         Self {
@@ -108,6 +110,7 @@ impl<'s, S: Storage<Key = StateKey, Value = StateValue>> RunCache<'s, S> {
             codes: B256Map::default(),
             sender: Address::ZERO,
             failure: None,
+            block_hashes,
         }
     }
 
@@ -330,9 +333,9 @@ impl<S: Storage<Key = StateKey, Value = StateValue>> Database for RunCache<'_, S
         self.slot(id, slot)
     }
 
-    /// As in the view's database: zero until the chain provides block hashes.
-    fn block_hash(&mut self, _number: u64) -> Result<B256, Self::Error> {
-        Ok(B256::ZERO)
+    /// As in the view's database.
+    fn block_hash(&mut self, number: u64) -> Result<B256, Self::Error> {
+        Ok(self.block_hashes.get(number))
     }
 }
 
@@ -365,7 +368,7 @@ impl EvmVm {
     where
         S: Storage<Key = StateKey, Value = StateValue>,
     {
-        let cache = RunCache::new(storage, transactions.len());
+        let cache = RunCache::new(storage, transactions.len(), &self.block_hashes);
         let mut evm = self.run_evm(cache);
         let mut results = Vec::with_capacity(transactions.len());
         for transaction in transactions {
@@ -393,7 +396,7 @@ impl EvmVm {
                     let message = panic_message(payload.as_ref());
                     let cache = std::mem::replace(
                         &mut evm.ctx.journaled_state.database,
-                        RunCache::new(storage, 0),
+                        RunCache::new(storage, 0, &self.block_hashes),
                     );
                     evm = self.run_evm(cache);
                     TransactionResult::Panicked(message)

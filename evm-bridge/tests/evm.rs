@@ -971,3 +971,32 @@ fn a_block_of_cheap_transactions_runs_sequentially_and_any_block_gives_the_same_
     }
     assert_eq!(executed(&chain.run(&block)), 600);
 }
+
+#[test]
+fn blockhash_answers_the_hashes_of_the_256_blocks_before_as_the_chain_gives_them() {
+    let mut chain = Chain::with_funded_users(2);
+    // Returns BLOCKHASH of NUMBER - 1, NUMBER - 2, NUMBER and NUMBER - 257.
+    let runtime = alloy_primitives::hex!(
+        "6001430340600052" "6002430340602052" "4340604052" "6101014303406060" "52" "60806000f3"
+    );
+    let mut code = vec![0x60, runtime.len() as u8, 0x60, 12, 0x60, 0, 0x39];
+    code.extend([0x60, runtime.len() as u8, 0x60, 0, 0xf3]);
+    code.extend_from_slice(&runtime);
+    let (deploy, reader) = chain.deploy(user(0), code);
+    assert_eq!(executed(&chain.run(&[deploy])), 1);
+    chain.number = 300;
+    let hash = |number: u64| B256::from(U256::from(number) << 8 | U256::from(0xb1));
+    let hashes = duet_evm::BlockHashes::new(44, (44..300).map(hash).collect());
+    let vm = chain.vm().with_block_hashes(std::sync::Arc::new(hashes));
+    let call = chain.call(user(1), reader, Vec::new());
+    // Every executor (its own sequential run, one by one, in parallel) answers the same.
+    let (output, _) = testkit::execute_every_way(&vm, std::slice::from_ref(&call), &chain.duet);
+    let TransactionResult::Executed(receipt) = &output.results[0] else { panic!("executed") };
+    let words: Vec<B256> =
+        receipt.output().expect("returns").chunks(32).map(B256::from_slice).collect();
+    assert_eq!(words, [hash(299), hash(298), B256::ZERO, B256::ZERO]);
+    // Without hashes from the chain, every block's is zero.
+    let (output, _) = testkit::execute_every_way(&chain.vm(), &[call], &chain.duet);
+    let TransactionResult::Executed(receipt) = &output.results[0] else { panic!("executed") };
+    assert_eq!(receipt.output().expect("returns").as_ref(), [0u8; 128]);
+}

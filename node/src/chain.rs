@@ -15,7 +15,7 @@ use duet_block_stm::{
     VmBlockOutput,
 };
 use duet_evm::trace::{CallFrame, CallTraceConfig, TraceFailure};
-use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm};
+use duet_evm::{BlockHashes, DuetReceipt, DuetTransaction, DuetVm, EvmVm};
 use duet_move::MoveVm;
 use duet_types::{
     MovePayload, MoveTransaction, StateKey, StateValue, KECCAK256_EMPTY, MOVE_ENTRY_ADDRESS,
@@ -441,7 +441,43 @@ pub struct Chain {
     /// (`evm_mine`) are built one after another, each on the last. Holds the error of a block's
     /// write that failed: after it, no block is written (see [`ProduceError::WriteFailed`]).
     producing: Mutex<Option<String>>,
+    /// The hashes of the last 257 blocks (to the head), from which `BLOCKHASH` is answered in
+    /// the next block and in calls at the head (see [`Chain::block_hashes_before`]).
+    recent_hashes: RwLock<KeptHashes>,
     metrics: Metrics,
+}
+
+/// The hashes of consecutive blocks: `first`'s, then each next block's.
+#[derive(Debug, Default)]
+struct KeptHashes {
+    first: u64,
+    hashes: std::collections::VecDeque<B256>,
+}
+
+/// How many block hashes the chain keeps in memory: the 256 blocks before the next block, and
+/// the one before the head's 256 (a call at the head runs in the head's environment).
+const KEPT_HASHES: usize = 257;
+
+impl KeptHashes {
+    /// The hashes of blocks `first..end`, if all are kept.
+    fn range(&self, first: u64, end: u64) -> Option<Vec<B256>> {
+        let from = usize::try_from(first.checked_sub(self.first)?).ok()?;
+        let to = usize::try_from(end.checked_sub(self.first)?).ok()?;
+        (to <= self.hashes.len()).then(|| self.hashes.range(from..to).copied().collect())
+    }
+
+    /// Keeps block `number`'s `hash` (the one after the last kept; any other starts again).
+    fn push(&mut self, number: u64, hash: B256) {
+        if self.first + self.hashes.len() as u64 != number {
+            self.first = number;
+            self.hashes.clear();
+        }
+        self.hashes.push_back(hash);
+        while self.hashes.len() > KEPT_HASHES {
+            self.hashes.pop_front();
+            self.first += 1;
+        }
+    }
 }
 
 /// How long a read of a sender's funds waits for a block's commit to end before it reads
@@ -647,6 +683,13 @@ impl Chain {
             )));
         }
         let threads = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+        let mut recent_hashes = KeptHashes::default();
+        for number in head.number.saturating_sub(KEPT_HASHES as u64 - 1)..=head.number {
+            let block = store.block(number)?;
+            let block =
+                block.ok_or_else(|| StoreError::Corrupt(format!("block {number} is missing")))?;
+            recent_hashes.push(number, block.hash);
+        }
         // The dropped transactions' reasons the last process noted.
         let dropped = crate::dropped::DroppedLog::new(crate::dropped::DROPPED_KEPT);
         store.put_dropped(&[], &dropped.restore(store.dropped_notes()?))?;
@@ -673,6 +716,7 @@ impl Chain {
             threads,
             executor_parts: Mutex::new(duet_block_stm::ExecutorParts::default()),
             producing: Mutex::new(None),
+            recent_hashes: RwLock::new(recent_hashes),
             metrics: Metrics::default(),
             config,
             store,
@@ -696,6 +740,23 @@ impl Chain {
     #[must_use]
     pub fn head(&self) -> Arc<Block> {
         Arc::clone(&self.head.read())
+    }
+
+    /// The hashes of the (up to 256) blocks before block `number`, which `BLOCKHASH` answers in
+    /// it: kept in memory for the next block and the head, read from the store for an older
+    /// block (a call at it, a trace's replay).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn block_hashes_before(&self, number: u64) -> Result<Arc<BlockHashes>, StoreError> {
+        let first = number.saturating_sub(256);
+        if let Some(hashes) = self.recent_hashes.read().range(first, number) {
+            return Ok(Arc::new(BlockHashes::new(first, hashes)));
+        }
+        let hashes = (first..number)
+            .map(|at| Ok(self.store.block(at)?.map_or(B256::ZERO, |block| block.hash)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Arc::new(BlockHashes::new(first, hashes)))
     }
 
     /// The record of the transaction with `hash`, if its block is the head or below. The
@@ -1342,8 +1403,11 @@ impl Chain {
             .into_iter()
             .map(|sender| (sender, self.account(sender).map_or(u64::MAX, |(nonce, _)| nonce)))
             .collect();
+        let hashes =
+            self.block_hashes_before(number).map_err(|error| format!("block {number}: {error}"))?;
         let vm = DuetVm::new(
-            EvmVm::new(self.config.chain_id, block_env(&self.config, number, timestamp)),
+            EvmVm::new(self.config.chain_id, block_env(&self.config, number, timestamp))
+                .with_block_hashes(hashes),
             Arc::clone(&self.move_vm),
         );
         let started = std::time::Instant::now();
@@ -1399,6 +1463,7 @@ impl Chain {
                 ProduceError::WriteFailed(failed)
             })?;
         *producing = None;
+        self.recent_hashes.write().push(number, block.hash);
         // Only now: a block that failed to commit leaves the cache as the store is.
         cache.committed(&update.writes);
         let commit_micros = committing.elapsed().as_micros() as u64;
@@ -1967,8 +2032,11 @@ impl Chain {
             return Ok((BTreeMap::new(), settled_since));
         }
         let next_block = block_env(&self.config, head.number + 1, head.timestamp + 1);
+        let hashes = self.block_hashes_before(head.number + 1).map_err(|error| invalid(&error))?;
         let vm = |move_vm: &Arc<MoveVm>| {
-            DuetVm::new(EvmVm::new(self.config.chain_id, next_block.clone()), Arc::clone(move_vm))
+            let evm = EvmVm::new(self.config.chain_id, next_block.clone())
+                .with_block_hashes(Arc::clone(&hashes));
+            DuetVm::new(evm, Arc::clone(move_vm))
         };
         let mut duet_vm = vm(move_vm);
         if waiting.iter().any(|transaction| duet_move::Barriers::is_barrier(&duet_vm, transaction))
@@ -2045,7 +2113,7 @@ impl Chain {
         if tx.kind == TxKind::Call(MOVE_ENTRY_ADDRESS) {
             return self.move_call_at(at, tx);
         }
-        let receipt = self.run_call(&self.call_evm(at, &tx), at, tx)?;
+        let receipt = self.run_call(&self.call_evm(at, &tx)?, at, tx)?;
         match receipt {
             ExecutionResult::Success { .. } => {
                 let gas_used = receipt.tx_gas_used();
@@ -2075,7 +2143,7 @@ impl Chain {
             MovePayload::ModuleBundle(_) => Arc::new(MoveVm::new(self.config.fee_vault)),
             MovePayload::EntryFunction(_) => Arc::clone(&at.move_vm),
         };
-        let vm = DuetVm::new(self.call_evm(at, &tx), move_vm);
+        let vm = DuetVm::new(self.call_evm(at, &tx)?, move_vm);
         let output = at
             .reading(|state| {
                 duet_evm::MixedBlockExecutor::sequential(&vm)
@@ -2101,33 +2169,38 @@ impl Chain {
 
     /// The EVM calls on `at` run in: its block's environment (for a pending call, the next
     /// block's), with the Move call precompile, and without nonce, balance or fee checks.
-    fn call_evm(&self, at: &CallState<'_>, tx: &TxEnv) -> EvmVm {
+    fn call_evm(&self, at: &CallState<'_>, tx: &TxEnv) -> Result<EvmVm, CallError> {
         let mut block = if at.next {
             block_env(&self.config, at.head.number + 1, at.head.timestamp + 1)
         } else {
             // As the block ran: its own limits, base fee and beneficiary.
             ran_in(&at.head)
         };
-        at.block.apply(&mut block);
+        // `BLOCKHASH` as in the block whose environment this is, before any override.
+        let number = block.number.saturating_to::<u64>();
+        let hashes = self
+            .block_hashes_before(number)
+            .map_err(|error| CallError::Invalid(error.to_string()))?;
         // As geth: a call that names no price runs with a base fee of 0, so that code computing
-        // `tx.gasprice - block.basefee` does not underflow.
+        // `tx.gasprice - block.basefee` does not underflow (unless the call's block overrides
+        // name a base fee).
         if tx.gas_price == 0 {
             block.basefee = 0;
         }
-        EvmVm::new(self.config.chain_id, block).with_move(Arc::clone(&at.move_vm)).with_cfg_changed(
-            |cfg| {
-                cfg.disable_nonce_check = true;
-                // As geth and anvil: a call may come from a contract (a Safe, an ERC-4337 entry
-                // point estimating); only transactions must come from accounts without code.
-                cfg.disable_eip3607 = true;
-                cfg.disable_balance_check = true;
-                cfg.disable_base_fee = true;
-                cfg.disable_fee_charge = true;
-                // As geth: a call's gas is not held to its block's gas limit (only GASLIMIT sees
-                // it).
-                cfg.disable_block_gas_limit = true;
-            },
-        )
+        at.block.apply(&mut block);
+        let evm = EvmVm::new(self.config.chain_id, block).with_block_hashes(hashes);
+        Ok(evm.with_move(Arc::clone(&at.move_vm)).with_cfg_changed(|cfg| {
+            cfg.disable_nonce_check = true;
+            // As geth and anvil: a call may come from a contract (a Safe, an ERC-4337 entry
+            // point estimating); only transactions must come from accounts without code.
+            cfg.disable_eip3607 = true;
+            cfg.disable_balance_check = true;
+            cfg.disable_base_fee = true;
+            cfg.disable_fee_charge = true;
+            // As geth: a call's gas is not held to its block's gas limit (only GASLIMIT sees
+            // it).
+            cfg.disable_block_gas_limit = true;
+        }))
     }
 
     /// Runs `tx` as a call with `evm` on what a call at `at` sees (its state, the caller's pool
@@ -2172,7 +2245,7 @@ impl Chain {
         let deadline = std::time::Instant::now() + ESTIMATE_TIME;
         let authorities = recover_in_place(&mut tx);
         let at = self.call_state(block, tx.caller, &CallOverrides::default())?;
-        let evm = self.call_evm(&at, &tx).with_access_tracer();
+        let evm = self.call_evm(&at, &tx)?.with_access_tracer();
         // A creation's address comes from the sender's nonce in this state.
         tx.nonce = at.nonce(tx.caller)?;
         let warm = evm.warm_addresses(&tx, &authorities);
@@ -2224,7 +2297,7 @@ impl Chain {
     ) -> Result<CallFrame, CallError> {
         recover_in_place(&mut tx);
         let at = self.call_state(block, tx.caller, overrides)?;
-        let evm = self.call_evm(&at, &tx).with_call_tracer(config);
+        let evm = self.call_evm(&at, &tx)?.with_call_tracer(config);
         self.run_call(&evm, &at, tx)?;
         let trace = evm.take_call_traces().pop().unwrap_or(Err(TraceFailure::NoFrame));
         trace.map_err(|failure| CallError::Invalid(failure.to_string()))
@@ -2330,13 +2403,12 @@ impl Chain {
             .map(|record| replayed(record).map_err(corrupt))
             .collect::<Result<Vec<_>, _>>()?;
         let env = ran_in(&block);
+        let hashes = self.block_hashes_before(block.number)?;
         let move_vm = Arc::new(MoveVm::new(block.beneficiary));
-        let plain =
-            DuetVm::new(EvmVm::new(self.config.chain_id, env.clone()), Arc::clone(&move_vm));
-        let tracing_vm = DuetVm::new(
-            EvmVm::new(self.config.chain_id, env).with_call_tracer(config),
-            Arc::clone(&move_vm),
-        );
+        let evm =
+            || EvmVm::new(self.config.chain_id, env.clone()).with_block_hashes(Arc::clone(&hashes));
+        let plain = DuetVm::new(evm(), Arc::clone(&move_vm));
+        let tracing_vm = DuetVm::new(evm().with_call_tracer(config), Arc::clone(&move_vm));
         let mut replayed_traces = Vec::with_capacity(records.len());
         let mut start = first;
         while start <= last {

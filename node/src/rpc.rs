@@ -3060,6 +3060,63 @@ mod tests {
     }
 
     #[test]
+    fn blockhash_answers_the_hashes_of_the_blocks_before_in_blocks_and_calls() {
+        use crate::chain::tests::{deploying, signed_call};
+        use alloy_primitives::TxKind;
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = test_rpc(directory.path(), 1_000);
+        let signer = dev_signer(0);
+        let no_list = alloy_eips::eip2930::AccessList::default;
+        // `reader` returns BLOCKHASH(NUMBER - 1) and BLOCKHASH(NUMBER); `keeper` stores
+        // BLOCKHASH(NUMBER - 1) in its slot 0.
+        let reader = deploying(&alloy_primitives::hex!("6001430340600052434060205260406000f3"));
+        let keeper = deploying(&alloy_primitives::hex!("600143034060005500"));
+        for (nonce, code) in [(0, reader), (1, keeper)] {
+            rpc.chain
+                .submit(&signed_call(&signer, nonce, TxKind::Create, code, no_list()))
+                .unwrap();
+        }
+        rpc.chain.produce_block().unwrap();
+        let (reader, keeper) = (signer.address().create(0), signer.address().create(1));
+        let call = TxKind::Call(keeper);
+        rpc.chain.submit(&signed_call(&signer, 2, call, Vec::new(), no_list())).unwrap();
+        let kept_in = rpc.chain.produce_block().unwrap();
+        for _ in 0..258 {
+            rpc.chain.produce_block().unwrap();
+        }
+        let turn = rpc.chain.call_turn_blocking();
+        let ask = |method: &str, params: serde_json::Value| {
+            let request =
+                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+            super::answer(&rpc, &request, Some(&turn))
+        };
+        let hash_of = |number: u64| {
+            ask("eth_getBlockByNumber", serde_json::json!([format!("{number:#x}"), false]))
+                ["result"]["hash"]
+                .clone()
+        };
+        let words = |first: &serde_json::Value, second: &str| {
+            format!("{}{}", first.as_str().unwrap(), second.trim_start_matches("0x"))
+        };
+        let zero = format!("0x{}", "00".repeat(32));
+        // The transaction's block saw its parent's hash.
+        let kept = ask("eth_getStorageAt", serde_json::json!([keeper, "0x0", "latest"]));
+        assert_eq!(kept["result"], hash_of(kept_in.number - 1));
+        // A call at the head sees the head's parent's; a pending call, the head's; a call at an
+        // old block (past the hashes kept in memory), its parent's, read from the store.
+        let head = rpc.chain.head().number;
+        let old = head - 128;
+        for (block, parent) in [
+            ("latest".to_owned(), head - 1),
+            ("pending".to_owned(), head),
+            (format!("{old:#x}"), old - 1),
+        ] {
+            let answer = ask("eth_call", serde_json::json!([{"to": reader}, block]));
+            assert_eq!(answer["result"], words(&hash_of(parent), &zero), "{block}: {answer}");
+        }
+    }
+
+    #[test]
     fn blocks_are_mined_on_request_from_the_pool() {
         let directory = tempfile::tempdir().unwrap();
         let rpc = test_rpc(directory.path(), 1_000);
