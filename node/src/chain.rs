@@ -441,9 +441,11 @@ pub struct Chain {
     /// (`evm_mine`) are built one after another, each on the last. Holds the error of a block's
     /// write that failed: after it, no block is written (see [`ProduceError::WriteFailed`]).
     producing: Mutex<Option<String>>,
-    /// The hashes of the last 257 blocks (to the head), from which `BLOCKHASH` is answered in
-    /// the next block and in calls at the head (see [`Chain::block_hashes_before`]).
+    /// The hashes of the last [`KEPT_HASHES`] blocks (to the head), from which `BLOCKHASH` is
+    /// answered in the next block and in calls at recent blocks, and the hashes last read from
+    /// the store for an older one (see [`Chain::block_hashes_before`]).
     recent_hashes: RwLock<KeptHashes>,
+    older_hashes: Mutex<Option<(u64, Arc<BlockHashes>)>>,
     metrics: Metrics,
 }
 
@@ -454,9 +456,10 @@ struct KeptHashes {
     hashes: std::collections::VecDeque<B256>,
 }
 
-/// How many block hashes the chain keeps in memory: the 256 blocks before the next block, and
-/// the one before the head's 256 (a call at the head runs in the head's environment).
-const KEPT_HASHES: usize = 257;
+/// How many block hashes the chain keeps in memory: the 256 before each of the last 257 blocks
+/// and the next one (calls at the blocks whose state is kept by default, 128, and their
+/// estimates, which build an EVM for each run, read none from the store).
+const KEPT_HASHES: usize = 513;
 
 impl KeptHashes {
     /// The hashes of blocks `first..end`, if all are kept.
@@ -717,6 +720,7 @@ impl Chain {
             executor_parts: Mutex::new(duet_block_stm::ExecutorParts::default()),
             producing: Mutex::new(None),
             recent_hashes: RwLock::new(recent_hashes),
+            older_hashes: Mutex::new(None),
             metrics: Metrics::default(),
             config,
             store,
@@ -743,7 +747,7 @@ impl Chain {
     }
 
     /// The hashes of the (up to 256) blocks before block `number`, which `BLOCKHASH` answers in
-    /// it: kept in memory for the next block and the head, read from the store for an older
+    /// it: kept in memory for the next block and recent ones, read from the store for an older
     /// block (a call at it, a trace's replay).
     ///
     /// # Errors
@@ -753,10 +757,18 @@ impl Chain {
         if let Some(hashes) = self.recent_hashes.read().range(first, number) {
             return Ok(Arc::new(BlockHashes::new(first, hashes)));
         }
+        // A block's hashes never change: the last read serves the next calls at that block.
+        if let Some((at, hashes)) = &*self.older_hashes.lock() {
+            if *at == number {
+                return Ok(Arc::clone(hashes));
+            }
+        }
         let hashes = (first..number)
             .map(|at| Ok(self.store.block(at)?.map_or(B256::ZERO, |block| block.hash)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Arc::new(BlockHashes::new(first, hashes)))
+        let hashes = Arc::new(BlockHashes::new(first, hashes));
+        *self.older_hashes.lock() = Some((number, Arc::clone(&hashes)));
+        Ok(hashes)
     }
 
     /// The record of the transaction with `hash`, if its block is the head or below. The
@@ -1256,19 +1268,7 @@ impl Chain {
         let tip = tx.gas_priority_fee.unwrap_or(tx.gas_price);
         let paid = tx.effective_gas_price(u128::from(self.config.base_fee));
         let (kind, transaction) = if tx.kind == TxKind::Call(MOVE_ENTRY_ADDRESS) {
-            if !tx.value.is_zero() {
-                return Err(SubmitError::Move("a Move transaction sends no ETH".to_owned()));
-            }
-            // Its gas does not count an access list, which would ride along uncharged.
-            if !tx.access_list.is_empty() {
-                return Err(SubmitError::Move("a Move transaction has no access list".to_owned()));
-            }
-            // Nor authorizations: a Move transaction runs no EIP-7702 list.
-            if tx.tx_type == 4 {
-                return Err(SubmitError::Move(
-                    "a Move transaction is not a set-code (EIP-7702) transaction".to_owned(),
-                ));
-            }
+            move_shape(&tx).map_err(SubmitError::Move)?;
             if tx.gas_priority_fee.is_some_and(|tip| tip > tx.gas_price) {
                 return Err(SubmitError::TipAboveFeeCap);
             }
@@ -2130,12 +2130,14 @@ impl Chain {
     /// transaction then ran out of); its gas used and no output, or its Move status as the
     /// failure. Move gas does not depend on the limit, so an estimate's first run finds it.
     fn move_call_at(&self, at: &CallState<'_>, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
+        move_shape(&tx).map_err(CallError::Invalid)?;
         if tx.gas_limit == 0 {
             tx.gas_limit = self.max_transaction_gas();
         }
         tx.nonce = at.nonce(tx.caller)?;
-        let price = tx.effective_gas_price(u128::from(self.config.base_fee));
-        let transaction = move_transaction(&tx, tx.caller, price).map_err(|error| {
+        // At no price, as EVM calls charge no fee: Move's gas does not depend on it, and a
+        // sender need not hold the limit's worth at the price named to have it estimated.
+        let transaction = move_transaction(&tx, tx.caller, 0).map_err(|error| {
             CallError::Invalid(format!("a Move transaction's payload: {error}"))
         })?;
         // A publication runs on a VM of its own, whose code cache no later call reads.
@@ -2807,6 +2809,22 @@ fn block_env(config: &ChainConfig, number: u64, timestamp: u64) -> BlockEnv {
 /// The Move transaction an Ethereum transaction `tx` to the Move entry address from `sender`
 /// carries, paying `gas_price` per gas (what an EVM transaction with its fees pays at the base
 /// fee).
+/// What a Move transaction (to the Move entry address) may not carry: ETH (its gas does not
+/// pay for a transfer), an access list (its gas does not count one, which would ride along
+/// uncharged), or EIP-7702 authorizations (it runs none).
+fn move_shape(tx: &TxEnv) -> Result<(), String> {
+    if !tx.value.is_zero() {
+        return Err("a Move transaction sends no ETH".to_owned());
+    }
+    if !tx.access_list.is_empty() {
+        return Err("a Move transaction has no access list".to_owned());
+    }
+    if tx.tx_type == 4 {
+        return Err("a Move transaction is not a set-code (EIP-7702) transaction".to_owned());
+    }
+    Ok(())
+}
+
 fn move_transaction(
     tx: &TxEnv,
     sender: Address,

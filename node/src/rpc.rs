@@ -1288,7 +1288,8 @@ fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError>
         } else {
             price("gasPrice")?.unwrap_or_default()
         },
-        gas_priority_fee: tip,
+        // A max fee without a tip tips nothing, as geth reads it.
+        gas_priority_fee: dynamic.then(|| tip.unwrap_or(0)),
         nonce,
         tx_type: if dynamic { 2 } else { u8::from(!access_list.is_empty()) },
         access_list,
@@ -1584,6 +1585,14 @@ fn sign_request(
         return Err(RpcError::invalid_params(
             "max priority fee per gas higher than max fee per gas",
         ));
+    }
+    // Estimated at the fees it will be signed with (a tip alone was estimated under no max
+    // fee, which revm refuses).
+    let mut call = call;
+    call.gas_price = max_fee;
+    call.gas_priority_fee = Some(tip);
+    if call.tx_type < 2 {
+        call.tx_type = 2;
     }
     let gas_limit = match quantity(object, "gas")? {
         Some(gas) => gas.saturating_to(),
@@ -2370,6 +2379,12 @@ mod tests {
                 "value": "0x1", "gas": null }] });
         let answer = rpc.respond_in_turn(send, ()).await;
         assert!(answer["result"].is_string(), "{answer}");
+        // With a tip alone, estimated at the fees it is signed with.
+        let tipped = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction",
+            "params": [{ "from": dev_signer(0).address(), "to": Address::repeat_byte(0xbe),
+                "value": "0x1", "maxPriorityFeePerGas": "0x1" }] });
+        let answer = rpc.respond_in_turn(tipped, ()).await;
+        assert!(answer["result"].is_string(), "{answer}");
         // A proof names no block but the latest.
         let proof = json!({ "jsonrpc": "2.0", "id": 2, "method": "duet_getProof",
             "params": [{ "kind": "balance", "address": Address::repeat_byte(0xbe) }, "0x0"] });
@@ -2405,6 +2420,19 @@ mod tests {
             u64::from_str_radix(estimate["result"].as_str().unwrap().trim_start_matches("0x"), 16)
                 .unwrap_or_else(|_| panic!("{estimate}"));
         assert!(gas > 21_000 + 16 * payload(1_000).len() as u64, "{gas}");
+        // Priced far past what the sender holds for the gas cap: the same estimate (Move gas
+        // does not depend on the price; a call charges no fee).
+        let mut priced = request("eth_estimateGas", 1_000);
+        priced["params"][0]["maxFeePerGas"] = json!("0xffffffffffffffffffffffff");
+        assert_eq!(ask(priced).await["result"], estimate["result"]);
+        // A Move transaction sends no ETH, estimated or sent.
+        let mut paying = request("eth_estimateGas", 1_000);
+        paying["params"][0]["value"] = json!("0x1");
+        let refused = ask(paying).await;
+        assert!(
+            refused["error"]["message"].as_str().unwrap().contains("sends no ETH"),
+            "{refused}"
+        );
         // An abort is the call's failure, saying it: more than the sender holds.
         let refused = ask(request("eth_call", u128::MAX)).await;
         let message = refused["error"]["message"].as_str().unwrap_or_else(|| panic!("{refused}"));
@@ -3042,6 +3070,8 @@ mod tests {
         let capped = call(serde_json::json!({"maxFeePerGas": format!("{:#x}", gwei / 2),
             "maxPriorityFeePerGas": format!("{:#x}", gwei / 2)}));
         assert_eq!(capped["result"], words(gwei / 2, base_fee), "the max fee");
+        let no_tip = call(serde_json::json!({"maxFeePerGas": format!("{:#x}", 3 * gwei)}));
+        assert_eq!(no_tip["result"], words(base_fee, base_fee), "a max fee alone tips nothing");
         let both = call(serde_json::json!({"gasPrice": "0x1", "maxFeePerGas": "0x1"}));
         assert_eq!(both["error"]["code"], -32602, "{both}");
         // A call (and an estimate) may come from a contract, as in geth and anvil.

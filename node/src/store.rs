@@ -50,8 +50,12 @@ const FORMAT_KEY: &[u8] = b"format";
 /// The `meta` entry holding the chain id of the database's blocks.
 const CHAIN_ID: &[u8] = b"chain_id";
 /// The version of the records' layout this build reads and writes: a build that changes how a
-/// record is laid out raises it, so that a datadir is never misread by a build of another.
-pub const FORMAT: u64 = 1;
+/// record is laid out, or how blocks run (so that its replays and traces of the blocks an older
+/// build made would not match their receipts), raises it, so that a datadir is never misread by
+/// a build of another. 2: `BLOCKHASH` answers block hashes (it answered zero),
+/// `account::sequence_number` is the next transaction's nonce, Move functions returning values
+/// without `drop` are refused, and calls of a module's own functions count their acquires.
+pub const FORMAT: u64 = 2;
 
 /// How many blocks before the head the state of is kept: queries may name any of them.
 pub const STATE_HISTORY_BLOCKS: u64 = 128;
