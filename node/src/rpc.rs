@@ -2289,6 +2289,18 @@ mod tests {
     use crate::chain::tests::{dev_signer, open_chain, transfer};
     use alloy_primitives::{Address, Bloom, Log, LogData, B256};
 
+    /// `rpc`'s answer to one request of `method` with `params` (in `turn`, which calls need).
+    fn asked(
+        rpc: &super::Rpc,
+        turn: Option<&super::Turn>,
+        method: &str,
+        params: &serde_json::Value,
+    ) -> serde_json::Value {
+        let request =
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        super::answer(rpc, &request, turn)
+    }
+
     /// An RPC over a new test chain (in `directory`) that takes in `received` bytes at once.
     pub(super) fn test_rpc(directory: &std::path::Path, received: usize) -> super::Rpc {
         signing_rpc(directory, received, Vec::new())
@@ -2852,11 +2864,7 @@ mod tests {
             }
         });
         let cow_address = "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826";
-        let ask = |method: &str, params: serde_json::Value| {
-            let request =
-                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-            super::answer(&rpc, &request, None)
-        };
+        let ask = |method: &str, params: serde_json::Value| asked(&rpc, None, method, &params);
         let expected = "0x4355c47d63924e8a72e509b65029052eb6c299d53a04e167c5775fd466751c9d\
                         07299936d304c153f6443dfa05f40ff007d72911b6f72307f996231605b91562\
                         1c";
@@ -2987,11 +2995,7 @@ mod tests {
     fn block_parameters_that_name_no_block_or_an_inverted_range_are_refused_not_read_as_the_head() {
         let directory = tempfile::tempdir().unwrap();
         let rpc = test_rpc(directory.path(), 1_000);
-        let ask = |method: &str, params: serde_json::Value| {
-            let request =
-                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-            super::answer(&rpc, &request, None)
-        };
+        let ask = |method: &str, params: serde_json::Value| asked(&rpc, None, method, &params);
         for _ in 0..3 {
             rpc.chain.produce_block().unwrap();
         }
@@ -3032,11 +3036,8 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let rpc = test_rpc(directory.path(), 1_000);
         let turn = rpc.chain.call_turn_blocking();
-        let ask = |method: &str, params: serde_json::Value| {
-            let request =
-                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-            super::answer(&rpc, &request, Some(&turn))
-        };
+        let ask =
+            |method: &str, params: serde_json::Value| asked(&rpc, Some(&turn), method, &params);
         let signer = dev_signer(0);
         let no_list = alloy_eips::eip2930::AccessList::default;
         // Returns GASPRICE and BASEFEE: GASPRICE PUSH1 0 MSTORE BASEFEE PUSH1 32 MSTORE PUSH1 64
@@ -3115,11 +3116,8 @@ mod tests {
             rpc.chain.produce_block().unwrap();
         }
         let turn = rpc.chain.call_turn_blocking();
-        let ask = |method: &str, params: serde_json::Value| {
-            let request =
-                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-            super::answer(&rpc, &request, Some(&turn))
-        };
+        let ask =
+            |method: &str, params: serde_json::Value| asked(&rpc, Some(&turn), method, &params);
         let hash_of = |number: u64| {
             ask("eth_getBlockByNumber", serde_json::json!([format!("{number:#x}"), false]))
                 ["result"]["hash"]
@@ -3150,11 +3148,7 @@ mod tests {
     fn blocks_are_mined_on_request_from_the_pool() {
         let directory = tempfile::tempdir().unwrap();
         let rpc = test_rpc(directory.path(), 1_000);
-        let ask = |method: &str, params: serde_json::Value| {
-            let request =
-                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-            super::answer(&rpc, &request, None)
-        };
+        let ask = |method: &str, params: serde_json::Value| asked(&rpc, None, method, &params);
         let block_number = || ask("eth_blockNumber", serde_json::json!([]))["result"].clone();
         assert_eq!(block_number(), "0x0");
         let signer = dev_signer(0);
@@ -3212,11 +3206,7 @@ mod tests {
     fn installed_log_filters_name_a_bounded_number_of_addresses_and_topics_in_all() {
         let directory = tempfile::tempdir().unwrap();
         let rpc = test_rpc(directory.path(), 1_000);
-        let ask = |method: &str, params: serde_json::Value| {
-            let request =
-                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-            super::answer(&rpc, &request, None)
-        };
+        let ask = |method: &str, params: serde_json::Value| asked(&rpc, None, method, &params);
         // A filter naming 1 000 addresses and 3 000 topic options takes 4 000 of the room.
         let addresses: Vec<Address> =
             (0..1_000u16).map(|index| Address::left_padding_from(&index.to_be_bytes())).collect();
