@@ -815,6 +815,18 @@ impl Chain {
         self.head().timestamp > now()
     }
 
+    /// Whether a block could take a waiting transaction now: one of a sender's at its nonce in
+    /// the state (those queued above a nonce gap cannot be taken, and would otherwise make
+    /// empty blocks while the head is ahead of the clock, each a second further ahead).
+    #[must_use]
+    pub fn has_executable(&self) -> bool {
+        let senders = self.mempool.lock().senders();
+        senders.into_iter().any(|sender| {
+            let Ok((nonce, _)) = self.account(sender) else { return true };
+            self.mempool.lock().pending_nonce(sender, nonce) > nonce
+        })
+    }
+
     /// The waiting transaction with `hash`.
     #[must_use]
     pub fn pending(&self, hash: &B256) -> Option<PendingTransaction> {
@@ -3617,6 +3629,23 @@ pub(crate) mod tests {
         );
         assert_eq!(chain.pending_count(), 0);
         chain.mempool.lock().assert_consistent();
+    }
+
+    #[test]
+    fn a_transaction_queued_above_a_gap_is_not_one_a_block_could_take() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        // Blocks made at once run ahead of the clock, a second each.
+        for _ in 0..5 {
+            chain.produce_block().unwrap();
+        }
+        assert!(chain.ahead_of_the_clock());
+        let signer = dev_signer(0);
+        chain.submit(&transfer(&signer, 1, 10_000_000_000)).unwrap();
+        assert_eq!(chain.pending_count(), 1);
+        assert!(!chain.has_executable(), "nonce 1 waits for nonce 0: the producer waits too");
+        chain.submit(&transfer(&signer, 0, 10_000_000_000)).unwrap();
+        assert!(chain.has_executable());
     }
 
     #[test]

@@ -336,7 +336,7 @@ impl Producer {
                     } else {
                         next + period
                     };
-                    if chain.pending_count() == 0 && chain.ahead_of_the_clock() {
+                    if chain.ahead_of_the_clock() && !chain.has_executable() {
                         // A failed write asked for by `evm_mine` stops the node at the next tick
                         // (a block produced here says so itself).
                         if let Some(failure) = chain.write_failure() {
