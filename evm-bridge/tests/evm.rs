@@ -1000,3 +1000,28 @@ fn blockhash_answers_the_hashes_of_the_256_blocks_before_as_the_chain_gives_them
     let TransactionResult::Executed(receipt) = &output.results[0] else { panic!("executed") };
     assert_eq!(receipt.output().expect("returns").as_ref(), [0u8; 128]);
 }
+
+#[test]
+fn a_fee_vault_that_starts_empty_is_paid_and_read_exactly() {
+    // The vault holds nothing before the block: its first credit is a value written, not a
+    // delta over a funded balance, and contracts read it (BALANCE(COINBASE)) between payments.
+    let mut chain = Chain::with_funded_users(8);
+    chain.duet.0.remove(&StateKey::Balance(FEE_VAULT));
+    chain.plain.insert_account_info(FEE_VAULT, AccountInfo::default());
+    let (deploy_probe, probe) = chain.deploy(user(0), artifact_bytecode("Probe"));
+    assert_eq!(executed(&chain.run(&[deploy_probe])), 1);
+    chain.duet.0.remove(&StateKey::Balance(FEE_VAULT));
+    chain.plain.insert_account_info(FEE_VAULT, AccountInfo::default());
+    let mut block = Vec::new();
+    for index in 0..60u64 {
+        let from = user(1 + index % 7);
+        block.push(if index % 5 == 2 {
+            chain.call(from, probe, Probe::recordCoinbaseCall {}.abi_encode())
+        } else {
+            chain.tx(from, TxKind::Call(user(index % 8)), 1_000, Vec::new(), 21_000)
+        });
+    }
+    assert_eq!(executed(&chain.run(&block)), block.len());
+    let vault = chain.duet.0[&StateKey::Balance(FEE_VAULT)].as_balance().unwrap();
+    assert!(vault > 0, "the vault was paid");
+}
