@@ -600,7 +600,8 @@ impl Store {
         let format = self.number(META, FORMAT_KEY, "format")?;
         if let Some(format) = format.filter(|format| *format != FORMAT) {
             return Err(StoreError::Incompatible(format!(
-                "its records are of format {format}, and this build reads format {FORMAT}"
+                "its records are of format {format}, and this build reads format {FORMAT}: give \
+                 another datadir, or remove this one to start its chain afresh"
             )));
         }
         Ok(format)
