@@ -34,6 +34,18 @@ pub struct Block {
     pub output_root: B256,
     /// Its transactions' hashes, in order.
     pub transactions: Vec<B256>,
+    /// Ethereum's root of its transactions (the trie of their EIP-2718 encodings by index).
+    #[serde(default)]
+    pub transactions_root: B256,
+    /// Ethereum's root of its receipts (status, cumulative gas, bloom and logs, by index): with
+    /// the next, what the block's hash commits to of its transactions' outcomes (see
+    /// [`receipts_roots`]).
+    #[serde(default)]
+    pub receipts_root: B256,
+    /// The hash of its Move transactions' outcomes (index, status and events), which Ethereum's
+    /// receipts have no place for.
+    #[serde(default)]
+    pub move_outcomes_hash: B256,
 }
 
 impl Block {
@@ -59,6 +71,9 @@ impl Block {
             state_root: B256::ZERO,
             output_root: B256::ZERO,
             transactions: Vec::new(),
+            transactions_root: alloy_consensus::EMPTY_ROOT_HASH,
+            receipts_root: alloy_consensus::EMPTY_ROOT_HASH,
+            move_outcomes_hash: alloy_primitives::keccak256([]),
         }
     }
 
@@ -92,11 +107,62 @@ impl Block {
         bytes.extend_from_slice(self.beneficiary.as_slice());
         bytes.extend_from_slice(self.logs_bloom.as_slice());
         bytes.extend_from_slice(self.state_root.as_slice());
+        bytes.extend_from_slice(self.transactions_root.as_slice());
+        bytes.extend_from_slice(self.receipts_root.as_slice());
+        bytes.extend_from_slice(self.move_outcomes_hash.as_slice());
         for hash in &self.transactions {
             bytes.extend_from_slice(hash.as_slice());
         }
         alloy_primitives::keccak256(bytes)
     }
+
+    /// Sets its transactions' and receipts' roots from its `records` (in block order).
+    pub fn set_roots(&mut self, records: &[TransactionRecord]) {
+        let (transactions, receipts, moves) = receipts_roots(records);
+        self.transactions_root = transactions;
+        self.receipts_root = receipts;
+        self.move_outcomes_hash = moves;
+    }
+}
+
+/// The roots of `records` (a block's, in order): Ethereum's transactions root and receipts root
+/// (each receipt as Ethereum encodes it: its transaction's type, status, cumulative gas, the
+/// bloom of its logs, its logs), and the keccak256 of the Move transactions' outcomes, each its
+/// index, status and events (type and data, each with its length), which Ethereum's receipt
+/// has no place for.
+#[must_use]
+pub fn receipts_roots(records: &[TransactionRecord]) -> (B256, B256, B256) {
+    use alloy_eips::eip2718::Encodable2718;
+    let transactions =
+        alloy_consensus::proofs::ordered_trie_root_with_encoder(records, |record, out| {
+            out.extend_from_slice(&record.raw);
+        });
+    let receipts =
+        alloy_consensus::proofs::ordered_trie_root_with_encoder(records, |record, out| {
+            let receipt = alloy_consensus::Receipt {
+                status: alloy_consensus::Eip658Value::Eip658(record.success),
+                cumulative_gas_used: record.cumulative_gas_used,
+                logs: record.logs.clone(),
+            };
+            let with_bloom = receipt.with_bloom();
+            let ty = alloy_consensus::TxType::try_from(
+                record.raw.first().copied().filter(|byte| *byte < 0x7f).unwrap_or(0),
+            )
+            .unwrap_or(alloy_consensus::TxType::Legacy);
+            alloy_consensus::ReceiptEnvelope::from_typed(ty, with_bloom).encode_2718(out);
+        });
+    let mut moves = Vec::new();
+    for record in records {
+        let Some(status) = &record.move_status else { continue };
+        moves.extend_from_slice(&record.index.to_be_bytes());
+        for part in std::iter::once(status.as_bytes())
+            .chain(record.move_events.iter().flat_map(|(tag, data)| [tag.as_bytes(), &data[..]]))
+        {
+            moves.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            moves.extend_from_slice(part);
+        }
+    }
+    (transactions, receipts, alloy_primitives::keccak256(moves))
 }
 
 /// Which VM ran a transaction.
@@ -146,4 +212,49 @@ pub struct TransactionRecord {
     /// For a Move transaction: its events, each as its type (the text the executor shares
     /// between the events of one type) and BCS data.
     pub move_events: Vec<(Arc<str>, Bytes)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{receipts_roots, Address, Bytes, Kind, TransactionRecord, B256};
+
+    #[test]
+    fn the_move_outcomes_hash_commits_to_each_move_transactions_status_and_events() {
+        let record =
+            |kind: Kind, status: Option<&str>, events: Vec<(&str, Vec<u8>)>| TransactionRecord {
+                hash: B256::repeat_byte(4),
+                block_number: 7,
+                block_hash: B256::ZERO,
+                index: 0,
+                from: Address::repeat_byte(6),
+                kind,
+                raw: Bytes::from(vec![2, 0xc0]),
+                success: true,
+                gas_used: 51_000,
+                cumulative_gas_used: 51_000,
+                effective_gas_price: 1,
+                contract_address: None,
+                logs: Vec::new(),
+                first_log_index: 0,
+                move_status: status.map(str::to_owned),
+                move_events: events
+                    .into_iter()
+                    .map(|(tag, data)| (tag.into(), Bytes::from(data)))
+                    .collect(),
+            };
+        let evm_only = receipts_roots(&[record(Kind::Evm, None, vec![])]).2;
+        assert_eq!(evm_only, alloy_primitives::keccak256([]), "no Move transaction: empty");
+        let moved =
+            |status: &str, events| receipts_roots(&[record(Kind::Move, Some(status), events)]).2;
+        let transfer = vec![("0x1::eth::Transfer", vec![9; 16])];
+        let base = moved("success", transfer.clone());
+        assert_ne!(base, evm_only);
+        assert_ne!(base, moved("aborted in 0x1::eth with code 1", transfer));
+        assert_ne!(base, moved("success", vec![("0x1::eth::Transfer", vec![9; 15])]));
+        // A part's bytes cannot pass for the next part's: each is counted with its length.
+        assert_ne!(
+            moved("success", vec![("ab", vec![]), ("c", vec![])]),
+            moved("success", vec![("a", vec![]), ("bc", vec![])])
+        );
+    }
 }

@@ -1433,6 +1433,7 @@ impl Chain {
             .store
             .previous_values(&output.state_updates)
             .map_err(|error| format!("block {number}: {error}"))?;
+        block.set_roots(&records);
         let mut cache = self.tree.lock();
         let update =
             merkle::update(&cache.over(&self.store), merkle::leaves(&output.state_updates))

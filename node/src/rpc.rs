@@ -1795,10 +1795,11 @@ fn block_object(chain: &Chain, block: &Block, full: bool) -> Result<Value, RpcEr
         "nonce": "0x0000000000000000",
         "sha3Uncles": "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347",
         "logsBloom": block.logs_bloom,
-        "transactionsRoot": empty_root,
+        "transactionsRoot": block.transactions_root,
         "stateRoot": block.state_root,
         "outputRoot": block.output_root,
-        "receiptsRoot": empty_root,
+        "receiptsRoot": block.receipts_root,
+        "moveOutcomesHash": block.move_outcomes_hash,
         "miner": block.beneficiary,
         "difficulty": "0x0",
         "totalDifficulty": "0x0",
@@ -3087,6 +3088,72 @@ mod tests {
         assert_eq!(
             receipt["result"]["contractAddress"],
             serde_json::json!(signer.address().create(1))
+        );
+    }
+
+    #[test]
+    fn a_blocks_transactions_and_receipts_roots_are_ethereums_and_its_hash_commits_to_them() {
+        use crate::chain::tests::{deploying, signed_call};
+        use alloy_eips::eip2718::Decodable2718;
+        use alloy_primitives::TxKind;
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = test_rpc(directory.path(), 1_000);
+        let signer = dev_signer(0);
+        let no_list = alloy_eips::eip2930::AccessList::default;
+        // Three LOG0s of 64 zero bytes, then STOP; and a transfer.
+        let mut runtime = [0x60, 0x40, 0x60, 0x00, 0xa0].repeat(3);
+        runtime.push(0x00);
+        let create = signed_call(&signer, 0, TxKind::Create, deploying(&runtime), no_list());
+        rpc.chain.submit(&create).unwrap();
+        let call = TxKind::Call(signer.address().create(0));
+        rpc.chain.submit(&signed_call(&signer, 1, call, Vec::new(), no_list())).unwrap();
+        rpc.chain.submit(&transfer(&signer, 2, 10_000_000_000)).unwrap();
+        let block = rpc.chain.produce_block().unwrap();
+        assert_eq!(block.transactions.len(), 3);
+        let records: Vec<_> = block
+            .transactions
+            .iter()
+            .map(|hash| rpc.chain.store().transaction(*hash).unwrap().unwrap())
+            .collect();
+        let envelopes: Vec<alloy_consensus::TxEnvelope> = records
+            .iter()
+            .map(|record| {
+                alloy_consensus::TxEnvelope::decode_2718(&mut record.raw.as_ref()).unwrap()
+            })
+            .collect();
+        let receipts: Vec<alloy_consensus::ReceiptEnvelope> = records
+            .iter()
+            .zip(&envelopes)
+            .map(|(record, envelope)| {
+                let receipt = alloy_consensus::Receipt {
+                    status: record.success.into(),
+                    cumulative_gas_used: record.cumulative_gas_used,
+                    logs: record.logs.clone(),
+                };
+                alloy_consensus::ReceiptEnvelope::from_typed(
+                    envelope.tx_type(),
+                    receipt.with_bloom(),
+                )
+            })
+            .collect();
+        assert_eq!(records[1].logs.len(), 3);
+        assert_eq!(
+            block.transactions_root,
+            alloy_consensus::proofs::calculate_transaction_root(&envelopes)
+        );
+        assert_eq!(block.receipts_root, alloy_consensus::proofs::calculate_receipt_root(&receipts));
+        assert_ne!(block.receipts_root, alloy_consensus::EMPTY_ROOT_HASH);
+        // The hash commits to them: another receipts root, another hash.
+        let mut altered = (*block).clone();
+        altered.receipts_root = B256::repeat_byte(1);
+        assert_ne!(altered.compute_hash(), block.hash);
+        assert_eq!(block.compute_hash(), block.hash);
+        // As served.
+        let served = asked(&rpc, None, "eth_getBlockByNumber", &serde_json::json!(["0x1", false]));
+        assert_eq!(served["result"]["receiptsRoot"], serde_json::json!(block.receipts_root));
+        assert_eq!(
+            served["result"]["transactionsRoot"],
+            serde_json::json!(block.transactions_root)
         );
     }
 

@@ -52,7 +52,8 @@ const CHAIN_ID: &[u8] = b"chain_id";
 /// The version of the records' layout this build reads and writes: a build that changes how a
 /// record is laid out, or how blocks run (so that its replays and traces of the blocks an older
 /// build made would not match their receipts), raises it, so that a datadir is never misread by
-/// a build of another. 2: `BLOCKHASH` answers block hashes (it answered zero),
+/// a build of another. 2: blocks carry their transactions' and receipts' roots (and their hash
+/// commits to them), `BLOCKHASH` answers block hashes (it answered zero),
 /// `account::sequence_number` is the next transaction's nonce, Move functions returning values
 /// without `drop` are refused, and calls of a module's own functions count their acquires.
 pub const FORMAT: u64 = 2;
