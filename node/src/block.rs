@@ -132,24 +132,25 @@ impl Block {
 /// has no place for.
 #[must_use]
 pub fn receipts_roots(records: &[TransactionRecord]) -> (B256, B256, B256) {
-    use alloy_eips::eip2718::Encodable2718;
+    use alloy_consensus::RlpEncodableReceipt;
     let transactions =
         alloy_consensus::proofs::ordered_trie_root_with_encoder(records, |record, out| {
             out.extend_from_slice(&record.raw);
         });
     let receipts =
         alloy_consensus::proofs::ordered_trie_root_with_encoder(records, |record, out| {
+            // EIP-2718: the transaction's type byte (none for a legacy one), then the
+            // receipt's RLP; its logs borrowed, not copied.
             let receipt = alloy_consensus::Receipt {
                 status: alloy_consensus::Eip658Value::Eip658(record.success),
                 cumulative_gas_used: record.cumulative_gas_used,
-                logs: record.logs.clone(),
+                logs: record.logs.iter().collect::<Vec<&Log>>(),
             };
-            let with_bloom = receipt.with_bloom();
-            let ty = alloy_consensus::TxType::try_from(
-                record.raw.first().copied().filter(|byte| *byte < 0x7f).unwrap_or(0),
-            )
-            .unwrap_or(alloy_consensus::TxType::Legacy);
-            alloy_consensus::ReceiptEnvelope::from_typed(ty, with_bloom).encode_2718(out);
+            let bloom: Bloom = record.logs.iter().collect();
+            if let Some(&kind) = record.raw.first().filter(|byte| **byte < 0x7f) {
+                out.push(kind);
+            }
+            receipt.rlp_encode_with_bloom(&bloom, out);
         });
     let mut moves = Vec::new();
     for record in records {
