@@ -2302,6 +2302,13 @@ mod tests {
         super::answer(rpc, &request, turn)
     }
 
+    /// Runtime code emitting three LOG0s of 64 zero bytes (PUSH1 64 PUSH1 0 LOG0), then STOP.
+    fn three_logs() -> Vec<u8> {
+        let mut runtime = [0x60, 0x40, 0x60, 0x00, 0xa0].repeat(3);
+        runtime.push(0x00);
+        runtime
+    }
+
     /// An RPC over a new test chain (in `directory`) that takes in `received` bytes at once.
     pub(super) fn test_rpc(directory: &std::path::Path, received: usize) -> super::Rpc {
         signing_rpc(directory, received, Vec::new())
@@ -3100,10 +3107,8 @@ mod tests {
         let rpc = test_rpc(directory.path(), 1_000);
         let signer = dev_signer(0);
         let no_list = alloy_eips::eip2930::AccessList::default;
-        // Three LOG0s of 64 zero bytes, then STOP; and a transfer.
-        let mut runtime = [0x60, 0x40, 0x60, 0x00, 0xa0].repeat(3);
-        runtime.push(0x00);
-        let create = signed_call(&signer, 0, TxKind::Create, deploying(&runtime), no_list());
+        // A contract emitting three logs, a call of it, and a transfer.
+        let create = signed_call(&signer, 0, TxKind::Create, deploying(&three_logs()), no_list());
         rpc.chain.submit(&create).unwrap();
         let call = TxKind::Call(signer.address().create(0));
         rpc.chain.submit(&signed_call(&signer, 1, call, Vec::new(), no_list())).unwrap();
@@ -3348,9 +3353,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let rpc = test_rpc(directory.path(), 1_000);
         let signer = dev_signer(0);
-        // Three LOG0s of 64 zero bytes (PUSH1 64 PUSH1 0 LOG0), then STOP.
-        let mut runtime = [0x60, 0x40, 0x60, 0x00, 0xa0].repeat(3);
-        runtime.push(0x00);
+        let runtime = three_logs();
         let no_list = alloy_eips::eip2930::AccessList::default;
         let create = signed_call(&signer, 0, TxKind::Create, deploying(&runtime), no_list());
         rpc.chain.submit(&create).unwrap();
