@@ -128,8 +128,8 @@ impl Block {
 /// The roots of `records` (a block's, in order): Ethereum's transactions root and receipts root
 /// (each receipt as Ethereum encodes it: its transaction's type, status, cumulative gas, the
 /// bloom of its logs, its logs), and the keccak256 of the Move transactions' outcomes, each its
-/// index, status and events (type and data, each with its length), which Ethereum's receipt
-/// has no place for.
+/// index, its number of events, its status and its events (type and data), each part with its
+/// length, which Ethereum's receipt has no place for.
 #[must_use]
 pub fn receipts_roots(records: &[TransactionRecord]) -> (B256, B256, B256) {
     use alloy_consensus::RlpEncodableReceipt;
@@ -156,6 +156,7 @@ pub fn receipts_roots(records: &[TransactionRecord]) -> (B256, B256, B256) {
     for record in records {
         let Some(status) = &record.move_status else { continue };
         moves.extend_from_slice(&record.index.to_be_bytes());
+        moves.extend_from_slice(&(record.move_events.len() as u64).to_be_bytes());
         for part in std::iter::once(status.as_bytes())
             .chain(record.move_events.iter().flat_map(|(tag, data)| [tag.as_bytes(), &data[..]]))
         {
@@ -257,5 +258,11 @@ mod tests {
             moved("success", vec![("ab", vec![]), ("c", vec![])]),
             moved("success", vec![("a", vec![]), ("bc", vec![])])
         );
+        // Nor a record's for more events of the one before: each counts its events.
+        let mut second = record(Kind::Move, Some("success"), vec![("t", vec![])]);
+        second.index = 1;
+        let two = receipts_roots(&[record(Kind::Move, Some("success"), vec![]), second]).2;
+        let one = receipts_roots(&[record(Kind::Move, Some("success"), vec![])]).2;
+        assert_ne!(two, one);
     }
 }

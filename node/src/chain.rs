@@ -4872,6 +4872,7 @@ pub(crate) mod tests {
         let mut block = Block::empty(0, B256::ZERO, 0, &ChainConfig::for_tests());
         block.seal(state_root(root));
         let store = Store::open(directory.path()).unwrap();
+        store.claim_for_chain(ChainConfig::for_tests().chain_id).unwrap();
         store.commit(&BlockCommit::of_state(&block, &state)).unwrap();
         directory
     }

@@ -617,6 +617,16 @@ impl Store {
     /// ([`StoreError::Incompatible`], saying which).
     pub fn claim_for_chain(&self, chain_id: u64) -> Result<(), StoreError> {
         let format = self.format()?;
+        // Blocks without a format mark were written before marks, in a layout or by rules this
+        // build does not share: refused, as another format is (a datadir without blocks takes
+        // the marks).
+        if format.is_none() && self.head()?.is_some() {
+            return Err(StoreError::Incompatible(format!(
+                "its records are of a format from before format marks, and this build reads \
+                 format {FORMAT}: give another datadir, or remove this one to start its chain \
+                 afresh"
+            )));
+        }
         match self.check_chain(chain_id)? {
             Some(_) if format.is_some() => Ok(()),
             _ => {
@@ -1645,6 +1655,16 @@ mod tests {
         let store = super::Store::open(directory.path()).unwrap();
         store.claim_for_chain(9).unwrap();
         assert_eq!(marks(&store), (Some(FORMAT), Some(9)));
+        // One that holds blocks but no marks was written before them: refused, unmarked.
+        let holding = tempfile::tempdir().unwrap();
+        let unmarked = super::Store::open(holding.path()).unwrap();
+        let config = crate::chain::ChainConfig::for_tests();
+        let mut block = crate::block::Block::empty(0, B256::ZERO, 0, &config);
+        block.seal(B256::ZERO);
+        unmarked.commit(&super::BlockCommit::of_state(&block, &[])).unwrap();
+        let refused = unmarked.claim_for_chain(9).unwrap_err().to_string();
+        assert!(refused.contains("before format marks"), "{refused}");
+        assert_eq!(marks(&unmarked), (None, None));
         // Opened for another chain, it is refused before anything is written: the history
         // start it would have written is still absent.
         store.db.delete_cf(store.family(META), super::HISTORY_SINCE).unwrap();
