@@ -409,6 +409,10 @@ async fn handle(
     };
     let sends = sending(&request);
     let answer = rpc.respond_in_turn(request, received).await;
+    if is_silent(&answer) {
+        // Notifications only: an empty answer, as geth and anvil give.
+        return axum::http::StatusCode::OK.into_response();
+    }
     let (text, held) = rpc.held_answer(answer, &sends, |length| {
         length.saturating_sub(crate::server::UNCOUNTED_BYTES)
     });
@@ -515,6 +519,39 @@ fn in_call_turn<R>(
 /// The answer to a request or a batch (blocking: run it off the async threads), running its
 /// calls in `call_turn` if it holds one (see [`needs_call_turn`]).
 fn respond(rpc: &Rpc, request: Value, call_turn: Option<&Turn>) -> Value {
+    // Notifications (requests without an `id`) are carried out and not answered, as geth and
+    // anvil treat them: a batch's answers leave theirs out, and nothing answers one alone or a
+    // batch of them (`Value::Null`, or an empty list).
+    let notifications: Vec<bool> = match &request {
+        Value::Array(requests) => requests.iter().map(is_notification).collect(),
+        request => vec![is_notification(request)],
+    };
+    let answer = respond_to_all(rpc, request, call_turn);
+    match answer {
+        Value::Array(answers) if answers.len() == notifications.len() => Value::Array(
+            answers
+                .into_iter()
+                .zip(&notifications)
+                .filter_map(|(answer, notification)| (!notification).then_some(answer))
+                .collect(),
+        ),
+        _ if notifications == [true] => Value::Null,
+        answer => answer,
+    }
+}
+
+/// Whether `request` is a notification: a request object (with a method) without an `id`.
+fn is_notification(request: &Value) -> bool {
+    request.get("method").is_some_and(Value::is_string) && request.get("id").is_none()
+}
+
+/// Whether `answer` answers nothing (notifications only).
+pub(crate) fn is_silent(answer: &Value) -> bool {
+    answer.is_null() || answer.as_array().is_some_and(Vec::is_empty)
+}
+
+/// [`respond`], answering every request (notifications too).
+fn respond_to_all(rpc: &Rpc, request: Value, call_turn: Option<&Turn>) -> Value {
     match request {
         Value::Array(requests) if requests.is_empty() => {
             error_response(&Value::Null, -32600, "empty batch", None)
@@ -3299,6 +3336,49 @@ mod tests {
         assert_eq!(ask("eth_uninstallFilter", serde_json::json!([first]))["result"], true);
         assert_eq!(rpc.criteria.available_permits(), 6_000);
         assert!(ask("eth_newFilter", filter)["result"].is_string());
+    }
+
+    #[tokio::test]
+    async fn notifications_are_carried_out_and_not_answered() {
+        use http_body_util::BodyExt;
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = std::sync::Arc::new(test_rpc(directory.path(), 1_000_000));
+        let post = |body: serde_json::Value| {
+            let rpc = rpc.clone();
+            async move {
+                let body = axum::body::Bytes::from(body.to_string());
+                let answer = super::handle(axum::extract::State(rpc), None, body).await;
+                answer.into_body().collect().await.unwrap().to_bytes()
+            }
+        };
+        // Alone: nothing answers it, but it is carried out (the transaction waits).
+        let send = transfer(&dev_signer(0), 0, 10_000_000_000);
+        let notification = serde_json::json!({"jsonrpc": "2.0",
+            "method": "eth_sendRawTransaction", "params": [send]});
+        assert!(post(notification.clone()).await.is_empty());
+        assert_eq!(rpc.chain.pending_count(), 1);
+        // In a batch, only the requests with an id are answered; a batch of notifications,
+        // not at all. A request with a null id is answered.
+        let chain_id = |id: Option<serde_json::Value>| {
+            let mut request = serde_json::json!({"jsonrpc": "2.0", "method": "eth_chainId"});
+            if let Some(id) = id {
+                request["id"] = id;
+            }
+            request
+        };
+        let batch = serde_json::json!([
+            chain_id(None),
+            chain_id(Some(serde_json::json!(2))),
+            chain_id(Some(serde_json::Value::Null))
+        ]);
+        let answers: serde_json::Value = serde_json::from_slice(&post(batch).await).unwrap();
+        let ids: Vec<_> =
+            answers.as_array().unwrap().iter().map(|answer| answer["id"].clone()).collect();
+        assert_eq!(ids, [serde_json::json!(2), serde_json::Value::Null]);
+        assert!(post(serde_json::json!([chain_id(None), chain_id(None)])).await.is_empty());
+        let answer: serde_json::Value =
+            serde_json::from_slice(&post(chain_id(Some(serde_json::json!(7)))).await).unwrap();
+        assert_eq!(answer["result"], "0x1");
     }
 
     #[tokio::test]

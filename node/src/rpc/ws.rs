@@ -173,7 +173,7 @@ async fn serve(rpc: &Arc<Rpc>, socket: &mut WebSocket, in_flight: &mut InFlight)
                 let (answer, held) = answered.unwrap_or_else(|_| {
                     (error_response(&Value::Null, -32603, "internal error", None).to_string(), None)
                 });
-                if !send(socket, answer).await {
+                if !answer.is_empty() && !send(socket, answer).await {
                     return;
                 }
                 drop(held);
@@ -444,6 +444,10 @@ async fn take(
                 let sends = super::sending(&request);
                 let answer = rpc.respond_in_turn(request, ()).await;
                 drop(received);
+                if super::is_silent(&answer) {
+                    // Notifications only: nothing is sent.
+                    return (String::new(), None);
+                }
                 // Every byte counted (at least one): a connection's answers wait in its queue.
                 rpc.held_answer(answer, &sends, |length| length.max(1))
             });
@@ -714,6 +718,21 @@ mod tests {
     use std::sync::Arc;
 
     use super::{notification, take, Notifications, Subscribing, ENVELOPE_BYTES};
+
+    #[tokio::test]
+    async fn a_notification_is_carried_out_and_nothing_is_sent_for_it() {
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = Arc::new(super::super::tests::test_rpc(directory.path(), 1_000_000));
+        let (mut list, mut count) = (Vec::new(), 0);
+        let mut in_flight = tokio::task::JoinSet::new();
+        let send = crate::chain::tests::transfer(&crate::chain::tests::dev_signer(0), 0, 10);
+        let notification = serde_json::json!({"jsonrpc": "2.0", "method": "eth_sendRawTransaction", "params": [send]});
+        let subscribing = Subscribing { list: &mut list, count: &mut count };
+        assert!(take(&rpc, notification.to_string(), subscribing, &mut in_flight).await.is_none());
+        let (answer, held) = in_flight.join_next().await.unwrap().unwrap();
+        assert!(answer.is_empty() && held.is_none(), "nothing to send: {answer}");
+        assert_eq!(rpc.chain.pending_count(), 1, "the transaction was sent");
+    }
 
     #[tokio::test]
     async fn a_message_past_the_bytes_taken_in_at_once_is_refused_and_others_are_answered() {
