@@ -242,6 +242,7 @@ impl Rpc {
         // An answer the node failed to give still names its request (answers over WebSocket
         // come in any order).
         let id = id_of(&request);
+        let notification = is_notification(&request);
         let rpc = Arc::clone(self);
         // A call's turn first, waited for holding no answering turn and no thread.
         let call_turn =
@@ -252,7 +253,14 @@ impl Rpc {
             respond(&rpc, request, call_turn.as_ref())
         })
         .await
-        .unwrap_or_else(|| error_response(&id, -32603, "internal error", None))
+        // A notification is not answered, even so.
+        .unwrap_or_else(|| {
+            if notification {
+                Value::Null
+            } else {
+                error_response(&id, -32603, "internal error", None)
+            }
+        })
     }
 }
 
@@ -432,10 +440,20 @@ impl AsRef<[u8]> for HeldAnswer {
     }
 }
 
-/// Whether `request` (or each request of a batch, in order) sends a transaction.
+/// Whether `request` (or each request of a batch, in order, but the notifications, whose
+/// answers the answer leaves out) sends a transaction.
 pub(crate) fn sending(request: &Value) -> Vec<bool> {
-    methods(request)
-        .map(|method| matches!(method, Some("eth_sendRawTransaction" | "eth_sendTransaction")))
+    let requests = match request {
+        Value::Array(requests) => requests.as_slice(),
+        request => std::slice::from_ref(request),
+    };
+    requests
+        .iter()
+        .filter(|request| !is_notification(request))
+        .map(|request| {
+            let method = request.get("method").and_then(Value::as_str);
+            matches!(method, Some("eth_sendRawTransaction" | "eth_sendTransaction"))
+        })
         .collect()
 }
 
@@ -3413,15 +3431,17 @@ mod tests {
         let send = transfer(&dev_signer(0), 0, 10_000_000_000);
         requests[7] = serde_json::json!({"jsonrpc": "2.0", "id": 7,
             "method": "eth_sendRawTransaction", "params": [send]});
+        // A notification before it: its answer is left out, the others' stay matched.
+        requests[0] = serde_json::json!({"jsonrpc": "2.0", "method": "eth_chainId"});
         let body = axum::body::Bytes::from(serde_json::Value::Array(requests).to_string());
         let answer = super::handle(axum::extract::State(rpc.clone()), None, body).await;
         let text = answer.into_body().collect().await.unwrap().to_bytes();
         let answers: serde_json::Value = serde_json::from_slice(&text).unwrap();
         let answers = answers.as_array().unwrap();
-        assert_eq!(answers.len(), 500);
-        assert_eq!(answers[3]["error"]["code"], -32005, "{}", answers[3]);
-        assert_eq!(answers[3]["id"], 3);
-        assert!(answers[7]["result"].is_string(), "the transaction's hash: {}", answers[7]);
+        assert_eq!(answers.len(), 499);
+        let with_id = |id: u64| answers.iter().find(|answer| answer["id"] == id).unwrap();
+        assert_eq!(with_id(3)["error"]["code"], -32005, "{}", with_id(3));
+        assert!(with_id(7)["result"].is_string(), "the transaction's hash: {}", with_id(7));
         assert_eq!(rpc.chain.pending_count(), 1);
         assert_eq!(rpc.received.available_permits(), 100_000);
     }
