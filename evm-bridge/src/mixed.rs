@@ -45,6 +45,24 @@ impl DuetReceipt {
             Self::Move(receipt) => receipt.gas_used,
         }
     }
+
+    /// Whether the transaction succeeded.
+    #[must_use]
+    pub fn is_success(&self) -> bool {
+        match self {
+            Self::Evm(receipt) => receipt.is_success(),
+            Self::Move(receipt) => receipt.is_success(),
+        }
+    }
+
+    /// Its logs (a Move transaction's are those of the EVM code it called).
+    #[must_use]
+    pub fn logs(&self) -> &[duet_types::Log] {
+        match self {
+            Self::Evm(receipt) => receipt.logs(),
+            Self::Move(receipt) => &receipt.logs,
+        }
+    }
 }
 
 /// Why a transaction of a mixed block was rejected; it changes nothing.

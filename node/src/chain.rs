@@ -338,8 +338,8 @@ fn check_replayed(
     let TransactionResult::Executed(receipt) = result else {
         return Err(TraceError::Replay(format!("{}: {result:?}", record.hash)));
     };
-    let (gas_used, success) = (receipt.gas_used(), receipt_success(receipt));
-    if receipt_logs(receipt) != record.logs.as_slice() {
+    let (gas_used, success) = (receipt.gas_used(), receipt.is_success());
+    if receipt.logs() != record.logs.as_slice() {
         return Err(TraceError::Replay(format!(
             "{} logged otherwise than its receipt says",
             record.hash
@@ -352,22 +352,6 @@ fn check_replayed(
         )));
     }
     Ok(())
-}
-
-/// The logs a receipt holds, as its record keeps them.
-fn receipt_logs(receipt: &DuetReceipt) -> &[duet_types::Log] {
-    match receipt {
-        DuetReceipt::Evm(receipt) => receipt.logs(),
-        DuetReceipt::Move(receipt) => &receipt.logs,
-    }
-}
-
-/// Whether a receipt says its transaction succeeded, as its record does.
-fn receipt_success(receipt: &DuetReceipt) -> bool {
-    match receipt {
-        DuetReceipt::Evm(receipt) => receipt.is_success(),
-        DuetReceipt::Move(receipt) => receipt.is_success(),
-    }
 }
 
 /// What `eth_createAccessList` answers: the list, the gas the call uses with it, and why the
@@ -409,12 +393,10 @@ pub struct Chain {
     call_turns: Turns,
     /// Held by the one trace replay that may run at a time (`debug_traceTransaction`, …): each
     /// may run a block's worth of transactions for up to 10 s, and a few at once would take
-    /// every core from the block producer.
-    replaying: Mutex<()>,
-    /// Where the last replay of a transaction's trace stopped, so that tracing the next
-    /// transaction of the same block (as an explorer traces a block's one by one) runs only the
-    /// transactions between them.
-    replay_point: Mutex<Option<ReplayPoint>>,
+    /// every core from the block producer. It holds where the last replay of a transaction's
+    /// trace stopped, so that tracing the next transaction of the same block (as an explorer
+    /// traces a block's one by one) runs only the transactions between them.
+    replaying: Mutex<Option<ReplayPoint>>,
     mempool: Mutex<Mempool>,
     /// When the next block looks for expired transactions: a scan of every sender, for a
     /// lifetime of hours, need not run every block.
@@ -709,8 +691,7 @@ impl Chain {
                     .map_or(head.number, |changed| changed.min(head.number)),
             }),
             call_turns: Turns::new(threads.saturating_add(threads.get())), // two per core
-            replaying: Mutex::new(()),
-            replay_point: Mutex::new(None),
+            replaying: Mutex::new(None),
             mempool: Mutex::new(Mempool::new(config.mempool_limit)),
             next_expiry: Mutex::new(std::time::Instant::now()),
             accepted: crate::filters::Feed::new(ACCEPTED_FEED),
@@ -744,6 +725,14 @@ impl Chain {
     #[must_use]
     pub fn head(&self) -> Arc<Block> {
         Arc::clone(&self.head.read())
+    }
+
+    /// The EVM of a block whose environment is `env`: the chain's, with the hashes of the blocks
+    /// before it ([`block_hashes_before`](Self::block_hashes_before)). Blocks, the pool's writes
+    /// in pending calls, calls and trace replays all run in one so made.
+    fn block_evm(&self, env: BlockEnv) -> Result<EvmVm, StoreError> {
+        let hashes = self.block_hashes_before(env.number.saturating_to())?;
+        Ok(EvmVm::new(self.config.chain_id, env).with_block_hashes(hashes))
     }
 
     /// The hashes of the (up to 256) blocks before block `number`, which `BLOCKHASH` answers in
@@ -1415,13 +1404,10 @@ impl Chain {
             .into_iter()
             .map(|sender| (sender, self.account(sender).map_or(u64::MAX, |(nonce, _)| nonce)))
             .collect();
-        let hashes =
-            self.block_hashes_before(number).map_err(|error| format!("block {number}: {error}"))?;
-        let vm = DuetVm::new(
-            EvmVm::new(self.config.chain_id, block_env(&self.config, number, timestamp))
-                .with_block_hashes(hashes),
-            Arc::clone(&self.move_vm),
-        );
+        let evm = self
+            .block_evm(block_env(&self.config, number, timestamp))
+            .map_err(|error| format!("block {number}: {error}"))?;
+        let vm = DuetVm::new(evm, Arc::clone(&self.move_vm));
         let started = std::time::Instant::now();
         let (candidates, output, published) =
             self.fill_block(&vm, &nonces).map_err(|error| format!("block {number}: {error}"))?;
@@ -2045,17 +2031,15 @@ impl Chain {
             return Ok((BTreeMap::new(), settled_since));
         }
         let next_block = block_env(&self.config, head.number + 1, head.timestamp + 1);
-        let hashes = self.block_hashes_before(head.number + 1).map_err(|error| invalid(&error))?;
-        let vm = |move_vm: &Arc<MoveVm>| {
-            let evm = EvmVm::new(self.config.chain_id, next_block.clone())
-                .with_block_hashes(Arc::clone(&hashes));
-            DuetVm::new(evm, Arc::clone(move_vm))
+        let vm = |move_vm: &Arc<MoveVm>| -> Result<DuetVm, CallError> {
+            let evm = self.block_evm(next_block.clone()).map_err(|error| invalid(&error))?;
+            Ok(DuetVm::new(evm, Arc::clone(move_vm)))
         };
-        let mut duet_vm = vm(move_vm);
+        let mut duet_vm = vm(move_vm)?;
         if waiting.iter().any(|transaction| duet_move::Barriers::is_barrier(&duet_vm, transaction))
         {
             *move_vm = Arc::new(MoveVm::new(self.config.fee_vault));
-            duet_vm = vm(move_vm);
+            duet_vm = vm(move_vm)?;
         }
         // As a block runs them: the Move VM's code cache flushed after each publication.
         let output = duet_evm::MixedBlockExecutor::sequential(&duet_vm)
@@ -2126,15 +2110,7 @@ impl Chain {
         if tx.kind == TxKind::Call(MOVE_ENTRY_ADDRESS) {
             return self.move_call_at(at, tx);
         }
-        let receipt = self.run_call(&self.call_evm(at, &tx)?, at, tx)?;
-        match receipt {
-            ExecutionResult::Success { .. } => {
-                let gas_used = receipt.tx_gas_used();
-                Ok((receipt.into_output().unwrap_or_default(), gas_used))
-            }
-            ExecutionResult::Revert { output, .. } => Err(CallError::Reverted(output)),
-            ExecutionResult::Halt { reason, .. } => Err(CallError::Halted(format!("{reason:?}"))),
-        }
+        call_outcome(self.run_call(&self.call_evm(at, &tx)?, at, tx)?)
     }
 
     /// A call of the Move entry address on `at`: the Move transaction its calldata is, run as a
@@ -2185,25 +2161,22 @@ impl Chain {
     /// The EVM calls on `at` run in: its block's environment (for a pending call, the next
     /// block's), with the Move call precompile, and without nonce, balance or fee checks.
     fn call_evm(&self, at: &CallState<'_>, tx: &TxEnv) -> Result<EvmVm, CallError> {
-        let mut block = if at.next {
+        let block = if at.next {
             block_env(&self.config, at.head.number + 1, at.head.timestamp + 1)
         } else {
             // As the block ran: its own limits, base fee and beneficiary.
             ran_in(&at.head)
         };
         // `BLOCKHASH` as in the block whose environment this is, before any override.
-        let number = block.number.saturating_to::<u64>();
-        let hashes = self
-            .block_hashes_before(number)
-            .map_err(|error| CallError::Invalid(error.to_string()))?;
+        let mut evm =
+            self.block_evm(block).map_err(|error| CallError::Invalid(error.to_string()))?;
         // As geth: a call that names no price runs with a base fee of 0, so that code computing
         // `tx.gasprice - block.basefee` does not underflow (unless the call's block overrides
         // name a base fee).
         if tx.gas_price == 0 {
-            block.basefee = 0;
+            evm.block.basefee = 0;
         }
-        at.block.apply(&mut block);
-        let evm = EvmVm::new(self.config.chain_id, block).with_block_hashes(hashes);
+        at.block.apply(&mut evm.block);
         Ok(evm.with_move(Arc::clone(&at.move_vm)).with_cfg_changed(|cfg| {
             cfg.disable_nonce_check = true;
             // As geth and anvil: a call may come from a contract (a Safe, an ERC-4337 entry
@@ -2268,26 +2241,15 @@ impl Chain {
             if std::time::Instant::now() >= deadline {
                 return Err(CallError::TimedOut(ESTIMATE_TIME));
             }
-            if !tx.access_list.is_empty() && tx.tx_type == 0 {
-                tx.tx_type = 1;
-            }
+            tx.derive_tx_type().map_err(|error| CallError::Invalid(format!("{error:?}")))?;
             let receipt = self.run_call(&evm, &at, tx.clone())?;
             let accessed = evm.take_accessed();
             let list =
                 duet_evm::access_list(&tx.access_list, &accessed, |address| warm.contains(address));
             if list == tx.access_list {
-                let error = match &receipt {
-                    ExecutionResult::Success { .. } => None,
-                    ExecutionResult::Revert { .. } => Some("execution reverted".to_owned()),
-                    ExecutionResult::Halt { reason, .. } => {
-                        Some(format!("execution halted: {reason:?}"))
-                    }
-                };
-                return Ok(AccessListResult {
-                    access_list: list,
-                    gas_used: receipt.tx_gas_used(),
-                    error,
-                });
+                let gas_used = receipt.tx_gas_used();
+                let error = call_outcome(receipt).err().map(|error| error.to_string());
+                return Ok(AccessListResult { access_list: list, gas_used, error });
             }
             tx.access_list = list;
         }
@@ -2385,7 +2347,7 @@ impl Chain {
         config: CallTraceConfig,
         time: std::time::Duration,
     ) -> Result<Vec<(B256, Option<duet_evm::trace::Trace>)>, TraceError> {
-        let _replaying = self.replaying.try_lock().ok_or(TraceError::Busy)?;
+        let mut replaying = self.replaying.try_lock().ok_or(TraceError::Busy)?;
         // No deadline past what an `Instant` can hold.
         let deadline = std::time::Instant::now().checked_add(time);
         let corrupt = |what: String| TraceError::Store(StoreError::Corrupt(what));
@@ -2397,7 +2359,7 @@ impl Chain {
             number.checked_sub(1).ok_or_else(|| corrupt("the genesis block".to_owned()))?;
         let (_, state) = self.state_at(StateBlock::Number(parent))?;
         // A trace of one of its later transactions goes on from where the last one stopped.
-        let kept = if all { None } else { self.replay_point.lock().take() };
+        let kept = if all { None } else { replaying.take() };
         let (first, mut written) = match kept {
             Some(point) if point.block == block.hash && point.next <= last => {
                 (point.next, point.written)
@@ -2418,12 +2380,10 @@ impl Chain {
             .map(|record| replayed(record).map_err(corrupt))
             .collect::<Result<Vec<_>, _>>()?;
         let env = ran_in(&block);
-        let hashes = self.block_hashes_before(block.number)?;
         let move_vm = Arc::new(MoveVm::new(block.beneficiary));
-        let evm =
-            || EvmVm::new(self.config.chain_id, env.clone()).with_block_hashes(Arc::clone(&hashes));
-        let plain = DuetVm::new(evm(), Arc::clone(&move_vm));
-        let tracing_vm = DuetVm::new(evm().with_call_tracer(config), Arc::clone(&move_vm));
+        let plain = DuetVm::new(self.block_evm(env.clone())?, Arc::clone(&move_vm));
+        let tracing_vm =
+            DuetVm::new(self.block_evm(env)?.with_call_tracer(config), Arc::clone(&move_vm));
         let mut replayed_traces = Vec::with_capacity(records.len());
         let mut start = first;
         while start <= last {
@@ -2475,7 +2435,7 @@ impl Chain {
         let next = last + 1;
         let small = replay_point_bytes(&written) <= MAX_REPLAY_POINT_BYTES;
         if !all && next < block.transactions.len() && small {
-            *self.replay_point.lock() = Some(ReplayPoint { block: block.hash, next, written });
+            *replaying = Some(ReplayPoint { block: block.hash, next, written });
         }
         Ok(replayed_traces)
     }
@@ -2822,6 +2782,18 @@ fn block_env(config: &ChainConfig, number: u64, timestamp: u64) -> BlockEnv {
 /// The Move transaction an Ethereum transaction `tx` to the Move entry address from `sender`
 /// carries, paying `gas_price` per gas (what an EVM transaction with its fees pays at the base
 /// fee).
+/// A call's output and gas used, or why it failed (reverted, halted).
+fn call_outcome(receipt: duet_evm::Receipt) -> Result<(Bytes, u64), CallError> {
+    match receipt {
+        ExecutionResult::Success { .. } => {
+            let gas_used = receipt.tx_gas_used();
+            Ok((receipt.into_output().unwrap_or_default(), gas_used))
+        }
+        ExecutionResult::Revert { output, .. } => Err(CallError::Reverted(output)),
+        ExecutionResult::Halt { reason, .. } => Err(CallError::Halted(format!("{reason:?}"))),
+    }
+}
+
 /// What a Move transaction (to the Move entry address) may not carry: ETH (its gas does not
 /// pay for a transfer), an access list (its gas does not count one, which would ride along
 /// uncharged), or EIP-7702 authorizations (it runs none).

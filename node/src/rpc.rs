@@ -846,7 +846,7 @@ fn state_method(
         "eth_call" => {
             let tx = call_request(chain, params.first())?;
             let block = state_block(params.get(1), StateBlock::Latest)?;
-            let overrides = call_overrides(params)?;
+            let overrides = call_overrides(params.get(2), params.get(3))?;
             in_call_turn(call_turn, |turn| {
                 chain.call_at_block(turn, tx, block, &overrides).map_err(call_error)
             })
@@ -856,7 +856,7 @@ fn state_method(
             let tx = call_request(chain, params.first())?;
             // As geth: the pending block's unless one is named.
             let block = state_block(params.get(1), StateBlock::Pending)?;
-            let overrides = call_overrides(params)?;
+            let overrides = call_overrides(params.get(2), params.get(3))?;
             in_call_turn(call_turn, |turn| {
                 chain.estimate_gas(turn, tx, block, &overrides).map_err(call_error)
             })
@@ -1145,14 +1145,18 @@ fn call_error(error: CallError) -> RpcError {
     }
 }
 
-/// The state and block overrides of `eth_call` and `eth_estimateGas` (their third and fourth
-/// parameters, as geth takes them): by address, any of `balance`, `nonce`, `code`, and `state`
+/// The state (`accounts`) and block overrides of a call (`eth_call`'s and `eth_estimateGas`'s
+/// third and fourth parameters, `debug_traceCall`'s `stateOverrides` and `blockOverrides`, as
+/// geth takes them): by address, any of `balance`, `nonce`, `code`, and `state`
 /// or `stateDiff`; and the block's `number`, `time`, `gasLimit`, `feeRecipient`, `prevRandao`
 /// and `baseFeePerGas`. What cannot be honoured is refused rather than ignored, which would
 /// answer a question not asked.
-fn call_overrides(params: &[Value]) -> Result<CallOverrides, RpcError> {
-    let block = block_overrides(params.get(3))?;
-    let Some(accounts) = params.get(2).filter(|value| !value.is_null()) else {
+fn call_overrides(
+    accounts: Option<&Value>,
+    block: Option<&Value>,
+) -> Result<CallOverrides, RpcError> {
+    let block = block_overrides(block)?;
+    let Some(accounts) = accounts.filter(|value| !value.is_null()) else {
         return Ok(CallOverrides { accounts: Vec::new(), block });
     };
     let bad = |what: String| RpcError::invalid_params(format!("state overrides: {what}"));
@@ -1321,43 +1325,59 @@ fn call_request(chain: &Chain, value: Option<&Value>) -> Result<TxEnv, RpcError>
         .map_err(|error| RpcError::invalid_params(format!("invalid accessList: {error}")))?
         .unwrap_or_default();
     let nonce = chain.account(from).map_err(RpcError::server)?.0;
-    // The price it names, as code reads it (GASPRICE): a legacy price, or EIP-1559's fields.
-    let price = |name: &str| -> Result<Option<u128>, RpcError> {
-        Ok(quantity(object, name)?.map(|price: U256| price.saturating_to()))
-    };
-    let (max_fee, tip) = (price("maxFeePerGas")?, price("maxPriorityFeePerGas")?);
-    let dynamic = max_fee.is_some() || tip.is_some();
-    if dynamic && field("gasPrice").is_some() {
-        return Err(RpcError::invalid_params(
-            "both gasPrice and (maxFeePerGas or maxPriorityFeePerGas) specified",
-        ));
-    }
+    // The price it names, as code reads it (GASPRICE).
+    let fees = NamedFees::parse(object)?;
+    let dynamic = fees.dynamic();
     let mut tx = TxEnv {
         caller: from,
         kind: to.map_or(TxKind::Create, TxKind::Call),
         value: quantity(object, "value")?.unwrap_or_default(),
         data,
         gas_limit: quantity(object, "gas")?.map_or(0, |gas| gas.saturating_to()),
-        gas_price: if dynamic {
-            max_fee.unwrap_or_default()
-        } else {
-            price("gasPrice")?.unwrap_or_default()
-        },
+        gas_price: if dynamic { fees.max_fee } else { fees.gas_price }.unwrap_or_default(),
         // A max fee without a tip tips nothing, as geth reads it.
-        gas_priority_fee: dynamic.then(|| tip.unwrap_or(0)),
+        gas_priority_fee: dynamic.then(|| fees.tip.unwrap_or(0)),
         nonce,
-        tx_type: if dynamic { 2 } else { u8::from(!access_list.is_empty()) },
         access_list,
         ..TxEnv::default()
     };
-    if !authorizations.is_empty() {
-        if to.is_none() {
-            return Err(RpcError::invalid_params("a set-code transaction cannot create"));
-        }
-        tx.tx_type = 4;
-        tx.set_signed_authorization(authorizations);
-    }
+    tx.set_signed_authorization(authorizations);
+    // Its type from what it carries, as revm derives it (a set-code one, 4, must call).
+    tx.derive_tx_type()
+        .map_err(|_| RpcError::invalid_params("a set-code transaction cannot create"))?;
     Ok(tx)
+}
+
+/// The fees a call or transaction object names: a legacy `gasPrice`, or EIP-1559's
+/// `maxFeePerGas` and `maxPriorityFeePerGas` (not both kinds, as geth refuses).
+struct NamedFees {
+    gas_price: Option<u128>,
+    max_fee: Option<u128>,
+    tip: Option<u128>,
+}
+
+impl NamedFees {
+    fn parse(object: &serde_json::Map<String, Value>) -> Result<Self, RpcError> {
+        let price = |name: &str| -> Result<Option<u128>, RpcError> {
+            Ok(quantity(object, name)?.map(|price: U256| price.saturating_to()))
+        };
+        let fees = Self {
+            gas_price: price("gasPrice")?,
+            max_fee: price("maxFeePerGas")?,
+            tip: price("maxPriorityFeePerGas")?,
+        };
+        if fees.dynamic() && fees.gas_price.is_some() {
+            return Err(RpcError::invalid_params(
+                "both gasPrice and (maxFeePerGas or maxPriorityFeePerGas) specified",
+            ));
+        }
+        Ok(fees)
+    }
+
+    /// Whether it names EIP-1559's fees.
+    fn dynamic(&self) -> bool {
+        self.max_fee.is_some() || self.tip.is_some()
+    }
 }
 
 /// The key of an unlocked account.
@@ -1630,12 +1650,12 @@ fn sign_request(
     }
     let signer = unlocked(rpc, call.caller)?;
     let base_fee = u128::from(chain.config().base_fee);
-    let tip = quantity(object, "maxPriorityFeePerGas")?
-        .map_or(u128::from(SUGGESTED_TIP), |tip| tip.saturating_to());
-    let max_fee = match quantity(object, "maxFeePerGas")?.or(quantity(object, "gasPrice")?) {
-        Some(fee) => fee.saturating_to(),
-        None => base_fee.saturating_mul(2).saturating_add(tip),
-    };
+    let fees = NamedFees::parse(object)?;
+    let tip = fees.tip.unwrap_or(u128::from(SUGGESTED_TIP));
+    let max_fee = fees
+        .max_fee
+        .or(fees.gas_price)
+        .unwrap_or_else(|| base_fee.saturating_mul(2).saturating_add(tip));
     if tip > max_fee {
         return Err(RpcError::invalid_params(
             "max priority fee per gas higher than max fee per gas",
@@ -1646,9 +1666,8 @@ fn sign_request(
     let mut call = call;
     call.gas_price = max_fee;
     call.gas_priority_fee = Some(tip);
-    if call.tx_type < 2 {
-        call.tx_type = 2;
-    }
+    call.derive_tx_type()
+        .map_err(|_| RpcError::invalid_params("a set-code transaction cannot create"))?;
     let gas_limit = match quantity(object, "gas")? {
         Some(gas) => gas.saturating_to(),
         None => in_call_turn(call_turn, |turn| {

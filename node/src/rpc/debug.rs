@@ -89,10 +89,8 @@ pub(super) fn trace_call(
     let block = state_block(params.get(1), StateBlock::Latest)?;
     let options = params.get(2);
     let (config, _) = tracer_config(options)?;
-    let field = |name| options.and_then(|options| options.get(name)).cloned();
-    let overrides = field("stateOverrides").unwrap_or(Value::Null);
-    let block_overrides = field("blockOverrides").unwrap_or(Value::Null);
-    let overrides = call_overrides(&[Value::Null, Value::Null, overrides, block_overrides])?;
+    let field = |name| options.and_then(|options| options.get(name));
+    let overrides = call_overrides(field("stateOverrides"), field("blockOverrides"))?;
     let frame = in_call_turn(call_turn, |turn| {
         chain.trace_call(turn, tx, block, &overrides, config).map_err(call_error)
     })?;
