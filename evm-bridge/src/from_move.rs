@@ -18,16 +18,14 @@ use std::sync::Arc;
 use duet_block_stm::{ReadError, StorageError, TransactionView};
 use duet_move::evm::{EvmCall, EvmCallResult, EvmEffects, EvmHost, EvmHostFactory};
 use duet_types::{Address, StateKey, StateValue, U256};
-use revm::context::result::{EVMError, HaltReason};
+use revm::context::result::EVMError;
 use revm::context::{ContextTr, JournalTr};
 use revm::context_interface::journaled_state::account::JournaledAccountTr;
 use revm::context_interface::local::LocalContextTr;
 use revm::handler::{pre_execution, EthFrame, Handler, MainnetHandler};
 use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_action::FrameInit;
-use revm::interpreter::{
-    CallInput, CallInputs, CallScheme, CallValue, FrameInput, SharedMemory, SuccessOrHalt,
-};
+use revm::interpreter::{CallInput, CallInputs, CallScheme, CallValue, FrameInput, SharedMemory};
 
 use crate::{state_writes, Caller, DuetEvm, EvmVm, ViewDatabaseError};
 
@@ -93,12 +91,14 @@ where
             (true, false) => transfer_cost,
             (true, true) => transfer_cost + new_account_cost,
         };
-        let Some(gas_limit) = call.gas_limit.checked_sub(value_gas) else {
+        let Some(left) = call.gas_limit.checked_sub(value_gas) else {
             let gas_used = call.gas_limit;
             let output = Vec::new();
             return Ok(EvmCallResult { success: false, output, gas_used, out_of_gas: true });
         };
-        call.gas_limit = gas_limit;
+        // All but one 64th of what is left, as CALL forwards it (EIP-150): a callee that runs
+        // out of gas or halts fails the call, and the caller still has gas to go on with.
+        call.gas_limit = left - left / 64;
         let info = &target.data.info;
         let mut known_bytecode = (info.code_hash, info.code.clone().unwrap_or_default());
         if let Some(delegate) = known_bytecode.1.eip7702_address() {
@@ -136,14 +136,15 @@ where
         let result = handler.run_exec_loop(&mut self.evm, init).map_err(into_read_error)?;
         let interpreter = result.interpreter_result();
         Ok(EvmCallResult {
-            // revm's own sorting of results: every kind of running out of gas.
-            out_of_gas: matches!(
-                SuccessOrHalt::<HaltReason>::from(interpreter.result),
-                SuccessOrHalt::Halt(HaltReason::OutOfGas(_))
-            ),
+            out_of_gas: false,
             success: interpreter.result.is_ok(),
             output: interpreter.output.to_vec(),
-            gas_used: call.gas_limit.saturating_sub(interpreter.gas.remaining()) + value_gas,
+            // A halt spends all the gas the callee was given, as a CALL's caller sees it.
+            gas_used: if interpreter.result.is_ok_or_revert() {
+                call.gas_limit.saturating_sub(interpreter.gas.remaining())
+            } else {
+                call.gas_limit
+            } + value_gas,
         })
     }
 

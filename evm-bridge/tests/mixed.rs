@@ -18,7 +18,8 @@ use alloy_sol_types::{SolCall, SolConstructor, SolError, SolEvent};
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm, IMove};
 use duet_move::{MoveReceipt, MoveStatus, MoveVm};
 use duet_types::{
-    Address, Bytes, EntryFunction, MovePayload, MoveTransaction, StateKey, StateValue, U256,
+    Address, Bytes, EntryFunction, MovePayload, MoveTransaction, StateKey, StateValue,
+    MOVE_CALL_ADDRESS, U256,
 };
 use revm::context::result::{ExecutionResult, Output};
 use revm::primitives::TxKind;
@@ -336,7 +337,8 @@ fn a_failed_evm_call_is_caught_in_move_and_changes_nothing() {
     );
     assert_eq!(chain.token_balance(token, user(4)), U256::ZERO);
 
-    // Out of gas inside the EVM is out of gas for the Move transaction: all its gas is charged.
+    // A transfer that runs out of gas fails the call, as in the EVM: `evm::call` aborts with
+    // `EREVERTED` on the 64th of the gas kept back, and nothing else happens.
     let pay = MovePayload::EntryFunction(EntryFunction {
         module_address: EXAMPLES,
         module_name: "token_user".to_owned(),
@@ -344,13 +346,46 @@ fn a_failed_evm_call_is_caught_in_move_and_changes_nothing() {
         type_arguments: vec![],
         arguments: vec![address_arg(token), address_arg(user(1)), bcs(&300u128)],
     });
-    let gas_limit = duet_move::gas::intrinsic_gas(pay.encoded_len()) + 12_000;
+    let gas_limit = duet_move::gas::intrinsic_gas(pay.encoded_len()) + 30_000;
     let starved = chain.move_tx(user(0), pay, gas_limit);
     let receipts = chain.run(&[starved]);
     let receipt = move_receipt(&receipts[0]);
-    assert_eq!(receipt.status, MoveStatus::OutOfGas);
-    assert_eq!(receipt.gas_used, gas_limit);
+    assert_eq!(
+        receipt.status,
+        MoveStatus::Aborted { location: format!("{FRAMEWORK}::evm"), code: 2 }
+    );
+    assert!(receipt.gas_used < gas_limit);
     assert_eq!(chain.token_balance(token, user(1)), U256::ZERO);
+    assert_eq!(chain.resource(user(0), "token_user", "Paid"), None);
+}
+
+/// A callee that halts or runs out of gas cannot take the Move caller down with it: it gets all
+/// but one 64th of the gas left (as CALL gives, EIP-150), its failure is `try_call`'s `false`,
+/// and the Move code goes on with the rest.
+#[test]
+fn a_callee_that_halts_or_runs_out_of_gas_fails_the_call_and_move_goes_on() {
+    let mut chain = Chain::new();
+    // Runtime code `INVALID`, and `JUMPDEST PUSH1 0 JUMP` (a loop until the gas runs out).
+    let invalid = chain.deploy(user(0), alloy_primitives::hex!("60fe60005360016000f3").to_vec());
+    let looping =
+        chain.deploy(user(0), alloy_primitives::hex!("635b6000566000526004601cf3").to_vec());
+    for (callee, sender) in [(invalid, user(8)), (looping, user(9))] {
+        let call = chain.move_call(
+            sender,
+            TOKEN_USER,
+            "call",
+            vec![address_arg(callee), bcs(&0u128), bcs(&vec![1u8, 2, 3])],
+        );
+        let receipts = chain.run(&[call]);
+        let receipt = move_receipt(&receipts[0]);
+        assert_eq!(receipt.status, MoveStatus::Success, "calling {callee}");
+        // The callee used what it was given; Move had the 64th kept back to record the call.
+        assert!(receipt.gas_used > MOVE_GAS_LIMIT * 63 / 64, "{}", receipt.gas_used);
+        assert!(receipt.gas_used < MOVE_GAS_LIMIT);
+        let last = chain.resource(sender, "token_user", "LastCall").expect("recorded");
+        let (success, output): (bool, Vec<u8>) = bcs::from_bytes(&last).unwrap();
+        assert!(!success && output.is_empty());
+    }
 }
 
 /// A call from Move that sends ETH pays what the EVM's CALL charges for it: 9 000 for the
@@ -733,4 +768,138 @@ fn random_contracts_with_move_transfers_run_the_same_in_parallel() {
         // `run` asserts that parallel and sequential outputs are identical.
         Chain::run,
     );
+}
+
+/// `duet::abi` encodes as solc does (alloy's encoding of the same values), decodes what solc
+/// encodes, and refuses malformed data with its own abort codes.
+#[test]
+fn move_encodes_and_decodes_the_solidity_abi_as_solc_does_and_refuses_malformed_data() {
+    use alloy_sol_types::SolValue;
+    let mut chain = Chain::new();
+    let checker = Address::repeat_byte(0xab);
+    chain
+        .state
+        .publish(checker, compile_move(&["evm-bridge/tests/abi_check.move"], "abi_check", checker));
+    let codec = (checker, "codec");
+    let who = Address::repeat_byte(0x42);
+    // 40 bytes: a word and a padded one; 2 bytes of UTF-8.
+    let data: Vec<u8> = (1..=40).collect();
+    let values = (U256::from(u128::MAX - 5), who, true, Bytes::from(data.clone()), "hé".to_owned());
+    let solc = values.abi_encode_params();
+    let arguments = |encoded: &[u8]| {
+        vec![
+            bcs(&encoded.to_vec()),
+            bcs(&(u128::MAX - 5)),
+            address_arg(who),
+            bcs(&true),
+            bcs(&data),
+            bcs(&"hé".as_bytes().to_vec()),
+        ]
+    };
+    let encode = chain.move_call(user(2), codec, "encode", arguments(&[])[1..].to_vec());
+    let receipts = chain.run(&[encode]);
+    assert_eq!(move_receipt(&receipts[0]).status, MoveStatus::Success);
+    let stored = chain.state.resource(user(2), &format!("{checker}::codec::Encoded")).unwrap();
+    assert_eq!(bcs::from_bytes::<Vec<u8>>(&stored).unwrap(), solc, "Move's encoding is solc's");
+
+    let abi = format!("{FRAMEWORK}::abi");
+    let word = |index: usize| index * 32;
+    let mut dirty_address = solc.clone();
+    dirty_address[word(1)] = 1;
+    let mut two = solc.clone();
+    two[word(2) + 31] = 2;
+    let mut unaligned = solc.clone();
+    unaligned[word(3) + 31] += 1;
+    let mut too_long = solc.clone();
+    too_long[word(5) + 31] = 200; // the bytes' length word: past the end
+    let cases: [(&str, Vec<u8>, MoveStatus); 6] = [
+        ("solc's encoding", solc.clone(), MoveStatus::Success),
+        (
+            "high bytes in an address",
+            dirty_address,
+            MoveStatus::Aborted { location: abi.clone(), code: 1 },
+        ),
+        ("a bool of 2", two, MoveStatus::Aborted { location: abi.clone(), code: 1 }),
+        (
+            "an offset not a multiple of 32",
+            unaligned,
+            MoveStatus::Aborted { location: abi.clone(), code: 1 },
+        ),
+        ("a length past the end", too_long, MoveStatus::Aborted { location: abi.clone(), code: 2 }),
+        (
+            "cut short",
+            solc[..solc.len() - 32].to_vec(),
+            MoveStatus::Aborted { location: abi.clone(), code: 2 },
+        ),
+    ];
+    for (case, encoded, expected) in cases {
+        let decode = chain.move_call(user(2), codec, "decode", arguments(&encoded));
+        let receipts = chain.run(&[decode]);
+        assert_eq!(move_receipt(&receipts[0]).status, expected, "{case}");
+    }
+    let too_few = chain.move_call(user(2), codec, "too_few", vec![]);
+    let receipts = chain.run(&[too_few]);
+    assert_eq!(move_receipt(&receipts[0]).status, MoveStatus::Aborted { location: abi, code: 4 });
+}
+
+/// The AMM quotes at the sizes 18-decimal assets have, where the product of two amounts passes
+/// 2^128, exactly as 256-bit arithmetic gives it; `mul_div` itself is checked against U256 on
+/// the edges.
+#[test]
+fn the_move_amm_quotes_amounts_of_18_decimal_assets_exactly() {
+    let mut chain = Chain::new();
+    let pool = user(7);
+    let reserve = 1_000_000 * ONE_ETH; // a million tokens: 10^24
+    let create_pool =
+        chain.move_call(pool, AMM, "create_pool", vec![bcs(&reserve), bcs(&(reserve / 2))]);
+    assert_eq!(move_receipt(&chain.run(&[create_pool])[0]).status, MoveStatus::Success);
+    let call = |function: &str, arguments: Vec<Vec<u8>>| {
+        duet_evm::call_data(&EntryFunction {
+            module_address: EXAMPLES,
+            module_name: "amm".to_owned(),
+            function: function.to_owned(),
+            type_arguments: vec![],
+            arguments,
+        })
+    };
+    let quote = |chain: &mut Chain, function: &str, arguments: Vec<Vec<u8>>| {
+        let tx = chain.call(user(1), MOVE_CALL_ADDRESS, call(function, arguments));
+        let receipts = chain.run(&[tx]);
+        match evm_receipt(&receipts[0]) {
+            ExecutionResult::Success { output: Output::Call(bytes), .. } => {
+                let returned = IMove::callCall::abi_decode_returns(bytes).unwrap();
+                Ok(bcs::from_bytes::<u128>(&returned[0]).unwrap())
+            }
+            ExecutionResult::Revert { output, .. } => {
+                let aborted = IMove::MoveAborted::abi_decode(output).unwrap();
+                Err(aborted.code)
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let exact = |x: u128, y: u128, z: u128| {
+        let quotient = U256::from(x) * U256::from(y) / U256::from(z);
+        u128::try_from(quotient).map_err(|_| 5)
+    };
+    let thousand = 1_000 * ONE_ETH;
+    let with_fee = thousand * 997;
+    let expected = exact(with_fee, reserve / 2, reserve * 1000 + with_fee).unwrap();
+    assert_eq!(
+        quote(&mut chain, "quote_a_for_b", vec![address_arg(pool), bcs(&thousand)]),
+        Ok(expected)
+    );
+    let max = u128::MAX;
+    for (x, y, z) in [
+        (max, max, max),
+        (max, max - 1, max),
+        (max, 3, 7),
+        (with_fee, reserve, 3),
+        ((1 << 127) + 1, (1 << 127) + 3, (1 << 127) + 5),
+        (max, max, max - 1),
+        (12, 5, 0),
+    ] {
+        let expected = if z == 0 { Err(6) } else { exact(x, y, z) };
+        let got = quote(&mut chain, "mul_div", vec![bcs(&x), bcs(&y), bcs(&z)]);
+        assert_eq!(got, expected, "{x} × {y} / {z}");
+    }
 }

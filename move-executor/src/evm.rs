@@ -31,7 +31,8 @@ pub struct EvmCall {
     pub calldata: Bytes,
     /// A `STATICCALL`: the EVM refuses any state change.
     pub is_static: bool,
-    /// The most EVM gas the call may use: what the Move transaction has left.
+    /// The EVM gas the Move transaction has left for the call: what it costs to send its value
+    /// comes first, and the callee gets all but one 64th of the rest (EIP-150).
     pub gas_limit: u64,
 }
 
@@ -42,9 +43,10 @@ pub struct EvmCallResult {
     pub success: bool,
     /// The return data, or the revert data.
     pub output: Vec<u8>,
-    /// The EVM gas it used.
+    /// The EVM gas it used (a callee that ran out of gas or halted used all it was given).
     pub gas_used: u64,
-    /// It ran out of gas: the Move transaction runs out of gas with it.
+    /// The Move transaction could not pay what sending the call's value costs: it runs out of
+    /// gas. (A callee running out of gas is a failed call, as in the EVM.)
     pub out_of_gas: bool,
 }
 

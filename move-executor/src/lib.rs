@@ -26,6 +26,7 @@
 //! The framework ([`framework_modules`]: the Move standard library plus `account`, `eth` and
 //! `event`, all at `0x1`) is compiled from `framework/sources` by the build script.
 
+mod arguments;
 mod block;
 mod compiler;
 pub mod evm;
@@ -60,7 +61,6 @@ use move_core_types::language_storage::{ModuleId, StructTag, TypeTag};
 use move_core_types::vm_status::{StatusCode, StatusType};
 use move_vm_runtime::move_vm::MoveVM;
 use move_vm_runtime::native_extensions::NativeContextExtensions;
-use move_vm_types::loaded_data::runtime_types::Type;
 use parking_lot::Mutex;
 
 use crate::evm::{EvmHost, EvmHostFactory};
@@ -804,7 +804,8 @@ impl MoveVm {
                 loading::charge_call(footprints, resolver, &module, &type_arguments, meter)?;
                 let loaded = session.load_function(&module, &function, &type_arguments)?;
                 let name = || format!("{}::{function}", module.short_str_lossless());
-                let arguments = call_arguments(&loaded, &signer, &call.arguments, name)?;
+                let arguments =
+                    arguments::call_arguments(&session, &loaded, &signer, &call.arguments, name)?;
                 droppable_returns(&session, &loaded, name)?;
                 let returned = if matches!(work, Work::Entry(_)) {
                     session.execute_entry_function(
@@ -1036,9 +1037,6 @@ fn identifier(text: &str) -> Result<Identifier, Failure> {
         .map_err(|_| Failure::Invalid(format!("`{text}` is not a Move identifier")))
 }
 
-/// The arguments of a call of `loaded` (named by `name`): the sender (`signer`) for its leading
-/// signer, if it takes one, then the transaction's `given`. The VM makes any value from bytes: a
-/// second signer, or a struct (a coin, say), would be forged, so those must be plain values.
 /// Refuses a function that returns a value of a type without `drop`: its caller here (a
 /// transaction, or Solidity through the Move call precompile) gets the value's bytes and the
 /// value itself is thrown away, which Move code may not do. A module may count on it being
@@ -1061,60 +1059,6 @@ fn droppable_returns<S: move_core_types::resolver::MoveResolver>(
         }
     }
     Ok(())
-}
-
-fn call_arguments<'a>(
-    loaded: &move_vm_runtime::session::LoadedFunctionInstantiation,
-    signer: &'a AccountAddress,
-    given: &'a [Vec<u8>],
-    name: impl FnOnce() -> String,
-) -> Result<Vec<&'a [u8]>, Failure> {
-    let supplied = usize::from(loaded.parameters.first().is_some_and(is_signer));
-    if let Some(at) = loaded.parameters[supplied..]
-        .iter()
-        .position(|parameter| !is_plain(parameter, &loaded.type_arguments, 0))
-    {
-        return Err(Failure::Invalid(format!(
-            "{}: parameter {} cannot be given by a transaction: only bool, u8, u64, u128, \
-             address and vectors of them can (and one leading signer, the sender's)",
-            name(),
-            at + supplied
-        )));
-    }
-    let mut arguments: Vec<&[u8]> = Vec::with_capacity(given.len() + 1);
-    if supplied == 1 {
-        arguments.push(signer.as_ref());
-    }
-    arguments.extend(given.iter().map(Vec::as_slice));
-    Ok(arguments)
-}
-
-/// Whether a value of `parameter` (its type parameters standing for `type_arguments`) is plain
-/// data any bytes may make: a bool, an integer, an address, a vector of those, or a reference to
-/// one. Not a signer, nor a struct, whose values only its module may make.
-fn is_plain(parameter: &Type, type_arguments: &[Type], depth: usize) -> bool {
-    // Type arguments substitute once: they hold no type parameters of their own.
-    if depth > 2 * move_vm_types::loaded_data::runtime_types::TYPE_DEPTH_MAX {
-        return false;
-    }
-    match parameter {
-        Type::Bool | Type::U8 | Type::U64 | Type::U128 | Type::Address => true,
-        Type::Vector(inner) | Type::Reference(inner) | Type::MutableReference(inner) => {
-            is_plain(inner, type_arguments, depth + 1)
-        }
-        Type::TyParam(index) => {
-            type_arguments.get(*index).is_some_and(|argument| is_plain(argument, &[], depth + 1))
-        }
-        Type::Signer | Type::Struct(_) | Type::StructInstantiation(..) => false,
-    }
-}
-
-fn is_signer(parameter: &Type) -> bool {
-    match parameter {
-        Type::Signer => true,
-        Type::Reference(inner) => **inner == Type::Signer,
-        _ => false,
-    }
 }
 
 fn status_of(failure: Failure) -> MoveStatus {

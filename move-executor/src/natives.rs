@@ -261,7 +261,8 @@ fn native_evm_call(
     Ok(match natives.call_evm(call)? {
         None => NativeResult::err(EVM_CALL.into(), ENO_EVM),
         Some(result) if result.out_of_gas => {
-            // Out of gas in either VM is out of gas for the transaction.
+            // The transaction cannot pay for sending the call's value: out of gas, as a CALL
+            // would be.
             natives.gas.set(0);
             return Err(PartialVMError::new(StatusCode::OUT_OF_GAS));
         }

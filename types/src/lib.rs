@@ -17,9 +17,9 @@ mod state_value;
 
 pub use alloy_primitives::{keccak256, Address, Bytes, Log, B256, KECCAK256_EMPTY, U256};
 pub use move_transaction::{
-    EntryFunction, MovePayload, MoveTransaction, PayloadError, MAX_ARGUMENTS, MAX_BUNDLE_MODULES,
-    MAX_PAYLOAD_BYTES, MAX_TYPE_ARGUMENTS, MOVE_CALL_ADDRESS, MOVE_ENTRY_ADDRESS,
-    MOVE_OVERLAY_ADDRESS,
+    BcsReader, EntryFunction, MovePayload, MoveTransaction, PayloadError, MAX_ARGUMENTS,
+    MAX_BUNDLE_MODULES, MAX_PAYLOAD_BYTES, MAX_TYPE_ARGUMENTS, MOVE_CALL_ADDRESS,
+    MOVE_ENTRY_ADDRESS, MOVE_OVERLAY_ADDRESS,
 };
 pub use state_key::{KeyDecodeError, StateKey, SystemKey};
 pub use state_value::{StateValue, ValueDecodeError};

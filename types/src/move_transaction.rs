@@ -187,14 +187,14 @@ impl MovePayload {
         if bytes.len() > MAX_PAYLOAD_BYTES {
             return Err(PayloadError::TooLarge(bytes.len()));
         }
-        let mut reader = Reader(bytes);
+        let mut reader = BcsReader(bytes);
         let payload = match reader.uleb128()? {
             0 => {
                 let module_address = Address::from_slice(reader.take(20)?);
                 let module_name = reader.string()?;
                 let function = reader.string()?;
                 let type_arguments =
-                    reader.sequence(("type arguments", MAX_TYPE_ARGUMENTS), Reader::string)?;
+                    reader.sequence(("type arguments", MAX_TYPE_ARGUMENTS), BcsReader::string)?;
                 let arguments = reader.sequence(("arguments", MAX_ARGUMENTS), |reader| {
                     reader.bytes().map(<[u8]>::to_vec)
                 })?;
@@ -237,10 +237,15 @@ fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-struct Reader<'a>(&'a [u8]);
+/// A strict reader of BCS: the payload's decoder, and the Move executor's check of arguments.
+pub struct BcsReader<'a>(pub &'a [u8]);
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, count: usize) -> Result<&'a [u8], PayloadError> {
+impl<'a> BcsReader<'a> {
+    /// The next `count` bytes.
+    ///
+    /// # Errors
+    /// Fewer are left.
+    pub fn take(&mut self, count: usize) -> Result<&'a [u8], PayloadError> {
         if self.0.len() < count {
             return Err(PayloadError::Truncated);
         }
@@ -250,7 +255,10 @@ impl<'a> Reader<'a> {
     }
 
     /// A ULEB128 integer in canonical (shortest) form, at most `u32::MAX` as BCS requires.
-    fn uleb128(&mut self) -> Result<u64, PayloadError> {
+    ///
+    /// # Errors
+    /// Truncated, not canonical, or too large.
+    pub fn uleb128(&mut self) -> Result<u64, PayloadError> {
         let mut value: u64 = 0;
         for shift in (0..35).step_by(7) {
             let byte = self.take(1)?[0];
@@ -265,7 +273,11 @@ impl<'a> Reader<'a> {
         Err(PayloadError::BadLength)
     }
 
-    fn length(&mut self) -> Result<usize, PayloadError> {
+    /// A sequence's length, no more than the bytes left (each element takes at least one).
+    ///
+    /// # Errors
+    /// As [`Self::uleb128`], or longer than what is left.
+    pub fn length(&mut self) -> Result<usize, PayloadError> {
         let length = usize::try_from(self.uleb128()?).map_err(|_| PayloadError::BadLength)?;
         // Every element takes at least one byte: a longer count cannot be honest.
         if length > self.0.len() {
@@ -274,7 +286,11 @@ impl<'a> Reader<'a> {
         Ok(length)
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], PayloadError> {
+    /// A `vector<u8>`: its length, then its bytes.
+    ///
+    /// # Errors
+    /// As [`Self::length`].
+    pub fn bytes(&mut self) -> Result<&'a [u8], PayloadError> {
         let length = self.length()?;
         self.take(length)
     }

@@ -36,7 +36,9 @@ contract AmmTrader {
         arguments[1] = Bcs.encodeU128(amountIn);
         arguments[2] = Bcs.encodeU128(minOut);
         bytes[] memory returned = MOVE.call(amm, "amm", "swap_a_for_b", new string[](0), arguments);
-        (amountOut,) = Bcs.decodeU128(returned[0], 0);
+        uint256 end;
+        (amountOut, end) = Bcs.decodeU128(returned[0], 0);
+        Bcs.expectEnd(returned[0], end);
         totalBought += amountOut;
         emit Swapped(pool, amountIn, amountOut);
     }
@@ -46,7 +48,10 @@ contract AmmTrader {
         bytes[] memory arguments = new bytes[](1);
         arguments[0] = Bcs.encodeAddress(address(this));
         bytes[] memory returned = MOVE.call(amm, "amm", "holdings", new string[](0), arguments);
-        (a,) = Bcs.decodeU128(returned[0], 0);
-        (b,) = Bcs.decodeU128(returned[1], 0);
+        uint256 end;
+        (a, end) = Bcs.decodeU128(returned[0], 0);
+        Bcs.expectEnd(returned[0], end);
+        (b, end) = Bcs.decodeU128(returned[1], 0);
+        Bcs.expectEnd(returned[1], end);
     }
 }

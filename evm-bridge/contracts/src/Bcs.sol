@@ -3,12 +3,15 @@ pragma solidity 0.8.30;
 
 /// @title BCS, Move's binary encoding, in Solidity
 /// @notice Encodes the arguments of a Move call made through the Move call precompile (`IMove`)
-/// and decodes its return values. Integers are little-endian and fixed-size; `bool` is one byte
-/// (0 or 1); an `address` is its 20 bytes; `vector<u8>` and `String` are a ULEB128 length and the
-/// bytes.
+/// and decodes its return values: the types Duet's Move has (`bool`, `u8`, `u64`, `u128`,
+/// `address`, `vector<u8>`, `0x1::string::String`). Integers are little-endian and fixed-size;
+/// `bool` is one byte (0 or 1); an `address` is its 20 bytes; `vector<u8>` and `String` are a
+/// ULEB128 length and the bytes.
 /// @dev Each `decode*` reads at `offset` and returns the value and the offset after it, so that
-/// values packed one after another (a struct) can be read in turn. Malformed input (too short,
-/// a `bool` other than 0 or 1, a non-canonical or oversized length) reverts with `BcsInvalid`.
+/// values packed one after another (a struct) can be read in turn; `expectEnd` then checks that
+/// nothing follows the last (a return value of a longer type than expected would otherwise be
+/// read in part). Malformed input (too short, a `bool` other than 0 or 1, a non-canonical
+/// length or one over 2^31 - 1, bytes left over) reverts with `BcsInvalid`.
 library Bcs {
     /// The input is not a valid BCS encoding of the type asked for, at `offset`.
     error BcsInvalid(uint256 offset);
@@ -21,24 +24,12 @@ library Bcs {
         return abi.encodePacked(value);
     }
 
-    function encodeU16(uint16 value) internal pure returns (bytes memory) {
-        return _littleEndian(value, 2);
-    }
-
-    function encodeU32(uint32 value) internal pure returns (bytes memory) {
-        return _littleEndian(value, 4);
-    }
-
     function encodeU64(uint64 value) internal pure returns (bytes memory) {
         return _littleEndian(value, 8);
     }
 
     function encodeU128(uint128 value) internal pure returns (bytes memory) {
         return _littleEndian(value, 16);
-    }
-
-    function encodeU256(uint256 value) internal pure returns (bytes memory) {
-        return _littleEndian(value, 32);
     }
 
     function encodeAddress(address value) internal pure returns (bytes memory) {
@@ -55,9 +46,12 @@ library Bcs {
         return encodeBytes(bytes(value));
     }
 
+    /// @notice BCS's longest sequence.
+    uint256 internal constant MAX_LENGTH = (1 << 31) - 1;
+
     /// @notice A ULEB128 length, as BCS prefixes every vector with.
     function encodeLength(uint256 length) internal pure returns (bytes memory out) {
-        if (length > type(uint32).max) revert BcsInvalid(0);
+        if (length > MAX_LENGTH) revert BcsInvalid(0);
         do {
             uint8 low = uint8(length & 0x7f);
             length >>= 7;
@@ -77,24 +71,12 @@ library Bcs {
         return (uint8(data[offset]), offset + 1);
     }
 
-    function decodeU16(bytes memory data, uint256 offset) internal pure returns (uint16, uint256) {
-        return (uint16(_readLittleEndian(data, offset, 2)), offset + 2);
-    }
-
-    function decodeU32(bytes memory data, uint256 offset) internal pure returns (uint32, uint256) {
-        return (uint32(_readLittleEndian(data, offset, 4)), offset + 4);
-    }
-
     function decodeU64(bytes memory data, uint256 offset) internal pure returns (uint64, uint256) {
         return (uint64(_readLittleEndian(data, offset, 8)), offset + 8);
     }
 
     function decodeU128(bytes memory data, uint256 offset) internal pure returns (uint128, uint256) {
         return (uint128(_readLittleEndian(data, offset, 16)), offset + 16);
-    }
-
-    function decodeU256(bytes memory data, uint256 offset) internal pure returns (uint256, uint256) {
-        return (_readLittleEndian(data, offset, 32), offset + 32);
     }
 
     function decodeAddress(bytes memory data, uint256 offset) internal pure returns (address, uint256) {
@@ -122,7 +104,7 @@ library Bcs {
         return (string(out), next);
     }
 
-    /// @notice A ULEB128 length: canonical (no trailing zero group) and at most 2^32 - 1.
+    /// @notice A ULEB128 length: canonical (no trailing zero group) and at most 2^31 - 1.
     function decodeLength(bytes memory data, uint256 offset) internal pure returns (uint256 length, uint256) {
         uint256 start = offset;
         for (uint256 shift = 0; shift < 35; shift += 7) {
@@ -131,11 +113,16 @@ library Bcs {
             offset += 1;
             length |= uint256(group & 0x7f) << shift;
             if (group & 0x80 == 0) {
-                if ((group == 0 && shift != 0) || length > type(uint32).max) revert BcsInvalid(start);
+                if ((group == 0 && shift != 0) || length > MAX_LENGTH) revert BcsInvalid(start);
                 return (length, offset);
             }
         }
         revert BcsInvalid(start);
+    }
+
+    /// @notice Reverts unless `offset` is the end of `data`: the last value read was the last.
+    function expectEnd(bytes memory data, uint256 offset) internal pure {
+        if (offset != data.length) revert BcsInvalid(offset);
     }
 
     function _littleEndian(uint256 value, uint256 size) private pure returns (bytes memory out) {

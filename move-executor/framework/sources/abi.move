@@ -18,6 +18,9 @@ module duet::abi {
     const ETOO_SHORT: u64 = 2;
     /// More values were added than the encoder was made for.
     const ETOO_MANY: u64 = 3;
+    /// Fewer values were added than the encoder was made for (the offsets of `bytes` and
+    /// `string` values count on all of them).
+    const ETOO_FEW: u64 = 4;
 
     /// Calldata being built.
     struct Encoder has drop {
@@ -93,9 +96,10 @@ module duet::abi {
         add_bytes(encoder, *string::bytes(&value));
     }
 
-    /// The encoding.
+    /// The encoding; aborts with `ETOO_FEW` unless all the values it was made for were added.
     public fun finish(encoder: Encoder): vector<u8> {
-        let Encoder { head, tail, count: _, added: _ } = encoder;
+        let Encoder { head, tail, count, added } = encoder;
+        assert!(added == count, ETOO_FEW);
         vector::append(&mut head, tail);
         head
     }

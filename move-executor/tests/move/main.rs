@@ -664,6 +664,71 @@ fn only_plain_values_come_from_a_transaction_never_a_signer_or_a_struct() {
     assert_eq!(chain.state.resource(thief, &format!("{thief}::thief::Vault")), None);
 }
 
+/// `0x1::string::String` parameters take UTF-8 (a `vector<u8>`'s encoding), alone, in vectors
+/// and as type arguments; bytes that are not UTF-8 are refused before the VM makes a `String` of
+/// them, which its module promises never holds anything else.
+#[test]
+fn strings_come_from_a_transaction_as_utf8_and_nothing_else() {
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let module = compile_example(
+        "module example::names { \
+         use std::string::{Self, String}; use std::vector; \
+         struct Names has key { all: vector<String> } \
+         public entry fun name(me: &signer, name: String) { \
+             move_to(me, Names { all: vector::singleton(name) }) } \
+         public entry fun names(me: &signer, all: vector<String>) acquires Names { \
+             let names = borrow_global_mut<Names>(std::signer::address_of(me)); \
+             vector::append(&mut names.all, all) } \
+         public entry fun length<T: drop>(value: T, expected: u64) { \
+             let _ = value; assert!(expected < 1000, 1) } \
+         public entry fun check(name: String, bytes: vector<u8>) { \
+             assert!(string::bytes(&name) == &bytes, 2) } }",
+        alice,
+    );
+    chain.publish(alice, module);
+    let text = |text: &str| bcs(&text.as_bytes().to_vec());
+    let block = [
+        call(alice, "names", "name", &[], vec![text("café")]),
+        call(alice, "names", "names", &[], vec![bcs(&vec![b"a".to_vec(), "€".into()])]),
+        call(alice, "names", "length", &["0x1::string::String"], vec![text("ok"), bcs(&1u64)]),
+        call(alice, "names", "check", &[], vec![text("ünï"), text("ünï")]),
+        // Not UTF-8: alone, in a vector, through a type argument.
+        call(alice, "names", "names", &[], vec![bcs(&vec![b"a".to_vec(), vec![0xc3]])]),
+        call(
+            alice,
+            "names",
+            "length",
+            &["0x1::string::String"],
+            vec![bcs(&vec![0xffu8]), bcs(&1u64)],
+        ),
+        call(
+            alice,
+            "names",
+            "check",
+            &[],
+            vec![bcs(&vec![0xc3u8, 0x28]), bcs(&vec![0xc3u8, 0x28])],
+        ),
+        // A string with bytes after it.
+        call(alice, "names", "check", &[], vec![[text("a"), vec![0]].concat(), text("a")]),
+    ];
+    let block: Vec<_> = block
+        .into_iter()
+        .enumerate()
+        .map(|(nonce, payload)| transaction(alice, nonce as u64 + 1, payload))
+        .collect();
+    let output = chain.run(&block);
+    for index in 0..4 {
+        assert!(receipt(&output, index).is_success(), "{index}: {:?}", output.results[index]);
+    }
+    for index in 4..8 {
+        assert_failed(&output, index, "INVALID_PAYLOAD", "with UTF-8 strings");
+    }
+    let names = chain.state.resource(alice, &format!("{alice}::names::Names")).unwrap();
+    let names: Vec<String> = bcs::from_bytes(&names).unwrap();
+    assert_eq!(names, ["café", "a", "€"]);
+}
+
 /// One random transaction of the mixed workload.
 #[derive(Clone, Debug)]
 enum Action {
