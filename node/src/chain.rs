@@ -950,16 +950,19 @@ impl Chain {
         }
     }
 
-    /// The value of `key` with a proof against the head block's state root: (root, value,
-    /// proof).
+    /// The value of `key` with a proof against the head block's state root: (the head, value,
+    /// proof). The block is the one whose state was read, whatever commits meanwhile.
     ///
     /// # Errors
     /// The database failed.
-    pub fn prove(&self, key: &StateKey) -> Result<(B256, Option<StateValue>, Proof), StoreError> {
+    pub fn prove(
+        &self,
+        key: &StateKey,
+    ) -> Result<(Arc<Block>, Option<StateValue>, Proof), StoreError> {
         let mut cache = self.tree.lock();
         let value = self.store.get(key)?;
         let proof = merkle::prove(&cache.over(&self.store), key.commitment_key())?;
-        Ok((self.head.read().state_root, value, proof))
+        Ok((self.head(), value, proof))
     }
 
     /// The latest block's state, with the head at it (waits while a block commits).
@@ -3251,7 +3254,7 @@ pub(crate) mod tests {
 
     /// A Move transaction of `payload` from `signer` with `nonce` and `gas_limit`, at 10 wei per
     /// gas.
-    fn signed_move(
+    pub(crate) fn signed_move(
         signer: &alloy_signer_local::PrivateKeySigner,
         nonce: u64,
         payload: &duet_types::MovePayload,
@@ -3987,7 +3990,7 @@ pub(crate) mod tests {
     }
 
     /// `eth::transfer` of `amount` wei to `to`, as a Move entry function.
-    fn move_transfer(to: Address, amount: u128) -> duet_types::EntryFunction {
+    pub(crate) fn move_transfer(to: Address, amount: u128) -> duet_types::EntryFunction {
         duet_types::EntryFunction {
             module_address: Address::with_last_byte(1),
             module_name: "eth".to_owned(),
@@ -4856,7 +4859,8 @@ pub(crate) mod tests {
             Chain::open(ChainConfig::for_tests(), Store::open(directory.path()).unwrap(), &[])
                 .unwrap();
         let key = StateKey::Balance(Address::repeat_byte(2));
-        let (root, value, proof) = chain.prove(&key).unwrap();
+        let (head, value, proof) = chain.prove(&key).unwrap();
+        let root = head.state_root;
         assert_eq!(root, chain.head().state_root);
         assert_eq!(value, Some(StateValue::Balance(7)));
         let value_hash = duet_types::keccak256(StateValue::Balance(7).encode());

@@ -10,8 +10,9 @@
 //! - `GET /move/v1/accounts/{address}/modules`: the modules' names and bytecode, a page at a
 //!   time (`?limit=N&after=<name>`, or `after_key`).
 //! - `GET /move/v1/accounts/{address}/module/{name}`: one module's bytecode and ABI (its
-//!   functions with visibility, entry, type parameters, parameters and returns; its structs with
-//!   abilities and fields).
+//!   address, name and friends; its functions with visibility, entry, type parameters and their
+//!   constraints, parameters and returns; its structs with abilities, type parameters (their
+//!   constraints, phantom or not) and fields).
 //! - `POST /move/v1/view` `{function, type_arguments, arguments, block}`: a public function's
 //!   BCS return values, without a transaction (arguments BCS-encoded, in hex; `block`
 //!   optional).
@@ -34,7 +35,7 @@ use axum::{Json, Router};
 use duet_types::{EntryFunction, StateKey, StateValue, MOVE_CALL_ADDRESS};
 use move_binary_format::access::ModuleAccess;
 use move_binary_format::file_format::{
-    Ability, SignatureToken, StructFieldInformation, Visibility,
+    Ability, AbilitySet, SignatureToken, StructFieldInformation, Visibility,
 };
 use move_binary_format::CompiledModule;
 use move_core_types::language_storage::StructTag;
@@ -145,36 +146,39 @@ pub fn parse_address(text: &str) -> Result<Address, String> {
     format!("{digits:0>40}").parse::<Address>().map_err(|_| invalid())
 }
 
-/// `text` (a Move type) with every address in it written with 40 hex digits, so that the Move
-/// parser takes the forms [`parse_address`] takes: short, or 32 bytes with leading zeros.
+/// `text` (a Move type) with every address in it in its shortest form (`0x1`), so that the
+/// Move parser takes the forms [`parse_address`] takes: short, 40 digits, or 32 bytes with
+/// leading zeros, after `0x` or `0X`. The text never grows, so the executor's bounds on a type
+/// argument's length hold for what the user wrote.
 ///
 /// # Errors
 /// An address that does not fit in 20 bytes.
-fn full_addresses(text: &str) -> Result<String, String> {
-    use std::fmt::Write as _;
-    let mut full = String::with_capacity(text.len() + 40);
+pub fn short_addresses(text: &str) -> Result<String, String> {
+    let mut short = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(at) = rest.find("0x") {
+    while let Some(at) = rest.find("0x").into_iter().chain(rest.find("0X")).min() {
         let (before, from) = rest.split_at(at);
-        full.push_str(before);
+        short.push_str(before);
         let digits = from[2..].bytes().take_while(u8::is_ascii_hexdigit).count();
         let (token, after) = from.split_at(2 + digits);
         // An address starts a word: not the tail of an identifier such as `a0x1`.
-        let starts_word = full
+        let starts_word = short
             .chars()
             .next_back()
             .is_none_or(|last| !last.is_ascii_alphanumeric() && last != '_');
         if starts_word && digits > 0 {
             let address = parse_address(token)?;
-            // INVARIANT: writing to a String does not fail.
-            let _ = write!(full, "{address:#x}");
+            let significant = format!("{address:x}");
+            let significant = significant.trim_start_matches('0');
+            short.push_str("0x");
+            short.push_str(if significant.is_empty() { "0" } else { significant });
         } else {
-            full.push_str(token);
+            short.push_str(token);
         }
         rest = after;
     }
-    full.push_str(rest);
-    Ok(full)
+    short.push_str(rest);
+    Ok(short)
 }
 
 /// A failure of the node itself.
@@ -318,8 +322,8 @@ fn page_query(query: Option<&str>) -> Result<Page, Answer> {
 fn struct_tag_of(tag: &str) -> Result<StructTag, Answer> {
     duet_move::type_text_fits(tag, "a type", MAX_TAG_LENGTH, MAX_TAG_NESTING)
         .map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
-    let full = full_addresses(tag).map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
-    move_core_types::parser::parse_struct_tag(&full)
+    let short = short_addresses(tag).map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
+    move_core_types::parser::parse_struct_tag(&short)
         .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{tag}: not a struct type")))
 }
 
@@ -518,7 +522,11 @@ fn abi(module: &CompiledModule) -> Value {
                 },
                 "is_entry": definition.is_entry,
                 "is_native": definition.code.is_none(),
-                "type_parameters": handle.type_parameters.len(),
+                "type_parameters": handle
+                    .type_parameters
+                    .iter()
+                    .map(|constraints| json!({ "constraints": abilities(*constraints) }))
+                    .collect::<Vec<_>>(),
                 "parameters": types(handle.parameters),
                 "returns": types(handle.return_),
             })
@@ -541,14 +549,45 @@ fn abi(module: &CompiledModule) -> Value {
                     })
                     .collect(),
             };
+            let type_parameters: Vec<Value> = handle
+                .type_parameters
+                .iter()
+                .map(|parameter| {
+                    json!({
+                        "constraints": abilities(parameter.constraints),
+                        "is_phantom": parameter.is_phantom,
+                    })
+                })
+                .collect();
             json!({
                 "name": module.identifier_at(handle.name).as_str(),
-                "abilities": handle.abilities.into_iter().map(ability_name).collect::<Vec<_>>(),
+                "abilities": abilities(handle.abilities),
+                "type_parameters": type_parameters,
                 "fields": fields,
             })
         })
         .collect();
-    json!({ "functions": functions, "structs": structs })
+    let id = module.self_id();
+    let friends: Vec<String> = module
+        .friend_decls()
+        .iter()
+        .map(|friend| {
+            let address = duet_move::to_address(*module.address_identifier_at(friend.address));
+            format!("{address}::{}", module.identifier_at(friend.name))
+        })
+        .collect();
+    json!({
+        "address": duet_move::to_address(*id.address()).to_string(),
+        "name": id.name().as_str(),
+        "friends": friends,
+        "functions": functions,
+        "structs": structs,
+    })
+}
+
+/// An ability set as names, `["copy", "drop"]`.
+fn abilities(set: AbilitySet) -> Vec<&'static str> {
+    set.into_iter().map(ability_name).collect()
 }
 
 /// A signature token in Move syntax.
@@ -673,7 +712,7 @@ fn view_request(request: &Value) -> Result<(EntryFunction, StateBlock), Answer> 
         // Addresses as the other routes take them: short, or 32 bytes with leading zeros.
         type_arguments: strings("type_arguments")?
             .iter()
-            .map(|tag| full_addresses(tag))
+            .map(|tag| short_addresses(tag))
             .collect::<Result<_, _>>()
             .map_err(bad)?,
         arguments,
@@ -705,6 +744,10 @@ async fn submit(State(api): State<Api>, held: Held, body: axum::body::Bytes) -> 
             })?;
         match chain.submit(&raw) {
             Ok(hash) => Ok(json!({ "hash": hash })),
+            // Sent again (a retry after a lost answer): it is waiting, as the first answer said.
+            Err(SubmitError::Mempool(MempoolError::AlreadyKnown)) => {
+                Ok(json!({ "hash": duet_types::keccak256(&raw) }))
+            }
             Err(failure @ SubmitError::Store(_)) => Err(internal(failure)),
             // Nothing wrong with the transaction: worth sending again later.
             Err(failure @ SubmitError::Mempool(MempoolError::Full | MempoolError::SenderFull)) => {
@@ -765,20 +808,23 @@ fn ability_name(ability: Ability) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::{full_addresses, parse_address};
+    use super::{parse_address, short_addresses};
 
     #[test]
-    fn addresses_in_a_type_are_written_out_whatever_their_length() {
+    fn addresses_in_a_type_are_written_short_whatever_their_length() {
         let long = format!("0x{}1", "0".repeat(63));
-        let one = "0x0000000000000000000000000000000000000001";
-        let two = "0x0000000000000000000000000000000000000002";
-        let full = full_addresses(&format!("{long}::m::S<0x2::n::T, vector<u8>>")).unwrap();
-        assert_eq!(full, format!("{one}::m::S<{two}::n::T, vector<u8>>"));
-        assert!(move_core_types::parser::parse_struct_tag(&full).is_ok(), "{full}");
+        let forty = "0x0000000000000000000000000000000000000002";
+        let text = format!("{long}::m::S<{forty}::n::T, 0X3::o::U, 0xAbC::p::V, vector<u8>>");
+        let short = short_addresses(&text).unwrap();
+        assert_eq!(short, "0x1::m::S<0x2::n::T, 0x3::o::U, 0xabc::p::V, vector<u8>>");
+        assert!(move_core_types::parser::parse_struct_tag(&short).is_ok(), "{short}");
+        assert_eq!(short_addresses("0x0::m::S").unwrap(), "0x0::m::S");
+        // Never longer than what was written.
+        assert_eq!(short_addresses("0x1::m::S<0x1::m::S>").unwrap(), "0x1::m::S<0x1::m::S>");
         // Not an address: the tail of a word, or no digits.
-        assert_eq!(full_addresses("0x1::a0x1::S").unwrap(), format!("{one}::a0x1::S"));
-        assert_eq!(full_addresses("0x::m::S").unwrap(), "0x::m::S");
-        assert!(full_addresses(&format!("0x1{}::m::S", "0".repeat(40))).is_err());
+        assert_eq!(short_addresses("0x1::a0x1::S").unwrap(), "0x1::a0x1::S");
+        assert_eq!(short_addresses("0x::m::S").unwrap(), "0x::m::S");
+        assert!(short_addresses(&format!("0x1{}::m::S", "0".repeat(40))).is_err());
     }
 
     #[test]
@@ -796,5 +842,128 @@ mod tests {
             assert!(parse_address(text).is_err(), "{text:?}");
         }
         assert!(parse_address(&format!("0x{}", "0".repeat(65))).is_err());
+    }
+
+    /// Over the routes: a transaction sent again while it waits answers its hash (a client's
+    /// retry after a lost answer), and an included one's record says how it ran, with its
+    /// events, or where it aborted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_sent_again_answers_its_hash_and_its_record_says_how_it_ran() {
+        use crate::chain::tests::{dev_signer, move_transfer, open_chain, signed_move};
+        use crate::chain::ChainConfig;
+        use duet_types::{Address, MovePayload};
+        use tower::ServiceExt as _;
+
+        let directory = tempfile::tempdir().unwrap();
+        let chain = std::sync::Arc::new(open_chain(directory.path(), ChainConfig::for_tests()));
+        let routes = super::router(
+            std::sync::Arc::clone(&chain),
+            std::sync::Arc::new(tokio::sync::Semaphore::new(4)),
+        );
+        let ask = |method: &str, path: String, body: String| {
+            let request = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let routes = routes.clone();
+            async move {
+                let answer = routes.oneshot(request).await.unwrap();
+                let status = answer.status().as_u16();
+                let body = axum::body::to_bytes(answer.into_body(), 1 << 20).await.unwrap();
+                (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap())
+            }
+        };
+        let to = Address::repeat_byte(0x77);
+        let pays = MovePayload::EntryFunction(move_transfer(to, 5));
+        let overdraws = MovePayload::EntryFunction(move_transfer(to, u128::MAX));
+        let mut hashes = Vec::new();
+        for (nonce, payload) in [(0, &pays), (1, &overdraws)] {
+            let raw = signed_move(&dev_signer(0), nonce, payload, 200_000);
+            let body = serde_json::json!({ "transaction": raw }).to_string();
+            let first = ask("POST", "/move/v1/transactions".to_owned(), body.clone()).await;
+            let again = ask("POST", "/move/v1/transactions".to_owned(), body).await;
+            assert_eq!(first.0, 200, "{first:?}");
+            assert_eq!(first, again);
+            hashes.push(first.1["hash"].as_str().unwrap().to_owned());
+        }
+        let (status, waiting) =
+            ask("GET", format!("/move/v1/transactions/{}", hashes[0]), String::new()).await;
+        assert_eq!((status, waiting["error"].as_str()), (404, Some("pending: not in a block yet")));
+        tokio::task::spawn_blocking(move || chain.produce_block().unwrap()).await.unwrap();
+
+        let (status, paid) =
+            ask("GET", format!("/move/v1/transactions/{}", hashes[0]), String::new()).await;
+        assert_eq!(status, 200, "{paid}");
+        assert_eq!(
+            (paid["success"].as_bool(), paid["status"].as_str()),
+            (Some(true), Some("success"))
+        );
+        let events = paid["events"].as_array().unwrap();
+        assert_eq!(events.len(), 1, "{paid}");
+        assert_eq!(events[0]["type"], "0x1::eth::Transfer");
+        // from, to, amount in BCS.
+        let mut data = dev_signer(0).address().to_vec();
+        data.extend(to.as_slice());
+        data.extend(5u128.to_le_bytes());
+        assert_eq!(events[0]["data"], format!("0x{}", alloy_primitives::hex::encode(data)));
+
+        let (status, refused) =
+            ask("GET", format!("/move/v1/transactions/{}", hashes[1]), String::new()).await;
+        assert_eq!(status, 200, "{refused}");
+        assert_eq!(refused["success"].as_bool(), Some(false));
+        assert_eq!(
+            refused["status"].as_str(),
+            Some("aborted in 0x0000000000000000000000000000000000000001::eth with code 1"),
+            "{refused}"
+        );
+        assert_eq!(refused["events"], serde_json::json!([]));
+    }
+
+    /// A module's ABI names what a caller needs to build type arguments: each type parameter's
+    /// constraints (and whether a struct's is phantom), and the module's address and friends.
+    #[test]
+    fn the_abi_gives_type_parameters_with_their_constraints_and_the_friends() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("generic.move");
+        std::fs::write(
+            &file,
+            "module example::generic { friend example::other; \
+             struct Box<T: store + drop, phantom M> has key, store { value: T } \
+             public fun make<T: copy + drop, U>(value: T, _u: &U): vector<T> { \
+                 vector[value] } }
+             module example::other { }",
+        )
+        .unwrap();
+        // Addresses are written as everywhere in the answers: checksummed (EIP-55).
+        let owner = duet_types::Address::with_last_byte(0xab).to_string();
+        let modules = duet_move::compile_package(
+            vec![file.to_string_lossy().into_owned()],
+            &[("example", owner.as_str())],
+        )
+        .unwrap();
+        let (_, bytes) = modules.iter().find(|(name, _)| name == "generic").unwrap();
+        let module = super::CompiledModule::deserialize(bytes).unwrap();
+        let abi = super::abi(&module);
+        assert_eq!(abi["address"], owner);
+        assert_eq!(abi["name"], "generic");
+        assert_eq!(abi["friends"], serde_json::json!([format!("{owner}::other")]));
+        let boxed = &abi["structs"][0];
+        assert_eq!(
+            boxed["type_parameters"],
+            serde_json::json!([
+                { "constraints": ["drop", "store"], "is_phantom": false },
+                { "constraints": [], "is_phantom": true },
+            ])
+        );
+        assert_eq!(boxed["fields"][0]["type"], "T0");
+        let make = &abi["functions"][0];
+        assert_eq!(
+            make["type_parameters"],
+            serde_json::json!([{ "constraints": ["copy", "drop"] }, { "constraints": [] }])
+        );
+        assert_eq!(make["parameters"], serde_json::json!(["T0", "&T1"]));
+        assert_eq!(make["returns"], serde_json::json!(["vector<T0>"]));
     }
 }

@@ -64,8 +64,10 @@ pub(crate) struct Call {
     /// Type arguments in Move syntax (`u64`, `0x1::string::String`; repeatable).
     #[arg(long = "type-arg")]
     type_args: Vec<String>,
-    /// Arguments as `type:value`: `u8`…`u128`, `bool`, `address`, `string`, `hex` (a
-    /// `vector<u8>` in hex); the signer is implied (repeatable).
+    /// Arguments as `type:value`: `u8`, `u64`, `u128`, `bool`, `address`, `string` (a
+    /// `0x1::string::String`, or a `vector<u8>` of its UTF-8), `hex` (a `vector<u8>` in hex),
+    /// `vector<T>:a,b,c` of any of these but `hex`, `bcs` (the argument's BCS bytes in hex,
+    /// as they are); the signer is implied (repeatable).
     #[arg(long = "arg")]
     args: Vec<String>,
 }
@@ -130,11 +132,21 @@ pub(crate) fn run(command: MoveCommand) -> Result<(), String> {
 }
 
 fn build(args: &BuildArgs) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let named: Vec<(&str, &str)> = args
+    // Addresses as everywhere else: hex, short or long, `0x` or not (the compiler alone would
+    // read `10` as decimal).
+    let named: Vec<(&str, String)> = args
         .named
         .iter()
-        .map(|pair| pair.split_once('=').ok_or_else(|| format!("{pair}: expected NAME=ADDRESS")))
-        .collect::<Result<_, _>>()?;
+        .map(|pair| {
+            let (name, address) =
+                pair.split_once('=').ok_or_else(|| format!("{pair}: expected NAME=ADDRESS"))?;
+            let address = duet_node::move_api::parse_address(address)
+                .map_err(|error| format!("named address {name}: {error}"))?;
+            Ok((name, format!("{address:#x}")))
+        })
+        .collect::<Result<_, String>>()?;
+    let named: Vec<(&str, &str)> =
+        named.iter().map(|(name, address)| (*name, address.as_str())).collect();
     duet_move::compile_package(args.files.clone(), &named)
 }
 
@@ -183,7 +195,11 @@ fn entry_function(call: &Call) -> Result<EntryFunction, String> {
         module_address,
         module_name,
         function,
-        type_arguments: call.type_args.clone(),
+        type_arguments: call
+            .type_args
+            .iter()
+            .map(|tag| duet_node::move_api::short_addresses(tag))
+            .collect::<Result<_, _>>()?,
         arguments,
     })
 }
@@ -192,26 +208,86 @@ fn entry_function(call: &Call) -> Result<EntryFunction, String> {
 fn argument(text: &str) -> Result<Vec<u8>, String> {
     let (kind, value) =
         text.split_once(':').ok_or_else(|| format!("{text}: expected type:value"))?;
-    let number = || format!("{text}: not a {kind}");
+    let hex = |value: &str| -> Result<Vec<u8>, String> {
+        let bytes: Bytes = value.parse().map_err(|_| format!("{text}: not hex"))?;
+        Ok(bytes.to_vec())
+    };
+    match kind {
+        "hex" => bcs::to_bytes(&hex(value)?).map_err(|error| format!("{text}: {error}")),
+        "bcs" => hex(value),
+        _ => match kind.strip_prefix("vector<").and_then(|inner| inner.strip_suffix('>')) {
+            Some(inner) => {
+                let items: Vec<&str> =
+                    if value.is_empty() { Vec::new() } else { value.split(',').collect() };
+                // The vector's length as BCS writes it (a vector of units is that alone).
+                let mut encoded = bcs::to_bytes(&vec![(); items.len()])
+                    .map_err(|error| format!("{text}: {error}"))?;
+                for item in items {
+                    encoded
+                        .extend(scalar(inner, item).map_err(|error| format!("{text}: {error}"))?);
+                }
+                Ok(encoded)
+            }
+            None => scalar(kind, value).map_err(|error| format!("{text}: {error}")),
+        },
+    }
+}
+
+/// The BCS encoding of one value of a scalar `kind`.
+fn scalar(kind: &str, value: &str) -> Result<Vec<u8>, String> {
+    let number = || format!("{value:?} is not a {kind}");
     let encoded = match kind {
         "u8" => bcs::to_bytes(&value.parse::<u8>().map_err(|_| number())?),
-        "u16" => bcs::to_bytes(&value.parse::<u16>().map_err(|_| number())?),
-        "u32" => bcs::to_bytes(&value.parse::<u32>().map_err(|_| number())?),
         "u64" => bcs::to_bytes(&value.parse::<u64>().map_err(|_| number())?),
         "u128" => bcs::to_bytes(&value.parse::<u128>().map_err(|_| number())?),
-        "bool" => {
-            bcs::to_bytes(&value.parse::<bool>().map_err(|_| format!("{text}: not true or false"))?)
-        }
+        "bool" => bcs::to_bytes(
+            &value.parse::<bool>().map_err(|_| format!("{value:?} is not true or false"))?,
+        ),
         // A Move address is its 20 bytes, with no length.
-        "address" => {
-            return Ok(duet_node::move_api::parse_address(value)?.to_vec());
-        }
+        "address" => return Ok(duet_node::move_api::parse_address(value)?.to_vec()),
         "string" => bcs::to_bytes(value),
-        "hex" => {
-            let bytes: Bytes = value.parse().map_err(|_| format!("{text}: not hex"))?;
-            bcs::to_bytes(&bytes.to_vec())
+        _ => {
+            return Err(format!(
+                "unknown type {kind}: u8, u64, u128, bool, address, string, hex, bcs or vector<…>"
+            ))
         }
-        _ => return Err(format!("{text}: unknown type {kind}")),
     };
-    encoded.map_err(|error| format!("{text}: {error}"))
+    encoded.map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argument;
+
+    #[test]
+    fn arguments_are_encoded_as_bcs_from_type_and_value() {
+        let one: [u8; 20] = {
+            let mut address = [0; 20];
+            address[19] = 1;
+            address
+        };
+        let cases: [(&str, Vec<u8>); 11] = [
+            ("u8:7", vec![7]),
+            ("u64:258", bcs(&258u64)),
+            ("u128:340282366920938463463374607431768211455", bcs(&u128::MAX)),
+            ("bool:true", vec![1]),
+            ("address:0x1", one.to_vec()),
+            ("string:héllo", bcs(&"héllo")),
+            ("hex:0x0102", vec![2, 1, 2]),
+            ("bcs:0x0102", vec![1, 2]),
+            ("vector<u64>:1,2", bcs(&vec![1u64, 2])),
+            ("vector<address>:0x1,0x1", [vec![2], one.to_vec(), one.to_vec()].concat()),
+            ("vector<u8>:", vec![0]),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(argument(text), Ok(expected), "{text}");
+        }
+        for text in ["u16:1", "u32:1", "u8:256", "u64", "bool:yes", "vector<u64>:1,x", "bcs:zz"] {
+            assert!(argument(text).is_err(), "{text}");
+        }
+    }
+
+    fn bcs<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
+        bcs::to_bytes(value).unwrap()
+    }
 }

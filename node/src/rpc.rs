@@ -980,10 +980,15 @@ fn proof(chain: &Chain, params: &[Value]) -> Result<Value, RpcError> {
         }
         _ => return Err(RpcError::invalid_params("kind: account, balance, storage, code or raw")),
     };
-    let (root, value, proof) = chain.prove(&key).map_err(RpcError::server)?;
+    let (head, value, proof) = chain.prove(&key).map_err(RpcError::server)?;
     let encoded = value.map(|value| Bytes::from(value.encode()));
     Ok(json!({
-        "stateRoot": root,
+        // The block proved against, so that its output root needs no second request (which a
+        // new block could answer with another).
+        "blockNumber": hex(head.number),
+        "blockHash": head.hash,
+        "outputRoot": head.output_root,
+        "stateRoot": head.state_root,
         "key": Bytes::from(key.encode()),
         "keyHash": key.commitment_key(),
         "value": encoded,

@@ -66,14 +66,31 @@ impl Node {
     /// [`start_with_output`](Self::start_with_output), logging what `filter` (`RUST_LOG`) lets
     /// through.
     fn start_logging(datadir: &Path, extra: &[&str], output: (Stdio, Stdio), filter: &str) -> Self {
+        Self::start_in(datadir, extra, output, &[("RUST_LOG", filter)])
+    }
+
+    /// The node with `environment` as its only `DUET_*` variables, whatever the test's own
+    /// environment holds (a developer's exported `DUET_CHAIN_ID` must not change a test).
+    fn start_in(
+        datadir: &Path,
+        extra: &[&str],
+        output: (Stdio, Stdio),
+        environment: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_duet"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_duet"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("DUET_") {
+                command.env_remove(name);
+            }
+        }
+        // Whatever the test's own environment says: tests read the node's info logs.
+        command.env("RUST_LOG", "info").envs(environment.iter().copied());
+        let child = command
             .args(["node", "--dev", "--block-time", "0.2", "--http-port", &port.to_string()])
             .arg("--datadir")
             .arg(datadir)
             .args(extra)
-            // Whatever the test's own environment says: tests read the node's info logs.
-            .env("RUST_LOG", filter)
             .stdout(output.0)
             .stderr(output.1)
             .spawn()
@@ -143,6 +160,18 @@ impl Node {
             serde_json::from_str(&self.rpc_raw(&request).unwrap()).unwrap();
         let result = answer["result"].clone();
         let proof = serde_json::from_value(result["proof"].clone()).unwrap();
+        // The answer proves the key asked for, and the value it shows: its hashes are checked
+        // here, not taken from it.
+        let bytes = |name: &str| -> alloy_primitives::Bytes {
+            serde_json::from_value(result[name].clone()).unwrap()
+        };
+        let hash = |name: &str| -> B256 { serde_json::from_value(result[name].clone()).unwrap() };
+        let key = duet_types::StateKey::Balance(address.parse().unwrap()).encode();
+        assert_eq!(bytes("key"), key, "the key asked for");
+        assert_eq!(hash("keyHash"), alloy_primitives::keccak256(&key));
+        if !result["value"].is_null() {
+            assert_eq!(hash("valueHash"), alloy_primitives::keccak256(bytes("value")));
+        }
         (result, proof)
     }
 
@@ -222,6 +251,11 @@ impl Node {
             std::thread::sleep(Duration::from_millis(50));
         }
         (false, self.datadir.clone())
+    }
+
+    /// Sends SIGKILL, without waiting (`stop` reaps it).
+    fn kill(&self) {
+        Command::new("kill").args(["-KILL", &self.child.id().to_string()]).status().unwrap();
     }
 
     fn stop(mut self) -> PathBuf {
@@ -351,14 +385,14 @@ fn cast_and_forge_work_against_the_dev_node_and_a_restart_keeps_the_chain() {
     let traced = node.cast(&["rpc", "debug_traceTransaction", hash, call_tracer]).unwrap();
     let traced: serde_json::Value = serde_json::from_str(&traced).unwrap();
     assert_eq!((&traced["type"], &traced["to"]), (&"CALL".into(), &probe.to_lowercase().into()));
-    let height: u64 = node.cast(&["block-number"]).unwrap().parse().unwrap();
+    let head = rpc(&node, "eth_getBlockByNumber", r#"["latest",false]"#)["result"].clone();
 
-    // A restart with the same data directory continues the chain with the same state.
+    // A restart with the same data directory continues the chain with the same state: the
+    // last block before it is there as it was (not rebuilt from the transactions).
     let (clean, datadir) = node.terminate();
     assert!(clean, "SIGTERM stops the node cleanly");
     let node = Node::start(&datadir);
-    let after: u64 = node.cast(&["block-number"]).unwrap().parse().unwrap();
-    assert!(after >= height, "the chain went back from {height} to {after}");
+    assert_block_kept(&node, &head);
     assert_eq!(node.balance(recipient), "1000000000000000000");
     assert_eq!(node.nonce(FIRST), "1");
     assert_eq!(node.nonce(SECOND), "3");
@@ -1131,42 +1165,19 @@ fn move_developers_publish_run_and_view_and_solidity_calls_the_module_through_ca
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_transaction_and_no_committed_block() {
     use duet_node::client::RpcClient;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     // Four dev accounts no other part of this test uses.
     let keys = &duet_node::genesis::DEV_KEYS[2..6];
     let directory = temp_datadir("kill");
     let node = Node::start(directory.path());
     let client = RpcClient::new(&node.url()).unwrap();
-    // Four senders, 100 transfers from the first and 40 from each other, as fast as the node
-    // acknowledges them.
-    let acknowledged: Vec<(B256, Address)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = keys
-            .iter()
-            .enumerate()
-            .map(|(worker, key)| {
-                let client = client.clone();
-                scope.spawn(move || {
-                    // The first sender queues more than the mempool's nonce gap: a restart must
-                    // put them back in nonce order.
-                    let count: u8 = if worker == 0 { 100 } else { 40 };
-                    (0..count)
-                        .map(|index| {
-                            let to = Address::with_last_byte(index).create(worker as u64);
-                            let hash = client.send(key, to, Vec::new(), 21_000).expect("accepted");
-                            (hash, to)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|worker| worker.join().unwrap()).collect()
-    });
     // The same transaction twice in one batch: the first is accepted, the second is already
     // known, and the first's record must survive.
     let raw = node.mktx(&Transfer {
         key: keys[3],
         to: "0x00000000000000000000000000000000000000aa",
         value: "5",
-        nonce: "40",
+        nonce: "0",
         chain: "31337",
         fees: ("2gwei", "1gwei"),
     });
@@ -1175,30 +1186,64 @@ fn kill_9_under_load_loses_no_acknowledged_transaction_and_no_committed_block() 
     );
     let answer = node.rpc_raw(&format!("[{send},{send}]")).unwrap();
     assert!(answer.contains("already known") && answer.contains("result"), "{answer}");
-    let committed: u64 = node.cast(&["block-number"]).unwrap().parse().unwrap();
-    let datadir = node.stop(); // SIGKILL: no clean shutdown.
+    // Four senders, up to 100 transfers from the first and 40 from each other, as fast as the
+    // node acknowledges them; the node is killed while they send, once 80 were acknowledged,
+    // and a sender stops at its first failure. Only what was acknowledged must survive.
+    let acked = AtomicUsize::new(0);
+    let (acknowledged, committed) = std::thread::scope(|scope| {
+        let workers: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(worker, key)| {
+                let (client, acked) = (client.clone(), &acked);
+                scope.spawn(move || {
+                    // The first sender queues more than the mempool's nonce gap: a restart must
+                    // put them back in nonce order.
+                    let count: u8 = if worker == 0 { 100 } else { 40 };
+                    let mut acknowledged = Vec::new();
+                    for index in 0..count {
+                        let to = Address::with_last_byte(index).create(worker as u64);
+                        let Ok(hash) = client.send(key, to, Vec::new(), 21_000) else { break };
+                        acknowledged.push((worker, hash));
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    acknowledged
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked.load(Ordering::Relaxed) < 80 {
+            assert!(Instant::now() < deadline, "the node stopped acknowledging transfers");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // A block the node reported committed, as a client saw it.
+        let committed = rpc(&node, "eth_getBlockByNumber", r#"["latest",false]"#)["result"].clone();
+        node.kill(); // SIGKILL, while the senders send: no clean shutdown.
+        let acknowledged: Vec<(usize, B256)> =
+            workers.into_iter().flat_map(|worker| worker.join().unwrap()).collect();
+        (acknowledged, committed)
+    });
+    let datadir = node.stop();
 
     let node = Node::start(&datadir);
     let client = RpcClient::new(&node.url()).unwrap();
-    let after: u64 = node.cast(&["block-number"]).unwrap().parse().unwrap();
-    assert!(after >= committed, "committed block {committed} was lost (head {after})");
-    for (hash, _) in &acknowledged {
+    assert_block_kept(&node, &committed);
+    assert!(acknowledged.len() >= 80, "{}", acknowledged.len());
+    for (_, hash) in &acknowledged {
         let receipt = client.wait_for_receipt(*hash, Duration::from_secs(30)).expect("included");
         assert_eq!(receipt["status"], "0x1", "{hash}");
     }
-    assert_eq!(acknowledged.len(), 220);
     let deadline = Instant::now() + Duration::from_secs(30);
     while node.balance("0x00000000000000000000000000000000000000aa") != "5" {
         assert!(Instant::now() < deadline, "the batched transaction was lost");
         std::thread::sleep(Duration::from_millis(100));
     }
-    for (index, (address, _)) in duet_node::genesis::dev_accounts()[2..6].iter().enumerate() {
-        let expected = match index {
-            0 => "100",
-            3 => "41",
-            _ => "40",
-        };
-        assert_eq!(node.nonce(&address.to_string()), expected);
+    // Each sender's acknowledged transfers are in (and perhaps some sent when the node died).
+    for (worker, (address, _)) in duet_node::genesis::dev_accounts()[2..6].iter().enumerate() {
+        let mine = acknowledged.iter().filter(|(sender, _)| *sender == worker).count();
+        let before = usize::from(worker == 3); // the batched transfer
+        let nonce: usize = node.nonce(&address.to_string()).parse().unwrap();
+        assert!(nonce >= mine + before, "sender {worker}: nonce {nonce}, {mine} acknowledged");
     }
 }
 
@@ -1350,6 +1395,25 @@ fn settings_come_from_a_toml_file_under_flags_and_a_bad_file_is_refused() {
     assert!(refused.contains("keeps the state of the last block before the head"), "{refused}");
     drop(node);
 
+    // A setting in the file, the environment and a flag: the flag, then the environment, then
+    // the file (each run on a datadir of its own: the chain id is the datadir's).
+    let file = ["--config", config.to_str().unwrap()];
+    let flag = ["--config", config.to_str().unwrap(), "--chain-id", "4444"];
+    for (run, extra, environment, expected) in [
+        (1, &file[..], &[][..], "4242"),
+        (2, &file[..], &[("DUET_CHAIN_ID", "4343")][..], "4343"),
+        (3, &flag[..], &[("DUET_CHAIN_ID", "4343")][..], "4444"),
+        (4, &["--chain-id", "4444"][..], &[("DUET_CONFIG", config.to_str().unwrap())][..], "4444"),
+    ] {
+        let datadir = directory.path().join(format!("data{run}"));
+        let output = (Stdio::null(), Stdio::null());
+        let node = Node::start_in(&datadir, extra, output, environment);
+        assert_eq!(node.cast(&["chain-id"]).unwrap(), expected, "run {run}");
+        // The file still counts where nothing overrides it.
+        let limit = node.cast(&["block", "latest", "--field", "gasLimit"]).unwrap();
+        assert_eq!(limit, "50000000", "run {run}");
+    }
+
     std::fs::write(&config, "chain_idd = 1\n").unwrap();
     let refused = Command::new(env!("CARGO_BIN_EXE_duet"))
         .args(["node", "--dev", "--config", config.to_str().unwrap()])
@@ -1401,12 +1465,14 @@ fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
     let (result, proof) = node.prove_balance(paid);
     assert_eq!(result["value"], "0x0100000000000000000000000000000003");
     let root: B256 = serde_json::from_value(result["stateRoot"].clone()).unwrap();
-    let block = node.cast(&["block", "latest", "--field", "stateRoot"]).unwrap();
-    assert_eq!(block, root.to_string(), "the proof is against the head block's state root");
-    let request =
-        r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["latest",false]}"#;
-    let header: serde_json::Value = serde_json::from_str(&node.rpc_raw(request).unwrap()).unwrap();
+    // The answer names the block it proves against: its header has that root, hash and output
+    // root.
+    let number = result["blockNumber"].as_str().unwrap();
+    let header = rpc(&node, "eth_getBlockByNumber", &format!(r#"["{number}",false]"#));
     let header = &header["result"];
+    assert_eq!(header["stateRoot"], root.to_string(), "the proof is against its block's root");
+    assert_eq!(header["hash"], result["blockHash"]);
+    assert_eq!(header["outputRoot"], result["outputRoot"]);
     let mut preimage = [0u8; 128];
     let state_root: B256 = serde_json::from_value(header["stateRoot"].clone()).unwrap();
     let hash: B256 = serde_json::from_value(header["hash"].clone()).unwrap();
@@ -1432,21 +1498,48 @@ fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
     // EIP-1186's proof is of Ethereum's trie, which Duet's root is not: refused, pointing here.
     let refused = error(&rpc(&node, "eth_getProof", &format!(r#"["{FIRST}",[],"latest"]"#)));
     assert!(refused.contains("duet_getProof proves a state key"), "{refused}");
-    // An absent key: an account that never held anything.
-    let (result, proof) = node.prove_balance("0x0000000000000000000000000000000000000fab");
-    assert!(result["value"].is_null());
-    let absent: B256 = serde_json::from_value(result["keyHash"].clone()).unwrap();
-    assert!(both(root, absent, None, &proof));
-    assert!(!both(root, absent, Some(value), &proof), "absent, not present");
-    // Its path ends at another key's leaf or at an empty subtree: claiming the other one fails.
-    let swapped = match proof.terminal {
-        Terminal::Empty => Terminal::Leaf { key_hash: key, value_hash: value },
-        Terminal::Leaf { .. } => Terminal::Empty,
-    };
-    assert!(!both(root, absent, None, &Proof { terminal: swapped, ..proof.clone() }));
-    // The present key's own leaf, offered as the end of the absent key's path.
-    let own = Proof { terminal: Terminal::Leaf { key_hash: absent, value_hash: value }, ..proof };
-    assert!(!both(root, absent, None, &own), "a leaf of the key itself");
+    // Absent keys, accounts that never held anything, until the path of one has ended at an
+    // empty subtree and that of another at another key's leaf (the verifiers take different
+    // steps for each).
+    let mut shapes_seen = [false; 2];
+    for index in 0x0fab_u64.. {
+        if shapes_seen == [true; 2] {
+            break;
+        }
+        assert!(index < 0x0fab + 64, "no absent key of each shape in 64 tries");
+        let (result, proof) = node.prove_balance(&format!("{index:#042x}"));
+        assert!(result["value"].is_null());
+        assert_eq!(result["stateRoot"], root.to_string(), "no block came in between");
+        let shape = usize::from(matches!(proof.terminal, Terminal::Leaf { .. }));
+        if shapes_seen[shape] {
+            continue;
+        }
+        shapes_seen[shape] = true;
+        let absent: B256 = serde_json::from_value(result["keyHash"].clone()).unwrap();
+        assert!(both(root, absent, None, &proof));
+        assert!(!both(root, absent, Some(value), &proof), "absent, not present");
+        // Its path ends at another key's leaf or at an empty subtree: claiming the other one
+        // fails.
+        let swapped = match proof.terminal {
+            Terminal::Empty => Terminal::Leaf { key_hash: key, value_hash: value },
+            Terminal::Leaf { .. } => Terminal::Empty,
+        };
+        assert!(!both(root, absent, None, &Proof { terminal: swapped, ..proof.clone() }));
+        // The present key's own leaf, offered as the end of the absent key's path.
+        let own =
+            Proof { terminal: Terminal::Leaf { key_hash: absent, value_hash: value }, ..proof };
+        assert!(!both(root, absent, None, &own), "a leaf of the key itself");
+    }
+}
+
+/// Asserts that the node has the block `header` describes (as `eth_getBlockByNumber` gave it
+/// before a restart) as it was: its hash, state root and transactions.
+fn assert_block_kept(node: &Node, header: &serde_json::Value) {
+    let number = header["number"].as_str().unwrap();
+    let block = rpc(node, "eth_getBlockByNumber", &format!(r#"["{number}",false]"#));
+    for field in ["hash", "stateRoot", "transactions"] {
+        assert_eq!(block["result"][field], header[field], "block {number}: {field}");
+    }
 }
 
 /// The error message of a JSON-RPC answer.
