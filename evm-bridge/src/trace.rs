@@ -421,8 +421,13 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
     }
 
     fn log(&mut self, _context: &mut CTX, log: Log) {
+        // Under `onlyTopCall` the logs of the frames below the top are not kept (nor by geth):
+        // not counted either, so that they cannot make a trace too large to answer.
+        if !self.config.with_logs || (self.config.only_top_call && self.open.len() > 1) {
+            return;
+        }
         let bytes = std::mem::size_of::<FrameLog>() + log.data.data.len() + 32 * log.topics().len();
-        if !self.config.with_logs || !self.hold(bytes) {
+        if !self.hold(bytes) {
             return;
         }
         if let Some(frame) = self.open.last_mut() {

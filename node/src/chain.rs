@@ -267,8 +267,12 @@ pub enum TraceError {
     Store(#[from] StoreError),
 }
 
-/// Transactions a trace's replay runs at a time, between looks at its deadline.
+/// Transactions a trace's replay runs at a time, between looks at its deadline...
 const REPLAY_CHUNK: usize = 64;
+
+/// ...and the gas they used in their block, past which a chunk ends sooner (a block of 1e9 gas
+/// in 64 transactions would otherwise run whole, sequentially, before a first look).
+const REPLAY_CHUNK_GAS: u64 = 50_000_000;
 
 /// Where a trace's replay stopped: the block, its next transaction, and what the transactions
 /// before it wrote over the state before the block.
@@ -307,20 +311,35 @@ fn replayed(record: &TransactionRecord) -> Result<DuetTransaction, String> {
 /// it failed.
 fn move_frame(record: &TransactionRecord) -> Result<CallFrame, String> {
     let envelope = envelope_of(record)?;
-    Ok(CallFrame {
+    let error = (!record.success).then(|| record.move_status.clone().unwrap_or_default());
+    let input = envelope.input().clone();
+    Ok(move_entry_frame(record.from, envelope.gas_limit(), input, record.gas_used, error))
+}
+
+/// The one frame of a Move transaction's trace: `from` calling the Move entry address with
+/// `input` (its payload) and `gas`, having used `gas_used`, failed with `error` (its Move
+/// status) if it failed.
+fn move_entry_frame(
+    from: Address,
+    gas: u64,
+    input: Bytes,
+    gas_used: u64,
+    error: Option<String>,
+) -> CallFrame {
+    CallFrame {
         kind: duet_evm::trace::FrameKind::Call,
-        from: record.from,
+        from,
         to: Some(MOVE_ENTRY_ADDRESS),
         value: Some(U256::ZERO),
-        gas: envelope.gas_limit(),
-        gas_used: record.gas_used,
-        input: envelope.input().clone(),
+        gas,
+        gas_used,
+        input,
         output: Bytes::new(),
-        error: (!record.success).then(|| record.move_status.clone().unwrap_or_default()),
+        error,
         revert_reason: None,
         calls: Vec::new(),
         logs: Vec::new(),
-    })
+    }
 }
 
 /// The signed transaction `record` holds.
@@ -1414,6 +1433,7 @@ impl Chain {
         let started = std::time::Instant::now();
         let (candidates, output, published) =
             self.fill_block(&vm, &nonces).map_err(|error| format!("block {number}: {error}"))?;
+        let execution_micros = started.elapsed().as_micros() as u64;
         let mut block = Block::empty(number, parent.hash, timestamp, &self.config);
         let (mut records, rejected) = self.records(&candidates, output.results, &mut block);
         // The values the block replaces, for the state history: read now, before the locks
@@ -1432,7 +1452,8 @@ impl Chain {
             record.block_hash = block.hash;
         }
         let build_micros = started.elapsed().as_micros() as u64;
-        Metrics::add(&self.metrics.execution_micros, build_micros);
+        Metrics::add(&self.metrics.execution_micros, execution_micros);
+        Metrics::add(&self.metrics.sealing_micros, build_micros - execution_micros);
         let committing = std::time::Instant::now();
         // The included transactions' records go with the block. A rejected one's go after it,
         // under the mempool lock: another submission of it may be writing its record now, and
@@ -2121,7 +2142,23 @@ impl Chain {
     /// success for any payload, and its gas, the calldata's alone, was an estimate the
     /// transaction then ran out of); its gas used and no output, or its Move status as the
     /// failure. Move gas does not depend on the limit, so an estimate's first run finds it.
-    fn move_call_at(&self, at: &CallState<'_>, mut tx: TxEnv) -> Result<(Bytes, u64), CallError> {
+    fn move_call_at(&self, at: &CallState<'_>, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
+        let (receipt, _) = self.move_call_receipt(at, tx)?;
+        if receipt.is_success() {
+            Ok((Bytes::new(), receipt.gas_used))
+        } else {
+            Err(CallError::Halted(format!("Move transaction failed: {}", receipt.status)))
+        }
+    }
+
+    /// The receipt of the Move transaction a call of the Move entry address on `at` is (see
+    /// [`move_call_at`](Self::move_call_at)), and its gas limit (a limit of 0: a transaction's
+    /// most).
+    fn move_call_receipt(
+        &self,
+        at: &CallState<'_>,
+        mut tx: TxEnv,
+    ) -> Result<(duet_move::MoveReceipt, u64), CallError> {
         move_shape(&tx).map_err(CallError::Invalid)?;
         if tx.gas_limit == 0 {
             tx.gas_limit = self.max_transaction_gas();
@@ -2145,13 +2182,8 @@ impl Chain {
             })
             .map_err(|error| CallError::Invalid(error.to_string()))?;
         match output.results.into_iter().next() {
-            Some(TransactionResult::Executed(DuetReceipt::Move(receipt)))
-                if receipt.is_success() =>
-            {
-                Ok((Bytes::new(), receipt.gas_used))
-            }
             Some(TransactionResult::Executed(DuetReceipt::Move(receipt))) => {
-                Err(CallError::Halted(format!("Move transaction failed: {}", receipt.status)))
+                Ok((receipt, tx.gas_limit))
             }
             Some(TransactionResult::Rejected(error)) => Err(CallError::Invalid(error.to_string())),
             Some(TransactionResult::Panicked(message)) => Err(CallError::Invalid(message)),
@@ -2277,6 +2309,13 @@ impl Chain {
     ) -> Result<CallFrame, CallError> {
         recover_in_place(&mut tx);
         let at = self.call_state(block, tx.caller, overrides)?;
+        if tx.kind == TxKind::Call(MOVE_ENTRY_ADDRESS) {
+            // The Move transaction it is, traced as an included one is ([`move_frame`]).
+            let (from, input) = (tx.caller, tx.data.clone());
+            let (receipt, gas) = self.move_call_receipt(&at, tx)?;
+            let error = (!receipt.is_success()).then(|| receipt.status.to_string());
+            return Ok(move_entry_frame(from, gas, input, receipt.gas_used, error));
+        }
         let evm = self.call_evm(&at, &tx)?.with_call_tracer(config);
         self.run_call(&evm, &at, tx)?;
         let trace = evm.take_call_traces().pop().unwrap_or(Err(TraceFailure::NoFrame));
@@ -2337,7 +2376,9 @@ impl Chain {
     /// block's environment, on the state after the block before: the last one traced with
     /// `config`, or every EVM transaction with `all`. Each transaction's gas, outcome and logs
     /// are checked against its receipt. The transactions run in chunks, and the replay gives up once
-    /// `time` has passed between two (a chunk is at most [`REPLAY_CHUNK`] transactions).
+    /// `time` has passed between two (a chunk is at most [`REPLAY_CHUNK`] transactions, and at
+    /// most one past [`REPLAY_CHUNK_GAS`]), keeping where it stopped for the next try, which
+    /// runs at least one chunk: retried, a trace gets there.
     /// Returns each transaction's hash and, for the EVM transactions traced, its trace.
     ///
     /// # Errors
@@ -2388,18 +2429,39 @@ impl Chain {
         let tracing_vm =
             DuetVm::new(self.block_evm(env)?.with_call_tracer(config), Arc::clone(&move_vm));
         let mut replayed_traces = Vec::with_capacity(records.len());
+        // The end of a chunk from `start`, before `limit`: at most REPLAY_CHUNK transactions,
+        // ending with the one that takes their gas to REPLAY_CHUNK_GAS.
+        let chunk_end = |start: usize, limit: usize| {
+            let (mut end, mut gas) = (start, 0u64);
+            while end < limit && end - start < REPLAY_CHUNK && gas < REPLAY_CHUNK_GAS {
+                gas = gas.saturating_add(records[end - first].gas_used);
+                end += 1;
+            }
+            end
+        };
+        // Where the replay stopped, kept for a trace of the block's later transaction (the
+        // same one, again, after a timeout), if it is not large.
+        let keep = |replaying: &mut Option<ReplayPoint>, next, written| {
+            let small = || replay_point_bytes(&written) <= MAX_REPLAY_POINT_BYTES;
+            if !all && next < block.transactions.len() && small() {
+                *replaying = Some(ReplayPoint { block: block.hash, next, written });
+            }
+        };
         let mut start = first;
         while start <= last {
-            if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
+            // One chunk runs whatever the time, so that trying again gets further.
+            let late = deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline);
+            if start > first && late {
+                keep(&mut replaying, start, written);
                 return Err(TraceError::TimedOut(time));
             }
             // The transaction traced alone runs in a chunk of its own.
             let end = if all {
-                (start + REPLAY_CHUNK).min(last + 1)
+                chunk_end(start, last + 1)
             } else if start == last {
                 last + 1
             } else {
-                (start + REPLAY_CHUNK).min(last)
+                chunk_end(start, last)
             };
             let tracing = all || start == last;
             let vm = if tracing { &tracing_vm } else { &plain };
@@ -2434,12 +2496,7 @@ impl Chain {
             written.extend(output.state_updates);
             start = end;
         }
-        // Kept for the block's next transaction, if it has one and the writes are not large.
-        let next = last + 1;
-        let small = replay_point_bytes(&written) <= MAX_REPLAY_POINT_BYTES;
-        if !all && next < block.transactions.len() && small {
-            *replaying = Some(ReplayPoint { block: block.hash, next, written });
-        }
+        keep(&mut replaying, last + 1, written);
         Ok(replayed_traces)
     }
 
@@ -3218,6 +3275,14 @@ pub(crate) mod tests {
         assert_eq!(counter("duet_block_stm_sequential_transactions_total"), 3, "{metrics}");
         assert_eq!(counter("duet_block_stm_validation_aborts_total"), 0, "{metrics}");
         assert_eq!(counter("duet_block_stm_dependency_waits_total"), 0, "{metrics}");
+        // The block's time, in its three parts.
+        let seconds = |name: &str| -> f64 {
+            let line = metrics.lines().find(|line| line.starts_with(&format!("{name} ")));
+            line.and_then(|line| line.rsplit(' ').next()?.parse().ok()).unwrap()
+        };
+        for part in ["execution", "sealing", "commit"] {
+            assert!(seconds(&format!("duet_block_{part}_seconds_total")) > 0.0, "{metrics}");
+        }
     }
 
     /// A signed transfer of 1 wei from `signer` with `nonce`, paying `max_fee` per gas.
@@ -4089,9 +4154,10 @@ pub(crate) mod tests {
         assert_eq!(traces[1].1.clone().unwrap().unwrap(), moved, "the Move transfer");
         assert_eq!(traces[2].1.clone().unwrap().unwrap(), second_trace);
         assert_eq!(traces[3].1.clone().unwrap().unwrap(), trace);
-        // Out of time before the replay: geth's words.
+        // Out of time after a first chunk of the replay: geth's words.
         let late = chain.trace_transaction(&turn, read, config, std::time::Duration::ZERO);
         assert!(matches!(late, Err(super::TraceError::TimedOut(_))), "{late:?}");
+        *chain.replaying.lock() = None;
         // Traced one by one, as an explorer traces a block's transactions, a replay runs only
         // the transactions after the last one traced (the Move one needs none); back to an
         // earlier one, it starts from the block's start again.
@@ -4109,6 +4175,44 @@ pub(crate) mod tests {
         assert!(matches!(trace_of(read), Err(super::TraceError::Busy)));
         drop(replaying);
         assert!(trace_of(read).is_ok());
+    }
+
+    /// A trace that runs out of time keeps where its replay stopped, and each try runs at least
+    /// one chunk of the transactions before it: tried again, it gets there, running each
+    /// transaction once.
+    #[test]
+    fn a_trace_out_of_time_goes_on_where_it_stopped_when_tried_again() {
+        use duet_evm::trace::CallTraceConfig;
+        let directory = tempfile::tempdir().unwrap();
+        let config = ChainConfig {
+            mempool_limit: 1_000,
+            max_block_transactions: 1_000,
+            ..ChainConfig::for_tests()
+        };
+        let chain = open_chain(directory.path(), config);
+        let count = 2 * super::REPLAY_CHUNK + 2;
+        for nonce in 0..count as u64 {
+            chain.submit(&transfer(&dev_signer(0), nonce, 10)).unwrap();
+        }
+        let block = chain.produce_block().unwrap();
+        assert_eq!(block.transactions.len(), count);
+        let turn = chain.call_turn_blocking();
+        let last = *block.transactions.last().unwrap();
+        let config = CallTraceConfig::default();
+        let replays = || chain.metrics.trace_replays.load(std::sync::atomic::Ordering::Relaxed);
+        let mut tries = 0;
+        let trace = loop {
+            tries += 1;
+            assert!(tries <= 4, "no progress");
+            match chain.trace_transaction(&turn, last, config, std::time::Duration::ZERO) {
+                Err(super::TraceError::TimedOut(_)) => {}
+                other => break other.unwrap(),
+            }
+        };
+        // 64, then 64, then 1, then the traced one alone.
+        assert_eq!(tries, 4);
+        assert_eq!(replays(), count as u64, "each transaction once");
+        assert_eq!(trace.gas_used, 21_000);
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub gas: AtomicU64,
     /// Time spent executing blocks, in microseconds.
     pub execution_micros: AtomicU64,
+    /// Time spent between executing blocks and committing them (receipts and their roots, the
+    /// values a block replaces, the state tree's update), in microseconds.
+    pub sealing_micros: AtomicU64,
     /// Time spent committing blocks to the database, in microseconds.
     pub commit_micros: AtomicU64,
     /// Transaction executions by the block executor: every run of every round of filling a
@@ -42,7 +45,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Each counter: its name, its help text, its value and the scale it is shown at.
-    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64, f64); 12] {
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64, f64); 13] {
         [
             (
                 "duet_transactions_accepted_total",
@@ -68,6 +71,12 @@ impl Metrics {
                 "duet_block_execution_seconds_total",
                 "Time spent executing blocks.",
                 &self.execution_micros,
+                1e-6,
+            ),
+            (
+                "duet_block_sealing_seconds_total",
+                "Time spent sealing executed blocks: receipts, roots, the state tree's update.",
+                &self.sealing_micros,
                 1e-6,
             ),
             (

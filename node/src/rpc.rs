@@ -2766,8 +2766,9 @@ mod tests {
             "data": "0x", "position": "0x1" }])
         );
         // Without withLog, no logs; other tracers, options and configurations are refused.
-        let plain = ask("debug_traceCall", json!([call, "latest", { "tracer": "callTracer" }]));
-        assert!(plain.unwrap().get("logs").is_none());
+        let plain_trace =
+            ask("debug_traceCall", json!([call, "latest", { "tracer": "callTracer" }])).unwrap();
+        assert!(plain_trace.get("logs").is_none());
         for options in [
             json!(null),
             json!({}),
@@ -2805,6 +2806,33 @@ mod tests {
             let timed = json!({ "tracer": "callTracer", "timeout": bad });
             let error = ask("debug_traceCall", json!([call, "latest", timed])).unwrap_err();
             assert!(error.message.contains("invalid timeout"), "{bad}: {error:?}");
+        }
+        // As geth with a named tracer, the opcode logger's options are taken and mean nothing;
+        // overrides are a call's only.
+        let logger = json!({ "tracer": "callTracer", "disableStorage": true,
+            "enableMemory": true, "disableStack": false, "enableReturnData": true, "limit": 5 });
+        assert_eq!(ask("debug_traceCall", json!([call, "latest", logger])).unwrap(), plain_trace);
+        let overridden = json!(["0x0", { "tracer": "callTracer", "stateOverrides": {} }]);
+        let error = ask("debug_traceBlockByNumber", overridden).unwrap_err();
+        assert!(error.message.contains("only a call's trace"), "{error:?}");
+        // A call of the Move entry address is traced as the Move transaction it is: its one
+        // frame, with the Move gas, failed with the Move status if it fails.
+        let to = duet_types::MOVE_ENTRY_ADDRESS;
+        for (amount, error) in [(5, None), (u128::MAX, Some("aborted in"))] {
+            let payload = duet_types::MovePayload::EntryFunction(
+                crate::chain::tests::move_transfer(to, amount),
+            );
+            let move_call = json!({ "from": sender, "to": to,
+                "data": alloy_primitives::Bytes::from(payload.encode()) });
+            let plain = json!({ "tracer": "callTracer" });
+            let trace = ask("debug_traceCall", json!([move_call, "latest", plain])).unwrap();
+            assert_eq!((&trace["type"], &trace["to"]), (&json!("CALL"), &json!(to)), "{trace}");
+            assert_eq!(trace["error"].as_str().map(|text| &text[..10]), error, "{trace}");
+            let used = u64::from_str_radix(&trace["gasUsed"].as_str().unwrap()[2..], 16).unwrap();
+            if error.is_none() {
+                let estimate = ask("eth_estimateGas", json!([move_call])).unwrap();
+                assert_eq!(json!(format!("{used:#x}")), estimate, "{trace}");
+            }
         }
         // A block without transactions has no traces.
         let genesis = ask("debug_traceBlockByNumber", json!(["0x0", { "tracer": "callTracer" }]));

@@ -30,7 +30,7 @@ pub(super) fn trace_transaction(
     call_turn: Option<&Turn>,
 ) -> Result<Value, RpcError> {
     let hash = parse(params, 0, "transaction hash")?;
-    let (config, time) = tracer_config(params.get(1))?;
+    let (config, time) = tracer_config(params.get(1), false)?;
     let frame = in_call_turn(call_turn, |turn| {
         chain.trace_transaction(turn, hash, config, time).map_err(trace_error)
     })?;
@@ -54,7 +54,7 @@ pub(super) fn trace_block(
         super::block_number(head, params.first())?
     };
     let number = number.ok_or_else(|| RpcError::server("block not found"))?;
-    let (config, time) = tracer_config(params.get(1))?;
+    let (config, time) = tracer_config(params.get(1), false)?;
     let traces = in_call_turn(call_turn, |turn| {
         chain.trace_block(turn, number, config, time).map_err(trace_error)
     })?;
@@ -88,7 +88,7 @@ pub(super) fn trace_call(
     let tx = call_request(chain, params.first())?;
     let block = state_block(params.get(1), StateBlock::Latest)?;
     let options = params.get(2);
-    let (config, _) = tracer_config(options)?;
+    let (config, _) = tracer_config(options, true)?;
     let field = |name| options.and_then(|options| options.get(name));
     let overrides = call_overrides(field("stateOverrides"), field("blockOverrides"))?;
     let frame = in_call_turn(call_turn, |turn| {
@@ -97,11 +97,30 @@ pub(super) fn trace_call(
     Ok(frame_json(&frame))
 }
 
+/// The trace options geth takes besides overrides (see [`tracer_config`]).
+const KNOWN_OPTIONS: [&str; 10] = [
+    "tracer",
+    "tracerConfig",
+    "timeout",
+    "reexec",
+    "disableStack",
+    "disableStorage",
+    "enableMemory",
+    "enableReturnData",
+    "debug",
+    "limit",
+];
+
 /// The `callTracer` options of a trace request: `{"tracer": "callTracer", "tracerConfig":
-/// {"onlyTopCall": …, "withLog": …}, "timeout": "5s"}` (`reexec`, which geth takes for state it
-/// has to rebuild, is taken and means nothing here). Anything else is refused rather than
-/// ignored.
-fn tracer_config(options: Option<&Value>) -> Result<(CallTraceConfig, Duration), RpcError> {
+/// {"onlyTopCall": …, "withLog": …}, "timeout": "5s"}`, and for a call's trace (`call`)
+/// `stateOverrides` and `blockOverrides`. As geth with a named tracer, the opcode logger's
+/// options (`disableStack`, `disableStorage`, `enableMemory`, `enableReturnData`, `debug`,
+/// `limit`) and `reexec` (for state geth has to rebuild) are taken and mean nothing here.
+/// Anything else is refused rather than ignored.
+fn tracer_config(
+    options: Option<&Value>,
+    call: bool,
+) -> Result<(CallTraceConfig, Duration), RpcError> {
     let refused = |what: &str| {
         RpcError::invalid_params(format!(
             "{what}: this node traces with geth's callTracer only, \
@@ -113,9 +132,12 @@ fn tracer_config(options: Option<&Value>) -> Result<(CallTraceConfig, Duration),
         return Err(refused("no tracer named (the opcode logger)"));
     };
     for (name, _) in options {
-        let known =
-            ["tracer", "tracerConfig", "timeout", "reexec", "stateOverrides", "blockOverrides"];
-        if !known.contains(&name.as_str()) {
+        let overrides = ["stateOverrides", "blockOverrides"].contains(&name.as_str());
+        if overrides && !call {
+            let message = format!("{name}: only a call's trace (debug_traceCall) takes overrides");
+            return Err(RpcError::invalid_params(message));
+        }
+        if !overrides && !KNOWN_OPTIONS.contains(&name.as_str()) {
             return Err(refused(&format!("option {name}")));
         }
     }
