@@ -647,14 +647,15 @@ impl Chain {
         genesis: &[(StateKey, StateValue)],
     ) -> Result<Self, StoreError> {
         store.claim_for_chain(config.chain_id)?;
-        let head = if let Some(number) = store.head()? {
+        let state: Vec<_> =
+            genesis.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
+        let existing = store.head()?;
+        let head = if let Some(number) = existing {
             store
                 .block(number)?
                 .ok_or_else(|| StoreError::Corrupt(format!("head block {number} is missing")))?
         } else {
             let mut block = Block::empty(0, B256::ZERO, crate::genesis::GENESIS_TIMESTAMP, &config);
-            let state: Vec<_> =
-                genesis.iter().map(|(key, value)| (key.clone(), Some(value.clone()))).collect();
             let update = merkle::update(&store, merkle::leaves(&state))?;
             block.seal(update.root);
             // The genesis state holds the framework's modules: its code is block 0's.
@@ -685,6 +686,24 @@ impl Chain {
                 "the state does not match block {}'s state root",
                 head.number
             )));
+        }
+        if existing.is_some() {
+            // A chain that began from another genesis state (a build with another framework
+            // or other dev accounts) is refused: this build's framework natives, say, may not
+            // be those its modules call.
+            let first = store
+                .block(0)?
+                .ok_or_else(|| StoreError::Corrupt("block 0 is missing".to_owned()))?;
+            let nodes: HashMap<merkle::Position, merkle::Node> = HashMap::new();
+            let Ok(update) = merkle::update(&nodes, merkle::leaves(&state));
+            if first.state_root != update.root {
+                return Err(StoreError::Incompatible(
+                    "its chain began from another genesis state than this build's (another \
+                         framework or other dev accounts): give another datadir, or remove this \
+                         one to start its chain afresh"
+                        .to_owned(),
+                ));
+            }
         }
         let threads = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
         let mut recent_hashes = KeptHashes::default();
@@ -2984,6 +3003,27 @@ pub(crate) mod tests {
         assert_eq!(chain.head().number, 0);
     }
 
+    /// A datadir whose chain began from another genesis state (a build with another framework,
+    /// other dev accounts) is refused, as one of another chain is; with the same genesis it
+    /// opens, whatever its block gas limit (a header field of each block, free to change).
+    #[test]
+    fn a_datadir_whose_chain_began_from_another_genesis_is_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        chain.submit(&transfer(&dev_signer(0), 0, 10)).unwrap();
+        chain.produce_block().unwrap();
+        drop(chain);
+        let mut genesis = crate::genesis::dev_genesis();
+        genesis.push((StateKey::Balance(Address::repeat_byte(0x99)), StateValue::Balance(1)));
+        let store = Store::open(directory.path()).unwrap();
+        let opened = Chain::open(ChainConfig::for_tests(), store, &genesis);
+        let Err(refused) = opened else { panic!("a chain of another genesis was opened") };
+        assert!(matches!(refused, StoreError::Incompatible(_)), "{refused:?}");
+        assert!(refused.to_string().contains("another genesis state"), "{refused}");
+        let config = ChainConfig { block_gas_limit: 40_000_000, ..ChainConfig::for_tests() };
+        assert_eq!(open_chain(directory.path(), config).head().number, 1);
+    }
+
     #[test]
     fn after_a_blocks_write_fails_no_block_is_written_until_a_restart() {
         let directory = tempfile::tempdir().unwrap();
@@ -4938,14 +4978,18 @@ pub(crate) mod tests {
         assert_eq!(chain.restore_pending().unwrap(), 0, "the expired one is gone from disk");
     }
 
+    /// The genesis state of [`database_without_nodes`]: three balances.
+    fn genesis_without_nodes() -> Vec<(StateKey, StateValue)> {
+        (1..=3u8)
+            .map(|byte| (StateKey::Balance(Address::repeat_byte(byte)), StateValue::Balance(7)))
+            .collect()
+    }
+
     /// A database as an earlier version left it: a head block and its state, no tree nodes.
     fn database_without_nodes(state_root: impl Fn(B256) -> B256) -> tempfile::TempDir {
         let directory = tempfile::tempdir().unwrap();
-        let state: Vec<(StateKey, Option<StateValue>)> = (1..=3u8)
-            .map(|byte| {
-                (StateKey::Balance(Address::repeat_byte(byte)), Some(StateValue::Balance(7)))
-            })
-            .collect();
+        let state: Vec<(StateKey, Option<StateValue>)> =
+            genesis_without_nodes().into_iter().map(|(key, value)| (key, Some(value))).collect();
         let empty = HashMap::<merkle::Position, merkle::Node>::new();
         let root = merkle::update(&empty, merkle::leaves(&state)).unwrap().root;
         let mut block = Block::empty(0, B256::ZERO, 0, &ChainConfig::for_tests());
@@ -4959,9 +5003,8 @@ pub(crate) mod tests {
     #[test]
     fn a_database_without_tree_nodes_gets_them_from_its_state_and_a_wrong_root_is_refused() {
         let directory = database_without_nodes(|root| root);
-        let chain =
-            Chain::open(ChainConfig::for_tests(), Store::open(directory.path()).unwrap(), &[])
-                .unwrap();
+        let store = Store::open(directory.path()).unwrap();
+        let chain = Chain::open(ChainConfig::for_tests(), store, &genesis_without_nodes()).unwrap();
         let key = StateKey::Balance(Address::repeat_byte(2));
         let (head, value, proof) = chain.prove(&key).unwrap();
         let root = head.state_root;

@@ -96,7 +96,8 @@ struct NodeArgs {
 #[derive(clap::Args, Debug, serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Settings {
-    /// Where the database lives [default: ~/.local/share/duet/dev].
+    /// Where the database lives [default: `$XDG_DATA_HOME/duet/dev`, or
+    /// ~/.local/share/duet/dev].
     #[arg(long, env = "DUET_DATADIR")]
     datadir: Option<PathBuf>,
     /// The JSON-RPC port, on 127.0.0.1 [default: 8545].
@@ -164,7 +165,10 @@ impl NodeArgs {
         let given = &self.settings;
         let defaults = duet_node::server::Limits::default();
         let settings = NodeSettings {
-            datadir: given.datadir.clone().or(file.datadir).unwrap_or_else(default_datadir),
+            datadir: match given.datadir.clone().or(file.datadir) {
+                Some(datadir) => datadir,
+                None => default_datadir()?,
+            },
             http_port: given.http_port.or(file.http_port).unwrap_or(8545),
             block_time: seconds(given.block_time.or(file.block_time).unwrap_or(1.0), "block time")?,
             chain_id: given.chain_id.or(file.chain_id).unwrap_or(31_337),
@@ -276,9 +280,19 @@ fn seconds(value: f64, what: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("the {what} must be a number of seconds above zero"))
 }
 
-fn default_datadir() -> PathBuf {
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".local/share/duet/dev")
+/// `$XDG_DATA_HOME/duet/dev`, or `~/.local/share/duet/dev` (the XDG default); never a path
+/// relative to wherever the node happens to start.
+fn default_datadir() -> Result<PathBuf, String> {
+    let absolute =
+        |name| std::env::var_os(name).map(PathBuf::from).filter(|path| path.is_absolute());
+    if let Some(data) = absolute("XDG_DATA_HOME") {
+        return Ok(data.join("duet/dev"));
+    }
+    absolute("HOME").map(|home| home.join(".local/share/duet/dev")).ok_or_else(|| {
+        "no --datadir given, and no HOME (nor XDG_DATA_HOME) to keep one under: say where the \
+         database lives with --datadir, DUET_DATADIR or the settings file"
+            .to_owned()
+    })
 }
 
 async fn serve(

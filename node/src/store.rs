@@ -448,8 +448,9 @@ impl Store {
         };
         // A datadir of another format, or another chain's, is refused before anything of it is
         // read or written.
-        store.format()?;
+        let format = store.format()?;
         if let Some(chain_id) = chain_id {
+            store.refuse_unmarked_blocks(format)?;
             store.check_chain(chain_id)?;
         }
         // Arrivals go on from the last record's.
@@ -608,6 +609,19 @@ impl Store {
         Ok(format)
     }
 
+    /// Refuses blocks without a `format` mark: they were written before marks, in a layout or
+    /// by rules this build does not share (a datadir without blocks takes the marks).
+    fn refuse_unmarked_blocks(&self, format: Option<u64>) -> Result<(), StoreError> {
+        if format.is_none() && self.head()?.is_some() {
+            return Err(StoreError::Incompatible(format!(
+                "its records are of a format from before format marks, and this build reads \
+                 format {FORMAT}: give another datadir, or remove this one to start its chain \
+                 afresh"
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks that the database is of chain `chain_id` and of this build's [`FORMAT`], and
     /// marks it so if it holds no such marks yet (a new datadir, or one of a build before them),
     /// in one synced write.
@@ -617,16 +631,7 @@ impl Store {
     /// ([`StoreError::Incompatible`], saying which).
     pub fn claim_for_chain(&self, chain_id: u64) -> Result<(), StoreError> {
         let format = self.format()?;
-        // Blocks without a format mark were written before marks, in a layout or by rules this
-        // build does not share: refused, as another format is (a datadir without blocks takes
-        // the marks).
-        if format.is_none() && self.head()?.is_some() {
-            return Err(StoreError::Incompatible(format!(
-                "its records are of a format from before format marks, and this build reads \
-                 format {FORMAT}: give another datadir, or remove this one to start its chain \
-                 afresh"
-            )));
-        }
+        self.refuse_unmarked_blocks(format)?;
         match self.check_chain(chain_id)? {
             Some(_) if format.is_some() => Ok(()),
             _ => {
@@ -1665,6 +1670,12 @@ mod tests {
         let refused = unmarked.claim_for_chain(9).unwrap_err().to_string();
         assert!(refused.contains("before format marks"), "{refused}");
         assert_eq!(marks(&unmarked), (None, None));
+        // Opened for a chain, refused before anything is written (nor a history start).
+        unmarked.db.delete_cf(unmarked.family(META), super::HISTORY_SINCE).unwrap();
+        drop(unmarked);
+        let refused = super::Store::open_for_chain(holding.path(), 1, 9).err().unwrap();
+        assert!(refused.to_string().contains("before format marks"), "{refused}");
+        assert_eq!(meta_on_disk(holding.path(), super::HISTORY_SINCE), None);
         // Opened for another chain, it is refused before anything is written: the history
         // start it would have written is still absent.
         store.db.delete_cf(store.family(META), super::HISTORY_SINCE).unwrap();

@@ -1424,6 +1424,52 @@ fn settings_come_from_a_toml_file_under_flags_and_a_bad_file_is_refused() {
     assert!(message.contains("unknown field `chain_idd`"), "{message}");
 }
 
+/// Without `--datadir`, the database lives under `$XDG_DATA_HOME`, else under
+/// `~/.local/share`; with neither, the node refuses to guess (it once used the directory it
+/// was started in).
+#[test]
+fn the_default_datadir_follows_xdg_and_home_and_is_never_guessed() {
+    let directory = temp_datadir("default");
+    let (home, xdg) = (directory.path().join("home"), directory.path().join("xdg"));
+    let node = |environment: &[(&str, &Path)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_duet"));
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            if name.starts_with("DUET_") || name == "HOME" || name == "XDG_DATA_HOME" {
+                command.env_remove(name);
+            }
+        }
+        command
+            .envs(environment.iter().copied())
+            .args(["node", "--dev", "--block-time", "0.2", "--http-port"])
+            .arg(free_port().to_string())
+            .current_dir(directory.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    for (environment, expected) in [
+        (vec![("HOME", home.as_path())], home.join(".local/share/duet/dev")),
+        (vec![("HOME", home.as_path()), ("XDG_DATA_HOME", xdg.as_path())], xdg.join("duet/dev")),
+    ] {
+        let mut child = node(&environment);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !expected.join("db/CURRENT").exists() {
+            assert!(Instant::now() < deadline, "no database at {}", expected.display());
+            assert!(child.try_wait().unwrap().is_none(), "the node stopped");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let refused = node(&[]).wait_with_output().unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("no --datadir given, and no HOME"), "{message}");
+    assert!(!directory.path().join(".local").exists(), "nothing made where it started");
+}
+
 #[test]
 fn state_proofs_verify_in_rust_and_in_solidity_against_the_block_state_root() {
     use duet_node::merkle::{verify, Proof, Terminal};
