@@ -414,6 +414,20 @@ fn the_precompile_refuses_aliased_or_oversized_input() {
     let (status, message) = refusal(&mut chain, aliased);
     assert_eq!(status, "INVALID_INPUT");
     assert!(message.contains("strictly ABI-encoded"), "{message}");
+    // An address word with its high bytes set, and a name that is not UTF-8: refused, not
+    // read as the address's low bytes or the name's lossy text.
+    let increment = precompile_call("increment", vec![]);
+    let mut dirty = increment.clone();
+    dirty[4] = 1;
+    let name_at = 4 + word(&increment, 4 + 32).unwrap();
+    let mut not_utf8 = increment.clone();
+    not_utf8[name_at + 32] = 0xff;
+    for (case, data) in [("a dirty address", dirty), ("a name not UTF-8", not_utf8)] {
+        let (status, message) = refusal(&mut chain, data);
+        assert_eq!(status, "INVALID_INPUT", "{case}");
+        assert!(message.contains("strictly ABI-encoded"), "{case}: {message}");
+    }
+    assert_eq!(chain.counter(user(1)), None, "nothing ran");
     let too_many = IMove::callCall {
         moduleAddress: PUBLISHER,
         moduleName: "counter".to_owned(),
