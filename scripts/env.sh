@@ -8,6 +8,14 @@ export DUET_ROOT
 # RocksDB: link Debian's librocksdb (installed by scripts/setup) instead of building its C++
 # (about 14 minutes on two cores).
 export ROCKSDB_LIB_DIR="${ROCKSDB_LIB_DIR:-/usr/lib/x86_64-linux-gnu}"
+# Outputs built from another clone's sources: cargo takes them as this clone's when this
+# clone's files are older (it compares modification times, with paths relative to the
+# workspace), so on a switch of clones this clone's files are made newer and rebuilt once.
+built_from="$CARGO_TARGET_DIR/.duet-built-from"
+if [ "$(cat "$built_from" 2>/dev/null)" != "$DUET_ROOT" ]; then
+  (cd "$DUET_ROOT" && git ls-files -z 2>/dev/null | xargs -0 -r touch -c --) || true
+  mkdir -p "$CARGO_TARGET_DIR" && printf '%s' "$DUET_ROOT" > "$built_from"
+fi
 # No incremental-compilation state: the test builds never reuse much of it, and it grew by
 # gigabytes with every change until the disk was full.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"

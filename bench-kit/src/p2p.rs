@@ -8,7 +8,9 @@
 //!
 //! Printed per configuration: median tx/s of each executor, the median of the ratios of runs made
 //! back to back, the median executions per transaction of the timed parallel runs, and how many
-//! of them went to the sequential executor (under contention; with one thread, every run).
+//! of them were handed to the sequential executor under contention (`1/9`) or ran there whole
+//! (`seq 9/9`: transactions too cheap for parallel execution, or one thread). Every output is
+//! checked against the sequential one, and a run's time includes dropping its output.
 
 use std::time::{Duration, Instant};
 
@@ -138,22 +140,28 @@ impl Options {
     }
 
     /// Times `sequential` and `parallel` (each executes the block of `block_size` transactions
-    /// once; `parallel` returns how its run went) after the warm-up runs, in pairs, and the
-    /// ceiling if asked.
-    pub fn measure(
+    /// once and returns its output; `parallel` also how its run went) after the warm-up runs, in
+    /// pairs, and the ceiling if asked. Every output, warm-up runs' included, goes to `check`
+    /// (against the expected one: a run's path through the executor depends on timing) with the
+    /// clock stopped; a run's time is its execution and the dropping of its output.
+    pub fn measure<O>(
         &self,
         block_size: usize,
-        sequential: impl Fn() -> bool + Sync,
-        parallel: impl Fn() -> RunStats,
+        sequential: impl Fn() -> O + Sync,
+        parallel: impl Fn() -> (O, RunStats),
+        check: impl Fn(&O),
     ) -> Figures {
         let (time_sequential, time_parallel) =
             (self.only != Some(Only::Parallel), self.only != Some(Only::Sequential));
-        let (sequential_run, parallel_run) =
-            ((time_sequential, &sequential), (time_parallel, &parallel));
+        let executors = Executors {
+            sequential: time_sequential.then_some(&sequential),
+            parallel: time_parallel.then_some(&parallel),
+            check: &check,
+        };
         // The warm-up runs, untimed.
-        let _ = Self::timed_runs(WARM_UP_RUNS, sequential_run, parallel_run);
+        let _ = executors.timed_runs(WARM_UP_RUNS);
         let ((sequential_times, parallel_times, parallel_runs), round_trip) =
-            RoundTrip::around(|| Self::timed_runs(self.runs, sequential_run, parallel_run));
+            RoundTrip::around(|| executors.timed_runs(self.runs));
         let ceiling_tps = self
             .ceiling
             .then(|| 2.0 * block_size as f64 / two_at_once(self.runs, &sequential).as_secs_f64());
@@ -166,30 +174,44 @@ impl Options {
             runs: RunsSummary::of(&parallel_runs, block_size),
         }
     }
+}
 
-    /// `runs` timed runs, in pairs (each executor only if it is timed): each run's time, and
-    /// how each parallel run went.
-    fn timed_runs(
-        runs: usize,
-        (time_sequential, sequential): (bool, &impl Fn() -> bool),
-        (time_parallel, parallel): (bool, &impl Fn() -> RunStats),
-    ) -> (Vec<Duration>, Vec<Duration>, Vec<RunStats>) {
+/// The executors [`Options::measure`] times (each only if it is timed), and the check of their
+/// outputs.
+struct Executors<'a, S, P, C> {
+    sequential: Option<&'a S>,
+    parallel: Option<&'a P>,
+    check: &'a C,
+}
+
+impl<O, S: Fn() -> O, P: Fn() -> (O, RunStats), C: Fn(&O)> Executors<'_, S, P, C> {
+    /// `runs` timed runs, in pairs: each run's time, and how each parallel run went.
+    fn timed_runs(&self, runs: usize) -> (Vec<Duration>, Vec<Duration>, Vec<RunStats>) {
         let mut sequential_times = Vec::with_capacity(runs);
         let mut parallel_times = Vec::with_capacity(runs);
         let mut parallel_runs = Vec::with_capacity(runs);
         for _ in 0..runs {
-            let start = Instant::now();
-            if time_sequential {
-                std::hint::black_box(sequential());
-            }
-            sequential_times.push(start.elapsed());
-            let start = Instant::now();
-            if time_parallel {
-                parallel_runs.push(std::hint::black_box(parallel()));
-            }
-            parallel_times.push(start.elapsed());
+            sequential_times.push(self.sequential.map_or(Duration::ZERO, |run| self.time(run)));
+            parallel_times.push(self.parallel.map_or(Duration::ZERO, |run| {
+                self.time(|| {
+                    let (output, stats) = run();
+                    parallel_runs.push(stats);
+                    output
+                })
+            }));
         }
         (sequential_times, parallel_times, parallel_runs)
+    }
+
+    /// The time `run` takes, and dropping its output, which is checked between the two.
+    fn time(&self, run: impl FnOnce() -> O) -> Duration {
+        let start = Instant::now();
+        let output = std::hint::black_box(run());
+        let executed = start.elapsed();
+        (self.check)(&output);
+        let start = Instant::now();
+        drop(output);
+        executed + start.elapsed()
     }
 }
 
@@ -198,18 +220,23 @@ impl Options {
 pub struct RunsSummary {
     /// The median of the runs' executions per transaction (1.0: nothing ran twice).
     pub executions_per_txn: f64,
-    /// How many runs handed the block to the sequential executor.
+    /// How many runs handed the block to the sequential executor under contention.
     pub handed_over: usize,
+    /// How many runs ran the whole block on the sequential path (transactions too cheap for
+    /// parallel execution to pay, or one thread): not Block-STM's figures.
+    pub sequential: usize,
 }
 
 impl RunsSummary {
-    /// The handed-over column: `-`, or how many of `runs`.
+    /// The handed-over column: `-`, or how many of `runs` were handed over, and `seq N/runs`
+    /// for those that ran sequentially whole.
     #[must_use]
     pub fn handed_over_text(&self, runs: usize) -> String {
-        if self.handed_over == 0 {
-            "-".to_owned()
-        } else {
-            format!("{}/{runs}", self.handed_over)
+        match (self.handed_over, self.sequential) {
+            (0, 0) => "-".to_owned(),
+            (handed, 0) => format!("{handed}/{runs}"),
+            (0, whole) => format!("seq {whole}/{runs}"),
+            (handed, whole) => format!("{handed}/{runs} seq {whole}"),
         }
     }
 
@@ -223,7 +250,8 @@ impl RunsSummary {
             } else {
                 crate::median(executions) as f64 / block_size as f64
             },
-            handed_over: runs.iter().filter(|run| run.sequential_from.is_some()).count(),
+            handed_over: runs.iter().filter(|run| run.sequential_from > Some(0)).count(),
+            sequential: runs.iter().filter(|run| run.sequential_from == Some(0)).count(),
         }
     }
 }
@@ -251,7 +279,8 @@ pub struct Figures {
 pub struct RunStats {
     /// Executions in all (the block's size: nothing ran twice).
     pub executions: usize,
-    /// The transaction the contention hand-over started at.
+    /// Where the block went to the sequential executor: 0 when it ran there whole (cheap
+    /// transactions, one thread), a later transaction after a contention hand-over.
     pub sequential_from: Option<usize>,
 }
 
@@ -267,7 +296,7 @@ impl Figures {
         (block_size, accounts): (usize, u64),
         fields: serde_json::Value,
     ) {
-        let RunsSummary { executions_per_txn: executions, handed_over } = self.runs;
+        let RunsSummary { executions_per_txn: executions, handed_over, sequential } = self.runs;
         if options.json {
             let serde_json::Value::Object(mut object) = fields else {
                 panic!("the workload's fields are a JSON object")
@@ -282,6 +311,7 @@ impl Figures {
                 ("ratio".to_owned(), round3(self.ratio).into()),
                 ("executions_per_txn".to_owned(), round3(executions).into()),
                 ("handed_over_runs".to_owned(), handed_over.into()),
+                ("sequential_runs".to_owned(), sequential.into()),
                 ("ceiling_tps".to_owned(), self.ceiling_tps.map(f64::round).into()),
                 ("round_trip_ns".to_owned(), self.round_trip.json()),
             ]);

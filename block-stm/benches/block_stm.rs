@@ -39,15 +39,18 @@ fn main() {
         let storage = transfer_genesis(accounts);
         let block = transfer_block(accounts, block_size, accounts * 31 + block_size as u64);
         let expected = execute_sequential(&vm, &block, &storage).expect("the block executes");
-        let actual = executor.execute_block(&block, &storage);
-        assert!(actual.as_ref() == Ok(&expected), "parallel output differs from sequential");
         let figures = options.measure(
             block_size,
-            || execute_sequential(&vm, &block, &storage).is_ok(),
+            || execute_sequential(&vm, &block, &storage),
             || {
-                let (_, stats) = executor.execute_block_with_stats(&block, &storage);
-                RunStats { executions: stats.executions, sequential_from: stats.sequential_from }
+                let (output, stats) = executor.execute_block_with_stats(&block, &storage);
+                let stats = RunStats {
+                    executions: stats.executions,
+                    sequential_from: stats.sequential_from,
+                };
+                (output, stats)
             },
+            |output| assert!(output.as_ref() == Ok(&expected), "an output differs"),
         );
         let fields = serde_json::json!({ "workload": "p2p_transfer", "work_rounds": work_rounds });
         figures.print(&options, (block_size, accounts), fields);

@@ -8,13 +8,16 @@
 //! executing the block one transaction after another on its in-memory database (one EVM for the
 //! whole block, as a node runs it), of Duet's sequential executor, and of Duet's parallel
 //! executor; and the ratios Duet parallel / plain revm and Duet sequential / plain revm, first
-//! with senders already recovered, then with the secp256k1 recovery of every sender included
-//! (one thread for plain revm and Duet sequential, all threads for Duet parallel). Without
-//! recovery, each ratio is the median of the ratios of runs made back to back; with recovery, the
-//! ratio of the medians (recovery is timed apart). Executions per transaction are the median of
-//! the timed parallel runs, and "handed over" counts the timed runs that went to the sequential
-//! executor (under contention; with one thread, every run). `--only` times one of the three and
-//! prints its tx/s alone (for profiling it).
+//! with senders already recovered, then with the secp256k1 recovery of every sender included,
+//! on all threads for all three (a node recovers a block's senders in parallel whatever runs
+//! them). Without recovery, each ratio is the median of the ratios of runs made back to back;
+//! with recovery, the ratio of the medians (recovery is timed apart). Every output of Duet's
+//! executors is checked against the sequential one with the clock stopped, and a run's time
+//! includes dropping its output, as revm's includes dropping its results. Executions per
+//! transaction are the median of the timed parallel runs, and "handed over" counts the timed
+//! runs handed to the sequential executor under contention (`1/5`), or run there whole (`seq
+//! 5/5`: transactions too cheap for parallel execution, or one thread). `--only` times one of
+//! the three and prints its tx/s alone (for profiling it).
 
 #[path = "../testkit/mod.rs"]
 mod testkit;
@@ -28,7 +31,9 @@ use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolConstructor};
 use duet_bench_kit::p2p::{RunStats, RunsSummary};
 use duet_bench_kit::{median, paired_ratio, round3, RoundTrip, SplitMix};
-use duet_block_stm::{execute_sequential, BlockExecutor, ExecutorConfig, TransactionResult};
+use duet_block_stm::{
+    execute_sequential, BlockExecutor, ExecutorConfig, TransactionResult, VmBlockOutput,
+};
 use duet_evm::{recover_block, EvmVm};
 use duet_types::{keccak256, Address, U256};
 use revm::context::TxEnv;
@@ -288,10 +293,10 @@ struct Times {
 }
 
 /// Times plain revm, Duet sequential and Duet parallel on `block`, back to back, `runs` times
-/// after the warm-up runs.
+/// after the warm-up runs; checks every output of Duet's against `expected`.
 fn time_runs(
     world: &World,
-    block: &[TxEnv],
+    (block, expected): (&[TxEnv], &VmBlockOutput<EvmVm>),
     vm: &EvmVm,
     executor: &BlockExecutor<'_, EvmVm>,
     runs: usize,
@@ -324,18 +329,19 @@ fn time_runs(
             }
         }
         if runs_it("seq") {
-            let start = Instant::now();
-            std::hint::black_box(execute_sequential(vm, block, &world.duet).is_ok());
-            let sequential = start.elapsed();
+            let sequential = checked(expected, || execute_sequential(vm, block, &world.duet));
             if !warm {
                 times.sequential.push(sequential);
             }
         }
         if runs_it("par") {
-            let start = Instant::now();
-            let (output, stats) = executor.execute_block_with_stats(block, &world.duet);
-            std::hint::black_box(output.is_ok());
-            let parallel = start.elapsed();
+            let mut stats = None;
+            let parallel = checked(expected, || {
+                let (output, run) = executor.execute_block_with_stats(block, &world.duet);
+                stats = Some(run);
+                output
+            });
+            let stats = stats.expect("the run ran");
             if !warm {
                 times.parallel.push(parallel);
                 times.parallel_runs.push(RunStats {
@@ -348,16 +354,36 @@ fn time_runs(
     times
 }
 
-/// Executes `block` once sequentially and once in parallel, checks that every transaction
-/// succeeded and that both agree; returns the block's gas.
+/// The time `run` takes and dropping its output, which is checked against `expected` between
+/// the two.
+fn checked<E: std::fmt::Debug>(
+    expected: &VmBlockOutput<EvmVm>,
+    run: impl FnOnce() -> Result<VmBlockOutput<EvmVm>, E>,
+) -> Duration {
+    let start = Instant::now();
+    let output = std::hint::black_box(run());
+    let executed = start.elapsed();
+    assert!(output.as_ref().ok() == Some(expected), "an output differs from the expected one");
+    let start = Instant::now();
+    drop(output);
+    executed + start.elapsed()
+}
+
+/// Checks that `envelopes` recover to `block`, executes it once sequentially and checks that
+/// every transaction succeeded; returns the output (every timed run's is checked against it)
+/// and the block's gas.
 fn check_block(
     vm: &EvmVm,
-    executor: &BlockExecutor<'_, EvmVm>,
     world: &World,
-    block: &[TxEnv],
+    (block, envelopes): (&[TxEnv], &[TxEnvelope]),
     workload: Workload,
     senders: u64,
-) -> u64 {
+) -> (VmBlockOutput<EvmVm>, u64) {
+    let recovered: Vec<TxEnv> = recover_block(envelopes, 2)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("every signature is valid");
+    assert!(recovered == block, "recovery gives back the signed transactions");
     let expected = execute_sequential(vm, block, &world.duet).expect("the block executes");
     let mut gas = 0;
     for result in &expected.results {
@@ -371,9 +397,7 @@ fn check_block(
             ),
         }
     }
-    let parallel_output = executor.execute_block(block, &world.duet);
-    assert!(parallel_output.as_ref() == Ok(&expected), "parallel differs");
-    gas
+    (expected, gas)
 }
 
 fn print_header(options: &Options) {
@@ -398,6 +422,19 @@ fn print_header(options: &Options) {
     );
 }
 
+/// The median tx/s of `only` (`revm`, `seq` or `par`) alone on `block`.
+fn only_tps(
+    world: &World,
+    block: (&[TxEnv], &VmBlockOutput<EvmVm>),
+    (vm, executor): (&EvmVm, &BlockExecutor<'_, EvmVm>),
+    runs: usize,
+    only: &str,
+) -> f64 {
+    let times = time_runs(world, block, vm, executor, runs, Some(only));
+    let samples = [times.plain, times.sequential, times.parallel].concat();
+    BLOCK_SIZE as f64 / median(samples).as_secs_f64()
+}
+
 fn main() {
     let options = options();
     let threads = NonZeroUsize::new(options.threads).expect("--threads must be at least 1");
@@ -414,47 +451,40 @@ fn main() {
             options.workload.as_deref().is_none_or(|only| only == workload.name())
         }) {
             let (block, envelopes) = block(&world, workload, senders);
-            let recovered: Vec<TxEnv> = recover_block(&envelopes, options.threads)
-                .into_iter()
-                .collect::<Result<_, _>>()
-                .expect("every signature is valid");
-            assert!(recovered == block, "recovery gives back the signed transactions");
-            let gas = check_block(&vm, &executor, &world, &block, workload, senders);
+            let (expected, gas) = check_block(&vm, &world, (&block, &envelopes), workload, senders);
+            let checked_block = (block.as_slice(), &expected);
             if let Some(only) = options.only.as_deref() {
-                let times = time_runs(&world, &block, &vm, &executor, options.runs, Some(only));
-                let samples = [times.plain, times.sequential, times.parallel].concat();
-                let tps = BLOCK_SIZE as f64 / median(samples).as_secs_f64();
+                let tps = only_tps(&world, checked_block, (&vm, &executor), options.runs, only);
                 println!("{:<15} {senders:>7} {only} {tps:.0} tx/s", workload.name());
                 continue;
             }
-            let recovery_one = time_recovery(&envelopes, 1, options.runs);
-            let recovery_parallel = time_recovery(&envelopes, options.threads, options.runs);
-            let (times, round_trip) =
-                RoundTrip::around(|| time_runs(&world, &block, &vm, &executor, options.runs, None));
+            let recovery = time_recovery(&envelopes, options.threads, options.runs);
+            let (times, round_trip) = RoundTrip::around(|| {
+                time_runs(&world, checked_block, &vm, &executor, options.runs, None)
+            });
             // Ratios of runs made back to back, whose machine was equally fast.
             let seq_over_revm = paired_ratio(&times.plain, &times.sequential);
             let par_over_revm = paired_ratio(&times.plain, &times.parallel);
             let par_over_seq = paired_ratio(&times.sequential, &times.parallel);
             let runs = RunsSummary::of(&times.parallel_runs, BLOCK_SIZE);
-            let RunsSummary { executions_per_txn, handed_over } = runs;
+            let RunsSummary { executions_per_txn, handed_over, sequential } = runs;
             let seconds = |samples: Vec<Duration>| median(samples).as_secs_f64();
             let (plain_s, sequential_s, parallel_s) =
                 (seconds(times.plain), seconds(times.sequential), seconds(times.parallel));
             let tps = |seconds: f64| BLOCK_SIZE as f64 / seconds;
             let (plain_tps, sequential_tps, parallel_tps) =
                 (tps(plain_s), tps(sequential_s), tps(parallel_s));
-            // With sender recovery: one thread for plain revm and Duet sequential, all threads
-            // for Duet parallel.
-            let plain_recovered_tps = tps(plain_s + recovery_one.as_secs_f64());
-            let sequential_recovered_tps = tps(sequential_s + recovery_one.as_secs_f64());
-            let parallel_recovered_tps = tps(parallel_s + recovery_parallel.as_secs_f64());
+            // With sender recovery, on all threads for all three.
+            let recovered = |seconds: f64| tps(seconds + recovery.as_secs_f64());
+            let plain_recovered_tps = recovered(plain_s);
+            let sequential_recovered_tps = recovered(sequential_s);
+            let parallel_recovered_tps = recovered(parallel_s);
             let gas_per_txn = gas as f64 / BLOCK_SIZE as f64;
             if options.json {
                 println!(
                     "{}",
                     serde_json::json!({
                         "workload": workload.name(),
-                        "accounts": senders,
                         "senders": senders,
                         "txs": BLOCK_SIZE,
                         "threads": options.threads,
@@ -475,8 +505,13 @@ fn main() {
                             "seq_tps": sequential_recovered_tps.round(),
                             "par_tps": parallel_recovered_tps.round(),
                             "par_over_revm": round3(parallel_recovered_tps / plain_recovered_tps),
+                            "seq_over_revm": round3(sequential_recovered_tps / plain_recovered_tps),
+                            "par_over_seq":
+                                round3(parallel_recovered_tps / sequential_recovered_tps),
+                            "recovery_threads": options.threads,
                         },
                         "handed_over_runs": handed_over,
+                        "sequential_runs": sequential,
                         "round_trip_ns": round_trip.json(),
                     })
                 );

@@ -162,15 +162,16 @@ fn main() {
     for result in &expected.results {
         assert!(succeeded(result), "a transaction failed: {result:?}");
     }
-    let actual = parallel_executor.execute_block(&block, &world.state);
-    assert!(actual.as_ref() == Ok(&expected), "parallel output differs from sequential");
     let figures = options.measure(
         block_size,
-        || sequential_executor.execute_block(&block, &world.state).is_ok(),
+        || sequential_executor.execute_block(&block, &world.state),
         || {
-            let (_, stats) = parallel_executor.execute_block_with_stats(&block, &world.state);
-            RunStats { executions: stats.executions, sequential_from: stats.sequential_from }
+            let (output, stats) = parallel_executor.execute_block_with_stats(&block, &world.state);
+            let stats =
+                RunStats { executions: stats.executions, sequential_from: stats.sequential_from };
+            (output, stats)
         },
+        |output| assert!(output.as_ref() == Ok(&expected), "an output differs"),
     );
     let fields = serde_json::json!({ "workload": "mixed" });
     figures.print(&options, (block_size, accounts), fields);

@@ -4,8 +4,10 @@
 //! Block-STM view, with the sender's advanced nonce and its balance minus the fee reserved for
 //! the transaction ([`EvmForMove::open`]); the ETH that Move moved before is credited into it.
 //! Each call then runs as a message call at depth 0 (revm's own frame loop: value transfer,
-//! checkpoint, revert of a failed call), with the Move transaction's remaining gas as its gas
-//! limit. Between calls, Move's balance reads, nonce reads and transfers go through the same
+//! checkpoint, revert of a failed call) with the gas a CALL would give it: of the Move
+//! transaction's remaining gas (less the call's own charge), what sending value costs first,
+//! then all but one 64th of the rest (EIP-150), and the 2 300 stipend of a call with value.
+//! Between calls, Move's balance reads, nonce reads and transfers go through the same
 //! journal. Every balance in it is exact (Move can read any balance, so no account is loaded with
 //! a stand-in as in EVM transactions). When the Move transaction ends, the journal's accounts
 //! become its writes ([`state_writes`]).
@@ -20,6 +22,7 @@ use duet_move::evm::{EvmCall, EvmCallResult, EvmEffects, EvmHost, EvmHostFactory
 use duet_types::{Address, StateKey, StateValue, U256};
 use revm::context::result::EVMError;
 use revm::context::{ContextTr, JournalTr};
+use revm::context_interface::cfg::gas::CALL_STIPEND;
 use revm::context_interface::journaled_state::account::JournaledAccountTr;
 use revm::context_interface::local::LocalContextTr;
 use revm::handler::{pre_execution, EthFrame, Handler, MainnetHandler};
@@ -99,6 +102,8 @@ where
         // All but one 64th of what is left, as CALL forwards it (EIP-150): a callee that runs
         // out of gas or halts fails the call, and the caller still has gas to go on with.
         call.gas_limit = left - left / 64;
+        // A call with value gives the callee a stipend besides, which the value's cost paid for.
+        let stipend = if value_gas == 0 { 0 } else { CALL_STIPEND };
         let info = &target.data.info;
         let mut known_bytecode = (info.code_hash, info.code.clone().unwrap_or_default());
         if let Some(delegate) = known_bytecode.1.eip7702_address() {
@@ -114,7 +119,7 @@ where
         let inputs = CallInputs {
             input: CallInput::Bytes(call.calldata),
             return_memory_offset: 0..0,
-            gas_limit: call.gas_limit,
+            gas_limit: call.gas_limit + stipend,
             reservoir: 0,
             bytecode_address: call.to,
             known_bytecode,
@@ -139,12 +144,14 @@ where
             out_of_gas: false,
             success: interpreter.result.is_ok(),
             output: interpreter.output.to_vec(),
-            // A halt spends all the gas the callee was given, as a CALL's caller sees it.
+            // What the caller pays, as a CALL's caller sees it: the value's cost, and what the
+            // callee used of the gas passed on (its unused stipend comes back too); a halt
+            // spends all of it.
             gas_used: if interpreter.result.is_ok_or_revert() {
-                call.gas_limit.saturating_sub(interpreter.gas.remaining())
+                (value_gas + call.gas_limit).saturating_sub(interpreter.gas.remaining())
             } else {
-                call.gas_limit
-            } + value_gas,
+                value_gas + call.gas_limit
+            },
         })
     }
 

@@ -60,17 +60,18 @@ fn main() {
                 "a transfer failed: {result:?}"
             );
         }
-        let actual = parallel_executor.execute_block(&block, &storage);
-        assert!(actual.as_ref() == Ok(&expected), "parallel output differs from sequential");
-        // Two VM instances when measuring the ceiling, as two nodes would have (one instance
-        // per thread).
         let figures = options.measure(
             block_size,
-            || sequential_executor.execute_block(&block, &storage).is_ok(),
+            || sequential_executor.execute_block(&block, &storage),
             || {
-                let (_, stats) = parallel_executor.execute_block_with_stats(&block, &storage);
-                RunStats { executions: stats.executions, sequential_from: stats.sequential_from }
+                let (output, stats) = parallel_executor.execute_block_with_stats(&block, &storage);
+                let stats = RunStats {
+                    executions: stats.executions,
+                    sequential_from: stats.sequential_from,
+                };
+                (output, stats)
             },
+            |output| assert!(output.as_ref() == Ok(&expected), "an output differs"),
         );
         let fields = serde_json::json!({ "workload": "move_eth_transfer" });
         figures.print(&options, (block_size, accounts), fields);

@@ -2397,7 +2397,8 @@ impl Chain {
     /// are checked against its receipt. The transactions run in chunks, and the replay gives up once
     /// `time` has passed between two (a chunk is at most [`REPLAY_CHUNK`] transactions, and at
     /// most one past [`REPLAY_CHUNK_GAS`]), keeping where it stopped for the next try, which
-    /// runs at least one chunk: retried, a trace gets there.
+    /// runs at least one chunk: retried, a transaction's trace gets there (unless the replay's
+    /// writes pass [`MAX_REPLAY_POINT_BYTES`]; a block's traces, `all`, start over each time).
     /// Returns each transaction's hash and, for the EVM transactions traced, its trace.
     ///
     /// # Errors

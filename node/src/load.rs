@@ -226,6 +226,28 @@ fn watch_blocks(
     }
 }
 
+/// How many of `sent` have a receipt with a status other than success, in the blocks after
+/// `start_block` (`eth_getBlockReceipts`, after the timed run).
+fn reverted(
+    client: &RpcClient,
+    start_block: u64,
+    sent: &[(B256, Instant)],
+) -> Result<usize, String> {
+    let ours: std::collections::HashSet<B256> = sent.iter().map(|(hash, _)| *hash).collect();
+    let head = quantity(client, "eth_blockNumber", &json!([]))?;
+    let mut reverted = 0;
+    for number in start_block + 1..=head {
+        let receipts = client.request("eth_getBlockReceipts", &json!([format!("{number:#x}")]))?;
+        for receipt in receipts.as_array().into_iter().flatten() {
+            let hash = serde_json::from_value::<B256>(receipt["transactionHash"].clone());
+            if hash.is_ok_and(|hash| ours.contains(&hash)) && receipt["status"] != "0x1" {
+                reverted += 1;
+            }
+        }
+    }
+    Ok(reverted)
+}
+
 /// Sends `raws` in order (again, what a full pool refuses) and waits for all of them to be
 /// included.
 fn settle(client: &RpcClient, raws: &[Bytes]) -> Result<(), String> {
@@ -338,9 +360,24 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
     });
     let seen = seen??;
     let sent = sent?;
+    // Counted only if they did what they were sent for: a reverted transfer is no throughput.
+    let reverted = reverted(&client, start_block, &sent)?;
+    if reverted > 0 {
+        return Err(format!("{reverted} of the {} transfers reverted", sent.len()));
+    }
+    measured(&seen, &sent, first_send)
+}
+
+/// The figures of a run whose transactions, `sent` at their instants from `first_send` on, were
+/// `seen` in blocks at theirs.
+fn measured(
+    seen: &HashMap<B256, Instant>,
+    sent: &[(B256, Instant)],
+    first_send: Instant,
+) -> Result<Measured, String> {
     let mut latencies: Vec<Duration> = Vec::with_capacity(sent.len());
     let mut last = first_send;
-    for (hash, at) in &sent {
+    for (hash, at) in sent {
         let included =
             seen.get(hash).ok_or_else(|| format!("{hash} was not included within 300 s"))?;
         latencies.push(included.saturating_duration_since(*at));

@@ -523,11 +523,19 @@ fn bench_rpc(args: &RpcBenchArgs) -> Result<(), String> {
         results.push((*target, measured.tps));
     }
     if let [("duet", duet), ("anvil", anvil)] = results.as_slice() {
-        if !args.json {
+        if args.json {
+            let ratio = duet_bench_ratio(*duet, *anvil);
+            println!("{}", serde_json::json!({ "target": "duet/anvil", "tps_ratio": ratio }));
+        } else {
             println!("duet / anvil: {:.2}", duet / anvil);
         }
     }
     Ok(())
+}
+
+/// `duet / anvil`, to three decimals.
+fn duet_bench_ratio(duet: f64, anvil: f64) -> f64 {
+    (duet / anvil * 1000.0).round() / 1000.0
 }
 
 /// Prints what one target measured: a table row, or a JSON object with `--json`.

@@ -17,7 +17,8 @@
 //!   BCS return values, without a transaction (arguments BCS-encoded, in hex; `block`
 //!   optional).
 //! - `POST /move/v1/transactions` `{transaction}`: submits a signed transaction (hex), as
-//!   `eth_sendRawTransaction` does.
+//!   `eth_sendRawTransaction` does, but one sent again while it waits answers its hash (a
+//!   retry), not `already known`.
 //! - `GET /move/v1/transactions/{hash}`: an included transaction with its Move status and
 //!   events; else 404 saying it is pending, was dropped (and why: [`crate::dropped`]) or is
 //!   not known.

@@ -3,8 +3,10 @@
 /// `msg.sender` is the signer's address (the zero address for a static call); the call runs as
 /// a message call of the EVM with the EVM gas it uses charged to the Move transaction (one gas
 /// unit in both VMs). As the EVM's `CALL` does (EIP-150), it passes on all but one 64th of the
-/// gas left: a callee that runs out of gas or halts fails the call (having used the gas it was
-/// given), and the caller goes on with the rest, so `try_call` protects from any callee. The EVM sees everything the transaction did before the call (ETH that
+/// gas left (after what sending the value costs, which the transaction must have: without it,
+/// it runs out of gas): a callee that runs out of gas or halts fails the call (having used the
+/// gas it was given), and the caller goes on with the rest, so no callee can stop `try_call`
+/// from returning. The EVM sees everything the transaction did before the call (ETH that
 /// Move moved included), and Move sees what the EVM did after it. If the Move transaction later
 /// aborts or runs out of gas, the EVM's effects are undone with everything else; a call that
 /// reverts has no effect.
