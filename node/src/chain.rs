@@ -21,7 +21,7 @@ use duet_types::{
     MovePayload, MoveTransaction, StateKey, StateValue, KECCAK256_EMPTY, MOVE_ENTRY_ADDRESS,
 };
 use parking_lot::{Mutex, RwLock};
-use revm::context::result::{ExecutionResult, InvalidTransaction, Output};
+use revm::context::result::{ExecutionResult, HaltReason, InvalidTransaction, Output};
 use revm::context::{BlockEnv, TxEnv};
 use revm::context_interface::Transaction as _;
 use revm::primitives::eip7825::TX_GAS_LIMIT_CAP;
@@ -226,8 +226,11 @@ pub enum CallError {
     /// The call reverted, with this revert data.
     #[error("execution reverted")]
     Reverted(Bytes),
-    /// The call halted (out of gas, invalid opcode, …).
-    #[error("execution halted: {0}")]
+    /// The call ran out of gas (geth's words).
+    #[error("out of gas")]
+    OutOfGas,
+    /// The call halted otherwise (an invalid opcode, …), in geth's words where it has some.
+    #[error("{0}")]
     Halted(String),
     /// The call is not a valid transaction.
     #[error("invalid call: {0}")]
@@ -2554,7 +2557,13 @@ impl Chain {
         let most = self.max_transaction_gas().min(at.block.gas_limit.unwrap_or(u64::MAX));
         let cap = if tx.gas_limit == 0 { most } else { tx.gas_limit.min(most) };
         tx.gas_limit = cap;
-        let (_, used) = self.call_at(&at, tx.clone())?;
+        let (_, used) = self.call_at(&at, tx.clone()).map_err(|error| match error {
+            // geth's words: no gas limit up to the cap is enough.
+            CallError::OutOfGas => {
+                CallError::Halted(format!("gas required exceeds allowance ({cap})"))
+            }
+            other => other,
+        })?;
         let mut low = used.saturating_sub(1);
         let mut high = cap;
         tx.gas_limit = used;
@@ -2870,7 +2879,30 @@ fn call_outcome(receipt: duet_evm::Receipt) -> Result<(Bytes, u64), CallError> {
             Ok((receipt.into_output().unwrap_or_default(), gas_used))
         }
         ExecutionResult::Revert { output, .. } => Err(CallError::Reverted(output)),
-        ExecutionResult::Halt { reason, .. } => Err(CallError::Halted(format!("{reason:?}"))),
+        ExecutionResult::Halt { reason: HaltReason::OutOfGas(_), .. } => Err(CallError::OutOfGas),
+        ExecutionResult::Halt { reason, .. } => Err(CallError::Halted(halt_words(&reason))),
+    }
+}
+
+/// How geth words a call's halt (revm's words where geth's are the same or it has none).
+fn halt_words(reason: &HaltReason) -> String {
+    match reason {
+        HaltReason::OpcodeNotFound | HaltReason::NotActivated => "invalid opcode".to_owned(),
+        HaltReason::InvalidFEOpcode => "invalid opcode: INVALID".to_owned(),
+        HaltReason::StackOverflow => "stack limit reached 1024 (1023)".to_owned(),
+        HaltReason::CallTooDeep => "max call depth exceeded".to_owned(),
+        HaltReason::CreateCollision => "contract address collision".to_owned(),
+        HaltReason::OutOfFunds => "insufficient balance for transfer".to_owned(),
+        HaltReason::StateChangeDuringStaticCall | HaltReason::CallNotAllowedInsideStatic => {
+            "write protection".to_owned()
+        }
+        HaltReason::NonceOverflow => "nonce uint64 overflow".to_owned(),
+        HaltReason::CreateContractSizeLimit => "max code size exceeded".to_owned(),
+        HaltReason::CreateInitCodeSizeLimit => "max initcode size exceeded".to_owned(),
+        HaltReason::CreateContractStartingWithEF => {
+            "invalid code: must not begin with 0xef".to_owned()
+        }
+        other => other.to_string(),
     }
 }
 

@@ -945,6 +945,11 @@ fn unavailable(method: &str) -> RpcError {
         "eth_getProof is not available: Duet's state root is a keccak256 sparse Merkle tree, not \
          Ethereum's Patricia trie; duet_getProof proves a state key against it"
             .to_owned()
+    } else if matches!(method, "eth_subscribe" | "eth_unsubscribe") {
+        format!(
+            "the method {method} does not exist/is not available here: subscriptions are served \
+             over WebSocket, each in a request of its own (not inside a batch)"
+        )
     } else {
         format!("the method {method} does not exist/is not available")
     };
@@ -1729,7 +1734,12 @@ fn sign_request(
 
 fn fee_history(chain: &Chain, head: &Block, params: &[Value]) -> Result<Value, RpcError> {
     let count: U256 = parse(params, 0, "block count")?;
-    let count = count.saturating_to::<u64>().clamp(1, 1024).min(head.number + 1);
+    let percentiles = reward_percentiles(params.get(2))?;
+    if count.is_zero() {
+        // As geth: no blocks asked for, none given.
+        return Ok(json!({ "oldestBlock": "0x0", "baseFeePerGas": [], "gasUsedRatio": [] }));
+    }
+    let count = count.saturating_to::<u64>().min(1024).min(head.number + 1);
     let newest = block_number(head, params.get(1))?.ok_or_else(|| {
         let asked = BlockSpec::parse(params.get(1)).ok().flatten().and_then(BlockSpec::fixed);
         RpcError::server(format!(
@@ -1742,29 +1752,79 @@ fn fee_history(chain: &Chain, head: &Block, params: &[Value]) -> Result<Value, R
     let base_fee = hex(chain.config().base_fee);
     let mut ratios = Vec::new();
     let mut rewards = Vec::new();
-    let percentiles = reward_percentiles(params.get(2))?;
+    // Reading the blocks' transactions for the percentiles is bounded, as a log query is.
+    let mut budget = MAX_REWARD_TRANSACTIONS;
     for number in oldest..=newest {
         let block = chain.store().block(number).map_err(RpcError::server)?;
-        let ratio = block.map_or(0.0, |block| block.gas_used as f64 / block.gas_limit as f64);
+        let ratio =
+            block.as_ref().map_or(0.0, |block| block.gas_used as f64 / block.gas_limit as f64);
         ratios.push(json!(ratio));
-        rewards.push(json!(vec![hex(SUGGESTED_TIP); percentiles]));
+        if !percentiles.is_empty() {
+            let transactions = block.as_ref().map_or(&[][..], |block| &block.transactions);
+            budget = budget.checked_sub(transactions.len()).ok_or_else(|| {
+                RpcError::server(format!(
+                    "reward percentiles over more than {MAX_REWARD_TRANSACTIONS} transactions: \
+                     ask for fewer blocks"
+                ))
+            })?;
+            let base_fee = block.as_ref().map_or(0, |block| block.base_fee);
+            rewards.push(json!(block_rewards(chain, transactions, base_fee, &percentiles)?));
+        }
     }
     let mut result = json!({
         "oldestBlock": hex(oldest),
         "baseFeePerGas": vec![base_fee; ratios.len() + 1],
         "gasUsedRatio": ratios,
+        // No blobs: their base fee is 1 wei (as `eth_blobBaseFee` says) and no gas is used.
+        "baseFeePerBlobGas": vec!["0x1"; ratios.len() + 1],
+        "blobGasUsedRatio": vec![0.0; ratios.len()],
     });
-    if percentiles > 0 {
+    if !percentiles.is_empty() {
         result["reward"] = json!(rewards);
     }
     Ok(result)
 }
 
-/// How many reward percentiles `eth_feeHistory` asks for: at most 100, each from 0 to 100, each
+/// The most transactions one `eth_feeHistory` reads for its reward percentiles.
+const MAX_REWARD_TRANSACTIONS: usize = 200_000;
+
+/// The tips paid at `percentiles` of a block's gas, as geth computes them: its `transactions`'
+/// effective tips (over the block's `base_fee`) in ascending order, each weighted by its gas;
+/// zero for a block without transactions.
+fn block_rewards(
+    chain: &Chain,
+    transactions: &[B256],
+    base_fee: u64,
+    percentiles: &[f64],
+) -> Result<Vec<String>, RpcError> {
+    let mut tips = Vec::with_capacity(transactions.len());
+    for hash in transactions {
+        let record = chain.committed_transaction(*hash).map_err(RpcError::server)?;
+        let record = record.ok_or_else(|| RpcError::internal(format!("transaction {hash}")))?;
+        let tip = record.effective_gas_price.saturating_sub(u128::from(base_fee));
+        tips.push((tip, record.gas_used));
+    }
+    tips.sort_unstable();
+    let total: u64 = tips.iter().map(|(_, gas)| gas).sum();
+    Ok(percentiles
+        .iter()
+        .map(|percentile| {
+            let threshold = total as f64 * percentile / 100.0;
+            let mut sum = 0;
+            let tip = tips.iter().find(|(_, gas)| {
+                sum += gas;
+                sum as f64 >= threshold
+            });
+            format!("{:#x}", tip.or(tips.last()).map_or(0, |(tip, _)| *tip))
+        })
+        .collect())
+}
+
+/// The reward percentiles `eth_feeHistory` asks for: at most 100, each from 0 to 100, each
 /// above the one before (as geth checks them).
-fn reward_percentiles(percentiles: Option<&Value>) -> Result<usize, RpcError> {
+fn reward_percentiles(percentiles: Option<&Value>) -> Result<Vec<f64>, RpcError> {
     let percentiles = match percentiles {
-        None | Some(Value::Null) => return Ok(0),
+        None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(percentiles)) => percentiles,
         Some(_) => return Err(RpcError::invalid_params("reward percentiles: expected a list")),
     };
@@ -1788,7 +1848,7 @@ fn reward_percentiles(percentiles: Option<&Value>) -> Result<usize, RpcError> {
             }
         }
     }
-    Ok(percentiles.len())
+    Ok(percentiles.iter().filter_map(Value::as_f64).collect())
 }
 
 /// The most reward percentiles one `eth_feeHistory` asks for.
@@ -1891,6 +1951,13 @@ fn block_object(chain: &Chain, block: &Block, full: bool) -> Result<Value, RpcEr
         "baseFeePerGas": hex(block.base_fee),
         "withdrawals": [],
         "withdrawalsRoot": empty_root,
+        // The fork the EVM runs (Osaka) has these header fields; tools read the fork from them
+        // (`cast run` replays as Cancun or later when it sees `excessBlobGas`). No blobs, no
+        // beacon chain and no EIP-7685 requests: zero, zero, zero and the hash of none.
+        "blobGasUsed": "0x0",
+        "excessBlobGas": "0x0",
+        "parentBeaconBlockRoot": B256::ZERO,
+        "requestsHash": "0xe3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         "transactions": transactions,
         "uncles": [],
     }))
@@ -2114,8 +2181,13 @@ impl LogCriteria {
                 .iter()
                 .map(|topic| match topic {
                     Value::Null => Ok(None),
-                    // An empty list matches anything, as in Ethereum clients.
-                    Value::Array(options) if options.is_empty() => Ok(None),
+                    // An empty list matches anything, as in Ethereum clients, and so does one
+                    // holding null (geth).
+                    Value::Array(options)
+                        if options.is_empty() || options.iter().any(Value::is_null) =>
+                    {
+                        Ok(None)
+                    }
                     Value::Array(options) => {
                         serde_json::from_value(Value::Array(options.clone())).map(Some)
                     }
@@ -2123,7 +2195,13 @@ impl LogCriteria {
                 })
                 .collect::<Result<_, _>>()
                 .map_err(|error| RpcError::invalid_params(format!("invalid topics: {error}")))?,
-            _ => Vec::new(),
+            None | Some(Value::Null) => Vec::new(),
+            // Not a list: refused, not taken as matching every log.
+            Some(other) => {
+                return Err(RpcError::invalid_params(format!(
+                    "invalid topics: {other}: expected a list"
+                )))
+            }
         };
         if addresses.len() > MAX_FILTER_ADDRESSES {
             return Err(RpcError::invalid_params(format!(
@@ -3142,6 +3220,76 @@ mod tests {
         assert_eq!(answered["result"], serde_json::json!([]));
         let by_hash = ask("eth_getLogs", serde_json::json!([{"blockHash": hash}]));
         assert_eq!(by_hash["result"], serde_json::json!([]));
+    }
+
+    /// Calls that halt are refused in geth's words (viem and ethers match on them): out of gas,
+    /// an invalid opcode, and an estimate no gas limit is enough for; blocks carry the header
+    /// fields of the fork the EVM runs; a log filter's topics are a list, whose options may
+    /// hold null (a wildcard, as in geth).
+    #[test]
+    fn halted_calls_are_refused_in_geths_words_and_filters_read_topics_as_geth() {
+        use serde_json::json;
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = test_rpc(directory.path(), 1_000);
+        let turn = rpc.chain.call_turn_blocking();
+        let ask =
+            |method: &str, params: serde_json::Value| asked(&rpc, Some(&turn), method, &params);
+        let from = dev_signer(0).address();
+        // Creation code: JUMPDEST PUSH1 0 JUMP (a loop), and INVALID.
+        let looping = json!({ "from": from, "data": "0x5b600056", "gas": "0x30000" });
+        let invalid = json!({ "from": from, "data": "0xfe" });
+        let error =
+            |answer: serde_json::Value| answer["error"]["message"].as_str().unwrap().to_owned();
+        assert_eq!(error(ask("eth_call", json!([looping, "latest"]))), "out of gas");
+        assert_eq!(error(ask("eth_call", json!([invalid, "latest"]))), "invalid opcode: INVALID");
+        let estimate =
+            error(ask("eth_estimateGas", json!([{ "from": from, "data": "0x5b600056" }])));
+        assert!(estimate.starts_with("gas required exceeds allowance ("), "{estimate}");
+        let genesis = ask("eth_getBlockByNumber", json!(["0x0", false]))["result"].clone();
+        assert_eq!(
+            (&genesis["blobGasUsed"], &genesis["excessBlobGas"]),
+            (&json!("0x0"), &json!("0x0"))
+        );
+        assert!(
+            genesis["parentBeaconBlockRoot"].is_string() && genesis["requestsHash"].is_string()
+        );
+        // Topics: not a list is refused (it matched every log); null among options is anything.
+        let refused = ask("eth_getLogs", json!([{ "topics": "0x01" }]));
+        assert_eq!(refused["error"]["code"], -32602, "{refused}");
+        let topic = B256::repeat_byte(1);
+        let wildcard = ask("eth_newFilter", json!([{ "topics": [[null, topic]] }]));
+        assert!(wildcard["result"].is_string(), "{wildcard}");
+    }
+
+    /// `eth_feeHistory`'s rewards are the tips its blocks paid at each percentile of their gas
+    /// (zero for an empty block), as geth computes them; no blocks asked for, none given.
+    #[test]
+    fn fee_history_rewards_are_the_tips_paid_at_each_percentile_of_the_gas() {
+        use crate::chain::tests::transfer;
+        let directory = tempfile::tempdir().unwrap();
+        let rpc = test_rpc(directory.path(), 1_000);
+        let ask = |method: &str, params: serde_json::Value| asked(&rpc, None, method, &params);
+        // Tips over the base fee of 1 wei: 30, 10, 20 (a transfer's whole fee may be tip).
+        for (index, max_fee) in [(0, 31), (1, 11), (2, 21)] {
+            rpc.chain.submit(&transfer(&dev_signer(index), 0, max_fee)).unwrap();
+        }
+        assert_eq!(rpc.chain.produce_block().unwrap().transactions.len(), 3);
+        rpc.chain.produce_block().unwrap();
+        let history = ask("eth_feeHistory", serde_json::json!(["0x2", "latest", [0, 50, 100]]));
+        let history = &history["result"];
+        assert_eq!(history["oldestBlock"], "0x1");
+        assert_eq!(
+            history["reward"],
+            serde_json::json!([["0xa", "0x14", "0x1e"], ["0x0", "0x0", "0x0"]])
+        );
+        assert_eq!(history["baseFeePerGas"].as_array().unwrap().len(), 3);
+        assert_eq!(history["baseFeePerBlobGas"], serde_json::json!(["0x1", "0x1", "0x1"]));
+        assert_eq!(history["blobGasUsedRatio"], serde_json::json!([0.0, 0.0]));
+        let none = ask("eth_feeHistory", serde_json::json!(["0x0", "latest", []]));
+        assert_eq!(
+            none["result"],
+            serde_json::json!({ "oldestBlock": "0x0", "baseFeePerGas": [], "gasUsedRatio": [] })
+        );
     }
 
     #[test]

@@ -1650,6 +1650,8 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
     }
     assert_eq!(seen["wsLogs"], serde_json::json!([[true, "13"]]));
     assert_eq!(seen["wsPending"], serde_json::json!([true]), "the one transaction accepted");
+    let full = serde_json::json!([[true, true, true]]);
+    assert_eq!(seen["wsFullPending"], full, "the transaction itself, with `true`");
     assert_eq!(seen["wsWatchedTransfers"], serde_json::json!(["13"]));
     assert_eq!(seen["wsUnsubscribed"], true);
     assert_eq!(text("wsUnsubscribedAgain"), "subscription not found");

@@ -1,6 +1,7 @@
 //! JSON-RPC over WebSocket, on the same port as HTTP (`ws://127.0.0.1:8545`, as anvil serves
 //! it): every method, and subscriptions, `eth_subscribe` to `"newHeads"`, `"logs"` (with an
-//! address and topics filter) or `"newPendingTransactions"` (hashes), and `eth_unsubscribe`.
+//! address and topics filter) or `"newPendingTransactions"` (hashes, or with `true` as geth
+//! takes it the transactions), and `eth_unsubscribe`.
 //!
 //! A subscription belongs to its connection and ends with it. It is notified of the blocks
 //! committed after it was made, block after block: a header per block (`newHeads`, without
@@ -88,6 +89,8 @@ struct Active {
     id: Arc<str>,
     since: u64,
     kind: Filter,
+    /// For pending transactions: told of each as an object, not its hash (geth's flag).
+    full: bool,
 }
 
 impl Active {
@@ -501,18 +504,34 @@ fn subscription_method(
             Err(RpcError::server("subscription not found"))
         };
     }
+    let mut full = false;
     let kind = match params.first().and_then(Value::as_str) {
         Some("newHeads") => Filter::Blocks,
         Some("logs") => {
             let filter = LogFilter::parse(params.get(1))?;
-            if filter.block_hash.is_some() || filter.from.is_some() || filter.to.is_some() {
+            // It follows new blocks: `latest` bounds are what it does anyway (geth takes them).
+            let latest = |bound: &Option<super::BlockSpec>| {
+                bound.as_ref().is_none_or(|bound| matches!(bound, super::BlockSpec::Latest))
+            };
+            if filter.block_hash.is_some() || !latest(&filter.from) || !latest(&filter.to) {
                 return Err(RpcError::invalid_params(
-                    "a logs subscription takes an address and topics only: it follows new blocks",
+                    "a logs subscription takes an address and topics only (and `latest` bounds): \
+                     it follows new blocks",
                 ));
             }
             Filter::Logs(Arc::new(rpc.installing(filter)?))
         }
-        Some("newPendingTransactions") => Filter::Pending,
+        Some("newPendingTransactions") => {
+            full = match params.get(1) {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(full)) => *full,
+                Some(other) => {
+                    let message = format!("newPendingTransactions takes true or false: {other}");
+                    return Err(RpcError::invalid_params(message));
+                }
+            };
+            Filter::Pending
+        }
         Some(other) => {
             return Err(RpcError::invalid_params(format!(
                 "unsupported subscription {other}: newHeads, logs and newPendingTransactions \
@@ -529,7 +548,7 @@ fn subscription_method(
     *count += 1;
     let id = format!("0x{:032x}", *count);
     let since = *kind.positions(chain, chain.head().number).end();
-    list.push(Active { id: id.as_str().into(), since, kind });
+    list.push(Active { id: id.as_str().into(), since, kind, full });
     Ok(json!(id))
 }
 
@@ -547,17 +566,43 @@ fn accepted(rpc: &Rpc, subscriptions: &mut [Active]) -> Result<Vec<Notice>, Over
     else {
         return Ok(out.items);
     };
-    // Each hash written out once for all the subscriptions told of it. The feed holds the
-    // last of them (up to `last`), those that it still holds.
+    // Each hash (or transaction) written out once for all the subscriptions told of it. The
+    // feed holds the last of them (up to `last`), those that it still holds.
     let hashes = rpc.chain.accepted().get(from..=last);
     let first = last + 1 - hashes.len() as u64;
-    let results = hashes
-        .iter()
-        .map(|hash| out.content(json!(hash).to_string()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let wanted =
+        |full: bool| subscriptions.iter().any(|active| behind(active) && active.full == full);
+    let mut results = |full: bool| -> Result<Vec<Option<Arc<str>>>, OverBudget> {
+        if !wanted(full) {
+            return Ok(Vec::new());
+        }
+        hashes
+            .iter()
+            .map(|hash| {
+                let result = if full {
+                    // As `eth_getTransactionByHash` shows it (one in a block since, as the block
+                    // has it); one dropped since is not told of.
+                    let pending = rpc
+                        .chain
+                        .pending(hash)
+                        .map(|pending| super::transaction_json(&pending.raw, None, pending.sender));
+                    let included = || {
+                        let record = rpc.chain.committed_transaction(*hash).ok().flatten()?;
+                        Some(super::transaction_json(&record.raw, Some(&record), record.from))
+                    };
+                    pending.or_else(included).map(|transaction| transaction.to_string())
+                } else {
+                    Some(json!(hash).to_string())
+                };
+                result.map(|result| out.content(result)).transpose()
+            })
+            .collect()
+    };
+    let (hash_results, full_results) = (results(false)?, results(true)?);
     for active in subscriptions.iter_mut().filter(|active| behind(active)) {
         let skip = (active.since + 1).saturating_sub(first) as usize;
-        for result in &results[skip.min(results.len())..] {
+        let results = if active.full { &full_results } else { &hash_results };
+        for result in results[skip.min(results.len())..].iter().flatten() {
             out.push(&active.id, result)?;
         }
         active.since = last;

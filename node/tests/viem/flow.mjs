@@ -315,7 +315,10 @@ seen.wsAnswerOrder = order;
 const before = BigInt((await ask({ method: "eth_blockNumber" })).result);
 const heads = (await ask({ method: "eth_subscribe", params: ["newHeads"] })).result;
 const pendings = (await ask({ method: "eth_subscribe", params: ["newPendingTransactions"] })).result;
-const logs = (await ask({ method: "eth_subscribe", params: ["logs", { address: token }] })).result;
+// geth's flag: the transactions themselves.
+const fullPendings = (await ask({ method: "eth_subscribe", params: ["newPendingTransactions", true] })).result;
+// `latest` bounds are what a logs subscription does anyway: taken, as geth takes them.
+const logs = (await ask({ method: "eth_subscribe", params: ["logs", { address: token, fromBlock: "latest" }] })).result;
 const thirteenthReceipt = await transferTokens(13n);
 const deadline = Date.now() + 20_000;
 const headsSeen = () => notifications.filter((n) => n.subscription === heads).map((n) => n.result);
@@ -336,6 +339,10 @@ const logged = notifications.filter((n) => n.subscription === logs).map((n) => n
 seen.wsPending = notifications
   .filter((n) => n.subscription === pendings)
   .map((n) => n.result === thirteenthReceipt.transactionHash);
+seen.wsFullPending = notifications
+  .filter((n) => n.subscription === fullPendings)
+  .map((n) => [n.result.hash === thirteenthReceipt.transactionHash, n.result.to?.toLowerCase() === token.toLowerCase(), n.result.nonce !== undefined]);
+await ask({ method: "eth_unsubscribe", params: [fullPendings] });
 seen.wsLogs = logged.map((log) => [log.transactionHash === thirteenthReceipt.transactionHash, BigInt(log.data).toString()]);
 seen.wsUnsubscribed = (await ask({ method: "eth_unsubscribe", params: [heads] })).result;
 seen.wsUnsubscribedAgain = (await ask({ method: "eth_unsubscribe", params: [heads] })).error.message;
