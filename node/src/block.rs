@@ -94,26 +94,45 @@ impl Block {
         alloy_primitives::keccak256(bytes)
     }
 
-    /// The hash of the block's header fields and transaction list.
+    /// The block's hash as Ethereum computes it: keccak256 of its RLP header ([`Self::header`]).
     #[must_use]
     pub fn compute_hash(&self) -> B256 {
-        let mut bytes = Vec::with_capacity(128 + 32 * self.transactions.len());
-        bytes.extend_from_slice(&self.number.to_be_bytes());
-        bytes.extend_from_slice(self.parent_hash.as_slice());
-        bytes.extend_from_slice(&self.timestamp.to_be_bytes());
-        bytes.extend_from_slice(&self.gas_used.to_be_bytes());
-        bytes.extend_from_slice(&self.gas_limit.to_be_bytes());
-        bytes.extend_from_slice(&self.base_fee.to_be_bytes());
-        bytes.extend_from_slice(self.beneficiary.as_slice());
-        bytes.extend_from_slice(self.logs_bloom.as_slice());
-        bytes.extend_from_slice(self.state_root.as_slice());
-        bytes.extend_from_slice(self.transactions_root.as_slice());
-        bytes.extend_from_slice(self.receipts_root.as_slice());
-        bytes.extend_from_slice(self.move_outcomes_hash.as_slice());
-        for hash in &self.transactions {
-            bytes.extend_from_slice(hash.as_slice());
+        self.header().hash_slow()
+    }
+
+    /// Its Ethereum header, of the fork the EVM runs (Osaka): its own fields, the hash of its
+    /// Move transactions' outcomes as `extraData` (32 bytes: Ethereum's receipts have no place
+    /// for them, and the header commits to them there), and the fixed values of what Duet has
+    /// none of: no uncles, difficulty, mix hash (`PREVRANDAO`) or nonce, no withdrawals, blobs,
+    /// beacon root or EIP-7685 requests.
+    #[must_use]
+    pub fn header(&self) -> alloy_consensus::Header {
+        alloy_consensus::Header {
+            parent_hash: self.parent_hash,
+            ommers_hash: alloy_consensus::EMPTY_OMMER_ROOT_HASH,
+            beneficiary: self.beneficiary,
+            state_root: self.state_root,
+            transactions_root: self.transactions_root,
+            receipts_root: self.receipts_root,
+            logs_bloom: self.logs_bloom,
+            difficulty: alloy_primitives::U256::ZERO,
+            number: self.number,
+            gas_limit: self.gas_limit,
+            gas_used: self.gas_used,
+            timestamp: self.timestamp,
+            extra_data: Bytes::copy_from_slice(self.move_outcomes_hash.as_slice()),
+            mix_hash: B256::ZERO,
+            nonce: alloy_primitives::B64::ZERO,
+            base_fee_per_gas: Some(self.base_fee),
+            withdrawals_root: Some(alloy_consensus::EMPTY_ROOT_HASH),
+            blob_gas_used: Some(0),
+            excess_blob_gas: Some(0),
+            parent_beacon_block_root: Some(B256::ZERO),
+            requests_hash: Some(alloy_eips::eip7685::EMPTY_REQUESTS_HASH),
+            // Later forks' (EIP-7928, …): not in an Osaka header.
+            block_access_list_hash: None,
+            slot_number: None,
         }
-        alloy_primitives::keccak256(bytes)
     }
 
     /// Sets its transactions' and receipts' roots from its `records` (in block order).

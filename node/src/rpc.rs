@@ -1926,38 +1926,40 @@ fn block_object(chain: &Chain, block: &Block, full: bool) -> Result<Value, RpcEr
     } else {
         json!(block.transactions)
     };
-    let empty_root = "0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421";
+    // The fields of the header its hash is of (Ethereum's: keccak256 of the RLP header).
+    let header = block.header();
     Ok(json!({
-        "number": hex(block.number),
+        "number": hex(header.number),
         "hash": block.hash,
-        "parentHash": block.parent_hash,
-        "nonce": "0x0000000000000000",
-        "sha3Uncles": "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347",
-        "logsBloom": block.logs_bloom,
-        "transactionsRoot": block.transactions_root,
-        "stateRoot": block.state_root,
+        "parentHash": header.parent_hash,
+        "nonce": header.nonce,
+        "sha3Uncles": header.ommers_hash,
+        "logsBloom": header.logs_bloom,
+        "transactionsRoot": header.transactions_root,
+        "stateRoot": header.state_root,
         "outputRoot": block.output_root,
-        "receiptsRoot": block.receipts_root,
+        "receiptsRoot": header.receipts_root,
+        // Also the header's `extraData`, where its hash commits to it.
         "moveOutcomesHash": block.move_outcomes_hash,
-        "miner": block.beneficiary,
+        "miner": header.beneficiary,
         "difficulty": "0x0",
         "totalDifficulty": "0x0",
-        "extraData": "0x",
+        "extraData": header.extra_data,
         "size": hex(1000 + 32 * block.transactions.len() as u64),
-        "gasLimit": hex(block.gas_limit),
-        "gasUsed": hex(block.gas_used),
-        "timestamp": hex(block.timestamp),
-        "mixHash": B256::ZERO,
+        "gasLimit": hex(header.gas_limit),
+        "gasUsed": hex(header.gas_used),
+        "timestamp": hex(header.timestamp),
+        "mixHash": header.mix_hash,
         "baseFeePerGas": hex(block.base_fee),
         "withdrawals": [],
-        "withdrawalsRoot": empty_root,
+        "withdrawalsRoot": header.withdrawals_root,
         // The fork the EVM runs (Osaka) has these header fields; tools read the fork from them
         // (`cast run` replays as Cancun or later when it sees `excessBlobGas`). No blobs, no
         // beacon chain and no EIP-7685 requests: zero, zero, zero and the hash of none.
         "blobGasUsed": "0x0",
         "excessBlobGas": "0x0",
-        "parentBeaconBlockRoot": B256::ZERO,
-        "requestsHash": "0xe3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "parentBeaconBlockRoot": header.parent_beacon_block_root,
+        "requestsHash": header.requests_hash,
         "transactions": transactions,
         "uncles": [],
     }))
@@ -3415,6 +3417,45 @@ mod tests {
             served["result"]["transactionsRoot"],
             serde_json::json!(block.transactions_root)
         );
+        // Its hash is Ethereum's: keccak256 of the RLP header made of the fields served (as a
+        // light client or `Header::hash_slow` checks it), the Move outcomes as `extraData`.
+        let header = header_of(&served["result"]);
+        assert_eq!(header.hash_slow(), block.hash);
+        assert_eq!(header.extra_data.as_ref(), block.move_outcomes_hash.as_slice());
+    }
+
+    /// The Ethereum header a block's JSON describes, read field by field.
+    fn header_of(block: &serde_json::Value) -> alloy_consensus::Header {
+        let field = |name: &str| block[name].clone();
+        let hash = |name: &str| serde_json::from_value::<B256>(field(name)).unwrap();
+        let number = |name: &str| {
+            u64::from_str_radix(field(name).as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+        };
+        alloy_consensus::Header {
+            parent_hash: hash("parentHash"),
+            ommers_hash: hash("sha3Uncles"),
+            beneficiary: serde_json::from_value(field("miner")).unwrap(),
+            state_root: hash("stateRoot"),
+            transactions_root: hash("transactionsRoot"),
+            receipts_root: hash("receiptsRoot"),
+            logs_bloom: serde_json::from_value(field("logsBloom")).unwrap(),
+            difficulty: serde_json::from_value(field("difficulty")).unwrap(),
+            number: number("number"),
+            gas_limit: number("gasLimit"),
+            gas_used: number("gasUsed"),
+            timestamp: number("timestamp"),
+            extra_data: serde_json::from_value(field("extraData")).unwrap(),
+            mix_hash: hash("mixHash"),
+            nonce: serde_json::from_value(field("nonce")).unwrap(),
+            base_fee_per_gas: Some(number("baseFeePerGas")),
+            withdrawals_root: Some(hash("withdrawalsRoot")),
+            blob_gas_used: Some(number("blobGasUsed")),
+            excess_blob_gas: Some(number("excessBlobGas")),
+            parent_beacon_block_root: Some(hash("parentBeaconBlockRoot")),
+            requests_hash: Some(hash("requestsHash")),
+            block_access_list_hash: None,
+            slot_number: None,
+        }
     }
 
     #[test]

@@ -55,8 +55,9 @@ const CHAIN_ID: &[u8] = b"chain_id";
 /// a build of another. 2: blocks carry their transactions' and receipts' roots (and their hash
 /// commits to them), `BLOCKHASH` answers block hashes (it answered zero),
 /// `account::sequence_number` is the next transaction's nonce, Move functions returning values
-/// without `drop` are refused, and calls of a module's own functions count their acquires.
-pub const FORMAT: u64 = 2;
+/// without `drop` are refused, and calls of a module's own functions count their acquires. 3: a
+/// block's hash is Ethereum's, keccak256 of its RLP header ([`crate::block::Block::header`]).
+pub const FORMAT: u64 = 3;
 
 /// How many blocks before the head the state of is kept: queries may name any of them.
 pub const STATE_HISTORY_BLOCKS: u64 = 128;
