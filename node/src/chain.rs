@@ -1088,10 +1088,14 @@ impl Chain {
                 Arrival::New { state_nonce: nonce }
             };
             let replacing = mempool.waiting_hash(pending.sender, pending.nonce);
-            Ok((mempool.insert(pending, arrival)?, replacing))
+            let (sender, at) = (pending.sender, pending.nonce);
+            let displaced = mempool.insert(pending, arrival)?;
+            // Told of as pending once a block could take it, as geth tells of them: with the
+            // ones it lets through after it, if it filled a gap.
+            Ok((displaced, replacing, mempool.newly_executable(sender, nonce, at)))
         });
         match inserted {
-            Ok((displaced, replacing)) => {
+            Ok((displaced, replacing, executable)) => {
                 // Replaced or evicted: gone from the pool, so from disk too.
                 let drops = displaced.iter().map(|dropped| {
                     if Some(*dropped) == replacing {
@@ -1108,7 +1112,9 @@ impl Chain {
                 }
                 drop(mempool);
                 if !restored {
-                    self.accepted.push(hash);
+                    for executable in executable {
+                        self.accepted.push(executable);
+                    }
                 }
                 Ok(hash)
             }
@@ -3034,6 +3040,26 @@ pub(crate) mod tests {
         let chain = open_chain(directory.path(), ChainConfig::for_tests());
         assert_eq!(chain.restore_pending().unwrap(), 1, "the accepted transaction is kept");
         assert_eq!(chain.head().number, 0);
+    }
+
+    /// A transaction is told of as pending (filters, subscriptions) once a block could take it,
+    /// as geth tells of them: one above a nonce gap when the gap fills, with those it lets
+    /// through; a replacement of a pending one at once.
+    #[test]
+    fn transactions_are_announced_as_pending_once_a_block_could_take_them() {
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), ChainConfig::for_tests());
+        let signer = dev_signer(0);
+        let feed = |chain: &Chain| chain.accepted().get(1..=chain.accepted().last());
+        let second = chain.submit(&transfer(&signer, 1, 10)).unwrap();
+        let third = chain.submit(&transfer(&signer, 2, 10)).unwrap();
+        assert_eq!(feed(&chain), Vec::<B256>::new(), "above a gap: not pending yet");
+        let first = chain.submit(&transfer(&signer, 0, 10)).unwrap();
+        assert_eq!(feed(&chain), vec![first, second, third]);
+        let replacement = chain.submit(&transfer(&signer, 2, 20)).unwrap();
+        assert_eq!(feed(&chain), vec![first, second, third, replacement]);
+        let beyond = chain.submit(&transfer(&signer, 4, 10)).unwrap();
+        assert!(!feed(&chain).contains(&beyond));
     }
 
     /// A datadir whose chain began from another genesis state (a build with another framework,

@@ -485,6 +485,24 @@ impl Mempool {
         result
     }
 
+    /// `sender`'s waiting transactions that a block could take now that the one of `nonce` is
+    /// in (the sender's next nonce in the state being `state_nonce`): none while a nonce before
+    /// it is missing; else its own and those after it up to the next gap.
+    #[must_use]
+    pub fn newly_executable(&self, sender: Address, state_nonce: u64, nonce: u64) -> Vec<B256> {
+        let Some(waiting) = self.by_sender.get(&sender) else { return Vec::new() };
+        let before = nonce.saturating_sub(state_nonce);
+        if waiting.range(state_nonce..nonce).count() as u64 != before {
+            return Vec::new();
+        }
+        waiting
+            .range(nonce..)
+            .zip(nonce..)
+            .take_while(|((held, _), expected)| *held == expected)
+            .map(|((_, transaction), _)| transaction.hash)
+            .collect()
+    }
+
     /// Adds `transaction`, replacing a waiting one with the same nonce if it pays 10 % more, or
     /// evicting another sender's last transaction if the pool is full; returns the hashes of
     /// the transactions it displaced.
