@@ -12,9 +12,12 @@ export ROCKSDB_LIB_DIR="${ROCKSDB_LIB_DIR:-/usr/lib/x86_64-linux-gnu}"
 # clone's files are older (it compares modification times, with paths relative to the
 # workspace), so on a switch of clones this clone's files are made newer and rebuilt once.
 built_from="$CARGO_TARGET_DIR/.duet-built-from"
+# (Two clones building at once, or a shell that sourced this before another clone built, can
+# still be fooled: one clone builds at a time here.)
 if [ "$(cat "$built_from" 2>/dev/null)" != "$DUET_ROOT" ]; then
-  (cd "$DUET_ROOT" && git ls-files -z 2>/dev/null | xargs -0 -r touch -c --) || true
-  mkdir -p "$CARGO_TARGET_DIR" && printf '%s' "$DUET_ROOT" > "$built_from"
+  if (cd "$DUET_ROOT" && git ls-files -z | xargs -0 -r touch -c --) 2>/dev/null; then
+    mkdir -p "$CARGO_TARGET_DIR" && printf '%s' "$DUET_ROOT" > "$built_from"
+  fi
 fi
 # No incremental-compilation state: the test builds never reuse much of it, and it grew by
 # gigabytes with every change until the disk was full.

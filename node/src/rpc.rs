@@ -1752,9 +1752,17 @@ fn fee_history(chain: &Chain, head: &Block, params: &[Value]) -> Result<Value, R
     let base_fee = hex(chain.config().base_fee);
     let mut ratios = Vec::new();
     let mut rewards = Vec::new();
-    // Reading the blocks' transactions for the percentiles is bounded, as a log query is.
+    // Reading the blocks' transactions for the percentiles is bounded, as a log query is: in
+    // transactions, and in time (their records can be large).
     let mut budget = MAX_REWARD_TRANSACTIONS;
+    let deadline = std::time::Instant::now() + LOG_LIMITS.time;
     for number in oldest..=newest {
+        if !percentiles.is_empty() && std::time::Instant::now() > deadline {
+            return Err(RpcError::server(format!(
+                "reward percentiles took more than {:?}: ask for fewer blocks",
+                LOG_LIMITS.time
+            )));
+        }
         let block = chain.store().block(number).map_err(RpcError::server)?;
         let ratio =
             block.as_ref().map_or(0.0, |block| block.gas_used as f64 / block.gas_limit as f64);
@@ -1809,11 +1817,13 @@ fn block_rewards(
     Ok(percentiles
         .iter()
         .map(|percentile| {
-            let threshold = total as f64 * percentile / 100.0;
+            // In whole gas, as geth truncates it (percentiles are from 0 to 100: never negative).
+            #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+            let threshold = (total as f64 * percentile / 100.0) as u64;
             let mut sum = 0;
             let tip = tips.iter().find(|(_, gas)| {
                 sum += gas;
-                sum as f64 >= threshold
+                sum >= threshold
             });
             format!("{:#x}", tip.or(tips.last()).map_or(0, |(tip, _)| *tip))
         })

@@ -268,7 +268,27 @@ async fn notify_in_turn(
     subscriptions: &mut [Active],
     notified: &mut u64,
 ) -> bool {
-    let Ok(accepted) = accepted(rpc, subscriptions) else {
+    // Off the async threads, as a block's: told in full, a transaction is read from the pool
+    // or the store and written out.
+    let mut pending: Vec<Active> =
+        subscriptions.iter().filter(|active| active.follows_pending()).cloned().collect();
+    let accepted = if pending.is_empty() {
+        Ok(Vec::new())
+    } else {
+        let rpc = Arc::clone(rpc);
+        let built = tokio::task::spawn_blocking(move || {
+            let accepted = accepted(&rpc, &mut pending);
+            (accepted, pending)
+        });
+        let Ok((accepted, told)) = built.await else { return false };
+        for told in told {
+            if let Some(active) = subscriptions.iter_mut().find(|active| active.id == told.id) {
+                active.since = told.since;
+            }
+        }
+        accepted
+    };
+    let Ok(accepted) = accepted else {
         let reason = "the accepted transactions' notifications pass the budget";
         close(socket, CLOSE_TOO_BIG, reason).await;
         return false;
