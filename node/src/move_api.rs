@@ -792,6 +792,14 @@ async fn transaction(State(api): State<Api>, Path(hash): Path<String>) -> Answer
             "status": record.move_status,
             "gas_used": record.gas_used,
             "events": events,
+            // The EVM's logs: an EVM transaction's, and those of EVM code a Move transaction
+            // called; a Solidity call's Move events are among them, logs of the Move call
+            // precompile (topic 0 the keccak256 of the event's type, data its BCS).
+            "logs": record.logs.iter().map(|log| json!({
+                "address": log.address,
+                "topics": log.data.topics(),
+                "data": log.data.data,
+            })).collect::<Vec<_>>(),
         }))
     })
     .await
@@ -889,6 +897,15 @@ mod tests {
             assert_eq!(first, again);
             hashes.push(first.1["hash"].as_str().unwrap().to_owned());
         }
+        // A Solidity-side transaction (an account calling the Move call precompile) paying too.
+        let call = duet_evm::call_data(&move_transfer(to, 7));
+        let kind = alloy_primitives::TxKind::Call(duet_types::MOVE_CALL_ADDRESS);
+        let list = alloy_eips::eip2930::AccessList::default();
+        let raw = crate::chain::tests::signed_call(&dev_signer(1), 0, kind, call, list);
+        let body = serde_json::json!({ "transaction": raw }).to_string();
+        let (status, sent) = ask("POST", "/move/v1/transactions".to_owned(), body).await;
+        assert_eq!(status, 200, "{sent}");
+        hashes.push(sent["hash"].as_str().unwrap().to_owned());
         let (status, waiting) =
             ask("GET", format!("/move/v1/transactions/{}", hashes[0]), String::new()).await;
         assert_eq!((status, waiting["error"].as_str()), (404, Some("pending: not in a block yet")));
@@ -920,6 +937,15 @@ mod tests {
             "{refused}"
         );
         assert_eq!(refused["events"], serde_json::json!([]));
+        // Its Move event is a log of the precompile, topic 0 the hash of the event's type.
+        let (status, evm) =
+            ask("GET", format!("/move/v1/transactions/{}", hashes[2]), String::new()).await;
+        assert_eq!((status, evm["success"].as_bool()), (200, Some(true)), "{evm}");
+        let log = &evm["logs"][0];
+        assert_eq!(log["address"], serde_json::json!(duet_types::MOVE_CALL_ADDRESS), "{evm}");
+        let topic = duet_types::keccak256("0x1::eth::Transfer");
+        assert_eq!(log["topics"], serde_json::json!([topic]), "{evm}");
+        assert_eq!(paid["logs"], serde_json::json!([]), "a Move transfer calls no EVM code");
     }
 
     /// A module's ABI names what a caller needs to build type arguments: each type parameter's
