@@ -46,6 +46,10 @@ pub struct Block {
     /// receipts have no place for.
     #[serde(default)]
     pub move_outcomes_hash: B256,
+    /// Its length as Ethereum encodes a block: the RLP list of its header, its transactions (as
+    /// they travel), and no uncles or withdrawals (see [`Block::set_size`]).
+    #[serde(default)]
+    pub size: u64,
 }
 
 impl Block {
@@ -74,7 +78,28 @@ impl Block {
             transactions_root: alloy_consensus::EMPTY_ROOT_HASH,
             receipts_root: alloy_consensus::EMPTY_ROOT_HASH,
             move_outcomes_hash: alloy_primitives::keccak256([]),
+            size: 0,
         }
+    }
+
+    /// Sets its size from its `transactions` (their EIP-2718 encodings, in block order), once
+    /// it is sealed (the header's numbers are part of it).
+    pub fn set_size<'a>(&mut self, transactions: impl IntoIterator<Item = &'a Bytes>) {
+        // A typed transaction travels as an RLP string of its type and payload; a legacy one
+        // is an RLP list already.
+        let body: usize = transactions
+            .into_iter()
+            .map(|raw| {
+                if raw.first().is_some_and(|first| *first >= 0xc0) {
+                    raw.len()
+                } else {
+                    rlp_length(raw.len())
+                }
+            })
+            .sum();
+        let header = alloy_rlp::Encodable::length(&self.header());
+        // The header, the transactions' list, and the empty lists of uncles and withdrawals.
+        self.size = rlp_length(header + rlp_length(body) + 2) as u64;
     }
 
     /// Sets the state root, then the hash and the output root that depend on it.
@@ -142,6 +167,17 @@ impl Block {
         self.receipts_root = receipts;
         self.move_outcomes_hash = moves;
     }
+}
+
+/// The length of an RLP string or list of `payload` bytes (a payload of one byte under 0x80 is
+/// its own encoding, which no length here is).
+fn rlp_length(payload: usize) -> usize {
+    let length_bytes = if payload < 56 {
+        0
+    } else {
+        payload.to_be_bytes().iter().skip_while(|byte| **byte == 0).count()
+    };
+    1 + length_bytes + payload
 }
 
 /// The roots of `records` (a block's, in order): Ethereum's transactions root and receipts root

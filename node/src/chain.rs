@@ -661,6 +661,7 @@ impl Chain {
             let mut block = Block::empty(0, B256::ZERO, crate::genesis::GENESIS_TIMESTAMP, &config);
             let update = merkle::update(&store, merkle::leaves(&state))?;
             block.seal(update.root);
+            block.set_size([]);
             // The genesis state holds the framework's modules: its code is block 0's.
             let notes = CommitNotes { previous: None, publishes: true };
             let genesis = BlockCommit {
@@ -1476,6 +1477,7 @@ impl Chain {
             merkle::update(&cache.over(&self.store), merkle::leaves(&output.state_updates))
                 .map_err(|error| format!("block {number}: {error}"))?;
         block.seal(update.root);
+        block.set_size(records.iter().map(|record| &record.raw));
         for record in &mut records {
             record.block_hash = block.hash;
         }

@@ -1955,7 +1955,7 @@ fn block_object(chain: &Chain, block: &Block, full: bool) -> Result<Value, RpcEr
         "difficulty": "0x0",
         "totalDifficulty": "0x0",
         "extraData": header.extra_data,
-        "size": hex(1000 + 32 * block.transactions.len() as u64),
+        "size": hex(block.size),
         "gasLimit": hex(header.gas_limit),
         "gasUsed": hex(header.gas_used),
         "timestamp": hex(header.timestamp),
@@ -3432,6 +3432,14 @@ mod tests {
         let header = header_of(&served["result"]);
         assert_eq!(header.hash_slow(), block.hash);
         assert_eq!(header.extra_data.as_ref(), block.move_outcomes_hash.as_slice());
+        // Its size is that of the block as Ethereum encodes it.
+        let body = alloy_consensus::BlockBody {
+            transactions: envelopes,
+            ommers: Vec::new(),
+            withdrawals: Some(alloy_eips::eip4895::Withdrawals::default()),
+        };
+        let length = alloy_rlp::Encodable::length(&alloy_consensus::Block { header, body });
+        assert_eq!(served["result"]["size"], serde_json::json!(format!("{length:#x}")));
     }
 
     /// The Ethereum header a block's JSON describes, read field by field.
