@@ -392,7 +392,7 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         S: Storage<Key = M::Key, Value = M::Value>,
     {
         let cheap = self.config.cheap_transactions?;
-        if cheap.transactions == 0 || transactions.len() <= 2 * cheap.transactions {
+        if cheap.transactions == 0 || transactions.len() <= cheap.transactions.saturating_mul(2) {
             return None;
         }
         let (timed, rest) = transactions.split_at(cheap.transactions);

@@ -252,9 +252,13 @@ where
         }
     }
 
+    /// Stops the workers for `reason`: the first one, unless a bug of the executor
+    /// ([`BlockError::Invariant`]) comes after contention (the block would otherwise finish from
+    /// its prefix and the bug go unseen).
     fn stop(&self, reason: Halt<M::Key>) {
         let mut halt = self.halt.lock();
-        if halt.is_none() {
+        let bug = matches!(reason, Halt::Error(BlockError::Invariant(_)));
+        if halt.is_none() || (bug && matches!(*halt, Some(Halt::Contention))) {
             *halt = Some(reason);
         }
         self.halted.store(true, Ordering::Relaxed);

@@ -101,6 +101,11 @@ pub const MODULE_BYTE: u64 = 200;
 /// a module costs about as much gas per second as running code: a few hundred bytes that declare
 /// a hundred references and branch through them cost the verifier as much as 100 KB of code.
 pub const VERIFICATION_WORK: u64 = 100;
+/// Per node of the layout `bcs::to_bytes` serializes with: the VM copies a cached layout whole
+/// for each call (allocations it frees after), and a layout may have 512 nodes where its type
+/// names two (`vector<S>` of a struct of 254 fields). Twice: the node is counted here and
+/// copied again by the native.
+pub const LAYOUT_NODE: u64 = 3;
 
 const CALL: u64 = 10;
 const GLOBAL: u64 = 50;

@@ -34,7 +34,8 @@ use smallvec::smallvec;
 
 use crate::evm::{EvmCall, EvmCallResult, EvmHost, EvmHostFactory};
 use crate::gas::{
-    ETH_TRANSFER, EVENT, EVM_CALL, KECCAK, KECCAK_WORD, NATIVE_STATE_READ, SIZE_UNITS_PER_GAS,
+    ETH_TRANSFER, EVENT, EVM_CALL, KECCAK, KECCAK_WORD, LAYOUT_NODE, NATIVE_STATE_READ,
+    SIZE_UNITS_PER_GAS,
 };
 use crate::{to_address, FRAMEWORK_ADDRESS};
 
@@ -358,13 +359,37 @@ pub(crate) fn all_natives() -> NativeFunctionTable {
 /// the transaction holds: serializing shuffled vectors of 50 000 structs or 60 000 empty vectors
 /// (`move_gas` probes) ran at 0.44 and 0.42 times plain arithmetic's time per gas, the bytes
 /// written paying most of it.
+/// Also [`LAYOUT_NODE`] per node of the value's layout, which the VM copies for each call.
 fn bcs_charged_by_size(to_bytes: NativeFunction) -> NativeFunction {
     Arc::new(move |context, ty_args, arguments| {
         let size = arguments.front().map_or(0, |value| u64::from(value.referent_size()));
+        let nodes = match ty_args.first() {
+            // No layout: the native fails, as it would have.
+            Some(ty) => context.type_to_type_layout(ty)?.as_ref().map_or(0, layout_nodes),
+            None => 0,
+        };
         let mut result = to_bytes(context, ty_args, arguments)?;
-        result.cost += (size / SIZE_UNITS_PER_GAS).into();
+        result.cost += (size / SIZE_UNITS_PER_GAS + LAYOUT_NODE * nodes).into();
         Ok(result)
     })
+}
+
+/// The nodes of `layout` (the VM bounds them, and their depth).
+fn layout_nodes(layout: &move_core_types::value::MoveTypeLayout) -> u64 {
+    use move_core_types::value::{MoveStructLayout, MoveTypeLayout};
+    match layout {
+        MoveTypeLayout::Vector(inner) => 1 + layout_nodes(inner),
+        MoveTypeLayout::Struct(MoveStructLayout::Runtime(fields)) => {
+            1 + fields.iter().map(layout_nodes).sum::<u64>()
+        }
+        MoveTypeLayout::Struct(MoveStructLayout::WithFields(fields)) => {
+            1 + fields.iter().map(|field| layout_nodes(&field.layout)).sum::<u64>()
+        }
+        MoveTypeLayout::Struct(MoveStructLayout::WithTypes { fields, .. }) => {
+            1 + fields.iter().map(|field| layout_nodes(&field.layout)).sum::<u64>()
+        }
+        _ => 1,
+    }
 }
 
 /// `emit`, charging [`EVENT`] and 1 gas per [`SIZE_UNITS_PER_GAS`] units of the message's size as
