@@ -8,7 +8,7 @@
 //! instruction (arithmetic, copies and comparisons of vectors of empty vectors and of structs,
 //! and of vectors of 50 000 structs shuffled in memory, which a copy or comparison walks at
 //! random through about 14 MB, the most the memory quota lets a transaction hold, moves, generic calls, instructions that instantiate a type, calls of a function with many
-//! locals, events, `bcs::to_bytes`, hashing, `exists`, constants of empty vectors), or one load
+//! locals, events, `bcs::to_bytes` of many small values and of a value of a wide layout, hashing, `exists`, constants of empty vectors), or one load
 //! of a stored vector of 100 000 empty vectors. Prints, per workload, the gas and the median
 //! time of its loop (the transaction with its passes less the same without them), nanoseconds
 //! per unit of gas, million gas per second, and the ratio of its nanoseconds per gas to the
@@ -34,7 +34,7 @@ use testkit::{call, compile_example, transaction, user, MemoryState, FEE_VAULT, 
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Each workload: its entry function and how many passes of its loop a transaction makes.
-const WORKLOADS: [(&str, u64); 18] = [
+const WORKLOADS: [(&str, u64); 19] = [
     ("arithmetic", 200_000),
     ("empties_compared", 300),
     ("empties_copied", 300),
@@ -49,6 +49,7 @@ const WORKLOADS: [(&str, u64); 18] = [
     ("events", 10_000),
     ("deep_events", 10_000),
     ("bcs_of_empties", 100),
+    ("bcs_of_wide_layouts", 5_000),
     ("hashes", 20_000),
     ("absent_resources", 100_000),
     ("constants_of_empties", 1_000),
@@ -69,6 +70,9 @@ fn source(publisher: &str) -> String {
         write!(wide_sum, "a{i} + ").expect("a String takes writes");
     }
     let constant = vec!["vector[]"; CONSTANT_EMPTIES].join(", ");
+    // A struct of 254 fields: an empty vector of it is a few bytes and a layout of 510 nodes.
+    let fields: Vec<String> = (0..254).map(|field| format!("f{field}: vector<u8>")).collect();
+    let wide_struct = fields.join(", ");
     let empties = "let v = vector::empty<vector<u8>>(); let i = 0; \
                    while (i < 1000) { vector::push_back(&mut v, vector::empty<u8>()); i = i + 1 };";
     format!(
@@ -76,6 +80,7 @@ fn source(publisher: &str) -> String {
          struct P<T> has copy, drop, store {{ a: T, b: T }} \
          struct S has copy, drop, store {{ x: u64 }} \
          struct K<phantom T> has key {{ x: u64 }} \
+         struct Wide has copy, drop, store {{ {wide_struct} }} \
          struct Hoard has key {{ empties: vector<vector<u8>> }} \
          const EMPTIES: vector<vector<u8>> = vector[{constant}]; \
          public entry fun hoard(account: signer, count: u64) {{ \
@@ -124,6 +129,8 @@ fn source(publisher: &str) -> String {
          public entry fun deep_events(n: u64) {{ \
              let j = 0; while (j < n) {{ event::emit(vector::empty<{deep}>()); j = j + 1 }} }} \
          public entry fun bcs_of_empties(n: u64) {{ {empties} \
+             let j = 0; while (j < n) {{ bcs::to_bytes(&v); j = j + 1 }} }} \
+         public entry fun bcs_of_wide_layouts(n: u64) {{ let v = vector::empty<Wide>(); \
              let j = 0; while (j < n) {{ bcs::to_bytes(&v); j = j + 1 }} }} \
          public entry fun hashes(n: u64) {{ \
              let v = b\"duet\"; let j = 0; while (j < n) {{ v = hash::sha3_256(v); j = j + 1 }} }} \
