@@ -1886,14 +1886,21 @@ impl Chain {
         for (hash, _, _) in &drops {
             mempool.remove(hash);
         }
+        let mut executable = Vec::new();
         for (sender, nonce) in nonces {
             // What is left below the nonce was replaced by an included transaction (or its
             // nonce used by a set-code transaction's authorization).
             let used =
                 mempool.prune(sender, nonce).into_iter().filter(|hash| !settled.contains(hash));
             drops.extend(used.map(|hash| (hash, DropKind::NonceUsed, why_used.clone())));
+            // Those the block let through (a gap an authorization closed), told of now.
+            executable.extend(mempool.newly_executable(sender, nonce, nonce));
         }
         self.drop_from_pool(&mempool, drops, number);
+        drop(mempool);
+        for hash in executable {
+            self.accepted.push(hash);
+        }
     }
 
     /// The stored form of an executed transaction, gas counted into `block`.
@@ -3060,8 +3067,21 @@ pub(crate) mod tests {
         assert_eq!(feed(&chain), vec![first, second, third]);
         let replacement = chain.submit(&transfer(&signer, 2, 20)).unwrap();
         assert_eq!(feed(&chain), vec![first, second, third, replacement]);
+        // Replacing the first does not tell of those after it again.
+        let again = chain.submit(&transfer(&signer, 0, 40)).unwrap();
+        assert_eq!(feed(&chain), vec![first, second, third, replacement, again]);
         let beyond = chain.submit(&transfer(&signer, 4, 10)).unwrap();
         assert!(!feed(&chain).contains(&beyond));
+        // A gap a block closes (an authorization used the nonce below): told of with the block.
+        let config = ChainConfig { max_block_transactions: 1, ..ChainConfig::for_tests() };
+        let directory = tempfile::tempdir().unwrap();
+        let chain = open_chain(directory.path(), config);
+        let (sponsor, authority) = (dev_signer(1), dev_signer(2));
+        let gapped = chain.submit(&transfer(&authority, 1, 10_000_000_000)).unwrap();
+        let delegating = chain.submit(&set_code(&sponsor, 0, &authority, 0)).unwrap();
+        assert_eq!(feed(&chain), vec![delegating]);
+        assert_eq!(chain.produce_block().unwrap().transactions, vec![delegating]);
+        assert_eq!(feed(&chain), vec![delegating, gapped]);
     }
 
     /// A datadir whose chain began from another genesis state (a build with another framework,

@@ -33,7 +33,7 @@
 //! its nonce, when a replacement or an eviction displaces it, or when it expires; the chain
 //! deletes its record from disk then, so a restart does not bring it back.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, Bytes, B256, U256};
@@ -209,6 +209,8 @@ pub struct Mempool {
     settled_at: u64,
     /// How many waiting set-code transactions name each authority.
     authorities: HashMap<Address, u32>,
+    /// The waiting transactions already told of as pending ([`Self::newly_executable`]).
+    announced: HashSet<B256>,
 }
 
 impl Mempool {
@@ -228,6 +230,7 @@ impl Mempool {
             byte_limit: MAX_POOL_BYTES,
             settled_at: 0,
             authorities: HashMap::new(),
+            announced: HashSet::new(),
         }
     }
 
@@ -485,22 +488,26 @@ impl Mempool {
         result
     }
 
-    /// `sender`'s waiting transactions that a block could take now that the one of `nonce` is
-    /// in (the sender's next nonce in the state being `state_nonce`): none while a nonce before
-    /// it is missing; else its own and those after it up to the next gap.
-    #[must_use]
-    pub fn newly_executable(&self, sender: Address, state_nonce: u64, nonce: u64) -> Vec<B256> {
+    /// `sender`'s waiting transactions from the one of `nonce` on that a block could take now
+    /// (the sender's next nonce in the state being `state_nonce`) and that were not told of yet,
+    /// marked as told of: none while a nonce before it is missing; else those up to the next
+    /// gap. Called when a transaction comes in (`nonce` its own) and when a block moved the
+    /// sender's nonce (`nonce` the new one: a gap closed by a set-code authorization).
+    pub fn newly_executable(&mut self, sender: Address, state_nonce: u64, nonce: u64) -> Vec<B256> {
         let Some(waiting) = self.by_sender.get(&sender) else { return Vec::new() };
         let before = nonce.saturating_sub(state_nonce);
         if waiting.range(state_nonce..nonce).count() as u64 != before {
             return Vec::new();
         }
-        waiting
+        let run: Vec<B256> = waiting
             .range(nonce..)
             .zip(nonce..)
             .take_while(|((held, _), expected)| *held == expected)
             .map(|((_, transaction), _)| transaction.hash)
-            .collect()
+            .filter(|hash| !self.announced.contains(hash))
+            .collect();
+        self.announced.extend(run.iter().copied());
+        run
     }
 
     /// Adds `transaction`, replacing a waiting one with the same nonce if it pays 10 % more, or
@@ -693,6 +700,7 @@ impl Mempool {
     /// Removes a transaction taken out of its sender's map from the hash index.
     fn forget(&mut self, transaction: &PendingTransaction) -> B256 {
         self.by_hash.remove(&transaction.hash);
+        self.announced.remove(&transaction.hash);
         self.bytes -= transaction.raw.len();
         for authority in &transaction.authorities {
             if let Some(count) = self.authorities.get_mut(authority) {

@@ -56,11 +56,11 @@ const CHAIN_ID: &[u8] = b"chain_id";
 /// commits to them), `BLOCKHASH` answers block hashes (it answered zero),
 /// `account::sequence_number` is the next transaction's nonce, Move functions returning values
 /// without `drop` are refused, and calls of a module's own functions count their acquires. 3: a
-/// block's hash is Ethereum's, keccak256 of its RLP header ([`crate::block::Block::header`]),
-/// and it records its size; Move calls into the EVM forward gas as `CALL` does (EIP-150, the
-/// stipend) and fail rather than run out of gas; `bcs::to_bytes` pays for its layout's nodes;
-/// `String` arguments are taken (UTF-8).
-pub const FORMAT: u64 = 3;
+/// block's hash is Ethereum's, keccak256 of its RLP header ([`crate::block::Block::header`]);
+/// Move calls into the EVM forward gas as `CALL` does (EIP-150, the stipend) and fail rather
+/// than run out of gas; `String` arguments are taken (UTF-8). 4: a block records its size;
+/// `bcs::to_bytes` pays for its layout's nodes.
+pub const FORMAT: u64 = 4;
 
 /// How many blocks before the head the state of is kept: queries may name any of them.
 pub const STATE_HISTORY_BLOCKS: u64 = 128;
