@@ -34,7 +34,7 @@ use testkit::{call, compile_example, transaction, user, MemoryState, FEE_VAULT, 
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Each workload: its entry function and how many passes of its loop a transaction makes.
-const WORKLOADS: [(&str, u64); 19] = [
+const WORKLOADS: [(&str, u64); 20] = [
     ("arithmetic", 200_000),
     ("empties_compared", 300),
     ("empties_copied", 300),
@@ -48,6 +48,7 @@ const WORKLOADS: [(&str, u64); 19] = [
     ("wide_function_calls", 2_000),
     ("events", 10_000),
     ("deep_events", 10_000),
+    ("wide_events", 10_000),
     ("bcs_of_empties", 100),
     ("bcs_of_wide_layouts", 5_000),
     ("hashes", 20_000),
@@ -130,6 +131,8 @@ fn source(publisher: &str) -> String {
              let j = 0; while (j < n) {{ event::emit(vector::empty<{deep}>()); j = j + 1 }} }} \
          public entry fun bcs_of_empties(n: u64) {{ {empties} \
              let j = 0; while (j < n) {{ bcs::to_bytes(&v); j = j + 1 }} }} \
+         public entry fun wide_events(n: u64) {{ \
+             let j = 0; while (j < n) {{ event::emit(vector::empty<Wide>()); j = j + 1 }} }} \
          public entry fun bcs_of_wide_layouts(n: u64) {{ let v = vector::empty<Wide>(); \
              let j = 0; while (j < n) {{ bcs::to_bytes(&v); j = j + 1 }} }} \
          public entry fun hashes(n: u64) {{ \
