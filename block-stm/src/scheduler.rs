@@ -239,7 +239,10 @@ impl Scheduler {
             // compare-and-swaps that are not `SeqCst`. This fence puts them before the load
             // below in the one order of `SeqCst` operations, so a validation handed out after
             // that load (a `SeqCst` read-modify-write of the index, then `SeqCst` loads of the
-            // table) finds them, by the memory model and not only by x86's or ARM's.
+            // table) finds them, by the memory model and not only by x86's or ARM's. (Writes to
+            // keys already in the table, or in the overflow map, are ordered through their
+            // locks, acquire and release: there the guarantee is x86's and ARMv8's, whose atomic
+            // read-modify-writes order later acquire loads.)
             std::sync::atomic::fence(Ordering::SeqCst);
         }
         let validation_index = self.validation_index.load(Ordering::SeqCst);
