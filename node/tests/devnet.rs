@@ -1649,6 +1649,10 @@ fn viem_works_against_the_dev_node_over_http_and_websocket() {
         assert_eq!(seen[flag], true, "{flag}: {seen}");
     }
     assert_eq!(seen["wsLogs"], serde_json::json!([[true, "13"]]));
+    let places = serde_json::json!([[true, true, true, true, true]]);
+    assert_eq!(seen["wsLogPlaces"], places, "a log notification's place is its receipt's");
+    assert_eq!(seen["wsLogsByTopic"], serde_json::json!([true]), "{seen}");
+    assert_eq!(seen["wsLogsByOtherTopic"], 0, "{seen}");
     assert_eq!(seen["wsPending"], serde_json::json!([true]), "the one transaction accepted");
     let full = serde_json::json!([[true, true, true]]);
     assert_eq!(seen["wsFullPending"], full, "the transaction itself, with `true`");

@@ -319,6 +319,10 @@ const pendings = (await ask({ method: "eth_subscribe", params: ["newPendingTrans
 const fullPendings = (await ask({ method: "eth_subscribe", params: ["newPendingTransactions", true] })).result;
 // `latest` bounds are what a logs subscription does anyway: taken, as geth takes them.
 const logs = (await ask({ method: "eth_subscribe", params: ["logs", { address: token, fromBlock: "latest" }] })).result;
+// By topics: Transfer's (any sender, as an OR list with null), and one no log has.
+const transferTopic = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+const byTopic = (await ask({ method: "eth_subscribe", params: ["logs", { topics: [transferTopic, [null]] }] })).result;
+const noTopic = (await ask({ method: "eth_subscribe", params: ["logs", { topics: ["0x" + "11".repeat(32)] }] })).result;
 const thirteenthReceipt = await transferTokens(13n);
 const deadline = Date.now() + 20_000;
 const headsSeen = () => notifications.filter((n) => n.subscription === heads).map((n) => n.result);
@@ -344,6 +348,20 @@ seen.wsFullPending = notifications
   .map((n) => [n.result.hash === thirteenthReceipt.transactionHash, n.result.to?.toLowerCase() === token.toLowerCase(), n.result.nonce !== undefined]);
 await ask({ method: "eth_unsubscribe", params: [fullPendings] });
 seen.wsLogs = logged.map((log) => [log.transactionHash === thirteenthReceipt.transactionHash, BigInt(log.data).toString()]);
+seen.wsLogsByTopic = notifications.filter((n) => n.subscription === byTopic)
+  .map((n) => n.result.transactionHash === thirteenthReceipt.transactionHash);
+seen.wsLogsByOtherTopic = notifications.filter((n) => n.subscription === noTopic).length;
+await ask({ method: "eth_unsubscribe", params: [byTopic] });
+await ask({ method: "eth_unsubscribe", params: [noTopic] });
+// Where the notified log sits is where its receipt says it does.
+const receiptLog = thirteenthReceipt.logs[0] ?? {};
+seen.wsLogPlaces = logged.map((log) => [
+  BigInt(log.logIndex) === BigInt(receiptLog.logIndex),
+  BigInt(log.transactionIndex) === BigInt(receiptLog.transactionIndex),
+  log.blockHash === receiptLog.blockHash,
+  BigInt(log.blockNumber) === BigInt(receiptLog.blockNumber),
+  log.removed === false,
+]);
 seen.wsUnsubscribed = (await ask({ method: "eth_unsubscribe", params: [heads] })).result;
 seen.wsUnsubscribedAgain = (await ask({ method: "eth_unsubscribe", params: [heads] })).error.message;
 const afterUnsubscribe = notifications.length;
