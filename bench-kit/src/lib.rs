@@ -55,6 +55,18 @@ pub fn paired_ratio(baseline: &[Duration], measured: &[Duration]) -> f64 {
     ratios[ratios.len() / 2]
 }
 
+/// The time `run` takes and dropping its output, which goes to `check` (against the expected
+/// output) between the two, with the clock stopped.
+pub fn time_checked<O>(run: impl FnOnce() -> O, check: impl FnOnce(&O)) -> Duration {
+    let start = Instant::now();
+    let output = std::hint::black_box(run());
+    let executed = start.elapsed();
+    check(&output);
+    let start = Instant::now();
+    drop(output);
+    executed + start.elapsed()
+}
+
 /// The median time of `runs` rounds of `run` executed twice at once, on two threads: what the
 /// machine allows two independent executions.
 pub fn two_at_once<R>(runs: usize, run: impl Fn() -> R + Sync) -> Duration {

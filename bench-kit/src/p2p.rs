@@ -12,7 +12,9 @@
 //! (`seq 9/9`: transactions too cheap for parallel execution, or one thread). Every output is
 //! checked against the sequential one, and a run's time includes dropping its output.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use duet_block_stm::ExecutionStats;
 
 use crate::{median, paired_ratio, round3, two_at_once, RoundTrip};
 
@@ -148,7 +150,7 @@ impl Options {
         &self,
         block_size: usize,
         sequential: impl Fn() -> O + Sync,
-        parallel: impl Fn() -> (O, RunStats),
+        parallel: impl Fn() -> (O, ExecutionStats),
         check: impl Fn(&O),
     ) -> Figures {
         let (time_sequential, time_parallel) =
@@ -184,9 +186,9 @@ struct Executors<'a, S, P, C> {
     check: &'a C,
 }
 
-impl<O, S: Fn() -> O, P: Fn() -> (O, RunStats), C: Fn(&O)> Executors<'_, S, P, C> {
+impl<O, S: Fn() -> O, P: Fn() -> (O, ExecutionStats), C: Fn(&O)> Executors<'_, S, P, C> {
     /// `runs` timed runs, in pairs: each run's time, and how each parallel run went.
-    fn timed_runs(&self, runs: usize) -> (Vec<Duration>, Vec<Duration>, Vec<RunStats>) {
+    fn timed_runs(&self, runs: usize) -> (Vec<Duration>, Vec<Duration>, Vec<ExecutionStats>) {
         let mut sequential_times = Vec::with_capacity(runs);
         let mut parallel_times = Vec::with_capacity(runs);
         let mut parallel_runs = Vec::with_capacity(runs);
@@ -205,13 +207,7 @@ impl<O, S: Fn() -> O, P: Fn() -> (O, RunStats), C: Fn(&O)> Executors<'_, S, P, C
 
     /// The time `run` takes, and dropping its output, which is checked between the two.
     fn time(&self, run: impl FnOnce() -> O) -> Duration {
-        let start = Instant::now();
-        let output = std::hint::black_box(run());
-        let executed = start.elapsed();
-        (self.check)(&output);
-        let start = Instant::now();
-        drop(output);
-        executed + start.elapsed()
+        crate::time_checked(run, self.check)
     }
 }
 
@@ -242,7 +238,7 @@ impl RunsSummary {
 
     /// The summary of `runs` of a block of `block_size` transactions.
     #[must_use]
-    pub fn of(runs: &[RunStats], block_size: usize) -> Self {
+    pub fn of(runs: &[ExecutionStats], block_size: usize) -> Self {
         let executions: Vec<usize> = runs.iter().map(|run| run.executions).collect();
         Self {
             executions_per_txn: if executions.is_empty() {
@@ -271,17 +267,6 @@ pub struct Figures {
     pub round_trip: RoundTrip,
     /// How the timed parallel runs went.
     pub runs: RunsSummary,
-}
-
-/// How a parallel run of the block went: executions, and where the block was handed to the
-/// sequential executor, if it was.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RunStats {
-    /// Executions in all (the block's size: nothing ran twice).
-    pub executions: usize,
-    /// Where the block went to the sequential executor: 0 when it ran there whole (cheap
-    /// transactions, one thread), a later transaction after a contention hand-over.
-    pub sequential_from: Option<usize>,
 }
 
 impl Figures {

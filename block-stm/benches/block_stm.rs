@@ -14,7 +14,7 @@ mod testkit;
 
 use std::num::NonZeroUsize;
 
-use duet_bench_kit::p2p::{Options, RunStats};
+use duet_bench_kit::p2p::Options;
 use duet_block_stm::{execute_sequential, BlockExecutor, ExecutorConfig};
 use testkit::{transfer_block, transfer_genesis, TransferVm, BENCH_WORK_ROUNDS, FEE_VAULT};
 
@@ -42,14 +42,7 @@ fn main() {
         let figures = options.measure(
             block_size,
             || execute_sequential(&vm, &block, &storage),
-            || {
-                let (output, stats) = executor.execute_block_with_stats(&block, &storage);
-                let stats = RunStats {
-                    executions: stats.executions,
-                    sequential_from: stats.sequential_from,
-                };
-                (output, stats)
-            },
+            || executor.execute_block_with_stats(&block, &storage),
             |output| assert!(output.as_ref() == Ok(&expected), "an output differs"),
         );
         let fields = serde_json::json!({ "workload": "p2p_transfer", "work_rounds": work_rounds });

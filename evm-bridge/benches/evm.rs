@@ -29,7 +29,7 @@ use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolConstructor};
-use duet_bench_kit::p2p::{RunStats, RunsSummary};
+use duet_bench_kit::p2p::RunsSummary;
 use duet_bench_kit::{median, paired_ratio, round3, RoundTrip, SplitMix};
 use duet_block_stm::{
     execute_sequential, BlockExecutor, ExecutorConfig, TransactionResult, VmBlockOutput,
@@ -289,7 +289,7 @@ struct Times {
     sequential: Vec<Duration>,
     parallel: Vec<Duration>,
     /// How each parallel run went.
-    parallel_runs: Vec<RunStats>,
+    parallel_runs: Vec<duet_block_stm::ExecutionStats>,
 }
 
 /// Times plain revm, Duet sequential and Duet parallel on `block`, back to back, `runs` times
@@ -344,29 +344,22 @@ fn time_runs(
             let stats = stats.expect("the run ran");
             if !warm {
                 times.parallel.push(parallel);
-                times.parallel_runs.push(RunStats {
-                    executions: stats.executions,
-                    sequential_from: stats.sequential_from,
-                });
+                times.parallel_runs.push(stats);
             }
         }
     }
     times
 }
 
-/// The time `run` takes and dropping its output, which is checked against `expected` between
-/// the two.
+/// The time `run` takes and dropping its output, checked against `expected`
+/// ([`duet_bench_kit::time_checked`]).
 fn checked<E: std::fmt::Debug>(
     expected: &VmBlockOutput<EvmVm>,
     run: impl FnOnce() -> Result<VmBlockOutput<EvmVm>, E>,
 ) -> Duration {
-    let start = Instant::now();
-    let output = std::hint::black_box(run());
-    let executed = start.elapsed();
-    assert!(output.as_ref().ok() == Some(expected), "an output differs from the expected one");
-    let start = Instant::now();
-    drop(output);
-    executed + start.elapsed()
+    duet_bench_kit::time_checked(run, |output| {
+        assert!(output.as_ref().ok() == Some(expected), "an output differs from the expected one");
+    })
 }
 
 /// Checks that `envelopes` recover to `block`, executes it once sequentially and checks that

@@ -18,7 +18,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use alloy_sol_types::{SolCall, SolConstructor};
-use duet_bench_kit::p2p::{Options, RunStats};
+use duet_bench_kit::p2p::Options;
 use duet_bench_kit::SplitMix;
 use duet_block_stm::{ExecutorConfig, TransactionResult};
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm, MixedBlockExecutor};
@@ -165,12 +165,7 @@ fn main() {
     let figures = options.measure(
         block_size,
         || sequential_executor.execute_block(&block, &world.state),
-        || {
-            let (output, stats) = parallel_executor.execute_block_with_stats(&block, &world.state);
-            let stats =
-                RunStats { executions: stats.executions, sequential_from: stats.sequential_from };
-            (output, stats)
-        },
+        || parallel_executor.execute_block_with_stats(&block, &world.state),
         |output| assert!(output.as_ref() == Ok(&expected), "an output differs"),
     );
     let fields = serde_json::json!({ "workload": "mixed" });

@@ -22,7 +22,6 @@ use duet_move::evm::{EvmCall, EvmCallResult, EvmEffects, EvmHost, EvmHostFactory
 use duet_types::{Address, StateKey, StateValue, U256};
 use revm::context::result::EVMError;
 use revm::context::{ContextTr, JournalTr};
-use revm::context_interface::cfg::gas::CALL_STIPEND;
 use revm::context_interface::journaled_state::account::JournaledAccountTr;
 use revm::context_interface::local::LocalContextTr;
 use revm::handler::{pre_execution, EthFrame, Handler, MainnetHandler};
@@ -99,11 +98,6 @@ where
             let output = Vec::new();
             return Ok(EvmCallResult { success: false, output, gas_used, out_of_gas: true });
         };
-        // All but one 64th of what is left, as CALL forwards it (EIP-150): a callee that runs
-        // out of gas or halts fails the call, and the caller still has gas to go on with.
-        call.gas_limit = left - left / 64;
-        // A call with value gives the callee a stipend besides, which the value's cost paid for.
-        let stipend = if value_gas == 0 { 0 } else { CALL_STIPEND };
         let info = &target.data.info;
         let mut known_bytecode = (info.code_hash, info.code.clone().unwrap_or_default());
         if let Some(delegate) = known_bytecode.1.eip7702_address() {
@@ -111,6 +105,12 @@ where
             let info = &delegate.data.info;
             known_bytecode = (info.code_hash, info.code.clone().unwrap_or_default());
         }
+        // All but one 64th of what is left, as CALL forwards it (EIP-150): a callee that runs
+        // out of gas or halts fails the call, and the caller still has gas to go on with.
+        let params = &self.evm.ctx.cfg.gas_params;
+        call.gas_limit = params.call_stipend_reduction(left);
+        // A call with value gives the callee a stipend besides, which the value's cost paid for.
+        let stipend = if value_gas == 0 { 0 } else { params.call_stipend() };
         let (scheme, value) = if call.is_static {
             (CallScheme::StaticCall, U256::ZERO)
         } else {

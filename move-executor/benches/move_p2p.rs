@@ -15,7 +15,7 @@ mod testkit;
 
 use std::num::NonZeroUsize;
 
-use duet_bench_kit::p2p::{Options, RunStats};
+use duet_bench_kit::p2p::Options;
 use duet_bench_kit::SplitMix;
 use duet_block_stm::{ExecutorConfig, TransactionResult};
 use duet_move::{MoveBlockExecutor, MoveVm};
@@ -63,14 +63,7 @@ fn main() {
         let figures = options.measure(
             block_size,
             || sequential_executor.execute_block(&block, &storage),
-            || {
-                let (output, stats) = parallel_executor.execute_block_with_stats(&block, &storage);
-                let stats = RunStats {
-                    executions: stats.executions,
-                    sequential_from: stats.sequential_from,
-                };
-                (output, stats)
-            },
+            || parallel_executor.execute_block_with_stats(&block, &storage),
             |output| assert!(output.as_ref() == Ok(&expected), "an output differs"),
         );
         let fields = serde_json::json!({ "workload": "move_eth_transfer" });

@@ -75,10 +75,7 @@ fn main() {
         base_gas = run(&mut state, call(publisher, "plain", "nothing", &[], vec![]), false);
         base.push(started.elapsed());
     }
-    let median = |mut v: Vec<std::time::Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
+    let median = duet_bench_kit::median;
     let (cold, warm, base) = (median(cold), median(warm), median(base));
     let load = cold.saturating_sub(base);
     let gas = cold_gas - base_gas;

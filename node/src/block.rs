@@ -172,12 +172,7 @@ impl Block {
 /// The length of an RLP string or list of `payload` bytes (a payload of one byte under 0x80 is
 /// its own encoding, which no length here is).
 fn rlp_length(payload: usize) -> usize {
-    let length_bytes = if payload < 56 {
-        0
-    } else {
-        payload.to_be_bytes().iter().skip_while(|byte| **byte == 0).count()
-    };
-    1 + length_bytes + payload
+    alloy_rlp::length_of_length(payload) + payload
 }
 
 /// The roots of `records` (a block's, in order): Ethereum's transactions root and receipts root

@@ -234,7 +234,7 @@ fn unpaid_senders(
     client: &RpcClient,
     token: Address,
     senders: &[Account],
-    (load, funded): (&Load, U256),
+    (load, funded): (&Load, u128),
 ) -> Result<usize, String> {
     let calls: Vec<Value> = senders
         .iter()
@@ -243,23 +243,16 @@ fn unpaid_senders(
             json!([{ "to": token, "data": Bytes::from(data) }, "latest"])
         })
         .collect();
-    let mut connection = client.connect()?;
-    let mut unpaid = 0;
-    for (chunk, calls) in calls.chunks(500).enumerate() {
-        for (offset, answer) in connection.batch("eth_call", calls)?.into_iter().enumerate() {
-            let sender = chunk * 500 + offset;
+    let balances = client.quantities("eth_call", &calls)?;
+    Ok(balances
+        .into_iter()
+        .enumerate()
+        .filter(|(sender, balance)| {
             let sent = load.transactions / load.senders
-                + usize::from(sender < load.transactions % load.senders);
-            let balance = answer?
-                .as_str()
-                .and_then(|hex| U256::from_str_radix(hex.trim_start_matches("0x"), 16).ok())
-                .ok_or("balanceOf answered no number")?;
-            if balance != funded - U256::from(sent) {
-                unpaid += 1;
-            }
-        }
-    }
-    Ok(unpaid)
+                + usize::from(*sender < load.transactions % load.senders);
+            *balance != funded - sent as u128
+        })
+        .count())
 }
 
 /// Sends `raws` in order (again, what a full pool refuses) and waits for all of them to be
@@ -378,7 +371,7 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
     let seen = seen??;
     let sent = sent?;
     // Counted only if they did what they were sent for: a reverted transfer is no throughput.
-    let unpaid = unpaid_senders(&client, token, &senders, (&load, U256::from(FUNDED_TOKENS)))?;
+    let unpaid = unpaid_senders(&client, token, &senders, (&load, FUNDED_TOKENS))?;
     if unpaid > 0 {
         return Err(format!("{unpaid} senders' transfers did not all go through (reverted)"));
     }

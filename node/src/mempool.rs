@@ -499,12 +499,14 @@ impl Mempool {
         if waiting.range(state_nonce..nonce).count() as u64 != before {
             return Vec::new();
         }
+        // Those after one told of were told of with it (or before): the walk stops there, so
+        // that a block's check of a sender with a long run waiting reads none of it.
         let run: Vec<B256> = waiting
             .range(nonce..)
             .zip(nonce..)
             .take_while(|((held, _), expected)| *held == expected)
             .map(|((_, transaction), _)| transaction.hash)
-            .filter(|hash| !self.announced.contains(hash))
+            .take_while(|hash| !self.announced.contains(hash))
             .collect();
         self.announced.extend(run.iter().copied());
         run

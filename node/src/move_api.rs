@@ -795,11 +795,7 @@ async fn transaction(State(api): State<Api>, Path(hash): Path<String>) -> Answer
             // The EVM's logs: an EVM transaction's, and those of EVM code a Move transaction
             // called; a Solidity call's Move events are among them, logs of the Move call
             // precompile (topic 0 the keccak256 of the event's type, data its BCS).
-            "logs": record.logs.iter().map(|log| json!({
-                "address": log.address,
-                "topics": log.data.topics(),
-                "data": log.data.data,
-            })).collect::<Vec<_>>(),
+            "logs": record.logs,
         }))
     })
     .await

@@ -1952,7 +1952,7 @@ fn block_object(chain: &Chain, block: &Block, full: bool) -> Result<Value, RpcEr
         // Also the header's `extraData`, where its hash commits to it.
         "moveOutcomesHash": block.move_outcomes_hash,
         "miner": header.beneficiary,
-        "difficulty": "0x0",
+        "difficulty": header.difficulty,
         "totalDifficulty": "0x0",
         "extraData": header.extra_data,
         "size": hex(block.size),
@@ -1960,14 +1960,14 @@ fn block_object(chain: &Chain, block: &Block, full: bool) -> Result<Value, RpcEr
         "gasUsed": hex(header.gas_used),
         "timestamp": hex(header.timestamp),
         "mixHash": header.mix_hash,
-        "baseFeePerGas": hex(block.base_fee),
+        "baseFeePerGas": header.base_fee_per_gas.map(hex),
         "withdrawals": [],
         "withdrawalsRoot": header.withdrawals_root,
         // The fork the EVM runs (Osaka) has these header fields; tools read the fork from them
         // (`cast run` replays as Cancun or later when it sees `excessBlobGas`). No blobs, no
         // beacon chain and no EIP-7685 requests: zero, zero, zero and the hash of none.
-        "blobGasUsed": "0x0",
-        "excessBlobGas": "0x0",
+        "blobGasUsed": header.blob_gas_used.map(hex),
+        "excessBlobGas": header.excess_blob_gas.map(hex),
         "parentBeaconBlockRoot": header.parent_beacon_block_root,
         "requestsHash": header.requests_hash,
         "transactions": transactions,
