@@ -103,9 +103,10 @@ pub const MODULE_BYTE: u64 = 200;
 pub const VERIFICATION_WORK: u64 = 100;
 /// Per node of the layout `bcs::to_bytes` serializes with: the VM copies a cached layout whole
 /// for each call (allocations it frees after), and a layout may have 512 nodes where its type
-/// names two (`vector<S>` of a struct of 254 fields). Twice: the node is counted here and
-/// copied again by the native.
+/// names two (`vector<S>` of a struct of 254 fields).
 pub const LAYOUT_NODE: u64 = 3;
+/// A `bcs::to_bytes` that fails (a value without a layout, or one that does not serialize).
+pub const BCS_FAILURE: u64 = 10;
 
 const CALL: u64 = 10;
 const GLOBAL: u64 = 50;

@@ -21,6 +21,7 @@ use duet_block_stm::{Delta, TransactionView};
 use duet_types::{Address, StateKey, StateValue};
 use move_binary_format::errors::{PartialVMError, PartialVMResult};
 use move_core_types::account_address::AccountAddress;
+use move_core_types::vm_status::sub_status::NFE_BCS_SERIALIZATION_FAILURE;
 use move_core_types::vm_status::StatusCode;
 use move_vm_runtime::native_functions::{
     make_table_from_iter, NativeContext, NativeFunction, NativeFunctionTable,
@@ -28,14 +29,14 @@ use move_vm_runtime::native_functions::{
 use move_vm_types::loaded_data::runtime_types::Type;
 use move_vm_types::natives::function::NativeResult;
 use move_vm_types::pop_arg;
-use move_vm_types::values::Value;
+use move_vm_types::values::{Reference, Value};
 use move_vm_types::views::ValueView;
 use smallvec::smallvec;
 
 use crate::evm::{EvmCall, EvmCallResult, EvmHost, EvmHostFactory};
 use crate::gas::{
-    ETH_TRANSFER, EVENT, EVM_CALL, KECCAK, KECCAK_WORD, LAYOUT_NODE, NATIVE_STATE_READ,
-    SIZE_UNITS_PER_GAS,
+    BCS_FAILURE, ETH_TRANSFER, EVENT, EVM_CALL, KECCAK, KECCAK_WORD, LAYOUT_NODE,
+    NATIVE_STATE_READ, SIZE_UNITS_PER_GAS,
 };
 use crate::{to_address, FRAMEWORK_ADDRESS};
 
@@ -319,7 +320,7 @@ pub(crate) fn all_natives() -> NativeFunctionTable {
             // runs them, with their gas and the memory quota's counts; called as natives from
             // hand-written bytecode they would grow vectors uncounted.
             ("vector", _) => *native = Arc::new(native_vector_call),
-            ("bcs", "to_bytes") => *native = bcs_charged_by_size(Arc::clone(native)),
+            ("bcs", "to_bytes") => *native = Arc::new(native_bcs_to_bytes),
             _ => {}
         }
     }
@@ -353,40 +354,45 @@ pub(crate) fn all_natives() -> NativeFunctionTable {
     natives
 }
 
-/// `bcs::to_bytes`, charging besides its bytes written 1 gas per [`SIZE_UNITS_PER_GAS`] units of
-/// the size of the value it serializes (through its reference argument); charged with the
-/// native's own cost, when it returns. Unlike a copy's, this charge does not grow with the heap
-/// the transaction holds: serializing shuffled vectors of 50 000 structs or 60 000 empty vectors
-/// (`move_gas` probes) ran at 0.44 and 0.42 times plain arithmetic's time per gas, the bytes
-/// written paying most of it.
-/// Also [`LAYOUT_NODE`] per node of the value's layout, which the VM copies for each call.
-fn bcs_charged_by_size(to_bytes: NativeFunction) -> NativeFunction {
-    Arc::new(move |context, ty_args, arguments| {
-        let size = arguments.front().map_or(0, |value| u64::from(value.referent_size()));
-        let nodes = match ty_args.first() {
-            // No layout: the native fails, as it would have.
-            Some(ty) => context.type_to_type_layout(ty)?.as_ref().map_or(0, layout_nodes),
-            None => 0,
-        };
-        let mut result = to_bytes(context, ty_args, arguments)?;
-        result.cost += (size / SIZE_UNITS_PER_GAS + LAYOUT_NODE * nodes).into();
-        Ok(result)
-    })
+/// `bcs::to_bytes` (the standard library's, with the layout built once): 1 gas per byte
+/// written, 1 per [`SIZE_UNITS_PER_GAS`] units of the size of the value it serializes (through
+/// its reference argument), and [`LAYOUT_NODE`] per node of the value's layout, which the VM
+/// copies for each call; [`BCS_FAILURE`] if the value has no layout or does not serialize.
+/// Unlike a copy's, the size's charge does not grow with the heap the transaction holds:
+/// serializing shuffled vectors of 50 000 structs or 60 000 empty vectors (`move_gas` probes)
+/// ran at 0.44 and 0.42 times plain arithmetic's time per gas, the bytes written paying most.
+fn native_bcs_to_bytes(
+    context: &mut NativeContext<'_, '_>,
+    mut types: Vec<Type>,
+    mut arguments: VecDeque<Value>,
+) -> PartialVMResult<NativeResult> {
+    let size = arguments.front().map_or(0, |value| u64::from(value.referent_size()));
+    let reference = pop_arg!(arguments, Reference);
+    let ty = types.pop().ok_or_else(|| {
+        PartialVMError::new(StatusCode::UNKNOWN_INVARIANT_VIOLATION_ERROR)
+            .with_message("bcs::to_bytes takes one type argument".to_owned())
+    })?;
+    let failed = |cost: u64| Ok(NativeResult::err(cost.into(), NFE_BCS_SERIALIZATION_FAILURE));
+    let size_cost = size / SIZE_UNITS_PER_GAS;
+    let Some(layout) = context.type_to_type_layout(&ty)? else {
+        return failed(size_cost + BCS_FAILURE);
+    };
+    let cost = size_cost + LAYOUT_NODE * layout_nodes(&layout);
+    let Some(bytes) = reference.read_ref()?.simple_serialize(&layout) else {
+        return failed(cost + BCS_FAILURE);
+    };
+    let cost = cost + bytes.len() as u64;
+    Ok(NativeResult::ok(cost.into(), smallvec![Value::vector_u8(bytes)]))
 }
 
-/// The nodes of `layout` (the VM bounds them, and their depth).
+/// The nodes of a layout the VM built (its structs' are of the runtime kind; it bounds them, and
+/// their depth).
 fn layout_nodes(layout: &move_core_types::value::MoveTypeLayout) -> u64 {
     use move_core_types::value::{MoveStructLayout, MoveTypeLayout};
     match layout {
         MoveTypeLayout::Vector(inner) => 1 + layout_nodes(inner),
         MoveTypeLayout::Struct(MoveStructLayout::Runtime(fields)) => {
             1 + fields.iter().map(layout_nodes).sum::<u64>()
-        }
-        MoveTypeLayout::Struct(MoveStructLayout::WithFields(fields)) => {
-            1 + fields.iter().map(|field| layout_nodes(&field.layout)).sum::<u64>()
-        }
-        MoveTypeLayout::Struct(MoveStructLayout::WithTypes { fields, .. }) => {
-            1 + fields.iter().map(|field| layout_nodes(&field.layout)).sum::<u64>()
         }
         _ => 1,
     }
@@ -417,11 +423,7 @@ fn charged_at_emission(emit: NativeFunction) -> NativeFunction {
 /// The standard library natives' gas: a base cost per call and a cost per byte handled.
 fn stdlib_gas() -> move_stdlib::natives::GasParameters {
     let mut gas = move_stdlib::natives::GasParameters::zeros();
-    // The value read through its reference is charged in `bcs_charged_by_size` (1 per 32
-    // units), the bytes written 1 each.
-    gas.bcs.to_bytes.input_unit_cost = 0.into();
-    gas.bcs.to_bytes.output_unit_cost = 1.into();
-    gas.bcs.to_bytes.failure_cost = 10.into();
+    // `bcs::to_bytes` is Duet's own (`native_bcs_to_bytes`).
     for hash in [&mut gas.hash.sha2_256.base_cost, &mut gas.hash.sha3_256.base_cost] {
         *hash = 30.into();
     }
