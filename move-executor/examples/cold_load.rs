@@ -1,19 +1,20 @@
-//! What loading a module cold costs against what a call pays for it: the measurement behind
-//! the open question of cold module loads (every publication empties every Move VM instance's
-//! code cache, so the calls after it load their modules cold, while a call pays the same cached
-//! or not: 2 600 + 1/8 gas a byte a module).
+//! What loading a module cold costs against what a call pays for it. Every publication empties
+//! every Move VM instance's code cache, so the calls after it load their modules again, while a
+//! call pays the same cached or not (`gas::MODULE_LOAD`: 2 600 + 1 gas per
+//! `gas::MODULE_LOAD_BYTES_PER_GAS` bytes a module, + `gas::MODULE_LINK` per dependency named).
 //!
-//! `cargo run --release -p duet-move --example cold_load [-- COUNT]`: publishes a module of
-//! COUNT structs and functions (1 500 unless told) and a module calling it, then times, median
-//! of 9, a call of it on emptied caches, the same call warm, and a call of an empty module on
-//! emptied caches; prints the load's time against the gas it pays, in nanoseconds a unit of gas
-//! (arithmetic runs at about 12: `cargo bench -p duet-move --bench move_gas`).
+//! `cargo run --release -p duet-move --example cold_load [-- COUNT [FAN]]`: publishes a module of
+//! COUNT structs and functions (1 500 unless told), a module calling it, and a module calling FAN
+//! (16 unless told) small modules that each depend on it; then times, median of 9, a call of
+//! each on emptied caches, the first warm too, and a call of an empty module on emptied caches;
+//! prints each load's time against the gas it pays, in nanoseconds a unit of gas (arithmetic
+//! runs at about 12: `cargo bench -p duet-move --bench move_gas`).
 
 #[path = "../testkit/mod.rs"]
 mod testkit;
 
 use std::fmt::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use duet_block_stm::TransactionResult;
 use duet_move::{MoveBlockExecutor, MoveVm};
@@ -24,7 +25,9 @@ use testkit::{call, compile_example, transaction, user, MemoryState, FEE_VAULT, 
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let count: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(1500);
+    let mut arguments = std::env::args().skip(1).map(|n| n.parse::<usize>().ok());
+    let count = arguments.next().flatten().unwrap_or(1500);
+    let fan = arguments.next().flatten().unwrap_or(16);
     let publisher = user(1);
     let vm = MoveVm::new(FEE_VAULT);
     let executor = MoveBlockExecutor::sequential(&vm);
@@ -36,13 +39,23 @@ fn main() {
         write!(big, "public fun f{i}(x: u64): u64 {{ let s = S{i} {{ a: x, b: vector[], c: true }}; s.a + {i} }} ").unwrap();
     }
     big.push('}');
-    let big_modules = compile_example(&big, publisher);
-    let bytes: usize = big_modules.iter().map(Vec::len).sum();
-    let all = compile_example(
-        &format!("{big} module example::cold {{ use example::big; public entry fun touch() {{ big::f0(1); }} }} \
-         module example::plain {{ public entry fun nothing() {{}} }}"),
-        publisher,
+    let bytes: usize = compile_example(&big, publisher).iter().map(Vec::len).sum();
+    let mut source = format!(
+        "{big} module example::cold {{ use example::big; public entry fun touch() {{ big::f0(1); }} }} \
+         module example::plain {{ public entry fun nothing() {{}} }}"
     );
+    let mut fan_out = String::from("module example::fan { public entry fun touch() { ");
+    for i in 0..fan {
+        write!(
+            source,
+            " module example::small{i} {{ public fun f(): u64 {{ example::big::f{i}(1) }} }}"
+        )
+        .unwrap();
+        write!(fan_out, "example::small{i}::f(); ").unwrap();
+    }
+    fan_out.push_str("} }");
+    source.push_str(&fan_out);
+    let all = compile_example(&source, publisher);
     let mut nonce = 0;
     let mut run = |state: &mut MemoryState, payload: MovePayload, apply: bool| {
         let mut tx = transaction(publisher, nonce, payload);
@@ -60,28 +73,35 @@ fn main() {
         gas
     };
     run(&mut state, MovePayload::ModuleBundle(all), true);
-    let (mut cold, mut warm, mut base) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut cold_gas, mut base_gas) = (0, 0);
-    for _ in 0..9 {
-        vm.flush_code_cache();
-        let started = Instant::now();
-        cold_gas = run(&mut state, call(publisher, "cold", "touch", &[], vec![]), false);
-        cold.push(started.elapsed());
-        let started = Instant::now();
-        run(&mut state, call(publisher, "cold", "touch", &[], vec![]), false);
-        warm.push(started.elapsed());
-        vm.flush_code_cache();
-        let started = Instant::now();
-        base_gas = run(&mut state, call(publisher, "plain", "nothing", &[], vec![]), false);
-        base.push(started.elapsed());
-    }
-    let median = duet_bench_kit::median;
-    let (cold, warm, base) = (median(cold), median(warm), median(base));
+    let mut timed = |module: &str, function: &str, flush: bool| {
+        let (mut times, mut gas) = (Vec::new(), 0);
+        for _ in 0..9 {
+            if flush {
+                vm.flush_code_cache();
+            }
+            let started = Instant::now();
+            gas = run(&mut state, call(publisher, module, function, &[], vec![]), false);
+            times.push(started.elapsed());
+        }
+        (duet_bench_kit::median(times), gas)
+    };
+    let (cold, cold_gas) = timed("cold", "touch", true);
+    let (warm, _) = timed("cold", "touch", false);
+    let (fanned, fan_gas) = timed("fan", "touch", true);
+    let (base, base_gas) = timed("plain", "nothing", true);
+    let per_gas = |load: Duration, gas: u64| load.as_nanos() as f64 / gas as f64;
     let load = cold.saturating_sub(base);
     let gas = cold_gas - base_gas;
     println!(
         "module of {bytes} bytes ({count} structs and functions): cold call {cold:?}, warm {warm:?}, \
          a cold call of an empty module {base:?}; the load {load:?} for {gas} gas: {:.1} ns a unit of gas",
-        load.as_nanos() as f64 / gas as f64
+        per_gas(load, gas)
+    );
+    let load = fanned.saturating_sub(base);
+    let gas = fan_gas - base_gas;
+    println!(
+        "{fan} small modules each depending on it, called from one: cold call {fanned:?}; the load \
+         {load:?} for {gas} gas: {:.1} ns a unit of gas",
+        per_gas(load, gas)
     );
 }

@@ -17,7 +17,7 @@
 //! | a type an instruction instantiates (a generic call's type arguments, a vector or generic struct instruction's type) | 1 per node (`u64`: 1 node, `vector<Coin<T>>`: 3; the VM is patched to report them) |
 //! | `borrow_global`, `exists`, `move_from`, `move_to` | 50 (+ 1 per 32 units moved) |
 //! | first load of a resource in a Move session (a transaction, or each call from Solidity) | 2 100 + 4 per byte, before its bytes are decoded (each may become a value of its own) |
-//! | code a call loads: each module of the call's closure outside the framework, every call, cached or not (`loading`) | 2 600 + 1 per 8 bytes + 100 per dependency it names |
+//! | code a call loads: each module of the call's closure outside the framework, every call, cached or not (`loading`) | 2 600 + 1 per 2 bytes + 100 per dependency it names |
 //! | code a publication loads to verify the bundle: stored dependencies, upgraded modules' stored versions, friends (`loading`) | the same, per module |
 //! | native function | its own cost (below) |
 //! | `eth::balance`, `account::sequence_number` | 2 100 |
@@ -87,8 +87,11 @@ pub const KECCAK_WORD: u64 = 6;
 /// Loading a module for a call or a publication (as a cold account access costs in the EVM; see
 /// `loading`).
 pub const MODULE_LOAD: u64 = 2_600;
-/// Bytes of a loaded module per unit of gas.
-pub const MODULE_LOAD_BYTES_PER_GAS: u64 = 8;
+/// Bytes of a loaded module per unit of gas: what loading a module into an instance whose code
+/// cache was emptied costs (linking it and building the instance's tables for it, about 6 ns a
+/// byte; `cargo run --release -p duet-move --example cold_load`), at about arithmetic's price,
+/// since a call pays the same whether its code was cached or not.
+pub const MODULE_LOAD_BYTES_PER_GAS: u64 = 2;
 /// Each module a loaded module names as a dependency (or, in a publication, as a friend): the
 /// walk looks each up.
 pub const MODULE_LINK: u64 = 100;

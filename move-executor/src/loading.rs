@@ -108,7 +108,8 @@ impl Footprints {
         else {
             return Ok(None);
         };
-        let Ok(compiled) = CompiledModule::deserialize(&bytes) else { return Ok(None) };
+        // As the VM deserializes it: once per process (see `move_vm_runtime::deserialize_module`).
+        let Ok(compiled) = move_vm_runtime::deserialize_module(&bytes) else { return Ok(None) };
         let outside = |modules: Vec<ModuleId>| -> Box<[ModuleId]> {
             modules.into_iter().filter(|module| !in_framework(module)).collect()
         };

@@ -59,8 +59,9 @@ const CHAIN_ID: &[u8] = b"chain_id";
 /// block's hash is Ethereum's, keccak256 of its RLP header ([`crate::block::Block::header`]);
 /// Move calls into the EVM forward gas as `CALL` does (EIP-150, the stipend) and fail rather
 /// than run out of gas; `String` arguments are taken (UTF-8). 4: a block records its size;
-/// `bcs::to_bytes` pays for its layout's nodes.
-pub const FORMAT: u64 = 4;
+/// `bcs::to_bytes` pays for its layout's nodes. 5: a module a call or a publication loads
+/// costs 1 gas per 2 bytes of it (it cost 1 per 8).
+pub const FORMAT: u64 = 5;
 
 /// How many blocks before the head the state of is kept: queries may name any of them.
 pub const STATE_HISTORY_BLOCKS: u64 = 128;

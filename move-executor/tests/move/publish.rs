@@ -730,3 +730,67 @@ fn an_upgrade_naming_a_generic_struct_without_its_type_arguments_is_refused_befo
     let key = StateKey::MoveModule { address: alice, name: "shapes".into() };
     assert_eq!(chain.state.0.get(&key), before.0.get(&key));
 }
+
+#[test]
+fn a_module_links_only_to_what_its_dependencies_offer_it_from_the_state_or_its_bundle() {
+    // Each module below is compiled against a `lib` that offers more than the published one
+    // does, and refused when published: linking finds what a module imports in what its
+    // dependency defines, from the dependency as stored or, for `lib2`, as published in the
+    // same bundle. `pal`, a friend, may call the friend function a stranger may not.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let lib = |name: &str, close: &str, hidden: &str, extra: &str, abilities: &str| {
+        let friends = if name == "lib" && close != "public" {
+            format!("friend {alice}::pal;")
+        } else {
+            String::new()
+        };
+        format!(
+            "module {alice}::{name} {{ {friends} \
+             struct S has {abilities} {{ v: u64 }} \
+             public fun open(): u64 {{ 1 }} \
+             {close} fun close(): u64 {{ 2 }} \
+             {hidden} fun hidden(): u64 {{ 3 }} {extra} }}"
+        )
+    };
+    let pal = format!(
+        "module {alice}::pal {{ public entry fun go() {{ assert!({alice}::lib::close() == 2, 1) }} }}"
+    );
+    let real = compile_by_name(&format!(
+        "{} {} {pal}",
+        lib("lib", "public(friend)", "", "", "copy, drop"),
+        lib("lib2", "public(friend)", "", "", "copy, drop"),
+    ));
+    let users = |lib: &str| {
+        format!(
+            "module {alice}::stranger {{ public fun f(): u64 {{ {alice}::{lib}::close() }} }} \
+             module {alice}::peek {{ public fun f(): u64 {{ {alice}::{lib}::hidden() }} }} \
+             module {alice}::ghost {{ public fun f(): u64 {{ {alice}::{lib}::absent() }} }} \
+             module {alice}::wrong {{ public fun f(_s: {alice}::{lib}::S): u64 {{ 0 }} }}"
+        )
+    };
+    // Offers `close` and `hidden` to all, an `absent` function, and `S` with `store`.
+    let offering_more = |name: &str| {
+        lib(name, "public", "public", "public fun absent(): u64 { 4 }", "copy, drop, store")
+    };
+    let fake = compile_by_name(&format!("{} {}", offering_more("lib"), users("lib")));
+    let fake2 = compile_by_name(&format!("{} {}", offering_more("lib2"), users("lib2")));
+    chain.publish(alice, vec![real["lib"].clone(), real["pal"].clone()]);
+    assert_eq!(chain.call_once(alice, "pal", "go", vec![]).0, MoveStatus::Success);
+    for (name, status) in [
+        ("stranger", "LOOKUP_FAILED"),
+        ("peek", "LOOKUP_FAILED"),
+        ("ghost", "LOOKUP_FAILED"),
+        ("wrong", "TYPE_MISMATCH"),
+    ] {
+        let alone = chain.publish_output(alice, vec![fake[name].clone()]);
+        assert_failed(&alone, 0, status, "");
+        let with_lib2 =
+            chain.publish_output(alice, vec![real["lib2"].clone(), fake2[name].clone()]);
+        assert_failed(&with_lib2, 0, status, "");
+        for module in [name, "lib2"] {
+            let key = StateKey::MoveModule { address: alice, name: module.into() };
+            assert!(!chain.state.0.contains_key(&key), "{module} was published");
+        }
+    }
+}

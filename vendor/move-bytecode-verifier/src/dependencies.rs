@@ -15,18 +15,97 @@ use move_binary_format::{
     file_format_common::VERSION_5,
     IndexKind,
 };
-use move_core_types::{identifier::Identifier, language_storage::ModuleId, vm_status::StatusCode};
-use std::collections::{BTreeMap, BTreeSet};
+use move_core_types::{
+    identifier::{IdentStr, Identifier},
+    language_storage::ModuleId,
+    vm_status::StatusCode,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Duet: a module's struct and function definitions by name, for linking the modules that
+/// depend on it. Linking looked them up in maps of every definition of every dependency, built
+/// anew for each module linked, so that loading a small module that depends on large ones cost
+/// as much as reading those again; with the definitions of each dependency built once (and
+/// kept with it), linking costs what the module linked imports.
+#[derive(Debug, Default)]
+pub struct Definitions {
+    structs: HashMap<Identifier, StructHandleIndex>,
+    functions: HashMap<Identifier, FunctionDefinitionSummary>,
+}
+
+/// Duet: what linking needs of a function definition.
+#[derive(Clone, Copy, Debug)]
+struct FunctionDefinitionSummary {
+    handle: FunctionHandleIndex,
+    visibility: Visibility,
+    is_entry: bool,
+}
+
+impl Definitions {
+    /// The definitions of `module`, by name.
+    pub fn of(module: &CompiledModule) -> Self {
+        let structs = module
+            .struct_defs()
+            .iter()
+            .map(|definition| {
+                let handle = module.struct_handle_at(definition.struct_handle);
+                (
+                    module.identifier_at(handle.name).to_owned(),
+                    definition.struct_handle,
+                )
+            })
+            .collect();
+        let functions = module
+            .function_defs()
+            .iter()
+            .map(|definition| {
+                let handle = module.function_handle_at(definition.function);
+                let summary = FunctionDefinitionSummary {
+                    handle: definition.function,
+                    visibility: definition.visibility,
+                    is_entry: definition.is_entry,
+                };
+                (module.identifier_at(handle.name).to_owned(), summary)
+            })
+            .collect();
+        Self { structs, functions }
+    }
+
+    fn struct_named(&self, name: &IdentStr) -> Option<StructHandleIndex> {
+        self.structs.get(name).copied()
+    }
+
+    fn function_named(&self, name: &IdentStr) -> Option<FunctionDefinitionSummary> {
+        self.functions.get(name).copied()
+    }
+}
+
+/// Duet: an immediate dependency of the module or script being linked.
+struct Dependency<'b> {
+    module: &'b CompiledModule,
+    definitions: &'b Definitions,
+    /// Whether the module being linked is among its friends.
+    befriends_self: bool,
+}
+
+impl Dependency<'_> {
+    /// The handle of the function named `name` the module being linked may call.
+    fn callable_function(&self, name: &IdentStr) -> Option<FunctionHandleIndex> {
+        let function = self.definitions.function_named(name)?;
+        let may_be_called = match function.visibility {
+            Visibility::Public => true,
+            Visibility::Friend => self.befriends_self,
+            Visibility::Private => false,
+        };
+        may_be_called.then_some(function.handle)
+    }
+}
 
 struct Context<'a, 'b> {
     resolver: BinaryIndexedView<'a>,
     // (Module -> CompiledModule) for (at least) all immediate dependencies
-    dependency_map: BTreeMap<ModuleId, &'b CompiledModule>,
-    // (Module::StructName -> handle) for all types of all dependencies
-    struct_id_to_handle_map: BTreeMap<(ModuleId, Identifier), StructHandleIndex>,
-    // (Module::FunctionName -> handle) for all functions that can ever be called by this
-    // module/script in all dependencies
-    func_id_to_handle_map: BTreeMap<(ModuleId, Identifier), FunctionHandleIndex>,
+    // Duet: with the dependency's definitions by name.
+    dependency_map: BTreeMap<ModuleId, Dependency<'b>>,
     // (handle -> visibility) for all function handles found in the module being checked
     function_visibilities: BTreeMap<FunctionHandleIndex, Visibility>,
     // all function handles found in the module being checked that are script functions in <V5
@@ -37,21 +116,21 @@ struct Context<'a, 'b> {
 impl<'a, 'b> Context<'a, 'b> {
     fn module(
         module: &'a CompiledModule,
-        dependencies: impl IntoIterator<Item = &'b CompiledModule>,
+        dependencies: impl IntoIterator<Item = (&'b CompiledModule, &'b Definitions)>,
     ) -> Self {
         Self::new(BinaryIndexedView::Module(module), dependencies)
     }
 
     fn script(
         script: &'a CompiledScript,
-        dependencies: impl IntoIterator<Item = &'b CompiledModule>,
+        dependencies: impl IntoIterator<Item = (&'b CompiledModule, &'b Definitions)>,
     ) -> Self {
         Self::new(BinaryIndexedView::Script(script), dependencies)
     }
 
     fn new(
         resolver: BinaryIndexedView<'a>,
-        dependencies: impl IntoIterator<Item = &'b CompiledModule>,
+        dependencies: impl IntoIterator<Item = (&'b CompiledModule, &'b Definitions)>,
     ) -> Self {
         let self_module = resolver.self_id();
         let self_module_idx = resolver.self_handle_idx();
@@ -62,8 +141,18 @@ impl<'a, 'b> Context<'a, 'b> {
         };
         let dependency_map = dependencies
             .into_iter()
-            .filter(|d| Some(d.self_id()) != self_module)
-            .map(|d| (d.self_id(), d))
+            .filter(|(d, _)| Some(d.self_id()) != self_module)
+            .map(|(module, definitions)| {
+                let befriends_self = self_module
+                    .as_ref()
+                    .map_or(false, |self_id| module.immediate_friends().contains(self_id));
+                let dependency = Dependency {
+                    module,
+                    definitions,
+                    befriends_self,
+                };
+                (module.self_id(), dependency)
+            })
             .collect();
 
         let script_functions = if resolver.version() < VERSION_5 {
@@ -74,47 +163,9 @@ impl<'a, 'b> Context<'a, 'b> {
         let mut context = Self {
             resolver,
             dependency_map,
-            struct_id_to_handle_map: BTreeMap::new(),
-            func_id_to_handle_map: BTreeMap::new(),
             function_visibilities: BTreeMap::new(),
             script_functions,
         };
-
-        let mut dependency_visibilities = BTreeMap::new();
-        for (module_id, module) in &context.dependency_map {
-            let friend_module_ids: BTreeSet<_> = module.immediate_friends().into_iter().collect();
-
-            // Module::StructName -> def handle idx
-            for struct_def in module.struct_defs() {
-                let struct_handle = module.struct_handle_at(struct_def.struct_handle);
-                let struct_name = module.identifier_at(struct_handle.name);
-                context.struct_id_to_handle_map.insert(
-                    (module_id.clone(), struct_name.to_owned()),
-                    struct_def.struct_handle,
-                );
-            }
-            // Module::FuncName -> def handle idx
-            for func_def in module.function_defs() {
-                let func_handle = module.function_handle_at(func_def.function);
-                let func_name = module.identifier_at(func_handle.name);
-                dependency_visibilities.insert(
-                    (module_id.clone(), func_name.to_owned()),
-                    (func_def.visibility, func_def.is_entry),
-                );
-                let may_be_called = match func_def.visibility {
-                    Visibility::Public => true,
-                    Visibility::Friend => self_module
-                        .as_ref()
-                        .map_or(false, |self_id| friend_module_ids.contains(self_id)),
-                    Visibility::Private => false,
-                };
-                if may_be_called {
-                    context
-                        .func_id_to_handle_map
-                        .insert((module_id.clone(), func_name.to_owned()), func_def.function);
-                }
-            }
-        }
 
         for function_def in self_function_defs {
             context
@@ -135,15 +186,15 @@ impl<'a, 'b> Context<'a, 'b> {
                 .resolver
                 .module_id_for_handle(context.resolver.module_handle_at(function_handle.module));
             let function_name = context.resolver.identifier_at(function_handle.name);
-            let dep_file_format_version =
-                context.dependency_map.get(&dep_module_id).unwrap().version;
-            let dep_function = (dep_module_id, function_name.to_owned());
-            let (visibility, is_entry) = match dependency_visibilities.get(&dep_function) {
-                // The visibility does not need to be set here. If the function does not
-                // link, it will be reported by verify_imported_functions
-                None => continue,
-                Some(vis_entry) => *vis_entry,
-            };
+            let dependency = context.dependency_map.get(&dep_module_id).unwrap();
+            let dep_file_format_version = dependency.module.version;
+            let (visibility, is_entry) =
+                match dependency.definitions.function_named(function_name) {
+                    // The visibility does not need to be set here. If the function does not
+                    // link, it will be reported by verify_imported_functions
+                    None => continue,
+                    Some(function) => (function.visibility, function.is_entry),
+                };
             let fhandle_idx = FunctionHandleIndex(idx as TableIndex);
             context
                 .function_visibilities
@@ -164,13 +215,23 @@ pub fn verify_module<'a>(
     module: &CompiledModule,
     dependencies: impl IntoIterator<Item = &'a CompiledModule>,
 ) -> VMResult<()> {
+    let dependencies: Vec<_> = dependencies.into_iter().collect();
+    let definitions: Vec<_> = dependencies.iter().map(|d| Definitions::of(d)).collect();
+    verify_module_with_definitions(module, dependencies.into_iter().zip(&definitions))
+}
+
+/// Duet: `verify_module`, with each dependency's definitions by name given.
+pub fn verify_module_with_definitions<'a>(
+    module: &CompiledModule,
+    dependencies: impl IntoIterator<Item = (&'a CompiledModule, &'a Definitions)>,
+) -> VMResult<()> {
     verify_module_impl(module, dependencies)
         .map_err(|e| e.finish(Location::Module(module.self_id())))
 }
 
 fn verify_module_impl<'a>(
     module: &CompiledModule,
-    dependencies: impl IntoIterator<Item = &'a CompiledModule>,
+    dependencies: impl IntoIterator<Item = (&'a CompiledModule, &'a Definitions)>,
 ) -> PartialVMResult<()> {
     let context = &Context::module(module, dependencies);
 
@@ -191,7 +252,9 @@ pub fn verify_script_impl<'a>(
     script: &CompiledScript,
     dependencies: impl IntoIterator<Item = &'a CompiledModule>,
 ) -> PartialVMResult<()> {
-    let context = &Context::script(script, dependencies);
+    let dependencies: Vec<_> = dependencies.into_iter().collect();
+    let definitions: Vec<_> = dependencies.iter().map(|d| Definitions::of(d)).collect();
+    let context = &Context::script(script, dependencies.into_iter().zip(&definitions));
 
     verify_imported_modules(context)?;
     verify_imported_structs(context)?;
@@ -226,14 +289,11 @@ fn verify_imported_structs(context: &Context) -> PartialVMResult<()> {
             .resolver
             .module_id_for_handle(context.resolver.module_handle_at(struct_handle.module));
         // TODO: remove unwrap
-        let owner_module = context.dependency_map.get(&owner_module_id).unwrap();
+        let owner = context.dependency_map.get(&owner_module_id).unwrap();
         let struct_name = context.resolver.identifier_at(struct_handle.name);
-        match context
-            .struct_id_to_handle_map
-            .get(&(owner_module_id, struct_name.to_owned()))
-        {
+        match owner.definitions.struct_named(struct_name) {
             Some(def_idx) => {
-                let def_handle = owner_module.struct_handle_at(*def_idx);
+                let def_handle = owner.module.struct_handle_at(def_idx);
                 if !compatible_struct_abilities(struct_handle.abilities, def_handle.abilities)
                     || !compatible_struct_type_parameters(
                         &struct_handle.type_parameters,
@@ -270,13 +330,11 @@ fn verify_imported_functions(context: &Context) -> PartialVMResult<()> {
             .module_id_for_handle(context.resolver.module_handle_at(function_handle.module));
         let function_name = context.resolver.identifier_at(function_handle.name);
         // TODO: remove unwrap
-        let owner_module = context.dependency_map.get(&owner_module_id).unwrap();
-        match context
-            .func_id_to_handle_map
-            .get(&(owner_module_id.clone(), function_name.to_owned()))
-        {
+        let owner = context.dependency_map.get(&owner_module_id).unwrap();
+        let owner_module = owner.module;
+        match owner.callable_function(function_name) {
             Some(def_idx) => {
-                let def_handle = owner_module.function_handle_at(*def_idx);
+                let def_handle = owner_module.function_handle_at(def_idx);
                 // compatible type parameter constraints
                 if !compatible_fun_type_parameters(
                     &function_handle.type_parameters,
@@ -291,7 +349,7 @@ fn verify_imported_functions(context: &Context) -> PartialVMResult<()> {
                 // same parameters
                 let handle_params = context.resolver.signature_at(function_handle.parameters);
                 let def_params = match context.dependency_map.get(&owner_module_id) {
-                    Some(module) => module.signature_at(def_handle.parameters),
+                    Some(dependency) => dependency.module.signature_at(def_handle.parameters),
                     None => {
                         return Err(verification_error(
                             StatusCode::LOOKUP_FAILED,
@@ -312,7 +370,7 @@ fn verify_imported_functions(context: &Context) -> PartialVMResult<()> {
                 // same return_
                 let handle_return = context.resolver.signature_at(function_handle.return_);
                 let def_return = match context.dependency_map.get(&owner_module_id) {
-                    Some(module) => module.signature_at(def_handle.return_),
+                    Some(dependency) => dependency.module.signature_at(def_handle.return_),
                     None => {
                         return Err(verification_error(
                             StatusCode::LOOKUP_FAILED,

@@ -20,7 +20,7 @@ use move_binary_format::{
     },
     IndexKind,
 };
-use move_bytecode_verifier::{self, dependencies, VerifierConfig};
+use move_bytecode_verifier::{self, dependencies, dependencies::Definitions, VerifierConfig};
 use move_core_types::{
     account_address::AccountAddress,
     identifier::{IdentStr, Identifier},
@@ -169,7 +169,8 @@ impl ModuleCache {
         &mut self,
         natives: &NativeFunctions,
         id: ModuleId,
-        module: CompiledModule,
+        // Duet: as deserialized once per process (see `DeserializedModules`).
+        module: &Deserialized,
         // Duet: its dependency depth (see `MAX_DEPENDENCY_DEPTH`).
         dependency_depth: usize,
     ) -> VMResult<Arc<Module>> {
@@ -179,8 +180,13 @@ impl ModuleCache {
 
         // we need this operation to be transactional, if an error occurs we must
         // leave a clean state
-        self.add_module(natives, &module)?;
-        match Module::new(module, self, dependency_depth) {
+        self.add_module(natives, &module.module)?;
+        match Module::new(
+            Arc::clone(&module.module),
+            Arc::clone(&module.definitions),
+            self,
+            dependency_depth,
+        ) {
             Ok(module) => Ok(Arc::clone(self.modules.insert(id, module))),
             Err((err, module)) => {
                 // remove all structs and functions that have been pushed
@@ -788,17 +794,18 @@ impl Loader {
     //
     // All modules in the bundle to be published must be loadable. This function performs all
     // verification steps to load these modules without actually loading them into the code cache.
-    /// Duet: records that each of `blobs` passes the verifier's checks of a module by itself
-    /// under this loader's configuration (see `VerifiedModules`).
-    pub(crate) fn remember_verified(&self, blobs: &[Vec<u8>]) {
-        for blob in blobs {
-            VERIFIED_MODULES.insert(VerifiedModules::key(&self.verifier_config, blob));
+    /// Duet: records that each of `modules` passes the verifier's checks of a module by itself
+    /// under this loader's configuration (see `DeserializedModules`).
+    pub(crate) fn remember_verified(&self, modules: &[Arc<Deserialized>]) {
+        let config = format!("{:?}", self.verifier_config);
+        for module in modules {
+            module.mark_verified(&config);
         }
     }
 
     pub(crate) fn verify_module_bundle_for_publication(
         &self,
-        modules: &[CompiledModule],
+        modules: &[Arc<Deserialized>],
         data_store: &mut impl DataStore,
     ) -> VMResult<()> {
         let mut bundle_unverified: BTreeSet<_> = modules.iter().map(|m| m.self_id()).collect();
@@ -814,7 +821,7 @@ impl Loader {
                 data_store,
             )?;
             // Duet: kept with its dependency depth.
-            bundle_verified.insert(module_id.clone(), (module.clone(), depth));
+            bundle_verified.insert(module_id.clone(), (Arc::clone(module), depth));
         }
         Ok(())
     }
@@ -894,7 +901,7 @@ impl Loader {
         let find = |module_id: &ModuleId| {
             bundle_verified
                 .get(module_id)
-                .map(|(module, _)| module)
+                .map(|(module, _)| &*module.module)
                 .or_else(|| module_cache.modules.get(module_id).map(|m| m.module()))
                 .ok_or_else(|| PartialVMError::new(StatusCode::MISSING_DEPENDENCY))
         };
@@ -1055,12 +1062,13 @@ impl Loader {
     }
 
     // Load, deserialize, and check the module with the bytecode verifier, without linking
+    // Duet: as deserialized once per process (see `DeserializedModules`).
     fn load_and_verify_module(
         &self,
         id: &ModuleId,
         data_store: &impl DataStore,
         allow_loading_failure: bool,
-    ) -> VMResult<CompiledModule> {
+    ) -> VMResult<Arc<Deserialized>> {
         // bytes fetching, allow loading to fail if the flag is set
         let bytes = match data_store.load_module(id) {
             Ok(bytes) => bytes,
@@ -1073,7 +1081,7 @@ impl Loader {
 
         // for bytes obtained from the data store, they should always deserialize and verify.
         // It is an invariant violation if they don't.
-        let module = CompiledModule::deserialize(&bytes)
+        let module = deserialized(&bytes)
             .map_err(|err| {
                 let msg = format!("Deserialization error: {:?}", err);
                 PartialVMError::new(StatusCode::CODE_DESERIALIZATION_ERROR)
@@ -1083,13 +1091,12 @@ impl Loader {
             .map_err(expect_no_verification_errors)?;
 
         // bytecode verifier checks that can be performed with the module itself
-        // Duet: once per process for the same bytes (see `VerifiedModules`).
-        // The key is computed before the set's lock is taken (a hash of the whole module).
-        let key = VerifiedModules::key(&self.verifier_config, &bytes);
-        if !VERIFIED_MODULES.contains(&key) {
+        // Duet: once per process for the same bytes (see `DeserializedModules`).
+        let config = format!("{:?}", self.verifier_config);
+        if !module.verified_with(&config) {
             move_bytecode_verifier::verify_module_with_config(&self.verifier_config, &module)
                 .map_err(expect_no_verification_errors)?;
-            VERIFIED_MODULES.insert(key);
+            module.mark_verified(&config);
         }
         self.check_natives(&module)
             .map_err(expect_no_verification_errors)?;
@@ -1195,7 +1202,7 @@ impl Loader {
         // if linking goes well, insert the module to the code cache
         let mut locked_cache = self.module_cache.write();
         let module_ref =
-            locked_cache.insert(&self.natives, id.clone(), module, dependency_depth)?;
+            locked_cache.insert(&self.natives, id.clone(), &module, dependency_depth)?;
         drop(locked_cache); // explicit unlock
 
         Ok(module_ref)
@@ -1233,7 +1240,7 @@ impl Loader {
         for module_id in module.immediate_dependencies() {
             if let Some((cached, dep_depth)) = bundle_verified.get(&module_id) {
                 reach(*dep_depth)?;
-                bundle_deps.push(cached);
+                bundle_deps.push((&*cached.module, &*cached.definitions));
             } else {
                 let locked_cache = self.module_cache.read();
                 let loaded = match locked_cache.module_at(&module_id) {
@@ -1256,10 +1263,11 @@ impl Loader {
         }
 
         // once all dependencies are loaded, do the linking check
+        // Duet: with each dependency's definitions by name, built once per module.
         let all_imm_deps = bundle_deps
             .into_iter()
-            .chain(cached_deps.iter().map(|m| m.module()));
-        let result = dependencies::verify_module(module, all_imm_deps);
+            .chain(cached_deps.iter().map(|m| (m.module(), &*m.definitions)));
+        let result = dependencies::verify_module_with_definitions(module, all_imm_deps);
 
         // if dependencies loading is not allowed to fail, the linking should not fail as well
         if allow_dependency_loading_failure {
@@ -1659,14 +1667,18 @@ pub(crate) struct Module {
     // Duet: the length of the longest chain of dependencies from this module down, itself
     // included (see `MAX_DEPENDENCY_DEPTH`).
     dependency_depth: usize,
+
+    // Duet: its definitions by name, to link the modules that depend on it.
+    definitions: Arc<Definitions>,
 }
 
 impl Module {
     fn new(
-        module: CompiledModule,
+        module: Arc<CompiledModule>,
+        definitions: Arc<Definitions>,
         cache: &ModuleCache,
         dependency_depth: usize,
-    ) -> Result<Self, (PartialVMError, CompiledModule)> {
+    ) -> Result<Self, (PartialVMError, Arc<CompiledModule>)> {
         let id = module.self_id();
 
         let mut struct_refs = vec![];
@@ -1827,7 +1839,7 @@ impl Module {
         match create() {
             Ok(_) => Ok(Self {
                 id,
-                module: Arc::new(module),
+                module,
                 struct_refs,
                 structs,
                 struct_instantiations,
@@ -1839,6 +1851,7 @@ impl Module {
                 struct_map,
                 single_signature_token_map,
                 dependency_depth,
+                definitions,
             }),
             Err(err) => Err((err, module)),
         }
@@ -2673,43 +2686,95 @@ impl Loader {
     }
 }
 
-/// Duet: the stored modules whose bytes passed the bytecode verifier's checks of the module
-/// itself, by a SHA3-256 of the verifier's configuration and the bytes. Every publication empties
-/// every instance's code cache, and each instance loads and verified stored code again on its
-/// next use, for the load's gas (a few thousand): a module that takes the verifier a fifth of a
-/// second, published once, cost that at every cold load. Those checks depend on the bytes and
-/// the configuration only, so skipping them changes no outcome; linking and the other checks
-/// against the loaded code still run. Bounded: emptied when full.
-struct VerifiedModules(parking_lot::Mutex<std::collections::HashSet<[u8; 32]>>);
+/// Duet: modules as deserialized (bounds checked), with their definitions by name and the
+/// verifier configurations whose checks of the module by itself they passed, by their bytes:
+/// shared by every instance and kept when an instance's code cache is emptied. Every
+/// publication empties every instance's code cache, and each instance loads the stored code
+/// it runs again: deserializing it, verifying it, and linking the modules that depend on it
+/// against maps of every definition of their dependencies, built anew for each. All of that
+/// depends on the bytes only (and the configuration), so doing it once changes no outcome;
+/// what a load still does again is link each module against what its dependencies define
+/// (the imports it names) and build the instance's own tables for it. Bounded by the bytes
+/// kept: emptied when full. A module only an instance's cache still holds is kept by it.
+struct DeserializedModules {
+    modules: HashMap<Box<[u8]>, Arc<Deserialized>, foldhash::fast::RandomState>,
+    bytes: usize,
+}
 
-/// Duet: the most modules [`VerifiedModules`] remembers (32 bytes each).
-const VERIFIED_MODULES_MAX: usize = 1 << 16;
+/// Duet: the most bytes of modules [`DeserializedModules`] keeps (as deserialized, several
+/// times that).
+const DESERIALIZED_MODULE_BYTES_MAX: usize = 16 << 20;
 
-static VERIFIED_MODULES: once_cell::sync::Lazy<VerifiedModules> =
-    once_cell::sync::Lazy::new(|| VerifiedModules(parking_lot::Mutex::new(Default::default())));
+static DESERIALIZED_MODULES: once_cell::sync::Lazy<parking_lot::Mutex<DeserializedModules>> =
+    once_cell::sync::Lazy::new(|| {
+        parking_lot::Mutex::new(DeserializedModules {
+            modules: HashMap::default(),
+            bytes: 0,
+        })
+    });
 
-impl VerifiedModules {
-    fn key(config: &VerifierConfig, bytes: &[u8]) -> [u8; 32] {
-        // The whole configuration, length-prefixed, then the bytes.
-        let config = format!("{:?}", config);
-        let mut hasher = Sha3_256::new();
-        hasher.update((config.len() as u64).to_le_bytes());
-        hasher.update(config.as_bytes());
-        hasher.update(bytes);
-        hasher.finalize().into()
+/// Duet: a module as deserialized from its bytes (see [`DeserializedModules`]).
+pub(crate) struct Deserialized {
+    pub(crate) module: Arc<CompiledModule>,
+    definitions: Arc<Definitions>,
+    /// The verifier configurations (as their `Debug` text) whose checks of the module by
+    /// itself it passed.
+    verified_with: parking_lot::Mutex<Vec<String>>,
+}
+
+impl std::ops::Deref for Deserialized {
+    type Target = CompiledModule;
+
+    fn deref(&self) -> &CompiledModule {
+        &self.module
+    }
+}
+
+impl Deserialized {
+    fn verified_with(&self, config: &str) -> bool {
+        self.verified_with.lock().iter().any(|it| it == config)
     }
 
-    fn contains(&self, key: &[u8; 32]) -> bool {
-        self.0.lock().contains(key)
-    }
-
-    fn insert(&self, key: [u8; 32]) {
-        let mut verified = self.0.lock();
-        if verified.len() >= VERIFIED_MODULES_MAX {
-            verified.clear();
+    fn mark_verified(&self, config: &str) {
+        let mut verified_with = self.verified_with.lock();
+        if !verified_with.iter().any(|it| it == config) {
+            verified_with.push(config.to_owned());
         }
-        verified.insert(key);
     }
+}
+
+/// Duet: the module `bytes` hold, deserialized (and bounds checked) once per process while
+/// [`DeserializedModules`] keeps it.
+pub(crate) fn deserialized(bytes: &[u8]) -> PartialVMResult<Arc<Deserialized>> {
+    if let Some(module) = DESERIALIZED_MODULES.lock().modules.get(bytes) {
+        return Ok(Arc::clone(module));
+    }
+    let module = CompiledModule::deserialize(bytes)?;
+    let definitions = Definitions::of(&module);
+    let module = Arc::new(Deserialized {
+        module: Arc::new(module),
+        definitions: Arc::new(definitions),
+        verified_with: parking_lot::Mutex::new(Vec::new()),
+    });
+    let mut kept = DESERIALIZED_MODULES.lock();
+    if kept.bytes + bytes.len() > DESERIALIZED_MODULE_BYTES_MAX {
+        kept.modules.clear();
+        kept.bytes = 0;
+    }
+    if bytes.len() <= DESERIALIZED_MODULE_BYTES_MAX {
+        let kept = &mut *kept;
+        return Ok(Arc::clone(kept.modules.entry(bytes.into()).or_insert_with(|| {
+            kept.bytes += bytes.len();
+            module
+        })));
+    }
+    Ok(module)
+}
+
+/// Duet: the module `bytes` hold, deserialized and bounds checked, as the VM loads it: once per
+/// process while it is kept (see [`DeserializedModules`]).
+pub fn deserialize_module(bytes: &[u8]) -> PartialVMResult<Arc<CompiledModule>> {
+    deserialized(bytes).map(|module| Arc::clone(&module.module))
 }
 
 /// Duet: the longest type tag of a resource read or written, or of an event, in bytes of BCS:
@@ -2791,7 +2856,7 @@ impl Loader {
 }
 
 /// Duet: the modules of a bundle verified so far, each with its dependency depth.
-type Bundle = BTreeMap<ModuleId, (CompiledModule, usize)>;
+type Bundle = BTreeMap<ModuleId, (Arc<Deserialized>, usize)>;
 
 /// Duet: the longest chain of dependencies a module may head, itself included. Loading,
 /// linking and the cycle checks follow the chains, and a chain of thousands of modules (which

@@ -5,7 +5,7 @@
 use crate::{
     data_cache::TransactionDataCache,
     interpreter::Interpreter,
-    loader::{Function, Loader},
+    loader::{deserialized, Function, Loader},
     native_extensions::NativeContextExtensions,
     native_functions::{NativeFunction, NativeFunctions},
     session::{LoadedFunctionInstantiation, SerializedReturnValues, Session},
@@ -76,9 +76,10 @@ impl VMRuntime {
     ) -> VMResult<()> {
         // deserialize the modules. Perform bounds check. After this indexes can be
         // used with the `[]` operator
+        // Duet: through the process's modules as deserialized (see `DeserializedModules`).
         let compiled_modules = match modules
             .iter()
-            .map(|blob| CompiledModule::deserialize(blob))
+            .map(|blob| deserialized(blob))
             .collect::<PartialVMResult<Vec<_>>>()
         {
             Ok(modules) => modules,
@@ -179,7 +180,7 @@ impl VMRuntime {
         })?;
         // Duet: the bundle's bytes passed the checks a load would run on them again (the caches
         // are emptied after a publication): remembered, as a load that ran them would.
-        self.loader.remember_verified(&modules);
+        self.loader.remember_verified(&compiled_modules);
 
         // NOTE: we want to (informally) argue that all modules pass the linking check before being
         // published to the data store.
