@@ -777,6 +777,13 @@ fn a_module_links_only_to_what_its_dependencies_offer_it_from_the_state_or_its_b
     let fake2 = compile_by_name(&format!("{} {}", offering_more("lib2"), users("lib2")));
     chain.publish(alice, vec![real["lib"].clone(), real["pal"].clone()]);
     assert_eq!(chain.call_once(alice, "pal", "go", vec![]).0, MoveStatus::Success);
+    // A friend published in the bundle of the module it calls.
+    let together = compile_by_name(&format!(
+        "module {alice}::lib3 {{ friend {alice}::pal3; public(friend) fun close(): u64 {{ 2 }} }} \
+         module {alice}::pal3 {{ public entry fun go() {{ assert!({alice}::lib3::close() == 2, 1) }} }}"
+    ));
+    chain.publish(alice, vec![together["lib3"].clone(), together["pal3"].clone()]);
+    assert_eq!(chain.call_once(alice, "pal3", "go", vec![]).0, MoveStatus::Success);
     for (name, status) in [
         ("stranger", "LOOKUP_FAILED"),
         ("peek", "LOOKUP_FAILED"),

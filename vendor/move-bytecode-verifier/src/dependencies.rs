@@ -31,6 +31,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub struct Definitions {
     structs: HashMap<Identifier, StructHandleIndex>,
     functions: HashMap<Identifier, FunctionDefinitionSummary>,
+    /// The modules it names as friends, sorted.
+    friends: Vec<ModuleId>,
 }
 
 /// Duet: what linking needs of a function definition.
@@ -68,7 +70,17 @@ impl Definitions {
                 (module.identifier_at(handle.name).to_owned(), summary)
             })
             .collect();
-        Self { structs, functions }
+        let mut friends = module.immediate_friends();
+        friends.sort();
+        Self {
+            structs,
+            functions,
+            friends,
+        }
+    }
+
+    fn befriends(&self, module: &ModuleId) -> bool {
+        self.friends.binary_search(module).is_ok()
     }
 
     fn struct_named(&self, name: &IdentStr) -> Option<StructHandleIndex> {
@@ -145,7 +157,7 @@ impl<'a, 'b> Context<'a, 'b> {
             .map(|(module, definitions)| {
                 let befriends_self = self_module
                     .as_ref()
-                    .map_or(false, |self_id| module.immediate_friends().contains(self_id));
+                    .map_or(false, |self_id| definitions.befriends(self_id));
                 let dependency = Dependency {
                     module,
                     definitions,

@@ -794,15 +794,6 @@ impl Loader {
     //
     // All modules in the bundle to be published must be loadable. This function performs all
     // verification steps to load these modules without actually loading them into the code cache.
-    /// Duet: records that each of `modules` passes the verifier's checks of a module by itself
-    /// under this loader's configuration (see `DeserializedModules`).
-    pub(crate) fn remember_verified(&self, modules: &[Arc<Deserialized>]) {
-        let config = format!("{:?}", self.verifier_config);
-        for module in modules {
-            module.mark_verified(&config);
-        }
-    }
-
     pub(crate) fn verify_module_bundle_for_publication(
         &self,
         modules: &[Arc<Deserialized>],
@@ -1081,7 +1072,7 @@ impl Loader {
 
         // for bytes obtained from the data store, they should always deserialize and verify.
         // It is an invariant violation if they don't.
-        let module = deserialized(&bytes)
+        let module = stored_module(&bytes)
             .map_err(|err| {
                 let msg = format!("Deserialization error: {:?}", err);
                 PartialVMError::new(StatusCode::CODE_DESERIALIZATION_ERROR)
@@ -2686,35 +2677,50 @@ impl Loader {
     }
 }
 
-/// Duet: modules as deserialized (bounds checked), with their definitions by name and the
-/// verifier configurations whose checks of the module by itself they passed, by their bytes:
-/// shared by every instance and kept when an instance's code cache is emptied. Every
+/// Duet: stored modules as deserialized (bounds checked), with their definitions by name and
+/// the verifier configurations whose checks of the module by itself they passed, by their
+/// bytes: shared by every instance and kept when an instance's code cache is emptied. Every
 /// publication empties every instance's code cache, and each instance loads the stored code
 /// it runs again: deserializing it, verifying it, and linking the modules that depend on it
 /// against maps of every definition of their dependencies, built anew for each. All of that
 /// depends on the bytes only (and the configuration), so doing it once changes no outcome;
 /// what a load still does again is link each module against what its dependencies define
-/// (the imports it names) and build the instance's own tables for it. Bounded by the bytes
-/// kept: emptied when full. A module only an instance's cache still holds is kept by it.
+/// (the imports it names) and build the instance's own tables for it.
+///
+/// Only modules read from the state are kept (their bytes were paid for when they were
+/// published), not a publication's: a free `eth_call` of one would otherwise fill it. Bounded
+/// by an estimate of the memory its entries hold ([`entry_memory`]): emptied when full. The
+/// bytes are hashed and compared outside its lock.
 struct DeserializedModules {
-    modules: HashMap<Box<[u8]>, Arc<Deserialized>, foldhash::fast::RandomState>,
-    bytes: usize,
+    modules: HashMap<u64, Arc<Deserialized>>,
+    memory: usize,
 }
 
-/// Duet: the most bytes of modules [`DeserializedModules`] keeps (as deserialized, several
-/// times that).
-const DESERIALIZED_MODULE_BYTES_MAX: usize = 16 << 20;
+/// Duet: the most memory (as [`entry_memory`] estimates it) [`DeserializedModules`] holds.
+const DESERIALIZED_MODULES_MEMORY_MAX: usize = 128 << 20;
+
+/// Duet: about what an entry of [`DeserializedModules`] holds for a module of `bytes` bytes:
+/// its bytes, the module as deserialized (tables of handles, signatures, code), its
+/// definitions by name, and the entry itself.
+fn entry_memory(bytes: usize) -> usize {
+    8 * bytes + 2048
+}
 
 static DESERIALIZED_MODULES: once_cell::sync::Lazy<parking_lot::Mutex<DeserializedModules>> =
     once_cell::sync::Lazy::new(|| {
         parking_lot::Mutex::new(DeserializedModules {
-            modules: HashMap::default(),
-            bytes: 0,
+            modules: HashMap::new(),
+            memory: 0,
         })
     });
 
+/// Duet: the seed of [`DeserializedModules`]' hashes of modules' bytes, random per process.
+static MODULE_HASHER: once_cell::sync::Lazy<foldhash::quality::RandomState> =
+    once_cell::sync::Lazy::new(Default::default);
+
 /// Duet: a module as deserialized from its bytes (see [`DeserializedModules`]).
 pub(crate) struct Deserialized {
+    bytes: Box<[u8]>,
     pub(crate) module: Arc<CompiledModule>,
     definitions: Arc<Definitions>,
     /// The verifier configurations (as their `Debug` text) whose checks of the module by
@@ -2731,6 +2737,17 @@ impl std::ops::Deref for Deserialized {
 }
 
 impl Deserialized {
+    fn new(bytes: &[u8]) -> PartialVMResult<Self> {
+        let module = CompiledModule::deserialize(bytes)?;
+        let definitions = Definitions::of(&module);
+        Ok(Self {
+            bytes: bytes.into(),
+            module: Arc::new(module),
+            definitions: Arc::new(definitions),
+            verified_with: parking_lot::Mutex::new(Vec::new()),
+        })
+    }
+
     fn verified_with(&self, config: &str) -> bool {
         self.verified_with.lock().iter().any(|it| it == config)
     }
@@ -2743,38 +2760,51 @@ impl Deserialized {
     }
 }
 
-/// Duet: the module `bytes` hold, deserialized (and bounds checked) once per process while
-/// [`DeserializedModules`] keeps it.
-pub(crate) fn deserialized(bytes: &[u8]) -> PartialVMResult<Arc<Deserialized>> {
-    if let Some(module) = DESERIALIZED_MODULES.lock().modules.get(bytes) {
-        return Ok(Arc::clone(module));
+/// Duet: the kept module `bytes` hold, if [`DeserializedModules`] has it.
+fn kept_module(bytes: &[u8]) -> (u64, Option<Arc<Deserialized>>) {
+    use std::hash::BuildHasher;
+    let hash = MODULE_HASHER.hash_one(bytes);
+    let kept = DESERIALIZED_MODULES.lock().modules.get(&hash).cloned();
+    // Another module's bytes under the same hash (a collision) is a miss.
+    (hash, kept.filter(|module| *module.bytes == *bytes))
+}
+
+/// Duet: the stored module `bytes` hold, deserialized (and bounds checked) once per process
+/// while [`DeserializedModules`] keeps it.
+pub(crate) fn stored_module(bytes: &[u8]) -> PartialVMResult<Arc<Deserialized>> {
+    let (hash, kept) = kept_module(bytes);
+    if let Some(module) = kept {
+        return Ok(module);
     }
-    let module = CompiledModule::deserialize(bytes)?;
-    let definitions = Definitions::of(&module);
-    let module = Arc::new(Deserialized {
-        module: Arc::new(module),
-        definitions: Arc::new(definitions),
-        verified_with: parking_lot::Mutex::new(Vec::new()),
-    });
-    let mut kept = DESERIALIZED_MODULES.lock();
-    if kept.bytes + bytes.len() > DESERIALIZED_MODULE_BYTES_MAX {
-        kept.modules.clear();
-        kept.bytes = 0;
-    }
-    if bytes.len() <= DESERIALIZED_MODULE_BYTES_MAX {
-        let kept = &mut *kept;
-        return Ok(Arc::clone(kept.modules.entry(bytes.into()).or_insert_with(|| {
-            kept.bytes += bytes.len();
-            module
-        })));
+    let module = Arc::new(Deserialized::new(bytes)?);
+    let memory = entry_memory(bytes.len());
+    if memory <= DESERIALIZED_MODULES_MEMORY_MAX {
+        let mut kept = DESERIALIZED_MODULES.lock();
+        if !kept.modules.contains_key(&hash) {
+            if kept.memory + memory > DESERIALIZED_MODULES_MEMORY_MAX {
+                kept.modules.clear();
+                kept.memory = 0;
+            }
+            kept.memory += memory;
+            kept.modules.insert(hash, Arc::clone(&module));
+        }
     }
     Ok(module)
 }
 
-/// Duet: the module `bytes` hold, deserialized and bounds checked, as the VM loads it: once per
-/// process while it is kept (see [`DeserializedModules`]).
+/// Duet: the module `bytes` hold, as a publication brings it: the kept one if the state has
+/// those bytes already, else deserialized and not kept.
+pub(crate) fn published_module(bytes: &[u8]) -> PartialVMResult<Arc<Deserialized>> {
+    match kept_module(bytes) {
+        (_, Some(module)) => Ok(module),
+        (_, None) => Ok(Arc::new(Deserialized::new(bytes)?)),
+    }
+}
+
+/// Duet: the stored module `bytes` hold, deserialized and bounds checked, as the VM loads it:
+/// once per process while it is kept (see [`DeserializedModules`]).
 pub fn deserialize_module(bytes: &[u8]) -> PartialVMResult<Arc<CompiledModule>> {
-    deserialized(bytes).map(|module| Arc::clone(&module.module))
+    stored_module(bytes).map(|module| Arc::clone(&module.module))
 }
 
 /// Duet: the longest type tag of a resource read or written, or of an event, in bytes of BCS:

@@ -5,7 +5,7 @@
 use crate::{
     data_cache::TransactionDataCache,
     interpreter::Interpreter,
-    loader::{deserialized, Function, Loader},
+    loader::{published_module, Function, Loader},
     native_extensions::NativeContextExtensions,
     native_functions::{NativeFunction, NativeFunctions},
     session::{LoadedFunctionInstantiation, SerializedReturnValues, Session},
@@ -76,10 +76,11 @@ impl VMRuntime {
     ) -> VMResult<()> {
         // deserialize the modules. Perform bounds check. After this indexes can be
         // used with the `[]` operator
-        // Duet: through the process's modules as deserialized (see `DeserializedModules`).
+        // Duet: the process's kept ones if the state has them already (see
+        // `DeserializedModules`).
         let compiled_modules = match modules
             .iter()
-            .map(|blob| deserialized(blob))
+            .map(|blob| published_module(blob))
             .collect::<PartialVMResult<Vec<_>>>()
         {
             Ok(modules) => modules,
@@ -178,9 +179,8 @@ impl VMRuntime {
             self.loader
                 .verify_module_bundle_for_publication(&compiled_modules, data_store)
         })?;
-        // Duet: the bundle's bytes passed the checks a load would run on them again (the caches
-        // are emptied after a publication): remembered, as a load that ran them would.
-        self.loader.remember_verified(&compiled_modules);
+        // Duet: nothing of it is kept for loads (see `DeserializedModules`): a module's first
+        // load in a process verifies it again.
 
         // NOTE: we want to (informally) argue that all modules pass the linking check before being
         // published to the data store.
