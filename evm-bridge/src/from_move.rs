@@ -14,6 +14,9 @@
 //!
 //! EVM code running here cannot call Move (the Move call precompile refuses with
 //! `MoveFailed("REENTRANCY", …)`): the Move session that called it is still open.
+//!
+//! If the EVM has a call tracer, the calls run with it (see [`crate::trace`]): the host takes it
+//! for the transaction, and it goes back when the host's EVM is dropped.
 
 use std::sync::Arc;
 
@@ -25,11 +28,16 @@ use revm::context::{ContextTr, JournalTr};
 use revm::context_interface::journaled_state::account::JournaledAccountTr;
 use revm::context_interface::local::LocalContextTr;
 use revm::handler::{pre_execution, EthFrame, Handler, MainnetHandler};
+use revm::inspector::InspectorHandler;
 use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_action::FrameInit;
 use revm::interpreter::{CallInput, CallInputs, CallScheme, CallValue, FrameInput, SharedMemory};
 
-use crate::{state_writes, Caller, DuetEvm, EvmVm, ViewDatabaseError};
+use crate::trace::MoveCallTracer;
+use crate::{state_writes, Caller, EvmVm, InspectedEvm, ViewDatabaseError};
+
+/// revm over a Block-STM view for a Move transaction's calls, with its call tracer if traced.
+type HostEvm<'a, View> = InspectedEvm<'a, View, MoveCallTracer<'a>>;
 
 /// Opens the EVM for Move transactions over one view.
 pub(crate) struct EvmForMove<'a, View> {
@@ -51,7 +59,10 @@ where
         reserved_fee: u128,
     ) -> Result<Box<dyn EvmHost + 's>, ReadError> {
         // Exact balances: Move may read any balance, so no account is a stand-in.
-        let mut evm = self.vm.evm(self.view, sender, false, Caller::Move);
+        let revm::context::Evm { ctx, inspector: (), instruction, precompiles, frame_stack } =
+            self.vm.evm(self.view, sender, false, Caller::Move);
+        let inspector = self.vm.take_call_tracer();
+        let mut evm = HostEvm { ctx, inspector, instruction, precompiles, frame_stack };
         evm.ctx.tx.caller = sender;
         evm.ctx.tx.gas_price = self.gas_price;
         pre_execution::load_accounts::<_, EVMError<ViewDatabaseError>>(&mut evm)
@@ -70,7 +81,7 @@ struct Host<'a, View>
 where
     View: TransactionView<Key = StateKey, Value = StateValue>,
 {
-    evm: DuetEvm<'a, View>,
+    evm: HostEvm<'a, View>,
     sender: Address,
     /// Held out of the sender's balance in the journal until the transaction ends.
     reserved_fee: u128,
@@ -138,7 +149,12 @@ where
         let init = FrameInit { depth: 0, memory, frame_input: FrameInput::Call(Box::new(inputs)) };
         let mut handler =
             MainnetHandler::<_, EVMError<ViewDatabaseError>, EthFrame<EthInterpreter>>::default();
-        let result = handler.run_exec_loop(&mut self.evm, init).map_err(into_read_error)?;
+        let result = if self.evm.inspector.is_tracing() {
+            handler.inspect_run_exec_loop(&mut self.evm, init)
+        } else {
+            handler.run_exec_loop(&mut self.evm, init)
+        };
+        let result = result.map_err(into_read_error)?;
         let interpreter = result.interpreter_result();
         Ok(EvmCallResult {
             out_of_gas: false,

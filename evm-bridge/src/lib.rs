@@ -360,9 +360,12 @@ pub(crate) fn lock_tracer(tracer: &std::sync::Mutex<Tracer>) -> std::sync::Mutex
 }
 
 /// revm over a Block-STM view, as Duet runs it.
-pub(crate) type DuetEvm<'a, View> = Evm<
+pub(crate) type DuetEvm<'a, View> = InspectedEvm<'a, View, ()>;
+
+/// revm over a Block-STM view with `Inspector` watching (`()`: nothing).
+pub(crate) type InspectedEvm<'a, View, Inspector> = Evm<
     DuetContext<'a, View>,
-    (),
+    Inspector,
     EthInstructions<EthInterpreter, DuetContext<'a, View>>,
     DuetPrecompiles<'a>,
     EthFrame<EthInterpreter>,
@@ -451,8 +454,8 @@ pub(crate) fn keep_context<DB: revm::Database>(context: MainnetContext<DB>, move
 
 /// Keeps the reusable parts of a finished `evm` for the thread's next one (see [`scratch`]);
 /// returns what the caller still reads: its database and its precompiles.
-pub(crate) fn keep_parts<View>(
-    evm: DuetEvm<'_, View>,
+pub(crate) fn keep_parts<View, Inspector>(
+    evm: InspectedEvm<'_, View, Inspector>,
 ) -> (ViewDatabase<'_, View>, DuetPrecompiles<'_>)
 where
     View: TransactionView<Key = StateKey, Value = StateValue>,

@@ -135,8 +135,10 @@ impl Vm for DuetVm {
                 Ok(VmOutput { writes: output.writes, output: DuetReceipt::Evm(output.output) })
             }
             DuetTransaction::Move(transaction) => {
+                self.evm.begin_move_trace(transaction);
                 let evm = EvmForMove { vm: &self.evm, view, gas_price: transaction.gas_price };
                 let output = self.move_vm.execute_transaction(transaction, view, Some(&evm))?;
+                self.evm.end_move_trace(&output.output);
                 Ok(VmOutput { writes: output.writes, output: DuetReceipt::Move(output.output) })
             }
         }

@@ -7,7 +7,13 @@
 //! ended; with `with_logs`, the logs each frame emitted (none for a frame that failed, or whose
 //! caller did, as geth clears them). A call of the Move call precompile is a frame like a call
 //! of any precompile: its input is the `IMove.call` calldata, its output the BCS return values
-//! or the Move abort. EVM code that Move code calls into (the `evm` module) is not traced.
+//! or the Move abort.
+//!
+//! A Move transaction run by a [`crate::DuetVm`] whose EVM has a call tracer is traced too: its
+//! own frame is its sender calling the Move entry address with its payload (BCS, as the
+//! transaction's input carries it) and its gas limit, failed with its Move status if it failed,
+//! and under it the frames of the EVM code its Move code calls into (the `evm` module), each call
+//! a frame from the sender as revm runs it, with what it made under it.
 
 use duet_types::{Address, Bytes, U256};
 use revm::context::ContextTr;
@@ -196,6 +202,39 @@ impl CallTracer {
         self.finished.push(Err(TraceFailure::NoFrame));
     }
 
+    /// Called before a Move transaction from `from` with `gas_limit` and `input` (its payload,
+    /// encoded): a new trace starts, its own frame entered, under which the EVM calls of its
+    /// Move code are traced.
+    pub(crate) fn begin_move_transaction(&mut self, from: Address, gas_limit: u64, input: Bytes) {
+        self.begin_transaction();
+        let input = if self.keeps(input.len()) { input } else { Bytes::new() };
+        let to = Some(duet_types::MOVE_ENTRY_ADDRESS);
+        self.enter(CallFrame::entered(
+            FrameKind::Call,
+            (from, to),
+            Some(U256::ZERO),
+            gas_limit,
+            input,
+        ));
+    }
+
+    /// Called after a Move transaction that ran: its frame takes the gas it used and, if it
+    /// failed, its Move status (and keeps no logs, as a failed frame keeps none).
+    pub(crate) fn end_move_transaction(&mut self, gas_used: u64, error: Option<String>) {
+        // Only its own frame is open after a run (revm closes every frame it opens).
+        self.open.truncate(1);
+        let Some(mut frame) = self.open.pop() else { return };
+        let gas_limit = frame.gas;
+        if error.is_some() {
+            clear_logs(&mut frame);
+        }
+        frame.error = error;
+        if let Some(slot) = self.finished.last_mut() {
+            *slot = Ok(frame);
+        }
+        self.end_transaction(gas_limit, gas_used);
+    }
+
     /// Called after each transaction: its own frame takes its gas limit and gas used.
     pub(crate) fn end_transaction(&mut self, gas_limit: u64, gas_used: u64) {
         if let Some(trace) = self.finished.last_mut() {
@@ -344,6 +383,71 @@ fn revert_reason(output: &[u8]) -> Option<String> {
     crate::move_revert_reason(output)
 }
 
+/// The call tracer of a Move transaction's EVM calls, if they are traced: taken from the EVM
+/// that runs them for the transaction ([`EvmVm::take_call_tracer`]), and given back to it when
+/// dropped, whatever the run's outcome.
+pub(crate) struct MoveCallTracer<'a> {
+    tracer: Option<CallTracer>,
+    owner: &'a EvmVm,
+}
+
+impl MoveCallTracer<'_> {
+    /// Whether the calls are traced.
+    pub(crate) const fn is_tracing(&self) -> bool {
+        self.tracer.is_some()
+    }
+}
+
+impl Drop for MoveCallTracer<'_> {
+    fn drop(&mut self) {
+        let Some(taken) = self.tracer.take() else { return };
+        if let Some(Either::Right(tracer)) =
+            self.owner.tracer.as_ref().map(crate::lock_tracer).as_deref_mut()
+        {
+            *tracer = taken;
+        }
+    }
+}
+
+impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for MoveCallTracer<'_> {
+    fn call(&mut self, context: &mut CTX, inputs: &mut CallInputs) -> Option<CallOutcome> {
+        Inspector::<CTX, EthInterpreter>::call(self.tracer.as_mut()?, context, inputs)
+    }
+
+    fn call_end(&mut self, context: &mut CTX, inputs: &CallInputs, outcome: &mut CallOutcome) {
+        if let Some(tracer) = &mut self.tracer {
+            Inspector::<CTX, EthInterpreter>::call_end(tracer, context, inputs, outcome);
+        }
+    }
+
+    fn create(&mut self, context: &mut CTX, inputs: &mut CreateInputs) -> Option<CreateOutcome> {
+        Inspector::<CTX, EthInterpreter>::create(self.tracer.as_mut()?, context, inputs)
+    }
+
+    fn create_end(
+        &mut self,
+        context: &mut CTX,
+        inputs: &CreateInputs,
+        outcome: &mut CreateOutcome,
+    ) {
+        if let Some(tracer) = &mut self.tracer {
+            Inspector::<CTX, EthInterpreter>::create_end(tracer, context, inputs, outcome);
+        }
+    }
+
+    fn selfdestruct(&mut self, contract: Address, target: Address, value: U256) {
+        if let Some(tracer) = &mut self.tracer {
+            Inspector::<CTX, EthInterpreter>::selfdestruct(tracer, contract, target, value);
+        }
+    }
+
+    fn log(&mut self, context: &mut CTX, log: Log) {
+        if let Some(tracer) = &mut self.tracer {
+            Inspector::<CTX, EthInterpreter>::log(tracer, context, log);
+        }
+    }
+}
+
 impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
     fn call(&mut self, context: &mut CTX, inputs: &mut CallInputs) -> Option<CallOutcome> {
         let kind = match inputs.scheme {
@@ -448,8 +552,43 @@ impl EvmVm {
         self
     }
 
-    /// The call trace of each EVM transaction run since the last call, in the order they ran;
-    /// nothing without a call tracer.
+    /// Starts the trace of `transaction`, a Move transaction, if this EVM has a call tracer.
+    pub(crate) fn begin_move_trace(&self, transaction: &duet_types::MoveTransaction) {
+        if let Some(Either::Right(tracer)) =
+            self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut()
+        {
+            let input = Bytes::from(transaction.payload.encode());
+            tracer.begin_move_transaction(transaction.sender, transaction.gas_limit, input);
+        }
+    }
+
+    /// Ends the trace of the Move transaction begun last, which ran to `receipt`.
+    pub(crate) fn end_move_trace(&self, receipt: &duet_move::MoveReceipt) {
+        if let Some(Either::Right(tracer)) =
+            self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut()
+        {
+            let error = (!receipt.is_success()).then(|| receipt.status.to_string());
+            tracer.end_move_transaction(receipt.gas_used, error);
+        }
+    }
+
+    /// This EVM's call tracer, taken out for a Move transaction's EVM calls (an empty one of
+    /// the same configuration stays behind until it is given back, when what it returns is
+    /// dropped).
+    pub(crate) fn take_call_tracer(&self) -> MoveCallTracer<'_> {
+        let tracer = match self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut() {
+            Some(Either::Right(tracer)) => {
+                let empty = tracer.empty_like();
+                Some(std::mem::replace(tracer, empty))
+            }
+            _ => None,
+        };
+        MoveCallTracer { tracer, owner: self }
+    }
+
+    /// The call trace of each EVM transaction run since the last call, in the order they ran
+    /// (and of each Move transaction, run by a [`crate::DuetVm`]); nothing without a call
+    /// tracer.
     #[must_use]
     pub fn take_call_traces(&self) -> Vec<Trace> {
         match self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut() {

@@ -904,3 +904,77 @@ fn the_move_amm_quotes_amounts_of_18_decimal_assets_exactly() {
         assert_eq!(got, expected, "{x} × {y} / {z}");
     }
 }
+
+#[test]
+fn a_move_transactions_trace_holds_the_evm_calls_its_move_code_made() {
+    use duet_evm::trace::{CallTraceConfig, FrameKind};
+    let mut chain = Chain::new();
+    let token = chain.deploy_token(user(0));
+    let args = vec![address_arg(token), address_arg(user(1)), bcs(&300u128)];
+    let pay = chain.move_call(user(0), TOKEN_USER, "pay", args.clone());
+    let mut aborting = args;
+    aborting.push(bcs(&77u64));
+    let abort = chain.move_call(user(0), TOKEN_USER, "pay_then_abort", aborting);
+    let config = CallTraceConfig { with_logs: true, ..CallTraceConfig::default() };
+    let evm = EvmVm::new(CHAIN_ID, block_env(chain.number)).with_call_tracer(config);
+    let vm = DuetVm::new(evm, Arc::clone(&chain.move_vm));
+    let block = [pay.clone(), abort.clone()];
+    let output =
+        duet_evm::MixedBlockExecutor::sequential(&vm).execute_block(&block, &chain.state).unwrap();
+    let receipts = output.results.iter().map(|result| match result {
+        duet_block_stm::TransactionResult::Executed(receipt) => receipt,
+        other => panic!("{other:?}"),
+    });
+    let traces = vm.evm().take_call_traces();
+    assert_eq!(traces.len(), 2);
+    let selector = |signature: &str| alloy_primitives_selector(signature).to_vec();
+    for ((trace, transaction), receipt) in traces.into_iter().zip(&block).zip(receipts) {
+        let (DuetTransaction::Move(transaction), DuetReceipt::Move(receipt)) =
+            (transaction, receipt)
+        else {
+            panic!("a Move transaction")
+        };
+        let frame = trace.unwrap();
+        // Its own frame: the sender calling the Move entry address with the payload.
+        assert_eq!((frame.kind, frame.from), (FrameKind::Call, user(0)));
+        assert_eq!(frame.to, Some(duet_types::MOVE_ENTRY_ADDRESS));
+        assert_eq!(frame.input.as_ref(), transaction.payload.encode().as_slice());
+        assert_eq!((frame.gas, frame.gas_used), (MOVE_GAS_LIMIT, receipt.gas_used));
+        // Under it, the token's balance read, the transfer and the balance read again, as
+        // Move made them: the reads static calls from the zero address, the transfer a call
+        // from the sender.
+        let calls: Vec<_> =
+            frame.calls.iter().map(|call| (call.kind, call.from, call.to)).collect();
+        assert_eq!(
+            calls,
+            [
+                (FrameKind::StaticCall, Address::ZERO, Some(token)),
+                (FrameKind::Call, user(0), Some(token)),
+                (FrameKind::StaticCall, Address::ZERO, Some(token)),
+            ]
+        );
+        assert!(frame.calls[0].input.starts_with(&selector("balanceOf(address)")));
+        assert!(frame.calls[1].input.starts_with(&selector("transfer(address,uint256)")));
+        assert!(frame.calls.iter().all(|call| call.error.is_none() && call.gas_used > 0));
+        if receipt.is_success() {
+            // The transfer's Transfer log, where the token emitted it.
+            assert_eq!(frame.error, None);
+            let logs: Vec<_> = frame.calls.iter().map(|call| call.logs.len()).collect();
+            assert_eq!(logs, [0, 1, 0]);
+            assert_eq!(frame.calls[1].logs[0].log.address, token);
+        } else {
+            // Failed with its Move status, keeping no logs (as a failed frame keeps none).
+            assert_eq!(frame.error, Some(receipt.status.to_string()));
+            assert!(frame.error.as_ref().unwrap().contains("77"));
+            assert!(frame.calls.iter().all(|call| call.logs.is_empty()));
+        }
+    }
+    // Traced or not, the block runs the same.
+    let plain =
+        DuetVm::new(EvmVm::new(CHAIN_ID, block_env(chain.number)), Arc::clone(&chain.move_vm));
+    let untraced = duet_evm::MixedBlockExecutor::sequential(&plain)
+        .execute_block(&block, &chain.state)
+        .unwrap();
+    assert_eq!(untraced.results, output.results);
+    assert_eq!(untraced.state_updates, output.state_updates);
+}

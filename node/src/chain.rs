@@ -309,42 +309,6 @@ fn replayed(record: &TransactionRecord) -> Result<DuetTransaction, String> {
     })
 }
 
-/// A Move transaction's call trace: one frame, its call of the Move entry address with its
-/// payload (the EVM code its Move code calls into is not traced), failed with its Move status if
-/// it failed.
-fn move_frame(record: &TransactionRecord) -> Result<CallFrame, String> {
-    let envelope = envelope_of(record)?;
-    let error = (!record.success).then(|| record.move_status.clone().unwrap_or_default());
-    let input = envelope.input().clone();
-    Ok(move_entry_frame(record.from, envelope.gas_limit(), input, record.gas_used, error))
-}
-
-/// The one frame of a Move transaction's trace: `from` calling the Move entry address with
-/// `input` (its payload) and `gas`, having used `gas_used`, failed with `error` (its Move
-/// status) if it failed.
-fn move_entry_frame(
-    from: Address,
-    gas: u64,
-    input: Bytes,
-    gas_used: u64,
-    error: Option<String>,
-) -> CallFrame {
-    CallFrame {
-        kind: duet_evm::trace::FrameKind::Call,
-        from,
-        to: Some(MOVE_ENTRY_ADDRESS),
-        value: Some(U256::ZERO),
-        gas,
-        gas_used,
-        input,
-        output: Bytes::new(),
-        error,
-        revert_reason: None,
-        calls: Vec::new(),
-        logs: Vec::new(),
-    }
-}
-
 /// The signed transaction `record` holds.
 fn envelope_of(record: &TransactionRecord) -> Result<TxEnvelope, String> {
     TxEnvelope::decode_2718_exact(record.raw.as_ref())
@@ -2194,8 +2158,19 @@ impl Chain {
     fn move_call_receipt(
         &self,
         at: &CallState<'_>,
-        mut tx: TxEnv,
+        tx: TxEnv,
     ) -> Result<(duet_move::MoveReceipt, u64), CallError> {
+        let (receipt, gas, _) = self.move_call_output(at, tx, None)?;
+        Ok((receipt, gas))
+    }
+
+    /// [`move_call_receipt`](Self::move_call_receipt), with the call's trace if `trace` asks.
+    fn move_call_output(
+        &self,
+        at: &CallState<'_>,
+        mut tx: TxEnv,
+        trace: Option<CallTraceConfig>,
+    ) -> Result<(duet_move::MoveReceipt, u64, Option<duet_evm::trace::Trace>), CallError> {
         move_shape(&tx).map_err(CallError::Invalid)?;
         if tx.gas_limit == 0 {
             tx.gas_limit = self.max_transaction_gas();
@@ -2211,7 +2186,11 @@ impl Chain {
             MovePayload::ModuleBundle(_) => Arc::new(MoveVm::new(self.config.fee_vault)),
             MovePayload::EntryFunction(_) => Arc::clone(&at.move_vm),
         };
-        let vm = DuetVm::new(self.call_evm(at, &tx)?, move_vm);
+        let mut evm = self.call_evm(at, &tx)?;
+        if let Some(config) = trace {
+            evm = evm.with_call_tracer(config);
+        }
+        let vm = DuetVm::new(evm, move_vm);
         let output = at
             .reading(|state| {
                 duet_evm::MixedBlockExecutor::sequential(&vm)
@@ -2220,7 +2199,8 @@ impl Chain {
             .map_err(|error| CallError::Invalid(error.to_string()))?;
         match output.results.into_iter().next() {
             Some(TransactionResult::Executed(DuetReceipt::Move(receipt))) => {
-                Ok((receipt, tx.gas_limit))
+                let trace = trace.and_then(|_| vm.evm().take_call_traces().pop());
+                Ok((receipt, tx.gas_limit, trace))
             }
             Some(TransactionResult::Rejected(error)) => Err(CallError::Invalid(error.to_string())),
             Some(TransactionResult::Panicked(message)) => Err(CallError::Invalid(message)),
@@ -2347,11 +2327,10 @@ impl Chain {
         recover_in_place(&mut tx);
         let at = self.call_state(block, tx.caller, overrides)?;
         if tx.kind == TxKind::Call(MOVE_ENTRY_ADDRESS) {
-            // The Move transaction it is, traced as an included one is ([`move_frame`]).
-            let (from, input) = (tx.caller, tx.data.clone());
-            let (receipt, gas) = self.move_call_receipt(&at, tx)?;
-            let error = (!receipt.is_success()).then(|| receipt.status.to_string());
-            return Ok(move_entry_frame(from, gas, input, receipt.gas_used, error));
+            // The Move transaction it is, traced as an included one is.
+            let (_, _, trace) = self.move_call_output(&at, tx, Some(config))?;
+            let trace = trace.unwrap_or(Err(TraceFailure::NoFrame));
+            return trace.map_err(|failure| CallError::Invalid(failure.to_string()));
         }
         let evm = self.call_evm(&at, &tx)?.with_call_tracer(config);
         self.run_call(&evm, &at, tx)?;
@@ -2361,9 +2340,8 @@ impl Chain {
 
     /// The call trace of the included transaction `hash` (`debug_traceTransaction`): its
     /// block's transactions before it run again on the state after the block before, then it
-    /// runs traced, in its block's environment (see [`replay_block`](Self::replay_block)). A
-    /// Move transaction's trace is one frame, its call of the Move entry address
-    /// ([`move_frame`]).
+    /// runs traced, in its block's environment (see [`replay_block`](Self::replay_block)), a
+    /// Move transaction as an EVM one (see [`duet_evm::trace`]).
     ///
     /// # Errors
     /// See [`TraceError`].
@@ -2375,9 +2353,6 @@ impl Chain {
         time: std::time::Duration,
     ) -> Result<CallFrame, TraceError> {
         let record = self.committed_transaction(hash)?.ok_or(TraceError::NotFound(hash))?;
-        if record.kind == Kind::Move {
-            return move_frame(&record).map_err(TraceError::Replay);
-        }
         let index = usize::try_from(record.index).unwrap_or(usize::MAX);
         let mut traces = self.replay_block(record.block_number, index, false, config, time)?;
         match traces.pop() {
@@ -2387,7 +2362,7 @@ impl Chain {
     }
 
     /// The call traces of block `number`'s transactions (`debug_traceBlockByNumber`), in order
-    /// (a Move transaction's: see [`move_frame`]).
+    /// (a Move transaction's too: see [`duet_evm::trace`]).
     ///
     /// # Errors
     /// See [`TraceError`].
@@ -2513,23 +2488,19 @@ impl Chain {
             }
             let mut traces =
                 if tracing { vm.evm().take_call_traces() } else { Vec::new() }.into_iter();
-            for ((record, result), transaction) in
-                records[at.clone()].iter().zip(&output.results).zip(&transactions[at])
-            {
+            for (record, result) in records[at].iter().zip(&output.results) {
                 check_replayed(record, result)?;
-                let trace = match transaction {
-                    DuetTransaction::Evm(_) if tracing => Some(traces.next().ok_or_else(|| {
+                let trace = if tracing {
+                    Some(traces.next().ok_or_else(|| {
                         TraceError::Replay(format!("{} was not traced", record.hash))
-                    })?),
-                    DuetTransaction::Move(_) if all => {
-                        Some(Ok(move_frame(record).map_err(TraceError::Replay)?))
-                    }
-                    _ => None,
+                    })?)
+                } else {
+                    None
                 };
                 replayed_traces.push((record.hash, trace));
             }
             if traces.next().is_some() {
-                return Err(TraceError::Replay("more traces than EVM transactions".to_owned()));
+                return Err(TraceError::Replay("more traces than transactions".to_owned()));
             }
             written.extend(output.state_updates);
             start = end;

@@ -2905,7 +2905,7 @@ mod tests {
         let overridden = json!(["0x0", { "tracer": "callTracer", "stateOverrides": {} }]);
         let error = ask("debug_traceBlockByNumber", overridden).unwrap_err();
         assert!(error.message.contains("only a call's trace"), "{error:?}");
-        // A call of the Move entry address is traced as the Move transaction it is: its one
+        // A call of the Move entry address is traced as the Move transaction it is: its own
         // frame, with the Move gas, failed with the Move status if it fails.
         let to = duet_types::MOVE_ENTRY_ADDRESS;
         for (amount, error) in [(5, None), (u128::MAX, Some("aborted in"))] {
