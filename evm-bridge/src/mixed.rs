@@ -137,8 +137,9 @@ impl Vm for DuetVm {
             DuetTransaction::Move(transaction) => {
                 self.evm.begin_move_trace(transaction);
                 let evm = EvmForMove { vm: &self.evm, view, gas_price: transaction.gas_price };
-                let output = self.move_vm.execute_transaction(transaction, view, Some(&evm))?;
-                self.evm.end_move_trace(&output.output);
+                let output = self.move_vm.execute_transaction(transaction, view, Some(&evm));
+                self.evm.end_move_trace(output.as_ref().ok().map(|output| &output.output));
+                let output = output?;
                 Ok(VmOutput { writes: output.writes, output: DuetReceipt::Move(output.output) })
             }
         }

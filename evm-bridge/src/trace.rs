@@ -12,8 +12,9 @@
 //! A Move transaction run by a [`crate::DuetVm`] whose EVM has a call tracer is traced too: its
 //! own frame is its sender calling the Move entry address with its payload (BCS, as the
 //! transaction's input carries it) and its gas limit, failed with its Move status if it failed,
-//! and under it the frames of the EVM code its Move code calls into (the `evm` module), each call
-//! a frame from the sender as revm runs it, with what it made under it.
+//! and under it the frames of the EVM code its Move code calls into (the `evm` module): each call
+//! a frame as revm runs it (`evm::call` from the sender, `evm::static_call` a `STATICCALL` from
+//! the zero address), with what it made under it. Like every trace, for sequential runs only.
 
 use duet_types::{Address, Bytes, U256};
 use revm::context::ContextTr;
@@ -221,8 +222,18 @@ impl CallTracer {
     /// Called after a Move transaction that ran: its frame takes the gas it used and, if it
     /// failed, its Move status (and keeps no logs, as a failed frame keeps none).
     pub(crate) fn end_move_transaction(&mut self, gas_used: u64, error: Option<String>) {
-        // Only its own frame is open after a run (revm closes every frame it opens).
-        self.open.truncate(1);
+        // A frame still open was left by a run that did not finish (the VM panicked in it, which
+        // the Move executor makes the transaction's failure): closed as aborted, all its gas
+        // used.
+        while self.open.len() > 1 {
+            let Some(mut frame) = self.open.pop() else { break };
+            frame.gas_used = frame.gas;
+            frame.error = Some("execution aborted".to_owned());
+            clear_logs(&mut frame);
+            if let (Some(parent), false) = (self.open.last_mut(), self.config.only_top_call) {
+                parent.calls.push(frame);
+            }
+        }
         let Some(mut frame) = self.open.pop() else { return };
         let gas_limit = frame.gas;
         if error.is_some() {
@@ -233,6 +244,14 @@ impl CallTracer {
             *slot = Ok(frame);
         }
         self.end_transaction(gas_limit, gas_used);
+    }
+
+    /// Called after a Move transaction that was rejected (it did not run): no trace, and
+    /// nothing of it held.
+    pub(crate) fn drop_move_transaction(&mut self) {
+        self.open.clear();
+        self.total = self.total.saturating_sub(self.held);
+        self.held = 0;
     }
 
     /// Called after each transaction: its own frame takes its gas limit and gas used.
@@ -542,8 +561,9 @@ impl<CTX: ContextTr> Inspector<CTX, EthInterpreter> for CallTracer {
 }
 
 impl EvmVm {
-    /// The same EVM building the call trace of each EVM transaction it runs (see the module
-    /// documentation), for [`take_call_traces`](Self::take_call_traces), in the order they ran:
+    /// The same EVM building the call trace of each EVM transaction it runs, and of each Move
+    /// transaction a [`crate::DuetVm`] runs with it (see the module documentation), for
+    /// [`take_call_traces`](Self::take_call_traces), in the order they ran:
     /// for sequential runs (a parallel run would trace its re-executions too). Its transactions
     /// run with exact balances.
     #[must_use]
@@ -562,13 +582,19 @@ impl EvmVm {
         }
     }
 
-    /// Ends the trace of the Move transaction begun last, which ran to `receipt`.
-    pub(crate) fn end_move_trace(&self, receipt: &duet_move::MoveReceipt) {
+    /// Ends the trace of the Move transaction begun last, which ran to `receipt` (or was
+    /// rejected: `None`).
+    pub(crate) fn end_move_trace(&self, receipt: Option<&duet_move::MoveReceipt>) {
         if let Some(Either::Right(tracer)) =
             self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut()
         {
-            let error = (!receipt.is_success()).then(|| receipt.status.to_string());
-            tracer.end_move_transaction(receipt.gas_used, error);
+            match receipt {
+                Some(receipt) => {
+                    let error = (!receipt.is_success()).then(|| receipt.status.to_string());
+                    tracer.end_move_transaction(receipt.gas_used, error);
+                }
+                None => tracer.drop_move_transaction(),
+            }
         }
     }
 

@@ -969,6 +969,15 @@ fn a_move_transactions_trace_holds_the_evm_calls_its_move_code_made() {
             assert!(frame.calls.iter().all(|call| call.logs.is_empty()));
         }
     }
+    // Only the top call: the Move transaction's own frame.
+    let top = CallTraceConfig { only_top_call: true, ..config };
+    let evm = EvmVm::new(CHAIN_ID, block_env(chain.number)).with_call_tracer(top);
+    let vm = DuetVm::new(evm, Arc::clone(&chain.move_vm));
+    duet_evm::MixedBlockExecutor::sequential(&vm).execute_block(&block, &chain.state).unwrap();
+    for trace in vm.evm().take_call_traces() {
+        let frame = trace.unwrap();
+        assert!(frame.calls.is_empty() && frame.gas_used > 0, "{frame:?}");
+    }
     // Traced or not, the block runs the same.
     let plain =
         DuetVm::new(EvmVm::new(CHAIN_ID, block_env(chain.number)), Arc::clone(&chain.move_vm));

@@ -2386,13 +2386,13 @@ impl Chain {
 
     /// Runs block `number`'s transactions up to and including the one at `last` again, in the
     /// block's environment, on the state after the block before: the last one traced with
-    /// `config`, or every EVM transaction with `all`. Each transaction's gas, outcome and logs
+    /// `config`, or every transaction with `all`. Each transaction's gas, outcome and logs
     /// are checked against its receipt. The transactions run in chunks, and the replay gives up once
     /// `time` has passed between two (a chunk is at most [`REPLAY_CHUNK`] transactions, and at
     /// most one past [`REPLAY_CHUNK_GAS`]), keeping where it stopped for the next try, which
     /// runs at least one chunk: retried, a transaction's trace gets there (unless the replay's
     /// writes pass [`MAX_REPLAY_POINT_BYTES`]; a block's traces, `all`, start over each time).
-    /// Returns each transaction's hash and, for the EVM transactions traced, its trace.
+    /// Returns each transaction's hash and, for the transactions traced, its trace.
     ///
     /// # Errors
     /// See [`TraceError`].
@@ -4239,7 +4239,7 @@ pub(crate) mod tests {
         assert!(
             matches!(trace_of(unknown), Err(super::TraceError::NotFound(hash)) if hash == unknown)
         );
-        // The whole block: each transaction's trace in order, none for the Move one.
+        // The whole block: each transaction's trace in order, the Move one's too.
         let traces = chain.trace_block(&turn, block.number, config, time).unwrap();
         let hashes: Vec<B256> = traces.iter().map(|(hash, _)| *hash).collect();
         assert_eq!(hashes, block.transactions);
@@ -4251,7 +4251,7 @@ pub(crate) mod tests {
         assert!(matches!(late, Err(super::TraceError::TimedOut(_))), "{late:?}");
         *chain.replaying.lock() = None;
         // Traced one by one, as an explorer traces a block's transactions, a replay runs only
-        // the transactions after the last one traced (the Move one needs none); back to an
+        // the transactions after the last one traced (the Move one's as an EVM one's); back to an
         // earlier one, it starts from the block's start again.
         let replays = || chain.metrics.trace_replays.load(std::sync::atomic::Ordering::Relaxed);
         let before = replays();

@@ -178,12 +178,20 @@ impl Node {
     /// Deploys `contract` (`src/File.sol:Name` of `evm-bridge/contracts`) with `forge create`
     /// from `key`; returns its address.
     fn forge_create(&self, contract: &str, key: &str) -> String {
-        let created = Command::new(tool("forge"))
+        self.forge_create_with(contract, key, &[])
+    }
+
+    /// [`forge_create`](Self::forge_create) with constructor arguments.
+    fn forge_create_with(&self, contract: &str, key: &str, arguments: &[&str]) -> String {
+        let mut command = Command::new(tool("forge"));
+        command
             .current_dir(root().join("evm-bridge/contracts"))
             .args(["create", contract, "--broadcast", "--private-key", key])
-            .args(["--rpc-url", &self.url()])
-            .output()
-            .expect("forge runs");
+            .args(["--rpc-url", &self.url()]);
+        if !arguments.is_empty() {
+            command.arg("--constructor-args").args(arguments);
+        }
+        let created = command.output().expect("forge runs");
         let created = String::from_utf8_lossy(&created.stdout).into_owned();
         created
             .lines()
@@ -1160,6 +1168,46 @@ fn move_developers_publish_run_and_view_and_solidity_calls_the_module_through_ca
         ])
         .unwrap();
     assert_eq!(from_solidity, "[0x0100000000000000]");
+
+    move_pays_with_an_erc20_and_its_trace_holds_the_token_calls(&node, &url);
+}
+
+/// Move calls Solidity: a module pays with an ERC-20 deployed by forge, and the payment's
+/// trace, asked through cast, holds the token calls its Move code made.
+fn move_pays_with_an_erc20_and_its_trace_holds_the_token_calls(node: &Node, url: &str) {
+    let token = node.forge_create_with("src/Token.sol:Token", FIRST_KEY, &["Duet", "DT", "1000"]);
+    let token_user = root().join("evm-bridge/contracts/move/token_user.move");
+    let published = duet(&[
+        "move",
+        "publish",
+        "--named-address",
+        &format!("examples={FIRST}"),
+        "--private-key",
+        FIRST_KEY,
+        url,
+        token_user.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(published.contains("status      success"), "{published}");
+    let pay = format!("{FIRST}::token_user::pay");
+    let (to_token, to_second) = (format!("address:{token}"), format!("address:{SECOND}"));
+    let args = ["--arg", &to_token, "--arg", &to_second, "--arg", "u128:300"];
+    let paid =
+        duet(&[&["move", "run", &pay][..], &args, &["--private-key", FIRST_KEY, url]].concat())
+            .unwrap();
+    assert!(paid.contains("status      success"), "{paid}");
+    let hash = paid.lines().find_map(|line| line.strip_prefix("transaction ")).unwrap();
+    let with_logs = r#"{"tracer":"callTracer","tracerConfig":{"withLog":true}}"#;
+    let traced = node.cast(&["rpc", "debug_traceTransaction", hash, with_logs]).unwrap();
+    let traced: serde_json::Value = serde_json::from_str(&traced).unwrap();
+    let entry = format!("{:#x}", duet_types::MOVE_ENTRY_ADDRESS);
+    assert_eq!((&traced["type"], &traced["to"]), (&"CALL".into(), &entry.into()), "{traced}");
+    let calls = traced["calls"].as_array().unwrap();
+    let kinds: Vec<_> = calls.iter().map(|call| call["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["STATICCALL", "CALL", "STATICCALL"], "{traced}");
+    assert!(calls.iter().all(|call| call["to"] == token.to_lowercase().as_str()), "{traced}");
+    assert_eq!(calls[1]["from"], FIRST.to_lowercase().as_str(), "{traced}");
+    assert_eq!(calls[1]["logs"].as_array().map(Vec::len), Some(1), "{traced}");
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! `debug_traceCall` with the `callTracer` (what block explorers ask for a transaction's
 //! internal calls): the tree of a transaction's frames, with each frame's caller, callee, value,
 //! gas, input, output and error, and with `withLog` its logs (see [`duet_evm::trace`]). The
-//! default opcode logger and the other tracers are refused. A Move transaction's trace is one
-//! frame: its call of the Move entry address. A replay of a block gives up after
+//! default opcode logger and the other tracers are refused. A Move transaction's trace is its
+//! call of the Move entry address, with the calls its Move code made into the EVM under it; it
+//! is replayed as an EVM transaction is. A replay of a block gives up after
 //! `timeout` (5 s unless asked, at most [`MAX_TRACE_TIME`]), checked between chunks of its
 //! transactions.
 
