@@ -790,6 +790,15 @@ impl Loader {
         Ok((module, func, loaded))
     }
 
+    /// Duet: records that each of `blobs` passes the verifier's checks of a module by itself
+    /// under this loader's configuration (see `PublishedModules`).
+    pub(crate) fn remember_verified(&self, blobs: &[Vec<u8>]) {
+        let config = format!("{:?}", self.verifier_config);
+        for blob in blobs {
+            PUBLISHED_MODULES.insert(PublishedModules::key(&config, blob));
+        }
+    }
+
     // Entry point for module publishing (`MoveVM::publish_module_bundle`).
     //
     // All modules in the bundle to be published must be loadable. This function performs all
@@ -1082,11 +1091,15 @@ impl Loader {
             .map_err(expect_no_verification_errors)?;
 
         // bytecode verifier checks that can be performed with the module itself
-        // Duet: once per process for the same bytes (see `DeserializedModules`).
+        // Duet: once per process for the same bytes (see `DeserializedModules`), unless its
+        // publication verified them (see `PublishedModules`).
         let config = format!("{:?}", self.verifier_config);
         if !module.verified_with(&config) {
-            move_bytecode_verifier::verify_module_with_config(&self.verifier_config, &module)
-                .map_err(expect_no_verification_errors)?;
+            let key = PublishedModules::key(&config, &bytes);
+            if !PUBLISHED_MODULES.contains(&key) {
+                move_bytecode_verifier::verify_module_with_config(&self.verifier_config, &module)
+                    .map_err(expect_no_verification_errors)?;
+            }
             module.mark_verified(&config);
         }
         self.check_natives(&module)
@@ -2757,6 +2770,42 @@ impl Deserialized {
         if !verified_with.iter().any(|it| it == config) {
             verified_with.push(config.to_owned());
         }
+    }
+}
+
+/// Duet: the published modules whose bytes passed the bytecode verifier's checks of the module
+/// itself, by a SHA3-256 of the verifier's configuration and the bytes: a module's first load
+/// in a process (or its first after [`DeserializedModules`] was emptied) does not verify again
+/// what its publication verified (a module that takes the verifier a fifth of a second would
+/// cost that twice for the publication's gas). Bounded: emptied when full.
+struct PublishedModules(parking_lot::Mutex<std::collections::HashSet<[u8; 32]>>);
+
+/// Duet: the most modules [`PublishedModules`] remembers (32 bytes each).
+const PUBLISHED_MODULES_MAX: usize = 1 << 16;
+
+static PUBLISHED_MODULES: once_cell::sync::Lazy<PublishedModules> =
+    once_cell::sync::Lazy::new(|| PublishedModules(parking_lot::Mutex::new(Default::default())));
+
+impl PublishedModules {
+    fn key(config: &str, bytes: &[u8]) -> [u8; 32] {
+        // The whole configuration, length-prefixed, then the bytes.
+        let mut hasher = Sha3_256::new();
+        hasher.update((config.len() as u64).to_le_bytes());
+        hasher.update(config.as_bytes());
+        hasher.update(bytes);
+        hasher.finalize().into()
+    }
+
+    fn contains(&self, key: &[u8; 32]) -> bool {
+        self.0.lock().contains(key)
+    }
+
+    fn insert(&self, key: [u8; 32]) {
+        let mut verified = self.0.lock();
+        if verified.len() >= PUBLISHED_MODULES_MAX {
+            verified.clear();
+        }
+        verified.insert(key);
     }
 }
 

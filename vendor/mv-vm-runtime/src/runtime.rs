@@ -179,8 +179,11 @@ impl VMRuntime {
             self.loader
                 .verify_module_bundle_for_publication(&compiled_modules, data_store)
         })?;
-        // Duet: nothing of it is kept for loads (see `DeserializedModules`): a module's first
-        // load in a process verifies it again.
+        // Duet: the bundle's bytes passed the checks a load would run on them again (the caches
+        // are emptied after a publication): remembered, as a load that ran them would (see
+        // `PublishedModules`; the modules as deserialized are not kept, see
+        // `DeserializedModules`).
+        self.loader.remember_verified(&modules);
 
         // NOTE: we want to (informally) argue that all modules pass the linking check before being
         // published to the data store.
