@@ -974,7 +974,9 @@ fn a_move_transactions_trace_holds_the_evm_calls_its_move_code_made() {
     let evm = EvmVm::new(CHAIN_ID, block_env(chain.number)).with_call_tracer(top);
     let vm = DuetVm::new(evm, Arc::clone(&chain.move_vm));
     duet_evm::MixedBlockExecutor::sequential(&vm).execute_block(&block, &chain.state).unwrap();
-    for trace in vm.evm().take_call_traces() {
+    let traces = vm.evm().take_call_traces();
+    assert_eq!(traces.len(), 2);
+    for trace in traces {
         let frame = trace.unwrap();
         assert!(frame.calls.is_empty() && frame.gas_used > 0, "{frame:?}");
     }

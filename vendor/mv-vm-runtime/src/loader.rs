@@ -791,11 +791,11 @@ impl Loader {
     }
 
     /// Duet: records that each of `blobs` passes the verifier's checks of a module by itself
-    /// under this loader's configuration (see `PublishedModules`).
+    /// under this loader's configuration (see `VerifiedModules`).
     pub(crate) fn remember_verified(&self, blobs: &[Vec<u8>]) {
         let config = format!("{:?}", self.verifier_config);
         for blob in blobs {
-            PUBLISHED_MODULES.insert(PublishedModules::key(&config, blob));
+            VERIFIED_MODULES.insert(VerifiedModules::key(&config, blob));
         }
     }
 
@@ -1091,14 +1091,15 @@ impl Loader {
             .map_err(expect_no_verification_errors)?;
 
         // bytecode verifier checks that can be performed with the module itself
-        // Duet: once per process for the same bytes (see `DeserializedModules`), unless its
-        // publication verified them (see `PublishedModules`).
+        // Duet: once per process for the same bytes (see `DeserializedModules` and
+        // `VerifiedModules`).
         let config = format!("{:?}", self.verifier_config);
         if !module.verified_with(&config) {
-            let key = PublishedModules::key(&config, &bytes);
-            if !PUBLISHED_MODULES.contains(&key) {
+            let key = VerifiedModules::key(&config, &bytes);
+            if !VERIFIED_MODULES.contains(&key) {
                 move_bytecode_verifier::verify_module_with_config(&self.verifier_config, &module)
                     .map_err(expect_no_verification_errors)?;
+                VERIFIED_MODULES.insert(key);
             }
             module.mark_verified(&config);
         }
@@ -2701,22 +2702,26 @@ impl Loader {
 /// (the imports it names) and build the instance's own tables for it.
 ///
 /// Only modules read from the state are kept (their bytes were paid for when they were
-/// published), not a publication's: a free `eth_call` of one would otherwise fill it. Bounded
-/// by an estimate of the memory its entries hold ([`entry_memory`]): emptied when full. The
-/// bytes are hashed and compared outside its lock.
+/// published, at 200 gas a byte), not a publication's: a free `eth_call` of one would otherwise
+/// fill it. Bounded by a bound of the memory its entries hold ([`entry_memory`]): emptied when
+/// full (a call, even a free `eth_call`, loading more than 8 MiB of stored modules' bytes
+/// empties it; their verification is remembered apart, see [`VerifiedModules`]). The bytes are
+/// hashed and compared outside its lock.
 struct DeserializedModules {
     modules: HashMap<u64, Arc<Deserialized>>,
     memory: usize,
 }
 
-/// Duet: the most memory (as [`entry_memory`] estimates it) [`DeserializedModules`] holds.
-const DESERIALIZED_MODULES_MEMORY_MAX: usize = 128 << 20;
+/// Duet: the most memory (as [`entry_memory`] bounds it) [`DeserializedModules`] holds: 8 MiB of
+/// modules' bytes.
+const DESERIALIZED_MODULES_MEMORY_MAX: usize = 256 << 20;
 
-/// Duet: about what an entry of [`DeserializedModules`] holds for a module of `bytes` bytes:
-/// its bytes, the module as deserialized (tables of handles, signatures, code), its
+/// Duet: at most what an entry of [`DeserializedModules`] holds for a module of `bytes` bytes:
+/// its bytes, the module as deserialized (tables of handles, signatures and code, where a byte
+/// of code can be an instruction of 32 bytes and a byte of a signature a boxed node of 32), its
 /// definitions by name, and the entry itself.
 fn entry_memory(bytes: usize) -> usize {
-    8 * bytes + 2048
+    32 * bytes + 2048
 }
 
 static DESERIALIZED_MODULES: once_cell::sync::Lazy<parking_lot::Mutex<DeserializedModules>> =
@@ -2773,20 +2778,23 @@ impl Deserialized {
     }
 }
 
-/// Duet: the published modules whose bytes passed the bytecode verifier's checks of the module
-/// itself, by a SHA3-256 of the verifier's configuration and the bytes: a module's first load
-/// in a process (or its first after [`DeserializedModules`] was emptied) does not verify again
-/// what its publication verified (a module that takes the verifier a fifth of a second would
-/// cost that twice for the publication's gas). Bounded: emptied when full.
-struct PublishedModules(parking_lot::Mutex<std::collections::HashSet<[u8; 32]>>);
+/// Duet: the modules whose bytes passed the bytecode verifier's checks of the module itself, as
+/// a publication or a load verified them, by a SHA3-256 of the verifier's configuration and the
+/// bytes: a module's first load in a process, or its first after [`DeserializedModules`] was
+/// emptied (which a free `eth_call` loading enough stored modules can do), does not verify again
+/// what was verified (a module that takes the verifier half a second would cost that at every
+/// such load, for the load's gas). Those checks depend on the bytes and the configuration only,
+/// so skipping them changes no outcome. Bounded: emptied when full, which takes 65 536
+/// verifications.
+struct VerifiedModules(parking_lot::Mutex<std::collections::HashSet<[u8; 32]>>);
 
-/// Duet: the most modules [`PublishedModules`] remembers (32 bytes each).
-const PUBLISHED_MODULES_MAX: usize = 1 << 16;
+/// Duet: the most modules [`VerifiedModules`] remembers (32 bytes each).
+const VERIFIED_MODULES_MAX: usize = 1 << 16;
 
-static PUBLISHED_MODULES: once_cell::sync::Lazy<PublishedModules> =
-    once_cell::sync::Lazy::new(|| PublishedModules(parking_lot::Mutex::new(Default::default())));
+static VERIFIED_MODULES: once_cell::sync::Lazy<VerifiedModules> =
+    once_cell::sync::Lazy::new(|| VerifiedModules(parking_lot::Mutex::new(Default::default())));
 
-impl PublishedModules {
+impl VerifiedModules {
     fn key(config: &str, bytes: &[u8]) -> [u8; 32] {
         // The whole configuration, length-prefixed, then the bytes.
         let mut hasher = Sha3_256::new();
@@ -2802,7 +2810,7 @@ impl PublishedModules {
 
     fn insert(&self, key: [u8; 32]) {
         let mut verified = self.0.lock();
-        if verified.len() >= PUBLISHED_MODULES_MAX {
+        if verified.len() >= VERIFIED_MODULES_MAX {
             verified.clear();
         }
         verified.insert(key);

@@ -180,8 +180,8 @@ impl VMRuntime {
                 .verify_module_bundle_for_publication(&compiled_modules, data_store)
         })?;
         // Duet: the bundle's bytes passed the checks a load would run on them again (the caches
-        // are emptied after a publication): remembered, as a load that ran them would (see
-        // `PublishedModules`; the modules as deserialized are not kept, see
+        // are emptied after a publication): remembered, as a load that ran them is (see
+        // `VerifiedModules`; the modules as deserialized are not kept, see
         // `DeserializedModules`).
         self.loader.remember_verified(&modules);
 
