@@ -290,6 +290,9 @@ pub struct MoveVm {
     /// there, and no differently in the fast mode).
     instances: Box<[InstanceSlot]>,
     fee_vault: Address,
+    /// Whether its instances keep the modules they deserialize for the whole process (see
+    /// [`for_calls`](Self::for_calls)).
+    keeps_modules: bool,
 }
 
 /// Where an instance is kept between runs (boxed: a run takes it out and puts it back).
@@ -361,9 +364,14 @@ impl Instance {
     }
 }
 
-fn new_instance() -> Instance {
-    let vm = MoveVM::new(natives::all_natives()).expect("the native table is consistent");
-    Instance { vm, event_types: EventTypes::default(), footprints: loading::Footprints::default() }
+/// A new instance; keeping the modules it deserializes for the whole process if `keeps_modules`
+/// (see [`MoveVm::for_calls`]).
+fn new_instance(keeps_modules: bool) -> Instance {
+    let vm = MoveVM::new(natives::all_natives())
+        .expect("the native table is consistent")
+        .keeps_deserialized_modules(keeps_modules);
+    let footprints = loading::Footprints::new(keeps_modules);
+    Instance { vm, event_types: EventTypes::default(), footprints }
 }
 
 impl MoveVm {
@@ -373,10 +381,25 @@ impl MoveVm {
     /// If the native function table is inconsistent (a bug caught by every test).
     #[must_use]
     pub fn new(fee_vault: Address) -> Self {
+        Self::with_keeping(fee_vault, true)
+    }
+
+    /// A Move VM for calls no one pays for (`eth_call`, views, traces): it runs as [`new`]'s,
+    /// but the modules it deserializes are not kept for the process's other VMs, so that no
+    /// such call adds to what they keep or empties it (see
+    /// `move_vm_runtime::deserialize_module`), nor to the verified publications they remember.
+    ///
+    /// [`new`]: Self::new
+    #[must_use]
+    pub fn for_calls(fee_vault: Address) -> Self {
+        Self::with_keeping(fee_vault, false)
+    }
+
+    fn with_keeping(fee_vault: Address, keeps_modules: bool) -> Self {
         let count = 2 * std::thread::available_parallelism().map_or(4, usize::from).max(4);
         let instances: Box<[_]> = (0..count).map(|_| CachePadded::new(Mutex::new(None))).collect();
-        *instances[0].lock() = Some(Box::new(new_instance()));
-        Self { instances, fee_vault }
+        *instances[0].lock() = Some(Box::new(new_instance(keeps_modules)));
+        Self { instances, fee_vault, keeps_modules }
     }
 
     /// Forgets all loaded code. Call it when state that modules were loaded from is discarded
@@ -421,7 +444,8 @@ impl MoveVm {
             .unwrap_or_else(|| self.instances[preferred].lock());
         // Taken out while it runs and put back only if `run` returns: a panic drops it, in
         // whatever state it was left, and the next run on this slot starts a new one.
-        let mut instance = slot.take().unwrap_or_else(|| Box::new(new_instance()));
+        let mut instance =
+            slot.take().unwrap_or_else(|| Box::new(new_instance(self.keeps_modules)));
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut instance)));
         match outcome {
             Ok(outcome) => {

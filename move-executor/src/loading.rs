@@ -78,19 +78,25 @@ impl Footprint {
 
 /// The footprint of each module that calls named, read once per module. Bounded by the names
 /// it holds: emptied when full.
-#[derive(Default)]
 pub(crate) struct Footprints {
-    footprints: HashMap<ModuleId, Arc<Footprint>>,
+    kept: HashMap<ModuleId, Arc<Footprint>>,
     /// The dependencies, friends and functions the kept footprints name.
     names: usize,
+    /// Whether the modules read are kept deserialized for the whole process, as the instance's
+    /// VM keeps them.
+    keeps_modules: bool,
 }
 
 impl Footprints {
     /// The most names (dependencies, friends and functions) kept.
     const CAPACITY: usize = 1 << 16;
 
+    pub(crate) fn new(keeps_modules: bool) -> Self {
+        Self { kept: HashMap::new(), names: 0, keeps_modules }
+    }
+
     pub(crate) fn clear(&mut self) {
-        self.footprints.clear();
+        self.kept.clear();
         self.names = 0;
     }
 
@@ -101,7 +107,7 @@ impl Footprints {
         resolver: &ViewResolver<'_>,
         module: &ModuleId,
     ) -> Result<Option<Arc<Footprint>>, Failure> {
-        if let Some(footprint) = self.footprints.get(module) {
+        if let Some(footprint) = self.kept.get(module) {
             return Ok(Some(Arc::clone(footprint)));
         }
         let Some(bytes) = resolver.get_module(module).map_err(|error| Failure::Invalid(error.0))?
@@ -109,7 +115,8 @@ impl Footprints {
             return Ok(None);
         };
         // As the VM deserializes it: once per process (see `move_vm_runtime::deserialize_module`).
-        let Ok(compiled) = move_vm_runtime::deserialize_module(&bytes) else { return Ok(None) };
+        let deserialized = move_vm_runtime::deserialize_module(&bytes, self.keeps_modules);
+        let Ok(compiled) = deserialized else { return Ok(None) };
         let outside = |modules: Vec<ModuleId>| -> Box<[ModuleId]> {
             modules.into_iter().filter(|module| !in_framework(module)).collect()
         };
@@ -136,7 +143,7 @@ impl Footprints {
             self.clear();
         }
         self.names += names;
-        self.footprints.insert(module.clone(), Arc::clone(&footprint));
+        self.kept.insert(module.clone(), Arc::clone(&footprint));
         Ok(Some(footprint))
     }
 }

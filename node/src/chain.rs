@@ -371,7 +371,8 @@ pub struct Chain {
     /// The Move VM blocks run on.
     move_vm: Arc<MoveVm>,
     /// The Move VM calls (`eth_call`) run on: its own code cache, so a call never loads code
-    /// from a block being committed into the VM blocks use. Replaced by a fresh one when a block
+    /// from a block being committed into the VM blocks use, and keeping nothing for the VM
+    /// blocks use ([`MoveVm::for_calls`], as every VM of calls and traces). Replaced by a fresh one when a block
     /// that published modules commits (calls starting meanwhile wait; calls still running keep
     /// the old one).
     call_move_vm: RwLock<CallVm>,
@@ -691,7 +692,7 @@ impl Chain {
             // Its code is that of every block since the last that published modules (if the
             // database does not say, the head: the blocks after it are all it loads).
             call_move_vm: RwLock::new(CallVm {
-                vm: Arc::new(MoveVm::new(config.fee_vault)),
+                vm: Arc::new(MoveVm::for_calls(config.fee_vault)),
                 since: store
                     .last_code_change()
                     .map_or(head.number, |changed| changed.min(head.number)),
@@ -1499,7 +1500,7 @@ impl Chain {
         drop(cache);
         if let Some(mut call_move_vm) = call_move_vm {
             *call_move_vm =
-                CallVm { vm: Arc::new(MoveVm::new(self.config.fee_vault)), since: number };
+                CallVm { vm: Arc::new(MoveVm::for_calls(self.config.fee_vault)), since: number };
         }
         // Accounts whose nonce the block moved without sending (a delegated account's code
         // that ran CREATE when another transaction called it): their waiting transactions may
@@ -2012,7 +2013,7 @@ impl Chain {
         let move_vm = if head.number >= call_vm.since {
             Arc::clone(&call_vm.vm)
         } else {
-            Arc::new(MoveVm::new(self.config.fee_vault))
+            Arc::new(MoveVm::for_calls(self.config.fee_vault))
         };
         Ok((head, state, move_vm))
     }
@@ -2063,7 +2064,7 @@ impl Chain {
         let mut duet_vm = vm(move_vm)?;
         if waiting.iter().any(|transaction| duet_move::Barriers::is_barrier(&duet_vm, transaction))
         {
-            *move_vm = Arc::new(MoveVm::new(self.config.fee_vault));
+            *move_vm = Arc::new(MoveVm::for_calls(self.config.fee_vault));
             duet_vm = vm(move_vm)?;
         }
         // As a block runs them: the Move VM's code cache flushed after each publication.
@@ -2183,7 +2184,7 @@ impl Chain {
         })?;
         // A publication runs on a VM of its own, whose code cache no later call reads.
         let move_vm = match &transaction.payload {
-            MovePayload::ModuleBundle(_) => Arc::new(MoveVm::new(self.config.fee_vault)),
+            MovePayload::ModuleBundle(_) => Arc::new(MoveVm::for_calls(self.config.fee_vault)),
             MovePayload::EntryFunction(_) => Arc::clone(&at.move_vm),
         };
         let mut evm = self.call_evm(at, &tx)?;
@@ -2437,7 +2438,7 @@ impl Chain {
             .map(|record| replayed(record).map_err(corrupt))
             .collect::<Result<Vec<_>, _>>()?;
         let env = ran_in(&block);
-        let move_vm = Arc::new(MoveVm::new(block.beneficiary));
+        let move_vm = Arc::new(MoveVm::for_calls(block.beneficiary));
         let plain = DuetVm::new(self.block_evm(env.clone())?, Arc::clone(&move_vm));
         let tracing_vm =
             DuetVm::new(self.block_evm(env)?.with_call_tracer(config), Arc::clone(&move_vm));

@@ -801,3 +801,25 @@ fn a_module_links_only_to_what_its_dependencies_offer_it_from_the_state_or_its_b
         }
     }
 }
+
+#[test]
+fn only_the_vm_blocks_run_on_keeps_the_modules_it_deserializes_for_the_process() {
+    // A VM for free calls (`eth_call`, views, traces) reads what the process keeps and adds
+    // nothing to it; the VM blocks run on keeps what it loads from the state.
+    let alice = user(1);
+    let mut chain = Chain::new([alice]);
+    let module = compile_example("module example::kept_or_not { public entry fun go() {} }", alice);
+    chain.publish(alice, module.clone());
+    // Published, not kept: a publication's modules are not.
+    assert!(!move_vm_runtime::is_module_kept(&module[0]));
+    let nonce = chain.state.nonce(alice);
+    let go = transaction(alice, nonce, call(alice, "kept_or_not", "go", &[], vec![]));
+    let for_calls = MoveVm::for_calls(FEE_VAULT);
+    let output = MoveBlockExecutor::sequential(&for_calls)
+        .execute_block(std::slice::from_ref(&go), &chain.state)
+        .unwrap();
+    assert_eq!(receipt(&output, 0).status, MoveStatus::Success);
+    assert!(!move_vm_runtime::is_module_kept(&module[0]), "a call's VM kept it");
+    assert_eq!(receipt(&chain.run(&[go]), 0).status, MoveStatus::Success);
+    assert!(move_vm_runtime::is_module_kept(&module[0]), "the block's VM did not keep it");
+}

@@ -24,7 +24,7 @@ mod tracing;
 
 // Duet: the bounds the loader keeps to.
 pub use loader::{
-    deserialize_module, MAX_DEPENDENCY_DEPTH, MAX_MODULES_LOADED_BY_PUBLICATION, TYPE_CACHE_NODES_MAX,
+    deserialize_module, is_module_kept, MAX_DEPENDENCY_DEPTH, MAX_MODULES_LOADED_BY_PUBLICATION, TYPE_CACHE_NODES_MAX,
     TYPE_TAG_BYTES_MAX,
 };
 

@@ -514,6 +514,10 @@ pub(crate) struct Loader {
     module_cache_hits: RwLock<BTreeSet<ModuleId>>,
 
     verifier_config: VerifierConfig,
+
+    // Duet: whether the modules it deserializes are kept for every instance (see
+    // `DeserializedModules`).
+    pub(crate) keeps_deserialized: bool,
 }
 
 impl Loader {
@@ -528,6 +532,7 @@ impl Loader {
             too_deep: RwLock::new(HashMap::new()),
             module_cache_hits: RwLock::new(BTreeSet::new()),
             verifier_config,
+            keeps_deserialized: true,
         }
     }
 
@@ -791,8 +796,13 @@ impl Loader {
     }
 
     /// Duet: records that each of `blobs` passes the verifier's checks of a module by itself
-    /// under this loader's configuration (see `VerifiedModules`).
+    /// under this loader's configuration (see `VerifiedModules`), unless this loader keeps
+    /// nothing for others (a VM for free calls: a call publishing ever new modules would
+    /// empty the set).
     pub(crate) fn remember_verified(&self, blobs: &[Vec<u8>]) {
+        if !self.keeps_deserialized {
+            return;
+        }
         let config = format!("{:?}", self.verifier_config);
         for blob in blobs {
             VERIFIED_MODULES.insert(VerifiedModules::key(&config, blob));
@@ -1081,7 +1091,7 @@ impl Loader {
 
         // for bytes obtained from the data store, they should always deserialize and verify.
         // It is an invariant violation if they don't.
-        let module = stored_module(&bytes)
+        let module = stored_module(&bytes, self.keeps_deserialized)
             .map_err(|err| {
                 let msg = format!("Deserialization error: {:?}", err);
                 PartialVMError::new(StatusCode::CODE_DESERIALIZATION_ERROR)
@@ -2702,11 +2712,12 @@ impl Loader {
 /// (the imports it names) and build the instance's own tables for it.
 ///
 /// Only modules read from the state are kept (their bytes were paid for when they were
-/// published, at 200 gas a byte), not a publication's: a free `eth_call` of one would otherwise
-/// fill it. Bounded by a bound of the memory its entries hold ([`entry_memory`]): emptied when
-/// full (a call, even a free `eth_call`, loading more than 8 MiB of stored modules' bytes
-/// empties it; their verification is remembered apart, see [`VerifiedModules`]). The bytes are
-/// hashed and compared outside its lock.
+/// published, at 200 gas a byte), not a publication's, and only by VMs that keep them
+/// (`MoveVM::keeps_deserialized_modules`: Duet's VMs for calls, views and traces do not, so
+/// that no free call adds to it or empties it). Bounded by a bound of the memory its entries
+/// hold ([`entry_memory`]): emptied when full (paid calls loading more than 8 MiB of stored
+/// modules' bytes empty it; their verification is remembered apart, see [`VerifiedModules`]).
+/// The bytes are hashed and compared outside its lock.
 struct DeserializedModules {
     modules: HashMap<u64, Arc<Deserialized>>,
     memory: usize,
@@ -2827,15 +2838,15 @@ fn kept_module(bytes: &[u8]) -> (u64, Option<Arc<Deserialized>>) {
 }
 
 /// Duet: the stored module `bytes` hold, deserialized (and bounds checked) once per process
-/// while [`DeserializedModules`] keeps it.
-pub(crate) fn stored_module(bytes: &[u8]) -> PartialVMResult<Arc<Deserialized>> {
+/// while [`DeserializedModules`] keeps it; kept if it was not and `keep` says so.
+pub(crate) fn stored_module(bytes: &[u8], keep: bool) -> PartialVMResult<Arc<Deserialized>> {
     let (hash, kept) = kept_module(bytes);
     if let Some(module) = kept {
         return Ok(module);
     }
     let module = Arc::new(Deserialized::new(bytes)?);
     let memory = entry_memory(bytes.len());
-    if memory <= DESERIALIZED_MODULES_MEMORY_MAX {
+    if keep && memory <= DESERIALIZED_MODULES_MEMORY_MAX {
         let mut kept = DESERIALIZED_MODULES.lock();
         if !kept.modules.contains_key(&hash) {
             if kept.memory + memory > DESERIALIZED_MODULES_MEMORY_MAX {
@@ -2858,10 +2869,17 @@ pub(crate) fn published_module(bytes: &[u8]) -> PartialVMResult<Arc<Deserialized
     }
 }
 
+/// Duet: whether the module `bytes` hold is kept deserialized for every VM of the process (see
+/// [`DeserializedModules`]).
+pub fn is_module_kept(bytes: &[u8]) -> bool {
+    kept_module(bytes).1.is_some()
+}
+
 /// Duet: the stored module `bytes` hold, deserialized and bounds checked, as the VM loads it:
-/// once per process while it is kept (see [`DeserializedModules`]).
-pub fn deserialize_module(bytes: &[u8]) -> PartialVMResult<Arc<CompiledModule>> {
-    stored_module(bytes).map(|module| Arc::clone(&module.module))
+/// once per process while it is kept (see [`DeserializedModules`]); kept if it was not and
+/// `keep` says so (as a VM that [`keeps_deserialized_modules`](crate::move_vm::MoveVM::keeps_deserialized_modules) would).
+pub fn deserialize_module(bytes: &[u8], keep: bool) -> PartialVMResult<Arc<CompiledModule>> {
+    stored_module(bytes, keep).map(|module| Arc::clone(&module.module))
 }
 
 /// Duet: the longest type tag of a resource read or written, or of an event, in bytes of BCS:

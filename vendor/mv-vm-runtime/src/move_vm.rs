@@ -39,6 +39,14 @@ impl MoveVM {
         })
     }
 
+    /// Duet: whether the modules this VM deserializes from the state are kept for every VM of
+    /// the process (`true` unless set): a VM for free calls should not (a call loading enough
+    /// modules would empty what paid transactions use).
+    pub fn keeps_deserialized_modules(mut self, keep: bool) -> Self {
+        self.runtime.keeps_deserialized_modules(keep);
+        self
+    }
+
     /// Create a new Session backed by the given storage.
     ///
     /// Right now it is the caller's responsibility to ensure cache coherence of the Move VM Loader

@@ -54,6 +54,11 @@ impl VMRuntime {
         self.new_session_with_extensions(remote, NativeContextExtensions::default())
     }
 
+    /// Duet: see `MoveVM::keeps_deserialized_modules`.
+    pub(crate) fn keeps_deserialized_modules(&mut self, keep: bool) {
+        self.loader.keeps_deserialized = keep;
+    }
+
     pub fn new_session_with_extensions<'r, S: MoveResolver>(
         &self,
         remote: &'r S,
