@@ -372,9 +372,9 @@ pub struct Chain {
     move_vm: Arc<MoveVm>,
     /// The Move VM calls (`eth_call`) run on: its own code cache, so a call never loads code
     /// from a block being committed into the VM blocks use, and keeping nothing for the VM
-    /// blocks use ([`MoveVm::for_calls`], as every VM of calls and traces). Replaced by a fresh one when a block
-    /// that published modules commits (calls starting meanwhile wait; calls still running keep
-    /// the old one).
+    /// blocks use ([`MoveVm::for_calls`], as every VM of calls and traces). Replaced by a fresh
+    /// one when a block that published modules commits (calls starting meanwhile wait; calls
+    /// still running keep the old one).
     call_move_vm: RwLock<CallVm>,
     /// Turns to run a call (`eth_call`, `eth_estimateGas`, a Move view): see [`Turns`].
     call_turns: Turns,

@@ -24,8 +24,8 @@ mod tracing;
 
 // Duet: the bounds the loader keeps to.
 pub use loader::{
-    deserialize_module, is_module_kept, MAX_DEPENDENCY_DEPTH, MAX_MODULES_LOADED_BY_PUBLICATION, TYPE_CACHE_NODES_MAX,
-    TYPE_TAG_BYTES_MAX,
+    deserialize_module, is_module_kept, MAX_DEPENDENCY_DEPTH, MAX_MODULES_LOADED_BY_PUBLICATION,
+    TYPE_CACHE_NODES_MAX, TYPE_TAG_BYTES_MAX,
 };
 
 // Only include debugging functionality in debug builds

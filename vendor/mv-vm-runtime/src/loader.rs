@@ -1109,7 +1109,9 @@ impl Loader {
             if !VERIFIED_MODULES.contains(&key) {
                 move_bytecode_verifier::verify_module_with_config(&self.verifier_config, &module)
                     .map_err(expect_no_verification_errors)?;
-                VERIFIED_MODULES.insert(key);
+                if self.keeps_deserialized {
+                    VERIFIED_MODULES.insert(key);
+                }
             }
             module.mark_verified(&config);
         }
@@ -2790,13 +2792,13 @@ impl Deserialized {
 }
 
 /// Duet: the modules whose bytes passed the bytecode verifier's checks of the module itself, as
-/// a publication or a load verified them, by a SHA3-256 of the verifier's configuration and the
-/// bytes: a module's first load in a process, or its first after [`DeserializedModules`] was
-/// emptied (which a free `eth_call` loading enough stored modules can do), does not verify again
-/// what was verified (a module that takes the verifier half a second would cost that at every
-/// such load, for the load's gas). Those checks depend on the bytes and the configuration only,
-/// so skipping them changes no outcome. Bounded: emptied when full, which takes 65 536
-/// verifications.
+/// a publication or a load by a VM that keeps what it deserializes verified them (not a VM of
+/// free calls: see `MoveVM::keeps_deserialized_modules`), by a SHA3-256 of the verifier's
+/// configuration and the bytes: a module's first load in a process, or its first after
+/// [`DeserializedModules`] was emptied, does not verify again what was verified (a module that
+/// takes the verifier half a second would cost that at every such load, for the load's gas).
+/// Those checks depend on the bytes and the configuration only, so skipping them changes no
+/// outcome. Bounded: emptied when full, which takes 65 536 verifications.
 struct VerifiedModules(parking_lot::Mutex<std::collections::HashSet<[u8; 32]>>);
 
 /// Duet: the most modules [`VerifiedModules`] remembers (32 bytes each).
