@@ -160,12 +160,14 @@ impl Block {
         }
     }
 
-    /// Sets its transactions' and receipts' roots from its `records` (in block order).
+    /// Sets its transactions' and receipts' roots, and the bloom filter of its logs, from its
+    /// `records` (in block order).
     pub fn set_roots(&mut self, records: &[TransactionRecord]) {
-        let (transactions, receipts, moves) = receipts_roots(records);
+        let (transactions, receipts, moves, bloom) = receipts_roots(records);
         self.transactions_root = transactions;
         self.receipts_root = receipts;
         self.move_outcomes_hash = moves;
+        self.logs_bloom = bloom;
     }
 }
 
@@ -179,14 +181,16 @@ fn rlp_length(payload: usize) -> usize {
 /// (each receipt as Ethereum encodes it: its transaction's type, status, cumulative gas, the
 /// bloom of its logs, its logs), and the keccak256 of the Move transactions' outcomes, each its
 /// index, its number of events, its status and its events (type and data), each part with its
-/// length, which Ethereum's receipt has no place for.
+/// length, which Ethereum's receipt has no place for; and the bloom filter of all their logs
+/// (of the receipts' blooms, each computed once).
 #[must_use]
-pub fn receipts_roots(records: &[TransactionRecord]) -> (B256, B256, B256) {
+pub fn receipts_roots(records: &[TransactionRecord]) -> (B256, B256, B256, Bloom) {
     use alloy_consensus::RlpEncodableReceipt;
     let transactions =
         alloy_consensus::proofs::ordered_trie_root_with_encoder(records, |record, out| {
             out.extend_from_slice(&record.raw);
         });
+    let mut block_bloom = Bloom::ZERO;
     let receipts =
         alloy_consensus::proofs::ordered_trie_root_with_encoder(records, |record, out| {
             // EIP-2718: the transaction's type byte (none for a legacy one), then the
@@ -197,6 +201,8 @@ pub fn receipts_roots(records: &[TransactionRecord]) -> (B256, B256, B256) {
                 logs: record.logs.iter().collect::<Vec<&Log>>(),
             };
             let bloom: Bloom = record.logs.iter().collect();
+            // Idempotent, however many times the trie encodes a receipt.
+            block_bloom |= bloom;
             if let Some(&kind) = record.raw.first().filter(|byte| **byte < 0x7f) {
                 out.push(kind);
             }
@@ -214,7 +220,7 @@ pub fn receipts_roots(records: &[TransactionRecord]) -> (B256, B256, B256) {
             moves.extend_from_slice(part);
         }
     }
-    (transactions, receipts, alloy_primitives::keccak256(moves))
+    (transactions, receipts, alloy_primitives::keccak256(moves), block_bloom)
 }
 
 /// Which VM ran a transaction.

@@ -1802,7 +1802,6 @@ impl Chain {
             let mut record = self.record(pending, receipt, block, records.len() as u64);
             record.first_log_index = log_count;
             log_count += record.logs.len() as u64;
-            block.logs_bloom.accrue_logs(&record.logs);
             block.transactions.push(record.hash);
             records.push(record);
         }
