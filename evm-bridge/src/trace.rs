@@ -17,9 +17,11 @@
 //! the zero address), with what it made under it. Like every trace, for sequential runs only.
 
 use duet_types::{Address, Bytes, U256};
+use revm::context::result::HaltReason;
 use revm::context::ContextTr;
 use revm::context_interface::either::Either;
 use revm::interpreter::interpreter::EthInterpreter;
+use revm::interpreter::SuccessOrHalt;
 use revm::interpreter::{
     CallInputs, CallOutcome, CallScheme, CallValue, CreateInputs, CreateOutcome, InstructionResult,
 };
@@ -356,23 +358,39 @@ fn error_words(result: InstructionResult) -> String {
         | R::PrecompileOOG
         | R::InvalidOperandOOG
         | R::ReentrancySentryOOG => "out of gas".to_owned(),
-        R::OpcodeNotFound | R::InvalidFEOpcode | R::NotActivated => "invalid opcode".to_owned(),
         R::StackUnderflow => "stack underflow".to_owned(),
-        R::StackOverflow => "stack overflow".to_owned(),
         R::InvalidJump => "invalid jump destination".to_owned(),
-        R::StateChangeDuringStaticCall | R::CallNotAllowedInsideStatic => {
+        R::OutOfOffset => "return data out of bounds".to_owned(),
+        R::PrecompileError => "precompile failed".to_owned(),
+        // The halts a call can end with too, in the words `eth_call` answers.
+        other => match SuccessOrHalt::<HaltReason>::from(other) {
+            SuccessOrHalt::Halt(reason) => halt_words(&reason),
+            _ => format!("{other:?}"),
+        },
+    }
+}
+
+/// How geth words a call's or a frame's halt (revm's words where geth's are the same or it
+/// has none): what `eth_call` answers and what a trace's frame says.
+#[must_use]
+pub fn halt_words(reason: &HaltReason) -> String {
+    match reason {
+        HaltReason::OpcodeNotFound | HaltReason::NotActivated => "invalid opcode".to_owned(),
+        HaltReason::InvalidFEOpcode => "invalid opcode: INVALID".to_owned(),
+        HaltReason::StackOverflow => "stack limit reached 1024 (1023)".to_owned(),
+        HaltReason::CallTooDeep => "max call depth exceeded".to_owned(),
+        HaltReason::CreateCollision => "contract address collision".to_owned(),
+        HaltReason::OutOfFunds => "insufficient balance for transfer".to_owned(),
+        HaltReason::StateChangeDuringStaticCall | HaltReason::CallNotAllowedInsideStatic => {
             "write protection".to_owned()
         }
-        R::OutOfOffset => "return data out of bounds".to_owned(),
-        R::NonceOverflow => "nonce uint64 overflow".to_owned(),
-        R::CreateInitCodeSizeLimit => "max initcode size exceeded".to_owned(),
-        R::PrecompileError => "precompile failed".to_owned(),
-        R::CallTooDeep => "max call depth exceeded".to_owned(),
-        R::OutOfFunds => "insufficient balance for transfer".to_owned(),
-        R::CreateCollision => "contract address collision".to_owned(),
-        R::CreateContractSizeLimit => "max code size exceeded".to_owned(),
-        R::CreateContractStartingWithEF => "invalid code: must not begin with 0xef".to_owned(),
-        other => format!("{other:?}"),
+        HaltReason::NonceOverflow => "nonce uint64 overflow".to_owned(),
+        HaltReason::CreateContractSizeLimit => "max code size exceeded".to_owned(),
+        HaltReason::CreateInitCodeSizeLimit => "max initcode size exceeded".to_owned(),
+        HaltReason::CreateContractStartingWithEF => {
+            "invalid code: must not begin with 0xef".to_owned()
+        }
+        other => other.to_string(),
     }
 }
 

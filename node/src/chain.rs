@@ -2866,29 +2866,9 @@ fn call_outcome(receipt: duet_evm::Receipt) -> Result<(Bytes, u64), CallError> {
         }
         ExecutionResult::Revert { output, .. } => Err(CallError::Reverted(output)),
         ExecutionResult::Halt { reason: HaltReason::OutOfGas(_), .. } => Err(CallError::OutOfGas),
-        ExecutionResult::Halt { reason, .. } => Err(CallError::Halted(halt_words(&reason))),
-    }
-}
-
-/// How geth words a call's halt (revm's words where geth's are the same or it has none).
-fn halt_words(reason: &HaltReason) -> String {
-    match reason {
-        HaltReason::OpcodeNotFound | HaltReason::NotActivated => "invalid opcode".to_owned(),
-        HaltReason::InvalidFEOpcode => "invalid opcode: INVALID".to_owned(),
-        HaltReason::StackOverflow => "stack limit reached 1024 (1023)".to_owned(),
-        HaltReason::CallTooDeep => "max call depth exceeded".to_owned(),
-        HaltReason::CreateCollision => "contract address collision".to_owned(),
-        HaltReason::OutOfFunds => "insufficient balance for transfer".to_owned(),
-        HaltReason::StateChangeDuringStaticCall | HaltReason::CallNotAllowedInsideStatic => {
-            "write protection".to_owned()
+        ExecutionResult::Halt { reason, .. } => {
+            Err(CallError::Halted(duet_evm::trace::halt_words(&reason)))
         }
-        HaltReason::NonceOverflow => "nonce uint64 overflow".to_owned(),
-        HaltReason::CreateContractSizeLimit => "max code size exceeded".to_owned(),
-        HaltReason::CreateInitCodeSizeLimit => "max initcode size exceeded".to_owned(),
-        HaltReason::CreateContractStartingWithEF => {
-            "invalid code: must not begin with 0xef".to_owned()
-        }
-        other => other.to_string(),
     }
 }
 
@@ -4361,10 +4341,14 @@ pub(crate) mod tests {
                 (FrameKind::Call, created, Some(invalid), zero),
             ]
         );
-        // The halted call used all its gas, and returned nothing.
+        // The halted call used all its gas, and returned nothing; its error in the words
+        // `eth_call` gives the same halt (geth's for `INVALID`).
         let halted = &trace.calls[2];
         assert_eq!((halted.gas, halted.gas_used), (1_000, 1_000));
-        assert_eq!((halted.error.as_deref(), halted.output.len()), (Some("invalid opcode"), 0));
+        assert_eq!(
+            (halted.error.as_deref(), halted.output.len()),
+            (Some("invalid opcode: INVALID"), 0)
+        );
         assert!(trace.error.is_none(), "the creation goes on: {trace:?}");
     }
 
