@@ -56,15 +56,25 @@ pub fn paired_ratio(baseline: &[Duration], measured: &[Duration]) -> f64 {
 }
 
 /// The time `run` takes and dropping its output, which goes to `check` (against the expected
-/// output) between the two, with the clock stopped.
-pub fn time_checked<O>(run: impl FnOnce() -> O, check: impl FnOnce(&O)) -> Duration {
+/// output) between the two, with the clock stopped; and what `check` returns.
+pub fn time_checked<O, R>(run: impl FnOnce() -> O, check: impl FnOnce(&O) -> R) -> (Duration, R) {
     let start = Instant::now();
     let output = std::hint::black_box(run());
     let executed = start.elapsed();
-    check(&output);
+    let checked = check(&output);
     let start = Instant::now();
     drop(output);
-    executed + start.elapsed()
+    (executed + start.elapsed(), checked)
+}
+
+/// A check for [`time_checked`]: the output is `Ok(expected)`.
+///
+/// # Panics
+/// The check panics if it is not.
+pub fn same_as<T: PartialEq, E>(expected: &T) -> impl Fn(&Result<T, E>) + '_ {
+    move |output| {
+        assert!(output.as_ref().ok() == Some(expected), "an output differs from the expected one");
+    }
 }
 
 /// The median time of `runs` rounds of `run` executed twice at once, on two threads: what the

@@ -193,21 +193,20 @@ impl<O, S: Fn() -> O, P: Fn() -> (O, ExecutionStats), C: Fn(&O)> Executors<'_, S
         let mut parallel_times = Vec::with_capacity(runs);
         let mut parallel_runs = Vec::with_capacity(runs);
         for _ in 0..runs {
-            sequential_times.push(self.sequential.map_or(Duration::ZERO, |run| self.time(run)));
-            parallel_times.push(self.parallel.map_or(Duration::ZERO, |run| {
-                self.time(|| {
-                    let (output, stats) = run();
-                    parallel_runs.push(stats);
-                    output
-                })
-            }));
+            let sequential = self.sequential.map(|run| crate::time_checked(run, self.check).0);
+            sequential_times.push(sequential.unwrap_or(Duration::ZERO));
+            if let Some(run) = self.parallel {
+                let (time, stats) = crate::time_checked(run, |(output, stats)| {
+                    (self.check)(output);
+                    *stats
+                });
+                parallel_times.push(time);
+                parallel_runs.push(stats);
+            } else {
+                parallel_times.push(Duration::ZERO);
+            }
         }
         (sequential_times, parallel_times, parallel_runs)
-    }
-
-    /// The time `run` takes, and dropping its output, which is checked between the two.
-    fn time(&self, run: impl FnOnce() -> O) -> Duration {
-        crate::time_checked(run, self.check)
     }
 }
 
@@ -239,6 +238,11 @@ impl RunsSummary {
     /// The summary of `runs` of a block of `block_size` transactions.
     #[must_use]
     pub fn of(runs: &[ExecutionStats], block_size: usize) -> Self {
+        // Sequential whole: every execution the sequential executor's, from the first
+        // transaction (a hand-over at the first still ran some in parallel before it).
+        let whole = |run: &ExecutionStats| {
+            run.sequential_from == Some(0) && run.executions == run.sequential_transactions
+        };
         let executions: Vec<usize> = runs.iter().map(|run| run.executions).collect();
         Self {
             executions_per_txn: if executions.is_empty() {
@@ -246,8 +250,11 @@ impl RunsSummary {
             } else {
                 crate::median(executions) as f64 / block_size as f64
             },
-            handed_over: runs.iter().filter(|run| run.sequential_from > Some(0)).count(),
-            sequential: runs.iter().filter(|run| run.sequential_from == Some(0)).count(),
+            handed_over: runs
+                .iter()
+                .filter(|run| run.sequential_from.is_some() && !whole(run))
+                .count(),
+            sequential: runs.iter().filter(|run| whole(run)).count(),
         }
     }
 }

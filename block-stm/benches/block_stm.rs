@@ -43,7 +43,7 @@ fn main() {
             block_size,
             || execute_sequential(&vm, &block, &storage),
             || executor.execute_block_with_stats(&block, &storage),
-            |output| assert!(output.as_ref() == Ok(&expected), "an output differs"),
+            duet_bench_kit::same_as(&expected),
         );
         let fields = serde_json::json!({ "workload": "p2p_transfer", "work_rounds": work_rounds });
         figures.print(&options, (block_size, accounts), fields);

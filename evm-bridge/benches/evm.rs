@@ -30,7 +30,7 @@ use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolConstructor};
 use duet_bench_kit::p2p::RunsSummary;
-use duet_bench_kit::{median, paired_ratio, round3, RoundTrip, SplitMix};
+use duet_bench_kit::{median, paired_ratio, round3, time_checked, RoundTrip, SplitMix};
 use duet_block_stm::{
     execute_sequential, BlockExecutor, ExecutorConfig, TransactionResult, VmBlockOutput,
 };
@@ -329,19 +329,22 @@ fn time_runs(
             }
         }
         if runs_it("seq") {
-            let sequential = checked(expected, || execute_sequential(vm, block, &world.duet));
+            let same = duet_bench_kit::same_as(expected);
+            let (sequential, ()) =
+                time_checked(|| execute_sequential(vm, block, &world.duet), same);
             if !warm {
                 times.sequential.push(sequential);
             }
         }
         if runs_it("par") {
-            let mut stats = None;
-            let parallel = checked(expected, || {
-                let (output, run) = executor.execute_block_with_stats(block, &world.duet);
-                stats = Some(run);
-                output
-            });
-            let stats = stats.expect("the run ran");
+            let same = duet_bench_kit::same_as(expected);
+            let (parallel, stats) = time_checked(
+                || executor.execute_block_with_stats(block, &world.duet),
+                |run| {
+                    same(&run.0);
+                    run.1
+                },
+            );
             if !warm {
                 times.parallel.push(parallel);
                 times.parallel_runs.push(stats);
@@ -349,17 +352,6 @@ fn time_runs(
         }
     }
     times
-}
-
-/// The time `run` takes and dropping its output, checked against `expected`
-/// ([`duet_bench_kit::time_checked`]).
-fn checked<E: std::fmt::Debug>(
-    expected: &VmBlockOutput<EvmVm>,
-    run: impl FnOnce() -> Result<VmBlockOutput<EvmVm>, E>,
-) -> Duration {
-    duet_bench_kit::time_checked(run, |output| {
-        assert!(output.as_ref().ok() == Some(expected), "an output differs from the expected one");
-    })
 }
 
 /// Checks that `envelopes` recover to `block`, executes it once sequentially and checks that

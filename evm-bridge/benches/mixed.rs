@@ -166,7 +166,7 @@ fn main() {
         block_size,
         || sequential_executor.execute_block(&block, &world.state),
         || parallel_executor.execute_block_with_stats(&block, &world.state),
-        |output| assert!(output.as_ref() == Ok(&expected), "an output differs"),
+        duet_bench_kit::same_as(&expected),
     );
     let fields = serde_json::json!({ "workload": "mixed" });
     figures.print(&options, (block_size, accounts), fields);

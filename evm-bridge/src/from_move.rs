@@ -59,10 +59,10 @@ where
         reserved_fee: u128,
     ) -> Result<Box<dyn EvmHost + 's>, ReadError> {
         // Exact balances: Move may read any balance, so no account is a stand-in.
-        let revm::context::Evm { ctx, inspector: (), instruction, precompiles, frame_stack } =
-            self.vm.evm(self.view, sender, false, Caller::Move);
-        let inspector = self.vm.take_call_tracer();
-        let mut evm = HostEvm { ctx, inspector, instruction, precompiles, frame_stack };
+        let mut evm: HostEvm<'_, View> = self
+            .vm
+            .evm(self.view, sender, false, Caller::Move)
+            .with_inspector(self.vm.take_call_tracer());
         evm.ctx.tx.caller = sender;
         evm.ctx.tx.gas_price = self.gas_price;
         pre_execution::load_accounts::<_, EVMError<ViewDatabaseError>>(&mut evm)

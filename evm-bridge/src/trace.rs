@@ -349,24 +349,10 @@ fn clear_logs(frame: &mut CallFrame) {
 
 /// geth's words for how a frame failed.
 fn error_words(result: InstructionResult) -> String {
-    use InstructionResult as R;
-    match result {
-        R::Revert => "execution reverted".to_owned(),
-        R::OutOfGas
-        | R::MemoryOOG
-        | R::MemoryLimitOOG
-        | R::PrecompileOOG
-        | R::InvalidOperandOOG
-        | R::ReentrancySentryOOG => "out of gas".to_owned(),
-        R::StackUnderflow => "stack underflow".to_owned(),
-        R::InvalidJump => "invalid jump destination".to_owned(),
-        R::OutOfOffset => "return data out of bounds".to_owned(),
-        R::PrecompileError => "precompile failed".to_owned(),
-        // The halts a call can end with too, in the words `eth_call` answers.
-        other => match SuccessOrHalt::<HaltReason>::from(other) {
-            SuccessOrHalt::Halt(reason) => halt_words(&reason),
-            _ => format!("{other:?}"),
-        },
+    match SuccessOrHalt::<HaltReason>::from(result) {
+        SuccessOrHalt::Revert => "execution reverted".to_owned(),
+        SuccessOrHalt::Halt(reason) => halt_words(&reason),
+        _ => format!("{result:?}"),
     }
 }
 
@@ -375,6 +361,11 @@ fn error_words(result: InstructionResult) -> String {
 #[must_use]
 pub fn halt_words(reason: &HaltReason) -> String {
     match reason {
+        HaltReason::OutOfGas(_) => "out of gas".to_owned(),
+        HaltReason::StackUnderflow => "stack underflow".to_owned(),
+        HaltReason::InvalidJump => "invalid jump destination".to_owned(),
+        HaltReason::OutOfOffset => "return data out of bounds".to_owned(),
+        HaltReason::PrecompileError => "precompile failed".to_owned(),
         HaltReason::OpcodeNotFound | HaltReason::NotActivated => "invalid opcode".to_owned(),
         HaltReason::InvalidFEOpcode => "invalid opcode: INVALID".to_owned(),
         HaltReason::StackOverflow => "stack limit reached 1024 (1023)".to_owned(),

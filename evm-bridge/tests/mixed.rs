@@ -915,17 +915,25 @@ fn a_move_transactions_trace_holds_the_evm_calls_its_move_code_made() {
     let mut aborting = args;
     aborting.push(bcs(&77u64));
     let abort = chain.move_call(user(0), TOKEN_USER, "pay_then_abort", aborting);
-    let config = CallTraceConfig { with_logs: true, ..CallTraceConfig::default() };
-    let evm = EvmVm::new(CHAIN_ID, block_env(chain.number)).with_call_tracer(config);
-    let vm = DuetVm::new(evm, Arc::clone(&chain.move_vm));
     let block = [pay.clone(), abort.clone()];
-    let output =
-        duet_evm::MixedBlockExecutor::sequential(&vm).execute_block(&block, &chain.state).unwrap();
+    // The block run sequentially, traced with `config` if given: its output and traces.
+    let run = |config: Option<CallTraceConfig>| {
+        let evm = EvmVm::new(CHAIN_ID, block_env(chain.number));
+        let evm = match config {
+            Some(config) => evm.with_call_tracer(config),
+            None => evm,
+        };
+        let vm = DuetVm::new(evm, Arc::clone(&chain.move_vm));
+        let executor = duet_evm::MixedBlockExecutor::sequential(&vm);
+        let output = executor.execute_block(&block, &chain.state).unwrap();
+        (output, vm.evm().take_call_traces())
+    };
+    let config = CallTraceConfig { with_logs: true, ..CallTraceConfig::default() };
+    let (output, traces) = run(Some(config));
     let receipts = output.results.iter().map(|result| match result {
         duet_block_stm::TransactionResult::Executed(receipt) => receipt,
         other => panic!("{other:?}"),
     });
-    let traces = vm.evm().take_call_traces();
     assert_eq!(traces.len(), 2);
     let selector = |signature: &str| alloy_primitives_selector(signature).to_vec();
     for ((trace, transaction), receipt) in traces.into_iter().zip(&block).zip(receipts) {
@@ -970,22 +978,15 @@ fn a_move_transactions_trace_holds_the_evm_calls_its_move_code_made() {
         }
     }
     // Only the top call: the Move transaction's own frame.
-    let top = CallTraceConfig { only_top_call: true, ..config };
-    let evm = EvmVm::new(CHAIN_ID, block_env(chain.number)).with_call_tracer(top);
-    let vm = DuetVm::new(evm, Arc::clone(&chain.move_vm));
-    duet_evm::MixedBlockExecutor::sequential(&vm).execute_block(&block, &chain.state).unwrap();
-    let traces = vm.evm().take_call_traces();
+    let (_, traces) = run(Some(CallTraceConfig { only_top_call: true, ..config }));
     assert_eq!(traces.len(), 2);
     for trace in traces {
         let frame = trace.unwrap();
         assert!(frame.calls.is_empty() && frame.gas_used > 0, "{frame:?}");
     }
     // Traced or not, the block runs the same.
-    let plain =
-        DuetVm::new(EvmVm::new(CHAIN_ID, block_env(chain.number)), Arc::clone(&chain.move_vm));
-    let untraced = duet_evm::MixedBlockExecutor::sequential(&plain)
-        .execute_block(&block, &chain.state)
-        .unwrap();
+    let (untraced, none) = run(None);
+    assert!(none.is_empty());
     assert_eq!(untraced.results, output.results);
     assert_eq!(untraced.state_updates, output.state_updates);
 }

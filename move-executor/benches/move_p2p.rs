@@ -64,7 +64,7 @@ fn main() {
             block_size,
             || sequential_executor.execute_block(&block, &storage),
             || parallel_executor.execute_block_with_stats(&block, &storage),
-            |output| assert!(output.as_ref() == Ok(&expected), "an output differs"),
+            duet_bench_kit::same_as(&expected),
         );
         let fields = serde_json::json!({ "workload": "move_eth_transfer" });
         figures.print(&options, (block_size, accounts), fields);

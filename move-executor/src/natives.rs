@@ -374,28 +374,16 @@ fn native_bcs_to_bytes(
     })?;
     let failed = |cost: u64| Ok(NativeResult::err(cost.into(), NFE_BCS_SERIALIZATION_FAILURE));
     let size_cost = size / SIZE_UNITS_PER_GAS;
-    let Some(layout) = context.type_to_type_layout(&ty)? else {
+    // The layout and its nodes, counted as the VM built it (or took it from its cache).
+    let Some((layout, nodes)) = context.type_to_type_layout_with_nodes(&ty)? else {
         return failed(size_cost + BCS_FAILURE);
     };
-    let cost = size_cost + LAYOUT_NODE * layout_nodes(&layout);
+    let cost = size_cost + LAYOUT_NODE * nodes as u64;
     let Some(bytes) = reference.read_ref()?.simple_serialize(&layout) else {
         return failed(cost + BCS_FAILURE);
     };
     let cost = cost + bytes.len() as u64;
     Ok(NativeResult::ok(cost.into(), smallvec![Value::vector_u8(bytes)]))
-}
-
-/// The nodes of a layout the VM built (its structs' are of the runtime kind; it bounds them, and
-/// their depth).
-fn layout_nodes(layout: &move_core_types::value::MoveTypeLayout) -> u64 {
-    use move_core_types::value::{MoveStructLayout, MoveTypeLayout};
-    match layout {
-        MoveTypeLayout::Vector(inner) => 1 + layout_nodes(inner),
-        MoveTypeLayout::Struct(MoveStructLayout::Runtime(fields)) => {
-            1 + fields.iter().map(layout_nodes).sum::<u64>()
-        }
-        _ => 1,
-    }
 }
 
 /// `emit`, charging [`EVENT`] and 1 gas per [`SIZE_UNITS_PER_GAS`] units of the message's size as

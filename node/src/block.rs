@@ -47,7 +47,7 @@ pub struct Block {
     #[serde(default)]
     pub move_outcomes_hash: B256,
     /// Its length as Ethereum encodes a block: the RLP list of its header, its transactions (as
-    /// they travel), and no uncles or withdrawals (see [`Block::set_size`]).
+    /// they travel), and no uncles or withdrawals (see [`Block::seal`]).
     #[serde(default)]
     pub size: u64,
 }
@@ -82,9 +82,19 @@ impl Block {
         }
     }
 
-    /// Sets its size from its `transactions` (their EIP-2718 encodings, in block order), once
-    /// it is sealed (the header's numbers are part of it).
-    pub fn set_size<'a>(&mut self, transactions: impl IntoIterator<Item = &'a Bytes>) {
+    /// Sets the state root, then what depends on it, from one encoding of the header: the
+    /// hash, the output root, and the size, with its `transactions` (their EIP-2718 encodings,
+    /// in block order).
+    pub fn seal<'a>(
+        &mut self,
+        state_root: B256,
+        transactions: impl IntoIterator<Item = &'a Bytes>,
+    ) {
+        self.state_root = state_root;
+        let mut header = Vec::new();
+        alloy_rlp::Encodable::encode(&self.header(), &mut header);
+        self.hash = alloy_primitives::keccak256(&header);
+        self.output_root = self.compute_output_root();
         // A typed transaction travels as an RLP string of its type and payload; a legacy one
         // is an RLP list already.
         let body: usize = transactions
@@ -97,16 +107,8 @@ impl Block {
                 }
             })
             .sum();
-        let header = alloy_rlp::Encodable::length(&self.header());
         // The header, the transactions' list, and the empty lists of uncles and withdrawals.
-        self.size = rlp_length(header + rlp_length(body) + 2) as u64;
-    }
-
-    /// Sets the state root, then the hash and the output root that depend on it.
-    pub fn seal(&mut self, state_root: B256) {
-        self.state_root = state_root;
-        self.hash = self.compute_hash();
-        self.output_root = self.compute_output_root();
+        self.size = rlp_length(header.len() + rlp_length(body) + 2) as u64;
     }
 
     /// The output root: `keccak256(version ‖ state root ‖ withdrawal root ‖ block hash)`, each 32

@@ -625,8 +625,7 @@ impl Chain {
         } else {
             let mut block = Block::empty(0, B256::ZERO, crate::genesis::GENESIS_TIMESTAMP, &config);
             let update = merkle::update(&store, merkle::leaves(&state))?;
-            block.seal(update.root);
-            block.set_size([]);
+            block.seal(update.root, []);
             // The genesis state holds the framework's modules: its code is block 0's.
             let notes = CommitNotes { previous: None, publishes: true };
             let genesis = BlockCommit {
@@ -1441,8 +1440,7 @@ impl Chain {
         let update =
             merkle::update(&cache.over(&self.store), merkle::leaves(&output.state_updates))
                 .map_err(|error| format!("block {number}: {error}"))?;
-        block.seal(update.root);
-        block.set_size(records.iter().map(|record| &record.raw));
+        block.seal(update.root, records.iter().map(|record| &record.raw));
         for record in &mut records {
             record.block_hash = block.hash;
         }
@@ -1499,8 +1497,7 @@ impl Chain {
         Metrics::add(&self.metrics.gas, block.gas_used);
         drop(cache);
         if let Some(mut call_move_vm) = call_move_vm {
-            *call_move_vm =
-                CallVm { vm: Arc::new(MoveVm::for_calls(self.config.fee_vault)), since: number };
+            *call_move_vm = CallVm { vm: self.new_call_move_vm(), since: number };
         }
         // Accounts whose nonce the block moved without sending (a delegated account's code
         // that ran CREATE when another transaction called it): their waiting transactions may
@@ -2012,7 +2009,7 @@ impl Chain {
         let move_vm = if head.number >= call_vm.since {
             Arc::clone(&call_vm.vm)
         } else {
-            Arc::new(MoveVm::for_calls(self.config.fee_vault))
+            self.new_call_move_vm()
         };
         Ok((head, state, move_vm))
     }
@@ -2063,7 +2060,7 @@ impl Chain {
         let mut duet_vm = vm(move_vm)?;
         if waiting.iter().any(|transaction| duet_move::Barriers::is_barrier(&duet_vm, transaction))
         {
-            *move_vm = Arc::new(MoveVm::for_calls(self.config.fee_vault));
+            *move_vm = self.new_call_move_vm();
             duet_vm = vm(move_vm)?;
         }
         // As a block runs them: the Move VM's code cache flushed after each publication.
@@ -2144,7 +2141,7 @@ impl Chain {
     /// transaction then ran out of); its gas used and no output, or its Move status as the
     /// failure. Move gas does not depend on the limit, so an estimate's first run finds it.
     fn move_call_at(&self, at: &CallState<'_>, tx: TxEnv) -> Result<(Bytes, u64), CallError> {
-        let (receipt, _) = self.move_call_receipt(at, tx)?;
+        let (receipt, _) = self.move_call_output(at, tx, None)?;
         if receipt.is_success() {
             Ok((Bytes::new(), receipt.gas_used))
         } else {
@@ -2153,24 +2150,14 @@ impl Chain {
     }
 
     /// The receipt of the Move transaction a call of the Move entry address on `at` is (see
-    /// [`move_call_at`](Self::move_call_at)), and its gas limit (a limit of 0: a transaction's
-    /// most).
-    fn move_call_receipt(
-        &self,
-        at: &CallState<'_>,
-        tx: TxEnv,
-    ) -> Result<(duet_move::MoveReceipt, u64), CallError> {
-        let (receipt, gas, _) = self.move_call_output(at, tx, None)?;
-        Ok((receipt, gas))
-    }
-
-    /// [`move_call_receipt`](Self::move_call_receipt), with the call's trace if `trace` asks.
+    /// [`move_call_at`](Self::move_call_at); a gas limit of 0 is a transaction's most), with
+    /// the call's trace if `trace` asks.
     fn move_call_output(
         &self,
         at: &CallState<'_>,
         mut tx: TxEnv,
         trace: Option<CallTraceConfig>,
-    ) -> Result<(duet_move::MoveReceipt, u64, Option<duet_evm::trace::Trace>), CallError> {
+    ) -> Result<(duet_move::MoveReceipt, Option<duet_evm::trace::Trace>), CallError> {
         move_shape(&tx).map_err(CallError::Invalid)?;
         if tx.gas_limit == 0 {
             tx.gas_limit = self.max_transaction_gas();
@@ -2183,7 +2170,7 @@ impl Chain {
         })?;
         // A publication runs on a VM of its own, whose code cache no later call reads.
         let move_vm = match &transaction.payload {
-            MovePayload::ModuleBundle(_) => Arc::new(MoveVm::for_calls(self.config.fee_vault)),
+            MovePayload::ModuleBundle(_) => self.new_call_move_vm(),
             MovePayload::EntryFunction(_) => Arc::clone(&at.move_vm),
         };
         let mut evm = self.call_evm(at, &tx)?;
@@ -2200,7 +2187,7 @@ impl Chain {
         match output.results.into_iter().next() {
             Some(TransactionResult::Executed(DuetReceipt::Move(receipt))) => {
                 let trace = trace.and_then(|_| vm.evm().take_call_traces().pop());
-                Ok((receipt, tx.gas_limit, trace))
+                Ok((receipt, trace))
             }
             Some(TransactionResult::Rejected(error)) => Err(CallError::Invalid(error.to_string())),
             Some(TransactionResult::Panicked(message)) => Err(CallError::Invalid(message)),
@@ -2208,6 +2195,12 @@ impl Chain {
                 Err(CallError::Invalid("no Move result".to_owned()))
             }
         }
+    }
+
+    /// A new Move VM for calls, views and traces: paying fees to the chain's fee vault, keeping
+    /// nothing for the VM blocks run on ([`MoveVm::for_calls`]).
+    fn new_call_move_vm(&self) -> Arc<MoveVm> {
+        Arc::new(MoveVm::for_calls(self.config.fee_vault))
     }
 
     /// The EVM calls on `at` run in: its block's environment (for a pending call, the next
@@ -2326,15 +2319,15 @@ impl Chain {
     ) -> Result<CallFrame, CallError> {
         recover_in_place(&mut tx);
         let at = self.call_state(block, tx.caller, overrides)?;
-        if tx.kind == TxKind::Call(MOVE_ENTRY_ADDRESS) {
+        let trace = if tx.kind == TxKind::Call(MOVE_ENTRY_ADDRESS) {
             // The Move transaction it is, traced as an included one is.
-            let (_, _, trace) = self.move_call_output(&at, tx, Some(config))?;
-            let trace = trace.unwrap_or(Err(TraceFailure::NoFrame));
-            return trace.map_err(|failure| CallError::Invalid(failure.to_string()));
-        }
-        let evm = self.call_evm(&at, &tx)?.with_call_tracer(config);
-        self.run_call(&evm, &at, tx)?;
-        let trace = evm.take_call_traces().pop().unwrap_or(Err(TraceFailure::NoFrame));
+            self.move_call_output(&at, tx, Some(config))?.1
+        } else {
+            let evm = self.call_evm(&at, &tx)?.with_call_tracer(config);
+            self.run_call(&evm, &at, tx)?;
+            evm.take_call_traces().pop()
+        };
+        let trace = trace.unwrap_or(Err(TraceFailure::NoFrame));
         trace.map_err(|failure| CallError::Invalid(failure.to_string()))
     }
 
@@ -5029,7 +5022,7 @@ pub(crate) mod tests {
         let empty = HashMap::<merkle::Position, merkle::Node>::new();
         let root = merkle::update(&empty, merkle::leaves(&state)).unwrap().root;
         let mut block = Block::empty(0, B256::ZERO, 0, &ChainConfig::for_tests());
-        block.seal(state_root(root));
+        block.seal(state_root(root), []);
         let store = Store::open(directory.path()).unwrap();
         store.claim_for_chain(ChainConfig::for_tests().chain_id).unwrap();
         store.commit(&BlockCommit::of_state(&block, &state)).unwrap();

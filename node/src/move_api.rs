@@ -36,7 +36,7 @@ use axum::{Json, Router};
 use duet_types::{EntryFunction, StateKey, StateValue, MOVE_CALL_ADDRESS};
 use move_binary_format::access::ModuleAccess;
 use move_binary_format::file_format::{
-    Ability, AbilitySet, SignatureToken, StructFieldInformation, Visibility,
+    Ability, AbilitySet, ModuleHandle, SignatureToken, StructFieldInformation, Visibility,
 };
 use move_binary_format::CompiledModule;
 use move_core_types::language_storage::StructTag;
@@ -168,11 +168,9 @@ pub fn short_addresses(text: &str) -> Result<String, String> {
             .next_back()
             .is_none_or(|last| !last.is_ascii_alphanumeric() && last != '_');
         if starts_word && digits > 0 {
-            let address = parse_address(token)?;
-            let significant = format!("{address:x}");
-            let significant = significant.trim_start_matches('0');
+            let address = duet_move::to_account_address(parse_address(token)?);
             short.push_str("0x");
-            short.push_str(if significant.is_empty() { "0" } else { significant });
+            short.push_str(&address.short_str_lossless());
         } else {
             short.push_str(token);
         }
@@ -569,14 +567,8 @@ fn abi(module: &CompiledModule) -> Value {
         })
         .collect();
     let id = module.self_id();
-    let friends: Vec<String> = module
-        .friend_decls()
-        .iter()
-        .map(|friend| {
-            let address = duet_move::to_address(*module.address_identifier_at(friend.address));
-            format!("{address}::{}", module.identifier_at(friend.name))
-        })
-        .collect();
+    let friends: Vec<String> =
+        module.friend_decls().iter().map(|friend| module_path(module, friend)).collect();
     json!({
         "address": duet_move::to_address(*id.address()).to_string(),
         "name": id.name().as_str(),
@@ -591,17 +583,18 @@ fn abilities(set: AbilitySet) -> Vec<&'static str> {
     set.into_iter().map(ability_name).collect()
 }
 
+/// The module `handle` names, `address::name`.
+fn module_path(module: &CompiledModule, handle: &ModuleHandle) -> String {
+    let address = duet_move::to_address(*module.address_identifier_at(handle.address));
+    format!("{address}::{}", module.identifier_at(handle.name))
+}
+
 /// A signature token in Move syntax.
 fn type_name(module: &CompiledModule, token: &SignatureToken) -> String {
     let struct_name = |index| {
         let handle = module.struct_handle_at(index);
         let owner = module.module_handle_at(handle.module);
-        format!(
-            "{}::{}::{}",
-            duet_move::to_address(*module.address_identifier_at(owner.address)),
-            module.identifier_at(owner.name),
-            module.identifier_at(handle.name)
-        )
+        format!("{}::{}", module_path(module, owner), module.identifier_at(handle.name))
     };
     match token {
         SignatureToken::Bool => "bool".to_owned(),

@@ -1806,8 +1806,9 @@ fn block_rewards(
     percentiles: &[f64],
 ) -> Result<Vec<String>, RpcError> {
     let mut tips = Vec::with_capacity(transactions.len());
+    // The blocks asked for are at the head or below: their records are read as they are.
     for hash in transactions {
-        let record = chain.committed_transaction(*hash).map_err(RpcError::server)?;
+        let record = chain.store().transaction(*hash).map_err(RpcError::server)?;
         let record = record.ok_or_else(|| RpcError::internal(format!("transaction {hash}")))?;
         let tip = record.effective_gas_price.saturating_sub(u128::from(base_fee));
         tips.push((tip, record.gas_used));
@@ -1843,13 +1844,14 @@ fn reward_percentiles(percentiles: Option<&Value>) -> Result<Vec<f64>, RpcError>
             "at most {MAX_REWARD_PERCENTILES} reward percentiles"
         )));
     }
-    let mut last: Option<f64> = None;
+    let mut read: Vec<f64> = Vec::with_capacity(percentiles.len());
     for percentile in percentiles {
         match percentile.as_f64() {
             Some(value)
-                if (0.0..=100.0).contains(&value) && last.is_none_or(|last| value > last) =>
+                if (0.0..=100.0).contains(&value)
+                    && read.last().is_none_or(|last| value > *last) =>
             {
-                last = Some(value);
+                read.push(value);
             }
             _ => {
                 return Err(RpcError::invalid_params(format!(
@@ -1858,7 +1860,7 @@ fn reward_percentiles(percentiles: Option<&Value>) -> Result<Vec<f64>, RpcError>
             }
         }
     }
-    Ok(percentiles.iter().filter_map(Value::as_f64).collect())
+    Ok(read)
 }
 
 /// The most reward percentiles one `eth_feeHistory` asks for.

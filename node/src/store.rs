@@ -1670,7 +1670,7 @@ mod tests {
         let unmarked = super::Store::open(holding.path()).unwrap();
         let config = crate::chain::ChainConfig::for_tests();
         let mut block = crate::block::Block::empty(0, B256::ZERO, 0, &config);
-        block.seal(B256::ZERO);
+        block.seal(B256::ZERO, []);
         unmarked.commit(&super::BlockCommit::of_state(&block, &[])).unwrap();
         let refused = unmarked.claim_for_chain(9).unwrap_err().to_string();
         assert!(refused.contains("before format marks"), "{refused}");

@@ -78,16 +78,10 @@ impl Node {
         environment: &[(&str, &str)],
     ) -> Self {
         let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_duet"));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("DUET_") {
-                command.env_remove(name);
-            }
-        }
+        let mut command = dev_node_command(port, &[]);
         // Whatever the test's own environment says: tests read the node's info logs.
         command.env("RUST_LOG", "info").envs(environment.iter().copied());
         let child = command
-            .args(["node", "--dev", "--block-time", "0.2", "--http-port", &port.to_string()])
             .arg("--datadir")
             .arg(datadir)
             .args(extra)
@@ -261,11 +255,6 @@ impl Node {
         (false, self.datadir.clone())
     }
 
-    /// Sends SIGKILL, without waiting (`stop` reaps it).
-    fn kill(&self) {
-        Command::new("kill").args(["-KILL", &self.child.id().to_string()]).status().unwrap();
-    }
-
     fn stop(mut self) -> PathBuf {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -278,6 +267,21 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `duet node --dev` on `port` with 0.2 s blocks, its environment without the test's `DUET_*`
+/// variables (a developer's exported `DUET_CHAIN_ID` must not change a test) nor the variables
+/// `also_removed` names.
+fn dev_node_command(port: u16, also_removed: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_duet"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("DUET_") || also_removed.contains(&name.as_str()) {
+            command.env_remove(name);
+        }
+    }
+    command.args(["node", "--dev", "--block-time", "0.2", "--http-port", &port.to_string()]);
+    command
 }
 
 fn free_port() -> u16 {
@@ -1238,7 +1242,7 @@ fn kill_9_under_load_loses_no_acknowledged_transaction_and_no_committed_block() 
     // node acknowledges them; the node is killed while they send, once 80 were acknowledged,
     // and a sender stops at its first failure. Only what was acknowledged must survive.
     let acked = AtomicUsize::new(0);
-    let (acknowledged, committed) = std::thread::scope(|scope| {
+    let (acknowledged, committed, datadir) = std::thread::scope(|scope| {
         let workers: Vec<_> = keys
             .iter()
             .enumerate()
@@ -1266,12 +1270,11 @@ fn kill_9_under_load_loses_no_acknowledged_transaction_and_no_committed_block() 
         }
         // A block the node reported committed, as a client saw it.
         let committed = rpc(&node, "eth_getBlockByNumber", r#"["latest",false]"#)["result"].clone();
-        node.kill(); // SIGKILL, while the senders send: no clean shutdown.
+        let datadir = node.stop(); // SIGKILL, while the senders send: no clean shutdown.
         let acknowledged: Vec<B256> =
             workers.into_iter().flat_map(|worker| worker.join().unwrap()).collect();
-        (acknowledged, committed)
+        (acknowledged, committed, datadir)
     });
-    let datadir = node.stop();
 
     let node = Node::start(&datadir);
     let client = RpcClient::new(&node.url()).unwrap();
@@ -1474,17 +1477,8 @@ fn the_default_datadir_follows_xdg_and_home_and_is_never_guessed() {
     let directory = temp_datadir("default");
     let (home, xdg) = (directory.path().join("home"), directory.path().join("xdg"));
     let node = |environment: &[(&str, &Path)]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_duet"));
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy().into_owned();
-            if name.starts_with("DUET_") || name == "HOME" || name == "XDG_DATA_HOME" {
-                command.env_remove(name);
-            }
-        }
-        command
+        dev_node_command(free_port(), &["HOME", "XDG_DATA_HOME"])
             .envs(environment.iter().copied())
-            .args(["node", "--dev", "--block-time", "0.2", "--http-port"])
-            .arg(free_port().to_string())
             .current_dir(directory.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -268,13 +268,12 @@ async fn notify_in_turn(
     subscriptions: &mut [Active],
     notified: &mut u64,
 ) -> bool {
-    // Off the async threads, as a block's: told in full, a transaction is read from the pool
-    // or the store and written out.
-    let mut pending: Vec<Active> =
-        subscriptions.iter().filter(|active| active.follows_pending()).cloned().collect();
-    let accepted = if pending.is_empty() {
-        Ok(Vec::new())
-    } else {
+    // Hashes come from the feed, here; told in full, a transaction is read from the pool or
+    // the store and written out, off the async threads, as a block's notifications are.
+    let told_in_full = subscriptions.iter().any(|active| active.follows_pending() && active.full);
+    let accepted = if told_in_full {
+        let mut pending: Vec<Active> =
+            subscriptions.iter().filter(|active| active.follows_pending()).cloned().collect();
         let rpc = Arc::clone(rpc);
         let built = tokio::task::spawn_blocking(move || {
             let accepted = accepted(&rpc, &mut pending);
@@ -287,6 +286,8 @@ async fn notify_in_turn(
             }
         }
         accepted
+    } else {
+        accepted(rpc, subscriptions)
     };
     let Ok(accepted) = accepted else {
         let reason = "the accepted transactions' notifications pass the budget";
@@ -531,7 +532,7 @@ fn subscription_method(
             let filter = LogFilter::parse(params.get(1))?;
             // It follows new blocks: `latest` bounds are what it does anyway (geth takes them).
             let latest = |bound: &Option<super::BlockSpec>| {
-                bound.as_ref().is_none_or(|bound| matches!(bound, super::BlockSpec::Latest))
+                matches!(bound, None | Some(super::BlockSpec::Latest))
             };
             if filter.block_hash.is_some() || !latest(&filter.from) || !latest(&filter.to) {
                 return Err(RpcError::invalid_params(

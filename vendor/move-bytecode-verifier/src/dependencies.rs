@@ -227,9 +227,17 @@ pub fn verify_module<'a>(
     module: &CompiledModule,
     dependencies: impl IntoIterator<Item = &'a CompiledModule>,
 ) -> VMResult<()> {
-    let dependencies: Vec<_> = dependencies.into_iter().collect();
-    let definitions: Vec<_> = dependencies.iter().map(|d| Definitions::of(d)).collect();
+    let (dependencies, definitions) = with_definitions(dependencies);
     verify_module_with_definitions(module, dependencies.into_iter().zip(&definitions))
+}
+
+/// Duet: `dependencies`, each with its definitions by name, built here.
+fn with_definitions<'a>(
+    dependencies: impl IntoIterator<Item = &'a CompiledModule>,
+) -> (Vec<&'a CompiledModule>, Vec<Definitions>) {
+    let dependencies: Vec<_> = dependencies.into_iter().collect();
+    let definitions = dependencies.iter().map(|d| Definitions::of(d)).collect();
+    (dependencies, definitions)
 }
 
 /// Duet: `verify_module`, with each dependency's definitions by name given.
@@ -264,8 +272,7 @@ pub fn verify_script_impl<'a>(
     script: &CompiledScript,
     dependencies: impl IntoIterator<Item = &'a CompiledModule>,
 ) -> PartialVMResult<()> {
-    let dependencies: Vec<_> = dependencies.into_iter().collect();
-    let definitions: Vec<_> = dependencies.iter().map(|d| Definitions::of(d)).collect();
+    let (dependencies, definitions) = with_definitions(dependencies);
     let context = &Context::script(script, dependencies.into_iter().zip(&definitions));
 
     verify_imported_modules(context)?;
@@ -360,16 +367,8 @@ fn verify_imported_functions(context: &Context) -> PartialVMResult<()> {
                 }
                 // same parameters
                 let handle_params = context.resolver.signature_at(function_handle.parameters);
-                let def_params = match context.dependency_map.get(&owner_module_id) {
-                    Some(dependency) => dependency.module.signature_at(def_handle.parameters),
-                    None => {
-                        return Err(verification_error(
-                            StatusCode::LOOKUP_FAILED,
-                            IndexKind::FunctionHandle,
-                            idx as TableIndex,
-                        ))
-                    }
-                };
+                // Duet: from the owner found above.
+                let def_params = owner_module.signature_at(def_handle.parameters);
 
                 compare_cross_module_signatures(
                     context,
@@ -381,16 +380,7 @@ fn verify_imported_functions(context: &Context) -> PartialVMResult<()> {
 
                 // same return_
                 let handle_return = context.resolver.signature_at(function_handle.return_);
-                let def_return = match context.dependency_map.get(&owner_module_id) {
-                    Some(dependency) => dependency.module.signature_at(def_handle.return_),
-                    None => {
-                        return Err(verification_error(
-                            StatusCode::LOOKUP_FAILED,
-                            IndexKind::FunctionHandle,
-                            idx as TableIndex,
-                        ))
-                    }
-                };
+                let def_return = owner_module.signature_at(def_handle.return_);
 
                 compare_cross_module_signatures(
                     context,

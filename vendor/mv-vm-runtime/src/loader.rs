@@ -514,6 +514,9 @@ pub(crate) struct Loader {
     module_cache_hits: RwLock<BTreeSet<ModuleId>>,
 
     verifier_config: VerifierConfig,
+    // Duet: `verifier_config` as text (its `Debug` form), which the verified modules are
+    // keyed by (see `VerifiedModules`): made once.
+    verifier_config_text: String,
 
     // Duet: whether the modules it deserializes are kept for every instance (see
     // `DeserializedModules`).
@@ -531,6 +534,7 @@ impl Loader {
             publication_loads: RwLock::new(None),
             too_deep: RwLock::new(HashMap::new()),
             module_cache_hits: RwLock::new(BTreeSet::new()),
+            verifier_config_text: format!("{:?}", verifier_config),
             verifier_config,
             keeps_deserialized: true,
         }
@@ -803,9 +807,9 @@ impl Loader {
         if !self.keeps_deserialized {
             return;
         }
-        let config = format!("{:?}", self.verifier_config);
+        let config = &self.verifier_config_text;
         for blob in blobs {
-            VERIFIED_MODULES.insert(VerifiedModules::key(&config, blob));
+            VERIFIED_MODULES.insert(VerifiedModules::key(config, blob));
         }
     }
 
@@ -1103,9 +1107,9 @@ impl Loader {
         // bytecode verifier checks that can be performed with the module itself
         // Duet: once per process for the same bytes (see `DeserializedModules` and
         // `VerifiedModules`).
-        let config = format!("{:?}", self.verifier_config);
-        if !module.verified_with(&config) {
-            let key = VerifiedModules::key(&config, &bytes);
+        let config = &self.verifier_config_text;
+        if !module.verified_with(config) {
+            let key = VerifiedModules::key(config, &bytes);
             if !VERIFIED_MODULES.contains(&key) {
                 move_bytecode_verifier::verify_module_with_config(&self.verifier_config, &module)
                     .map_err(expect_no_verification_errors)?;
@@ -1113,7 +1117,7 @@ impl Loader {
                     VERIFIED_MODULES.insert(key);
                 }
             }
-            module.mark_verified(&config);
+            module.mark_verified(config);
         }
         self.check_natives(&module)
             .map_err(expect_no_verification_errors)?;
@@ -1621,6 +1625,14 @@ impl<'a> Resolver<'a> {
 
     pub(crate) fn type_to_type_layout(&self, ty: &Type) -> PartialVMResult<MoveTypeLayout> {
         self.loader.type_to_type_layout(ty)
+    }
+
+    /// Duet: see `Loader::type_to_type_layout_with_nodes`.
+    pub(crate) fn type_to_type_layout_with_nodes(
+        &self,
+        ty: &Type,
+    ) -> PartialVMResult<(MoveTypeLayout, usize)> {
+        self.loader.type_to_type_layout_with_nodes(ty)
     }
 
     // get the loader
@@ -2701,6 +2713,17 @@ impl Loader {
     pub(crate) fn type_to_type_layout(&self, ty: &Type) -> PartialVMResult<MoveTypeLayout> {
         self.type_to_type_layout_impl(ty, 1, &mut 0)
     }
+
+    /// Duet: `ty`'s layout and its nodes (a vector, a struct and each primitive one each), as
+    /// they were counted against `LAYOUT_NODES_MAX` while it was built or taken from the cache.
+    pub(crate) fn type_to_type_layout_with_nodes(
+        &self,
+        ty: &Type,
+    ) -> PartialVMResult<(MoveTypeLayout, usize)> {
+        let mut nodes = 0;
+        let layout = self.type_to_type_layout_impl(ty, 1, &mut nodes)?;
+        Ok((layout, nodes))
+    }
 }
 
 /// Duet: stored modules as deserialized (bounds checked), with their definitions by name and
@@ -2860,15 +2883,6 @@ pub(crate) fn stored_module(bytes: &[u8], keep: bool) -> PartialVMResult<Arc<Des
         }
     }
     Ok(module)
-}
-
-/// Duet: the module `bytes` hold, as a publication brings it: the kept one if the state has
-/// those bytes already, else deserialized and not kept.
-pub(crate) fn published_module(bytes: &[u8]) -> PartialVMResult<Arc<Deserialized>> {
-    match kept_module(bytes) {
-        (_, Some(module)) => Ok(module),
-        (_, None) => Ok(Arc::new(Deserialized::new(bytes)?)),
-    }
 }
 
 /// Duet: whether the module `bytes` hold is kept deserialized for every VM of the process (see

@@ -168,6 +168,19 @@ impl<'a, 'b> NativeContext<'a, 'b> {
         }
     }
 
+    /// Duet: `type_to_type_layout`, with the layout's nodes (see
+    /// `Loader::type_to_type_layout_with_nodes`).
+    pub fn type_to_type_layout_with_nodes(
+        &self,
+        ty: &Type,
+    ) -> PartialVMResult<Option<(MoveTypeLayout, usize)>> {
+        match self.resolver.type_to_type_layout_with_nodes(ty) {
+            Ok(counted) => Ok(Some(counted)),
+            Err(e) if e.major_status().status_type() == StatusType::InvariantViolation => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
     pub fn extensions(&self) -> &NativeContextExtensions<'b> {
         self.extensions
     }

@@ -5,7 +5,7 @@
 use crate::{
     data_cache::TransactionDataCache,
     interpreter::Interpreter,
-    loader::{published_module, Function, Loader},
+    loader::{stored_module, Function, Loader},
     native_extensions::NativeContextExtensions,
     native_functions::{NativeFunction, NativeFunctions},
     session::{LoadedFunctionInstantiation, SerializedReturnValues, Session},
@@ -81,11 +81,11 @@ impl VMRuntime {
     ) -> VMResult<()> {
         // deserialize the modules. Perform bounds check. After this indexes can be
         // used with the `[]` operator
-        // Duet: the process's kept ones if the state has them already (see
-        // `DeserializedModules`).
+        // Duet: the process's kept ones if the state has them already, else deserialized and
+        // not kept (see `DeserializedModules`).
         let compiled_modules = match modules
             .iter()
-            .map(|blob| published_module(blob))
+            .map(|blob| stored_module(blob, false))
             .collect::<PartialVMResult<Vec<_>>>()
         {
             Ok(modules) => modules,
