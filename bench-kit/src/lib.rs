@@ -29,6 +29,21 @@ impl SplitMix {
     }
 }
 
+/// The parallel executor's configuration with `threads` worker threads, as every benchmark runs
+/// it: the defaults, and with one thread the parallel executor on that thread, so that `--threads
+/// 1` measures what Block-STM's own work costs apart from what a second core costs.
+///
+/// # Panics
+/// If `threads` is 0.
+#[must_use]
+pub fn executor_config(threads: usize) -> duet_block_stm::ExecutorConfig {
+    let threads = std::num::NonZeroUsize::new(threads).expect("--threads must be at least 1");
+    duet_block_stm::ExecutorConfig {
+        parallel_on_one_thread: true,
+        ..duet_block_stm::ExecutorConfig::with_threads(threads)
+    }
+}
+
 /// The median of `samples`.
 ///
 /// # Panics

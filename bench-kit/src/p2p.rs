@@ -1,7 +1,8 @@
 //! The Block-STM paper's peer-to-peer matrix, shared by the benchmarks that run it: the command
 //! line, the configurations, the timed runs and the printed figures.
 //!
-//! Options: `--json` (one JSON object per configuration per line), `--runs N`, `--threads N`,
+//! Options: `--json` (one JSON object per configuration per line), `--runs N`, `--threads N` (1:
+//! the parallel executor on one thread, what Block-STM's own work costs without a second core),
 //! `--accounts N` and `--txs N` (one row or column of the matrix), `--ceiling` (also two
 //! sequential executions at once: what the machine allows), `--only seq|par` (time only one
 //! executor, for profiling).
@@ -9,7 +10,7 @@
 //! Printed per configuration: median tx/s of each executor, the median of the ratios of runs made
 //! back to back, the median executions per transaction of the timed parallel runs, and how many
 //! of them were handed to the sequential executor under contention (`1/9`) or ran there whole
-//! (`seq 9/9`: transactions too cheap for parallel execution, or one thread). Every output is
+//! (`seq 9/9`: transactions too cheap for parallel execution). Every output is
 //! checked against the sequential one, and a run's time includes dropping its output.
 
 use std::time::Duration;

@@ -12,10 +12,9 @@
 #[path = "../testkit/mod.rs"]
 mod testkit;
 
-use std::num::NonZeroUsize;
-
+use duet_bench_kit::executor_config;
 use duet_bench_kit::p2p::Options;
-use duet_block_stm::{execute_sequential, BlockExecutor, ExecutorConfig};
+use duet_block_stm::{execute_sequential, BlockExecutor};
 use testkit::{transfer_block, transfer_genesis, TransferVm, BENCH_WORK_ROUNDS, FEE_VAULT};
 
 /// The allocator a Duet node runs with: frees from many threads stay cheap.
@@ -30,8 +29,7 @@ fn main() {
         }
     });
     let vm = TransferVm { work_rounds, fee_vault: FEE_VAULT };
-    let threads = NonZeroUsize::new(options.threads).expect("--threads must be at least 1");
-    let executor = BlockExecutor::new(&vm, ExecutorConfig::with_threads(threads));
+    let executor = BlockExecutor::new(&vm, executor_config(options.threads));
     options.print_header(&format!(
         "Block-STM p2p transfers ({work_rounds} keccak256 rounds of work per transaction)"
     ));

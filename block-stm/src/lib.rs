@@ -173,6 +173,11 @@ pub struct ExecutorConfig {
     pub contention_fallback: Option<ContentionFallback>,
     /// When a block's transactions are too cheap to run in parallel; `None` never times them.
     pub cheap_transactions: Option<CheapTransactions>,
+    /// With one thread, run the parallel executor on it (its scheduler, multi-version memory,
+    /// validation and hand-overs, one task at a time) instead of the sequential executor: what
+    /// Block-STM's own work costs, apart from what a second core costs (the benchmarks' `--threads
+    /// 1`), and a test of that path. Ignored with more threads.
+    pub parallel_on_one_thread: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -183,6 +188,7 @@ impl Default for ExecutorConfig {
             min_parallel_block: 16,
             contention_fallback: Some(ContentionFallback::default()),
             cheap_transactions: Some(CheapTransactions::default()),
+            parallel_on_one_thread: false,
         }
     }
 }
@@ -353,7 +359,8 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
     where
         S: Storage<Key = M::Key, Value = M::Value>,
     {
-        if self.config.threads.get() <= 1 || self.too_small(transactions) {
+        let one_thread = self.config.threads.get() <= 1 && !self.config.parallel_on_one_thread;
+        if one_thread || self.too_small(transactions) {
             let stats = ExecutionStats::sequential(transactions.len());
             return (execute_sequential(self.vm, transactions, storage), stats);
         }
@@ -542,6 +549,10 @@ where
 
 impl<M: Vm> BlockExecutor<'_, M> {
     fn helpers(&self, count: usize) -> Option<&rayon::ThreadPool> {
+        if count == 0 {
+            // The calling thread works alone (rayon would take 0 for "one per core").
+            return None;
+        }
         self.helpers
             .get_or_init(|| {
                 rayon::ThreadPoolBuilder::new()

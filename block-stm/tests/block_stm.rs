@@ -20,7 +20,8 @@ use testkit::{
     Script, TransferError, TransferVm, FEE_VAULT, HOT_SCRIPTS, SCRIPTS, SCRIPT_PANIC,
 };
 
-const THREAD_COUNTS: [usize; 3] = [2, 4, 8];
+/// 1: the parallel executor on one thread (`parallel_on_one_thread`).
+const THREAD_COUNTS: [usize; 4] = [1, 2, 4, 8];
 
 fn config(threads: usize, contention_fallback: Option<ContentionFallback>) -> ExecutorConfig {
     ExecutorConfig {
@@ -28,6 +29,7 @@ fn config(threads: usize, contention_fallback: Option<ContentionFallback>) -> Ex
         min_parallel_block: 2,
         contention_fallback,
         cheap_transactions: None,
+        parallel_on_one_thread: true,
     }
 }
 

@@ -16,13 +16,13 @@
 //! includes dropping its output, as revm's includes dropping its results. Executions per
 //! transaction are the median of the timed parallel runs, and "handed over" counts the timed
 //! runs handed to the sequential executor under contention (`1/5`), or run there whole (`seq
-//! 5/5`: transactions too cheap for parallel execution, or one thread). `--only` times one of
-//! the three and prints its tx/s alone (for profiling it).
+//! 5/5`: transactions too cheap for parallel execution). `--only` times one of the three and
+//! prints its tx/s alone (for profiling it). `--threads 1` runs the parallel executor on one
+//! thread: what Block-STM's own work costs without a second core.
 
 #[path = "../testkit/mod.rs"]
 mod testkit;
 
-use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
@@ -30,10 +30,10 @@ use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolConstructor};
 use duet_bench_kit::p2p::RunsSummary;
-use duet_bench_kit::{median, paired_ratio, round3, time_checked, RoundTrip, SplitMix};
-use duet_block_stm::{
-    execute_sequential, BlockExecutor, ExecutorConfig, TransactionResult, VmBlockOutput,
+use duet_bench_kit::{
+    executor_config, median, paired_ratio, round3, time_checked, RoundTrip, SplitMix,
 };
+use duet_block_stm::{execute_sequential, BlockExecutor, TransactionResult, VmBlockOutput};
 use duet_evm::{recover_block, EvmVm};
 use duet_types::{keccak256, Address, U256};
 use revm::context::TxEnv;
@@ -422,9 +422,8 @@ fn only_tps(
 
 fn main() {
     let options = options();
-    let threads = NonZeroUsize::new(options.threads).expect("--threads must be at least 1");
     let vm = EvmVm::new(CHAIN_ID, block_env(2));
-    let executor = BlockExecutor::new(&vm, ExecutorConfig::with_threads(threads));
+    let executor = BlockExecutor::new(&vm, executor_config(options.threads));
     if !options.json {
         print_header(&options);
     }

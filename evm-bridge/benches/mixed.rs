@@ -14,13 +14,12 @@
 #[path = "../testkit/mod.rs"]
 mod testkit;
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use alloy_sol_types::{SolCall, SolConstructor};
 use duet_bench_kit::p2p::Options;
-use duet_bench_kit::SplitMix;
-use duet_block_stm::{ExecutorConfig, TransactionResult};
+use duet_bench_kit::{executor_config, SplitMix};
+use duet_block_stm::TransactionResult;
 use duet_evm::{DuetReceipt, DuetTransaction, DuetVm, EvmVm, MixedBlockExecutor};
 use duet_move::MoveVm;
 use duet_types::{
@@ -149,14 +148,12 @@ fn main() {
     let mut options = Options::from_args(9, |_, _| {});
     let (block_size, accounts) =
         (*options.txs.get_or_insert(10_000), *options.accounts.get_or_insert(10_000));
-    let threads = NonZeroUsize::new(options.threads).expect("--threads must be at least 1");
     options.print_header("Mixed blocks: Move transfers, ERC-20 transfers, Solidity -> Move calls");
     let world = world(accounts);
     let vm = DuetVm::new(EvmVm::new(CHAIN_ID, block_env(2)), Arc::clone(&world.move_vm));
     let block = block(&world, accounts, block_size);
     let sequential_executor = MixedBlockExecutor::sequential(&vm);
-    let parallel_executor =
-        MixedBlockExecutor::parallel(&vm, ExecutorConfig::with_threads(threads));
+    let parallel_executor = MixedBlockExecutor::parallel(&vm, executor_config(options.threads));
     let expected =
         sequential_executor.execute_block(&block, &world.state).expect("the block executes");
     for result in &expected.results {

@@ -185,15 +185,16 @@ impl MemoryState {
 }
 
 /// The configurations every block of the tests runs with besides the sequential executor:
-/// Block-STM at 2 and 4 threads, even for tiny blocks, and never handed over to the sequential
-/// executor (nor run sequentially for being cheap).
+/// Block-STM at 1 (the parallel executor on one thread), 2 and 4 threads, even for tiny blocks,
+/// and never handed over to the sequential executor (nor run sequentially for being cheap).
 fn parallel_configs() -> impl Iterator<Item = (usize, ExecutorConfig)> {
-    [2, 4].into_iter().map(|threads| {
+    [1, 2, 4].into_iter().map(|threads| {
         let config = ExecutorConfig {
             min_parallel_block: 2,
             contention_fallback: None,
             // Cheap blocks would run sequentially: these runs are to be parallel.
             cheap_transactions: None,
+            parallel_on_one_thread: true,
             ..ExecutorConfig::with_threads(NonZeroUsize::new(threads).unwrap())
         };
         (threads, config)

@@ -13,11 +13,9 @@
 #[path = "../testkit/mod.rs"]
 mod testkit;
 
-use std::num::NonZeroUsize;
-
 use duet_bench_kit::p2p::Options;
-use duet_bench_kit::SplitMix;
-use duet_block_stm::{ExecutorConfig, TransactionResult};
+use duet_bench_kit::{executor_config, SplitMix};
+use duet_block_stm::TransactionResult;
 use duet_move::{MoveBlockExecutor, MoveVm};
 use duet_types::MoveTransaction;
 use testkit::{eth_transfer, transaction, user, MemoryState, FEE_VAULT, ONE_ETH};
@@ -45,9 +43,8 @@ fn block(accounts: u64, size: usize) -> Vec<MoveTransaction> {
 fn main() {
     let options = Options::from_args(9, |_, _| {});
     let vm = MoveVm::new(FEE_VAULT);
-    let threads = NonZeroUsize::new(options.threads).expect("--threads must be at least 1");
     let sequential_executor = MoveBlockExecutor::sequential(&vm);
-    let parallel_executor = MoveBlockExecutor::parallel(&vm, ExecutorConfig::with_threads(threads));
+    let parallel_executor = MoveBlockExecutor::parallel(&vm, executor_config(options.threads));
     options.print_header("Move eth::transfer p2p");
     for (block_size, accounts) in options.configurations() {
         let storage = MemoryState::genesis((0..accounts).map(user), 1_000_000 * ONE_ETH);

@@ -40,7 +40,9 @@ struct Chain {
 
 impl Chain {
     fn new(accounts: impl IntoIterator<Item = Address>) -> Self {
+        // 1: the parallel executor on one thread.
         let configs = [
+            (1, None),
             (2, None),
             (4, None),
             (2, Some(ContentionFallback::default())),
@@ -60,6 +62,7 @@ impl Chain {
                     ExecutorConfig::with_threads(NonZeroUsize::new(threads).expect("nonzero"));
                 config.min_parallel_block = 2;
                 config.contention_fallback = fallback;
+                config.parallel_on_one_thread = true;
                 (MoveVm::new(FEE_VAULT), config)
             })
             .collect();
