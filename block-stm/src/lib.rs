@@ -36,6 +36,9 @@
 //!   sequential executor ([`ContentionFallback`]), so parallel execution is never much slower
 //!   than sequential execution; once the transactions no longer depend on each other, the rest
 //!   of the block runs in parallel again.
+//! - One thread runs blocks sequentially, unless [`ExecutorConfig::parallel_on_one_thread`] asks
+//!   for the parallel executor on it: what the benchmarks' `--threads 1` measures (Block-STM's
+//!   own work without a second core), and a path every equivalence test runs too.
 
 mod delta;
 mod mvmemory;
