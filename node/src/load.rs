@@ -96,6 +96,53 @@ impl Account {
     }
 }
 
+/// The load, signed beforehand on every core: `transactions` transfers of one token unit to
+/// addresses of their index's hash, round robin over the senders (the one at index `i` is from
+/// `senders[i % senders.len()]`, each sender's in nonce order).
+fn sign_load(
+    senders: &mut [Account],
+    transactions: usize,
+    chain_id: u64,
+    token: Address,
+) -> Result<Vec<Bytes>, String> {
+    let count = senders.len();
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let group_size = count.div_ceil(threads).max(1);
+    let mut raws = vec![Bytes::new(); transactions];
+    std::thread::scope(|scope| {
+        let signers: Vec<_> = senders
+            .chunks_mut(group_size)
+            .enumerate()
+            .map(|(group, accounts)| {
+                scope.spawn(move || {
+                    let mut signed = Vec::new();
+                    for (offset, sender) in accounts.iter_mut().enumerate() {
+                        let first = group * group_size + offset;
+                        for index in (first..transactions).step_by(count) {
+                            let to = Address::from_word(keccak256((index as u64).to_be_bytes()));
+                            let call =
+                                Token::transferCall { to, value: U256::from(1) }.abi_encode();
+                            let kind = TxKind::Call(token);
+                            let raw =
+                                sender.sign(chain_id, kind, U256::ZERO, call, TRANSFER_GAS)?;
+                            signed.push((index, raw));
+                        }
+                    }
+                    Ok::<_, String>(signed)
+                })
+            })
+            .collect();
+        for signer in signers {
+            let signed = signer.join().map_err(|_| "a signing thread panicked".to_owned())??;
+            for (index, raw) in signed {
+                raws[index] = raw;
+            }
+        }
+        Ok::<_, String>(())
+    })?;
+    Ok(raws)
+}
+
 /// The number `method` answers, as a `u64`.
 fn quantity(client: &RpcClient, method: &str, params: &Value) -> Result<u64, String> {
     client.quantity(method, params).map(|number| number as u64)
@@ -338,14 +385,7 @@ pub fn run(url: &str, load: Load) -> Result<Measured, String> {
     let nonces = client.quantities("eth_getTransactionCount", &asked)?;
     senders.iter_mut().zip(nonces).for_each(|(sender, nonce)| sender.nonce = nonce as u64);
 
-    // The load, signed beforehand: round robin over the senders.
-    let mut raws = Vec::with_capacity(load.transactions);
-    for index in 0..load.transactions {
-        let sender = &mut senders[index % load.senders];
-        let to = Address::from_word(keccak256((index as u64).to_be_bytes()));
-        let call = Token::transferCall { to, value: U256::from(1) }.abi_encode();
-        raws.push(sender.sign(chain_id, TxKind::Call(token), U256::ZERO, call, TRANSFER_GAS)?);
-    }
+    let raws = sign_load(&mut senders, load.transactions, chain_id, token)?;
     // Each client thread sends for its own senders, each sender's transactions in nonce order,
     // as the users behind one client would: a sender's later transaction never overtakes an
     // earlier one refused by a full pool.
