@@ -308,6 +308,28 @@ fn deltas_from_many_transactions_do_not_conflict() {
 }
 
 #[test]
+fn one_thread_runs_the_parallel_executor_only_when_asked() {
+    // Transactions 1..: each reads what the one before it wrote, so the parallel executor on one
+    // thread executes and validates them (its statistics say so), and gives the sequential
+    // output; without the option, one thread runs the sequential executor.
+    let storage = script_storage(8);
+    let block: Vec<Script> = (0..200_u16)
+        .map(|index| Script(vec![Op::Read(index % 8), Op::Write((index + 1) % 8)]))
+        .collect();
+    let expected = execute_sequential(&SCRIPTS, &block, &storage);
+    let (output, stats) =
+        BlockExecutor::new(&SCRIPTS, config(1, None)).execute_block_with_stats(&block, &storage);
+    assert_eq!(output, expected);
+    assert_eq!((stats.sequential_from, stats.sequential_transactions), (None, 0), "{stats:?}");
+    assert_eq!(stats.executions, block.len(), "one worker runs them in order: {stats:?}");
+    let sequential = ExecutorConfig { parallel_on_one_thread: false, ..config(1, None) };
+    let (output, stats) =
+        BlockExecutor::new(&SCRIPTS, sequential).execute_block_with_stats(&block, &storage);
+    assert_eq!(output, expected);
+    assert_eq!(stats.sequential_from, Some(0), "{stats:?}");
+}
+
+#[test]
 fn a_hot_key_reads_exactly_between_its_credits_spends_and_bounds() {
     // Key 0 is the hot key: credits from everyone, exact reads, a spend, an overwrite and a
     // bound, in one block; and a bound broken by a credit fails the block identically.
