@@ -44,6 +44,17 @@ pub fn executor_config(threads: usize) -> duet_block_stm::ExecutorConfig {
     }
 }
 
+/// How a benchmark's header names its parallel executor's threads: "2 worker threads", or "1
+/// worker thread (the parallel executor on it)".
+#[must_use]
+pub fn threads_text(threads: usize) -> String {
+    if threads == 1 {
+        "1 worker thread (the parallel executor on it)".to_owned()
+    } else {
+        format!("{threads} worker threads")
+    }
+}
+
 /// The median of `samples`.
 ///
 /// # Panics

@@ -123,7 +123,8 @@ impl Options {
         if self.json {
             return;
         }
-        println!("{title}, {} worker threads, median of {} runs", self.threads, self.runs);
+        let threads = crate::threads_text(self.threads);
+        println!("{title}, {threads}, median of {} runs", self.runs);
         println!(
             "{:>8} {:>7} {:>12} {:>12} {:>7} {:>9} {:>11} {:>13}",
             "accounts",

@@ -387,8 +387,9 @@ fn check_block(
 
 fn print_header(options: &Options) {
     println!(
-        "Duet EVM vs plain revm: {BLOCK_SIZE}-transaction blocks, {} threads, median of {} runs",
-        options.threads, options.runs
+        "Duet EVM vs plain revm: {BLOCK_SIZE}-transaction blocks, {}, median of {} runs",
+        duet_bench_kit::threads_text(options.threads),
+        options.runs
     );
     println!(
         "{:<15} {:>7} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>9} {:>11} {:>13}",
