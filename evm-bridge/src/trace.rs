@@ -428,11 +428,8 @@ impl MoveCallTracer<'_> {
 
 impl Drop for MoveCallTracer<'_> {
     fn drop(&mut self) {
-        let Some(taken) = self.tracer.take() else { return };
-        if let Some(Either::Right(tracer)) =
-            self.owner.tracer.as_ref().map(crate::lock_tracer).as_deref_mut()
-        {
-            *tracer = taken;
+        if let Some(taken) = self.tracer.take() {
+            self.owner.on_call_tracer(|tracer| *tracer = taken);
         }
     }
 }
@@ -581,43 +578,42 @@ impl EvmVm {
         self
     }
 
+    /// `work` on this EVM's call tracer, locked, if it has one (`None` if not).
+    fn on_call_tracer<R>(&self, work: impl FnOnce(&mut CallTracer) -> R) -> Option<R> {
+        match self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut() {
+            Some(Either::Right(tracer)) => Some(work(tracer)),
+            _ => None,
+        }
+    }
+
     /// Starts the trace of `transaction`, a Move transaction, if this EVM has a call tracer.
     pub(crate) fn begin_move_trace(&self, transaction: &duet_types::MoveTransaction) {
-        if let Some(Either::Right(tracer)) =
-            self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut()
-        {
+        self.on_call_tracer(|tracer| {
             let input = Bytes::from(transaction.payload.encode());
             tracer.begin_move_transaction(transaction.sender, transaction.gas_limit, input);
-        }
+        });
     }
 
     /// Ends the trace of the Move transaction begun last, which ran to `receipt` (or was
     /// rejected: `None`).
     pub(crate) fn end_move_trace(&self, receipt: Option<&duet_move::MoveReceipt>) {
-        if let Some(Either::Right(tracer)) =
-            self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut()
-        {
-            match receipt {
-                Some(receipt) => {
-                    let error = (!receipt.is_success()).then(|| receipt.status.to_string());
-                    tracer.end_move_transaction(receipt.gas_used, error);
-                }
-                None => tracer.drop_move_transaction(),
+        self.on_call_tracer(|tracer| match receipt {
+            Some(receipt) => {
+                let error = (!receipt.is_success()).then(|| receipt.status.to_string());
+                tracer.end_move_transaction(receipt.gas_used, error);
             }
-        }
+            None => tracer.drop_move_transaction(),
+        });
     }
 
     /// This EVM's call tracer, taken out for a Move transaction's EVM calls (an empty one of
     /// the same configuration stays behind until it is given back, when what it returns is
     /// dropped).
     pub(crate) fn take_call_tracer(&self) -> MoveCallTracer<'_> {
-        let tracer = match self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut() {
-            Some(Either::Right(tracer)) => {
-                let empty = tracer.empty_like();
-                Some(std::mem::replace(tracer, empty))
-            }
-            _ => None,
-        };
+        let tracer = self.on_call_tracer(|tracer| {
+            let empty = tracer.empty_like();
+            std::mem::replace(tracer, empty)
+        });
         MoveCallTracer { tracer, owner: self }
     }
 
@@ -626,9 +622,6 @@ impl EvmVm {
     /// tracer.
     #[must_use]
     pub fn take_call_traces(&self) -> Vec<Trace> {
-        match self.tracer.as_ref().map(crate::lock_tracer).as_deref_mut() {
-            Some(Either::Right(tracer)) => tracer.take(),
-            _ => Vec::new(),
-        }
+        self.on_call_tracer(CallTracer::take).unwrap_or_default()
     }
 }

@@ -804,12 +804,15 @@ impl Loader {
     /// nothing for others (a VM for free calls: a call publishing ever new modules would
     /// empty the set).
     pub(crate) fn remember_verified(&self, blobs: &[Vec<u8>]) {
-        if !self.keeps_deserialized {
-            return;
-        }
-        let config = &self.verifier_config_text;
         for blob in blobs {
-            VERIFIED_MODULES.insert(VerifiedModules::key(config, blob));
+            self.remember_verified_key(VerifiedModules::key(&self.verifier_config_text, blob));
+        }
+    }
+
+    /// Duet: `remember_verified` of the module whose `VerifiedModules::key` is `key`.
+    fn remember_verified_key(&self, key: [u8; 32]) {
+        if self.keeps_deserialized {
+            VERIFIED_MODULES.insert(key);
         }
     }
 
@@ -1113,9 +1116,7 @@ impl Loader {
             if !VERIFIED_MODULES.contains(&key) {
                 move_bytecode_verifier::verify_module_with_config(&self.verifier_config, &module)
                     .map_err(expect_no_verification_errors)?;
-                if self.keeps_deserialized {
-                    VERIFIED_MODULES.insert(key);
-                }
+                self.remember_verified_key(key);
             }
             module.mark_verified(config);
         }
