@@ -240,10 +240,12 @@ impl RunsSummary {
     /// The summary of `runs` of a block of `block_size` transactions.
     #[must_use]
     pub fn of(runs: &[ExecutionStats], block_size: usize) -> Self {
-        // Sequential whole: every execution the sequential executor's, from the first
-        // transaction (a hand-over at the first still ran some in parallel before it).
+        // Sequential whole: too cheap for parallel execution, or every execution the sequential
+        // executor's, from the first transaction (a hand-over at the first still ran some in
+        // parallel before it).
         let whole = |run: &ExecutionStats| {
-            run.sequential_from == Some(0) && run.executions == run.sequential_transactions
+            run.cheap
+                || run.sequential_from == Some(0) && run.executions == run.sequential_transactions
         };
         let executions: Vec<usize> = runs.iter().map(|run| run.executions).collect();
         Self {

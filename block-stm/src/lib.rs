@@ -143,24 +143,37 @@ impl Default for ContentionFallback {
     }
 }
 
-/// When a block of cheap transactions runs sequentially: a VM with a sequential run of its own
-/// ([`Vm::execute_sequentially`]) runs the block's first `transactions` that way, and if they
-/// took less than `below_nanos` each, the rest too; otherwise the whole block runs in parallel
-/// (the timed run is dropped: parallel reads over its writes would cost more than it did). A
-/// transaction that cheap costs less than the parallel executor's own work for it (recording
-/// and validating its reads, its multi-version writes), so parallel execution would be slower.
+/// When a block of cheap transactions runs sequentially. A VM with a sequential run of its own
+/// ([`Vm::execute_sequentially`]) runs the block's first `transactions` that way, and the next
+/// `transactions` through the parallel executor on the calling thread alone, each timed: the
+/// second time over the first is what Block-STM's own work (recording and validating the reads,
+/// the multi-version writes, the scheduler) costs these transactions, on this machine, now. If
+/// the workers, each adding `worker_percent` of one worker's pace, would still not beat the
+/// sequential run, the rest of the block runs sequentially; otherwise in parallel. A transaction
+/// cheaper than Block-STM's own work for it (an ETH transfer: its few reads and writes cost the
+/// parallel executor as much as the transfer itself) is faster run sequentially. Both timings are
+/// made on one thread in the same moment, so the decision holds on a slow core as on a fast one.
 /// Either way the output is the same; only the time differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheapTransactions {
-    /// Transactions timed; only blocks of more than twice as many are timed.
+    /// Transactions timed each way; only blocks of more than three times as many are timed.
     pub transactions: usize,
-    /// Below this many nanoseconds a transaction, the block runs sequentially.
-    pub below_nanos: u64,
+    /// What each worker thread adds, in percent of one worker alone (the cores' contention for
+    /// memory and for the executor's shared cache lines take the rest): the block runs in
+    /// parallel if `threads × worker_percent / 100` workers at the one-worker time beat the
+    /// sequential time. `0` always runs such blocks sequentially, `u32::MAX` in parallel.
+    pub worker_percent: u32,
 }
 
 impl Default for CheapTransactions {
+    /// 64 transactions each way (fewer time too noisily on a busy machine); 90 % a worker. The
+    /// first transactions of a block load more of the state for the first time than later ones
+    /// do, which costs the sequential run more than the parallel executor's own work, so timed
+    /// this way ERC-20 transfers from 10000 senders took the parallel executor on one thread
+    /// 1.4–1.6 times as long as the sequential run (on the whole block, 1.5–1.8), and ETH
+    /// transfers 2.1–2.8 times (the measurements are in `docs/performance.md`).
     fn default() -> Self {
-        Self { transactions: 32, below_nanos: 2_000 }
+        Self { transactions: 64, worker_percent: 90 }
     }
 }
 
@@ -220,6 +233,9 @@ pub struct ExecutionStats {
     /// block), and after each hand-over, until the transactions no longer depended on each other
     /// and the block went back to parallel execution.
     pub sequential_transactions: usize,
+    /// The block's first transactions, timed both ways, were too cheap for parallel execution
+    /// ([`CheapTransactions`]), and the rest of the block ran sequentially.
+    pub cheap: bool,
 }
 
 impl ExecutionStats {
@@ -243,6 +259,7 @@ impl ExecutionStats {
         self.sequential_transactions += run.sequential_transactions;
         self.sequential_from =
             self.sequential_from.or(run.sequential_from.map(|from| first + from));
+        self.cheap |= run.cheap;
     }
 }
 
@@ -367,65 +384,111 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
             let stats = ExecutionStats::sequential(transactions.len());
             return (execute_sequential(self.vm, transactions, storage), stats);
         }
-        if let Some(outcome) = self.run_if_cheap(transactions, storage) {
-            return (outcome, ExecutionStats::sequential(transactions.len()));
-        }
         // A concurrent call on the same executor gets a fresh workspace.
         let mut workspace =
             self.workspace.lock().take().unwrap_or_else(|| Box::new(parallel::Workspace::new()));
-        let fallback = self.config.contention_fallback;
-        let (first, mut stats) =
-            self.run_parallel((transactions, 0), storage, &mut workspace, fallback);
-        let outcome = match first {
-            Ok((output, Some(resume))) => self.resume(
-                transactions,
-                storage,
-                (&mut workspace, fallback),
-                (output, resume),
-                &mut stats,
-            ),
-            other => other.map(|(output, _)| output),
+        let mut fallback = self.config.contention_fallback;
+        let (outcome, stats) = match self.time_cheapness(transactions, storage, &mut workspace) {
+            Timed::Not => {
+                let threads = self.config.threads.get();
+                let (first, mut stats) = self.run_parallel(
+                    (transactions, 0),
+                    storage,
+                    &mut workspace,
+                    fallback,
+                    threads,
+                );
+                let outcome = match first {
+                    Ok((output, Some(resume))) => {
+                        watch_longer(&mut fallback);
+                        self.resume(
+                            transactions,
+                            storage,
+                            (&mut workspace, fallback),
+                            (output, resume),
+                            &mut stats,
+                        )
+                    }
+                    other => other.map(|(output, _)| output),
+                };
+                (outcome, stats)
+            }
+            Timed::Finished(outcome, stats) => (outcome, stats),
+            Timed::Parallel(output, timed, mut stats) => {
+                let (workspace, resume) = (&mut workspace, (output, timed));
+                (
+                    self.resume(transactions, storage, (workspace, fallback), resume, &mut stats),
+                    stats,
+                )
+            }
         };
         *self.workspace.lock() = Some(workspace);
         (outcome, stats)
     }
 
-    /// Times the block's first transactions run by the VM's own sequential run, if the VM has
-    /// one and the configuration asks (see [`CheapTransactions`]): the whole block's output if
-    /// they were cheap (the rest run the same way); `None` if not timed or not cheap.
-    fn run_if_cheap<S>(
+    /// Times the block's first transactions both ways, if the VM has a sequential run of its own
+    /// and the configuration asks (see [`CheapTransactions`]); if they were cheap, runs the rest
+    /// of the block sequentially.
+    fn time_cheapness<S>(
         &self,
         transactions: &[M::Transaction],
         storage: &S,
-    ) -> Option<Result<VmBlockOutput<M>, BlockError<M::Key>>>
+        workspace: &mut parallel::Workspace<M>,
+    ) -> Timed<M>
     where
         S: Storage<Key = M::Key, Value = M::Value>,
     {
-        let cheap = self.config.cheap_transactions?;
-        if cheap.transactions == 0 || transactions.len() <= cheap.transactions.saturating_mul(2) {
-            return None;
+        let Some(cheap) = self.config.cheap_transactions else { return Timed::Not };
+        let count = cheap.transactions;
+        if count == 0 || transactions.len() <= count.saturating_mul(3) {
+            return Timed::Not;
         }
-        let (timed, rest) = transactions.split_at(cheap.transactions);
         let started = std::time::Instant::now();
-        let output = match sequential::own_run(self.vm, timed, 0, storage)? {
-            Ok(output) => output,
-            Err(error) => return Some(Err(error)),
+        let first = match sequential::own_run(self.vm, &transactions[..count], 0, storage) {
+            None => return Timed::Not,
+            Some(Err(error)) => {
+                return Timed::Finished(Err(error), ExecutionStats::sequential(count))
+            }
+            Some(Ok(first)) => first,
         };
-        let nanos = started.elapsed().as_nanos() / timed.len() as u128;
-        if nanos >= u128::from(cheap.below_nanos) {
-            return None;
+        let sequential_nanos = started.elapsed().as_nanos();
+        // Timed, not handed over: executions, and no hand-over.
+        let mut stats = ExecutionStats { executions: count, ..ExecutionStats::default() };
+        let mut written: sequential::FastMap<_, _> = first.state_updates.into_iter().collect();
+        let mut results = first.results;
+        // The next ones on the calling thread alone, through the parallel executor.
+        let timed = 2 * count;
+        let started = std::time::Instant::now();
+        let base = LayeredStorage::new(storage, &written);
+        let second = (&transactions[count..timed], count);
+        let (second, second_stats) = self.run_parallel(second, &base, workspace, None, 1);
+        let parallel_nanos = started.elapsed().as_nanos();
+        stats.add(second_stats, count);
+        match second {
+            Ok((second, _)) => {
+                results.extend(second.results);
+                written.extend(second.state_updates);
+            }
+            Err(error) => return Timed::Finished(Err(error), stats),
         }
-        let written: sequential::FastMap<_, _> = output.state_updates.iter().cloned().collect();
-        let layered = LayeredStorage::new(storage, &written);
-        // Its errors name block indices (it starts at `timed.len()`).
-        let rest = match sequential::own_run(self.vm, rest, timed.len(), &layered)? {
-            Ok(rest) => rest,
-            Err(error) => return Some(Err(error)),
-        };
-        let mut results = output.results;
-        results.extend(rest.results);
-        let state_updates = parallel::merge_sorted(output.state_updates, rest.state_updates);
-        Some(Ok(BlockOutput { results, state_updates }))
+        let workers = self.config.threads.get() as u128 * u128::from(cheap.worker_percent);
+        if parallel_nanos.saturating_mul(100) < workers.saturating_mul(sequential_nanos) {
+            let so_far = BlockOutput { results, state_updates: written.into_iter().collect() };
+            return Timed::Parallel(so_far, timed, stats);
+        }
+        let base = LayeredStorage::new(storage, &written);
+        let rest = sequential::execute_sequential(self.vm, &transactions[timed..], timed, &base);
+        stats.add(ExecutionStats::sequential(transactions.len() - timed), timed);
+        stats.cheap = true;
+        let outcome = rest.map(|rest| {
+            results.extend(rest.results);
+            let earlier = sequential::into_sorted(written);
+            BlockOutput {
+                results,
+                state_updates: parallel::merge_sorted(earlier, rest.state_updates),
+            }
+        });
+        Timed::Finished(outcome, stats)
     }
 
     /// Whether `transactions` are too few to run in parallel.
@@ -442,13 +505,14 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         storage: &S,
         workspace: &mut parallel::Workspace<M>,
         fallback: Option<ContentionFallback>,
+        threads: usize,
     ) -> (parallel::RunOutcome<M>, ExecutionStats)
     where
         S: Storage<Key = M::Key, Value = M::Value>,
     {
         workspace.reset(transactions.len(), self.vm.hot_credit_key());
         parallel::ParallelRun::new(self.vm, transactions, storage, first_index, fallback, workspace)
-            .run(self.helpers(self.config.threads.get() - 1))
+            .run(self.helpers(threads.saturating_sub(1)))
     }
 
     /// Runs the rest of a block in parallel again from `resume`, where a contention hand-over
@@ -470,16 +534,19 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         let mut written: sequential::FastMap<_, _> =
             std::mem::take(&mut output.state_updates).into_iter().collect();
         loop {
-            if let Some(fallback) = &mut fallback {
-                fallback.probe_window = fallback.probe_window.saturating_mul(2);
-            }
             let base = LayeredStorage::new(storage, &written);
             let rest = &transactions[resume..];
             let (run, run_stats) = if self.too_small(rest) {
                 let run = sequential::execute_sequential(self.vm, rest, resume, &base);
                 (run.map(|output| (output, None)), ExecutionStats::sequential(rest.len()))
             } else {
-                self.run_parallel((rest, resume), &base, workspace, fallback)
+                self.run_parallel(
+                    (rest, resume),
+                    &base,
+                    workspace,
+                    fallback,
+                    self.config.threads.get(),
+                )
             };
             stats.add(run_stats, resume);
             let (part, next) = run?;
@@ -491,8 +558,27 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
             };
             written.extend(part.state_updates);
             resume += next;
+            watch_longer(&mut fallback);
         }
     }
+}
+
+/// After a hand-over, a later one watches twice as many transactions before giving the block back.
+fn watch_longer(fallback: &mut Option<ContentionFallback>) {
+    if let Some(fallback) = fallback {
+        fallback.probe_window = fallback.probe_window.saturating_mul(2);
+    }
+}
+
+/// What timing a block's first transactions both ways came to (see [`CheapTransactions`]).
+enum Timed<M: Vm> {
+    /// Not timed: the whole block runs in parallel.
+    Not,
+    /// The block's output (they were cheap: the rest ran sequentially), or its error.
+    Finished(Result<VmBlockOutput<M>, BlockError<M::Key>>, ExecutionStats),
+    /// Not cheap: the output of the timed transactions (its updates in no order), how many they
+    /// were, and their statistics; the rest runs in parallel.
+    Parallel(VmBlockOutput<M>, TxnIndex, ExecutionStats),
 }
 
 /// Writes kept over a [`LayeredStorage`]'s base: a key's entry (`None`: deleted) hides the base's.

@@ -270,12 +270,95 @@ fn a_vm_whose_own_sequential_run_panics_gets_the_block_run_one_transaction_at_a_
     // The sequential executor, a contended block handed over to it, and the timing of a
     // block's first transactions in the VM's own run: each gives the one-at-a-time output.
     assert_eq!(execute_sequential(&PanickingOwnRun, &block, &storage).unwrap(), expected);
-    let cheap = duet_block_stm::CheapTransactions { transactions: 8, below_nanos: u64::MAX };
+    let cheap = duet_block_stm::CheapTransactions { transactions: 8, worker_percent: 0 };
     for fallback in fallbacks() {
         let config = ExecutorConfig { cheap_transactions: Some(cheap), ..config(2, fallback) };
         let output = BlockExecutor::new(&PanickingOwnRun, config).execute_block(&block, &storage);
         assert_eq!(output.unwrap(), expected);
     }
+}
+
+/// The scripts' VM with a sequential run of its own that works: the scripts' one-at-a-time run.
+struct OwnRun;
+
+impl Vm for OwnRun {
+    type Transaction = Script;
+    type Key = u16;
+    type Value = u128;
+    type Output = u128;
+    type Error = testkit::ScriptError;
+
+    fn execute<View>(
+        &self,
+        txn_index: TxnIndex,
+        script: &Script,
+        view: &View,
+    ) -> Result<VmOutput<u16, u128, u128>, testkit::ScriptError>
+    where
+        View: TransactionView<Key = u16, Value = u128>,
+    {
+        SCRIPTS.execute(txn_index, script, view)
+    }
+
+    fn execute_sequentially<S>(
+        &self,
+        transactions: &[Script],
+        first_index: TxnIndex,
+        storage: &S,
+    ) -> Option<Result<duet_block_stm::VmBlockOutput<Self>, BlockError<u16>>>
+    where
+        S: Storage<Key = u16, Value = u128>,
+    {
+        // The scripts' outputs depend on their block index: empty scripts stand before them.
+        let mut numbered = vec![Script(Vec::new()); first_index];
+        numbered.extend_from_slice(transactions);
+        Some(execute_sequential(&SCRIPTS, &numbered, storage).map(|mut output| {
+            output.results.drain(..first_index);
+            output
+        }))
+    }
+}
+
+#[test]
+fn timing_a_blocks_first_transactions_both_ways_gives_the_sequential_output_or_error() {
+    // Blocks whose first 8 transactions run in the VM's own sequential run and the next 8 in the
+    // parallel executor on one thread, then the rest sequentially (no worker counted) or in
+    // parallel (every worker counted many times over): each gives the one-at-a-time output,
+    // and a delta past its bound in any of the three parts the same error.
+    let storage = script_storage(8);
+    let transfers: Vec<Script> = (0..100)
+        .map(|index| Script(vec![Op::Read(index % 8), Op::Add((index + 3) % 8, 3)]))
+        .collect();
+    let mut blocks = vec![transfers.clone()];
+    for broken in [3, 12, 60] {
+        let mut block = transfers.clone();
+        block[broken] = Script(vec![Op::AddBounded(5, 1, 1)]);
+        blocks.push(block);
+    }
+    for block in &blocks {
+        let expected = execute_sequential(&SCRIPTS, block, &storage);
+        for (worker_percent, cheap) in [(0, true), (u32::MAX, false)] {
+            let timing = duet_block_stm::CheapTransactions { transactions: 8, worker_percent };
+            for fallback in fallbacks() {
+                let config =
+                    ExecutorConfig { cheap_transactions: Some(timing), ..config(2, fallback) };
+                let (output, stats) =
+                    BlockExecutor::new(&OwnRun, config).execute_block_with_stats(block, &storage);
+                assert_eq!(output, expected, "{worker_percent} %, {fallback:?}");
+                if expected.is_ok() {
+                    assert_eq!(stats.cheap, cheap, "{stats:?}");
+                    // Timing is no hand-over: the rest runs sequentially from 16 if cheap, and a
+                    // hand-over (the fallback that always hands over) comes after 16 if not.
+                    let from = stats.sequential_from;
+                    assert!(
+                        if cheap { from == Some(16) } else { from.is_none_or(|from| from > 16) },
+                        "{stats:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(blocks[1..].iter().all(|block| execute_sequential(&SCRIPTS, block, &storage).is_err()));
 }
 
 #[test]

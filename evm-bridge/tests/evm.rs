@@ -937,8 +937,10 @@ fn a_contended_block_handed_over_to_the_sequential_run_matches() {
 
 #[test]
 fn a_block_of_cheap_transactions_runs_sequentially_and_any_block_gives_the_same_output() {
-    // 600 transfers from 60 senders: timed over their first 128, then run sequentially if they
-    // were cheap (always, here), or the whole block in parallel if not (never, here).
+    // 600 transfers from 60 senders: timed over their first 128 sequentially and the next 128
+    // through the parallel executor on one thread, then the rest run sequentially if they were
+    // cheap (always, with no worker's pace counted) or in parallel if not (never, with every
+    // worker's pace counted as a whole core's many times over).
     let mut chain = Chain::with_funded_users(120);
     let block: Vec<TxEnv> = (0..600u64)
         .map(|index| {
@@ -949,25 +951,27 @@ fn a_block_of_cheap_transactions_runs_sequentially_and_any_block_gives_the_same_
     let vm = chain.vm();
     let one_by_one =
         duet_block_stm::execute_sequential(&testkit::OneByOne(&vm), &block, &chain.duet).unwrap();
-    for (below_nanos, sequential) in [(u64::MAX, true), (0, false)] {
+    for (worker_percent, sequential) in [(0, true), (u32::MAX, false)] {
         let config = duet_block_stm::ExecutorConfig {
             cheap_transactions: Some(duet_block_stm::CheapTransactions {
                 transactions: 128,
-                below_nanos,
+                worker_percent,
             }),
             contention_fallback: None,
             ..duet_block_stm::ExecutorConfig::with_threads(std::num::NonZeroUsize::new(2).unwrap())
         };
         let (output, stats) = duet_block_stm::BlockExecutor::new(&vm, config)
             .execute_block_with_stats(&block, &chain.duet);
-        assert!(output.unwrap() == one_by_one, "below {below_nanos} ns: the output differs");
+        assert!(output.unwrap() == one_by_one, "{worker_percent} %: the output differs");
+        // Either way the timed transactions' outputs stay, and none is handed over.
         if sequential {
-            assert_eq!((stats.sequential_from, stats.sequential_transactions), (Some(0), 600));
+            assert!(stats.cheap, "{stats:?}");
+            assert_eq!((stats.sequential_from, stats.sequential_transactions), (Some(256), 344));
         } else {
-            // The timed run is dropped, and the whole block runs in parallel.
+            assert!(!stats.cheap, "{stats:?}");
             assert_eq!((stats.sequential_from, stats.sequential_transactions), (None, 0));
-            assert!(stats.executions >= 600, "in parallel: {stats:?}");
         }
+        assert!(stats.executions >= 600, "{stats:?}");
     }
     assert_eq!(executed(&chain.run(&block)), 600);
 }
