@@ -36,6 +36,10 @@
 //!   sequential executor ([`ContentionFallback`]), so parallel execution is never much slower
 //!   than sequential execution; once the transactions no longer depend on each other, the rest
 //!   of the block runs in parallel again.
+//! - A block of transactions cheaper than Block-STM's own work for them (ETH transfers) runs
+//!   faster sequentially: for a VM with a sequential run of its own, the executor times a block's
+//!   first transactions both ways, on one thread in the same moment, and decides from the ratio
+//!   ([`CheapTransactions`]), so that the decision holds on a slow core as on a fast one.
 //! - One thread runs blocks sequentially, unless [`ExecutorConfig::parallel_on_one_thread`] asks
 //!   for the parallel executor on it: what the benchmarks' `--threads 1` measures (Block-STM's
 //!   own work without a second core), and a path every equivalence test runs too.
