@@ -224,62 +224,11 @@ fn a_panicking_transaction_fails_alone() {
     }
 }
 
-/// The scripts' VM with a sequential run of its own that panics.
-struct PanickingOwnRun;
-
-impl Vm for PanickingOwnRun {
-    type Transaction = Script;
-    type Key = u16;
-    type Value = u128;
-    type Output = u128;
-    type Error = testkit::ScriptError;
-
-    fn execute<View>(
-        &self,
-        txn_index: TxnIndex,
-        script: &Script,
-        view: &View,
-    ) -> Result<VmOutput<u16, u128, u128>, testkit::ScriptError>
-    where
-        View: TransactionView<Key = u16, Value = u128>,
-    {
-        SCRIPTS.execute(txn_index, script, view)
-    }
-
-    fn execute_sequentially<S>(
-        &self,
-        _transactions: &[Script],
-        _first_index: TxnIndex,
-        _storage: &S,
-    ) -> Option<Result<duet_block_stm::VmBlockOutput<Self>, BlockError<u16>>>
-    where
-        S: Storage<Key = u16, Value = u128>,
-    {
-        panic!("{SCRIPT_PANIC}: the VM's own run");
-    }
+/// The scripts' VM with a sequential run of its own: one that panics, or one that works (the
+/// scripts' one-at-a-time run).
+struct OwnRun {
+    panics: bool,
 }
-
-#[test]
-fn a_vm_whose_own_sequential_run_panics_gets_the_block_run_one_transaction_at_a_time() {
-    quiet_script_panics();
-    let storage = script_storage(8);
-    let block: Vec<Script> = (0..100)
-        .map(|index| Script(vec![Op::Read(index % 8), Op::Add((index + 1) % 8, 3)]))
-        .collect();
-    let expected = execute_sequential(&SCRIPTS, &block, &storage).unwrap();
-    // The sequential executor, a contended block handed over to it, and the timing of a
-    // block's first transactions in the VM's own run: each gives the one-at-a-time output.
-    assert_eq!(execute_sequential(&PanickingOwnRun, &block, &storage).unwrap(), expected);
-    let cheap = duet_block_stm::CheapTransactions { transactions: 8, worker_percent: 0 };
-    for fallback in fallbacks() {
-        let config = ExecutorConfig { cheap_transactions: Some(cheap), ..config(2, fallback) };
-        let output = BlockExecutor::new(&PanickingOwnRun, config).execute_block(&block, &storage);
-        assert_eq!(output.unwrap(), expected);
-    }
-}
-
-/// The scripts' VM with a sequential run of its own that works: the scripts' one-at-a-time run.
-struct OwnRun;
 
 impl Vm for OwnRun {
     type Transaction = Script;
@@ -309,6 +258,7 @@ impl Vm for OwnRun {
     where
         S: Storage<Key = u16, Value = u128>,
     {
+        assert!(!self.panics, "{SCRIPT_PANIC}: the VM's own run");
         // The scripts' outputs depend on their block index: empty scripts stand before them.
         let mut numbered = vec![Script(Vec::new()); first_index];
         numbered.extend_from_slice(transactions);
@@ -316,6 +266,26 @@ impl Vm for OwnRun {
             output.results.drain(..first_index);
             output
         }))
+    }
+}
+
+#[test]
+fn a_vm_whose_own_sequential_run_panics_gets_the_block_run_one_transaction_at_a_time() {
+    quiet_script_panics();
+    let storage = script_storage(8);
+    let block: Vec<Script> = (0..100)
+        .map(|index| Script(vec![Op::Read(index % 8), Op::Add((index + 1) % 8, 3)]))
+        .collect();
+    let expected = execute_sequential(&SCRIPTS, &block, &storage).unwrap();
+    // The sequential executor, a contended block handed over to it, and the timing of a
+    // block's first transactions in the VM's own run: each gives the one-at-a-time output.
+    assert_eq!(execute_sequential(&OwnRun { panics: true }, &block, &storage).unwrap(), expected);
+    let cheap = duet_block_stm::CheapTransactions { transactions: 8, worker_percent: 0 };
+    for fallback in fallbacks() {
+        let config = ExecutorConfig { cheap_transactions: Some(cheap), ..config(2, fallback) };
+        let output =
+            BlockExecutor::new(&OwnRun { panics: true }, config).execute_block(&block, &storage);
+        assert_eq!(output.unwrap(), expected);
     }
 }
 
@@ -342,8 +312,8 @@ fn timing_a_blocks_first_transactions_both_ways_gives_the_sequential_output_or_e
             for fallback in fallbacks() {
                 let config =
                     ExecutorConfig { cheap_transactions: Some(timing), ..config(2, fallback) };
-                let (output, stats) =
-                    BlockExecutor::new(&OwnRun, config).execute_block_with_stats(block, &storage);
+                let (output, stats) = BlockExecutor::new(&OwnRun { panics: false }, config)
+                    .execute_block_with_stats(block, &storage);
                 assert_eq!(output, expected, "{worker_percent} %, {fallback:?}");
                 if expected.is_ok() {
                     assert_eq!(stats.cheap, cheap, "{stats:?}");
