@@ -157,7 +157,8 @@ impl Default for ContentionFallback {
 /// cheaper than Block-STM's own work for it (an ETH transfer: its few reads and writes cost the
 /// parallel executor as much as the transfer itself) is faster run sequentially. Both timings are
 /// made on one thread in the same moment, so the decision holds on a slow core as on a fast one.
-/// Either way the output is the same; only the time differs.
+/// Either way the output is the same; only the time differs. Not timed with one thread (which
+/// runs the parallel executor only when [`ExecutorConfig::parallel_on_one_thread`] asks for it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheapTransactions {
     /// Transactions timed each way; only blocks of more than three times as many are timed.
@@ -444,7 +445,9 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
     {
         let Some(cheap) = self.config.cheap_transactions else { return Timed::Not };
         let count = cheap.transactions;
-        if count == 0 || transactions.len() <= count.saturating_mul(3) {
+        // One thread here runs the parallel executor because the configuration asks for it.
+        let one_thread = self.config.threads.get() <= 1;
+        if one_thread || count == 0 || transactions.len() <= count.saturating_mul(3) {
             return Timed::Not;
         }
         let started = std::time::Instant::now();

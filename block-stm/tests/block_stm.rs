@@ -329,6 +329,13 @@ fn timing_a_blocks_first_transactions_both_ways_gives_the_sequential_output_or_e
         }
     }
     assert!(blocks[1..].iter().all(|block| execute_sequential(&SCRIPTS, block, &storage).is_err()));
+    // One thread asked to run the parallel executor runs it, cheap or not.
+    let timing = duet_block_stm::CheapTransactions { transactions: 8, worker_percent: 0 };
+    let config = ExecutorConfig { cheap_transactions: Some(timing), ..config(1, None) };
+    let (output, stats) = BlockExecutor::new(&OwnRun { panics: false }, config)
+        .execute_block_with_stats(&transfers, &storage);
+    assert_eq!(output, execute_sequential(&SCRIPTS, &transfers, &storage));
+    assert_eq!((stats.cheap, stats.sequential_from), (false, None), "{stats:?}");
 }
 
 #[test]
