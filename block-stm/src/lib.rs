@@ -459,7 +459,7 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
             Some(Ok(first)) => first,
         };
         let sequential_nanos = started.elapsed().as_nanos();
-        // Timed, not handed over: executions, and no hand-over.
+        // Timing is no hand-over: the statistics count its executions only.
         let mut stats = ExecutionStats { executions: count, ..ExecutionStats::default() };
         let mut written: sequential::FastMap<_, _> = first.state_updates.into_iter().collect();
         let mut results = first.results;
