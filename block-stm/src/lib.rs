@@ -406,11 +406,12 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
                 let outcome = match first {
                     Ok((output, Some(resume))) => {
                         watch_longer(&mut fallback);
+                        let written = output.state_updates.into_iter().collect();
                         self.resume(
                             transactions,
                             storage,
                             (&mut workspace, fallback),
-                            (output, resume),
+                            (output.results, written, resume),
                             &mut stats,
                         )
                     }
@@ -419,8 +420,8 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
                 (outcome, stats)
             }
             Timed::Finished(outcome, stats) => (outcome, stats),
-            Timed::Parallel(output, timed, mut stats) => {
-                let (workspace, resume) = (&mut workspace, (output, timed));
+            Timed::Parallel(results, written, timed, mut stats) => {
+                let (workspace, resume) = (&mut workspace, (results, written, timed));
                 (
                     self.resume(transactions, storage, (workspace, fallback), resume, &mut stats),
                     stats,
@@ -450,17 +451,15 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         if one_thread || count == 0 || transactions.len() <= count.saturating_mul(3) {
             return Timed::Not;
         }
+        // Timing is no hand-over: the statistics count its executions only.
+        let mut stats = ExecutionStats { executions: count, ..ExecutionStats::default() };
         let started = std::time::Instant::now();
         let first = match sequential::own_run(self.vm, &transactions[..count], 0, storage) {
             None => return Timed::Not,
-            Some(Err(error)) => {
-                return Timed::Finished(Err(error), ExecutionStats::sequential(count))
-            }
+            Some(Err(error)) => return Timed::Finished(Err(error), stats),
             Some(Ok(first)) => first,
         };
         let sequential_nanos = started.elapsed().as_nanos();
-        // Timing is no hand-over: the statistics count its executions only.
-        let mut stats = ExecutionStats { executions: count, ..ExecutionStats::default() };
         let mut written: sequential::FastMap<_, _> = first.state_updates.into_iter().collect();
         let mut results = first.results;
         // The next ones on the calling thread alone, through the parallel executor.
@@ -480,8 +479,7 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         }
         let workers = self.config.threads.get() as u128 * u128::from(cheap.worker_percent);
         if parallel_nanos.saturating_mul(100) < workers.saturating_mul(sequential_nanos) {
-            let so_far = BlockOutput { results, state_updates: written.into_iter().collect() };
-            return Timed::Parallel(so_far, timed, stats);
+            return Timed::Parallel(results, written, timed, stats);
         }
         let base = LayeredStorage::new(storage, &written);
         let rest = sequential::execute_sequential(self.vm, &transactions[timed..], timed, &base);
@@ -522,24 +520,23 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
             .run(self.helpers(threads.saturating_sub(1)))
     }
 
-    /// Runs the rest of a block in parallel again from `resume`, where a contention hand-over
-    /// found the contention over, on top of `output` (the block's output up to there); each
-    /// later hand-over watches twice as many transactions before giving the block back.
+    /// Runs the rest of a block in parallel from `resume` (where a contention hand-over found the
+    /// contention over, or the timed transactions end), on top of the block's results and writes
+    /// up to there; each later hand-over watches twice as many transactions before giving the
+    /// block back.
     fn resume<S>(
         &self,
         transactions: &[M::Transaction],
         storage: &S,
         (workspace, mut fallback): (&mut parallel::Workspace<M>, Option<ContentionFallback>),
-        (mut output, mut resume): (VmBlockOutput<M>, TxnIndex),
+        (mut results, mut written, mut resume): (Vec<VmResult<M>>, Written<M>, TxnIndex),
         stats: &mut ExecutionStats,
     ) -> Result<VmBlockOutput<M>, BlockError<M::Key>>
     where
         S: Storage<Key = M::Key, Value = M::Value>,
     {
-        // The writes so far, as the next run's state: each run's are moved in after it, and
-        // the last run's are merged with them once, in key order.
-        let mut written: sequential::FastMap<_, _> =
-            std::mem::take(&mut output.state_updates).into_iter().collect();
+        // `written` is the next run's state: each run's writes are moved in after it, and the
+        // last run's are merged with them once, in key order.
         loop {
             let base = LayeredStorage::new(storage, &written);
             let rest = &transactions[resume..];
@@ -557,11 +554,11 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
             };
             stats.add(run_stats, resume);
             let (part, next) = run?;
-            output.results.extend(part.results);
+            results.extend(part.results);
             let Some(next) = next else {
                 let earlier = sequential::into_sorted(written);
-                output.state_updates = parallel::merge_sorted(earlier, part.state_updates);
-                return Ok(output);
+                let state_updates = parallel::merge_sorted(earlier, part.state_updates);
+                return Ok(BlockOutput { results, state_updates });
             };
             written.extend(part.state_updates);
             resume += next;
@@ -583,10 +580,16 @@ enum Timed<M: Vm> {
     Not,
     /// The block's output (they were cheap: the rest ran sequentially), or its error.
     Finished(Result<VmBlockOutput<M>, BlockError<M::Key>>, ExecutionStats),
-    /// Not cheap: the output of the timed transactions (its updates in no order), how many they
-    /// were, and their statistics; the rest runs in parallel.
-    Parallel(VmBlockOutput<M>, TxnIndex, ExecutionStats),
+    /// Not cheap: the timed transactions' results and writes, how many they were, and their
+    /// statistics; the rest runs in parallel.
+    Parallel(Vec<VmResult<M>>, Written<M>, TxnIndex, ExecutionStats),
 }
+
+/// A transaction's result, of a VM.
+type VmResult<M> = TransactionResult<<M as Vm>::Output, <M as Vm>::Error>;
+
+/// The writes of a block's first transactions, the state of the runs after them.
+type Written<M> = sequential::FastMap<<M as Vm>::Key, Option<<M as Vm>::Value>>;
 
 /// Writes kept over a [`LayeredStorage`]'s base: a key's entry (`None`: deleted) hides the base's.
 pub trait Overlay<K, V>: Sync {

@@ -804,12 +804,16 @@ impl Loader {
     /// nothing for others (a VM for free calls: a call publishing ever new modules would
     /// empty the set).
     pub(crate) fn remember_verified(&self, blobs: &[Vec<u8>]) {
+        if !self.keeps_deserialized {
+            return; // Nothing to remember, so no key to hash.
+        }
         for blob in blobs {
-            self.remember_verified_key(VerifiedModules::key(&self.verifier_config_text, blob));
+            VERIFIED_MODULES.insert(VerifiedModules::key(&self.verifier_config_text, blob));
         }
     }
 
-    /// Duet: `remember_verified` of the module whose `VerifiedModules::key` is `key`.
+    /// Duet: records the module whose `VerifiedModules::key` is `key` as verified, as
+    /// `remember_verified` does (the load path has its key already).
     fn remember_verified_key(&self, key: [u8; 32]) {
         if self.keeps_deserialized {
             VERIFIED_MODULES.insert(key);
