@@ -393,71 +393,71 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
         let mut workspace =
             self.workspace.lock().take().unwrap_or_else(|| Box::new(parallel::Workspace::new()));
         let mut fallback = self.config.contention_fallback;
-        let (outcome, stats) = match self.time_cheapness(transactions, storage, &mut workspace) {
-            Timed::Not => {
-                let threads = self.config.threads.get();
-                let (first, mut stats) = self.run_parallel(
-                    (transactions, 0),
-                    storage,
-                    &mut workspace,
-                    fallback,
-                    threads,
-                );
-                let outcome = match first {
-                    Ok((output, Some(resume))) => {
-                        watch_longer(&mut fallback);
-                        let written = output.state_updates.into_iter().collect();
-                        self.resume(
-                            transactions,
-                            storage,
-                            (&mut workspace, fallback),
-                            (output.results, written, resume),
-                            &mut stats,
-                        )
-                    }
-                    other => other.map(|(output, _)| output),
-                };
-                (outcome, stats)
-            }
-            Timed::Finished(outcome, stats) => (outcome, stats),
-            Timed::Parallel(results, written, timed, mut stats) => {
-                let (workspace, resume) = (&mut workspace, (results, written, timed));
-                (
-                    self.resume(transactions, storage, (workspace, fallback), resume, &mut stats),
-                    stats,
-                )
+        let progress =
+            self.time_cheapness(transactions, storage, &mut workspace).unwrap_or_else(|| {
+                self.run_whole(transactions, storage, &mut workspace, &mut fallback)
+            });
+        let (outcome, stats) = match progress {
+            Progress::Finished(outcome, stats) => (outcome, stats),
+            Progress::Resume(results, written, from, mut stats) => {
+                let (run_in, so_far) = ((&mut *workspace, fallback), (results, written, from));
+                (self.resume(transactions, storage, run_in, so_far, &mut stats), stats)
             }
         };
         *self.workspace.lock() = Some(workspace);
         (outcome, stats)
     }
 
+    /// Runs the whole block in parallel, to its output or to a contention hand-over (after which
+    /// a later hand-over watches twice as many transactions).
+    fn run_whole<S>(
+        &self,
+        transactions: &[M::Transaction],
+        storage: &S,
+        workspace: &mut parallel::Workspace<M>,
+        fallback: &mut Option<ContentionFallback>,
+    ) -> Progress<M>
+    where
+        S: Storage<Key = M::Key, Value = M::Value>,
+    {
+        let threads = self.config.threads.get();
+        let (run, stats) =
+            self.run_parallel((transactions, 0), storage, workspace, *fallback, threads);
+        match run {
+            Ok((output, Some(resume))) => {
+                watch_longer(fallback);
+                let written = output.state_updates.into_iter().collect();
+                Progress::Resume(output.results, written, resume, stats)
+            }
+            other => Progress::Finished(other.map(|(output, _)| output), stats),
+        }
+    }
+
     /// Times the block's first transactions both ways, if the VM has a sequential run of its own
     /// and the configuration asks (see [`CheapTransactions`]); if they were cheap, runs the rest
-    /// of the block sequentially.
+    /// of the block sequentially. `None` if not timed.
     fn time_cheapness<S>(
         &self,
         transactions: &[M::Transaction],
         storage: &S,
         workspace: &mut parallel::Workspace<M>,
-    ) -> Timed<M>
+    ) -> Option<Progress<M>>
     where
         S: Storage<Key = M::Key, Value = M::Value>,
     {
-        let Some(cheap) = self.config.cheap_transactions else { return Timed::Not };
+        let cheap = self.config.cheap_transactions?;
         let count = cheap.transactions;
         // One thread here runs the parallel executor because the configuration asks for it.
         let one_thread = self.config.threads.get() <= 1;
         if one_thread || count == 0 || transactions.len() <= count.saturating_mul(3) {
-            return Timed::Not;
+            return None;
         }
         // Timing is no hand-over: the statistics count its executions only.
         let mut stats = ExecutionStats { executions: count, ..ExecutionStats::default() };
         let started = std::time::Instant::now();
-        let first = match sequential::own_run(self.vm, &transactions[..count], 0, storage) {
-            None => return Timed::Not,
-            Some(Err(error)) => return Timed::Finished(Err(error), stats),
-            Some(Ok(first)) => first,
+        let first = match sequential::own_run(self.vm, &transactions[..count], 0, storage)? {
+            Err(error) => return Some(Progress::Finished(Err(error), stats)),
+            Ok(first) => first,
         };
         let sequential_nanos = started.elapsed().as_nanos();
         let mut written: sequential::FastMap<_, _> = first.state_updates.into_iter().collect();
@@ -475,11 +475,11 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
                 results.extend(second.results);
                 written.extend(second.state_updates);
             }
-            Err(error) => return Timed::Finished(Err(error), stats),
+            Err(error) => return Some(Progress::Finished(Err(error), stats)),
         }
         let workers = self.config.threads.get() as u128 * u128::from(cheap.worker_percent);
         if parallel_nanos.saturating_mul(100) < workers.saturating_mul(sequential_nanos) {
-            return Timed::Parallel(results, written, timed, stats);
+            return Some(Progress::Resume(results, written, timed, stats));
         }
         let base = LayeredStorage::new(storage, &written);
         let rest = sequential::execute_sequential(self.vm, &transactions[timed..], timed, &base);
@@ -493,7 +493,7 @@ impl<'vm, M: Vm> BlockExecutor<'vm, M> {
                 state_updates: parallel::merge_sorted(earlier, rest.state_updates),
             }
         });
-        Timed::Finished(outcome, stats)
+        Some(Progress::Finished(outcome, stats))
     }
 
     /// Whether `transactions` are too few to run in parallel.
@@ -574,21 +574,21 @@ fn watch_longer(fallback: &mut Option<ContentionFallback>) {
     }
 }
 
-/// What timing a block's first transactions both ways came to (see [`CheapTransactions`]).
-enum Timed<M: Vm> {
-    /// Not timed: the whole block runs in parallel.
-    Not,
-    /// The block's output (they were cheap: the rest ran sequentially), or its error.
+/// Where a block's execution stands after its first run (timing its first transactions, or the
+/// whole block in parallel).
+enum Progress<M: Vm> {
+    /// The block's output, or its error.
     Finished(Result<VmBlockOutput<M>, BlockError<M::Key>>, ExecutionStats),
-    /// Not cheap: the timed transactions' results and writes, how many they were, and their
-    /// statistics; the rest runs in parallel.
-    Parallel(Vec<VmResult<M>>, Written<M>, TxnIndex, ExecutionStats),
+    /// The results and writes of the transactions before an index (the timed ones, not cheap;
+    /// or those before a contention hand-over found the contention over), the index, and the
+    /// statistics so far: the rest runs in parallel.
+    Resume(Vec<VmResult<M>>, Written<M>, TxnIndex, ExecutionStats),
 }
 
 /// A transaction's result, of a VM.
 type VmResult<M> = TransactionResult<<M as Vm>::Output, <M as Vm>::Error>;
 
-/// The writes of a block's first transactions, the state of the runs after them.
+/// The writes of a block's transactions so far, the state of the runs after them.
 type Written<M> = sequential::FastMap<<M as Vm>::Key, Option<<M as Vm>::Value>>;
 
 /// Writes kept over a [`LayeredStorage`]'s base: a key's entry (`None`: deleted) hides the base's.
