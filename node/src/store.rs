@@ -893,6 +893,12 @@ impl Store {
                 &read
             }
         };
+        // Each family's entries go into the batch in key order: RocksDB inserts a batch's
+        // entries into a family's skip list one after another, starting each search where the
+        // last one ended, so that keys in order cost a step or two each where keys in random
+        // order (hashes) cost a search of the whole list.
+        let mut states = Vec::with_capacity(commit.state.len());
+        let mut histories = Vec::with_capacity(commit.state.len());
         for ((key, value), before) in commit.state.iter().zip(previous) {
             // The value before the block (empty: absent), for reads of the blocks before it.
             let before = before.as_ref().map_or_else(Vec::new, StateValue::encode);
@@ -900,7 +906,15 @@ impl Store {
             let encoded = key.encode();
             let history_key =
                 history_key_of(alloy_primitives::keccak256(&encoded), commit.block.number);
+            histories.push((history_key, before));
+            states.push((encoded, value));
+        }
+        histories.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+        for (history_key, before) in histories {
             batch.put_cf(history, history_key, before);
+        }
+        states.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+        for (encoded, value) in states {
             match value {
                 Some(value) => batch.put_cf(state, &encoded, value.encode()),
                 None => batch.delete_cf(state, &encoded),
@@ -909,9 +923,12 @@ impl Store {
         let number = commit.block.number.to_be_bytes();
         batch.put_cf(self.family(BLOCKS), number, encode_record(commit.block));
         batch.put_cf(self.family(BLOCK_HASHES), commit.block.hash, number);
-        for transaction in commit.transactions {
+        let mut transactions: Vec<&TransactionRecord> = commit.transactions.iter().collect();
+        transactions.sort_unstable_by_key(|transaction| transaction.hash);
+        for transaction in transactions {
             batch.put_cf(self.family(TRANSACTIONS), transaction.hash, encode_record(transaction));
         }
+        // In key order already: a map by position, whose keys encode in the same order.
         self.add_nodes(&mut batch, commit.nodes);
         for hash in commit.settled {
             batch.delete_cf(self.family(PENDING), hash);
