@@ -909,7 +909,7 @@ impl Store {
             histories.push((history_key, before));
             states.push((encoded, value));
         }
-        histories.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+        histories.sort_unstable_by_key(|(history_key, _)| *history_key);
         for (history_key, before) in histories {
             batch.put_cf(history, history_key, before);
         }
