@@ -627,7 +627,7 @@ impl Chain {
             let update = merkle::update(&store, merkle::leaves(&state))?;
             block.seal(update.root, []);
             // The genesis state holds the framework's modules: its code is block 0's.
-            let notes = CommitNotes { previous: None, publishes: true };
+            let notes = CommitNotes { publishes: true, ..CommitNotes::default() };
             let genesis = BlockCommit {
                 block: &block,
                 transactions: &[],
@@ -1437,9 +1437,9 @@ impl Chain {
             .map_err(|error| format!("block {number}: {error}"))?;
         block.set_roots(&records);
         let mut cache = self.tree.lock();
-        let update =
-            merkle::update(&cache.over(&self.store), merkle::leaves(&output.state_updates))
-                .map_err(|error| format!("block {number}: {error}"))?;
+        let leaves: Vec<_> = merkle::leaves(&output.state_updates).collect();
+        let update = merkle::update(&cache.over(&self.store), leaves.iter().copied())
+            .map_err(|error| format!("block {number}: {error}"))?;
         block.seal(update.root, records.iter().map(|record| &record.raw));
         for record in &mut records {
             record.block_hash = block.hash;
@@ -1470,7 +1470,11 @@ impl Chain {
                     settled: &settled,
                     nodes: &update.writes,
                 },
-                CommitNotes { previous: Some(&previous), publishes: published },
+                CommitNotes {
+                    previous: Some(&previous),
+                    leaves: Some(&leaves),
+                    publishes: published,
+                },
                 || *self.head.write() = Arc::clone(&block),
             )
             .map_err(|error| {

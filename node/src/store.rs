@@ -332,6 +332,10 @@ pub struct CommitNotes<'a> {
     /// The values the state updates replace, in their order, read before the commit (which
     /// reads them itself otherwise).
     pub previous: Option<&'a [Option<StateValue>]>,
+    /// The state tree's leaves of the state updates ([`crate::merkle::leaves`]), in their
+    /// order: their commitment keys key the history too (the commit hashes each key itself
+    /// otherwise).
+    pub leaves: Option<&'a [(B256, Option<B256>)]>,
     /// Whether the block publishes Move modules ([`Store::last_code_change`]).
     pub publishes: bool,
 }
@@ -899,13 +903,16 @@ impl Store {
         // order (hashes) cost a search of the whole list.
         let mut states = Vec::with_capacity(commit.state.len());
         let mut histories = Vec::with_capacity(commit.state.len());
-        for ((key, value), before) in commit.state.iter().zip(previous) {
+        let leaves = notes.leaves.filter(|leaves| leaves.len() == commit.state.len());
+        for (at, ((key, value), before)) in commit.state.iter().zip(previous).enumerate() {
             // The value before the block (empty: absent), for reads of the blocks before it.
             let before = before.as_ref().map_or_else(Vec::new, StateValue::encode);
-            // Encoded once, for the state and (hashed) for the history.
+            // Encoded once, for the state and (hashed, unless the leaves have the hash) for the
+            // history.
             let encoded = key.encode();
-            let history_key =
-                history_key_of(alloy_primitives::keccak256(&encoded), commit.block.number);
+            let commitment =
+                leaves.map_or_else(|| alloy_primitives::keccak256(&encoded), |leaves| leaves[at].0);
+            let history_key = history_key_of(commitment, commit.block.number);
             histories.push((history_key, before));
             states.push((encoded, value));
         }
